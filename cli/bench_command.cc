@@ -1,0 +1,85 @@
+#include "cli/bench_command.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "cli/cli_common.h"
+#include "cli/model_loading.h"
+
+namespace accullm::cli {
+
+namespace {
+
+struct BenchFlags {
+  std::string model;
+  int64_t prompt_tokens = 128;
+  int64_t gen_tokens = 64;
+  int repeat = 3;
+  int threads = 0;
+};
+
+int RunBench(const BenchFlags& f) {
+  using Clock = std::chrono::steady_clock;
+  const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
+  auto t_load = Clock::now();
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false);
+  if (!loaded.ok()) return ReportError(loaded.status());
+  const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
+  Transformer& model = *loaded->transformer;
+  const ModelConfig& c = model.config();
+  if (f.prompt_tokens + f.gen_tokens > c.max_position_embeddings) {
+    return ReportError(absl::InvalidArgumentError("--prompt-tokens + --gen-tokens exceed the model's context"));
+  }
+  // Deterministic pseudo-random ids: benchmarks need no tokenizer.
+  std::vector<int32_t> prompt(static_cast<size_t>(f.prompt_tokens));
+  uint64_t state = 0x9e3779b97f4a7c15ull;
+  for (auto& id : prompt) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    id = static_cast<int32_t>((state >> 33) % static_cast<uint64_t>(c.vocab_size));
+  }
+  std::vector<float> logits(static_cast<size_t>(c.vocab_size));
+  double best_prefill = 1e30, best_decode = 1e30;
+  for (int rep = 0; rep < std::max(1, f.repeat); ++rep) {
+    KvCache cache = model.NewCache(f.prompt_tokens + f.gen_tokens);
+    auto t0 = Clock::now();
+    if (auto s = model.Forward(prompt.data(), f.prompt_tokens, cache, logits.data()); !s.ok()) return ReportError(s);
+    auto t1 = Clock::now();
+    int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    for (int64_t i = 0; i < f.gen_tokens; ++i) {
+      if (auto s = model.Forward(&next, 1, cache, logits.data()); !s.ok()) return ReportError(s);
+      next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    }
+    auto t2 = Clock::now();
+    best_prefill = std::min(best_prefill, std::chrono::duration<double>(t1 - t0).count());
+    best_decode = std::min(best_decode, std::chrono::duration<double>(t2 - t1).count());
+  }
+  const double prefill_tps = f.prompt_tokens / best_prefill;
+  const double decode_tps = f.gen_tokens / best_decode;
+  const double gbs = decode_tps * static_cast<double>(model.weight_bytes_per_token()) / 1e9;
+  std::printf("model: %s\n", dir.c_str());
+  std::printf("geometry: hidden %lld, intermediate %lld, layers %lld, heads %lld/%lld kv, vocab %lld\n",
+              (long long)c.hidden_size, (long long)c.intermediate_size, (long long)c.num_layers,
+              (long long)c.num_heads, (long long)c.num_kv_heads, (long long)c.vocab_size);
+  std::printf("threads: %d, load: %.2f s, best of %d runs\n", loaded->pool->size(), load_s, std::max(1, f.repeat));
+  std::printf("prefill: %lld tokens, %.1f tokens/s\n", (long long)f.prompt_tokens, prefill_tps);
+  std::printf("decode: %lld tokens, %.2f tokens/s, %.2f GB/s of weights streamed\n", (long long)f.gen_tokens,
+              decode_tps, gbs);
+  return 0;
+}
+
+}  // namespace
+
+void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
+  auto flags = std::make_shared<BenchFlags>();
+  CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode tokens/s of a model");
+  cmd->footer("Uses pseudo-random prompt ids (no tokenizer needed); reports the best of --repeat runs.");
+  cmd->add_option("--model", flags->model, "Model directory (default: the embedded model)");
+  cmd->add_option("--prompt-tokens", flags->prompt_tokens, "Prompt length")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--gen-tokens", flags->gen_tokens, "Tokens to decode")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--repeat", flags->repeat, "Runs; the best is reported")->capture_default_str();
+  cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
+  cmd->callback([&run, flags] { run = [flags] { return RunBench(*flags); }; });
+}
+
+}  // namespace accullm::cli

@@ -1,0 +1,40 @@
+#include "cli/cli_common.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace accullm::cli {
+
+std::string DefaultModelDir() {
+  if (const char* env = std::getenv("ACCULLM_MODEL"); env != nullptr && *env != '\0') return env;
+  return ACCULLM_DEFAULT_MODEL_DIR;
+}
+
+absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text) {
+  std::vector<int32_t> ids;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    int32_t id;
+    if (!absl::SimpleAtoi(part, &id) || id < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid token id \"", part, "\" in id list"));
+    }
+    ids.push_back(id);
+  }
+  if (ids.empty()) return absl::InvalidArgumentError("empty id list");
+  return ids;
+}
+
+int ReportError(const absl::Status& status) {
+  std::string msg(status.message());
+  for (char& c : msg)
+    if (c == '\n') c = ' ';
+  std::fprintf(stderr, "error: %s\n", msg.c_str());
+  return 1;
+}
+
+}  // namespace accullm::cli

@@ -1,0 +1,22 @@
+// Small pieces shared by the accullm subcommands.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace accullm::cli {
+
+// The embedded default model: $ACCULLM_MODEL, else the one shipped in the repository.
+std::string DefaultModelDir();
+
+// "1,2,3" → ids; whitespace around commas allowed; clear errors otherwise.
+absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text);
+
+// Prints "error: <message>" on one line to stderr and returns the exit status 1.
+int ReportError(const absl::Status& status);
+
+}  // namespace accullm::cli

@@ -1,0 +1,36 @@
+// accullm: the command-line entry point. Each subcommand lives in its own file.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <functional>
+
+#include "cli/bench_command.h"
+#include "cli/generate_command.h"
+#include "cli/logits_command.h"
+#include "cli/tokenize_command.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"AccuLLM: serve large language models at low-bit speed with full-precision answers"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "accullm 0.1.0");
+  app.footer("Run `accullm COMMAND --help` for a command's options. With no --model the embedded\n"
+             "default model (a small Llama trained on TinyStories) is used.");
+  std::function<int()> run;
+  accullm::cli::AddGenerateCommand(app, run);
+  accullm::cli::AddTokenizeCommand(app, run);
+  accullm::cli::AddLogitsCommand(app, run);
+  accullm::cli::AddBenchCommand(app, run);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, like every other failure.
+    std::fprintf(stderr, "error: %s (see --help)\n", e.what());
+    return e.get_exit_code() != 0 ? e.get_exit_code() : 2;
+  }
+  return run ? run() : 2;
+}

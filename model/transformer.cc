@@ -1,0 +1,229 @@
+#include "model/transformer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status.h"
+
+namespace accullm {
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, const std::string& prefix,
+                                                     int64_t out, int64_t in, bool has_bias) {
+  ASSIGN_OR_RETURN(TensorView w, store.Get(prefix + ".weight"));
+  if (w.shape != std::vector<int64_t>{out, in}) {
+    return absl::InvalidArgumentError(absl::StrCat(w.file, ": tensor \"", w.name, "\" has shape [",
+                                                   absl::StrJoin(w.shape, ", "), "] but config.json implies [",
+                                                   out, ", ", in, "]"));
+  }
+  TensorView b;
+  if (has_bias) {
+    ASSIGN_OR_RETURN(b, store.Get(prefix + ".bias"));
+  }
+  ASSIGN_OR_RETURN(auto lin, DenseLinear::Create(w, has_bias ? &b : nullptr));
+  return std::unique_ptr<LinearOp>(std::move(lin));
+}
+
+absl::StatusOr<std::vector<float>> LoadVector(const TensorStore& store, const std::string& name, int64_t n) {
+  ASSIGN_OR_RETURN(TensorView t, store.Get(name));
+  if (t.shape != std::vector<int64_t>{n}) {
+    return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", name, "\" has shape [",
+                                                   absl::StrJoin(t.shape, ", "), "] but config.json implies [", n, "]"));
+  }
+  return TensorToF32(t, n);
+}
+
+}  // namespace
+
+void RmsNorm(const float* x, const float* w, int64_t n, int64_t d, double eps, float* out) {
+  for (int64_t r = 0; r < n; ++r) {
+    const float* xr = x + r * d;
+    float* o = out + r * d;
+    float ss = 0.f;
+    for (int64_t i = 0; i < d; ++i) ss += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(d) + static_cast<float>(eps));
+    for (int64_t i = 0; i < d; ++i) o[i] = (xr[i] * inv) * w[i];
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string& dir, ThreadPool* pool) {
+  ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::Load(dir));
+  auto t = std::unique_ptr<Transformer>(new Transformer(std::move(config), pool));
+  const ModelConfig& c = t->config_;
+  ASSIGN_OR_RETURN(t->store_, TensorStore::OpenDirectory(dir));
+  const TensorStore& s = *t->store_;
+  const int64_t h = c.hidden_size, q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
+
+  ASSIGN_OR_RETURN(t->embed_, s.Get("model.embed_tokens.weight"));
+  if (t->embed_.shape != std::vector<int64_t>{c.vocab_size, h}) {
+    return absl::InvalidArgumentError(absl::StrCat(t->embed_.file, ": model.embed_tokens.weight has shape [",
+                                                   absl::StrJoin(t->embed_.shape, ", "),
+                                                   "] but config.json implies [", c.vocab_size, ", ", h, "]"));
+  }
+  if (t->embed_.dtype != DType::kF32 && t->embed_.dtype != DType::kF16 && t->embed_.dtype != DType::kBF16) {
+    return absl::InvalidArgumentError("model.embed_tokens.weight must be F32, F16 or BF16");
+  }
+  t->layers_.resize(static_cast<size_t>(c.num_layers));
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    TransformerLayer& L = t->layers_[l];
+    ASSIGN_OR_RETURN(L.attn_norm, LoadVector(s, p + "input_layernorm.weight", h));
+    ASSIGN_OR_RETURN(L.mlp_norm, LoadVector(s, p + "post_attention_layernorm.weight", h));
+    ASSIGN_OR_RETURN(L.q, LoadLinear(s, p + "self_attn.q_proj", q_dim, h, c.attention_bias));
+    ASSIGN_OR_RETURN(L.k, LoadLinear(s, p + "self_attn.k_proj", kv_dim, h, c.attention_bias));
+    ASSIGN_OR_RETURN(L.v, LoadLinear(s, p + "self_attn.v_proj", kv_dim, h, c.attention_bias));
+    ASSIGN_OR_RETURN(L.o, LoadLinear(s, p + "self_attn.o_proj", h, q_dim, false));
+    ASSIGN_OR_RETURN(L.gate, LoadLinear(s, p + "mlp.gate_proj", c.intermediate_size, h, c.mlp_bias));
+    ASSIGN_OR_RETURN(L.up, LoadLinear(s, p + "mlp.up_proj", c.intermediate_size, h, c.mlp_bias));
+    ASSIGN_OR_RETURN(L.down, LoadLinear(s, p + "mlp.down_proj", h, c.intermediate_size, c.mlp_bias));
+  }
+  ASSIGN_OR_RETURN(t->final_norm_, LoadVector(s, "model.norm.weight", h));
+  if (c.tie_word_embeddings && !s.Has("lm_head.weight")) {
+    ASSIGN_OR_RETURN(auto head, DenseLinear::Create(t->embed_, nullptr));
+    t->lm_head_ = std::move(head);
+  } else {
+    ASSIGN_OR_RETURN(t->lm_head_, LoadLinear(s, "lm_head", c.vocab_size, h, false));
+  }
+  return t;
+}
+
+KvCache Transformer::NewCache(int64_t capacity) const {
+  if (capacity <= 0) capacity = config_.max_position_embeddings;
+  return KvCache(config_.num_layers, kv_dim(), capacity);
+}
+
+size_t Transformer::weight_bytes_per_token() const {
+  size_t total = lm_head_->weight_bytes();
+  for (const auto& L : layers_) {
+    for (const LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()})
+      total += op->weight_bytes();
+  }
+  return total;
+}
+
+absl::Status Transformer::Embed(const int32_t* tokens, int64_t n, float* hidden) const {
+  const int64_t h = config_.hidden_size;
+  const size_t row_bytes = static_cast<size_t>(h) * DTypeSize(embed_.dtype);
+  for (int64_t i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[i], " is outside the vocabulary [0, ",
+                                                     config_.vocab_size, ")"));
+    }
+    ConvertToF32(embed_.dtype, embed_.data + row_bytes * tokens[i], hidden + i * h, static_cast<size_t>(h));
+  }
+  return absl::OkStatus();
+}
+
+void Transformer::Attention(int64_t layer, const float* x, int64_t n, int64_t start_pos, KvCache& cache,
+                            float* out) {
+  const ModelConfig& c = config_;
+  const TransformerLayer& L = layers_[layer];
+  const int64_t hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads, group = nh / nkv;
+  const int64_t q_dim = nh * hd, kvd = nkv * hd;
+  std::vector<float> q(static_cast<size_t>(n * q_dim)), k(static_cast<size_t>(n * kvd)),
+      v(static_cast<size_t>(n * kvd)), ctx(static_cast<size_t>(n * q_dim));
+  L.q->Forward(x, n, q.data(), *pool_);
+  L.k->Forward(x, n, k.data(), *pool_);
+  L.v->Forward(x, n, v.data(), *pool_);
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t pos = start_pos + t;
+    rope_.Apply(q.data() + t * q_dim, nh, pos);
+    rope_.Apply(k.data() + t * kvd, nkv, pos);
+    std::copy_n(k.data() + t * kvd, kvd, cache.k(layer, pos));
+    std::copy_n(v.data() + t * kvd, kvd, cache.v(layer, pos));
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // One work item per (token, head): causal attention over positions [0, pos].
+  pool_->ParallelFor(n * nh, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(static_cast<size_t>(start_pos + n));
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t t = item / nh, head = item % nh, kvh = head / group;
+      const int64_t pos = start_pos + t;
+      const float* qh = q.data() + t * q_dim + head * hd;
+      float mx = -INFINITY;
+      for (int64_t j = 0; j <= pos; ++j) {
+        const float* kj = cache.k(layer, j) + kvh * hd;
+        float s = 0.f;
+        for (int64_t d = 0; d < hd; ++d) s += qh[d] * kj[d];
+        s *= scale;
+        scores[j] = s;
+        mx = std::max(mx, s);
+      }
+      float sum = 0.f;
+      for (int64_t j = 0; j <= pos; ++j) {
+        scores[j] = std::exp(scores[j] - mx);
+        sum += scores[j];
+      }
+      const float inv = 1.0f / sum;
+      float* o = ctx.data() + t * q_dim + head * hd;
+      std::fill_n(o, hd, 0.f);
+      for (int64_t j = 0; j <= pos; ++j) {
+        const float p = scores[j] * inv;
+        const float* vj = cache.v(layer, j) + kvh * hd;
+        for (int64_t d = 0; d < hd; ++d) o[d] += p * vj[d];
+      }
+    }
+  });
+  L.o->Forward(ctx.data(), n, out, *pool_);
+}
+
+void Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
+  const TransformerLayer& L = layers_[layer];
+  const int64_t inter = config_.intermediate_size;
+  std::vector<float> gate(static_cast<size_t>(n * inter)), up(static_cast<size_t>(n * inter));
+  L.gate->Forward(x, n, gate.data(), *pool_);
+  L.up->Forward(x, n, up.data(), *pool_);
+  for (size_t i = 0; i < gate.size(); ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.0f + std::exp(-g)) * up[i];  // SiLU(gate) * up
+  }
+  L.down->Forward(gate.data(), n, out, *pool_);
+}
+
+void Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, float* hidden, int64_t n, int64_t start_pos,
+                            KvCache& cache) {
+  const int64_t h = config_.hidden_size;
+  cache.Reserve(start_pos + n);
+  std::vector<float> normed(static_cast<size_t>(n * h)), delta(static_cast<size_t>(n * h));
+  for (int64_t l = layer_begin; l < layer_end; ++l) {
+    RmsNorm(hidden, layers_[l].attn_norm.data(), n, h, config_.rms_norm_eps, normed.data());
+    Attention(l, normed.data(), n, start_pos, cache, delta.data());
+    for (size_t i = 0; i < delta.size(); ++i) hidden[i] += delta[i];
+    RmsNorm(hidden, layers_[l].mlp_norm.data(), n, h, config_.rms_norm_eps, normed.data());
+    Mlp(l, normed.data(), n, delta.data());
+    for (size_t i = 0; i < delta.size(); ++i) hidden[i] += delta[i];
+  }
+}
+
+void Transformer::Head(const float* hidden, int64_t n, float* logits) {
+  const int64_t h = config_.hidden_size;
+  std::vector<float> normed(static_cast<size_t>(n * h));
+  RmsNorm(hidden, final_norm_.data(), n, h, config_.rms_norm_eps, normed.data());
+  lm_head_->Forward(normed.data(), n, logits, *pool_);
+}
+
+absl::Status Transformer::Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* logits,
+                                  bool all_positions) {
+  if (n <= 0) return absl::InvalidArgumentError("no tokens to run");
+  const int64_t start = cache.length();
+  if (start + n > cache.capacity()) {
+    return absl::OutOfRangeError(absl::StrCat("sequence of ", start + n, " tokens exceeds the context of ",
+                                              cache.capacity(), " positions"));
+  }
+  const int64_t h = config_.hidden_size;
+  std::vector<float> hidden(static_cast<size_t>(n * h));
+  RETURN_IF_ERROR(Embed(tokens, n, hidden.data()));
+  RunLayers(0, config_.num_layers, hidden.data(), n, start, cache);
+  cache.set_length(start + n);
+  if (all_positions) {
+    Head(hidden.data(), n, logits);
+  } else {
+    Head(hidden.data() + (n - 1) * h, 1, logits);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace accullm

@@ -1,0 +1,69 @@
+// A Llama-family decoder (llama, mistral, qwen2): RMSNorm, RoPE, grouped-query attention
+// with a KV cache, SwiGLU MLP. FP32 compute over F32/F16/BF16 weights used in place from
+// the mmap'd checkpoint. Split into Embed / RunLayers / Head so a pipeline stage can run a
+// contiguous range of layers.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/thread_pool.h"
+#include "model/kv_cache.h"
+#include "model/linear.h"
+#include "model/model_config.h"
+#include "model/rope.h"
+#include "model/safetensors.h"
+
+namespace accullm {
+
+struct TransformerLayer {
+  std::vector<float> attn_norm, mlp_norm;
+  std::unique_ptr<LinearOp> q, k, v, o, gate, up, down;
+};
+
+class Transformer {
+ public:
+  // Loads config.json and the safetensors weights of `dir`, checking every shape.
+  static absl::StatusOr<std::unique_ptr<Transformer>> Load(const std::string& dir, ThreadPool* pool);
+
+  const ModelConfig& config() const { return config_; }
+  int64_t kv_dim() const { return config_.num_kv_heads * config_.head_dim; }
+  KvCache NewCache(int64_t capacity = 0) const;
+
+  // Runs `n` tokens at positions cache.length() .. + n - 1 and appends them to the cache.
+  // Writes logits [n, vocab] when all_positions, else only the last token's [vocab].
+  absl::Status Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* logits,
+                       bool all_positions = false);
+
+  // Pipeline pieces. hidden is [n, hidden_size].
+  absl::Status Embed(const int32_t* tokens, int64_t n, float* hidden) const;
+  void RunLayers(int64_t layer_begin, int64_t layer_end, float* hidden, int64_t n, int64_t start_pos,
+                 KvCache& cache);
+  void Head(const float* hidden, int64_t n, float* logits);  // final norm + LM head
+
+  // Bytes of weights streamed per decoded token (bandwidth figures in benchmarks).
+  size_t weight_bytes_per_token() const;
+
+ private:
+  Transformer(ModelConfig c, ThreadPool* pool) : config_(std::move(c)), pool_(pool), rope_(config_) {}
+  void Attention(int64_t layer, const float* x, int64_t n, int64_t start_pos, KvCache& cache, float* out);
+  void Mlp(int64_t layer, const float* x, int64_t n, float* out);
+
+  ModelConfig config_;
+  ThreadPool* pool_;
+  Rope rope_;
+  std::unique_ptr<TensorStore> store_;
+  TensorView embed_;
+  std::vector<TransformerLayer> layers_;
+  std::vector<float> final_norm_;
+  std::unique_ptr<LinearOp> lm_head_;
+};
+
+// RMSNorm of `n` rows of width `d`: out = x / sqrt(mean(x²) + eps) * w.
+void RmsNorm(const float* x, const float* w, int64_t n, int64_t d, double eps, float* out);
+
+}  // namespace accullm

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One-time setup of a fresh Debian 12 machine for AccuLLM: installs every Debian package the
+# project needs, the npm test oracles (into tests/oracles/node_modules), then configures and
+# builds into ./build. Safe to run again: it only installs what is missing.
+#
+#   scripts/setup.sh            # packages + npm oracles + build
+#   scripts/setup.sh --no-build # packages + npm oracles only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libboost1.81-dev libboost-json1.81-dev
+  libabsl-dev libcli11-dev libspdlog-dev libfmt-dev
+  libopenmpi-dev openmpi-bin
+  prometheus-cpp-dev libhwy-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-numpy libopenblas0-pthread
+)
+# Node.js runs the npm test oracles; a machine that already has node and npm (e.g. from
+# NodeSource, whose nodejs conflicts with Debian's npm) keeps them.
+if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(nodejs npm); fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# npm oracles: independent implementations the tests compare against (installed from the
+# lockfile so every machine tests against the same versions).
+if [ -f tests/oracles/package.json ] && [ ! -d tests/oracles/node_modules ]; then
+  echo "setup: installing npm test oracles"
+  (cd tests/oracles && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+if [ "${1:-}" != "--no-build" ]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+  cmake --build build -j "${ACCULLM_JOBS:-2}"
+fi
+echo "setup: done"

@@ -1,0 +1,64 @@
+// The SIMD linear kernel against its scalar reference, for every weight dtype and awkward sizes.
+#include <random>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/linear_kernels.h"
+
+namespace accullm::kernels {
+namespace {
+
+struct Case {
+  DType dtype;
+  int64_t in, out, n;
+};
+
+class LinearKernelsTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(LinearKernelsTest, SimdMatchesScalarReference) {
+  const Case c = GetParam();
+  std::mt19937 rng(42);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<float> wf(c.in * c.out), x(c.in * c.n);
+  for (auto& v : wf) v = normal(rng);
+  for (auto& v : x) v = normal(rng);
+  std::vector<uint8_t> w(c.in * c.out * DTypeSize(c.dtype));
+  for (size_t i = 0; i < wf.size(); ++i) {
+    if (c.dtype == DType::kF32) reinterpret_cast<float*>(w.data())[i] = wf[i];
+    if (c.dtype == DType::kF16) reinterpret_cast<uint16_t*>(w.data())[i] = F32ToF16(wf[i]);
+    if (c.dtype == DType::kBF16) reinterpret_cast<uint16_t*>(w.data())[i] = F32ToBf16(wf[i]);
+  }
+  std::vector<float> fast(c.n * c.out, -1.f), ref(c.n * c.out, -2.f);
+  LinearRows(c.dtype, w.data(), c.in, x.data(), c.n, 0, c.out, fast.data(), c.out);
+  LinearRowsScalar(c.dtype, w.data(), c.in, x.data(), c.n, 0, c.out, ref.data(), c.out);
+  for (size_t i = 0; i < ref.size(); ++i) {
+    // Different summation order only: error grows like sqrt(in) * eps * |terms|.
+    EXPECT_NEAR(fast[i], ref[i], 1e-4f * std::sqrt(static_cast<float>(c.in)) * 4) << "index " << i;
+  }
+  // A sub-range of outputs writes exactly those outputs.
+  std::vector<float> part(c.n * c.out, 7.f);
+  const int64_t o0 = c.out / 3, o1 = c.out - 1;
+  LinearRows(c.dtype, w.data(), c.in, x.data(), c.n, o0, o1, part.data(), c.out);
+  for (int64_t r = 0; r < c.n; ++r)
+    for (int64_t o = 0; o < c.out; ++o) {
+      if (o < o0 || o >= o1) EXPECT_EQ(part[r * c.out + o], 7.f);
+      else EXPECT_NEAR(part[r * c.out + o], ref[r * c.out + o], 1e-3f);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, LinearKernelsTest,
+                         ::testing::Values(Case{DType::kF32, 256, 64, 1}, Case{DType::kF32, 37, 13, 5},
+                                           Case{DType::kF16, 256, 64, 3}, Case{DType::kF16, 200, 7, 1},
+                                           Case{DType::kBF16, 129, 33, 4}, Case{DType::kBF16, 8, 4, 2}));
+
+TEST(DTypeTest, F16RoundTripAndRounding) {
+  for (float v : {0.f, 1.f, -2.5f, 65504.f, 6.1035156e-05f, 5.9604645e-08f, 0.333333f}) {
+    EXPECT_NEAR(F16ToF32(F32ToF16(v)), v, std::fabs(v) * 1e-3f + 1e-8f) << v;
+  }
+  EXPECT_EQ(F32ToF16(1e6f), 0x7c00);          // overflow → +inf
+  EXPECT_EQ(F32ToF16(1.0f + 1.0f / 2048), 0x3c00);  // tie rounds to even
+  EXPECT_EQ(F32ToBf16(1.0f), 0x3f80);
+  EXPECT_EQ(Bf16ToF32(0x3f80), 1.0f);
+}
+
+}  // namespace
+}  // namespace accullm::kernels

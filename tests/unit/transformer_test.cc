@@ -1,0 +1,120 @@
+// The headline correctness check: the fixture model's logits and greedy continuations equal
+// the independent PyTorch reference (models/tinystories-llama/reference.json).
+#include <algorithm>
+#include <cmath>
+
+#include "common/json.h"
+#include "common/mapped_file.h"
+#include "gtest/gtest.h"
+#include "model/transformer.h"
+
+namespace accullm {
+namespace {
+
+const std::string kModelDir = std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama";
+
+struct ReferenceCase {
+  std::vector<int32_t> prompt_ids;
+  std::vector<float> last_logits;
+  std::vector<float> first_position_logits_first16;
+  std::vector<int32_t> greedy_ids;
+};
+
+std::vector<ReferenceCase> LoadReference() {
+  auto text = ReadTextFile(kModelDir + "/reference.json");
+  EXPECT_TRUE(text.ok()) << text.status();
+  auto v = ParseJson(*text, "reference.json");
+  EXPECT_TRUE(v.ok()) << v.status();
+  std::vector<ReferenceCase> cases;
+  for (const auto& c : v->at("cases").as_array()) {
+    ReferenceCase rc;
+    for (const auto& x : c.at("prompt_ids").as_array()) rc.prompt_ids.push_back(static_cast<int32_t>(x.to_number<int64_t>()));
+    for (const auto& x : c.at("last_logits").as_array()) rc.last_logits.push_back(x.to_number<float>());
+    for (const auto& x : c.at("first_position_logits_first16").as_array())
+      rc.first_position_logits_first16.push_back(x.to_number<float>());
+    for (const auto& x : c.at("greedy_ids").as_array()) rc.greedy_ids.push_back(static_cast<int32_t>(x.to_number<int64_t>()));
+    cases.push_back(std::move(rc));
+  }
+  return cases;
+}
+
+// max |a - b| / max |b|, the tolerance measure the foundation issue uses.
+double RelativeMaxError(const float* a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    num = std::max(num, static_cast<double>(std::fabs(a[i] - b[i])));
+    den = std::max(den, static_cast<double>(std::fabs(b[i])));
+  }
+  return num / den;
+}
+
+class TransformerReferenceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto m = Transformer::Load(kModelDir, &pool_);
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = std::move(*m);
+    cases_ = LoadReference();
+    ASSERT_EQ(cases_.size(), 3u);
+  }
+  ThreadPool pool_{2};
+  std::unique_ptr<Transformer> model_;
+  std::vector<ReferenceCase> cases_;
+};
+
+TEST_F(TransformerReferenceTest, LastLogitsMatchPyTorchReference) {
+  const int64_t vocab = model_->config().vocab_size;
+  for (const auto& c : cases_) {
+    KvCache cache = model_->NewCache();
+    std::vector<float> logits(c.prompt_ids.size() * vocab);
+    ASSERT_TRUE(model_->Forward(c.prompt_ids.data(), c.prompt_ids.size(), cache, logits.data(), true).ok());
+    const double err = RelativeMaxError(logits.data() + (c.prompt_ids.size() - 1) * vocab, c.last_logits);
+    EXPECT_LE(err, 1e-4) << "last-position logits differ from reference.json";
+    std::vector<float> first(logits.begin(), logits.begin() + 16);
+    EXPECT_LE(RelativeMaxError(first.data(), c.first_position_logits_first16), 1e-4);
+  }
+}
+
+TEST_F(TransformerReferenceTest, DecodeThroughKvCacheEqualsPrefill) {
+  const auto& c = cases_[0];
+  const int64_t vocab = model_->config().vocab_size;
+  KvCache cache = model_->NewCache();
+  std::vector<float> logits(vocab);
+  for (int32_t id : c.prompt_ids) ASSERT_TRUE(model_->Forward(&id, 1, cache, logits.data()).ok());
+  EXPECT_LE(RelativeMaxError(logits.data(), c.last_logits), 1e-4);
+}
+
+TEST_F(TransformerReferenceTest, GreedyContinuationIdenticalTokenForToken) {
+  const int64_t vocab = model_->config().vocab_size;
+  for (const auto& c : cases_) {
+    KvCache cache = model_->NewCache();
+    std::vector<float> logits(vocab);
+    ASSERT_TRUE(model_->Forward(c.prompt_ids.data(), c.prompt_ids.size(), cache, logits.data()).ok());
+    std::vector<int32_t> got;
+    for (size_t i = 0; i < c.greedy_ids.size(); ++i) {
+      const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      got.push_back(next);
+      ASSERT_TRUE(model_->Forward(&next, 1, cache, logits.data()).ok());
+    }
+    EXPECT_EQ(got, c.greedy_ids);
+  }
+}
+
+TEST_F(TransformerReferenceTest, RejectsTokenOutsideVocabulary) {
+  KvCache cache = model_->NewCache();
+  std::vector<float> logits(model_->config().vocab_size);
+  const int32_t bad = static_cast<int32_t>(model_->config().vocab_size);
+  const absl::Status s = model_->Forward(&bad, 1, cache, logits.data());
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("outside the vocabulary"), absl::string_view::npos);
+}
+
+TEST_F(TransformerReferenceTest, RejectsSequenceBeyondContext) {
+  KvCache cache = model_->NewCache(4);
+  std::vector<float> logits(model_->config().vocab_size);
+  const std::vector<int32_t> ids = {1, 2, 3, 4, 5};
+  EXPECT_EQ(model_->Forward(ids.data(), ids.size(), cache, logits.data()).code(), absl::StatusCode::kOutOfRange);
+}
+
+}  // namespace
+}  // namespace accullm
