@@ -91,7 +91,40 @@ __attribute__((target("avx2,fma,f16c"))) void LinearRowsAvx2(DType wtype, const 
       }
     }
     for (int k = rows; k < kRowBlock; ++k) wr[k] = wr[0];  // harmless duplicate work, result dropped
-    for (int64_t r = 0; r < n; ++r) {
+    int64_t r = 0;
+    // Two input rows at a time: 8 accumulators, 6 loads per 8 FMAs (prefill is compute-bound).
+    for (; r + 2 <= n; r += 2) {
+      const float* xa = x + r * in;
+      const float* xb = xa + in;
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+      __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+      for (int64_t i = 0; i < in8; i += 8) {
+        const __m256 xva = _mm256_loadu_ps(xa + i), xvb = _mm256_loadu_ps(xb + i);
+        const __m256 w0 = _mm256_loadu_ps(wr[0] + i), w1 = _mm256_loadu_ps(wr[1] + i);
+        const __m256 w2 = _mm256_loadu_ps(wr[2] + i), w3 = _mm256_loadu_ps(wr[3] + i);
+        a0 = _mm256_fmadd_ps(xva, w0, a0);
+        a1 = _mm256_fmadd_ps(xva, w1, a1);
+        a2 = _mm256_fmadd_ps(xva, w2, a2);
+        a3 = _mm256_fmadd_ps(xva, w3, a3);
+        b0 = _mm256_fmadd_ps(xvb, w0, b0);
+        b1 = _mm256_fmadd_ps(xvb, w1, b1);
+        b2 = _mm256_fmadd_ps(xvb, w2, b2);
+        b3 = _mm256_fmadd_ps(xvb, w3, b3);
+      }
+      float sa[kRowBlock] = {HorizontalSum(a0), HorizontalSum(a1), HorizontalSum(a2), HorizontalSum(a3)};
+      float sb[kRowBlock] = {HorizontalSum(b0), HorizontalSum(b1), HorizontalSum(b2), HorizontalSum(b3)};
+      for (int64_t i = in8; i < in; ++i) {
+        for (int k = 0; k < kRowBlock; ++k) {
+          sa[k] += xa[i] * wr[k][i];
+          sb[k] += xb[i] * wr[k][i];
+        }
+      }
+      for (int k = 0; k < rows; ++k) {
+        y[r * y_stride + o0 + k] = sa[k];
+        y[(r + 1) * y_stride + o0 + k] = sb[k];
+      }
+    }
+    for (; r < n; ++r) {
       const float* xr = x + r * in;
       __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
       __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
