@@ -1,40 +1,83 @@
-// Per-sequence key/value cache: for every layer, K and V rows [position, kv_heads * head_dim]
-// in FP32. Grows on demand up to `capacity` positions.
+// Paged key/value cache. A KvBlockPool owns fixed-size blocks (block_size positions × every
+// layer's K and V, FP32) on a free list; each sequence's KvCache maps its positions to
+// blocks as it grows, so many sequences share one memory budget and a server can admit
+// requests by counting free blocks (as vLLM's PagedAttention does).
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
+
+#include "absl/status/status.h"
 
 namespace accullm {
 
-class KvCache {
+class KvBlockPool {
  public:
-  KvCache(int64_t num_layers, int64_t kv_dim, int64_t capacity)
-      : kv_dim_(kv_dim), capacity_(capacity), k_(num_layers), v_(num_layers) {}
+  KvBlockPool(int64_t num_layers, int64_t kv_dim, int64_t block_size, int64_t num_blocks);
 
-  int64_t capacity() const { return capacity_; }
+  int64_t block_size() const { return block_size_; }
   int64_t kv_dim() const { return kv_dim_; }
-  // Positions [0, length) hold valid entries.
-  int64_t length() const { return length_; }
-  void set_length(int64_t n) { length_ = n; }
+  int64_t num_layers() const { return num_layers_; }
+  int64_t num_blocks() const { return num_blocks_; }
+  int64_t free_blocks() const;
+  size_t bytes() const { return storage_.size() * sizeof(float); }
 
-  // Makes room for positions [0, n) in every layer (n <= capacity).
-  void Reserve(int64_t n) {
-    for (size_t l = 0; l < k_.size(); ++l) {
-      if (static_cast<int64_t>(k_[l].size()) < n * kv_dim_) {
-        k_[l].resize(static_cast<size_t>(n * kv_dim_));
-        v_[l].resize(static_cast<size_t>(n * kv_dim_));
-      }
-    }
-  }
-  float* k(int64_t layer, int64_t pos) { return k_[layer].data() + pos * kv_dim_; }
-  float* v(int64_t layer, int64_t pos) { return v_[layer].data() + pos * kv_dim_; }
+  // -1 when the pool is exhausted.
+  int32_t Allocate();
+  void Free(int32_t block);
+
+  // K (or V) row of `layer` at `offset` within `block`.
+  float* k(int32_t block, int64_t layer, int64_t offset) { return Row(block, layer, 0, offset); }
+  float* v(int32_t block, int64_t layer, int64_t offset) { return Row(block, layer, 1, offset); }
 
  private:
-  int64_t kv_dim_;
+  float* Row(int32_t block, int64_t layer, int kv, int64_t offset) {
+    return storage_.data() + (((static_cast<int64_t>(block) * num_layers_ + layer) * 2 + kv) * block_size_ + offset) * kv_dim_;
+  }
+  int64_t num_layers_, kv_dim_, block_size_, num_blocks_;
+  std::vector<float> storage_;
+  mutable std::mutex mu_;
+  std::vector<int32_t> free_;
+};
+
+// One sequence's view of the cache: positions [0, length) are valid.
+class KvCache {
+ public:
+  // Draws blocks from a shared pool (which must outlive the cache).
+  KvCache(KvBlockPool* pool, int64_t capacity);
+  // A private pool sized for `capacity` positions (single-sequence use: generate, bench).
+  KvCache(int64_t num_layers, int64_t kv_dim, int64_t capacity);
+  ~KvCache();
+  KvCache(KvCache&&) noexcept;
+  KvCache& operator=(KvCache&&) = delete;
+  KvCache(const KvCache&) = delete;
+
+  int64_t capacity() const { return capacity_; }
+  int64_t length() const { return length_; }
+  void set_length(int64_t n) { length_ = n; }
+  int64_t blocks_held() const { return static_cast<int64_t>(blocks_.size()); }
+
+  // Makes room for positions [0, n); ResourceExhausted when the pool has too few blocks.
+  absl::Status Reserve(int64_t n);
+  // Returns every block to the pool (the cache is empty afterwards).
+  void Release();
+
+  float* k(int64_t layer, int64_t pos) {
+    return pool_->k(blocks_[pos / block_size_], layer, pos % block_size_);
+  }
+  float* v(int64_t layer, int64_t pos) {
+    return pool_->v(blocks_[pos / block_size_], layer, pos % block_size_);
+  }
+
+ private:
+  std::unique_ptr<KvBlockPool> owned_pool_;
+  KvBlockPool* pool_;
+  int64_t block_size_;
   int64_t capacity_;
   int64_t length_ = 0;
-  std::vector<std::vector<float>> k_, v_;
+  std::vector<int32_t> blocks_;
 };
 
 }  // namespace accullm

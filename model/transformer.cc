@@ -117,32 +117,44 @@ absl::Status Transformer::Embed(const int32_t* tokens, int64_t n, float* hidden)
   return absl::OkStatus();
 }
 
-void Transformer::Attention(int64_t layer, const float* x, int64_t n, int64_t start_pos, KvCache& cache,
-                            float* out) {
+void Transformer::Attention(int64_t layer, const float* x, const std::vector<BatchSegment>& segments,
+                            int64_t rows, float* out) {
   const ModelConfig& c = config_;
   const TransformerLayer& L = layers_[layer];
   const int64_t hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads, group = nh / nkv;
   const int64_t q_dim = nh * hd, kvd = nkv * hd;
-  std::vector<float> q(static_cast<size_t>(n * q_dim)), k(static_cast<size_t>(n * kvd)),
-      v(static_cast<size_t>(n * kvd)), ctx(static_cast<size_t>(n * q_dim));
-  L.q->Forward(x, n, q.data(), *pool_);
-  L.k->Forward(x, n, k.data(), *pool_);
-  L.v->Forward(x, n, v.data(), *pool_);
-  for (int64_t t = 0; t < n; ++t) {
-    const int64_t pos = start_pos + t;
-    rope_.Apply(q.data() + t * q_dim, nh, pos);
-    rope_.Apply(k.data() + t * kvd, nkv, pos);
-    std::copy_n(k.data() + t * kvd, kvd, cache.k(layer, pos));
-    std::copy_n(v.data() + t * kvd, kvd, cache.v(layer, pos));
+  std::vector<float> q(static_cast<size_t>(rows * q_dim)), k(static_cast<size_t>(rows * kvd)),
+      v(static_cast<size_t>(rows * kvd)), ctx(static_cast<size_t>(rows * q_dim));
+  L.q->Forward(x, rows, q.data(), *pool_);
+  L.k->Forward(x, rows, k.data(), *pool_);
+  L.v->Forward(x, rows, v.data(), *pool_);
+  // Which sequence and position each batch row belongs to.
+  std::vector<int32_t> row_segment(static_cast<size_t>(rows));
+  std::vector<int64_t> row_pos(static_cast<size_t>(rows));
+  int64_t row = 0;
+  int64_t max_pos = 0;
+  for (size_t s = 0; s < segments.size(); ++s) {
+    KvCache& cache = *segments[s].cache;
+    for (int64_t t = 0; t < segments[s].n_tokens; ++t, ++row) {
+      const int64_t pos = cache.length() + t;
+      row_segment[row] = static_cast<int32_t>(s);
+      row_pos[row] = pos;
+      max_pos = std::max(max_pos, pos);
+      rope_.Apply(q.data() + row * q_dim, nh, pos);
+      rope_.Apply(k.data() + row * kvd, nkv, pos);
+      std::copy_n(k.data() + row * kvd, kvd, cache.k(layer, pos));
+      std::copy_n(v.data() + row * kvd, kvd, cache.v(layer, pos));
+    }
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  // One work item per (token, head): causal attention over positions [0, pos].
-  pool_->ParallelFor(n * nh, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(start_pos + n));
+  // One work item per (row, head): causal attention over the row's sequence, positions [0, pos].
+  pool_->ParallelFor(rows * nh, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(static_cast<size_t>(max_pos + 1));
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t t = item / nh, head = item % nh, kvh = head / group;
-      const int64_t pos = start_pos + t;
-      const float* qh = q.data() + t * q_dim + head * hd;
+      const int64_t r = item / nh, head = item % nh, kvh = head / group;
+      const int64_t pos = row_pos[r];
+      KvCache& cache = *segments[row_segment[r]].cache;
+      const float* qh = q.data() + r * q_dim + head * hd;
       float mx = -INFINITY;
       for (int64_t j = 0; j <= pos; ++j) {
         const float* kj = cache.k(layer, j) + kvh * hd;
@@ -158,7 +170,7 @@ void Transformer::Attention(int64_t layer, const float* x, int64_t n, int64_t st
         sum += scores[j];
       }
       const float inv = 1.0f / sum;
-      float* o = ctx.data() + t * q_dim + head * hd;
+      float* o = ctx.data() + r * q_dim + head * hd;
       std::fill_n(o, hd, 0.f);
       for (int64_t j = 0; j <= pos; ++j) {
         const float p = scores[j] * inv;
@@ -167,7 +179,7 @@ void Transformer::Attention(int64_t layer, const float* x, int64_t n, int64_t st
       }
     }
   });
-  L.o->Forward(ctx.data(), n, out, *pool_);
+  L.o->Forward(ctx.data(), rows, out, *pool_);
 }
 
 void Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
@@ -183,19 +195,25 @@ void Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
   L.down->Forward(gate.data(), n, out, *pool_);
 }
 
-void Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, float* hidden, int64_t n, int64_t start_pos,
-                            KvCache& cache) {
+absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, float* hidden,
+                                    const std::vector<BatchSegment>& segments) {
   const int64_t h = config_.hidden_size;
-  cache.Reserve(start_pos + n);
-  std::vector<float> normed(static_cast<size_t>(n * h)), delta(static_cast<size_t>(n * h));
+  int64_t rows = 0;
+  for (const auto& seg : segments) {
+    if (seg.cache == nullptr || seg.n_tokens <= 0) return absl::InvalidArgumentError("empty batch segment");
+    RETURN_IF_ERROR(seg.cache->Reserve(seg.cache->length() + seg.n_tokens));
+    rows += seg.n_tokens;
+  }
+  std::vector<float> normed(static_cast<size_t>(rows * h)), delta(static_cast<size_t>(rows * h));
   for (int64_t l = layer_begin; l < layer_end; ++l) {
-    RmsNorm(hidden, layers_[l].attn_norm.data(), n, h, config_.rms_norm_eps, normed.data());
-    Attention(l, normed.data(), n, start_pos, cache, delta.data());
+    RmsNorm(hidden, layers_[l].attn_norm.data(), rows, h, config_.rms_norm_eps, normed.data());
+    Attention(l, normed.data(), segments, rows, delta.data());
     for (size_t i = 0; i < delta.size(); ++i) hidden[i] += delta[i];
-    RmsNorm(hidden, layers_[l].mlp_norm.data(), n, h, config_.rms_norm_eps, normed.data());
-    Mlp(l, normed.data(), n, delta.data());
+    RmsNorm(hidden, layers_[l].mlp_norm.data(), rows, h, config_.rms_norm_eps, normed.data());
+    Mlp(l, normed.data(), rows, delta.data());
     for (size_t i = 0; i < delta.size(); ++i) hidden[i] += delta[i];
   }
+  return absl::OkStatus();
 }
 
 void Transformer::Head(const float* hidden, int64_t n, float* logits) {
@@ -208,21 +226,37 @@ void Transformer::Head(const float* hidden, int64_t n, float* logits) {
 absl::Status Transformer::Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* logits,
                                   bool all_positions) {
   if (n <= 0) return absl::InvalidArgumentError("no tokens to run");
-  const int64_t start = cache.length();
-  if (start + n > cache.capacity()) {
-    return absl::OutOfRangeError(absl::StrCat("sequence of ", start + n, " tokens exceeds the context of ",
-                                              cache.capacity(), " positions"));
-  }
   const int64_t h = config_.hidden_size;
   std::vector<float> hidden(static_cast<size_t>(n * h));
   RETURN_IF_ERROR(Embed(tokens, n, hidden.data()));
-  RunLayers(0, config_.num_layers, hidden.data(), n, start, cache);
-  cache.set_length(start + n);
+  RETURN_IF_ERROR(RunLayers(0, config_.num_layers, hidden.data(), {BatchSegment{&cache, n}}));
+  cache.set_length(cache.length() + n);
   if (all_positions) {
     Head(hidden.data(), n, logits);
   } else {
     Head(hidden.data() + (n - 1) * h, 1, logits);
   }
+  return absl::OkStatus();
+}
+
+absl::Status Transformer::ForwardBatch(const int32_t* tokens, const std::vector<BatchSegment>& segments,
+                                       float* logits) {
+  if (segments.empty()) return absl::InvalidArgumentError("empty batch");
+  const int64_t h = config_.hidden_size;
+  int64_t rows = 0;
+  for (const auto& seg : segments) rows += seg.n_tokens;
+  std::vector<float> hidden(static_cast<size_t>(rows * h));
+  RETURN_IF_ERROR(Embed(tokens, rows, hidden.data()));
+  RETURN_IF_ERROR(RunLayers(0, config_.num_layers, hidden.data(), segments));
+  // Only each sequence's last row needs the LM head.
+  std::vector<float> last(static_cast<size_t>(segments.size()) * h);
+  int64_t row = 0;
+  for (size_t s = 0; s < segments.size(); ++s) {
+    row += segments[s].n_tokens;
+    std::copy_n(hidden.data() + (row - 1) * h, h, last.data() + s * h);
+    segments[s].cache->set_length(segments[s].cache->length() + segments[s].n_tokens);
+  }
+  Head(last.data(), static_cast<int64_t>(segments.size()), logits);
   return absl::OkStatus();
 }
 

@@ -20,6 +20,13 @@
 
 namespace accullm {
 
+// One sequence's share of a batch: `n_tokens` consecutive rows of the batch, at positions
+// cache->length() .. + n_tokens - 1 of that sequence.
+struct BatchSegment {
+  KvCache* cache = nullptr;
+  int64_t n_tokens = 0;
+};
+
 struct TransformerLayer {
   std::vector<float> attn_norm, mlp_norm;
   std::unique_ptr<LinearOp> q, k, v, o, gate, up, down;
@@ -39,10 +46,16 @@ class Transformer {
   absl::Status Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* logits,
                        bool all_positions = false);
 
-  // Pipeline pieces. hidden is [n, hidden_size].
+  // Continuous batching: several sequences' tokens in one pass (prefill chunks and single
+  // decode tokens mixed). `tokens` holds the segments' tokens back to back; writes the logits
+  // of each segment's last token to logits[i * vocab]. Every cache grows by its n_tokens.
+  absl::Status ForwardBatch(const int32_t* tokens, const std::vector<BatchSegment>& segments, float* logits);
+
+  // Pipeline pieces. hidden is [rows, hidden_size], rows = sum of the segments' n_tokens.
+  // RunLayers reserves cache space but does not advance the caches' lengths.
   absl::Status Embed(const int32_t* tokens, int64_t n, float* hidden) const;
-  void RunLayers(int64_t layer_begin, int64_t layer_end, float* hidden, int64_t n, int64_t start_pos,
-                 KvCache& cache);
+  absl::Status RunLayers(int64_t layer_begin, int64_t layer_end, float* hidden,
+                         const std::vector<BatchSegment>& segments);
   void Head(const float* hidden, int64_t n, float* logits);  // final norm + LM head
 
   // Bytes of weights streamed per decoded token (bandwidth figures in benchmarks).
@@ -50,7 +63,8 @@ class Transformer {
 
  private:
   Transformer(ModelConfig c, ThreadPool* pool) : config_(std::move(c)), pool_(pool), rope_(config_) {}
-  void Attention(int64_t layer, const float* x, int64_t n, int64_t start_pos, KvCache& cache, float* out);
+  void Attention(int64_t layer, const float* x, const std::vector<BatchSegment>& segments, int64_t rows,
+                 float* out);
   void Mlp(int64_t layer, const float* x, int64_t n, float* out);
 
   ModelConfig config_;

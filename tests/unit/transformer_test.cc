@@ -100,6 +100,51 @@ TEST_F(TransformerReferenceTest, GreedyContinuationIdenticalTokenForToken) {
   }
 }
 
+// Continuous batching: three sequences in one pass (a prefill chunk, a second chunk of a
+// sequence already started, and a single decode token) give each sequence the same logits
+// as running it alone, with every sequence's KV cache drawn from one shared paged pool.
+TEST_F(TransformerReferenceTest, BatchedSequencesMatchSequentialRuns) {
+  const int64_t vocab = model_->config().vocab_size;
+  KvBlockPool pool(model_->config().num_layers, model_->kv_dim(), /*block_size=*/4, /*num_blocks=*/64);
+  KvCache a(&pool, 512), b(&pool, 512), c(&pool, 512);
+  const auto& pa = cases_[0].prompt_ids;
+  const auto& pb = cases_[1].prompt_ids;
+  const auto& pc = cases_[2].prompt_ids;
+  std::vector<float> scratch(vocab);
+  // b has already seen its first 5 tokens, c all but its last one.
+  ASSERT_TRUE(model_->Forward(pb.data(), 5, b, scratch.data()).ok());
+  ASSERT_TRUE(model_->Forward(pc.data(), pc.size() - 1, c, scratch.data()).ok());
+  std::vector<int32_t> tokens(pa.begin(), pa.end());
+  tokens.insert(tokens.end(), pb.begin() + 5, pb.end());
+  tokens.push_back(pc.back());
+  std::vector<float> logits(3 * vocab);
+  ASSERT_TRUE(model_->ForwardBatch(tokens.data(),
+                                   {BatchSegment{&a, static_cast<int64_t>(pa.size())},
+                                    BatchSegment{&b, static_cast<int64_t>(pb.size()) - 5}, BatchSegment{&c, 1}},
+                                   logits.data())
+                  .ok());
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_LE(RelativeMaxError(logits.data() + i * vocab, cases_[i].last_logits), 1e-4) << "sequence " << i;
+  }
+  EXPECT_EQ(a.length(), static_cast<int64_t>(pa.size()));
+  EXPECT_EQ(b.length(), static_cast<int64_t>(pb.size()));
+  EXPECT_EQ(c.length(), static_cast<int64_t>(pc.size()));
+  const int64_t held = a.blocks_held() + b.blocks_held() + c.blocks_held();
+  EXPECT_EQ(pool.free_blocks(), 64 - held);
+  a.Release();
+  b.Release();
+  c.Release();
+  EXPECT_EQ(pool.free_blocks(), 64);  // every block back on the free list
+}
+
+TEST_F(TransformerReferenceTest, ExhaustedKvPoolIsAnErrorNotACrash) {
+  KvBlockPool pool(model_->config().num_layers, model_->kv_dim(), /*block_size=*/4, /*num_blocks=*/2);
+  KvCache cache(&pool, 512);
+  std::vector<float> logits(model_->config().vocab_size);
+  const auto& p = cases_[0].prompt_ids;  // 14 tokens need 4 blocks
+  EXPECT_EQ(model_->Forward(p.data(), p.size(), cache, logits.data()).code(), absl::StatusCode::kResourceExhausted);
+}
+
 TEST_F(TransformerReferenceTest, RejectsTokenOutsideVocabulary) {
   KvCache cache = model_->NewCache();
   std::vector<float> logits(model_->config().vocab_size);
