@@ -4,8 +4,10 @@
 #include <functional>
 
 #include "cli/bench_command.h"
+#include "cli/eval_command.h"
 #include "cli/generate_command.h"
 #include "cli/logits_command.h"
+#include "cli/quantize_command.h"
 #include "cli/tokenize_command.h"
 
 int main(int argc, char** argv) {
@@ -19,6 +21,9 @@ int main(int argc, char** argv) {
   accullm::cli::AddTokenizeCommand(app, run);
   accullm::cli::AddLogitsCommand(app, run);
   accullm::cli::AddBenchCommand(app, run);
+  accullm::cli::AddQuantizeCommand(app, run);
+  accullm::cli::AddPlanCommand(app, run);
+  accullm::cli::AddEvalCommand(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -34,6 +34,8 @@ class DenseLinear final : public LinearOp {
   int64_t out_features() const override { return out_; }
   void Forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override;
   size_t weight_bytes() const override { return static_cast<size_t>(in_ * out_) * DTypeSize(dtype_); }
+  void set_bias(std::vector<float> bias) { bias_ = std::move(bias); }
+  DType dtype() const { return dtype_; }
 
  private:
   DType dtype_ = DType::kF32;

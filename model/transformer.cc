@@ -2,28 +2,115 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "model/int4_linear.h"
+#include "model/pack_format.h"
 
 namespace accullm {
 
 namespace {
 
+absl::Status ShapeError(const TensorView& t, const std::vector<int64_t>& want) {
+  return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", t.name, "\" has shape [",
+                                                 absl::StrJoin(t.shape, ", "), "] but config.json implies [",
+                                                 absl::StrJoin(want, ", "), "]"));
+}
+
+absl::StatusOr<TensorView> GetChecked(const TensorStore& store, const std::string& name, DType dtype,
+                                      const std::vector<int64_t>& shape) {
+  ASSIGN_OR_RETURN(TensorView t, store.Get(name));
+  if (t.dtype != dtype) {
+    return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", name, "\" has dtype ", DTypeName(t.dtype),
+                                                   ", expected ", DTypeName(dtype)));
+  }
+  if (t.shape != shape) return ShapeError(t, shape);
+  return t;
+}
+
+// Arrays from the mmap'd file are used in place when aligned, else copied once.
+template <typename T>
+const T* Aligned(const TensorView& t, std::vector<std::shared_ptr<std::vector<uint8_t>>>& copies) {
+  if (reinterpret_cast<uintptr_t>(t.data) % alignof(T) == 0) return reinterpret_cast<const T*>(t.data);
+  auto copy = std::make_shared<std::vector<uint8_t>>(t.data, t.data + t.nbytes + sizeof(T));
+  void* p = copy->data();
+  size_t space = copy->size();
+  p = std::align(alignof(T), t.nbytes, p, space);
+  std::memmove(p, t.data, t.nbytes);
+  copies.push_back(copy);
+  return static_cast<const T*>(p);
+}
+
+absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt4Linear(const TensorStore& store, const std::string& prefix,
+                                                         int64_t out, int64_t in, int64_t group, bool symmetric,
+                                                         const std::vector<float>& bias) {
+  if (group <= 0 || in % group != 0 || in % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, ": group size ", group, " does not divide ", in));
+  }
+  auto copies = std::make_shared<std::vector<std::shared_ptr<std::vector<uint8_t>>>>();
+  Int4Data d;
+  d.out = out;
+  d.in = in;
+  d.group = group;
+  ASSIGN_OR_RETURN(TensorView codes, GetChecked(store, prefix + ".qweight", DType::kU8, {out, in / 2}));
+  ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + ".scales", DType::kF16, {out, in / group}));
+  d.codes = codes.data;
+  d.scales = Aligned<uint16_t>(scales, *copies);
+  if (!symmetric) {
+    ASSIGN_OR_RETURN(TensorView zeros, GetChecked(store, prefix + ".qzeros", DType::kU8, {out, in / group}));
+    d.zeros = zeros.data;
+  } else if (store.Has(prefix + ".qzeros")) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, ".qzeros present but the pack says symmetric"));
+  }
+  if (store.Has(prefix + ".outlier_cols")) {
+    ASSIGN_OR_RETURN(TensorView cols, store.Get(prefix + ".outlier_cols"));
+    if (cols.dtype != DType::kI32 || cols.shape.size() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(cols.file, ": ", prefix, ".outlier_cols must be I32 [k]"));
+    }
+    const int64_t k = cols.shape[0];
+    d.outlier_cols.resize(static_cast<size_t>(k));
+    std::memcpy(d.outlier_cols.data(), cols.data, cols.nbytes);
+    ASSIGN_OR_RETURN(TensorView ow, GetChecked(store, prefix + ".outlier_weight", DType::kF16, {out, k}));
+    d.outlier_weights = Aligned<uint16_t>(ow, *copies);
+  }
+  d.keep_alive = copies;
+  ASSIGN_OR_RETURN(auto lin, Int4Linear::Create(std::move(d), bias));
+  return std::unique_ptr<LinearOp>(std::move(lin));
+}
+
+// How the layers of a checkpoint or pack are stored.
+struct StorageInfo {
+  const PackManifest* pack = nullptr;  // null: plain checkpoint
+};
+
 absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, const std::string& prefix,
-                                                     int64_t out, int64_t in, bool has_bias) {
-  ASSIGN_OR_RETURN(TensorView w, store.Get(prefix + ".weight"));
-  if (w.shape != std::vector<int64_t>{out, in}) {
-    return absl::InvalidArgumentError(absl::StrCat(w.file, ": tensor \"", w.name, "\" has shape [",
-                                                   absl::StrJoin(w.shape, ", "), "] but config.json implies [",
-                                                   out, ", ", in, "]"));
-  }
-  TensorView b;
+                                                     int64_t out, int64_t in, bool has_bias,
+                                                     const StorageInfo& info = {}, bool int4_expected = false) {
+  std::vector<float> bias;
   if (has_bias) {
-    ASSIGN_OR_RETURN(b, store.Get(prefix + ".bias"));
+    ASSIGN_OR_RETURN(TensorView b, store.Get(prefix + ".bias"));
+    ASSIGN_OR_RETURN(bias, TensorToF32(b, out));
   }
-  ASSIGN_OR_RETURN(auto lin, DenseLinear::Create(w, has_bias ? &b : nullptr));
+  const bool has_int4 = store.Has(prefix + ".qweight");
+  if (info.pack != nullptr && has_int4 != int4_expected) {
+    return absl::InvalidArgumentError(absl::StrCat("pack plan disagrees with its tensors: ", prefix, " is ",
+                                                   has_int4 ? "INT4" : "not INT4", " but accullm.json says ",
+                                                   int4_expected ? "int4" : "fp16"));
+  }
+  if (has_int4) {
+    if (info.pack == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(prefix, ".qweight found but there is no accullm.json manifest"));
+    }
+    return LoadInt4Linear(store, prefix, out, in, info.pack->group_size, info.pack->symmetric, bias);
+  }
+  ASSIGN_OR_RETURN(TensorView w, store.Get(prefix + ".weight"));
+  if (w.shape != std::vector<int64_t>{out, in}) return ShapeError(w, {out, in});
+  ASSIGN_OR_RETURN(auto lin, DenseLinear::Create(w, nullptr));
+  if (has_bias) lin->set_bias(std::move(bias));
   return std::unique_ptr<LinearOp>(std::move(lin));
 }
 
@@ -53,6 +140,15 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
   ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::Load(dir));
   auto t = std::unique_ptr<Transformer>(new Transformer(std::move(config), pool));
   const ModelConfig& c = t->config_;
+  ASSIGN_OR_RETURN(t->pack_, LoadPackManifest(dir));
+  StorageInfo info;
+  if (t->pack_.has_value()) {
+    info.pack = &*t->pack_;
+    if (static_cast<int64_t>(info.pack->layer_precision.size()) != c.num_layers) {
+      return absl::InvalidArgumentError(absl::StrCat(dir, "/accullm.json: plan has ", info.pack->layer_precision.size(),
+                                                     " layers but config.json has ", c.num_layers));
+    }
+  }
   ASSIGN_OR_RETURN(t->store_, TensorStore::OpenDirectory(dir));
   const TensorStore& s = *t->store_;
   const int64_t h = c.hidden_size, q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
@@ -72,13 +168,14 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
     TransformerLayer& L = t->layers_[l];
     ASSIGN_OR_RETURN(L.attn_norm, LoadVector(s, p + "input_layernorm.weight", h));
     ASSIGN_OR_RETURN(L.mlp_norm, LoadVector(s, p + "post_attention_layernorm.weight", h));
-    ASSIGN_OR_RETURN(L.q, LoadLinear(s, p + "self_attn.q_proj", q_dim, h, c.attention_bias));
-    ASSIGN_OR_RETURN(L.k, LoadLinear(s, p + "self_attn.k_proj", kv_dim, h, c.attention_bias));
-    ASSIGN_OR_RETURN(L.v, LoadLinear(s, p + "self_attn.v_proj", kv_dim, h, c.attention_bias));
-    ASSIGN_OR_RETURN(L.o, LoadLinear(s, p + "self_attn.o_proj", h, q_dim, false));
-    ASSIGN_OR_RETURN(L.gate, LoadLinear(s, p + "mlp.gate_proj", c.intermediate_size, h, c.mlp_bias));
-    ASSIGN_OR_RETURN(L.up, LoadLinear(s, p + "mlp.up_proj", c.intermediate_size, h, c.mlp_bias));
-    ASSIGN_OR_RETURN(L.down, LoadLinear(s, p + "mlp.down_proj", h, c.intermediate_size, c.mlp_bias));
+    const bool int4 = info.pack != nullptr && info.pack->layer_precision[l] == "int4";
+    ASSIGN_OR_RETURN(L.q, LoadLinear(s, p + "self_attn.q_proj", q_dim, h, c.attention_bias, info, int4));
+    ASSIGN_OR_RETURN(L.k, LoadLinear(s, p + "self_attn.k_proj", kv_dim, h, c.attention_bias, info, int4));
+    ASSIGN_OR_RETURN(L.v, LoadLinear(s, p + "self_attn.v_proj", kv_dim, h, c.attention_bias, info, int4));
+    ASSIGN_OR_RETURN(L.o, LoadLinear(s, p + "self_attn.o_proj", h, q_dim, false, info, int4));
+    ASSIGN_OR_RETURN(L.gate, LoadLinear(s, p + "mlp.gate_proj", c.intermediate_size, h, c.mlp_bias, info, int4));
+    ASSIGN_OR_RETURN(L.up, LoadLinear(s, p + "mlp.up_proj", c.intermediate_size, h, c.mlp_bias, info, int4));
+    ASSIGN_OR_RETURN(L.down, LoadLinear(s, p + "mlp.down_proj", h, c.intermediate_size, c.mlp_bias, info, int4));
   }
   ASSIGN_OR_RETURN(t->final_norm_, LoadVector(s, "model.norm.weight", h));
   if (c.tie_word_embeddings && !s.Has("lm_head.weight")) {
@@ -125,6 +222,7 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
   const int64_t q_dim = nh * hd, kvd = nkv * hd;
   std::vector<float> q(static_cast<size_t>(rows * q_dim)), k(static_cast<size_t>(rows * kvd)),
       v(static_cast<size_t>(rows * kvd)), ctx(static_cast<size_t>(rows * q_dim));
+  Notify(layer, LinearSite::kAttnIn, x, rows, c.hidden_size);
   L.q->Forward(x, rows, q.data(), *pool_);
   L.k->Forward(x, rows, k.data(), *pool_);
   L.v->Forward(x, rows, v.data(), *pool_);
@@ -179,6 +277,7 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
       }
     }
   });
+  Notify(layer, LinearSite::kAttnOut, ctx.data(), rows, q_dim);
   L.o->Forward(ctx.data(), rows, out, *pool_);
 }
 
@@ -186,12 +285,14 @@ void Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
   const TransformerLayer& L = layers_[layer];
   const int64_t inter = config_.intermediate_size;
   std::vector<float> gate(static_cast<size_t>(n * inter)), up(static_cast<size_t>(n * inter));
+  Notify(layer, LinearSite::kMlpIn, x, n, config_.hidden_size);
   L.gate->Forward(x, n, gate.data(), *pool_);
   L.up->Forward(x, n, up.data(), *pool_);
   for (size_t i = 0; i < gate.size(); ++i) {
     const float g = gate[i];
     gate[i] = g / (1.0f + std::exp(-g)) * up[i];  // SiLU(gate) * up
   }
+  Notify(layer, LinearSite::kMlpDown, gate.data(), n, inter);
   L.down->Forward(gate.data(), n, out, *pool_);
 }
 
@@ -212,6 +313,7 @@ absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, floa
     RmsNorm(hidden, layers_[l].mlp_norm.data(), rows, h, config_.rms_norm_eps, normed.data());
     Mlp(l, normed.data(), rows, delta.data());
     for (size_t i = 0; i < delta.size(); ++i) hidden[i] += delta[i];
+    Notify(l, LinearSite::kBlockOut, hidden, rows, h);
   }
   return absl::OkStatus();
 }
@@ -220,6 +322,7 @@ void Transformer::Head(const float* hidden, int64_t n, float* logits) {
   const int64_t h = config_.hidden_size;
   std::vector<float> normed(static_cast<size_t>(n * h));
   RmsNorm(hidden, final_norm_.data(), n, h, config_.rms_norm_eps, normed.data());
+  Notify(config_.num_layers, LinearSite::kHeadIn, normed.data(), n, h);
   lm_head_->Forward(normed.data(), n, logits, *pool_);
 }
 

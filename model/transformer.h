@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "model/kv_cache.h"
 #include "model/linear.h"
 #include "model/model_config.h"
+#include "model/pack_format.h"
 #include "model/rope.h"
 #include "model/safetensors.h"
 
@@ -25,6 +27,18 @@ namespace accullm {
 struct BatchSegment {
   KvCache* cache = nullptr;
   int64_t n_tokens = 0;
+};
+
+// Where a linear layer's input is observed (calibration, evaluation). Linears that share an
+// input share a site: q/k/v read kAttnIn, gate/up read kMlpIn.
+enum class LinearSite { kAttnIn, kAttnOut, kMlpIn, kMlpDown, kHeadIn, kBlockOut };
+
+// Receives activations during a forward pass (calibration statistics, per-layer errors).
+// Called on the forward pass's thread; x is [rows, width] row-major.
+class ActivationObserver {
+ public:
+  virtual ~ActivationObserver() = default;
+  virtual void Observe(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) = 0;
 };
 
 struct TransformerLayer {
@@ -58,6 +72,15 @@ class Transformer {
                          const std::vector<BatchSegment>& segments);
   void Head(const float* hidden, int64_t n, float* logits);  // final norm + LM head
 
+  // Observer of linear inputs and block outputs (null: none). Not owned.
+  void set_observer(ActivationObserver* observer) { observer_ = observer; }
+  // The layers' linear ops, for quantization tools (layer l, or the LM head).
+  TransformerLayer& layer(int64_t l) { return layers_[l]; }
+  LinearOp& lm_head() { return *lm_head_; }
+  const TensorStore& tensors() const { return *store_; }
+  // The pack manifest when this model was loaded from an AccuLLM pack.
+  const std::optional<PackManifest>& pack() const { return pack_; }
+
   // Bytes of weights streamed per decoded token (bandwidth figures in benchmarks).
   size_t weight_bytes_per_token() const;
 
@@ -67,10 +90,16 @@ class Transformer {
                  float* out);
   void Mlp(int64_t layer, const float* x, int64_t n, float* out);
 
+  void Notify(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) {
+    if (observer_ != nullptr) observer_->Observe(layer, site, x, rows, width);
+  }
+
   ModelConfig config_;
   ThreadPool* pool_;
+  ActivationObserver* observer_ = nullptr;
   Rope rope_;
   std::unique_ptr<TensorStore> store_;
+  std::optional<PackManifest> pack_;
   TensorView embed_;
   std::vector<TransformerLayer> layers_;
   std::vector<float> final_norm_;

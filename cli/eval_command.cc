@@ -1,0 +1,122 @@
+#include "cli/eval_command.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "boost/json.hpp"
+#include "cli/cli_common.h"
+#include "cli/model_loading.h"
+#include "common/mapped_file.h"
+#include "model/int4_linear.h"
+#include "quant/evaluation.h"
+#include "quant/model_quantizer.h"
+
+namespace accullm::cli {
+
+namespace {
+
+struct EvalFlags {
+  std::string model, reference, data;
+  int64_t ctx = 512, max_chunks = 0;
+  bool json = false;
+  int threads = 0;
+};
+
+// INT4 share of the transformer blocks' linear weights (by parameter count).
+double Int4WeightFraction(Transformer& m) {
+  double int4 = 0, total = 0;
+  for (int64_t l = 0; l < m.config().num_layers; ++l) {
+    for (const auto& bl : quant::BlockLinears()) {
+      const LinearOp& op = *(m.layer(l).*bl.op);
+      const double params = static_cast<double>(op.in_features() * op.out_features());
+      total += params;
+      if (dynamic_cast<const Int4Linear*>(&op) != nullptr) int4 += params;
+    }
+  }
+  return total > 0 ? int4 / total : 0;
+}
+
+uint64_t WeightFileBytes(const std::string& dir) {
+  namespace fs = std::filesystem;
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".safetensors") total += e.file_size(ec);
+  }
+  return total;
+}
+
+int RunEval(const EvalFlags& f) {
+  const std::string model_dir = f.model.empty() ? DefaultModelDir() : f.model;
+  auto model = LoadModel(model_dir, f.threads, /*need_tokenizer=*/false);
+  if (!model.ok()) return ReportError(model.status());
+  auto reference = LoadModel(f.reference, f.threads, /*need_tokenizer=*/true);
+  if (!reference.ok()) return ReportError(reference.status());
+  auto text = ReadTextFile(f.data);
+  if (!text.ok()) return ReportError(text.status());
+  const Tokenizer& tok = *reference->tokenizer;
+  std::vector<int32_t> stream = tok.Encode(*text, /*add_special=*/true);
+  const int32_t bos = tok.bos_id().value_or(static_cast<int32_t>(std::max<int64_t>(0, reference->transformer->config().bos_token_id)));
+  quant::EvalOptions opts;
+  opts.ctx = f.ctx;
+  opts.max_chunks = f.max_chunks;
+  auto r = quant::Evaluate(*model->transformer, *reference->transformer, stream, bos, opts);
+  if (!r.ok()) return ReportError(r.status());
+  const double int4_fraction = Int4WeightFraction(*model->transformer);
+  const uint64_t bytes = WeightFileBytes(model_dir);
+  if (f.json) {
+    boost::json::array layers;
+    for (double e : r->layer_relative_error) layers.push_back(e);
+    boost::json::object o{{"perplexity", r->perplexity},
+                          {"reference_perplexity", r->reference_perplexity},
+                          {"ppl_ratio", r->perplexity / r->reference_perplexity},
+                          {"kl_mean", r->kl_mean},
+                          {"kl_p99", r->kl_p99},
+                          {"kl_max", r->kl_max},
+                          {"top1_agreement", r->top1_agreement},
+                          {"int4_weight_fraction", int4_fraction},
+                          {"weight_bytes", bytes},
+                          {"positions", r->positions},
+                          {"chunks", r->chunks},
+                          {"ctx", f.ctx},
+                          {"layer_relative_error", std::move(layers)}};
+    std::printf("%s\n", boost::json::serialize(o).c_str());
+    return 0;
+  }
+  std::printf("model %s vs reference %s on %s\n", model_dir.c_str(), f.reference.c_str(), f.data.c_str());
+  std::printf("%lld chunks of %lld tokens, %lld scored positions (second half of each chunk)\n",
+              static_cast<long long>(r->chunks), static_cast<long long>(f.ctx), static_cast<long long>(r->positions));
+  std::printf("%-28s %s\n", "metric", "value");
+  std::printf("%-28s %.4f\n", "perplexity", r->perplexity);
+  std::printf("%-28s %.4f\n", "reference perplexity", r->reference_perplexity);
+  std::printf("%-28s %.5f\n", "ppl ratio", r->perplexity / r->reference_perplexity);
+  std::printf("%-28s %.6f\n", "KL mean", r->kl_mean);
+  std::printf("%-28s %.6f\n", "KL p99", r->kl_p99);
+  std::printf("%-28s %.2f%%\n", "top-1 agreement", 100 * r->top1_agreement);
+  std::printf("%-28s %.1f%%\n", "INT4 share of block weights", 100 * int4_fraction);
+  std::printf("%-28s %llu\n", "weight bytes", static_cast<unsigned long long>(bytes));
+  std::printf("per-layer relative output error:\n");
+  for (size_t l = 0; l < r->layer_relative_error.size(); ++l) std::printf("  layer %2zu  %.5f\n", l, r->layer_relative_error[l]);
+  return 0;
+}
+
+}  // namespace
+
+void AddEvalCommand(CLI::App& app, std::function<int()>& run) {
+  auto flags = std::make_shared<EvalFlags>();
+  CLI::App* cmd = app.add_subcommand("eval", "Accuracy of a model or pack against its full-precision reference");
+  cmd->footer(
+      "Protocol (llama.cpp's): the text is tokenized as one stream and cut into --ctx-token chunks whose\n"
+      "first token is BOS; the second half of each chunk is scored. KL divergence and top-1 agreement\n"
+      "compare against the reference's distributions on the same positions.");
+  cmd->add_option("--model", flags->model, "Model or pack to evaluate (default: the embedded model)");
+  cmd->add_option("--reference", flags->reference, "Full-precision model directory")->required();
+  cmd->add_option("--data", flags->data, "Evaluation text (never the calibration text)")->required();
+  cmd->add_option("--ctx", flags->ctx, "Chunk length in tokens")->capture_default_str()->check(CLI::Range(8, 1 << 16));
+  cmd->add_option("--max-chunks", flags->max_chunks, "Evaluate at most this many chunks (0 = all)")->capture_default_str();
+  cmd->add_flag("--json", flags->json, "Print one JSON object");
+  cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
+  cmd->callback([&run, flags] { run = [flags] { return RunEval(*flags); }; });
+}
+
+}  // namespace accullm::cli

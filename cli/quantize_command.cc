@@ -1,0 +1,257 @@
+#include "cli/quantize_command.h"
+
+#include <cstdio>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "cli/cli_common.h"
+#include "cli/model_loading.h"
+#include "cli/progress.h"
+#include "common/mapped_file.h"
+#include "common/status.h"
+#include "quant/calibration.h"
+#include "quant/model_quantizer.h"
+#include "quant/pack_writer.h"
+#include "quant/precision_planner.h"
+
+namespace accullm::cli {
+
+namespace {
+
+struct QuantizeFlags {
+  std::string model, out, calib;
+  std::string method = "gptq";
+  int64_t group = 64;
+  bool symmetric = false;
+  bool stochastic = false;
+  uint64_t seed = 0;
+  int64_t calib_samples = 32, calib_seq_len = 512, sensitivity_samples = 4;
+  std::string fp16_layers;
+  double avg_bits = 0;
+  float outlier_threshold = 6.0f;
+  double outlier_fraction = 0.0, outlier_max_fraction = 0.01;
+  bool no_outliers = false;
+  int accumulator_bits = 0;
+  int64_t tile = 0;
+  int threads = 0;
+};
+
+void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
+  cmd->add_option("--model", f.model, "Full-precision model directory (default: the embedded model)");
+  cmd->add_option("--method", f.method, "rtn, gptq (OPTQ) or gpfq")->check(CLI::IsMember({"rtn", "gptq", "optq", "gpfq"}))->capture_default_str();
+  cmd->add_option("--group", f.group, "INT4 group size along the input dimension")->check(CLI::IsMember({32, 64, 128}))->capture_default_str();
+  cmd->add_flag("--symmetric", f.symmetric, "Symmetric INT4 (no zero points); default asymmetric");
+  cmd->add_flag("--stochastic", f.stochastic, "Stochastic rounding (counter-based RNG, reproducible for --seed)");
+  cmd->add_option("--seed", f.seed, "Seed for stochastic rounding")->capture_default_str();
+  cmd->add_option("--calib", f.calib, "Calibration text (default: calib.txt in the model directory)");
+  cmd->add_option("--calib-samples", f.calib_samples, "Calibration sequences")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--calib-seq-len", f.calib_seq_len, "Tokens per calibration sequence")->capture_default_str()->check(CLI::Range(16, 1 << 16));
+  cmd->add_option("--sensitivity-samples", f.sensitivity_samples, "Calibration sequences used to measure layer sensitivity")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--fp16-layers", f.fp16_layers,
+                  "FP16 blocks: a count N (the N most sensitive, measured), or explicit: first:2,last:2 / layers:0,5 / none");
+  cmd->add_option("--avg-bits", f.avg_bits, "Keep the most sensitive blocks FP16 while block-linear bits/weight stay within this");
+  cmd->add_option("--outlier-threshold", f.outlier_threshold, "Input channels with calibration |x| above this stay FP16")->capture_default_str();
+  cmd->add_option("--outlier-fraction", f.outlier_fraction, "Instead of the threshold: the top fraction of channels by |x| (<= 0.01)")->check(CLI::Range(0.0, 0.01));
+  cmd->add_option("--outlier-max-fraction", f.outlier_max_fraction, "Cap on outlier channels per layer")->capture_default_str()->check(CLI::Range(0.0, 0.05));
+  cmd->add_flag("--no-outliers", f.no_outliers, "Quantize every input channel to INT4");
+  cmd->add_option("--accumulator-bits", f.accumulator_bits, "AXE: guarantee INT8 dot products fit a signed P-bit accumulator")->check(CLI::Range(10, 32));
+  cmd->add_option("--tile", f.tile, "AXE: inputs per inner accumulation tile (default: the group)");
+  cmd->add_option("--threads,-t", f.threads, "Compute threads (default: all cores)");
+}
+
+absl::StatusOr<quant::ModelQuantOptions> MakeOptions(const QuantizeFlags& f) {
+  quant::ModelQuantOptions o;
+  ASSIGN_OR_RETURN(o.quant.method, quant::ParseQuantMethod(f.method));
+  o.quant.group_size = f.group;
+  o.quant.symmetric = f.symmetric;
+  o.quant.stochastic = f.stochastic;
+  o.quant.seed = f.seed;
+  o.quant.accumulator_bits = f.accumulator_bits;
+  o.quant.tile = f.tile;
+  o.outliers.enabled = !f.no_outliers;
+  o.outliers.threshold = f.outlier_threshold;
+  o.outliers.top_fraction = f.outlier_fraction;
+  o.outliers.max_fraction = std::max(f.outlier_max_fraction, f.outlier_fraction);
+  return o;
+}
+
+// Everything quantize and plan share: model, calibration statistics, sensitivity chunks.
+struct Prepared {
+  LoadedModel loaded;
+  std::unique_ptr<quant::CalibrationStats> stats;
+  std::vector<std::vector<int32_t>> sensitivity_chunks;
+  std::string calib_path;
+  std::string model_dir;
+};
+
+absl::StatusOr<Prepared> Prepare(const QuantizeFlags& f) {
+  Prepared p;
+  p.model_dir = f.model.empty() ? DefaultModelDir() : f.model;
+  ASSIGN_OR_RETURN(p.loaded, LoadModel(p.model_dir, f.threads, /*need_tokenizer=*/true));
+  if (p.loaded.transformer->pack().has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(p.model_dir, " is already an AccuLLM pack; quantize the full-precision model"));
+  }
+  p.calib_path = f.calib.empty() ? p.model_dir + "/calib.txt" : f.calib;
+  auto text = ReadTextFile(p.calib_path);
+  if (!text.ok()) {
+    return absl::NotFoundError(absl::StrCat("calibration text ", p.calib_path, " not found (pass --calib FILE)"));
+  }
+  const Tokenizer& tok = *p.loaded.tokenizer;
+  std::vector<int32_t> stream = tok.Encode(*text, /*add_special=*/false);
+  const int32_t bos = tok.bos_id().value_or(static_cast<int32_t>(std::max<int64_t>(0, p.loaded.transformer->config().bos_token_id)));
+  const int64_t seq_len = std::min(f.calib_seq_len, p.loaded.transformer->config().max_position_embeddings);
+  auto chunks = quant::MakeCalibrationChunks(stream, bos, f.calib_samples, seq_len);
+  if (chunks.empty()) return absl::InvalidArgumentError(absl::StrCat(p.calib_path, ": no calibration tokens"));
+  p.stats = std::make_unique<quant::CalibrationStats>(p.loaded.pool.get(), f.outlier_threshold);
+  {
+    Progress progress("calibrate");
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      progress.Update(static_cast<int64_t>(i), static_cast<int64_t>(chunks.size()), "sequences");
+      RETURN_IF_ERROR(quant::RunCalibration(*p.loaded.transformer, {chunks[i]}, *p.stats));
+    }
+    progress.Update(static_cast<int64_t>(chunks.size()), static_cast<int64_t>(chunks.size()), "sequences");
+  }
+  const size_t ns = std::min<size_t>(static_cast<size_t>(f.sensitivity_samples), chunks.size());
+  p.sensitivity_chunks.assign(chunks.begin(), chunks.begin() + static_cast<std::ptrdiff_t>(ns));
+  return p;
+}
+
+bool IsExplicitSpec(const std::string& s) {
+  return s == "none" || absl::StrContains(s, "first:") || absl::StrContains(s, "last:") || absl::StartsWith(s, "layers:");
+}
+
+struct PlanChoice {
+  PrecisionPlan plan;
+  std::vector<quant::LayerSensitivity> sensitivity;  // empty for explicit plans
+};
+
+absl::StatusOr<PlanChoice> ChoosePrecision(const QuantizeFlags& f, Prepared& p, const quant::ModelQuantOptions& o,
+                                           bool always_measure) {
+  const int64_t n = p.loaded.transformer->config().num_layers;
+  PlanChoice c;
+  const bool explicit_spec = IsExplicitSpec(f.fp16_layers);
+  if (!explicit_spec || always_measure) {
+    Progress progress("sensitivity");
+    ASSIGN_OR_RETURN(c.sensitivity, quant::MeasureSensitivity(*p.loaded.transformer, *p.stats, o, p.sensitivity_chunks,
+                                                              *p.loaded.pool, [&](int64_t d, int64_t t, const std::string& w) {
+                                                                progress.Update(d, t, w);
+                                                              }));
+  }
+  if (explicit_spec) {
+    std::string spec = f.fp16_layers;
+    if (absl::StartsWith(spec, "layers:")) spec = spec.substr(7);
+    ASSIGN_OR_RETURN(c.plan, PrecisionPlan::FromFp16Spec(spec, n));
+    return c;
+  }
+  quant::PlanBudget budget;
+  if (!f.fp16_layers.empty()) {
+    if (!absl::SimpleAtoi(f.fp16_layers, &budget.fp16_layers) || budget.fp16_layers < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--fp16-layers \"", f.fp16_layers,
+                                                     "\": expected a count, first:N,last:M, layers:i,j or none"));
+    }
+  } else if (f.avg_bits > 0) {
+    budget.avg_bits = f.avg_bits;
+  } else {
+    budget.fp16_layers = n / 4;  // default: a quarter of the blocks FP16 (>= 75% of weights INT4)
+  }
+  ASSIGN_OR_RETURN(c.plan, quant::ChoosePlan(c.sensitivity, budget));
+  return c;
+}
+
+void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
+  std::printf("%-6s %-14s %-8s %-10s %s\n", "layer", "sensitivity", "outlier", "precision", "bytes");
+  for (size_t l = 0; l < c.plan.layers.size(); ++l) {
+    const bool fp16 = c.plan.layers[l] == LayerPrecision::kFp16;
+    if (c.sensitivity.empty()) {
+      std::printf("%-6zu %-14s %-8s %-10s %s\n", l, "-", "-", LayerPrecisionName(c.plan.layers[l]), "-");
+      continue;
+    }
+    const auto& s = c.sensitivity[l];
+    std::printf("%-6zu %-14.6f %-8.2f %-10s %lld\n", l, s.kl, s.outlier_score, LayerPrecisionName(c.plan.layers[l]),
+                static_cast<long long>(fp16 ? s.fp16_bytes : s.int4_bytes));
+  }
+  if (!c.sensitivity.empty()) {
+    std::printf("average bits per block-linear weight: %.3f (method %s, group %lld, %s)\n",
+                quant::AverageBits(c.sensitivity, c.plan), quant::QuantMethodName(o.quant.method),
+                static_cast<long long>(o.quant.group_size), o.quant.symmetric ? "symmetric" : "asymmetric");
+  }
+}
+
+const char* const kCanaryPrompts[] = {"Once upon a time", "The little dog saw a big", "Tom and Lily went to the park. They"};
+
+int RunQuantize(const QuantizeFlags& f) {
+  auto opts = MakeOptions(f);
+  if (!opts.ok()) return ReportError(opts.status());
+  if (f.out.empty()) return ReportError(absl::InvalidArgumentError("--out PACK is required"));
+  auto prepared = Prepare(f);
+  if (!prepared.ok()) return ReportError(prepared.status());
+  Prepared& p = *prepared;
+  Transformer& model = *p.loaded.transformer;
+  auto choice = ChoosePrecision(f, p, *opts, /*always_measure=*/false);
+  if (!choice.ok()) return ReportError(choice.status());
+  // Canaries: full-precision logits, recorded before any layer is quantized.
+  quant::PackDescription desc;
+  for (const char* prompt : kCanaryPrompts) {
+    quant::CanaryLogits c;
+    c.prompt = prompt;
+    c.ids = p.loaded.tokenizer->Encode(prompt, true);
+    c.logits.resize(static_cast<size_t>(model.config().vocab_size));
+    KvCache cache = model.NewCache(static_cast<int64_t>(c.ids.size()));
+    if (auto s = model.Forward(c.ids.data(), static_cast<int64_t>(c.ids.size()), cache, c.logits.data()); !s.ok()) return ReportError(s);
+    desc.canaries.push_back(std::move(c));
+  }
+  quant::QuantizedMatrices mats;
+  {
+    Progress progress("quantize");
+    auto q = quant::QuantizeModel(model, *p.stats, choice->plan, *opts, *p.loaded.pool,
+                                  [&](int64_t d, int64_t t, const std::string& w) { progress.Update(d, t, w); });
+    if (!q.ok()) return ReportError(q.status());
+    mats = std::move(*q);
+  }
+  desc.source_dir = p.model_dir;
+  desc.plan = choice->plan;
+  desc.options = *opts;
+  desc.calibration_file = p.calib_path;
+  desc.calibration_tokens = p.stats->tokens();
+  auto bytes = quant::WritePack(model, mats, desc, f.out);
+  if (!bytes.ok()) return ReportError(bytes.status());
+  if (!choice->sensitivity.empty()) PrintPlanTable(*choice, *opts);
+  std::printf("wrote %s: %zu bytes of weights, plan %s\n", f.out.c_str(), *bytes, choice->plan.Describe().c_str());
+  return 0;
+}
+
+int RunPlan(const QuantizeFlags& f) {
+  auto opts = MakeOptions(f);
+  if (!opts.ok()) return ReportError(opts.status());
+  auto prepared = Prepare(f);
+  if (!prepared.ok()) return ReportError(prepared.status());
+  auto choice = ChoosePrecision(f, *prepared, *opts, /*always_measure=*/true);
+  if (!choice.ok()) return ReportError(choice.status());
+  PrintPlanTable(*choice, *opts);
+  return 0;
+}
+
+}  // namespace
+
+void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
+  auto flags = std::make_shared<QuantizeFlags>();
+  CLI::App* cmd = app.add_subcommand("quantize", "Quantize a model into a mixed-precision INT4/FP16 pack");
+  cmd->footer(
+      "Defaults (recommended): GPTQ, group 64, asymmetric, outlier channels (|x| > 6) in FP16, and the\n"
+      "most sensitive quarter of the blocks in FP16 (measured: KL divergence when only that block is INT4).\n"
+      "The pack is a directory every command loads like a model: accullm generate --model PACK.");
+  cmd->add_option("--out", flags->out, "Pack directory to write")->required();
+  AddCommonOptions(cmd, *flags);
+  cmd->callback([&run, flags] { run = [flags] { return RunQuantize(*flags); }; });
+}
+
+void AddPlanCommand(CLI::App& app, std::function<int()>& run) {
+  auto flags = std::make_shared<QuantizeFlags>();
+  CLI::App* cmd = app.add_subcommand("plan", "Print the measured precision plan: sensitivity, outliers, precision, bytes");
+  cmd->footer("Takes the same options as quantize; nothing is written.");
+  AddCommonOptions(cmd, *flags);
+  cmd->callback([&run, flags] { run = [flags] { return RunPlan(*flags); }; });
+}
+
+}  // namespace accullm::cli

@@ -1,0 +1,28 @@
+// Group-wise INT4 weights: y = x · Wᵀ where W[o, i] = (q[o, i] - zero[o, g]) * scale[o, g],
+// g = i / group. Two 4-bit codes per byte: column 2j in the low nibble, 2j+1 in the high one.
+// Symmetric matrices have no zero array and use zero = 8 (codes 0..15 → -8..7).
+// A scalar reference sits beside the AVX2 path; the entry point dispatches at run time.
+#pragma once
+
+#include <cstdint>
+
+namespace accullm::kernels {
+
+struct Int4Matrix {
+  const uint8_t* codes = nullptr;    // [out, in / 2]
+  const uint16_t* scales = nullptr;  // F16 [out, in / group]
+  const uint8_t* zeros = nullptr;    // [out, in / group], codes 0..15; null = symmetric (zero 8)
+  int64_t in = 0;
+  int64_t group = 0;
+};
+
+// Dequantizes row `o` into dst[in] (scalar reference).
+void DequantizeInt4Row(const Int4Matrix& m, int64_t o, float* dst);
+
+// y[r * y_stride + o] = sum_i x[r * in + i] * W[o, i] for r < n, o in [o_begin, o_end).
+void Int4LinearRows(const Int4Matrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
+                    int64_t y_stride);
+void Int4LinearRowsScalar(const Int4Matrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
+                          int64_t y_stride);
+
+}  // namespace accullm::kernels

@@ -1,0 +1,77 @@
+#include "model/pack_format.h"
+
+#include <sys/stat.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/json.h"
+#include "common/mapped_file.h"
+#include "common/status.h"
+
+namespace accullm {
+namespace json = boost::json;
+
+namespace {
+
+absl::Status ParseInto(const json::object& o, PackManifest& m) {
+  ASSIGN_OR_RETURN(std::string format, GetString(o, "format"));
+  if (format != "accullm-pack") return absl::InvalidArgumentError(absl::StrCat("\"format\" is \"", format, "\", not accullm-pack"));
+  ASSIGN_OR_RETURN(int64_t version, GetInt(o, "format_version"));
+  if (version != kPackFormatVersion) {
+    return absl::InvalidArgumentError(absl::StrCat("pack format version ", version, " is not supported (this build reads version ",
+                                                   kPackFormatVersion, "; re-run accullm quantize)"));
+  }
+  m.format_version = static_cast<int>(version);
+  const json::value* layers = o.if_contains("layer_precision");
+  if (layers == nullptr || !layers->is_array()) return absl::InvalidArgumentError("missing \"layer_precision\" array");
+  for (const auto& l : layers->get_array()) {
+    if (!l.is_string() || (l.get_string() != "fp16" && l.get_string() != "int4")) {
+      return absl::InvalidArgumentError("\"layer_precision\" entries must be \"fp16\" or \"int4\"");
+    }
+    m.layer_precision.emplace_back(l.get_string());
+  }
+  ASSIGN_OR_RETURN(m.method, GetString(o, "method"));
+  ASSIGN_OR_RETURN(m.group_size, GetInt(o, "group_size"));
+  ASSIGN_OR_RETURN(m.symmetric, GetBool(o, "symmetric"));
+  ASSIGN_OR_RETURN(auto bits, GetOptionalInt(o, "accumulator_bits"));
+  m.accumulator_bits = static_cast<int>(bits.value_or(0));
+  ASSIGN_OR_RETURN(auto tile, GetOptionalInt(o, "tile"));
+  m.tile = tile.value_or(0);
+  if (const json::value* c = o.if_contains("canaries"); c != nullptr && c->is_array()) {
+    for (const auto& e : c->get_array()) {
+      if (!e.is_object()) return absl::InvalidArgumentError("\"canaries\" entries must be objects");
+      PackCanary canary;
+      ASSIGN_OR_RETURN(canary.prompt, GetString(e.get_object(), "prompt"));
+      ASSIGN_OR_RETURN(canary.logits_tensor, GetString(e.get_object(), "logits_tensor"));
+      const json::value* ids = e.get_object().if_contains("ids");
+      if (ids == nullptr || !ids->is_array()) return absl::InvalidArgumentError("canary without \"ids\"");
+      for (const auto& id : ids->get_array()) {
+        if (!id.is_int64()) return absl::InvalidArgumentError("canary ids must be integers");
+        canary.ids.push_back(static_cast<int32_t>(id.get_int64()));
+      }
+      m.canaries.push_back(std::move(canary));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<PackManifest> PackManifest::Parse(const std::string& text, const std::string& what) {
+  ASSIGN_OR_RETURN(json::value v, ParseJson(text, what));
+  if (!v.is_object()) return absl::InvalidArgumentError(absl::StrCat(what, ": not a JSON object"));
+  PackManifest m;
+  absl::Status s = ParseInto(v.get_object(), m);
+  if (!s.ok()) return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+  return m;
+}
+
+absl::StatusOr<std::optional<PackManifest>> LoadPackManifest(const std::string& dir) {
+  const std::string path = dir + "/" + kPackManifestFile;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::optional<PackManifest>();
+  ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
+  ASSIGN_OR_RETURN(PackManifest m, PackManifest::Parse(text, path));
+  return std::optional<PackManifest>(std::move(m));
+}
+
+}  // namespace accullm

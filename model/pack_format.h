@@ -1,0 +1,47 @@
+// The AccuLLM pack: a model directory that `accullm quantize` writes and every command loads
+// like any model. Beside config.json and the tokenizer files it holds `accullm.json` (this
+// manifest) and `model.safetensors` with F16 tensors and, for each INT4 linear `<name>`:
+//   <name>.qweight         U8  [out, in/2]   two 4-bit codes per byte, low nibble = even column
+//   <name>.scales          F16 [out, in/group]
+//   <name>.qzeros          U8  [out, in/group]   (asymmetric only; codes 0..15)
+//   <name>.outlier_cols    I32 [k]               (optional) input channels kept in FP16
+//   <name>.outlier_weight  F16 [out, k]          (optional)
+// See docs/formats.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace accullm {
+
+inline constexpr int kPackFormatVersion = 1;
+inline constexpr const char* kPackManifestFile = "accullm.json";
+
+struct PackCanary {
+  std::string prompt;
+  std::vector<int32_t> ids;
+  std::string logits_tensor;  // F32 [vocab]: full-precision logits of the last prompt position
+};
+
+struct PackManifest {
+  int format_version = 0;
+  std::vector<std::string> layer_precision;  // per block: "fp16" or "int4"
+  std::string method;
+  int64_t group_size = 0;
+  bool symmetric = true;
+  int accumulator_bits = 0;
+  int64_t tile = 0;
+  std::vector<PackCanary> canaries;
+
+  // Parses and validates accullm.json text (`what` names the file in errors).
+  static absl::StatusOr<PackManifest> Parse(const std::string& text, const std::string& what);
+};
+
+// The manifest of `dir`, or nullopt when `dir` is a plain checkpoint (no accullm.json).
+absl::StatusOr<std::optional<PackManifest>> LoadPackManifest(const std::string& dir);
+
+}  // namespace accullm

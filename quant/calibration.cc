@@ -1,0 +1,90 @@
+#include "quant/calibration.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/status.h"
+
+namespace accullm::quant {
+
+void CalibrationStats::Observe(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) {
+  if (site == LinearSite::kBlockOut) return;
+  SiteStats& s = sites_[{layer, static_cast<int>(site)}];
+  if (s.width == 0) {
+    s.width = width;
+    s.hessian.assign(static_cast<size_t>(width * width), 0.0);
+    s.absmax.assign(static_cast<size_t>(width), 0.f);
+    s.over_threshold.assign(static_cast<size_t>(width), 0);
+  }
+  s.rows += rows;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * width;
+    for (int64_t i = 0; i < width; ++i) {
+      const float a = std::fabs(xr[i]);
+      s.absmax[i] = std::max(s.absmax[i], a);
+      if (a > threshold_) ++s.over_threshold[i];
+    }
+  }
+  // Upper triangle of Σ x xᵀ, rows of H in parallel; float partials per call keep the
+  // inner loop vectorised, double accumulation across calls keeps the sum accurate.
+  pool_->ParallelFor(width, [&](int64_t i0, int64_t i1) {
+    std::vector<float> acc(static_cast<size_t>(width));
+    for (int64_t i = i0; i < i1; ++i) {
+      std::fill(acc.begin() + i, acc.end(), 0.f);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * width;
+        const float xi = xr[i];
+        if (xi == 0.f) continue;
+        for (int64_t j = i; j < width; ++j) acc[j] += xi * xr[j];
+      }
+      double* h = s.hessian.data() + i * width;
+      for (int64_t j = i; j < width; ++j) h[j] += acc[j];
+    }
+  }, 4);
+}
+
+const SiteStats* CalibrationStats::Get(int64_t layer, LinearSite site) const {
+  auto it = sites_.find({layer, static_cast<int>(site)});
+  return it == sites_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::vector<int32_t>> MakeCalibrationChunks(const std::vector<int32_t>& stream, int32_t bos,
+                                                        int64_t samples, int64_t seq_len) {
+  std::vector<std::vector<int32_t>> chunks;
+  const int64_t body = seq_len - 1;
+  if (body <= 0 || samples <= 0 || stream.empty()) return chunks;
+  const int64_t available = static_cast<int64_t>(stream.size()) / body;
+  const int64_t n = std::min(samples, std::max<int64_t>(available, 1));
+  for (int64_t c = 0; c < n; ++c) {
+    // Spread the chunks evenly over the stream.
+    const int64_t start = available > 0 ? (c * available / n) * body : 0;
+    const int64_t end = std::min<int64_t>(start + body, static_cast<int64_t>(stream.size()));
+    std::vector<int32_t> chunk;
+    chunk.reserve(static_cast<size_t>(seq_len));
+    chunk.push_back(bos);
+    chunk.insert(chunk.end(), stream.begin() + start, stream.begin() + end);
+    chunks.push_back(std::move(chunk));
+  }
+  return chunks;
+}
+
+absl::Status RunCalibration(Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
+                            CalibrationStats& stats) {
+  model.set_observer(&stats);
+  std::vector<float> logits;
+  for (const auto& chunk : chunks) {
+    KvCache cache = model.NewCache(static_cast<int64_t>(chunk.size()));
+    logits.resize(chunk.size() * static_cast<size_t>(model.config().vocab_size));
+    absl::Status s = model.Forward(chunk.data(), static_cast<int64_t>(chunk.size()), cache, logits.data(),
+                                   /*all_positions=*/true);
+    if (!s.ok()) {
+      model.set_observer(nullptr);
+      return s;
+    }
+    stats.add_tokens(static_cast<int64_t>(chunk.size()));
+  }
+  model.set_observer(nullptr);
+  return absl::OkStatus();
+}
+
+}  // namespace accullm::quant

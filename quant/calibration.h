@@ -1,0 +1,57 @@
+// Calibration: run the full-precision model over calibration text and collect, for every
+// linear layer's input site, the statistics the quantizers need: the second-moment matrix
+// H = Σ xᵀx (the Hessian of the layer's squared output error, as in OPTQ/GPTQ), the
+// per-channel max |x|, and how often each channel exceeds the outlier threshold.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/transformer.h"
+
+namespace accullm::quant {
+
+struct SiteStats {
+  int64_t width = 0;
+  int64_t rows = 0;
+  std::vector<double> hessian;       // [width, width], symmetric, Σ over rows of x xᵀ
+  std::vector<float> absmax;         // [width]
+  std::vector<int64_t> over_threshold;  // [width] rows with |x| > outlier threshold
+};
+
+struct CalibrationOptions {
+  int64_t samples = 32;     // sequences
+  int64_t seq_len = 512;    // tokens per sequence (BOS first)
+  float outlier_threshold = 6.0f;
+};
+
+class CalibrationStats final : public ActivationObserver {
+ public:
+  CalibrationStats(ThreadPool* pool, float outlier_threshold) : pool_(pool), threshold_(outlier_threshold) {}
+  void Observe(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) override;
+
+  // Null when the site was never observed.
+  const SiteStats* Get(int64_t layer, LinearSite site) const;
+  int64_t tokens() const { return tokens_; }
+  void add_tokens(int64_t n) { tokens_ += n; }
+
+ private:
+  ThreadPool* pool_;
+  float threshold_;
+  int64_t tokens_ = 0;
+  std::map<std::pair<int64_t, int>, SiteStats> sites_;
+};
+
+// Cuts one token stream into `samples` chunks of seq_len (each starting with BOS), spread
+// evenly over the stream so calibration sees all of the text.
+std::vector<std::vector<int32_t>> MakeCalibrationChunks(const std::vector<int32_t>& stream, int32_t bos,
+                                                        int64_t samples, int64_t seq_len);
+
+// Runs the model over the chunks with `stats` observing.
+absl::Status RunCalibration(Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
+                            CalibrationStats& stats);
+
+}  // namespace accullm::quant

@@ -1,0 +1,106 @@
+#include "quant/evaluation.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+
+namespace accullm::quant {
+
+void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out) {
+  out.resize(static_cast<size_t>(n));
+  double mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, static_cast<double>(logits[i]));
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(logits[i] - mx);
+  const double lse = mx + std::log(sum);
+  for (int64_t i = 0; i < n; ++i) out[i] = logits[i] - lse;
+}
+
+namespace {
+
+// Keeps each block's output of the latest forward pass.
+class BlockOutputRecorder final : public ActivationObserver {
+ public:
+  void Observe(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) override {
+    if (site != LinearSite::kBlockOut) return;
+    if (outputs.size() <= static_cast<size_t>(layer)) outputs.resize(layer + 1);
+    outputs[layer].assign(x, x + rows * width);
+  }
+  std::vector<std::vector<float>> outputs;
+};
+
+}  // namespace
+
+absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, const std::vector<int32_t>& stream,
+                                    int32_t bos, const EvalOptions& opt) {
+  const int64_t vocab = model.config().vocab_size;
+  if (reference.config().vocab_size != vocab) return absl::InvalidArgumentError("model and reference vocabularies differ");
+  if (opt.ctx < 4) return absl::InvalidArgumentError("evaluation context must be at least 4 tokens");
+  int64_t chunks = static_cast<int64_t>(stream.size()) / opt.ctx;
+  if (opt.max_chunks > 0) chunks = std::min(chunks, opt.max_chunks);
+  if (chunks == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("evaluation text has ", stream.size(),
+                                                   " tokens, fewer than one chunk of ", opt.ctx));
+  }
+  const int64_t layers = model.config().num_layers;
+  BlockOutputRecorder rec_model, rec_ref;
+  model.set_observer(&rec_model);
+  reference.set_observer(&rec_ref);
+  std::vector<double> err_num(static_cast<size_t>(layers), 0), err_den(static_cast<size_t>(layers), 0);
+  std::vector<float> lm(static_cast<size_t>(opt.ctx * vocab)), lr(static_cast<size_t>(opt.ctx * vocab));
+  std::vector<double> pm, pr, kls;
+  double nll = 0, nll_ref = 0;
+  int64_t agree = 0;
+  absl::Status status;
+  for (int64_t c = 0; c < chunks && status.ok(); ++c) {
+    std::vector<int32_t> chunk(stream.begin() + c * opt.ctx, stream.begin() + (c + 1) * opt.ctx);
+    chunk[0] = bos;
+    KvCache cm = model.NewCache(opt.ctx), cr = reference.NewCache(opt.ctx);
+    status = model.Forward(chunk.data(), opt.ctx, cm, lm.data(), true);
+    if (status.ok()) status = reference.Forward(chunk.data(), opt.ctx, cr, lr.data(), true);
+    if (!status.ok()) break;
+    for (int64_t l = 0; l < layers && l < static_cast<int64_t>(rec_model.outputs.size()); ++l) {
+      const auto& a = rec_model.outputs[l];
+      const auto& b = rec_ref.outputs[l];
+      for (size_t i = 0; i < a.size(); ++i) {
+        err_num[l] += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+        err_den[l] += static_cast<double>(b[i]) * b[i];
+      }
+    }
+    for (int64_t j = opt.ctx / 2; j < opt.ctx - 1; ++j) {
+      const float* a = lm.data() + j * vocab;
+      const float* b = lr.data() + j * vocab;
+      LogSoftmax(a, vocab, pm);
+      LogSoftmax(b, vocab, pr);
+      const int32_t next = chunk[j + 1];
+      nll -= pm[next];
+      nll_ref -= pr[next];
+      double kl = 0;
+      for (int64_t v = 0; v < vocab; ++v) kl += std::exp(pr[v]) * (pr[v] - pm[v]);
+      kls.push_back(std::max(0.0, kl));
+      agree += (std::max_element(a, a + vocab) - a) == (std::max_element(b, b + vocab) - b);
+    }
+  }
+  model.set_observer(nullptr);
+  reference.set_observer(nullptr);
+  RETURN_IF_ERROR(status);
+  EvalResult r;
+  r.chunks = chunks;
+  r.positions = static_cast<int64_t>(kls.size());
+  r.perplexity = std::exp(nll / r.positions);
+  r.reference_perplexity = std::exp(nll_ref / r.positions);
+  double sum = 0;
+  for (double k : kls) sum += k;
+  r.kl_mean = sum / r.positions;
+  std::vector<double> sorted = kls;
+  std::sort(sorted.begin(), sorted.end());
+  r.kl_p99 = sorted[static_cast<size_t>(std::min<double>(sorted.size() - 1, std::ceil(0.99 * sorted.size()) - 1))];
+  r.kl_max = sorted.back();
+  r.top1_agreement = static_cast<double>(agree) / r.positions;
+  for (int64_t l = 0; l < layers; ++l) r.layer_relative_error.push_back(err_den[l] > 0 ? std::sqrt(err_num[l] / err_den[l]) : 0);
+  return r;
+}
+
+}  // namespace accullm::quant

@@ -1,0 +1,35 @@
+// Accuracy of a (quantized) model against its full-precision reference, with llama.cpp's
+// perplexity protocol: the text is tokenized as one stream and cut into ctx-token chunks
+// whose first token is replaced by BOS; only the second half of each chunk is scored. KL
+// divergence KL(P_ref || P_model) and top-1 agreement use the same positions.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/transformer.h"
+
+namespace accullm::quant {
+
+struct EvalOptions {
+  int64_t ctx = 512;
+  int64_t max_chunks = 0;  // 0 = all
+};
+
+struct EvalResult {
+  double perplexity = 0, reference_perplexity = 0;
+  double kl_mean = 0, kl_p99 = 0, kl_max = 0;
+  double top1_agreement = 0;  // 0..1
+  int64_t positions = 0, chunks = 0;
+  // Per transformer block: ||h_model - h_ref|| / ||h_ref|| of the block's output, over all tokens.
+  std::vector<double> layer_relative_error;
+};
+
+absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, const std::vector<int32_t>& stream,
+                                    int32_t bos, const EvalOptions& options);
+
+// Log-softmax of one row of logits (double precision), for scoring.
+void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out);
+
+}  // namespace accullm::quant

@@ -1,0 +1,298 @@
+#include "quant/int4_quantizer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/dtype.h"
+#include "common/status.h"
+
+namespace accullm::quant {
+
+absl::StatusOr<QuantMethod> ParseQuantMethod(const std::string& name) {
+  if (name == "rtn") return QuantMethod::kRtn;
+  if (name == "gptq" || name == "optq") return QuantMethod::kGptq;
+  if (name == "gpfq") return QuantMethod::kGpfq;
+  return absl::InvalidArgumentError(absl::StrCat("unknown quantization method \"", name, "\" (rtn, gptq, gpfq)"));
+}
+
+const char* QuantMethodName(QuantMethod m) {
+  switch (m) {
+    case QuantMethod::kRtn: return "rtn";
+    case QuantMethod::kGptq: return "gptq";
+    case QuantMethod::kGpfq: return "gpfq";
+  }
+  return "?";
+}
+
+int QuantizedMatrix::IntegerWeight(int64_t o, int64_t i) const {
+  const int code = (codes[static_cast<size_t>(o * (in / 2) + i / 2)] >> ((i & 1) * 4)) & 0xF;
+  const int zero = symmetric ? 8 : zeros[static_cast<size_t>(o * (in / group) + i / group)];
+  return code - zero;
+}
+
+int64_t AxeL1Budget(int bits) { return ((int64_t{1} << (bits - 1)) - 1) / 128; }
+
+namespace {
+
+constexpr int64_t kBlock = 128;  // lazy-update block (a multiple of every group size)
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Quantization grid of one group: value(code) = (code - zero) * scale, code in [0, 15].
+struct Grid {
+  float scale = 0.f;
+  int zero = 8;
+};
+
+Grid MakeGrid(const float* w, const bool* is_outlier, int64_t n, bool symmetric) {
+  float lo = 0.f, hi = 0.f;  // include 0 so zero is exactly representable
+  for (int64_t i = 0; i < n; ++i) {
+    if (is_outlier[i]) continue;
+    lo = std::min(lo, w[i]);
+    hi = std::max(hi, w[i]);
+  }
+  Grid g;
+  if (symmetric) {
+    const float amax = std::max(-lo, hi);
+    // -8 is reachable too, but ±7 keeps the grid symmetric around zero.
+    g.scale = F16ToF32(F32ToF16(amax / 7.f));
+    g.zero = 8;
+  } else {
+    g.scale = F16ToF32(F32ToF16((hi - lo) / 15.f));
+    g.zero = g.scale > 0 ? static_cast<int>(std::lround(-lo / g.scale)) : 8;
+    g.zero = std::clamp(g.zero, 0, 15);
+  }
+  return g;
+}
+
+// Per-row state for one quantization pass.
+struct RowQuantizer {
+  const QuantOptions& opt;
+  int64_t row;
+  int64_t in;
+  Grid grid;
+  int64_t budget_left = 0;  // AXE: remaining Σ|v| in the current group
+
+  int Round(float value, int64_t col) const {
+    if (grid.scale <= 0.f) return grid.zero;
+    const float t = value / grid.scale + static_cast<float>(grid.zero);
+    float code;
+    if (opt.stochastic) {
+      const uint64_t h = SplitMix64(opt.seed ^ SplitMix64(static_cast<uint64_t>(row * in + col)));
+      const float u = static_cast<float>(h >> 40) * 0x1.0p-24f;
+      code = std::floor(t) + (u < t - std::floor(t) ? 1.f : 0.f);
+    } else {
+      code = std::nearbyint(t);
+    }
+    int c = static_cast<int>(std::clamp(code, 0.f, 15.f));
+    if (opt.accumulator_bits > 0) {  // AXE: never spend more than the group's budget
+      int v = c - grid.zero;
+      const int limit = static_cast<int>(std::min<int64_t>(budget_left, 15));
+      v = std::clamp(v, -limit, limit);
+      c = std::clamp(v + grid.zero, 0, 15);
+    }
+    return c;
+  }
+  float Value(int code) const { return static_cast<float>(code - grid.zero) * grid.scale; }
+};
+
+// AXE: enlarges the grid's scale until round-to-nearest fits the L1 budget, so error
+// feedback starts from a feasible point instead of clipping most of the group.
+void FitGridToBudget(Grid& g, const float* w, const bool* is_outlier, int64_t n, int64_t budget) {
+  for (int iter = 0; iter < 64 && g.scale > 0; ++iter) {
+    int64_t l1 = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      if (is_outlier[i]) continue;
+      const int c = std::clamp(static_cast<int>(std::nearbyint(w[i] / g.scale)) + g.zero, 0, 15);
+      l1 += std::abs(c - g.zero);
+    }
+    if (l1 <= budget) return;
+    g.scale = F16ToF32(F32ToF16(g.scale * std::max(1.02f, static_cast<float>(l1) / budget)));
+  }
+}
+
+// Cholesky factorisation A = L Lᵀ in place (lower triangle); false when not positive definite.
+bool CholeskyLower(std::vector<double>& a, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    double d = a[j * n + j];
+    for (int64_t k = 0; k < j; ++k) d -= a[j * n + k] * a[j * n + k];
+    if (!(d > 0)) return false;
+    d = std::sqrt(d);
+    a[j * n + j] = d;
+    for (int64_t i = j + 1; i < n; ++i) {
+      double s = a[i * n + j];
+      for (int64_t k = 0; k < j; ++k) s -= a[i * n + k] * a[j * n + k];
+      a[i * n + j] = s / d;
+    }
+  }
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i + 1; j < n; ++j) a[i * n + j] = 0;
+  return true;
+}
+
+// Dampened full Hessian from the upper triangle; dead channels (never active) get 1 on the
+// diagonal so the factorisations stay defined.
+std::vector<double> DampedHessian(const std::vector<double>& upper, int64_t n, double damp_fraction) {
+  std::vector<double> h(static_cast<size_t>(n * n));
+  double mean_diag = 0;
+  for (int64_t i = 0; i < n; ++i) mean_diag += upper[i * n + i];
+  mean_diag /= n;
+  if (!(mean_diag > 0)) mean_diag = 1;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i; j < n; ++j) h[i * n + j] = h[j * n + i] = upper[i * n + j];
+  for (int64_t i = 0; i < n; ++i) {
+    if (h[i * n + i] == 0) h[i * n + i] = 1;
+    h[i * n + i] += damp_fraction * mean_diag;
+  }
+  return h;
+}
+
+// GPTQ's U: the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ U).
+absl::StatusOr<std::vector<double>> InverseHessianUpperFactor(std::vector<double> h, int64_t n) {
+  if (!CholeskyLower(h, n)) return absl::FailedPreconditionError("Hessian is not positive definite");
+  // H⁻¹ = L⁻ᵀ L⁻¹: invert L (lower triangular) column by column.
+  std::vector<double> linv(static_cast<size_t>(n * n), 0.0);
+  for (int64_t c = 0; c < n; ++c) {
+    linv[c * n + c] = 1.0 / h[c * n + c];
+    for (int64_t i = c + 1; i < n; ++i) {
+      double s = 0;
+      for (int64_t k = c; k < i; ++k) s -= h[i * n + k] * linv[k * n + c];
+      linv[i * n + c] = s / h[i * n + i];
+    }
+  }
+  std::vector<double> hinv(static_cast<size_t>(n * n), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j <= i; ++j) {
+      double s = 0;
+      for (int64_t k = i; k < n; ++k) s += linv[k * n + i] * linv[k * n + j];
+      hinv[i * n + j] = hinv[j * n + i] = s;
+    }
+  if (!CholeskyLower(hinv, n)) return absl::FailedPreconditionError("inverse Hessian is not positive definite");
+  // Upper factor U = Lᵀ of H⁻¹'s lower factor.
+  std::vector<double> u(static_cast<size_t>(n * n), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i; j < n; ++j) u[i * n + j] = hinv[j * n + i];
+  return u;
+}
+
+void PackCode(QuantizedMatrix& q, int64_t o, int64_t i, int code) {
+  uint8_t& byte = q.codes[static_cast<size_t>(o * (q.in / 2) + i / 2)];
+  byte = static_cast<uint8_t>((i & 1) ? ((byte & 0x0F) | (code << 4)) : ((byte & 0xF0) | code));
+}
+
+}  // namespace
+
+absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out, int64_t in,
+                                               const std::vector<double>* hessian,
+                                               const std::vector<int32_t>& outlier_cols,
+                                               const QuantOptions& opt, ThreadPool& pool) {
+  const int64_t g = opt.group_size;
+  if (g != 32 && g != 64 && g != 128) return absl::InvalidArgumentError("group size must be 32, 64 or 128");
+  if (in % g != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("input width ", in, " is not a multiple of the group size ", g));
+  }
+  if (opt.accumulator_bits != 0 && (opt.accumulator_bits < 10 || opt.accumulator_bits > 32)) {
+    return absl::InvalidArgumentError("accumulator bits must be in [10, 32]");
+  }
+  if (opt.tile != 0 && (opt.tile < 0 || g % opt.tile != 0)) {
+    return absl::InvalidArgumentError("AXE tile must divide the group size");
+  }
+  const bool needs_h = opt.method != QuantMethod::kRtn;
+  if (needs_h && (hessian == nullptr || static_cast<int64_t>(hessian->size()) != in * in)) {
+    return absl::InvalidArgumentError("GPTQ/GPFQ need calibration statistics (Hessian) for this layer");
+  }
+  QuantizedMatrix q;
+  q.out = out;
+  q.in = in;
+  q.group = g;
+  q.symmetric = opt.symmetric;
+  q.codes.assign(static_cast<size_t>(out * in / 2), 0);
+  q.scales.assign(static_cast<size_t>(out * (in / g)), 0);
+  if (!opt.symmetric) q.zeros.assign(static_cast<size_t>(out * (in / g)), 8);
+  q.outlier_cols = outlier_cols;
+  q.outlier_weights.assign(outlier_cols.size() * static_cast<size_t>(out), 0);
+  std::vector<char> is_outlier(static_cast<size_t>(in), 0);
+  for (int32_t c : outlier_cols) is_outlier[c] = 1;
+  const int64_t budget = opt.accumulator_bits > 0 ? AxeL1Budget(opt.accumulator_bits) : 0;
+
+  std::vector<double> h, u;
+  if (needs_h) {
+    h = DampedHessian(*hessian, in, opt.dampening);
+    if (opt.method == QuantMethod::kGptq) {
+      ASSIGN_OR_RETURN(u, InverseHessianUpperFactor(h, in));
+    }
+  }
+
+  pool.ParallelFor(out, [&](int64_t o0, int64_t o1) {
+    std::vector<float> w(static_cast<size_t>(in));
+    std::vector<double> err(static_cast<size_t>(kBlock)), resid(static_cast<size_t>(in)), lazy(static_cast<size_t>(in));
+    for (int64_t o = o0; o < o1; ++o) {
+      std::copy_n(weights + o * in, in, w.data());
+      for (int64_t i = 0; i < in; ++i)  // dead channels carry no signal: zero them like GPTQ
+        if (needs_h && (*hessian)[i * in + i] == 0 && !is_outlier[i]) w[i] = 0;
+      RowQuantizer rq{opt, o, in, {}, 0};
+      std::fill(resid.begin(), resid.end(), 0.0);
+      std::vector<float> target(static_cast<size_t>(g));
+      for (int64_t b0 = 0; b0 < in; b0 += kBlock) {
+        const int64_t b1 = std::min(in, b0 + kBlock);
+        for (int64_t i = b0; i < b1; ++i) {
+          if (i % g == 0) {  // a new group: its grid from the current (error-corrected) weights
+            for (int64_t j = 0; j < g; ++j) {
+              target[j] = opt.method == QuantMethod::kGpfq ? static_cast<float>(w[i + j] + resid[i + j] / h[(i + j) * in + i + j])
+                                                           : w[i + j];
+            }
+            const bool* outl = reinterpret_cast<const bool*>(is_outlier.data() + i);
+            rq.grid = MakeGrid(target.data(), outl, g, opt.symmetric);
+            if (budget > 0) FitGridToBudget(rq.grid, target.data(), outl, g, budget);
+            rq.budget_left = budget;
+            q.scales[o * (in / g) + i / g] = F32ToF16(rq.grid.scale);
+            if (!opt.symmetric) q.zeros[o * (in / g) + i / g] = static_cast<uint8_t>(rq.grid.zero);
+          }
+          // What this column should represent, and what it will.
+          const float want = opt.method == QuantMethod::kGpfq ? static_cast<float>(w[i] + resid[i] / h[i * in + i]) : w[i];
+          float got;
+          if (is_outlier[i]) {
+            const size_t k = std::lower_bound(outlier_cols.begin(), outlier_cols.end(), i) - outlier_cols.begin();
+            const uint16_t f16 = F32ToF16(want);
+            q.outlier_weights[o * outlier_cols.size() + k] = f16;
+            PackCode(q, o, i, rq.grid.zero);  // contributes 0 in the INT4 part
+            got = F16ToF32(f16);
+          } else {
+            const int code = rq.Round(want, i);
+            PackCode(q, o, i, code);
+            rq.budget_left -= std::abs(code - rq.grid.zero);
+            got = rq.Value(code);
+          }
+          if (opt.method == QuantMethod::kGptq) {
+            const double e = (w[i] - got) / u[i * in + i];
+            err[i - b0] = e;
+            for (int64_t j = i + 1; j < b1; ++j) w[j] -= static_cast<float>(e * u[i * in + j]);
+          } else if (opt.method == QuantMethod::kGpfq) {
+            // Running residual of the output: r_j += H[j, i] (w_i - q_i) for later columns.
+            const double d = w[i] - got;
+            if (d != 0)
+              for (int64_t j = i + 1; j < in; ++j) resid[j] += h[j * in + i] * d;
+          }
+        }
+        if (opt.method == QuantMethod::kGptq) {  // lazy update of the columns after the block
+          std::fill(lazy.begin() + b1, lazy.end(), 0.0);
+          for (int64_t i = b0; i < b1; ++i) {  // rows of U: contiguous, vectorised
+            const double e = err[i - b0];
+            const double* ui = u.data() + i * in;
+            for (int64_t j = b1; j < in; ++j) lazy[j] += e * ui[j];
+          }
+          for (int64_t j = b1; j < in; ++j) w[j] -= static_cast<float>(lazy[j]);
+        }
+      }
+    }
+  });
+  return q;
+}
+
+}  // namespace accullm::quant

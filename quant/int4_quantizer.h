@@ -1,0 +1,62 @@
+// Group-wise INT4 weight quantizers:
+//  - kRtn: round to nearest, per group scale (and zero point when asymmetric).
+//  - kGptq: OPTQ/GPTQ — columns quantized in order; each rounding error, weighted by the
+//    inverse Hessian's Cholesky factor, is propagated into the columns not yet quantized
+//    (1% dampening, lazy block updates of 128 columns).
+//  - kGpfq: GPFQ — greedy path following: each column is quantized against the running
+//    output residual of the columns before it (error feedback through H, without inverting it).
+// Options shared by all: stochastic rounding (counter-based RNG, reproducible for a seed),
+// outlier input channels kept exactly in FP16, and AXE: an L1 budget on each group's
+// integer weights so that a signed P-bit accumulator cannot overflow for INT8 activations.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/thread_pool.h"
+
+namespace accullm::quant {
+
+enum class QuantMethod { kRtn, kGptq, kGpfq };
+absl::StatusOr<QuantMethod> ParseQuantMethod(const std::string& name);
+const char* QuantMethodName(QuantMethod m);
+
+struct QuantOptions {
+  QuantMethod method = QuantMethod::kGptq;
+  int64_t group_size = 64;
+  bool symmetric = false;
+  bool stochastic = false;
+  uint64_t seed = 0;
+  double dampening = 0.01;  // fraction of the mean Hessian diagonal added to it
+  int accumulator_bits = 0; // AXE: 0 = unconstrained; else signed accumulator width P
+  int64_t tile = 0;         // AXE: inputs per inner accumulation tile (0 = the group)
+};
+
+// One quantized [out, in] matrix in the kernel's layout (kernels/cpu/int4_kernels.h).
+struct QuantizedMatrix {
+  int64_t out = 0, in = 0, group = 0;
+  bool symmetric = true;
+  std::vector<uint8_t> codes;    // [out, in/2]
+  std::vector<uint16_t> scales;  // F16 [out, in/group]
+  std::vector<uint8_t> zeros;    // [out, in/group]; empty when symmetric
+  std::vector<int32_t> outlier_cols;
+  std::vector<uint16_t> outlier_weights;  // F16 [out, outlier_cols.size()]
+
+  // Signed integer weight v = code - zero at (o, i) (0 for outlier columns).
+  int IntegerWeight(int64_t o, int64_t i) const;
+};
+
+// Largest sum of |v| per group that keeps every INT8 dot product (x in [-128, 127]) within a
+// signed `bits`-bit accumulator: 128 · Σ|v| ≤ 2^(bits-1) - 1.
+int64_t AxeL1Budget(int bits);
+
+// Quantizes W [out, in] (row-major). `hessian` [in, in] (upper triangle used) is needed by
+// GPTQ and GPFQ; RTN ignores it. `outlier_cols` (sorted) stay FP16.
+absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out, int64_t in,
+                                               const std::vector<double>* hessian,
+                                               const std::vector<int32_t>& outlier_cols,
+                                               const QuantOptions& options, ThreadPool& pool);
+
+}  // namespace accullm::quant

@@ -1,0 +1,130 @@
+#include "quant/model_quantizer.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "model/int4_linear.h"
+
+namespace accullm::quant {
+
+const std::vector<BlockLinear>& BlockLinears() {
+  static const std::vector<BlockLinear> kLinears = {
+      {"self_attn.q_proj", LinearSite::kAttnIn, &TransformerLayer::q},
+      {"self_attn.k_proj", LinearSite::kAttnIn, &TransformerLayer::k},
+      {"self_attn.v_proj", LinearSite::kAttnIn, &TransformerLayer::v},
+      {"self_attn.o_proj", LinearSite::kAttnOut, &TransformerLayer::o},
+      {"mlp.gate_proj", LinearSite::kMlpIn, &TransformerLayer::gate},
+      {"mlp.up_proj", LinearSite::kMlpIn, &TransformerLayer::up},
+      {"mlp.down_proj", LinearSite::kMlpDown, &TransformerLayer::down},
+  };
+  return kLinears;
+}
+
+std::string LinearPrefix(int64_t layer, const BlockLinear& l) { return absl::StrCat("model.layers.", layer, ".", l.name); }
+
+std::vector<int32_t> SelectOutlierChannels(const SiteStats& s, const OutlierOptions& o) {
+  std::vector<int32_t> order(static_cast<size_t>(s.width));
+  for (int32_t i = 0; i < s.width; ++i) order[i] = i;
+  if (!o.enabled) return {};
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return s.absmax[a] > s.absmax[b]; });
+  const int64_t cap = static_cast<int64_t>(o.max_fraction * s.width);
+  std::vector<int32_t> chosen;
+  if (o.top_fraction > 0) {
+    const int64_t k = std::min<int64_t>(cap > 0 ? cap : s.width, static_cast<int64_t>(o.top_fraction * s.width + 0.5));
+    chosen.assign(order.begin(), order.begin() + k);
+  } else {
+    for (int32_t c : order) {
+      if (static_cast<int64_t>(chosen.size()) >= cap || s.absmax[c] <= o.threshold) break;
+      chosen.push_back(c);
+    }
+  }
+  std::sort(chosen.begin(), chosen.end());
+  return chosen;
+}
+
+absl::StatusOr<std::vector<float>> LinearWeights(const Transformer& model, const std::string& prefix) {
+  ASSIGN_OR_RETURN(TensorView w, model.tensors().Get(prefix + ".weight"));
+  if (w.shape.size() != 2) return absl::InvalidArgumentError(absl::StrCat(prefix, ".weight is not 2-D"));
+  return TensorToF32(w, w.numel());
+}
+
+absl::StatusOr<std::unique_ptr<LinearOp>> MakeInt4Linear(const Transformer& model, const std::string& prefix,
+                                                         std::shared_ptr<const QuantizedMatrix> m) {
+  std::vector<float> bias;
+  if (model.tensors().Has(prefix + ".bias")) {
+    ASSIGN_OR_RETURN(TensorView b, model.tensors().Get(prefix + ".bias"));
+    ASSIGN_OR_RETURN(bias, TensorToF32(b, m->out));
+  }
+  Int4Data d;
+  d.out = m->out;
+  d.in = m->in;
+  d.group = m->group;
+  d.codes = m->codes.data();
+  d.scales = m->scales.data();
+  d.zeros = m->symmetric ? nullptr : m->zeros.data();
+  d.outlier_cols = m->outlier_cols;
+  d.outlier_weights = m->outlier_cols.empty() ? nullptr : m->outlier_weights.data();
+  d.keep_alive = m;
+  ASSIGN_OR_RETURN(auto op, Int4Linear::Create(std::move(d), std::move(bias)));
+  return std::unique_ptr<LinearOp>(std::move(op));
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer& model, int64_t layer,
+                                                                     const CalibrationStats& stats,
+                                                                     const ModelQuantOptions& options, ThreadPool& pool,
+                                                                     QuantizedMatrices* out) {
+  std::vector<std::unique_ptr<LinearOp>> new_ops;
+  for (const BlockLinear& bl : BlockLinears()) {
+    const std::string prefix = LinearPrefix(layer, bl);
+    const SiteStats* site = stats.Get(layer, bl.site);
+    if (site == nullptr && options.quant.method != QuantMethod::kRtn) {
+      return absl::FailedPreconditionError(absl::StrCat("no calibration statistics for ", prefix));
+    }
+    ASSIGN_OR_RETURN(std::vector<float> w, LinearWeights(model, prefix));
+    LinearOp& current = *(model.layer(layer).*bl.op);
+    const int64_t rows = current.out_features(), cols = current.in_features();
+    std::vector<int32_t> outliers = site != nullptr ? SelectOutlierChannels(*site, options.outliers) : std::vector<int32_t>{};
+    ASSIGN_OR_RETURN(QuantizedMatrix q, QuantizeMatrix(w.data(), rows, cols, site ? &site->hessian : nullptr, outliers,
+                                                       options.quant, pool));
+    auto shared = std::make_shared<const QuantizedMatrix>(std::move(q));
+    ASSIGN_OR_RETURN(auto op, MakeInt4Linear(model, prefix, shared));
+    new_ops.push_back(std::move(op));
+    if (out != nullptr) (*out)[prefix] = shared;
+  }
+  std::vector<std::unique_ptr<LinearOp>> displaced;
+  size_t i = 0;
+  for (const BlockLinear& bl : BlockLinears()) {
+    displaced.push_back(std::move(model.layer(layer).*bl.op));
+    model.layer(layer).*bl.op = std::move(new_ops[i++]);
+  }
+  return displaced;
+}
+
+void RestoreBlock(Transformer& model, int64_t layer, std::vector<std::unique_ptr<LinearOp>> ops) {
+  size_t i = 0;
+  for (const BlockLinear& bl : BlockLinears()) model.layer(layer).*bl.op = std::move(ops[i++]);
+}
+
+absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, const CalibrationStats& stats,
+                                                const PrecisionPlan& plan, const ModelQuantOptions& options,
+                                                ThreadPool& pool, const ProgressFn& progress) {
+  const int64_t n = model.config().num_layers;
+  if (static_cast<int64_t>(plan.layers.size()) != n) {
+    return absl::InvalidArgumentError(absl::StrCat("plan has ", plan.layers.size(), " layers, the model ", n));
+  }
+  QuantizedMatrices out;
+  const int64_t total = plan.CountInt4();
+  int64_t done = 0;
+  for (int64_t l = 0; l < n; ++l) {
+    if (plan.layers[l] != LayerPrecision::kInt4) continue;
+    if (progress) progress(done, total, absl::StrCat("layer ", l));
+    auto displaced = QuantizeBlock(model, l, stats, options, pool, &out);
+    if (!displaced.ok()) return displaced.status();
+    ++done;
+  }
+  if (progress) progress(done, total, "done");
+  return out;
+}
+
+}  // namespace accullm::quant

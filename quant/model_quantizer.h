@@ -1,0 +1,66 @@
+// Quantizing a loaded model in place: the blocks the precision plan marks INT4 get their
+// seven linears quantized (with outlier input channels kept in FP16) and replaced by
+// Int4Linear ops, so the same Transformer can be evaluated at once and then written as a pack.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/transformer.h"
+#include "quant/calibration.h"
+#include "quant/int4_quantizer.h"
+#include "sharding/precision_plan.h"
+
+namespace accullm::quant {
+
+struct OutlierOptions {
+  bool enabled = true;
+  float threshold = 6.0f;       // |x| above this in calibration marks a channel (LLM.int8())
+  double max_fraction = 0.01;   // at most this share of a layer's input channels
+  double top_fraction = 0.0;    // > 0: the top share by max |x|, whatever the threshold
+};
+
+struct ModelQuantOptions {
+  QuantOptions quant;
+  OutlierOptions outliers;
+};
+
+// The seven linears of a block, with the site whose statistics they use.
+struct BlockLinear {
+  const char* name;  // e.g. "self_attn.q_proj"
+  LinearSite site;
+  std::unique_ptr<LinearOp> TransformerLayer::*op;
+};
+const std::vector<BlockLinear>& BlockLinears();
+std::string LinearPrefix(int64_t layer, const BlockLinear& l);  // "model.layers.3.self_attn.q_proj"
+
+using QuantizedMatrices = std::map<std::string, std::shared_ptr<const QuantizedMatrix>>;
+
+std::vector<int32_t> SelectOutlierChannels(const SiteStats& stats, const OutlierOptions& options);
+
+// Float weights [out, in] of a linear from the model's checkpoint.
+absl::StatusOr<std::vector<float>> LinearWeights(const Transformer& model, const std::string& prefix);
+
+// An Int4Linear over `m` (kept alive by the op), with the checkpoint's bias if any.
+absl::StatusOr<std::unique_ptr<LinearOp>> MakeInt4Linear(const Transformer& model, const std::string& prefix,
+                                                         std::shared_ptr<const QuantizedMatrix> m);
+
+// Quantizes block `layer`, installs the INT4 ops and returns the displaced ones (so a caller
+// measuring sensitivity can put them back with RestoreBlock).
+absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer& model, int64_t layer,
+                                                                     const CalibrationStats& stats,
+                                                                     const ModelQuantOptions& options, ThreadPool& pool,
+                                                                     QuantizedMatrices* out);
+void RestoreBlock(Transformer& model, int64_t layer, std::vector<std::unique_ptr<LinearOp>> ops);
+
+using ProgressFn = std::function<void(int64_t done, int64_t total, const std::string& what)>;
+
+absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, const CalibrationStats& stats,
+                                                const PrecisionPlan& plan, const ModelQuantOptions& options,
+                                                ThreadPool& pool, const ProgressFn& progress = nullptr);
+
+}  // namespace accullm::quant

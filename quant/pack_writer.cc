@@ -1,0 +1,152 @@
+#include "quant/pack_writer.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "boost/json.hpp"
+#include "common/dtype.h"
+#include "common/mapped_file.h"
+#include "common/status.h"
+#include "quant/safetensors_writer.h"
+
+namespace accullm::quant {
+
+namespace {
+
+// Stable 64-bit FNV-1a of the source config and safetensors headers: identifies the model a
+// pack came from without hashing gigabytes.
+std::string SourceHash(const Transformer& model, const std::string& dir) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const std::string& s) {
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  };
+  if (auto cfg = ReadTextFile(dir + "/config.json"); cfg.ok()) mix(*cfg);
+  for (const auto& [name, t] : model.tensors().tensors()) {
+    mix(name);
+    mix(DTypeName(t.dtype));
+    for (int64_t d : t.shape) mix(std::to_string(d));
+    // A sample of the bytes so retrained weights with equal shapes differ.
+    const size_t step = std::max<size_t>(1, t.nbytes / 64);
+    for (size_t i = 0; i < t.nbytes; i += step) h = (h ^ t.data[i]) * 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+// F16 copy of a stored tensor; BF16/F32 values beyond F16's range keep their dtype instead.
+void AddAsF16(SafetensorsWriter& w, const TensorView& t) {
+  std::vector<float> f(static_cast<size_t>(t.numel()));
+  ConvertToF32(t.dtype, t.data, f.data(), f.size());
+  bool fits = true;
+  for (float v : f) fits = fits && std::fabs(v) <= 65504.f;
+  if (!fits || t.dtype == DType::kF16) {
+    w.Add(t.name, t.dtype, t.shape, t.data, t.nbytes);
+    return;
+  }
+  std::vector<uint16_t> h(f.size());
+  for (size_t i = 0; i < f.size(); ++i) h[i] = F32ToF16(f[i]);
+  w.Add(t.name, DType::kF16, t.shape, h.data(), h.size() * 2);
+}
+
+}  // namespace
+
+absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatrices& matrices,
+                                 const PackDescription& desc, const std::string& out_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create ", out_dir, ": ", ec.message()));
+  if (fs::equivalent(out_dir, desc.source_dir, ec)) {
+    return absl::InvalidArgumentError("the pack directory must differ from the source model directory");
+  }
+  // An old manifest must not vouch for the new, half-written tensors.
+  fs::remove(fs::path(out_dir) / kPackManifestFile, ec);
+  SafetensorsWriter w;
+  for (const auto& [name, t] : model.tensors().tensors()) {
+    // Tensors of INT4 linears are replaced by their quantized form below.
+    if (absl::EndsWith(name, ".weight") && matrices.count(name.substr(0, name.size() - 7))) continue;
+    if (absl::StrContains(name, "layernorm") || absl::StrContains(name, "norm.weight") || absl::EndsWith(name, ".bias")) {
+      std::vector<float> f(static_cast<size_t>(t.numel()));
+      ConvertToF32(t.dtype, t.data, f.data(), f.size());
+      w.Add(name, DType::kF32, t.shape, f.data(), f.size() * 4);
+    } else {
+      AddAsF16(w, t);
+    }
+  }
+  boost::json::object outliers;
+  for (const auto& [prefix, m] : matrices) {
+    w.Add(prefix + ".qweight", DType::kU8, {m->out, m->in / 2}, m->codes.data(), m->codes.size());
+    w.Add(prefix + ".scales", DType::kF16, {m->out, m->in / m->group}, m->scales.data(), m->scales.size() * 2);
+    if (!m->symmetric) w.Add(prefix + ".qzeros", DType::kU8, {m->out, m->in / m->group}, m->zeros.data(), m->zeros.size());
+    if (!m->outlier_cols.empty()) {
+      const int64_t k = static_cast<int64_t>(m->outlier_cols.size());
+      w.Add(prefix + ".outlier_cols", DType::kI32, {k}, m->outlier_cols.data(), k * 4);
+      w.Add(prefix + ".outlier_weight", DType::kF16, {m->out, k}, m->outlier_weights.data(), m->outlier_weights.size() * 2);
+      boost::json::array cols;
+      for (int32_t c : m->outlier_cols) cols.push_back(c);
+      outliers[prefix] = std::move(cols);
+    }
+  }
+  boost::json::array canaries;
+  for (size_t i = 0; i < desc.canaries.size(); ++i) {
+    const auto& c = desc.canaries[i];
+    const std::string tensor = absl::StrCat("accullm.canary.", i, ".logits");
+    w.Add(tensor, DType::kF32, {static_cast<int64_t>(c.logits.size())}, c.logits.data(), c.logits.size() * 4);
+    boost::json::array ids;
+    for (int32_t id : c.ids) ids.push_back(id);
+    canaries.push_back(boost::json::object{{"prompt", c.prompt}, {"ids", std::move(ids)}, {"logits_tensor", tensor}});
+  }
+  w.AddMetadata("format", "accullm-pack");
+
+  const QuantOptions& q = desc.options.quant;
+  boost::json::array layers;
+  for (auto p : desc.plan.layers) layers.push_back(boost::json::string(LayerPrecisionName(p)));
+  boost::json::object manifest{
+      {"format", "accullm-pack"},
+      {"format_version", kPackFormatVersion},
+      {"source_model", boost::json::object{{"path", desc.source_dir}, {"hash", SourceHash(model, desc.source_dir)}}},
+      {"layer_precision", std::move(layers)},
+      {"method", QuantMethodName(q.method)},
+      {"group_size", q.group_size},
+      {"symmetric", q.symmetric},
+      {"stochastic_rounding", q.stochastic},
+      {"seed", q.seed},
+      {"dampening", q.dampening},
+      {"accumulator_bits", q.accumulator_bits},
+      {"tile", q.tile},
+      {"outliers", boost::json::object{{"enabled", desc.options.outliers.enabled},
+                                       {"threshold", desc.options.outliers.threshold},
+                                       {"max_fraction", desc.options.outliers.max_fraction},
+                                       {"top_fraction", desc.options.outliers.top_fraction},
+                                       {"channels", std::move(outliers)}}},
+      {"calibration", boost::json::object{{"file", desc.calibration_file}, {"tokens", desc.calibration_tokens}}},
+      {"predictor", nullptr},
+      {"canaries", std::move(canaries)},
+  };
+  const std::string st_path = out_dir + "/model.safetensors";
+  RETURN_IF_ERROR(w.Write(st_path));
+  for (const char* f : {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                        "tokenizer.model", "special_tokens_map.json"}) {
+    const fs::path src = fs::path(desc.source_dir) / f;
+    if (fs::exists(src)) {
+      fs::copy_file(src, fs::path(out_dir) / f, fs::copy_options::overwrite_existing, ec);
+      if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot copy ", src.string(), ": ", ec.message()));
+    }
+  }
+  fs::remove(fs::path(out_dir) / "model.safetensors.index.json", ec);
+  // The manifest goes last: a pack without one is recognisably incomplete.
+  const std::string manifest_path = out_dir + "/" + kPackManifestFile;
+  std::FILE* f = std::fopen(manifest_path.c_str(), "wb");
+  if (f == nullptr) return absl::PermissionDeniedError(absl::StrCat("cannot write ", manifest_path));
+  const std::string text = boost::json::serialize(manifest) + "\n";
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  if (std::fclose(f) != 0 || !ok) return absl::DataLossError(absl::StrCat("failed writing ", manifest_path));
+  return static_cast<size_t>(fs::file_size(st_path));
+}
+
+}  // namespace accullm::quant

@@ -1,0 +1,37 @@
+// Writes an AccuLLM pack directory (see model/pack_format.h): config and tokenizer files
+// copied, accullm.json, and model.safetensors with INT4 linears for INT4 blocks and F16 for
+// the rest (norms stay F32: they are tiny and sit on the residual path).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "model/pack_format.h"
+#include "model/transformer.h"
+#include "quant/model_quantizer.h"
+#include "sharding/precision_plan.h"
+
+namespace accullm::quant {
+
+struct CanaryLogits {
+  std::string prompt;
+  std::vector<int32_t> ids;
+  std::vector<float> logits;  // full precision, last prompt position
+};
+
+struct PackDescription {
+  std::string source_dir;
+  PrecisionPlan plan;
+  ModelQuantOptions options;
+  std::string calibration_file;
+  int64_t calibration_tokens = 0;
+  std::vector<CanaryLogits> canaries;
+};
+
+// `model` is the source model (its TensorStore supplies every non-quantized tensor).
+// Returns the bytes of model.safetensors written.
+absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatrices& matrices,
+                                 const PackDescription& description, const std::string& out_dir);
+
+}  // namespace accullm::quant

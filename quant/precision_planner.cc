@@ -1,0 +1,129 @@
+#include "quant/precision_planner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "quant/evaluation.h"
+
+namespace accullm::quant {
+
+namespace {
+
+// Mean KL(P_ref || P_model) over the second half of each chunk, with the reference
+// distributions computed once beforehand.
+absl::StatusOr<double> MeanKl(Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
+                              const std::vector<std::vector<double>>& ref_logprobs) {
+  const int64_t vocab = model.config().vocab_size;
+  double total = 0;
+  int64_t count = 0;
+  size_t k = 0;
+  std::vector<double> lp;
+  for (const auto& chunk : chunks) {
+    const int64_t n = static_cast<int64_t>(chunk.size());
+    std::vector<float> logits(static_cast<size_t>(n * vocab));
+    KvCache cache = model.NewCache(n);
+    RETURN_IF_ERROR(model.Forward(chunk.data(), n, cache, logits.data(), true));
+    for (int64_t j = n / 2; j < n - 1; ++j, ++k) {
+      LogSoftmax(logits.data() + j * vocab, vocab, lp);
+      const auto& ref = ref_logprobs[k];
+      double kl = 0;
+      for (int64_t v = 0; v < vocab; ++v) kl += std::exp(ref[v]) * (ref[v] - lp[v]);
+      total += std::max(0.0, kl);
+      ++count;
+    }
+  }
+  return count > 0 ? total / count : 0.0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& model, const CalibrationStats& stats,
+                                                                 const ModelQuantOptions& options,
+                                                                 const std::vector<std::vector<int32_t>>& chunks,
+                                                                 ThreadPool& pool, const ProgressFn& progress) {
+  const ModelConfig& c = model.config();
+  const int64_t vocab = c.vocab_size;
+  // Reference distributions of the full-precision model.
+  std::vector<std::vector<double>> ref;
+  for (const auto& chunk : chunks) {
+    const int64_t n = static_cast<int64_t>(chunk.size());
+    std::vector<float> logits(static_cast<size_t>(n * vocab));
+    KvCache cache = model.NewCache(n);
+    RETURN_IF_ERROR(model.Forward(chunk.data(), n, cache, logits.data(), true));
+    for (int64_t j = n / 2; j < n - 1; ++j) {
+      ref.emplace_back();
+      LogSoftmax(logits.data() + j * vocab, vocab, ref.back());
+    }
+  }
+  std::vector<LayerSensitivity> out;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    if (progress) progress(l, c.num_layers, absl::StrCat("sensitivity of layer ", l));
+    LayerSensitivity s;
+    s.layer = l;
+    double max_abs = 0;
+    for (auto site : {LinearSite::kAttnIn, LinearSite::kAttnOut, LinearSite::kMlpIn, LinearSite::kMlpDown}) {
+      if (const SiteStats* st = stats.Get(l, site))
+        for (float a : st->absmax) max_abs = std::max<double>(max_abs, a);
+    }
+    s.outlier_score = max_abs / options.outliers.threshold;
+    QuantizedMatrices mats;
+    ASSIGN_OR_RETURN(auto displaced, QuantizeBlock(model, l, stats, options, pool, &mats));
+    for (const auto& op : displaced) s.fp16_bytes += op->in_features() * op->out_features() * 2;
+    for (const auto& [name, m] : mats) {
+      s.int4_bytes += static_cast<int64_t>(m->codes.size() + m->scales.size() * 2 + m->zeros.size() +
+                                           m->outlier_weights.size() * 2 + m->outlier_cols.size() * 4);
+    }
+    auto kl = MeanKl(model, chunks, ref);
+    RestoreBlock(model, l, std::move(displaced));
+    if (!kl.ok()) return kl.status();
+    s.kl = *kl;
+    out.push_back(s);
+  }
+  if (progress) progress(c.num_layers, c.num_layers, "sensitivity done");
+  return out;
+}
+
+double AverageBits(const std::vector<LayerSensitivity>& sens, const PrecisionPlan& plan) {
+  double bits = 0, weights = 0;
+  for (size_t l = 0; l < sens.size(); ++l) {
+    weights += sens[l].fp16_bytes / 2.0;
+    bits += 8.0 * (plan.layers[l] == LayerPrecision::kFp16 ? sens[l].fp16_bytes : sens[l].int4_bytes);
+  }
+  return weights > 0 ? bits / weights : 0;
+}
+
+absl::StatusOr<PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& sens, const PlanBudget& budget) {
+  const int64_t n = static_cast<int64_t>(sens.size());
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    if (sens[a].kl != sens[b].kl) return sens[a].kl > sens[b].kl;
+    return sens[a].outlier_score > sens[b].outlier_score;
+  });
+  PrecisionPlan plan = PrecisionPlan::AllInt4(n);
+  if (budget.fp16_layers >= 0) {
+    if (budget.fp16_layers > n) return absl::InvalidArgumentError(absl::StrCat("--fp16-layers ", budget.fp16_layers, " exceeds the ", n, " layers"));
+    for (int64_t i = 0; i < budget.fp16_layers; ++i) plan.layers[order[i]] = LayerPrecision::kFp16;
+    return plan;
+  }
+  if (budget.avg_bits > 0) {
+    if (AverageBits(sens, plan) > budget.avg_bits) {
+      return absl::InvalidArgumentError(absl::StrCat("--avg-bits ", budget.avg_bits, " is below the all-INT4 plan's ",
+                                                     AverageBits(sens, plan), " bits"));
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      plan.layers[order[i]] = LayerPrecision::kFp16;
+      if (AverageBits(sens, plan) > budget.avg_bits) {
+        plan.layers[order[i]] = LayerPrecision::kInt4;
+        break;
+      }
+    }
+    return plan;
+  }
+  return absl::InvalidArgumentError("no precision budget given");
+}
+
+}  // namespace accullm::quant

@@ -1,0 +1,63 @@
+#include "sharding/precision_plan.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace accullm {
+
+const char* LayerPrecisionName(LayerPrecision p) { return p == LayerPrecision::kFp16 ? "fp16" : "int4"; }
+
+absl::StatusOr<LayerPrecision> ParseLayerPrecision(const std::string& name) {
+  if (name == "fp16") return LayerPrecision::kFp16;
+  if (name == "int4") return LayerPrecision::kInt4;
+  return absl::InvalidArgumentError(absl::StrCat("unknown layer precision \"", name, "\" (fp16, int4)"));
+}
+
+PrecisionPlan PrecisionPlan::AllInt4(int64_t n) {
+  PrecisionPlan p;
+  p.layers.assign(static_cast<size_t>(n), LayerPrecision::kInt4);
+  return p;
+}
+
+absl::StatusOr<PrecisionPlan> PrecisionPlan::FromFp16Spec(const std::string& spec, int64_t n) {
+  PrecisionPlan p = AllInt4(n);
+  if (spec == "none" || spec.empty()) return p;
+  for (absl::string_view part : absl::StrSplit(spec, ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    int64_t count = 0;
+    if (absl::ConsumePrefix(&part, "first:")) {
+      if (!absl::SimpleAtoi(part, &count) || count < 0 || count > n)
+        return absl::InvalidArgumentError(absl::StrCat("bad layer count in \"first:", std::string(part), "\""));
+      for (int64_t i = 0; i < count; ++i) p.layers[i] = LayerPrecision::kFp16;
+    } else if (absl::ConsumePrefix(&part, "last:")) {
+      if (!absl::SimpleAtoi(part, &count) || count < 0 || count > n)
+        return absl::InvalidArgumentError(absl::StrCat("bad layer count in \"last:", std::string(part), "\""));
+      for (int64_t i = n - count; i < n; ++i) p.layers[i] = LayerPrecision::kFp16;
+    } else {
+      int64_t index = 0;
+      if (!absl::SimpleAtoi(part, &index) || index < 0 || index >= n) {
+        return absl::InvalidArgumentError(absl::StrCat("bad layer \"", std::string(part), "\" in --fp16-layers (model has ",
+                                                       n, " layers; use first:N, last:N or indices)"));
+      }
+      p.layers[index] = LayerPrecision::kFp16;
+    }
+  }
+  return p;
+}
+
+int64_t PrecisionPlan::CountInt4() const {
+  int64_t c = 0;
+  for (auto l : layers) c += l == LayerPrecision::kInt4;
+  return c;
+}
+
+std::string PrecisionPlan::Describe() const {
+  std::vector<std::string> fp16, int4;
+  for (size_t i = 0; i < layers.size(); ++i) (layers[i] == LayerPrecision::kFp16 ? fp16 : int4).push_back(std::to_string(i));
+  return absl::StrCat("fp16: [", absl::StrJoin(fp16, ","), "] int4: [", absl::StrJoin(int4, ","), "]");
+}
+
+}  // namespace accullm
