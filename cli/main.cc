@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "cli/bench_command.h"
+#include "cli/chat_template_command.h"
 #include "cli/eval_command.h"
 #include "cli/generate_command.h"
 #include "cli/logits_command.h"
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   accullm::cli::AddQuantizeCommand(app, run);
   accullm::cli::AddPlanCommand(app, run);
   accullm::cli::AddEvalCommand(app, run);
+  accullm::cli::AddChatTemplateCommand(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

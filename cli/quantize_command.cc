@@ -32,6 +32,9 @@ struct QuantizeFlags {
   float outlier_threshold = 6.0f;
   double outlier_fraction = 0.0, outlier_max_fraction = 0.01;
   bool no_outliers = false;
+  bool sequential = true;
+  bool act_order = true;
+  bool search_grid = true;
   int accumulator_bits = 0;
   int64_t tile = 0;
   int threads = 0;
@@ -57,6 +60,9 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_flag("--no-outliers", f.no_outliers, "Quantize every input channel to INT4");
   cmd->add_option("--accumulator-bits", f.accumulator_bits, "AXE: guarantee INT8 dot products fit a signed P-bit accumulator")->check(CLI::Range(10, 32));
   cmd->add_option("--tile", f.tile, "AXE: inputs per inner accumulation tile (default: the group)");
+  cmd->add_flag("!--no-sequential", f.sequential, "Calibrate every block on the full-precision model (faster, less accurate)");
+  cmd->add_flag("!--no-act-order", f.act_order, "GPTQ/GPFQ: quantize columns in natural order, not by decreasing Hessian diagonal");
+  cmd->add_flag("!--no-grid-search", f.search_grid, "Use each group's full min/max range (no clipping search)");
   cmd->add_option("--threads,-t", f.threads, "Compute threads (default: all cores)");
 }
 
@@ -69,6 +75,8 @@ absl::StatusOr<quant::ModelQuantOptions> MakeOptions(const QuantizeFlags& f) {
   o.quant.seed = f.seed;
   o.quant.accumulator_bits = f.accumulator_bits;
   o.quant.tile = f.tile;
+  o.quant.act_order = f.act_order;
+  o.quant.search_grid = f.search_grid;
   o.outliers.enabled = !f.no_outliers;
   o.outliers.threshold = f.outlier_threshold;
   o.outliers.top_fraction = f.outlier_fraction;
@@ -81,6 +89,7 @@ struct Prepared {
   LoadedModel loaded;
   std::unique_ptr<quant::CalibrationStats> stats;
   std::vector<std::vector<int32_t>> sensitivity_chunks;
+  std::vector<std::vector<int32_t>> chunks;  // all calibration sequences
   std::string calib_path;
   std::string model_dir;
 };
@@ -114,6 +123,7 @@ absl::StatusOr<Prepared> Prepare(const QuantizeFlags& f) {
   }
   const size_t ns = std::min<size_t>(static_cast<size_t>(f.sensitivity_samples), chunks.size());
   p.sensitivity_chunks.assign(chunks.begin(), chunks.begin() + static_cast<std::ptrdiff_t>(ns));
+  p.chunks = std::move(chunks);
   return p;
 }
 
@@ -205,7 +215,7 @@ int RunQuantize(const QuantizeFlags& f) {
   {
     Progress progress("quantize");
     auto q = quant::QuantizeModel(model, *p.stats, choice->plan, *opts, *p.loaded.pool,
-                                  [&](int64_t d, int64_t t, const std::string& w) { progress.Update(d, t, w); });
+                                  f.sequential ? p.chunks : std::vector<std::vector<int32_t>>{}, [&](int64_t d, int64_t t, const std::string& w) { progress.Update(d, t, w); });
     if (!q.ok()) return ReportError(q.status());
     mats = std::move(*q);
   }

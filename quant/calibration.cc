@@ -8,7 +8,7 @@
 namespace accullm::quant {
 
 void CalibrationStats::Observe(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) {
-  if (site == LinearSite::kBlockOut) return;
+  if (site == LinearSite::kBlockOut || (layer_filter_ >= 0 && layer != layer_filter_)) return;
   SiteStats& s = sites_[{layer, static_cast<int>(site)}];
   if (s.width == 0) {
     s.width = width;
@@ -41,6 +41,12 @@ void CalibrationStats::Observe(int64_t layer, LinearSite site, const float* x, i
       for (int64_t j = i; j < width; ++j) h[j] += acc[j];
     }
   }, 4);
+}
+
+void CalibrationStats::Clear(int64_t layer) {
+  for (auto it = sites_.begin(); it != sites_.end();) {
+    it = it->first.first == layer ? sites_.erase(it) : std::next(it);
+  }
 }
 
 const SiteStats* CalibrationStats::Get(int64_t layer, LinearSite site) const {

@@ -32,6 +32,10 @@ class CalibrationStats final : public ActivationObserver {
  public:
   CalibrationStats(ThreadPool* pool, float outlier_threshold) : pool_(pool), threshold_(outlier_threshold) {}
   void Observe(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) override;
+  // Observe only one layer (-1: all). Sequential quantization re-collects one layer at a time.
+  void set_layer_filter(int64_t layer) { layer_filter_ = layer; }
+  // Forgets what was collected for `layer`.
+  void Clear(int64_t layer);
 
   // Null when the site was never observed.
   const SiteStats* Get(int64_t layer, LinearSite site) const;
@@ -42,6 +46,7 @@ class CalibrationStats final : public ActivationObserver {
   ThreadPool* pool_;
   float threshold_;
   int64_t tokens_ = 0;
+  int64_t layer_filter_ = -1;
   std::map<std::pair<int64_t, int>, SiteStats> sites_;
 };
 

@@ -50,25 +50,52 @@ struct Grid {
   int zero = 8;
 };
 
-Grid MakeGrid(const float* w, const bool* is_outlier, int64_t n, bool symmetric) {
+// The grid for a range [lo, hi] (lo <= 0 <= hi) shrunk by `shrink`.
+Grid GridForRange(float lo, float hi, bool symmetric, float shrink) {
+  Grid g;
+  if (symmetric) {
+    // -8 is reachable too, but ±7 keeps the grid symmetric around zero.
+    g.scale = F16ToF32(F32ToF16(std::max(-lo, hi) * shrink / 7.f));
+    g.zero = 8;
+  } else {
+    g.scale = F16ToF32(F32ToF16((hi - lo) * shrink / 15.f));
+    g.zero = g.scale > 0 ? static_cast<int>(std::lround(-lo * shrink / g.scale)) : 8;
+    g.zero = std::clamp(g.zero, 0, 15);
+  }
+  return g;
+}
+
+// Picks the group's grid: the min/max range shrunk by the factor that minimises the
+// (Hessian-diagonal weighted) squared rounding error — clipping a rare extreme weight often
+// buys finer steps for all the others.
+Grid MakeGrid(const float* w, const bool* is_outlier, const double* importance, int64_t n, bool symmetric,
+              bool search) {
   float lo = 0.f, hi = 0.f;  // include 0 so zero is exactly representable
   for (int64_t i = 0; i < n; ++i) {
     if (is_outlier[i]) continue;
     lo = std::min(lo, w[i]);
     hi = std::max(hi, w[i]);
   }
-  Grid g;
-  if (symmetric) {
-    const float amax = std::max(-lo, hi);
-    // -8 is reachable too, but ±7 keeps the grid symmetric around zero.
-    g.scale = F16ToF32(F32ToF16(amax / 7.f));
-    g.zero = 8;
-  } else {
-    g.scale = F16ToF32(F32ToF16((hi - lo) / 15.f));
-    g.zero = g.scale > 0 ? static_cast<int>(std::lround(-lo / g.scale)) : 8;
-    g.zero = std::clamp(g.zero, 0, 15);
+  Grid best = GridForRange(lo, hi, symmetric, 1.f);
+  if (!search || best.scale <= 0.f) return best;
+  double best_err = INFINITY;
+  for (int k = 0; k <= 10; ++k) {
+    const float shrink = 1.f - 0.04f * static_cast<float>(k);
+    const Grid g = GridForRange(lo, hi, symmetric, shrink);
+    if (g.scale <= 0.f) continue;
+    double err = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      if (is_outlier[i]) continue;
+      const int c = std::clamp(static_cast<int>(std::nearbyint(w[i] / g.scale)) + g.zero, 0, 15);
+      const double d = w[i] - static_cast<float>(c - g.zero) * g.scale;
+      err += (importance != nullptr ? importance[i] : 1.0) * d * d;
+    }
+    if (err < best_err) {
+      best_err = err;
+      best = g;
+    }
   }
-  return g;
+  return best;
 }
 
 // Per-row state for one quantization pass.
@@ -221,71 +248,100 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
   for (int32_t c : outlier_cols) is_outlier[c] = 1;
   const int64_t budget = opt.accumulator_bits > 0 ? AxeL1Budget(opt.accumulator_bits) : 0;
 
+  // Column order: natural, or by decreasing Hessian diagonal ("act-order": the columns
+  // whose inputs carry the most energy are rounded first, while the most unquantized columns
+  // remain to absorb their error). Everything below works in that permuted order.
+  std::vector<int64_t> perm(static_cast<size_t>(in));
+  for (int64_t i = 0; i < in; ++i) perm[i] = i;
+  const bool act_order = opt.act_order && needs_h;
+  if (act_order) {
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](int64_t a, int64_t b) { return (*hessian)[a * in + a] > (*hessian)[b * in + b]; });
+  }
   std::vector<double> h, u;
   if (needs_h) {
-    h = DampedHessian(*hessian, in, opt.dampening);
+    const std::vector<double> damped = DampedHessian(*hessian, in, opt.dampening);
+    h.resize(static_cast<size_t>(in * in));
+    for (int64_t a = 0; a < in; ++a)
+      for (int64_t b = 0; b < in; ++b) h[a * in + b] = damped[perm[a] * in + perm[b]];
     if (opt.method == QuantMethod::kGptq) {
       ASSIGN_OR_RETURN(u, InverseHessianUpperFactor(h, in));
     }
   }
+  const int64_t groups = in / g;
 
   pool.ParallelFor(out, [&](int64_t o0, int64_t o1) {
-    std::vector<float> w(static_cast<size_t>(in));
+    std::vector<float> w(static_cast<size_t>(in));  // permuted order
     std::vector<double> err(static_cast<size_t>(kBlock)), resid(static_cast<size_t>(in)), lazy(static_cast<size_t>(in));
+    std::vector<Grid> grids(static_cast<size_t>(groups));
+    std::vector<int64_t> budget_left(static_cast<size_t>(groups), budget);
+    std::vector<float> target(static_cast<size_t>(g));
+    std::vector<double> importance(static_cast<size_t>(g));
+    auto set_grid = [&](int64_t o, int64_t grp, const float* values, const char* outl) {
+      for (int64_t j = 0; j < g; ++j) importance[j] = needs_h ? (*hessian)[(grp * g + j) * in + grp * g + j] : 1.0;
+      Grid grid = MakeGrid(values, reinterpret_cast<const bool*>(outl), importance.data(), g, opt.symmetric, opt.search_grid);
+      if (budget > 0) FitGridToBudget(grid, values, reinterpret_cast<const bool*>(outl), g, budget);
+      grids[grp] = grid;
+      q.scales[o * groups + grp] = F32ToF16(grid.scale);
+      if (!opt.symmetric) q.zeros[o * groups + grp] = static_cast<uint8_t>(grid.zero);
+    };
     for (int64_t o = o0; o < o1; ++o) {
-      std::copy_n(weights + o * in, in, w.data());
-      for (int64_t i = 0; i < in; ++i)  // dead channels carry no signal: zero them like GPTQ
-        if (needs_h && (*hessian)[i * in + i] == 0 && !is_outlier[i]) w[i] = 0;
+      const float* row = weights + o * in;
+      for (int64_t k = 0; k < in; ++k) {  // dead channels carry no signal: zero them like GPTQ
+        const int64_t col = perm[k];
+        w[k] = (needs_h && (*hessian)[col * in + col] == 0 && !is_outlier[col]) ? 0.f : row[col];
+      }
+      std::fill(budget_left.begin(), budget_left.end(), budget);
+      if (act_order) {  // static groups: grids from the original weights, before any update
+        for (int64_t grp = 0; grp < groups; ++grp) set_grid(o, grp, row + grp * g, is_outlier.data() + grp * g);
+      }
       RowQuantizer rq{opt, o, in, {}, 0};
       std::fill(resid.begin(), resid.end(), 0.0);
-      std::vector<float> target(static_cast<size_t>(g));
       for (int64_t b0 = 0; b0 < in; b0 += kBlock) {
         const int64_t b1 = std::min(in, b0 + kBlock);
-        for (int64_t i = b0; i < b1; ++i) {
-          if (i % g == 0) {  // a new group: its grid from the current (error-corrected) weights
+        for (int64_t k = b0; k < b1; ++k) {
+          const int64_t col = perm[k], grp = col / g;
+          if (!act_order && k % g == 0) {  // a new group: its grid from the current (error-corrected) weights
             for (int64_t j = 0; j < g; ++j) {
-              target[j] = opt.method == QuantMethod::kGpfq ? static_cast<float>(w[i + j] + resid[i + j] / h[(i + j) * in + i + j])
-                                                           : w[i + j];
+              target[j] = opt.method == QuantMethod::kGpfq ? static_cast<float>(w[k + j] + resid[k + j] / h[(k + j) * in + k + j])
+                                                           : w[k + j];
             }
-            const bool* outl = reinterpret_cast<const bool*>(is_outlier.data() + i);
-            rq.grid = MakeGrid(target.data(), outl, g, opt.symmetric);
-            if (budget > 0) FitGridToBudget(rq.grid, target.data(), outl, g, budget);
-            rq.budget_left = budget;
-            q.scales[o * (in / g) + i / g] = F32ToF16(rq.grid.scale);
-            if (!opt.symmetric) q.zeros[o * (in / g) + i / g] = static_cast<uint8_t>(rq.grid.zero);
+            set_grid(o, grp, target.data(), is_outlier.data() + col);
           }
+          rq.grid = grids[grp];
+          rq.budget_left = budget_left[grp];
           // What this column should represent, and what it will.
-          const float want = opt.method == QuantMethod::kGpfq ? static_cast<float>(w[i] + resid[i] / h[i * in + i]) : w[i];
+          const float want = opt.method == QuantMethod::kGpfq ? static_cast<float>(w[k] + resid[k] / h[k * in + k]) : w[k];
           float got;
-          if (is_outlier[i]) {
-            const size_t k = std::lower_bound(outlier_cols.begin(), outlier_cols.end(), i) - outlier_cols.begin();
+          if (is_outlier[col]) {
+            const size_t idx = std::lower_bound(outlier_cols.begin(), outlier_cols.end(), col) - outlier_cols.begin();
             const uint16_t f16 = F32ToF16(want);
-            q.outlier_weights[o * outlier_cols.size() + k] = f16;
-            PackCode(q, o, i, rq.grid.zero);  // contributes 0 in the INT4 part
+            q.outlier_weights[o * outlier_cols.size() + idx] = f16;
+            PackCode(q, o, col, rq.grid.zero);  // contributes 0 in the INT4 part
             got = F16ToF32(f16);
           } else {
-            const int code = rq.Round(want, i);
-            PackCode(q, o, i, code);
-            rq.budget_left -= std::abs(code - rq.grid.zero);
+            const int code = rq.Round(want, col);
+            PackCode(q, o, col, code);
+            budget_left[grp] -= std::abs(code - rq.grid.zero);
             got = rq.Value(code);
           }
           if (opt.method == QuantMethod::kGptq) {
-            const double e = (w[i] - got) / u[i * in + i];
-            err[i - b0] = e;
-            for (int64_t j = i + 1; j < b1; ++j) w[j] -= static_cast<float>(e * u[i * in + j]);
+            const double e = (w[k] - got) / u[k * in + k];
+            err[k - b0] = e;
+            for (int64_t j = k + 1; j < b1; ++j) w[j] -= static_cast<float>(e * u[k * in + j]);
           } else if (opt.method == QuantMethod::kGpfq) {
-            // Running residual of the output: r_j += H[j, i] (w_i - q_i) for later columns.
-            const double d = w[i] - got;
+            // Running residual of the output: r_j += H[j, k] (w_k - q_k) for later columns.
+            const double d = w[k] - got;
             if (d != 0)
-              for (int64_t j = i + 1; j < in; ++j) resid[j] += h[j * in + i] * d;
+              for (int64_t j = k + 1; j < in; ++j) resid[j] += h[j * in + k] * d;
           }
         }
         if (opt.method == QuantMethod::kGptq) {  // lazy update of the columns after the block
           std::fill(lazy.begin() + b1, lazy.end(), 0.0);
-          for (int64_t i = b0; i < b1; ++i) {  // rows of U: contiguous, vectorised
-            const double e = err[i - b0];
-            const double* ui = u.data() + i * in;
-            for (int64_t j = b1; j < in; ++j) lazy[j] += e * ui[j];
+          for (int64_t k = b0; k < b1; ++k) {  // rows of U: contiguous, vectorised
+            const double e = err[k - b0];
+            const double* uk = u.data() + k * in;
+            for (int64_t j = b1; j < in; ++j) lazy[j] += e * uk[j];
           }
           for (int64_t j = b1; j < in; ++j) w[j] -= static_cast<float>(lazy[j]);
         }

@@ -30,6 +30,8 @@ struct QuantOptions {
   bool stochastic = false;
   uint64_t seed = 0;
   double dampening = 0.01;  // fraction of the mean Hessian diagonal added to it
+  bool search_grid = true;
+  bool act_order = true;    // GPTQ/GPFQ: columns in decreasing Hessian-diagonal order  // shrink each group's range where that lowers the rounding error
   int accumulator_bits = 0; // AXE: 0 = unconstrained; else signed accumulator width P
   int64_t tile = 0;         // AXE: inputs per inner accumulation tile (0 = the group)
 };

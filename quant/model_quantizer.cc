@@ -106,9 +106,10 @@ void RestoreBlock(Transformer& model, int64_t layer, std::vector<std::unique_ptr
   for (const BlockLinear& bl : BlockLinears()) model.layer(layer).*bl.op = std::move(ops[i++]);
 }
 
-absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, const CalibrationStats& stats,
-                                                const PrecisionPlan& plan, const ModelQuantOptions& options,
-                                                ThreadPool& pool, const ProgressFn& progress) {
+absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationStats& stats, const PrecisionPlan& plan,
+                                                const ModelQuantOptions& options, ThreadPool& pool,
+                                                const std::vector<std::vector<int32_t>>& sequential_chunks,
+                                                const ProgressFn& progress) {
   const int64_t n = model.config().num_layers;
   if (static_cast<int64_t>(plan.layers.size()) != n) {
     return absl::InvalidArgumentError(absl::StrCat("plan has ", plan.layers.size(), " layers, the model ", n));
@@ -119,6 +120,13 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, const Calibr
   for (int64_t l = 0; l < n; ++l) {
     if (plan.layers[l] != LayerPrecision::kInt4) continue;
     if (progress) progress(done, total, absl::StrCat("layer ", l));
+    if (!sequential_chunks.empty() && done > 0) {  // upstream blocks changed: re-collect this one's inputs
+      stats.Clear(l);
+      stats.set_layer_filter(l);
+      absl::Status s = RunCalibration(model, sequential_chunks, stats);
+      stats.set_layer_filter(-1);
+      RETURN_IF_ERROR(s);
+    }
     auto displaced = QuantizeBlock(model, l, stats, options, pool, &out);
     if (!displaced.ok()) return displaced.status();
     ++done;

@@ -59,8 +59,13 @@ void RestoreBlock(Transformer& model, int64_t layer, std::vector<std::unique_ptr
 
 using ProgressFn = std::function<void(int64_t done, int64_t total, const std::string& what)>;
 
-absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, const CalibrationStats& stats,
-                                                const PrecisionPlan& plan, const ModelQuantOptions& options,
-                                                ThreadPool& pool, const ProgressFn& progress = nullptr);
+// Quantizes every INT4 block of the plan. With `sequential_chunks` (non-empty), each block's
+// statistics are re-collected just before it is quantized, from the calibration text run
+// through the blocks already quantized, so each block corrects for the error upstream of it
+// (as GPTQ's reference implementation does); `stats` is updated in place.
+absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationStats& stats, const PrecisionPlan& plan,
+                                                const ModelQuantOptions& options, ThreadPool& pool,
+                                                const std::vector<std::vector<int32_t>>& sequential_chunks = {},
+                                                const ProgressFn& progress = nullptr);
 
 }  // namespace accullm::quant

@@ -99,6 +99,7 @@ TEST(Int4QuantizerTest, RoundToNearestErrorIsAtMostHalfAStep) {
     QuantOptions o;
     o.method = QuantMethod::kRtn;
     o.symmetric = symmetric;
+    o.search_grid = false;  // the full min/max range: nothing is clipped
     QuantizedMatrix q = Quantize(p, o);
     std::vector<float> d = Dequantize(q);
     for (int64_t o2 = 0; o2 < p.out; ++o2)
@@ -107,6 +108,26 @@ TEST(Int4QuantizerTest, RoundToNearestErrorIsAtMostHalfAStep) {
         // Half a step, plus F16 rounding of the scale stretching the grid at the range ends.
         EXPECT_LE(std::fabs(d[o2 * p.in + i] - p.w[o2 * p.in + i]), 0.5f * step * 1.01f + 1e-6f);
       }
+  }
+}
+
+TEST(Int4QuantizerTest, GridSearchNeverIncreasesWeightError) {
+  Problem p = MakeProblem(64, 256, 8, 8);
+  for (bool symmetric : {true, false}) {
+    QuantOptions o;
+    o.method = QuantMethod::kRtn;
+    o.symmetric = symmetric;
+    o.search_grid = false;
+    std::vector<float> plain = Dequantize(Quantize(p, o));
+    o.search_grid = true;
+    std::vector<float> searched = Dequantize(Quantize(p, o));
+    double e_plain = 0, e_searched = 0;
+    for (size_t i = 0; i < p.w.size(); ++i) {
+      e_plain += (plain[i] - p.w[i]) * (plain[i] - p.w[i]);
+      e_searched += (searched[i] - p.w[i]) * (searched[i] - p.w[i]);
+    }
+    EXPECT_LE(e_searched, e_plain * 1.0001);
+    EXPECT_LT(e_searched, e_plain * 0.97) << "the search should find a better clip on Gaussian weights";
   }
 }
 
