@@ -9,6 +9,7 @@
 #include "cli/generate_command.h"
 #include "cli/logits_command.h"
 #include "cli/quantize_command.h"
+#include "cli/serve_command.h"
 #include "cli/tokenize_command.h"
 
 int main(int argc, char** argv) {
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   accullm::cli::AddQuantizeCommand(app, run);
   accullm::cli::AddPlanCommand(app, run);
   accullm::cli::AddEvalCommand(app, run);
+  accullm::cli::AddServeCommand(app, run);
   accullm::cli::AddChatTemplateCommand(app, run);
   try {
     app.parse(argc, argv);

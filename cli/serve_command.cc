@@ -1,0 +1,152 @@
+#include "cli/serve_command.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+
+#include "cli/cli_common.h"
+#include "cli/model_loading.h"
+#include "coordinator/api_service.h"
+#include "coordinator/chat_prompt.h"
+#include "coordinator/http_server.h"
+#include "coordinator/scheduler.h"
+#include "model/kv_cache.h"
+#include "monitoring/serving_metrics.h"
+#include "spdlog/spdlog.h"
+
+namespace accullm::cli {
+
+namespace {
+
+struct ServeFlags {
+  std::string model;
+  std::string served_model_name;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string api_key;
+  bool metrics_no_auth = false;
+  std::string chat_template;
+  int threads = 0;
+  int http_threads = 2;
+  int max_num_seqs = 64;
+  int64_t max_batch_tokens = 512;
+  int64_t prefill_chunk = 256;
+  int max_queue = 256;
+  int64_t max_model_len = 0;
+  double kv_cache_mb = 256;
+  int64_t kv_block_size = 16;
+  size_t max_body_bytes = 1 << 20;
+  int max_connections = 1024;
+  int max_n = 16;
+  double drain_timeout = 30;
+  double keepalive_timeout = 30;
+  std::string log_level = "info";
+};
+
+int RunServe(ServeFlags f) {
+  spdlog::set_level(spdlog::level::from_str(f.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
+  if (f.api_key.empty()) {
+    if (const char* k = std::getenv("ACCULLM_API_KEY"); k != nullptr) f.api_key = k;
+  }
+  const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true);
+  if (!loaded.ok()) return ReportError(loaded.status());
+  Transformer& model = *loaded->transformer;
+  const ModelConfig& mc = model.config();
+  const int64_t context = f.max_model_len > 0 ? std::min(f.max_model_len, mc.max_position_embeddings)
+                                              : mc.max_position_embeddings;
+  auto chat = coordinator::ChatPrompt::Load(dir, f.chat_template);
+  if (!chat.ok()) return ReportError(chat.status());
+
+  // The KV budget in blocks: every layer's K and V, FP32, block_size positions per block.
+  const double block_bytes = static_cast<double>(mc.num_layers) * 2 * f.kv_block_size * model.kv_dim() * sizeof(float);
+  const int64_t blocks = static_cast<int64_t>(f.kv_cache_mb * 1024 * 1024 / block_bytes);
+  if (blocks < (context + f.kv_block_size - 1) / f.kv_block_size) {
+    return ReportError(absl::InvalidArgumentError(
+        absl::StrCat("--kv-cache-mb ", f.kv_cache_mb, " holds ", blocks * f.kv_block_size,
+                     " positions: not even one sequence of the context (", context, ") fits")));
+  }
+  KvBlockPool pool(mc.num_layers, model.kv_dim(), f.kv_block_size, blocks);
+
+  const std::string name =
+      f.served_model_name.empty() ? std::filesystem::path(dir).lexically_normal().filename().string()
+                                  : f.served_model_name;
+  monitoring::ServingMetrics metrics(name.empty() ? "model" : name);
+  coordinator::SchedulerConfig sc;
+  sc.max_num_seqs = f.max_num_seqs;
+  sc.max_batch_tokens = f.max_batch_tokens;
+  sc.prefill_chunk = f.prefill_chunk;
+  sc.max_waiting = f.max_queue;
+  sc.context = context;
+  coordinator::Scheduler scheduler(model, *loaded->tokenizer, pool, sc, &metrics);
+
+  coordinator::ServiceConfig svc;
+  svc.model_name = name.empty() ? "model" : name;
+  svc.api_key = f.api_key;
+  svc.metrics_need_key = !f.metrics_no_auth;
+  svc.limits.max_n = f.max_n;
+  coordinator::ApiService service(svc, scheduler, *loaded->tokenizer, **chat, metrics);
+
+  coordinator::HttpServerConfig hc;
+  hc.host = f.host;
+  hc.port = f.port;
+  hc.threads = f.http_threads;
+  hc.max_body_bytes = f.max_body_bytes;
+  hc.max_connections = f.max_connections;
+  hc.drain_timeout_s = f.drain_timeout;
+  hc.keepalive_timeout_s = f.keepalive_timeout;
+  coordinator::HttpServer server(hc, service);
+  if (absl::Status st = server.Listen(); !st.ok()) return ReportError(st);
+  scheduler.Start();
+  spdlog::info("serving model={} context={} kv_blocks={}x{} chat_template={} auth={} listening on http://{}:{}",
+               svc.model_name, context, blocks, f.kv_block_size, (*chat)->kind(), f.api_key.empty() ? "off" : "on",
+               f.host, server.port());
+  // One plain line for scripts that started us with --port 0.
+  std::fprintf(stderr, "accullm serve: listening on %s:%d\n", f.host.c_str(), server.port());
+  std::fflush(stderr);
+  server.Run();
+  scheduler.Stop();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app, std::function<int()>& run) {
+  auto f = std::make_shared<ServeFlags>();
+  CLI::App* cmd = app.add_subcommand("serve", "Serve the model over an OpenAI-compatible REST API");
+  cmd->set_config("--config", "", "Read options from a TOML/INI file (keys: the long flag names, e.g. port = 8080)");
+  cmd->footer(
+      "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /healthz,\n"
+      "GET /readyz (503 while draining), GET /metrics (Prometheus). Ready when /readyz answers 200.\n"
+      "SIGTERM/SIGINT drain: new requests get 503, requests in flight finish (or are aborted after\n"
+      "--drain-timeout), then exit 0. See docs/serving.md.\n"
+      "Example: accullm serve --port 8080 --api-key secret");
+  cmd->add_option("--model", f->model, "Model directory (default: the embedded model, or $ACCULLM_MODEL)");
+  cmd->add_option("--served-model-name", f->served_model_name, "Model id clients must send (default: the directory name)");
+  cmd->add_option("--host", f->host, "Address to bind")->capture_default_str();
+  cmd->add_option("--port", f->port, "Port to bind; 0 picks a free one (printed on stderr)")->capture_default_str();
+  cmd->add_option("--api-key", f->api_key, "Require 'Authorization: Bearer KEY' (default: $ACCULLM_API_KEY; unset = open)");
+  cmd->add_flag("--metrics-no-auth", f->metrics_no_auth, "Serve /metrics without the API key");
+  cmd->add_option("--chat-template", f->chat_template, "Jinja chat template file replacing the model's");
+  cmd->add_option("--threads,-t", f->threads, "Compute threads (default: all cores)");
+  cmd->add_option("--http-threads", f->http_threads, "Network threads (never run model compute)")->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_option("--max-num-seqs", f->max_num_seqs, "Sequences in the running batch")->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--max-batch-tokens", f->max_batch_tokens, "Tokens per iteration (decode + prefill chunks)")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--prefill-chunk", f->prefill_chunk, "Most prompt tokens of one sequence per iteration")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--max-queue", f->max_queue, "Sequences waiting for admission before 429")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--max-model-len", f->max_model_len, "Context per sequence (default: the model's maximum)");
+  cmd->add_option("--kv-cache-mb", f->kv_cache_mb, "KV cache budget in MiB (FP32)")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--kv-block-size", f->kv_block_size, "Positions per KV block")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  cmd->add_option("--max-body-bytes", f->max_body_bytes, "Largest request body; larger gets 413")->capture_default_str();
+  cmd->add_option("--max-connections", f->max_connections, "Open connections beyond which new ones get 503")->capture_default_str();
+  cmd->add_option("--max-n", f->max_n, "Largest n (choices per request)")->capture_default_str()->check(CLI::Range(1, 128));
+  cmd->add_option("--drain-timeout", f->drain_timeout, "Seconds to let requests finish after SIGTERM")->capture_default_str();
+  cmd->add_option("--keepalive-timeout", f->keepalive_timeout, "Seconds an idle connection is kept")->capture_default_str();
+  cmd->add_option("--log-level", f->log_level, "trace, debug, info, warn, error")->capture_default_str();
+  cmd->callback([&run, f] { run = [f] { return RunServe(*f); }; });
+}
+
+}  // namespace accullm::cli

@@ -1,0 +1,304 @@
+#include "coordinator/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "coordinator/stop_text.h"
+
+namespace accullm::coordinator {
+
+using Clock = std::chrono::steady_clock;
+
+struct Scheduler::Sequence {
+  Sequence(SequenceParams p, std::shared_ptr<GenerationStream> s, int i, const Tokenizer& tok)
+      : params(std::move(p)), stream(std::move(s)), index(i), sampler(params.sampling), history(params.prompt),
+        stop_text(tok, params.stop), arrival(Clock::now()) {}
+
+  SequenceParams params;
+  std::shared_ptr<GenerationStream> stream;
+  int index;
+  Sampler sampler;
+  std::vector<int32_t> history;  // prompt + generated, for the penalties
+  StopText stop_text;
+  std::optional<KvCache> cache;
+  int64_t prefilled = 0;  // prompt tokens already in the cache
+  int64_t generated = 0;
+  int32_t last = 0;       // the token to feed next when decoding
+  Clock::time_point arrival, last_token_time;
+  bool finished = false;
+
+  bool decoding() const { return prefilled == static_cast<int64_t>(params.prompt.size()); }
+  int64_t positions() const { return static_cast<int64_t>(params.prompt.size()) + params.max_tokens; }
+};
+
+namespace {
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// log-softmax of the raw logits: the sampled token's logprob and the top `k` alternatives.
+TokenLogprob Logprobs(const float* logits, int64_t vocab, int32_t id, int k) {
+  const float mx = *std::max_element(logits, logits + vocab);
+  double sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - mx));
+  const double lse = mx + std::log(sum);
+  TokenLogprob t;
+  t.id = id;
+  t.logprob = static_cast<float>(logits[id] - lse);
+  if (k > 0) {
+    std::vector<int32_t> idx(static_cast<size_t>(vocab));
+    for (int64_t i = 0; i < vocab; ++i) idx[i] = static_cast<int32_t>(i);
+    const size_t kk = std::min<size_t>(static_cast<size_t>(k), idx.size());
+    std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), [&](int32_t a, int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    for (size_t i = 0; i < kk; ++i) t.top.emplace_back(idx[i], static_cast<float>(logits[idx[i]] - lse));
+  }
+  return t;
+}
+
+}  // namespace
+
+Scheduler::Scheduler(Transformer& model, const Tokenizer& tokenizer, KvBlockPool& pool, SchedulerConfig config,
+                     monitoring::ServingMetrics* metrics)
+    : model_(model), tokenizer_(tokenizer), pool_(pool), config_(config), metrics_(metrics) {
+  if (config_.context <= 0) config_.context = model.config().max_position_embeddings;
+  config_.max_num_seqs = std::max(1, config_.max_num_seqs);
+  config_.max_batch_tokens = std::max<int64_t>(config_.max_batch_tokens, config_.max_num_seqs);
+  config_.prefill_chunk = std::max<int64_t>(1, config_.prefill_chunk);
+  eos_ = tokenizer.eos_ids();
+  for (int64_t e : model.config().eos_token_ids)
+    if (std::find(eos_.begin(), eos_.end(), e) == eos_.end()) eos_.push_back(static_cast<int32_t>(e));
+}
+
+Scheduler::~Scheduler() { Stop(); }
+
+void Scheduler::Start() {
+  if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+}
+
+void Scheduler::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // Nothing runs any more: abort whatever is left so every consumer gets its last event.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& s : incoming_) waiting_.push_back(std::move(s));
+    incoming_.clear();
+  }
+  for (auto& s : waiting_) Finish(*s, "abort");
+  for (auto& s : running_) Finish(*s, "abort");
+  waiting_.clear();
+  running_.clear();
+  num_waiting_ = 0;
+  num_running_ = 0;
+}
+
+void Scheduler::Wake() {
+  { std::lock_guard<std::mutex> lock(mu_); }
+  cv_.notify_all();
+}
+
+absl::Status Scheduler::Submit(std::vector<SequenceParams> choices, std::shared_ptr<GenerationStream> stream) {
+  const int64_t block = pool_.block_size();
+  for (const auto& c : choices) {
+    if (c.prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
+    if (c.max_tokens < 1) return absl::InvalidArgumentError("max_tokens must be at least 1");
+    const int64_t need = static_cast<int64_t>(c.prompt.size()) + c.max_tokens;
+    if (need > config_.context) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt (", c.prompt.size(), " tokens) + max_tokens (", c.max_tokens,
+                                                     ") exceeds the context of ", config_.context, " tokens"));
+    }
+    if ((need + block - 1) / block > pool_.num_blocks()) {
+      return absl::InvalidArgumentError(absl::StrCat("the request needs ", need, " KV positions; the server's cache holds ",
+                                                     pool_.num_blocks() * block));
+    }
+    RETURN_IF_ERROR(c.sampling.Validate());
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return absl::UnavailableError("the server is shutting down");
+    const int n = static_cast<int>(choices.size());
+    if (num_waiting_.load() + n > config_.max_waiting) {
+      return absl::ResourceExhaustedError(absl::StrCat("the request queue is full (", config_.max_waiting,
+                                                       " sequences waiting); retry later"));
+    }
+    for (int i = 0; i < n; ++i)
+      incoming_.push_back(std::make_unique<Sequence>(std::move(choices[i]), stream, i, tokenizer_));
+    num_waiting_ += n;
+  }
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+void Scheduler::Loop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !incoming_.empty() || !waiting_.empty() || !running_.empty() || abort_all_; });
+      if (stop_) return;
+      for (auto& s : incoming_) waiting_.push_back(std::move(s));
+      incoming_.clear();
+    }
+    Iterate();
+  }
+}
+
+void Scheduler::Finish(Sequence& s, const std::string& reason, std::string text, const std::string& error) {
+  if (s.finished) return;
+  s.finished = true;
+  if (s.cache) s.cache->Release();
+  StreamEvent e;
+  e.index = s.index;
+  e.text = std::move(text);
+  e.finish_reason = reason;
+  e.error = error;
+  e.prompt_tokens = static_cast<int64_t>(s.params.prompt.size());
+  e.completion_tokens = s.generated;
+  s.stream->Push(std::move(e));
+  if (metrics_ != nullptr) {
+    metrics_->RequestFinished(reason);
+    metrics_->e2e_request_latency_seconds().Observe(Seconds(Clock::now() - s.arrival));
+  }
+}
+
+void Scheduler::DropCancelled() {
+  const bool all = abort_all_.exchange(false);
+  auto gone = [&](std::unique_ptr<Sequence>& s) {
+    if (all || s->stream->cancelled()) Finish(*s, "abort");
+    return s->finished;
+  };
+  waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(), gone), waiting_.end());
+  running_.erase(std::remove_if(running_.begin(), running_.end(), gone), running_.end());
+}
+
+void Scheduler::Admit() {
+  const int64_t block = pool_.block_size();
+  while (static_cast<int>(running_.size()) < config_.max_num_seqs && !waiting_.empty()) {
+    Sequence& s = *waiting_.front();
+    const int64_t need = s.positions();
+    // First come, first served: a head that does not fit waits for blocks (no overtaking,
+    // so a long request cannot starve).
+    if (pool_.free_blocks() < (need + block - 1) / block) break;
+    s.cache.emplace(&pool_, config_.context);
+    if (!s.cache->Reserve(need).ok()) {
+      s.cache->Release();
+      break;
+    }
+    if (metrics_ != nullptr) metrics_->request_queue_time_seconds().Observe(Seconds(Clock::now() - s.arrival));
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+}
+
+void Scheduler::UpdateGauges() {
+  num_waiting_ = static_cast<int>(waiting_.size()) + [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return static_cast<int>(incoming_.size());
+  }();
+  num_running_ = static_cast<int>(running_.size());
+  if (metrics_ == nullptr) return;
+  metrics_->num_requests_waiting().Set(num_waiting_.load());
+  metrics_->num_requests_running().Set(num_running_.load());
+  const int64_t free = pool_.free_blocks();
+  metrics_->kv_cache_free_blocks().Set(static_cast<double>(free));
+  metrics_->kv_cache_usage_perc().Set(pool_.num_blocks() > 0 ? 1.0 - static_cast<double>(free) / pool_.num_blocks() : 0);
+}
+
+void Scheduler::Iterate() {
+  DropCancelled();
+  Admit();
+  UpdateGauges();
+  if (running_.empty()) return;
+
+  // Decode tokens first (one per decoding sequence), then prompt chunks with what is left.
+  std::vector<int32_t> tokens;
+  std::vector<BatchSegment> segments;
+  std::vector<Sequence*> owners;
+  int64_t budget = config_.max_batch_tokens;
+  for (auto& s : running_) {
+    if (!s->decoding()) continue;
+    tokens.push_back(s->last);
+    segments.push_back({&*s->cache, 1});
+    owners.push_back(s.get());
+    --budget;
+  }
+  int64_t prefill_tokens = 0;
+  for (auto& s : running_) {
+    if (s->decoding() || budget <= 0) continue;
+    const int64_t chunk = std::min({static_cast<int64_t>(s->params.prompt.size()) - s->prefilled, config_.prefill_chunk, budget});
+    tokens.insert(tokens.end(), s->params.prompt.begin() + s->prefilled, s->params.prompt.begin() + s->prefilled + chunk);
+    segments.push_back({&*s->cache, chunk});
+    owners.push_back(s.get());
+    budget -= chunk;
+    prefill_tokens += chunk;
+  }
+  const int64_t vocab = model_.config().vocab_size;
+  logits_.resize(segments.size() * static_cast<size_t>(vocab));
+  const absl::Status st = model_.ForwardBatch(tokens.data(), segments, logits_.data());
+  if (metrics_ != nullptr) {
+    metrics_->iterations_total().Increment();
+    metrics_->iteration_tokens().Observe(static_cast<double>(tokens.size()));
+    metrics_->prompt_tokens_total().Increment(static_cast<double>(prefill_tokens));
+  }
+  if (!st.ok()) {
+    for (Sequence* s : owners) Finish(*s, "error", {}, std::string(st.message()));
+  } else {
+    const auto now = Clock::now();
+    for (size_t i = 0; i < owners.size(); ++i) {
+      Sequence& s = *owners[i];
+      if (!s.decoding()) {
+        s.prefilled += segments[i].n_tokens;
+        if (!s.decoding()) continue;  // more prompt chunks to come
+      }
+      float* row = logits_.data() + i * vocab;
+      std::vector<float> raw;
+      if (s.params.logprobs >= 0) raw.assign(row, row + vocab);  // Sample modifies the row
+      const int32_t id = s.sampler.Sample(row, vocab, s.history);
+      s.history.push_back(id);
+      if (metrics_ != nullptr) {
+        if (s.generated == 0) metrics_->time_to_first_token_seconds().Observe(Seconds(now - s.arrival));
+        else metrics_->inter_token_latency_seconds().Observe(Seconds(now - s.last_token_time));
+      }
+      s.last_token_time = now;
+      const bool is_eos = !s.params.ignore_eos && std::find(eos_.begin(), eos_.end(), id) != eos_.end();
+      if (is_eos) {
+        Finish(s, "stop", s.stop_text.Finish());
+        continue;
+      }
+      ++s.generated;
+      s.last = id;
+      if (metrics_ != nullptr) metrics_->generation_tokens_total().Increment();
+      StopText::Piece piece = s.stop_text.Push(id);
+      StreamEvent e;
+      e.index = s.index;
+      e.prompt_tokens = static_cast<int64_t>(s.params.prompt.size());
+      e.completion_tokens = s.generated;
+      e.tokens.push_back(s.params.logprobs >= 0 ? Logprobs(raw.data(), vocab, id, s.params.logprobs) : TokenLogprob{id, 0.f, {}});
+      if (piece.stopped) {
+        e.text = std::move(piece.text);
+        s.stream->Push(std::move(e));
+        Finish(s, "stop");
+      } else if (s.generated >= s.params.max_tokens) {
+        e.text = std::move(piece.text) + s.stop_text.Finish();
+        s.stream->Push(std::move(e));
+        Finish(s, "length");
+      } else {
+        e.text = std::move(piece.text);
+        s.stream->Push(std::move(e));
+      }
+    }
+  }
+  running_.erase(std::remove_if(running_.begin(), running_.end(), [](const auto& s) { return s->finished; }),
+                 running_.end());
+  UpdateGauges();
+}
+
+}  // namespace accullm::coordinator

@@ -1,0 +1,103 @@
+// The iteration-level scheduler (continuous batching) on one compute thread.
+//
+// Every iteration it (1) drops cancelled sequences, (2) admits waiting sequences in arrival
+// order while the running batch has room and the KV pool has free blocks for the whole
+// sequence (prompt + max_tokens: no preemption is ever needed), (3) forms one batch: one
+// decode token per running sequence first, then prompt chunks of at most `prefill_chunk`
+// tokens until `max_batch_tokens` is reached, so a long prompt is prefilled over several
+// iterations while the others keep decoding, (4) runs Transformer::ForwardBatch, samples and
+// streams each finished segment's next token. Network threads only Submit and Cancel.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "coordinator/generation_stream.h"
+#include "model/kv_cache.h"
+#include "model/sampler.h"
+#include "model/tokenizer.h"
+#include "model/transformer.h"
+#include "monitoring/serving_metrics.h"
+
+namespace accullm::coordinator {
+
+struct SchedulerConfig {
+  int max_num_seqs = 64;           // sequences in the running batch
+  int64_t max_batch_tokens = 512;  // tokens per iteration (decode tokens + prefill chunks)
+  int64_t prefill_chunk = 256;     // most prompt tokens of one sequence per iteration
+  int max_waiting = 256;           // sequences waiting for admission; beyond → ResourceExhausted
+  int64_t context = 0;             // positions per sequence; 0 = the model's maximum
+};
+
+struct SequenceParams {
+  std::vector<int32_t> prompt;
+  int64_t max_tokens = 16;
+  SamplingParams sampling;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  int logprobs = -1;  // -1: none; k >= 0: the sampled token's logprob and k alternatives
+};
+
+class Scheduler {
+ public:
+  Scheduler(Transformer& model, const Tokenizer& tokenizer, KvBlockPool& pool, SchedulerConfig config,
+            monitoring::ServingMetrics* metrics);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  void Start();
+  // Aborts every sequence (their streams get finish_reason "abort") and joins the thread.
+  void Stop();
+
+  // Queues one request's choices (all or none). ResourceExhausted when the waiting queue is
+  // full, InvalidArgument when a choice can never fit the context or the KV pool.
+  absl::Status Submit(std::vector<SequenceParams> choices, std::shared_ptr<GenerationStream> stream);
+  // Aborts every waiting and running sequence at the next iteration (drain timeout).
+  void CancelAll() { abort_all_.store(true); Wake(); }
+
+  const SchedulerConfig& config() const { return config_; }
+  int num_waiting() const { return num_waiting_.load(); }
+  int num_running() const { return num_running_.load(); }
+
+  struct Sequence;
+
+ private:
+  void Wake();
+  void Loop();
+  void Iterate();
+  void Admit();
+  void DropCancelled();
+  void Finish(Sequence& s, const std::string& reason, std::string text = {}, const std::string& error = {});
+  void UpdateGauges();
+
+  Transformer& model_;
+  const Tokenizer& tokenizer_;
+  KvBlockPool& pool_;
+  SchedulerConfig config_;
+  monitoring::ServingMetrics* metrics_;
+  std::vector<int32_t> eos_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Sequence>> incoming_;  // guarded by mu_
+  bool stop_ = false;                               // guarded by mu_
+  std::atomic<bool> abort_all_{false};
+  std::atomic<int> num_waiting_{0}, num_running_{0};
+
+  // Owned by the compute thread.
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::vector<std::unique_ptr<Sequence>> running_;
+  std::vector<float> logits_;
+  std::thread thread_;
+};
+
+}  // namespace accullm::coordinator

@@ -1,0 +1,81 @@
+#include "monitoring/serving_metrics.h"
+
+#include "prometheus/text_serializer.h"
+
+namespace accullm::monitoring {
+
+namespace {
+
+using prometheus::Histogram;
+
+// vLLM's bucket boundaries, so the same dashboards' quantiles mean the same thing.
+const Histogram::BucketBoundaries kTtftBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5,
+                                                  0.75,  1.0,   2.5,  5.0,  7.5,  10.0, 20.0, 40.0, 80.0};
+const Histogram::BucketBoundaries kItlBuckets = {0.001, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075,
+                                                 0.1,   0.15,  0.2,  0.3,   0.4,  0.5,   0.75, 1.0,  2.5};
+const Histogram::BucketBoundaries kLatencyBuckets = {0.01, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 2.5, 5.0, 10.0,
+                                                     15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0};
+const Histogram::BucketBoundaries kTokenBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+
+}  // namespace
+
+ServingMetrics::ServingMetrics(const std::string& model_name)
+    : registry_(std::make_shared<prometheus::Registry>()), model_name_(model_name) {
+  const prometheus::Labels m{{"model_name", model_name}};
+  auto gauge = [&](const char* name, const char* help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry_).Add(m);
+  };
+  auto counter = [&](const char* name, const char* help) {
+    return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry_).Add(m);
+  };
+  auto histogram = [&](const char* name, const char* help, const Histogram::BucketBoundaries& b) {
+    return &prometheus::BuildHistogram().Name(name).Help(help).Register(*registry_).Add(m, b);
+  };
+  running_ = gauge("accullm_num_requests_running", "Number of sequences in the running batch.");
+  waiting_ = gauge("accullm_num_requests_waiting", "Number of sequences waiting to be admitted.");
+  kv_usage_ = gauge("accullm_kv_cache_usage_perc", "KV-cache usage: fraction of blocks in use (1 = full).");
+  kv_free_blocks_ = gauge("accullm_kv_cache_free_blocks", "KV-cache blocks on the free list.");
+  prompt_tokens_ = counter("accullm_prompt_tokens_total", "Prefill tokens processed.");
+  generation_tokens_ = counter("accullm_generation_tokens_total", "Generation tokens produced.");
+  iterations_ = counter("accullm_iterations_total", "Scheduler iterations (batched forward passes).");
+  ttft_ = histogram("accullm_time_to_first_token_seconds", "Time from arrival to the first generated token.",
+                    kTtftBuckets);
+  itl_ = histogram("accullm_inter_token_latency_seconds", "Time between consecutive generated tokens of a sequence.",
+                   kItlBuckets);
+  e2e_ = histogram("accullm_e2e_request_latency_seconds", "Time from arrival to the last token of a sequence.",
+                   kLatencyBuckets);
+  queue_time_ = histogram("accullm_request_queue_time_seconds", "Time a sequence waited before admission.",
+                          kLatencyBuckets);
+  iteration_tokens_ = histogram("accullm_iteration_tokens_total", "Tokens (prefill + decode) per iteration.",
+                                kTokenBuckets);
+  success_ = &prometheus::BuildCounter()
+                  .Name("accullm_request_success_total")
+                  .Help("Finished sequences, by finish reason (stop, length, abort, error).")
+                  .Register(*registry_);
+  rejected_ = &prometheus::BuildCounter()
+                   .Name("accullm_requests_rejected_total")
+                   .Help("Requests refused before any work, by reason.")
+                   .Register(*registry_);
+  http_ = &prometheus::BuildCounter()
+               .Name("accullm_http_responses_total")
+               .Help("HTTP responses, by status code.")
+               .Register(*registry_);
+}
+
+void ServingMetrics::RequestFinished(const std::string& finished_reason) {
+  success_->Add({{"model_name", model_name_}, {"finished_reason", finished_reason}}).Increment();
+}
+
+void ServingMetrics::RequestRejected(const std::string& reason) {
+  rejected_->Add({{"model_name", model_name_}, {"reason", reason}}).Increment();
+}
+
+void ServingMetrics::HttpResponse(int status) {
+  http_->Add({{"code", std::to_string(status)}}).Increment();
+}
+
+std::string ServingMetrics::Serialize() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace accullm::monitoring

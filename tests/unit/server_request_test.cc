@@ -1,0 +1,125 @@
+// OpenAI request parsing and validation, UTF-8 checking, the constant-time key compare,
+// error bodies and response/SSE formatting.
+#include <gtest/gtest.h>
+
+#include "boost/json.hpp"
+#include "coordinator/api_error.h"
+#include "coordinator/api_service.h"
+#include "coordinator/chat_prompt.h"
+#include "coordinator/openai_request.h"
+
+namespace accullm::coordinator {
+namespace {
+
+OpenAiRequest Ok(Endpoint e, const std::string& body) {
+  auto r = ParseOpenAiRequest(e, body, RequestLimits{});
+  if (auto* err = std::get_if<ApiError>(&r)) ADD_FAILURE() << err->message;
+  return std::get<OpenAiRequest>(r);
+}
+
+ApiError Err(Endpoint e, const std::string& body) {
+  auto r = ParseOpenAiRequest(e, body, RequestLimits{});
+  EXPECT_TRUE(std::holds_alternative<ApiError>(r)) << body;
+  return std::holds_alternative<ApiError>(r) ? std::get<ApiError>(r) : ApiError{};
+}
+
+TEST(OpenAiRequest, CompletionFields) {
+  auto r = Ok(Endpoint::kCompletions,
+              R"({"model":"m","prompt":"hi","max_tokens":5,"temperature":0.5,"top_p":0.9,"top_k":10,"min_p":0.1,
+                  "seed":-3,"stop":["a","b"],"n":2,"stream":true,"stream_options":{"include_usage":true},
+                  "logprobs":3,"presence_penalty":0.5,"frequency_penalty":-0.5,"user":"u","unknown":[1]})");
+  EXPECT_EQ(r.model, "m");
+  EXPECT_EQ(*r.prompt_text, "hi");
+  EXPECT_EQ(*r.max_tokens, 5);
+  EXPECT_FLOAT_EQ(r.temperature, 0.5f);
+  EXPECT_EQ(r.top_k, 10);
+  EXPECT_EQ(*r.seed, -3);
+  EXPECT_EQ(r.stop, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(r.n, 2);
+  EXPECT_TRUE(r.stream);
+  EXPECT_TRUE(r.include_usage);
+  EXPECT_EQ(r.logprobs, 3);
+  EXPECT_EQ(r.user, "u");
+}
+
+TEST(OpenAiRequest, PromptForms) {
+  EXPECT_EQ(Ok(Endpoint::kCompletions, R"({"model":"m","prompt":["x"]})").prompt_text, "x");
+  EXPECT_EQ(Ok(Endpoint::kCompletions, R"({"model":"m","prompt":[1,2,3]})").prompt_ids, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(Ok(Endpoint::kCompletions, R"({"model":"m","prompt":[[4,5]]})").prompt_ids, (std::vector<int32_t>{4, 5}));
+  EXPECT_EQ(Err(Endpoint::kCompletions, R"({"model":"m","prompt":["x","y"]})").param, "prompt");
+  EXPECT_EQ(Err(Endpoint::kCompletions, R"({"model":"m","prompt":[-1]})").param, "prompt");
+  EXPECT_EQ(Err(Endpoint::kCompletions, R"({"model":"m","prompt":""})").param, "prompt");
+}
+
+TEST(OpenAiRequest, ChatMessages) {
+  auto r = Ok(Endpoint::kChat, R"({"model":"m","messages":[{"role":"system","content":"s"},
+      {"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],
+      "logprobs":true,"top_logprobs":2,"max_completion_tokens":9})");
+  ASSERT_EQ(r.messages.size(), 2u);
+  EXPECT_EQ(r.messages[1].content, "ab");
+  EXPECT_EQ(r.logprobs, 2);
+  EXPECT_EQ(*r.max_tokens, 9);
+  EXPECT_EQ(Err(Endpoint::kChat, R"({"model":"m","messages":[]})").param, "messages");
+  EXPECT_EQ(Err(Endpoint::kChat, R"({"model":"m","messages":[{"role":"user"}]})").param, "messages[0].content");
+  EXPECT_EQ(Err(Endpoint::kChat, R"({"model":"m","messages":[{"role":"user","content":"x"}],"top_logprobs":2})").param,
+            "top_logprobs");
+  EXPECT_EQ(Err(Endpoint::kChat, R"({"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{}]})").param, "tools");
+}
+
+TEST(OpenAiRequest, TypeAndRangeErrors) {
+  const std::string base = R"({"model":"m","prompt":"x",)";
+  EXPECT_EQ(Err(Endpoint::kCompletions, base + R"("max_tokens":"5"})").param, "max_tokens");
+  EXPECT_EQ(Err(Endpoint::kCompletions, base + R"("max_tokens":0})").param, "max_tokens");
+  EXPECT_EQ(Err(Endpoint::kCompletions, base + R"("temperature":2.5})").param, "temperature");
+  EXPECT_EQ(Err(Endpoint::kCompletions, base + R"("top_p":0})").param, "top_p");
+  EXPECT_EQ(Err(Endpoint::kCompletions, base + R"("n":17})").param, "n");
+  EXPECT_EQ(Err(Endpoint::kCompletions, base + R"("stop":[""]})").param, "stop");
+  EXPECT_EQ(Err(Endpoint::kCompletions, base + R"("stream":1})").param, "stream");
+  EXPECT_EQ(Err(Endpoint::kCompletions, base + R"("logprobs":21})").param, "logprobs");
+  EXPECT_EQ(Err(Endpoint::kCompletions, base + R"("echo":true})").param, "echo");
+  EXPECT_EQ(Err(Endpoint::kCompletions, base + R"("logit_bias":{"5":1}})").param, "logit_bias");
+  EXPECT_EQ(Err(Endpoint::kCompletions, "{nope").code, "invalid_json");
+  EXPECT_EQ(Err(Endpoint::kCompletions, "3").code, "invalid_json");
+  EXPECT_EQ(Err(Endpoint::kCompletions, R"({"prompt":"x"})").param, "model");
+}
+
+TEST(Utf8, Validation) {
+  EXPECT_TRUE(IsValidUtf8("plain ascii"));
+  EXPECT_TRUE(IsValidUtf8("h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80"));
+  EXPECT_FALSE(IsValidUtf8("\xFF"));
+  EXPECT_FALSE(IsValidUtf8("\xC0\xAF"));          // overlong
+  EXPECT_FALSE(IsValidUtf8("\xED\xA0\x80"));      // surrogate
+  EXPECT_FALSE(IsValidUtf8("\xF4\x90\x80\x80"));  // > U+10FFFF
+  EXPECT_FALSE(IsValidUtf8("\xE2\x82"));          // truncated
+}
+
+TEST(Auth, ConstantTimeEquals) {
+  EXPECT_TRUE(ConstantTimeEquals("secret", "secret"));
+  EXPECT_FALSE(ConstantTimeEquals("secret", "secreT"));
+  EXPECT_FALSE(ConstantTimeEquals("secret", "secret2"));
+  EXPECT_FALSE(ConstantTimeEquals("", "x"));
+  EXPECT_TRUE(ConstantTimeEquals("", ""));
+}
+
+TEST(ApiErrors, BodyAndStatusMapping) {
+  const auto v = boost::json::parse(BadRequest("bad", "max_tokens", "c").ToJson());
+  EXPECT_EQ(v.at("error").at("message").as_string(), "bad");
+  EXPECT_EQ(v.at("error").at("param").as_string(), "max_tokens");
+  EXPECT_TRUE(boost::json::parse(BadRequest("bad").ToJson()).at("error").at("param").is_null());
+  EXPECT_EQ(FromStatus(absl::ResourceExhaustedError("x")).http_status, 429);
+  EXPECT_EQ(FromStatus(absl::InvalidArgumentError("x")).http_status, 400);
+  EXPECT_EQ(FromStatus(absl::UnavailableError("x")).http_status, 503);
+  EXPECT_EQ(FromStatus(absl::InternalError("x")).http_status, 500);
+}
+
+TEST(ChatPrompt, DefaultTemplateForBaseModels) {
+  auto p = ChatPrompt::Load(std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama", "");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->kind(), "default");
+  EXPECT_FALSE((*p)->template_adds_special_tokens());
+  EXPECT_EQ(*(*p)->Render({{"user", "Hi"}}), "user: Hi\nassistant:");
+  EXPECT_EQ(*(*p)->Render({{"system", "Be kind."}, {"user", "Hi"}}), "system: Be kind.\nuser: Hi\nassistant:");
+}
+
+}  // namespace
+}  // namespace accullm::coordinator
