@@ -1,0 +1,167 @@
+// Packs: what `accullm quantize` writes loads back as the same INT4 model; malformed or
+// mismatched packs are refused with a clear error.
+#include <filesystem>
+#include <fstream>
+
+#include "common/mapped_file.h"
+#include "gtest/gtest.h"
+#include "model/int4_linear.h"
+#include "model/transformer.h"
+#include "quant/calibration.h"
+#include "quant/model_quantizer.h"
+#include "quant/pack_writer.h"
+#include "quant/safetensors_writer.h"
+
+namespace accullm::quant {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kModelDir = std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama";
+
+class PackTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(::testing::TempDir() + "accullm_pack_test");
+    fs::remove_all(*dir_);
+    ThreadPool pool(2);
+    auto model = Transformer::Load(kModelDir, &pool);
+    ASSERT_TRUE(model.ok()) << model.status();
+    // A quick GPTQ calibration on a few synthetic sequences is enough to exercise the format.
+    CalibrationStats stats(&pool, 6.0f);
+    std::vector<std::vector<int32_t>> chunks;
+    for (int c = 0; c < 2; ++c) {
+      std::vector<int32_t> ids = {1};
+      for (int i = 0; i < 63; ++i) ids.push_back(3 + (i * 37 + c * 11) % 2000);
+      chunks.push_back(ids);
+    }
+    ASSERT_TRUE(RunCalibration(**model, chunks, stats).ok());
+    ModelQuantOptions opts;
+    opts.outliers.top_fraction = 0.01;  // force some FP16 outlier columns
+    auto plan = PrecisionPlan::FromFp16Spec("first:1,last:1", (*model)->config().num_layers);
+    ASSERT_TRUE(plan.ok());
+    auto mats = QuantizeModel(**model, stats, *plan, opts, pool);
+    ASSERT_TRUE(mats.ok()) << mats.status();
+    PackDescription desc;
+    desc.source_dir = kModelDir;
+    desc.plan = *plan;
+    desc.options = opts;
+    auto bytes = WritePack(**model, *mats, desc, *dir_);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    // Logits of the in-memory quantized model, for the round trip.
+    std::vector<int32_t> prompt = {1, 420, 435, 261, 394};
+    expected_ = new std::vector<float>((*model)->config().vocab_size);
+    KvCache cache = (*model)->NewCache(16);
+    ASSERT_TRUE((*model)->Forward(prompt.data(), prompt.size(), cache, expected_->data()).ok());
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete dir_;
+    delete expected_;
+  }
+
+  // A copy of the pack with `edit` applied to a fresh directory.
+  std::string CopyPack(const std::string& name) {
+    const std::string out = ::testing::TempDir() + "accullm_pack_" + name;
+    fs::remove_all(out);
+    fs::copy(*dir_, out, fs::copy_options::recursive);
+    return out;
+  }
+  static void Replace(const std::string& path, const std::string& from, const std::string& to) {
+    auto text = ReadTextFile(path);
+    ASSERT_TRUE(text.ok());
+    const size_t at = text->find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    text->replace(at, from.size(), to);
+    std::ofstream(path, std::ios::binary) << *text;
+  }
+  // Rewrites the pack's safetensors without tensor `drop`.
+  static void DropTensor(const std::string& pack, const std::string& drop) {
+    auto f = SafetensorsFile::Open(pack + "/model.safetensors");
+    ASSERT_TRUE(f.ok());
+    SafetensorsWriter w;
+    for (const auto& [name, t] : (*f)->tensors())
+      if (name != drop) w.Add(name, t.dtype, t.shape, t.data, t.nbytes);
+    f->reset();
+    ASSERT_TRUE(w.Write(pack + "/model.safetensors").ok());
+  }
+  std::string LoadError(const std::string& dir) {
+    ThreadPool pool(1);
+    auto m = Transformer::Load(dir, &pool);
+    EXPECT_FALSE(m.ok());
+    return m.ok() ? "" : std::string(m.status().message());
+  }
+
+  static std::string* dir_;
+  static std::vector<float>* expected_;
+};
+std::string* PackTest::dir_ = nullptr;
+std::vector<float>* PackTest::expected_ = nullptr;
+
+TEST_F(PackTest, LoadsBackAsTheSameInt4Model) {
+  ThreadPool pool(2);
+  auto m = Transformer::Load(*dir_, &pool);
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_TRUE((*m)->pack().has_value());
+  const int64_t n = (*m)->config().num_layers;
+  for (int64_t l = 0; l < n; ++l) {
+    const bool int4 = dynamic_cast<const Int4Linear*>((*m)->layer(l).q.get()) != nullptr;
+    EXPECT_EQ(int4, l != 0 && l != n - 1) << "layer " << l;
+  }
+  // Some outlier columns were stored and came back.
+  const auto* q = dynamic_cast<const Int4Linear*>((*m)->layer(1).q.get());
+  ASSERT_NE(q, nullptr);
+  EXPECT_FALSE(q->data().outlier_cols.empty());
+  std::vector<int32_t> prompt = {1, 420, 435, 261, 394};
+  std::vector<float> logits((*m)->config().vocab_size);
+  KvCache cache = (*m)->NewCache(16);
+  ASSERT_TRUE((*m)->Forward(prompt.data(), prompt.size(), cache, logits.data()).ok());
+  // The pack stores the FP16 blocks and embeddings in F16: a small difference only.
+  double num = 0, den = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    num = std::max(num, static_cast<double>(std::fabs(logits[i] - (*expected_)[i])));
+    den = std::max(den, static_cast<double>(std::fabs((*expected_)[i])));
+  }
+  EXPECT_LT(num / den, 2e-3);
+}
+
+TEST_F(PackTest, RefusesWrongFormatVersion) {
+  const std::string p = CopyPack("version");
+  Replace(p + "/accullm.json", "\"format_version\":1", "\"format_version\":99");
+  EXPECT_NE(LoadError(p).find("version 99 is not supported"), std::string::npos);
+}
+
+TEST_F(PackTest, RefusesMissingTensor) {
+  const std::string p = CopyPack("missing");
+  DropTensor(p, "model.layers.2.mlp.down_proj.scales");
+  const std::string e = LoadError(p);
+  EXPECT_NE(e.find("missing tensor"), std::string::npos) << e;
+  EXPECT_NE(e.find("model.layers.2.mlp.down_proj.scales"), std::string::npos) << e;
+}
+
+TEST_F(PackTest, RefusesPlanDisagreeingWithTensors) {
+  const std::string p = CopyPack("plan");
+  Replace(p + "/accullm.json", "\"layer_precision\":[\"fp16\",\"int4\"", "\"layer_precision\":[\"fp16\",\"fp16\"");
+  const std::string e = LoadError(p);
+  EXPECT_NE(e.find("disagrees"), std::string::npos) << e;
+}
+
+TEST_F(PackTest, RefusesPlanWithWrongLayerCount) {
+  const std::string p = CopyPack("count");
+  Replace(p + "/accullm.json", "\"layer_precision\":[\"fp16\",", "\"layer_precision\":[");
+  EXPECT_NE(LoadError(p).find("plan has 7 layers"), std::string::npos);
+}
+
+TEST_F(PackTest, RefusesMalformedManifest) {
+  const std::string p = CopyPack("manifest");
+  std::ofstream(p + "/accullm.json") << "{\"format\": \"accullm-pack\", ";
+  EXPECT_NE(LoadError(p).find("invalid JSON"), std::string::npos);
+}
+
+TEST_F(PackTest, RefusesInt4TensorsWithoutManifest) {
+  const std::string p = CopyPack("nomanifest");
+  fs::remove(p + "/accullm.json");
+  EXPECT_NE(LoadError(p).find("no accullm.json"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace accullm::quant
