@@ -12,7 +12,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config git ca-certificates
+  build-essential cmake ninja-build pkg-config git ca-certificates curl
   libboost1.81-dev libboost-json1.81-dev
   libabsl-dev libcli11-dev libspdlog-dev libfmt-dev
   libopenmpi-dev openmpi-bin

@@ -7,7 +7,7 @@ start_server() {
   "$bin" serve --host 127.0.0.1 --port 0 "$@" >"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!
   PORT=""
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 600); do  # up to 30 s: CI machines can be busy
     PORT="$(grep -o 'accullm serve: listening on 127.0.0.1:[0-9]*' "$SERVER_LOG" | head -1 | sed 's/.*://' || true)"
     if [ -n "$PORT" ] && curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then return 0; fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then cat "$SERVER_LOG" >&2; echo "server died" >&2; return 1; fi
