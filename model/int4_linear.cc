@@ -35,6 +35,12 @@ size_t Int4Linear::weight_bytes() const {
          d_.outlier_cols.size() * static_cast<size_t>(d_.out) * 2;
 }
 
+void Int4Linear::DequantizeRow(int64_t o, float* dst) const {
+  kernels::DequantizeInt4Row(m_, o, dst);
+  const size_t k = d_.outlier_cols.size();
+  for (size_t j = 0; j < k; ++j) dst[d_.outlier_cols[j]] = F16ToF32(d_.outlier_weights[o * k + j]);
+}
+
 void Int4Linear::Forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
   const int64_t out = d_.out, k = static_cast<int64_t>(d_.outlier_cols.size());
   pool.ParallelFor(

@@ -33,6 +33,8 @@ class Int4Linear final : public LinearOp {
   void Forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override;
   size_t weight_bytes() const override;
   const Int4Data& data() const { return d_; }
+  // Row o of W (all columns, outliers included) as float: embedding lookups.
+  void DequantizeRow(int64_t o, float* dst) const;
 
  private:
   Int4Data d_;

@@ -29,6 +29,13 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
     }
     m.layer_precision.emplace_back(l.get_string());
   }
+  for (auto [key, field] : {std::pair<const char*, std::string*>{"embeddings", &m.embeddings}, {"lm_head", &m.lm_head}}) {
+    ASSIGN_OR_RETURN(auto v, GetOptionalString(o, key));
+    *field = v.value_or("fp16");
+    if (*field != "fp16" && *field != "int4") {
+      return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" must be \"fp16\" or \"int4\""));
+    }
+  }
   ASSIGN_OR_RETURN(m.method, GetString(o, "method"));
   ASSIGN_OR_RETURN(m.group_size, GetInt(o, "group_size"));
   ASSIGN_OR_RETURN(m.symmetric, GetBool(o, "symmetric"));

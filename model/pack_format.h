@@ -30,6 +30,8 @@ struct PackCanary {
 struct PackManifest {
   int format_version = 0;
   std::vector<std::string> layer_precision;  // per block: "fp16" or "int4"
+  std::string embeddings = "fp16";            // token embedding table: "fp16" or "int4"
+  std::string lm_head = "fp16";               // LM head: "fp16" or "int4"
   std::string method;
   int64_t group_size = 0;
   bool symmetric = true;

@@ -153,14 +153,19 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
   const TensorStore& s = *t->store_;
   const int64_t h = c.hidden_size, q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
 
-  ASSIGN_OR_RETURN(t->embed_, s.Get("model.embed_tokens.weight"));
-  if (t->embed_.shape != std::vector<int64_t>{c.vocab_size, h}) {
-    return absl::InvalidArgumentError(absl::StrCat(t->embed_.file, ": model.embed_tokens.weight has shape [",
-                                                   absl::StrJoin(t->embed_.shape, ", "),
-                                                   "] but config.json implies [", c.vocab_size, ", ", h, "]"));
-  }
-  if (t->embed_.dtype != DType::kF32 && t->embed_.dtype != DType::kF16 && t->embed_.dtype != DType::kBF16) {
-    return absl::InvalidArgumentError("model.embed_tokens.weight must be F32, F16 or BF16");
+  const bool embed_int4 = info.pack != nullptr && info.pack->embeddings == "int4";
+  if (embed_int4) {
+    ASSIGN_OR_RETURN(auto table, LoadLinear(s, "model.embed_tokens", c.vocab_size, h, false, info, true));
+    t->int4_embed_ = std::shared_ptr<const Int4Linear>(static_cast<Int4Linear*>(table.release()));
+  } else {
+    if (s.Has("model.embed_tokens.qweight")) {
+      return absl::InvalidArgumentError("pack plan disagrees with its tensors: INT4 embeddings but accullm.json says fp16");
+    }
+    ASSIGN_OR_RETURN(t->embed_, s.Get("model.embed_tokens.weight"));
+    if (t->embed_.shape != std::vector<int64_t>{c.vocab_size, h}) return ShapeError(t->embed_, {c.vocab_size, h});
+    if (t->embed_.dtype != DType::kF32 && t->embed_.dtype != DType::kF16 && t->embed_.dtype != DType::kBF16) {
+      return absl::InvalidArgumentError("model.embed_tokens.weight must be F32, F16 or BF16");
+    }
   }
   t->layers_.resize(static_cast<size_t>(c.num_layers));
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -178,11 +183,17 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
     ASSIGN_OR_RETURN(L.down, LoadLinear(s, p + "mlp.down_proj", h, c.intermediate_size, c.mlp_bias, info, int4));
   }
   ASSIGN_OR_RETURN(t->final_norm_, LoadVector(s, "model.norm.weight", h));
-  if (c.tie_word_embeddings && !s.Has("lm_head.weight")) {
-    ASSIGN_OR_RETURN(auto head, DenseLinear::Create(t->embed_, nullptr));
-    t->lm_head_ = std::move(head);
+  const bool head_int4 = info.pack != nullptr && info.pack->lm_head == "int4";
+  if (c.tie_word_embeddings && !s.Has("lm_head.weight") && !s.Has("lm_head.qweight")) {
+    if (t->int4_embed_ != nullptr) {  // tied and INT4: the head reads the same table
+      ASSIGN_OR_RETURN(auto head, Int4Linear::Create(t->int4_embed_->data(), {}));
+      t->lm_head_ = std::move(head);
+    } else {
+      ASSIGN_OR_RETURN(auto head, DenseLinear::Create(t->embed_, nullptr));
+      t->lm_head_ = std::move(head);
+    }
   } else {
-    ASSIGN_OR_RETURN(t->lm_head_, LoadLinear(s, "lm_head", c.vocab_size, h, false));
+    ASSIGN_OR_RETURN(t->lm_head_, LoadLinear(s, "lm_head", c.vocab_size, h, false, info, head_int4));
   }
   return t;
 }
@@ -203,13 +214,17 @@ size_t Transformer::weight_bytes_per_token() const {
 
 absl::Status Transformer::Embed(const int32_t* tokens, int64_t n, float* hidden) const {
   const int64_t h = config_.hidden_size;
-  const size_t row_bytes = static_cast<size_t>(h) * DTypeSize(embed_.dtype);
   for (int64_t i = 0; i < n; ++i) {
     if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[i], " is outside the vocabulary [0, ",
                                                      config_.vocab_size, ")"));
     }
-    ConvertToF32(embed_.dtype, embed_.data + row_bytes * tokens[i], hidden + i * h, static_cast<size_t>(h));
+    if (int4_embed_ != nullptr) {
+      int4_embed_->DequantizeRow(tokens[i], hidden + i * h);
+    } else {
+      const size_t row_bytes = static_cast<size_t>(h) * DTypeSize(embed_.dtype);
+      ConvertToF32(embed_.dtype, embed_.data + row_bytes * tokens[i], hidden + i * h, static_cast<size_t>(h));
+    }
   }
   return absl::OkStatus();
 }

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "common/thread_pool.h"
 #include "model/kv_cache.h"
+#include "model/int4_linear.h"
 #include "model/linear.h"
 #include "model/model_config.h"
 #include "model/pack_format.h"
@@ -77,6 +78,10 @@ class Transformer {
   // The layers' linear ops, for quantization tools (layer l, or the LM head).
   TransformerLayer& layer(int64_t l) { return layers_[l]; }
   LinearOp& lm_head() { return *lm_head_; }
+  // Replaces the LM head (quantization tools).
+  void set_lm_head(std::unique_ptr<LinearOp> head) { lm_head_ = std::move(head); }
+  // Serves embeddings from an INT4 table (its rows are dequantized on lookup).
+  void set_int4_embedding(std::shared_ptr<const Int4Linear> table) { int4_embed_ = std::move(table); }
   const TensorStore& tensors() const { return *store_; }
   // The pack manifest when this model was loaded from an AccuLLM pack.
   const std::optional<PackManifest>& pack() const { return pack_; }
@@ -101,6 +106,7 @@ class Transformer {
   std::unique_ptr<TensorStore> store_;
   std::optional<PackManifest> pack_;
   TensorView embed_;
+  std::shared_ptr<const Int4Linear> int4_embed_;  // set when the pack stores INT4 embeddings
   std::vector<TransformerLayer> layers_;
   std::vector<float> final_norm_;
   std::unique_ptr<LinearOp> lm_head_;

@@ -25,13 +25,13 @@ const char* QuantMethodName(QuantMethod m);
 
 struct QuantOptions {
   QuantMethod method = QuantMethod::kGptq;
-  int64_t group_size = 64;
+  int64_t group_size = 32;
   bool symmetric = false;
   bool stochastic = false;
   uint64_t seed = 0;
   double dampening = 0.01;  // fraction of the mean Hessian diagonal added to it
-  bool search_grid = true;
-  bool act_order = true;    // GPTQ/GPFQ: columns in decreasing Hessian-diagonal order  // shrink each group's range where that lowers the rounding error
+  bool search_grid = true;  // shrink each group's range where that lowers the rounding error
+  bool act_order = false;   // GPTQ/GPFQ: columns in decreasing Hessian-diagonal order
   int accumulator_bits = 0; // AXE: 0 = unconstrained; else signed accumulator width P
   int64_t tile = 0;         // AXE: inputs per inner accumulation tile (0 = the group)
 };

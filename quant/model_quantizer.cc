@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "model/int4_linear.h"
+#include "quant/calibration.h"
 
 namespace accullm::quant {
 
@@ -133,6 +134,50 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
   }
   if (progress) progress(done, total, "done");
   return out;
+}
+
+absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& stats, const ModelQuantOptions& options,
+                                       ThreadPool& pool, const std::vector<std::vector<int32_t>>& sequential_chunks,
+                                       QuantizedMatrices* out) {
+  const ModelConfig& c = model.config();
+  if (options.embeddings_int4) {
+    ASSIGN_OR_RETURN(std::vector<float> w, LinearWeights(model, "model.embed_tokens"));
+    QuantOptions q = options.quant;
+    q.method = QuantMethod::kRtn;  // a lookup table: no input statistics to feed back
+    q.search_grid = true;
+    q.accumulator_bits = 0;
+    ASSIGN_OR_RETURN(QuantizedMatrix m, QuantizeMatrix(w.data(), c.vocab_size, c.hidden_size, nullptr, {}, q, pool));
+    auto shared = std::make_shared<const QuantizedMatrix>(std::move(m));
+    ASSIGN_OR_RETURN(auto op, MakeInt4Linear(model, "model.embed_tokens", shared));
+    model.set_int4_embedding(std::shared_ptr<const Int4Linear>(static_cast<Int4Linear*>(op.release())));
+    (*out)["model.embed_tokens"] = shared;
+  }
+  if (options.lm_head_int4) {
+    if (!model.tensors().Has("lm_head.weight")) {
+      return absl::InvalidArgumentError("the LM head is tied to the embeddings: use --embeddings int4 alone");
+    }
+    const int64_t head_layer = c.num_layers;  // the observer's index for the head's input
+    if (!sequential_chunks.empty()) {
+      stats.Clear(head_layer);
+      stats.set_layer_filter(head_layer);
+      absl::Status s = RunCalibration(model, sequential_chunks, stats);
+      stats.set_layer_filter(-1);
+      RETURN_IF_ERROR(s);
+    }
+    const SiteStats* site = stats.Get(head_layer, LinearSite::kHeadIn);
+    if (site == nullptr && options.quant.method != QuantMethod::kRtn) {
+      return absl::FailedPreconditionError("no calibration statistics for the LM head");
+    }
+    ASSIGN_OR_RETURN(std::vector<float> w, LinearWeights(model, "lm_head"));
+    std::vector<int32_t> outliers = site ? SelectOutlierChannels(*site, options.outliers) : std::vector<int32_t>{};
+    ASSIGN_OR_RETURN(QuantizedMatrix m, QuantizeMatrix(w.data(), c.vocab_size, c.hidden_size,
+                                                       site ? &site->hessian : nullptr, outliers, options.quant, pool));
+    auto shared = std::make_shared<const QuantizedMatrix>(std::move(m));
+    ASSIGN_OR_RETURN(auto op, MakeInt4Linear(model, "lm_head", shared));
+    model.set_lm_head(std::move(op));
+    (*out)["lm_head"] = shared;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace accullm::quant

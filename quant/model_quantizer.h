@@ -27,6 +27,8 @@ struct OutlierOptions {
 struct ModelQuantOptions {
   QuantOptions quant;
   OutlierOptions outliers;
+  bool embeddings_int4 = false;  // token embeddings INT4 (round-to-nearest with range search)
+  bool lm_head_int4 = false;     // LM head INT4 (the chosen method, on the final hidden states)
 };
 
 // The seven linears of a block, with the site whose statistics they use.
@@ -67,5 +69,12 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
                                                 const ModelQuantOptions& options, ThreadPool& pool,
                                                 const std::vector<std::vector<int32_t>>& sequential_chunks = {},
                                                 const ProgressFn& progress = nullptr);
+
+// Quantizes the token embeddings and/or the LM head as the options ask, installs them in the
+// model and adds them to `out` (keys "model.embed_tokens", "lm_head"). Run after the blocks:
+// with `sequential_chunks`, the head's input statistics are re-collected on the quantized model.
+absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& stats, const ModelQuantOptions& options,
+                                       ThreadPool& pool, const std::vector<std::vector<int32_t>>& sequential_chunks,
+                                       QuantizedMatrices* out);
 
 }  // namespace accullm::quant

@@ -111,6 +111,8 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
       {"format_version", kPackFormatVersion},
       {"source_model", boost::json::object{{"path", desc.source_dir}, {"hash", SourceHash(model, desc.source_dir)}}},
       {"layer_precision", std::move(layers)},
+      {"embeddings", matrices.count("model.embed_tokens") ? "int4" : "fp16"},
+      {"lm_head", matrices.count("lm_head") ? "int4" : "fp16"},
       {"method", QuantMethodName(q.method)},
       {"group_size", q.group_size},
       {"symmetric", q.symmetric},
