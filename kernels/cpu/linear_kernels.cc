@@ -68,6 +68,52 @@ __attribute__((target("avx2,fma,f16c"))) void ConvertRowAvx2(DType wtype, const 
   }
 }
 
+// Loads 8 stored weights as floats: F16 through F16C, BF16 by a shift into the high half.
+__attribute__((target("avx2,fma,f16c"))) inline __m256 Load8(DType wtype, const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if (wtype == DType::kF16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+// Decode (one input row) over 16-bit weights: convert in registers and multiply at once, so
+// each weight byte is read exactly once (decode is bound by memory bandwidth).
+__attribute__((target("avx2,fma,f16c"))) void Gemv16Avx2(DType wtype, const void* w, int64_t in, const float* x,
+                                                         int64_t o_begin, int64_t o_end, float* y) {
+  const auto* base = static_cast<const uint16_t*>(w);
+  const int64_t in8 = in & ~int64_t{7};
+  int64_t o = o_begin;
+  for (; o + 4 <= o_end; o += 4) {
+    const uint16_t* r0 = base + o * in;
+    const uint16_t* r1 = r0 + in;
+    const uint16_t* r2 = r1 + in;
+    const uint16_t* r3 = r2 + in;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < in8; i += 8) {
+      const __m256 xv = _mm256_loadu_ps(x + i);
+      a0 = _mm256_fmadd_ps(xv, Load8(wtype, r0 + i), a0);
+      a1 = _mm256_fmadd_ps(xv, Load8(wtype, r1 + i), a1);
+      a2 = _mm256_fmadd_ps(xv, Load8(wtype, r2 + i), a2);
+      a3 = _mm256_fmadd_ps(xv, Load8(wtype, r3 + i), a3);
+    }
+    float sums[4] = {HorizontalSum(a0), HorizontalSum(a1), HorizontalSum(a2), HorizontalSum(a3)};
+    const uint16_t* rows[4] = {r0, r1, r2, r3};
+    for (int64_t i = in8; i < in; ++i) {
+      for (int k = 0; k < 4; ++k) {
+        sums[k] += x[i] * (wtype == DType::kF16 ? F16ToF32(rows[k][i]) : Bf16ToF32(rows[k][i]));
+      }
+    }
+    for (int k = 0; k < 4; ++k) y[o + k] = sums[k];
+  }
+  for (; o < o_end; ++o) {
+    const uint16_t* r = base + o * in;
+    __m256 a = _mm256_setzero_ps();
+    for (int64_t i = 0; i < in8; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), Load8(wtype, r + i), a);
+    float sum = HorizontalSum(a);
+    for (int64_t i = in8; i < in; ++i) sum += x[i] * (wtype == DType::kF16 ? F16ToF32(r[i]) : Bf16ToF32(r[i]));
+    y[o] = sum;
+  }
+}
+
 __attribute__((target("avx2,fma,f16c"))) void LinearRowsAvx2(DType wtype, const void* w, int64_t in,
                                                              const float* x, int64_t n, int64_t o_begin,
                                                              int64_t o_end, float* y, int64_t y_stride) {
@@ -156,7 +202,9 @@ bool LinearRowsUsesAvx2() { return CpuHasAvx2(); }
 
 void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t n, int64_t o_begin,
                 int64_t o_end, float* y, int64_t y_stride) {
-  if (CpuHasAvx2() && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
+  if (CpuHasAvx2() && n == 1 && (wtype == DType::kF16 || wtype == DType::kBF16)) {
+    Gemv16Avx2(wtype, w, in, x, o_begin, o_end, y);
+  } else if (CpuHasAvx2() && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
     LinearRowsAvx2(wtype, w, in, x, n, o_begin, o_end, y, y_stride);
   } else {
     LinearRowsScalar(wtype, w, in, x, n, o_begin, o_end, y, y_stride);
