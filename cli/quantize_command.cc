@@ -10,10 +10,12 @@
 #include "cli/progress.h"
 #include "common/mapped_file.h"
 #include "common/status.h"
+#include "quant/axe.h"
 #include "quant/calibration.h"
 #include "quant/model_quantizer.h"
 #include "quant/pack_writer.h"
 #include "quant/precision_planner.h"
+#include "cli/sharding_plan_command.h"
 
 namespace accullm::cli {
 
@@ -22,7 +24,7 @@ namespace {
 struct QuantizeFlags {
   std::string model, out, calib;
   std::string method = "gptq";
-  int64_t group = 64;
+  int64_t group = 32;
   bool symmetric = false;
   bool stochastic = false;
   uint64_t seed = 0;
@@ -33,9 +35,13 @@ struct QuantizeFlags {
   double outlier_fraction = 0.0, outlier_max_fraction = 0.01;
   bool no_outliers = false;
   bool sequential = true;
-  bool act_order = true;
-  bool search_grid = true;
+  bool mismatch = false;
+  bool act_order = false;
+  std::string grid_search = "auto";
+  double dampening = 0.01;
+  std::string embeddings = "fp16", lm_head = "fp16";
   int accumulator_bits = 0;
+  int naive_accumulator_bits = 0;
   int64_t tile = 0;
   int threads = 0;
 };
@@ -60,9 +66,20 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_flag("--no-outliers", f.no_outliers, "Quantize every input channel to INT4");
   cmd->add_option("--accumulator-bits", f.accumulator_bits, "AXE: guarantee INT8 dot products fit a signed P-bit accumulator")->check(CLI::Range(10, 32));
   cmd->add_option("--tile", f.tile, "AXE: inputs per inner accumulation tile (default: the group)");
+  cmd->add_option("--naive-accumulator-bits", f.naive_accumulator_bits,
+                  "For comparison with AXE: make P-bit accumulators safe by shrinking every weight's range instead")
+      ->check(CLI::Range(10, 32));
   cmd->add_flag("!--no-sequential", f.sequential, "Calibrate every block on the full-precision model (faster, less accurate)");
-  cmd->add_flag("!--no-act-order", f.act_order, "GPTQ/GPFQ: quantize columns in natural order, not by decreasing Hessian diagonal");
-  cmd->add_flag("!--no-grid-search", f.search_grid, "Use each group's full min/max range (no clipping search)");
+  cmd->add_flag("--mismatch-correction", f.mismatch,
+                "Sequential runs: aim each block at the full-precision layer's output (cross moments with a "
+                "full-precision copy); off by default: it did not help on the fixture (docs/accuracy.md)");
+  cmd->add_flag("--act-order", f.act_order, "GPTQ/GPFQ: quantize columns by decreasing Hessian diagonal (static groups)");
+  cmd->add_option("--grid-search", f.grid_search,
+                  "Shrink each group's range to minimise rounding error: on, off, or auto (on for rtn only)")
+      ->check(CLI::IsMember({"auto", "on", "off"}))->capture_default_str();
+  cmd->add_option("--dampening", f.dampening, "GPTQ/GPFQ: fraction of the mean Hessian diagonal added to it")->capture_default_str()->check(CLI::Range(0.0, 10.0));
+  cmd->add_option("--embeddings", f.embeddings, "Token embedding table: fp16 or int4")->check(CLI::IsMember({"fp16", "int4"}))->capture_default_str();
+  cmd->add_option("--lm-head", f.lm_head, "LM head: fp16 or int4")->check(CLI::IsMember({"fp16", "int4"}))->capture_default_str();
   cmd->add_option("--threads,-t", f.threads, "Compute threads (default: all cores)");
 }
 
@@ -76,7 +93,22 @@ absl::StatusOr<quant::ModelQuantOptions> MakeOptions(const QuantizeFlags& f) {
   o.quant.accumulator_bits = f.accumulator_bits;
   o.quant.tile = f.tile;
   o.quant.act_order = f.act_order;
-  o.quant.search_grid = f.search_grid;
+  o.quant.dampening = f.dampening;
+  if (f.naive_accumulator_bits > 0) {
+    if (f.accumulator_bits > 0) return absl::InvalidArgumentError("--naive-accumulator-bits and --accumulator-bits exclude each other");
+    o.quant.max_code_magnitude = quant::NaiveMaxCodeMagnitude(f.naive_accumulator_bits, f.group);
+    if (o.quant.max_code_magnitude == 0) {
+      return absl::InvalidArgumentError("no INT4 weight range keeps that accumulator safe for this group size");
+    }
+    // A symmetric grid around zero so the bound is the whole constraint.
+    o.quant.symmetric = true;
+  }
+  o.embeddings_int4 = f.embeddings == "int4";
+  o.correct_input_mismatch = f.mismatch;
+  o.lm_head_int4 = f.lm_head == "int4";
+  // Measured on the fixture: clipping search helps round-to-nearest, but under GPTQ/GPFQ the
+  // clipped extremes' error is propagated and costs more than the finer grid gains.
+  o.quant.search_grid = f.grid_search == "on" || (f.grid_search == "auto" && o.quant.method == quant::QuantMethod::kRtn);
   o.outliers.enabled = !f.no_outliers;
   o.outliers.threshold = f.outlier_threshold;
   o.outliers.top_fraction = f.outlier_fraction;
@@ -212,12 +244,27 @@ int RunQuantize(const QuantizeFlags& f) {
     desc.canaries.push_back(std::move(c));
   }
   quant::QuantizedMatrices mats;
+  // A second, untouched view of the same mmap'd weights: the full-precision reference that
+  // input-mismatch correction aims at.
+  std::unique_ptr<Transformer> reference;
+  if (f.sequential && opts->correct_input_mismatch) {
+    auto r = Transformer::Load(p.model_dir, p.loaded.pool.get());
+    if (!r.ok()) return ReportError(r.status());
+    reference = std::move(*r);
+  }
   {
     Progress progress("quantize");
     auto q = quant::QuantizeModel(model, *p.stats, choice->plan, *opts, *p.loaded.pool,
-                                  f.sequential ? p.chunks : std::vector<std::vector<int32_t>>{}, [&](int64_t d, int64_t t, const std::string& w) { progress.Update(d, t, w); });
+                                  f.sequential ? p.chunks : std::vector<std::vector<int32_t>>{},
+                                  [&](int64_t d, int64_t t, const std::string& w) { progress.Update(d, t, w); },
+                                  reference.get());
     if (!q.ok()) return ReportError(q.status());
     mats = std::move(*q);
+    if (auto s = quant::QuantizeEmbeddingsAndHead(model, *p.stats, *opts, *p.loaded.pool,
+                                                  f.sequential ? p.chunks : std::vector<std::vector<int32_t>>{}, &mats);
+        !s.ok()) {
+      return ReportError(s);
+    }
   }
   desc.source_dir = p.model_dir;
   desc.plan = choice->plan;
@@ -227,6 +274,23 @@ int RunQuantize(const QuantizeFlags& f) {
   auto bytes = quant::WritePack(model, mats, desc, f.out);
   if (!bytes.ok()) return ReportError(bytes.status());
   if (!choice->sensitivity.empty()) PrintPlanTable(*choice, *opts);
+  if (opts->quant.accumulator_bits > 0 || f.naive_accumulator_bits > 0) {
+    const int bits = opts->quant.accumulator_bits > 0 ? opts->quant.accumulator_bits : f.naive_accumulator_bits;
+    // The AXE guarantee, checked exhaustively: worst-case INT8 dot products per channel.
+    int64_t channels = 0, overflowing = 0, worst = 0;
+    for (const auto& [name, m] : mats) {
+      if (name == "model.embed_tokens") continue;  // a lookup table, not a dot product
+      const quant::AccumulatorReport r = quant::CheckAccumulator(*m, bits, opts->quant.tile);
+      channels += r.channels;
+      overflowing += r.overflowing_channels;
+      worst = std::max(worst, r.worst_magnitude);
+    }
+    std::printf("accumulator check: %lld of %lld output channels can overflow a signed %d-bit accumulator "
+                "(tile %lld, INT8 activations); worst reachable |partial sum| %lld\n",
+                static_cast<long long>(overflowing), static_cast<long long>(channels), bits,
+                static_cast<long long>(opts->quant.tile > 0 ? opts->quant.tile : opts->quant.group_size),
+                static_cast<long long>(worst));
+  }
   std::printf("wrote %s: %zu bytes of weights, plan %s\n", f.out.c_str(), *bytes, choice->plan.Describe().c_str());
   return 0;
 }
@@ -248,8 +312,9 @@ void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<QuantizeFlags>();
   CLI::App* cmd = app.add_subcommand("quantize", "Quantize a model into a mixed-precision INT4/FP16 pack");
   cmd->footer(
-      "Defaults (recommended): GPTQ, group 64, asymmetric, outlier channels (|x| > 6) in FP16, and the\n"
-      "most sensitive quarter of the blocks in FP16 (measured: KL divergence when only that block is INT4).\n"
+      "Defaults (recommended): GPTQ (sequential, natural column order), group 32, asymmetric, outlier channels\n"
+      "(|x| > 6, at most 1%) in FP16, and the most sensitive quarter of the blocks in FP16 (measured: KL\n"
+      "divergence when only that block is INT4). See docs/accuracy.md for the measurements behind them.\n"
       "The pack is a directory every command loads like a model: accullm generate --model PACK.");
   cmd->add_option("--out", flags->out, "Pack directory to write")->required();
   AddCommonOptions(cmd, *flags);
@@ -258,10 +323,25 @@ void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
 
 void AddPlanCommand(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<QuantizeFlags>();
+  auto sharding = std::make_shared<ShardingPlanFlags>();
   CLI::App* cmd = app.add_subcommand("plan", "Print the measured precision plan: sensitivity, outliers, precision, bytes");
-  cmd->footer("Takes the same options as quantize; nothing is written.");
+  cmd->footer("Takes the same options as quantize; nothing is written.\n"
+              "With --workers N: the layer -> pipeline stage plan instead (docs/cluster.md).");
   AddCommonOptions(cmd, *flags);
-  cmd->callback([&run, flags] { run = [flags] { return RunPlan(*flags); }; });
+  cmd->add_option("--workers", sharding->workers, "Pipeline stages: print the sharding plan instead")->check(CLI::Range(1, 4096));
+  cmd->add_option("--memory", sharding->memory, "With --workers: memory per worker, e.g. 8GiB or 8GiB,4GiB,4GiB");
+  cmd->add_option("--out", sharding->out, "With --workers: write the plan file for serve --plan");
+  cmd->add_option("--kv-positions", sharding->kv_positions, "With --workers: KV positions each stage holds (default: serve's)");
+  cmd->add_option("--tokens-per-step", sharding->tokens_per_step, "With --workers: rows per micro-batch in the cost model")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->callback([&run, flags, sharding] {
+    if (sharding->workers > 0) {
+      sharding->model = flags->model;
+      sharding->threads = flags->threads;
+      run = [sharding] { return RunShardingPlan(*sharding); };
+    } else {
+      run = [flags] { return RunPlan(*flags); };
+    }
+  });
 }
 
 }  // namespace accullm::cli

@@ -1,5 +1,6 @@
 #include "cli/serve_command.h"
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -13,7 +14,11 @@
 #include "coordinator/scheduler.h"
 #include "model/kv_cache.h"
 #include "monitoring/serving_metrics.h"
+#include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
+#include "transport/mpi_transport.h"
+#include "worker/pipeline_executor.h"
+#include "worker/pipeline_stage.h"
 
 namespace accullm::cli {
 
@@ -42,7 +47,29 @@ struct ServeFlags {
   double drain_timeout = 30;
   double keepalive_timeout = 30;
   std::string log_level = "info";
+  // Pipeline (under mpirun -np N+1): see docs/cluster.md.
+  std::string plan_file;
+  std::string memory;
+  std::string activations = "f32";
+  int micro_batches = 0;  // 0: one per stage
+  int heartbeat_ms = 200;
+  int stage_timeout_ms = 3000;
 };
+
+// Ranks 1..N: a pipeline stage until the coordinator says stop (or goes silent).
+int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
+  // mpirun forwards SIGTERM/SIGINT to every rank: stages wait for the coordinator's
+  // shutdown instead, so requests in flight can drain.
+  std::signal(SIGTERM, SIG_IGN);
+  std::signal(SIGINT, SIG_IGN);
+  const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false);
+  if (!loaded.ok()) {
+    spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
+    return 1;
+  }
+  return worker::RunPipelineStage(mpi, *loaded->transformer);
+}
 
 int RunServe(ServeFlags f) {
   spdlog::set_level(spdlog::level::from_str(f.log_level));
@@ -50,25 +77,83 @@ int RunServe(ServeFlags f) {
   if (f.api_key.empty()) {
     if (const char* k = std::getenv("ACCULLM_API_KEY"); k != nullptr) f.api_key = k;
   }
+  // Under mpirun: rank 0 is the coordinator, ranks 1..N the pipeline stages. A single rank
+  // (or no mpirun) serves in-process, as before.
+  std::unique_ptr<transport::MpiTransport> mpi;
+  if (transport::LaunchedByMpi()) {
+    auto t = transport::MpiTransport::Create();
+    if (!t.ok()) return ReportError(t.status());
+    mpi = std::move(*t);
+    if (mpi->rank() > 0) return RunWorkerRank(f, *mpi);
+  }
+  const bool pipeline = mpi != nullptr && mpi->size() > 1;
+  // A coordinator that cannot start takes the whole job down (the stages would wait).
+  auto fail = [&](const absl::Status& st) {
+    ReportError(st);
+    if (pipeline) mpi->Abort(1);
+    return 1;
+  };
+  if (!pipeline && (!f.plan_file.empty() || !f.memory.empty()))
+    return ReportError(absl::InvalidArgumentError("--plan and --memory need mpirun -np N+1 (N pipeline stages)"));
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true);
-  if (!loaded.ok()) return ReportError(loaded.status());
+  if (!loaded.ok()) return fail(loaded.status());
   Transformer& model = *loaded->transformer;
   const ModelConfig& mc = model.config();
   const int64_t context = f.max_model_len > 0 ? std::min(f.max_model_len, mc.max_position_embeddings)
                                               : mc.max_position_embeddings;
   auto chat = coordinator::ChatPrompt::Load(dir, f.chat_template);
-  if (!chat.ok()) return ReportError(chat.status());
+  if (!chat.ok()) return fail(chat.status());
 
   // The KV budget in blocks: every layer's K and V, FP32, block_size positions per block.
   const double block_bytes = static_cast<double>(mc.num_layers) * 2 * f.kv_block_size * model.kv_dim() * sizeof(float);
   const int64_t blocks = static_cast<int64_t>(f.kv_cache_mb * 1024 * 1024 / block_bytes);
   if (blocks < (context + f.kv_block_size - 1) / f.kv_block_size) {
-    return ReportError(absl::InvalidArgumentError(
+    return fail(absl::InvalidArgumentError(
         absl::StrCat("--kv-cache-mb ", f.kv_cache_mb, " holds ", blocks * f.kv_block_size,
                      " positions: not even one sequence of the context (", context, ") fits")));
   }
-  KvBlockPool pool(mc.num_layers, model.kv_dim(), f.kv_block_size, blocks);
+  // Pipeline: the KV caches live in the stages; here a pool without layers (no memory) keeps
+  // the admission budget, block for block the same as each stage's.
+  KvBlockPool pool(pipeline ? 0 : mc.num_layers, model.kv_dim(), f.kv_block_size, blocks);
+  std::unique_ptr<worker::PipelineExecutor> executor;
+  if (pipeline) {
+    const int workers = mpi->size() - 1;
+    StagePlan plan;
+    if (!f.plan_file.empty()) {
+      auto p = ReadStagePlanFile(f.plan_file);
+      if (!p.ok()) return fail(p.status());
+      plan = *p;
+    } else {
+      PlannerOptions po;
+      if (!f.memory.empty()) {
+        auto budgets = ParseMemoryBudgets(f.memory, workers);
+        if (!budgets.ok()) return fail(budgets.status());
+        po.memory_bytes = *budgets;
+      }
+      po.kv_positions = blocks * f.kv_block_size;
+      auto p = PlanStages(CostFromModel(model), workers, po);
+      if (!p.ok()) return fail(p.status());
+      plan = *p;
+    }
+    worker::PipelineConfig pc;
+    auto act = transport::ParseActivationDType(f.activations);
+    if (!act.ok()) return fail(act.status());
+    pc.activations = *act;
+    pc.kv_block_size = f.kv_block_size;
+    pc.kv_blocks = blocks;
+    pc.context = context;
+    pc.micro_batches = f.micro_batches > 0 ? f.micro_batches : workers;
+    pc.heartbeat_ms = static_cast<uint32_t>(f.heartbeat_ms);
+    pc.timeout_ms = static_cast<uint32_t>(f.stage_timeout_ms);
+    auto e = worker::PipelineExecutor::Start(*mpi, mc, plan, pc);
+    if (!e.ok()) return fail(e.status());
+    executor = std::move(*e);
+    for (size_t s = 0; s < plan.stages.size(); ++s)
+      spdlog::info("pipeline stage {} = rank {}: layers [{}, {})", s, s + 1, plan.stages[s].layer_begin, plan.stages[s].layer_end);
+    spdlog::info("pipeline: {} stages, {} micro-batches in flight, activations {}, heartbeat {} ms, stage timeout {} ms",
+                 workers, pc.micro_batches, f.activations, pc.heartbeat_ms, pc.timeout_ms);
+  }
 
   const std::string name =
       f.served_model_name.empty() ? std::filesystem::path(dir).lexically_normal().filename().string()
@@ -80,7 +165,10 @@ int RunServe(ServeFlags f) {
   sc.prefill_chunk = f.prefill_chunk;
   sc.max_waiting = f.max_queue;
   sc.context = context;
-  coordinator::Scheduler scheduler(model, *loaded->tokenizer, pool, sc, &metrics);
+  std::unique_ptr<coordinator::Scheduler> scheduler_owner =
+      executor ? std::make_unique<coordinator::Scheduler>(*executor, mc, *loaded->tokenizer, pool, sc, &metrics)
+               : std::make_unique<coordinator::Scheduler>(model, *loaded->tokenizer, pool, sc, &metrics);
+  coordinator::Scheduler& scheduler = *scheduler_owner;
 
   coordinator::ServiceConfig svc;
   svc.model_name = name.empty() ? "model" : name;
@@ -98,7 +186,17 @@ int RunServe(ServeFlags f) {
   hc.drain_timeout_s = f.drain_timeout;
   hc.keepalive_timeout_s = f.keepalive_timeout;
   coordinator::HttpServer server(hc, service);
-  if (absl::Status st = server.Listen(); !st.ok()) return ReportError(st);
+  if (absl::Status st = server.Listen(); !st.ok()) return fail(st);
+  if (executor) {
+    // A dead or silent stage: readiness fails, requests in flight end with 503, and we exit
+    // non-zero (below), taking the job down so the group can be restarted.
+    executor->set_on_failure([&service, &server](const std::string& why) {
+      spdlog::error("{}; failing requests in flight and exiting", why);
+      service.BeginDrain();
+      service.AbortAll();
+      server.Shutdown();
+    });
+  }
   scheduler.Start();
   spdlog::info("serving model={} context={} kv_blocks={}x{} chat_template={} auth={} listening on http://{}:{}",
                svc.model_name, context, blocks, f.kv_block_size, (*chat)->kind(), f.api_key.empty() ? "off" : "on",
@@ -108,6 +206,15 @@ int RunServe(ServeFlags f) {
   std::fflush(stderr);
   server.Run();
   scheduler.Stop();
+  if (executor) {
+    if (executor->failed()) {
+      spdlog::error("exiting with status 3: the pipeline failed (see above for the rank)");
+      std::fflush(nullptr);
+      mpi->Abort(3);  // ends every rank: MPI_Finalize would wait for the dead one
+    }
+    executor->Shutdown();
+    executor.reset();
+  }
   spdlog::info("stopped");
   return 0;
 }
@@ -123,7 +230,8 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
       "GET /readyz (503 while draining), GET /metrics (Prometheus). Ready when /readyz answers 200.\n"
       "SIGTERM/SIGINT drain: new requests get 503, requests in flight finish (or are aborted after\n"
       "--drain-timeout), then exit 0. See docs/serving.md.\n"
-      "Example: accullm serve --port 8080 --api-key secret");
+      "Example: accullm serve --port 8080 --api-key secret\n"
+      "Pipeline: mpirun -np N+1 accullm serve ... (rank 0 serves HTTP, ranks 1..N run layers; docs/cluster.md).");
   cmd->add_option("--model", f->model, "Model directory (default: the embedded model, or $ACCULLM_MODEL)");
   cmd->add_option("--served-model-name", f->served_model_name, "Model id clients must send (default: the directory name)");
   cmd->add_option("--host", f->host, "Address to bind")->capture_default_str();
@@ -146,6 +254,12 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--drain-timeout", f->drain_timeout, "Seconds to let requests finish after SIGTERM")->capture_default_str();
   cmd->add_option("--keepalive-timeout", f->keepalive_timeout, "Seconds an idle connection is kept")->capture_default_str();
   cmd->add_option("--log-level", f->log_level, "trace, debug, info, warn, error")->capture_default_str();
+  cmd->add_option("--plan", f->plan_file, "Pipeline: stage plan file (accullm plan --workers N --out FILE); default: planned here");
+  cmd->add_option("--memory", f->memory, "Pipeline: per-worker memory budgets for the planner, e.g. 8GiB or 8GiB,4GiB");
+  cmd->add_option("--activations", f->activations, "Pipeline: activation precision between stages: f32 (bit-identical), f16, bf16")->capture_default_str();
+  cmd->add_option("--micro-batches", f->micro_batches, "Pipeline: micro-batches in flight per iteration (default: one per stage)")->check(CLI::Range(0, 64));
+  cmd->add_option("--heartbeat-ms", f->heartbeat_ms, "Pipeline: heartbeat interval")->capture_default_str()->check(CLI::Range(10, 60000));
+  cmd->add_option("--stage-timeout-ms", f->stage_timeout_ms, "Pipeline: a stage silent this long is declared dead")->capture_default_str()->check(CLI::Range(50, 600000));
   cmd->callback([&run, f] { run = [f] { return RunServe(*f); }; });
 }
 

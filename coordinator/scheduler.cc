@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "coordinator/stop_text.h"
+#include "worker/in_process_executor.h"
 
 namespace accullm::coordinator {
 
@@ -15,14 +16,13 @@ using Clock = std::chrono::steady_clock;
 
 struct Scheduler::Sequence {
   Sequence(SequenceParams p, std::shared_ptr<GenerationStream> s, int i, const Tokenizer& tok)
-      : params(std::move(p)), stream(std::move(s)), index(i), sampler(params.sampling), history(params.prompt),
-        stop_text(tok, params.stop), arrival(Clock::now()) {}
+      : params(std::move(p)), stream(std::move(s)), index(i), stop_text(tok, params.stop), arrival(Clock::now()) {}
 
   SequenceParams params;
   std::shared_ptr<GenerationStream> stream;
   int index;
-  Sampler sampler;
-  std::vector<int32_t> history;  // prompt + generated, for the penalties
+  uint64_t id = 0;
+  bool opened = false;  // known to the executor (sampler and KV live there)
   StopText stop_text;
   std::optional<KvCache> cache;
   int64_t prefilled = 0;  // prompt tokens already in the cache
@@ -39,38 +39,24 @@ namespace {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-// log-softmax of the raw logits: the sampled token's logprob and the top `k` alternatives.
-TokenLogprob Logprobs(const float* logits, int64_t vocab, int32_t id, int k) {
-  const float mx = *std::max_element(logits, logits + vocab);
-  double sum = 0;
-  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - mx));
-  const double lse = mx + std::log(sum);
-  TokenLogprob t;
-  t.id = id;
-  t.logprob = static_cast<float>(logits[id] - lse);
-  if (k > 0) {
-    std::vector<int32_t> idx(static_cast<size_t>(vocab));
-    for (int64_t i = 0; i < vocab; ++i) idx[i] = static_cast<int32_t>(i);
-    const size_t kk = std::min<size_t>(static_cast<size_t>(k), idx.size());
-    std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), [&](int32_t a, int32_t b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
-    for (size_t i = 0; i < kk; ++i) t.top.emplace_back(idx[i], static_cast<float>(logits[idx[i]] - lse));
-  }
-  return t;
-}
-
 }  // namespace
 
 Scheduler::Scheduler(Transformer& model, const Tokenizer& tokenizer, KvBlockPool& pool, SchedulerConfig config,
                      monitoring::ServingMetrics* metrics)
-    : model_(model), tokenizer_(tokenizer), pool_(pool), config_(config), metrics_(metrics) {
-  if (config_.context <= 0) config_.context = model.config().max_position_embeddings;
+    : Scheduler(*new worker::InProcessExecutor(model), model.config(), tokenizer, pool, config, metrics) {
+  owned_executor_.reset(&executor_);
+}
+
+Scheduler::Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const Tokenizer& tokenizer,
+                     KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics)
+    : executor_(executor), tokenizer_(tokenizer), pool_(pool), config_(config), metrics_(metrics) {
+  const ModelConfig& mc = model_config;
+  if (config_.context <= 0) config_.context = mc.max_position_embeddings;
   config_.max_num_seqs = std::max(1, config_.max_num_seqs);
   config_.max_batch_tokens = std::max<int64_t>(config_.max_batch_tokens, config_.max_num_seqs);
   config_.prefill_chunk = std::max<int64_t>(1, config_.prefill_chunk);
   eos_ = tokenizer.eos_ids();
-  for (int64_t e : model.config().eos_token_ids)
+  for (int64_t e : mc.eos_token_ids)
     if (std::find(eos_.begin(), eos_.end(), e) == eos_.end()) eos_.push_back(static_cast<int32_t>(e));
 }
 
@@ -155,6 +141,7 @@ void Scheduler::Finish(Sequence& s, const std::string& reason, std::string text,
   if (s.finished) return;
   s.finished = true;
   if (s.cache) s.cache->Release();
+  if (s.opened) executor_.Release(s.id);
   StreamEvent e;
   e.index = s.index;
   e.text = std::move(text);
@@ -193,6 +180,9 @@ void Scheduler::Admit() {
       break;
     }
     if (metrics_ != nullptr) metrics_->request_queue_time_seconds().Observe(Seconds(Clock::now() - s.arrival));
+    s.id = ++next_seq_id_;
+    s.opened = true;
+    executor_.Open(worker::SequenceSetup{s.id, s.params.sampling, s.params.logprobs, s.params.prompt});
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
   }
@@ -220,49 +210,83 @@ void Scheduler::Iterate() {
 
   // Decode tokens first (one per decoding sequence), then prompt chunks with what is left.
   std::vector<int32_t> tokens;
-  std::vector<BatchSegment> segments;
+  std::vector<worker::ExecItem> items;
   std::vector<Sequence*> owners;
   int64_t budget = config_.max_batch_tokens;
   for (auto& s : running_) {
     if (!s->decoding()) continue;
     tokens.push_back(s->last);
-    segments.push_back({&*s->cache, 1});
+    items.push_back({s->id, &*s->cache, 1, true});
     owners.push_back(s.get());
     --budget;
   }
   int64_t prefill_tokens = 0;
   for (auto& s : running_) {
     if (s->decoding() || budget <= 0) continue;
-    const int64_t chunk = std::min({static_cast<int64_t>(s->params.prompt.size()) - s->prefilled, config_.prefill_chunk, budget});
+    const int64_t prompt = static_cast<int64_t>(s->params.prompt.size());
+    const int64_t chunk = std::min({prompt - s->prefilled, config_.prefill_chunk, budget});
     tokens.insert(tokens.end(), s->params.prompt.begin() + s->prefilled, s->params.prompt.begin() + s->prefilled + chunk);
-    segments.push_back({&*s->cache, chunk});
+    // The last chunk of the prompt yields the first token.
+    items.push_back({s->id, &*s->cache, chunk, s->prefilled + chunk == prompt});
     owners.push_back(s.get());
     budget -= chunk;
     prefill_tokens += chunk;
   }
-  const int64_t vocab = model_.config().vocab_size;
-  logits_.resize(segments.size() * static_cast<size_t>(vocab));
-  const absl::Status st = model_.ForwardBatch(tokens.data(), segments, logits_.data());
+  // Micro-batches: contiguous groups of about equal tokens, all in flight before the first
+  // result is awaited, so pipeline stages overlap (one group when in-process).
+  const size_t groups = std::min<size_t>(std::max(1, executor_.micro_batches()), owners.size());
+  std::vector<size_t> bounds{0};
+  {
+    const double per = static_cast<double>(tokens.size()) / static_cast<double>(groups);
+    int64_t acc = 0;
+    for (size_t i = 0; i < owners.size() && bounds.size() < groups; ++i) {
+      acc += items[i].n_tokens;
+      const size_t left_items = owners.size() - (i + 1), left_groups = groups - bounds.size();
+      if (static_cast<double>(acc) >= per * static_cast<double>(bounds.size()) || left_items == left_groups)
+        bounds.push_back(i + 1);
+    }
+    bounds.push_back(owners.size());
+  }
+  std::vector<absl::StatusOr<uint64_t>> tickets;
+  size_t token_at = 0;
+  for (size_t g = 0; g + 1 < bounds.size(); ++g) {
+    std::vector<worker::ExecItem> group(items.begin() + bounds[g], items.begin() + bounds[g + 1]);
+    size_t n = 0;
+    for (const auto& it : group) n += static_cast<size_t>(it.n_tokens);
+    std::vector<int32_t> group_tokens(tokens.begin() + token_at, tokens.begin() + token_at + n);
+    token_at += n;
+    tickets.push_back(executor_.Launch(std::move(group_tokens), std::move(group)));
+  }
   if (metrics_ != nullptr) {
     metrics_->iterations_total().Increment();
     metrics_->iteration_tokens().Observe(static_cast<double>(tokens.size()));
     metrics_->prompt_tokens_total().Increment(static_cast<double>(prefill_tokens));
   }
-  if (!st.ok()) {
-    for (Sequence* s : owners) Finish(*s, "error", {}, std::string(st.message()));
-  } else {
+  for (size_t g = 0; g < tickets.size(); ++g) {
+    absl::StatusOr<std::vector<worker::SampledToken>> sampled =
+        tickets[g].ok() ? executor_.Wait(*tickets[g]) : absl::StatusOr<std::vector<worker::SampledToken>>(tickets[g].status());
+    size_t expected = 0;
+    for (size_t i = bounds[g]; i < bounds[g + 1]; ++i) expected += items[i].sample ? 1 : 0;
+    if (sampled.ok() && sampled->size() != expected)
+      sampled = absl::InternalError(absl::StrCat("the executor returned ", sampled->size(), " tokens for ", expected, " sequences"));
+    if (!sampled.ok()) {
+      // Unavailable: the executor is gone (a pipeline stage died): the request is aborted
+      // (503), not failed by its own fault.
+      const bool gone = absl::IsUnavailable(sampled.status());
+      for (size_t i = bounds[g]; i < bounds[g + 1]; ++i)
+        Finish(*owners[i], gone ? "abort" : "error", {}, std::string(sampled.status().message()));
+      continue;
+    }
     const auto now = Clock::now();
-    for (size_t i = 0; i < owners.size(); ++i) {
+    size_t next = 0;
+    for (size_t i = bounds[g]; i < bounds[g + 1]; ++i) {
       Sequence& s = *owners[i];
       if (!s.decoding()) {
-        s.prefilled += segments[i].n_tokens;
+        s.prefilled += items[i].n_tokens;
         if (!s.decoding()) continue;  // more prompt chunks to come
       }
-      float* row = logits_.data() + i * vocab;
-      std::vector<float> raw;
-      if (s.params.logprobs >= 0) raw.assign(row, row + vocab);  // Sample modifies the row
-      const int32_t id = s.sampler.Sample(row, vocab, s.history);
-      s.history.push_back(id);
+      const worker::SampledToken& t = (*sampled)[next++];
+      const int32_t id = t.id;
       if (metrics_ != nullptr) {
         if (s.generated == 0) metrics_->time_to_first_token_seconds().Observe(Seconds(now - s.arrival));
         else metrics_->inter_token_latency_seconds().Observe(Seconds(now - s.last_token_time));
@@ -281,7 +305,7 @@ void Scheduler::Iterate() {
       e.index = s.index;
       e.prompt_tokens = static_cast<int64_t>(s.params.prompt.size());
       e.completion_tokens = s.generated;
-      e.tokens.push_back(s.params.logprobs >= 0 ? Logprobs(raw.data(), vocab, id, s.params.logprobs) : TokenLogprob{id, 0.f, {}});
+      e.tokens.push_back(TokenLogprob{id, t.logprob, t.top});
       if (piece.stopped) {
         e.text = std::move(piece.text);
         s.stream->Push(std::move(e));

@@ -5,8 +5,10 @@
 // sequence (prompt + max_tokens: no preemption is ever needed), (3) forms one batch: one
 // decode token per running sequence first, then prompt chunks of at most `prefill_chunk`
 // tokens until `max_batch_tokens` is reached, so a long prompt is prefilled over several
-// iterations while the others keep decoding, (4) runs Transformer::ForwardBatch, samples and
-// streams each finished segment's next token. Network threads only Submit and Cancel.
+// iterations while the others keep decoding, (4) runs the batch through a
+// worker::BatchExecutor (in-process: Transformer::ForwardBatch; under mpirun: the pipeline
+// stages, split into micro-batches that are in flight together) which samples, and streams
+// each finished segment's next token. Network threads only Submit and Cancel.
 #pragma once
 
 #include <atomic>
@@ -26,6 +28,7 @@
 #include "model/tokenizer.h"
 #include "model/transformer.h"
 #include "monitoring/serving_metrics.h"
+#include "worker/batch_executor.h"
 
 namespace accullm::coordinator {
 
@@ -48,8 +51,13 @@ struct SequenceParams {
 
 class Scheduler {
  public:
+  // In-process: runs `model` here (the embedded default).
   Scheduler(Transformer& model, const Tokenizer& tokenizer, KvBlockPool& pool, SchedulerConfig config,
             monitoring::ServingMetrics* metrics);
+  // Any executor (the pipeline). `pool` is then only the admission budget: it must mirror the
+  // stages' pools (same block size and count); a pool with zero layers holds no memory.
+  Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const Tokenizer& tokenizer,
+            KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -79,7 +87,8 @@ class Scheduler {
   void Finish(Sequence& s, const std::string& reason, std::string text = {}, const std::string& error = {});
   void UpdateGauges();
 
-  Transformer& model_;
+  std::unique_ptr<worker::BatchExecutor> owned_executor_;
+  worker::BatchExecutor& executor_;
   const Tokenizer& tokenizer_;
   KvBlockPool& pool_;
   SchedulerConfig config_;
@@ -96,7 +105,7 @@ class Scheduler {
   // Owned by the compute thread.
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;
-  std::vector<float> logits_;
+  uint64_t next_seq_id_ = 0;
   std::thread thread_;
 };
 

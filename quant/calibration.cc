@@ -25,6 +25,27 @@ void CalibrationStats::Observe(int64_t layer, LinearSite site, const float* x, i
       if (a > threshold_) ++s.over_threshold[i];
     }
   }
+  if (reference_inputs_ != nullptr) {
+    auto it = reference_inputs_->find(static_cast<int>(site));
+    if (it != reference_inputs_->end() && static_cast<int64_t>(it->second.size()) == rows * width) {
+      if (s.cross.empty()) s.cross.assign(static_cast<size_t>(width * width), 0.0);
+      const float* ref = it->second.data();
+      pool_->ParallelFor(width, [&](int64_t i0, int64_t i1) {
+        std::vector<float> acc(static_cast<size_t>(width));
+        for (int64_t i = i0; i < i1; ++i) {
+          std::fill(acc.begin(), acc.end(), 0.f);
+          for (int64_t r = 0; r < rows; ++r) {
+            const float ri = ref[r * width + i];
+            if (ri == 0.f) continue;
+            const float* xr = x + r * width;
+            for (int64_t j = 0; j < width; ++j) acc[j] += ri * xr[j];
+          }
+          double* c = s.cross.data() + i * width;
+          for (int64_t j = 0; j < width; ++j) c[j] += acc[j];
+        }
+      }, 4);
+    }
+  }
   // Upper triangle of Σ x xᵀ, rows of H in parallel; float partials per call keep the
   // inner loop vectorised, double accumulation across calls keeps the sum accurate.
   pool_->ParallelFor(width, [&](int64_t i0, int64_t i1) {
@@ -91,6 +112,49 @@ absl::Status RunCalibration(Transformer& model, const std::vector<std::vector<in
   }
   model.set_observer(nullptr);
   return absl::OkStatus();
+}
+
+namespace {
+
+// Keeps one layer's site inputs of the latest forward pass.
+class SiteRecorder final : public ActivationObserver {
+ public:
+  explicit SiteRecorder(int64_t layer) : layer_(layer) {}
+  void Observe(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) override {
+    if (layer == layer_ && site != LinearSite::kBlockOut) inputs[static_cast<int>(site)].assign(x, x + rows * width);
+  }
+  std::map<int, std::vector<float>> inputs;
+
+ private:
+  int64_t layer_;
+};
+
+}  // namespace
+
+absl::Status RunPairedCalibration(Transformer& reference, Transformer& model, int64_t layer,
+                                  const std::vector<std::vector<int32_t>>& chunks, CalibrationStats& stats) {
+  SiteRecorder recorder(layer);
+  stats.set_layer_filter(layer);
+  absl::Status status;
+  std::vector<float> logits;
+  for (const auto& chunk : chunks) {
+    const int64_t n = static_cast<int64_t>(chunk.size());
+    logits.resize(static_cast<size_t>(n * model.config().vocab_size));
+    reference.set_observer(&recorder);
+    KvCache rc = reference.NewCache(n);
+    status = reference.Forward(chunk.data(), n, rc, logits.data(), true);
+    reference.set_observer(nullptr);
+    if (!status.ok()) break;
+    stats.set_reference_inputs(&recorder.inputs);
+    model.set_observer(&stats);
+    KvCache mc = model.NewCache(n);
+    status = model.Forward(chunk.data(), n, mc, logits.data(), true);
+    model.set_observer(nullptr);
+    stats.set_reference_inputs(nullptr);
+    if (!status.ok()) break;
+  }
+  stats.set_layer_filter(-1);
+  return status;
 }
 
 }  // namespace accullm::quant

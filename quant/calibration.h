@@ -20,6 +20,9 @@ struct SiteStats {
   std::vector<double> hessian;       // [width, width], symmetric, Σ over rows of x xᵀ
   std::vector<float> absmax;         // [width]
   std::vector<int64_t> over_threshold;  // [width] rows with |x| > outlier threshold
+  // With a full-precision reference running beside a partly quantized model: C = Σ x xqᵀ
+  // ([width, width], x from the reference, xq from the model), for input-mismatch correction.
+  std::vector<double> cross;
 };
 
 struct CalibrationOptions {
@@ -36,6 +39,9 @@ class CalibrationStats final : public ActivationObserver {
   void set_layer_filter(int64_t layer) { layer_filter_ = layer; }
   // Forgets what was collected for `layer`.
   void Clear(int64_t layer);
+  // The reference model's input at the same site for the rows about to be observed
+  // (set per chunk by RunPairedCalibration); Observe then also accumulates `cross`.
+  void set_reference_inputs(const std::map<int, std::vector<float>>* inputs) { reference_inputs_ = inputs; }
 
   // Null when the site was never observed.
   const SiteStats* Get(int64_t layer, LinearSite site) const;
@@ -47,6 +53,7 @@ class CalibrationStats final : public ActivationObserver {
   float threshold_;
   int64_t tokens_ = 0;
   int64_t layer_filter_ = -1;
+  const std::map<int, std::vector<float>>* reference_inputs_ = nullptr;
   std::map<std::pair<int64_t, int>, SiteStats> sites_;
 };
 
@@ -58,5 +65,11 @@ std::vector<std::vector<int32_t>> MakeCalibrationChunks(const std::vector<int32_
 // Runs the model over the chunks with `stats` observing.
 absl::Status RunCalibration(Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
                             CalibrationStats& stats);
+
+// Runs `reference` (full precision) and `model` (partly quantized) over the same chunks and
+// collects, for `layer` only, the model's statistics plus the cross moments with the
+// reference's inputs at the same sites.
+absl::Status RunPairedCalibration(Transformer& reference, Transformer& model, int64_t layer,
+                                  const std::vector<std::vector<int32_t>>& chunks, CalibrationStats& stats);
 
 }  // namespace accullm::quant

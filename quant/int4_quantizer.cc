@@ -33,6 +33,10 @@ int QuantizedMatrix::IntegerWeight(int64_t o, int64_t i) const {
 
 int64_t AxeL1Budget(int bits) { return ((int64_t{1} << (bits - 1)) - 1) / 128; }
 
+int NaiveMaxCodeMagnitude(int bits, int64_t group) {
+  return static_cast<int>(std::min<int64_t>(8, ((int64_t{1} << (bits - 1)) - 1) / (128 * group)));
+}
+
 namespace {
 
 constexpr int64_t kBlock = 128;  // lazy-update block (a multiple of every group size)
@@ -118,6 +122,10 @@ struct RowQuantizer {
       code = std::nearbyint(t);
     }
     int c = static_cast<int>(std::clamp(code, 0.f, 15.f));
+    if (opt.max_code_magnitude > 0) {
+      c = std::clamp(c - grid.zero, -opt.max_code_magnitude, opt.max_code_magnitude) + grid.zero;
+      c = std::clamp(c, 0, 15);
+    }
     if (opt.accumulator_bits > 0) {  // AXE: never spend more than the group's budget
       int v = c - grid.zero;
       const int limit = static_cast<int>(std::min<int64_t>(budget_left, 15));
@@ -144,7 +152,8 @@ void FitGridToBudget(Grid& g, const float* w, const bool* is_outlier, int64_t n,
   }
 }
 
-// Cholesky factorisation A = L Lᵀ in place (lower triangle); false when not positive definite.
+}  // namespace
+
 bool CholeskyLower(std::vector<double>& a, int64_t n) {
   for (int64_t j = 0; j < n; ++j) {
     double d = a[j * n + j];
@@ -162,6 +171,8 @@ bool CholeskyLower(std::vector<double>& a, int64_t n) {
     for (int64_t j = i + 1; j < n; ++j) a[i * n + j] = 0;
   return true;
 }
+
+namespace {
 
 // Dampened full Hessian from the upper triangle; dead channels (never active) get 1 on the
 // diagonal so the factorisations stay defined.

@@ -34,6 +34,9 @@ struct QuantOptions {
   bool act_order = false;   // GPTQ/GPFQ: columns in decreasing Hessian-diagonal order
   int accumulator_bits = 0; // AXE: 0 = unconstrained; else signed accumulator width P
   int64_t tile = 0;         // AXE: inputs per inner accumulation tile (0 = the group)
+  // The naive alternative to AXE (for comparison): limit every integer weight to |v| <= this
+  // so that even the data-type worst case fits the accumulator. 0 = off.
+  int max_code_magnitude = 0;
 };
 
 // One quantized [out, in] matrix in the kernel's layout (kernels/cpu/int4_kernels.h).
@@ -53,6 +56,14 @@ struct QuantizedMatrix {
 // Largest sum of |v| per group that keeps every INT8 dot product (x in [-128, 127]) within a
 // signed `bits`-bit accumulator: 128 · Σ|v| ≤ 2^(bits-1) - 1.
 int64_t AxeL1Budget(int bits);
+
+// The naive way to make a P-bit accumulator safe for a group of `group` INT8 products: shrink
+// every weight's magnitude bound until 128 · group · |v| fits (0 when no width is small enough).
+int NaiveMaxCodeMagnitude(int bits, int64_t group);
+
+// Cholesky factorisation A = L Lᵀ of a symmetric [n, n] matrix, in place (L in the lower
+// triangle, zeros above); false when A is not positive definite.
+bool CholeskyLower(std::vector<double>& a, int64_t n);
 
 // Quantizes W [out, in] (row-major). `hessian` [in, in] (upper triangle used) is needed by
 // GPTQ and GPFQ; RTN ignores it. `outlier_cols` (sorted) stay FP16.

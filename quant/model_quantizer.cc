@@ -71,11 +71,43 @@ absl::StatusOr<std::unique_ptr<LinearOp>> MakeInt4Linear(const Transformer& mode
   return std::unique_ptr<LinearOp>(std::move(op));
 }
 
+absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& s, double dampening) {
+  const int64_t n = s.width;
+  if (static_cast<int64_t>(s.cross.size()) != n * n) return absl::FailedPreconditionError("no cross moments");
+  std::vector<double> h(static_cast<size_t>(n * n));
+  double mean_diag = 0;
+  for (int64_t i = 0; i < n; ++i) mean_diag += s.hessian[i * n + i];
+  mean_diag = mean_diag > 0 ? mean_diag / n : 1;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i; j < n; ++j) h[i * n + j] = h[j * n + i] = s.hessian[i * n + j];
+  for (int64_t i = 0; i < n; ++i) h[i * n + i] += dampening * mean_diag + (s.hessian[i * n + i] == 0 ? 1 : 0);
+  if (!CholeskyLower(h, n)) return absl::FailedPreconditionError("calibration Hessian is not positive definite");
+  // Row i of B solves (H + λI) bᵢᵀ = Δᵢᵀ (H is symmetric): forward then back substitution.
+  std::vector<double> b(static_cast<size_t>(n * n));
+  std::vector<double> y(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t k = 0; k < n; ++k) {
+      // Δ[i][k] = C[i][k] - H[i][k] (H from its upper triangle).
+      const double hik = i <= k ? s.hessian[i * n + k] : s.hessian[k * n + i];
+      double v = s.cross[i * n + k] - hik;
+      for (int64_t j = 0; j < k; ++j) v -= h[k * n + j] * y[j];
+      y[k] = v / h[k * n + k];
+    }
+    for (int64_t k = n - 1; k >= 0; --k) {
+      double v = y[k];
+      for (int64_t j = k + 1; j < n; ++j) v -= h[j * n + k] * b[i * n + j];
+      b[i * n + k] = v / h[k * n + k];
+    }
+  }
+  return b;
+}
+
 absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer& model, int64_t layer,
                                                                      const CalibrationStats& stats,
                                                                      const ModelQuantOptions& options, ThreadPool& pool,
                                                                      QuantizedMatrices* out) {
   std::vector<std::unique_ptr<LinearOp>> new_ops;
+  std::map<int, std::vector<double>> corrections;  // per input site, shared by its linears
   for (const BlockLinear& bl : BlockLinears()) {
     const std::string prefix = LinearPrefix(layer, bl);
     const SiteStats* site = stats.Get(layer, bl.site);
@@ -83,6 +115,28 @@ absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer
       return absl::FailedPreconditionError(absl::StrCat("no calibration statistics for ", prefix));
     }
     ASSIGN_OR_RETURN(std::vector<float> w, LinearWeights(model, prefix));
+    if (site != nullptr && !site->cross.empty() && options.correct_input_mismatch) {
+      auto it = corrections.find(static_cast<int>(bl.site));
+      if (it == corrections.end()) {
+        ASSIGN_OR_RETURN(auto b, InputMismatchCorrection(*site, options.quant.dampening));
+        it = corrections.emplace(static_cast<int>(bl.site), std::move(b)).first;
+      }
+      const std::vector<double>& b = it->second;
+      const int64_t in = site->width, rows = static_cast<int64_t>(w.size()) / in;
+      pool.ParallelFor(rows, [&](int64_t r0, int64_t r1) {
+        std::vector<double> delta(static_cast<size_t>(in));
+        for (int64_t r = r0; r < r1; ++r) {
+          float* wr = w.data() + r * in;
+          std::fill(delta.begin(), delta.end(), 0.0);
+          for (int64_t i = 0; i < in; ++i) {
+            if (wr[i] == 0.f) continue;
+            const double* bi = b.data() + i * in;
+            for (int64_t j = 0; j < in; ++j) delta[j] += wr[i] * bi[j];
+          }
+          for (int64_t j = 0; j < in; ++j) wr[j] += static_cast<float>(delta[j]);
+        }
+      });
+    }
     LinearOp& current = *(model.layer(layer).*bl.op);
     const int64_t rows = current.out_features(), cols = current.in_features();
     std::vector<int32_t> outliers = site != nullptr ? SelectOutlierChannels(*site, options.outliers) : std::vector<int32_t>{};
@@ -110,7 +164,7 @@ void RestoreBlock(Transformer& model, int64_t layer, std::vector<std::unique_ptr
 absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationStats& stats, const PrecisionPlan& plan,
                                                 const ModelQuantOptions& options, ThreadPool& pool,
                                                 const std::vector<std::vector<int32_t>>& sequential_chunks,
-                                                const ProgressFn& progress) {
+                                                const ProgressFn& progress, Transformer* reference) {
   const int64_t n = model.config().num_layers;
   if (static_cast<int64_t>(plan.layers.size()) != n) {
     return absl::InvalidArgumentError(absl::StrCat("plan has ", plan.layers.size(), " layers, the model ", n));
@@ -123,10 +177,14 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
     if (progress) progress(done, total, absl::StrCat("layer ", l));
     if (!sequential_chunks.empty() && done > 0) {  // upstream blocks changed: re-collect this one's inputs
       stats.Clear(l);
-      stats.set_layer_filter(l);
-      absl::Status s = RunCalibration(model, sequential_chunks, stats);
-      stats.set_layer_filter(-1);
-      RETURN_IF_ERROR(s);
+      if (reference != nullptr && options.correct_input_mismatch) {
+        RETURN_IF_ERROR(RunPairedCalibration(*reference, model, l, sequential_chunks, stats));
+      } else {
+        stats.set_layer_filter(l);
+        absl::Status s = RunCalibration(model, sequential_chunks, stats);
+        stats.set_layer_filter(-1);
+        RETURN_IF_ERROR(s);
+      }
     }
     auto displaced = QuantizeBlock(model, l, stats, options, pool, &out);
     if (!displaced.ok()) return displaced.status();

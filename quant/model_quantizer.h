@@ -29,6 +29,9 @@ struct ModelQuantOptions {
   OutlierOptions outliers;
   bool embeddings_int4 = false;  // token embeddings INT4 (round-to-nearest with range search)
   bool lm_head_int4 = false;     // LM head INT4 (the chosen method, on the final hidden states)
+  // Sequential runs only: aim each block's weights at the full-precision layer's output on its
+  // own inputs (not on the already-quantized upstream's inputs), via the cross moments.
+  bool correct_input_mismatch = false;
 };
 
 // The seven linears of a block, with the site whose statistics they use.
@@ -65,10 +68,17 @@ using ProgressFn = std::function<void(int64_t done, int64_t total, const std::st
 // statistics are re-collected just before it is quantized, from the calibration text run
 // through the blocks already quantized, so each block corrects for the error upstream of it
 // (as GPTQ's reference implementation does); `stats` is updated in place.
+// `reference` (may be null): a full-precision copy of the model, needed for input-mismatch
+// correction in sequential runs.
 absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationStats& stats, const PrecisionPlan& plan,
                                                 const ModelQuantOptions& options, ThreadPool& pool,
                                                 const std::vector<std::vector<int32_t>>& sequential_chunks = {},
-                                                const ProgressFn& progress = nullptr);
+                                                const ProgressFn& progress = nullptr, Transformer* reference = nullptr);
+
+// w* = w + w·Δ·(H + λI)⁻¹ with Δ = C − H: the weights whose output on the quantized model's
+// inputs (H = Σ x̃x̃ᵀ) best matches the full-precision layer on its own inputs (C = Σ x x̃ᵀ).
+// Returns B = Δ (H + λI)⁻¹ [in, in]; λ = dampening × mean diag(H).
+absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& stats, double dampening);
 
 // Quantizes the token embeddings and/or the LM head as the options ask, installs them in the
 // model and adds them to `out` (keys "model.embed_tokens", "lm_head"). Run after the blocks:

@@ -15,7 +15,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates curl
   libboost1.81-dev libboost-json1.81-dev
   libabsl-dev libcli11-dev libspdlog-dev libfmt-dev
-  libopenmpi-dev openmpi-bin
+  libopenmpi-dev openmpi-bin iproute2 bc
   prometheus-cpp-dev libhwy-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy libopenblas0-pthread

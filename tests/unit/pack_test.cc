@@ -1,5 +1,7 @@
 // Packs: what `accullm quantize` writes loads back as the same INT4 model; malformed or
 // mismatched packs are refused with a clear error.
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -21,7 +23,8 @@ const std::string kModelDir = std::string(ACCULLM_SOURCE_DIR) + "/models/tinysto
 class PackTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "accullm_pack_test");
+    // Per process: ctest runs each test case as its own process, possibly in parallel.
+    dir_ = new std::string(::testing::TempDir() + "accullm_pack_test_" + std::to_string(::getpid()));
     fs::remove_all(*dir_);
     ThreadPool pool(2);
     auto model = Transformer::Load(kModelDir, &pool);
@@ -54,6 +57,7 @@ class PackTest : public ::testing::Test {
     ASSERT_TRUE((*model)->Forward(prompt.data(), prompt.size(), cache, expected_->data()).ok());
   }
   static void TearDownTestSuite() {
+    for (const char* name : {"version", "missing", "plan", "count", "manifest", "nomanifest"}) fs::remove_all(*dir_ + "_" + name);
     fs::remove_all(*dir_);
     delete dir_;
     delete expected_;
@@ -61,7 +65,7 @@ class PackTest : public ::testing::Test {
 
   // A copy of the pack with `edit` applied to a fresh directory.
   std::string CopyPack(const std::string& name) {
-    const std::string out = ::testing::TempDir() + "accullm_pack_" + name;
+    const std::string out = *dir_ + "_" + name;
     fs::remove_all(out);
     fs::copy(*dir_, out, fs::copy_options::recursive);
     return out;

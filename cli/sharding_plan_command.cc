@@ -1,0 +1,42 @@
+#include "cli/sharding_plan_command.h"
+
+#include <cstdio>
+
+#include "cli/cli_common.h"
+#include "cli/model_loading.h"
+#include "sharding/stage_plan.h"
+
+namespace accullm::cli {
+
+int RunShardingPlan(const ShardingPlanFlags& f) {
+  const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false);
+  if (!loaded.ok()) return ReportError(loaded.status());
+  Transformer& model = *loaded->transformer;
+  PlannerOptions o;
+  if (!f.memory.empty()) {
+    auto budgets = ParseMemoryBudgets(f.memory, f.workers);
+    if (!budgets.ok()) return ReportError(budgets.status());
+    o.memory_bytes = *budgets;
+  }
+  const ModelConfig& c = model.config();
+  if (f.kv_positions >= 0) {
+    o.kv_positions = f.kv_positions;
+  } else {  // what `serve` reserves by default: 256 MiB of FP32 KV over all layers
+    o.kv_positions = static_cast<int64_t>(256.0 * 1024 * 1024 / (c.num_layers * 2.0 * model.kv_dim() * sizeof(float)));
+  }
+  o.tokens_per_step = f.tokens_per_step;
+  auto plan = PlanStages(CostFromModel(model), f.workers, o);
+  if (!plan.ok()) return ReportError(plan.status());
+  plan->model_fingerprint = ModelFingerprint(c);
+  std::printf("model %s: %lld layers, %d workers, KV cache %lld positions\n", dir.c_str(),
+              static_cast<long long>(c.num_layers), f.workers, static_cast<long long>(o.kv_positions));
+  std::printf("%s", FormatStagePlan(*plan).c_str());
+  if (!f.out.empty()) {
+    if (absl::Status st = WriteStagePlanFile(f.out, *plan); !st.ok()) return ReportError(st);
+    std::printf("wrote %s (accullm serve --plan %s under mpirun -np %d)\n", f.out.c_str(), f.out.c_str(), f.workers + 1);
+  }
+  return 0;
+}
+
+}  // namespace accullm::cli

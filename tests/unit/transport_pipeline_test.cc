@@ -1,0 +1,234 @@
+// The pipeline over the in-process transport: the coordinator's PipelineExecutor and real
+// PipelineStage loops on threads give the same tokens as the in-process scheduler (greedy
+// and seeded sampling, logprobs, 1/2/3 stages, several micro-batches), a silent stage fails
+// every request within the timeout, and mismatched ranks or plans are refused at startup.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "common/thread_pool.h"
+#include "coordinator/scheduler.h"
+#include "sharding/stage_plan.h"
+#include "transport/transport.h"
+#include "transport/wire.h"
+#include "worker/pipeline_executor.h"
+#include "worker/pipeline_stage.h"
+
+namespace accullm {
+namespace {
+
+const std::string kModel = std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama";
+
+struct Outcome {
+  std::vector<int32_t> ids;
+  std::vector<float> logprobs;
+  std::string finish;
+};
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pool_ = std::make_unique<ThreadPool>(1);
+    auto m = Transformer::Load(kModel, pool_.get());
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = std::move(*m);
+    auto t = Tokenizer::Load(kModel);
+    ASSERT_TRUE(t.ok()) << t.status();
+    tok_ = std::move(*t);
+  }
+
+  std::vector<coordinator::SequenceParams> Requests() {
+    std::vector<coordinator::SequenceParams> out;
+    const char* prompts[] = {"Once upon a time", "The little dog", "Tom and Lily went to the park. They", "A"};
+    for (int i = 0; i < 4; ++i) {
+      coordinator::SequenceParams p;
+      p.prompt = tok_->Encode(prompts[i], true);
+      p.max_tokens = 12;
+      p.ignore_eos = true;
+      if (i % 2 == 1) {
+        p.sampling.temperature = 0.9f;
+        p.sampling.top_k = 40;
+        p.sampling.seed = 1000 + i;
+      }
+      p.logprobs = i == 2 ? 3 : -1;
+      out.push_back(p);
+    }
+    return out;
+  }
+
+  // Runs every request concurrently through `s` and collects tokens per request.
+  std::vector<Outcome> RunAll(coordinator::Scheduler& s) {
+    auto reqs = Requests();
+    std::vector<std::shared_ptr<coordinator::GenerationStream>> streams;
+    for (auto& r : reqs) {
+      streams.push_back(std::make_shared<coordinator::GenerationStream>(1));
+      EXPECT_TRUE(s.Submit({r}, streams.back()).ok());
+    }
+    std::vector<Outcome> out(reqs.size());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    for (size_t i = 0; i < streams.size(); ++i) {
+      while (out[i].finish.empty() && std::chrono::steady_clock::now() < deadline) {
+        for (auto& e : streams[i]->Drain()) {
+          for (auto& t : e.tokens) out[i].ids.push_back(t.id), out[i].logprobs.push_back(t.logprob);
+          if (!e.finish_reason.empty()) out[i].finish = e.finish_reason;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    return out;
+  }
+
+  std::vector<Outcome> SingleProcess() {
+    const auto& c = model_->config();
+    KvBlockPool kv(c.num_layers, model_->kv_dim(), 16, 256);
+    coordinator::SchedulerConfig sc;
+    sc.prefill_chunk = 5;  // several chunks per prompt
+    coordinator::Scheduler s(*model_, *tok_, kv, sc, nullptr);
+    s.Start();
+    auto out = RunAll(s);
+    s.Stop();
+    return out;
+  }
+
+  std::vector<Outcome> Pipelined(int stages, int micro_batches, transport::ActivationDType act) {
+    transport::InProcessHub hub(stages + 1);
+    std::vector<std::unique_ptr<ThreadPool>> pools;
+    std::vector<std::unique_ptr<Transformer>> models;
+    std::vector<std::thread> threads;
+    std::vector<int> codes(static_cast<size_t>(stages + 1), -1);
+    for (int r = 1; r <= stages; ++r) {
+      pools.push_back(std::make_unique<ThreadPool>(1));
+      auto m = Transformer::Load(kModel, pools.back().get());
+      EXPECT_TRUE(m.ok());
+      models.push_back(std::move(*m));
+      threads.emplace_back([&, r, model = models.back().get()] { codes[r] = worker::RunPipelineStage(hub.at(r), *model); });
+    }
+    const auto& c = model_->config();
+    worker::PipelineConfig pc;
+    pc.kv_blocks = 256;
+    pc.context = c.max_position_embeddings;
+    pc.micro_batches = micro_batches;
+    pc.activations = act;
+    auto plan = PlanStages(CostFromModel(*model_), stages, {});
+    EXPECT_TRUE(plan.ok());
+    auto exec = worker::PipelineExecutor::Start(hub.at(0), c, *plan, pc);
+    EXPECT_TRUE(exec.ok()) << exec.status();
+    KvBlockPool accounting(0, model_->kv_dim(), 16, 256);
+    coordinator::SchedulerConfig sc;
+    sc.prefill_chunk = 5;
+    std::vector<Outcome> out;
+    {
+      coordinator::Scheduler s(**exec, c, *tok_, accounting, sc, nullptr);
+      s.Start();
+      out = RunAll(s);
+      s.Stop();
+    }
+    (*exec)->Shutdown();
+    for (auto& t : threads) t.join();
+    for (int r = 1; r <= stages; ++r) EXPECT_EQ(codes[r], 0) << "stage rank " << r;
+    return out;
+  }
+
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Transformer> model_;
+  std::unique_ptr<Tokenizer> tok_;
+};
+
+TEST_F(PipelineTest, SameTokensAsSingleProcessWithOneTwoThreeStages) {
+  const auto ref = SingleProcess();
+  for (const auto& o : ref) {
+    ASSERT_EQ(o.finish, "length");
+    ASSERT_EQ(o.ids.size(), 12u);
+  }
+  for (int stages : {1, 2, 3}) {
+    for (int mb : {1, 3}) {
+      const auto got = Pipelined(stages, mb, transport::ActivationDType::kF32);
+      ASSERT_EQ(got.size(), ref.size());
+      for (size_t i = 0; i < ref.size(); ++i) {
+        EXPECT_EQ(got[i].ids, ref[i].ids) << stages << " stages, " << mb << " micro-batches, request " << i;
+        EXPECT_EQ(got[i].logprobs, ref[i].logprobs) << stages << " stages, request " << i;
+        EXPECT_EQ(got[i].finish, "length");
+      }
+    }
+  }
+}
+
+TEST_F(PipelineTest, HalfPrecisionActivationsStillGenerate) {
+  const auto got = Pipelined(2, 2, transport::ActivationDType::kBF16);
+  for (const auto& o : got) {
+    EXPECT_EQ(o.finish, "length");
+    EXPECT_EQ(o.ids.size(), 12u);
+  }
+}
+
+TEST_F(PipelineTest, RefusesMismatchedRanksAndPlans) {
+  transport::InProcessHub hub(2);  // one worker rank
+  worker::PipelineConfig pc;
+  pc.kv_blocks = 16;
+  pc.context = 64;
+  auto two = EvenStagePlan(model_->config().num_layers, 2);
+  auto e = worker::PipelineExecutor::Start(hub.at(0), model_->config(), two, pc);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(std::string(e.status().message()).find("mpirun -np 3"), std::string::npos) << e.status();
+
+  // A stage that loaded another model refuses the hello.
+  ModelConfig other = model_->config();
+  other.hidden_size += 1;
+  std::thread stage([&] { worker::RunPipelineStage(hub.at(1), *model_); });
+  auto one = EvenStagePlan(other.num_layers, 1);
+  auto e2 = worker::PipelineExecutor::Start(hub.at(0), other, one, pc);
+  stage.join();
+  ASSERT_FALSE(e2.ok());
+  EXPECT_NE(std::string(e2.status().message()).find("refused"), std::string::npos) << e2.status();
+}
+
+TEST_F(PipelineTest, SilentStageFailsRequestsWithinTimeout) {
+  transport::InProcessHub hub(2);
+  // A fake stage: answers the hello, then never speaks again (a hung worker).
+  std::thread fake([&] {
+    auto env = hub.at(1).Receive(std::chrono::seconds(10));
+    ASSERT_TRUE(env.ok() && env->has_value());
+    auto m = transport::Decode((*env)->bytes.data(), (*env)->bytes.size());
+    ASSERT_TRUE(m.ok());
+    transport::HelloAck ack{0, ModelFingerprint(model_->config()), true, ""};
+    ASSERT_TRUE(hub.at(1).Send(0, transport::Encode({0, ack})).ok());
+  });
+  worker::PipelineConfig pc;
+  pc.kv_blocks = 64;
+  pc.context = 128;
+  pc.heartbeat_ms = 50;
+  pc.timeout_ms = 400;
+  auto e = worker::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, 1), pc);
+  fake.join();
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::string why;
+  (*e)->set_on_failure([&](const std::string& w) { why = w; });
+  KvBlockPool accounting(0, model_->kv_dim(), 16, 64);
+  coordinator::SchedulerConfig sc;
+  sc.context = 128;
+  coordinator::Scheduler s(**e, model_->config(), *tok_, accounting, sc, nullptr);
+  s.Start();
+  auto stream = std::make_shared<coordinator::GenerationStream>(1);
+  coordinator::SequenceParams p;
+  p.prompt = tok_->Encode("Once upon a time", true);
+  p.max_tokens = 8;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(s.Submit({p}, stream).ok());
+  std::string finish, error;
+  while (finish.empty() && std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
+    for (auto& ev : stream->Drain())
+      if (!ev.finish_reason.empty()) finish = ev.finish_reason, error = ev.error;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  s.Stop();
+  EXPECT_EQ(finish, "abort");  // → HTTP 503
+  EXPECT_LT(secs, 3.0);
+  EXPECT_NE(error.find("worker rank 1"), std::string::npos) << error;
+  EXPECT_NE(why.find("worker rank 1"), std::string::npos) << why;
+  EXPECT_TRUE((*e)->failed());
+}
+
+}  // namespace
+}  // namespace accullm

@@ -1,0 +1,231 @@
+// The coordinator ↔ stage wire format: round trips, and every malformed message refused
+// (truncation at every byte, each header field, forged counts and sizes, trailing bytes).
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "gtest/gtest.h"
+#include "transport/wire.h"
+
+namespace accullm::transport {
+namespace {
+
+Batch SampleBatch() {
+  Batch b;
+  NewSequence s;
+  s.seq = 7;
+  s.sampling.temperature = 0.8f;
+  s.sampling.seed = 42;
+  s.logprobs = 2;
+  s.prompt = {1, 2, 3};
+  b.opened.push_back(s);
+  b.released = {3, 4};
+  b.items = {{7, 0, 3, true}, {9, 12, 1, true}};
+  b.act = ActivationDType::kF32;
+  b.rows = 4;
+  b.width = 2;
+  std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8};
+  b.activations = PackActivations(x.data(), x.size(), b.act);
+  return b;
+}
+
+Result SampleResult() {
+  Result r;
+  r.tokens.push_back({7, 11, -0.5f, {{11, -0.5f}, {12, -1.5f}}});
+  r.compute_seconds = 0.25;
+  return r;
+}
+
+Hello SampleHello() {
+  Hello h;
+  h.stage = 1, h.num_stages = 2, h.layer_begin = 4, h.layer_end = 8, h.num_layers = 8;
+  h.hidden = 256, h.vocab = 2048, h.model_fingerprint = 99, h.kv_block_size = 16, h.kv_blocks = 10, h.context = 512;
+  h.heartbeat_ms = 100, h.timeout_ms = 1000;
+  return h;
+}
+
+std::vector<std::vector<uint8_t>> AllSamples() {
+  return {Encode({5, SampleBatch()}), Encode({6, SampleResult()}), Encode({0, SampleHello()}),
+          Encode({0, HelloAck{1, 99, false, "mismatch"}}), Encode({0, Heartbeat{2, 10, 1.5}}), Encode({0, Shutdown{}})};
+}
+
+TEST(WireFormat, RoundTrips) {
+  auto bytes = Encode({5, SampleBatch()});
+  auto m = Decode(bytes.data(), bytes.size());
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->batch_id, 5u);
+  const auto& b = std::get<Batch>(m->body);
+  ASSERT_EQ(b.opened.size(), 1u);
+  EXPECT_EQ(b.opened[0].prompt, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(b.opened[0].sampling.seed, 42u);
+  EXPECT_FLOAT_EQ(b.opened[0].sampling.temperature, 0.8f);
+  EXPECT_EQ(b.released, (std::vector<uint64_t>{3, 4}));
+  ASSERT_EQ(b.items.size(), 2u);
+  EXPECT_EQ(b.items[1].position, 12);
+  EXPECT_TRUE(ValidateBatch(b, false, 2).ok());
+  std::vector<float> back(8);
+  UnpackActivations(b.activations, b.act, back.data());
+  EXPECT_EQ(back[7], 8.f);
+
+  auto rb = Encode({6, SampleResult()});
+  auto r = Decode(rb.data(), rb.size());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(std::get<Result>(r->body).tokens[0].top[1].first, 12);
+  for (const auto& s : AllSamples()) EXPECT_TRUE(Decode(s.data(), s.size()).ok());
+}
+
+TEST(WireFormat, RefusesEveryTruncation) {
+  for (const auto& full : AllSamples()) {
+    for (size_t n = 0; n < full.size(); ++n) {
+      // Truncated with the header's size left as is, and with it patched to match: both refused.
+      EXPECT_FALSE(Decode(full.data(), n).ok()) << "prefix " << n;
+      if (n >= kHeaderBytes) {
+        std::vector<uint8_t> cut(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(n));
+        const uint32_t body = static_cast<uint32_t>(n - kHeaderBytes);
+        std::memcpy(cut.data() + 12, &body, 4);
+        if (n < full.size()) {
+          // Shutdown has an empty body: a 24-byte prefix is the whole message.
+          EXPECT_FALSE(Decode(cut.data(), cut.size()).ok()) << "patched prefix " << n;
+        }
+      }
+    }
+  }
+}
+
+TEST(WireFormat, RefusesTrailingBytesAndBadHeaders) {
+  auto good = Encode({1, SampleBatch()});
+  auto longer = good;
+  longer.push_back(0);
+  EXPECT_FALSE(Decode(longer.data(), longer.size()).ok());  // body size mismatch
+  uint32_t body = static_cast<uint32_t>(longer.size() - kHeaderBytes);
+  std::memcpy(longer.data() + 12, &body, 4);
+  auto st = Decode(longer.data(), longer.size());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.status().message()).find("trailing"), std::string::npos) << st.status();
+
+  auto patch = [&](size_t at, const void* v, size_t n) {
+    auto b = good;
+    std::memcpy(b.data() + at, v, n);
+    return Decode(b.data(), b.size());
+  };
+  const uint32_t bad_magic = 0x12345678;
+  EXPECT_FALSE(patch(0, &bad_magic, 4).ok());
+  const uint16_t bad_version = 2;
+  EXPECT_FALSE(patch(4, &bad_version, 2).ok());
+  for (uint16_t type : {uint16_t{0}, uint16_t{7}, uint16_t{0xffff}}) EXPECT_FALSE(patch(6, &type, 2).ok());
+  // Another known type over a batch body: the layout does not fit.
+  const uint16_t result = static_cast<uint16_t>(MessageType::kResult);
+  EXPECT_FALSE(patch(6, &result, 2).ok());
+  const uint32_t flags = 1;
+  EXPECT_FALSE(patch(8, &flags, 4).ok());
+  const uint32_t huge = 0xffffffff;
+  EXPECT_FALSE(patch(12, &huge, 4).ok());
+}
+
+TEST(WireFormat, RefusesForgedCountsAndSizes) {
+  auto good = Encode({1, SampleBatch()});
+  // The opened-sequence count is the first body field: claim 1e9 sequences.
+  auto b = good;
+  const uint32_t many = 1000000000;
+  std::memcpy(b.data() + kHeaderBytes, &many, 4);
+  auto st = Decode(b.data(), b.size());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.status().message()).find("exceeds"), std::string::npos) << st.status();
+
+  // Activation byte count and shape that disagree.
+  Batch wrong = SampleBatch();
+  wrong.rows = 3;  // 3 × 2 × 4 = 24 bytes, carries 32
+  auto w = Encode({1, wrong});
+  EXPECT_FALSE(Decode(w.data(), w.size()).ok());
+  Batch neg = SampleBatch();
+  neg.width = -2;
+  auto n = Encode({1, neg});
+  EXPECT_FALSE(Decode(n.data(), n.size()).ok());
+
+  // Field values outside their ranges.
+  Batch bad_item = SampleBatch();
+  bad_item.items[0].n_tokens = 0;
+  auto bi = Encode({1, bad_item});
+  EXPECT_FALSE(Decode(bi.data(), bi.size()).ok());
+  Batch bad_pos = SampleBatch();
+  bad_pos.items[0].position = -1;
+  auto bp = Encode({1, bad_pos});
+  EXPECT_FALSE(Decode(bp.data(), bp.size()).ok());
+  Batch bad_sampling = SampleBatch();
+  bad_sampling.opened[0].sampling.temperature = -1;
+  auto bs = Encode({1, bad_sampling});
+  EXPECT_FALSE(Decode(bs.data(), bs.size()).ok());
+  Batch bad_lp = SampleBatch();
+  bad_lp.opened[0].logprobs = 1000;
+  auto bl = Encode({1, bad_lp});
+  EXPECT_FALSE(Decode(bl.data(), bl.size()).ok());
+
+  Hello h = SampleHello();
+  h.layer_end = 9;  // beyond num_layers
+  auto hb = Encode({0, h});
+  EXPECT_FALSE(Decode(hb.data(), hb.size()).ok());
+  Hello h2 = SampleHello();
+  h2.stage = 2;  // not < num_stages
+  auto h2b = Encode({0, h2});
+  EXPECT_FALSE(Decode(h2b.data(), h2b.size()).ok());
+
+  Result r = SampleResult();
+  r.tokens[0].id = -3;
+  auto rb = Encode({1, r});
+  EXPECT_FALSE(Decode(rb.data(), rb.size()).ok());
+  Result r2 = SampleResult();
+  r2.compute_seconds = std::numeric_limits<double>::quiet_NaN();
+  auto r2b = Encode({1, r2});
+  EXPECT_FALSE(Decode(r2b.data(), r2b.size()).ok());
+}
+
+TEST(WireFormat, RefusesBooleansOtherThanZeroOrOne) {
+  auto ack = Encode({0, HelloAck{1, 99, true, ""}});
+  ack[kHeaderBytes + 12] = 2;  // stage(4) + fingerprint(8), then ok
+  EXPECT_FALSE(Decode(ack.data(), ack.size()).ok());
+}
+
+TEST(WireFormat, ValidateBatchChecksRowsAgainstItems) {
+  Batch b = SampleBatch();
+  EXPECT_TRUE(ValidateBatch(b, false, 2).ok());
+  EXPECT_FALSE(ValidateBatch(b, false, 3).ok());  // width differs from the model's hidden
+  EXPECT_FALSE(ValidateBatch(b, true, 2).ok());   // stage 0 needs one token per row
+  b.items[0].n_tokens = 2;                         // items cover 3 rows, header says 4
+  EXPECT_FALSE(ValidateBatch(b, false, 2).ok());
+  Batch empty = SampleBatch();
+  empty.items.clear();
+  EXPECT_FALSE(ValidateBatch(empty, false, 2).ok());
+}
+
+TEST(WireFormat, HalfPrecisionActivationsRoundTrip) {
+  std::vector<float> x = {1.f, -2.5f, 0.333f, 1000.f};
+  for (ActivationDType t : {ActivationDType::kF16, ActivationDType::kBF16}) {
+    auto bytes = PackActivations(x.data(), x.size(), t);
+    EXPECT_EQ(bytes.size(), x.size() * 2);
+    std::vector<float> y(x.size());
+    UnpackActivations(bytes, t, y.data());
+    for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(y[i], x[i], std::abs(x[i]) * 1e-2) << ActivationDTypeName(t);
+  }
+}
+
+// A cheap fuzz: random byte flips of valid messages never crash, and whatever decodes
+// re-encodes to a message that decodes again.
+TEST(WireFormat, RandomCorruptionNeverCrashes) {
+  uint64_t state = 12345;
+  auto next = [&] { return state = state * 6364136223846793005ull + 1442695040888963407ull; };
+  for (const auto& base : AllSamples()) {
+    for (int round = 0; round < 2000; ++round) {
+      auto b = base;
+      const int flips = 1 + static_cast<int>(next() % 4);
+      for (int f = 0; f < flips; ++f) b[next() % b.size()] ^= static_cast<uint8_t>(1u << (next() % 8));
+      auto m = Decode(b.data(), b.size());
+      if (m.ok()) {
+        auto again = Encode(*m);
+        EXPECT_TRUE(Decode(again.data(), again.size()).ok());
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace accullm::transport

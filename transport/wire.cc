@@ -1,0 +1,427 @@
+#include "transport/wire.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+#include "absl/strings/str_cat.h"
+#include "common/dtype.h"
+#include "common/status.h"
+
+namespace accullm::transport {
+
+namespace {
+
+class Writer {
+ public:
+  template <typename T>
+  void Put(T v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const size_t at = out_.size();
+    out_.resize(at + sizeof(T));
+    std::memcpy(out_.data() + at, &v, sizeof(T));  // little-endian hosts only (static_assert below)
+  }
+  void Bytes(const void* p, size_t n) {
+    const size_t at = out_.size();
+    out_.resize(at + n);
+    if (n > 0) std::memcpy(out_.data() + at, p, n);
+  }
+  void Str(const std::string& s) {
+    Put<uint32_t>(static_cast<uint32_t>(s.size()));
+    Bytes(s.data(), s.size());
+  }
+  std::vector<uint8_t>& out() { return out_; }
+
+ private:
+  std::vector<uint8_t> out_;
+};
+
+static_assert(std::endian::native == std::endian::little, "the wire format is little-endian");
+
+class Reader {
+ public:
+  Reader(const uint8_t* p, size_t n) : p_(p), n_(n) {}
+  size_t left() const { return n_ - at_; }
+  template <typename T>
+  absl::Status Get(T& v, const char* what) {
+    if (left() < sizeof(T)) return Short(what);
+    std::memcpy(&v, p_ + at_, sizeof(T));
+    at_ += sizeof(T);
+    return absl::OkStatus();
+  }
+  // A count of elements of `elem` bytes each: refused unless that many bytes remain, so a
+  // forged count can never make us allocate more than was received.
+  absl::Status Count(uint64_t& n, size_t elem, const char* what) {
+    uint32_t c = 0;
+    RETURN_IF_ERROR(Get(c, what));
+    if (elem > 0 && static_cast<uint64_t>(c) > left() / elem) {
+      return absl::InvalidArgumentError(absl::StrCat("wire: ", what, " count ", c, " × ", elem,
+                                                     " bytes exceeds the ", left(), " bytes remaining"));
+    }
+    n = c;
+    return absl::OkStatus();
+  }
+  absl::Status Str(std::string& s, const char* what) {
+    uint64_t n = 0;
+    RETURN_IF_ERROR(Count(n, 1, what));
+    s.assign(reinterpret_cast<const char*>(p_ + at_), n);
+    at_ += n;
+    return absl::OkStatus();
+  }
+  absl::Status Bytes(std::vector<uint8_t>& v, uint64_t n, const char* what) {
+    if (n > left()) return Short(what);
+    v.assign(p_ + at_, p_ + at_ + n);
+    at_ += n;
+    return absl::OkStatus();
+  }
+  absl::Status Bool(bool& b, const char* what) {
+    uint8_t v = 0;
+    RETURN_IF_ERROR(Get(v, what));
+    if (v > 1) return absl::InvalidArgumentError(absl::StrCat("wire: ", what, " must be 0 or 1, got ", v));
+    b = v == 1;
+    return absl::OkStatus();
+  }
+  absl::Status Finish(const char* what) {
+    if (left() != 0) return absl::InvalidArgumentError(absl::StrCat("wire: ", left(), " trailing bytes after ", what));
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Status Short(const char* what) {
+    return absl::InvalidArgumentError(absl::StrCat("wire: message truncated in ", what, " (", left(), " bytes left)"));
+  }
+  const uint8_t* p_;
+  size_t n_, at_ = 0;
+};
+
+absl::Status Act(Reader& r, ActivationDType& t) {
+  uint8_t v = 0;
+  RETURN_IF_ERROR(r.Get(v, "activation dtype"));
+  if (v > 2) return absl::InvalidArgumentError(absl::StrCat("wire: unknown activation dtype ", v));
+  t = static_cast<ActivationDType>(v);
+  return absl::OkStatus();
+}
+
+absl::Status NonNegative(int64_t v, const char* what) {
+  if (v < 0) return absl::InvalidArgumentError(absl::StrCat("wire: ", what, " is negative (", v, ")"));
+  return absl::OkStatus();
+}
+
+absl::Status Finite(double v, const char* what) {
+  if (!std::isfinite(v)) return absl::InvalidArgumentError(absl::StrCat("wire: ", what, " is not finite"));
+  return absl::OkStatus();
+}
+
+void EncodeBody(Writer& w, const Hello& h) {
+  w.Put(h.stage), w.Put(h.num_stages), w.Put(h.layer_begin), w.Put(h.layer_end), w.Put(h.num_layers);
+  w.Put(h.hidden), w.Put(h.vocab), w.Put(h.model_fingerprint), w.Put(h.kv_block_size), w.Put(h.kv_blocks);
+  w.Put(h.context), w.Put(static_cast<uint8_t>(h.activations)), w.Put(h.heartbeat_ms), w.Put(h.timeout_ms);
+}
+absl::Status DecodeBody(Reader& r, Hello& h) {
+  RETURN_IF_ERROR(r.Get(h.stage, "hello.stage"));
+  RETURN_IF_ERROR(r.Get(h.num_stages, "hello.num_stages"));
+  RETURN_IF_ERROR(r.Get(h.layer_begin, "hello.layer_begin"));
+  RETURN_IF_ERROR(r.Get(h.layer_end, "hello.layer_end"));
+  RETURN_IF_ERROR(r.Get(h.num_layers, "hello.num_layers"));
+  RETURN_IF_ERROR(r.Get(h.hidden, "hello.hidden"));
+  RETURN_IF_ERROR(r.Get(h.vocab, "hello.vocab"));
+  RETURN_IF_ERROR(r.Get(h.model_fingerprint, "hello.fingerprint"));
+  RETURN_IF_ERROR(r.Get(h.kv_block_size, "hello.kv_block_size"));
+  RETURN_IF_ERROR(r.Get(h.kv_blocks, "hello.kv_blocks"));
+  RETURN_IF_ERROR(r.Get(h.context, "hello.context"));
+  RETURN_IF_ERROR(Act(r, h.activations));
+  RETURN_IF_ERROR(r.Get(h.heartbeat_ms, "hello.heartbeat_ms"));
+  RETURN_IF_ERROR(r.Get(h.timeout_ms, "hello.timeout_ms"));
+  if (h.num_stages == 0 || h.stage >= h.num_stages)
+    return absl::InvalidArgumentError(absl::StrCat("wire: hello stage ", h.stage, " of ", h.num_stages));
+  if (h.num_layers <= 0 || h.layer_begin < 0 || h.layer_begin >= h.layer_end || h.layer_end > h.num_layers)
+    return absl::InvalidArgumentError(absl::StrCat("wire: hello layer range [", h.layer_begin, ", ", h.layer_end,
+                                                   ") is not inside [0, ", h.num_layers, ")"));
+  if (h.hidden <= 0 || h.vocab <= 0 || h.kv_block_size <= 0 || h.kv_blocks <= 0 || h.context <= 0)
+    return absl::InvalidArgumentError("wire: hello sizes must be positive");
+  if (h.heartbeat_ms == 0 || h.timeout_ms <= h.heartbeat_ms)
+    return absl::InvalidArgumentError("wire: hello timeout must exceed the heartbeat interval");
+  return absl::OkStatus();
+}
+
+void EncodeBody(Writer& w, const HelloAck& a) {
+  w.Put(a.stage), w.Put(a.model_fingerprint), w.Put<uint8_t>(a.ok ? 1 : 0), w.Str(a.message);
+}
+absl::Status DecodeBody(Reader& r, HelloAck& a) {
+  RETURN_IF_ERROR(r.Get(a.stage, "ack.stage"));
+  RETURN_IF_ERROR(r.Get(a.model_fingerprint, "ack.fingerprint"));
+  RETURN_IF_ERROR(r.Bool(a.ok, "ack.ok"));
+  return r.Str(a.message, "ack.message");
+}
+
+void EncodeSampling(Writer& w, const SamplingParams& s) {
+  w.Put(s.temperature), w.Put<int32_t>(s.top_k), w.Put(s.top_p), w.Put(s.min_p), w.Put(s.repetition_penalty);
+  w.Put(s.presence_penalty), w.Put(s.frequency_penalty), w.Put(s.seed);
+}
+absl::Status DecodeSampling(Reader& r, SamplingParams& s) {
+  int32_t top_k = 0;
+  RETURN_IF_ERROR(r.Get(s.temperature, "sampling.temperature"));
+  RETURN_IF_ERROR(r.Get(top_k, "sampling.top_k"));
+  RETURN_IF_ERROR(r.Get(s.top_p, "sampling.top_p"));
+  RETURN_IF_ERROR(r.Get(s.min_p, "sampling.min_p"));
+  RETURN_IF_ERROR(r.Get(s.repetition_penalty, "sampling.repetition_penalty"));
+  RETURN_IF_ERROR(r.Get(s.presence_penalty, "sampling.presence_penalty"));
+  RETURN_IF_ERROR(r.Get(s.frequency_penalty, "sampling.frequency_penalty"));
+  RETURN_IF_ERROR(r.Get(s.seed, "sampling.seed"));
+  s.top_k = top_k;
+  absl::Status st = s.Validate();
+  if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("wire: sampling parameters: ", st.message()));
+  return absl::OkStatus();
+}
+
+void EncodeBody(Writer& w, const Batch& b) {
+  w.Put<uint32_t>(static_cast<uint32_t>(b.opened.size()));
+  for (const auto& s : b.opened) {
+    w.Put(s.seq);
+    EncodeSampling(w, s.sampling);
+    w.Put(s.logprobs);
+    w.Put<uint32_t>(static_cast<uint32_t>(s.prompt.size()));
+    w.Bytes(s.prompt.data(), s.prompt.size() * sizeof(int32_t));
+  }
+  w.Put<uint32_t>(static_cast<uint32_t>(b.released.size()));
+  for (uint64_t s : b.released) w.Put(s);
+  w.Put<uint32_t>(static_cast<uint32_t>(b.items.size()));
+  for (const auto& it : b.items) w.Put(it.seq), w.Put(it.position), w.Put(it.n_tokens), w.Put<uint8_t>(it.sample ? 1 : 0);
+  w.Put<uint32_t>(static_cast<uint32_t>(b.tokens.size()));
+  w.Bytes(b.tokens.data(), b.tokens.size() * sizeof(int32_t));
+  w.Put(static_cast<uint8_t>(b.act)), w.Put(b.rows), w.Put(b.width);
+  w.Put<uint64_t>(b.activations.size());
+  w.Bytes(b.activations.data(), b.activations.size());
+}
+absl::Status DecodeBody(Reader& r, Batch& b) {
+  uint64_t n = 0;
+  // Smallest encodings: new sequence 8+32+4+4, released 8, item 25, token 4.
+  RETURN_IF_ERROR(r.Count(n, 48, "batch.opened"));
+  b.opened.resize(n);
+  for (auto& s : b.opened) {
+    RETURN_IF_ERROR(r.Get(s.seq, "opened.seq"));
+    RETURN_IF_ERROR(DecodeSampling(r, s.sampling));
+    RETURN_IF_ERROR(r.Get(s.logprobs, "opened.logprobs"));
+    if (s.logprobs < -1 || s.logprobs > kMaxTopLogprobs)
+      return absl::InvalidArgumentError(absl::StrCat("wire: logprobs ", s.logprobs, " outside [-1, ", kMaxTopLogprobs, "]"));
+    uint64_t np = 0;
+    RETURN_IF_ERROR(r.Count(np, sizeof(int32_t), "opened.prompt"));
+    s.prompt.resize(np);
+    for (auto& t : s.prompt) RETURN_IF_ERROR(r.Get(t, "opened.prompt"));
+  }
+  RETURN_IF_ERROR(r.Count(n, 8, "batch.released"));
+  b.released.resize(n);
+  for (auto& s : b.released) RETURN_IF_ERROR(r.Get(s, "released"));
+  RETURN_IF_ERROR(r.Count(n, 25, "batch.items"));
+  b.items.resize(n);
+  for (auto& it : b.items) {
+    RETURN_IF_ERROR(r.Get(it.seq, "item.seq"));
+    RETURN_IF_ERROR(r.Get(it.position, "item.position"));
+    RETURN_IF_ERROR(r.Get(it.n_tokens, "item.n_tokens"));
+    RETURN_IF_ERROR(r.Bool(it.sample, "item.sample"));
+    RETURN_IF_ERROR(NonNegative(it.position, "item.position"));
+    if (it.n_tokens <= 0 || it.n_tokens > (int64_t{1} << 30))
+      return absl::InvalidArgumentError(absl::StrCat("wire: item n_tokens ", it.n_tokens, " out of range"));
+  }
+  RETURN_IF_ERROR(r.Count(n, sizeof(int32_t), "batch.tokens"));
+  b.tokens.resize(n);
+  for (auto& t : b.tokens) RETURN_IF_ERROR(r.Get(t, "batch.tokens"));
+  RETURN_IF_ERROR(Act(r, b.act));
+  RETURN_IF_ERROR(r.Get(b.rows, "batch.rows"));
+  RETURN_IF_ERROR(r.Get(b.width, "batch.width"));
+  RETURN_IF_ERROR(NonNegative(b.rows, "batch.rows"));
+  RETURN_IF_ERROR(NonNegative(b.width, "batch.width"));
+  uint64_t bytes = 0;
+  RETURN_IF_ERROR(r.Get(bytes, "batch.activation_bytes"));
+  if (bytes > r.left()) return absl::InvalidArgumentError(absl::StrCat("wire: activation bytes ", bytes,
+                                                                         " exceed the ", r.left(), " bytes remaining"));
+  // rows * width * size must equal the bytes actually carried (overflow-safe: both bounded).
+  if (b.rows > (int64_t{1} << 31) || b.width > (int64_t{1} << 24))
+    return absl::InvalidArgumentError("wire: activation shape out of range");
+  if (bytes != 0 && static_cast<uint64_t>(b.rows) * static_cast<uint64_t>(b.width) * ActivationDTypeSize(b.act) != bytes)
+    return absl::InvalidArgumentError(absl::StrCat("wire: activations [", b.rows, ", ", b.width, "] ",
+                                                   ActivationDTypeName(b.act), " need ",
+                                                   static_cast<uint64_t>(b.rows) * b.width * ActivationDTypeSize(b.act),
+                                                   " bytes, message carries ", bytes));
+  return r.Bytes(b.activations, bytes, "batch.activations");
+}
+
+void EncodeBody(Writer& w, const Result& res) {
+  w.Put<uint8_t>(res.ok ? 1 : 0), w.Str(res.error), w.Put(res.compute_seconds);
+  w.Put<uint32_t>(static_cast<uint32_t>(res.tokens.size()));
+  for (const auto& t : res.tokens) {
+    w.Put(t.seq), w.Put(t.id), w.Put(t.logprob);
+    w.Put<uint32_t>(static_cast<uint32_t>(t.top.size()));
+    for (const auto& [id, lp] : t.top) w.Put(id), w.Put(lp);
+  }
+}
+absl::Status DecodeBody(Reader& r, Result& res) {
+  RETURN_IF_ERROR(r.Bool(res.ok, "result.ok"));
+  RETURN_IF_ERROR(r.Str(res.error, "result.error"));
+  RETURN_IF_ERROR(r.Get(res.compute_seconds, "result.compute_seconds"));
+  RETURN_IF_ERROR(Finite(res.compute_seconds, "result.compute_seconds"));
+  uint64_t n = 0;
+  RETURN_IF_ERROR(r.Count(n, 20, "result.tokens"));
+  res.tokens.resize(n);
+  for (auto& t : res.tokens) {
+    RETURN_IF_ERROR(r.Get(t.seq, "token.seq"));
+    RETURN_IF_ERROR(r.Get(t.id, "token.id"));
+    RETURN_IF_ERROR(r.Get(t.logprob, "token.logprob"));
+    if (t.id < 0) return absl::InvalidArgumentError(absl::StrCat("wire: negative token id ", t.id));
+    uint64_t k = 0;
+    RETURN_IF_ERROR(r.Count(k, 8, "token.top"));
+    if (k > static_cast<uint64_t>(kMaxTopLogprobs)) return absl::InvalidArgumentError("wire: too many top logprobs");
+    t.top.resize(k);
+    for (auto& [id, lp] : t.top) {
+      RETURN_IF_ERROR(r.Get(id, "top.id"));
+      RETURN_IF_ERROR(r.Get(lp, "top.logprob"));
+      if (id < 0) return absl::InvalidArgumentError("wire: negative top token id");
+    }
+  }
+  return absl::OkStatus();
+}
+
+void EncodeBody(Writer& w, const Heartbeat& h) { w.Put(h.stage), w.Put(h.batches_done), w.Put(h.compute_seconds); }
+absl::Status DecodeBody(Reader& r, Heartbeat& h) {
+  RETURN_IF_ERROR(r.Get(h.stage, "heartbeat.stage"));
+  RETURN_IF_ERROR(r.Get(h.batches_done, "heartbeat.batches_done"));
+  RETURN_IF_ERROR(r.Get(h.compute_seconds, "heartbeat.compute_seconds"));
+  return Finite(h.compute_seconds, "heartbeat.compute_seconds");
+}
+
+void EncodeBody(Writer&, const Shutdown&) {}
+absl::Status DecodeBody(Reader&, Shutdown&) { return absl::OkStatus(); }
+
+template <typename T>
+absl::StatusOr<Message> DecodeAs(Reader& r, uint64_t batch_id, const char* name) {
+  T body;
+  RETURN_IF_ERROR(DecodeBody(r, body));
+  RETURN_IF_ERROR(r.Finish(name));
+  return Message{batch_id, std::move(body)};
+}
+
+}  // namespace
+
+const char* MessageTypeName(MessageType t) {
+  switch (t) {
+    case MessageType::kHello: return "hello";
+    case MessageType::kHelloAck: return "hello-ack";
+    case MessageType::kBatch: return "batch";
+    case MessageType::kResult: return "result";
+    case MessageType::kHeartbeat: return "heartbeat";
+    case MessageType::kShutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+const char* ActivationDTypeName(ActivationDType t) {
+  switch (t) {
+    case ActivationDType::kF32: return "f32";
+    case ActivationDType::kF16: return "f16";
+    case ActivationDType::kBF16: return "bf16";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<ActivationDType> ParseActivationDType(const std::string& name) {
+  if (name == "f32") return ActivationDType::kF32;
+  if (name == "f16") return ActivationDType::kF16;
+  if (name == "bf16") return ActivationDType::kBF16;
+  return absl::InvalidArgumentError(absl::StrCat("unknown activation precision '", name, "' (f32, f16, bf16)"));
+}
+
+size_t ActivationDTypeSize(ActivationDType t) { return t == ActivationDType::kF32 ? 4 : 2; }
+
+MessageType Message::type() const {
+  static constexpr MessageType kTypes[] = {MessageType::kHello, MessageType::kHelloAck, MessageType::kBatch,
+                                           MessageType::kResult, MessageType::kHeartbeat, MessageType::kShutdown};
+  return kTypes[body.index()];
+}
+
+std::vector<uint8_t> Encode(const Message& m) {
+  Writer w;
+  w.Put(kWireMagic), w.Put(kWireVersion), w.Put(static_cast<uint16_t>(m.type())), w.Put<uint32_t>(0);
+  w.Put<uint32_t>(0);  // body size, patched below
+  w.Put(m.batch_id);
+  std::visit([&](const auto& b) { EncodeBody(w, b); }, m.body);
+  auto& out = w.out();
+  const uint32_t body = static_cast<uint32_t>(out.size() - kHeaderBytes);
+  std::memcpy(out.data() + 12, &body, sizeof(body));
+  return std::move(out);
+}
+
+absl::StatusOr<Message> Decode(const uint8_t* data, size_t size) {
+  if (size < kHeaderBytes)
+    return absl::InvalidArgumentError(absl::StrCat("wire: ", size, " bytes is shorter than the header"));
+  if (size > kMaxMessageBytes) return absl::InvalidArgumentError(absl::StrCat("wire: message of ", size, " bytes too large"));
+  Reader r(data, size);
+  uint32_t magic = 0, flags = 0, body = 0;
+  uint16_t version = 0, type = 0;
+  uint64_t batch_id = 0;
+  RETURN_IF_ERROR(r.Get(magic, "header"));
+  RETURN_IF_ERROR(r.Get(version, "header"));
+  RETURN_IF_ERROR(r.Get(type, "header"));
+  RETURN_IF_ERROR(r.Get(flags, "header"));
+  RETURN_IF_ERROR(r.Get(body, "header"));
+  RETURN_IF_ERROR(r.Get(batch_id, "header"));
+  if (magic != kWireMagic) return absl::InvalidArgumentError("wire: bad magic (not an AccuLLM message)");
+  if (version != kWireVersion)
+    return absl::InvalidArgumentError(absl::StrCat("wire: version ", version, ", this build speaks ", kWireVersion));
+  if (flags != 0) return absl::InvalidArgumentError(absl::StrCat("wire: unknown flags ", flags));
+  if (body != size - kHeaderBytes)
+    return absl::InvalidArgumentError(absl::StrCat("wire: header says ", body, " body bytes, received ", size - kHeaderBytes));
+  switch (static_cast<MessageType>(type)) {
+    case MessageType::kHello: return DecodeAs<Hello>(r, batch_id, "hello");
+    case MessageType::kHelloAck: return DecodeAs<HelloAck>(r, batch_id, "hello-ack");
+    case MessageType::kBatch: return DecodeAs<Batch>(r, batch_id, "batch");
+    case MessageType::kResult: return DecodeAs<Result>(r, batch_id, "result");
+    case MessageType::kHeartbeat: return DecodeAs<Heartbeat>(r, batch_id, "heartbeat");
+    case MessageType::kShutdown: return DecodeAs<Shutdown>(r, batch_id, "shutdown");
+  }
+  return absl::InvalidArgumentError(absl::StrCat("wire: unknown message type ", type));
+}
+
+absl::Status ValidateBatch(const Batch& b, bool expects_tokens, int64_t width) {
+  if (b.items.empty()) return absl::InvalidArgumentError("batch: no items");
+  int64_t rows = 0;
+  for (const auto& it : b.items) rows += it.n_tokens;  // each <= 2^30, count <= 2^31/25: no overflow
+  if (rows != b.rows) return absl::InvalidArgumentError(absl::StrCat("batch: items cover ", rows, " rows, header says ", b.rows));
+  if (expects_tokens) {
+    if (static_cast<int64_t>(b.tokens.size()) != rows)
+      return absl::InvalidArgumentError(absl::StrCat("batch: ", b.tokens.size(), " token ids for ", rows, " rows"));
+  } else {
+    if (b.width != width) return absl::InvalidArgumentError(absl::StrCat("batch: activation width ", b.width, ", model hidden ", width));
+    if (b.activations.size() != static_cast<size_t>(rows * width) * ActivationDTypeSize(b.act))
+      return absl::InvalidArgumentError("batch: activation bytes do not match [rows, width]");
+  }
+  return absl::OkStatus();
+}
+
+std::vector<uint8_t> PackActivations(const float* x, size_t n, ActivationDType t) {
+  std::vector<uint8_t> out(n * ActivationDTypeSize(t));
+  if (t == ActivationDType::kF32) {
+    std::memcpy(out.data(), x, n * sizeof(float));
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      const uint16_t h = t == ActivationDType::kF16 ? F32ToF16(x[i]) : F32ToBf16(x[i]);
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+  }
+  return out;
+}
+
+void UnpackActivations(const std::vector<uint8_t>& bytes, ActivationDType t, float* out) {
+  const size_t n = bytes.size() / ActivationDTypeSize(t);
+  if (t == ActivationDType::kF32) {
+    std::memcpy(out, bytes.data(), n * sizeof(float));
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    uint16_t h = 0;
+    std::memcpy(&h, bytes.data() + 2 * i, 2);
+    out[i] = t == ActivationDType::kF16 ? F16ToF32(h) : Bf16ToF32(h);
+  }
+}
+
+}  // namespace accullm::transport

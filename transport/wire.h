@@ -1,0 +1,130 @@
+// The fixed-schema wire format between the coordinator and pipeline stages.
+//
+// Every message is a 24-byte header (magic "ACLM", version, type, flags, body size, batch
+// id) followed by a body whose layout is fixed per type. Decoding trusts nothing: the body
+// size must equal the bytes received minus the header, every count is checked against the
+// bytes that remain before anything is allocated, every enum and range is validated, and
+// trailing bytes are refused. Nothing generic (no pickling, no type tags chosen by the
+// sender) is ever deserialized. Integers are little-endian, floats IEEE-754 binary32/64.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/sampler.h"
+
+namespace accullm::transport {
+
+inline constexpr uint32_t kWireMagic = 0x4D4C4341;  // "ACLM" little-endian
+inline constexpr uint16_t kWireVersion = 1;
+inline constexpr size_t kHeaderBytes = 24;
+// Largest message anyone may send or accept (a batch of 1M rows × 8192 F32 is 32 GiB: far
+// more than any configuration here; this bounds allocation from a malicious size field).
+inline constexpr uint64_t kMaxMessageBytes = (uint64_t{1} << 31) - 1;  // MPI counts are int
+inline constexpr int64_t kMaxTopLogprobs = 64;
+
+enum class MessageType : uint16_t { kHello = 1, kHelloAck = 2, kBatch = 3, kResult = 4, kHeartbeat = 5, kShutdown = 6 };
+const char* MessageTypeName(MessageType t);
+
+// Activations on the wire. F32 is the default (bit-identical to single-process); F16/BF16
+// halve the bytes per hop at the cost of rounding at stage boundaries.
+enum class ActivationDType : uint8_t { kF32 = 0, kF16 = 1, kBF16 = 2 };
+const char* ActivationDTypeName(ActivationDType t);
+absl::StatusOr<ActivationDType> ParseActivationDType(const std::string& name);
+size_t ActivationDTypeSize(ActivationDType t);
+
+// Coordinator → stage at startup: what this stage runs and what it must agree with.
+struct Hello {
+  uint32_t stage = 0, num_stages = 0;
+  int64_t layer_begin = 0, layer_end = 0;
+  int64_t num_layers = 0, hidden = 0, vocab = 0;
+  uint64_t model_fingerprint = 0;
+  int64_t kv_block_size = 0, kv_blocks = 0, context = 0;
+  ActivationDType activations = ActivationDType::kF32;
+  uint32_t heartbeat_ms = 0, timeout_ms = 0;
+};
+
+// Stage → coordinator: accepted, or refused with a reason (mismatched model, ...).
+struct HelloAck {
+  uint32_t stage = 0;
+  uint64_t model_fingerprint = 0;
+  bool ok = false;
+  std::string message;
+};
+
+// A sequence joining the batch: the last stage needs its sampling state.
+struct NewSequence {
+  uint64_t seq = 0;
+  SamplingParams sampling;
+  int32_t logprobs = -1;
+  std::vector<int32_t> prompt;  // the penalties' history starts with it
+};
+
+struct BatchItem {
+  uint64_t seq = 0;
+  int64_t position = 0;  // first position of this item's rows (the cache length before)
+  int64_t n_tokens = 0;
+  bool sample = false;   // the last stage samples a token after this item's last row
+};
+
+// One micro-batch on its way through the pipeline. Stage 0 receives token ids (rows of
+// `tokens`); later stages receive `activations` [rows, width] in `act` precision.
+struct Batch {
+  std::vector<NewSequence> opened;   // sequences to create before running (KV + sampler)
+  std::vector<uint64_t> released;    // sequences to drop before running
+  std::vector<BatchItem> items;
+  std::vector<int32_t> tokens;
+  ActivationDType act = ActivationDType::kF32;
+  int64_t rows = 0, width = 0;
+  std::vector<uint8_t> activations;  // rows * width * size(act) bytes, or empty
+};
+
+struct SampledToken {
+  uint64_t seq = 0;
+  int32_t id = 0;
+  float logprob = 0.f;
+  std::vector<std::pair<int32_t, float>> top;
+};
+
+// Last stage → coordinator: the sampled tokens of one micro-batch, or why it failed.
+struct Result {
+  bool ok = true;
+  std::string error;
+  std::vector<SampledToken> tokens;
+  double compute_seconds = 0;  // summed over stages, for the benchmark
+};
+
+struct Heartbeat {
+  uint32_t stage = 0;
+  uint64_t batches_done = 0;
+  double compute_seconds = 0;  // this stage's total compute time so far
+};
+
+struct Shutdown {};
+
+using Body = std::variant<Hello, HelloAck, Batch, Result, Heartbeat, Shutdown>;
+
+struct Message {
+  uint64_t batch_id = 0;
+  Body body;
+  MessageType type() const;
+};
+
+std::vector<uint8_t> Encode(const Message& m);
+// Refuses (InvalidArgument, naming the problem) anything that is not exactly one well-formed
+// message of a known type in `size` bytes.
+absl::StatusOr<Message> Decode(const uint8_t* data, size_t size);
+
+// Batch consistency beyond the byte layout: items cover exactly `rows` rows, a stage 0 batch
+// carries one token per row, a later stage's activations are [rows, width].
+absl::Status ValidateBatch(const Batch& b, bool expects_tokens, int64_t width);
+
+// Activation (de)serialization: FP32 rows → wire bytes in `t`, and back.
+std::vector<uint8_t> PackActivations(const float* x, size_t n, ActivationDType t);
+void UnpackActivations(const std::vector<uint8_t>& bytes, ActivationDType t, float* out);
+
+}  // namespace accullm::transport

@@ -1,0 +1,53 @@
+// What the scheduler drives each iteration: run micro-batches of sequences (prefill chunks
+// and decode tokens) and get back the sampled token of every sequence that asked for one.
+// InProcessExecutor runs the whole model in this process (the embedded default);
+// PipelineExecutor sends the micro-batches through pipeline stages over a Transport, and
+// the last stage samples. Both sample with SequenceSampling, so the same request with the
+// same seed yields the same tokens either way.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/kv_cache.h"
+#include "model/sampler.h"
+#include "transport/wire.h"
+
+namespace accullm::worker {
+
+struct SequenceSetup {
+  uint64_t seq = 0;
+  SamplingParams sampling;
+  int logprobs = -1;  // -1: none; k >= 0: the sampled token's logprob and k alternatives
+  std::vector<int32_t> prompt;
+};
+
+struct ExecItem {
+  uint64_t seq = 0;
+  KvCache* cache = nullptr;  // the scheduler's cache: positions start at its length
+  int64_t n_tokens = 0;
+  bool sample = false;       // sample a token after this item's last row
+};
+
+using transport::SampledToken;
+
+class BatchExecutor {
+ public:
+  virtual ~BatchExecutor() = default;
+  // A sequence joins (after admission) / leaves (finished, cancelled): its KV cache and
+  // sampler state live wherever the executor runs the model.
+  virtual void Open(SequenceSetup setup) = 0;
+  virtual void Release(uint64_t seq) = 0;
+  // Starts one micro-batch (`tokens` holds the items' tokens back to back) and advances the
+  // items' caches; returns a ticket for Wait. Sequences of micro-batches in flight together
+  // must be disjoint.
+  virtual absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<ExecItem> items) = 0;
+  // The sampled tokens of that micro-batch, one per item with sample = true, in item order.
+  // Unavailable when the executor failed (a pipeline stage died): nothing will run again.
+  virtual absl::StatusOr<std::vector<SampledToken>> Wait(uint64_t ticket) = 0;
+  // How many micro-batches the scheduler should keep in flight per iteration.
+  virtual int micro_batches() const { return 1; }
+};
+
+}  // namespace accullm::worker

@@ -1,0 +1,222 @@
+#include "worker/pipeline_executor.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "spdlog/spdlog.h"
+
+namespace accullm::worker {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+using transport::Message;
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transport::Transport& t,
+                                                                          const ModelConfig& model,
+                                                                          const StagePlan& plan, PipelineConfig config) {
+  const int stages = t.size() - 1;
+  if (stages < 1) return absl::FailedPreconditionError("a pipeline needs at least one worker rank (mpirun -np 2 or more)");
+  const uint64_t fingerprint = ModelFingerprint(model);
+  RETURN_IF_ERROR(ValidateStagePlan(plan, model.num_layers, stages, fingerprint));
+  if (config.timeout_ms <= config.heartbeat_ms) return absl::InvalidArgumentError("the stage timeout must exceed the heartbeat interval");
+  for (int s = 0; s < stages; ++s) {
+    transport::Hello h;
+    h.stage = static_cast<uint32_t>(s);
+    h.num_stages = static_cast<uint32_t>(stages);
+    h.layer_begin = plan.stages[s].layer_begin;
+    h.layer_end = plan.stages[s].layer_end;
+    h.num_layers = model.num_layers;
+    h.hidden = model.hidden_size;
+    h.vocab = model.vocab_size;
+    h.model_fingerprint = fingerprint;
+    h.kv_block_size = config.kv_block_size;
+    h.kv_blocks = config.kv_blocks;
+    h.context = config.context;
+    h.activations = config.activations;
+    h.heartbeat_ms = config.heartbeat_ms;
+    h.timeout_ms = config.timeout_ms;
+    RETURN_IF_ERROR(t.Send(s + 1, transport::Encode(Message{0, h})));
+  }
+  std::vector<bool> acked(static_cast<size_t>(stages + 1), false);
+  int pending = stages;
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (pending > 0) {
+    if (Clock::now() > deadline) {
+      std::string missing;
+      for (int r = 1; r <= stages; ++r)
+        if (!acked[r]) absl::StrAppend(&missing, missing.empty() ? "" : ",", r);
+      return absl::DeadlineExceededError(absl::StrCat("worker rank(s) ", missing, " did not answer the hello within 120 s"));
+    }
+    ASSIGN_OR_RETURN(std::optional<transport::Envelope> env, t.Receive(std::chrono::milliseconds(200)));
+    if (!env.has_value()) continue;
+    ASSIGN_OR_RETURN(Message m, transport::Decode(env->bytes.data(), env->bytes.size()));
+    if (m.type() == transport::MessageType::kHeartbeat) continue;  // an early stage already beating
+    const auto* ack = std::get_if<transport::HelloAck>(&m.body);
+    if (ack == nullptr || env->source < 1 || env->source > stages || acked[env->source])
+      return absl::FailedPreconditionError(absl::StrCat("unexpected ", transport::MessageTypeName(m.type()),
+                                                        " from rank ", env->source, " during the handshake"));
+    if (!ack->ok) return absl::FailedPreconditionError(absl::StrCat("worker rank ", env->source, " refused: ", ack->message));
+    acked[env->source] = true;
+    --pending;
+  }
+  std::unique_ptr<PipelineExecutor> e(new PipelineExecutor(t, config, stages));
+  e->last_heard_.assign(static_cast<size_t>(stages + 1), Clock::now());
+  e->stats_.resize(static_cast<size_t>(stages));
+  for (int s = 0; s < stages; ++s) e->stats_[s].rank = s + 1;
+  e->monitor_ = std::thread([p = e.get()] { p->Monitor(); });
+  return e;
+}
+
+PipelineExecutor::~PipelineExecutor() {
+  stop_ = true;
+  cv_.notify_all();
+  if (monitor_.joinable()) monitor_.join();
+}
+
+void PipelineExecutor::set_on_failure(std::function<void(const std::string&)> f) {
+  std::lock_guard<std::mutex> lock(mu_);
+  on_failure_ = std::move(f);
+}
+
+void PipelineExecutor::Shutdown() {
+  if (!failed_.load()) {
+    for (int r = 1; r <= stages_; ++r) (void)t_.Send(r, transport::Encode(Message{0, transport::Shutdown{}}));
+  }
+  stop_ = true;
+  if (monitor_.joinable()) monitor_.join();
+}
+
+std::vector<StageStats> PipelineExecutor::stage_stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void PipelineExecutor::Fail(const std::string& why) {
+  std::function<void(const std::string&)> cb;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!error_.empty()) return;
+    error_ = why;
+    failed_ = true;
+    cb = on_failure_;
+  }
+  cv_.notify_all();
+  spdlog::error("pipeline failed: {}", why);
+  if (cb) cb(why);
+}
+
+void PipelineExecutor::Open(SequenceSetup s) {
+  opened_.push_back(transport::NewSequence{s.seq, s.sampling, s.logprobs, std::move(s.prompt)});
+}
+
+void PipelineExecutor::Release(uint64_t seq) {
+  // Never sent to the stages yet: forget it here.
+  for (auto it = opened_.begin(); it != opened_.end(); ++it) {
+    if (it->seq == seq) {
+      opened_.erase(it);
+      return;
+    }
+  }
+  released_.push_back(seq);
+}
+
+absl::StatusOr<uint64_t> PipelineExecutor::Launch(std::vector<int32_t> tokens, std::vector<ExecItem> items) {
+  if (failed_.load()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return absl::UnavailableError(error_);
+  }
+  transport::Batch b;
+  b.opened = std::move(opened_);
+  opened_.clear();
+  b.released = std::move(released_);
+  released_.clear();
+  for (const auto& it : items) {
+    b.items.push_back({it.seq, it.cache->length(), it.n_tokens, it.sample});
+    b.rows += it.n_tokens;
+    it.cache->set_length(it.cache->length() + it.n_tokens);
+  }
+  b.tokens = std::move(tokens);
+  b.act = config_.activations;
+  const uint64_t id = ++next_batch_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_[id] = Clock::now();
+  }
+  if (absl::Status st = t_.Send(1, transport::Encode(Message{id, std::move(b)})); !st.ok()) {
+    Fail(absl::StrCat("sending to stage 0 (rank 1): ", st.message()));
+    return absl::UnavailableError(st.message());
+  }
+  return id;
+}
+
+absl::StatusOr<std::vector<SampledToken>> PipelineExecutor::Wait(uint64_t ticket) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return results_.count(ticket) != 0 || !error_.empty(); });
+  if (!error_.empty()) return absl::UnavailableError(error_);
+  auto r = std::move(results_[ticket]);
+  results_.erase(ticket);
+  return r;
+}
+
+void PipelineExecutor::Monitor() {
+  auto last_beat_sent = Clock::now() - std::chrono::hours(1);
+  while (!stop_.load()) {
+    const auto now = Clock::now();
+    if (!failed_.load() && now - last_beat_sent > std::chrono::milliseconds(config_.heartbeat_ms)) {
+      for (int r = 1; r <= stages_; ++r) (void)t_.Send(r, transport::Encode(Message{0, transport::Heartbeat{}}));
+      last_beat_sent = now;
+    }
+    auto env = t_.Receive(std::chrono::milliseconds(20));
+    if (!env.ok()) {
+      Fail(std::string(env.status().message()));
+      break;
+    }
+    if (env->has_value()) {
+      const int src = (*env)->source;
+      auto m = transport::Decode((*env)->bytes.data(), (*env)->bytes.size());
+      if (!m.ok()) {
+        Fail(absl::StrCat("malformed message from rank ", src, ": ", m.status().message()));
+        continue;
+      }
+      std::unique_lock<std::mutex> lock(mu_);
+      if (src >= 1 && src <= stages_) last_heard_[src] = Clock::now();
+      if (auto* hb = std::get_if<transport::Heartbeat>(&m->body); hb != nullptr && src >= 1 && src <= stages_) {
+        stats_[src - 1].batches = hb->batches_done;
+        stats_[src - 1].compute_seconds = hb->compute_seconds;
+      } else if (auto* res = std::get_if<transport::Result>(&m->body); res != nullptr) {
+        const bool known = in_flight_.count(m->batch_id) != 0;
+        if (!res->ok || !known) {
+          lock.unlock();
+          Fail(res->ok ? absl::StrCat("rank ", src, " returned a result for unknown batch ", m->batch_id) : res->error);
+          continue;
+        }
+        in_flight_.erase(m->batch_id);
+        results_[m->batch_id] = std::move(res->tokens);
+        lock.unlock();
+        cv_.notify_all();
+        continue;
+      }
+    }
+    if (failed_.load()) continue;
+    // Liveness: every stage heard from recently; no micro-batch stuck.
+    std::string why;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const auto t = Clock::now();
+      for (int r = 1; r <= stages_ && why.empty(); ++r) {
+        const auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(t - last_heard_[r]).count();
+        if (silent > config_.timeout_ms)
+          why = absl::StrCat("worker rank ", r, " (stage ", r - 1, ") sent nothing for ", silent,
+                             " ms (heartbeat timeout ", config_.timeout_ms, " ms): it died or hangs");
+      }
+      for (const auto& [id, since] : in_flight_) {
+        if (!why.empty()) break;
+        const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(t - since).count();
+        if (age > config_.batch_timeout_ms) why = absl::StrCat("micro-batch ", id, " got no result in ", age, " ms");
+      }
+    }
+    if (!why.empty()) Fail(why);
+  }
+}
+
+}  // namespace accullm::worker

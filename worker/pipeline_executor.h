@@ -1,0 +1,87 @@
+// The coordinator's side of the pipeline (rank 0): a handshake that hands every stage its
+// layer range and refuses mismatched ranks or models, then micro-batches out to stage 0 and
+// sampled tokens back from the last stage. A monitor thread receives everything, tracks the
+// stages' heartbeats, and fails the executor when a stage is silent for timeout_ms, a
+// micro-batch gets no result within batch_timeout_ms, or the transport reports an error:
+// every Wait then returns Unavailable at once (never a hang) and the failure callback names
+// the rank.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/model_config.h"
+#include "sharding/stage_plan.h"
+#include "transport/transport.h"
+#include "worker/batch_executor.h"
+
+namespace accullm::worker {
+
+struct PipelineConfig {
+  transport::ActivationDType activations = transport::ActivationDType::kF32;
+  int64_t kv_block_size = 16, kv_blocks = 0, context = 0;
+  int micro_batches = 2;
+  uint32_t heartbeat_ms = 200;
+  uint32_t timeout_ms = 3000;        // a stage silent this long is dead
+  uint32_t batch_timeout_ms = 60000; // a micro-batch without result this long: the pipeline is stuck
+};
+
+struct StageStats {
+  int rank = 0;
+  uint64_t batches = 0;
+  double compute_seconds = 0;
+};
+
+class PipelineExecutor final : public BatchExecutor {
+ public:
+  // Handshake with ranks 1..size-1 (one per plan stage); a clear error when they disagree.
+  static absl::StatusOr<std::unique_ptr<PipelineExecutor>> Start(transport::Transport& t, const ModelConfig& model,
+                                                                 const StagePlan& plan, PipelineConfig config);
+  ~PipelineExecutor() override;
+
+  // Runs once, on the monitor thread, when the pipeline fails.
+  void set_on_failure(std::function<void(const std::string&)> f);
+  // Tells every stage to exit (normal shutdown) and stops the monitor.
+  void Shutdown();
+  bool failed() const { return failed_.load(); }
+  std::vector<StageStats> stage_stats() const;
+  uint64_t bytes_sent() const { return t_.bytes_sent(); }
+
+  void Open(SequenceSetup setup) override;
+  void Release(uint64_t seq) override;
+  absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<ExecItem> items) override;
+  absl::StatusOr<std::vector<SampledToken>> Wait(uint64_t ticket) override;
+  int micro_batches() const override { return config_.micro_batches; }
+
+ private:
+  PipelineExecutor(transport::Transport& t, PipelineConfig c, int stages) : t_(t), config_(c), stages_(stages) {}
+  void Monitor();
+  void Fail(const std::string& why);
+
+  transport::Transport& t_;
+  PipelineConfig config_;
+  int stages_;
+  std::vector<transport::NewSequence> opened_;  // sent with the next micro-batch
+  std::vector<uint64_t> released_;
+  uint64_t next_batch_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, std::chrono::steady_clock::time_point> in_flight_;  // batch → launch time
+  std::map<uint64_t, std::vector<SampledToken>> results_;
+  std::vector<std::chrono::steady_clock::time_point> last_heard_;        // per rank
+  std::vector<StageStats> stats_;
+  std::string error_;
+  std::function<void(const std::string&)> on_failure_;
+  std::atomic<bool> failed_{false}, stop_{false};
+  std::thread monitor_;
+};
+
+}  // namespace accullm::worker

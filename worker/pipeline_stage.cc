@@ -1,0 +1,255 @@
+#include "worker/pipeline_stage.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "sharding/stage_plan.h"
+#include "spdlog/spdlog.h"
+#include "transport/wire.h"
+#include "worker/sequence_sampling.h"
+
+namespace accullm::worker {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using transport::Batch;
+using transport::Message;
+
+class Stage {
+ public:
+  Stage(transport::Transport& t, Transformer& m, const transport::Hello& h)
+      : t_(t), model_(m), hello_(h),
+        pool_(h.layer_end, m.kv_dim(), h.kv_block_size, h.kv_blocks),
+        last_(h.stage + 1 == h.num_stages) {}
+
+  absl::Status Run(uint64_t batch_id, Batch& b);
+  uint64_t batches_done() const { return batches_done_.load(); }
+  uint64_t rows_done() const { return rows_done_.load(); }
+  double compute_seconds() const { return compute_us_.load() / 1e6; }
+
+ private:
+  struct Seq {
+    std::unique_ptr<KvCache> cache;
+    std::unique_ptr<SequenceSampling> sampling;  // last stage only
+  };
+  transport::Transport& t_;
+  Transformer& model_;
+  transport::Hello hello_;
+  // KvCache indexes layers globally, so the pool spans layers [0, layer_end); only this
+  // stage's layers are written (docs/cluster.md, "Known limits").
+  KvBlockPool pool_;
+  bool last_;
+  std::unordered_map<uint64_t, Seq> seqs_;
+  std::vector<float> hidden_, rows_, logits_;
+  std::atomic<uint64_t> batches_done_{0}, rows_done_{0};
+  std::atomic<uint64_t> compute_us_{0};
+};
+
+absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
+  const auto start = Clock::now();
+  const int64_t h = model_.config().hidden_size;
+  RETURN_IF_ERROR(transport::ValidateBatch(b, hello_.stage == 0, h));
+  for (uint64_t s : b.released) seqs_.erase(s);  // ~KvCache returns the blocks
+  for (const auto& o : b.opened) {
+    if (seqs_.count(o.seq) != 0) return absl::InvalidArgumentError(absl::StrCat("sequence ", o.seq, " opened twice"));
+    for (int32_t tok : o.prompt)
+      if (tok < 0 || tok >= model_.config().vocab_size) return absl::InvalidArgumentError("prompt token outside the vocabulary");
+    Seq s;
+    s.cache = std::make_unique<KvCache>(&pool_, hello_.context);
+    if (last_) {
+      SequenceSetup setup{o.seq, o.sampling, o.logprobs, o.prompt};
+      s.sampling = std::make_unique<SequenceSampling>(setup);
+    }
+    seqs_.emplace(o.seq, std::move(s));
+  }
+  std::vector<BatchSegment> segments;
+  std::vector<uint64_t> ids;
+  for (const auto& it : b.items) {
+    auto s = seqs_.find(it.seq);
+    if (s == seqs_.end()) return absl::InvalidArgumentError(absl::StrCat("batch names unknown sequence ", it.seq));
+    if (it.position != s->second.cache->length())
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", it.seq, " at position ", it.position,
+                                                     ", this stage's cache holds ", s->second.cache->length()));
+    if (it.position + it.n_tokens > hello_.context)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", it.seq, " exceeds the context"));
+    segments.push_back({s->second.cache.get(), it.n_tokens});
+  }
+  hidden_.resize(static_cast<size_t>(b.rows * h));
+  if (hello_.stage == 0) {
+    RETURN_IF_ERROR(model_.Embed(b.tokens.data(), b.rows, hidden_.data()));
+  } else {
+    transport::UnpackActivations(b.activations, b.act, hidden_.data());
+  }
+  RETURN_IF_ERROR(model_.RunLayers(hello_.layer_begin, hello_.layer_end, hidden_.data(), segments));
+  rows_done_ += static_cast<uint64_t>(b.rows);
+  for (auto& seg : segments) seg.cache->set_length(seg.cache->length() + seg.n_tokens);
+
+  if (!last_) {
+    Batch next;
+    next.opened = std::move(b.opened);
+    next.released = std::move(b.released);
+    next.items = std::move(b.items);
+    next.act = hello_.activations;
+    next.rows = b.rows;
+    next.width = h;
+    next.activations = transport::PackActivations(hidden_.data(), hidden_.size(), hello_.activations);
+    compute_us_ += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
+    ++batches_done_;
+    return t_.Send(t_.rank() + 1, transport::Encode(Message{batch_id, std::move(next)}));
+  }
+  // Last stage: head on the rows that sample, then sample.
+  std::vector<size_t> sampled;
+  int64_t row = 0;
+  for (size_t i = 0; i < b.items.size(); ++i) {
+    row += b.items[i].n_tokens;
+    if (!b.items[i].sample) continue;
+    rows_.resize((sampled.size() + 1) * static_cast<size_t>(h));
+    std::copy_n(hidden_.data() + (row - 1) * h, h, rows_.data() + sampled.size() * h);
+    sampled.push_back(i);
+  }
+  transport::Result res;
+  if (!sampled.empty()) {
+    const int64_t vocab = model_.config().vocab_size;
+    logits_.resize(sampled.size() * static_cast<size_t>(vocab));
+    model_.Head(rows_.data(), static_cast<int64_t>(sampled.size()), logits_.data());
+    for (size_t j = 0; j < sampled.size(); ++j) {
+      const uint64_t seq = b.items[sampled[j]].seq;
+      res.tokens.push_back(seqs_.at(seq).sampling->Sample(seq, logits_.data() + j * vocab, vocab));
+    }
+  }
+  const double us = static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
+  compute_us_ += static_cast<uint64_t>(us);
+  res.compute_seconds = us / 1e6;
+  ++batches_done_;
+  return t_.Send(0, transport::Encode(Message{batch_id, std::move(res)}));
+}
+
+absl::StatusOr<transport::Hello> Handshake(transport::Transport& t, Transformer& model) {
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < deadline) {
+    ASSIGN_OR_RETURN(std::optional<transport::Envelope> env, t.Receive(std::chrono::milliseconds(200)));
+    if (!env.has_value()) continue;
+    if (env->source != 0) return absl::FailedPreconditionError(absl::StrCat("a message from rank ", env->source, " before the coordinator's hello"));
+    ASSIGN_OR_RETURN(Message m, transport::Decode(env->bytes.data(), env->bytes.size()));
+    if (m.type() == transport::MessageType::kShutdown) return absl::CancelledError("shut down before starting");
+    const auto* hello = std::get_if<transport::Hello>(&m.body);
+    if (hello == nullptr) return absl::FailedPreconditionError(absl::StrCat("expected hello, got ", transport::MessageTypeName(m.type())));
+    const ModelConfig& c = model.config();
+    transport::HelloAck ack;
+    ack.stage = hello->stage;
+    ack.model_fingerprint = ModelFingerprint(c);
+    ack.ok = true;
+    if (hello->model_fingerprint != ack.model_fingerprint || hello->num_layers != c.num_layers ||
+        hello->hidden != c.hidden_size || hello->vocab != c.vocab_size) {
+      ack.ok = false;
+      ack.message = absl::StrCat("rank ", t.rank(), " loaded a different model (", c.num_layers, " layers, hidden ",
+                                 c.hidden_size, ", vocab ", c.vocab_size, ") than the coordinator's");
+    } else if (static_cast<int>(hello->stage) != t.rank() - 1 || static_cast<int>(hello->num_stages) != t.size() - 1) {
+      ack.ok = false;
+      ack.message = absl::StrCat("rank ", t.rank(), " of ", t.size(), " was told it is stage ", hello->stage, " of ",
+                                 hello->num_stages);
+    } else if (hello->context > c.max_position_embeddings) {
+      ack.ok = false;
+      ack.message = absl::StrCat("context ", hello->context, " exceeds the model's ", c.max_position_embeddings);
+    }
+    RETURN_IF_ERROR(t.Send(0, transport::Encode(Message{0, ack})));
+    if (!ack.ok) return absl::FailedPreconditionError(ack.message);
+    return *hello;
+  }
+  return absl::DeadlineExceededError("no hello from the coordinator within 120 s");
+}
+
+}  // namespace
+
+int RunPipelineStage(transport::Transport& t, Transformer& model) {
+  auto hello = Handshake(t, model);
+  if (!hello.ok()) {
+    spdlog::error("stage rank {}: {}", t.rank(), std::string(hello.status().message()));
+    return 1;
+  }
+  spdlog::info("stage {} (rank {}) runs layers [{}, {}){}{} of {}; activations {}", hello->stage, t.rank(),
+               hello->layer_begin, hello->layer_end, hello->stage == 0 ? " +embed" : "",
+               hello->stage + 1 == hello->num_stages ? " +head" : "", hello->num_layers,
+               transport::ActivationDTypeName(hello->activations));
+  Stage stage(t, model, *hello);
+  std::atomic<bool> stop{false};
+  std::mutex hb_mu;
+  std::condition_variable hb_cv;
+  // Heartbeats from their own thread: a long batch does not look like a dead stage.
+  std::thread heartbeat([&] {
+    std::unique_lock<std::mutex> lock(hb_mu);
+    while (!stop.load()) {
+      transport::Heartbeat hb{hello->stage, stage.batches_done(), stage.compute_seconds()};
+      if (!t.Send(0, transport::Encode(Message{0, hb})).ok()) break;
+      hb_cv.wait_for(lock, std::chrono::milliseconds(hello->heartbeat_ms), [&] { return stop.load(); });
+    }
+  });
+  auto finish = [&](int code) {
+    {
+      std::lock_guard<std::mutex> lock(hb_mu);
+      stop = true;
+    }
+    hb_cv.notify_all();
+    heartbeat.join();
+    return code;
+  };
+  auto last_from_coordinator = Clock::now();
+  const auto timeout = std::chrono::milliseconds(hello->timeout_ms);
+  while (true) {
+    auto env = t.Receive(std::chrono::milliseconds(50));
+    if (!env.ok()) {
+      spdlog::error("stage {} (rank {}): {}", hello->stage, t.rank(), std::string(env.status().message()));
+      return finish(2);
+    }
+    if (!env->has_value()) {
+      if (Clock::now() - last_from_coordinator > timeout) {
+        spdlog::error("stage {} (rank {}): the coordinator (rank 0) has been silent for {} ms: exiting", hello->stage,
+                      t.rank(), hello->timeout_ms);
+        return finish(2);
+      }
+      continue;
+    }
+    const int source = (*env)->source;
+    if (source == 0) last_from_coordinator = Clock::now();
+    auto m = transport::Decode((*env)->bytes.data(), (*env)->bytes.size());
+    if (!m.ok()) {
+      spdlog::error("stage {} (rank {}): refused a malformed message from rank {}: {}", hello->stage, t.rank(), source,
+                    std::string(m.status().message()));
+      return finish(3);
+    }
+    if (m->type() == transport::MessageType::kShutdown && source == 0) {
+      // One line for the benchmark (bench/pipeline_bench.sh parses it).
+      spdlog::info("stage {} (rank {}): shutdown after {} batches; stats rows={} compute_s={:.4f} bytes_sent={} "
+                   "bytes_per_row={:.1f}", hello->stage, t.rank(), stage.batches_done(), stage.rows_done(),
+                   stage.compute_seconds(), t.bytes_sent(),
+                   stage.rows_done() > 0 ? static_cast<double>(t.bytes_sent()) / stage.rows_done() : 0.0);
+      return finish(0);
+    }
+    if (m->type() == transport::MessageType::kHeartbeat && source == 0) continue;
+    auto* batch = std::get_if<Batch>(&m->body);
+    const int expected_source = hello->stage == 0 ? 0 : t.rank() - 1;
+    if (batch == nullptr || source != expected_source) {
+      spdlog::error("stage {} (rank {}): unexpected {} from rank {}", hello->stage, t.rank(),
+                    transport::MessageTypeName(m->type()), source);
+      return finish(3);
+    }
+    if (absl::Status st = stage.Run(m->batch_id, *batch); !st.ok()) {
+      // Tell the coordinator (it fails the pipeline, naming this rank) and stop.
+      spdlog::error("stage {} (rank {}): batch {}: {}", hello->stage, t.rank(), m->batch_id, std::string(st.message()));
+      transport::Result r;
+      r.ok = false;
+      r.error = absl::StrCat("stage ", hello->stage, " (rank ", t.rank(), "): ", st.message());
+      (void)t.Send(0, transport::Encode(Message{m->batch_id, std::move(r)}));
+      return finish(4);
+    }
+  }
+}
+
+}  // namespace accullm::worker
