@@ -32,7 +32,7 @@ struct QuantizeFlags {
   std::string fp16_layers;
   double avg_bits = 0;
   float outlier_threshold = 6.0f;
-  double outlier_fraction = 0.0, outlier_max_fraction = 0.01;
+  double outlier_fraction = 0.0, outlier_max_fraction = 0.03;
   bool no_outliers = false;
   bool sequential = true;
   bool mismatch = false;

@@ -176,11 +176,20 @@ namespace {
 
 // Dampened full Hessian from the upper triangle; dead channels (never active) get 1 on the
 // diagonal so the factorisations stay defined.
-std::vector<double> DampedHessian(const std::vector<double>& upper, int64_t n, double damp_fraction) {
+// The dampening scale is the mean diagonal over the INT4 channels only: an outlier channel's
+// energy can be thousands of times the others', and letting it set the dampening would flatten
+// the Hessian of every other channel (GPTQ would degrade towards round-to-nearest).
+std::vector<double> DampedHessian(const std::vector<double>& upper, int64_t n, double damp_fraction,
+                                  const std::vector<char>& is_outlier) {
   std::vector<double> h(static_cast<size_t>(n * n));
   double mean_diag = 0;
-  for (int64_t i = 0; i < n; ++i) mean_diag += upper[i * n + i];
-  mean_diag /= n;
+  int64_t counted = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (is_outlier[i]) continue;
+    mean_diag += upper[i * n + i];
+    ++counted;
+  }
+  mean_diag = counted > 0 ? mean_diag / counted : 0;
   if (!(mean_diag > 0)) mean_diag = 1;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = i; j < n; ++j) h[i * n + j] = h[j * n + i] = upper[i * n + j];
@@ -271,7 +280,7 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
   }
   std::vector<double> h, u;
   if (needs_h) {
-    const std::vector<double> damped = DampedHessian(*hessian, in, opt.dampening);
+    const std::vector<double> damped = DampedHessian(*hessian, in, opt.dampening, is_outlier);
     h.resize(static_cast<size_t>(in * in));
     for (int64_t a = 0; a < in; ++a)
       for (int64_t b = 0; b < in; ++b) h[a * in + b] = damped[perm[a] * in + perm[b]];

@@ -20,7 +20,7 @@ namespace accullm::quant {
 struct OutlierOptions {
   bool enabled = true;
   float threshold = 6.0f;       // |x| above this in calibration marks a channel (LLM.int8())
-  double max_fraction = 0.01;   // at most this share of a layer's input channels
+  double max_fraction = 0.03;   // at most this share of a layer's input channels
   double top_fraction = 0.0;    // > 0: the top share by max |x|, whatever the threshold
 };
 
