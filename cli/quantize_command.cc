@@ -313,7 +313,7 @@ void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
   CLI::App* cmd = app.add_subcommand("quantize", "Quantize a model into a mixed-precision INT4/FP16 pack");
   cmd->footer(
       "Defaults (recommended): GPTQ (sequential, natural column order), group 32, asymmetric, outlier channels\n"
-      "(|x| > 6, at most 1%) in FP16, and the most sensitive quarter of the blocks in FP16 (measured: KL\n"
+      "(|x| > 6, at most 3% of a layer's inputs) in FP16, and the most sensitive quarter of the blocks in FP16 (measured: KL\n"
       "divergence when only that block is INT4). See docs/accuracy.md for the measurements behind them.\n"
       "The pack is a directory every command loads like a model: accullm generate --model PACK.");
   cmd->add_option("--out", flags->out, "Pack directory to write")->required();
