@@ -20,6 +20,9 @@ struct EvalFlags {
   int64_t ctx = 512, max_chunks = 0;
   bool json = false;
   int threads = 0;
+  std::string act_quant = "off";
+  bool act_error_feedback = false;
+  uint64_t act_seed = 0;
 };
 
 // INT4 share of the transformer blocks' linear weights (by parameter count).
@@ -50,6 +53,13 @@ int RunEval(const EvalFlags& f) {
   const std::string model_dir = f.model.empty() ? DefaultModelDir() : f.model;
   auto model = LoadModel(model_dir, f.threads, /*need_tokenizer=*/false);
   if (!model.ok()) return ReportError(model.status());
+  if (f.act_quant != "off") {
+    auto config = std::make_shared<kernels::ActQuantConfig>();
+    config->rounding = f.act_quant == "stochastic" ? kernels::ActRounding::kStochastic : kernels::ActRounding::kNearest;
+    config->error_feedback = f.act_error_feedback;
+    config->seed = f.act_seed;
+    model->transformer->SetActivationQuantization(config);
+  }
   auto reference = LoadModel(f.reference, f.threads, /*need_tokenizer=*/true);
   if (!reference.ok()) return ReportError(reference.status());
   auto text = ReadTextFile(f.data);
@@ -115,6 +125,11 @@ void AddEvalCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--ctx", flags->ctx, "Chunk length in tokens")->capture_default_str()->check(CLI::Range(8, 1 << 16));
   cmd->add_option("--max-chunks", flags->max_chunks, "Evaluate at most this many chunks (0 = all)")->capture_default_str();
   cmd->add_flag("--json", flags->json, "Print one JSON object");
+  cmd->add_option("--act-quant", flags->act_quant,
+                  "INT8 activations at the INT4 layers' inputs (per token, outlier channels exact): off, nearest, stochastic")
+      ->check(CLI::IsMember({"off", "nearest", "stochastic"}))->capture_default_str();
+  cmd->add_flag("--act-error-feedback", flags->act_error_feedback, "Carry each channel's rounding error into the next");
+  cmd->add_option("--act-seed", flags->act_seed, "Seed of the stochastic rounding")->capture_default_str();
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->callback([&run, flags] { run = [flags] { return RunEval(*flags); }; });
 }

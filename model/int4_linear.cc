@@ -26,6 +26,8 @@ absl::StatusOr<std::unique_ptr<Int4Linear>> Int4Linear::Create(Int4Data d, std::
   l->m_ = kernels::Int4Matrix{d.codes, d.scales, d.zeros, d.in, d.group};
   l->d_ = std::move(d);
   l->bias_ = std::move(bias);
+  l->outlier_mask_.assign(static_cast<size_t>(l->d_.in), 0);
+  for (int32_t c : l->d_.outlier_cols) l->outlier_mask_[c] = 1;
   return l;
 }
 
@@ -42,6 +44,12 @@ void Int4Linear::DequantizeRow(int64_t o, float* dst) const {
 }
 
 void Int4Linear::Forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
+  std::vector<float> quantized;
+  if (act_quant_ != nullptr) {
+    quantized.assign(x, x + n * d_.in);
+    kernels::QuantizeActivationsInt8(quantized.data(), n, d_.in, outlier_mask_, *act_quant_, act_calls_++);
+    x = quantized.data();
+  }
   const int64_t out = d_.out, k = static_cast<int64_t>(d_.outlier_cols.size());
   pool.ParallelFor(
       out,

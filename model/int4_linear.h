@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/cpu/activation_quant.h"
 #include "kernels/cpu/int4_kernels.h"
 #include "model/linear.h"
 
@@ -33,6 +34,10 @@ class Int4Linear final : public LinearOp {
   void Forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override;
   size_t weight_bytes() const override;
   const Int4Data& data() const { return d_; }
+  // Runtime INT8 activation quantization of this layer's input (outlier channels excluded);
+  // null = off. Simulated: inputs are replaced by their dequantized INT8 values.
+  void set_activation_quant(std::shared_ptr<const kernels::ActQuantConfig> config) { act_quant_ = std::move(config); }
+
   // Row o of W (all columns, outliers included) as float: embedding lookups.
   void DequantizeRow(int64_t o, float* dst) const;
 
@@ -40,6 +45,9 @@ class Int4Linear final : public LinearOp {
   Int4Data d_;
   kernels::Int4Matrix m_;
   std::vector<float> bias_;
+  std::shared_ptr<const kernels::ActQuantConfig> act_quant_;
+  std::vector<char> outlier_mask_;  // [in]: channels the activation quantizer leaves exact
+  mutable uint64_t act_calls_ = 0;  // fresh stochastic draws per call, reproducible per seed
 };
 
 }  // namespace accullm

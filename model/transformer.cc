@@ -198,6 +198,16 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
   return t;
 }
 
+void Transformer::SetActivationQuantization(const std::shared_ptr<const kernels::ActQuantConfig>& config) {
+  auto apply = [&](LinearOp* op) {
+    if (auto* int4 = dynamic_cast<Int4Linear*>(op)) int4->set_activation_quant(config);
+  };
+  for (auto& L : layers_) {
+    for (LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()}) apply(op);
+  }
+  apply(lm_head_.get());
+}
+
 KvCache Transformer::NewCache(int64_t capacity) const {
   if (capacity <= 0) capacity = config_.max_position_embeddings;
   return KvCache(config_.num_layers, kv_dim(), capacity);

@@ -80,6 +80,8 @@ class Transformer {
   LinearOp& lm_head() { return *lm_head_; }
   // Replaces the LM head (quantization tools).
   void set_lm_head(std::unique_ptr<LinearOp> head) { lm_head_ = std::move(head); }
+  // Runtime INT8 activation quantization at the inputs of every INT4 linear (null: off).
+  void SetActivationQuantization(const std::shared_ptr<const kernels::ActQuantConfig>& config);
   // Serves embeddings from an INT4 table (its rows are dequantized on lookup).
   void set_int4_embedding(std::shared_ptr<const Int4Linear> table) { int4_embed_ = std::move(table); }
   const TensorStore& tensors() const { return *store_; }
