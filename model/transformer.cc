@@ -116,10 +116,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, c
 
 absl::StatusOr<std::vector<float>> LoadVector(const TensorStore& store, const std::string& name, int64_t n) {
   ASSIGN_OR_RETURN(TensorView t, store.Get(name));
-  if (t.shape != std::vector<int64_t>{n}) {
-    return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", name, "\" has shape [",
-                                                   absl::StrJoin(t.shape, ", "), "] but config.json implies [", n, "]"));
-  }
+  if (t.shape != std::vector<int64_t>{n}) return ShapeError(t, {n});
   return TensorToF32(t, n);
 }
 

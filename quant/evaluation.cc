@@ -18,6 +18,12 @@ void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out) {
   for (int64_t i = 0; i < n; ++i) out[i] = logits[i] - lse;
 }
 
+double KlDivergence(const std::vector<double>& log_p, const std::vector<double>& log_q) {
+  double kl = 0;
+  for (size_t v = 0; v < log_p.size(); ++v) kl += std::exp(log_p[v]) * (log_p[v] - log_q[v]);
+  return std::max(0.0, kl);
+}
+
 namespace {
 
 // Keeps each block's output of the latest forward pass.
@@ -77,9 +83,7 @@ absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, 
       const int32_t next = chunk[j + 1];
       nll -= pm[next];
       nll_ref -= pr[next];
-      double kl = 0;
-      for (int64_t v = 0; v < vocab; ++v) kl += std::exp(pr[v]) * (pr[v] - pm[v]);
-      kls.push_back(std::max(0.0, kl));
+      kls.push_back(KlDivergence(pr, pm));
       agree += (std::max_element(a, a + vocab) - a) == (std::max_element(b, b + vocab) - b);
     }
   }

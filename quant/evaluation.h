@@ -32,4 +32,7 @@ absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, 
 // Log-softmax of one row of logits (double precision), for scoring.
 void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out);
 
+// KL(P || Q) from log-probabilities, clamped at 0 (rounding can make it slightly negative).
+double KlDivergence(const std::vector<double>& log_p, const std::vector<double>& log_q);
+
 }  // namespace accullm::quant

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/dtype.h"
+#include "common/random.h"
 #include "common/status.h"
 
 namespace accullm::quant {
@@ -40,13 +41,6 @@ int NaiveMaxCodeMagnitude(int bits, int64_t group) {
 namespace {
 
 constexpr int64_t kBlock = 128;  // lazy-update block (a multiple of every group size)
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // Quantization grid of one group: value(code) = (code - zero) * scale, code in [0, 15].
 struct Grid {
@@ -116,7 +110,7 @@ struct RowQuantizer {
     float code;
     if (opt.stochastic) {
       const uint64_t h = SplitMix64(opt.seed ^ SplitMix64(static_cast<uint64_t>(row * in + col)));
-      const float u = static_cast<float>(h >> 40) * 0x1.0p-24f;
+      const float u = UnitFloat24(h);
       code = std::floor(t) + (u < t - std::floor(t) ? 1.f : 0.f);
     } else {
       code = std::nearbyint(t);

@@ -28,10 +28,7 @@ absl::StatusOr<double> MeanKl(Transformer& model, const std::vector<std::vector<
     RETURN_IF_ERROR(model.Forward(chunk.data(), n, cache, logits.data(), true));
     for (int64_t j = n / 2; j < n - 1; ++j, ++k) {
       LogSoftmax(logits.data() + j * vocab, vocab, lp);
-      const auto& ref = ref_logprobs[k];
-      double kl = 0;
-      for (int64_t v = 0; v < vocab; ++v) kl += std::exp(ref[v]) * (ref[v] - lp[v]);
-      total += std::max(0.0, kl);
+      total += KlDivergence(ref_logprobs[k], lp);
       ++count;
     }
   }

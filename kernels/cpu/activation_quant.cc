@@ -3,16 +3,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/random.h"
+
 namespace accullm::kernels {
 
 namespace {
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 }  // namespace
 
@@ -34,7 +29,7 @@ void QuantizeActivationsInt8(float* x, int64_t n, int64_t width, const std::vect
       const float t = v / scale;
       float q;
       if (c.rounding == ActRounding::kStochastic) {
-        const float u = static_cast<float>(SplitMix64(stream + static_cast<uint64_t>(i)) >> 40) * 0x1.0p-24f;
+        const float u = UnitFloat24(SplitMix64(stream + static_cast<uint64_t>(i)));
         const float f = std::floor(t);
         q = f + (u < t - f ? 1.f : 0.f);
       } else {

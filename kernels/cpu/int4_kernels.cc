@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/linear_kernels.h"
 
 namespace accullm::kernels {
@@ -63,17 +64,11 @@ __attribute__((target("avx2,fma,f16c"))) void DequantizeRowAvx2(const Int4Matrix
   }
 }
 
-bool CpuHasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-}
-
 }  // namespace
 
 void Int4LinearRows(const Int4Matrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
                     int64_t y_stride) {
-  if (!CpuHasAvx2() || m.group % 32 != 0) {
+  if (!CpuHasAvx2Fma() || m.group % 32 != 0) {
     Int4LinearRowsScalar(m, x, n, o_begin, o_end, y, y_stride);
     return;
   }

@@ -1,5 +1,7 @@
 #include "kernels/cpu/linear_kernels.h"
 
+#include "kernels/cpu/cpu_features.h"
+
 #include <immintrin.h>
 
 #include <cstring>
@@ -190,21 +192,15 @@ __attribute__((target("avx2,fma,f16c"))) void LinearRowsAvx2(DType wtype, const 
   }
 }
 
-bool CpuHasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-}
-
 }  // namespace
 
-bool LinearRowsUsesAvx2() { return CpuHasAvx2(); }
+bool LinearRowsUsesAvx2() { return CpuHasAvx2Fma(); }
 
 void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t n, int64_t o_begin,
                 int64_t o_end, float* y, int64_t y_stride) {
-  if (CpuHasAvx2() && n == 1 && (wtype == DType::kF16 || wtype == DType::kBF16)) {
+  if (CpuHasAvx2Fma() && n == 1 && (wtype == DType::kF16 || wtype == DType::kBF16)) {
     Gemv16Avx2(wtype, w, in, x, o_begin, o_end, y);
-  } else if (CpuHasAvx2() && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
+  } else if (CpuHasAvx2Fma() && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
     LinearRowsAvx2(wtype, w, in, x, n, o_begin, o_end, y, y_stride);
   } else {
     LinearRowsScalar(wtype, w, in, x, n, o_begin, o_end, y, y_stride);

@@ -4,14 +4,7 @@
 # checkpoints, and a one-line error with non-zero exit for every failure.
 # Usage: cli_test.sh /path/to/accullm   (cwd: repository root)
 set -uo pipefail
-ACCULLM=${1:?usage: cli_test.sh /path/to/accullm}
-MODEL=models/tinystories-llama
-PY=/usr/bin/python3
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-failures=0
-pass() { echo "ok   - $1"; }
-fail() { echo "FAIL - $1"; failures=$((failures + 1)); }
+source tests/integration/test_prelude.sh "$@"
 ref() { $PY -c "import json,sys; c=json.load(open('$MODEL/reference.json'))['cases'][$1]; print($2)"; }
 
 # --help, per-command help, version.

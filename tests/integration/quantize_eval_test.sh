@@ -5,14 +5,7 @@
 # Evaluations use the first 40 chunks of valid.txt to keep CI short; docs/accuracy.md has the
 # full-text figures.
 set -uo pipefail
-ACCULLM=${1:?usage: quantize_eval_test.sh /path/to/accullm}
-MODEL=models/tinystories-llama
-PY=/usr/bin/python3
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-failures=0
-pass() { echo "ok   - $1"; }
-fail() { echo "FAIL - $1"; failures=$((failures + 1)); }
+source tests/integration/test_prelude.sh "$@"
 json() { $PY -c "import json,sys; print(json.load(open('$1'))['$2'])"; }
 # check FILE FIELD OP LIMIT DESCRIPTION
 check() {
