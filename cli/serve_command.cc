@@ -257,7 +257,7 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--plan", f->plan_file, "Pipeline: stage plan file (accullm plan --workers N --out FILE); default: planned here");
   cmd->add_option("--memory", f->memory, "Pipeline: per-worker memory budgets for the planner, e.g. 8GiB or 8GiB,4GiB");
   cmd->add_option("--activations", f->activations, "Pipeline: activation precision between stages: f32 (bit-identical), f16, bf16")->capture_default_str();
-  cmd->add_option("--micro-batches", f->micro_batches, "Pipeline: micro-batches in flight per iteration (default: one per stage)")->check(CLI::Range(0, 64));
+  cmd->add_option("--micro-batches", f->micro_batches, "Pipeline: micro-batches kept in flight; each goes out again as soon as its tokens return (default: one per stage)")->check(CLI::Range(0, 64));
   cmd->add_option("--heartbeat-ms", f->heartbeat_ms, "Pipeline: heartbeat interval")->capture_default_str()->check(CLI::Range(10, 60000));
   cmd->add_option("--stage-timeout-ms", f->stage_timeout_ms, "Pipeline: a stage silent this long is declared dead")->capture_default_str()->check(CLI::Range(50, 600000));
   cmd->callback([&run, f] { run = [f] { return RunServe(*f); }; });

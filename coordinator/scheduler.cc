@@ -30,6 +30,7 @@ struct Scheduler::Sequence {
   int32_t last = 0;       // the token to feed next when decoding
   Clock::time_point arrival, last_token_time;
   bool finished = false;
+  bool busy = false;  // in a micro-batch in flight
 
   bool decoding() const { return prefilled == static_cast<int64_t>(params.prompt.size()); }
   int64_t positions() const { return static_cast<int64_t>(params.prompt.size()) + params.max_tokens; }
@@ -73,6 +74,14 @@ void Scheduler::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // Collect what is still in the stages (an executor that failed answers at once) so no
+  // cache is released under a running micro-batch.
+  while (!in_flight_.empty()) {
+    InFlight& mb = in_flight_.front();
+    if (mb.ticket.ok()) (void)executor_.Wait(*mb.ticket);
+    for (Sequence* s : mb.owners) s->busy = false;
+    in_flight_.pop_front();
+  }
   // Nothing runs any more: abort whatever is left so every consumer gets its last event.
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -157,13 +166,16 @@ void Scheduler::Finish(Sequence& s, const std::string& reason, std::string text,
 }
 
 void Scheduler::DropCancelled() {
-  const bool all = abort_all_.exchange(false);
+  if (abort_all_.exchange(false)) abort_requested_ = true;
+  // A sequence in flight is finished when its micro-batch comes back: the stages may still
+  // be writing its KV cache.
   auto gone = [&](std::unique_ptr<Sequence>& s) {
-    if (all || s->stream->cancelled()) Finish(*s, "abort");
-    return s->finished;
+    if (!s->busy && (abort_requested_ || s->stream->cancelled())) Finish(*s, "abort");
+    return s->finished && !s->busy;
   };
   waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(), gone), waiting_.end());
   running_.erase(std::remove_if(running_.begin(), running_.end(), gone), running_.end());
+  if (in_flight_.empty()) abort_requested_ = false;
 }
 
 void Scheduler::Admit() {
@@ -206,123 +218,125 @@ void Scheduler::Iterate() {
   DropCancelled();
   Admit();
   UpdateGauges();
-  if (running_.empty()) return;
+  // Keep the pipeline full: launch micro-batches of idle sequences until `depth` are in
+  // flight, then take the oldest result. Its sequences become idle and go out again in the
+  // next micro-batch while the others are still in the stages — no drain between
+  // iterations, so no pipeline bubble beyond the first fill. In-process (depth 1) this is
+  // one batch of every running sequence per iteration.
+  const size_t depth = static_cast<size_t>(std::max(1, executor_.micro_batches()));
+  while (in_flight_.size() < depth && LaunchMicroBatch(depth)) {
+  }
+  if (in_flight_.empty()) return;
+  CompleteOldest();
+  running_.erase(std::remove_if(running_.begin(), running_.end(), [](const auto& s) { return s->finished; }),
+                 running_.end());
+  UpdateGauges();
+}
 
-  // Decode tokens first (one per decoding sequence), then prompt chunks with what is left.
+bool Scheduler::LaunchMicroBatch(size_t depth) {
+  // A fair share of the running sequences and of the token budget per micro-batch, so the
+  // micro-batches in flight are about equal and every stage has work.
+  const size_t share = (running_.size() + depth - 1) / depth;
+  int64_t budget = std::max<int64_t>(1, config_.max_batch_tokens / static_cast<int64_t>(depth));
+  InFlight mb;
   std::vector<int32_t> tokens;
   std::vector<worker::ExecItem> items;
-  std::vector<Sequence*> owners;
-  int64_t budget = config_.max_batch_tokens;
-  for (auto& s : running_) {
-    if (!s->decoding()) continue;
+  for (auto& s : running_) {  // decode tokens first, one per idle decoding sequence
+    if (s->busy || s->finished || !s->decoding()) continue;
+    if (mb.owners.size() >= share || budget <= 0) break;
     tokens.push_back(s->last);
     items.push_back({s->id, &*s->cache, 1, true});
-    owners.push_back(s.get());
+    mb.owners.push_back(s.get());
     --budget;
   }
   int64_t prefill_tokens = 0;
-  for (auto& s : running_) {
-    if (s->decoding() || budget <= 0) continue;
+  for (auto& s : running_) {  // then prompt chunks with what is left
+    if (s->busy || s->finished || s->decoding() || budget <= 0) continue;
     const int64_t prompt = static_cast<int64_t>(s->params.prompt.size());
     const int64_t chunk = std::min({prompt - s->prefilled, config_.prefill_chunk, budget});
     tokens.insert(tokens.end(), s->params.prompt.begin() + s->prefilled, s->params.prompt.begin() + s->prefilled + chunk);
     // The last chunk of the prompt yields the first token.
     items.push_back({s->id, &*s->cache, chunk, s->prefilled + chunk == prompt});
-    owners.push_back(s.get());
+    mb.owners.push_back(s.get());
     budget -= chunk;
     prefill_tokens += chunk;
   }
-  // Micro-batches: contiguous groups of about equal tokens, all in flight before the first
-  // result is awaited, so pipeline stages overlap (one group when in-process).
-  const size_t groups = std::min<size_t>(std::max(1, executor_.micro_batches()), owners.size());
-  std::vector<size_t> bounds{0};
-  {
-    const double per = static_cast<double>(tokens.size()) / static_cast<double>(groups);
-    int64_t acc = 0;
-    for (size_t i = 0; i < owners.size() && bounds.size() < groups; ++i) {
-      acc += items[i].n_tokens;
-      const size_t left_items = owners.size() - (i + 1), left_groups = groups - bounds.size();
-      if (static_cast<double>(acc) >= per * static_cast<double>(bounds.size()) || left_items == left_groups)
-        bounds.push_back(i + 1);
-    }
-    bounds.push_back(owners.size());
-  }
-  std::vector<absl::StatusOr<uint64_t>> tickets;
-  size_t token_at = 0;
-  for (size_t g = 0; g + 1 < bounds.size(); ++g) {
-    std::vector<worker::ExecItem> group(items.begin() + bounds[g], items.begin() + bounds[g + 1]);
-    size_t n = 0;
-    for (const auto& it : group) n += static_cast<size_t>(it.n_tokens);
-    std::vector<int32_t> group_tokens(tokens.begin() + token_at, tokens.begin() + token_at + n);
-    token_at += n;
-    tickets.push_back(executor_.Launch(std::move(group_tokens), std::move(group)));
+  if (items.empty()) return false;
+  for (size_t i = 0; i < items.size(); ++i) {
+    mb.n_tokens.push_back(items[i].n_tokens);
+    mb.sample.push_back(items[i].sample);
+    mb.owners[i]->busy = true;
   }
   if (metrics_ != nullptr) {
     metrics_->iterations_total().Increment();
     metrics_->iteration_tokens().Observe(static_cast<double>(tokens.size()));
     metrics_->prompt_tokens_total().Increment(static_cast<double>(prefill_tokens));
   }
-  for (size_t g = 0; g < tickets.size(); ++g) {
-    absl::StatusOr<std::vector<worker::SampledToken>> sampled =
-        tickets[g].ok() ? executor_.Wait(*tickets[g]) : absl::StatusOr<std::vector<worker::SampledToken>>(tickets[g].status());
-    size_t expected = 0;
-    for (size_t i = bounds[g]; i < bounds[g + 1]; ++i) expected += items[i].sample ? 1 : 0;
-    if (sampled.ok() && sampled->size() != expected)
-      sampled = absl::InternalError(absl::StrCat("the executor returned ", sampled->size(), " tokens for ", expected, " sequences"));
-    if (!sampled.ok()) {
-      // Unavailable: the executor is gone (a pipeline stage died): the request is aborted
-      // (503), not failed by its own fault.
-      const bool gone = absl::IsUnavailable(sampled.status());
-      for (size_t i = bounds[g]; i < bounds[g + 1]; ++i)
-        Finish(*owners[i], gone ? "abort" : "error", {}, std::string(sampled.status().message()));
+  mb.ticket = executor_.Launch(std::move(tokens), std::move(items));
+  in_flight_.push_back(std::move(mb));
+  return true;
+}
+
+void Scheduler::CompleteOldest() {
+  InFlight mb = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  for (Sequence* s : mb.owners) s->busy = false;
+  absl::StatusOr<std::vector<worker::SampledToken>> sampled =
+      mb.ticket.ok() ? executor_.Wait(*mb.ticket) : absl::StatusOr<std::vector<worker::SampledToken>>(mb.ticket.status());
+  size_t expected = 0;
+  for (bool b : mb.sample) expected += b ? 1 : 0;
+  if (sampled.ok() && sampled->size() != expected)
+    sampled = absl::InternalError(absl::StrCat("the executor returned ", sampled->size(), " tokens for ", expected, " sequences"));
+  if (!sampled.ok()) {
+    // Unavailable: the executor is gone (a pipeline stage died): the request is aborted
+    // (503), not failed by its own fault.
+    const bool gone = absl::IsUnavailable(sampled.status());
+    for (Sequence* s : mb.owners) Finish(*s, gone ? "abort" : "error", {}, std::string(sampled.status().message()));
+    return;
+  }
+  const auto now = Clock::now();
+  size_t next = 0;
+  for (size_t i = 0; i < mb.owners.size(); ++i) {
+    Sequence& s = *mb.owners[i];
+    if (!s.decoding()) {
+      s.prefilled += mb.n_tokens[i];
+      if (!s.decoding()) continue;  // more prompt chunks to come
+    }
+    const worker::SampledToken& t = (*sampled)[next++];
+    if (s.finished) continue;  // cancelled while in flight: its token is dropped
+    const int32_t id = t.id;
+    if (metrics_ != nullptr) {
+      if (s.generated == 0) metrics_->time_to_first_token_seconds().Observe(Seconds(now - s.arrival));
+      else metrics_->inter_token_latency_seconds().Observe(Seconds(now - s.last_token_time));
+    }
+    s.last_token_time = now;
+    const bool is_eos = !s.params.ignore_eos && std::find(eos_.begin(), eos_.end(), id) != eos_.end();
+    if (is_eos) {
+      Finish(s, "stop", s.stop_text.Finish());
       continue;
     }
-    const auto now = Clock::now();
-    size_t next = 0;
-    for (size_t i = bounds[g]; i < bounds[g + 1]; ++i) {
-      Sequence& s = *owners[i];
-      if (!s.decoding()) {
-        s.prefilled += items[i].n_tokens;
-        if (!s.decoding()) continue;  // more prompt chunks to come
-      }
-      const worker::SampledToken& t = (*sampled)[next++];
-      const int32_t id = t.id;
-      if (metrics_ != nullptr) {
-        if (s.generated == 0) metrics_->time_to_first_token_seconds().Observe(Seconds(now - s.arrival));
-        else metrics_->inter_token_latency_seconds().Observe(Seconds(now - s.last_token_time));
-      }
-      s.last_token_time = now;
-      const bool is_eos = !s.params.ignore_eos && std::find(eos_.begin(), eos_.end(), id) != eos_.end();
-      if (is_eos) {
-        Finish(s, "stop", s.stop_text.Finish());
-        continue;
-      }
-      ++s.generated;
-      s.last = id;
-      if (metrics_ != nullptr) metrics_->generation_tokens_total().Increment();
-      StopText::Piece piece = s.stop_text.Push(id);
-      StreamEvent e;
-      e.index = s.index;
-      e.prompt_tokens = static_cast<int64_t>(s.params.prompt.size());
-      e.completion_tokens = s.generated;
-      e.tokens.push_back(TokenLogprob{id, t.logprob, t.top});
-      if (piece.stopped) {
-        e.text = std::move(piece.text);
-        s.stream->Push(std::move(e));
-        Finish(s, "stop");
-      } else if (s.generated >= s.params.max_tokens) {
-        e.text = std::move(piece.text) + s.stop_text.Finish();
-        s.stream->Push(std::move(e));
-        Finish(s, "length");
-      } else {
-        e.text = std::move(piece.text);
-        s.stream->Push(std::move(e));
-      }
+    ++s.generated;
+    s.last = id;
+    if (metrics_ != nullptr) metrics_->generation_tokens_total().Increment();
+    StopText::Piece piece = s.stop_text.Push(id);
+    StreamEvent e;
+    e.index = s.index;
+    e.prompt_tokens = static_cast<int64_t>(s.params.prompt.size());
+    e.completion_tokens = s.generated;
+    e.tokens.push_back(TokenLogprob{id, t.logprob, t.top});
+    if (piece.stopped) {
+      e.text = std::move(piece.text);
+      s.stream->Push(std::move(e));
+      Finish(s, "stop");
+    } else if (s.generated >= s.params.max_tokens) {
+      e.text = std::move(piece.text) + s.stop_text.Finish();
+      s.stream->Push(std::move(e));
+      Finish(s, "length");
+    } else {
+      e.text = std::move(piece.text);
+      s.stream->Push(std::move(e));
     }
   }
-  running_.erase(std::remove_if(running_.begin(), running_.end(), [](const auto& s) { return s->finished; }),
-                 running_.end());
-  UpdateGauges();
 }
 
 }  // namespace accullm::coordinator

@@ -7,8 +7,11 @@
 // tokens until `max_batch_tokens` is reached, so a long prompt is prefilled over several
 // iterations while the others keep decoding, (4) runs the batch through a
 // worker::BatchExecutor (in-process: Transformer::ForwardBatch; under mpirun: the pipeline
-// stages, split into micro-batches that are in flight together) which samples, and streams
-// each finished segment's next token. Network threads only Submit and Cancel.
+// stages) which samples, and streams each finished segment's next token. Under a pipeline
+// the running sequences are split into micro-batches (a fair share of the sequences and of
+// `max_batch_tokens` each) and the pipeline is kept full: whenever the oldest micro-batch
+// returns, its sequences go out again at once while the others are still in the stages.
+// Network threads only Submit and Cancel.
 #pragma once
 
 #include <atomic>
@@ -82,6 +85,16 @@ class Scheduler {
   void Wake();
   void Loop();
   void Iterate();
+  struct InFlight {
+    absl::StatusOr<uint64_t> ticket;
+    std::vector<Sequence*> owners;  // one per item, in item order
+    std::vector<int64_t> n_tokens;
+    std::vector<bool> sample;
+  };
+  // Forms one micro-batch from idle running sequences and launches it; false when none is idle.
+  bool LaunchMicroBatch(size_t depth);
+  // Waits for the oldest micro-batch in flight and streams its tokens.
+  void CompleteOldest();
   void Admit();
   void DropCancelled();
   void Finish(Sequence& s, const std::string& reason, std::string text = {}, const std::string& error = {});
@@ -105,6 +118,8 @@ class Scheduler {
   // Owned by the compute thread.
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;
+  std::deque<InFlight> in_flight_;  // launched, oldest first
+  bool abort_requested_ = false;    // CancelAll seen; applied as sequences come back
   uint64_t next_seq_id_ = 0;
   std::thread thread_;
 };

@@ -1,6 +1,7 @@
 // The continuous-batching scheduler against the single-sequence generation loop: the same
 // request gives the same tokens and text whether it runs alone through Generate() or batched
-// with others (chunked prefill, mixed decode), and cancellation frees its KV blocks.
+// with others (chunked prefill, mixed decode), and cancellation frees its KV blocks. With a
+// pipelined executor the scheduler keeps its micro-batches in flight without draining.
 #include "coordinator/scheduler.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 
 #include "common/thread_pool.h"
 #include "model/generation.h"
+#include "worker/in_process_executor.h"
 
 namespace accullm::coordinator {
 namespace {
@@ -176,4 +178,66 @@ TEST_F(SchedulerTest, CancelFreesBlocksAndAdmissionWaitsForBlocks) {
 }
 
 }  // namespace
+}  // namespace accullm::coordinator
+
+namespace accullm::coordinator {
+
+namespace {
+
+// The in-process executor as a pipeline of `depth` micro-batches: it records how many other
+// micro-batches were outstanding at each launch (a drained pipeline launches with none).
+class DeepExecutor final : public worker::BatchExecutor {
+ public:
+  DeepExecutor(Transformer& model, int depth) : inner_(model), depth_(depth) {}
+  void Open(worker::SequenceSetup s) override { inner_.Open(std::move(s)); }
+  void Release(uint64_t seq) override { inner_.Release(seq); }
+  absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<worker::ExecItem> items) override {
+    ++launches;
+    if (outstanding_ == depth_ - 1) ++launches_into_full;
+    max_outstanding = std::max(max_outstanding, ++outstanding_);
+    return inner_.Launch(std::move(tokens), std::move(items));
+  }
+  absl::StatusOr<std::vector<worker::SampledToken>> Wait(uint64_t ticket) override {
+    --outstanding_;
+    return inner_.Wait(ticket);
+  }
+  int micro_batches() const override { return depth_; }
+
+  int launches = 0, launches_into_full = 0, max_outstanding = 0;
+
+ private:
+  worker::InProcessExecutor inner_;
+  int depth_, outstanding_ = 0;
+};
+
+}  // namespace
+
+TEST_F(SchedulerTest, PipelineStaysFullAndTokensMatch) {
+  constexpr int kDepth = 3;
+  DeepExecutor exec(*model_, kDepth);
+  auto kv = NewPool(512);
+  Scheduler sched(exec, model_->config(), *tok_, *kv, SchedulerConfig{}, nullptr);
+  std::vector<SequenceParams> ps;
+  std::vector<std::string> want;
+  for (int i = 0; i < 9; ++i) {
+    ps.push_back(Params("Lily saw a little dog number " + std::to_string(i), 24, i % 2 ? 0.7f : 0.f, 50 + i));
+    want.push_back(Reference(ps.back()));
+  }
+  std::vector<std::shared_ptr<GenerationStream>> streams;
+  for (auto& p : ps) {  // all queued before the loop starts: one admission, then steady state
+    streams.push_back(std::make_shared<GenerationStream>(1));
+    ASSERT_TRUE(sched.Submit({p}, streams.back()).ok());
+  }
+  sched.Start();
+  for (size_t i = 0; i < ps.size(); ++i) EXPECT_EQ(Wait(*streams[i])[0].text, want[i]) << "request " << i;
+  sched.Stop();
+  EXPECT_EQ(exec.max_outstanding, kDepth);
+  // 9 sequences × up to 24 tokens in 3 micro-batches of 3: after the first two launches fill the
+  // pipeline, every launch goes out while the other two are still in flight (a scheduler that
+  // drained between iterations would launch a third of them into an empty pipeline).
+  EXPECT_GE(exec.launches, 3 * 20);  // some may stop at EOS before 24 tokens
+  EXPECT_GE(exec.launches_into_full, exec.launches - kDepth) << exec.launches << " launches";
+  EXPECT_EQ(kv->free_blocks(), kv->num_blocks());
+}
+
 }  // namespace accullm::coordinator
