@@ -4,8 +4,9 @@
 
 namespace accullm {
 
-KvBlockPool::KvBlockPool(int64_t num_layers, int64_t kv_dim, int64_t block_size, int64_t num_blocks)
-    : num_layers_(num_layers), kv_dim_(kv_dim), block_size_(block_size), num_blocks_(num_blocks),
+KvBlockPool::KvBlockPool(int64_t num_layers, int64_t kv_dim, int64_t block_size, int64_t num_blocks,
+                         int64_t first_layer)
+    : num_layers_(num_layers), kv_dim_(kv_dim), block_size_(block_size), num_blocks_(num_blocks), first_layer_(first_layer),
       storage_(static_cast<size_t>(num_blocks * num_layers * 2 * block_size * kv_dim)) {
   free_.reserve(static_cast<size_t>(num_blocks));
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));

@@ -15,11 +15,14 @@ namespace accullm {
 
 class KvBlockPool {
  public:
-  KvBlockPool(int64_t num_layers, int64_t kv_dim, int64_t block_size, int64_t num_blocks);
+  // Holds layers [first_layer, first_layer + num_layers): a pipeline stage's pool covers only
+  // its own layers while callers keep indexing layers by their global number.
+  KvBlockPool(int64_t num_layers, int64_t kv_dim, int64_t block_size, int64_t num_blocks, int64_t first_layer = 0);
 
   int64_t block_size() const { return block_size_; }
   int64_t kv_dim() const { return kv_dim_; }
   int64_t num_layers() const { return num_layers_; }
+  int64_t first_layer() const { return first_layer_; }
   int64_t num_blocks() const { return num_blocks_; }
   int64_t free_blocks() const;
   size_t bytes() const { return storage_.size() * sizeof(float); }
@@ -28,15 +31,16 @@ class KvBlockPool {
   int32_t Allocate();
   void Free(int32_t block);
 
-  // K (or V) row of `layer` at `offset` within `block`.
+  // K (or V) row of (global) `layer` at `offset` within `block`.
   float* k(int32_t block, int64_t layer, int64_t offset) { return Row(block, layer, 0, offset); }
   float* v(int32_t block, int64_t layer, int64_t offset) { return Row(block, layer, 1, offset); }
 
  private:
   float* Row(int32_t block, int64_t layer, int kv, int64_t offset) {
-    return storage_.data() + (((static_cast<int64_t>(block) * num_layers_ + layer) * 2 + kv) * block_size_ + offset) * kv_dim_;
+    return storage_.data() +
+           (((static_cast<int64_t>(block) * num_layers_ + (layer - first_layer_)) * 2 + kv) * block_size_ + offset) * kv_dim_;
   }
-  int64_t num_layers_, kv_dim_, block_size_, num_blocks_;
+  int64_t num_layers_, kv_dim_, block_size_, num_blocks_, first_layer_;
   std::vector<float> storage_;
   mutable std::mutex mu_;
   std::vector<int32_t> free_;

@@ -26,7 +26,7 @@ class Stage {
  public:
   Stage(transport::Transport& t, Transformer& m, const transport::Hello& h)
       : t_(t), model_(m), hello_(h),
-        pool_(h.layer_end, m.kv_dim(), h.kv_block_size, h.kv_blocks),
+        pool_(h.layer_end - h.layer_begin, m.kv_dim(), h.kv_block_size, h.kv_blocks, h.layer_begin),
         last_(h.stage + 1 == h.num_stages) {}
 
   absl::Status Run(uint64_t batch_id, Batch& b);
@@ -42,9 +42,7 @@ class Stage {
   transport::Transport& t_;
   Transformer& model_;
   transport::Hello hello_;
-  // KvCache indexes layers globally, so the pool spans layers [0, layer_end); only this
-  // stage's layers are written (docs/cluster.md, "Known limits").
-  KvBlockPool pool_;
+  KvBlockPool pool_;  // this stage's layers only
   bool last_;
   std::unordered_map<uint64_t, Seq> seqs_;
   std::vector<float> hidden_, rows_, logits_;

@@ -137,6 +137,33 @@ TEST_F(TransformerReferenceTest, BatchedSequencesMatchSequentialRuns) {
   EXPECT_EQ(pool.free_blocks(), 64);  // every block back on the free list
 }
 
+// A pipeline stage's pool holds only its own layers (first_layer offset) while the layers
+// keep their global numbers: two half-model pools give the reference logits, prefill and
+// decode, and each is half the size of a whole-model pool.
+TEST_F(TransformerReferenceTest, StagePoolsHoldOnlyTheirLayers) {
+  const auto& c = model_->config();
+  const int64_t vocab = c.vocab_size, hidden = c.hidden_size, split = c.num_layers / 2;
+  KvBlockPool whole(c.num_layers, model_->kv_dim(), 4, 32);
+  KvBlockPool front(split, model_->kv_dim(), 4, 32, /*first_layer=*/0);
+  KvBlockPool back(c.num_layers - split, model_->kv_dim(), 4, 32, /*first_layer=*/split);
+  EXPECT_EQ(front.bytes() + back.bytes(), whole.bytes());
+  const auto& p = cases_[0].prompt_ids;
+  const int64_t n = static_cast<int64_t>(p.size());
+  KvCache a(&front, 512), b(&back, 512);
+  std::vector<float> h(n * hidden), logits(vocab);
+  // Prefill all but the last token, then decode it: the decode step reads the cached K/V.
+  ASSERT_TRUE(model_->Embed(p.data(), n - 1, h.data()).ok());
+  ASSERT_TRUE(model_->RunLayers(0, split, h.data(), {BatchSegment{&a, n - 1}}).ok());
+  ASSERT_TRUE(model_->RunLayers(split, c.num_layers, h.data(), {BatchSegment{&b, n - 1}}).ok());
+  a.set_length(n - 1);
+  b.set_length(n - 1);
+  ASSERT_TRUE(model_->Embed(p.data() + n - 1, 1, h.data()).ok());
+  ASSERT_TRUE(model_->RunLayers(0, split, h.data(), {BatchSegment{&a, 1}}).ok());
+  ASSERT_TRUE(model_->RunLayers(split, c.num_layers, h.data(), {BatchSegment{&b, 1}}).ok());
+  model_->Head(h.data(), 1, logits.data());
+  EXPECT_LE(RelativeMaxError(logits.data(), cases_[0].last_logits), 1e-4);
+}
+
 TEST_F(TransformerReferenceTest, ExhaustedKvPoolIsAnErrorNotACrash) {
   KvBlockPool pool(model_->config().num_layers, model_->kv_dim(), /*block_size=*/4, /*num_blocks=*/2);
   KvCache cache(&pool, 512);
