@@ -228,8 +228,9 @@ GenerationJob::~GenerationJob() {
 
 HttpReply GenerationJob::FinalReply() const {
   if (builder_->aborted()) {
-    return service_.Error({503, "service_unavailable_error", "the request was aborted: the server is shutting down",
-                           "", "draining"});
+    const std::string& why = builder_->abort_error();
+    return service_.Error(
+        {503, "service_unavailable_error", AbortMessage(why), "", why.empty() ? "draining" : "unavailable"});
   }
   if (!builder_->error().empty()) return service_.Error({500, "internal_error", builder_->error(), "", ""});
   return HttpReply{200, "application/json", builder_->FinalJson()};

@@ -4,6 +4,13 @@
 
 namespace accullm::coordinator {
 
+// Why a request was aborted: the server shutting down, or the executor's failure (a pipeline
+// stage that died), which the client should see.
+std::string AbortMessage(const std::string& error) {
+  return error.empty() ? "the request was aborted: the server is shutting down" : "the request was aborted: " + error;
+}
+
+
 namespace json = boost::json;
 
 ResponseBuilder::ResponseBuilder(const OpenAiRequest& request, std::string id, std::string model,
@@ -103,7 +110,10 @@ void ResponseBuilder::Accumulate(const StreamEvent& e) {
   if (!e.finish_reason.empty() && c.finish_reason.empty()) {
     c.finish_reason = e.finish_reason;
     ++finished_;
-    if (e.finish_reason == "abort") aborted_ = true;
+    if (e.finish_reason == "abort") {
+      aborted_ = true;
+      if (abort_error_.empty()) abort_error_ = e.error;
+    }
     if (e.finish_reason == "error" && error_.empty()) error_ = e.error.empty() ? "generation failed" : e.error;
   }
 }
@@ -135,7 +145,7 @@ std::string ResponseBuilder::Sse(const StreamEvent& e) {
   if (e.finish_reason == "error" || e.finish_reason == "abort") {
     // Mid-stream failure: an error object, as OpenAI sends one, then the stream ends.
     json::object err;
-    err["message"] = e.finish_reason == "abort" ? "the request was aborted (server shutting down)" : e.error;
+    err["message"] = e.finish_reason == "abort" ? AbortMessage(e.error) : e.error;
     err["type"] = e.finish_reason == "abort" ? "service_unavailable_error" : "internal_error";
     err["param"] = nullptr;
     err["code"] = nullptr;

@@ -14,6 +14,11 @@
 
 namespace accullm::coordinator {
 
+// The client-facing message of an aborted request (`error`: the executor's failure, or empty
+// when the server shut down).
+std::string AbortMessage(const std::string& error);
+
+
 class ResponseBuilder {
  public:
   // `last_prompt_id`: the prompt's last token, so the first generated token's text is decoded
@@ -36,6 +41,8 @@ class ResponseBuilder {
   // Any choice that ended with "error" / "abort": the response cannot be a normal answer.
   bool failed() const { return !error_.empty() || aborted_; }
   bool aborted() const { return aborted_; }
+  // Empty when the server shut down; else the executor's failure (e.g. a dead stage).
+  const std::string& abort_error() const { return abort_error_; }
   const std::string& error() const { return error_; }
   int64_t prompt_tokens() const { return prompt_tokens_; }
   int64_t completion_tokens() const;
@@ -67,6 +74,7 @@ class ResponseBuilder {
   std::vector<Choice> choices_;
   int finished_ = 0;
   bool aborted_ = false;
+  std::string abort_error_;
   std::string error_;
 };
 

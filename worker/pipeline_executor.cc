@@ -203,11 +203,33 @@ void PipelineExecutor::Monitor() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       const auto t = Clock::now();
-      for (int r = 1; r <= stages_ && why.empty(); ++r) {
-        const auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(t - last_heard_[r]).count();
-        if (silent > config_.timeout_ms)
-          why = absl::StrCat("worker rank ", r, " (stage ", r - 1, ") sent nothing for ", silent,
-                             " ms (heartbeat timeout ", config_.timeout_ms, " ms): it died or hangs");
+      // A dead rank stalls its neighbours (their sends to it block, and their heartbeats
+      // queue behind), so several go silent within about one heartbeat of each other and the
+      // order of their last heartbeats cannot tell which died: name them all.
+      // Once one rank passes the timeout, every rank silent for over half of it is a suspect
+      // (a live rank is never silent much beyond one heartbeat interval).
+      int64_t worst_ms = 0;
+      std::vector<std::pair<int, int64_t>> silent;
+      for (int r = 1; r <= stages_; ++r) {
+        const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - last_heard_[r]).count();
+        if (ms > config_.timeout_ms / 2) silent.emplace_back(r, ms);
+        worst_ms = std::max(worst_ms, ms);
+      }
+      if (worst_ms <= config_.timeout_ms) {
+        silent.clear();
+      } else if (silent.size() == 1) {
+        const int r = silent[0].first;
+        why = absl::StrCat("worker rank ", r, " (stage ", r - 1, ") sent nothing for ", silent[0].second,
+                           " ms (heartbeat timeout ", config_.timeout_ms, " ms): it died or hangs");
+      } else if (!silent.empty()) {
+        std::string ranks, stages;
+        for (const auto& [r, ms] : silent) {
+          absl::StrAppend(&ranks, ranks.empty() ? "" : ", ", r);
+          absl::StrAppend(&stages, stages.empty() ? "" : ", ", r - 1);
+        }
+        why = absl::StrCat("worker ranks ", ranks, " (stages ", stages, ") sent nothing for up to ", worst_ms,
+                           " ms (heartbeat timeout ", config_.timeout_ms,
+                           " ms): one of them died or hangs and stalled the others");
       }
       for (const auto& [id, since] : in_flight_) {
         if (!why.empty()) break;

@@ -32,6 +32,10 @@ FAIL=0
 # The stream must not have completed normally: an error event, or a broken connection.
 if grep -q '"finish_reason":"length"' "$OUT"; then echo "FAIL: generation completed despite the dead stage"; FAIL=1; fi
 if ! grep -q '"error"' "$OUT" && [ "$code" = 200 ] && grep -q '\[DONE\]' "$OUT"; then echo "FAIL: no error seen by the client"; FAIL=1; fi
+# When the error event arrives (the connection may also just break), it names the dead rank
+# (alone, or among the ranks that went silent with it: a dead peer can stall MPI progress
+# everywhere, so silence alone cannot always single it out).
+if grep -q '"error"' "$OUT" && ! grep -Eq 'worker (rank 2 |ranks ([0-9]+, )*2[ ,])' "$OUT"; then echo "FAIL: the error does not name the failed rank"; FAIL=1; fi
 if [ "$(echo "$ERR_AT - $KILLED < 10" | bc)" != 1 ]; then echo "FAIL: the client waited too long"; FAIL=1; fi
 if [ "$rc" = 0 ] || [ "$rc" = 124 ]; then echo "FAIL: job exit status $rc (want non-zero, no timeout)"; cat "$MPI_LOG"; FAIL=1; fi
 LEFT=""
@@ -41,6 +45,7 @@ for _ in $(seq 1 50); do  # up to 5 s for the ranks to finish exiting on a busy 
   sleep 0.1
 done
 if [ -n "$LEFT" ]; then echo "FAIL: processes left behind: $LEFT"; kill -KILL $LEFT 2>/dev/null || true; FAIL=1; fi
+[ "$FAIL" = 0 ] || { echo "--- mpirun log"; cat "$MPI_LOG"; }
 rm -f "$OUT" "$OUT.code"
 [ "$FAIL" = 0 ] && echo PASS
 exit "$FAIL"
