@@ -5,6 +5,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "cli/cli_common.h"
 #include "cli/model_loading.h"
 #include "cli/progress.h"
@@ -31,6 +33,7 @@ struct QuantizeFlags {
   int64_t calib_samples = 32, calib_seq_len = 512, sensitivity_samples = 4;
   std::string fp16_layers;
   double avg_bits = 0;
+  double fp16_share = -1;  // < 0: not given
   float outlier_threshold = 6.0f;
   double outlier_fraction = 0.0, outlier_max_fraction = 0.03;
   bool no_outliers = false;
@@ -57,9 +60,16 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_option("--calib-samples", f.calib_samples, "Calibration sequences")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--calib-seq-len", f.calib_seq_len, "Tokens per calibration sequence")->capture_default_str()->check(CLI::Range(16, 1 << 16));
   cmd->add_option("--sensitivity-samples", f.sensitivity_samples, "Calibration sequences used to measure layer sensitivity")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--fp16-share", f.fp16_share,
+                  "Share of block-linear weights kept FP16, spent on the linears with the most measured KL per weight "
+                  "(default 0.25 when no other budget is given)")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--fp16-layers", f.fp16_layers,
-                  "FP16 blocks: a count N (the N most sensitive, measured), or explicit: first:2,last:2 / layers:0,5 / none");
-  cmd->add_option("--avg-bits", f.avg_bits, "Keep the most sensitive blocks FP16 while block-linear bits/weight stay within this");
+                  "Whole FP16 blocks instead: a count N (the N most sensitive, measured), or explicit: first:2,last:2 / "
+                  "layers:0,5 / 6.down,7.gate (single linears: q k v o gate up down) / none");
+  cmd->add_option("--avg-bits", f.avg_bits,
+                  "Keep the most sensitive linears FP16 (most KL per extra bit first) while block-linear bits/weight stay "
+                  "within this");
   cmd->add_option("--outlier-threshold", f.outlier_threshold, "Input channels with calibration |x| above this stay FP16")->capture_default_str();
   cmd->add_option("--outlier-fraction", f.outlier_fraction, "Instead of the threshold: the top fraction of channels by |x| (<= 0.01)")->check(CLI::Range(0.0, 0.01));
   cmd->add_option("--outlier-max-fraction", f.outlier_max_fraction, "Cap on outlier channels per layer")->capture_default_str()->check(CLI::Range(0.0, 0.05));
@@ -160,7 +170,8 @@ absl::StatusOr<Prepared> Prepare(const QuantizeFlags& f) {
 }
 
 bool IsExplicitSpec(const std::string& s) {
-  return s == "none" || absl::StrContains(s, "first:") || absl::StrContains(s, "last:") || absl::StartsWith(s, "layers:");
+  return s == "none" || absl::StrContains(s, "first:") || absl::StrContains(s, "last:") || absl::StartsWith(s, "layers:") ||
+         absl::StrContains(s, ".");
 }
 
 struct PlanChoice {
@@ -187,6 +198,8 @@ absl::StatusOr<PlanChoice> ChoosePrecision(const QuantizeFlags& f, Prepared& p, 
     return c;
   }
   quant::PlanBudget budget;
+  const int given = (f.fp16_layers.empty() ? 0 : 1) + (f.avg_bits > 0 ? 1 : 0) + (f.fp16_share >= 0 ? 1 : 0);
+  if (given > 1) return absl::InvalidArgumentError("give one precision budget: --fp16-share, --fp16-layers or --avg-bits");
   if (!f.fp16_layers.empty()) {
     if (!absl::SimpleAtoi(f.fp16_layers, &budget.fp16_layers) || budget.fp16_layers < 0) {
       return absl::InvalidArgumentError(absl::StrCat("--fp16-layers \"", f.fp16_layers,
@@ -194,8 +207,11 @@ absl::StatusOr<PlanChoice> ChoosePrecision(const QuantizeFlags& f, Prepared& p, 
     }
   } else if (f.avg_bits > 0) {
     budget.avg_bits = f.avg_bits;
+  } else if (f.fp16_share >= 0) {
+    budget.fp16_share = f.fp16_share;
+    if (f.fp16_share == 0) return PlanChoice{PrecisionPlan::AllInt4(n), c.sensitivity};
   } else {
-    budget.fp16_layers = n / 4;  // default: a quarter of the blocks FP16 (>= 75% of weights INT4)
+    budget.fp16_share = 0.25;  // default: a quarter of the weights FP16, where they buy the most
   }
   ASSIGN_OR_RETURN(c.plan, quant::ChoosePlan(c.sensitivity, budget));
   return c;
@@ -205,18 +221,42 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
   std::printf("%-6s %-14s %-8s %-10s %s\n", "layer", "sensitivity", "outlier", "precision", "bytes");
   for (size_t l = 0; l < c.plan.layers.size(); ++l) {
     const bool fp16 = c.plan.layers[l] == LayerPrecision::kFp16;
+    std::string precision = LayerPrecisionName(c.plan.layers[l]);
+    std::vector<std::string> kept;
+    for (int i = 0; i < kBlockLinears; ++i)
+      if (c.plan.fp16_linears.count({static_cast<int64_t>(l), i})) kept.push_back(kBlockLinearShortNames[i]);
+    if (!fp16 && !kept.empty()) precision = absl::StrCat("int4, fp16: ", absl::StrJoin(kept, ","));
     if (c.sensitivity.empty()) {
-      std::printf("%-6zu %-14s %-8s %-10s %s\n", l, "-", "-", LayerPrecisionName(c.plan.layers[l]), "-");
+      std::printf("%-6zu %-14s %-8s %-10s %s\n", l, "-", "-", precision.c_str(), "-");
       continue;
     }
     const auto& s = c.sensitivity[l];
-    std::printf("%-6zu %-14.6f %-8.2f %-10s %lld\n", l, s.kl, s.outlier_score, LayerPrecisionName(c.plan.layers[l]),
-                static_cast<long long>(fp16 ? s.fp16_bytes : s.int4_bytes));
+    int64_t bytes = fp16 ? s.fp16_bytes : s.int4_bytes;
+    if (!fp16 && !s.linears.empty()) {
+      bytes = 0;
+      for (const auto& ls : s.linears) bytes += c.plan.LinearIsInt4(static_cast<int64_t>(l), ls.linear) ? ls.int4_bytes : ls.fp16_bytes;
+    }
+    std::printf("%-6zu %-14.6f %-8.2f %-10s %lld\n", l, s.kl, s.outlier_score, precision.c_str(), static_cast<long long>(bytes));
+  }
+  if (!c.sensitivity.empty() && !c.sensitivity[0].linears.empty()) {
+    std::printf("per-linear sensitivity (mean KL with only that linear INT4):\n%-6s", "layer");
+    for (const char* name : kBlockLinearShortNames) std::printf(" %-10s", name);
+    std::printf("\n");
+    for (const auto& s : c.sensitivity) {
+      std::printf("%-6lld", static_cast<long long>(s.layer));
+      for (const auto& ls : s.linears) {
+        const std::string v = absl::StrFormat("%.2e%s", ls.kl, c.plan.LinearIsInt4(s.layer, ls.linear) ? "" : "*");
+        std::printf(" %-10s", v.c_str());
+      }
+      std::printf("\n");
+    }
+    std::printf("(* = kept FP16)\n");
   }
   if (!c.sensitivity.empty()) {
-    std::printf("average bits per block-linear weight: %.3f (method %s, group %lld, %s)\n",
-                quant::AverageBits(c.sensitivity, c.plan), quant::QuantMethodName(o.quant.method),
-                static_cast<long long>(o.quant.group_size), o.quant.symmetric ? "symmetric" : "asymmetric");
+    std::printf("INT4 share of block-linear weights: %.1f%%; average bits per block-linear weight: %.3f (method %s, group %lld, %s)\n",
+                100.0 * quant::Int4Share(c.sensitivity, c.plan), quant::AverageBits(c.sensitivity, c.plan),
+                quant::QuantMethodName(o.quant.method), static_cast<long long>(o.quant.group_size),
+                o.quant.symmetric ? "symmetric" : "asymmetric");
   }
 }
 

@@ -29,6 +29,14 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
     }
     m.layer_precision.emplace_back(l.get_string());
   }
+  if (const json::value* fl = o.if_contains("fp16_linears"); fl != nullptr) {
+    if (!fl->is_array()) return absl::InvalidArgumentError("\"fp16_linears\" must be an array of linear names");
+    for (const auto& l : fl->get_array()) {
+      if (!l.is_string() || !std::string_view(l.get_string()).starts_with("model.layers."))
+        return absl::InvalidArgumentError("\"fp16_linears\" entries must be names like \"model.layers.7.mlp.down_proj\"");
+      m.fp16_linears.emplace(l.get_string());
+    }
+  }
   for (auto [key, field] : {std::pair<const char*, std::string*>{"embeddings", &m.embeddings}, {"lm_head", &m.lm_head}}) {
     ASSIGN_OR_RETURN(auto v, GetOptionalString(o, key));
     *field = v.value_or("fp16");

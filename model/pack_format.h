@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,8 @@ struct PackCanary {
 struct PackManifest {
   int format_version = 0;
   std::vector<std::string> layer_precision;  // per block: "fp16" or "int4"
+  // Linears kept FP16 inside INT4 blocks, by checkpoint prefix ("model.layers.7.mlp.down_proj").
+  std::set<std::string> fp16_linears;
   std::string embeddings = "fp16";            // token embedding table: "fp16" or "int4"
   std::string lm_head = "fp16";               // LM head: "fp16" or "int4"
   std::string method;

@@ -165,19 +165,33 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
     }
   }
   t->layers_.resize(static_cast<size_t>(c.num_layers));
+  size_t fp16_linears_seen = 0;
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
     TransformerLayer& L = t->layers_[l];
     ASSIGN_OR_RETURN(L.attn_norm, LoadVector(s, p + "input_layernorm.weight", h));
     ASSIGN_OR_RETURN(L.mlp_norm, LoadVector(s, p + "post_attention_layernorm.weight", h));
-    const bool int4 = info.pack != nullptr && info.pack->layer_precision[l] == "int4";
-    ASSIGN_OR_RETURN(L.q, LoadLinear(s, p + "self_attn.q_proj", q_dim, h, c.attention_bias, info, int4));
-    ASSIGN_OR_RETURN(L.k, LoadLinear(s, p + "self_attn.k_proj", kv_dim, h, c.attention_bias, info, int4));
-    ASSIGN_OR_RETURN(L.v, LoadLinear(s, p + "self_attn.v_proj", kv_dim, h, c.attention_bias, info, int4));
-    ASSIGN_OR_RETURN(L.o, LoadLinear(s, p + "self_attn.o_proj", h, q_dim, false, info, int4));
-    ASSIGN_OR_RETURN(L.gate, LoadLinear(s, p + "mlp.gate_proj", c.intermediate_size, h, c.mlp_bias, info, int4));
-    ASSIGN_OR_RETURN(L.up, LoadLinear(s, p + "mlp.up_proj", c.intermediate_size, h, c.mlp_bias, info, int4));
-    ASSIGN_OR_RETURN(L.down, LoadLinear(s, p + "mlp.down_proj", h, c.intermediate_size, c.mlp_bias, info, int4));
+    const bool int4_block = info.pack != nullptr && info.pack->layer_precision[l] == "int4";
+    // INT4 unless the plan keeps this linear FP16 inside its INT4 block.
+    auto int4 = [&](const char* linear) {
+      if (info.pack != nullptr && info.pack->fp16_linears.count(p + linear) != 0) {
+        ++fp16_linears_seen;
+        return false;
+      }
+      return int4_block;
+    };
+    ASSIGN_OR_RETURN(L.q, LoadLinear(s, p + "self_attn.q_proj", q_dim, h, c.attention_bias, info, int4("self_attn.q_proj")));
+    ASSIGN_OR_RETURN(L.k, LoadLinear(s, p + "self_attn.k_proj", kv_dim, h, c.attention_bias, info, int4("self_attn.k_proj")));
+    ASSIGN_OR_RETURN(L.v, LoadLinear(s, p + "self_attn.v_proj", kv_dim, h, c.attention_bias, info, int4("self_attn.v_proj")));
+    ASSIGN_OR_RETURN(L.o, LoadLinear(s, p + "self_attn.o_proj", h, q_dim, false, info, int4("self_attn.o_proj")));
+    ASSIGN_OR_RETURN(L.gate, LoadLinear(s, p + "mlp.gate_proj", c.intermediate_size, h, c.mlp_bias, info, int4("mlp.gate_proj")));
+    ASSIGN_OR_RETURN(L.up, LoadLinear(s, p + "mlp.up_proj", c.intermediate_size, h, c.mlp_bias, info, int4("mlp.up_proj")));
+    ASSIGN_OR_RETURN(L.down, LoadLinear(s, p + "mlp.down_proj", h, c.intermediate_size, c.mlp_bias, info, int4("mlp.down_proj")));
+  }
+  if (info.pack != nullptr && fp16_linears_seen != info.pack->fp16_linears.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, "/accullm.json: \"fp16_linears\" names ",
+                                                   info.pack->fp16_linears.size() - fp16_linears_seen,
+                                                   " linear(s) this model does not have"));
   }
   ASSIGN_OR_RETURN(t->final_norm_, LoadVector(s, "model.norm.weight", h));
   const bool head_int4 = info.pack != nullptr && info.pack->lm_head == "int4";

@@ -11,13 +11,13 @@ namespace accullm::quant {
 
 const std::vector<BlockLinear>& BlockLinears() {
   static const std::vector<BlockLinear> kLinears = {
-      {"self_attn.q_proj", LinearSite::kAttnIn, &TransformerLayer::q},
-      {"self_attn.k_proj", LinearSite::kAttnIn, &TransformerLayer::k},
-      {"self_attn.v_proj", LinearSite::kAttnIn, &TransformerLayer::v},
-      {"self_attn.o_proj", LinearSite::kAttnOut, &TransformerLayer::o},
-      {"mlp.gate_proj", LinearSite::kMlpIn, &TransformerLayer::gate},
-      {"mlp.up_proj", LinearSite::kMlpIn, &TransformerLayer::up},
-      {"mlp.down_proj", LinearSite::kMlpDown, &TransformerLayer::down},
+      {kBlockLinearNames[0], LinearSite::kAttnIn, &TransformerLayer::q},
+      {kBlockLinearNames[1], LinearSite::kAttnIn, &TransformerLayer::k},
+      {kBlockLinearNames[2], LinearSite::kAttnIn, &TransformerLayer::v},
+      {kBlockLinearNames[3], LinearSite::kAttnOut, &TransformerLayer::o},
+      {kBlockLinearNames[4], LinearSite::kMlpIn, &TransformerLayer::gate},
+      {kBlockLinearNames[5], LinearSite::kMlpIn, &TransformerLayer::up},
+      {kBlockLinearNames[6], LinearSite::kMlpDown, &TransformerLayer::down},
   };
   return kLinears;
 }
@@ -105,10 +105,15 @@ absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& s, 
 absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer& model, int64_t layer,
                                                                      const CalibrationStats& stats,
                                                                      const ModelQuantOptions& options, ThreadPool& pool,
-                                                                     QuantizedMatrices* out) {
+                                                                     QuantizedMatrices* out, const LinearMask* which) {
   std::vector<std::unique_ptr<LinearOp>> new_ops;
   std::map<int, std::vector<double>> corrections;  // per input site, shared by its linears
-  for (const BlockLinear& bl : BlockLinears()) {
+  for (int li = 0; li < kBlockLinears; ++li) {
+    const BlockLinear& bl = BlockLinears()[li];
+    if (which != nullptr && !(*which)[li]) {
+      new_ops.push_back(nullptr);  // stays as it is
+      continue;
+    }
     const std::string prefix = LinearPrefix(layer, bl);
     const SiteStats* site = stats.Get(layer, bl.site);
     if (site == nullptr && options.quant.method != QuantMethod::kRtn) {
@@ -150,15 +155,23 @@ absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer
   std::vector<std::unique_ptr<LinearOp>> displaced;
   size_t i = 0;
   for (const BlockLinear& bl : BlockLinears()) {
-    displaced.push_back(std::move(model.layer(layer).*bl.op));
-    model.layer(layer).*bl.op = std::move(new_ops[i++]);
+    if (new_ops[i] == nullptr) {
+      displaced.push_back(nullptr);
+    } else {
+      displaced.push_back(std::move(model.layer(layer).*bl.op));
+      model.layer(layer).*bl.op = std::move(new_ops[i]);
+    }
+    ++i;
   }
   return displaced;
 }
 
 void RestoreBlock(Transformer& model, int64_t layer, std::vector<std::unique_ptr<LinearOp>> ops) {
   size_t i = 0;
-  for (const BlockLinear& bl : BlockLinears()) model.layer(layer).*bl.op = std::move(ops[i++]);
+  for (const BlockLinear& bl : BlockLinears()) {
+    if (ops[i] != nullptr) model.layer(layer).*bl.op = std::move(ops[i]);
+    ++i;
+  }
 }
 
 absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationStats& stats, const PrecisionPlan& plan,
@@ -186,7 +199,9 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
         RETURN_IF_ERROR(s);
       }
     }
-    auto displaced = QuantizeBlock(model, l, stats, options, pool, &out);
+    LinearMask which;
+    for (int li = 0; li < kBlockLinears; ++li) which[li] = plan.LinearIsInt4(l, li);
+    auto displaced = QuantizeBlock(model, l, stats, options, pool, &out, &which);
     if (!displaced.ok()) return displaced.status();
     ++done;
   }

@@ -1,8 +1,9 @@
 // Quantizing a loaded model in place: the blocks the precision plan marks INT4 get their
-// seven linears quantized (with outlier input channels kept in FP16) and replaced by
+// linears (all seven, less those the plan keeps FP16) quantized (with outlier input channels kept in FP16) and replaced by
 // Int4Linear ops, so the same Transformer can be evaluated at once and then written as a pack.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -54,12 +55,17 @@ absl::StatusOr<std::vector<float>> LinearWeights(const Transformer& model, const
 absl::StatusOr<std::unique_ptr<LinearOp>> MakeInt4Linear(const Transformer& model, const std::string& prefix,
                                                          std::shared_ptr<const QuantizedMatrix> m);
 
-// Quantizes block `layer`, installs the INT4 ops and returns the displaced ones (so a caller
+// Which of a block's linears (kBlockLinearNames order) to quantize.
+using LinearMask = std::array<bool, kBlockLinears>;
+
+// Quantizes block `layer` (only the linears `which` marks; null: all seven), installs the INT4
+// ops and returns the displaced ones, null where a linear was left alone (so a caller
 // measuring sensitivity can put them back with RestoreBlock).
 absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer& model, int64_t layer,
                                                                      const CalibrationStats& stats,
                                                                      const ModelQuantOptions& options, ThreadPool& pool,
-                                                                     QuantizedMatrices* out);
+                                                                     QuantizedMatrices* out,
+                                                                     const LinearMask* which = nullptr);
 void RestoreBlock(Transformer& model, int64_t layer, std::vector<std::unique_ptr<LinearOp>> ops);
 
 using ProgressFn = std::function<void(int64_t done, int64_t total, const std::string& what)>;

@@ -106,11 +106,14 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   const QuantOptions& q = desc.options.quant;
   boost::json::array layers;
   for (auto p : desc.plan.layers) layers.push_back(boost::json::string(LayerPrecisionName(p)));
+  boost::json::array fp16_linears;
+  for (const std::string& name : desc.plan.Fp16LinearNames()) fp16_linears.push_back(boost::json::string(name));
   boost::json::object manifest{
       {"format", "accullm-pack"},
       {"format_version", kPackFormatVersion},
       {"source_model", boost::json::object{{"path", desc.source_dir}, {"hash", SourceHash(model, desc.source_dir)}}},
       {"layer_precision", std::move(layers)},
+      {"fp16_linears", std::move(fp16_linears)},
       {"embeddings", matrices.count("model.embed_tokens") ? "int4" : "fp16"},
       {"lm_head", matrices.count("lm_head") ? "int4" : "fp16"},
       {"method", QuantMethodName(q.method)},

@@ -35,12 +35,18 @@ absl::StatusOr<double> MeanKl(Transformer& model, const std::vector<std::vector<
   return count > 0 ? total / count : 0.0;
 }
 
+int64_t Int4Bytes(const QuantizedMatrix& m) {
+  return static_cast<int64_t>(m.codes.size() + m.scales.size() * 2 + m.zeros.size() + m.outlier_weights.size() * 2 +
+                              m.outlier_cols.size() * 4);
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& model, const CalibrationStats& stats,
                                                                  const ModelQuantOptions& options,
                                                                  const std::vector<std::vector<int32_t>>& chunks,
-                                                                 ThreadPool& pool, const ProgressFn& progress) {
+                                                                 ThreadPool& pool, const ProgressFn& progress,
+                                                                 bool per_linear) {
   const ModelConfig& c = model.config();
   const int64_t vocab = c.vocab_size;
   // Reference distributions of the full-precision model.
@@ -69,11 +75,30 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& mo
     QuantizedMatrices mats;
     ASSIGN_OR_RETURN(auto displaced, QuantizeBlock(model, l, stats, options, pool, &mats));
     for (const auto& op : displaced) s.fp16_bytes += op->in_features() * op->out_features() * 2;
-    for (const auto& [name, m] : mats) {
-      s.int4_bytes += static_cast<int64_t>(m->codes.size() + m->scales.size() * 2 + m->zeros.size() +
-                                           m->outlier_weights.size() * 2 + m->outlier_cols.size() * 4);
-    }
+    for (const auto& [name, m] : mats) s.int4_bytes += Int4Bytes(*m);
     auto kl = MeanKl(model, chunks, ref);
+    // Each linear alone: the other six go back to full precision for the measurement.
+    TransformerLayer& layer = model.layer(l);
+    const auto& bl = BlockLinears();
+    for (int i = 0; per_linear && kl.ok() && i < kBlockLinears; ++i) {
+      LinearSensitivity ls;
+      ls.linear = i;
+      const LinearOp& fp = *displaced[i];
+      ls.params = fp.in_features() * fp.out_features();
+      ls.fp16_bytes = ls.params * 2;
+      ls.int4_bytes = Int4Bytes(*mats.at(LinearPrefix(l, bl[i])));
+      for (int j = 0; j < kBlockLinears; ++j)
+        if (j != i) std::swap(layer.*bl[j].op, displaced[j]);
+      auto lkl = MeanKl(model, chunks, ref);
+      for (int j = 0; j < kBlockLinears; ++j)
+        if (j != i) std::swap(layer.*bl[j].op, displaced[j]);
+      if (!lkl.ok()) {
+        kl = lkl.status();
+        break;
+      }
+      ls.kl = *lkl;
+      s.linears.push_back(ls);
+    }
     RestoreBlock(model, l, std::move(displaced));
     if (!kl.ok()) return kl.status();
     s.kl = *kl;
@@ -87,13 +112,91 @@ double AverageBits(const std::vector<LayerSensitivity>& sens, const PrecisionPla
   double bits = 0, weights = 0;
   for (size_t l = 0; l < sens.size(); ++l) {
     weights += sens[l].fp16_bytes / 2.0;
-    bits += 8.0 * (plan.layers[l] == LayerPrecision::kFp16 ? sens[l].fp16_bytes : sens[l].int4_bytes);
+    const bool fp16 = plan.layers[l] == LayerPrecision::kFp16;
+    if (fp16 || sens[l].linears.empty()) {
+      bits += 8.0 * (fp16 ? sens[l].fp16_bytes : sens[l].int4_bytes);
+      continue;
+    }
+    for (const auto& ls : sens[l].linears)
+      bits += 8.0 * (plan.LinearIsInt4(static_cast<int64_t>(l), ls.linear) ? ls.int4_bytes : ls.fp16_bytes);
   }
   return weights > 0 ? bits / weights : 0;
 }
 
+double Int4Share(const std::vector<LayerSensitivity>& sens, const PrecisionPlan& plan) {
+  double int4 = 0, all = 0;
+  for (size_t l = 0; l < sens.size(); ++l) {
+    all += sens[l].fp16_bytes / 2.0;
+    if (plan.layers[l] == LayerPrecision::kFp16) continue;
+    if (sens[l].linears.empty()) {
+      int4 += sens[l].fp16_bytes / 2.0;
+      continue;
+    }
+    for (const auto& ls : sens[l].linears)
+      if (plan.LinearIsInt4(static_cast<int64_t>(l), ls.linear)) int4 += static_cast<double>(ls.params);
+  }
+  return all > 0 ? int4 / all : 0;
+}
+
+namespace {
+
+// Linear-granularity plans: greedy by KL saved per unit of cost, keeping every linear that
+// still fits (a knapsack heuristic; measured KL is close to additive over linears).
+absl::StatusOr<PrecisionPlan> ChooseLinears(const std::vector<LayerSensitivity>& sens, const PlanBudget& budget) {
+  const int64_t n = static_cast<int64_t>(sens.size());
+  PrecisionPlan plan = PrecisionPlan::AllInt4(n);
+  struct Item {
+    int64_t layer;
+    const LinearSensitivity* s;
+    double cost;
+  };
+  std::vector<Item> items;
+  double total_params = 0;
+  for (const auto& ls : sens) {
+    if (ls.linears.size() != static_cast<size_t>(kBlockLinears))
+      return absl::FailedPreconditionError("a per-linear budget needs per-linear sensitivities");
+    for (const auto& s : ls.linears) {
+      const double cost = budget.fp16_share > 0 ? static_cast<double>(s.params) : 8.0 * (s.fp16_bytes - s.int4_bytes);
+      items.push_back({ls.layer, &s, std::max(cost, 1.0)});
+      total_params += static_cast<double>(s.params);
+    }
+  }
+  std::stable_sort(items.begin(), items.end(),
+                   [](const Item& a, const Item& b) { return a.s->kl / a.cost > b.s->kl / b.cost; });
+  if (budget.avg_bits > 0 && AverageBits(sens, plan) > budget.avg_bits) {
+    return absl::InvalidArgumentError(absl::StrCat("--avg-bits ", budget.avg_bits, " is below the all-INT4 plan's ",
+                                                   AverageBits(sens, plan), " bits"));
+  }
+  double fp16_params = 0;
+  for (const Item& it : items) {
+    if (budget.fp16_share > 0) {
+      if (fp16_params + static_cast<double>(it.s->params) > budget.fp16_share * total_params + 0.5) continue;
+      fp16_params += static_cast<double>(it.s->params);
+      plan.fp16_linears.insert({it.layer, it.s->linear});
+    } else {
+      plan.fp16_linears.insert({it.layer, it.s->linear});
+      if (AverageBits(sens, plan) > budget.avg_bits) plan.fp16_linears.erase({it.layer, it.s->linear});
+    }
+  }
+  // A block whose seven linears all stay FP16 is an FP16 block.
+  for (int64_t l = 0; l < n; ++l) {
+    int count = 0;
+    for (int i = 0; i < kBlockLinears; ++i) count += plan.fp16_linears.count({l, i}) ? 1 : 0;
+    if (count < kBlockLinears) continue;
+    plan.layers[l] = LayerPrecision::kFp16;
+    for (int i = 0; i < kBlockLinears; ++i) plan.fp16_linears.erase({l, i});
+  }
+  return plan;
+}
+
+}  // namespace
+
 absl::StatusOr<PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& sens, const PlanBudget& budget) {
   const int64_t n = static_cast<int64_t>(sens.size());
+  if (budget.fp16_share > 0 || (budget.avg_bits > 0 && !sens.empty() && !sens[0].linears.empty())) {
+    if (budget.fp16_share > 1) return absl::InvalidArgumentError("the FP16 share must be within [0, 1]");
+    return ChooseLinears(sens, budget);
+  }
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {

@@ -1,7 +1,10 @@
 // The measured precision plan: each block's sensitivity is the mean KL divergence at the
 // output when only that block is INT4 (everything else full precision), on calibration
-// text; its outlier score is the largest calibration |x| at its inputs over the outlier
-// threshold. The most sensitive blocks stay FP16 within the budget.
+// text, and each linear's is the same with only that linear INT4; a block's outlier score is
+// the largest calibration |x| at its inputs over the outlier threshold. Within the budget the
+// plan keeps FP16 what buys the most KL per weight: single linears by default (measured KL is
+// close to additive over linears, and the sensitive ones — early MLPs, late blocks' V and
+// MLPs — are spread over several blocks), or whole blocks with --fp16-layers N.
 #pragma once
 
 #include <cstdint>
@@ -16,27 +19,44 @@
 
 namespace accullm::quant {
 
+struct LinearSensitivity {
+  int linear = 0;          // index into kBlockLinearNames
+  double kl = 0;           // mean KL(full || only-this-linear-INT4)
+  int64_t params = 0;
+  int64_t fp16_bytes = 0;
+  int64_t int4_bytes = 0;  // with scales, zeros and outlier columns
+};
+
 struct LayerSensitivity {
   int64_t layer = 0;
   double kl = 0;             // mean KL(full || block-INT4) over scored positions
   double outlier_score = 0;  // max |x| at the block's inputs / outlier threshold
   int64_t fp16_bytes = 0;    // the block's linear weights in FP16
   int64_t int4_bytes = 0;    // ... and as INT4 with scales, zeros and outlier columns
+  std::vector<LinearSensitivity> linears;  // per linear (empty when not measured)
 };
 
-// Evaluates each block INT4-alone on `chunks` (each scored on its second half).
+// Evaluates each block INT4-alone on `chunks` (each scored on its second half) and, with
+// `per_linear`, each of its linears INT4-alone.
 absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& model, const CalibrationStats& stats,
                                                                  const ModelQuantOptions& options,
                                                                  const std::vector<std::vector<int32_t>>& chunks,
-                                                                 ThreadPool& pool, const ProgressFn& progress = nullptr);
+                                                                 ThreadPool& pool, const ProgressFn& progress = nullptr,
+                                                                 bool per_linear = true);
 
 struct PlanBudget {
   int64_t fp16_layers = -1;  // exact count of FP16 blocks (>= 0), or
-  double avg_bits = 0;       // > 0: average bits per block-linear weight at most this
+  double fp16_share = 0;     // > 0: at most this share of block-linear weights FP16, chosen per linear, or
+  double avg_bits = 0;       // > 0: average bits per block-linear weight at most this (per linear when measured)
 };
 
-// Ranks blocks by sensitivity (outlier score breaks ties) and keeps the top ones FP16.
+// Block budget: ranks blocks by sensitivity (outlier score breaks ties), the top ones FP16.
+// Share and bits budgets: ranks linears by KL saved per weight (per extra bit for avg_bits)
+// and keeps FP16 every one that still fits, in that order.
 absl::StatusOr<PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& sensitivity, const PlanBudget& budget);
+
+// Share of block-linear weights a plan keeps INT4 (by parameter count).
+double Int4Share(const std::vector<LayerSensitivity>& sensitivity, const PrecisionPlan& plan);
 
 // Average bits per block-linear weight of a plan.
 double AverageBits(const std::vector<LayerSensitivity>& sensitivity, const PrecisionPlan& plan);

@@ -5,6 +5,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/status.h"
 
 namespace accullm {
 
@@ -14,6 +15,13 @@ absl::StatusOr<LayerPrecision> ParseLayerPrecision(const std::string& name) {
   if (name == "fp16") return LayerPrecision::kFp16;
   if (name == "int4") return LayerPrecision::kInt4;
   return absl::InvalidArgumentError(absl::StrCat("unknown layer precision \"", name, "\" (fp16, int4)"));
+}
+
+absl::StatusOr<int> BlockLinearIndex(const std::string& name) {
+  for (int i = 0; i < kBlockLinears; ++i)
+    if (name == kBlockLinearNames[i] || name == kBlockLinearShortNames[i]) return i;
+  return absl::InvalidArgumentError(absl::StrCat("unknown block linear \"", name,
+                                                 "\" (q, k, v, o, gate, up, down or their checkpoint names)"));
 }
 
 PrecisionPlan PrecisionPlan::AllInt4(int64_t n) {
@@ -36,6 +44,14 @@ absl::StatusOr<PrecisionPlan> PrecisionPlan::FromFp16Spec(const std::string& spe
       if (!absl::SimpleAtoi(part, &count) || count < 0 || count > n)
         return absl::InvalidArgumentError(absl::StrCat("bad layer count in \"last:", std::string(part), "\""));
       for (int64_t i = n - count; i < n; ++i) p.layers[i] = LayerPrecision::kFp16;
+    } else if (const size_t dot = part.find('.'); dot != absl::string_view::npos) {
+      int64_t index = 0;
+      if (!absl::SimpleAtoi(part.substr(0, dot), &index) || index < 0 || index >= n) {
+        return absl::InvalidArgumentError(absl::StrCat("bad layer in \"", std::string(part), "\" (model has ", n,
+                                                       " layers; use LAYER.LINEAR, e.g. 7.down)"));
+      }
+      ASSIGN_OR_RETURN(int linear, BlockLinearIndex(std::string(part.substr(dot + 1))));
+      p.fp16_linears.insert({index, linear});
     } else {
       int64_t index = 0;
       if (!absl::SimpleAtoi(part, &index) || index < 0 || index >= n) {
@@ -45,6 +61,9 @@ absl::StatusOr<PrecisionPlan> PrecisionPlan::FromFp16Spec(const std::string& spe
       p.layers[index] = LayerPrecision::kFp16;
     }
   }
+  // A linear of an FP16 block is FP16 anyway.
+  for (auto it = p.fp16_linears.begin(); it != p.fp16_linears.end();)
+    it = p.layers[it->first] == LayerPrecision::kFp16 ? p.fp16_linears.erase(it) : std::next(it);
   return p;
 }
 
@@ -57,7 +76,16 @@ int64_t PrecisionPlan::CountInt4() const {
 std::string PrecisionPlan::Describe() const {
   std::vector<std::string> fp16, int4;
   for (size_t i = 0; i < layers.size(); ++i) (layers[i] == LayerPrecision::kFp16 ? fp16 : int4).push_back(std::to_string(i));
-  return absl::StrCat("fp16: [", absl::StrJoin(fp16, ","), "] int4: [", absl::StrJoin(int4, ","), "]");
+  std::vector<std::string> linears;
+  for (const auto& [l, i] : fp16_linears) linears.push_back(absl::StrCat(l, ".", kBlockLinearShortNames[i]));
+  return absl::StrCat("fp16: [", absl::StrJoin(fp16, ","), "] int4: [", absl::StrJoin(int4, ","), "]",
+                      linears.empty() ? "" : absl::StrCat(" fp16 linears: [", absl::StrJoin(linears, ","), "]"));
+}
+
+std::vector<std::string> PrecisionPlan::Fp16LinearNames() const {
+  std::vector<std::string> out;
+  for (const auto& [l, i] : fp16_linears) out.push_back(absl::StrCat("model.layers.", l, ".", kBlockLinearNames[i]));
+  return out;
 }
 
 }  // namespace accullm

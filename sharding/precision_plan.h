@@ -1,10 +1,15 @@
-// The precision plan: which transformer blocks keep FP16 weights and which are INT4.
+// The precision plan: which transformer blocks keep FP16 weights and which are INT4, and
+// inside INT4 blocks which single linears stay FP16 (a plan at linear granularity spends the
+// FP16 budget where the measured sensitivity per weight is highest).
 // quant/ fills it (measured sensitivity under a budget, or an explicit override);
 // the pack records it; the sharding planner will weigh layers by it.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -15,14 +20,33 @@ enum class LayerPrecision { kFp16, kInt4 };
 const char* LayerPrecisionName(LayerPrecision p);  // "fp16" / "int4"
 absl::StatusOr<LayerPrecision> ParseLayerPrecision(const std::string& name);
 
+// The seven linears of a Llama block, in the order every tool uses (checkpoint names after
+// "model.layers.N."), and their short names in plans ("7.down").
+inline constexpr int kBlockLinears = 7;
+inline constexpr std::array<const char*, kBlockLinears> kBlockLinearNames = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+inline constexpr std::array<const char*, kBlockLinears> kBlockLinearShortNames = {"q",    "k",  "v",   "o",
+                                                                                  "gate", "up", "down"};
+// Index of a linear by full ("mlp.down_proj") or short ("down") name.
+absl::StatusOr<int> BlockLinearIndex(const std::string& name);
+
 struct PrecisionPlan {
   std::vector<LayerPrecision> layers;
+  // Linears kept FP16 inside INT4 blocks: (block, index into kBlockLinearNames).
+  std::set<std::pair<int64_t, int>> fp16_linears;
 
   static PrecisionPlan AllInt4(int64_t num_layers);
-  // "first:2,last:2", "0,3,7", "first:1,5" → those blocks FP16, the rest INT4. "none" = all INT4.
+  // "first:2,last:2", "0,3,7", "first:1,5" → those blocks FP16, the rest INT4; "6.down,7.gate"
+  // (block.linear) → those linears FP16 inside INT4 blocks. "none" = all INT4.
   static absl::StatusOr<PrecisionPlan> FromFp16Spec(const std::string& spec, int64_t num_layers);
-  int64_t CountInt4() const;
-  std::string Describe() const;  // e.g. "fp16: 0,7; int4: 1-6"
+  int64_t CountInt4() const;  // blocks with INT4 linears
+  bool LinearIsInt4(int64_t layer, int linear) const {
+    return layers[static_cast<size_t>(layer)] == LayerPrecision::kInt4 && fp16_linears.count({layer, linear}) == 0;
+  }
+  std::string Describe() const;  // e.g. "fp16: [6,7] int4: [0,1,2,3,4,5] fp16 linears: [0.down]"
+  // "model.layers.<l>.<linear>" of every FP16 linear inside an INT4 block.
+  std::vector<std::string> Fp16LinearNames() const;
 };
 
 }  // namespace accullm
