@@ -13,19 +13,23 @@ namespace accullm::quant {
 namespace {
 
 // Mean KL(P_ref || P_model) over the second half of each chunk, with the reference
-// distributions computed once beforehand.
-absl::StatusOr<double> MeanKl(Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
-                              const std::vector<std::vector<double>>& ref_logprobs) {
-  const int64_t vocab = model.config().vocab_size;
+// distributions computed once beforehand. Only blocks from `layer` on differ from full
+// precision, so the run starts from each chunk's hidden states at that block's input.
+absl::StatusOr<double> MeanKlFrom(Transformer& model, int64_t layer, const std::vector<std::vector<float>>& hidden_in,
+                                  const std::vector<std::vector<double>>& ref_logprobs) {
+  const int64_t vocab = model.config().vocab_size, layers = model.config().num_layers;
   double total = 0;
   int64_t count = 0;
   size_t k = 0;
   std::vector<double> lp;
-  for (const auto& chunk : chunks) {
-    const int64_t n = static_cast<int64_t>(chunk.size());
-    std::vector<float> logits(static_cast<size_t>(n * vocab));
+  std::vector<float> hidden, logits;
+  for (const auto& h : hidden_in) {
+    const int64_t n = static_cast<int64_t>(h.size()) / model.config().hidden_size;
+    hidden = h;
+    logits.resize(static_cast<size_t>(n * vocab));
     KvCache cache = model.NewCache(n);
-    RETURN_IF_ERROR(model.Forward(chunk.data(), n, cache, logits.data(), true));
+    RETURN_IF_ERROR(model.RunLayers(layer, layers, hidden.data(), {BatchSegment{&cache, n}}));
+    model.Head(hidden.data(), n, logits.data());
     for (int64_t j = n / 2; j < n - 1; ++j, ++k) {
       LogSoftmax(logits.data() + j * vocab, vocab, lp);
       total += KlDivergence(ref_logprobs[k], lp);
@@ -61,9 +65,22 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& mo
       LogSoftmax(logits.data() + j * vocab, vocab, ref.back());
     }
   }
+  // Each chunk's hidden states at the input of block l (full precision), advanced block by block.
+  std::vector<std::vector<float>> hidden_in;
+  for (const auto& chunk : chunks) {
+    hidden_in.emplace_back(chunk.size() * static_cast<size_t>(c.hidden_size));
+    RETURN_IF_ERROR(model.Embed(chunk.data(), static_cast<int64_t>(chunk.size()), hidden_in.back().data()));
+  }
   std::vector<LayerSensitivity> out;
   for (int64_t l = 0; l < c.num_layers; ++l) {
     if (progress) progress(l, c.num_layers, absl::StrCat("sensitivity of layer ", l));
+    if (l > 0) {
+      for (size_t i = 0; i < chunks.size(); ++i) {
+        const int64_t n = static_cast<int64_t>(chunks[i].size());
+        KvCache cache = model.NewCache(n);
+        RETURN_IF_ERROR(model.RunLayers(l - 1, l, hidden_in[i].data(), {BatchSegment{&cache, n}}));
+      }
+    }
     LayerSensitivity s;
     s.layer = l;
     double max_abs = 0;
@@ -76,7 +93,7 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& mo
     ASSIGN_OR_RETURN(auto displaced, QuantizeBlock(model, l, stats, options, pool, &mats));
     for (const auto& op : displaced) s.fp16_bytes += op->in_features() * op->out_features() * 2;
     for (const auto& [name, m] : mats) s.int4_bytes += Int4Bytes(*m);
-    auto kl = MeanKl(model, chunks, ref);
+    auto kl = MeanKlFrom(model, l, hidden_in, ref);
     // Each linear alone: the other six go back to full precision for the measurement.
     TransformerLayer& layer = model.layer(l);
     const auto& bl = BlockLinears();
@@ -89,7 +106,7 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& mo
       ls.int4_bytes = Int4Bytes(*mats.at(LinearPrefix(l, bl[i])));
       for (int j = 0; j < kBlockLinears; ++j)
         if (j != i) std::swap(layer.*bl[j].op, displaced[j]);
-      auto lkl = MeanKl(model, chunks, ref);
+      auto lkl = MeanKlFrom(model, l, hidden_in, ref);
       for (int j = 0; j < kBlockLinears; ++j)
         if (j != i) std::swap(layer.*bl[j].op, displaced[j]);
       if (!lkl.ok()) {

@@ -40,7 +40,8 @@ class PackTest : public ::testing::Test {
     ASSERT_TRUE(RunCalibration(**model, chunks, stats).ok());
     ModelQuantOptions opts;
     opts.outliers.top_fraction = 0.01;  // force some FP16 outlier columns
-    auto plan = PrecisionPlan::FromFp16Spec("first:1,last:1", (*model)->config().num_layers);
+    // Blocks and single linears FP16 (2.down, 3.v inside INT4 blocks).
+    auto plan = PrecisionPlan::FromFp16Spec("first:1,last:1,2.down,3.v", (*model)->config().num_layers);
     ASSERT_TRUE(plan.ok());
     auto mats = QuantizeModel(**model, stats, *plan, opts, pool);
     ASSERT_TRUE(mats.ok()) << mats.status();
@@ -57,7 +58,7 @@ class PackTest : public ::testing::Test {
     ASSERT_TRUE((*model)->Forward(prompt.data(), prompt.size(), cache, expected_->data()).ok());
   }
   static void TearDownTestSuite() {
-    for (const char* name : {"version", "missing", "plan", "count", "manifest", "nomanifest"}) fs::remove_all(*dir_ + "_" + name);
+    for (const char* name : {"version", "missing", "plan", "count", "manifest", "nomanifest", "linear", "unknown"}) fs::remove_all(*dir_ + "_" + name);
     fs::remove_all(*dir_);
     delete dir_;
     delete expected_;
@@ -111,6 +112,11 @@ TEST_F(PackTest, LoadsBackAsTheSameInt4Model) {
     const bool int4 = dynamic_cast<const Int4Linear*>((*m)->layer(l).q.get()) != nullptr;
     EXPECT_EQ(int4, l != 0 && l != n - 1) << "layer " << l;
   }
+  // The plan's single FP16 linears came back dense, their neighbours INT4.
+  EXPECT_EQ(dynamic_cast<const Int4Linear*>((*m)->layer(2).down.get()), nullptr);
+  EXPECT_NE(dynamic_cast<const Int4Linear*>((*m)->layer(2).up.get()), nullptr);
+  EXPECT_EQ(dynamic_cast<const Int4Linear*>((*m)->layer(3).v.get()), nullptr);
+  EXPECT_NE(dynamic_cast<const Int4Linear*>((*m)->layer(3).k.get()), nullptr);
   // Some outlier columns were stored and came back.
   const auto* q = dynamic_cast<const Int4Linear*>((*m)->layer(1).q.get());
   ASSERT_NE(q, nullptr);
@@ -136,10 +142,10 @@ TEST_F(PackTest, RefusesWrongFormatVersion) {
 
 TEST_F(PackTest, RefusesMissingTensor) {
   const std::string p = CopyPack("missing");
-  DropTensor(p, "model.layers.2.mlp.down_proj.scales");
+  DropTensor(p, "model.layers.2.mlp.up_proj.scales");
   const std::string e = LoadError(p);
   EXPECT_NE(e.find("missing tensor"), std::string::npos) << e;
-  EXPECT_NE(e.find("model.layers.2.mlp.down_proj.scales"), std::string::npos) << e;
+  EXPECT_NE(e.find("model.layers.2.mlp.up_proj.scales"), std::string::npos) << e;
 }
 
 TEST_F(PackTest, RefusesPlanDisagreeingWithTensors) {
@@ -147,6 +153,21 @@ TEST_F(PackTest, RefusesPlanDisagreeingWithTensors) {
   Replace(p + "/accullm.json", "\"layer_precision\":[\"fp16\",\"int4\"", "\"layer_precision\":[\"fp16\",\"fp16\"");
   const std::string e = LoadError(p);
   EXPECT_NE(e.find("disagrees"), std::string::npos) << e;
+}
+
+TEST_F(PackTest, RefusesFp16LinearTheManifestDoesNotList) {
+  const std::string p = CopyPack("linear");
+  Replace(p + "/accullm.json", "\"model.layers.2.mlp.down_proj\",", "");
+  const std::string e = LoadError(p);
+  EXPECT_NE(e.find("disagrees"), std::string::npos) << e;
+  EXPECT_NE(e.find("model.layers.2.mlp.down_proj"), std::string::npos) << e;
+}
+
+TEST_F(PackTest, RefusesFp16LinearTheModelDoesNotHave) {
+  const std::string p = CopyPack("unknown");
+  Replace(p + "/accullm.json", "\"fp16_linears\":[", "\"fp16_linears\":[\"model.layers.99.mlp.down_proj\",");
+  const std::string e = LoadError(p);
+  EXPECT_NE(e.find("names 1 linear(s) this model does not have"), std::string::npos) << e;
 }
 
 TEST_F(PackTest, RefusesPlanWithWrongLayerCount) {
