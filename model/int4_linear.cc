@@ -13,6 +13,10 @@ absl::StatusOr<std::unique_ptr<Int4Linear>> Int4Linear::Create(Int4Data d, std::
     return absl::InvalidArgumentError(absl::StrCat("INT4 matrix: group size ", d.group, " does not divide ", d.in));
   }
   if (d.codes == nullptr || d.scales == nullptr) return absl::InvalidArgumentError("INT4 matrix: missing arrays");
+  if (d.zero_frac_bits != 0 && d.zero_frac_bits != 4) {
+    return absl::InvalidArgumentError(absl::StrCat("INT4 matrix: zero points with ", d.zero_frac_bits,
+                                                   " fraction bits (0 or 4 supported)"));
+  }
   for (size_t i = 0; i < d.outlier_cols.size(); ++i) {
     if (d.outlier_cols[i] < 0 || d.outlier_cols[i] >= d.in || (i > 0 && d.outlier_cols[i] <= d.outlier_cols[i - 1])) {
       return absl::InvalidArgumentError("INT4 matrix: outlier channels must be sorted, unique and < in");
@@ -23,7 +27,7 @@ absl::StatusOr<std::unique_ptr<Int4Linear>> Int4Linear::Create(Int4Data d, std::
   }
   if (!bias.empty() && static_cast<int64_t>(bias.size()) != d.out) return absl::InvalidArgumentError("INT4 matrix: bias size");
   auto l = std::unique_ptr<Int4Linear>(new Int4Linear());
-  l->m_ = kernels::Int4Matrix{d.codes, d.scales, d.zeros, d.in, d.group};
+  l->m_ = kernels::Int4Matrix{d.codes, d.scales, d.zeros, d.in, d.group, d.zero_frac_bits};
   l->d_ = std::move(d);
   l->bias_ = std::move(bias);
   l->outlier_mask_.assign(static_cast<size_t>(l->d_.in), 0);

@@ -47,6 +47,10 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
   ASSIGN_OR_RETURN(m.method, GetString(o, "method"));
   ASSIGN_OR_RETURN(m.group_size, GetInt(o, "group_size"));
   ASSIGN_OR_RETURN(m.symmetric, GetBool(o, "symmetric"));
+  ASSIGN_OR_RETURN(auto zero_bits, GetOptionalInt(o, "zero_fraction_bits"));
+  m.zero_fraction_bits = static_cast<int>(zero_bits.value_or(0));
+  if (m.zero_fraction_bits != 0 && m.zero_fraction_bits != 4)
+    return absl::InvalidArgumentError("\"zero_fraction_bits\" must be 0 or 4");
   ASSIGN_OR_RETURN(auto bits, GetOptionalInt(o, "accumulator_bits"));
   m.accumulator_bits = static_cast<int>(bits.value_or(0));
   ASSIGN_OR_RETURN(auto tile, GetOptionalInt(o, "tile"));

@@ -38,6 +38,7 @@ struct PackManifest {
   std::string method;
   int64_t group_size = 0;
   bool symmetric = true;
+  int zero_fraction_bits = 0;  // qzeros are zero·2^bits (0: integer zero points; 4: sixteenths)
   int accumulator_bits = 0;
   int64_t tile = 0;
   std::vector<PackCanary> canaries;

@@ -47,7 +47,7 @@ const T* Aligned(const TensorView& t, std::vector<std::shared_ptr<std::vector<ui
 
 absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt4Linear(const TensorStore& store, const std::string& prefix,
                                                          int64_t out, int64_t in, int64_t group, bool symmetric,
-                                                         const std::vector<float>& bias) {
+                                                         int zero_frac_bits, const std::vector<float>& bias) {
   if (group <= 0 || in % group != 0 || in % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, ": group size ", group, " does not divide ", in));
   }
@@ -56,6 +56,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt4Linear(const TensorStore& stor
   d.out = out;
   d.in = in;
   d.group = group;
+  d.zero_frac_bits = symmetric ? 0 : zero_frac_bits;
   ASSIGN_OR_RETURN(TensorView codes, GetChecked(store, prefix + ".qweight", DType::kU8, {out, in / 2}));
   ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + ".scales", DType::kF16, {out, in / group}));
   d.codes = codes.data;
@@ -105,7 +106,8 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, c
     if (info.pack == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(prefix, ".qweight found but there is no accullm.json manifest"));
     }
-    return LoadInt4Linear(store, prefix, out, in, info.pack->group_size, info.pack->symmetric, bias);
+    return LoadInt4Linear(store, prefix, out, in, info.pack->group_size, info.pack->symmetric,
+                          info.pack->zero_fraction_bits, bias);
   }
   ASSIGN_OR_RETURN(TensorView w, store.Get(prefix + ".weight"));
   if (w.shape != std::vector<int64_t>{out, in}) return ShapeError(w, {out, in});

@@ -28,7 +28,7 @@ const char* QuantMethodName(QuantMethod m) {
 
 int QuantizedMatrix::IntegerWeight(int64_t o, int64_t i) const {
   const int code = (codes[static_cast<size_t>(o * (in / 2) + i / 2)] >> ((i & 1) * 4)) & 0xF;
-  const int zero = symmetric ? 8 : zeros[static_cast<size_t>(o * (in / group) + i / group)];
+  const int zero = symmetric ? 8 : zeros[static_cast<size_t>(o * (in / group) + i / group)] >> zero_frac_bits;
   return code - zero;
 }
 
@@ -42,55 +42,66 @@ namespace {
 
 constexpr int64_t kBlock = 128;  // lazy-update block (a multiple of every group size)
 
-// Quantization grid of one group: value(code) = (code - zero) * scale, code in [0, 15].
+// Quantization grid of one group: value(code) = (code - zero) * scale, code in [0, 15], with
+// zero = stored / 2^frac_bits (stored fits a byte).
 struct Grid {
   float scale = 0.f;
-  int zero = 8;
+  int stored = 8;     // the zero point as stored
+  float zero = 8.f;   // ... and its value
 };
 
-// The grid for a range [lo, hi] (lo <= 0 <= hi) shrunk by `shrink`.
-Grid GridForRange(float lo, float hi, bool symmetric, float shrink) {
+// The grid for a range [lo, hi] (lo <= 0 <= hi).
+Grid GridForRange(float lo, float hi, bool symmetric, int frac_bits) {
   Grid g;
   if (symmetric) {
     // -8 is reachable too, but ±7 keeps the grid symmetric around zero.
-    g.scale = F16ToF32(F32ToF16(std::max(-lo, hi) * shrink / 7.f));
-    g.zero = 8;
-  } else {
-    g.scale = F16ToF32(F32ToF16((hi - lo) * shrink / 15.f));
-    g.zero = g.scale > 0 ? static_cast<int>(std::lround(-lo * shrink / g.scale)) : 8;
-    g.zero = std::clamp(g.zero, 0, 15);
+    g.scale = F16ToF32(F32ToF16(std::max(-lo, hi) / 7.f));
+    return g;
   }
+  g.scale = F16ToF32(F32ToF16((hi - lo) / 15.f));
+  const int unit = 1 << frac_bits;
+  g.stored = g.scale > 0 ? static_cast<int>(std::lround(-lo * unit / g.scale)) : 8 * unit;
+  g.stored = std::clamp(g.stored, 0, 16 * unit - 1);
+  g.zero = static_cast<float>(g.stored) / static_cast<float>(unit);
   return g;
 }
 
-// Picks the group's grid: the min/max range shrunk by the factor that minimises the
-// (Hessian-diagonal weighted) squared rounding error — clipping a rare extreme weight often
-// buys finer steps for all the others.
+int NearestCode(float w, const Grid& g) {
+  return std::clamp(static_cast<int>(std::nearbyint(w / g.scale + g.zero)), 0, 15);
+}
+
+// Picks the group's grid: the min/max range, or — with `search` — the range whose low and
+// high ends are shrunk independently (factors 1, 0.96, ..., 0.6; one factor when symmetric)
+// to minimise the Hessian-diagonal weighted squared rounding error: clipping a rare extreme
+// weight often buys finer steps for all the others.
 Grid MakeGrid(const float* w, const bool* is_outlier, const double* importance, int64_t n, bool symmetric,
-              bool search) {
+              bool search, int frac_bits) {
   float lo = 0.f, hi = 0.f;  // include 0 so zero is exactly representable
   for (int64_t i = 0; i < n; ++i) {
     if (is_outlier[i]) continue;
     lo = std::min(lo, w[i]);
     hi = std::max(hi, w[i]);
   }
-  Grid best = GridForRange(lo, hi, symmetric, 1.f);
+  Grid best = GridForRange(lo, hi, symmetric, frac_bits);
   if (!search || best.scale <= 0.f) return best;
   double best_err = INFINITY;
-  for (int k = 0; k <= 10; ++k) {
-    const float shrink = 1.f - 0.04f * static_cast<float>(k);
-    const Grid g = GridForRange(lo, hi, symmetric, shrink);
-    if (g.scale <= 0.f) continue;
-    double err = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      if (is_outlier[i]) continue;
-      const int c = std::clamp(static_cast<int>(std::nearbyint(w[i] / g.scale)) + g.zero, 0, 15);
-      const double d = w[i] - static_cast<float>(c - g.zero) * g.scale;
-      err += (importance != nullptr ? importance[i] : 1.0) * d * d;
-    }
-    if (err < best_err) {
-      best_err = err;
-      best = g;
+  constexpr int kSteps = 11;
+  for (int a = 0; a < kSteps; ++a) {
+    for (int b = 0; b < (symmetric ? 1 : kSteps); ++b) {
+      const float shrink_lo = 1.f - 0.04f * static_cast<float>(a);
+      const float shrink_hi = symmetric ? shrink_lo : 1.f - 0.04f * static_cast<float>(b);
+      const Grid g = GridForRange(lo * shrink_lo, hi * shrink_hi, symmetric, frac_bits);
+      if (g.scale <= 0.f) continue;
+      double err = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        if (is_outlier[i]) continue;
+        const double d = w[i] - (static_cast<float>(NearestCode(w[i], g)) - g.zero) * g.scale;
+        err += (importance != nullptr ? importance[i] : 1.0) * d * d;
+      }
+      if (err < best_err) {
+        best_err = err;
+        best = g;
+      }
     }
   }
   return best;
@@ -104,9 +115,12 @@ struct RowQuantizer {
   Grid grid;
   int64_t budget_left = 0;  // AXE: remaining Σ|v| in the current group
 
+  // Integer zero point (AXE and the naive bound work on code - zero).
+  int IntZero() const { return static_cast<int>(grid.zero); }
+
   int Round(float value, int64_t col) const {
-    if (grid.scale <= 0.f) return grid.zero;
-    const float t = value / grid.scale + static_cast<float>(grid.zero);
+    if (grid.scale <= 0.f) return std::clamp(static_cast<int>(std::nearbyint(grid.zero)), 0, 15);
+    const float t = value / grid.scale + grid.zero;
     float code;
     if (opt.stochastic) {
       const uint64_t h = SplitMix64(opt.seed ^ SplitMix64(static_cast<uint64_t>(row * in + col)));
@@ -117,18 +131,18 @@ struct RowQuantizer {
     }
     int c = static_cast<int>(std::clamp(code, 0.f, 15.f));
     if (opt.max_code_magnitude > 0) {
-      c = std::clamp(c - grid.zero, -opt.max_code_magnitude, opt.max_code_magnitude) + grid.zero;
+      c = std::clamp(c - IntZero(), -opt.max_code_magnitude, opt.max_code_magnitude) + IntZero();
       c = std::clamp(c, 0, 15);
     }
     if (opt.accumulator_bits > 0) {  // AXE: never spend more than the group's budget
-      int v = c - grid.zero;
+      int v = c - IntZero();
       const int limit = static_cast<int>(std::min<int64_t>(budget_left, 15));
       v = std::clamp(v, -limit, limit);
-      c = std::clamp(v + grid.zero, 0, 15);
+      c = std::clamp(v + IntZero(), 0, 15);
     }
     return c;
   }
-  float Value(int code) const { return static_cast<float>(code - grid.zero) * grid.scale; }
+  float Value(int code) const { return (static_cast<float>(code) - grid.zero) * grid.scale; }
 };
 
 // AXE: enlarges the grid's scale until round-to-nearest fits the L1 budget, so error
@@ -138,8 +152,9 @@ void FitGridToBudget(Grid& g, const float* w, const bool* is_outlier, int64_t n,
     int64_t l1 = 0;
     for (int64_t i = 0; i < n; ++i) {
       if (is_outlier[i]) continue;
-      const int c = std::clamp(static_cast<int>(std::nearbyint(w[i] / g.scale)) + g.zero, 0, 15);
-      l1 += std::abs(c - g.zero);
+      const int zero = static_cast<int>(g.zero);  // integer under AXE
+      const int c = std::clamp(static_cast<int>(std::nearbyint(w[i] / g.scale)) + zero, 0, 15);
+      l1 += std::abs(c - zero);
     }
     if (l1 <= budget) return;
     g.scale = F16ToF32(F32ToF16(g.scale * std::max(1.02f, static_cast<float>(l1) / budget)));
@@ -253,6 +268,10 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
   q.in = in;
   q.group = g;
   q.symmetric = opt.symmetric;
+  // Fractional zero points unless integer weights code - zero are needed (AXE, naive bound).
+  const bool integer_weights = opt.accumulator_bits > 0 || opt.max_code_magnitude > 0;
+  q.zero_frac_bits = (opt.symmetric || integer_weights) ? 0 : opt.zero_fraction_bits;
+  if (q.zero_frac_bits != 0 && q.zero_frac_bits != 4) return absl::InvalidArgumentError("zero-point fraction bits must be 0 or 4");
   q.codes.assign(static_cast<size_t>(out * in / 2), 0);
   q.scales.assign(static_cast<size_t>(out * (in / g)), 0);
   if (!opt.symmetric) q.zeros.assign(static_cast<size_t>(out * (in / g)), 8);
@@ -293,11 +312,16 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
     std::vector<double> importance(static_cast<size_t>(g));
     auto set_grid = [&](int64_t o, int64_t grp, const float* values, const char* outl) {
       for (int64_t j = 0; j < g; ++j) importance[j] = needs_h ? (*hessian)[(grp * g + j) * in + grp * g + j] : 1.0;
-      Grid grid = MakeGrid(values, reinterpret_cast<const bool*>(outl), importance.data(), g, opt.symmetric, opt.search_grid);
+      // A group with outlier columns keeps an integer zero point: their INT4 code must stand
+      // for exactly 0 (the FP16 part carries them).
+      bool has_outlier = false;
+      for (int64_t j = 0; j < g; ++j) has_outlier = has_outlier || outl[j];
+      const int frac = has_outlier ? 0 : q.zero_frac_bits;
+      Grid grid = MakeGrid(values, reinterpret_cast<const bool*>(outl), importance.data(), g, opt.symmetric, opt.search_grid, frac);
       if (budget > 0) FitGridToBudget(grid, values, reinterpret_cast<const bool*>(outl), g, budget);
       grids[grp] = grid;
       q.scales[o * groups + grp] = F32ToF16(grid.scale);
-      if (!opt.symmetric) q.zeros[o * groups + grp] = static_cast<uint8_t>(grid.zero);
+      if (!opt.symmetric) q.zeros[o * groups + grp] = static_cast<uint8_t>(grid.stored << (q.zero_frac_bits - frac));
     };
     for (int64_t o = o0; o < o1; ++o) {
       const float* row = weights + o * in;
@@ -331,12 +355,12 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
             const size_t idx = std::lower_bound(outlier_cols.begin(), outlier_cols.end(), col) - outlier_cols.begin();
             const uint16_t f16 = F32ToF16(want);
             q.outlier_weights[o * outlier_cols.size() + idx] = f16;
-            PackCode(q, o, col, rq.grid.zero);  // contributes 0 in the INT4 part
+            PackCode(q, o, col, rq.IntZero());  // contributes 0 in the INT4 part (integer zero here)
             got = F16ToF32(f16);
           } else {
             const int code = rq.Round(want, col);
             PackCode(q, o, col, code);
-            budget_left[grp] -= std::abs(code - rq.grid.zero);
+            budget_left[grp] -= std::abs(code - rq.IntZero());
             got = rq.Value(code);
           }
           if (opt.method == QuantMethod::kGptq) {

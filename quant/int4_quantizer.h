@@ -31,6 +31,10 @@ struct QuantOptions {
   uint64_t seed = 0;
   double dampening = 0.01;  // fraction of the mean Hessian diagonal added to it
   bool search_grid = true;  // shrink each group's range where that lowers the rounding error
+  // Asymmetric grids: fraction bits of the stored zero point (4: the offset moves in 1/16 of a
+  // step, so the grid fits a group's range instead of snapping to multiples of the scale).
+  // AXE and the naive bound need integer weights code − zero: they always use 0.
+  int zero_fraction_bits = 4;
   bool act_order = false;   // GPTQ/GPFQ: columns in decreasing Hessian-diagonal order
   int accumulator_bits = 0; // AXE: 0 = unconstrained; else signed accumulator width P
   int64_t tile = 0;         // AXE: inputs per inner accumulation tile (0 = the group)
@@ -43,13 +47,15 @@ struct QuantOptions {
 struct QuantizedMatrix {
   int64_t out = 0, in = 0, group = 0;
   bool symmetric = true;
+  int zero_frac_bits = 0;        // zeros hold zero·2^zero_frac_bits
   std::vector<uint8_t> codes;    // [out, in/2]
   std::vector<uint16_t> scales;  // F16 [out, in/group]
   std::vector<uint8_t> zeros;    // [out, in/group]; empty when symmetric
   std::vector<int32_t> outlier_cols;
   std::vector<uint16_t> outlier_weights;  // F16 [out, outlier_cols.size()]
 
-  // Signed integer weight v = code - zero at (o, i) (0 for outlier columns).
+  // Signed integer weight v = code - zero at (o, i) (0 for outlier columns); integer zero
+  // points only (zero_frac_bits == 0), as AXE uses.
   int IntegerWeight(int64_t o, int64_t i) const;
 };
 

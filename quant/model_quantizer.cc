@@ -64,6 +64,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> MakeInt4Linear(const Transformer& mode
   d.codes = m->codes.data();
   d.scales = m->scales.data();
   d.zeros = m->symmetric ? nullptr : m->zeros.data();
+  d.zero_frac_bits = m->zero_frac_bits;
   d.outlier_cols = m->outlier_cols;
   d.outlier_weights = m->outlier_cols.empty() ? nullptr : m->outlier_weights.data();
   d.keep_alive = m;

@@ -79,6 +79,13 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
     }
   }
   boost::json::object outliers;
+  int zero_bits = -1;  // one zero-point format per pack
+  for (const auto& [prefix, m] : matrices) {
+    if (m->symmetric) continue;
+    if (zero_bits >= 0 && zero_bits != m->zero_frac_bits)
+      return absl::InternalError("matrices with different zero-point formats cannot share a pack");
+    zero_bits = m->zero_frac_bits;
+  }
   for (const auto& [prefix, m] : matrices) {
     w.Add(prefix + ".qweight", DType::kU8, {m->out, m->in / 2}, m->codes.data(), m->codes.size());
     w.Add(prefix + ".scales", DType::kF16, {m->out, m->in / m->group}, m->scales.data(), m->scales.size() * 2);
@@ -119,6 +126,7 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
       {"method", QuantMethodName(q.method)},
       {"group_size", q.group_size},
       {"symmetric", q.symmetric},
+      {"zero_fraction_bits", std::max(zero_bits, 0)},
       {"stochastic_rounding", q.stochastic},
       {"seed", q.seed},
       {"dampening", q.dampening},

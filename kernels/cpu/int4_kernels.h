@@ -1,6 +1,8 @@
 // Group-wise INT4 weights: y = x · Wᵀ where W[o, i] = (q[o, i] - zero[o, g]) * scale[o, g],
 // g = i / group. Two 4-bit codes per byte: column 2j in the low nibble, 2j+1 in the high one.
-// Symmetric matrices have no zero array and use zero = 8 (codes 0..15 → -8..7).
+// Symmetric matrices have no zero array and use zero = 8 (codes 0..15 → -8..7). Zero points
+// may be fixed point with `zero_frac_bits` fraction bits (4: the byte is zero·16, so the grid
+// need not sit on multiples of the scale — the offset is free, like llama.cpp's Q4_K min).
 // A scalar reference sits beside the AVX2 path; the entry point dispatches at run time.
 #pragma once
 
@@ -11,9 +13,10 @@ namespace accullm::kernels {
 struct Int4Matrix {
   const uint8_t* codes = nullptr;    // [out, in / 2]
   const uint16_t* scales = nullptr;  // F16 [out, in / group]
-  const uint8_t* zeros = nullptr;    // [out, in / group], codes 0..15; null = symmetric (zero 8)
+  const uint8_t* zeros = nullptr;    // [out, in / group]; null = symmetric (zero 8)
   int64_t in = 0;
   int64_t group = 0;
+  int zero_frac_bits = 0;            // zero = zeros[.] / 2^zero_frac_bits (0 or 4)
 };
 
 // Dequantizes row `o` into dst[in] (scalar reference).

@@ -47,7 +47,8 @@ Problem MakeProblem(int64_t out, int64_t in, int64_t rows, uint32_t seed) {
 }
 
 std::vector<float> Dequantize(const QuantizedMatrix& q) {
-  kernels::Int4Matrix m{q.codes.data(), q.scales.data(), q.symmetric ? nullptr : q.zeros.data(), q.in, q.group};
+  kernels::Int4Matrix m{q.codes.data(), q.scales.data(), q.symmetric ? nullptr : q.zeros.data(), q.in, q.group,
+                        q.zero_frac_bits};
   std::vector<float> w(q.out * q.in);
   for (int64_t o = 0; o < q.out; ++o) kernels::DequantizeInt4Row(m, o, w.data() + o * q.in);
   for (size_t k = 0; k < q.outlier_cols.size(); ++k)
@@ -76,14 +77,18 @@ QuantizedMatrix Quantize(const Problem& p, QuantOptions o, std::vector<int32_t> 
 }
 
 TEST(Int4KernelTest, SimdMatchesScalarReference) {
-  for (bool symmetric : {true, false}) {
+  for (int variant = 0; variant < 3; ++variant) {  // symmetric; integer zero points; fractional ones
+    const bool symmetric = variant == 0;
     Problem p = MakeProblem(37, 128, 4, 1);
     QuantOptions o;
     o.method = QuantMethod::kRtn;
     o.symmetric = symmetric;
     o.group_size = 32;
+    o.zero_fraction_bits = variant == 2 ? 4 : 0;
     QuantizedMatrix q = Quantize(p, o);
-    kernels::Int4Matrix m{q.codes.data(), q.scales.data(), symmetric ? nullptr : q.zeros.data(), q.in, q.group};
+    EXPECT_EQ(q.zero_frac_bits, variant == 2 ? 4 : 0);
+    kernels::Int4Matrix m{q.codes.data(), q.scales.data(), symmetric ? nullptr : q.zeros.data(), q.in, q.group,
+                          q.zero_frac_bits};
     for (int64_t n : {1, 3}) {
       std::vector<float> fast(n * p.out), ref(n * p.out);
       kernels::Int4LinearRows(m, p.x.data(), n, 0, p.out, fast.data(), p.out);
@@ -129,6 +134,22 @@ TEST(Int4QuantizerTest, GridSearchNeverIncreasesWeightError) {
     EXPECT_LE(e_searched, e_plain * 1.0001);
     EXPECT_LT(e_searched, e_plain * 0.97) << "the search should find a better clip on Gaussian weights";
   }
+}
+
+// A zero point in sixteenths lets the asymmetric grid span each group's range exactly instead
+// of snapping its offset to a multiple of the step (which clips up to half a step at one end).
+TEST(Int4QuantizerTest, FractionalZeroPointsLowerWeightError) {
+  Problem p = MakeProblem(64, 256, 8, 9);
+  double err[2] = {0, 0};
+  for (int bits : {0, 4}) {
+    QuantOptions o;
+    o.method = QuantMethod::kRtn;
+    o.search_grid = false;
+    o.zero_fraction_bits = bits;
+    std::vector<float> d = Dequantize(Quantize(p, o));
+    for (size_t i = 0; i < p.w.size(); ++i) err[bits / 4] += (d[i] - p.w[i]) * (d[i] - p.w[i]);
+  }
+  EXPECT_LT(err[1], err[0] * 0.97) << "integer " << err[0] << " fractional " << err[1];
 }
 
 TEST(Int4QuantizerTest, ErrorFeedbackBeatsRoundToNearestOnLayerOutput) {

@@ -58,7 +58,7 @@ class PackTest : public ::testing::Test {
     ASSERT_TRUE((*model)->Forward(prompt.data(), prompt.size(), cache, expected_->data()).ok());
   }
   static void TearDownTestSuite() {
-    for (const char* name : {"version", "missing", "plan", "count", "manifest", "nomanifest", "linear", "unknown"}) fs::remove_all(*dir_ + "_" + name);
+    for (const char* name : {"version", "missing", "plan", "count", "manifest", "nomanifest", "linear", "unknown", "zerobits"}) fs::remove_all(*dir_ + "_" + name);
     fs::remove_all(*dir_);
     delete dir_;
     delete expected_;
@@ -107,6 +107,7 @@ TEST_F(PackTest, LoadsBackAsTheSameInt4Model) {
   auto m = Transformer::Load(*dir_, &pool);
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_TRUE((*m)->pack().has_value());
+  EXPECT_EQ((*m)->pack()->zero_fraction_bits, 4);  // the default: zero points in sixteenths
   const int64_t n = (*m)->config().num_layers;
   for (int64_t l = 0; l < n; ++l) {
     const bool int4 = dynamic_cast<const Int4Linear*>((*m)->layer(l).q.get()) != nullptr;
@@ -168,6 +169,13 @@ TEST_F(PackTest, RefusesFp16LinearTheModelDoesNotHave) {
   Replace(p + "/accullm.json", "\"fp16_linears\":[", "\"fp16_linears\":[\"model.layers.99.mlp.down_proj\",");
   const std::string e = LoadError(p);
   EXPECT_NE(e.find("names 1 linear(s) this model does not have"), std::string::npos) << e;
+}
+
+TEST_F(PackTest, RefusesUnknownZeroPointFormat) {
+  const std::string p = CopyPack("zerobits");
+  Replace(p + "/accullm.json", "\"zero_fraction_bits\":4", "\"zero_fraction_bits\":3");
+  const std::string e = LoadError(p);
+  EXPECT_NE(e.find("\"zero_fraction_bits\" must be 0 or 4"), std::string::npos) << e;
 }
 
 TEST_F(PackTest, RefusesPlanWithWrongLayerCount) {
