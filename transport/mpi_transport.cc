@@ -134,8 +134,8 @@ absl::Status MpiTransport::Broadcast(void* data, size_t bytes, int root, std::ch
   if (collective_ == c) collective_.reset();  // not started: it never will be; started: the thread keeps it
   if (!c->error.empty()) return absl::UnavailableError(c->error);
   if (!error_.empty()) return absl::UnavailableError(error_);
-  return absl::DeadlineExceededError(absl::StrCat("broadcast from rank ", root, ": not every rank joined within ",
-                                                  timeout.count(), " ms"));
+  return absl::DeadlineExceededError(absl::StrCat("broadcast from rank ", root, ": not complete within ",
+                                                  timeout.count(), " ms (a rank did not join)"));
 }
 
 void MpiTransport::Fail(const std::string& what) {

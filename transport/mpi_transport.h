@@ -43,7 +43,8 @@ class MpiTransport final : public Transport {
   // `root`; `data` ends up holding root's bytes everywhere (the NCCL bootstrap's unique id).
   // The progress thread runs it (MPI_Ibcast, tested beside the point-to-point traffic), so
   // MPI stays single-threaded and heartbeats keep flowing meanwhile. DeadlineExceeded when
-  // not every rank joined within `timeout` (never a hang).
+  // this rank's part did not complete within `timeout` (never a hang). Not a barrier: the
+  // root, or a rank that needs nothing from a late one, may return before every rank joined.
   absl::Status Broadcast(void* data, size_t bytes, int root, std::chrono::milliseconds timeout);
 
  private:
