@@ -11,7 +11,8 @@ cd "$(dirname "$0")/../.."
 source tests/integration/serve_lib.sh
 source tests/integration/mpi_lib.sh
 command -v mpirun >/dev/null || { echo "SKIP: mpirun not installed (openmpi-bin)"; exit 0; }
-if ! ldd "$BIN" 2>/dev/null | grep -q libnccl; then
+LIBS="$(ldd "$BIN" 2>/dev/null || true)"  # (not piped into grep -q: SIGPIPE under pipefail)
+if ! grep -q libnccl <<<"$LIBS"; then
   echo "SKIP: $BIN was built without NCCL (CUDA and NCCL not found at configure time)"; exit 0
 fi
 GPUS="$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU ' || true)"
