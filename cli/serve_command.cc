@@ -17,6 +17,7 @@
 #include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
 #include "transport/mpi_transport.h"
+#include "transport/nccl_channel.h"
 #include "worker/pipeline_executor.h"
 #include "worker/pipeline_stage.h"
 
@@ -51,6 +52,7 @@ struct ServeFlags {
   std::string plan_file;
   std::string memory;
   std::string activations = "f32";
+  std::string activation_transport = "mpi";
   int micro_batches = 0;  // 0: one per stage
   int heartbeat_ms = 200;
   int stage_timeout_ms = 3000;
@@ -68,7 +70,7 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
     spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
     return 1;
   }
-  return worker::RunPipelineStage(mpi, *loaded->transformer);
+  return worker::RunPipelineStage(mpi, *loaded->transformer, &mpi);
 }
 
 int RunServe(ServeFlags f) {
@@ -95,6 +97,17 @@ int RunServe(ServeFlags f) {
   };
   if (!pipeline && (!f.plan_file.empty() || !f.memory.empty()))
     return ReportError(absl::InvalidArgumentError("--plan and --memory need mpirun -np N+1 (N pipeline stages)"));
+  auto act_transport = transport::ParseActivationTransport(f.activation_transport);
+  if (!act_transport.ok()) return fail(act_transport.status());
+  if (*act_transport == transport::ActivationTransport::kNccl) {
+    if (!pipeline)
+      return ReportError(absl::InvalidArgumentError("--activation-transport nccl needs mpirun -np N+1 (N pipeline stages)"));
+    // Checked before loading anything: the stages check again (and their CUDA devices).
+    if (!transport::NcclBuilt())
+      return fail(absl::FailedPreconditionError(
+          "--activation-transport nccl: this build has no NCCL (CUDA and NCCL were not found at configure time; "
+          "see docs/cluster.md)"));
+  }
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true);
   if (!loaded.ok()) return fail(loaded.status());
@@ -140,6 +153,9 @@ int RunServe(ServeFlags f) {
     auto act = transport::ParseActivationDType(f.activations);
     if (!act.ok()) return fail(act.status());
     pc.activations = *act;
+    pc.activation_transport = *act_transport;
+    if (pc.activation_transport == transport::ActivationTransport::kNccl)
+      pc.join_activation_channel = [&mpi] { return transport::JoinNcclBootstrap(*mpi, std::chrono::seconds(60)); };
     pc.kv_block_size = f.kv_block_size;
     pc.kv_blocks = blocks;
     pc.context = context;
@@ -151,8 +167,8 @@ int RunServe(ServeFlags f) {
     executor = std::move(*e);
     for (size_t s = 0; s < plan.stages.size(); ++s)
       spdlog::info("pipeline stage {} = rank {}: layers [{}, {})", s, s + 1, plan.stages[s].layer_begin, plan.stages[s].layer_end);
-    spdlog::info("pipeline: {} stages, {} micro-batches in flight, activations {}, heartbeat {} ms, stage timeout {} ms",
-                 workers, pc.micro_batches, f.activations, pc.heartbeat_ms, pc.timeout_ms);
+    spdlog::info("pipeline: {} stages, {} micro-batches in flight, activations {} over {}, heartbeat {} ms, stage timeout {} ms",
+                 workers, pc.micro_batches, f.activations, f.activation_transport, pc.heartbeat_ms, pc.timeout_ms);
   }
 
   const std::string name =
@@ -257,6 +273,7 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--plan", f->plan_file, "Pipeline: stage plan file (accullm plan --workers N --out FILE); default: planned here");
   cmd->add_option("--memory", f->memory, "Pipeline: per-worker memory budgets for the planner, e.g. 8GiB or 8GiB,4GiB");
   cmd->add_option("--activations", f->activations, "Pipeline: activation precision between stages: f32 (bit-identical), f16, bf16")->capture_default_str();
+  cmd->add_option("--activation-transport", f->activation_transport, "Pipeline: how activations move between stages: mpi (host memory) or nccl (GPU buffers; needs an NCCL build and a CUDA device per stage)")->capture_default_str()->check(CLI::IsMember({"mpi", "nccl"}));
   cmd->add_option("--micro-batches", f->micro_batches, "Pipeline: micro-batches kept in flight; each goes out again as soon as its tokens return (default: one per stage)")->check(CLI::Range(0, 64));
   cmd->add_option("--heartbeat-ms", f->heartbeat_ms, "Pipeline: heartbeat interval")->capture_default_str()->check(CLI::Range(10, 60000));
   cmd->add_option("--stage-timeout-ms", f->stage_timeout_ms, "Pipeline: a stage silent this long is declared dead")->capture_default_str()->check(CLI::Range(50, 600000));

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <list>
 
 #include "absl/strings/str_cat.h"
@@ -23,6 +25,16 @@ std::string MpiError(int rc) {
 }
 
 }  // namespace
+
+// A broadcast handed to the progress thread. The buffer belongs to it (not to the caller): a
+// caller that timed out leaves, the request may still complete later.
+struct MpiTransport::Collective {
+  std::vector<uint8_t> buffer;
+  int root = 0;
+  bool started = false, done = false;  // guarded by mu_
+  std::string error;                   // guarded by mu_
+  MPI_Request request = MPI_REQUEST_NULL;  // progress thread only
+};
 
 bool LaunchedByMpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"}) {
@@ -103,6 +115,29 @@ absl::StatusOr<std::optional<Envelope>> MpiTransport::Receive(std::chrono::milli
   return std::optional<Envelope>();
 }
 
+absl::Status MpiTransport::Broadcast(void* data, size_t bytes, int root, std::chrono::milliseconds timeout) {
+  if (root < 0 || root >= size_) return absl::InvalidArgumentError(absl::StrCat("broadcast root ", root, ": no such rank"));
+  if (bytes > static_cast<size_t>(std::numeric_limits<int>::max())) return absl::InvalidArgumentError("broadcast too large");
+  auto c = std::make_shared<Collective>();
+  c->buffer.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + bytes);
+  c->root = root;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!error_.empty()) return absl::UnavailableError(error_);
+  if (collective_ != nullptr) return absl::FailedPreconditionError("a broadcast is already in progress");
+  collective_ = c;
+  cv_.notify_all();
+  cv_.wait_for(lock, timeout, [&] { return c->done || !c->error.empty() || !error_.empty(); });
+  if (c->done) {
+    std::memcpy(data, c->buffer.data(), bytes);
+    return absl::OkStatus();
+  }
+  if (collective_ == c) collective_.reset();  // not started: it never will be; started: the thread keeps it
+  if (!c->error.empty()) return absl::UnavailableError(c->error);
+  if (!error_.empty()) return absl::UnavailableError(error_);
+  return absl::DeadlineExceededError(absl::StrCat("broadcast from rank ", root, ": not complete within ",
+                                                  timeout.count(), " ms (a rank did not join)"));
+}
+
 void MpiTransport::Fail(const std::string& what) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -119,6 +154,7 @@ void MpiTransport::Progress() {
     int dest;
   };
   std::list<Pending> sends;
+  std::shared_ptr<Collective> bcast;  // the broadcast in progress
   auto failed = [&] {
     std::lock_guard<std::mutex> lock(mu_);
     return !error_.empty();
@@ -155,6 +191,36 @@ void MpiTransport::Progress() {
         it = sends.erase(it);
       } else {
         ++it;
+      }
+    }
+    if (bcast == nullptr) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (collective_ != nullptr && !collective_->started) {
+        bcast = collective_;
+        bcast->started = true;
+      }
+      if (bcast != nullptr) {
+        busy = true;
+        if (int rc = MPI_Ibcast(bcast->buffer.data(), static_cast<int>(bcast->buffer.size()), MPI_BYTE, bcast->root, comm,
+                                &bcast->request);
+            rc != MPI_SUCCESS) {
+          bcast->error = absl::StrCat("MPI_Ibcast from rank ", bcast->root, ": ", MpiError(rc));
+          if (collective_ == bcast) collective_.reset();
+          bcast.reset();
+          cv_.notify_all();
+        }
+      }
+    } else {
+      int done = 0;
+      const int rc = MPI_Test(&bcast->request, &done, MPI_STATUS_IGNORE);
+      if (rc != MPI_SUCCESS || done) {
+        busy = true;
+        std::lock_guard<std::mutex> lock(mu_);
+        if (rc != MPI_SUCCESS) bcast->error = absl::StrCat("broadcast from rank ", bcast->root, ": ", MpiError(rc));
+        bcast->done = rc == MPI_SUCCESS;
+        if (collective_ == bcast) collective_.reset();
+        bcast.reset();
+        cv_.notify_all();
       }
     }
     int flag = 0;
@@ -196,11 +262,16 @@ void MpiTransport::Progress() {
       // us at once. Receives are found by polling: MPI has no blocking wait on "any of".
       idle = std::min(idle + 1, 50);
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::microseconds(20 * idle), [&] { return !outbox_.empty() || stop_.load(); });
+      cv_.wait_for(lock, std::chrono::microseconds(20 * idle), [&] {
+        return !outbox_.empty() || stop_.load() || (collective_ != nullptr && !collective_->started);
+      });
     }
   }
   // Requests still pending after the deadline are abandoned (the peer is gone).
   for (auto& p : sends) MPI_Request_free(&p.request);
+  // A broadcast still pending cannot be freed (MPI forbids it for collectives): its buffer
+  // must outlive MPI, so it is left allocated on purpose (the job is ending anyway).
+  if (bcast != nullptr) new std::shared_ptr<Collective>(std::move(bcast));
 }
 
 }  // namespace accullm::transport

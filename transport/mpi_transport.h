@@ -37,13 +37,21 @@ class MpiTransport final : public Transport {
   [[noreturn]] void Abort(int code);
   // The host name of this process (logs: which rank runs where).
   const std::string& host() const { return host_; }
-  // The duplicated world communicator as an opaque handle (NCCL bootstrap).
+  // The duplicated world communicator as an opaque handle.
   void* communicator() { return comm_handle_; }
+  // Collective: every rank calls it once, in the same order, with the same `bytes` and
+  // `root`; `data` ends up holding root's bytes everywhere (the NCCL bootstrap's unique id).
+  // The progress thread runs it (MPI_Ibcast, tested beside the point-to-point traffic), so
+  // MPI stays single-threaded and heartbeats keep flowing meanwhile. DeadlineExceeded when
+  // this rank's part did not complete within `timeout` (never a hang). Not a barrier: the
+  // root, or a rank that needs nothing from a late one, may return before every rank joined.
+  absl::Status Broadcast(void* data, size_t bytes, int root, std::chrono::milliseconds timeout);
 
  private:
   MpiTransport() = default;
   void Progress();
   void Fail(const std::string& what);
+  struct Collective;
 
   int rank_ = 0, size_ = 0;
   std::string host_;
@@ -55,6 +63,7 @@ class MpiTransport final : public Transport {
   std::deque<std::pair<int, std::vector<uint8_t>>> outbox_;
   std::deque<Envelope> inbox_;
   std::string error_;  // guarded by mu_; set once
+  std::shared_ptr<Collective> collective_;  // guarded by mu_: the broadcast asked for, until done
   std::thread thread_;
 };
 

@@ -103,6 +103,14 @@ absl::Status Act(Reader& r, ActivationDType& t) {
   return absl::OkStatus();
 }
 
+absl::Status ActTransport(Reader& r, ActivationTransport& t) {
+  uint8_t v = 0;
+  RETURN_IF_ERROR(r.Get(v, "hello.activation_transport"));
+  if (v > 1) return absl::InvalidArgumentError(absl::StrCat("wire: unknown activation transport ", v));
+  t = static_cast<ActivationTransport>(v);
+  return absl::OkStatus();
+}
+
 absl::Status NonNegative(int64_t v, const char* what) {
   if (v < 0) return absl::InvalidArgumentError(absl::StrCat("wire: ", what, " is negative (", v, ")"));
   return absl::OkStatus();
@@ -117,6 +125,7 @@ void EncodeBody(Writer& w, const Hello& h) {
   w.Put(h.stage), w.Put(h.num_stages), w.Put(h.layer_begin), w.Put(h.layer_end), w.Put(h.num_layers);
   w.Put(h.hidden), w.Put(h.vocab), w.Put(h.model_fingerprint), w.Put(h.kv_block_size), w.Put(h.kv_blocks);
   w.Put(h.context), w.Put(static_cast<uint8_t>(h.activations)), w.Put(h.heartbeat_ms), w.Put(h.timeout_ms);
+  w.Put(static_cast<uint8_t>(h.activation_transport));
 }
 absl::Status DecodeBody(Reader& r, Hello& h) {
   RETURN_IF_ERROR(r.Get(h.stage, "hello.stage"));
@@ -133,6 +142,7 @@ absl::Status DecodeBody(Reader& r, Hello& h) {
   RETURN_IF_ERROR(Act(r, h.activations));
   RETURN_IF_ERROR(r.Get(h.heartbeat_ms, "hello.heartbeat_ms"));
   RETURN_IF_ERROR(r.Get(h.timeout_ms, "hello.timeout_ms"));
+  RETURN_IF_ERROR(ActTransport(r, h.activation_transport));
   if (h.num_stages == 0 || h.stage >= h.num_stages)
     return absl::InvalidArgumentError(absl::StrCat("wire: hello stage ", h.stage, " of ", h.num_stages));
   if (h.num_layers <= 0 || h.layer_begin < 0 || h.layer_begin >= h.layer_end || h.layer_end > h.num_layers)
@@ -190,7 +200,7 @@ void EncodeBody(Writer& w, const Batch& b) {
   for (const auto& it : b.items) w.Put(it.seq), w.Put(it.position), w.Put(it.n_tokens), w.Put<uint8_t>(it.sample ? 1 : 0);
   w.Put<uint32_t>(static_cast<uint32_t>(b.tokens.size()));
   w.Bytes(b.tokens.data(), b.tokens.size() * sizeof(int32_t));
-  w.Put(static_cast<uint8_t>(b.act)), w.Put(b.rows), w.Put(b.width);
+  w.Put(static_cast<uint8_t>(b.act)), w.Put(b.rows), w.Put(b.width), w.Put<uint8_t>(b.activations_over_nccl ? 1 : 0);
   w.Put<uint64_t>(b.activations.size());
   w.Bytes(b.activations.data(), b.activations.size());
 }
@@ -232,6 +242,7 @@ absl::Status DecodeBody(Reader& r, Batch& b) {
   RETURN_IF_ERROR(r.Get(b.width, "batch.width"));
   RETURN_IF_ERROR(NonNegative(b.rows, "batch.rows"));
   RETURN_IF_ERROR(NonNegative(b.width, "batch.width"));
+  RETURN_IF_ERROR(r.Bool(b.activations_over_nccl, "batch.activations_over_nccl"));
   uint64_t bytes = 0;
   RETURN_IF_ERROR(r.Get(bytes, "batch.activation_bytes"));
   if (bytes > r.left()) return absl::InvalidArgumentError(absl::StrCat("wire: activation bytes ", bytes,
@@ -239,6 +250,8 @@ absl::Status DecodeBody(Reader& r, Batch& b) {
   // rows * width * size must equal the bytes actually carried (overflow-safe: both bounded).
   if (b.rows > (int64_t{1} << 31) || b.width > (int64_t{1} << 24))
     return absl::InvalidArgumentError("wire: activation shape out of range");
+  if (b.activations_over_nccl && bytes != 0)
+    return absl::InvalidArgumentError("wire: a batch whose activations follow over NCCL carries activation bytes");
   if (bytes != 0 && static_cast<uint64_t>(b.rows) * static_cast<uint64_t>(b.width) * ActivationDTypeSize(b.act) != bytes)
     return absl::InvalidArgumentError(absl::StrCat("wire: activations [", b.rows, ", ", b.width, "] ",
                                                    ActivationDTypeName(b.act), " need ",
@@ -333,6 +346,24 @@ absl::StatusOr<ActivationDType> ParseActivationDType(const std::string& name) {
 
 size_t ActivationDTypeSize(ActivationDType t) { return t == ActivationDType::kF32 ? 4 : 2; }
 
+const char* ActivationTransportName(ActivationTransport t) {
+  switch (t) {
+    case ActivationTransport::kMpi: return "mpi";
+    case ActivationTransport::kNccl: return "nccl";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<ActivationTransport> ParseActivationTransport(const std::string& name) {
+  if (name == "mpi") return ActivationTransport::kMpi;
+  if (name == "nccl") return ActivationTransport::kNccl;
+  return absl::InvalidArgumentError(absl::StrCat("unknown activation transport '", name, "' (mpi, nccl)"));
+}
+
+size_t ActivationBytes(const Batch& b) {
+  return static_cast<size_t>(b.rows) * static_cast<size_t>(b.width) * ActivationDTypeSize(b.act);
+}
+
 MessageType Message::type() const {
   static constexpr MessageType kTypes[] = {MessageType::kHello, MessageType::kHelloAck, MessageType::kBatch,
                                            MessageType::kResult, MessageType::kHeartbeat, MessageType::kShutdown};
@@ -382,16 +413,25 @@ absl::StatusOr<Message> Decode(const uint8_t* data, size_t size) {
   return absl::InvalidArgumentError(absl::StrCat("wire: unknown message type ", type));
 }
 
-absl::Status ValidateBatch(const Batch& b, bool expects_tokens, int64_t width) {
+absl::Status ValidateBatch(const Batch& b, bool expects_tokens, int64_t width, ActivationTransport transport) {
   if (b.items.empty()) return absl::InvalidArgumentError("batch: no items");
   int64_t rows = 0;
   for (const auto& it : b.items) rows += it.n_tokens;  // each <= 2^30, count <= 2^31/25: no overflow
   if (rows != b.rows) return absl::InvalidArgumentError(absl::StrCat("batch: items cover ", rows, " rows, header says ", b.rows));
   if (expects_tokens) {
+    if (b.activations_over_nccl) return absl::InvalidArgumentError("batch: stage 0 takes token ids, not activations over NCCL");
     if (static_cast<int64_t>(b.tokens.size()) != rows)
       return absl::InvalidArgumentError(absl::StrCat("batch: ", b.tokens.size(), " token ids for ", rows, " rows"));
   } else {
     if (b.width != width) return absl::InvalidArgumentError(absl::StrCat("batch: activation width ", b.width, ", model hidden ", width));
+    if (b.activations_over_nccl && transport != ActivationTransport::kNccl)
+      return absl::InvalidArgumentError("batch: activations announced over NCCL in a pipeline that moves them over MPI");
+    if (transport == ActivationTransport::kNccl) {
+      if (!b.activations_over_nccl)
+        return absl::InvalidArgumentError("batch: this pipeline moves activations over NCCL, the batch carries them inline");
+      if (!b.activations.empty()) return absl::InvalidArgumentError("batch: activations both inline and over NCCL");
+      return absl::OkStatus();
+    }
     if (b.activations.size() != static_cast<size_t>(rows * width) * ActivationDTypeSize(b.act))
       return absl::InvalidArgumentError("batch: activation bytes do not match [rows, width]");
   }

@@ -20,7 +20,7 @@
 namespace accullm::transport {
 
 inline constexpr uint32_t kWireMagic = 0x4D4C4341;  // "ACLM" little-endian
-inline constexpr uint16_t kWireVersion = 1;
+inline constexpr uint16_t kWireVersion = 2;  // 2: hello.activation_transport, batch.activations_over_nccl
 inline constexpr size_t kHeaderBytes = 24;
 // Largest message anyone may send or accept (a batch of 1M rows × 8192 F32 is 32 GiB: far
 // more than any configuration here; this bounds allocation from a malicious size field).
@@ -37,6 +37,12 @@ const char* ActivationDTypeName(ActivationDType t);
 absl::StatusOr<ActivationDType> ParseActivationDType(const std::string& name);
 size_t ActivationDTypeSize(ActivationDType t);
 
+// How activations travel between stages: inline in the Batch over MPI (host memory), or over
+// the NCCL channel (device buffers; only the descriptor goes over MPI). See docs/cluster.md.
+enum class ActivationTransport : uint8_t { kMpi = 0, kNccl = 1 };
+const char* ActivationTransportName(ActivationTransport t);
+absl::StatusOr<ActivationTransport> ParseActivationTransport(const std::string& name);
+
 // Coordinator → stage at startup: what this stage runs and what it must agree with.
 struct Hello {
   uint32_t stage = 0, num_stages = 0;
@@ -46,6 +52,7 @@ struct Hello {
   int64_t kv_block_size = 0, kv_blocks = 0, context = 0;
   ActivationDType activations = ActivationDType::kF32;
   uint32_t heartbeat_ms = 0, timeout_ms = 0;
+  ActivationTransport activation_transport = ActivationTransport::kMpi;
 };
 
 // Stage → coordinator: accepted, or refused with a reason (mismatched model, ...).
@@ -80,6 +87,7 @@ struct Batch {
   std::vector<int32_t> tokens;
   ActivationDType act = ActivationDType::kF32;
   int64_t rows = 0, width = 0;
+  bool activations_over_nccl = false;
   std::vector<uint8_t> activations;  // rows * width * size(act) bytes, or empty
 };
 
@@ -120,8 +128,12 @@ std::vector<uint8_t> Encode(const Message& m);
 absl::StatusOr<Message> Decode(const uint8_t* data, size_t size);
 
 // Batch consistency beyond the byte layout: items cover exactly `rows` rows, a stage 0 batch
-// carries one token per row, a later stage's activations are [rows, width].
-absl::Status ValidateBatch(const Batch& b, bool expects_tokens, int64_t width);
+// carries one token per row, a later stage's activations are [rows, width]: inline when
+// `transport` is kMpi, announced as following over NCCL (and not inline) when kNccl.
+absl::Status ValidateBatch(const Batch& b, bool expects_tokens, int64_t width,
+                           ActivationTransport transport = ActivationTransport::kMpi);
+// Bytes of the batch's activations (inline or over NCCL): rows * width * size(act).
+size_t ActivationBytes(const Batch& b);
 
 // Activation (de)serialization: FP32 rows → wire bytes in `t`, and back.
 std::vector<uint8_t> PackActivations(const float* x, size_t n, ActivationDType t);

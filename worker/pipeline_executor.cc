@@ -19,6 +19,9 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
   const uint64_t fingerprint = ModelFingerprint(model);
   RETURN_IF_ERROR(ValidateStagePlan(plan, model.num_layers, stages, fingerprint));
   if (config.timeout_ms <= config.heartbeat_ms) return absl::InvalidArgumentError("the stage timeout must exceed the heartbeat interval");
+  const bool nccl = config.activation_transport == transport::ActivationTransport::kNccl;
+  if (nccl && !config.join_activation_channel)
+    return absl::InvalidArgumentError("--activation-transport nccl needs the MPI transport (NCCL bootstrap)");
   for (int s = 0; s < stages; ++s) {
     transport::Hello h;
     h.stage = static_cast<uint32_t>(s);
@@ -35,6 +38,7 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
     h.activations = config.activations;
     h.heartbeat_ms = config.heartbeat_ms;
     h.timeout_ms = config.timeout_ms;
+    h.activation_transport = config.activation_transport;
     RETURN_IF_ERROR(t.Send(s + 1, transport::Encode(Message{0, h})));
   }
   std::vector<bool> acked(static_cast<size_t>(stages + 1), false);
@@ -58,6 +62,12 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
     if (!ack->ok) return absl::FailedPreconditionError(absl::StrCat("worker rank ", env->source, " refused: ", ack->message));
     acked[env->source] = true;
     --pending;
+  }
+  if (nccl) {
+    // Every stage accepted and now joins the NCCL bootstrap: so do we (the stages' early
+    // heartbeats wait in the transport's inbox meanwhile).
+    if (absl::Status st = config.join_activation_channel(); !st.ok())
+      return absl::Status(st.code(), absl::StrCat("--activation-transport nccl: ", st.message()));
   }
   std::unique_ptr<PipelineExecutor> e(new PipelineExecutor(t, config, stages));
   e->last_heard_.assign(static_cast<size_t>(stages + 1), Clock::now());

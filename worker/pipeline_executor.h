@@ -26,6 +26,10 @@ namespace accullm::worker {
 
 struct PipelineConfig {
   transport::ActivationDType activations = transport::ActivationDType::kF32;
+  // kNccl: the stages move activations over NCCL; once every stage accepted the hello,
+  // Start runs join_activation_channel (rank 0's part of the NCCL bootstrap collective).
+  transport::ActivationTransport activation_transport = transport::ActivationTransport::kMpi;
+  std::function<absl::Status()> join_activation_channel;
   int64_t kv_block_size = 16, kv_blocks = 0, context = 0;
   int micro_batches = 2;
   uint32_t heartbeat_ms = 200;

@@ -11,6 +11,7 @@
 #include "common/status.h"
 #include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
+#include "transport/nccl_channel.h"
 #include "transport/wire.h"
 #include "worker/sequence_sampling.h"
 
@@ -22,14 +23,18 @@ using Clock = std::chrono::steady_clock;
 using transport::Batch;
 using transport::Message;
 
+// A transfer over NCCL not matched within this long fails the stage (never a hang).
+constexpr std::chrono::milliseconds kNcclTimeout{60000};
+
 class Stage {
  public:
-  Stage(transport::Transport& t, Transformer& m, const transport::Hello& h)
-      : t_(t), model_(m), hello_(h),
+  Stage(transport::Transport& t, Transformer& m, const transport::Hello& h, transport::NcclChannel* nccl)
+      : t_(t), model_(m), hello_(h), nccl_(nccl),
         pool_(h.layer_end - h.layer_begin, m.kv_dim(), h.kv_block_size, h.kv_blocks, h.layer_begin),
         last_(h.stage + 1 == h.num_stages) {}
 
   absl::Status Run(uint64_t batch_id, Batch& b);
+  void set_nccl(transport::NcclChannel* c) { nccl_ = c; }
   uint64_t batches_done() const { return batches_done_.load(); }
   uint64_t rows_done() const { return rows_done_.load(); }
   double compute_seconds() const { return compute_us_.load() / 1e6; }
@@ -42,6 +47,7 @@ class Stage {
   transport::Transport& t_;
   Transformer& model_;
   transport::Hello hello_;
+  transport::NcclChannel* nccl_;  // activations between stages when the hello says nccl
   KvBlockPool pool_;  // this stage's layers only
   bool last_;
   std::unordered_map<uint64_t, Seq> seqs_;
@@ -53,7 +59,13 @@ class Stage {
 absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
   const auto start = Clock::now();
   const int64_t h = model_.config().hidden_size;
-  RETURN_IF_ERROR(transport::ValidateBatch(b, hello_.stage == 0, h));
+  RETURN_IF_ERROR(transport::ValidateBatch(b, hello_.stage == 0, h, hello_.activation_transport));
+  if (b.activations_over_nccl) {
+    // First, before anything can fail: the previous stage's ncclSend waits for this receive.
+    if (nccl_ == nullptr) return absl::FailedPreconditionError("activations over NCCL without an NCCL channel");
+    b.activations.resize(transport::ActivationBytes(b));
+    RETURN_IF_ERROR(nccl_->ReceiveHost(b.activations.data(), b.activations.size(), t_.rank() - 1));
+  }
   for (uint64_t s : b.released) seqs_.erase(s);  // ~KvCache returns the blocks
   for (const auto& o : b.opened) {
     if (seqs_.count(o.seq) != 0) return absl::InvalidArgumentError(absl::StrCat("sequence ", o.seq, " opened twice"));
@@ -100,7 +112,14 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
     next.activations = transport::PackActivations(hidden_.data(), hidden_.size(), hello_.activations);
     compute_us_ += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
     ++batches_done_;
-    return t_.Send(t_.rank() + 1, transport::Encode(Message{batch_id, std::move(next)}));
+    if (nccl_ == nullptr) return t_.Send(t_.rank() + 1, transport::Encode(Message{batch_id, std::move(next)}));
+    // The descriptor first (the next stage posts its ncclRecv when it reads it), then the
+    // activations over NCCL; descriptors arrive in order, so sends and receives pair up.
+    std::vector<uint8_t> act = std::move(next.activations);
+    next.activations.clear();
+    next.activations_over_nccl = true;
+    RETURN_IF_ERROR(t_.Send(t_.rank() + 1, transport::Encode(Message{batch_id, std::move(next)})));
+    return nccl_->SendHost(act.data(), act.size(), t_.rank() + 1);
   }
   // Last stage: head on the rows that sample, then sample.
   std::vector<size_t> sampled;
@@ -129,7 +148,16 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
   return t_.Send(0, transport::Encode(Message{batch_id, std::move(res)}));
 }
 
-absl::StatusOr<transport::Hello> Handshake(transport::Transport& t, Transformer& model) {
+// Why this rank cannot move activations over NCCL, or "" when it can.
+std::string NcclRefusal(int rank, transport::MpiTransport* mpi) {
+  if (!transport::NcclBuilt())
+    return absl::StrCat("--activation-transport nccl: rank ", rank, " was built without NCCL (CUDA and NCCL not found at configure time)");
+  if (mpi == nullptr) return absl::StrCat("--activation-transport nccl: rank ", rank, " does not run under MPI");
+  if (transport::CudaDeviceCount() == 0) return absl::StrCat("--activation-transport nccl: rank ", rank, " has no CUDA device");
+  return "";
+}
+
+absl::StatusOr<transport::Hello> Handshake(transport::Transport& t, Transformer& model, transport::MpiTransport* mpi) {
   const auto deadline = Clock::now() + std::chrono::seconds(120);
   while (Clock::now() < deadline) {
     ASSIGN_OR_RETURN(std::optional<transport::Envelope> env, t.Receive(std::chrono::milliseconds(200)));
@@ -156,6 +184,9 @@ absl::StatusOr<transport::Hello> Handshake(transport::Transport& t, Transformer&
     } else if (hello->context > c.max_position_embeddings) {
       ack.ok = false;
       ack.message = absl::StrCat("context ", hello->context, " exceeds the model's ", c.max_position_embeddings);
+    } else if (hello->activation_transport == transport::ActivationTransport::kNccl) {
+      ack.message = NcclRefusal(t.rank(), mpi);
+      ack.ok = ack.message.empty();
     }
     RETURN_IF_ERROR(t.Send(0, transport::Encode(Message{0, ack})));
     if (!ack.ok) return absl::FailedPreconditionError(ack.message);
@@ -166,8 +197,8 @@ absl::StatusOr<transport::Hello> Handshake(transport::Transport& t, Transformer&
 
 }  // namespace
 
-int RunPipelineStage(transport::Transport& t, Transformer& model) {
-  auto hello = Handshake(t, model);
+int RunPipelineStage(transport::Transport& t, Transformer& model, transport::MpiTransport* mpi) {
+  auto hello = Handshake(t, model, mpi);
   if (!hello.ok()) {
     spdlog::error("stage rank {}: {}", t.rank(), std::string(hello.status().message()));
     return 1;
@@ -176,7 +207,8 @@ int RunPipelineStage(transport::Transport& t, Transformer& model) {
                hello->layer_begin, hello->layer_end, hello->stage == 0 ? " +embed" : "",
                hello->stage + 1 == hello->num_stages ? " +head" : "", hello->num_layers,
                transport::ActivationDTypeName(hello->activations));
-  Stage stage(t, model, *hello);
+  std::unique_ptr<transport::NcclChannel> nccl;
+  Stage stage(t, model, *hello, nullptr);
   std::atomic<bool> stop{false};
   std::mutex hb_mu;
   std::condition_variable hb_cv;
@@ -198,6 +230,26 @@ int RunPipelineStage(transport::Transport& t, Transformer& model) {
     heartbeat.join();
     return code;
   };
+  if (hello->activation_transport == transport::ActivationTransport::kNccl) {
+    // Right after the handshake, before any batch, in the same order on every rank (the
+    // coordinator joins the bootstrap broadcast once every stage accepted its hello).
+    const int count = transport::CudaDeviceCount();
+    const int device = count > 0 ? transport::LocalRank(t.rank()) % count : 0;
+    auto ch = transport::NcclChannel::Create(*mpi, device, kNcclTimeout);
+    if (!ch.ok()) {
+      const std::string why = absl::StrCat("stage ", hello->stage, " (rank ", t.rank(), "): NCCL setup on CUDA device ",
+                                           device, ": ", ch.status().message());
+      spdlog::error("{}", why);
+      transport::Result r;
+      r.ok = false;
+      r.error = why;
+      (void)t.Send(0, transport::Encode(Message{0, std::move(r)}));
+      return finish(4);
+    }
+    nccl = std::move(*ch);
+    stage.set_nccl(nccl.get());
+    spdlog::info("stage {} (rank {}): activations over NCCL on CUDA device {} of {}", hello->stage, t.rank(), device, count);
+  }
   auto last_from_coordinator = Clock::now();
   const auto timeout = std::chrono::milliseconds(hello->timeout_ms);
   while (true) {

@@ -110,8 +110,8 @@ TEST(WireFormat, RefusesTrailingBytesAndBadHeaders) {
   };
   const uint32_t bad_magic = 0x12345678;
   EXPECT_FALSE(patch(0, &bad_magic, 4).ok());
-  const uint16_t bad_version = 2;
-  EXPECT_FALSE(patch(4, &bad_version, 2).ok());
+  for (uint16_t bad_version : {uint16_t(kWireVersion - 1), uint16_t(kWireVersion + 1)})
+    EXPECT_FALSE(patch(4, &bad_version, 2).ok());
   for (uint16_t type : {uint16_t{0}, uint16_t{7}, uint16_t{0xffff}}) EXPECT_FALSE(patch(6, &type, 2).ok());
   // Another known type over a batch body: the layout does not fit.
   const uint16_t result = static_cast<uint16_t>(MessageType::kResult);
@@ -195,6 +195,72 @@ TEST(WireFormat, ValidateBatchChecksRowsAgainstItems) {
   Batch empty = SampleBatch();
   empty.items.clear();
   EXPECT_FALSE(ValidateBatch(empty, false, 2).ok());
+}
+
+TEST(WireFormat, HelloCarriesTheActivationTransport) {
+  Hello h = SampleHello();
+  h.activation_transport = ActivationTransport::kNccl;
+  auto bytes = Encode({0, h});
+  auto m = Decode(bytes.data(), bytes.size());
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(std::get<Hello>(m->body).activation_transport, ActivationTransport::kNccl);
+  // The field is the hello's last byte: values other than mpi (0) and nccl (1) are refused.
+  bytes.back() = 2;
+  auto bad = Decode(bytes.data(), bytes.size());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("activation transport"), std::string::npos) << bad.status();
+  EXPECT_EQ(*ParseActivationTransport("mpi"), ActivationTransport::kMpi);
+  EXPECT_EQ(*ParseActivationTransport("nccl"), ActivationTransport::kNccl);
+  EXPECT_FALSE(ParseActivationTransport("gloo").ok());
+}
+
+Batch NcclBatch() {
+  Batch b = SampleBatch();
+  b.activations.clear();
+  b.activations_over_nccl = true;
+  return b;
+}
+
+TEST(WireFormat, BatchWithActivationsOverNcclRoundTrips) {
+  auto bytes = Encode({3, NcclBatch()});
+  auto m = Decode(bytes.data(), bytes.size());
+  ASSERT_TRUE(m.ok()) << m.status();
+  const auto& b = std::get<Batch>(m->body);
+  EXPECT_TRUE(b.activations_over_nccl);
+  EXPECT_TRUE(b.activations.empty());
+  EXPECT_EQ(ActivationBytes(b), 4u * 2u * 4u);  // [4, 2] f32 follow on the NCCL channel
+  // Announced over NCCL and carried inline as well: refused at decode.
+  Batch both = SampleBatch();
+  both.activations_over_nccl = true;
+  auto bb = Encode({3, both});
+  auto st = Decode(bb.data(), bb.size());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.status().message()).find("NCCL"), std::string::npos) << st.status();
+  // The flag is a strict boolean; it precedes the 8-byte activation byte count (0 here).
+  auto flag = bytes;
+  const size_t at = flag.size() - 8 - 1;
+  ASSERT_EQ(flag[at], 1);
+  flag[at] = 2;
+  EXPECT_FALSE(Decode(flag.data(), flag.size()).ok());
+}
+
+TEST(WireFormat, ValidateBatchAcceptsNcclActivationsOnlyInNcclPipelines) {
+  const Batch nccl = NcclBatch();
+  const Batch inline_ = SampleBatch();
+  EXPECT_TRUE(ValidateBatch(nccl, false, 2, ActivationTransport::kNccl).ok());
+  EXPECT_TRUE(ValidateBatch(inline_, false, 2, ActivationTransport::kMpi).ok());
+  auto st = ValidateBatch(nccl, false, 2, ActivationTransport::kMpi);  // an MPI pipeline: refused
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.message()).find("over NCCL"), std::string::npos) << st;
+  EXPECT_FALSE(ValidateBatch(nccl, false, 2).ok());                              // the default is MPI
+  EXPECT_FALSE(ValidateBatch(inline_, false, 2, ActivationTransport::kNccl).ok());  // must come over NCCL
+  EXPECT_FALSE(ValidateBatch(nccl, false, 3, ActivationTransport::kNccl).ok());     // width still checked
+  Batch both = NcclBatch();
+  both.activations = inline_.activations;
+  EXPECT_FALSE(ValidateBatch(both, false, 2, ActivationTransport::kNccl).ok());
+  Batch stage0 = NcclBatch();
+  stage0.tokens = {1, 2, 3, 4};
+  EXPECT_FALSE(ValidateBatch(stage0, true, 2, ActivationTransport::kNccl).ok());  // stage 0 takes tokens
 }
 
 TEST(WireFormat, HalfPrecisionActivationsRoundTrip) {
