@@ -3,21 +3,21 @@
 # activations between the stages over NCCL (host -> device -> ncclSend / ncclRecv -> host);
 # every answer must equal single-process `accullm serve` (f32) and the MPI pipeline's (f16),
 # and SIGTERM to the coordinator shuts the job down with status 0.
-# SKIPs (exit 0, "SKIP: ...") where it cannot run: no mpirun, a binary built without NCCL, or
+# SKIPs (exit 77, which ctest reports as Skipped; "SKIP: ...") where it cannot run: no mpirun, a binary built without NCCL, or
 # fewer than 2 GPUs (NCCL refuses two ranks on one device). Usage: mpi_nccl_test.sh ACCULLM
 set -euo pipefail
 BIN="$(realpath "$1")"
 cd "$(dirname "$0")/../.."
 source tests/integration/serve_lib.sh
 source tests/integration/mpi_lib.sh
-command -v mpirun >/dev/null || { echo "SKIP: mpirun not installed (openmpi-bin)"; exit 0; }
+command -v mpirun >/dev/null || { echo "SKIP: mpirun not installed (openmpi-bin)"; exit 77; }
 LIBS="$(ldd "$BIN" 2>/dev/null || true)"  # (not piped into grep -q: SIGPIPE under pipefail)
 if ! grep -q libnccl <<<"$LIBS"; then
-  echo "SKIP: $BIN was built without NCCL (CUDA and NCCL not found at configure time)"; exit 0
+  echo "SKIP: $BIN was built without NCCL (CUDA and NCCL not found at configure time)"; exit 77
 fi
 GPUS="$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU ' || true)"
 if [ "${GPUS:-0}" -lt 2 ]; then
-  echo "SKIP: --activation-transport nccl needs 2 GPUs (one per stage); nvidia-smi -L lists ${GPUS:-0}"; exit 0
+  echo "SKIP: --activation-transport nccl needs 2 GPUs (one per stage); nvidia-smi -L lists ${GPUS:-0}"; exit 77
 fi
 
 start_server "$BIN" --threads 1
