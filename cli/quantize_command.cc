@@ -95,7 +95,8 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
       ->check(CLI::IsMember({"fractional", "integer"}))->capture_default_str();
   cmd->add_option("--dampening", f.dampening, "GPTQ/GPFQ: fraction of the mean Hessian diagonal added to it")->capture_default_str()->check(CLI::Range(0.0, 10.0));
   cmd->add_option("--embeddings", f.embeddings, "Token embedding table: fp16 or int4")->check(CLI::IsMember({"fp16", "int4"}))->capture_default_str();
-  cmd->add_option("--lm-head", f.lm_head, "LM head: fp16 or int4")->check(CLI::IsMember({"fp16", "int4"}))->capture_default_str();
+  cmd->add_option("--lm-head", f.lm_head, "LM head: fp16, int4 (the chosen method) or int8 (one step per row)")
+      ->check(CLI::IsMember({"fp16", "int4", "int8"}))->capture_default_str();
   cmd->add_option("--threads,-t", f.threads, "Compute threads (default: all cores)");
 }
 
@@ -123,6 +124,7 @@ absl::StatusOr<quant::ModelQuantOptions> MakeOptions(const QuantizeFlags& f) {
   o.embeddings_int4 = f.embeddings == "int4";
   o.correct_input_mismatch = f.mismatch;
   o.lm_head_int4 = f.lm_head == "int4";
+  o.lm_head_int8 = f.lm_head == "int8";
   // Measured on the fixture (all blocks INT4, GPTQ g32, 40 chunks): with integer zero points the
   // search barely matters (KL 0.002786 → 0.002765), with fractional ones it does (0.002714 →
   // 0.002416): the free offset lets each end of the range be clipped on its own.
@@ -312,7 +314,8 @@ int RunQuantize(const QuantizeFlags& f) {
     if (!q.ok()) return ReportError(q.status());
     mats = std::move(*q);
     if (auto s = quant::QuantizeEmbeddingsAndHead(model, *p.stats, *opts, *p.loaded.pool,
-                                                  f.sequential ? p.chunks : std::vector<std::vector<int32_t>>{}, &mats);
+                                                  f.sequential ? p.chunks : std::vector<std::vector<int32_t>>{}, &mats,
+                                                  &desc.int8);
         !s.ok()) {
       return ReportError(s);
     }

@@ -40,8 +40,10 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
   for (auto [key, field] : {std::pair<const char*, std::string*>{"embeddings", &m.embeddings}, {"lm_head", &m.lm_head}}) {
     ASSIGN_OR_RETURN(auto v, GetOptionalString(o, key));
     *field = v.value_or("fp16");
-    if (*field != "fp16" && *field != "int4") {
-      return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" must be \"fp16\" or \"int4\""));
+    const bool head = std::string_view(key) == "lm_head";
+    if (*field != "fp16" && *field != "int4" && !(head && *field == "int8")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", key, "\" must be \"fp16\" or \"int4\"", head ? " or \"int8\"" : ""));
     }
   }
   ASSIGN_OR_RETURN(m.method, GetString(o, "method"));

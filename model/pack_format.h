@@ -34,7 +34,7 @@ struct PackManifest {
   // Linears kept FP16 inside INT4 blocks, by checkpoint prefix ("model.layers.7.mlp.down_proj").
   std::set<std::string> fp16_linears;
   std::string embeddings = "fp16";            // token embedding table: "fp16" or "int4"
-  std::string lm_head = "fp16";               // LM head: "fp16" or "int4"
+  std::string lm_head = "fp16";               // LM head: "fp16", "int4" or "int8"
   std::string method;
   int64_t group_size = 0;
   bool symmetric = true;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "model/int4_linear.h"
+#include "model/int8_linear.h"
 #include "model/pack_format.h"
 
 namespace accullm {
@@ -43,6 +44,21 @@ const T* Aligned(const TensorView& t, std::vector<std::shared_ptr<std::vector<ui
   std::memmove(p, t.data, t.nbytes);
   copies.push_back(copy);
   return static_cast<const T*>(p);
+}
+
+absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt8Linear(const TensorStore& store, const std::string& prefix,
+                                                         int64_t out, int64_t in) {
+  auto copies = std::make_shared<std::vector<std::shared_ptr<std::vector<uint8_t>>>>();
+  ASSIGN_OR_RETURN(TensorView codes, GetChecked(store, prefix + ".q8weight", DType::kU8, {out, in}));
+  ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + ".q8scales", DType::kF16, {out}));
+  Int8Data d;
+  d.out = out;
+  d.in = in;
+  d.codes = codes.data;
+  d.scales = Aligned<uint16_t>(scales, *copies);
+  d.keep_alive = copies;
+  ASSIGN_OR_RETURN(auto lin, Int8Linear::Create(std::move(d), {}));
+  return std::unique_ptr<LinearOp>(std::move(lin));
 }
 
 absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt4Linear(const TensorStore& store, const std::string& prefix,
@@ -206,7 +222,17 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
       t->lm_head_ = std::move(head);
     }
   } else {
-    ASSIGN_OR_RETURN(t->lm_head_, LoadLinear(s, "lm_head", c.vocab_size, h, false, info, head_int4));
+    const bool head_int8 = info.pack != nullptr && info.pack->lm_head == "int8";
+    if (head_int8 != s.Has("lm_head.q8weight")) {
+      return absl::InvalidArgumentError(absl::StrCat("pack plan disagrees with its tensors: lm_head is ",
+                                                     head_int8 ? "not INT8" : "INT8", " but accullm.json says ",
+                                                     info.pack != nullptr ? info.pack->lm_head : "nothing (no manifest)"));
+    }
+    if (head_int8) {
+      ASSIGN_OR_RETURN(t->lm_head_, LoadInt8Linear(s, "lm_head", c.vocab_size, h));
+    } else {
+      ASSIGN_OR_RETURN(t->lm_head_, LoadLinear(s, "lm_head", c.vocab_size, h, false, info, head_int4));
+    }
   }
   return t;
 }

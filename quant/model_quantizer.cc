@@ -212,8 +212,25 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
 
 absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& stats, const ModelQuantOptions& options,
                                        ThreadPool& pool, const std::vector<std::vector<int32_t>>& sequential_chunks,
-                                       QuantizedMatrices* out) {
+                                       QuantizedMatrices* out, Int8Matrices* out8) {
   const ModelConfig& c = model.config();
+  if (options.lm_head_int8) {
+    if (options.lm_head_int4) return absl::InvalidArgumentError("the LM head is either INT4 or INT8");
+    if (!model.tensors().Has("lm_head.weight")) {
+      return absl::InvalidArgumentError("the LM head is tied to the embeddings: it cannot be INT8 on its own");
+    }
+    ASSIGN_OR_RETURN(std::vector<float> w, LinearWeights(model, "lm_head"));
+    auto q = std::make_shared<const Int8Quantized>(QuantizeInt8Rows(w.data(), c.vocab_size, c.hidden_size));
+    Int8Data d;
+    d.out = q->out;
+    d.in = q->in;
+    d.codes = q->codes.data();
+    d.scales = q->scales.data();
+    d.keep_alive = q;
+    ASSIGN_OR_RETURN(auto op, Int8Linear::Create(std::move(d), {}));
+    model.set_lm_head(std::move(op));
+    if (out8 != nullptr) (*out8)["lm_head"] = q;
+  }
   if (options.embeddings_int4) {
     ASSIGN_OR_RETURN(std::vector<float> w, LinearWeights(model, "model.embed_tokens"));
     QuantOptions q = options.quant;

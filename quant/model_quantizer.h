@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "model/int8_linear.h"
 #include "model/transformer.h"
 #include "quant/calibration.h"
 #include "quant/int4_quantizer.h"
@@ -30,6 +31,7 @@ struct ModelQuantOptions {
   OutlierOptions outliers;
   bool embeddings_int4 = false;  // token embeddings INT4 (round-to-nearest with range search)
   bool lm_head_int4 = false;     // LM head INT4 (the chosen method, on the final hidden states)
+  bool lm_head_int8 = false;     // LM head INT8, one step per row (round to nearest)
   // Sequential runs only: aim each block's weights at the full-precision layer's output on its
   // own inputs (not on the already-quantized upstream's inputs), via the cross moments.
   bool correct_input_mismatch = false;
@@ -45,6 +47,7 @@ const std::vector<BlockLinear>& BlockLinears();
 std::string LinearPrefix(int64_t layer, const BlockLinear& l);  // "model.layers.3.self_attn.q_proj"
 
 using QuantizedMatrices = std::map<std::string, std::shared_ptr<const QuantizedMatrix>>;
+using Int8Matrices = std::map<std::string, std::shared_ptr<const Int8Quantized>>;
 
 std::vector<int32_t> SelectOutlierChannels(const SiteStats& stats, const OutlierOptions& options);
 
@@ -91,6 +94,6 @@ absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& sta
 // with `sequential_chunks`, the head's input statistics are re-collected on the quantized model.
 absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& stats, const ModelQuantOptions& options,
                                        ThreadPool& pool, const std::vector<std::vector<int32_t>>& sequential_chunks,
-                                       QuantizedMatrices* out);
+                                       QuantizedMatrices* out, Int8Matrices* out8 = nullptr);
 
 }  // namespace accullm::quant

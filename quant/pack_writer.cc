@@ -70,6 +70,7 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   for (const auto& [name, t] : model.tensors().tensors()) {
     // Tensors of INT4 linears are replaced by their quantized form below.
     if (absl::EndsWith(name, ".weight") && matrices.count(name.substr(0, name.size() - 7))) continue;
+    if (absl::EndsWith(name, ".weight") && desc.int8.count(name.substr(0, name.size() - 7))) continue;
     if (absl::StrContains(name, "layernorm") || absl::StrContains(name, "norm.weight") || absl::EndsWith(name, ".bias")) {
       std::vector<float> f(static_cast<size_t>(t.numel()));
       ConvertToF32(t.dtype, t.data, f.data(), f.size());
@@ -79,6 +80,10 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
     }
   }
   boost::json::object outliers;
+  for (const auto& [prefix, m] : desc.int8) {
+    w.Add(prefix + ".q8weight", DType::kU8, {m->out, m->in}, m->codes.data(), m->codes.size());
+    w.Add(prefix + ".q8scales", DType::kF16, {m->out}, m->scales.data(), m->scales.size() * 2);
+  }
   int zero_bits = -1;  // one zero-point format per pack
   for (const auto& [prefix, m] : matrices) {
     if (m->symmetric) continue;
@@ -122,7 +127,7 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
       {"layer_precision", std::move(layers)},
       {"fp16_linears", std::move(fp16_linears)},
       {"embeddings", matrices.count("model.embed_tokens") ? "int4" : "fp16"},
-      {"lm_head", matrices.count("lm_head") ? "int4" : "fp16"},
+      {"lm_head", matrices.count("lm_head") ? "int4" : desc.int8.count("lm_head") ? "int8" : "fp16"},
       {"method", QuantMethodName(q.method)},
       {"group_size", q.group_size},
       {"symmetric", q.symmetric},

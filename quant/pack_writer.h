@@ -27,6 +27,7 @@ struct PackDescription {
   std::string calibration_file;
   int64_t calibration_tokens = 0;
   std::vector<CanaryLogits> canaries;
+  Int8Matrices int8;  // INT8 linears (the LM head), by prefix
 };
 
 // `model` is the source model (its TensorStore supplies every non-quantized tensor).

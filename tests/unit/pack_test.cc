@@ -8,6 +8,7 @@
 #include "common/mapped_file.h"
 #include "gtest/gtest.h"
 #include "model/int4_linear.h"
+#include "model/int8_linear.h"
 #include "model/transformer.h"
 #include "quant/calibration.h"
 #include "quant/model_quantizer.h"
@@ -40,12 +41,15 @@ class PackTest : public ::testing::Test {
     ASSERT_TRUE(RunCalibration(**model, chunks, stats).ok());
     ModelQuantOptions opts;
     opts.outliers.top_fraction = 0.01;  // force some FP16 outlier columns
+    opts.lm_head_int8 = true;           // and the 8-bit head format
     // Blocks and single linears FP16 (2.down, 3.v inside INT4 blocks).
     auto plan = PrecisionPlan::FromFp16Spec("first:1,last:1,2.down,3.v", (*model)->config().num_layers);
     ASSERT_TRUE(plan.ok());
     auto mats = QuantizeModel(**model, stats, *plan, opts, pool);
     ASSERT_TRUE(mats.ok()) << mats.status();
     PackDescription desc;
+    ASSERT_TRUE(QuantizeEmbeddingsAndHead(**model, stats, opts, pool, {}, &*mats, &desc.int8).ok());
+    ASSERT_EQ(desc.int8.count("lm_head"), 1u);
     desc.source_dir = kModelDir;
     desc.plan = *plan;
     desc.options = opts;
@@ -58,7 +62,7 @@ class PackTest : public ::testing::Test {
     ASSERT_TRUE((*model)->Forward(prompt.data(), prompt.size(), cache, expected_->data()).ok());
   }
   static void TearDownTestSuite() {
-    for (const char* name : {"version", "missing", "plan", "count", "manifest", "nomanifest", "linear", "unknown", "zerobits"}) fs::remove_all(*dir_ + "_" + name);
+    for (const char* name : {"version", "missing", "plan", "count", "manifest", "nomanifest", "linear", "unknown", "zerobits", "head8"}) fs::remove_all(*dir_ + "_" + name);
     fs::remove_all(*dir_);
     delete dir_;
     delete expected_;
@@ -113,6 +117,8 @@ TEST_F(PackTest, LoadsBackAsTheSameInt4Model) {
     const bool int4 = dynamic_cast<const Int4Linear*>((*m)->layer(l).q.get()) != nullptr;
     EXPECT_EQ(int4, l != 0 && l != n - 1) << "layer " << l;
   }
+  EXPECT_NE(dynamic_cast<const Int8Linear*>(&(*m)->lm_head()), nullptr);
+  EXPECT_EQ((*m)->pack()->lm_head, "int8");
   // The plan's single FP16 linears came back dense, their neighbours INT4.
   EXPECT_EQ(dynamic_cast<const Int4Linear*>((*m)->layer(2).down.get()), nullptr);
   EXPECT_NE(dynamic_cast<const Int4Linear*>((*m)->layer(2).up.get()), nullptr);
@@ -176,6 +182,13 @@ TEST_F(PackTest, RefusesUnknownZeroPointFormat) {
   Replace(p + "/accullm.json", "\"zero_fraction_bits\":4", "\"zero_fraction_bits\":3");
   const std::string e = LoadError(p);
   EXPECT_NE(e.find("\"zero_fraction_bits\" must be 0 or 4"), std::string::npos) << e;
+}
+
+TEST_F(PackTest, RefusesInt8HeadTheManifestDoesNotDeclare) {
+  const std::string p = CopyPack("head8");
+  Replace(p + "/accullm.json", "\"lm_head\":\"int8\"", "\"lm_head\":\"fp16\"");
+  const std::string e = LoadError(p);
+  EXPECT_NE(e.find("lm_head is INT8 but accullm.json says fp16"), std::string::npos) << e;
 }
 
 TEST_F(PackTest, RefusesPlanWithWrongLayerCount) {
