@@ -20,6 +20,8 @@ struct Int4Data {
   const uint16_t* scales = nullptr;  // F16 [out, in/group]
   const uint8_t* zeros = nullptr;    // [out, in/group] or null (symmetric)
   int zero_frac_bits = 0;            // fraction bits of the zero points (0 or 4)
+  const uint8_t* scale_codes = nullptr;  // 8-bit scales [out, in/group] (then `scales` is unused)
+  const uint16_t* row_scales = nullptr;  // F16 [out]
   std::vector<int32_t> outlier_cols;         // sorted input channels kept in FP16
   const uint16_t* outlier_weights = nullptr;  // F16 [out, outlier_cols.size()]
   std::shared_ptr<const void> keep_alive;     // owner of the arrays above

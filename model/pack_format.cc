@@ -53,6 +53,9 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
   m.zero_fraction_bits = static_cast<int>(zero_bits.value_or(0));
   if (m.zero_fraction_bits != 0 && m.zero_fraction_bits != 4)
     return absl::InvalidArgumentError("\"zero_fraction_bits\" must be 0 or 4");
+  ASSIGN_OR_RETURN(auto scale_bits, GetOptionalInt(o, "scale_bits"));
+  m.scale_bits = static_cast<int>(scale_bits.value_or(16));
+  if (m.scale_bits != 16 && m.scale_bits != 8) return absl::InvalidArgumentError("\"scale_bits\" must be 16 or 8");
   ASSIGN_OR_RETURN(auto bits, GetOptionalInt(o, "accumulator_bits"));
   m.accumulator_bits = static_cast<int>(bits.value_or(0));
   ASSIGN_OR_RETURN(auto tile, GetOptionalInt(o, "tile"));

@@ -38,7 +38,8 @@ struct PackManifest {
   std::string method;
   int64_t group_size = 0;
   bool symmetric = true;
-  int zero_fraction_bits = 0;  // qzeros are zero·2^bits (0: integer zero points; 4: sixteenths)
+  int zero_fraction_bits = 0;
+  int scale_bits = 16;         // 16: F16 .scales; 8: U8 .scales relative to F16 .row_scales  // qzeros are zero·2^bits (0: integer zero points; 4: sixteenths)
   int accumulator_bits = 0;
   int64_t tile = 0;
   std::vector<PackCanary> canaries;

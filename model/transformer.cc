@@ -63,7 +63,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt8Linear(const TensorStore& stor
 
 absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt4Linear(const TensorStore& store, const std::string& prefix,
                                                          int64_t out, int64_t in, int64_t group, bool symmetric,
-                                                         int zero_frac_bits, const std::vector<float>& bias) {
+                                                         int zero_frac_bits, int scale_bits, const std::vector<float>& bias) {
   if (group <= 0 || in % group != 0 || in % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, ": group size ", group, " does not divide ", in));
   }
@@ -74,9 +74,16 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt4Linear(const TensorStore& stor
   d.group = group;
   d.zero_frac_bits = symmetric ? 0 : zero_frac_bits;
   ASSIGN_OR_RETURN(TensorView codes, GetChecked(store, prefix + ".qweight", DType::kU8, {out, in / 2}));
-  ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + ".scales", DType::kF16, {out, in / group}));
   d.codes = codes.data;
-  d.scales = Aligned<uint16_t>(scales, *copies);
+  if (scale_bits == 8) {
+    ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + ".scales", DType::kU8, {out, in / group}));
+    ASSIGN_OR_RETURN(TensorView rows, GetChecked(store, prefix + ".row_scales", DType::kF16, {out}));
+    d.scale_codes = scales.data;
+    d.row_scales = Aligned<uint16_t>(rows, *copies);
+  } else {
+    ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + ".scales", DType::kF16, {out, in / group}));
+    d.scales = Aligned<uint16_t>(scales, *copies);
+  }
   if (!symmetric) {
     ASSIGN_OR_RETURN(TensorView zeros, GetChecked(store, prefix + ".qzeros", DType::kU8, {out, in / group}));
     d.zeros = zeros.data;
@@ -123,7 +130,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, c
       return absl::InvalidArgumentError(absl::StrCat(prefix, ".qweight found but there is no accullm.json manifest"));
     }
     return LoadInt4Linear(store, prefix, out, in, info.pack->group_size, info.pack->symmetric,
-                          info.pack->zero_fraction_bits, bias);
+                          info.pack->zero_fraction_bits, info.pack->scale_bits, bias);
   }
   ASSIGN_OR_RETURN(TensorView w, store.Get(prefix + ".weight"));
   if (w.shape != std::vector<int64_t>{out, in}) return ShapeError(w, {out, in});

@@ -7,6 +7,7 @@
 #include "common/dtype.h"
 #include "common/random.h"
 #include "common/status.h"
+#include "kernels/cpu/int4_kernels.h"
 
 namespace accullm::quant {
 
@@ -46,19 +47,28 @@ constexpr int64_t kBlock = 128;  // lazy-update block (a multiple of every group
 // zero = stored / 2^frac_bits (stored fits a byte).
 struct Grid {
   float scale = 0.f;
+  int scale_code = 0;  // 8-bit scales: scale = U8GroupScale(row scale, scale_code)
   int stored = 8;     // the zero point as stored
   float zero = 8.f;   // ... and its value
 };
 
+// The step actually stored for a wanted step: F16, or 8 bits relative to the row's F16 step
+// (row_scale > 0; steps beyond it are clipped to it).
+float StoredScale(float want, float row_scale, int* code) {
+  if (row_scale <= 0.f) return F16ToF32(F32ToF16(want));
+  *code = std::clamp(static_cast<int>(std::lround(want / row_scale * 255.f)), 1, 255);
+  return kernels::U8GroupScale(row_scale, static_cast<uint8_t>(*code));
+}
+
 // The grid for a range [lo, hi] (lo <= 0 <= hi).
-Grid GridForRange(float lo, float hi, bool symmetric, int frac_bits) {
+Grid GridForRange(float lo, float hi, bool symmetric, int frac_bits, float row_scale) {
   Grid g;
   if (symmetric) {
     // -8 is reachable too, but ±7 keeps the grid symmetric around zero.
-    g.scale = F16ToF32(F32ToF16(std::max(-lo, hi) / 7.f));
+    g.scale = StoredScale(std::max(-lo, hi) / 7.f, row_scale, &g.scale_code);
     return g;
   }
-  g.scale = F16ToF32(F32ToF16((hi - lo) / 15.f));
+  g.scale = StoredScale((hi - lo) / 15.f, row_scale, &g.scale_code);
   const int unit = 1 << frac_bits;
   g.stored = g.scale > 0 ? static_cast<int>(std::lround(-lo * unit / g.scale)) : 8 * unit;
   g.stored = std::clamp(g.stored, 0, 16 * unit - 1);
@@ -75,14 +85,14 @@ int NearestCode(float w, const Grid& g) {
 // to minimise the Hessian-diagonal weighted squared rounding error: clipping a rare extreme
 // weight often buys finer steps for all the others.
 Grid MakeGrid(const float* w, const bool* is_outlier, const double* importance, int64_t n, bool symmetric,
-              bool search, int frac_bits) {
+              bool search, int frac_bits, float row_scale) {
   float lo = 0.f, hi = 0.f;  // include 0 so zero is exactly representable
   for (int64_t i = 0; i < n; ++i) {
     if (is_outlier[i]) continue;
     lo = std::min(lo, w[i]);
     hi = std::max(hi, w[i]);
   }
-  Grid best = GridForRange(lo, hi, symmetric, frac_bits);
+  Grid best = GridForRange(lo, hi, symmetric, frac_bits, row_scale);
   if (!search || best.scale <= 0.f) return best;
   double best_err = INFINITY;
   constexpr int kSteps = 11;
@@ -90,7 +100,7 @@ Grid MakeGrid(const float* w, const bool* is_outlier, const double* importance, 
     for (int b = 0; b < (symmetric ? 1 : kSteps); ++b) {
       const float shrink_lo = 1.f - 0.04f * static_cast<float>(a);
       const float shrink_hi = symmetric ? shrink_lo : 1.f - 0.04f * static_cast<float>(b);
-      const Grid g = GridForRange(lo * shrink_lo, hi * shrink_hi, symmetric, frac_bits);
+      const Grid g = GridForRange(lo * shrink_lo, hi * shrink_hi, symmetric, frac_bits, row_scale);
       if (g.scale <= 0.f) continue;
       double err = 0;
       for (int64_t i = 0; i < n; ++i) {
@@ -272,8 +282,18 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
   const bool integer_weights = opt.accumulator_bits > 0 || opt.max_code_magnitude > 0;
   q.zero_frac_bits = (opt.symmetric || integer_weights) ? 0 : opt.zero_fraction_bits;
   if (q.zero_frac_bits != 0 && q.zero_frac_bits != 4) return absl::InvalidArgumentError("zero-point fraction bits must be 0 or 4");
+  if (opt.scale_bits != 16 && opt.scale_bits != 8) return absl::InvalidArgumentError("scale bits must be 16 or 8");
+  const bool u8_scales = opt.scale_bits == 8;
+  if (u8_scales && integer_weights) {
+    return absl::InvalidArgumentError("8-bit scales and accumulator bounds (AXE) exclude each other");
+  }
   q.codes.assign(static_cast<size_t>(out * in / 2), 0);
-  q.scales.assign(static_cast<size_t>(out * (in / g)), 0);
+  if (u8_scales) {
+    q.scale_codes.assign(static_cast<size_t>(out * (in / g)), 0);
+    q.row_scales.assign(static_cast<size_t>(out), 0);
+  } else {
+    q.scales.assign(static_cast<size_t>(out * (in / g)), 0);
+  }
   if (!opt.symmetric) q.zeros.assign(static_cast<size_t>(out * (in / g)), 8);
   q.outlier_cols = outlier_cols;
   q.outlier_weights.assign(outlier_cols.size() * static_cast<size_t>(out), 0);
@@ -310,6 +330,7 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
     std::vector<int64_t> budget_left(static_cast<size_t>(groups), budget);
     std::vector<float> target(static_cast<size_t>(g));
     std::vector<double> importance(static_cast<size_t>(g));
+    float row_scale = 0.f;  // 8-bit scales: this row's F16 step
     auto set_grid = [&](int64_t o, int64_t grp, const float* values, const char* outl) {
       for (int64_t j = 0; j < g; ++j) importance[j] = needs_h ? (*hessian)[(grp * g + j) * in + grp * g + j] : 1.0;
       // A group with outlier columns keeps an integer zero point: their INT4 code must stand
@@ -317,10 +338,15 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
       bool has_outlier = false;
       for (int64_t j = 0; j < g; ++j) has_outlier = has_outlier || outl[j];
       const int frac = has_outlier ? 0 : q.zero_frac_bits;
-      Grid grid = MakeGrid(values, reinterpret_cast<const bool*>(outl), importance.data(), g, opt.symmetric, opt.search_grid, frac);
+      Grid grid = MakeGrid(values, reinterpret_cast<const bool*>(outl), importance.data(), g, opt.symmetric,
+                           opt.search_grid, frac, row_scale);
       if (budget > 0) FitGridToBudget(grid, values, reinterpret_cast<const bool*>(outl), g, budget);
       grids[grp] = grid;
-      q.scales[o * groups + grp] = F32ToF16(grid.scale);
+      if (u8_scales) {
+        q.scale_codes[o * groups + grp] = static_cast<uint8_t>(grid.scale_code);
+      } else {
+        q.scales[o * groups + grp] = F32ToF16(grid.scale);
+      }
       if (!opt.symmetric) q.zeros[o * groups + grp] = static_cast<uint8_t>(grid.stored << (q.zero_frac_bits - frac));
     };
     for (int64_t o = o0; o < o1; ++o) {
@@ -330,6 +356,23 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
         w[k] = (needs_h && (*hessian)[col * in + col] == 0 && !is_outlier[col]) ? 0.f : row[col];
       }
       std::fill(budget_left.begin(), budget_left.end(), budget);
+      if (u8_scales) {
+        // The row's step: the largest group step of the original weights, with headroom for
+        // error feedback widening a later group's range (beyond it a group is clipped).
+        float widest = 0.f;
+        for (int64_t grp = 0; grp < groups; ++grp) {
+          float lo = 0.f, hi = 0.f;
+          for (int64_t j = grp * g; j < (grp + 1) * g; ++j) {
+            if (is_outlier[j]) continue;
+            lo = std::min(lo, row[j]);
+            hi = std::max(hi, row[j]);
+          }
+          widest = std::max(widest, opt.symmetric ? std::max(-lo, hi) / 7.f : (hi - lo) / 15.f);
+        }
+        q.row_scales[o] = F32ToF16(widest * 1.15f);
+        row_scale = F16ToF32(q.row_scales[o]);
+        if (!(row_scale > 0.f)) row_scale = 1e-8f;  // an all-zero row: any step will do
+      }
       if (act_order) {  // static groups: grids from the original weights, before any update
         for (int64_t grp = 0; grp < groups; ++grp) set_grid(o, grp, row + grp * g, is_outlier.data() + grp * g);
       }

@@ -35,6 +35,9 @@ struct QuantOptions {
   // step, so the grid fits a group's range instead of snapping to multiples of the scale).
   // AXE and the naive bound need integer weights code − zero: they always use 0.
   int zero_fraction_bits = 4;
+  // 16: an F16 step per group. 8: an 8-bit step per group relative to an F16 step per row
+  // (0.25 + 16/in bits per weight instead of 0.5 at group 32). Not with AXE.
+  int scale_bits = 16;
   bool act_order = false;   // GPTQ/GPFQ: columns in decreasing Hessian-diagonal order
   int accumulator_bits = 0; // AXE: 0 = unconstrained; else signed accumulator width P
   int64_t tile = 0;         // AXE: inputs per inner accumulation tile (0 = the group)
@@ -49,7 +52,9 @@ struct QuantizedMatrix {
   bool symmetric = true;
   int zero_frac_bits = 0;        // zeros hold zero·2^zero_frac_bits
   std::vector<uint8_t> codes;    // [out, in/2]
-  std::vector<uint16_t> scales;  // F16 [out, in/group]
+  std::vector<uint16_t> scales;  // F16 [out, in/group] (16-bit scales)
+  std::vector<uint8_t> scale_codes;  // [out, in/group] (8-bit scales) ...
+  std::vector<uint16_t> row_scales;  // ... relative to F16 [out]
   std::vector<uint8_t> zeros;    // [out, in/group]; empty when symmetric
   std::vector<int32_t> outlier_cols;
   std::vector<uint16_t> outlier_weights;  // F16 [out, outlier_cols.size()]

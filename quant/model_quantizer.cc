@@ -62,7 +62,9 @@ absl::StatusOr<std::unique_ptr<LinearOp>> MakeInt4Linear(const Transformer& mode
   d.in = m->in;
   d.group = m->group;
   d.codes = m->codes.data();
-  d.scales = m->scales.data();
+  d.scales = m->scales.empty() ? nullptr : m->scales.data();
+  d.scale_codes = m->scale_codes.empty() ? nullptr : m->scale_codes.data();
+  d.row_scales = m->row_scales.empty() ? nullptr : m->row_scales.data();
   d.zeros = m->symmetric ? nullptr : m->zeros.data();
   d.zero_frac_bits = m->zero_frac_bits;
   d.outlier_cols = m->outlier_cols;

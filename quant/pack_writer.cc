@@ -85,6 +85,13 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
     w.Add(prefix + ".q8scales", DType::kF16, {m->out}, m->scales.data(), m->scales.size() * 2);
   }
   int zero_bits = -1;  // one zero-point format per pack
+  int scale_bits = 16;  // ... and one scale format
+  for (const auto& [prefix, m] : matrices) {
+    const int bits = m->scale_codes.empty() ? 16 : 8;
+    if (prefix != matrices.begin()->first && bits != scale_bits)
+      return absl::InternalError("matrices with different scale formats cannot share a pack");
+    scale_bits = bits;
+  }
   for (const auto& [prefix, m] : matrices) {
     if (m->symmetric) continue;
     if (zero_bits >= 0 && zero_bits != m->zero_frac_bits)
@@ -93,7 +100,12 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   }
   for (const auto& [prefix, m] : matrices) {
     w.Add(prefix + ".qweight", DType::kU8, {m->out, m->in / 2}, m->codes.data(), m->codes.size());
-    w.Add(prefix + ".scales", DType::kF16, {m->out, m->in / m->group}, m->scales.data(), m->scales.size() * 2);
+    if (!m->scale_codes.empty()) {
+      w.Add(prefix + ".scales", DType::kU8, {m->out, m->in / m->group}, m->scale_codes.data(), m->scale_codes.size());
+      w.Add(prefix + ".row_scales", DType::kF16, {m->out}, m->row_scales.data(), m->row_scales.size() * 2);
+    } else {
+      w.Add(prefix + ".scales", DType::kF16, {m->out, m->in / m->group}, m->scales.data(), m->scales.size() * 2);
+    }
     if (!m->symmetric) w.Add(prefix + ".qzeros", DType::kU8, {m->out, m->in / m->group}, m->zeros.data(), m->zeros.size());
     if (!m->outlier_cols.empty()) {
       const int64_t k = static_cast<int64_t>(m->outlier_cols.size());
@@ -132,6 +144,7 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
       {"group_size", q.group_size},
       {"symmetric", q.symmetric},
       {"zero_fraction_bits", std::max(zero_bits, 0)},
+      {"scale_bits", scale_bits},
       {"stochastic_rounding", q.stochastic},
       {"seed", q.seed},
       {"dampening", q.dampening},

@@ -40,7 +40,8 @@ absl::StatusOr<double> MeanKlFrom(Transformer& model, int64_t layer, const std::
 }
 
 int64_t Int4Bytes(const QuantizedMatrix& m) {
-  return static_cast<int64_t>(m.codes.size() + m.scales.size() * 2 + m.zeros.size() + m.outlier_weights.size() * 2 +
+  return static_cast<int64_t>(m.codes.size() + m.scales.size() * 2 + m.scale_codes.size() + m.row_scales.size() * 2 +
+                              m.zeros.size() + m.outlier_weights.size() * 2 +
                               m.outlier_cols.size() * 4);
 }
 

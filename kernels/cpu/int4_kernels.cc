@@ -17,13 +17,17 @@ float ZeroPoint(const Int4Matrix& m, int64_t index) {
   if (m.zeros == nullptr) return 8.f;
   return static_cast<float>(m.zeros[index]) / static_cast<float>(1 << m.zero_frac_bits);
 }
+float GroupScale(const Int4Matrix& m, int64_t row, int64_t index) {
+  if (m.scale_codes != nullptr) return U8GroupScale(F16ToF32(m.row_scales[row]), m.scale_codes[index]);
+  return F16ToF32(m.scales[index]);
+}
 }  // namespace
 
 void DequantizeInt4Row(const Int4Matrix& m, int64_t o, float* dst) {
   const int64_t groups = m.in / m.group;
   const uint8_t* codes = m.codes + o * (m.in / 2);
   for (int64_t g = 0; g < groups; ++g) {
-    const float scale = F16ToF32(m.scales[o * groups + g]);
+    const float scale = GroupScale(m, o, o * groups + g);
     const float zero = ZeroPoint(m, o * groups + g);
     for (int64_t i = g * m.group; i < (g + 1) * m.group; ++i) {
       const int code = (codes[i / 2] >> ((i & 1) * 4)) & 0xF;
@@ -54,7 +58,7 @@ __attribute__((target("avx2,fma,f16c"))) void DequantizeRowAvx2(const Int4Matrix
   const uint8_t* codes = m.codes + o * (m.in / 2);
   const __m128i low_mask = _mm_set1_epi8(0x0F);
   for (int64_t g = 0; g < groups; ++g) {
-    const __m256 scale = _mm256_set1_ps(F16ToF32(m.scales[o * groups + g]));
+    const __m256 scale = _mm256_set1_ps(GroupScale(m, o, o * groups + g));
     const __m256 zero = _mm256_set1_ps(ZeroPoint(m, o * groups + g));
     for (int64_t i = g * m.group; i < (g + 1) * m.group; i += 32) {
       const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i / 2));

@@ -17,7 +17,15 @@ struct Int4Matrix {
   int64_t in = 0;
   int64_t group = 0;
   int zero_frac_bits = 0;            // zero = zeros[.] / 2^zero_frac_bits (0 or 4)
+  // 8-bit scales (when non-null, `scales` is unused): scale[o, g] = row_scale[o] · code / 255,
+  // 0.25 + 16/in bits per weight instead of 0.5 at group 32.
+  const uint8_t* scale_codes = nullptr;  // [out, in / group]
+  const uint16_t* row_scales = nullptr;  // F16 [out]
 };
+
+// The step of group `index` of row `o` (shared by the kernels and the quantizer, so both
+// compute the very same float).
+inline float U8GroupScale(float row_scale, uint8_t code) { return row_scale * static_cast<float>(code) * (1.f / 255.f); }
 
 // Dequantizes row `o` into dst[in] (scalar reference).
 void DequantizeInt4Row(const Int4Matrix& m, int64_t o, float* dst);

@@ -47,8 +47,14 @@ Problem MakeProblem(int64_t out, int64_t in, int64_t rows, uint32_t seed) {
 }
 
 std::vector<float> Dequantize(const QuantizedMatrix& q) {
-  kernels::Int4Matrix m{q.codes.data(), q.scales.data(), q.symmetric ? nullptr : q.zeros.data(), q.in, q.group,
-                        q.zero_frac_bits};
+  kernels::Int4Matrix m{q.codes.data(),
+                        q.scales.empty() ? nullptr : q.scales.data(),
+                        q.symmetric ? nullptr : q.zeros.data(),
+                        q.in,
+                        q.group,
+                        q.zero_frac_bits,
+                        q.scale_codes.empty() ? nullptr : q.scale_codes.data(),
+                        q.row_scales.empty() ? nullptr : q.row_scales.data()};
   std::vector<float> w(q.out * q.in);
   for (int64_t o = 0; o < q.out; ++o) kernels::DequantizeInt4Row(m, o, w.data() + o * q.in);
   for (size_t k = 0; k < q.outlier_cols.size(); ++k)
@@ -77,18 +83,27 @@ QuantizedMatrix Quantize(const Problem& p, QuantOptions o, std::vector<int32_t> 
 }
 
 TEST(Int4KernelTest, SimdMatchesScalarReference) {
-  for (int variant = 0; variant < 3; ++variant) {  // symmetric; integer zero points; fractional ones
+  // symmetric; integer zero points; fractional ones; fractional with 8-bit scales
+  for (int variant = 0; variant < 4; ++variant) {
     const bool symmetric = variant == 0;
     Problem p = MakeProblem(37, 128, 4, 1);
     QuantOptions o;
     o.method = QuantMethod::kRtn;
     o.symmetric = symmetric;
     o.group_size = 32;
-    o.zero_fraction_bits = variant == 2 ? 4 : 0;
+    o.zero_fraction_bits = variant >= 2 ? 4 : 0;
+    o.scale_bits = variant == 3 ? 8 : 16;
     QuantizedMatrix q = Quantize(p, o);
-    EXPECT_EQ(q.zero_frac_bits, variant == 2 ? 4 : 0);
-    kernels::Int4Matrix m{q.codes.data(), q.scales.data(), symmetric ? nullptr : q.zeros.data(), q.in, q.group,
-                          q.zero_frac_bits};
+    EXPECT_EQ(q.zero_frac_bits, variant >= 2 ? 4 : 0);
+    EXPECT_EQ(q.scale_codes.empty(), variant != 3);
+    kernels::Int4Matrix m{q.codes.data(),
+                          q.scales.empty() ? nullptr : q.scales.data(),
+                          symmetric ? nullptr : q.zeros.data(),
+                          q.in,
+                          q.group,
+                          q.zero_frac_bits,
+                          q.scale_codes.empty() ? nullptr : q.scale_codes.data(),
+                          q.row_scales.empty() ? nullptr : q.row_scales.data()};
     for (int64_t n : {1, 3}) {
       std::vector<float> fast(n * p.out), ref(n * p.out);
       kernels::Int4LinearRows(m, p.x.data(), n, 0, p.out, fast.data(), p.out);
@@ -150,6 +165,26 @@ TEST(Int4QuantizerTest, FractionalZeroPointsLowerWeightError) {
     for (size_t i = 0; i < p.w.size(); ++i) err[bits / 4] += (d[i] - p.w[i]) * (d[i] - p.w[i]);
   }
   EXPECT_LT(err[1], err[0] * 0.97) << "integer " << err[0] << " fractional " << err[1];
+}
+
+// 8-bit steps relative to a per-row F16 step cost almost nothing in accuracy: every candidate
+// grid of the range search is built from the step that will be stored.
+TEST(Int4QuantizerTest, EightBitScalesKeepWeightErrorClose) {
+  Problem p = MakeProblem(64, 256, 8, 10);
+  double err[2] = {0, 0};
+  for (int bits : {16, 8}) {
+    QuantOptions o;
+    o.method = QuantMethod::kRtn;
+    o.scale_bits = bits;
+    std::vector<float> d = Dequantize(Quantize(p, o));
+    for (size_t i = 0; i < p.w.size(); ++i) err[bits == 8] += (d[i] - p.w[i]) * (d[i] - p.w[i]);
+  }
+  EXPECT_LT(err[1], err[0] * 1.03) << "f16 steps " << err[0] << ", 8-bit steps " << err[1];
+  QuantOptions axe;
+  axe.scale_bits = 8;
+  axe.accumulator_bits = 16;
+  ThreadPool pool(1);
+  EXPECT_FALSE(QuantizeMatrix(p.w.data(), p.out, p.in, &p.hessian, {}, axe, pool).ok());
 }
 
 TEST(Int4QuantizerTest, ErrorFeedbackBeatsRoundToNearestOnLayerOutput) {

@@ -42,6 +42,7 @@ class PackTest : public ::testing::Test {
     ModelQuantOptions opts;
     opts.outliers.top_fraction = 0.01;  // force some FP16 outlier columns
     opts.lm_head_int8 = true;           // and the 8-bit head format
+    opts.quant.scale_bits = 8;          // and 8-bit group steps
     // Blocks and single linears FP16 (2.down, 3.v inside INT4 blocks).
     auto plan = PrecisionPlan::FromFp16Spec("first:1,last:1,2.down,3.v", (*model)->config().num_layers);
     ASSERT_TRUE(plan.ok());
@@ -112,6 +113,7 @@ TEST_F(PackTest, LoadsBackAsTheSameInt4Model) {
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_TRUE((*m)->pack().has_value());
   EXPECT_EQ((*m)->pack()->zero_fraction_bits, 4);  // the default: zero points in sixteenths
+  EXPECT_EQ((*m)->pack()->scale_bits, 8);
   const int64_t n = (*m)->config().num_layers;
   for (int64_t l = 0; l < n; ++l) {
     const bool int4 = dynamic_cast<const Int4Linear*>((*m)->layer(l).q.get()) != nullptr;
