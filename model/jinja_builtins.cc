@@ -35,8 +35,6 @@ Value Builtin(std::string name, Fn f) {
   return Value::Func(std::move(fn));
 }
 
-const Value* ArgAt(const std::vector<Value>& args, size_t i) { return i < args.size() ? &args[i] : nullptr; }
-
 // String(x) of an array element inside Array.prototype.join (null/undefined → "").
 absl::StatusOr<std::string> JoinPiece(const Value& v) {
   if (v.is_null() || v.is_undefined()) return std::string();

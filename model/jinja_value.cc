@@ -321,14 +321,14 @@ struct Prim {
 
 Prim ToPrim(const Value& v) {
   switch (v.kind()) {
-    case Kind::kUndefined: return {Prim::kUndef};
-    case Kind::kNull: return {Prim::kNull};
-    case Kind::kBool: return {Prim::kBool, v.boolean() ? 1.0 : 0.0};
+    case Kind::kUndefined: return {Prim::kUndef, 0, {}, nullptr};
+    case Kind::kNull: return {Prim::kNull, 0, {}, nullptr};
+    case Kind::kBool: return {Prim::kBool, v.boolean() ? 1.0 : 0.0, {}, nullptr};
     case Kind::kInt:
-    case Kind::kFloat: return {Prim::kNum, v.number()};
-    case Kind::kString: return {Prim::kStr, 0, v.str()};
+    case Kind::kFloat: return {Prim::kNum, v.number(), {}, nullptr};
+    case Kind::kString: return {Prim::kStr, 0, v.str(), nullptr};
     default: {
-      Prim p{Prim::kObj};
+      Prim p{Prim::kObj, 0, {}, nullptr};
       p.id = v.identity();
       return p;
     }

@@ -112,8 +112,11 @@ TEST(ActivationQuantTest, ReproducibleForASeedAndOutliersUntouched) {
   float amax = 0;
   for (int64_t i = 0; i < s.in; ++i)
     if (i != 3) amax = std::max(amax, std::fabs(s.x[i]));
-  for (int64_t i = 0; i < s.in; ++i)
-    if (i != 3) EXPECT_LE(std::fabs(a[i] - s.x[i]), amax / 127.f * 1.001f);  // within one step
+  for (int64_t i = 0; i < s.in; ++i) {
+    if (i != 3) {
+      EXPECT_LE(std::fabs(a[i] - s.x[i]), amax / 127.f * 1.001f);  // within one step
+    }
+  }
 }
 
 }  // namespace
