@@ -15,6 +15,7 @@
 #include "model/kv_cache.h"
 #include "monitoring/serving_metrics.h"
 #include "sharding/stage_plan.h"
+#include "quant/canary_check.h"
 #include "spdlog/spdlog.h"
 #include "transport/mpi_transport.h"
 #include "transport/nccl_channel.h"
@@ -175,6 +176,22 @@ int RunServe(ServeFlags f) {
       f.served_model_name.empty() ? std::filesystem::path(dir).lexically_normal().filename().string()
                                   : f.served_model_name;
   monitoring::ServingMetrics metrics(name.empty() ? "model" : name);
+  if (model.pack().has_value() && !model.pack()->canaries.empty()) {
+    if (executor) {
+      spdlog::info("canary drift check skipped under mpirun: it would page the whole model into the coordinator");
+    } else {
+      // The pack's full-precision canaries against what this process will serve: a wrong or
+      // corrupted pack, or a kernel bug, shows up here and on /metrics before any request.
+      auto canaries = quant::CheckCanaries(model);
+      if (!canaries.ok()) return fail(canaries.status());
+      for (size_t i = 0; i < canaries->size(); ++i) {
+        const auto& c = (*canaries)[i];
+        metrics.SetCanary(static_cast<int>(i), c.kl, c.top1_match);
+        spdlog::info("canary {} \"{}\": KL {:.6f} against full precision, top-1 {}", i, c.prompt, c.kl,
+                     c.top1_match ? "agrees" : "DIFFERS");
+      }
+    }
+  }
   coordinator::SchedulerConfig sc;
   sc.max_num_seqs = f.max_num_seqs;
   sc.max_batch_tokens = f.max_batch_tokens;

@@ -31,6 +31,14 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
   auto histogram = [&](const char* name, const char* help, const Histogram::BucketBoundaries& b) {
     return &prometheus::BuildHistogram().Name(name).Help(help).Register(*registry_).Add(m, b);
   };
+  canary_kl_ = &prometheus::BuildGauge()
+                    .Name("accullm_canary_kl_divergence")
+                    .Help("KL(full precision || served) of the pack's canary prompts at the last position, checked at startup.")
+                    .Register(*registry_);
+  canary_top1_ = &prometheus::BuildGauge()
+                      .Name("accullm_canary_top1_match")
+                      .Help("1 when the served model's top-1 next token equals the full-precision one for a canary.")
+                      .Register(*registry_);
   running_ = gauge("accullm_num_requests_running", "Number of sequences in the running batch.");
   waiting_ = gauge("accullm_num_requests_waiting", "Number of sequences waiting to be admitted.");
   kv_usage_ = gauge("accullm_kv_cache_usage_perc", "KV-cache usage: fraction of blocks in use (1 = full).");
@@ -76,6 +84,12 @@ void ServingMetrics::HttpResponse(int status) {
 
 std::string ServingMetrics::Serialize() const {
   return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+void ServingMetrics::SetCanary(int index, double kl, bool top1_match) {
+  const prometheus::Labels l{{"model_name", model_name_}, {"canary", std::to_string(index)}};
+  canary_kl_->Add(l).Set(kl);
+  canary_top1_->Add(l).Set(top1_match ? 1.0 : 0.0);
 }
 
 }  // namespace accullm::monitoring

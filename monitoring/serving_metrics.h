@@ -42,6 +42,9 @@ class ServingMetrics {
   void RequestRejected(const std::string& reason);
   // Every HTTP response, by status code.
   void HttpResponse(int status);
+  // Accuracy drift of a pack against its stored full-precision canaries (set at startup):
+  // accullm_canary_kl_divergence and accullm_canary_top1_match (1/0), labelled by canary index.
+  void SetCanary(int index, double kl, bool top1_match);
 
   // The Prometheus text exposition of every series.
   std::string Serialize() const;
@@ -55,6 +58,8 @@ class ServingMetrics {
   prometheus::Family<prometheus::Counter>* success_;
   prometheus::Family<prometheus::Counter>* rejected_;
   prometheus::Family<prometheus::Counter>* http_;
+  prometheus::Family<prometheus::Gauge>* canary_kl_;
+  prometheus::Family<prometheus::Gauge>* canary_top1_;
 };
 
 }  // namespace accullm::monitoring
