@@ -84,20 +84,19 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
     w.Add(prefix + ".q8weight", DType::kU8, {m->out, m->in}, m->codes.data(), m->codes.size());
     w.Add(prefix + ".q8scales", DType::kF16, {m->out}, m->scales.data(), m->scales.size() * 2);
   }
-  int zero_bits = -1;  // one zero-point format per pack
-  int scale_bits = 16;  // ... and one scale format
+  // One scale format and one zero-point format per pack (the manifest records each once).
+  int zero_bits = -1, scale_bits = -1;
   for (const auto& [prefix, m] : matrices) {
     const int bits = m->scale_codes.empty() ? 16 : 8;
-    if (prefix != matrices.begin()->first && bits != scale_bits)
+    if (scale_bits >= 0 && bits != scale_bits)
       return absl::InternalError("matrices with different scale formats cannot share a pack");
     scale_bits = bits;
-  }
-  for (const auto& [prefix, m] : matrices) {
     if (m->symmetric) continue;
     if (zero_bits >= 0 && zero_bits != m->zero_frac_bits)
       return absl::InternalError("matrices with different zero-point formats cannot share a pack");
     zero_bits = m->zero_frac_bits;
   }
+  if (scale_bits < 0) scale_bits = 16;  // no INT4 matrix: the default
   for (const auto& [prefix, m] : matrices) {
     w.Add(prefix + ".qweight", DType::kU8, {m->out, m->in / 2}, m->codes.data(), m->codes.size());
     if (!m->scale_codes.empty()) {

@@ -19,15 +19,8 @@ void DequantizeInt8Row(const Int8Matrix& m, int64_t o, float* dst) {
 
 void Int8LinearRowsScalar(const Int8Matrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
                           int64_t y_stride) {
-  std::vector<float> row(static_cast<size_t>(m.in));
-  for (int64_t o = o_begin; o < o_end; ++o) {
-    DequantizeInt8Row(m, o, row.data());
-    for (int64_t r = 0; r < n; ++r) {
-      float acc = 0.f;
-      for (int64_t i = 0; i < m.in; ++i) acc += x[r * m.in + i] * row[i];
-      y[r * y_stride + o] = acc;
-    }
-  }
+  DequantizedLinearRowsScalar(m.in, x, n, o_begin, o_end, y, y_stride,
+                              [&](int64_t o, float* dst) { DequantizeInt8Row(m, o, dst); });
 }
 
 #if defined(__x86_64__)
@@ -56,15 +49,8 @@ void Int8LinearRows(const Int8Matrix& m, const float* x, int64_t n, int64_t o_be
     Int8LinearRowsScalar(m, x, n, o_begin, o_end, y, y_stride);
     return;
   }
-  // As for INT4: dequantize a few rows into cache-resident scratch, then the FP32 kernel.
-  constexpr int64_t kRows = 8;
-  thread_local std::vector<float> scratch;
-  if (scratch.size() < static_cast<size_t>(kRows * m.in)) scratch.resize(static_cast<size_t>(kRows * m.in));
-  for (int64_t o0 = o_begin; o0 < o_end; o0 += kRows) {
-    const int64_t rows = std::min(kRows, o_end - o0);
-    for (int64_t k = 0; k < rows; ++k) DequantizeRowAvx2(m, o0 + k, scratch.data() + k * m.in);
-    LinearRows(DType::kF32, scratch.data(), m.in, x, n, 0, rows, y + o0, y_stride);
-  }
+  DequantizedLinearRows(m.in, x, n, o_begin, o_end, y, y_stride,
+                        [&](int64_t o, float* dst) { DequantizeRowAvx2(m, o, dst); });
 }
 #else
 void Int8LinearRows(const Int8Matrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,

@@ -63,6 +63,13 @@ std::vector<float> Dequantize(const QuantizedMatrix& q) {
   return w;
 }
 
+// Σ (W - Q)²: the plain weight error.
+double WeightError(const Problem& p, const std::vector<float>& q) {
+  double e = 0;
+  for (size_t i = 0; i < p.w.size(); ++i) e += (double(q[i]) - p.w[i]) * (double(q[i]) - p.w[i]);
+  return e;
+}
+
 // Σ over calibration rows of ||(W - Q) x||²: the layer output error the quantizers minimise.
 double OutputError(const Problem& p, const std::vector<float>& q) {
   double e = 0;
@@ -141,11 +148,7 @@ TEST(Int4QuantizerTest, GridSearchNeverIncreasesWeightError) {
     std::vector<float> plain = Dequantize(Quantize(p, o));
     o.search_grid = true;
     std::vector<float> searched = Dequantize(Quantize(p, o));
-    double e_plain = 0, e_searched = 0;
-    for (size_t i = 0; i < p.w.size(); ++i) {
-      e_plain += (plain[i] - p.w[i]) * (plain[i] - p.w[i]);
-      e_searched += (searched[i] - p.w[i]) * (searched[i] - p.w[i]);
-    }
+    const double e_plain = WeightError(p, plain), e_searched = WeightError(p, searched);
     EXPECT_LE(e_searched, e_plain * 1.0001);
     EXPECT_LT(e_searched, e_plain * 0.97) << "the search should find a better clip on Gaussian weights";
   }
@@ -161,8 +164,7 @@ TEST(Int4QuantizerTest, FractionalZeroPointsLowerWeightError) {
     o.method = QuantMethod::kRtn;
     o.search_grid = false;
     o.zero_fraction_bits = bits;
-    std::vector<float> d = Dequantize(Quantize(p, o));
-    for (size_t i = 0; i < p.w.size(); ++i) err[bits / 4] += (d[i] - p.w[i]) * (d[i] - p.w[i]);
+    err[bits / 4] = WeightError(p, Dequantize(Quantize(p, o)));
   }
   EXPECT_LT(err[1], err[0] * 0.97) << "integer " << err[0] << " fractional " << err[1];
 }
@@ -176,8 +178,7 @@ TEST(Int4QuantizerTest, EightBitScalesKeepWeightErrorClose) {
     QuantOptions o;
     o.method = QuantMethod::kRtn;
     o.scale_bits = bits;
-    std::vector<float> d = Dequantize(Quantize(p, o));
-    for (size_t i = 0; i < p.w.size(); ++i) err[bits == 8] += (d[i] - p.w[i]) * (d[i] - p.w[i]);
+    err[bits == 8] = WeightError(p, Dequantize(Quantize(p, o)));
   }
   EXPECT_LT(err[1], err[0] * 1.03) << "f16 steps " << err[0] << ", 8-bit steps " << err[1];
   QuantOptions axe;
