@@ -26,17 +26,29 @@ struct EvalFlags {
 };
 
 // INT4 share of the transformer blocks' linear weights (by parameter count).
-double Int4WeightFraction(Transformer& m) {
-  double int4 = 0, total = 0;
+// Shares of the transformer blocks' linear weights by storage, and their average bits per weight.
+struct BlockWeightMix {
+  double int4_fraction = 0;       // integer codes of at most 4 bits (the "INT4 share")
+  double quantized_fraction = 0;  // integer codes of any width
+  double bits_per_weight = 0;     // stored bits (codes, steps, zeros, FP16 parts) per weight
+};
+
+BlockWeightMix BlockWeights(Transformer& m) {
+  double int4 = 0, quantized = 0, total = 0, bits = 0;
   for (int64_t l = 0; l < m.config().num_layers; ++l) {
     for (const auto& bl : quant::BlockLinears()) {
       const LinearOp& op = *(m.layer(l).*bl.op);
       const double params = static_cast<double>(op.in_features() * op.out_features());
       total += params;
-      if (dynamic_cast<const Int4Linear*>(&op) != nullptr) int4 += params;
+      bits += 8.0 * static_cast<double>(op.weight_bytes());
+      if (const auto* q = dynamic_cast<const Int4Linear*>(&op); q != nullptr) {
+        quantized += params;
+        if (q->data().bits <= 4) int4 += params;
+      }
     }
   }
-  return total > 0 ? int4 / total : 0;
+  if (total == 0) return {};
+  return {int4 / total, quantized / total, bits / total};
 }
 
 uint64_t WeightFileBytes(const std::string& dir) {
@@ -72,7 +84,7 @@ int RunEval(const EvalFlags& f) {
   opts.max_chunks = f.max_chunks;
   auto r = quant::Evaluate(*model->transformer, *reference->transformer, stream, bos, opts);
   if (!r.ok()) return ReportError(r.status());
-  const double int4_fraction = Int4WeightFraction(*model->transformer);
+  const BlockWeightMix mix = BlockWeights(*model->transformer);
   const uint64_t bytes = WeightFileBytes(model_dir);
   if (f.json) {
     boost::json::array layers;
@@ -84,7 +96,9 @@ int RunEval(const EvalFlags& f) {
                           {"kl_p99", r->kl_p99},
                           {"kl_max", r->kl_max},
                           {"top1_agreement", r->top1_agreement},
-                          {"int4_weight_fraction", int4_fraction},
+                          {"int4_weight_fraction", mix.int4_fraction},
+                          {"quantized_weight_fraction", mix.quantized_fraction},
+                          {"block_bits_per_weight", mix.bits_per_weight},
                           {"weight_bytes", bytes},
                           {"positions", r->positions},
                           {"chunks", r->chunks},
@@ -103,7 +117,8 @@ int RunEval(const EvalFlags& f) {
   std::printf("%-28s %.6f\n", "KL mean", r->kl_mean);
   std::printf("%-28s %.6f\n", "KL p99", r->kl_p99);
   std::printf("%-28s %.2f%%\n", "top-1 agreement", 100 * r->top1_agreement);
-  std::printf("%-28s %.1f%%\n", "INT4 share of block weights", 100 * int4_fraction);
+  std::printf("%-28s %.1f%%\n", "INT4 share of block weights", 100 * mix.int4_fraction);
+  std::printf("%-28s %.3f\n", "block bits per weight", mix.bits_per_weight);
   std::printf("%-28s %llu\n", "weight bytes", static_cast<unsigned long long>(bytes));
   std::printf("per-layer relative output error:\n");
   for (size_t l = 0; l < r->layer_relative_error.size(); ++l) std::printf("  layer %2zu  %.5f\n", l, r->layer_relative_error[l]);

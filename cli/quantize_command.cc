@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
 #include "cli/model_loading.h"
 #include "cli/progress.h"
@@ -45,6 +46,7 @@ struct QuantizeFlags {
   int scale_bits = 16;
   double dampening = 0.01;
   std::string embeddings = "fp16", lm_head = "fp16";
+  std::string bit_widths = "3,4,5,6,8";
   int accumulator_bits = 0;
   int naive_accumulator_bits = 0;
   int64_t tile = 0;
@@ -70,8 +72,11 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
                   "Whole FP16 blocks instead: a count N (the N most sensitive, measured), or explicit: first:2,last:2 / "
                   "layers:0,5 / 6.down,7.gate (single linears: q k v o gate up down) / none");
   cmd->add_option("--avg-bits", f.avg_bits,
-                  "Keep the most sensitive linears FP16 (most KL per extra bit first) while block-linear bits/weight stay "
-                  "within this");
+                  "Mixed precision under a bit budget: each block linear gets a code width from --bit-widths (or FP16), "
+                  "minimising the predicted KL while block-linear bits/weight (scales and zeros included) stay within this");
+  cmd->add_option("--bit-widths", f.bit_widths,
+                  "With --avg-bits: the code widths a linear may get, e.g. 3,4,5,6,8; 4 = FP16 or INT4 only")
+      ->capture_default_str();
   cmd->add_option("--outlier-threshold", f.outlier_threshold, "Input channels with calibration |x| above this stay FP16")->capture_default_str();
   cmd->add_option("--outlier-fraction", f.outlier_fraction, "Instead of the threshold: the top fraction of channels by |x| (<= 0.01)")->check(CLI::Range(0.0, 0.01));
   cmd->add_option("--outlier-max-fraction", f.outlier_max_fraction, "Cap on outlier channels per layer")->capture_default_str()->check(CLI::Range(0.0, 0.05));
@@ -99,9 +104,11 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
                   "integer (multiples of the scale); AXE always uses integer")
       ->check(CLI::IsMember({"fractional", "integer"}))->capture_default_str();
   cmd->add_option("--dampening", f.dampening, "GPTQ/GPFQ: fraction of the mean Hessian diagonal added to it")->capture_default_str()->check(CLI::Range(0.0, 10.0));
-  cmd->add_option("--embeddings", f.embeddings, "Token embedding table: fp16 or int4")->check(CLI::IsMember({"fp16", "int4"}))->capture_default_str();
-  cmd->add_option("--lm-head", f.lm_head, "LM head: fp16, int4 (the chosen method) or int8 (one step per row)")
-      ->check(CLI::IsMember({"fp16", "int4", "int8"}))->capture_default_str();
+  cmd->add_option("--embeddings", f.embeddings, "Token embedding table: fp16 or int3..int8 (group-wise, round to nearest)")
+      ->check(CLI::IsMember({"fp16", "int3", "int4", "int5", "int6", "int7", "int8"}))->capture_default_str();
+  cmd->add_option("--lm-head", f.lm_head,
+                  "LM head: fp16, int3..int7 (group-wise, the chosen method) or int8 (one step per row)")
+      ->check(CLI::IsMember({"fp16", "int3", "int4", "int5", "int6", "int7", "int8"}))->capture_default_str();
   cmd->add_option("--threads,-t", f.threads, "Compute threads (default: all cores)");
 }
 
@@ -127,10 +134,10 @@ absl::StatusOr<quant::ModelQuantOptions> MakeOptions(const QuantizeFlags& f) {
     // A symmetric grid around zero so the bound is the whole constraint.
     o.quant.symmetric = true;
   }
-  o.embeddings_int4 = f.embeddings == "int4";
+  auto width = [](const std::string& format) { return format == "fp16" ? 0 : format[3] - '0'; };
+  o.embedding_bits = width(f.embeddings);
+  o.lm_head_bits = width(f.lm_head);
   o.correct_input_mismatch = f.mismatch;
-  o.lm_head_int4 = f.lm_head == "int4";
-  o.lm_head_int8 = f.lm_head == "int8";
   // Measured on the fixture (all blocks INT4, GPTQ g32, 40 chunks): with integer zero points the
   // search barely matters (KL 0.002786 → 0.002765), with fractional ones it does (0.002714 →
   // 0.002416): the free offset lets each end of the range be clipped on its own.
@@ -226,6 +233,14 @@ absl::StatusOr<PlanChoice> ChoosePrecision(const QuantizeFlags& f, Prepared& p, 
     }
   } else if (f.avg_bits > 0) {
     budget.avg_bits = f.avg_bits;
+    budget.widths.clear();
+    for (absl::string_view w : absl::StrSplit(f.bit_widths, ',')) {
+      int bits = 0;
+      if (!absl::SimpleAtoi(w, &bits) || bits < 3 || bits > 8) {
+        return absl::InvalidArgumentError(absl::StrCat("--bit-widths \"", f.bit_widths, "\": expected widths 3..8, e.g. 3,4,5,6,8"));
+      }
+      budget.widths.push_back(bits);
+    }
   } else if (f.fp16_share >= 0) {
     budget.fp16_share = f.fp16_share;
     if (f.fp16_share == 0) return PlanChoice{PrecisionPlan::AllInt4(n), c.sensitivity};
@@ -245,6 +260,13 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
     for (int i = 0; i < kBlockLinears; ++i)
       if (c.plan.fp16_linears.count({static_cast<int64_t>(l), i})) kept.push_back(kBlockLinearShortNames[i]);
     if (!fp16 && !kept.empty()) precision = absl::StrCat("int4, fp16: ", absl::StrJoin(kept, ","));
+    std::vector<std::string> widths;
+    for (int i = 0; i < kBlockLinears; ++i) {
+      const int64_t layer = static_cast<int64_t>(l);
+      if (c.plan.LinearIsInt4(layer, i) && c.plan.LinearBits(layer, i) != 4)
+        widths.push_back(absl::StrCat(kBlockLinearShortNames[i], ":", c.plan.LinearBits(layer, i)));
+    }
+    if (!fp16 && !widths.empty()) absl::StrAppend(&precision, kept.empty() ? ", " : "; ", absl::StrJoin(widths, ","));
     if (c.sensitivity.empty()) {
       std::printf("%-6zu %-14s %-8s %-10s %s\n", l, "-", "-", precision.c_str(), "-");
       continue;
@@ -253,7 +275,10 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
     int64_t bytes = fp16 ? s.fp16_bytes : s.int4_bytes;
     if (!fp16 && !s.linears.empty()) {
       bytes = 0;
-      for (const auto& ls : s.linears) bytes += c.plan.LinearIsInt4(static_cast<int64_t>(l), ls.linear) ? ls.int4_bytes : ls.fp16_bytes;
+      for (const auto& ls : s.linears) {
+        const int64_t layer = static_cast<int64_t>(l);
+        bytes += ls.BytesAt(c.plan.LinearIsInt4(layer, ls.linear) ? c.plan.LinearBits(layer, ls.linear) : 16);
+      }
     }
     std::printf("%-6zu %-14.6f %-8.2f %-10s %lld\n", l, s.kl, s.outlier_score, precision.c_str(), static_cast<long long>(bytes));
   }

@@ -8,15 +8,19 @@
 namespace accullm {
 
 absl::StatusOr<std::unique_ptr<Int4Linear>> Int4Linear::Create(Int4Data d, std::vector<float> bias) {
-  if (d.out <= 0 || d.in <= 0 || d.in % 2 != 0) return absl::InvalidArgumentError("INT4 matrix: bad shape");
+  if (d.out <= 0 || d.in <= 0 || d.in % 8 != 0) return absl::InvalidArgumentError("quantized matrix: bad shape");
   if (d.group <= 0 || d.in % d.group != 0) {
     return absl::InvalidArgumentError(absl::StrCat("INT4 matrix: group size ", d.group, " does not divide ", d.in));
   }
   if (d.codes == nullptr || (d.scales == nullptr && (d.scale_codes == nullptr || d.row_scales == nullptr)))
     return absl::InvalidArgumentError("INT4 matrix: missing arrays");
-  if (d.zero_frac_bits != 0 && d.zero_frac_bits != 4) {
-    return absl::InvalidArgumentError(absl::StrCat("INT4 matrix: zero points with ", d.zero_frac_bits,
-                                                   " fraction bits (0 or 4 supported)"));
+  if (d.bits < kernels::kMinCodeBits || d.bits > kernels::kMaxCodeBits) {
+    return absl::InvalidArgumentError(absl::StrCat("quantized matrix: ", d.bits, "-bit codes (3 to 8 supported)"));
+  }
+  if (d.zero_frac_bits < 0 || d.zero_frac_bits > std::min(4, 8 - d.bits)) {
+    return absl::InvalidArgumentError(absl::StrCat("quantized matrix: zero points with ", d.zero_frac_bits,
+                                                   " fraction bits (at most ", std::min(4, 8 - d.bits), " at ", d.bits,
+                                                   " bits)"));
   }
   for (size_t i = 0; i < d.outlier_cols.size(); ++i) {
     if (d.outlier_cols[i] < 0 || d.outlier_cols[i] >= d.in || (i > 0 && d.outlier_cols[i] <= d.outlier_cols[i - 1])) {
@@ -28,7 +32,8 @@ absl::StatusOr<std::unique_ptr<Int4Linear>> Int4Linear::Create(Int4Data d, std::
   }
   if (!bias.empty() && static_cast<int64_t>(bias.size()) != d.out) return absl::InvalidArgumentError("INT4 matrix: bias size");
   auto l = std::unique_ptr<Int4Linear>(new Int4Linear());
-  l->m_ = kernels::Int4Matrix{d.codes, d.scales, d.zeros, d.in, d.group, d.zero_frac_bits, d.scale_codes, d.row_scales};
+  l->m_ = kernels::Int4Matrix{d.codes,         d.scales,         d.zeros,      d.in, d.group,
+                              d.zero_frac_bits, d.scale_codes, d.row_scales, d.bits};
   l->d_ = std::move(d);
   l->bias_ = std::move(bias);
   l->outlier_mask_.assign(static_cast<size_t>(l->d_.in), 0);
@@ -39,7 +44,7 @@ absl::StatusOr<std::unique_ptr<Int4Linear>> Int4Linear::Create(Int4Data d, std::
 size_t Int4Linear::weight_bytes() const {
   const size_t groups = static_cast<size_t>(d_.out * (d_.in / d_.group));
   const size_t scale_bytes = d_.scale_codes != nullptr ? groups + static_cast<size_t>(d_.out) * 2 : groups * 2;
-  return static_cast<size_t>(d_.out * d_.in / 2) + scale_bytes + (d_.zeros ? groups : 0) +
+  return static_cast<size_t>(d_.out * kernels::CodeRowBytes(d_.in, d_.bits)) + scale_bytes + (d_.zeros ? groups : 0) +
          d_.outlier_cols.size() * static_cast<size_t>(d_.out) * 2;
 }
 

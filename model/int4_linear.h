@@ -1,4 +1,5 @@
-// A linear layer with group-wise INT4 weights plus, optionally, a few input channels kept in
+// A linear layer with group-wise low-bit weights (INT4 by default; 3..8 bits, see
+// kernels/cpu/int4_kernels.h) plus, optionally, a few input channels kept in
 // FP16 (dense-and-sparse: outlier channels whose activations are too large for 4-bit
 // weights to serve well). y = W_int4 · x + W_fp16[:, outliers] · x[outliers] (+ bias).
 #pragma once
@@ -16,10 +17,11 @@ namespace accullm {
 // The arrays of one INT4 matrix, owned (freshly quantized) or borrowed (mmap'd pack).
 struct Int4Data {
   int64_t out = 0, in = 0, group = 0;
-  const uint8_t* codes = nullptr;    // [out, in/2]
+  int bits = 4;                      // code width, 3..8
+  const uint8_t* codes = nullptr;    // [out, in·bits/8]
   const uint16_t* scales = nullptr;  // F16 [out, in/group]
   const uint8_t* zeros = nullptr;    // [out, in/group] or null (symmetric)
-  int zero_frac_bits = 0;            // fraction bits of the zero points (0 or 4)
+  int zero_frac_bits = 0;            // fraction bits of the zero points (0..min(4, 8 - bits))
   const uint8_t* scale_codes = nullptr;  // 8-bit scales [out, in/group] (then `scales` is unused)
   const uint16_t* row_scales = nullptr;  // F16 [out]
   std::vector<int32_t> outlier_cols;         // sorted input channels kept in FP16

@@ -12,6 +12,12 @@ namespace json = boost::json;
 
 namespace {
 
+// "int3".."int8" → 3..8; anything else 0.
+int FormatBits(const std::string& format) {
+  if (format.size() != 4 || !format.starts_with("int") || format[3] < '3' || format[3] > '8') return 0;
+  return format[3] - '0';
+}
+
 absl::Status ParseInto(const json::object& o, PackManifest& m) {
   ASSIGN_OR_RETURN(std::string format, GetString(o, "format"));
   if (format != "accullm-pack") return absl::InvalidArgumentError(absl::StrCat("\"format\" is \"", format, "\", not accullm-pack"));
@@ -40,10 +46,20 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
   for (auto [key, field] : {std::pair<const char*, std::string*>{"embeddings", &m.embeddings}, {"lm_head", &m.lm_head}}) {
     ASSIGN_OR_RETURN(auto v, GetOptionalString(o, key));
     *field = v.value_or("fp16");
-    const bool head = std::string_view(key) == "lm_head";
-    if (*field != "fp16" && *field != "int4" && !(head && *field == "int8")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("\"", key, "\" must be \"fp16\" or \"int4\"", head ? " or \"int8\"" : ""));
+    if (*field != "fp16" && FormatBits(*field) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" must be \"fp16\" or \"int3\" to \"int8\", not \"",
+                                                     *field, "\""));
+    }
+  }
+  if (const json::value* lb = o.if_contains("linear_bits"); lb != nullptr) {
+    if (!lb->is_object()) return absl::InvalidArgumentError("\"linear_bits\" must be an object of linear name -> bits");
+    for (const auto& [name, bits] : lb->get_object()) {
+      if (!std::string_view(name).starts_with("model.layers.") || !bits.is_int64() || bits.get_int64() < 3 ||
+          bits.get_int64() > 8) {
+        return absl::InvalidArgumentError(
+            "\"linear_bits\" entries must map names like \"model.layers.0.mlp.down_proj\" to 3..8");
+      }
+      m.linear_bits.emplace(std::string(name), static_cast<int>(bits.get_int64()));
     }
   }
   ASSIGN_OR_RETURN(m.method, GetString(o, "method"));
@@ -79,6 +95,13 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
 }
 
 }  // namespace
+
+int PackManifest::BitsOf(const std::string& prefix) const {
+  if (prefix == "model.embed_tokens") return FormatBits(embeddings);
+  if (prefix == "lm_head") return FormatBits(lm_head);
+  auto it = linear_bits.find(prefix);
+  return it != linear_bits.end() ? it->second : 4;
+}
 
 absl::StatusOr<PackManifest> PackManifest::Parse(const std::string& text, const std::string& what) {
   ASSIGN_OR_RETURN(json::value v, ParseJson(text, what));

@@ -1,7 +1,8 @@
 // The AccuLLM pack: a model directory that `accullm quantize` writes and every command loads
 // like any model. Beside config.json and the tokenizer files it holds `accullm.json` (this
-// manifest) and `model.safetensors` with F16 tensors and, for each INT4 linear `<name>`:
-//   <name>.qweight         U8  [out, in/2]   two 4-bit codes per byte, low nibble = even column
+// manifest) and `model.safetensors` with F16 tensors and, for each quantized linear `<name>`:
+//   <name>.qweight         U8  [out, in·bits/8]  codes as a little-endian bit stream per row
+//                                                (4 bits: low nibble = even column)
 //   <name>.scales          F16 [out, in/group]
 //   <name>.qzeros          U8  [out, in/group]   (asymmetric only; codes 0..15)
 //   <name>.outlier_cols    I32 [k]               (optional) input channels kept in FP16
@@ -10,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -33,8 +35,11 @@ struct PackManifest {
   std::vector<std::string> layer_precision;  // per block: "fp16" or "int4"
   // Linears kept FP16 inside INT4 blocks, by checkpoint prefix ("model.layers.7.mlp.down_proj").
   std::set<std::string> fp16_linears;
-  std::string embeddings = "fp16";            // token embedding table: "fp16" or "int4"
-  std::string lm_head = "fp16";               // LM head: "fp16", "int4" or "int8"
+  std::string embeddings = "fp16";            // token embedding table: "fp16" or "int3".."int8" (group-wise)
+  std::string lm_head = "fp16";               // LM head: "fp16", "int3".."int7" (group-wise) or "int8" (per row)
+  // Code width of the block linears that are not 4 bits ("model.layers.0.mlp.down_proj" → 5):
+  // mixed-precision plans.
+  std::map<std::string, int> linear_bits;
   std::string method;
   int64_t group_size = 0;
   bool symmetric = true;
@@ -43,6 +48,10 @@ struct PackManifest {
   int accumulator_bits = 0;
   int64_t tile = 0;
   std::vector<PackCanary> canaries;
+
+  // Code width of a quantized matrix: the embeddings' and the head's from their format
+  // strings, a block linear's from linear_bits (4 when not listed).
+  int BitsOf(const std::string& prefix) const;
 
   // Parses and validates accullm.json text (`what` names the file in errors).
   static absl::StatusOr<PackManifest> Parse(const std::string& text, const std::string& what);

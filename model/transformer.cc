@@ -63,8 +63,9 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt8Linear(const TensorStore& stor
 
 absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt4Linear(const TensorStore& store, const std::string& prefix,
                                                          int64_t out, int64_t in, int64_t group, bool symmetric,
-                                                         int zero_frac_bits, int scale_bits, const std::vector<float>& bias) {
-  if (group <= 0 || in % group != 0 || in % 2 != 0) {
+                                                         int zero_frac_bits, int scale_bits, int bits,
+                                                         const std::vector<float>& bias) {
+  if (group <= 0 || in % group != 0 || in % 8 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, ": group size ", group, " does not divide ", in));
   }
   auto copies = std::make_shared<std::vector<std::shared_ptr<std::vector<uint8_t>>>>();
@@ -72,8 +73,16 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt4Linear(const TensorStore& stor
   d.out = out;
   d.in = in;
   d.group = group;
-  d.zero_frac_bits = symmetric ? 0 : zero_frac_bits;
-  ASSIGN_OR_RETURN(TensorView codes, GetChecked(store, prefix + ".qweight", DType::kU8, {out, in / 2}));
+  d.bits = bits;
+  // The manifest's zero-point resolution, capped so that zero·2^frac fits a byte at this width.
+  d.zero_frac_bits = symmetric ? 0 : std::min(zero_frac_bits, 8 - bits);
+  ASSIGN_OR_RETURN(TensorView codes, store.Get(prefix + ".qweight"));
+  if (codes.dtype != DType::kU8 || codes.shape != std::vector<int64_t>{out, in * bits / 8}) {
+    return absl::InvalidArgumentError(absl::StrCat(codes.file, ": tensor \"", codes.name, "\" is ", DTypeName(codes.dtype), " [",
+                                                   absl::StrJoin(codes.shape, ", "), "] but accullm.json says ", bits,
+                                                   "-bit codes for a [", out, ", ", in, "] matrix: U8 [", out, ", ",
+                                                   in * bits / 8, "]"));
+  }
   d.codes = codes.data;
   if (scale_bits == 8) {
     ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + ".scales", DType::kU8, {out, in / group}));
@@ -130,7 +139,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, c
       return absl::InvalidArgumentError(absl::StrCat(prefix, ".qweight found but there is no accullm.json manifest"));
     }
     return LoadInt4Linear(store, prefix, out, in, info.pack->group_size, info.pack->symmetric,
-                          info.pack->zero_fraction_bits, info.pack->scale_bits, bias);
+                          info.pack->zero_fraction_bits, info.pack->scale_bits, info.pack->BitsOf(prefix), bias);
   }
   ASSIGN_OR_RETURN(TensorView w, store.Get(prefix + ".weight"));
   if (w.shape != std::vector<int64_t>{out, in}) return ShapeError(w, {out, in});
@@ -175,13 +184,15 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
   const TensorStore& s = *t->store_;
   const int64_t h = c.hidden_size, q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
 
-  const bool embed_int4 = info.pack != nullptr && info.pack->embeddings == "int4";
+  const bool embed_int4 = info.pack != nullptr && info.pack->embeddings != "fp16";
   if (embed_int4) {
     ASSIGN_OR_RETURN(auto table, LoadLinear(s, "model.embed_tokens", c.vocab_size, h, false, info, true));
     t->int4_embed_ = std::shared_ptr<const Int4Linear>(static_cast<Int4Linear*>(table.release()));
   } else {
     if (s.Has("model.embed_tokens.qweight")) {
-      return absl::InvalidArgumentError("pack plan disagrees with its tensors: INT4 embeddings but accullm.json says fp16");
+      if (info.pack == nullptr)
+        return absl::InvalidArgumentError("model.embed_tokens.qweight found but there is no accullm.json manifest");
+      return absl::InvalidArgumentError("pack plan disagrees with its tensors: quantized embeddings but accullm.json says fp16");
     }
     ASSIGN_OR_RETURN(t->embed_, s.Get("model.embed_tokens.weight"));
     if (t->embed_.shape != std::vector<int64_t>{c.vocab_size, h}) return ShapeError(t->embed_, {c.vocab_size, h});
@@ -190,7 +201,7 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
     }
   }
   t->layers_.resize(static_cast<size_t>(c.num_layers));
-  size_t fp16_linears_seen = 0;
+  size_t fp16_linears_seen = 0, linear_bits_seen = 0;
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
     TransformerLayer& L = t->layers_[l];
@@ -203,6 +214,7 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
         ++fp16_linears_seen;
         return false;
       }
+      if (int4_block && info.pack->linear_bits.count(p + linear) != 0) ++linear_bits_seen;
       return int4_block;
     };
     ASSIGN_OR_RETURN(L.q, LoadLinear(s, p + "self_attn.q_proj", q_dim, h, c.attention_bias, info, int4("self_attn.q_proj")));
@@ -218,8 +230,14 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
                                                    info.pack->fp16_linears.size() - fp16_linears_seen,
                                                    " linear(s) this model does not have"));
   }
+  if (info.pack != nullptr && linear_bits_seen != info.pack->linear_bits.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, "/accullm.json: \"linear_bits\" names ",
+                                                   info.pack->linear_bits.size() - linear_bits_seen,
+                                                   " linear(s) that are not quantized in this pack"));
+  }
   ASSIGN_OR_RETURN(t->final_norm_, LoadVector(s, "model.norm.weight", h));
-  const bool head_int4 = info.pack != nullptr && info.pack->lm_head == "int4";
+  // Group-wise low-bit head ("int3".."int7"); "int8" is the per-row INT8 format below.
+  const bool head_int4 = info.pack != nullptr && info.pack->lm_head != "fp16" && info.pack->lm_head != "int8";
   if (c.tie_word_embeddings && !s.Has("lm_head.weight") && !s.Has("lm_head.qweight")) {
     if (t->int4_embed_ != nullptr) {  // tied and INT4: the head reads the same table
       ASSIGN_OR_RETURN(auto head, Int4Linear::Create(t->int4_embed_->data(), {}));

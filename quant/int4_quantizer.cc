@@ -28,9 +28,14 @@ const char* QuantMethodName(QuantMethod m) {
 }
 
 int QuantizedMatrix::IntegerWeight(int64_t o, int64_t i) const {
-  const int code = (codes[static_cast<size_t>(o * (in / 2) + i / 2)] >> ((i & 1) * 4)) & 0xF;
-  const int zero = symmetric ? 8 : zeros[static_cast<size_t>(o * (in / group) + i / group)] >> zero_frac_bits;
+  const int code = kernels::ReadCode(codes.data() + o * kernels::CodeRowBytes(in, bits), i, bits);
+  const int zero = symmetric ? 1 << (bits - 1) : zeros[static_cast<size_t>(o * (in / group) + i / group)] >> zero_frac_bits;
   return code - zero;
+}
+
+int64_t QuantizedMatrix::StoredBytes() const {
+  return static_cast<int64_t>(codes.size() + scales.size() * 2 + scale_codes.size() + row_scales.size() * 2 +
+                              zeros.size() + outlier_weights.size() * 2 + outlier_cols.size() * 4);
 }
 
 int64_t AxeL1Budget(int bits) { return ((int64_t{1} << (bits - 1)) - 1) / 128; }
@@ -43,13 +48,14 @@ namespace {
 
 constexpr int64_t kBlock = 128;  // lazy-update block (a multiple of every group size)
 
-// Quantization grid of one group: value(code) = (code - zero) * scale, code in [0, 15], with
-// zero = stored / 2^frac_bits (stored fits a byte).
+// Quantization grid of one group: value(code) = (code - zero) * scale, code in [0, maxq]
+// (maxq = 2^bits - 1), with zero = stored / 2^frac_bits (stored fits a byte).
 struct Grid {
   float scale = 0.f;
   int scale_code = 0;  // 8-bit scales: scale = U8GroupScale(row scale, scale_code)
   int stored = 8;     // the zero point as stored
   float zero = 8.f;   // ... and its value
+  int maxq = 15;      // the largest code
 };
 
 // The step actually stored for a wanted step: F16, or 8 bits relative to the row's F16 step
@@ -61,30 +67,34 @@ float StoredScale(float want, float row_scale, int* code) {
 }
 
 // The grid for a range [lo, hi] (lo <= 0 <= hi).
-Grid GridForRange(float lo, float hi, bool symmetric, int frac_bits, float row_scale) {
+Grid GridForRange(float lo, float hi, int bits, bool symmetric, int frac_bits, float row_scale) {
   Grid g;
+  const int half = 1 << (bits - 1);
+  g.maxq = 2 * half - 1;
+  g.stored = half;
+  g.zero = static_cast<float>(half);
   if (symmetric) {
-    // -8 is reachable too, but ±7 keeps the grid symmetric around zero.
-    g.scale = StoredScale(std::max(-lo, hi) / 7.f, row_scale, &g.scale_code);
+    // -half is reachable too, but ±(half - 1) keeps the grid symmetric around zero.
+    g.scale = StoredScale(std::max(-lo, hi) / static_cast<float>(half - 1), row_scale, &g.scale_code);
     return g;
   }
-  g.scale = StoredScale((hi - lo) / 15.f, row_scale, &g.scale_code);
+  g.scale = StoredScale((hi - lo) / static_cast<float>(g.maxq), row_scale, &g.scale_code);
   const int unit = 1 << frac_bits;
-  g.stored = g.scale > 0 ? static_cast<int>(std::lround(-lo * unit / g.scale)) : 8 * unit;
-  g.stored = std::clamp(g.stored, 0, 16 * unit - 1);
+  g.stored = g.scale > 0 ? static_cast<int>(std::lround(-lo * unit / g.scale)) : half * unit;
+  g.stored = std::clamp(g.stored, 0, (g.maxq + 1) * unit - 1);
   g.zero = static_cast<float>(g.stored) / static_cast<float>(unit);
   return g;
 }
 
 int NearestCode(float w, const Grid& g) {
-  return std::clamp(static_cast<int>(std::nearbyint(w / g.scale + g.zero)), 0, 15);
+  return std::clamp(static_cast<int>(std::nearbyint(w / g.scale + g.zero)), 0, g.maxq);
 }
 
 // Picks the group's grid: the min/max range, or — with `search` — the range whose low and
 // high ends are shrunk independently (factors 1, 0.96, ..., 0.6; one factor when symmetric)
 // to minimise the Hessian-diagonal weighted squared rounding error: clipping a rare extreme
 // weight often buys finer steps for all the others.
-Grid MakeGrid(const float* w, const bool* is_outlier, const double* importance, int64_t n, bool symmetric,
+Grid MakeGrid(const float* w, const bool* is_outlier, const double* importance, int64_t n, int bits, bool symmetric,
               bool search, int frac_bits, float row_scale) {
   float lo = 0.f, hi = 0.f;  // include 0 so zero is exactly representable
   for (int64_t i = 0; i < n; ++i) {
@@ -92,7 +102,7 @@ Grid MakeGrid(const float* w, const bool* is_outlier, const double* importance, 
     lo = std::min(lo, w[i]);
     hi = std::max(hi, w[i]);
   }
-  Grid best = GridForRange(lo, hi, symmetric, frac_bits, row_scale);
+  Grid best = GridForRange(lo, hi, bits, symmetric, frac_bits, row_scale);
   if (!search || best.scale <= 0.f) return best;
   double best_err = INFINITY;
   constexpr int kSteps = 11;
@@ -100,7 +110,7 @@ Grid MakeGrid(const float* w, const bool* is_outlier, const double* importance, 
     for (int b = 0; b < (symmetric ? 1 : kSteps); ++b) {
       const float shrink_lo = 1.f - 0.04f * static_cast<float>(a);
       const float shrink_hi = symmetric ? shrink_lo : 1.f - 0.04f * static_cast<float>(b);
-      const Grid g = GridForRange(lo * shrink_lo, hi * shrink_hi, symmetric, frac_bits, row_scale);
+      const Grid g = GridForRange(lo * shrink_lo, hi * shrink_hi, bits, symmetric, frac_bits, row_scale);
       if (g.scale <= 0.f) continue;
       double err = 0;
       for (int64_t i = 0; i < n; ++i) {
@@ -129,7 +139,8 @@ struct RowQuantizer {
   int IntZero() const { return static_cast<int>(grid.zero); }
 
   int Round(float value, int64_t col) const {
-    if (grid.scale <= 0.f) return std::clamp(static_cast<int>(std::nearbyint(grid.zero)), 0, 15);
+    const int maxq = grid.maxq;
+    if (grid.scale <= 0.f) return std::clamp(static_cast<int>(std::nearbyint(grid.zero)), 0, maxq);
     const float t = value / grid.scale + grid.zero;
     float code;
     if (opt.stochastic) {
@@ -139,16 +150,16 @@ struct RowQuantizer {
     } else {
       code = std::nearbyint(t);
     }
-    int c = static_cast<int>(std::clamp(code, 0.f, 15.f));
+    int c = static_cast<int>(std::clamp(code, 0.f, static_cast<float>(maxq)));
     if (opt.max_code_magnitude > 0) {
       c = std::clamp(c - IntZero(), -opt.max_code_magnitude, opt.max_code_magnitude) + IntZero();
-      c = std::clamp(c, 0, 15);
+      c = std::clamp(c, 0, maxq);
     }
     if (opt.accumulator_bits > 0) {  // AXE: never spend more than the group's budget
       int v = c - IntZero();
-      const int limit = static_cast<int>(std::min<int64_t>(budget_left, 15));
+      const int limit = static_cast<int>(std::min<int64_t>(budget_left, maxq));
       v = std::clamp(v, -limit, limit);
-      c = std::clamp(v + IntZero(), 0, 15);
+      c = std::clamp(v + IntZero(), 0, maxq);
     }
     return c;
   }
@@ -163,7 +174,7 @@ void FitGridToBudget(Grid& g, const float* w, const bool* is_outlier, int64_t n,
     for (int64_t i = 0; i < n; ++i) {
       if (is_outlier[i]) continue;
       const int zero = static_cast<int>(g.zero);  // integer under AXE
-      const int c = std::clamp(static_cast<int>(std::nearbyint(w[i] / g.scale)) + zero, 0, 15);
+      const int c = std::clamp(static_cast<int>(std::nearbyint(w[i] / g.scale)) + zero, 0, g.maxq);
       l1 += std::abs(c - zero);
     }
     if (l1 <= budget) return;
@@ -248,8 +259,7 @@ absl::StatusOr<std::vector<double>> InverseHessianUpperFactor(std::vector<double
 }
 
 void PackCode(QuantizedMatrix& q, int64_t o, int64_t i, int code) {
-  uint8_t& byte = q.codes[static_cast<size_t>(o * (q.in / 2) + i / 2)];
-  byte = static_cast<uint8_t>((i & 1) ? ((byte & 0x0F) | (code << 4)) : ((byte & 0xF0) | code));
+  kernels::WriteCode(q.codes.data() + o * kernels::CodeRowBytes(q.in, q.bits), i, q.bits, code);
 }
 
 }  // namespace
@@ -273,28 +283,32 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
   if (needs_h && (hessian == nullptr || static_cast<int64_t>(hessian->size()) != in * in)) {
     return absl::InvalidArgumentError("GPTQ/GPFQ need calibration statistics (Hessian) for this layer");
   }
+  if (opt.bits < kernels::kMinCodeBits || opt.bits > kernels::kMaxCodeBits)
+    return absl::InvalidArgumentError(absl::StrCat(opt.bits, "-bit weights: 3 to 8 bits are supported"));
   QuantizedMatrix q;
+  q.bits = opt.bits;
   q.out = out;
   q.in = in;
   q.group = g;
   q.symmetric = opt.symmetric;
   // Fractional zero points unless integer weights code - zero are needed (AXE, naive bound).
   const bool integer_weights = opt.accumulator_bits > 0 || opt.max_code_magnitude > 0;
-  q.zero_frac_bits = (opt.symmetric || integer_weights) ? 0 : opt.zero_fraction_bits;
-  if (q.zero_frac_bits != 0 && q.zero_frac_bits != 4) return absl::InvalidArgumentError("zero-point fraction bits must be 0 or 4");
+  if (opt.zero_fraction_bits != 0 && opt.zero_fraction_bits != 4) return absl::InvalidArgumentError("zero-point fraction bits must be 0 or 4");
+  q.zero_frac_bits = (opt.symmetric || integer_weights) ? 0 : std::min(opt.zero_fraction_bits, 8 - opt.bits);
+  if (integer_weights && opt.bits != 4) return absl::InvalidArgumentError("accumulator bounds (AXE) are for 4-bit weights");
   if (opt.scale_bits != 16 && opt.scale_bits != 8) return absl::InvalidArgumentError("scale bits must be 16 or 8");
   const bool u8_scales = opt.scale_bits == 8;
   if (u8_scales && integer_weights) {
     return absl::InvalidArgumentError("8-bit scales and accumulator bounds (AXE) exclude each other");
   }
-  q.codes.assign(static_cast<size_t>(out * in / 2), 0);
+  q.codes.assign(static_cast<size_t>(out * kernels::CodeRowBytes(in, opt.bits)), 0);
   if (u8_scales) {
     q.scale_codes.assign(static_cast<size_t>(out * (in / g)), 0);
     q.row_scales.assign(static_cast<size_t>(out), 0);
   } else {
     q.scales.assign(static_cast<size_t>(out * (in / g)), 0);
   }
-  if (!opt.symmetric) q.zeros.assign(static_cast<size_t>(out * (in / g)), 8);
+  if (!opt.symmetric) q.zeros.assign(static_cast<size_t>(out * (in / g)), static_cast<uint8_t>(1 << (opt.bits - 1)));
   q.outlier_cols = outlier_cols;
   q.outlier_weights.assign(outlier_cols.size() * static_cast<size_t>(out), 0);
   std::vector<char> is_outlier(static_cast<size_t>(in), 0);
@@ -338,7 +352,7 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
       bool has_outlier = false;
       for (int64_t j = 0; j < g; ++j) has_outlier = has_outlier || outl[j];
       const int frac = has_outlier ? 0 : q.zero_frac_bits;
-      Grid grid = MakeGrid(values, reinterpret_cast<const bool*>(outl), importance.data(), g, opt.symmetric,
+      Grid grid = MakeGrid(values, reinterpret_cast<const bool*>(outl), importance.data(), g, opt.bits, opt.symmetric,
                            opt.search_grid, frac, row_scale);
       if (budget > 0) FitGridToBudget(grid, values, reinterpret_cast<const bool*>(outl), g, budget);
       grids[grp] = grid;
@@ -367,7 +381,8 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
             lo = std::min(lo, row[j]);
             hi = std::max(hi, row[j]);
           }
-          widest = std::max(widest, opt.symmetric ? std::max(-lo, hi) / 7.f : (hi - lo) / 15.f);
+          const float half = static_cast<float>(1 << (opt.bits - 1));
+          widest = std::max(widest, opt.symmetric ? std::max(-lo, hi) / (half - 1.f) : (hi - lo) / (2.f * half - 1.f));
         }
         q.row_scales[o] = F32ToF16(widest * 1.15f);
         row_scale = F16ToF32(q.row_scales[o]);

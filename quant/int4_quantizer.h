@@ -25,6 +25,7 @@ const char* QuantMethodName(QuantMethod m);
 
 struct QuantOptions {
   QuantMethod method = QuantMethod::kGptq;
+  int bits = 4;  // code width, 3..8 (mixed-precision plans set it per matrix)
   int64_t group_size = 32;
   bool symmetric = false;
   bool stochastic = false;
@@ -33,7 +34,8 @@ struct QuantOptions {
   bool search_grid = true;  // shrink each group's range where that lowers the rounding error
   // Asymmetric grids: fraction bits of the stored zero point (4: the offset moves in 1/16 of a
   // step, so the grid fits a group's range instead of snapping to multiples of the scale).
-  // AXE and the naive bound need integer weights code − zero: they always use 0.
+  // AXE and the naive bound need integer weights code − zero: they always use 0. Capped at
+  // 8 − bits so the zero point (up to 2^bits − 1) keeps fitting its byte.
   int zero_fraction_bits = 4;
   // 16: an F16 step per group. 8: an 8-bit step per group relative to an F16 step per row
   // (0.25 + 16/in bits per weight instead of 0.5 at group 32). Not with AXE.
@@ -47,11 +49,13 @@ struct QuantOptions {
 };
 
 // One quantized [out, in] matrix in the kernel's layout (kernels/cpu/int4_kernels.h).
+// `StoredBytes()` is what it occupies in a pack (codes, steps, zeros, outlier columns).
 struct QuantizedMatrix {
   int64_t out = 0, in = 0, group = 0;
+  int bits = 4;
   bool symmetric = true;
   int zero_frac_bits = 0;        // zeros hold zero·2^zero_frac_bits
-  std::vector<uint8_t> codes;    // [out, in/2]
+  std::vector<uint8_t> codes;    // [out, in·bits/8], kernels/cpu/int4_kernels.h's bit stream
   std::vector<uint16_t> scales;  // F16 [out, in/group] (16-bit scales)
   std::vector<uint8_t> scale_codes;  // [out, in/group] (8-bit scales) ...
   std::vector<uint16_t> row_scales;  // ... relative to F16 [out]
@@ -62,6 +66,7 @@ struct QuantizedMatrix {
   // Signed integer weight v = code - zero at (o, i) (0 for outlier columns); integer zero
   // points only (zero_frac_bits == 0), as AXE uses.
   int IntegerWeight(int64_t o, int64_t i) const;
+  int64_t StoredBytes() const;
 };
 
 // Largest sum of |v| per group that keeps every INT8 dot product (x in [-128, 127]) within a

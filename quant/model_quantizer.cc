@@ -61,6 +61,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> MakeInt4Linear(const Transformer& mode
   d.out = m->out;
   d.in = m->in;
   d.group = m->group;
+  d.bits = m->bits;
   d.codes = m->codes.data();
   d.scales = m->scales.empty() ? nullptr : m->scales.data();
   d.scale_codes = m->scale_codes.empty() ? nullptr : m->scale_codes.data();
@@ -108,7 +109,8 @@ absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& s, 
 absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer& model, int64_t layer,
                                                                      const CalibrationStats& stats,
                                                                      const ModelQuantOptions& options, ThreadPool& pool,
-                                                                     QuantizedMatrices* out, const LinearMask* which) {
+                                                                     QuantizedMatrices* out, const LinearMask* which,
+                                                                     const LinearBits* bits) {
   std::vector<std::unique_ptr<LinearOp>> new_ops;
   std::map<int, std::vector<double>> corrections;  // per input site, shared by its linears
   for (int li = 0; li < kBlockLinears; ++li) {
@@ -148,8 +150,10 @@ absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer
     LinearOp& current = *(model.layer(layer).*bl.op);
     const int64_t rows = current.out_features(), cols = current.in_features();
     std::vector<int32_t> outliers = site != nullptr ? SelectOutlierChannels(*site, options.outliers) : std::vector<int32_t>{};
+    QuantOptions qo = options.quant;
+    if (bits != nullptr) qo.bits = (*bits)[li];
     ASSIGN_OR_RETURN(QuantizedMatrix q, QuantizeMatrix(w.data(), rows, cols, site ? &site->hessian : nullptr, outliers,
-                                                       options.quant, pool));
+                                                       qo, pool));
     auto shared = std::make_shared<const QuantizedMatrix>(std::move(q));
     ASSIGN_OR_RETURN(auto op, MakeInt4Linear(model, prefix, shared));
     new_ops.push_back(std::move(op));
@@ -203,8 +207,12 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
       }
     }
     LinearMask which;
-    for (int li = 0; li < kBlockLinears; ++li) which[li] = plan.LinearIsInt4(l, li);
-    auto displaced = QuantizeBlock(model, l, stats, options, pool, &out, &which);
+    LinearBits bits;
+    for (int li = 0; li < kBlockLinears; ++li) {
+      which[li] = plan.LinearIsInt4(l, li);
+      bits[li] = plan.LinearBits(l, li);
+    }
+    auto displaced = QuantizeBlock(model, l, stats, options, pool, &out, &which, &bits);
     if (!displaced.ok()) return displaced.status();
     ++done;
   }
@@ -216,8 +224,8 @@ absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& sta
                                        ThreadPool& pool, const std::vector<std::vector<int32_t>>& sequential_chunks,
                                        QuantizedMatrices* out, Int8Matrices* out8) {
   const ModelConfig& c = model.config();
-  if (options.lm_head_int8) {
-    if (options.lm_head_int4) return absl::InvalidArgumentError("the LM head is either INT4 or INT8");
+  const bool lm_head_int8 = options.lm_head_bits == 8, lm_head_grouped = options.lm_head_bits > 0 && !lm_head_int8;
+  if (lm_head_int8) {
     if (!model.tensors().Has("lm_head.weight")) {
       return absl::InvalidArgumentError("the LM head is tied to the embeddings: it cannot be INT8 on its own");
     }
@@ -233,9 +241,10 @@ absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& sta
     model.set_lm_head(std::move(op));
     if (out8 != nullptr) (*out8)["lm_head"] = q;
   }
-  if (options.embeddings_int4) {
+  if (options.embedding_bits > 0) {
     ASSIGN_OR_RETURN(std::vector<float> w, LinearWeights(model, "model.embed_tokens"));
     QuantOptions q = options.quant;
+    q.bits = options.embedding_bits;
     q.method = QuantMethod::kRtn;  // a lookup table: no input statistics to feed back
     q.search_grid = true;
     q.accumulator_bits = 0;
@@ -245,9 +254,9 @@ absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& sta
     model.set_int4_embedding(std::shared_ptr<const Int4Linear>(static_cast<Int4Linear*>(op.release())));
     (*out)["model.embed_tokens"] = shared;
   }
-  if (options.lm_head_int4) {
+  if (lm_head_grouped) {
     if (!model.tensors().Has("lm_head.weight")) {
-      return absl::InvalidArgumentError("the LM head is tied to the embeddings: use --embeddings int4 alone");
+      return absl::InvalidArgumentError("the LM head is tied to the embeddings: quantize the embeddings alone");
     }
     const int64_t head_layer = c.num_layers;  // the observer's index for the head's input
     if (!sequential_chunks.empty()) {
@@ -263,8 +272,10 @@ absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& sta
     }
     ASSIGN_OR_RETURN(std::vector<float> w, LinearWeights(model, "lm_head"));
     std::vector<int32_t> outliers = site ? SelectOutlierChannels(*site, options.outliers) : std::vector<int32_t>{};
+    QuantOptions q = options.quant;
+    q.bits = options.lm_head_bits;
     ASSIGN_OR_RETURN(QuantizedMatrix m, QuantizeMatrix(w.data(), c.vocab_size, c.hidden_size,
-                                                       site ? &site->hessian : nullptr, outliers, options.quant, pool));
+                                                       site ? &site->hessian : nullptr, outliers, q, pool));
     auto shared = std::make_shared<const QuantizedMatrix>(std::move(m));
     ASSIGN_OR_RETURN(auto op, MakeInt4Linear(model, "lm_head", shared));
     model.set_lm_head(std::move(op));

@@ -29,9 +29,12 @@ struct OutlierOptions {
 struct ModelQuantOptions {
   QuantOptions quant;
   OutlierOptions outliers;
-  bool embeddings_int4 = false;  // token embeddings INT4 (round-to-nearest with range search)
-  bool lm_head_int4 = false;     // LM head INT4 (the chosen method, on the final hidden states)
-  bool lm_head_int8 = false;     // LM head INT8, one step per row (round to nearest)
+  // Token embeddings: 0 = full precision, 3..8 = group-wise codes of that width
+  // (round to nearest with range search: a lookup table has no input statistics).
+  int embedding_bits = 0;
+  // LM head: 0 = full precision, 3..7 = group-wise (the chosen method, on the final hidden
+  // states), 8 = INT8 with one step per row (round to nearest).
+  int lm_head_bits = 0;
   // Sequential runs only: aim each block's weights at the full-precision layer's output on its
   // own inputs (not on the already-quantized upstream's inputs), via the cross moments.
   bool correct_input_mismatch = false;
@@ -60,15 +63,19 @@ absl::StatusOr<std::unique_ptr<LinearOp>> MakeInt4Linear(const Transformer& mode
 
 // Which of a block's linears (kBlockLinearNames order) to quantize.
 using LinearMask = std::array<bool, kBlockLinears>;
+// The code width of each of a block's linears.
+using LinearBits = std::array<int, kBlockLinears>;
 
-// Quantizes block `layer` (only the linears `which` marks; null: all seven), installs the INT4
+// Quantizes block `layer` (only the linears `which` marks; null: all seven; `bits` gives their
+// code widths, null: options.quant.bits), installs the quantized
 // ops and returns the displaced ones, null where a linear was left alone (so a caller
 // measuring sensitivity can put them back with RestoreBlock).
 absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer& model, int64_t layer,
                                                                      const CalibrationStats& stats,
                                                                      const ModelQuantOptions& options, ThreadPool& pool,
                                                                      QuantizedMatrices* out,
-                                                                     const LinearMask* which = nullptr);
+                                                                     const LinearMask* which = nullptr,
+                                                                     const LinearBits* bits = nullptr);
 void RestoreBlock(Transformer& model, int64_t layer, std::vector<std::unique_ptr<LinearOp>> ops);
 
 using ProgressFn = std::function<void(int64_t done, int64_t total, const std::string& what)>;

@@ -79,26 +79,29 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
       AddAsF16(w, t);
     }
   }
-  boost::json::object outliers;
+  boost::json::object outliers, linear_bits;
   for (const auto& [prefix, m] : desc.int8) {
     w.Add(prefix + ".q8weight", DType::kU8, {m->out, m->in}, m->codes.data(), m->codes.size());
     w.Add(prefix + ".q8scales", DType::kF16, {m->out}, m->scales.data(), m->scales.size() * 2);
   }
-  // One scale format and one zero-point format per pack (the manifest records each once).
-  int zero_bits = -1, scale_bits = -1;
+  // One scale format and one zero-point resolution per pack (the manifest records each once;
+  // wider codes cap the resolution at 8 - bits, see QuantOptions::zero_fraction_bits).
+  int zero_bits = 0, scale_bits = -1;
   for (const auto& [prefix, m] : matrices) {
     const int bits = m->scale_codes.empty() ? 16 : 8;
     if (scale_bits >= 0 && bits != scale_bits)
       return absl::InternalError("matrices with different scale formats cannot share a pack");
     scale_bits = bits;
-    if (m->symmetric) continue;
-    if (zero_bits >= 0 && zero_bits != m->zero_frac_bits)
+    if (!m->symmetric && m->zero_frac_bits > 0) zero_bits = 4;
+  }
+  for (const auto& [prefix, m] : matrices) {
+    if (!m->symmetric && m->zero_frac_bits != std::min(zero_bits, 8 - m->bits))
       return absl::InternalError("matrices with different zero-point formats cannot share a pack");
-    zero_bits = m->zero_frac_bits;
   }
   if (scale_bits < 0) scale_bits = 16;  // no INT4 matrix: the default
   for (const auto& [prefix, m] : matrices) {
-    w.Add(prefix + ".qweight", DType::kU8, {m->out, m->in / 2}, m->codes.data(), m->codes.size());
+    w.Add(prefix + ".qweight", DType::kU8, {m->out, m->in * m->bits / 8}, m->codes.data(), m->codes.size());
+    if (m->bits != 4 && absl::StartsWith(prefix, "model.layers.")) linear_bits[prefix] = m->bits;
     if (!m->scale_codes.empty()) {
       w.Add(prefix + ".scales", DType::kU8, {m->out, m->in / m->group}, m->scale_codes.data(), m->scale_codes.size());
       w.Add(prefix + ".row_scales", DType::kF16, {m->out}, m->row_scales.data(), m->row_scales.size() * 2);
@@ -131,18 +134,23 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   for (auto p : desc.plan.layers) layers.push_back(boost::json::string(LayerPrecisionName(p)));
   boost::json::array fp16_linears;
   for (const std::string& name : desc.plan.Fp16LinearNames()) fp16_linears.push_back(boost::json::string(name));
+  auto format_of = [&](const std::string& prefix) {
+    auto it = matrices.find(prefix);
+    return it == matrices.end() ? std::string("fp16") : absl::StrCat("int", it->second->bits);
+  };
   boost::json::object manifest{
       {"format", "accullm-pack"},
       {"format_version", kPackFormatVersion},
       {"source_model", boost::json::object{{"path", desc.source_dir}, {"hash", SourceHash(model, desc.source_dir)}}},
       {"layer_precision", std::move(layers)},
       {"fp16_linears", std::move(fp16_linears)},
-      {"embeddings", matrices.count("model.embed_tokens") ? "int4" : "fp16"},
-      {"lm_head", matrices.count("lm_head") ? "int4" : desc.int8.count("lm_head") ? "int8" : "fp16"},
+      {"linear_bits", std::move(linear_bits)},
+      {"embeddings", format_of("model.embed_tokens")},
+      {"lm_head", desc.int8.count("lm_head") ? std::string("int8") : format_of("lm_head")},
       {"method", QuantMethodName(q.method)},
       {"group_size", q.group_size},
       {"symmetric", q.symmetric},
-      {"zero_fraction_bits", std::max(zero_bits, 0)},
+      {"zero_fraction_bits", zero_bits},
       {"scale_bits", scale_bits},
       {"stochastic_rounding", q.stochastic},
       {"seed", q.seed},

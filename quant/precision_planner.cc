@@ -39,13 +39,15 @@ absl::StatusOr<double> MeanKlFrom(Transformer& model, int64_t layer, const std::
   return count > 0 ? total / count : 0.0;
 }
 
-int64_t Int4Bytes(const QuantizedMatrix& m) {
-  return static_cast<int64_t>(m.codes.size() + m.scales.size() * 2 + m.scale_codes.size() + m.row_scales.size() * 2 +
-                              m.zeros.size() + m.outlier_weights.size() * 2 +
-                              m.outlier_cols.size() * 4);
+}  // namespace
+
+double KlScaleForBits(int bits) {
+  if (bits >= 16) return 0.0;
+  if (bits <= 3) return 4.5;
+  return std::pow(0.25, bits - 4);
 }
 
-}  // namespace
+double LinearSensitivity::KlAt(int bits) const { return kl * KlScaleForBits(bits); }
 
 absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& model, const CalibrationStats& stats,
                                                                  const ModelQuantOptions& options,
@@ -93,7 +95,7 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& mo
     QuantizedMatrices mats;
     ASSIGN_OR_RETURN(auto displaced, QuantizeBlock(model, l, stats, options, pool, &mats));
     for (const auto& op : displaced) s.fp16_bytes += op->in_features() * op->out_features() * 2;
-    for (const auto& [name, m] : mats) s.int4_bytes += Int4Bytes(*m);
+    for (const auto& [name, m] : mats) s.int4_bytes += m->StoredBytes();
     auto kl = MeanKlFrom(model, l, hidden_in, ref);
     // Each linear alone: the other six go back to full precision for the measurement.
     TransformerLayer& layer = model.layer(l);
@@ -104,7 +106,7 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& mo
       const LinearOp& fp = *displaced[i];
       ls.params = fp.in_features() * fp.out_features();
       ls.fp16_bytes = ls.params * 2;
-      ls.int4_bytes = Int4Bytes(*mats.at(LinearPrefix(l, bl[i])));
+      ls.int4_bytes = mats.at(LinearPrefix(l, bl[i]))->StoredBytes();
       for (int j = 0; j < kBlockLinears; ++j)
         if (j != i) std::swap(layer.*bl[j].op, displaced[j]);
       auto lkl = MeanKlFrom(model, l, hidden_in, ref);
@@ -135,8 +137,10 @@ double AverageBits(const std::vector<LayerSensitivity>& sens, const PrecisionPla
       bits += 8.0 * (fp16 ? sens[l].fp16_bytes : sens[l].int4_bytes);
       continue;
     }
-    for (const auto& ls : sens[l].linears)
-      bits += 8.0 * (plan.LinearIsInt4(static_cast<int64_t>(l), ls.linear) ? ls.int4_bytes : ls.fp16_bytes);
+    for (const auto& ls : sens[l].linears) {
+      const int64_t layer = static_cast<int64_t>(l);
+      bits += 8.0 * ls.BytesAt(plan.LinearIsInt4(layer, ls.linear) ? plan.LinearBits(layer, ls.linear) : 16);
+    }
   }
   return weights > 0 ? bits / weights : 0;
 }
@@ -150,13 +154,107 @@ double Int4Share(const std::vector<LayerSensitivity>& sens, const PrecisionPlan&
       int4 += sens[l].fp16_bytes / 2.0;
       continue;
     }
-    for (const auto& ls : sens[l].linears)
-      if (plan.LinearIsInt4(static_cast<int64_t>(l), ls.linear)) int4 += static_cast<double>(ls.params);
+    for (const auto& ls : sens[l].linears) {
+      const int64_t layer = static_cast<int64_t>(l);
+      if (plan.LinearIsInt4(layer, ls.linear) && plan.LinearBits(layer, ls.linear) <= 4) int4 += static_cast<double>(ls.params);
+    }
   }
   return all > 0 ? int4 / all : 0;
 }
 
 namespace {
+
+// Bits budgets with several widths: a multiple-choice knapsack over linears solved by its
+// Lagrangian relaxation (predicted KL is close to additive over linears), then filled greedily.
+absl::StatusOr<PrecisionPlan> ChooseWidths(const std::vector<LayerSensitivity>& sens, const PlanBudget& budget) {
+  const int64_t n = static_cast<int64_t>(sens.size());
+  std::vector<int> options = budget.widths;
+  for (int w : options) {
+    if (w < 3 || w > 8) return absl::InvalidArgumentError(absl::StrCat("code width ", w, " (3 to 8 supported)"));
+  }
+  options.push_back(16);  // FP16
+  std::sort(options.begin(), options.end());
+  options.erase(std::unique(options.begin(), options.end()), options.end());
+  struct Item {
+    int64_t layer;
+    const LinearSensitivity* s;
+    size_t choice = 0;  // index into options
+  };
+  std::vector<Item> items;
+  double weights = 0;
+  for (const auto& ls : sens) {
+    if (ls.linears.size() != static_cast<size_t>(kBlockLinears))
+      return absl::FailedPreconditionError("a per-linear budget needs per-linear sensitivities");
+    for (const auto& s : ls.linears) {
+      items.push_back({ls.layer, &s});
+      weights += static_cast<double>(s.params);
+    }
+  }
+  const double budget_bits = budget.avg_bits * weights;
+  auto total_bits = [&] {
+    double b = 0;
+    for (const Item& it : items) b += 8.0 * static_cast<double>(it.s->BytesAt(options[it.choice]));
+    return b;
+  };
+  auto choose = [&](double lambda) {
+    for (Item& it : items) {
+      double best = INFINITY;
+      for (size_t k = 0; k < options.size(); ++k) {
+        const double cost = it.s->KlAt(options[k]) + lambda * 8.0 * static_cast<double>(it.s->BytesAt(options[k]));
+        if (cost < best) {
+          best = cost;
+          it.choice = k;
+        }
+      }
+    }
+  };
+  // With a huge λ every linear takes its cheapest width: if that does not fit, nothing does.
+  choose(1e30);
+  if (total_bits() > budget_bits) {
+    return absl::InvalidArgumentError(absl::StrCat("--avg-bits ", budget.avg_bits, " is below the narrowest plan's ",
+                                                   total_bits() / weights, " bits"));
+  }
+  double lo = -40, hi = 30;  // log10 λ: the smallest λ whose choice fits
+  for (int iter = 0; iter < 200; ++iter) {
+    const double mid = 0.5 * (lo + hi);
+    choose(std::pow(10.0, mid));
+    (total_bits() > budget_bits ? lo : hi) = mid;
+  }
+  choose(std::pow(10.0, hi));
+  // What the relaxation leaves: single upgrades, most KL saved per extra bit first.
+  for (;;) {
+    const double used = total_bits();
+    Item* best_item = nullptr;
+    size_t best_choice = 0;
+    double best_gain = 0;
+    for (Item& it : items) {
+      const double kl_now = it.s->KlAt(options[it.choice]);
+      const double bits_now = 8.0 * static_cast<double>(it.s->BytesAt(options[it.choice]));
+      for (size_t k = it.choice + 1; k < options.size(); ++k) {
+        const double extra = 8.0 * static_cast<double>(it.s->BytesAt(options[k])) - bits_now;
+        const double saved = kl_now - it.s->KlAt(options[k]);
+        if (extra <= 0 || saved <= 0 || used + extra > budget_bits) continue;
+        if (saved / extra > best_gain) {
+          best_gain = saved / extra;
+          best_item = &it;
+          best_choice = k;
+        }
+      }
+    }
+    if (best_item == nullptr) break;
+    best_item->choice = best_choice;
+  }
+  PrecisionPlan plan = PrecisionPlan::AllInt4(n);
+  for (const Item& it : items) {
+    const int bits = options[it.choice];
+    if (bits == 16) {
+      plan.fp16_linears.insert({it.layer, it.s->linear});
+    } else if (bits != 4) {
+      plan.linear_bits[{it.layer, it.s->linear}] = bits;
+    }
+  }
+  return plan;
+}
 
 // Linear-granularity plans: greedy by KL saved per unit of cost, keeping every linear that
 // still fits (a knapsack heuristic; measured KL is close to additive over linears).
@@ -213,6 +311,7 @@ absl::StatusOr<PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& se
   const int64_t n = static_cast<int64_t>(sens.size());
   if (budget.fp16_share > 0 || (budget.avg_bits > 0 && !sens.empty() && !sens[0].linears.empty())) {
     if (budget.fp16_share > 1) return absl::InvalidArgumentError("the FP16 share must be within [0, 1]");
+    if (budget.fp16_share <= 0 && budget.widths != std::vector<int>{4}) return ChooseWidths(sens, budget);
     return ChooseLinears(sens, budget);
   }
   std::vector<int64_t> order(static_cast<size_t>(n));

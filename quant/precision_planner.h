@@ -25,7 +25,18 @@ struct LinearSensitivity {
   int64_t params = 0;
   int64_t fp16_bytes = 0;
   int64_t int4_bytes = 0;  // with scales, zeros and outlier columns
+  // Stored bytes with `bits`-bit codes (16 = FP16): only the codes change with the width.
+  int64_t BytesAt(int bits) const { return bits >= 16 ? fp16_bytes : int4_bytes + params * (bits - 4) / 8; }
+  // Predicted KL with `bits`-bit codes: measured at 4 bits, scaled by KlScaleForBits.
+  double KlAt(int bits) const;
 };
+
+// How a linear's KL scales with its code width, relative to 4 bits. Each extra bit halves the
+// step, so the rounding error's energy — and, for small errors, the KL — falls 4x; 3 bits
+// lose a little more (coarse grids also clip). Measured on the fixture with every block
+// linear at one width (GPTQ g32, fractional zeros, 40 chunks): 3 bits 4.45x, 5 bits 0.24x,
+// 6 bits 0.061x the 4-bit KL (docs/accuracy.md). 16 = FP16: 0.
+double KlScaleForBits(int bits);
 
 struct LayerSensitivity {
   int64_t layer = 0;
@@ -48,14 +59,19 @@ struct PlanBudget {
   int64_t fp16_layers = -1;  // exact count of FP16 blocks (>= 0), or
   double fp16_share = 0;     // > 0: at most this share of block-linear weights FP16, chosen per linear, or
   double avg_bits = 0;       // > 0: average bits per block-linear weight at most this (per linear when measured)
+  // avg_bits plans: the code widths a linear may get (besides FP16). {4}: FP16 or INT4 only.
+  std::vector<int> widths = {3, 4, 5, 6, 8};
 };
 
 // Block budget: ranks blocks by sensitivity (outlier score breaks ties), the top ones FP16.
-// Share and bits budgets: ranks linears by KL saved per weight (per extra bit for avg_bits)
-// and keeps FP16 every one that still fits, in that order.
+// Share budget: ranks linears by KL saved per weight and keeps FP16 every one that still fits.
+// Bits budget: gives each linear a width from `widths` or FP16, minimising the predicted KL
+// Σ KlAt(bits) under the bit budget (Lagrangian: every linear takes the width that minimises
+// KL + λ·bits, λ the smallest that fits; then single upgrades by KL saved per bit while they
+// fit).
 absl::StatusOr<PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& sensitivity, const PlanBudget& budget);
 
-// Share of block-linear weights a plan keeps INT4 (by parameter count).
+// Share of block-linear weights a plan stores in integer codes of at most 4 bits (by parameter count).
 double Int4Share(const std::vector<LayerSensitivity>& sensitivity, const PrecisionPlan& plan);
 
 // Average bits per block-linear weight of a plan.

@@ -78,8 +78,12 @@ std::string PrecisionPlan::Describe() const {
   for (size_t i = 0; i < layers.size(); ++i) (layers[i] == LayerPrecision::kFp16 ? fp16 : int4).push_back(std::to_string(i));
   std::vector<std::string> linears;
   for (const auto& [l, i] : fp16_linears) linears.push_back(absl::StrCat(l, ".", kBlockLinearShortNames[i]));
+  std::vector<std::string> widths;
+  for (const auto& [li, bits] : linear_bits)
+    widths.push_back(absl::StrCat(li.first, ".", kBlockLinearShortNames[li.second], ":", bits));
   return absl::StrCat("fp16: [", absl::StrJoin(fp16, ","), "] int4: [", absl::StrJoin(int4, ","), "]",
-                      linears.empty() ? "" : absl::StrCat(" fp16 linears: [", absl::StrJoin(linears, ","), "]"));
+                      linears.empty() ? "" : absl::StrCat(" fp16 linears: [", absl::StrJoin(linears, ","), "]"),
+                      widths.empty() ? "" : absl::StrCat(" bits: [", absl::StrJoin(widths, ","), "]"));
 }
 
 std::vector<std::string> PrecisionPlan::Fp16LinearNames() const {

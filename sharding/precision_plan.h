@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -35,6 +36,9 @@ struct PrecisionPlan {
   std::vector<LayerPrecision> layers;
   // Linears kept FP16 inside INT4 blocks: (block, index into kBlockLinearNames).
   std::set<std::pair<int64_t, int>> fp16_linears;
+  // Code width of quantized linears that are not 4 bits (3..8): mixed-precision plans give
+  // each linear the width its sensitivity earns under the bit budget.
+  std::map<std::pair<int64_t, int>, int> linear_bits;
 
   static PrecisionPlan AllInt4(int64_t num_layers);
   // "first:2,last:2", "0,3,7", "first:1,5" → those blocks FP16, the rest INT4; "6.down,7.gate"
@@ -43,6 +47,10 @@ struct PrecisionPlan {
   int64_t CountInt4() const;  // blocks with INT4 linears
   bool LinearIsInt4(int64_t layer, int linear) const {
     return layers[static_cast<size_t>(layer)] == LayerPrecision::kInt4 && fp16_linears.count({layer, linear}) == 0;
+  }
+  int LinearBits(int64_t layer, int linear) const {  // code width of a quantized linear
+    auto it = linear_bits.find({layer, linear});
+    return it == linear_bits.end() ? 4 : it->second;
   }
   std::string Describe() const;  // e.g. "fp16: [6,7] int4: [0,1,2,3,4,5] fp16 linears: [0.down]"
   // "model.layers.<l>.<linear>" of every FP16 linear inside an INT4 block.

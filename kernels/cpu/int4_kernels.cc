@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "common/dtype.h"
@@ -14,7 +15,7 @@ namespace accullm::kernels {
 namespace {
 // Exact in float: an integer or a multiple of 1/16 below 16.
 float ZeroPoint(const Int4Matrix& m, int64_t index) {
-  if (m.zeros == nullptr) return 8.f;
+  if (m.zeros == nullptr) return static_cast<float>(1 << (m.bits - 1));
   return static_cast<float>(m.zeros[index]) / static_cast<float>(1 << m.zero_frac_bits);
 }
 float GroupScale(const Int4Matrix& m, int64_t row, int64_t index) {
@@ -25,12 +26,12 @@ float GroupScale(const Int4Matrix& m, int64_t row, int64_t index) {
 
 void DequantizeInt4Row(const Int4Matrix& m, int64_t o, float* dst) {
   const int64_t groups = m.in / m.group;
-  const uint8_t* codes = m.codes + o * (m.in / 2);
+  const uint8_t* codes = m.codes + o * CodeRowBytes(m.in, m.bits);
   for (int64_t g = 0; g < groups; ++g) {
     const float scale = GroupScale(m, o, o * groups + g);
     const float zero = ZeroPoint(m, o * groups + g);
     for (int64_t i = g * m.group; i < (g + 1) * m.group; ++i) {
-      const int code = (codes[i / 2] >> ((i & 1) * 4)) & 0xF;
+      const int code = ReadCode(codes, i, m.bits);
       dst[i] = (static_cast<float>(code) - zero) * scale;
     }
   }
@@ -45,8 +46,34 @@ void Int4LinearRowsScalar(const Int4Matrix& m, const float* x, int64_t n, int64_
 #if defined(__x86_64__)
 namespace {
 
-// Dequantizes one row with AVX2: 16 bytes → 32 codes per step (groups are multiples of 32).
+// Other widths: 8 codes always fill exactly `bits` whole bytes, so each run of 8 is one
+// little-endian word split by shifts, then widened and scaled 8 lanes at a time.
+__attribute__((target("avx2,fma,f16c"))) void DequantizeRowAnyBitsAvx2(const Int4Matrix& m, int64_t o, float* dst) {
+  const int64_t groups = m.in / m.group;
+  const int bits = m.bits;
+  const uint8_t* codes = m.codes + o * CodeRowBytes(m.in, bits);
+  const uint64_t mask = (uint64_t{1} << bits) - 1;
+  alignas(8) uint8_t unpacked[8];
+  for (int64_t g = 0; g < groups; ++g) {
+    const __m256 scale = _mm256_set1_ps(GroupScale(m, o, o * groups + g));
+    const __m256 zero = _mm256_set1_ps(ZeroPoint(m, o * groups + g));
+    for (int64_t i = g * m.group; i < (g + 1) * m.group; i += 8) {
+      uint64_t word = 0;
+      std::memcpy(&word, codes + i / 8 * bits, static_cast<size_t>(bits));  // little-endian (x86)
+      for (int k = 0; k < 8; ++k) unpacked[k] = static_cast<uint8_t>((word >> (k * bits)) & mask);
+      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(unpacked));
+      const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q8));
+      _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_sub_ps(q, zero), scale));
+    }
+  }
+}
+
+// Dequantizes one 4-bit row with AVX2: 16 bytes → 32 codes per step (groups are multiples of 32).
 __attribute__((target("avx2,fma,f16c"))) void DequantizeRowAvx2(const Int4Matrix& m, int64_t o, float* dst) {
+  if (m.bits != 4) {
+    DequantizeRowAnyBitsAvx2(m, o, dst);
+    return;
+  }
   const int64_t groups = m.in / m.group;
   const uint8_t* codes = m.codes + o * (m.in / 2);
   const __m128i low_mask = _mm_set1_epi8(0x0F);

@@ -46,15 +46,21 @@ Problem MakeProblem(int64_t out, int64_t in, int64_t rows, uint32_t seed) {
   return p;
 }
 
+// The kernel's view of a quantized matrix.
+kernels::Int4Matrix MatrixOf(const QuantizedMatrix& q) {
+  return kernels::Int4Matrix{q.codes.data(),
+                             q.scales.empty() ? nullptr : q.scales.data(),
+                             q.symmetric ? nullptr : q.zeros.data(),
+                             q.in,
+                             q.group,
+                             q.zero_frac_bits,
+                             q.scale_codes.empty() ? nullptr : q.scale_codes.data(),
+                             q.row_scales.empty() ? nullptr : q.row_scales.data(),
+                             q.bits};
+}
+
 std::vector<float> Dequantize(const QuantizedMatrix& q) {
-  kernels::Int4Matrix m{q.codes.data(),
-                        q.scales.empty() ? nullptr : q.scales.data(),
-                        q.symmetric ? nullptr : q.zeros.data(),
-                        q.in,
-                        q.group,
-                        q.zero_frac_bits,
-                        q.scale_codes.empty() ? nullptr : q.scale_codes.data(),
-                        q.row_scales.empty() ? nullptr : q.row_scales.data()};
+  const kernels::Int4Matrix m = MatrixOf(q);
   std::vector<float> w(q.out * q.in);
   for (int64_t o = 0; o < q.out; ++o) kernels::DequantizeInt4Row(m, o, w.data() + o * q.in);
   for (size_t k = 0; k < q.outlier_cols.size(); ++k)
@@ -103,20 +109,77 @@ TEST(Int4KernelTest, SimdMatchesScalarReference) {
     QuantizedMatrix q = Quantize(p, o);
     EXPECT_EQ(q.zero_frac_bits, variant >= 2 ? 4 : 0);
     EXPECT_EQ(q.scale_codes.empty(), variant != 3);
-    kernels::Int4Matrix m{q.codes.data(),
-                          q.scales.empty() ? nullptr : q.scales.data(),
-                          symmetric ? nullptr : q.zeros.data(),
-                          q.in,
-                          q.group,
-                          q.zero_frac_bits,
-                          q.scale_codes.empty() ? nullptr : q.scale_codes.data(),
-                          q.row_scales.empty() ? nullptr : q.row_scales.data()};
+    const kernels::Int4Matrix m = MatrixOf(q);
     for (int64_t n : {1, 3}) {
       std::vector<float> fast(n * p.out), ref(n * p.out);
       kernels::Int4LinearRows(m, p.x.data(), n, 0, p.out, fast.data(), p.out);
       kernels::Int4LinearRowsScalar(m, p.x.data(), n, 0, p.out, ref.data(), p.out);
       for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(fast[i], ref[i], 1e-4f * (1 + std::fabs(ref[i])));
     }
+  }
+}
+
+TEST(Int4KernelTest, BitStreamCodesRoundTripAndFourBitsAreNibbles) {
+  std::mt19937 rng(5);
+  for (int bits = kernels::kMinCodeBits; bits <= kernels::kMaxCodeBits; ++bits) {
+    const int64_t in = 64;
+    std::vector<uint8_t> row(kernels::CodeRowBytes(in, bits), 0xA5);  // stale bits must be overwritten
+    std::vector<int> codes(in);
+    for (int64_t i = 0; i < in; ++i) {
+      codes[i] = static_cast<int>(rng() % (1u << bits));
+      kernels::WriteCode(row.data(), i, bits, codes[i]);
+    }
+    for (int64_t i = 0; i < in; ++i) EXPECT_EQ(kernels::ReadCode(row.data(), i, bits), codes[i]) << bits << " bits, code " << i;
+    if (bits == 4) {  // the historical INT4 layout: column 2j low nibble, 2j+1 high nibble of byte j
+      for (int64_t i = 0; i < in; ++i) EXPECT_EQ((row[i / 2] >> ((i & 1) * 4)) & 0xF, codes[i]);
+    }
+  }
+}
+
+TEST(Int4KernelTest, SimdMatchesScalarReferenceAtEveryCodeWidth) {
+  for (int bits = kernels::kMinCodeBits; bits <= kernels::kMaxCodeBits; ++bits) {
+    for (int variant = 0; variant < 3; ++variant) {  // symmetric; fractional zeros; + 8-bit steps
+      Problem p = MakeProblem(29, 128, 4, 1);
+      QuantOptions o;
+      o.method = QuantMethod::kRtn;
+      o.bits = bits;
+      o.symmetric = variant == 0;
+      o.scale_bits = variant == 2 ? 8 : 16;
+      QuantizedMatrix q = Quantize(p, o);
+      ASSERT_EQ(q.codes.size(), static_cast<size_t>(p.out * p.in * bits / 8));
+      if (variant > 0) EXPECT_EQ(q.zero_frac_bits, std::min(4, 8 - bits));
+      const kernels::Int4Matrix m = MatrixOf(q);
+      for (int64_t n : {1, 3}) {
+        std::vector<float> fast(n * p.out), ref(n * p.out);
+        kernels::Int4LinearRows(m, p.x.data(), n, 0, p.out, fast.data(), p.out);
+        kernels::Int4LinearRowsScalar(m, p.x.data(), n, 0, p.out, ref.data(), p.out);
+        for (size_t i = 0; i < ref.size(); ++i)
+          ASSERT_NEAR(fast[i], ref[i], 1e-4f * (1 + std::fabs(ref[i]))) << bits << " bits, variant " << variant;
+      }
+    }
+  }
+}
+
+TEST(Int4QuantizerTest, EachExtraBitCutsWeightErrorAboutFourfold) {
+  // A step half as wide: the rounding error's energy falls ~4x per bit (the planner's
+  // KlScaleForBits rests on this), for round to nearest and for GPTQ's output error (up to 6
+  // bits; beyond, the F16 steps and the dampening start to show, and it falls ~2x).
+  Problem p = MakeProblem(32, 128, 8, 3);
+  double prev_rtn = 0, prev_gptq = 0;
+  for (int bits = kernels::kMinCodeBits; bits <= kernels::kMaxCodeBits; ++bits) {
+    QuantOptions o;
+    o.bits = bits;
+    o.method = QuantMethod::kRtn;
+    const double rtn = WeightError(p, Dequantize(Quantize(p, o)));
+    o.method = QuantMethod::kGptq;
+    const double gptq = OutputError(p, Dequantize(Quantize(p, o)));
+    if (bits > kernels::kMinCodeBits) {
+      EXPECT_GT(prev_rtn / rtn, 3.0) << bits << " bits";
+      EXPECT_LT(prev_rtn / rtn, 5.5) << bits << " bits";
+      EXPECT_GT(prev_gptq / gptq, bits <= 6 ? 3.0 : 1.8) << bits << " bits";
+    }
+    prev_rtn = rtn;
+    prev_gptq = gptq;
   }
 }
 
@@ -302,6 +365,16 @@ TEST(Int4QuantizerTest, RejectsBadOptions) {
   o.group_size = 32;
   EXPECT_FALSE(QuantizeMatrix(p.w.data(), 4, 96, nullptr, {}, o, pool).ok());  // GPTQ without H
   o.accumulator_bits = 4;
+  EXPECT_FALSE(QuantizeMatrix(p.w.data(), 4, 96, &p.hessian, {}, o, pool).ok());
+  o.accumulator_bits = 0;
+  for (int bits : {2, 9}) {  // code widths outside 3..8
+    o.bits = bits;
+    auto q = QuantizeMatrix(p.w.data(), 4, 96, &p.hessian, {}, o, pool);
+    ASSERT_FALSE(q.ok());
+    EXPECT_NE(std::string(q.status().message()).find("3 to 8 bits"), std::string::npos) << q.status();
+  }
+  o.bits = 5;
+  o.accumulator_bits = 16;  // AXE's bounds are for 4-bit weights
   EXPECT_FALSE(QuantizeMatrix(p.w.data(), 4, 96, &p.hessian, {}, o, pool).ok());
 }
 

@@ -41,11 +41,14 @@ class PackTest : public ::testing::Test {
     ASSERT_TRUE(RunCalibration(**model, chunks, stats).ok());
     ModelQuantOptions opts;
     opts.outliers.top_fraction = 0.01;  // force some FP16 outlier columns
-    opts.lm_head_int8 = true;           // and the 8-bit head format
+    opts.lm_head_bits = 8;              // and the 8-bit head format
     opts.quant.scale_bits = 8;          // and 8-bit group steps
+    opts.embedding_bits = 5;            // and a 5-bit embedding table
     // Blocks and single linears FP16 (2.down, 3.v inside INT4 blocks).
     auto plan = PrecisionPlan::FromFp16Spec("first:1,last:1,2.down,3.v", (*model)->config().num_layers);
     ASSERT_TRUE(plan.ok());
+    // Mixed code widths: every width from 3 to 8 somewhere.
+    plan->linear_bits = {{{1, 0}, 3}, {{2, 4}, 6}, {{3, 3}, 7}, {{4, 6}, 5}, {{5, 2}, 8}};
     auto mats = QuantizeModel(**model, stats, *plan, opts, pool);
     ASSERT_TRUE(mats.ok()) << mats.status();
     PackDescription desc;
@@ -63,7 +66,8 @@ class PackTest : public ::testing::Test {
     ASSERT_TRUE((*model)->Forward(prompt.data(), prompt.size(), cache, expected_->data()).ok());
   }
   static void TearDownTestSuite() {
-    for (const char* name : {"version", "missing", "plan", "count", "manifest", "nomanifest", "linear", "unknown", "zerobits", "head8"}) fs::remove_all(*dir_ + "_" + name);
+    for (const char* name : {"version", "missing", "plan", "count", "manifest", "nomanifest", "linear", "unknown", "zerobits", "head8",
+                             "widthfp16", "widthmissing", "embedwidth"}) fs::remove_all(*dir_ + "_" + name);
     fs::remove_all(*dir_);
     delete dir_;
     delete expected_;
@@ -130,6 +134,18 @@ TEST_F(PackTest, LoadsBackAsTheSameInt4Model) {
   const auto* q = dynamic_cast<const Int4Linear*>((*m)->layer(1).q.get());
   ASSERT_NE(q, nullptr);
   EXPECT_FALSE(q->data().outlier_cols.empty());
+  // Every code width came back as planned; the rest are 4 bits.
+  auto width = [&](const LinearOp* op) {
+    const auto* l = dynamic_cast<const Int4Linear*>(op);
+    return l == nullptr ? 0 : l->data().bits;
+  };
+  EXPECT_EQ(width((*m)->layer(1).q.get()), 3);
+  EXPECT_EQ(width((*m)->layer(2).gate.get()), 6);
+  EXPECT_EQ(width((*m)->layer(3).o.get()), 7);
+  EXPECT_EQ(width((*m)->layer(4).down.get()), 5);
+  EXPECT_EQ(width((*m)->layer(5).v.get()), 8);
+  EXPECT_EQ(width((*m)->layer(5).k.get()), 4);
+  EXPECT_EQ((*m)->pack()->embeddings, "int5");
   std::vector<int32_t> prompt = {1, 420, 435, 261, 394};
   std::vector<float> logits((*m)->config().vocab_size);
   KvCache cache = (*m)->NewCache(16);
@@ -184,6 +200,28 @@ TEST_F(PackTest, RefusesUnknownZeroPointFormat) {
   Replace(p + "/accullm.json", "\"zero_fraction_bits\":4", "\"zero_fraction_bits\":3");
   const std::string e = LoadError(p);
   EXPECT_NE(e.find("\"zero_fraction_bits\" must be 0 or 4"), std::string::npos) << e;
+}
+
+TEST_F(PackTest, RefusesCodeWidthForAnFp16Linear) {
+  const std::string p = CopyPack("widthfp16");
+  Replace(p + "/accullm.json", "\"linear_bits\":{", "\"linear_bits\":{\"model.layers.2.mlp.down_proj\":5,");
+  const std::string e = LoadError(p);
+  EXPECT_NE(e.find("\"linear_bits\" names 1 linear(s) that are not quantized"), std::string::npos) << e;
+}
+
+TEST_F(PackTest, RefusesCodesOfAnotherWidthThanTheManifestSays) {
+  const std::string p = CopyPack("widthmissing");
+  Replace(p + "/accullm.json", "\"model.layers.2.mlp.gate_proj\":6", "\"model.layers.2.mlp.gate_proj\":5");
+  const std::string e = LoadError(p);
+  EXPECT_NE(e.find("model.layers.2.mlp.gate_proj.qweight"), std::string::npos) << e;
+  EXPECT_NE(e.find("accullm.json says 5-bit codes for a [768, 256] matrix: U8 [768, 160]"), std::string::npos) << e;
+}
+
+TEST_F(PackTest, RefusesUnknownEmbeddingFormat) {
+  const std::string p = CopyPack("embedwidth");
+  Replace(p + "/accullm.json", "\"embeddings\":\"int5\"", "\"embeddings\":\"int9\"");
+  const std::string e = LoadError(p);
+  EXPECT_NE(e.find("\"embeddings\" must be \"fp16\" or \"int3\" to \"int8\""), std::string::npos) << e;
 }
 
 TEST_F(PackTest, RefusesInt8HeadTheManifestDoesNotDeclare) {

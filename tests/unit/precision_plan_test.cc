@@ -75,12 +75,51 @@ TEST(PrecisionPlanner, ShareBudgetKeepsMostKlPerWeight) {
 TEST(PrecisionPlanner, BitsBudgetIsRespectedAndAFullBlockBecomesFp16) {
   auto sens = Synthetic({{1, 1, 1, 1, 1, 1, 1}, {0.001, 0.001, 0.001, 0.001, 0.001, 0.001, 0.001}});
   quant::PlanBudget b;
+  b.widths = {4};     // FP16 or INT4 only
   b.avg_bits = 10.3;  // block 0 all FP16 (16 bits on half the weights) + block 1 INT4 (4.5) = 10.25
   auto plan = quant::ChoosePlan(sens, b);
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->Describe(), "fp16: [0] int4: [1]");
   EXPECT_LE(quant::AverageBits(sens, *plan), 10.3);
   b.avg_bits = 4.0;  // below all-INT4
+  EXPECT_FALSE(quant::ChoosePlan(sens, b).ok());
+}
+
+TEST(PrecisionPlanner, BitsBudgetMovesBitsFromInsensitiveToSensitiveLinears) {
+  // KL proportional to the weights, block 0 1000x more sensitive per weight. At the all-INT4
+  // budget the best plan takes a bit from every linear of block 1 (3 bits: KL x4.5 on tiny
+  // values) and gives it to block 0 (5 bits: KL /4): predicted KL 12·0.25 + 0.012·4.5
+  // instead of 12.012.
+  auto sens = Synthetic({{1, 0.5, 0.5, 1, 3, 3, 3}, {0.001, 0.0005, 0.0005, 0.001, 0.003, 0.003, 0.003}});
+  quant::PlanBudget b;
+  b.avg_bits = quant::AverageBits(sens, PrecisionPlan::AllInt4(2));
+  auto plan = quant::ChoosePlan(sens, b);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  double kl = 0;
+  for (int i = 0; i < kBlockLinears; ++i) {
+    EXPECT_EQ(plan->LinearBits(0, i), 5) << kBlockLinearShortNames[i];
+    EXPECT_EQ(plan->LinearBits(1, i), 3) << kBlockLinearShortNames[i];
+    kl += sens[0].linears[i].KlAt(5) + sens[1].linears[i].KlAt(3);
+  }
+  EXPECT_TRUE(plan->fp16_linears.empty());
+  EXPECT_LE(quant::AverageBits(sens, *plan), b.avg_bits + 1e-12);
+  EXPECT_NEAR(kl, 12 * 0.25 + 0.012 * 4.5, 1e-12);
+  EXPECT_EQ(quant::Int4Share(sens, *plan), 0.5);  // block 1's 3-bit half
+  // More bits: the sensitive block climbs further (FP16 is never worth it over 8 bits).
+  b.avg_bits = 7.0;
+  plan = quant::ChoosePlan(sens, b);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_LE(quant::AverageBits(sens, *plan), 7.0);
+  for (int i = 0; i < kBlockLinears; ++i) EXPECT_GE(plan->LinearBits(0, i), 6) << kBlockLinearShortNames[i];
+  EXPECT_TRUE(plan->fp16_linears.empty());
+  // Below the narrowest plan (every linear at 3 bits) nothing fits.
+  b.avg_bits = 3.0;
+  auto refused = quant::ChoosePlan(sens, b);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("below the narrowest plan"), absl::string_view::npos) << refused.status();
+  // Widths outside 3..8 are refused.
+  b.avg_bits = 4.5;
+  b.widths = {2, 4};
   EXPECT_FALSE(quant::ChoosePlan(sens, b).ok());
 }
 
