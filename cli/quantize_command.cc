@@ -13,6 +13,7 @@
 #include "cli/progress.h"
 #include "common/mapped_file.h"
 #include "common/status.h"
+#include "model/pack_format.h"
 #include "quant/axe.h"
 #include "quant/calibration.h"
 #include "quant/model_quantizer.h"
@@ -134,9 +135,8 @@ absl::StatusOr<quant::ModelQuantOptions> MakeOptions(const QuantizeFlags& f) {
     // A symmetric grid around zero so the bound is the whole constraint.
     o.quant.symmetric = true;
   }
-  auto width = [](const std::string& format) { return format == "fp16" ? 0 : format[3] - '0'; };
-  o.embedding_bits = width(f.embeddings);
-  o.lm_head_bits = width(f.lm_head);
+  o.embedding_bits = FormatBits(f.embeddings);  // fp16: 0
+  o.lm_head_bits = FormatBits(f.lm_head);
   o.correct_input_mismatch = f.mismatch;
   // Measured on the fixture (all blocks INT4, GPTQ g32, 40 chunks): with integer zero points the
   // search barely matters (KL 0.002786 → 0.002765), with fractional ones it does (0.002714 →
@@ -395,11 +395,14 @@ int RunPlan(const QuantizeFlags& f) {
 
 void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<QuantizeFlags>();
-  CLI::App* cmd = app.add_subcommand("quantize", "Quantize a model into a mixed-precision INT4/FP16 pack");
+  CLI::App* cmd = app.add_subcommand("quantize", "Quantize a model into a mixed-precision pack (INT4 and FP16, or 3..8-bit widths)");
   cmd->footer(
-      "Defaults (recommended): GPTQ (sequential, natural column order), group 32, asymmetric, outlier channels\n"
-      "(|x| > 6, at most 3% of a layer's inputs) in FP16, and the most sensitive quarter of the blocks in FP16 (measured: KL\n"
-      "divergence when only that block is INT4). See docs/accuracy.md for the measurements behind them.\n"
+      "Defaults (recommended): GPTQ (sequential, natural column order), group 32, asymmetric with zero points in\n"
+      "sixteenths of a step and a 2-D range search, outlier channels (|x| > 6, at most 3% of a layer's inputs) in FP16,\n"
+      "and 25% of the block-linear weights FP16 where the measured KL per weight is highest (KL divergence when only\n"
+      "that linear is INT4). Under a size budget: --avg-bits B (each linear gets 3..8 bits or FP16 by measured\n"
+      "sensitivity) with --scale-bits 8 --embeddings int5 --lm-head int6 --no-outliers. See docs/accuracy.md for the\n"
+      "measurements behind them.\n"
       "The pack is a directory every command loads like a model: accullm generate --model PACK.");
   cmd->add_option("--out", flags->out, "Pack directory to write")->required();
   AddCommonOptions(cmd, *flags);

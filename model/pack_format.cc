@@ -10,13 +10,12 @@
 namespace accullm {
 namespace json = boost::json;
 
-namespace {
-
-// "int3".."int8" → 3..8; anything else 0.
 int FormatBits(const std::string& format) {
   if (format.size() != 4 || !format.starts_with("int") || format[3] < '3' || format[3] > '8') return 0;
   return format[3] - '0';
 }
+
+namespace {
 
 absl::Status ParseInto(const json::object& o, PackManifest& m) {
   ASSIGN_OR_RETURN(std::string format, GetString(o, "format"));

@@ -57,6 +57,10 @@ struct PackManifest {
   static absl::StatusOr<PackManifest> Parse(const std::string& text, const std::string& what);
 };
 
+// The code width of a storage format name: "int3".."int8" → 3..8; anything else (e.g.
+// "fp16") 0.
+int FormatBits(const std::string& format);
+
 // The manifest of `dir`, or nullopt when `dir` is a plain checkpoint (no accullm.json).
 absl::StatusOr<std::optional<PackManifest>> LoadPackManifest(const std::string& dir);
 

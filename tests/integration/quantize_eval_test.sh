@@ -66,14 +66,19 @@ check "$TMP/outlier-default.json" top1_agreement ">=" 0.98 "default plan on the 
 check "$TMP/outlier-default.json" ppl_ratio "<=" 1.005 "default plan on the outlier model"
 
 # 4. Size-matched against llama.cpp's Q4_K_M on this model (4,568,544 bytes, mean KL 0.00357,
-# top-1 96.58%): every block, the embeddings INT4 with 8-bit steps, the LM head INT8.
-"$ACCULLM" quantize --out "$TMP/small" --fp16-layers none --embeddings int4 --lm-head int8 --no-outliers \
-  --scale-bits 8 >/dev/null 2>"$TMP/small.err" || { cat "$TMP/small.err"; exit 1; }
+# top-1 96.58%): the issue's target is half its KL (<= 0.0018) and more top-1 at no more bytes.
+# Mixed code widths: every block linear gets 3..8 bits by measured sensitivity within 4.70 bits
+# per weight (8-bit group steps), 5-bit embeddings, a 6-bit group-wise LM head.
+"$ACCULLM" quantize --out "$TMP/small" --avg-bits 4.70 --embeddings int5 --lm-head int6 --no-outliers \
+  --scale-bits 8 >"$TMP/small.out" 2>"$TMP/small.err" || { cat "$TMP/small.err"; exit 1; }
+grep "^wrote" "$TMP/small.out"
+grep -q "bits: \[.*:3,.*:5" "$TMP/small.out" && pass "size-matched plan mixes 3- and 5-bit linears" || fail "mixed widths in the plan"
 evaluate "$TMP/small" $MODEL "$TMP/small.json" || exit 1
 cat "$TMP/small.json"; echo
 check "$TMP/small.json" weight_bytes "<=" 4568544 "size-matched pack: no larger than Q4_K_M"
-check "$TMP/small.json" kl_mean "<" 0.00357 "size-matched pack: below Q4_K_M's KL"
+check "$TMP/small.json" kl_mean "<=" 0.0018 "size-matched pack: half of Q4_K_M's KL"
 check "$TMP/small.json" top1_agreement ">" 0.9658 "size-matched pack: above Q4_K_M's top-1"
+check "$TMP/small.json" block_bits_per_weight "<=" 4.70 "size-matched pack: within its bit budget"
 
 # 5. Malformed packs are refused with one clear line.
 cp -r "$TMP/default" "$TMP/bad"

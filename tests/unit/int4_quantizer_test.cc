@@ -162,8 +162,9 @@ TEST(Int4KernelTest, SimdMatchesScalarReferenceAtEveryCodeWidth) {
 
 TEST(Int4QuantizerTest, EachExtraBitCutsWeightErrorAboutFourfold) {
   // A step half as wide: the rounding error's energy falls ~4x per bit (the planner's
-  // KlScaleForBits rests on this), for round to nearest and for GPTQ's output error (up to 6
-  // bits; beyond, the F16 steps and the dampening start to show, and it falls ~2x).
+  // KlScaleForBits rests on this): 3..5.5x for round to nearest; for GPTQ's output error at
+  // least 2.5x up to 6 bits (the range search, finer at 3-4 bits than the grid's step ratio,
+  // narrows some steps), ~2x beyond, where the F16 steps and the dampening start to show.
   Problem p = MakeProblem(32, 128, 8, 3);
   double prev_rtn = 0, prev_gptq = 0;
   for (int bits = kernels::kMinCodeBits; bits <= kernels::kMaxCodeBits; ++bits) {
@@ -176,7 +177,7 @@ TEST(Int4QuantizerTest, EachExtraBitCutsWeightErrorAboutFourfold) {
     if (bits > kernels::kMinCodeBits) {
       EXPECT_GT(prev_rtn / rtn, 3.0) << bits << " bits";
       EXPECT_LT(prev_rtn / rtn, 5.5) << bits << " bits";
-      EXPECT_GT(prev_gptq / gptq, bits <= 6 ? 3.0 : 1.8) << bits << " bits";
+      EXPECT_GT(prev_gptq / gptq, bits <= 6 ? 2.5 : 1.8) << bits << " bits";
     }
     prev_rtn = rtn;
     prev_gptq = gptq;
