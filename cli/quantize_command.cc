@@ -54,6 +54,19 @@ struct QuantizeFlags {
   int threads = 0;
 };
 
+// "3,4,5,6,8" → {3, 4, 5, 6, 8}; widths outside 3..8 or other text are refused.
+absl::StatusOr<std::vector<int>> ParseBitWidths(const std::string& text) {
+  std::vector<int> widths;
+  for (absl::string_view w : absl::StrSplit(text, ',')) {
+    int bits = 0;
+    if (!absl::SimpleAtoi(w, &bits) || bits < 3 || bits > 8) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", text, "\": expected widths 3..8, e.g. 3,4,5,6,8"));
+    }
+    widths.push_back(bits);
+  }
+  return widths;
+}
+
 void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_option("--model", f.model, "Full-precision model directory (default: the embedded model)");
   cmd->add_option("--method", f.method, "rtn, gptq (OPTQ) or gpfq")->check(CLI::IsMember({"rtn", "gptq", "optq", "gpfq"}))->capture_default_str();
@@ -77,7 +90,13 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
                   "minimising the predicted KL while block-linear bits/weight (scales and zeros included) stay within this");
   cmd->add_option("--bit-widths", f.bit_widths,
                   "With --avg-bits: the code widths a linear may get, e.g. 3,4,5,6,8; 4 = FP16 or INT4 only")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) {  // refused at once, not after calibration
+            auto w = ParseBitWidths(v);
+            return w.ok() ? std::string() : std::string(w.status().message());
+          },
+          "3..8,..."));
   cmd->add_option("--outlier-threshold", f.outlier_threshold, "Input channels with calibration |x| above this stay FP16")->capture_default_str();
   cmd->add_option("--outlier-fraction", f.outlier_fraction, "Instead of the threshold: the top fraction of channels by |x| (<= 0.01)")->check(CLI::Range(0.0, 0.01));
   cmd->add_option("--outlier-max-fraction", f.outlier_max_fraction, "Cap on outlier channels per layer")->capture_default_str()->check(CLI::Range(0.0, 0.05));
@@ -233,14 +252,9 @@ absl::StatusOr<PlanChoice> ChoosePrecision(const QuantizeFlags& f, Prepared& p, 
     }
   } else if (f.avg_bits > 0) {
     budget.avg_bits = f.avg_bits;
-    budget.widths.clear();
-    for (absl::string_view w : absl::StrSplit(f.bit_widths, ',')) {
-      int bits = 0;
-      if (!absl::SimpleAtoi(w, &bits) || bits < 3 || bits > 8) {
-        return absl::InvalidArgumentError(absl::StrCat("--bit-widths \"", f.bit_widths, "\": expected widths 3..8, e.g. 3,4,5,6,8"));
-      }
-      budget.widths.push_back(bits);
-    }
+    auto widths = ParseBitWidths(f.bit_widths);  // validated by the option already
+    if (!widths.ok()) return absl::InvalidArgumentError(absl::StrCat("--bit-widths ", widths.status().message()));
+    budget.widths = *widths;
   } else if (f.fp16_share >= 0) {
     budget.fp16_share = f.fp16_share;
     if (f.fp16_share == 0) return PlanChoice{PrecisionPlan::AllInt4(n), c.sensitivity};

@@ -85,5 +85,9 @@ got=$("$ACCULLM" tokenize --tokenizer "$MODEL" --text "Once upon a time" 2>/dev/
 [ "$got" == "[1,420,435,261,394]" ] && pass "tokenize prints ids as JSON" || fail "tokenize ($got)"
 expect_error "tokenize without tokenizer" "tokenizer" "$ACCULLM" tokenize --tokenizer "$TMP/weights-only" --text hi
 
+# quantize refuses bad code widths at once (before calibrating for a minute).
+expect_error "quantize --bit-widths outside 3..8" "expected widths 3..8" timeout 10 "$ACCULLM" quantize --out "$TMP/q" \
+  --avg-bits 4.5 --bit-widths 2,4
+
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]
