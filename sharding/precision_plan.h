@@ -1,6 +1,7 @@
 // The precision plan: which transformer blocks keep FP16 weights and which are INT4, and
 // inside INT4 blocks which single linears stay FP16 (a plan at linear granularity spends the
-// FP16 budget where the measured sensitivity per weight is highest).
+// FP16 budget where the measured sensitivity per weight is highest) and which get a code
+// width other than 4 bits (3..8: mixed-precision plans under a bit budget).
 // quant/ fills it (measured sensitivity under a budget, or an explicit override);
 // the pack records it; the sharding planner will weigh layers by it.
 #pragma once
