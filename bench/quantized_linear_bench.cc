@@ -22,14 +22,15 @@ void Run(benchmark::State& state, bool scalar) {
   for (auto& c : codes) c = static_cast<uint8_t>(rng());
   std::vector<uint16_t> scales(static_cast<size_t>(out * groups));
   for (auto& s : scales) s = F32ToF16(0.01f + 0.001f * std::abs(normal(rng)));
-  std::vector<uint8_t> zeros(static_cast<size_t>(out * groups), static_cast<uint8_t>((1 << (bits - 1)) << std::min(4, 8 - bits)));
+  const int frac = ZeroFractionBits(4, bits);
+  std::vector<uint8_t> zeros(static_cast<size_t>(out * groups), static_cast<uint8_t>((1 << (bits - 1)) << frac));
   Int4Matrix m;
   m.codes = codes.data();
   m.scales = scales.data();
   m.zeros = zeros.data();
   m.in = in;
   m.group = group;
-  m.zero_frac_bits = std::min(4, 8 - bits);
+  m.zero_frac_bits = frac;
   m.bits = bits;
   std::vector<float> x(static_cast<size_t>(in * n)), y(static_cast<size_t>(out * n));
   for (auto& v : x) v = normal(rng);

@@ -291,7 +291,7 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
       bytes = 0;
       for (const auto& ls : s.linears) {
         const int64_t layer = static_cast<int64_t>(l);
-        bytes += ls.BytesAt(c.plan.LinearIsInt4(layer, ls.linear) ? c.plan.LinearBits(layer, ls.linear) : 16);
+        bytes += ls.BytesAt(c.plan.StorageBits(layer, ls.linear));
       }
     }
     std::printf("%-6zu %-14.6f %-8.2f %-10s %lld\n", l, s.kl, s.outlier_score, precision.c_str(), static_cast<long long>(bytes));

@@ -17,9 +17,9 @@ absl::StatusOr<std::unique_ptr<Int4Linear>> Int4Linear::Create(Int4Data d, std::
   if (d.bits < kernels::kMinCodeBits || d.bits > kernels::kMaxCodeBits) {
     return absl::InvalidArgumentError(absl::StrCat("quantized matrix: ", d.bits, "-bit codes (3 to 8 supported)"));
   }
-  if (d.zero_frac_bits < 0 || d.zero_frac_bits > std::min(4, 8 - d.bits)) {
+  if (d.zero_frac_bits < 0 || d.zero_frac_bits > kernels::ZeroFractionBits(4, d.bits)) {
     return absl::InvalidArgumentError(absl::StrCat("quantized matrix: zero points with ", d.zero_frac_bits,
-                                                   " fraction bits (at most ", std::min(4, 8 - d.bits), " at ", d.bits,
+                                                   " fraction bits (at most ", kernels::ZeroFractionBits(4, d.bits), " at ", d.bits,
                                                    " bits)"));
   }
   for (size_t i = 0; i < d.outlier_cols.size(); ++i) {

@@ -75,7 +75,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt4Linear(const TensorStore& stor
   d.group = group;
   d.bits = bits;
   // The manifest's zero-point resolution, capped so that zero·2^frac fits a byte at this width.
-  d.zero_frac_bits = symmetric ? 0 : std::min(zero_frac_bits, 8 - bits);
+  d.zero_frac_bits = symmetric ? 0 : kernels::ZeroFractionBits(zero_frac_bits, bits);
   ASSIGN_OR_RETURN(TensorView codes, store.Get(prefix + ".qweight"));
   if (codes.dtype != DType::kU8 || codes.shape != std::vector<int64_t>{out, in * bits / 8}) {
     return absl::InvalidArgumentError(absl::StrCat(codes.file, ": tensor \"", codes.name, "\" is ", DTypeName(codes.dtype), " [",

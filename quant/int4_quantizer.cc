@@ -298,7 +298,7 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
   // Fractional zero points unless integer weights code - zero are needed (AXE, naive bound).
   const bool integer_weights = opt.accumulator_bits > 0 || opt.max_code_magnitude > 0;
   if (opt.zero_fraction_bits != 0 && opt.zero_fraction_bits != 4) return absl::InvalidArgumentError("zero-point fraction bits must be 0 or 4");
-  q.zero_frac_bits = (opt.symmetric || integer_weights) ? 0 : std::min(opt.zero_fraction_bits, 8 - opt.bits);
+  q.zero_frac_bits = (opt.symmetric || integer_weights) ? 0 : kernels::ZeroFractionBits(opt.zero_fraction_bits, opt.bits);
   if (integer_weights && opt.bits != 4) return absl::InvalidArgumentError("accumulator bounds (AXE) are for 4-bit weights");
   if (opt.scale_bits != 16 && opt.scale_bits != 8) return absl::InvalidArgumentError("scale bits must be 16 or 8");
   const bool u8_scales = opt.scale_bits == 8;

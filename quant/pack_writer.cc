@@ -11,6 +11,7 @@
 #include "common/dtype.h"
 #include "common/mapped_file.h"
 #include "common/status.h"
+#include "kernels/cpu/int4_kernels.h"
 #include "quant/safetensors_writer.h"
 
 namespace accullm::quant {
@@ -95,7 +96,7 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
     if (!m->symmetric && m->zero_frac_bits > 0) zero_bits = 4;
   }
   for (const auto& [prefix, m] : matrices) {
-    if (!m->symmetric && m->zero_frac_bits != std::min(zero_bits, 8 - m->bits))
+    if (!m->symmetric && m->zero_frac_bits != kernels::ZeroFractionBits(zero_bits, m->bits))
       return absl::InternalError("matrices with different zero-point formats cannot share a pack");
   }
   if (scale_bits < 0) scale_bits = 16;  // no INT4 matrix: the default

@@ -139,7 +139,7 @@ double AverageBits(const std::vector<LayerSensitivity>& sens, const PrecisionPla
     }
     for (const auto& ls : sens[l].linears) {
       const int64_t layer = static_cast<int64_t>(l);
-      bits += 8.0 * ls.BytesAt(plan.LinearIsInt4(layer, ls.linear) ? plan.LinearBits(layer, ls.linear) : 16);
+      bits += 8.0 * ls.BytesAt(plan.StorageBits(layer, ls.linear));
     }
   }
   return weights > 0 ? bits / weights : 0;
@@ -156,7 +156,7 @@ double Int4Share(const std::vector<LayerSensitivity>& sens, const PrecisionPlan&
     }
     for (const auto& ls : sens[l].linears) {
       const int64_t layer = static_cast<int64_t>(l);
-      if (plan.LinearIsInt4(layer, ls.linear) && plan.LinearBits(layer, ls.linear) <= 4) int4 += static_cast<double>(ls.params);
+      if (plan.StorageBits(layer, ls.linear) <= 4) int4 += static_cast<double>(ls.params);
     }
   }
   return all > 0 ? int4 / all : 0;

@@ -53,6 +53,8 @@ struct PrecisionPlan {
     auto it = linear_bits.find({layer, linear});
     return it == linear_bits.end() ? 4 : it->second;
   }
+  // Bits per weight of a linear's codes: its code width, or 16 when it stays FP16.
+  int StorageBits(int64_t layer, int linear) const { return LinearIsInt4(layer, linear) ? LinearBits(layer, linear) : 16; }
   std::string Describe() const;  // e.g. "fp16: [6,7] int4: [0,1,2,3,4,5] fp16 linears: [0.down]"
   // "model.layers.<l>.<linear>" of every FP16 linear inside an INT4 block.
   std::vector<std::string> Fp16LinearNames() const;

@@ -31,6 +31,10 @@ struct Int4Matrix {
 
 inline constexpr int kMinCodeBits = 3, kMaxCodeBits = 8;
 
+// The zero-point resolution a `bits`-bit matrix gets when `requested` fraction bits are asked
+// for: zeros reach 2^bits - 1, and zero·2^frac must fit a byte, so at most 8 - bits.
+inline int ZeroFractionBits(int requested, int bits) { return requested < 8 - bits ? requested : 8 - bits; }
+
 // Bytes of one row of `in` codes of `bits` bits (in is a multiple of 8: groups are >= 32).
 inline int64_t CodeRowBytes(int64_t in, int bits) { return in * bits / 8; }
 
