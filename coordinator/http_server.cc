@@ -30,6 +30,38 @@ std::chrono::steady_clock::duration Dur(double s) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(s));
 }
 
+// Beast stores each header or trailer field in 16-bit lengths and throws std::length_error
+// (from inside a completion handler, where nothing can catch it per connection) for a field
+// of 65,535 bytes or more. Its header limit bounds the header section only; trailers and chunk
+// lines are bounded by nothing but the read buffer. So the read buffer is the bound: a header
+// limit plus room for one chunk line, and both stay well under Beast's field limit.
+constexpr size_t kMaxHeaderLimit = 48 << 10;
+constexpr size_t kChunkLineRoom = 4 << 10;
+constexpr size_t kMaxChunkExtensionBytes = 1 << 10;
+constexpr double kOverLimitProbeTimeoutS = 2;
+
+bool IsProbePath(std::string_view target) {
+  const std::string_view path = target.substr(0, target.find('?'));
+  return path == "/healthz" || path == "/readyz";
+}
+
+// Only `chunked` (what Beast decodes) is accepted: any other transfer coding would hand
+// still-encoded bytes to the JSON parser.
+bool SupportedTransferEncoding(std::string_view te) {
+  if (te.empty()) return true;
+  while (!te.empty() && (te.front() == ' ' || te.front() == '\t')) te.remove_prefix(1);
+  while (!te.empty() && (te.back() == ' ' || te.back() == '\t')) te.remove_suffix(1);
+  return beast::iequals(te, "chunked");
+}
+
+bool IdentityContentEncoding(std::string_view ce) { return ce.empty() || beast::iequals(ce, "identity"); }
+
+// Errors the HTTP parser reports about the client's bytes (as opposed to the socket closing).
+bool IsParseError(const boost::system::error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_method).category() &&
+         ec != http::error::end_of_stream && ec != http::error::partial_message;
+}
+
 }  // namespace
 
 class HttpServer::Impl {
@@ -38,6 +70,10 @@ class HttpServer::Impl {
       : config_(std::move(c)), service_(s), acceptor_(io_), signals_(io_, SIGTERM, SIGINT) {}
 
   absl::Status Listen() {
+    if (config_.max_header_bytes < 1024 || config_.max_header_bytes > kMaxHeaderLimit) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the header limit must be between 1024 and ", kMaxHeaderLimit, " bytes"));
+    }
     boost::system::error_code ec;
     const auto addr = asio::ip::make_address(config_.host, ec);
     if (ec) return absl::InvalidArgumentError(absl::StrCat("--host ", config_.host, " is not an IP address"));
@@ -64,8 +100,8 @@ class HttpServer::Impl {
     });
     asio::co_spawn(io_, Accept(), asio::detached);
     std::vector<std::thread> threads;
-    for (int i = 1; i < std::max(1, config_.threads); ++i) threads.emplace_back([this] { io_.run(); });
-    io_.run();
+    for (int i = 1; i < std::max(1, config_.threads); ++i) threads.emplace_back([this] { RunGuarded(); });
+    RunGuarded();
     for (auto& t : threads) t.join();
   }
 
@@ -74,6 +110,21 @@ class HttpServer::Impl {
   }
 
  private:
+  // The last line of defence: an exception escaping a completion handler unwinds io_.run()
+  // and, uncaught, terminates the process for every client. It costs one connection instead.
+  void RunGuarded() {
+    while (true) {
+      try {
+        io_.run();
+        return;
+      } catch (const std::exception& e) {
+        spdlog::error("network thread: a connection failed with an exception ({}); it is dropped", e.what());
+      } catch (...) {
+        spdlog::error("network thread: a connection failed with an unknown exception; it is dropped");
+      }
+    }
+  }
+
   void StartDrain() {
     if (drain_started_.exchange(true)) return;
     service_.BeginDrain();
@@ -130,18 +181,57 @@ class HttpServer::Impl {
 
   // Callers pass named objects only: GCC 12 mis-destroys temporaries that live across a
   // co_await in the same full expression (double free), so no temporaries in co_await calls.
+  // A reply to HEAD carries the headers of the GET reply (Content-Length included), no body.
   awaitable<bool> WriteReply(beast::tcp_stream& stream, const HttpReply& reply, unsigned version, bool keep_alive,
-                             std::string_view request_id = {}) {
+                             std::string_view request_id = {}, bool head = false) {
+    service_.metrics().HttpResponse(reply.status);
+    stream.expires_after(Dur(config_.write_timeout_s));
+    if (head) {
+      http::response<http::empty_body> res{static_cast<http::status>(reply.status), version};
+      CommonHeaders(res, keep_alive);
+      res.set(http::field::content_type, reply.content_type);
+      if (!request_id.empty()) res.set("x-request-id", request_id);
+      res.content_length(reply.body.size());
+      http::response_serializer<http::empty_body> sr{res};
+      auto [ec, n] = co_await http::async_write_header(stream, sr, kNoThrow);
+      co_return !ec;
+    }
     http::response<http::string_body> res{static_cast<http::status>(reply.status), version};
     CommonHeaders(res, keep_alive);
     res.set(http::field::content_type, reply.content_type);
     if (!request_id.empty()) res.set("x-request-id", request_id);
     res.body() = reply.body;
     res.prepare_payload();
-    service_.metrics().HttpResponse(reply.status);
-    stream.expires_after(Dur(config_.write_timeout_s));
     auto [ec, n] = co_await http::async_write(stream, res, kNoThrow);
     co_return !ec;
+  }
+
+  // Answers an error and logs it; the caller closes the connection (its bytes are unread).
+  awaitable<void> Refuse(beast::tcp_stream& stream, unsigned version, const HttpRequestView& view, int status,
+                         std::string type, std::string message, std::string code, std::string_view reason) {
+    const ApiError e{status, std::move(type), std::move(message), "", std::move(code)};
+    const HttpReply reply{status, "application/json", e.ToJson()};
+    if (!reason.empty()) service_.metrics().RequestRejected(std::string(reason));
+    co_await WriteReply(stream, reply, version, false);
+    service_.LogRequest(view, status, 0);
+    co_await LingeringClose(stream);
+  }
+
+  // Closing a socket with unread request bytes makes the kernel send RST, which can destroy the
+  // error reply before the client reads it. So, as nginx does, stop sending, then read and
+  // discard for a bounded time (and volume, to bound the CPU spent) before the socket is closed.
+  static awaitable<void> LingeringClose(beast::tcp_stream& stream) {
+    boost::system::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    constexpr size_t kMaxDiscardBytes = 64 << 20;
+    std::vector<char> scratch(64 << 10);
+    size_t discarded = 0;
+    stream.expires_after(std::chrono::seconds(2));
+    while (discarded < kMaxDiscardBytes) {
+      auto [e, n] = co_await stream.async_read_some(asio::buffer(scratch), kNoThrow);
+      if (e) break;
+      discarded += n;
+    }
   }
 
   // Waits for the scheduler's next events or the client going away. Returns false when the
@@ -254,42 +344,64 @@ class HttpServer::Impl {
       socket.set_option(tcp::no_delay(true), ec);
     }
     beast::tcp_stream stream(std::move(socket));
-    beast::flat_buffer buffer;
-    if (connections_.load() > config_.max_connections) {
-      const ApiError e{503, "service_unavailable_error", "too many connections", "", "too_many_connections"};
-      const HttpReply reply{503, "application/json", e.ToJson()};
-      co_await WriteReply(stream, reply, 11, false);
-      co_return;
-    }
+    beast::flat_buffer buffer(config_.max_header_bytes + kChunkLineRoom);
+    // Over the connection limit a connection may still ask for a probe (a client holding many
+    // idle connections must not fail the kubelet's liveness check); anything else gets 503.
+    const bool over_limit = connections_.load() > config_.max_connections;
+    const std::string too_large_message =
+        absl::StrCat("request body exceeds the limit of ", config_.max_body_bytes, " bytes");
     while (true) {
       http::request_parser<http::string_body> parser;
       parser.body_limit(config_.max_body_bytes);
       parser.header_limit(static_cast<std::uint32_t>(config_.max_header_bytes));
-      stream.expires_after(Dur(config_.keepalive_timeout_s));
+      // Chunk extensions mean nothing to this API; long ones are refused before they pile up.
+      auto on_chunk_header = [](std::uint64_t, std::string_view extensions, boost::system::error_code& ec) {
+        if (extensions.size() > kMaxChunkExtensionBytes) ec = http::error::bad_chunk_extension;
+      };
+      parser.on_chunk_header(on_chunk_header);
+      stream.expires_after(Dur(over_limit ? kOverLimitProbeTimeoutS : config_.keepalive_timeout_s));
       auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, kNoThrow);
+      HttpRequestView view;
+      view.remote = remote;
+      if (parser.is_header_done()) {
+        view.method = std::string(parser.get().method_string());
+        view.target = std::string(parser.get().target());
+        view.authorization = std::string(parser.get()[http::field::authorization]);
+      }
+      const unsigned version = parser.is_header_done() ? parser.get().version() : 11;
       if (ec == http::error::header_limit) {
-        const ApiError e{431, "invalid_request_error", "request headers too large", "", "headers_too_large"};
-        const HttpReply reply{431, "application/json", e.ToJson()};
-        co_await WriteReply(stream, reply, 11, false);
+        co_await Refuse(stream, version, view, 431, "invalid_request_error", "request headers too large",
+                        "headers_too_large", "too_large");
         break;
       }
-      if (ec) break;  // closed, timed out or garbage: nothing to answer
+      if (ec == http::error::body_limit) {  // Content-Length over the limit: the body is never read
+        co_await Refuse(stream, version, view, 413, "invalid_request_error", too_large_message, "request_too_large",
+                        "too_large");
+        break;
+      }
+      if (IsParseError(ec)) {
+        co_await Refuse(stream, version, view, 400, "invalid_request_error",
+                        absl::StrCat("malformed HTTP request: ", ec.message()), "malformed_request", "invalid");
+        break;
+      }
+      if (ec) break;  // closed or timed out: nothing to answer
       const auto start = std::chrono::steady_clock::now();
-      const unsigned version = parser.get().version();
-      HttpRequestView view;
-      view.method = std::string(parser.get().method_string());
-      view.target = std::string(parser.get().target());
-      view.authorization = std::string(parser.get()[http::field::authorization]);
-      view.remote = remote;
-      const ApiError too_large_error{413, "invalid_request_error",
-                                     absl::StrCat("request body exceeds the limit of ", config_.max_body_bytes, " bytes"),
-                                     "", "request_too_large"};
-      const HttpReply too_large{413, "application/json", too_large_error.ToJson()};
-      if (parser.content_length() && *parser.content_length() > config_.max_body_bytes) {
-        service_.metrics().RequestRejected("too_large");
-        co_await WriteReply(stream, too_large, version, false);
-        service_.LogRequest(view, 413, 0);
-        break;  // the body is not read: the connection cannot be reused
+      if (over_limit && !IsProbePath(view.target)) {
+        co_await Refuse(stream, version, view, 503, "service_unavailable_error", "too many connections",
+                        "too_many_connections", "");
+        break;
+      }
+      if (!SupportedTransferEncoding(parser.get()[http::field::transfer_encoding])) {
+        co_await Refuse(stream, version, view, 501, "invalid_request_error",
+                        "this transfer coding is not supported (Transfer-Encoding must be chunked or absent)",
+                        "unsupported_transfer_encoding", "invalid");
+        break;
+      }
+      if (!IdentityContentEncoding(parser.get()[http::field::content_encoding])) {
+        co_await Refuse(stream, version, view, 415, "invalid_request_error",
+                        "compressed request bodies are not supported (Content-Encoding must be identity)",
+                        "unsupported_content_encoding", "invalid");
+        break;
       }
       if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
         http::response<http::empty_body> cont{http::status::continue_, version};
@@ -299,18 +411,33 @@ class HttpServer::Impl {
       stream.expires_after(Dur(config_.keepalive_timeout_s));
       auto [ec2, n2] = co_await http::async_read(stream, buffer, parser, kNoThrow);
       if (ec2 == http::error::body_limit) {
-        service_.metrics().RequestRejected("too_large");
-        co_await WriteReply(stream, too_large, version, false);
-        service_.LogRequest(view, 413, 0);
+        co_await Refuse(stream, version, view, 413, "invalid_request_error", too_large_message, "request_too_large",
+                        "too_large");
+        break;
+      }
+      if (ec2 == http::error::buffer_overflow || ec2 == http::error::bad_chunk_extension) {
+        co_await Refuse(stream, version, view, 400, "invalid_request_error",
+                        absl::StrCat("chunk extensions over ", kMaxChunkExtensionBytes,
+                                     " bytes, or chunk lines and trailer fields over ",
+                                     config_.max_header_bytes + kChunkLineRoom, " bytes, are not accepted"),
+                        "chunk_metadata_too_large", "too_large");
+        break;
+      }
+      if (IsParseError(ec2)) {
+        co_await Refuse(stream, version, view, 400, "invalid_request_error",
+                        absl::StrCat("malformed HTTP request body: ", ec2.message()), "malformed_request", "invalid");
         break;
       }
       if (ec2) break;
-      const bool keep_alive = parser.get().keep_alive();
+      const bool keep_alive = parser.get().keep_alive() && !over_limit;
+      const bool head = view.method == "HEAD";
+      if (head) view.method = "GET";  // routed as GET; the reply keeps its headers and drops the body
       view.body = std::move(parser.get().body());
       RouteResult routed = service_.Route(view);
+      if (head) view.method = "HEAD";
       const bool keep = keep_alive && !service_.draining();
       if (!routed.job) {
-        const bool ok = co_await WriteReply(stream, routed.reply, version, keep);
+        const bool ok = co_await WriteReply(stream, routed.reply, version, keep, {}, head);
         const std::string path = view.target.substr(0, view.target.find('?'));
         if (path != "/healthz" && path != "/readyz" && path != "/metrics")
           service_.LogRequest(view, routed.reply.status,

@@ -147,6 +147,119 @@ await test('client disconnect mid-stream cancels the sequence and frees its KV b
   assertEq(aborts, aborts0 + 1, 'aborted sequences');
 });
 
+// Sends raw bytes (a Buffer or an array of Buffers written in order) and resolves the
+// server's full reply once it closes the connection (or after timeoutMs).
+function rawExchange(bytes, timeoutMs = 10000) {
+  return new Promise((resolve, reject) => {
+    const parts = Array.isArray(bytes) ? bytes : [bytes];
+    const sock = net.connect(port, '127.0.0.1', () => {
+      for (const p of parts) sock.write(p);
+    });
+    const chunks = [];
+    const timer = setTimeout(() => { sock.destroy(); resolve(Buffer.concat(chunks).toString('latin1')); }, timeoutMs);
+    sock.on('data', (d) => chunks.push(d));
+    sock.on('close', () => { clearTimeout(timer); resolve(Buffer.concat(chunks).toString('latin1')); });
+    sock.on('error', (e) => { if (e.code === 'ECONNRESET' || e.code === 'EPIPE') return; clearTimeout(timer); reject(e); });
+  });
+}
+
+function statusOf(reply) {
+  const m = /^HTTP\/1\.1 (\d{3})/.exec(reply);
+  assert(m, `no HTTP status line in reply: ${JSON.stringify(reply.slice(0, 200))}`);
+  return Number(m[1]);
+}
+
+function replyBody(reply) {
+  return reply.slice(reply.indexOf('\r\n\r\n') + 4);
+}
+
+const chunkedHead = `POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nTransfer-Encoding: chunked\r\n\r\n`;
+
+async function assertServerAlive() {
+  assertEq((await request(port, 'GET', '/healthz')).status, 200, 'server still answers /healthz');
+}
+
+await test('a 65,535-byte trailer field gets 400, not a crash', async () => {
+  const reply = await rawExchange(Buffer.from(chunkedHead + '2\r\n{}\r\n0\r\nX-T: ' + 'a'.repeat(65535) + '\r\n\r\n'));
+  assertEq(statusOf(reply), 400, reply.slice(0, 300));
+  assertEq(JSON.parse(replyBody(reply)).error.code, 'chunk_metadata_too_large');
+  await assertServerAlive();
+});
+
+await test('50,000 trailer fields are refused', async () => {
+  const reply = await rawExchange(Buffer.from(chunkedHead + '2\r\n{}\r\n0\r\n' + 'X-T: a\r\n'.repeat(50000) + '\r\n'));
+  assertEq(statusOf(reply), 400, reply.slice(0, 300));
+  await assertServerAlive();
+});
+
+await test('a long chunk extension is refused before it is buffered', async () => {
+  // 32 MiB of extension, streamed: the server answers and closes long before the end.
+  const ext = Buffer.alloc(1 << 20, 'a');
+  const parts = [Buffer.from(chunkedHead + '2;x=')];
+  for (let i = 0; i < 32; i++) parts.push(ext);
+  const reply = await rawExchange(parts);
+  assertEq(statusOf(reply), 400, reply.slice(0, 300));
+  // A short extension is harmless and still accepted.
+  const body = JSON.stringify(ok);
+  const fine = await rawExchange(Buffer.from(chunkedHead.replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n') +
+    `${Buffer.byteLength(body).toString(16)};name=value\r\n${body}\r\n0\r\n\r\n`));
+  assertEq(statusOf(fine), 200, fine.slice(0, 300));
+});
+
+await test('413 from Content-Length alone, answered and counted', async () => {
+  const before = (await metric(port, 'accullm_requests_rejected_total', key, 'reason="too_large"')) ?? 0;
+  const reply = await rawExchange(Buffer.from(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\n` +
+    'Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n'));
+  assertEq(statusOf(reply), 413, reply.slice(0, 300));
+  assertEq(JSON.parse(replyBody(reply)).error.code, 'request_too_large');
+  const after = await metric(port, 'accullm_requests_rejected_total', key, 'reason="too_large"');
+  assertEq(after, before + 1, 'too_large rejections');
+});
+
+await test('HEAD gets the GET headers and no body', async () => {
+  const reply = await rawExchange(Buffer.from('HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+  assertEq(statusOf(reply), 200, reply);
+  assert(/\r\nContent-Length: 15\r\n/i.test(reply), `HEAD content-length: ${reply}`);
+  assertEq(replyBody(reply), '', 'HEAD body');
+  const missing = await rawExchange(Buffer.from('HEAD /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+  assertEq(statusOf(missing), 404, missing);
+  assertEq(replyBody(missing), '', 'HEAD 404 body');
+});
+
+await test('transfer codings other than chunked get 501; compressed bodies 415', async () => {
+  const body = JSON.stringify(ok);
+  const gz = await rawExchange(Buffer.from(chunkedHead.replace('chunked', 'gzip, chunked') +
+    `${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`));
+  assertEq(statusOf(gz), 501, gz.slice(0, 300));
+  assertEq(JSON.parse(replyBody(gz)).error.code, 'unsupported_transfer_encoding');
+  const ce = await rawExchange(Buffer.from(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\n` +
+    `Content-Encoding: gzip\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`));
+  assertEq(statusOf(ce), 415, ce.slice(0, 300));
+});
+
+await test('malformed request lines get 400', async () => {
+  const reply = await rawExchange(Buffer.from('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n'));
+  assertEq(statusOf(reply), 400, reply.slice(0, 300));
+  assertEq(JSON.parse(replyBody(reply)).error.code, 'malformed_request');
+});
+
+await test('over --max-connections, probes still answer and other requests get 503', async () => {
+  // The server runs with --max-connections 32: hold 40 idle connections.
+  const idle = await Promise.all(Array.from({ length: 40 }, () => new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => resolve(s));
+    s.on('error', () => {});
+  })));
+  try {
+    await sleep(100);
+    assertEq((await request(port, 'GET', '/healthz')).status, 200, '/healthz over the connection limit');
+    errorOf(await postJson(port, '/v1/completions', ok, key), 503, { code: 'too_many_connections' });
+  } finally {
+    for (const s of idle) s.destroy();
+  }
+  await sleep(200);
+  assertEq((await postJson(port, '/v1/completions', ok, key)).status, 200, 'served again once the idle connections closed');
+});
+
 await test('SSE framing: [DONE] last, every chunk one JSON object', async () => {
   const r = await postJson(port, '/v1/completions', { ...ok, max_tokens: 6, stream: true }, key);
   assertEq(r.status, 200);

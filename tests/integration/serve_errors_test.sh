@@ -3,7 +3,7 @@
 set -euo pipefail
 ACCULLM="$1"
 source tests/integration/serve_lib.sh
-start_server "$ACCULLM" --api-key k3y-for-tests --max-body-bytes 4096 --max-queue 4 --max-num-seqs 1 --max-model-len 128
+start_server "$ACCULLM" --api-key k3y-for-tests --max-body-bytes 4096 --max-queue 4 --max-num-seqs 1 --max-model-len 128 --max-connections 32
 trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
 node tests/integration/serve_errors.mjs "$PORT" k3y-for-tests
 rc=0; stop_server || rc=$?
