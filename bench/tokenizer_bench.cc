@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 
 namespace {
 
@@ -38,7 +38,7 @@ void BM_Encode(benchmark::State& state, const std::string& name) {
     state.SkipWithError("tokenizer not installed (run scripts/setup.sh)");
     return;
   }
-  auto tok = accullm::Tokenizer::Load(TokenizerPath(name));
+  auto tok = accullm::text::Tokenizer::Load(TokenizerPath(name));
   if (!tok.ok()) {
     state.SkipWithError(std::string(tok.status().message()).c_str());
     return;
@@ -62,7 +62,7 @@ void BM_StreamingDecode(benchmark::State& state, const std::string& name) {
     state.SkipWithError("tokenizer not installed (run scripts/setup.sh)");
     return;
   }
-  auto tok = accullm::Tokenizer::Load(TokenizerPath(name));
+  auto tok = accullm::text::Tokenizer::Load(TokenizerPath(name));
   if (!tok.ok()) {
     state.SkipWithError(std::string(tok.status().message()).c_str());
     return;
@@ -76,7 +76,7 @@ void BM_StreamingDecode(benchmark::State& state, const std::string& name) {
   int64_t bytes = 0;
   for (auto _ : state) {
     for (const auto& ids : encoded) {
-      accullm::StreamingDecoder stream(**tok);
+      accullm::text::StreamingDecoder stream(**tok);
       for (int32_t id : ids) benchmark::DoNotOptimize(stream.Push(id));
       benchmark::DoNotOptimize(stream.Flush());
     }

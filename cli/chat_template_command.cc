@@ -10,7 +10,7 @@
 #include "cli/cli_common.h"
 #include "common/json.h"
 #include "common/mapped_file.h"
-#include "model/chat_template.h"
+#include "text/chat_template.h"
 
 namespace accullm::cli {
 namespace {
@@ -24,7 +24,7 @@ struct ChatTemplateOptions {
 
 int Run(const ChatTemplateOptions& opt) {
   const std::string dir = opt.model.empty() ? DefaultModelDir() : opt.model;
-  auto tmpl = ChatTemplate::Load(dir, opt.template_file);
+  auto tmpl = text::ChatTemplate::Load(dir, opt.template_file);
   if (!tmpl.ok()) return ReportError(tmpl.status());
   auto text = ReadTextFile(opt.messages_file);
   if (!text.ok()) return ReportError(text.status());

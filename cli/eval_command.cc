@@ -76,7 +76,7 @@ int RunEval(const EvalFlags& f) {
   if (!reference.ok()) return ReportError(reference.status());
   auto text = ReadTextFile(f.data);
   if (!text.ok()) return ReportError(text.status());
-  const Tokenizer& tok = *reference->tokenizer;
+  const text::Tokenizer& tok = *reference->tokenizer;
   std::vector<int32_t> stream = tok.Encode(*text, /*add_special=*/true);
   const int32_t bos = tok.bos_id().value_or(static_cast<int32_t>(std::max<int64_t>(0, reference->transformer->config().bos_token_id)));
   quant::EvalOptions opts;

@@ -67,7 +67,7 @@ int RunGenerate(const GenerateFlags& f) {
     };
   }
   // --output-ids without a tokenizer: generate ids only.
-  const Tokenizer* tok = f.output_ids && f.stop.empty() ? nullptr : loaded->tokenizer.get();
+  const text::Tokenizer* tok = f.output_ids && f.stop.empty() ? nullptr : loaded->tokenizer.get();
   auto result = Generate(*loaded->transformer, tok, prompt, opts, cb);
   if (!result.ok()) return ReportError(result.status());
   if (f.output_ids) {

@@ -17,7 +17,7 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, int threads, bool 
   ASSIGN_OR_RETURN(m.transformer, Transformer::Load(dir, m.pool.get()));
   const std::string tok_path = dir + "/tokenizer.json";
   if (::stat(tok_path.c_str(), &st) == 0) {
-    ASSIGN_OR_RETURN(m.tokenizer, Tokenizer::Load(dir));
+    ASSIGN_OR_RETURN(m.tokenizer, text::Tokenizer::Load(dir));
   } else if (need_tokenizer) {
     return absl::NotFoundError(absl::StrCat(dir, ": no tokenizer.json (use --prompt-ids and --output-ids for "
                                                  "weights-only checkpoints)"));

@@ -6,7 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/thread_pool.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "model/transformer.h"
 
 namespace accullm::cli {
@@ -14,7 +14,7 @@ namespace accullm::cli {
 struct LoadedModel {
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<Transformer> transformer;
-  std::unique_ptr<Tokenizer> tokenizer;  // null when not asked for and absent
+  std::unique_ptr<text::Tokenizer> tokenizer;  // null when not asked for and absent
 };
 
 // threads <= 0: all hardware threads. need_tokenizer: fail when tokenizer.json is absent.

@@ -193,7 +193,7 @@ absl::StatusOr<Prepared> Prepare(const QuantizeFlags& f) {
   if (!text.ok()) {
     return absl::NotFoundError(absl::StrCat("calibration text ", p.calib_path, " not found (pass --calib FILE)"));
   }
-  const Tokenizer& tok = *p.loaded.tokenizer;
+  const text::Tokenizer& tok = *p.loaded.tokenizer;
   std::vector<int32_t> stream = tok.Encode(*text, /*add_special=*/false);
   const int32_t bos = tok.bos_id().value_or(static_cast<int32_t>(std::max<int64_t>(0, p.loaded.transformer->config().bos_token_id)));
   const int64_t seq_len = std::min(f.calib_seq_len, p.loaded.transformer->config().max_position_embeddings);

@@ -12,7 +12,7 @@
 #include "boost/json.hpp"
 #include "cli/cli_common.h"
 #include "common/json.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 
 namespace accullm::cli {
 namespace {
@@ -44,9 +44,9 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
 
 int Run(const TokenizeOptions& opt) {
   const std::string source = opt.tokenizer.empty() ? DefaultModelDir() : opt.tokenizer;
-  auto tok = Tokenizer::Load(source);
+  auto tok = text::Tokenizer::Load(source);
   if (!tok.ok()) return ReportError(tok.status());
-  const Tokenizer& t = **tok;
+  const text::Tokenizer& t = **tok;
   const bool add_special = !opt.no_special;
 
   if (!opt.decode.empty()) {

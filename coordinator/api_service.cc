@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "boost/json.hpp"
 #include "spdlog/spdlog.h"
+#include "text/unicode_tables.h"
 
 namespace accullm::coordinator {
 
@@ -40,7 +41,7 @@ std::string LogValue(std::string_view v) {
 
 }  // namespace
 
-ApiService::ApiService(ServiceConfig config, Scheduler& scheduler, const Tokenizer& tokenizer, const ChatPrompt& chat,
+ApiService::ApiService(ServiceConfig config, Scheduler& scheduler, const text::Tokenizer& tokenizer, const ChatPrompt& chat,
                        monitoring::ServingMetrics& metrics)
     : config_(std::move(config)), scheduler_(scheduler), tokenizer_(tokenizer), chat_(chat), metrics_(metrics),
       id_salt_(std::random_device{}() | (static_cast<uint64_t>(std::random_device{}()) << 32)) {}
@@ -123,7 +124,7 @@ RouteResult ApiService::Generate(const HttpRequestView& r, Endpoint endpoint) {
                  "draining"},
                 "draining");
   }
-  if (!IsValidUtf8(r.body)) return fail(BadRequest("request body is not valid UTF-8", "", "invalid_utf8"), "invalid");
+  if (!text::IsValidUtf8(r.body)) return fail(BadRequest("request body is not valid UTF-8", "", "invalid_utf8"), "invalid");
   auto parsed = ParseOpenAiRequest(endpoint, r.body, config_.limits);
   if (auto* e = std::get_if<ApiError>(&parsed)) return fail(*e, "invalid");
   OpenAiRequest req = std::move(std::get<OpenAiRequest>(parsed));

@@ -17,7 +17,7 @@
 #include "coordinator/openai_request.h"
 #include "coordinator/openai_response.h"
 #include "coordinator/scheduler.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "monitoring/serving_metrics.h"
 
 namespace accullm::coordinator {
@@ -81,7 +81,7 @@ struct RouteResult {
 
 class ApiService {
  public:
-  ApiService(ServiceConfig config, Scheduler& scheduler, const Tokenizer& tokenizer, const ChatPrompt& chat,
+  ApiService(ServiceConfig config, Scheduler& scheduler, const text::Tokenizer& tokenizer, const ChatPrompt& chat,
              monitoring::ServingMetrics& metrics);
 
   RouteResult Route(const HttpRequestView& request);
@@ -106,7 +106,7 @@ class ApiService {
 
   ServiceConfig config_;
   Scheduler& scheduler_;
-  const Tokenizer& tokenizer_;
+  const text::Tokenizer& tokenizer_;
   const ChatPrompt& chat_;
   monitoring::ServingMetrics& metrics_;
   std::atomic<bool> draining_{false};

@@ -1,6 +1,6 @@
 #include "coordinator/chat_prompt.h"
 
-#include "model/chat_template.h"
+#include "text/chat_template.h"
 
 namespace accullm::coordinator {
 
@@ -10,11 +10,11 @@ namespace {
 // default transcript for base models (model/chat_template.h).
 class TemplateChatPrompt : public ChatPrompt {
  public:
-  explicit TemplateChatPrompt(ChatTemplate t) : template_(std::move(t)) {}
+  explicit TemplateChatPrompt(text::ChatTemplate t) : template_(std::move(t)) {}
   absl::StatusOr<std::string> Render(const std::vector<ChatTurn>& messages) const override {
-    std::vector<ChatMessage> msgs;
+    std::vector<text::ChatMessage> msgs;
     msgs.reserve(messages.size());
-    for (const auto& m : messages) msgs.push_back(ChatMessage{m.role, m.content});
+    for (const auto& m : messages) msgs.push_back(text::ChatMessage{m.role, m.content});
     return template_.Render(msgs, /*add_generation_prompt=*/true);
   }
   // The default transcript carries no special tokens: the tokenizer adds BOS.
@@ -22,14 +22,14 @@ class TemplateChatPrompt : public ChatPrompt {
   std::string kind() const override { return template_.is_default() ? "default" : "template"; }
 
  private:
-  ChatTemplate template_;
+  text::ChatTemplate template_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ChatPrompt>> ChatPrompt::Load(const std::string& model_dir,
                                                              const std::string& override_file) {
-  auto t = ChatTemplate::Load(model_dir, override_file);
+  auto t = text::ChatTemplate::Load(model_dir, override_file);
   if (!t.ok()) return t.status();
   return std::make_unique<TemplateChatPrompt>(std::move(*t));
 }

@@ -62,7 +62,4 @@ struct RequestLimits {
 std::variant<OpenAiRequest, ApiError> ParseOpenAiRequest(Endpoint endpoint, std::string_view body,
                                                          const RequestLimits& limits);
 
-// RFC 3629 well-formedness (no overlongs, no surrogates, nothing above U+10FFFF).
-bool IsValidUtf8(std::string_view s);
-
 }  // namespace accullm::coordinator

@@ -14,7 +14,7 @@ std::string AbortMessage(const std::string& error) {
 namespace json = boost::json;
 
 ResponseBuilder::ResponseBuilder(const OpenAiRequest& request, std::string id, std::string model,
-                                 const Tokenizer& tokenizer, int64_t prompt_tokens, int32_t last_prompt_id)
+                                 const text::Tokenizer& tokenizer, int64_t prompt_tokens, int32_t last_prompt_id)
     : chat_(request.endpoint == Endpoint::kChat), stream_include_usage_(request.include_usage),
       logprobs_(request.logprobs), id_(std::move(id)), model_(std::move(model)),
       created_(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()),

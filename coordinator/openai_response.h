@@ -10,7 +10,7 @@
 #include "boost/json.hpp"
 #include "coordinator/generation_stream.h"
 #include "coordinator/openai_request.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 
 namespace accullm::coordinator {
 
@@ -23,7 +23,7 @@ class ResponseBuilder {
  public:
   // `last_prompt_id`: the prompt's last token, so the first generated token's text is decoded
   // in context (SentencePiece drops a leading space from a token decoded alone).
-  ResponseBuilder(const OpenAiRequest& request, std::string id, std::string model, const Tokenizer& tokenizer,
+  ResponseBuilder(const OpenAiRequest& request, std::string id, std::string model, const text::Tokenizer& tokenizer,
                   int64_t prompt_tokens, int32_t last_prompt_id);
 
   // Streaming. First(): chunks sent before any token (chat: the assistant role).
@@ -68,7 +68,7 @@ class ResponseBuilder {
   std::string id_;
   std::string model_;
   int64_t created_;
-  const Tokenizer& tokenizer_;
+  const text::Tokenizer& tokenizer_;
   int64_t prompt_tokens_;
   int32_t last_prompt_id_;
   std::vector<Choice> choices_;

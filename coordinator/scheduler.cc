@@ -15,7 +15,7 @@ namespace accullm::coordinator {
 using Clock = std::chrono::steady_clock;
 
 struct Scheduler::Sequence {
-  Sequence(SequenceParams p, std::shared_ptr<GenerationStream> s, int i, const Tokenizer& tok)
+  Sequence(SequenceParams p, std::shared_ptr<GenerationStream> s, int i, const text::Tokenizer& tok)
       : params(std::move(p)), stream(std::move(s)), index(i), stop_text(tok, params.stop), arrival(Clock::now()) {}
 
   SequenceParams params;
@@ -42,13 +42,13 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 
 }  // namespace
 
-Scheduler::Scheduler(Transformer& model, const Tokenizer& tokenizer, KvBlockPool& pool, SchedulerConfig config,
+Scheduler::Scheduler(Transformer& model, const text::Tokenizer& tokenizer, KvBlockPool& pool, SchedulerConfig config,
                      monitoring::ServingMetrics* metrics)
     : Scheduler(*new worker::InProcessExecutor(model), model.config(), tokenizer, pool, config, metrics) {
   owned_executor_.reset(&executor_);
 }
 
-Scheduler::Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const Tokenizer& tokenizer,
+Scheduler::Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer& tokenizer,
                      KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics)
     : executor_(executor), tokenizer_(tokenizer), pool_(pool), config_(config), metrics_(metrics) {
   const ModelConfig& mc = model_config;

@@ -28,7 +28,7 @@
 #include "coordinator/generation_stream.h"
 #include "model/kv_cache.h"
 #include "model/sampler.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "model/transformer.h"
 #include "monitoring/serving_metrics.h"
 #include "worker/batch_executor.h"
@@ -55,11 +55,11 @@ struct SequenceParams {
 class Scheduler {
  public:
   // In-process: runs `model` here (the embedded default).
-  Scheduler(Transformer& model, const Tokenizer& tokenizer, KvBlockPool& pool, SchedulerConfig config,
+  Scheduler(Transformer& model, const text::Tokenizer& tokenizer, KvBlockPool& pool, SchedulerConfig config,
             monitoring::ServingMetrics* metrics);
   // Any executor (the pipeline). `pool` is then only the admission budget: it must mirror the
   // stages' pools (same block size and count); a pool with zero layers holds no memory.
-  Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const Tokenizer& tokenizer,
+  Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer& tokenizer,
             KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
@@ -102,7 +102,7 @@ class Scheduler {
 
   std::unique_ptr<worker::BatchExecutor> owned_executor_;
   worker::BatchExecutor& executor_;
-  const Tokenizer& tokenizer_;
+  const text::Tokenizer& tokenizer_;
   KvBlockPool& pool_;
   SchedulerConfig config_;
   monitoring::ServingMetrics* metrics_;

@@ -8,13 +8,13 @@
 #include <string>
 #include <vector>
 
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 
 namespace accullm::coordinator {
 
 class StopText {
  public:
-  StopText(const Tokenizer& tokenizer, std::vector<std::string> stop)
+  StopText(const text::Tokenizer& tokenizer, std::vector<std::string> stop)
       : decoder_(tokenizer), stop_(std::move(stop)) {}
 
   struct Piece {
@@ -26,7 +26,7 @@ class StopText {
   std::string Finish();
 
  private:
-  StreamingDecoder decoder_;
+  text::StreamingDecoder decoder_;
   std::vector<std::string> stop_;
   std::string text_;    // all generated text so far
   size_t emitted_ = 0;  // bytes of text_ already returned

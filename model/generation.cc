@@ -21,7 +21,7 @@ size_t StopPrefixHoldback(std::string_view text, const std::vector<std::string>&
   return hold;
 }
 
-absl::StatusOr<GenerationResult> Generate(Transformer& model, const Tokenizer* tokenizer,
+absl::StatusOr<GenerationResult> Generate(Transformer& model, const text::Tokenizer* tokenizer,
                                           const std::vector<int32_t>& prompt, const GenerationOptions& options,
                                           const GenerationCallbacks& callbacks) {
   using Clock = std::chrono::steady_clock;
@@ -50,8 +50,8 @@ absl::StatusOr<GenerationResult> Generate(Transformer& model, const Tokenizer* t
   std::vector<float> logits(static_cast<size_t>(cfg.vocab_size));
   std::vector<int32_t> history = prompt;
   Sampler sampler(options.sampling);
-  std::unique_ptr<StreamingDecoder> decoder;
-  if (tokenizer != nullptr) decoder = std::make_unique<StreamingDecoder>(*tokenizer);
+  std::unique_ptr<text::StreamingDecoder> decoder;
+  if (tokenizer != nullptr) decoder = std::make_unique<text::StreamingDecoder>(*tokenizer);
   std::string text;     // all generated text so far
   size_t emitted = 0;   // bytes of `text` already passed to on_text
   bool stopped_by_sequence = false;

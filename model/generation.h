@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "model/sampler.h"
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 #include "model/transformer.h"
 
 namespace accullm {
@@ -37,7 +37,7 @@ struct GenerationCallbacks {
 };
 
 // `tokenizer` may be null (ids only: no text, no stop sequences).
-absl::StatusOr<GenerationResult> Generate(Transformer& model, const Tokenizer* tokenizer,
+absl::StatusOr<GenerationResult> Generate(Transformer& model, const text::Tokenizer* tokenizer,
                                           const std::vector<int32_t>& prompt, const GenerationOptions& options,
                                           const GenerationCallbacks& callbacks = {});
 

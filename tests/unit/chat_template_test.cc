@@ -2,7 +2,7 @@
 // its @huggingface/jinja-specific behaviour, error reporting, the limits that keep hostile
 // templates bounded, and ChatTemplate::Load's handling of tokenizer_config.json.
 // Byte parity with @huggingface/jinja on real templates: tests/integration/chat_template_parity_test.sh.
-#include "model/chat_template.h"
+#include "text/chat_template.h"
 
 #include <gtest/gtest.h>
 
@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "common/json.h"
-#include "model/jinja.h"
+#include "text/jinja.h"
 
-namespace accullm {
+namespace accullm::text {
 namespace {
 
 using jinja::Template;
@@ -397,4 +397,4 @@ TEST(ChatTemplateFixtures, MutatedTemplatesNeverCrash) {
 }
 
 }  // namespace
-}  // namespace accullm
+}  // namespace accullm::text

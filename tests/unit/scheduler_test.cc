@@ -31,7 +31,7 @@ class SchedulerTest : public ::testing::Test {
     auto m = Transformer::Load(kModel, pool_.get());
     ASSERT_TRUE(m.ok()) << m.status();
     model_ = std::move(*m);
-    auto t = Tokenizer::Load(kModel);
+    auto t = text::Tokenizer::Load(kModel);
     ASSERT_TRUE(t.ok()) << t.status();
     tok_ = std::move(*t);
   }
@@ -81,7 +81,7 @@ class SchedulerTest : public ::testing::Test {
 
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Transformer> model_;
-  std::unique_ptr<Tokenizer> tok_;
+  std::unique_ptr<text::Tokenizer> tok_;
 };
 
 TEST_F(SchedulerTest, AloneMatchesGenerate) {

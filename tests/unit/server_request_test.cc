@@ -7,6 +7,7 @@
 #include "coordinator/api_service.h"
 #include "coordinator/chat_prompt.h"
 #include "coordinator/openai_request.h"
+#include "text/unicode_tables.h"
 
 namespace accullm::coordinator {
 namespace {
@@ -84,13 +85,13 @@ TEST(OpenAiRequest, TypeAndRangeErrors) {
 }
 
 TEST(Utf8, Validation) {
-  EXPECT_TRUE(IsValidUtf8("plain ascii"));
-  EXPECT_TRUE(IsValidUtf8("h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80"));
-  EXPECT_FALSE(IsValidUtf8("\xFF"));
-  EXPECT_FALSE(IsValidUtf8("\xC0\xAF"));          // overlong
-  EXPECT_FALSE(IsValidUtf8("\xED\xA0\x80"));      // surrogate
-  EXPECT_FALSE(IsValidUtf8("\xF4\x90\x80\x80"));  // > U+10FFFF
-  EXPECT_FALSE(IsValidUtf8("\xE2\x82"));          // truncated
+  EXPECT_TRUE(text::IsValidUtf8("plain ascii"));
+  EXPECT_TRUE(text::IsValidUtf8("h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80"));
+  EXPECT_FALSE(text::IsValidUtf8("\xFF"));
+  EXPECT_FALSE(text::IsValidUtf8("\xC0\xAF"));          // overlong
+  EXPECT_FALSE(text::IsValidUtf8("\xED\xA0\x80"));      // surrogate
+  EXPECT_FALSE(text::IsValidUtf8("\xF4\x90\x80\x80"));  // > U+10FFFF
+  EXPECT_FALSE(text::IsValidUtf8("\xE2\x82"));          // truncated
 }
 
 TEST(Auth, ConstantTimeEquals) {

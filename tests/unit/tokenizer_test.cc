@@ -1,7 +1,7 @@
 // Tokenizer: the fixture model's known ids, decoding, streaming, NFC, malformed files.
 // Token-for-token parity with an independent implementation on four real tokenizers is
 // checked by tests/integration/tokenizer_parity_test.sh.
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <gtest/gtest.h>
 
@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "boost/json.hpp"
-#include "model/unicode_tables.h"
+#include "text/unicode_tables.h"
 
-namespace accullm {
+namespace accullm::text {
 namespace {
 
 const std::string kRoot = ACCULLM_SOURCE_DIR;
@@ -296,4 +296,4 @@ TEST(TokenizerTest, AddedTokenFlags) {
 }
 
 }  // namespace
-}  // namespace accullm
+}  // namespace accullm::text

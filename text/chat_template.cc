@@ -1,4 +1,4 @@
-#include "model/chat_template.h"
+#include "text/chat_template.h"
 
 #include <filesystem>
 #include <string>
@@ -9,9 +9,9 @@
 #include "common/json.h"
 #include "common/mapped_file.h"
 #include "common/status.h"
-#include "model/jinja.h"
+#include "text/jinja.h"
 
-namespace accullm {
+namespace accullm::text {
 namespace {
 
 constexpr char kDefaultTemplate[] =
@@ -134,4 +134,4 @@ absl::StatusOr<std::string> ChatTemplate::RenderJson(const boost::json::value& m
   return template_->Render(context);
 }
 
-}  // namespace accullm
+}  // namespace accullm::text

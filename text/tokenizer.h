@@ -19,7 +19,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace accullm {
+namespace accullm::text {
 
 class TokenizerImpl;
 
@@ -85,4 +85,4 @@ class StreamingDecoder {
   std::unique_ptr<State> state_;
 };
 
-}  // namespace accullm
+}  // namespace accullm::text

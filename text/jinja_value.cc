@@ -11,10 +11,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "model/jinja_internal.h"
-#include "model/unicode_tables.h"
+#include "text/jinja_internal.h"
+#include "text/unicode_tables.h"
 
-namespace accullm::jinja {
+namespace accullm::text::jinja {
 
 // ---- Value ------------------------------------------------------------------------------
 const Value* Object::Find(std::string_view key) const {
@@ -693,4 +693,4 @@ bool Utf16At(std::string_view s, double index, std::string* out) {
   return false;
 }
 
-}  // namespace accullm::jinja
+}  // namespace accullm::text::jinja

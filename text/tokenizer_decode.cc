@@ -17,11 +17,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_replace.h"
-#include "model/tokenizer.h"
-#include "model/tokenizer_impl.h"
-#include "model/unicode_tables.h"
+#include "text/tokenizer.h"
+#include "text/tokenizer_impl.h"
+#include "text/unicode_tables.h"
 
-namespace accullm {
+namespace accullm::text {
 namespace {
 
 // "<0xNN>" -> NN, as HF's ByteFallback recognises it.
@@ -189,4 +189,4 @@ std::string StreamingDecoder::Flush() {
   return out;
 }
 
-}  // namespace accullm
+}  // namespace accullm::text

@@ -8,9 +8,9 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "model/jinja_internal.h"
+#include "text/jinja_internal.h"
 
-namespace accullm::jinja {
+namespace accullm::text::jinja {
 namespace {
 
 // Deeper nesting than any real template needs; keeps recursion off the stack's edge.
@@ -615,4 +615,4 @@ absl::StatusOr<Body> ParseTokens(const std::vector<Token>& tokens) {
   return parser.Program();
 }
 
-}  // namespace accullm::jinja
+}  // namespace accullm::text::jinja

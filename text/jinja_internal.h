@@ -13,9 +13,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/status.h"
-#include "model/jinja.h"
+#include "text/jinja.h"
 
-namespace accullm::jinja {
+namespace accullm::text::jinja {
 
 // ---- Lexer ----------------------------------------------------------------------------
 enum class Tok : uint8_t {
@@ -159,4 +159,4 @@ bool IsContinue(const absl::Status& s);
 absl::Status BreakSignal();
 absl::Status ContinueSignal();
 
-}  // namespace accullm::jinja
+}  // namespace accullm::text::jinja

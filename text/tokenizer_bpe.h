@@ -12,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "boost/json.hpp"
 
-namespace accullm {
+namespace accullm::text {
 
 class BpeModel {
  public:
@@ -59,4 +59,4 @@ char32_t ByteToUnicode(uint8_t b);
 // -1 for code points that stand for no byte.
 int UnicodeToByte(char32_t cp);
 
-}  // namespace accullm
+}  // namespace accullm::text

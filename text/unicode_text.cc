@@ -4,9 +4,9 @@
 #include <cstddef>
 #include <vector>
 
-#include "model/unicode_tables.h"
+#include "text/unicode_tables.h"
 
-namespace accullm {
+namespace accullm::text {
 namespace {
 
 using namespace unicode_data;
@@ -236,4 +236,4 @@ std::string NormalizeNfc(std::string_view s) {
   return result;
 }
 
-}  // namespace accullm
+}  // namespace accullm::text

@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "model/jinja_internal.h"
-#include "model/unicode_tables.h"
+#include "text/jinja_internal.h"
+#include "text/unicode_tables.h"
 
-namespace accullm::jinja {
+namespace accullm::text::jinja {
 namespace {
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
@@ -478,4 +478,4 @@ absl::StatusOr<std::vector<Token>> Tokenize(std::string_view source) {
   return lexer.Run();
 }
 
-}  // namespace accullm::jinja
+}  // namespace accullm::text::jinja

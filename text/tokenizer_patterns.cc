@@ -1,10 +1,10 @@
-#include "model/tokenizer_patterns.h"
+#include "text/tokenizer_patterns.h"
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "model/unicode_tables.h"
+#include "text/unicode_tables.h"
 
-namespace accullm {
+namespace accullm::text {
 namespace {
 
 constexpr std::string_view kGpt2Regex =
@@ -184,4 +184,4 @@ void FindPatternMatches(SplitPattern pattern, std::string_view text,
   }
 }
 
-}  // namespace accullm
+}  // namespace accullm::text

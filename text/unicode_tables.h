@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-namespace accullm {
+namespace accullm::text {
 namespace unicode_data {
 
 struct ClassRange { char32_t lo, hi; uint8_t cls; };
@@ -64,4 +64,4 @@ bool IsValidUtf8(std::string_view s);
 // Unicode Normalization Form C of valid UTF-8 input.
 std::string NormalizeNfc(std::string_view s);
 
-}  // namespace accullm
+}  // namespace accullm::text

@@ -21,7 +21,7 @@
 #include "absl/status/statusor.h"
 #include "boost/json.hpp"
 
-namespace accullm::jinja {
+namespace accullm::text::jinja {
 
 class Value;
 struct Function;
@@ -118,4 +118,4 @@ class Template {
   std::shared_ptr<const std::vector<std::shared_ptr<Node>>> body_;
 };
 
-}  // namespace accullm::jinja
+}  // namespace accullm::text::jinja

@@ -10,7 +10,7 @@
 //   post_processor: TemplateProcessing (single), ByteLevel, Sequence, BertProcessing,
 //                   RobertaProcessing
 //   decoder:        see tokenizer_decode.cc
-#include "model/tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -22,10 +22,10 @@
 #include "common/json.h"
 #include "common/mapped_file.h"
 #include "common/status.h"
-#include "model/tokenizer_impl.h"
-#include "model/unicode_tables.h"
+#include "text/tokenizer_impl.h"
+#include "text/unicode_tables.h"
 
-namespace accullm {
+namespace accullm::text {
 namespace {
 
 using boost::json::object;
@@ -763,4 +763,4 @@ bool Tokenizer::IsSpecial(int32_t id) const {
   return id >= 0 && static_cast<size_t>(id) < impl_->is_special_.size() && impl_->is_special_[id];
 }
 
-}  // namespace accullm
+}  // namespace accullm::text

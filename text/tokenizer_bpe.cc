@@ -1,14 +1,14 @@
-#include "model/tokenizer_bpe.h"
+#include "text/tokenizer_bpe.h"
 
 #include <algorithm>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "model/tokenizer_impl.h"
-#include "model/unicode_tables.h"
+#include "text/tokenizer_impl.h"
+#include "text/unicode_tables.h"
 
-namespace accullm {
+namespace accullm::text {
 namespace {
 
 // Ids beyond this are refused: they would make id-indexed tables absurdly large and no real
@@ -269,4 +269,4 @@ void BpeModel::Encode(std::string_view word, std::vector<int32_t>* out) const {
   out->insert(out->end(), syms.begin(), syms.end());
 }
 
-}  // namespace accullm
+}  // namespace accullm::text

@@ -11,9 +11,9 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "model/jinja_internal.h"
+#include "text/jinja_internal.h"
 
-namespace accullm::jinja {
+namespace accullm::text::jinja {
 namespace {
 
 using Fn = std::function<absl::StatusOr<Value>(const std::vector<Value>&)>;
@@ -833,4 +833,4 @@ void Interpreter::InstallGlobals(Env& env) {
   });
 }
 
-}  // namespace accullm::jinja
+}  // namespace accullm::text::jinja

@@ -18,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "boost/json.hpp"
 
-namespace accullm {
+namespace accullm::text {
 
 namespace jinja {
 class Template;
@@ -63,4 +63,4 @@ class ChatTemplate {
   bool is_default_ = false;
 };
 
-}  // namespace accullm
+}  // namespace accullm::text

@@ -13,10 +13,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "boost/json.hpp"
-#include "model/tokenizer_bpe.h"
-#include "model/tokenizer_patterns.h"
+#include "text/tokenizer_bpe.h"
+#include "text/tokenizer_patterns.h"
 
-namespace accullm {
+namespace accullm::text {
 
 // Debian's Abseil has its own string_view type; this bridges std::string_view into
 // absl::StrCat, absl::StrReplaceAll and heterogeneous flat_hash_map lookups.
@@ -140,4 +140,4 @@ class TokenizerImpl {
   void EncodeNormalizedText(std::string_view text, bool first_section, std::vector<int32_t>* out) const;
 };
 
-}  // namespace accullm
+}  // namespace accullm::text

@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "model/jinja_internal.h"
-#include "model/unicode_tables.h"
+#include "text/jinja_internal.h"
+#include "text/unicode_tables.h"
 
-namespace accullm::jinja {
+namespace accullm::text::jinja {
 
 namespace {
 constexpr char kBreakMarker[] = "jinja: break";
@@ -586,4 +586,4 @@ absl::StatusOr<std::string> Template::Render(const std::vector<std::pair<std::st
   return out;
 }
 
-}  // namespace accullm::jinja
+}  // namespace accullm::text::jinja

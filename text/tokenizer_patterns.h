@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace accullm {
+namespace accullm::text {
 
 enum class SplitPattern {
   // GPT-2 (also the ByteLevel pre-tokenizer's built-in regex):
@@ -32,4 +32,4 @@ absl::StatusOr<SplitPattern> RecognizeSplitPattern(std::string_view regex);
 void FindPatternMatches(SplitPattern pattern, std::string_view text,
                         std::vector<std::pair<size_t, size_t>>* matches);
 
-}  // namespace accullm
+}  // namespace accullm::text
