@@ -7,7 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
-#include "coordinator/stop_text.h"
+#include "model/generation.h"
+#include "text/stop_text.h"
 #include "worker/in_process_executor.h"
 
 namespace accullm::coordinator {
@@ -23,7 +24,7 @@ struct Scheduler::Sequence {
   int index;
   uint64_t id = 0;
   bool opened = false;  // known to the executor (sampler and KV live there)
-  StopText stop_text;
+  text::StopText stop_text;
   std::optional<KvCache> cache;
   int64_t prefilled = 0;  // prompt tokens already in the cache
   int64_t generated = 0;
@@ -56,9 +57,7 @@ Scheduler::Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_c
   config_.max_num_seqs = std::max(1, config_.max_num_seqs);
   config_.max_batch_tokens = std::max<int64_t>(config_.max_batch_tokens, config_.max_num_seqs);
   config_.prefill_chunk = std::max<int64_t>(1, config_.prefill_chunk);
-  eos_ = tokenizer.eos_ids();
-  for (int64_t e : mc.eos_token_ids)
-    if (std::find(eos_.begin(), eos_.end(), e) == eos_.end()) eos_.push_back(static_cast<int32_t>(e));
+  eos_ = EndOfSequenceIds(mc, &tokenizer);
 }
 
 Scheduler::~Scheduler() { Stop(); }
@@ -318,7 +317,7 @@ void Scheduler::CompleteOldest() {
     ++s.generated;
     s.last = id;
     if (metrics_ != nullptr) metrics_->generation_tokens_total().Increment();
-    StopText::Piece piece = s.stop_text.Push(id);
+    text::StopText::Piece piece = s.stop_text.Push(id);
     StreamEvent e;
     e.index = s.index;
     e.prompt_tokens = static_cast<int64_t>(s.params.prompt.size());

@@ -5,20 +5,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "text/stop_text.h"
 
 namespace accullm {
 
-size_t StopPrefixHoldback(std::string_view text, const std::vector<std::string>& stop) {
-  size_t hold = 0;
-  for (const auto& s : stop) {
-    for (size_t len = std::min(s.size() - 1, text.size()); len > hold; --len) {
-      if (text.substr(text.size() - len) == std::string_view(s).substr(0, len)) {
-        hold = len;
-        break;
-      }
-    }
-  }
-  return hold;
+std::vector<int32_t> EndOfSequenceIds(const ModelConfig& config, const text::Tokenizer* tokenizer) {
+  std::vector<int32_t> eos;
+  if (tokenizer != nullptr) eos = tokenizer->eos_ids();
+  for (int64_t e : config.eos_token_ids)
+    if (std::find(eos.begin(), eos.end(), e) == eos.end()) eos.push_back(static_cast<int32_t>(e));
+  return eos;
 }
 
 absl::StatusOr<GenerationResult> Generate(Transformer& model, const text::Tokenizer* tokenizer,
@@ -39,10 +35,7 @@ absl::StatusOr<GenerationResult> Generate(Transformer& model, const text::Tokeni
     return absl::OutOfRangeError(absl::StrCat("prompt of ", prompt.size(), " tokens does not fit the context of ",
                                               cache.capacity(), " positions"));
   }
-  std::vector<int32_t> eos;
-  if (tokenizer != nullptr) eos = tokenizer->eos_ids();
-  for (int64_t e : cfg.eos_token_ids)
-    if (std::find(eos.begin(), eos.end(), e) == eos.end()) eos.push_back(static_cast<int32_t>(e));
+  const std::vector<int32_t> eos = EndOfSequenceIds(cfg, tokenizer);
 
   GenerationResult result;
   result.prompt_tokens = static_cast<int64_t>(prompt.size());
@@ -50,10 +43,8 @@ absl::StatusOr<GenerationResult> Generate(Transformer& model, const text::Tokeni
   std::vector<float> logits(static_cast<size_t>(cfg.vocab_size));
   std::vector<int32_t> history = prompt;
   Sampler sampler(options.sampling);
-  std::unique_ptr<text::StreamingDecoder> decoder;
-  if (tokenizer != nullptr) decoder = std::make_unique<text::StreamingDecoder>(*tokenizer);
-  std::string text;     // all generated text so far
-  size_t emitted = 0;   // bytes of `text` already passed to on_text
+  std::unique_ptr<text::StopText> stop_text;
+  if (tokenizer != nullptr) stop_text = std::make_unique<text::StopText>(*tokenizer, options.stop);
   bool stopped_by_sequence = false;
 
   auto t0 = Clock::now();
@@ -76,31 +67,23 @@ absl::StatusOr<GenerationResult> Generate(Transformer& model, const text::Tokeni
     }
     result.ids.push_back(id);
     if (callbacks.on_token) callbacks.on_token(id);
-    if (decoder) {
-      text += decoder->Push(id);
-      bool stopped = false;
-      for (const auto& s : options.stop) {
-        const size_t at = text.find(s, emitted > s.size() ? emitted - s.size() : 0);
-        if (at != std::string::npos) {
-          text.resize(at);
-          stopped = true;
-        }
-      }
-      const size_t hold = stopped ? 0 : StopPrefixHoldback(text, options.stop);
-      if (text.size() - hold > emitted) {
-        if (callbacks.on_text) callbacks.on_text(std::string_view(text).substr(emitted, text.size() - hold - emitted));
-        emitted = text.size() - hold;
-      }
-      if (stopped) {
+    if (stop_text) {
+      text::StopText::Piece piece = stop_text->Push(id);
+      if (!piece.text.empty() && callbacks.on_text) callbacks.on_text(piece.text);
+      if (piece.stopped) {
         stopped_by_sequence = true;
         result.finish_reason = "stop";
         break;
       }
     }
   }
-  if (decoder && !stopped_by_sequence) text += decoder->Flush();
-  if (decoder && text.size() > emitted && callbacks.on_text) callbacks.on_text(std::string_view(text).substr(emitted));
-  result.text = std::move(text);
+  if (stop_text) {
+    if (!stopped_by_sequence) {
+      const std::string rest = stop_text->Finish();
+      if (!rest.empty() && callbacks.on_text) callbacks.on_text(rest);
+    }
+    result.text = stop_text->text();
+  }
   result.decode_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
   return result;
 }

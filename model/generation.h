@@ -10,8 +10,8 @@
 
 #include "absl/status/statusor.h"
 #include "model/sampler.h"
-#include "text/tokenizer.h"
 #include "model/transformer.h"
+#include "text/tokenizer.h"
 
 namespace accullm {
 
@@ -41,8 +41,8 @@ absl::StatusOr<GenerationResult> Generate(Transformer& model, const text::Tokeni
                                           const std::vector<int32_t>& prompt, const GenerationOptions& options,
                                           const GenerationCallbacks& callbacks = {});
 
-// Length of the longest suffix of `text` that is a proper prefix of some stop string: text
-// that must be held back because a stop sequence may be starting there.
-size_t StopPrefixHoldback(std::string_view text, const std::vector<std::string>& stop);
+// The ids that end a sequence: the tokenizer's EOS tokens (when there is a tokenizer) and
+// config.json's eos_token_id(s), each once.
+std::vector<int32_t> EndOfSequenceIds(const ModelConfig& config, const text::Tokenizer* tokenizer);
 
 }  // namespace accullm

@@ -1,6 +1,7 @@
 // Tokenizer: the fixture model's known ids, decoding, streaming, NFC, malformed files.
 // Token-for-token parity with an independent implementation on four real tokenizers is
 // checked by tests/integration/tokenizer_parity_test.sh.
+#include "text/stop_text.h"
 #include "text/tokenizer.h"
 
 #include <gtest/gtest.h>
@@ -165,6 +166,36 @@ TEST(TokenizerTest, StreamingHoldsPartialCharacters) {
   EXPECT_EQ(stream.Push(e6), "");
   EXPECT_EQ(stream.Flush(), "\xEF\xBF\xBD");
   EXPECT_EQ(stream.Push(a), "a");
+}
+
+TEST(StopTextTest, HoldsBackAPossibleStopAndCutsAtIt) {
+  EXPECT_EQ(StopPrefixHoldback("the end", {"end.", "x"}), 3u);
+  EXPECT_EQ(StopPrefixHoldback("the en", {"end."}), 2u);
+  EXPECT_EQ(StopPrefixHoldback("the", {"end."}), 1u);  // "e" may begin "end."
+  EXPECT_EQ(StopPrefixHoldback("tha", {"end."}), 0u);
+  auto t = LoadOrDie(kFixtureDir);
+  const std::vector<int32_t> ids = t->Encode("Once upon a time, there was a dog.", false);
+  const std::string full = t->Decode(ids, false);
+  StopText stop(*t, {"there"});
+  std::string streamed;
+  bool stopped = false;
+  for (int32_t id : ids) {
+    StopText::Piece p = stop.Push(id);
+    streamed += p.text;
+    EXPECT_EQ(full.substr(0, streamed.size()), streamed);  // never text past the stop's start
+    if (p.stopped) {
+      stopped = true;
+      break;
+    }
+  }
+  EXPECT_TRUE(stopped);
+  EXPECT_EQ(streamed, full.substr(0, full.find("there")));
+  EXPECT_EQ(stop.text(), streamed);
+  StopText none(*t, {});
+  std::string all;
+  for (int32_t id : ids) all += none.Push(id).text;
+  all += none.Finish();
+  EXPECT_EQ(all, full);
 }
 
 TEST(TokenizerTest, RealTokenizersStreamAndRoundTrip) {

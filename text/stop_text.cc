@@ -1,8 +1,21 @@
-#include "coordinator/stop_text.h"
+#include "text/stop_text.h"
 
-#include "model/generation.h"
+#include <algorithm>
 
-namespace accullm::coordinator {
+namespace accullm::text {
+
+size_t StopPrefixHoldback(std::string_view text, const std::vector<std::string>& stop) {
+  size_t hold = 0;
+  for (const auto& s : stop) {
+    for (size_t len = std::min(s.size() - 1, text.size()); len > hold; --len) {
+      if (text.substr(text.size() - len) == std::string_view(s).substr(0, len)) {
+        hold = len;
+        break;
+      }
+    }
+  }
+  return hold;
+}
 
 StopText::Piece StopText::Push(int32_t id) {
   Piece piece;
@@ -29,4 +42,4 @@ std::string StopText::Finish() {
   return rest;
 }
 
-}  // namespace accullm::coordinator
+}  // namespace accullm::text
