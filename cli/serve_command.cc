@@ -120,7 +120,7 @@ int RunServe(ServeFlags f) {
   if (!chat.ok()) return fail(chat.status());
 
   // The KV budget in blocks: every layer's K and V, FP32, block_size positions per block.
-  const double block_bytes = static_cast<double>(mc.num_layers) * 2 * f.kv_block_size * model.kv_dim() * sizeof(float);
+  const double block_bytes = static_cast<double>(KvBytesPerPosition(mc.num_layers, model.kv_dim())) * f.kv_block_size;
   const int64_t blocks = static_cast<int64_t>(f.kv_cache_mb * 1024 * 1024 / block_bytes);
   if (blocks < (context + f.kv_block_size - 1) / f.kv_block_size) {
     return fail(absl::InvalidArgumentError(

@@ -23,7 +23,7 @@ int RunShardingPlan(const ShardingPlanFlags& f) {
   if (f.kv_positions >= 0) {
     o.kv_positions = f.kv_positions;
   } else {  // what `serve` reserves by default: 256 MiB of FP32 KV over all layers
-    o.kv_positions = static_cast<int64_t>(256.0 * 1024 * 1024 / (c.num_layers * 2.0 * model.kv_dim() * sizeof(float)));
+    o.kv_positions = static_cast<int64_t>(256.0 * 1024 * 1024 / KvBytesPerPosition(c.num_layers, model.kv_dim()));
   }
   o.tokens_per_step = f.tokens_per_step;
   auto plan = PlanStages(CostFromModel(model), f.workers, o);

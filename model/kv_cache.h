@@ -13,6 +13,12 @@
 
 namespace accullm {
 
+// Bytes one position of K and V takes in `num_layers` layers of width `kv_dim` (the cache
+// holds FP32): the one rule for the serve budget, the stage plan and the stage pools.
+inline constexpr int64_t KvBytesPerPosition(int64_t num_layers, int64_t kv_dim) {
+  return num_layers * 2 * kv_dim * static_cast<int64_t>(sizeof(float));
+}
+
 class KvBlockPool {
  public:
   // Holds layers [first_layer, first_layer + num_layers): a pipeline stage's pool covers only

@@ -41,7 +41,7 @@ ModelCost CostFromModel(Transformer& model) {
       lc.flops_per_token += LinearFlops(*op);
     }
     lc.weight_bytes += 2.0 * c.hidden_size * sizeof(float);  // the two norms
-    lc.kv_bytes_per_position = 2.0 * model.kv_dim() * sizeof(float);
+    lc.kv_bytes_per_position = static_cast<double>(KvBytesPerPosition(1, model.kv_dim()));
     cost.layers.push_back(lc);
   }
   cost.head_bytes = static_cast<double>(model.lm_head().weight_bytes()) + c.hidden_size * sizeof(float);
