@@ -127,9 +127,10 @@ int RunServe(ServeFlags f) {
         absl::StrCat("--kv-cache-mb ", f.kv_cache_mb, " holds ", blocks * f.kv_block_size,
                      " positions: not even one sequence of the context (", context, ") fits")));
   }
-  // Pipeline: the KV caches live in the stages; here a pool without layers (no memory) keeps
-  // the admission budget, block for block the same as each stage's.
-  KvBlockPool pool(pipeline ? 0 : mc.num_layers, model.kv_dim(), f.kv_block_size, blocks);
+  // The KV caches live in the stages (the embedded default is one in-process stage); here a
+  // pool without layers (no memory) keeps the admission budget, block for block the same as
+  // each stage's.
+  KvBlockPool pool(0, model.kv_dim(), f.kv_block_size, blocks);
   std::unique_ptr<worker::PipelineExecutor> executor;
   if (pipeline) {
     const int workers = mpi->size() - 1;
@@ -198,9 +199,14 @@ int RunServe(ServeFlags f) {
   sc.prefill_chunk = f.prefill_chunk;
   sc.max_waiting = f.max_queue;
   sc.context = context;
-  std::unique_ptr<coordinator::Scheduler> scheduler_owner =
-      executor ? std::make_unique<coordinator::Scheduler>(*executor, mc, *loaded->tokenizer, pool, sc, &metrics)
-               : std::make_unique<coordinator::Scheduler>(model, *loaded->tokenizer, pool, sc, &metrics);
+  std::unique_ptr<coordinator::Scheduler> scheduler_owner;
+  if (executor) {
+    scheduler_owner = std::make_unique<coordinator::Scheduler>(*executor, mc, *loaded->tokenizer, pool, sc, &metrics);
+  } else {
+    auto embedded = coordinator::Scheduler::CreateEmbedded(model, *loaded->tokenizer, pool, sc, &metrics);
+    if (!embedded.ok()) return fail(embedded.status());
+    scheduler_owner = std::move(*embedded);
+  }
   coordinator::Scheduler& scheduler = *scheduler_owner;
 
   coordinator::ServiceConfig svc;

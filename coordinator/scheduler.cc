@@ -9,7 +9,6 @@
 #include "common/status.h"
 #include "model/generation.h"
 #include "text/stop_text.h"
-#include "worker/in_process_executor.h"
 
 namespace accullm::coordinator {
 
@@ -43,10 +42,18 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 
 }  // namespace
 
-Scheduler::Scheduler(Transformer& model, const text::Tokenizer& tokenizer, KvBlockPool& pool, SchedulerConfig config,
-                     monitoring::ServingMetrics* metrics)
-    : Scheduler(*new worker::InProcessExecutor(model), model.config(), tokenizer, pool, config, metrics) {
-  owned_executor_.reset(&executor_);
+absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::CreateEmbedded(Transformer& model,
+                                                                     const text::Tokenizer& tokenizer, KvBlockPool& pool,
+                                                                     SchedulerConfig config,
+                                                                     monitoring::ServingMetrics* metrics) {
+  worker::PipelineConfig pc;
+  pc.kv_block_size = pool.block_size();
+  pc.kv_blocks = pool.num_blocks();
+  pc.context = config.context > 0 ? config.context : model.config().max_position_embeddings;
+  ASSIGN_OR_RETURN(std::unique_ptr<worker::EmbeddedPipeline> embedded, worker::EmbeddedPipeline::Start(model, pc));
+  std::unique_ptr<Scheduler> s(new Scheduler(embedded->executor(), model.config(), tokenizer, pool, config, metrics));
+  s->embedded_ = std::move(embedded);
+  return s;
 }
 
 Scheduler::Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer& tokenizer,

@@ -32,6 +32,7 @@
 #include "model/transformer.h"
 #include "monitoring/serving_metrics.h"
 #include "worker/batch_executor.h"
+#include "worker/embedded_pipeline.h"
 
 namespace accullm::coordinator {
 
@@ -54,11 +55,15 @@ struct SequenceParams {
 
 class Scheduler {
  public:
-  // In-process: runs `model` here (the embedded default).
-  Scheduler(Transformer& model, const text::Tokenizer& tokenizer, KvBlockPool& pool, SchedulerConfig config,
-            monitoring::ServingMetrics* metrics);
-  // Any executor (the pipeline). `pool` is then only the admission budget: it must mirror the
-  // stages' pools (same block size and count); a pool with zero layers holds no memory.
+  // The embedded default: `model` runs as the one stage of an in-process pipeline
+  // (worker::EmbeddedPipeline), the same stage runner as under mpirun. The stage's KV pool gets
+  // as many blocks of the same size as `pool`, the admission budget (give it zero layers: it
+  // then holds no memory).
+  static absl::StatusOr<std::unique_ptr<Scheduler>> CreateEmbedded(Transformer& model, const text::Tokenizer& tokenizer,
+                                                                   KvBlockPool& pool, SchedulerConfig config,
+                                                                   monitoring::ServingMetrics* metrics);
+  // Any executor (the pipeline under mpirun). `pool` is only the admission budget: it must
+  // mirror the stages' pools (same block size and count); a pool with zero layers holds no memory.
   Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer& tokenizer,
             KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics);
   ~Scheduler();
@@ -100,7 +105,7 @@ class Scheduler {
   void Finish(Sequence& s, const std::string& reason, std::string text = {}, const std::string& error = {});
   void UpdateGauges();
 
-  std::unique_ptr<worker::BatchExecutor> owned_executor_;
+  std::unique_ptr<worker::EmbeddedPipeline> embedded_;  // CreateEmbedded's pipeline (destroyed after Stop)
   worker::BatchExecutor& executor_;
   const text::Tokenizer& tokenizer_;
   KvBlockPool& pool_;

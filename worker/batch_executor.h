@@ -1,9 +1,7 @@
 // What the scheduler drives each iteration: run micro-batches of sequences (prefill chunks
 // and decode tokens) and get back the sampled token of every sequence that asked for one.
-// InProcessExecutor runs the whole model in this process (the embedded default);
-// PipelineExecutor sends the micro-batches through pipeline stages over a Transport, and
-// the last stage samples. Both sample with SequenceSampling, so the same request with the
-// same seed yields the same tokens either way.
+// PipelineExecutor sends the micro-batches through pipeline stages over a Transport (MPI
+// ranks, or one in-process stage: EmbeddedPipeline), and the last stage samples.
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Real mpirun on loopback: 1 coordinator + 2 and + 3 pipeline stages serve the embedded model
+# Real mpirun on loopback: 1 coordinator + 1, 2 and 3 pipeline stages serve the embedded model
 # over HTTP; every answer (greedy and seeded sampling, logprobs) must equal single-process
-# `accullm serve`; SIGTERM to the coordinator shuts the whole job down with status 0; a plan
+# `accullm serve`, whose texts must equal `accullm generate`'s for the same requests; SIGTERM to the coordinator shuts the whole job down with status 0; a plan
 # that does not match the ranks is refused at startup. Usage: mpi_pipeline_test.sh ACCULLM
 set -euo pipefail
 BIN="$(realpath "$1")"
@@ -16,7 +16,26 @@ stop_server
 [ "$(echo "$REF" | wc -l)" = 3 ] || { echo "reference run failed"; exit 1; }
 echo "single-process: $REF" | head -c 600; echo
 
-for workers in 2 3; do
+# `accullm generate` with the API's sampling defaults (no top-k / top-p / min-p) gives the
+# same text as the server for the greedy and the seeded request.
+GEN="$(mktemp -d)"
+"$BIN" generate --prompt "Once upon a time" --max-tokens 24 --temperature 0 >"$GEN/1" 2>/dev/null
+"$BIN" generate --prompt "Tom and Lily went to the park. They" --max-tokens 20 --temperature 0.7 --seed 123 \
+  --top-k 0 --top-p 1 --min-p 0 >"$GEN/3" 2>/dev/null
+/usr/bin/python3 - "$REF" "$GEN/1" "$GEN/3" <<'PY' || exit 1
+import json, sys
+ref = [json.loads(line) for line in sys.argv[1].splitlines()]
+for path, want, what in ((sys.argv[2], ref[0][0], "greedy"), (sys.argv[3], ref[2][0], "seeded")):
+    got = open(path, encoding="utf-8").read()
+    assert got.endswith("\n"), path  # generate ends its output with one newline of its own
+    if got[:-1] != want:
+        print(f"FAIL: generate ({what}) {got[:-1]!r} != serve {want!r}")
+        sys.exit(1)
+print("ok: generate equals single-process serve (greedy and seeded)")
+PY
+rm -rf "$GEN"
+
+for workers in 1 2 3; do
   start_mpi_server $((workers + 1)) "$BIN"
   GOT="$(answers "$PORT")"
   if [ "$GOT" != "$REF" ]; then

@@ -9,6 +9,10 @@ node tests/integration/serve_errors.mjs "$PORT" k3y-for-tests
 rc=0; stop_server || rc=$?
 [ "$rc" -eq 0 ] || { echo "server exit status $rc"; exit 1; }
 grep -q 'client_gone=true' "$SERVER_LOG" || { echo "no client_gone=true log line"; exit 1; }
+# The embedded server runs the model through the pipeline's stage runner (one in-process
+# stage), the same code as every mpirun rank: its start and shutdown lines are in the log.
+grep -q 'stage 0 (rank 1) runs layers \[0, [0-9]*) +embed +head' "$SERVER_LOG" || { echo "no stage-runner start line"; exit 1; }
+grep -Eq 'stage 0 \(rank 1\): shutdown after [1-9][0-9]* batches' "$SERVER_LOG" || { echo "no stage-runner shutdown line"; exit 1; }
 
 # Draining: a long stream in flight, then SIGTERM; new requests get 503, /readyz 503,
 # the stream still ends with [DONE], and the process exits 0.

@@ -11,7 +11,7 @@
 
 #include "common/thread_pool.h"
 #include "model/generation.h"
-#include "worker/in_process_executor.h"
+#include "worker/embedded_pipeline.h"
 
 namespace accullm::coordinator {
 namespace {
@@ -36,9 +36,14 @@ class SchedulerTest : public ::testing::Test {
     tok_ = std::move(*t);
   }
 
-  std::unique_ptr<KvBlockPool> NewPool(int64_t blocks) {
-    const auto& c = model_->config();
-    return std::make_unique<KvBlockPool>(c.num_layers, model_->kv_dim(), 16, blocks);
+  // The scheduler's admission budget (no layers: the stage holds the KV contents).
+  std::unique_ptr<KvBlockPool> NewPool(int64_t blocks) { return std::make_unique<KvBlockPool>(0, model_->kv_dim(), 16, blocks); }
+
+  // The embedded default: the model as the one stage of an in-process pipeline.
+  std::unique_ptr<Scheduler> Embedded(KvBlockPool& kv, const SchedulerConfig& cfg) {
+    auto s = Scheduler::CreateEmbedded(*model_, *tok_, kv, cfg, nullptr);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
   }
 
   SequenceParams Params(const std::string& prompt, int64_t max_tokens, float temperature, uint64_t seed) {
@@ -86,7 +91,9 @@ class SchedulerTest : public ::testing::Test {
 
 TEST_F(SchedulerTest, AloneMatchesGenerate) {
   auto kv = NewPool(256);
-  Scheduler sched(*model_, *tok_, *kv, SchedulerConfig{}, nullptr);
+  auto sched_owner = Embedded(*kv, SchedulerConfig{});
+  ASSERT_NE(sched_owner, nullptr);
+  Scheduler& sched = *sched_owner;
   sched.Start();
   for (float temp : {0.f, 0.9f}) {
     SequenceParams p = Params("Once upon a time", 40, temp, 99);
@@ -104,7 +111,9 @@ TEST_F(SchedulerTest, BatchedWithChunkedPrefillMatchesAlone) {
   SchedulerConfig cfg;
   cfg.max_batch_tokens = 24;  // forces long prompts into several chunks next to decodes
   cfg.prefill_chunk = 7;
-  Scheduler sched(*model_, *tok_, *kv, cfg, nullptr);
+  auto sched_owner = Embedded(*kv, cfg);
+  ASSERT_NE(sched_owner, nullptr);
+  Scheduler& sched = *sched_owner;
   sched.Start();
   std::vector<SequenceParams> ps;
   std::vector<std::string> want;
@@ -125,7 +134,9 @@ TEST_F(SchedulerTest, BatchedWithChunkedPrefillMatchesAlone) {
 
 TEST_F(SchedulerTest, StopSequenceMatchesGenerate) {
   auto kv = NewPool(64);
-  Scheduler sched(*model_, *tok_, *kv, SchedulerConfig{}, nullptr);
+  auto sched_owner = Embedded(*kv, SchedulerConfig{});
+  ASSERT_NE(sched_owner, nullptr);
+  Scheduler& sched = *sched_owner;
   sched.Start();
   SequenceParams p = Params("Once upon a time", 40, 0.f, 1);
   p.stop = {" named"};
@@ -141,7 +152,9 @@ TEST_F(SchedulerTest, QueueLimitAndContextAreEnforced) {
   auto kv = NewPool(64);
   SchedulerConfig cfg;
   cfg.max_waiting = 2;
-  Scheduler sched(*model_, *tok_, *kv, cfg, nullptr);  // not started: nothing leaves the queue
+  auto sched_owner = Embedded(*kv, cfg);
+  ASSERT_NE(sched_owner, nullptr);
+  Scheduler& sched = *sched_owner;  // not started: nothing leaves the queue
   auto s = std::make_shared<GenerationStream>(3);
   SequenceParams p = Params("Once", 4, 0.f, 1);
   EXPECT_EQ(sched.Submit({p, p, p}, s).code(), absl::StatusCode::kResourceExhausted);
@@ -154,7 +167,9 @@ TEST_F(SchedulerTest, QueueLimitAndContextAreEnforced) {
 TEST_F(SchedulerTest, CancelFreesBlocksAndAdmissionWaitsForBlocks) {
   // Room for two sequences of 5 + 100 positions (7 blocks each) but not three.
   auto kv = NewPool(17);
-  Scheduler sched(*model_, *tok_, *kv, SchedulerConfig{}, nullptr);
+  auto sched_owner = Embedded(*kv, SchedulerConfig{});
+  ASSERT_NE(sched_owner, nullptr);
+  Scheduler& sched = *sched_owner;
   sched.Start();
   SequenceParams p = Params("Once upon a time", 100, 0.8f, 5);
   p.ignore_eos = true;
@@ -184,29 +199,36 @@ namespace accullm::coordinator {
 
 namespace {
 
-// The in-process executor as a pipeline of `depth` micro-batches: it records how many other
-// micro-batches were outstanding at each launch (a drained pipeline launches with none).
+// The embedded pipeline driven as a pipeline of `depth` micro-batches: it records how many
+// other micro-batches were outstanding at each launch (a drained pipeline launches with none).
 class DeepExecutor final : public worker::BatchExecutor {
  public:
-  DeepExecutor(Transformer& model, int depth) : inner_(model), depth_(depth) {}
-  void Open(worker::SequenceSetup s) override { inner_.Open(std::move(s)); }
-  void Release(uint64_t seq) override { inner_.Release(seq); }
+  DeepExecutor(Transformer& model, int depth, int64_t kv_blocks) : depth_(depth) {
+    worker::PipelineConfig pc;
+    pc.kv_blocks = kv_blocks;
+    pc.context = model.config().max_position_embeddings;
+    auto p = worker::EmbeddedPipeline::Start(model, pc);
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (p.ok()) pipeline_ = std::move(*p);
+  }
+  void Open(worker::SequenceSetup s) override { pipeline_->executor().Open(std::move(s)); }
+  void Release(uint64_t seq) override { pipeline_->executor().Release(seq); }
   absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<worker::ExecItem> items) override {
     ++launches;
     if (outstanding_ == depth_ - 1) ++launches_into_full;
     max_outstanding = std::max(max_outstanding, ++outstanding_);
-    return inner_.Launch(std::move(tokens), std::move(items));
+    return pipeline_->executor().Launch(std::move(tokens), std::move(items));
   }
   absl::StatusOr<std::vector<worker::SampledToken>> Wait(uint64_t ticket) override {
     --outstanding_;
-    return inner_.Wait(ticket);
+    return pipeline_->executor().Wait(ticket);
   }
   int micro_batches() const override { return depth_; }
 
   int launches = 0, launches_into_full = 0, max_outstanding = 0;
 
  private:
-  worker::InProcessExecutor inner_;
+  std::unique_ptr<worker::EmbeddedPipeline> pipeline_;
   int depth_, outstanding_ = 0;
 };
 
@@ -214,8 +236,8 @@ class DeepExecutor final : public worker::BatchExecutor {
 
 TEST_F(SchedulerTest, PipelineStaysFullAndTokensMatch) {
   constexpr int kDepth = 3;
-  DeepExecutor exec(*model_, kDepth);
   auto kv = NewPool(512);
+  DeepExecutor exec(*model_, kDepth, kv->num_blocks());
   Scheduler sched(exec, model_->config(), *tok_, *kv, SchedulerConfig{}, nullptr);
   std::vector<SequenceParams> ps;
   std::vector<std::string> want;

@@ -81,13 +81,15 @@ class PipelineTest : public ::testing::Test {
 
   std::vector<Outcome> SingleProcess() {
     const auto& c = model_->config();
-    KvBlockPool kv(c.num_layers, model_->kv_dim(), 16, 256);
+    KvBlockPool kv(0, model_->kv_dim(), 16, 256);
     coordinator::SchedulerConfig sc;
     sc.prefill_chunk = 5;  // several chunks per prompt
-    coordinator::Scheduler s(*model_, *tok_, kv, sc, nullptr);
-    s.Start();
-    auto out = RunAll(s);
-    s.Stop();
+    auto s = coordinator::Scheduler::CreateEmbedded(*model_, *tok_, kv, sc, nullptr);
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (!s.ok()) return {};
+    (*s)->Start();
+    auto out = RunAll(**s);
+    (*s)->Stop();
     return out;
   }
 
