@@ -1,12 +1,17 @@
 #include "cli/generate_command.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/cli_common.h"
 #include "cli/model_loading.h"
-#include "model/generation.h"
+#include "coordinator/scheduler.h"
+#include "spdlog/spdlog.h"
 
 namespace accullm::cli {
 
@@ -32,58 +37,125 @@ struct GenerateFlags {
   int64_t context = 0;
 };
 
+// `generate` is one request through the same scheduler and stage runner as `serve` (the
+// embedded one-stage pipeline), so its tokens are the server's for the same request.
 int RunGenerate(const GenerateFlags& f) {
+  using Clock = std::chrono::steady_clock;
   const bool ids_in = !f.prompt_ids.empty();
   auto loaded = LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads,
                           /*need_tokenizer=*/!(ids_in && f.output_ids) || !f.stop.empty());
   if (!loaded.ok()) return ReportError(loaded.status());
-  std::vector<int32_t> prompt;
+  Transformer& model = *loaded->transformer;
+  const ModelConfig& mc = model.config();
+  coordinator::SequenceParams p;
   if (ids_in) {
     auto ids = ParseIdList(f.prompt_ids);
     if (!ids.ok()) return ReportError(ids.status());
-    prompt = *ids;
+    p.prompt = *ids;
   } else {
-    prompt = loaded->tokenizer->Encode(f.prompt, /*add_special=*/true);
+    p.prompt = loaded->tokenizer->Encode(f.prompt, /*add_special=*/true);
   }
-  GenerationOptions opts;
-  opts.max_tokens = f.max_tokens;
-  opts.stop = f.stop;
-  opts.ignore_eos = f.ignore_eos;
-  opts.context = f.context;
-  opts.sampling.temperature = f.temperature;
-  opts.sampling.top_k = f.top_k;
-  opts.sampling.top_p = f.top_p;
-  opts.sampling.min_p = f.min_p;
-  opts.sampling.repetition_penalty = f.repeat_penalty;
-  opts.sampling.presence_penalty = f.presence_penalty;
-  opts.sampling.frequency_penalty = f.frequency_penalty;
-  opts.sampling.seed = f.seed >= 0 ? static_cast<uint64_t>(f.seed) : std::random_device{}();
+  if (p.prompt.empty()) return ReportError(absl::InvalidArgumentError("the prompt is empty"));
+  if (f.max_tokens < 0) return ReportError(absl::InvalidArgumentError("max_tokens must be >= 0"));
+  for (int32_t id : p.prompt)
+    if (id < 0 || id >= mc.vocab_size)
+      return ReportError(absl::InvalidArgumentError(absl::StrCat("prompt id ", id, " is outside the vocabulary of ", mc.vocab_size)));
+  const int64_t context = f.context > 0 ? f.context : mc.max_position_embeddings;
+  if (context > mc.max_position_embeddings)
+    return ReportError(absl::InvalidArgumentError(
+        absl::StrCat("--context ", context, " exceeds the model's ", mc.max_position_embeddings, " positions")));
+  const int64_t prompt_tokens = static_cast<int64_t>(p.prompt.size());
+  if (prompt_tokens >= context) {
+    return ReportError(absl::OutOfRangeError(absl::StrCat("prompt of ", prompt_tokens,
+                                                          " tokens does not fit the context of ", context, " positions")));
+  }
+  // A full context ends the generation with finish "length", as a server request would be
+  // refused: so at most the room the prompt leaves.
+  p.max_tokens = std::min(f.max_tokens, context - prompt_tokens);
+  p.stop = f.stop;
+  p.ignore_eos = f.ignore_eos;
+  p.sampling.temperature = f.temperature;
+  p.sampling.top_k = f.top_k;
+  p.sampling.top_p = f.top_p;
+  p.sampling.min_p = f.min_p;
+  p.sampling.repetition_penalty = f.repeat_penalty;
+  p.sampling.presence_penalty = f.presence_penalty;
+  p.sampling.frequency_penalty = f.frequency_penalty;
+  p.sampling.seed = f.seed >= 0 ? static_cast<uint64_t>(f.seed) : std::random_device{}();
+  if (absl::Status st = p.sampling.Validate(); !st.ok()) return ReportError(st);
 
-  GenerationCallbacks cb;
-  if (!f.output_ids) {
-    cb.on_text = [](std::string_view piece) {
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
-      std::fflush(stdout);
-    };
-  }
-  // --output-ids without a tokenizer: generate ids only.
+  // --output-ids without a tokenizer (or stop sequences): ids only.
   const text::Tokenizer* tok = f.output_ids && f.stop.empty() ? nullptr : loaded->tokenizer.get();
-  auto result = Generate(*loaded->transformer, tok, prompt, opts, cb);
-  if (!result.ok()) return ReportError(result.status());
+  std::vector<int32_t> ids;
+  std::string finish = "length";
+  double prefill_s = 0, decode_s = 0;
+  if (p.max_tokens > 0) {
+    spdlog::set_level(spdlog::level::warn);  // the stage's lifecycle lines are serve's business
+    constexpr int64_t kBlock = 16;
+    KvBlockPool budget(0, model.kv_dim(), kBlock, (context + kBlock - 1) / kBlock);
+    coordinator::SchedulerConfig sc;
+    sc.context = context;
+    sc.max_num_seqs = 1;
+    sc.max_batch_tokens = context;  // the whole prompt in one prefill, as a single request gets
+    sc.prefill_chunk = context;
+    auto scheduler = coordinator::Scheduler::CreateEmbedded(model, tok, budget, sc, nullptr);
+    if (!scheduler.ok()) return ReportError(scheduler.status());
+    auto stream = std::make_shared<coordinator::GenerationStream>(1);
+    std::mutex mu;
+    std::condition_variable cv;
+    bool pending = false;
+    stream->SetNotifier([&] {
+      std::lock_guard<std::mutex> lock(mu);
+      pending = true;
+      cv.notify_one();
+    });
+    (*scheduler)->Start();
+    const auto t0 = Clock::now();
+    auto t_first = t0;
+    if (absl::Status st = (*scheduler)->Submit({p}, stream); !st.ok()) return ReportError(st);
+    std::string error;
+    bool done = false;
+    while (!done) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return pending; });
+        pending = false;
+      }
+      for (auto& e : stream->Drain()) {
+        if (ids.empty() && !e.tokens.empty()) t_first = Clock::now();
+        for (const auto& t : e.tokens) ids.push_back(t.id);
+        if (!f.output_ids && !e.text.empty()) {
+          std::fwrite(e.text.data(), 1, e.text.size(), stdout);
+          std::fflush(stdout);
+        }
+        if (!e.finish_reason.empty()) {
+          finish = e.finish_reason;
+          error = e.error;
+          done = true;
+        }
+      }
+    }
+    (*scheduler)->Stop();
+    stream->SetNotifier({});
+    if (finish == "error") return ReportError(absl::InternalError(error));
+    if (ids.empty()) t_first = Clock::now();  // EOS first: the prefill was all the work
+    prefill_s = std::chrono::duration<double>(t_first - t0).count();
+    decode_s = std::chrono::duration<double>(Clock::now() - t_first).count();
+  }
   if (f.output_ids) {
-    std::printf("%s\n", absl::StrJoin(result->ids, ",").c_str());
+    std::printf("%s\n", absl::StrJoin(ids, ",").c_str());
   } else {
     std::printf("\n");
   }
   std::fflush(stdout);
-  const double pre_tps = result->prompt_tokens / std::max(result->prefill_seconds, 1e-9);
-  const int64_t gen = static_cast<int64_t>(result->ids.size());
+  const double pre_tps = prompt_tokens / std::max(prefill_s, 1e-9);
+  const int64_t gen = static_cast<int64_t>(ids.size());
   // The first generated token comes from the prefill, so decode speed counts the rest.
-  const double dec_tps = gen > 1 ? (gen - 1) / std::max(result->decode_seconds, 1e-9) : 0.0;
+  const double dec_tps = gen > 1 ? (gen - 1) / std::max(decode_s, 1e-9) : 0.0;
   std::fprintf(stderr,
                "prompt: %lld tokens, %.1f tokens/s | generation: %lld tokens, %.1f tokens/s | finish: %s | seed: %llu\n",
-               static_cast<long long>(result->prompt_tokens), pre_tps, static_cast<long long>(gen), dec_tps,
-               result->finish_reason.c_str(), static_cast<unsigned long long>(opts.sampling.seed));
+               static_cast<long long>(prompt_tokens), pre_tps, static_cast<long long>(gen), dec_tps, finish.c_str(),
+               static_cast<unsigned long long>(p.sampling.seed));
   return 0;
 }
 

@@ -11,8 +11,12 @@
 #include "cli/quantize_command.h"
 #include "cli/serve_command.h"
 #include "cli/tokenize_command.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
+  // Logs go to stderr: stdout carries only a command's output (generated text, ids, JSON).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("accullm"));
   CLI::App app{"AccuLLM: serve large language models at low-bit speed with full-precision answers"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "accullm 0.1.0");

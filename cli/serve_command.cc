@@ -201,9 +201,9 @@ int RunServe(ServeFlags f) {
   sc.context = context;
   std::unique_ptr<coordinator::Scheduler> scheduler_owner;
   if (executor) {
-    scheduler_owner = std::make_unique<coordinator::Scheduler>(*executor, mc, *loaded->tokenizer, pool, sc, &metrics);
+    scheduler_owner = std::make_unique<coordinator::Scheduler>(*executor, mc, loaded->tokenizer.get(), pool, sc, &metrics);
   } else {
-    auto embedded = coordinator::Scheduler::CreateEmbedded(model, *loaded->tokenizer, pool, sc, &metrics);
+    auto embedded = coordinator::Scheduler::CreateEmbedded(model, loaded->tokenizer.get(), pool, sc, &metrics);
     if (!embedded.ok()) return fail(embedded.status());
     scheduler_owner = std::move(*embedded);
   }

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
-#include "model/generation.h"
+#include "model/end_of_sequence.h"
 #include "text/stop_text.h"
 
 namespace accullm::coordinator {
@@ -15,15 +15,17 @@ namespace accullm::coordinator {
 using Clock = std::chrono::steady_clock;
 
 struct Scheduler::Sequence {
-  Sequence(SequenceParams p, std::shared_ptr<GenerationStream> s, int i, const text::Tokenizer& tok)
-      : params(std::move(p)), stream(std::move(s)), index(i), stop_text(tok, params.stop), arrival(Clock::now()) {}
+  Sequence(SequenceParams p, std::shared_ptr<GenerationStream> s, int i, const text::Tokenizer* tok)
+      : params(std::move(p)), stream(std::move(s)), index(i), arrival(Clock::now()) {
+    if (tok != nullptr) stop_text.emplace(*tok, params.stop);
+  }
 
   SequenceParams params;
   std::shared_ptr<GenerationStream> stream;
   int index;
   uint64_t id = 0;
   bool opened = false;  // known to the executor (sampler and KV live there)
-  text::StopText stop_text;
+  std::optional<text::StopText> stop_text;  // none without a tokenizer: ids only
   std::optional<KvCache> cache;
   int64_t prefilled = 0;  // prompt tokens already in the cache
   int64_t generated = 0;
@@ -43,7 +45,7 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::CreateEmbedded(Transformer& model,
-                                                                     const text::Tokenizer& tokenizer, KvBlockPool& pool,
+                                                                     const text::Tokenizer* tokenizer, KvBlockPool& pool,
                                                                      SchedulerConfig config,
                                                                      monitoring::ServingMetrics* metrics) {
   worker::PipelineConfig pc;
@@ -56,7 +58,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::CreateEmbedded(Transformer
   return s;
 }
 
-Scheduler::Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer& tokenizer,
+Scheduler::Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer* tokenizer,
                      KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics)
     : executor_(executor), tokenizer_(tokenizer), pool_(pool), config_(config), metrics_(metrics) {
   const ModelConfig& mc = model_config;
@@ -64,7 +66,7 @@ Scheduler::Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_c
   config_.max_num_seqs = std::max(1, config_.max_num_seqs);
   config_.max_batch_tokens = std::max<int64_t>(config_.max_batch_tokens, config_.max_num_seqs);
   config_.prefill_chunk = std::max<int64_t>(1, config_.prefill_chunk);
-  eos_ = EndOfSequenceIds(mc, &tokenizer);
+  eos_ = EndOfSequenceIds(mc, tokenizer);
 }
 
 Scheduler::~Scheduler() { Stop(); }
@@ -112,6 +114,9 @@ absl::Status Scheduler::Submit(std::vector<SequenceParams> choices, std::shared_
   for (const auto& c : choices) {
     if (c.prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
     if (c.max_tokens < 1) return absl::InvalidArgumentError("max_tokens must be at least 1");
+    if (!c.stop.empty() && tokenizer_ == nullptr) return absl::InvalidArgumentError("stop sequences need a tokenizer");
+    for (const auto& s : c.stop)
+      if (s.empty()) return absl::InvalidArgumentError("stop sequences must not be empty");
     const int64_t need = static_cast<int64_t>(c.prompt.size()) + c.max_tokens;
     if (need > config_.context) {
       return absl::InvalidArgumentError(absl::StrCat("prompt (", c.prompt.size(), " tokens) + max_tokens (", c.max_tokens,
@@ -318,13 +323,13 @@ void Scheduler::CompleteOldest() {
     s.last_token_time = now;
     const bool is_eos = !s.params.ignore_eos && std::find(eos_.begin(), eos_.end(), id) != eos_.end();
     if (is_eos) {
-      Finish(s, "stop", s.stop_text.Finish());
+      Finish(s, "stop", s.stop_text ? s.stop_text->Finish() : std::string());
       continue;
     }
     ++s.generated;
     s.last = id;
     if (metrics_ != nullptr) metrics_->generation_tokens_total().Increment();
-    text::StopText::Piece piece = s.stop_text.Push(id);
+    text::StopText::Piece piece = s.stop_text ? s.stop_text->Push(id) : text::StopText::Piece{};
     StreamEvent e;
     e.index = s.index;
     e.prompt_tokens = static_cast<int64_t>(s.params.prompt.size());
@@ -335,7 +340,7 @@ void Scheduler::CompleteOldest() {
       s.stream->Push(std::move(e));
       Finish(s, "stop");
     } else if (s.generated >= s.params.max_tokens) {
-      e.text = std::move(piece.text) + s.stop_text.Finish();
+      e.text = std::move(piece.text) + (s.stop_text ? s.stop_text->Finish() : std::string());
       s.stream->Push(std::move(e));
       Finish(s, "length");
     } else {

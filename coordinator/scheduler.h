@@ -59,12 +59,13 @@ class Scheduler {
   // (worker::EmbeddedPipeline), the same stage runner as under mpirun. The stage's KV pool gets
   // as many blocks of the same size as `pool`, the admission budget (give it zero layers: it
   // then holds no memory).
-  static absl::StatusOr<std::unique_ptr<Scheduler>> CreateEmbedded(Transformer& model, const text::Tokenizer& tokenizer,
+  // `tokenizer` may be null: ids only (no text, no stop sequences), as `generate --output-ids`.
+  static absl::StatusOr<std::unique_ptr<Scheduler>> CreateEmbedded(Transformer& model, const text::Tokenizer* tokenizer,
                                                                    KvBlockPool& pool, SchedulerConfig config,
                                                                    monitoring::ServingMetrics* metrics);
   // Any executor (the pipeline under mpirun). `pool` is only the admission budget: it must
   // mirror the stages' pools (same block size and count); a pool with zero layers holds no memory.
-  Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer& tokenizer,
+  Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer* tokenizer,
             KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
@@ -107,7 +108,7 @@ class Scheduler {
 
   std::unique_ptr<worker::EmbeddedPipeline> embedded_;  // CreateEmbedded's pipeline (destroyed after Stop)
   worker::BatchExecutor& executor_;
-  const text::Tokenizer& tokenizer_;
+  const text::Tokenizer* tokenizer_;
   KvBlockPool& pool_;
   SchedulerConfig config_;
   monitoring::ServingMetrics* metrics_;

@@ -1,6 +1,7 @@
-// The continuous-batching scheduler against the single-sequence generation loop: the same
-// request gives the same tokens and text whether it runs alone through Generate() or batched
-// with others (chunked prefill, mixed decode), and cancellation frees its KV blocks. With a
+// The continuous-batching scheduler against an independent sequential loop (Transformer::Forward
+// on a private KV cache, the seeded Sampler): the same request gives the same tokens and text
+// alone or batched with others (chunked prefill, mixed decode), and cancellation frees its KV
+// blocks. With a
 // pipelined executor the scheduler keeps its micro-batches in flight without draining.
 #include "coordinator/scheduler.h"
 
@@ -10,7 +11,8 @@
 #include <thread>
 
 #include "common/thread_pool.h"
-#include "model/generation.h"
+#include "model/end_of_sequence.h"
+#include "text/stop_text.h"
 #include "worker/embedded_pipeline.h"
 
 namespace accullm::coordinator {
@@ -41,7 +43,7 @@ class SchedulerTest : public ::testing::Test {
 
   // The embedded default: the model as the one stage of an in-process pipeline.
   std::unique_ptr<Scheduler> Embedded(KvBlockPool& kv, const SchedulerConfig& cfg) {
-    auto s = Scheduler::CreateEmbedded(*model_, *tok_, kv, cfg, nullptr);
+    auto s = Scheduler::CreateEmbedded(*model_, tok_.get(), kv, cfg, nullptr);
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? std::move(*s) : nullptr;
   }
@@ -74,14 +76,31 @@ class SchedulerTest : public ::testing::Test {
     return out;
   }
 
+  // The sequential reference: the whole prompt in one forward pass, then one token at a time
+  // through a private KV cache, sampled by the seeded Sampler, stopped by EOS or a stop sequence.
   std::string Reference(const SequenceParams& p, std::vector<std::string> stop = {}) {
-    GenerationOptions o;
-    o.max_tokens = p.max_tokens;
-    o.sampling = p.sampling;
-    o.stop = std::move(stop);
-    auto r = Generate(*model_, tok_.get(), p.prompt, o);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? r->text : "";
+    const int64_t vocab = model_->config().vocab_size;
+    KvCache cache = model_->NewCache(0);
+    std::vector<float> logits(static_cast<size_t>(vocab));
+    Sampler sampler(p.sampling);
+    std::vector<int32_t> history = p.prompt;
+    text::StopText stop_text(*tok_, std::move(stop));
+    const std::vector<int32_t> eos = EndOfSequenceIds(model_->config(), tok_.get());
+    std::string out;
+    EXPECT_TRUE(model_->Forward(p.prompt.data(), static_cast<int64_t>(p.prompt.size()), cache, logits.data()).ok());
+    for (int64_t i = 0; i < p.max_tokens; ++i) {
+      if (i > 0) {
+        const int32_t last = history.back();
+        EXPECT_TRUE(model_->Forward(&last, 1, cache, logits.data()).ok());
+      }
+      const int32_t id = sampler.Sample(logits.data(), vocab, history);
+      history.push_back(id);
+      if (!p.ignore_eos && std::find(eos.begin(), eos.end(), id) != eos.end()) break;
+      text::StopText::Piece piece = stop_text.Push(id);
+      out += piece.text;
+      if (piece.stopped) return out;
+    }
+    return out + stop_text.Finish();
   }
 
   std::unique_ptr<ThreadPool> pool_;
@@ -89,7 +108,7 @@ class SchedulerTest : public ::testing::Test {
   std::unique_ptr<text::Tokenizer> tok_;
 };
 
-TEST_F(SchedulerTest, AloneMatchesGenerate) {
+TEST_F(SchedulerTest, AloneMatchesSequentialReference) {
   auto kv = NewPool(256);
   auto sched_owner = Embedded(*kv, SchedulerConfig{});
   ASSERT_NE(sched_owner, nullptr);
@@ -132,7 +151,7 @@ TEST_F(SchedulerTest, BatchedWithChunkedPrefillMatchesAlone) {
   EXPECT_EQ(kv->free_blocks(), kv->num_blocks());
 }
 
-TEST_F(SchedulerTest, StopSequenceMatchesGenerate) {
+TEST_F(SchedulerTest, StopSequenceMatchesSequentialReference) {
   auto kv = NewPool(64);
   auto sched_owner = Embedded(*kv, SchedulerConfig{});
   ASSERT_NE(sched_owner, nullptr);
@@ -238,7 +257,7 @@ TEST_F(SchedulerTest, PipelineStaysFullAndTokensMatch) {
   constexpr int kDepth = 3;
   auto kv = NewPool(512);
   DeepExecutor exec(*model_, kDepth, kv->num_blocks());
-  Scheduler sched(exec, model_->config(), *tok_, *kv, SchedulerConfig{}, nullptr);
+  Scheduler sched(exec, model_->config(), tok_.get(), *kv, SchedulerConfig{}, nullptr);
   std::vector<SequenceParams> ps;
   std::vector<std::string> want;
   for (int i = 0; i < 9; ++i) {

@@ -84,7 +84,7 @@ class PipelineTest : public ::testing::Test {
     KvBlockPool kv(0, model_->kv_dim(), 16, 256);
     coordinator::SchedulerConfig sc;
     sc.prefill_chunk = 5;  // several chunks per prompt
-    auto s = coordinator::Scheduler::CreateEmbedded(*model_, *tok_, kv, sc, nullptr);
+    auto s = coordinator::Scheduler::CreateEmbedded(*model_, tok_.get(), kv, sc, nullptr);
     EXPECT_TRUE(s.ok()) << s.status();
     if (!s.ok()) return {};
     (*s)->Start();
@@ -121,7 +121,7 @@ class PipelineTest : public ::testing::Test {
     sc.prefill_chunk = 5;
     std::vector<Outcome> out;
     {
-      coordinator::Scheduler s(**exec, c, *tok_, accounting, sc, nullptr);
+      coordinator::Scheduler s(**exec, c, tok_.get(), accounting, sc, nullptr);
       s.Start();
       out = RunAll(s);
       s.Stop();
@@ -209,7 +209,7 @@ TEST_F(PipelineTest, SilentStageFailsRequestsWithinTimeout) {
   KvBlockPool accounting(0, model_->kv_dim(), 16, 64);
   coordinator::SchedulerConfig sc;
   sc.context = 128;
-  coordinator::Scheduler s(**e, model_->config(), *tok_, accounting, sc, nullptr);
+  coordinator::Scheduler s(**e, model_->config(), tok_.get(), accounting, sc, nullptr);
   s.Start();
   auto stream = std::make_shared<coordinator::GenerationStream>(1);
   coordinator::SequenceParams p;
