@@ -11,6 +11,7 @@
 #include "coordinator/api_service.h"
 #include "coordinator/chat_prompt.h"
 #include "coordinator/http_server.h"
+#include "coordinator/log_value.h"
 #include "coordinator/scheduler.h"
 #include "model/kv_cache.h"
 #include "monitoring/serving_metrics.h"
@@ -232,8 +233,8 @@ int RunServe(ServeFlags f) {
   }
   scheduler.Start();
   spdlog::info("serving model={} context={} kv_blocks={}x{} chat_template={} auth={} listening on http://{}:{}",
-               svc.model_name, context, blocks, f.kv_block_size, (*chat)->kind(), f.api_key.empty() ? "off" : "on",
-               f.host, server.port());
+               coordinator::LogValue(svc.model_name), context, blocks, f.kv_block_size, (*chat)->kind(),
+               f.api_key.empty() ? "off" : "on", f.host, server.port());
   // One plain line for scripts that started us with --port 0.
   std::fprintf(stderr, "accullm serve: listening on %s:%d\n", f.host.c_str(), server.port());
   std::fflush(stderr);

@@ -64,5 +64,8 @@ std::variant<OpenAiRequest, ApiError> ParseOpenAiRequest(Endpoint endpoint, std:
 
 // RFC 3629 well-formedness (no overlongs, no surrogates, nothing above U+10FFFF).
 bool IsValidUtf8(std::string_view s);
+// The length of the well-formed UTF-8 sequence starting at s[i] (1 for ASCII), or 0 when
+// the bytes there are not one. i < s.size().
+size_t Utf8SequenceLength(std::string_view s, size_t i);
 
 }  // namespace accullm::coordinator
