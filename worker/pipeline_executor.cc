@@ -44,14 +44,23 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
   std::vector<bool> acked(static_cast<size_t>(stages + 1), false);
   int pending = stages;
   const auto deadline = Clock::now() + std::chrono::seconds(120);
+  const auto heartbeat = std::chrono::milliseconds(config.heartbeat_ms);
+  auto last_beat = Clock::now();
   while (pending > 0) {
+    // A stage times our silence from its ack on: keep the ones that answered hearing from
+    // us while slower ones still load (ranks starved of CPU can take seconds longer).
+    if (Clock::now() - last_beat >= heartbeat) {
+      for (int r = 1; r <= stages; ++r)
+        if (acked[r]) RETURN_IF_ERROR(t.Send(r, transport::Encode(Message{0, transport::Heartbeat{}})));
+      last_beat = Clock::now();
+    }
     if (Clock::now() > deadline) {
       std::string missing;
       for (int r = 1; r <= stages; ++r)
         if (!acked[r]) absl::StrAppend(&missing, missing.empty() ? "" : ",", r);
       return absl::DeadlineExceededError(absl::StrCat("worker rank(s) ", missing, " did not answer the hello within 120 s"));
     }
-    ASSIGN_OR_RETURN(std::optional<transport::Envelope> env, t.Receive(std::chrono::milliseconds(200)));
+    ASSIGN_OR_RETURN(std::optional<transport::Envelope> env, t.Receive(std::min(heartbeat, std::chrono::milliseconds(200))));
     if (!env.has_value()) continue;
     ASSIGN_OR_RETURN(Message m, transport::Decode(env->bytes.data(), env->bytes.size()));
     if (m.type() == transport::MessageType::kHeartbeat) continue;  // an early stage already beating
