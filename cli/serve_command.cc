@@ -11,6 +11,7 @@
 #include "coordinator/api_service.h"
 #include "coordinator/chat_prompt.h"
 #include "coordinator/http_server.h"
+#include "coordinator/log_value.h"
 #include "coordinator/scheduler.h"
 #include "model/kv_cache.h"
 #include "monitoring/serving_metrics.h"
@@ -238,8 +239,8 @@ int RunServe(ServeFlags f) {
   }
   scheduler.Start();
   spdlog::info("serving model={} context={} kv_blocks={}x{} chat_template={} auth={} listening on http://{}:{}",
-               svc.model_name, context, blocks, f.kv_block_size, (*chat)->kind(), f.api_key.empty() ? "off" : "on",
-               f.host, server.port());
+               coordinator::LogValue(svc.model_name), context, blocks, f.kv_block_size, (*chat)->kind(),
+               f.api_key.empty() ? "off" : "on", f.host, server.port());
   // One plain line for scripts that started us with --port 0.
   std::fprintf(stderr, "accullm serve: listening on %s:%d\n", f.host.c_str(), server.port());
   std::fflush(stderr);
@@ -299,7 +300,7 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--activation-transport", f->activation_transport, "Pipeline: how activations move between stages: mpi (host memory) or nccl (GPU buffers; needs an NCCL build and a CUDA device per stage)")->capture_default_str()->check(CLI::IsMember({"mpi", "nccl"}));
   cmd->add_option("--micro-batches", f->micro_batches, "Pipeline: micro-batches kept in flight; each goes out again as soon as its tokens return (default: one per stage)")->check(CLI::Range(0, 64));
   cmd->add_option("--heartbeat-ms", f->heartbeat_ms, "Pipeline: heartbeat interval")->capture_default_str()->check(CLI::Range(10, 60000));
-  cmd->add_option("--stage-timeout-ms", f->stage_timeout_ms, "Pipeline: a stage silent this long is declared dead")->capture_default_str()->check(CLI::Range(50, 600000));
+  cmd->add_option("--stage-timeout-ms", f->stage_timeout_ms, "Pipeline: a stage silent this long is declared dead (time the coordinator itself got no CPU does not count); stages give up on a coordinator silent twice this long")->capture_default_str()->check(CLI::Range(50, 600000));
   cmd->callback([&run, f] { run = [f] { return RunServe(*f); }; });
 }
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "boost/json.hpp"
+#include "coordinator/log_value.h"
 #include "spdlog/spdlog.h"
 #include "text/unicode_tables.h"
 
@@ -27,17 +28,6 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 namespace {
 
 std::string Path(const std::string& target) { return target.substr(0, target.find('?')); }
-
-// Quotes a value for a logfmt line when it needs it.
-std::string LogValue(std::string_view v) {
-  if (!v.empty() && v.find_first_of(" \"=\\\n") == std::string_view::npos) return std::string(v);
-  std::string out = "\"";
-  for (char c : v) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c == '\n' ? ' ' : c;
-  }
-  return out + "\"";
-}
 
 }  // namespace
 
@@ -63,8 +53,9 @@ bool ApiService::Authorized(const HttpRequestView& r) const {
 }
 
 void ApiService::LogRequest(const HttpRequestView& r, int status, double seconds) const {
-  spdlog::info("request method={} path={} status={} latency_ms={:.1f} remote={}", r.method, LogValue(Path(r.target)),
-               status, seconds * 1e3, LogValue(r.remote));
+  // Method, path and remote come from the client (or its connection): escaped, every one.
+  spdlog::info("request method={} path={} status={} latency_ms={:.1f} remote={}", LogValue(r.method),
+               LogValue(Path(r.target)), status, seconds * 1e3, LogValue(r.remote));
 }
 
 RouteResult ApiService::Route(const HttpRequestView& r) {
@@ -222,8 +213,8 @@ GenerationJob::~GenerationJob() {
   spdlog::info(
       "request id={} method=POST path={} status={} stream={} n={} prompt_tokens={} completion_tokens={} "
       "client_gone={} latency_ms={:.1f} user={} remote={}",
-      id_, path_, status_, request_.stream, request_.n, builder_->prompt_tokens(), builder_->completion_tokens(),
-      client_gone_, ms, LogValue(request_.user), LogValue(remote_));
+      LogValue(id_), LogValue(path_), status_, request_.stream, request_.n, builder_->prompt_tokens(),
+      builder_->completion_tokens(), client_gone_, ms, LogValue(request_.user), LogValue(remote_));
   service_.active_jobs_.fetch_sub(1);
 }
 

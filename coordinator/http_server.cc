@@ -10,6 +10,7 @@
 #include "boost/asio/experimental/awaitable_operators.hpp"
 #include "boost/asio/experimental/concurrent_channel.hpp"
 #include "boost/beast.hpp"
+#include "coordinator/log_value.h"
 #include "spdlog/spdlog.h"
 
 namespace accullm::coordinator {
@@ -166,7 +167,7 @@ class HttpServer::Impl {
           try {
             std::rethrow_exception(e);
           } catch (const std::exception& ex) {
-            spdlog::error("connection failed: {}", ex.what());
+            spdlog::error("connection failed: {}", LogValue(ex.what()));  // may quote request bytes
           }
         }
       });

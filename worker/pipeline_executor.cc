@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "spdlog/spdlog.h"
+#include "worker/stall_meter.h"
 
 namespace accullm::worker {
 
@@ -44,14 +45,23 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
   std::vector<bool> acked(static_cast<size_t>(stages + 1), false);
   int pending = stages;
   const auto deadline = Clock::now() + std::chrono::seconds(120);
+  const auto heartbeat = std::chrono::milliseconds(config.heartbeat_ms);
+  auto last_beat = Clock::now();
   while (pending > 0) {
+    // A stage times our silence from its ack on: keep the ones that answered hearing from
+    // us while slower ones still load (ranks starved of CPU can take seconds longer).
+    if (Clock::now() - last_beat >= heartbeat) {
+      for (int r = 1; r <= stages; ++r)
+        if (acked[r]) RETURN_IF_ERROR(t.Send(r, transport::Encode(Message{0, transport::Heartbeat{}})));
+      last_beat = Clock::now();
+    }
     if (Clock::now() > deadline) {
       std::string missing;
       for (int r = 1; r <= stages; ++r)
         if (!acked[r]) absl::StrAppend(&missing, missing.empty() ? "" : ",", r);
       return absl::DeadlineExceededError(absl::StrCat("worker rank(s) ", missing, " did not answer the hello within 120 s"));
     }
-    ASSIGN_OR_RETURN(std::optional<transport::Envelope> env, t.Receive(std::chrono::milliseconds(200)));
+    ASSIGN_OR_RETURN(std::optional<transport::Envelope> env, t.Receive(std::min(heartbeat, std::chrono::milliseconds(200))));
     if (!env.has_value()) continue;
     ASSIGN_OR_RETURN(Message m, transport::Decode(env->bytes.data(), env->bytes.size()));
     if (m.type() == transport::MessageType::kHeartbeat) continue;  // an early stage already beating
@@ -169,86 +179,121 @@ absl::StatusOr<std::vector<SampledToken>> PipelineExecutor::Wait(uint64_t ticket
 }
 
 void PipelineExecutor::Monitor() {
+  constexpr auto kPoll = std::chrono::milliseconds(20);
+  constexpr int kMaxPerLook = 256;  // messages handled between two liveness checks
+  const auto heartbeat = std::chrono::milliseconds(config_.heartbeat_ms);
+  StallMeter stall(kPoll + heartbeat);
   auto last_beat_sent = Clock::now() - std::chrono::hours(1);
   while (!stop_.load()) {
     const auto now = Clock::now();
-    if (!failed_.load() && now - last_beat_sent > std::chrono::milliseconds(config_.heartbeat_ms)) {
+    if (!failed_.load() && now - last_beat_sent > heartbeat) {
       for (int r = 1; r <= stages_; ++r) (void)t_.Send(r, transport::Encode(Message{0, transport::Heartbeat{}}));
       last_beat_sent = now;
     }
-    auto env = t_.Receive(std::chrono::milliseconds(20));
+    auto env = t_.Receive(kPoll);
+    ExcuseOwnStall(stall.Look(Clock::now()));
+    // Everything already received before anyone is judged: after a stall, every stage's
+    // heartbeat is waiting here.
+    int handled = 0;
+    while (env.ok() && env->has_value()) {
+      Handle((*env)->source, (*env)->bytes);
+      if (++handled == kMaxPerLook) break;
+      env = t_.Receive(std::chrono::milliseconds(0));
+    }
     if (!env.ok()) {
       Fail(std::string(env.status().message()));
       break;
     }
-    if (env->has_value()) {
-      const int src = (*env)->source;
-      auto m = transport::Decode((*env)->bytes.data(), (*env)->bytes.size());
-      if (!m.ok()) {
-        Fail(absl::StrCat("malformed message from rank ", src, ": ", m.status().message()));
-        continue;
-      }
-      std::unique_lock<std::mutex> lock(mu_);
-      if (src >= 1 && src <= stages_) last_heard_[src] = Clock::now();
-      if (auto* hb = std::get_if<transport::Heartbeat>(&m->body); hb != nullptr && src >= 1 && src <= stages_) {
-        stats_[src - 1].batches = hb->batches_done;
-        stats_[src - 1].compute_seconds = hb->compute_seconds;
-      } else if (auto* res = std::get_if<transport::Result>(&m->body); res != nullptr) {
-        const bool known = in_flight_.count(m->batch_id) != 0;
-        if (!res->ok || !known) {
-          lock.unlock();
-          Fail(res->ok ? absl::StrCat("rank ", src, " returned a result for unknown batch ", m->batch_id) : res->error);
-          continue;
-        }
-        in_flight_.erase(m->batch_id);
-        results_[m->batch_id] = std::move(res->tokens);
-        lock.unlock();
-        cv_.notify_all();
-        continue;
-      }
-    }
     if (failed_.load()) continue;
-    // Liveness: every stage heard from recently; no micro-batch stuck.
-    std::string why;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      const auto t = Clock::now();
-      // A dead rank stalls its neighbours (their sends to it block, and their heartbeats
-      // queue behind), so several go silent within about one heartbeat of each other and the
-      // order of their last heartbeats cannot tell which died: name them all.
-      // Once one rank passes the timeout, every rank silent for over half of it is a suspect
-      // (a live rank is never silent much beyond one heartbeat interval).
-      int64_t worst_ms = 0;
-      std::vector<std::pair<int, int64_t>> silent;
-      for (int r = 1; r <= stages_; ++r) {
-        const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - last_heard_[r]).count();
-        if (ms > config_.timeout_ms / 2) silent.emplace_back(r, ms);
-        worst_ms = std::max(worst_ms, ms);
-      }
-      if (worst_ms <= config_.timeout_ms) {
-        silent.clear();
-      } else if (silent.size() == 1) {
-        const int r = silent[0].first;
-        why = absl::StrCat("worker rank ", r, " (stage ", r - 1, ") sent nothing for ", silent[0].second,
-                           " ms (heartbeat timeout ", config_.timeout_ms, " ms): it died or hangs");
-      } else if (!silent.empty()) {
-        std::string ranks, stages;
-        for (const auto& [r, ms] : silent) {
-          absl::StrAppend(&ranks, ranks.empty() ? "" : ", ", r);
-          absl::StrAppend(&stages, stages.empty() ? "" : ", ", r - 1);
-        }
-        why = absl::StrCat("worker ranks ", ranks, " (stages ", stages, ") sent nothing for up to ", worst_ms,
-                           " ms (heartbeat timeout ", config_.timeout_ms,
-                           " ms): one of them died or hangs and stalled the others");
-      }
-      for (const auto& [id, since] : in_flight_) {
-        if (!why.empty()) break;
-        const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(t - since).count();
-        if (age > config_.batch_timeout_ms) why = absl::StrCat("micro-batch ", id, " got no result in ", age, " ms");
-      }
-    }
-    if (!why.empty()) Fail(why);
+    ExcuseOwnStall(stall.Look(Clock::now()));
+    if (std::string why = CheckLiveness(); !why.empty()) Fail(why);
   }
+}
+
+void PipelineExecutor::ExcuseOwnStall(std::chrono::steady_clock::duration stalled) {
+  if (stalled <= Clock::duration::zero()) return;
+  const auto now = Clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& heard : last_heard_) heard = StallMeter::Excuse(heard, stalled, now);
+  for (auto& [id, since] : in_flight_) since = StallMeter::Excuse(since, stalled, now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(stalled).count();
+  if (ms > config_.timeout_ms / 2)
+    spdlog::warn("pipeline monitor: this process was not running for {} ms (CPU starvation, stopped or paused): "
+                 "not counted as the stages' silence", ms);
+}
+
+void PipelineExecutor::Handle(int src, const std::vector<uint8_t>& bytes) {
+  auto m = transport::Decode(bytes.data(), bytes.size());
+  if (!m.ok()) {
+    Fail(absl::StrCat("malformed message from rank ", src, ": ", m.status().message()));
+    return;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (src >= 1 && src <= stages_) {
+    const auto now = Clock::now();
+    const auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_[src]).count();
+    // A near miss: the operator sees it before a starved stage is declared dead.
+    if (silent > config_.timeout_ms / 2)
+      spdlog::warn("worker rank {} (stage {}) was silent for {} ms (heartbeat timeout {} ms): late, but alive", src,
+                   src - 1, silent, config_.timeout_ms);
+    last_heard_[src] = now;
+  }
+  if (auto* hb = std::get_if<transport::Heartbeat>(&m->body); hb != nullptr && src >= 1 && src <= stages_) {
+    stats_[src - 1].batches = hb->batches_done;
+    stats_[src - 1].compute_seconds = hb->compute_seconds;
+  } else if (auto* res = std::get_if<transport::Result>(&m->body); res != nullptr) {
+    const bool known = in_flight_.count(m->batch_id) != 0;
+    if (!res->ok || !known) {
+      lock.unlock();
+      Fail(res->ok ? absl::StrCat("rank ", src, " returned a result for unknown batch ", m->batch_id) : res->error);
+      return;
+    }
+    in_flight_.erase(m->batch_id);
+    results_[m->batch_id] = std::move(res->tokens);
+    lock.unlock();
+    cv_.notify_all();
+  }
+}
+
+std::string PipelineExecutor::CheckLiveness() {
+  // Every stage heard from recently; no micro-batch stuck.
+  std::string why;
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto t = Clock::now();
+  // A dead rank stalls its neighbours (their sends to it block, and their heartbeats
+  // queue behind), so several go silent within about one heartbeat of each other and the
+  // order of their last heartbeats cannot tell which died: name them all.
+  // Once one rank passes the timeout, every rank silent for over half of it is a suspect
+  // (a live rank is never silent much beyond one heartbeat interval).
+  int64_t worst_ms = 0;
+  std::vector<std::pair<int, int64_t>> silent;
+  for (int r = 1; r <= stages_; ++r) {
+    const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - last_heard_[r]).count();
+    if (ms > config_.timeout_ms / 2) silent.emplace_back(r, ms);
+    worst_ms = std::max(worst_ms, ms);
+  }
+  if (worst_ms <= config_.timeout_ms) {
+    silent.clear();
+  } else if (silent.size() == 1) {
+    const int r = silent[0].first;
+    why = absl::StrCat("worker rank ", r, " (stage ", r - 1, ") sent nothing for ", silent[0].second,
+                       " ms (heartbeat timeout ", config_.timeout_ms, " ms): it died or hangs");
+  } else if (!silent.empty()) {
+    std::string ranks, stages;
+    for (const auto& [r, ms] : silent) {
+      absl::StrAppend(&ranks, ranks.empty() ? "" : ", ", r);
+      absl::StrAppend(&stages, stages.empty() ? "" : ", ", r - 1);
+    }
+    why = absl::StrCat("worker ranks ", ranks, " (stages ", stages, ") sent nothing for up to ", worst_ms,
+                       " ms (heartbeat timeout ", config_.timeout_ms,
+                       " ms): one of them died or hangs and stalled the others");
+  }
+  for (const auto& [id, since] : in_flight_) {
+    if (!why.empty()) break;
+    const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(t - since).count();
+    if (age > config_.batch_timeout_ms) why = absl::StrCat("micro-batch ", id, " got no result in ", age, " ms");
+  }
+  return why;
 }
 
 }  // namespace accullm::worker

@@ -4,7 +4,9 @@
 // stages' heartbeats, and fails the executor when a stage is silent for timeout_ms, a
 // micro-batch gets no result within batch_timeout_ms, or the transport reports an error:
 // every Wait then returns Unavailable at once (never a hang) and the failure callback names
-// the rank.
+// the rank. Time this process itself was not running (starved of CPU, stopped, paused) does
+// not count as silence (stall_meter.h), and every message already received is read before
+// any stage is judged.
 #pragma once
 
 #include <atomic>
@@ -33,7 +35,7 @@ struct PipelineConfig {
   int64_t kv_block_size = 16, kv_blocks = 0, context = 0;
   int micro_batches = 2;
   uint32_t heartbeat_ms = 200;
-  uint32_t timeout_ms = 3000;        // a stage silent this long is dead
+  uint32_t timeout_ms = 3000;        // a stage silent this long (while we run) is dead
   uint32_t batch_timeout_ms = 60000; // a micro-batch without result this long: the pipeline is stuck
 };
 
@@ -68,6 +70,12 @@ class PipelineExecutor final : public BatchExecutor {
   PipelineExecutor(transport::Transport& t, PipelineConfig c, int stages) : t_(t), config_(c), stages_(stages) {}
   void Monitor();
   void Fail(const std::string& why);
+  // One message from a stage (monitor thread).
+  void Handle(int src, const std::vector<uint8_t>& bytes);
+  // This process did not run for `stalled`: moves every deadline on by as much.
+  void ExcuseOwnStall(std::chrono::steady_clock::duration stalled);
+  // Why the pipeline is dead, or "".
+  std::string CheckLiveness();
 
   transport::Transport& t_;
   PipelineConfig config_;

@@ -14,6 +14,7 @@
 #include "transport/nccl_channel.h"
 #include "transport/wire.h"
 #include "worker/sequence_sampling.h"
+#include "worker/stall_meter.h"
 
 namespace accullm::worker {
 
@@ -250,24 +251,34 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
     stage.set_nccl(nccl.get());
     spdlog::info("stage {} (rank {}): activations over NCCL on CUDA device {} of {}", hello->stage, t.rank(), device, count);
   }
+  constexpr auto kPoll = std::chrono::milliseconds(50);
+  // The coordinator judges liveness and takes the job down. A stage gives up on a silent
+  // coordinator only so as never to hang, and later than the coordinator would judge a stage,
+  // so that a coordinator starved of CPU for a little over one timeout is not abandoned.
+  const auto give_up = 2 * std::chrono::milliseconds(hello->timeout_ms);
+  StallMeter stall(kPoll + std::chrono::milliseconds(hello->heartbeat_ms));
   auto last_from_coordinator = Clock::now();
-  const auto timeout = std::chrono::milliseconds(hello->timeout_ms);
   while (true) {
-    auto env = t.Receive(std::chrono::milliseconds(50));
+    auto env = t.Receive(kPoll);
+    // Time this stage was not listening (a batch running, or no CPU at all) is not the
+    // coordinator's silence: its messages waited in the inbox meanwhile.
+    const auto now = Clock::now();
+    last_from_coordinator = StallMeter::Excuse(last_from_coordinator, stall.Look(now), now);
     if (!env.ok()) {
       spdlog::error("stage {} (rank {}): {}", hello->stage, t.rank(), std::string(env.status().message()));
       return finish(2);
     }
     if (!env->has_value()) {
-      if (Clock::now() - last_from_coordinator > timeout) {
-        spdlog::error("stage {} (rank {}): the coordinator (rank 0) has been silent for {} ms: exiting", hello->stage,
-                      t.rank(), hello->timeout_ms);
+      if (now - last_from_coordinator > give_up) {
+        spdlog::error("stage {} (rank {}): the coordinator (rank 0) has been silent for {} ms (twice the heartbeat "
+                      "timeout): exiting", hello->stage, t.rank(),
+                      std::chrono::duration_cast<std::chrono::milliseconds>(now - last_from_coordinator).count());
         return finish(2);
       }
       continue;
     }
     const int source = (*env)->source;
-    if (source == 0) last_from_coordinator = Clock::now();
+    if (source == 0) last_from_coordinator = now;
     auto m = transport::Decode((*env)->bytes.data(), (*env)->bytes.size());
     if (!m.ok()) {
       spdlog::error("stage {} (rank {}): refused a malformed message from rank {}: {}", hello->stage, t.rank(), source,

@@ -5,7 +5,8 @@
 // With --activation-transport nccl the activations go over NCCL (host -> device -> ncclSend,
 // ncclRecv -> device -> host) and only the batch descriptor over the transport.
 // A heartbeat thread reports to the coordinator every Hello::heartbeat_ms; a coordinator
-// silent for Hello::timeout_ms ends the stage (never a hang).
+// silent for twice Hello::timeout_ms ends the stage (never a hang; time the stage itself was
+// not running does not count, see stall_meter.h).
 #pragma once
 
 #include "model/transformer.h"

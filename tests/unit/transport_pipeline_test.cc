@@ -1,7 +1,8 @@
 // The pipeline over the in-process transport: the coordinator's PipelineExecutor and real
 // PipelineStage loops on threads give the same tokens as the in-process scheduler (greedy
 // and seeded sampling, logprobs, 1/2/3 stages, several micro-batches), a silent stage fails
-// every request within the timeout, and mismatched ranks or plans are refused at startup.
+// every request within the timeout, mismatched ranks or plans are refused at startup, and a
+// stage that starts late does not make the early ones give up on the coordinator.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -230,6 +231,35 @@ TEST_F(PipelineTest, SilentStageFailsRequestsWithinTimeout) {
   EXPECT_NE(error.find("worker rank 1"), std::string::npos) << error;
   EXPECT_NE(why.find("worker rank 1"), std::string::npos) << why;
   EXPECT_TRUE((*e)->failed());
+}
+
+TEST_F(PipelineTest, EarlyStagesOutwaitASlowOneAtStartup) {
+  // Stage 1 accepts its hello at once; stage 2 takes several timeouts longer to start (on a
+  // host short of CPU, loading a model can). Stage 1 times the coordinator's silence from its
+  // ack on, so the coordinator must keep talking to it while it waits for stage 2.
+  transport::InProcessHub hub(3);
+  worker::PipelineConfig pc;
+  pc.kv_blocks = 64;
+  pc.context = 128;
+  pc.heartbeat_ms = 50;
+  pc.timeout_ms = 300;
+  std::vector<int> codes(3, -1);
+  std::thread first([&] { codes[1] = worker::RunPipelineStage(hub.at(1), *model_); });
+  std::thread late([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 * pc.timeout_ms));
+    codes[2] = worker::RunPipelineStage(hub.at(2), *model_);
+  });
+  auto e = worker::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, 2), pc);
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::string why;
+  (*e)->set_on_failure([&](const std::string& w) { why = w; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * pc.timeout_ms));
+  EXPECT_FALSE((*e)->failed()) << why;
+  (*e)->Shutdown();
+  first.join();
+  late.join();
+  EXPECT_EQ(codes[1], 0) << "the early stage gave up on the coordinator";
+  EXPECT_EQ(codes[2], 0);
 }
 
 }  // namespace
