@@ -20,8 +20,8 @@
 #include "spdlog/spdlog.h"
 #include "transport/mpi_transport.h"
 #include "transport/nccl_channel.h"
-#include "worker/pipeline_executor.h"
-#include "worker/pipeline_stage.h"
+#include "pipeline/pipeline_executor.h"
+#include "pipeline/pipeline_stage.h"
 
 namespace accullm::cli {
 
@@ -72,7 +72,7 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
     spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
     return 1;
   }
-  return worker::RunPipelineStage(mpi, *loaded->transformer, &mpi);
+  return pipeline::RunPipelineStage(mpi, *loaded->transformer, &mpi);
 }
 
 int RunServe(ServeFlags f) {
@@ -99,9 +99,9 @@ int RunServe(ServeFlags f) {
   };
   if (!pipeline && (!f.plan_file.empty() || !f.memory.empty()))
     return ReportError(absl::InvalidArgumentError("--plan and --memory need mpirun -np N+1 (N pipeline stages)"));
-  auto act_transport = transport::ParseActivationTransport(f.activation_transport);
+  auto act_transport = pipeline::ParseActivationTransport(f.activation_transport);
   if (!act_transport.ok()) return fail(act_transport.status());
-  if (*act_transport == transport::ActivationTransport::kNccl) {
+  if (*act_transport == pipeline::ActivationTransport::kNccl) {
     if (!pipeline)
       return ReportError(absl::InvalidArgumentError("--activation-transport nccl needs mpirun -np N+1 (N pipeline stages)"));
     // Checked before loading anything: the stages check again (and their CUDA devices).
@@ -132,7 +132,7 @@ int RunServe(ServeFlags f) {
   // pool without layers (no memory) keeps the admission budget, block for block the same as
   // each stage's.
   KvBlockPool pool(0, model.kv_dim(), f.kv_block_size, blocks);
-  std::unique_ptr<worker::PipelineExecutor> executor;
+  std::unique_ptr<pipeline::PipelineExecutor> executor;
   if (pipeline) {
     const int workers = mpi->size() - 1;
     StagePlan plan;
@@ -152,12 +152,12 @@ int RunServe(ServeFlags f) {
       if (!p.ok()) return fail(p.status());
       plan = *p;
     }
-    worker::PipelineConfig pc;
-    auto act = transport::ParseActivationDType(f.activations);
+    pipeline::PipelineConfig pc;
+    auto act = pipeline::ParseActivationDType(f.activations);
     if (!act.ok()) return fail(act.status());
     pc.activations = *act;
     pc.activation_transport = *act_transport;
-    if (pc.activation_transport == transport::ActivationTransport::kNccl)
+    if (pc.activation_transport == pipeline::ActivationTransport::kNccl)
       pc.join_activation_channel = [&mpi] { return transport::JoinNcclBootstrap(*mpi, std::chrono::seconds(60)); };
     pc.kv_block_size = f.kv_block_size;
     pc.kv_blocks = blocks;
@@ -165,7 +165,7 @@ int RunServe(ServeFlags f) {
     pc.micro_batches = f.micro_batches > 0 ? f.micro_batches : workers;
     pc.heartbeat_ms = static_cast<uint32_t>(f.heartbeat_ms);
     pc.timeout_ms = static_cast<uint32_t>(f.stage_timeout_ms);
-    auto e = worker::PipelineExecutor::Start(*mpi, mc, plan, pc);
+    auto e = pipeline::PipelineExecutor::Start(*mpi, mc, plan, pc);
     if (!e.ok()) return fail(e.status());
     executor = std::move(*e);
     for (size_t s = 0; s < plan.stages.size(); ++s)

@@ -48,17 +48,17 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::CreateEmbedded(Transformer
                                                                      const text::Tokenizer* tokenizer, KvBlockPool& pool,
                                                                      SchedulerConfig config,
                                                                      monitoring::ServingMetrics* metrics) {
-  worker::PipelineConfig pc;
+  pipeline::PipelineConfig pc;
   pc.kv_block_size = pool.block_size();
   pc.kv_blocks = pool.num_blocks();
   pc.context = config.context > 0 ? config.context : model.config().max_position_embeddings;
-  ASSIGN_OR_RETURN(std::unique_ptr<worker::EmbeddedPipeline> embedded, worker::EmbeddedPipeline::Start(model, pc));
+  ASSIGN_OR_RETURN(std::unique_ptr<pipeline::EmbeddedPipeline> embedded, pipeline::EmbeddedPipeline::Start(model, pc));
   std::unique_ptr<Scheduler> s(new Scheduler(embedded->executor(), model.config(), tokenizer, pool, config, metrics));
   s->embedded_ = std::move(embedded);
   return s;
 }
 
-Scheduler::Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer* tokenizer,
+Scheduler::Scheduler(pipeline::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer* tokenizer,
                      KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics)
     : executor_(executor), tokenizer_(tokenizer), pool_(pool), config_(config), metrics_(metrics) {
   const ModelConfig& mc = model_config;
@@ -205,7 +205,7 @@ void Scheduler::Admit() {
     if (metrics_ != nullptr) metrics_->request_queue_time_seconds().Observe(Seconds(Clock::now() - s.arrival));
     s.id = ++next_seq_id_;
     s.opened = true;
-    executor_.Open(worker::SequenceSetup{s.id, s.params.sampling, s.params.logprobs, s.params.prompt});
+    executor_.Open(pipeline::SequenceSetup{s.id, s.params.sampling, s.params.logprobs, s.params.prompt});
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
   }
@@ -251,7 +251,7 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
   int64_t budget = std::max<int64_t>(1, config_.max_batch_tokens / static_cast<int64_t>(depth));
   InFlight mb;
   std::vector<int32_t> tokens;
-  std::vector<worker::ExecItem> items;
+  std::vector<pipeline::ExecItem> items;
   for (auto& s : running_) {  // decode tokens first, one per idle decoding sequence
     if (s->busy || s->finished || !s->decoding()) continue;
     if (mb.owners.size() >= share || budget <= 0) break;
@@ -292,8 +292,8 @@ void Scheduler::CompleteOldest() {
   InFlight mb = std::move(in_flight_.front());
   in_flight_.pop_front();
   for (Sequence* s : mb.owners) s->busy = false;
-  absl::StatusOr<std::vector<worker::SampledToken>> sampled =
-      mb.ticket.ok() ? executor_.Wait(*mb.ticket) : absl::StatusOr<std::vector<worker::SampledToken>>(mb.ticket.status());
+  absl::StatusOr<std::vector<pipeline::SampledToken>> sampled =
+      mb.ticket.ok() ? executor_.Wait(*mb.ticket) : absl::StatusOr<std::vector<pipeline::SampledToken>>(mb.ticket.status());
   size_t expected = 0;
   for (bool b : mb.sample) expected += b ? 1 : 0;
   if (sampled.ok() && sampled->size() != expected)
@@ -313,7 +313,7 @@ void Scheduler::CompleteOldest() {
       s.prefilled += mb.n_tokens[i];
       if (!s.decoding()) continue;  // more prompt chunks to come
     }
-    const worker::SampledToken& t = (*sampled)[next++];
+    const pipeline::SampledToken& t = (*sampled)[next++];
     if (s.finished) continue;  // cancelled while in flight: its token is dropped
     const int32_t id = t.id;
     if (metrics_ != nullptr) {

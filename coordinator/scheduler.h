@@ -6,7 +6,7 @@
 // decode token per running sequence first, then prompt chunks of at most `prefill_chunk`
 // tokens until `max_batch_tokens` is reached, so a long prompt is prefilled over several
 // iterations while the others keep decoding, (4) runs the batch through a
-// worker::BatchExecutor (in-process: Transformer::ForwardBatch; under mpirun: the pipeline
+// pipeline::BatchExecutor (in-process: Transformer::ForwardBatch; under mpirun: the pipeline
 // stages) which samples, and streams each finished segment's next token. Under a pipeline
 // the running sequences are split into micro-batches (a fair share of the sequences and of
 // `max_batch_tokens` each) and the pipeline is kept full: whenever the oldest micro-batch
@@ -31,8 +31,8 @@
 #include "text/tokenizer.h"
 #include "model/transformer.h"
 #include "monitoring/serving_metrics.h"
-#include "worker/batch_executor.h"
-#include "worker/embedded_pipeline.h"
+#include "pipeline/batch_executor.h"
+#include "pipeline/embedded_pipeline.h"
 
 namespace accullm::coordinator {
 
@@ -56,7 +56,7 @@ struct SequenceParams {
 class Scheduler {
  public:
   // The embedded default: `model` runs as the one stage of an in-process pipeline
-  // (worker::EmbeddedPipeline), the same stage runner as under mpirun. The stage's KV pool gets
+  // (pipeline::EmbeddedPipeline), the same stage runner as under mpirun. The stage's KV pool gets
   // as many blocks of the same size as `pool`, the admission budget (give it zero layers: it
   // then holds no memory).
   // `tokenizer` may be null: ids only (no text, no stop sequences), as `generate --output-ids`.
@@ -65,7 +65,7 @@ class Scheduler {
                                                                    monitoring::ServingMetrics* metrics);
   // Any executor (the pipeline under mpirun). `pool` is only the admission budget: it must
   // mirror the stages' pools (same block size and count); a pool with zero layers holds no memory.
-  Scheduler(worker::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer* tokenizer,
+  Scheduler(pipeline::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer* tokenizer,
             KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
@@ -106,8 +106,8 @@ class Scheduler {
   void Finish(Sequence& s, const std::string& reason, std::string text = {}, const std::string& error = {});
   void UpdateGauges();
 
-  std::unique_ptr<worker::EmbeddedPipeline> embedded_;  // CreateEmbedded's pipeline (destroyed after Stop)
-  worker::BatchExecutor& executor_;
+  std::unique_ptr<pipeline::EmbeddedPipeline> embedded_;  // CreateEmbedded's pipeline (destroyed after Stop)
+  pipeline::BatchExecutor& executor_;
   const text::Tokenizer* tokenizer_;
   KvBlockPool& pool_;
   SchedulerConfig config_;

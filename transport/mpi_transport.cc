@@ -9,7 +9,6 @@
 #include <list>
 
 #include "absl/strings/str_cat.h"
-#include "transport/wire.h"
 
 namespace accullm::transport {
 

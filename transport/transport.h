@@ -1,5 +1,5 @@
 // How pipeline stages and the coordinator exchange messages: ranks 0..size-1, ordered
-// point-to-point byte messages (one wire message each, see wire.h). Send never blocks on
+// point-to-point byte messages (what they mean is the pipeline's business: pipeline/wire.h). Send never blocks on
 // the peer (it queues); Receive waits up to a timeout. Implementations: InProcessTransport
 // (threads of one process: the embedded default and the unit tests) and MpiTransport (host
 // memory between processes, progressed by a dedicated thread). Activations between GPUs use
@@ -20,6 +20,10 @@
 #include "absl/status/statusor.h"
 
 namespace accullm::transport {
+
+// Largest message anyone may send or accept (a batch of 1M rows × 8192 F32 is 32 GiB: far
+// more than any configuration here; this bounds allocation from a malicious size field).
+inline constexpr uint64_t kMaxMessageBytes = (uint64_t{1} << 31) - 1;  // MPI counts are int
 
 struct Envelope {
   int source = -1;

@@ -122,14 +122,14 @@ class RequestLogTest : public ::testing::Test {
   }
 
   // The scheduler is never started, so nothing ever reaches its executor.
-  class IdleExecutor final : public worker::BatchExecutor {
+  class IdleExecutor final : public pipeline::BatchExecutor {
    public:
-    void Open(worker::SequenceSetup) override {}
+    void Open(pipeline::SequenceSetup) override {}
     void Release(uint64_t) override {}
-    absl::StatusOr<uint64_t> Launch(std::vector<int32_t>, std::vector<worker::ExecItem>) override {
+    absl::StatusOr<uint64_t> Launch(std::vector<int32_t>, std::vector<pipeline::ExecItem>) override {
       return absl::InternalError("never launched");
     }
-    absl::StatusOr<std::vector<worker::SampledToken>> Wait(uint64_t) override {
+    absl::StatusOr<std::vector<pipeline::SampledToken>> Wait(uint64_t) override {
       return absl::InternalError("never launched");
     }
   };

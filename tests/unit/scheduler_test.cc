@@ -13,7 +13,7 @@
 #include "common/thread_pool.h"
 #include "model/end_of_sequence.h"
 #include "text/stop_text.h"
-#include "worker/embedded_pipeline.h"
+#include "pipeline/embedded_pipeline.h"
 
 namespace accullm::coordinator {
 namespace {
@@ -220,25 +220,25 @@ namespace {
 
 // The embedded pipeline driven as a pipeline of `depth` micro-batches: it records how many
 // other micro-batches were outstanding at each launch (a drained pipeline launches with none).
-class DeepExecutor final : public worker::BatchExecutor {
+class DeepExecutor final : public pipeline::BatchExecutor {
  public:
   DeepExecutor(Transformer& model, int depth, int64_t kv_blocks) : depth_(depth) {
-    worker::PipelineConfig pc;
+    pipeline::PipelineConfig pc;
     pc.kv_blocks = kv_blocks;
     pc.context = model.config().max_position_embeddings;
-    auto p = worker::EmbeddedPipeline::Start(model, pc);
+    auto p = pipeline::EmbeddedPipeline::Start(model, pc);
     EXPECT_TRUE(p.ok()) << p.status();
     if (p.ok()) pipeline_ = std::move(*p);
   }
-  void Open(worker::SequenceSetup s) override { pipeline_->executor().Open(std::move(s)); }
+  void Open(pipeline::SequenceSetup s) override { pipeline_->executor().Open(std::move(s)); }
   void Release(uint64_t seq) override { pipeline_->executor().Release(seq); }
-  absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<worker::ExecItem> items) override {
+  absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<pipeline::ExecItem> items) override {
     ++launches;
     if (outstanding_ == depth_ - 1) ++launches_into_full;
     max_outstanding = std::max(max_outstanding, ++outstanding_);
     return pipeline_->executor().Launch(std::move(tokens), std::move(items));
   }
-  absl::StatusOr<std::vector<worker::SampledToken>> Wait(uint64_t ticket) override {
+  absl::StatusOr<std::vector<pipeline::SampledToken>> Wait(uint64_t ticket) override {
     --outstanding_;
     return pipeline_->executor().Wait(ticket);
   }
@@ -247,7 +247,7 @@ class DeepExecutor final : public worker::BatchExecutor {
   int launches = 0, launches_into_full = 0, max_outstanding = 0;
 
  private:
-  std::unique_ptr<worker::EmbeddedPipeline> pipeline_;
+  std::unique_ptr<pipeline::EmbeddedPipeline> pipeline_;
   int depth_, outstanding_ = 0;
 };
 

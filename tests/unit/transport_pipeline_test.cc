@@ -12,9 +12,9 @@
 #include "coordinator/scheduler.h"
 #include "sharding/stage_plan.h"
 #include "transport/transport.h"
-#include "transport/wire.h"
-#include "worker/pipeline_executor.h"
-#include "worker/pipeline_stage.h"
+#include "pipeline/wire.h"
+#include "pipeline/pipeline_executor.h"
+#include "pipeline/pipeline_stage.h"
 
 namespace accullm {
 namespace {
@@ -94,7 +94,7 @@ class PipelineTest : public ::testing::Test {
     return out;
   }
 
-  std::vector<Outcome> Pipelined(int stages, int micro_batches, transport::ActivationDType act) {
+  std::vector<Outcome> Pipelined(int stages, int micro_batches, pipeline::ActivationDType act) {
     transport::InProcessHub hub(stages + 1);
     std::vector<std::unique_ptr<ThreadPool>> pools;
     std::vector<std::unique_ptr<Transformer>> models;
@@ -105,17 +105,17 @@ class PipelineTest : public ::testing::Test {
       auto m = Transformer::Load(kModel, pools.back().get());
       EXPECT_TRUE(m.ok());
       models.push_back(std::move(*m));
-      threads.emplace_back([&, r, model = models.back().get()] { codes[r] = worker::RunPipelineStage(hub.at(r), *model); });
+      threads.emplace_back([&, r, model = models.back().get()] { codes[r] = pipeline::RunPipelineStage(hub.at(r), *model); });
     }
     const auto& c = model_->config();
-    worker::PipelineConfig pc;
+    pipeline::PipelineConfig pc;
     pc.kv_blocks = 256;
     pc.context = c.max_position_embeddings;
     pc.micro_batches = micro_batches;
     pc.activations = act;
     auto plan = PlanStages(CostFromModel(*model_), stages, {});
     EXPECT_TRUE(plan.ok());
-    auto exec = worker::PipelineExecutor::Start(hub.at(0), c, *plan, pc);
+    auto exec = pipeline::PipelineExecutor::Start(hub.at(0), c, *plan, pc);
     EXPECT_TRUE(exec.ok()) << exec.status();
     KvBlockPool accounting(0, model_->kv_dim(), 16, 256);
     coordinator::SchedulerConfig sc;
@@ -146,7 +146,7 @@ TEST_F(PipelineTest, SameTokensAsSingleProcessWithOneTwoThreeStages) {
   }
   for (int stages : {1, 2, 3}) {
     for (int mb : {1, 3}) {
-      const auto got = Pipelined(stages, mb, transport::ActivationDType::kF32);
+      const auto got = Pipelined(stages, mb, pipeline::ActivationDType::kF32);
       ASSERT_EQ(got.size(), ref.size());
       for (size_t i = 0; i < ref.size(); ++i) {
         EXPECT_EQ(got[i].ids, ref[i].ids) << stages << " stages, " << mb << " micro-batches, request " << i;
@@ -158,7 +158,7 @@ TEST_F(PipelineTest, SameTokensAsSingleProcessWithOneTwoThreeStages) {
 }
 
 TEST_F(PipelineTest, HalfPrecisionActivationsStillGenerate) {
-  const auto got = Pipelined(2, 2, transport::ActivationDType::kBF16);
+  const auto got = Pipelined(2, 2, pipeline::ActivationDType::kBF16);
   for (const auto& o : got) {
     EXPECT_EQ(o.finish, "length");
     EXPECT_EQ(o.ids.size(), 12u);
@@ -167,20 +167,20 @@ TEST_F(PipelineTest, HalfPrecisionActivationsStillGenerate) {
 
 TEST_F(PipelineTest, RefusesMismatchedRanksAndPlans) {
   transport::InProcessHub hub(2);  // one worker rank
-  worker::PipelineConfig pc;
+  pipeline::PipelineConfig pc;
   pc.kv_blocks = 16;
   pc.context = 64;
   auto two = EvenStagePlan(model_->config().num_layers, 2);
-  auto e = worker::PipelineExecutor::Start(hub.at(0), model_->config(), two, pc);
+  auto e = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), two, pc);
   ASSERT_FALSE(e.ok());
   EXPECT_NE(std::string(e.status().message()).find("mpirun -np 3"), std::string::npos) << e.status();
 
   // A stage that loaded another model refuses the hello.
   ModelConfig other = model_->config();
   other.hidden_size += 1;
-  std::thread stage([&] { worker::RunPipelineStage(hub.at(1), *model_); });
+  std::thread stage([&] { pipeline::RunPipelineStage(hub.at(1), *model_); });
   auto one = EvenStagePlan(other.num_layers, 1);
-  auto e2 = worker::PipelineExecutor::Start(hub.at(0), other, one, pc);
+  auto e2 = pipeline::PipelineExecutor::Start(hub.at(0), other, one, pc);
   stage.join();
   ASSERT_FALSE(e2.ok());
   EXPECT_NE(std::string(e2.status().message()).find("refused"), std::string::npos) << e2.status();
@@ -192,17 +192,17 @@ TEST_F(PipelineTest, SilentStageFailsRequestsWithinTimeout) {
   std::thread fake([&] {
     auto env = hub.at(1).Receive(std::chrono::seconds(10));
     ASSERT_TRUE(env.ok() && env->has_value());
-    auto m = transport::Decode((*env)->bytes.data(), (*env)->bytes.size());
+    auto m = pipeline::Decode((*env)->bytes.data(), (*env)->bytes.size());
     ASSERT_TRUE(m.ok());
-    transport::HelloAck ack{0, ModelFingerprint(model_->config()), true, ""};
-    ASSERT_TRUE(hub.at(1).Send(0, transport::Encode({0, ack})).ok());
+    pipeline::HelloAck ack{0, ModelFingerprint(model_->config()), true, ""};
+    ASSERT_TRUE(hub.at(1).Send(0, pipeline::Encode({0, ack})).ok());
   });
-  worker::PipelineConfig pc;
+  pipeline::PipelineConfig pc;
   pc.kv_blocks = 64;
   pc.context = 128;
   pc.heartbeat_ms = 50;
   pc.timeout_ms = 400;
-  auto e = worker::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, 1), pc);
+  auto e = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, 1), pc);
   fake.join();
   ASSERT_TRUE(e.ok()) << e.status();
   std::string why;
@@ -238,18 +238,18 @@ TEST_F(PipelineTest, EarlyStagesOutwaitASlowOneAtStartup) {
   // host short of CPU, loading a model can). Stage 1 times the coordinator's silence from its
   // ack on, so the coordinator must keep talking to it while it waits for stage 2.
   transport::InProcessHub hub(3);
-  worker::PipelineConfig pc;
+  pipeline::PipelineConfig pc;
   pc.kv_blocks = 64;
   pc.context = 128;
   pc.heartbeat_ms = 50;
   pc.timeout_ms = 300;
   std::vector<int> codes(3, -1);
-  std::thread first([&] { codes[1] = worker::RunPipelineStage(hub.at(1), *model_); });
+  std::thread first([&] { codes[1] = pipeline::RunPipelineStage(hub.at(1), *model_); });
   std::thread late([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(5 * pc.timeout_ms));
-    codes[2] = worker::RunPipelineStage(hub.at(2), *model_);
+    codes[2] = pipeline::RunPipelineStage(hub.at(2), *model_);
   });
-  auto e = worker::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, 2), pc);
+  auto e = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, 2), pc);
   ASSERT_TRUE(e.ok()) << e.status();
   std::string why;
   (*e)->set_on_failure([&](const std::string& w) { why = w; });

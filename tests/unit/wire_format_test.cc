@@ -5,9 +5,9 @@
 #include <limits>
 
 #include "gtest/gtest.h"
-#include "transport/wire.h"
+#include "pipeline/wire.h"
 
-namespace accullm::transport {
+namespace accullm::pipeline {
 namespace {
 
 Batch SampleBatch() {
@@ -294,4 +294,4 @@ TEST(WireFormat, RandomCorruptionNeverCrashes) {
 }
 
 }  // namespace
-}  // namespace accullm::transport
+}  // namespace accullm::pipeline

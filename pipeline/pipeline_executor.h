@@ -22,15 +22,15 @@
 #include "model/model_config.h"
 #include "sharding/stage_plan.h"
 #include "transport/transport.h"
-#include "worker/batch_executor.h"
+#include "pipeline/batch_executor.h"
 
-namespace accullm::worker {
+namespace accullm::pipeline {
 
 struct PipelineConfig {
-  transport::ActivationDType activations = transport::ActivationDType::kF32;
+  pipeline::ActivationDType activations = pipeline::ActivationDType::kF32;
   // kNccl: the stages move activations over NCCL; once every stage accepted the hello,
   // Start runs join_activation_channel (rank 0's part of the NCCL bootstrap collective).
-  transport::ActivationTransport activation_transport = transport::ActivationTransport::kMpi;
+  pipeline::ActivationTransport activation_transport = pipeline::ActivationTransport::kMpi;
   std::function<absl::Status()> join_activation_channel;
   int64_t kv_block_size = 16, kv_blocks = 0, context = 0;
   int micro_batches = 2;
@@ -80,7 +80,7 @@ class PipelineExecutor final : public BatchExecutor {
   transport::Transport& t_;
   PipelineConfig config_;
   int stages_;
-  std::vector<transport::NewSequence> opened_;  // sent with the next micro-batch
+  std::vector<pipeline::NewSequence> opened_;  // sent with the next micro-batch
   std::vector<uint64_t> released_;
   uint64_t next_batch_ = 0;
 
@@ -96,4 +96,4 @@ class PipelineExecutor final : public BatchExecutor {
   std::thread monitor_;
 };
 
-}  // namespace accullm::worker
+}  // namespace accullm::pipeline

@@ -1,10 +1,10 @@
-#include "worker/embedded_pipeline.h"
+#include "pipeline/embedded_pipeline.h"
 
 #include "sharding/stage_plan.h"
-#include "transport/wire.h"
-#include "worker/pipeline_stage.h"
+#include "pipeline/wire.h"
+#include "pipeline/pipeline_stage.h"
 
-namespace accullm::worker {
+namespace accullm::pipeline {
 
 absl::StatusOr<std::unique_ptr<EmbeddedPipeline>> EmbeddedPipeline::Start(Transformer& model, PipelineConfig config) {
   std::unique_ptr<EmbeddedPipeline> p(new EmbeddedPipeline());
@@ -13,7 +13,7 @@ absl::StatusOr<std::unique_ptr<EmbeddedPipeline>> EmbeddedPipeline::Start(Transf
   config.heartbeat_ms = 1000;
   config.timeout_ms = 24u * 3600 * 1000;
   config.batch_timeout_ms = 24u * 3600 * 1000;
-  config.activation_transport = transport::ActivationTransport::kMpi;  // activations never leave the stage
+  config.activation_transport = pipeline::ActivationTransport::kMpi;  // activations never leave the stage
   config.join_activation_channel = nullptr;
   config.micro_batches = 1;  // one stage: nothing to overlap
   p->stage_ = std::thread([&model, t = &p->hub_.at(1)] { RunPipelineStage(*t, model); });
@@ -22,7 +22,7 @@ absl::StatusOr<std::unique_ptr<EmbeddedPipeline>> EmbeddedPipeline::Start(Transf
   auto e = PipelineExecutor::Start(p->hub_.at(0), model.config(), plan, config);
   if (!e.ok()) {
     // The stage is waiting for (or refused) the hello: tell it to go, then join it.
-    (void)p->hub_.at(0).Send(1, transport::Encode(transport::Message{0, transport::Shutdown{}}));
+    (void)p->hub_.at(0).Send(1, pipeline::Encode(pipeline::Message{0, pipeline::Shutdown{}}));
     p->stage_.join();
     return e.status();
   }
@@ -35,4 +35,4 @@ EmbeddedPipeline::~EmbeddedPipeline() {
   if (stage_.joinable()) stage_.join();
 }
 
-}  // namespace accullm::worker
+}  // namespace accullm::pipeline

@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <chrono>
 
-namespace accullm::worker {
+namespace accullm::pipeline {
 
 class StallMeter {
  public:
@@ -34,4 +34,4 @@ class StallMeter {
   Clock::time_point last_;
 };
 
-}  // namespace accullm::worker
+}  // namespace accullm::pipeline

@@ -12,9 +12,9 @@
 #include "absl/status/statusor.h"
 #include "model/transformer.h"
 #include "transport/transport.h"
-#include "worker/pipeline_executor.h"
+#include "pipeline/pipeline_executor.h"
 
-namespace accullm::worker {
+namespace accullm::pipeline {
 
 class EmbeddedPipeline {
  public:
@@ -37,4 +37,4 @@ class EmbeddedPipeline {
   std::unique_ptr<PipelineExecutor> executor_;
 };
 
-}  // namespace accullm::worker
+}  // namespace accullm::pipeline

@@ -13,7 +13,7 @@
 #include "transport/mpi_transport.h"
 #include "transport/transport.h"
 
-namespace accullm::worker {
+namespace accullm::pipeline {
 
 // Returns the process exit status: 0 after Shutdown, non-zero on failure (logged).
 // `mpi` (the same transport, when it is MPI) is needed for --activation-transport nccl: the
@@ -21,4 +21,4 @@ namespace accullm::worker {
 // after the handshake joins the NCCL bootstrap (transport/nccl_channel.h).
 int RunPipelineStage(transport::Transport& transport, Transformer& model, transport::MpiTransport* mpi = nullptr);
 
-}  // namespace accullm::worker
+}  // namespace accullm::pipeline

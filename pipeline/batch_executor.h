@@ -10,9 +10,9 @@
 #include "absl/status/statusor.h"
 #include "model/kv_cache.h"
 #include "model/sampler.h"
-#include "transport/wire.h"
+#include "pipeline/wire.h"
 
-namespace accullm::worker {
+namespace accullm::pipeline {
 
 struct SequenceSetup {
   uint64_t seq = 0;
@@ -28,7 +28,7 @@ struct ExecItem {
   bool sample = false;       // sample a token after this item's last row
 };
 
-using transport::SampledToken;
+using pipeline::SampledToken;
 
 class BatchExecutor {
  public:
@@ -48,4 +48,4 @@ class BatchExecutor {
   virtual int micro_batches() const { return 1; }
 };
 
-}  // namespace accullm::worker
+}  // namespace accullm::pipeline

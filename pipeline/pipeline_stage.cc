@@ -1,4 +1,4 @@
-#include "worker/pipeline_stage.h"
+#include "pipeline/pipeline_stage.h"
 
 #include <atomic>
 #include <chrono>
@@ -12,24 +12,24 @@
 #include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
 #include "transport/nccl_channel.h"
-#include "transport/wire.h"
-#include "worker/sequence_sampling.h"
-#include "worker/stall_meter.h"
+#include "pipeline/wire.h"
+#include "pipeline/sequence_sampling.h"
+#include "pipeline/stall_meter.h"
 
-namespace accullm::worker {
+namespace accullm::pipeline {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using transport::Batch;
-using transport::Message;
+using pipeline::Batch;
+using pipeline::Message;
 
 // A transfer over NCCL not matched within this long fails the stage (never a hang).
 constexpr std::chrono::milliseconds kNcclTimeout{60000};
 
 class Stage {
  public:
-  Stage(transport::Transport& t, Transformer& m, const transport::Hello& h, transport::NcclChannel* nccl)
+  Stage(transport::Transport& t, Transformer& m, const pipeline::Hello& h, transport::NcclChannel* nccl)
       : t_(t), model_(m), hello_(h), nccl_(nccl),
         pool_(h.layer_end - h.layer_begin, m.kv_dim(), h.kv_block_size, h.kv_blocks, h.layer_begin),
         last_(h.stage + 1 == h.num_stages) {}
@@ -47,7 +47,7 @@ class Stage {
   };
   transport::Transport& t_;
   Transformer& model_;
-  transport::Hello hello_;
+  pipeline::Hello hello_;
   transport::NcclChannel* nccl_;  // activations between stages when the hello says nccl
   KvBlockPool pool_;  // this stage's layers only
   bool last_;
@@ -60,11 +60,11 @@ class Stage {
 absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
   const auto start = Clock::now();
   const int64_t h = model_.config().hidden_size;
-  RETURN_IF_ERROR(transport::ValidateBatch(b, hello_.stage == 0, h, hello_.activation_transport));
+  RETURN_IF_ERROR(pipeline::ValidateBatch(b, hello_.stage == 0, h, hello_.activation_transport));
   if (b.activations_over_nccl) {
     // First, before anything can fail: the previous stage's ncclSend waits for this receive.
     if (nccl_ == nullptr) return absl::FailedPreconditionError("activations over NCCL without an NCCL channel");
-    b.activations.resize(transport::ActivationBytes(b));
+    b.activations.resize(pipeline::ActivationBytes(b));
     RETURN_IF_ERROR(nccl_->ReceiveHost(b.activations.data(), b.activations.size(), t_.rank() - 1));
   }
   for (uint64_t s : b.released) seqs_.erase(s);  // ~KvCache returns the blocks
@@ -96,7 +96,7 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
   if (hello_.stage == 0) {
     RETURN_IF_ERROR(model_.Embed(b.tokens.data(), b.rows, hidden_.data()));
   } else {
-    transport::UnpackActivations(b.activations, b.act, hidden_.data());
+    pipeline::UnpackActivations(b.activations, b.act, hidden_.data());
   }
   RETURN_IF_ERROR(model_.RunLayers(hello_.layer_begin, hello_.layer_end, hidden_.data(), segments));
   rows_done_ += static_cast<uint64_t>(b.rows);
@@ -110,16 +110,16 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
     next.act = hello_.activations;
     next.rows = b.rows;
     next.width = h;
-    next.activations = transport::PackActivations(hidden_.data(), hidden_.size(), hello_.activations);
+    next.activations = pipeline::PackActivations(hidden_.data(), hidden_.size(), hello_.activations);
     compute_us_ += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
     ++batches_done_;
-    if (nccl_ == nullptr) return t_.Send(t_.rank() + 1, transport::Encode(Message{batch_id, std::move(next)}));
+    if (nccl_ == nullptr) return t_.Send(t_.rank() + 1, pipeline::Encode(Message{batch_id, std::move(next)}));
     // The descriptor first (the next stage posts its ncclRecv when it reads it), then the
     // activations over NCCL; descriptors arrive in order, so sends and receives pair up.
     std::vector<uint8_t> act = std::move(next.activations);
     next.activations.clear();
     next.activations_over_nccl = true;
-    RETURN_IF_ERROR(t_.Send(t_.rank() + 1, transport::Encode(Message{batch_id, std::move(next)})));
+    RETURN_IF_ERROR(t_.Send(t_.rank() + 1, pipeline::Encode(Message{batch_id, std::move(next)})));
     return nccl_->SendHost(act.data(), act.size(), t_.rank() + 1);
   }
   // Last stage: head on the rows that sample, then sample.
@@ -132,7 +132,7 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
     std::copy_n(hidden_.data() + (row - 1) * h, h, rows_.data() + sampled.size() * h);
     sampled.push_back(i);
   }
-  transport::Result res;
+  pipeline::Result res;
   if (!sampled.empty()) {
     const int64_t vocab = model_.config().vocab_size;
     logits_.resize(sampled.size() * static_cast<size_t>(vocab));
@@ -146,7 +146,7 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
   compute_us_ += static_cast<uint64_t>(us);
   res.compute_seconds = us / 1e6;
   ++batches_done_;
-  return t_.Send(0, transport::Encode(Message{batch_id, std::move(res)}));
+  return t_.Send(0, pipeline::Encode(Message{batch_id, std::move(res)}));
 }
 
 // Why this rank cannot move activations over NCCL, or "" when it can.
@@ -158,18 +158,18 @@ std::string NcclRefusal(int rank, transport::MpiTransport* mpi) {
   return "";
 }
 
-absl::StatusOr<transport::Hello> Handshake(transport::Transport& t, Transformer& model, transport::MpiTransport* mpi) {
+absl::StatusOr<pipeline::Hello> Handshake(transport::Transport& t, Transformer& model, transport::MpiTransport* mpi) {
   const auto deadline = Clock::now() + std::chrono::seconds(120);
   while (Clock::now() < deadline) {
     ASSIGN_OR_RETURN(std::optional<transport::Envelope> env, t.Receive(std::chrono::milliseconds(200)));
     if (!env.has_value()) continue;
     if (env->source != 0) return absl::FailedPreconditionError(absl::StrCat("a message from rank ", env->source, " before the coordinator's hello"));
-    ASSIGN_OR_RETURN(Message m, transport::Decode(env->bytes.data(), env->bytes.size()));
-    if (m.type() == transport::MessageType::kShutdown) return absl::CancelledError("shut down before starting");
-    const auto* hello = std::get_if<transport::Hello>(&m.body);
-    if (hello == nullptr) return absl::FailedPreconditionError(absl::StrCat("expected hello, got ", transport::MessageTypeName(m.type())));
+    ASSIGN_OR_RETURN(Message m, pipeline::Decode(env->bytes.data(), env->bytes.size()));
+    if (m.type() == pipeline::MessageType::kShutdown) return absl::CancelledError("shut down before starting");
+    const auto* hello = std::get_if<pipeline::Hello>(&m.body);
+    if (hello == nullptr) return absl::FailedPreconditionError(absl::StrCat("expected hello, got ", pipeline::MessageTypeName(m.type())));
     const ModelConfig& c = model.config();
-    transport::HelloAck ack;
+    pipeline::HelloAck ack;
     ack.stage = hello->stage;
     ack.model_fingerprint = ModelFingerprint(c);
     ack.ok = true;
@@ -185,11 +185,11 @@ absl::StatusOr<transport::Hello> Handshake(transport::Transport& t, Transformer&
     } else if (hello->context > c.max_position_embeddings) {
       ack.ok = false;
       ack.message = absl::StrCat("context ", hello->context, " exceeds the model's ", c.max_position_embeddings);
-    } else if (hello->activation_transport == transport::ActivationTransport::kNccl) {
+    } else if (hello->activation_transport == pipeline::ActivationTransport::kNccl) {
       ack.message = NcclRefusal(t.rank(), mpi);
       ack.ok = ack.message.empty();
     }
-    RETURN_IF_ERROR(t.Send(0, transport::Encode(Message{0, ack})));
+    RETURN_IF_ERROR(t.Send(0, pipeline::Encode(Message{0, ack})));
     if (!ack.ok) return absl::FailedPreconditionError(ack.message);
     return *hello;
   }
@@ -207,7 +207,7 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
   spdlog::info("stage {} (rank {}) runs layers [{}, {}){}{} of {}; activations {}", hello->stage, t.rank(),
                hello->layer_begin, hello->layer_end, hello->stage == 0 ? " +embed" : "",
                hello->stage + 1 == hello->num_stages ? " +head" : "", hello->num_layers,
-               transport::ActivationDTypeName(hello->activations));
+               pipeline::ActivationDTypeName(hello->activations));
   std::unique_ptr<transport::NcclChannel> nccl;
   Stage stage(t, model, *hello, nullptr);
   std::atomic<bool> stop{false};
@@ -217,8 +217,8 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
   std::thread heartbeat([&] {
     std::unique_lock<std::mutex> lock(hb_mu);
     while (!stop.load()) {
-      transport::Heartbeat hb{hello->stage, stage.batches_done(), stage.compute_seconds()};
-      if (!t.Send(0, transport::Encode(Message{0, hb})).ok()) break;
+      pipeline::Heartbeat hb{hello->stage, stage.batches_done(), stage.compute_seconds()};
+      if (!t.Send(0, pipeline::Encode(Message{0, hb})).ok()) break;
       hb_cv.wait_for(lock, std::chrono::milliseconds(hello->heartbeat_ms), [&] { return stop.load(); });
     }
   });
@@ -231,7 +231,7 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
     heartbeat.join();
     return code;
   };
-  if (hello->activation_transport == transport::ActivationTransport::kNccl) {
+  if (hello->activation_transport == pipeline::ActivationTransport::kNccl) {
     // Right after the handshake, before any batch, in the same order on every rank (the
     // coordinator joins the bootstrap broadcast once every stage accepted its hello).
     const int count = transport::CudaDeviceCount();
@@ -241,10 +241,10 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
       const std::string why = absl::StrCat("stage ", hello->stage, " (rank ", t.rank(), "): NCCL setup on CUDA device ",
                                            device, ": ", ch.status().message());
       spdlog::error("{}", why);
-      transport::Result r;
+      pipeline::Result r;
       r.ok = false;
       r.error = why;
-      (void)t.Send(0, transport::Encode(Message{0, std::move(r)}));
+      (void)t.Send(0, pipeline::Encode(Message{0, std::move(r)}));
       return finish(4);
     }
     nccl = std::move(*ch);
@@ -279,13 +279,13 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
     }
     const int source = (*env)->source;
     if (source == 0) last_from_coordinator = now;
-    auto m = transport::Decode((*env)->bytes.data(), (*env)->bytes.size());
+    auto m = pipeline::Decode((*env)->bytes.data(), (*env)->bytes.size());
     if (!m.ok()) {
       spdlog::error("stage {} (rank {}): refused a malformed message from rank {}: {}", hello->stage, t.rank(), source,
                     std::string(m.status().message()));
       return finish(3);
     }
-    if (m->type() == transport::MessageType::kShutdown && source == 0) {
+    if (m->type() == pipeline::MessageType::kShutdown && source == 0) {
       // One line for the benchmark (bench/pipeline_bench.sh parses it).
       spdlog::info("stage {} (rank {}): shutdown after {} batches; stats rows={} compute_s={:.4f} bytes_sent={} "
                    "bytes_per_row={:.1f}", hello->stage, t.rank(), stage.batches_done(), stage.rows_done(),
@@ -293,24 +293,24 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
                    stage.rows_done() > 0 ? static_cast<double>(t.bytes_sent()) / stage.rows_done() : 0.0);
       return finish(0);
     }
-    if (m->type() == transport::MessageType::kHeartbeat && source == 0) continue;
+    if (m->type() == pipeline::MessageType::kHeartbeat && source == 0) continue;
     auto* batch = std::get_if<Batch>(&m->body);
     const int expected_source = hello->stage == 0 ? 0 : t.rank() - 1;
     if (batch == nullptr || source != expected_source) {
       spdlog::error("stage {} (rank {}): unexpected {} from rank {}", hello->stage, t.rank(),
-                    transport::MessageTypeName(m->type()), source);
+                    pipeline::MessageTypeName(m->type()), source);
       return finish(3);
     }
     if (absl::Status st = stage.Run(m->batch_id, *batch); !st.ok()) {
       // Tell the coordinator (it fails the pipeline, naming this rank) and stop.
       spdlog::error("stage {} (rank {}): batch {}: {}", hello->stage, t.rank(), m->batch_id, std::string(st.message()));
-      transport::Result r;
+      pipeline::Result r;
       r.ok = false;
       r.error = absl::StrCat("stage ", hello->stage, " (rank ", t.rank(), "): ", st.message());
-      (void)t.Send(0, transport::Encode(Message{m->batch_id, std::move(r)}));
+      (void)t.Send(0, pipeline::Encode(Message{m->batch_id, std::move(r)}));
       return finish(4);
     }
   }
 }
 
-}  // namespace accullm::worker
+}  // namespace accullm::pipeline

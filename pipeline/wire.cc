@@ -1,4 +1,4 @@
-#include "transport/wire.h"
+#include "pipeline/wire.h"
 
 #include <bit>
 #include <cmath>
@@ -9,7 +9,7 @@
 #include "common/dtype.h"
 #include "common/status.h"
 
-namespace accullm::transport {
+namespace accullm::pipeline {
 
 namespace {
 
@@ -464,4 +464,4 @@ void UnpackActivations(const std::vector<uint8_t>& bytes, ActivationDType t, flo
   }
 }
 
-}  // namespace accullm::transport
+}  // namespace accullm::pipeline

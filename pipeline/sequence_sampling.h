@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "model/sampler.h"
-#include "worker/batch_executor.h"
+#include "pipeline/batch_executor.h"
 
-namespace accullm::worker {
+namespace accullm::pipeline {
 
 class SequenceSampling {
  public:
@@ -27,4 +27,4 @@ class SequenceSampling {
 // log-softmax of raw logits: the logprob of `id` and the top `k` alternatives (best first).
 SampledToken Logprobs(const float* logits, int64_t vocab, int32_t id, int k);
 
-}  // namespace accullm::worker
+}  // namespace accullm::pipeline

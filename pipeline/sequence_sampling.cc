@@ -1,9 +1,9 @@
-#include "worker/sequence_sampling.h"
+#include "pipeline/sequence_sampling.h"
 
 #include <algorithm>
 #include <cmath>
 
-namespace accullm::worker {
+namespace accullm::pipeline {
 
 SampledToken Logprobs(const float* logits, int64_t vocab, int32_t id, int k) {
   const float mx = *std::max_element(logits, logits + vocab);
@@ -35,4 +35,4 @@ SampledToken SequenceSampling::Sample(uint64_t seq, float* logits, int64_t vocab
   return t;
 }
 
-}  // namespace accullm::worker
+}  // namespace accullm::pipeline

@@ -16,15 +16,14 @@
 
 #include "absl/status/statusor.h"
 #include "model/sampler.h"
+#include "transport/transport.h"
 
-namespace accullm::transport {
+namespace accullm::pipeline {
 
 inline constexpr uint32_t kWireMagic = 0x4D4C4341;  // "ACLM" little-endian
 inline constexpr uint16_t kWireVersion = 2;  // 2: hello.activation_transport, batch.activations_over_nccl
 inline constexpr size_t kHeaderBytes = 24;
-// Largest message anyone may send or accept (a batch of 1M rows × 8192 F32 is 32 GiB: far
-// more than any configuration here; this bounds allocation from a malicious size field).
-inline constexpr uint64_t kMaxMessageBytes = (uint64_t{1} << 31) - 1;  // MPI counts are int
+using transport::kMaxMessageBytes;
 inline constexpr int64_t kMaxTopLogprobs = 64;
 
 enum class MessageType : uint16_t { kHello = 1, kHelloAck = 2, kBatch = 3, kResult = 4, kHeartbeat = 5, kShutdown = 6 };
@@ -139,4 +138,4 @@ size_t ActivationBytes(const Batch& b);
 std::vector<uint8_t> PackActivations(const float* x, size_t n, ActivationDType t);
 void UnpackActivations(const std::vector<uint8_t>& bytes, ActivationDType t, float* out);
 
-}  // namespace accullm::transport
+}  // namespace accullm::pipeline

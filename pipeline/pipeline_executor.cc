@@ -1,15 +1,15 @@
-#include "worker/pipeline_executor.h"
+#include "pipeline/pipeline_executor.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "spdlog/spdlog.h"
-#include "worker/stall_meter.h"
+#include "pipeline/stall_meter.h"
 
-namespace accullm::worker {
+namespace accullm::pipeline {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-using transport::Message;
+using pipeline::Message;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transport::Transport& t,
@@ -20,11 +20,11 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
   const uint64_t fingerprint = ModelFingerprint(model);
   RETURN_IF_ERROR(ValidateStagePlan(plan, model.num_layers, stages, fingerprint));
   if (config.timeout_ms <= config.heartbeat_ms) return absl::InvalidArgumentError("the stage timeout must exceed the heartbeat interval");
-  const bool nccl = config.activation_transport == transport::ActivationTransport::kNccl;
+  const bool nccl = config.activation_transport == pipeline::ActivationTransport::kNccl;
   if (nccl && !config.join_activation_channel)
     return absl::InvalidArgumentError("--activation-transport nccl needs the MPI transport (NCCL bootstrap)");
   for (int s = 0; s < stages; ++s) {
-    transport::Hello h;
+    pipeline::Hello h;
     h.stage = static_cast<uint32_t>(s);
     h.num_stages = static_cast<uint32_t>(stages);
     h.layer_begin = plan.stages[s].layer_begin;
@@ -40,7 +40,7 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
     h.heartbeat_ms = config.heartbeat_ms;
     h.timeout_ms = config.timeout_ms;
     h.activation_transport = config.activation_transport;
-    RETURN_IF_ERROR(t.Send(s + 1, transport::Encode(Message{0, h})));
+    RETURN_IF_ERROR(t.Send(s + 1, pipeline::Encode(Message{0, h})));
   }
   std::vector<bool> acked(static_cast<size_t>(stages + 1), false);
   int pending = stages;
@@ -52,7 +52,7 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
     // us while slower ones still load (ranks starved of CPU can take seconds longer).
     if (Clock::now() - last_beat >= heartbeat) {
       for (int r = 1; r <= stages; ++r)
-        if (acked[r]) RETURN_IF_ERROR(t.Send(r, transport::Encode(Message{0, transport::Heartbeat{}})));
+        if (acked[r]) RETURN_IF_ERROR(t.Send(r, pipeline::Encode(Message{0, pipeline::Heartbeat{}})));
       last_beat = Clock::now();
     }
     if (Clock::now() > deadline) {
@@ -63,11 +63,11 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
     }
     ASSIGN_OR_RETURN(std::optional<transport::Envelope> env, t.Receive(std::min(heartbeat, std::chrono::milliseconds(200))));
     if (!env.has_value()) continue;
-    ASSIGN_OR_RETURN(Message m, transport::Decode(env->bytes.data(), env->bytes.size()));
-    if (m.type() == transport::MessageType::kHeartbeat) continue;  // an early stage already beating
-    const auto* ack = std::get_if<transport::HelloAck>(&m.body);
+    ASSIGN_OR_RETURN(Message m, pipeline::Decode(env->bytes.data(), env->bytes.size()));
+    if (m.type() == pipeline::MessageType::kHeartbeat) continue;  // an early stage already beating
+    const auto* ack = std::get_if<pipeline::HelloAck>(&m.body);
     if (ack == nullptr || env->source < 1 || env->source > stages || acked[env->source])
-      return absl::FailedPreconditionError(absl::StrCat("unexpected ", transport::MessageTypeName(m.type()),
+      return absl::FailedPreconditionError(absl::StrCat("unexpected ", pipeline::MessageTypeName(m.type()),
                                                         " from rank ", env->source, " during the handshake"));
     if (!ack->ok) return absl::FailedPreconditionError(absl::StrCat("worker rank ", env->source, " refused: ", ack->message));
     acked[env->source] = true;
@@ -100,7 +100,7 @@ void PipelineExecutor::set_on_failure(std::function<void(const std::string&)> f)
 
 void PipelineExecutor::Shutdown() {
   if (!failed_.load()) {
-    for (int r = 1; r <= stages_; ++r) (void)t_.Send(r, transport::Encode(Message{0, transport::Shutdown{}}));
+    for (int r = 1; r <= stages_; ++r) (void)t_.Send(r, pipeline::Encode(Message{0, pipeline::Shutdown{}}));
   }
   stop_ = true;
   if (monitor_.joinable()) monitor_.join();
@@ -126,7 +126,7 @@ void PipelineExecutor::Fail(const std::string& why) {
 }
 
 void PipelineExecutor::Open(SequenceSetup s) {
-  opened_.push_back(transport::NewSequence{s.seq, s.sampling, s.logprobs, std::move(s.prompt)});
+  opened_.push_back(pipeline::NewSequence{s.seq, s.sampling, s.logprobs, std::move(s.prompt)});
 }
 
 void PipelineExecutor::Release(uint64_t seq) {
@@ -145,7 +145,7 @@ absl::StatusOr<uint64_t> PipelineExecutor::Launch(std::vector<int32_t> tokens, s
     std::lock_guard<std::mutex> lock(mu_);
     return absl::UnavailableError(error_);
   }
-  transport::Batch b;
+  pipeline::Batch b;
   b.opened = std::move(opened_);
   opened_.clear();
   b.released = std::move(released_);
@@ -162,7 +162,7 @@ absl::StatusOr<uint64_t> PipelineExecutor::Launch(std::vector<int32_t> tokens, s
     std::lock_guard<std::mutex> lock(mu_);
     in_flight_[id] = Clock::now();
   }
-  if (absl::Status st = t_.Send(1, transport::Encode(Message{id, std::move(b)})); !st.ok()) {
+  if (absl::Status st = t_.Send(1, pipeline::Encode(Message{id, std::move(b)})); !st.ok()) {
     Fail(absl::StrCat("sending to stage 0 (rank 1): ", st.message()));
     return absl::UnavailableError(st.message());
   }
@@ -187,7 +187,7 @@ void PipelineExecutor::Monitor() {
   while (!stop_.load()) {
     const auto now = Clock::now();
     if (!failed_.load() && now - last_beat_sent > heartbeat) {
-      for (int r = 1; r <= stages_; ++r) (void)t_.Send(r, transport::Encode(Message{0, transport::Heartbeat{}}));
+      for (int r = 1; r <= stages_; ++r) (void)t_.Send(r, pipeline::Encode(Message{0, pipeline::Heartbeat{}}));
       last_beat_sent = now;
     }
     auto env = t_.Receive(kPoll);
@@ -223,7 +223,7 @@ void PipelineExecutor::ExcuseOwnStall(std::chrono::steady_clock::duration stalle
 }
 
 void PipelineExecutor::Handle(int src, const std::vector<uint8_t>& bytes) {
-  auto m = transport::Decode(bytes.data(), bytes.size());
+  auto m = pipeline::Decode(bytes.data(), bytes.size());
   if (!m.ok()) {
     Fail(absl::StrCat("malformed message from rank ", src, ": ", m.status().message()));
     return;
@@ -238,10 +238,10 @@ void PipelineExecutor::Handle(int src, const std::vector<uint8_t>& bytes) {
                    src - 1, silent, config_.timeout_ms);
     last_heard_[src] = now;
   }
-  if (auto* hb = std::get_if<transport::Heartbeat>(&m->body); hb != nullptr && src >= 1 && src <= stages_) {
+  if (auto* hb = std::get_if<pipeline::Heartbeat>(&m->body); hb != nullptr && src >= 1 && src <= stages_) {
     stats_[src - 1].batches = hb->batches_done;
     stats_[src - 1].compute_seconds = hb->compute_seconds;
-  } else if (auto* res = std::get_if<transport::Result>(&m->body); res != nullptr) {
+  } else if (auto* res = std::get_if<pipeline::Result>(&m->body); res != nullptr) {
     const bool known = in_flight_.count(m->batch_id) != 0;
     if (!res->ok || !known) {
       lock.unlock();
@@ -296,4 +296,4 @@ std::string PipelineExecutor::CheckLiveness() {
   return why;
 }
 
-}  // namespace accullm::worker
+}  // namespace accullm::pipeline
