@@ -1,6 +1,5 @@
 #include "kernels/cpu/int4_kernels.h"
 
-#include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
@@ -43,7 +42,7 @@ void Int4LinearRowsScalar(const Int4Matrix& m, const float* x, int64_t n, int64_
                               [&](int64_t o, float* dst) { DequantizeInt4Row(m, o, dst); });
 }
 
-#if defined(__x86_64__)
+#if ACCULLM_HAVE_X86_SIMD
 namespace {
 
 // The `kBytes`-byte little-endian value at p, from register-sized loads: a copy of odd size

@@ -1,6 +1,5 @@
 #include "kernels/cpu/int8_kernels.h"
 
-#include <immintrin.h>
 
 #include <algorithm>
 #include <vector>
@@ -23,7 +22,7 @@ void Int8LinearRowsScalar(const Int8Matrix& m, const float* x, int64_t n, int64_
                               [&](int64_t o, float* dst) { DequantizeInt8Row(m, o, dst); });
 }
 
-#if defined(__x86_64__)
+#if ACCULLM_HAVE_X86_SIMD
 namespace {
 
 // 8 codes per step: widen to int32, subtract the 128 offset, convert, scale.

@@ -2,7 +2,6 @@
 
 #include "kernels/cpu/cpu_features.h"
 
-#include <immintrin.h>
 
 #include <cstring>
 #include <vector>
@@ -35,7 +34,7 @@ void LinearRowsScalar(DType wtype, const void* w, int64_t in, const float* x, in
   }
 }
 
-#if defined(__x86_64__)
+#if ACCULLM_HAVE_X86_SIMD
 namespace {
 
 constexpr int kRowBlock = 4;  // weight rows that share each load of x
