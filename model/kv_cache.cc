@@ -65,6 +65,16 @@ absl::Status KvCache::Reserve(int64_t n) {
   return absl::OkStatus();
 }
 
+void KvCache::Truncate(int64_t n) {
+  if (n < 0) n = 0;
+  if (n < length_) length_ = n;
+  const size_t keep = static_cast<size_t>((length_ + block_size_ - 1) / block_size_);
+  while (blocks_.size() > keep) {
+    pool_->Free(blocks_.back());
+    blocks_.pop_back();
+  }
+}
+
 void KvCache::Release() {
   if (pool_ != nullptr)
     for (int32_t b : blocks_) pool_->Free(b);

@@ -73,6 +73,9 @@ class KvCache {
   absl::Status Reserve(int64_t n);
   // Returns every block to the pool (the cache is empty afterwards).
   void Release();
+  // Keeps positions [0, n) (n <= length()) and returns the blocks past them to the pool: a
+  // rolled-back draft or a preempted tail is recomputed later.
+  void Truncate(int64_t n);
 
   float* k(int64_t layer, int64_t pos) {
     return pool_->k(blocks_[pos / block_size_], layer, pos % block_size_);

@@ -37,6 +37,9 @@ class BatchExecutor {
   // sampler state live wherever the executor runs the model.
   virtual void Open(SequenceSetup setup) = 0;
   virtual void Release(uint64_t seq) = 0;
+  // Rolls `seq` back to its first `length` positions before the next micro-batch; the next
+  // item of `seq` starts at `length` and feeds `next_token` (see pipeline/wire.h Truncation).
+  virtual void Truncate(uint64_t seq, int64_t length, int32_t next_token) = 0;
   // Starts one micro-batch (`tokens` holds the items' tokens back to back) and advances the
   // items' caches; returns a ticket for Wait. Sequences of micro-batches in flight together
   // must be disjoint.

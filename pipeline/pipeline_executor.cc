@@ -140,6 +140,10 @@ void PipelineExecutor::Release(uint64_t seq) {
   released_.push_back(seq);
 }
 
+void PipelineExecutor::Truncate(uint64_t seq, int64_t length, int32_t next_token) {
+  truncated_.push_back(Truncation{seq, length, next_token});
+}
+
 absl::StatusOr<uint64_t> PipelineExecutor::Launch(std::vector<int32_t> tokens, std::vector<ExecItem> items) {
   if (failed_.load()) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -150,6 +154,8 @@ absl::StatusOr<uint64_t> PipelineExecutor::Launch(std::vector<int32_t> tokens, s
   opened_.clear();
   b.released = std::move(released_);
   released_.clear();
+  b.truncated = std::move(truncated_);
+  truncated_.clear();
   for (const auto& it : items) {
     b.items.push_back({it.seq, it.cache->length(), it.n_tokens, it.sample});
     b.rows += it.n_tokens;

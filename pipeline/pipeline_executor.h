@@ -62,6 +62,7 @@ class PipelineExecutor final : public BatchExecutor {
 
   void Open(SequenceSetup setup) override;
   void Release(uint64_t seq) override;
+  void Truncate(uint64_t seq, int64_t length, int32_t next_token) override;
   absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<ExecItem> items) override;
   absl::StatusOr<std::vector<SampledToken>> Wait(uint64_t ticket) override;
   int micro_batches() const override { return config_.micro_batches; }
@@ -82,6 +83,7 @@ class PipelineExecutor final : public BatchExecutor {
   int stages_;
   std::vector<pipeline::NewSequence> opened_;  // sent with the next micro-batch
   std::vector<uint64_t> released_;
+  std::vector<Truncation> truncated_;
   uint64_t next_batch_ = 0;
 
   mutable std::mutex mu_;

@@ -68,6 +68,17 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
     RETURN_IF_ERROR(nccl_->ReceiveHost(b.activations.data(), b.activations.size(), t_.rank() - 1));
   }
   for (uint64_t s : b.released) seqs_.erase(s);  // ~KvCache returns the blocks
+  for (const auto& t : b.truncated) {
+    auto s = seqs_.find(t.seq);
+    if (s == seqs_.end()) return absl::InvalidArgumentError(absl::StrCat("truncation of unknown sequence ", t.seq));
+    if (t.length > s->second.cache->length())
+      return absl::InvalidArgumentError(absl::StrCat("truncation of sequence ", t.seq, " to ", t.length,
+                                                     " positions; this stage's cache holds ", s->second.cache->length()));
+    if (t.next_token < 0 || t.next_token >= model_.config().vocab_size)
+      return absl::InvalidArgumentError("truncation's next token is outside the vocabulary");
+    s->second.cache->Truncate(t.length);
+    if (s->second.sampling) s->second.sampling->Truncate(t.length, t.next_token);
+  }
   for (const auto& o : b.opened) {
     if (seqs_.count(o.seq) != 0) return absl::InvalidArgumentError(absl::StrCat("sequence ", o.seq, " opened twice"));
     for (int32_t tok : o.prompt)
@@ -106,6 +117,7 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
     Batch next;
     next.opened = std::move(b.opened);
     next.released = std::move(b.released);
+    next.truncated = std::move(b.truncated);
     next.items = std::move(b.items);
     next.act = hello_.activations;
     next.rows = b.rows;

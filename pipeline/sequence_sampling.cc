@@ -35,4 +35,9 @@ SampledToken SequenceSampling::Sample(uint64_t seq, float* logits, int64_t vocab
   return t;
 }
 
+void SequenceSampling::Truncate(int64_t length, int32_t next_token) {
+  if (length < static_cast<int64_t>(history_.size())) history_.resize(static_cast<size_t>(length));
+  history_.push_back(next_token);
+}
+
 }  // namespace accullm::pipeline

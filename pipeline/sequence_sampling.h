@@ -16,6 +16,9 @@ class SequenceSampling {
       : sampler_(s.sampling), history_(s.prompt), logprobs_(s.logprobs) {}
   // Samples from `logits` [vocab] (modified in place) and records the token in the history.
   SampledToken Sample(uint64_t seq, float* logits, int64_t vocab);
+  // The history becomes its first `length` tokens, then `next_token` (see wire.h Truncation).
+  void Truncate(int64_t length, int32_t next_token);
+  int64_t history_length() const { return static_cast<int64_t>(history_.size()); }
 
  private:
   Sampler sampler_;

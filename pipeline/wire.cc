@@ -196,6 +196,8 @@ void EncodeBody(Writer& w, const Batch& b) {
   }
   w.Put<uint32_t>(static_cast<uint32_t>(b.released.size()));
   for (uint64_t s : b.released) w.Put(s);
+  w.Put<uint32_t>(static_cast<uint32_t>(b.truncated.size()));
+  for (const auto& t : b.truncated) w.Put(t.seq), w.Put(t.length), w.Put(t.next_token);
   w.Put<uint32_t>(static_cast<uint32_t>(b.items.size()));
   for (const auto& it : b.items) w.Put(it.seq), w.Put(it.position), w.Put(it.n_tokens), w.Put<uint8_t>(it.sample ? 1 : 0);
   w.Put<uint32_t>(static_cast<uint32_t>(b.tokens.size()));
@@ -206,7 +208,7 @@ void EncodeBody(Writer& w, const Batch& b) {
 }
 absl::Status DecodeBody(Reader& r, Batch& b) {
   uint64_t n = 0;
-  // Smallest encodings: new sequence 8+32+4+4, released 8, item 25, token 4.
+  // Smallest encodings: new sequence 8+32+4+4, released 8, truncation 20, item 25, token 4.
   RETURN_IF_ERROR(r.Count(n, 48, "batch.opened"));
   b.opened.resize(n);
   for (auto& s : b.opened) {
@@ -223,6 +225,14 @@ absl::Status DecodeBody(Reader& r, Batch& b) {
   RETURN_IF_ERROR(r.Count(n, 8, "batch.released"));
   b.released.resize(n);
   for (auto& s : b.released) RETURN_IF_ERROR(r.Get(s, "released"));
+  RETURN_IF_ERROR(r.Count(n, 20, "batch.truncated"));
+  b.truncated.resize(n);
+  for (auto& t : b.truncated) {
+    RETURN_IF_ERROR(r.Get(t.seq, "truncated.seq"));
+    RETURN_IF_ERROR(r.Get(t.length, "truncated.length"));
+    RETURN_IF_ERROR(r.Get(t.next_token, "truncated.next_token"));
+    RETURN_IF_ERROR(NonNegative(t.length, "truncated.length"));
+  }
   RETURN_IF_ERROR(r.Count(n, 25, "batch.items"));
   b.items.resize(n);
   for (auto& it : b.items) {

@@ -21,7 +21,7 @@
 namespace accullm::pipeline {
 
 inline constexpr uint32_t kWireMagic = 0x4D4C4341;  // "ACLM" little-endian
-inline constexpr uint16_t kWireVersion = 2;  // 2: hello.activation_transport, batch.activations_over_nccl
+inline constexpr uint16_t kWireVersion = 3;  // 2: hello.activation_transport, batch.activations_over_nccl; 3: batch.truncated
 inline constexpr size_t kHeaderBytes = 24;
 using transport::kMaxMessageBytes;
 inline constexpr int64_t kMaxTopLogprobs = 64;
@@ -70,6 +70,15 @@ struct NewSequence {
   std::vector<int32_t> prompt;  // the penalties' history starts with it
 };
 
+// Rolls a sequence back: every stage keeps KV positions [0, length); the last stage's history
+// keeps its first `length` tokens and then `next_token`, the token the coordinator feeds at
+// position `length` (speculative decoding's correction, or a preempted sequence's next input).
+struct Truncation {
+  uint64_t seq = 0;
+  int64_t length = 0;
+  int32_t next_token = 0;
+};
+
 struct BatchItem {
   uint64_t seq = 0;
   int64_t position = 0;  // first position of this item's rows (the cache length before)
@@ -82,6 +91,7 @@ struct BatchItem {
 struct Batch {
   std::vector<NewSequence> opened;   // sequences to create before running (KV + sampler)
   std::vector<uint64_t> released;    // sequences to drop before running
+  std::vector<Truncation> truncated; // rollbacks to apply before running (after `released`)
   std::vector<BatchItem> items;
   std::vector<int32_t> tokens;
   ActivationDType act = ActivationDType::kF32;

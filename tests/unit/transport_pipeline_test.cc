@@ -157,6 +157,66 @@ TEST_F(PipelineTest, SameTokensAsSingleProcessWithOneTwoThreeStages) {
   }
 }
 
+// The protocol rolls a sequence back on every stage: after truncating to an earlier length
+// and feeding the token generated there, the continuation is the original one (greedy with a
+// repetition penalty, so both the KV and the sampler's history must have been rolled back).
+TEST_F(PipelineTest, TruncationRollsBackKvAndHistoryOnEveryStage) {
+  constexpr int kStages = 2;
+  transport::InProcessHub hub(kStages + 1);
+  std::vector<std::unique_ptr<ThreadPool>> pools;
+  std::vector<std::unique_ptr<Transformer>> models;
+  std::vector<std::thread> threads;
+  for (int r = 1; r <= kStages; ++r) {
+    pools.push_back(std::make_unique<ThreadPool>(1));
+    auto m = Transformer::Load(kModel, pools.back().get());
+    ASSERT_TRUE(m.ok());
+    models.push_back(std::move(*m));
+    threads.emplace_back([&hub, r, model = models.back().get()] { pipeline::RunPipelineStage(hub.at(r), *model); });
+  }
+  pipeline::PipelineConfig pc;
+  pc.kv_blocks = 16;
+  pc.kv_block_size = 4;  // so a rollback frees whole blocks
+  pc.context = 64;
+  auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, kStages), pc);
+  ASSERT_TRUE(exec.ok()) << exec.status();
+  pipeline::PipelineExecutor& e = **exec;
+  KvBlockPool accounting(0, model_->kv_dim(), 4, 16);
+  KvCache cache(&accounting, 64);
+  pipeline::SequenceSetup setup;
+  setup.seq = 1;
+  setup.sampling.temperature = 0;
+  setup.sampling.repetition_penalty = 1.5f;
+  setup.prompt = tok_->Encode("Once upon a time", true);
+  const int64_t n = static_cast<int64_t>(setup.prompt.size());
+  e.Open(setup);
+  auto step = [&](std::vector<int32_t> tokens) -> int32_t {
+    const int64_t rows = static_cast<int64_t>(tokens.size());
+    EXPECT_TRUE(cache.Reserve(cache.length() + rows).ok());
+    auto ticket = e.Launch(std::move(tokens), {{1, &cache, rows, true}});
+    EXPECT_TRUE(ticket.ok()) << ticket.status();
+    auto got = e.Wait(*ticket);
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() && got->size() == 1 ? (*got)[0].id : -1;
+  };
+  std::vector<int32_t> first = {step(setup.prompt)};
+  for (int i = 0; i < 9; ++i) first.push_back(step({first.back()}));
+  // Back to the prompt + 3 generated tokens; the 4th is fed next, as if just sampled.
+  e.Truncate(1, n + 3, first[3]);
+  cache.Truncate(n + 3);
+  std::vector<int32_t> again = {first[3]};
+  for (int i = 0; i < 6; ++i) again.push_back(step({again.back()}));
+  EXPECT_EQ(again, std::vector<int32_t>(first.begin() + 3, first.end()));
+  // A truncation past what a stage holds fails the pipeline with a clear error.
+  e.Truncate(1, 1000, first[0]);
+  auto bad = e.Launch({first[0]}, {{1, &cache, 1, true}});
+  ASSERT_TRUE(bad.ok());
+  auto err = e.Wait(*bad);
+  ASSERT_FALSE(err.ok());
+  EXPECT_NE(std::string(err.status().message()).find("truncation of sequence 1 to 1000"), std::string::npos) << err.status();
+  e.Shutdown();
+  for (auto& t : threads) t.join();
+}
+
 TEST_F(PipelineTest, HalfPrecisionActivationsStillGenerate) {
   const auto got = Pipelined(2, 2, pipeline::ActivationDType::kBF16);
   for (const auto& o : got) {

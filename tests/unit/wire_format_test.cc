@@ -20,6 +20,7 @@ Batch SampleBatch() {
   s.prompt = {1, 2, 3};
   b.opened.push_back(s);
   b.released = {3, 4};
+  b.truncated = {{7, 2, 5}};
   b.items = {{7, 0, 3, true}, {9, 12, 1, true}};
   b.act = ActivationDType::kF32;
   b.rows = 4;
