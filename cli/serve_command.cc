@@ -9,7 +9,6 @@
 #include "cli/cli_common.h"
 #include "cli/model_loading.h"
 #include "coordinator/api_service.h"
-#include "coordinator/chat_prompt.h"
 #include "coordinator/http_server.h"
 #include "coordinator/log_value.h"
 #include "coordinator/scheduler.h"
@@ -117,7 +116,7 @@ int RunServe(ServeFlags f) {
   const ModelConfig& mc = model.config();
   const int64_t context = f.max_model_len > 0 ? std::min(f.max_model_len, mc.max_position_embeddings)
                                               : mc.max_position_embeddings;
-  auto chat = coordinator::ChatPrompt::Load(dir, f.chat_template);
+  auto chat = text::ChatTemplate::Load(dir, f.chat_template);
   if (!chat.ok()) return fail(chat.status());
 
   // The KV budget in blocks: every layer's K and V, FP32, block_size positions per block.
@@ -215,7 +214,7 @@ int RunServe(ServeFlags f) {
   svc.api_key = f.api_key;
   svc.metrics_need_key = !f.metrics_no_auth;
   svc.limits.max_n = f.max_n;
-  coordinator::ApiService service(svc, scheduler, *loaded->tokenizer, **chat, metrics);
+  coordinator::ApiService service(svc, scheduler, *loaded->tokenizer, *chat, metrics);
 
   coordinator::HttpServerConfig hc;
   hc.host = f.host;
@@ -239,7 +238,7 @@ int RunServe(ServeFlags f) {
   }
   scheduler.Start();
   spdlog::info("serving model={} context={} kv_blocks={}x{} chat_template={} auth={} listening on http://{}:{}",
-               coordinator::LogValue(svc.model_name), context, blocks, f.kv_block_size, (*chat)->kind(),
+               coordinator::LogValue(svc.model_name), context, blocks, f.kv_block_size, chat->is_default() ? "default" : "template",
                f.api_key.empty() ? "off" : "on", f.host, server.port());
   // One plain line for scripts that started us with --port 0.
   std::fprintf(stderr, "accullm serve: listening on %s:%d\n", f.host.c_str(), server.port());

@@ -31,7 +31,7 @@ std::string Path(const std::string& target) { return target.substr(0, target.fin
 
 }  // namespace
 
-ApiService::ApiService(ServiceConfig config, Scheduler& scheduler, const text::Tokenizer& tokenizer, const ChatPrompt& chat,
+ApiService::ApiService(ServiceConfig config, Scheduler& scheduler, const text::Tokenizer& tokenizer, const text::ChatTemplate& chat,
                        monitoring::ServingMetrics& metrics)
     : config_(std::move(config)), scheduler_(scheduler), tokenizer_(tokenizer), chat_(chat), metrics_(metrics),
       id_salt_(std::random_device{}() | (static_cast<uint64_t>(std::random_device{}()) << 32)) {}
@@ -130,9 +130,9 @@ RouteResult ApiService::Generate(const HttpRequestView& r, Endpoint endpoint) {
   // with the model only).
   std::vector<int32_t> prompt;
   if (endpoint == Endpoint::kChat) {
-    auto text = chat_.Render(req.messages);
+    auto text = chat_.Render(req.messages, /*add_generation_prompt=*/true);
     if (!text.ok()) return fail(BadRequest(std::string(text.status().message()), "messages", "chat_template"), "invalid");
-    prompt = tokenizer_.Encode(*text, /*add_special=*/!chat_.template_adds_special_tokens());
+    prompt = tokenizer_.Encode(*text, /*add_special=*/chat_.is_default());
   } else if (req.prompt_text) {
     prompt = tokenizer_.Encode(*req.prompt_text, /*add_special=*/true);
   } else {

@@ -12,11 +12,11 @@
 #include <utility>
 #include <vector>
 
-#include "coordinator/chat_prompt.h"
 #include "coordinator/generation_stream.h"
 #include "coordinator/openai_request.h"
 #include "coordinator/openai_response.h"
 #include "coordinator/scheduler.h"
+#include "text/chat_template.h"
 #include "text/tokenizer.h"
 #include "monitoring/serving_metrics.h"
 
@@ -81,7 +81,7 @@ struct RouteResult {
 
 class ApiService {
  public:
-  ApiService(ServiceConfig config, Scheduler& scheduler, const text::Tokenizer& tokenizer, const ChatPrompt& chat,
+  ApiService(ServiceConfig config, Scheduler& scheduler, const text::Tokenizer& tokenizer, const text::ChatTemplate& chat,
              monitoring::ServingMetrics& metrics);
 
   RouteResult Route(const HttpRequestView& request);
@@ -107,7 +107,7 @@ class ApiService {
   ServiceConfig config_;
   Scheduler& scheduler_;
   const text::Tokenizer& tokenizer_;
-  const ChatPrompt& chat_;
+  const text::ChatTemplate& chat_;  // the model's, --chat-template, or the default transcript
   monitoring::ServingMetrics& metrics_;
   std::atomic<bool> draining_{false};
   std::atomic<int> active_jobs_{0};

@@ -145,7 +145,7 @@ void ParseMessages(FieldReader& r, OpenAiRequest& req) {
     const json::object& o = m.get_object();
     const json::value* role = o.if_contains("role");
     if (role == nullptr || !role->is_string()) return r.Fail(absl::StrCat(param, ".role must be a string"), param + ".role");
-    ChatTurn turn;
+    text::ChatMessage turn;
     turn.role = std::string(role->get_string());
     if (turn.role != "system" && turn.role != "developer" && turn.role != "user" && turn.role != "assistant" &&
         turn.role != "tool")

@@ -15,13 +15,9 @@
 #include <vector>
 
 #include "coordinator/api_error.h"
+#include "text/chat_template.h"
 
 namespace accullm::coordinator {
-
-struct ChatTurn {
-  std::string role;     // system, developer, user, assistant, tool
-  std::string content;  // text parts joined
-};
 
 enum class Endpoint { kCompletions, kChat };
 
@@ -31,7 +27,7 @@ struct OpenAiRequest {
   // Completions: text or token ids. Chat: messages.
   std::optional<std::string> prompt_text;
   std::vector<int32_t> prompt_ids;
-  std::vector<ChatTurn> messages;
+  std::vector<text::ChatMessage> messages;  // content: text parts joined
 
   std::optional<int64_t> max_tokens;  // absent: completions 16, chat the rest of the context
   float temperature = 1.0f;

@@ -87,9 +87,9 @@ class RequestLogTest : public ::testing::Test {
     auto t = text::Tokenizer::Load(dir);
     ASSERT_TRUE(t.ok()) << t.status();
     tokenizer_ = std::move(*t);
-    auto c = ChatPrompt::Load(dir, "");
+    auto c = text::ChatTemplate::Load(dir, "");
     ASSERT_TRUE(c.ok()) << c.status();
-    chat_ = std::move(*c);
+    chat_ = std::make_unique<text::ChatTemplate>(std::move(*c));
     metrics_ = std::make_unique<monitoring::ServingMetrics>("m");
     pool_ = std::make_unique<KvBlockPool>(0, model_->kv_dim(), 16, 64);
     SchedulerConfig sc;
@@ -141,7 +141,7 @@ class RequestLogTest : public ::testing::Test {
   std::unique_ptr<ThreadPool> threads_;
   std::unique_ptr<Transformer> model_;
   std::unique_ptr<text::Tokenizer> tokenizer_;
-  std::unique_ptr<ChatPrompt> chat_;
+  std::unique_ptr<text::ChatTemplate> chat_;
   std::unique_ptr<monitoring::ServingMetrics> metrics_;
   std::unique_ptr<KvBlockPool> pool_;
   std::unique_ptr<Scheduler> scheduler_;

@@ -5,7 +5,6 @@
 #include "boost/json.hpp"
 #include "coordinator/api_error.h"
 #include "coordinator/api_service.h"
-#include "coordinator/chat_prompt.h"
 #include "coordinator/openai_request.h"
 #include "text/unicode_tables.h"
 
@@ -113,13 +112,12 @@ TEST(ApiErrors, BodyAndStatusMapping) {
   EXPECT_EQ(FromStatus(absl::InternalError("x")).http_status, 500);
 }
 
-TEST(ChatPrompt, DefaultTemplateForBaseModels) {
-  auto p = ChatPrompt::Load(std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama", "");
+TEST(ServerChatTemplate, DefaultTranscriptForBaseModels) {
+  auto p = text::ChatTemplate::Load(std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama", "");
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ((*p)->kind(), "default");
-  EXPECT_FALSE((*p)->template_adds_special_tokens());
-  EXPECT_EQ(*(*p)->Render({{"user", "Hi"}}), "user: Hi\nassistant:");
-  EXPECT_EQ(*(*p)->Render({{"system", "Be kind."}, {"user", "Hi"}}), "system: Be kind.\nuser: Hi\nassistant:");
+  EXPECT_TRUE(p->is_default());  // no special tokens in the transcript: the tokenizer adds BOS
+  EXPECT_EQ(*p->Render({{"user", "Hi"}}, true), "user: Hi\nassistant:");
+  EXPECT_EQ(*p->Render({{"system", "Be kind."}, {"user", "Hi"}}, true), "system: Be kind.\nuser: Hi\nassistant:");
 }
 
 }  // namespace
