@@ -186,7 +186,12 @@ int RunServe(ServeFlags f) {
       if (!canaries.ok()) return fail(canaries.status());
       for (size_t i = 0; i < canaries->size(); ++i) {
         const auto& c = (*canaries)[i];
-        metrics.SetCanary(static_cast<int>(i), c.kl, c.top1_match);
+        metrics.SetCanary(static_cast<int>(i), c.kl, c.top1_match);  // +Inf and 0 when not finite
+        if (!c.finite) {
+          spdlog::error("canary {} \"{}\": FAILED: the logits are not finite (NaN or Inf), KL {} against full "
+                        "precision, top-1 0; this model answers garbage (broken weights or kernels)", i, c.prompt, c.kl);
+          continue;
+        }
         spdlog::info("canary {} \"{}\": KL {:.6f} against full precision, top-1 {}", i, c.prompt, c.kl,
                      c.top1_match ? "agrees" : "DIFFERS");
       }

@@ -10,6 +10,7 @@
 #include "coordinator/chat_prompt.h"
 #include "coordinator/openai_request.h"
 #include "coordinator/openai_response.h"
+#include "monitoring/serving_metrics.h"
 
 namespace accullm::coordinator {
 namespace {
@@ -166,6 +167,15 @@ TEST(ResponseBuilder, NonFiniteLogprobsAreJsonNull) {
   EXPECT_TRUE(content.at(0).at("top_logprobs").at(1).at("logprob").is_null());
   EXPECT_EQ(content.at(1).at("logprob").as_double(), -0.5);
   EXPECT_TRUE(content.at(1).at("top_logprobs").at(1).at("logprob").is_null());
+}
+
+// A failed canary (non-finite logits) is exported as +Inf KL and no top-1 match, never 0.
+TEST(ServingMetrics, FailedCanaryReadsInfinite) {
+  monitoring::ServingMetrics m("pack");
+  m.SetCanary(0, std::numeric_limits<double>::infinity(), false);
+  const std::string text = m.Serialize();
+  EXPECT_NE(text.find("accullm_canary_kl_divergence{canary=\"0\",model_name=\"pack\"} +Inf"), std::string::npos) << text;
+  EXPECT_NE(text.find("accullm_canary_top1_match{canary=\"0\",model_name=\"pack\"} 0"), std::string::npos) << text;
 }
 
 }  // namespace
