@@ -346,7 +346,7 @@ int RunQuantize(const QuantizeFlags& f) {
   // input-mismatch correction aims at.
   std::unique_ptr<Transformer> reference;
   if (f.sequential && opts->correct_input_mismatch) {
-    auto r = Transformer::Load(p.model_dir, p.loaded.pool.get());
+    auto r = Transformer::Load(p.model_dir, p.loaded.pool.get(), {.check_finite = false});  // checked above
     if (!r.ok()) return ReportError(r.status());
     reference = std::move(*r);
   }

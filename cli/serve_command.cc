@@ -66,7 +66,9 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   std::signal(SIGTERM, SIG_IGN);
   std::signal(SIGINT, SIG_IGN);
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false);
+  // The NaN/Inf check waits for the hello: it covers this stage's layers only (mmap: a stage
+  // pages in nothing else).
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false, {.check_finite = false});
   if (!loaded.ok()) {
     spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
     return 1;
@@ -110,7 +112,8 @@ int RunServe(ServeFlags f) {
           "see docs/cluster.md)"));
   }
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true);
+  // A pipeline coordinator computes nothing: the stages check the weights they read.
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true, {.check_finite = !pipeline});
   if (!loaded.ok()) return fail(loaded.status());
   Transformer& model = *loaded->transformer;
   const ModelConfig& mc = model.config();
