@@ -6,6 +6,7 @@
 #include "boost/json.hpp"
 #include "cli/cli_common.h"
 #include "cli/model_loading.h"
+#include "common/json.h"
 #include "common/mapped_file.h"
 #include "model/int4_linear.h"
 #include "quant/evaluation.h"
@@ -86,16 +87,23 @@ int RunEval(const EvalFlags& f) {
   if (!r.ok()) return ReportError(r.status());
   const BlockWeightMix mix = BlockWeights(*model->transformer);
   const uint64_t bytes = WeightFileBytes(model_dir);
+  if (r->nonfinite_positions > 0) {
+    // Loud, but the report still follows: KL +Inf and no agreement there, not a fake 0.
+    std::fprintf(stderr, "warning: the model's logits were NaN or Inf at %lld of %lld scored positions\n",
+                 static_cast<long long>(r->nonfinite_positions), static_cast<long long>(r->positions));
+  }
   if (f.json) {
+    // Non-finite figures (a model whose logits are NaN) are JSON null, never bare NaN.
     boost::json::array layers;
-    for (double e : r->layer_relative_error) layers.push_back(e);
-    boost::json::object o{{"perplexity", r->perplexity},
-                          {"reference_perplexity", r->reference_perplexity},
-                          {"ppl_ratio", r->perplexity / r->reference_perplexity},
-                          {"kl_mean", r->kl_mean},
-                          {"kl_p99", r->kl_p99},
-                          {"kl_max", r->kl_max},
+    for (double e : r->layer_relative_error) layers.push_back(FiniteOrNull(e));
+    boost::json::object o{{"perplexity", FiniteOrNull(r->perplexity)},
+                          {"reference_perplexity", FiniteOrNull(r->reference_perplexity)},
+                          {"ppl_ratio", FiniteOrNull(r->perplexity / r->reference_perplexity)},
+                          {"kl_mean", FiniteOrNull(r->kl_mean)},
+                          {"kl_p99", FiniteOrNull(r->kl_p99)},
+                          {"kl_max", FiniteOrNull(r->kl_max)},
                           {"top1_agreement", r->top1_agreement},
+                          {"nonfinite_positions", r->nonfinite_positions},
                           {"int4_weight_fraction", mix.int4_fraction},
                           {"quantized_weight_fraction", mix.quantized_fraction},
                           {"block_bits_per_weight", mix.bits_per_weight},
@@ -117,6 +125,8 @@ int RunEval(const EvalFlags& f) {
   std::printf("%-28s %.6f\n", "KL mean", r->kl_mean);
   std::printf("%-28s %.6f\n", "KL p99", r->kl_p99);
   std::printf("%-28s %.2f%%\n", "top-1 agreement", 100 * r->top1_agreement);
+  if (r->nonfinite_positions > 0)
+    std::printf("%-28s %lld\n", "NaN/Inf logits (positions)", static_cast<long long>(r->nonfinite_positions));
   std::printf("%-28s %.1f%%\n", "INT4 share of block weights", 100 * mix.int4_fraction);
   std::printf("%-28s %.3f\n", "block bits per weight", mix.bits_per_weight);
   std::printf("%-28s %llu\n", "weight bytes", static_cast<unsigned long long>(bytes));

@@ -18,6 +18,7 @@ struct LoadedModel {
 };
 
 // threads <= 0: all hardware threads. need_tokenizer: fail when tokenizer.json is absent.
-absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, int threads, bool need_tokenizer);
+absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, int threads, bool need_tokenizer,
+                                      const ModelLoadOptions& options = {});
 
 }  // namespace accullm::cli

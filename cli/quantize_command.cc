@@ -1,5 +1,6 @@
 #include "cli/quantize_command.h"
 
+#include <cmath>
 #include <cstdio>
 
 #include "absl/strings/match.h"
@@ -67,6 +68,15 @@ absl::StatusOr<std::vector<int>> ParseBitWidths(const std::string& text) {
   return widths;
 }
 
+// NaN and Inf parse as doubles and pass CLI::Range (every comparison with NaN is false); they
+// would reach accullm.json as bare NaN / Infinity, which no JSON parser reads (ours included).
+const CLI::Validator kFinite(
+    [](std::string& v) {
+      double d = 0;
+      return absl::SimpleAtod(v, &d) && std::isfinite(d) ? std::string() : "\"" + v + "\" is not a finite number";
+    },
+    "FINITE");
+
 void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_option("--model", f.model, "Full-precision model directory (default: the embedded model)");
   cmd->add_option("--method", f.method, "rtn, gptq (OPTQ) or gpfq")->check(CLI::IsMember({"rtn", "gptq", "optq", "gpfq"}))->capture_default_str();
@@ -81,13 +91,14 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_option("--fp16-share", f.fp16_share,
                   "Share of block-linear weights kept FP16, spent on the linears with the most measured KL per weight "
                   "(default 0.25 when no other budget is given)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(kFinite)->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--fp16-layers", f.fp16_layers,
                   "Whole FP16 blocks instead: a count N (the N most sensitive, measured), or explicit: first:2,last:2 / "
                   "layers:0,5 / 6.down,7.gate (single linears: q k v o gate up down) / none");
   cmd->add_option("--avg-bits", f.avg_bits,
                   "Mixed precision under a bit budget: each block linear gets a code width from --bit-widths (or FP16), "
-                  "minimising the predicted KL while block-linear bits/weight (scales and zeros included) stay within this");
+                  "minimising the predicted KL while block-linear bits/weight (scales and zeros included) stay within this")
+      ->check(kFinite);
   cmd->add_option("--bit-widths", f.bit_widths,
                   "With --avg-bits: the code widths a linear may get, e.g. 3,4,5,6,8; 4 = FP16 or INT4 only")
       ->capture_default_str()
@@ -97,9 +108,9 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
             return w.ok() ? std::string() : std::string(w.status().message());
           },
           "3..8,..."));
-  cmd->add_option("--outlier-threshold", f.outlier_threshold, "Input channels with calibration |x| above this stay FP16")->capture_default_str();
-  cmd->add_option("--outlier-fraction", f.outlier_fraction, "Instead of the threshold: the top fraction of channels by |x| (<= 0.01)")->check(CLI::Range(0.0, 0.01));
-  cmd->add_option("--outlier-max-fraction", f.outlier_max_fraction, "Cap on outlier channels per layer")->capture_default_str()->check(CLI::Range(0.0, 0.05));
+  cmd->add_option("--outlier-threshold", f.outlier_threshold, "Input channels with calibration |x| above this stay FP16")->capture_default_str()->check(kFinite);
+  cmd->add_option("--outlier-fraction", f.outlier_fraction, "Instead of the threshold: the top fraction of channels by |x| (<= 0.01)")->check(kFinite)->check(CLI::Range(0.0, 0.01));
+  cmd->add_option("--outlier-max-fraction", f.outlier_max_fraction, "Cap on outlier channels per layer")->capture_default_str()->check(kFinite)->check(CLI::Range(0.0, 0.05));
   cmd->add_flag("--no-outliers", f.no_outliers, "Quantize every input channel to INT4");
   cmd->add_option("--accumulator-bits", f.accumulator_bits, "AXE: guarantee INT8 dot products fit a signed P-bit accumulator")->check(CLI::Range(10, 32));
   cmd->add_option("--tile", f.tile, "AXE: inputs per inner accumulation tile (default: the group)");
@@ -123,7 +134,7 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
                   "Asymmetric grids: zero points in 1/16 steps (fractional: the grid's offset fits each group's range) or "
                   "integer (multiples of the scale); AXE always uses integer")
       ->check(CLI::IsMember({"fractional", "integer"}))->capture_default_str();
-  cmd->add_option("--dampening", f.dampening, "GPTQ/GPFQ: fraction of the mean Hessian diagonal added to it")->capture_default_str()->check(CLI::Range(0.0, 10.0));
+  cmd->add_option("--dampening", f.dampening, "GPTQ/GPFQ: fraction of the mean Hessian diagonal added to it")->capture_default_str()->check(kFinite)->check(CLI::Range(0.0, 10.0));
   cmd->add_option("--embeddings", f.embeddings, "Token embedding table: fp16 or int3..int8 (group-wise, round to nearest)")
       ->check(CLI::IsMember({"fp16", "int3", "int4", "int5", "int6", "int7", "int8"}))->capture_default_str();
   cmd->add_option("--lm-head", f.lm_head,
@@ -346,7 +357,7 @@ int RunQuantize(const QuantizeFlags& f) {
   // input-mismatch correction aims at.
   std::unique_ptr<Transformer> reference;
   if (f.sequential && opts->correct_input_mismatch) {
-    auto r = Transformer::Load(p.model_dir, p.loaded.pool.get());
+    auto r = Transformer::Load(p.model_dir, p.loaded.pool.get(), {.check_finite = false});  // checked above
     if (!r.ok()) return ReportError(r.status());
     reference = std::move(*r);
   }

@@ -66,7 +66,9 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   std::signal(SIGTERM, SIG_IGN);
   std::signal(SIGINT, SIG_IGN);
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false);
+  // The NaN/Inf check waits for the hello: it covers this stage's layers only (mmap: a stage
+  // pages in nothing else).
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false, {.check_finite = false});
   if (!loaded.ok()) {
     spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
     return 1;
@@ -110,7 +112,8 @@ int RunServe(ServeFlags f) {
           "see docs/cluster.md)"));
   }
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true);
+  // A pipeline coordinator computes nothing: the stages check the weights they read.
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true, {.check_finite = !pipeline});
   if (!loaded.ok()) return fail(loaded.status());
   Transformer& model = *loaded->transformer;
   const ModelConfig& mc = model.config();
@@ -187,7 +190,12 @@ int RunServe(ServeFlags f) {
       if (!canaries.ok()) return fail(canaries.status());
       for (size_t i = 0; i < canaries->size(); ++i) {
         const auto& c = (*canaries)[i];
-        metrics.SetCanary(static_cast<int>(i), c.kl, c.top1_match);
+        metrics.SetCanary(static_cast<int>(i), c.kl, c.top1_match);  // +Inf and 0 when not finite
+        if (!c.finite) {
+          spdlog::error("canary {} \"{}\": FAILED: the logits are not finite (NaN or Inf), KL {} against full "
+                        "precision, top-1 0; this model answers garbage (broken weights or kernels)", i, c.prompt, c.kl);
+          continue;
+        }
         spdlog::info("canary {} \"{}\": KL {:.6f} against full precision, top-1 {}", i, c.prompt, c.kl,
                      c.top1_match ? "agrees" : "DIFFERS");
       }

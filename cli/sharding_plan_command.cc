@@ -10,7 +10,8 @@ namespace accullm::cli {
 
 int RunShardingPlan(const ShardingPlanFlags& f) {
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false);
+  // Planning reads shapes and sizes only: no pass over the weights (a stage checks its own).
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false, {.check_finite = false});
   if (!loaded.ok()) return ReportError(loaded.status());
   Transformer& model = *loaded->transformer;
   PlannerOptions o;

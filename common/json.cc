@@ -7,6 +7,8 @@
 namespace accullm {
 namespace json = boost::json;
 
+json::value FiniteOrNull(double v) { return std::isfinite(v) ? json::value(v) : json::value(nullptr); }
+
 absl::StatusOr<json::value> ParseJson(std::string_view text, std::string_view what) {
   boost::system::error_code ec;
   json::parse_options opts;

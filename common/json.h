@@ -12,6 +12,11 @@
 
 namespace accullm {
 
+// A number for a JSON body, or null when it is NaN or ±Inf. JSON has no such numbers and
+// Boost.JSON would write the bare words NaN / Infinity, which every strict parser rejects
+// (JSON.parse, the OpenAI SDKs); null is also what JavaScript's JSON.stringify writes.
+boost::json::value FiniteOrNull(double v);
+
 // `what` names the source in errors, e.g. a file path.
 absl::StatusOr<boost::json::value> ParseJson(std::string_view text, std::string_view what);
 

@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "common/json.h"
+
 namespace accullm::coordinator {
 
 // Why a request was aborted: the server shutting down, or the executor's failure (a pipeline
@@ -54,6 +56,7 @@ int64_t ResponseBuilder::completion_tokens() const {
   return c;
 }
 
+// Logprobs go through FiniteOrNull: a broken model's NaN must not make the body invalid JSON.
 json::value ResponseBuilder::LogprobsJson(const std::vector<TokenLogprob>& tokens, size_t text_offset,
                                           int32_t prev) const {
   if (logprobs_ < 0) return nullptr;
@@ -62,7 +65,7 @@ json::value ResponseBuilder::LogprobsJson(const std::vector<TokenLogprob>& token
       const std::string t = TokenText(prev, id);
       json::object o;
       o["token"] = t;
-      o["logprob"] = lp;
+      o["logprob"] = FiniteOrNull(lp);
       json::array bytes;
       for (unsigned char b : t) bytes.push_back(b);
       o["bytes"] = std::move(bytes);
@@ -85,9 +88,9 @@ json::value ResponseBuilder::LogprobsJson(const std::vector<TokenLogprob>& token
   for (const auto& t : tokens) {
     const std::string s = TokenText(prev, t.id);
     toks.push_back(json::value(s));
-    lps.push_back(t.logprob);
+    lps.push_back(FiniteOrNull(t.logprob));
     json::object top;
-    for (const auto& [id, lp] : t.top) top[TokenText(prev, id)] = lp;
+    for (const auto& [id, lp] : t.top) top[TokenText(prev, id)] = FiniteOrNull(lp);
     tops.push_back(std::move(top));
     offsets.push_back(text_offset);
     text_offset += s.size();

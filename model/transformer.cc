@@ -5,12 +5,15 @@
 #include <cstring>
 #include <memory>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "model/int4_linear.h"
 #include "model/int8_linear.h"
 #include "model/pack_format.h"
+#include "model/weight_check.h"
 
 namespace accullm {
 
@@ -167,7 +170,8 @@ void RmsNorm(const float* x, const float* w, int64_t n, int64_t d, double eps, f
   }
 }
 
-absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string& dir, ThreadPool* pool) {
+absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string& dir, ThreadPool* pool,
+                                                               const ModelLoadOptions& options) {
   ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::Load(dir));
   auto t = std::unique_ptr<Transformer>(new Transformer(std::move(config), pool));
   const ModelConfig& c = t->config_;
@@ -259,7 +263,32 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
       ASSIGN_OR_RETURN(t->lm_head_, LoadLinear(s, "lm_head", c.vocab_size, h, false, info, head_int4));
     }
   }
+  // Last, after the cheaper structural checks. Every tensor, the pack's canary logits too.
+  // The cost is one read of the weights (memory-bandwidth bound, split over the pool): the
+  // pages the first forward pass would fault in anyway; for plain checkpoints as for packs,
+  // since a NaN in either serves the same garbage.
+  if (options.check_finite) RETURN_IF_ERROR(CheckFinite(s, {}, pool));
   return t;
+}
+
+absl::Status Transformer::CheckFiniteWeights(int64_t layer_begin, int64_t layer_end, bool embed, bool head) const {
+  // A tied head without tensors of its own reads the embedding table.
+  const bool head_reads_embed = !store_->Has("lm_head.weight") && !store_->Has("lm_head.qweight") &&
+                                !store_->Has("lm_head.q8weight");
+  auto select = [&](const std::string& name) {
+    constexpr absl::string_view kLayers = "model.layers.";
+    if (absl::StartsWith(name, kLayers)) {
+      int64_t l = -1;
+      const size_t dot = name.find('.', kLayers.size());
+      if (dot == std::string::npos || !absl::SimpleAtoi(name.substr(kLayers.size(), dot - kLayers.size()), &l))
+        return true;  // not a block tensor after all: cheap enough to check anyway
+      return l >= layer_begin && l < layer_end;
+    }
+    if (absl::StartsWith(name, "model.embed_tokens.")) return embed || (head && head_reads_embed);
+    if (absl::StartsWith(name, "lm_head.") || absl::StartsWith(name, "model.norm.")) return head;
+    return false;  // e.g. a pack's canary logits: the coordinator's, which does not compute
+  };
+  return CheckFinite(*store_, select, pool_);
 }
 
 void Transformer::SetActivationQuantization(const std::shared_ptr<const kernels::ActQuantConfig>& config) {

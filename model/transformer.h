@@ -47,10 +47,20 @@ struct TransformerLayer {
   std::unique_ptr<LinearOp> q, k, v, o, gate, up, down;
 };
 
+struct ModelLoadOptions {
+  // Refuse weights that hold NaN or Inf (model/weight_check.h): one pass over every
+  // floating-point tensor, checkpoints and packs alike. Off where a process reads only part
+  // of the model (under mpirun each pipeline stage checks its own layers, see
+  // CheckFiniteWeights, and the coordinator none), so nobody pages in the whole model.
+  bool check_finite = true;
+};
+
 class Transformer {
  public:
-  // Loads config.json and the safetensors weights of `dir`, checking every shape.
-  static absl::StatusOr<std::unique_ptr<Transformer>> Load(const std::string& dir, ThreadPool* pool);
+  // Loads config.json and the safetensors weights of `dir`, checking every shape (and, by
+  // default, that every weight is finite).
+  static absl::StatusOr<std::unique_ptr<Transformer>> Load(const std::string& dir, ThreadPool* pool,
+                                                           const ModelLoadOptions& options = {});
 
   const ModelConfig& config() const { return config_; }
   int64_t kv_dim() const { return config_.num_kv_heads * config_.head_dim; }
@@ -85,6 +95,9 @@ class Transformer {
   // Serves embeddings from an INT4 table (its rows are dequantized on lookup).
   void set_int4_embedding(std::shared_ptr<const Int4Linear> table) { int4_embed_ = std::move(table); }
   const TensorStore& tensors() const { return *store_; }
+  // The NaN/Inf check of what a pipeline stage reads: the weights of layers
+  // [layer_begin, layer_end), the embedding table (embed), the final norm and LM head (head).
+  absl::Status CheckFiniteWeights(int64_t layer_begin, int64_t layer_end, bool embed, bool head) const;
   // The pack manifest when this model was loaded from an AccuLLM pack.
   const std::optional<PackManifest>& pack() const { return pack_; }
 

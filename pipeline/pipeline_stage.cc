@@ -197,6 +197,13 @@ absl::StatusOr<pipeline::Hello> Handshake(transport::Transport& t, Transformer& 
     } else if (hello->context > c.max_position_embeddings) {
       ack.ok = false;
       ack.message = absl::StrCat("context ", hello->context, " exceeds the model's ", c.max_position_embeddings);
+    } else if (absl::Status st = model.CheckFiniteWeights(hello->layer_begin, hello->layer_end, hello->stage == 0,
+                                                          hello->stage + 1 == hello->num_stages);
+               !st.ok()) {
+      // Only this stage's weights: serve loads a stage without the whole-model check, so that
+      // it pages in nothing else.
+      ack.ok = false;
+      ack.message = std::string(st.message());
     } else if (hello->activation_transport == pipeline::ActivationTransport::kNccl) {
       ack.message = NcclRefusal(t.rank(), mpi);
       ack.ok = ack.message.empty();

@@ -1,6 +1,7 @@
 #include "quant/canary_check.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -29,9 +30,10 @@ absl::StatusOr<std::vector<CanaryResult>> CheckCanaries(Transformer& model) {
     LogSoftmax(got.data(), vocab, lp_got);
     CanaryResult r;
     r.prompt = c.prompt;
-    r.kl = KlDivergence(lp_want, lp_got);
-    r.top1_match = std::max_element(want.begin(), want.end()) - want.begin() ==
-                   std::max_element(got.begin(), got.end()) - got.begin();
+    r.finite = AllFinite(want.data(), vocab) && AllFinite(got.data(), vocab);
+    r.kl = r.finite ? KlDivergence(lp_want, lp_got) : std::numeric_limits<double>::infinity();
+    r.top1_match = r.finite && std::max_element(want.begin(), want.end()) - want.begin() ==
+                                   std::max_element(got.begin(), got.end()) - got.begin();
     out.push_back(std::move(r));
   }
   return out;

@@ -16,6 +16,9 @@ struct CanaryResult {
   std::string prompt;
   double kl = 0;            // KL(P_full_precision || P_served) at the last prompt position
   bool top1_match = false;  // the same most likely next token
+  // False when the served (or stored) logits hold NaN or Inf: the check failed outright, with
+  // kl = +Inf and top1_match = false, so it cannot pass for a perfect match.
+  bool finite = true;
 };
 
 // Empty when the model is not a pack or the pack has no canaries.

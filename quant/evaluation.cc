@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -19,9 +20,21 @@ void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out) {
 }
 
 double KlDivergence(const std::vector<double>& log_p, const std::vector<double>& log_q) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
   double kl = 0;
-  for (size_t v = 0; v < log_p.size(); ++v) kl += std::exp(log_p[v]) * (log_p[v] - log_q[v]);
-  return std::max(0.0, kl);
+  for (size_t v = 0; v < log_p.size(); ++v) {
+    const double p = log_p[v], q = log_q[v];
+    if (std::isnan(p) || std::isnan(q) || p == kInf || q == kInf) return kInf;
+    if (p == -kInf) continue;  // 0 · log(0 / q) = 0
+    kl += std::exp(p) * (p - q);
+  }
+  return std::isnan(kl) ? kInf : std::max(0.0, kl);
+}
+
+bool AllFinite(const float* logits, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(logits[i])) return false;
+  return true;
 }
 
 namespace {
@@ -58,7 +71,7 @@ absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, 
   std::vector<float> lm(static_cast<size_t>(opt.ctx * vocab)), lr(static_cast<size_t>(opt.ctx * vocab));
   std::vector<double> pm, pr, kls;
   double nll = 0, nll_ref = 0;
-  int64_t agree = 0;
+  int64_t agree = 0, nonfinite = 0;
   absl::Status status;
   for (int64_t c = 0; c < chunks && status.ok(); ++c) {
     std::vector<int32_t> chunk(stream.begin() + c * opt.ctx, stream.begin() + (c + 1) * opt.ctx);
@@ -84,7 +97,10 @@ absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, 
       nll -= pm[next];
       nll_ref -= pr[next];
       kls.push_back(KlDivergence(pr, pm));
-      agree += (std::max_element(a, a + vocab) - a) == (std::max_element(b, b + vocab) - b);
+      // max_element over NaN is meaningless (comparisons are false): no agreement.
+      const bool finite = AllFinite(a, vocab);
+      if (!finite) ++nonfinite;
+      agree += finite && AllFinite(b, vocab) && (std::max_element(a, a + vocab) - a) == (std::max_element(b, b + vocab) - b);
     }
   }
   model.set_observer(nullptr);
@@ -93,6 +109,7 @@ absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, 
   EvalResult r;
   r.chunks = chunks;
   r.positions = static_cast<int64_t>(kls.size());
+  r.nonfinite_positions = nonfinite;
   r.perplexity = std::exp(nll / r.positions);
   r.reference_perplexity = std::exp(nll_ref / r.positions);
   double sum = 0;

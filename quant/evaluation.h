@@ -22,6 +22,9 @@ struct EvalResult {
   double kl_mean = 0, kl_p99 = 0, kl_max = 0;
   double top1_agreement = 0;  // 0..1
   int64_t positions = 0, chunks = 0;
+  // Scored positions where the model's logits held NaN or Inf: their KL is +Inf, they never
+  // agree on the top-1 token, and the perplexity becomes NaN or Inf (never a fake 0).
+  int64_t nonfinite_positions = 0;
   // Per transformer block: ||h_model - h_ref|| / ||h_ref|| of the block's output, over all tokens.
   std::vector<double> layer_relative_error;
 };
@@ -33,6 +36,12 @@ absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, 
 void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out);
 
 // KL(P || Q) from log-probabilities, clamped at 0 (rounding can make it slightly negative).
+// +Inf when either side holds NaN or +Inf (logits that were not finite): a broken model must
+// never read as a perfect match (std::max(0.0, NaN) is 0). Tokens with P = 0 (log_p = -Inf)
+// add nothing; Q = 0 where P > 0 is +Inf, as it should be.
 double KlDivergence(const std::vector<double>& log_p, const std::vector<double>& log_q);
+
+// True when every one of the `n` logits is finite.
+bool AllFinite(const float* logits, int64_t n);
 
 }  // namespace accullm::quant

@@ -88,6 +88,10 @@ expect_error "tokenize without tokenizer" "tokenizer" "$ACCULLM" tokenize --toke
 # quantize refuses bad code widths at once (before calibrating for a minute).
 expect_error "quantize --bit-widths outside 3..8" "expected widths 3..8" timeout 10 "$ACCULLM" quantize --out "$TMP/q" \
   --avg-bits 4.5 --bit-widths 2,4
+# NaN/Inf options are refused too: they would reach accullm.json as bare NaN / Infinity.
+expect_error "quantize --outlier-threshold inf" "not a finite number" timeout 10 "$ACCULLM" quantize --out "$TMP/q" \
+  --outlier-threshold inf
+expect_error "quantize --dampening nan" "not a finite number" timeout 10 "$ACCULLM" quantize --out "$TMP/q" --dampening nan
 
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]

@@ -2,6 +2,8 @@
 # Serving a pack: at startup the pack's full-precision canaries are run through the served
 # model and exported on /metrics (accullm_canary_kl_divergence, accullm_canary_top1_match); a
 # pack whose canary does not match what is served shows a large KL and a top-1 mismatch.
+# Broken packs: NaN/Inf weights are refused at load (serve, generate, eval); finite weights
+# whose logits overflow to NaN fail the canary (+Inf KL, not 0) and logprobs read null.
 # Usage: serve_pack_canary_test.sh ACCULLM   (cwd: repository root)
 set -uo pipefail
 source tests/integration/test_prelude.sh "$@"
@@ -34,6 +36,64 @@ kl=$(metric accullm_canary_kl_divergence 0)
 stop_server || true
 [ -n "$kl" ] && $PY -c "import sys; sys.exit(0 if $kl > 0.5 else 1)" \
   && pass "mismatched canary shows drift: KL $kl" || fail "mismatched canary KL '$kl'"
+
+# A pack whose LM head is all NaN (a corrupt file): refused at load by every command, with one
+# line naming the tensor. So are Inf in an INT4 linear's F16 steps and NaN in a plain checkpoint.
+edit() { $PY tests/tools/edit_tensor.py "$@" || fail "edit_tensor.py $*"; }
+refused() {  # WHAT NEEDLE COMMAND...: non-zero exit, exactly one stderr line "error: ...NEEDLE..."
+  local what="$1" needle="$2"; shift 2
+  timeout 120 "$@" >/dev/null 2>"$TMP/err"; local rc=$?
+  if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q "^error: " "$TMP/err" \
+      && grep -qF -- "$needle" "$TMP/err"; then pass "$what refused: $(cat "$TMP/err")"
+  else fail "$what: exit $rc, stderr: $(head -c 600 "$TMP/err")"; fi
+}
+cp -r "$TMP/pack" "$TMP/nan"
+edit "$TMP/nan/model.safetensors" lm_head.weight --fill nan
+need='tensor "lm_head.weight" (F16 [2048, 256]) holds NaN at [0, 0]'
+refused "NaN pack: serve" "$need" "$ACCULLM" serve --model "$TMP/nan" --host 127.0.0.1 --port 0
+refused "NaN pack: generate" "$need" "$ACCULLM" generate --model "$TMP/nan" --prompt "Once upon a time" --max-tokens 4
+refused "NaN pack: eval" "$need" "$ACCULLM" eval --model "$TMP/nan" --reference $MODEL --data $MODEL/valid.txt --max-chunks 1
+cp -r "$TMP/pack" "$TMP/infsteps"
+edit "$TMP/infsteps/model.safetensors" model.layers.2.mlp.down_proj.scales --fill inf --at 100
+refused "pack with an Inf step" 'tensor "model.layers.2.mlp.down_proj.scales" (F16 [256, 24]) holds Inf at [4, 4]' \
+  "$ACCULLM" generate --model "$TMP/infsteps" --prompt-ids 1,420 --output-ids --max-tokens 2
+mkdir "$TMP/nanckpt" && cp $MODEL/config.json $MODEL/model.safetensors $MODEL/tokenizer*.json "$TMP/nanckpt/"
+edit "$TMP/nanckpt/model.safetensors" model.embed_tokens.weight --fill=-inf --at 1000
+refused "plain checkpoint with -Inf" 'tensor "model.embed_tokens.weight" (F32 [2048, 256]) holds -Inf at [3, 232]' \
+  "$ACCULLM" generate --model "$TMP/nanckpt" --prompt "Once upon a time" --max-tokens 4
+
+# Finite weights, non-finite logits: the LM head scaled by 1e38 (F32) overflows FP32. The
+# canary must fail loudly (error logged, KL +Inf, top-1 0), never read "KL 0"; logprobs are
+# JSON null, never a bare NaN; eval reports Inf/null and counts the positions.
+cp -r "$TMP/pack" "$TMP/overflow"
+edit "$TMP/overflow/model.safetensors" lm_head.weight --scale 1e38
+start_server "$ACCULLM" --model "$TMP/overflow" || exit 1
+kl=$(metric accullm_canary_kl_divergence 0); top1=$(metric accullm_canary_top1_match 0)
+body=$(curl -sf -H 'Content-Type: application/json' \
+  -d '{"model":"overflow","prompt":"Once upon a time","max_tokens":2,"temperature":0,"logprobs":2}' \
+  "http://127.0.0.1:$PORT/v1/completions")
+stop_server || true
+grep "canary 0" "$SERVER_LOG"
+[ "$kl" = "+Inf" ] && [ "$top1" = 0 ] && pass "overflowing pack: canary KL $kl, top-1 $top1" \
+  || fail "overflowing pack: canary KL '$kl', top-1 '$top1' (want +Inf and 0)"
+grep -q " error canary 0 .*FAILED: the logits are not finite" "$SERVER_LOG" && pass "the failed canary is logged as an error" \
+  || fail "no error line for the failed canary"
+# json.loads accepts bare NaN unless told otherwise: any NaN/Infinity token fails here.
+lps=$(echo "$body" | $PY -c '
+import json, sys
+def bare(c): sys.exit("bare " + c + " in the body")
+print(json.dumps(json.loads(sys.stdin.read(), parse_constant=bare)["choices"][0]["logprobs"]["token_logprobs"]))')
+[ "$lps" = "[null, null]" ] && pass "non-finite logprobs are JSON null: $lps" || fail "logprobs '$lps' in: $(head -c 400 <<<"$body")"
+"$ACCULLM" eval --model "$TMP/overflow" --reference $MODEL --data $MODEL/valid.txt --ctx 64 --max-chunks 1 --json \
+  >"$TMP/eval.json" 2>"$TMP/eval.err" || fail "eval of the overflowing pack: $(cat "$TMP/eval.err")"
+$PY -c '
+import json, sys
+def bare(c): sys.exit("bare " + c)
+r = json.load(open(sys.argv[1]), parse_constant=bare)
+sys.exit(0 if r["kl_mean"] is None and r["top1_agreement"] == 0 and r["nonfinite_positions"] == r["positions"] > 0 else 1)' \
+  "$TMP/eval.json" && grep -q "^warning: the model's logits were NaN or Inf at 31 of 31" "$TMP/eval.err" \
+  && pass "eval reports non-finite logits: $(cat "$TMP/eval.json" | head -c 200)" \
+  || fail "eval of the overflowing pack: $(cat "$TMP/eval.json") $(cat "$TMP/eval.err")"
 
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]

@@ -2,8 +2,11 @@
 // mismatched packs are refused with a clear error.
 #include <unistd.h>
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "common/mapped_file.h"
 #include "gtest/gtest.h"
@@ -11,6 +14,8 @@
 #include "model/int8_linear.h"
 #include "model/transformer.h"
 #include "quant/calibration.h"
+#include "quant/canary_check.h"
+#include "quant/evaluation.h"
 #include "quant/model_quantizer.h"
 #include "quant/pack_writer.h"
 #include "quant/safetensors_writer.h"
@@ -39,6 +44,11 @@ class PackTest : public ::testing::Test {
       chunks.push_back(ids);
     }
     ASSERT_TRUE(RunCalibration(**model, chunks, stats).ok());
+    // One canary: the full-precision logits of a prompt's last position (the drift check).
+    CanaryLogits canary{"ids 1,420,435,261,394", {1, 420, 435, 261, 394}, {}};
+    canary.logits.resize((*model)->config().vocab_size);
+    KvCache fp_cache = (*model)->NewCache(16);
+    ASSERT_TRUE((*model)->Forward(canary.ids.data(), canary.ids.size(), fp_cache, canary.logits.data()).ok());
     ModelQuantOptions opts;
     opts.outliers.top_fraction = 0.01;  // force some FP16 outlier columns
     opts.lm_head_bits = 8;              // and the 8-bit head format
@@ -57,6 +67,7 @@ class PackTest : public ::testing::Test {
     desc.source_dir = kModelDir;
     desc.plan = *plan;
     desc.options = opts;
+    desc.canaries = {canary};
     auto bytes = WritePack(**model, *mats, desc, *dir_);
     ASSERT_TRUE(bytes.ok()) << bytes.status();
     // Logits of the in-memory quantized model, for the round trip.
@@ -67,7 +78,7 @@ class PackTest : public ::testing::Test {
   }
   static void TearDownTestSuite() {
     for (const char* name : {"version", "missing", "plan", "count", "manifest", "nomanifest", "linear", "unknown", "zerobits", "head8",
-                             "widthfp16", "widthmissing", "embedwidth"}) fs::remove_all(*dir_ + "_" + name);
+                             "widthfp16", "widthmissing", "embedwidth", "nan", "inf", "nanhead"}) fs::remove_all(*dir_ + "_" + name);
     fs::remove_all(*dir_);
     delete dir_;
     delete expected_;
@@ -95,6 +106,28 @@ class PackTest : public ::testing::Test {
     SafetensorsWriter w;
     for (const auto& [name, t] : (*f)->tensors())
       if (name != drop) w.Add(name, t.dtype, t.shape, t.data, t.nbytes);
+    f->reset();
+    ASSERT_TRUE(w.Write(pack + "/model.safetensors").ok());
+  }
+  // Rewrites the pack's safetensors with element `at` (-1: every element) of F16 tensor
+  // `name` set to `value`.
+  static void Poison(const std::string& pack, const std::string& name, int64_t at, float value) {
+    auto f = SafetensorsFile::Open(pack + "/model.safetensors");
+    ASSERT_TRUE(f.ok());
+    SafetensorsWriter w;
+    std::vector<uint16_t> h;
+    for (const auto& [n, t] : (*f)->tensors()) {
+      if (n != name) {
+        w.Add(n, t.dtype, t.shape, t.data, t.nbytes);
+        continue;
+      }
+      ASSERT_EQ(t.dtype, DType::kF16) << name;
+      h.resize(static_cast<size_t>(t.numel()));
+      std::memcpy(h.data(), t.data, t.nbytes);
+      for (int64_t i = 0; i < t.numel(); ++i)
+        if (at < 0 || i == at) h[i] = F32ToF16(value);
+      w.Add(n, t.dtype, t.shape, h.data(), t.nbytes);
+    }
     f->reset();
     ASSERT_TRUE(w.Write(pack + "/model.safetensors").ok());
   }
@@ -157,6 +190,66 @@ TEST_F(PackTest, LoadsBackAsTheSameInt4Model) {
     den = std::max(den, static_cast<double>(std::fabs((*expected_)[i])));
   }
   EXPECT_LT(num / den, 2e-3);
+}
+
+TEST_F(PackTest, RefusesNanInAnF16Weight) {
+  const std::string p = CopyPack("nan");
+  Poison(p, "model.layers.0.self_attn.q_proj.weight", 3 * 256 + 4, std::numeric_limits<float>::quiet_NaN());
+  const std::string e = LoadError(p);
+  EXPECT_NE(e.find("tensor \"model.layers.0.self_attn.q_proj.weight\" (F16 [256, 256]) holds NaN at [3, 4]"),
+            std::string::npos) << e;
+}
+
+TEST_F(PackTest, RefusesInfInTheStepsOfAnIntCodeLinear) {
+  const std::string p = CopyPack("inf");
+  Poison(p, "model.layers.1.mlp.up_proj.row_scales", 17, std::numeric_limits<float>::infinity());
+  const std::string e = LoadError(p);
+  EXPECT_NE(e.find("tensor \"model.layers.1.mlp.up_proj.row_scales\" (F16 [768]) holds Inf at [17]"),
+            std::string::npos) << e;
+}
+
+// The drift check of a pack whose logits are NaN: a failure (KL +Inf, no top-1 match), never
+// the "KL 0" that std::max(0.0, NaN) made of it. The load-time scan is off to get there.
+TEST_F(PackTest, CanaryCheckFailsOnNanLogits) {
+  ThreadPool pool(2);
+  {
+    auto good = Transformer::Load(*dir_, &pool);
+    ASSERT_TRUE(good.ok()) << good.status();
+    auto r = CheckCanaries(**good);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->size(), 1u);
+    EXPECT_TRUE((*r)[0].finite);
+    EXPECT_TRUE((*r)[0].top1_match);
+    EXPECT_GT((*r)[0].kl, 0);
+    EXPECT_LT((*r)[0].kl, 0.2);
+  }
+  const std::string p = CopyPack("nanhead");
+  Poison(p, "lm_head.q8scales", -1, std::numeric_limits<float>::quiet_NaN());
+  EXPECT_NE(LoadError(p).find("lm_head.q8scales"), std::string::npos);
+  auto m = Transformer::Load(p, &pool, {.check_finite = false});
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto r = CheckCanaries(**m);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_FALSE((*r)[0].finite);
+  EXPECT_FALSE((*r)[0].top1_match);
+  EXPECT_EQ((*r)[0].kl, std::numeric_limits<double>::infinity());
+
+  // `accullm eval` on the same model: +Inf KL, no agreement, a NaN perplexity, counted.
+  auto reference = Transformer::Load(kModelDir, &pool);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  std::vector<int32_t> stream;
+  for (int i = 0; i < 32; ++i) stream.push_back(3 + (i * 53) % 2000);
+  EvalOptions opts;
+  opts.ctx = 16;
+  auto e = Evaluate(**m, **reference, stream, 1, opts);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->positions, 2 * 7);
+  EXPECT_EQ(e->nonfinite_positions, e->positions);
+  EXPECT_EQ(e->kl_mean, std::numeric_limits<double>::infinity());
+  EXPECT_EQ(e->kl_max, std::numeric_limits<double>::infinity());
+  EXPECT_EQ(e->top1_agreement, 0);
+  EXPECT_FALSE(std::isfinite(e->perplexity));
 }
 
 TEST_F(PackTest, RefusesWrongFormatVersion) {

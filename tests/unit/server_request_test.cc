@@ -1,11 +1,15 @@
 // OpenAI request parsing and validation, UTF-8 checking, the constant-time key compare,
-// error bodies and response/SSE formatting.
+// error bodies and response/SSE formatting (non-finite numbers never reach a body).
 #include <gtest/gtest.h>
+
+#include <limits>
 
 #include "boost/json.hpp"
 #include "coordinator/api_error.h"
 #include "coordinator/api_service.h"
 #include "coordinator/openai_request.h"
+#include "coordinator/openai_response.h"
+#include "monitoring/serving_metrics.h"
 #include "text/unicode_tables.h"
 
 namespace accullm::coordinator {
@@ -118,6 +122,59 @@ TEST(ServerChatTemplate, DefaultTranscriptForBaseModels) {
   EXPECT_TRUE(p->is_default());  // no special tokens in the transcript: the tokenizer adds BOS
   EXPECT_EQ(*p->Render({{"user", "Hi"}}, true), "user: Hi\nassistant:");
   EXPECT_EQ(*p->Render({{"system", "Be kind."}, {"user", "Hi"}}, true), "system: Be kind.\nuser: Hi\nassistant:");
+}
+
+// A broken model's NaN logprobs once made `"token_logprobs":[NaN,NaN]`, which JSON parsers
+// reject (boost::json::parse here, as JSON.parse and the OpenAI SDKs): non-finite → null.
+TEST(ResponseBuilder, NonFiniteLogprobsAreJsonNull) {
+  auto tok = text::Tokenizer::Load(std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  StreamEvent e;
+  e.text = "ab";
+  e.tokens = {{420, nan, {{420, nan}, {435, -inf}}}, {435, -0.5f, {{435, -0.5f}, {261, inf}}}};
+  e.finish_reason = "length";
+  e.completion_tokens = 2;
+
+  OpenAiRequest completions = Ok(Endpoint::kCompletions, R"({"model": "m", "prompt": "x", "logprobs": 2})");
+  ResponseBuilder rb(completions, "cmpl-1", "m", **tok, 1, 1);
+  rb.Accumulate(e);
+  boost::system::error_code ec;
+  const boost::json::value v = boost::json::parse(rb.FinalJson(), ec);
+  ASSERT_FALSE(ec) << rb.FinalJson();
+  const auto& lp = v.at("choices").at(0).at("logprobs");
+  EXPECT_TRUE(lp.at("token_logprobs").at(0).is_null());
+  EXPECT_EQ(lp.at("token_logprobs").at(1).as_double(), -0.5);
+  auto nulls = [](const boost::json::value& top) {
+    int n = 0;
+    for (const auto& kv : top.as_object()) n += kv.value().is_null();
+    return n;
+  };
+  EXPECT_EQ(nulls(lp.at("top_logprobs").at(0)), 2);  // NaN and -Inf
+  EXPECT_EQ(nulls(lp.at("top_logprobs").at(1)), 1);  // -0.5 stays, +Inf does not
+
+  OpenAiRequest chat = Ok(Endpoint::kChat, R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": true,
+                                               "logprobs": true, "top_logprobs": 2})");
+  ResponseBuilder sb(chat, "chat-1", "m", **tok, 1, 1);
+  const std::string sse = sb.Sse(e);
+  ASSERT_EQ(sse.rfind("data: ", 0), 0u) << sse;
+  const boost::json::value c = boost::json::parse(sse.substr(6), ec);
+  ASSERT_FALSE(ec) << sse;
+  const auto& content = c.at("choices").at(0).at("logprobs").at("content");
+  EXPECT_TRUE(content.at(0).at("logprob").is_null());
+  EXPECT_TRUE(content.at(0).at("top_logprobs").at(0).at("logprob").is_null());
+  EXPECT_TRUE(content.at(0).at("top_logprobs").at(1).at("logprob").is_null());
+  EXPECT_EQ(content.at(1).at("logprob").as_double(), -0.5);
+  EXPECT_TRUE(content.at(1).at("top_logprobs").at(1).at("logprob").is_null());
+}
+
+// A failed canary (non-finite logits) is exported as +Inf KL and no top-1 match, never 0.
+TEST(ServingMetrics, FailedCanaryReadsInfinite) {
+  monitoring::ServingMetrics m("pack");
+  m.SetCanary(0, std::numeric_limits<double>::infinity(), false);
+  const std::string text = m.Serialize();
+  EXPECT_NE(text.find("accullm_canary_kl_divergence{canary=\"0\",model_name=\"pack\"} +Inf"), std::string::npos) << text;
+  EXPECT_NE(text.find("accullm_canary_top1_match{canary=\"0\",model_name=\"pack\"} 0"), std::string::npos) << text;
 }
 
 }  // namespace
