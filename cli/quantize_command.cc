@@ -172,7 +172,7 @@ absl::StatusOr<quant::ModelQuantOptions> MakeOptions(const QuantizeFlags& f) {
   // search barely matters (KL 0.002786 → 0.002765), with fractional ones it does (0.002714 →
   // 0.002416): the free offset lets each end of the range be clipped on its own.
   // Under AXE (integer zeros, a budget-fitted scale) it did not help: 16-bit GPTQ g128 ppl
-  // ratio 1.0035 without, 1.0049 with (the recipe of tests/integration/quantize_eval_test.sh).
+  // ratio 1.0035 without, 1.0049 with (the recipe of tests/integration/quantize_axe_test.sh).
   o.quant.search_grid =
       f.grid_search == "on" || (f.grid_search == "auto" && f.naive_accumulator_bits == 0 && f.accumulator_bits == 0);
   o.outliers.enabled = !f.no_outliers;
