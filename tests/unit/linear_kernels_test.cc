@@ -1,5 +1,7 @@
 // The SIMD linear kernel against its scalar reference, for every weight dtype and awkward sizes.
+#include <ostream>
 #include <random>
+#include <string>
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/linear_kernels.h"
@@ -11,6 +13,15 @@ struct Case {
   DType dtype;
   int64_t in, out, n;
 };
+
+// Readable case names and values in test listings (ctest -N, --gtest_list_tests), e.g.
+// Shapes/LinearKernelsTest.SimdMatchesScalarReference/F16_in200_out7_n1, instead of the index
+// and a dump of the struct's bytes.
+std::string CaseName(const Case& c) {
+  return std::string(DTypeName(c.dtype)) + "_in" + std::to_string(c.in) + "_out" + std::to_string(c.out) + "_n" +
+         std::to_string(c.n);
+}
+void PrintTo(const Case& c, std::ostream* os) { *os << CaseName(c); }
 
 class LinearKernelsTest : public ::testing::TestWithParam<Case> {};
 
@@ -48,7 +59,8 @@ TEST_P(LinearKernelsTest, SimdMatchesScalarReference) {
 INSTANTIATE_TEST_SUITE_P(Shapes, LinearKernelsTest,
                          ::testing::Values(Case{DType::kF32, 256, 64, 1}, Case{DType::kF32, 37, 13, 5},
                                            Case{DType::kF16, 256, 64, 3}, Case{DType::kF16, 200, 7, 1},
-                                           Case{DType::kBF16, 129, 33, 4}, Case{DType::kBF16, 8, 4, 2}));
+                                           Case{DType::kBF16, 129, 33, 4}, Case{DType::kBF16, 8, 4, 2}),
+                         [](const ::testing::TestParamInfo<Case>& info) { return CaseName(info.param); });
 
 TEST(DTypeTest, F16RoundTripAndRounding) {
   for (float v : {0.f, 1.f, -2.5f, 65504.f, 6.1035156e-05f, 5.9604645e-08f, 0.333333f}) {
