@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "tests/support/test_support.h"
 #include "text/jinja.h"
 
 namespace accullm::text {
@@ -244,17 +245,11 @@ TEST(ChatTemplateJinja, StrftimeNowUsesTheInjectedClock) {
 // ---- ChatTemplate ------------------------------------------------------------------------
 class ChatTemplateLoad : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("chat_template_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   void Write(const std::string& name, const std::string& text) {
     std::ofstream(dir_ / name, std::ios::binary) << text;
   }
-  std::filesystem::path dir_;
+  test_support::ScopedTempDir tmp_{"chat_template_test"};  // removed after each test
+  const std::filesystem::path dir_{tmp_.path()};
 };
 
 const std::vector<ChatMessage> kChat = {{"system", "Be brief."}, {"user", "Hi!"}};
@@ -328,8 +323,7 @@ TEST_F(ChatTemplateLoad, ErrorsAreStatuses) {
 
 // Real templates, checked against the prompts their model cards document.
 std::string Fixture(const std::string& name) {
-  std::ifstream in(std::string(ACCULLM_SOURCE_DIR) + "/tests/fixtures/chat_templates/" + name, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  return test_support::ReadFileOrFail(test_support::FixturePath("chat_templates/" + name));
 }
 
 TEST(ChatTemplateFixtures, Llama3Instruct) {
@@ -355,8 +349,7 @@ TEST(ChatTemplateFixtures, Qwen25AndMistralRoleOrder) {
 }
 
 TEST(ChatTemplateFixtures, EveryFixtureParses) {
-  for (const auto& entry : std::filesystem::directory_iterator(std::string(ACCULLM_SOURCE_DIR) +
-                                                               "/tests/fixtures/chat_templates")) {
+  for (const auto& entry : std::filesystem::directory_iterator(test_support::FixturePath("chat_templates"))) {
     if (entry.path().extension() != ".jinja") continue;
     auto t = ChatTemplate::FromString(Fixture(entry.path().filename().string()), "<s>", "</s>");
     EXPECT_TRUE(t.ok()) << entry.path() << ": " << t.status();

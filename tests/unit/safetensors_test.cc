@@ -1,13 +1,10 @@
 // Malformed-file tests for the safetensors and config.json loaders: every bad input gets a
 // clear error naming the file and the problem, and never a crash (DESIGN.md, "Formats").
-#include <stdlib.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <initializer_list>
 #include <random>
@@ -20,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "model/model_config.h"
 #include "model/safetensors.h"
+#include "tests/support/test_support.h"
 
 namespace accullm {
 namespace {
@@ -60,19 +58,7 @@ std::string Raw(const std::vector<T>& v) {
 
 class LoaderTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir();
-    if (tmpl.empty() || tmpl.back() != '/') tmpl += '/';
-    tmpl += "accullm_safetensors_XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    ASSERT_NE(::mkdtemp(buf.data()), nullptr) << "mkdtemp " << tmpl;
-    dir_ = buf.data();
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  void SetUp() override { ASSERT_FALSE(dir_.empty()) << "no scratch directory"; }
 
   std::string Write(const std::string& name, const std::string& bytes) {
     const std::string path = dir_ + "/" + name;
@@ -98,7 +84,8 @@ class LoaderTest : public ::testing::Test {
     return OpenBytes(SafetensorsBytes("{\"w\":" + entry + "}", Raw(data)));
   }
 
-  std::string dir_;
+  test_support::ScopedTempDir tmp_{"accullm_safetensors"};  // removed after each test
+  const std::string dir_ = tmp_.path();
 };
 
 // --- SafetensorsFile: the 8-byte length and the header ------------------------------------
@@ -329,7 +316,7 @@ TEST_F(LoaderTest, UnpaddedHeaderIsAccepted) {
 }
 
 TEST_F(LoaderTest, RealFixtureOpens) {
-  auto store = TensorStore::OpenDirectory(std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama");
+  auto store = TensorStore::OpenDirectory(test_support::ModelDir());
   ASSERT_TRUE(store.ok()) << store.status();
   auto emb = (*store)->Get("model.embed_tokens.weight");
   ASSERT_TRUE(emb.ok()) << emb.status();
@@ -555,7 +542,7 @@ TEST(ModelConfigTest, ValidConfigParses) {
 }
 
 TEST(ModelConfigTest, FixtureLoads) {
-  auto c = ModelConfig::Load(std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama");
+  auto c = ModelConfig::Load(test_support::ModelDir());
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->vocab_size, 2048);
   EXPECT_EQ(c->num_layers, 8);

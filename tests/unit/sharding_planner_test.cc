@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "sharding/stage_plan.h"
+#include "tests/support/test_support.h"
 
 namespace accullm {
 namespace {
@@ -98,7 +99,8 @@ TEST(StagePlanner, PlanFilesRoundTripAndAreValidated) {
   auto p = PlanStages(Uniform(8, 100), 3, Fast());
   ASSERT_TRUE(p.ok());
   p->model_fingerprint = 0xabcdef;
-  const std::string path = ::testing::TempDir() + "/plan.json";
+  test_support::ScopedTempDir tmp("accullm_stage_plan");  // not a fixed name other processes share
+  const std::string path = tmp.Path("plan.json");
   ASSERT_TRUE(WriteStagePlanFile(path, *p).ok());
   auto back = ReadStagePlanFile(path);
   ASSERT_TRUE(back.ok()) << back.status();

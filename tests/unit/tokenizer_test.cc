@@ -7,27 +7,20 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "boost/json.hpp"
+#include "tests/support/test_support.h"
 #include "text/unicode_tables.h"
 
 namespace accullm::text {
 namespace {
 
-const std::string kRoot = ACCULLM_SOURCE_DIR;
-const std::string kFixtureDir = kRoot + "/models/tinystories-llama";
-const std::string kNpmModels = kRoot + "/tests/oracles/node_modules/@lenml";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_support::LoadTokenizerOrFail;
+using test_support::ModelDir;
+using test_support::ReadFileOrFail;
+const std::string kNpmModels = test_support::SourceDir() + "/tests/oracles/node_modules/@lenml";
 
 std::vector<int32_t> ToIds(const boost::json::value& v) {
   std::vector<int32_t> ids;
@@ -37,21 +30,15 @@ std::vector<int32_t> ToIds(const boost::json::value& v) {
 
 std::vector<std::string> Corpus() {
   std::vector<std::string> out;
-  boost::json::value v = boost::json::parse(ReadFile(kRoot + "/tests/fixtures/tokenizer_strings.json"));
+  boost::json::value v = boost::json::parse(ReadFileOrFail(test_support::FixturePath("tokenizer_strings.json")));
   for (const auto& s : v.as_array()) out.emplace_back(s.as_string());
   return out;
-}
-
-std::unique_ptr<Tokenizer> LoadOrDie(const std::string& path) {
-  auto t = Tokenizer::Load(path);
-  EXPECT_TRUE(t.ok()) << t.status();
-  return t.ok() ? std::move(*t) : nullptr;
 }
 
 bool HaveNpmModels() { return std::filesystem::exists(kNpmModels + "/tokenizer-llama3/models/tokenizer.json"); }
 
 TEST(TokenizerTest, FixtureKnownIds) {
-  auto t = LoadOrDie(kFixtureDir);
+  auto t = LoadTokenizerOrFail(ModelDir());
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->Encode("Once upon a time"), (std::vector<int32_t>{1, 420, 435, 261, 394}));
   EXPECT_EQ(t->Encode("Once upon a time", /*add_special=*/false), (std::vector<int32_t>{420, 435, 261, 394}));
@@ -68,9 +55,9 @@ TEST(TokenizerTest, FixtureKnownIds) {
 }
 
 TEST(TokenizerTest, ReferenceCases) {
-  auto t = LoadOrDie(kFixtureDir);
+  auto t = LoadTokenizerOrFail(ModelDir());
   ASSERT_NE(t, nullptr);
-  boost::json::value ref = boost::json::parse(ReadFile(kFixtureDir + "/reference.json"));
+  boost::json::value ref = boost::json::parse(ReadFileOrFail(ModelDir() + "/reference.json"));
   const auto& cases = ref.at("cases").as_array();
   ASSERT_GE(cases.size(), 3u);
   for (const auto& c : cases) {
@@ -81,15 +68,15 @@ TEST(TokenizerTest, ReferenceCases) {
 }
 
 TEST(TokenizerTest, LoadsFileOrDirectory) {
-  auto a = LoadOrDie(kFixtureDir);
-  auto b = LoadOrDie(kFixtureDir + "/tokenizer.json");
+  auto a = LoadTokenizerOrFail(ModelDir());
+  auto b = LoadTokenizerOrFail(ModelDir() + "/tokenizer.json");
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   EXPECT_EQ(a->Encode("Lily's dog"), b->Encode("Lily's dog"));
 }
 
 TEST(TokenizerTest, ByteFallbackAndSpecialText) {
-  auto t = LoadOrDie(kFixtureDir);
+  auto t = LoadTokenizerOrFail(ModelDir());
   ASSERT_NE(t, nullptr);
   // The 2048-token vocabulary has no CJK: each byte becomes a <0xNN> token.
   const std::vector<int32_t> ids = t->Encode("日", false);
@@ -104,7 +91,7 @@ TEST(TokenizerTest, ByteFallbackAndSpecialText) {
 }
 
 TEST(TokenizerTest, InvalidUtf8IsReplaced) {
-  auto t = LoadOrDie(kFixtureDir);
+  auto t = LoadTokenizerOrFail(ModelDir());
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->Encode("a\xFF" "b"), t->Encode("a\xEF\xBF\xBD" "b"));
   // A truncated sequence is one maximal subpart: one U+FFFD.
@@ -140,14 +127,14 @@ void ExpectStreamingMatches(const Tokenizer& t, const std::vector<std::string>& 
 }
 
 TEST(TokenizerTest, StreamingEqualsDecodeFixture) {
-  auto t = LoadOrDie(kFixtureDir);
+  auto t = LoadTokenizerOrFail(ModelDir());
   ASSERT_NE(t, nullptr);
   ExpectStreamingMatches(*t, Corpus(), true);
   ExpectStreamingMatches(*t, Corpus(), false);
 }
 
 TEST(TokenizerTest, StreamingHoldsPartialCharacters) {
-  auto t = LoadOrDie(kFixtureDir);
+  auto t = LoadTokenizerOrFail(ModelDir());
   ASSERT_NE(t, nullptr);
   const std::vector<int32_t> ids = t->Encode("😀", false);  // ▁ + 4 byte tokens
   ASSERT_EQ(ids.size(), 5u);
@@ -173,7 +160,7 @@ TEST(StopTextTest, HoldsBackAPossibleStopAndCutsAtIt) {
   EXPECT_EQ(StopPrefixHoldback("the en", {"end."}), 2u);
   EXPECT_EQ(StopPrefixHoldback("the", {"end."}), 1u);  // "e" may begin "end."
   EXPECT_EQ(StopPrefixHoldback("tha", {"end."}), 0u);
-  auto t = LoadOrDie(kFixtureDir);
+  auto t = LoadTokenizerOrFail(ModelDir());
   const std::vector<int32_t> ids = t->Encode("Once upon a time, there was a dog.", false);
   const std::string full = t->Decode(ids, false);
   StopText stop(*t, {"there"});
@@ -209,7 +196,7 @@ TEST(TokenizerTest, RealTokenizersStreamAndRoundTrip) {
   }
   for (const char* name : {"llama2", "llama3", "qwen3"}) {
     SCOPED_TRACE(name);
-    auto t = LoadOrDie(kNpmModels + "/tokenizer-" + name + "/models/tokenizer.json");
+    auto t = LoadTokenizerOrFail(kNpmModels + "/tokenizer-" + name + "/models/tokenizer.json");
     ASSERT_NE(t, nullptr);
     ExpectStreamingMatches(*t, Corpus(), true);
     ExpectStreamingMatches(*t, Corpus(), false);
@@ -218,14 +205,14 @@ TEST(TokenizerTest, RealTokenizersStreamAndRoundTrip) {
       EXPECT_EQ(t->Decode(t->Encode(s, false)), s);
     }
   }
-  auto llama3 = LoadOrDie(kNpmModels + "/tokenizer-llama3/models/tokenizer.json");
+  auto llama3 = LoadTokenizerOrFail(kNpmModels + "/tokenizer-llama3/models/tokenizer.json");
   ASSERT_NE(llama3, nullptr);
   EXPECT_EQ(llama3->bos_id(), 128000);
   EXPECT_EQ(llama3->TokenToId("<|begin_of_text|>"), 128000);
   EXPECT_EQ(llama3->TokenToId("Ġthe"), llama3->Encode(" the", false).front());
   const std::string chat = "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>";
   EXPECT_EQ(llama3->Decode(llama3->Encode(chat, false), /*skip_special=*/false), chat);
-  auto qwen = LoadOrDie(kNpmModels + "/tokenizer-qwen3/models/tokenizer.json");
+  auto qwen = LoadTokenizerOrFail(kNpmModels + "/tokenizer-qwen3/models/tokenizer.json");
   ASSERT_NE(qwen, nullptr);
   EXPECT_FALSE(qwen->add_bos());
   EXPECT_EQ(qwen->eos_ids(), std::vector<int32_t>{*qwen->TokenToId("<|im_end|>")});
@@ -286,12 +273,12 @@ TEST(TokenizerTest, MalformedFilesGiveClearErrors) {
 }
 
 TEST(TokenizerTest, ArbitraryBytesNeverBreak) {
-  std::vector<std::string> paths = {kFixtureDir};
+  std::vector<std::string> paths = {ModelDir()};
   if (HaveNpmModels()) paths.push_back(kNpmModels + "/tokenizer-qwen3/models/tokenizer.json");
   uint64_t seed = 12345;
   auto next = [&] { return (seed = seed * 6364136223846793005ull + 1442695040888963407ull) >> 33; };
   for (const std::string& path : paths) {
-    auto t = LoadOrDie(path);
+    auto t = LoadTokenizerOrFail(path);
     ASSERT_NE(t, nullptr);
     for (int i = 0; i < 300; ++i) {
       std::string s(next() % 40, '\0');

@@ -7,11 +7,12 @@
 #include "common/mapped_file.h"
 #include "gtest/gtest.h"
 #include "model/transformer.h"
+#include "tests/support/test_support.h"
 
 namespace accullm {
 namespace {
 
-const std::string kModelDir = std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama";
+using test_support::ModelDir;
 
 struct ReferenceCase {
   std::vector<int32_t> prompt_ids;
@@ -21,7 +22,7 @@ struct ReferenceCase {
 };
 
 std::vector<ReferenceCase> LoadReference() {
-  auto text = ReadTextFile(kModelDir + "/reference.json");
+  auto text = ReadTextFile(ModelDir() + "/reference.json");
   EXPECT_TRUE(text.ok()) << text.status();
   auto v = ParseJson(*text, "reference.json");
   EXPECT_TRUE(v.ok()) << v.status();
@@ -51,9 +52,8 @@ double RelativeMaxError(const float* a, const std::vector<float>& b) {
 class TransformerReferenceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto m = Transformer::Load(kModelDir, &pool_);
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::move(*m);
+    model_ = test_support::LoadModelOrFail(ModelDir(), &pool_);
+    ASSERT_NE(model_, nullptr);
     cases_ = LoadReference();
     ASSERT_EQ(cases_.size(), 3u);
   }
