@@ -267,11 +267,17 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
   // The cost is one read of the weights (memory-bandwidth bound, split over the pool): the
   // pages the first forward pass would fault in anyway; for plain checkpoints as for packs,
   // since a NaN in either serves the same garbage.
-  if (options.check_finite) RETURN_IF_ERROR(CheckFinite(s, {}, pool));
+  if (options.check_finite) {
+    RETURN_IF_ERROR(CheckFinite(s, {}, pool));
+    t->all_weights_finite_ = true;
+  }
   return t;
 }
 
 absl::Status Transformer::CheckFiniteWeights(int64_t layer_begin, int64_t layer_end, bool embed, bool head) const {
+  // Load already read every tensor (the embedded stage, `generate`): the mapped bytes cannot
+  // have changed, so a second pass would only double the start-up reads.
+  if (all_weights_finite_) return absl::OkStatus();
   // A tied head without tensors of its own reads the embedding table.
   const bool head_reads_embed = !store_->Has("lm_head.weight") && !store_->Has("lm_head.qweight") &&
                                 !store_->Has("lm_head.q8weight");

@@ -119,6 +119,7 @@ class Transformer {
   ActivationObserver* observer_ = nullptr;
   Rope rope_;
   std::unique_ptr<TensorStore> store_;
+  bool all_weights_finite_ = false;  // Load checked every tensor (ModelLoadOptions::check_finite)
   std::optional<PackManifest> pack_;
   TensorView embed_;
   std::shared_ptr<const Int4Linear> int4_embed_;  // set when the pack stores INT4 embeddings
