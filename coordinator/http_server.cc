@@ -41,8 +41,10 @@ constexpr size_t kChunkLineRoom = 4 << 10;
 constexpr size_t kMaxChunkExtensionBytes = 1 << 10;
 constexpr double kOverLimitProbeTimeoutS = 2;
 
+std::string_view RequestPath(std::string_view target) { return target.substr(0, target.find('?')); }
+
 bool IsProbePath(std::string_view target) {
-  const std::string_view path = target.substr(0, target.find('?'));
+  const std::string_view path = RequestPath(target);
   return path == "/healthz" || path == "/readyz";
 }
 
@@ -439,8 +441,7 @@ class HttpServer::Impl {
       const bool keep = keep_alive && !service_.draining();
       if (!routed.job) {
         const bool ok = co_await WriteReply(stream, routed.reply, version, keep, {}, head);
-        const std::string path = view.target.substr(0, view.target.find('?'));
-        if (path != "/healthz" && path != "/readyz" && path != "/metrics")
+        if (!IsProbePath(view.target) && RequestPath(view.target) != "/metrics")
           service_.LogRequest(view, routed.reply.status,
                               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         if (!ok || !keep) break;

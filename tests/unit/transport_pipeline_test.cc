@@ -81,7 +81,6 @@ class PipelineTest : public ::testing::Test {
   }
 
   std::vector<Outcome> SingleProcess() {
-    const auto& c = model_->config();
     KvBlockPool kv(0, model_->kv_dim(), 16, 256);
     coordinator::SchedulerConfig sc;
     sc.prefill_chunk = 5;  // several chunks per prompt
