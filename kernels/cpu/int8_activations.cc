@@ -1,0 +1,133 @@
+#include "kernels/cpu/int8_activations.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/cpu_features.h"
+
+namespace accullm::kernels {
+
+namespace {
+
+void Resize(int64_t rows, int64_t in, int64_t block, Int8Activations& out) {
+  out.rows = rows;
+  out.in = in;
+  out.block = block;
+  out.q.resize(static_cast<size_t>(rows * in));
+  out.scales.resize(static_cast<size_t>(rows * (in / block)));
+  out.sums.resize(static_cast<size_t>(rows * (in / block)));
+}
+
+// The one definition of a block's scale and its reciprocal, shared by every variant so the
+// codes agree bit for bit: q = nearbyint(x · (127 / amax)), x ≈ q · (amax / 127).
+// Below kTinyMax the reciprocal would overflow: such a block quantizes to zeros.
+constexpr float kTinyMax = 1e-36f;
+inline void BlockScale(float amax, float& scale, float& inv) {
+  scale = amax / 127.f;
+  inv = amax > kTinyMax ? 127.f / amax : 0.f;
+}
+
+// Clamp to [-127, 127] written as the vector max/min compute it (a NaN becomes -127), so
+// every variant gives the same code even for a non-finite input.
+inline float ClampCode(float v) {
+  v = v > -127.f ? v : -127.f;
+  return v < 127.f ? v : 127.f;
+}
+
+}  // namespace
+
+void QuantizeInt8BlocksScalar(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
+                              Int8Activations& out) {
+  Resize(rows, in, block, out);
+  const int64_t blocks = in / block;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const float* xb = x + r * in + b * block;
+      const char* eb = exact != nullptr ? exact + b * block : nullptr;
+      float amax = 0.f;
+      for (int64_t i = 0; i < block; ++i)
+        if ((eb == nullptr || !eb[i]) && std::fabs(xb[i]) > amax) amax = std::fabs(xb[i]);  // NaN ignored
+      float scale, inv;
+      BlockScale(amax, scale, inv);
+      int8_t* q = out.q.data() + r * in + b * block;
+      int32_t sum = 0;
+      for (int64_t i = 0; i < block; ++i) {
+        // amax bounds |x·inv| by 127 up to rounding of the product; the clamp makes it exact.
+        const float v = (eb != nullptr && eb[i]) ? 0.f : std::nearbyint(xb[i] * inv);
+        const int c = static_cast<int>(ClampCode(v));
+        q[i] = static_cast<int8_t>(c);
+        sum += c;
+      }
+      out.scales[r * blocks + b] = scale;
+      out.sums[r * blocks + b] = sum;
+    }
+  }
+}
+
+#if ACCULLM_HAVE_X86_SIMD
+namespace {
+
+__attribute__((target("avx2,fma"))) void QuantizeInt8BlocksAvx2(const float* x, int64_t rows, int64_t in,
+                                                                 int64_t block, const char* exact,
+                                                                 Int8Activations& out) {
+  Resize(rows, in, block, out);
+  const int64_t blocks = in / block;
+  const __m256 sign_mask = _mm256_set1_ps(-0.f);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const float* xb = x + r * in + b * block;
+      const char* eb = exact != nullptr ? exact + b * block : nullptr;
+      // Blocks are multiples of 8 (groups are multiples of 32); exact channels are rare, so
+      // a block holding one takes the scalar route.
+      bool any_exact = false;
+      if (eb != nullptr)
+        for (int64_t i = 0; i < block && !any_exact; ++i) any_exact = eb[i] != 0;
+      int8_t* q = out.q.data() + r * in + b * block;
+      if (any_exact || block % 8 != 0) {
+        Int8Activations one;
+        QuantizeInt8BlocksScalar(xb, 1, block, block, eb, one);
+        std::copy_n(one.q.data(), block, q);
+        out.scales[r * blocks + b] = one.scales[0];
+        out.sums[r * blocks + b] = one.sums[0];
+        continue;
+      }
+      __m256 vmax = _mm256_setzero_ps();
+      for (int64_t i = 0; i < block; i += 8) vmax = _mm256_max_ps(_mm256_andnot_ps(sign_mask, _mm256_loadu_ps(xb + i)), vmax);  // NaN ignored
+      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+      m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+      float scale, inv;
+      BlockScale(_mm_cvtss_f32(m4), scale, inv);
+      const __m256 vinv = _mm256_set1_ps(inv);
+      const __m256 lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
+      __m256i vsum = _mm256_setzero_si256();
+      for (int64_t i = 0; i < block; i += 8) {
+        __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + i), vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);  // as ClampCode
+        const __m256i c = _mm256_cvtps_epi32(v);
+        vsum = _mm256_add_epi32(vsum, c);
+        // 8 int32 → 8 int8 (values fit, so the saturating packs are exact).
+        const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packs_epi16(w16, w16));
+      }
+      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(vsum), _mm256_extracti128_si256(vsum, 1));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+      out.scales[r * blocks + b] = scale;
+      out.sums[r * blocks + b] = _mm_cvtsi128_si32(s4);
+    }
+  }
+}
+
+}  // namespace
+#endif
+
+void QuantizeInt8Blocks(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
+                        Int8Activations& out) {
+#if ACCULLM_HAVE_X86_SIMD
+  if (CpuHasAvx2Fma()) return QuantizeInt8BlocksAvx2(x, rows, in, block, exact, out);
+#endif
+  QuantizeInt8BlocksScalar(x, rows, in, block, exact, out);
+}
+
+}  // namespace accullm::kernels

@@ -1,0 +1,310 @@
+#include "kernels/cpu/low_bit_int8_kernels.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "common/dtype.h"
+#include "kernels/cpu/cpu_features.h"
+
+namespace accullm::kernels {
+
+namespace {
+
+// The float a group contributes with, shared by every variant: scale[o,g] · (xscale · 2^−frac).
+inline float GroupFactor(float weight_scale, float x_scale, float inv_frac) { return weight_scale * (x_scale * inv_frac); }
+
+}  // namespace
+
+void LowBitInt8RowsScalar(const Int4Matrix& m, const Int8Activations& x, int64_t o_begin, int64_t o_end, float* y,
+                          int64_t y_stride) {
+  const int64_t groups = m.in / m.group;
+  const int frac = m.zeros != nullptr ? m.zero_frac_bits : 0;
+  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  const int64_t row_bytes = CodeRowBytes(m.in, m.bits);
+  for (int64_t r = 0; r < x.rows; ++r) {
+    const int8_t* xq = x.row(r);
+    for (int64_t o = o_begin; o < o_end; ++o) {
+      const uint8_t* codes = m.codes + o * row_bytes;
+      float acc = 0.f;
+      for (int64_t g = 0; g < groups; ++g) {
+        int32_t dot = 0;
+        for (int64_t i = g * m.group; i < (g + 1) * m.group; ++i) dot += ReadCode(codes, i, m.bits) * xq[i];
+        const int32_t zero = m.zeros != nullptr ? m.zeros[o * groups + g] : (1 << (m.bits - 1));
+        const int32_t d = dot * (1 << frac) - zero * x.sums[r * groups + g];
+        const float ws = m.scale_codes != nullptr ? U8GroupScale(F16ToF32(m.row_scales[o]), m.scale_codes[o * groups + g])
+                                                  : F16ToF32(m.scales[o * groups + g]);
+        acc = std::fma(static_cast<float>(d), GroupFactor(ws, x.scales[r * groups + g], inv_frac), acc);
+      }
+      y[r * y_stride + o] = acc;
+    }
+  }
+}
+
+#if ACCULLM_HAVE_X86_SIMD
+// GCC 12's AVX-512 conversion intrinsics pass an "undefined" register as the masked-off
+// source and then warn that it may be uninitialised (GCC bug 105593, fixed in GCC 13).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+namespace {
+
+inline int32_t Load32(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// ---- AVX-512 VNNI: one tile (16 rows) per register, kM activation rows at once. ----
+
+#define ACCULLM_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")))
+
+ACCULLM_AVX512_TARGET inline __m512 WeightScales512(const LowBitTiles& w, int64_t tile, int64_t g) {
+  const size_t at = static_cast<size_t>((tile * w.groups() + g) * kTileRows);
+  if (w.scale_codes.empty())
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.scales.data() + at)));
+  // As U8GroupScale: (row scale · code) · (1/255).
+  const __m512 codes = _mm512_cvtepi32_ps(
+      _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
+  const __m512 rows = _mm512_loadu_ps(w.row_scales.data() + tile * kTileRows);
+  return _mm512_mul_ps(_mm512_mul_ps(rows, codes), _mm512_set1_ps(1.f / 255.f));
+}
+
+template <int kM, bool kNibbles>
+ACCULLM_AVX512_TARGET void TileAvx512(const LowBitTiles& w, const Int8Activations& x, int64_t tile, int64_t r0,
+                                      float* y, int64_t y_stride) {
+  const int64_t groups = w.groups(), chunks = w.group / w.chunk_columns();
+  const int frac = w.zero_frac_bits;
+  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  const uint8_t* codes = w.codes.data() + tile * w.tile_code_bytes();
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
+  const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
+  __m512 acc[kM];
+  for (int m = 0; m < kM; ++m) acc[m] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512i dot[kM];
+    for (int m = 0; m < kM; ++m) dot[m] = _mm512_setzero_si512();
+    const int8_t* xg[kM];
+    for (int m = 0; m < kM; ++m) xg[m] = x.row(r0 + m) + g * w.group;
+    for (int64_t c = 0; c < chunks; ++c, codes += kTileChunkBytes) {
+      const __m512i v = _mm512_loadu_si512(codes);
+      if constexpr (kNibbles) {
+        const __m512i lo = _mm512_and_si512(v, low_nibbles);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles);
+        for (int m = 0; m < kM; ++m) {
+          dot[m] = _mm512_dpbusd_epi32(dot[m], lo, _mm512_set1_epi32(Load32(xg[m] + 8 * c)));
+          dot[m] = _mm512_dpbusd_epi32(dot[m], hi, _mm512_set1_epi32(Load32(xg[m] + 8 * c + 4)));
+        }
+      } else {
+        for (int m = 0; m < kM; ++m) dot[m] = _mm512_dpbusd_epi32(dot[m], v, _mm512_set1_epi32(Load32(xg[m] + 4 * c)));
+      }
+    }
+    const __m512 ws = WeightScales512(w, tile, g);
+    const __m512i zero =
+        w.zeros.empty() ? symmetric_zero
+                        : _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(
+                              w.zeros.data() + (tile * groups + g) * kTileRows)));
+    for (int m = 0; m < kM; ++m) {
+      const int64_t at = (r0 + m) * groups + g;
+      const __m512i d = _mm512_sub_epi32(_mm512_slli_epi32(dot[m], static_cast<unsigned>(frac)),
+                                         _mm512_mullo_epi32(zero, _mm512_set1_epi32(x.sums[at])));
+      const __m512 factor = _mm512_mul_ps(ws, _mm512_set1_ps(x.scales[at] * inv_frac));
+      acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), factor, acc[m]);
+    }
+  }
+  const int64_t o0 = tile * kTileRows;
+  const int64_t valid = w.out - o0 < kTileRows ? w.out - o0 : kTileRows;
+  const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
+  for (int m = 0; m < kM; ++m) _mm512_mask_storeu_ps(y + (r0 + m) * y_stride + o0, mask, acc[m]);
+}
+
+template <bool kNibbles>
+ACCULLM_AVX512_TARGET void RowsAvx512(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
+                                      int64_t y_stride) {
+  for (int64_t t = t0; t < t1; ++t) {
+    int64_t r = 0;
+    for (; r + 4 <= x.rows; r += 4) TileAvx512<4, kNibbles>(w, x, t, r, y, y_stride);
+    switch (x.rows - r) {
+      case 3: TileAvx512<3, kNibbles>(w, x, t, r, y, y_stride); break;
+      case 2: TileAvx512<2, kNibbles>(w, x, t, r, y, y_stride); break;
+      case 1: TileAvx512<1, kNibbles>(w, x, t, r, y, y_stride); break;
+      default: break;
+    }
+  }
+}
+
+// ---- AVX2: a tile as two halves of 8 rows (bytes 0..31 and 32..63 of every chunk). ----
+
+#define ACCULLM_AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+// Σ over each 4-byte lane of u8 × s8, exact for u8 ≤ 127 (a pair sums to ≤ 2·127·127 < 2^15).
+ACCULLM_AVX2_TARGET inline __m256i DotLanes(__m256i u8, __m256i s8) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u8, s8), _mm256_set1_epi16(1));
+}
+
+ACCULLM_AVX2_TARGET inline __m256 WeightScales256(const LowBitTiles& w, int64_t tile, int64_t g, int half) {
+  const size_t at = static_cast<size_t>((tile * w.groups() + g) * kTileRows + 8 * half);
+  if (w.scale_codes.empty())
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales.data() + at)));
+  const __m256 codes =
+      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
+  const __m256 rows = _mm256_loadu_ps(w.row_scales.data() + tile * kTileRows + 8 * half);
+  return _mm256_mul_ps(_mm256_mul_ps(rows, codes), _mm256_set1_ps(1.f / 255.f));
+}
+
+template <int kM, bool kNibbles, bool kEightBit>
+ACCULLM_AVX2_TARGET void HalfTileAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t tile, int half,
+                                      int64_t r0, float* y, int64_t y_stride) {
+  const int64_t groups = w.groups(), chunks = w.group / w.chunk_columns();
+  const int frac = w.zero_frac_bits;
+  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  const uint8_t* codes = w.codes.data() + tile * w.tile_code_bytes() + 32 * half;
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+  const __m256i symmetric_zero = _mm256_set1_epi32(1 << (w.bits - 1));
+  __m256 acc[kM];
+  for (int m = 0; m < kM; ++m) acc[m] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i dot[kM];
+    for (int m = 0; m < kM; ++m) dot[m] = _mm256_setzero_si256();
+    const int8_t* xg[kM];
+    for (int m = 0; m < kM; ++m) xg[m] = x.row(r0 + m) + g * w.group;
+    for (int64_t c = 0; c < chunks; ++c, codes += kTileChunkBytes) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes));
+      if constexpr (kNibbles || kEightBit) {
+        const __m256i lo = _mm256_and_si256(v, low_nibbles);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibbles);
+        for (int m = 0; m < kM; ++m) {
+          if constexpr (kNibbles) {
+            dot[m] = _mm256_add_epi32(dot[m], DotLanes(lo, _mm256_set1_epi32(Load32(xg[m] + 8 * c))));
+            dot[m] = _mm256_add_epi32(dot[m], DotLanes(hi, _mm256_set1_epi32(Load32(xg[m] + 8 * c + 4))));
+          } else {
+            // 8-bit codes overflow vpmaddubsw's 16-bit pairs: code = 16·hi + lo, both exact.
+            const __m256i xs = _mm256_set1_epi32(Load32(xg[m] + 4 * c));
+            dot[m] = _mm256_add_epi32(dot[m], _mm256_add_epi32(DotLanes(lo, xs), _mm256_slli_epi32(DotLanes(hi, xs), 4)));
+          }
+        }
+      } else {
+        for (int m = 0; m < kM; ++m)
+          dot[m] = _mm256_add_epi32(dot[m], DotLanes(v, _mm256_set1_epi32(Load32(xg[m] + 4 * c))));
+      }
+    }
+    const __m256 ws = WeightScales256(w, tile, g, half);
+    const __m256i zero = w.zeros.empty() ? symmetric_zero
+                                         : _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(
+                                               w.zeros.data() + (tile * groups + g) * kTileRows + 8 * half)));
+    for (int m = 0; m < kM; ++m) {
+      const int64_t at = (r0 + m) * groups + g;
+      const __m256i d = _mm256_sub_epi32(_mm256_slli_epi32(dot[m], frac),
+                                         _mm256_mullo_epi32(zero, _mm256_set1_epi32(x.sums[at])));
+      const __m256 factor = _mm256_mul_ps(ws, _mm256_set1_ps(x.scales[at] * inv_frac));
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), factor, acc[m]);
+    }
+  }
+  const int64_t o0 = tile * kTileRows + 8 * half;
+  for (int m = 0; m < kM; ++m) {
+    float* dst = y + (r0 + m) * y_stride + o0;
+    if (w.out - o0 >= 8) {
+      _mm256_storeu_ps(dst, acc[m]);
+    } else {
+      alignas(32) float tmp[8];
+      _mm256_store_ps(tmp, acc[m]);
+      for (int64_t i = 0; i < w.out - o0; ++i) dst[i] = tmp[i];
+    }
+  }
+}
+
+template <bool kNibbles, bool kEightBit>
+ACCULLM_AVX2_TARGET void RowsAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
+                                  int64_t y_stride) {
+  for (int64_t t = t0; t < t1; ++t) {
+    for (int half = 0; half < 2; ++half) {
+      if (t * kTileRows + 8 * half >= w.out) break;
+      int64_t r = 0;
+      for (; r + 4 <= x.rows; r += 4) HalfTileAvx2<4, kNibbles, kEightBit>(w, x, t, half, r, y, y_stride);
+      switch (x.rows - r) {
+        case 3: HalfTileAvx2<3, kNibbles, kEightBit>(w, x, t, half, r, y, y_stride); break;
+        case 2: HalfTileAvx2<2, kNibbles, kEightBit>(w, x, t, half, r, y, y_stride); break;
+        case 1: HalfTileAvx2<1, kNibbles, kEightBit>(w, x, t, half, r, y, y_stride); break;
+        default: break;
+      }
+    }
+  }
+}
+
+bool CpuHasAvx512Vnni() {
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+                          CpuHasAvx2Fma();
+  return has;
+}
+
+}  // namespace
+
+bool LowBitInt8RowsAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
+                        int64_t y_stride) {
+  if (!CpuHasAvx2Fma()) return false;
+  if (w.nibbles()) RowsAvx2<true, false>(w, x, t0, t1, y, y_stride);
+  else if (w.bits == 8) RowsAvx2<false, true>(w, x, t0, t1, y, y_stride);
+  else RowsAvx2<false, false>(w, x, t0, t1, y, y_stride);
+  return true;
+}
+
+bool LowBitInt8RowsAvx512(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
+                          int64_t y_stride) {
+  if (!CpuHasAvx512Vnni()) return false;
+  if (w.nibbles()) RowsAvx512<true>(w, x, t0, t1, y, y_stride);
+  else RowsAvx512<false>(w, x, t0, t1, y, y_stride);
+  return true;
+}
+
+#else
+bool LowBitInt8RowsAvx2(const LowBitTiles&, const Int8Activations&, int64_t, int64_t, float*, int64_t) { return false; }
+bool LowBitInt8RowsAvx512(const LowBitTiles&, const Int8Activations&, int64_t, int64_t, float*, int64_t) {
+  return false;
+}
+#endif
+
+namespace {
+
+// The scalar route over tiles: the reference needs the untiled matrix, so a tiled-only
+// caller decodes a tile's rows back (slow; for CPUs with neither SIMD level).
+void RowsFromTilesScalar(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
+                         int64_t y_stride) {
+  const int64_t groups = w.groups(), chunks = w.group / w.chunk_columns();
+  const int frac = w.zero_frac_bits;
+  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  for (int64_t t = t0; t < t1; ++t) {
+    for (int64_t rr = 0; rr < kTileRows && t * kTileRows + rr < w.out; ++rr) {
+      for (int64_t r = 0; r < x.rows; ++r) {
+        const int8_t* xq = x.row(r);
+        float acc = 0.f;
+        for (int64_t g = 0; g < groups; ++g) {
+          int32_t dot = 0;
+          for (int64_t c = 0; c < chunks; ++c) {
+            const uint8_t* chunk = w.codes.data() + t * w.tile_code_bytes() + (g * chunks + c) * kTileChunkBytes + 4 * rr;
+            const int64_t col = g * w.group + c * w.chunk_columns();
+            for (int j = 0; j < 4; ++j) {
+              if (w.nibbles()) dot += (chunk[j] & 15) * xq[col + j] + (chunk[j] >> 4) * xq[col + 4 + j];
+              else dot += chunk[j] * xq[col + j];
+            }
+          }
+          const size_t at = static_cast<size_t>((t * groups + g) * kTileRows + rr);
+          const int32_t zero = w.zeros.empty() ? (1 << (w.bits - 1)) : w.zeros[at];
+          const int32_t d = dot * (1 << frac) - zero * x.sums[r * groups + g];
+          const float ws = w.scale_codes.empty() ? F16ToF32(w.scales[at])
+                                                 : U8GroupScale(w.row_scales[t * kTileRows + rr], w.scale_codes[at]);
+          acc = std::fma(static_cast<float>(d), GroupFactor(ws, x.scales[r * groups + g], inv_frac), acc);
+        }
+        y[r * y_stride + t * kTileRows + rr] = acc;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void LowBitInt8Rows(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
+                    int64_t y_stride) {
+  if (LowBitInt8RowsAvx512(w, x, t0, t1, y, y_stride)) return;
+  if (LowBitInt8RowsAvx2(w, x, t0, t1, y, y_stride)) return;
+  RowsFromTilesScalar(w, x, t0, t1, y, y_stride);
+}
+
+}  // namespace accullm::kernels

@@ -1,0 +1,60 @@
+#include "kernels/cpu/low_bit_tiles.h"
+
+#include "common/dtype.h"
+
+namespace accullm::kernels {
+
+std::string LowBitTilesRefusal(const Int4Matrix& m) {
+  if (m.bits < kMinCodeBits || m.bits > kMaxCodeBits) return "code width outside 3..8 bits";
+  if (m.group <= 0 || m.group % 8 != 0 || m.in % m.group != 0) return "group is not a multiple of 8 dividing the row";
+  // |(Σ q·x) · 2^frac − zero · Σ x| < group · 255 · 127 · 2^frac · 2 must fit int32.
+  const double bound = static_cast<double>(m.group) * 255.0 * 127.0 * static_cast<double>(1 << m.zero_frac_bits) * 2.0;
+  if (bound >= 2147483647.0) return "group too large for 32-bit integer sums";
+  return "";
+}
+
+LowBitTiles TileLowBitMatrix(const Int4Matrix& m, int64_t out) {
+  LowBitTiles t;
+  t.out = out;
+  t.in = m.in;
+  t.group = m.group;
+  t.bits = m.bits;
+  t.zero_frac_bits = m.zeros != nullptr ? m.zero_frac_bits : 0;
+  t.tiles = (out + kTileRows - 1) / kTileRows;
+  const int64_t groups = t.groups(), cols = t.chunk_columns(), chunks = m.group / cols;
+  const int64_t row_bytes = CodeRowBytes(m.in, m.bits);
+  t.codes.assign(static_cast<size_t>(t.tiles * t.tile_code_bytes()), 0);
+  const size_t per_tile_group = static_cast<size_t>(t.tiles * groups * kTileRows);
+  if (m.scale_codes != nullptr) {
+    t.scale_codes.assign(per_tile_group, 0);
+    t.row_scales.assign(static_cast<size_t>(t.tiles * kTileRows), 0.f);
+  } else {
+    t.scales.assign(per_tile_group, 0);
+  }
+  if (m.zeros != nullptr) t.zeros.assign(per_tile_group, 0);
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t tile = o / kTileRows, r = o % kTileRows;
+    const uint8_t* row = m.codes + o * row_bytes;
+    if (m.scale_codes != nullptr) t.row_scales[tile * kTileRows + r] = F16ToF32(m.row_scales[o]);
+    for (int64_t g = 0; g < groups; ++g) {
+      const size_t at = static_cast<size_t>((tile * groups + g) * kTileRows + r);
+      if (m.scale_codes != nullptr) t.scale_codes[at] = m.scale_codes[o * groups + g];
+      else t.scales[at] = m.scales[o * groups + g];
+      if (m.zeros != nullptr) t.zeros[at] = m.zeros[o * groups + g];
+      for (int64_t c = 0; c < chunks; ++c) {
+        uint8_t* chunk = t.codes.data() + tile * t.tile_code_bytes() + (g * chunks + c) * kTileChunkBytes + 4 * r;
+        const int64_t col = g * m.group + c * cols;
+        for (int j = 0; j < 4; ++j) {
+          if (t.nibbles()) {
+            chunk[j] = static_cast<uint8_t>(ReadCode(row, col + j, m.bits) | (ReadCode(row, col + 4 + j, m.bits) << 4));
+          } else {
+            chunk[j] = static_cast<uint8_t>(ReadCode(row, col + j, m.bits));
+          }
+        }
+      }
+    }
+  }
+  return t;
+}
+
+}  // namespace accullm::kernels

@@ -1,0 +1,192 @@
+// The integer-dot low-bit kernels against their scalar reference: every code width, both
+// zero-point kinds, both scale kinds, odd shapes; bit-identical results (the integer part is
+// exact and the float part runs in one order), batch invariance, and closeness to the FP32
+// product they approximate.
+#include <cmath>
+#include <cstring>
+#include <ostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/dtype.h"
+#include "gtest/gtest.h"
+#include "kernels/cpu/int8_activations.h"
+#include "kernels/cpu/low_bit_int8_kernels.h"
+
+namespace accullm::kernels {
+namespace {
+
+struct Case {
+  int bits;
+  int64_t group, in, out, n;
+  bool zeros;        // asymmetric, with the widest fraction bits the width allows
+  bool scale_codes;  // 8-bit scales + row scales instead of F16 scales
+};
+
+std::string CaseName(const Case& c) {
+  return std::to_string(c.bits) + "bit_g" + std::to_string(c.group) + "_in" + std::to_string(c.in) + "_out" +
+         std::to_string(c.out) + "_n" + std::to_string(c.n) + (c.zeros ? "_zeros" : "_sym") +
+         (c.scale_codes ? "_u8scales" : "_f16scales");
+}
+void PrintTo(const Case& c, std::ostream* os) { *os << CaseName(c); }
+
+struct OwnedMatrix {
+  std::vector<uint8_t> codes, zeros, scale_codes;
+  std::vector<uint16_t> scales, row_scales;
+  Int4Matrix m;
+};
+
+OwnedMatrix RandomMatrix(const Case& c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  OwnedMatrix w;
+  const int64_t groups = c.in / c.group;
+  w.codes.assign(static_cast<size_t>(c.out * CodeRowBytes(c.in, c.bits)), 0);
+  std::uniform_int_distribution<int> code(0, (1 << c.bits) - 1);
+  for (int64_t o = 0; o < c.out; ++o)
+    for (int64_t i = 0; i < c.in; ++i) WriteCode(w.codes.data() + o * CodeRowBytes(c.in, c.bits), i, c.bits, code(rng));
+  std::uniform_real_distribution<float> scale(0.001f, 0.05f);
+  const int frac = ZeroFractionBits(4, c.bits);
+  if (c.zeros) {
+    std::uniform_int_distribution<int> zero(0, ((1 << c.bits) - 1) << frac);
+    for (int64_t i = 0; i < c.out * groups; ++i) w.zeros.push_back(static_cast<uint8_t>(std::min(255, zero(rng))));
+  }
+  if (c.scale_codes) {
+    std::uniform_int_distribution<int> sc(0, 255);
+    for (int64_t i = 0; i < c.out * groups; ++i) w.scale_codes.push_back(static_cast<uint8_t>(sc(rng)));
+    for (int64_t o = 0; o < c.out; ++o) w.row_scales.push_back(F32ToF16(scale(rng)));
+  } else {
+    for (int64_t i = 0; i < c.out * groups; ++i) w.scales.push_back(F32ToF16(scale(rng)));
+  }
+  w.m.codes = w.codes.data();
+  w.m.scales = c.scale_codes ? nullptr : w.scales.data();
+  w.m.zeros = c.zeros ? w.zeros.data() : nullptr;
+  w.m.in = c.in;
+  w.m.group = c.group;
+  w.m.zero_frac_bits = c.zeros ? frac : 0;
+  w.m.scale_codes = c.scale_codes ? w.scale_codes.data() : nullptr;
+  w.m.row_scales = c.scale_codes ? w.row_scales.data() : nullptr;
+  w.m.bits = c.bits;
+  return w;
+}
+
+std::vector<float> RandomActivations(int64_t n, int64_t in, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<float> x(static_cast<size_t>(n * in));
+  for (auto& v : x) v = normal(rng);
+  if (!x.empty()) x[3 % x.size()] = 40.f;  // a large channel, as real activations have
+  return x;
+}
+
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+class LowBitInt8KernelsTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(LowBitInt8KernelsTest, EveryVariantMatchesTheScalarReferenceBitForBit) {
+  const Case c = GetParam();
+  OwnedMatrix w = RandomMatrix(c, 7);
+  ASSERT_EQ(LowBitTilesRefusal(w.m), "");
+  const std::vector<float> x = RandomActivations(c.n, c.in, 11);
+  Int8Activations xq;
+  QuantizeInt8BlocksScalar(x.data(), c.n, c.in, c.group, nullptr, xq);
+  std::vector<float> want(static_cast<size_t>(c.n * c.out), -1.f);
+  LowBitInt8RowsScalar(w.m, xq, 0, c.out, want.data(), c.out);
+
+  const LowBitTiles tiles = TileLowBitMatrix(w.m, c.out);
+  std::vector<float> got(want.size(), -1.f);
+  LowBitInt8Rows(tiles, xq, 0, tiles.tiles, got.data(), c.out);
+  EXPECT_TRUE(SameBits(got, want)) << "dispatched";
+  for (auto variant : {&LowBitInt8RowsAvx2, &LowBitInt8RowsAvx512}) {
+    std::fill(got.begin(), got.end(), -1.f);
+    if (!variant(tiles, xq, 0, tiles.tiles, got.data(), c.out)) continue;  // not on this CPU
+    EXPECT_TRUE(SameBits(got, want)) << (variant == &LowBitInt8RowsAvx2 ? "avx2" : "avx512");
+  }
+}
+
+TEST_P(LowBitInt8KernelsTest, ARowsResultDoesNotDependOnItsBatchOrTheTileSplit) {
+  const Case c = GetParam();
+  OwnedMatrix w = RandomMatrix(c, 3);
+  const LowBitTiles tiles = TileLowBitMatrix(w.m, c.out);
+  const std::vector<float> x = RandomActivations(c.n, c.in, 5);
+  Int8Activations batch;
+  QuantizeInt8Blocks(x.data(), c.n, c.in, c.group, nullptr, batch);
+  std::vector<float> together(static_cast<size_t>(c.n * c.out));
+  LowBitInt8Rows(tiles, batch, 0, tiles.tiles, together.data(), c.out);
+  for (int64_t r = 0; r < c.n; ++r) {
+    Int8Activations one;
+    QuantizeInt8Blocks(x.data() + r * c.in, 1, c.in, c.group, nullptr, one);
+    std::vector<float> alone(static_cast<size_t>(c.out));
+    for (int64_t t = 0; t < tiles.tiles; ++t) LowBitInt8Rows(tiles, one, t, t + 1, alone.data(), c.out);  // tile by tile
+    EXPECT_EQ(std::memcmp(alone.data(), together.data() + r * c.out, alone.size() * sizeof(float)), 0) << "row " << r;
+  }
+}
+
+TEST_P(LowBitInt8KernelsTest, ApproximatesTheFloatProduct) {
+  const Case c = GetParam();
+  OwnedMatrix w = RandomMatrix(c, 9);
+  const std::vector<float> x = RandomActivations(c.n, c.in, 13);
+  Int8Activations xq;
+  QuantizeInt8Blocks(x.data(), c.n, c.in, c.group, nullptr, xq);
+  std::vector<float> y(static_cast<size_t>(c.n * c.out));
+  LowBitInt8Rows(TileLowBitMatrix(w.m, c.out), xq, 0, (c.out + kTileRows - 1) / kTileRows, y.data(), c.out);
+  std::vector<float> row(static_cast<size_t>(c.in));
+  for (int64_t o = 0; o < c.out; ++o) {
+    DequantizeInt4Row(w.m, o, row.data());
+    for (int64_t r = 0; r < c.n; ++r) {
+      double exact = 0, magnitude = 0;
+      for (int64_t i = 0; i < c.in; ++i) {
+        exact += static_cast<double>(row[i]) * x[r * c.in + i];
+        magnitude += std::fabs(static_cast<double>(row[i]) * x[r * c.in + i]);
+      }
+      // INT8 rounding moves each product by at most half a step of its block: ≤ 1/254 of
+      // the block's largest |x| per weight; 2% of Σ|w·x| leaves room and still catches a
+      // wrong zero point, scale or column order (those err by far more).
+      EXPECT_NEAR(y[r * c.out + o], exact, 0.02 * magnitude + 1e-4) << "row " << r << " output " << o;
+    }
+  }
+}
+
+std::vector<Case> Cases() {
+  std::vector<Case> cases;
+  for (int bits = 3; bits <= 8; ++bits)
+    for (bool zeros : {false, true})
+      for (bool scale_codes : {false, true}) cases.push_back({bits, 32, 96, 37, 5, zeros, scale_codes});
+  cases.push_back({4, 64, 256, 16, 1, false, false});
+  cases.push_back({4, 128, 512, 33, 9, true, false});
+  cases.push_back({4, 32, 64, 1, 4, true, true});
+  cases.push_back({8, 64, 192, 50, 2, true, false});
+  cases.push_back({3, 128, 256, 17, 3, false, true});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, LowBitInt8KernelsTest, ::testing::ValuesIn(Cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) { return CaseName(info.param); });
+
+TEST(Int8ActivationsTest, SimdQuantizerMatchesScalarAndKeepsExactChannelsOut) {
+  const int64_t rows = 3, in = 96, block = 32;
+  std::vector<float> x = RandomActivations(rows, in, 17);
+  x[5] = std::nanf("");
+  x[40] = 1e-38f;
+  std::vector<char> exact(static_cast<size_t>(in), 0);
+  exact[3] = exact[70] = 1;
+  for (const char* e : {static_cast<const char*>(nullptr), static_cast<const char*>(exact.data())}) {
+    Int8Activations a, b;
+    QuantizeInt8BlocksScalar(x.data(), rows, in, block, e, a);
+    QuantizeInt8Blocks(x.data(), rows, in, block, e, b);
+    EXPECT_EQ(a.q, b.q);
+    EXPECT_EQ(a.sums, b.sums);
+    EXPECT_EQ(std::memcmp(a.scales.data(), b.scales.data(), a.scales.size() * sizeof(float)), 0);
+    if (e != nullptr) {
+      EXPECT_EQ(a.q[3], 0);
+      EXPECT_EQ(a.q[70], 0);
+      EXPECT_LT(a.scales[0], 40.f / 127.f);  // channel 3 (40.0) did not set block 0's scale
+    }
+    for (int8_t q : a.q) EXPECT_GE(q, -127);
+  }
+}
+
+}  // namespace
+}  // namespace accullm::kernels
