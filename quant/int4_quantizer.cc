@@ -8,6 +8,7 @@
 #include "common/random.h"
 #include "common/status.h"
 #include "kernels/cpu/int4_kernels.h"
+#include "quant/grid_error.h"
 
 namespace accullm::quant {
 
@@ -116,12 +117,8 @@ Grid MakeGrid(const float* w, const bool* is_outlier, const double* importance, 
       const float shrink_hi = symmetric ? shrink_lo : 1.f - step * static_cast<float>(b);
       const Grid g = GridForRange(lo * shrink_lo, hi * shrink_hi, bits, symmetric, frac_bits, row_scale);
       if (g.scale <= 0.f) continue;
-      double err = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        if (is_outlier[i]) continue;
-        const double d = w[i] - (static_cast<float>(NearestCode(w[i], g)) - g.zero) * g.scale;
-        err += (importance != nullptr ? importance[i] : 1.0) * d * d;
-      }
+      const double err = GridRoundingError(w, is_outlier, importance, n,
+                                           GridCandidate{g.scale, g.zero, static_cast<float>(g.maxq)});
       if (err < best_err) {
         best_err = err;
         best = g;
