@@ -45,8 +45,8 @@ absl::StatusOr<E> ParseName(const EnumName<E> (&names)[N], std::string_view name
     if (name == e.name) return e.value;
   // (This Abseil's StrCat takes absl::string_view, not std::string_view.)
   return absl::InvalidArgumentError(absl::StrCat("unknown ", absl::string_view(what.data(), what.size()), " \"",
-                                                 absl::string_view(name.data(), name.size()), "\" (valid: ",
-                                                 NameList(names), ")"));
+                                                 absl::string_view(name.data(), name.size()),
+                                                 "\" (valid: ", NameList(names), ")"));
 }
 
 // For a static_assert beside a table: every value from `first` to `last` (inclusive, by the

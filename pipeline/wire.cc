@@ -106,7 +106,8 @@ struct ActivationWireByte {
 constexpr ActivationWireByte kActivationWireBytes[] = {{DType::kF32, 0}, {DType::kF16, 1}, {DType::kBF16, 2}};
 
 // Their --activations spelling, and the same set of dtypes.
-constexpr EnumName<DType> kActivationDTypeNames[] = {{DType::kF32, "f32"}, {DType::kF16, "f16"}, {DType::kBF16, "bf16"}};
+constexpr EnumName<DType> kActivationDTypeNames[] = {
+    {DType::kF32, "f32"}, {DType::kF16, "f16"}, {DType::kBF16, "bf16"}};
 
 // A dtype outside the set (which CheckActivationDType keeps from ever being sent) goes out as
 // 0xFF, a byte every decoder refuses, rather than as some other dtype's byte.
@@ -461,9 +462,7 @@ absl::Status ValidateBatch(const Batch& b, bool expects_tokens, int64_t width, A
 std::vector<uint8_t> PackActivations(const float* x, size_t n, DType t) {
   std::vector<uint8_t> out(n * DTypeSize(t));
   switch (t) {
-    case DType::kF32:
-      std::memcpy(out.data(), x, n * sizeof(float));
-      break;
+    case DType::kF32: std::memcpy(out.data(), x, n * sizeof(float)); break;
     case DType::kF16:
     case DType::kBF16:
       for (size_t i = 0; i < n; ++i) {

@@ -11,7 +11,8 @@
 namespace accullm {
 
 namespace {
-constexpr EnumName<LayerPrecision> kLayerPrecisionNames[] = {{LayerPrecision::kFp16, "fp16"}, {LayerPrecision::kInt4, "int4"}};
+constexpr EnumName<LayerPrecision> kLayerPrecisionNames[] = {{LayerPrecision::kFp16, "fp16"},
+                                                             {LayerPrecision::kInt4, "int4"}};
 static_assert(NamesEveryValue(kLayerPrecisionNames, LayerPrecision::kFp16, LayerPrecision::kInt4));
 }  // namespace
 

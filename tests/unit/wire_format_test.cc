@@ -294,7 +294,8 @@ TEST(WireFormat, ActivationDTypeBytesAreFixed) {
       bytes[at] = bad;
       auto refused = Decode(bytes.data(), bytes.size());
       ASSERT_FALSE(refused.ok());
-      EXPECT_NE(std::string(refused.status().message()).find("activation dtype"), std::string::npos) << refused.status();
+      EXPECT_NE(std::string(refused.status().message()).find("activation dtype"), std::string::npos)
+          << refused.status();
     }
     EXPECT_TRUE(CheckActivationDType(dtype).ok());
     EXPECT_EQ(*ParseActivationDType(ActivationDTypeName(dtype)), dtype);
@@ -306,8 +307,9 @@ TEST(WireFormat, ActivationDTypeBytesAreFixed) {
   }
   const auto unknown = ParseActivationDType("fp8");
   ASSERT_FALSE(unknown.ok());
-  EXPECT_NE(std::string(unknown.status().message()).find("unknown activation precision \"fp8\" (valid: f32, f16, bf16)"),
-            std::string::npos)
+  EXPECT_NE(
+      std::string(unknown.status().message()).find("unknown activation precision \"fp8\" (valid: f32, f16, bf16)"),
+      std::string::npos)
       << unknown.status();
 }
 
