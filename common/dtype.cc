@@ -1,6 +1,6 @@
 #include "common/dtype.h"
 
-#include "absl/strings/str_cat.h"
+#include "common/enum_names.h"
 
 namespace accullm {
 
@@ -15,26 +15,18 @@ size_t DTypeSize(DType t) {
   return 0;
 }
 
-const char* DTypeName(DType t) {
-  switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    case DType::kU8: return "U8";
-    case DType::kI32: return "I32";
-  }
-  return "?";
-}
+namespace {
 
-absl::StatusOr<DType> ParseDType(std::string_view s) {
-  if (s == "F32") return DType::kF32;
-  if (s == "F16") return DType::kF16;
-  if (s == "BF16") return DType::kBF16;
-  if (s == "U8") return DType::kU8;
-  if (s == "I32") return DType::kI32;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unsupported dtype \"", std::string(s), "\" (supported: F32, F16, BF16, U8, I32)"));
-}
+constexpr EnumName<DType> kDTypeNames[] = {
+    {DType::kF32, "F32"}, {DType::kF16, "F16"}, {DType::kBF16, "BF16"}, {DType::kU8, "U8"}, {DType::kI32, "I32"},
+};
+static_assert(NamesEveryValue(kDTypeNames, DType::kF32, DType::kI32));
+
+}  // namespace
+
+const char* DTypeName(DType t) { return NameOf(kDTypeNames, t, "?"); }
+
+absl::StatusOr<DType> ParseDType(std::string_view s) { return ParseName(kDTypeNames, s, "dtype"); }
 
 float F16ToF32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;

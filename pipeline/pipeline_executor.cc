@@ -19,6 +19,7 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
   if (stages < 1) return absl::FailedPreconditionError("a pipeline needs at least one worker rank (mpirun -np 2 or more)");
   const uint64_t fingerprint = ModelFingerprint(model);
   RETURN_IF_ERROR(ValidateStagePlan(plan, model.num_layers, stages, fingerprint));
+  RETURN_IF_ERROR(CheckActivationDType(config.activations));
   if (config.timeout_ms <= config.heartbeat_ms) return absl::InvalidArgumentError("the stage timeout must exceed the heartbeat interval");
   const bool nccl = config.activation_transport == pipeline::ActivationTransport::kNccl;
   if (nccl && !config.join_activation_channel)

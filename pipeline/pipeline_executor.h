@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/dtype.h"
 #include "model/model_config.h"
 #include "sharding/stage_plan.h"
 #include "transport/transport.h"
@@ -27,7 +28,7 @@
 namespace accullm::pipeline {
 
 struct PipelineConfig {
-  pipeline::ActivationDType activations = pipeline::ActivationDType::kF32;
+  DType activations = DType::kF32;  // F32, F16 or BF16 (CheckActivationDType)
   // kNccl: the stages move activations over NCCL; once every stage accepted the hello,
   // Start runs join_activation_channel (rank 0's part of the NCCL bootstrap collective).
   pipeline::ActivationTransport activation_transport = pipeline::ActivationTransport::kMpi;

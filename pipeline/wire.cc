@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/dtype.h"
+#include "common/enum_names.h"
 #include "common/status.h"
 
 namespace accullm::pipeline {
@@ -95,13 +96,47 @@ class Reader {
   size_t n_, at_ = 0;
 };
 
-absl::Status Act(Reader& r, ActivationDType& t) {
+// The activation dtypes the wire allows and their byte on it. The bytes are the wire
+// format's (fixed by version 3), not DType's numbering: never renumber them without a new
+// wire version.
+struct ActivationWireByte {
+  DType dtype;
+  uint8_t byte;
+};
+constexpr ActivationWireByte kActivationWireBytes[] = {{DType::kF32, 0}, {DType::kF16, 1}, {DType::kBF16, 2}};
+
+// Their --activations spelling, and the same set of dtypes.
+constexpr EnumName<DType> kActivationDTypeNames[] = {
+    {DType::kF32, "f32"}, {DType::kF16, "f16"}, {DType::kBF16, "bf16"}};
+
+// A dtype outside the set (which CheckActivationDType keeps from ever being sent) goes out as
+// 0xFF, a byte every decoder refuses, rather than as some other dtype's byte.
+uint8_t ActivationWireByteOf(DType t) {
+  for (const ActivationWireByte& a : kActivationWireBytes)
+    if (a.dtype == t) return a.byte;
+  return 0xFF;
+}
+
+absl::Status Act(Reader& r, DType& t) {
   uint8_t v = 0;
   RETURN_IF_ERROR(r.Get(v, "activation dtype"));
-  if (v > 2) return absl::InvalidArgumentError(absl::StrCat("wire: unknown activation dtype ", v));
-  t = static_cast<ActivationDType>(v);
-  return absl::OkStatus();
+  for (const ActivationWireByte& a : kActivationWireBytes) {
+    if (a.byte == v) {
+      t = a.dtype;
+      return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat("wire: unknown activation dtype ", v));
 }
+
+constexpr EnumName<ActivationTransport> kActivationTransportNames[] = {{ActivationTransport::kMpi, "mpi"},
+                                                                       {ActivationTransport::kNccl, "nccl"}};
+
+constexpr EnumName<MessageType> kMessageTypeNames[] = {
+    {MessageType::kHello, "hello"},   {MessageType::kHelloAck, "hello-ack"},  {MessageType::kBatch, "batch"},
+    {MessageType::kResult, "result"}, {MessageType::kHeartbeat, "heartbeat"}, {MessageType::kShutdown, "shutdown"},
+};
+static_assert(NamesEveryValue(kMessageTypeNames, MessageType::kHello, MessageType::kShutdown));
 
 absl::Status ActTransport(Reader& r, ActivationTransport& t) {
   uint8_t v = 0;
@@ -124,7 +159,7 @@ absl::Status Finite(double v, const char* what) {
 void EncodeBody(Writer& w, const Hello& h) {
   w.Put(h.stage), w.Put(h.num_stages), w.Put(h.layer_begin), w.Put(h.layer_end), w.Put(h.num_layers);
   w.Put(h.hidden), w.Put(h.vocab), w.Put(h.model_fingerprint), w.Put(h.kv_block_size), w.Put(h.kv_blocks);
-  w.Put(h.context), w.Put(static_cast<uint8_t>(h.activations)), w.Put(h.heartbeat_ms), w.Put(h.timeout_ms);
+  w.Put(h.context), w.Put(ActivationWireByteOf(h.activations)), w.Put(h.heartbeat_ms), w.Put(h.timeout_ms);
   w.Put(static_cast<uint8_t>(h.activation_transport));
 }
 absl::Status DecodeBody(Reader& r, Hello& h) {
@@ -202,7 +237,7 @@ void EncodeBody(Writer& w, const Batch& b) {
   for (const auto& it : b.items) w.Put(it.seq), w.Put(it.position), w.Put(it.n_tokens), w.Put<uint8_t>(it.sample ? 1 : 0);
   w.Put<uint32_t>(static_cast<uint32_t>(b.tokens.size()));
   w.Bytes(b.tokens.data(), b.tokens.size() * sizeof(int32_t));
-  w.Put(static_cast<uint8_t>(b.act)), w.Put(b.rows), w.Put(b.width), w.Put<uint8_t>(b.activations_over_nccl ? 1 : 0);
+  w.Put(ActivationWireByteOf(b.act)), w.Put(b.rows), w.Put(b.width), w.Put<uint8_t>(b.activations_over_nccl ? 1 : 0);
   w.Put<uint64_t>(b.activations.size());
   w.Bytes(b.activations.data(), b.activations.size());
 }
@@ -262,10 +297,10 @@ absl::Status DecodeBody(Reader& r, Batch& b) {
     return absl::InvalidArgumentError("wire: activation shape out of range");
   if (b.activations_over_nccl && bytes != 0)
     return absl::InvalidArgumentError("wire: a batch whose activations follow over NCCL carries activation bytes");
-  if (bytes != 0 && static_cast<uint64_t>(b.rows) * static_cast<uint64_t>(b.width) * ActivationDTypeSize(b.act) != bytes)
+  if (bytes != 0 && static_cast<uint64_t>(b.rows) * static_cast<uint64_t>(b.width) * DTypeSize(b.act) != bytes)
     return absl::InvalidArgumentError(absl::StrCat("wire: activations [", b.rows, ", ", b.width, "] ",
                                                    ActivationDTypeName(b.act), " need ",
-                                                   static_cast<uint64_t>(b.rows) * b.width * ActivationDTypeSize(b.act),
+                                                   static_cast<uint64_t>(b.rows) * b.width * DTypeSize(b.act),
                                                    " bytes, message carries ", bytes));
   return r.Bytes(b.activations, bytes, "batch.activations");
 }
@@ -326,52 +361,28 @@ absl::StatusOr<Message> DecodeAs(Reader& r, uint64_t batch_id, const char* name)
 
 }  // namespace
 
-const char* MessageTypeName(MessageType t) {
-  switch (t) {
-    case MessageType::kHello: return "hello";
-    case MessageType::kHelloAck: return "hello-ack";
-    case MessageType::kBatch: return "batch";
-    case MessageType::kResult: return "result";
-    case MessageType::kHeartbeat: return "heartbeat";
-    case MessageType::kShutdown: return "shutdown";
-  }
-  return "unknown";
+const char* MessageTypeName(MessageType t) { return NameOf(kMessageTypeNames, t); }
+
+absl::Status CheckActivationDType(DType t) {
+  if (ActivationWireByteOf(t) != 0xFF) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("activations cannot travel between stages as ", DTypeName(t),
+                                                 " (valid: ", NameList(kActivationDTypeNames), ")"));
 }
 
-const char* ActivationDTypeName(ActivationDType t) {
-  switch (t) {
-    case ActivationDType::kF32: return "f32";
-    case ActivationDType::kF16: return "f16";
-    case ActivationDType::kBF16: return "bf16";
-  }
-  return "unknown";
+const char* ActivationDTypeName(DType t) { return NameOf(kActivationDTypeNames, t); }
+
+absl::StatusOr<DType> ParseActivationDType(std::string_view name) {
+  return ParseName(kActivationDTypeNames, name, "activation precision");
 }
 
-absl::StatusOr<ActivationDType> ParseActivationDType(const std::string& name) {
-  if (name == "f32") return ActivationDType::kF32;
-  if (name == "f16") return ActivationDType::kF16;
-  if (name == "bf16") return ActivationDType::kBF16;
-  return absl::InvalidArgumentError(absl::StrCat("unknown activation precision '", name, "' (f32, f16, bf16)"));
-}
+const char* ActivationTransportName(ActivationTransport t) { return NameOf(kActivationTransportNames, t); }
 
-size_t ActivationDTypeSize(ActivationDType t) { return t == ActivationDType::kF32 ? 4 : 2; }
-
-const char* ActivationTransportName(ActivationTransport t) {
-  switch (t) {
-    case ActivationTransport::kMpi: return "mpi";
-    case ActivationTransport::kNccl: return "nccl";
-  }
-  return "unknown";
-}
-
-absl::StatusOr<ActivationTransport> ParseActivationTransport(const std::string& name) {
-  if (name == "mpi") return ActivationTransport::kMpi;
-  if (name == "nccl") return ActivationTransport::kNccl;
-  return absl::InvalidArgumentError(absl::StrCat("unknown activation transport '", name, "' (mpi, nccl)"));
+absl::StatusOr<ActivationTransport> ParseActivationTransport(std::string_view name) {
+  return ParseName(kActivationTransportNames, name, "activation transport");
 }
 
 size_t ActivationBytes(const Batch& b) {
-  return static_cast<size_t>(b.rows) * static_cast<size_t>(b.width) * ActivationDTypeSize(b.act);
+  return static_cast<size_t>(b.rows) * static_cast<size_t>(b.width) * DTypeSize(b.act);
 }
 
 MessageType Message::type() const {
@@ -442,36 +453,31 @@ absl::Status ValidateBatch(const Batch& b, bool expects_tokens, int64_t width, A
       if (!b.activations.empty()) return absl::InvalidArgumentError("batch: activations both inline and over NCCL");
       return absl::OkStatus();
     }
-    if (b.activations.size() != static_cast<size_t>(rows * width) * ActivationDTypeSize(b.act))
+    if (b.activations.size() != static_cast<size_t>(rows * width) * DTypeSize(b.act))
       return absl::InvalidArgumentError("batch: activation bytes do not match [rows, width]");
   }
   return absl::OkStatus();
 }
 
-std::vector<uint8_t> PackActivations(const float* x, size_t n, ActivationDType t) {
-  std::vector<uint8_t> out(n * ActivationDTypeSize(t));
-  if (t == ActivationDType::kF32) {
-    std::memcpy(out.data(), x, n * sizeof(float));
-  } else {
-    for (size_t i = 0; i < n; ++i) {
-      const uint16_t h = t == ActivationDType::kF16 ? F32ToF16(x[i]) : F32ToBf16(x[i]);
-      std::memcpy(out.data() + 2 * i, &h, 2);
-    }
+std::vector<uint8_t> PackActivations(const float* x, size_t n, DType t) {
+  std::vector<uint8_t> out(n * DTypeSize(t));
+  switch (t) {
+    case DType::kF32: std::memcpy(out.data(), x, n * sizeof(float)); break;
+    case DType::kF16:
+    case DType::kBF16:
+      for (size_t i = 0; i < n; ++i) {
+        const uint16_t h = t == DType::kF16 ? F32ToF16(x[i]) : F32ToBf16(x[i]);
+        std::memcpy(out.data() + 2 * i, &h, 2);
+      }
+      break;
+    default:  // not an activation dtype: CheckActivationDType keeps it from getting here
+      break;
   }
   return out;
 }
 
-void UnpackActivations(const std::vector<uint8_t>& bytes, ActivationDType t, float* out) {
-  const size_t n = bytes.size() / ActivationDTypeSize(t);
-  if (t == ActivationDType::kF32) {
-    std::memcpy(out, bytes.data(), n * sizeof(float));
-    return;
-  }
-  for (size_t i = 0; i < n; ++i) {
-    uint16_t h = 0;
-    std::memcpy(&h, bytes.data() + 2 * i, 2);
-    out[i] = t == ActivationDType::kF16 ? F16ToF32(h) : Bf16ToF32(h);
-  }
+void UnpackActivations(const std::vector<uint8_t>& bytes, DType t, float* out) {
+  ConvertToF32(t, bytes.data(), out, bytes.size() / DTypeSize(t));
 }
 
 }  // namespace accullm::pipeline

@@ -10,11 +10,13 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/dtype.h"
 #include "model/sampler.h"
 #include "transport/transport.h"
 
@@ -29,18 +31,20 @@ inline constexpr int64_t kMaxTopLogprobs = 64;
 enum class MessageType : uint16_t { kHello = 1, kHelloAck = 2, kBatch = 3, kResult = 4, kHeartbeat = 5, kShutdown = 6 };
 const char* MessageTypeName(MessageType t);
 
-// Activations on the wire. F32 is the default (bit-identical to single-process); F16/BF16
-// halve the bytes per hop at the cost of rounding at stage boundaries.
-enum class ActivationDType : uint8_t { kF32 = 0, kF16 = 1, kBF16 = 2 };
-const char* ActivationDTypeName(ActivationDType t);
-absl::StatusOr<ActivationDType> ParseActivationDType(const std::string& name);
-size_t ActivationDTypeSize(ActivationDType t);
+// Activations on the wire are a DType restricted to F32 (the default, bit-identical to
+// single-process), F16 or BF16 (half the bytes per hop, rounded at stage boundaries). Any
+// other DType is refused where it enters: the --activations parser, the executor's config
+// (CheckActivationDType) and the decoder. Each travels as one byte that wire version 3 fixed
+// (0 F32, 1 F16, 2 BF16), mapped explicitly in wire.cc, not DType's own numbering.
+absl::Status CheckActivationDType(DType t);
+const char* ActivationDTypeName(DType t);  // the --activations spelling: "f32", "f16", "bf16"
+absl::StatusOr<DType> ParseActivationDType(std::string_view name);
 
 // How activations travel between stages: inline in the Batch over MPI (host memory), or over
 // the NCCL channel (device buffers; only the descriptor goes over MPI). See docs/cluster.md.
 enum class ActivationTransport : uint8_t { kMpi = 0, kNccl = 1 };
 const char* ActivationTransportName(ActivationTransport t);
-absl::StatusOr<ActivationTransport> ParseActivationTransport(const std::string& name);
+absl::StatusOr<ActivationTransport> ParseActivationTransport(std::string_view name);
 
 // Coordinator → stage at startup: what this stage runs and what it must agree with.
 struct Hello {
@@ -49,7 +53,7 @@ struct Hello {
   int64_t num_layers = 0, hidden = 0, vocab = 0;
   uint64_t model_fingerprint = 0;
   int64_t kv_block_size = 0, kv_blocks = 0, context = 0;
-  ActivationDType activations = ActivationDType::kF32;
+  DType activations = DType::kF32;
   uint32_t heartbeat_ms = 0, timeout_ms = 0;
   ActivationTransport activation_transport = ActivationTransport::kMpi;
 };
@@ -94,7 +98,7 @@ struct Batch {
   std::vector<Truncation> truncated; // rollbacks to apply before running (after `released`)
   std::vector<BatchItem> items;
   std::vector<int32_t> tokens;
-  ActivationDType act = ActivationDType::kF32;
+  DType act = DType::kF32;
   int64_t rows = 0, width = 0;
   bool activations_over_nccl = false;
   std::vector<uint8_t> activations;  // rows * width * size(act) bytes, or empty
@@ -145,7 +149,8 @@ absl::Status ValidateBatch(const Batch& b, bool expects_tokens, int64_t width,
 size_t ActivationBytes(const Batch& b);
 
 // Activation (de)serialization: FP32 rows → wire bytes in `t`, and back.
-std::vector<uint8_t> PackActivations(const float* x, size_t n, ActivationDType t);
-void UnpackActivations(const std::vector<uint8_t>& bytes, ActivationDType t, float* out);
+// `t` must be an activation dtype (CheckActivationDType).
+std::vector<uint8_t> PackActivations(const float* x, size_t n, DType t);
+void UnpackActivations(const std::vector<uint8_t>& bytes, DType t, float* out);
 
 }  // namespace accullm::pipeline

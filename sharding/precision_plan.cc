@@ -5,16 +5,21 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/enum_names.h"
 #include "common/status.h"
 
 namespace accullm {
 
-const char* LayerPrecisionName(LayerPrecision p) { return p == LayerPrecision::kFp16 ? "fp16" : "int4"; }
+namespace {
+constexpr EnumName<LayerPrecision> kLayerPrecisionNames[] = {{LayerPrecision::kFp16, "fp16"},
+                                                             {LayerPrecision::kInt4, "int4"}};
+static_assert(NamesEveryValue(kLayerPrecisionNames, LayerPrecision::kFp16, LayerPrecision::kInt4));
+}  // namespace
+
+const char* LayerPrecisionName(LayerPrecision p) { return NameOf(kLayerPrecisionNames, p); }
 
 absl::StatusOr<LayerPrecision> ParseLayerPrecision(const std::string& name) {
-  if (name == "fp16") return LayerPrecision::kFp16;
-  if (name == "int4") return LayerPrecision::kInt4;
-  return absl::InvalidArgumentError(absl::StrCat("unknown layer precision \"", name, "\" (fp16, int4)"));
+  return ParseName(kLayerPrecisionNames, name, "layer precision");
 }
 
 absl::StatusOr<int> BlockLinearIndex(const std::string& name) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/enum_names.h"
 #include "text/jinja_internal.h"
 #include "text/unicode_tables.h"
 
@@ -437,38 +438,39 @@ absl::StatusOr<std::vector<Token>> Lexer::Run() {
   return std::move(tokens_);
 }
 
+// How a token reads in error messages.
+constexpr EnumName<Tok> kTokNames[] = {
+    {Tok::kText, "text"},
+    {Tok::kNumber, "number"},
+    {Tok::kString, "string"},
+    {Tok::kIdent, "identifier"},
+    {Tok::kEquals, "'='"},
+    {Tok::kOpenParen, "'('"},
+    {Tok::kCloseParen, "')'"},
+    {Tok::kOpenStatement, "'{%'"},
+    {Tok::kCloseStatement, "'%}'"},
+    {Tok::kOpenExpression, "'{{'"},
+    {Tok::kCloseExpression, "'}}'"},
+    {Tok::kOpenSquare, "'['"},
+    {Tok::kCloseSquare, "']'"},
+    {Tok::kOpenCurly, "'{'"},
+    {Tok::kCloseCurly, "'}'"},
+    {Tok::kComma, "','"},
+    {Tok::kDot, "'.'"},
+    {Tok::kColon, "':'"},
+    {Tok::kPipe, "'|'"},
+    {Tok::kAdditive, "additive operator"},
+    {Tok::kMultiplicative, "multiplicative operator"},
+    {Tok::kPower, "'**'"},
+    {Tok::kComparison, "comparison operator"},
+    {Tok::kUnary, "unary operator"},
+    {Tok::kComment, "comment"},
+};
+static_assert(NamesEveryValue(kTokNames, Tok::kText, Tok::kComment));
+
 }  // namespace
 
-const char* TokName(Tok t) {
-  switch (t) {
-    case Tok::kText: return "text";
-    case Tok::kNumber: return "number";
-    case Tok::kString: return "string";
-    case Tok::kIdent: return "identifier";
-    case Tok::kEquals: return "'='";
-    case Tok::kOpenParen: return "'('";
-    case Tok::kCloseParen: return "')'";
-    case Tok::kOpenStatement: return "'{%'";
-    case Tok::kCloseStatement: return "'%}'";
-    case Tok::kOpenExpression: return "'{{'";
-    case Tok::kCloseExpression: return "'}}'";
-    case Tok::kOpenSquare: return "'['";
-    case Tok::kCloseSquare: return "']'";
-    case Tok::kOpenCurly: return "'{'";
-    case Tok::kCloseCurly: return "'}'";
-    case Tok::kComma: return "','";
-    case Tok::kDot: return "'.'";
-    case Tok::kColon: return "':'";
-    case Tok::kPipe: return "'|'";
-    case Tok::kAdditive: return "additive operator";
-    case Tok::kMultiplicative: return "multiplicative operator";
-    case Tok::kPower: return "'**'";
-    case Tok::kComparison: return "comparison operator";
-    case Tok::kUnary: return "unary operator";
-    case Tok::kComment: return "comment";
-  }
-  return "token";
-}
+const char* TokName(Tok t) { return NameOf(kTokNames, t, "token"); }
 
 std::string Preprocess(std::string_view source) { return PreprocessMapped(source).text; }
 

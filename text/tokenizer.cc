@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/enum_names.h"
 #include "common/json.h"
 #include "common/mapped_file.h"
 #include "common/status.h"
@@ -99,13 +100,19 @@ absl::Status ParseNormalizer(const value& v, std::vector<NormalizerStep>* steps)
   return absl::OkStatus();
 }
 
+constexpr EnumName<SplitBehavior> kSplitBehaviorNames[] = {
+    {SplitBehavior::kRemoved, "Removed"},
+    {SplitBehavior::kIsolated, "Isolated"},
+    {SplitBehavior::kMergedWithPrevious, "MergedWithPrevious"},
+    {SplitBehavior::kMergedWithNext, "MergedWithNext"},
+    {SplitBehavior::kContiguous, "Contiguous"},
+};
+static_assert(NamesEveryValue(kSplitBehaviorNames, SplitBehavior::kRemoved, SplitBehavior::kContiguous));
+
 absl::StatusOr<SplitBehavior> ParseBehavior(std::string_view b) {
-  if (b == "Removed") return SplitBehavior::kRemoved;
-  if (b == "Isolated") return SplitBehavior::kIsolated;
-  if (b == "MergedWithPrevious") return SplitBehavior::kMergedWithPrevious;
-  if (b == "MergedWithNext") return SplitBehavior::kMergedWithNext;
-  if (b == "Contiguous") return SplitBehavior::kContiguous;
-  return Invalid("pre_tokenizer Split", absl::StrCat("unknown behavior \"", AV(b), "\""));
+  absl::StatusOr<SplitBehavior> behavior = ParseName(kSplitBehaviorNames, b, "behavior");
+  if (!behavior.ok()) return Invalid("pre_tokenizer Split", std::string(behavior.status().message()));
+  return behavior;
 }
 
 absl::Status ParsePreTokenizer(const value& v, std::vector<PreTokenizerStep>* steps) {

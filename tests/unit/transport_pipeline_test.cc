@@ -93,7 +93,7 @@ class PipelineTest : public ::testing::Test {
     return out;
   }
 
-  std::vector<Outcome> Pipelined(int stages, int micro_batches, pipeline::ActivationDType act) {
+  std::vector<Outcome> Pipelined(int stages, int micro_batches, DType act) {
     transport::InProcessHub hub(stages + 1);
     std::vector<std::unique_ptr<ThreadPool>> pools;
     std::vector<std::unique_ptr<Transformer>> models;
@@ -145,7 +145,7 @@ TEST_F(PipelineTest, SameTokensAsSingleProcessWithOneTwoThreeStages) {
   }
   for (int stages : {1, 2, 3}) {
     for (int mb : {1, 3}) {
-      const auto got = Pipelined(stages, mb, pipeline::ActivationDType::kF32);
+      const auto got = Pipelined(stages, mb, DType::kF32);
       ASSERT_EQ(got.size(), ref.size());
       for (size_t i = 0; i < ref.size(); ++i) {
         EXPECT_EQ(got[i].ids, ref[i].ids) << stages << " stages, " << mb << " micro-batches, request " << i;
@@ -217,7 +217,7 @@ TEST_F(PipelineTest, TruncationRollsBackKvAndHistoryOnEveryStage) {
 }
 
 TEST_F(PipelineTest, HalfPrecisionActivationsStillGenerate) {
-  const auto got = Pipelined(2, 2, pipeline::ActivationDType::kBF16);
+  const auto got = Pipelined(2, 2, DType::kBF16);
   for (const auto& o : got) {
     EXPECT_EQ(o.finish, "length");
     EXPECT_EQ(o.ids.size(), 12u);

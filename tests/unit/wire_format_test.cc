@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "gtest/gtest.h"
 #include "pipeline/wire.h"
@@ -22,7 +23,7 @@ Batch SampleBatch() {
   b.released = {3, 4};
   b.truncated = {{7, 2, 5}};
   b.items = {{7, 0, 3, true}, {9, 12, 1, true}};
-  b.act = ActivationDType::kF32;
+  b.act = DType::kF32;
   b.rows = 4;
   b.width = 2;
   std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8};
@@ -266,13 +267,50 @@ TEST(WireFormat, ValidateBatchAcceptsNcclActivationsOnlyInNcclPipelines) {
 
 TEST(WireFormat, HalfPrecisionActivationsRoundTrip) {
   std::vector<float> x = {1.f, -2.5f, 0.333f, 1000.f};
-  for (ActivationDType t : {ActivationDType::kF16, ActivationDType::kBF16}) {
+  for (DType t : {DType::kF16, DType::kBF16}) {
     auto bytes = PackActivations(x.data(), x.size(), t);
     EXPECT_EQ(bytes.size(), x.size() * 2);
     std::vector<float> y(x.size());
     UnpackActivations(bytes, t, y.data());
     for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(y[i], x[i], std::abs(x[i]) * 1e-2) << ActivationDTypeName(t);
   }
+}
+
+// The activation dtype is one byte whose values wire version 3 fixed (0 f32, 1 f16, 2 bf16),
+// whatever DType's own numbering; no other byte and no other DType crosses the wire.
+TEST(WireFormat, ActivationDTypeBytesAreFixed) {
+  const std::pair<DType, uint8_t> kBytes[] = {{DType::kF32, 0}, {DType::kF16, 1}, {DType::kBF16, 2}};
+  for (const auto& [dtype, byte] : kBytes) {
+    Hello h = SampleHello();
+    h.activations = dtype;
+    auto bytes = Encode({0, h});
+    // The hello ends with activations (1), heartbeat_ms (4), timeout_ms (4), transport (1).
+    const size_t at = bytes.size() - 10;
+    EXPECT_EQ(bytes[at], byte) << ActivationDTypeName(dtype);
+    auto m = Decode(bytes.data(), bytes.size());
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(std::get<Hello>(m->body).activations, dtype);
+    for (uint8_t bad : {uint8_t{3}, uint8_t{0xFF}}) {
+      bytes[at] = bad;
+      auto refused = Decode(bytes.data(), bytes.size());
+      ASSERT_FALSE(refused.ok());
+      EXPECT_NE(std::string(refused.status().message()).find("activation dtype"), std::string::npos)
+          << refused.status();
+    }
+    EXPECT_TRUE(CheckActivationDType(dtype).ok());
+    EXPECT_EQ(*ParseActivationDType(ActivationDTypeName(dtype)), dtype);
+  }
+  for (DType other : {DType::kU8, DType::kI32}) {
+    const absl::Status st = CheckActivationDType(other);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(std::string(st.message()).find("f32, f16, bf16"), std::string::npos) << st;
+  }
+  const auto unknown = ParseActivationDType("fp8");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(
+      std::string(unknown.status().message()).find("unknown activation precision \"fp8\" (valid: f32, f16, bf16)"),
+      std::string::npos)
+      << unknown.status();
 }
 
 // A cheap fuzz: random byte flips of valid messages never crash, and whatever decodes
