@@ -4,6 +4,8 @@
 // match exactly too). Odd shapes catch tail handling in the variants to come.
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
