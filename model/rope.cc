@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "kernels/cpu/rope.h"
+
 namespace accullm {
 
 Rope::Rope(const ModelConfig& c) : head_dim_(c.head_dim) {
@@ -31,17 +33,7 @@ Rope::Rope(const ModelConfig& c) : head_dim_(c.head_dim) {
 }
 
 void Rope::Apply(float* x, int64_t num_heads, int64_t pos) const {
-  const int64_t half = head_dim_ / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    const float angle = static_cast<float>(pos) * inv_freq_[i];  // float32 like HF
-    const float c = std::cos(angle), s = std::sin(angle);
-    for (int64_t h = 0; h < num_heads; ++h) {
-      float* v = x + h * head_dim_;
-      const float a = v[i], b = v[i + half];
-      v[i] = a * c - b * s;
-      v[i + half] = b * c + a * s;
-    }
-  }
+  kernels::ApplyRope(x, num_heads, head_dim_, inv_freq_.data(), pos);
 }
 
 }  // namespace accullm

@@ -1,6 +1,7 @@
 // Rotary position embedding in Hugging Face's rotate_half convention: within each head,
 // dimension i rotates with dimension i + head_dim/2. Frequencies follow HF (float32
 // inverse frequencies, optional llama3 scaling) so logits match the reference closely.
+// This class owns the model's frequencies; the rotation is the kernels/cpu/rope.h op.
 #pragma once
 
 #include <cstdint>

@@ -10,6 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/rms_norm.h"
 #include "model/int4_linear.h"
 #include "model/int8_linear.h"
 #include "model/pack_format.h"
@@ -158,17 +161,6 @@ absl::StatusOr<std::vector<float>> LoadVector(const TensorStore& store, const st
 }
 
 }  // namespace
-
-void RmsNorm(const float* x, const float* w, int64_t n, int64_t d, double eps, float* out) {
-  for (int64_t r = 0; r < n; ++r) {
-    const float* xr = x + r * d;
-    float* o = out + r * d;
-    float ss = 0.f;
-    for (int64_t i = 0; i < d; ++i) ss += xr[i] * xr[i];
-    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(d) + static_cast<float>(eps));
-    for (int64_t i = 0; i < d; ++i) o[i] = (xr[i] * inv) * w[i];
-  }
-}
 
 absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string& dir, ThreadPool* pool,
                                                                const ModelLoadOptions& options) {
@@ -368,37 +360,28 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
       std::copy_n(v.data() + row * kvd, kvd, cache.v(layer, pos));
     }
   }
+  // The kernel reaches the paged cache through each sequence's row pointers for this layer,
+  // positions [0, length + n_tokens).
+  std::vector<std::vector<const float*>> k_rows(segments.size()), v_rows(segments.size());
+  for (size_t s = 0; s < segments.size(); ++s) {
+    KvCache& cache = *segments[s].cache;
+    const int64_t positions = cache.length() + segments[s].n_tokens;
+    k_rows[s].resize(static_cast<size_t>(positions));
+    v_rows[s].resize(static_cast<size_t>(positions));
+    for (int64_t j = 0; j < positions; ++j) {
+      k_rows[s][j] = cache.k(layer, j);
+      v_rows[s][j] = cache.v(layer, j);
+    }
+  }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // One work item per (row, head): causal attention over the row's sequence, positions [0, pos].
   pool_->ParallelFor(rows * nh, [&](int64_t begin, int64_t end) {
     std::vector<float> scores(static_cast<size_t>(max_pos + 1));
     for (int64_t item = begin; item < end; ++item) {
       const int64_t r = item / nh, head = item % nh, kvh = head / group;
-      const int64_t pos = row_pos[r];
-      KvCache& cache = *segments[row_segment[r]].cache;
-      const float* qh = q.data() + r * q_dim + head * hd;
-      float mx = -INFINITY;
-      for (int64_t j = 0; j <= pos; ++j) {
-        const float* kj = cache.k(layer, j) + kvh * hd;
-        float s = 0.f;
-        for (int64_t d = 0; d < hd; ++d) s += qh[d] * kj[d];
-        s *= scale;
-        scores[j] = s;
-        mx = std::max(mx, s);
-      }
-      float sum = 0.f;
-      for (int64_t j = 0; j <= pos; ++j) {
-        scores[j] = std::exp(scores[j] - mx);
-        sum += scores[j];
-      }
-      const float inv = 1.0f / sum;
-      float* o = ctx.data() + r * q_dim + head * hd;
-      std::fill_n(o, hd, 0.f);
-      for (int64_t j = 0; j <= pos; ++j) {
-        const float p = scores[j] * inv;
-        const float* vj = cache.v(layer, j) + kvh * hd;
-        for (int64_t d = 0; d < hd; ++d) o[d] += p * vj[d];
-      }
+      const kernels::KvRows kv{k_rows[row_segment[r]].data(), v_rows[row_segment[r]].data()};
+      kernels::CausalAttentionHead(q.data() + r * q_dim + head * hd, kv, kvh * hd, row_pos[r], hd, scale,
+                                   scores.data(), ctx.data() + r * q_dim + head * hd);
     }
   });
   Notify(layer, LinearSite::kAttnOut, ctx.data(), rows, q_dim);
@@ -412,10 +395,7 @@ void Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
   Notify(layer, LinearSite::kMlpIn, x, n, config_.hidden_size);
   L.gate->Forward(x, n, gate.data(), *pool_);
   L.up->Forward(x, n, up.data(), *pool_);
-  for (size_t i = 0; i < gate.size(); ++i) {
-    const float g = gate[i];
-    gate[i] = g / (1.0f + std::exp(-g)) * up[i];  // SiLU(gate) * up
-  }
+  kernels::SiluMul(gate.data(), up.data(), n * inter, gate.data());
   Notify(layer, LinearSite::kMlpDown, gate.data(), n, inter);
   L.down->Forward(gate.data(), n, out, *pool_);
 }
@@ -431,12 +411,12 @@ absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, floa
   }
   std::vector<float> normed(static_cast<size_t>(rows * h)), delta(static_cast<size_t>(rows * h));
   for (int64_t l = layer_begin; l < layer_end; ++l) {
-    RmsNorm(hidden, layers_[l].attn_norm.data(), rows, h, config_.rms_norm_eps, normed.data());
+    kernels::RmsNorm(hidden, layers_[l].attn_norm.data(), rows, h, config_.rms_norm_eps, normed.data());
     Attention(l, normed.data(), segments, rows, delta.data());
-    for (size_t i = 0; i < delta.size(); ++i) hidden[i] += delta[i];
-    RmsNorm(hidden, layers_[l].mlp_norm.data(), rows, h, config_.rms_norm_eps, normed.data());
+    kernels::AddInPlace(hidden, delta.data(), rows * h);
+    kernels::RmsNorm(hidden, layers_[l].mlp_norm.data(), rows, h, config_.rms_norm_eps, normed.data());
     Mlp(l, normed.data(), rows, delta.data());
-    for (size_t i = 0; i < delta.size(); ++i) hidden[i] += delta[i];
+    kernels::AddInPlace(hidden, delta.data(), rows * h);
     Notify(l, LinearSite::kBlockOut, hidden, rows, h);
   }
   return absl::OkStatus();
@@ -445,7 +425,7 @@ absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, floa
 void Transformer::Head(const float* hidden, int64_t n, float* logits) {
   const int64_t h = config_.hidden_size;
   std::vector<float> normed(static_cast<size_t>(n * h));
-  RmsNorm(hidden, final_norm_.data(), n, h, config_.rms_norm_eps, normed.data());
+  kernels::RmsNorm(hidden, final_norm_.data(), n, h, config_.rms_norm_eps, normed.data());
   Notify(config_.num_layers, LinearSite::kHeadIn, normed.data(), n, h);
   lm_head_->Forward(normed.data(), n, logits, *pool_);
 }

@@ -128,7 +128,4 @@ class Transformer {
   std::unique_ptr<LinearOp> lm_head_;
 };
 
-// RMSNorm of `n` rows of width `d`: out = x / sqrt(mean(x²) + eps) * w.
-void RmsNorm(const float* x, const float* w, int64_t n, int64_t d, double eps, float* out);
-
 }  // namespace accullm

@@ -1,6 +1,7 @@
-// CPU feature checks shared by the SIMD kernels' dispatch, and the one switch that compiles
-// them in: x86-64 intrinsics are built only where ACCULLM_HAVE_X86_SIMD is 1 (x86-64 and not
-// configured with -DACCULLM_SIMD=OFF); everywhere else only the scalar references exist.
+// The one switch that compiles the x86-64 SIMD kernels in: intrinsics are built only where
+// ACCULLM_HAVE_X86_SIMD is 1 (x86-64 and not configured with -DACCULLM_SIMD=OFF); everywhere
+// else only the scalar references exist. Which compiled-in variant runs is decided at run
+// time by kernels/cpu/isa.h (ActiveIsa), never by a kernel probing the CPU itself.
 #pragma once
 
 #if defined(__x86_64__) && !defined(ACCULLM_NO_SIMD)
@@ -9,18 +10,3 @@
 #else
 #define ACCULLM_HAVE_X86_SIMD 0
 #endif
-
-namespace accullm::kernels {
-
-// AVX2 + FMA + F16C: what every AVX2 kernel path here needs (checked once).
-inline bool CpuHasAvx2Fma() {
-#if ACCULLM_HAVE_X86_SIMD
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-#else
-  return false;
-#endif
-}
-
-}  // namespace accullm::kernels

@@ -7,6 +7,7 @@
 
 #include "common/dtype.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/linear_kernels.h"
 
 namespace accullm::kernels {
@@ -127,7 +128,7 @@ __attribute__((target("avx2,fma,f16c"))) void DequantizeRowAvx2(const Int4Matrix
 
 void Int4LinearRows(const Int4Matrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
                     int64_t y_stride) {
-  if (!CpuHasAvx2Fma() || m.group % 32 != 0) {
+  if (ActiveIsa() < Isa::kAvx2 || m.group % 32 != 0) {
     Int4LinearRowsScalar(m, x, n, o_begin, o_end, y, y_stride);
     return;
   }

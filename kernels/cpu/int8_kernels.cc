@@ -6,6 +6,7 @@
 
 #include "common/dtype.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/linear_kernels.h"
 
 namespace accullm::kernels {
@@ -44,7 +45,7 @@ __attribute__((target("avx2,fma,f16c"))) void DequantizeRowAvx2(const Int8Matrix
 
 void Int8LinearRows(const Int8Matrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
                     int64_t y_stride) {
-  if (!CpuHasAvx2Fma()) {
+  if (ActiveIsa() < Isa::kAvx2) {
     Int8LinearRowsScalar(m, x, n, o_begin, o_end, y, y_stride);
     return;
   }

@@ -1,7 +1,7 @@
 #include "kernels/cpu/linear_kernels.h"
 
 #include "kernels/cpu/cpu_features.h"
-
+#include "kernels/cpu/isa.h"
 
 #include <cstring>
 #include <vector>
@@ -193,13 +193,14 @@ __attribute__((target("avx2,fma,f16c"))) void LinearRowsAvx2(DType wtype, const 
 
 }  // namespace
 
-bool LinearRowsUsesAvx2() { return CpuHasAvx2Fma(); }
+bool LinearRowsUsesAvx2() { return ActiveIsa() >= Isa::kAvx2; }
 
 void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t n, int64_t o_begin,
                 int64_t o_end, float* y, int64_t y_stride) {
-  if (CpuHasAvx2Fma() && n == 1 && (wtype == DType::kF16 || wtype == DType::kBF16)) {
+  const bool avx2 = ActiveIsa() >= Isa::kAvx2;  // kAvx512 runs the AVX2 variants (no AVX-512 code yet)
+  if (avx2 && n == 1 && (wtype == DType::kF16 || wtype == DType::kBF16)) {
     Gemv16Avx2(wtype, w, in, x, o_begin, o_end, y);
-  } else if (CpuHasAvx2Fma() && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
+  } else if (avx2 && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
     LinearRowsAvx2(wtype, w, in, x, n, o_begin, o_end, y, y_stride);
   } else {
     LinearRowsScalar(wtype, w, in, x, n, o_begin, o_end, y, y_stride);

@@ -1,6 +1,6 @@
 // Dense linear kernels: y = x · Wᵀ with FP32 compute over F32/F16/BF16 weights stored
 // row-major [out, in] (the Hugging Face layout). A scalar reference sits beside the SIMD
-// version; the public entry point dispatches at run time on what the CPU supports.
+// version; the public entry point dispatches at run time through kernels/cpu/isa.h.
 #pragma once
 
 #include <algorithm>
@@ -17,7 +17,7 @@ namespace accullm::kernels {
 void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t n,
                 int64_t o_begin, int64_t o_end, float* y, int64_t y_stride);
 
-// The scalar reference (also the fallback on CPUs without AVX2/FMA/F16C).
+// The scalar reference (also what Isa::kScalar runs).
 void LinearRowsScalar(DType wtype, const void* w, int64_t in, const float* x, int64_t n,
                       int64_t o_begin, int64_t o_end, float* y, int64_t y_stride);
 
@@ -53,7 +53,7 @@ void DequantizedLinearRowsScalar(int64_t in, const float* x, int64_t n, int64_t 
   }
 }
 
-// True when LinearRows uses the AVX2 path on this CPU.
+// True when LinearRows uses the AVX2 path (ActiveIsa() is kAvx2 or above).
 bool LinearRowsUsesAvx2();
 
 }  // namespace accullm::kernels

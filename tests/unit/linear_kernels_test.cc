@@ -1,24 +1,27 @@
-// The SIMD linear kernel against its scalar reference, for every weight dtype and awkward sizes.
+// The dispatched linear kernel against its scalar reference at every ISA level this CPU has,
+// for every weight dtype and awkward sizes.
 #include <ostream>
 #include <random>
 #include <string>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/linear_kernels.h"
 
 namespace accullm::kernels {
 namespace {
 
 struct Case {
+  Isa isa;
   DType dtype;
   int64_t in, out, n;
 };
 
 // Readable case names and values in test listings (ctest -N, --gtest_list_tests), e.g.
-// Shapes/LinearKernelsTest.SimdMatchesScalarReference/F16_in200_out7_n1, instead of the index
-// and a dump of the struct's bytes.
+// IsasAndShapes/LinearKernelsTest.SimdMatchesScalarReference/avx2_F16_in200_out7_n1, instead of
+// the index and a dump of the struct's bytes.
 std::string CaseName(const Case& c) {
-  return std::string(DTypeName(c.dtype)) + "_in" + std::to_string(c.in) + "_out" + std::to_string(c.out) + "_n" +
+  return std::string(IsaName(c.isa)) + "_" + DTypeName(c.dtype) + "_in" + std::to_string(c.in) + "_out" + std::to_string(c.out) + "_n" +
          std::to_string(c.n);
 }
 void PrintTo(const Case& c, std::ostream* os) { *os << CaseName(c); }
@@ -27,6 +30,7 @@ class LinearKernelsTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(LinearKernelsTest, SimdMatchesScalarReference) {
   const Case c = GetParam();
+  ScopedIsaForTesting isa(c.isa);
   std::mt19937 rng(42);
   std::normal_distribution<float> normal(0.f, 1.f);
   std::vector<float> wf(c.in * c.out), x(c.in * c.n);
@@ -41,6 +45,8 @@ TEST_P(LinearKernelsTest, SimdMatchesScalarReference) {
   std::vector<float> fast(c.n * c.out, -1.f), ref(c.n * c.out, -2.f);
   LinearRows(c.dtype, w.data(), c.in, x.data(), c.n, 0, c.out, fast.data(), c.out);
   LinearRowsScalar(c.dtype, w.data(), c.in, x.data(), c.n, 0, c.out, ref.data(), c.out);
+  // At kScalar the entry point is the reference itself.
+  if (c.isa == Isa::kScalar) EXPECT_EQ(fast, ref);
   for (size_t i = 0; i < ref.size(); ++i) {
     // Different summation order only: error grows like sqrt(in) * eps * |terms|.
     EXPECT_NEAR(fast[i], ref[i], 1e-4f * std::sqrt(static_cast<float>(c.in)) * 4) << "index " << i;
@@ -56,10 +62,19 @@ TEST_P(LinearKernelsTest, SimdMatchesScalarReference) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, LinearKernelsTest,
-                         ::testing::Values(Case{DType::kF32, 256, 64, 1}, Case{DType::kF32, 37, 13, 5},
-                                           Case{DType::kF16, 256, 64, 3}, Case{DType::kF16, 200, 7, 1},
-                                           Case{DType::kBF16, 129, 33, 4}, Case{DType::kBF16, 8, 4, 2}),
+std::vector<Case> Cases() {
+  std::vector<Case> cases;
+  for (Isa isa : SupportedIsas()) {
+    for (Case c : {Case{isa, DType::kF32, 256, 64, 1}, Case{isa, DType::kF32, 37, 13, 5},
+                   Case{isa, DType::kF16, 256, 64, 3}, Case{isa, DType::kF16, 200, 7, 1},
+                   Case{isa, DType::kBF16, 129, 33, 4}, Case{isa, DType::kBF16, 8, 4, 2}}) {
+      cases.push_back(c);
+    }
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(IsasAndShapes, LinearKernelsTest, ::testing::ValuesIn(Cases()),
                          [](const ::testing::TestParamInfo<Case>& info) { return CaseName(info.param); });
 
 TEST(DTypeTest, F16RoundTripAndRounding) {

@@ -1,0 +1,97 @@
+#include "kernels/cpu/isa.h"
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+
+#include "kernels/cpu/cpu_features.h"
+
+namespace accullm::kernels {
+
+namespace {
+
+Isa ProbeCpu() {
+#if ACCULLM_HAVE_X86_SIMD
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  if (!avx2) return Isa::kScalar;
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  return avx512 ? Isa::kAvx512 : Isa::kAvx2;
+#else
+  return Isa::kScalar;
+#endif
+}
+
+Isa ResolveFromEnvironment() {
+  IsaResolution r = ResolveIsa(std::getenv("ACCULLM_ISA"), DetectedIsa());
+  if (!r.warning.empty()) std::fprintf(stderr, "accullm: warning: %s\n", r.warning.c_str());
+  return r.isa;
+}
+
+// Relaxed loads suffice: the value is one enum, and a test that changes it does so between
+// kernel calls on its own thread.
+std::atomic<Isa>& ActiveIsaSlot() {
+  static std::atomic<Isa> slot{ResolveFromEnvironment()};
+  return slot;
+}
+
+}  // namespace
+
+const char* IsaName(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return "scalar";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "unknown";
+}
+
+std::optional<Isa> ParseIsa(std::string_view name) {
+  std::string lower(name);
+  for (char& ch : lower) {
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  }
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (lower == IsaName(isa)) return isa;
+  }
+  return std::nullopt;
+}
+
+Isa DetectedIsa() {
+  static const Isa detected = ProbeCpu();
+  return detected;
+}
+
+IsaResolution ResolveIsa(const char* env_value, Isa detected) {
+  if (env_value == nullptr || *env_value == '\0') return {detected, ""};
+  const std::optional<Isa> requested = ParseIsa(env_value);
+  if (!requested.has_value()) {
+    return {detected, std::string("ACCULLM_ISA=\"") + env_value +
+                          "\" is not one of scalar, avx2, avx512; using the detected level " + IsaName(detected)};
+  }
+  if (*requested > detected) {
+    return {detected, std::string("ACCULLM_ISA=") + IsaName(*requested) + " but this CPU (or build) supports at most " +
+                          IsaName(detected) + "; using " + IsaName(detected)};
+  }
+  return {*requested, ""};
+}
+
+Isa ActiveIsa() { return ActiveIsaSlot().load(std::memory_order_relaxed); }
+
+std::vector<Isa> SupportedIsas() {
+  std::vector<Isa> levels;
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (isa <= DetectedIsa()) levels.push_back(isa);
+  }
+  return levels;
+}
+
+Isa SetActiveIsaForTesting(Isa isa) {
+  const Isa effective = isa <= DetectedIsa() ? isa : DetectedIsa();
+  ActiveIsaSlot().store(effective, std::memory_order_relaxed);
+  return effective;
+}
+
+}  // namespace accullm::kernels
