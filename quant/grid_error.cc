@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/isa.h"
 
 namespace accullm::quant {
 
@@ -38,7 +39,7 @@ double GridRoundingErrorScalar(const float* w, const bool* skip, const double* i
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 namespace {
 
-__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl"))) double GridRoundingErrorAvx512(const float* w, const bool* skip,
+__attribute__((target("avx512f,avx512bw,avx512vl"))) double GridRoundingErrorAvx512(const float* w, const bool* skip,
                                                                           const double* importance, int64_t n,
                                                                           const GridCandidate& g) {
   const __m512 scale = _mm512_set1_ps(g.scale), zero = _mm512_set1_ps(g.zero), maxq = _mm512_set1_ps(g.maxq);
@@ -74,18 +75,12 @@ __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl"))) double GridRoundin
   return SumLanes(lanes);
 }
 
-bool CpuHasAvx512Dq() {
-  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-  return has;
-}
-
 }  // namespace
 #endif
 
 double GridRoundingError(const float* w, const bool* skip, const double* importance, int64_t n, const GridCandidate& g) {
 #if ACCULLM_HAVE_X86_SIMD
-  if (CpuHasAvx512Dq()) return GridRoundingErrorAvx512(w, skip, importance, n, g);
+  if (kernels::ActiveIsa() >= kernels::Isa::kAvx512) return GridRoundingErrorAvx512(w, skip, importance, n, g);
 #endif
   return GridRoundingErrorScalar(w, skip, importance, n, g);
 }

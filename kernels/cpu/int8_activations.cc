@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/isa.h"
 
 namespace accullm::kernels {
 
@@ -125,7 +126,7 @@ __attribute__((target("avx2,fma"))) void QuantizeInt8BlocksAvx2(const float* x, 
 void QuantizeInt8Blocks(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
                         Int8Activations& out) {
 #if ACCULLM_HAVE_X86_SIMD
-  if (CpuHasAvx2Fma()) return QuantizeInt8BlocksAvx2(x, rows, in, block, exact, out);
+  if (ActiveIsa() >= Isa::kAvx2) return QuantizeInt8BlocksAvx2(x, rows, in, block, exact, out);
 #endif
   QuantizeInt8BlocksScalar(x, rows, in, block, exact, out);
 }

@@ -5,6 +5,7 @@
 
 #include "common/dtype.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/isa.h"
 
 namespace accullm::kernels {
 
@@ -228,18 +229,11 @@ ACCULLM_AVX2_TARGET void RowsAvx2(const LowBitTiles& w, const Int8Activations& x
   }
 }
 
-bool CpuHasAvx512Vnni() {
-  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-                          CpuHasAvx2Fma();
-  return has;
-}
-
 }  // namespace
 
 bool LowBitInt8RowsAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
                         int64_t y_stride) {
-  if (!CpuHasAvx2Fma()) return false;
+  if (DetectedIsa() < Isa::kAvx2) return false;
   if (w.nibbles()) RowsAvx2<true, false>(w, x, t0, t1, y, y_stride);
   else if (w.bits == 8) RowsAvx2<false, true>(w, x, t0, t1, y, y_stride);
   else RowsAvx2<false, false>(w, x, t0, t1, y, y_stride);
@@ -248,7 +242,7 @@ bool LowBitInt8RowsAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t 
 
 bool LowBitInt8RowsAvx512(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
                           int64_t y_stride) {
-  if (!CpuHasAvx512Vnni()) return false;
+  if (DetectedIsa() < Isa::kAvx512) return false;
   if (w.nibbles()) RowsAvx512<true>(w, x, t0, t1, y, y_stride);
   else RowsAvx512<false>(w, x, t0, t1, y, y_stride);
   return true;
@@ -302,8 +296,9 @@ void RowsFromTilesScalar(const LowBitTiles& w, const Int8Activations& x, int64_t
 
 void LowBitInt8Rows(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
                     int64_t y_stride) {
-  if (LowBitInt8RowsAvx512(w, x, t0, t1, y, y_stride)) return;
-  if (LowBitInt8RowsAvx2(w, x, t0, t1, y, y_stride)) return;
+  const Isa isa = ActiveIsa();
+  if (isa >= Isa::kAvx512 && LowBitInt8RowsAvx512(w, x, t0, t1, y, y_stride)) return;
+  if (isa >= Isa::kAvx2 && LowBitInt8RowsAvx2(w, x, t0, t1, y, y_stride)) return;
   RowsFromTilesScalar(w, x, t0, t1, y, y_stride);
 }
 

@@ -27,7 +27,7 @@ void LowBitInt8RowsScalar(const Int4Matrix& m, const Int8Activations& x, int64_t
                           int64_t y_stride);
 
 // The SIMD variants themselves, for tests and benchmarks (false: not built or not supported
-// by this CPU; nothing written).
+// by this CPU; nothing written). LowBitInt8Rows picks one by ActiveIsa() (kernels/cpu/isa.h).
 bool LowBitInt8RowsAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t tile_begin, int64_t tile_end,
                         float* y, int64_t y_stride);
 bool LowBitInt8RowsAvx512(const LowBitTiles& w, const Int8Activations& x, int64_t tile_begin, int64_t tile_end,

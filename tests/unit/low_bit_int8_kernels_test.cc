@@ -12,6 +12,7 @@
 #include "common/dtype.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/int8_activations.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/low_bit_int8_kernels.h"
 
 namespace accullm::kernels {
@@ -97,8 +98,12 @@ TEST_P(LowBitInt8KernelsTest, EveryVariantMatchesTheScalarReferenceBitForBit) {
 
   const LowBitTiles tiles = TileLowBitMatrix(w.m, c.out);
   std::vector<float> got(want.size(), -1.f);
-  LowBitInt8Rows(tiles, xq, 0, tiles.tiles, got.data(), c.out);
-  EXPECT_TRUE(SameBits(got, want)) << "dispatched";
+  for (Isa isa : SupportedIsas()) {  // the dispatched entry at every level this CPU runs
+    ScopedIsaForTesting level(isa);
+    std::fill(got.begin(), got.end(), -1.f);
+    LowBitInt8Rows(tiles, xq, 0, tiles.tiles, got.data(), c.out);
+    EXPECT_TRUE(SameBits(got, want)) << "dispatched at " << IsaName(isa);
+  }
   for (auto variant : {&LowBitInt8RowsAvx2, &LowBitInt8RowsAvx512}) {
     std::fill(got.begin(), got.end(), -1.f);
     if (!variant(tiles, xq, 0, tiles.tiles, got.data(), c.out)) continue;  // not on this CPU
