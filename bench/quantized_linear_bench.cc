@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common/dtype.h"
-#include "kernels/cpu/int4_kernels.h"
+#include "kernels/cpu/low_bit_kernels.h"
 
 namespace accullm::kernels {
 namespace {
@@ -24,7 +24,8 @@ void Run(benchmark::State& state, bool scalar) {
   for (auto& s : scales) s = F32ToF16(0.01f + 0.001f * std::abs(normal(rng)));
   const int frac = ZeroFractionBits(4, bits);
   std::vector<uint8_t> zeros(static_cast<size_t>(out * groups), static_cast<uint8_t>((1 << (bits - 1)) << frac));
-  Int4Matrix m;
+  LowBitMatrix m;
+  m.out = out;
   m.codes = codes.data();
   m.scales = scales.data();
   m.zeros = zeros.data();
@@ -35,8 +36,8 @@ void Run(benchmark::State& state, bool scalar) {
   std::vector<float> x(static_cast<size_t>(in * n)), y(static_cast<size_t>(out * n));
   for (auto& v : x) v = normal(rng);
   for (auto _ : state) {
-    if (scalar) Int4LinearRowsScalar(m, x.data(), n, 0, out, y.data(), out);
-    else Int4LinearRows(m, x.data(), n, 0, out, y.data(), out);
+    if (scalar) LowBitLinearRowsScalar(m, x.data(), n, 0, out, y.data(), out);
+    else LowBitLinearRows(m, x.data(), n, 0, out, y.data(), out);
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(codes.size() + scales.size() * 2 + zeros.size()));

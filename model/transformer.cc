@@ -10,8 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
-#include "model/int4_linear.h"
 #include "model/int8_linear.h"
+#include "model/low_bit_linear.h"
 #include "model/pack_format.h"
 #include "model/weight_check.h"
 
@@ -64,21 +64,22 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt8Linear(const TensorStore& stor
   return std::unique_ptr<LinearOp>(std::move(lin));
 }
 
-absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt4Linear(const TensorStore& store, const std::string& prefix,
-                                                         int64_t out, int64_t in, int64_t group, bool symmetric,
-                                                         int zero_frac_bits, int scale_bits, int bits,
-                                                         const std::vector<float>& bias) {
+absl::StatusOr<std::unique_ptr<LinearOp>> LoadLowBitLinear(const TensorStore& store, const std::string& prefix,
+                                                           int64_t out, int64_t in, int64_t group, bool symmetric,
+                                                           int zero_frac_bits, int scale_bits, int bits,
+                                                           const std::vector<float>& bias) {
   if (group <= 0 || in % group != 0 || in % 8 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, ": group size ", group, " does not divide ", in));
   }
   auto copies = std::make_shared<std::vector<std::shared_ptr<std::vector<uint8_t>>>>();
-  Int4Data d;
-  d.out = out;
-  d.in = in;
-  d.group = group;
-  d.bits = bits;
+  LowBitLinearWeights w;
+  kernels::LowBitMatrix& m = w.matrix;
+  m.out = out;
+  m.in = in;
+  m.group = group;
+  m.bits = bits;
   // The manifest's zero-point resolution, capped so that zero·2^frac fits a byte at this width.
-  d.zero_frac_bits = symmetric ? 0 : kernels::ZeroFractionBits(zero_frac_bits, bits);
+  m.zero_frac_bits = symmetric ? 0 : kernels::ZeroFractionBits(zero_frac_bits, bits);
   ASSIGN_OR_RETURN(TensorView codes, store.Get(prefix + ".qweight"));
   if (codes.dtype != DType::kU8 || codes.shape != std::vector<int64_t>{out, in * bits / 8}) {
     return absl::InvalidArgumentError(absl::StrCat(codes.file, ": tensor \"", codes.name, "\" is ", DTypeName(codes.dtype), " [",
@@ -86,19 +87,19 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt4Linear(const TensorStore& stor
                                                    "-bit codes for a [", out, ", ", in, "] matrix: U8 [", out, ", ",
                                                    in * bits / 8, "]"));
   }
-  d.codes = codes.data;
+  m.codes = codes.data;
   if (scale_bits == 8) {
     ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + ".scales", DType::kU8, {out, in / group}));
     ASSIGN_OR_RETURN(TensorView rows, GetChecked(store, prefix + ".row_scales", DType::kF16, {out}));
-    d.scale_codes = scales.data;
-    d.row_scales = Aligned<uint16_t>(rows, *copies);
+    m.scale_codes = scales.data;
+    m.row_scales = Aligned<uint16_t>(rows, *copies);
   } else {
     ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + ".scales", DType::kF16, {out, in / group}));
-    d.scales = Aligned<uint16_t>(scales, *copies);
+    m.scales = Aligned<uint16_t>(scales, *copies);
   }
   if (!symmetric) {
     ASSIGN_OR_RETURN(TensorView zeros, GetChecked(store, prefix + ".qzeros", DType::kU8, {out, in / group}));
-    d.zeros = zeros.data;
+    m.zeros = zeros.data;
   } else if (store.Has(prefix + ".qzeros")) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, ".qzeros present but the pack says symmetric"));
   }
@@ -108,13 +109,13 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt4Linear(const TensorStore& stor
       return absl::InvalidArgumentError(absl::StrCat(cols.file, ": ", prefix, ".outlier_cols must be I32 [k]"));
     }
     const int64_t k = cols.shape[0];
-    d.outlier_cols.resize(static_cast<size_t>(k));
-    std::memcpy(d.outlier_cols.data(), cols.data, cols.nbytes);
+    w.outlier_cols.resize(static_cast<size_t>(k));
+    std::memcpy(w.outlier_cols.data(), cols.data, cols.nbytes);
     ASSIGN_OR_RETURN(TensorView ow, GetChecked(store, prefix + ".outlier_weight", DType::kF16, {out, k}));
-    d.outlier_weights = Aligned<uint16_t>(ow, *copies);
+    w.outlier_weights = Aligned<uint16_t>(ow, *copies);
   }
-  d.keep_alive = copies;
-  ASSIGN_OR_RETURN(auto lin, Int4Linear::Create(std::move(d), bias));
+  w.keep_alive = copies;
+  ASSIGN_OR_RETURN(auto lin, LowBitLinear::Create(std::move(w), bias));
   return std::unique_ptr<LinearOp>(std::move(lin));
 }
 
@@ -141,7 +142,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, c
     if (info.pack == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(prefix, ".qweight found but there is no accullm.json manifest"));
     }
-    return LoadInt4Linear(store, prefix, out, in, info.pack->group_size, info.pack->symmetric,
+    return LoadLowBitLinear(store, prefix, out, in, info.pack->group_size, info.pack->symmetric,
                           info.pack->zero_fraction_bits, info.pack->scale_bits, info.pack->BitsOf(prefix), bias);
   }
   ASSIGN_OR_RETURN(TensorView w, store.Get(prefix + ".weight"));
@@ -191,7 +192,7 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
   const bool embed_int4 = info.pack != nullptr && info.pack->embeddings != "fp16";
   if (embed_int4) {
     ASSIGN_OR_RETURN(auto table, LoadLinear(s, "model.embed_tokens", c.vocab_size, h, false, info, true));
-    t->int4_embed_ = std::shared_ptr<const Int4Linear>(static_cast<Int4Linear*>(table.release()));
+    t->low_bit_embed_ = std::shared_ptr<const LowBitLinear>(static_cast<LowBitLinear*>(table.release()));
   } else {
     if (s.Has("model.embed_tokens.qweight")) {
       if (info.pack == nullptr)
@@ -243,8 +244,8 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
   // Group-wise low-bit head ("int3".."int7"); "int8" is the per-row INT8 format below.
   const bool head_int4 = info.pack != nullptr && info.pack->lm_head != "fp16" && info.pack->lm_head != "int8";
   if (c.tie_word_embeddings && !s.Has("lm_head.weight") && !s.Has("lm_head.qweight")) {
-    if (t->int4_embed_ != nullptr) {  // tied and INT4: the head reads the same table
-      ASSIGN_OR_RETURN(auto head, Int4Linear::Create(t->int4_embed_->data(), {}));
+    if (t->low_bit_embed_ != nullptr) {  // tied and low-bit: the head reads the same table
+      ASSIGN_OR_RETURN(auto head, LowBitLinear::Create(t->low_bit_embed_->weights(), {}));
       t->lm_head_ = std::move(head);
     } else {
       ASSIGN_OR_RETURN(auto head, DenseLinear::Create(t->embed_, nullptr));
@@ -299,7 +300,7 @@ absl::Status Transformer::CheckFiniteWeights(int64_t layer_begin, int64_t layer_
 
 void Transformer::SetActivationQuantization(const std::shared_ptr<const kernels::ActQuantConfig>& config) {
   auto apply = [&](LinearOp* op) {
-    if (auto* int4 = dynamic_cast<Int4Linear*>(op)) int4->set_activation_quant(config);
+    if (auto* low_bit = dynamic_cast<LowBitLinear*>(op)) low_bit->set_activation_quant(config);
   };
   for (auto& L : layers_) {
     for (LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()}) apply(op);
@@ -328,8 +329,8 @@ absl::Status Transformer::Embed(const int32_t* tokens, int64_t n, float* hidden)
       return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[i], " is outside the vocabulary [0, ",
                                                      config_.vocab_size, ")"));
     }
-    if (int4_embed_ != nullptr) {
-      int4_embed_->DequantizeRow(tokens[i], hidden + i * h);
+    if (low_bit_embed_ != nullptr) {
+      low_bit_embed_->DequantizeRow(tokens[i], hidden + i * h);
     } else {
       const size_t row_bytes = static_cast<size_t>(h) * DTypeSize(embed_.dtype);
       ConvertToF32(embed_.dtype, embed_.data + row_bytes * tokens[i], hidden + i * h, static_cast<size_t>(h));

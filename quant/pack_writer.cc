@@ -11,7 +11,7 @@
 #include "common/dtype.h"
 #include "common/mapped_file.h"
 #include "common/status.h"
-#include "kernels/cpu/int4_kernels.h"
+#include "kernels/low_bit_matrix.h"
 #include "quant/safetensors_writer.h"
 
 namespace accullm::quant {
@@ -88,34 +88,38 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   // One scale format and one zero-point resolution per pack (the manifest records each once;
   // wider codes cap the resolution at 8 - bits, see QuantOptions::zero_fraction_bits).
   int zero_bits = 0, scale_bits = -1;
-  for (const auto& [prefix, m] : matrices) {
-    const int bits = m->scale_codes.empty() ? 16 : 8;
+  for (const auto& [prefix, q] : matrices) {
+    const kernels::LowBitMatrix m = q->view();
+    const int bits = m.scale_codes == nullptr ? 16 : 8;
     if (scale_bits >= 0 && bits != scale_bits)
       return absl::InternalError("matrices with different scale formats cannot share a pack");
     scale_bits = bits;
-    if (!m->symmetric && m->zero_frac_bits > 0) zero_bits = 4;
+    if (!m.symmetric() && m.zero_frac_bits > 0) zero_bits = 4;
   }
-  for (const auto& [prefix, m] : matrices) {
-    if (!m->symmetric && m->zero_frac_bits != kernels::ZeroFractionBits(zero_bits, m->bits))
+  for (const auto& [prefix, q] : matrices) {
+    const kernels::LowBitMatrix m = q->view();
+    if (!m.symmetric() && m.zero_frac_bits != kernels::ZeroFractionBits(zero_bits, m.bits))
       return absl::InternalError("matrices with different zero-point formats cannot share a pack");
   }
-  if (scale_bits < 0) scale_bits = 16;  // no INT4 matrix: the default
-  for (const auto& [prefix, m] : matrices) {
-    w.Add(prefix + ".qweight", DType::kU8, {m->out, m->in * m->bits / 8}, m->codes.data(), m->codes.size());
-    if (m->bits != 4 && absl::StartsWith(prefix, "model.layers.")) linear_bits[prefix] = m->bits;
-    if (!m->scale_codes.empty()) {
-      w.Add(prefix + ".scales", DType::kU8, {m->out, m->in / m->group}, m->scale_codes.data(), m->scale_codes.size());
-      w.Add(prefix + ".row_scales", DType::kF16, {m->out}, m->row_scales.data(), m->row_scales.size() * 2);
+  if (scale_bits < 0) scale_bits = 16;  // no low-bit matrix: the default
+  for (const auto& [prefix, q] : matrices) {
+    const kernels::LowBitMatrix m = q->view();
+    const int64_t groups = m.groups_per_row();
+    w.Add(prefix + ".qweight", DType::kU8, {m.out, kernels::CodeRowBytes(m.in, m.bits)}, m.codes, q->codes.size());
+    if (m.bits != 4 && absl::StartsWith(prefix, "model.layers.")) linear_bits[prefix] = m.bits;
+    if (m.scale_codes != nullptr) {
+      w.Add(prefix + ".scales", DType::kU8, {m.out, groups}, m.scale_codes, q->scale_codes.size());
+      w.Add(prefix + ".row_scales", DType::kF16, {m.out}, m.row_scales, q->row_scales.size() * 2);
     } else {
-      w.Add(prefix + ".scales", DType::kF16, {m->out, m->in / m->group}, m->scales.data(), m->scales.size() * 2);
+      w.Add(prefix + ".scales", DType::kF16, {m.out, groups}, m.scales, q->scales.size() * 2);
     }
-    if (!m->symmetric) w.Add(prefix + ".qzeros", DType::kU8, {m->out, m->in / m->group}, m->zeros.data(), m->zeros.size());
-    if (!m->outlier_cols.empty()) {
-      const int64_t k = static_cast<int64_t>(m->outlier_cols.size());
-      w.Add(prefix + ".outlier_cols", DType::kI32, {k}, m->outlier_cols.data(), k * 4);
-      w.Add(prefix + ".outlier_weight", DType::kF16, {m->out, k}, m->outlier_weights.data(), m->outlier_weights.size() * 2);
+    if (!m.symmetric()) w.Add(prefix + ".qzeros", DType::kU8, {m.out, groups}, m.zeros, q->zeros.size());
+    if (!q->outlier_cols.empty()) {
+      const int64_t k = static_cast<int64_t>(q->outlier_cols.size());
+      w.Add(prefix + ".outlier_cols", DType::kI32, {k}, q->outlier_cols.data(), k * 4);
+      w.Add(prefix + ".outlier_weight", DType::kF16, {m.out, k}, q->outlier_weights.data(), q->outlier_weights.size() * 2);
       boost::json::array cols;
-      for (int32_t c : m->outlier_cols) cols.push_back(c);
+      for (int32_t c : q->outlier_cols) cols.push_back(c);
       outliers[prefix] = std::move(cols);
     }
   }
@@ -137,7 +141,7 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   for (const std::string& name : desc.plan.Fp16LinearNames()) fp16_linears.push_back(boost::json::string(name));
   auto format_of = [&](const std::string& prefix) {
     auto it = matrices.find(prefix);
-    return it == matrices.end() ? std::string("fp16") : absl::StrCat("int", it->second->bits);
+    return it == matrices.end() ? std::string("fp16") : absl::StrCat("int", it->second->format.bits);
   };
   boost::json::object manifest{
       {"format", "accullm-pack"},

@@ -10,7 +10,7 @@
 
 #include "common/mapped_file.h"
 #include "gtest/gtest.h"
-#include "model/int4_linear.h"
+#include "model/low_bit_linear.h"
 #include "model/int8_linear.h"
 #include "model/transformer.h"
 #include "quant/calibration.h"
@@ -144,7 +144,7 @@ class PackTest : public ::testing::Test {
 std::string* PackTest::dir_ = nullptr;
 std::vector<float>* PackTest::expected_ = nullptr;
 
-TEST_F(PackTest, LoadsBackAsTheSameInt4Model) {
+TEST_F(PackTest, LoadsBackAsTheSameQuantizedModel) {
   ThreadPool pool(2);
   auto m = Transformer::Load(*dir_, &pool);
   ASSERT_TRUE(m.ok()) << m.status();
@@ -153,24 +153,24 @@ TEST_F(PackTest, LoadsBackAsTheSameInt4Model) {
   EXPECT_EQ((*m)->pack()->scale_bits, 8);
   const int64_t n = (*m)->config().num_layers;
   for (int64_t l = 0; l < n; ++l) {
-    const bool int4 = dynamic_cast<const Int4Linear*>((*m)->layer(l).q.get()) != nullptr;
+    const bool int4 = dynamic_cast<const LowBitLinear*>((*m)->layer(l).q.get()) != nullptr;
     EXPECT_EQ(int4, l != 0 && l != n - 1) << "layer " << l;
   }
   EXPECT_NE(dynamic_cast<const Int8Linear*>(&(*m)->lm_head()), nullptr);
   EXPECT_EQ((*m)->pack()->lm_head, "int8");
   // The plan's single FP16 linears came back dense, their neighbours INT4.
-  EXPECT_EQ(dynamic_cast<const Int4Linear*>((*m)->layer(2).down.get()), nullptr);
-  EXPECT_NE(dynamic_cast<const Int4Linear*>((*m)->layer(2).up.get()), nullptr);
-  EXPECT_EQ(dynamic_cast<const Int4Linear*>((*m)->layer(3).v.get()), nullptr);
-  EXPECT_NE(dynamic_cast<const Int4Linear*>((*m)->layer(3).k.get()), nullptr);
+  EXPECT_EQ(dynamic_cast<const LowBitLinear*>((*m)->layer(2).down.get()), nullptr);
+  EXPECT_NE(dynamic_cast<const LowBitLinear*>((*m)->layer(2).up.get()), nullptr);
+  EXPECT_EQ(dynamic_cast<const LowBitLinear*>((*m)->layer(3).v.get()), nullptr);
+  EXPECT_NE(dynamic_cast<const LowBitLinear*>((*m)->layer(3).k.get()), nullptr);
   // Some outlier columns were stored and came back.
-  const auto* q = dynamic_cast<const Int4Linear*>((*m)->layer(1).q.get());
+  const auto* q = dynamic_cast<const LowBitLinear*>((*m)->layer(1).q.get());
   ASSERT_NE(q, nullptr);
-  EXPECT_FALSE(q->data().outlier_cols.empty());
+  EXPECT_FALSE(q->weights().outlier_cols.empty());
   // Every code width came back as planned; the rest are 4 bits.
   auto width = [&](const LinearOp* op) {
-    const auto* l = dynamic_cast<const Int4Linear*>(op);
-    return l == nullptr ? 0 : l->data().bits;
+    const auto* l = dynamic_cast<const LowBitLinear*>(op);
+    return l == nullptr ? 0 : l->weights().matrix.bits;
   };
   EXPECT_EQ(width((*m)->layer(1).q.get()), 3);
   EXPECT_EQ(width((*m)->layer(2).gate.get()), 6);
@@ -336,7 +336,7 @@ TEST_F(PackTest, RefusesMalformedManifest) {
   EXPECT_NE(LoadError(p).find("invalid JSON"), std::string::npos);
 }
 
-TEST_F(PackTest, RefusesInt4TensorsWithoutManifest) {
+TEST_F(PackTest, RefusesLowBitTensorsWithoutManifest) {
   const std::string p = CopyPack("nomanifest");
   fs::remove(p + "/accullm.json");
   EXPECT_NE(LoadError(p).find("no accullm.json"), std::string::npos);
