@@ -17,7 +17,7 @@
 #include "model/linear.h"
 #include "model/low_bit_linear.h"
 #include "model/model_config.h"
-#include "model/pack_format.h"
+#include "model/pack/manifest.h"
 #include "model/rope.h"
 #include "model/safetensors.h"
 

@@ -1,4 +1,4 @@
-#include "model/pack_format.h"
+#include "model/pack/manifest.h"
 
 #include <sys/stat.h>
 
