@@ -2,6 +2,8 @@
 // like any model. Beside config.json and the tokenizer files it holds `accullm.json` (this
 // manifest) and `model.safetensors` with F16 tensors and each quantized linear's tensors
 // (named in model/pack/tensor_names.h, read by model/pack/pack_reader.h).
+// Versioning (docs/formats.md): optional additive fields keep kPackFormatVersion; a layout
+// change bumps it; a reader refuses a version newer than its own, saying so.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +28,11 @@ struct PackCanary {
 
 struct PackManifest {
   int format_version = 0;
+  // The model the pack was quantized from, as the writer recorded it ("source_model": path and
+  // hash, 16 hex digits of FNV-1a over config.json, tensor headers and sampled bytes). Empty
+  // when the manifest has none.
+  std::string source_model_path;
+  std::string source_model_hash;
   std::vector<std::string> layer_precision;  // per block: "fp16" or "int4"
   // Linears kept FP16 inside INT4 blocks, by checkpoint prefix ("model.layers.7.mlp.down_proj").
   std::set<std::string> fp16_linears;

@@ -11,6 +11,7 @@
 #include "common/mapped_file.h"
 #include "gtest/gtest.h"
 #include "model/low_bit_linear.h"
+#include "model/pack/manifest.h"
 #include "model/int8_linear.h"
 #include "model/transformer.h"
 #include "quant/calibration.h"
@@ -255,7 +256,46 @@ TEST_F(PackTest, CanaryCheckFailsOnNanLogits) {
 TEST_F(PackTest, RefusesWrongFormatVersion) {
   const std::string p = CopyPack("version");
   Replace(p + "/accullm.json", "\"format_version\":1", "\"format_version\":99");
-  EXPECT_NE(LoadError(p).find("version 99 is not supported"), std::string::npos);
+  const std::string error = LoadError(p);
+  EXPECT_NE(error.find("version 99 is not supported"), std::string::npos) << error;
+  EXPECT_NE(error.find("newer than this build"), std::string::npos) << error;
+}
+
+TEST_F(PackTest, ManifestRecordsTheSourceModel) {
+  auto manifest = LoadPackManifest(*dir_);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  ASSERT_TRUE(manifest->has_value());
+  EXPECT_EQ((*manifest)->source_model_path, kModelDir);
+  // 16 hex digits (FNV-1a of the source's config, tensor headers and sampled bytes).
+  ASSERT_EQ((*manifest)->source_model_hash.size(), 16u);
+  EXPECT_EQ((*manifest)->source_model_hash.find_first_not_of("0123456789abcdef"), std::string::npos);
+}
+
+// The smallest manifest a reader accepts: what earlier packs (and other writers) may hold.
+std::string MinimalManifest(const std::string& extra) {
+  return "{\"format\": \"accullm-pack\", \"format_version\": 1, \"layer_precision\": [\"int4\"], "
+         "\"method\": \"rtn\", \"group_size\": 32, \"symmetric\": true" + extra + "}";
+}
+
+TEST(PackManifestTest, SourceModelIsOptional) {
+  auto m = PackManifest::Parse(MinimalManifest(""), "accullm.json");
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->source_model_path, "");
+  EXPECT_EQ(m->source_model_hash, "");
+  auto with = PackManifest::Parse(MinimalManifest(", \"source_model\": {\"path\": \"/m\", \"hash\": \"00ff\"}"), "accullm.json");
+  ASSERT_TRUE(with.ok()) << with.status();
+  EXPECT_EQ(with->source_model_path, "/m");
+  EXPECT_EQ(with->source_model_hash, "00ff");
+  EXPECT_FALSE(PackManifest::Parse(MinimalManifest(", \"source_model\": \"/m\""), "accullm.json").ok());
+}
+
+TEST(PackManifestTest, VersionsUpToThisBuildsRead) {
+  EXPECT_TRUE(PackManifest::Parse(MinimalManifest(""), "accullm.json").ok());
+  auto zero = PackManifest::Parse(
+      "{\"format\": \"accullm-pack\", \"format_version\": 0, \"layer_precision\": [], \"method\": \"rtn\", "
+      "\"group_size\": 32, \"symmetric\": true}",
+      "accullm.json");
+  EXPECT_FALSE(zero.ok());
 }
 
 TEST_F(PackTest, RefusesMissingTensor) {
