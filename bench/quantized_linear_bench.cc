@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "common/dtype.h"
-#include "kernels/cpu/int4_kernels.h"
 #include "kernels/cpu/low_bit_int8_kernels.h"
+#include "kernels/cpu/low_bit_kernels.h"
 
 namespace accullm::kernels {
 namespace {
@@ -20,7 +20,7 @@ namespace {
 struct Matrix {
   std::vector<uint8_t> codes, zeros;
   std::vector<uint16_t> scales;
-  Int4Matrix m;
+  LowBitMatrix m;
   size_t bytes() const { return codes.size() + scales.size() * 2 + zeros.size(); }
 };
 
@@ -37,6 +37,7 @@ Matrix MakeMatrix(int bits, int64_t in, int64_t out, int64_t group, std::mt19937
   w.m.codes = w.codes.data();
   w.m.scales = w.scales.data();
   w.m.zeros = w.zeros.data();
+  w.m.out = out;
   w.m.in = in;
   w.m.group = group;
   w.m.zero_frac_bits = frac;
@@ -50,7 +51,7 @@ void BM_QuantizedLinearInt8(benchmark::State& state) {
   const bool avx512 = state.range(2) == 2;
   std::mt19937 rng(1);
   Matrix w = MakeMatrix(bits, in, out, group, rng);
-  const LowBitTiles tiles = TileLowBitMatrix(w.m, out);
+  const LowBitTiles tiles = TileLowBitMatrix(w.m);
   std::normal_distribution<float> normal;
   std::vector<float> x(static_cast<size_t>(in * n)), y(static_cast<size_t>(out * n));
   for (auto& v : x) v = normal(rng);
@@ -82,7 +83,8 @@ void Run(benchmark::State& state, bool scalar) {
   for (auto& s : scales) s = F32ToF16(0.01f + 0.001f * std::abs(normal(rng)));
   const int frac = ZeroFractionBits(4, bits);
   std::vector<uint8_t> zeros(static_cast<size_t>(out * groups), static_cast<uint8_t>((1 << (bits - 1)) << frac));
-  Int4Matrix m;
+  LowBitMatrix m;
+  m.out = out;
   m.codes = codes.data();
   m.scales = scales.data();
   m.zeros = zeros.data();
@@ -93,8 +95,8 @@ void Run(benchmark::State& state, bool scalar) {
   std::vector<float> x(static_cast<size_t>(in * n)), y(static_cast<size_t>(out * n));
   for (auto& v : x) v = normal(rng);
   for (auto _ : state) {
-    if (scalar) Int4LinearRowsScalar(m, x.data(), n, 0, out, y.data(), out);
-    else Int4LinearRows(m, x.data(), n, 0, out, y.data(), out);
+    if (scalar) LowBitLinearRowsScalar(m, x.data(), n, 0, out, y.data(), out);
+    else LowBitLinearRows(m, x.data(), n, 0, out, y.data(), out);
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(codes.size() + scales.size() * 2 + zeros.size()));

@@ -8,7 +8,7 @@
 #include "cli/model_loading.h"
 #include "common/json.h"
 #include "common/mapped_file.h"
-#include "model/int4_linear.h"
+#include "model/low_bit_linear.h"
 #include "quant/evaluation.h"
 #include "quant/model_quantizer.h"
 
@@ -42,9 +42,9 @@ BlockWeightMix BlockWeights(Transformer& m) {
       const double params = static_cast<double>(op.in_features() * op.out_features());
       total += params;
       bits += 8.0 * static_cast<double>(op.weight_bytes());
-      if (const auto* q = dynamic_cast<const Int4Linear*>(&op); q != nullptr) {
+      if (const auto* q = dynamic_cast<const LowBitLinear*>(&op); q != nullptr) {
         quantized += params;
-        if (q->data().bits <= 4) int4 += params;
+        if (q->weights().matrix.bits <= 4) int4 += params;
       }
     }
   }

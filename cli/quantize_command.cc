@@ -14,7 +14,7 @@
 #include "cli/progress.h"
 #include "common/mapped_file.h"
 #include "common/status.h"
-#include "model/pack_format.h"
+#include "model/pack/manifest.h"
 #include "quant/axe.h"
 #include "quant/calibration.h"
 #include "quant/model_quantizer.h"

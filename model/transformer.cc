@@ -13,9 +13,10 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/rms_norm.h"
-#include "model/int4_linear.h"
-#include "model/int8_linear.h"
-#include "model/pack_format.h"
+#include "model/low_bit_linear.h"
+#include "model/pack/manifest.h"
+#include "model/pack/pack_reader.h"
+#include "model/pack/tensor_names.h"
 #include "model/weight_check.h"
 
 namespace accullm {
@@ -26,132 +27,6 @@ absl::Status ShapeError(const TensorView& t, const std::vector<int64_t>& want) {
   return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", t.name, "\" has shape [",
                                                  absl::StrJoin(t.shape, ", "), "] but config.json implies [",
                                                  absl::StrJoin(want, ", "), "]"));
-}
-
-absl::StatusOr<TensorView> GetChecked(const TensorStore& store, const std::string& name, DType dtype,
-                                      const std::vector<int64_t>& shape) {
-  ASSIGN_OR_RETURN(TensorView t, store.Get(name));
-  if (t.dtype != dtype) {
-    return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", name, "\" has dtype ", DTypeName(t.dtype),
-                                                   ", expected ", DTypeName(dtype)));
-  }
-  if (t.shape != shape) return ShapeError(t, shape);
-  return t;
-}
-
-// Arrays from the mmap'd file are used in place when aligned, else copied once.
-template <typename T>
-const T* Aligned(const TensorView& t, std::vector<std::shared_ptr<std::vector<uint8_t>>>& copies) {
-  if (reinterpret_cast<uintptr_t>(t.data) % alignof(T) == 0) return reinterpret_cast<const T*>(t.data);
-  auto copy = std::make_shared<std::vector<uint8_t>>(t.data, t.data + t.nbytes + sizeof(T));
-  void* p = copy->data();
-  size_t space = copy->size();
-  p = std::align(alignof(T), t.nbytes, p, space);
-  std::memmove(p, t.data, t.nbytes);
-  copies.push_back(copy);
-  return static_cast<const T*>(p);
-}
-
-absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt8Linear(const TensorStore& store, const std::string& prefix,
-                                                         int64_t out, int64_t in) {
-  auto copies = std::make_shared<std::vector<std::shared_ptr<std::vector<uint8_t>>>>();
-  ASSIGN_OR_RETURN(TensorView codes, GetChecked(store, prefix + ".q8weight", DType::kU8, {out, in}));
-  ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + ".q8scales", DType::kF16, {out}));
-  Int8Data d;
-  d.out = out;
-  d.in = in;
-  d.codes = codes.data;
-  d.scales = Aligned<uint16_t>(scales, *copies);
-  d.keep_alive = copies;
-  ASSIGN_OR_RETURN(auto lin, Int8Linear::Create(std::move(d), {}));
-  return std::unique_ptr<LinearOp>(std::move(lin));
-}
-
-absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt4Linear(const TensorStore& store, const std::string& prefix,
-                                                         int64_t out, int64_t in, int64_t group, bool symmetric,
-                                                         int zero_frac_bits, int scale_bits, int bits,
-                                                         const std::vector<float>& bias) {
-  if (group <= 0 || in % group != 0 || in % 8 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, ": group size ", group, " does not divide ", in));
-  }
-  auto copies = std::make_shared<std::vector<std::shared_ptr<std::vector<uint8_t>>>>();
-  Int4Data d;
-  d.out = out;
-  d.in = in;
-  d.group = group;
-  d.bits = bits;
-  // The manifest's zero-point resolution, capped so that zero·2^frac fits a byte at this width.
-  d.zero_frac_bits = symmetric ? 0 : kernels::ZeroFractionBits(zero_frac_bits, bits);
-  ASSIGN_OR_RETURN(TensorView codes, store.Get(prefix + ".qweight"));
-  if (codes.dtype != DType::kU8 || codes.shape != std::vector<int64_t>{out, in * bits / 8}) {
-    return absl::InvalidArgumentError(absl::StrCat(codes.file, ": tensor \"", codes.name, "\" is ", DTypeName(codes.dtype), " [",
-                                                   absl::StrJoin(codes.shape, ", "), "] but accullm.json says ", bits,
-                                                   "-bit codes for a [", out, ", ", in, "] matrix: U8 [", out, ", ",
-                                                   in * bits / 8, "]"));
-  }
-  d.codes = codes.data;
-  if (scale_bits == 8) {
-    ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + ".scales", DType::kU8, {out, in / group}));
-    ASSIGN_OR_RETURN(TensorView rows, GetChecked(store, prefix + ".row_scales", DType::kF16, {out}));
-    d.scale_codes = scales.data;
-    d.row_scales = Aligned<uint16_t>(rows, *copies);
-  } else {
-    ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + ".scales", DType::kF16, {out, in / group}));
-    d.scales = Aligned<uint16_t>(scales, *copies);
-  }
-  if (!symmetric) {
-    ASSIGN_OR_RETURN(TensorView zeros, GetChecked(store, prefix + ".qzeros", DType::kU8, {out, in / group}));
-    d.zeros = zeros.data;
-  } else if (store.Has(prefix + ".qzeros")) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, ".qzeros present but the pack says symmetric"));
-  }
-  if (store.Has(prefix + ".outlier_cols")) {
-    ASSIGN_OR_RETURN(TensorView cols, store.Get(prefix + ".outlier_cols"));
-    if (cols.dtype != DType::kI32 || cols.shape.size() != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(cols.file, ": ", prefix, ".outlier_cols must be I32 [k]"));
-    }
-    const int64_t k = cols.shape[0];
-    d.outlier_cols.resize(static_cast<size_t>(k));
-    std::memcpy(d.outlier_cols.data(), cols.data, cols.nbytes);
-    ASSIGN_OR_RETURN(TensorView ow, GetChecked(store, prefix + ".outlier_weight", DType::kF16, {out, k}));
-    d.outlier_weights = Aligned<uint16_t>(ow, *copies);
-  }
-  d.keep_alive = copies;
-  ASSIGN_OR_RETURN(auto lin, Int4Linear::Create(std::move(d), bias));
-  return std::unique_ptr<LinearOp>(std::move(lin));
-}
-
-// How the layers of a checkpoint or pack are stored.
-struct StorageInfo {
-  const PackManifest* pack = nullptr;  // null: plain checkpoint
-};
-
-absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, const std::string& prefix,
-                                                     int64_t out, int64_t in, bool has_bias,
-                                                     const StorageInfo& info = {}, bool int4_expected = false) {
-  std::vector<float> bias;
-  if (has_bias) {
-    ASSIGN_OR_RETURN(TensorView b, store.Get(prefix + ".bias"));
-    ASSIGN_OR_RETURN(bias, TensorToF32(b, out));
-  }
-  const bool has_int4 = store.Has(prefix + ".qweight");
-  if (info.pack != nullptr && has_int4 != int4_expected) {
-    return absl::InvalidArgumentError(absl::StrCat("pack plan disagrees with its tensors: ", prefix, " is ",
-                                                   has_int4 ? "INT4" : "not INT4", " but accullm.json says ",
-                                                   int4_expected ? "int4" : "fp16"));
-  }
-  if (has_int4) {
-    if (info.pack == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(prefix, ".qweight found but there is no accullm.json manifest"));
-    }
-    return LoadInt4Linear(store, prefix, out, in, info.pack->group_size, info.pack->symmetric,
-                          info.pack->zero_fraction_bits, info.pack->scale_bits, info.pack->BitsOf(prefix), bias);
-  }
-  ASSIGN_OR_RETURN(TensorView w, store.Get(prefix + ".weight"));
-  if (w.shape != std::vector<int64_t>{out, in}) return ShapeError(w, {out, in});
-  ASSIGN_OR_RETURN(auto lin, DenseLinear::Create(w, nullptr));
-  if (has_bias) lin->set_bias(std::move(bias));
-  return std::unique_ptr<LinearOp>(std::move(lin));
 }
 
 absl::StatusOr<std::vector<float>> LoadVector(const TensorStore& store, const std::string& name, int64_t n) {
@@ -168,11 +43,11 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
   auto t = std::unique_ptr<Transformer>(new Transformer(std::move(config), pool));
   const ModelConfig& c = t->config_;
   ASSIGN_OR_RETURN(t->pack_, LoadPackManifest(dir));
-  StorageInfo info;
+  const PackManifest* pack = nullptr;  // null: plain checkpoint
   if (t->pack_.has_value()) {
-    info.pack = &*t->pack_;
-    if (static_cast<int64_t>(info.pack->layer_precision.size()) != c.num_layers) {
-      return absl::InvalidArgumentError(absl::StrCat(dir, "/accullm.json: plan has ", info.pack->layer_precision.size(),
+    pack = &*t->pack_;
+    if (static_cast<int64_t>(pack->layer_precision.size()) != c.num_layers) {
+      return absl::InvalidArgumentError(absl::StrCat(dir, "/accullm.json: plan has ", pack->layer_precision.size(),
                                                      " layers but config.json has ", c.num_layers));
     }
   }
@@ -180,14 +55,15 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
   const TensorStore& s = *t->store_;
   const int64_t h = c.hidden_size, q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
 
-  const bool embed_int4 = info.pack != nullptr && info.pack->embeddings != "fp16";
-  if (embed_int4) {
-    ASSIGN_OR_RETURN(auto table, LoadLinear(s, "model.embed_tokens", c.vocab_size, h, false, info, true));
-    t->int4_embed_ = std::shared_ptr<const Int4Linear>(static_cast<Int4Linear*>(table.release()));
+  const bool embed_low_bit = pack != nullptr && pack->embeddings != "fp16";
+  if (embed_low_bit) {
+    ASSIGN_OR_RETURN(auto table, LoadLinear(s, "model.embed_tokens", c.vocab_size, h, false, pack, true));
+    t->low_bit_embed_ = std::shared_ptr<const LowBitLinear>(static_cast<LowBitLinear*>(table.release()));
   } else {
-    if (s.Has("model.embed_tokens.qweight")) {
-      if (info.pack == nullptr)
-        return absl::InvalidArgumentError("model.embed_tokens.qweight found but there is no accullm.json manifest");
+    if (s.Has(absl::StrCat("model.embed_tokens", pack_tensor::kCodes))) {
+      if (pack == nullptr)
+        return absl::InvalidArgumentError(
+            absl::StrCat("model.embed_tokens", pack_tensor::kCodes, " found but there is no accullm.json manifest"));
       return absl::InvalidArgumentError("pack plan disagrees with its tensors: quantized embeddings but accullm.json says fp16");
     }
     ASSIGN_OR_RETURN(t->embed_, s.Get("model.embed_tokens.weight"));
@@ -203,56 +79,57 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
     TransformerLayer& L = t->layers_[l];
     ASSIGN_OR_RETURN(L.attn_norm, LoadVector(s, p + "input_layernorm.weight", h));
     ASSIGN_OR_RETURN(L.mlp_norm, LoadVector(s, p + "post_attention_layernorm.weight", h));
-    const bool int4_block = info.pack != nullptr && info.pack->layer_precision[l] == "int4";
-    // INT4 unless the plan keeps this linear FP16 inside its INT4 block.
-    auto int4 = [&](const char* linear) {
-      if (info.pack != nullptr && info.pack->fp16_linears.count(p + linear) != 0) {
+    const bool quantized_block = pack != nullptr && pack->layer_precision[l] == "int4";
+    // Low-bit unless the plan keeps this linear FP16 inside its quantized block.
+    auto quantized = [&](const char* linear) {
+      if (pack != nullptr && pack->fp16_linears.count(p + linear) != 0) {
         ++fp16_linears_seen;
         return false;
       }
-      if (int4_block && info.pack->linear_bits.count(p + linear) != 0) ++linear_bits_seen;
-      return int4_block;
+      if (quantized_block && pack->linear_bits.count(p + linear) != 0) ++linear_bits_seen;
+      return quantized_block;
     };
-    ASSIGN_OR_RETURN(L.q, LoadLinear(s, p + "self_attn.q_proj", q_dim, h, c.attention_bias, info, int4("self_attn.q_proj")));
-    ASSIGN_OR_RETURN(L.k, LoadLinear(s, p + "self_attn.k_proj", kv_dim, h, c.attention_bias, info, int4("self_attn.k_proj")));
-    ASSIGN_OR_RETURN(L.v, LoadLinear(s, p + "self_attn.v_proj", kv_dim, h, c.attention_bias, info, int4("self_attn.v_proj")));
-    ASSIGN_OR_RETURN(L.o, LoadLinear(s, p + "self_attn.o_proj", h, q_dim, false, info, int4("self_attn.o_proj")));
-    ASSIGN_OR_RETURN(L.gate, LoadLinear(s, p + "mlp.gate_proj", c.intermediate_size, h, c.mlp_bias, info, int4("mlp.gate_proj")));
-    ASSIGN_OR_RETURN(L.up, LoadLinear(s, p + "mlp.up_proj", c.intermediate_size, h, c.mlp_bias, info, int4("mlp.up_proj")));
-    ASSIGN_OR_RETURN(L.down, LoadLinear(s, p + "mlp.down_proj", h, c.intermediate_size, c.mlp_bias, info, int4("mlp.down_proj")));
+    ASSIGN_OR_RETURN(L.q, LoadLinear(s, p + "self_attn.q_proj", q_dim, h, c.attention_bias, pack, quantized("self_attn.q_proj")));
+    ASSIGN_OR_RETURN(L.k, LoadLinear(s, p + "self_attn.k_proj", kv_dim, h, c.attention_bias, pack, quantized("self_attn.k_proj")));
+    ASSIGN_OR_RETURN(L.v, LoadLinear(s, p + "self_attn.v_proj", kv_dim, h, c.attention_bias, pack, quantized("self_attn.v_proj")));
+    ASSIGN_OR_RETURN(L.o, LoadLinear(s, p + "self_attn.o_proj", h, q_dim, false, pack, quantized("self_attn.o_proj")));
+    ASSIGN_OR_RETURN(L.gate, LoadLinear(s, p + "mlp.gate_proj", c.intermediate_size, h, c.mlp_bias, pack, quantized("mlp.gate_proj")));
+    ASSIGN_OR_RETURN(L.up, LoadLinear(s, p + "mlp.up_proj", c.intermediate_size, h, c.mlp_bias, pack, quantized("mlp.up_proj")));
+    ASSIGN_OR_RETURN(L.down, LoadLinear(s, p + "mlp.down_proj", h, c.intermediate_size, c.mlp_bias, pack, quantized("mlp.down_proj")));
   }
-  if (info.pack != nullptr && fp16_linears_seen != info.pack->fp16_linears.size()) {
+  if (pack != nullptr && fp16_linears_seen != pack->fp16_linears.size()) {
     return absl::InvalidArgumentError(absl::StrCat(dir, "/accullm.json: \"fp16_linears\" names ",
-                                                   info.pack->fp16_linears.size() - fp16_linears_seen,
+                                                   pack->fp16_linears.size() - fp16_linears_seen,
                                                    " linear(s) this model does not have"));
   }
-  if (info.pack != nullptr && linear_bits_seen != info.pack->linear_bits.size()) {
+  if (pack != nullptr && linear_bits_seen != pack->linear_bits.size()) {
     return absl::InvalidArgumentError(absl::StrCat(dir, "/accullm.json: \"linear_bits\" names ",
-                                                   info.pack->linear_bits.size() - linear_bits_seen,
+                                                   pack->linear_bits.size() - linear_bits_seen,
                                                    " linear(s) that are not quantized in this pack"));
   }
   ASSIGN_OR_RETURN(t->final_norm_, LoadVector(s, "model.norm.weight", h));
   // Group-wise low-bit head ("int3".."int7"); "int8" is the per-row INT8 format below.
-  const bool head_int4 = info.pack != nullptr && info.pack->lm_head != "fp16" && info.pack->lm_head != "int8";
-  if (c.tie_word_embeddings && !s.Has("lm_head.weight") && !s.Has("lm_head.qweight")) {
-    if (t->int4_embed_ != nullptr) {  // tied and INT4: the head reads the same table
-      ASSIGN_OR_RETURN(auto head, Int4Linear::Create(t->int4_embed_->data(), {}));
+  const bool head_low_bit = pack != nullptr && pack->lm_head != "fp16" && pack->lm_head != "int8";
+  if (c.tie_word_embeddings && !s.Has(absl::StrCat("lm_head", pack_tensor::kWeight)) &&
+      !s.Has(absl::StrCat("lm_head", pack_tensor::kCodes))) {
+    if (t->low_bit_embed_ != nullptr) {  // tied and low-bit: the head reads the same table
+      ASSIGN_OR_RETURN(auto head, LowBitLinear::Create(t->low_bit_embed_->weights(), {}));
       t->lm_head_ = std::move(head);
     } else {
       ASSIGN_OR_RETURN(auto head, DenseLinear::Create(t->embed_, nullptr));
       t->lm_head_ = std::move(head);
     }
   } else {
-    const bool head_int8 = info.pack != nullptr && info.pack->lm_head == "int8";
-    if (head_int8 != s.Has("lm_head.q8weight")) {
+    const bool head_int8 = pack != nullptr && pack->lm_head == "int8";
+    if (head_int8 != s.Has(absl::StrCat("lm_head", pack_tensor::kInt8Codes))) {
       return absl::InvalidArgumentError(absl::StrCat("pack plan disagrees with its tensors: lm_head is ",
                                                      head_int8 ? "not INT8" : "INT8", " but accullm.json says ",
-                                                     info.pack != nullptr ? info.pack->lm_head : "nothing (no manifest)"));
+                                                     pack != nullptr ? pack->lm_head : "nothing (no manifest)"));
     }
     if (head_int8) {
       ASSIGN_OR_RETURN(t->lm_head_, LoadInt8Linear(s, "lm_head", c.vocab_size, h));
     } else {
-      ASSIGN_OR_RETURN(t->lm_head_, LoadLinear(s, "lm_head", c.vocab_size, h, false, info, head_int4));
+      ASSIGN_OR_RETURN(t->lm_head_, LoadLinear(s, "lm_head", c.vocab_size, h, false, pack, head_low_bit));
     }
   }
   // Last, after the cheaper structural checks. Every tensor, the pack's canary logits too.
@@ -271,8 +148,9 @@ absl::Status Transformer::CheckFiniteWeights(int64_t layer_begin, int64_t layer_
   // have changed, so a second pass would only double the start-up reads.
   if (all_weights_finite_) return absl::OkStatus();
   // A tied head without tensors of its own reads the embedding table.
-  const bool head_reads_embed = !store_->Has("lm_head.weight") && !store_->Has("lm_head.qweight") &&
-                                !store_->Has("lm_head.q8weight");
+  const bool head_reads_embed = !store_->Has(absl::StrCat("lm_head", pack_tensor::kWeight)) &&
+                                !store_->Has(absl::StrCat("lm_head", pack_tensor::kCodes)) &&
+                                !store_->Has(absl::StrCat("lm_head", pack_tensor::kInt8Codes));
   auto select = [&](const std::string& name) {
     constexpr absl::string_view kLayers = "model.layers.";
     if (absl::StartsWith(name, kLayers)) {
@@ -291,7 +169,7 @@ absl::Status Transformer::CheckFiniteWeights(int64_t layer_begin, int64_t layer_
 
 void Transformer::SetActivationQuantization(const std::shared_ptr<const kernels::ActQuantConfig>& config) {
   auto apply = [&](LinearOp* op) {
-    if (auto* int4 = dynamic_cast<Int4Linear*>(op)) int4->set_activation_quant(config);
+    if (auto* low_bit = dynamic_cast<LowBitLinear*>(op)) low_bit->set_activation_quant(config);
   };
   for (auto& L : layers_) {
     for (LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()}) apply(op);
@@ -320,8 +198,8 @@ absl::Status Transformer::Embed(const int32_t* tokens, int64_t n, float* hidden)
       return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[i], " is outside the vocabulary [0, ",
                                                      config_.vocab_size, ")"));
     }
-    if (int4_embed_ != nullptr) {
-      int4_embed_->DequantizeRow(tokens[i], hidden + i * h);
+    if (low_bit_embed_ != nullptr) {
+      low_bit_embed_->DequantizeRow(tokens[i], hidden + i * h);
     } else {
       const size_t row_bytes = static_cast<size_t>(h) * DTypeSize(embed_.dtype);
       ConvertToF32(embed_.dtype, embed_.data + row_bytes * tokens[i], hidden + i * h, static_cast<size_t>(h));

@@ -14,10 +14,10 @@
 #include "absl/status/statusor.h"
 #include "common/thread_pool.h"
 #include "model/kv_cache.h"
-#include "model/int4_linear.h"
 #include "model/linear.h"
+#include "model/low_bit_linear.h"
 #include "model/model_config.h"
-#include "model/pack_format.h"
+#include "model/pack/manifest.h"
 #include "model/rope.h"
 #include "model/safetensors.h"
 
@@ -90,10 +90,10 @@ class Transformer {
   LinearOp& lm_head() { return *lm_head_; }
   // Replaces the LM head (quantization tools).
   void set_lm_head(std::unique_ptr<LinearOp> head) { lm_head_ = std::move(head); }
-  // Runtime INT8 activation quantization at the inputs of every INT4 linear (null: off).
+  // Runtime INT8 activation quantization at the inputs of every low-bit linear (null: off).
   void SetActivationQuantization(const std::shared_ptr<const kernels::ActQuantConfig>& config);
-  // Serves embeddings from an INT4 table (its rows are dequantized on lookup).
-  void set_int4_embedding(std::shared_ptr<const Int4Linear> table) { int4_embed_ = std::move(table); }
+  // Serves embeddings from a low-bit table (its rows are dequantized on lookup).
+  void set_low_bit_embedding(std::shared_ptr<const LowBitLinear> table) { low_bit_embed_ = std::move(table); }
   const TensorStore& tensors() const { return *store_; }
   // The NaN/Inf check of what a pipeline stage reads: the weights of layers
   // [layer_begin, layer_end), the embedding table (embed), the final norm and LM head (head).
@@ -122,7 +122,7 @@ class Transformer {
   bool all_weights_finite_ = false;  // Load checked every tensor (ModelLoadOptions::check_finite)
   std::optional<PackManifest> pack_;
   TensorView embed_;
-  std::shared_ptr<const Int4Linear> int4_embed_;  // set when the pack stores INT4 embeddings
+  std::shared_ptr<const LowBitLinear> low_bit_embed_;  // set when the pack stores low-bit embeddings
   std::vector<TransformerLayer> layers_;
   std::vector<float> final_norm_;
   std::unique_ptr<LinearOp> lm_head_;

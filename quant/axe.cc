@@ -5,19 +5,19 @@
 namespace accullm::quant {
 
 AccumulatorReport CheckAccumulator(const QuantizedMatrix& m, int bits, int64_t tile) {
-  if (tile <= 0) tile = m.group;
+  if (tile <= 0) tile = m.format.group;
   const int64_t hi_limit = (int64_t{1} << (bits - 1)) - 1, lo_limit = -(int64_t{1} << (bits - 1));
   AccumulatorReport r;
-  r.channels = m.out;
-  for (int64_t o = 0; o < m.out; ++o) {
+  r.channels = m.format.out;
+  for (int64_t o = 0; o < m.format.out; ++o) {
     bool overflow = false;
-    for (int64_t g0 = 0; g0 < m.in; g0 += m.group) {
+    for (int64_t g0 = 0; g0 < m.format.in; g0 += m.format.group) {
       // Worst cases compose: the adversary picks each x independently, so the largest
       // running sum after k tiles is the sum of the tiles' largest sums (same for smallest).
       int64_t run_hi = 0, run_lo = 0;
-      for (int64_t t0 = g0; t0 < g0 + m.group; t0 += tile) {
+      for (int64_t t0 = g0; t0 < g0 + m.format.group; t0 += tile) {
         int64_t tile_hi = 0, tile_lo = 0;
-        for (int64_t i = t0; i < std::min(t0 + tile, g0 + m.group); ++i) {
+        for (int64_t i = t0; i < std::min(t0 + tile, g0 + m.format.group); ++i) {
           const int64_t v = m.IntegerWeight(o, i);
           tile_hi += std::max(127 * v, -128 * v);
           tile_lo += std::min(127 * v, -128 * v);

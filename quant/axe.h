@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "quant/int4_quantizer.h"
+#include "quant/low_bit_quantizer.h"
 
 namespace accullm::quant {
 

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
-#include "model/int4_linear.h"
+#include "model/low_bit_linear.h"
 #include "quant/calibration.h"
 
 namespace accullm::quant {
@@ -50,28 +50,19 @@ absl::StatusOr<std::vector<float>> LinearWeights(const Transformer& model, const
   return TensorToF32(w, w.numel());
 }
 
-absl::StatusOr<std::unique_ptr<LinearOp>> MakeInt4Linear(const Transformer& model, const std::string& prefix,
-                                                         std::shared_ptr<const QuantizedMatrix> m) {
+absl::StatusOr<std::unique_ptr<LinearOp>> MakeLowBitLinear(const Transformer& model, const std::string& prefix,
+                                                           std::shared_ptr<const QuantizedMatrix> m) {
   std::vector<float> bias;
   if (model.tensors().Has(prefix + ".bias")) {
     ASSIGN_OR_RETURN(TensorView b, model.tensors().Get(prefix + ".bias"));
-    ASSIGN_OR_RETURN(bias, TensorToF32(b, m->out));
+    ASSIGN_OR_RETURN(bias, TensorToF32(b, m->format.out));
   }
-  Int4Data d;
-  d.out = m->out;
-  d.in = m->in;
-  d.group = m->group;
-  d.bits = m->bits;
-  d.codes = m->codes.data();
-  d.scales = m->scales.empty() ? nullptr : m->scales.data();
-  d.scale_codes = m->scale_codes.empty() ? nullptr : m->scale_codes.data();
-  d.row_scales = m->row_scales.empty() ? nullptr : m->row_scales.data();
-  d.zeros = m->symmetric ? nullptr : m->zeros.data();
-  d.zero_frac_bits = m->zero_frac_bits;
-  d.outlier_cols = m->outlier_cols;
-  d.outlier_weights = m->outlier_cols.empty() ? nullptr : m->outlier_weights.data();
-  d.keep_alive = m;
-  ASSIGN_OR_RETURN(auto op, Int4Linear::Create(std::move(d), std::move(bias)));
+  LowBitLinearWeights w;
+  w.matrix = m->view();
+  w.outlier_cols = m->outlier_cols;
+  w.outlier_weights = m->outlier_cols.empty() ? nullptr : m->outlier_weights.data();
+  w.keep_alive = m;
+  ASSIGN_OR_RETURN(auto op, LowBitLinear::Create(std::move(w), std::move(bias)));
   return std::unique_ptr<LinearOp>(std::move(op));
 }
 
@@ -155,7 +146,7 @@ absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer
     ASSIGN_OR_RETURN(QuantizedMatrix q, QuantizeMatrix(w.data(), rows, cols, site ? &site->hessian : nullptr, outliers,
                                                        qo, pool));
     auto shared = std::make_shared<const QuantizedMatrix>(std::move(q));
-    ASSIGN_OR_RETURN(auto op, MakeInt4Linear(model, prefix, shared));
+    ASSIGN_OR_RETURN(auto op, MakeLowBitLinear(model, prefix, shared));
     new_ops.push_back(std::move(op));
     if (out != nullptr) (*out)[prefix] = shared;
   }
@@ -250,8 +241,8 @@ absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& sta
     q.accumulator_bits = 0;
     ASSIGN_OR_RETURN(QuantizedMatrix m, QuantizeMatrix(w.data(), c.vocab_size, c.hidden_size, nullptr, {}, q, pool));
     auto shared = std::make_shared<const QuantizedMatrix>(std::move(m));
-    ASSIGN_OR_RETURN(auto op, MakeInt4Linear(model, "model.embed_tokens", shared));
-    model.set_int4_embedding(std::shared_ptr<const Int4Linear>(static_cast<Int4Linear*>(op.release())));
+    ASSIGN_OR_RETURN(auto op, MakeLowBitLinear(model, "model.embed_tokens", shared));
+    model.set_low_bit_embedding(std::shared_ptr<const LowBitLinear>(static_cast<LowBitLinear*>(op.release())));
     (*out)["model.embed_tokens"] = shared;
   }
   if (lm_head_grouped) {
@@ -277,7 +268,7 @@ absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& sta
     ASSIGN_OR_RETURN(QuantizedMatrix m, QuantizeMatrix(w.data(), c.vocab_size, c.hidden_size,
                                                        site ? &site->hessian : nullptr, outliers, q, pool));
     auto shared = std::make_shared<const QuantizedMatrix>(std::move(m));
-    ASSIGN_OR_RETURN(auto op, MakeInt4Linear(model, "lm_head", shared));
+    ASSIGN_OR_RETURN(auto op, MakeLowBitLinear(model, "lm_head", shared));
     model.set_lm_head(std::move(op));
     (*out)["lm_head"] = shared;
   }

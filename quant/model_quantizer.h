@@ -1,6 +1,6 @@
 // Quantizing a loaded model in place: the blocks the precision plan marks INT4 get their
 // linears (all seven, less those the plan keeps FP16) quantized (with outlier input channels kept in FP16) and replaced by
-// Int4Linear ops, so the same Transformer can be evaluated at once and then written as a pack.
+// LowBitLinear ops, so the same Transformer can be evaluated at once and then written as a pack.
 #pragma once
 
 #include <array>
@@ -14,7 +14,7 @@
 #include "model/int8_linear.h"
 #include "model/transformer.h"
 #include "quant/calibration.h"
-#include "quant/int4_quantizer.h"
+#include "quant/low_bit_quantizer.h"
 #include "sharding/precision_plan.h"
 
 namespace accullm::quant {
@@ -57,9 +57,9 @@ std::vector<int32_t> SelectOutlierChannels(const SiteStats& stats, const Outlier
 // Float weights [out, in] of a linear from the model's checkpoint.
 absl::StatusOr<std::vector<float>> LinearWeights(const Transformer& model, const std::string& prefix);
 
-// An Int4Linear over `m` (kept alive by the op), with the checkpoint's bias if any.
-absl::StatusOr<std::unique_ptr<LinearOp>> MakeInt4Linear(const Transformer& model, const std::string& prefix,
-                                                         std::shared_ptr<const QuantizedMatrix> m);
+// A LowBitLinear over `m` (kept alive by the op), with the checkpoint's bias if any.
+absl::StatusOr<std::unique_ptr<LinearOp>> MakeLowBitLinear(const Transformer& model, const std::string& prefix,
+                                                           std::shared_ptr<const QuantizedMatrix> m);
 
 // Which of a block's linears (kBlockLinearNames order) to quantize.
 using LinearMask = std::array<bool, kBlockLinears>;

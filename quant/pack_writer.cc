@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/match.h"
@@ -11,7 +12,8 @@
 #include "common/dtype.h"
 #include "common/mapped_file.h"
 #include "common/status.h"
-#include "kernels/cpu/int4_kernels.h"
+#include "kernels/low_bit_matrix.h"
+#include "model/pack/tensor_names.h"
 #include "quant/safetensors_writer.h"
 
 namespace accullm::quant {
@@ -70,9 +72,12 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   SafetensorsWriter w;
   for (const auto& [name, t] : model.tensors().tensors()) {
     // Tensors of INT4 linears are replaced by their quantized form below.
-    if (absl::EndsWith(name, ".weight") && matrices.count(name.substr(0, name.size() - 7))) continue;
-    if (absl::EndsWith(name, ".weight") && desc.int8.count(name.substr(0, name.size() - 7))) continue;
-    if (absl::StrContains(name, "layernorm") || absl::StrContains(name, "norm.weight") || absl::EndsWith(name, ".bias")) {
+    const std::string linear = absl::EndsWith(name, pack_tensor::kWeight)
+                                   ? name.substr(0, name.size() - std::strlen(pack_tensor::kWeight))
+                                   : std::string();
+    if (!linear.empty() && (matrices.count(linear) || desc.int8.count(linear))) continue;
+    if (absl::StrContains(name, "layernorm") || absl::StrContains(name, "norm.weight") ||
+        absl::EndsWith(name, pack_tensor::kBias)) {
       std::vector<float> f(static_cast<size_t>(t.numel()));
       ConvertToF32(t.dtype, t.data, f.data(), f.size());
       w.Add(name, DType::kF32, t.shape, f.data(), f.size() * 4);
@@ -82,47 +87,51 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   }
   boost::json::object outliers, linear_bits;
   for (const auto& [prefix, m] : desc.int8) {
-    w.Add(prefix + ".q8weight", DType::kU8, {m->out, m->in}, m->codes.data(), m->codes.size());
-    w.Add(prefix + ".q8scales", DType::kF16, {m->out}, m->scales.data(), m->scales.size() * 2);
+    w.Add(prefix + pack_tensor::kInt8Codes, DType::kU8, {m->out, m->in}, m->codes.data(), m->codes.size());
+    w.Add(prefix + pack_tensor::kInt8Scales, DType::kF16, {m->out}, m->scales.data(), m->scales.size() * 2);
   }
   // One scale format and one zero-point resolution per pack (the manifest records each once;
   // wider codes cap the resolution at 8 - bits, see QuantOptions::zero_fraction_bits).
   int zero_bits = 0, scale_bits = -1;
-  for (const auto& [prefix, m] : matrices) {
-    const int bits = m->scale_codes.empty() ? 16 : 8;
+  for (const auto& [prefix, q] : matrices) {
+    const kernels::LowBitMatrix m = q->view();
+    const int bits = m.scale_codes == nullptr ? 16 : 8;
     if (scale_bits >= 0 && bits != scale_bits)
       return absl::InternalError("matrices with different scale formats cannot share a pack");
     scale_bits = bits;
-    if (!m->symmetric && m->zero_frac_bits > 0) zero_bits = 4;
+    if (!m.symmetric() && m.zero_frac_bits > 0) zero_bits = 4;
   }
-  for (const auto& [prefix, m] : matrices) {
-    if (!m->symmetric && m->zero_frac_bits != kernels::ZeroFractionBits(zero_bits, m->bits))
+  for (const auto& [prefix, q] : matrices) {
+    const kernels::LowBitMatrix m = q->view();
+    if (!m.symmetric() && m.zero_frac_bits != kernels::ZeroFractionBits(zero_bits, m.bits))
       return absl::InternalError("matrices with different zero-point formats cannot share a pack");
   }
-  if (scale_bits < 0) scale_bits = 16;  // no INT4 matrix: the default
-  for (const auto& [prefix, m] : matrices) {
-    w.Add(prefix + ".qweight", DType::kU8, {m->out, m->in * m->bits / 8}, m->codes.data(), m->codes.size());
-    if (m->bits != 4 && absl::StartsWith(prefix, "model.layers.")) linear_bits[prefix] = m->bits;
-    if (!m->scale_codes.empty()) {
-      w.Add(prefix + ".scales", DType::kU8, {m->out, m->in / m->group}, m->scale_codes.data(), m->scale_codes.size());
-      w.Add(prefix + ".row_scales", DType::kF16, {m->out}, m->row_scales.data(), m->row_scales.size() * 2);
+  if (scale_bits < 0) scale_bits = 16;  // no low-bit matrix: the default
+  for (const auto& [prefix, q] : matrices) {
+    const kernels::LowBitMatrix m = q->view();
+    const int64_t groups = m.groups_per_row();
+    w.Add(prefix + pack_tensor::kCodes, DType::kU8, {m.out, kernels::CodeRowBytes(m.in, m.bits)}, m.codes, q->codes.size());
+    if (m.bits != 4 && absl::StartsWith(prefix, "model.layers.")) linear_bits[prefix] = m.bits;
+    if (m.scale_codes != nullptr) {
+      w.Add(prefix + pack_tensor::kScales, DType::kU8, {m.out, groups}, m.scale_codes, q->scale_codes.size());
+      w.Add(prefix + pack_tensor::kRowScales, DType::kF16, {m.out}, m.row_scales, q->row_scales.size() * 2);
     } else {
-      w.Add(prefix + ".scales", DType::kF16, {m->out, m->in / m->group}, m->scales.data(), m->scales.size() * 2);
+      w.Add(prefix + pack_tensor::kScales, DType::kF16, {m.out, groups}, m.scales, q->scales.size() * 2);
     }
-    if (!m->symmetric) w.Add(prefix + ".qzeros", DType::kU8, {m->out, m->in / m->group}, m->zeros.data(), m->zeros.size());
-    if (!m->outlier_cols.empty()) {
-      const int64_t k = static_cast<int64_t>(m->outlier_cols.size());
-      w.Add(prefix + ".outlier_cols", DType::kI32, {k}, m->outlier_cols.data(), k * 4);
-      w.Add(prefix + ".outlier_weight", DType::kF16, {m->out, k}, m->outlier_weights.data(), m->outlier_weights.size() * 2);
+    if (!m.symmetric()) w.Add(prefix + pack_tensor::kZeros, DType::kU8, {m.out, groups}, m.zeros, q->zeros.size());
+    if (!q->outlier_cols.empty()) {
+      const int64_t k = static_cast<int64_t>(q->outlier_cols.size());
+      w.Add(prefix + pack_tensor::kOutlierCols, DType::kI32, {k}, q->outlier_cols.data(), k * 4);
+      w.Add(prefix + pack_tensor::kOutlierWeight, DType::kF16, {m.out, k}, q->outlier_weights.data(), q->outlier_weights.size() * 2);
       boost::json::array cols;
-      for (int32_t c : m->outlier_cols) cols.push_back(c);
+      for (int32_t c : q->outlier_cols) cols.push_back(c);
       outliers[prefix] = std::move(cols);
     }
   }
   boost::json::array canaries;
   for (size_t i = 0; i < desc.canaries.size(); ++i) {
     const auto& c = desc.canaries[i];
-    const std::string tensor = absl::StrCat("accullm.canary.", i, ".logits");
+    const std::string tensor = pack_tensor::CanaryLogits(i);
     w.Add(tensor, DType::kF32, {static_cast<int64_t>(c.logits.size())}, c.logits.data(), c.logits.size() * 4);
     boost::json::array ids;
     for (int32_t id : c.ids) ids.push_back(id);
@@ -137,7 +146,7 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   for (const std::string& name : desc.plan.Fp16LinearNames()) fp16_linears.push_back(boost::json::string(name));
   auto format_of = [&](const std::string& prefix) {
     auto it = matrices.find(prefix);
-    return it == matrices.end() ? std::string("fp16") : absl::StrCat("int", it->second->bits);
+    return it == matrices.end() ? std::string("fp16") : absl::StrCat("int", it->second->format.bits);
   };
   boost::json::object manifest{
       {"format", "accullm-pack"},

@@ -1,13 +1,16 @@
-// Writes an AccuLLM pack directory (see model/pack_format.h): config and tokenizer files
-// copied, accullm.json, and model.safetensors with INT4 linears for INT4 blocks and F16 for
-// the rest (norms stay F32: they are tiny and sit on the residual path).
+// Writes an AccuLLM pack directory (see model/pack/manifest.h): config and tokenizer files
+// copied, accullm.json, and model.safetensors with low-bit linears for quantized blocks and
+// F16 for the rest (norms stay F32: they are tiny and sit on the residual path). Tensor names
+// come from model/pack/tensor_names.h, the table the reader (model/pack/pack_reader.h) uses.
+// It lives in quant/, not beside the reader in model/pack/: it writes the quantizer's output
+// (QuantizedMatrices, Int8Matrices) and model/ must not depend on quant/.
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "model/pack_format.h"
+#include "model/pack/manifest.h"
 #include "model/transformer.h"
 #include "quant/model_quantizer.h"
 #include "sharding/precision_plan.h"

@@ -16,7 +16,7 @@ inline float GroupFactor(float weight_scale, float x_scale, float inv_frac) { re
 
 }  // namespace
 
-void LowBitInt8RowsScalar(const Int4Matrix& m, const Int8Activations& x, int64_t o_begin, int64_t o_end, float* y,
+void LowBitInt8RowsScalar(const LowBitMatrix& m, const Int8Activations& x, int64_t o_begin, int64_t o_end, float* y,
                           int64_t y_stride) {
   const int64_t groups = m.in / m.group;
   const int frac = m.zeros != nullptr ? m.zero_frac_bits : 0;

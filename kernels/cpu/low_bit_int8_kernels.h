@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-#include "kernels/cpu/int4_kernels.h"
+#include "kernels/low_bit_matrix.h"
 #include "kernels/cpu/int8_activations.h"
 #include "kernels/cpu/low_bit_tiles.h"
 
@@ -23,7 +23,7 @@ void LowBitInt8Rows(const LowBitTiles& w, const Int8Activations& x, int64_t tile
                     int64_t y_stride);
 
 // The scalar reference, on the untiled matrix: outputs [o_begin, o_end).
-void LowBitInt8RowsScalar(const Int4Matrix& m, const Int8Activations& x, int64_t o_begin, int64_t o_end, float* y,
+void LowBitInt8RowsScalar(const LowBitMatrix& m, const Int8Activations& x, int64_t o_begin, int64_t o_end, float* y,
                           int64_t y_stride);
 
 // The SIMD variants themselves, for tests and benchmarks (false: not built or not supported

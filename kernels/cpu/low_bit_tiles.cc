@@ -21,7 +21,7 @@ void UnpackCodes(const uint8_t* row, int64_t in, int bits, uint8_t* dst) {
 
 }  // namespace
 
-std::string LowBitTilesRefusal(const Int4Matrix& m) {
+std::string LowBitTilesRefusal(const LowBitMatrix& m) {
   if (m.bits < kMinCodeBits || m.bits > kMaxCodeBits) return "code width outside 3..8 bits";
   if (m.group <= 0 || m.group % 8 != 0 || m.in % m.group != 0) return "group is not a multiple of 8 dividing the row";
   // |(Σ q·x) · 2^frac − zero · Σ x| < group · 255 · 127 · 2^frac · 2 must fit int32.
@@ -30,7 +30,8 @@ std::string LowBitTilesRefusal(const Int4Matrix& m) {
   return "";
 }
 
-LowBitTiles TileLowBitMatrix(const Int4Matrix& m, int64_t out) {
+LowBitTiles TileLowBitMatrix(const LowBitMatrix& m) {
+  const int64_t out = m.out;
   LowBitTiles t;
   t.out = out;
   t.in = m.in;

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cpu/int4_kernels.h"
+#include "kernels/low_bit_matrix.h"
 
 namespace accullm::kernels {
 
@@ -47,9 +47,9 @@ struct LowBitTiles {
 
 // "" when the integer kernels can run `m` exactly (groups a multiple of 8 columns, and every
 // group's 32-bit integer sums provably in range), else why not.
-std::string LowBitTilesRefusal(const Int4Matrix& m);
+std::string LowBitTilesRefusal(const LowBitMatrix& m);
 
-// The tiled copy of the `out` rows of `m` (check LowBitTilesRefusal first).
-LowBitTiles TileLowBitMatrix(const Int4Matrix& m, int64_t out);
+// The tiled copy of `m` (check LowBitTilesRefusal first).
+LowBitTiles TileLowBitMatrix(const LowBitMatrix& m);
 
 }  // namespace accullm::kernels

@@ -35,7 +35,7 @@ void PrintTo(const Case& c, std::ostream* os) { *os << CaseName(c); }
 struct OwnedMatrix {
   std::vector<uint8_t> codes, zeros, scale_codes;
   std::vector<uint16_t> scales, row_scales;
-  Int4Matrix m;
+  LowBitMatrix m;
 };
 
 OwnedMatrix RandomMatrix(const Case& c, uint32_t seed) {
@@ -62,6 +62,7 @@ OwnedMatrix RandomMatrix(const Case& c, uint32_t seed) {
   w.m.codes = w.codes.data();
   w.m.scales = c.scale_codes ? nullptr : w.scales.data();
   w.m.zeros = c.zeros ? w.zeros.data() : nullptr;
+  w.m.out = c.out;
   w.m.in = c.in;
   w.m.group = c.group;
   w.m.zero_frac_bits = c.zeros ? frac : 0;
@@ -96,7 +97,7 @@ TEST_P(LowBitInt8KernelsTest, EveryVariantMatchesTheScalarReferenceBitForBit) {
   std::vector<float> want(static_cast<size_t>(c.n * c.out), -1.f);
   LowBitInt8RowsScalar(w.m, xq, 0, c.out, want.data(), c.out);
 
-  const LowBitTiles tiles = TileLowBitMatrix(w.m, c.out);
+  const LowBitTiles tiles = TileLowBitMatrix(w.m);
   std::vector<float> got(want.size(), -1.f);
   for (Isa isa : SupportedIsas()) {  // the dispatched entry at every level this CPU runs
     ScopedIsaForTesting level(isa);
@@ -114,7 +115,7 @@ TEST_P(LowBitInt8KernelsTest, EveryVariantMatchesTheScalarReferenceBitForBit) {
 TEST_P(LowBitInt8KernelsTest, ARowsResultDoesNotDependOnItsBatchOrTheTileSplit) {
   const Case c = GetParam();
   OwnedMatrix w = RandomMatrix(c, 3);
-  const LowBitTiles tiles = TileLowBitMatrix(w.m, c.out);
+  const LowBitTiles tiles = TileLowBitMatrix(w.m);
   const std::vector<float> x = RandomActivations(c.n, c.in, 5);
   Int8Activations batch;
   QuantizeInt8Blocks(x.data(), c.n, c.in, c.group, nullptr, batch);
@@ -136,10 +137,10 @@ TEST_P(LowBitInt8KernelsTest, ApproximatesTheFloatProduct) {
   Int8Activations xq;
   QuantizeInt8Blocks(x.data(), c.n, c.in, c.group, nullptr, xq);
   std::vector<float> y(static_cast<size_t>(c.n * c.out));
-  LowBitInt8Rows(TileLowBitMatrix(w.m, c.out), xq, 0, (c.out + kTileRows - 1) / kTileRows, y.data(), c.out);
+  LowBitInt8Rows(TileLowBitMatrix(w.m), xq, 0, (c.out + kTileRows - 1) / kTileRows, y.data(), c.out);
   std::vector<float> row(static_cast<size_t>(c.in));
   for (int64_t o = 0; o < c.out; ++o) {
-    DequantizeInt4Row(w.m, o, row.data());
+    DequantizeLowBitRow(w.m, o, row.data());
     for (int64_t r = 0; r < c.n; ++r) {
       double exact = 0, magnitude = 0;
       for (int64_t i = 0; i < c.in; ++i) {

@@ -10,7 +10,8 @@
 
 #include "common/mapped_file.h"
 #include "gtest/gtest.h"
-#include "model/int4_linear.h"
+#include "model/low_bit_linear.h"
+#include "model/pack/manifest.h"
 #include "model/int8_linear.h"
 #include "model/transformer.h"
 #include "quant/calibration.h"
@@ -144,7 +145,7 @@ class PackTest : public ::testing::Test {
 std::string* PackTest::dir_ = nullptr;
 std::vector<float>* PackTest::expected_ = nullptr;
 
-TEST_F(PackTest, LoadsBackAsTheSameInt4Model) {
+TEST_F(PackTest, LoadsBackAsTheSameQuantizedModel) {
   ThreadPool pool(2);
   auto m = Transformer::Load(*dir_, &pool);
   ASSERT_TRUE(m.ok()) << m.status();
@@ -153,24 +154,24 @@ TEST_F(PackTest, LoadsBackAsTheSameInt4Model) {
   EXPECT_EQ((*m)->pack()->scale_bits, 8);
   const int64_t n = (*m)->config().num_layers;
   for (int64_t l = 0; l < n; ++l) {
-    const bool int4 = dynamic_cast<const Int4Linear*>((*m)->layer(l).q.get()) != nullptr;
+    const bool int4 = dynamic_cast<const LowBitLinear*>((*m)->layer(l).q.get()) != nullptr;
     EXPECT_EQ(int4, l != 0 && l != n - 1) << "layer " << l;
   }
   EXPECT_NE(dynamic_cast<const Int8Linear*>(&(*m)->lm_head()), nullptr);
   EXPECT_EQ((*m)->pack()->lm_head, "int8");
   // The plan's single FP16 linears came back dense, their neighbours INT4.
-  EXPECT_EQ(dynamic_cast<const Int4Linear*>((*m)->layer(2).down.get()), nullptr);
-  EXPECT_NE(dynamic_cast<const Int4Linear*>((*m)->layer(2).up.get()), nullptr);
-  EXPECT_EQ(dynamic_cast<const Int4Linear*>((*m)->layer(3).v.get()), nullptr);
-  EXPECT_NE(dynamic_cast<const Int4Linear*>((*m)->layer(3).k.get()), nullptr);
+  EXPECT_EQ(dynamic_cast<const LowBitLinear*>((*m)->layer(2).down.get()), nullptr);
+  EXPECT_NE(dynamic_cast<const LowBitLinear*>((*m)->layer(2).up.get()), nullptr);
+  EXPECT_EQ(dynamic_cast<const LowBitLinear*>((*m)->layer(3).v.get()), nullptr);
+  EXPECT_NE(dynamic_cast<const LowBitLinear*>((*m)->layer(3).k.get()), nullptr);
   // Some outlier columns were stored and came back.
-  const auto* q = dynamic_cast<const Int4Linear*>((*m)->layer(1).q.get());
+  const auto* q = dynamic_cast<const LowBitLinear*>((*m)->layer(1).q.get());
   ASSERT_NE(q, nullptr);
-  EXPECT_FALSE(q->data().outlier_cols.empty());
+  EXPECT_FALSE(q->weights().outlier_cols.empty());
   // Every code width came back as planned; the rest are 4 bits.
   auto width = [&](const LinearOp* op) {
-    const auto* l = dynamic_cast<const Int4Linear*>(op);
-    return l == nullptr ? 0 : l->data().bits;
+    const auto* l = dynamic_cast<const LowBitLinear*>(op);
+    return l == nullptr ? 0 : l->weights().matrix.bits;
   };
   EXPECT_EQ(width((*m)->layer(1).q.get()), 3);
   EXPECT_EQ(width((*m)->layer(2).gate.get()), 6);
@@ -255,7 +256,46 @@ TEST_F(PackTest, CanaryCheckFailsOnNanLogits) {
 TEST_F(PackTest, RefusesWrongFormatVersion) {
   const std::string p = CopyPack("version");
   Replace(p + "/accullm.json", "\"format_version\":1", "\"format_version\":99");
-  EXPECT_NE(LoadError(p).find("version 99 is not supported"), std::string::npos);
+  const std::string error = LoadError(p);
+  EXPECT_NE(error.find("version 99 is not supported"), std::string::npos) << error;
+  EXPECT_NE(error.find("newer than this build"), std::string::npos) << error;
+}
+
+TEST_F(PackTest, ManifestRecordsTheSourceModel) {
+  auto manifest = LoadPackManifest(*dir_);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  ASSERT_TRUE(manifest->has_value());
+  EXPECT_EQ((*manifest)->source_model_path, kModelDir);
+  // 16 hex digits (FNV-1a of the source's config, tensor headers and sampled bytes).
+  ASSERT_EQ((*manifest)->source_model_hash.size(), 16u);
+  EXPECT_EQ((*manifest)->source_model_hash.find_first_not_of("0123456789abcdef"), std::string::npos);
+}
+
+// The smallest manifest a reader accepts: what earlier packs (and other writers) may hold.
+std::string MinimalManifest(const std::string& extra) {
+  return "{\"format\": \"accullm-pack\", \"format_version\": 1, \"layer_precision\": [\"int4\"], "
+         "\"method\": \"rtn\", \"group_size\": 32, \"symmetric\": true" + extra + "}";
+}
+
+TEST(PackManifestTest, SourceModelIsOptional) {
+  auto m = PackManifest::Parse(MinimalManifest(""), "accullm.json");
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->source_model_path, "");
+  EXPECT_EQ(m->source_model_hash, "");
+  auto with = PackManifest::Parse(MinimalManifest(", \"source_model\": {\"path\": \"/m\", \"hash\": \"00ff\"}"), "accullm.json");
+  ASSERT_TRUE(with.ok()) << with.status();
+  EXPECT_EQ(with->source_model_path, "/m");
+  EXPECT_EQ(with->source_model_hash, "00ff");
+  EXPECT_FALSE(PackManifest::Parse(MinimalManifest(", \"source_model\": \"/m\""), "accullm.json").ok());
+}
+
+TEST(PackManifestTest, VersionsUpToThisBuildsRead) {
+  EXPECT_TRUE(PackManifest::Parse(MinimalManifest(""), "accullm.json").ok());
+  auto zero = PackManifest::Parse(
+      "{\"format\": \"accullm-pack\", \"format_version\": 0, \"layer_precision\": [], \"method\": \"rtn\", "
+      "\"group_size\": 32, \"symmetric\": true}",
+      "accullm.json");
+  EXPECT_FALSE(zero.ok());
 }
 
 TEST_F(PackTest, RefusesMissingTensor) {
@@ -336,7 +376,7 @@ TEST_F(PackTest, RefusesMalformedManifest) {
   EXPECT_NE(LoadError(p).find("invalid JSON"), std::string::npos);
 }
 
-TEST_F(PackTest, RefusesInt4TensorsWithoutManifest) {
+TEST_F(PackTest, RefusesLowBitTensorsWithoutManifest) {
   const std::string p = CopyPack("nomanifest");
   fs::remove(p + "/accullm.json");
   EXPECT_NE(LoadError(p).find("no accullm.json"), std::string::npos);

@@ -1,4 +1,4 @@
-// Group-wise INT4 weight quantizers:
+// Group-wise low-bit (3..8-bit) weight quantizers, writing kernels/low_bit_matrix.h's format:
 //  - kRtn: round to nearest, per group scale (and zero point when asymmetric).
 //  - kGptq: OPTQ/GPTQ — columns quantized in order; each rounding error, weighted by the
 //    inverse Hessian's Cholesky factor, is propagated into the columns not yet quantized
@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/thread_pool.h"
+#include "kernels/low_bit_matrix.h"
 
 namespace accullm::quant {
 
@@ -48,24 +49,25 @@ struct QuantOptions {
   int max_code_magnitude = 0;
 };
 
-// One quantized [out, in] matrix in the kernel's layout (kernels/cpu/int4_kernels.h).
-// `StoredBytes()` is what it occupies in a pack (codes, steps, zeros, outlier columns).
+// One quantized [out, in] matrix: the low-bit matrix's arrays, owned, and its FP16 outlier
+// columns. `format` holds the shape and encoding; its array pointers stay null here and
+// `view()` points a copy at the vectors, so the struct copies and moves safely.
 struct QuantizedMatrix {
-  int64_t out = 0, in = 0, group = 0;
-  int bits = 4;
-  bool symmetric = true;
-  int zero_frac_bits = 0;        // zeros hold zero·2^zero_frac_bits
-  std::vector<uint8_t> codes;    // [out, in·bits/8], kernels/cpu/int4_kernels.h's bit stream
-  std::vector<uint16_t> scales;  // F16 [out, in/group] (16-bit scales)
-  std::vector<uint8_t> scale_codes;  // [out, in/group] (8-bit scales) ...
+  kernels::LowBitMatrix format;
+  std::vector<uint8_t> codes;        // [out, in·bits/8]
+  std::vector<uint16_t> scales;      // F16 [out, in/group] (16-bit steps)
+  std::vector<uint8_t> scale_codes;  // [out, in/group] (8-bit steps) ...
   std::vector<uint16_t> row_scales;  // ... relative to F16 [out]
-  std::vector<uint8_t> zeros;    // [out, in/group]; empty when symmetric
+  std::vector<uint8_t> zeros;        // [out, in/group]; empty when symmetric
   std::vector<int32_t> outlier_cols;
   std::vector<uint16_t> outlier_weights;  // F16 [out, outlier_cols.size()]
 
+  // The matrix over this struct's arrays (valid while it lives and its vectors keep their size).
+  kernels::LowBitMatrix view() const;
   // Signed integer weight v = code - zero at (o, i) (0 for outlier columns); integer zero
   // points only (zero_frac_bits == 0), as AXE uses.
   int IntegerWeight(int64_t o, int64_t i) const;
+  // What it occupies in a pack (codes, steps, zeros, outlier columns).
   int64_t StoredBytes() const;
 };
 

@@ -1,4 +1,4 @@
-#include "quant/int4_quantizer.h"
+#include "quant/low_bit_quantizer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,6 @@
 #include "common/dtype.h"
 #include "common/random.h"
 #include "common/status.h"
-#include "kernels/cpu/int4_kernels.h"
 #include "quant/grid_error.h"
 
 namespace accullm::quant {
@@ -28,15 +27,26 @@ const char* QuantMethodName(QuantMethod m) {
   return "?";
 }
 
+kernels::LowBitMatrix QuantizedMatrix::view() const {
+  kernels::LowBitMatrix m = format;
+  m.codes = codes.data();
+  m.scales = scales.empty() ? nullptr : scales.data();
+  m.scale_codes = scale_codes.empty() ? nullptr : scale_codes.data();
+  m.row_scales = row_scales.empty() ? nullptr : row_scales.data();
+  m.zeros = zeros.empty() ? nullptr : zeros.data();
+  return m;
+}
+
 int QuantizedMatrix::IntegerWeight(int64_t o, int64_t i) const {
-  const int code = kernels::ReadCode(codes.data() + o * kernels::CodeRowBytes(in, bits), i, bits);
-  const int zero = symmetric ? 1 << (bits - 1) : zeros[static_cast<size_t>(o * (in / group) + i / group)] >> zero_frac_bits;
+  const kernels::LowBitMatrix& f = format;
+  const int code = kernels::ReadCode(codes.data() + o * kernels::CodeRowBytes(f.in, f.bits), i, f.bits);
+  const int zero =
+      zeros.empty() ? 1 << (f.bits - 1) : zeros[static_cast<size_t>(o * (f.in / f.group) + i / f.group)] >> f.zero_frac_bits;
   return code - zero;
 }
 
 int64_t QuantizedMatrix::StoredBytes() const {
-  return static_cast<int64_t>(codes.size() + scales.size() * 2 + scale_codes.size() + row_scales.size() * 2 +
-                              zeros.size() + outlier_weights.size() * 2 + outlier_cols.size() * 4);
+  return kernels::StoredBytes(view()) + static_cast<int64_t>(outlier_weights.size() * 2 + outlier_cols.size() * 4);
 }
 
 int64_t AxeL1Budget(int bits) { return ((int64_t{1} << (bits - 1)) - 1) / 128; }
@@ -59,14 +69,6 @@ struct Grid {
   int maxq = 15;      // the largest code
 };
 
-// The step actually stored for a wanted step: F16, or 8 bits relative to the row's F16 step
-// (row_scale > 0; steps beyond it are clipped to it).
-float StoredScale(float want, float row_scale, int* code) {
-  if (row_scale <= 0.f) return F16ToF32(F32ToF16(want));
-  *code = std::clamp(static_cast<int>(std::lround(want / row_scale * 255.f)), 1, 255);
-  return kernels::U8GroupScale(row_scale, static_cast<uint8_t>(*code));
-}
-
 // The grid for a range [lo, hi] (lo <= 0 <= hi).
 Grid GridForRange(float lo, float hi, int bits, bool symmetric, int frac_bits, float row_scale) {
   Grid g;
@@ -76,10 +78,10 @@ Grid GridForRange(float lo, float hi, int bits, bool symmetric, int frac_bits, f
   g.zero = static_cast<float>(half);
   if (symmetric) {
     // -half is reachable too, but ±(half - 1) keeps the grid symmetric around zero.
-    g.scale = StoredScale(std::max(-lo, hi) / static_cast<float>(half - 1), row_scale, &g.scale_code);
+    g.scale = kernels::EncodeGroupScale(std::max(-lo, hi) / static_cast<float>(half - 1), row_scale, &g.scale_code);
     return g;
   }
-  g.scale = StoredScale((hi - lo) / static_cast<float>(g.maxq), row_scale, &g.scale_code);
+  g.scale = kernels::EncodeGroupScale((hi - lo) / static_cast<float>(g.maxq), row_scale, &g.scale_code);
   const int unit = 1 << frac_bits;
   g.stored = g.scale > 0 ? static_cast<int>(std::lround(-lo * unit / g.scale)) : half * unit;
   g.stored = std::clamp(g.stored, 0, (g.maxq + 1) * unit - 1);
@@ -260,7 +262,7 @@ absl::StatusOr<std::vector<double>> InverseHessianUpperFactor(std::vector<double
 }
 
 void PackCode(QuantizedMatrix& q, int64_t o, int64_t i, int code) {
-  kernels::WriteCode(q.codes.data() + o * kernels::CodeRowBytes(q.in, q.bits), i, q.bits, code);
+  kernels::WriteCode(q.codes.data() + o * kernels::CodeRowBytes(q.format.in, q.format.bits), i, q.format.bits, code);
 }
 
 }  // namespace
@@ -287,15 +289,14 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
   if (opt.bits < kernels::kMinCodeBits || opt.bits > kernels::kMaxCodeBits)
     return absl::InvalidArgumentError(absl::StrCat(opt.bits, "-bit weights: 3 to 8 bits are supported"));
   QuantizedMatrix q;
-  q.bits = opt.bits;
-  q.out = out;
-  q.in = in;
-  q.group = g;
-  q.symmetric = opt.symmetric;
+  q.format.bits = opt.bits;
+  q.format.out = out;
+  q.format.in = in;
+  q.format.group = g;
   // Fractional zero points unless integer weights code - zero are needed (AXE, naive bound).
   const bool integer_weights = opt.accumulator_bits > 0 || opt.max_code_magnitude > 0;
   if (opt.zero_fraction_bits != 0 && opt.zero_fraction_bits != 4) return absl::InvalidArgumentError("zero-point fraction bits must be 0 or 4");
-  q.zero_frac_bits = (opt.symmetric || integer_weights) ? 0 : kernels::ZeroFractionBits(opt.zero_fraction_bits, opt.bits);
+  q.format.zero_frac_bits = (opt.symmetric || integer_weights) ? 0 : kernels::ZeroFractionBits(opt.zero_fraction_bits, opt.bits);
   if (integer_weights && opt.bits != 4) return absl::InvalidArgumentError("accumulator bounds (AXE) are for 4-bit weights");
   if (opt.scale_bits != 16 && opt.scale_bits != 8) return absl::InvalidArgumentError("scale bits must be 16 or 8");
   const bool u8_scales = opt.scale_bits == 8;
@@ -352,7 +353,7 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
       // for exactly 0 (the FP16 part carries them).
       bool has_outlier = false;
       for (int64_t j = 0; j < g; ++j) has_outlier = has_outlier || outl[j];
-      const int frac = has_outlier ? 0 : q.zero_frac_bits;
+      const int frac = has_outlier ? 0 : q.format.zero_frac_bits;
       Grid grid = MakeGrid(values, reinterpret_cast<const bool*>(outl), importance.data(), g, opt.bits, opt.symmetric,
                            opt.search_grid, frac, row_scale);
       if (budget > 0) FitGridToBudget(grid, values, reinterpret_cast<const bool*>(outl), g, budget);
@@ -362,7 +363,7 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
       } else {
         q.scales[o * groups + grp] = F32ToF16(grid.scale);
       }
-      if (!opt.symmetric) q.zeros[o * groups + grp] = static_cast<uint8_t>(grid.stored << (q.zero_frac_bits - frac));
+      if (!opt.symmetric) q.zeros[o * groups + grp] = kernels::EncodeZeroPoint(grid.stored, frac, q.format.zero_frac_bits);
     };
     for (int64_t o = o0; o < o1; ++o) {
       const float* row = weights + o * in;

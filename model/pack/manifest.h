@@ -1,13 +1,9 @@
 // The AccuLLM pack: a model directory that `accullm quantize` writes and every command loads
 // like any model. Beside config.json and the tokenizer files it holds `accullm.json` (this
-// manifest) and `model.safetensors` with F16 tensors and, for each quantized linear `<name>`:
-//   <name>.qweight         U8  [out, in·bits/8]  codes as a little-endian bit stream per row
-//                                                (4 bits: low nibble = even column)
-//   <name>.scales          F16 [out, in/group]
-//   <name>.qzeros          U8  [out, in/group]   (asymmetric only; codes 0..15)
-//   <name>.outlier_cols    I32 [k]               (optional) input channels kept in FP16
-//   <name>.outlier_weight  F16 [out, k]          (optional)
-// See docs/formats.md.
+// manifest) and `model.safetensors` with F16 tensors and each quantized linear's tensors
+// (named in model/pack/tensor_names.h, read by model/pack/pack_reader.h).
+// Versioning (docs/formats.md): optional additive fields keep kPackFormatVersion; a layout
+// change bumps it; a reader refuses a version newer than its own, saying so.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +28,11 @@ struct PackCanary {
 
 struct PackManifest {
   int format_version = 0;
+  // The model the pack was quantized from, as the writer recorded it ("source_model": path and
+  // hash, 16 hex digits of FNV-1a over config.json, tensor headers and sampled bytes). Empty
+  // when the manifest has none.
+  std::string source_model_path;
+  std::string source_model_hash;
   std::vector<std::string> layer_precision;  // per block: "fp16" or "int4"
   // Linears kept FP16 inside INT4 blocks, by checkpoint prefix ("model.layers.7.mlp.down_proj").
   std::set<std::string> fp16_linears;
@@ -43,8 +44,8 @@ struct PackManifest {
   std::string method;
   int64_t group_size = 0;
   bool symmetric = true;
-  int zero_fraction_bits = 0;
-  int scale_bits = 16;         // 16: F16 .scales; 8: U8 .scales relative to F16 .row_scales  // qzeros are zero·2^bits (0: integer zero points; 4: sixteenths)
+  int zero_fraction_bits = 0;  // qzeros hold zero·2^f (0: integer zero points; 4: sixteenths, capped at 8 - bits)
+  int scale_bits = 16;         // 16: F16 .scales; 8: U8 .scales relative to F16 .row_scales
   int accumulator_bits = 0;
   int64_t tile = 0;
   std::vector<PackCanary> canaries;

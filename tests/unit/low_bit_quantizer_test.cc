@@ -6,9 +6,9 @@
 
 #include "common/dtype.h"
 #include "gtest/gtest.h"
-#include "kernels/cpu/int4_kernels.h"
+#include "kernels/cpu/low_bit_kernels.h"
 #include "quant/axe.h"
-#include "quant/int4_quantizer.h"
+#include "quant/low_bit_quantizer.h"
 
 namespace accullm::quant {
 namespace {
@@ -46,26 +46,13 @@ Problem MakeProblem(int64_t out, int64_t in, int64_t rows, uint32_t seed) {
   return p;
 }
 
-// The kernel's view of a quantized matrix.
-kernels::Int4Matrix MatrixOf(const QuantizedMatrix& q) {
-  return kernels::Int4Matrix{q.codes.data(),
-                             q.scales.empty() ? nullptr : q.scales.data(),
-                             q.symmetric ? nullptr : q.zeros.data(),
-                             q.in,
-                             q.group,
-                             q.zero_frac_bits,
-                             q.scale_codes.empty() ? nullptr : q.scale_codes.data(),
-                             q.row_scales.empty() ? nullptr : q.row_scales.data(),
-                             q.bits};
-}
-
 std::vector<float> Dequantize(const QuantizedMatrix& q) {
-  const kernels::Int4Matrix m = MatrixOf(q);
-  std::vector<float> w(q.out * q.in);
-  for (int64_t o = 0; o < q.out; ++o) kernels::DequantizeInt4Row(m, o, w.data() + o * q.in);
+  const kernels::LowBitMatrix m = q.view();
+  std::vector<float> w(m.out * m.in);
+  for (int64_t o = 0; o < m.out; ++o) kernels::DequantizeLowBitRow(m, o, w.data() + o * m.in);
   for (size_t k = 0; k < q.outlier_cols.size(); ++k)
-    for (int64_t o = 0; o < q.out; ++o)
-      w[o * q.in + q.outlier_cols[k]] = F16ToF32(q.outlier_weights[o * q.outlier_cols.size() + k]);
+    for (int64_t o = 0; o < m.out; ++o)
+      w[o * m.in + q.outlier_cols[k]] = F16ToF32(q.outlier_weights[o * q.outlier_cols.size() + k]);
   return w;
 }
 
@@ -95,7 +82,7 @@ QuantizedMatrix Quantize(const Problem& p, QuantOptions o, std::vector<int32_t> 
   return *q;
 }
 
-TEST(Int4KernelTest, SimdMatchesScalarReference) {
+TEST(LowBitKernelTest, SimdMatchesScalarReference) {
   // symmetric; integer zero points; fractional ones; fractional with 8-bit scales
   for (int variant = 0; variant < 4; ++variant) {
     const bool symmetric = variant == 0;
@@ -107,19 +94,19 @@ TEST(Int4KernelTest, SimdMatchesScalarReference) {
     o.zero_fraction_bits = variant >= 2 ? 4 : 0;
     o.scale_bits = variant == 3 ? 8 : 16;
     QuantizedMatrix q = Quantize(p, o);
-    EXPECT_EQ(q.zero_frac_bits, variant >= 2 ? 4 : 0);
+    EXPECT_EQ(q.format.zero_frac_bits, variant >= 2 ? 4 : 0);
     EXPECT_EQ(q.scale_codes.empty(), variant != 3);
-    const kernels::Int4Matrix m = MatrixOf(q);
+    const kernels::LowBitMatrix m = q.view();
     for (int64_t n : {1, 3}) {
       std::vector<float> fast(n * p.out), ref(n * p.out);
-      kernels::Int4LinearRows(m, p.x.data(), n, 0, p.out, fast.data(), p.out);
-      kernels::Int4LinearRowsScalar(m, p.x.data(), n, 0, p.out, ref.data(), p.out);
+      kernels::LowBitLinearRows(m, p.x.data(), n, 0, p.out, fast.data(), p.out);
+      kernels::LowBitLinearRowsScalar(m, p.x.data(), n, 0, p.out, ref.data(), p.out);
       for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(fast[i], ref[i], 1e-4f * (1 + std::fabs(ref[i])));
     }
   }
 }
 
-TEST(Int4KernelTest, BitStreamCodesRoundTripAndFourBitsAreNibbles) {
+TEST(LowBitKernelTest, BitStreamCodesRoundTripAndFourBitsAreNibbles) {
   std::mt19937 rng(5);
   for (int bits = kernels::kMinCodeBits; bits <= kernels::kMaxCodeBits; ++bits) {
     const int64_t in = 64;
@@ -136,7 +123,7 @@ TEST(Int4KernelTest, BitStreamCodesRoundTripAndFourBitsAreNibbles) {
   }
 }
 
-TEST(Int4KernelTest, SimdMatchesScalarReferenceAtEveryCodeWidth) {
+TEST(LowBitKernelTest, SimdMatchesScalarReferenceAtEveryCodeWidth) {
   for (int bits = kernels::kMinCodeBits; bits <= kernels::kMaxCodeBits; ++bits) {
     for (int variant = 0; variant < 3; ++variant) {  // symmetric; fractional zeros; + 8-bit steps
       Problem p = MakeProblem(29, 128, 4, 1);
@@ -147,12 +134,12 @@ TEST(Int4KernelTest, SimdMatchesScalarReferenceAtEveryCodeWidth) {
       o.scale_bits = variant == 2 ? 8 : 16;
       QuantizedMatrix q = Quantize(p, o);
       ASSERT_EQ(q.codes.size(), static_cast<size_t>(p.out * p.in * bits / 8));
-      if (variant > 0) EXPECT_EQ(q.zero_frac_bits, kernels::ZeroFractionBits(4, bits));
-      const kernels::Int4Matrix m = MatrixOf(q);
+      if (variant > 0) EXPECT_EQ(q.format.zero_frac_bits, kernels::ZeroFractionBits(4, bits));
+      const kernels::LowBitMatrix m = q.view();
       for (int64_t n : {1, 3}) {
         std::vector<float> fast(n * p.out), ref(n * p.out);
-        kernels::Int4LinearRows(m, p.x.data(), n, 0, p.out, fast.data(), p.out);
-        kernels::Int4LinearRowsScalar(m, p.x.data(), n, 0, p.out, ref.data(), p.out);
+        kernels::LowBitLinearRows(m, p.x.data(), n, 0, p.out, fast.data(), p.out);
+        kernels::LowBitLinearRowsScalar(m, p.x.data(), n, 0, p.out, ref.data(), p.out);
         for (size_t i = 0; i < ref.size(); ++i)
           ASSERT_NEAR(fast[i], ref[i], 1e-4f * (1 + std::fabs(ref[i]))) << bits << " bits, variant " << variant;
       }
@@ -160,7 +147,7 @@ TEST(Int4KernelTest, SimdMatchesScalarReferenceAtEveryCodeWidth) {
   }
 }
 
-TEST(Int4QuantizerTest, EachExtraBitCutsWeightErrorAboutFourfold) {
+TEST(LowBitQuantizerTest, EachExtraBitCutsWeightErrorAboutFourfold) {
   // A step half as wide: the rounding error's energy falls ~4x per bit (the planner's
   // KlScaleForBits rests on this): 3..5.5x for round to nearest; for GPTQ's output error at
   // least 2.5x up to 6 bits (the range search, finer at 3-4 bits than the grid's step ratio,
@@ -184,7 +171,7 @@ TEST(Int4QuantizerTest, EachExtraBitCutsWeightErrorAboutFourfold) {
   }
 }
 
-TEST(Int4QuantizerTest, RoundToNearestErrorIsAtMostHalfAStep) {
+TEST(LowBitQuantizerTest, RoundToNearestErrorIsAtMostHalfAStep) {
   Problem p = MakeProblem(16, 128, 8, 2);
   for (bool symmetric : {true, false}) {
     QuantOptions o;
@@ -195,14 +182,14 @@ TEST(Int4QuantizerTest, RoundToNearestErrorIsAtMostHalfAStep) {
     std::vector<float> d = Dequantize(q);
     for (int64_t o2 = 0; o2 < p.out; ++o2)
       for (int64_t i = 0; i < p.in; ++i) {
-        const float step = F16ToF32(q.scales[o2 * (p.in / q.group) + i / q.group]);
+        const float step = F16ToF32(q.scales[o2 * (p.in / q.format.group) + i / q.format.group]);
         // Half a step, plus F16 rounding of the scale stretching the grid at the range ends.
         EXPECT_LE(std::fabs(d[o2 * p.in + i] - p.w[o2 * p.in + i]), 0.5f * step * 1.01f + 1e-6f);
       }
   }
 }
 
-TEST(Int4QuantizerTest, GridSearchNeverIncreasesWeightError) {
+TEST(LowBitQuantizerTest, GridSearchNeverIncreasesWeightError) {
   Problem p = MakeProblem(64, 256, 8, 8);
   for (bool symmetric : {true, false}) {
     QuantOptions o;
@@ -220,7 +207,7 @@ TEST(Int4QuantizerTest, GridSearchNeverIncreasesWeightError) {
 
 // A zero point in sixteenths lets the asymmetric grid span each group's range exactly instead
 // of snapping its offset to a multiple of the step (which clips up to half a step at one end).
-TEST(Int4QuantizerTest, FractionalZeroPointsLowerWeightError) {
+TEST(LowBitQuantizerTest, FractionalZeroPointsLowerWeightError) {
   Problem p = MakeProblem(64, 256, 8, 9);
   double err[2] = {0, 0};
   for (int bits : {0, 4}) {
@@ -235,7 +222,7 @@ TEST(Int4QuantizerTest, FractionalZeroPointsLowerWeightError) {
 
 // 8-bit steps relative to a per-row F16 step cost almost nothing in accuracy: every candidate
 // grid of the range search is built from the step that will be stored.
-TEST(Int4QuantizerTest, EightBitScalesKeepWeightErrorClose) {
+TEST(LowBitQuantizerTest, EightBitScalesKeepWeightErrorClose) {
   Problem p = MakeProblem(64, 256, 8, 10);
   double err[2] = {0, 0};
   for (int bits : {16, 8}) {
@@ -252,7 +239,7 @@ TEST(Int4QuantizerTest, EightBitScalesKeepWeightErrorClose) {
   EXPECT_FALSE(QuantizeMatrix(p.w.data(), p.out, p.in, &p.hessian, {}, axe, pool).ok());
 }
 
-TEST(Int4QuantizerTest, ErrorFeedbackBeatsRoundToNearestOnLayerOutput) {
+TEST(LowBitQuantizerTest, ErrorFeedbackBeatsRoundToNearestOnLayerOutput) {
   Problem p = MakeProblem(32, 256, 512, 3);
   QuantOptions o;
   o.group_size = 64;
@@ -266,7 +253,7 @@ TEST(Int4QuantizerTest, ErrorFeedbackBeatsRoundToNearestOnLayerOutput) {
   EXPECT_LT(gpfq, 0.9 * rtn) << "rtn " << rtn << " gpfq " << gpfq;
 }
 
-TEST(Int4QuantizerTest, StochasticRoundingIsUnbiasedNearestIsNot) {
+TEST(LowBitQuantizerTest, StochasticRoundingIsUnbiasedNearestIsNot) {
   // One value between grid points: the mean over seeds converges to it with stochastic
   // rounding, while round-to-nearest always lands on the same grid point.
   Problem p{1, 32, 0, {}, {}, {}};
@@ -293,7 +280,7 @@ TEST(Int4QuantizerTest, StochasticRoundingIsUnbiasedNearestIsNot) {
   EXPECT_NEAR(Dequantize(*q)[1], 2.0, 1e-6);  // biased by -0.3
 }
 
-TEST(Int4QuantizerTest, OutlierChannelsStayExactInFp16) {
+TEST(LowBitQuantizerTest, OutlierChannelsStayExactInFp16) {
   Problem p = MakeProblem(8, 64, 64, 4);
   for (int64_t o = 0; o < p.out; ++o) p.w[o * p.in + 5] = 3.0f + o;  // would wreck the group's scale
   QuantOptions opt;
@@ -346,10 +333,10 @@ TEST(AxeTest, CostsLessAccuracyThanNaiveBitReduction) {
   o.accumulator_bits = 0;
   o.symmetric = true;
   QuantizedMatrix naive = Quantize(p, o);
-  for (int64_t r = 0; r < naive.out; ++r)
-    for (int64_t i = 0; i < naive.in; ++i) {
+  for (int64_t r = 0; r < naive.format.out; ++r)
+    for (int64_t i = 0; i < naive.format.in; ++i) {
       const int v = std::clamp(naive.IntegerWeight(r, i), -1, 1);
-      uint8_t& byte = naive.codes[r * (naive.in / 2) + i / 2];
+      uint8_t& byte = naive.codes[r * (naive.format.in / 2) + i / 2];
       const int code = v + 8;
       byte = static_cast<uint8_t>((i & 1) ? ((byte & 0x0F) | (code << 4)) : ((byte & 0xF0) | code));
     }
@@ -357,7 +344,7 @@ TEST(AxeTest, CostsLessAccuracyThanNaiveBitReduction) {
   EXPECT_LT(axe, 0.5 * OutputError(p, Dequantize(naive)));
 }
 
-TEST(Int4QuantizerTest, RejectsBadOptions) {
+TEST(LowBitQuantizerTest, RejectsBadOptions) {
   Problem p = MakeProblem(4, 96, 4, 7);
   ThreadPool pool(1);
   QuantOptions o;

@@ -1,4 +1,4 @@
-#include "kernels/cpu/int4_kernels.h"
+#include "kernels/cpu/low_bit_kernels.h"
 
 
 #include <algorithm>
@@ -12,35 +12,10 @@
 
 namespace accullm::kernels {
 
-namespace {
-// Exact in float: an integer or a multiple of 1/16 below 16.
-float ZeroPoint(const Int4Matrix& m, int64_t index) {
-  if (m.zeros == nullptr) return static_cast<float>(1 << (m.bits - 1));
-  return static_cast<float>(m.zeros[index]) / static_cast<float>(1 << m.zero_frac_bits);
-}
-float GroupScale(const Int4Matrix& m, int64_t row, int64_t index) {
-  if (m.scale_codes != nullptr) return U8GroupScale(F16ToF32(m.row_scales[row]), m.scale_codes[index]);
-  return F16ToF32(m.scales[index]);
-}
-}  // namespace
-
-void DequantizeInt4Row(const Int4Matrix& m, int64_t o, float* dst) {
-  const int64_t groups = m.in / m.group;
-  const uint8_t* codes = m.codes + o * CodeRowBytes(m.in, m.bits);
-  for (int64_t g = 0; g < groups; ++g) {
-    const float scale = GroupScale(m, o, o * groups + g);
-    const float zero = ZeroPoint(m, o * groups + g);
-    for (int64_t i = g * m.group; i < (g + 1) * m.group; ++i) {
-      const int code = ReadCode(codes, i, m.bits);
-      dst[i] = (static_cast<float>(code) - zero) * scale;
-    }
-  }
-}
-
-void Int4LinearRowsScalar(const Int4Matrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
-                          int64_t y_stride) {
+void LowBitLinearRowsScalar(const LowBitMatrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end,
+                            float* y, int64_t y_stride) {
   DequantizedLinearRowsScalar(m.in, x, n, o_begin, o_end, y, y_stride,
-                              [&](int64_t o, float* dst) { DequantizeInt4Row(m, o, dst); });
+                              [&](int64_t o, float* dst) { DequantizeLowBitRow(m, o, dst); });
 }
 
 #if ACCULLM_HAVE_X86_SIMD
@@ -74,7 +49,7 @@ inline uint64_t LoadLittleEndian(const uint8_t* p) {
 // 4·kBits, so each half is broadcast to four 32-bit lanes and shifted per lane (0, kBits,
 // 2·kBits, 3·kBits), masked, widened to float and scaled: 8 weights per step, no scalar loop.
 template <int kBits>
-__attribute__((target("avx2,fma,f16c"))) void DequantizeRowBitsAvx2(const Int4Matrix& m, int64_t o, float* dst) {
+__attribute__((target("avx2,fma,f16c"))) void DequantizeRowBitsAvx2(const LowBitMatrix& m, int64_t o, float* dst) {
   const int64_t groups = m.in / m.group;
   const uint8_t* codes = m.codes + o * CodeRowBytes(m.in, kBits);
   const __m256i shifts = _mm256_setr_epi32(0, kBits, 2 * kBits, 3 * kBits, 0, kBits, 2 * kBits, 3 * kBits);
@@ -93,7 +68,7 @@ __attribute__((target("avx2,fma,f16c"))) void DequantizeRowBitsAvx2(const Int4Ma
 }
 
 // Dequantizes one 4-bit row with AVX2: 16 bytes → 32 codes per step (groups are multiples of 32).
-__attribute__((target("avx2,fma,f16c"))) void DequantizeRowAvx2(const Int4Matrix& m, int64_t o, float* dst) {
+__attribute__((target("avx2,fma,f16c"))) void DequantizeRowAvx2(const LowBitMatrix& m, int64_t o, float* dst) {
   switch (m.bits) {
     case 3: return DequantizeRowBitsAvx2<3>(m, o, dst);
     case 5: return DequantizeRowBitsAvx2<5>(m, o, dst);
@@ -126,19 +101,19 @@ __attribute__((target("avx2,fma,f16c"))) void DequantizeRowAvx2(const Int4Matrix
 
 }  // namespace
 
-void Int4LinearRows(const Int4Matrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
+void LowBitLinearRows(const LowBitMatrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
                     int64_t y_stride) {
   if (ActiveIsa() < Isa::kAvx2 || m.group % 32 != 0) {
-    Int4LinearRowsScalar(m, x, n, o_begin, o_end, y, y_stride);
+    LowBitLinearRowsScalar(m, x, n, o_begin, o_end, y, y_stride);
     return;
   }
   DequantizedLinearRows(m.in, x, n, o_begin, o_end, y, y_stride,
                         [&](int64_t o, float* dst) { DequantizeRowAvx2(m, o, dst); });
 }
 #else
-void Int4LinearRows(const Int4Matrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
+void LowBitLinearRows(const LowBitMatrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
                     int64_t y_stride) {
-  Int4LinearRowsScalar(m, x, n, o_begin, o_end, y, y_stride);
+  LowBitLinearRowsScalar(m, x, n, o_begin, o_end, y, y_stride);
 }
 #endif
 

@@ -1,4 +1,4 @@
-#include "model/pack_format.h"
+#include "model/pack/manifest.h"
 
 #include <sys/stat.h>
 
@@ -21,11 +21,23 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
   ASSIGN_OR_RETURN(std::string format, GetString(o, "format"));
   if (format != "accullm-pack") return absl::InvalidArgumentError(absl::StrCat("\"format\" is \"", format, "\", not accullm-pack"));
   ASSIGN_OR_RETURN(int64_t version, GetInt(o, "format_version"));
-  if (version != kPackFormatVersion) {
-    return absl::InvalidArgumentError(absl::StrCat("pack format version ", version, " is not supported (this build reads version ",
-                                                   kPackFormatVersion, "; re-run accullm quantize)"));
+  // The versioning rule (docs/formats.md): optional additive fields keep the version, so every
+  // version up to ours reads with this code; a newer one changed the layout.
+  if (version > kPackFormatVersion) {
+    return absl::InvalidArgumentError(absl::StrCat("pack format version ", version,
+                                                   " is not supported: it is newer than this build, which reads up to version ",
+                                                   kPackFormatVersion, " (upgrade AccuLLM, or re-run accullm quantize with this build)"));
   }
+  if (version < 1) return absl::InvalidArgumentError(absl::StrCat("pack format version ", version, " is not supported (versions start at 1)"));
   m.format_version = static_cast<int>(version);
+  // Optional (packs may predate it or come from another writer): absent leaves both empty.
+  if (const json::value* src = o.if_contains("source_model"); src != nullptr) {
+    if (!src->is_object()) return absl::InvalidArgumentError("\"source_model\" must be an object with \"path\" and \"hash\"");
+    ASSIGN_OR_RETURN(auto path, GetOptionalString(src->get_object(), "path"));
+    ASSIGN_OR_RETURN(auto hash, GetOptionalString(src->get_object(), "hash"));
+    m.source_model_path = path.value_or("");
+    m.source_model_hash = hash.value_or("");
+  }
   const json::value* layers = o.if_contains("layer_precision");
   if (layers == nullptr || !layers->is_array()) return absl::InvalidArgumentError("missing \"layer_precision\" array");
   for (const auto& l : layers->get_array()) {

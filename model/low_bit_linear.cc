@@ -1,0 +1,86 @@
+#include "model/low_bit_linear.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/dtype.h"
+#include "kernels/cpu/low_bit_kernels.h"
+
+namespace accullm {
+
+absl::StatusOr<std::unique_ptr<LowBitLinear>> LowBitLinear::Create(LowBitLinearWeights w, std::vector<float> bias) {
+  const kernels::LowBitMatrix& m = w.matrix;
+  if (m.out <= 0 || m.in <= 0 || m.in % 8 != 0) return absl::InvalidArgumentError("quantized matrix: bad shape");
+  if (m.group <= 0 || m.in % m.group != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("quantized matrix: group size ", m.group, " does not divide ", m.in));
+  }
+  if (m.codes == nullptr || (m.scales == nullptr && (m.scale_codes == nullptr || m.row_scales == nullptr)))
+    return absl::InvalidArgumentError("quantized matrix: missing arrays");
+  if (m.bits < kernels::kMinCodeBits || m.bits > kernels::kMaxCodeBits) {
+    return absl::InvalidArgumentError(absl::StrCat("quantized matrix: ", m.bits, "-bit codes (3 to 8 supported)"));
+  }
+  if (m.zero_frac_bits < 0 || m.zero_frac_bits > kernels::ZeroFractionBits(4, m.bits)) {
+    return absl::InvalidArgumentError(absl::StrCat("quantized matrix: zero points with ", m.zero_frac_bits,
+                                                   " fraction bits (at most ", kernels::ZeroFractionBits(4, m.bits), " at ",
+                                                   m.bits, " bits)"));
+  }
+  for (size_t i = 0; i < w.outlier_cols.size(); ++i) {
+    if (w.outlier_cols[i] < 0 || w.outlier_cols[i] >= m.in || (i > 0 && w.outlier_cols[i] <= w.outlier_cols[i - 1])) {
+      return absl::InvalidArgumentError("quantized matrix: outlier channels must be sorted, unique and < in");
+    }
+  }
+  if (!w.outlier_cols.empty() && w.outlier_weights == nullptr) {
+    return absl::InvalidArgumentError("quantized matrix: outlier channels without weights");
+  }
+  if (!bias.empty() && static_cast<int64_t>(bias.size()) != m.out) return absl::InvalidArgumentError("quantized matrix: bias size");
+  auto l = std::unique_ptr<LowBitLinear>(new LowBitLinear());
+  l->w_ = std::move(w);
+  l->bias_ = std::move(bias);
+  l->outlier_mask_.assign(static_cast<size_t>(l->w_.matrix.in), 0);
+  for (int32_t c : l->w_.outlier_cols) l->outlier_mask_[c] = 1;
+  return l;
+}
+
+size_t LowBitLinear::weight_bytes() const {
+  return static_cast<size_t>(kernels::StoredBytes(w_.matrix)) +
+         w_.outlier_cols.size() * static_cast<size_t>(w_.matrix.out) * 2;
+}
+
+void LowBitLinear::DequantizeRow(int64_t o, float* dst) const {
+  kernels::DequantizeLowBitRow(w_.matrix, o, dst);
+  const size_t k = w_.outlier_cols.size();
+  for (size_t j = 0; j < k; ++j) dst[w_.outlier_cols[j]] = F16ToF32(w_.outlier_weights[o * k + j]);
+}
+
+void LowBitLinear::Forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
+  const int64_t in = w_.matrix.in;
+  std::vector<float> quantized;
+  if (act_quant_ != nullptr) {
+    quantized.assign(x, x + n * in);
+    kernels::QuantizeActivationsInt8(quantized.data(), n, in, outlier_mask_, *act_quant_, act_calls_++);
+    x = quantized.data();
+  }
+  const int64_t out = w_.matrix.out, k = static_cast<int64_t>(w_.outlier_cols.size());
+  pool.ParallelFor(
+      out,
+      [&](int64_t o0, int64_t o1) {
+        kernels::LowBitLinearRows(w_.matrix, x, n, o0, o1, y, out);
+        if (k > 0) {  // the sparse FP16 part: a few columns, so a plain loop
+          for (int64_t o = o0; o < o1; ++o) {
+            const uint16_t* w = w_.outlier_weights + o * k;
+            for (int64_t r = 0; r < n; ++r) {
+              float acc = 0.f;
+              for (int64_t j = 0; j < k; ++j) acc += F16ToF32(w[j]) * x[r * in + w_.outlier_cols[j]];
+              y[r * out + o] += acc;
+            }
+          }
+        }
+        if (!bias_.empty()) {
+          for (int64_t r = 0; r < n; ++r)
+            for (int64_t o = o0; o < o1; ++o) y[r * out + o] += bias_[o];
+        }
+      },
+      /*min_chunk=*/16);
+}
+
+}  // namespace accullm

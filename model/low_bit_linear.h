@@ -1,0 +1,51 @@
+// A linear layer with group-wise low-bit weights (3..8-bit codes, kernels/low_bit_matrix.h)
+// plus, optionally, a few input channels kept in FP16 (dense-and-sparse: outlier channels
+// whose activations are too large for low-bit weights to serve well).
+// y = W_lowbit · x + W_fp16[:, outliers] · x[outliers] (+ bias).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/cpu/activation_quant.h"
+#include "kernels/low_bit_matrix.h"
+#include "model/linear.h"
+
+namespace accullm {
+
+// What a LowBitLinear computes with: the low-bit matrix (a view), its FP16 outlier columns,
+// and whatever keeps the arrays alive (a pack's mmap, or the quantizer's output).
+struct LowBitLinearWeights {
+  kernels::LowBitMatrix matrix;
+  std::vector<int32_t> outlier_cols;          // sorted input channels kept in FP16
+  const uint16_t* outlier_weights = nullptr;  // F16 [out, outlier_cols.size()]
+  std::shared_ptr<const void> keep_alive;     // owner of the arrays above
+};
+
+class LowBitLinear final : public LinearOp {
+ public:
+  // Validates sizes (in a multiple of 8, group divides in, outlier columns in range and sorted).
+  static absl::StatusOr<std::unique_ptr<LowBitLinear>> Create(LowBitLinearWeights weights, std::vector<float> bias);
+
+  int64_t in_features() const override { return w_.matrix.in; }
+  int64_t out_features() const override { return w_.matrix.out; }
+  void Forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override;
+  size_t weight_bytes() const override;
+  const LowBitLinearWeights& weights() const { return w_; }
+  // Runtime INT8 activation quantization of this layer's input (outlier channels excluded);
+  // null = off. Simulated: inputs are replaced by their dequantized INT8 values.
+  void set_activation_quant(std::shared_ptr<const kernels::ActQuantConfig> config) { act_quant_ = std::move(config); }
+
+  // Row o of W (all columns, outliers included) as float: embedding lookups.
+  void DequantizeRow(int64_t o, float* dst) const;
+
+ private:
+  LowBitLinearWeights w_;
+  std::vector<float> bias_;
+  std::shared_ptr<const kernels::ActQuantConfig> act_quant_;
+  std::vector<char> outlier_mask_;  // [in]: channels the activation quantizer leaves exact
+  mutable uint64_t act_calls_ = 0;  // fresh stochastic draws per call, reproducible per seed
+};
+
+}  // namespace accullm

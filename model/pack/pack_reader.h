@@ -1,0 +1,30 @@
+// Reading linear layers out of a checkpoint or an AccuLLM pack: the tensors named in
+// model/pack/tensor_names.h become a LowBitLinear (the low-bit matrix a view of the mmap'd
+// tensors), an Int8Linear, or, for plain tensors, a DenseLinear. Every tensor is checked
+// against what the manifest and config.json imply (dtype, shape) before it is used; errors
+// name the file and the tensor.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "model/linear.h"
+#include "model/pack/manifest.h"
+#include "model/safetensors.h"
+
+namespace accullm {
+
+// Linear `prefix` [out, in] (+ `prefix.bias` when has_bias). With a manifest (`pack`
+// non-null), `quantized_expected` says whether the plan stores it low-bit, and the tensors
+// must agree; without one, quantized tensors are refused.
+absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, const std::string& prefix,
+                                                     int64_t out, int64_t in, bool has_bias,
+                                                     const PackManifest* pack = nullptr, bool quantized_expected = false);
+
+// The per-row INT8 matrix `prefix.q8weight` / `prefix.q8scales` (the LM head).
+absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt8Linear(const TensorStore& store, const std::string& prefix,
+                                                         int64_t out, int64_t in);
+
+}  // namespace accullm
