@@ -20,6 +20,7 @@ struct BenchFlags {
   int threads = 0;
   bool bandwidth = true;
   bool json = false;
+  bool exact = false;
 };
 
 // Multiply-adds of one token through the block linears (the prefill GEMMs' work), and of the
@@ -63,7 +64,7 @@ int RunBench(const BenchFlags& f) {
   using Clock = std::chrono::steady_clock;
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   auto t_load = Clock::now();
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false);
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false, {.exact = f.exact});
   if (!loaded.ok()) return ReportError(loaded.status());
   const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
   Transformer& model = *loaded->transformer;
@@ -152,6 +153,7 @@ void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--repeat", flags->repeat, "Runs; the best is reported")->capture_default_str();
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->add_flag("!--no-bandwidth", flags->bandwidth, "Skip measuring the machine's memory read bandwidth");
+  AddExactFlag(*cmd, flags->exact);
   cmd->add_flag("--json", flags->json,
                 "One JSON object on stdout: prefill_tokens_per_s, prefill_gflops, decode_tokens_per_s, "
                 "decode_bytes_per_token, decode_gb_s, bandwidth_gb_s, decode_bandwidth_fraction (null with --no-bandwidth)");

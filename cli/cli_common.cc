@@ -37,4 +37,10 @@ int ReportError(const absl::Status& status) {
   return 1;
 }
 
+void AddExactFlag(CLI::App& cmd, bool& exact) {
+  cmd.add_flag("--exact", exact,
+               "Low-bit linears compute with FP32 activations (dequantize, then multiply) instead of INT8 activations "
+               "and integer dot products: slower, the reference for golden evaluations");
+}
+
 }  // namespace accullm::cli

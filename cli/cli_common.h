@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
@@ -15,6 +17,9 @@ std::string DefaultModelDir();
 
 // "1,2,3" → ids; whitespace around commas allowed; clear errors otherwise.
 absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text);
+
+// --exact, the same words on every command that runs a model (ModelLoadOptions::exact).
+void AddExactFlag(CLI::App& cmd, bool& exact);
 
 // Prints "error: <message>" on one line to stderr and returns the exit status 1.
 int ReportError(const absl::Status& status);

@@ -24,6 +24,7 @@ struct EvalFlags {
   std::string act_quant = "off";
   bool act_error_feedback = false;
   uint64_t act_seed = 0;
+  bool exact = false;
 };
 
 // INT4 share of the transformer blocks' linear weights (by parameter count).
@@ -64,7 +65,7 @@ uint64_t WeightFileBytes(const std::string& dir) {
 
 int RunEval(const EvalFlags& f) {
   const std::string model_dir = f.model.empty() ? DefaultModelDir() : f.model;
-  auto model = LoadModel(model_dir, f.threads, /*need_tokenizer=*/false);
+  auto model = LoadModel(model_dir, f.threads, /*need_tokenizer=*/false, {.exact = f.exact});
   if (!model.ok()) return ReportError(model.status());
   if (f.act_quant != "off") {
     auto config = std::make_shared<kernels::ActQuantConfig>();
@@ -155,6 +156,7 @@ void AddEvalCommand(CLI::App& app, std::function<int()>& run) {
       ->check(CLI::IsMember({"off", "nearest", "stochastic"}))->capture_default_str();
   cmd->add_flag("--act-error-feedback", flags->act_error_feedback, "Carry each channel's rounding error into the next");
   cmd->add_option("--act-seed", flags->act_seed, "Seed of the stochastic rounding")->capture_default_str();
+  AddExactFlag(*cmd, flags->exact);
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->callback([&run, flags] { run = [flags] { return RunEval(*flags); }; });
 }

@@ -13,10 +13,12 @@ namespace {
 struct LogitsFlags {
   std::string model, prompt_ids, out, mode = "prefill";
   int threads = 0;
+  bool exact = false;
 };
 
 int RunLogits(const LogitsFlags& f) {
-  auto loaded = LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads, /*need_tokenizer=*/false);
+  auto loaded = LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads, /*need_tokenizer=*/false,
+                          {.exact = f.exact});
   if (!loaded.ok()) return ReportError(loaded.status());
   auto ids = ParseIdList(f.prompt_ids);
   if (!ids.ok()) return ReportError(ids.status());
@@ -56,6 +58,7 @@ void AddLogitsCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--mode", flags->mode, "prefill (one batched pass) or decode (one token at a time)")
       ->check(CLI::IsMember({"prefill", "decode"}))
       ->capture_default_str();
+  AddExactFlag(*cmd, flags->exact);
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->callback([&run, flags] { run = [flags] { return RunLogits(*flags); }; });
 }

@@ -57,6 +57,7 @@ struct ServeFlags {
   int micro_batches = 0;  // 0: one per stage
   int heartbeat_ms = 200;
   int stage_timeout_ms = 3000;
+  bool exact = false;
 };
 
 // Ranks 1..N: a pipeline stage until the coordinator says stop (or goes silent).
@@ -68,7 +69,7 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   // The NaN/Inf check waits for the hello: it covers this stage's layers only (mmap: a stage
   // pages in nothing else).
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false, {.check_finite = false});
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false, {.check_finite = false, .exact = f.exact});
   if (!loaded.ok()) {
     spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
     return 1;
@@ -113,7 +114,7 @@ int RunServe(ServeFlags f) {
   }
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   // A pipeline coordinator computes nothing: the stages check the weights they read.
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true, {.check_finite = !pipeline});
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true, {.check_finite = !pipeline, .exact = f.exact});
   if (!loaded.ok()) return fail(loaded.status());
   Transformer& model = *loaded->transformer;
   const ModelConfig& mc = model.config();
@@ -287,6 +288,7 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_flag("--metrics-no-auth", f->metrics_no_auth, "Serve /metrics without the API key");
   cmd->add_option("--chat-template", f->chat_template, "Jinja chat template file replacing the model's");
   cmd->add_option("--threads,-t", f->threads, "Compute threads (default: all cores)");
+  AddExactFlag(*cmd, f->exact);
   cmd->add_option("--http-threads", f->http_threads, "Network threads (never run model compute)")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_option("--max-num-seqs", f->max_num_seqs, "Sequences in the running batch")->capture_default_str()->check(CLI::Range(1, 4096));
   cmd->add_option("--max-batch-tokens", f->max_batch_tokens, "Tokens per iteration (decode + prefill chunks)")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));

@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/dtype.h"
+#include "kernels/cpu/int8_activations.h"
+#include "kernels/cpu/low_bit_int8_kernels.h"
 #include "kernels/cpu/low_bit_kernels.h"
 
 namespace accullm {
@@ -42,8 +44,15 @@ absl::StatusOr<std::unique_ptr<LowBitLinear>> LowBitLinear::Create(LowBitLinearW
 }
 
 size_t LowBitLinear::weight_bytes() const {
-  return static_cast<size_t>(kernels::StoredBytes(w_.matrix)) +
-         w_.outlier_cols.size() * static_cast<size_t>(w_.matrix.out) * 2;
+  // What a forward pass streams: the tiled copy when the integer kernels run.
+  const size_t matrix = int8_ ? kernels::LowBitTilesBytes(w_.matrix) : static_cast<size_t>(kernels::StoredBytes(w_.matrix));
+  return matrix + w_.outlier_cols.size() * static_cast<size_t>(w_.matrix.out) * 2;
+}
+
+bool LowBitLinear::UseInt8Activations() {
+  if (!kernels::LowBitTilesRefusal(w_.matrix).empty()) return false;
+  int8_ = true;
+  return true;
 }
 
 void LowBitLinear::DequantizeRow(int64_t o, float* dst) const {
@@ -52,7 +61,47 @@ void LowBitLinear::DequantizeRow(int64_t o, float* dst) const {
   for (size_t j = 0; j < k; ++j) dst[w_.outlier_cols[j]] = F16ToF32(w_.outlier_weights[o * k + j]);
 }
 
+void LowBitLinear::AddOutliersAndBias(const float* x, int64_t n, int64_t o0, int64_t o1, float* y) const {
+  const int64_t in = w_.matrix.in, out = w_.matrix.out, k = static_cast<int64_t>(w_.outlier_cols.size());
+  if (k > 0) {  // the sparse FP16 part: a few columns, so a plain loop
+    for (int64_t o = o0; o < o1; ++o) {
+      const uint16_t* w = w_.outlier_weights + o * k;
+      for (int64_t r = 0; r < n; ++r) {
+        float acc = 0.f;
+        for (int64_t j = 0; j < k; ++j) acc += F16ToF32(w[j]) * x[r * in + w_.outlier_cols[j]];
+        y[r * out + o] += acc;
+      }
+    }
+  }
+  if (!bias_.empty()) {
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t o = o0; o < o1; ++o) y[r * out + o] += bias_[o];
+  }
+}
+
+void LowBitLinear::ForwardInt8(const float* x, int64_t n, float* y, ThreadPool& pool) const {
+  // Reused across calls (no allocation per layer per token once grown); one per thread, as
+  // several models may run in one process.
+  thread_local kernels::Int8Activations scratch;
+  kernels::Int8Activations& xq = scratch;  // the pool's workers must read this thread's copy
+  std::call_once(tiled_, [&] {
+    auto tiles = std::make_unique<kernels::LowBitTiles>(kernels::AllocateLowBitTiles(w_.matrix));
+    pool.ParallelFor(tiles->tiles, [&](int64_t t0, int64_t t1) { kernels::FillLowBitTiles(w_.matrix, t0, t1, *tiles); });
+    tiles_ = std::move(tiles);
+  });
+  const int64_t out = w_.matrix.out;
+  kernels::QuantizeInt8Blocks(x, n, w_.matrix.in, w_.matrix.group,
+                              w_.outlier_cols.empty() ? nullptr : outlier_mask_.data(), xq);
+  const kernels::LowBitTiles& tiles = *tiles_;
+  pool.ParallelFor(tiles.tiles, [&](int64_t t0, int64_t t1) {
+    kernels::LowBitInt8Rows(tiles, xq, t0, t1, y, out);
+    AddOutliersAndBias(x, n, t0 * kernels::kTileRows, std::min(out, t1 * kernels::kTileRows), y);
+  });
+}
+
 void LowBitLinear::Forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
+  // The simulated activation quantizer (eval --act-quant) is an experiment on the exact path.
+  if (int8_ && act_quant_ == nullptr) return ForwardInt8(x, n, y, pool);
   const int64_t in = w_.matrix.in;
   std::vector<float> quantized;
   if (act_quant_ != nullptr) {
@@ -60,25 +109,12 @@ void LowBitLinear::Forward(const float* x, int64_t n, float* y, ThreadPool& pool
     kernels::QuantizeActivationsInt8(quantized.data(), n, in, outlier_mask_, *act_quant_, act_calls_++);
     x = quantized.data();
   }
-  const int64_t out = w_.matrix.out, k = static_cast<int64_t>(w_.outlier_cols.size());
+  const int64_t out = w_.matrix.out;
   pool.ParallelFor(
       out,
       [&](int64_t o0, int64_t o1) {
         kernels::LowBitLinearRows(w_.matrix, x, n, o0, o1, y, out);
-        if (k > 0) {  // the sparse FP16 part: a few columns, so a plain loop
-          for (int64_t o = o0; o < o1; ++o) {
-            const uint16_t* w = w_.outlier_weights + o * k;
-            for (int64_t r = 0; r < n; ++r) {
-              float acc = 0.f;
-              for (int64_t j = 0; j < k; ++j) acc += F16ToF32(w[j]) * x[r * in + w_.outlier_cols[j]];
-              y[r * out + o] += acc;
-            }
-          }
-        }
-        if (!bias_.empty()) {
-          for (int64_t r = 0; r < n; ++r)
-            for (int64_t o = o0; o < o1; ++o) y[r * out + o] += bias_[o];
-        }
+        AddOutliersAndBias(x, n, o0, o1, y);
       },
       /*min_chunk=*/16);
 }

@@ -2,13 +2,24 @@
 // plus, optionally, a few input channels kept in FP16 (dense-and-sparse: outlier channels
 // whose activations are too large for low-bit weights to serve well).
 // y = W_lowbit · x + W_fp16[:, outliers] · x[outliers] (+ bias).
+//
+// Two ways to compute W_lowbit · x:
+//  - INT8 activations (UseInt8Activations; what serving runs): x is quantized per weight
+//    group to INT8 and multiplied with the codes by integer dot products over a tiled copy of
+//    the weights (kernels/cpu/low_bit_int8_kernels.h). Bit-identical at every ISA level,
+//    batch size and thread count.
+//  - exact (the default of a freshly created linear; `--exact`): each row is dequantized to
+//    FP32 and multiplied with FP32 x (kernels/cpu/low_bit_kernels.h). Golden evaluations and
+//    the quantizer's own calibration passes use it.
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "kernels/cpu/activation_quant.h"
+#include "kernels/cpu/low_bit_tiles.h"
 #include "kernels/low_bit_matrix.h"
 #include "model/linear.h"
 
@@ -40,11 +51,25 @@ class LowBitLinear final : public LinearOp {
   // Row o of W (all columns, outliers included) as float: embedding lookups.
   void DequantizeRow(int64_t o, float* dst) const;
 
+  // Computes with INT8 activations from now on. The weights are tiled (a copy in the integer
+  // kernels' layout) on the first forward pass, in parallel over the pool, so a pipeline
+  // stage tiles only the layers it runs. False, and nothing changes, when the integer
+  // kernels cannot run this matrix exactly (kernels::LowBitTilesRefusal).
+  bool UseInt8Activations();
+  bool uses_int8_activations() const { return int8_; }
+
  private:
+  void ForwardInt8(const float* x, int64_t n, float* y, ThreadPool& pool) const;
+  // y rows [o0, o1) += the FP16 outlier columns' part and the bias.
+  void AddOutliersAndBias(const float* x, int64_t n, int64_t o0, int64_t o1, float* y) const;
+
   LowBitLinearWeights w_;
   std::vector<float> bias_;
   std::shared_ptr<const kernels::ActQuantConfig> act_quant_;
   std::vector<char> outlier_mask_;  // [in]: channels the activation quantizer leaves exact
+  bool int8_ = false;                                  // INT8 activations
+  mutable std::once_flag tiled_;
+  mutable std::unique_ptr<kernels::LowBitTiles> tiles_;  // built on the first INT8 forward
   mutable uint64_t act_calls_ = 0;  // fresh stochastic draws per call, reproducible per seed
 };
 

@@ -132,6 +132,14 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
       ASSIGN_OR_RETURN(t->lm_head_, LoadLinear(s, "lm_head", c.vocab_size, h, false, pack, head_low_bit));
     }
   }
+  if (!options.exact) {
+    auto int8 = [](LinearOp* op) {
+      if (auto* low_bit = dynamic_cast<LowBitLinear*>(op)) low_bit->UseInt8Activations();
+    };
+    for (auto& L : t->layers_)
+      for (LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()}) int8(op);
+    int8(t->lm_head_.get());
+  }
   // Last, after the cheaper structural checks. Every tensor, the pack's canary logits too.
   // The cost is one read of the weights (memory-bandwidth bound, split over the pool): the
   // pages the first forward pass would fault in anyway; for plain checkpoints as for packs,

@@ -53,6 +53,10 @@ struct ModelLoadOptions {
   // of the model (under mpirun each pipeline stage checks its own layers, see
   // CheckFiniteWeights, and the coordinator none), so nobody pages in the whole model.
   bool check_finite = true;
+  // Low-bit linears compute with FP32 activations (dequantize, then multiply) instead of
+  // INT8 activations and integer dot products: golden evaluations (`--exact`). Later issues
+  // hang their approximations (activation sparsity, KV quantization) off the same switch.
+  bool exact = false;
 };
 
 class Transformer {

@@ -1,5 +1,7 @@
 #include "kernels/cpu/low_bit_tiles.h"
 
+#include <algorithm>
+
 #include "common/dtype.h"
 
 namespace accullm::kernels {
@@ -30,19 +32,24 @@ std::string LowBitTilesRefusal(const LowBitMatrix& m) {
   return "";
 }
 
-LowBitTiles TileLowBitMatrix(const LowBitMatrix& m) {
-  const int64_t out = m.out;
+size_t LowBitTilesBytes(const LowBitMatrix& m) {
+  const int64_t tiles = (m.out + kTileRows - 1) / kTileRows, groups = m.in / m.group;
+  const int64_t code_bytes = tiles * groups * (m.group / (m.bits <= 4 ? 8 : 4)) * kTileChunkBytes;
+  const int64_t per_group = tiles * groups * kTileRows;
+  const int64_t scale_bytes = m.scale_codes != nullptr ? per_group + 4 * tiles * kTileRows : 2 * per_group;
+  return static_cast<size_t>(code_bytes + scale_bytes + (m.zeros != nullptr ? per_group : 0));
+}
+
+LowBitTiles AllocateLowBitTiles(const LowBitMatrix& m) {
   LowBitTiles t;
-  t.out = out;
+  t.out = m.out;
   t.in = m.in;
   t.group = m.group;
   t.bits = m.bits;
   t.zero_frac_bits = m.zeros != nullptr ? m.zero_frac_bits : 0;
-  t.tiles = (out + kTileRows - 1) / kTileRows;
-  const int64_t groups = t.groups(), cols = t.chunk_columns(), chunks = m.group / cols;
-  const int64_t row_bytes = CodeRowBytes(m.in, m.bits);
+  t.tiles = (m.out + kTileRows - 1) / kTileRows;
   t.codes.assign(static_cast<size_t>(t.tiles * t.tile_code_bytes()), 0);
-  const size_t per_tile_group = static_cast<size_t>(t.tiles * groups * kTileRows);
+  const size_t per_tile_group = static_cast<size_t>(t.tiles * t.groups() * kTileRows);
   if (m.scale_codes != nullptr) {
     t.scale_codes.assign(per_tile_group, 0);
     t.row_scales.assign(static_cast<size_t>(t.tiles * kTileRows), 0.f);
@@ -50,8 +57,15 @@ LowBitTiles TileLowBitMatrix(const LowBitMatrix& m) {
     t.scales.assign(per_tile_group, 0);
   }
   if (m.zeros != nullptr) t.zeros.assign(per_tile_group, 0);
+  return t;
+}
+
+void FillLowBitTiles(const LowBitMatrix& m, int64_t tile_begin, int64_t tile_end, LowBitTiles& t) {
+  const int64_t groups = t.groups(), cols = t.chunk_columns(), chunks = m.group / cols;
+  const int64_t row_bytes = CodeRowBytes(m.in, m.bits);
   std::vector<uint8_t> row_codes(static_cast<size_t>(m.in));
-  for (int64_t o = 0; o < out; ++o) {
+  const int64_t o_end = std::min(m.out, tile_end * kTileRows);
+  for (int64_t o = tile_begin * kTileRows; o < o_end; ++o) {
     const int64_t tile = o / kTileRows, r = o % kTileRows;
     UnpackCodes(m.codes + o * row_bytes, m.in, m.bits, row_codes.data());
     if (m.scale_codes != nullptr) t.row_scales[tile * kTileRows + r] = F16ToF32(m.row_scales[o]);
@@ -67,6 +81,11 @@ LowBitTiles TileLowBitMatrix(const LowBitMatrix& m) {
       }
     }
   }
+}
+
+LowBitTiles TileLowBitMatrix(const LowBitMatrix& m) {
+  LowBitTiles t = AllocateLowBitTiles(m);
+  FillLowBitTiles(m, 0, t.tiles, t);
   return t;
 }
 

@@ -49,7 +49,14 @@ struct LowBitTiles {
 // group's 32-bit integer sums provably in range), else why not.
 std::string LowBitTilesRefusal(const LowBitMatrix& m);
 
+// What TileLowBitMatrix(m).bytes() will be, without tiling.
+size_t LowBitTilesBytes(const LowBitMatrix& m);
+
 // The tiled copy of `m` (check LowBitTilesRefusal first).
 LowBitTiles TileLowBitMatrix(const LowBitMatrix& m);
+// The same in two steps, so that tiles can be filled in parallel: every array sized and
+// zeroed, then tiles [tile_begin, tile_end) filled from `m`.
+LowBitTiles AllocateLowBitTiles(const LowBitMatrix& m);
+void FillLowBitTiles(const LowBitMatrix& m, int64_t tile_begin, int64_t tile_end, LowBitTiles& t);
 
 }  // namespace accullm::kernels

@@ -2,6 +2,7 @@
 // mismatched packs are refused with a clear error.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -10,6 +11,7 @@
 
 #include "common/mapped_file.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/isa.h"
 #include "model/low_bit_linear.h"
 #include "model/pack/manifest.h"
 #include "model/int8_linear.h"
@@ -147,7 +149,8 @@ std::vector<float>* PackTest::expected_ = nullptr;
 
 TEST_F(PackTest, LoadsBackAsTheSameQuantizedModel) {
   ThreadPool pool(2);
-  auto m = Transformer::Load(*dir_, &pool);
+  // Exact: the in-memory quantized model computes with FP32 activations too.
+  auto m = Transformer::Load(*dir_, &pool, {.exact = true});
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_TRUE((*m)->pack().has_value());
   EXPECT_EQ((*m)->pack()->zero_fraction_bits, 4);  // the default: zero points in sixteenths
@@ -191,6 +194,92 @@ TEST_F(PackTest, LoadsBackAsTheSameQuantizedModel) {
     den = std::max(den, static_cast<double>(std::fabs((*expected_)[i])));
   }
   EXPECT_LT(num / den, 2e-3);
+}
+
+// The default arithmetic (INT8 activations, integer dot products) against exact FP32
+// activations on the same pack: close (the accuracy targets are checked end to end by the
+// quantize integration tests), and every low-bit linear really switched.
+TEST_F(PackTest, Int8ActivationsStayCloseToExact) {
+  ThreadPool pool(2);
+  auto fast = Transformer::Load(*dir_, &pool);
+  auto exact = Transformer::Load(*dir_, &pool, {.exact = true});
+  ASSERT_TRUE(fast.ok() && exact.ok());
+  const auto* q = dynamic_cast<const LowBitLinear*>((*fast)->layer(1).q.get());
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(q->uses_int8_activations());
+  EXPECT_FALSE(dynamic_cast<const LowBitLinear*>((*exact)->layer(1).q.get())->uses_int8_activations());
+  std::vector<int32_t> prompt = {1, 420, 435, 261, 394, 17, 1200, 88};
+  const int64_t vocab = (*fast)->config().vocab_size;
+  std::vector<float> a(vocab), b(vocab);
+  KvCache ca = (*fast)->NewCache(16), cb = (*exact)->NewCache(16);
+  ASSERT_TRUE((*fast)->Forward(prompt.data(), prompt.size(), ca, a.data()).ok());
+  ASSERT_TRUE((*exact)->Forward(prompt.data(), prompt.size(), cb, b.data()).ok());
+  auto log_softmax = [](std::vector<float> v) {
+    const double mx = *std::max_element(v.begin(), v.end());
+    double z = 0;
+    for (float x : v) z += std::exp(x - mx);
+    std::vector<double> out(v.size());
+    for (size_t i = 0; i < v.size(); ++i) out[i] = v[i] - mx - std::log(z);
+    return out;
+  };
+  const auto la = log_softmax(a), lb = log_softmax(b);
+  double kl = 0;
+  for (int64_t i = 0; i < vocab; ++i) kl += std::exp(lb[i]) * (lb[i] - la[i]);
+  EXPECT_LT(kl, 0.01);
+  EXPECT_EQ(std::max_element(a.begin(), a.end()) - a.begin(), std::max_element(b.begin(), b.end()) - b.begin());
+  EXPECT_NE(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);  // really another path
+}
+
+// Batch invariance, the identity property every mode relies on: a sequence's logits are the
+// same bits alone or in a batch of 16, through one prefill pass or prefill then a decode
+// step, with 1 or 2 threads, at every ISA level this CPU runs (mixed 3..8-bit widths, FP16
+// outlier columns, 8-bit steps and the INT8 head: the pack of this suite).
+TEST_F(PackTest, Int8LogitsDoNotDependOnBatchKernelOrThreads) {
+  for (kernels::Isa isa : kernels::SupportedIsas()) {
+    kernels::ScopedIsaForTesting level(isa);
+    std::vector<std::vector<float>> seen;  // seq 0's last logits, per way of computing them
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      auto m = Transformer::Load(*dir_, &pool);
+      ASSERT_TRUE(m.ok()) << m.status();
+      const int64_t vocab = (*m)->config().vocab_size;
+      std::vector<std::vector<int32_t>> prompts;
+      for (int s = 0; s < 16; ++s) {
+        std::vector<int32_t> p = {1};
+        for (int i = 0; i < 3 + s; ++i) p.push_back(3 + (i * 131 + s * 17) % 2000);
+        prompts.push_back(p);
+      }
+      std::vector<float> logits(vocab);
+      {  // alone, one prefill pass
+        KvCache c = (*m)->NewCache(32);
+        ASSERT_TRUE((*m)->Forward(prompts[0].data(), prompts[0].size(), c, logits.data()).ok());
+        seen.push_back(logits);
+      }
+      {  // alone, prefill of all but the last token, then one decode step
+        KvCache c = (*m)->NewCache(32);
+        const int64_t n = static_cast<int64_t>(prompts[0].size());
+        ASSERT_TRUE((*m)->Forward(prompts[0].data(), n - 1, c, logits.data()).ok());
+        ASSERT_TRUE((*m)->Forward(prompts[0].data() + n - 1, 1, c, logits.data()).ok());
+        seen.push_back(logits);
+      }
+      {  // in a batch of 16 sequences
+        std::vector<KvCache> caches;
+        for (int s = 0; s < 16; ++s) caches.push_back((*m)->NewCache(32));
+        std::vector<int32_t> tokens;
+        std::vector<BatchSegment> segments;
+        for (int s = 0; s < 16; ++s) {
+          tokens.insert(tokens.end(), prompts[s].begin(), prompts[s].end());
+          segments.push_back({&caches[s], static_cast<int64_t>(prompts[s].size())});
+        }
+        std::vector<float> all(16 * vocab);
+        ASSERT_TRUE((*m)->ForwardBatch(tokens.data(), segments, all.data()).ok());
+        seen.emplace_back(all.begin(), all.begin() + vocab);
+      }
+    }
+    for (size_t i = 1; i < seen.size(); ++i)
+      EXPECT_EQ(std::memcmp(seen[i].data(), seen[0].data(), seen[0].size() * sizeof(float)), 0)
+          << "way " << i << " at " << kernels::IsaName(isa);
+  }
 }
 
 TEST_F(PackTest, RefusesNanInAnF16Weight) {
