@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli/cli_common.h"
 #include "cli/model_loading.h"
 #include "common/json.h"
+#include "kernels/cpu/isa.h"
 
 namespace accullm::cli {
 
@@ -21,6 +23,7 @@ struct BenchFlags {
   bool bandwidth = true;
   bool json = false;
   bool exact = false;
+  std::string isa;  // empty: ACCULLM_ISA or the detected level
 };
 
 // Multiply-adds of one token through the block linears (the prefill GEMMs' work), and of the
@@ -62,6 +65,12 @@ double MeasureReadBandwidthGBs(ThreadPool& pool) {
 
 int RunBench(const BenchFlags& f) {
   using Clock = std::chrono::steady_clock;
+  if (!f.isa.empty()) {
+    // Before any kernel runs: the level is resolved once, from ACCULLM_ISA, on first use.
+    if (!kernels::ParseIsa(f.isa).has_value())
+      return ReportError(absl::InvalidArgumentError("--isa: expected scalar, avx2 or avx512, got \"" + f.isa + "\""));
+    ::setenv("ACCULLM_ISA", f.isa.c_str(), 1);
+  }
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   auto t_load = Clock::now();
   auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false, {.exact = f.exact});
@@ -109,6 +118,8 @@ int RunBench(const BenchFlags& f) {
     boost::json::object o;
     o["model"] = dir;
     o["threads"] = loaded->pool->size();
+    o["isa"] = kernels::IsaName(kernels::ActiveIsa());
+    o["exact"] = f.exact;
     o["prompt_tokens"] = f.prompt_tokens;
     o["gen_tokens"] = f.gen_tokens;
     o["load_seconds"] = load_s;
@@ -126,7 +137,8 @@ int RunBench(const BenchFlags& f) {
   std::printf("geometry: hidden %lld, intermediate %lld, layers %lld, heads %lld/%lld kv, vocab %lld\n",
               (long long)c.hidden_size, (long long)c.intermediate_size, (long long)c.num_layers,
               (long long)c.num_heads, (long long)c.num_kv_heads, (long long)c.vocab_size);
-  std::printf("threads: %d, load: %.2f s, best of %d runs\n", loaded->pool->size(), load_s, std::max(1, f.repeat));
+  std::printf("threads: %d, isa: %s, load: %.2f s, best of %d runs\n", loaded->pool->size(),
+              kernels::IsaName(kernels::ActiveIsa()), load_s, std::max(1, f.repeat));
   std::printf("prefill: %lld tokens, %.1f tokens/s, %.1f GFLOP/s in the block linears and head\n",
               (long long)f.prompt_tokens, prefill_tps, prefill_gflops);
   std::printf("decode: %lld tokens, %.2f tokens/s, %.2f GB/s of weights streamed\n", (long long)f.gen_tokens,
@@ -154,6 +166,9 @@ void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->add_flag("!--no-bandwidth", flags->bandwidth, "Skip measuring the machine's memory read bandwidth");
   AddExactFlag(*cmd, flags->exact);
+  cmd->add_option("--isa", flags->isa,
+                  "Kernel level: scalar, avx2 or avx512 (default: $ACCULLM_ISA, else the best this CPU runs; "
+                  "clamped to what it has)");
   cmd->add_flag("--json", flags->json,
                 "One JSON object on stdout: prefill_tokens_per_s, prefill_gflops, decode_tokens_per_s, "
                 "decode_bytes_per_token, decode_gb_s, bandwidth_gb_s, decode_bandwidth_fraction (null with --no-bandwidth)");

@@ -20,8 +20,10 @@ class LinearOp {
   virtual int64_t out_features() const = 0;
   // y[r, :] = W · x[r, :] (+ bias) for r in [0, n); x is [n, in], y is [n, out], row-major.
   virtual void Forward(const float* x, int64_t n, float* y, ThreadPool& pool) const = 0;
-  // Bytes of weight data read per forward row (for bandwidth figures).
+  // Bytes of the weights as stored (a pack's bits per weight, memory plans).
   virtual size_t weight_bytes() const = 0;
+  // Bytes a forward pass reads per row, in the layout the kernels use (bandwidth figures).
+  virtual size_t streamed_bytes() const { return weight_bytes(); }
 };
 
 // Weights used in place from the mmap'd checkpoint (copied only when misaligned).

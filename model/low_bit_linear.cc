@@ -44,9 +44,14 @@ absl::StatusOr<std::unique_ptr<LowBitLinear>> LowBitLinear::Create(LowBitLinearW
 }
 
 size_t LowBitLinear::weight_bytes() const {
-  // What a forward pass streams: the tiled copy when the integer kernels run.
-  const size_t matrix = int8_ ? kernels::LowBitTilesBytes(w_.matrix) : static_cast<size_t>(kernels::StoredBytes(w_.matrix));
-  return matrix + w_.outlier_cols.size() * static_cast<size_t>(w_.matrix.out) * 2;
+  return static_cast<size_t>(kernels::StoredBytes(w_.matrix)) +
+         w_.outlier_cols.size() * static_cast<size_t>(w_.matrix.out) * 2;
+}
+
+size_t LowBitLinear::streamed_bytes() const {
+  if (!int8_) return weight_bytes();
+  // The tiled copy: 3-bit codes take a nibble, 5..7-bit ones a byte (low_bit_tiles.h).
+  return kernels::LowBitTilesBytes(w_.matrix) + w_.outlier_cols.size() * static_cast<size_t>(w_.matrix.out) * 2;
 }
 
 bool LowBitLinear::UseInt8Activations() {

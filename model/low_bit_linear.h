@@ -43,6 +43,7 @@ class LowBitLinear final : public LinearOp {
   int64_t out_features() const override { return w_.matrix.out; }
   void Forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override;
   size_t weight_bytes() const override;
+  size_t streamed_bytes() const override;
   const LowBitLinearWeights& weights() const { return w_; }
   // Runtime INT8 activation quantization of this layer's input (outlier channels excluded);
   // null = off. Simulated: inputs are replaced by their dequantized INT8 values.

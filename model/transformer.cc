@@ -191,10 +191,10 @@ KvCache Transformer::NewCache(int64_t capacity) const {
 }
 
 size_t Transformer::weight_bytes_per_token() const {
-  size_t total = lm_head_->weight_bytes();
+  size_t total = lm_head_->streamed_bytes();
   for (const auto& L : layers_) {
     for (const LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()})
-      total += op->weight_bytes();
+      total += op->streamed_bytes();
   }
   return total;
 }
