@@ -205,7 +205,7 @@ void Scheduler::Admit() {
     if (metrics_ != nullptr) metrics_->request_queue_time_seconds().Observe(Seconds(Clock::now() - s.arrival));
     s.id = ++next_seq_id_;
     s.opened = true;
-    executor_.Open(pipeline::SequenceSetup{s.id, s.params.sampling, s.params.logprobs, s.params.prompt});
+    executor_.Open(pipeline::SequenceSetup{s.id, s.params.sampling, s.params.logprobs});
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
   }

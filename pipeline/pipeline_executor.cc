@@ -127,7 +127,7 @@ void PipelineExecutor::Fail(const std::string& why) {
 }
 
 void PipelineExecutor::Open(SequenceSetup s) {
-  opened_.push_back(pipeline::NewSequence{s.seq, s.sampling, s.logprobs, std::move(s.prompt)});
+  opened_.push_back(pipeline::NewSequence{s.seq, s.sampling, s.logprobs});
 }
 
 void PipelineExecutor::Release(uint64_t seq) {
@@ -141,8 +141,8 @@ void PipelineExecutor::Release(uint64_t seq) {
   released_.push_back(seq);
 }
 
-void PipelineExecutor::Truncate(uint64_t seq, int64_t length, int32_t next_token) {
-  truncated_.push_back(Truncation{seq, length, next_token});
+void PipelineExecutor::Truncate(uint64_t seq, int64_t length) {
+  truncated_.push_back(Truncation{seq, length});
 }
 
 absl::StatusOr<uint64_t> PipelineExecutor::Launch(std::vector<int32_t> tokens, std::vector<ExecItem> items) {

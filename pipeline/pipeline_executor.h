@@ -63,7 +63,7 @@ class PipelineExecutor final : public BatchExecutor {
 
   void Open(SequenceSetup setup) override;
   void Release(uint64_t seq) override;
-  void Truncate(uint64_t seq, int64_t length, int32_t next_token) override;
+  void Truncate(uint64_t seq, int64_t length) override;
   absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<ExecItem> items) override;
   absl::StatusOr<std::vector<SampledToken>> Wait(uint64_t ticket) override;
   int micro_batches() const override { return config_.micro_batches; }

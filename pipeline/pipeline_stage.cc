@@ -74,21 +74,14 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
     if (t.length > s->second.cache->length())
       return absl::InvalidArgumentError(absl::StrCat("truncation of sequence ", t.seq, " to ", t.length,
                                                      " positions; this stage's cache holds ", s->second.cache->length()));
-    if (t.next_token < 0 || t.next_token >= model_.config().vocab_size)
-      return absl::InvalidArgumentError("truncation's next token is outside the vocabulary");
     s->second.cache->Truncate(t.length);
-    if (s->second.sampling) s->second.sampling->Truncate(t.length, t.next_token);
+    if (s->second.sampling) s->second.sampling->Truncate(t.length);
   }
   for (const auto& o : b.opened) {
     if (seqs_.count(o.seq) != 0) return absl::InvalidArgumentError(absl::StrCat("sequence ", o.seq, " opened twice"));
-    for (int32_t tok : o.prompt)
-      if (tok < 0 || tok >= model_.config().vocab_size) return absl::InvalidArgumentError("prompt token outside the vocabulary");
     Seq s;
     s.cache = std::make_unique<KvCache>(&pool_, hello_.context);
-    if (last_) {
-      SequenceSetup setup{o.seq, o.sampling, o.logprobs, o.prompt};
-      s.sampling = std::make_unique<SequenceSampling>(setup);
-    }
+    if (last_) s.sampling = std::make_unique<SequenceSampling>(SequenceSetup{o.seq, o.sampling, o.logprobs});
     seqs_.emplace(o.seq, std::move(s));
   }
   std::vector<BatchSegment> segments;
@@ -103,6 +96,10 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
       return absl::InvalidArgumentError(absl::StrCat("sequence ", it.seq, " exceeds the context"));
     segments.push_back({s->second.cache.get(), it.n_tokens});
   }
+  // Every stage checks the ids it passes on: the last one indexes logits with its history.
+  for (int32_t tok : b.tokens)
+    if (tok >= model_.config().vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("token id ", tok, " is outside the vocabulary"));
   hidden_.resize(static_cast<size_t>(b.rows * h));
   if (hello_.stage == 0) {
     RETURN_IF_ERROR(model_.Embed(b.tokens.data(), b.rows, hidden_.data()));
@@ -119,6 +116,7 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
     next.released = std::move(b.released);
     next.truncated = std::move(b.truncated);
     next.items = std::move(b.items);
+    next.tokens = std::move(b.tokens);  // for the last stage's history
     next.act = hello_.activations;
     next.rows = b.rows;
     next.width = h;
@@ -134,10 +132,13 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
     RETURN_IF_ERROR(t_.Send(t_.rank() + 1, pipeline::Encode(Message{batch_id, std::move(next)})));
     return nccl_->SendHost(act.data(), act.size(), t_.rank() + 1);
   }
-  // Last stage: head on the rows that sample, then sample.
+  // Last stage: the rows' tokens join their sequences' histories, then head on the rows that
+  // sample, then sample.
   std::vector<size_t> sampled;
   int64_t row = 0;
   for (size_t i = 0; i < b.items.size(); ++i) {
+    SequenceSampling& sampling = *seqs_.at(b.items[i].seq).sampling;
+    sampling.Append(b.tokens.data() + row, b.items[i].n_tokens);
     row += b.items[i].n_tokens;
     if (!b.items[i].sample) continue;
     rows_.resize((sampled.size() + 1) * static_cast<size_t>(h));

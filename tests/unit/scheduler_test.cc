@@ -232,7 +232,7 @@ class DeepExecutor final : public pipeline::BatchExecutor {
   }
   void Open(pipeline::SequenceSetup s) override { pipeline_->executor().Open(std::move(s)); }
   void Release(uint64_t seq) override { pipeline_->executor().Release(seq); }
-  void Truncate(uint64_t seq, int64_t length, int32_t next) override { pipeline_->executor().Truncate(seq, length, next); }
+  void Truncate(uint64_t seq, int64_t length) override { pipeline_->executor().Truncate(seq, length); }
   absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<pipeline::ExecItem> items) override {
     ++launches;
     if (outstanding_ == depth_ - 1) ++launches_into_full;
