@@ -53,7 +53,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::CreateEmbedded(Transformer
   pc.kv_blocks = pool.num_blocks();
   pc.context = config.context > 0 ? config.context : model.config().max_position_embeddings;
   ASSIGN_OR_RETURN(std::unique_ptr<pipeline::EmbeddedPipeline> embedded, pipeline::EmbeddedPipeline::Start(model, pc));
-  std::unique_ptr<Scheduler> s(new Scheduler(embedded->executor(), model.config(), tokenizer, pool, config, metrics));
+  std::unique_ptr<Scheduler> s(new Scheduler(*embedded, model.config(), tokenizer, pool, config, metrics));
   s->embedded_ = std::move(embedded);
   return s;
 }

@@ -1,7 +1,8 @@
 // What the scheduler drives each iteration: run micro-batches of sequences (prefill chunks
 // and decode tokens) and get back the sampled token of every sequence that asked for one.
 // PipelineExecutor sends the micro-batches through pipeline stages over a Transport (MPI
-// ranks, or one in-process stage: EmbeddedPipeline), and the last stage samples.
+// ranks); EmbeddedPipeline runs the one in-process stage on the caller's thread. Either way
+// the last stage samples.
 #pragma once
 
 #include <cstdint>

@@ -23,6 +23,7 @@
 #include "model/model_config.h"
 #include "sharding/stage_plan.h"
 #include "transport/transport.h"
+#include "pipeline/batch_assembler.h"
 #include "pipeline/batch_executor.h"
 
 namespace accullm::pipeline {
@@ -45,6 +46,9 @@ struct StageStats {
   uint64_t batches = 0;
   double compute_seconds = 0;
 };
+
+// What the coordinator tells stage `stage` of `plan` at startup.
+Hello StageHello(const ModelConfig& model, const StagePlan& plan, const PipelineConfig& config, int stage);
 
 class PipelineExecutor final : public BatchExecutor {
  public:
@@ -82,9 +86,7 @@ class PipelineExecutor final : public BatchExecutor {
   transport::Transport& t_;
   PipelineConfig config_;
   int stages_;
-  std::vector<pipeline::NewSequence> opened_;  // sent with the next micro-batch
-  std::vector<uint64_t> released_;
-  std::vector<Truncation> truncated_;
+  BatchAssembler assembler_;  // changes sent with the next micro-batch
   uint64_t next_batch_ = 0;
 
   mutable std::mutex mu_;

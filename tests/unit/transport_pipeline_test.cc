@@ -16,6 +16,7 @@
 #include "sharding/stage_plan.h"
 #include "transport/transport.h"
 #include "pipeline/wire.h"
+#include "pipeline/embedded_pipeline.h"
 #include "pipeline/pipeline_executor.h"
 #include "pipeline/pipeline_stage.h"
 
@@ -247,6 +248,39 @@ TEST_F(PipelineTest, PromptCrossesEachHopOnceAsRowTokens) {
     EXPECT_EQ(opened, 1u) << "stage " << r;
     EXPECT_EQ(seen, fed) << "stage " << r;
   }
+}
+
+// The embedded pipeline runs its stage on the caller's thread; a stage error still fails it
+// the way a stage rank's error fails the PipelineExecutor: every Wait and Launch from then on
+// is Unavailable with the stage's message.
+TEST_F(PipelineTest, EmbeddedStageErrorFailsThePipeline) {
+  pipeline::PipelineConfig pc;
+  pc.kv_blocks = 16;
+  pc.context = 64;
+  auto e = pipeline::EmbeddedPipeline::Start(*model_, pc);
+  ASSERT_TRUE(e.ok()) << e.status();
+  KvBlockPool accounting(0, model_->kv_dim(), 16, 16);
+  KvCache cache(&accounting, 64);
+  ASSERT_TRUE(cache.Reserve(2).ok());
+  (*e)->Open(pipeline::SequenceSetup{1, {}, -1});
+  auto ok = (*e)->Launch({1}, {{1, &cache, 1, true}});
+  ASSERT_TRUE(ok.ok());
+  auto got = (*e)->Wait(*ok);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->size(), 1u);
+  auto bad = (*e)->Launch({1}, {{7, &cache, 1, true}});  // never opened
+  ASSERT_TRUE(bad.ok());
+  auto err = (*e)->Wait(*bad);
+  ASSERT_FALSE(err.ok());
+  EXPECT_TRUE(absl::IsUnavailable(err.status()));
+  EXPECT_NE(std::string(err.status().message()).find("stage 0 (rank 1): batch names unknown sequence 7"), std::string::npos)
+      << err.status();
+  EXPECT_TRUE(absl::IsUnavailable((*e)->Launch({1}, {{1, &cache, 1, true}}).status()));
+  // A context beyond the model's is refused by the stage's hello check, as a rank would.
+  pc.context = model_->config().max_position_embeddings + 1;
+  auto refused = pipeline::EmbeddedPipeline::Start(*model_, pc);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(std::string(refused.status().message()).find("exceeds the model's"), std::string::npos) << refused.status();
 }
 
 TEST_F(PipelineTest, SameTokensAsSingleProcessWithOneTwoThreeStages) {
