@@ -21,7 +21,13 @@ absl::StatusOr<std::unique_ptr<EmbeddedPipeline>> EmbeddedPipeline::Start(Transf
   const Hello& hello = std::get<Hello>(m.body);
   const HelloAck ack = CheckHello(hello, model, /*rank=*/1, /*size=*/2, nullptr);
   if (!ack.ok) return absl::FailedPreconditionError(absl::StrCat("worker rank 1 refused: ", ack.message));
-  return std::unique_ptr<EmbeddedPipeline>(new EmbeddedPipeline(std::make_unique<PipelineStage>(model, hello, 1)));
+  auto stage = std::make_unique<PipelineStage>(model, hello, 1);
+  stage->LogStart();
+  return std::unique_ptr<EmbeddedPipeline>(new EmbeddedPipeline(std::move(stage)));
+}
+
+EmbeddedPipeline::~EmbeddedPipeline() {
+  if (error_.empty()) stage_->LogShutdown(stage_bytes_sent_);  // a failed stage rank exits without it
 }
 
 absl::StatusOr<std::vector<SampledToken>> EmbeddedPipeline::RunStage(uint64_t id, const std::vector<uint8_t>& bytes) {
@@ -29,7 +35,7 @@ absl::StatusOr<std::vector<SampledToken>> EmbeddedPipeline::RunStage(uint64_t id
   ASSIGN_OR_RETURN(Message in, Decode(bytes.data(), bytes.size()));
   ASSIGN_OR_RETURN(Message out, stage_->Run(id, std::get<Batch>(in.body)));
   const std::vector<uint8_t> back = Encode(out);
-  bytes_sent_ += back.size();
+  stage_bytes_sent_ += back.size();
   ASSIGN_OR_RETURN(Message res, Decode(back.data(), back.size()));
   auto* r = std::get_if<Result>(&res.body);
   if (r == nullptr) return absl::InternalError("the one stage did not produce a result");
@@ -41,7 +47,6 @@ absl::StatusOr<uint64_t> EmbeddedPipeline::Launch(std::vector<int32_t> tokens, s
   Batch b = assembler_.Take(std::move(tokens), items, DType::kF32);
   const uint64_t id = ++next_batch_;
   const std::vector<uint8_t> bytes = Encode(Message{id, std::move(b)});
-  bytes_sent_ += bytes.size();
   absl::StatusOr<std::vector<SampledToken>> got = RunStage(id, bytes);
   if (!got.ok()) {
     // As a stage rank would report it; the stage's state is now unknown, so nothing runs again.

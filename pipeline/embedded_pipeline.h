@@ -31,6 +31,8 @@ class EmbeddedPipeline final : public BatchExecutor {
   // `config` gives the KV pool (block size, blocks) and the context; the stage's hello is the
   // one a one-stage mpirun pipeline would get, refused the same way (model, context, weights).
   static absl::StatusOr<std::unique_ptr<EmbeddedPipeline>> Start(Transformer& model, PipelineConfig config);
+  // Logs the stage's shutdown line (unless it failed), as a stage rank does on Shutdown.
+  ~EmbeddedPipeline() override;
   EmbeddedPipeline(const EmbeddedPipeline&) = delete;
   EmbeddedPipeline& operator=(const EmbeddedPipeline&) = delete;
 
@@ -42,9 +44,6 @@ class EmbeddedPipeline final : public BatchExecutor {
   // Unavailable (with the stage's error) once the stage failed: nothing runs again.
   absl::StatusOr<std::vector<SampledToken>> Wait(uint64_t ticket) override;
 
-  // Wire bytes that went to the stage and came back, as the transport counted them before.
-  uint64_t bytes_sent() const { return bytes_sent_; }
-  uint64_t batches_done() const { return stage_->batches_done(); }
 
  private:
   explicit EmbeddedPipeline(std::unique_ptr<PipelineStage> stage) : stage_(std::move(stage)) {}
@@ -53,7 +52,7 @@ class EmbeddedPipeline final : public BatchExecutor {
 
   BatchAssembler assembler_;
   std::unique_ptr<PipelineStage> stage_;
-  uint64_t next_batch_ = 0, bytes_sent_ = 0;
+  uint64_t next_batch_ = 0, stage_bytes_sent_ = 0;  // the stage's results, encoded
   std::map<uint64_t, std::vector<SampledToken>> results_;  // launched, not yet waited for
   std::string error_;                                      // the stage failed
 };

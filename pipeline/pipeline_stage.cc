@@ -36,6 +36,19 @@ PipelineStage::PipelineStage(Transformer& m, const Hello& h, int rank)
 
 PipelineStage::~PipelineStage() = default;
 
+void PipelineStage::LogStart() const {
+  spdlog::info("stage {} (rank {}) runs layers [{}, {}){}{} of {}; activations {}", hello_.stage, rank_,
+               hello_.layer_begin, hello_.layer_end, hello_.stage == 0 ? " +embed" : "", last_ ? " +head" : "",
+               hello_.num_layers, pipeline::ActivationDTypeName(hello_.activations));
+}
+
+void PipelineStage::LogShutdown(uint64_t bytes_sent) const {
+  // One line for the benchmark (bench/pipeline_bench.sh parses it).
+  spdlog::info("stage {} (rank {}): shutdown after {} batches; stats rows={} compute_s={:.4f} bytes_sent={} "
+               "bytes_per_row={:.1f}", hello_.stage, rank_, batches_done(), rows_done(), compute_seconds(), bytes_sent,
+               rows_done() > 0 ? static_cast<double>(bytes_sent) / rows_done() : 0.0);
+}
+
 absl::StatusOr<Message> PipelineStage::Run(uint64_t batch_id, Batch& b) {
   const auto start = Clock::now();
   const int64_t h = model_.config().hidden_size;
@@ -225,12 +238,9 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
     spdlog::error("stage rank {}: {}", t.rank(), std::string(hello.status().message()));
     return 1;
   }
-  spdlog::info("stage {} (rank {}) runs layers [{}, {}){}{} of {}; activations {}", hello->stage, t.rank(),
-               hello->layer_begin, hello->layer_end, hello->stage == 0 ? " +embed" : "",
-               hello->stage + 1 == hello->num_stages ? " +head" : "", hello->num_layers,
-               pipeline::ActivationDTypeName(hello->activations));
-  std::unique_ptr<transport::NcclChannel> nccl;
   PipelineStage stage(model, *hello, t.rank());
+  stage.LogStart();
+  std::unique_ptr<transport::NcclChannel> nccl;
   std::atomic<bool> stop{false};
   std::mutex hb_mu;
   std::condition_variable hb_cv;
@@ -307,11 +317,7 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
       return finish(3);
     }
     if (m->type() == pipeline::MessageType::kShutdown && source == 0) {
-      // One line for the benchmark (bench/pipeline_bench.sh parses it).
-      spdlog::info("stage {} (rank {}): shutdown after {} batches; stats rows={} compute_s={:.4f} bytes_sent={} "
-                   "bytes_per_row={:.1f}", hello->stage, t.rank(), stage.batches_done(), stage.rows_done(),
-                   stage.compute_seconds(), t.bytes_sent(),
-                   stage.rows_done() > 0 ? static_cast<double>(t.bytes_sent()) / stage.rows_done() : 0.0);
+      stage.LogShutdown(t.bytes_sent());
       return finish(0);
     }
     if (m->type() == pipeline::MessageType::kHeartbeat && source == 0) continue;

@@ -50,6 +50,10 @@ class PipelineStage {
   uint64_t batches_done() const { return batches_done_.load(); }
   uint64_t rows_done() const { return rows_done_.load(); }
   double compute_seconds() const { return compute_us_.load() / 1e6; }
+  // The stage's start and shutdown log lines (the same in every mode; the shutdown line's
+  // stats are what bench/pipeline_bench.sh reads). `bytes_sent`: what this stage sent.
+  void LogStart() const;
+  void LogShutdown(uint64_t bytes_sent) const;
 
  private:
   struct Seq {
