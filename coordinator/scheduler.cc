@@ -53,7 +53,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::CreateEmbedded(Transformer
   pc.kv_blocks = pool.num_blocks();
   pc.context = config.context > 0 ? config.context : model.config().max_position_embeddings;
   ASSIGN_OR_RETURN(std::unique_ptr<pipeline::EmbeddedPipeline> embedded, pipeline::EmbeddedPipeline::Start(model, pc));
-  std::unique_ptr<Scheduler> s(new Scheduler(embedded->executor(), model.config(), tokenizer, pool, config, metrics));
+  std::unique_ptr<Scheduler> s(new Scheduler(*embedded, model.config(), tokenizer, pool, config, metrics));
   s->embedded_ = std::move(embedded);
   return s;
 }
@@ -205,7 +205,7 @@ void Scheduler::Admit() {
     if (metrics_ != nullptr) metrics_->request_queue_time_seconds().Observe(Seconds(Clock::now() - s.arrival));
     s.id = ++next_seq_id_;
     s.opened = true;
-    executor_.Open(pipeline::SequenceSetup{s.id, s.params.sampling, s.params.logprobs, s.params.prompt});
+    executor_.Open(pipeline::SequenceSetup{s.id, s.params.sampling, s.params.logprobs});
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
   }

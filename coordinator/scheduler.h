@@ -6,7 +6,7 @@
 // decode token per running sequence first, then prompt chunks of at most `prefill_chunk`
 // tokens until `max_batch_tokens` is reached, so a long prompt is prefilled over several
 // iterations while the others keep decoding, (4) runs the batch through a
-// pipeline::BatchExecutor (in-process: Transformer::ForwardBatch; under mpirun: the pipeline
+// pipeline::BatchExecutor (embedded: the one stage on this thread; under mpirun: the pipeline
 // stages) which samples, and streams each finished segment's next token. Under a pipeline
 // the running sequences are split into micro-batches (a fair share of the sequences and of
 // `max_batch_tokens` each) and the pipeline is kept full: whenever the oldest micro-batch

@@ -1,7 +1,8 @@
 // What the scheduler drives each iteration: run micro-batches of sequences (prefill chunks
 // and decode tokens) and get back the sampled token of every sequence that asked for one.
 // PipelineExecutor sends the micro-batches through pipeline stages over a Transport (MPI
-// ranks, or one in-process stage: EmbeddedPipeline), and the last stage samples.
+// ranks); EmbeddedPipeline runs the one in-process stage on the caller's thread. Either way
+// the last stage samples.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +19,6 @@ struct SequenceSetup {
   uint64_t seq = 0;
   SamplingParams sampling;
   int logprobs = -1;  // -1: none; k >= 0: the sampled token's logprob and k alternatives
-  std::vector<int32_t> prompt;
 };
 
 struct ExecItem {
@@ -38,10 +38,10 @@ class BatchExecutor {
   virtual void Open(SequenceSetup setup) = 0;
   virtual void Release(uint64_t seq) = 0;
   // Rolls `seq` back to its first `length` positions before the next micro-batch; the next
-  // item of `seq` starts at `length` and feeds `next_token` (see pipeline/wire.h Truncation).
-  virtual void Truncate(uint64_t seq, int64_t length, int32_t next_token) = 0;
-  // Starts one micro-batch (`tokens` holds the items' tokens back to back) and advances the
-  // items' caches; returns a ticket for Wait. Sequences of micro-batches in flight together
+  // item of `seq` starts at `length` (see pipeline/wire.h Truncation).
+  virtual void Truncate(uint64_t seq, int64_t length) = 0;
+  // Starts one micro-batch (`tokens` holds the items' tokens back to back: a sequence's
+  // prompt reaches the stages only this way) and advances the items' caches; returns a ticket for Wait. Sequences of micro-batches in flight together
   // must be disjoint.
   virtual absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<ExecItem> items) = 0;
   // The sampled tokens of that micro-batch, one per item with sample = true, in item order.

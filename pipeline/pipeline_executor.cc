@@ -12,6 +12,26 @@ using Clock = std::chrono::steady_clock;
 using pipeline::Message;
 }  // namespace
 
+Hello StageHello(const ModelConfig& model, const StagePlan& plan, const PipelineConfig& config, int stage) {
+  pipeline::Hello h;
+  h.stage = static_cast<uint32_t>(stage);
+  h.num_stages = static_cast<uint32_t>(plan.stages.size());
+  h.layer_begin = plan.stages[stage].layer_begin;
+  h.layer_end = plan.stages[stage].layer_end;
+  h.num_layers = model.num_layers;
+  h.hidden = model.hidden_size;
+  h.vocab = model.vocab_size;
+  h.model_fingerprint = ModelFingerprint(model);
+  h.kv_block_size = config.kv_block_size;
+  h.kv_blocks = config.kv_blocks;
+  h.context = config.context;
+  h.activations = config.activations;
+  h.heartbeat_ms = config.heartbeat_ms;
+  h.timeout_ms = config.timeout_ms;
+  h.activation_transport = config.activation_transport;
+  return h;
+}
+
 absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transport::Transport& t,
                                                                           const ModelConfig& model,
                                                                           const StagePlan& plan, PipelineConfig config) {
@@ -24,25 +44,7 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
   const bool nccl = config.activation_transport == pipeline::ActivationTransport::kNccl;
   if (nccl && !config.join_activation_channel)
     return absl::InvalidArgumentError("--activation-transport nccl needs the MPI transport (NCCL bootstrap)");
-  for (int s = 0; s < stages; ++s) {
-    pipeline::Hello h;
-    h.stage = static_cast<uint32_t>(s);
-    h.num_stages = static_cast<uint32_t>(stages);
-    h.layer_begin = plan.stages[s].layer_begin;
-    h.layer_end = plan.stages[s].layer_end;
-    h.num_layers = model.num_layers;
-    h.hidden = model.hidden_size;
-    h.vocab = model.vocab_size;
-    h.model_fingerprint = fingerprint;
-    h.kv_block_size = config.kv_block_size;
-    h.kv_blocks = config.kv_blocks;
-    h.context = config.context;
-    h.activations = config.activations;
-    h.heartbeat_ms = config.heartbeat_ms;
-    h.timeout_ms = config.timeout_ms;
-    h.activation_transport = config.activation_transport;
-    RETURN_IF_ERROR(t.Send(s + 1, pipeline::Encode(Message{0, h})));
-  }
+  for (int s = 0; s < stages; ++s) RETURN_IF_ERROR(t.Send(s + 1, pipeline::Encode(Message{0, StageHello(model, plan, config, s)})));
   std::vector<bool> acked(static_cast<size_t>(stages + 1), false);
   int pending = stages;
   const auto deadline = Clock::now() + std::chrono::seconds(120);
@@ -126,44 +128,18 @@ void PipelineExecutor::Fail(const std::string& why) {
   if (cb) cb(why);
 }
 
-void PipelineExecutor::Open(SequenceSetup s) {
-  opened_.push_back(pipeline::NewSequence{s.seq, s.sampling, s.logprobs, std::move(s.prompt)});
-}
+void PipelineExecutor::Open(SequenceSetup s) { assembler_.Open(s); }
 
-void PipelineExecutor::Release(uint64_t seq) {
-  // Never sent to the stages yet: forget it here.
-  for (auto it = opened_.begin(); it != opened_.end(); ++it) {
-    if (it->seq == seq) {
-      opened_.erase(it);
-      return;
-    }
-  }
-  released_.push_back(seq);
-}
+void PipelineExecutor::Release(uint64_t seq) { assembler_.Release(seq); }
 
-void PipelineExecutor::Truncate(uint64_t seq, int64_t length, int32_t next_token) {
-  truncated_.push_back(Truncation{seq, length, next_token});
-}
+void PipelineExecutor::Truncate(uint64_t seq, int64_t length) { assembler_.Truncate(seq, length); }
 
 absl::StatusOr<uint64_t> PipelineExecutor::Launch(std::vector<int32_t> tokens, std::vector<ExecItem> items) {
   if (failed_.load()) {
     std::lock_guard<std::mutex> lock(mu_);
     return absl::UnavailableError(error_);
   }
-  pipeline::Batch b;
-  b.opened = std::move(opened_);
-  opened_.clear();
-  b.released = std::move(released_);
-  released_.clear();
-  b.truncated = std::move(truncated_);
-  truncated_.clear();
-  for (const auto& it : items) {
-    b.items.push_back({it.seq, it.cache->length(), it.n_tokens, it.sample});
-    b.rows += it.n_tokens;
-    it.cache->set_length(it.cache->length() + it.n_tokens);
-  }
-  b.tokens = std::move(tokens);
-  b.act = config_.activations;
+  pipeline::Batch b = assembler_.Take(std::move(tokens), items, config_.activations);
   const uint64_t id = ++next_batch_;
   {
     std::lock_guard<std::mutex> lock(mu_);

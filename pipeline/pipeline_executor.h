@@ -23,6 +23,7 @@
 #include "model/model_config.h"
 #include "sharding/stage_plan.h"
 #include "transport/transport.h"
+#include "pipeline/batch_assembler.h"
 #include "pipeline/batch_executor.h"
 
 namespace accullm::pipeline {
@@ -46,6 +47,9 @@ struct StageStats {
   double compute_seconds = 0;
 };
 
+// What the coordinator tells stage `stage` of `plan` at startup.
+Hello StageHello(const ModelConfig& model, const StagePlan& plan, const PipelineConfig& config, int stage);
+
 class PipelineExecutor final : public BatchExecutor {
  public:
   // Handshake with ranks 1..size-1 (one per plan stage); a clear error when they disagree.
@@ -63,7 +67,7 @@ class PipelineExecutor final : public BatchExecutor {
 
   void Open(SequenceSetup setup) override;
   void Release(uint64_t seq) override;
-  void Truncate(uint64_t seq, int64_t length, int32_t next_token) override;
+  void Truncate(uint64_t seq, int64_t length) override;
   absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<ExecItem> items) override;
   absl::StatusOr<std::vector<SampledToken>> Wait(uint64_t ticket) override;
   int micro_batches() const override { return config_.micro_batches; }
@@ -82,9 +86,7 @@ class PipelineExecutor final : public BatchExecutor {
   transport::Transport& t_;
   PipelineConfig config_;
   int stages_;
-  std::vector<pipeline::NewSequence> opened_;  // sent with the next micro-batch
-  std::vector<uint64_t> released_;
-  std::vector<Truncation> truncated_;
+  BatchAssembler assembler_;  // changes sent with the next micro-batch
   uint64_t next_batch_ = 0;
 
   mutable std::mutex mu_;

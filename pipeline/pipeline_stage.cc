@@ -27,37 +27,29 @@ using pipeline::Message;
 // A transfer over NCCL not matched within this long fails the stage (never a hang).
 constexpr std::chrono::milliseconds kNcclTimeout{60000};
 
-class Stage {
- public:
-  Stage(transport::Transport& t, Transformer& m, const pipeline::Hello& h, transport::NcclChannel* nccl)
-      : t_(t), model_(m), hello_(h), nccl_(nccl),
-        pool_(h.layer_end - h.layer_begin, m.kv_dim(), h.kv_block_size, h.kv_blocks, h.layer_begin),
-        last_(h.stage + 1 == h.num_stages) {}
+}  // namespace
 
-  absl::Status Run(uint64_t batch_id, Batch& b);
-  void set_nccl(transport::NcclChannel* c) { nccl_ = c; }
-  uint64_t batches_done() const { return batches_done_.load(); }
-  uint64_t rows_done() const { return rows_done_.load(); }
-  double compute_seconds() const { return compute_us_.load() / 1e6; }
+PipelineStage::PipelineStage(Transformer& m, const Hello& h, int rank)
+    : model_(m), hello_(h), rank_(rank),
+      pool_(h.layer_end - h.layer_begin, m.kv_dim(), h.kv_block_size, h.kv_blocks, h.layer_begin),
+      last_(h.stage + 1 == h.num_stages) {}
 
- private:
-  struct Seq {
-    std::unique_ptr<KvCache> cache;
-    std::unique_ptr<SequenceSampling> sampling;  // last stage only
-  };
-  transport::Transport& t_;
-  Transformer& model_;
-  pipeline::Hello hello_;
-  transport::NcclChannel* nccl_;  // activations between stages when the hello says nccl
-  KvBlockPool pool_;  // this stage's layers only
-  bool last_;
-  std::unordered_map<uint64_t, Seq> seqs_;
-  std::vector<float> hidden_, rows_, logits_;
-  std::atomic<uint64_t> batches_done_{0}, rows_done_{0};
-  std::atomic<uint64_t> compute_us_{0};
-};
+PipelineStage::~PipelineStage() = default;
 
-absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
+void PipelineStage::LogStart() const {
+  spdlog::info("stage {} (rank {}) runs layers [{}, {}){}{} of {}; activations {}", hello_.stage, rank_,
+               hello_.layer_begin, hello_.layer_end, hello_.stage == 0 ? " +embed" : "", last_ ? " +head" : "",
+               hello_.num_layers, pipeline::ActivationDTypeName(hello_.activations));
+}
+
+void PipelineStage::LogShutdown(uint64_t bytes_sent) const {
+  // One line for the benchmark (bench/pipeline_bench.sh parses it).
+  spdlog::info("stage {} (rank {}): shutdown after {} batches; stats rows={} compute_s={:.4f} bytes_sent={} "
+               "bytes_per_row={:.1f}", hello_.stage, rank_, batches_done(), rows_done(), compute_seconds(), bytes_sent,
+               rows_done() > 0 ? static_cast<double>(bytes_sent) / rows_done() : 0.0);
+}
+
+absl::StatusOr<Message> PipelineStage::Run(uint64_t batch_id, Batch& b) {
   const auto start = Clock::now();
   const int64_t h = model_.config().hidden_size;
   RETURN_IF_ERROR(pipeline::ValidateBatch(b, hello_.stage == 0, h, hello_.activation_transport));
@@ -65,7 +57,7 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
     // First, before anything can fail: the previous stage's ncclSend waits for this receive.
     if (nccl_ == nullptr) return absl::FailedPreconditionError("activations over NCCL without an NCCL channel");
     b.activations.resize(pipeline::ActivationBytes(b));
-    RETURN_IF_ERROR(nccl_->ReceiveHost(b.activations.data(), b.activations.size(), t_.rank() - 1));
+    RETURN_IF_ERROR(nccl_->ReceiveHost(b.activations.data(), b.activations.size(), rank_ - 1));
   }
   for (uint64_t s : b.released) seqs_.erase(s);  // ~KvCache returns the blocks
   for (const auto& t : b.truncated) {
@@ -74,21 +66,14 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
     if (t.length > s->second.cache->length())
       return absl::InvalidArgumentError(absl::StrCat("truncation of sequence ", t.seq, " to ", t.length,
                                                      " positions; this stage's cache holds ", s->second.cache->length()));
-    if (t.next_token < 0 || t.next_token >= model_.config().vocab_size)
-      return absl::InvalidArgumentError("truncation's next token is outside the vocabulary");
     s->second.cache->Truncate(t.length);
-    if (s->second.sampling) s->second.sampling->Truncate(t.length, t.next_token);
+    if (s->second.sampling) s->second.sampling->Truncate(t.length);
   }
   for (const auto& o : b.opened) {
     if (seqs_.count(o.seq) != 0) return absl::InvalidArgumentError(absl::StrCat("sequence ", o.seq, " opened twice"));
-    for (int32_t tok : o.prompt)
-      if (tok < 0 || tok >= model_.config().vocab_size) return absl::InvalidArgumentError("prompt token outside the vocabulary");
     Seq s;
     s.cache = std::make_unique<KvCache>(&pool_, hello_.context);
-    if (last_) {
-      SequenceSetup setup{o.seq, o.sampling, o.logprobs, o.prompt};
-      s.sampling = std::make_unique<SequenceSampling>(setup);
-    }
+    if (last_) s.sampling = std::make_unique<SequenceSampling>(SequenceSetup{o.seq, o.sampling, o.logprobs});
     seqs_.emplace(o.seq, std::move(s));
   }
   std::vector<BatchSegment> segments;
@@ -103,6 +88,10 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
       return absl::InvalidArgumentError(absl::StrCat("sequence ", it.seq, " exceeds the context"));
     segments.push_back({s->second.cache.get(), it.n_tokens});
   }
+  // Every stage checks the ids it passes on: the last one indexes logits with its history.
+  for (int32_t tok : b.tokens)
+    if (tok >= model_.config().vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("token id ", tok, " is outside the vocabulary"));
   hidden_.resize(static_cast<size_t>(b.rows * h));
   if (hello_.stage == 0) {
     RETURN_IF_ERROR(model_.Embed(b.tokens.data(), b.rows, hidden_.data()));
@@ -119,25 +108,26 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
     next.released = std::move(b.released);
     next.truncated = std::move(b.truncated);
     next.items = std::move(b.items);
+    next.tokens = std::move(b.tokens);  // for the last stage's history
     next.act = hello_.activations;
     next.rows = b.rows;
     next.width = h;
     next.activations = pipeline::PackActivations(hidden_.data(), hidden_.size(), hello_.activations);
     compute_us_ += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
     ++batches_done_;
-    if (nccl_ == nullptr) return t_.Send(t_.rank() + 1, pipeline::Encode(Message{batch_id, std::move(next)}));
-    // The descriptor first (the next stage posts its ncclRecv when it reads it), then the
-    // activations over NCCL; descriptors arrive in order, so sends and receives pair up.
-    std::vector<uint8_t> act = std::move(next.activations);
-    next.activations.clear();
-    next.activations_over_nccl = true;
-    RETURN_IF_ERROR(t_.Send(t_.rank() + 1, pipeline::Encode(Message{batch_id, std::move(next)})));
-    return nccl_->SendHost(act.data(), act.size(), t_.rank() + 1);
+    return Message{batch_id, std::move(next)};
   }
-  // Last stage: head on the rows that sample, then sample.
+  // Last stage: the rows' tokens join their sequences' histories, then head on the rows that
+  // sample, then sample.
   std::vector<size_t> sampled;
   int64_t row = 0;
   for (size_t i = 0; i < b.items.size(); ++i) {
+    const Seq& s = seqs_.at(b.items[i].seq);
+    s.sampling->Append(b.tokens.data() + row, b.items[i].n_tokens);
+    // The history is the tokens of the positions the KV holds, one for one.
+    if (s.sampling->history_length() != s.cache->length())
+      return absl::InternalError(absl::StrCat("sequence ", b.items[i].seq, ": history of ", s.sampling->history_length(),
+                                              " tokens for ", s.cache->length(), " KV positions"));
     row += b.items[i].n_tokens;
     if (!b.items[i].sample) continue;
     rows_.resize((sampled.size() + 1) * static_cast<size_t>(h));
@@ -158,7 +148,23 @@ absl::Status Stage::Run(uint64_t batch_id, Batch& b) {
   compute_us_ += static_cast<uint64_t>(us);
   res.compute_seconds = us / 1e6;
   ++batches_done_;
-  return t_.Send(0, pipeline::Encode(Message{batch_id, std::move(res)}));
+  return Message{batch_id, std::move(res)};
+}
+
+namespace {
+
+// Sends what a stage produced: a result to the coordinator, a batch to the next stage (over
+// NCCL: the descriptor first — the next stage posts its ncclRecv when it reads it — then the
+// activations; descriptors arrive in order, so sends and receives pair up).
+absl::Status SendOn(transport::Transport& t, transport::NcclChannel* nccl, Message m) {
+  auto* next = std::get_if<Batch>(&m.body);
+  if (next == nullptr) return t.Send(0, pipeline::Encode(m));
+  if (nccl == nullptr) return t.Send(t.rank() + 1, pipeline::Encode(m));
+  std::vector<uint8_t> act = std::move(next->activations);
+  next->activations.clear();
+  next->activations_over_nccl = true;
+  RETURN_IF_ERROR(t.Send(t.rank() + 1, pipeline::Encode(m)));
+  return nccl->SendHost(act.data(), act.size(), t.rank() + 1);
 }
 
 // Why this rank cannot move activations over NCCL, or "" when it can.
@@ -170,6 +176,42 @@ std::string NcclRefusal(int rank, transport::MpiTransport* mpi) {
   return "";
 }
 
+}  // namespace
+
+HelloAck CheckHello(const Hello& hello, Transformer& model, int rank, int size, transport::MpiTransport* mpi) {
+  const ModelConfig& c = model.config();
+  pipeline::HelloAck ack;
+  ack.stage = hello.stage;
+  ack.model_fingerprint = ModelFingerprint(c);
+  ack.ok = true;
+  if (hello.model_fingerprint != ack.model_fingerprint || hello.num_layers != c.num_layers ||
+      hello.hidden != c.hidden_size || hello.vocab != c.vocab_size) {
+    ack.ok = false;
+    ack.message = absl::StrCat("rank ", rank, " loaded a different model (", c.num_layers, " layers, hidden ",
+                               c.hidden_size, ", vocab ", c.vocab_size, ") than the coordinator's");
+  } else if (static_cast<int>(hello.stage) != rank - 1 || static_cast<int>(hello.num_stages) != size - 1) {
+    ack.ok = false;
+    ack.message = absl::StrCat("rank ", rank, " of ", size, " was told it is stage ", hello.stage, " of ",
+                               hello.num_stages);
+  } else if (hello.context > c.max_position_embeddings) {
+    ack.ok = false;
+    ack.message = absl::StrCat("context ", hello.context, " exceeds the model's ", c.max_position_embeddings);
+  } else if (absl::Status st = model.CheckFiniteWeights(hello.layer_begin, hello.layer_end, hello.stage == 0,
+                                                        hello.stage + 1 == hello.num_stages);
+             !st.ok()) {
+    // Only this stage's weights: serve loads a stage without the whole-model check, so that
+    // it pages in nothing else.
+    ack.ok = false;
+    ack.message = std::string(st.message());
+  } else if (hello.activation_transport == pipeline::ActivationTransport::kNccl) {
+    ack.message = NcclRefusal(rank, mpi);
+    ack.ok = ack.message.empty();
+  }
+  return ack;
+}
+
+namespace {
+
 absl::StatusOr<pipeline::Hello> Handshake(transport::Transport& t, Transformer& model, transport::MpiTransport* mpi) {
   const auto deadline = Clock::now() + std::chrono::seconds(120);
   while (Clock::now() < deadline) {
@@ -180,34 +222,7 @@ absl::StatusOr<pipeline::Hello> Handshake(transport::Transport& t, Transformer& 
     if (m.type() == pipeline::MessageType::kShutdown) return absl::CancelledError("shut down before starting");
     const auto* hello = std::get_if<pipeline::Hello>(&m.body);
     if (hello == nullptr) return absl::FailedPreconditionError(absl::StrCat("expected hello, got ", pipeline::MessageTypeName(m.type())));
-    const ModelConfig& c = model.config();
-    pipeline::HelloAck ack;
-    ack.stage = hello->stage;
-    ack.model_fingerprint = ModelFingerprint(c);
-    ack.ok = true;
-    if (hello->model_fingerprint != ack.model_fingerprint || hello->num_layers != c.num_layers ||
-        hello->hidden != c.hidden_size || hello->vocab != c.vocab_size) {
-      ack.ok = false;
-      ack.message = absl::StrCat("rank ", t.rank(), " loaded a different model (", c.num_layers, " layers, hidden ",
-                                 c.hidden_size, ", vocab ", c.vocab_size, ") than the coordinator's");
-    } else if (static_cast<int>(hello->stage) != t.rank() - 1 || static_cast<int>(hello->num_stages) != t.size() - 1) {
-      ack.ok = false;
-      ack.message = absl::StrCat("rank ", t.rank(), " of ", t.size(), " was told it is stage ", hello->stage, " of ",
-                                 hello->num_stages);
-    } else if (hello->context > c.max_position_embeddings) {
-      ack.ok = false;
-      ack.message = absl::StrCat("context ", hello->context, " exceeds the model's ", c.max_position_embeddings);
-    } else if (absl::Status st = model.CheckFiniteWeights(hello->layer_begin, hello->layer_end, hello->stage == 0,
-                                                          hello->stage + 1 == hello->num_stages);
-               !st.ok()) {
-      // Only this stage's weights: serve loads a stage without the whole-model check, so that
-      // it pages in nothing else.
-      ack.ok = false;
-      ack.message = std::string(st.message());
-    } else if (hello->activation_transport == pipeline::ActivationTransport::kNccl) {
-      ack.message = NcclRefusal(t.rank(), mpi);
-      ack.ok = ack.message.empty();
-    }
+    const pipeline::HelloAck ack = CheckHello(*hello, model, t.rank(), t.size(), mpi);
     RETURN_IF_ERROR(t.Send(0, pipeline::Encode(Message{0, ack})));
     if (!ack.ok) return absl::FailedPreconditionError(ack.message);
     return *hello;
@@ -223,12 +238,9 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
     spdlog::error("stage rank {}: {}", t.rank(), std::string(hello.status().message()));
     return 1;
   }
-  spdlog::info("stage {} (rank {}) runs layers [{}, {}){}{} of {}; activations {}", hello->stage, t.rank(),
-               hello->layer_begin, hello->layer_end, hello->stage == 0 ? " +embed" : "",
-               hello->stage + 1 == hello->num_stages ? " +head" : "", hello->num_layers,
-               pipeline::ActivationDTypeName(hello->activations));
+  PipelineStage stage(model, *hello, t.rank());
+  stage.LogStart();
   std::unique_ptr<transport::NcclChannel> nccl;
-  Stage stage(t, model, *hello, nullptr);
   std::atomic<bool> stop{false};
   std::mutex hb_mu;
   std::condition_variable hb_cv;
@@ -305,11 +317,7 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
       return finish(3);
     }
     if (m->type() == pipeline::MessageType::kShutdown && source == 0) {
-      // One line for the benchmark (bench/pipeline_bench.sh parses it).
-      spdlog::info("stage {} (rank {}): shutdown after {} batches; stats rows={} compute_s={:.4f} bytes_sent={} "
-                   "bytes_per_row={:.1f}", hello->stage, t.rank(), stage.batches_done(), stage.rows_done(),
-                   stage.compute_seconds(), t.bytes_sent(),
-                   stage.rows_done() > 0 ? static_cast<double>(t.bytes_sent()) / stage.rows_done() : 0.0);
+      stage.LogShutdown(t.bytes_sent());
       return finish(0);
     }
     if (m->type() == pipeline::MessageType::kHeartbeat && source == 0) continue;
@@ -320,7 +328,9 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
                     pipeline::MessageTypeName(m->type()), source);
       return finish(3);
     }
-    if (absl::Status st = stage.Run(m->batch_id, *batch); !st.ok()) {
+    absl::StatusOr<Message> out = stage.Run(m->batch_id, *batch);
+    absl::Status st = out.ok() ? SendOn(t, nccl.get(), std::move(*out)) : out.status();
+    if (!st.ok()) {
       // Tell the coordinator (it fails the pipeline, naming this rank) and stop.
       spdlog::error("stage {} (rank {}): batch {}: {}", hello->stage, t.rank(), m->batch_id, std::string(st.message()));
       pipeline::Result r;

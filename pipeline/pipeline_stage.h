@@ -7,13 +7,75 @@
 // A heartbeat thread reports to the coordinator every Hello::heartbeat_ms; a coordinator
 // silent for twice Hello::timeout_ms ends the stage (never a hang; time the stage itself was
 // not running does not count, see stall_meter.h).
+//
+// The stage's work on one message is PipelineStage::Run; RunPipelineStage is the loop around
+// it for a stage that is a rank of its own (MPI, or a thread over the in-process transport).
+// The embedded default calls Run directly on the scheduler's thread (embedded_pipeline.h):
+// one stage, nothing to hand the batch to.
 #pragma once
 
+#include <atomic>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/kv_cache.h"
 #include "model/transformer.h"
+#include "pipeline/wire.h"
 #include "transport/mpi_transport.h"
+#include "transport/nccl_channel.h"
 #include "transport/transport.h"
 
 namespace accullm::pipeline {
+
+class SequenceSampling;
+
+class PipelineStage {
+ public:
+  // `hello` must have been accepted (CheckHello); `rank` is this stage's rank (stage + 1).
+  PipelineStage(Transformer& model, const Hello& hello, int rank);
+  ~PipelineStage();
+  PipelineStage(const PipelineStage&) = delete;
+  PipelineStage& operator=(const PipelineStage&) = delete;
+
+  // Runs this stage's part of one micro-batch (`b` is consumed) and returns the message it
+  // produces: the Batch for the next stage (activations inline; the caller moves them over
+  // NCCL when the hello says so), or, on the last stage, the Result for the coordinator.
+  // An error means the batch was refused or failed: the stage must not run again.
+  absl::StatusOr<Message> Run(uint64_t batch_id, Batch& b);
+
+  // Activations from the previous stage arrive over `c` (not owned) instead of inline.
+  void set_nccl(transport::NcclChannel* c) { nccl_ = c; }
+  uint64_t batches_done() const { return batches_done_.load(); }
+  uint64_t rows_done() const { return rows_done_.load(); }
+  double compute_seconds() const { return compute_us_.load() / 1e6; }
+  // The stage's start and shutdown log lines (the same in every mode; the shutdown line's
+  // stats are what bench/pipeline_bench.sh reads). `bytes_sent`: what this stage sent.
+  void LogStart() const;
+  void LogShutdown(uint64_t bytes_sent) const;
+
+ private:
+  struct Seq {
+    std::unique_ptr<KvCache> cache;
+    std::unique_ptr<SequenceSampling> sampling;  // last stage only
+  };
+  Transformer& model_;
+  Hello hello_;
+  int rank_;
+  transport::NcclChannel* nccl_ = nullptr;
+  KvBlockPool pool_;  // this stage's layers only
+  bool last_;
+  std::unordered_map<uint64_t, Seq> seqs_;
+  std::vector<float> hidden_, rows_, logits_;
+  std::atomic<uint64_t> batches_done_{0}, rows_done_{0};
+  std::atomic<uint64_t> compute_us_{0};
+};
+
+// This stage's answer to `hello`, as rank `rank` of `size` with `model` loaded: refused (with
+// the reason) when the model, the place in the pipeline, the context or the stage's weights
+// do not fit, or when NCCL is asked for and this rank cannot do it (`mpi`: see below).
+HelloAck CheckHello(const Hello& hello, Transformer& model, int rank, int size, transport::MpiTransport* mpi);
 
 // Returns the process exit status: 0 after Shutdown, non-zero on failure (logged).
 // `mpi` (the same transport, when it is MPI) is needed for --activation-transport nccl: the

@@ -28,16 +28,14 @@ SampledToken Logprobs(const float* logits, int64_t vocab, int32_t id, int k) {
 SampledToken SequenceSampling::Sample(uint64_t seq, float* logits, int64_t vocab) {
   if (logprobs_ >= 0) raw_.assign(logits, logits + vocab);  // Sample modifies the row
   const int32_t id = sampler_.Sample(logits, vocab, history_);
-  history_.push_back(id);
   SampledToken t = logprobs_ >= 0 ? Logprobs(raw_.data(), vocab, id, logprobs_) : SampledToken{};
   t.seq = seq;
   t.id = id;
   return t;
 }
 
-void SequenceSampling::Truncate(int64_t length, int32_t next_token) {
+void SequenceSampling::Truncate(int64_t length) {
   if (length < static_cast<int64_t>(history_.size())) history_.resize(static_cast<size_t>(length));
-  history_.push_back(next_token);
 }
 
 }  // namespace accullm::pipeline

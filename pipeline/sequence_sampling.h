@@ -1,5 +1,8 @@
 // One sequence's sampling state where the logits are: the seeded sampler, the history the
-// penalties need (prompt + generated), and the logprobs request.
+// penalties need, and the logprobs request. The history is the tokens the sequence's KV
+// positions were fed, appended as the rows pass this stage: at every sampling point that is
+// the prompt + the tokens generated so far (each sampled token is fed back before the next is
+// sampled), and a rollback is the same cut as the KV cache's.
 #pragma once
 
 #include <cstdint>
@@ -12,12 +15,13 @@ namespace accullm::pipeline {
 
 class SequenceSampling {
  public:
-  explicit SequenceSampling(const SequenceSetup& s)
-      : sampler_(s.sampling), history_(s.prompt), logprobs_(s.logprobs) {}
-  // Samples from `logits` [vocab] (modified in place) and records the token in the history.
+  explicit SequenceSampling(const SequenceSetup& s) : sampler_(s.sampling), logprobs_(s.logprobs) {}
+  // The tokens of the sequence's next `n` positions (rows of a batch item).
+  void Append(const int32_t* tokens, int64_t n) { history_.insert(history_.end(), tokens, tokens + n); }
+  // Samples from `logits` [vocab] (modified in place) given the history so far.
   SampledToken Sample(uint64_t seq, float* logits, int64_t vocab);
-  // The history becomes its first `length` tokens, then `next_token` (see wire.h Truncation).
-  void Truncate(int64_t length, int32_t next_token);
+  // The history keeps its first `length` tokens (see wire.h Truncation).
+  void Truncate(int64_t length);
   int64_t history_length() const { return static_cast<int64_t>(history_.size()); }
 
  private:

@@ -226,13 +226,11 @@ void EncodeBody(Writer& w, const Batch& b) {
     w.Put(s.seq);
     EncodeSampling(w, s.sampling);
     w.Put(s.logprobs);
-    w.Put<uint32_t>(static_cast<uint32_t>(s.prompt.size()));
-    w.Bytes(s.prompt.data(), s.prompt.size() * sizeof(int32_t));
   }
   w.Put<uint32_t>(static_cast<uint32_t>(b.released.size()));
   for (uint64_t s : b.released) w.Put(s);
   w.Put<uint32_t>(static_cast<uint32_t>(b.truncated.size()));
-  for (const auto& t : b.truncated) w.Put(t.seq), w.Put(t.length), w.Put(t.next_token);
+  for (const auto& t : b.truncated) w.Put(t.seq), w.Put(t.length);
   w.Put<uint32_t>(static_cast<uint32_t>(b.items.size()));
   for (const auto& it : b.items) w.Put(it.seq), w.Put(it.position), w.Put(it.n_tokens), w.Put<uint8_t>(it.sample ? 1 : 0);
   w.Put<uint32_t>(static_cast<uint32_t>(b.tokens.size()));
@@ -243,7 +241,8 @@ void EncodeBody(Writer& w, const Batch& b) {
 }
 absl::Status DecodeBody(Reader& r, Batch& b) {
   uint64_t n = 0;
-  // Smallest encodings: new sequence 8+32+4+4, released 8, truncation 20, item 25, token 4.
+  // Encodings: new sequence 8+36+4 (sampling: seven 4-byte fields and an 8-byte seed),
+  // released 8, truncation 16, item 25, token 4.
   RETURN_IF_ERROR(r.Count(n, 48, "batch.opened"));
   b.opened.resize(n);
   for (auto& s : b.opened) {
@@ -252,20 +251,15 @@ absl::Status DecodeBody(Reader& r, Batch& b) {
     RETURN_IF_ERROR(r.Get(s.logprobs, "opened.logprobs"));
     if (s.logprobs < -1 || s.logprobs > kMaxTopLogprobs)
       return absl::InvalidArgumentError(absl::StrCat("wire: logprobs ", s.logprobs, " outside [-1, ", kMaxTopLogprobs, "]"));
-    uint64_t np = 0;
-    RETURN_IF_ERROR(r.Count(np, sizeof(int32_t), "opened.prompt"));
-    s.prompt.resize(np);
-    for (auto& t : s.prompt) RETURN_IF_ERROR(r.Get(t, "opened.prompt"));
   }
   RETURN_IF_ERROR(r.Count(n, 8, "batch.released"));
   b.released.resize(n);
   for (auto& s : b.released) RETURN_IF_ERROR(r.Get(s, "released"));
-  RETURN_IF_ERROR(r.Count(n, 20, "batch.truncated"));
+  RETURN_IF_ERROR(r.Count(n, 16, "batch.truncated"));
   b.truncated.resize(n);
   for (auto& t : b.truncated) {
     RETURN_IF_ERROR(r.Get(t.seq, "truncated.seq"));
     RETURN_IF_ERROR(r.Get(t.length, "truncated.length"));
-    RETURN_IF_ERROR(r.Get(t.next_token, "truncated.next_token"));
     RETURN_IF_ERROR(NonNegative(t.length, "truncated.length"));
   }
   RETURN_IF_ERROR(r.Count(n, 25, "batch.items"));
@@ -281,7 +275,10 @@ absl::Status DecodeBody(Reader& r, Batch& b) {
   }
   RETURN_IF_ERROR(r.Count(n, sizeof(int32_t), "batch.tokens"));
   b.tokens.resize(n);
-  for (auto& t : b.tokens) RETURN_IF_ERROR(r.Get(t, "batch.tokens"));
+  for (auto& t : b.tokens) {
+    RETURN_IF_ERROR(r.Get(t, "batch.tokens"));
+    if (t < 0) return absl::InvalidArgumentError(absl::StrCat("wire: negative token id ", t));
+  }
   RETURN_IF_ERROR(Act(r, b.act));
   RETURN_IF_ERROR(r.Get(b.rows, "batch.rows"));
   RETURN_IF_ERROR(r.Get(b.width, "batch.width"));
@@ -434,15 +431,17 @@ absl::StatusOr<Message> Decode(const uint8_t* data, size_t size) {
   return absl::InvalidArgumentError(absl::StrCat("wire: unknown message type ", type));
 }
 
-absl::Status ValidateBatch(const Batch& b, bool expects_tokens, int64_t width, ActivationTransport transport) {
+absl::Status ValidateBatch(const Batch& b, bool first_stage, int64_t width, ActivationTransport transport) {
   if (b.items.empty()) return absl::InvalidArgumentError("batch: no items");
   int64_t rows = 0;
   for (const auto& it : b.items) rows += it.n_tokens;  // each <= 2^30, count <= 2^31/25: no overflow
   if (rows != b.rows) return absl::InvalidArgumentError(absl::StrCat("batch: items cover ", rows, " rows, header says ", b.rows));
-  if (expects_tokens) {
+  // Every stage: the last one's history needs a token per row, the others pass them on.
+  if (static_cast<int64_t>(b.tokens.size()) != rows)
+    return absl::InvalidArgumentError(absl::StrCat("batch: ", b.tokens.size(), " token ids for ", rows, " rows"));
+  if (first_stage) {
     if (b.activations_over_nccl) return absl::InvalidArgumentError("batch: stage 0 takes token ids, not activations over NCCL");
-    if (static_cast<int64_t>(b.tokens.size()) != rows)
-      return absl::InvalidArgumentError(absl::StrCat("batch: ", b.tokens.size(), " token ids for ", rows, " rows"));
+    if (!b.activations.empty()) return absl::InvalidArgumentError("batch: stage 0 takes token ids, not activations");
   } else {
     if (b.width != width) return absl::InvalidArgumentError(absl::StrCat("batch: activation width ", b.width, ", model hidden ", width));
     if (b.activations_over_nccl && transport != ActivationTransport::kNccl)

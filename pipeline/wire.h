@@ -23,7 +23,10 @@
 namespace accullm::pipeline {
 
 inline constexpr uint32_t kWireMagic = 0x4D4C4341;  // "ACLM" little-endian
-inline constexpr uint16_t kWireVersion = 3;  // 2: hello.activation_transport, batch.activations_over_nccl; 3: batch.truncated
+// 2: hello.activation_transport, batch.activations_over_nccl; 3: batch.truncated; 4: opened
+// sequences carry no prompt, every stage's batch carries its rows' token ids, a truncation no
+// next token (the last stage's history is the tokens its KV positions were fed).
+inline constexpr uint16_t kWireVersion = 4;
 inline constexpr size_t kHeaderBytes = 24;
 using transport::kMaxMessageBytes;
 inline constexpr int64_t kMaxTopLogprobs = 64;
@@ -66,21 +69,22 @@ struct HelloAck {
   std::string message;
 };
 
-// A sequence joining the batch: the last stage needs its sampling state.
+// A sequence joining the batch: the last stage needs its sampling state. No prompt: the
+// prompt reaches the last stage as the token ids of the rows that prefill it, so it crosses
+// each hop once, chunk by chunk, instead of whole in the opening batch.
 struct NewSequence {
   uint64_t seq = 0;
   SamplingParams sampling;
   int32_t logprobs = -1;
-  std::vector<int32_t> prompt;  // the penalties' history starts with it
 };
 
-// Rolls a sequence back: every stage keeps KV positions [0, length); the last stage's history
-// keeps its first `length` tokens and then `next_token`, the token the coordinator feeds at
-// position `length` (speculative decoding's correction, or a preempted sequence's next input).
+// Rolls a sequence back: every stage keeps KV positions [0, length), and the last stage's
+// history (the tokens those positions were fed) its first `length` tokens. The token fed at
+// position `length` next (speculative decoding's correction, or a preempted sequence's next
+// input) comes as the next item's row, like any other.
 struct Truncation {
   uint64_t seq = 0;
   int64_t length = 0;
-  int32_t next_token = 0;
 };
 
 struct BatchItem {
@@ -90,8 +94,11 @@ struct BatchItem {
   bool sample = false;   // the last stage samples a token after this item's last row
 };
 
-// One micro-batch on its way through the pipeline. Stage 0 receives token ids (rows of
-// `tokens`); later stages receive `activations` [rows, width] in `act` precision.
+// One micro-batch on its way through the pipeline. Every stage receives the rows' token ids
+// (`tokens`, one per row): stage 0 embeds them, later stages pass them on, and the last stage
+// appends them to each sequence's history (what the repetition / presence / frequency
+// penalties count): 4 bytes a row beside the activations' hidden × 2–4. Later stages also
+// receive `activations` [rows, width] in `act` precision.
 struct Batch {
   std::vector<NewSequence> opened;   // sequences to create before running (KV + sampler)
   std::vector<uint64_t> released;    // sequences to drop before running
@@ -140,10 +147,11 @@ std::vector<uint8_t> Encode(const Message& m);
 // message of a known type in `size` bytes.
 absl::StatusOr<Message> Decode(const uint8_t* data, size_t size);
 
-// Batch consistency beyond the byte layout: items cover exactly `rows` rows, a stage 0 batch
-// carries one token per row, a later stage's activations are [rows, width]: inline when
-// `transport` is kMpi, announced as following over NCCL (and not inline) when kNccl.
-absl::Status ValidateBatch(const Batch& b, bool expects_tokens, int64_t width,
+// Batch consistency beyond the byte layout: items cover exactly `rows` rows, every batch
+// carries one token per row, a later stage's (`first_stage` false) activations are
+// [rows, width]: inline when `transport` is kMpi, announced as following over NCCL (and not
+// inline) when kNccl; stage 0 takes no activations.
+absl::Status ValidateBatch(const Batch& b, bool first_stage, int64_t width,
                            ActivationTransport transport = ActivationTransport::kMpi);
 // Bytes of the batch's activations (inline or over NCCL): rows * width * size(act).
 size_t ActivationBytes(const Batch& b);

@@ -55,11 +55,12 @@ wait_exit() {
   WAIT_RC=124
 }
 
-# Requests whose answers must match token for token (greedy, seeded sampling, logprobs).
+# Requests whose answers must match token for token (greedy, seeded sampling, logprobs,
+# penalties: the last stage's history).
 REQUESTS=(
   '{"model":"tinystories-llama","prompt":"Once upon a time","max_tokens":24,"temperature":0}'
   '{"model":"tinystories-llama","prompt":"The little dog","max_tokens":24,"temperature":0.9,"top_k":40,"seed":7,"logprobs":2}'
-  '{"model":"tinystories-llama","prompt":"Tom and Lily went to the park. They","max_tokens":20,"temperature":0.7,"seed":123}'
+  '{"model":"tinystories-llama","prompt":"Tom and Lily went to the park. They","max_tokens":20,"temperature":0.7,"seed":123,"presence_penalty":0.3,"frequency_penalty":0.5}'
 )
 
 # answers PORT: one line per request: the choices' text and logprobs (ids and values).

@@ -17,11 +17,11 @@ stop_server
 echo "single-process: $REF" | head -c 600; echo
 
 # `accullm generate` with the API's sampling defaults (no top-k / top-p / min-p) gives the
-# same text as the server for the greedy and the seeded request.
+# same text as the server for the greedy and the seeded request (with penalties).
 GEN="$(mktemp -d)"
 "$BIN" generate --prompt "Once upon a time" --max-tokens 24 --temperature 0 >"$GEN/1" 2>/dev/null
 "$BIN" generate --prompt "Tom and Lily went to the park. They" --max-tokens 20 --temperature 0.7 --seed 123 \
-  --top-k 0 --top-p 1 --min-p 0 >"$GEN/3" 2>/dev/null
+  --top-k 0 --top-p 1 --min-p 0 --presence-penalty 0.3 --frequency-penalty 0.5 >"$GEN/3" 2>/dev/null
 /usr/bin/python3 - "$REF" "$GEN/1" "$GEN/3" <<'PY' || exit 1
 import json, sys
 ref = [json.loads(line) for line in sys.argv[1].splitlines()]

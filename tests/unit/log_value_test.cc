@@ -126,7 +126,7 @@ class RequestLogTest : public ::testing::Test {
    public:
     void Open(pipeline::SequenceSetup) override {}
     void Release(uint64_t) override {}
-    void Truncate(uint64_t, int64_t, int32_t) override {}
+    void Truncate(uint64_t, int64_t) override {}
     absl::StatusOr<uint64_t> Launch(std::vector<int32_t>, std::vector<pipeline::ExecItem>) override {
       return absl::InternalError("never launched");
     }

@@ -230,18 +230,18 @@ class DeepExecutor final : public pipeline::BatchExecutor {
     EXPECT_TRUE(p.ok()) << p.status();
     if (p.ok()) pipeline_ = std::move(*p);
   }
-  void Open(pipeline::SequenceSetup s) override { pipeline_->executor().Open(std::move(s)); }
-  void Release(uint64_t seq) override { pipeline_->executor().Release(seq); }
-  void Truncate(uint64_t seq, int64_t length, int32_t next) override { pipeline_->executor().Truncate(seq, length, next); }
+  void Open(pipeline::SequenceSetup s) override { pipeline_->Open(std::move(s)); }
+  void Release(uint64_t seq) override { pipeline_->Release(seq); }
+  void Truncate(uint64_t seq, int64_t length) override { pipeline_->Truncate(seq, length); }
   absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<pipeline::ExecItem> items) override {
     ++launches;
     if (outstanding_ == depth_ - 1) ++launches_into_full;
     max_outstanding = std::max(max_outstanding, ++outstanding_);
-    return pipeline_->executor().Launch(std::move(tokens), std::move(items));
+    return pipeline_->Launch(std::move(tokens), std::move(items));
   }
   absl::StatusOr<std::vector<pipeline::SampledToken>> Wait(uint64_t ticket) override {
     --outstanding_;
-    return pipeline_->executor().Wait(ticket);
+    return pipeline_->Wait(ticket);
   }
   int micro_batches() const override { return depth_; }
 

@@ -1,11 +1,14 @@
 // The pipeline over the in-process transport: the coordinator's PipelineExecutor and real
 // PipelineStage loops on threads give the same tokens as the in-process scheduler (greedy
-// and seeded sampling, logprobs, 1/2/3 stages, several micro-batches), a silent stage fails
+// and seeded sampling, logprobs, penalties, 1/2/3 stages, several micro-batches), a prompt
+// crosses each hop once, as its rows' tokens, a silent stage fails
 // every request within the timeout, mismatched ranks or plans are refused at startup, and a
 // stage that starts late does not make the early ones give up on the coordinator.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/thread_pool.h"
@@ -13,6 +16,7 @@
 #include "sharding/stage_plan.h"
 #include "transport/transport.h"
 #include "pipeline/wire.h"
+#include "pipeline/embedded_pipeline.h"
 #include "pipeline/pipeline_executor.h"
 #include "pipeline/pipeline_stage.h"
 
@@ -53,6 +57,11 @@ class PipelineTest : public ::testing::Test {
         p.sampling.seed = 1000 + i;
       }
       p.logprobs = i == 2 ? 3 : -1;
+      if (i >= 2) {  // the penalties read the last stage's history: prompt + generated, every mode
+        p.sampling.repetition_penalty = 1.3f;
+        p.sampling.presence_penalty = 0.4f;
+        p.sampling.frequency_penalty = 0.6f;
+      }
       out.push_back(p);
     }
     return out;
@@ -137,6 +146,143 @@ class PipelineTest : public ::testing::Test {
   std::unique_ptr<text::Tokenizer> tok_;
 };
 
+// A stage's transport that keeps a copy of every batch it receives.
+class RecordingTransport final : public transport::Transport {
+ public:
+  explicit RecordingTransport(transport::Transport& t) : t_(t) {}
+  int rank() const override { return t_.rank(); }
+  int size() const override { return t_.size(); }
+  absl::Status Send(int dest, std::vector<uint8_t> bytes) override { return t_.Send(dest, std::move(bytes)); }
+  absl::StatusOr<std::optional<transport::Envelope>> Receive(std::chrono::milliseconds timeout) override {
+    auto env = t_.Receive(timeout);
+    if (env.ok() && env->has_value()) {
+      auto m = pipeline::Decode((*env)->bytes.data(), (*env)->bytes.size());
+      if (m.ok() && m->type() == pipeline::MessageType::kBatch) {
+        std::lock_guard<std::mutex> lock(mu_);
+        sizes.push_back((*env)->bytes.size());
+        batches.push_back(std::get<pipeline::Batch>(std::move(m->body)));
+      }
+    }
+    return env;
+  }
+  uint64_t bytes_sent() const override { return t_.bytes_sent(); }
+
+  std::mutex mu_;
+  std::vector<pipeline::Batch> batches;
+  std::vector<size_t> sizes;
+
+ private:
+  transport::Transport& t_;
+};
+
+// Wire version 4: an opened sequence carries no prompt. Every stage receives each position's
+// token exactly once, as a row of the batch that runs it (the last stage builds the penalties'
+// history from them), and a batch's bytes are its fixed fields, 4 per row and the activations.
+TEST_F(PipelineTest, PromptCrossesEachHopOnceAsRowTokens) {
+  constexpr int kStages = 3;
+  transport::InProcessHub hub(kStages + 1);
+  std::vector<std::unique_ptr<RecordingTransport>> rec;
+  std::vector<std::unique_ptr<ThreadPool>> pools;
+  std::vector<std::unique_ptr<Transformer>> models;
+  std::vector<std::thread> threads;
+  for (int r = 1; r <= kStages; ++r) {
+    rec.push_back(std::make_unique<RecordingTransport>(hub.at(r)));
+    pools.push_back(std::make_unique<ThreadPool>(1));
+    auto m = Transformer::Load(kModel, pools.back().get());
+    ASSERT_TRUE(m.ok()) << m.status();
+    models.push_back(std::move(*m));
+    threads.emplace_back([t = rec.back().get(), model = models.back().get()] { pipeline::RunPipelineStage(*t, *model); });
+  }
+  pipeline::PipelineConfig pc;
+  pc.kv_blocks = 64;
+  pc.context = 256;
+  auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, kStages), pc);
+  ASSERT_TRUE(exec.ok()) << exec.status();
+  KvBlockPool accounting(0, model_->kv_dim(), 16, 64);
+  coordinator::SchedulerConfig sc;
+  sc.context = 256;
+  sc.prefill_chunk = 5;
+  coordinator::SequenceParams p;
+  p.prompt = tok_->Encode("Tom and Lily went to the park. They played on the swings and the slide all day long", true);
+  ASSERT_GT(p.prompt.size(), 15u);
+  p.max_tokens = 6;
+  p.ignore_eos = true;
+  p.sampling.frequency_penalty = 0.5f;
+  std::vector<int32_t> generated;
+  {
+    coordinator::Scheduler s(**exec, model_->config(), tok_.get(), accounting, sc, nullptr);
+    s.Start();
+    auto stream = std::make_shared<coordinator::GenerationStream>(1);
+    ASSERT_TRUE(s.Submit({p}, stream).ok());
+    bool done = false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!done && std::chrono::steady_clock::now() < deadline) {
+      for (auto& e : stream->Drain()) {
+        for (auto& t : e.tokens) generated.push_back(t.id);
+        done = done || !e.finish_reason.empty();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    s.Stop();
+  }
+  (*exec)->Shutdown();
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(generated.size(), 6u);
+  // The positions fed: the prompt, then every generated token but the last.
+  std::vector<int32_t> fed = p.prompt;
+  fed.insert(fed.end(), generated.begin(), generated.end() - 1);
+  for (int r = 0; r < kStages; ++r) {
+    std::vector<int32_t> seen;
+    size_t opened = 0;
+    for (size_t i = 0; i < rec[r]->batches.size(); ++i) {
+      const pipeline::Batch& b = rec[r]->batches[i];
+      opened += b.opened.size();
+      EXPECT_LE(b.rows, sc.prefill_chunk) << "stage " << r;  // never the whole prompt at once
+      seen.insert(seen.end(), b.tokens.begin(), b.tokens.end());
+      // 24 header; counts of opened (48 each), released (8), truncated (16), items (25),
+      // tokens (4); dtype, rows, width, nccl flag, activation byte count; activations.
+      const size_t fixed = 24 + 4 + 48 * b.opened.size() + 4 + 8 * b.released.size() + 4 + 16 * b.truncated.size() +
+                           4 + 25 * b.items.size() + 4 + 4 * b.tokens.size() + 1 + 8 + 8 + 1 + 8;
+      EXPECT_EQ(rec[r]->sizes[i], fixed + b.activations.size()) << "stage " << r << ", batch " << i;
+    }
+    EXPECT_EQ(opened, 1u) << "stage " << r;
+    EXPECT_EQ(seen, fed) << "stage " << r;
+  }
+}
+
+// The embedded pipeline runs its stage on the caller's thread; a stage error still fails it
+// the way a stage rank's error fails the PipelineExecutor: every Wait and Launch from then on
+// is Unavailable with the stage's message.
+TEST_F(PipelineTest, EmbeddedStageErrorFailsThePipeline) {
+  pipeline::PipelineConfig pc;
+  pc.kv_blocks = 16;
+  pc.context = 64;
+  auto e = pipeline::EmbeddedPipeline::Start(*model_, pc);
+  ASSERT_TRUE(e.ok()) << e.status();
+  KvBlockPool accounting(0, model_->kv_dim(), 16, 16);
+  KvCache cache(&accounting, 64);
+  ASSERT_TRUE(cache.Reserve(2).ok());
+  (*e)->Open(pipeline::SequenceSetup{1, {}, -1});
+  auto ok = (*e)->Launch({1}, {{1, &cache, 1, true}});
+  ASSERT_TRUE(ok.ok());
+  auto got = (*e)->Wait(*ok);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->size(), 1u);
+  auto bad = (*e)->Launch({1}, {{7, &cache, 1, true}});  // never opened
+  ASSERT_TRUE(bad.ok());
+  auto err = (*e)->Wait(*bad);
+  ASSERT_FALSE(err.ok());
+  EXPECT_TRUE(absl::IsUnavailable(err.status()));
+  EXPECT_NE(std::string(err.status().message()).find("stage 0 (rank 1): batch names unknown sequence 7"), std::string::npos)
+      << err.status();
+  EXPECT_TRUE(absl::IsUnavailable((*e)->Launch({1}, {{1, &cache, 1, true}}).status()));
+  // A context beyond the model's is refused by the stage's hello check, as a rank would.
+  pc.context = model_->config().max_position_embeddings + 1;
+  auto refused = pipeline::EmbeddedPipeline::Start(*model_, pc);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(std::string(refused.status().message()).find("exceeds the model's"), std::string::npos) << refused.status();
+}
+
 TEST_F(PipelineTest, SameTokensAsSingleProcessWithOneTwoThreeStages) {
   const auto ref = SingleProcess();
   for (const auto& o : ref) {
@@ -185,8 +331,8 @@ TEST_F(PipelineTest, TruncationRollsBackKvAndHistoryOnEveryStage) {
   setup.seq = 1;
   setup.sampling.temperature = 0;
   setup.sampling.repetition_penalty = 1.5f;
-  setup.prompt = tok_->Encode("Once upon a time", true);
-  const int64_t n = static_cast<int64_t>(setup.prompt.size());
+  const std::vector<int32_t> prompt = tok_->Encode("Once upon a time", true);
+  const int64_t n = static_cast<int64_t>(prompt.size());
   e.Open(setup);
   auto step = [&](std::vector<int32_t> tokens) -> int32_t {
     const int64_t rows = static_cast<int64_t>(tokens.size());
@@ -197,16 +343,16 @@ TEST_F(PipelineTest, TruncationRollsBackKvAndHistoryOnEveryStage) {
     EXPECT_TRUE(got.ok()) << got.status();
     return got.ok() && got->size() == 1 ? (*got)[0].id : -1;
   };
-  std::vector<int32_t> first = {step(setup.prompt)};
+  std::vector<int32_t> first = {step(prompt)};
   for (int i = 0; i < 9; ++i) first.push_back(step({first.back()}));
   // Back to the prompt + 3 generated tokens; the 4th is fed next, as if just sampled.
-  e.Truncate(1, n + 3, first[3]);
+  e.Truncate(1, n + 3);
   cache.Truncate(n + 3);
   std::vector<int32_t> again = {first[3]};
   for (int i = 0; i < 6; ++i) again.push_back(step({again.back()}));
   EXPECT_EQ(again, std::vector<int32_t>(first.begin() + 3, first.end()));
   // A truncation past what a stage holds fails the pipeline with a clear error.
-  e.Truncate(1, 1000, first[0]);
+  e.Truncate(1, 1000);
   auto bad = e.Launch({first[0]}, {{1, &cache, 1, true}});
   ASSERT_TRUE(bad.ok());
   auto err = e.Wait(*bad);

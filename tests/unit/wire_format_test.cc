@@ -18,11 +18,11 @@ Batch SampleBatch() {
   s.sampling.temperature = 0.8f;
   s.sampling.seed = 42;
   s.logprobs = 2;
-  s.prompt = {1, 2, 3};
   b.opened.push_back(s);
   b.released = {3, 4};
-  b.truncated = {{7, 2, 5}};
+  b.truncated = {{7, 2}};
   b.items = {{7, 0, 3, true}, {9, 12, 1, true}};
+  b.tokens = {1, 2, 3, 40};  // a later stage's batch: tokens relayed beside the activations
   b.act = DType::kF32;
   b.rows = 4;
   b.width = 2;
@@ -58,7 +58,10 @@ TEST(WireFormat, RoundTrips) {
   EXPECT_EQ(m->batch_id, 5u);
   const auto& b = std::get<Batch>(m->body);
   ASSERT_EQ(b.opened.size(), 1u);
-  EXPECT_EQ(b.opened[0].prompt, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(b.tokens, (std::vector<int32_t>{1, 2, 3, 40}));
+  ASSERT_EQ(b.truncated.size(), 1u);
+  EXPECT_EQ(b.truncated[0].seq, 7u);
+  EXPECT_EQ(b.truncated[0].length, 2);
   EXPECT_EQ(b.opened[0].sampling.seed, 42u);
   EXPECT_FLOAT_EQ(b.opened[0].sampling.temperature, 0.8f);
   EXPECT_EQ(b.released, (std::vector<uint64_t>{3, 4}));
@@ -181,6 +184,32 @@ TEST(WireFormat, RefusesForgedCountsAndSizes) {
   EXPECT_FALSE(Decode(r2b.data(), r2b.size()).ok());
 }
 
+// Version 4: an opened sequence is a fixed 48 bytes (no prompt: it travels as the rows' tokens),
+// a truncation 16 (no next token), and a negative token id is refused.
+TEST(WireFormat, OpenedSequencesCarryNoPromptAndTokensAreChecked) {
+  Batch one = SampleBatch();
+  Batch two = SampleBatch();
+  two.opened.push_back(two.opened[0]);
+  two.opened[1].seq = 8;
+  EXPECT_EQ(Encode({1, two}).size() - Encode({1, one}).size(), 48u);
+  Batch cut = SampleBatch();
+  cut.truncated.push_back({9, 5});
+  EXPECT_EQ(Encode({1, cut}).size() - Encode({1, one}).size(), 16u);
+  Batch neg = SampleBatch();
+  neg.tokens[2] = -1;
+  auto nb = Encode({1, neg});
+  auto st = Decode(nb.data(), nb.size());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.status().message()).find("negative token id"), std::string::npos) << st.status();
+  // A version 3 peer (which sent prompts) is refused by version, not misparsed.
+  auto v3 = Encode({1, one});
+  const uint16_t three = 3;
+  std::memcpy(v3.data() + 4, &three, 2);
+  auto old = Decode(v3.data(), v3.size());
+  ASSERT_FALSE(old.ok());
+  EXPECT_NE(std::string(old.status().message()).find("version 3, this build speaks 4"), std::string::npos) << old.status();
+}
+
 TEST(WireFormat, RefusesBooleansOtherThanZeroOrOne) {
   auto ack = Encode({0, HelloAck{1, 99, true, ""}});
   ack[kHeaderBytes + 12] = 2;  // stage(4) + fingerprint(8), then ok
@@ -191,7 +220,15 @@ TEST(WireFormat, ValidateBatchChecksRowsAgainstItems) {
   Batch b = SampleBatch();
   EXPECT_TRUE(ValidateBatch(b, false, 2).ok());
   EXPECT_FALSE(ValidateBatch(b, false, 3).ok());  // width differs from the model's hidden
-  EXPECT_FALSE(ValidateBatch(b, true, 2).ok());   // stage 0 needs one token per row
+  EXPECT_FALSE(ValidateBatch(b, true, 2).ok());   // stage 0 takes no activations
+  Batch stage0 = SampleBatch();
+  stage0.activations.clear(), stage0.width = 0;
+  EXPECT_TRUE(ValidateBatch(stage0, true, 2).ok());
+  stage0.tokens.pop_back();                        // one token per row, at stage 0 ...
+  EXPECT_FALSE(ValidateBatch(stage0, true, 2).ok());
+  Batch later = SampleBatch();
+  later.tokens.clear();                            // ... and at every later stage (the last one's history)
+  EXPECT_FALSE(ValidateBatch(later, false, 2).ok());
   b.items[0].n_tokens = 2;                         // items cover 3 rows, header says 4
   EXPECT_FALSE(ValidateBatch(b, false, 2).ok());
   Batch empty = SampleBatch();
