@@ -268,7 +268,7 @@ absl::StatusOr<PlanChoice> ChoosePrecision(const QuantizeFlags& f, Prepared& p, 
     budget.widths = *widths;
   } else if (f.fp16_share >= 0) {
     budget.fp16_share = f.fp16_share;
-    if (f.fp16_share == 0) return PlanChoice{PrecisionPlan::AllInt4(n), c.sensitivity};
+    if (f.fp16_share == 0) return PlanChoice{PrecisionPlan::AllLowBit(n), c.sensitivity};
   } else {
     budget.fp16_share = 0.25;  // default: a quarter of the weights FP16, where they buy the most
   }
@@ -288,7 +288,7 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
     std::vector<std::string> widths;
     for (int i = 0; i < kBlockLinears; ++i) {
       const int64_t layer = static_cast<int64_t>(l);
-      if (c.plan.LinearIsInt4(layer, i) && c.plan.LinearBits(layer, i) != 4)
+      if (c.plan.LinearIsLowBit(layer, i) && c.plan.LinearBits(layer, i) != 4)
         widths.push_back(absl::StrCat(kBlockLinearShortNames[i], ":", c.plan.LinearBits(layer, i)));
     }
     if (!fp16 && !widths.empty()) absl::StrAppend(&precision, kept.empty() ? ", " : "; ", absl::StrJoin(widths, ","));
@@ -297,7 +297,7 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
       continue;
     }
     const auto& s = c.sensitivity[l];
-    int64_t bytes = fp16 ? s.fp16_bytes : s.int4_bytes;
+    int64_t bytes = fp16 ? s.fp16_bytes : s.four_bit_bytes;
     if (!fp16 && !s.linears.empty()) {
       bytes = 0;
       for (const auto& ls : s.linears) {
@@ -314,7 +314,7 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
     for (const auto& s : c.sensitivity) {
       std::printf("%-6lld", static_cast<long long>(s.layer));
       for (const auto& ls : s.linears) {
-        const std::string v = absl::StrFormat("%.2e%s", ls.kl, c.plan.LinearIsInt4(s.layer, ls.linear) ? "" : "*");
+        const std::string v = absl::StrFormat("%.2e%s", ls.kl, c.plan.LinearIsLowBit(s.layer, ls.linear) ? "" : "*");
         std::printf(" %-10s", v.c_str());
       }
       std::printf("\n");
@@ -323,7 +323,7 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
   }
   if (!c.sensitivity.empty()) {
     std::printf("INT4 share of block-linear weights: %.1f%%; average bits per block-linear weight: %.3f (method %s, group %lld, %s)\n",
-                100.0 * quant::Int4Share(c.sensitivity, c.plan), quant::AverageBits(c.sensitivity, c.plan),
+                100.0 * quant::AtMost4BitShare(c.sensitivity, c.plan), quant::AverageBits(c.sensitivity, c.plan),
                 quant::QuantMethodName(o.quant.method), static_cast<long long>(o.quant.group_size),
                 o.quant.symmetric ? "symmetric" : "asymmetric");
   }

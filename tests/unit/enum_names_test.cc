@@ -56,9 +56,9 @@ TEST(EnumNames, DTypeNamesRoundTrip) {
 }
 
 TEST(EnumNames, LayerPrecisionNamesRoundTrip) {
-  for (LayerPrecision p : {LayerPrecision::kFp16, LayerPrecision::kInt4})
+  for (LayerPrecision p : {LayerPrecision::kFp16, LayerPrecision::kLowBit})
     EXPECT_EQ(*ParseLayerPrecision(LayerPrecisionName(p)), p);
-  EXPECT_STREQ(LayerPrecisionName(LayerPrecision::kInt4), "int4");  // written into packs: never renamed
+  EXPECT_STREQ(LayerPrecisionName(LayerPrecision::kLowBit), "int4");  // written into packs: never renamed
   EXPECT_FALSE(ParseLayerPrecision("int5").ok());
 }
 
