@@ -152,7 +152,7 @@ void AddEvalCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--max-chunks", flags->max_chunks, "Evaluate at most this many chunks (0 = all)")->capture_default_str();
   cmd->add_flag("--json", flags->json, "Print one JSON object");
   cmd->add_option("--act-quant", flags->act_quant,
-                  "INT8 activations at the INT4 layers' inputs (per token, outlier channels exact): off, nearest, stochastic")
+                  "INT8 activations at the low-bit layers' inputs (per token, outlier channels exact): off, nearest, stochastic")
       ->check(CLI::IsMember({"off", "nearest", "stochastic"}))->capture_default_str();
   cmd->add_flag("--act-error-feedback", flags->act_error_feedback, "Carry each channel's rounding error into the next");
   cmd->add_option("--act-seed", flags->act_seed, "Seed of the stochastic rounding")->capture_default_str();

@@ -80,8 +80,8 @@ const CLI::Validator kFinite(
 void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_option("--model", f.model, "Full-precision model directory (default: the embedded model)");
   cmd->add_option("--method", f.method, "rtn, gptq (OPTQ) or gpfq")->check(CLI::IsMember({"rtn", "gptq", "optq", "gpfq"}))->capture_default_str();
-  cmd->add_option("--group", f.group, "INT4 group size along the input dimension")->check(CLI::IsMember({32, 64, 128}))->capture_default_str();
-  cmd->add_flag("--symmetric", f.symmetric, "Symmetric INT4 (no zero points); default asymmetric");
+  cmd->add_option("--group", f.group, "Group size along the input dimension (low-bit codes of every width)")->check(CLI::IsMember({32, 64, 128}))->capture_default_str();
+  cmd->add_flag("--symmetric", f.symmetric, "Symmetric grids (no zero points); default asymmetric");
   cmd->add_flag("--stochastic", f.stochastic, "Stochastic rounding (counter-based RNG, reproducible for --seed)");
   cmd->add_option("--seed", f.seed, "Seed for stochastic rounding")->capture_default_str();
   cmd->add_option("--calib", f.calib, "Calibration text (default: calib.txt in the model directory)");
@@ -111,7 +111,7 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_option("--outlier-threshold", f.outlier_threshold, "Input channels with calibration |x| above this stay FP16")->capture_default_str()->check(kFinite);
   cmd->add_option("--outlier-fraction", f.outlier_fraction, "Instead of the threshold: the top fraction of channels by |x| (<= 0.01)")->check(kFinite)->check(CLI::Range(0.0, 0.01));
   cmd->add_option("--outlier-max-fraction", f.outlier_max_fraction, "Cap on outlier channels per layer")->capture_default_str()->check(kFinite)->check(CLI::Range(0.0, 0.05));
-  cmd->add_flag("--no-outliers", f.no_outliers, "Quantize every input channel to INT4");
+  cmd->add_flag("--no-outliers", f.no_outliers, "Quantize every input channel (no FP16 outlier channels)");
   cmd->add_option("--accumulator-bits", f.accumulator_bits, "AXE: guarantee INT8 dot products fit a signed P-bit accumulator")->check(CLI::Range(10, 32));
   cmd->add_option("--tile", f.tile, "AXE: inputs per inner accumulation tile (default: the group)");
   cmd->add_option("--naive-accumulator-bits", f.naive_accumulator_bits,
@@ -127,7 +127,7 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
                   "rounding error: on, off, or auto (on, except under --accumulator-bits and the naive bound)")
       ->check(CLI::IsMember({"auto", "on", "off"}))->capture_default_str();
   cmd->add_option("--scale-bits", f.scale_bits,
-                  "INT4 group steps: 16 (F16 each) or 8 (8 bits relative to an F16 step per row: 0.19 fewer bits per "
+                  "Group steps: 16 (F16 each) or 8 (8 bits relative to an F16 step per row: 0.19 fewer bits per "
                   "weight at group 32; not with --accumulator-bits)")
       ->check(CLI::IsMember({16, 8}))->capture_default_str();
   cmd->add_option("--zero-point", f.zero_point,
