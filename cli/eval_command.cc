@@ -8,6 +8,7 @@
 #include "cli/model_loading.h"
 #include "common/json.h"
 #include "common/mapped_file.h"
+#include "kernels/cpu/activation_quant.h"
 #include "model/low_bit_linear.h"
 #include "quant/evaluation.h"
 #include "quant/model_quantizer.h"
@@ -67,7 +68,9 @@ int RunEval(const EvalFlags& f) {
   if (!model.ok()) return ReportError(model.status());
   if (f.act_quant != "off") {
     auto config = std::make_shared<kernels::ActQuantConfig>();
-    config->rounding = f.act_quant == "stochastic" ? kernels::ActRounding::kStochastic : kernels::ActRounding::kNearest;
+    auto rounding = kernels::ParseActRounding(f.act_quant);
+    if (!rounding.ok()) return ReportError(rounding.status());
+    config->rounding = *rounding;
     config->error_feedback = f.act_error_feedback;
     config->seed = f.act_seed;
     model->transformer->SetActivationQuantization(config);
