@@ -90,10 +90,6 @@ Grid GridForRange(float lo, float hi, int bits, bool symmetric, int frac_bits, f
   return g;
 }
 
-int NearestCode(float w, const Grid& g) {
-  return std::clamp(static_cast<int>(std::nearbyint(w / g.scale + g.zero)), 0, g.maxq);
-}
-
 // Picks the group's grid: the min/max range, or — with `search` — the range whose low and
 // high ends are shrunk independently (factors 1, 0.98, ..., 0.7 at 4 bits; one factor when symmetric)
 // to minimise the Hessian-diagonal weighted squared rounding error: clipping a rare extreme
