@@ -16,12 +16,6 @@ namespace accullm {
 
 namespace {
 
-absl::Status ShapeError(const TensorView& t, const std::vector<int64_t>& want) {
-  return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", t.name, "\" has shape [",
-                                                 absl::StrJoin(t.shape, ", "), "] but config.json implies [",
-                                                 absl::StrJoin(want, ", "), "]"));
-}
-
 absl::StatusOr<TensorView> GetChecked(const TensorStore& store, const std::string& name, DType dtype,
                                       const std::vector<int64_t>& shape) {
   ASSIGN_OR_RETURN(TensorView t, store.Get(name));
