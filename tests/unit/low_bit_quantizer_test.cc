@@ -220,29 +220,27 @@ TEST(LowBitQuantizerTest, GridSearchNeverIncreasesWeightError) {
 // of snapping its offset to a multiple of the step (which clips up to half a step at one end).
 TEST(LowBitQuantizerTest, FractionalZeroPointsLowerWeightError) {
   Problem p = MakeProblem(64, 256, 8, 9);
-  double err[2] = {0, 0};
-  for (int bits : {0, 4}) {
-    QuantOptions o;
-    o.method = QuantMethod::kRtn;
-    o.search_grid = false;
-    o.zero_fraction_bits = bits;
-    err[bits / 4] = WeightError(p, Dequantize(Quantize(p, o)));
-  }
-  EXPECT_LT(err[1], err[0] * 0.97) << "integer " << err[0] << " fractional " << err[1];
+  QuantOptions o;
+  o.method = QuantMethod::kRtn;
+  o.search_grid = false;
+  o.zero_fraction_bits = 0;
+  const double integer = WeightError(p, Dequantize(Quantize(p, o)));
+  o.zero_fraction_bits = 4;
+  const double fractional = WeightError(p, Dequantize(Quantize(p, o)));
+  EXPECT_LT(fractional, integer * 0.97) << "integer " << integer << " fractional " << fractional;
 }
 
 // 8-bit steps relative to a per-row F16 step cost almost nothing in accuracy: every candidate
 // grid of the range search is built from the step that will be stored.
 TEST(LowBitQuantizerTest, EightBitScalesKeepWeightErrorClose) {
   Problem p = MakeProblem(64, 256, 8, 10);
-  double err[2] = {0, 0};
-  for (int bits : {16, 8}) {
-    QuantOptions o;
-    o.method = QuantMethod::kRtn;
-    o.scale_bits = bits;
-    err[bits == 8] = WeightError(p, Dequantize(Quantize(p, o)));
-  }
-  EXPECT_LT(err[1], err[0] * 1.03) << "f16 steps " << err[0] << ", 8-bit steps " << err[1];
+  QuantOptions o;
+  o.method = QuantMethod::kRtn;
+  o.scale_bits = 16;
+  const double f16_steps = WeightError(p, Dequantize(Quantize(p, o)));
+  o.scale_bits = 8;
+  const double eight_bit_steps = WeightError(p, Dequantize(Quantize(p, o)));
+  EXPECT_LT(eight_bit_steps, f16_steps * 1.03) << "f16 steps " << f16_steps << ", 8-bit steps " << eight_bit_steps;
   QuantOptions axe;
   axe.scale_bits = 8;
   axe.accumulator_bits = 16;
