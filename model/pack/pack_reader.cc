@@ -108,7 +108,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, c
   const bool has_codes = store.Has(prefix + pack_tensor::kCodes);
   if (pack != nullptr && has_codes != quantized_expected) {
     return absl::InvalidArgumentError(absl::StrCat("pack plan disagrees with its tensors: ", prefix, " is ",
-                                                   has_codes ? "INT4" : "not INT4", " but accullm.json says ",
+                                                   has_codes ? "low-bit" : "not low-bit", " but accullm.json says ",
                                                    quantized_expected ? "int4" : "fp16"));
   }
   if (has_codes) {
