@@ -80,8 +80,8 @@ const CLI::Validator kFinite(
 void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_option("--model", f.model, "Full-precision model directory (default: the embedded model)");
   cmd->add_option("--method", f.method, "rtn, gptq (OPTQ) or gpfq")->check(CLI::IsMember({"rtn", "gptq", "optq", "gpfq"}))->capture_default_str();
-  cmd->add_option("--group", f.group, "INT4 group size along the input dimension")->check(CLI::IsMember({32, 64, 128}))->capture_default_str();
-  cmd->add_flag("--symmetric", f.symmetric, "Symmetric INT4 (no zero points); default asymmetric");
+  cmd->add_option("--group", f.group, "Group size along the input dimension (low-bit codes of every width)")->check(CLI::IsMember({32, 64, 128}))->capture_default_str();
+  cmd->add_flag("--symmetric", f.symmetric, "Symmetric grids (no zero points); default asymmetric");
   cmd->add_flag("--stochastic", f.stochastic, "Stochastic rounding (counter-based RNG, reproducible for --seed)");
   cmd->add_option("--seed", f.seed, "Seed for stochastic rounding")->capture_default_str();
   cmd->add_option("--calib", f.calib, "Calibration text (default: calib.txt in the model directory)");
@@ -111,7 +111,7 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_option("--outlier-threshold", f.outlier_threshold, "Input channels with calibration |x| above this stay FP16")->capture_default_str()->check(kFinite);
   cmd->add_option("--outlier-fraction", f.outlier_fraction, "Instead of the threshold: the top fraction of channels by |x| (<= 0.01)")->check(kFinite)->check(CLI::Range(0.0, 0.01));
   cmd->add_option("--outlier-max-fraction", f.outlier_max_fraction, "Cap on outlier channels per layer")->capture_default_str()->check(kFinite)->check(CLI::Range(0.0, 0.05));
-  cmd->add_flag("--no-outliers", f.no_outliers, "Quantize every input channel to INT4");
+  cmd->add_flag("--no-outliers", f.no_outliers, "Quantize every input channel (no FP16 outlier channels)");
   cmd->add_option("--accumulator-bits", f.accumulator_bits, "AXE: guarantee INT8 dot products fit a signed P-bit accumulator")->check(CLI::Range(10, 32));
   cmd->add_option("--tile", f.tile, "AXE: inputs per inner accumulation tile (default: the group)");
   cmd->add_option("--naive-accumulator-bits", f.naive_accumulator_bits,
@@ -127,7 +127,7 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
                   "rounding error: on, off, or auto (on, except under --accumulator-bits and the naive bound)")
       ->check(CLI::IsMember({"auto", "on", "off"}))->capture_default_str();
   cmd->add_option("--scale-bits", f.scale_bits,
-                  "INT4 group steps: 16 (F16 each) or 8 (8 bits relative to an F16 step per row: 0.19 fewer bits per "
+                  "Group steps: 16 (F16 each) or 8 (8 bits relative to an F16 step per row: 0.19 fewer bits per "
                   "weight at group 32; not with --accumulator-bits)")
       ->check(CLI::IsMember({16, 8}))->capture_default_str();
   cmd->add_option("--zero-point", f.zero_point,
@@ -268,7 +268,7 @@ absl::StatusOr<PlanChoice> ChoosePrecision(const QuantizeFlags& f, Prepared& p, 
     budget.widths = *widths;
   } else if (f.fp16_share >= 0) {
     budget.fp16_share = f.fp16_share;
-    if (f.fp16_share == 0) return PlanChoice{PrecisionPlan::AllInt4(n), c.sensitivity};
+    if (f.fp16_share == 0) return PlanChoice{PrecisionPlan::AllLowBit(n), c.sensitivity};
   } else {
     budget.fp16_share = 0.25;  // default: a quarter of the weights FP16, where they buy the most
   }
@@ -288,7 +288,7 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
     std::vector<std::string> widths;
     for (int i = 0; i < kBlockLinears; ++i) {
       const int64_t layer = static_cast<int64_t>(l);
-      if (c.plan.LinearIsInt4(layer, i) && c.plan.LinearBits(layer, i) != 4)
+      if (c.plan.LinearIsLowBit(layer, i) && c.plan.LinearBits(layer, i) != 4)
         widths.push_back(absl::StrCat(kBlockLinearShortNames[i], ":", c.plan.LinearBits(layer, i)));
     }
     if (!fp16 && !widths.empty()) absl::StrAppend(&precision, kept.empty() ? ", " : "; ", absl::StrJoin(widths, ","));
@@ -297,7 +297,7 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
       continue;
     }
     const auto& s = c.sensitivity[l];
-    int64_t bytes = fp16 ? s.fp16_bytes : s.int4_bytes;
+    int64_t bytes = fp16 ? s.fp16_bytes : s.four_bit_bytes;
     if (!fp16 && !s.linears.empty()) {
       bytes = 0;
       for (const auto& ls : s.linears) {
@@ -314,7 +314,7 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
     for (const auto& s : c.sensitivity) {
       std::printf("%-6lld", static_cast<long long>(s.layer));
       for (const auto& ls : s.linears) {
-        const std::string v = absl::StrFormat("%.2e%s", ls.kl, c.plan.LinearIsInt4(s.layer, ls.linear) ? "" : "*");
+        const std::string v = absl::StrFormat("%.2e%s", ls.kl, c.plan.LinearIsLowBit(s.layer, ls.linear) ? "" : "*");
         std::printf(" %-10s", v.c_str());
       }
       std::printf("\n");
@@ -323,7 +323,7 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
   }
   if (!c.sensitivity.empty()) {
     std::printf("INT4 share of block-linear weights: %.1f%%; average bits per block-linear weight: %.3f (method %s, group %lld, %s)\n",
-                100.0 * quant::Int4Share(c.sensitivity, c.plan), quant::AverageBits(c.sensitivity, c.plan),
+                100.0 * quant::AtMost4BitShare(c.sensitivity, c.plan), quant::AverageBits(c.sensitivity, c.plan),
                 quant::QuantMethodName(o.quant.method), static_cast<long long>(o.quant.group_size),
                 o.quant.symmetric ? "symmetric" : "asymmetric");
   }

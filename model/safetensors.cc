@@ -7,6 +7,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/json.h"
 #include "common/status.h"
 
@@ -85,6 +86,12 @@ absl::StatusOr<TensorView> ParseTensorEntry(const std::string& path, const std::
 }
 
 }  // namespace
+
+absl::Status ShapeError(const TensorView& t, const std::vector<int64_t>& want) {
+  return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", t.name, "\" has shape [",
+                                                 absl::StrJoin(t.shape, ", "), "] but config.json implies [",
+                                                 absl::StrJoin(want, ", "), "]"));
+}
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
   auto result = std::unique_ptr<SafetensorsFile>(new SafetensorsFile());

@@ -31,6 +31,9 @@ struct TensorView {
   }
 };
 
+// InvalidArgument: `t` (named with its file) has a shape other than the `want` config.json implies.
+absl::Status ShapeError(const TensorView& t, const std::vector<int64_t>& want);
+
 class SafetensorsFile {
  public:
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);

@@ -23,12 +23,6 @@ namespace accullm {
 
 namespace {
 
-absl::Status ShapeError(const TensorView& t, const std::vector<int64_t>& want) {
-  return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", t.name, "\" has shape [",
-                                                 absl::StrJoin(t.shape, ", "), "] but config.json implies [",
-                                                 absl::StrJoin(want, ", "), "]"));
-}
-
 absl::StatusOr<std::vector<float>> LoadVector(const TensorStore& store, const std::string& name, int64_t n) {
   ASSIGN_OR_RETURN(TensorView t, store.Get(name));
   if (t.shape != std::vector<int64_t>{n}) return ShapeError(t, {n});

@@ -5,27 +5,28 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/dtype.h"
+#include "common/enum_names.h"
 #include "common/random.h"
 #include "common/status.h"
 #include "quant/grid_error.h"
 
 namespace accullm::quant {
 
+namespace {
+// The names are written into packs ("method"): never rename one. "optq" is GPTQ's other name
+// (the paper's), accepted on input only.
+constexpr EnumName<QuantMethod> kQuantMethodNames[] = {{QuantMethod::kRtn, "rtn"},
+                                                       {QuantMethod::kGptq, "gptq"},
+                                                       {QuantMethod::kGpfq, "gpfq"},
+                                                       {QuantMethod::kGptq, "optq"}};
+static_assert(NamesEveryValue(kQuantMethodNames, QuantMethod::kRtn, QuantMethod::kGpfq));
+}  // namespace
+
 absl::StatusOr<QuantMethod> ParseQuantMethod(const std::string& name) {
-  if (name == "rtn") return QuantMethod::kRtn;
-  if (name == "gptq" || name == "optq") return QuantMethod::kGptq;
-  if (name == "gpfq") return QuantMethod::kGpfq;
-  return absl::InvalidArgumentError(absl::StrCat("unknown quantization method \"", name, "\" (rtn, gptq, gpfq)"));
+  return ParseName(kQuantMethodNames, name, "quantization method");
 }
 
-const char* QuantMethodName(QuantMethod m) {
-  switch (m) {
-    case QuantMethod::kRtn: return "rtn";
-    case QuantMethod::kGptq: return "gptq";
-    case QuantMethod::kGpfq: return "gpfq";
-  }
-  return "?";
-}
+const char* QuantMethodName(QuantMethod m) { return NameOf(kQuantMethodNames, m); }
 
 kernels::LowBitMatrix QuantizedMatrix::view() const {
   kernels::LowBitMatrix m = format;
@@ -87,10 +88,6 @@ Grid GridForRange(float lo, float hi, int bits, bool symmetric, int frac_bits, f
   g.stored = std::clamp(g.stored, 0, (g.maxq + 1) * unit - 1);
   g.zero = static_cast<float>(g.stored) / static_cast<float>(unit);
   return g;
-}
-
-int NearestCode(float w, const Grid& g) {
-  return std::clamp(static_cast<int>(std::nearbyint(w / g.scale + g.zero)), 0, g.maxq);
 }
 
 // Picks the group's grid: the min/max range, or — with `search` — the range whose low and

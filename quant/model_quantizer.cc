@@ -181,10 +181,10 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
     return absl::InvalidArgumentError(absl::StrCat("plan has ", plan.layers.size(), " layers, the model ", n));
   }
   QuantizedMatrices out;
-  const int64_t total = plan.CountInt4();
+  const int64_t total = plan.CountLowBit();
   int64_t done = 0;
   for (int64_t l = 0; l < n; ++l) {
-    if (plan.layers[l] != LayerPrecision::kInt4) continue;
+    if (plan.layers[l] != LayerPrecision::kLowBit) continue;
     if (progress) progress(done, total, absl::StrCat("layer ", l));
     if (!sequential_chunks.empty() && done > 0) {  // upstream blocks changed: re-collect this one's inputs
       stats.Clear(l);
@@ -200,7 +200,7 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
     LinearMask which;
     LinearBits bits;
     for (int li = 0; li < kBlockLinears; ++li) {
-      which[li] = plan.LinearIsInt4(l, li);
+      which[li] = plan.LinearIsLowBit(l, li);
       bits[li] = plan.LinearBits(l, li);
     }
     auto displaced = QuantizeBlock(model, l, stats, options, pool, &out, &which, &bits);

@@ -1,4 +1,4 @@
-// Quantizing a loaded model in place: the blocks the precision plan marks INT4 get their
+// Quantizing a loaded model in place: the blocks the precision plan marks low-bit get their
 // linears (all seven, less those the plan keeps FP16) quantized (with outlier input channels kept in FP16) and replaced by
 // LowBitLinear ops, so the same Transformer can be evaluated at once and then written as a pack.
 #pragma once
@@ -80,7 +80,7 @@ void RestoreBlock(Transformer& model, int64_t layer, std::vector<std::unique_ptr
 
 using ProgressFn = std::function<void(int64_t done, int64_t total, const std::string& what)>;
 
-// Quantizes every INT4 block of the plan. With `sequential_chunks` (non-empty), each block's
+// Quantizes every low-bit block of the plan. With `sequential_chunks` (non-empty), each block's
 // statistics are re-collected just before it is quantized, from the calibration text run
 // through the blocks already quantized, so each block corrects for the error upstream of it
 // (as GPTQ's reference implementation does); `stats` is updated in place.

@@ -95,7 +95,7 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& mo
     QuantizedMatrices mats;
     ASSIGN_OR_RETURN(auto displaced, QuantizeBlock(model, l, stats, options, pool, &mats));
     for (const auto& op : displaced) s.fp16_bytes += op->in_features() * op->out_features() * 2;
-    for (const auto& [name, m] : mats) s.int4_bytes += m->StoredBytes();
+    for (const auto& [name, m] : mats) s.four_bit_bytes += m->StoredBytes();
     auto kl = MeanKlFrom(model, l, hidden_in, ref);
     // Each linear alone: the other six go back to full precision for the measurement.
     TransformerLayer& layer = model.layer(l);
@@ -106,7 +106,7 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& mo
       const LinearOp& fp = *displaced[i];
       ls.params = fp.in_features() * fp.out_features();
       ls.fp16_bytes = ls.params * 2;
-      ls.int4_bytes = mats.at(LinearPrefix(l, bl[i]))->StoredBytes();
+      ls.four_bit_bytes = mats.at(LinearPrefix(l, bl[i]))->StoredBytes();
       for (int j = 0; j < kBlockLinears; ++j)
         if (j != i) std::swap(layer.*bl[j].op, displaced[j]);
       auto lkl = MeanKlFrom(model, l, hidden_in, ref);
@@ -134,7 +134,7 @@ double AverageBits(const std::vector<LayerSensitivity>& sens, const PrecisionPla
     weights += sens[l].fp16_bytes / 2.0;
     const bool fp16 = plan.layers[l] == LayerPrecision::kFp16;
     if (fp16 || sens[l].linears.empty()) {
-      bits += 8.0 * (fp16 ? sens[l].fp16_bytes : sens[l].int4_bytes);
+      bits += 8.0 * (fp16 ? sens[l].fp16_bytes : sens[l].four_bit_bytes);
       continue;
     }
     for (const auto& ls : sens[l].linears) {
@@ -145,21 +145,21 @@ double AverageBits(const std::vector<LayerSensitivity>& sens, const PrecisionPla
   return weights > 0 ? bits / weights : 0;
 }
 
-double Int4Share(const std::vector<LayerSensitivity>& sens, const PrecisionPlan& plan) {
-  double int4 = 0, all = 0;
+double AtMost4BitShare(const std::vector<LayerSensitivity>& sens, const PrecisionPlan& plan) {
+  double at_most_4 = 0, all = 0;
   for (size_t l = 0; l < sens.size(); ++l) {
     all += sens[l].fp16_bytes / 2.0;
     if (plan.layers[l] == LayerPrecision::kFp16) continue;
     if (sens[l].linears.empty()) {
-      int4 += sens[l].fp16_bytes / 2.0;
+      at_most_4 += sens[l].fp16_bytes / 2.0;
       continue;
     }
     for (const auto& ls : sens[l].linears) {
       const int64_t layer = static_cast<int64_t>(l);
-      if (plan.StorageBits(layer, ls.linear) <= 4) int4 += static_cast<double>(ls.params);
+      if (plan.StorageBits(layer, ls.linear) <= 4) at_most_4 += static_cast<double>(ls.params);
     }
   }
-  return all > 0 ? int4 / all : 0;
+  return all > 0 ? at_most_4 / all : 0;
 }
 
 namespace {
@@ -244,7 +244,7 @@ absl::StatusOr<PrecisionPlan> ChooseWidths(const std::vector<LayerSensitivity>& 
     if (best_item == nullptr) break;
     best_item->choice = best_choice;
   }
-  PrecisionPlan plan = PrecisionPlan::AllInt4(n);
+  PrecisionPlan plan = PrecisionPlan::AllLowBit(n);
   for (const Item& it : items) {
     const int bits = options[it.choice];
     if (bits == 16) {
@@ -260,7 +260,7 @@ absl::StatusOr<PrecisionPlan> ChooseWidths(const std::vector<LayerSensitivity>& 
 // still fits (a knapsack heuristic; measured KL is close to additive over linears).
 absl::StatusOr<PrecisionPlan> ChooseLinears(const std::vector<LayerSensitivity>& sens, const PlanBudget& budget) {
   const int64_t n = static_cast<int64_t>(sens.size());
-  PrecisionPlan plan = PrecisionPlan::AllInt4(n);
+  PrecisionPlan plan = PrecisionPlan::AllLowBit(n);
   struct Item {
     int64_t layer;
     const LinearSensitivity* s;
@@ -272,7 +272,8 @@ absl::StatusOr<PrecisionPlan> ChooseLinears(const std::vector<LayerSensitivity>&
     if (ls.linears.size() != static_cast<size_t>(kBlockLinears))
       return absl::FailedPreconditionError("a per-linear budget needs per-linear sensitivities");
     for (const auto& s : ls.linears) {
-      const double cost = budget.fp16_share > 0 ? static_cast<double>(s.params) : 8.0 * (s.fp16_bytes - s.int4_bytes);
+      const double cost =
+          budget.fp16_share > 0 ? static_cast<double>(s.params) : 8.0 * (s.fp16_bytes - s.four_bit_bytes);
       items.push_back({ls.layer, &s, std::max(cost, 1.0)});
       total_params += static_cast<double>(s.params);
     }
@@ -320,7 +321,7 @@ absl::StatusOr<PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& se
     if (sens[a].kl != sens[b].kl) return sens[a].kl > sens[b].kl;
     return sens[a].outlier_score > sens[b].outlier_score;
   });
-  PrecisionPlan plan = PrecisionPlan::AllInt4(n);
+  PrecisionPlan plan = PrecisionPlan::AllLowBit(n);
   if (budget.fp16_layers >= 0) {
     if (budget.fp16_layers > n) return absl::InvalidArgumentError(absl::StrCat("--fp16-layers ", budget.fp16_layers, " exceeds the ", n, " layers"));
     for (int64_t i = 0; i < budget.fp16_layers; ++i) plan.layers[order[i]] = LayerPrecision::kFp16;
@@ -334,7 +335,7 @@ absl::StatusOr<PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& se
     for (int64_t i = 0; i < n; ++i) {
       plan.layers[order[i]] = LayerPrecision::kFp16;
       if (AverageBits(sens, plan) > budget.avg_bits) {
-        plan.layers[order[i]] = LayerPrecision::kInt4;
+        plan.layers[order[i]] = LayerPrecision::kLowBit;
         break;
       }
     }

@@ -24,9 +24,9 @@ struct LinearSensitivity {
   double kl = 0;           // mean KL(full || only-this-linear-INT4)
   int64_t params = 0;
   int64_t fp16_bytes = 0;
-  int64_t int4_bytes = 0;  // with scales, zeros and outlier columns
+  int64_t four_bit_bytes = 0;  // stored with 4-bit codes (as measured), scales, zeros and outlier columns
   // Stored bytes with `bits`-bit codes (16 = FP16): only the codes change with the width.
-  int64_t BytesAt(int bits) const { return bits >= 16 ? fp16_bytes : int4_bytes + params * (bits - 4) / 8; }
+  int64_t BytesAt(int bits) const { return bits >= 16 ? fp16_bytes : four_bit_bytes + params * (bits - 4) / 8; }
   // Predicted KL with `bits`-bit codes: measured at 4 bits, scaled by KlScaleForBits.
   double KlAt(int bits) const;
 };
@@ -43,7 +43,7 @@ struct LayerSensitivity {
   double kl = 0;             // mean KL(full || block-INT4) over scored positions
   double outlier_score = 0;  // max |x| at the block's inputs / outlier threshold
   int64_t fp16_bytes = 0;    // the block's linear weights in FP16
-  int64_t int4_bytes = 0;    // ... and as INT4 with scales, zeros and outlier columns
+  int64_t four_bit_bytes = 0;              // ... with 4-bit codes (as measured), scales, zeros, outliers
   std::vector<LinearSensitivity> linears;  // per linear (empty when not measured)
 };
 
@@ -71,8 +71,9 @@ struct PlanBudget {
 // fit).
 absl::StatusOr<PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& sensitivity, const PlanBudget& budget);
 
-// Share of block-linear weights a plan stores in integer codes of at most 4 bits (by parameter count).
-double Int4Share(const std::vector<LayerSensitivity>& sensitivity, const PrecisionPlan& plan);
+// Share of block-linear weights a plan stores in integer codes of at most 4 bits (by parameter
+// count): the "INT4 share". Not the low-bit share: 5..8-bit linears do not count.
+double AtMost4BitShare(const std::vector<LayerSensitivity>& sensitivity, const PrecisionPlan& plan);
 
 // Average bits per block-linear weight of a plan.
 double AverageBits(const std::vector<LayerSensitivity>& sensitivity, const PrecisionPlan& plan);

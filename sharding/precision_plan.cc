@@ -12,8 +12,8 @@ namespace accullm {
 
 namespace {
 constexpr EnumName<LayerPrecision> kLayerPrecisionNames[] = {{LayerPrecision::kFp16, "fp16"},
-                                                             {LayerPrecision::kInt4, "int4"}};
-static_assert(NamesEveryValue(kLayerPrecisionNames, LayerPrecision::kFp16, LayerPrecision::kInt4));
+                                                             {LayerPrecision::kLowBit, "int4"}};
+static_assert(NamesEveryValue(kLayerPrecisionNames, LayerPrecision::kFp16, LayerPrecision::kLowBit));
 }  // namespace
 
 const char* LayerPrecisionName(LayerPrecision p) { return NameOf(kLayerPrecisionNames, p); }
@@ -29,14 +29,14 @@ absl::StatusOr<int> BlockLinearIndex(const std::string& name) {
                                                  "\" (q, k, v, o, gate, up, down or their checkpoint names)"));
 }
 
-PrecisionPlan PrecisionPlan::AllInt4(int64_t n) {
+PrecisionPlan PrecisionPlan::AllLowBit(int64_t n) {
   PrecisionPlan p;
-  p.layers.assign(static_cast<size_t>(n), LayerPrecision::kInt4);
+  p.layers.assign(static_cast<size_t>(n), LayerPrecision::kLowBit);
   return p;
 }
 
 absl::StatusOr<PrecisionPlan> PrecisionPlan::FromFp16Spec(const std::string& spec, int64_t n) {
-  PrecisionPlan p = AllInt4(n);
+  PrecisionPlan p = AllLowBit(n);
   if (spec == "none" || spec.empty()) return p;
   for (absl::string_view part : absl::StrSplit(spec, ',')) {
     part = absl::StripAsciiWhitespace(part);
@@ -72,21 +72,23 @@ absl::StatusOr<PrecisionPlan> PrecisionPlan::FromFp16Spec(const std::string& spe
   return p;
 }
 
-int64_t PrecisionPlan::CountInt4() const {
+int64_t PrecisionPlan::CountLowBit() const {
   int64_t c = 0;
-  for (auto l : layers) c += l == LayerPrecision::kInt4;
+  for (auto l : layers) c += l == LayerPrecision::kLowBit;
   return c;
 }
 
 std::string PrecisionPlan::Describe() const {
-  std::vector<std::string> fp16, int4;
-  for (size_t i = 0; i < layers.size(); ++i) (layers[i] == LayerPrecision::kFp16 ? fp16 : int4).push_back(std::to_string(i));
+  std::vector<std::string> fp16, low_bit;
+  for (size_t i = 0; i < layers.size(); ++i)
+    (layers[i] == LayerPrecision::kFp16 ? fp16 : low_bit).push_back(std::to_string(i));
   std::vector<std::string> linears;
   for (const auto& [l, i] : fp16_linears) linears.push_back(absl::StrCat(l, ".", kBlockLinearShortNames[i]));
   std::vector<std::string> widths;
   for (const auto& [li, bits] : linear_bits)
     widths.push_back(absl::StrCat(li.first, ".", kBlockLinearShortNames[li.second], ":", bits));
-  return absl::StrCat("fp16: [", absl::StrJoin(fp16, ","), "] int4: [", absl::StrJoin(int4, ","), "]",
+  return absl::StrCat("fp16: [", absl::StrJoin(fp16, ","), "] ", LayerPrecisionName(LayerPrecision::kLowBit), ": [",
+                      absl::StrJoin(low_bit, ","), "]",
                       linears.empty() ? "" : absl::StrCat(" fp16 linears: [", absl::StrJoin(linears, ","), "]"),
                       widths.empty() ? "" : absl::StrCat(" bits: [", absl::StrJoin(widths, ","), "]"));
 }

@@ -60,9 +60,9 @@ ModelCost CostFromConfig(const ModelConfig& c, const std::optional<PrecisionPlan
   const double qd = static_cast<double>(c.num_heads * c.head_dim), inter = static_cast<double>(c.intermediate_size);
   const double params = h * qd + 2 * h * kvd + qd * h + 3 * h * inter;
   for (int64_t l = 0; l < c.num_layers; ++l) {
-    const bool int4 = plan.has_value() && l < static_cast<int64_t>(plan->layers.size()) &&
-                      plan->layers[static_cast<size_t>(l)] == LayerPrecision::kInt4;
-    const double per_weight = int4 ? 0.5 + 2.0 / static_cast<double>(std::max<int64_t>(1, group_size)) : 2.0;
+    const bool low_bit = plan.has_value() && l < static_cast<int64_t>(plan->layers.size()) &&
+                         plan->layers[static_cast<size_t>(l)] == LayerPrecision::kLowBit;
+    const double per_weight = low_bit ? 0.5 + 2.0 / static_cast<double>(std::max<int64_t>(1, group_size)) : 2.0;
     LayerCost lc;
     lc.weight_bytes = params * per_weight + 2 * h * 2;
     lc.flops_per_token = 2 * params;

@@ -32,11 +32,12 @@ struct ModelCost {
   double activation_bytes_per_token = 0;  // one hidden row on the wire (F32)
 };
 
-// From a loaded model: LinearOp::weight_bytes() of every linear (exact for packs: INT4 +
-// scales + FP16 outliers; F32/F16/BF16 checkpoints as stored).
+// From a loaded model: LinearOp::weight_bytes() of every linear (exact for packs: low-bit
+// codes + scales + FP16 outliers; F32/F16/BF16 checkpoints as stored).
 ModelCost CostFromModel(Transformer& model);
 // From a config alone (sizing clusters for models not at hand): FP16 layers 2 bytes per
-// weight, INT4 layers 0.5 + 2/group (scales); no plan = all FP16.
+// weight, low-bit layers 0.5 + 2/group (4-bit codes and F16 scales: the plan's per-linear
+// widths are not counted); no plan = all FP16.
 ModelCost CostFromConfig(const ModelConfig& c, const std::optional<PrecisionPlan>& plan, int64_t group_size = 64);
 
 struct PlannerOptions {

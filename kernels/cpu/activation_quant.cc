@@ -3,13 +3,22 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/enum_names.h"
 #include "common/random.h"
 
 namespace accullm::kernels {
 
 namespace {
-
+constexpr EnumName<ActRounding> kActRoundingNames[] = {{ActRounding::kNearest, "nearest"},
+                                                       {ActRounding::kStochastic, "stochastic"}};
+static_assert(NamesEveryValue(kActRoundingNames, ActRounding::kNearest, ActRounding::kStochastic));
 }  // namespace
+
+const char* ActRoundingName(ActRounding r) { return NameOf(kActRoundingNames, r); }
+
+absl::StatusOr<ActRounding> ParseActRounding(std::string_view name) {
+  return ParseName(kActRoundingNames, name, "activation rounding");
+}
 
 void QuantizeActivationsInt8(float* x, int64_t n, int64_t width, const std::vector<char>& keep,
                              const ActQuantConfig& c, uint64_t call_counter) {

@@ -11,11 +11,16 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
+
+#include "absl/status/statusor.h"
 
 namespace accullm::kernels {
 
 enum class ActRounding { kNearest, kStochastic };
+const char* ActRoundingName(ActRounding r);  // "nearest" / "stochastic" (`accullm eval --act-quant`)
+absl::StatusOr<ActRounding> ParseActRounding(std::string_view name);
 
 struct ActQuantConfig {
   ActRounding rounding = ActRounding::kNearest;

@@ -4,11 +4,16 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "common/enum_names.h"
 #include "kernels/cpu/cpu_features.h"
 
 namespace accullm::kernels {
 
 namespace {
+
+// The ACCULLM_ISA spellings (parsed ASCII case-insensitively).
+constexpr EnumName<Isa> kIsaNames[] = {{Isa::kScalar, "scalar"}, {Isa::kAvx2, "avx2"}, {Isa::kAvx512, "avx512"}};
+static_assert(NamesEveryValue(kIsaNames, Isa::kScalar, Isa::kAvx512));
 
 Isa ProbeCpu() {
 #if ACCULLM_HAVE_X86_SIMD
@@ -39,24 +44,16 @@ std::atomic<Isa>& ActiveIsaSlot() {
 
 }  // namespace
 
-const char* IsaName(Isa isa) {
-  switch (isa) {
-    case Isa::kScalar: return "scalar";
-    case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512: return "avx512";
-  }
-  return "unknown";
-}
+const char* IsaName(Isa isa) { return NameOf(kIsaNames, isa); }
 
 std::optional<Isa> ParseIsa(std::string_view name) {
   std::string lower(name);
   for (char& ch : lower) {
     if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
   }
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
-    if (lower == IsaName(isa)) return isa;
-  }
-  return std::nullopt;
+  absl::StatusOr<Isa> isa = ParseName(kIsaNames, lower, "ISA");
+  if (!isa.ok()) return std::nullopt;
+  return *isa;
 }
 
 Isa DetectedIsa() {
@@ -68,8 +65,8 @@ IsaResolution ResolveIsa(const char* env_value, Isa detected) {
   if (env_value == nullptr || *env_value == '\0') return {detected, ""};
   const std::optional<Isa> requested = ParseIsa(env_value);
   if (!requested.has_value()) {
-    return {detected, std::string("ACCULLM_ISA=\"") + env_value +
-                          "\" is not one of scalar, avx2, avx512; using the detected level " + IsaName(detected)};
+    return {detected, std::string("ACCULLM_ISA=\"") + env_value + "\" is not one of " + NameList(kIsaNames) +
+                          "; using the detected level " + IsaName(detected)};
   }
   if (*requested > detected) {
     return {detected, std::string("ACCULLM_ISA=") + IsaName(*requested) + " but this CPU (or build) supports at most " +

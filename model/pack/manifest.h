@@ -33,8 +33,10 @@ struct PackManifest {
   // when the manifest has none.
   std::string source_model_path;
   std::string source_model_hash;
-  std::vector<std::string> layer_precision;  // per block: "fp16" or "int4"
-  // Linears kept FP16 inside INT4 blocks, by checkpoint prefix ("model.layers.7.mlp.down_proj").
+  // Per block: "fp16" or "int4". "int4" means low-bit at any width 3..8 (linear_bits gives the
+  // widths): the string predates other widths and stays, since packs on disk carry it.
+  std::vector<std::string> layer_precision;
+  // Linears kept FP16 inside low-bit blocks, by checkpoint prefix ("model.layers.7.mlp.down_proj").
   std::set<std::string> fp16_linears;
   std::string embeddings = "fp16";            // token embedding table: "fp16" or "int3".."int8" (group-wise)
   std::string lm_head = "fp16";               // LM head: "fp16", "int3".."int7" (group-wise) or "int8" (per row)

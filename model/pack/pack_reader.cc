@@ -16,12 +16,6 @@ namespace accullm {
 
 namespace {
 
-absl::Status ShapeError(const TensorView& t, const std::vector<int64_t>& want) {
-  return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", t.name, "\" has shape [",
-                                                 absl::StrJoin(t.shape, ", "), "] but config.json implies [",
-                                                 absl::StrJoin(want, ", "), "]"));
-}
-
 absl::StatusOr<TensorView> GetChecked(const TensorStore& store, const std::string& name, DType dtype,
                                       const std::vector<int64_t>& shape) {
   ASSIGN_OR_RETURN(TensorView t, store.Get(name));
@@ -114,7 +108,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, c
   const bool has_codes = store.Has(prefix + pack_tensor::kCodes);
   if (pack != nullptr && has_codes != quantized_expected) {
     return absl::InvalidArgumentError(absl::StrCat("pack plan disagrees with its tensors: ", prefix, " is ",
-                                                   has_codes ? "INT4" : "not INT4", " but accullm.json says ",
+                                                   has_codes ? "low-bit" : "not low-bit", " but accullm.json says ",
                                                    quantized_expected ? "int4" : "fp16"));
   }
   if (has_codes) {

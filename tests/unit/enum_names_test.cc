@@ -6,7 +6,9 @@
 
 #include "common/dtype.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/activation_quant.h"
 #include "pipeline/wire.h"
+#include "quant/low_bit_quantizer.h"
 #include "sharding/precision_plan.h"
 
 namespace accullm {
@@ -56,10 +58,29 @@ TEST(EnumNames, DTypeNamesRoundTrip) {
 }
 
 TEST(EnumNames, LayerPrecisionNamesRoundTrip) {
-  for (LayerPrecision p : {LayerPrecision::kFp16, LayerPrecision::kInt4})
+  for (LayerPrecision p : {LayerPrecision::kFp16, LayerPrecision::kLowBit})
     EXPECT_EQ(*ParseLayerPrecision(LayerPrecisionName(p)), p);
-  EXPECT_STREQ(LayerPrecisionName(LayerPrecision::kInt4), "int4");  // written into packs: never renamed
+  EXPECT_STREQ(LayerPrecisionName(LayerPrecision::kLowBit), "int4");  // written into packs: never renamed
   EXPECT_FALSE(ParseLayerPrecision("int5").ok());
+}
+
+TEST(EnumNames, QuantMethodNamesRoundTripAndOptqIsGptq) {
+  for (quant::QuantMethod m : {quant::QuantMethod::kRtn, quant::QuantMethod::kGptq, quant::QuantMethod::kGpfq})
+    EXPECT_EQ(*quant::ParseQuantMethod(quant::QuantMethodName(m)), m);
+  EXPECT_EQ(*quant::ParseQuantMethod("optq"), quant::QuantMethod::kGptq);
+  EXPECT_STREQ(quant::QuantMethodName(quant::QuantMethod::kGptq), "gptq");  // written into packs
+  const auto bad = quant::ParseQuantMethod("awq");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(std::string(bad.status().message()), "unknown quantization method \"awq\" (valid: rtn, gptq, gpfq, optq)");
+}
+
+TEST(EnumNames, ActRoundingNamesRoundTrip) {
+  for (kernels::ActRounding r : {kernels::ActRounding::kNearest, kernels::ActRounding::kStochastic})
+    EXPECT_EQ(*kernels::ParseActRounding(kernels::ActRoundingName(r)), r);
+  EXPECT_STREQ(kernels::ActRoundingName(kernels::ActRounding::kStochastic), "stochastic");
+  // No silent fallback to nearest: "off" is eval's flag value, not a rounding.
+  EXPECT_FALSE(kernels::ParseActRounding("off").ok());
+  EXPECT_FALSE(kernels::ParseActRounding("Stochastic").ok());
 }
 
 TEST(EnumNames, WireNames) {

@@ -1,15 +1,19 @@
-// Row-wise INT8 linears (the LM head's 8-bit format): SIMD dequantization equals the scalar
-// reference, round-to-nearest stays within half a step, and the layer computes x · Wᵀ of its
-// dequantized weights.
+// Row-wise INT8 linears (the LM head's 8-bit format): the dispatched kernel equals the scalar
+// reference at every ISA level this CPU has, round-to-nearest stays within half a step, and
+// the layer computes x · Wᵀ of its dequantized weights.
 #include "model/int8_linear.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <ostream>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "common/dtype.h"
 #include "common/thread_pool.h"
+#include "kernels/cpu/isa.h"
 
 namespace accullm {
 namespace {
@@ -38,7 +42,24 @@ TEST(Int8LinearTest, RoundToNearestIsWithinHalfAStep) {
   EXPECT_GT(F16ToF32(q.scales[0]), 5 * F16ToF32(q.scales[1]));
 }
 
-TEST(Int8LinearTest, SimdMatchesScalarAndForwardIsTheMatmul) {
+// At every ISA level this CPU has, named (and printed) by level, e.g.
+// EveryIsa/Int8LinearKernelTest.DispatchedMatchesScalarAndForwardIsTheMatmul/avx2.
+struct IsaCase {
+  kernels::Isa isa;
+};
+void PrintTo(const IsaCase& c, std::ostream* os) { *os << kernels::IsaName(c.isa); }
+
+std::vector<IsaCase> EveryIsa() {
+  std::vector<IsaCase> cases;
+  for (kernels::Isa isa : kernels::SupportedIsas()) cases.push_back({isa});
+  return cases;
+}
+
+class Int8LinearKernelTest : public ::testing::TestWithParam<IsaCase> {};
+
+TEST_P(Int8LinearKernelTest, DispatchedMatchesScalarAndForwardIsTheMatmul) {
+  const kernels::Isa level = GetParam().isa;
+  kernels::ScopedIsaForTesting isa(level);
   const int64_t out = 37, in = 130;  // not a multiple of 8: the SIMD tail runs too
   std::vector<float> w = RandomMatrix(out, in, 2);
   auto q = std::make_shared<Int8Quantized>(QuantizeInt8Rows(w.data(), out, in));
@@ -48,9 +69,12 @@ TEST(Int8LinearTest, SimdMatchesScalarAndForwardIsTheMatmul) {
   std::vector<float> x(static_cast<size_t>(n * in));
   for (auto& v : x) v = n01(rng);
   kernels::Int8Matrix m{q->codes.data(), q->scales.data(), in};
-  std::vector<float> fast(n * out), ref(n * out), layer(n * out);
+  std::vector<float> fast(n * out, -1.f), ref(n * out, -2.f), layer(n * out, -3.f);
   kernels::Int8LinearRows(m, x.data(), n, 0, out, fast.data(), out);
   kernels::Int8LinearRowsScalar(m, x.data(), n, 0, out, ref.data(), out);
+  if (level == kernels::Isa::kScalar) {
+    EXPECT_EQ(fast, ref);  // the entry point is the reference itself
+  }
   for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(fast[i], ref[i], 1e-4f * (1 + std::fabs(ref[i])));
   Int8Data d;
   d.out = out;
@@ -65,6 +89,11 @@ TEST(Int8LinearTest, SimdMatchesScalarAndForwardIsTheMatmul) {
   for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(layer[i], ref[i], 1e-4f * (1 + std::fabs(ref[i])));
   EXPECT_EQ((*op)->weight_bytes(), static_cast<size_t>(out * in + out * 2));
 }
+
+INSTANTIATE_TEST_SUITE_P(EveryIsa, Int8LinearKernelTest, ::testing::ValuesIn(EveryIsa()),
+                         [](const ::testing::TestParamInfo<IsaCase>& info) {
+                           return std::string(kernels::IsaName(info.param.isa));
+                         });
 
 }  // namespace
 }  // namespace accullm

@@ -46,7 +46,9 @@ TEST_P(LinearKernelsTest, SimdMatchesScalarReference) {
   LinearRows(c.dtype, w.data(), c.in, x.data(), c.n, 0, c.out, fast.data(), c.out);
   LinearRowsScalar(c.dtype, w.data(), c.in, x.data(), c.n, 0, c.out, ref.data(), c.out);
   // At kScalar the entry point is the reference itself.
-  if (c.isa == Isa::kScalar) EXPECT_EQ(fast, ref);
+  if (c.isa == Isa::kScalar) {
+    EXPECT_EQ(fast, ref);
+  }
   for (size_t i = 0; i < ref.size(); ++i) {
     // Different summation order only: error grows like sqrt(in) * eps * |terms|.
     EXPECT_NEAR(fast[i], ref[i], 1e-4f * std::sqrt(static_cast<float>(c.in)) * 4) << "index " << i;

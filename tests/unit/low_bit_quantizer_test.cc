@@ -1,11 +1,15 @@
-// INT4 kernels and quantizers: SIMD vs scalar, rounding bounds, error feedback beating
+// Low-bit kernels and quantizers: the dispatched kernel vs its scalar reference at every ISA
+// level and code width, code packing, rounding bounds, error feedback beating
 // round-to-nearest on correlated data, stochastic rounding unbiased, outlier channels exact,
 // and AXE's overflow guarantee checked exhaustively for every output channel.
 #include <cmath>
+#include <ostream>
 #include <random>
+#include <string>
 
 #include "common/dtype.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/low_bit_kernels.h"
 #include "quant/axe.h"
 #include "quant/low_bit_quantizer.h"
@@ -82,31 +86,62 @@ QuantizedMatrix Quantize(const Problem& p, QuantOptions o, std::vector<int32_t> 
   return *q;
 }
 
-TEST(LowBitKernelTest, SimdMatchesScalarReference) {
-  // symmetric; integer zero points; fractional ones; fractional with 8-bit scales
+// The dispatched kernel against its scalar reference at every ISA level this CPU has and every
+// code width, e.g. EveryIsaAndWidth/LowBitKernelTest.DispatchedMatchesScalarReference/avx2_3bit.
+struct KernelCase {
+  kernels::Isa isa;
+  int bits;
+};
+std::string KernelCaseName(const KernelCase& c) {
+  return std::string(kernels::IsaName(c.isa)) + "_" + std::to_string(c.bits) + "bit";
+}
+void PrintTo(const KernelCase& c, std::ostream* os) { *os << KernelCaseName(c); }
+
+class LowBitKernelTest : public ::testing::TestWithParam<KernelCase> {};
+
+TEST_P(LowBitKernelTest, DispatchedMatchesScalarReference) {
+  const KernelCase c = GetParam();
+  kernels::ScopedIsaForTesting isa(c.isa);
+  // symmetric; integer zero points; fractional ones; fractional with 8-bit steps
   for (int variant = 0; variant < 4; ++variant) {
-    const bool symmetric = variant == 0;
+    SCOPED_TRACE("variant " + std::to_string(variant));
     Problem p = MakeProblem(37, 128, 4, 1);
     QuantOptions o;
     o.method = QuantMethod::kRtn;
-    o.symmetric = symmetric;
+    o.bits = c.bits;
+    o.symmetric = variant == 0;
     o.group_size = 32;
     o.zero_fraction_bits = variant >= 2 ? 4 : 0;
     o.scale_bits = variant == 3 ? 8 : 16;
     QuantizedMatrix q = Quantize(p, o);
-    EXPECT_EQ(q.format.zero_frac_bits, variant >= 2 ? 4 : 0);
+    ASSERT_EQ(q.codes.size(), static_cast<size_t>(p.out * p.in * c.bits / 8));
+    EXPECT_EQ(q.format.zero_frac_bits, variant >= 2 ? kernels::ZeroFractionBits(4, c.bits) : 0);
     EXPECT_EQ(q.scale_codes.empty(), variant != 3);
     const kernels::LowBitMatrix m = q.view();
     for (int64_t n : {1, 3}) {
-      std::vector<float> fast(n * p.out), ref(n * p.out);
+      std::vector<float> fast(n * p.out, -1.f), ref(n * p.out, -2.f);
       kernels::LowBitLinearRows(m, p.x.data(), n, 0, p.out, fast.data(), p.out);
       kernels::LowBitLinearRowsScalar(m, p.x.data(), n, 0, p.out, ref.data(), p.out);
-      for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(fast[i], ref[i], 1e-4f * (1 + std::fabs(ref[i])));
+      if (c.isa == kernels::Isa::kScalar) {
+        EXPECT_EQ(fast, ref);  // the entry point is the reference itself
+      }
+      for (size_t i = 0; i < ref.size(); ++i)
+        ASSERT_NEAR(fast[i], ref[i], 1e-4f * (1 + std::fabs(ref[i]))) << "n " << n;
     }
   }
 }
 
-TEST(LowBitKernelTest, BitStreamCodesRoundTripAndFourBitsAreNibbles) {
+std::vector<KernelCase> KernelCases() {
+  std::vector<KernelCase> cases;
+  for (kernels::Isa isa : kernels::SupportedIsas())
+    for (int bits = kernels::kMinCodeBits; bits <= kernels::kMaxCodeBits; ++bits) cases.push_back({isa, bits});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryIsaAndWidth, LowBitKernelTest, ::testing::ValuesIn(KernelCases()),
+                         [](const ::testing::TestParamInfo<KernelCase>& info) { return KernelCaseName(info.param); });
+
+TEST(LowBitCodesTest, BitStreamRoundTripsAndFourBitsAreNibbles) {
   std::mt19937 rng(5);
   for (int bits = kernels::kMinCodeBits; bits <= kernels::kMaxCodeBits; ++bits) {
     const int64_t in = 64;
@@ -119,30 +154,6 @@ TEST(LowBitKernelTest, BitStreamCodesRoundTripAndFourBitsAreNibbles) {
     for (int64_t i = 0; i < in; ++i) EXPECT_EQ(kernels::ReadCode(row.data(), i, bits), codes[i]) << bits << " bits, code " << i;
     if (bits == 4) {  // the historical INT4 layout: column 2j low nibble, 2j+1 high nibble of byte j
       for (int64_t i = 0; i < in; ++i) EXPECT_EQ((row[i / 2] >> ((i & 1) * 4)) & 0xF, codes[i]);
-    }
-  }
-}
-
-TEST(LowBitKernelTest, SimdMatchesScalarReferenceAtEveryCodeWidth) {
-  for (int bits = kernels::kMinCodeBits; bits <= kernels::kMaxCodeBits; ++bits) {
-    for (int variant = 0; variant < 3; ++variant) {  // symmetric; fractional zeros; + 8-bit steps
-      Problem p = MakeProblem(29, 128, 4, 1);
-      QuantOptions o;
-      o.method = QuantMethod::kRtn;
-      o.bits = bits;
-      o.symmetric = variant == 0;
-      o.scale_bits = variant == 2 ? 8 : 16;
-      QuantizedMatrix q = Quantize(p, o);
-      ASSERT_EQ(q.codes.size(), static_cast<size_t>(p.out * p.in * bits / 8));
-      if (variant > 0) EXPECT_EQ(q.format.zero_frac_bits, kernels::ZeroFractionBits(4, bits));
-      const kernels::LowBitMatrix m = q.view();
-      for (int64_t n : {1, 3}) {
-        std::vector<float> fast(n * p.out), ref(n * p.out);
-        kernels::LowBitLinearRows(m, p.x.data(), n, 0, p.out, fast.data(), p.out);
-        kernels::LowBitLinearRowsScalar(m, p.x.data(), n, 0, p.out, ref.data(), p.out);
-        for (size_t i = 0; i < ref.size(); ++i)
-          ASSERT_NEAR(fast[i], ref[i], 1e-4f * (1 + std::fabs(ref[i]))) << bits << " bits, variant " << variant;
-      }
     }
   }
 }
@@ -209,29 +220,27 @@ TEST(LowBitQuantizerTest, GridSearchNeverIncreasesWeightError) {
 // of snapping its offset to a multiple of the step (which clips up to half a step at one end).
 TEST(LowBitQuantizerTest, FractionalZeroPointsLowerWeightError) {
   Problem p = MakeProblem(64, 256, 8, 9);
-  double err[2] = {0, 0};
-  for (int bits : {0, 4}) {
-    QuantOptions o;
-    o.method = QuantMethod::kRtn;
-    o.search_grid = false;
-    o.zero_fraction_bits = bits;
-    err[bits / 4] = WeightError(p, Dequantize(Quantize(p, o)));
-  }
-  EXPECT_LT(err[1], err[0] * 0.97) << "integer " << err[0] << " fractional " << err[1];
+  QuantOptions o;
+  o.method = QuantMethod::kRtn;
+  o.search_grid = false;
+  o.zero_fraction_bits = 0;
+  const double integer = WeightError(p, Dequantize(Quantize(p, o)));
+  o.zero_fraction_bits = 4;
+  const double fractional = WeightError(p, Dequantize(Quantize(p, o)));
+  EXPECT_LT(fractional, integer * 0.97) << "integer " << integer << " fractional " << fractional;
 }
 
 // 8-bit steps relative to a per-row F16 step cost almost nothing in accuracy: every candidate
 // grid of the range search is built from the step that will be stored.
 TEST(LowBitQuantizerTest, EightBitScalesKeepWeightErrorClose) {
   Problem p = MakeProblem(64, 256, 8, 10);
-  double err[2] = {0, 0};
-  for (int bits : {16, 8}) {
-    QuantOptions o;
-    o.method = QuantMethod::kRtn;
-    o.scale_bits = bits;
-    err[bits == 8] = WeightError(p, Dequantize(Quantize(p, o)));
-  }
-  EXPECT_LT(err[1], err[0] * 1.03) << "f16 steps " << err[0] << ", 8-bit steps " << err[1];
+  QuantOptions o;
+  o.method = QuantMethod::kRtn;
+  o.scale_bits = 16;
+  const double f16_steps = WeightError(p, Dequantize(Quantize(p, o)));
+  o.scale_bits = 8;
+  const double eight_bit_steps = WeightError(p, Dequantize(Quantize(p, o)));
+  EXPECT_LT(eight_bit_steps, f16_steps * 1.03) << "f16 steps " << f16_steps << ", 8-bit steps " << eight_bit_steps;
   QuantOptions axe;
   axe.scale_bits = 8;
   axe.accumulator_bits = 16;

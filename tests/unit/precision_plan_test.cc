@@ -14,11 +14,11 @@ TEST(PrecisionPlan, ParsesBlocksAndSingleLinears) {
   auto p = PrecisionPlan::FromFp16Spec("last:1,2.down,3.self_attn.v_proj,7.q", 8);
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->layers[7], LayerPrecision::kFp16);
-  EXPECT_EQ(p->CountInt4(), 7);
-  EXPECT_FALSE(p->LinearIsInt4(2, 6));
-  EXPECT_FALSE(p->LinearIsInt4(3, 2));
-  EXPECT_TRUE(p->LinearIsInt4(2, 0));
-  EXPECT_FALSE(p->LinearIsInt4(7, 1));  // FP16 block: every linear
+  EXPECT_EQ(p->CountLowBit(), 7);
+  EXPECT_FALSE(p->LinearIsLowBit(2, 6));
+  EXPECT_FALSE(p->LinearIsLowBit(3, 2));
+  EXPECT_TRUE(p->LinearIsLowBit(2, 0));
+  EXPECT_FALSE(p->LinearIsLowBit(7, 1));  // FP16 block: every linear
   // 7.q is dropped: block 7 is FP16 anyway.
   EXPECT_EQ(p->fp16_linears.size(), 2u);
   EXPECT_EQ(p->Fp16LinearNames(), (std::vector<std::string>{"model.layers.2.mlp.down_proj", "model.layers.3.self_attn.v_proj"}));
@@ -47,10 +47,10 @@ std::vector<quant::LayerSensitivity> Synthetic(const std::vector<std::array<doub
       ls.kl = kl[l][i];
       ls.params = params[i];
       ls.fp16_bytes = params[i] * 2;
-      ls.int4_bytes = params[i] / 2 + params[i] / 16;  // 4.5 bits
+      ls.four_bit_bytes = params[i] / 2 + params[i] / 16;  // 4.5 bits
       s.kl += ls.kl;
       s.fp16_bytes += ls.fp16_bytes;
-      s.int4_bytes += ls.int4_bytes;
+      s.four_bit_bytes += ls.four_bit_bytes;
       s.linears.push_back(ls);
     }
     out.push_back(s);
@@ -68,8 +68,8 @@ TEST(PrecisionPlanner, ShareBudgetKeepsMostKlPerWeight) {
   auto plan = quant::ChoosePlan(sens, b);
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->Describe(), "fp16: [] int4: [0,1] fp16 linears: [0.q,0.k,0.v,1.k,1.v,1.down]");
-  EXPECT_NEAR(quant::Int4Share(sens, *plan), 0.75, 1e-9);
-  EXPECT_GE(quant::Int4Share(sens, *plan), 0.75);
+  EXPECT_NEAR(quant::AtMost4BitShare(sens, *plan), 0.75, 1e-9);
+  EXPECT_GE(quant::AtMost4BitShare(sens, *plan), 0.75);
 }
 
 TEST(PrecisionPlanner, BitsBudgetIsRespectedAndAFullBlockBecomesFp16) {
@@ -92,7 +92,7 @@ TEST(PrecisionPlanner, BitsBudgetMovesBitsFromInsensitiveToSensitiveLinears) {
   // instead of 12.012.
   auto sens = Synthetic({{1, 0.5, 0.5, 1, 3, 3, 3}, {0.001, 0.0005, 0.0005, 0.001, 0.003, 0.003, 0.003}});
   quant::PlanBudget b;
-  b.avg_bits = quant::AverageBits(sens, PrecisionPlan::AllInt4(2));
+  b.avg_bits = quant::AverageBits(sens, PrecisionPlan::AllLowBit(2));
   auto plan = quant::ChoosePlan(sens, b);
   ASSERT_TRUE(plan.ok()) << plan.status();
   double kl = 0;
@@ -104,7 +104,7 @@ TEST(PrecisionPlanner, BitsBudgetMovesBitsFromInsensitiveToSensitiveLinears) {
   EXPECT_TRUE(plan->fp16_linears.empty());
   EXPECT_LE(quant::AverageBits(sens, *plan), b.avg_bits + 1e-12);
   EXPECT_NEAR(kl, 12 * 0.25 + 0.012 * 4.5, 1e-12);
-  EXPECT_EQ(quant::Int4Share(sens, *plan), 0.5);  // block 1's 3-bit half
+  EXPECT_EQ(quant::AtMost4BitShare(sens, *plan), 0.5);  // block 1's 3-bit half
   // More bits: the sensitive block climbs further (FP16 is never worth it over 8 bits).
   b.avg_bits = 7.0;
   plan = quant::ChoosePlan(sens, b);
