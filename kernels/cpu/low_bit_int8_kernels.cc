@@ -80,23 +80,33 @@ ACCULLM_AVX512_TARGET void TileAvx512(const LowBitTiles& w, const Int8Activation
   __m512 acc[kM];
   for (int m = 0; m < kM; ++m) acc[m] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
-    __m512i dot[kM];
-    for (int m = 0; m < kM; ++m) dot[m] = _mm512_setzero_si512();
+    // Two independent accumulator chains per row (low and high nibbles, or even and odd
+    // chunks): vpdpbusd's latency, not bandwidth, bounded one chain at decode. Integer sums,
+    // so splitting them changes no bit.
+    __m512i dot[kM], dot2[kM];
+    for (int m = 0; m < kM; ++m) dot[m] = dot2[m] = _mm512_setzero_si512();
     const int8_t* xg[kM];
     for (int m = 0; m < kM; ++m) xg[m] = x.row(r0 + m) + g * w.group;
-    for (int64_t c = 0; c < chunks; ++c, codes += kTileChunkBytes) {
-      const __m512i v = _mm512_loadu_si512(codes);
-      if constexpr (kNibbles) {
+    if constexpr (kNibbles) {
+      for (int64_t c = 0; c < chunks; ++c, codes += kTileChunkBytes) {
+        const __m512i v = _mm512_loadu_si512(codes);
         const __m512i lo = _mm512_and_si512(v, low_nibbles);
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles);
         for (int m = 0; m < kM; ++m) {
           dot[m] = _mm512_dpbusd_epi32(dot[m], lo, _mm512_set1_epi32(Load32(xg[m] + 8 * c)));
-          dot[m] = _mm512_dpbusd_epi32(dot[m], hi, _mm512_set1_epi32(Load32(xg[m] + 8 * c + 4)));
+          dot2[m] = _mm512_dpbusd_epi32(dot2[m], hi, _mm512_set1_epi32(Load32(xg[m] + 8 * c + 4)));
         }
-      } else {
-        for (int m = 0; m < kM; ++m) dot[m] = _mm512_dpbusd_epi32(dot[m], v, _mm512_set1_epi32(Load32(xg[m] + 4 * c)));
+      }
+    } else {  // chunks is group / 4: even
+      for (int64_t c = 0; c < chunks; c += 2, codes += 2 * kTileChunkBytes) {
+        const __m512i v0 = _mm512_loadu_si512(codes), v1 = _mm512_loadu_si512(codes + kTileChunkBytes);
+        for (int m = 0; m < kM; ++m) {
+          dot[m] = _mm512_dpbusd_epi32(dot[m], v0, _mm512_set1_epi32(Load32(xg[m] + 4 * c)));
+          dot2[m] = _mm512_dpbusd_epi32(dot2[m], v1, _mm512_set1_epi32(Load32(xg[m] + 4 * c + 4)));
+        }
       }
     }
+    for (int m = 0; m < kM; ++m) dot[m] = _mm512_add_epi32(dot[m], dot2[m]);
     const __m512 ws = WeightScales512(w, tile, g);
     const __m512i zero =
         w.zeros.empty() ? symmetric_zero
