@@ -35,34 +35,36 @@ inline float ClampCode(float v) {
   return v < 127.f ? v : 127.f;
 }
 
+// One block of `block` values: its codes, scale and code sum (the scalar definition).
+void QuantizeBlockScalar(const float* xb, const char* eb, int64_t block, int8_t* q, float* scale_out,
+                         int32_t* sum_out) {
+  float amax = 0.f;
+  for (int64_t i = 0; i < block; ++i)
+    if ((eb == nullptr || !eb[i]) && std::fabs(xb[i]) > amax) amax = std::fabs(xb[i]);  // NaN ignored
+  float scale, inv;
+  BlockScale(amax, scale, inv);
+  int32_t sum = 0;
+  for (int64_t i = 0; i < block; ++i) {
+    // amax bounds |x·inv| by 127 up to rounding of the product; the clamp makes it exact.
+    const float v = (eb != nullptr && eb[i]) ? 0.f : std::nearbyint(xb[i] * inv);
+    const int c = static_cast<int>(ClampCode(v));
+    q[i] = static_cast<int8_t>(c);
+    sum += c;
+  }
+  *scale_out = scale;
+  *sum_out = sum;
+}
+
 }  // namespace
 
 void QuantizeInt8BlocksScalar(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
                               Int8Activations& out) {
   Resize(rows, in, block, out);
   const int64_t blocks = in / block;
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t b = 0; b < blocks; ++b) {
-      const float* xb = x + r * in + b * block;
-      const char* eb = exact != nullptr ? exact + b * block : nullptr;
-      float amax = 0.f;
-      for (int64_t i = 0; i < block; ++i)
-        if ((eb == nullptr || !eb[i]) && std::fabs(xb[i]) > amax) amax = std::fabs(xb[i]);  // NaN ignored
-      float scale, inv;
-      BlockScale(amax, scale, inv);
-      int8_t* q = out.q.data() + r * in + b * block;
-      int32_t sum = 0;
-      for (int64_t i = 0; i < block; ++i) {
-        // amax bounds |x·inv| by 127 up to rounding of the product; the clamp makes it exact.
-        const float v = (eb != nullptr && eb[i]) ? 0.f : std::nearbyint(xb[i] * inv);
-        const int c = static_cast<int>(ClampCode(v));
-        q[i] = static_cast<int8_t>(c);
-        sum += c;
-      }
-      out.scales[r * blocks + b] = scale;
-      out.sums[r * blocks + b] = sum;
-    }
-  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < blocks; ++b)
+      QuantizeBlockScalar(x + r * in + b * block, exact != nullptr ? exact + b * block : nullptr, block,
+                          out.q.data() + r * in + b * block, &out.scales[r * blocks + b], &out.sums[r * blocks + b]);
 }
 
 #if ACCULLM_HAVE_X86_SIMD
@@ -85,11 +87,7 @@ __attribute__((target("avx2,fma"))) void QuantizeInt8BlocksAvx2(const float* x, 
         for (int64_t i = 0; i < block && !any_exact; ++i) any_exact = eb[i] != 0;
       int8_t* q = out.q.data() + r * in + b * block;
       if (any_exact || block % 8 != 0) {
-        Int8Activations one;
-        QuantizeInt8BlocksScalar(xb, 1, block, block, eb, one);
-        std::copy_n(one.q.data(), block, q);
-        out.scales[r * blocks + b] = one.scales[0];
-        out.sums[r * blocks + b] = one.sums[0];
+        QuantizeBlockScalar(xb, eb, block, q, &out.scales[r * blocks + b], &out.sums[r * blocks + b]);
         continue;
       }
       __m256 vmax = _mm256_setzero_ps();
