@@ -99,7 +99,7 @@ void LowBitLinear::ForwardInt8(const float* x, int64_t n, float* y, ThreadPool& 
                               w_.outlier_cols.empty() ? nullptr : outlier_mask_.data(), xq);
   const kernels::LowBitTiles& tiles = *tiles_;
   pool.ParallelFor(tiles.tiles, [&](int64_t t0, int64_t t1) {
-    kernels::LowBitInt8Rows(tiles, xq, t0, t1, y, out);
+    kernels::LowBitInt8Rows(w_.matrix, tiles, xq, t0, t1, y, out);
     AddOutliersAndBias(x, n, t0 * kernels::kTileRows, std::min(out, t1 * kernels::kTileRows), y);
   });
 }

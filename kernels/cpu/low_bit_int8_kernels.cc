@@ -1,5 +1,6 @@
 #include "kernels/cpu/low_bit_int8_kernels.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -265,51 +266,12 @@ bool LowBitInt8RowsAvx512(const LowBitTiles&, const Int8Activations&, int64_t, i
 }
 #endif
 
-namespace {
-
-// The scalar route over tiles: the reference needs the untiled matrix, so a tiled-only
-// caller decodes a tile's rows back (slow; for CPUs with neither SIMD level).
-void RowsFromTilesScalar(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
-                         int64_t y_stride) {
-  const int64_t groups = w.groups(), chunks = w.group / w.chunk_columns();
-  const int frac = w.zero_frac_bits;
-  const float inv_frac = 1.f / static_cast<float>(1 << frac);
-  for (int64_t t = t0; t < t1; ++t) {
-    for (int64_t rr = 0; rr < kTileRows && t * kTileRows + rr < w.out; ++rr) {
-      for (int64_t r = 0; r < x.rows; ++r) {
-        const int8_t* xq = x.row(r);
-        float acc = 0.f;
-        for (int64_t g = 0; g < groups; ++g) {
-          int32_t dot = 0;
-          for (int64_t c = 0; c < chunks; ++c) {
-            const uint8_t* chunk = w.codes.data() + t * w.tile_code_bytes() + (g * chunks + c) * kTileChunkBytes + 4 * rr;
-            const int64_t col = g * w.group + c * w.chunk_columns();
-            for (int j = 0; j < 4; ++j) {
-              if (w.nibbles()) dot += (chunk[j] & 15) * xq[col + j] + (chunk[j] >> 4) * xq[col + 4 + j];
-              else dot += chunk[j] * xq[col + j];
-            }
-          }
-          const size_t at = static_cast<size_t>((t * groups + g) * kTileRows + rr);
-          const int32_t zero = w.zeros.empty() ? (1 << (w.bits - 1)) : w.zeros[at];
-          const int32_t d = dot * (1 << frac) - zero * x.sums[r * groups + g];
-          const float ws = w.scale_codes.empty() ? F16ToF32(w.scales[at])
-                                                 : U8GroupScale(w.row_scales[t * kTileRows + rr], w.scale_codes[at]);
-          acc = std::fma(static_cast<float>(d), GroupFactor(ws, x.scales[r * groups + g], inv_frac), acc);
-        }
-        y[r * y_stride + t * kTileRows + rr] = acc;
-      }
-    }
-  }
-}
-
-}  // namespace
-
-void LowBitInt8Rows(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
-                    int64_t y_stride) {
+void LowBitInt8Rows(const LowBitMatrix& m, const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1,
+                    float* y, int64_t y_stride) {
   const Isa isa = ActiveIsa();
   if (isa >= Isa::kAvx512 && LowBitInt8RowsAvx512(w, x, t0, t1, y, y_stride)) return;
   if (isa >= Isa::kAvx2 && LowBitInt8RowsAvx2(w, x, t0, t1, y, y_stride)) return;
-  RowsFromTilesScalar(w, x, t0, t1, y, y_stride);
+  LowBitInt8RowsScalar(m, x, t0 * kTileRows, std::min(m.out, t1 * kTileRows), y, y_stride);
 }
 
 }  // namespace accullm::kernels

@@ -18,9 +18,10 @@
 namespace accullm::kernels {
 
 // y[r · y_stride + o] for every row r of x and outputs o of tiles [tile_begin, tile_end)
-// (o < w.out). x.block must equal w.group.
-void LowBitInt8Rows(const LowBitTiles& w, const Int8Activations& x, int64_t tile_begin, int64_t tile_end, float* y,
-                    int64_t y_stride);
+// (o < m.out). `w` is TileLowBitMatrix(m); x.block must equal m.group. The SIMD variants read
+// the tiles; the scalar level runs the reference on `m` itself.
+void LowBitInt8Rows(const LowBitMatrix& m, const LowBitTiles& w, const Int8Activations& x, int64_t tile_begin,
+                    int64_t tile_end, float* y, int64_t y_stride);
 
 // The scalar reference, on the untiled matrix: outputs [o_begin, o_end).
 void LowBitInt8RowsScalar(const LowBitMatrix& m, const Int8Activations& x, int64_t o_begin, int64_t o_end, float* y,

@@ -102,7 +102,7 @@ TEST_P(LowBitInt8KernelsTest, EveryVariantMatchesTheScalarReferenceBitForBit) {
   for (Isa isa : SupportedIsas()) {  // the dispatched entry at every level this CPU runs
     ScopedIsaForTesting level(isa);
     std::fill(got.begin(), got.end(), -1.f);
-    LowBitInt8Rows(tiles, xq, 0, tiles.tiles, got.data(), c.out);
+    LowBitInt8Rows(w.m, tiles, xq, 0, tiles.tiles, got.data(), c.out);
     EXPECT_TRUE(SameBits(got, want)) << "dispatched at " << IsaName(isa);
   }
   for (auto variant : {&LowBitInt8RowsAvx2, &LowBitInt8RowsAvx512}) {
@@ -120,12 +120,12 @@ TEST_P(LowBitInt8KernelsTest, ARowsResultDoesNotDependOnItsBatchOrTheTileSplit) 
   Int8Activations batch;
   QuantizeInt8Blocks(x.data(), c.n, c.in, c.group, nullptr, batch);
   std::vector<float> together(static_cast<size_t>(c.n * c.out));
-  LowBitInt8Rows(tiles, batch, 0, tiles.tiles, together.data(), c.out);
+  LowBitInt8Rows(w.m, tiles, batch, 0, tiles.tiles, together.data(), c.out);
   for (int64_t r = 0; r < c.n; ++r) {
     Int8Activations one;
     QuantizeInt8Blocks(x.data() + r * c.in, 1, c.in, c.group, nullptr, one);
     std::vector<float> alone(static_cast<size_t>(c.out));
-    for (int64_t t = 0; t < tiles.tiles; ++t) LowBitInt8Rows(tiles, one, t, t + 1, alone.data(), c.out);  // tile by tile
+    for (int64_t t = 0; t < tiles.tiles; ++t) LowBitInt8Rows(w.m, tiles, one, t, t + 1, alone.data(), c.out);  // tile by tile
     EXPECT_EQ(std::memcmp(alone.data(), together.data() + r * c.out, alone.size() * sizeof(float)), 0) << "row " << r;
   }
 }
@@ -137,7 +137,7 @@ TEST_P(LowBitInt8KernelsTest, ApproximatesTheFloatProduct) {
   Int8Activations xq;
   QuantizeInt8Blocks(x.data(), c.n, c.in, c.group, nullptr, xq);
   std::vector<float> y(static_cast<size_t>(c.n * c.out));
-  LowBitInt8Rows(TileLowBitMatrix(w.m), xq, 0, (c.out + kTileRows - 1) / kTileRows, y.data(), c.out);
+  LowBitInt8Rows(w.m, TileLowBitMatrix(w.m), xq, 0, (c.out + kTileRows - 1) / kTileRows, y.data(), c.out);
   std::vector<float> row(static_cast<size_t>(c.in));
   for (int64_t o = 0; o < c.out; ++o) {
     DequantizeLowBitRow(w.m, o, row.data());
