@@ -32,15 +32,10 @@ std::string LowBitTilesRefusal(const LowBitMatrix& m) {
   return "";
 }
 
-size_t LowBitTilesBytes(const LowBitMatrix& m) {
-  const int64_t tiles = (m.out + kTileRows - 1) / kTileRows, groups = m.in / m.group;
-  const int64_t code_bytes = tiles * groups * (m.group / (m.bits <= 4 ? 8 : 4)) * kTileChunkBytes;
-  const int64_t per_group = tiles * groups * kTileRows;
-  const int64_t scale_bytes = m.scale_codes != nullptr ? per_group + 4 * tiles * kTileRows : 2 * per_group;
-  return static_cast<size_t>(code_bytes + scale_bytes + (m.zeros != nullptr ? per_group : 0));
-}
+namespace {
 
-LowBitTiles AllocateLowBitTiles(const LowBitMatrix& m) {
+// The tiles' shape (arrays left empty): what both the byte count and the allocation follow.
+LowBitTiles TileShape(const LowBitMatrix& m) {
   LowBitTiles t;
   t.out = m.out;
   t.in = m.in;
@@ -48,6 +43,20 @@ LowBitTiles AllocateLowBitTiles(const LowBitMatrix& m) {
   t.bits = m.bits;
   t.zero_frac_bits = m.zeros != nullptr ? m.zero_frac_bits : 0;
   t.tiles = (m.out + kTileRows - 1) / kTileRows;
+  return t;
+}
+
+}  // namespace
+
+size_t LowBitTilesBytes(const LowBitMatrix& m) {
+  const LowBitTiles t = TileShape(m);
+  const int64_t per_group = t.tiles * t.groups() * kTileRows;
+  const int64_t scale_bytes = m.scale_codes != nullptr ? per_group + 4 * t.tiles * kTileRows : 2 * per_group;
+  return static_cast<size_t>(t.tiles * t.tile_code_bytes() + scale_bytes + (m.zeros != nullptr ? per_group : 0));
+}
+
+LowBitTiles AllocateLowBitTiles(const LowBitMatrix& m) {
+  LowBitTiles t = TileShape(m);
   t.codes.assign(static_cast<size_t>(t.tiles * t.tile_code_bytes()), 0);
   const size_t per_tile_group = static_cast<size_t>(t.tiles * t.groups() * kTileRows);
   if (m.scale_codes != nullptr) {

@@ -98,6 +98,7 @@ TEST_P(LowBitInt8KernelsTest, EveryVariantMatchesTheScalarReferenceBitForBit) {
   LowBitInt8RowsScalar(w.m, xq, 0, c.out, want.data(), c.out);
 
   const LowBitTiles tiles = TileLowBitMatrix(w.m);
+  EXPECT_EQ(LowBitTilesBytes(w.m), tiles.bytes());  // what bench counts before tiling
   std::vector<float> got(want.size(), -1.f);
   for (Isa isa : SupportedIsas()) {  // the dispatched entry at every level this CPU runs
     ScopedIsaForTesting level(isa);
