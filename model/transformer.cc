@@ -126,14 +126,7 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
       ASSIGN_OR_RETURN(t->lm_head_, LoadLinear(s, "lm_head", c.vocab_size, h, false, pack, head_low_bit));
     }
   }
-  if (!options.exact) {
-    auto int8 = [](LinearOp* op) {
-      if (auto* low_bit = dynamic_cast<LowBitLinear*>(op)) low_bit->UseInt8Activations();
-    };
-    for (auto& L : t->layers_)
-      for (LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()}) int8(op);
-    int8(t->lm_head_.get());
-  }
+  if (!options.exact) t->ForEachLowBitLinear([](LowBitLinear& l) { l.UseInt8Activations(); });
   // Last, after the cheaper structural checks. Every tensor, the pack's canary logits too.
   // The cost is one read of the weights (memory-bandwidth bound, split over the pool): the
   // pages the first forward pass would fault in anyway; for plain checkpoints as for packs,
@@ -169,14 +162,18 @@ absl::Status Transformer::CheckFiniteWeights(int64_t layer_begin, int64_t layer_
   return CheckFinite(*store_, select, pool_);
 }
 
-void Transformer::SetActivationQuantization(const std::shared_ptr<const kernels::ActQuantConfig>& config) {
-  auto apply = [&](LinearOp* op) {
-    if (auto* low_bit = dynamic_cast<LowBitLinear*>(op)) low_bit->set_activation_quant(config);
+void Transformer::ForEachLowBitLinear(const std::function<void(LowBitLinear&)>& fn) {
+  auto visit = [&](LinearOp* op) {
+    if (auto* low_bit = dynamic_cast<LowBitLinear*>(op)) fn(*low_bit);
   };
   for (auto& L : layers_) {
-    for (LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()}) apply(op);
+    for (LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()}) visit(op);
   }
-  apply(lm_head_.get());
+  visit(lm_head_.get());
+}
+
+void Transformer::SetActivationQuantization(const std::shared_ptr<const kernels::ActQuantConfig>& config) {
+  ForEachLowBitLinear([&](LowBitLinear& l) { l.set_activation_quant(config); });
 }
 
 KvCache Transformer::NewCache(int64_t capacity) const {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -109,6 +110,8 @@ class Transformer {
   size_t weight_bytes_per_token() const;
 
  private:
+  // Every low-bit linear of the blocks, then the LM head if it is one.
+  void ForEachLowBitLinear(const std::function<void(LowBitLinear&)>& fn);
   Transformer(ModelConfig c, ThreadPool* pool) : config_(std::move(c)), pool_(pool), rope_(config_) {}
   void Attention(int64_t layer, const float* x, const std::vector<BatchSegment>& segments, int64_t rows,
                  float* out);
