@@ -93,5 +93,14 @@ expect_error "quantize --outlier-threshold inf" "not a finite number" timeout 10
   --outlier-threshold inf
 expect_error "quantize --dampening nan" "not a finite number" timeout 10 "$ACCULLM" quantize --out "$TMP/q" --dampening nan
 
+# bench --json: the documented keys, the forced kernel level and the exact switch reported.
+"$ACCULLM" bench --json --repeat 1 --prompt-tokens 4 --gen-tokens 2 --no-bandwidth --isa scalar --exact \
+  >"$TMP/bench.json" 2>/dev/null \
+  && $PY -c "import json,sys; d=json.load(open('$TMP/bench.json')); \
+assert d['isa'] == 'scalar' and d['exact'] is True and d['decode_tokens_per_s'] > 0 and d['prefill_tokens_per_s'] > 0; \
+assert d['bandwidth_gb_s'] is None and d['decode_bandwidth_fraction'] is None" \
+  && pass "bench --json --isa scalar --exact" || { fail "bench --json"; cat "$TMP/bench.json"; }
+expect_error "bench --isa of an unknown level" "expected scalar, avx2 or avx512" "$ACCULLM" bench --isa sse9 --no-bandwidth
+
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]
