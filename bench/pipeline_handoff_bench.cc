@@ -10,7 +10,6 @@
 //     --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
 // (ACCULLM_BENCH_THREADS=1: no pool workers, so the only context switches are the hand-offs.)
 #include <benchmark/benchmark.h>
-
 #include <sys/resource.h>
 
 #include <cstdlib>

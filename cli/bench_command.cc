@@ -30,7 +30,8 @@ struct BenchFlags {
 // LM head (run once per prefill, on the last position).
 int64_t LayerMacsPerToken(const ModelConfig& c) {
   const int64_t q_dim = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
-  return c.num_layers * (c.hidden_size * (q_dim + 2 * kv) + q_dim * c.hidden_size + 3 * c.hidden_size * c.intermediate_size);
+  return c.num_layers *
+         (c.hidden_size * (q_dim + 2 * kv) + q_dim * c.hidden_size + 3 * c.hidden_size * c.intermediate_size);
 }
 
 // Read bandwidth of this machine with the same thread pool: the ceiling for decode, which
@@ -43,18 +44,21 @@ double MeasureReadBandwidthGBs(ThreadPool& pool) {
   double best = 1e30;
   for (int rep = 0; rep < 3; ++rep) {
     auto t0 = Clock::now();
-    pool.ParallelFor(static_cast<int64_t>(n), [&](int64_t b, int64_t e) {
-      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      int64_t i = b;
-      for (; i + 4 <= e; i += 4) {
-        s0 += buf[i];
-        s1 += buf[i + 1];
-        s2 += buf[i + 2];
-        s3 += buf[i + 3];
-      }
-      for (; i < e; ++i) s0 += buf[i];
-      partial[static_cast<size_t>(b % 64)] += s0 + s1 + s2 + s3;  // keeps the loads alive
-    }, int64_t{1} << 16);
+    pool.ParallelFor(
+        static_cast<int64_t>(n),
+        [&](int64_t b, int64_t e) {
+          uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          int64_t i = b;
+          for (; i + 4 <= e; i += 4) {
+            s0 += buf[i];
+            s1 += buf[i + 1];
+            s2 += buf[i + 2];
+            s3 += buf[i + 3];
+          }
+          for (; i < e; ++i) s0 += buf[i];
+          partial[static_cast<size_t>(b % 64)] += s0 + s1 + s2 + s3;  // keeps the loads alive
+        },
+        int64_t{1} << 16);
     best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
   }
   uint64_t sink = 0;
@@ -110,9 +114,10 @@ int RunBench(const BenchFlags& f) {
   const double gbs = decode_tps * bytes_per_token / 1e9;
   // Attention's own work (QK and PV over the growing prefix) is left out: at the prompt
   // lengths benchmarked it is a few percent of the linears'.
-  const double prefill_gflops =
-      2.0 * (static_cast<double>(LayerMacsPerToken(c)) * f.prompt_tokens + static_cast<double>(c.hidden_size) * c.vocab_size) /
-      best_prefill / 1e9;
+  const double prefill_gflops = 2.0 *
+                                (static_cast<double>(LayerMacsPerToken(c)) * f.prompt_tokens +
+                                 static_cast<double>(c.hidden_size) * c.vocab_size) /
+                                best_prefill / 1e9;
   const double peak = f.bandwidth ? MeasureReadBandwidthGBs(*loaded->pool) : 0.0;
   if (f.json) {
     boost::json::object o;
@@ -135,8 +140,8 @@ int RunBench(const BenchFlags& f) {
   }
   std::printf("model: %s\n", dir.c_str());
   std::printf("geometry: hidden %lld, intermediate %lld, layers %lld, heads %lld/%lld kv, vocab %lld\n",
-              (long long)c.hidden_size, (long long)c.intermediate_size, (long long)c.num_layers,
-              (long long)c.num_heads, (long long)c.num_kv_heads, (long long)c.vocab_size);
+              (long long)c.hidden_size, (long long)c.intermediate_size, (long long)c.num_layers, (long long)c.num_heads,
+              (long long)c.num_kv_heads, (long long)c.vocab_size);
   std::printf("threads: %d, isa: %s, load: %.2f s, best of %d runs\n", loaded->pool->size(),
               kernels::IsaName(kernels::ActiveIsa()), load_s, std::max(1, f.repeat));
   std::printf("prefill: %lld tokens, %.1f tokens/s, %.1f GFLOP/s in the block linears and head\n",
@@ -154,14 +159,17 @@ int RunBench(const BenchFlags& f) {
 void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<BenchFlags>();
   CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode tokens/s of a model");
-  cmd->footer(
-      "Uses pseudo-random prompt ids (no tokenizer needed); reports the best of --repeat runs.\n"
-      "Decode streams every weight once per token: bytes per token = the weights as the kernels read them.\n"
-      "The bandwidth probe sums 256 MiB of uint64 with the same thread pool (best of 3): the roofline that\n"
-      "decode_bandwidth_fraction divides by.");
+  cmd->footer("Uses pseudo-random prompt ids (no tokenizer needed); reports the best of --repeat runs.\n"
+              "Decode streams every weight once per token: bytes per token = the weights as the kernels read them.\n"
+              "The bandwidth probe sums 256 MiB of uint64 with the same thread pool (best of 3): the roofline that\n"
+              "decode_bandwidth_fraction divides by.");
   cmd->add_option("--model", flags->model, "Model directory (default: the embedded model)");
-  cmd->add_option("--prompt-tokens", flags->prompt_tokens, "Prompt length")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--gen-tokens", flags->gen_tokens, "Tokens to decode")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--prompt-tokens", flags->prompt_tokens, "Prompt length")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--gen-tokens", flags->gen_tokens, "Tokens to decode")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--repeat", flags->repeat, "Runs; the best is reported")->capture_default_str();
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->add_flag("!--no-bandwidth", flags->bandwidth, "Skip measuring the machine's memory read bandwidth");
@@ -169,9 +177,10 @@ void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--isa", flags->isa,
                   "Kernel level: scalar, avx2 or avx512 (default: $ACCULLM_ISA, else the best this CPU runs; "
                   "clamped to what it has)");
-  cmd->add_flag("--json", flags->json,
-                "One JSON object on stdout: prefill_tokens_per_s, prefill_gflops, decode_tokens_per_s, "
-                "decode_bytes_per_token, decode_gb_s, bandwidth_gb_s, decode_bandwidth_fraction (null with --no-bandwidth)");
+  cmd->add_flag(
+      "--json", flags->json,
+      "One JSON object on stdout: prefill_tokens_per_s, prefill_gflops, decode_tokens_per_s, "
+      "decode_bytes_per_token, decode_gb_s, bandwidth_gb_s, decode_bandwidth_fraction (null with --no-bandwidth)");
   cmd->callback([&run, flags] { run = [flags] { return RunBench(*flags); }; });
 }
 

@@ -82,7 +82,8 @@ int RunEval(const EvalFlags& f) {
   if (!text.ok()) return ReportError(text.status());
   const text::Tokenizer& tok = *reference->tokenizer;
   std::vector<int32_t> stream = tok.Encode(*text, /*add_special=*/true);
-  const int32_t bos = tok.bos_id().value_or(static_cast<int32_t>(std::max<int64_t>(0, reference->transformer->config().bos_token_id)));
+  const int32_t bos =
+      tok.bos_id().value_or(static_cast<int32_t>(std::max<int64_t>(0, reference->transformer->config().bos_token_id)));
   quant::EvalOptions opts;
   opts.ctx = f.ctx;
   opts.max_chunks = f.max_chunks;
@@ -136,7 +137,8 @@ int RunEval(const EvalFlags& f) {
   std::printf("%-28s %.3f\n", "block bits per weight", mix.bits_per_weight);
   std::printf("%-28s %llu\n", "weight bytes", static_cast<unsigned long long>(bytes));
   std::printf("per-layer relative output error:\n");
-  for (size_t l = 0; l < r->layer_relative_error.size(); ++l) std::printf("  layer %2zu  %.5f\n", l, r->layer_relative_error[l]);
+  for (size_t l = 0; l < r->layer_relative_error.size(); ++l)
+    std::printf("  layer %2zu  %.5f\n", l, r->layer_relative_error[l]);
   return 0;
 }
 
@@ -145,19 +147,21 @@ int RunEval(const EvalFlags& f) {
 void AddEvalCommand(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<EvalFlags>();
   CLI::App* cmd = app.add_subcommand("eval", "Accuracy of a model or pack against its full-precision reference");
-  cmd->footer(
-      "Protocol (llama.cpp's): the text is tokenized as one stream and cut into --ctx-token chunks whose\n"
-      "first token is BOS; the second half of each chunk is scored. KL divergence and top-1 agreement\n"
-      "compare against the reference's distributions on the same positions.");
+  cmd->footer("Protocol (llama.cpp's): the text is tokenized as one stream and cut into --ctx-token chunks whose\n"
+              "first token is BOS; the second half of each chunk is scored. KL divergence and top-1 agreement\n"
+              "compare against the reference's distributions on the same positions.");
   cmd->add_option("--model", flags->model, "Model or pack to evaluate (default: the embedded model)");
   cmd->add_option("--reference", flags->reference, "Full-precision model directory")->required();
   cmd->add_option("--data", flags->data, "Evaluation text (never the calibration text)")->required();
   cmd->add_option("--ctx", flags->ctx, "Chunk length in tokens")->capture_default_str()->check(CLI::Range(8, 1 << 16));
-  cmd->add_option("--max-chunks", flags->max_chunks, "Evaluate at most this many chunks (0 = all)")->capture_default_str();
+  cmd->add_option("--max-chunks", flags->max_chunks, "Evaluate at most this many chunks (0 = all)")
+      ->capture_default_str();
   cmd->add_flag("--json", flags->json, "Print one JSON object");
-  cmd->add_option("--act-quant", flags->act_quant,
-                  "INT8 activations at the low-bit layers' inputs (per token, outlier channels exact): off, nearest, stochastic")
-      ->check(CLI::IsMember({"off", "nearest", "stochastic"}))->capture_default_str();
+  cmd->add_option(
+         "--act-quant", flags->act_quant,
+         "INT8 activations at the low-bit layers' inputs (per token, outlier channels exact): off, nearest, stochastic")
+      ->check(CLI::IsMember({"off", "nearest", "stochastic"}))
+      ->capture_default_str();
   cmd->add_flag("--act-error-feedback", flags->act_error_feedback, "Carry each channel's rounding error into the next");
   cmd->add_option("--act-seed", flags->act_seed, "Seed of the stochastic rounding")->capture_default_str();
   AddExactFlag(*cmd, flags->exact);

@@ -60,15 +60,16 @@ int RunGenerate(const GenerateFlags& f) {
   if (f.max_tokens < 0) return ReportError(absl::InvalidArgumentError("max_tokens must be >= 0"));
   for (int32_t id : p.prompt)
     if (id < 0 || id >= mc.vocab_size)
-      return ReportError(absl::InvalidArgumentError(absl::StrCat("prompt id ", id, " is outside the vocabulary of ", mc.vocab_size)));
+      return ReportError(
+          absl::InvalidArgumentError(absl::StrCat("prompt id ", id, " is outside the vocabulary of ", mc.vocab_size)));
   const int64_t context = f.context > 0 ? f.context : mc.max_position_embeddings;
   if (context > mc.max_position_embeddings)
     return ReportError(absl::InvalidArgumentError(
         absl::StrCat("--context ", context, " exceeds the model's ", mc.max_position_embeddings, " positions")));
   const int64_t prompt_tokens = static_cast<int64_t>(p.prompt.size());
   if (prompt_tokens >= context) {
-    return ReportError(absl::OutOfRangeError(absl::StrCat("prompt of ", prompt_tokens,
-                                                          " tokens does not fit the context of ", context, " positions")));
+    return ReportError(absl::OutOfRangeError(
+        absl::StrCat("prompt of ", prompt_tokens, " tokens does not fit the context of ", context, " positions")));
   }
   // A full context ends the generation with finish "length", as a server request would be
   // refused: so at most the room the prompt leaves.
@@ -153,10 +154,10 @@ int RunGenerate(const GenerateFlags& f) {
   const int64_t gen = static_cast<int64_t>(ids.size());
   // The first generated token comes from the prefill, so decode speed counts the rest.
   const double dec_tps = gen > 1 ? (gen - 1) / std::max(decode_s, 1e-9) : 0.0;
-  std::fprintf(stderr,
-               "prompt: %lld tokens, %.1f tokens/s | generation: %lld tokens, %.1f tokens/s | finish: %s | seed: %llu\n",
-               static_cast<long long>(prompt_tokens), pre_tps, static_cast<long long>(gen), dec_tps, finish.c_str(),
-               static_cast<unsigned long long>(p.sampling.seed));
+  std::fprintf(
+      stderr, "prompt: %lld tokens, %.1f tokens/s | generation: %lld tokens, %.1f tokens/s | finish: %s | seed: %llu\n",
+      static_cast<long long>(prompt_tokens), pre_tps, static_cast<long long>(gen), dec_tps, finish.c_str(),
+      static_cast<unsigned long long>(p.sampling.seed));
   return 0;
 }
 
@@ -165,20 +166,24 @@ int RunGenerate(const GenerateFlags& f) {
 void AddGenerateCommand(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<GenerateFlags>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt, streaming it to stdout");
-  cmd->footer(
-      "Only the generated text (or, with --output-ids, the comma-separated ids) goes to stdout;\n"
-      "statistics go to stderr. --prompt-ids are used exactly as given (no BOS added).\n"
-      "Example: accullm generate --prompt \"Once upon a time\" --temperature 0 --max-tokens 32");
+  cmd->footer("Only the generated text (or, with --output-ids, the comma-separated ids) goes to stdout;\n"
+              "statistics go to stderr. --prompt-ids are used exactly as given (no BOS added).\n"
+              "Example: accullm generate --prompt \"Once upon a time\" --temperature 0 --max-tokens 32");
   cmd->add_option("--model", flags->model, "Model directory (default: the embedded model, or $ACCULLM_MODEL)");
   auto* p = cmd->add_option("--prompt", flags->prompt, "Prompt text (BOS added per the tokenizer)");
   auto* pi = cmd->add_option("--prompt-ids", flags->prompt_ids, "Prompt as comma-separated token ids, used as given");
   p->excludes(pi);
-  cmd->add_option("--max-tokens,-n", flags->max_tokens, "Maximum tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--temperature,--temp", flags->temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
+  cmd->add_option("--max-tokens,-n", flags->max_tokens, "Maximum tokens to generate")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--temperature,--temp", flags->temperature, "Sampling temperature; 0 = greedy")
+      ->capture_default_str();
   cmd->add_option("--top-k", flags->top_k, "Keep the k most likely tokens; 0 = off")->capture_default_str();
   cmd->add_option("--top-p", flags->top_p, "Nucleus sampling mass; 1 = off")->capture_default_str();
-  cmd->add_option("--min-p", flags->min_p, "Drop tokens below min-p × the top probability; 0 = off")->capture_default_str();
-  cmd->add_option("--repeat-penalty", flags->repeat_penalty, "Repetition penalty on seen tokens; 1 = off")->capture_default_str();
+  cmd->add_option("--min-p", flags->min_p, "Drop tokens below min-p × the top probability; 0 = off")
+      ->capture_default_str();
+  cmd->add_option("--repeat-penalty", flags->repeat_penalty, "Repetition penalty on seen tokens; 1 = off")
+      ->capture_default_str();
   cmd->add_option("--presence-penalty", flags->presence_penalty, "OpenAI presence penalty")->capture_default_str();
   cmd->add_option("--frequency-penalty", flags->frequency_penalty, "OpenAI frequency penalty")->capture_default_str();
   cmd->add_option("--seed", flags->seed, "Random seed (default: random, printed at the end)");

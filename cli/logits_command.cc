@@ -17,8 +17,8 @@ struct LogitsFlags {
 };
 
 int RunLogits(const LogitsFlags& f) {
-  auto loaded = LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads, /*need_tokenizer=*/false,
-                          {.exact = f.exact});
+  auto loaded =
+      LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads, /*need_tokenizer=*/false, {.exact = f.exact});
   if (!loaded.ok()) return ReportError(loaded.status());
   auto ids = ParseIdList(f.prompt_ids);
   if (!ids.ok()) return ReportError(ids.status());
@@ -28,7 +28,8 @@ int RunLogits(const LogitsFlags& f) {
   KvCache cache = model.NewCache();
   if (f.mode == "prefill") {
     // The whole prompt in one batched pass.
-    if (auto s = model.Forward(ids->data(), n, cache, logits.data(), /*all_positions=*/true); !s.ok()) return ReportError(s);
+    if (auto s = model.Forward(ids->data(), n, cache, logits.data(), /*all_positions=*/true); !s.ok())
+      return ReportError(s);
   } else {
     // One token at a time through the KV cache: the decode path.
     for (int64_t i = 0; i < n; ++i) {

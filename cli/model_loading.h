@@ -6,8 +6,8 @@
 
 #include "absl/status/statusor.h"
 #include "common/thread_pool.h"
-#include "text/tokenizer.h"
 #include "model/transformer.h"
+#include "text/tokenizer.h"
 
 namespace accullm::cli {
 

@@ -12,6 +12,7 @@
 #include "cli/cli_common.h"
 #include "cli/model_loading.h"
 #include "cli/progress.h"
+#include "cli/sharding_plan_command.h"
 #include "common/mapped_file.h"
 #include "common/status.h"
 #include "model/pack/manifest.h"
@@ -20,7 +21,6 @@
 #include "quant/model_quantizer.h"
 #include "quant/pack_writer.h"
 #include "quant/precision_planner.h"
-#include "cli/sharding_plan_command.h"
 
 namespace accullm::cli {
 
@@ -79,25 +79,39 @@ const CLI::Validator kFinite(
 
 void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_option("--model", f.model, "Full-precision model directory (default: the embedded model)");
-  cmd->add_option("--method", f.method, "rtn, gptq (OPTQ) or gpfq")->check(CLI::IsMember({"rtn", "gptq", "optq", "gpfq"}))->capture_default_str();
-  cmd->add_option("--group", f.group, "Group size along the input dimension (low-bit codes of every width)")->check(CLI::IsMember({32, 64, 128}))->capture_default_str();
+  cmd->add_option("--method", f.method, "rtn, gptq (OPTQ) or gpfq")
+      ->check(CLI::IsMember({"rtn", "gptq", "optq", "gpfq"}))
+      ->capture_default_str();
+  cmd->add_option("--group", f.group, "Group size along the input dimension (low-bit codes of every width)")
+      ->check(CLI::IsMember({32, 64, 128}))
+      ->capture_default_str();
   cmd->add_flag("--symmetric", f.symmetric, "Symmetric grids (no zero points); default asymmetric");
   cmd->add_flag("--stochastic", f.stochastic, "Stochastic rounding (counter-based RNG, reproducible for --seed)");
   cmd->add_option("--seed", f.seed, "Seed for stochastic rounding")->capture_default_str();
   cmd->add_option("--calib", f.calib, "Calibration text (default: calib.txt in the model directory)");
-  cmd->add_option("--calib-samples", f.calib_samples, "Calibration sequences")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--calib-seq-len", f.calib_seq_len, "Tokens per calibration sequence")->capture_default_str()->check(CLI::Range(16, 1 << 16));
-  cmd->add_option("--sensitivity-samples", f.sensitivity_samples, "Calibration sequences used to measure layer sensitivity")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--calib-samples", f.calib_samples, "Calibration sequences")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--calib-seq-len", f.calib_seq_len, "Tokens per calibration sequence")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 1 << 16));
+  cmd->add_option("--sensitivity-samples", f.sensitivity_samples,
+                  "Calibration sequences used to measure layer sensitivity")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--fp16-share", f.fp16_share,
                   "Share of block-linear weights kept FP16, spent on the linears with the most measured KL per weight "
                   "(default 0.25 when no other budget is given)")
-      ->check(kFinite)->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--fp16-layers", f.fp16_layers,
-                  "Whole FP16 blocks instead: a count N (the N most sensitive, measured), or explicit: first:2,last:2 / "
-                  "layers:0,5 / 6.down,7.gate (single linears: q k v o gate up down) / none");
-  cmd->add_option("--avg-bits", f.avg_bits,
-                  "Mixed precision under a bit budget: each block linear gets a code width from --bit-widths (or FP16), "
-                  "minimising the predicted KL while block-linear bits/weight (scales and zeros included) stay within this")
+      ->check(kFinite)
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option(
+      "--fp16-layers", f.fp16_layers,
+      "Whole FP16 blocks instead: a count N (the N most sensitive, measured), or explicit: first:2,last:2 / "
+      "layers:0,5 / 6.down,7.gate (single linears: q k v o gate up down) / none");
+  cmd->add_option(
+         "--avg-bits", f.avg_bits,
+         "Mixed precision under a bit budget: each block linear gets a code width from --bit-widths (or FP16), "
+         "minimising the predicted KL while block-linear bits/weight (scales and zeros included) stay within this")
       ->check(kFinite);
   cmd->add_option("--bit-widths", f.bit_widths,
                   "With --avg-bits: the code widths a linear may get, e.g. 3,4,5,6,8; 4 = FP16 or INT4 only")
@@ -108,38 +122,61 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
             return w.ok() ? std::string() : std::string(w.status().message());
           },
           "3..8,..."));
-  cmd->add_option("--outlier-threshold", f.outlier_threshold, "Input channels with calibration |x| above this stay FP16")->capture_default_str()->check(kFinite);
-  cmd->add_option("--outlier-fraction", f.outlier_fraction, "Instead of the threshold: the top fraction of channels by |x| (<= 0.01)")->check(kFinite)->check(CLI::Range(0.0, 0.01));
-  cmd->add_option("--outlier-max-fraction", f.outlier_max_fraction, "Cap on outlier channels per layer")->capture_default_str()->check(kFinite)->check(CLI::Range(0.0, 0.05));
+  cmd->add_option("--outlier-threshold", f.outlier_threshold,
+                  "Input channels with calibration |x| above this stay FP16")
+      ->capture_default_str()
+      ->check(kFinite);
+  cmd->add_option("--outlier-fraction", f.outlier_fraction,
+                  "Instead of the threshold: the top fraction of channels by |x| (<= 0.01)")
+      ->check(kFinite)
+      ->check(CLI::Range(0.0, 0.01));
+  cmd->add_option("--outlier-max-fraction", f.outlier_max_fraction, "Cap on outlier channels per layer")
+      ->capture_default_str()
+      ->check(kFinite)
+      ->check(CLI::Range(0.0, 0.05));
   cmd->add_flag("--no-outliers", f.no_outliers, "Quantize every input channel (no FP16 outlier channels)");
-  cmd->add_option("--accumulator-bits", f.accumulator_bits, "AXE: guarantee INT8 dot products fit a signed P-bit accumulator")->check(CLI::Range(10, 32));
+  cmd->add_option("--accumulator-bits", f.accumulator_bits,
+                  "AXE: guarantee INT8 dot products fit a signed P-bit accumulator")
+      ->check(CLI::Range(10, 32));
   cmd->add_option("--tile", f.tile, "AXE: inputs per inner accumulation tile (default: the group)");
   cmd->add_option("--naive-accumulator-bits", f.naive_accumulator_bits,
                   "For comparison with AXE: make P-bit accumulators safe by shrinking every weight's range instead")
       ->check(CLI::Range(10, 32));
-  cmd->add_flag("!--no-sequential", f.sequential, "Calibrate every block on the full-precision model (faster, less accurate)");
+  cmd->add_flag("!--no-sequential", f.sequential,
+                "Calibrate every block on the full-precision model (faster, less accurate)");
   cmd->add_flag("--mismatch-correction", f.mismatch,
                 "Sequential runs: aim each block at the full-precision layer's output (cross moments with a "
                 "full-precision copy); off by default: it did not help on the fixture (docs/accuracy.md)");
-  cmd->add_flag("--act-order", f.act_order, "GPTQ/GPFQ: quantize columns by decreasing Hessian diagonal (static groups)");
+  cmd->add_flag("--act-order", f.act_order,
+                "GPTQ/GPFQ: quantize columns by decreasing Hessian diagonal (static groups)");
   cmd->add_option("--grid-search", f.grid_search,
                   "Shrink each group's range (low and high ends independently) to minimise the Hessian-weighted "
                   "rounding error: on, off, or auto (on, except under --accumulator-bits and the naive bound)")
-      ->check(CLI::IsMember({"auto", "on", "off"}))->capture_default_str();
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   cmd->add_option("--scale-bits", f.scale_bits,
                   "Group steps: 16 (F16 each) or 8 (8 bits relative to an F16 step per row: 0.19 fewer bits per "
                   "weight at group 32; not with --accumulator-bits)")
-      ->check(CLI::IsMember({16, 8}))->capture_default_str();
-  cmd->add_option("--zero-point", f.zero_point,
-                  "Asymmetric grids: zero points in 1/16 steps (fractional: the grid's offset fits each group's range) or "
-                  "integer (multiples of the scale); AXE always uses integer")
-      ->check(CLI::IsMember({"fractional", "integer"}))->capture_default_str();
-  cmd->add_option("--dampening", f.dampening, "GPTQ/GPFQ: fraction of the mean Hessian diagonal added to it")->capture_default_str()->check(kFinite)->check(CLI::Range(0.0, 10.0));
-  cmd->add_option("--embeddings", f.embeddings, "Token embedding table: fp16 or int3..int8 (group-wise, round to nearest)")
-      ->check(CLI::IsMember({"fp16", "int3", "int4", "int5", "int6", "int7", "int8"}))->capture_default_str();
+      ->check(CLI::IsMember({16, 8}))
+      ->capture_default_str();
+  cmd->add_option(
+         "--zero-point", f.zero_point,
+         "Asymmetric grids: zero points in 1/16 steps (fractional: the grid's offset fits each group's range) or "
+         "integer (multiples of the scale); AXE always uses integer")
+      ->check(CLI::IsMember({"fractional", "integer"}))
+      ->capture_default_str();
+  cmd->add_option("--dampening", f.dampening, "GPTQ/GPFQ: fraction of the mean Hessian diagonal added to it")
+      ->capture_default_str()
+      ->check(kFinite)
+      ->check(CLI::Range(0.0, 10.0));
+  cmd->add_option("--embeddings", f.embeddings,
+                  "Token embedding table: fp16 or int3..int8 (group-wise, round to nearest)")
+      ->check(CLI::IsMember({"fp16", "int3", "int4", "int5", "int6", "int7", "int8"}))
+      ->capture_default_str();
   cmd->add_option("--lm-head", f.lm_head,
                   "LM head: fp16, int3..int7 (group-wise, the chosen method) or int8 (one step per row)")
-      ->check(CLI::IsMember({"fp16", "int3", "int4", "int5", "int6", "int7", "int8"}))->capture_default_str();
+      ->check(CLI::IsMember({"fp16", "int3", "int4", "int5", "int6", "int7", "int8"}))
+      ->capture_default_str();
   cmd->add_option("--threads,-t", f.threads, "Compute threads (default: all cores)");
 }
 
@@ -157,7 +194,8 @@ absl::StatusOr<quant::ModelQuantOptions> MakeOptions(const QuantizeFlags& f) {
   o.quant.zero_fraction_bits = f.zero_point == "fractional" ? 4 : 0;
   o.quant.scale_bits = f.scale_bits;
   if (f.naive_accumulator_bits > 0) {
-    if (f.accumulator_bits > 0) return absl::InvalidArgumentError("--naive-accumulator-bits and --accumulator-bits exclude each other");
+    if (f.accumulator_bits > 0)
+      return absl::InvalidArgumentError("--naive-accumulator-bits and --accumulator-bits exclude each other");
     o.quant.max_code_magnitude = quant::NaiveMaxCodeMagnitude(f.naive_accumulator_bits, f.group);
     if (o.quant.max_code_magnitude == 0) {
       return absl::InvalidArgumentError("no INT4 weight range keeps that accumulator safe for this group size");
@@ -197,7 +235,8 @@ absl::StatusOr<Prepared> Prepare(const QuantizeFlags& f) {
   p.model_dir = f.model.empty() ? DefaultModelDir() : f.model;
   ASSIGN_OR_RETURN(p.loaded, LoadModel(p.model_dir, f.threads, /*need_tokenizer=*/true));
   if (p.loaded.transformer->pack().has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat(p.model_dir, " is already an AccuLLM pack; quantize the full-precision model"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(p.model_dir, " is already an AccuLLM pack; quantize the full-precision model"));
   }
   p.calib_path = f.calib.empty() ? p.model_dir + "/calib.txt" : f.calib;
   auto text = ReadTextFile(p.calib_path);
@@ -206,7 +245,8 @@ absl::StatusOr<Prepared> Prepare(const QuantizeFlags& f) {
   }
   const text::Tokenizer& tok = *p.loaded.tokenizer;
   std::vector<int32_t> stream = tok.Encode(*text, /*add_special=*/false);
-  const int32_t bos = tok.bos_id().value_or(static_cast<int32_t>(std::max<int64_t>(0, p.loaded.transformer->config().bos_token_id)));
+  const int32_t bos =
+      tok.bos_id().value_or(static_cast<int32_t>(std::max<int64_t>(0, p.loaded.transformer->config().bos_token_id)));
   const int64_t seq_len = std::min(f.calib_seq_len, p.loaded.transformer->config().max_position_embeddings);
   auto chunks = quant::MakeCalibrationChunks(stream, bos, f.calib_samples, seq_len);
   if (chunks.empty()) return absl::InvalidArgumentError(absl::StrCat(p.calib_path, ": no calibration tokens"));
@@ -226,8 +266,8 @@ absl::StatusOr<Prepared> Prepare(const QuantizeFlags& f) {
 }
 
 bool IsExplicitSpec(const std::string& s) {
-  return s == "none" || absl::StrContains(s, "first:") || absl::StrContains(s, "last:") || absl::StartsWith(s, "layers:") ||
-         absl::StrContains(s, ".");
+  return s == "none" || absl::StrContains(s, "first:") || absl::StrContains(s, "last:") ||
+         absl::StartsWith(s, "layers:") || absl::StrContains(s, ".");
 }
 
 struct PlanChoice {
@@ -242,10 +282,9 @@ absl::StatusOr<PlanChoice> ChoosePrecision(const QuantizeFlags& f, Prepared& p, 
   const bool explicit_spec = IsExplicitSpec(f.fp16_layers);
   if (!explicit_spec || always_measure) {
     Progress progress("sensitivity");
-    ASSIGN_OR_RETURN(c.sensitivity, quant::MeasureSensitivity(*p.loaded.transformer, *p.stats, o, p.sensitivity_chunks,
-                                                              *p.loaded.pool, [&](int64_t d, int64_t t, const std::string& w) {
-                                                                progress.Update(d, t, w);
-                                                              }));
+    ASSIGN_OR_RETURN(c.sensitivity, quant::MeasureSensitivity(
+                                        *p.loaded.transformer, *p.stats, o, p.sensitivity_chunks, *p.loaded.pool,
+                                        [&](int64_t d, int64_t t, const std::string& w) { progress.Update(d, t, w); }));
   }
   if (explicit_spec) {
     std::string spec = f.fp16_layers;
@@ -255,11 +294,12 @@ absl::StatusOr<PlanChoice> ChoosePrecision(const QuantizeFlags& f, Prepared& p, 
   }
   quant::PlanBudget budget;
   const int given = (f.fp16_layers.empty() ? 0 : 1) + (f.avg_bits > 0 ? 1 : 0) + (f.fp16_share >= 0 ? 1 : 0);
-  if (given > 1) return absl::InvalidArgumentError("give one precision budget: --fp16-share, --fp16-layers or --avg-bits");
+  if (given > 1)
+    return absl::InvalidArgumentError("give one precision budget: --fp16-share, --fp16-layers or --avg-bits");
   if (!f.fp16_layers.empty()) {
     if (!absl::SimpleAtoi(f.fp16_layers, &budget.fp16_layers) || budget.fp16_layers < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("--fp16-layers \"", f.fp16_layers,
-                                                     "\": expected a count, first:N,last:M, layers:i,j or none"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--fp16-layers \"", f.fp16_layers, "\": expected a count, first:N,last:M, layers:i,j or none"));
     }
   } else if (f.avg_bits > 0) {
     budget.avg_bits = f.avg_bits;
@@ -305,7 +345,8 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
         bytes += ls.BytesAt(c.plan.StorageBits(layer, ls.linear));
       }
     }
-    std::printf("%-6zu %-14.6f %-8.2f %-10s %lld\n", l, s.kl, s.outlier_score, precision.c_str(), static_cast<long long>(bytes));
+    std::printf("%-6zu %-14.6f %-8.2f %-10s %lld\n", l, s.kl, s.outlier_score, precision.c_str(),
+                static_cast<long long>(bytes));
   }
   if (!c.sensitivity.empty() && !c.sensitivity[0].linears.empty()) {
     std::printf("per-linear sensitivity (mean KL with only that linear INT4):\n%-6s", "layer");
@@ -322,14 +363,16 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
     std::printf("(* = kept FP16)\n");
   }
   if (!c.sensitivity.empty()) {
-    std::printf("INT4 share of block-linear weights: %.1f%%; average bits per block-linear weight: %.3f (method %s, group %lld, %s)\n",
+    std::printf("INT4 share of block-linear weights: %.1f%%; average bits per block-linear weight: %.3f (method %s, "
+                "group %lld, %s)\n",
                 100.0 * quant::AtMost4BitShare(c.sensitivity, c.plan), quant::AverageBits(c.sensitivity, c.plan),
                 quant::QuantMethodName(o.quant.method), static_cast<long long>(o.quant.group_size),
                 o.quant.symmetric ? "symmetric" : "asymmetric");
   }
 }
 
-const char* const kCanaryPrompts[] = {"Once upon a time", "The little dog saw a big", "Tom and Lily went to the park. They"};
+const char* const kCanaryPrompts[] = {"Once upon a time", "The little dog saw a big",
+                                      "Tom and Lily went to the park. They"};
 
 int RunQuantize(const QuantizeFlags& f) {
   auto opts = MakeOptions(f);
@@ -349,7 +392,8 @@ int RunQuantize(const QuantizeFlags& f) {
     c.ids = p.loaded.tokenizer->Encode(prompt, true);
     c.logits.resize(static_cast<size_t>(model.config().vocab_size));
     KvCache cache = model.NewCache(static_cast<int64_t>(c.ids.size()));
-    if (auto s = model.Forward(c.ids.data(), static_cast<int64_t>(c.ids.size()), cache, c.logits.data()); !s.ok()) return ReportError(s);
+    if (auto s = model.Forward(c.ids.data(), static_cast<int64_t>(c.ids.size()), cache, c.logits.data()); !s.ok())
+      return ReportError(s);
     desc.canaries.push_back(std::move(c));
   }
   quant::QuantizedMatrices mats;
@@ -363,10 +407,10 @@ int RunQuantize(const QuantizeFlags& f) {
   }
   {
     Progress progress("quantize");
-    auto q = quant::QuantizeModel(model, *p.stats, choice->plan, *opts, *p.loaded.pool,
-                                  f.sequential ? p.chunks : std::vector<std::vector<int32_t>>{},
-                                  [&](int64_t d, int64_t t, const std::string& w) { progress.Update(d, t, w); },
-                                  reference.get());
+    auto q = quant::QuantizeModel(
+        model, *p.stats, choice->plan, *opts, *p.loaded.pool,
+        f.sequential ? p.chunks : std::vector<std::vector<int32_t>>{},
+        [&](int64_t d, int64_t t, const std::string& w) { progress.Update(d, t, w); }, reference.get());
     if (!q.ok()) return ReportError(q.status());
     mats = std::move(*q);
     if (auto s = quant::QuantizeEmbeddingsAndHead(model, *p.stats, *opts, *p.loaded.pool,
@@ -420,10 +464,12 @@ int RunPlan(const QuantizeFlags& f) {
 
 void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<QuantizeFlags>();
-  CLI::App* cmd = app.add_subcommand("quantize", "Quantize a model into a mixed-precision pack (INT4 and FP16, or 3..8-bit widths)");
+  CLI::App* cmd = app.add_subcommand(
+      "quantize", "Quantize a model into a mixed-precision pack (INT4 and FP16, or 3..8-bit widths)");
   cmd->footer(
       "Defaults (recommended): GPTQ (sequential, natural column order), group 32, asymmetric with zero points in\n"
-      "sixteenths of a step and a 2-D range search, outlier channels (|x| > 6, at most 3% of a layer's inputs) in FP16,\n"
+      "sixteenths of a step and a 2-D range search, outlier channels (|x| > 6, at most 3% of a layer's inputs) in "
+      "FP16,\n"
       "and 25% of the block-linear weights FP16 where the measured KL per weight is highest (KL divergence when only\n"
       "that linear is INT4). Under a size budget: --avg-bits B (each linear gets 3..8 bits or FP16 by measured\n"
       "sensitivity) with --scale-bits 8 --embeddings int5 --lm-head int6 --no-outliers. See docs/accuracy.md for the\n"
@@ -437,15 +483,20 @@ void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
 void AddPlanCommand(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<QuantizeFlags>();
   auto sharding = std::make_shared<ShardingPlanFlags>();
-  CLI::App* cmd = app.add_subcommand("plan", "Print the measured precision plan: sensitivity, outliers, precision, bytes");
+  CLI::App* cmd =
+      app.add_subcommand("plan", "Print the measured precision plan: sensitivity, outliers, precision, bytes");
   cmd->footer("Takes the same options as quantize; nothing is written.\n"
               "With --workers N: the layer -> pipeline stage plan instead (docs/cluster.md).");
   AddCommonOptions(cmd, *flags);
-  cmd->add_option("--workers", sharding->workers, "Pipeline stages: print the sharding plan instead")->check(CLI::Range(1, 4096));
+  cmd->add_option("--workers", sharding->workers, "Pipeline stages: print the sharding plan instead")
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("--memory", sharding->memory, "With --workers: memory per worker, e.g. 8GiB or 8GiB,4GiB,4GiB");
   cmd->add_option("--out", sharding->out, "With --workers: write the plan file for serve --plan");
-  cmd->add_option("--kv-positions", sharding->kv_positions, "With --workers: KV positions each stage holds (default: serve's)");
-  cmd->add_option("--tokens-per-step", sharding->tokens_per_step, "With --workers: rows per micro-batch in the cost model")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--kv-positions", sharding->kv_positions,
+                  "With --workers: KV positions each stage holds (default: serve's)");
+  cmd->add_option("--tokens-per-step", sharding->tokens_per_step,
+                  "With --workers: rows per micro-batch in the cost model")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->callback([&run, flags, sharding] {
     if (sharding->workers > 0) {
       sharding->model = flags->model;

@@ -14,13 +14,13 @@
 #include "coordinator/scheduler.h"
 #include "model/kv_cache.h"
 #include "monitoring/serving_metrics.h"
-#include "sharding/stage_plan.h"
+#include "pipeline/pipeline_executor.h"
+#include "pipeline/pipeline_stage.h"
 #include "quant/canary_check.h"
+#include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
 #include "transport/mpi_transport.h"
 #include "transport/nccl_channel.h"
-#include "pipeline/pipeline_executor.h"
-#include "pipeline/pipeline_stage.h"
 
 namespace accullm::cli {
 
@@ -105,7 +105,8 @@ int RunServe(ServeFlags f) {
   if (!act_transport.ok()) return fail(act_transport.status());
   if (*act_transport == pipeline::ActivationTransport::kNccl) {
     if (!pipeline)
-      return ReportError(absl::InvalidArgumentError("--activation-transport nccl needs mpirun -np N+1 (N pipeline stages)"));
+      return ReportError(
+          absl::InvalidArgumentError("--activation-transport nccl needs mpirun -np N+1 (N pipeline stages)"));
     // Checked before loading anything: the stages check again (and their CUDA devices).
     if (!transport::NcclBuilt())
       return fail(absl::FailedPreconditionError(
@@ -118,8 +119,8 @@ int RunServe(ServeFlags f) {
   if (!loaded.ok()) return fail(loaded.status());
   Transformer& model = *loaded->transformer;
   const ModelConfig& mc = model.config();
-  const int64_t context = f.max_model_len > 0 ? std::min(f.max_model_len, mc.max_position_embeddings)
-                                              : mc.max_position_embeddings;
+  const int64_t context =
+      f.max_model_len > 0 ? std::min(f.max_model_len, mc.max_position_embeddings) : mc.max_position_embeddings;
   auto chat = text::ChatTemplate::Load(dir, f.chat_template);
   if (!chat.ok()) return fail(chat.status());
 
@@ -172,14 +173,16 @@ int RunServe(ServeFlags f) {
     if (!e.ok()) return fail(e.status());
     executor = std::move(*e);
     for (size_t s = 0; s < plan.stages.size(); ++s)
-      spdlog::info("pipeline stage {} = rank {}: layers [{}, {})", s, s + 1, plan.stages[s].layer_begin, plan.stages[s].layer_end);
-    spdlog::info("pipeline: {} stages, {} micro-batches in flight, activations {} over {}, heartbeat {} ms, stage timeout {} ms",
-                 workers, pc.micro_batches, f.activations, f.activation_transport, pc.heartbeat_ms, pc.timeout_ms);
+      spdlog::info("pipeline stage {} = rank {}: layers [{}, {})", s, s + 1, plan.stages[s].layer_begin,
+                   plan.stages[s].layer_end);
+    spdlog::info(
+        "pipeline: {} stages, {} micro-batches in flight, activations {} over {}, heartbeat {} ms, stage timeout {} ms",
+        workers, pc.micro_batches, f.activations, f.activation_transport, pc.heartbeat_ms, pc.timeout_ms);
   }
 
-  const std::string name =
-      f.served_model_name.empty() ? std::filesystem::path(dir).lexically_normal().filename().string()
-                                  : f.served_model_name;
+  const std::string name = f.served_model_name.empty()
+                               ? std::filesystem::path(dir).lexically_normal().filename().string()
+                               : f.served_model_name;
   monitoring::ServingMetrics metrics(name.empty() ? "model" : name);
   if (model.pack().has_value() && !model.pack()->canaries.empty()) {
     if (executor) {
@@ -194,7 +197,8 @@ int RunServe(ServeFlags f) {
         metrics.SetCanary(static_cast<int>(i), c.kl, c.top1_match);  // +Inf and 0 when not finite
         if (!c.finite) {
           spdlog::error("canary {} \"{}\": FAILED: the logits are not finite (NaN or Inf), KL {} against full "
-                        "precision, top-1 0; this model answers garbage (broken weights or kernels)", i, c.prompt, c.kl);
+                        "precision, top-1 0; this model answers garbage (broken weights or kernels)",
+                        i, c.prompt, c.kl);
           continue;
         }
         spdlog::info("canary {} \"{}\": KL {:.6f} against full precision, top-1 {}", i, c.prompt, c.kl,
@@ -210,7 +214,8 @@ int RunServe(ServeFlags f) {
   sc.context = context;
   std::unique_ptr<coordinator::Scheduler> scheduler_owner;
   if (executor) {
-    scheduler_owner = std::make_unique<coordinator::Scheduler>(*executor, mc, loaded->tokenizer.get(), pool, sc, &metrics);
+    scheduler_owner =
+        std::make_unique<coordinator::Scheduler>(*executor, mc, loaded->tokenizer.get(), pool, sc, &metrics);
   } else {
     auto embedded = coordinator::Scheduler::CreateEmbedded(model, loaded->tokenizer.get(), pool, sc, &metrics);
     if (!embedded.ok()) return fail(embedded.status());
@@ -247,8 +252,8 @@ int RunServe(ServeFlags f) {
   }
   scheduler.Start();
   spdlog::info("serving model={} context={} kv_blocks={}x{} chat_template={} auth={} listening on http://{}:{}",
-               coordinator::LogValue(svc.model_name), context, blocks, f.kv_block_size, chat->is_default() ? "default" : "template",
-               f.api_key.empty() ? "off" : "on", f.host, server.port());
+               coordinator::LogValue(svc.model_name), context, blocks, f.kv_block_size,
+               chat->is_default() ? "default" : "template", f.api_key.empty() ? "off" : "on", f.host, server.port());
   // One plain line for scripts that started us with --port 0.
   std::fprintf(stderr, "accullm serve: listening on %s:%d\n", f.host.c_str(), server.port());
   std::fflush(stderr);
@@ -281,35 +286,73 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
       "Example: accullm serve --port 8080 --api-key secret\n"
       "Pipeline: mpirun -np N+1 accullm serve ... (rank 0 serves HTTP, ranks 1..N run layers; docs/cluster.md).");
   cmd->add_option("--model", f->model, "Model directory (default: the embedded model, or $ACCULLM_MODEL)");
-  cmd->add_option("--served-model-name", f->served_model_name, "Model id clients must send (default: the directory name)");
+  cmd->add_option("--served-model-name", f->served_model_name,
+                  "Model id clients must send (default: the directory name)");
   cmd->add_option("--host", f->host, "Address to bind")->capture_default_str();
   cmd->add_option("--port", f->port, "Port to bind; 0 picks a free one (printed on stderr)")->capture_default_str();
-  cmd->add_option("--api-key", f->api_key, "Require 'Authorization: Bearer KEY' (default: $ACCULLM_API_KEY; unset = open)");
+  cmd->add_option("--api-key", f->api_key,
+                  "Require 'Authorization: Bearer KEY' (default: $ACCULLM_API_KEY; unset = open)");
   cmd->add_flag("--metrics-no-auth", f->metrics_no_auth, "Serve /metrics without the API key");
   cmd->add_option("--chat-template", f->chat_template, "Jinja chat template file replacing the model's");
   cmd->add_option("--threads,-t", f->threads, "Compute threads (default: all cores)");
   AddExactFlag(*cmd, f->exact);
-  cmd->add_option("--http-threads", f->http_threads, "Network threads (never run model compute)")->capture_default_str()->check(CLI::Range(1, 256));
-  cmd->add_option("--max-num-seqs", f->max_num_seqs, "Sequences in the running batch")->capture_default_str()->check(CLI::Range(1, 4096));
-  cmd->add_option("--max-batch-tokens", f->max_batch_tokens, "Tokens per iteration (decode + prefill chunks)")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  cmd->add_option("--prefill-chunk", f->prefill_chunk, "Most prompt tokens of one sequence per iteration")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  cmd->add_option("--max-queue", f->max_queue, "Sequences waiting for admission before 429")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--http-threads", f->http_threads, "Network threads (never run model compute)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--max-num-seqs", f->max_num_seqs, "Sequences in the running batch")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--max-batch-tokens", f->max_batch_tokens, "Tokens per iteration (decode + prefill chunks)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--prefill-chunk", f->prefill_chunk, "Most prompt tokens of one sequence per iteration")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--max-queue", f->max_queue, "Sequences waiting for admission before 429")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--max-model-len", f->max_model_len, "Context per sequence (default: the model's maximum)");
-  cmd->add_option("--kv-cache-mb", f->kv_cache_mb, "KV cache budget in MiB (FP32)")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--kv-block-size", f->kv_block_size, "Positions per KV block")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  cmd->add_option("--max-body-bytes", f->max_body_bytes, "Largest request body; larger gets 413")->capture_default_str();
-  cmd->add_option("--max-connections", f->max_connections, "Open connections beyond which new ones get 503")->capture_default_str();
-  cmd->add_option("--max-n", f->max_n, "Largest n (choices per request)")->capture_default_str()->check(CLI::Range(1, 128));
-  cmd->add_option("--drain-timeout", f->drain_timeout, "Seconds to let requests finish after SIGTERM")->capture_default_str();
-  cmd->add_option("--keepalive-timeout", f->keepalive_timeout, "Seconds an idle connection is kept")->capture_default_str();
+  cmd->add_option("--kv-cache-mb", f->kv_cache_mb, "KV cache budget in MiB (FP32)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--kv-block-size", f->kv_block_size, "Positions per KV block")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  cmd->add_option("--max-body-bytes", f->max_body_bytes, "Largest request body; larger gets 413")
+      ->capture_default_str();
+  cmd->add_option("--max-connections", f->max_connections, "Open connections beyond which new ones get 503")
+      ->capture_default_str();
+  cmd->add_option("--max-n", f->max_n, "Largest n (choices per request)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 128));
+  cmd->add_option("--drain-timeout", f->drain_timeout, "Seconds to let requests finish after SIGTERM")
+      ->capture_default_str();
+  cmd->add_option("--keepalive-timeout", f->keepalive_timeout, "Seconds an idle connection is kept")
+      ->capture_default_str();
   cmd->add_option("--log-level", f->log_level, "trace, debug, info, warn, error")->capture_default_str();
-  cmd->add_option("--plan", f->plan_file, "Pipeline: stage plan file (accullm plan --workers N --out FILE); default: planned here");
+  cmd->add_option("--plan", f->plan_file,
+                  "Pipeline: stage plan file (accullm plan --workers N --out FILE); default: planned here");
   cmd->add_option("--memory", f->memory, "Pipeline: per-worker memory budgets for the planner, e.g. 8GiB or 8GiB,4GiB");
-  cmd->add_option("--activations", f->activations, "Pipeline: activation precision between stages: f32 (bit-identical), f16, bf16")->capture_default_str();
-  cmd->add_option("--activation-transport", f->activation_transport, "Pipeline: how activations move between stages: mpi (host memory) or nccl (GPU buffers; needs an NCCL build and a CUDA device per stage)")->capture_default_str()->check(CLI::IsMember({"mpi", "nccl"}));
-  cmd->add_option("--micro-batches", f->micro_batches, "Pipeline: micro-batches kept in flight; each goes out again as soon as its tokens return (default: one per stage)")->check(CLI::Range(0, 64));
-  cmd->add_option("--heartbeat-ms", f->heartbeat_ms, "Pipeline: heartbeat interval")->capture_default_str()->check(CLI::Range(10, 60000));
-  cmd->add_option("--stage-timeout-ms", f->stage_timeout_ms, "Pipeline: a stage silent this long is declared dead (time the coordinator itself got no CPU does not count); stages give up on a coordinator silent twice this long")->capture_default_str()->check(CLI::Range(50, 600000));
+  cmd->add_option("--activations", f->activations,
+                  "Pipeline: activation precision between stages: f32 (bit-identical), f16, bf16")
+      ->capture_default_str();
+  cmd->add_option("--activation-transport", f->activation_transport,
+                  "Pipeline: how activations move between stages: mpi (host memory) or nccl (GPU buffers; needs an "
+                  "NCCL build and a CUDA device per stage)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mpi", "nccl"}));
+  cmd->add_option("--micro-batches", f->micro_batches,
+                  "Pipeline: micro-batches kept in flight; each goes out again as soon as its tokens return (default: "
+                  "one per stage)")
+      ->check(CLI::Range(0, 64));
+  cmd->add_option("--heartbeat-ms", f->heartbeat_ms, "Pipeline: heartbeat interval")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 60000));
+  cmd->add_option("--stage-timeout-ms", f->stage_timeout_ms,
+                  "Pipeline: a stage silent this long is declared dead (time the coordinator itself got no CPU does "
+                  "not count); stages give up on a coordinator silent twice this long")
+      ->capture_default_str()
+      ->check(CLI::Range(50, 600000));
   cmd->callback([&run, f] { run = [f] { return RunServe(*f); }; });
 }
 

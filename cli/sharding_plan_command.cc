@@ -35,7 +35,8 @@ int RunShardingPlan(const ShardingPlanFlags& f) {
   std::printf("%s", FormatStagePlan(*plan).c_str());
   if (!f.out.empty()) {
     if (absl::Status st = WriteStagePlanFile(f.out, *plan); !st.ok()) return ReportError(st);
-    std::printf("wrote %s (accullm serve --plan %s under mpirun -np %d)\n", f.out.c_str(), f.out.c_str(), f.workers + 1);
+    std::printf("wrote %s (accullm serve --plan %s under mpirun -np %d)\n", f.out.c_str(), f.out.c_str(),
+                f.workers + 1);
   }
   return 0;
 }

@@ -9,9 +9,9 @@ namespace accullm::cli {
 struct ShardingPlanFlags {
   std::string model;
   int workers = 0;
-  std::string memory;        // empty: unlimited
-  std::string out;           // plan file to write (serve --plan)
-  int64_t kv_positions = -1; // -1: the serve default (--kv-cache-mb 256 worth of positions)
+  std::string memory;         // empty: unlimited
+  std::string out;            // plan file to write (serve --plan)
+  int64_t kv_positions = -1;  // -1: the serve default (--kv-cache-mb 256 worth of positions)
   int64_t tokens_per_step = 1;
   int threads = 0;
 };

@@ -66,7 +66,8 @@ int Run(const TokenizeOptions& opt) {
       const std::string what = absl::StrCat(opt.jsonl, " line ", n);
       auto v = ParseJson(line, what);
       if (!v.ok()) return ReportError(v.status());
-      if (!v->is_string()) return ReportError(absl::InvalidArgumentError(absl::StrCat(what, ": expected a JSON string")));
+      if (!v->is_string())
+        return ReportError(absl::InvalidArgumentError(absl::StrCat(what, ": expected a JSON string")));
       const boost::json::string& s = v->as_string();
       out = IdsToJson(t.Encode(std::string_view(s.data(), s.size()), add_special));
       out += '\n';
@@ -104,7 +105,8 @@ void AddTokenizeCommand(CLI::App& app, std::function<int()>& run) {
                 "do not add BOS/EOS (the post-processor's special tokens); with --decode, keep special tokens");
   cmd->callback([opt, text, file, jsonl, decode, &run] {
     run = [opt, given = text->count() + file->count() + jsonl->count() + decode->count()] {
-      if (given == 0) return ReportError(absl::InvalidArgumentError("tokenize needs one of --text, --file, --jsonl, --decode"));
+      if (given == 0)
+        return ReportError(absl::InvalidArgumentError("tokenize needs one of --text, --file, --jsonl, --decode"));
       return Run(*opt);
     };
   });

@@ -60,10 +60,10 @@ uint16_t F32ToF16(float f) {
   std::memcpy(&x, &f, 4);
   const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
   const uint32_t absx = x & 0x7fffffffu;
-  if (absx > 0x7f800000u) return sign | 0x7e00u;  // NaN
+  if (absx > 0x7f800000u) return sign | 0x7e00u;   // NaN
   if (absx >= 0x477ff000u) return sign | 0x7c00u;  // rounds to >= 65520: inf
-  if (absx < 0x38800000u) {                       // below smallest normal: subnormal or zero
-    if (absx < 0x33000000u) return sign;          // < 2^-25 rounds to zero
+  if (absx < 0x38800000u) {                        // below smallest normal: subnormal or zero
+    if (absx < 0x33000000u) return sign;           // < 2^-25 rounds to zero
     const uint32_t e = absx >> 23;
     const uint32_t m = (absx & 0x7fffffu) | 0x800000u;
     // value = m * 2^(e-150); f16 subnormal unit = 2^-24 -> q = m * 2^(e-126)
@@ -84,9 +84,7 @@ uint16_t F32ToF16(float f) {
 
 void ConvertToF32(DType t, const void* src, float* dst, size_t n) {
   switch (t) {
-    case DType::kF32:
-      std::memcpy(dst, src, n * 4);
-      return;
+    case DType::kF32: std::memcpy(dst, src, n * 4); return;
     case DType::kF16: {
       const auto* s = static_cast<const uint16_t*>(src);
       for (size_t i = 0; i < n; ++i) dst[i] = F16ToF32(s[i]);

@@ -77,16 +77,21 @@ absl::StatusOr<std::optional<bool>> GetOptionalBool(const json::object& o, std::
   return std::optional<bool>(v->get_bool());
 }
 
-#define ACCULLM_REQUIRED(Type, Getter)                                                   \
-  auto r = Getter(o, key);                                                               \
-  if (!r.ok()) return r.status();                                                        \
+#define ACCULLM_REQUIRED(Type, Getter)                                                                       \
+  auto r = Getter(o, key);                                                                                   \
+  if (!r.ok()) return r.status();                                                                            \
   if (!r->has_value()) return absl::NotFoundError(absl::StrCat("missing field \"", std::string(key), "\"")); \
   return **r;
 
-absl::StatusOr<int64_t> GetInt(const json::object& o, std::string_view key) { ACCULLM_REQUIRED(int64_t, GetOptionalInt) }
-absl::StatusOr<double> GetNumber(const json::object& o, std::string_view key) { ACCULLM_REQUIRED(double, GetOptionalNumber) }
-absl::StatusOr<std::string> GetString(const json::object& o, std::string_view key) { ACCULLM_REQUIRED(std::string, GetOptionalString) }
-absl::StatusOr<bool> GetBool(const json::object& o, std::string_view key) { ACCULLM_REQUIRED(bool, GetOptionalBool) }
+absl::StatusOr<int64_t> GetInt(const json::object& o, std::string_view key){
+    ACCULLM_REQUIRED(int64_t, GetOptionalInt)} absl::StatusOr<double> GetNumber(const json::object& o,
+                                                                                std::string_view key){
+    ACCULLM_REQUIRED(double, GetOptionalNumber)} absl::StatusOr<std::string> GetString(const json::object& o,
+                                                                                       std::string_view key){
+    ACCULLM_REQUIRED(std::string, GetOptionalString)} absl::StatusOr<bool> GetBool(const json::object& o,
+                                                                                   std::string_view key) {
+  ACCULLM_REQUIRED(bool, GetOptionalBool)
+}
 #undef ACCULLM_REQUIRED
 
 }  // namespace accullm

@@ -22,8 +22,7 @@ class ThreadPool {
 
   // Calls fn(begin, end) over disjoint chunks covering [0, n); the calling thread takes part.
   // Chunks are at least `min_chunk` long so tiny loops do not pay for synchronisation.
-  void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
-                   int64_t min_chunk = 1);
+  void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk = 1);
 
  private:
   void WorkerLoop(int index);

@@ -24,16 +24,11 @@ ApiError FromStatus(const absl::Status& status) {
   switch (status.code()) {
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kOutOfRange:
-    case absl::StatusCode::kFailedPrecondition:
-      return BadRequest(msg);
-    case absl::StatusCode::kResourceExhausted:
-      return ApiError{429, "rate_limit_error", msg, "", "queue_full"};
-    case absl::StatusCode::kUnavailable:
-      return ApiError{503, "service_unavailable_error", msg, "", "unavailable"};
-    case absl::StatusCode::kNotFound:
-      return ApiError{404, "not_found_error", msg, "", ""};
-    default:
-      return ApiError{500, "internal_error", msg, "", ""};
+    case absl::StatusCode::kFailedPrecondition: return BadRequest(msg);
+    case absl::StatusCode::kResourceExhausted: return ApiError{429, "rate_limit_error", msg, "", "queue_full"};
+    case absl::StatusCode::kUnavailable: return ApiError{503, "service_unavailable_error", msg, "", "unavailable"};
+    case absl::StatusCode::kNotFound: return ApiError{404, "not_found_error", msg, "", ""};
+    default: return ApiError{500, "internal_error", msg, "", ""};
   }
 }
 

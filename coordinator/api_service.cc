@@ -31,8 +31,8 @@ std::string Path(const std::string& target) { return target.substr(0, target.fin
 
 }  // namespace
 
-ApiService::ApiService(ServiceConfig config, Scheduler& scheduler, const text::Tokenizer& tokenizer, const text::ChatTemplate& chat,
-                       monitoring::ServingMetrics& metrics)
+ApiService::ApiService(ServiceConfig config, Scheduler& scheduler, const text::Tokenizer& tokenizer,
+                       const text::ChatTemplate& chat, monitoring::ServingMetrics& metrics)
     : config_(std::move(config)), scheduler_(scheduler), tokenizer_(tokenizer), chat_(chat), metrics_(metrics),
       id_salt_(std::random_device{}() | (static_cast<uint64_t>(std::random_device{}()) << 32)) {}
 
@@ -46,8 +46,8 @@ bool ApiService::Authorized(const HttpRequestView& r) const {
   if (config_.api_key.empty()) return true;
   constexpr std::string_view kBearer = "Bearer ";
   std::string_view h = r.authorization;
-  if (h.size() < kBearer.size() ||
-      !absl::EqualsIgnoreCase(absl::string_view(h.data(), kBearer.size()), absl::string_view(kBearer.data(), kBearer.size())))
+  if (h.size() < kBearer.size() || !absl::EqualsIgnoreCase(absl::string_view(h.data(), kBearer.size()),
+                                                           absl::string_view(kBearer.data(), kBearer.size())))
     return false;
   return ConstantTimeEquals(h.substr(kBearer.size()), config_.api_key);
 }
@@ -111,11 +111,12 @@ RouteResult ApiService::Generate(const HttpRequestView& r, Endpoint endpoint) {
     return std::move(rr);
   };
   if (draining()) {
-    return fail({503, "service_unavailable_error", "the server is draining and accepts no new requests", "",
-                 "draining"},
-                "draining");
+    return fail(
+        {503, "service_unavailable_error", "the server is draining and accepts no new requests", "", "draining"},
+        "draining");
   }
-  if (!text::IsValidUtf8(r.body)) return fail(BadRequest("request body is not valid UTF-8", "", "invalid_utf8"), "invalid");
+  if (!text::IsValidUtf8(r.body))
+    return fail(BadRequest("request body is not valid UTF-8", "", "invalid_utf8"), "invalid");
   auto parsed = ParseOpenAiRequest(endpoint, r.body, config_.limits);
   if (auto* e = std::get_if<ApiError>(&parsed)) return fail(*e, "invalid");
   OpenAiRequest req = std::move(std::get<OpenAiRequest>(parsed));
@@ -131,7 +132,8 @@ RouteResult ApiService::Generate(const HttpRequestView& r, Endpoint endpoint) {
   std::vector<int32_t> prompt;
   if (endpoint == Endpoint::kChat) {
     auto text = chat_.Render(req.messages, /*add_generation_prompt=*/true);
-    if (!text.ok()) return fail(BadRequest(std::string(text.status().message()), "messages", "chat_template"), "invalid");
+    if (!text.ok())
+      return fail(BadRequest(std::string(text.status().message()), "messages", "chat_template"), "invalid");
     prompt = tokenizer_.Encode(*text, /*add_special=*/chat_.is_default());
   } else if (req.prompt_text) {
     prompt = tokenizer_.Encode(*req.prompt_text, /*add_special=*/true);
@@ -210,11 +212,10 @@ GenerationJob::~GenerationJob() {
   // Whatever happened to the client, the scheduler must stop working for it.
   if (!builder_->done()) stream_->Cancel();
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
-  spdlog::info(
-      "request id={} method=POST path={} status={} stream={} n={} prompt_tokens={} completion_tokens={} "
-      "client_gone={} latency_ms={:.1f} user={} remote={}",
-      LogValue(id_), LogValue(path_), status_, request_.stream, request_.n, builder_->prompt_tokens(),
-      builder_->completion_tokens(), client_gone_, ms, LogValue(request_.user), LogValue(remote_));
+  spdlog::info("request id={} method=POST path={} status={} stream={} n={} prompt_tokens={} completion_tokens={} "
+               "client_gone={} latency_ms={:.1f} user={} remote={}",
+               LogValue(id_), LogValue(path_), status_, request_.stream, request_.n, builder_->prompt_tokens(),
+               builder_->completion_tokens(), client_gone_, ms, LogValue(request_.user), LogValue(remote_));
   service_.active_jobs_.fetch_sub(1);
 }
 

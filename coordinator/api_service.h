@@ -16,15 +16,15 @@
 #include "coordinator/openai_request.h"
 #include "coordinator/openai_response.h"
 #include "coordinator/scheduler.h"
+#include "monitoring/serving_metrics.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
-#include "monitoring/serving_metrics.h"
 
 namespace accullm::coordinator {
 
 struct ServiceConfig {
   std::string model_name;
-  std::string api_key;         // empty: no authentication
+  std::string api_key;           // empty: no authentication
   bool metrics_need_key = true;  // /metrics behind the API key too (when one is set)
   RequestLimits limits;
 };
@@ -34,7 +34,7 @@ struct HttpRequestView {
   std::string target;         // path, query string included
   std::string authorization;  // the Authorization header
   std::string body;
-  std::string remote;         // peer address, for logs
+  std::string remote;  // peer address, for logs
 };
 
 struct HttpReply {
@@ -81,8 +81,8 @@ struct RouteResult {
 
 class ApiService {
  public:
-  ApiService(ServiceConfig config, Scheduler& scheduler, const text::Tokenizer& tokenizer, const text::ChatTemplate& chat,
-             monitoring::ServingMetrics& metrics);
+  ApiService(ServiceConfig config, Scheduler& scheduler, const text::Tokenizer& tokenizer,
+             const text::ChatTemplate& chat, monitoring::ServingMetrics& metrics);
 
   RouteResult Route(const HttpRequestView& request);
 

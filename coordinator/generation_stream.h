@@ -20,13 +20,13 @@ struct TokenLogprob {
 };
 
 struct StreamEvent {
-  int index = 0;                      // which choice
-  std::string text;                   // newly final text (may be empty)
-  std::vector<TokenLogprob> tokens;   // tokens this event accounts for (logprobs when asked)
-  std::string finish_reason;          // set on the choice's last event: stop, length, abort, error
-  std::string error;                  // message when finish_reason == "error"
+  int index = 0;                     // which choice
+  std::string text;                  // newly final text (may be empty)
+  std::vector<TokenLogprob> tokens;  // tokens this event accounts for (logprobs when asked)
+  std::string finish_reason;         // set on the choice's last event: stop, length, abort, error
+  std::string error;                 // message when finish_reason == "error"
   int64_t prompt_tokens = 0;
-  int64_t completion_tokens = 0;      // generated so far by this choice
+  int64_t completion_tokens = 0;  // generated so far by this choice
 };
 
 class GenerationStream {

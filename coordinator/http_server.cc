@@ -86,7 +86,8 @@ class HttpServer::Impl {
     if (!ec) acceptor_.bind(ep, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-      return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.host, ":", config_.port, ": ", ec.message()));
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", config_.host, ":", config_.port, ": ", ec.message()));
     }
     port_ = acceptor_.local_endpoint().port();
     return absl::OkStatus();
@@ -244,8 +245,8 @@ class HttpServer::Impl {
       co_await signal.async_receive(kNoThrow);
       co_return true;
     }
-    auto which = co_await (signal.async_receive(kNoThrow) ||
-                           stream.socket().async_wait(tcp::socket::wait_read, kNoThrow));
+    auto which =
+        co_await (signal.async_receive(kNoThrow) || stream.socket().async_wait(tcp::socket::wait_read, kNoThrow));
     if (which.index() == 0) co_return true;
     char byte;
     boost::system::error_code ec;
@@ -282,7 +283,7 @@ class HttpServer::Impl {
       const HttpReply reply = job.FinalReply();
       const bool ok = co_await WriteReply(stream, reply, version, keep_alive, job.id());
       job.set_outcome(reply.status, !ok);
-      co_return ok && keep_alive;
+      co_return (ok && keep_alive);
     }
 
     http::response<http::empty_body> res{http::status::ok, version};

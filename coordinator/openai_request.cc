@@ -121,7 +121,8 @@ void ParsePrompt(FieldReader& r, OpenAiRequest& req) {
     const json::array& a = v->get_array();
     if (a.empty()) return r.Fail("'prompt' must not be empty", "prompt");
     if (a[0].is_string() || a[0].is_array()) {
-      if (a.size() != 1) return r.Fail("only one prompt per request is supported (use n for several choices)", "prompt");
+      if (a.size() != 1)
+        return r.Fail("only one prompt per request is supported (use n for several choices)", "prompt");
       if (a[0].is_string()) req.prompt_text = std::string(a[0].get_string());
       else ids_from(a[0].get_array());
     } else {
@@ -144,13 +145,15 @@ void ParseMessages(FieldReader& r, OpenAiRequest& req) {
     if (!m.is_object()) return r.Fail(absl::StrCat(param, " must be an object"), param);
     const json::object& o = m.get_object();
     const json::value* role = o.if_contains("role");
-    if (role == nullptr || !role->is_string()) return r.Fail(absl::StrCat(param, ".role must be a string"), param + ".role");
+    if (role == nullptr || !role->is_string())
+      return r.Fail(absl::StrCat(param, ".role must be a string"), param + ".role");
     text::ChatMessage turn;
     turn.role = std::string(role->get_string());
     if (turn.role != "system" && turn.role != "developer" && turn.role != "user" && turn.role != "assistant" &&
         turn.role != "tool")
-      return r.Fail(absl::StrCat(param, ".role '", turn.role, "' is not one of system, developer, user, assistant, tool"),
-                    param + ".role");
+      return r.Fail(
+          absl::StrCat(param, ".role '", turn.role, "' is not one of system, developer, user, assistant, tool"),
+          param + ".role");
     const json::value* content = o.if_contains("content");
     if (content == nullptr || content->is_null()) {
       if (turn.role != "assistant") return r.Fail(absl::StrCat(param, ".content is required"), param + ".content");
@@ -217,8 +220,7 @@ std::variant<OpenAiRequest, ApiError> ParseOpenAiRequest(Endpoint endpoint, std:
     const json::value* iu = so->is_object() ? so->get_object().if_contains("include_usage") : nullptr;
     if (!so->is_object() || (iu != nullptr && !iu->is_bool() && !iu->is_null()))
       r.Fail("'stream_options' must be an object {\"include_usage\": bool}", "stream_options");
-    else if (iu != nullptr && iu->is_bool())
-      req.include_usage = iu->get_bool();
+    else if (iu != nullptr && iu->is_bool()) req.include_usage = iu->get_bool();
   }
   if (auto x = r.Bool("ignore_eos")) req.ignore_eos = *x;
   if (auto x = r.String("user")) req.user = *x;
@@ -235,7 +237,8 @@ std::variant<OpenAiRequest, ApiError> ParseOpenAiRequest(Endpoint endpoint, std:
   if (!chat) {
     if (r.Bool("echo").value_or(false)) r.Fail("'echo' is not supported", "echo");
     if (r.String("suffix")) r.Fail("'suffix' is not supported", "suffix");
-    if (auto b = r.Int("best_of", 1, limits.max_n); b && *b != req.n) r.Fail("'best_of' other than n is not supported", "best_of");
+    if (auto b = r.Int("best_of", 1, limits.max_n); b && *b != req.n)
+      r.Fail("'best_of' other than n is not supported", "best_of");
   } else {
     if (const json::value* t = r.Find("tools"); t && (!t->is_array() || !t->get_array().empty()))
       r.Fail("'tools' are not supported", "tools");

@@ -12,15 +12,16 @@ std::string AbortMessage(const std::string& error) {
   return error.empty() ? "the request was aborted: the server is shutting down" : "the request was aborted: " + error;
 }
 
-
 namespace json = boost::json;
 
 ResponseBuilder::ResponseBuilder(const OpenAiRequest& request, std::string id, std::string model,
                                  const text::Tokenizer& tokenizer, int64_t prompt_tokens, int32_t last_prompt_id)
     : chat_(request.endpoint == Endpoint::kChat), stream_include_usage_(request.include_usage),
       logprobs_(request.logprobs), id_(std::move(id)), model_(std::move(model)),
-      created_(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()),
-      tokenizer_(tokenizer), prompt_tokens_(prompt_tokens), last_prompt_id_(last_prompt_id), choices_(static_cast<size_t>(request.n)) {}
+      created_(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+                   .count()),
+      tokenizer_(tokenizer), prompt_tokens_(prompt_tokens), last_prompt_id_(last_prompt_id),
+      choices_(static_cast<size_t>(request.n)) {}
 
 std::string ResponseBuilder::Data(const json::value& v) { return "data: " + json::serialize(v) + "\n\n"; }
 
@@ -143,7 +144,8 @@ std::string ResponseBuilder::SseFirst() {
 std::string ResponseBuilder::Sse(const StreamEvent& e) {
   const bool valid = e.index >= 0 && e.index < static_cast<int>(choices_.size());
   const size_t offset = valid ? choices_[e.index].text.size() : 0;
-  const int32_t prev = valid && !choices_[e.index].tokens.empty() ? choices_[e.index].tokens.back().id : last_prompt_id_;
+  const int32_t prev =
+      valid && !choices_[e.index].tokens.empty() ? choices_[e.index].tokens.back().id : last_prompt_id_;
   Accumulate(e);
   if (e.finish_reason == "error" || e.finish_reason == "abort") {
     // Mid-stream failure: an error object, as OpenAI sends one, then the stream ends.

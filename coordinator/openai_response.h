@@ -18,7 +18,6 @@ namespace accullm::coordinator {
 // when the server shut down).
 std::string AbortMessage(const std::string& error);
 
-
 class ResponseBuilder {
  public:
   // `last_prompt_id`: the prompt's last token, so the first generated token's text is decoded

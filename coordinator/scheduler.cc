@@ -24,12 +24,12 @@ struct Scheduler::Sequence {
   std::shared_ptr<GenerationStream> stream;
   int index;
   uint64_t id = 0;
-  bool opened = false;  // known to the executor (sampler and KV live there)
+  bool opened = false;                      // known to the executor (sampler and KV live there)
   std::optional<text::StopText> stop_text;  // none without a tokenizer: ids only
   std::optional<KvCache> cache;
   int64_t prefilled = 0;  // prompt tokens already in the cache
   int64_t generated = 0;
-  int32_t last = 0;       // the token to feed next when decoding
+  int32_t last = 0;  // the token to feed next when decoding
   Clock::time_point arrival, last_token_time;
   bool finished = false;
   bool busy = false;  // in a micro-batch in flight
@@ -45,8 +45,8 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::CreateEmbedded(Transformer& model,
-                                                                     const text::Tokenizer* tokenizer, KvBlockPool& pool,
-                                                                     SchedulerConfig config,
+                                                                     const text::Tokenizer* tokenizer,
+                                                                     KvBlockPool& pool, SchedulerConfig config,
                                                                      monitoring::ServingMetrics* metrics) {
   pipeline::PipelineConfig pc;
   pc.kv_block_size = pool.block_size();
@@ -58,8 +58,9 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::CreateEmbedded(Transformer
   return s;
 }
 
-Scheduler::Scheduler(pipeline::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer* tokenizer,
-                     KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics)
+Scheduler::Scheduler(pipeline::BatchExecutor& executor, const ModelConfig& model_config,
+                     const text::Tokenizer* tokenizer, KvBlockPool& pool, SchedulerConfig config,
+                     monitoring::ServingMetrics* metrics)
     : executor_(executor), tokenizer_(tokenizer), pool_(pool), config_(config), metrics_(metrics) {
   const ModelConfig& mc = model_config;
   if (config_.context <= 0) config_.context = mc.max_position_embeddings;
@@ -119,12 +120,13 @@ absl::Status Scheduler::Submit(std::vector<SequenceParams> choices, std::shared_
       if (s.empty()) return absl::InvalidArgumentError("stop sequences must not be empty");
     const int64_t need = static_cast<int64_t>(c.prompt.size()) + c.max_tokens;
     if (need > config_.context) {
-      return absl::InvalidArgumentError(absl::StrCat("prompt (", c.prompt.size(), " tokens) + max_tokens (", c.max_tokens,
-                                                     ") exceeds the context of ", config_.context, " tokens"));
+      return absl::InvalidArgumentError(absl::StrCat("prompt (", c.prompt.size(), " tokens) + max_tokens (",
+                                                     c.max_tokens, ") exceeds the context of ", config_.context,
+                                                     " tokens"));
     }
     if ((need + block - 1) / block > pool_.num_blocks()) {
-      return absl::InvalidArgumentError(absl::StrCat("the request needs ", need, " KV positions; the server's cache holds ",
-                                                     pool_.num_blocks() * block));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the request needs ", need, " KV positions; the server's cache holds ", pool_.num_blocks() * block));
     }
     RETURN_IF_ERROR(c.sampling.Validate());
   }
@@ -133,8 +135,8 @@ absl::Status Scheduler::Submit(std::vector<SequenceParams> choices, std::shared_
     if (stop_) return absl::UnavailableError("the server is shutting down");
     const int n = static_cast<int>(choices.size());
     if (num_waiting_.load() + n > config_.max_waiting) {
-      return absl::ResourceExhaustedError(absl::StrCat("the request queue is full (", config_.max_waiting,
-                                                       " sequences waiting); retry later"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the request queue is full (", config_.max_waiting, " sequences waiting); retry later"));
     }
     for (int i = 0; i < n; ++i)
       incoming_.push_back(std::make_unique<Sequence>(std::move(choices[i]), stream, i, tokenizer_));
@@ -148,7 +150,8 @@ void Scheduler::Loop() {
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !incoming_.empty() || !waiting_.empty() || !running_.empty() || abort_all_; });
+      cv_.wait(lock,
+               [&] { return stop_ || !incoming_.empty() || !waiting_.empty() || !running_.empty() || abort_all_; });
       if (stop_) return;
       for (auto& s : incoming_) waiting_.push_back(std::move(s));
       incoming_.clear();
@@ -222,7 +225,8 @@ void Scheduler::UpdateGauges() {
   metrics_->num_requests_running().Set(num_running_.load());
   const int64_t free = pool_.free_blocks();
   metrics_->kv_cache_free_blocks().Set(static_cast<double>(free));
-  metrics_->kv_cache_usage_perc().Set(pool_.num_blocks() > 0 ? 1.0 - static_cast<double>(free) / pool_.num_blocks() : 0);
+  metrics_->kv_cache_usage_perc().Set(pool_.num_blocks() > 0 ? 1.0 - static_cast<double>(free) / pool_.num_blocks()
+                                                             : 0);
 }
 
 void Scheduler::Iterate() {
@@ -265,7 +269,8 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
     if (s->busy || s->finished || s->decoding() || budget <= 0) continue;
     const int64_t prompt = static_cast<int64_t>(s->params.prompt.size());
     const int64_t chunk = std::min({prompt - s->prefilled, config_.prefill_chunk, budget});
-    tokens.insert(tokens.end(), s->params.prompt.begin() + s->prefilled, s->params.prompt.begin() + s->prefilled + chunk);
+    tokens.insert(tokens.end(), s->params.prompt.begin() + s->prefilled,
+                  s->params.prompt.begin() + s->prefilled + chunk);
     // The last chunk of the prompt yields the first token.
     items.push_back({s->id, &*s->cache, chunk, s->prefilled + chunk == prompt});
     mb.owners.push_back(s.get());
@@ -293,11 +298,13 @@ void Scheduler::CompleteOldest() {
   in_flight_.pop_front();
   for (Sequence* s : mb.owners) s->busy = false;
   absl::StatusOr<std::vector<pipeline::SampledToken>> sampled =
-      mb.ticket.ok() ? executor_.Wait(*mb.ticket) : absl::StatusOr<std::vector<pipeline::SampledToken>>(mb.ticket.status());
+      mb.ticket.ok() ? executor_.Wait(*mb.ticket)
+                     : absl::StatusOr<std::vector<pipeline::SampledToken>>(mb.ticket.status());
   size_t expected = 0;
   for (bool b : mb.sample) expected += b ? 1 : 0;
   if (sampled.ok() && sampled->size() != expected)
-    sampled = absl::InternalError(absl::StrCat("the executor returned ", sampled->size(), " tokens for ", expected, " sequences"));
+    sampled = absl::InternalError(
+        absl::StrCat("the executor returned ", sampled->size(), " tokens for ", expected, " sequences"));
   if (!sampled.ok()) {
     // Unavailable: the executor is gone (a pipeline stage died): the request is aborted
     // (503), not failed by its own fault.

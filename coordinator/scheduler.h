@@ -28,11 +28,11 @@
 #include "coordinator/generation_stream.h"
 #include "model/kv_cache.h"
 #include "model/sampler.h"
-#include "text/tokenizer.h"
 #include "model/transformer.h"
 #include "monitoring/serving_metrics.h"
 #include "pipeline/batch_executor.h"
 #include "pipeline/embedded_pipeline.h"
+#include "text/tokenizer.h"
 
 namespace accullm::coordinator {
 
@@ -79,7 +79,10 @@ class Scheduler {
   // full, InvalidArgument when a choice can never fit the context or the KV pool.
   absl::Status Submit(std::vector<SequenceParams> choices, std::shared_ptr<GenerationStream> stream);
   // Aborts every waiting and running sequence at the next iteration (drain timeout).
-  void CancelAll() { abort_all_.store(true); Wake(); }
+  void CancelAll() {
+    abort_all_.store(true);
+    Wake();
+  }
 
   const SchedulerConfig& config() const { return config_; }
   int num_waiting() const { return num_waiting_.load(); }

@@ -71,7 +71,9 @@ inline int ReadCode(const uint8_t* row, int64_t i, int bits) {
 
 // The step an 8-bit step code stands for (shared by the decoder and the encoder, so both
 // compute the very same float).
-inline float U8GroupScale(float row_scale, uint8_t code) { return row_scale * static_cast<float>(code) * (1.f / 255.f); }
+inline float U8GroupScale(float row_scale, uint8_t code) {
+  return row_scale * static_cast<float>(code) * (1.f / 255.f);
+}
 
 // The zero point of group `index` (o · groups_per_row + g). Exact in float: an integer or a
 // multiple of 1/16 below 256.

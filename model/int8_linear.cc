@@ -31,7 +31,8 @@ Int8Quantized QuantizeInt8Rows(const float* w, int64_t out, int64_t in) {
 absl::StatusOr<std::unique_ptr<Int8Linear>> Int8Linear::Create(Int8Data d, std::vector<float> bias) {
   if (d.out <= 0 || d.in <= 0) return absl::InvalidArgumentError("INT8 matrix: bad shape");
   if (d.codes == nullptr || d.scales == nullptr) return absl::InvalidArgumentError("INT8 matrix: missing arrays");
-  if (!bias.empty() && static_cast<int64_t>(bias.size()) != d.out) return absl::InvalidArgumentError("INT8 matrix: bias size");
+  if (!bias.empty() && static_cast<int64_t>(bias.size()) != d.out)
+    return absl::InvalidArgumentError("INT8 matrix: bias size");
   auto l = std::unique_ptr<Int8Linear>(new Int8Linear());
   l->m_ = kernels::Int8Matrix{d.codes, d.scales, d.in};
   l->d_ = std::move(d);

@@ -6,8 +6,8 @@ namespace accullm {
 
 KvBlockPool::KvBlockPool(int64_t num_layers, int64_t kv_dim, int64_t block_size, int64_t num_blocks,
                          int64_t first_layer)
-    : num_layers_(num_layers), kv_dim_(kv_dim), block_size_(block_size), num_blocks_(num_blocks), first_layer_(first_layer),
-      storage_(static_cast<size_t>(num_blocks * num_layers * 2 * block_size * kv_dim)) {
+    : num_layers_(num_layers), kv_dim_(kv_dim), block_size_(block_size), num_blocks_(num_blocks),
+      first_layer_(first_layer), storage_(static_cast<size_t>(num_blocks * num_layers * 2 * block_size * kv_dim)) {
   free_.reserve(static_cast<size_t>(num_blocks));
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }
@@ -43,8 +43,8 @@ KvCache::KvCache(int64_t num_layers, int64_t kv_dim, int64_t capacity)
       pool_(owned_pool_.get()), block_size_(kPrivateBlockSize), capacity_(capacity) {}
 
 KvCache::KvCache(KvCache&& o) noexcept
-    : owned_pool_(std::move(o.owned_pool_)), pool_(o.pool_), block_size_(o.block_size_),
-      capacity_(o.capacity_), length_(o.length_), blocks_(std::move(o.blocks_)) {
+    : owned_pool_(std::move(o.owned_pool_)), pool_(o.pool_), block_size_(o.block_size_), capacity_(o.capacity_),
+      length_(o.length_), blocks_(std::move(o.blocks_)) {
   o.blocks_.clear();
   o.length_ = 0;
 }
@@ -53,8 +53,8 @@ KvCache::~KvCache() { Release(); }
 
 absl::Status KvCache::Reserve(int64_t n) {
   if (n > capacity_) {
-    return absl::OutOfRangeError(absl::StrCat("sequence of ", n, " tokens exceeds the context of ", capacity_,
-                                              " positions"));
+    return absl::OutOfRangeError(
+        absl::StrCat("sequence of ", n, " tokens exceeds the context of ", capacity_, " positions"));
   }
   const int64_t need = (n + block_size_ - 1) / block_size_;
   while (static_cast<int64_t>(blocks_.size()) < need) {

@@ -44,7 +44,8 @@ class KvBlockPool {
  private:
   float* Row(int32_t block, int64_t layer, int kv, int64_t offset) {
     return storage_.data() +
-           (((static_cast<int64_t>(block) * num_layers_ + (layer - first_layer_)) * 2 + kv) * block_size_ + offset) * kv_dim_;
+           (((static_cast<int64_t>(block) * num_layers_ + (layer - first_layer_)) * 2 + kv) * block_size_ + offset) *
+               kv_dim_;
   }
   int64_t num_layers_, kv_dim_, block_size_, num_blocks_, first_layer_;
   std::vector<float> storage_;
@@ -77,12 +78,8 @@ class KvCache {
   // rolled-back draft or a preempted tail is recomputed later.
   void Truncate(int64_t n);
 
-  float* k(int64_t layer, int64_t pos) {
-    return pool_->k(blocks_[pos / block_size_], layer, pos % block_size_);
-  }
-  float* v(int64_t layer, int64_t pos) {
-    return pool_->v(blocks_[pos / block_size_], layer, pos % block_size_);
-  }
+  float* k(int64_t layer, int64_t pos) { return pool_->k(blocks_[pos / block_size_], layer, pos % block_size_); }
+  float* v(int64_t layer, int64_t pos) { return pool_->v(blocks_[pos / block_size_], layer, pos % block_size_); }
 
  private:
   std::unique_ptr<KvBlockPool> owned_pool_;

@@ -14,13 +14,12 @@ std::string ShapeString(const std::vector<int64_t>& s) { return absl::StrCat("["
 
 absl::StatusOr<std::vector<float>> TensorToF32(const TensorView& t, int64_t expected_numel) {
   if (t.numel() != expected_numel) {
-    return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", t.name, "\" has shape ",
-                                                   ShapeString(t.shape), " but the config needs ",
-                                                   expected_numel, " elements"));
+    return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", t.name, "\" has shape ", ShapeString(t.shape),
+                                                   " but the config needs ", expected_numel, " elements"));
   }
   if (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16) {
-    return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", t.name, "\" has dtype ",
-                                                   DTypeName(t.dtype), "; expected F32, F16 or BF16"));
+    return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", t.name, "\" has dtype ", DTypeName(t.dtype),
+                                                   "; expected F32, F16 or BF16"));
   }
   std::vector<float> out(static_cast<size_t>(expected_numel));
   ConvertToF32(t.dtype, t.data, out.data(), out.size());  // byte-wise copies: alignment-safe
@@ -29,8 +28,8 @@ absl::StatusOr<std::vector<float>> TensorToF32(const TensorView& t, int64_t expe
 
 absl::StatusOr<std::unique_ptr<DenseLinear>> DenseLinear::Create(const TensorView& weight, const TensorView* bias) {
   if (weight.shape.size() != 2) {
-    return absl::InvalidArgumentError(absl::StrCat(weight.file, ": tensor \"", weight.name,
-                                                   "\" must be 2-D, has shape ", ShapeString(weight.shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(weight.file, ": tensor \"", weight.name, "\" must be 2-D, has shape ", ShapeString(weight.shape)));
   }
   if (weight.dtype != DType::kF32 && weight.dtype != DType::kF16 && weight.dtype != DType::kBF16) {
     return absl::InvalidArgumentError(absl::StrCat(weight.file, ": tensor \"", weight.name, "\" has dtype ",

@@ -14,7 +14,8 @@ absl::StatusOr<std::unique_ptr<LowBitLinear>> LowBitLinear::Create(LowBitLinearW
   const kernels::LowBitMatrix& m = w.matrix;
   if (m.out <= 0 || m.in <= 0 || m.in % 8 != 0) return absl::InvalidArgumentError("quantized matrix: bad shape");
   if (m.group <= 0 || m.in % m.group != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("quantized matrix: group size ", m.group, " does not divide ", m.in));
+    return absl::InvalidArgumentError(
+        absl::StrCat("quantized matrix: group size ", m.group, " does not divide ", m.in));
   }
   if (m.codes == nullptr || (m.scales == nullptr && (m.scale_codes == nullptr || m.row_scales == nullptr)))
     return absl::InvalidArgumentError("quantized matrix: missing arrays");
@@ -23,8 +24,8 @@ absl::StatusOr<std::unique_ptr<LowBitLinear>> LowBitLinear::Create(LowBitLinearW
   }
   if (m.zero_frac_bits < 0 || m.zero_frac_bits > kernels::ZeroFractionBits(4, m.bits)) {
     return absl::InvalidArgumentError(absl::StrCat("quantized matrix: zero points with ", m.zero_frac_bits,
-                                                   " fraction bits (at most ", kernels::ZeroFractionBits(4, m.bits), " at ",
-                                                   m.bits, " bits)"));
+                                                   " fraction bits (at most ", kernels::ZeroFractionBits(4, m.bits),
+                                                   " at ", m.bits, " bits)"));
   }
   for (size_t i = 0; i < w.outlier_cols.size(); ++i) {
     if (w.outlier_cols[i] < 0 || w.outlier_cols[i] >= m.in || (i > 0 && w.outlier_cols[i] <= w.outlier_cols[i - 1])) {
@@ -34,7 +35,8 @@ absl::StatusOr<std::unique_ptr<LowBitLinear>> LowBitLinear::Create(LowBitLinearW
   if (!w.outlier_cols.empty() && w.outlier_weights == nullptr) {
     return absl::InvalidArgumentError("quantized matrix: outlier channels without weights");
   }
-  if (!bias.empty() && static_cast<int64_t>(bias.size()) != m.out) return absl::InvalidArgumentError("quantized matrix: bias size");
+  if (!bias.empty() && static_cast<int64_t>(bias.size()) != m.out)
+    return absl::InvalidArgumentError("quantized matrix: bias size");
   auto l = std::unique_ptr<LowBitLinear>(new LowBitLinear());
   l->w_ = std::move(w);
   l->bias_ = std::move(bias);
@@ -91,7 +93,8 @@ void LowBitLinear::ForwardInt8(const float* x, int64_t n, float* y, ThreadPool& 
   kernels::Int8Activations& xq = scratch;  // the pool's workers must read this thread's copy
   std::call_once(tiled_, [&] {
     auto tiles = std::make_unique<kernels::LowBitTiles>(kernels::AllocateLowBitTiles(w_.matrix));
-    pool.ParallelFor(tiles->tiles, [&](int64_t t0, int64_t t1) { kernels::FillLowBitTiles(w_.matrix, t0, t1, *tiles); });
+    pool.ParallelFor(tiles->tiles,
+                     [&](int64_t t0, int64_t t1) { kernels::FillLowBitTiles(w_.matrix, t0, t1, *tiles); });
     tiles_ = std::move(tiles);
   });
   const int64_t out = w_.matrix.out;

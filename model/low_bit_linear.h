@@ -68,10 +68,10 @@ class LowBitLinear final : public LinearOp {
   std::vector<float> bias_;
   std::shared_ptr<const kernels::ActQuantConfig> act_quant_;
   std::vector<char> outlier_mask_;  // [in]: channels the activation quantizer leaves exact
-  bool int8_ = false;                                  // INT8 activations
+  bool int8_ = false;               // INT8 activations
   mutable std::once_flag tiled_;
   mutable std::unique_ptr<kernels::LowBitTiles> tiles_;  // built on the first INT8 forward
-  mutable uint64_t act_calls_ = 0;  // fresh stochastic draws per call, reproducible per seed
+  mutable uint64_t act_calls_ = 0;                       // fresh stochastic draws per call, reproducible per seed
 };
 
 }  // namespace accullm

@@ -46,8 +46,8 @@ absl::StatusOr<RopeScaling> ParseRopeScaling(const json::object& o) {
 absl::Status ParseInto(const json::object& o, ModelConfig& c) {
   ASSIGN_OR_RETURN(c.model_type, GetString(o, "model_type"));
   if (c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2") {
-    return absl::InvalidArgumentError(absl::StrCat("unsupported architecture: model_type \"", c.model_type,
-                                                   "\" (supported: llama, mistral, qwen2)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported architecture: model_type \"", c.model_type, "\" (supported: llama, mistral, qwen2)"));
   }
   ASSIGN_OR_RETURN(c.vocab_size, GetInt(o, "vocab_size"));
   ASSIGN_OR_RETURN(c.hidden_size, GetInt(o, "hidden_size"));
@@ -86,8 +86,8 @@ absl::Status ParseInto(const json::object& o, ModelConfig& c) {
     if (!it->value().is_object()) return absl::InvalidArgumentError("field \"rope_scaling\" must be an object");
     ASSIGN_OR_RETURN(c.rope_scaling, ParseRopeScaling(it->value().get_object()));
   }
-  if (auto hidden_act = GetOptionalString(o, "hidden_act"); hidden_act.ok() && hidden_act->has_value() &&
-                                                             **hidden_act != "silu") {
+  if (auto hidden_act = GetOptionalString(o, "hidden_act");
+      hidden_act.ok() && hidden_act->has_value() && **hidden_act != "silu") {
     return absl::InvalidArgumentError(absl::StrCat("hidden_act \"", **hidden_act, "\" is not supported (silu only)"));
   }
 
@@ -106,17 +106,16 @@ absl::Status ParseInto(const json::object& o, ModelConfig& c) {
   RETURN_IF_ERROR(positive(c.num_kv_heads, "num_key_value_heads"));
   RETURN_IF_ERROR(positive(c.max_position_embeddings, "max_position_embeddings"));
   if (c.num_heads % c.num_kv_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("num_attention_heads (", c.num_heads,
-                                                   ") is not a multiple of num_key_value_heads (",
-                                                   c.num_kv_heads, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_attention_heads (", c.num_heads, ") is not a multiple of num_key_value_heads (", c.num_kv_heads, ")"));
   }
   if (head_dim.has_value()) {
     c.head_dim = *head_dim;
   } else {
     if (c.hidden_size % c.num_heads != 0) {
       return absl::InvalidArgumentError(absl::StrCat("hidden_size (", c.hidden_size,
-                                                     ") is not divisible by num_attention_heads (",
-                                                     c.num_heads, ") and no head_dim is given"));
+                                                     ") is not divisible by num_attention_heads (", c.num_heads,
+                                                     ") and no head_dim is given"));
     }
     c.head_dim = c.hidden_size / c.num_heads;
   }

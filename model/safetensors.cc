@@ -23,9 +23,8 @@ absl::Status Bad(const std::string& path, absl::string_view msg) {
   return absl::InvalidArgumentError(absl::StrCat(path, ": ", msg));
 }
 
-absl::StatusOr<TensorView> ParseTensorEntry(const std::string& path, const std::string& name,
-                                            const json::value& v, const uint8_t* data,
-                                            uint64_t data_size) {
+absl::StatusOr<TensorView> ParseTensorEntry(const std::string& path, const std::string& name, const json::value& v,
+                                            const uint8_t* data, uint64_t data_size) {
   if (!v.is_object()) return Bad(path, absl::StrCat("tensor \"", name, "\": entry is not an object"));
   const json::object& o = v.get_object();
   TensorView t;
@@ -43,7 +42,8 @@ absl::StatusOr<TensorView> ParseTensorEntry(const std::string& path, const std::
   }
   uint64_t numel = 1;
   for (const auto& d : shape_it->value().get_array()) {
-    if (!d.is_int64() && !d.is_uint64()) return Bad(path, absl::StrCat("tensor \"", name, "\": shape has a non-integer dim"));
+    if (!d.is_int64() && !d.is_uint64())
+      return Bad(path, absl::StrCat("tensor \"", name, "\": shape has a non-integer dim"));
     if (d.is_int64() && d.get_int64() < 0) return Bad(path, absl::StrCat("tensor \"", name, "\": negative shape dim"));
     const uint64_t dim = d.is_int64() ? static_cast<uint64_t>(d.get_int64()) : d.get_uint64();
     if (dim > (uint64_t{1} << 40) || (dim != 0 && numel > (uint64_t{1} << 48) / dim)) {
@@ -72,8 +72,7 @@ absl::StatusOr<TensorView> ParseTensorEntry(const std::string& path, const std::
   if (end < begin) return Bad(path, absl::StrCat("tensor \"", name, "\": data_offsets end before begin"));
   if (end > data_size) {
     return Bad(path, absl::StrCat("tensor \"", name, "\": data_offsets [", begin, ", ", end,
-                                  ") outside the data section of ", data_size,
-                                  " bytes (file truncated?)"));
+                                  ") outside the data section of ", data_size, " bytes (file truncated?)"));
   }
   const uint64_t want = numel * DTypeSize(t.dtype);
   if (end - begin != want) {
@@ -98,10 +97,12 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   ASSIGN_OR_RETURN(result->file_, MappedFile::Open(path));
   const uint8_t* bytes = result->file_->data();
   const uint64_t size = result->file_->size();
-  if (size < 8) return Bad(path, absl::StrCat("file truncated: ", size, " bytes, too short for the 8-byte header length"));
+  if (size < 8)
+    return Bad(path, absl::StrCat("file truncated: ", size, " bytes, too short for the 8-byte header length"));
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];  // little-endian
-  if (header_len > kMaxHeaderBytes) return Bad(path, absl::StrCat("header length ", header_len, " is implausibly large (corrupt file?)"));
+  if (header_len > kMaxHeaderBytes)
+    return Bad(path, absl::StrCat("header length ", header_len, " is implausibly large (corrupt file?)"));
   if (header_len > size - 8) {
     return Bad(path, absl::StrCat("header length ", header_len, " extends beyond the file (", size,
                                   " bytes): file truncated?"));
@@ -160,7 +161,8 @@ absl::StatusOr<std::unique_ptr<TensorStore>> TensorStore::OpenDirectory(const st
       const auto& ts = opened[shard]->tensors();
       auto it = ts.find(name);
       if (it == ts.end()) {
-        return Bad(index_path, absl::StrCat("tensor \"", name, "\" is mapped to ", shard, " but that file does not contain it"));
+        return Bad(index_path,
+                   absl::StrCat("tensor \"", name, "\" is mapped to ", shard, " but that file does not contain it"));
       }
       store->tensors_.emplace(name, it->second);
     }

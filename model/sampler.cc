@@ -9,7 +9,8 @@
 namespace accullm {
 
 absl::Status SamplingParams::Validate() const {
-  if (!(temperature >= 0.f) || temperature > 100.f) return absl::InvalidArgumentError("temperature must be in [0, 100]");
+  if (!(temperature >= 0.f) || temperature > 100.f)
+    return absl::InvalidArgumentError("temperature must be in [0, 100]");
   if (top_k < 0) return absl::InvalidArgumentError("top_k must be >= 0");
   if (!(top_p > 0.f && top_p <= 1.f)) return absl::InvalidArgumentError("top_p must be in (0, 1]");
   if (!(min_p >= 0.f && min_p <= 1.f)) return absl::InvalidArgumentError("min_p must be in [0, 1]");
@@ -41,7 +42,9 @@ int32_t Sampler::Sample(float* logits, int64_t vocab, const std::vector<int32_t>
   candidates_.clear();
   candidates_.reserve(static_cast<size_t>(vocab));
   for (int64_t i = 0; i < vocab; ++i) candidates_.emplace_back(logits[i] / p.temperature, static_cast<int32_t>(i));
-  auto by_logit_desc = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  auto by_logit_desc = [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
   size_t keep = candidates_.size();
   if (p.top_k > 0 && static_cast<size_t>(p.top_k) < keep) {
     keep = static_cast<size_t>(p.top_k);

@@ -11,10 +11,10 @@
 namespace accullm {
 
 struct SamplingParams {
-  float temperature = 0.f;  // 0 = greedy (argmax)
-  int top_k = 0;            // 0 = off
-  float top_p = 1.f;        // 1 = off
-  float min_p = 0.f;        // 0 = off; keep tokens with p >= min_p * p_max
+  float temperature = 0.f;         // 0 = greedy (argmax)
+  int top_k = 0;                   // 0 = off
+  float top_p = 1.f;               // 1 = off
+  float min_p = 0.f;               // 0 = off; keep tokens with p >= min_p * p_max
   float repetition_penalty = 1.f;  // HF/CTRL style on tokens already seen; 1 = off
   float presence_penalty = 0.f;    // OpenAI style
   float frequency_penalty = 0.f;   // OpenAI style

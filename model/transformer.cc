@@ -58,7 +58,8 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
       if (pack == nullptr)
         return absl::InvalidArgumentError(
             absl::StrCat("model.embed_tokens", pack_tensor::kCodes, " found but there is no accullm.json manifest"));
-      return absl::InvalidArgumentError("pack plan disagrees with its tensors: quantized embeddings but accullm.json says fp16");
+      return absl::InvalidArgumentError(
+          "pack plan disagrees with its tensors: quantized embeddings but accullm.json says fp16");
     }
     ASSIGN_OR_RETURN(t->embed_, s.Get("model.embed_tokens.weight"));
     if (t->embed_.shape != std::vector<int64_t>{c.vocab_size, h}) return ShapeError(t->embed_, {c.vocab_size, h});
@@ -83,13 +84,19 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
       if (quantized_block && pack->linear_bits.count(p + linear) != 0) ++linear_bits_seen;
       return quantized_block;
     };
-    ASSIGN_OR_RETURN(L.q, LoadLinear(s, p + "self_attn.q_proj", q_dim, h, c.attention_bias, pack, quantized("self_attn.q_proj")));
-    ASSIGN_OR_RETURN(L.k, LoadLinear(s, p + "self_attn.k_proj", kv_dim, h, c.attention_bias, pack, quantized("self_attn.k_proj")));
-    ASSIGN_OR_RETURN(L.v, LoadLinear(s, p + "self_attn.v_proj", kv_dim, h, c.attention_bias, pack, quantized("self_attn.v_proj")));
+    ASSIGN_OR_RETURN(
+        L.q, LoadLinear(s, p + "self_attn.q_proj", q_dim, h, c.attention_bias, pack, quantized("self_attn.q_proj")));
+    ASSIGN_OR_RETURN(
+        L.k, LoadLinear(s, p + "self_attn.k_proj", kv_dim, h, c.attention_bias, pack, quantized("self_attn.k_proj")));
+    ASSIGN_OR_RETURN(
+        L.v, LoadLinear(s, p + "self_attn.v_proj", kv_dim, h, c.attention_bias, pack, quantized("self_attn.v_proj")));
     ASSIGN_OR_RETURN(L.o, LoadLinear(s, p + "self_attn.o_proj", h, q_dim, false, pack, quantized("self_attn.o_proj")));
-    ASSIGN_OR_RETURN(L.gate, LoadLinear(s, p + "mlp.gate_proj", c.intermediate_size, h, c.mlp_bias, pack, quantized("mlp.gate_proj")));
-    ASSIGN_OR_RETURN(L.up, LoadLinear(s, p + "mlp.up_proj", c.intermediate_size, h, c.mlp_bias, pack, quantized("mlp.up_proj")));
-    ASSIGN_OR_RETURN(L.down, LoadLinear(s, p + "mlp.down_proj", h, c.intermediate_size, c.mlp_bias, pack, quantized("mlp.down_proj")));
+    ASSIGN_OR_RETURN(L.gate, LoadLinear(s, p + "mlp.gate_proj", c.intermediate_size, h, c.mlp_bias, pack,
+                                        quantized("mlp.gate_proj")));
+    ASSIGN_OR_RETURN(
+        L.up, LoadLinear(s, p + "mlp.up_proj", c.intermediate_size, h, c.mlp_bias, pack, quantized("mlp.up_proj")));
+    ASSIGN_OR_RETURN(L.down, LoadLinear(s, p + "mlp.down_proj", h, c.intermediate_size, c.mlp_bias, pack,
+                                        quantized("mlp.down_proj")));
   }
   if (pack != nullptr && fp16_linears_seen != pack->fp16_linears.size()) {
     return absl::InvalidArgumentError(absl::StrCat(dir, "/accullm.json: \"fp16_linears\" names ",
@@ -194,8 +201,8 @@ absl::Status Transformer::Embed(const int32_t* tokens, int64_t n, float* hidden)
   const int64_t h = config_.hidden_size;
   for (int64_t i = 0; i < n; ++i) {
     if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[i], " is outside the vocabulary [0, ",
-                                                     config_.vocab_size, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", tokens[i], " is outside the vocabulary [0, ", config_.vocab_size, ")"));
     }
     if (low_bit_embed_ != nullptr) {
       low_bit_embed_->DequantizeRow(tokens[i], hidden + i * h);
@@ -207,8 +214,8 @@ absl::Status Transformer::Embed(const int32_t* tokens, int64_t n, float* hidden)
   return absl::OkStatus();
 }
 
-void Transformer::Attention(int64_t layer, const float* x, const std::vector<BatchSegment>& segments,
-                            int64_t rows, float* out) {
+void Transformer::Attention(int64_t layer, const float* x, const std::vector<BatchSegment>& segments, int64_t rows,
+                            float* out) {
   const ModelConfig& c = config_;
   const TransformerLayer& L = layers_[layer];
   const int64_t hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads, group = nh / nkv;
@@ -257,8 +264,8 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
     for (int64_t item = begin; item < end; ++item) {
       const int64_t r = item / nh, head = item % nh, kvh = head / group;
       const kernels::KvRows kv{k_rows[row_segment[r]].data(), v_rows[row_segment[r]].data()};
-      kernels::CausalAttentionHead(q.data() + r * q_dim + head * hd, kv, kvh * hd, row_pos[r], hd, scale,
-                                   scores.data(), ctx.data() + r * q_dim + head * hd);
+      kernels::CausalAttentionHead(q.data() + r * q_dim + head * hd, kv, kvh * hd, row_pos[r], hd, scale, scores.data(),
+                                   ctx.data() + r * q_dim + head * hd);
     }
   });
   Notify(layer, LinearSite::kAttnOut, ctx.data(), rows, q_dim);
@@ -307,8 +314,7 @@ void Transformer::Head(const float* hidden, int64_t n, float* logits) {
   lm_head_->Forward(normed.data(), n, logits, *pool_);
 }
 
-absl::Status Transformer::Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* logits,
-                                  bool all_positions) {
+absl::Status Transformer::Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* logits, bool all_positions) {
   if (n <= 0) return absl::InvalidArgumentError("no tokens to run");
   const int64_t h = config_.hidden_size;
   std::vector<float> hidden(static_cast<size_t>(n * h));

@@ -73,8 +73,7 @@ class Transformer {
 
   // Runs `n` tokens at positions cache.length() .. + n - 1 and appends them to the cache.
   // Writes logits [n, vocab] when all_positions, else only the last token's [vocab].
-  absl::Status Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* logits,
-                       bool all_positions = false);
+  absl::Status Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* logits, bool all_positions = false);
 
   // Continuous batching: several sequences' tokens in one pass (prefill chunks and single
   // decode tokens mixed). `tokens` holds the segments' tokens back to back; writes the logits
@@ -113,8 +112,7 @@ class Transformer {
   // Every low-bit linear of the blocks, then the LM head if it is one.
   void ForEachLowBitLinear(const std::function<void(LowBitLinear&)>& fn);
   Transformer(ModelConfig c, ThreadPool* pool) : config_(std::move(c)), pool_(pool), rope_(config_) {}
-  void Attention(int64_t layer, const float* x, const std::vector<BatchSegment>& segments, int64_t rows,
-                 float* out);
+  void Attention(int64_t layer, const float* x, const std::vector<BatchSegment>& segments, int64_t rows, float* out);
   void Mlp(int64_t layer, const float* x, int64_t n, float* out);
 
   void Notify(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) {

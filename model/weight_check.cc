@@ -60,14 +60,10 @@ bool IsFloat(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DTyp
 
 int64_t FirstNonFinite(DType t, const uint8_t* data, int64_t n) {
   switch (t) {
-    case DType::kF32:
-      return FirstNonFiniteBits<uint32_t>(data, n, 0x7fffffffu, 0x7f800000u);
-    case DType::kF16:
-      return FirstNonFiniteBits<uint16_t>(data, n, 0x7fff, 0x7c00);
-    case DType::kBF16:
-      return FirstNonFiniteBits<uint16_t>(data, n, 0x7fff, 0x7f80);
-    default:
-      return -1;
+    case DType::kF32: return FirstNonFiniteBits<uint32_t>(data, n, 0x7fffffffu, 0x7f800000u);
+    case DType::kF16: return FirstNonFiniteBits<uint16_t>(data, n, 0x7fff, 0x7c00);
+    case DType::kBF16: return FirstNonFiniteBits<uint16_t>(data, n, 0x7fff, 0x7f80);
+    default: return -1;
   }
 }
 

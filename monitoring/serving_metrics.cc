@@ -9,12 +9,12 @@ namespace {
 using prometheus::Histogram;
 
 // vLLM's bucket boundaries, so the same dashboards' quantiles mean the same thing.
-const Histogram::BucketBoundaries kTtftBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5,
+const Histogram::BucketBoundaries kTtftBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5,
                                                   0.75,  1.0,   2.5,  5.0,  7.5,  10.0, 20.0, 40.0, 80.0};
 const Histogram::BucketBoundaries kItlBuckets = {0.001, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075,
                                                  0.1,   0.15,  0.2,  0.3,   0.4,  0.5,   0.75, 1.0,  2.5};
-const Histogram::BucketBoundaries kLatencyBuckets = {0.01, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 2.5, 5.0, 10.0,
-                                                     15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0};
+const Histogram::BucketBoundaries kLatencyBuckets = {0.01, 0.05, 0.1,  0.3,  0.5,  0.8,  1.0,  2.5,  5.0,
+                                                     10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0};
 const Histogram::BucketBoundaries kTokenBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
 
 }  // namespace
@@ -31,10 +31,11 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
   auto histogram = [&](const char* name, const char* help, const Histogram::BucketBoundaries& b) {
     return &prometheus::BuildHistogram().Name(name).Help(help).Register(*registry_).Add(m, b);
   };
-  canary_kl_ = &prometheus::BuildGauge()
-                    .Name("accullm_canary_kl_divergence")
-                    .Help("KL(full precision || served) of the pack's canary prompts at the last position, checked at startup.")
-                    .Register(*registry_);
+  canary_kl_ =
+      &prometheus::BuildGauge()
+           .Name("accullm_canary_kl_divergence")
+           .Help("KL(full precision || served) of the pack's canary prompts at the last position, checked at startup.")
+           .Register(*registry_);
   canary_top1_ = &prometheus::BuildGauge()
                       .Name("accullm_canary_top1_match")
                       .Help("1 when the served model's top-1 next token equals the full-precision one for a canary.")
@@ -46,16 +47,16 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
   prompt_tokens_ = counter("accullm_prompt_tokens_total", "Prefill tokens processed.");
   generation_tokens_ = counter("accullm_generation_tokens_total", "Generation tokens produced.");
   iterations_ = counter("accullm_iterations_total", "Scheduler iterations (batched forward passes).");
-  ttft_ = histogram("accullm_time_to_first_token_seconds", "Time from arrival to the first generated token.",
-                    kTtftBuckets);
+  ttft_ =
+      histogram("accullm_time_to_first_token_seconds", "Time from arrival to the first generated token.", kTtftBuckets);
   itl_ = histogram("accullm_inter_token_latency_seconds", "Time between consecutive generated tokens of a sequence.",
                    kItlBuckets);
   e2e_ = histogram("accullm_e2e_request_latency_seconds", "Time from arrival to the last token of a sequence.",
                    kLatencyBuckets);
-  queue_time_ = histogram("accullm_request_queue_time_seconds", "Time a sequence waited before admission.",
-                          kLatencyBuckets);
-  iteration_tokens_ = histogram("accullm_iteration_tokens_total", "Tokens (prefill + decode) per iteration.",
-                                kTokenBuckets);
+  queue_time_ =
+      histogram("accullm_request_queue_time_seconds", "Time a sequence waited before admission.", kLatencyBuckets);
+  iteration_tokens_ =
+      histogram("accullm_iteration_tokens_total", "Tokens (prefill + decode) per iteration.", kTokenBuckets);
   success_ = &prometheus::BuildCounter()
                   .Name("accullm_request_success_total")
                   .Help("Finished sequences, by finish reason (stop, length, abort, error).")
@@ -78,13 +79,9 @@ void ServingMetrics::RequestRejected(const std::string& reason) {
   rejected_->Add({{"model_name", model_name_}, {"reason", reason}}).Increment();
 }
 
-void ServingMetrics::HttpResponse(int status) {
-  http_->Add({{"code", std::to_string(status)}}).Increment();
-}
+void ServingMetrics::HttpResponse(int status) { http_->Add({{"code", std::to_string(status)}}).Increment(); }
 
-std::string ServingMetrics::Serialize() const {
-  return prometheus::TextSerializer().Serialize(registry_->Collect());
-}
+std::string ServingMetrics::Serialize() const { return prometheus::TextSerializer().Serialize(registry_->Collect()); }
 
 void ServingMetrics::SetCanary(int index, double kl, bool top1_match) {
   const prometheus::Labels l{{"model_name", model_name_}, {"canary", std::to_string(index)}};

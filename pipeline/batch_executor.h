@@ -25,7 +25,7 @@ struct ExecItem {
   uint64_t seq = 0;
   KvCache* cache = nullptr;  // the scheduler's cache: positions start at its length
   int64_t n_tokens = 0;
-  bool sample = false;       // sample a token after this item's last row
+  bool sample = false;  // sample a token after this item's last row
 };
 
 using pipeline::SampledToken;
@@ -41,8 +41,8 @@ class BatchExecutor {
   // item of `seq` starts at `length` (see pipeline/wire.h Truncation).
   virtual void Truncate(uint64_t seq, int64_t length) = 0;
   // Starts one micro-batch (`tokens` holds the items' tokens back to back: a sequence's
-  // prompt reaches the stages only this way) and advances the items' caches; returns a ticket for Wait. Sequences of micro-batches in flight together
-  // must be disjoint.
+  // prompt reaches the stages only this way) and advances the items' caches; returns a ticket for Wait. Sequences of
+  // micro-batches in flight together must be disjoint.
   virtual absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<ExecItem> items) = 0;
   // The sampled tokens of that micro-batch, one per item with sample = true, in item order.
   // Unavailable when the executor failed (a pipeline stage died): nothing will run again.

@@ -2,9 +2,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "pipeline/wire.h"
 #include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
-#include "pipeline/wire.h"
 
 namespace accullm::pipeline {
 

@@ -44,7 +44,6 @@ class EmbeddedPipeline final : public BatchExecutor {
   // Unavailable (with the stage's error) once the stage failed: nothing runs again.
   absl::StatusOr<std::vector<SampledToken>> Wait(uint64_t ticket) override;
 
-
  private:
   explicit EmbeddedPipeline(std::unique_ptr<PipelineStage> stage) : stage_(std::move(stage)) {}
   // Runs one encoded micro-batch through the stage: its decoded Result, or why it failed.
@@ -52,7 +51,7 @@ class EmbeddedPipeline final : public BatchExecutor {
 
   BatchAssembler assembler_;
   std::unique_ptr<PipelineStage> stage_;
-  uint64_t next_batch_ = 0, stage_bytes_sent_ = 0;  // the stage's results, encoded
+  uint64_t next_batch_ = 0, stage_bytes_sent_ = 0;         // the stage's results, encoded
   std::map<uint64_t, std::vector<SampledToken>> results_;  // launched, not yet waited for
   std::string error_;                                      // the stage failed
 };

@@ -2,8 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
-#include "spdlog/spdlog.h"
 #include "pipeline/stall_meter.h"
+#include "spdlog/spdlog.h"
 
 namespace accullm::pipeline {
 
@@ -34,17 +34,21 @@ Hello StageHello(const ModelConfig& model, const StagePlan& plan, const Pipeline
 
 absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transport::Transport& t,
                                                                           const ModelConfig& model,
-                                                                          const StagePlan& plan, PipelineConfig config) {
+                                                                          const StagePlan& plan,
+                                                                          PipelineConfig config) {
   const int stages = t.size() - 1;
-  if (stages < 1) return absl::FailedPreconditionError("a pipeline needs at least one worker rank (mpirun -np 2 or more)");
+  if (stages < 1)
+    return absl::FailedPreconditionError("a pipeline needs at least one worker rank (mpirun -np 2 or more)");
   const uint64_t fingerprint = ModelFingerprint(model);
   RETURN_IF_ERROR(ValidateStagePlan(plan, model.num_layers, stages, fingerprint));
   RETURN_IF_ERROR(CheckActivationDType(config.activations));
-  if (config.timeout_ms <= config.heartbeat_ms) return absl::InvalidArgumentError("the stage timeout must exceed the heartbeat interval");
+  if (config.timeout_ms <= config.heartbeat_ms)
+    return absl::InvalidArgumentError("the stage timeout must exceed the heartbeat interval");
   const bool nccl = config.activation_transport == pipeline::ActivationTransport::kNccl;
   if (nccl && !config.join_activation_channel)
     return absl::InvalidArgumentError("--activation-transport nccl needs the MPI transport (NCCL bootstrap)");
-  for (int s = 0; s < stages; ++s) RETURN_IF_ERROR(t.Send(s + 1, pipeline::Encode(Message{0, StageHello(model, plan, config, s)})));
+  for (int s = 0; s < stages; ++s)
+    RETURN_IF_ERROR(t.Send(s + 1, pipeline::Encode(Message{0, StageHello(model, plan, config, s)})));
   std::vector<bool> acked(static_cast<size_t>(stages + 1), false);
   int pending = stages;
   const auto deadline = Clock::now() + std::chrono::seconds(120);
@@ -62,9 +66,11 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
       std::string missing;
       for (int r = 1; r <= stages; ++r)
         if (!acked[r]) absl::StrAppend(&missing, missing.empty() ? "" : ",", r);
-      return absl::DeadlineExceededError(absl::StrCat("worker rank(s) ", missing, " did not answer the hello within 120 s"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("worker rank(s) ", missing, " did not answer the hello within 120 s"));
     }
-    ASSIGN_OR_RETURN(std::optional<transport::Envelope> env, t.Receive(std::min(heartbeat, std::chrono::milliseconds(200))));
+    ASSIGN_OR_RETURN(std::optional<transport::Envelope> env,
+                     t.Receive(std::min(heartbeat, std::chrono::milliseconds(200))));
     if (!env.has_value()) continue;
     ASSIGN_OR_RETURN(Message m, pipeline::Decode(env->bytes.data(), env->bytes.size()));
     if (m.type() == pipeline::MessageType::kHeartbeat) continue;  // an early stage already beating
@@ -72,7 +78,8 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
     if (ack == nullptr || env->source < 1 || env->source > stages || acked[env->source])
       return absl::FailedPreconditionError(absl::StrCat("unexpected ", pipeline::MessageTypeName(m.type()),
                                                         " from rank ", env->source, " during the handshake"));
-    if (!ack->ok) return absl::FailedPreconditionError(absl::StrCat("worker rank ", env->source, " refused: ", ack->message));
+    if (!ack->ok)
+      return absl::FailedPreconditionError(absl::StrCat("worker rank ", env->source, " refused: ", ack->message));
     acked[env->source] = true;
     --pending;
   }
@@ -202,7 +209,8 @@ void PipelineExecutor::ExcuseOwnStall(std::chrono::steady_clock::duration stalle
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(stalled).count();
   if (ms > config_.timeout_ms / 2)
     spdlog::warn("pipeline monitor: this process was not running for {} ms (CPU starvation, stopped or paused): "
-                 "not counted as the stages' silence", ms);
+                 "not counted as the stages' silence",
+                 ms);
 }
 
 void PipelineExecutor::Handle(int src, const std::vector<uint8_t>& bytes) {

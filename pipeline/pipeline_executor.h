@@ -21,10 +21,10 @@
 
 #include "common/dtype.h"
 #include "model/model_config.h"
-#include "sharding/stage_plan.h"
-#include "transport/transport.h"
 #include "pipeline/batch_assembler.h"
 #include "pipeline/batch_executor.h"
+#include "sharding/stage_plan.h"
+#include "transport/transport.h"
 
 namespace accullm::pipeline {
 
@@ -37,8 +37,8 @@ struct PipelineConfig {
   int64_t kv_block_size = 16, kv_blocks = 0, context = 0;
   int micro_batches = 2;
   uint32_t heartbeat_ms = 200;
-  uint32_t timeout_ms = 3000;        // a stage silent this long (while we run) is dead
-  uint32_t batch_timeout_ms = 60000; // a micro-batch without result this long: the pipeline is stuck
+  uint32_t timeout_ms = 3000;         // a stage silent this long (while we run) is dead
+  uint32_t batch_timeout_ms = 60000;  // a micro-batch without result this long: the pipeline is stuck
 };
 
 struct StageStats {
@@ -93,7 +93,7 @@ class PipelineExecutor final : public BatchExecutor {
   std::condition_variable cv_;
   std::map<uint64_t, std::chrono::steady_clock::time_point> in_flight_;  // batch → launch time
   std::map<uint64_t, std::vector<SampledToken>> results_;
-  std::vector<std::chrono::steady_clock::time_point> last_heard_;        // per rank
+  std::vector<std::chrono::steady_clock::time_point> last_heard_;  // per rank
   std::vector<StageStats> stats_;
   std::string error_;
   std::function<void(const std::string&)> on_failure_;

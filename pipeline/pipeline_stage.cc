@@ -9,12 +9,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "pipeline/sequence_sampling.h"
+#include "pipeline/stall_meter.h"
+#include "pipeline/wire.h"
 #include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
 #include "transport/nccl_channel.h"
-#include "pipeline/wire.h"
-#include "pipeline/sequence_sampling.h"
-#include "pipeline/stall_meter.h"
 
 namespace accullm::pipeline {
 
@@ -45,7 +45,8 @@ void PipelineStage::LogStart() const {
 void PipelineStage::LogShutdown(uint64_t bytes_sent) const {
   // One line for the benchmark (bench/pipeline_bench.sh parses it).
   spdlog::info("stage {} (rank {}): shutdown after {} batches; stats rows={} compute_s={:.4f} bytes_sent={} "
-               "bytes_per_row={:.1f}", hello_.stage, rank_, batches_done(), rows_done(), compute_seconds(), bytes_sent,
+               "bytes_per_row={:.1f}",
+               hello_.stage, rank_, batches_done(), rows_done(), compute_seconds(), bytes_sent,
                rows_done() > 0 ? static_cast<double>(bytes_sent) / rows_done() : 0.0);
 }
 
@@ -65,7 +66,8 @@ absl::StatusOr<Message> PipelineStage::Run(uint64_t batch_id, Batch& b) {
     if (s == seqs_.end()) return absl::InvalidArgumentError(absl::StrCat("truncation of unknown sequence ", t.seq));
     if (t.length > s->second.cache->length())
       return absl::InvalidArgumentError(absl::StrCat("truncation of sequence ", t.seq, " to ", t.length,
-                                                     " positions; this stage's cache holds ", s->second.cache->length()));
+                                                     " positions; this stage's cache holds ",
+                                                     s->second.cache->length()));
     s->second.cache->Truncate(t.length);
     if (s->second.sampling) s->second.sampling->Truncate(t.length);
   }
@@ -113,7 +115,8 @@ absl::StatusOr<Message> PipelineStage::Run(uint64_t batch_id, Batch& b) {
     next.rows = b.rows;
     next.width = h;
     next.activations = pipeline::PackActivations(hidden_.data(), hidden_.size(), hello_.activations);
-    compute_us_ += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
+    compute_us_ +=
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
     ++batches_done_;
     return Message{batch_id, std::move(next)};
   }
@@ -126,8 +129,9 @@ absl::StatusOr<Message> PipelineStage::Run(uint64_t batch_id, Batch& b) {
     s.sampling->Append(b.tokens.data() + row, b.items[i].n_tokens);
     // The history is the tokens of the positions the KV holds, one for one.
     if (s.sampling->history_length() != s.cache->length())
-      return absl::InternalError(absl::StrCat("sequence ", b.items[i].seq, ": history of ", s.sampling->history_length(),
-                                              " tokens for ", s.cache->length(), " KV positions"));
+      return absl::InternalError(absl::StrCat("sequence ", b.items[i].seq, ": history of ",
+                                              s.sampling->history_length(), " tokens for ", s.cache->length(),
+                                              " KV positions"));
     row += b.items[i].n_tokens;
     if (!b.items[i].sample) continue;
     rows_.resize((sampled.size() + 1) * static_cast<size_t>(h));
@@ -144,7 +148,8 @@ absl::StatusOr<Message> PipelineStage::Run(uint64_t batch_id, Batch& b) {
       res.tokens.push_back(seqs_.at(seq).sampling->Sample(seq, logits_.data() + j * vocab, vocab));
     }
   }
-  const double us = static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
+  const double us =
+      static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
   compute_us_ += static_cast<uint64_t>(us);
   res.compute_seconds = us / 1e6;
   ++batches_done_;
@@ -170,9 +175,11 @@ absl::Status SendOn(transport::Transport& t, transport::NcclChannel* nccl, Messa
 // Why this rank cannot move activations over NCCL, or "" when it can.
 std::string NcclRefusal(int rank, transport::MpiTransport* mpi) {
   if (!transport::NcclBuilt())
-    return absl::StrCat("--activation-transport nccl: rank ", rank, " was built without NCCL (CUDA and NCCL not found at configure time)");
+    return absl::StrCat("--activation-transport nccl: rank ", rank,
+                        " was built without NCCL (CUDA and NCCL not found at configure time)");
   if (mpi == nullptr) return absl::StrCat("--activation-transport nccl: rank ", rank, " does not run under MPI");
-  if (transport::CudaDeviceCount() == 0) return absl::StrCat("--activation-transport nccl: rank ", rank, " has no CUDA device");
+  if (transport::CudaDeviceCount() == 0)
+    return absl::StrCat("--activation-transport nccl: rank ", rank, " has no CUDA device");
   return "";
 }
 
@@ -191,8 +198,8 @@ HelloAck CheckHello(const Hello& hello, Transformer& model, int rank, int size, 
                                c.hidden_size, ", vocab ", c.vocab_size, ") than the coordinator's");
   } else if (static_cast<int>(hello.stage) != rank - 1 || static_cast<int>(hello.num_stages) != size - 1) {
     ack.ok = false;
-    ack.message = absl::StrCat("rank ", rank, " of ", size, " was told it is stage ", hello.stage, " of ",
-                               hello.num_stages);
+    ack.message =
+        absl::StrCat("rank ", rank, " of ", size, " was told it is stage ", hello.stage, " of ", hello.num_stages);
   } else if (hello.context > c.max_position_embeddings) {
     ack.ok = false;
     ack.message = absl::StrCat("context ", hello.context, " exceeds the model's ", c.max_position_embeddings);
@@ -217,11 +224,14 @@ absl::StatusOr<pipeline::Hello> Handshake(transport::Transport& t, Transformer& 
   while (Clock::now() < deadline) {
     ASSIGN_OR_RETURN(std::optional<transport::Envelope> env, t.Receive(std::chrono::milliseconds(200)));
     if (!env.has_value()) continue;
-    if (env->source != 0) return absl::FailedPreconditionError(absl::StrCat("a message from rank ", env->source, " before the coordinator's hello"));
+    if (env->source != 0)
+      return absl::FailedPreconditionError(
+          absl::StrCat("a message from rank ", env->source, " before the coordinator's hello"));
     ASSIGN_OR_RETURN(Message m, pipeline::Decode(env->bytes.data(), env->bytes.size()));
     if (m.type() == pipeline::MessageType::kShutdown) return absl::CancelledError("shut down before starting");
     const auto* hello = std::get_if<pipeline::Hello>(&m.body);
-    if (hello == nullptr) return absl::FailedPreconditionError(absl::StrCat("expected hello, got ", pipeline::MessageTypeName(m.type())));
+    if (hello == nullptr)
+      return absl::FailedPreconditionError(absl::StrCat("expected hello, got ", pipeline::MessageTypeName(m.type())));
     const pipeline::HelloAck ack = CheckHello(*hello, model, t.rank(), t.size(), mpi);
     RETURN_IF_ERROR(t.Send(0, pipeline::Encode(Message{0, ack})));
     if (!ack.ok) return absl::FailedPreconditionError(ack.message);
@@ -280,7 +290,8 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
     }
     nccl = std::move(*ch);
     stage.set_nccl(nccl.get());
-    spdlog::info("stage {} (rank {}): activations over NCCL on CUDA device {} of {}", hello->stage, t.rank(), device, count);
+    spdlog::info("stage {} (rank {}): activations over NCCL on CUDA device {} of {}", hello->stage, t.rank(), device,
+                 count);
   }
   constexpr auto kPoll = std::chrono::milliseconds(50);
   // The coordinator judges liveness and takes the job down. A stage gives up on a silent
@@ -302,7 +313,8 @@ int RunPipelineStage(transport::Transport& t, Transformer& model, transport::Mpi
     if (!env->has_value()) {
       if (now - last_from_coordinator > give_up) {
         spdlog::error("stage {} (rank {}): the coordinator (rank 0) has been silent for {} ms (twice the heartbeat "
-                      "timeout): exiting", hello->stage, t.rank(),
+                      "timeout): exiting",
+                      hello->stage, t.rank(),
                       std::chrono::duration_cast<std::chrono::milliseconds>(now - last_from_coordinator).count());
         return finish(2);
       }

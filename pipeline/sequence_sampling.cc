@@ -17,9 +17,8 @@ SampledToken Logprobs(const float* logits, int64_t vocab, int32_t id, int k) {
     std::vector<int32_t> idx(static_cast<size_t>(vocab));
     for (int64_t i = 0; i < vocab; ++i) idx[i] = static_cast<int32_t>(i);
     const size_t kk = std::min<size_t>(static_cast<size_t>(k), idx.size());
-    std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), [&](int32_t a, int32_t b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
+    std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(),
+                      [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
     for (size_t i = 0; i < kk; ++i) t.top.emplace_back(idx[i], static_cast<float>(logits[idx[i]] - lse));
   }
   return t;

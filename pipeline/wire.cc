@@ -57,8 +57,8 @@ class Reader {
     uint32_t c = 0;
     RETURN_IF_ERROR(Get(c, what));
     if (elem > 0 && static_cast<uint64_t>(c) > left() / elem) {
-      return absl::InvalidArgumentError(absl::StrCat("wire: ", what, " count ", c, " × ", elem,
-                                                     " bytes exceeds the ", left(), " bytes remaining"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("wire: ", what, " count ", c, " × ", elem, " bytes exceeds the ", left(), " bytes remaining"));
     }
     n = c;
     return absl::OkStatus();
@@ -232,7 +232,8 @@ void EncodeBody(Writer& w, const Batch& b) {
   w.Put<uint32_t>(static_cast<uint32_t>(b.truncated.size()));
   for (const auto& t : b.truncated) w.Put(t.seq), w.Put(t.length);
   w.Put<uint32_t>(static_cast<uint32_t>(b.items.size()));
-  for (const auto& it : b.items) w.Put(it.seq), w.Put(it.position), w.Put(it.n_tokens), w.Put<uint8_t>(it.sample ? 1 : 0);
+  for (const auto& it : b.items)
+    w.Put(it.seq), w.Put(it.position), w.Put(it.n_tokens), w.Put<uint8_t>(it.sample ? 1 : 0);
   w.Put<uint32_t>(static_cast<uint32_t>(b.tokens.size()));
   w.Bytes(b.tokens.data(), b.tokens.size() * sizeof(int32_t));
   w.Put(ActivationWireByteOf(b.act)), w.Put(b.rows), w.Put(b.width), w.Put<uint8_t>(b.activations_over_nccl ? 1 : 0);
@@ -250,7 +251,8 @@ absl::Status DecodeBody(Reader& r, Batch& b) {
     RETURN_IF_ERROR(DecodeSampling(r, s.sampling));
     RETURN_IF_ERROR(r.Get(s.logprobs, "opened.logprobs"));
     if (s.logprobs < -1 || s.logprobs > kMaxTopLogprobs)
-      return absl::InvalidArgumentError(absl::StrCat("wire: logprobs ", s.logprobs, " outside [-1, ", kMaxTopLogprobs, "]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("wire: logprobs ", s.logprobs, " outside [-1, ", kMaxTopLogprobs, "]"));
   }
   RETURN_IF_ERROR(r.Count(n, 8, "batch.released"));
   b.released.resize(n);
@@ -287,18 +289,18 @@ absl::Status DecodeBody(Reader& r, Batch& b) {
   RETURN_IF_ERROR(r.Bool(b.activations_over_nccl, "batch.activations_over_nccl"));
   uint64_t bytes = 0;
   RETURN_IF_ERROR(r.Get(bytes, "batch.activation_bytes"));
-  if (bytes > r.left()) return absl::InvalidArgumentError(absl::StrCat("wire: activation bytes ", bytes,
-                                                                         " exceed the ", r.left(), " bytes remaining"));
+  if (bytes > r.left())
+    return absl::InvalidArgumentError(
+        absl::StrCat("wire: activation bytes ", bytes, " exceed the ", r.left(), " bytes remaining"));
   // rows * width * size must equal the bytes actually carried (overflow-safe: both bounded).
   if (b.rows > (int64_t{1} << 31) || b.width > (int64_t{1} << 24))
     return absl::InvalidArgumentError("wire: activation shape out of range");
   if (b.activations_over_nccl && bytes != 0)
     return absl::InvalidArgumentError("wire: a batch whose activations follow over NCCL carries activation bytes");
   if (bytes != 0 && static_cast<uint64_t>(b.rows) * static_cast<uint64_t>(b.width) * DTypeSize(b.act) != bytes)
-    return absl::InvalidArgumentError(absl::StrCat("wire: activations [", b.rows, ", ", b.width, "] ",
-                                                   ActivationDTypeName(b.act), " need ",
-                                                   static_cast<uint64_t>(b.rows) * b.width * DTypeSize(b.act),
-                                                   " bytes, message carries ", bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("wire: activations [", b.rows, ", ", b.width, "] ", ActivationDTypeName(b.act), " need ",
+                     static_cast<uint64_t>(b.rows) * b.width * DTypeSize(b.act), " bytes, message carries ", bytes));
   return r.Bytes(b.activations, bytes, "batch.activations");
 }
 
@@ -383,7 +385,7 @@ size_t ActivationBytes(const Batch& b) {
 }
 
 MessageType Message::type() const {
-  static constexpr MessageType kTypes[] = {MessageType::kHello, MessageType::kHelloAck, MessageType::kBatch,
+  static constexpr MessageType kTypes[] = {MessageType::kHello,  MessageType::kHelloAck,  MessageType::kBatch,
                                            MessageType::kResult, MessageType::kHeartbeat, MessageType::kShutdown};
   return kTypes[body.index()];
 }
@@ -403,7 +405,8 @@ std::vector<uint8_t> Encode(const Message& m) {
 absl::StatusOr<Message> Decode(const uint8_t* data, size_t size) {
   if (size < kHeaderBytes)
     return absl::InvalidArgumentError(absl::StrCat("wire: ", size, " bytes is shorter than the header"));
-  if (size > kMaxMessageBytes) return absl::InvalidArgumentError(absl::StrCat("wire: message of ", size, " bytes too large"));
+  if (size > kMaxMessageBytes)
+    return absl::InvalidArgumentError(absl::StrCat("wire: message of ", size, " bytes too large"));
   Reader r(data, size);
   uint32_t magic = 0, flags = 0, body = 0;
   uint16_t version = 0, type = 0;
@@ -419,7 +422,8 @@ absl::StatusOr<Message> Decode(const uint8_t* data, size_t size) {
     return absl::InvalidArgumentError(absl::StrCat("wire: version ", version, ", this build speaks ", kWireVersion));
   if (flags != 0) return absl::InvalidArgumentError(absl::StrCat("wire: unknown flags ", flags));
   if (body != size - kHeaderBytes)
-    return absl::InvalidArgumentError(absl::StrCat("wire: header says ", body, " body bytes, received ", size - kHeaderBytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("wire: header says ", body, " body bytes, received ", size - kHeaderBytes));
   switch (static_cast<MessageType>(type)) {
     case MessageType::kHello: return DecodeAs<Hello>(r, batch_id, "hello");
     case MessageType::kHelloAck: return DecodeAs<HelloAck>(r, batch_id, "hello-ack");
@@ -435,20 +439,25 @@ absl::Status ValidateBatch(const Batch& b, bool first_stage, int64_t width, Acti
   if (b.items.empty()) return absl::InvalidArgumentError("batch: no items");
   int64_t rows = 0;
   for (const auto& it : b.items) rows += it.n_tokens;  // each <= 2^30, count <= 2^31/25: no overflow
-  if (rows != b.rows) return absl::InvalidArgumentError(absl::StrCat("batch: items cover ", rows, " rows, header says ", b.rows));
+  if (rows != b.rows)
+    return absl::InvalidArgumentError(absl::StrCat("batch: items cover ", rows, " rows, header says ", b.rows));
   // Every stage: the last one's history needs a token per row, the others pass them on.
   if (static_cast<int64_t>(b.tokens.size()) != rows)
     return absl::InvalidArgumentError(absl::StrCat("batch: ", b.tokens.size(), " token ids for ", rows, " rows"));
   if (first_stage) {
-    if (b.activations_over_nccl) return absl::InvalidArgumentError("batch: stage 0 takes token ids, not activations over NCCL");
+    if (b.activations_over_nccl)
+      return absl::InvalidArgumentError("batch: stage 0 takes token ids, not activations over NCCL");
     if (!b.activations.empty()) return absl::InvalidArgumentError("batch: stage 0 takes token ids, not activations");
   } else {
-    if (b.width != width) return absl::InvalidArgumentError(absl::StrCat("batch: activation width ", b.width, ", model hidden ", width));
+    if (b.width != width)
+      return absl::InvalidArgumentError(absl::StrCat("batch: activation width ", b.width, ", model hidden ", width));
     if (b.activations_over_nccl && transport != ActivationTransport::kNccl)
-      return absl::InvalidArgumentError("batch: activations announced over NCCL in a pipeline that moves them over MPI");
+      return absl::InvalidArgumentError(
+          "batch: activations announced over NCCL in a pipeline that moves them over MPI");
     if (transport == ActivationTransport::kNccl) {
       if (!b.activations_over_nccl)
-        return absl::InvalidArgumentError("batch: this pipeline moves activations over NCCL, the batch carries them inline");
+        return absl::InvalidArgumentError(
+            "batch: this pipeline moves activations over NCCL, the batch carries them inline");
       if (!b.activations.empty()) return absl::InvalidArgumentError("batch: activations both inline and over NCCL");
       return absl::OkStatus();
     }

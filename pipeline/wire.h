@@ -91,7 +91,7 @@ struct BatchItem {
   uint64_t seq = 0;
   int64_t position = 0;  // first position of this item's rows (the cache length before)
   int64_t n_tokens = 0;
-  bool sample = false;   // the last stage samples a token after this item's last row
+  bool sample = false;  // the last stage samples a token after this item's last row
 };
 
 // One micro-batch on its way through the pipeline. Every stage receives the rows' token ids
@@ -100,9 +100,9 @@ struct BatchItem {
 // penalties count): 4 bytes a row beside the activations' hidden × 2–4. Later stages also
 // receive `activations` [rows, width] in `act` precision.
 struct Batch {
-  std::vector<NewSequence> opened;   // sequences to create before running (KV + sampler)
-  std::vector<uint64_t> released;    // sequences to drop before running
-  std::vector<Truncation> truncated; // rollbacks to apply before running (after `released`)
+  std::vector<NewSequence> opened;    // sequences to create before running (KV + sampler)
+  std::vector<uint64_t> released;     // sequences to drop before running
+  std::vector<Truncation> truncated;  // rollbacks to apply before running (after `released`)
   std::vector<BatchItem> items;
   std::vector<int32_t> tokens;
   DType act = DType::kF32;

@@ -30,38 +30,44 @@ void CalibrationStats::Observe(int64_t layer, LinearSite site, const float* x, i
     if (it != reference_inputs_->end() && static_cast<int64_t>(it->second.size()) == rows * width) {
       if (s.cross.empty()) s.cross.assign(static_cast<size_t>(width * width), 0.0);
       const float* ref = it->second.data();
-      pool_->ParallelFor(width, [&](int64_t i0, int64_t i1) {
-        std::vector<float> acc(static_cast<size_t>(width));
-        for (int64_t i = i0; i < i1; ++i) {
-          std::fill(acc.begin(), acc.end(), 0.f);
-          for (int64_t r = 0; r < rows; ++r) {
-            const float ri = ref[r * width + i];
-            if (ri == 0.f) continue;
-            const float* xr = x + r * width;
-            for (int64_t j = 0; j < width; ++j) acc[j] += ri * xr[j];
-          }
-          double* c = s.cross.data() + i * width;
-          for (int64_t j = 0; j < width; ++j) c[j] += acc[j];
-        }
-      }, 4);
+      pool_->ParallelFor(
+          width,
+          [&](int64_t i0, int64_t i1) {
+            std::vector<float> acc(static_cast<size_t>(width));
+            for (int64_t i = i0; i < i1; ++i) {
+              std::fill(acc.begin(), acc.end(), 0.f);
+              for (int64_t r = 0; r < rows; ++r) {
+                const float ri = ref[r * width + i];
+                if (ri == 0.f) continue;
+                const float* xr = x + r * width;
+                for (int64_t j = 0; j < width; ++j) acc[j] += ri * xr[j];
+              }
+              double* c = s.cross.data() + i * width;
+              for (int64_t j = 0; j < width; ++j) c[j] += acc[j];
+            }
+          },
+          4);
     }
   }
   // Upper triangle of Σ x xᵀ, rows of H in parallel; float partials per call keep the
   // inner loop vectorised, double accumulation across calls keeps the sum accurate.
-  pool_->ParallelFor(width, [&](int64_t i0, int64_t i1) {
-    std::vector<float> acc(static_cast<size_t>(width));
-    for (int64_t i = i0; i < i1; ++i) {
-      std::fill(acc.begin() + i, acc.end(), 0.f);
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* xr = x + r * width;
-        const float xi = xr[i];
-        if (xi == 0.f) continue;
-        for (int64_t j = i; j < width; ++j) acc[j] += xi * xr[j];
-      }
-      double* h = s.hessian.data() + i * width;
-      for (int64_t j = i; j < width; ++j) h[j] += acc[j];
-    }
-  }, 4);
+  pool_->ParallelFor(
+      width,
+      [&](int64_t i0, int64_t i1) {
+        std::vector<float> acc(static_cast<size_t>(width));
+        for (int64_t i = i0; i < i1; ++i) {
+          std::fill(acc.begin() + i, acc.end(), 0.f);
+          for (int64_t r = 0; r < rows; ++r) {
+            const float* xr = x + r * width;
+            const float xi = xr[i];
+            if (xi == 0.f) continue;
+            for (int64_t j = i; j < width; ++j) acc[j] += xi * xr[j];
+          }
+          double* h = s.hessian.data() + i * width;
+          for (int64_t j = i; j < width; ++j) h[j] += acc[j];
+        }
+      },
+      4);
 }
 
 void CalibrationStats::Clear(int64_t layer) {

@@ -17,8 +17,8 @@ namespace accullm::quant {
 struct SiteStats {
   int64_t width = 0;
   int64_t rows = 0;
-  std::vector<double> hessian;       // [width, width], symmetric, Σ over rows of x xᵀ
-  std::vector<float> absmax;         // [width]
+  std::vector<double> hessian;          // [width, width], symmetric, Σ over rows of x xᵀ
+  std::vector<float> absmax;            // [width]
   std::vector<int64_t> over_threshold;  // [width] rows with |x| > outlier threshold
   // With a full-precision reference running beside a partly quantized model: C = Σ x xqᵀ
   // ([width, width], x from the reference, xq from the model), for input-mismatch correction.
@@ -26,8 +26,8 @@ struct SiteStats {
 };
 
 struct CalibrationOptions {
-  int64_t samples = 32;     // sequences
-  int64_t seq_len = 512;    // tokens per sequence (BOS first)
+  int64_t samples = 32;   // sequences
+  int64_t seq_len = 512;  // tokens per sequence (BOS first)
   float outlier_threshold = 6.0f;
 };
 

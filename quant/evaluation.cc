@@ -55,13 +55,14 @@ class BlockOutputRecorder final : public ActivationObserver {
 absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, const std::vector<int32_t>& stream,
                                     int32_t bos, const EvalOptions& opt) {
   const int64_t vocab = model.config().vocab_size;
-  if (reference.config().vocab_size != vocab) return absl::InvalidArgumentError("model and reference vocabularies differ");
+  if (reference.config().vocab_size != vocab)
+    return absl::InvalidArgumentError("model and reference vocabularies differ");
   if (opt.ctx < 4) return absl::InvalidArgumentError("evaluation context must be at least 4 tokens");
   int64_t chunks = static_cast<int64_t>(stream.size()) / opt.ctx;
   if (opt.max_chunks > 0) chunks = std::min(chunks, opt.max_chunks);
   if (chunks == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("evaluation text has ", stream.size(),
-                                                   " tokens, fewer than one chunk of ", opt.ctx));
+    return absl::InvalidArgumentError(
+        absl::StrCat("evaluation text has ", stream.size(), " tokens, fewer than one chunk of ", opt.ctx));
   }
   const int64_t layers = model.config().num_layers;
   BlockOutputRecorder rec_model, rec_ref;
@@ -100,7 +101,8 @@ absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, 
       // max_element over NaN is meaningless (comparisons are false): no agreement.
       const bool finite = AllFinite(a, vocab);
       if (!finite) ++nonfinite;
-      agree += finite && AllFinite(b, vocab) && (std::max_element(a, a + vocab) - a) == (std::max_element(b, b + vocab) - b);
+      agree +=
+          finite && AllFinite(b, vocab) && (std::max_element(a, a + vocab) - a) == (std::max_element(b, b + vocab) - b);
     }
   }
   model.set_observer(nullptr);
@@ -120,7 +122,8 @@ absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, 
   r.kl_p99 = sorted[static_cast<size_t>(std::min<double>(sorted.size() - 1, std::ceil(0.99 * sorted.size()) - 1))];
   r.kl_max = sorted.back();
   r.top1_agreement = static_cast<double>(agree) / r.positions;
-  for (int64_t l = 0; l < layers; ++l) r.layer_relative_error.push_back(err_den[l] > 0 ? std::sqrt(err_num[l] / err_den[l]) : 0);
+  for (int64_t l = 0; l < layers; ++l)
+    r.layer_relative_error.push_back(err_den[l] > 0 ? std::sqrt(err_num[l] / err_den[l]) : 0);
   return r;
 }
 

@@ -40,15 +40,16 @@ double GridRoundingErrorScalar(const float* w, const bool* skip, const double* i
 namespace {
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) double GridRoundingErrorAvx512(const float* w, const bool* skip,
-                                                                          const double* importance, int64_t n,
-                                                                          const GridCandidate& g) {
+                                                                                    const double* importance, int64_t n,
+                                                                                    const GridCandidate& g) {
   const __m512 scale = _mm512_set1_ps(g.scale), zero = _mm512_set1_ps(g.zero), maxq = _mm512_set1_ps(g.maxq);
   const __m512 fzero = _mm512_setzero_ps();
   __m512d acc = _mm512_setzero_pd();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512 x = _mm512_loadu_ps(w + i);
-    __m512 c = _mm512_roundscale_ps(_mm512_add_ps(_mm512_div_ps(x, scale), zero), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 c = _mm512_roundscale_ps(_mm512_add_ps(_mm512_div_ps(x, scale), zero),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     c = _mm512_min_ps(_mm512_max_ps(c, fzero), maxq);
     __m512 d = _mm512_sub_ps(x, _mm512_mul_ps(_mm512_sub_ps(c, zero), scale));
     // Skipped weights add +0 to their lane: the lane sum is unchanged, as when skipped.
@@ -78,7 +79,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) double GridRoundingErrorAvx
 }  // namespace
 #endif
 
-double GridRoundingError(const float* w, const bool* skip, const double* importance, int64_t n, const GridCandidate& g) {
+double GridRoundingError(const float* w, const bool* skip, const double* importance, int64_t n,
+                         const GridCandidate& g) {
 #if ACCULLM_HAVE_X86_SIMD
   if (kernels::ActiveIsa() >= kernels::Isa::kAvx512) return GridRoundingErrorAvx512(w, skip, importance, n, g);
 #endif

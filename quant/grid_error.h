@@ -21,5 +21,4 @@ double GridRoundingError(const float* w, const bool* skip, const double* importa
 double GridRoundingErrorScalar(const float* w, const bool* skip, const double* importance, int64_t n,
                                const GridCandidate& g);
 
-
 }  // namespace accullm::quant

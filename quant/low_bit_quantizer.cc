@@ -41,8 +41,8 @@ kernels::LowBitMatrix QuantizedMatrix::view() const {
 int QuantizedMatrix::IntegerWeight(int64_t o, int64_t i) const {
   const kernels::LowBitMatrix& f = format;
   const int code = kernels::ReadCode(codes.data() + o * kernels::CodeRowBytes(f.in, f.bits), i, f.bits);
-  const int zero =
-      zeros.empty() ? 1 << (f.bits - 1) : zeros[static_cast<size_t>(o * (f.in / f.group) + i / f.group)] >> f.zero_frac_bits;
+  const int zero = zeros.empty() ? 1 << (f.bits - 1)
+                                 : zeros[static_cast<size_t>(o * (f.in / f.group) + i / f.group)] >> f.zero_frac_bits;
   return code - zero;
 }
 
@@ -65,9 +65,9 @@ constexpr int64_t kBlock = 128;  // lazy-update block (a multiple of every group
 struct Grid {
   float scale = 0.f;
   int scale_code = 0;  // 8-bit scales: scale = U8GroupScale(row scale, scale_code)
-  int stored = 8;     // the zero point as stored
-  float zero = 8.f;   // ... and its value
-  int maxq = 15;      // the largest code
+  int stored = 8;      // the zero point as stored
+  float zero = 8.f;    // ... and its value
+  int maxq = 15;       // the largest code
 };
 
 // The grid for a range [lo, hi] (lo <= 0 <= hi).
@@ -116,8 +116,8 @@ Grid MakeGrid(const float* w, const bool* is_outlier, const double* importance, 
       const float shrink_hi = symmetric ? shrink_lo : 1.f - step * static_cast<float>(b);
       const Grid g = GridForRange(lo * shrink_lo, hi * shrink_hi, bits, symmetric, frac_bits, row_scale);
       if (g.scale <= 0.f) continue;
-      const double err = GridRoundingError(w, is_outlier, importance, n,
-                                           GridCandidate{g.scale, g.zero, static_cast<float>(g.maxq)});
+      const double err =
+          GridRoundingError(w, is_outlier, importance, n, GridCandidate{g.scale, g.zero, static_cast<float>(g.maxq)});
       if (err < best_err) {
         best_err = err;
         best = g;
@@ -266,8 +266,8 @@ void PackCode(QuantizedMatrix& q, int64_t o, int64_t i, int code) {
 
 absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out, int64_t in,
                                                const std::vector<double>* hessian,
-                                               const std::vector<int32_t>& outlier_cols,
-                                               const QuantOptions& opt, ThreadPool& pool) {
+                                               const std::vector<int32_t>& outlier_cols, const QuantOptions& opt,
+                                               ThreadPool& pool) {
   const int64_t g = opt.group_size;
   if (g != 32 && g != 64 && g != 128) return absl::InvalidArgumentError("group size must be 32, 64 or 128");
   if (in % g != 0) {
@@ -292,9 +292,12 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
   q.format.group = g;
   // Fractional zero points unless integer weights code - zero are needed (AXE, naive bound).
   const bool integer_weights = opt.accumulator_bits > 0 || opt.max_code_magnitude > 0;
-  if (opt.zero_fraction_bits != 0 && opt.zero_fraction_bits != 4) return absl::InvalidArgumentError("zero-point fraction bits must be 0 or 4");
-  q.format.zero_frac_bits = (opt.symmetric || integer_weights) ? 0 : kernels::ZeroFractionBits(opt.zero_fraction_bits, opt.bits);
-  if (integer_weights && opt.bits != 4) return absl::InvalidArgumentError("accumulator bounds (AXE) are for 4-bit weights");
+  if (opt.zero_fraction_bits != 0 && opt.zero_fraction_bits != 4)
+    return absl::InvalidArgumentError("zero-point fraction bits must be 0 or 4");
+  q.format.zero_frac_bits =
+      (opt.symmetric || integer_weights) ? 0 : kernels::ZeroFractionBits(opt.zero_fraction_bits, opt.bits);
+  if (integer_weights && opt.bits != 4)
+    return absl::InvalidArgumentError("accumulator bounds (AXE) are for 4-bit weights");
   if (opt.scale_bits != 16 && opt.scale_bits != 8) return absl::InvalidArgumentError("scale bits must be 16 or 8");
   const bool u8_scales = opt.scale_bits == 8;
   if (u8_scales && integer_weights) {
@@ -360,7 +363,8 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
       } else {
         q.scales[o * groups + grp] = F32ToF16(grid.scale);
       }
-      if (!opt.symmetric) q.zeros[o * groups + grp] = kernels::EncodeZeroPoint(grid.stored, frac, q.format.zero_frac_bits);
+      if (!opt.symmetric)
+        q.zeros[o * groups + grp] = kernels::EncodeZeroPoint(grid.stored, frac, q.format.zero_frac_bits);
     };
     for (int64_t o = o0; o < o1; ++o) {
       const float* row = weights + o * in;
@@ -398,15 +402,17 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
           const int64_t col = perm[k], grp = col / g;
           if (!act_order && k % g == 0) {  // a new group: its grid from the current (error-corrected) weights
             for (int64_t j = 0; j < g; ++j) {
-              target[j] = opt.method == QuantMethod::kGpfq ? static_cast<float>(w[k + j] + resid[k + j] / h[(k + j) * in + k + j])
-                                                           : w[k + j];
+              target[j] = opt.method == QuantMethod::kGpfq
+                              ? static_cast<float>(w[k + j] + resid[k + j] / h[(k + j) * in + k + j])
+                              : w[k + j];
             }
             set_grid(o, grp, target.data(), is_outlier.data() + col);
           }
           rq.grid = grids[grp];
           rq.budget_left = budget_left[grp];
           // What this column should represent, and what it will.
-          const float want = opt.method == QuantMethod::kGpfq ? static_cast<float>(w[k] + resid[k] / h[k * in + k]) : w[k];
+          const float want =
+              opt.method == QuantMethod::kGpfq ? static_cast<float>(w[k] + resid[k] / h[k * in + k]) : w[k];
           float got;
           if (is_outlier[col]) {
             const size_t idx = std::lower_bound(outlier_cols.begin(), outlier_cols.end(), col) - outlier_cols.begin();

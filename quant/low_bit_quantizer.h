@@ -41,9 +41,9 @@ struct QuantOptions {
   // 16: an F16 step per group. 8: an 8-bit step per group relative to an F16 step per row
   // (0.25 + 16/in bits per weight instead of 0.5 at group 32). Not with AXE.
   int scale_bits = 16;
-  bool act_order = false;   // GPTQ/GPFQ: columns in decreasing Hessian-diagonal order
-  int accumulator_bits = 0; // AXE: 0 = unconstrained; else signed accumulator width P
-  int64_t tile = 0;         // AXE: inputs per inner accumulation tile (0 = the group)
+  bool act_order = false;    // GPTQ/GPFQ: columns in decreasing Hessian-diagonal order
+  int accumulator_bits = 0;  // AXE: 0 = unconstrained; else signed accumulator width P
+  int64_t tile = 0;          // AXE: inputs per inner accumulation tile (0 = the group)
   // The naive alternative to AXE (for comparison): limit every integer weight to |v| <= this
   // so that even the data-type worst case fits the accumulator. 0 = off.
   int max_code_magnitude = 0;
@@ -87,7 +87,7 @@ bool CholeskyLower(std::vector<double>& a, int64_t n);
 // GPTQ and GPFQ; RTN ignores it. `outlier_cols` (sorted) stay FP16.
 absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out, int64_t in,
                                                const std::vector<double>* hessian,
-                                               const std::vector<int32_t>& outlier_cols,
-                                               const QuantOptions& options, ThreadPool& pool);
+                                               const std::vector<int32_t>& outlier_cols, const QuantOptions& options,
+                                               ThreadPool& pool);
 
 }  // namespace accullm::quant

@@ -22,7 +22,9 @@ const std::vector<BlockLinear>& BlockLinears() {
   return kLinears;
 }
 
-std::string LinearPrefix(int64_t layer, const BlockLinear& l) { return absl::StrCat("model.layers.", layer, ".", l.name); }
+std::string LinearPrefix(int64_t layer, const BlockLinear& l) {
+  return absl::StrCat("model.layers.", layer, ".", l.name);
+}
 
 std::vector<int32_t> SelectOutlierChannels(const SiteStats& s, const OutlierOptions& o) {
   std::vector<int32_t> order(static_cast<size_t>(s.width));
@@ -140,11 +142,12 @@ absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer
     }
     LinearOp& current = *(model.layer(layer).*bl.op);
     const int64_t rows = current.out_features(), cols = current.in_features();
-    std::vector<int32_t> outliers = site != nullptr ? SelectOutlierChannels(*site, options.outliers) : std::vector<int32_t>{};
+    std::vector<int32_t> outliers =
+        site != nullptr ? SelectOutlierChannels(*site, options.outliers) : std::vector<int32_t>{};
     QuantOptions qo = options.quant;
     if (bits != nullptr) qo.bits = (*bits)[li];
-    ASSIGN_OR_RETURN(QuantizedMatrix q, QuantizeMatrix(w.data(), rows, cols, site ? &site->hessian : nullptr, outliers,
-                                                       qo, pool));
+    ASSIGN_OR_RETURN(QuantizedMatrix q,
+                     QuantizeMatrix(w.data(), rows, cols, site ? &site->hessian : nullptr, outliers, qo, pool));
     auto shared = std::make_shared<const QuantizedMatrix>(std::move(q));
     ASSIGN_OR_RETURN(auto op, MakeLowBitLinear(model, prefix, shared));
     new_ops.push_back(std::move(op));

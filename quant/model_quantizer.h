@@ -1,6 +1,6 @@
 // Quantizing a loaded model in place: the blocks the precision plan marks low-bit get their
-// linears (all seven, less those the plan keeps FP16) quantized (with outlier input channels kept in FP16) and replaced by
-// LowBitLinear ops, so the same Transformer can be evaluated at once and then written as a pack.
+// linears (all seven, less those the plan keeps FP16) quantized (with outlier input channels kept in FP16) and replaced
+// by LowBitLinear ops, so the same Transformer can be evaluated at once and then written as a pack.
 #pragma once
 
 #include <array>
@@ -21,9 +21,9 @@ namespace accullm::quant {
 
 struct OutlierOptions {
   bool enabled = true;
-  float threshold = 6.0f;       // |x| above this in calibration marks a channel (LLM.int8())
-  double max_fraction = 0.03;   // at most this share of a layer's input channels
-  double top_fraction = 0.0;    // > 0: the top share by max |x|, whatever the threshold
+  float threshold = 6.0f;      // |x| above this in calibration marks a channel (LLM.int8())
+  double max_fraction = 0.03;  // at most this share of a layer's input channels
+  double top_fraction = 0.0;   // > 0: the top share by max |x|, whatever the threshold
 };
 
 struct ModelQuantOptions {
@@ -70,12 +70,9 @@ using LinearBits = std::array<int, kBlockLinears>;
 // code widths, null: options.quant.bits), installs the quantized
 // ops and returns the displaced ones, null where a linear was left alone (so a caller
 // measuring sensitivity can put them back with RestoreBlock).
-absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer& model, int64_t layer,
-                                                                     const CalibrationStats& stats,
-                                                                     const ModelQuantOptions& options, ThreadPool& pool,
-                                                                     QuantizedMatrices* out,
-                                                                     const LinearMask* which = nullptr,
-                                                                     const LinearBits* bits = nullptr);
+absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(
+    Transformer& model, int64_t layer, const CalibrationStats& stats, const ModelQuantOptions& options,
+    ThreadPool& pool, QuantizedMatrices* out, const LinearMask* which = nullptr, const LinearBits* bits = nullptr);
 void RestoreBlock(Transformer& model, int64_t layer, std::vector<std::unique_ptr<LinearOp>> ops);
 
 using ProgressFn = std::function<void(int64_t done, int64_t total, const std::string& what)>;

@@ -110,7 +110,8 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   for (const auto& [prefix, q] : matrices) {
     const kernels::LowBitMatrix m = q->view();
     const int64_t groups = m.groups_per_row();
-    w.Add(prefix + pack_tensor::kCodes, DType::kU8, {m.out, kernels::CodeRowBytes(m.in, m.bits)}, m.codes, q->codes.size());
+    w.Add(prefix + pack_tensor::kCodes, DType::kU8, {m.out, kernels::CodeRowBytes(m.in, m.bits)}, m.codes,
+          q->codes.size());
     if (m.bits != 4 && absl::StartsWith(prefix, "model.layers.")) linear_bits[prefix] = m.bits;
     if (m.scale_codes != nullptr) {
       w.Add(prefix + pack_tensor::kScales, DType::kU8, {m.out, groups}, m.scale_codes, q->scale_codes.size());
@@ -122,7 +123,8 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
     if (!q->outlier_cols.empty()) {
       const int64_t k = static_cast<int64_t>(q->outlier_cols.size());
       w.Add(prefix + pack_tensor::kOutlierCols, DType::kI32, {k}, q->outlier_cols.data(), k * 4);
-      w.Add(prefix + pack_tensor::kOutlierWeight, DType::kF16, {m.out, k}, q->outlier_weights.data(), q->outlier_weights.size() * 2);
+      w.Add(prefix + pack_tensor::kOutlierWeight, DType::kF16, {m.out, k}, q->outlier_weights.data(),
+            q->outlier_weights.size() * 2);
       boost::json::array cols;
       for (int32_t c : q->outlier_cols) cols.push_back(c);
       outliers[prefix] = std::move(cols);

@@ -323,7 +323,9 @@ absl::StatusOr<PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& se
   });
   PrecisionPlan plan = PrecisionPlan::AllLowBit(n);
   if (budget.fp16_layers >= 0) {
-    if (budget.fp16_layers > n) return absl::InvalidArgumentError(absl::StrCat("--fp16-layers ", budget.fp16_layers, " exceeds the ", n, " layers"));
+    if (budget.fp16_layers > n)
+      return absl::InvalidArgumentError(
+          absl::StrCat("--fp16-layers ", budget.fp16_layers, " exceeds the ", n, " layers"));
     for (int64_t i = 0; i < budget.fp16_layers; ++i) plan.layers[order[i]] = LayerPrecision::kFp16;
     return plan;
   }

@@ -20,8 +20,8 @@
 namespace accullm::quant {
 
 struct LinearSensitivity {
-  int linear = 0;          // index into kBlockLinearNames
-  double kl = 0;           // mean KL(full || only-this-linear-INT4)
+  int linear = 0;  // index into kBlockLinearNames
+  double kl = 0;   // mean KL(full || only-this-linear-INT4)
   int64_t params = 0;
   int64_t fp16_bytes = 0;
   int64_t four_bit_bytes = 0;  // stored with 4-bit codes (as measured), scales, zeros and outlier columns
@@ -40,9 +40,9 @@ double KlScaleForBits(int bits);
 
 struct LayerSensitivity {
   int64_t layer = 0;
-  double kl = 0;             // mean KL(full || block-INT4) over scored positions
-  double outlier_score = 0;  // max |x| at the block's inputs / outlier threshold
-  int64_t fp16_bytes = 0;    // the block's linear weights in FP16
+  double kl = 0;                           // mean KL(full || block-INT4) over scored positions
+  double outlier_score = 0;                // max |x| at the block's inputs / outlier threshold
+  int64_t fp16_bytes = 0;                  // the block's linear weights in FP16
   int64_t four_bit_bytes = 0;              // ... with 4-bit codes (as measured), scales, zeros, outliers
   std::vector<LinearSensitivity> linears;  // per linear (empty when not measured)
 };

@@ -25,8 +25,8 @@ absl::StatusOr<LayerPrecision> ParseLayerPrecision(const std::string& name) {
 absl::StatusOr<int> BlockLinearIndex(const std::string& name) {
   for (int i = 0; i < kBlockLinears; ++i)
     if (name == kBlockLinearNames[i] || name == kBlockLinearShortNames[i]) return i;
-  return absl::InvalidArgumentError(absl::StrCat("unknown block linear \"", name,
-                                                 "\" (q, k, v, o, gate, up, down or their checkpoint names)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown block linear \"", name, "\" (q, k, v, o, gate, up, down or their checkpoint names)"));
 }
 
 PrecisionPlan PrecisionPlan::AllLowBit(int64_t n) {
@@ -60,8 +60,9 @@ absl::StatusOr<PrecisionPlan> PrecisionPlan::FromFp16Spec(const std::string& spe
     } else {
       int64_t index = 0;
       if (!absl::SimpleAtoi(part, &index) || index < 0 || index >= n) {
-        return absl::InvalidArgumentError(absl::StrCat("bad layer \"", std::string(part), "\" in --fp16-layers (model has ",
-                                                       n, " layers; use first:N, last:N or indices)"));
+        return absl::InvalidArgumentError(absl::StrCat("bad layer \"", std::string(part),
+                                                       "\" in --fp16-layers (model has ", n,
+                                                       " layers; use first:N, last:N or indices)"));
       }
       p.layers[index] = LayerPrecision::kFp16;
     }

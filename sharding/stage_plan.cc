@@ -140,11 +140,13 @@ absl::StatusOr<StagePlan> PlanStages(const ModelCost& cost, int workers, const P
     double total = wb[L] + cost.embed_bytes + cost.head_bytes + kv[L] * static_cast<double>(o.kv_positions);
     double sum_budget = 0;
     for (double b : budget) sum_budget += b;
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the model does not fit: it needs ", Human(total), " (weights ", Human(wb[L] + cost.embed_bytes + cost.head_bytes),
-        " + KV cache ", Human(kv[L] * static_cast<double>(o.kv_positions)), " for ", o.kv_positions, " positions) and ",
-        workers, " worker(s) offer ", Human(sum_budget),
-        " in total; no split into contiguous layer ranges fits every worker's budget (add workers, memory, or quantize)"));
+    return absl::ResourceExhaustedError(absl::StrCat("the model does not fit: it needs ", Human(total), " (weights ",
+                                                     Human(wb[L] + cost.embed_bytes + cost.head_bytes), " + KV cache ",
+                                                     Human(kv[L] * static_cast<double>(o.kv_positions)), " for ",
+                                                     o.kv_positions, " positions) and ", workers, " worker(s) offer ",
+                                                     Human(sum_budget),
+                                                     " in total; no split into contiguous layer ranges fits every "
+                                                     "worker's budget (add workers, memory, or quantize)"));
   }
   StagePlan plan;
   plan.num_layers = L;
@@ -175,11 +177,11 @@ StagePlan EvenStagePlan(int64_t num_layers, int workers) {
 absl::Status ValidateStagePlan(const StagePlan& plan, int64_t num_layers, int workers, uint64_t fingerprint) {
   if (static_cast<int>(plan.stages.size()) != workers)
     return absl::FailedPreconditionError(absl::StrCat("the plan has ", plan.stages.size(), " stages but ", workers,
-                                                      " worker rank(s) were started (mpirun -np ", plan.stages.size() + 1,
-                                                      " for this plan)"));
+                                                      " worker rank(s) were started (mpirun -np ",
+                                                      plan.stages.size() + 1, " for this plan)"));
   if (plan.num_layers != num_layers)
-    return absl::FailedPreconditionError(absl::StrCat("the plan is for a model with ", plan.num_layers,
-                                                      " layers; this model has ", num_layers));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the plan is for a model with ", plan.num_layers, " layers; this model has ", num_layers));
   if (plan.model_fingerprint != 0 && fingerprint != 0 && plan.model_fingerprint != fingerprint)
     return absl::FailedPreconditionError("the plan was made for a different model (fingerprint mismatch)");
   int64_t next = 0;
@@ -187,8 +189,8 @@ absl::Status ValidateStagePlan(const StagePlan& plan, int64_t num_layers, int wo
     const auto& a = plan.stages[s];
     if (a.layer_begin != next || a.layer_end <= a.layer_begin || a.layer_end > num_layers)
       return absl::FailedPreconditionError(absl::StrCat("plan stage ", s, " has layers [", a.layer_begin, ", ",
-                                                        a.layer_end, "): stages must be contiguous, non-empty, starting at ",
-                                                        next));
+                                                        a.layer_end,
+                                                        "): stages must be contiguous, non-empty, starting at ", next));
     next = a.layer_end;
   }
   if (next != num_layers)
@@ -216,8 +218,8 @@ uint64_t ModelFingerprint(const ModelConfig& c) {
 std::string FormatStagePlan(const StagePlan& plan) {
   std::ostringstream out;
   char line[256];
-  std::snprintf(line, sizeof(line), "%-6s %-10s %-8s %-14s %-14s %-14s %-12s %s\n", "stage", "layers", "count", "weights",
-                "kv_cache", "memory", "budget", "step_ms");
+  std::snprintf(line, sizeof(line), "%-6s %-10s %-8s %-14s %-14s %-14s %-12s %s\n", "stage", "layers", "count",
+                "weights", "kv_cache", "memory", "budget", "step_ms");
   out << line;
   for (size_t s = 0; s < plan.stages.size(); ++s) {
     const auto& a = plan.stages[s];
@@ -231,7 +233,8 @@ std::string FormatStagePlan(const StagePlan& plan) {
                   extra.c_str());
     out << line;
   }
-  std::snprintf(line, sizeof(line), "bottleneck stage step: %.3f ms (pipeline throughput bound: %.1f micro-batches/s)\n",
+  std::snprintf(line, sizeof(line),
+                "bottleneck stage step: %.3f ms (pipeline throughput bound: %.1f micro-batches/s)\n",
                 plan.bottleneck_seconds() * 1e3, plan.bottleneck_seconds() > 0 ? 1.0 / plan.bottleneck_seconds() : 0.0);
   out << line;
   return out.str();
@@ -263,9 +266,11 @@ absl::StatusOr<StagePlan> StagePlanFromJson(const std::string& text, const std::
   if (!v.is_object()) return absl::InvalidArgumentError(absl::StrCat(what, ": not a JSON object"));
   const auto& o = v.as_object();
   ASSIGN_OR_RETURN(std::string format, GetString(o, "format"));
-  if (format != "accullm-stage-plan") return absl::InvalidArgumentError(absl::StrCat(what, ": not an AccuLLM stage plan"));
+  if (format != "accullm-stage-plan")
+    return absl::InvalidArgumentError(absl::StrCat(what, ": not an AccuLLM stage plan"));
   ASSIGN_OR_RETURN(int64_t version, GetInt(o, "version"));
-  if (version != 1) return absl::InvalidArgumentError(absl::StrCat(what, ": plan version ", version, " (this build reads 1)"));
+  if (version != 1)
+    return absl::InvalidArgumentError(absl::StrCat(what, ": plan version ", version, " (this build reads 1)"));
   StagePlan p;
   ASSIGN_OR_RETURN(p.num_layers, GetInt(o, "num_layers"));
   ASSIGN_OR_RETURN(std::optional<std::string> fp, GetOptionalString(o, "model_fingerprint"));
@@ -308,10 +313,18 @@ absl::StatusOr<StagePlan> ReadStagePlanFile(const std::string& path) {
 }
 
 absl::StatusOr<double> ParseByteSize(const std::string& text) {
-  static const std::pair<const char*, double> kUnits[] = {
-      {"KiB", 1024.0}, {"MiB", 1024.0 * 1024}, {"GiB", 1024.0 * 1024 * 1024}, {"TiB", 1024.0 * 1024 * 1024 * 1024},
-      {"KB", 1e3},     {"MB", 1e6},            {"GB", 1e9},                   {"TB", 1e12},
-      {"K", 1024.0},   {"M", 1024.0 * 1024},   {"G", 1024.0 * 1024 * 1024},   {"B", 1.0}};
+  static const std::pair<const char*, double> kUnits[] = {{"KiB", 1024.0},
+                                                          {"MiB", 1024.0 * 1024},
+                                                          {"GiB", 1024.0 * 1024 * 1024},
+                                                          {"TiB", 1024.0 * 1024 * 1024 * 1024},
+                                                          {"KB", 1e3},
+                                                          {"MB", 1e6},
+                                                          {"GB", 1e9},
+                                                          {"TB", 1e12},
+                                                          {"K", 1024.0},
+                                                          {"M", 1024.0 * 1024},
+                                                          {"G", 1024.0 * 1024 * 1024},
+                                                          {"B", 1.0}};
   std::string t(text);
   t.erase(std::remove_if(t.begin(), t.end(), [](char c) { return c == ' '; }), t.end());
   double mult = 1;
@@ -337,8 +350,8 @@ absl::StatusOr<std::vector<double>> ParseMemoryBudgets(const std::string& text, 
     out.push_back(b);
   }
   if (out.size() != 1 && out.size() != static_cast<size_t>(workers))
-    return absl::InvalidArgumentError(absl::StrCat("--memory has ", out.size(), " values for ", workers,
-                                                   " workers (give one, or one per worker)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--memory has ", out.size(), " values for ", workers, " workers (give one, or one per worker)"));
   if (out.size() == 1) out.assign(static_cast<size_t>(workers), out[0]);
   return out;
 }

@@ -26,8 +26,8 @@ struct LayerCost {
 
 struct ModelCost {
   std::vector<LayerCost> layers;
-  double embed_bytes = 0;       // held by the first stage (read: one row per token)
-  double head_bytes = 0;        // final norm + LM head, held by the last stage
+  double embed_bytes = 0;  // held by the first stage (read: one row per token)
+  double head_bytes = 0;   // final norm + LM head, held by the last stage
   double head_flops_per_token = 0;
   double activation_bytes_per_token = 0;  // one hidden row on the wire (F32)
 };
@@ -51,11 +51,11 @@ struct PlannerOptions {
 
 struct StageAssignment {
   int64_t layer_begin = 0, layer_end = 0;
-  double weight_bytes = 0;   // layers (+ embedding / head where held)
+  double weight_bytes = 0;  // layers (+ embedding / head where held)
   double kv_bytes = 0;
-  double memory_bytes = 0;   // weight_bytes + kv_bytes
+  double memory_bytes = 0;  // weight_bytes + kv_bytes
   double budget_bytes = 0;
-  double step_seconds = 0;   // modelled time of one micro-batch on this stage (compute + send)
+  double step_seconds = 0;  // modelled time of one micro-batch on this stage (compute + send)
 };
 
 struct StagePlan {

@@ -47,7 +47,8 @@ absl::StatusOr<std::string> TemplateField(const boost::json::value& v, const std
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": chat_template lists no \"default\" template (it has: ", names, ")"));
   }
-  return absl::InvalidArgumentError(absl::StrCat(where, ": chat_template must be a string or a list of {name, template}"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(where, ": chat_template must be a string or a list of {name, template}"));
 }
 
 }  // namespace
@@ -130,7 +131,8 @@ absl::StatusOr<std::string> ChatTemplate::RenderJson(const boost::json::value& m
       {"tools", jinja::Value::Null()},
       {"documents", jinja::Value::Null()},
   };
-  for (const auto& kv : extra_variables) context.emplace_back(std::string(kv.key()), jinja::Value::FromJson(kv.value()));
+  for (const auto& kv : extra_variables)
+    context.emplace_back(std::string(kv.key()), jinja::Value::FromJson(kv.value()));
   return template_->Render(context);
 }
 

@@ -34,9 +34,7 @@ struct Object {
   void Set(std::string key, Value value);
 };
 
-enum class Kind : uint8_t {
-  kUndefined, kNull, kBool, kInt, kFloat, kString, kArray, kObject, kNamespace, kFunction
-};
+enum class Kind : uint8_t { kUndefined, kNull, kBool, kInt, kFloat, kString, kArray, kObject, kNamespace, kFunction };
 
 // A runtime value. Containers are shared by reference (as in JS): `==` on two arrays
 // compares identity, and a namespace assigned through one name changes for every name.
@@ -45,7 +43,7 @@ class Value {
   Value() = default;  // undefined
   static Value Null();
   static Value Bool(bool b);
-  static Value Int(double v);    // integral double (JS has one number type)
+  static Value Int(double v);  // integral double (JS has one number type)
   static Value Float(double v);
   static Value Number(double v);  // Int when integral, like JSON numbers in JS
   static Value String(std::string s);
@@ -71,7 +69,7 @@ class Value {
   double number() const { return num_; }
   const std::string& str() const { return *str_; }
   const std::vector<Value>& array() const { return *arr_; }
-  const Object& object() const { return *obj_; }   // kObject and kNamespace
+  const Object& object() const { return *obj_; }    // kObject and kNamespace
   Object& mutable_object() const { return *obj_; }  // namespaces are mutable by design
   const Function& function() const { return *fn_; }
   // Identity of the shared container (0 for scalars): JS `===` on objects.

@@ -134,8 +134,8 @@ absl::StatusOr<int> Compare(const Value& a, const Value& b, bool case_sensitive)
 }
 
 // Sorts stably; the first comparison error is returned.
-absl::StatusOr<std::vector<Value>> SortValues(std::vector<Value> items, bool reverse,
-                                              const std::function<absl::StatusOr<int>(const Value&, const Value&)>& cmp) {
+absl::StatusOr<std::vector<Value>> SortValues(
+    std::vector<Value> items, bool reverse, const std::function<absl::StatusOr<int>(const Value&, const Value&)>& cmp) {
   absl::Status error;
   std::stable_sort(items.begin(), items.end(), [&](const Value& a, const Value& b) {
     if (!error.ok()) return false;
@@ -179,7 +179,8 @@ std::string UniqueKey(const Value& v) {
     case Kind::kNull: return "n";
     case Kind::kBool: return v.boolean() ? "b1" : "b0";
     case Kind::kInt:
-    case Kind::kFloat: return std::isnan(v.number()) ? "NaN" : absl::StrCat("d", JsNumberToString(v.number() == 0 ? 0.0 : v.number()));
+    case Kind::kFloat:
+      return std::isnan(v.number()) ? "NaN" : absl::StrCat("d", JsNumberToString(v.number() == 0 ? 0.0 : v.number()));
     case Kind::kString: return "s" + v.str();
     default: return absl::StrCat("o", reinterpret_cast<uintptr_t>(v.identity()));
   }
@@ -188,14 +189,21 @@ std::string UniqueKey(const Value& v) {
 Value StringMember(const Interpreter& in, const Value& self, const std::string& name) {
   const std::string s = self.str();
   if (name == "length") return Value::Int(static_cast<double>(Utf16Length(s)));
-  if (name == "upper") return Builtin(name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(ToUpperJs(s)); });
-  if (name == "lower") return Builtin(name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(ToLowerJs(s)); });
+  if (name == "upper")
+    return Builtin(name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(ToUpperJs(s)); });
+  if (name == "lower")
+    return Builtin(name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(ToLowerJs(s)); });
   if (name == "strip")  // HF ignores strip's argument: all whitespace goes
-    return Builtin(name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(std::string(TrimEndJs(TrimStartJs(s)))); });
-  if (name == "lstrip") return Builtin(name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(std::string(TrimStartJs(s))); });
-  if (name == "rstrip") return Builtin(name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(std::string(TrimEndJs(s))); });
-  if (name == "title") return Builtin(name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(TitleCase(s)); });
-  if (name == "capitalize") return Builtin(name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(Capitalize(s)); });
+    return Builtin(
+        name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(std::string(TrimEndJs(TrimStartJs(s)))); });
+  if (name == "lstrip")
+    return Builtin(name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(std::string(TrimStartJs(s))); });
+  if (name == "rstrip")
+    return Builtin(name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(std::string(TrimEndJs(s))); });
+  if (name == "title")
+    return Builtin(name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(TitleCase(s)); });
+  if (name == "capitalize")
+    return Builtin(name, [s](auto&) -> absl::StatusOr<Value> { return Value::String(Capitalize(s)); });
   if (name == "startswith" || name == "endswith") {
     const bool starts = name == "startswith";
     return Builtin(name, [s, starts, name](const std::vector<Value>& args) -> absl::StatusOr<Value> {
@@ -277,7 +285,8 @@ Value StringMember(const Interpreter& in, const Value& self, const std::string& 
           count = args[2];
         }
       }
-      if (count.kind() != Kind::kInt && !count.is_null()) return RenderError("replace() count argument must be a number or null");
+      if (count.kind() != Kind::kInt && !count.is_null())
+        return RenderError("replace() count argument must be a number or null");
       double remaining = count.is_null() || count.number() < 0 ? INFINITY : count.number();
       const std::string& from = args[0].str();
       const std::string& to = args[1].str();
@@ -342,7 +351,8 @@ Value ObjectMember(const Value& self, const std::string& name) {
   if (name == "get") {
     return Builtin(name, [self](const std::vector<Value>& args) -> absl::StatusOr<Value> {
       if (args.empty() || !args[0].is_string())
-        return RenderError(absl::StrCat("Object key must be a string: got ", args.empty() ? "UndefinedValue" : TypeName(args[0])));
+        return RenderError(
+            absl::StrCat("Object key must be a string: got ", args.empty() ? "UndefinedValue" : TypeName(args[0])));
       const Value* v = self.object().Find(args[0].str());
       if (v) return *v;
       return args.size() > 1 ? args[1] : Value::Null();
@@ -482,7 +492,8 @@ absl::StatusOr<Value> Interpreter::ApplyFilter(const Value& operand, const Node&
       if (name == "length") return Value::Int(static_cast<double>(a.size()));
       if (name == "reverse") return Value::Array(std::vector<Value>(a.rbegin(), a.rend()));
       if (name == "sort") {
-        ASSIGN_OR_RETURN(auto sorted, SortValues(a, false, [](const Value& x, const Value& y) { return Compare(x, y, false); }));
+        ASSIGN_OR_RETURN(auto sorted,
+                         SortValues(a, false, [](const Value& x, const Value& y) { return Compare(x, y, false); }));
         return Value::Array(std::move(sorted));
       }
       if (name == "join") {
@@ -534,7 +545,9 @@ absl::StatusOr<Value> Interpreter::ApplyFilter(const Value& operand, const Node&
       return RenderError(absl::StrCat("unknown StringValue filter: ", name));
     }
     if (operand.is_number()) {
-      if (name == "abs") return operand.kind() == Kind::kInt ? Value::Int(std::fabs(operand.number())) : Value::Float(std::fabs(operand.number()));
+      if (name == "abs")
+        return operand.kind() == Kind::kInt ? Value::Int(std::fabs(operand.number()))
+                                            : Value::Float(std::fabs(operand.number()));
       if (name == "int") return Value::Int(std::floor(operand.number()));
       if (name == "float") return Value::Float(operand.number());
       if (name == "string") {
@@ -595,8 +608,9 @@ absl::StatusOr<Value> Interpreter::ApplyFilter(const Value& operand, const Node&
   if (name == "int" || name == "float") {
     ASSIGN_OR_RETURN(Args args, EvalArgs(filter.items, env));
     const bool is_int = name == "int";
-    Value def = !args.pos.empty() ? args.pos[0]
-                : args.Kw("default") ? *args.Kw("default") : (is_int ? Value::Int(0) : Value::Float(0));
+    Value def = !args.pos.empty()    ? args.pos[0]
+                : args.Kw("default") ? *args.Kw("default")
+                                     : (is_int ? Value::Int(0) : Value::Float(0));
     if (operand.is_string()) {
       double v = is_int ? ParseIntJs(operand.str()) : ParseFloatJs(operand.str());
       if (std::isnan(v)) return def;
@@ -753,7 +767,8 @@ void Interpreter::InstallGlobals(Env& env) {
     if (a.size() >= 2) start = a[0], stop = a[1];
     if (a.size() == 3) step = a[2];
     if (step == 0) return RenderError("range() step must not be zero");
-    if (!std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step)) return RenderError("range() arguments must be finite");
+    if (!std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
+      return RenderError("range() arguments must be finite");
     const double count = std::max(0.0, std::ceil((stop - start) / step));
     if (count > static_cast<double>(max_items)) return RenderError("range() is too long");
     std::vector<Value> out;
@@ -763,12 +778,12 @@ void Interpreter::InstallGlobals(Env& env) {
   auto now = options_.now;
   env.vars["strftime_now"] = Builtin("strftime_now", [now](const std::vector<Value>& args) -> absl::StatusOr<Value> {
     if (args.empty() || !args[0].is_string()) return RenderError("strftime_now() needs a format string");
-    const std::time_t t = now ? static_cast<std::time_t>(now())
-                              : std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    const std::time_t t =
+        now ? static_cast<std::time_t>(now()) : std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
     std::tm tm{};
     localtime_r(&t, &tm);
-    static const char* kLong[] = {"January", "February", "March", "April", "May", "June", "July",
-                                  "August", "September", "October", "November", "December"};
+    static const char* kLong[] = {"January", "February", "March",     "April",   "May",      "June",
+                                  "July",    "August",   "September", "October", "November", "December"};
     static const char* kShort[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     auto pad2 = [](int v) { return absl::StrCat(v < 10 ? "0" : "", v); };
     const std::string& f = args[0].str();

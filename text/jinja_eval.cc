@@ -34,9 +34,7 @@ absl::Status RenderError(std::string_view message) {
 }
 absl::Status BreakSignal() { return absl::CancelledError(kBreakMarker); }
 absl::Status ContinueSignal() { return absl::CancelledError(kContinueMarker); }
-bool IsBreak(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kCancelled && s.message() == kBreakMarker;
-}
+bool IsBreak(const absl::Status& s) { return s.code() == absl::StatusCode::kCancelled && s.message() == kBreakMarker; }
 bool IsContinue(const absl::Status& s) {
   return s.code() == absl::StatusCode::kCancelled && s.message() == kContinueMarker;
 }
@@ -78,7 +76,9 @@ absl::Status Interpreter::EvalStatement(const Node& node, const EnvPtr& env, std
     }
     case NodeKind::kFor: RETURN_IF_ERROR(EvalFor(node, env, out)); break;
     case NodeKind::kSet: return EvalSet(node, env);
-    case NodeKind::kMacro: env->vars[node.text] = MakeMacro(node, absl::StrCat("'", node.text, "'")); return absl::OkStatus();
+    case NodeKind::kMacro:
+      env->vars[node.text] = MakeMacro(node, absl::StrCat("'", node.text, "'"));
+      return absl::OkStatus();
     case NodeKind::kBreak: return BreakSignal();
     case NodeKind::kContinue: return ContinueSignal();
     case NodeKind::kCallBlock: {
@@ -213,7 +213,7 @@ absl::Status Interpreter::EvalSet(const Node& node, const EnvPtr& env) {
       if (!rhs.is_array()) return RenderError(absl::StrCat("cannot unpack non-iterable type in set: ", TypeName(rhs)));
       if (rhs.array().size() != target.items.size())
         return RenderError(target.items.size() > rhs.array().size() ? "too few items to unpack in set"
-                                                                     : "too many items to unpack in set");
+                                                                    : "too many items to unpack in set");
       for (size_t i = 0; i < target.items.size(); ++i) {
         if (target.items[i]->kind != NodeKind::kIdent) return RenderError("cannot unpack into a non-name in set");
         env->vars[target.items[i]->text] = rhs.array()[i];
@@ -223,7 +223,8 @@ absl::Status Interpreter::EvalSet(const Node& node, const EnvPtr& env) {
     case NodeKind::kMember: {
       ASSIGN_OR_RETURN(Value object, Eval(*target.a, env));
       if (object.kind() != Kind::kNamespace) return RenderError("cannot assign attribute on non-namespace object");
-      if (target.b->kind != NodeKind::kIdent) return RenderError("cannot assign to member with non-identifier property");
+      if (target.b->kind != NodeKind::kIdent)
+        return RenderError("cannot assign to member with non-identifier property");
       object.mutable_object().Set(target.b->text, std::move(rhs));
       return absl::OkStatus();
     }
@@ -238,7 +239,7 @@ Value Interpreter::MakeMacro(const Node& node, const std::string& display_name) 
   const bool wants_kwargs = MentionsIdent(macro, "kwargs");
   const bool wants_varargs = MentionsIdent(macro, "varargs");
   fn->call = [macro, display_name, wants_kwargs, wants_varargs](Interpreter& in, const Args& args,
-                                                                 const EnvPtr& caller) -> absl::StatusOr<Value> {
+                                                                const EnvPtr& caller) -> absl::StatusOr<Value> {
     auto scope = std::make_shared<Env>();
     scope->parent = caller;
     auto kwargs = args.kw;
@@ -324,7 +325,8 @@ absl::StatusOr<Args> Interpreter::EvalArgs(const std::vector<NodePtr>& nodes, co
     }
   }
   auto add = [&args](const std::string& key, Value v) -> absl::Status {
-    if (args.Kw(key) != nullptr) return RenderError(absl::StrCat("got multiple values for keyword argument '", key, "'"));
+    if (args.Kw(key) != nullptr)
+      return RenderError(absl::StrCat("got multiple values for keyword argument '", key, "'"));
     args.kw.emplace_back(key, std::move(v));
     return absl::OkStatus();
   };
@@ -425,7 +427,8 @@ absl::StatusOr<Value> Interpreter::EvalBinary(const Node& node, const EnvPtr& en
   if (op == "!=") return Value::Bool(!LooseEquals(left, right));
   const bool is_in = op == "in" || op == "not in";
   auto unknown = [&]() {
-    return RenderError(absl::StrCat("unknown operator \"", op, "\" between ", TypeName(left), " and ", TypeName(right)));
+    return RenderError(
+        absl::StrCat("unknown operator \"", op, "\" between ", TypeName(left), " and ", TypeName(right)));
   };
   if (left.is_undefined() || right.is_undefined()) {
     if (right.is_undefined() && is_in) return Value::Bool(op == "not in");
@@ -534,7 +537,8 @@ absl::StatusOr<Value> Interpreter::Eval(const Node& node, const EnvPtr& env) {
       ASSIGN_OR_RETURN(Value v, Eval(*node.a, env));
       if (node.text == "not") return Value::Bool(!Truthy(v));
       const double sign = node.text == "-" ? -1 : 1;
-      if (v.is_number()) return v.kind() == Kind::kFloat ? Value::Float(sign * v.number()) : Value::Int(sign * v.number());
+      if (v.is_number())
+        return v.kind() == Kind::kFloat ? Value::Float(sign * v.number()) : Value::Int(sign * v.number());
       if (v.kind() == Kind::kBool) return Value::Int(sign * (v.boolean() ? 1 : 0));
       return RenderError(absl::StrCat("unknown operator \"", node.text, "\" for ", TypeName(v)));
     }

@@ -19,10 +19,31 @@ namespace accullm::text::jinja {
 
 // ---- Lexer ----------------------------------------------------------------------------
 enum class Tok : uint8_t {
-  kText, kNumber, kString, kIdent, kEquals, kOpenParen, kCloseParen, kOpenStatement,
-  kCloseStatement, kOpenExpression, kCloseExpression, kOpenSquare, kCloseSquare,
-  kOpenCurly, kCloseCurly, kComma, kDot, kColon, kPipe, kAdditive, kMultiplicative,
-  kPower, kComparison, kUnary, kComment
+  kText,
+  kNumber,
+  kString,
+  kIdent,
+  kEquals,
+  kOpenParen,
+  kCloseParen,
+  kOpenStatement,
+  kCloseStatement,
+  kOpenExpression,
+  kCloseExpression,
+  kOpenSquare,
+  kCloseSquare,
+  kOpenCurly,
+  kCloseCurly,
+  kComma,
+  kDot,
+  kColon,
+  kPipe,
+  kAdditive,
+  kMultiplicative,
+  kPower,
+  kComparison,
+  kUnary,
+  kComment
 };
 const char* TokName(Tok t);
 
@@ -40,10 +61,35 @@ absl::StatusOr<std::vector<Token>> Tokenize(std::string_view source);
 // ---- Syntax tree ----------------------------------------------------------------------
 enum class NodeKind : uint8_t {
   // statements
-  kIf, kFor, kSet, kMacro, kCallBlock, kFilterBlock, kBreak, kContinue, kComment,
+  kIf,
+  kFor,
+  kSet,
+  kMacro,
+  kCallBlock,
+  kFilterBlock,
+  kBreak,
+  kContinue,
+  kComment,
   // expressions
-  kInt, kFloat, kString, kArray, kTuple, kObject, kIdent, kMember, kSlice, kCall,
-  kUnary, kBinary, kFilter, kTest, kSelect, kTernary, kKwarg, kSpread, kKwSpread
+  kInt,
+  kFloat,
+  kString,
+  kArray,
+  kTuple,
+  kObject,
+  kIdent,
+  kMember,
+  kSlice,
+  kCall,
+  kUnary,
+  kBinary,
+  kFilter,
+  kTest,
+  kSelect,
+  kTernary,
+  kKwarg,
+  kSpread,
+  kKwSpread
 };
 
 using NodePtr = std::shared_ptr<Node>;
@@ -54,11 +100,11 @@ struct Node {
   int line = 0;
   std::string text;  // identifier, string literal, operator, test/macro name
   double num = 0;
-  bool flag = false;           // member: computed; test: negated
-  NodePtr a, b, c;             // operands (meaning depends on kind, see parser)
-  std::vector<NodePtr> items;  // list/tuple elements, call args, object keys
-  std::vector<NodePtr> values; // object values
-  Body body, alt;              // statement bodies (if/else, for/else, set, macro)
+  bool flag = false;            // member: computed; test: negated
+  NodePtr a, b, c;              // operands (meaning depends on kind, see parser)
+  std::vector<NodePtr> items;   // list/tuple elements, call args, object keys
+  std::vector<NodePtr> values;  // object values
+  Body body, alt;               // statement bodies (if/else, for/else, set, macro)
 };
 
 absl::StatusOr<Body> ParseTokens(const std::vector<Token>& tokens);

@@ -23,8 +23,7 @@ bool AtLineStart(std::string_view s, size_t i) {
   if (i == 0) return true;
   char p = s[i - 1];
   if (p == '\n' || p == '\r') return true;
-  return i >= 3 && static_cast<unsigned char>(s[i - 3]) == 0xE2 &&
-         static_cast<unsigned char>(s[i - 2]) == 0x80 &&
+  return i >= 3 && static_cast<unsigned char>(s[i - 3]) == 0xE2 && static_cast<unsigned char>(s[i - 2]) == 0x80 &&
          (static_cast<unsigned char>(s[i - 1]) == 0xA8 || static_cast<unsigned char>(s[i - 1]) == 0xA9);
 }
 
@@ -71,8 +70,7 @@ Mapped TrimBlocks(std::string_view s) {
   Mapped out;
   size_t i = 0;
   while (i < s.size()) {
-    if (i + 2 < s.size() && (s[i] == '#' || s[i] == '%' || s[i] == '-') && s[i + 1] == '}' &&
-        s[i + 2] == '\n') {
+    if (i + 2 < s.size() && (s[i] == '#' || s[i] == '%' || s[i] == '-') && s[i + 1] == '}' && s[i + 2] == '\n') {
       out.Append(s.substr(i, 2), i);
       i += 3;
       continue;
@@ -263,8 +261,8 @@ absl::StatusOr<std::string> Lexer::LexString(char quote) {
     if (e == 'x' || e == 'u') {
       size_t len = e == 'x' ? 2 : 4;
       std::string hex = src_.substr(pos_, len);
-      bool ok = hex.size() == len &&
-                std::all_of(hex.begin(), hex.end(), [](char h) { return std::isxdigit(static_cast<unsigned char>(h)); });
+      bool ok = hex.size() == len && std::all_of(hex.begin(), hex.end(),
+                                                 [](char h) { return std::isxdigit(static_cast<unsigned char>(h)); });
       if (!ok) return Error(absl::StrCat("invalid escape sequence \\", std::string(1, e), hex), pos_ - 2);
       pos_ += len;
       char32_t cp = static_cast<char32_t>(std::stoul(hex, nullptr, 16));
@@ -293,8 +291,7 @@ absl::StatusOr<std::string> Lexer::LexString(char quote) {
       case '\'': out.push_back('\''); break;
       case '"': out.push_back('"'); break;
       case '\\': out.push_back('\\'); break;
-      default:
-        return Error(absl::StrCat("unexpected escaped character: ", std::string(1, e)), pos_ - 1);
+      default: return Error(absl::StrCat("unexpected escaped character: ", std::string(1, e)), pos_ - 1);
     }
   }
   ++pos_;  // closing quote
@@ -303,15 +300,20 @@ absl::StatusOr<std::string> Lexer::LexString(char quote) {
 
 absl::StatusOr<std::vector<Token>> Lexer::Run() {
   static constexpr std::pair<std::string_view, Tok> kTable[] = {
-      {"{%", Tok::kOpenStatement}, {"%}", Tok::kCloseStatement}, {"{{", Tok::kOpenExpression},
-      {"}}", Tok::kCloseExpression}, {"(", Tok::kOpenParen}, {")", Tok::kCloseParen},
-      {"{", Tok::kOpenCurly}, {"}", Tok::kCloseCurly}, {"[", Tok::kOpenSquare},
-      {"]", Tok::kCloseSquare}, {",", Tok::kComma}, {".", Tok::kDot}, {":", Tok::kColon},
-      {"|", Tok::kPipe}, {"<=", Tok::kComparison}, {">=", Tok::kComparison},
-      {"==", Tok::kComparison}, {"!=", Tok::kComparison}, {"<", Tok::kComparison},
-      {">", Tok::kComparison}, {"+", Tok::kAdditive}, {"-", Tok::kAdditive},
-      {"~", Tok::kAdditive}, {"**", Tok::kPower}, {"*", Tok::kMultiplicative},
-      {"//", Tok::kMultiplicative}, {"/", Tok::kMultiplicative}, {"%", Tok::kMultiplicative},
+      {"{%", Tok::kOpenStatement},  {"%}", Tok::kCloseStatement},
+      {"{{", Tok::kOpenExpression}, {"}}", Tok::kCloseExpression},
+      {"(", Tok::kOpenParen},       {")", Tok::kCloseParen},
+      {"{", Tok::kOpenCurly},       {"}", Tok::kCloseCurly},
+      {"[", Tok::kOpenSquare},      {"]", Tok::kCloseSquare},
+      {",", Tok::kComma},           {".", Tok::kDot},
+      {":", Tok::kColon},           {"|", Tok::kPipe},
+      {"<=", Tok::kComparison},     {">=", Tok::kComparison},
+      {"==", Tok::kComparison},     {"!=", Tok::kComparison},
+      {"<", Tok::kComparison},      {">", Tok::kComparison},
+      {"+", Tok::kAdditive},        {"-", Tok::kAdditive},
+      {"~", Tok::kAdditive},        {"**", Tok::kPower},
+      {"*", Tok::kMultiplicative},  {"//", Tok::kMultiplicative},
+      {"/", Tok::kMultiplicative},  {"%", Tok::kMultiplicative},
       {"=", Tok::kEquals},
   };
   const size_t n = src_.size();
@@ -383,8 +385,8 @@ absl::StatusOr<std::vector<Token>> Lexer::Run() {
       if (tokens_.empty() || LastType() == Tok::kText)
         return Error(absl::StrCat("unexpected character: ", std::string(1, c)), pos_);
       Tok last = LastType();
-      if (last != Tok::kIdent && last != Tok::kNumber && last != Tok::kString &&
-          last != Tok::kCloseParen && last != Tok::kCloseSquare) {
+      if (last != Tok::kIdent && last != Tok::kNumber && last != Tok::kString && last != Tok::kCloseParen &&
+          last != Tok::kCloseSquare) {
         // Unary sign, folded into a following number literal.
         const size_t start = pos_++;
         std::string num = Digits();

@@ -40,8 +40,8 @@ class Parser {
   absl::Status Error(std::string_view msg) const {
     const Token* t = cur_ < t_.size() ? &t_[cur_] : (t_.empty() ? nullptr : &t_.back());
     if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat("chat template: ", std::string(msg)));
-    return absl::InvalidArgumentError(absl::StrCat("chat template: line ", t->line, ", column ", t->col, ": ",
-                                                   std::string(msg)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chat template: line ", t->line, ", column ", t->col, ": ", std::string(msg)));
   }
   bool Is(Tok type) const { return cur_ < t_.size() && t_[cur_].type == type; }
   bool IsIdent(std::string_view name, size_t offset = 0) const {
@@ -524,8 +524,7 @@ class Parser {
           arg = kw;
         }
         if (parameters) {
-          if (arg->kind != NodeKind::kIdent && arg->kind != NodeKind::kKwarg)
-            return Error("expected a parameter name");
+          if (arg->kind != NodeKind::kIdent && arg->kind != NodeKind::kKwarg) return Error("expected a parameter name");
           if (!names.insert(arg->text).second) return Error(absl::StrCat("duplicate parameter '", arg->text, "'"));
         }
         if (arg->kind == NodeKind::kKwarg) {
@@ -597,9 +596,7 @@ class Parser {
         ++cur_;
         return n;
       }
-      default:
-        --cur_;
-        return Error(absl::StrCat("unexpected ", TokName(t.type), " in an expression"));
+      default: --cur_; return Error(absl::StrCat("unexpected ", TokName(t.type), " in an expression"));
     }
   }
 

@@ -56,9 +56,7 @@ Value Value::Float(double x) {
   v.num_ = x;
   return v;
 }
-Value Value::Number(double x) {
-  return std::isfinite(x) && std::trunc(x) == x ? Int(x) : Float(x);
-}
+Value Value::Number(double x) { return std::isfinite(x) && std::trunc(x) == x ? Int(x) : Float(x); }
 Value Value::String(std::string s) {
   Value v;
   v.kind_ = Kind::kString;
@@ -341,12 +339,15 @@ double JsStringToNumber(std::string_view s) {
   if (s.empty()) return 0;
   if (s == "Infinity" || s == "+Infinity") return INFINITY;
   if (s == "-Infinity") return -INFINITY;
-  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X' || s[1] == 'o' || s[1] == 'O' || s[1] == 'b' || s[1] == 'B')) {
+  if (s.size() > 2 && s[0] == '0' &&
+      (s[1] == 'x' || s[1] == 'X' || s[1] == 'o' || s[1] == 'O' || s[1] == 'b' || s[1] == 'B')) {
     int base = (s[1] == 'x' || s[1] == 'X') ? 16 : (s[1] == 'o' || s[1] == 'O') ? 8 : 2;
     double v = 0;
     for (char c : s.substr(2)) {
       int d = std::isdigit(static_cast<unsigned char>(c)) ? c - '0'
-              : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : 99;
+              : (c >= 'a' && c <= 'f')                    ? c - 'a' + 10
+              : (c >= 'A' && c <= 'F')                    ? c - 'A' + 10
+                                                          : 99;
       if (d >= base) return NAN;
       v = v * base + d;
     }
@@ -456,7 +457,8 @@ absl::StatusOr<std::string> ToJson(const Value& v, const JsonOptions& options, i
       std::vector<const std::pair<std::string, Value>*> entries;
       for (const auto& e : v.object().entries) entries.push_back(&e);
       if (options.sort_keys)
-        std::stable_sort(entries.begin(), entries.end(), [](auto* a, auto* b) { return LocaleLess(a->first, b->first); });
+        std::stable_sort(entries.begin(), entries.end(),
+                         [](auto* a, auto* b) { return LocaleLess(a->first, b->first); });
       for (const auto* e : entries) {
         ASSIGN_OR_RETURN(std::string s, ToJson(e->second, options, depth + 1));
         std::string item = JsonQuote(e->first, options.ensure_ascii) + key_sep + s;
@@ -501,8 +503,14 @@ bool LooseEquals(const Value& a, const Value& b) {
     const bool x_nullish = x.type == Prim::kUndef || x.type == Prim::kNull;
     const bool y_nullish = y.type == Prim::kUndef || y.type == Prim::kNull;
     if (x_nullish || y_nullish) return x_nullish && y_nullish;
-    if (x.type == Prim::kBool) { x.type = Prim::kNum; continue; }
-    if (y.type == Prim::kBool) { y.type = Prim::kNum; continue; }
+    if (x.type == Prim::kBool) {
+      x.type = Prim::kNum;
+      continue;
+    }
+    if (y.type == Prim::kBool) {
+      y.type = Prim::kNum;
+      continue;
+    }
     if (x.type == Prim::kNum && y.type == Prim::kStr) return x.num == JsStringToNumber(y.str);
     if (x.type == Prim::kStr && y.type == Prim::kNum) return JsStringToNumber(x.str) == y.num;
     if (x.type == Prim::kObj) {
@@ -547,16 +555,23 @@ bool IsJsSpace(char32_t c) {
 void AppendUpper(char32_t c, std::string* out) {
   char32_t u = c;
   if (c >= 'a' && c <= 'z') u = c - 32;
-  else if (c == 0xDF) { out->append("SS"); return; }
-  else if (c == 0xB5) u = 0x39C;
+  else if (c == 0xDF) {
+    out->append("SS");
+    return;
+  } else if (c == 0xB5) u = 0x39C;
   else if (c >= 0xE0 && c <= 0xFE && c != 0xF7) u = c - 0x20;
   else if (c == 0xFF) u = 0x178;
   else if (c == 0x131) u = 'I';
   else if (c == 0x17F) u = 'S';
-  else if (c == 0x149) { out->append("\xCA\xBC" "N"); return; }
-  else if ((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) { if (c & 1) u = c - 1; }
-  else if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) { if (!(c & 1)) u = c - 1; }
-  else if (c == 0x3C2) u = 0x3A3;
+  else if (c == 0x149) {
+    out->append("\xCA\xBC"
+                "N");
+    return;
+  } else if ((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) {
+    if (c & 1) u = c - 1;
+  } else if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) {
+    if (!(c & 1)) u = c - 1;
+  } else if (c == 0x3C2) u = 0x3A3;
   else if (c >= 0x3B1 && c <= 0x3C9) u = c - 0x20;
   else if (c >= 0x430 && c <= 0x44F) u = c - 0x20;
   else if (c >= 0x450 && c <= 0x45F) u = c - 0x50;
@@ -568,10 +583,14 @@ void AppendLower(char32_t c, std::string* out) {
   if (c >= 'A' && c <= 'Z') l = c + 32;
   else if (c >= 0xC0 && c <= 0xDE && c != 0xD7) l = c + 0x20;
   else if (c == 0x178) l = 0xFF;
-  else if (c == 0x130) { out->append("i\xCC\x87"); return; }
-  else if ((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) { if (!(c & 1)) l = c + 1; }
-  else if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) { if (c & 1) l = c + 1; }
-  else if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) l = c + 0x20;
+  else if (c == 0x130) {
+    out->append("i\xCC\x87");
+    return;
+  } else if ((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) {
+    if (!(c & 1)) l = c + 1;
+  } else if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) {
+    if (c & 1) l = c + 1;
+  } else if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) l = c + 0x20;
   else if (c >= 0x410 && c <= 0x42F) l = c + 0x20;
   else if (c >= 0x400 && c <= 0x40F) l = c + 0x50;
   AppendUtf8(l, out);

@@ -14,8 +14,7 @@ namespace accullm::text {
 
 class StopText {
  public:
-  StopText(const Tokenizer& tokenizer, std::vector<std::string> stop)
-      : decoder_(tokenizer), stop_(std::move(stop)) {}
+  StopText(const Tokenizer& tokenizer, std::vector<std::string> stop) : decoder_(tokenizer), stop_(std::move(stop)) {}
 
   struct Piece {
     std::string text;      // newly final text (may be empty)

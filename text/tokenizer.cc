@@ -71,7 +71,8 @@ absl::StatusOr<Pattern> ParsePattern(const object& o, std::string_view where) {
   const value* p = o.if_contains("pattern");
   if (p == nullptr || !p->is_object()) return Invalid(where, "missing \"pattern\" object");
   const object& po = p->as_object();
-  if (const value* s = po.if_contains("String"); s && s->is_string()) return Pattern{false, std::string(s->as_string())};
+  if (const value* s = po.if_contains("String"); s && s->is_string())
+    return Pattern{false, std::string(s->as_string())};
   if (const value* r = po.if_contains("Regex"); r && r->is_string()) return Pattern{true, std::string(r->as_string())};
   return Invalid(where, "pattern must be {\"String\": ...} or {\"Regex\": ...}");
 }
@@ -120,7 +121,8 @@ absl::Status ParsePreTokenizer(const value& v, std::vector<PreTokenizerStep>* st
   const object& o = v.as_object();
   if (type == "Sequence") {
     const value* list = o.if_contains("pretokenizers");
-    if (list == nullptr || !list->is_array()) return Invalid("pre_tokenizer", "Sequence needs a \"pretokenizers\" array");
+    if (list == nullptr || !list->is_array())
+      return Invalid("pre_tokenizer", "Sequence needs a \"pretokenizers\" array");
     for (const value& p : list->as_array()) RETURN_IF_ERROR(ParsePreTokenizer(p, steps));
     return absl::OkStatus();
   }
@@ -148,8 +150,8 @@ absl::Status ParsePreTokenizer(const value& v, std::vector<PreTokenizerStep>* st
     ASSIGN_OR_RETURN(step.split, BoolOr(o, "split", true, "pre_tokenizer Metaspace"));
     // Newer files say prepend_scheme; older ones add_prefix_space (true = always).
     ASSIGN_OR_RETURN(bool add_prefix, BoolOr(o, "add_prefix_space", true, "pre_tokenizer Metaspace"));
-    ASSIGN_OR_RETURN(std::string scheme, StringOr(o, "prepend_scheme", add_prefix ? "always" : "never",
-                                                  "pre_tokenizer Metaspace"));
+    ASSIGN_OR_RETURN(std::string scheme,
+                     StringOr(o, "prepend_scheme", add_prefix ? "always" : "never", "pre_tokenizer Metaspace"));
     if (scheme == "always") step.prepend = PreTokenizerStep::Prepend::kAlways;
     else if (scheme == "first") step.prepend = PreTokenizerStep::Prepend::kFirst;
     else if (scheme == "never") step.prepend = PreTokenizerStep::Prepend::kNever;
@@ -178,7 +180,8 @@ absl::Status ParsePostProcessor(const value& v, Wrapping* w) {
   } else if (type == "TemplateProcessing") {
     const value* single = o.if_contains("single");
     const value* specials = o.if_contains("special_tokens");
-    if (single == nullptr || !single->is_array()) return Invalid("post_processor TemplateProcessing", "missing \"single\" array");
+    if (single == nullptr || !single->is_array())
+      return Invalid("post_processor TemplateProcessing", "missing \"single\" array");
     Wrapping inner;
     bool seen_sequence = false;
     for (const value& item : single->as_array()) {
@@ -195,7 +198,8 @@ absl::Status ParsePostProcessor(const value& v, Wrapping* w) {
       const value* entry = (specials && specials->is_object()) ? specials->as_object().if_contains(name) : nullptr;
       const value* ids = (entry && entry->is_object()) ? entry->as_object().if_contains("ids") : nullptr;
       if (ids == nullptr || !ids->is_array())
-        return Invalid("post_processor TemplateProcessing", absl::StrCat("special token \"", AV(name), "\" has no ids"));
+        return Invalid("post_processor TemplateProcessing",
+                       absl::StrCat("special token \"", AV(name), "\" has no ids"));
       for (const value& idv : ids->as_array()) {
         ASSIGN_OR_RETURN(int64_t id, IntOf(idv, "post_processor TemplateProcessing ids"));
         (seen_sequence ? inner.suffix : inner.prefix).push_back(static_cast<int32_t>(id));
@@ -247,13 +251,18 @@ absl::Status ParseDecoder(const value& v, bool after_fuse, DecoderPlan* plan) {
     op.kind = DecoderOp::Kind::kMetaspace;
     ASSIGN_OR_RETURN(op.from, StringOr(o, "replacement", "\xE2\x96\x81", "decoder Metaspace"));
     ASSIGN_OR_RETURN(bool add_prefix, BoolOr(o, "add_prefix_space", true, "decoder Metaspace"));
-    ASSIGN_OR_RETURN(std::string scheme, StringOr(o, "prepend_scheme", add_prefix ? "always" : "never", "decoder Metaspace"));
+    ASSIGN_OR_RETURN(std::string scheme,
+                     StringOr(o, "prepend_scheme", add_prefix ? "always" : "never", "decoder Metaspace"));
     op.strip_first = scheme != "never";
   } else if (type == "Strip") {
     ASSIGN_OR_RETURN(std::string content, StringOr(o, "content", " ", "decoder Strip"));
     int64_t start = 0, stop = 0;
-    if (const value* s = o.if_contains("start")) { ASSIGN_OR_RETURN(start, IntOf(*s, "decoder Strip start")); }
-    if (const value* s = o.if_contains("stop")) { ASSIGN_OR_RETURN(stop, IntOf(*s, "decoder Strip stop")); }
+    if (const value* s = o.if_contains("start")) {
+      ASSIGN_OR_RETURN(start, IntOf(*s, "decoder Strip start"));
+    }
+    if (const value* s = o.if_contains("stop")) {
+      ASSIGN_OR_RETURN(stop, IntOf(*s, "decoder Strip stop"));
+    }
     if (content.empty() || start < 0 || stop < 0 || start > 1024 || stop > 1024)
       return Invalid("decoder Strip", "needs one content character and small non-negative start/stop");
     if (after_fuse) {
@@ -307,9 +316,8 @@ void AddedTokenMatcher::Finish() {
   for (size_t i = 0; i < entries_.size(); ++i)
     by_byte_[static_cast<unsigned char>(entries_[i].content[0])].push_back(static_cast<int32_t>(i));
   for (auto& v : by_byte_) {
-    std::stable_sort(v.begin(), v.end(), [&](int32_t a, int32_t b) {
-      return entries_[a].content.size() > entries_[b].content.size();
-    });
+    std::stable_sort(v.begin(), v.end(),
+                     [&](int32_t a, int32_t b) { return entries_[a].content.size() > entries_[b].content.size(); });
   }
 }
 
@@ -412,7 +420,8 @@ absl::StatusOr<std::unique_ptr<TokenizerImpl>> TokenizerImpl::Build(const object
       AddedToken tok;
       const value* idv = o.if_contains("id");
       const value* cv = o.if_contains("content");
-      if (idv == nullptr || cv == nullptr || !cv->is_string()) return Invalid("added_tokens", "entry needs \"id\" and string \"content\"");
+      if (idv == nullptr || cv == nullptr || !cv->is_string())
+        return Invalid("added_tokens", "entry needs \"id\" and string \"content\"");
       ASSIGN_OR_RETURN(int64_t id, IntOf(*idv, "added_tokens id"));
       if (id < 0 || id >= (1 << 24)) return Invalid("added_tokens", absl::StrCat("id ", id, " out of range"));
       tok.id = static_cast<int32_t>(id);
@@ -451,9 +460,11 @@ absl::StatusOr<std::unique_ptr<TokenizerImpl>> TokenizerImpl::Build(const object
   if (const value* p = root.if_contains("post_processor"); p && !p->is_null())
     RETURN_IF_ERROR(ParsePostProcessor(*p, &wrap));
   for (int32_t id : wrap.prefix)
-    if (static_cast<size_t>(id) >= n) return Invalid("post_processor", absl::StrCat("special id ", id, " is not in the vocabulary"));
+    if (static_cast<size_t>(id) >= n)
+      return Invalid("post_processor", absl::StrCat("special id ", id, " is not in the vocabulary"));
   for (int32_t id : wrap.suffix)
-    if (static_cast<size_t>(id) >= n) return Invalid("post_processor", absl::StrCat("special id ", id, " is not in the vocabulary"));
+    if (static_cast<size_t>(id) >= n)
+      return Invalid("post_processor", absl::StrCat("special id ", id, " is not in the vocabulary"));
 
   if (const value* d = root.if_contains("decoder"); d && !d->is_null()) {
     t->decoder_.none = false;
@@ -470,7 +481,8 @@ absl::StatusOr<std::unique_ptr<TokenizerImpl>> TokenizerImpl::Build(const object
   if (generation != nullptr) {
     if (const value* e = generation->if_contains("eos_token_id")) {
       std::vector<const value*> vals;
-      if (e->is_array()) for (const value& x : e->as_array()) vals.push_back(&x);
+      if (e->is_array())
+        for (const value& x : e->as_array()) vals.push_back(&x);
       else vals.push_back(e);
       for (const value* x : vals) {
         auto id = IntOf(*x, "generation_config eos_token_id");
@@ -520,12 +532,8 @@ std::string TokenizerImpl::Normalize(std::string_view text) const {
       case NormalizerStep::Kind::kPrepend:
         if (!s.empty()) s.insert(0, step.a);
         break;
-      case NormalizerStep::Kind::kReplace:
-        s = absl::StrReplaceAll(s, {{step.a, step.b}});
-        break;
-      case NormalizerStep::Kind::kNfc:
-        s = NormalizeNfc(s);
-        break;
+      case NormalizerStep::Kind::kReplace: s = absl::StrReplaceAll(s, {{step.a, step.b}}); break;
+      case NormalizerStep::Kind::kNfc: s = NormalizeNfc(s); break;
     }
   }
   return s;
@@ -534,8 +542,8 @@ std::string TokenizerImpl::Normalize(std::string_view text) const {
 namespace {
 
 // Splits each word around the matches [begin, end) per `behavior`.
-void ApplySplit(std::string_view word, const std::vector<std::pair<size_t, size_t>>& matches,
-                SplitBehavior behavior, bool invert, std::vector<std::string_view>* out) {
+void ApplySplit(std::string_view word, const std::vector<std::pair<size_t, size_t>>& matches, SplitBehavior behavior,
+                bool invert, std::vector<std::string_view>* out) {
   // Segments alternate between delimiters (pattern matches, or the gaps when inverted)
   // and the text between them.
   struct Seg {
@@ -556,7 +564,8 @@ void ApplySplit(std::string_view word, const std::vector<std::pair<size_t, size_
   };
   switch (behavior) {
     case SplitBehavior::kRemoved:
-      for (const Seg& s : segs) if (!s.delim) emit(s.b, s.e);
+      for (const Seg& s : segs)
+        if (!s.delim) emit(s.b, s.e);
       break;
     case SplitBehavior::kIsolated:
       for (const Seg& s : segs) emit(s.b, s.e);
@@ -565,7 +574,8 @@ void ApplySplit(std::string_view word, const std::vector<std::pair<size_t, size_
       size_t i = 0;
       while (i < segs.size()) {
         size_t j = i + 1;
-        if (segs[i].delim) while (j < segs.size() && segs[j].delim) ++j;
+        if (segs[i].delim)
+          while (j < segs.size() && segs[j].delim) ++j;
         emit(segs[i].b, segs[j - 1].e);
         i = j;
       }
@@ -673,7 +683,8 @@ void TokenizerImpl::EncodeNormalizedText(std::string_view text, bool first_secti
   normalized_matcher_.FindAll(normalized, &found);
   size_t prev = 0;
   for (const auto& m : found) {
-    if (m.begin > prev) EncodePiece(std::string_view(normalized).substr(prev, m.begin - prev), first_section && prev == 0, out);
+    if (m.begin > prev)
+      EncodePiece(std::string_view(normalized).substr(prev, m.begin - prev), first_section && prev == 0, out);
     out->push_back(m.id);
     prev = m.end;
   }
@@ -709,8 +720,7 @@ Tokenizer::Tokenizer(std::unique_ptr<TokenizerImpl> impl) : impl_(std::move(impl
 Tokenizer::~Tokenizer() = default;
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view tokenizer_json,
-                                                               std::string_view config_json,
-                                                               std::string_view what) {
+                                                               std::string_view config_json, std::string_view what) {
   ASSIGN_OR_RETURN(value root, ParseJson(tokenizer_json, what));
   if (!root.is_object()) return Invalid(what, "top level must be a JSON object");
   value config;

@@ -74,8 +74,7 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const boost::json::object& model, bo
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     if (const auto* v = model.if_contains(key); v && !v->is_null()) {
       if (!v->is_string()) return absl::InvalidArgumentError(absl::StrCat("model.", key, " must be a string"));
-      if (!v->as_string().empty())
-        return absl::UnimplementedError(absl::StrCat("BPE ", key, " is not supported"));
+      if (!v->as_string().empty()) return absl::UnimplementedError(absl::StrCat("BPE ", key, " is not supported"));
     }
   }
 
@@ -90,7 +89,8 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const boost::json::object& model, bo
   for (const auto& [key, idv] : vocab) {
     if (!idv.is_int64() && !idv.is_uint64())
       return absl::InvalidArgumentError(absl::StrCat("model.vocab[\"", AV(key), "\"] must be an integer id"));
-    const int64_t id = idv.is_int64() ? idv.as_int64() : static_cast<int64_t>(std::min<uint64_t>(idv.as_uint64(), kMaxTokenId));
+    const int64_t id =
+        idv.is_int64() ? idv.as_int64() : static_cast<int64_t>(std::min<uint64_t>(idv.as_uint64(), kMaxTokenId));
     if (id < 0 || id >= kMaxTokenId)
       return absl::InvalidArgumentError(absl::StrCat("model.vocab id ", id, " out of range"));
     max_id = std::max(max_id, id);
@@ -123,13 +123,13 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const boost::json::object& model, bo
     if (!unk->is_string()) return absl::InvalidArgumentError("model.unk_token must be a string or null");
     auto it = written.find(std::string_view(unk->as_string()));
     if (it == written.end())
-      return absl::InvalidArgumentError(absl::StrCat("model.unk_token \"", AV(unk->as_string()), "\" is not in the vocabulary"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model.unk_token \"", AV(unk->as_string()), "\" is not in the vocabulary"));
     m.unk_id_ = it->second;
   }
 
   const boost::json::value* merges_v = model.if_contains("merges");
-  if (merges_v == nullptr || !merges_v->is_array())
-    return absl::InvalidArgumentError("model.merges must be an array");
+  if (merges_v == nullptr || !merges_v->is_array()) return absl::InvalidArgumentError("model.merges must be an array");
   const boost::json::array& merges = merges_v->as_array();
   m.merges_.reserve(merges.size());
   std::string merged;
@@ -140,7 +140,8 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const boost::json::object& model, bo
       std::string_view line = mv.as_string();
       const size_t sp = line.find(' ');
       if (sp == std::string_view::npos || line.find(' ', sp + 1) != std::string_view::npos)
-        return absl::InvalidArgumentError(absl::StrCat("model.merges[", i, "] \"", AV(line), "\" is not two tokens separated by one space"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("model.merges[", i, "] \"", AV(line), "\" is not two tokens separated by one space"));
       a = line.substr(0, sp);
       b = line.substr(sp + 1);
     } else if (mv.is_array() && mv.as_array().size() == 2 && mv.as_array()[0].is_string() &&
@@ -157,8 +158,7 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const boost::json::object& model, bo
       return absl::InvalidArgumentError(absl::StrCat("model.merges[", i, "] (\"", AV(a), "\", \"", AV(b),
                                                      "\") references a token missing from the vocabulary"));
     // Like HF, a repeated pair takes the rank of its last occurrence.
-    m.merges_.insert_or_assign(PairKey(ia->second, ib->second),
-                               Merge{static_cast<int32_t>(i), im->second});
+    m.merges_.insert_or_assign(PairKey(ia->second, ib->second), Merge{static_cast<int32_t>(i), im->second});
   }
   return m;
 }

@@ -83,9 +83,7 @@ void TokenizerImpl::DecodeToken(int32_t id, bool skip_special, DecodeState* stat
   t.append(token);
   for (const DecoderOp& op : decoder_.per_token) {
     switch (op.kind) {
-      case DecoderOp::Kind::kReplace:
-        t = absl::StrReplaceAll(t, {{op.from, op.to}});
-        break;
+      case DecoderOp::Kind::kReplace: t = absl::StrReplaceAll(t, {{op.from, op.to}}); break;
       case DecoderOp::Kind::kByteFallback:
         if (int b = ByteFallbackValue(t); b >= 0) t.assign(1, static_cast<char>(b));
         break;

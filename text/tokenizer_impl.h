@@ -79,10 +79,10 @@ struct NormalizerStep {
 // Decoding as a per-token transform plus a few sequence-level rules; see tokenizer_decode.cc.
 struct DecoderOp {
   enum class Kind { kReplace, kByteFallback, kByteLevel, kMetaspace, kStrip } kind;
-  std::string from, to;        // kReplace; kMetaspace: from = replacement
-  bool strip_first = false;    // kMetaspace: drop the first token's leading space
-  std::string content;         // kStrip
-  int start = 0, stop = 0;     // kStrip
+  std::string from, to;      // kReplace; kMetaspace: from = replacement
+  bool strip_first = false;  // kMetaspace: drop the first token's leading space
+  std::string content;       // kStrip
+  int start = 0, stop = 0;   // kStrip
 };
 
 struct DecoderPlan {
@@ -94,11 +94,11 @@ struct DecoderPlan {
 };
 
 struct DecodeState {
-  size_t tokens = 0;          // tokens that reached the decoder
-  int lead_strip_left = 0;    // global leading strip still to do
-  bool lead_done = false;     // a non-strippable character has been produced
-  std::string held;           // trailing strippable characters held back (global stop strip)
-  std::string pending;        // produced bytes not yet returned (unfinished UTF-8)
+  size_t tokens = 0;        // tokens that reached the decoder
+  int lead_strip_left = 0;  // global leading strip still to do
+  bool lead_done = false;   // a non-strippable character has been produced
+  std::string held;         // trailing strippable characters held back (global stop strip)
+  std::string pending;      // produced bytes not yet returned (unfinished UTF-8)
 };
 
 class TokenizerImpl {

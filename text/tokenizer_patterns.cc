@@ -7,8 +7,7 @@
 namespace accullm::text {
 namespace {
 
-constexpr std::string_view kGpt2Regex =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kGpt2Regex = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 constexpr std::string_view kLlama3Regex =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr std::string_view kQwen2Regex =
@@ -62,8 +61,7 @@ size_t MatchContraction(const Text& t, size_t pos, bool ignore_case) {
   if (p2 >= t.End()) return kNoMatch;
   size_t p3;
   const char32_t c2 = t.At(p2, &p3);
-  if ((eq(c1, 'r') && eq(c2, 'e')) || (eq(c1, 'v') && eq(c2, 'e')) || (eq(c1, 'l') && eq(c2, 'l')))
-    return p3;
+  if ((eq(c1, 'r') && eq(c2, 'e')) || (eq(c1, 'v') && eq(c2, 'e')) || (eq(c1, 'l') && eq(c2, 'l'))) return p3;
   return kNoMatch;
 }
 
@@ -157,13 +155,12 @@ absl::StatusOr<SplitPattern> RecognizeSplitPattern(std::string_view regex) {
   if (regex == kGpt2Regex) return SplitPattern::kGpt2;
   if (regex == kLlama3Regex) return SplitPattern::kLlama3;
   if (regex == kQwen2Regex) return SplitPattern::kQwen2;
-  return absl::UnimplementedError(absl::StrCat(
-      "unsupported Split regex (only the GPT-2, Llama-3 and Qwen2 patterns are implemented): ",
-      absl::string_view(regex.data(), regex.size())));
+  return absl::UnimplementedError(
+      absl::StrCat("unsupported Split regex (only the GPT-2, Llama-3 and Qwen2 patterns are implemented): ",
+                   absl::string_view(regex.data(), regex.size())));
 }
 
-void FindPatternMatches(SplitPattern pattern, std::string_view text,
-                        std::vector<std::pair<size_t, size_t>>* matches) {
+void FindPatternMatches(SplitPattern pattern, std::string_view text, std::vector<std::pair<size_t, size_t>>* matches) {
   const Text t{text};
   size_t pos = 0;
   while (pos < text.size()) {

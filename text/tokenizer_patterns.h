@@ -29,7 +29,6 @@ absl::StatusOr<SplitPattern> RecognizeSplitPattern(std::string_view regex);
 
 // Appends the [begin, end) byte ranges of all non-overlapping matches in `text` (valid
 // UTF-8), scanning left to right like a regex find-all.
-void FindPatternMatches(SplitPattern pattern, std::string_view text,
-                        std::vector<std::pair<size_t, size_t>>* matches);
+void FindPatternMatches(SplitPattern pattern, std::string_view text, std::vector<std::pair<size_t, size_t>>* matches);
 
 }  // namespace accullm::text

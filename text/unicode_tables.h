@@ -9,11 +9,21 @@
 namespace accullm::text {
 namespace unicode_data {
 
-struct ClassRange { char32_t lo, hi; uint8_t cls; };
-struct CombiningRange { char32_t lo, hi; uint8_t ccc; };
+struct ClassRange {
+  char32_t lo, hi;
+  uint8_t cls;
+};
+struct CombiningRange {
+  char32_t lo, hi;
+  uint8_t ccc;
+};
 // One level of canonical decomposition: cp -> first (+ second, 0 when a singleton).
-struct Decomposition { char32_t cp, first, second; };
-struct Composition { char32_t first, second, composite; };
+struct Decomposition {
+  char32_t cp, first, second;
+};
+struct Composition {
+  char32_t first, second, composite;
+};
 
 extern const char* const kUnicodeVersion;
 extern const ClassRange kClassRanges[];
@@ -37,8 +47,14 @@ inline bool IsWhiteSpace(char32_t cp) { return ClassOf(cp) == CharClass::kSpace;
 // The input must already be valid (see SanitizeUtf8).
 inline char32_t NextCodePoint(std::string_view s, size_t* pos) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data()) + *pos;
-  if (p[0] < 0x80) { *pos += 1; return p[0]; }
-  if (p[0] < 0xE0) { *pos += 2; return ((p[0] & 0x1F) << 6) | (p[1] & 0x3F); }
+  if (p[0] < 0x80) {
+    *pos += 1;
+    return p[0];
+  }
+  if (p[0] < 0xE0) {
+    *pos += 2;
+    return ((p[0] & 0x1F) << 6) | (p[1] & 0x3F);
+  }
   if (p[0] < 0xF0) {
     *pos += 3;
     return ((p[0] & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F);

@@ -26,8 +26,7 @@ constexpr std::array<CharClass, 128> kAsciiClasses = MakeAsciiClasses();
 template <typename Range>
 const Range* FindRange(const Range* table, int count, char32_t cp) {
   const Range* end = table + count;
-  const Range* it = std::upper_bound(table, end, cp,
-                                     [](char32_t c, const Range& r) { return c < r.lo; });
+  const Range* it = std::upper_bound(table, end, cp, [](char32_t c, const Range& r) { return c < r.lo; });
   if (it == table) return nullptr;
   --it;
   return cp <= it->hi ? it : nullptr;
@@ -41,8 +40,7 @@ uint8_t CombiningClass(char32_t cp) {
 
 // Hangul syllable arithmetic (Unicode ch. 3.12).
 constexpr char32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0x11A7;
-constexpr int kLCount = 19, kVCount = 21, kTCount = 28, kNCount = kVCount * kTCount,
-              kSCount = kLCount * kNCount;
+constexpr int kLCount = 19, kVCount = 21, kTCount = 28, kNCount = kVCount * kTCount, kSCount = kLCount * kNCount;
 
 void DecomposeInto(char32_t cp, std::vector<char32_t>* out) {
   if (cp >= kSBase && cp < kSBase + kSCount) {
@@ -54,8 +52,8 @@ void DecomposeInto(char32_t cp, std::vector<char32_t>* out) {
   }
   if (cp >= 0xC0) {
     const Decomposition* end = kDecompositions + kDecompositionCount;
-    const Decomposition* it = std::lower_bound(
-        kDecompositions, end, cp, [](const Decomposition& d, char32_t c) { return d.cp < c; });
+    const Decomposition* it =
+        std::lower_bound(kDecompositions, end, cp, [](const Decomposition& d, char32_t c) { return d.cp < c; });
     if (it != end && it->cp == cp) {
       DecomposeInto(it->first, out);
       if (it->second) DecomposeInto(it->second, out);
@@ -69,12 +67,11 @@ void DecomposeInto(char32_t cp, std::vector<char32_t>* out) {
 char32_t Compose(char32_t a, char32_t b) {
   if (a >= kLBase && a < kLBase + kLCount && b >= kVBase && b < kVBase + kVCount)
     return kSBase + ((a - kLBase) * kVCount + (b - kVBase)) * kTCount;
-  if (a >= kSBase && a < kSBase + kSCount && (a - kSBase) % kTCount == 0 && b > kTBase &&
-      b < kTBase + kTCount)
+  if (a >= kSBase && a < kSBase + kSCount && (a - kSBase) % kTCount == 0 && b > kTBase && b < kTBase + kTCount)
     return a + (b - kTBase);
   const Composition* end = kCompositions + kCompositionCount;
-  const Composition* it = std::lower_bound(
-      kCompositions, end, std::pair{a, b}, [](const Composition& c, std::pair<char32_t, char32_t> k) {
+  const Composition* it =
+      std::lower_bound(kCompositions, end, std::pair{a, b}, [](const Composition& c, std::pair<char32_t, char32_t> k) {
         return c.first != k.first ? c.first < k.first : c.second < k.second;
       });
   return (it != end && it->first == a && it->second == b) ? it->composite : 0;
@@ -153,7 +150,10 @@ size_t Utf8SequenceLength(std::string_view s, bool* complete) {
 bool IsValidUtf8(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
-    if (static_cast<unsigned char>(s[i]) < 0x80) { ++i; continue; }
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
+      ++i;
+      continue;
+    }
     bool truncated;
     int r = ScanSequence(s.substr(i), &truncated);
     if (r <= 0) return false;
@@ -187,7 +187,10 @@ std::string NormalizeNfc(std::string_view s) {
   // encode exactly those code points.
   bool simple = true;
   for (unsigned char c : s) {
-    if (c >= 0xCC) { simple = false; break; }
+    if (c >= 0xCC) {
+      simple = false;
+      break;
+    }
   }
   if (simple) return std::string(s);
 
@@ -197,12 +200,14 @@ std::string NormalizeNfc(std::string_view s) {
 
   // Canonical ordering: stable sort each run of non-starters by combining class.
   for (size_t i = 0; i < cps.size();) {
-    if (CombiningClass(cps[i]) == 0) { ++i; continue; }
+    if (CombiningClass(cps[i]) == 0) {
+      ++i;
+      continue;
+    }
     size_t j = i;
     while (j < cps.size() && CombiningClass(cps[j]) != 0) ++j;
-    std::stable_sort(cps.begin() + i, cps.begin() + j, [](char32_t a, char32_t b) {
-      return CombiningClass(a) < CombiningClass(b);
-    });
+    std::stable_sort(cps.begin() + i, cps.begin() + j,
+                     [](char32_t a, char32_t b) { return CombiningClass(a) < CombiningClass(b); });
     i = j;
   }
 

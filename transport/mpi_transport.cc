@@ -30,8 +30,8 @@ std::string MpiError(int rc) {
 struct MpiTransport::Collective {
   std::vector<uint8_t> buffer;
   int root = 0;
-  bool started = false, done = false;  // guarded by mu_
-  std::string error;                   // guarded by mu_
+  bool started = false, done = false;      // guarded by mu_
+  std::string error;                       // guarded by mu_
   MPI_Request request = MPI_REQUEST_NULL;  // progress thread only
 };
 
@@ -115,8 +115,10 @@ absl::StatusOr<std::optional<Envelope>> MpiTransport::Receive(std::chrono::milli
 }
 
 absl::Status MpiTransport::Broadcast(void* data, size_t bytes, int root, std::chrono::milliseconds timeout) {
-  if (root < 0 || root >= size_) return absl::InvalidArgumentError(absl::StrCat("broadcast root ", root, ": no such rank"));
-  if (bytes > static_cast<size_t>(std::numeric_limits<int>::max())) return absl::InvalidArgumentError("broadcast too large");
+  if (root < 0 || root >= size_)
+    return absl::InvalidArgumentError(absl::StrCat("broadcast root ", root, ": no such rank"));
+  if (bytes > static_cast<size_t>(std::numeric_limits<int>::max()))
+    return absl::InvalidArgumentError("broadcast too large");
   auto c = std::make_shared<Collective>();
   c->buffer.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + bytes);
   c->root = root;
@@ -200,8 +202,8 @@ void MpiTransport::Progress() {
       }
       if (bcast != nullptr) {
         busy = true;
-        if (int rc = MPI_Ibcast(bcast->buffer.data(), static_cast<int>(bcast->buffer.size()), MPI_BYTE, bcast->root, comm,
-                                &bcast->request);
+        if (int rc = MPI_Ibcast(bcast->buffer.data(), static_cast<int>(bcast->buffer.size()), MPI_BYTE, bcast->root,
+                                comm, &bcast->request);
             rc != MPI_SUCCESS) {
           bcast->error = absl::StrCat("MPI_Ibcast from rank ", bcast->root, ": ", MpiError(rc));
           if (collective_ == bcast) collective_.reset();

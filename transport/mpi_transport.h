@@ -62,7 +62,7 @@ class MpiTransport final : public Transport {
   std::condition_variable cv_;  // wakes the progress thread (sends) and receivers (inbox)
   std::deque<std::pair<int, std::vector<uint8_t>>> outbox_;
   std::deque<Envelope> inbox_;
-  std::string error_;  // guarded by mu_; set once
+  std::string error_;                       // guarded by mu_; set once
   std::shared_ptr<Collective> collective_;  // guarded by mu_: the broadcast asked for, until done
   std::thread thread_;
 };

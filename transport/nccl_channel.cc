@@ -50,7 +50,7 @@ int CudaDeviceCount() {
 }
 
 absl::StatusOr<std::unique_ptr<NcclChannel>> NcclChannel::Create(MpiTransport& mpi, int device,
-                                                                  std::chrono::milliseconds timeout) {
+                                                                 std::chrono::milliseconds timeout) {
   if (mpi.rank() < 1) return absl::InvalidArgumentError("NCCL channel: rank 0 joins with JoinNcclBootstrap");
   std::unique_ptr<NcclChannel> ch(new NcclChannel());
   ch->state_ = std::make_unique<State>();
@@ -88,13 +88,15 @@ NcclChannel::~NcclChannel() {
 
 absl::Status NcclChannel::Send(const void* buf, size_t bytes, int peer) {
   if (state_->aborted) return absl::UnavailableError("NCCL channel aborted after a timeout");
-  if (peer < 1 || peer >= size_ || peer == rank_) return absl::InvalidArgumentError(absl::StrCat("NCCL send to rank ", peer));
+  if (peer < 1 || peer >= size_ || peer == rank_)
+    return absl::InvalidArgumentError(absl::StrCat("NCCL send to rank ", peer));
   return Nccl(ncclSend(buf, bytes, ncclUint8, peer - 1, state_->comm, state_->stream), "ncclSend");
 }
 
 absl::Status NcclChannel::Receive(void* buf, size_t bytes, int peer) {
   if (state_->aborted) return absl::UnavailableError("NCCL channel aborted after a timeout");
-  if (peer < 1 || peer >= size_ || peer == rank_) return absl::InvalidArgumentError(absl::StrCat("NCCL receive from rank ", peer));
+  if (peer < 1 || peer >= size_ || peer == rank_)
+    return absl::InvalidArgumentError(absl::StrCat("NCCL receive from rank ", peer));
   return Nccl(ncclRecv(buf, bytes, ncclUint8, peer - 1, state_->comm, state_->stream), "ncclRecv");
 }
 
@@ -112,8 +114,8 @@ absl::Status NcclChannel::Synchronize() {
     }
     if (std::chrono::steady_clock::now() > deadline) {
       state_->aborted = true;  // the destructor aborts the communicator (a pending op never finishes)
-      return absl::DeadlineExceededError(absl::StrCat("NCCL transfer on rank ", rank_, " not matched by its peer within ",
-                                                      timeout_.count(), " ms"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("NCCL transfer on rank ", rank_, " not matched by its peer within ", timeout_.count(), " ms"));
     }
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }

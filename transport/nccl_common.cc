@@ -38,11 +38,17 @@ absl::StatusOr<std::unique_ptr<NcclChannel>> NcclChannel::Create(MpiTransport&, 
   return absl::FailedPreconditionError("this build has no NCCL (CUDA and NCCL were not found at configure time)");
 }
 NcclChannel::~NcclChannel() = default;
-absl::Status NcclChannel::Send(const void*, size_t, int) { return absl::FailedPreconditionError("no NCCL in this build"); }
+absl::Status NcclChannel::Send(const void*, size_t, int) {
+  return absl::FailedPreconditionError("no NCCL in this build");
+}
 absl::Status NcclChannel::Receive(void*, size_t, int) { return absl::FailedPreconditionError("no NCCL in this build"); }
 absl::Status NcclChannel::Synchronize() { return absl::FailedPreconditionError("no NCCL in this build"); }
-absl::Status NcclChannel::SendHost(const void*, size_t, int) { return absl::FailedPreconditionError("no NCCL in this build"); }
-absl::Status NcclChannel::ReceiveHost(void*, size_t, int) { return absl::FailedPreconditionError("no NCCL in this build"); }
+absl::Status NcclChannel::SendHost(const void*, size_t, int) {
+  return absl::FailedPreconditionError("no NCCL in this build");
+}
+absl::Status NcclChannel::ReceiveHost(void*, size_t, int) {
+  return absl::FailedPreconditionError("no NCCL in this build");
+}
 
 #endif
 

@@ -20,8 +20,8 @@ absl::StatusOr<ActRounding> ParseActRounding(std::string_view name) {
   return ParseName(kActRoundingNames, name, "activation rounding");
 }
 
-void QuantizeActivationsInt8(float* x, int64_t n, int64_t width, const std::vector<char>& keep,
-                             const ActQuantConfig& c, uint64_t call_counter) {
+void QuantizeActivationsInt8(float* x, int64_t n, int64_t width, const std::vector<char>& keep, const ActQuantConfig& c,
+                             uint64_t call_counter) {
   const bool has_keep = !keep.empty();
   for (int64_t r = 0; r < n; ++r) {
     float* row = x + r * width;

@@ -10,8 +10,8 @@ namespace accullm::kernels {
 
 // Dot products in float in dimension order, scaled after the sum, and the V sum accumulated
 // position by position: the order the fixture's reference logits were checked with.
-void CausalAttentionHeadScalar(const float* q, const KvRows& kv, int64_t kv_column, int64_t last_pos,
-                               int64_t head_dim, float scale, float* scores, float* out) {
+void CausalAttentionHeadScalar(const float* q, const KvRows& kv, int64_t kv_column, int64_t last_pos, int64_t head_dim,
+                               float scale, float* scores, float* out) {
   for (int64_t j = 0; j <= last_pos; ++j) {
     const float* kj = kv.k_rows[j] + kv_column;
     float s = 0.f;
@@ -35,8 +35,8 @@ namespace {
 // them is the scalar one. Float results differ from the reference by rounding only (bounded
 // in ops_test); every row of a batch runs this same function, so batch invariance holds.
 __attribute__((target("avx2,fma"))) void CausalAttentionHeadAvx2(const float* q, const KvRows& kv, int64_t kv_column,
-                                                                  int64_t last_pos, int64_t head_dim, float scale,
-                                                                  float* scores, float* out) {
+                                                                 int64_t last_pos, int64_t head_dim, float scale,
+                                                                 float* scores, float* out) {
   const int64_t d8 = head_dim / 8 * 8;
   for (int64_t j = 0; j <= last_pos; ++j) {
     const float* kj = kv.k_rows[j] + kv_column;

@@ -21,7 +21,7 @@ struct KvRows {
 // across calls so the hot loop does not allocate).
 void CausalAttentionHead(const float* q, const KvRows& kv, int64_t kv_column, int64_t last_pos, int64_t head_dim,
                          float scale, float* scores, float* out);
-void CausalAttentionHeadScalar(const float* q, const KvRows& kv, int64_t kv_column, int64_t last_pos,
-                               int64_t head_dim, float scale, float* scores, float* out);
+void CausalAttentionHeadScalar(const float* q, const KvRows& kv, int64_t kv_column, int64_t last_pos, int64_t head_dim,
+                               float scale, float* scores, float* out);
 
 }  // namespace accullm::kernels

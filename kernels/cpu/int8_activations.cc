@@ -70,9 +70,8 @@ void QuantizeInt8BlocksScalar(const float* x, int64_t rows, int64_t in, int64_t 
 #if ACCULLM_HAVE_X86_SIMD
 namespace {
 
-__attribute__((target("avx2,fma"))) void QuantizeInt8BlocksAvx2(const float* x, int64_t rows, int64_t in,
-                                                                 int64_t block, const char* exact,
-                                                                 Int8Activations& out) {
+__attribute__((target("avx2,fma"))) void QuantizeInt8BlocksAvx2(const float* x, int64_t rows, int64_t in, int64_t block,
+                                                                const char* exact, Int8Activations& out) {
   Resize(rows, in, block, out);
   const int64_t blocks = in / block;
   const __m256 sign_mask = _mm256_set1_ps(-0.f);
@@ -91,7 +90,8 @@ __attribute__((target("avx2,fma"))) void QuantizeInt8BlocksAvx2(const float* x, 
         continue;
       }
       __m256 vmax = _mm256_setzero_ps();
-      for (int64_t i = 0; i < block; i += 8) vmax = _mm256_max_ps(_mm256_andnot_ps(sign_mask, _mm256_loadu_ps(xb + i)), vmax);  // NaN ignored
+      for (int64_t i = 0; i < block; i += 8)
+        vmax = _mm256_max_ps(_mm256_andnot_ps(sign_mask, _mm256_loadu_ps(xb + i)), vmax);  // NaN ignored
       __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
       m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
       m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
@@ -101,7 +101,8 @@ __attribute__((target("avx2,fma"))) void QuantizeInt8BlocksAvx2(const float* x, 
       const __m256 lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
       __m256i vsum = _mm256_setzero_si256();
       for (int64_t i = 0; i < block; i += 8) {
-        __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + i), vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + i), vinv),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);  // as ClampCode
         const __m256i c = _mm256_cvtps_epi32(v);
         vsum = _mm256_add_epi32(vsum, c);

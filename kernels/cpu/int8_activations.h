@@ -13,9 +13,9 @@ namespace accullm::kernels {
 
 struct Int8Activations {
   int64_t rows = 0, in = 0, block = 0;
-  std::vector<int8_t> q;       // [rows, in]
-  std::vector<float> scales;   // [rows, in / block]: x ≈ q · scale
-  std::vector<int32_t> sums;   // [rows, in / block]: Σ q over the block (the zero-point term)
+  std::vector<int8_t> q;      // [rows, in]
+  std::vector<float> scales;  // [rows, in / block]: x ≈ q · scale
+  std::vector<int32_t> sums;  // [rows, in / block]: Σ q over the block (the zero-point term)
 
   const int8_t* row(int64_t r) const { return q.data() + r * in; }
   int64_t blocks() const { return in / block; }

@@ -1,6 +1,5 @@
 #include "kernels/cpu/int8_kernels.h"
 
-
 #include <algorithm>
 #include <vector>
 

@@ -1,10 +1,10 @@
 #include "kernels/cpu/linear_kernels.h"
 
-#include "kernels/cpu/cpu_features.h"
-#include "kernels/cpu/isa.h"
-
 #include <cstring>
 #include <vector>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/isa.h"
 
 namespace accullm::kernels {
 
@@ -20,8 +20,8 @@ const float* RowAsF32(DType wtype, const void* w, int64_t in, int64_t o, float* 
 
 }  // namespace
 
-void LinearRowsScalar(DType wtype, const void* w, int64_t in, const float* x, int64_t n,
-                      int64_t o_begin, int64_t o_end, float* y, int64_t y_stride) {
+void LinearRowsScalar(DType wtype, const void* w, int64_t in, const float* x, int64_t n, int64_t o_begin, int64_t o_end,
+                      float* y, int64_t y_stride) {
   std::vector<float> row(static_cast<size_t>(in));
   for (int64_t o = o_begin; o < o_end; ++o) {
     const float* wr = RowAsF32(wtype, w, in, o, row.data());
@@ -49,8 +49,7 @@ __attribute__((target("avx2,fma,f16c"))) inline float HorizontalSum(__m256 v) {
 }
 
 // Converts one weight row to F32 with SIMD (F16 via F16C, BF16 via a shift).
-__attribute__((target("avx2,fma,f16c"))) void ConvertRowAvx2(DType wtype, const void* src, float* dst,
-                                                             int64_t in) {
+__attribute__((target("avx2,fma,f16c"))) void ConvertRowAvx2(DType wtype, const void* src, float* dst, int64_t in) {
   const auto* s = static_cast<const uint16_t*>(src);
   int64_t i = 0;
   if (wtype == DType::kF16) {
@@ -115,9 +114,9 @@ __attribute__((target("avx2,fma,f16c"))) void Gemv16Avx2(DType wtype, const void
   }
 }
 
-__attribute__((target("avx2,fma,f16c"))) void LinearRowsAvx2(DType wtype, const void* w, int64_t in,
-                                                             const float* x, int64_t n, int64_t o_begin,
-                                                             int64_t o_end, float* y, int64_t y_stride) {
+__attribute__((target("avx2,fma,f16c"))) void LinearRowsAvx2(DType wtype, const void* w, int64_t in, const float* x,
+                                                             int64_t n, int64_t o_begin, int64_t o_end, float* y,
+                                                             int64_t y_stride) {
   const size_t esize = DTypeSize(wtype);
   thread_local std::vector<float> scratch;
   if (wtype != DType::kF32 && scratch.size() < static_cast<size_t>(kRowBlock * in)) {
@@ -195,8 +194,8 @@ __attribute__((target("avx2,fma,f16c"))) void LinearRowsAvx2(DType wtype, const 
 
 bool LinearRowsUsesAvx2() { return ActiveIsa() >= Isa::kAvx2; }
 
-void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t n, int64_t o_begin,
-                int64_t o_end, float* y, int64_t y_stride) {
+void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t n, int64_t o_begin, int64_t o_end,
+                float* y, int64_t y_stride) {
   const bool avx2 = ActiveIsa() >= Isa::kAvx2;  // kAvx512 runs the AVX2 variants (no AVX-512 code yet)
   if (avx2 && n == 1 && (wtype == DType::kF16 || wtype == DType::kBF16)) {
     Gemv16Avx2(wtype, w, in, x, o_begin, o_end, y);
@@ -208,8 +207,8 @@ void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t 
 }
 #else
 bool LinearRowsUsesAvx2() { return false; }
-void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t n, int64_t o_begin,
-                int64_t o_end, float* y, int64_t y_stride) {
+void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t n, int64_t o_begin, int64_t o_end,
+                float* y, int64_t y_stride) {
   LinearRowsScalar(wtype, w, in, x, n, o_begin, o_end, y, y_stride);
 }
 #endif

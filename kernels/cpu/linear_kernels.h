@@ -14,12 +14,12 @@ namespace accullm::kernels {
 // For every input row r in [0, n) and output o in [o_begin, o_end):
 //   y[r * y_stride + o] = sum_i x[r * in + i] * W[o, i]
 // `w` points at W[0, 0]; its element type is `wtype` (F32, F16 or BF16).
-void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t n,
-                int64_t o_begin, int64_t o_end, float* y, int64_t y_stride);
+void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t n, int64_t o_begin, int64_t o_end,
+                float* y, int64_t y_stride);
 
 // The scalar reference (also what Isa::kScalar runs).
-void LinearRowsScalar(DType wtype, const void* w, int64_t in, const float* x, int64_t n,
-                      int64_t o_begin, int64_t o_end, float* y, int64_t y_stride);
+void LinearRowsScalar(DType wtype, const void* w, int64_t in, const float* x, int64_t n, int64_t o_begin, int64_t o_end,
+                      float* y, int64_t y_stride);
 
 // y = x · Wᵀ for rows [o_begin, o_end) of a compressed matrix: `dequantize(o, dst)` writes row
 // o as float. A few rows go into cache-resident scratch, then the FP32 kernel runs on them, so

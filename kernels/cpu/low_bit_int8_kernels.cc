@@ -13,7 +13,9 @@ namespace accullm::kernels {
 namespace {
 
 // The float a group contributes with, shared by every variant: scale[o,g] · (xscale · 2^−frac).
-inline float GroupFactor(float weight_scale, float x_scale, float inv_frac) { return weight_scale * (x_scale * inv_frac); }
+inline float GroupFactor(float weight_scale, float x_scale, float inv_frac) {
+  return weight_scale * (x_scale * inv_frac);
+}
 
 }  // namespace
 
@@ -33,8 +35,9 @@ void LowBitInt8RowsScalar(const LowBitMatrix& m, const Int8Activations& x, int64
         for (int64_t i = g * m.group; i < (g + 1) * m.group; ++i) dot += ReadCode(codes, i, m.bits) * xq[i];
         const int32_t zero = m.zeros != nullptr ? m.zeros[o * groups + g] : (1 << (m.bits - 1));
         const int32_t d = dot * (1 << frac) - zero * x.sums[r * groups + g];
-        const float ws = m.scale_codes != nullptr ? U8GroupScale(F16ToF32(m.row_scales[o]), m.scale_codes[o * groups + g])
-                                                  : F16ToF32(m.scales[o * groups + g]);
+        const float ws = m.scale_codes != nullptr
+                             ? U8GroupScale(F16ToF32(m.row_scales[o]), m.scale_codes[o * groups + g])
+                             : F16ToF32(m.scales[o * groups + g]);
         acc = std::fma(static_cast<float>(d), GroupFactor(ws, x.scales[r * groups + g], inv_frac), acc);
       }
       y[r * y_stride + o] = acc;
@@ -109,10 +112,9 @@ ACCULLM_AVX512_TARGET void TileAvx512(const LowBitTiles& w, const Int8Activation
     }
     for (int m = 0; m < kM; ++m) dot[m] = _mm512_add_epi32(dot[m], dot2[m]);
     const __m512 ws = WeightScales512(w, tile, g);
-    const __m512i zero =
-        w.zeros.empty() ? symmetric_zero
-                        : _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(
-                              w.zeros.data() + (tile * groups + g) * kTileRows)));
+    const __m512i zero = w.zeros.empty() ? symmetric_zero
+                                         : _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(
+                                               w.zeros.data() + (tile * groups + g) * kTileRows)));
     for (int m = 0; m < kM; ++m) {
       const int64_t at = (r0 + m) * groups + g;
       const __m512i d = _mm512_sub_epi32(_mm512_slli_epi32(dot[m], static_cast<unsigned>(frac)),
@@ -155,8 +157,8 @@ ACCULLM_AVX2_TARGET inline __m256 WeightScales256(const LowBitTiles& w, int64_t 
   const size_t at = static_cast<size_t>((tile * w.groups() + g) * kTileRows + 8 * half);
   if (w.scale_codes.empty())
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales.data() + at)));
-  const __m256 codes =
-      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
+  const __m256 codes = _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
   const __m256 rows = _mm256_loadu_ps(w.row_scales.data() + tile * kTileRows + 8 * half);
   return _mm256_mul_ps(_mm256_mul_ps(rows, codes), _mm256_set1_ps(1.f / 255.f));
 }
@@ -189,7 +191,8 @@ ACCULLM_AVX2_TARGET void HalfTileAvx2(const LowBitTiles& w, const Int8Activation
           } else {
             // 8-bit codes overflow vpmaddubsw's 16-bit pairs: code = 16·hi + lo, both exact.
             const __m256i xs = _mm256_set1_epi32(Load32(xg[m] + 4 * c));
-            dot[m] = _mm256_add_epi32(dot[m], _mm256_add_epi32(DotLanes(lo, xs), _mm256_slli_epi32(DotLanes(hi, xs), 4)));
+            dot[m] =
+                _mm256_add_epi32(dot[m], _mm256_add_epi32(DotLanes(lo, xs), _mm256_slli_epi32(DotLanes(hi, xs), 4)));
           }
         }
       } else {
@@ -203,8 +206,8 @@ ACCULLM_AVX2_TARGET void HalfTileAvx2(const LowBitTiles& w, const Int8Activation
                                                w.zeros.data() + (tile * groups + g) * kTileRows + 8 * half)));
     for (int m = 0; m < kM; ++m) {
       const int64_t at = (r0 + m) * groups + g;
-      const __m256i d = _mm256_sub_epi32(_mm256_slli_epi32(dot[m], frac),
-                                         _mm256_mullo_epi32(zero, _mm256_set1_epi32(x.sums[at])));
+      const __m256i d =
+          _mm256_sub_epi32(_mm256_slli_epi32(dot[m], frac), _mm256_mullo_epi32(zero, _mm256_set1_epi32(x.sums[at])));
       const __m256 factor = _mm256_mul_ps(ws, _mm256_set1_ps(x.scales[at] * inv_frac));
       acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), factor, acc[m]);
     }

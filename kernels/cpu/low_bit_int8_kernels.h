@@ -11,9 +11,9 @@
 
 #include <cstdint>
 
-#include "kernels/low_bit_matrix.h"
 #include "kernels/cpu/int8_activations.h"
 #include "kernels/cpu/low_bit_tiles.h"
+#include "kernels/low_bit_matrix.h"
 
 namespace accullm::kernels {
 
@@ -29,8 +29,8 @@ void LowBitInt8RowsScalar(const LowBitMatrix& m, const Int8Activations& x, int64
 
 // The SIMD variants themselves, for tests and benchmarks (false: not built or not supported
 // by this CPU; nothing written). LowBitInt8Rows picks one by ActiveIsa() (kernels/cpu/isa.h).
-bool LowBitInt8RowsAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t tile_begin, int64_t tile_end,
-                        float* y, int64_t y_stride);
+bool LowBitInt8RowsAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t tile_begin, int64_t tile_end, float* y,
+                        int64_t y_stride);
 bool LowBitInt8RowsAvx512(const LowBitTiles& w, const Int8Activations& x, int64_t tile_begin, int64_t tile_end,
                           float* y, int64_t y_stride);
 

@@ -1,6 +1,5 @@
 #include "kernels/cpu/low_bit_kernels.h"
 
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -12,8 +11,8 @@
 
 namespace accullm::kernels {
 
-void LowBitLinearRowsScalar(const LowBitMatrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end,
-                            float* y, int64_t y_stride) {
+void LowBitLinearRowsScalar(const LowBitMatrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
+                            int64_t y_stride) {
   DequantizedLinearRowsScalar(m.in, x, n, o_begin, o_end, y, y_stride,
                               [&](int64_t o, float* dst) { DequantizeLowBitRow(m, o, dst); });
 }
@@ -45,8 +44,8 @@ inline uint64_t LoadLittleEndian(const uint8_t* p) {
   }
 }
 
-// Other widths: 8 codes always fill exactly kBits whole bytes, read as one little-endian word. Codes 0-3 sit in its low 4·kBits bits, 4-7 in the next
-// 4·kBits, so each half is broadcast to four 32-bit lanes and shifted per lane (0, kBits,
+// Other widths: 8 codes always fill exactly kBits whole bytes, read as one little-endian word. Codes 0-3 sit in its low
+// 4·kBits bits, 4-7 in the next 4·kBits, so each half is broadcast to four 32-bit lanes and shifted per lane (0, kBits,
 // 2·kBits, 3·kBits), masked, widened to float and scaled: 8 weights per step, no scalar loop.
 template <int kBits>
 __attribute__((target("avx2,fma,f16c"))) void DequantizeRowBitsAvx2(const LowBitMatrix& m, int64_t o, float* dst) {
@@ -102,7 +101,7 @@ __attribute__((target("avx2,fma,f16c"))) void DequantizeRowAvx2(const LowBitMatr
 }  // namespace
 
 void LowBitLinearRows(const LowBitMatrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
-                    int64_t y_stride) {
+                      int64_t y_stride) {
   if (ActiveIsa() < Isa::kAvx2 || m.group % 32 != 0) {
     LowBitLinearRowsScalar(m, x, n, o_begin, o_end, y, y_stride);
     return;
@@ -112,7 +111,7 @@ void LowBitLinearRows(const LowBitMatrix& m, const float* x, int64_t n, int64_t 
 }
 #else
 void LowBitLinearRows(const LowBitMatrix& m, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
-                    int64_t y_stride) {
+                      int64_t y_stride) {
   LowBitLinearRowsScalar(m, x, n, o_begin, o_end, y, y_stride);
 }
 #endif

@@ -12,8 +12,8 @@ namespace accullm::cuda {
 
 namespace {
 
-__global__ void F16GemvKernel(const __half* __restrict__ w, const float* __restrict__ x,
-                              float* __restrict__ y, int in, int out) {
+__global__ void F16GemvKernel(const __half* __restrict__ w, const float* __restrict__ x, float* __restrict__ y, int in,
+                              int out) {
   const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (warp >= out) return;

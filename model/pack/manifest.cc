@@ -19,20 +19,24 @@ namespace {
 
 absl::Status ParseInto(const json::object& o, PackManifest& m) {
   ASSIGN_OR_RETURN(std::string format, GetString(o, "format"));
-  if (format != "accullm-pack") return absl::InvalidArgumentError(absl::StrCat("\"format\" is \"", format, "\", not accullm-pack"));
+  if (format != "accullm-pack")
+    return absl::InvalidArgumentError(absl::StrCat("\"format\" is \"", format, "\", not accullm-pack"));
   ASSIGN_OR_RETURN(int64_t version, GetInt(o, "format_version"));
   // The versioning rule (docs/formats.md): optional additive fields keep the version, so every
   // version up to ours reads with this code; a newer one changed the layout.
   if (version > kPackFormatVersion) {
-    return absl::InvalidArgumentError(absl::StrCat("pack format version ", version,
-                                                   " is not supported: it is newer than this build, which reads up to version ",
-                                                   kPackFormatVersion, " (upgrade AccuLLM, or re-run accullm quantize with this build)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pack format version ", version, " is not supported: it is newer than this build, which reads up to version ",
+        kPackFormatVersion, " (upgrade AccuLLM, or re-run accullm quantize with this build)"));
   }
-  if (version < 1) return absl::InvalidArgumentError(absl::StrCat("pack format version ", version, " is not supported (versions start at 1)"));
+  if (version < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("pack format version ", version, " is not supported (versions start at 1)"));
   m.format_version = static_cast<int>(version);
   // Optional (packs may predate it or come from another writer): absent leaves both empty.
   if (const json::value* src = o.if_contains("source_model"); src != nullptr) {
-    if (!src->is_object()) return absl::InvalidArgumentError("\"source_model\" must be an object with \"path\" and \"hash\"");
+    if (!src->is_object())
+      return absl::InvalidArgumentError("\"source_model\" must be an object with \"path\" and \"hash\"");
     ASSIGN_OR_RETURN(auto path, GetOptionalString(src->get_object(), "path"));
     ASSIGN_OR_RETURN(auto hash, GetOptionalString(src->get_object(), "hash"));
     m.source_model_path = path.value_or("");
@@ -50,16 +54,18 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
     if (!fl->is_array()) return absl::InvalidArgumentError("\"fp16_linears\" must be an array of linear names");
     for (const auto& l : fl->get_array()) {
       if (!l.is_string() || !std::string_view(l.get_string()).starts_with("model.layers."))
-        return absl::InvalidArgumentError("\"fp16_linears\" entries must be names like \"model.layers.7.mlp.down_proj\"");
+        return absl::InvalidArgumentError(
+            "\"fp16_linears\" entries must be names like \"model.layers.7.mlp.down_proj\"");
       m.fp16_linears.emplace(l.get_string());
     }
   }
-  for (auto [key, field] : {std::pair<const char*, std::string*>{"embeddings", &m.embeddings}, {"lm_head", &m.lm_head}}) {
+  for (auto [key, field] :
+       {std::pair<const char*, std::string*>{"embeddings", &m.embeddings}, {"lm_head", &m.lm_head}}) {
     ASSIGN_OR_RETURN(auto v, GetOptionalString(o, key));
     *field = v.value_or("fp16");
     if (*field != "fp16" && FormatBits(*field) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" must be \"fp16\" or \"int3\" to \"int8\", not \"",
-                                                     *field, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", key, "\" must be \"fp16\" or \"int3\" to \"int8\", not \"", *field, "\""));
     }
   }
   if (const json::value* lb = o.if_contains("linear_bits"); lb != nullptr) {

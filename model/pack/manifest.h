@@ -38,8 +38,8 @@ struct PackManifest {
   std::vector<std::string> layer_precision;
   // Linears kept FP16 inside low-bit blocks, by checkpoint prefix ("model.layers.7.mlp.down_proj").
   std::set<std::string> fp16_linears;
-  std::string embeddings = "fp16";            // token embedding table: "fp16" or "int3".."int8" (group-wise)
-  std::string lm_head = "fp16";               // LM head: "fp16", "int3".."int7" (group-wise) or "int8" (per row)
+  std::string embeddings = "fp16";  // token embedding table: "fp16" or "int3".."int8" (group-wise)
+  std::string lm_head = "fp16";     // LM head: "fp16", "int3".."int7" (group-wise) or "int8" (per row)
   // Code width of the block linears that are not 4 bits ("model.layers.0.mlp.down_proj" → 5):
   // mixed-precision plans.
   std::map<std::string, int> linear_bits;

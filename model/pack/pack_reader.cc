@@ -58,31 +58,35 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLowBitLinear(const TensorStore& st
   m.zero_frac_bits = symmetric ? 0 : kernels::ZeroFractionBits(zero_frac_bits, bits);
   ASSIGN_OR_RETURN(TensorView codes, store.Get(prefix + pack_tensor::kCodes));
   if (codes.dtype != DType::kU8 || codes.shape != std::vector<int64_t>{out, in * bits / 8}) {
-    return absl::InvalidArgumentError(absl::StrCat(codes.file, ": tensor \"", codes.name, "\" is ", DTypeName(codes.dtype), " [",
-                                                   absl::StrJoin(codes.shape, ", "), "] but accullm.json says ", bits,
-                                                   "-bit codes for a [", out, ", ", in, "] matrix: U8 [", out, ", ",
-                                                   in * bits / 8, "]"));
+    return absl::InvalidArgumentError(absl::StrCat(codes.file, ": tensor \"", codes.name, "\" is ",
+                                                   DTypeName(codes.dtype), " [", absl::StrJoin(codes.shape, ", "),
+                                                   "] but accullm.json says ", bits, "-bit codes for a [", out, ", ",
+                                                   in, "] matrix: U8 [", out, ", ", in * bits / 8, "]"));
   }
   m.codes = codes.data;
   if (scale_bits == 8) {
-    ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + pack_tensor::kScales, DType::kU8, {out, in / group}));
+    ASSIGN_OR_RETURN(TensorView scales,
+                     GetChecked(store, prefix + pack_tensor::kScales, DType::kU8, {out, in / group}));
     ASSIGN_OR_RETURN(TensorView rows, GetChecked(store, prefix + pack_tensor::kRowScales, DType::kF16, {out}));
     m.scale_codes = scales.data;
     m.row_scales = Aligned<uint16_t>(rows, *copies);
   } else {
-    ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + pack_tensor::kScales, DType::kF16, {out, in / group}));
+    ASSIGN_OR_RETURN(TensorView scales,
+                     GetChecked(store, prefix + pack_tensor::kScales, DType::kF16, {out, in / group}));
     m.scales = Aligned<uint16_t>(scales, *copies);
   }
   if (!symmetric) {
     ASSIGN_OR_RETURN(TensorView zeros, GetChecked(store, prefix + pack_tensor::kZeros, DType::kU8, {out, in / group}));
     m.zeros = zeros.data;
   } else if (store.Has(prefix + pack_tensor::kZeros)) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, pack_tensor::kZeros, " present but the pack says symmetric"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, pack_tensor::kZeros, " present but the pack says symmetric"));
   }
   if (store.Has(prefix + pack_tensor::kOutlierCols)) {
     ASSIGN_OR_RETURN(TensorView cols, store.Get(prefix + pack_tensor::kOutlierCols));
     if (cols.dtype != DType::kI32 || cols.shape.size() != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(cols.file, ": ", prefix, pack_tensor::kOutlierCols, " must be I32 [k]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(cols.file, ": ", prefix, pack_tensor::kOutlierCols, " must be I32 [k]"));
     }
     const int64_t k = cols.shape[0];
     w.outlier_cols.resize(static_cast<size_t>(k));
@@ -97,9 +101,9 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLowBitLinear(const TensorStore& st
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, const std::string& prefix,
-                                                     int64_t out, int64_t in, bool has_bias,
-                                                     const PackManifest* pack, bool quantized_expected) {
+absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, const std::string& prefix, int64_t out,
+                                                     int64_t in, bool has_bias, const PackManifest* pack,
+                                                     bool quantized_expected) {
   std::vector<float> bias;
   if (has_bias) {
     ASSIGN_OR_RETURN(TensorView b, store.Get(prefix + pack_tensor::kBias));
@@ -113,7 +117,8 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, c
   }
   if (has_codes) {
     if (pack == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(prefix, pack_tensor::kCodes, " found but there is no accullm.json manifest"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(prefix, pack_tensor::kCodes, " found but there is no accullm.json manifest"));
     }
     return LoadLowBitLinear(store, prefix, out, in, pack->group_size, pack->symmetric, pack->zero_fraction_bits,
                             pack->scale_bits, pack->BitsOf(prefix), bias);

@@ -19,9 +19,9 @@ namespace accullm {
 // Linear `prefix` [out, in] (+ `prefix.bias` when has_bias). With a manifest (`pack`
 // non-null), `quantized_expected` says whether the plan stores it low-bit, and the tensors
 // must agree; without one, quantized tensors are refused.
-absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, const std::string& prefix,
-                                                     int64_t out, int64_t in, bool has_bias,
-                                                     const PackManifest* pack = nullptr, bool quantized_expected = false);
+absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, const std::string& prefix, int64_t out,
+                                                     int64_t in, bool has_bias, const PackManifest* pack = nullptr,
+                                                     bool quantized_expected = false);
 
 // The per-row INT8 matrix `prefix.q8weight` / `prefix.q8scales` (the LM head).
 absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt8Linear(const TensorStore& store, const std::string& prefix,

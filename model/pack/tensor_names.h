@@ -10,10 +10,10 @@
 namespace accullm::pack_tensor {
 
 // A low-bit matrix (kernels/low_bit_matrix.h).
-inline constexpr char kCodes[] = ".qweight";            // U8 [out, in·bits/8]
-inline constexpr char kScales[] = ".scales";            // F16 (or U8 step codes) [out, in/group]
-inline constexpr char kRowScales[] = ".row_scales";     // F16 [out], with 8-bit step codes
-inline constexpr char kZeros[] = ".qzeros";             // U8 [out, in/group], asymmetric only
+inline constexpr char kCodes[] = ".qweight";                 // U8 [out, in·bits/8]
+inline constexpr char kScales[] = ".scales";                 // F16 (or U8 step codes) [out, in/group]
+inline constexpr char kRowScales[] = ".row_scales";          // F16 [out], with 8-bit step codes
+inline constexpr char kZeros[] = ".qzeros";                  // U8 [out, in/group], asymmetric only
 inline constexpr char kOutlierCols[] = ".outlier_cols";      // I32 [k], optional
 inline constexpr char kOutlierWeight[] = ".outlier_weight";  // F16 [out, k]
 

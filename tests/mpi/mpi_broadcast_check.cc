@@ -12,14 +12,14 @@
 using namespace accullm::transport;
 using namespace std::chrono_literals;
 
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      std::fprintf(stderr, "rank %d: FAIL: ", rank);       \
-      std::fprintf(stderr, __VA_ARGS__);                   \
-      std::fprintf(stderr, "\n");                          \
-      return 1;                                            \
-    }                                                      \
+#define CHECK(cond, ...)                             \
+  do {                                               \
+    if (!(cond)) {                                   \
+      std::fprintf(stderr, "rank %d: FAIL: ", rank); \
+      std::fprintf(stderr, __VA_ARGS__);             \
+      std::fprintf(stderr, "\n");                    \
+      return 1;                                      \
+    }                                                \
   } while (0)
 
 int main() {

@@ -68,7 +68,8 @@ TEST(ChatTemplateJinja, Arithmetic) {
 }
 
 TEST(ChatTemplateJinja, ComparisonsAndLogic) {
-  EXPECT_EQ(R("{{ 1 < 2 }} {{ 2 <= 1 }} {{ 'a' == 'a' }} {{ 'a' != 'b' }} {{ 1 == 1.0 }}"), "true false true true true");
+  EXPECT_EQ(R("{{ 1 < 2 }} {{ 2 <= 1 }} {{ 'a' == 'a' }} {{ 'a' != 'b' }} {{ 1 == 1.0 }}"),
+            "true false true true true");
   EXPECT_EQ(R("{{ 0 or 'x' }} {{ 'y' and 0 }} {{ not [] }} {{ not 'a' }}"), "x 0 true false");
   EXPECT_EQ(R("{{ 'b' in 'abc' }} {{ 'z' not in 'abc' }} {{ 2 in [1, 2] }} {{ 'k' in {'k': 1} }}"),
             "true true true true");
@@ -97,8 +98,9 @@ TEST(ChatTemplateJinja, MembersSlicesAndMethods) {
             "[Hi there] [Hi there  ] [  Hi there]");
   EXPECT_EQ(R("{{ 'a,b,,c'.split(',') }} {{ ' a  b '.split() }} {{ 'a,b,c'.split(',', 1) }}"),
             "[\"a\", \"b\", \"\", \"c\"] [\"a\", \"b\"] [\"a\", \"b,c\"]");
-  EXPECT_EQ(R("{{ 'hello'.startswith('he') }} {{ 'hello'.endswith(('x', 'lo')) }} {{ 'Hi'.upper() }} {{ 'Hi'.lower() }}"),
-            "true true HI hi");
+  EXPECT_EQ(
+      R("{{ 'hello'.startswith('he') }} {{ 'hello'.endswith(('x', 'lo')) }} {{ 'Hi'.upper() }} {{ 'Hi'.lower() }}"),
+      "true true HI hi");
   EXPECT_EQ(R("{{ 'abc'[1] }} {{ 'abc'[-1] }} {{ 'héllo'[1:3] }} {{ 'abc'.length }} {{ xs.length }}", ctx),
             "b c él 3 4");
   EXPECT_EQ(R("{% for k, v in m.items() %}{{ k }}={{ v|trim }};{% endfor %}", ctx), "role=user;content=Hi there;");
@@ -108,13 +110,16 @@ TEST(ChatTemplateJinja, MembersSlicesAndMethods) {
 }
 
 TEST(ChatTemplateJinja, Filters) {
-  EXPECT_EQ(R("{{ '  a b  '|trim }}|{{ 'ab'|upper }}|{{ 'AB'|lower }}|{{ 'hello world'|title }}|{{ 'hELLO'|capitalize }}"),
-            "a b|AB|ab|Hello World|HELLO");
+  EXPECT_EQ(
+      R("{{ '  a b  '|trim }}|{{ 'ab'|upper }}|{{ 'AB'|lower }}|{{ 'hello world'|title }}|{{ 'hELLO'|capitalize }}"),
+      "a b|AB|ab|Hello World|HELLO");
   EXPECT_EQ(R("{{ [1, 2]|length }} {{ 'héllo😀'|length }} {{ {'a': 1}|length }}"), "2 7 1");
   EXPECT_EQ(R("{{ ['a', 'b']|join(', ') }} {{ [1, none, 'x']|join }} {{ 'abc'|join('-') }}"), "a, b 1x a-b-c");
-  EXPECT_EQ(R("{{ x|default('d') }} {{ ''|default('d') }} {{ ''|default('d', true) }} {{ 0|default(5, boolean=true) }}"),
-            "d  d 5");
-  EXPECT_EQ(R("{{ [3, 1, 2]|first }} {{ [3, 1, 2]|last }} {{ [3, 1, 2]|sort }} {{ [3, 1, 2]|reverse }} {{ [1, 1, 2]|unique }}"),
+  EXPECT_EQ(
+      R("{{ x|default('d') }} {{ ''|default('d') }} {{ ''|default('d', true) }} {{ 0|default(5, boolean=true) }}"),
+      "d  d 5");
+  EXPECT_EQ(R("{{ [3, 1, 2]|first }} {{ [3, 1, 2]|last }} {{ [3, 1, 2]|sort }} {{ [3, 1, 2]|reverse }} {{ [1, 1, "
+              "2]|unique }}"),
             "3 2 [1, 2, 3] [2, 1, 3] [1, 2]");
   EXPECT_EQ(R("{{ 'a-b-c'|replace('-', '+') }} {{ 'a-b-c'|replace('-', '+', 1) }} {{ 'ab'|replace('', '.') }}"),
             "a+b+c a+b-c .a.b.");
@@ -122,11 +127,13 @@ TEST(ChatTemplateJinja, Filters) {
             "2 0 2.5 2 3 3!");
   EXPECT_EQ(R("{{ 'a\\nb\\n\\nc'|indent }}|{{ 'a\\nb'|indent(2, true) }}"), "a\n    b\n\n    c|  a\n  b");
   const std::string people = R"({"p": [{"n": "a", "ok": true, "age": 3}, {"n": "b", "ok": false, "age": 1}]})";
-  EXPECT_EQ(R("{{ p|selectattr('ok')|map(attribute='n')|list }} {{ p|rejectattr('ok')|map(attribute='n')|join }}", people),
-            "[\"a\"] b");
+  EXPECT_EQ(
+      R("{{ p|selectattr('ok')|map(attribute='n')|list }} {{ p|rejectattr('ok')|map(attribute='n')|join }}", people),
+      "[\"a\"] b");
   EXPECT_EQ(R("{{ p|selectattr('n', 'equalto', 'b')|map(attribute='age')|first }}", people), "1");
-  EXPECT_EQ(R("{{ p|sort(attribute='age')|map(attribute='n')|join }} {{ p|map(attribute='zz', default='-')|join }}", people),
-            "ba --");
+  EXPECT_EQ(
+      R("{{ p|sort(attribute='age')|map(attribute='n')|join }} {{ p|map(attribute='zz', default='-')|join }}", people),
+      "ba --");
   EXPECT_EQ(R("{{ {'b': 1, 'a': 2}|items }} {{ {'b': 1, 'a': 2}|dictsort }}"),
             "[[\"b\", 1], [\"a\", 2]] [[\"a\", 2], [\"b\", 1]]");
   EXPECT_FALSE(Err("{{ 1|nosuchfilter }}").ok());
@@ -135,7 +142,8 @@ TEST(ChatTemplateJinja, Filters) {
 
 TEST(ChatTemplateJinja, ToJson) {
   const std::string ctx = R"({"v": {"name": "f", "args": {"x": [1, 2.5, "é\"q"], "y": null, "z": {}}, "t": true}})";
-  EXPECT_EQ(R("{{ v|tojson }}", ctx), R"({"name": "f", "args": {"x": [1, 2.5, "é\"q"], "y": null, "z": {}}, "t": true})");
+  EXPECT_EQ(R("{{ v|tojson }}", ctx),
+            R"({"name": "f", "args": {"x": [1, 2.5, "é\"q"], "y": null, "z": {}}, "t": true})");
   EXPECT_EQ(R("{{ v.args|tojson(indent=2) }}", ctx),
             "{\n  \"x\": [\n    1,\n    2.5,\n    \"é\\\"q\"\n  ],\n  \"y\": null,\n  \"z\": {}\n}");
   EXPECT_EQ(R("{{ 'é\\n😀'|tojson(ensure_ascii=true) }}"), "\"\\u00e9\\n\\ud83d\\ude00\"");
@@ -161,7 +169,8 @@ TEST(ChatTemplateJinja, Statements) {
   // A plain set inside a loop stays in the loop, as in Jinja.
   EXPECT_EQ(R("{% set x = 1 %}{% for i in [1] %}{% set x = 2 %}{% endfor %}{{ x }}"), "1");
   EXPECT_EQ(R("{{ range(3) }} {{ range(1, 7, 2) }} {{ range(3, 0, -1) }}"), "[0, 1, 2] [1, 3, 5] [3, 2, 1]");
-  EXPECT_EQ(R("{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('A') }} {{ greet('B', punct='?') }}"),
+  EXPECT_EQ(R("{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('A') }} {{ greet('B', "
+              "punct='?') }}"),
             "Hi A! Hi B?");
   EXPECT_EQ(R("{% macro wrap() %}<{{ caller() }}>{% endmacro %}{% call wrap() %}inner{% endcall %}"), "<inner>");
   EXPECT_EQ(R("{% filter upper %}shout {{ 'it' }}{% endfilter %}"), "SHOUT IT");
@@ -199,7 +208,7 @@ TEST(ChatTemplateJinja, ParseErrorsHaveLineAndColumn) {
 TEST(ChatTemplateJinja, RuntimeErrors) {
   auto raised = Err("{{ raise_exception('Conversation roles must alternate') }}");
   EXPECT_EQ(raised.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(raised.message(), "Conversation roles must alternate");  // verbatim, for the client
+  EXPECT_EQ(raised.message(), "Conversation roles must alternate");          // verbatim, for the client
   EXPECT_EQ(Err("{{ x + 1 }}").code(), absl::StatusCode::kInvalidArgument);  // undefined operand
   EXPECT_FALSE(Err("{{ none + 1 }}").ok());
   EXPECT_FALSE(Err("{{ 1 < 'a' }}").ok());
@@ -217,11 +226,13 @@ TEST(ChatTemplateJinja, HostileTemplatesAreBounded) {
   // Unbounded recursion, exponential strings, huge ranges, nested loops, a cyclic namespace.
   EXPECT_FALSE(Err("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").ok());
   EXPECT_FALSE(Err("{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
-                   "{}", small).ok());
+                   "{}", small)
+                   .ok());
   EXPECT_FALSE(Err("{{ range(1000000000)|length }}").ok());
   EXPECT_FALSE(Err("{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}{% endfor %}"
                    "{% endfor %}{% endfor %}",
-                   "{}", small).ok());
+                   "{}", small)
+                   .ok());
   EXPECT_FALSE(Err("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns|tojson }}").ok());
   EXPECT_FALSE(Err("{% for i in range(100000) %}{{ 'abcdefghij' * 1 }}{% endfor %}", "{}", small).ok());
   // Deep nesting is a parse error, not a stack overflow.
@@ -245,9 +256,7 @@ TEST(ChatTemplateJinja, StrftimeNowUsesTheInjectedClock) {
 // ---- ChatTemplate ------------------------------------------------------------------------
 class ChatTemplateLoad : public ::testing::Test {
  protected:
-  void Write(const std::string& name, const std::string& text) {
-    std::ofstream(dir_ / name, std::ios::binary) << text;
-  }
+  void Write(const std::string& name, const std::string& text) { std::ofstream(dir_ / name, std::ios::binary) << text; }
   test_support::ScopedTempDir tmp_{"chat_template_test"};  // removed after each test
   const std::filesystem::path dir_{tmp_.path()};
 };
@@ -265,7 +274,9 @@ TEST_F(ChatTemplateLoad, StringTemplateAndAddedTokenObjects) {
 }
 
 TEST_F(ChatTemplateLoad, NamedTemplateListTakesDefault) {
-  Write("tokenizer_config.json", R"({"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D{{ messages|length }}"}]})");
+  Write(
+      "tokenizer_config.json",
+      R"({"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D{{ messages|length }}"}]})");
   auto t = ChatTemplate::Load(dir_.string());
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(*t->Render(kChat, true), "D2");
@@ -313,7 +324,8 @@ TEST_F(ChatTemplateLoad, ErrorsAreStatuses) {
   auto bad = ChatTemplate::Load(dir_.string());
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("line 1"), std::string::npos) << bad.status();
-  Write("tokenizer_config.json", R"({"chat_template": "{{ raise_exception('Only user and assistant roles are supported!') }}"})");
+  Write("tokenizer_config.json",
+        R"({"chat_template": "{{ raise_exception('Only user and assistant roles are supported!') }}"})");
   auto raising = ChatTemplate::Load(dir_.string());
   ASSERT_TRUE(raising.ok());
   auto r = raising->Render(kChat, true);
@@ -329,9 +341,10 @@ std::string Fixture(const std::string& name) {
 TEST(ChatTemplateFixtures, Llama3Instruct) {
   auto t = ChatTemplate::FromString(Fixture("llama3-instruct.jinja"), "<|begin_of_text|>", "<|eot_id|>");
   ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_EQ(*t->Render(kChat, true),
-            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
-            "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+  EXPECT_EQ(
+      *t->Render(kChat, true),
+      "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+      "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
 TEST(ChatTemplateFixtures, Qwen25AndMistralRoleOrder) {
@@ -359,15 +372,17 @@ TEST(ChatTemplateFixtures, EveryFixtureParses) {
 // Mangled real templates must fail cleanly or render, never crash or hang.
 TEST(ChatTemplateFixtures, MutatedTemplatesNeverCrash) {
   const std::vector<ChatMessage> chat = {{"system", "s"}, {"user", "u"}, {"assistant", "a"}, {"user", "v"}};
-  const std::string pieces[] = {"{%", "%}", "{{", "}}", "{#", "#}", "-", "(", ")", "[", "]", "'", "\"", "|", ".",
-                                "endfor", "endif", "loop", "ns", "messages", ":", ",", "*", "**", "~", "is", "not"};
+  const std::string pieces[] = {"{%", "%}",       "{{", "}}", "{#", "#}", "-",      "(",     ")",
+                                "[",  "]",        "'",  "\"", "|",  ".",  "endfor", "endif", "loop",
+                                "ns", "messages", ":",  ",",  "*",  "**", "~",      "is",    "not"};
   uint64_t state = 12345;
   auto next = [&state] {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
     return static_cast<size_t>(state >> 33);
   };
   int rendered = 0;
-  for (const char* name : {"qwen3.jinja", "llama3.1-instruct.jinja", "mistral-instruct-v0.3.jinja", "llama2-chat.jinja"}) {
+  for (const char* name :
+       {"qwen3.jinja", "llama3.1-instruct.jinja", "mistral-instruct-v0.3.jinja", "llama2-chat.jinja"}) {
     const std::string original = Fixture(name);
     ASSERT_FALSE(original.empty()) << name;
     for (int iter = 0; iter < 300; ++iter) {

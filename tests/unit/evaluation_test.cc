@@ -1,11 +1,12 @@
 // KL divergence and log-softmax as the drift check and `accullm eval` use them: non-finite
 // logits make the divergence +Inf, never the 0 that std::max(0.0, NaN) once made of them.
+#include "quant/evaluation.h"
+
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "quant/evaluation.h"
 
 namespace accullm::quant {
 namespace {

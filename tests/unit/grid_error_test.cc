@@ -1,11 +1,12 @@
 // The quantizer's range-search error: the SIMD variant equals the scalar reference bit for
 // bit (the same grid is picked on every machine), skipped weights and importance included.
+#include "quant/grid_error.h"
+
 #include <cstring>
 #include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "quant/grid_error.h"
 
 namespace accullm::quant {
 namespace {

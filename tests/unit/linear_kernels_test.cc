@@ -1,12 +1,13 @@
 // The dispatched linear kernel against its scalar reference at every ISA level this CPU has,
 // for every weight dtype and awkward sizes.
+#include "kernels/cpu/linear_kernels.h"
+
 #include <ostream>
 #include <random>
 #include <string>
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/isa.h"
-#include "kernels/cpu/linear_kernels.h"
 
 namespace accullm::kernels {
 namespace {
@@ -21,8 +22,8 @@ struct Case {
 // IsasAndShapes/LinearKernelsTest.SimdMatchesScalarReference/avx2_F16_in200_out7_n1, instead of
 // the index and a dump of the struct's bytes.
 std::string CaseName(const Case& c) {
-  return std::string(IsaName(c.isa)) + "_" + DTypeName(c.dtype) + "_in" + std::to_string(c.in) + "_out" + std::to_string(c.out) + "_n" +
-         std::to_string(c.n);
+  return std::string(IsaName(c.isa)) + "_" + DTypeName(c.dtype) + "_in" + std::to_string(c.in) + "_out" +
+         std::to_string(c.out) + "_n" + std::to_string(c.n);
 }
 void PrintTo(const Case& c, std::ostream* os) { *os << CaseName(c); }
 
@@ -67,9 +68,9 @@ TEST_P(LinearKernelsTest, SimdMatchesScalarReference) {
 std::vector<Case> Cases() {
   std::vector<Case> cases;
   for (Isa isa : SupportedIsas()) {
-    for (Case c : {Case{isa, DType::kF32, 256, 64, 1}, Case{isa, DType::kF32, 37, 13, 5},
-                   Case{isa, DType::kF16, 256, 64, 3}, Case{isa, DType::kF16, 200, 7, 1},
-                   Case{isa, DType::kBF16, 129, 33, 4}, Case{isa, DType::kBF16, 8, 4, 2}}) {
+    for (Case c :
+         {Case{isa, DType::kF32, 256, 64, 1}, Case{isa, DType::kF32, 37, 13, 5}, Case{isa, DType::kF16, 256, 64, 3},
+          Case{isa, DType::kF16, 200, 7, 1}, Case{isa, DType::kBF16, 129, 33, 4}, Case{isa, DType::kBF16, 8, 4, 2}}) {
       cases.push_back(c);
     }
   }
@@ -83,7 +84,7 @@ TEST(DTypeTest, F16RoundTripAndRounding) {
   for (float v : {0.f, 1.f, -2.5f, 65504.f, 6.1035156e-05f, 5.9604645e-08f, 0.333333f}) {
     EXPECT_NEAR(F16ToF32(F32ToF16(v)), v, std::fabs(v) * 1e-3f + 1e-8f) << v;
   }
-  EXPECT_EQ(F32ToF16(1e6f), 0x7c00);          // overflow → +inf
+  EXPECT_EQ(F32ToF16(1e6f), 0x7c00);                // overflow → +inf
   EXPECT_EQ(F32ToF16(1.0f + 1.0f / 2048), 0x3c00);  // tie rounds to even
   EXPECT_EQ(F32ToBf16(1.0f), 0x3f80);
   EXPECT_EQ(Bf16ToF32(0x3f80), 1.0f);

@@ -11,9 +11,9 @@
 #include "common/thread_pool.h"
 #include "coordinator/api_service.h"
 #include "coordinator/openai_request.h"
-#include "text/unicode_tables.h"
 #include "spdlog/sinks/ostream_sink.h"
 #include "spdlog/spdlog.h"
+#include "text/unicode_tables.h"
 
 namespace accullm::coordinator {
 namespace {
@@ -43,21 +43,29 @@ TEST(LogValue, EscapesLineBreaksAndControls) {
 }
 
 TEST(LogValue, EscapesUnicodeLineBreaksC1AndBidiControls) {
-  EXPECT_EQ(LogValue("a\xE2\x80\xA8" "b"), R"("a\u2028b")");  // LINE SEPARATOR
-  EXPECT_EQ(LogValue("a\xE2\x80\xA9" "b"), R"("a\u2029b")");  // PARAGRAPH SEPARATOR
-  EXPECT_EQ(LogValue("\xC2\x85"), R"("\u0085")");             // NEL (C1)
-  EXPECT_EQ(LogValue("\xC2\x9B" "2J"), R"("\u009b2J")");      // CSI (C1)
-  EXPECT_EQ(LogValue("\xE2\x80\xAE" "txt"), R"("\u202etxt")");  // RIGHT-TO-LEFT OVERRIDE
-  EXPECT_EQ(LogValue("\xE2\x81\xA6"), R"("\u2066")");           // LEFT-TO-RIGHT ISOLATE
+  EXPECT_EQ(LogValue("a\xE2\x80\xA8"
+                     "b"),
+            R"("a\u2028b")");  // LINE SEPARATOR
+  EXPECT_EQ(LogValue("a\xE2\x80\xA9"
+                     "b"),
+            R"("a\u2029b")");                      // PARAGRAPH SEPARATOR
+  EXPECT_EQ(LogValue("\xC2\x85"), R"("\u0085")");  // NEL (C1)
+  EXPECT_EQ(LogValue("\xC2\x9B"
+                     "2J"),
+            R"("\u009b2J")");  // CSI (C1)
+  EXPECT_EQ(LogValue("\xE2\x80\xAE"
+                     "txt"),
+            R"("\u202etxt")");                         // RIGHT-TO-LEFT OVERRIDE
+  EXPECT_EQ(LogValue("\xE2\x81\xA6"), R"("\u2066")");  // LEFT-TO-RIGHT ISOLATE
 }
 
 TEST(LogValue, KeepsPrintableUtf8AndSpellsOutInvalidBytes) {
   EXPECT_EQ(LogValue("Jos\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"), "\"Jos\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80\"");
   EXPECT_EQ(LogValue("\xFF"), R"("\xff")");
-  EXPECT_EQ(LogValue("\xC0\xAF"), R"("\xc0\xaf")");  // overlong '/'
+  EXPECT_EQ(LogValue("\xC0\xAF"), R"("\xc0\xaf")");          // overlong '/'
   EXPECT_EQ(LogValue("\xED\xA0\x80"), R"("\xed\xa0\x80")");  // surrogate
-  EXPECT_EQ(LogValue("a\xE2\x80"), R"("a\xe2\x80")");  // truncated
-  EXPECT_EQ(LogValue("\xE2\x80\n"), R"("\xe2\x80\n")");  // a truncated sequence does not swallow LF
+  EXPECT_EQ(LogValue("a\xE2\x80"), R"("a\xe2\x80")");        // truncated
+  EXPECT_EQ(LogValue("\xE2\x80\n"), R"("\xe2\x80\n")");      // a truncated sequence does not swallow LF
 }
 
 TEST(LogValue, OutputIsAlwaysOneSafeLine) {
@@ -160,8 +168,9 @@ TEST_F(RequestLogTest, UserFieldCannotForgeALine) {
   ASSERT_NE(routed.job, nullptr) << routed.reply.body;
   routed.job.reset();  // writes the request's line
   ExpectOneCleanLine();
-  EXPECT_NE(log_.str().find(R"(user="eve\r\n2026-01-01T00:00:00.000 info request id=forged user=admin\x1b[2K\u2028\u0085")"),
-            std::string::npos)
+  EXPECT_NE(
+      log_.str().find(R"(user="eve\r\n2026-01-01T00:00:00.000 info request id=forged user=admin\x1b[2K\u2028\u0085")"),
+      std::string::npos)
       << log_.str();
 }
 

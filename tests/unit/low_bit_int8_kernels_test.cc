@@ -2,6 +2,8 @@
 // zero-point kinds, both scale kinds, odd shapes; bit-identical results (the integer part is
 // exact and the float part runs in one order), batch invariance, and closeness to the FP32
 // product they approximate.
+#include "kernels/cpu/low_bit_int8_kernels.h"
+
 #include <cmath>
 #include <cstring>
 #include <ostream>
@@ -13,7 +15,6 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/int8_activations.h"
 #include "kernels/cpu/isa.h"
-#include "kernels/cpu/low_bit_int8_kernels.h"
 
 namespace accullm::kernels {
 namespace {
@@ -126,7 +127,8 @@ TEST_P(LowBitInt8KernelsTest, ARowsResultDoesNotDependOnItsBatchOrTheTileSplit) 
     Int8Activations one;
     QuantizeInt8Blocks(x.data() + r * c.in, 1, c.in, c.group, nullptr, one);
     std::vector<float> alone(static_cast<size_t>(c.out));
-    for (int64_t t = 0; t < tiles.tiles; ++t) LowBitInt8Rows(w.m, tiles, one, t, t + 1, alone.data(), c.out);  // tile by tile
+    for (int64_t t = 0; t < tiles.tiles; ++t)
+      LowBitInt8Rows(w.m, tiles, one, t, t + 1, alone.data(), c.out);  // tile by tile
     EXPECT_EQ(std::memcmp(alone.data(), together.data() + r * c.out, alone.size() * sizeof(float)), 0) << "row " << r;
   }
 }

@@ -2,6 +2,8 @@
 // level and code width, code packing, rounding bounds, error feedback beating
 // round-to-nearest on correlated data, stochastic rounding unbiased, outlier channels exact,
 // and AXE's overflow guarantee checked exhaustively for every output channel.
+#include "quant/low_bit_quantizer.h"
+
 #include <cmath>
 #include <ostream>
 #include <random>
@@ -12,14 +14,13 @@
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/low_bit_kernels.h"
 #include "quant/axe.h"
-#include "quant/low_bit_quantizer.h"
 
 namespace accullm::quant {
 namespace {
 
 struct Problem {
   int64_t out, in, rows;
-  std::vector<float> w, x;     // W [out, in], X [rows, in]
+  std::vector<float> w, x;      // W [out, in], X [rows, in]
   std::vector<double> hessian;  // Σ xᵀx (upper triangle is enough; filled fully)
 };
 
@@ -151,7 +152,8 @@ TEST(LowBitCodesTest, BitStreamRoundTripsAndFourBitsAreNibbles) {
       codes[i] = static_cast<int>(rng() % (1u << bits));
       kernels::WriteCode(row.data(), i, bits, codes[i]);
     }
-    for (int64_t i = 0; i < in; ++i) EXPECT_EQ(kernels::ReadCode(row.data(), i, bits), codes[i]) << bits << " bits, code " << i;
+    for (int64_t i = 0; i < in; ++i)
+      EXPECT_EQ(kernels::ReadCode(row.data(), i, bits), codes[i]) << bits << " bits, code " << i;
     if (bits == 4) {  // the historical INT4 layout: column 2j low nibble, 2j+1 high nibble of byte j
       for (int64_t i = 0; i < in; ++i) EXPECT_EQ((row[i / 2] >> ((i & 1) * 4)) & 0xF, codes[i]);
     }
@@ -267,8 +269,8 @@ TEST(LowBitQuantizerTest, StochasticRoundingIsUnbiasedNearestIsNot) {
   // rounding, while round-to-nearest always lands on the same grid point.
   Problem p{1, 32, 0, {}, {}, {}};
   p.w.assign(32, 0.f);
-  p.w[0] = 7.0f;   // sets the scale to 1.0 (symmetric: amax / 7)
-  p.w[1] = 2.3f;   // 0.3 of a step above a grid point
+  p.w[0] = 7.0f;  // sets the scale to 1.0 (symmetric: amax / 7)
+  p.w[1] = 2.3f;  // 0.3 of a step above a grid point
   QuantOptions o;
   o.method = QuantMethod::kRtn;
   o.symmetric = true;

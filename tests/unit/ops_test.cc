@@ -47,7 +47,8 @@ void ExpectMatchesReference(Isa isa, const std::vector<float>& fast, const std::
   ASSERT_EQ(fast.size(), ref.size());
   for (size_t i = 0; i < ref.size(); ++i) {
     if (isa == Isa::kScalar) {
-      ASSERT_EQ(std::memcmp(&fast[i], &ref[i], sizeof(float)), 0) << "index " << i << ": " << fast[i] << " vs " << ref[i];
+      ASSERT_EQ(std::memcmp(&fast[i], &ref[i], sizeof(float)), 0)
+          << "index " << i << ": " << fast[i] << " vs " << ref[i];
     } else {
       ASSERT_NEAR(fast[i], ref[i], bound * (1.f + std::fabs(ref[i]))) << "index " << i;
     }

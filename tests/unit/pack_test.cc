@@ -12,9 +12,9 @@
 #include "common/mapped_file.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/isa.h"
+#include "model/int8_linear.h"
 #include "model/low_bit_linear.h"
 #include "model/pack/manifest.h"
-#include "model/int8_linear.h"
 #include "model/transformer.h"
 #include "quant/calibration.h"
 #include "quant/canary_check.h"
@@ -80,8 +80,9 @@ class PackTest : public ::testing::Test {
     ASSERT_TRUE((*model)->Forward(prompt.data(), prompt.size(), cache, expected_->data()).ok());
   }
   static void TearDownTestSuite() {
-    for (const char* name : {"version", "missing", "plan", "count", "manifest", "nomanifest", "linear", "unknown", "zerobits", "head8",
-                             "widthfp16", "widthmissing", "embedwidth", "nan", "inf", "nanhead"}) fs::remove_all(*dir_ + "_" + name);
+    for (const char* name : {"version", "missing", "plan", "count", "manifest", "nomanifest", "linear", "unknown",
+                             "zerobits", "head8", "widthfp16", "widthmissing", "embedwidth", "nan", "inf", "nanhead"})
+      fs::remove_all(*dir_ + "_" + name);
     fs::remove_all(*dir_);
     delete dir_;
     delete expected_;
@@ -287,15 +288,16 @@ TEST_F(PackTest, RefusesNanInAnF16Weight) {
   Poison(p, "model.layers.0.self_attn.q_proj.weight", 3 * 256 + 4, std::numeric_limits<float>::quiet_NaN());
   const std::string e = LoadError(p);
   EXPECT_NE(e.find("tensor \"model.layers.0.self_attn.q_proj.weight\" (F16 [256, 256]) holds NaN at [3, 4]"),
-            std::string::npos) << e;
+            std::string::npos)
+      << e;
 }
 
 TEST_F(PackTest, RefusesInfInTheStepsOfAnIntCodeLinear) {
   const std::string p = CopyPack("inf");
   Poison(p, "model.layers.1.mlp.up_proj.row_scales", 17, std::numeric_limits<float>::infinity());
   const std::string e = LoadError(p);
-  EXPECT_NE(e.find("tensor \"model.layers.1.mlp.up_proj.row_scales\" (F16 [768]) holds Inf at [17]"),
-            std::string::npos) << e;
+  EXPECT_NE(e.find("tensor \"model.layers.1.mlp.up_proj.row_scales\" (F16 [768]) holds Inf at [17]"), std::string::npos)
+      << e;
 }
 
 // The drift check of a pack whose logits are NaN: a failure (KL +Inf, no top-1 match), never
@@ -363,7 +365,8 @@ TEST_F(PackTest, ManifestRecordsTheSourceModel) {
 // The smallest manifest a reader accepts: what earlier packs (and other writers) may hold.
 std::string MinimalManifest(const std::string& extra) {
   return "{\"format\": \"accullm-pack\", \"format_version\": 1, \"layer_precision\": [\"int4\"], "
-         "\"method\": \"rtn\", \"group_size\": 32, \"symmetric\": true" + extra + "}";
+         "\"method\": \"rtn\", \"group_size\": 32, \"symmetric\": true" +
+         extra + "}";
 }
 
 TEST(PackManifestTest, SourceModelIsOptional) {
@@ -371,7 +374,8 @@ TEST(PackManifestTest, SourceModelIsOptional) {
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->source_model_path, "");
   EXPECT_EQ(m->source_model_hash, "");
-  auto with = PackManifest::Parse(MinimalManifest(", \"source_model\": {\"path\": \"/m\", \"hash\": \"00ff\"}"), "accullm.json");
+  auto with = PackManifest::Parse(MinimalManifest(", \"source_model\": {\"path\": \"/m\", \"hash\": \"00ff\"}"),
+                                  "accullm.json");
   ASSERT_TRUE(with.ok()) << with.status();
   EXPECT_EQ(with->source_model_path, "/m");
   EXPECT_EQ(with->source_model_hash, "00ff");

@@ -21,7 +21,8 @@ TEST(PrecisionPlan, ParsesBlocksAndSingleLinears) {
   EXPECT_FALSE(p->LinearIsLowBit(7, 1));  // FP16 block: every linear
   // 7.q is dropped: block 7 is FP16 anyway.
   EXPECT_EQ(p->fp16_linears.size(), 2u);
-  EXPECT_EQ(p->Fp16LinearNames(), (std::vector<std::string>{"model.layers.2.mlp.down_proj", "model.layers.3.self_attn.v_proj"}));
+  EXPECT_EQ(p->Fp16LinearNames(),
+            (std::vector<std::string>{"model.layers.2.mlp.down_proj", "model.layers.3.self_attn.v_proj"}));
   EXPECT_EQ(p->Describe(), "fp16: [7] int4: [0,1,2,3,4,5,6] fp16 linears: [2.down,3.v]");
 }
 

@@ -1,5 +1,7 @@
 // Malformed-file tests for the safetensors and config.json loaders: every bad input gets a
 // clear error naming the file and the problem, and never a crash (DESIGN.md, "Formats").
+#include "model/safetensors.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -16,7 +18,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/model_config.h"
-#include "model/safetensors.h"
 #include "tests/support/test_support.h"
 
 namespace accullm {
@@ -155,10 +156,8 @@ TEST_F(LoaderTest, EntryMissingDataOffsets) {
 TEST_F(LoaderTest, EntryFieldsOfWrongType) {
   ExpectErrorMentions(OpenWithEntry(R"({"dtype": 32, "shape": [2, 2], "data_offsets": [0, 16]})"), {"dtype"});
   ExpectErrorMentions(OpenWithEntry(R"({"dtype": "F32", "shape": "2x2", "data_offsets": [0, 16]})"), {"shape"});
-  ExpectErrorMentions(OpenWithEntry(R"({"dtype": "F32", "shape": [2, 2], "data_offsets": "0-16"})"),
-                      {"data_offsets"});
-  ExpectErrorMentions(OpenWithEntry(R"({"dtype": "F32", "shape": [2, 2], "data_offsets": [0]})"),
-                      {"data_offsets"});
+  ExpectErrorMentions(OpenWithEntry(R"({"dtype": "F32", "shape": [2, 2], "data_offsets": "0-16"})"), {"data_offsets"});
+  ExpectErrorMentions(OpenWithEntry(R"({"dtype": "F32", "shape": [2, 2], "data_offsets": [0]})"), {"data_offsets"});
   ExpectErrorMentions(OpenWithEntry(R"({"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16, 32]})"),
                       {"data_offsets"});
   ExpectErrorMentions(OpenWithEntry(R"({"dtype": "F32", "shape": [2, 2], "data_offsets": [0.5, 16]})"),
@@ -180,10 +179,11 @@ TEST_F(LoaderTest, DataOffsetsOutsideDataSection) {
   ExpectErrorMentions(OpenWithEntry(R"({"dtype": "F32", "shape": [2, 2], "data_offsets": [16, 32]})"), {"offset"});
   ExpectErrorMentions(OpenWithEntry(R"({"dtype": "F32", "shape": [2, 2], "data_offsets": [4, 20]})"), {"offset"});
   // Offsets that would wrap around a 64-bit pointer.
+  ExpectErrorMentions(OpenWithEntry(R"({"dtype": "F32", "shape": [2, 2], "data_offsets": [18446744073709551608, 8]})"),
+                      {"offset"});
   ExpectErrorMentions(
-      OpenWithEntry(R"({"dtype": "F32", "shape": [2, 2], "data_offsets": [18446744073709551608, 8]})"), {"offset"});
-  ExpectErrorMentions(
-      OpenWithEntry(R"({"dtype": "F32", "shape": [2, 2], "data_offsets": [18446744073709551600, 18446744073709551615]})"),
+      OpenWithEntry(
+          R"({"dtype": "F32", "shape": [2, 2], "data_offsets": [18446744073709551600, 18446744073709551615]})"),
       {"offset"});
 }
 
@@ -226,11 +226,10 @@ TEST_F(LoaderTest, OverlappingRangesDoNotCrash) {
   // HF's loader rejects non-contiguous layouts; ours may accept them, but every view it hands
   // out must stay inside the data section.
   const std::vector<float> data = {1, 2, 3, 4};
-  const std::string path = Write(
-      "overlap.safetensors",
-      SafetensorsBytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},)"
-                       R"("b":{"dtype":"F32","shape":[3],"data_offsets":[4,16]}})",
-                       Raw(data)));
+  const std::string path =
+      Write("overlap.safetensors", SafetensorsBytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},)"
+                                                    R"("b":{"dtype":"F32","shape":[3],"data_offsets":[4,16]}})",
+                                                    Raw(data)));
   auto f = SafetensorsFile::Open(path);
   if (f.ok()) {
     for (const auto& [name, t] : (*f)->tensors()) {
@@ -333,15 +332,14 @@ class TensorStoreTest : public LoaderTest {
     std::string header = "{", data;
     for (size_t i = 0; i < names.size(); ++i) {
       if (i) header += ",";
-      header += "\"" + names[i] + "\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[" +
-                std::to_string(8 * i) + "," + std::to_string(8 * i + 8) + "]}";
+      header += "\"" + names[i] + "\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[" + std::to_string(8 * i) +
+                "," + std::to_string(8 * i + 8) + "]}";
       data += Raw(std::vector<float>{static_cast<float>(i), static_cast<float>(i) + 0.5f});
     }
     return SafetensorsBytes(header + "}", data);
   }
   void WriteIndex(const std::string& weight_map_json) {
-    Write("model.safetensors.index.json",
-          R"({"metadata": {"total_size": 32}, "weight_map": )" + weight_map_json + "}");
+    Write("model.safetensors.index.json", R"({"metadata": {"total_size": 32}, "weight_map": )" + weight_map_json + "}");
   }
   void WriteTwoShards() {
     Write("model-00001-of-00002.safetensors", Shard({"a", "b"}));
@@ -557,8 +555,8 @@ TEST(ModelConfigTest, Qwen2DefaultsToQkvBias) {
 }
 
 TEST(ModelConfigTest, HeadDimMayDifferFromHiddenOverHeads) {
-  auto c = ModelConfig::Parse(ConfigWith("\"num_hidden_layers\"", "\"head_dim\": 64, \"num_hidden_layers\""),
-                              "config.json");
+  auto c =
+      ModelConfig::Parse(ConfigWith("\"num_hidden_layers\"", "\"head_dim\": 64, \"num_hidden_layers\""), "config.json");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->head_dim, 64);
 }
@@ -589,8 +587,7 @@ TEST(ModelConfigTest, MissingHiddenSize) {
 TEST(ModelConfigTest, WrongFieldType) {
   ExpectErrorMentions(ParseConfig(ConfigWith("\"hidden_size\": 256", "\"hidden_size\": \"256\"")), {"hidden_size"});
   ExpectErrorMentions(ParseConfig(ConfigWith("\"hidden_size\": 256", "\"hidden_size\": 256.5")), {"hidden_size"});
-  ExpectErrorMentions(ParseConfig(ConfigWith("\"rope_theta\": 500000.0", "\"rope_theta\": \"big\"")),
-                      {"rope_theta"});
+  ExpectErrorMentions(ParseConfig(ConfigWith("\"rope_theta\": 500000.0", "\"rope_theta\": \"big\"")), {"rope_theta"});
   ExpectErrorMentions(ParseConfig(ConfigWith("\"tie_word_embeddings\": false", "\"tie_word_embeddings\": 0")),
                       {"tie_word_embeddings"});
 }
@@ -627,9 +624,9 @@ TEST(ModelConfigTest, OddHeadDim) {
 }
 
 TEST(ModelConfigTest, UnsupportedRopeScaling) {
-  ExpectErrorMentions(
-      ParseConfig(ConfigWith("\"rope_theta\"", R"("rope_scaling": {"rope_type": "yarn", "factor": 4.0}, "rope_theta")")),
-      {"rope_scaling", "yarn"});
+  ExpectErrorMentions(ParseConfig(ConfigWith("\"rope_theta\"",
+                                             R"("rope_scaling": {"rope_type": "yarn", "factor": 4.0}, "rope_theta")")),
+                      {"rope_scaling", "yarn"});
   ExpectErrorMentions(
       ParseConfig(ConfigWith("\"rope_theta\"", R"("rope_scaling": {"type": "linear", "factor": 2.0}, "rope_theta")")),
       {"linear"});

@@ -12,8 +12,8 @@
 
 #include "common/thread_pool.h"
 #include "model/end_of_sequence.h"
-#include "text/stop_text.h"
 #include "pipeline/embedded_pipeline.h"
+#include "text/stop_text.h"
 
 namespace accullm::coordinator {
 namespace {
@@ -39,7 +39,9 @@ class SchedulerTest : public ::testing::Test {
   }
 
   // The scheduler's admission budget (no layers: the stage holds the KV contents).
-  std::unique_ptr<KvBlockPool> NewPool(int64_t blocks) { return std::make_unique<KvBlockPool>(0, model_->kv_dim(), 16, blocks); }
+  std::unique_ptr<KvBlockPool> NewPool(int64_t blocks) {
+    return std::make_unique<KvBlockPool>(0, model_->kv_dim(), 16, blocks);
+  }
 
   // The embedded default: the model as the one stage of an in-process pipeline.
   std::unique_ptr<Scheduler> Embedded(KvBlockPool& kv, const SchedulerConfig& cfg) {

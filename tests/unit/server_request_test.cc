@@ -48,7 +48,8 @@ TEST(OpenAiRequest, CompletionFields) {
 
 TEST(OpenAiRequest, PromptForms) {
   EXPECT_EQ(Ok(Endpoint::kCompletions, R"({"model":"m","prompt":["x"]})").prompt_text, "x");
-  EXPECT_EQ(Ok(Endpoint::kCompletions, R"({"model":"m","prompt":[1,2,3]})").prompt_ids, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(Ok(Endpoint::kCompletions, R"({"model":"m","prompt":[1,2,3]})").prompt_ids,
+            (std::vector<int32_t>{1, 2, 3}));
   EXPECT_EQ(Ok(Endpoint::kCompletions, R"({"model":"m","prompt":[[4,5]]})").prompt_ids, (std::vector<int32_t>{4, 5}));
   EXPECT_EQ(Err(Endpoint::kCompletions, R"({"model":"m","prompt":["x","y"]})").param, "prompt");
   EXPECT_EQ(Err(Endpoint::kCompletions, R"({"model":"m","prompt":[-1]})").param, "prompt");
@@ -67,7 +68,8 @@ TEST(OpenAiRequest, ChatMessages) {
   EXPECT_EQ(Err(Endpoint::kChat, R"({"model":"m","messages":[{"role":"user"}]})").param, "messages[0].content");
   EXPECT_EQ(Err(Endpoint::kChat, R"({"model":"m","messages":[{"role":"user","content":"x"}],"top_logprobs":2})").param,
             "top_logprobs");
-  EXPECT_EQ(Err(Endpoint::kChat, R"({"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{}]})").param, "tools");
+  EXPECT_EQ(Err(Endpoint::kChat, R"({"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{}]})").param,
+            "tools");
 }
 
 TEST(OpenAiRequest, TypeAndRangeErrors) {
@@ -153,7 +155,8 @@ TEST(ResponseBuilder, NonFiniteLogprobsAreJsonNull) {
   EXPECT_EQ(nulls(lp.at("top_logprobs").at(0)), 2);  // NaN and -Inf
   EXPECT_EQ(nulls(lp.at("top_logprobs").at(1)), 1);  // -0.5 stays, +Inf does not
 
-  OpenAiRequest chat = Ok(Endpoint::kChat, R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": true,
+  OpenAiRequest chat =
+      Ok(Endpoint::kChat, R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": true,
                                                "logprobs": true, "top_logprobs": 2})");
   ResponseBuilder sb(chat, "chat-1", "m", **tok, 1, 1);
   const std::string sse = sb.Sse(e);
@@ -173,7 +176,8 @@ TEST(ServingMetrics, FailedCanaryReadsInfinite) {
   monitoring::ServingMetrics m("pack");
   m.SetCanary(0, std::numeric_limits<double>::infinity(), false);
   const std::string text = m.Serialize();
-  EXPECT_NE(text.find("accullm_canary_kl_divergence{canary=\"0\",model_name=\"pack\"} +Inf"), std::string::npos) << text;
+  EXPECT_NE(text.find("accullm_canary_kl_divergence{canary=\"0\",model_name=\"pack\"} +Inf"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("accullm_canary_top1_match{canary=\"0\",model_name=\"pack\"} 0"), std::string::npos) << text;
 }
 

@@ -45,7 +45,11 @@ TEST(StagePlanner, MinimisesTheSlowestStageWithUnevenLayers) {
   double best = 1e18;
   for (int a = 1; a < 6; ++a)
     for (int b = a + 1; b < 6; ++b) {
-      auto sum = [&](int x, int y) { double s = 0; for (int i = x; i < y; ++i) s += c.layers[i].weight_bytes; return s; };
+      auto sum = [&](int x, int y) {
+        double s = 0;
+        for (int i = x; i < y; ++i) s += c.layers[i].weight_bytes;
+        return s;
+      };
       best = std::min(best, std::max({sum(0, a), sum(a, b), sum(b, 6)}));
     }
   EXPECT_DOUBLE_EQ(p->bottleneck_seconds(), best);
@@ -108,9 +112,9 @@ TEST(StagePlanner, PlanFilesRoundTripAndAreValidated) {
   EXPECT_EQ(back->model_fingerprint, 0xabcdefu);
   for (size_t s = 0; s < 3; ++s) EXPECT_EQ(back->stages[s].layer_end, p->stages[s].layer_end);
   EXPECT_TRUE(ValidateStagePlan(*back, 8, 3, 0xabcdef).ok());
-  EXPECT_FALSE(ValidateStagePlan(*back, 8, 2, 0xabcdef).ok());   // ranks mismatch
-  EXPECT_FALSE(ValidateStagePlan(*back, 9, 3, 0xabcdef).ok());   // other model
-  EXPECT_FALSE(ValidateStagePlan(*back, 8, 3, 0x1234).ok());     // other fingerprint
+  EXPECT_FALSE(ValidateStagePlan(*back, 8, 2, 0xabcdef).ok());  // ranks mismatch
+  EXPECT_FALSE(ValidateStagePlan(*back, 9, 3, 0xabcdef).ok());  // other model
+  EXPECT_FALSE(ValidateStagePlan(*back, 8, 3, 0x1234).ok());    // other fingerprint
 
   const char* bad[] = {
       R"({"format":"x","version":1,"num_layers":8,"stages":[{"layer_begin":0,"layer_end":8}]})",

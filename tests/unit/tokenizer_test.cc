@@ -1,7 +1,6 @@
 // Tokenizer: the fixture model's known ids, decoding, streaming, NFC, malformed files.
 // Token-for-token parity with an independent implementation on four real tokenizers is
 // checked by tests/integration/tokenizer_parity_test.sh.
-#include "text/stop_text.h"
 #include "text/tokenizer.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +11,7 @@
 
 #include "boost/json.hpp"
 #include "tests/support/test_support.h"
+#include "text/stop_text.h"
 #include "text/unicode_tables.h"
 
 namespace accullm::text {
@@ -93,7 +93,10 @@ TEST(TokenizerTest, ByteFallbackAndSpecialText) {
 TEST(TokenizerTest, InvalidUtf8IsReplaced) {
   auto t = LoadTokenizerOrFail(ModelDir());
   ASSERT_NE(t, nullptr);
-  EXPECT_EQ(t->Encode("a\xFF" "b"), t->Encode("a\xEF\xBF\xBD" "b"));
+  EXPECT_EQ(t->Encode("a\xFF"
+                      "b"),
+            t->Encode("a\xEF\xBF\xBD"
+                      "b"));
   // A truncated sequence is one maximal subpart: one U+FFFD.
   EXPECT_EQ(t->Encode("a\xE6\x97"), t->Encode("a\xEF\xBF\xBD"));
   EXPECT_EQ(SanitizeUtf8("\xF0\x9F\x98"), "\xEF\xBF\xBD");
@@ -102,11 +105,11 @@ TEST(TokenizerTest, InvalidUtf8IsReplaced) {
 }
 
 TEST(TokenizerTest, Nfc) {
-  EXPECT_EQ(NormalizeNfc("cafe\xCC\x81"), "caf\xC3\xA9");                  // e + acute -> é
+  EXPECT_EQ(NormalizeNfc("cafe\xCC\x81"), "caf\xC3\xA9");                           // e + acute -> é
   EXPECT_EQ(NormalizeNfc("\xE1\x84\x92\xE1\x85\xA1\xE1\x86\xAB"), "\xED\x95\x9C");  // jamo -> 한
-  EXPECT_EQ(NormalizeNfc("\xE1\xBA\x9B\xCC\xA3"), "\xE1\xBA\x9B\xCC\xA3");  // ẛ̣ stays (UAX #15 example)
-  EXPECT_EQ(NormalizeNfc("a\xCC\xA3\xCC\x87"), "\xE1\xBA\xA1\xCC\x87");    // reorder + compose: ạ̇
-  EXPECT_EQ(NormalizeNfc("\xE2\x84\xAB"), "\xC3\x85");                      // Angstrom sign -> Å
+  EXPECT_EQ(NormalizeNfc("\xE1\xBA\x9B\xCC\xA3"), "\xE1\xBA\x9B\xCC\xA3");          // ẛ̣ stays (UAX #15 example)
+  EXPECT_EQ(NormalizeNfc("a\xCC\xA3\xCC\x87"), "\xE1\xBA\xA1\xCC\x87");             // reorder + compose: ạ̇
+  EXPECT_EQ(NormalizeNfc("\xE2\x84\xAB"), "\xC3\x85");                              // Angstrom sign -> Å
   EXPECT_EQ(NormalizeNfc("plain ascii"), "plain ascii");
 }
 
@@ -223,7 +226,8 @@ TEST(TokenizerTest, RealTokenizersStreamAndRoundTrip) {
 // A minimal tokenizer.json around `model_json`.
 std::string MiniTokenizer(const std::string& model_json) {
   return R"({"version":"1.0","added_tokens":[],"normalizer":null,"pre_tokenizer":null,)"
-         R"("post_processor":null,"decoder":null,"model":)" + model_json + "}";
+         R"("post_processor":null,"decoder":null,"model":)" +
+         model_json + "}";
 }
 
 std::string Replaced(std::string s, const std::string& from, const std::string& to) {
@@ -237,7 +241,8 @@ TEST(TokenizerTest, MalformedFilesGiveClearErrors) {
   auto ok = Tokenizer::FromJson(MiniTokenizer(good_model));
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ((*ok)->Encode("abab"), (std::vector<int32_t>{2, 2}));
-  auto ok_new = Tokenizer::FromJson(MiniTokenizer(R"({"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":[["a","b"]]})"));
+  auto ok_new =
+      Tokenizer::FromJson(MiniTokenizer(R"({"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":[["a","b"]]})"));
   ASSERT_TRUE(ok_new.ok()) << ok_new.status();
   EXPECT_EQ((*ok_new)->Encode("ab"), std::vector<int32_t>{2});
 

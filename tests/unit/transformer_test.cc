@@ -1,12 +1,13 @@
 // The headline correctness check: the fixture model's logits and greedy continuations equal
 // the independent PyTorch reference (models/tinystories-llama/reference.json).
+#include "model/transformer.h"
+
 #include <algorithm>
 #include <cmath>
 
 #include "common/json.h"
 #include "common/mapped_file.h"
 #include "gtest/gtest.h"
-#include "model/transformer.h"
 #include "tests/support/test_support.h"
 
 namespace accullm {
@@ -29,11 +30,13 @@ std::vector<ReferenceCase> LoadReference() {
   std::vector<ReferenceCase> cases;
   for (const auto& c : v->at("cases").as_array()) {
     ReferenceCase rc;
-    for (const auto& x : c.at("prompt_ids").as_array()) rc.prompt_ids.push_back(static_cast<int32_t>(x.to_number<int64_t>()));
+    for (const auto& x : c.at("prompt_ids").as_array())
+      rc.prompt_ids.push_back(static_cast<int32_t>(x.to_number<int64_t>()));
     for (const auto& x : c.at("last_logits").as_array()) rc.last_logits.push_back(x.to_number<float>());
     for (const auto& x : c.at("first_position_logits_first16").as_array())
       rc.first_position_logits_first16.push_back(x.to_number<float>());
-    for (const auto& x : c.at("greedy_ids").as_array()) rc.greedy_ids.push_back(static_cast<int32_t>(x.to_number<int64_t>()));
+    for (const auto& x : c.at("greedy_ids").as_array())
+      rc.greedy_ids.push_back(static_cast<int32_t>(x.to_number<int64_t>()));
     cases.push_back(std::move(rc));
   }
   return cases;
@@ -118,10 +121,11 @@ TEST_F(TransformerReferenceTest, BatchedSequencesMatchSequentialRuns) {
   tokens.insert(tokens.end(), pb.begin() + 5, pb.end());
   tokens.push_back(pc.back());
   std::vector<float> logits(3 * vocab);
-  ASSERT_TRUE(model_->ForwardBatch(tokens.data(),
-                                   {BatchSegment{&a, static_cast<int64_t>(pa.size())},
-                                    BatchSegment{&b, static_cast<int64_t>(pb.size()) - 5}, BatchSegment{&c, 1}},
-                                   logits.data())
+  ASSERT_TRUE(model_
+                  ->ForwardBatch(tokens.data(),
+                                 {BatchSegment{&a, static_cast<int64_t>(pa.size())},
+                                  BatchSegment{&b, static_cast<int64_t>(pb.size()) - 5}, BatchSegment{&c, 1}},
+                                 logits.data())
                   .ok());
   for (int i = 0; i < 3; ++i) {
     EXPECT_LE(RelativeMaxError(logits.data() + i * vocab, cases_[i].last_logits), 1e-4) << "sequence " << i;

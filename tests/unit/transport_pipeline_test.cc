@@ -13,12 +13,12 @@
 
 #include "common/thread_pool.h"
 #include "coordinator/scheduler.h"
-#include "sharding/stage_plan.h"
-#include "transport/transport.h"
-#include "pipeline/wire.h"
 #include "pipeline/embedded_pipeline.h"
 #include "pipeline/pipeline_executor.h"
 #include "pipeline/pipeline_stage.h"
+#include "pipeline/wire.h"
+#include "sharding/stage_plan.h"
+#include "transport/transport.h"
 
 namespace accullm {
 namespace {
@@ -113,7 +113,8 @@ class PipelineTest : public ::testing::Test {
       auto m = Transformer::Load(kModel, pools.back().get());
       EXPECT_TRUE(m.ok());
       models.push_back(std::move(*m));
-      threads.emplace_back([&, r, model = models.back().get()] { codes[r] = pipeline::RunPipelineStage(hub.at(r), *model); });
+      threads.emplace_back(
+          [&, r, model = models.back().get()] { codes[r] = pipeline::RunPipelineStage(hub.at(r), *model); });
     }
     const auto& c = model_->config();
     pipeline::PipelineConfig pc;
@@ -191,12 +192,14 @@ TEST_F(PipelineTest, PromptCrossesEachHopOnceAsRowTokens) {
     auto m = Transformer::Load(kModel, pools.back().get());
     ASSERT_TRUE(m.ok()) << m.status();
     models.push_back(std::move(*m));
-    threads.emplace_back([t = rec.back().get(), model = models.back().get()] { pipeline::RunPipelineStage(*t, *model); });
+    threads.emplace_back(
+        [t = rec.back().get(), model = models.back().get()] { pipeline::RunPipelineStage(*t, *model); });
   }
   pipeline::PipelineConfig pc;
   pc.kv_blocks = 64;
   pc.context = 256;
-  auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, kStages), pc);
+  auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
+                                                EvenStagePlan(model_->config().num_layers, kStages), pc);
   ASSERT_TRUE(exec.ok()) << exec.status();
   KvBlockPool accounting(0, model_->kv_dim(), 16, 64);
   coordinator::SchedulerConfig sc;
@@ -241,8 +244,8 @@ TEST_F(PipelineTest, PromptCrossesEachHopOnceAsRowTokens) {
       seen.insert(seen.end(), b.tokens.begin(), b.tokens.end());
       // 24 header; counts of opened (48 each), released (8), truncated (16), items (25),
       // tokens (4); dtype, rows, width, nccl flag, activation byte count; activations.
-      const size_t fixed = 24 + 4 + 48 * b.opened.size() + 4 + 8 * b.released.size() + 4 + 16 * b.truncated.size() +
-                           4 + 25 * b.items.size() + 4 + 4 * b.tokens.size() + 1 + 8 + 8 + 1 + 8;
+      const size_t fixed = 24 + 4 + 48 * b.opened.size() + 4 + 8 * b.released.size() + 4 + 16 * b.truncated.size() + 4 +
+                           25 * b.items.size() + 4 + 4 * b.tokens.size() + 1 + 8 + 8 + 1 + 8;
       EXPECT_EQ(rec[r]->sizes[i], fixed + b.activations.size()) << "stage " << r << ", batch " << i;
     }
     EXPECT_EQ(opened, 1u) << "stage " << r;
@@ -273,7 +276,8 @@ TEST_F(PipelineTest, EmbeddedStageErrorFailsThePipeline) {
   auto err = (*e)->Wait(*bad);
   ASSERT_FALSE(err.ok());
   EXPECT_TRUE(absl::IsUnavailable(err.status()));
-  EXPECT_NE(std::string(err.status().message()).find("stage 0 (rank 1): batch names unknown sequence 7"), std::string::npos)
+  EXPECT_NE(std::string(err.status().message()).find("stage 0 (rank 1): batch names unknown sequence 7"),
+            std::string::npos)
       << err.status();
   EXPECT_TRUE(absl::IsUnavailable((*e)->Launch({1}, {{1, &cache, 1, true}}).status()));
   // A context beyond the model's is refused by the stage's hello check, as a rank would.
@@ -322,7 +326,8 @@ TEST_F(PipelineTest, TruncationRollsBackKvAndHistoryOnEveryStage) {
   pc.kv_blocks = 16;
   pc.kv_block_size = 4;  // so a rollback frees whole blocks
   pc.context = 64;
-  auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, kStages), pc);
+  auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
+                                                EvenStagePlan(model_->config().num_layers, kStages), pc);
   ASSERT_TRUE(exec.ok()) << exec.status();
   pipeline::PipelineExecutor& e = **exec;
   KvBlockPool accounting(0, model_->kv_dim(), 4, 16);
@@ -357,7 +362,8 @@ TEST_F(PipelineTest, TruncationRollsBackKvAndHistoryOnEveryStage) {
   ASSERT_TRUE(bad.ok());
   auto err = e.Wait(*bad);
   ASSERT_FALSE(err.ok());
-  EXPECT_NE(std::string(err.status().message()).find("truncation of sequence 1 to 1000"), std::string::npos) << err.status();
+  EXPECT_NE(std::string(err.status().message()).find("truncation of sequence 1 to 1000"), std::string::npos)
+      << err.status();
   e.Shutdown();
   for (auto& t : threads) t.join();
 }
@@ -407,7 +413,8 @@ TEST_F(PipelineTest, SilentStageFailsRequestsWithinTimeout) {
   pc.context = 128;
   pc.heartbeat_ms = 50;
   pc.timeout_ms = 400;
-  auto e = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, 1), pc);
+  auto e =
+      pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, 1), pc);
   fake.join();
   ASSERT_TRUE(e.ok()) << e.status();
   std::string why;
@@ -454,7 +461,8 @@ TEST_F(PipelineTest, EarlyStagesOutwaitASlowOneAtStartup) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5 * pc.timeout_ms));
     codes[2] = pipeline::RunPipelineStage(hub.at(2), *model_);
   });
-  auto e = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, 2), pc);
+  auto e =
+      pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, 2), pc);
   ASSERT_TRUE(e.ok()) << e.status();
   std::string why;
   (*e)->set_on_failure([&](const std::string& w) { why = w; });

@@ -2,6 +2,8 @@
 // a tensor; integer tensors left alone; a store checked in parallel chunks reports the first
 // bad tensor by name; a checkpoint holding NaN is refused by Transformer::Load, and a pipeline
 // stage's check covers its own layers only.
+#include "model/weight_check.h"
+
 #include <unistd.h>
 
 #include <cfloat>
@@ -12,7 +14,6 @@
 
 #include "gtest/gtest.h"
 #include "model/transformer.h"
-#include "model/weight_check.h"
 #include "quant/safetensors_writer.h"
 
 namespace accullm {

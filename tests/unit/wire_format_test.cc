@@ -47,8 +47,9 @@ Hello SampleHello() {
 }
 
 std::vector<std::vector<uint8_t>> AllSamples() {
-  return {Encode({5, SampleBatch()}), Encode({6, SampleResult()}), Encode({0, SampleHello()}),
-          Encode({0, HelloAck{1, 99, false, "mismatch"}}), Encode({0, Heartbeat{2, 10, 1.5}}), Encode({0, Shutdown{}})};
+  return {Encode({5, SampleBatch()}),         Encode({6, SampleResult()}),
+          Encode({0, SampleHello()}),         Encode({0, HelloAck{1, 99, false, "mismatch"}}),
+          Encode({0, Heartbeat{2, 10, 1.5}}), Encode({0, Shutdown{}})};
 }
 
 TEST(WireFormat, RoundTrips) {
@@ -207,7 +208,8 @@ TEST(WireFormat, OpenedSequencesCarryNoPromptAndTokensAreChecked) {
   std::memcpy(v3.data() + 4, &three, 2);
   auto old = Decode(v3.data(), v3.size());
   ASSERT_FALSE(old.ok());
-  EXPECT_NE(std::string(old.status().message()).find("version 3, this build speaks 4"), std::string::npos) << old.status();
+  EXPECT_NE(std::string(old.status().message()).find("version 3, this build speaks 4"), std::string::npos)
+      << old.status();
 }
 
 TEST(WireFormat, RefusesBooleansOtherThanZeroOrOne) {
@@ -224,12 +226,12 @@ TEST(WireFormat, ValidateBatchChecksRowsAgainstItems) {
   Batch stage0 = SampleBatch();
   stage0.activations.clear(), stage0.width = 0;
   EXPECT_TRUE(ValidateBatch(stage0, true, 2).ok());
-  stage0.tokens.pop_back();                        // one token per row, at stage 0 ...
+  stage0.tokens.pop_back();  // one token per row, at stage 0 ...
   EXPECT_FALSE(ValidateBatch(stage0, true, 2).ok());
   Batch later = SampleBatch();
-  later.tokens.clear();                            // ... and at every later stage (the last one's history)
+  later.tokens.clear();  // ... and at every later stage (the last one's history)
   EXPECT_FALSE(ValidateBatch(later, false, 2).ok());
-  b.items[0].n_tokens = 2;                         // items cover 3 rows, header says 4
+  b.items[0].n_tokens = 2;  // items cover 3 rows, header says 4
   EXPECT_FALSE(ValidateBatch(b, false, 2).ok());
   Batch empty = SampleBatch();
   empty.items.clear();
@@ -291,7 +293,7 @@ TEST(WireFormat, ValidateBatchAcceptsNcclActivationsOnlyInNcclPipelines) {
   auto st = ValidateBatch(nccl, false, 2, ActivationTransport::kMpi);  // an MPI pipeline: refused
   ASSERT_FALSE(st.ok());
   EXPECT_NE(std::string(st.message()).find("over NCCL"), std::string::npos) << st;
-  EXPECT_FALSE(ValidateBatch(nccl, false, 2).ok());                              // the default is MPI
+  EXPECT_FALSE(ValidateBatch(nccl, false, 2).ok());                                 // the default is MPI
   EXPECT_FALSE(ValidateBatch(inline_, false, 2, ActivationTransport::kNccl).ok());  // must come over NCCL
   EXPECT_FALSE(ValidateBatch(nccl, false, 3, ActivationTransport::kNccl).ok());     // width still checked
   Batch both = NcclBatch();
