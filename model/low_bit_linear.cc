@@ -86,25 +86,42 @@ void LowBitLinear::AddOutliersAndBias(const float* x, int64_t n, int64_t o0, int
   }
 }
 
-void LowBitLinear::ForwardInt8(const float* x, int64_t n, float* y, ThreadPool& pool) const {
-  // Reused across calls (no allocation per layer per token once grown); one per thread, as
-  // several models may run in one process.
-  thread_local kernels::Int8Activations scratch;
-  kernels::Int8Activations& xq = scratch;  // the pool's workers must read this thread's copy
+bool LowBitLinear::SharesInt8Input(const LowBitLinear& other) const {
+  return int8_ && other.int8_ && act_quant_ == nullptr && other.act_quant_ == nullptr &&
+         w_.matrix.in == other.w_.matrix.in && w_.matrix.group == other.w_.matrix.group &&
+         w_.outlier_cols == other.w_.outlier_cols;
+}
+
+void LowBitLinear::QuantizeInput(const float* x, int64_t n, kernels::Int8Activations& xq) const {
+  kernels::QuantizeInt8Blocks(x, n, w_.matrix.in, w_.matrix.group,
+                              w_.outlier_cols.empty() ? nullptr : outlier_mask_.data(), xq);
+}
+
+const kernels::LowBitTiles& LowBitLinear::Tiles(ThreadPool& pool) const {
   std::call_once(tiled_, [&] {
     auto tiles = std::make_unique<kernels::LowBitTiles>(kernels::AllocateLowBitTiles(w_.matrix));
     pool.ParallelFor(tiles->tiles,
                      [&](int64_t t0, int64_t t1) { kernels::FillLowBitTiles(w_.matrix, t0, t1, *tiles); });
     tiles_ = std::move(tiles);
   });
+  return *tiles_;
+}
+
+void LowBitLinear::ForwardTiles(const kernels::LowBitTiles& tiles, const kernels::Int8Activations& xq, const float* x,
+                                int64_t n, int64_t t0, int64_t t1, float* y) const {
   const int64_t out = w_.matrix.out;
-  kernels::QuantizeInt8Blocks(x, n, w_.matrix.in, w_.matrix.group,
-                              w_.outlier_cols.empty() ? nullptr : outlier_mask_.data(), xq);
-  const kernels::LowBitTiles& tiles = *tiles_;
-  pool.ParallelFor(tiles.tiles, [&](int64_t t0, int64_t t1) {
-    kernels::LowBitInt8Rows(w_.matrix, tiles, xq, t0, t1, y, out);
-    AddOutliersAndBias(x, n, t0 * kernels::kTileRows, std::min(out, t1 * kernels::kTileRows), y);
-  });
+  kernels::LowBitInt8Rows(w_.matrix, tiles, xq, t0, t1, y, out);
+  AddOutliersAndBias(x, n, t0 * kernels::kTileRows, std::min(out, t1 * kernels::kTileRows), y);
+}
+
+void LowBitLinear::ForwardInt8(const float* x, int64_t n, float* y, ThreadPool& pool) const {
+  // Reused across calls (no allocation per layer per token once grown); one per thread, as
+  // several models may run in one process.
+  thread_local kernels::Int8Activations scratch;
+  kernels::Int8Activations& xq = scratch;  // the pool's workers must read this thread's copy
+  const kernels::LowBitTiles& tiles = Tiles(pool);
+  QuantizeInput(x, n, xq);
+  pool.ParallelFor(tiles.tiles, [&](int64_t t0, int64_t t1) { ForwardTiles(tiles, xq, x, n, t0, t1, y); });
 }
 
 void LowBitLinear::Forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {

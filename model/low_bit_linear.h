@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/cpu/activation_quant.h"
+#include "kernels/cpu/int8_activations.h"
 #include "kernels/cpu/low_bit_tiles.h"
 #include "kernels/low_bit_matrix.h"
 #include "model/linear.h"
@@ -58,6 +59,18 @@ class LowBitLinear final : public LinearOp {
   // kernels cannot run this matrix exactly (kernels::LowBitTilesRefusal).
   bool UseInt8Activations();
   bool uses_int8_activations() const { return int8_; }
+
+  // The steps of an INT8 forward pass, for running several linears that read the same input
+  // in one pass over the pool (model/linear_group.h).
+  // True when `other` quantizes its input exactly as this one does (same width, block and
+  // exact channels), so one Int8Activations serves both; both must use INT8 activations.
+  bool SharesInt8Input(const LowBitLinear& other) const;
+  void QuantizeInput(const float* x, int64_t n, kernels::Int8Activations& xq) const;
+  // The tiled copy (made on first use, in parallel over the pool) and its tile count.
+  const kernels::LowBitTiles& Tiles(ThreadPool& pool) const;
+  // y rows' outputs [t0·16, t1·16) ∩ [0, out): the integer kernel, then outliers and bias.
+  void ForwardTiles(const kernels::LowBitTiles& tiles, const kernels::Int8Activations& xq, const float* x, int64_t n,
+                    int64_t t0, int64_t t1, float* y) const;
 
  private:
   void ForwardInt8(const float* x, int64_t n, float* y, ThreadPool& pool) const;

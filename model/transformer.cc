@@ -13,6 +13,7 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/rms_norm.h"
+#include "model/linear_group.h"
 #include "model/low_bit_linear.h"
 #include "model/pack/manifest.h"
 #include "model/pack/pack_reader.h"
@@ -223,9 +224,7 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
   std::vector<float> q(static_cast<size_t>(rows * q_dim)), k(static_cast<size_t>(rows * kvd)),
       v(static_cast<size_t>(rows * kvd)), ctx(static_cast<size_t>(rows * q_dim));
   Notify(layer, LinearSite::kAttnIn, x, rows, c.hidden_size);
-  L.q->Forward(x, rows, q.data(), *pool_);
-  L.k->Forward(x, rows, k.data(), *pool_);
-  L.v->Forward(x, rows, v.data(), *pool_);
+  ForwardSameInput({{L.q.get(), q.data()}, {L.k.get(), k.data()}, {L.v.get(), v.data()}}, x, rows, *pool_);
   // Which sequence and position each batch row belongs to.
   std::vector<int32_t> row_segment(static_cast<size_t>(rows));
   std::vector<int64_t> row_pos(static_cast<size_t>(rows));
@@ -277,9 +276,7 @@ void Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
   const int64_t inter = config_.intermediate_size;
   std::vector<float> gate(static_cast<size_t>(n * inter)), up(static_cast<size_t>(n * inter));
   Notify(layer, LinearSite::kMlpIn, x, n, config_.hidden_size);
-  L.gate->Forward(x, n, gate.data(), *pool_);
-  L.up->Forward(x, n, up.data(), *pool_);
-  kernels::SiluMul(gate.data(), up.data(), n * inter, gate.data());
+  ForwardGateUpSilu(*L.gate, *L.up, x, n, gate.data(), up.data(), *pool_);
   Notify(layer, LinearSite::kMlpDown, gate.data(), n, inter);
   L.down->Forward(gate.data(), n, out, *pool_);
 }
