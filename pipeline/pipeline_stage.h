@@ -2,9 +2,9 @@
 // rows of those layers, stored in the blocks the scheduler names (wire.h BatchItem::blocks:
 // the scheduler's pool is the one allocator, the stage keeps each sequence's block table over
 // its KvBlockStorage and an owner per block), runs its part of every micro-batch in arrival
-// order, forwards the
-// activations to the next stage; the last stage applies final norm + LM head, samples, and
-// sends only token ids (and logprobs when asked) back to the coordinator (rank 0).
+// order, forwards the activations to the next stage; the last stage applies final norm + LM
+// head, samples, and sends only token ids (and logprobs when asked) back to the coordinator
+// (rank 0).
 // With --activation-transport nccl the activations go over NCCL (host -> device -> ncclSend,
 // ncclRecv -> device -> host) and only the batch descriptor over the transport.
 // A heartbeat thread reports to the coordinator every Hello::heartbeat_ms; a coordinator
