@@ -132,9 +132,9 @@ int RunServe(ServeFlags f) {
         absl::StrCat("--kv-cache-mb ", f.kv_cache_mb, " holds ", blocks * f.kv_block_size,
                      " positions: not even one sequence of the context (", context, ") fits")));
   }
-  // The KV caches live in the stages (the embedded default is one in-process stage); here a
-  // pool without layers (no memory) keeps the admission budget, block for block the same as
-  // each stage's.
+  // The KV rows live in the stages (the embedded default is one in-process stage), each with
+  // this many blocks; here a pool without layers (no memory) is the one allocator: the
+  // scheduler admits by its free blocks and tells the stages which block ids each sequence uses.
   KvBlockPool pool(0, model.kv_dim(), f.kv_block_size, blocks);
   std::unique_ptr<pipeline::PipelineExecutor> executor;
   if (pipeline) {

@@ -26,6 +26,8 @@ struct Scheduler::Sequence {
   uint64_t id = 0;
   bool opened = false;                      // known to the executor (sampler and KV live there)
   std::optional<text::StopText> stop_text;  // none without a tokenizer: ids only
+  // The sequence's block table in pool_ (the stages store its rows at these ids) and, as its
+  // length, the positions launched so far.
   std::optional<KvCache> cache;
   int64_t prefilled = 0;  // prompt tokens already in the cache
   int64_t generated = 0;

@@ -56,15 +56,18 @@ struct SequenceParams {
 class Scheduler {
  public:
   // The embedded default: `model` runs as the one stage of an in-process pipeline
-  // (pipeline::EmbeddedPipeline), the same stage runner as under mpirun. The stage's KV pool gets
-  // as many blocks of the same size as `pool`, the admission budget (give it zero layers: it
+  // (pipeline::EmbeddedPipeline), the same stage runner as under mpirun. The stage's KV storage
+  // gets as many blocks of the same size as `pool`, the one allocator (give it zero layers: it
   // then holds no memory).
   // `tokenizer` may be null: ids only (no text, no stop sequences), as `generate --output-ids`.
   static absl::StatusOr<std::unique_ptr<Scheduler>> CreateEmbedded(Transformer& model, const text::Tokenizer* tokenizer,
                                                                    KvBlockPool& pool, SchedulerConfig config,
                                                                    monitoring::ServingMetrics* metrics);
-  // Any executor (the pipeline under mpirun). `pool` is only the admission budget: it must
-  // mirror the stages' pools (same block size and count); a pool with zero layers holds no memory.
+  // Any executor (the pipeline under mpirun). `pool` is the one allocator of KV blocks: each
+  // sequence's cache in it is its block table (reserved whole at admission, freed once no
+  // micro-batch in flight uses it), whose ids the executor hands the stages with the items
+  // (pipeline/batch_assembler.h). It must have the stages' block size and no more blocks than
+  // their storage (a stage refuses an id outside its pool); a pool with zero layers holds no memory.
   Scheduler(pipeline::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer* tokenizer,
             KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics);
   ~Scheduler();

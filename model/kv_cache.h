@@ -1,7 +1,14 @@
-// Paged key/value cache. A KvBlockPool owns fixed-size blocks (block_size positions × every
-// layer's K and V, FP32) on a free list; each sequence's KvCache maps its positions to
-// blocks as it grows, so many sequences share one memory budget and a server can admit
-// requests by counting free blocks (as vLLM's PagedAttention does).
+// Paged key/value cache (as vLLM's PagedAttention). Three concerns, three classes:
+// - KvBlockStorage: the rows themselves, fixed-size blocks (block_size positions × every layer's
+//   K and V, FP32) addressed by block id. It has no free list: who uses which block is decided
+//   elsewhere.
+// - KvBlockAllocator: which block ids are free. A deployment has exactly one: the scheduler's
+//   (its zero-layer KvBlockPool, whose storage holds nothing), which admits requests by counting
+//   free blocks and tells the pipeline stages which ids each sequence uses (pipeline/wire.h).
+// - A sequence's map from positions to blocks (KvSequence), in two kinds that never mix:
+//   KvCache allocates its blocks itself (the scheduler's count; single-sequence callers such as
+//   bench, logits and quantization, over a private pool), KvBlockTable is handed its block ids
+//   (a pipeline stage's view of a sequence: pipeline/pipeline_stage.h).
 #pragma once
 
 #include <cstdint>
@@ -19,23 +26,18 @@ inline constexpr int64_t KvBytesPerPosition(int64_t num_layers, int64_t kv_dim) 
   return num_layers * 2 * kv_dim * static_cast<int64_t>(sizeof(float));
 }
 
-class KvBlockPool {
+class KvBlockStorage {
  public:
-  // Holds layers [first_layer, first_layer + num_layers): a pipeline stage's pool covers only
+  // Holds layers [first_layer, first_layer + num_layers): a pipeline stage's storage covers only
   // its own layers while callers keep indexing layers by their global number.
-  KvBlockPool(int64_t num_layers, int64_t kv_dim, int64_t block_size, int64_t num_blocks, int64_t first_layer = 0);
+  KvBlockStorage(int64_t num_layers, int64_t kv_dim, int64_t block_size, int64_t num_blocks, int64_t first_layer = 0);
 
   int64_t block_size() const { return block_size_; }
   int64_t kv_dim() const { return kv_dim_; }
   int64_t num_layers() const { return num_layers_; }
   int64_t first_layer() const { return first_layer_; }
   int64_t num_blocks() const { return num_blocks_; }
-  int64_t free_blocks() const;
-  size_t bytes() const { return storage_.size() * sizeof(float); }
-
-  // -1 when the pool is exhausted.
-  int32_t Allocate();
-  void Free(int32_t block);
+  size_t bytes() const { return rows_.size() * sizeof(float); }
 
   // K (or V) row of (global) `layer` at `offset` within `block`.
   float* k(int32_t block, int64_t layer, int64_t offset) { return Row(block, layer, 0, offset); }
@@ -43,22 +45,88 @@ class KvBlockPool {
 
  private:
   float* Row(int32_t block, int64_t layer, int kv, int64_t offset) {
-    return storage_.data() +
+    return rows_.data() +
            (((static_cast<int64_t>(block) * num_layers_ + (layer - first_layer_)) * 2 + kv) * block_size_ + offset) *
                kv_dim_;
   }
   int64_t num_layers_, kv_dim_, block_size_, num_blocks_, first_layer_;
-  std::vector<float> storage_;
+  std::vector<float> rows_;
+};
+
+// The free list of block ids [0, num_blocks). Thread-safe: the scheduler's gauges read it.
+class KvBlockAllocator {
+ public:
+  explicit KvBlockAllocator(int64_t num_blocks);
+  int64_t num_blocks() const { return num_blocks_; }
+  int64_t free_blocks() const;
+  // -1 when every block is in use.
+  int32_t Allocate();
+  void Free(int32_t block);
+
+ private:
+  int64_t num_blocks_;
   mutable std::mutex mu_;
   std::vector<int32_t> free_;
 };
 
-// One sequence's view of the cache: positions [0, length) are valid.
-class KvCache {
+// A storage and the allocator of its blocks: what KvCaches draw from. The scheduler's pool has
+// zero layers (it only counts and names blocks; the stages hold the rows).
+class KvBlockPool {
+ public:
+  KvBlockPool(int64_t num_layers, int64_t kv_dim, int64_t block_size, int64_t num_blocks, int64_t first_layer = 0)
+      : storage_(num_layers, kv_dim, block_size, num_blocks, first_layer), allocator_(num_blocks) {}
+
+  KvBlockStorage& storage() { return storage_; }
+  KvBlockAllocator& allocator() { return allocator_; }
+  int64_t block_size() const { return storage_.block_size(); }
+  int64_t kv_dim() const { return storage_.kv_dim(); }
+  int64_t num_blocks() const { return allocator_.num_blocks(); }
+  int64_t free_blocks() const { return allocator_.free_blocks(); }
+  size_t bytes() const { return storage_.bytes(); }
+
+ private:
+  KvBlockStorage storage_;
+  KvBlockAllocator allocator_;
+};
+
+// One sequence's positions [0, length) mapped onto blocks of a storage: position p lives in
+// block blocks()[p / block_size] at offset p % block_size. The transformer reads and writes
+// through k()/v() (per position: a division and an index, nothing virtual) and asks Cover
+// once per batch segment.
+class KvSequence {
+ public:
+  int64_t length() const { return length_; }
+  void set_length(int64_t n) { length_ = n; }
+  int64_t block_size() const { return block_size_; }
+  int64_t blocks_held() const { return static_cast<int64_t>(blocks_.size()); }
+  const std::vector<int32_t>& blocks() const { return blocks_; }
+
+  // Makes positions [0, n) addressable: a KvCache allocates the blocks it lacks, a
+  // KvBlockTable (whose blocks are handed to it) refuses when its table is too short.
+  virtual absl::Status Cover(int64_t n) = 0;
+
+  float* k(int64_t layer, int64_t pos) { return storage_->k(blocks_[pos / block_size_], layer, pos % block_size_); }
+  float* v(int64_t layer, int64_t pos) { return storage_->v(blocks_[pos / block_size_], layer, pos % block_size_); }
+
+ protected:
+  KvSequence(KvBlockStorage* storage, int64_t block_size) : storage_(storage), block_size_(block_size) {}
+  KvSequence(KvSequence&& o) noexcept;
+  ~KvSequence() = default;  // not deleted through the base
+  // Blocks needed for positions [0, n).
+  int64_t BlocksFor(int64_t n) const { return (n + block_size_ - 1) / block_size_; }
+
+  KvBlockStorage* storage_;
+  int64_t block_size_;
+  int64_t length_ = 0;
+  std::vector<int32_t> blocks_;
+};
+
+// A sequence that allocates its own blocks from a pool's allocator.
+class KvCache final : public KvSequence {
  public:
   // Draws blocks from a shared pool (which must outlive the cache).
   KvCache(KvBlockPool* pool, int64_t capacity);
-  // A private pool sized for `capacity` positions (single-sequence use: generate, bench).
+  // A private pool sized for `capacity` positions (single-sequence use: bench, logits, quant).
   KvCache(int64_t num_layers, int64_t kv_dim, int64_t capacity);
   ~KvCache();
   KvCache(KvCache&&) noexcept;
@@ -66,28 +134,37 @@ class KvCache {
   KvCache(const KvCache&) = delete;
 
   int64_t capacity() const { return capacity_; }
-  int64_t length() const { return length_; }
-  void set_length(int64_t n) { length_ = n; }
-  int64_t blocks_held() const { return static_cast<int64_t>(blocks_.size()); }
 
-  // Makes room for positions [0, n); ResourceExhausted when the pool has too few blocks.
+  // Makes room for positions [0, n); OutOfRange past the capacity, ResourceExhausted when the
+  // pool has too few blocks.
   absl::Status Reserve(int64_t n);
+  absl::Status Cover(int64_t n) override { return Reserve(n); }
   // Returns every block to the pool (the cache is empty afterwards).
   void Release();
   // Keeps positions [0, n) (n <= length()) and returns the blocks past them to the pool: a
   // rolled-back draft or a preempted tail is recomputed later.
   void Truncate(int64_t n);
 
-  float* k(int64_t layer, int64_t pos) { return pool_->k(blocks_[pos / block_size_], layer, pos % block_size_); }
-  float* v(int64_t layer, int64_t pos) { return pool_->v(blocks_[pos / block_size_], layer, pos % block_size_); }
-
  private:
   std::unique_ptr<KvBlockPool> owned_pool_;
-  KvBlockPool* pool_;
-  int64_t block_size_;
+  KvBlockAllocator* allocator_;
   int64_t capacity_;
-  int64_t length_ = 0;
-  std::vector<int32_t> blocks_;
+};
+
+// A sequence whose blocks are handed to it (a pipeline stage's view: the scheduler allocates,
+// the wire names the ids). It trusts its caller to have checked the ids (in the storage, owned
+// by no other sequence): pipeline/kv_block_owners.h does at the stage.
+class KvBlockTable final : public KvSequence {
+ public:
+  explicit KvBlockTable(KvBlockStorage* storage) : KvSequence(storage, storage->block_size()) {}
+
+  // The next blocks of the sequence, in position order.
+  void Append(const std::vector<int32_t>& ids) { blocks_.insert(blocks_.end(), ids.begin(), ids.end()); }
+  // Keeps positions [0, n) (n <= length()) and the ceil(n / block_size) blocks they use;
+  // returns the ids dropped (their owner is no longer this sequence).
+  std::vector<int32_t> Truncate(int64_t n);
+  // FailedPrecondition when the table has fewer than ceil(n / block_size) blocks.
+  absl::Status Cover(int64_t n) override;
 };
 
 }  // namespace accullm

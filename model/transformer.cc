@@ -231,7 +231,7 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
   int64_t row = 0;
   int64_t max_pos = 0;
   for (size_t s = 0; s < segments.size(); ++s) {
-    KvCache& cache = *segments[s].cache;
+    KvSequence& cache = *segments[s].cache;
     for (int64_t t = 0; t < segments[s].n_tokens; ++t, ++row) {
       const int64_t pos = cache.length() + t;
       row_segment[row] = static_cast<int32_t>(s);
@@ -247,7 +247,7 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
   // positions [0, length + n_tokens).
   std::vector<std::vector<const float*>> k_rows(segments.size()), v_rows(segments.size());
   for (size_t s = 0; s < segments.size(); ++s) {
-    KvCache& cache = *segments[s].cache;
+    KvSequence& cache = *segments[s].cache;
     const int64_t positions = cache.length() + segments[s].n_tokens;
     k_rows[s].resize(static_cast<size_t>(positions));
     v_rows[s].resize(static_cast<size_t>(positions));
@@ -287,7 +287,7 @@ absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, floa
   int64_t rows = 0;
   for (const auto& seg : segments) {
     if (seg.cache == nullptr || seg.n_tokens <= 0) return absl::InvalidArgumentError("empty batch segment");
-    RETURN_IF_ERROR(seg.cache->Reserve(seg.cache->length() + seg.n_tokens));
+    RETURN_IF_ERROR(seg.cache->Cover(seg.cache->length() + seg.n_tokens));
     rows += seg.n_tokens;
   }
   std::vector<float> normed(static_cast<size_t>(rows * h)), delta(static_cast<size_t>(rows * h));

@@ -25,9 +25,10 @@
 namespace accullm {
 
 // One sequence's share of a batch: `n_tokens` consecutive rows of the batch, at positions
-// cache->length() .. + n_tokens - 1 of that sequence.
+// cache->length() .. + n_tokens - 1 of that sequence. The cache is a KvCache (it allocates what
+// it lacks) or a pipeline stage's KvBlockTable (it must already hold the blocks).
 struct BatchSegment {
-  KvCache* cache = nullptr;
+  KvSequence* cache = nullptr;
   int64_t n_tokens = 0;
 };
 
@@ -81,7 +82,8 @@ class Transformer {
   absl::Status ForwardBatch(const int32_t* tokens, const std::vector<BatchSegment>& segments, float* logits);
 
   // Pipeline pieces. hidden is [rows, hidden_size], rows = sum of the segments' n_tokens.
-  // RunLayers reserves cache space but does not advance the caches' lengths.
+  // RunLayers covers the segments' positions (KvSequence::Cover: a KvCache allocates, a
+  // KvBlockTable that is too short is an error) but does not advance the caches' lengths.
   absl::Status Embed(const int32_t* tokens, int64_t n, float* hidden) const;
   absl::Status RunLayers(int64_t layer_begin, int64_t layer_end, float* hidden,
                          const std::vector<BatchSegment>& segments);

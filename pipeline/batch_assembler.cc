@@ -1,10 +1,17 @@
 #include "pipeline/batch_assembler.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace accullm::pipeline {
 
+void BatchAssembler::Open(const SequenceSetup& s) {
+  opened_.push_back(NewSequence{s.seq, s.sampling, s.logprobs});
+  told_[s.seq] = 0;
+}
+
 void BatchAssembler::Release(uint64_t seq) {
+  told_.erase(seq);
   // Never sent to the stages yet: forget it here.
   for (auto it = opened_.begin(); it != opened_.end(); ++it) {
     if (it->seq == seq) {
@@ -15,15 +22,31 @@ void BatchAssembler::Release(uint64_t seq) {
   released_.push_back(seq);
 }
 
+void BatchAssembler::Truncate(uint64_t seq, int64_t length) {
+  truncated_.push_back(Truncation{seq, length});
+  if (auto t = told_.find(seq); t != told_.end() && length >= 0)
+    t->second = std::min(t->second, static_cast<size_t>((length + block_size_ - 1) / block_size_));
+}
+
 Batch BatchAssembler::Take(std::vector<int32_t> tokens, const std::vector<ExecItem>& items, DType act) {
   Batch b;
   b.opened = std::exchange(opened_, {});
   b.released = std::exchange(released_, {});
   b.truncated = std::exchange(truncated_, {});
   for (const auto& it : items) {
-    b.items.push_back({it.seq, it.cache->length(), it.n_tokens, it.sample});
+    const int64_t position = it.cache->length();
+    const std::vector<int32_t>& table = it.cache->blocks();
+    // The ids the item's rows need beyond what the stages hold. A cache that does not hold
+    // them all (not reserved) sends what it has: the stages refuse the short table.
+    const size_t need = static_cast<size_t>((position + it.n_tokens + block_size_ - 1) / block_size_);
+    size_t& told = told_[it.seq];
+    const size_t upto = std::min(need, table.size());
+    std::vector<int32_t> blocks;
+    if (upto > told) blocks.assign(table.begin() + static_cast<std::ptrdiff_t>(told), table.begin() + upto);
+    told = std::max(told, upto);
+    b.items.push_back({it.seq, position, it.n_tokens, it.sample, std::move(blocks)});
     b.rows += it.n_tokens;
-    it.cache->set_length(it.cache->length() + it.n_tokens);
+    it.cache->set_length(position + it.n_tokens);
   }
   b.tokens = std::move(tokens);
   b.act = act;

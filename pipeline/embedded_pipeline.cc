@@ -23,7 +23,7 @@ absl::StatusOr<std::unique_ptr<EmbeddedPipeline>> EmbeddedPipeline::Start(Transf
   if (!ack.ok) return absl::FailedPreconditionError(absl::StrCat("worker rank 1 refused: ", ack.message));
   auto stage = std::make_unique<PipelineStage>(model, hello, 1);
   stage->LogStart();
-  return std::unique_ptr<EmbeddedPipeline>(new EmbeddedPipeline(std::move(stage)));
+  return std::unique_ptr<EmbeddedPipeline>(new EmbeddedPipeline(std::move(stage), hello.kv_block_size));
 }
 
 EmbeddedPipeline::~EmbeddedPipeline() {

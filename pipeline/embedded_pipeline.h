@@ -8,7 +8,8 @@
 // through the executor's monitor thread (three sleeps and wake-ups per decode step; measured
 // in docs/benchmarks.md: 30–60 µs of a ~2 ms step on the fixture model). There is no liveness
 // to watch: a stage error fails the pipeline at once, with its message. The stage owns the KV
-// cache contents; the scheduler only counts blocks.
+// cache contents; the scheduler owns the block tables (which block ids each sequence uses)
+// and tells the stage through the items (wire.h BatchItem::blocks), as under mpirun.
 #pragma once
 
 #include <cstdint>
@@ -45,7 +46,8 @@ class EmbeddedPipeline final : public BatchExecutor {
   absl::StatusOr<std::vector<SampledToken>> Wait(uint64_t ticket) override;
 
  private:
-  explicit EmbeddedPipeline(std::unique_ptr<PipelineStage> stage) : stage_(std::move(stage)) {}
+  EmbeddedPipeline(std::unique_ptr<PipelineStage> stage, int64_t kv_block_size)
+      : assembler_(kv_block_size), stage_(std::move(stage)) {}
   // Runs one encoded micro-batch through the stage: its decoded Result, or why it failed.
   absl::StatusOr<std::vector<SampledToken>> RunStage(uint64_t id, const std::vector<uint8_t>& bytes);
 

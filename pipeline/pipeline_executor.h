@@ -73,7 +73,8 @@ class PipelineExecutor final : public BatchExecutor {
   int micro_batches() const override { return config_.micro_batches; }
 
  private:
-  PipelineExecutor(transport::Transport& t, PipelineConfig c, int stages) : t_(t), config_(c), stages_(stages) {}
+  PipelineExecutor(transport::Transport& t, PipelineConfig c, int stages)
+      : t_(t), config_(c), stages_(stages), assembler_(c.kv_block_size) {}
   void Monitor();
   void Fail(const std::string& why);
   // One message from a stage (monitor thread).

@@ -31,10 +31,42 @@ constexpr std::chrono::milliseconds kNcclTimeout{60000};
 
 PipelineStage::PipelineStage(Transformer& m, const Hello& h, int rank)
     : model_(m), hello_(h), rank_(rank),
-      pool_(h.layer_end - h.layer_begin, m.kv_dim(), h.kv_block_size, h.kv_blocks, h.layer_begin),
-      last_(h.stage + 1 == h.num_stages) {}
+      storage_(h.layer_end - h.layer_begin, m.kv_dim(), h.kv_block_size, h.kv_blocks, h.layer_begin),
+      owners_(h.kv_blocks), last_(h.stage + 1 == h.num_stages) {}
 
 PipelineStage::~PipelineStage() = default;
+
+void PipelineStage::Drop(uint64_t seq) {
+  auto s = seqs_.find(seq);
+  if (s == seqs_.end()) return;
+  owners_.Free(s->second.table->blocks());
+  seqs_.erase(s);
+}
+
+absl::Status PipelineStage::AdmitItem(const BatchItem& it, Seq& s) {
+  if (s.last_run == runs_)
+    return absl::InvalidArgumentError(absl::StrCat("sequence ", it.seq, " appears twice in one batch"));
+  s.last_run = runs_;
+  KvBlockTable& table = *s.table;
+  if (it.position != table.length())
+    return absl::InvalidArgumentError(
+        absl::StrCat("sequence ", it.seq, " at position ", it.position, ", this stage's cache holds ", table.length()));
+  if (it.position + it.n_tokens > hello_.context)
+    return absl::InvalidArgumentError(absl::StrCat("sequence ", it.seq, " exceeds the context"));
+  // The table must end at the block of the item's last position: shorter would leave rows
+  // nowhere to go, longer would hold blocks no position uses (and that a truncation, which
+  // keeps ceil(length / block_size), would drop out of step with the scheduler).
+  const int64_t want = (it.position + it.n_tokens + hello_.kv_block_size - 1) / hello_.kv_block_size;
+  const int64_t have = table.blocks_held() + static_cast<int64_t>(it.blocks.size());
+  if (have != want)
+    return absl::InvalidArgumentError(absl::StrCat("sequence ", it.seq, ": positions [", it.position, ", ",
+                                                   it.position + it.n_tokens, ") need a block table of ", want,
+                                                   " blocks; it would have ", have, " (", table.blocks_held(),
+                                                   " held + ", it.blocks.size(), " in the batch)"));
+  RETURN_IF_ERROR(owners_.Claim(it.seq, it.blocks));
+  table.Append(it.blocks);
+  return absl::OkStatus();
+}
 
 void PipelineStage::LogStart() const {
   spdlog::info("stage {} (rank {}) runs layers [{}, {}){}{} of {}; activations {}", hello_.stage, rank_,
@@ -60,35 +92,31 @@ absl::StatusOr<Message> PipelineStage::Run(uint64_t batch_id, Batch& b) {
     b.activations.resize(pipeline::ActivationBytes(b));
     RETURN_IF_ERROR(nccl_->ReceiveHost(b.activations.data(), b.activations.size(), rank_ - 1));
   }
-  for (uint64_t s : b.released) seqs_.erase(s);  // ~KvCache returns the blocks
+  ++runs_;
+  for (uint64_t s : b.released) Drop(s);
   for (const auto& t : b.truncated) {
     auto s = seqs_.find(t.seq);
     if (s == seqs_.end()) return absl::InvalidArgumentError(absl::StrCat("truncation of unknown sequence ", t.seq));
-    if (t.length > s->second.cache->length())
+    if (t.length > s->second.table->length())
       return absl::InvalidArgumentError(absl::StrCat("truncation of sequence ", t.seq, " to ", t.length,
                                                      " positions; this stage's cache holds ",
-                                                     s->second.cache->length()));
-    s->second.cache->Truncate(t.length);
+                                                     s->second.table->length()));
+    owners_.Free(s->second.table->Truncate(t.length));
     if (s->second.sampling) s->second.sampling->Truncate(t.length);
   }
   for (const auto& o : b.opened) {
     if (seqs_.count(o.seq) != 0) return absl::InvalidArgumentError(absl::StrCat("sequence ", o.seq, " opened twice"));
     Seq s;
-    s.cache = std::make_unique<KvCache>(&pool_, hello_.context);
+    s.table = std::make_unique<KvBlockTable>(&storage_);
     if (last_) s.sampling = std::make_unique<SequenceSampling>(SequenceSetup{o.seq, o.sampling, o.logprobs});
     seqs_.emplace(o.seq, std::move(s));
   }
   std::vector<BatchSegment> segments;
-  std::vector<uint64_t> ids;
   for (const auto& it : b.items) {
     auto s = seqs_.find(it.seq);
     if (s == seqs_.end()) return absl::InvalidArgumentError(absl::StrCat("batch names unknown sequence ", it.seq));
-    if (it.position != s->second.cache->length())
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", it.seq, " at position ", it.position,
-                                                     ", this stage's cache holds ", s->second.cache->length()));
-    if (it.position + it.n_tokens > hello_.context)
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", it.seq, " exceeds the context"));
-    segments.push_back({s->second.cache.get(), it.n_tokens});
+    RETURN_IF_ERROR(AdmitItem(it, s->second));
+    segments.push_back({s->second.table.get(), it.n_tokens});
   }
   // Every stage checks the ids it passes on: the last one indexes logits with its history.
   for (int32_t tok : b.tokens)
@@ -128,9 +156,9 @@ absl::StatusOr<Message> PipelineStage::Run(uint64_t batch_id, Batch& b) {
     const Seq& s = seqs_.at(b.items[i].seq);
     s.sampling->Append(b.tokens.data() + row, b.items[i].n_tokens);
     // The history is the tokens of the positions the KV holds, one for one.
-    if (s.sampling->history_length() != s.cache->length())
+    if (s.sampling->history_length() != s.table->length())
       return absl::InternalError(absl::StrCat("sequence ", b.items[i].seq, ": history of ",
-                                              s.sampling->history_length(), " tokens for ", s.cache->length(),
+                                              s.sampling->history_length(), " tokens for ", s.table->length(),
                                               " KV positions"));
     row += b.items[i].n_tokens;
     if (!b.items[i].sample) continue;

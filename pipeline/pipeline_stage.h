@@ -1,7 +1,10 @@
 // A pipeline stage (ranks 1..N under mpirun): owns a contiguous layer range and the KV
-// caches of those layers, runs its part of every micro-batch in arrival order, forwards the
-// activations to the next stage; the last stage applies final norm + LM head, samples, and
-// sends only token ids (and logprobs when asked) back to the coordinator (rank 0).
+// rows of those layers, stored in the blocks the scheduler names (wire.h BatchItem::blocks:
+// the scheduler's pool is the one allocator, the stage keeps each sequence's block table over
+// its KvBlockStorage and an owner per block), runs its part of every micro-batch in arrival
+// order, forwards the activations to the next stage; the last stage applies final norm + LM
+// head, samples, and sends only token ids (and logprobs when asked) back to the coordinator
+// (rank 0).
 // With --activation-transport nccl the activations go over NCCL (host -> device -> ncclSend,
 // ncclRecv -> device -> host) and only the batch descriptor over the transport.
 // A heartbeat thread reports to the coordinator every Hello::heartbeat_ms; a coordinator
@@ -22,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
+#include "pipeline/kv_block_owners.h"
 #include "pipeline/wire.h"
 #include "transport/mpi_transport.h"
 #include "transport/nccl_channel.h"
@@ -42,7 +46,10 @@ class PipelineStage {
   // Runs this stage's part of one micro-batch (`b` is consumed) and returns the message it
   // produces: the Batch for the next stage (activations inline; the caller moves them over
   // NCCL when the hello says so), or, on the last stage, the Result for the coordinator.
-  // An error means the batch was refused or failed: the stage must not run again.
+  // An error means the batch was refused or failed: the stage must not run again. Refused
+  // before anything runs: an unknown sequence, an item not at its sequence's length, past the
+  // context, or whose block ids lie outside this stage's pool, are held by a live sequence, or
+  // do not make the table end exactly at the item's last position's block.
   absl::StatusOr<Message> Run(uint64_t batch_id, Batch& b);
 
   // Activations from the previous stage arrive over `c` (not owned) instead of inline.
@@ -57,16 +64,23 @@ class PipelineStage {
 
  private:
   struct Seq {
-    std::unique_ptr<KvCache> cache;
+    std::unique_ptr<KvBlockTable> table;
     std::unique_ptr<SequenceSampling> sampling;  // last stage only
+    uint64_t last_run = 0;                       // the Run that last named it in an item
   };
+  // Forgets `seq` (if known) and frees its blocks.
+  void Drop(uint64_t seq);
+  // Checks item `it` of the current batch against its sequence and appends its block ids.
+  absl::Status AdmitItem(const BatchItem& it, Seq& s);
   Transformer& model_;
   Hello hello_;
   int rank_;
   transport::NcclChannel* nccl_ = nullptr;
-  KvBlockPool pool_;  // this stage's layers only
+  KvBlockStorage storage_;  // this stage's layers only
+  KvBlockOwners owners_;
   bool last_;
   std::unordered_map<uint64_t, Seq> seqs_;
+  uint64_t runs_ = 0;
   std::vector<float> hidden_, rows_, logits_;
   std::atomic<uint64_t> batches_done_{0}, rows_done_{0};
   std::atomic<uint64_t> compute_us_{0};

@@ -232,8 +232,11 @@ void EncodeBody(Writer& w, const Batch& b) {
   w.Put<uint32_t>(static_cast<uint32_t>(b.truncated.size()));
   for (const auto& t : b.truncated) w.Put(t.seq), w.Put(t.length);
   w.Put<uint32_t>(static_cast<uint32_t>(b.items.size()));
-  for (const auto& it : b.items)
+  for (const auto& it : b.items) {
     w.Put(it.seq), w.Put(it.position), w.Put(it.n_tokens), w.Put<uint8_t>(it.sample ? 1 : 0);
+    w.Put<uint32_t>(static_cast<uint32_t>(it.blocks.size()));
+    w.Bytes(it.blocks.data(), it.blocks.size() * sizeof(int32_t));
+  }
   w.Put<uint32_t>(static_cast<uint32_t>(b.tokens.size()));
   w.Bytes(b.tokens.data(), b.tokens.size() * sizeof(int32_t));
   w.Put(ActivationWireByteOf(b.act)), w.Put(b.rows), w.Put(b.width), w.Put<uint8_t>(b.activations_over_nccl ? 1 : 0);
@@ -243,7 +246,7 @@ void EncodeBody(Writer& w, const Batch& b) {
 absl::Status DecodeBody(Reader& r, Batch& b) {
   uint64_t n = 0;
   // Encodings: new sequence 8+36+4 (sampling: seven 4-byte fields and an 8-byte seed),
-  // released 8, truncation 16, item 25, token 4.
+  // released 8, truncation 16, item 29 + 4 per block id, token 4.
   RETURN_IF_ERROR(r.Count(n, 48, "batch.opened"));
   b.opened.resize(n);
   for (auto& s : b.opened) {
@@ -264,7 +267,7 @@ absl::Status DecodeBody(Reader& r, Batch& b) {
     RETURN_IF_ERROR(r.Get(t.length, "truncated.length"));
     RETURN_IF_ERROR(NonNegative(t.length, "truncated.length"));
   }
-  RETURN_IF_ERROR(r.Count(n, 25, "batch.items"));
+  RETURN_IF_ERROR(r.Count(n, 29, "batch.items"));
   b.items.resize(n);
   for (auto& it : b.items) {
     RETURN_IF_ERROR(r.Get(it.seq, "item.seq"));
@@ -274,6 +277,13 @@ absl::Status DecodeBody(Reader& r, Batch& b) {
     RETURN_IF_ERROR(NonNegative(it.position, "item.position"));
     if (it.n_tokens <= 0 || it.n_tokens > (int64_t{1} << 30))
       return absl::InvalidArgumentError(absl::StrCat("wire: item n_tokens ", it.n_tokens, " out of range"));
+    uint64_t k = 0;
+    RETURN_IF_ERROR(r.Count(k, sizeof(int32_t), "item.blocks"));
+    it.blocks.resize(k);
+    for (auto& id : it.blocks) {
+      RETURN_IF_ERROR(r.Get(id, "item.blocks"));
+      if (id < 0) return absl::InvalidArgumentError(absl::StrCat("wire: negative block id ", id));
+    }
   }
   RETURN_IF_ERROR(r.Count(n, sizeof(int32_t), "batch.tokens"));
   b.tokens.resize(n);
@@ -438,7 +448,7 @@ absl::StatusOr<Message> Decode(const uint8_t* data, size_t size) {
 absl::Status ValidateBatch(const Batch& b, bool first_stage, int64_t width, ActivationTransport transport) {
   if (b.items.empty()) return absl::InvalidArgumentError("batch: no items");
   int64_t rows = 0;
-  for (const auto& it : b.items) rows += it.n_tokens;  // each <= 2^30, count <= 2^31/25: no overflow
+  for (const auto& it : b.items) rows += it.n_tokens;  // each <= 2^30, count <= 2^31/29: no overflow
   if (rows != b.rows)
     return absl::InvalidArgumentError(absl::StrCat("batch: items cover ", rows, " rows, header says ", b.rows));
   // Every stage: the last one's history needs a token per row, the others pass them on.

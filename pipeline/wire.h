@@ -25,8 +25,9 @@ namespace accullm::pipeline {
 inline constexpr uint32_t kWireMagic = 0x4D4C4341;  // "ACLM" little-endian
 // 2: hello.activation_transport, batch.activations_over_nccl; 3: batch.truncated; 4: opened
 // sequences carry no prompt, every stage's batch carries its rows' token ids, a truncation no
-// next token (the last stage's history is the tokens its KV positions were fed).
-inline constexpr uint16_t kWireVersion = 4;
+// next token (the last stage's history is the tokens its KV positions were fed); 5: item.blocks
+// (the scheduler owns the block table, the stages store the rows where it says).
+inline constexpr uint16_t kWireVersion = 5;
 inline constexpr size_t kHeaderBytes = 24;
 using transport::kMaxMessageBytes;
 inline constexpr int64_t kMaxTopLogprobs = 64;
@@ -78,20 +79,30 @@ struct NewSequence {
   int32_t logprobs = -1;
 };
 
-// Rolls a sequence back: every stage keeps KV positions [0, length), and the last stage's
-// history (the tokens those positions were fed) its first `length` tokens. The token fed at
-// position `length` next (speculative decoding's correction, or a preempted sequence's next
-// input) comes as the next item's row, like any other.
+// Rolls a sequence back: every stage keeps KV positions [0, length) and the first
+// ceil(length / block_size) entries of the sequence's block table (the ids past them are free
+// again: the scheduler sends a truncation only once no micro-batch in flight uses them), and the
+// last stage's history (the tokens those positions were fed) its first `length` tokens. The
+// token fed at position `length` next (speculative decoding's correction, or a preempted
+// sequence's next input) comes as the next item's row, like any other.
 struct Truncation {
   uint64_t seq = 0;
   int64_t length = 0;
 };
 
+// The scheduler owns every sequence's block table (which KV block ids hold its positions:
+// position p is in the table's entry p / block_size); the stages store the rows there. An item
+// carries the ids newly appended to the table for its rows: after it the table has exactly
+// ceil((position + n_tokens) / block_size) entries, so a decode item carries one id every
+// block_size steps and none otherwise. A stage refuses, before running, an id outside its pool
+// (the decoder cannot know the pool: Hello::kv_blocks), an id some live sequence already
+// holds (one request would read another's KV), and a table that does not end exactly there.
 struct BatchItem {
   uint64_t seq = 0;
   int64_t position = 0;  // first position of this item's rows (the cache length before)
   int64_t n_tokens = 0;
-  bool sample = false;  // the last stage samples a token after this item's last row
+  bool sample = false;          // the last stage samples a token after this item's last row
+  std::vector<int32_t> blocks;  // block ids appended to the sequence's table, in order
 };
 
 // One micro-batch on its way through the pipeline. Every stage receives the rows' token ids

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -242,15 +243,89 @@ TEST_F(PipelineTest, PromptCrossesEachHopOnceAsRowTokens) {
       opened += b.opened.size();
       EXPECT_LE(b.rows, sc.prefill_chunk) << "stage " << r;  // never the whole prompt at once
       seen.insert(seen.end(), b.tokens.begin(), b.tokens.end());
-      // 24 header; counts of opened (48 each), released (8), truncated (16), items (25),
-      // tokens (4); dtype, rows, width, nccl flag, activation byte count; activations.
+      // 24 header; counts of opened (48 each), released (8), truncated (16), items (29 and 4
+      // per new block id), tokens (4); dtype, rows, width, nccl flag, activation byte count;
+      // activations.
+      size_t block_ids = 0;
+      for (const auto& it : b.items) block_ids += it.blocks.size();
       const size_t fixed = 24 + 4 + 48 * b.opened.size() + 4 + 8 * b.released.size() + 4 + 16 * b.truncated.size() + 4 +
-                           25 * b.items.size() + 4 + 4 * b.tokens.size() + 1 + 8 + 8 + 1 + 8;
+                           29 * b.items.size() + 4 * block_ids + 4 + 4 * b.tokens.size() + 1 + 8 + 8 + 1 + 8;
       EXPECT_EQ(rec[r]->sizes[i], fixed + b.activations.size()) << "stage " << r << ", batch " << i;
     }
     EXPECT_EQ(opened, 1u) << "stage " << r;
     EXPECT_EQ(seen, fed) << "stage " << r;
   }
+}
+
+// Wire version 5: the scheduler's pool is the one allocator and every stage stores a
+// sequence's rows in the blocks the scheduler names. With room for two sequences at a time and
+// blocks of 4 positions, the later requests run in blocks the first ones freed, handed out in
+// another order (the free list is last-in first-out), so the stages' tables are not the
+// identity mapping nor ascending runs; every stage is told the same tables, and tokens and
+// logprobs are still those of the single-process run (one stage, a large pool).
+TEST_F(PipelineTest, StagesStoreRowsInTheBlocksTheSchedulerNames) {
+  const auto ref = SingleProcess();
+  constexpr int kStages = 2;
+  transport::InProcessHub hub(kStages + 1);
+  std::vector<std::unique_ptr<RecordingTransport>> rec;
+  std::vector<std::unique_ptr<ThreadPool>> pools;
+  std::vector<std::unique_ptr<Transformer>> models;
+  std::vector<std::thread> threads;
+  std::vector<int> codes(kStages + 1, -1);
+  for (int r = 1; r <= kStages; ++r) {
+    rec.push_back(std::make_unique<RecordingTransport>(hub.at(r)));
+    pools.push_back(std::make_unique<ThreadPool>(1));
+    auto m = Transformer::Load(kModel, pools.back().get());
+    ASSERT_TRUE(m.ok()) << m.status();
+    models.push_back(std::move(*m));
+    threads.emplace_back([&codes, r, t = rec.back().get(), model = models.back().get()] {
+      codes[r] = pipeline::RunPipelineStage(*t, *model);
+    });
+  }
+  pipeline::PipelineConfig pc;
+  pc.kv_block_size = 4;
+  pc.kv_blocks = 16;
+  pc.context = 64;
+  pc.micro_batches = 2;
+  auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
+                                                EvenStagePlan(model_->config().num_layers, kStages), pc);
+  ASSERT_TRUE(exec.ok()) << exec.status();
+  KvBlockPool accounting(0, model_->kv_dim(), 4, 16);
+  coordinator::SchedulerConfig sc;
+  sc.context = 64;
+  sc.prefill_chunk = 5;
+  sc.max_num_seqs = 2;
+  std::vector<Outcome> got;
+  {
+    coordinator::Scheduler s(**exec, model_->config(), tok_.get(), accounting, sc, nullptr);
+    s.Start();
+    got = RunAll(s);
+    s.Stop();
+  }
+  (*exec)->Shutdown();
+  for (auto& t : threads) t.join();
+  for (int r = 1; r <= kStages; ++r) EXPECT_EQ(codes[r], 0) << "stage rank " << r;
+  EXPECT_EQ(accounting.free_blocks(), 16);
+  ASSERT_EQ(got.size(), ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_EQ(got[i].ids, ref[i].ids) << "request " << i;
+    EXPECT_EQ(got[i].logprobs, ref[i].logprobs) << "request " << i;
+  }
+  // Each stage's table of every sequence, as the items built it.
+  std::vector<std::map<uint64_t, std::vector<int32_t>>> tables(kStages);
+  for (int r = 0; r < kStages; ++r)
+    for (const auto& b : rec[r]->batches)
+      for (const auto& it : b.items)
+        tables[r][it.seq].insert(tables[r][it.seq].end(), it.blocks.begin(), it.blocks.end());
+  ASSERT_EQ(tables[0].size(), 4u);
+  EXPECT_EQ(tables[1], tables[0]);
+  int not_ascending_runs = 0;
+  for (const auto& [seq, t] : tables[0]) {
+    bool run = true;
+    for (size_t j = 1; j < t.size(); ++j) run = run && t[j] == t[j - 1] + 1;
+    not_ascending_runs += run ? 0 : 1;
+  }
+  EXPECT_GE(not_ascending_runs, 1);
 }
 
 // The embedded pipeline runs its stage on the caller's thread; a stage error still fails it

@@ -21,7 +21,7 @@ Batch SampleBatch() {
   b.opened.push_back(s);
   b.released = {3, 4};
   b.truncated = {{7, 2}};
-  b.items = {{7, 0, 3, true}, {9, 12, 1, true}};
+  b.items = {{7, 0, 3, true, {5, 2}}, {9, 12, 1, true, {}}};  // 9 is mid-block: no new id
   b.tokens = {1, 2, 3, 40};  // a later stage's batch: tokens relayed beside the activations
   b.act = DType::kF32;
   b.rows = 4;
@@ -68,6 +68,8 @@ TEST(WireFormat, RoundTrips) {
   EXPECT_EQ(b.released, (std::vector<uint64_t>{3, 4}));
   ASSERT_EQ(b.items.size(), 2u);
   EXPECT_EQ(b.items[1].position, 12);
+  EXPECT_EQ(b.items[0].blocks, (std::vector<int32_t>{5, 2}));
+  EXPECT_TRUE(b.items[1].blocks.empty());
   EXPECT_TRUE(ValidateBatch(b, false, 2).ok());
   std::vector<float> back(8);
   UnpackActivations(b.activations, b.act, back.data());
@@ -208,7 +210,67 @@ TEST(WireFormat, OpenedSequencesCarryNoPromptAndTokensAreChecked) {
   std::memcpy(v3.data() + 4, &three, 2);
   auto old = Decode(v3.data(), v3.size());
   ASSERT_FALSE(old.ok());
-  EXPECT_NE(std::string(old.status().message()).find("version 3, this build speaks 4"), std::string::npos)
+  EXPECT_NE(std::string(old.status().message()).find("version 3, this build speaks 5"), std::string::npos)
+      << old.status();
+}
+
+// Version 5: an item carries the block ids newly appended to its sequence's table (a uint32
+// count, then the ids): 29 bytes without ids, 4 more per id. The count is bounded by the bytes
+// left, an id must not be negative (whether it lies in the pool is the stage's check: the
+// decoder does not know the pool), and a version 4 peer (items without ids) is refused.
+TEST(WireFormat, ItemsCarryTheirNewBlockIds) {
+  const Batch base = SampleBatch();
+  Batch more = SampleBatch();
+  more.items[1].blocks = {0, 7, 3};
+  EXPECT_EQ(Encode({1, more}).size() - Encode({1, base}).size(), 12u);
+  Batch extra = SampleBatch();
+  extra.items.push_back({11, 4, 1, false, {}});
+  extra.rows += 1, extra.tokens.push_back(5), extra.activations.resize(extra.activations.size() + 8);
+  EXPECT_EQ(Encode({1, extra}).size() - Encode({1, base}).size(), 29u + 4u + 8u);  // item, token, activations
+  auto mb = Encode({1, more});
+  auto m = Decode(mb.data(), mb.size());
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(std::get<Batch>(m->body).items[1].blocks, (std::vector<int32_t>{0, 7, 3}));
+
+  // Item 0's id count: after the opened (4 + 48), released (4 + 2 × 8), truncated (4 + 16) and
+  // item count (4) fields, and the item's seq, position, n_tokens (8 each) and sample (1).
+  const size_t count_at = kHeaderBytes + 4 + 48 + 4 + 16 + 4 + 16 + 4 + 25;
+  auto bytes = Encode({1, base});
+  uint32_t count = 0;
+  std::memcpy(&count, bytes.data() + count_at, 4);
+  ASSERT_EQ(count, 2u);
+  // A forged count: one id more than the bytes after it could hold, and a huge one.
+  const size_t left = bytes.size() - count_at - 4;
+  for (uint32_t forged : {static_cast<uint32_t>(left / 4 + 1), uint32_t{0xffffffff}}) {
+    auto f = bytes;
+    std::memcpy(f.data() + count_at, &forged, 4);
+    auto st = Decode(f.data(), f.size());
+    ASSERT_FALSE(st.ok()) << forged;
+    EXPECT_NE(std::string(st.status().message()).find("item.blocks count"), std::string::npos) << st.status();
+  }
+  // A count that claims fewer ids than sent: here the rest misparses into later fields, refused.
+  for (uint32_t fewer : {uint32_t{0}, uint32_t{1}}) {
+    auto f = bytes;
+    std::memcpy(f.data() + count_at, &fewer, 4);
+    EXPECT_FALSE(Decode(f.data(), f.size()).ok()) << fewer;
+  }
+  Batch neg = SampleBatch();
+  neg.items[0].blocks[1] = -4;
+  auto nb = Encode({1, neg});
+  auto st = Decode(nb.data(), nb.size());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.status().message()).find("negative block id -4"), std::string::npos) << st.status();
+  // Any non-negative id decodes: the stage holding the pool refuses one outside it.
+  Batch far = SampleBatch();
+  far.items[0].blocks[0] = std::numeric_limits<int32_t>::max();
+  auto fb = Encode({1, far});
+  EXPECT_TRUE(Decode(fb.data(), fb.size()).ok());
+  auto v4 = Encode({1, base});
+  const uint16_t four = 4;
+  std::memcpy(v4.data() + 4, &four, 2);
+  auto old = Decode(v4.data(), v4.size());
+  ASSERT_FALSE(old.ok());
+  EXPECT_NE(std::string(old.status().message()).find("version 4, this build speaks 5"), std::string::npos)
       << old.status();
 }
 
