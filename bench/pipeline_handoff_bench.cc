@@ -31,10 +31,10 @@ const std::string kModel = std::string(ACCULLM_SOURCE_DIR) + "/models/tinystorie
 constexpr int64_t kContext = 256, kBlocks = 64, kRollback = 128;
 
 // Compute threads: ACCULLM_BENCH_THREADS (default 2, as `generate -t 2`).
-Transformer& Model() {
+model::Transformer& Model() {
   static ThreadPool pool(std::getenv("ACCULLM_BENCH_THREADS") ? std::atoi(std::getenv("ACCULLM_BENCH_THREADS")) : 2);
-  static std::unique_ptr<Transformer> model = [] {
-    auto m = Transformer::Load(kModel, &pool);
+  static std::unique_ptr<model::Transformer> model = [] {
+    auto m = model::Transformer::Load(kModel, &pool);
     if (!m.ok()) std::abort();
     return std::move(*m);
   }();
@@ -67,8 +67,8 @@ struct ProcessUsage {
 
 // Decodes one token per iteration through `e`.
 void Decode(benchmark::State& state, BatchExecutor& e) {
-  KvBlockPool accounting(0, Model().kv_dim(), 16, kBlocks);
-  KvCache cache(&accounting, kContext);
+  model::KvBlockPool accounting(0, Model().kv_dim(), 16, kBlocks);
+  model::KvCache cache(&accounting, kContext);
   const std::vector<int32_t> prompt = {1, 420, 435, 261, 394};
   const int64_t n = static_cast<int64_t>(prompt.size());
   e.Open(SequenceSetup{1, {}, -1});
@@ -108,8 +108,8 @@ BENCHMARK(BM_DecodeStepOnCallerThread)->Unit(benchmark::kMicrosecond)->MinTime(1
 void BM_DecodeStepStageThreadAndMonitor(benchmark::State& state) {
   transport::InProcessHub hub(2);
   std::thread stage([&] { RunPipelineStage(hub.at(1), Model()); });
-  StagePlan plan = EvenStagePlan(Model().config().num_layers, 1);
-  plan.model_fingerprint = ModelFingerprint(Model().config());
+  sharding::StagePlan plan = sharding::EvenStagePlan(Model().config().num_layers, 1);
+  plan.model_fingerprint = sharding::ModelFingerprint(Model().config());
   auto e = PipelineExecutor::Start(hub.at(0), Model().config(), plan, Config());
   if (!e.ok()) std::abort();
   Decode(state, **e);

@@ -28,7 +28,7 @@ struct BenchFlags {
 
 // Multiply-adds of one token through the block linears (the prefill GEMMs' work), and of the
 // LM head (run once per prefill, on the last position).
-int64_t LayerMacsPerToken(const ModelConfig& c) {
+int64_t LayerMacsPerToken(const model::ModelConfig& c) {
   const int64_t q_dim = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
   return c.num_layers *
          (c.hidden_size * (q_dim + 2 * kv) + q_dim * c.hidden_size + 3 * c.hidden_size * c.intermediate_size);
@@ -80,8 +80,8 @@ int RunBench(const BenchFlags& f) {
   auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false, {.exact = f.exact});
   if (!loaded.ok()) return ReportError(loaded.status());
   const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
-  Transformer& model = *loaded->transformer;
-  const ModelConfig& c = model.config();
+  model::Transformer& model = *loaded->transformer;
+  const model::ModelConfig& c = model.config();
   if (f.prompt_tokens + f.gen_tokens > c.max_position_embeddings) {
     return ReportError(absl::InvalidArgumentError("--prompt-tokens + --gen-tokens exceed the model's context"));
   }
@@ -95,7 +95,7 @@ int RunBench(const BenchFlags& f) {
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
   double best_prefill = 1e30, best_decode = 1e30;
   for (int rep = 0; rep < std::max(1, f.repeat); ++rep) {
-    KvCache cache = model.NewCache(f.prompt_tokens + f.gen_tokens);
+    model::KvCache cache = model.NewCache(f.prompt_tokens + f.gen_tokens);
     auto t0 = Clock::now();
     if (auto s = model.Forward(prompt.data(), f.prompt_tokens, cache, logits.data()); !s.ok()) return ReportError(s);
     auto t1 = Clock::now();

@@ -35,15 +35,15 @@ struct BlockWeightMix {
   double bits_per_weight = 0;        // stored bits (codes, steps, zeros, FP16 parts) per weight
 };
 
-BlockWeightMix BlockWeights(Transformer& m) {
+BlockWeightMix BlockWeights(model::Transformer& m) {
   double at_most_4bit = 0, quantized = 0, total = 0, bits = 0;
   for (int64_t l = 0; l < m.config().num_layers; ++l) {
     for (const auto& bl : quant::BlockLinears()) {
-      const LinearOp& op = *(m.layer(l).*bl.op);
+      const model::LinearOp& op = *(m.layer(l).*bl.op);
       const double params = static_cast<double>(op.in_features() * op.out_features());
       total += params;
       bits += 8.0 * static_cast<double>(op.weight_bytes());
-      if (const auto* q = dynamic_cast<const LowBitLinear*>(&op); q != nullptr) {
+      if (const auto* q = dynamic_cast<const model::LowBitLinear*>(&op); q != nullptr) {
         quantized += params;
         if (q->weights().matrix.bits <= 4) at_most_4bit += params;
       }

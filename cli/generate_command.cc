@@ -46,8 +46,8 @@ int RunGenerate(const GenerateFlags& f) {
   auto loaded = LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads,
                           /*need_tokenizer=*/!(ids_in && f.output_ids) || !f.stop.empty(), {.exact = f.exact});
   if (!loaded.ok()) return ReportError(loaded.status());
-  Transformer& model = *loaded->transformer;
-  const ModelConfig& mc = model.config();
+  model::Transformer& model = *loaded->transformer;
+  const model::ModelConfig& mc = model.config();
   coordinator::SequenceParams p;
   if (ids_in) {
     auto ids = ParseIdList(f.prompt_ids);
@@ -94,7 +94,7 @@ int RunGenerate(const GenerateFlags& f) {
   if (p.max_tokens > 0) {
     spdlog::set_level(spdlog::level::warn);  // the stage's lifecycle lines are serve's business
     constexpr int64_t kBlock = 16;
-    KvBlockPool budget(0, model.kv_dim(), kBlock, (context + kBlock - 1) / kBlock);
+    model::KvBlockPool budget(0, model.kv_dim(), kBlock, (context + kBlock - 1) / kBlock);
     coordinator::SchedulerConfig sc;
     sc.context = context;
     sc.max_num_seqs = 1;

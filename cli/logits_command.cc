@@ -22,10 +22,10 @@ int RunLogits(const LogitsFlags& f) {
   if (!loaded.ok()) return ReportError(loaded.status());
   auto ids = ParseIdList(f.prompt_ids);
   if (!ids.ok()) return ReportError(ids.status());
-  Transformer& model = *loaded->transformer;
+  model::Transformer& model = *loaded->transformer;
   const int64_t vocab = model.config().vocab_size, n = static_cast<int64_t>(ids->size());
   std::vector<float> logits(static_cast<size_t>(n * vocab));
-  KvCache cache = model.NewCache();
+  model::KvCache cache = model.NewCache();
   if (f.mode == "prefill") {
     // The whole prompt in one batched pass.
     if (auto s = model.Forward(ids->data(), n, cache, logits.data(), /*all_positions=*/true); !s.ok())

@@ -13,12 +13,12 @@ namespace accullm::cli {
 
 struct LoadedModel {
   std::unique_ptr<ThreadPool> pool;
-  std::unique_ptr<Transformer> transformer;
+  std::unique_ptr<model::Transformer> transformer;
   std::unique_ptr<text::Tokenizer> tokenizer;  // null when not asked for and absent
 };
 
 // threads <= 0: all hardware threads. need_tokenizer: fail when tokenizer.json is absent.
 absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, int threads, bool need_tokenizer,
-                                      const ModelLoadOptions& options = {});
+                                      const model::ModelLoadOptions& options = {});
 
 }  // namespace accullm::cli

@@ -203,8 +203,8 @@ absl::StatusOr<quant::ModelQuantOptions> MakeOptions(const QuantizeFlags& f) {
     // A symmetric grid around zero so the bound is the whole constraint.
     o.quant.symmetric = true;
   }
-  o.embedding_bits = FormatBits(f.embeddings);  // fp16: 0
-  o.lm_head_bits = FormatBits(f.lm_head);
+  o.embedding_bits = model::FormatBits(f.embeddings);  // fp16: 0
+  o.lm_head_bits = model::FormatBits(f.lm_head);
   o.correct_input_mismatch = f.mismatch;
   // Measured on the fixture (all blocks INT4, GPTQ g32, 40 chunks): with integer zero points the
   // search barely matters (KL 0.002786 → 0.002765), with fractional ones it does (0.002714 →
@@ -271,7 +271,7 @@ bool IsExplicitSpec(const std::string& s) {
 }
 
 struct PlanChoice {
-  PrecisionPlan plan;
+  sharding::PrecisionPlan plan;
   std::vector<quant::LayerSensitivity> sensitivity;  // empty for explicit plans
 };
 
@@ -289,7 +289,7 @@ absl::StatusOr<PlanChoice> ChoosePrecision(const QuantizeFlags& f, Prepared& p, 
   if (explicit_spec) {
     std::string spec = f.fp16_layers;
     if (absl::StartsWith(spec, "layers:")) spec = spec.substr(7);
-    ASSIGN_OR_RETURN(c.plan, PrecisionPlan::FromFp16Spec(spec, n));
+    ASSIGN_OR_RETURN(c.plan, sharding::PrecisionPlan::FromFp16Spec(spec, n));
     return c;
   }
   quant::PlanBudget budget;
@@ -308,7 +308,7 @@ absl::StatusOr<PlanChoice> ChoosePrecision(const QuantizeFlags& f, Prepared& p, 
     budget.widths = *widths;
   } else if (f.fp16_share >= 0) {
     budget.fp16_share = f.fp16_share;
-    if (f.fp16_share == 0) return PlanChoice{PrecisionPlan::AllLowBit(n), c.sensitivity};
+    if (f.fp16_share == 0) return PlanChoice{sharding::PrecisionPlan::AllLowBit(n), c.sensitivity};
   } else {
     budget.fp16_share = 0.25;  // default: a quarter of the weights FP16, where they buy the most
   }
@@ -319,17 +319,17 @@ absl::StatusOr<PlanChoice> ChoosePrecision(const QuantizeFlags& f, Prepared& p, 
 void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
   std::printf("%-6s %-14s %-8s %-10s %s\n", "layer", "sensitivity", "outlier", "precision", "bytes");
   for (size_t l = 0; l < c.plan.layers.size(); ++l) {
-    const bool fp16 = c.plan.layers[l] == LayerPrecision::kFp16;
-    std::string precision = LayerPrecisionName(c.plan.layers[l]);
+    const bool fp16 = c.plan.layers[l] == sharding::LayerPrecision::kFp16;
+    std::string precision = sharding::LayerPrecisionName(c.plan.layers[l]);
     std::vector<std::string> kept;
-    for (int i = 0; i < kBlockLinears; ++i)
-      if (c.plan.fp16_linears.count({static_cast<int64_t>(l), i})) kept.push_back(kBlockLinearShortNames[i]);
+    for (int i = 0; i < sharding::kBlockLinears; ++i)
+      if (c.plan.fp16_linears.count({static_cast<int64_t>(l), i})) kept.push_back(sharding::kBlockLinearShortNames[i]);
     if (!fp16 && !kept.empty()) precision = absl::StrCat("int4, fp16: ", absl::StrJoin(kept, ","));
     std::vector<std::string> widths;
-    for (int i = 0; i < kBlockLinears; ++i) {
+    for (int i = 0; i < sharding::kBlockLinears; ++i) {
       const int64_t layer = static_cast<int64_t>(l);
       if (c.plan.LinearIsLowBit(layer, i) && c.plan.LinearBits(layer, i) != 4)
-        widths.push_back(absl::StrCat(kBlockLinearShortNames[i], ":", c.plan.LinearBits(layer, i)));
+        widths.push_back(absl::StrCat(sharding::kBlockLinearShortNames[i], ":", c.plan.LinearBits(layer, i)));
     }
     if (!fp16 && !widths.empty()) absl::StrAppend(&precision, kept.empty() ? ", " : "; ", absl::StrJoin(widths, ","));
     if (c.sensitivity.empty()) {
@@ -350,7 +350,7 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
   }
   if (!c.sensitivity.empty() && !c.sensitivity[0].linears.empty()) {
     std::printf("per-linear sensitivity (mean KL with only that linear INT4):\n%-6s", "layer");
-    for (const char* name : kBlockLinearShortNames) std::printf(" %-10s", name);
+    for (const char* name : sharding::kBlockLinearShortNames) std::printf(" %-10s", name);
     std::printf("\n");
     for (const auto& s : c.sensitivity) {
       std::printf("%-6lld", static_cast<long long>(s.layer));
@@ -381,7 +381,7 @@ int RunQuantize(const QuantizeFlags& f) {
   auto prepared = Prepare(f);
   if (!prepared.ok()) return ReportError(prepared.status());
   Prepared& p = *prepared;
-  Transformer& model = *p.loaded.transformer;
+  model::Transformer& model = *p.loaded.transformer;
   auto choice = ChoosePrecision(f, p, *opts, /*always_measure=*/false);
   if (!choice.ok()) return ReportError(choice.status());
   // Canaries: full-precision logits, recorded before any layer is quantized.
@@ -391,7 +391,7 @@ int RunQuantize(const QuantizeFlags& f) {
     c.prompt = prompt;
     c.ids = p.loaded.tokenizer->Encode(prompt, true);
     c.logits.resize(static_cast<size_t>(model.config().vocab_size));
-    KvCache cache = model.NewCache(static_cast<int64_t>(c.ids.size()));
+    model::KvCache cache = model.NewCache(static_cast<int64_t>(c.ids.size()));
     if (auto s = model.Forward(c.ids.data(), static_cast<int64_t>(c.ids.size()), cache, c.logits.data()); !s.ok())
       return ReportError(s);
     desc.canaries.push_back(std::move(c));
@@ -399,9 +399,9 @@ int RunQuantize(const QuantizeFlags& f) {
   quant::QuantizedMatrices mats;
   // A second, untouched view of the same mmap'd weights: the full-precision reference that
   // input-mismatch correction aims at.
-  std::unique_ptr<Transformer> reference;
+  std::unique_ptr<model::Transformer> reference;
   if (f.sequential && opts->correct_input_mismatch) {
-    auto r = Transformer::Load(p.model_dir, p.loaded.pool.get(), {.check_finite = false});  // checked above
+    auto r = model::Transformer::Load(p.model_dir, p.loaded.pool.get(), {.check_finite = false});  // checked above
     if (!r.ok()) return ReportError(r.status());
     reference = std::move(*r);
   }

@@ -117,15 +117,16 @@ int RunServe(ServeFlags f) {
   // A pipeline coordinator computes nothing: the stages check the weights they read.
   auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true, {.check_finite = !pipeline, .exact = f.exact});
   if (!loaded.ok()) return fail(loaded.status());
-  Transformer& model = *loaded->transformer;
-  const ModelConfig& mc = model.config();
+  model::Transformer& model = *loaded->transformer;
+  const model::ModelConfig& mc = model.config();
   const int64_t context =
       f.max_model_len > 0 ? std::min(f.max_model_len, mc.max_position_embeddings) : mc.max_position_embeddings;
   auto chat = text::ChatTemplate::Load(dir, f.chat_template);
   if (!chat.ok()) return fail(chat.status());
 
   // The KV budget in blocks: every layer's K and V, FP32, block_size positions per block.
-  const double block_bytes = static_cast<double>(KvBytesPerPosition(mc.num_layers, model.kv_dim())) * f.kv_block_size;
+  const double block_bytes =
+      static_cast<double>(model::KvBytesPerPosition(mc.num_layers, model.kv_dim())) * f.kv_block_size;
   const int64_t blocks = static_cast<int64_t>(f.kv_cache_mb * 1024 * 1024 / block_bytes);
   if (blocks < (context + f.kv_block_size - 1) / f.kv_block_size) {
     return fail(absl::InvalidArgumentError(
@@ -135,24 +136,24 @@ int RunServe(ServeFlags f) {
   // The KV rows live in the stages (the embedded default is one in-process stage), each with
   // this many blocks; here a pool without layers (no memory) is the one allocator: the
   // scheduler admits by its free blocks and tells the stages which block ids each sequence uses.
-  KvBlockPool pool(0, model.kv_dim(), f.kv_block_size, blocks);
+  model::KvBlockPool pool(0, model.kv_dim(), f.kv_block_size, blocks);
   std::unique_ptr<pipeline::PipelineExecutor> executor;
   if (pipeline) {
     const int workers = mpi->size() - 1;
-    StagePlan plan;
+    sharding::StagePlan plan;
     if (!f.plan_file.empty()) {
-      auto p = ReadStagePlanFile(f.plan_file);
+      auto p = sharding::ReadStagePlanFile(f.plan_file);
       if (!p.ok()) return fail(p.status());
       plan = *p;
     } else {
-      PlannerOptions po;
+      sharding::PlannerOptions po;
       if (!f.memory.empty()) {
-        auto budgets = ParseMemoryBudgets(f.memory, workers);
+        auto budgets = sharding::ParseMemoryBudgets(f.memory, workers);
         if (!budgets.ok()) return fail(budgets.status());
         po.memory_bytes = *budgets;
       }
       po.kv_positions = blocks * f.kv_block_size;
-      auto p = PlanStages(CostFromModel(model), workers, po);
+      auto p = sharding::PlanStages(sharding::CostFromModel(model), workers, po);
       if (!p.ok()) return fail(p.status());
       plan = *p;
     }

@@ -13,28 +13,29 @@ int RunShardingPlan(const ShardingPlanFlags& f) {
   // Planning reads shapes and sizes only: no pass over the weights (a stage checks its own).
   auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false, {.check_finite = false});
   if (!loaded.ok()) return ReportError(loaded.status());
-  Transformer& model = *loaded->transformer;
-  PlannerOptions o;
+  model::Transformer& model = *loaded->transformer;
+  sharding::PlannerOptions o;
   if (!f.memory.empty()) {
-    auto budgets = ParseMemoryBudgets(f.memory, f.workers);
+    auto budgets = sharding::ParseMemoryBudgets(f.memory, f.workers);
     if (!budgets.ok()) return ReportError(budgets.status());
     o.memory_bytes = *budgets;
   }
-  const ModelConfig& c = model.config();
+  const model::ModelConfig& c = model.config();
   if (f.kv_positions >= 0) {
     o.kv_positions = f.kv_positions;
   } else {  // what `serve` reserves by default: 256 MiB of FP32 KV over all layers
-    o.kv_positions = static_cast<int64_t>(256.0 * 1024 * 1024 / KvBytesPerPosition(c.num_layers, model.kv_dim()));
+    o.kv_positions =
+        static_cast<int64_t>(256.0 * 1024 * 1024 / model::KvBytesPerPosition(c.num_layers, model.kv_dim()));
   }
   o.tokens_per_step = f.tokens_per_step;
-  auto plan = PlanStages(CostFromModel(model), f.workers, o);
+  auto plan = sharding::PlanStages(sharding::CostFromModel(model), f.workers, o);
   if (!plan.ok()) return ReportError(plan.status());
-  plan->model_fingerprint = ModelFingerprint(c);
+  plan->model_fingerprint = sharding::ModelFingerprint(c);
   std::printf("model %s: %lld layers, %d workers, KV cache %lld positions\n", dir.c_str(),
               static_cast<long long>(c.num_layers), f.workers, static_cast<long long>(o.kv_positions));
-  std::printf("%s", FormatStagePlan(*plan).c_str());
+  std::printf("%s", sharding::FormatStagePlan(*plan).c_str());
   if (!f.out.empty()) {
-    if (absl::Status st = WriteStagePlanFile(f.out, *plan); !st.ok()) return ReportError(st);
+    if (absl::Status st = sharding::WriteStagePlanFile(f.out, *plan); !st.ok()) return ReportError(st);
     std::printf("wrote %s (accullm serve --plan %s under mpirun -np %d)\n", f.out.c_str(), f.out.c_str(),
                 f.workers + 1);
   }

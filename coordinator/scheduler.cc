@@ -28,7 +28,7 @@ struct Scheduler::Sequence {
   std::optional<text::StopText> stop_text;  // none without a tokenizer: ids only
   // The sequence's block table in pool_ (the stages store its rows at these ids) and, as its
   // length, the positions launched so far.
-  std::optional<KvCache> cache;
+  std::optional<model::KvCache> cache;
   int64_t prefilled = 0;  // prompt tokens already in the cache
   int64_t generated = 0;
   int32_t last = 0;  // the token to feed next when decoding
@@ -46,9 +46,9 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::CreateEmbedded(Transformer& model,
+absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::CreateEmbedded(model::Transformer& model,
                                                                      const text::Tokenizer* tokenizer,
-                                                                     KvBlockPool& pool, SchedulerConfig config,
+                                                                     model::KvBlockPool& pool, SchedulerConfig config,
                                                                      monitoring::ServingMetrics* metrics) {
   pipeline::PipelineConfig pc;
   pc.kv_block_size = pool.block_size();
@@ -60,16 +60,16 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::CreateEmbedded(Transformer
   return s;
 }
 
-Scheduler::Scheduler(pipeline::BatchExecutor& executor, const ModelConfig& model_config,
-                     const text::Tokenizer* tokenizer, KvBlockPool& pool, SchedulerConfig config,
+Scheduler::Scheduler(pipeline::BatchExecutor& executor, const model::ModelConfig& model_config,
+                     const text::Tokenizer* tokenizer, model::KvBlockPool& pool, SchedulerConfig config,
                      monitoring::ServingMetrics* metrics)
     : executor_(executor), tokenizer_(tokenizer), pool_(pool), config_(config), metrics_(metrics) {
-  const ModelConfig& mc = model_config;
+  const model::ModelConfig& mc = model_config;
   if (config_.context <= 0) config_.context = mc.max_position_embeddings;
   config_.max_num_seqs = std::max(1, config_.max_num_seqs);
   config_.max_batch_tokens = std::max<int64_t>(config_.max_batch_tokens, config_.max_num_seqs);
   config_.prefill_chunk = std::max<int64_t>(1, config_.prefill_chunk);
-  eos_ = EndOfSequenceIds(mc, tokenizer);
+  eos_ = model::EndOfSequenceIds(mc, tokenizer);
 }
 
 Scheduler::~Scheduler() { Stop(); }

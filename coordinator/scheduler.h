@@ -47,7 +47,7 @@ struct SchedulerConfig {
 struct SequenceParams {
   std::vector<int32_t> prompt;
   int64_t max_tokens = 16;
-  SamplingParams sampling;
+  model::SamplingParams sampling;
   std::vector<std::string> stop;
   bool ignore_eos = false;
   int logprobs = -1;  // -1: none; k >= 0: the sampled token's logprob and k alternatives
@@ -60,16 +60,17 @@ class Scheduler {
   // gets as many blocks of the same size as `pool`, the one allocator (give it zero layers: it
   // then holds no memory).
   // `tokenizer` may be null: ids only (no text, no stop sequences), as `generate --output-ids`.
-  static absl::StatusOr<std::unique_ptr<Scheduler>> CreateEmbedded(Transformer& model, const text::Tokenizer* tokenizer,
-                                                                   KvBlockPool& pool, SchedulerConfig config,
+  static absl::StatusOr<std::unique_ptr<Scheduler>> CreateEmbedded(model::Transformer& model,
+                                                                   const text::Tokenizer* tokenizer,
+                                                                   model::KvBlockPool& pool, SchedulerConfig config,
                                                                    monitoring::ServingMetrics* metrics);
   // Any executor (the pipeline under mpirun). `pool` is the one allocator of KV blocks: each
   // sequence's cache in it is its block table (reserved whole at admission, freed once no
   // micro-batch in flight uses it), whose ids the executor hands the stages with the items
   // (pipeline/batch_assembler.h). It must have the stages' block size and no more blocks than
   // their storage (a stage refuses an id outside its pool); a pool with zero layers holds no memory.
-  Scheduler(pipeline::BatchExecutor& executor, const ModelConfig& model_config, const text::Tokenizer* tokenizer,
-            KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics);
+  Scheduler(pipeline::BatchExecutor& executor, const model::ModelConfig& model_config, const text::Tokenizer* tokenizer,
+            model::KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -115,7 +116,7 @@ class Scheduler {
   std::unique_ptr<pipeline::EmbeddedPipeline> embedded_;  // CreateEmbedded's pipeline (destroyed after Stop)
   pipeline::BatchExecutor& executor_;
   const text::Tokenizer* tokenizer_;
-  KvBlockPool& pool_;
+  model::KvBlockPool& pool_;
   SchedulerConfig config_;
   monitoring::ServingMetrics* metrics_;
   std::vector<int32_t> eos_;

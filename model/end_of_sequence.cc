@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace accullm {
+namespace accullm::model {
 
 std::vector<int32_t> EndOfSequenceIds(const ModelConfig& config, const text::Tokenizer* tokenizer) {
   std::vector<int32_t> eos;
@@ -12,4 +12,4 @@ std::vector<int32_t> EndOfSequenceIds(const ModelConfig& config, const text::Tok
   return eos;
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

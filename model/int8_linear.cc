@@ -5,7 +5,7 @@
 
 #include "common/dtype.h"
 
-namespace accullm {
+namespace accullm::model {
 
 Int8Quantized QuantizeInt8Rows(const float* w, int64_t out, int64_t in) {
   Int8Quantized q;
@@ -54,4 +54,4 @@ void Int8Linear::Forward(const float* x, int64_t n, float* y, ThreadPool& pool) 
       /*min_chunk=*/16);
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -10,7 +10,7 @@
 #include "kernels/cpu/int8_kernels.h"
 #include "model/linear.h"
 
-namespace accullm {
+namespace accullm::model {
 
 // The arrays of one INT8 matrix, owned (freshly quantized) or borrowed (mmap'd pack).
 struct Int8Data {
@@ -44,4 +44,4 @@ class Int8Linear final : public LinearOp {
   std::vector<float> bias_;
 };
 
-}  // namespace accullm
+}  // namespace accullm::model

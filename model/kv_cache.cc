@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace accullm {
+namespace accullm::model {
 
 KvBlockStorage::KvBlockStorage(int64_t num_layers, int64_t kv_dim, int64_t block_size, int64_t num_blocks,
                                int64_t first_layer)
@@ -109,4 +109,4 @@ absl::Status KvBlockTable::Cover(int64_t n) {
   return absl::OkStatus();
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -18,7 +18,7 @@
 
 #include "absl/status/status.h"
 
-namespace accullm {
+namespace accullm::model {
 
 // Bytes one position of K and V takes in `num_layers` layers of width `kv_dim` (the cache
 // holds FP32): the one rule for the serve budget, the stage plan and the stage pools.
@@ -167,4 +167,4 @@ class KvBlockTable final : public KvSequence {
   absl::Status Cover(int64_t n) override;
 };
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -6,7 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "kernels/cpu/linear_kernels.h"
 
-namespace accullm {
+namespace accullm::model {
 
 namespace {
 std::string ShapeString(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
@@ -70,4 +70,4 @@ void DenseLinear::Forward(const float* x, int64_t n, float* y, ThreadPool& pool)
       /*min_chunk=*/16);
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

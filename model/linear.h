@@ -11,7 +11,7 @@
 #include "common/thread_pool.h"
 #include "model/safetensors.h"
 
-namespace accullm {
+namespace accullm::model {
 
 class LinearOp {
  public:
@@ -50,4 +50,4 @@ class DenseLinear final : public LinearOp {
 // Converts a 1-D (or any) tensor to a float vector, checking its element count.
 absl::StatusOr<std::vector<float>> TensorToF32(const TensorView& t, int64_t expected_numel);
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -8,7 +8,7 @@
 #include "kernels/cpu/low_bit_tiles.h"
 #include "model/low_bit_linear.h"
 
-namespace accullm {
+namespace accullm::model {
 
 namespace {
 
@@ -87,4 +87,4 @@ void ForwardGateUpSilu(const LinearOp& gate, const LinearOp& up, const float* x,
   });
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

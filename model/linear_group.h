@@ -14,7 +14,7 @@
 #include "common/thread_pool.h"
 #include "model/linear.h"
 
-namespace accullm {
+namespace accullm::model {
 
 struct LinearOutput {
   const LinearOp* op;
@@ -28,4 +28,4 @@ void ForwardSameInput(std::initializer_list<LinearOutput> linears, const float* 
 void ForwardGateUpSilu(const LinearOp& gate, const LinearOp& up, const float* x, int64_t n, float* gate_out,
                        float* up_scratch, ThreadPool& pool);
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -8,7 +8,7 @@
 #include "kernels/cpu/low_bit_int8_kernels.h"
 #include "kernels/cpu/low_bit_kernels.h"
 
-namespace accullm {
+namespace accullm::model {
 
 absl::StatusOr<std::unique_ptr<LowBitLinear>> LowBitLinear::Create(LowBitLinearWeights w, std::vector<float> bias) {
   const kernels::LowBitMatrix& m = w.matrix;
@@ -144,4 +144,4 @@ void LowBitLinear::Forward(const float* x, int64_t n, float* y, ThreadPool& pool
       /*min_chunk=*/16);
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -24,7 +24,7 @@
 #include "kernels/low_bit_matrix.h"
 #include "model/linear.h"
 
-namespace accullm {
+namespace accullm::model {
 
 // What a LowBitLinear computes with: the low-bit matrix (a view), its FP16 outlier columns,
 // and whatever keeps the arrays alive (a pack's mmap, or the quantizer's output).
@@ -87,4 +87,4 @@ class LowBitLinear final : public LinearOp {
   mutable uint64_t act_calls_ = 0;                       // fresh stochastic draws per call, reproducible per seed
 };
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -5,7 +5,7 @@
 #include "common/mapped_file.h"
 #include "common/status.h"
 
-namespace accullm {
+namespace accullm::model {
 namespace json = boost::json;
 
 namespace {
@@ -143,4 +143,4 @@ absl::StatusOr<ModelConfig> ModelConfig::Load(const std::string& model_dir) {
   return Parse(text, path);
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

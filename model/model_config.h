@@ -7,7 +7,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace accullm {
+namespace accullm::model {
 
 struct RopeScaling {
   std::string type;  // "" (none) or "llama3"
@@ -41,4 +41,4 @@ struct ModelConfig {
   static absl::StatusOr<ModelConfig> Load(const std::string& model_dir);
 };
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -4,7 +4,7 @@
 
 #include "kernels/cpu/rope.h"
 
-namespace accullm {
+namespace accullm::model {
 
 Rope::Rope(const ModelConfig& c) : head_dim_(c.head_dim) {
   const int64_t half = head_dim_ / 2;
@@ -36,4 +36,4 @@ void Rope::Apply(float* x, int64_t num_heads, int64_t pos) const {
   kernels::ApplyRope(x, num_heads, head_dim_, inv_freq_.data(), pos);
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -9,7 +9,7 @@
 
 #include "model/model_config.h"
 
-namespace accullm {
+namespace accullm::model {
 
 class Rope {
  public:
@@ -23,4 +23,4 @@ class Rope {
   std::vector<float> inv_freq_;
 };
 
-}  // namespace accullm
+}  // namespace accullm::model

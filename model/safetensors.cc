@@ -11,7 +11,7 @@
 #include "common/json.h"
 #include "common/status.h"
 
-namespace accullm {
+namespace accullm::model {
 namespace json = boost::json;
 
 namespace {
@@ -182,4 +182,4 @@ absl::StatusOr<TensorView> TensorStore::Get(const std::string& name) const {
   return it->second;
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -13,7 +13,7 @@
 #include "common/dtype.h"
 #include "common/mapped_file.h"
 
-namespace accullm {
+namespace accullm::model {
 
 // A view of one stored tensor: bytes live in a MappedFile owned by the SafetensorsFile.
 struct TensorView {
@@ -64,4 +64,4 @@ class TensorStore {
   std::map<std::string, TensorView> tensors_;
 };
 
-}  // namespace accullm
+}  // namespace accullm::model

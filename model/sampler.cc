@@ -6,7 +6,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 
-namespace accullm {
+namespace accullm::model {
 
 absl::Status SamplingParams::Validate() const {
   if (!(temperature >= 0.f) || temperature > 100.f)
@@ -85,4 +85,4 @@ int32_t Sampler::Sample(float* logits, int64_t vocab, const std::vector<int32_t>
   return candidates_[keep - 1].second;
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

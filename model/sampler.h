@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 
-namespace accullm {
+namespace accullm::model {
 
 struct SamplingParams {
   float temperature = 0.f;         // 0 = greedy (argmax)
@@ -36,4 +36,4 @@ class Sampler {
   std::vector<std::pair<float, int32_t>> candidates_;
 };
 
-}  // namespace accullm
+}  // namespace accullm::model

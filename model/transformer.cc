@@ -20,7 +20,7 @@
 #include "model/pack/tensor_names.h"
 #include "model/weight_check.h"
 
-namespace accullm {
+namespace accullm::model {
 
 namespace {
 
@@ -347,4 +347,4 @@ absl::Status Transformer::ForwardBatch(const int32_t* tokens, const std::vector<
   return absl::OkStatus();
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

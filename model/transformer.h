@@ -22,7 +22,7 @@
 #include "model/rope.h"
 #include "model/safetensors.h"
 
-namespace accullm {
+namespace accullm::model {
 
 // One sequence's share of a batch: `n_tokens` consecutive rows of the batch, at positions
 // cache->length() .. + n_tokens - 1 of that sequence. The cache is a KvCache (it allocates what
@@ -135,4 +135,4 @@ class Transformer {
   std::unique_ptr<LinearOp> lm_head_;
 };
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace accullm {
+namespace accullm::model {
 
 namespace {
 
@@ -107,4 +107,4 @@ absl::Status CheckFinite(const TensorStore& store, const std::function<bool(cons
   return absl::OkStatus();
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

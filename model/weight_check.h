@@ -16,7 +16,7 @@
 #include "common/thread_pool.h"
 #include "model/safetensors.h"
 
-namespace accullm {
+namespace accullm::model {
 
 // Index of the first NaN or ±Inf among `n` stored elements of type `t`, or -1 when there is
 // none (always -1 for integer types).
@@ -31,4 +31,4 @@ absl::Status CheckFinite(const TensorView& t);
 absl::Status CheckFinite(const TensorStore& store, const std::function<bool(const std::string&)>& select,
                          ThreadPool* pool);
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -17,13 +17,13 @@ namespace accullm::pipeline {
 
 struct SequenceSetup {
   uint64_t seq = 0;
-  SamplingParams sampling;
+  model::SamplingParams sampling;
   int logprobs = -1;  // -1: none; k >= 0: the sampled token's logprob and k alternatives
 };
 
 struct ExecItem {
   uint64_t seq = 0;
-  KvCache* cache = nullptr;  // the scheduler's cache: positions start at its length
+  model::KvCache* cache = nullptr;  // the scheduler's cache: positions start at its length
   int64_t n_tokens = 0;
   bool sample = false;  // sample a token after this item's last row
 };

@@ -8,13 +8,14 @@
 
 namespace accullm::pipeline {
 
-absl::StatusOr<std::unique_ptr<EmbeddedPipeline>> EmbeddedPipeline::Start(Transformer& model, PipelineConfig config) {
-  const ModelConfig& c = model.config();
+absl::StatusOr<std::unique_ptr<EmbeddedPipeline>> EmbeddedPipeline::Start(model::Transformer& model,
+                                                                          PipelineConfig config) {
+  const model::ModelConfig& c = model.config();
   config.activation_transport = pipeline::ActivationTransport::kMpi;  // activations never leave the stage
   RETURN_IF_ERROR(CheckActivationDType(config.activations));
-  StagePlan plan = EvenStagePlan(c.num_layers, 1);
-  plan.model_fingerprint = ModelFingerprint(c);
-  RETURN_IF_ERROR(ValidateStagePlan(plan, c.num_layers, 1, plan.model_fingerprint));
+  sharding::StagePlan plan = sharding::EvenStagePlan(c.num_layers, 1);
+  plan.model_fingerprint = sharding::ModelFingerprint(c);
+  RETURN_IF_ERROR(sharding::ValidateStagePlan(plan, c.num_layers, 1, plan.model_fingerprint));
   // The hello a one-stage pipeline sends rank 1, through the wire and the stage's own check.
   const std::vector<uint8_t> bytes = Encode(Message{0, StageHello(c, plan, config, 0)});
   ASSIGN_OR_RETURN(Message m, Decode(bytes.data(), bytes.size()));

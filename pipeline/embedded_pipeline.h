@@ -31,7 +31,7 @@ class EmbeddedPipeline final : public BatchExecutor {
  public:
   // `config` gives the KV pool (block size, blocks) and the context; the stage's hello is the
   // one a one-stage mpirun pipeline would get, refused the same way (model, context, weights).
-  static absl::StatusOr<std::unique_ptr<EmbeddedPipeline>> Start(Transformer& model, PipelineConfig config);
+  static absl::StatusOr<std::unique_ptr<EmbeddedPipeline>> Start(model::Transformer& model, PipelineConfig config);
   // Logs the stage's shutdown line (unless it failed), as a stage rank does on Shutdown.
   ~EmbeddedPipeline() override;
   EmbeddedPipeline(const EmbeddedPipeline&) = delete;

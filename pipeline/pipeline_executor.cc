@@ -12,7 +12,8 @@ using Clock = std::chrono::steady_clock;
 using pipeline::Message;
 }  // namespace
 
-Hello StageHello(const ModelConfig& model, const StagePlan& plan, const PipelineConfig& config, int stage) {
+Hello StageHello(const model::ModelConfig& model, const sharding::StagePlan& plan, const PipelineConfig& config,
+                 int stage) {
   pipeline::Hello h;
   h.stage = static_cast<uint32_t>(stage);
   h.num_stages = static_cast<uint32_t>(plan.stages.size());
@@ -21,7 +22,7 @@ Hello StageHello(const ModelConfig& model, const StagePlan& plan, const Pipeline
   h.num_layers = model.num_layers;
   h.hidden = model.hidden_size;
   h.vocab = model.vocab_size;
-  h.model_fingerprint = ModelFingerprint(model);
+  h.model_fingerprint = sharding::ModelFingerprint(model);
   h.kv_block_size = config.kv_block_size;
   h.kv_blocks = config.kv_blocks;
   h.context = config.context;
@@ -33,14 +34,14 @@ Hello StageHello(const ModelConfig& model, const StagePlan& plan, const Pipeline
 }
 
 absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transport::Transport& t,
-                                                                          const ModelConfig& model,
-                                                                          const StagePlan& plan,
+                                                                          const model::ModelConfig& model,
+                                                                          const sharding::StagePlan& plan,
                                                                           PipelineConfig config) {
   const int stages = t.size() - 1;
   if (stages < 1)
     return absl::FailedPreconditionError("a pipeline needs at least one worker rank (mpirun -np 2 or more)");
-  const uint64_t fingerprint = ModelFingerprint(model);
-  RETURN_IF_ERROR(ValidateStagePlan(plan, model.num_layers, stages, fingerprint));
+  const uint64_t fingerprint = sharding::ModelFingerprint(model);
+  RETURN_IF_ERROR(sharding::ValidateStagePlan(plan, model.num_layers, stages, fingerprint));
   RETURN_IF_ERROR(CheckActivationDType(config.activations));
   if (config.timeout_ms <= config.heartbeat_ms)
     return absl::InvalidArgumentError("the stage timeout must exceed the heartbeat interval");

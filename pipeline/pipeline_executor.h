@@ -48,13 +48,16 @@ struct StageStats {
 };
 
 // What the coordinator tells stage `stage` of `plan` at startup.
-Hello StageHello(const ModelConfig& model, const StagePlan& plan, const PipelineConfig& config, int stage);
+Hello StageHello(const model::ModelConfig& model, const sharding::StagePlan& plan, const PipelineConfig& config,
+                 int stage);
 
 class PipelineExecutor final : public BatchExecutor {
  public:
   // Handshake with ranks 1..size-1 (one per plan stage); a clear error when they disagree.
-  static absl::StatusOr<std::unique_ptr<PipelineExecutor>> Start(transport::Transport& t, const ModelConfig& model,
-                                                                 const StagePlan& plan, PipelineConfig config);
+  static absl::StatusOr<std::unique_ptr<PipelineExecutor>> Start(transport::Transport& t,
+                                                                 const model::ModelConfig& model,
+                                                                 const sharding::StagePlan& plan,
+                                                                 PipelineConfig config);
   ~PipelineExecutor() override;
 
   // Runs once, on the monitor thread, when the pipeline fails.

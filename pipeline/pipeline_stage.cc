@@ -29,7 +29,7 @@ constexpr std::chrono::milliseconds kNcclTimeout{60000};
 
 }  // namespace
 
-PipelineStage::PipelineStage(Transformer& m, const Hello& h, int rank)
+PipelineStage::PipelineStage(model::Transformer& m, const Hello& h, int rank)
     : model_(m), hello_(h), rank_(rank),
       storage_(h.layer_end - h.layer_begin, m.kv_dim(), h.kv_block_size, h.kv_blocks, h.layer_begin),
       owners_(h.kv_blocks), last_(h.stage + 1 == h.num_stages) {}
@@ -47,7 +47,7 @@ absl::Status PipelineStage::AdmitItem(const BatchItem& it, Seq& s) {
   if (s.last_run == runs_)
     return absl::InvalidArgumentError(absl::StrCat("sequence ", it.seq, " appears twice in one batch"));
   s.last_run = runs_;
-  KvBlockTable& table = *s.table;
+  model::KvBlockTable& table = *s.table;
   if (it.position != table.length())
     return absl::InvalidArgumentError(
         absl::StrCat("sequence ", it.seq, " at position ", it.position, ", this stage's cache holds ", table.length()));
@@ -107,11 +107,11 @@ absl::StatusOr<Message> PipelineStage::Run(uint64_t batch_id, Batch& b) {
   for (const auto& o : b.opened) {
     if (seqs_.count(o.seq) != 0) return absl::InvalidArgumentError(absl::StrCat("sequence ", o.seq, " opened twice"));
     Seq s;
-    s.table = std::make_unique<KvBlockTable>(&storage_);
+    s.table = std::make_unique<model::KvBlockTable>(&storage_);
     if (last_) s.sampling = std::make_unique<SequenceSampling>(SequenceSetup{o.seq, o.sampling, o.logprobs});
     seqs_.emplace(o.seq, std::move(s));
   }
-  std::vector<BatchSegment> segments;
+  std::vector<model::BatchSegment> segments;
   for (const auto& it : b.items) {
     auto s = seqs_.find(it.seq);
     if (s == seqs_.end()) return absl::InvalidArgumentError(absl::StrCat("batch names unknown sequence ", it.seq));
@@ -213,11 +213,11 @@ std::string NcclRefusal(int rank, transport::MpiTransport* mpi) {
 
 }  // namespace
 
-HelloAck CheckHello(const Hello& hello, Transformer& model, int rank, int size, transport::MpiTransport* mpi) {
-  const ModelConfig& c = model.config();
+HelloAck CheckHello(const Hello& hello, model::Transformer& model, int rank, int size, transport::MpiTransport* mpi) {
+  const model::ModelConfig& c = model.config();
   pipeline::HelloAck ack;
   ack.stage = hello.stage;
-  ack.model_fingerprint = ModelFingerprint(c);
+  ack.model_fingerprint = sharding::ModelFingerprint(c);
   ack.ok = true;
   if (hello.model_fingerprint != ack.model_fingerprint || hello.num_layers != c.num_layers ||
       hello.hidden != c.hidden_size || hello.vocab != c.vocab_size) {
@@ -247,7 +247,8 @@ HelloAck CheckHello(const Hello& hello, Transformer& model, int rank, int size, 
 
 namespace {
 
-absl::StatusOr<pipeline::Hello> Handshake(transport::Transport& t, Transformer& model, transport::MpiTransport* mpi) {
+absl::StatusOr<pipeline::Hello> Handshake(transport::Transport& t, model::Transformer& model,
+                                          transport::MpiTransport* mpi) {
   const auto deadline = Clock::now() + std::chrono::seconds(120);
   while (Clock::now() < deadline) {
     ASSIGN_OR_RETURN(std::optional<transport::Envelope> env, t.Receive(std::chrono::milliseconds(200)));
@@ -270,7 +271,7 @@ absl::StatusOr<pipeline::Hello> Handshake(transport::Transport& t, Transformer& 
 
 }  // namespace
 
-int RunPipelineStage(transport::Transport& t, Transformer& model, transport::MpiTransport* mpi) {
+int RunPipelineStage(transport::Transport& t, model::Transformer& model, transport::MpiTransport* mpi) {
   auto hello = Handshake(t, model, mpi);
   if (!hello.ok()) {
     spdlog::error("stage rank {}: {}", t.rank(), std::string(hello.status().message()));

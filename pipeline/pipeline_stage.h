@@ -38,7 +38,7 @@ class SequenceSampling;
 class PipelineStage {
  public:
   // `hello` must have been accepted (CheckHello); `rank` is this stage's rank (stage + 1).
-  PipelineStage(Transformer& model, const Hello& hello, int rank);
+  PipelineStage(model::Transformer& model, const Hello& hello, int rank);
   ~PipelineStage();
   PipelineStage(const PipelineStage&) = delete;
   PipelineStage& operator=(const PipelineStage&) = delete;
@@ -64,7 +64,7 @@ class PipelineStage {
 
  private:
   struct Seq {
-    std::unique_ptr<KvBlockTable> table;
+    std::unique_ptr<model::KvBlockTable> table;
     std::unique_ptr<SequenceSampling> sampling;  // last stage only
     uint64_t last_run = 0;                       // the Run that last named it in an item
   };
@@ -72,11 +72,11 @@ class PipelineStage {
   void Drop(uint64_t seq);
   // Checks item `it` of the current batch against its sequence and appends its block ids.
   absl::Status AdmitItem(const BatchItem& it, Seq& s);
-  Transformer& model_;
+  model::Transformer& model_;
   Hello hello_;
   int rank_;
   transport::NcclChannel* nccl_ = nullptr;
-  KvBlockStorage storage_;  // this stage's layers only
+  model::KvBlockStorage storage_;  // this stage's layers only
   KvBlockOwners owners_;
   bool last_;
   std::unordered_map<uint64_t, Seq> seqs_;
@@ -89,12 +89,13 @@ class PipelineStage {
 // This stage's answer to `hello`, as rank `rank` of `size` with `model` loaded: refused (with
 // the reason) when the model, the place in the pipeline, the context or the stage's weights
 // do not fit, or when NCCL is asked for and this rank cannot do it (`mpi`: see below).
-HelloAck CheckHello(const Hello& hello, Transformer& model, int rank, int size, transport::MpiTransport* mpi);
+HelloAck CheckHello(const Hello& hello, model::Transformer& model, int rank, int size, transport::MpiTransport* mpi);
 
 // Returns the process exit status: 0 after Shutdown, non-zero on failure (logged).
 // `mpi` (the same transport, when it is MPI) is needed for --activation-transport nccl: the
 // stage then refuses the hello unless this build has NCCL and this host a CUDA device, and
 // after the handshake joins the NCCL bootstrap (transport/nccl_channel.h).
-int RunPipelineStage(transport::Transport& transport, Transformer& model, transport::MpiTransport* mpi = nullptr);
+int RunPipelineStage(transport::Transport& transport, model::Transformer& model,
+                     transport::MpiTransport* mpi = nullptr);
 
 }  // namespace accullm::pipeline

@@ -25,7 +25,7 @@ class SequenceSampling {
   int64_t history_length() const { return static_cast<int64_t>(history_.size()); }
 
  private:
-  Sampler sampler_;
+  model::Sampler sampler_;
   std::vector<int32_t> history_;
   int logprobs_;
   std::vector<float> raw_;

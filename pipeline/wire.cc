@@ -200,11 +200,11 @@ absl::Status DecodeBody(Reader& r, HelloAck& a) {
   return r.Str(a.message, "ack.message");
 }
 
-void EncodeSampling(Writer& w, const SamplingParams& s) {
+void EncodeSampling(Writer& w, const model::SamplingParams& s) {
   w.Put(s.temperature), w.Put<int32_t>(s.top_k), w.Put(s.top_p), w.Put(s.min_p), w.Put(s.repetition_penalty);
   w.Put(s.presence_penalty), w.Put(s.frequency_penalty), w.Put(s.seed);
 }
-absl::Status DecodeSampling(Reader& r, SamplingParams& s) {
+absl::Status DecodeSampling(Reader& r, model::SamplingParams& s) {
   int32_t top_k = 0;
   RETURN_IF_ERROR(r.Get(s.temperature, "sampling.temperature"));
   RETURN_IF_ERROR(r.Get(top_k, "sampling.top_k"));

@@ -75,7 +75,7 @@ struct HelloAck {
 // each hop once, chunk by chunk, instead of whole in the opening batch.
 struct NewSequence {
   uint64_t seq = 0;
-  SamplingParams sampling;
+  model::SamplingParams sampling;
   int32_t logprobs = -1;
 };
 

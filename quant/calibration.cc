@@ -7,8 +7,8 @@
 
 namespace accullm::quant {
 
-void CalibrationStats::Observe(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) {
-  if (site == LinearSite::kBlockOut || (layer_filter_ >= 0 && layer != layer_filter_)) return;
+void CalibrationStats::Observe(int64_t layer, model::LinearSite site, const float* x, int64_t rows, int64_t width) {
+  if (site == model::LinearSite::kBlockOut || (layer_filter_ >= 0 && layer != layer_filter_)) return;
   SiteStats& s = sites_[{layer, static_cast<int>(site)}];
   if (s.width == 0) {
     s.width = width;
@@ -76,7 +76,7 @@ void CalibrationStats::Clear(int64_t layer) {
   }
 }
 
-const SiteStats* CalibrationStats::Get(int64_t layer, LinearSite site) const {
+const SiteStats* CalibrationStats::Get(int64_t layer, model::LinearSite site) const {
   auto it = sites_.find({layer, static_cast<int>(site)});
   return it == sites_.end() ? nullptr : &it->second;
 }
@@ -101,12 +101,12 @@ std::vector<std::vector<int32_t>> MakeCalibrationChunks(const std::vector<int32_
   return chunks;
 }
 
-absl::Status RunCalibration(Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
+absl::Status RunCalibration(model::Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
                             CalibrationStats& stats) {
   model.set_observer(&stats);
   std::vector<float> logits;
   for (const auto& chunk : chunks) {
-    KvCache cache = model.NewCache(static_cast<int64_t>(chunk.size()));
+    model::KvCache cache = model.NewCache(static_cast<int64_t>(chunk.size()));
     logits.resize(chunk.size() * static_cast<size_t>(model.config().vocab_size));
     absl::Status s = model.Forward(chunk.data(), static_cast<int64_t>(chunk.size()), cache, logits.data(),
                                    /*all_positions=*/true);
@@ -123,11 +123,12 @@ absl::Status RunCalibration(Transformer& model, const std::vector<std::vector<in
 namespace {
 
 // Keeps one layer's site inputs of the latest forward pass.
-class SiteRecorder final : public ActivationObserver {
+class SiteRecorder final : public model::ActivationObserver {
  public:
   explicit SiteRecorder(int64_t layer) : layer_(layer) {}
-  void Observe(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) override {
-    if (layer == layer_ && site != LinearSite::kBlockOut) inputs[static_cast<int>(site)].assign(x, x + rows * width);
+  void Observe(int64_t layer, model::LinearSite site, const float* x, int64_t rows, int64_t width) override {
+    if (layer == layer_ && site != model::LinearSite::kBlockOut)
+      inputs[static_cast<int>(site)].assign(x, x + rows * width);
   }
   std::map<int, std::vector<float>> inputs;
 
@@ -137,7 +138,7 @@ class SiteRecorder final : public ActivationObserver {
 
 }  // namespace
 
-absl::Status RunPairedCalibration(Transformer& reference, Transformer& model, int64_t layer,
+absl::Status RunPairedCalibration(model::Transformer& reference, model::Transformer& model, int64_t layer,
                                   const std::vector<std::vector<int32_t>>& chunks, CalibrationStats& stats) {
   SiteRecorder recorder(layer);
   stats.set_layer_filter(layer);
@@ -147,13 +148,13 @@ absl::Status RunPairedCalibration(Transformer& reference, Transformer& model, in
     const int64_t n = static_cast<int64_t>(chunk.size());
     logits.resize(static_cast<size_t>(n * model.config().vocab_size));
     reference.set_observer(&recorder);
-    KvCache rc = reference.NewCache(n);
+    model::KvCache rc = reference.NewCache(n);
     status = reference.Forward(chunk.data(), n, rc, logits.data(), true);
     reference.set_observer(nullptr);
     if (!status.ok()) break;
     stats.set_reference_inputs(&recorder.inputs);
     model.set_observer(&stats);
-    KvCache mc = model.NewCache(n);
+    model::KvCache mc = model.NewCache(n);
     status = model.Forward(chunk.data(), n, mc, logits.data(), true);
     model.set_observer(nullptr);
     stats.set_reference_inputs(nullptr);

@@ -31,10 +31,10 @@ struct CalibrationOptions {
   float outlier_threshold = 6.0f;
 };
 
-class CalibrationStats final : public ActivationObserver {
+class CalibrationStats final : public model::ActivationObserver {
  public:
   CalibrationStats(ThreadPool* pool, float outlier_threshold) : pool_(pool), threshold_(outlier_threshold) {}
-  void Observe(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) override;
+  void Observe(int64_t layer, model::LinearSite site, const float* x, int64_t rows, int64_t width) override;
   // Observe only one layer (-1: all). Sequential quantization re-collects one layer at a time.
   void set_layer_filter(int64_t layer) { layer_filter_ = layer; }
   // Forgets what was collected for `layer`.
@@ -44,7 +44,7 @@ class CalibrationStats final : public ActivationObserver {
   void set_reference_inputs(const std::map<int, std::vector<float>>* inputs) { reference_inputs_ = inputs; }
 
   // Null when the site was never observed.
-  const SiteStats* Get(int64_t layer, LinearSite site) const;
+  const SiteStats* Get(int64_t layer, model::LinearSite site) const;
   int64_t tokens() const { return tokens_; }
   void add_tokens(int64_t n) { tokens_ += n; }
 
@@ -63,13 +63,13 @@ std::vector<std::vector<int32_t>> MakeCalibrationChunks(const std::vector<int32_
                                                         int64_t samples, int64_t seq_len);
 
 // Runs the model over the chunks with `stats` observing.
-absl::Status RunCalibration(Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
+absl::Status RunCalibration(model::Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
                             CalibrationStats& stats);
 
 // Runs `reference` (full precision) and `model` (partly quantized) over the same chunks and
 // collects, for `layer` only, the model's statistics plus the cross moments with the
 // reference's inputs at the same sites.
-absl::Status RunPairedCalibration(Transformer& reference, Transformer& model, int64_t layer,
+absl::Status RunPairedCalibration(model::Transformer& reference, model::Transformer& model, int64_t layer,
                                   const std::vector<std::vector<int32_t>>& chunks, CalibrationStats& stats);
 
 }  // namespace accullm::quant

@@ -9,21 +9,21 @@
 
 namespace accullm::quant {
 
-absl::StatusOr<std::vector<CanaryResult>> CheckCanaries(Transformer& model) {
+absl::StatusOr<std::vector<CanaryResult>> CheckCanaries(model::Transformer& model) {
   std::vector<CanaryResult> out;
   if (!model.pack().has_value()) return out;
   const int64_t vocab = model.config().vocab_size;
-  for (const PackCanary& c : model.pack()->canaries) {
+  for (const model::PackCanary& c : model.pack()->canaries) {
     if (c.ids.empty() || static_cast<int64_t>(c.ids.size()) > model.config().max_position_embeddings)
       return absl::InvalidArgumentError(absl::StrCat("canary \"", c.prompt, "\" has ", c.ids.size(), " ids"));
-    ASSIGN_OR_RETURN(TensorView t, model.tensors().Get(c.logits_tensor));
+    ASSIGN_OR_RETURN(model::TensorView t, model.tensors().Get(c.logits_tensor));
     if (t.dtype != DType::kF32 || t.shape != std::vector<int64_t>{vocab}) {
       return absl::InvalidArgumentError(absl::StrCat(c.logits_tensor, " must be F32 [", vocab, "]"));
     }
-    ASSIGN_OR_RETURN(std::vector<float> want, TensorToF32(t, vocab));
+    ASSIGN_OR_RETURN(std::vector<float> want, model::TensorToF32(t, vocab));
     std::vector<float> got(static_cast<size_t>(vocab));
     const int64_t n = static_cast<int64_t>(c.ids.size());
-    KvCache cache = model.NewCache(n);
+    model::KvCache cache = model.NewCache(n);
     RETURN_IF_ERROR(model.Forward(c.ids.data(), n, cache, got.data()));
     std::vector<double> lp_want, lp_got;
     LogSoftmax(want.data(), vocab, lp_want);

@@ -22,6 +22,6 @@ struct CanaryResult {
 };
 
 // Empty when the model is not a pack or the pack has no canaries.
-absl::StatusOr<std::vector<CanaryResult>> CheckCanaries(Transformer& model);
+absl::StatusOr<std::vector<CanaryResult>> CheckCanaries(model::Transformer& model);
 
 }  // namespace accullm::quant

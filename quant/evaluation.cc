@@ -40,10 +40,10 @@ bool AllFinite(const float* logits, int64_t n) {
 namespace {
 
 // Keeps each block's output of the latest forward pass.
-class BlockOutputRecorder final : public ActivationObserver {
+class BlockOutputRecorder final : public model::ActivationObserver {
  public:
-  void Observe(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) override {
-    if (site != LinearSite::kBlockOut) return;
+  void Observe(int64_t layer, model::LinearSite site, const float* x, int64_t rows, int64_t width) override {
+    if (site != model::LinearSite::kBlockOut) return;
     if (outputs.size() <= static_cast<size_t>(layer)) outputs.resize(layer + 1);
     outputs[layer].assign(x, x + rows * width);
   }
@@ -52,8 +52,8 @@ class BlockOutputRecorder final : public ActivationObserver {
 
 }  // namespace
 
-absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, const std::vector<int32_t>& stream,
-                                    int32_t bos, const EvalOptions& opt) {
+absl::StatusOr<EvalResult> Evaluate(model::Transformer& model, model::Transformer& reference,
+                                    const std::vector<int32_t>& stream, int32_t bos, const EvalOptions& opt) {
   const int64_t vocab = model.config().vocab_size;
   if (reference.config().vocab_size != vocab)
     return absl::InvalidArgumentError("model and reference vocabularies differ");
@@ -77,7 +77,7 @@ absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, 
   for (int64_t c = 0; c < chunks && status.ok(); ++c) {
     std::vector<int32_t> chunk(stream.begin() + c * opt.ctx, stream.begin() + (c + 1) * opt.ctx);
     chunk[0] = bos;
-    KvCache cm = model.NewCache(opt.ctx), cr = reference.NewCache(opt.ctx);
+    model::KvCache cm = model.NewCache(opt.ctx), cr = reference.NewCache(opt.ctx);
     status = model.Forward(chunk.data(), opt.ctx, cm, lm.data(), true);
     if (status.ok()) status = reference.Forward(chunk.data(), opt.ctx, cr, lr.data(), true);
     if (!status.ok()) break;

@@ -29,8 +29,8 @@ struct EvalResult {
   std::vector<double> layer_relative_error;
 };
 
-absl::StatusOr<EvalResult> Evaluate(Transformer& model, Transformer& reference, const std::vector<int32_t>& stream,
-                                    int32_t bos, const EvalOptions& options);
+absl::StatusOr<EvalResult> Evaluate(model::Transformer& model, model::Transformer& reference,
+                                    const std::vector<int32_t>& stream, int32_t bos, const EvalOptions& options);
 
 // Log-softmax of one row of logits (double precision), for scoring.
 void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out);

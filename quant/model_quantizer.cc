@@ -11,13 +11,13 @@ namespace accullm::quant {
 
 const std::vector<BlockLinear>& BlockLinears() {
   static const std::vector<BlockLinear> kLinears = {
-      {kBlockLinearNames[0], LinearSite::kAttnIn, &TransformerLayer::q},
-      {kBlockLinearNames[1], LinearSite::kAttnIn, &TransformerLayer::k},
-      {kBlockLinearNames[2], LinearSite::kAttnIn, &TransformerLayer::v},
-      {kBlockLinearNames[3], LinearSite::kAttnOut, &TransformerLayer::o},
-      {kBlockLinearNames[4], LinearSite::kMlpIn, &TransformerLayer::gate},
-      {kBlockLinearNames[5], LinearSite::kMlpIn, &TransformerLayer::up},
-      {kBlockLinearNames[6], LinearSite::kMlpDown, &TransformerLayer::down},
+      {sharding::kBlockLinearNames[0], model::LinearSite::kAttnIn, &model::TransformerLayer::q},
+      {sharding::kBlockLinearNames[1], model::LinearSite::kAttnIn, &model::TransformerLayer::k},
+      {sharding::kBlockLinearNames[2], model::LinearSite::kAttnIn, &model::TransformerLayer::v},
+      {sharding::kBlockLinearNames[3], model::LinearSite::kAttnOut, &model::TransformerLayer::o},
+      {sharding::kBlockLinearNames[4], model::LinearSite::kMlpIn, &model::TransformerLayer::gate},
+      {sharding::kBlockLinearNames[5], model::LinearSite::kMlpIn, &model::TransformerLayer::up},
+      {sharding::kBlockLinearNames[6], model::LinearSite::kMlpDown, &model::TransformerLayer::down},
   };
   return kLinears;
 }
@@ -46,26 +46,27 @@ std::vector<int32_t> SelectOutlierChannels(const SiteStats& s, const OutlierOpti
   return chosen;
 }
 
-absl::StatusOr<std::vector<float>> LinearWeights(const Transformer& model, const std::string& prefix) {
-  ASSIGN_OR_RETURN(TensorView w, model.tensors().Get(prefix + ".weight"));
+absl::StatusOr<std::vector<float>> LinearWeights(const model::Transformer& model, const std::string& prefix) {
+  ASSIGN_OR_RETURN(model::TensorView w, model.tensors().Get(prefix + ".weight"));
   if (w.shape.size() != 2) return absl::InvalidArgumentError(absl::StrCat(prefix, ".weight is not 2-D"));
-  return TensorToF32(w, w.numel());
+  return model::TensorToF32(w, w.numel());
 }
 
-absl::StatusOr<std::unique_ptr<LinearOp>> MakeLowBitLinear(const Transformer& model, const std::string& prefix,
-                                                           std::shared_ptr<const QuantizedMatrix> m) {
+absl::StatusOr<std::unique_ptr<model::LinearOp>> MakeLowBitLinear(const model::Transformer& model,
+                                                                  const std::string& prefix,
+                                                                  std::shared_ptr<const QuantizedMatrix> m) {
   std::vector<float> bias;
   if (model.tensors().Has(prefix + ".bias")) {
-    ASSIGN_OR_RETURN(TensorView b, model.tensors().Get(prefix + ".bias"));
-    ASSIGN_OR_RETURN(bias, TensorToF32(b, m->format.out));
+    ASSIGN_OR_RETURN(model::TensorView b, model.tensors().Get(prefix + ".bias"));
+    ASSIGN_OR_RETURN(bias, model::TensorToF32(b, m->format.out));
   }
-  LowBitLinearWeights w;
+  model::LowBitLinearWeights w;
   w.matrix = m->view();
   w.outlier_cols = m->outlier_cols;
   w.outlier_weights = m->outlier_cols.empty() ? nullptr : m->outlier_weights.data();
   w.keep_alive = m;
-  ASSIGN_OR_RETURN(auto op, LowBitLinear::Create(std::move(w), std::move(bias)));
-  return std::unique_ptr<LinearOp>(std::move(op));
+  ASSIGN_OR_RETURN(auto op, model::LowBitLinear::Create(std::move(w), std::move(bias)));
+  return std::unique_ptr<model::LinearOp>(std::move(op));
 }
 
 absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& s, double dampening) {
@@ -99,14 +100,12 @@ absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& s, 
   return b;
 }
 
-absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer& model, int64_t layer,
-                                                                     const CalibrationStats& stats,
-                                                                     const ModelQuantOptions& options, ThreadPool& pool,
-                                                                     QuantizedMatrices* out, const LinearMask* which,
-                                                                     const LinearBits* bits) {
-  std::vector<std::unique_ptr<LinearOp>> new_ops;
+absl::StatusOr<std::vector<std::unique_ptr<model::LinearOp>>> QuantizeBlock(
+    model::Transformer& model, int64_t layer, const CalibrationStats& stats, const ModelQuantOptions& options,
+    ThreadPool& pool, QuantizedMatrices* out, const LinearMask* which, const LinearBits* bits) {
+  std::vector<std::unique_ptr<model::LinearOp>> new_ops;
   std::map<int, std::vector<double>> corrections;  // per input site, shared by its linears
-  for (int li = 0; li < kBlockLinears; ++li) {
+  for (int li = 0; li < sharding::kBlockLinears; ++li) {
     const BlockLinear& bl = BlockLinears()[li];
     if (which != nullptr && !(*which)[li]) {
       new_ops.push_back(nullptr);  // stays as it is
@@ -140,7 +139,7 @@ absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer
         }
       });
     }
-    LinearOp& current = *(model.layer(layer).*bl.op);
+    model::LinearOp& current = *(model.layer(layer).*bl.op);
     const int64_t rows = current.out_features(), cols = current.in_features();
     std::vector<int32_t> outliers =
         site != nullptr ? SelectOutlierChannels(*site, options.outliers) : std::vector<int32_t>{};
@@ -153,7 +152,7 @@ absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer
     new_ops.push_back(std::move(op));
     if (out != nullptr) (*out)[prefix] = shared;
   }
-  std::vector<std::unique_ptr<LinearOp>> displaced;
+  std::vector<std::unique_ptr<model::LinearOp>> displaced;
   size_t i = 0;
   for (const BlockLinear& bl : BlockLinears()) {
     if (new_ops[i] == nullptr) {
@@ -167,7 +166,7 @@ absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer
   return displaced;
 }
 
-void RestoreBlock(Transformer& model, int64_t layer, std::vector<std::unique_ptr<LinearOp>> ops) {
+void RestoreBlock(model::Transformer& model, int64_t layer, std::vector<std::unique_ptr<model::LinearOp>> ops) {
   size_t i = 0;
   for (const BlockLinear& bl : BlockLinears()) {
     if (ops[i] != nullptr) model.layer(layer).*bl.op = std::move(ops[i]);
@@ -175,10 +174,11 @@ void RestoreBlock(Transformer& model, int64_t layer, std::vector<std::unique_ptr
   }
 }
 
-absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationStats& stats, const PrecisionPlan& plan,
-                                                const ModelQuantOptions& options, ThreadPool& pool,
+absl::StatusOr<QuantizedMatrices> QuantizeModel(model::Transformer& model, CalibrationStats& stats,
+                                                const sharding::PrecisionPlan& plan, const ModelQuantOptions& options,
+                                                ThreadPool& pool,
                                                 const std::vector<std::vector<int32_t>>& sequential_chunks,
-                                                const ProgressFn& progress, Transformer* reference) {
+                                                const ProgressFn& progress, model::Transformer* reference) {
   const int64_t n = model.config().num_layers;
   if (static_cast<int64_t>(plan.layers.size()) != n) {
     return absl::InvalidArgumentError(absl::StrCat("plan has ", plan.layers.size(), " layers, the model ", n));
@@ -187,7 +187,7 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
   const int64_t total = plan.CountLowBit();
   int64_t done = 0;
   for (int64_t l = 0; l < n; ++l) {
-    if (plan.layers[l] != LayerPrecision::kLowBit) continue;
+    if (plan.layers[l] != sharding::LayerPrecision::kLowBit) continue;
     if (progress) progress(done, total, absl::StrCat("layer ", l));
     if (!sequential_chunks.empty() && done > 0) {  // upstream blocks changed: re-collect this one's inputs
       stats.Clear(l);
@@ -202,7 +202,7 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
     }
     LinearMask which;
     LinearBits bits;
-    for (int li = 0; li < kBlockLinears; ++li) {
+    for (int li = 0; li < sharding::kBlockLinears; ++li) {
       which[li] = plan.LinearIsLowBit(l, li);
       bits[li] = plan.LinearBits(l, li);
     }
@@ -214,24 +214,26 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
   return out;
 }
 
-absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& stats, const ModelQuantOptions& options,
-                                       ThreadPool& pool, const std::vector<std::vector<int32_t>>& sequential_chunks,
+absl::Status QuantizeEmbeddingsAndHead(model::Transformer& model, CalibrationStats& stats,
+                                       const ModelQuantOptions& options, ThreadPool& pool,
+                                       const std::vector<std::vector<int32_t>>& sequential_chunks,
                                        QuantizedMatrices* out, Int8Matrices* out8) {
-  const ModelConfig& c = model.config();
+  const model::ModelConfig& c = model.config();
   const bool lm_head_int8 = options.lm_head_bits == 8, lm_head_grouped = options.lm_head_bits > 0 && !lm_head_int8;
   if (lm_head_int8) {
     if (!model.tensors().Has("lm_head.weight")) {
       return absl::InvalidArgumentError("the LM head is tied to the embeddings: it cannot be INT8 on its own");
     }
     ASSIGN_OR_RETURN(std::vector<float> w, LinearWeights(model, "lm_head"));
-    auto q = std::make_shared<const Int8Quantized>(QuantizeInt8Rows(w.data(), c.vocab_size, c.hidden_size));
-    Int8Data d;
+    auto q =
+        std::make_shared<const model::Int8Quantized>(model::QuantizeInt8Rows(w.data(), c.vocab_size, c.hidden_size));
+    model::Int8Data d;
     d.out = q->out;
     d.in = q->in;
     d.codes = q->codes.data();
     d.scales = q->scales.data();
     d.keep_alive = q;
-    ASSIGN_OR_RETURN(auto op, Int8Linear::Create(std::move(d), {}));
+    ASSIGN_OR_RETURN(auto op, model::Int8Linear::Create(std::move(d), {}));
     model.set_lm_head(std::move(op));
     if (out8 != nullptr) (*out8)["lm_head"] = q;
   }
@@ -245,7 +247,8 @@ absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& sta
     ASSIGN_OR_RETURN(QuantizedMatrix m, QuantizeMatrix(w.data(), c.vocab_size, c.hidden_size, nullptr, {}, q, pool));
     auto shared = std::make_shared<const QuantizedMatrix>(std::move(m));
     ASSIGN_OR_RETURN(auto op, MakeLowBitLinear(model, "model.embed_tokens", shared));
-    model.set_low_bit_embedding(std::shared_ptr<const LowBitLinear>(static_cast<LowBitLinear*>(op.release())));
+    model.set_low_bit_embedding(
+        std::shared_ptr<const model::LowBitLinear>(static_cast<model::LowBitLinear*>(op.release())));
     (*out)["model.embed_tokens"] = shared;
   }
   if (lm_head_grouped) {
@@ -260,7 +263,7 @@ absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& sta
       stats.set_layer_filter(-1);
       RETURN_IF_ERROR(s);
     }
-    const SiteStats* site = stats.Get(head_layer, LinearSite::kHeadIn);
+    const SiteStats* site = stats.Get(head_layer, model::LinearSite::kHeadIn);
     if (site == nullptr && options.quant.method != QuantMethod::kRtn) {
       return absl::FailedPreconditionError("no calibration statistics for the LM head");
     }

@@ -43,37 +43,38 @@ struct ModelQuantOptions {
 // The seven linears of a block, with the site whose statistics they use.
 struct BlockLinear {
   const char* name;  // e.g. "self_attn.q_proj"
-  LinearSite site;
-  std::unique_ptr<LinearOp> TransformerLayer::*op;
+  model::LinearSite site;
+  std::unique_ptr<model::LinearOp> model::TransformerLayer::*op;
 };
 const std::vector<BlockLinear>& BlockLinears();
 std::string LinearPrefix(int64_t layer, const BlockLinear& l);  // "model.layers.3.self_attn.q_proj"
 
 using QuantizedMatrices = std::map<std::string, std::shared_ptr<const QuantizedMatrix>>;
-using Int8Matrices = std::map<std::string, std::shared_ptr<const Int8Quantized>>;
+using Int8Matrices = std::map<std::string, std::shared_ptr<const model::Int8Quantized>>;
 
 std::vector<int32_t> SelectOutlierChannels(const SiteStats& stats, const OutlierOptions& options);
 
 // Float weights [out, in] of a linear from the model's checkpoint.
-absl::StatusOr<std::vector<float>> LinearWeights(const Transformer& model, const std::string& prefix);
+absl::StatusOr<std::vector<float>> LinearWeights(const model::Transformer& model, const std::string& prefix);
 
 // A LowBitLinear over `m` (kept alive by the op), with the checkpoint's bias if any.
-absl::StatusOr<std::unique_ptr<LinearOp>> MakeLowBitLinear(const Transformer& model, const std::string& prefix,
-                                                           std::shared_ptr<const QuantizedMatrix> m);
+absl::StatusOr<std::unique_ptr<model::LinearOp>> MakeLowBitLinear(const model::Transformer& model,
+                                                                  const std::string& prefix,
+                                                                  std::shared_ptr<const QuantizedMatrix> m);
 
 // Which of a block's linears (kBlockLinearNames order) to quantize.
-using LinearMask = std::array<bool, kBlockLinears>;
+using LinearMask = std::array<bool, sharding::kBlockLinears>;
 // The code width of each of a block's linears.
-using LinearBits = std::array<int, kBlockLinears>;
+using LinearBits = std::array<int, sharding::kBlockLinears>;
 
 // Quantizes block `layer` (only the linears `which` marks; null: all seven; `bits` gives their
 // code widths, null: options.quant.bits), installs the quantized
 // ops and returns the displaced ones, null where a linear was left alone (so a caller
 // measuring sensitivity can put them back with RestoreBlock).
-absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(
-    Transformer& model, int64_t layer, const CalibrationStats& stats, const ModelQuantOptions& options,
+absl::StatusOr<std::vector<std::unique_ptr<model::LinearOp>>> QuantizeBlock(
+    model::Transformer& model, int64_t layer, const CalibrationStats& stats, const ModelQuantOptions& options,
     ThreadPool& pool, QuantizedMatrices* out, const LinearMask* which = nullptr, const LinearBits* bits = nullptr);
-void RestoreBlock(Transformer& model, int64_t layer, std::vector<std::unique_ptr<LinearOp>> ops);
+void RestoreBlock(model::Transformer& model, int64_t layer, std::vector<std::unique_ptr<model::LinearOp>> ops);
 
 using ProgressFn = std::function<void(int64_t done, int64_t total, const std::string& what)>;
 
@@ -83,10 +84,12 @@ using ProgressFn = std::function<void(int64_t done, int64_t total, const std::st
 // (as GPTQ's reference implementation does); `stats` is updated in place.
 // `reference` (may be null): a full-precision copy of the model, needed for input-mismatch
 // correction in sequential runs.
-absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationStats& stats, const PrecisionPlan& plan,
-                                                const ModelQuantOptions& options, ThreadPool& pool,
+absl::StatusOr<QuantizedMatrices> QuantizeModel(model::Transformer& model, CalibrationStats& stats,
+                                                const sharding::PrecisionPlan& plan, const ModelQuantOptions& options,
+                                                ThreadPool& pool,
                                                 const std::vector<std::vector<int32_t>>& sequential_chunks = {},
-                                                const ProgressFn& progress = nullptr, Transformer* reference = nullptr);
+                                                const ProgressFn& progress = nullptr,
+                                                model::Transformer* reference = nullptr);
 
 // w* = w + w·Δ·(H + λI)⁻¹ with Δ = C − H: the weights whose output on the quantized model's
 // inputs (H = Σ x̃x̃ᵀ) best matches the full-precision layer on its own inputs (C = Σ x x̃ᵀ).
@@ -96,8 +99,9 @@ absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& sta
 // Quantizes the token embeddings and/or the LM head as the options ask, installs them in the
 // model and adds them to `out` (keys "model.embed_tokens", "lm_head"). Run after the blocks:
 // with `sequential_chunks`, the head's input statistics are re-collected on the quantized model.
-absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& stats, const ModelQuantOptions& options,
-                                       ThreadPool& pool, const std::vector<std::vector<int32_t>>& sequential_chunks,
+absl::Status QuantizeEmbeddingsAndHead(model::Transformer& model, CalibrationStats& stats,
+                                       const ModelQuantOptions& options, ThreadPool& pool,
+                                       const std::vector<std::vector<int32_t>>& sequential_chunks,
                                        QuantizedMatrices* out, Int8Matrices* out8 = nullptr);
 
 }  // namespace accullm::quant

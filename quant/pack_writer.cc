@@ -22,7 +22,7 @@ namespace {
 
 // Stable 64-bit FNV-1a of the source config and safetensors headers: identifies the model a
 // pack came from without hashing gigabytes.
-std::string SourceHash(const Transformer& model, const std::string& dir) {
+std::string SourceHash(const model::Transformer& model, const std::string& dir) {
   uint64_t h = 1469598103934665603ull;
   auto mix = [&](const std::string& s) {
     for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
@@ -42,7 +42,7 @@ std::string SourceHash(const Transformer& model, const std::string& dir) {
 }
 
 // F16 copy of a stored tensor; BF16/F32 values beyond F16's range keep their dtype instead.
-void AddAsF16(SafetensorsWriter& w, const TensorView& t) {
+void AddAsF16(SafetensorsWriter& w, const model::TensorView& t) {
   std::vector<float> f(static_cast<size_t>(t.numel()));
   ConvertToF32(t.dtype, t.data, f.data(), f.size());
   bool fits = true;
@@ -58,7 +58,7 @@ void AddAsF16(SafetensorsWriter& w, const TensorView& t) {
 
 }  // namespace
 
-absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatrices& matrices,
+absl::StatusOr<size_t> WritePack(const model::Transformer& model, const QuantizedMatrices& matrices,
                                  const PackDescription& desc, const std::string& out_dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -68,16 +68,16 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
     return absl::InvalidArgumentError("the pack directory must differ from the source model directory");
   }
   // An old manifest must not vouch for the new, half-written tensors.
-  fs::remove(fs::path(out_dir) / kPackManifestFile, ec);
+  fs::remove(fs::path(out_dir) / model::kPackManifestFile, ec);
   SafetensorsWriter w;
   for (const auto& [name, t] : model.tensors().tensors()) {
     // Tensors of INT4 linears are replaced by their quantized form below.
-    const std::string linear = absl::EndsWith(name, pack_tensor::kWeight)
-                                   ? name.substr(0, name.size() - std::strlen(pack_tensor::kWeight))
+    const std::string linear = absl::EndsWith(name, model::pack_tensor::kWeight)
+                                   ? name.substr(0, name.size() - std::strlen(model::pack_tensor::kWeight))
                                    : std::string();
     if (!linear.empty() && (matrices.count(linear) || desc.int8.count(linear))) continue;
     if (absl::StrContains(name, "layernorm") || absl::StrContains(name, "norm.weight") ||
-        absl::EndsWith(name, pack_tensor::kBias)) {
+        absl::EndsWith(name, model::pack_tensor::kBias)) {
       std::vector<float> f(static_cast<size_t>(t.numel()));
       ConvertToF32(t.dtype, t.data, f.data(), f.size());
       w.Add(name, DType::kF32, t.shape, f.data(), f.size() * 4);
@@ -87,8 +87,8 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   }
   boost::json::object outliers, linear_bits;
   for (const auto& [prefix, m] : desc.int8) {
-    w.Add(prefix + pack_tensor::kInt8Codes, DType::kU8, {m->out, m->in}, m->codes.data(), m->codes.size());
-    w.Add(prefix + pack_tensor::kInt8Scales, DType::kF16, {m->out}, m->scales.data(), m->scales.size() * 2);
+    w.Add(prefix + model::pack_tensor::kInt8Codes, DType::kU8, {m->out, m->in}, m->codes.data(), m->codes.size());
+    w.Add(prefix + model::pack_tensor::kInt8Scales, DType::kF16, {m->out}, m->scales.data(), m->scales.size() * 2);
   }
   // One scale format and one zero-point resolution per pack (the manifest records each once;
   // wider codes cap the resolution at 8 - bits, see QuantOptions::zero_fraction_bits).
@@ -110,20 +110,21 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   for (const auto& [prefix, q] : matrices) {
     const kernels::LowBitMatrix m = q->view();
     const int64_t groups = m.groups_per_row();
-    w.Add(prefix + pack_tensor::kCodes, DType::kU8, {m.out, kernels::CodeRowBytes(m.in, m.bits)}, m.codes,
+    w.Add(prefix + model::pack_tensor::kCodes, DType::kU8, {m.out, kernels::CodeRowBytes(m.in, m.bits)}, m.codes,
           q->codes.size());
     if (m.bits != 4 && absl::StartsWith(prefix, "model.layers.")) linear_bits[prefix] = m.bits;
     if (m.scale_codes != nullptr) {
-      w.Add(prefix + pack_tensor::kScales, DType::kU8, {m.out, groups}, m.scale_codes, q->scale_codes.size());
-      w.Add(prefix + pack_tensor::kRowScales, DType::kF16, {m.out}, m.row_scales, q->row_scales.size() * 2);
+      w.Add(prefix + model::pack_tensor::kScales, DType::kU8, {m.out, groups}, m.scale_codes, q->scale_codes.size());
+      w.Add(prefix + model::pack_tensor::kRowScales, DType::kF16, {m.out}, m.row_scales, q->row_scales.size() * 2);
     } else {
-      w.Add(prefix + pack_tensor::kScales, DType::kF16, {m.out, groups}, m.scales, q->scales.size() * 2);
+      w.Add(prefix + model::pack_tensor::kScales, DType::kF16, {m.out, groups}, m.scales, q->scales.size() * 2);
     }
-    if (!m.symmetric()) w.Add(prefix + pack_tensor::kZeros, DType::kU8, {m.out, groups}, m.zeros, q->zeros.size());
+    if (!m.symmetric())
+      w.Add(prefix + model::pack_tensor::kZeros, DType::kU8, {m.out, groups}, m.zeros, q->zeros.size());
     if (!q->outlier_cols.empty()) {
       const int64_t k = static_cast<int64_t>(q->outlier_cols.size());
-      w.Add(prefix + pack_tensor::kOutlierCols, DType::kI32, {k}, q->outlier_cols.data(), k * 4);
-      w.Add(prefix + pack_tensor::kOutlierWeight, DType::kF16, {m.out, k}, q->outlier_weights.data(),
+      w.Add(prefix + model::pack_tensor::kOutlierCols, DType::kI32, {k}, q->outlier_cols.data(), k * 4);
+      w.Add(prefix + model::pack_tensor::kOutlierWeight, DType::kF16, {m.out, k}, q->outlier_weights.data(),
             q->outlier_weights.size() * 2);
       boost::json::array cols;
       for (int32_t c : q->outlier_cols) cols.push_back(c);
@@ -133,7 +134,7 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   boost::json::array canaries;
   for (size_t i = 0; i < desc.canaries.size(); ++i) {
     const auto& c = desc.canaries[i];
-    const std::string tensor = pack_tensor::CanaryLogits(i);
+    const std::string tensor = model::pack_tensor::CanaryLogits(i);
     w.Add(tensor, DType::kF32, {static_cast<int64_t>(c.logits.size())}, c.logits.data(), c.logits.size() * 4);
     boost::json::array ids;
     for (int32_t id : c.ids) ids.push_back(id);
@@ -143,7 +144,7 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
 
   const QuantOptions& q = desc.options.quant;
   boost::json::array layers;
-  for (auto p : desc.plan.layers) layers.push_back(boost::json::string(LayerPrecisionName(p)));
+  for (auto p : desc.plan.layers) layers.push_back(boost::json::string(sharding::LayerPrecisionName(p)));
   boost::json::array fp16_linears;
   for (const std::string& name : desc.plan.Fp16LinearNames()) fp16_linears.push_back(boost::json::string(name));
   auto format_of = [&](const std::string& prefix) {
@@ -152,7 +153,7 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   };
   boost::json::object manifest{
       {"format", "accullm-pack"},
-      {"format_version", kPackFormatVersion},
+      {"format_version", model::kPackFormatVersion},
       {"source_model", boost::json::object{{"path", desc.source_dir}, {"hash", SourceHash(model, desc.source_dir)}}},
       {"layer_precision", std::move(layers)},
       {"fp16_linears", std::move(fp16_linears)},
@@ -190,7 +191,7 @@ absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatric
   }
   fs::remove(fs::path(out_dir) / "model.safetensors.index.json", ec);
   // The manifest goes last: a pack without one is recognisably incomplete.
-  const std::string manifest_path = out_dir + "/" + kPackManifestFile;
+  const std::string manifest_path = out_dir + "/" + model::kPackManifestFile;
   std::FILE* f = std::fopen(manifest_path.c_str(), "wb");
   if (f == nullptr) return absl::PermissionDeniedError(absl::StrCat("cannot write ", manifest_path));
   const std::string text = boost::json::serialize(manifest) + "\n";

@@ -25,7 +25,7 @@ struct CanaryLogits {
 
 struct PackDescription {
   std::string source_dir;
-  PrecisionPlan plan;
+  sharding::PrecisionPlan plan;
   ModelQuantOptions options;
   std::string calibration_file;
   int64_t calibration_tokens = 0;
@@ -35,7 +35,7 @@ struct PackDescription {
 
 // `model` is the source model (its TensorStore supplies every non-quantized tensor).
 // Returns the bytes of model.safetensors written.
-absl::StatusOr<size_t> WritePack(const Transformer& model, const QuantizedMatrices& matrices,
+absl::StatusOr<size_t> WritePack(const model::Transformer& model, const QuantizedMatrices& matrices,
                                  const PackDescription& description, const std::string& out_dir);
 
 }  // namespace accullm::quant

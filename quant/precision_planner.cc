@@ -15,7 +15,8 @@ namespace {
 // Mean KL(P_ref || P_model) over the second half of each chunk, with the reference
 // distributions computed once beforehand. Only blocks from `layer` on differ from full
 // precision, so the run starts from each chunk's hidden states at that block's input.
-absl::StatusOr<double> MeanKlFrom(Transformer& model, int64_t layer, const std::vector<std::vector<float>>& hidden_in,
+absl::StatusOr<double> MeanKlFrom(model::Transformer& model, int64_t layer,
+                                  const std::vector<std::vector<float>>& hidden_in,
                                   const std::vector<std::vector<double>>& ref_logprobs) {
   const int64_t vocab = model.config().vocab_size, layers = model.config().num_layers;
   double total = 0;
@@ -27,8 +28,8 @@ absl::StatusOr<double> MeanKlFrom(Transformer& model, int64_t layer, const std::
     const int64_t n = static_cast<int64_t>(h.size()) / model.config().hidden_size;
     hidden = h;
     logits.resize(static_cast<size_t>(n * vocab));
-    KvCache cache = model.NewCache(n);
-    RETURN_IF_ERROR(model.RunLayers(layer, layers, hidden.data(), {BatchSegment{&cache, n}}));
+    model::KvCache cache = model.NewCache(n);
+    RETURN_IF_ERROR(model.RunLayers(layer, layers, hidden.data(), {model::BatchSegment{&cache, n}}));
     model.Head(hidden.data(), n, logits.data());
     for (int64_t j = n / 2; j < n - 1; ++j, ++k) {
       LogSoftmax(logits.data() + j * vocab, vocab, lp);
@@ -49,19 +50,17 @@ double KlScaleForBits(int bits) {
 
 double LinearSensitivity::KlAt(int bits) const { return kl * KlScaleForBits(bits); }
 
-absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& model, const CalibrationStats& stats,
-                                                                 const ModelQuantOptions& options,
-                                                                 const std::vector<std::vector<int32_t>>& chunks,
-                                                                 ThreadPool& pool, const ProgressFn& progress,
-                                                                 bool per_linear) {
-  const ModelConfig& c = model.config();
+absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(
+    model::Transformer& model, const CalibrationStats& stats, const ModelQuantOptions& options,
+    const std::vector<std::vector<int32_t>>& chunks, ThreadPool& pool, const ProgressFn& progress, bool per_linear) {
+  const model::ModelConfig& c = model.config();
   const int64_t vocab = c.vocab_size;
   // Reference distributions of the full-precision model.
   std::vector<std::vector<double>> ref;
   for (const auto& chunk : chunks) {
     const int64_t n = static_cast<int64_t>(chunk.size());
     std::vector<float> logits(static_cast<size_t>(n * vocab));
-    KvCache cache = model.NewCache(n);
+    model::KvCache cache = model.NewCache(n);
     RETURN_IF_ERROR(model.Forward(chunk.data(), n, cache, logits.data(), true));
     for (int64_t j = n / 2; j < n - 1; ++j) {
       ref.emplace_back();
@@ -80,14 +79,15 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& mo
     if (l > 0) {
       for (size_t i = 0; i < chunks.size(); ++i) {
         const int64_t n = static_cast<int64_t>(chunks[i].size());
-        KvCache cache = model.NewCache(n);
-        RETURN_IF_ERROR(model.RunLayers(l - 1, l, hidden_in[i].data(), {BatchSegment{&cache, n}}));
+        model::KvCache cache = model.NewCache(n);
+        RETURN_IF_ERROR(model.RunLayers(l - 1, l, hidden_in[i].data(), {model::BatchSegment{&cache, n}}));
       }
     }
     LayerSensitivity s;
     s.layer = l;
     double max_abs = 0;
-    for (auto site : {LinearSite::kAttnIn, LinearSite::kAttnOut, LinearSite::kMlpIn, LinearSite::kMlpDown}) {
+    for (auto site : {model::LinearSite::kAttnIn, model::LinearSite::kAttnOut, model::LinearSite::kMlpIn,
+                      model::LinearSite::kMlpDown}) {
       if (const SiteStats* st = stats.Get(l, site))
         for (float a : st->absmax) max_abs = std::max<double>(max_abs, a);
     }
@@ -98,19 +98,19 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& mo
     for (const auto& [name, m] : mats) s.four_bit_bytes += m->StoredBytes();
     auto kl = MeanKlFrom(model, l, hidden_in, ref);
     // Each linear alone: the other six go back to full precision for the measurement.
-    TransformerLayer& layer = model.layer(l);
+    model::TransformerLayer& layer = model.layer(l);
     const auto& bl = BlockLinears();
-    for (int i = 0; per_linear && kl.ok() && i < kBlockLinears; ++i) {
+    for (int i = 0; per_linear && kl.ok() && i < sharding::kBlockLinears; ++i) {
       LinearSensitivity ls;
       ls.linear = i;
-      const LinearOp& fp = *displaced[i];
+      const model::LinearOp& fp = *displaced[i];
       ls.params = fp.in_features() * fp.out_features();
       ls.fp16_bytes = ls.params * 2;
       ls.four_bit_bytes = mats.at(LinearPrefix(l, bl[i]))->StoredBytes();
-      for (int j = 0; j < kBlockLinears; ++j)
+      for (int j = 0; j < sharding::kBlockLinears; ++j)
         if (j != i) std::swap(layer.*bl[j].op, displaced[j]);
       auto lkl = MeanKlFrom(model, l, hidden_in, ref);
-      for (int j = 0; j < kBlockLinears; ++j)
+      for (int j = 0; j < sharding::kBlockLinears; ++j)
         if (j != i) std::swap(layer.*bl[j].op, displaced[j]);
       if (!lkl.ok()) {
         kl = lkl.status();
@@ -128,11 +128,11 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& mo
   return out;
 }
 
-double AverageBits(const std::vector<LayerSensitivity>& sens, const PrecisionPlan& plan) {
+double AverageBits(const std::vector<LayerSensitivity>& sens, const sharding::PrecisionPlan& plan) {
   double bits = 0, weights = 0;
   for (size_t l = 0; l < sens.size(); ++l) {
     weights += sens[l].fp16_bytes / 2.0;
-    const bool fp16 = plan.layers[l] == LayerPrecision::kFp16;
+    const bool fp16 = plan.layers[l] == sharding::LayerPrecision::kFp16;
     if (fp16 || sens[l].linears.empty()) {
       bits += 8.0 * (fp16 ? sens[l].fp16_bytes : sens[l].four_bit_bytes);
       continue;
@@ -145,11 +145,11 @@ double AverageBits(const std::vector<LayerSensitivity>& sens, const PrecisionPla
   return weights > 0 ? bits / weights : 0;
 }
 
-double AtMost4BitShare(const std::vector<LayerSensitivity>& sens, const PrecisionPlan& plan) {
+double AtMost4BitShare(const std::vector<LayerSensitivity>& sens, const sharding::PrecisionPlan& plan) {
   double at_most_4 = 0, all = 0;
   for (size_t l = 0; l < sens.size(); ++l) {
     all += sens[l].fp16_bytes / 2.0;
-    if (plan.layers[l] == LayerPrecision::kFp16) continue;
+    if (plan.layers[l] == sharding::LayerPrecision::kFp16) continue;
     if (sens[l].linears.empty()) {
       at_most_4 += sens[l].fp16_bytes / 2.0;
       continue;
@@ -166,7 +166,8 @@ namespace {
 
 // Bits budgets with several widths: a multiple-choice knapsack over linears solved by its
 // Lagrangian relaxation (predicted KL is close to additive over linears), then filled greedily.
-absl::StatusOr<PrecisionPlan> ChooseWidths(const std::vector<LayerSensitivity>& sens, const PlanBudget& budget) {
+absl::StatusOr<sharding::PrecisionPlan> ChooseWidths(const std::vector<LayerSensitivity>& sens,
+                                                     const PlanBudget& budget) {
   const int64_t n = static_cast<int64_t>(sens.size());
   std::vector<int> options = budget.widths;
   for (int w : options) {
@@ -183,7 +184,7 @@ absl::StatusOr<PrecisionPlan> ChooseWidths(const std::vector<LayerSensitivity>& 
   std::vector<Item> items;
   double weights = 0;
   for (const auto& ls : sens) {
-    if (ls.linears.size() != static_cast<size_t>(kBlockLinears))
+    if (ls.linears.size() != static_cast<size_t>(sharding::kBlockLinears))
       return absl::FailedPreconditionError("a per-linear budget needs per-linear sensitivities");
     for (const auto& s : ls.linears) {
       items.push_back({ls.layer, &s});
@@ -244,7 +245,7 @@ absl::StatusOr<PrecisionPlan> ChooseWidths(const std::vector<LayerSensitivity>& 
     if (best_item == nullptr) break;
     best_item->choice = best_choice;
   }
-  PrecisionPlan plan = PrecisionPlan::AllLowBit(n);
+  sharding::PrecisionPlan plan = sharding::PrecisionPlan::AllLowBit(n);
   for (const Item& it : items) {
     const int bits = options[it.choice];
     if (bits == 16) {
@@ -258,9 +259,10 @@ absl::StatusOr<PrecisionPlan> ChooseWidths(const std::vector<LayerSensitivity>& 
 
 // Linear-granularity plans: greedy by KL saved per unit of cost, keeping every linear that
 // still fits (a knapsack heuristic; measured KL is close to additive over linears).
-absl::StatusOr<PrecisionPlan> ChooseLinears(const std::vector<LayerSensitivity>& sens, const PlanBudget& budget) {
+absl::StatusOr<sharding::PrecisionPlan> ChooseLinears(const std::vector<LayerSensitivity>& sens,
+                                                      const PlanBudget& budget) {
   const int64_t n = static_cast<int64_t>(sens.size());
-  PrecisionPlan plan = PrecisionPlan::AllLowBit(n);
+  sharding::PrecisionPlan plan = sharding::PrecisionPlan::AllLowBit(n);
   struct Item {
     int64_t layer;
     const LinearSensitivity* s;
@@ -269,7 +271,7 @@ absl::StatusOr<PrecisionPlan> ChooseLinears(const std::vector<LayerSensitivity>&
   std::vector<Item> items;
   double total_params = 0;
   for (const auto& ls : sens) {
-    if (ls.linears.size() != static_cast<size_t>(kBlockLinears))
+    if (ls.linears.size() != static_cast<size_t>(sharding::kBlockLinears))
       return absl::FailedPreconditionError("a per-linear budget needs per-linear sensitivities");
     for (const auto& s : ls.linears) {
       const double cost =
@@ -298,17 +300,18 @@ absl::StatusOr<PrecisionPlan> ChooseLinears(const std::vector<LayerSensitivity>&
   // A block whose seven linears all stay FP16 is an FP16 block.
   for (int64_t l = 0; l < n; ++l) {
     int count = 0;
-    for (int i = 0; i < kBlockLinears; ++i) count += plan.fp16_linears.count({l, i}) ? 1 : 0;
-    if (count < kBlockLinears) continue;
-    plan.layers[l] = LayerPrecision::kFp16;
-    for (int i = 0; i < kBlockLinears; ++i) plan.fp16_linears.erase({l, i});
+    for (int i = 0; i < sharding::kBlockLinears; ++i) count += plan.fp16_linears.count({l, i}) ? 1 : 0;
+    if (count < sharding::kBlockLinears) continue;
+    plan.layers[l] = sharding::LayerPrecision::kFp16;
+    for (int i = 0; i < sharding::kBlockLinears; ++i) plan.fp16_linears.erase({l, i});
   }
   return plan;
 }
 
 }  // namespace
 
-absl::StatusOr<PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& sens, const PlanBudget& budget) {
+absl::StatusOr<sharding::PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& sens,
+                                                   const PlanBudget& budget) {
   const int64_t n = static_cast<int64_t>(sens.size());
   if (budget.fp16_share > 0 || (budget.avg_bits > 0 && !sens.empty() && !sens[0].linears.empty())) {
     if (budget.fp16_share > 1) return absl::InvalidArgumentError("the FP16 share must be within [0, 1]");
@@ -321,12 +324,12 @@ absl::StatusOr<PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& se
     if (sens[a].kl != sens[b].kl) return sens[a].kl > sens[b].kl;
     return sens[a].outlier_score > sens[b].outlier_score;
   });
-  PrecisionPlan plan = PrecisionPlan::AllLowBit(n);
+  sharding::PrecisionPlan plan = sharding::PrecisionPlan::AllLowBit(n);
   if (budget.fp16_layers >= 0) {
     if (budget.fp16_layers > n)
       return absl::InvalidArgumentError(
           absl::StrCat("--fp16-layers ", budget.fp16_layers, " exceeds the ", n, " layers"));
-    for (int64_t i = 0; i < budget.fp16_layers; ++i) plan.layers[order[i]] = LayerPrecision::kFp16;
+    for (int64_t i = 0; i < budget.fp16_layers; ++i) plan.layers[order[i]] = sharding::LayerPrecision::kFp16;
     return plan;
   }
   if (budget.avg_bits > 0) {
@@ -335,9 +338,9 @@ absl::StatusOr<PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& se
                                                      AverageBits(sens, plan), " bits"));
     }
     for (int64_t i = 0; i < n; ++i) {
-      plan.layers[order[i]] = LayerPrecision::kFp16;
+      plan.layers[order[i]] = sharding::LayerPrecision::kFp16;
       if (AverageBits(sens, plan) > budget.avg_bits) {
-        plan.layers[order[i]] = LayerPrecision::kLowBit;
+        plan.layers[order[i]] = sharding::LayerPrecision::kLowBit;
         break;
       }
     }

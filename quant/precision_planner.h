@@ -49,7 +49,8 @@ struct LayerSensitivity {
 
 // Evaluates each block INT4-alone on `chunks` (each scored on its second half) and, with
 // `per_linear`, each of its linears INT4-alone.
-absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(Transformer& model, const CalibrationStats& stats,
+absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(model::Transformer& model,
+                                                                 const CalibrationStats& stats,
                                                                  const ModelQuantOptions& options,
                                                                  const std::vector<std::vector<int32_t>>& chunks,
                                                                  ThreadPool& pool, const ProgressFn& progress = nullptr,
@@ -69,13 +70,14 @@ struct PlanBudget {
 // Σ KlAt(bits) under the bit budget (Lagrangian: every linear takes the width that minimises
 // KL + λ·bits, λ the smallest that fits; then single upgrades by KL saved per bit while they
 // fit).
-absl::StatusOr<PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& sensitivity, const PlanBudget& budget);
+absl::StatusOr<sharding::PrecisionPlan> ChoosePlan(const std::vector<LayerSensitivity>& sensitivity,
+                                                   const PlanBudget& budget);
 
 // Share of block-linear weights a plan stores in integer codes of at most 4 bits (by parameter
 // count): the "INT4 share". Not the low-bit share: 5..8-bit linears do not count.
-double AtMost4BitShare(const std::vector<LayerSensitivity>& sensitivity, const PrecisionPlan& plan);
+double AtMost4BitShare(const std::vector<LayerSensitivity>& sensitivity, const sharding::PrecisionPlan& plan);
 
 // Average bits per block-linear weight of a plan.
-double AverageBits(const std::vector<LayerSensitivity>& sensitivity, const PrecisionPlan& plan);
+double AverageBits(const std::vector<LayerSensitivity>& sensitivity, const sharding::PrecisionPlan& plan);
 
 }  // namespace accullm::quant

@@ -8,7 +8,7 @@
 #include "common/enum_names.h"
 #include "common/status.h"
 
-namespace accullm {
+namespace accullm::sharding {
 
 namespace {
 constexpr EnumName<LayerPrecision> kLayerPrecisionNames[] = {{LayerPrecision::kFp16, "fp16"},
@@ -100,4 +100,4 @@ std::vector<std::string> PrecisionPlan::Fp16LinearNames() const {
   return out;
 }
 
-}  // namespace accullm
+}  // namespace accullm::sharding

@@ -16,7 +16,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace accullm {
+namespace accullm::sharding {
 
 enum class LayerPrecision { kFp16, kLowBit };
 // "fp16" / "int4": the pack manifest's layer strings. "int4" dates from when every quantized
@@ -67,4 +67,4 @@ struct PrecisionPlan {
   std::vector<std::string> Fp16LinearNames() const;
 };
 
-}  // namespace accullm
+}  // namespace accullm::sharding

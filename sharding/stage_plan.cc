@@ -13,11 +13,13 @@
 #include "common/status.h"
 #include "model/transformer.h"
 
-namespace accullm {
+namespace accullm::sharding {
 
 namespace {
 
-double LinearFlops(const LinearOp& op) { return 2.0 * static_cast<double>(op.in_features()) * op.out_features(); }
+double LinearFlops(const model::LinearOp& op) {
+  return 2.0 * static_cast<double>(op.in_features()) * op.out_features();
+}
 
 std::string Human(double bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -30,18 +32,18 @@ std::string Human(double bytes) {
 
 }  // namespace
 
-ModelCost CostFromModel(Transformer& model) {
-  const ModelConfig& c = model.config();
+ModelCost CostFromModel(model::Transformer& model) {
+  const model::ModelConfig& c = model.config();
   ModelCost cost;
   for (int64_t l = 0; l < c.num_layers; ++l) {
-    TransformerLayer& L = model.layer(l);
+    model::TransformerLayer& L = model.layer(l);
     LayerCost lc;
-    for (LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()}) {
+    for (model::LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()}) {
       lc.weight_bytes += static_cast<double>(op->weight_bytes());
       lc.flops_per_token += LinearFlops(*op);
     }
     lc.weight_bytes += 2.0 * c.hidden_size * sizeof(float);  // the two norms
-    lc.kv_bytes_per_position = static_cast<double>(KvBytesPerPosition(1, model.kv_dim()));
+    lc.kv_bytes_per_position = static_cast<double>(model::KvBytesPerPosition(1, model.kv_dim()));
     cost.layers.push_back(lc);
   }
   cost.head_bytes = static_cast<double>(model.lm_head().weight_bytes()) + c.hidden_size * sizeof(float);
@@ -54,7 +56,7 @@ ModelCost CostFromModel(Transformer& model) {
   return cost;
 }
 
-ModelCost CostFromConfig(const ModelConfig& c, const std::optional<PrecisionPlan>& plan, int64_t group_size) {
+ModelCost CostFromConfig(const model::ModelConfig& c, const std::optional<PrecisionPlan>& plan, int64_t group_size) {
   ModelCost cost;
   const double h = static_cast<double>(c.hidden_size), kvd = static_cast<double>(c.num_kv_heads * c.head_dim);
   const double qd = static_cast<double>(c.num_heads * c.head_dim), inter = static_cast<double>(c.intermediate_size);
@@ -198,7 +200,7 @@ absl::Status ValidateStagePlan(const StagePlan& plan, int64_t num_layers, int wo
   return absl::OkStatus();
 }
 
-uint64_t ModelFingerprint(const ModelConfig& c) {
+uint64_t ModelFingerprint(const model::ModelConfig& c) {
   uint64_t h = 1469598103934665603ull;
   auto mix = [&](int64_t v) {
     for (int i = 0; i < 8; ++i) {
@@ -356,4 +358,4 @@ absl::StatusOr<std::vector<double>> ParseMemoryBudgets(const std::string& text, 
   return out;
 }
 
-}  // namespace accullm
+}  // namespace accullm::sharding

@@ -14,9 +14,11 @@
 #include "model/model_config.h"
 #include "sharding/precision_plan.h"
 
-namespace accullm {
-
+namespace accullm::model {
 class Transformer;
+}  // namespace accullm::model
+
+namespace accullm::sharding {
 
 struct LayerCost {
   double weight_bytes = 0;     // read once per forward step
@@ -34,11 +36,12 @@ struct ModelCost {
 
 // From a loaded model: LinearOp::weight_bytes() of every linear (exact for packs: low-bit
 // codes + scales + FP16 outliers; F32/F16/BF16 checkpoints as stored).
-ModelCost CostFromModel(Transformer& model);
+ModelCost CostFromModel(model::Transformer& model);
 // From a config alone (sizing clusters for models not at hand): FP16 layers 2 bytes per
 // weight, low-bit layers 0.5 + 2/group (4-bit codes and F16 scales: the plan's per-linear
 // widths are not counted); no plan = all FP16.
-ModelCost CostFromConfig(const ModelConfig& c, const std::optional<PrecisionPlan>& plan, int64_t group_size = 64);
+ModelCost CostFromConfig(const model::ModelConfig& c, const std::optional<PrecisionPlan>& plan,
+                         int64_t group_size = 64);
 
 struct PlannerOptions {
   std::vector<double> memory_bytes;  // per worker; one value = the same for all
@@ -74,7 +77,7 @@ StagePlan EvenStagePlan(int64_t num_layers, int workers);
 absl::Status ValidateStagePlan(const StagePlan& plan, int64_t num_layers, int workers, uint64_t fingerprint);
 
 // Identity of a model's geometry (wire handshake and plan files): FNV-1a over the config.
-uint64_t ModelFingerprint(const ModelConfig& c);
+uint64_t ModelFingerprint(const model::ModelConfig& c);
 
 std::string FormatStagePlan(const StagePlan& plan);  // the table `accullm plan --workers` prints
 std::string StagePlanToJson(const StagePlan& plan);
@@ -87,4 +90,4 @@ absl::StatusOr<double> ParseByteSize(const std::string& text);
 // "8GiB,4GiB" → per worker; one value repeats for every worker.
 absl::StatusOr<std::vector<double>> ParseMemoryBudgets(const std::string& text, int workers);
 
-}  // namespace accullm
+}  // namespace accullm::sharding

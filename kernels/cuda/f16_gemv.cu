@@ -8,7 +8,7 @@
 
 #include "kernels/cuda/f16_gemv.h"
 
-namespace accullm::cuda {
+namespace accullm::kernels::cuda {
 
 namespace {
 
@@ -65,4 +65,4 @@ bool F16GemvHost(const uint16_t* w_f16, const float* x, float* y, int in, int ou
   return e == cudaSuccess;
 }
 
-}  // namespace accullm::cuda
+}  // namespace accullm::kernels::cuda

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-namespace accullm::cuda {
+namespace accullm::kernels::cuda {
 
 // False with a reason when no GPU can be used (tests skip with that message).
 bool DeviceAvailable(std::string* why);
@@ -13,4 +13,4 @@ bool DeviceAvailable(std::string* why);
 // not the serving path). False with `error` set on any CUDA failure.
 bool F16GemvHost(const uint16_t* w_f16, const float* x, float* y, int in, int out, std::string* error);
 
-}  // namespace accullm::cuda
+}  // namespace accullm::kernels::cuda

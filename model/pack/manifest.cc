@@ -7,7 +7,7 @@
 #include "common/mapped_file.h"
 #include "common/status.h"
 
-namespace accullm {
+namespace accullm::model {
 namespace json = boost::json;
 
 int FormatBits(const std::string& format) {
@@ -138,4 +138,4 @@ absl::StatusOr<std::optional<PackManifest>> LoadPackManifest(const std::string& 
   return std::optional<PackManifest>(std::move(m));
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -15,7 +15,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace accullm {
+namespace accullm::model {
 
 inline constexpr int kPackFormatVersion = 1;
 inline constexpr const char* kPackManifestFile = "accullm.json";
@@ -67,4 +67,4 @@ int FormatBits(const std::string& format);
 // The manifest of `dir`, or nullopt when `dir` is a plain checkpoint (no accullm.json).
 absl::StatusOr<std::optional<PackManifest>> LoadPackManifest(const std::string& dir);
 
-}  // namespace accullm
+}  // namespace accullm::model

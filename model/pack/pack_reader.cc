@@ -12,7 +12,7 @@
 #include "model/low_bit_linear.h"
 #include "model/pack/tensor_names.h"
 
-namespace accullm {
+namespace accullm::model {
 
 namespace {
 
@@ -145,4 +145,4 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt8Linear(const TensorStore& stor
   return std::unique_ptr<LinearOp>(std::move(lin));
 }
 
-}  // namespace accullm
+}  // namespace accullm::model

@@ -14,7 +14,7 @@
 #include "model/pack/manifest.h"
 #include "model/safetensors.h"
 
-namespace accullm {
+namespace accullm::model {
 
 // Linear `prefix` [out, in] (+ `prefix.bias` when has_bias). With a manifest (`pack`
 // non-null), `quantized_expected` says whether the plan stores it low-bit, and the tensors
@@ -27,4 +27,4 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, c
 absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt8Linear(const TensorStore& store, const std::string& prefix,
                                                          int64_t out, int64_t in);
 
-}  // namespace accullm
+}  // namespace accullm::model

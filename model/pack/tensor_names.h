@@ -7,7 +7,7 @@
 
 #include <string>
 
-namespace accullm::pack_tensor {
+namespace accullm::model::pack_tensor {
 
 // A low-bit matrix (kernels/low_bit_matrix.h).
 inline constexpr char kCodes[] = ".qweight";                 // U8 [out, in·bits/8]
@@ -28,4 +28,4 @@ inline constexpr char kBias[] = ".bias";
 // The full-precision logits of canary prompt `index` (F32 [vocab]).
 inline std::string CanaryLogits(size_t index) { return "accullm.canary." + std::to_string(index) + ".logits"; }
 
-}  // namespace accullm::pack_tensor
+}  // namespace accullm::model::pack_tensor

@@ -54,8 +54,8 @@ ScopedTempDir::~ScopedTempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-std::unique_ptr<Transformer> LoadModelOrFail(const std::string& dir, ThreadPool* pool) {
-  auto m = Transformer::Load(dir, pool);
+std::unique_ptr<model::Transformer> LoadModelOrFail(const std::string& dir, ThreadPool* pool) {
+  auto m = model::Transformer::Load(dir, pool);
   if (!m.ok()) {
     ADD_FAILURE() << "loading the model " << dir << ": " << m.status();
     return nullptr;

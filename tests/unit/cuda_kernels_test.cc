@@ -9,7 +9,7 @@
 #include "kernels/cuda/f16_gemv.h"
 #endif
 
-namespace accullm {
+namespace accullm::kernels::cuda {
 namespace {
 
 TEST(CudaKernelsTest, F16GemvMatchesCpuReference) {
@@ -33,4 +33,4 @@ TEST(CudaKernelsTest, F16GemvMatchesCpuReference) {
 }
 
 }  // namespace
-}  // namespace accullm
+}  // namespace accullm::kernels::cuda

@@ -58,10 +58,11 @@ TEST(EnumNames, DTypeNamesRoundTrip) {
 }
 
 TEST(EnumNames, LayerPrecisionNamesRoundTrip) {
-  for (LayerPrecision p : {LayerPrecision::kFp16, LayerPrecision::kLowBit})
-    EXPECT_EQ(*ParseLayerPrecision(LayerPrecisionName(p)), p);
-  EXPECT_STREQ(LayerPrecisionName(LayerPrecision::kLowBit), "int4");  // written into packs: never renamed
-  EXPECT_FALSE(ParseLayerPrecision("int5").ok());
+  for (sharding::LayerPrecision p : {sharding::LayerPrecision::kFp16, sharding::LayerPrecision::kLowBit})
+    EXPECT_EQ(*sharding::ParseLayerPrecision(sharding::LayerPrecisionName(p)), p);
+  EXPECT_STREQ(sharding::LayerPrecisionName(sharding::LayerPrecision::kLowBit),
+               "int4");  // written into packs: never renamed
+  EXPECT_FALSE(sharding::ParseLayerPrecision("int5").ok());
 }
 
 TEST(EnumNames, QuantMethodNamesRoundTripAndOptqIsGptq) {

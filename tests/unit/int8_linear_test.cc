@@ -15,7 +15,7 @@
 #include "common/thread_pool.h"
 #include "kernels/cpu/isa.h"
 
-namespace accullm {
+namespace accullm::model {
 namespace {
 
 std::vector<float> RandomMatrix(int64_t out, int64_t in, uint32_t seed) {
@@ -96,4 +96,4 @@ INSTANTIATE_TEST_SUITE_P(EveryIsa, Int8LinearKernelTest, ::testing::ValuesIn(Eve
                          });
 
 }  // namespace
-}  // namespace accullm
+}  // namespace accullm::model

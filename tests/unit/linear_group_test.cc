@@ -17,7 +17,7 @@
 #include "kernels/low_bit_matrix.h"
 #include "model/low_bit_linear.h"
 
-namespace accullm {
+namespace accullm::model {
 namespace {
 
 // Random 4-bit group-32 codes with zero points and F16 steps, owned by the linear's keep_alive.
@@ -126,4 +126,4 @@ INSTANTIATE_TEST_SUITE_P(Threads, LinearGroupTest, ::testing::Values(1, 2),
                          [](const ::testing::TestParamInfo<int>& i) { return std::to_string(i.param) + "threads"; });
 
 }  // namespace
-}  // namespace accullm
+}  // namespace accullm::model

@@ -89,7 +89,7 @@ class RequestLogTest : public ::testing::Test {
   void SetUp() override {
     const std::string dir = std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama";
     threads_ = std::make_unique<ThreadPool>(1);
-    auto m = Transformer::Load(dir, threads_.get());
+    auto m = model::Transformer::Load(dir, threads_.get());
     ASSERT_TRUE(m.ok()) << m.status();
     model_ = std::move(*m);
     auto t = text::Tokenizer::Load(dir);
@@ -99,7 +99,7 @@ class RequestLogTest : public ::testing::Test {
     ASSERT_TRUE(c.ok()) << c.status();
     chat_ = std::make_unique<text::ChatTemplate>(std::move(*c));
     metrics_ = std::make_unique<monitoring::ServingMetrics>("m");
-    pool_ = std::make_unique<KvBlockPool>(0, model_->kv_dim(), 16, 64);
+    pool_ = std::make_unique<model::KvBlockPool>(0, model_->kv_dim(), 16, 64);
     SchedulerConfig sc;
     sc.context = 512;
     // Never started: a submitted request just waits, which is all the log line needs (and no
@@ -147,11 +147,11 @@ class RequestLogTest : public ::testing::Test {
   IdleExecutor idle_;
   std::shared_ptr<spdlog::logger> previous_;
   std::unique_ptr<ThreadPool> threads_;
-  std::unique_ptr<Transformer> model_;
+  std::unique_ptr<model::Transformer> model_;
   std::unique_ptr<text::Tokenizer> tokenizer_;
   std::unique_ptr<text::ChatTemplate> chat_;
   std::unique_ptr<monitoring::ServingMetrics> metrics_;
-  std::unique_ptr<KvBlockPool> pool_;
+  std::unique_ptr<model::KvBlockPool> pool_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<ApiService> service_;
 };

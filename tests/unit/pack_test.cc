@@ -36,7 +36,7 @@ class PackTest : public ::testing::Test {
     dir_ = new std::string(::testing::TempDir() + "accullm_pack_test_" + std::to_string(::getpid()));
     fs::remove_all(*dir_);
     ThreadPool pool(2);
-    auto model = Transformer::Load(kModelDir, &pool);
+    auto model = model::Transformer::Load(kModelDir, &pool);
     ASSERT_TRUE(model.ok()) << model.status();
     // A quick GPTQ calibration on a few synthetic sequences is enough to exercise the format.
     CalibrationStats stats(&pool, 6.0f);
@@ -50,7 +50,7 @@ class PackTest : public ::testing::Test {
     // One canary: the full-precision logits of a prompt's last position (the drift check).
     CanaryLogits canary{"ids 1,420,435,261,394", {1, 420, 435, 261, 394}, {}};
     canary.logits.resize((*model)->config().vocab_size);
-    KvCache fp_cache = (*model)->NewCache(16);
+    model::KvCache fp_cache = (*model)->NewCache(16);
     ASSERT_TRUE((*model)->Forward(canary.ids.data(), canary.ids.size(), fp_cache, canary.logits.data()).ok());
     ModelQuantOptions opts;
     opts.outliers.top_fraction = 0.01;  // force some FP16 outlier columns
@@ -58,7 +58,7 @@ class PackTest : public ::testing::Test {
     opts.quant.scale_bits = 8;          // and 8-bit group steps
     opts.embedding_bits = 5;            // and a 5-bit embedding table
     // Blocks and single linears FP16 (2.down, 3.v inside INT4 blocks).
-    auto plan = PrecisionPlan::FromFp16Spec("first:1,last:1,2.down,3.v", (*model)->config().num_layers);
+    auto plan = sharding::PrecisionPlan::FromFp16Spec("first:1,last:1,2.down,3.v", (*model)->config().num_layers);
     ASSERT_TRUE(plan.ok());
     // Mixed code widths: every width from 3 to 8 somewhere.
     plan->linear_bits = {{{1, 0}, 3}, {{2, 4}, 6}, {{3, 3}, 7}, {{4, 6}, 5}, {{5, 2}, 8}};
@@ -76,7 +76,7 @@ class PackTest : public ::testing::Test {
     // Logits of the in-memory quantized model, for the round trip.
     std::vector<int32_t> prompt = {1, 420, 435, 261, 394};
     expected_ = new std::vector<float>((*model)->config().vocab_size);
-    KvCache cache = (*model)->NewCache(16);
+    model::KvCache cache = (*model)->NewCache(16);
     ASSERT_TRUE((*model)->Forward(prompt.data(), prompt.size(), cache, expected_->data()).ok());
   }
   static void TearDownTestSuite() {
@@ -105,7 +105,7 @@ class PackTest : public ::testing::Test {
   }
   // Rewrites the pack's safetensors without tensor `drop`.
   static void DropTensor(const std::string& pack, const std::string& drop) {
-    auto f = SafetensorsFile::Open(pack + "/model.safetensors");
+    auto f = model::SafetensorsFile::Open(pack + "/model.safetensors");
     ASSERT_TRUE(f.ok());
     SafetensorsWriter w;
     for (const auto& [name, t] : (*f)->tensors())
@@ -116,7 +116,7 @@ class PackTest : public ::testing::Test {
   // Rewrites the pack's safetensors with element `at` (-1: every element) of F16 tensor
   // `name` set to `value`.
   static void Poison(const std::string& pack, const std::string& name, int64_t at, float value) {
-    auto f = SafetensorsFile::Open(pack + "/model.safetensors");
+    auto f = model::SafetensorsFile::Open(pack + "/model.safetensors");
     ASSERT_TRUE(f.ok());
     SafetensorsWriter w;
     std::vector<uint16_t> h;
@@ -137,7 +137,7 @@ class PackTest : public ::testing::Test {
   }
   std::string LoadError(const std::string& dir) {
     ThreadPool pool(1);
-    auto m = Transformer::Load(dir, &pool);
+    auto m = model::Transformer::Load(dir, &pool);
     EXPECT_FALSE(m.ok());
     return m.ok() ? "" : std::string(m.status().message());
   }
@@ -151,30 +151,30 @@ std::vector<float>* PackTest::expected_ = nullptr;
 TEST_F(PackTest, LoadsBackAsTheSameQuantizedModel) {
   ThreadPool pool(2);
   // Exact: the in-memory quantized model computes with FP32 activations too.
-  auto m = Transformer::Load(*dir_, &pool, {.exact = true});
+  auto m = model::Transformer::Load(*dir_, &pool, {.exact = true});
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_TRUE((*m)->pack().has_value());
   EXPECT_EQ((*m)->pack()->zero_fraction_bits, 4);  // the default: zero points in sixteenths
   EXPECT_EQ((*m)->pack()->scale_bits, 8);
   const int64_t n = (*m)->config().num_layers;
   for (int64_t l = 0; l < n; ++l) {
-    const bool int4 = dynamic_cast<const LowBitLinear*>((*m)->layer(l).q.get()) != nullptr;
+    const bool int4 = dynamic_cast<const model::LowBitLinear*>((*m)->layer(l).q.get()) != nullptr;
     EXPECT_EQ(int4, l != 0 && l != n - 1) << "layer " << l;
   }
-  EXPECT_NE(dynamic_cast<const Int8Linear*>(&(*m)->lm_head()), nullptr);
+  EXPECT_NE(dynamic_cast<const model::Int8Linear*>(&(*m)->lm_head()), nullptr);
   EXPECT_EQ((*m)->pack()->lm_head, "int8");
   // The plan's single FP16 linears came back dense, their neighbours INT4.
-  EXPECT_EQ(dynamic_cast<const LowBitLinear*>((*m)->layer(2).down.get()), nullptr);
-  EXPECT_NE(dynamic_cast<const LowBitLinear*>((*m)->layer(2).up.get()), nullptr);
-  EXPECT_EQ(dynamic_cast<const LowBitLinear*>((*m)->layer(3).v.get()), nullptr);
-  EXPECT_NE(dynamic_cast<const LowBitLinear*>((*m)->layer(3).k.get()), nullptr);
+  EXPECT_EQ(dynamic_cast<const model::LowBitLinear*>((*m)->layer(2).down.get()), nullptr);
+  EXPECT_NE(dynamic_cast<const model::LowBitLinear*>((*m)->layer(2).up.get()), nullptr);
+  EXPECT_EQ(dynamic_cast<const model::LowBitLinear*>((*m)->layer(3).v.get()), nullptr);
+  EXPECT_NE(dynamic_cast<const model::LowBitLinear*>((*m)->layer(3).k.get()), nullptr);
   // Some outlier columns were stored and came back.
-  const auto* q = dynamic_cast<const LowBitLinear*>((*m)->layer(1).q.get());
+  const auto* q = dynamic_cast<const model::LowBitLinear*>((*m)->layer(1).q.get());
   ASSERT_NE(q, nullptr);
   EXPECT_FALSE(q->weights().outlier_cols.empty());
   // Every code width came back as planned; the rest are 4 bits.
-  auto width = [&](const LinearOp* op) {
-    const auto* l = dynamic_cast<const LowBitLinear*>(op);
+  auto width = [&](const model::LinearOp* op) {
+    const auto* l = dynamic_cast<const model::LowBitLinear*>(op);
     return l == nullptr ? 0 : l->weights().matrix.bits;
   };
   EXPECT_EQ(width((*m)->layer(1).q.get()), 3);
@@ -186,7 +186,7 @@ TEST_F(PackTest, LoadsBackAsTheSameQuantizedModel) {
   EXPECT_EQ((*m)->pack()->embeddings, "int5");
   std::vector<int32_t> prompt = {1, 420, 435, 261, 394};
   std::vector<float> logits((*m)->config().vocab_size);
-  KvCache cache = (*m)->NewCache(16);
+  model::KvCache cache = (*m)->NewCache(16);
   ASSERT_TRUE((*m)->Forward(prompt.data(), prompt.size(), cache, logits.data()).ok());
   // The pack stores the FP16 blocks and embeddings in F16: a small difference only.
   double num = 0, den = 0;
@@ -202,17 +202,17 @@ TEST_F(PackTest, LoadsBackAsTheSameQuantizedModel) {
 // quantize integration tests), and every low-bit linear really switched.
 TEST_F(PackTest, Int8ActivationsStayCloseToExact) {
   ThreadPool pool(2);
-  auto fast = Transformer::Load(*dir_, &pool);
-  auto exact = Transformer::Load(*dir_, &pool, {.exact = true});
+  auto fast = model::Transformer::Load(*dir_, &pool);
+  auto exact = model::Transformer::Load(*dir_, &pool, {.exact = true});
   ASSERT_TRUE(fast.ok() && exact.ok());
-  const auto* q = dynamic_cast<const LowBitLinear*>((*fast)->layer(1).q.get());
+  const auto* q = dynamic_cast<const model::LowBitLinear*>((*fast)->layer(1).q.get());
   ASSERT_NE(q, nullptr);
   EXPECT_TRUE(q->uses_int8_activations());
-  EXPECT_FALSE(dynamic_cast<const LowBitLinear*>((*exact)->layer(1).q.get())->uses_int8_activations());
+  EXPECT_FALSE(dynamic_cast<const model::LowBitLinear*>((*exact)->layer(1).q.get())->uses_int8_activations());
   std::vector<int32_t> prompt = {1, 420, 435, 261, 394, 17, 1200, 88};
   const int64_t vocab = (*fast)->config().vocab_size;
   std::vector<float> a(vocab), b(vocab);
-  KvCache ca = (*fast)->NewCache(16), cb = (*exact)->NewCache(16);
+  model::KvCache ca = (*fast)->NewCache(16), cb = (*exact)->NewCache(16);
   ASSERT_TRUE((*fast)->Forward(prompt.data(), prompt.size(), ca, a.data()).ok());
   ASSERT_TRUE((*exact)->Forward(prompt.data(), prompt.size(), cb, b.data()).ok());
   auto log_softmax = [](std::vector<float> v) {
@@ -241,7 +241,7 @@ TEST_F(PackTest, Int8LogitsDoNotDependOnBatchKernelOrThreads) {
     std::vector<std::vector<float>> seen;  // seq 0's last logits, per way of computing them
     for (int threads : {1, 2}) {
       ThreadPool pool(threads);
-      auto m = Transformer::Load(*dir_, &pool);
+      auto m = model::Transformer::Load(*dir_, &pool);
       ASSERT_TRUE(m.ok()) << m.status();
       const int64_t vocab = (*m)->config().vocab_size;
       std::vector<std::vector<int32_t>> prompts;
@@ -252,22 +252,22 @@ TEST_F(PackTest, Int8LogitsDoNotDependOnBatchKernelOrThreads) {
       }
       std::vector<float> logits(vocab);
       {  // alone, one prefill pass
-        KvCache c = (*m)->NewCache(32);
+        model::KvCache c = (*m)->NewCache(32);
         ASSERT_TRUE((*m)->Forward(prompts[0].data(), prompts[0].size(), c, logits.data()).ok());
         seen.push_back(logits);
       }
       {  // alone, prefill of all but the last token, then one decode step
-        KvCache c = (*m)->NewCache(32);
+        model::KvCache c = (*m)->NewCache(32);
         const int64_t n = static_cast<int64_t>(prompts[0].size());
         ASSERT_TRUE((*m)->Forward(prompts[0].data(), n - 1, c, logits.data()).ok());
         ASSERT_TRUE((*m)->Forward(prompts[0].data() + n - 1, 1, c, logits.data()).ok());
         seen.push_back(logits);
       }
       {  // in a batch of 16 sequences
-        std::vector<KvCache> caches;
+        std::vector<model::KvCache> caches;
         for (int s = 0; s < 16; ++s) caches.push_back((*m)->NewCache(32));
         std::vector<int32_t> tokens;
-        std::vector<BatchSegment> segments;
+        std::vector<model::BatchSegment> segments;
         for (int s = 0; s < 16; ++s) {
           tokens.insert(tokens.end(), prompts[s].begin(), prompts[s].end());
           segments.push_back({&caches[s], static_cast<int64_t>(prompts[s].size())});
@@ -305,7 +305,7 @@ TEST_F(PackTest, RefusesInfInTheStepsOfAnIntCodeLinear) {
 TEST_F(PackTest, CanaryCheckFailsOnNanLogits) {
   ThreadPool pool(2);
   {
-    auto good = Transformer::Load(*dir_, &pool);
+    auto good = model::Transformer::Load(*dir_, &pool);
     ASSERT_TRUE(good.ok()) << good.status();
     auto r = CheckCanaries(**good);
     ASSERT_TRUE(r.ok()) << r.status();
@@ -318,7 +318,7 @@ TEST_F(PackTest, CanaryCheckFailsOnNanLogits) {
   const std::string p = CopyPack("nanhead");
   Poison(p, "lm_head.q8scales", -1, std::numeric_limits<float>::quiet_NaN());
   EXPECT_NE(LoadError(p).find("lm_head.q8scales"), std::string::npos);
-  auto m = Transformer::Load(p, &pool, {.check_finite = false});
+  auto m = model::Transformer::Load(p, &pool, {.check_finite = false});
   ASSERT_TRUE(m.ok()) << m.status();
   auto r = CheckCanaries(**m);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -328,7 +328,7 @@ TEST_F(PackTest, CanaryCheckFailsOnNanLogits) {
   EXPECT_EQ((*r)[0].kl, std::numeric_limits<double>::infinity());
 
   // `accullm eval` on the same model: +Inf KL, no agreement, a NaN perplexity, counted.
-  auto reference = Transformer::Load(kModelDir, &pool);
+  auto reference = model::Transformer::Load(kModelDir, &pool);
   ASSERT_TRUE(reference.ok()) << reference.status();
   std::vector<int32_t> stream;
   for (int i = 0; i < 32; ++i) stream.push_back(3 + (i * 53) % 2000);
@@ -353,7 +353,7 @@ TEST_F(PackTest, RefusesWrongFormatVersion) {
 }
 
 TEST_F(PackTest, ManifestRecordsTheSourceModel) {
-  auto manifest = LoadPackManifest(*dir_);
+  auto manifest = model::LoadPackManifest(*dir_);
   ASSERT_TRUE(manifest.ok()) << manifest.status();
   ASSERT_TRUE(manifest->has_value());
   EXPECT_EQ((*manifest)->source_model_path, kModelDir);
@@ -370,21 +370,21 @@ std::string MinimalManifest(const std::string& extra) {
 }
 
 TEST(PackManifestTest, SourceModelIsOptional) {
-  auto m = PackManifest::Parse(MinimalManifest(""), "accullm.json");
+  auto m = model::PackManifest::Parse(MinimalManifest(""), "accullm.json");
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->source_model_path, "");
   EXPECT_EQ(m->source_model_hash, "");
-  auto with = PackManifest::Parse(MinimalManifest(", \"source_model\": {\"path\": \"/m\", \"hash\": \"00ff\"}"),
-                                  "accullm.json");
+  auto with = model::PackManifest::Parse(MinimalManifest(", \"source_model\": {\"path\": \"/m\", \"hash\": \"00ff\"}"),
+                                         "accullm.json");
   ASSERT_TRUE(with.ok()) << with.status();
   EXPECT_EQ(with->source_model_path, "/m");
   EXPECT_EQ(with->source_model_hash, "00ff");
-  EXPECT_FALSE(PackManifest::Parse(MinimalManifest(", \"source_model\": \"/m\""), "accullm.json").ok());
+  EXPECT_FALSE(model::PackManifest::Parse(MinimalManifest(", \"source_model\": \"/m\""), "accullm.json").ok());
 }
 
 TEST(PackManifestTest, VersionsUpToThisBuildsRead) {
-  EXPECT_TRUE(PackManifest::Parse(MinimalManifest(""), "accullm.json").ok());
-  auto zero = PackManifest::Parse(
+  EXPECT_TRUE(model::PackManifest::Parse(MinimalManifest(""), "accullm.json").ok());
+  auto zero = model::PackManifest::Parse(
       "{\"format\": \"accullm-pack\", \"format_version\": 0, \"layer_precision\": [], \"method\": \"rtn\", "
       "\"group_size\": 32, \"symmetric\": true}",
       "accullm.json");

@@ -35,7 +35,7 @@ class PipelineStageTest : public ::testing::Test {
     pc.kv_block_size = kBlockSize;
     pc.kv_blocks = kBlocks;
     pc.context = 32;
-    StagePlan plan = EvenStagePlan(model_->config().num_layers, 1);
+    sharding::StagePlan plan = sharding::EvenStagePlan(model_->config().num_layers, 1);
     const Hello hello = StageHello(model_->config(), plan, pc, 0);
     EXPECT_TRUE(CheckHello(hello, *model_, 1, 2, nullptr).ok);
     return std::make_unique<PipelineStage>(*model_, hello, 1);
@@ -49,7 +49,7 @@ class PipelineStageTest : public ::testing::Test {
     b.tokens = std::move(tokens);
     return b;
   }
-  static NewSequence Greedy(uint64_t seq) { return NewSequence{seq, SamplingParams{.temperature = 0}, 0}; }
+  static NewSequence Greedy(uint64_t seq) { return NewSequence{seq, model::SamplingParams{.temperature = 0}, 0}; }
 
   // Runs `b` and returns its one sampled token, or the stage's error.
   static absl::StatusOr<SampledToken> RunOne(PipelineStage& stage, Batch b) {
@@ -89,7 +89,7 @@ class PipelineStageTest : public ::testing::Test {
   }
 
   std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<Transformer> model_;
+  std::unique_ptr<model::Transformer> model_;
 };
 
 TEST_F(PipelineStageTest, SameTokensAndLogprobsWhicheverBlocksHoldTheRows) {
@@ -104,7 +104,7 @@ TEST_F(PipelineStageTest, SameTokensAndLogprobsWhicheverBlocksHoldTheRows) {
     EXPECT_EQ(a[i].logprob, b[i].logprob) << "token " << i;
   }
   // And the same as `generate`'s path: Transformer::Forward on a private, allocating KvCache.
-  KvCache cache = model_->NewCache(32);
+  model::KvCache cache = model_->NewCache(32);
   std::vector<float> logits(static_cast<size_t>(model_->config().vocab_size));
   std::vector<int32_t> fed = {1, 450, 1217, 287, 263};
   ASSERT_TRUE(model_->Forward(fed.data(), 5, cache, logits.data()).ok());

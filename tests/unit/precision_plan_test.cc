@@ -7,7 +7,7 @@
 
 #include "quant/precision_planner.h"
 
-namespace accullm {
+namespace accullm::sharding {
 namespace {
 
 TEST(PrecisionPlan, ParsesBlocksAndSingleLinears) {
@@ -134,4 +134,4 @@ TEST(PrecisionPlanner, BlockBudgetStillPicksWholeBlocks) {
 }
 
 }  // namespace
-}  // namespace accullm
+}  // namespace accullm::sharding

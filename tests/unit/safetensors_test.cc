@@ -20,7 +20,7 @@
 #include "model/model_config.h"
 #include "tests/support/test_support.h"
 
-namespace accullm {
+namespace accullm::model {
 namespace {
 
 using ::testing::HasSubstr;
@@ -651,4 +651,4 @@ TEST_F(LoaderTest, ConfigLoadNamesThePath) {
 }
 
 }  // namespace
-}  // namespace accullm
+}  // namespace accullm::model

@@ -4,7 +4,7 @@
 
 #include "gtest/gtest.h"
 
-namespace accullm {
+namespace accullm::model {
 namespace {
 
 std::vector<float> Logits() { return {1.f, 3.f, 2.f, 0.5f, 2.9f}; }
@@ -110,4 +110,4 @@ TEST(SamplerTest, ValidateRejectsOutOfRange) {
 }
 
 }  // namespace
-}  // namespace accullm
+}  // namespace accullm::model

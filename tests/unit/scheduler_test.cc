@@ -31,7 +31,7 @@ class SchedulerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     pool_ = std::make_unique<ThreadPool>(2);
-    auto m = Transformer::Load(kModel, pool_.get());
+    auto m = model::Transformer::Load(kModel, pool_.get());
     ASSERT_TRUE(m.ok()) << m.status();
     model_ = std::move(*m);
     auto t = text::Tokenizer::Load(kModel);
@@ -40,12 +40,12 @@ class SchedulerTest : public ::testing::Test {
   }
 
   // The scheduler's admission budget (no layers: the stage holds the KV contents).
-  std::unique_ptr<KvBlockPool> NewPool(int64_t blocks) {
-    return std::make_unique<KvBlockPool>(0, model_->kv_dim(), 16, blocks);
+  std::unique_ptr<model::KvBlockPool> NewPool(int64_t blocks) {
+    return std::make_unique<model::KvBlockPool>(0, model_->kv_dim(), 16, blocks);
   }
 
   // The embedded default: the model as the one stage of an in-process pipeline.
-  std::unique_ptr<Scheduler> Embedded(KvBlockPool& kv, const SchedulerConfig& cfg) {
+  std::unique_ptr<Scheduler> Embedded(model::KvBlockPool& kv, const SchedulerConfig& cfg) {
     auto s = Scheduler::CreateEmbedded(*model_, tok_.get(), kv, cfg, nullptr);
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? std::move(*s) : nullptr;
@@ -83,12 +83,12 @@ class SchedulerTest : public ::testing::Test {
   // through a private KV cache, sampled by the seeded Sampler, stopped by EOS or a stop sequence.
   std::string Reference(const SequenceParams& p, std::vector<std::string> stop = {}) {
     const int64_t vocab = model_->config().vocab_size;
-    KvCache cache = model_->NewCache(0);
+    model::KvCache cache = model_->NewCache(0);
     std::vector<float> logits(static_cast<size_t>(vocab));
-    Sampler sampler(p.sampling);
+    model::Sampler sampler(p.sampling);
     std::vector<int32_t> history = p.prompt;
     text::StopText stop_text(*tok_, std::move(stop));
-    const std::vector<int32_t> eos = EndOfSequenceIds(model_->config(), tok_.get());
+    const std::vector<int32_t> eos = model::EndOfSequenceIds(model_->config(), tok_.get());
     std::string out;
     EXPECT_TRUE(model_->Forward(p.prompt.data(), static_cast<int64_t>(p.prompt.size()), cache, logits.data()).ok());
     for (int64_t i = 0; i < p.max_tokens; ++i) {
@@ -107,7 +107,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<Transformer> model_;
+  std::unique_ptr<model::Transformer> model_;
   std::unique_ptr<text::Tokenizer> tok_;
 };
 
@@ -225,7 +225,7 @@ namespace {
 // other micro-batches were outstanding at each launch (a drained pipeline launches with none).
 class DeepExecutor final : public pipeline::BatchExecutor {
  public:
-  DeepExecutor(Transformer& model, int depth, int64_t kv_blocks) : depth_(depth) {
+  DeepExecutor(model::Transformer& model, int depth, int64_t kv_blocks) : depth_(depth) {
     pipeline::PipelineConfig pc;
     pc.kv_blocks = kv_blocks;
     pc.context = model.config().max_position_embeddings;
@@ -291,7 +291,7 @@ namespace {
 // is told) of every sequence it runs.
 class TableRecordingExecutor final : public pipeline::BatchExecutor {
  public:
-  TableRecordingExecutor(Transformer& model, int64_t kv_blocks) {
+  TableRecordingExecutor(model::Transformer& model, int64_t kv_blocks) {
     pipeline::PipelineConfig pc;
     pc.kv_blocks = kv_blocks;
     pc.context = model.config().max_position_embeddings;

@@ -8,7 +8,7 @@
 #include "sharding/stage_plan.h"
 #include "tests/support/test_support.h"
 
-namespace accullm {
+namespace accullm::sharding {
 namespace {
 
 ModelCost Uniform(int layers, double bytes) {
@@ -145,7 +145,7 @@ TEST(StagePlanner, ParsesSizes) {
 
 TEST(StagePlanner, SeventyBillionOnSixtyFourGpusFits) {
   // Llama-2-70B geometry, FP16, 64 workers of 80 GB: the planner spreads 80 layers.
-  ModelConfig c;
+  model::ModelConfig c;
   c.vocab_size = 32000, c.hidden_size = 8192, c.intermediate_size = 28672, c.num_layers = 80;
   c.num_heads = 64, c.num_kv_heads = 8, c.head_dim = 128;
   PlannerOptions o;
@@ -164,4 +164,4 @@ TEST(StagePlanner, SeventyBillionOnSixtyFourGpusFits) {
 }
 
 }  // namespace
-}  // namespace accullm
+}  // namespace accullm::sharding

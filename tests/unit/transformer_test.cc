@@ -10,7 +10,7 @@
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"
 
-namespace accullm {
+namespace accullm::model {
 namespace {
 
 using test_support::ModelDir;
@@ -193,4 +193,4 @@ TEST_F(TransformerReferenceTest, RejectsSequenceBeyondContext) {
 }
 
 }  // namespace
-}  // namespace accullm
+}  // namespace accullm::model

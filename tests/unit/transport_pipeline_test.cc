@@ -21,7 +21,7 @@
 #include "sharding/stage_plan.h"
 #include "transport/transport.h"
 
-namespace accullm {
+namespace accullm::pipeline {
 namespace {
 
 const std::string kModel = std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama";
@@ -36,7 +36,7 @@ class PipelineTest : public ::testing::Test {
  protected:
   void SetUp() override {
     pool_ = std::make_unique<ThreadPool>(1);
-    auto m = Transformer::Load(kModel, pool_.get());
+    auto m = model::Transformer::Load(kModel, pool_.get());
     ASSERT_TRUE(m.ok()) << m.status();
     model_ = std::move(*m);
     auto t = text::Tokenizer::Load(kModel);
@@ -91,7 +91,7 @@ class PipelineTest : public ::testing::Test {
   }
 
   std::vector<Outcome> SingleProcess() {
-    KvBlockPool kv(0, model_->kv_dim(), 16, 256);
+    model::KvBlockPool kv(0, model_->kv_dim(), 16, 256);
     coordinator::SchedulerConfig sc;
     sc.prefill_chunk = 5;  // several chunks per prompt
     auto s = coordinator::Scheduler::CreateEmbedded(*model_, tok_.get(), kv, sc, nullptr);
@@ -106,12 +106,12 @@ class PipelineTest : public ::testing::Test {
   std::vector<Outcome> Pipelined(int stages, int micro_batches, DType act) {
     transport::InProcessHub hub(stages + 1);
     std::vector<std::unique_ptr<ThreadPool>> pools;
-    std::vector<std::unique_ptr<Transformer>> models;
+    std::vector<std::unique_ptr<model::Transformer>> models;
     std::vector<std::thread> threads;
     std::vector<int> codes(static_cast<size_t>(stages + 1), -1);
     for (int r = 1; r <= stages; ++r) {
       pools.push_back(std::make_unique<ThreadPool>(1));
-      auto m = Transformer::Load(kModel, pools.back().get());
+      auto m = model::Transformer::Load(kModel, pools.back().get());
       EXPECT_TRUE(m.ok());
       models.push_back(std::move(*m));
       threads.emplace_back(
@@ -123,11 +123,11 @@ class PipelineTest : public ::testing::Test {
     pc.context = c.max_position_embeddings;
     pc.micro_batches = micro_batches;
     pc.activations = act;
-    auto plan = PlanStages(CostFromModel(*model_), stages, {});
+    auto plan = sharding::PlanStages(sharding::CostFromModel(*model_), stages, {});
     EXPECT_TRUE(plan.ok());
     auto exec = pipeline::PipelineExecutor::Start(hub.at(0), c, *plan, pc);
     EXPECT_TRUE(exec.ok()) << exec.status();
-    KvBlockPool accounting(0, model_->kv_dim(), 16, 256);
+    model::KvBlockPool accounting(0, model_->kv_dim(), 16, 256);
     coordinator::SchedulerConfig sc;
     sc.prefill_chunk = 5;
     std::vector<Outcome> out;
@@ -144,7 +144,7 @@ class PipelineTest : public ::testing::Test {
   }
 
   std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<Transformer> model_;
+  std::unique_ptr<model::Transformer> model_;
   std::unique_ptr<text::Tokenizer> tok_;
 };
 
@@ -185,12 +185,12 @@ TEST_F(PipelineTest, PromptCrossesEachHopOnceAsRowTokens) {
   transport::InProcessHub hub(kStages + 1);
   std::vector<std::unique_ptr<RecordingTransport>> rec;
   std::vector<std::unique_ptr<ThreadPool>> pools;
-  std::vector<std::unique_ptr<Transformer>> models;
+  std::vector<std::unique_ptr<model::Transformer>> models;
   std::vector<std::thread> threads;
   for (int r = 1; r <= kStages; ++r) {
     rec.push_back(std::make_unique<RecordingTransport>(hub.at(r)));
     pools.push_back(std::make_unique<ThreadPool>(1));
-    auto m = Transformer::Load(kModel, pools.back().get());
+    auto m = model::Transformer::Load(kModel, pools.back().get());
     ASSERT_TRUE(m.ok()) << m.status();
     models.push_back(std::move(*m));
     threads.emplace_back(
@@ -200,9 +200,9 @@ TEST_F(PipelineTest, PromptCrossesEachHopOnceAsRowTokens) {
   pc.kv_blocks = 64;
   pc.context = 256;
   auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
-                                                EvenStagePlan(model_->config().num_layers, kStages), pc);
+                                                sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
   ASSERT_TRUE(exec.ok()) << exec.status();
-  KvBlockPool accounting(0, model_->kv_dim(), 16, 64);
+  model::KvBlockPool accounting(0, model_->kv_dim(), 16, 64);
   coordinator::SchedulerConfig sc;
   sc.context = 256;
   sc.prefill_chunk = 5;
@@ -269,13 +269,13 @@ TEST_F(PipelineTest, StagesStoreRowsInTheBlocksTheSchedulerNames) {
   transport::InProcessHub hub(kStages + 1);
   std::vector<std::unique_ptr<RecordingTransport>> rec;
   std::vector<std::unique_ptr<ThreadPool>> pools;
-  std::vector<std::unique_ptr<Transformer>> models;
+  std::vector<std::unique_ptr<model::Transformer>> models;
   std::vector<std::thread> threads;
   std::vector<int> codes(kStages + 1, -1);
   for (int r = 1; r <= kStages; ++r) {
     rec.push_back(std::make_unique<RecordingTransport>(hub.at(r)));
     pools.push_back(std::make_unique<ThreadPool>(1));
-    auto m = Transformer::Load(kModel, pools.back().get());
+    auto m = model::Transformer::Load(kModel, pools.back().get());
     ASSERT_TRUE(m.ok()) << m.status();
     models.push_back(std::move(*m));
     threads.emplace_back([&codes, r, t = rec.back().get(), model = models.back().get()] {
@@ -288,9 +288,9 @@ TEST_F(PipelineTest, StagesStoreRowsInTheBlocksTheSchedulerNames) {
   pc.context = 64;
   pc.micro_batches = 2;
   auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
-                                                EvenStagePlan(model_->config().num_layers, kStages), pc);
+                                                sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
   ASSERT_TRUE(exec.ok()) << exec.status();
-  KvBlockPool accounting(0, model_->kv_dim(), 4, 16);
+  model::KvBlockPool accounting(0, model_->kv_dim(), 4, 16);
   coordinator::SchedulerConfig sc;
   sc.context = 64;
   sc.prefill_chunk = 5;
@@ -337,8 +337,8 @@ TEST_F(PipelineTest, EmbeddedStageErrorFailsThePipeline) {
   pc.context = 64;
   auto e = pipeline::EmbeddedPipeline::Start(*model_, pc);
   ASSERT_TRUE(e.ok()) << e.status();
-  KvBlockPool accounting(0, model_->kv_dim(), 16, 16);
-  KvCache cache(&accounting, 64);
+  model::KvBlockPool accounting(0, model_->kv_dim(), 16, 16);
+  model::KvCache cache(&accounting, 64);
   ASSERT_TRUE(cache.Reserve(2).ok());
   (*e)->Open(pipeline::SequenceSetup{1, {}, -1});
   auto ok = (*e)->Launch({1}, {{1, &cache, 1, true}});
@@ -388,11 +388,11 @@ TEST_F(PipelineTest, TruncationRollsBackKvAndHistoryOnEveryStage) {
   constexpr int kStages = 2;
   transport::InProcessHub hub(kStages + 1);
   std::vector<std::unique_ptr<ThreadPool>> pools;
-  std::vector<std::unique_ptr<Transformer>> models;
+  std::vector<std::unique_ptr<model::Transformer>> models;
   std::vector<std::thread> threads;
   for (int r = 1; r <= kStages; ++r) {
     pools.push_back(std::make_unique<ThreadPool>(1));
-    auto m = Transformer::Load(kModel, pools.back().get());
+    auto m = model::Transformer::Load(kModel, pools.back().get());
     ASSERT_TRUE(m.ok());
     models.push_back(std::move(*m));
     threads.emplace_back([&hub, r, model = models.back().get()] { pipeline::RunPipelineStage(hub.at(r), *model); });
@@ -402,11 +402,11 @@ TEST_F(PipelineTest, TruncationRollsBackKvAndHistoryOnEveryStage) {
   pc.kv_block_size = 4;  // so a rollback frees whole blocks
   pc.context = 64;
   auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
-                                                EvenStagePlan(model_->config().num_layers, kStages), pc);
+                                                sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
   ASSERT_TRUE(exec.ok()) << exec.status();
   pipeline::PipelineExecutor& e = **exec;
-  KvBlockPool accounting(0, model_->kv_dim(), 4, 16);
-  KvCache cache(&accounting, 64);
+  model::KvBlockPool accounting(0, model_->kv_dim(), 4, 16);
+  model::KvCache cache(&accounting, 64);
   pipeline::SequenceSetup setup;
   setup.seq = 1;
   setup.sampling.temperature = 0;
@@ -456,16 +456,16 @@ TEST_F(PipelineTest, RefusesMismatchedRanksAndPlans) {
   pipeline::PipelineConfig pc;
   pc.kv_blocks = 16;
   pc.context = 64;
-  auto two = EvenStagePlan(model_->config().num_layers, 2);
+  auto two = sharding::EvenStagePlan(model_->config().num_layers, 2);
   auto e = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), two, pc);
   ASSERT_FALSE(e.ok());
   EXPECT_NE(std::string(e.status().message()).find("mpirun -np 3"), std::string::npos) << e.status();
 
   // A stage that loaded another model refuses the hello.
-  ModelConfig other = model_->config();
+  model::ModelConfig other = model_->config();
   other.hidden_size += 1;
   std::thread stage([&] { pipeline::RunPipelineStage(hub.at(1), *model_); });
-  auto one = EvenStagePlan(other.num_layers, 1);
+  auto one = sharding::EvenStagePlan(other.num_layers, 1);
   auto e2 = pipeline::PipelineExecutor::Start(hub.at(0), other, one, pc);
   stage.join();
   ASSERT_FALSE(e2.ok());
@@ -480,7 +480,7 @@ TEST_F(PipelineTest, SilentStageFailsRequestsWithinTimeout) {
     ASSERT_TRUE(env.ok() && env->has_value());
     auto m = pipeline::Decode((*env)->bytes.data(), (*env)->bytes.size());
     ASSERT_TRUE(m.ok());
-    pipeline::HelloAck ack{0, ModelFingerprint(model_->config()), true, ""};
+    pipeline::HelloAck ack{0, sharding::ModelFingerprint(model_->config()), true, ""};
     ASSERT_TRUE(hub.at(1).Send(0, pipeline::Encode({0, ack})).ok());
   });
   pipeline::PipelineConfig pc;
@@ -488,13 +488,13 @@ TEST_F(PipelineTest, SilentStageFailsRequestsWithinTimeout) {
   pc.context = 128;
   pc.heartbeat_ms = 50;
   pc.timeout_ms = 400;
-  auto e =
-      pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, 1), pc);
+  auto e = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
+                                             sharding::EvenStagePlan(model_->config().num_layers, 1), pc);
   fake.join();
   ASSERT_TRUE(e.ok()) << e.status();
   std::string why;
   (*e)->set_on_failure([&](const std::string& w) { why = w; });
-  KvBlockPool accounting(0, model_->kv_dim(), 16, 64);
+  model::KvBlockPool accounting(0, model_->kv_dim(), 16, 64);
   coordinator::SchedulerConfig sc;
   sc.context = 128;
   coordinator::Scheduler s(**e, model_->config(), tok_.get(), accounting, sc, nullptr);
@@ -536,8 +536,8 @@ TEST_F(PipelineTest, EarlyStagesOutwaitASlowOneAtStartup) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5 * pc.timeout_ms));
     codes[2] = pipeline::RunPipelineStage(hub.at(2), *model_);
   });
-  auto e =
-      pipeline::PipelineExecutor::Start(hub.at(0), model_->config(), EvenStagePlan(model_->config().num_layers, 2), pc);
+  auto e = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
+                                             sharding::EvenStagePlan(model_->config().num_layers, 2), pc);
   ASSERT_TRUE(e.ok()) << e.status();
   std::string why;
   (*e)->set_on_failure([&](const std::string& w) { why = w; });
@@ -551,4 +551,4 @@ TEST_F(PipelineTest, EarlyStagesOutwaitASlowOneAtStartup) {
 }
 
 }  // namespace
-}  // namespace accullm
+}  // namespace accullm::pipeline

@@ -16,7 +16,7 @@
 #include "model/transformer.h"
 #include "quant/safetensors_writer.h"
 
-namespace accullm {
+namespace accullm::model {
 namespace {
 
 namespace fs = std::filesystem;
@@ -182,4 +182,4 @@ TEST_F(StoreCheckTest, CheckpointWithNanIsRefusedAtLoad) {
 }
 
 }  // namespace
-}  // namespace accullm
+}  // namespace accullm::model
