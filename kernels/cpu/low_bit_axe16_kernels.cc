@@ -81,6 +81,65 @@ Axe16Overflows CountAxe16Overflows(const LowBitMatrix& m, const Int8Activations&
   return n;
 }
 
+// ---- Activation lane sums ----
+
+namespace {
+
+inline int32_t PackLanes(int32_t s0, int32_t s1) {
+  return static_cast<int32_t>(static_cast<uint16_t>(s0) | (static_cast<uint32_t>(static_cast<uint16_t>(s1)) << 16));
+}
+
+void LaneSumsScalar(const Int8Activations& x, int64_t r, int32_t* out) {
+  const int8_t* xr = x.row(r);
+  for (int64_t b = 0; b < x.blocks(); ++b) {
+    int32_t s[2] = {0, 0};
+    for (int64_t i = b * x.block; i < (b + 1) * x.block; ++i) s[(i >> 1) & 1] += xr[i];
+    out[b] = PackLanes(s[0], s[1]);
+  }
+}
+
+#if ACCULLM_HAVE_X86_SIMD
+// vpmaddubsw with ones adds columns 2e and 2e+1 into 16-bit element e: even elements are lane
+// 0, odd ones lane 1, so adding the 8 dwords as 16-bit pairs leaves (s0, s1) in one dword.
+// Only used mod 2^16 (vpmullw), so 16-bit wrap-around would be harmless (and cannot happen
+// below groups of 512).
+__attribute__((target("avx2"))) void LaneSumsAvx2(const Int8Activations& x, int64_t r, int32_t* out) {
+  const int8_t* xr = x.row(r);
+  const __m256i ones = _mm256_set1_epi8(1);
+  for (int64_t b = 0; b < x.blocks(); ++b) {
+    __m256i acc = _mm256_setzero_si256();
+    for (int64_t i = b * x.block; i < (b + 1) * x.block; i += 32)
+      acc = _mm256_add_epi16(acc,
+                             _mm256_maddubs_epi16(ones, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + i))));
+    __m128i s = _mm_add_epi16(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    s = _mm_add_epi16(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi16(s, _mm_shuffle_epi32(s, 0xB1));
+    out[b] = _mm_cvtsi128_si32(s);
+  }
+}
+#endif
+
+}  // namespace
+
+void Axe16LaneSums(const Int8Activations& x, std::vector<int32_t>& out) {
+  out.resize(static_cast<size_t>(x.rows * x.blocks()));
+  for (int64_t r = 0; r < x.rows; ++r) {
+    int32_t* dst = out.data() + r * x.blocks();
+#if ACCULLM_HAVE_X86_SIMD
+    if (x.block % 32 == 0 && DetectedIsa() >= Isa::kAvx2) {
+      LaneSumsAvx2(x, r, dst);
+      continue;
+    }
+#endif
+    LaneSumsScalar(x, r, dst);
+  }
+}
+
+void Axe16LaneSumsScalar(const Int8Activations& x, std::vector<int32_t>& out) {
+  out.resize(static_cast<size_t>(x.rows * x.blocks()));
+  for (int64_t r = 0; r < x.rows; ++r) LaneSumsScalar(x, r, out.data() + r * x.blocks());
+}
+
 // ---- Mode and verify totals ----
 
 namespace {
@@ -137,22 +196,6 @@ ACCULLM_AVX2_TARGET inline __m256 WeightScales256(const LowBitTiles& w, int64_t 
       _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
   const __m256 rows = _mm256_loadu_ps(w.row_scales.data() + tile * kTileRows + 8 * half);
   return _mm256_mul_ps(_mm256_mul_ps(rows, codes), _mm256_set1_ps(1.f / 255.f));
-}
-
-// Σ x over each lane k of every group of every row, packed as one int32 per (row, group):
-// low half lane 0, high half lane 1 (what vpmullw multiplies the zero points by).
-void LaneSums(const Int8Activations& x, int64_t group, std::vector<int32_t>& out) {
-  const int64_t groups = x.in / group;
-  out.resize(static_cast<size_t>(x.rows * groups));
-  for (int64_t r = 0; r < x.rows; ++r) {
-    const int8_t* xr = x.row(r);
-    for (int64_t g = 0; g < groups; ++g) {
-      int32_t s[2] = {0, 0};
-      for (int64_t i = g * group; i < (g + 1) * group; ++i) s[(i >> 1) & 1] += xr[i];
-      out[static_cast<size_t>(r * groups + g)] = static_cast<int32_t>(
-          static_cast<uint16_t>(s[0]) | (static_cast<uint32_t>(static_cast<uint16_t>(s[1])) << 16));
-    }
-  }
 }
 
 // kM activation rows × one half tile (8 output rows: bytes 0..31 or 32..63 of every chunk).
@@ -263,41 +306,48 @@ ACCULLM_AVX2_TARGET void RowsAxe16(const LowBitTiles& w, const Int8Activations& 
 
 }  // namespace
 
-bool LowBitInt8RowsAxe16Avx2(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
-                             int64_t y_stride, Axe16Variant variant) {
+bool LowBitInt8RowsAxe16Avx2(const LowBitTiles& w, const Int8Activations& x, const int32_t* lane_sums, int64_t t0,
+                             int64_t t1, float* y, int64_t y_stride, Axe16Variant variant) {
   if (DetectedIsa() < Isa::kAvx2) return false;
-  // Per thread and reused: no allocation per call once grown.
-  thread_local std::vector<int32_t> lane_sums;
-  const int32_t* sums = nullptr;
-  if (variant == Axe16Variant::kWrapped) {
-    LaneSums(x, w.group, lane_sums);
-    sums = lane_sums.data();
-  }
   if (w.nibbles()) {
-    if (variant == Axe16Variant::kWrapped) RowsAxe16<true, Axe16Variant::kWrapped>(w, x, sums, t0, t1, y, y_stride);
-    else RowsAxe16<true, Axe16Variant::kSignedWeights>(w, x, sums, t0, t1, y, y_stride);
+    if (variant == Axe16Variant::kWrapped)
+      RowsAxe16<true, Axe16Variant::kWrapped>(w, x, lane_sums, t0, t1, y, y_stride);
+    else RowsAxe16<true, Axe16Variant::kSignedWeights>(w, x, lane_sums, t0, t1, y, y_stride);
   } else {
-    if (variant == Axe16Variant::kWrapped) RowsAxe16<false, Axe16Variant::kWrapped>(w, x, sums, t0, t1, y, y_stride);
-    else RowsAxe16<false, Axe16Variant::kSignedWeights>(w, x, sums, t0, t1, y, y_stride);
+    if (variant == Axe16Variant::kWrapped)
+      RowsAxe16<false, Axe16Variant::kWrapped>(w, x, lane_sums, t0, t1, y, y_stride);
+    else RowsAxe16<false, Axe16Variant::kSignedWeights>(w, x, lane_sums, t0, t1, y, y_stride);
   }
   return true;
 }
 
 #else
-bool LowBitInt8RowsAxe16Avx2(const LowBitTiles&, const Int8Activations&, int64_t, int64_t, float*, int64_t,
-                             Axe16Variant) {
+bool LowBitInt8RowsAxe16Avx2(const LowBitTiles&, const Int8Activations&, const int32_t*, int64_t, int64_t, float*,
+                             int64_t, Axe16Variant) {
   return false;
 }
 #endif
 
-void LowBitInt8RowsAxe16(const LowBitMatrix& m, const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1,
-                         float* y, int64_t y_stride) {
+bool Axe16KernelActive() { return ActiveAxe16Mode() != Axe16Mode::kOff && ActiveIsa() == Isa::kAvx2; }
+
+void LowBitInt8RowsAxe16(const LowBitMatrix& m, const LowBitTiles& w, const Int8Activations& x,
+                         const int32_t* lane_sums, int64_t t0, int64_t t1, float* y, int64_t y_stride) {
   const Axe16Mode mode = ActiveAxe16Mode();
-  if (mode == Axe16Mode::kOff || ActiveIsa() != Isa::kAvx2 || !LowBitInt8RowsAxe16Avx2(w, x, t0, t1, y, y_stride)) {
+  if (!Axe16KernelActive() || !LowBitInt8RowsAxe16Avx2(w, x, lane_sums, t0, t1, y, y_stride)) {
     LowBitInt8Rows(m, w, x, t0, t1, y, y_stride);
     return;
   }
   if (mode == Axe16Mode::kVerify) {
+    // Until the totals are exported as a metric, verify mode reports them on stderr at exit.
+    static const struct ReportAtExit {
+      ~ReportAtExit() {
+        const Axe16Overflows t = Axe16VerifyTotals();
+        std::fprintf(stderr, "ACCULLM_AXE16=verify: %lld lane sums checked, %lld outside int16, largest |sum| %lld\n",
+                     static_cast<long long>(t.lane_sums), static_cast<long long>(t.out_of_range),
+                     static_cast<long long>(t.largest));
+      }
+    } report;
+    (void)report;
     const Axe16Overflows n = CountAxe16Overflows(m, x, t0 * kTileRows, std::min(m.out, t1 * kTileRows));
     verified_lane_sums += n.lane_sums;
     verified_out_of_range += n.out_of_range;

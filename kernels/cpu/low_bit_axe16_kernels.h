@@ -38,6 +38,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kernels/cpu/int8_activations.h"
 #include "kernels/cpu/low_bit_tiles.h"
@@ -63,10 +64,18 @@ int64_t Axe16WorstLaneL1(const LowBitTiles& w, int64_t tile_begin, int64_t tile_
 // Both checks over the whole matrix (serial; LowBitLinear runs the bound in parallel).
 bool Axe16Fits(const LowBitTiles& w);
 
+// What the kWrapped kernel subtracts per group: Σ x over each lane k of every block (group)
+// of every row of x, one int32 per (row, block) holding lane 0 in its low and lane 1 in its
+// high 16 bits (mod 2^16). Once per call, before the threads split the tiles.
+void Axe16LaneSums(const Int8Activations& x, std::vector<int32_t>& out);
+void Axe16LaneSumsScalar(const Int8Activations& x, std::vector<int32_t>& out);  // the reference
+
 // The AVX2 16-bit kernel: same contract as LowBitInt8RowsAvx2 (false: not built or not
-// supported by this CPU; nothing written). Only for tiles that Axe16Fits.
-bool LowBitInt8RowsAxe16Avx2(const LowBitTiles& w, const Int8Activations& x, int64_t tile_begin, int64_t tile_end,
-                             float* y, int64_t y_stride, Axe16Variant variant = Axe16Variant::kWrapped);
+// supported by this CPU; nothing written), plus `lane_sums` from Axe16LaneSums(x) (unused
+// by kSignedWeights: may be null there). Only for tiles that Axe16Fits.
+bool LowBitInt8RowsAxe16Avx2(const LowBitTiles& w, const Int8Activations& x, const int32_t* lane_sums,
+                             int64_t tile_begin, int64_t tile_end, float* y, int64_t y_stride,
+                             Axe16Variant variant = Axe16Variant::kWrapped);
 
 // Verify mode: the lane sums the 16-bit kernels form for x and outputs [o_begin, o_end) of
 // `m` (integer zero points), computed in 64 bits; counts those outside int16 (each would make
@@ -80,7 +89,8 @@ Axe16Overflows CountAxe16Overflows(const LowBitMatrix& m, const Int8Activations&
 
 // ACCULLM_AXE16=off|on|verify, read once (default on; anything else warns on stderr and
 // keeps on): off runs the 32-bit kernels everywhere (A/B comparisons), verify also runs
-// CountAxe16Overflows beside every 16-bit call and adds to Axe16VerifyTotals().
+// CountAxe16Overflows beside every 16-bit call, adds to Axe16VerifyTotals() and prints the
+// totals on stderr at exit ("ACCULLM_AXE16=verify: N lane sums checked, M outside int16, …").
 enum class Axe16Mode { kOff, kOn, kVerify };
 Axe16Mode ActiveAxe16Mode();
 // Test hook; returns the previous mode.
@@ -89,9 +99,15 @@ Axe16Mode SetAxe16ModeForTesting(Axe16Mode mode);
 // whose guarantee holds).
 Axe16Overflows Axe16VerifyTotals();
 
-// The dispatch for a linear whose tiles Axe16Fits: the 16-bit AVX2 kernel when ActiveIsa()
-// is kAvx2 and the mode is not off, else LowBitInt8Rows (AVX-512 VNNI, scalar reference).
-void LowBitInt8RowsAxe16(const LowBitMatrix& m, const LowBitTiles& w, const Int8Activations& x, int64_t tile_begin,
-                         int64_t tile_end, float* y, int64_t y_stride);
+// Whether LowBitInt8RowsAxe16 runs the 16-bit kernel now: ActiveIsa() is kAvx2 (AVX-512
+// VNNI accumulates in 32 bits at no cost; the scalar level is the reference) and the mode is
+// not off. A caller computes Axe16LaneSums only then.
+bool Axe16KernelActive();
+
+// The dispatch for a linear whose tiles Axe16Fits: the 16-bit AVX2 kernel when
+// Axe16KernelActive() (`lane_sums` from Axe16LaneSums(x)), else LowBitInt8Rows (lane_sums
+// unused). In verify mode it also counts the overflows of the outputs it computed.
+void LowBitInt8RowsAxe16(const LowBitMatrix& m, const LowBitTiles& w, const Int8Activations& x,
+                         const int32_t* lane_sums, int64_t tile_begin, int64_t tile_end, float* y, int64_t y_stride);
 
 }  // namespace accullm::kernels

@@ -7,7 +7,6 @@
 #include "kernels/cpu/low_bit_axe16_kernels.h"
 
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <ostream>
 #include <random>
@@ -52,16 +51,20 @@ void ExpectAllPathsAgree(const LowBitMatrix& m, const Int8Activations& xq, const
   std::vector<float> reference(size, -1.f), wide(size, -2.f), wrapped(size, -3.f), signed_weights(size, -4.f);
   LowBitInt8RowsScalar(m, xq, 0, m.out, reference.data(), m.out);
   ASSERT_TRUE(LowBitInt8RowsAvx2(tiles, xq, 0, tiles.tiles, wide.data(), m.out));
-  ASSERT_TRUE(LowBitInt8RowsAxe16Avx2(tiles, xq, 0, tiles.tiles, wrapped.data(), m.out, Axe16Variant::kWrapped));
+  std::vector<int32_t> lanes, lanes_reference;
+  Axe16LaneSums(xq, lanes);
+  Axe16LaneSumsScalar(xq, lanes_reference);
+  EXPECT_EQ(lanes, lanes_reference) << what;
   ASSERT_TRUE(
-      LowBitInt8RowsAxe16Avx2(tiles, xq, 0, tiles.tiles, signed_weights.data(), m.out, Axe16Variant::kSignedWeights));
+      LowBitInt8RowsAxe16Avx2(tiles, xq, lanes.data(), 0, tiles.tiles, wrapped.data(), m.out, Axe16Variant::kWrapped));
+  ASSERT_TRUE(LowBitInt8RowsAxe16Avx2(tiles, xq, nullptr, 0, tiles.tiles, signed_weights.data(), m.out,
+                                      Axe16Variant::kSignedWeights));
   EXPECT_TRUE(SameBits(wide, reference)) << what;
   EXPECT_TRUE(SameBits(wrapped, wide)) << what << ": 16-bit (wrapped) vs 32-bit";
   EXPECT_TRUE(SameBits(signed_weights, wide)) << what << ": 16-bit (signed weights) vs 32-bit";
   const Axe16Overflows n = CountAxe16Overflows(m, xq, 0, m.out);
   EXPECT_EQ(n.lane_sums, xq.rows * m.out * (m.in / m.group) * 2) << what;
   EXPECT_EQ(n.out_of_range, 0) << what;
-  std::printf("%s: largest |lane sum| %lld\n", what.c_str(), static_cast<long long>(n.largest));
 }
 
 // ---- Matrices written by the AXE quantizer ----
@@ -200,7 +203,7 @@ Int8Activations Activations(const LowBitMatrix& m, int64_t n, uint32_t seed) {
 TEST(Axe16KernelsTest, EveryWidthUpToSevenBitsMatchesWhenTheBoundHolds) {
   if (!HaveAvx2()) GTEST_SKIP() << "this CPU has no AVX2";
   for (int bits = 3; bits <= 7; ++bits)
-    for (int64_t group : {32, 64, 128})
+    for (int64_t group : {8, 32, 40, 64, 128})  // 8 and 40: lane sums by the scalar route
       for (bool zeros : {false, true})
         for (int64_t n : {1, 2, 4, 7}) {
           const Owned w = BoundedMatrix(bits, group, 2 * group, 16 * 2 + 5, zeros, false, 100 + bits);
@@ -255,7 +258,9 @@ TEST(Axe16KernelsTest, ForgedMatrixIsRefusedAndVerifyModeCountsItsOverflows) {
   const size_t size = static_cast<size_t>(2 * w.m.out);
   std::vector<float> wide(size), narrow(size);
   ASSERT_TRUE(LowBitInt8RowsAvx2(tiles, xq, 0, tiles.tiles, wide.data(), w.m.out));
-  ASSERT_TRUE(LowBitInt8RowsAxe16Avx2(tiles, xq, 0, tiles.tiles, narrow.data(), w.m.out));
+  std::vector<int32_t> lanes;
+  Axe16LaneSums(xq, lanes);
+  ASSERT_TRUE(LowBitInt8RowsAxe16Avx2(tiles, xq, lanes.data(), 0, tiles.tiles, narrow.data(), w.m.out));
   EXPECT_NE(wide[0], narrow[0]);
   for (size_t i = 1; i < size; ++i) EXPECT_EQ(wide[i], narrow[i]) << i;
 }
@@ -273,14 +278,19 @@ TEST(Axe16KernelsTest, DispatchRunsSixteenBitsOnlyAtAvx2AndVerifyModeCounts) {
     ScopedIsaForTesting level(isa);
     const Axe16Overflows before = Axe16VerifyTotals();
     // Two thread-sized pieces, as a pool would split the tiles.
-    LowBitInt8RowsAxe16(w.m, tiles, xq, 0, 1, got.data(), w.m.out);
-    LowBitInt8RowsAxe16(w.m, tiles, xq, 1, tiles.tiles, got.data(), w.m.out);
+    EXPECT_EQ(Axe16KernelActive(), isa == Isa::kAvx2);
+    std::vector<int32_t> lanes;
+    Axe16LaneSums(xq, lanes);
+    LowBitInt8RowsAxe16(w.m, tiles, xq, lanes.data(), 0, 1, got.data(), w.m.out);
+    LowBitInt8RowsAxe16(w.m, tiles, xq, lanes.data(), 1, tiles.tiles, got.data(), w.m.out);
     EXPECT_TRUE(SameBits(got, want)) << IsaName(isa);
     const Axe16Overflows after = Axe16VerifyTotals();
     // Verify mode runs beside the 16-bit kernel only, which runs at AVX2 only.
     EXPECT_EQ(after.lane_sums - before.lane_sums, isa == Isa::kAvx2 ? lane_sums_per_call : 0) << IsaName(isa);
     EXPECT_EQ(after.out_of_range, before.out_of_range);
   }
+  ScopedAxe16Mode off(Axe16Mode::kOff);
+  EXPECT_FALSE(Axe16KernelActive());
 }
 
 }  // namespace
