@@ -1,10 +1,12 @@
 #include "model/low_bit_linear.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/strings/str_cat.h"
 #include "common/dtype.h"
 #include "kernels/cpu/int8_activations.h"
+#include "kernels/cpu/low_bit_axe16_kernels.h"
 #include "kernels/cpu/low_bit_int8_kernels.h"
 #include "kernels/cpu/low_bit_kernels.h"
 
@@ -95,6 +97,10 @@ bool LowBitLinear::SharesInt8Input(const LowBitLinear& other) const {
 void LowBitLinear::QuantizeInput(const float* x, int64_t n, kernels::Int8Activations& xq) const {
   kernels::QuantizeInt8Blocks(x, n, w_.matrix.in, w_.matrix.group,
                               w_.outlier_cols.empty() ? nullptr : outlier_mask_.data(), xq);
+  // The 16-bit kernel's per-lane activation sums: once per quantized input, not per thread
+  // (cleared otherwise, so a linear sharing xq never reads another input's sums).
+  xq.lane_sums.clear();
+  if (axe16_ && kernels::Axe16KernelActive()) kernels::Axe16LaneSums(xq, xq.lane_sums);
 }
 
 const kernels::LowBitTiles& LowBitLinear::Tiles(ThreadPool& pool) const {
@@ -102,6 +108,15 @@ const kernels::LowBitTiles& LowBitLinear::Tiles(ThreadPool& pool) const {
     auto tiles = std::make_unique<kernels::LowBitTiles>(kernels::AllocateLowBitTiles(w_.matrix));
     pool.ParallelFor(tiles->tiles,
                      [&](int64_t t0, int64_t t1) { kernels::FillLowBitTiles(w_.matrix, t0, t1, *tiles); });
+    // The pack's word is not taken on trust: a forged or damaged matrix would give wrong
+    // results in 16 bits, so its bound is checked (one pass over the tiled codes).
+    if (w_.accumulator_bits > 0 && w_.accumulator_bits <= 16 && kernels::Axe16FormatRefusal(*tiles).empty()) {
+      std::atomic<bool> fits{true};
+      pool.ParallelFor(tiles->tiles, [&](int64_t t0, int64_t t1) {
+        if (kernels::Axe16WorstLaneL1(*tiles, t0, t1) > kernels::kAxe16MaxLaneL1) fits = false;
+      });
+      axe16_ = fits;
+    }
     tiles_ = std::move(tiles);
   });
   return *tiles_;
@@ -110,7 +125,11 @@ const kernels::LowBitTiles& LowBitLinear::Tiles(ThreadPool& pool) const {
 void LowBitLinear::ForwardTiles(const kernels::LowBitTiles& tiles, const kernels::Int8Activations& xq, const float* x,
                                 int64_t n, int64_t t0, int64_t t1, float* y) const {
   const int64_t out = w_.matrix.out;
-  kernels::LowBitInt8Rows(w_.matrix, tiles, xq, t0, t1, y, out);
+  // The lane sums are there when this input was quantized for a 16-bit linear (a group
+  // sharing one input quantized by a linear without the guarantee runs in 32 bits).
+  if (axe16_ && static_cast<int64_t>(xq.lane_sums.size()) == xq.rows * xq.blocks())
+    kernels::LowBitInt8RowsAxe16(w_.matrix, tiles, xq, xq.lane_sums.data(), t0, t1, y, out);
+  else kernels::LowBitInt8Rows(w_.matrix, tiles, xq, t0, t1, y, out);
   AddOutliersAndBias(x, n, t0 * kernels::kTileRows, std::min(out, t1 * kernels::kTileRows), y);
 }
 

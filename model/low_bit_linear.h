@@ -33,6 +33,10 @@ struct LowBitLinearWeights {
   std::vector<int32_t> outlier_cols;          // sorted input channels kept in FP16
   const uint16_t* outlier_weights = nullptr;  // F16 [out, outlier_cols.size()]
   std::shared_ptr<const void> keep_alive;     // owner of the arrays above
+  // The signed accumulator width its quantization guaranteed for INT8 activations (AXE,
+  // `quantize --accumulator-bits P`; 0: none). At most 16 lets the AVX2 integer kernel
+  // accumulate in 16 bits (kernels/cpu/low_bit_axe16_kernels.h), bit-identically.
+  int accumulator_bits = 0;
 };
 
 class LowBitLinear final : public LinearOp {
@@ -59,6 +63,10 @@ class LowBitLinear final : public LinearOp {
   // kernels cannot run this matrix exactly (kernels::LowBitTilesRefusal).
   bool UseInt8Activations();
   bool uses_int8_activations() const { return int8_; }
+  // Whether the INT8 forward runs the 16-bit-accumulation dispatch: the weights carry a
+  // guarantee of at most 16 bits and their tiles pass its check (Axe16Fits, done when the
+  // weights are tiled: false until the first INT8 forward pass).
+  bool uses_axe16() const { return axe16_; }
 
   // The steps of an INT8 forward pass, for running several linears that read the same input
   // in one pass over the pool (model/linear_group.h).
@@ -84,6 +92,7 @@ class LowBitLinear final : public LinearOp {
   bool int8_ = false;               // INT8 activations
   mutable std::once_flag tiled_;
   mutable std::unique_ptr<kernels::LowBitTiles> tiles_;  // built on the first INT8 forward
+  mutable bool axe16_ = false;                           // set with tiles_
   mutable uint64_t act_calls_ = 0;                       // fresh stochastic draws per call, reproducible per seed
 };
 

@@ -16,6 +16,9 @@ struct Int8Activations {
   std::vector<int8_t> q;      // [rows, in]
   std::vector<float> scales;  // [rows, in / block]: x ≈ q · scale
   std::vector<int32_t> sums;  // [rows, in / block]: Σ q over the block (the zero-point term)
+  // [rows, in / block] or empty: Σ q per 16-bit lane of each block, for the AXE 16-bit
+  // kernel (low_bit_axe16_kernels.h: Axe16LaneSums fills it; QuantizeInt8Blocks does not).
+  std::vector<int32_t> lane_sums;
 
   const int8_t* row(int64_t r) const { return q.data() + r * in; }
   int64_t blocks() const { return in / block; }

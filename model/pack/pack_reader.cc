@@ -43,7 +43,7 @@ const T* Aligned(const TensorView& t, std::vector<std::shared_ptr<std::vector<ui
 absl::StatusOr<std::unique_ptr<LinearOp>> LoadLowBitLinear(const TensorStore& store, const std::string& prefix,
                                                            int64_t out, int64_t in, int64_t group, bool symmetric,
                                                            int zero_frac_bits, int scale_bits, int bits,
-                                                           const std::vector<float>& bias) {
+                                                           int accumulator_bits, const std::vector<float>& bias) {
   if (group <= 0 || in % group != 0 || in % 8 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, ": group size ", group, " does not divide ", in));
   }
@@ -95,6 +95,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLowBitLinear(const TensorStore& st
     w.outlier_weights = Aligned<uint16_t>(ow, *copies);
   }
   w.keep_alive = copies;
+  w.accumulator_bits = accumulator_bits;
   ASSIGN_OR_RETURN(auto lin, LowBitLinear::Create(std::move(w), bias));
   return std::unique_ptr<LinearOp>(std::move(lin));
 }
@@ -120,8 +121,11 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, c
       return absl::InvalidArgumentError(
           absl::StrCat(prefix, pack_tensor::kCodes, " found but there is no accullm.json manifest"));
     }
+    // The accumulator guarantee covers the dot-product linears, not the embedding table (a
+    // lookup, quantized without it; a head tied to it reads its weights, guarantee-less too).
+    const int accumulator_bits = prefix == "model.embed_tokens" ? 0 : pack->accumulator_bits;
     return LoadLowBitLinear(store, prefix, out, in, pack->group_size, pack->symmetric, pack->zero_fraction_bits,
-                            pack->scale_bits, pack->BitsOf(prefix), bias);
+                            pack->scale_bits, pack->BitsOf(prefix), accumulator_bits, bias);
   }
   ASSIGN_OR_RETURN(TensorView w, store.Get(prefix + pack_tensor::kWeight));
   if (w.shape != std::vector<int64_t>{out, in}) return ShapeError(w, {out, in});
