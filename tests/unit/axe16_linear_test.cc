@@ -18,7 +18,7 @@
 #include "model/linear_group.h"
 #include "model/low_bit_linear.h"
 
-namespace accullm {
+namespace accullm::model {
 namespace {
 
 constexpr int64_t kIn = 256, kGroup = 64;
@@ -162,4 +162,4 @@ TEST_F(Axe16LinearTest, LinearGroupsShareTheLaneSumsOfTheirOwnInputOnly) {
 }
 
 }  // namespace
-}  // namespace accullm
+}  // namespace accullm::model

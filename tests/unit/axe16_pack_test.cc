@@ -37,7 +37,7 @@ struct Recipe {
 // under the guarantee too, a 4-bit embedding table without it when symmetric) to `dir`.
 void WriteAxePack(const Recipe& r, const std::string& dir) {
   ThreadPool pool(2);
-  auto model = Transformer::Load(test_support::ModelDir(), &pool);
+  auto model = model::Transformer::Load(test_support::ModelDir(), &pool);
   ASSERT_TRUE(model.ok()) << model.status();
   CalibrationStats stats(&pool, 6.0f);
   std::vector<std::vector<int32_t>> chunks;
@@ -59,7 +59,7 @@ void WriteAxePack(const Recipe& r, const std::string& dir) {
   // A table without the guarantee, where its zero-point format can share the pack (AXE's
   // zeros are integers; an asymmetric table's would have fraction bits).
   opts.embedding_bits = r.symmetric ? 4 : 0;
-  auto plan = PrecisionPlan::FromFp16Spec("none", (*model)->config().num_layers);
+  auto plan = sharding::PrecisionPlan::FromFp16Spec("none", (*model)->config().num_layers);
   ASSERT_TRUE(plan.ok()) << plan.status();
   auto mats = QuantizeModel(**model, stats, *plan, opts, pool);
   ASSERT_TRUE(mats.ok()) << mats.status();
@@ -74,19 +74,19 @@ void WriteAxePack(const Recipe& r, const std::string& dir) {
 
 // The last-position logits of a prefill, a decode step after it, and a batch of 6 sequences
 // (prefill chunks of 2..12 tokens: 4-row blocks and remainders), back to back.
-std::vector<float> Logits(Transformer& m) {
+std::vector<float> Logits(model::Transformer& m) {
   const int64_t vocab = m.config().vocab_size;
   std::vector<float> all, logits(static_cast<size_t>(vocab));
   std::vector<int32_t> prompt = {1, 420, 435, 261, 394, 17, 1200, 88, 5};
-  KvCache c = m.NewCache(32);
+  model::KvCache c = m.NewCache(32);
   EXPECT_TRUE(m.Forward(prompt.data(), static_cast<int64_t>(prompt.size()), c, logits.data()).ok());
   all.insert(all.end(), logits.begin(), logits.end());
   const int32_t next = 77;
   EXPECT_TRUE(m.Forward(&next, 1, c, logits.data()).ok());
   all.insert(all.end(), logits.begin(), logits.end());
-  std::vector<KvCache> caches;
+  std::vector<model::KvCache> caches;
   std::vector<int32_t> tokens;
-  std::vector<BatchSegment> segments;
+  std::vector<model::BatchSegment> segments;
   for (int s = 0; s < 6; ++s) caches.push_back(m.NewCache(32));
   for (int s = 0; s < 6; ++s) {
     const int64_t n = 2 + 2 * s;
@@ -112,7 +112,7 @@ void CheckPack(const Recipe& r) {
   kernels::ScopedIsaForTesting avx2(kernels::Isa::kAvx2);
   ASSERT_EQ(kernels::ActiveIsa(), kernels::Isa::kAvx2);
   ThreadPool pool(2);
-  auto m = Transformer::Load(dir, &pool);
+  auto m = model::Transformer::Load(dir, &pool);
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_TRUE((*m)->pack().has_value());
   EXPECT_EQ((*m)->pack()->accumulator_bits, 16);
@@ -128,16 +128,16 @@ void CheckPack(const Recipe& r) {
   // Every linear quantized under the guarantee took the 16-bit path.
   int axe16 = 0, linears = 0;
   for (int64_t l = 0; l < (*m)->config().num_layers; ++l) {
-    TransformerLayer& layer = (*m)->layer(l);
+    model::TransformerLayer& layer = (*m)->layer(l);
     for (auto* op : {&layer.q, &layer.k, &layer.v, &layer.o, &layer.gate, &layer.up, &layer.down}) {
-      const auto* lb = dynamic_cast<const LowBitLinear*>(op->get());
+      const auto* lb = dynamic_cast<const model::LowBitLinear*>(op->get());
       ASSERT_NE(lb, nullptr);
       ++linears;
       axe16 += lb->uses_axe16() ? 1 : 0;
     }
   }
   EXPECT_EQ(axe16, linears);
-  const auto* head = dynamic_cast<const LowBitLinear*>(&(*m)->lm_head());
+  const auto* head = dynamic_cast<const model::LowBitLinear*>(&(*m)->lm_head());
   ASSERT_NE(head, nullptr);
   EXPECT_TRUE(head->uses_axe16());
   EXPECT_EQ(head->weights().accumulator_bits, 16);
