@@ -12,7 +12,7 @@ void CalibrationStats::Observe(int64_t layer, LinearSite site, const float* x, i
   SiteStats& s = sites_[{layer, static_cast<int>(site)}];
   if (s.width == 0) {
     s.width = width;
-    s.hessian.assign(static_cast<size_t>(width * width), 0.0);
+    if (second_moments_) s.hessian.assign(static_cast<size_t>(width * width), 0.0);
     s.absmax.assign(static_cast<size_t>(width), 0.f);
     s.over_threshold.assign(static_cast<size_t>(width), 0);
   }
@@ -25,6 +25,7 @@ void CalibrationStats::Observe(int64_t layer, LinearSite site, const float* x, i
       if (a > threshold_) ++s.over_threshold[i];
     }
   }
+  if (!second_moments_) return;
   if (reference_inputs_ != nullptr) {
     auto it = reference_inputs_->find(static_cast<int>(site));
     if (it != reference_inputs_->end() && static_cast<int64_t>(it->second.size()) == rows * width) {

@@ -22,6 +22,13 @@ const std::vector<BlockLinear>& BlockLinears() {
   return kLinears;
 }
 
+CalibrationNeeds CalibrationNeedsOf(const ModelQuantOptions& o) {
+  CalibrationNeeds n;
+  n.second_moments = o.quant.method != QuantMethod::kRtn || o.correct_input_mismatch;
+  n.any = n.second_moments || o.outliers.enabled;
+  return n;
+}
+
 std::string LinearPrefix(int64_t layer, const BlockLinear& l) {
   return absl::StrCat("model.layers.", layer, ".", l.name);
 }
@@ -185,11 +192,12 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
   }
   QuantizedMatrices out;
   const int64_t total = plan.CountLowBit();
+  const bool recollect = !sequential_chunks.empty() && CalibrationNeedsOf(options).any;
   int64_t done = 0;
   for (int64_t l = 0; l < n; ++l) {
     if (plan.layers[l] != LayerPrecision::kLowBit) continue;
     if (progress) progress(done, total, absl::StrCat("layer ", l));
-    if (!sequential_chunks.empty() && done > 0) {  // upstream blocks changed: re-collect this one's inputs
+    if (recollect && done > 0) {  // upstream blocks changed: re-collect this one's inputs
       stats.Clear(l);
       if (reference != nullptr && options.correct_input_mismatch) {
         RETURN_IF_ERROR(RunPairedCalibration(*reference, model, l, sequential_chunks, stats));
@@ -253,7 +261,7 @@ absl::Status QuantizeEmbeddingsAndHead(Transformer& model, CalibrationStats& sta
       return absl::InvalidArgumentError("the LM head is tied to the embeddings: quantize the embeddings alone");
     }
     const int64_t head_layer = c.num_layers;  // the observer's index for the head's input
-    if (!sequential_chunks.empty()) {
+    if (!sequential_chunks.empty() && CalibrationNeedsOf(options).any) {
       stats.Clear(head_layer);
       stats.set_layer_filter(head_layer);
       absl::Status s = RunCalibration(model, sequential_chunks, stats);

@@ -40,6 +40,16 @@ struct ModelQuantOptions {
   bool correct_input_mismatch = false;
 };
 
+// What the quantizer reads from calibration. Round to nearest reads nothing unless outlier
+// channels are chosen (per-channel max |x|) or input-mismatch correction is on (second and
+// cross moments); GPTQ and GPFQ read the second moments (Hessians). A measured precision plan
+// needs calibration whatever this says (it runs the model on the calibration text).
+struct CalibrationNeeds {
+  bool any = true;             // some statistic is read: run the calibration passes
+  bool second_moments = true;  // Hessians Σ x xᵀ (the costly part of collecting)
+};
+CalibrationNeeds CalibrationNeedsOf(const ModelQuantOptions& options);
+
 // The seven linears of a block, with the site whose statistics they use.
 struct BlockLinear {
   const char* name;  // e.g. "self_attn.q_proj"
@@ -80,7 +90,8 @@ using ProgressFn = std::function<void(int64_t done, int64_t total, const std::st
 // Quantizes every low-bit block of the plan. With `sequential_chunks` (non-empty), each block's
 // statistics are re-collected just before it is quantized, from the calibration text run
 // through the blocks already quantized, so each block corrects for the error upstream of it
-// (as GPTQ's reference implementation does); `stats` is updated in place.
+// (as GPTQ's reference implementation does); `stats` is updated in place. Nothing is
+// re-collected when the options read no statistics (CalibrationNeedsOf).
 // `reference` (may be null): a full-precision copy of the model, needed for input-mismatch
 // correction in sequential runs.
 absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationStats& stats, const PrecisionPlan& plan,
