@@ -8,7 +8,7 @@
 #include "common/enum_names.h"
 #include "common/random.h"
 #include "common/status.h"
-#include "quant/grid_error.h"
+#include "quant/range_search.h"
 
 namespace accullm::quant {
 
@@ -59,73 +59,6 @@ int NaiveMaxCodeMagnitude(int bits, int64_t group) {
 namespace {
 
 constexpr int64_t kBlock = 128;  // lazy-update block (a multiple of every group size)
-
-// Quantization grid of one group: value(code) = (code - zero) * scale, code in [0, maxq]
-// (maxq = 2^bits - 1), with zero = stored / 2^frac_bits (stored fits a byte).
-struct Grid {
-  float scale = 0.f;
-  int scale_code = 0;  // 8-bit scales: scale = U8GroupScale(row scale, scale_code)
-  int stored = 8;      // the zero point as stored
-  float zero = 8.f;    // ... and its value
-  int maxq = 15;       // the largest code
-};
-
-// The grid for a range [lo, hi] (lo <= 0 <= hi).
-Grid GridForRange(float lo, float hi, int bits, bool symmetric, int frac_bits, float row_scale) {
-  Grid g;
-  const int half = 1 << (bits - 1);
-  g.maxq = 2 * half - 1;
-  g.stored = half;
-  g.zero = static_cast<float>(half);
-  if (symmetric) {
-    // -half is reachable too, but ±(half - 1) keeps the grid symmetric around zero.
-    g.scale = kernels::EncodeGroupScale(std::max(-lo, hi) / static_cast<float>(half - 1), row_scale, &g.scale_code);
-    return g;
-  }
-  g.scale = kernels::EncodeGroupScale((hi - lo) / static_cast<float>(g.maxq), row_scale, &g.scale_code);
-  const int unit = 1 << frac_bits;
-  g.stored = g.scale > 0 ? static_cast<int>(std::lround(-lo * unit / g.scale)) : half * unit;
-  g.stored = std::clamp(g.stored, 0, (g.maxq + 1) * unit - 1);
-  g.zero = static_cast<float>(g.stored) / static_cast<float>(unit);
-  return g;
-}
-
-// Picks the group's grid: the min/max range, or — with `search` — the range whose low and
-// high ends are shrunk independently (factors 1, 0.98, ..., 0.7 at 4 bits; one factor when symmetric)
-// to minimise the Hessian-diagonal weighted squared rounding error: clipping a rare extreme
-// weight often buys finer steps for all the others.
-Grid MakeGrid(const float* w, const bool* is_outlier, const double* importance, int64_t n, int bits, bool symmetric,
-              bool search, int frac_bits, float row_scale) {
-  float lo = 0.f, hi = 0.f;  // include 0 so zero is exactly representable
-  for (int64_t i = 0; i < n; ++i) {
-    if (is_outlier[i]) continue;
-    lo = std::min(lo, w[i]);
-    hi = std::max(hi, w[i]);
-  }
-  Grid best = GridForRange(lo, hi, bits, symmetric, frac_bits, row_scale);
-  if (!search || best.scale <= 0.f) return best;
-  double best_err = INFINITY;
-  constexpr int kSteps = 16;
-  // Clipping pays while it buys finer steps: at 4 bits and below the search spans 1 .. 0.7 of
-  // the range in steps of 0.02; wider codes have finer steps to lose, so the same 16 factors
-  // span a range narrower in proportion (5 bits 1 .. 0.855, 6 bits 1 .. 0.93).
-  const float step = 0.02f * std::min(1.f, 15.f / static_cast<float>((1 << bits) - 1));
-  for (int a = 0; a < kSteps; ++a) {
-    for (int b = 0; b < (symmetric ? 1 : kSteps); ++b) {
-      const float shrink_lo = 1.f - step * static_cast<float>(a);
-      const float shrink_hi = symmetric ? shrink_lo : 1.f - step * static_cast<float>(b);
-      const Grid g = GridForRange(lo * shrink_lo, hi * shrink_hi, bits, symmetric, frac_bits, row_scale);
-      if (g.scale <= 0.f) continue;
-      const double err =
-          GridRoundingError(w, is_outlier, importance, n, GridCandidate{g.scale, g.zero, static_cast<float>(g.maxq)});
-      if (err < best_err) {
-        best_err = err;
-        best = g;
-      }
-    }
-  }
-  return best;
-}
 
 // Per-row state for one quantization pass.
 struct RowQuantizer {
@@ -348,14 +281,17 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
     std::vector<double> importance(static_cast<size_t>(g));
     float row_scale = 0.f;  // 8-bit scales: this row's F16 step
     auto set_grid = [&](int64_t o, int64_t grp, const float* values, const char* outl) {
-      for (int64_t j = 0; j < g; ++j) importance[j] = needs_h ? (*hessian)[(grp * g + j) * in + grp * g + j] : 1.0;
+      // Without a Hessian every weight counts alike (null importance: exactly as all ones).
+      if (needs_h)
+        for (int64_t j = 0; j < g; ++j) importance[j] = (*hessian)[(grp * g + j) * in + grp * g + j];
       // A group with outlier columns keeps an integer zero point: their INT4 code must stand
       // for exactly 0 (the FP16 part carries them).
       bool has_outlier = false;
       for (int64_t j = 0; j < g; ++j) has_outlier = has_outlier || outl[j];
       const int frac = has_outlier ? 0 : q.format.zero_frac_bits;
-      Grid grid = MakeGrid(values, reinterpret_cast<const bool*>(outl), importance.data(), g, opt.bits, opt.symmetric,
-                           opt.search_grid, frac, row_scale);
+      const GridFormat format{opt.bits, opt.symmetric, frac, row_scale};
+      Grid grid = SearchGrid(values, reinterpret_cast<const bool*>(outl), needs_h ? importance.data() : nullptr, g,
+                             format, opt.search_grid);
       if (budget > 0) FitGridToBudget(grid, values, reinterpret_cast<const bool*>(outl), g, budget);
       grids[grp] = grid;
       if (u8_scales) {
