@@ -8,6 +8,7 @@
 #include "common/enum_names.h"
 #include "common/random.h"
 #include "common/status.h"
+#include "quant/hessian_factors.h"
 #include "quant/range_search.h"
 
 namespace accullm::quant {
@@ -117,24 +118,6 @@ void FitGridToBudget(Grid& g, const float* w, const bool* is_outlier, int64_t n,
 
 }  // namespace
 
-bool CholeskyLower(std::vector<double>& a, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    double d = a[j * n + j];
-    for (int64_t k = 0; k < j; ++k) d -= a[j * n + k] * a[j * n + k];
-    if (!(d > 0)) return false;
-    d = std::sqrt(d);
-    a[j * n + j] = d;
-    for (int64_t i = j + 1; i < n; ++i) {
-      double s = a[i * n + j];
-      for (int64_t k = 0; k < j; ++k) s -= a[i * n + k] * a[j * n + k];
-      a[i * n + j] = s / d;
-    }
-  }
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = i + 1; j < n; ++j) a[i * n + j] = 0;
-  return true;
-}
-
 namespace {
 
 // Dampened full Hessian from the upper triangle; dead channels (never active) get 1 on the
@@ -161,34 +144,6 @@ std::vector<double> DampedHessian(const std::vector<double>& upper, int64_t n, d
     h[i * n + i] += damp_fraction * mean_diag;
   }
   return h;
-}
-
-// GPTQ's U: the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ U).
-absl::StatusOr<std::vector<double>> InverseHessianUpperFactor(std::vector<double> h, int64_t n) {
-  if (!CholeskyLower(h, n)) return absl::FailedPreconditionError("Hessian is not positive definite");
-  // H⁻¹ = L⁻ᵀ L⁻¹: invert L (lower triangular) column by column.
-  std::vector<double> linv(static_cast<size_t>(n * n), 0.0);
-  for (int64_t c = 0; c < n; ++c) {
-    linv[c * n + c] = 1.0 / h[c * n + c];
-    for (int64_t i = c + 1; i < n; ++i) {
-      double s = 0;
-      for (int64_t k = c; k < i; ++k) s -= h[i * n + k] * linv[k * n + c];
-      linv[i * n + c] = s / h[i * n + i];
-    }
-  }
-  std::vector<double> hinv(static_cast<size_t>(n * n), 0.0);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j <= i; ++j) {
-      double s = 0;
-      for (int64_t k = i; k < n; ++k) s += linv[k * n + i] * linv[k * n + j];
-      hinv[i * n + j] = hinv[j * n + i] = s;
-    }
-  if (!CholeskyLower(hinv, n)) return absl::FailedPreconditionError("inverse Hessian is not positive definite");
-  // Upper factor U = Lᵀ of H⁻¹'s lower factor.
-  std::vector<double> u(static_cast<size_t>(n * n), 0.0);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = i; j < n; ++j) u[i * n + j] = hinv[j * n + i];
-  return u;
 }
 
 void PackCode(QuantizedMatrix& q, int64_t o, int64_t i, int code) {
@@ -267,7 +222,7 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
     for (int64_t a = 0; a < in; ++a)
       for (int64_t b = 0; b < in; ++b) h[a * in + b] = damped[perm[a] * in + perm[b]];
     if (opt.method == QuantMethod::kGptq) {
-      ASSIGN_OR_RETURN(u, InverseHessianUpperFactor(h, in));
+      ASSIGN_OR_RETURN(u, InverseHessianUpperFactor(h, in, &pool));
     }
   }
   const int64_t groups = in / g;

@@ -6,6 +6,7 @@
 #include "common/status.h"
 #include "model/low_bit_linear.h"
 #include "quant/calibration.h"
+#include "quant/hessian_factors.h"
 
 namespace accullm::quant {
 
@@ -75,7 +76,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> MakeLowBitLinear(const Transformer& mo
   return std::unique_ptr<LinearOp>(std::move(op));
 }
 
-absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& s, double dampening) {
+absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& s, double dampening, ThreadPool* pool) {
   const int64_t n = s.width;
   if (static_cast<int64_t>(s.cross.size()) != n * n) return absl::FailedPreconditionError("no cross moments");
   std::vector<double> h(static_cast<size_t>(n * n));
@@ -85,23 +86,31 @@ absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& s, 
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = i; j < n; ++j) h[i * n + j] = h[j * n + i] = s.hessian[i * n + j];
   for (int64_t i = 0; i < n; ++i) h[i * n + i] += dampening * mean_diag + (s.hessian[i * n + i] == 0 ? 1 : 0);
-  if (!CholeskyLower(h, n)) return absl::FailedPreconditionError("calibration Hessian is not positive definite");
+  if (!CholeskyLower(h, n, pool)) return absl::FailedPreconditionError("calibration Hessian is not positive definite");
   // Row i of B solves (H + λI) bᵢᵀ = Δᵢᵀ (H is symmetric): forward then back substitution.
+  // Rows are independent: spread over the pool, each summed as on one thread.
   std::vector<double> b(static_cast<size_t>(n * n));
-  std::vector<double> y(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t k = 0; k < n; ++k) {
-      // Δ[i][k] = C[i][k] - H[i][k] (H from its upper triangle).
-      const double hik = i <= k ? s.hessian[i * n + k] : s.hessian[k * n + i];
-      double v = s.cross[i * n + k] - hik;
-      for (int64_t j = 0; j < k; ++j) v -= h[k * n + j] * y[j];
-      y[k] = v / h[k * n + k];
+  auto rows = [&](int64_t i0, int64_t i1) {
+    std::vector<double> y(static_cast<size_t>(n));
+    for (int64_t i = i0; i < i1; ++i) {
+      for (int64_t k = 0; k < n; ++k) {
+        // Δ[i][k] = C[i][k] - H[i][k] (H from its upper triangle).
+        const double hik = i <= k ? s.hessian[i * n + k] : s.hessian[k * n + i];
+        double v = s.cross[i * n + k] - hik;
+        for (int64_t j = 0; j < k; ++j) v -= h[k * n + j] * y[j];
+        y[k] = v / h[k * n + k];
+      }
+      for (int64_t k = n - 1; k >= 0; --k) {
+        double v = y[k];
+        for (int64_t j = k + 1; j < n; ++j) v -= h[j * n + k] * b[i * n + j];
+        b[i * n + k] = v / h[k * n + k];
+      }
     }
-    for (int64_t k = n - 1; k >= 0; --k) {
-      double v = y[k];
-      for (int64_t j = k + 1; j < n; ++j) v -= h[j * n + k] * b[i * n + j];
-      b[i * n + k] = v / h[k * n + k];
-    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(n, rows);
+  } else {
+    rows(0, n);
   }
   return b;
 }
@@ -128,7 +137,7 @@ absl::StatusOr<std::vector<std::unique_ptr<LinearOp>>> QuantizeBlock(Transformer
     if (site != nullptr && !site->cross.empty() && options.correct_input_mismatch) {
       auto it = corrections.find(static_cast<int>(bl.site));
       if (it == corrections.end()) {
-        ASSIGN_OR_RETURN(auto b, InputMismatchCorrection(*site, options.quant.dampening));
+        ASSIGN_OR_RETURN(auto b, InputMismatchCorrection(*site, options.quant.dampening, &pool));
         it = corrections.emplace(static_cast<int>(bl.site), std::move(b)).first;
       }
       const std::vector<double>& b = it->second;

@@ -102,7 +102,9 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
 // w* = w + w·Δ·(H + λI)⁻¹ with Δ = C − H: the weights whose output on the quantized model's
 // inputs (H = Σ x̃x̃ᵀ) best matches the full-precision layer on its own inputs (C = Σ x x̃ᵀ).
 // Returns B = Δ (H + λI)⁻¹ [in, in]; λ = dampening × mean diag(H).
-absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& stats, double dampening);
+// Rows of B in parallel over `pool` (null: one thread); the result does not depend on it.
+absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& stats, double dampening,
+                                                            ThreadPool* pool = nullptr);
 
 // Quantizes the token embeddings and/or the LM head as the options ask, installs them in the
 // model and adds them to `out` (keys "model.embed_tokens", "lm_head"). Run after the blocks:
