@@ -121,6 +121,44 @@ absl::Status RunCalibration(Transformer& model, const std::vector<std::vector<in
   return absl::OkStatus();
 }
 
+absl::StatusOr<BlockwiseCalibration> BlockwiseCalibration::Start(Transformer& model,
+                                                                 const std::vector<std::vector<int32_t>>& chunks) {
+  BlockwiseCalibration b;
+  b.model_ = &model;
+  for (const auto& chunk : chunks) {
+    const int64_t n = static_cast<int64_t>(chunk.size());
+    b.hidden_.emplace_back(static_cast<size_t>(n * model.config().hidden_size));
+    b.tokens_.push_back(n);
+    RETURN_IF_ERROR(model.Embed(chunk.data(), n, b.hidden_.back().data()));
+  }
+  return b;
+}
+
+absl::Status BlockwiseCalibration::Observe(CalibrationStats& stats) {
+  stats.set_layer_filter(layer_);
+  model_->set_observer(&stats);
+  absl::Status s;
+  std::vector<float> x;
+  for (size_t c = 0; c < hidden_.size() && s.ok(); ++c) {
+    x = hidden_[c];  // the block's output is not kept: the block is about to change
+    KvCache cache = model_->NewCache(tokens_[c]);
+    s = model_->RunLayers(layer_, layer_ + 1, x.data(), {BatchSegment{&cache, tokens_[c]}});
+    if (s.ok()) stats.add_tokens(tokens_[c]);
+  }
+  model_->set_observer(nullptr);
+  stats.set_layer_filter(-1);
+  return s;
+}
+
+absl::Status BlockwiseCalibration::Advance() {
+  for (size_t c = 0; c < hidden_.size(); ++c) {
+    KvCache cache = model_->NewCache(tokens_[c]);
+    RETURN_IF_ERROR(model_->RunLayers(layer_, layer_ + 1, hidden_[c].data(), {BatchSegment{&cache, tokens_[c]}}));
+  }
+  ++layer_;
+  return absl::OkStatus();
+}
+
 namespace {
 
 // Keeps one layer's site inputs of the latest forward pass.

@@ -71,6 +71,29 @@ std::vector<std::vector<int32_t>> MakeCalibrationChunks(const std::vector<int32_
 absl::Status RunCalibration(Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
                             CalibrationStats& stats);
 
+// Sequential calibration one block at a time: each chunk's hidden states at the input of the
+// next block, advanced through the blocks as they are (quantized or not). Observing block l
+// runs block l alone: the statistics RunCalibration with a layer filter collects (the same
+// operations on the same rows in the same order, tokens counted alike), without running the
+// blocks before it again and those after it at all — GPTQ's sequential mode at the cost of
+// two block passes per block instead of a forward pass of the whole model.
+class BlockwiseCalibration {
+ public:
+  static absl::StatusOr<BlockwiseCalibration> Start(Transformer& model,
+                                                    const std::vector<std::vector<int32_t>>& chunks);
+  int64_t next_layer() const { return layer_; }
+  // Adds block next_layer()'s input statistics to `stats` (that layer only).
+  absl::Status Observe(CalibrationStats& stats);
+  // Runs the hidden states through block next_layer() as it is now.
+  absl::Status Advance();
+
+ private:
+  Transformer* model_ = nullptr;
+  std::vector<std::vector<float>> hidden_;  // [chunk][tokens · hidden]
+  std::vector<int64_t> tokens_;             // per chunk
+  int64_t layer_ = 0;
+};
+
 // Runs `reference` (full precision) and `model` (partly quantized) over the same chunks and
 // collects, for `layer` only, the model's statistics plus the cross moments with the
 // reference's inputs at the same sites.

@@ -1,6 +1,7 @@
 #include "quant/model_quantizer.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -202,30 +203,39 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(Transformer& model, CalibrationS
   QuantizedMatrices out;
   const int64_t total = plan.CountLowBit();
   const bool recollect = !sequential_chunks.empty() && CalibrationNeedsOf(options).any;
+  const bool paired = reference != nullptr && options.correct_input_mismatch;
+  int64_t last_low_bit = -1;
+  for (int64_t l = 0; l < n; ++l)
+    if (plan.layers[l] == LayerPrecision::kLowBit) last_low_bit = l;
+  std::optional<BlockwiseCalibration> blockwise;
+  if (recollect && !paired) {
+    ASSIGN_OR_RETURN(BlockwiseCalibration b, BlockwiseCalibration::Start(model, sequential_chunks));
+    blockwise.emplace(std::move(b));
+  }
   int64_t done = 0;
-  for (int64_t l = 0; l < n; ++l) {
-    if (plan.layers[l] != LayerPrecision::kLowBit) continue;
-    if (progress) progress(done, total, absl::StrCat("layer ", l));
-    if (recollect && done > 0) {  // upstream blocks changed: re-collect this one's inputs
-      stats.Clear(l);
-      if (reference != nullptr && options.correct_input_mismatch) {
-        RETURN_IF_ERROR(RunPairedCalibration(*reference, model, l, sequential_chunks, stats));
-      } else {
-        stats.set_layer_filter(l);
-        absl::Status s = RunCalibration(model, sequential_chunks, stats);
-        stats.set_layer_filter(-1);
-        RETURN_IF_ERROR(s);
+  for (int64_t l = 0; l <= last_low_bit; ++l) {
+    if (plan.layers[l] == LayerPrecision::kLowBit) {
+      if (progress) progress(done, total, absl::StrCat("layer ", l));
+      if (recollect && done > 0) {  // upstream blocks changed: re-collect this one's inputs
+        stats.Clear(l);
+        if (paired) {
+          RETURN_IF_ERROR(RunPairedCalibration(*reference, model, l, sequential_chunks, stats));
+        } else {
+          RETURN_IF_ERROR(blockwise->Observe(stats));
+        }
       }
+      LinearMask which;
+      LinearBits bits;
+      for (int li = 0; li < kBlockLinears; ++li) {
+        which[li] = plan.LinearIsLowBit(l, li);
+        bits[li] = plan.LinearBits(l, li);
+      }
+      auto displaced = QuantizeBlock(model, l, stats, options, pool, &out, &which, &bits);
+      if (!displaced.ok()) return displaced.status();
+      ++done;
     }
-    LinearMask which;
-    LinearBits bits;
-    for (int li = 0; li < kBlockLinears; ++li) {
-      which[li] = plan.LinearIsLowBit(l, li);
-      bits[li] = plan.LinearBits(l, li);
-    }
-    auto displaced = QuantizeBlock(model, l, stats, options, pool, &out, &which, &bits);
-    if (!displaced.ok()) return displaced.status();
-    ++done;
+    // The next blocks' inputs pass through this one as it now is.
+    if (blockwise.has_value() && l < last_low_bit) RETURN_IF_ERROR(blockwise->Advance());
   }
   if (progress) progress(done, total, "done");
   return out;
