@@ -164,10 +164,19 @@ ACCULLM_RANGE_SEARCH_TARGET bool CandidateBatch(float lo, float hi, const GridFo
   return true;
 }
 
+// Candidates 8h .. 8h + 7's sums of their element lanes, in the reference's order
+// ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)).
+ACCULLM_RANGE_SEARCH_TARGET inline __m512d LaneSums(const __m512d (*acc)[2], int h) {
+  return _mm512_add_pd(_mm512_add_pd(_mm512_add_pd(acc[0][h], acc[1][h]), _mm512_add_pd(acc[2][h], acc[3][h])),
+                       _mm512_add_pd(_mm512_add_pd(acc[4][h], acc[5][h]), _mm512_add_pd(acc[6][h], acc[7][h])));
+}
+
 ACCULLM_RANGE_SEARCH_TARGET void RangeSearchErrorsAvx512(const float* w, const bool* skip, const double* importance,
                                                          int64_t n, float lo, float hi, const GridFormat& f,
-                                                         double* errors) {
+                                                         double* errors, bool prune) {
   const int batches = RangeSearchCandidates(f) / 16;
+  const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
+  double best = std::numeric_limits<double>::infinity();  // least error of the batches before
   const __m512 maxq = _mm512_set1_ps(static_cast<float>((1 << f.bits) - 1)), fzero = _mm512_setzero_ps();
   for (int m = 0; m < batches; ++m) {
     __m512 scale, zero;
@@ -189,7 +198,8 @@ ACCULLM_RANGE_SEARCH_TARGET void RangeSearchErrorsAvx512(const float* w, const b
     // acc[j][h]: element lane j (i mod 8) of candidates 8h .. 8h + 7, as the scalar lanes.
     __m512d acc[8][2];
     for (auto& a : acc) a[0] = a[1] = _mm512_setzero_pd();
-    for (int64_t i0 = 0; i0 < n; i0 += 8) {
+    bool pruned = false;
+    for (int64_t i0 = 0; i0 < n && !pruned; i0 += 8) {
 #pragma GCC unroll 8
       for (int j = 0; j < 8; ++j) {
         const int64_t i = i0 + j;
@@ -212,15 +222,21 @@ ACCULLM_RANGE_SEARCH_TARGET void RangeSearchErrorsAvx512(const float* w, const b
           acc[j][1] = _mm512_fmadd_pd(d1, d1, acc[j][1]);
         }
       }
+      // Every term is >= 0 and rounding is monotone, so the lane sums so far bound each
+      // candidate's error from below: once every lane's bound reaches the least error of the
+      // batches before, none of them can be the first of least error (ties keep the earlier).
+      if (prune && best < std::numeric_limits<double>::infinity() && i0 + 8 >= 16 && i0 + 8 < n) {
+        const __m512d b = _mm512_set1_pd(best);
+        const unsigned reached = _mm512_cmp_pd_mask(LaneSums(acc, 0), b, _CMP_GE_OQ) |
+                                 (static_cast<unsigned>(_mm512_cmp_pd_mask(LaneSums(acc, 1), b, _CMP_GE_OQ)) << 8);
+        pruned = ((reached | ~static_cast<unsigned>(valid)) & 0xffffu) == 0xffffu;
+      }
     }
-    const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
     for (int h = 0; h < 2; ++h) {
-      const __m512d sum =
-          _mm512_add_pd(_mm512_add_pd(_mm512_add_pd(acc[0][h], acc[1][h]), _mm512_add_pd(acc[2][h], acc[3][h])),
-                        _mm512_add_pd(_mm512_add_pd(acc[4][h], acc[5][h]), _mm512_add_pd(acc[6][h], acc[7][h])));
-      const __mmask8 v = static_cast<__mmask8>(valid >> (8 * h));
-      _mm512_storeu_pd(errors + 16 * m + 8 * h, _mm512_mask_blend_pd(v, inf, sum));
+      const __mmask8 v = pruned ? 0 : static_cast<__mmask8>(valid >> (8 * h));
+      _mm512_storeu_pd(errors + 16 * m + 8 * h, _mm512_mask_blend_pd(v, inf, LaneSums(acc, h)));
     }
+    for (int k = 16 * m; k < 16 * m + 16; ++k) best = errors[k] < best ? errors[k] : best;
   }
 }
 
@@ -228,10 +244,10 @@ ACCULLM_RANGE_SEARCH_TARGET void RangeSearchErrorsAvx512(const float* w, const b
 #endif
 
 void RangeSearchErrors(const float* w, const bool* skip, const double* importance, int64_t n, float lo, float hi,
-                       const GridFormat& f, double* errors) {
+                       const GridFormat& f, double* errors, bool prune) {
 #if ACCULLM_HAVE_X86_SIMD
   if (kernels::ActiveIsa() >= kernels::Isa::kAvx512) {
-    RangeSearchErrorsAvx512(w, skip, importance, n, lo, hi, f, errors);
+    RangeSearchErrorsAvx512(w, skip, importance, n, lo, hi, f, errors, prune);
     return;
   }
 #endif
@@ -245,7 +261,7 @@ Grid SearchGrid(const float* w, const bool* skip, const double* importance, int6
   const Grid base = GridForRange(lo, hi, f);
   if (!search || base.scale <= 0.f) return base;
   double errors[kSteps * kSteps];
-  RangeSearchErrors(w, skip, importance, n, lo, hi, f, errors);
+  RangeSearchErrors(w, skip, importance, n, lo, hi, f, errors, /*prune=*/true);
   int best = -1;
   double best_err = INFINITY;
   for (int k = 0; k < RangeSearchCandidates(f); ++k) {

@@ -52,9 +52,12 @@ Grid CandidateGrid(float lo, float hi, const GridFormat& f, int k);
 double GridRoundingError(const float* w, const bool* skip, const double* importance, int64_t n, const Grid& g);
 
 // errors[k] = GridRoundingError of CandidateGrid(lo, hi, f, k), +inf where that grid has no
-// positive step (not a candidate). Dispatched (AVX-512) and the scalar reference.
+// positive step (not a candidate). With `prune`, also +inf where the candidate cannot be the
+// first of least error (a lower bound of its error already reaches an earlier candidate's):
+// the search's choice is the same, it skips most of the losers' work. Dispatched (AVX-512)
+// and the scalar reference (which never prunes).
 void RangeSearchErrors(const float* w, const bool* skip, const double* importance, int64_t n, float lo, float hi,
-                       const GridFormat& f, double* errors);
+                       const GridFormat& f, double* errors, bool prune = false);
 void RangeSearchErrorsScalar(const float* w, const bool* skip, const double* importance, int64_t n, float lo, float hi,
                              const GridFormat& f, double* errors);
 

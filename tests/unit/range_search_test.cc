@@ -41,6 +41,8 @@ Group MakeGroup(std::mt19937& rng, int64_t n, float sigma, int kind) {
   return g;
 }
 
+int64_t pruned_candidates = 0;  // over the whole test: pruning must have been exercised
+
 void ExpectSameErrors(const Group& g, int64_t n, const GridFormat& f, const double* importance,
                       const std::string& what) {
   float lo, hi;
@@ -52,6 +54,16 @@ void ExpectSameErrors(const Group& g, int64_t n, const GridFormat& f, const doub
   for (int c = 0; c < k; ++c)
     ASSERT_EQ(std::memcmp(&ref[c], &got[c], sizeof(double)), 0)
         << what << " candidate " << c << ": " << ref[c] << " vs " << got[c];
+  // Pruned: exact, or +inf only where an earlier candidate's error is at most this one's.
+  RangeSearchErrors(g.w.data(), g.skip.get(), importance, n, lo, hi, f, got.data(), /*prune=*/true);
+  double earlier_min = INFINITY;
+  for (int c = 0; c < k; ++c) {
+    if (std::memcmp(&ref[c], &got[c], sizeof(double)) != 0) {
+      ASSERT_TRUE(std::isinf(got[c]) && ref[c] >= earlier_min) << what << " pruned candidate " << c;
+      ++pruned_candidates;
+    }
+    earlier_min = std::min(earlier_min, ref[c]);
+  }
   const Grid a = SearchGrid(g.w.data(), g.skip.get(), importance, n, f, true);
   kernels::Isa isa = kernels::ActiveIsa();
   kernels::ScopedIsaForTesting scalar(kernels::Isa::kScalar);
@@ -91,6 +103,9 @@ TEST(RangeSearchTest, EveryIsaEqualsScalarReferenceForEveryGridKind) {
         }
       }
     }
+  }
+  if (kernels::SupportedIsas().back() >= kernels::Isa::kAvx512) {
+    EXPECT_GT(pruned_candidates, 1000);
   }
 }
 
