@@ -48,7 +48,7 @@ Grid CandidateGrid(float lo, float hi, const GridFormat& f, int k);
 
 // The weighted squared rounding error of one candidate grid:
 // Σ_i importance[i] · (w[i] − value(nearest code of w[i]))², skipping i where skip[i];
-// importance null = all ones. Codes: clamp(nearbyint(w / scale + zero), 0, maxq).
+// importance (>= 0: a Hessian diagonal) null = all ones. Codes: clamp(nearbyint(w / scale + zero), 0, maxq).
 double GridRoundingError(const float* w, const bool* skip, const double* importance, int64_t n, const Grid& g);
 
 // errors[k] = GridRoundingError of CandidateGrid(lo, hi, f, k), +inf where that grid has no
