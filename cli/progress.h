@@ -1,6 +1,9 @@
-// Progress for long commands: a redrawn bar on a terminal, plain lines otherwise (logs, CI).
+// Progress for long commands: a redrawn bar on a terminal, plain lines otherwise (logs, CI),
+// with the time spent and, once a step is done, an estimate of the time left (the mean time
+// per step so far times the steps left).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -14,6 +17,7 @@ class Progress {
 
  private:
   std::string label_;
+  std::chrono::steady_clock::time_point start_;
   bool tty_;
   bool drawn_ = false;
 };

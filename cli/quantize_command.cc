@@ -226,17 +226,33 @@ struct Prepared {
   std::unique_ptr<quant::CalibrationStats> stats;
   std::vector<std::vector<int32_t>> sensitivity_chunks;
   std::vector<std::vector<int32_t>> chunks;  // all calibration sequences
-  std::string calib_path;
+  std::string calib_path;                    // empty when no calibration ran
   std::string model_dir;
 };
 
-absl::StatusOr<Prepared> Prepare(const QuantizeFlags& f) {
+bool IsExplicitSpec(const std::string& s) {
+  return s == "none" || absl::StrContains(s, "first:") || absl::StrContains(s, "last:") ||
+         absl::StartsWith(s, "layers:") || absl::StrContains(s, ".");
+}
+
+// Loads the model and, unless nothing will read them, runs the calibration passes.
+// `measure_plan`: the precision plan will be measured (it runs the model on the calibration text).
+absl::StatusOr<Prepared> Prepare(const QuantizeFlags& f, const quant::ModelQuantOptions& o, bool measure_plan) {
   Prepared p;
   p.model_dir = f.model.empty() ? DefaultModelDir() : f.model;
   ASSIGN_OR_RETURN(p.loaded, LoadModel(p.model_dir, f.threads, /*need_tokenizer=*/true));
   if (p.loaded.transformer->pack().has_value()) {
     return absl::InvalidArgumentError(
         absl::StrCat(p.model_dir, " is already an AccuLLM pack; quantize the full-precision model"));
+  }
+  const quant::CalibrationNeeds needs = quant::CalibrationNeedsOf(o);
+  p.stats = std::make_unique<quant::CalibrationStats>(p.loaded.pool.get(), f.outlier_threshold, needs.second_moments);
+  if (!needs.any && !measure_plan) {
+    // Round to nearest with an explicit plan, no outlier channels and no mismatch correction
+    // reads no statistic: the passes would only cost time (minutes at TinyLlama's size).
+    std::fprintf(stderr, "calibrate: skipped (round to nearest with an explicit plan and no outlier channels reads no "
+                         "calibration statistics)\n");
+    return p;
   }
   p.calib_path = f.calib.empty() ? p.model_dir + "/calib.txt" : f.calib;
   auto text = ReadTextFile(p.calib_path);
@@ -250,7 +266,6 @@ absl::StatusOr<Prepared> Prepare(const QuantizeFlags& f) {
   const int64_t seq_len = std::min(f.calib_seq_len, p.loaded.transformer->config().max_position_embeddings);
   auto chunks = quant::MakeCalibrationChunks(stream, bos, f.calib_samples, seq_len);
   if (chunks.empty()) return absl::InvalidArgumentError(absl::StrCat(p.calib_path, ": no calibration tokens"));
-  p.stats = std::make_unique<quant::CalibrationStats>(p.loaded.pool.get(), f.outlier_threshold);
   {
     Progress progress("calibrate");
     for (size_t i = 0; i < chunks.size(); ++i) {
@@ -263,11 +278,6 @@ absl::StatusOr<Prepared> Prepare(const QuantizeFlags& f) {
   p.sensitivity_chunks.assign(chunks.begin(), chunks.begin() + static_cast<std::ptrdiff_t>(ns));
   p.chunks = std::move(chunks);
   return p;
-}
-
-bool IsExplicitSpec(const std::string& s) {
-  return s == "none" || absl::StrContains(s, "first:") || absl::StrContains(s, "last:") ||
-         absl::StartsWith(s, "layers:") || absl::StrContains(s, ".");
 }
 
 struct PlanChoice {
@@ -378,7 +388,7 @@ int RunQuantize(const QuantizeFlags& f) {
   auto opts = MakeOptions(f);
   if (!opts.ok()) return ReportError(opts.status());
   if (f.out.empty()) return ReportError(absl::InvalidArgumentError("--out PACK is required"));
-  auto prepared = Prepare(f);
+  auto prepared = Prepare(f, *opts, /*measure_plan=*/!IsExplicitSpec(f.fp16_layers));
   if (!prepared.ok()) return ReportError(prepared.status());
   Prepared& p = *prepared;
   model::Transformer& model = *p.loaded.transformer;
@@ -452,7 +462,7 @@ int RunQuantize(const QuantizeFlags& f) {
 int RunPlan(const QuantizeFlags& f) {
   auto opts = MakeOptions(f);
   if (!opts.ok()) return ReportError(opts.status());
-  auto prepared = Prepare(f);
+  auto prepared = Prepare(f, *opts, /*measure_plan=*/true);
   if (!prepared.ok()) return ReportError(prepared.status());
   auto choice = ChoosePrecision(f, *prepared, *opts, /*always_measure=*/true);
   if (!choice.ok()) return ReportError(choice.status());

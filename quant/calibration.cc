@@ -12,7 +12,7 @@ void CalibrationStats::Observe(int64_t layer, model::LinearSite site, const floa
   SiteStats& s = sites_[{layer, static_cast<int>(site)}];
   if (s.width == 0) {
     s.width = width;
-    s.hessian.assign(static_cast<size_t>(width * width), 0.0);
+    if (second_moments_) s.hessian.assign(static_cast<size_t>(width * width), 0.0);
     s.absmax.assign(static_cast<size_t>(width), 0.f);
     s.over_threshold.assign(static_cast<size_t>(width), 0);
   }
@@ -25,6 +25,7 @@ void CalibrationStats::Observe(int64_t layer, model::LinearSite site, const floa
       if (a > threshold_) ++s.over_threshold[i];
     }
   }
+  if (!second_moments_) return;
   if (reference_inputs_ != nullptr) {
     auto it = reference_inputs_->find(static_cast<int>(site));
     if (it != reference_inputs_->end() && static_cast<int64_t>(it->second.size()) == rows * width) {
@@ -117,6 +118,45 @@ absl::Status RunCalibration(model::Transformer& model, const std::vector<std::ve
     stats.add_tokens(static_cast<int64_t>(chunk.size()));
   }
   model.set_observer(nullptr);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BlockwiseCalibration> BlockwiseCalibration::Start(model::Transformer& model,
+                                                                 const std::vector<std::vector<int32_t>>& chunks) {
+  BlockwiseCalibration b;
+  b.model_ = &model;
+  for (const auto& chunk : chunks) {
+    const int64_t n = static_cast<int64_t>(chunk.size());
+    b.hidden_.emplace_back(static_cast<size_t>(n * model.config().hidden_size));
+    b.tokens_.push_back(n);
+    RETURN_IF_ERROR(model.Embed(chunk.data(), n, b.hidden_.back().data()));
+  }
+  return b;
+}
+
+absl::Status BlockwiseCalibration::Observe(CalibrationStats& stats) {
+  stats.set_layer_filter(layer_);
+  model_->set_observer(&stats);
+  absl::Status s;
+  std::vector<float> x;
+  for (size_t c = 0; c < hidden_.size() && s.ok(); ++c) {
+    x = hidden_[c];  // the block's output is not kept: the block is about to change
+    model::KvCache cache = model_->NewCache(tokens_[c]);
+    s = model_->RunLayers(layer_, layer_ + 1, x.data(), {model::BatchSegment{&cache, tokens_[c]}});
+    if (s.ok()) stats.add_tokens(tokens_[c]);
+  }
+  model_->set_observer(nullptr);
+  stats.set_layer_filter(-1);
+  return s;
+}
+
+absl::Status BlockwiseCalibration::Advance() {
+  for (size_t c = 0; c < hidden_.size(); ++c) {
+    model::KvCache cache = model_->NewCache(tokens_[c]);
+    RETURN_IF_ERROR(
+        model_->RunLayers(layer_, layer_ + 1, hidden_[c].data(), {model::BatchSegment{&cache, tokens_[c]}}));
+  }
+  ++layer_;
   return absl::OkStatus();
 }
 

@@ -17,7 +17,7 @@ namespace accullm::quant {
 struct SiteStats {
   int64_t width = 0;
   int64_t rows = 0;
-  std::vector<double> hessian;          // [width, width], symmetric, Σ over rows of x xᵀ
+  std::vector<double> hessian;          // [width, width], symmetric, Σ over rows of x xᵀ (empty: not collected)
   std::vector<float> absmax;            // [width]
   std::vector<int64_t> over_threshold;  // [width] rows with |x| > outlier threshold
   // With a full-precision reference running beside a partly quantized model: C = Σ x xqᵀ
@@ -33,7 +33,11 @@ struct CalibrationOptions {
 
 class CalibrationStats final : public model::ActivationObserver {
  public:
-  CalibrationStats(ThreadPool* pool, float outlier_threshold) : pool_(pool), threshold_(outlier_threshold) {}
+  // second_moments false: only the per-channel statistics (max |x|, threshold counts) are
+  // kept, `hessian` stays empty: round to nearest reads nothing more, and Σ x xᵀ is most of
+  // the collecting time (and 250 MB per site at TinyLlama's MLP width).
+  CalibrationStats(ThreadPool* pool, float outlier_threshold, bool second_moments = true)
+      : pool_(pool), threshold_(outlier_threshold), second_moments_(second_moments) {}
   void Observe(int64_t layer, model::LinearSite site, const float* x, int64_t rows, int64_t width) override;
   // Observe only one layer (-1: all). Sequential quantization re-collects one layer at a time.
   void set_layer_filter(int64_t layer) { layer_filter_ = layer; }
@@ -51,6 +55,7 @@ class CalibrationStats final : public model::ActivationObserver {
  private:
   ThreadPool* pool_;
   float threshold_;
+  bool second_moments_;
   int64_t tokens_ = 0;
   int64_t layer_filter_ = -1;
   const std::map<int, std::vector<float>>* reference_inputs_ = nullptr;
@@ -65,6 +70,29 @@ std::vector<std::vector<int32_t>> MakeCalibrationChunks(const std::vector<int32_
 // Runs the model over the chunks with `stats` observing.
 absl::Status RunCalibration(model::Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
                             CalibrationStats& stats);
+
+// Sequential calibration one block at a time: each chunk's hidden states at the input of the
+// next block, advanced through the blocks as they are (quantized or not). Observing block l
+// runs block l alone: the statistics RunCalibration with a layer filter collects (the same
+// operations on the same rows in the same order, tokens counted alike), without running the
+// blocks before it again and those after it at all — GPTQ's sequential mode at the cost of
+// two block passes per block instead of a forward pass of the whole model.
+class BlockwiseCalibration {
+ public:
+  static absl::StatusOr<BlockwiseCalibration> Start(model::Transformer& model,
+                                                    const std::vector<std::vector<int32_t>>& chunks);
+  int64_t next_layer() const { return layer_; }
+  // Adds block next_layer()'s input statistics to `stats` (that layer only).
+  absl::Status Observe(CalibrationStats& stats);
+  // Runs the hidden states through block next_layer() as it is now.
+  absl::Status Advance();
+
+ private:
+  model::Transformer* model_ = nullptr;
+  std::vector<std::vector<float>> hidden_;  // [chunk][tokens · hidden]
+  std::vector<int64_t> tokens_;             // per chunk
+  int64_t layer_ = 0;
+};
 
 // Runs `reference` (full precision) and `model` (partly quantized) over the same chunks and
 // collects, for `layer` only, the model's statistics plus the cross moments with the

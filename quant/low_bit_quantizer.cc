@@ -8,7 +8,8 @@
 #include "common/enum_names.h"
 #include "common/random.h"
 #include "common/status.h"
-#include "quant/grid_error.h"
+#include "quant/hessian_factors.h"
+#include "quant/range_search.h"
 
 namespace accullm::quant {
 
@@ -59,73 +60,6 @@ int NaiveMaxCodeMagnitude(int bits, int64_t group) {
 namespace {
 
 constexpr int64_t kBlock = 128;  // lazy-update block (a multiple of every group size)
-
-// Quantization grid of one group: value(code) = (code - zero) * scale, code in [0, maxq]
-// (maxq = 2^bits - 1), with zero = stored / 2^frac_bits (stored fits a byte).
-struct Grid {
-  float scale = 0.f;
-  int scale_code = 0;  // 8-bit scales: scale = U8GroupScale(row scale, scale_code)
-  int stored = 8;      // the zero point as stored
-  float zero = 8.f;    // ... and its value
-  int maxq = 15;       // the largest code
-};
-
-// The grid for a range [lo, hi] (lo <= 0 <= hi).
-Grid GridForRange(float lo, float hi, int bits, bool symmetric, int frac_bits, float row_scale) {
-  Grid g;
-  const int half = 1 << (bits - 1);
-  g.maxq = 2 * half - 1;
-  g.stored = half;
-  g.zero = static_cast<float>(half);
-  if (symmetric) {
-    // -half is reachable too, but ±(half - 1) keeps the grid symmetric around zero.
-    g.scale = kernels::EncodeGroupScale(std::max(-lo, hi) / static_cast<float>(half - 1), row_scale, &g.scale_code);
-    return g;
-  }
-  g.scale = kernels::EncodeGroupScale((hi - lo) / static_cast<float>(g.maxq), row_scale, &g.scale_code);
-  const int unit = 1 << frac_bits;
-  g.stored = g.scale > 0 ? static_cast<int>(std::lround(-lo * unit / g.scale)) : half * unit;
-  g.stored = std::clamp(g.stored, 0, (g.maxq + 1) * unit - 1);
-  g.zero = static_cast<float>(g.stored) / static_cast<float>(unit);
-  return g;
-}
-
-// Picks the group's grid: the min/max range, or — with `search` — the range whose low and
-// high ends are shrunk independently (factors 1, 0.98, ..., 0.7 at 4 bits; one factor when symmetric)
-// to minimise the Hessian-diagonal weighted squared rounding error: clipping a rare extreme
-// weight often buys finer steps for all the others.
-Grid MakeGrid(const float* w, const bool* is_outlier, const double* importance, int64_t n, int bits, bool symmetric,
-              bool search, int frac_bits, float row_scale) {
-  float lo = 0.f, hi = 0.f;  // include 0 so zero is exactly representable
-  for (int64_t i = 0; i < n; ++i) {
-    if (is_outlier[i]) continue;
-    lo = std::min(lo, w[i]);
-    hi = std::max(hi, w[i]);
-  }
-  Grid best = GridForRange(lo, hi, bits, symmetric, frac_bits, row_scale);
-  if (!search || best.scale <= 0.f) return best;
-  double best_err = INFINITY;
-  constexpr int kSteps = 16;
-  // Clipping pays while it buys finer steps: at 4 bits and below the search spans 1 .. 0.7 of
-  // the range in steps of 0.02; wider codes have finer steps to lose, so the same 16 factors
-  // span a range narrower in proportion (5 bits 1 .. 0.855, 6 bits 1 .. 0.93).
-  const float step = 0.02f * std::min(1.f, 15.f / static_cast<float>((1 << bits) - 1));
-  for (int a = 0; a < kSteps; ++a) {
-    for (int b = 0; b < (symmetric ? 1 : kSteps); ++b) {
-      const float shrink_lo = 1.f - step * static_cast<float>(a);
-      const float shrink_hi = symmetric ? shrink_lo : 1.f - step * static_cast<float>(b);
-      const Grid g = GridForRange(lo * shrink_lo, hi * shrink_hi, bits, symmetric, frac_bits, row_scale);
-      if (g.scale <= 0.f) continue;
-      const double err =
-          GridRoundingError(w, is_outlier, importance, n, GridCandidate{g.scale, g.zero, static_cast<float>(g.maxq)});
-      if (err < best_err) {
-        best_err = err;
-        best = g;
-      }
-    }
-  }
-  return best;
-}
 
 // Per-row state for one quantization pass.
 struct RowQuantizer {
@@ -184,24 +118,6 @@ void FitGridToBudget(Grid& g, const float* w, const bool* is_outlier, int64_t n,
 
 }  // namespace
 
-bool CholeskyLower(std::vector<double>& a, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    double d = a[j * n + j];
-    for (int64_t k = 0; k < j; ++k) d -= a[j * n + k] * a[j * n + k];
-    if (!(d > 0)) return false;
-    d = std::sqrt(d);
-    a[j * n + j] = d;
-    for (int64_t i = j + 1; i < n; ++i) {
-      double s = a[i * n + j];
-      for (int64_t k = 0; k < j; ++k) s -= a[i * n + k] * a[j * n + k];
-      a[i * n + j] = s / d;
-    }
-  }
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = i + 1; j < n; ++j) a[i * n + j] = 0;
-  return true;
-}
-
 namespace {
 
 // Dampened full Hessian from the upper triangle; dead channels (never active) get 1 on the
@@ -228,34 +144,6 @@ std::vector<double> DampedHessian(const std::vector<double>& upper, int64_t n, d
     h[i * n + i] += damp_fraction * mean_diag;
   }
   return h;
-}
-
-// GPTQ's U: the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ U).
-absl::StatusOr<std::vector<double>> InverseHessianUpperFactor(std::vector<double> h, int64_t n) {
-  if (!CholeskyLower(h, n)) return absl::FailedPreconditionError("Hessian is not positive definite");
-  // H⁻¹ = L⁻ᵀ L⁻¹: invert L (lower triangular) column by column.
-  std::vector<double> linv(static_cast<size_t>(n * n), 0.0);
-  for (int64_t c = 0; c < n; ++c) {
-    linv[c * n + c] = 1.0 / h[c * n + c];
-    for (int64_t i = c + 1; i < n; ++i) {
-      double s = 0;
-      for (int64_t k = c; k < i; ++k) s -= h[i * n + k] * linv[k * n + c];
-      linv[i * n + c] = s / h[i * n + i];
-    }
-  }
-  std::vector<double> hinv(static_cast<size_t>(n * n), 0.0);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j <= i; ++j) {
-      double s = 0;
-      for (int64_t k = i; k < n; ++k) s += linv[k * n + i] * linv[k * n + j];
-      hinv[i * n + j] = hinv[j * n + i] = s;
-    }
-  if (!CholeskyLower(hinv, n)) return absl::FailedPreconditionError("inverse Hessian is not positive definite");
-  // Upper factor U = Lᵀ of H⁻¹'s lower factor.
-  std::vector<double> u(static_cast<size_t>(n * n), 0.0);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = i; j < n; ++j) u[i * n + j] = hinv[j * n + i];
-  return u;
 }
 
 void PackCode(QuantizedMatrix& q, int64_t o, int64_t i, int code) {
@@ -334,30 +222,39 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
     for (int64_t a = 0; a < in; ++a)
       for (int64_t b = 0; b < in; ++b) h[a * in + b] = damped[perm[a] * in + perm[b]];
     if (opt.method == QuantMethod::kGptq) {
-      ASSIGN_OR_RETURN(u, InverseHessianUpperFactor(h, in));
+      ASSIGN_OR_RETURN(u, InverseHessianUpperFactor(h, in, &pool));
     }
   }
   const int64_t groups = in / g;
 
+  // Rows are quantized kTileRows at a time, in lockstep block by block, so GPTQ's lazy update
+  // reads each stretch of U once for the whole tile instead of once per row (per row it
+  // streamed all of U, in²/2 doubles: memory-bound). Every row's arithmetic, and its order,
+  // is that of a row quantized alone: the bytes do not depend on the tiling or the threads.
+  constexpr int64_t kTileRows = 8, kLazyColumns = 256;
   pool.ParallelFor(out, [&](int64_t o0, int64_t o1) {
-    std::vector<float> w(static_cast<size_t>(in));  // permuted order
-    std::vector<double> err(static_cast<size_t>(kBlock)), resid(static_cast<size_t>(in)), lazy(static_cast<size_t>(in));
-    std::vector<Grid> grids(static_cast<size_t>(groups));
-    std::vector<int64_t> budget_left(static_cast<size_t>(groups), budget);
+    std::vector<float> w_all(static_cast<size_t>(kTileRows * in));  // permuted order
+    std::vector<double> err_all(static_cast<size_t>(kTileRows * kBlock)),
+        resid_all(static_cast<size_t>(kTileRows * in)), lazy_all(static_cast<size_t>(kTileRows * in));
+    std::vector<Grid> grids_all(static_cast<size_t>(kTileRows * groups));
+    std::vector<int64_t> budget_all(static_cast<size_t>(kTileRows * groups), budget);
+    std::vector<float> row_scale_all(static_cast<size_t>(kTileRows), 0.f);  // 8-bit scales: each row's F16 step
     std::vector<float> target(static_cast<size_t>(g));
     std::vector<double> importance(static_cast<size_t>(g));
-    float row_scale = 0.f;  // 8-bit scales: this row's F16 step
-    auto set_grid = [&](int64_t o, int64_t grp, const float* values, const char* outl) {
-      for (int64_t j = 0; j < g; ++j) importance[j] = needs_h ? (*hessian)[(grp * g + j) * in + grp * g + j] : 1.0;
+    auto set_grid = [&](int64_t r, int64_t o, int64_t grp, const float* values, const char* outl) {
+      // Without a Hessian every weight counts alike (null importance: exactly as all ones).
+      if (needs_h)
+        for (int64_t j = 0; j < g; ++j) importance[j] = (*hessian)[(grp * g + j) * in + grp * g + j];
       // A group with outlier columns keeps an integer zero point: their INT4 code must stand
       // for exactly 0 (the FP16 part carries them).
       bool has_outlier = false;
       for (int64_t j = 0; j < g; ++j) has_outlier = has_outlier || outl[j];
       const int frac = has_outlier ? 0 : q.format.zero_frac_bits;
-      Grid grid = MakeGrid(values, reinterpret_cast<const bool*>(outl), importance.data(), g, opt.bits, opt.symmetric,
-                           opt.search_grid, frac, row_scale);
+      const GridFormat format{opt.bits, opt.symmetric, frac, row_scale_all[r]};
+      Grid grid = SearchGrid(values, reinterpret_cast<const bool*>(outl), needs_h ? importance.data() : nullptr, g,
+                             format, opt.search_grid);
       if (budget > 0) FitGridToBudget(grid, values, reinterpret_cast<const bool*>(outl), g, budget);
-      grids[grp] = grid;
+      grids_all[r * groups + grp] = grid;
       if (u8_scales) {
         q.scale_codes[o * groups + grp] = static_cast<uint8_t>(grid.scale_code);
       } else {
@@ -366,85 +263,110 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out
       if (!opt.symmetric)
         q.zeros[o * groups + grp] = kernels::EncodeZeroPoint(grid.stored, frac, q.format.zero_frac_bits);
     };
-    for (int64_t o = o0; o < o1; ++o) {
-      const float* row = weights + o * in;
-      for (int64_t k = 0; k < in; ++k) {  // dead channels carry no signal: zero them like GPTQ
-        const int64_t col = perm[k];
-        w[k] = (needs_h && (*hessian)[col * in + col] == 0 && !is_outlier[col]) ? 0.f : row[col];
-      }
-      std::fill(budget_left.begin(), budget_left.end(), budget);
-      if (u8_scales) {
-        // The row's step: the largest group step of the original weights, with headroom for
-        // error feedback widening a later group's range (beyond it a group is clipped).
-        float widest = 0.f;
-        for (int64_t grp = 0; grp < groups; ++grp) {
-          float lo = 0.f, hi = 0.f;
-          for (int64_t j = grp * g; j < (grp + 1) * g; ++j) {
-            if (is_outlier[j]) continue;
-            lo = std::min(lo, row[j]);
-            hi = std::max(hi, row[j]);
-          }
-          const float half = static_cast<float>(1 << (opt.bits - 1));
-          widest = std::max(widest, opt.symmetric ? std::max(-lo, hi) / (half - 1.f) : (hi - lo) / (2.f * half - 1.f));
+    for (int64_t t0 = o0; t0 < o1; t0 += kTileRows) {
+      const int64_t tile = std::min(kTileRows, o1 - t0);
+      for (int64_t r = 0; r < tile; ++r) {
+        const int64_t o = t0 + r;
+        const float* row = weights + o * in;
+        float* w = w_all.data() + r * in;
+        for (int64_t k = 0; k < in; ++k) {  // dead channels carry no signal: zero them like GPTQ
+          const int64_t col = perm[k];
+          w[k] = (needs_h && (*hessian)[col * in + col] == 0 && !is_outlier[col]) ? 0.f : row[col];
         }
-        q.row_scales[o] = F32ToF16(widest * 1.15f);
-        row_scale = F16ToF32(q.row_scales[o]);
-        if (!(row_scale > 0.f)) row_scale = 1e-8f;  // an all-zero row: any step will do
+        std::fill(budget_all.begin() + r * groups, budget_all.begin() + (r + 1) * groups, budget);
+        if (u8_scales) {
+          // The row's step: the largest group step of the original weights, with headroom for
+          // error feedback widening a later group's range (beyond it a group is clipped).
+          float widest = 0.f;
+          for (int64_t grp = 0; grp < groups; ++grp) {
+            float lo = 0.f, hi = 0.f;
+            for (int64_t j = grp * g; j < (grp + 1) * g; ++j) {
+              if (is_outlier[j]) continue;
+              lo = std::min(lo, row[j]);
+              hi = std::max(hi, row[j]);
+            }
+            const float half = static_cast<float>(1 << (opt.bits - 1));
+            widest =
+                std::max(widest, opt.symmetric ? std::max(-lo, hi) / (half - 1.f) : (hi - lo) / (2.f * half - 1.f));
+          }
+          q.row_scales[o] = F32ToF16(widest * 1.15f);
+          row_scale_all[r] = F16ToF32(q.row_scales[o]);
+          if (!(row_scale_all[r] > 0.f)) row_scale_all[r] = 1e-8f;  // an all-zero row: any step will do
+        }
+        if (act_order) {  // static groups: grids from the original weights, before any update
+          for (int64_t grp = 0; grp < groups; ++grp) set_grid(r, o, grp, row + grp * g, is_outlier.data() + grp * g);
+        }
+        std::fill(resid_all.begin() + r * in, resid_all.begin() + (r + 1) * in, 0.0);
       }
-      if (act_order) {  // static groups: grids from the original weights, before any update
-        for (int64_t grp = 0; grp < groups; ++grp) set_grid(o, grp, row + grp * g, is_outlier.data() + grp * g);
-      }
-      RowQuantizer rq{opt, o, in, {}, 0};
-      std::fill(resid.begin(), resid.end(), 0.0);
       for (int64_t b0 = 0; b0 < in; b0 += kBlock) {
         const int64_t b1 = std::min(in, b0 + kBlock);
-        for (int64_t k = b0; k < b1; ++k) {
-          const int64_t col = perm[k], grp = col / g;
-          if (!act_order && k % g == 0) {  // a new group: its grid from the current (error-corrected) weights
-            for (int64_t j = 0; j < g; ++j) {
-              target[j] = opt.method == QuantMethod::kGpfq
-                              ? static_cast<float>(w[k + j] + resid[k + j] / h[(k + j) * in + k + j])
-                              : w[k + j];
+        for (int64_t r = 0; r < tile; ++r) {
+          const int64_t o = t0 + r;
+          float* w = w_all.data() + r * in;
+          double* err = err_all.data() + r * kBlock;
+          double* resid = resid_all.data() + r * in;
+          Grid* grids = grids_all.data() + r * groups;
+          int64_t* budget_left = budget_all.data() + r * groups;
+          for (int64_t k = b0; k < b1; ++k) {
+            const int64_t col = perm[k], grp = col / g;
+            if (!act_order && k % g == 0) {  // a new group: its grid from the current (error-corrected) weights
+              for (int64_t j = 0; j < g; ++j) {
+                target[j] = opt.method == QuantMethod::kGpfq
+                                ? static_cast<float>(w[k + j] + resid[k + j] / h[(k + j) * in + k + j])
+                                : w[k + j];
+              }
+              set_grid(r, o, grp, target.data(), is_outlier.data() + col);
             }
-            set_grid(o, grp, target.data(), is_outlier.data() + col);
-          }
-          rq.grid = grids[grp];
-          rq.budget_left = budget_left[grp];
-          // What this column should represent, and what it will.
-          const float want =
-              opt.method == QuantMethod::kGpfq ? static_cast<float>(w[k] + resid[k] / h[k * in + k]) : w[k];
-          float got;
-          if (is_outlier[col]) {
-            const size_t idx = std::lower_bound(outlier_cols.begin(), outlier_cols.end(), col) - outlier_cols.begin();
-            const uint16_t f16 = F32ToF16(want);
-            q.outlier_weights[o * outlier_cols.size() + idx] = f16;
-            PackCode(q, o, col, rq.IntZero());  // contributes 0 in the INT4 part (integer zero here)
-            got = F16ToF32(f16);
-          } else {
-            const int code = rq.Round(want, col);
-            PackCode(q, o, col, code);
-            budget_left[grp] -= std::abs(code - rq.IntZero());
-            got = rq.Value(code);
-          }
-          if (opt.method == QuantMethod::kGptq) {
-            const double e = (w[k] - got) / u[k * in + k];
-            err[k - b0] = e;
-            for (int64_t j = k + 1; j < b1; ++j) w[j] -= static_cast<float>(e * u[k * in + j]);
-          } else if (opt.method == QuantMethod::kGpfq) {
-            // Running residual of the output: r_j += H[j, k] (w_k - q_k) for later columns.
-            const double d = w[k] - got;
-            if (d != 0)
-              for (int64_t j = k + 1; j < in; ++j) resid[j] += h[j * in + k] * d;
+            const RowQuantizer rq{opt, o, in, grids[grp], budget_left[grp]};
+            // What this column should represent, and what it will.
+            const float want =
+                opt.method == QuantMethod::kGpfq ? static_cast<float>(w[k] + resid[k] / h[k * in + k]) : w[k];
+            float got;
+            if (is_outlier[col]) {
+              const size_t idx = std::lower_bound(outlier_cols.begin(), outlier_cols.end(), col) - outlier_cols.begin();
+              const uint16_t f16 = F32ToF16(want);
+              q.outlier_weights[o * outlier_cols.size() + idx] = f16;
+              PackCode(q, o, col, rq.IntZero());  // contributes 0 in the INT4 part (integer zero here)
+              got = F16ToF32(f16);
+            } else {
+              const int code = rq.Round(want, col);
+              PackCode(q, o, col, code);
+              budget_left[grp] -= std::abs(code - rq.IntZero());
+              got = rq.Value(code);
+            }
+            if (opt.method == QuantMethod::kGptq) {
+              const double e = (w[k] - got) / u[k * in + k];
+              err[k - b0] = e;
+              for (int64_t j = k + 1; j < b1; ++j) w[j] -= static_cast<float>(e * u[k * in + j]);
+            } else if (opt.method == QuantMethod::kGpfq) {
+              // Running residual of the output: r_j += H[j, k] (w_k - q_k) for later columns.
+              const double d = w[k] - got;
+              if (d != 0)
+                for (int64_t j = k + 1; j < in; ++j) resid[j] += h[j * in + k] * d;
+            }
           }
         }
         if (opt.method == QuantMethod::kGptq) {  // lazy update of the columns after the block
-          std::fill(lazy.begin() + b1, lazy.end(), 0.0);
-          for (int64_t k = b0; k < b1; ++k) {  // rows of U: contiguous, vectorised
-            const double e = err[k - b0];
-            const double* uk = u.data() + k * in;
-            for (int64_t j = b1; j < in; ++j) lazy[j] += e * uk[j];
+          // lazy_r[j] = Σ_k err_r[k] U[k][j], k in order for every row; a stretch of U's
+          // columns at a time, shared by the tile's rows while it sits in cache.
+          for (int64_t j0 = b1; j0 < in; j0 += kLazyColumns) {
+            const int64_t j1 = std::min(in, j0 + kLazyColumns);
+            for (int64_t r = 0; r < tile; ++r)
+              std::fill(lazy_all.begin() + r * in + j0, lazy_all.begin() + r * in + j1, 0.0);
+            for (int64_t k = b0; k < b1; ++k) {
+              const double* uk = u.data() + k * in;
+              for (int64_t r = 0; r < tile; ++r) {
+                const double e = err_all[r * kBlock + k - b0];
+                double* lazy = lazy_all.data() + r * in;
+                for (int64_t j = j0; j < j1; ++j) lazy[j] += e * uk[j];
+              }
+            }
+            for (int64_t r = 0; r < tile; ++r) {
+              float* w = w_all.data() + r * in;
+              const double* lazy = lazy_all.data() + r * in;
+              for (int64_t j = j0; j < j1; ++j) w[j] -= static_cast<float>(lazy[j]);
+            }
           }
-          for (int64_t j = b1; j < in; ++j) w[j] -= static_cast<float>(lazy[j]);
         }
       }
     }

@@ -79,10 +79,6 @@ int64_t AxeL1Budget(int bits);
 // every weight's magnitude bound until 128 · group · |v| fits (0 when no width is small enough).
 int NaiveMaxCodeMagnitude(int bits, int64_t group);
 
-// Cholesky factorisation A = L Lᵀ of a symmetric [n, n] matrix, in place (L in the lower
-// triangle, zeros above); false when A is not positive definite.
-bool CholeskyLower(std::vector<double>& a, int64_t n);
-
 // Quantizes W [out, in] (row-major). `hessian` [in, in] (upper triangle used) is needed by
 // GPTQ and GPFQ; RTN ignores it. `outlier_cols` (sorted) stay FP16.
 absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* weights, int64_t out, int64_t in,

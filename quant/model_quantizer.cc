@@ -1,11 +1,13 @@
 #include "quant/model_quantizer.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "model/low_bit_linear.h"
 #include "quant/calibration.h"
+#include "quant/hessian_factors.h"
 
 namespace accullm::quant {
 
@@ -20,6 +22,13 @@ const std::vector<BlockLinear>& BlockLinears() {
       {sharding::kBlockLinearNames[6], model::LinearSite::kMlpDown, &model::TransformerLayer::down},
   };
   return kLinears;
+}
+
+CalibrationNeeds CalibrationNeedsOf(const ModelQuantOptions& o) {
+  CalibrationNeeds n;
+  n.second_moments = o.quant.method != QuantMethod::kRtn || o.correct_input_mismatch;
+  n.any = n.second_moments || o.outliers.enabled;
+  return n;
 }
 
 std::string LinearPrefix(int64_t layer, const BlockLinear& l) {
@@ -69,7 +78,7 @@ absl::StatusOr<std::unique_ptr<model::LinearOp>> MakeLowBitLinear(const model::T
   return std::unique_ptr<model::LinearOp>(std::move(op));
 }
 
-absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& s, double dampening) {
+absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& s, double dampening, ThreadPool* pool) {
   const int64_t n = s.width;
   if (static_cast<int64_t>(s.cross.size()) != n * n) return absl::FailedPreconditionError("no cross moments");
   std::vector<double> h(static_cast<size_t>(n * n));
@@ -79,23 +88,31 @@ absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& s, 
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = i; j < n; ++j) h[i * n + j] = h[j * n + i] = s.hessian[i * n + j];
   for (int64_t i = 0; i < n; ++i) h[i * n + i] += dampening * mean_diag + (s.hessian[i * n + i] == 0 ? 1 : 0);
-  if (!CholeskyLower(h, n)) return absl::FailedPreconditionError("calibration Hessian is not positive definite");
+  if (!CholeskyLower(h, n, pool)) return absl::FailedPreconditionError("calibration Hessian is not positive definite");
   // Row i of B solves (H + λI) bᵢᵀ = Δᵢᵀ (H is symmetric): forward then back substitution.
+  // Rows are independent: spread over the pool, each summed as on one thread.
   std::vector<double> b(static_cast<size_t>(n * n));
-  std::vector<double> y(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t k = 0; k < n; ++k) {
-      // Δ[i][k] = C[i][k] - H[i][k] (H from its upper triangle).
-      const double hik = i <= k ? s.hessian[i * n + k] : s.hessian[k * n + i];
-      double v = s.cross[i * n + k] - hik;
-      for (int64_t j = 0; j < k; ++j) v -= h[k * n + j] * y[j];
-      y[k] = v / h[k * n + k];
+  auto rows = [&](int64_t i0, int64_t i1) {
+    std::vector<double> y(static_cast<size_t>(n));
+    for (int64_t i = i0; i < i1; ++i) {
+      for (int64_t k = 0; k < n; ++k) {
+        // Δ[i][k] = C[i][k] - H[i][k] (H from its upper triangle).
+        const double hik = i <= k ? s.hessian[i * n + k] : s.hessian[k * n + i];
+        double v = s.cross[i * n + k] - hik;
+        for (int64_t j = 0; j < k; ++j) v -= h[k * n + j] * y[j];
+        y[k] = v / h[k * n + k];
+      }
+      for (int64_t k = n - 1; k >= 0; --k) {
+        double v = y[k];
+        for (int64_t j = k + 1; j < n; ++j) v -= h[j * n + k] * b[i * n + j];
+        b[i * n + k] = v / h[k * n + k];
+      }
     }
-    for (int64_t k = n - 1; k >= 0; --k) {
-      double v = y[k];
-      for (int64_t j = k + 1; j < n; ++j) v -= h[j * n + k] * b[i * n + j];
-      b[i * n + k] = v / h[k * n + k];
-    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(n, rows);
+  } else {
+    rows(0, n);
   }
   return b;
 }
@@ -120,7 +137,7 @@ absl::StatusOr<std::vector<std::unique_ptr<model::LinearOp>>> QuantizeBlock(
     if (site != nullptr && !site->cross.empty() && options.correct_input_mismatch) {
       auto it = corrections.find(static_cast<int>(bl.site));
       if (it == corrections.end()) {
-        ASSIGN_OR_RETURN(auto b, InputMismatchCorrection(*site, options.quant.dampening));
+        ASSIGN_OR_RETURN(auto b, InputMismatchCorrection(*site, options.quant.dampening, &pool));
         it = corrections.emplace(static_cast<int>(bl.site), std::move(b)).first;
       }
       const std::vector<double>& b = it->second;
@@ -185,30 +202,40 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(model::Transformer& model, Calib
   }
   QuantizedMatrices out;
   const int64_t total = plan.CountLowBit();
+  const bool recollect = !sequential_chunks.empty() && CalibrationNeedsOf(options).any;
+  const bool paired = reference != nullptr && options.correct_input_mismatch;
+  int64_t last_low_bit = -1;
+  for (int64_t l = 0; l < n; ++l)
+    if (plan.layers[l] == sharding::LayerPrecision::kLowBit) last_low_bit = l;
+  std::optional<BlockwiseCalibration> blockwise;
+  if (recollect && !paired) {
+    ASSIGN_OR_RETURN(BlockwiseCalibration b, BlockwiseCalibration::Start(model, sequential_chunks));
+    blockwise.emplace(std::move(b));
+  }
   int64_t done = 0;
-  for (int64_t l = 0; l < n; ++l) {
-    if (plan.layers[l] != sharding::LayerPrecision::kLowBit) continue;
-    if (progress) progress(done, total, absl::StrCat("layer ", l));
-    if (!sequential_chunks.empty() && done > 0) {  // upstream blocks changed: re-collect this one's inputs
-      stats.Clear(l);
-      if (reference != nullptr && options.correct_input_mismatch) {
-        RETURN_IF_ERROR(RunPairedCalibration(*reference, model, l, sequential_chunks, stats));
-      } else {
-        stats.set_layer_filter(l);
-        absl::Status s = RunCalibration(model, sequential_chunks, stats);
-        stats.set_layer_filter(-1);
-        RETURN_IF_ERROR(s);
+  for (int64_t l = 0; l <= last_low_bit; ++l) {
+    if (plan.layers[l] == sharding::LayerPrecision::kLowBit) {
+      if (progress) progress(done, total, absl::StrCat("layer ", l));
+      if (recollect && done > 0) {  // upstream blocks changed: re-collect this one's inputs
+        stats.Clear(l);
+        if (paired) {
+          RETURN_IF_ERROR(RunPairedCalibration(*reference, model, l, sequential_chunks, stats));
+        } else {
+          RETURN_IF_ERROR(blockwise->Observe(stats));
+        }
       }
+      LinearMask which;
+      LinearBits bits;
+      for (int li = 0; li < sharding::kBlockLinears; ++li) {
+        which[li] = plan.LinearIsLowBit(l, li);
+        bits[li] = plan.LinearBits(l, li);
+      }
+      auto displaced = QuantizeBlock(model, l, stats, options, pool, &out, &which, &bits);
+      if (!displaced.ok()) return displaced.status();
+      ++done;
     }
-    LinearMask which;
-    LinearBits bits;
-    for (int li = 0; li < sharding::kBlockLinears; ++li) {
-      which[li] = plan.LinearIsLowBit(l, li);
-      bits[li] = plan.LinearBits(l, li);
-    }
-    auto displaced = QuantizeBlock(model, l, stats, options, pool, &out, &which, &bits);
-    if (!displaced.ok()) return displaced.status();
-    ++done;
+    // The next blocks' inputs pass through this one as it now is.
+    if (blockwise.has_value() && l < last_low_bit) RETURN_IF_ERROR(blockwise->Advance());
   }
   if (progress) progress(done, total, "done");
   return out;
@@ -256,7 +283,7 @@ absl::Status QuantizeEmbeddingsAndHead(model::Transformer& model, CalibrationSta
       return absl::InvalidArgumentError("the LM head is tied to the embeddings: quantize the embeddings alone");
     }
     const int64_t head_layer = c.num_layers;  // the observer's index for the head's input
-    if (!sequential_chunks.empty()) {
+    if (!sequential_chunks.empty() && CalibrationNeedsOf(options).any) {
       stats.Clear(head_layer);
       stats.set_layer_filter(head_layer);
       absl::Status s = RunCalibration(model, sequential_chunks, stats);

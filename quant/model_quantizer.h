@@ -40,6 +40,16 @@ struct ModelQuantOptions {
   bool correct_input_mismatch = false;
 };
 
+// What the quantizer reads from calibration. Round to nearest reads nothing unless outlier
+// channels are chosen (per-channel max |x|) or input-mismatch correction is on (second and
+// cross moments); GPTQ and GPFQ read the second moments (Hessians). A measured precision plan
+// needs calibration whatever this says (it runs the model on the calibration text).
+struct CalibrationNeeds {
+  bool any = true;             // some statistic is read: run the calibration passes
+  bool second_moments = true;  // Hessians Σ x xᵀ (the costly part of collecting)
+};
+CalibrationNeeds CalibrationNeedsOf(const ModelQuantOptions& options);
+
 // The seven linears of a block, with the site whose statistics they use.
 struct BlockLinear {
   const char* name;  // e.g. "self_attn.q_proj"
@@ -81,7 +91,8 @@ using ProgressFn = std::function<void(int64_t done, int64_t total, const std::st
 // Quantizes every low-bit block of the plan. With `sequential_chunks` (non-empty), each block's
 // statistics are re-collected just before it is quantized, from the calibration text run
 // through the blocks already quantized, so each block corrects for the error upstream of it
-// (as GPTQ's reference implementation does); `stats` is updated in place.
+// (as GPTQ's reference implementation does); `stats` is updated in place. Nothing is
+// re-collected when the options read no statistics (CalibrationNeedsOf).
 // `reference` (may be null): a full-precision copy of the model, needed for input-mismatch
 // correction in sequential runs.
 absl::StatusOr<QuantizedMatrices> QuantizeModel(model::Transformer& model, CalibrationStats& stats,
@@ -94,7 +105,9 @@ absl::StatusOr<QuantizedMatrices> QuantizeModel(model::Transformer& model, Calib
 // w* = w + w·Δ·(H + λI)⁻¹ with Δ = C − H: the weights whose output on the quantized model's
 // inputs (H = Σ x̃x̃ᵀ) best matches the full-precision layer on its own inputs (C = Σ x x̃ᵀ).
 // Returns B = Δ (H + λI)⁻¹ [in, in]; λ = dampening × mean diag(H).
-absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& stats, double dampening);
+// Rows of B in parallel over `pool` (null: one thread); the result does not depend on it.
+absl::StatusOr<std::vector<double>> InputMismatchCorrection(const SiteStats& stats, double dampening,
+                                                            ThreadPool* pool = nullptr);
 
 // Quantizes the token embeddings and/or the LM head as the options ask, installs them in the
 // model and adds them to `out` (keys "model.embed_tokens", "lm_head"). Run after the blocks:

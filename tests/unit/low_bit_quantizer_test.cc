@@ -355,6 +355,44 @@ TEST(AxeTest, CostsLessAccuracyThanNaiveBitReduction) {
   EXPECT_LT(axe, 0.5 * OutputError(p, Dequantize(naive)));
 }
 
+// Every byte a pack stores for the matrix, in one string.
+std::string PackedBytes(const QuantizedMatrix& q) {
+  std::string b;
+  auto add = [&b](const auto& v) {
+    b.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(v[0]));
+    b.push_back('|');
+  };
+  add(q.codes);
+  add(q.scales);
+  add(q.scale_codes);
+  add(q.row_scales);
+  add(q.zeros);
+  add(q.outlier_cols);
+  add(q.outlier_weights);
+  return b;
+}
+
+TEST(LowBitQuantizerTest, BytesDoNotDependOnTheThreadCount) {
+  // in 256: GPTQ's inverse Hessian factor is large enough to be spread over the pool too.
+  Problem p = MakeProblem(67, 256, 300, 11);
+  ThreadPool one(1), two(2);
+  for (QuantMethod method : {QuantMethod::kRtn, QuantMethod::kGptq, QuantMethod::kGpfq}) {
+    for (int variant = 0; variant < 3; ++variant) {  // default; 8-bit steps and act-order; symmetric 3-bit
+      QuantOptions o;
+      o.method = method;
+      o.scale_bits = variant == 1 ? 8 : 16;
+      o.act_order = variant == 1;
+      o.symmetric = variant == 2;
+      o.bits = variant == 2 ? 3 : 4;
+      const std::vector<int32_t> outliers = {5, 130};
+      auto a = QuantizeMatrix(p.w.data(), p.out, p.in, &p.hessian, outliers, o, one);
+      auto b = QuantizeMatrix(p.w.data(), p.out, p.in, &p.hessian, outliers, o, two);
+      ASSERT_TRUE(a.ok() && b.ok());
+      EXPECT_EQ(PackedBytes(*a), PackedBytes(*b)) << QuantMethodName(method) << " variant " << variant;
+    }
+  }
+}
+
 TEST(LowBitQuantizerTest, RejectsBadOptions) {
   Problem p = MakeProblem(4, 96, 4, 7);
   ThreadPool pool(1);
