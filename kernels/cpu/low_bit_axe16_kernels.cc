@@ -11,6 +11,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/low_bit_int8_kernels.h"
+#include "kernels/cpu/low_bit_tiles_avx2.h"
 
 namespace accullm::kernels {
 
@@ -181,22 +182,8 @@ namespace {
 
 #define ACCULLM_AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
-inline int32_t Load32(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
-// As low_bit_int8_kernels.cc's WeightScales256: the same float operations, so the same bits.
-ACCULLM_AVX2_TARGET inline __m256 WeightScales256(const LowBitTiles& w, int64_t tile, int64_t g, int half) {
-  const size_t at = static_cast<size_t>((tile * w.groups() + g) * kTileRows + 8 * half);
-  if (w.scale_codes.empty())
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales.data() + at)));
-  const __m256 codes = _mm256_cvtepi32_ps(
-      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
-  const __m256 rows = _mm256_loadu_ps(w.row_scales.data() + tile * kTileRows + 8 * half);
-  return _mm256_mul_ps(_mm256_mul_ps(rows, codes), _mm256_set1_ps(1.f / 255.f));
-}
+using tiles_avx2::Load32;
+using tiles_avx2::WeightScales256;
 
 // kM activation rows × one half tile (8 output rows: bytes 0..31 or 32..63 of every chunk).
 template <int kM, bool kNibbles, Axe16Variant kVariant>
@@ -273,17 +260,7 @@ ACCULLM_AVX2_TARGET void HalfTileAxe16(const LowBitTiles& w, const Int8Activatio
       acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), factor, acc[m]);
     }
   }
-  const int64_t o0 = tile * kTileRows + 8 * half;
-  for (int m = 0; m < kM; ++m) {
-    float* dst = y + (r0 + m) * y_stride + o0;
-    if (w.out - o0 >= 8) {
-      _mm256_storeu_ps(dst, acc[m]);
-    } else {
-      alignas(32) float tmp[8];
-      _mm256_store_ps(tmp, acc[m]);
-      for (int64_t i = 0; i < w.out - o0; ++i) dst[i] = tmp[i];
-    }
-  }
+  tiles_avx2::StoreHalfTile<kM>(w, acc, tile, half, r0, y, y_stride);
 }
 
 template <bool kNibbles, Axe16Variant kVariant>

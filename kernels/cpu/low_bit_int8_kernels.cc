@@ -7,6 +7,7 @@
 #include "common/dtype.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/low_bit_tiles_avx2.h"
 
 namespace accullm::kernels {
 
@@ -51,11 +52,8 @@ void LowBitInt8RowsScalar(const LowBitMatrix& m, const Int8Activations& x, int64
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 namespace {
 
-inline int32_t Load32(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+using tiles_avx2::Load32;
+using tiles_avx2::WeightScales256;
 
 // ---- AVX-512 VNNI: one tile (16 rows) per register, kM activation rows at once. ----
 
@@ -153,16 +151,6 @@ ACCULLM_AVX2_TARGET inline __m256i DotLanes(__m256i u8, __m256i s8) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u8, s8), _mm256_set1_epi16(1));
 }
 
-ACCULLM_AVX2_TARGET inline __m256 WeightScales256(const LowBitTiles& w, int64_t tile, int64_t g, int half) {
-  const size_t at = static_cast<size_t>((tile * w.groups() + g) * kTileRows + 8 * half);
-  if (w.scale_codes.empty())
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales.data() + at)));
-  const __m256 codes = _mm256_cvtepi32_ps(
-      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
-  const __m256 rows = _mm256_loadu_ps(w.row_scales.data() + tile * kTileRows + 8 * half);
-  return _mm256_mul_ps(_mm256_mul_ps(rows, codes), _mm256_set1_ps(1.f / 255.f));
-}
-
 template <int kM, bool kNibbles, bool kEightBit>
 ACCULLM_AVX2_TARGET void HalfTileAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t tile, int half,
                                       int64_t r0, float* y, int64_t y_stride) {
@@ -212,17 +200,7 @@ ACCULLM_AVX2_TARGET void HalfTileAvx2(const LowBitTiles& w, const Int8Activation
       acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), factor, acc[m]);
     }
   }
-  const int64_t o0 = tile * kTileRows + 8 * half;
-  for (int m = 0; m < kM; ++m) {
-    float* dst = y + (r0 + m) * y_stride + o0;
-    if (w.out - o0 >= 8) {
-      _mm256_storeu_ps(dst, acc[m]);
-    } else {
-      alignas(32) float tmp[8];
-      _mm256_store_ps(tmp, acc[m]);
-      for (int64_t i = 0; i < w.out - o0; ++i) dst[i] = tmp[i];
-    }
-  }
+  tiles_avx2::StoreHalfTile<kM>(w, acc, tile, half, r0, y, y_stride);
 }
 
 template <bool kNibbles, bool kEightBit>
