@@ -213,8 +213,9 @@ TEST(Axe16KernelsTest, EveryWidthUpToSevenBitsMatchesWhenTheBoundHolds) {
           ExpectAllPathsAgree(w.m, xq, what);
           // Where the codes reach it, row 0 sits right at the bound: 127 · 258.
           const int64_t lane_columns = group / 2, room = (1 << (bits - 1));
-          if (lane_columns * room >= kAxe16MaxLaneL1)
+          if (lane_columns * room >= kAxe16MaxLaneL1) {
             EXPECT_EQ(CountAxe16Overflows(w.m, xq, 0, 1).largest, 127 * kAxe16MaxLaneL1) << what;
+          }
         }
 }
 

@@ -111,7 +111,9 @@ TEST_F(PipelineStageTest, SameTokensAndLogprobsWhicheverBlocksHoldTheRows) {
   for (size_t i = 0; i < a.size(); ++i) {
     const int32_t greedy = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     EXPECT_EQ(a[i].id, greedy) << "token " << i;
-    if (i + 1 < a.size()) ASSERT_TRUE(model_->Forward(&a[i].id, 1, cache, logits.data()).ok());
+    if (i + 1 < a.size()) {
+      ASSERT_TRUE(model_->Forward(&a[i].id, 1, cache, logits.data()).ok());
+    }
   }
 }
 
