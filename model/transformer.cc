@@ -30,6 +30,22 @@ absl::StatusOr<std::vector<float>> LoadVector(const TensorStore& store, const st
   return TensorToF32(t, n);
 }
 
+// A layer's intermediate buffers, reused across layers and calls (grown, never shrunk): a
+// 128-row prefill would otherwise map and zero ~6 MB per layer for gate and up alone. One set
+// per calling thread (the pool's workers write into the caller's through pointers); every
+// element is written before it is read, so what a buffer held before does not matter.
+struct LayerScratch {
+  std::vector<float> q, k, v, ctx, gate, up;
+};
+LayerScratch& Scratch() {
+  thread_local LayerScratch scratch;
+  return scratch;
+}
+float* Reuse(std::vector<float>& buffer, int64_t n) {
+  if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
+  return buffer.data();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string& dir, ThreadPool* pool,
@@ -221,10 +237,13 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
   const TransformerLayer& L = layers_[layer];
   const int64_t hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads, group = nh / nkv;
   const int64_t q_dim = nh * hd, kvd = nkv * hd;
-  std::vector<float> q(static_cast<size_t>(rows * q_dim)), k(static_cast<size_t>(rows * kvd)),
-      v(static_cast<size_t>(rows * kvd)), ctx(static_cast<size_t>(rows * q_dim));
+  LayerScratch& scratch = Scratch();
+  float* q = Reuse(scratch.q, rows * q_dim);
+  float* k = Reuse(scratch.k, rows * kvd);
+  float* v = Reuse(scratch.v, rows * kvd);
+  float* ctx = Reuse(scratch.ctx, rows * q_dim);
   Notify(layer, LinearSite::kAttnIn, x, rows, c.hidden_size);
-  ForwardSameInput({{L.q.get(), q.data()}, {L.k.get(), k.data()}, {L.v.get(), v.data()}}, x, rows, *pool_);
+  ForwardSameInput({{L.q.get(), q}, {L.k.get(), k}, {L.v.get(), v}}, x, rows, *pool_);
   // Which sequence and position each batch row belongs to.
   std::vector<int32_t> row_segment(static_cast<size_t>(rows));
   std::vector<int64_t> row_pos(static_cast<size_t>(rows));
@@ -237,10 +256,10 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
       row_segment[row] = static_cast<int32_t>(s);
       row_pos[row] = pos;
       max_pos = std::max(max_pos, pos);
-      rope_.Apply(q.data() + row * q_dim, nh, pos);
-      rope_.Apply(k.data() + row * kvd, nkv, pos);
-      std::copy_n(k.data() + row * kvd, kvd, cache.k(layer, pos));
-      std::copy_n(v.data() + row * kvd, kvd, cache.v(layer, pos));
+      rope_.Apply(q + row * q_dim, nh, pos);
+      rope_.Apply(k + row * kvd, nkv, pos);
+      std::copy_n(k + row * kvd, kvd, cache.k(layer, pos));
+      std::copy_n(v + row * kvd, kvd, cache.v(layer, pos));
     }
   }
   // The kernel reaches the paged cache through each sequence's row pointers for this layer,
@@ -263,22 +282,24 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
     for (int64_t item = begin; item < end; ++item) {
       const int64_t r = item / nh, head = item % nh, kvh = head / group;
       const kernels::KvRows kv{k_rows[row_segment[r]].data(), v_rows[row_segment[r]].data()};
-      kernels::CausalAttentionHead(q.data() + r * q_dim + head * hd, kv, kvh * hd, row_pos[r], hd, scale, scores.data(),
-                                   ctx.data() + r * q_dim + head * hd);
+      kernels::CausalAttentionHead(q + r * q_dim + head * hd, kv, kvh * hd, row_pos[r], hd, scale, scores.data(),
+                                   ctx + r * q_dim + head * hd);
     }
   });
-  Notify(layer, LinearSite::kAttnOut, ctx.data(), rows, q_dim);
-  L.o->Forward(ctx.data(), rows, out, *pool_);
+  Notify(layer, LinearSite::kAttnOut, ctx, rows, q_dim);
+  L.o->Forward(ctx, rows, out, *pool_);
 }
 
 void Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
   const TransformerLayer& L = layers_[layer];
   const int64_t inter = config_.intermediate_size;
-  std::vector<float> gate(static_cast<size_t>(n * inter)), up(static_cast<size_t>(n * inter));
+  LayerScratch& scratch = Scratch();
+  float* gate = Reuse(scratch.gate, n * inter);
+  float* up = Reuse(scratch.up, n * inter);
   Notify(layer, LinearSite::kMlpIn, x, n, config_.hidden_size);
-  ForwardGateUpSilu(*L.gate, *L.up, x, n, gate.data(), up.data(), *pool_);
-  Notify(layer, LinearSite::kMlpDown, gate.data(), n, inter);
-  L.down->Forward(gate.data(), n, out, *pool_);
+  ForwardGateUpSilu(*L.gate, *L.up, x, n, gate, up, *pool_);
+  Notify(layer, LinearSite::kMlpDown, gate, n, inter);
+  L.down->Forward(gate, n, out, *pool_);
 }
 
 absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, float* hidden,
