@@ -1,6 +1,6 @@
-// The thread pool's cost per ParallelFor: a decode step of the TinyLlama geometry makes ~180
-// calls (seven linears and attention per layer, 22 layers, the head), so a 20 µs round trip is
-// 3.6 ms of a ~25 ms token. BM_ParallelForEmpty is the pure round trip (work items do
+// The thread pool's cost per ParallelFor: a decode step of the TinyLlama geometry makes ~110
+// calls (q/k/v, attention, o, gate/up, down per layer, 22 layers, the head), so a 20 µs round
+// trip is 2.2 ms of a ~25 ms token. BM_ParallelForEmpty is the pure round trip (work items do
 // nothing); BM_ParallelForTouch gives each item a little memory work, as a decode linear's tiles
 // do, so the workers' wake-up latency shows against a realistic body.
 //   build/bench/thread_pool_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true

@@ -1,8 +1,8 @@
 // A fixed pool of worker threads for data-parallel loops (matmuls, attention heads).
 //
-// A decode step calls ParallelFor ~180 times (seven linears and attention per layer), each a
-// few tens of microseconds of work: waking a sleeping worker through the kernel costs about as
-// much as the work itself on a virtual machine. So workers spin on the job counter for a
+// A decode step calls ParallelFor ~110 times (five per layer: q/k/v, attention, o, gate/up,
+// down), each a few tens of microseconds of work: waking a sleeping worker through the
+// kernel costs about as much as the work itself on a virtual machine. So workers spin on the job counter for a
 // while after each job (kSpin) and only then sleep (a futex wait), as llama.cpp's threads do
 // between the ops of a token; an idle server's workers are asleep after that spin. The
 // spinning threads yield now and then, so on an oversubscribed machine they hand the core to
