@@ -18,13 +18,6 @@ const LowBitLinear* Int8LowBit(const LinearOp* op) {
   return l != nullptr && l->uses_int8_activations() ? l : nullptr;
 }
 
-// The quantized input, one per calling thread (reused without allocating once grown); the
-// pool's workers read the caller's.
-kernels::Int8Activations& Scratch() {
-  thread_local kernels::Int8Activations scratch;
-  return scratch;
-}
-
 }  // namespace
 
 void ForwardSameInput(std::initializer_list<LinearOutput> linears, const float* x, int64_t n, ThreadPool& pool) {
@@ -49,7 +42,7 @@ void ForwardSameInput(std::initializer_list<LinearOutput> linears, const float* 
     tiles[j] = &low_bit[j]->Tiles(pool);
     first_tile[j + 1] = first_tile[j] + tiles[j]->tiles;
   }
-  kernels::Int8Activations& xq = Scratch();
+  kernels::Int8Activations& xq = LowBitLinear::InputScratch();
   low_bit[0]->QuantizeInput(x, n, xq);
   const LinearOutput* outs = linears.begin();
   // One index space over every linear's tiles; a chunk may straddle two linears.
@@ -75,7 +68,7 @@ void ForwardGateUpSilu(const LinearOp& gate, const LinearOp& up, const float* x,
   }
   const kernels::LowBitTiles& gate_tiles = g->Tiles(pool);
   const kernels::LowBitTiles& up_tiles = u->Tiles(pool);
-  kernels::Int8Activations& xq = Scratch();
+  kernels::Int8Activations& xq = LowBitLinear::InputScratch();
   g->QuantizeInput(x, n, xq);
   pool.ParallelFor(gate_tiles.tiles, [&](int64_t t0, int64_t t1) {
     g->ForwardTiles(gate_tiles, xq, x, n, t0, t1, gate_out);

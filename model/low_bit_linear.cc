@@ -94,6 +94,12 @@ bool LowBitLinear::SharesInt8Input(const LowBitLinear& other) const {
          w_.outlier_cols == other.w_.outlier_cols;
 }
 
+kernels::Int8Activations& LowBitLinear::InputScratch() {
+  // One per thread, as several models may run in one process.
+  thread_local kernels::Int8Activations scratch;
+  return scratch;
+}
+
 void LowBitLinear::QuantizeInput(const float* x, int64_t n, kernels::Int8Activations& xq) const {
   kernels::QuantizeInt8Blocks(x, n, w_.matrix.in, w_.matrix.group,
                               w_.outlier_cols.empty() ? nullptr : outlier_mask_.data(), xq);
@@ -134,10 +140,7 @@ void LowBitLinear::ForwardTiles(const kernels::LowBitTiles& tiles, const kernels
 }
 
 void LowBitLinear::ForwardInt8(const float* x, int64_t n, float* y, ThreadPool& pool) const {
-  // Reused across calls (no allocation per layer per token once grown); one per thread, as
-  // several models may run in one process.
-  thread_local kernels::Int8Activations scratch;
-  kernels::Int8Activations& xq = scratch;  // the pool's workers must read this thread's copy
+  kernels::Int8Activations& xq = InputScratch();
   const kernels::LowBitTiles& tiles = Tiles(pool);
   QuantizeInput(x, n, xq);
   pool.ParallelFor(tiles.tiles, [&](int64_t t0, int64_t t1) { ForwardTiles(tiles, xq, x, n, t0, t1, y); });

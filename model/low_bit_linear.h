@@ -74,6 +74,9 @@ class LowBitLinear final : public LinearOp {
   // exact channels), so one Int8Activations serves both; both must use INT8 activations.
   bool SharesInt8Input(const LowBitLinear& other) const;
   void QuantizeInput(const float* x, int64_t n, kernels::Int8Activations& xq) const;
+  // The calling thread's buffer for a quantized input (reused without allocating once grown;
+  // the pool's workers read the caller's through references, never their own).
+  static kernels::Int8Activations& InputScratch();
   // The tiled copy (made on first use, in parallel over the pool) and its tile count.
   const kernels::LowBitTiles& Tiles(ThreadPool& pool) const;
   // y rows' outputs [t0·16, t1·16) ∩ [0, out): the integer kernel, then outliers and bias.

@@ -55,7 +55,9 @@ std::unique_ptr<LowBitLinear> RandomLinear(int64_t out, int64_t in, std::vector<
   w.keep_alive = a;
   auto l = LowBitLinear::Create(std::move(w), {});
   EXPECT_TRUE(l.ok()) << l.status();
-  if (int8) EXPECT_TRUE((*l)->UseInt8Activations());
+  if (int8) {
+    EXPECT_TRUE((*l)->UseInt8Activations());
+  }
   return std::move(*l);
 }
 
