@@ -67,9 +67,10 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   std::signal(SIGTERM, SIG_IGN);
   std::signal(SIGINT, SIG_IGN);
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
-  // The NaN/Inf check waits for the hello: it covers this stage's layers only (mmap: a stage
-  // pages in nothing else).
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false, {.check_finite = false, .exact = f.exact});
+  // The NaN/Inf check and the kernels' layout wait for the hello: they cover this stage's
+  // layers only (mmap: a stage pages in nothing else).
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false,
+                          {.check_finite = false, .exact = f.exact, .prepare_kernels = false});
   if (!loaded.ok()) {
     spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
     return 1;
@@ -114,8 +115,9 @@ int RunServe(ServeFlags f) {
           "see docs/cluster.md)"));
   }
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
-  // A pipeline coordinator computes nothing: the stages check the weights they read.
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true, {.check_finite = !pipeline, .exact = f.exact});
+  // A pipeline coordinator computes nothing: the stages check and lay out the weights they read.
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true,
+                          {.check_finite = !pipeline, .exact = f.exact, .prepare_kernels = !pipeline});
   if (!loaded.ok()) return fail(loaded.status());
   model::Transformer& model = *loaded->transformer;
   const model::ModelConfig& mc = model.config();

@@ -11,7 +11,7 @@ namespace accullm::cli {
 int RunShardingPlan(const ShardingPlanFlags& f) {
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   // Planning reads shapes and sizes only: no pass over the weights (a stage checks its own).
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false, {.check_finite = false});
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false, {.check_finite = false, .prepare_kernels = false});
   if (!loaded.ok()) return ReportError(loaded.status());
   model::Transformer& model = *loaded->transformer;
   sharding::PlannerOptions o;

@@ -58,8 +58,9 @@ class LowBitLinear final : public LinearOp {
   void DequantizeRow(int64_t o, float* dst) const;
 
   // Computes with INT8 activations from now on. The weights are tiled (a copy in the integer
-  // kernels' layout) on the first forward pass, in parallel over the pool, so a pipeline
-  // stage tiles only the layers it runs. False, and nothing changes, when the integer
+  // kernels' layout) by Tiles: at load (Transformer::PrepareKernels) or, for a pipeline stage,
+  // once it knows its layers, so a stage tiles only the layers it runs; else on the first
+  // forward pass. False, and nothing changes, when the integer
   // kernels cannot run this matrix exactly (kernels::LowBitTilesRefusal).
   bool UseInt8Activations();
   bool uses_int8_activations() const { return int8_; }

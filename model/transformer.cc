@@ -151,6 +151,7 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
     }
   }
   if (!options.exact) t->ForEachLowBitLinear([](LowBitLinear& l) { l.UseInt8Activations(); });
+  if (options.prepare_kernels) t->PrepareKernels(0, c.num_layers, /*head=*/true);
   // Last, after the cheaper structural checks. Every tensor, the pack's canary logits too.
   // The cost is one read of the weights (memory-bandwidth bound, split over the pool): the
   // pages the first forward pass would fault in anyway; for plain checkpoints as for packs,
@@ -194,6 +195,19 @@ void Transformer::ForEachLowBitLinear(const std::function<void(LowBitLinear&)>& 
     for (LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()}) visit(op);
   }
   visit(lm_head_.get());
+}
+
+void Transformer::PrepareKernels(int64_t layer_begin, int64_t layer_end, bool head) {
+  auto prepare = [&](LinearOp* op) {
+    if (auto* low_bit = dynamic_cast<LowBitLinear*>(op); low_bit != nullptr && low_bit->uses_int8_activations())
+      low_bit->Tiles(*pool_);
+  };
+  for (int64_t l = std::max<int64_t>(0, layer_begin); l < std::min<int64_t>(layer_end, config_.num_layers); ++l) {
+    const TransformerLayer& L = layers_[static_cast<size_t>(l)];
+    for (LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()})
+      prepare(op);
+  }
+  if (head) prepare(lm_head_.get());
 }
 
 void Transformer::SetActivationQuantization(const std::shared_ptr<const kernels::ActQuantConfig>& config) {

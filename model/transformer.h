@@ -59,6 +59,11 @@ struct ModelLoadOptions {
   // INT8 activations and integer dot products: golden evaluations (`--exact`). Later issues
   // hang their approximations (activation sparsity, KV quantization) off the same switch.
   bool exact = false;
+  // Lay out every low-bit linear for the integer kernels now (PrepareKernels over all layers
+  // and the head), so that load time carries the repack and the first request does not. Off
+  // where a process runs part of the model: a pipeline stage prepares its own layers when it
+  // learns them (the handshake), the coordinator none.
+  bool prepare_kernels = true;
 };
 
 class Transformer {
@@ -104,6 +109,10 @@ class Transformer {
   // The NaN/Inf check of what a pipeline stage reads: the weights of layers
   // [layer_begin, layer_end), the embedding table (embed), the final norm and LM head (head).
   absl::Status CheckFiniteWeights(int64_t layer_begin, int64_t layer_end, bool embed, bool head) const;
+  // Tiles the low-bit linears of layers [layer_begin, layer_end) and, with `head`, the LM head
+  // for the integer kernels (LowBitLinear::Tiles), in parallel over the pool. Idempotent; a
+  // linear left untiled is tiled on its first forward pass instead.
+  void PrepareKernels(int64_t layer_begin, int64_t layer_end, bool head);
   // The pack manifest when this model was loaded from an AccuLLM pack.
   const std::optional<PackManifest>& pack() const { return pack_; }
 

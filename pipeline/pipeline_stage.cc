@@ -74,6 +74,13 @@ void PipelineStage::LogStart() const {
                hello_.num_layers, pipeline::ActivationDTypeName(hello_.activations));
 }
 
+void PipelineStage::PrepareKernels() {
+  const auto t0 = std::chrono::steady_clock::now();
+  model_.PrepareKernels(hello_.layer_begin, hello_.layer_end, last_);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (s >= 0.01) spdlog::info("stage {} (rank {}): kernels prepared in {:.2f} s", hello_.stage, rank_, s);
+}
+
 void PipelineStage::LogShutdown(uint64_t bytes_sent) const {
   // One line for the benchmark (bench/pipeline_bench.sh parses it).
   spdlog::info("stage {} (rank {}): shutdown after {} batches; stats rows={} compute_s={:.4f} bytes_sent={} "
@@ -322,6 +329,9 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
     spdlog::info("stage {} (rank {}): activations over NCCL on CUDA device {} of {}", hello->stage, t.rank(), device,
                  count);
   }
+  // This stage's low-bit linears laid out for the integer kernels before the first batch
+  // (while the heartbeats above already flow), so that no request waits for the repack.
+  stage.PrepareKernels();
   constexpr auto kPoll = std::chrono::milliseconds(50);
   // The coordinator judges liveness and takes the job down. A stage gives up on a silent
   // coordinator only so as never to hang, and later than the coordinator would judge a stage,

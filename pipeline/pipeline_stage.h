@@ -60,6 +60,9 @@ class PipelineStage {
   // The stage's start and shutdown log lines (the same in every mode; the shutdown line's
   // stats are what bench/pipeline_bench.sh reads). `bytes_sent`: what this stage sent.
   void LogStart() const;
+  // Lays out this stage's low-bit linears for the integer kernels (layers and, on the last
+  // stage, the head), logging the time taken; a no-op for what is already laid out.
+  void PrepareKernels();
   void LogShutdown(uint64_t bytes_sent) const;
 
  private:
