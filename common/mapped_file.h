@@ -29,6 +29,12 @@ class MappedFile {
   size_t size_;
 };
 
+// Asks the kernel to take the whole pages inside [p, p + n) out of this process's resident
+// set without losing their contents (MADV_PAGEOUT): pages of a mapped file are read again on
+// the next touch, anonymous pages stay unless there is swap. For weights that were copied
+// into another layout and are rarely read afterwards. A hint: failures are ignored.
+void ReleaseResidentPages(const void* p, size_t n);
+
 // Reads a whole (small) text file, e.g. config.json.
 absl::StatusOr<std::string> ReadTextFile(const std::string& path);
 

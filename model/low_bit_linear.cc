@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/dtype.h"
+#include "common/mapped_file.h"
 #include "kernels/cpu/int8_activations.h"
 #include "kernels/cpu/low_bit_axe16_kernels.h"
 #include "kernels/cpu/low_bit_int8_kernels.h"
@@ -124,6 +125,15 @@ const kernels::LowBitTiles& LowBitLinear::Tiles(ThreadPool& pool) const {
       axe16_ = fits;
     }
     tiles_ = std::move(tiles);
+    // The kernels read the tiled copy from now on: the mapped pack pages need not stay
+    // resident beside it (the scalar level, `--exact` and embedding lookups read them again
+    // on demand).
+    const kernels::LowBitMatrix& m = w_.matrix;
+    const int64_t entries = m.out * m.groups_per_row();
+    ReleaseResidentPages(m.codes, static_cast<size_t>(m.out * kernels::CodeRowBytes(m.in, m.bits)));
+    if (m.scales != nullptr) ReleaseResidentPages(m.scales, static_cast<size_t>(entries) * sizeof(uint16_t));
+    if (m.scale_codes != nullptr) ReleaseResidentPages(m.scale_codes, static_cast<size_t>(entries));
+    if (m.zeros != nullptr) ReleaseResidentPages(m.zeros, static_cast<size_t>(entries));
   });
   return *tiles_;
 }
