@@ -167,25 +167,44 @@ ACCULLM_AVX2_TARGET void HalfTileAvx2(const LowBitTiles& w, const Int8Activation
     for (int m = 0; m < kM; ++m) dot[m] = _mm256_setzero_si256();
     const int8_t* xg[kM];
     for (int m = 0; m < kM; ++m) xg[m] = x.row(r0 + m) + g * w.group;
-    for (int64_t c = 0; c < chunks; ++c, codes += kTileChunkBytes) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes));
-      if constexpr (kNibbles || kEightBit) {
-        const __m256i lo = _mm256_and_si256(v, low_nibbles);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibbles);
-        for (int m = 0; m < kM; ++m) {
-          if constexpr (kNibbles) {
-            dot[m] = _mm256_add_epi32(dot[m], DotLanes(lo, _mm256_set1_epi32(Load32(xg[m] + 8 * c))));
-            dot[m] = _mm256_add_epi32(dot[m], DotLanes(hi, _mm256_set1_epi32(Load32(xg[m] + 8 * c + 4))));
-          } else {
+    if constexpr (kNibbles) {
+      // Nibble codes (<= 15) times |q| <= 127: a vpmaddubsw pair sums to <= 3810, so the low
+      // and high nibbles of kChunksPerWiden chunks (8 pairs, <= 30480) add up exactly in 16
+      // bits before one vpmaddwd widens them: half the instructions of widening every product.
+      constexpr int64_t kChunksPerWiden = 4;
+      for (int64_t c0 = 0; c0 < chunks; c0 += kChunksPerWiden) {
+        __m256i pairs[kM];
+        for (int m = 0; m < kM; ++m) pairs[m] = _mm256_setzero_si256();
+        const int64_t c1 = c0 + kChunksPerWiden < chunks ? c0 + kChunksPerWiden : chunks;
+        for (int64_t c = c0; c < c1; ++c, codes += kTileChunkBytes) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes));
+          const __m256i lo = _mm256_and_si256(v, low_nibbles);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibbles);
+          for (int m = 0; m < kM; ++m) {
+            pairs[m] = _mm256_add_epi16(pairs[m], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(Load32(xg[m] + 8 * c))));
+            pairs[m] =
+                _mm256_add_epi16(pairs[m], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(Load32(xg[m] + 8 * c + 4))));
+          }
+        }
+        for (int m = 0; m < kM; ++m)
+          dot[m] = _mm256_add_epi32(dot[m], _mm256_madd_epi16(pairs[m], _mm256_set1_epi16(1)));
+      }
+    } else {
+      for (int64_t c = 0; c < chunks; ++c, codes += kTileChunkBytes) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes));
+        if constexpr (kEightBit) {
+          const __m256i lo = _mm256_and_si256(v, low_nibbles);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibbles);
+          for (int m = 0; m < kM; ++m) {
             // 8-bit codes overflow vpmaddubsw's 16-bit pairs: code = 16·hi + lo, both exact.
             const __m256i xs = _mm256_set1_epi32(Load32(xg[m] + 4 * c));
             dot[m] =
                 _mm256_add_epi32(dot[m], _mm256_add_epi32(DotLanes(lo, xs), _mm256_slli_epi32(DotLanes(hi, xs), 4)));
           }
+        } else {
+          for (int m = 0; m < kM; ++m)
+            dot[m] = _mm256_add_epi32(dot[m], DotLanes(v, _mm256_set1_epi32(Load32(xg[m] + 4 * c))));
         }
-      } else {
-        for (int m = 0; m < kM; ++m)
-          dot[m] = _mm256_add_epi32(dot[m], DotLanes(v, _mm256_set1_epi32(Load32(xg[m] + 4 * c))));
       }
     }
     const __m256 ws = WeightScales256(w, tile, g, half);
@@ -203,9 +222,64 @@ ACCULLM_AVX2_TARGET void HalfTileAvx2(const LowBitTiles& w, const Int8Activation
   tiles_avx2::StoreHalfTile<kM>(w, acc, tile, half, r0, y, y_stride);
 }
 
+// Decode (one activation row) over nibble codes: both halves of every chunk in one pass, so
+// each 64-byte line is consumed by the loads that miss on it (two passes of half a line each
+// kept half as many bytes in flight per instruction window). The same integer sums and the
+// same epilogue per half as HalfTileAvx2, so the same bits.
+ACCULLM_AVX2_TARGET void TileNibblesOneRowAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t tile, int64_t r,
+                                               float* y, int64_t y_stride) {
+  const int64_t groups = w.groups(), chunks = w.group / w.chunk_columns();
+  const int frac = w.zero_frac_bits;
+  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  const uint8_t* codes = w.codes.data() + tile * w.tile_code_bytes();
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+  const __m256i symmetric_zero = _mm256_set1_epi32(1 << (w.bits - 1));
+  __m256 acc[2][1] = {{_mm256_setzero_ps()}, {_mm256_setzero_ps()}};
+  for (int64_t g = 0; g < groups; ++g) {
+    const int8_t* xg = x.row(r) + g * w.group;
+    __m256i dot[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    constexpr int64_t kChunksPerWiden = 4;  // as HalfTileAvx2: 8 pairs of <= 3810 fit 16 bits
+    for (int64_t c0 = 0; c0 < chunks; c0 += kChunksPerWiden) {
+      __m256i pairs[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+      const int64_t c1 = c0 + kChunksPerWiden < chunks ? c0 + kChunksPerWiden : chunks;
+      for (int64_t c = c0; c < c1; ++c, codes += kTileChunkBytes) {
+        const __m256i xlo = _mm256_set1_epi32(Load32(xg + 8 * c)), xhi = _mm256_set1_epi32(Load32(xg + 8 * c + 4));
+        for (int half = 0; half < 2; ++half) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * half));
+          const __m256i lo = _mm256_and_si256(v, low_nibbles);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibbles);
+          pairs[half] = _mm256_add_epi16(pairs[half], _mm256_maddubs_epi16(lo, xlo));
+          pairs[half] = _mm256_add_epi16(pairs[half], _mm256_maddubs_epi16(hi, xhi));
+        }
+      }
+      for (int half = 0; half < 2; ++half)
+        dot[half] = _mm256_add_epi32(dot[half], _mm256_madd_epi16(pairs[half], _mm256_set1_epi16(1)));
+    }
+    const int64_t at = r * groups + g;
+    for (int half = 0; half < 2; ++half) {
+      const __m256 ws = WeightScales256(w, tile, g, half);
+      const __m256i zero = w.zeros.empty() ? symmetric_zero
+                                           : _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(
+                                                 w.zeros.data() + (tile * groups + g) * kTileRows + 8 * half)));
+      const __m256i d =
+          _mm256_sub_epi32(_mm256_slli_epi32(dot[half], frac), _mm256_mullo_epi32(zero, _mm256_set1_epi32(x.sums[at])));
+      const __m256 factor = _mm256_mul_ps(ws, _mm256_set1_ps(x.scales[at] * inv_frac));
+      acc[half][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), factor, acc[half][0]);
+    }
+  }
+  tiles_avx2::StoreHalfTile<1>(w, acc[0], tile, 0, r, y, y_stride);
+  if (tile * kTileRows + 8 < w.out) tiles_avx2::StoreHalfTile<1>(w, acc[1], tile, 1, r, y, y_stride);
+}
+
 template <bool kNibbles, bool kEightBit>
 ACCULLM_AVX2_TARGET void RowsAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
                                   int64_t y_stride) {
+  if constexpr (kNibbles) {
+    if (x.rows == 1) {
+      for (int64_t t = t0; t < t1; ++t) TileNibblesOneRowAvx2(w, x, t, 0, y, y_stride);
+      return;
+    }
+  }
   for (int64_t t = t0; t < t1; ++t) {
     for (int half = 0; half < 2; ++half) {
       if (t * kTileRows + 8 * half >= w.out) break;

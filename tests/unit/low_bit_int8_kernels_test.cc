@@ -168,6 +168,11 @@ std::vector<Case> Cases() {
   cases.push_back({4, 32, 64, 1, 4, true, true});
   cases.push_back({8, 64, 192, 50, 2, true, false});
   cases.push_back({3, 128, 256, 17, 3, false, true});
+  // One activation row (decode: the AVX2 one-pass kernel over both half tiles): the last tile
+  // with an empty second half (37 = 2·16 + 5), a partial one (45), groups of 4 and 16 chunks.
+  for (int bits : {3, 4})
+    for (int64_t out : {37, 45}) cases.push_back({bits, 32, 96, out, 1, bits == 4, bits == 3});
+  cases.push_back({4, 128, 256, 45, 1, true, false});
   return cases;
 }
 
