@@ -1,5 +1,6 @@
 #include "model/pack/pack_reader.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -135,10 +136,35 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, c
 }
 
 absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt8Linear(const TensorStore& store, const std::string& prefix,
-                                                         int64_t out, int64_t in) {
+                                                         int64_t out, int64_t in, int64_t integer_block) {
   auto copies = std::make_shared<std::vector<std::shared_ptr<std::vector<uint8_t>>>>();
   ASSIGN_OR_RETURN(TensorView codes, GetChecked(store, prefix + pack_tensor::kInt8Codes, DType::kU8, {out, in}));
   ASSIGN_OR_RETURN(TensorView scales, GetChecked(store, prefix + pack_tensor::kInt8Scales, DType::kF16, {out}));
+  if (integer_block > 0) {
+    if (in % integer_block != 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat(prefix, ": ", in, " input channels are not a multiple of the block ", integer_block));
+    const int64_t blocks = in / integer_block;
+    const uint16_t* row_steps = Aligned<uint16_t>(scales, *copies);
+    auto steps = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(out * blocks) * sizeof(uint16_t));
+    auto* step = reinterpret_cast<uint16_t*>(steps->data());
+    for (int64_t o = 0; o < out; ++o) std::fill(step + o * blocks, step + (o + 1) * blocks, row_steps[o]);
+    auto zeros = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(out * blocks), uint8_t{128});
+    copies->push_back(steps);
+    copies->push_back(zeros);
+    LowBitLinearWeights w;
+    w.matrix.out = out;
+    w.matrix.in = in;
+    w.matrix.group = integer_block;
+    w.matrix.bits = 8;
+    w.matrix.codes = codes.data;
+    w.matrix.scales = step;
+    w.matrix.zeros = zeros->data();
+    w.matrix.zero_frac_bits = 0;
+    w.keep_alive = copies;
+    ASSIGN_OR_RETURN(auto lin, LowBitLinear::Create(std::move(w), {}));
+    return std::unique_ptr<LinearOp>(std::move(lin));
+  }
   Int8Data d;
   d.out = out;
   d.in = in;

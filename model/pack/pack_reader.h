@@ -23,8 +23,13 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, c
                                                      int64_t in, bool has_bias, const PackManifest* pack = nullptr,
                                                      bool quantized_expected = false);
 
-// The per-row INT8 matrix `prefix.q8weight` / `prefix.q8scales` (the LM head).
+// The per-row INT8 matrix `prefix.q8weight` / `prefix.q8scales` (the LM head). With
+// `integer_block` > 0 (it must divide `in`) it becomes a LowBitLinear over the same mapped
+// codes — 8-bit codes, zero point 128, the row's step repeated for every block of
+// `integer_block` columns — so that INT8 activations (one scale per block) run the integer
+// kernels on it; with 0 an Int8Linear (rows dequantized to FP32: `--exact`). Both compute
+// (code − 128)·step for every weight.
 absl::StatusOr<std::unique_ptr<LinearOp>> LoadInt8Linear(const TensorStore& store, const std::string& prefix,
-                                                         int64_t out, int64_t in);
+                                                         int64_t out, int64_t in, int64_t integer_block = 0);
 
 }  // namespace accullm::model

@@ -209,6 +209,12 @@ TEST_F(PackTest, Int8ActivationsStayCloseToExact) {
   ASSERT_NE(q, nullptr);
   EXPECT_TRUE(q->uses_int8_activations());
   EXPECT_FALSE(dynamic_cast<const model::LowBitLinear*>((*exact)->layer(1).q.get())->uses_int8_activations());
+  // The per-row INT8 head runs the integer kernels over its codes; `--exact` keeps FP32.
+  const auto* head = dynamic_cast<const model::LowBitLinear*>(&(*fast)->lm_head());
+  ASSERT_NE(head, nullptr);
+  EXPECT_TRUE(head->uses_int8_activations());
+  EXPECT_EQ(head->weights().matrix.bits, 8);
+  EXPECT_NE(dynamic_cast<const model::Int8Linear*>(&(*exact)->lm_head()), nullptr);
   std::vector<int32_t> prompt = {1, 420, 435, 261, 394, 17, 1200, 88};
   const int64_t vocab = (*fast)->config().vocab_size;
   std::vector<float> a(vocab), b(vocab);
