@@ -14,6 +14,7 @@
 
 #include "common/dtype.h"
 #include "kernels/cpu/int8_activations.h"
+#include "kernels/cpu/linear_kernels.h"
 #include "kernels/cpu/low_bit_int8_kernels.h"
 #include "kernels/cpu/low_bit_tiles.h"
 
@@ -78,6 +79,30 @@ void BM_DecodeStream(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes));
 }
 BENCHMARK(BM_DecodeStream)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
+
+// The same for F16 weights (the FP16 LM head, FP16 blocks): 4 matrices of 2048 x 5632 (92 MB).
+void BM_DecodeStreamF16(benchmark::State& state) {
+  constexpr int64_t kF16Matrices = 4;
+  static const auto* mats = [] {
+    auto* all = new std::vector<std::vector<uint16_t>>();
+    std::mt19937 rng(3);
+    std::normal_distribution<float> normal;
+    for (int64_t i = 0; i < kF16Matrices; ++i) {
+      all->emplace_back(static_cast<size_t>(kIn * kOut));
+      for (auto& v : all->back()) v = F32ToF16(0.02f * normal(rng));
+    }
+    return all;
+  }();
+  std::vector<float> x(static_cast<size_t>(kIn), 0.5f), y(static_cast<size_t>(kOut));
+  for (auto _ : state) {
+    for (const auto& w : *mats) {
+      LinearRows(DType::kF16, w.data(), kIn, x.data(), 1, 0, kOut, y.data(), kOut);
+      benchmark::DoNotOptimize(y.data());
+    }
+  }
+  state.SetBytesProcessed(state.iterations() * kF16Matrices * kIn * kOut * 2);
+}
+BENCHMARK(BM_DecodeStreamF16)->Unit(benchmark::kMillisecond);
 
 void BM_ReadProbe(benchmark::State& state) {
   const size_t n = size_t{256} << 20 >> 3;
