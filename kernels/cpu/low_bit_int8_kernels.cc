@@ -127,7 +127,7 @@ ACCULLM_AVX512_TARGET void TileAvx512(const LowBitTiles& w, const Int8Activation
   for (int m = 0; m < kM; ++m) _mm512_mask_storeu_ps(y + (r0 + m) * y_stride + o0, mask, acc[m]);
 }
 
-// Decode over nibble codes, kK tiles at once (far apart in memory): several independent
+// Decode, kK tiles at once (far apart in memory): several independent
 // address streams per thread keep more lines in flight than one, the per-core limit of a
 // memory-bound loop. bench/decode_stream_bench, one core, 12 interleaved repetitions on a
 // loaded machine: 11.8 GB/s with one stream, 16.8 with two, 19.7 with three, 18.4 with four
@@ -135,9 +135,9 @@ ACCULLM_AVX512_TARGET void TileAvx512(const LowBitTiles& w, const Int8Activation
 // tile's sums and epilogue are TileAvx512<1>'s, so the same bits.
 constexpr int kDecodeStreams = 4;
 
-template <int kK>
-ACCULLM_AVX512_TARGET void TilesNibblesOneRowAvx512(const LowBitTiles& w, const Int8Activations& x,
-                                                    const int64_t* tiles, float* y) {
+template <int kK, bool kNibbles>
+ACCULLM_AVX512_TARGET void TilesOneRowAvx512(const LowBitTiles& w, const Int8Activations& x, const int64_t* tiles,
+                                             float* y) {
   const int64_t groups = w.groups(), chunks = w.group / w.chunk_columns();
   const int frac = w.zero_frac_bits;
   const float inv_frac = 1.f / static_cast<float>(1 << frac);
@@ -151,13 +151,24 @@ ACCULLM_AVX512_TARGET void TilesNibblesOneRowAvx512(const LowBitTiles& w, const 
     __m512i dot[kK], dot2[kK];
     for (int k = 0; k < kK; ++k) dot[k] = dot2[k] = _mm512_setzero_si512();
     const int8_t* xg = x.row(0) + g * w.group;
-    for (int64_t c = 0; c < chunks; ++c) {
-      const __m512i xlo = _mm512_set1_epi32(Load32(xg + 8 * c)), xhi = _mm512_set1_epi32(Load32(xg + 8 * c + 4));
-      for (int k = 0; k < kK; ++k) {
-        const __m512i v = _mm512_loadu_si512(codes[k]);
-        codes[k] += kTileChunkBytes;
-        dot[k] = _mm512_dpbusd_epi32(dot[k], _mm512_and_si512(v, low_nibbles), xlo);
-        dot2[k] = _mm512_dpbusd_epi32(dot2[k], _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles), xhi);
+    if constexpr (kNibbles) {
+      for (int64_t c = 0; c < chunks; ++c) {
+        const __m512i xlo = _mm512_set1_epi32(Load32(xg + 8 * c)), xhi = _mm512_set1_epi32(Load32(xg + 8 * c + 4));
+        for (int k = 0; k < kK; ++k) {
+          const __m512i v = _mm512_loadu_si512(codes[k]);
+          codes[k] += kTileChunkBytes;
+          dot[k] = _mm512_dpbusd_epi32(dot[k], _mm512_and_si512(v, low_nibbles), xlo);
+          dot2[k] = _mm512_dpbusd_epi32(dot2[k], _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles), xhi);
+        }
+      }
+    } else {  // byte codes, as TileAvx512: even and odd chunks on two chains
+      for (int64_t c = 0; c < chunks; c += 2) {
+        const __m512i x0 = _mm512_set1_epi32(Load32(xg + 4 * c)), x1 = _mm512_set1_epi32(Load32(xg + 4 * c + 4));
+        for (int k = 0; k < kK; ++k) {
+          dot[k] = _mm512_dpbusd_epi32(dot[k], _mm512_loadu_si512(codes[k]), x0);
+          dot2[k] = _mm512_dpbusd_epi32(dot2[k], _mm512_loadu_si512(codes[k] + kTileChunkBytes), x1);
+          codes[k] += 2 * kTileChunkBytes;
+        }
       }
     }
     const int64_t at = g;  // row 0
@@ -183,18 +194,16 @@ ACCULLM_AVX512_TARGET void TilesNibblesOneRowAvx512(const LowBitTiles& w, const 
 template <bool kNibbles>
 ACCULLM_AVX512_TARGET void RowsAvx512(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
                                       int64_t y_stride) {
-  if constexpr (kNibbles) {
-    if (x.rows == 1) {
-      // The range in kDecodeStreams parts walked side by side, the remainder tile by tile.
-      const int64_t part = (t1 - t0) / kDecodeStreams;
-      for (int64_t t = t0; t < t0 + part; ++t) {
-        int64_t ts[kDecodeStreams];
-        for (int64_t i = 0; i < kDecodeStreams; ++i) ts[i] = t + i * part;
-        TilesNibblesOneRowAvx512<kDecodeStreams>(w, x, ts, y);
-      }
-      for (int64_t t = t0 + kDecodeStreams * part; t < t1; ++t) TileAvx512<1, true>(w, x, t, 0, y, y_stride);
-      return;
+  if (x.rows == 1) {
+    // The range in kDecodeStreams parts walked side by side, the remainder tile by tile.
+    const int64_t part = (t1 - t0) / kDecodeStreams;
+    for (int64_t t = t0; t < t0 + part; ++t) {
+      int64_t ts[kDecodeStreams];
+      for (int64_t i = 0; i < kDecodeStreams; ++i) ts[i] = t + i * part;
+      TilesOneRowAvx512<kDecodeStreams, kNibbles>(w, x, ts, y);
     }
+    for (int64_t t = t0 + kDecodeStreams * part; t < t1; ++t) TileAvx512<1, kNibbles>(w, x, t, 0, y, y_stride);
+    return;
   }
   for (int64_t t = t0; t < t1; ++t) {
     int64_t r = 0;

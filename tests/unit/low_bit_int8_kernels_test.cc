@@ -181,6 +181,7 @@ std::vector<Case> Cases() {
   // (10 tiles: 4 streams of 2, then 2 alone).
   cases.push_back({4, 32, 64, 149, 1, true, false});
   cases.push_back({3, 64, 128, 150, 1, false, true});
+  for (int bits : {6, 8}) cases.push_back({bits, 32, 64, 149, 1, bits == 8, bits == 6});
   return cases;
 }
 
