@@ -56,7 +56,8 @@ size_t LowBitLinear::weight_bytes() const {
 size_t LowBitLinear::streamed_bytes() const {
   if (!int8_) return weight_bytes();
   // The tiled copy: 3-bit codes take a nibble, 5..7-bit ones a byte (low_bit_tiles.h).
-  return kernels::LowBitTilesBytes(w_.matrix) + w_.outlier_cols.size() * static_cast<size_t>(w_.matrix.out) * 2;
+  return kernels::LowBitTilesBytes(w_.matrix, TileOptions()) +
+         w_.outlier_cols.size() * static_cast<size_t>(w_.matrix.out) * 2;
 }
 
 bool LowBitLinear::UseInt8Activations() {
@@ -110,9 +111,15 @@ void LowBitLinear::QuantizeInput(const float* x, int64_t n, kernels::Int8Activat
   if (axe16_ && kernels::Axe16KernelActive()) kernels::Axe16LaneSums(xq, xq.lane_sums);
 }
 
+kernels::TileOptions LowBitLinear::TileOptions() const {
+  // A matrix that may run the AXE 16-bit kernel keeps a byte per 5- or 6-bit code (the
+  // layout that kernel reads); every other one streams them in bit planes.
+  return {.planes = !(w_.accumulator_bits > 0 && w_.accumulator_bits <= 16)};
+}
+
 const kernels::LowBitTiles& LowBitLinear::Tiles(ThreadPool& pool) const {
   std::call_once(tiled_, [&] {
-    auto tiles = std::make_unique<kernels::LowBitTiles>(kernels::AllocateLowBitTiles(w_.matrix));
+    auto tiles = std::make_unique<kernels::LowBitTiles>(kernels::AllocateLowBitTiles(w_.matrix, TileOptions()));
     pool.ParallelFor(tiles->tiles,
                      [&](int64_t t0, int64_t t1) { kernels::FillLowBitTiles(w_.matrix, t0, t1, *tiles); });
     // The pack's word is not taken on trust: a forged or damaged matrix would give wrong

@@ -78,6 +78,8 @@ class LowBitLinear final : public LinearOp {
   // The calling thread's buffer for a quantized input (reused without allocating once grown;
   // the pool's workers read the caller's through references, never their own).
   static kernels::Int8Activations& InputScratch();
+  // How Tiles lays the codes out (TileOptions::planes unless the AXE kernel may read them).
+  kernels::TileOptions TileOptions() const;
   // The tiled copy (made on first use, in parallel over the pool) and its tile count.
   const kernels::LowBitTiles& Tiles(ThreadPool& pool) const;
   // y rows' outputs [t0·16, t1·16) ∩ [0, out): the integer kernel, then outliers and bias.

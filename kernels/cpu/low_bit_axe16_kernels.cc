@@ -26,6 +26,7 @@ inline int TileZero(const LowBitTiles& w, int64_t tile, int64_t g, int64_t r) {
 
 std::string Axe16FormatRefusal(const LowBitTiles& w) {
   if (w.bits > 7) return "codes wider than 7 bits (vpmaddubsw's 16-bit pairs would saturate)";
+  if (w.planes) return "5- or 6-bit codes in bit planes (this kernel reads nibbles or bytes: TileOptions::planes off)";
   if (!w.zeros.empty() && w.zero_frac_bits != 0) return "fractional zero points (code − zero is not an integer)";
   if (w.group % 8 != 0) return "group is not a multiple of 8";
   return "";

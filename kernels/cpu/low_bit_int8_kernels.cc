@@ -70,18 +70,51 @@ ACCULLM_AVX512_TARGET inline __m512 WeightScales512(const LowBitTiles& w, int64_
   return _mm512_mul_ps(_mm512_mul_ps(rows, codes), _mm512_set1_ps(1.f / 255.f));
 }
 
-template <int kM, bool kNibbles>
+// How a tile's codes are laid out (low_bit_tiles.h), the kernels' template argument.
+constexpr int kNibbleCodes = 4, kPlaneCodes5 = 5, kPlaneCodes6 = 6, kByteCodes = 8;
+
+// Chunk c of a group whose codes start at `group_codes` (`chunks` chunks): the codes of
+// columns 8c+j (lo) and 8c+4+j (hi) at every position 4·r + j, one per byte. For nibbles the
+// low and high nibbles; for bit planes the same with the high plane's bits put on top.
+template <int kCodes>
+ACCULLM_AVX512_TARGET inline void ChunkCodes512(const uint8_t* group_codes, int64_t chunks, int64_t c, __m512i& lo,
+                                                __m512i& hi) {
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
+  const __m512i v = _mm512_loadu_si512(group_codes + c * kTileChunkBytes);
+  lo = _mm512_and_si512(v, low_nibbles);
+  hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles);
+  const uint8_t* plane = group_codes + chunks * kTileChunkBytes + c * 16 * (kCodes - 4);
+  if constexpr (kCodes == kPlaneCodes6) {
+    // Position p's 4 high bits: nibble p / 32 of byte p mod 32; bits 0-1 go on lo, 2-3 on hi
+    // (a 16-bit shift carries the neighbour byte's bits in, the mask drops them).
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(plane));
+    const __m512i bits = _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 4), 1);
+    lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(bits, 4), _mm512_set1_epi8(0x30)));
+    hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(bits, 2), _mm512_set1_epi8(0x30)));
+  } else if constexpr (kCodes == kPlaneCodes5) {
+    // Position p's 2 high bits: bits 2·(p / 16), +1 of byte p mod 16; 128-bit lane k holds
+    // positions 16k.. and shifts by 2k.
+    const __m512i h = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(plane)));
+    const __m512i bits =
+        _mm512_srlv_epi16(h, _mm512_set_epi64(0x0006000600060006, 0x0006000600060006, 0x0004000400040004,
+                                              0x0004000400040004, 0x0002000200020002, 0x0002000200020002, 0, 0));
+    lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(bits, 4), _mm512_set1_epi8(0x10)));
+    hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(bits, 3), _mm512_set1_epi8(0x10)));
+  }
+}
+
+template <int kM, int kCodes>
 ACCULLM_AVX512_TARGET void TileAvx512(const LowBitTiles& w, const Int8Activations& x, int64_t tile, int64_t r0,
                                       float* y, int64_t y_stride) {
   const int64_t groups = w.groups(), chunks = w.group / w.chunk_columns();
   const int frac = w.zero_frac_bits;
   const float inv_frac = 1.f / static_cast<float>(1 << frac);
-  const uint8_t* codes = w.codes.data() + tile * w.tile_code_bytes();
-  const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
+  const uint8_t* tile_codes = w.codes.data() + tile * w.tile_code_bytes();
   const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
   __m512 acc[kM];
   for (int m = 0; m < kM; ++m) acc[m] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* codes = tile_codes + g * w.group_code_bytes();
     // Two independent accumulator chains per row (low and high nibbles, or even and odd
     // chunks): vpdpbusd's latency, not bandwidth, bounded one chain at decode. Integer sums,
     // so splitting them changes no bit.
@@ -89,19 +122,19 @@ ACCULLM_AVX512_TARGET void TileAvx512(const LowBitTiles& w, const Int8Activation
     for (int m = 0; m < kM; ++m) dot[m] = dot2[m] = _mm512_setzero_si512();
     const int8_t* xg[kM];
     for (int m = 0; m < kM; ++m) xg[m] = x.row(r0 + m) + g * w.group;
-    if constexpr (kNibbles) {
-      for (int64_t c = 0; c < chunks; ++c, codes += kTileChunkBytes) {
-        const __m512i v = _mm512_loadu_si512(codes);
-        const __m512i lo = _mm512_and_si512(v, low_nibbles);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles);
+    if constexpr (kCodes != kByteCodes) {
+      for (int64_t c = 0; c < chunks; ++c) {
+        __m512i lo, hi;
+        ChunkCodes512<kCodes>(codes, chunks, c, lo, hi);
         for (int m = 0; m < kM; ++m) {
           dot[m] = _mm512_dpbusd_epi32(dot[m], lo, _mm512_set1_epi32(Load32(xg[m] + 8 * c)));
           dot2[m] = _mm512_dpbusd_epi32(dot2[m], hi, _mm512_set1_epi32(Load32(xg[m] + 8 * c + 4)));
         }
       }
     } else {  // chunks is group / 4: even
-      for (int64_t c = 0; c < chunks; c += 2, codes += 2 * kTileChunkBytes) {
-        const __m512i v0 = _mm512_loadu_si512(codes), v1 = _mm512_loadu_si512(codes + kTileChunkBytes);
+      for (int64_t c = 0; c < chunks; c += 2) {
+        const __m512i v0 = _mm512_loadu_si512(codes + c * kTileChunkBytes);
+        const __m512i v1 = _mm512_loadu_si512(codes + (c + 1) * kTileChunkBytes);
         for (int m = 0; m < kM; ++m) {
           dot[m] = _mm512_dpbusd_epi32(dot[m], v0, _mm512_set1_epi32(Load32(xg[m] + 4 * c)));
           dot2[m] = _mm512_dpbusd_epi32(dot2[m], v1, _mm512_set1_epi32(Load32(xg[m] + 4 * c + 4)));
@@ -135,15 +168,14 @@ ACCULLM_AVX512_TARGET void TileAvx512(const LowBitTiles& w, const Int8Activation
 // tile's sums and epilogue are TileAvx512<1>'s, so the same bits.
 constexpr int kDecodeStreams = 4;
 
-template <int kK, bool kNibbles>
+template <int kK, int kCodes>
 ACCULLM_AVX512_TARGET void TilesOneRowAvx512(const LowBitTiles& w, const Int8Activations& x, const int64_t* tiles,
                                              float* y) {
   const int64_t groups = w.groups(), chunks = w.group / w.chunk_columns();
   const int frac = w.zero_frac_bits;
   const float inv_frac = 1.f / static_cast<float>(1 << frac);
-  const uint8_t* codes[kK];
-  for (int k = 0; k < kK; ++k) codes[k] = w.codes.data() + tiles[k] * w.tile_code_bytes();
-  const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
+  const uint8_t* tile_codes[kK];
+  for (int k = 0; k < kK; ++k) tile_codes[k] = w.codes.data() + tiles[k] * w.tile_code_bytes();
   const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
   __m512 acc[kK];
   for (int k = 0; k < kK; ++k) acc[k] = _mm512_setzero_ps();
@@ -151,23 +183,24 @@ ACCULLM_AVX512_TARGET void TilesOneRowAvx512(const LowBitTiles& w, const Int8Act
     __m512i dot[kK], dot2[kK];
     for (int k = 0; k < kK; ++k) dot[k] = dot2[k] = _mm512_setzero_si512();
     const int8_t* xg = x.row(0) + g * w.group;
-    if constexpr (kNibbles) {
+    const uint8_t* codes[kK];
+    for (int k = 0; k < kK; ++k) codes[k] = tile_codes[k] + g * w.group_code_bytes();
+    if constexpr (kCodes != kByteCodes) {
       for (int64_t c = 0; c < chunks; ++c) {
         const __m512i xlo = _mm512_set1_epi32(Load32(xg + 8 * c)), xhi = _mm512_set1_epi32(Load32(xg + 8 * c + 4));
         for (int k = 0; k < kK; ++k) {
-          const __m512i v = _mm512_loadu_si512(codes[k]);
-          codes[k] += kTileChunkBytes;
-          dot[k] = _mm512_dpbusd_epi32(dot[k], _mm512_and_si512(v, low_nibbles), xlo);
-          dot2[k] = _mm512_dpbusd_epi32(dot2[k], _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles), xhi);
+          __m512i lo, hi;
+          ChunkCodes512<kCodes>(codes[k], chunks, c, lo, hi);
+          dot[k] = _mm512_dpbusd_epi32(dot[k], lo, xlo);
+          dot2[k] = _mm512_dpbusd_epi32(dot2[k], hi, xhi);
         }
       }
     } else {  // byte codes, as TileAvx512: even and odd chunks on two chains
       for (int64_t c = 0; c < chunks; c += 2) {
         const __m512i x0 = _mm512_set1_epi32(Load32(xg + 4 * c)), x1 = _mm512_set1_epi32(Load32(xg + 4 * c + 4));
         for (int k = 0; k < kK; ++k) {
-          dot[k] = _mm512_dpbusd_epi32(dot[k], _mm512_loadu_si512(codes[k]), x0);
-          dot2[k] = _mm512_dpbusd_epi32(dot2[k], _mm512_loadu_si512(codes[k] + kTileChunkBytes), x1);
-          codes[k] += 2 * kTileChunkBytes;
+          dot[k] = _mm512_dpbusd_epi32(dot[k], _mm512_loadu_si512(codes[k] + c * kTileChunkBytes), x0);
+          dot2[k] = _mm512_dpbusd_epi32(dot2[k], _mm512_loadu_si512(codes[k] + (c + 1) * kTileChunkBytes), x1);
         }
       }
     }
@@ -191,7 +224,7 @@ ACCULLM_AVX512_TARGET void TilesOneRowAvx512(const LowBitTiles& w, const Int8Act
   }
 }
 
-template <bool kNibbles>
+template <int kCodes>
 ACCULLM_AVX512_TARGET void RowsAvx512(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
                                       int64_t y_stride) {
   if (x.rows == 1) {
@@ -200,18 +233,18 @@ ACCULLM_AVX512_TARGET void RowsAvx512(const LowBitTiles& w, const Int8Activation
     for (int64_t t = t0; t < t0 + part; ++t) {
       int64_t ts[kDecodeStreams];
       for (int64_t i = 0; i < kDecodeStreams; ++i) ts[i] = t + i * part;
-      TilesOneRowAvx512<kDecodeStreams, kNibbles>(w, x, ts, y);
+      TilesOneRowAvx512<kDecodeStreams, kCodes>(w, x, ts, y);
     }
-    for (int64_t t = t0 + kDecodeStreams * part; t < t1; ++t) TileAvx512<1, kNibbles>(w, x, t, 0, y, y_stride);
+    for (int64_t t = t0 + kDecodeStreams * part; t < t1; ++t) TileAvx512<1, kCodes>(w, x, t, 0, y, y_stride);
     return;
   }
   for (int64_t t = t0; t < t1; ++t) {
     int64_t r = 0;
-    for (; r + 4 <= x.rows; r += 4) TileAvx512<4, kNibbles>(w, x, t, r, y, y_stride);
+    for (; r + 4 <= x.rows; r += 4) TileAvx512<4, kCodes>(w, x, t, r, y, y_stride);
     switch (x.rows - r) {
-      case 3: TileAvx512<3, kNibbles>(w, x, t, r, y, y_stride); break;
-      case 2: TileAvx512<2, kNibbles>(w, x, t, r, y, y_stride); break;
-      case 1: TileAvx512<1, kNibbles>(w, x, t, r, y, y_stride); break;
+      case 3: TileAvx512<3, kCodes>(w, x, t, r, y, y_stride); break;
+      case 2: TileAvx512<2, kCodes>(w, x, t, r, y, y_stride); break;
+      case 1: TileAvx512<1, kCodes>(w, x, t, r, y, y_stride); break;
       default: break;
     }
   }
@@ -226,13 +259,39 @@ ACCULLM_AVX2_TARGET inline __m256i DotLanes(__m256i u8, __m256i s8) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u8, s8), _mm256_set1_epi16(1));
 }
 
-template <int kM, bool kNibbles, bool kEightBit>
+// As ChunkCodes512 for one half tile (positions 32·half ..): bit-plane codes of chunk c.
+template <int kCodes>
+ACCULLM_AVX2_TARGET inline void HalfChunkPlaneCodes256(const uint8_t* group_codes, int64_t chunks, int64_t c, int half,
+                                                       __m256i& lo, __m256i& hi) {
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group_codes + c * kTileChunkBytes + 32 * half));
+  lo = _mm256_and_si256(v, low_nibbles);
+  hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibbles);
+  const uint8_t* plane = group_codes + chunks * kTileChunkBytes + c * 16 * (kCodes - 4);
+  if constexpr (kCodes == kPlaneCodes6) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(plane));
+    const __m256i bits = half == 0 ? h : _mm256_srli_epi16(h, 4);
+    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(bits, 4), _mm256_set1_epi8(0x30)));
+    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(bits, 2), _mm256_set1_epi8(0x30)));
+  } else {
+    // 32-bit shifts move no wanted bit across bytes: byte k keeps its bits s..s+1, s <= 6.
+    const __m256i h = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(plane)));
+    const __m256i bits = _mm256_srlv_epi32(
+        h, half == 0 ? _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2) : _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6));
+    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(bits, 4), _mm256_set1_epi8(0x10)));
+    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(bits, 3), _mm256_set1_epi8(0x10)));
+  }
+}
+
+// kCodes: kNibbleCodes, a plane layout, or kByteCodes (then kEightBit: 8-bit codes, which
+// overflow vpmaddubsw's pairs and are split in two nibbles).
+template <int kM, int kCodes, bool kEightBit>
 ACCULLM_AVX2_TARGET void HalfTileAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t tile, int half,
                                       int64_t r0, float* y, int64_t y_stride) {
   const int64_t groups = w.groups(), chunks = w.group / w.chunk_columns();
   const int frac = w.zero_frac_bits;
   const float inv_frac = 1.f / static_cast<float>(1 << frac);
-  const uint8_t* codes = w.codes.data() + tile * w.tile_code_bytes() + 32 * half;
+  const uint8_t* tile_codes = w.codes.data() + tile * w.tile_code_bytes();
   const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
   const __m256i symmetric_zero = _mm256_set1_epi32(1 << (w.bits - 1));
   __m256 acc[kM];
@@ -242,7 +301,18 @@ ACCULLM_AVX2_TARGET void HalfTileAvx2(const LowBitTiles& w, const Int8Activation
     for (int m = 0; m < kM; ++m) dot[m] = _mm256_setzero_si256();
     const int8_t* xg[kM];
     for (int m = 0; m < kM; ++m) xg[m] = x.row(r0 + m) + g * w.group;
-    if constexpr (kNibbles) {
+    const uint8_t* codes = tile_codes + g * w.group_code_bytes() + 32 * half;
+    if constexpr (kCodes == kPlaneCodes5 || kCodes == kPlaneCodes6) {
+      // Codes <= 63 times |q| <= 127: a pair sums to <= 16002, exact in 16 bits.
+      for (int64_t c = 0; c < chunks; ++c) {
+        __m256i lo, hi;
+        HalfChunkPlaneCodes256<kCodes>(codes - 32 * half, chunks, c, half, lo, hi);
+        for (int m = 0; m < kM; ++m) {
+          dot[m] = _mm256_add_epi32(dot[m], DotLanes(lo, _mm256_set1_epi32(Load32(xg[m] + 8 * c))));
+          dot[m] = _mm256_add_epi32(dot[m], DotLanes(hi, _mm256_set1_epi32(Load32(xg[m] + 8 * c + 4))));
+        }
+      }
+    } else if constexpr (kCodes == kNibbleCodes) {
       // Nibble codes (<= 15) times |q| <= 127: a vpmaddubsw pair sums to <= 3810, so the low
       // and high nibbles of kChunksPerWiden chunks (8 pairs, <= 30480) add up exactly in 16
       // bits before one vpmaddwd widens them: half the instructions of widening every product.
@@ -346,10 +416,10 @@ ACCULLM_AVX2_TARGET void TileNibblesOneRowAvx2(const LowBitTiles& w, const Int8A
   if (tile * kTileRows + 8 < w.out) tiles_avx2::StoreHalfTile<1>(w, acc[1], tile, 1, r, y, y_stride);
 }
 
-template <bool kNibbles, bool kEightBit>
+template <int kCodes, bool kEightBit>
 ACCULLM_AVX2_TARGET void RowsAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
                                   int64_t y_stride) {
-  if constexpr (kNibbles) {
+  if constexpr (kCodes == kNibbleCodes) {
     if (x.rows == 1) {
       for (int64_t t = t0; t < t1; ++t) TileNibblesOneRowAvx2(w, x, t, 0, y, y_stride);
       return;
@@ -359,11 +429,11 @@ ACCULLM_AVX2_TARGET void RowsAvx2(const LowBitTiles& w, const Int8Activations& x
     for (int half = 0; half < 2; ++half) {
       if (t * kTileRows + 8 * half >= w.out) break;
       int64_t r = 0;
-      for (; r + 4 <= x.rows; r += 4) HalfTileAvx2<4, kNibbles, kEightBit>(w, x, t, half, r, y, y_stride);
+      for (; r + 4 <= x.rows; r += 4) HalfTileAvx2<4, kCodes, kEightBit>(w, x, t, half, r, y, y_stride);
       switch (x.rows - r) {
-        case 3: HalfTileAvx2<3, kNibbles, kEightBit>(w, x, t, half, r, y, y_stride); break;
-        case 2: HalfTileAvx2<2, kNibbles, kEightBit>(w, x, t, half, r, y, y_stride); break;
-        case 1: HalfTileAvx2<1, kNibbles, kEightBit>(w, x, t, half, r, y, y_stride); break;
+        case 3: HalfTileAvx2<3, kCodes, kEightBit>(w, x, t, half, r, y, y_stride); break;
+        case 2: HalfTileAvx2<2, kCodes, kEightBit>(w, x, t, half, r, y, y_stride); break;
+        case 1: HalfTileAvx2<1, kCodes, kEightBit>(w, x, t, half, r, y, y_stride); break;
         default: break;
       }
     }
@@ -375,17 +445,21 @@ ACCULLM_AVX2_TARGET void RowsAvx2(const LowBitTiles& w, const Int8Activations& x
 bool LowBitInt8RowsAvx2(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
                         int64_t y_stride) {
   if (DetectedIsa() < Isa::kAvx2) return false;
-  if (w.nibbles()) RowsAvx2<true, false>(w, x, t0, t1, y, y_stride);
-  else if (w.bits == 8) RowsAvx2<false, true>(w, x, t0, t1, y, y_stride);
-  else RowsAvx2<false, false>(w, x, t0, t1, y, y_stride);
+  if (w.nibbles()) RowsAvx2<kNibbleCodes, false>(w, x, t0, t1, y, y_stride);
+  else if (w.planes && w.bits == 5) RowsAvx2<kPlaneCodes5, false>(w, x, t0, t1, y, y_stride);
+  else if (w.planes) RowsAvx2<kPlaneCodes6, false>(w, x, t0, t1, y, y_stride);
+  else if (w.bits == 8) RowsAvx2<kByteCodes, true>(w, x, t0, t1, y, y_stride);
+  else RowsAvx2<kByteCodes, false>(w, x, t0, t1, y, y_stride);
   return true;
 }
 
 bool LowBitInt8RowsAvx512(const LowBitTiles& w, const Int8Activations& x, int64_t t0, int64_t t1, float* y,
                           int64_t y_stride) {
   if (DetectedIsa() < Isa::kAvx512) return false;
-  if (w.nibbles()) RowsAvx512<true>(w, x, t0, t1, y, y_stride);
-  else RowsAvx512<false>(w, x, t0, t1, y, y_stride);
+  if (w.nibbles()) RowsAvx512<kNibbleCodes>(w, x, t0, t1, y, y_stride);
+  else if (w.planes && w.bits == 5) RowsAvx512<kPlaneCodes5>(w, x, t0, t1, y, y_stride);
+  else if (w.planes) RowsAvx512<kPlaneCodes6>(w, x, t0, t1, y, y_stride);
+  else RowsAvx512<kByteCodes>(w, x, t0, t1, y, y_stride);
   return true;
 }
 

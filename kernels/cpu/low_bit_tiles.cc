@@ -35,12 +35,13 @@ std::string LowBitTilesRefusal(const LowBitMatrix& m) {
 namespace {
 
 // The tiles' shape (arrays left empty): what both the byte count and the allocation follow.
-LowBitTiles TileShape(const LowBitMatrix& m) {
+LowBitTiles TileShape(const LowBitMatrix& m, TileOptions options) {
   LowBitTiles t;
   t.out = m.out;
   t.in = m.in;
   t.group = m.group;
   t.bits = m.bits;
+  t.planes = options.planes && (m.bits == 5 || m.bits == 6);
   t.zero_frac_bits = m.zeros != nullptr ? m.zero_frac_bits : 0;
   t.tiles = (m.out + kTileRows - 1) / kTileRows;
   return t;
@@ -48,15 +49,15 @@ LowBitTiles TileShape(const LowBitMatrix& m) {
 
 }  // namespace
 
-size_t LowBitTilesBytes(const LowBitMatrix& m) {
-  const LowBitTiles t = TileShape(m);
+size_t LowBitTilesBytes(const LowBitMatrix& m, TileOptions options) {
+  const LowBitTiles t = TileShape(m, options);
   const int64_t per_group = t.tiles * t.groups() * kTileRows;
   const int64_t scale_bytes = m.scale_codes != nullptr ? per_group + 4 * t.tiles * kTileRows : 2 * per_group;
   return static_cast<size_t>(t.tiles * t.tile_code_bytes() + scale_bytes + (m.zeros != nullptr ? per_group : 0));
 }
 
-LowBitTiles AllocateLowBitTiles(const LowBitMatrix& m) {
-  LowBitTiles t = TileShape(m);
+LowBitTiles AllocateLowBitTiles(const LowBitMatrix& m, TileOptions options) {
+  LowBitTiles t = TileShape(m, options);
   t.codes.assign(static_cast<size_t>(t.tiles * t.tile_code_bytes()), 0);
   const size_t per_tile_group = static_cast<size_t>(t.tiles * t.groups() * kTileRows);
   if (m.scale_codes != nullptr) {
@@ -83,17 +84,28 @@ void FillLowBitTiles(const LowBitMatrix& m, int64_t tile_begin, int64_t tile_end
       if (m.scale_codes != nullptr) t.scale_codes[at] = m.scale_codes[o * groups + g];
       else t.scales[at] = m.scales[o * groups + g];
       if (m.zeros != nullptr) t.zeros[at] = m.zeros[o * groups + g];
-      uint8_t* chunk = t.codes.data() + tile * t.tile_code_bytes() + g * chunks * kTileChunkBytes + 4 * r;
+      uint8_t* group_codes = t.codes.data() + tile * t.tile_code_bytes() + g * t.group_code_bytes();
+      uint8_t* chunk = group_codes + 4 * r;
       const uint8_t* col = row_codes.data() + g * m.group;
       for (int64_t c = 0; c < chunks; ++c, chunk += kTileChunkBytes, col += cols) {
-        for (int j = 0; j < 4; ++j) chunk[j] = t.nibbles() ? static_cast<uint8_t>(col[j] | (col[4 + j] << 4)) : col[j];
+        for (int j = 0; j < 4; ++j) {
+          if (t.nibbles() || t.planes) chunk[j] = static_cast<uint8_t>((col[j] & 15) | ((col[4 + j] & 15) << 4));
+          else chunk[j] = col[j];
+        }
+        if (!t.planes) continue;
+        uint8_t* plane = group_codes + chunks * kTileChunkBytes + c * t.plane_chunk_bytes();
+        for (int j = 0; j < 4; ++j) {
+          const int p = static_cast<int>(4 * r + j), lo = col[j] >> 4, hi = col[4 + j] >> 4;
+          if (t.bits == 6) plane[p % 32] |= static_cast<uint8_t>((lo | (hi << 2)) << (4 * (p / 32)));
+          else plane[p % 16] |= static_cast<uint8_t>((lo | (hi << 1)) << (2 * (p / 16)));
+        }
       }
     }
   }
 }
 
-LowBitTiles TileLowBitMatrix(const LowBitMatrix& m) {
-  LowBitTiles t = AllocateLowBitTiles(m);
+LowBitTiles TileLowBitMatrix(const LowBitMatrix& m, TileOptions options) {
+  LowBitTiles t = AllocateLowBitTiles(m, options);
   FillLowBitTiles(m, 0, t.tiles, t);
   return t;
 }

@@ -43,7 +43,7 @@ class ScopedAxe16Mode {
 // y from the 32-bit AVX2 kernel, the scalar reference, and both 16-bit variants: all must be
 // the same bits. Returns false (with failures recorded) otherwise.
 void ExpectAllPathsAgree(const LowBitMatrix& m, const Int8Activations& xq, const std::string& what) {
-  const LowBitTiles tiles = TileLowBitMatrix(m);
+  const LowBitTiles tiles = TileLowBitMatrix(m, {.planes = false});  // the layout this kernel reads
   ASSERT_EQ(Axe16FormatRefusal(tiles), "") << what;
   ASSERT_LE(Axe16WorstLaneL1(tiles, 0, tiles.tiles), kAxe16MaxLaneL1) << what;
   ASSERT_TRUE(Axe16Fits(tiles)) << what;
@@ -227,6 +227,12 @@ TEST(Axe16KernelsTest, RefusesWhatItCannotRunExactly) {
   EXPECT_NE(Axe16FormatRefusal(TileLowBitMatrix(frac.m)), "");
   EXPECT_FALSE(Axe16Fits(TileLowBitMatrix(frac.m)));
   EXPECT_EQ(Axe16FormatRefusal(TileLowBitMatrix(BoundedMatrix(4, 32, 64, 16, true, false, 3).m)), "");
+  // 5- and 6-bit codes in bit planes are not what it reads; as bytes they are.
+  for (int bits : {5, 6}) {
+    const Owned w = BoundedMatrix(bits, 32, 64, 16, true, false, 3);
+    EXPECT_NE(Axe16FormatRefusal(TileLowBitMatrix(w.m)), "") << bits;
+    EXPECT_EQ(Axe16FormatRefusal(TileLowBitMatrix(w.m, {.planes = false})), "") << bits;
+  }
 }
 
 // A matrix that claims the guarantee but breaks it: row 0's even lane of group 0 holds +max

@@ -98,19 +98,24 @@ TEST_P(LowBitInt8KernelsTest, EveryVariantMatchesTheScalarReferenceBitForBit) {
   std::vector<float> want(static_cast<size_t>(c.n * c.out), -1.f);
   LowBitInt8RowsScalar(w.m, xq, 0, c.out, want.data(), c.out);
 
-  const LowBitTiles tiles = TileLowBitMatrix(w.m);
-  EXPECT_EQ(LowBitTilesBytes(w.m), tiles.bytes());  // what bench counts before tiling
-  std::vector<float> got(want.size(), -1.f);
-  for (Isa isa : SupportedIsas()) {  // the dispatched entry at every level this CPU runs
-    ScopedIsaForTesting level(isa);
-    std::fill(got.begin(), got.end(), -1.f);
-    LowBitInt8Rows(w.m, tiles, xq, 0, tiles.tiles, got.data(), c.out);
-    EXPECT_TRUE(SameBits(got, want)) << "dispatched at " << IsaName(isa);
-  }
-  for (auto variant : {&LowBitInt8RowsAvx2, &LowBitInt8RowsAvx512}) {
-    std::fill(got.begin(), got.end(), -1.f);
-    if (!variant(tiles, xq, 0, tiles.tiles, got.data(), c.out)) continue;  // not on this CPU
-    EXPECT_TRUE(SameBits(got, want)) << (variant == &LowBitInt8RowsAvx2 ? "avx2" : "avx512");
+  // Both layouts of 5- and 6-bit codes (bit planes, the default, and a byte per code).
+  for (bool planes : {true, false}) {
+    const LowBitTiles tiles = TileLowBitMatrix(w.m, {.planes = planes});
+    EXPECT_EQ(tiles.planes, planes && (c.bits == 5 || c.bits == 6));
+    EXPECT_EQ(LowBitTilesBytes(w.m, {.planes = planes}), tiles.bytes());  // what bench counts before tiling
+    std::vector<float> got(want.size(), -1.f);
+    for (Isa isa : SupportedIsas()) {  // the dispatched entry at every level this CPU runs
+      ScopedIsaForTesting level(isa);
+      std::fill(got.begin(), got.end(), -1.f);
+      LowBitInt8Rows(w.m, tiles, xq, 0, tiles.tiles, got.data(), c.out);
+      EXPECT_TRUE(SameBits(got, want)) << "dispatched at " << IsaName(isa) << (planes ? ", planes" : "");
+    }
+    for (auto variant : {&LowBitInt8RowsAvx2, &LowBitInt8RowsAvx512}) {
+      std::fill(got.begin(), got.end(), -1.f);
+      if (!variant(tiles, xq, 0, tiles.tiles, got.data(), c.out)) continue;  // not on this CPU
+      EXPECT_TRUE(SameBits(got, want)) << (variant == &LowBitInt8RowsAvx2 ? "avx2" : "avx512")
+                                       << (planes ? ", planes" : "");
+    }
   }
 }
 
@@ -181,7 +186,12 @@ std::vector<Case> Cases() {
   // (10 tiles: 4 streams of 2, then 2 alone).
   cases.push_back({4, 32, 64, 149, 1, true, false});
   cases.push_back({3, 64, 128, 150, 1, false, true});
-  for (int bits : {6, 8}) cases.push_back({bits, 32, 64, 149, 1, bits == 8, bits == 6});
+  for (int bits : {5, 6, 8}) cases.push_back({bits, 32, 64, 149, 1, bits != 6, bits == 6});
+  // Bit planes at groups of 8 and 16 chunks and with activation rows past one tile of four.
+  for (int bits : {5, 6}) {
+    cases.push_back({bits, 64, 192, 45, 6, true, false});
+    cases.push_back({bits, 128, 256, 33, 1, false, true});
+  }
   return cases;
 }
 
