@@ -41,18 +41,30 @@ absl::StatusOr<std::vector<float>> LoadVector(const TensorStore& store, const st
   return TensorToF32(t, n);
 }
 
-// A layer's intermediate buffers, reused across layers and calls (grown, never shrunk): a
-// 128-row prefill would otherwise map and zero ~6 MB per layer for gate and up alone. One set
-// per calling thread (the pool's workers write into the caller's through pointers); every
-// element is written before it is read, so what a buffer held before does not matter.
+// Every buffer of a forward pass, reused across layers and calls (grown, never shrunk), so a
+// warm decode step allocates nothing (forward_allocation_test): a 128-row prefill would
+// otherwise map and zero ~6 MB per layer for gate and up alone, and a decode step paid ~20
+// small allocations per layer. One set per calling thread (the pool's workers write into the
+// caller's through pointers); every element is written before it is read, so what a buffer
+// held before does not matter. Each buffer has one user at a time: `hidden` and `last` live
+// through a whole Forward/ForwardBatch, `normed`/`delta` through RunLayers and Head, the rest
+// within one layer.
 struct LayerScratch {
+  std::vector<float> hidden, last, normed, delta;
   std::vector<float> q, k, v, ctx, gate, up;
+  // Attention: each batch row's sequence and position, and the K/V row pointers of every
+  // sequence back to back (sequence s's from kv_table_begin[s]).
+  std::vector<int32_t> row_segment;
+  std::vector<int64_t> row_pos, kv_table_begin;
+  std::vector<const float*> k_table, v_table;
+  std::vector<BatchSegment> one_segment;  // Forward's single sequence
 };
 LayerScratch& Scratch() {
   thread_local LayerScratch scratch;
   return scratch;
 }
-float* Reuse(std::vector<float>& buffer, int64_t n) {
+template <class T>
+T* Reuse(std::vector<T>& buffer, int64_t n) {
   if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
   return buffer.data();
 }
@@ -272,8 +284,8 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
   Notify(layer, LinearSite::kAttnIn, x, rows, c.hidden_size);
   ForwardSameInput({{L.q.get(), q}, {L.k.get(), k}, {L.v.get(), v}}, x, rows, *pool_);
   // Which sequence and position each batch row belongs to.
-  std::vector<int32_t> row_segment(static_cast<size_t>(rows));
-  std::vector<int64_t> row_pos(static_cast<size_t>(rows));
+  int32_t* row_segment = Reuse(scratch.row_segment, rows);
+  int64_t* row_pos = Reuse(scratch.row_pos, rows);
   int64_t row = 0;
   int64_t max_pos = 0;
   for (size_t s = 0; s < segments.size(); ++s) {
@@ -291,26 +303,39 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
   }
   // The kernel reaches the paged cache through each sequence's row pointers for this layer,
   // positions [0, length + n_tokens).
-  std::vector<std::vector<const float*>> k_rows(segments.size()), v_rows(segments.size());
+  int64_t* table_begin = Reuse(scratch.kv_table_begin, static_cast<int64_t>(segments.size()) + 1);
+  table_begin[0] = 0;
+  for (size_t s = 0; s < segments.size(); ++s)
+    table_begin[s + 1] = table_begin[s] + segments[s].cache->length() + segments[s].n_tokens;
+  const float** k_table = Reuse(scratch.k_table, table_begin[segments.size()]);
+  const float** v_table = Reuse(scratch.v_table, table_begin[segments.size()]);
   for (size_t s = 0; s < segments.size(); ++s) {
     KvSequence& cache = *segments[s].cache;
-    const int64_t positions = cache.length() + segments[s].n_tokens;
-    k_rows[s].resize(static_cast<size_t>(positions));
-    v_rows[s].resize(static_cast<size_t>(positions));
-    for (int64_t j = 0; j < positions; ++j) {
-      k_rows[s][j] = cache.k(layer, j);
-      v_rows[s][j] = cache.v(layer, j);
+    for (int64_t j = 0; j < table_begin[s + 1] - table_begin[s]; ++j) {
+      k_table[table_begin[s] + j] = cache.k(layer, j);
+      v_table[table_begin[s] + j] = cache.v(layer, j);
     }
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  // One work item per (row, head): causal attention over the row's sequence, positions [0, pos].
-  pool_->ParallelFor(rows * nh, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(max_pos + 1));
+  // One work item per (row, K/V head, part of its query heads): the query heads that share a
+  // K/V head run together so each cached row is fetched once for all of them. A decode step
+  // has few (row, K/V head) pairs, so a group is split into parts until there are about two
+  // items per thread; a head's bits do not depend on which heads share its call
+  // (attention.h), so neither the split nor the thread count changes a result.
+  const int64_t parts = std::clamp<int64_t>(2 * pool_->size() / std::max<int64_t>(1, rows * nkv), 1, group);
+  const int64_t heads_per_part = (group + parts - 1) / parts;
+  pool_->ParallelFor(rows * nkv * parts, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;  // the scalar reference's, grown per worker
+    float* s = Reuse(scores, max_pos + 1);
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t r = item / nh, head = item % nh, kvh = head / group;
-      const kernels::KvRows kv{k_rows[row_segment[r]].data(), v_rows[row_segment[r]].data()};
-      kernels::CausalAttentionHead(q + r * q_dim + head * hd, kv, kvh * hd, row_pos[r], hd, scale, scores.data(),
-                                   ctx + r * q_dim + head * hd);
+      const int64_t r = item / (nkv * parts), kvh = item / parts % nkv, part = item % parts;
+      const int64_t head = kvh * group + part * heads_per_part;
+      const int64_t heads = std::min(heads_per_part, (kvh + 1) * group - head);
+      if (heads <= 0) continue;
+      const int64_t first = table_begin[row_segment[r]];
+      const kernels::KvRows kv{k_table + first, v_table + first};
+      kernels::CausalAttentionGroup(q + r * q_dim + head * hd, heads, kv, kvh * hd, row_pos[r], hd, scale, s,
+                                    ctx + r * q_dim + head * hd);
     }
   });
   Notify(layer, LinearSite::kAttnOut, ctx, rows, q_dim);
@@ -338,14 +363,16 @@ absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, floa
     RETURN_IF_ERROR(seg.cache->Cover(seg.cache->length() + seg.n_tokens));
     rows += seg.n_tokens;
   }
-  std::vector<float> normed(static_cast<size_t>(rows * h)), delta(static_cast<size_t>(rows * h));
+  LayerScratch& scratch = Scratch();
+  float* normed = Reuse(scratch.normed, rows * h);
+  float* delta = Reuse(scratch.delta, rows * h);
   for (int64_t l = layer_begin; l < layer_end; ++l) {
-    kernels::RmsNorm(hidden, layers_[l].attn_norm.data(), rows, h, config_.rms_norm_eps, normed.data());
-    Attention(l, normed.data(), segments, rows, delta.data());
-    kernels::AddInPlace(hidden, delta.data(), rows * h);
-    kernels::RmsNorm(hidden, layers_[l].mlp_norm.data(), rows, h, config_.rms_norm_eps, normed.data());
-    Mlp(l, normed.data(), rows, delta.data());
-    kernels::AddInPlace(hidden, delta.data(), rows * h);
+    kernels::RmsNorm(hidden, layers_[l].attn_norm.data(), rows, h, config_.rms_norm_eps, normed);
+    Attention(l, normed, segments, rows, delta);
+    kernels::AddInPlace(hidden, delta, rows * h);
+    kernels::RmsNorm(hidden, layers_[l].mlp_norm.data(), rows, h, config_.rms_norm_eps, normed);
+    Mlp(l, normed, rows, delta);
+    kernels::AddInPlace(hidden, delta, rows * h);
     Notify(l, LinearSite::kBlockOut, hidden, rows, h);
   }
   return absl::OkStatus();
@@ -353,23 +380,25 @@ absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, floa
 
 void Transformer::Head(const float* hidden, int64_t n, float* logits) {
   const int64_t h = config_.hidden_size;
-  std::vector<float> normed(static_cast<size_t>(n * h));
-  kernels::RmsNorm(hidden, final_norm_.data(), n, h, config_.rms_norm_eps, normed.data());
-  Notify(config_.num_layers, LinearSite::kHeadIn, normed.data(), n, h);
-  lm_head_->Forward(normed.data(), n, logits, *pool_);
+  float* normed = Reuse(Scratch().normed, n * h);
+  kernels::RmsNorm(hidden, final_norm_.data(), n, h, config_.rms_norm_eps, normed);
+  Notify(config_.num_layers, LinearSite::kHeadIn, normed, n, h);
+  lm_head_->Forward(normed, n, logits, *pool_);
 }
 
 absl::Status Transformer::Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* logits, bool all_positions) {
   if (n <= 0) return absl::InvalidArgumentError("no tokens to run");
   const int64_t h = config_.hidden_size;
-  std::vector<float> hidden(static_cast<size_t>(n * h));
-  RETURN_IF_ERROR(Embed(tokens, n, hidden.data()));
-  RETURN_IF_ERROR(RunLayers(0, config_.num_layers, hidden.data(), {BatchSegment{&cache, n}}));
+  LayerScratch& scratch = Scratch();
+  float* hidden = Reuse(scratch.hidden, n * h);
+  RETURN_IF_ERROR(Embed(tokens, n, hidden));
+  scratch.one_segment.assign(1, BatchSegment{&cache, n});  // within its capacity once warm
+  RETURN_IF_ERROR(RunLayers(0, config_.num_layers, hidden, scratch.one_segment));
   cache.set_length(cache.length() + n);
   if (all_positions) {
-    Head(hidden.data(), n, logits);
+    Head(hidden, n, logits);
   } else {
-    Head(hidden.data() + (n - 1) * h, 1, logits);
+    Head(hidden + (n - 1) * h, 1, logits);
   }
   return absl::OkStatus();
 }
@@ -380,18 +409,19 @@ absl::Status Transformer::ForwardBatch(const int32_t* tokens, const std::vector<
   const int64_t h = config_.hidden_size;
   int64_t rows = 0;
   for (const auto& seg : segments) rows += seg.n_tokens;
-  std::vector<float> hidden(static_cast<size_t>(rows * h));
-  RETURN_IF_ERROR(Embed(tokens, rows, hidden.data()));
-  RETURN_IF_ERROR(RunLayers(0, config_.num_layers, hidden.data(), segments));
+  LayerScratch& scratch = Scratch();
+  float* hidden = Reuse(scratch.hidden, rows * h);
+  RETURN_IF_ERROR(Embed(tokens, rows, hidden));
+  RETURN_IF_ERROR(RunLayers(0, config_.num_layers, hidden, segments));
   // Only each sequence's last row needs the LM head.
-  std::vector<float> last(static_cast<size_t>(segments.size()) * h);
+  float* last = Reuse(scratch.last, static_cast<int64_t>(segments.size()) * h);
   int64_t row = 0;
   for (size_t s = 0; s < segments.size(); ++s) {
     row += segments[s].n_tokens;
-    std::copy_n(hidden.data() + (row - 1) * h, h, last.data() + s * h);
+    std::copy_n(hidden + (row - 1) * h, h, last + s * h);
     segments[s].cache->set_length(segments[s].cache->length() + segments[s].n_tokens);
   }
-  Head(last.data(), static_cast<int64_t>(segments.size()), logits);
+  Head(last, static_cast<int64_t>(segments.size()), logits);
   return absl::OkStatus();
 }
 

@@ -1,10 +1,12 @@
 #include "kernels/cpu/attention.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/softmax.h"
+#include "kernels/cpu/vector_exp_simd.h"
 
 namespace accullm::kernels {
 
@@ -28,68 +30,222 @@ void CausalAttentionHeadScalar(const float* q, const KvRows& kv, int64_t kv_colu
   }
 }
 
+void CausalAttentionGroupScalar(const float* q, int64_t num_heads, const KvRows& kv, int64_t kv_column,
+                                int64_t last_pos, int64_t head_dim, float scale, float* scores, float* out) {
+  for (int64_t h = 0; h < num_heads; ++h)
+    CausalAttentionHeadScalar(q + h * head_dim, kv, kv_column, last_pos, head_dim, scale, scores, out + h * head_dim);
+}
+
 #if ACCULLM_HAVE_X86_SIMD
 namespace {
 
-// 8 lanes of q·k_j (FMA, then one fixed horizontal sum) and of the V sum; the softmax between
-// them is the scalar one. Float results differ from the reference by rounding only (bounded
-// in ops_test); every row of a batch runs this same function, so batch invariance holds.
-__attribute__((target("avx2,fma"))) void CausalAttentionHeadAvx2(const float* q, const KvRows& kv, int64_t kv_column,
-                                                                 int64_t last_pos, int64_t head_dim, float scale,
-                                                                 float* scores, float* out) {
-  const int64_t d8 = head_dim / 8 * 8;
-  for (int64_t j = 0; j <= last_pos; ++j) {
-    const float* kj = kv.k_rows[j] + kv_column;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t d = 0; d < d8; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kj + d), acc);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-    float s = _mm_cvtss_f32(h);
-    for (int64_t d = d8; d < head_dim; ++d) s += q[d] * kj[d];
-    scores[j] = s * scale;
-  }
-  SoftmaxScalar(scores, last_pos + 1);
-  int64_t d = 0;
-  for (; d + 16 <= head_dim; d += 16) {  // two registers of the output at a time
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (int64_t j = 0; j <= last_pos; ++j) {
-      const __m256 p = _mm256_set1_ps(scores[j]);
-      const float* vj = kv.v_rows[j] + kv_column + d;
-      a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj), a0);
-      a1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8), a1);
+// Query heads per pass over a block: their block scores live on the stack (8 × 32 floats).
+// A larger group (MQA) runs in passes of 8, each re-reading the rows from cache, not memory.
+constexpr int64_t kMaxGroupPass = 8;
+
+// The per-ISA pieces of one block, called once per block per head: the online-softmax
+// bookkeeping between them is shared (OnlineAttention below) and scalar.
+struct Avx2Ops {
+  // p[g·kAttentionBlock + j] = q_g · k_{b0+j} · scale. Two accumulators (chunks alternate), a
+  // masked tail chunk, then (a0 + a1) and the fixed HorizontalSum8: an order set by head_dim.
+  __attribute__((target("avx2,fma"))) static void Scores(const float* q, int64_t heads, const KvRows& kv, int64_t col,
+                                                         int64_t b0, int64_t nb, int64_t hd, float scale, float* p) {
+    const __m256i tail = simd_exp::TailMask8(hd % 8);
+    const int64_t d8 = hd / 8 * 8;
+    for (int64_t j = 0; j < nb; ++j) {
+      const float* k = kv.k_rows[b0 + j] + col;
+      for (int64_t g = 0; g < heads; ++g) {
+        const float* qg = q + g * hd;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        int64_t d = 0;
+        for (; d + 16 <= d8; d += 16) {
+          a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), _mm256_loadu_ps(k + d), a0);
+          a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d + 8), _mm256_loadu_ps(k + d + 8), a1);
+        }
+        if (d < d8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), _mm256_loadu_ps(k + d), a0);
+        if (d8 < hd) a1 = _mm256_fmadd_ps(_mm256_maskload_ps(qg + d8, tail), _mm256_maskload_ps(k + d8, tail), a1);
+        p[g * kAttentionBlock + j] = simd_exp::HorizontalSum8(_mm256_add_ps(a0, a1)) * scale;
+      }
     }
-    _mm256_storeu_ps(out + d, a0);
-    _mm256_storeu_ps(out + d + 8, a1);
   }
-  for (; d + 8 <= head_dim; d += 8) {
-    __m256 a = _mm256_setzero_ps();
-    for (int64_t j = 0; j <= last_pos; ++j)
-      a = _mm256_fmadd_ps(_mm256_set1_ps(scores[j]), _mm256_loadu_ps(kv.v_rows[j] + kv_column + d), a);
-    _mm256_storeu_ps(out + d, a);
+  // p[j] ← exp(p[j] − m), j < nb; returns their sum (one register of lanes, fixed tree).
+  __attribute__((target("avx2,fma"))) static float ExpShiftSum(float* p, int64_t nb, float m) {
+    const __m256 vm = _mm256_set1_ps(m);
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t j = 0; j < nb; j += 8) {
+      const __m256i mask = simd_exp::TailMask8(std::min<int64_t>(8, nb - j));
+      const __m256 e =
+          _mm256_and_ps(simd_exp::Exp8(_mm256_sub_ps(_mm256_maskload_ps(p + j, mask), vm)), _mm256_castsi256_ps(mask));
+      _mm256_maskstore_ps(p + j, mask, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    return simd_exp::HorizontalSum8(sum);
   }
-  for (; d < head_dim; ++d) {
-    float a = 0.f;
-    for (int64_t j = 0; j <= last_pos; ++j) a += scores[j] * kv.v_rows[j][kv_column + d];
-    out[d] = a;
+  // o[d] ← o[d]·c.
+  __attribute__((target("avx2,fma"))) static void Scale(float* o, int64_t hd, float c) {
+    const __m256 vc = _mm256_set1_ps(c);
+    int64_t d = 0;
+    for (; d + 8 <= hd; d += 8) _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(o + d), vc));
+    for (; d < hd; ++d) o[d] *= c;
+  }
+  // o[d] += Σ_j p[j] · v_{b0+j}[col + d], position by position (one FMA chain per lane).
+  __attribute__((target("avx2,fma"))) static void AddValues(const float* p, const KvRows& kv, int64_t col, int64_t b0,
+                                                            int64_t nb, int64_t hd, float* o) {
+    int64_t d = 0;
+    for (; d + 16 <= hd; d += 16) {
+      __m256 a0 = _mm256_loadu_ps(o + d), a1 = _mm256_loadu_ps(o + d + 8);
+      for (int64_t j = 0; j < nb; ++j) {
+        const __m256 pj = _mm256_set1_ps(p[j]);
+        const float* v = kv.v_rows[b0 + j] + col + d;
+        a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v), a0);
+        a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8), a1);
+      }
+      _mm256_storeu_ps(o + d, a0);
+      _mm256_storeu_ps(o + d + 8, a1);
+    }
+    for (; d < hd; d += 8) {
+      const __m256i mask = simd_exp::TailMask8(std::min<int64_t>(8, hd - d));
+      __m256 a = _mm256_maskload_ps(o + d, mask);
+      for (int64_t j = 0; j < nb; ++j)
+        a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_maskload_ps(kv.v_rows[b0 + j] + col + d, mask), a);
+      _mm256_maskstore_ps(o + d, mask, a);
+    }
+  }
+};
+
+#define ACCULLM_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+struct Avx512Ops {
+  static __mmask16 Mask(int64_t n) { return n >= 16 ? __mmask16{0xFFFF} : simd_exp::TailMask16(n); }
+  ACCULLM_AVX512_TARGET static void Scores(const float* q, int64_t heads, const KvRows& kv, int64_t col, int64_t b0,
+                                           int64_t nb, int64_t hd, float scale, float* p) {
+    const int64_t d16 = hd / 16 * 16;
+    const __mmask16 tail = Mask(hd - d16);
+    for (int64_t j = 0; j < nb; ++j) {
+      const float* k = kv.k_rows[b0 + j] + col;
+      for (int64_t g = 0; g < heads; ++g) {
+        const float* qg = q + g * hd;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        int64_t d = 0;
+        for (; d + 32 <= d16; d += 32) {
+          a0 = _mm512_fmadd_ps(_mm512_loadu_ps(qg + d), _mm512_loadu_ps(k + d), a0);
+          a1 = _mm512_fmadd_ps(_mm512_loadu_ps(qg + d + 16), _mm512_loadu_ps(k + d + 16), a1);
+        }
+        if (d < d16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(qg + d), _mm512_loadu_ps(k + d), a0);
+        if (d16 < hd)
+          a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, qg + d16), _mm512_maskz_loadu_ps(tail, k + d16), a1);
+        p[g * kAttentionBlock + j] = simd_exp::HorizontalSum16(_mm512_add_ps(a0, a1)) * scale;
+      }
+    }
+  }
+  ACCULLM_AVX512_TARGET static float ExpShiftSum(float* p, int64_t nb, float m) {
+    const __m512 vm = _mm512_set1_ps(m);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < nb; j += 16) {
+      const __mmask16 mask = Mask(nb - j);
+      const __m512 e =
+          _mm512_maskz_mov_ps(mask, simd_exp::Exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, p + j), vm)));
+      _mm512_mask_storeu_ps(p + j, mask, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    return simd_exp::HorizontalSum16(sum);
+  }
+  ACCULLM_AVX512_TARGET static void Scale(float* o, int64_t hd, float c) {
+    const __m512 vc = _mm512_set1_ps(c);
+    for (int64_t d = 0; d < hd; d += 16) {
+      const __mmask16 mask = Mask(hd - d);
+      _mm512_mask_storeu_ps(o + d, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, o + d), vc));
+    }
+  }
+  ACCULLM_AVX512_TARGET static void AddValues(const float* p, const KvRows& kv, int64_t col, int64_t b0, int64_t nb,
+                                              int64_t hd, float* o) {
+    int64_t d = 0;
+    for (; d + 32 <= hd; d += 32) {
+      __m512 a0 = _mm512_loadu_ps(o + d), a1 = _mm512_loadu_ps(o + d + 16);
+      for (int64_t j = 0; j < nb; ++j) {
+        const __m512 pj = _mm512_set1_ps(p[j]);
+        const float* v = kv.v_rows[b0 + j] + col + d;
+        a0 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v), a0);
+        a1 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 16), a1);
+      }
+      _mm512_storeu_ps(o + d, a0);
+      _mm512_storeu_ps(o + d + 16, a1);
+    }
+    for (; d < hd; d += 16) {
+      const __mmask16 mask = Mask(hd - d);
+      __m512 a = _mm512_maskz_loadu_ps(mask, o + d);
+      for (int64_t j = 0; j < nb; ++j)
+        a = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(mask, kv.v_rows[b0 + j] + col + d), a);
+      _mm512_mask_storeu_ps(o + d, mask, a);
+    }
+  }
+};
+#undef ACCULLM_AVX512_TARGET
+
+// One pass over the positions in blocks (flash attention's online softmax, per head): the
+// block's scores for every head of the pass, then per head the block max, exp(s − max) and
+// its sum, the partial output rescaled by exp(old max − new max) when the max grew, and the
+// block's V rows added. Each head's arithmetic is independent of the others in the pass.
+template <class Ops>
+void OnlineAttention(const float* q, int64_t num_heads, const KvRows& kv, int64_t col, int64_t last_pos, int64_t hd,
+                     float scale, float* out) {
+  const int64_t positions = last_pos + 1;
+  for (int64_t h0 = 0; h0 < num_heads; h0 += kMaxGroupPass) {
+    const int64_t heads = std::min(kMaxGroupPass, num_heads - h0);
+    const float* qp = q + h0 * hd;
+    float* op = out + h0 * hd;
+    float p[kMaxGroupPass * kAttentionBlock];
+    float run_max[kMaxGroupPass], run_sum[kMaxGroupPass];
+    for (int64_t b0 = 0; b0 < positions; b0 += kAttentionBlock) {
+      const int64_t nb = std::min(kAttentionBlock, positions - b0);
+      Ops::Scores(qp, heads, kv, col, b0, nb, hd, scale, p);
+      for (int64_t g = 0; g < heads; ++g) {
+        float* pg = p + g * kAttentionBlock;
+        float* og = op + g * hd;
+        float block_max = pg[0];
+        for (int64_t j = 1; j < nb; ++j) block_max = std::max(block_max, pg[j]);
+        if (b0 == 0) {
+          run_max[g] = block_max;
+          run_sum[g] = Ops::ExpShiftSum(pg, nb, block_max);
+          std::fill_n(og, hd, 0.f);
+        } else {
+          const float new_max = std::max(run_max[g], block_max);
+          const float block_sum = Ops::ExpShiftSum(pg, nb, new_max);
+          if (new_max != run_max[g]) {
+            const float c = std::exp(run_max[g] - new_max);
+            run_sum[g] *= c;
+            Ops::Scale(og, hd, c);
+            run_max[g] = new_max;
+          }
+          run_sum[g] += block_sum;
+        }
+        Ops::AddValues(pg, kv, col, b0, nb, hd, og);
+      }
+    }
+    for (int64_t g = 0; g < heads; ++g) Ops::Scale(op + g * hd, hd, 1.0f / run_sum[g]);
   }
 }
 
 }  // namespace
 #endif
 
+void CausalAttentionGroup(const float* q, int64_t num_heads, const KvRows& kv, int64_t kv_column, int64_t last_pos,
+                          int64_t head_dim, float scale, float* scores, float* out) {
+  switch (ActiveIsa()) {
+#if ACCULLM_HAVE_X86_SIMD
+    case Isa::kAvx512: return OnlineAttention<Avx512Ops>(q, num_heads, kv, kv_column, last_pos, head_dim, scale, out);
+    case Isa::kAvx2: return OnlineAttention<Avx2Ops>(q, num_heads, kv, kv_column, last_pos, head_dim, scale, out);
+#else
+    case Isa::kAvx512:
+    case Isa::kAvx2:
+#endif
+    case Isa::kScalar:
+      return CausalAttentionGroupScalar(q, num_heads, kv, kv_column, last_pos, head_dim, scale, scores, out);
+  }
+}
+
 void CausalAttentionHead(const float* q, const KvRows& kv, int64_t kv_column, int64_t last_pos, int64_t head_dim,
                          float scale, float* scores, float* out) {
-  switch (ActiveIsa()) {
-    case Isa::kAvx512:  // the AVX2 variant: attention is a small share of decode at these lengths
-    case Isa::kAvx2:
-#if ACCULLM_HAVE_X86_SIMD
-      return CausalAttentionHeadAvx2(q, kv, kv_column, last_pos, head_dim, scale, scores, out);
-#else
-      [[fallthrough]];
-#endif
-    case Isa::kScalar: return CausalAttentionHeadScalar(q, kv, kv_column, last_pos, head_dim, scale, scores, out);
-  }
+  CausalAttentionGroup(q, 1, kv, kv_column, last_pos, head_dim, scale, scores, out);
 }
 
 }  // namespace accullm::kernels

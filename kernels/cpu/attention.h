@@ -1,13 +1,26 @@
-// Causal attention of one query head over a sequence's cached keys and values: scores
+// Causal attention of query heads over a sequence's cached keys and values: scores
 // q·k_j · scale for positions j in [0, last_pos], softmax, then the probability-weighted sum
-// of the v_j. Grouped-query attention is the caller's choice of which K/V head's columns
-// (`kv_column`) a query head reads. The cache may be paged: the kernel reaches position j's
-// rows through per-position row pointers, so it knows nothing of blocks (or of model/).
+// of the v_j. Grouped-query attention: the query heads that share one K/V head (`kv_column`)
+// run as one group, so each cached K/V row is fetched from memory once for all of them. The
+// cache may be paged: the kernel reaches position j's rows through per-position row
+// pointers, so it knows nothing of blocks (or of model/).
+//
+// The scalar reference is the two-pass form (all scores, softmax, then the V sum). The SIMD
+// variants are one pass over the positions in fixed blocks of kAttentionBlock (online
+// softmax: a running max and sum per head, the partial output rescaled when the max grows),
+// with vectorized dot products, exp (vector_exp.h) and V sums; their results are within
+// ops_test's bound of the reference. A head's bits depend only on its q, the rows and
+// last_pos: never on the group it ran in, the batch, or which call (prefill or decode) ran
+// it, because the blocks start at position 0 whatever the call.
 #pragma once
 
 #include <cstdint>
 
 namespace accullm::kernels {
+
+// Positions per block of the SIMD variants: a block's K and V rows of one head (32 × 128
+// dims × 4 B = 16 KB each at head_dim 128) stay in L1 while every head of the group reads them.
+inline constexpr int64_t kAttentionBlock = 32;
 
 // One sequence's cached K and V rows of one layer: k_rows[j] and v_rows[j] point at position
 // j's rows (every KV head, back to back); valid for j in [0, last_pos] of the call.
@@ -16,9 +29,17 @@ struct KvRows {
   const float* const* v_rows = nullptr;
 };
 
-// out[0, head_dim) = softmax_j(q · K[j][kv_column ..] · scale) · V[j][kv_column ..] over
-// j in [0, last_pos]. `scores` is the caller's scratch of at least last_pos + 1 floats (reused
-// across calls so the hot loop does not allocate).
+// For each of the `num_heads` query heads h at q + h·head_dim (all reading the K/V head at
+// `kv_column`): out[h·head_dim, +head_dim) = softmax_j(q_h · K[j][kv_column ..] · scale) ·
+// V[j][kv_column ..] over j in [0, last_pos]. `scores` is the caller's scratch of at least
+// last_pos + 1 floats (reused across calls so the hot loop does not allocate; only the scalar
+// reference needs that much). out must not overlap q.
+void CausalAttentionGroup(const float* q, int64_t num_heads, const KvRows& kv, int64_t kv_column, int64_t last_pos,
+                          int64_t head_dim, float scale, float* scores, float* out);
+void CausalAttentionGroupScalar(const float* q, int64_t num_heads, const KvRows& kv, int64_t kv_column,
+                                int64_t last_pos, int64_t head_dim, float scale, float* scores, float* out);
+
+// One query head: CausalAttentionGroup with num_heads = 1 (the same bits).
 void CausalAttentionHead(const float* q, const KvRows& kv, int64_t kv_column, int64_t last_pos, int64_t head_dim,
                          float scale, float* scores, float* out);
 void CausalAttentionHeadScalar(const float* q, const KvRows& kv, int64_t kv_column, int64_t last_pos, int64_t head_dim,

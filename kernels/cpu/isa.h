@@ -15,7 +15,7 @@
 // would be worse than running the fastest correct kernels.
 //
 // Without ACCULLM_HAVE_X86_SIMD (non-x86 or -DACCULLM_SIMD=OFF) the detected level is always
-// kScalar. Today no kernel has an AVX-512 variant: kAvx512 runs the AVX2 ones.
+// kScalar. A kernel without an AVX-512 variant runs its AVX2 one at kAvx512.
 #pragma once
 
 #include <optional>

@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <string>
 
 #include "common/json.h"
 #include "common/mapped_file.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/isa.h"
 #include "tests/support/test_support.h"
 
 namespace accullm::model {
@@ -190,6 +193,51 @@ TEST_F(TransformerReferenceTest, RejectsSequenceBeyondContext) {
   std::vector<float> logits(model_->config().vocab_size);
   const std::vector<int32_t> ids = {1, 2, 3, 4, 5};
   EXPECT_EQ(model_->Forward(ids.data(), ids.size(), cache, logits.data()).code(), absl::StatusCode::kOutOfRange);
+}
+
+// The identity rule (issue 11): a row's logits are the same bits whether it is decoded alone,
+// beside a prefill chunk and another decode row in one batch, or as the last row of a
+// prefill, and whatever the pool's thread count, at every ISA level (the level alone picks
+// the kernels). Attention splits a K/V head's query heads by rows and threads, so this would
+// catch a head whose bits depended on its group.
+TEST_F(TransformerReferenceTest, RowLogitsBitIdenticalWhateverBatchCallAndThreads) {
+  const int64_t vocab = model_->config().vocab_size;
+  const auto& pa = cases_[0].prompt_ids;
+  const auto& pb = cases_[1].prompt_ids;
+  const auto& pc = cases_[2].prompt_ids;
+  const int64_t na = static_cast<int64_t>(pa.size()), nb = static_cast<int64_t>(pb.size());
+  ThreadPool one(1), three(3);
+  std::unique_ptr<Transformer> model_one = test_support::LoadModelOrFail(ModelDir(), &one);
+  std::unique_ptr<Transformer> model_three = test_support::LoadModelOrFail(ModelDir(), &three);
+  ASSERT_NE(model_one, nullptr);
+  ASSERT_NE(model_three, nullptr);
+  for (kernels::Isa isa : kernels::SupportedIsas()) {
+    kernels::ScopedIsaForTesting scoped(isa);
+    std::vector<float> reference;  // sequence a's last row, decoded alone on the 2-thread pool
+    for (auto [m, threads] :
+         {std::pair<Transformer*, int>{model_.get(), 2}, {model_one.get(), 1}, {model_three.get(), 3}}) {
+      std::vector<float> alone(vocab), batch(3 * vocab), prefill(vocab);
+      KvCache a = m->NewCache(), a2 = m->NewCache(), b = m->NewCache(), c = m->NewCache(), full = m->NewCache();
+      ASSERT_TRUE(m->Forward(pa.data(), na - 1, a, alone.data()).ok());
+      ASSERT_TRUE(m->Forward(&pa[na - 1], 1, a, alone.data()).ok());
+      ASSERT_TRUE(m->Forward(pa.data(), na - 1, a2, batch.data()).ok());
+      ASSERT_TRUE(m->Forward(pb.data(), nb - 1, b, batch.data()).ok());
+      std::vector<int32_t> tokens(pc.begin(), pc.end());  // c's whole prompt as a prefill chunk
+      tokens.push_back(pa[na - 1]);
+      tokens.push_back(pb[nb - 1]);
+      ASSERT_TRUE(m->ForwardBatch(
+                       tokens.data(),
+                       {BatchSegment{&c, static_cast<int64_t>(pc.size())}, BatchSegment{&a2, 1}, BatchSegment{&b, 1}},
+                       batch.data())
+                      .ok());
+      ASSERT_TRUE(m->Forward(pa.data(), na, full, prefill.data()).ok());
+      if (reference.empty()) reference = alone;
+      const std::string where = std::string(kernels::IsaName(isa)) + ", " + std::to_string(threads) + " thread(s)";
+      EXPECT_EQ(std::memcmp(alone.data(), reference.data(), vocab * sizeof(float)), 0) << where << ": alone";
+      EXPECT_EQ(std::memcmp(batch.data() + vocab, reference.data(), vocab * sizeof(float)), 0) << where << ": batch";
+      EXPECT_EQ(std::memcmp(prefill.data(), reference.data(), vocab * sizeof(float)), 0) << where << ": prefill";
+    }
+  }
 }
 
 }  // namespace
