@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
+#include "common/random.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/isa.h"
 
@@ -55,10 +57,89 @@ void QuantizeBlockScalar(const float* xb, const char* eb, int64_t block, int8_t*
   *sum_out = sum;
 }
 
+// One block of `block` values under a rounding mode other than plain nearest (the header's
+// definitions): codes, scale and code sum. Stochastic draws are keyed by the row's `key` and
+// the column `col0 + i`.
+void QuantizeBlockWithMode(const float* xb, const char* eb, int64_t block, const ActQuantConfig& mode, uint64_t key,
+                           int64_t col0, int8_t* q, float* scale_out, int32_t* sum_out) {
+  float amax = 0.f;
+  for (int64_t i = 0; i < block; ++i)
+    if ((eb == nullptr || !eb[i]) && std::fabs(xb[i]) > amax) amax = std::fabs(xb[i]);  // NaN ignored
+  float scale, inv;
+  BlockScale(amax, scale, inv);
+  const bool stochastic = mode.rounding == ActRounding::kStochastic;
+  float carry = 0.f;
+  int32_t sum = 0;
+  for (int64_t i = 0; i < block; ++i) {
+    if (eb != nullptr && eb[i]) {
+      q[i] = 0;
+      continue;
+    }
+    const float v = mode.error_feedback ? xb[i] + carry : xb[i];
+    const float t = v * inv;
+    float r;
+    if (stochastic) {
+      const float u = UnitFloat24(SplitMix64(key + static_cast<uint64_t>(col0 + i)));
+      const float f = std::floor(t);
+      r = f + (u < t - f ? 1.f : 0.f);
+    } else {
+      r = std::nearbyint(t);
+    }
+    const float c = ClampCode(r);
+    if (mode.error_feedback) {
+      const float e = v - c * scale;
+      carry = std::isfinite(e) ? e : 0.f;
+    }
+    q[i] = static_cast<int8_t>(static_cast<int>(c));
+    sum += static_cast<int>(c);
+  }
+  *scale_out = scale;
+  *sum_out = sum;
+}
+
+// Every row under a mode other than plain nearest (scalar: see the header).
+void QuantizeInt8BlocksWithMode(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
+                                const ActQuantConfig& mode, Int8Activations& out) {
+  Resize(rows, in, block, out);
+  const int64_t blocks = in / block;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * in;
+    const uint64_t key = mode.rounding == ActRounding::kStochastic ? Int8RowKey(xr, in, mode.seed) : 0;
+    for (int64_t b = 0; b < blocks; ++b)
+      QuantizeBlockWithMode(xr + b * block, exact != nullptr ? exact + b * block : nullptr, block, mode, key, b * block,
+                            out.q.data() + r * in + b * block, &out.scales[r * blocks + b], &out.sums[r * blocks + b]);
+  }
+}
+
+inline uint64_t RotateLeft(uint64_t v, int s) { return (v << s) | (v >> (64 - s)); }
+
 }  // namespace
 
+uint64_t Int8RowKey(const float* row, int64_t in, uint64_t seed) {
+  // Four independent multiply-rotate lanes (xxHash64's round) over pairs of floats, so the
+  // hash is not one long dependency chain, then mixed with the seed and the width.
+  constexpr uint64_t kP1 = 0x9e3779b185ebca87ull, kP2 = 0xc2b2ae3d27d4eb4full;
+  uint64_t h[4] = {kP1, kP2, ~kP1, ~kP2};
+  auto round = [&](uint64_t acc, uint64_t w) { return RotateLeft(acc + w * kP2, 31) * kP1; };
+  int64_t i = 0;
+  for (; i + 8 <= in; i += 8) {
+    uint64_t w[4];
+    std::memcpy(w, row + i, sizeof(w));
+    for (int l = 0; l < 4; ++l) h[l] = round(h[l], w[l]);
+  }
+  for (; i < in; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, row + i, sizeof(bits));
+    h[0] = round(h[0], bits);
+  }
+  uint64_t key = SplitMix64(seed ^ static_cast<uint64_t>(in));
+  for (uint64_t v : h) key = SplitMix64(key ^ v);
+  return key;
+}
+
 void QuantizeInt8BlocksScalar(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
-                              Int8Activations& out) {
+                              Int8Activations& out, const ActQuantConfig& mode) {
+  if (!mode.is_plain_nearest()) return QuantizeInt8BlocksWithMode(x, rows, in, block, exact, mode, out);
   Resize(rows, in, block, out);
   const int64_t blocks = in / block;
   for (int64_t r = 0; r < rows; ++r)
@@ -123,7 +204,8 @@ __attribute__((target("avx2,fma"))) void QuantizeInt8BlocksAvx2(const float* x, 
 #endif
 
 void QuantizeInt8Blocks(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
-                        Int8Activations& out) {
+                        Int8Activations& out, const ActQuantConfig& mode) {
+  if (!mode.is_plain_nearest()) return QuantizeInt8BlocksWithMode(x, rows, in, block, exact, mode, out);
 #if ACCULLM_HAVE_X86_SIMD
   if (ActiveIsa() >= Isa::kAvx2) return QuantizeInt8BlocksAvx2(x, rows, in, block, exact, out);
 #endif
