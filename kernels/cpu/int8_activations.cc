@@ -57,59 +57,99 @@ void QuantizeBlockScalar(const float* xb, const char* eb, int64_t block, int8_t*
   *sum_out = sum;
 }
 
-// One block of `block` values under a rounding mode other than plain nearest (the header's
-// definitions): codes, scale and code sum. Stochastic draws are keyed by the row's `key` and
-// the column `col0 + i`.
-void QuantizeBlockWithMode(const float* xb, const char* eb, int64_t block, const ActQuantConfig& mode, uint64_t key,
-                           int64_t col0, int8_t* q, float* scale_out, int32_t* sum_out) {
-  float amax = 0.f;
-  for (int64_t i = 0; i < block; ++i)
-    if ((eb == nullptr || !eb[i]) && std::fabs(xb[i]) > amax) amax = std::fabs(xb[i]);  // NaN ignored
-  float scale, inv;
-  BlockScale(amax, scale, inv);
-  const bool stochastic = mode.rounding == ActRounding::kStochastic;
-  float carry = 0.f;
-  int32_t sum = 0;
-  for (int64_t i = 0; i < block; ++i) {
-    if (eb != nullptr && eb[i]) {
-      q[i] = 0;
-      continue;
-    }
-    const float v = mode.error_feedback ? xb[i] + carry : xb[i];
-    const float t = v * inv;
-    float r;
-    if (stochastic) {
-      const float u = UnitFloat24(SplitMix64(key + static_cast<uint64_t>(col0 + i)));
-      const float f = std::floor(t);
-      r = f + (u < t - f ? 1.f : 0.f);
-    } else {
-      r = std::nearbyint(t);
-    }
-    const float c = ClampCode(r);
-    if (mode.error_feedback) {
-      const float e = v - c * scale;
-      carry = std::isfinite(e) ? e : 0.f;
-    }
-    q[i] = static_cast<int8_t>(static_cast<int>(c));
-    sum += static_cast<int>(c);
+// Blocks b0 .. b0 + kLanes − 1 of a row under a rounding mode other than plain nearest (the
+// header's definitions): codes, scales and code sums. Stochastic draws are keyed by the row's
+// `key` and the column. Each block's error feedback is a serial chain (carry → code → carry);
+// the blocks' chains are independent, so they are interleaved element by element for the CPU
+// to overlap: each block still sees exactly its own sequence of operations.
+// (always_inline: compiled once plainly and once for SSE4.1, below, where nearbyint and floor
+// become single instructions instead of libm calls; same IEEE operations, same results.)
+template <int kLanes>
+inline __attribute__((always_inline)) void QuantizeBlocksWithMode(const float* xr, const char* er, int64_t b0,
+                                                                  int64_t block, const ActQuantConfig& mode,
+                                                                  uint64_t key, int8_t* qr, float* scales,
+                                                                  int32_t* sums) {
+  float scale[kLanes], inv[kLanes], carry[kLanes];
+  int32_t sum[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    const float* xb = xr + (b0 + l) * block;
+    const char* eb = er != nullptr ? er + (b0 + l) * block : nullptr;
+    float amax = 0.f;
+    for (int64_t i = 0; i < block; ++i)
+      if ((eb == nullptr || !eb[i]) && std::fabs(xb[i]) > amax) amax = std::fabs(xb[i]);  // NaN ignored
+    BlockScale(amax, scale[l], inv[l]);
+    carry[l] = 0.f;
+    sum[l] = 0;
   }
-  *scale_out = scale;
-  *sum_out = sum;
+  const bool stochastic = mode.rounding == ActRounding::kStochastic;
+  for (int64_t i = 0; i < block; ++i) {
+    for (int l = 0; l < kLanes; ++l) {
+      const int64_t col = (b0 + l) * block + i;
+      if (er != nullptr && er[col]) {
+        qr[col] = 0;
+        continue;
+      }
+      const float v = mode.error_feedback ? xr[col] + carry[l] : xr[col];
+      const float t = v * inv[l];
+      float r;
+      if (stochastic) {
+        const float u = UnitFloat24(SplitMix64(key + static_cast<uint64_t>(col)));
+        const float f = std::floor(t);
+        r = f + (u < t - f ? 1.f : 0.f);
+      } else {
+        r = std::nearbyint(t);
+      }
+      const float c = ClampCode(r);
+      if (mode.error_feedback) {
+        const float e = v - c * scale[l];
+        carry[l] = std::isfinite(e) ? e : 0.f;
+      }
+      qr[col] = static_cast<int8_t>(static_cast<int>(c));
+      sum[l] += static_cast<int>(c);
+    }
+  }
+  for (int l = 0; l < kLanes; ++l) {
+    scales[b0 + l] = scale[l];
+    sums[b0 + l] = sum[l];
+  }
 }
 
 // Every row under a mode other than plain nearest (scalar: see the header).
-void QuantizeInt8BlocksWithMode(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
-                                const ActQuantConfig& mode, Int8Activations& out) {
+inline __attribute__((always_inline)) void QuantizeInt8BlocksWithMode(const float* x, int64_t rows, int64_t in,
+                                                                      int64_t block, const char* exact,
+                                                                      const ActQuantConfig& mode,
+                                                                      Int8Activations& out) {
   Resize(rows, in, block, out);
   const int64_t blocks = in / block;
+  constexpr int kLanes = 8;
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * in;
     const uint64_t key = mode.rounding == ActRounding::kStochastic ? Int8RowKey(xr, in, mode.seed) : 0;
-    for (int64_t b = 0; b < blocks; ++b)
-      QuantizeBlockWithMode(xr + b * block, exact != nullptr ? exact + b * block : nullptr, block, mode, key, b * block,
-                            out.q.data() + r * in + b * block, &out.scales[r * blocks + b], &out.sums[r * blocks + b]);
+    int8_t* qr = out.q.data() + r * in;
+    float* scales = out.scales.data() + r * blocks;
+    int32_t* sums = out.sums.data() + r * blocks;
+    int64_t b = 0;
+    for (; b + kLanes <= blocks; b += kLanes)
+      QuantizeBlocksWithMode<kLanes>(xr, exact, b, block, mode, key, qr, scales, sums);
+    for (; b < blocks; ++b) QuantizeBlocksWithMode<1>(xr, exact, b, block, mode, key, qr, scales, sums);
   }
 }
+
+void QuantizeInt8BlocksWithModeScalar(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
+                                      const ActQuantConfig& mode, Int8Activations& out) {
+  QuantizeInt8BlocksWithMode(x, rows, in, block, exact, mode, out);
+}
+
+#if ACCULLM_HAVE_X86_SIMD
+// No FMA in SSE4.1, so the compiler cannot contract x + carry − c·scale differently from the
+// scalar build: the codes are the reference's bit for bit (int8_activation_modes_test).
+__attribute__((target("sse4.1"))) void QuantizeInt8BlocksWithModeSse41(const float* x, int64_t rows, int64_t in,
+                                                                       int64_t block, const char* exact,
+                                                                       const ActQuantConfig& mode,
+                                                                       Int8Activations& out) {
+  QuantizeInt8BlocksWithMode(x, rows, in, block, exact, mode, out);
+}
+#endif
 
 inline uint64_t RotateLeft(uint64_t v, int s) { return (v << s) | (v >> (64 - s)); }
 
@@ -139,7 +179,7 @@ uint64_t Int8RowKey(const float* row, int64_t in, uint64_t seed) {
 
 void QuantizeInt8BlocksScalar(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
                               Int8Activations& out, const ActQuantConfig& mode) {
-  if (!mode.is_plain_nearest()) return QuantizeInt8BlocksWithMode(x, rows, in, block, exact, mode, out);
+  if (!mode.is_plain_nearest()) return QuantizeInt8BlocksWithModeScalar(x, rows, in, block, exact, mode, out);
   Resize(rows, in, block, out);
   const int64_t blocks = in / block;
   for (int64_t r = 0; r < rows; ++r)
@@ -205,11 +245,13 @@ __attribute__((target("avx2,fma"))) void QuantizeInt8BlocksAvx2(const float* x, 
 
 void QuantizeInt8Blocks(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
                         Int8Activations& out, const ActQuantConfig& mode) {
-  if (!mode.is_plain_nearest()) return QuantizeInt8BlocksWithMode(x, rows, in, block, exact, mode, out);
 #if ACCULLM_HAVE_X86_SIMD
-  if (ActiveIsa() >= Isa::kAvx2) return QuantizeInt8BlocksAvx2(x, rows, in, block, exact, out);
+  if (ActiveIsa() >= Isa::kAvx2) {
+    if (!mode.is_plain_nearest()) return QuantizeInt8BlocksWithModeSse41(x, rows, in, block, exact, mode, out);
+    return QuantizeInt8BlocksAvx2(x, rows, in, block, exact, out);
+  }
 #endif
-  QuantizeInt8BlocksScalar(x, rows, in, block, exact, out);
+  QuantizeInt8BlocksScalar(x, rows, in, block, exact, out, mode);
 }
 
 }  // namespace accullm::kernels

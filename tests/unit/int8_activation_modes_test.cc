@@ -16,7 +16,7 @@
 namespace accullm::kernels {
 namespace {
 
-constexpr int64_t kIn = 256, kBlock = 32;
+constexpr int64_t kIn = 352, kBlock = 32;  // 11 blocks: 8 interleaved, 3 one by one
 
 ActQuantConfig Mode(ActRounding rounding, bool error_feedback, uint64_t seed = 3) {
   ActQuantConfig c;
