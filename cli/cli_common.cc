@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/status.h"
 
 namespace accullm::cli {
 
@@ -41,6 +42,28 @@ void AddExactFlag(CLI::App& cmd, bool& exact) {
   cmd.add_flag("--exact", exact,
                "Low-bit linears compute with FP32 activations (dequantize, then multiply) instead of INT8 activations "
                "and integer dot products: slower, the reference for golden evaluations");
+}
+
+void AddActQuantFlags(CLI::App& cmd, ActQuantFlags& flags) {
+  cmd.add_option("--act-quant", flags.rounding,
+                 "Rounding of the INT8 activations at the low-bit linears' inputs (per weight group, outlier channels "
+                 "exact): nearest, or stochastic (drawn from a hash of the seed and the row, so a row's result does "
+                 "not depend on its batch)")
+      ->check(CLI::IsMember({"nearest", "stochastic"}))
+      ->capture_default_str();
+  cmd.add_flag("--act-error-feedback", flags.error_feedback,
+               "Carry each channel's rounding error into the next channel of its group");
+  cmd.add_option("--act-seed", flags.seed, "Seed of the stochastic rounding")->capture_default_str();
+}
+
+absl::StatusOr<kernels::ActQuantConfig> ActQuantFromFlags(const ActQuantFlags& flags, bool exact) {
+  kernels::ActQuantConfig c;
+  ASSIGN_OR_RETURN(c.rounding, kernels::ParseActRounding(flags.rounding));
+  c.error_feedback = flags.error_feedback;
+  c.seed = flags.seed;
+  if (exact && !c.is_plain_nearest())
+    return absl::InvalidArgumentError("--act-quant/--act-error-feedback round INT8 activations; --exact has none");
+  return c;
 }
 
 }  // namespace accullm::cli

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/cpu/activation_quant.h"
 
 namespace accullm::cli {
 
@@ -19,6 +20,18 @@ absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text);
 
 // --exact, the same words on every command that runs a model (ModelLoadOptions::exact).
 void AddExactFlag(CLI::App& cmd, bool& exact);
+
+// --act-quant nearest|stochastic, --act-error-feedback, --act-seed S: how the INT8 path rounds
+// activations (ModelLoadOptions::activations), the same words on every command that runs a model.
+struct ActQuantFlags {
+  std::string rounding = "nearest";
+  bool error_feedback = false;
+  uint64_t seed = 0;
+};
+void AddActQuantFlags(CLI::App& cmd, ActQuantFlags& flags);
+// The quantizer's options; an error when they ask for anything but plain nearest rounding
+// with --exact (FP32 activations: nothing is rounded).
+absl::StatusOr<kernels::ActQuantConfig> ActQuantFromFlags(const ActQuantFlags& flags, bool exact);
 
 // Prints "error: <message>" on one line to stderr and returns the exit status 1.
 int ReportError(const absl::Status& status);

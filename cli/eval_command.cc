@@ -8,7 +8,6 @@
 #include "cli/model_loading.h"
 #include "common/json.h"
 #include "common/mapped_file.h"
-#include "kernels/cpu/activation_quant.h"
 #include "model/low_bit_linear.h"
 #include "quant/evaluation.h"
 #include "quant/model_quantizer.h"
@@ -22,9 +21,7 @@ struct EvalFlags {
   int64_t ctx = 512, max_chunks = 0;
   bool json = false;
   int threads = 0;
-  std::string act_quant = "off";
-  bool act_error_feedback = false;
-  uint64_t act_seed = 0;
+  ActQuantFlags act_quant;
   bool exact = false;
 };
 
@@ -65,17 +62,11 @@ uint64_t WeightFileBytes(const std::string& dir) {
 
 int RunEval(const EvalFlags& f) {
   const std::string model_dir = f.model.empty() ? DefaultModelDir() : f.model;
-  auto model = LoadModel(model_dir, f.threads, /*need_tokenizer=*/false, {.exact = f.exact});
+  auto activations = ActQuantFromFlags(f.act_quant, f.exact);
+  if (!activations.ok()) return ReportError(activations.status());
+  auto model =
+      LoadModel(model_dir, f.threads, /*need_tokenizer=*/false, {.exact = f.exact, .activations = *activations});
   if (!model.ok()) return ReportError(model.status());
-  if (f.act_quant != "off") {
-    auto config = std::make_shared<kernels::ActQuantConfig>();
-    auto rounding = kernels::ParseActRounding(f.act_quant);
-    if (!rounding.ok()) return ReportError(rounding.status());
-    config->rounding = *rounding;
-    config->error_feedback = f.act_error_feedback;
-    config->seed = f.act_seed;
-    model->transformer->SetActivationQuantization(config);
-  }
   auto reference = LoadModel(f.reference, f.threads, /*need_tokenizer=*/true);
   if (!reference.ok()) return ReportError(reference.status());
   auto text = ReadTextFile(f.data);
@@ -157,13 +148,7 @@ void AddEvalCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--max-chunks", flags->max_chunks, "Evaluate at most this many chunks (0 = all)")
       ->capture_default_str();
   cmd->add_flag("--json", flags->json, "Print one JSON object");
-  cmd->add_option(
-         "--act-quant", flags->act_quant,
-         "INT8 activations at the low-bit layers' inputs (per token, outlier channels exact): off, nearest, stochastic")
-      ->check(CLI::IsMember({"off", "nearest", "stochastic"}))
-      ->capture_default_str();
-  cmd->add_flag("--act-error-feedback", flags->act_error_feedback, "Carry each channel's rounding error into the next");
-  cmd->add_option("--act-seed", flags->act_seed, "Seed of the stochastic rounding")->capture_default_str();
+  AddActQuantFlags(*cmd, flags->act_quant);
   AddExactFlag(*cmd, flags->exact);
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->callback([&run, flags] { run = [flags] { return RunEval(*flags); }; });

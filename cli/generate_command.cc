@@ -36,6 +36,7 @@ struct GenerateFlags {
   int threads = 0;
   int64_t context = 0;
   bool exact = false;
+  ActQuantFlags act_quant;
 };
 
 // `generate` is one request through the same scheduler and stage runner as `serve` (the
@@ -43,8 +44,12 @@ struct GenerateFlags {
 int RunGenerate(const GenerateFlags& f) {
   using Clock = std::chrono::steady_clock;
   const bool ids_in = !f.prompt_ids.empty();
+  auto activations_or = ActQuantFromFlags(f.act_quant, f.exact);
+  if (!activations_or.ok()) return ReportError(activations_or.status());
+  const kernels::ActQuantConfig activations = *activations_or;
   auto loaded = LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads,
-                          /*need_tokenizer=*/!(ids_in && f.output_ids) || !f.stop.empty(), {.exact = f.exact});
+                          /*need_tokenizer=*/!(ids_in && f.output_ids) || !f.stop.empty(),
+                          {.exact = f.exact, .activations = activations});
   if (!loaded.ok()) return ReportError(loaded.status());
   model::Transformer& model = *loaded->transformer;
   const model::ModelConfig& mc = model.config();
@@ -191,6 +196,7 @@ void AddGenerateCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_flag("--output-ids", flags->output_ids, "Print generated token ids instead of text");
   cmd->add_flag("--ignore-eos", flags->ignore_eos, "Keep generating past end-of-sequence tokens");
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
+  AddActQuantFlags(*cmd, flags->act_quant);
   AddExactFlag(*cmd, flags->exact);
   cmd->add_option("--context", flags->context, "Context length in tokens (default: the model's maximum)");
   cmd->callback([&run, flags, cmd] {

@@ -14,11 +14,15 @@ struct LogitsFlags {
   std::string model, prompt_ids, out, mode = "prefill";
   int threads = 0;
   bool exact = false;
+  ActQuantFlags act_quant;
 };
 
 int RunLogits(const LogitsFlags& f) {
-  auto loaded =
-      LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads, /*need_tokenizer=*/false, {.exact = f.exact});
+  auto activations_or = ActQuantFromFlags(f.act_quant, f.exact);
+  if (!activations_or.ok()) return ReportError(activations_or.status());
+  const kernels::ActQuantConfig activations = *activations_or;
+  auto loaded = LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads, /*need_tokenizer=*/false,
+                          {.exact = f.exact, .activations = activations});
   if (!loaded.ok()) return ReportError(loaded.status());
   auto ids = ParseIdList(f.prompt_ids);
   if (!ids.ok()) return ReportError(ids.status());
@@ -59,6 +63,7 @@ void AddLogitsCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--mode", flags->mode, "prefill (one batched pass) or decode (one token at a time)")
       ->check(CLI::IsMember({"prefill", "decode"}))
       ->capture_default_str();
+  AddActQuantFlags(*cmd, flags->act_quant);
   AddExactFlag(*cmd, flags->exact);
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->callback([&run, flags] { run = [flags] { return RunLogits(*flags); }; });

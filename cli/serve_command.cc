@@ -58,6 +58,7 @@ struct ServeFlags {
   int heartbeat_ms = 200;
   int stage_timeout_ms = 3000;
   bool exact = false;
+  ActQuantFlags act_quant;
 };
 
 // Ranks 1..N: a pipeline stage until the coordinator says stop (or goes silent).
@@ -66,11 +67,18 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   // shutdown instead, so requests in flight can drain.
   std::signal(SIGTERM, SIG_IGN);
   std::signal(SIGINT, SIG_IGN);
+  auto activations_or = ActQuantFromFlags(f.act_quant, f.exact);
+  if (!activations_or.ok()) {
+    spdlog::error("worker rank {}: {}", mpi.rank(), std::string(activations_or.status().message()));
+    return 1;
+  }
+  const kernels::ActQuantConfig activations = *activations_or;
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   // The NaN/Inf check and the kernels' layout wait for the hello: they cover this stage's
   // layers only (mmap: a stage pages in nothing else).
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false,
-                          {.check_finite = false, .exact = f.exact, .prepare_kernels = false});
+  auto loaded =
+      LoadModel(dir, f.threads, /*need_tokenizer=*/false,
+                {.check_finite = false, .exact = f.exact, .activations = activations, .prepare_kernels = false});
   if (!loaded.ok()) {
     spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
     return 1;
@@ -114,10 +122,14 @@ int RunServe(ServeFlags f) {
           "--activation-transport nccl: this build has no NCCL (CUDA and NCCL were not found at configure time; "
           "see docs/cluster.md)"));
   }
+  auto activations_or = ActQuantFromFlags(f.act_quant, f.exact);
+  if (!activations_or.ok()) return fail(activations_or.status());
+  const kernels::ActQuantConfig activations = *activations_or;
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   // A pipeline coordinator computes nothing: the stages check and lay out the weights they read.
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true,
-                          {.check_finite = !pipeline, .exact = f.exact, .prepare_kernels = !pipeline});
+  auto loaded = LoadModel(
+      dir, f.threads, /*need_tokenizer=*/true,
+      {.check_finite = !pipeline, .exact = f.exact, .activations = activations, .prepare_kernels = !pipeline});
   if (!loaded.ok()) return fail(loaded.status());
   model::Transformer& model = *loaded->transformer;
   const model::ModelConfig& mc = model.config();
@@ -298,6 +310,7 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_flag("--metrics-no-auth", f->metrics_no_auth, "Serve /metrics without the API key");
   cmd->add_option("--chat-template", f->chat_template, "Jinja chat template file replacing the model's");
   cmd->add_option("--threads,-t", f->threads, "Compute threads (default: all cores)");
+  AddActQuantFlags(*cmd, f->act_quant);
   AddExactFlag(*cmd, f->exact);
   cmd->add_option("--http-threads", f->http_threads, "Network threads (never run model compute)")
       ->capture_default_str()

@@ -91,9 +91,8 @@ void LowBitLinear::AddOutliersAndBias(const float* x, int64_t n, int64_t o0, int
 }
 
 bool LowBitLinear::SharesInt8Input(const LowBitLinear& other) const {
-  return int8_ && other.int8_ && act_quant_ == nullptr && other.act_quant_ == nullptr &&
-         w_.matrix.in == other.w_.matrix.in && w_.matrix.group == other.w_.matrix.group &&
-         w_.outlier_cols == other.w_.outlier_cols;
+  return int8_ && other.int8_ && act_quant_ == other.act_quant_ && w_.matrix.in == other.w_.matrix.in &&
+         w_.matrix.group == other.w_.matrix.group && w_.outlier_cols == other.w_.outlier_cols;
 }
 
 kernels::Int8Activations& LowBitLinear::InputScratch() {
@@ -104,7 +103,7 @@ kernels::Int8Activations& LowBitLinear::InputScratch() {
 
 void LowBitLinear::QuantizeInput(const float* x, int64_t n, kernels::Int8Activations& xq) const {
   kernels::QuantizeInt8Blocks(x, n, w_.matrix.in, w_.matrix.group,
-                              w_.outlier_cols.empty() ? nullptr : outlier_mask_.data(), xq);
+                              w_.outlier_cols.empty() ? nullptr : outlier_mask_.data(), xq, act_quant_);
   // The 16-bit kernel's per-lane activation sums: once per quantized input, not per thread
   // (cleared otherwise, so a linear sharing xq never reads another input's sums).
   xq.lane_sums.clear();
@@ -164,15 +163,7 @@ void LowBitLinear::ForwardInt8(const float* x, int64_t n, float* y, ThreadPool& 
 }
 
 void LowBitLinear::Forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
-  // The simulated activation quantizer (eval --act-quant) is an experiment on the exact path.
-  if (int8_ && act_quant_ == nullptr) return ForwardInt8(x, n, y, pool);
-  const int64_t in = w_.matrix.in;
-  std::vector<float> quantized;
-  if (act_quant_ != nullptr) {
-    quantized.assign(x, x + n * in);
-    kernels::QuantizeActivationsInt8(quantized.data(), n, in, outlier_mask_, *act_quant_, act_calls_++);
-    x = quantized.data();
-  }
+  if (int8_) return ForwardInt8(x, n, y, pool);
   const int64_t out = w_.matrix.out;
   pool.ParallelFor(
       out,

@@ -50,9 +50,10 @@ class LowBitLinear final : public LinearOp {
   size_t weight_bytes() const override;
   size_t streamed_bytes() const override;
   const LowBitLinearWeights& weights() const { return w_; }
-  // Runtime INT8 activation quantization of this layer's input (outlier channels excluded);
-  // null = off. Simulated: inputs are replaced by their dequantized INT8 values.
-  void set_activation_quant(std::shared_ptr<const kernels::ActQuantConfig> config) { act_quant_ = std::move(config); }
+  // How the INT8 path rounds this layer's input (kernels/cpu/int8_activations.h; default:
+  // nearest). Set before the forward passes; the exact path ignores it.
+  void set_activation_quant(const kernels::ActQuantConfig& config) { act_quant_ = config; }
+  const kernels::ActQuantConfig& activation_quant() const { return act_quant_; }
 
   // Row o of W (all columns, outliers included) as float: embedding lookups.
   void DequantizeRow(int64_t o, float* dst) const;
@@ -71,8 +72,8 @@ class LowBitLinear final : public LinearOp {
 
   // The steps of an INT8 forward pass, for running several linears that read the same input
   // in one pass over the pool (model/linear_group.h).
-  // True when `other` quantizes its input exactly as this one does (same width, block and
-  // exact channels), so one Int8Activations serves both; both must use INT8 activations.
+  // True when `other` quantizes its input exactly as this one does (same width, block, exact
+  // channels and rounding), so one Int8Activations serves both; both must use INT8 activations.
   bool SharesInt8Input(const LowBitLinear& other) const;
   void QuantizeInput(const float* x, int64_t n, kernels::Int8Activations& xq) const;
   // The calling thread's buffer for a quantized input (reused without allocating once grown;
@@ -93,13 +94,12 @@ class LowBitLinear final : public LinearOp {
 
   LowBitLinearWeights w_;
   std::vector<float> bias_;
-  std::shared_ptr<const kernels::ActQuantConfig> act_quant_;
+  kernels::ActQuantConfig act_quant_;
   std::vector<char> outlier_mask_;  // [in]: channels the activation quantizer leaves exact
   bool int8_ = false;               // INT8 activations
   mutable std::once_flag tiled_;
   mutable std::unique_ptr<kernels::LowBitTiles> tiles_;  // built on the first INT8 forward
   mutable bool axe16_ = false;                           // set with tiles_
-  mutable uint64_t act_calls_ = 0;                       // fresh stochastic draws per call, reproducible per seed
 };
 
 }  // namespace accullm::model

@@ -175,7 +175,12 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
       ASSIGN_OR_RETURN(t->lm_head_, LoadLinear(s, "lm_head", c.vocab_size, h, false, pack, head_low_bit));
     }
   }
-  if (!options.exact) t->ForEachLowBitLinear([](LowBitLinear& l) { l.UseInt8Activations(); });
+  if (!options.exact) {
+    t->ForEachLowBitLinear([&](LowBitLinear& l) {
+      l.UseInt8Activations();
+      l.set_activation_quant(options.activations);
+    });
+  }
   if (options.prepare_kernels) t->PrepareKernels(0, c.num_layers, /*head=*/true);
   // Last, after the cheaper structural checks. Every tensor, the pack's canary logits too.
   // The cost is one read of the weights (memory-bandwidth bound, split over the pool): the
@@ -235,7 +240,7 @@ void Transformer::PrepareKernels(int64_t layer_begin, int64_t layer_end, bool he
   if (head) prepare(lm_head_.get());
 }
 
-void Transformer::SetActivationQuantization(const std::shared_ptr<const kernels::ActQuantConfig>& config) {
+void Transformer::SetActivationQuantization(const kernels::ActQuantConfig& config) {
   ForEachLowBitLinear([&](LowBitLinear& l) { l.set_activation_quant(config); });
 }
 

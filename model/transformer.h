@@ -59,6 +59,9 @@ struct ModelLoadOptions {
   // INT8 activations and integer dot products: golden evaluations (`--exact`). Later issues
   // hang their approximations (activation sparsity, KV quantization) off the same switch.
   bool exact = false;
+  // How the INT8 path rounds activations (kernels/cpu/int8_activations.h; `--act-quant`,
+  // `--act-error-feedback`, `--act-seed`). Ignored with `exact`.
+  kernels::ActQuantConfig activations = {};
   // Lay out every low-bit linear for the integer kernels now (PrepareKernels over all layers
   // and the head), so that load time carries the repack and the first request does not. Off
   // where a process runs part of the model: a pipeline stage prepares its own layers when it
@@ -101,8 +104,9 @@ class Transformer {
   LinearOp& lm_head() { return *lm_head_; }
   // Replaces the LM head (quantization tools).
   void set_lm_head(std::unique_ptr<LinearOp> head) { lm_head_ = std::move(head); }
-  // Runtime INT8 activation quantization at the inputs of every low-bit linear (null: off).
-  void SetActivationQuantization(const std::shared_ptr<const kernels::ActQuantConfig>& config);
+  // How every low-bit linear rounds its INT8 input (ModelLoadOptions::activations sets it at
+  // load). Before the forward passes; the exact path ignores it.
+  void SetActivationQuantization(const kernels::ActQuantConfig& config);
   // Serves embeddings from a low-bit table (its rows are dequantized on lookup).
   void set_low_bit_embedding(std::shared_ptr<const LowBitLinear> table) { low_bit_embed_ = std::move(table); }
   const TensorStore& tensors() const { return *store_; }

@@ -63,7 +63,8 @@ absl::StatusOr<std::vector<float>> LinearWeights(const model::Transformer& model
 
 absl::StatusOr<std::unique_ptr<model::LinearOp>> MakeLowBitLinear(const model::Transformer& model,
                                                                   const std::string& prefix,
-                                                                  std::shared_ptr<const QuantizedMatrix> m) {
+                                                                  std::shared_ptr<const QuantizedMatrix> m,
+                                                                  int accumulator_bits) {
   std::vector<float> bias;
   if (model.tensors().Has(prefix + ".bias")) {
     ASSIGN_OR_RETURN(model::TensorView b, model.tensors().Get(prefix + ".bias"));
@@ -74,6 +75,7 @@ absl::StatusOr<std::unique_ptr<model::LinearOp>> MakeLowBitLinear(const model::T
   w.outlier_cols = m->outlier_cols;
   w.outlier_weights = m->outlier_cols.empty() ? nullptr : m->outlier_weights.data();
   w.keep_alive = m;
+  w.accumulator_bits = accumulator_bits;
   ASSIGN_OR_RETURN(auto op, model::LowBitLinear::Create(std::move(w), std::move(bias)));
   return std::unique_ptr<model::LinearOp>(std::move(op));
 }
@@ -165,7 +167,7 @@ absl::StatusOr<std::vector<std::unique_ptr<model::LinearOp>>> QuantizeBlock(
     ASSIGN_OR_RETURN(QuantizedMatrix q,
                      QuantizeMatrix(w.data(), rows, cols, site ? &site->hessian : nullptr, outliers, qo, pool));
     auto shared = std::make_shared<const QuantizedMatrix>(std::move(q));
-    ASSIGN_OR_RETURN(auto op, MakeLowBitLinear(model, prefix, shared));
+    ASSIGN_OR_RETURN(auto op, MakeLowBitLinear(model, prefix, shared, qo.accumulator_bits));
     new_ops.push_back(std::move(op));
     if (out != nullptr) (*out)[prefix] = shared;
   }
@@ -273,7 +275,7 @@ absl::Status QuantizeEmbeddingsAndHead(model::Transformer& model, CalibrationSta
     q.accumulator_bits = 0;
     ASSIGN_OR_RETURN(QuantizedMatrix m, QuantizeMatrix(w.data(), c.vocab_size, c.hidden_size, nullptr, {}, q, pool));
     auto shared = std::make_shared<const QuantizedMatrix>(std::move(m));
-    ASSIGN_OR_RETURN(auto op, MakeLowBitLinear(model, "model.embed_tokens", shared));
+    ASSIGN_OR_RETURN(auto op, MakeLowBitLinear(model, "model.embed_tokens", shared, q.accumulator_bits));
     model.set_low_bit_embedding(
         std::shared_ptr<const model::LowBitLinear>(static_cast<model::LowBitLinear*>(op.release())));
     (*out)["model.embed_tokens"] = shared;
@@ -301,7 +303,7 @@ absl::Status QuantizeEmbeddingsAndHead(model::Transformer& model, CalibrationSta
     ASSIGN_OR_RETURN(QuantizedMatrix m, QuantizeMatrix(w.data(), c.vocab_size, c.hidden_size,
                                                        site ? &site->hessian : nullptr, outliers, q, pool));
     auto shared = std::make_shared<const QuantizedMatrix>(std::move(m));
-    ASSIGN_OR_RETURN(auto op, MakeLowBitLinear(model, "lm_head", shared));
+    ASSIGN_OR_RETURN(auto op, MakeLowBitLinear(model, "lm_head", shared, q.accumulator_bits));
     model.set_lm_head(std::move(op));
     (*out)["lm_head"] = shared;
   }

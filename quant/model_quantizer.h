@@ -68,9 +68,13 @@ std::vector<int32_t> SelectOutlierChannels(const SiteStats& stats, const Outlier
 absl::StatusOr<std::vector<float>> LinearWeights(const model::Transformer& model, const std::string& prefix);
 
 // A LowBitLinear over `m` (kept alive by the op), with the checkpoint's bias if any.
+// `accumulator_bits`: the guarantee `m` was quantized under (QuantOptions::accumulator_bits;
+// 0: none), as a pack records it, so an in-process model takes the same kernels (AXE's
+// 16-bit path) as the pack loaded from disk.
 absl::StatusOr<std::unique_ptr<model::LinearOp>> MakeLowBitLinear(const model::Transformer& model,
                                                                   const std::string& prefix,
-                                                                  std::shared_ptr<const QuantizedMatrix> m);
+                                                                  std::shared_ptr<const QuantizedMatrix> m,
+                                                                  int accumulator_bits);
 
 // Which of a block's linears (kBlockLinearNames order) to quantize.
 using LinearMask = std::array<bool, sharding::kBlockLinears>;

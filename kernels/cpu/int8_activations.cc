@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
+#include "common/random.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/isa.h"
 
@@ -55,10 +57,129 @@ void QuantizeBlockScalar(const float* xb, const char* eb, int64_t block, int8_t*
   *sum_out = sum;
 }
 
+// Blocks b0 .. b0 + kLanes − 1 of a row under a rounding mode other than plain nearest (the
+// header's definitions): codes, scales and code sums. Stochastic draws are keyed by the row's
+// `key` and the column. Each block's error feedback is a serial chain (carry → code → carry);
+// the blocks' chains are independent, so they are interleaved element by element for the CPU
+// to overlap: each block still sees exactly its own sequence of operations.
+// (always_inline: compiled once plainly and once for SSE4.1, below, where nearbyint and floor
+// become single instructions instead of libm calls; same IEEE operations, same results.)
+template <int kLanes>
+inline __attribute__((always_inline)) void QuantizeBlocksWithMode(const float* xr, const char* er, int64_t b0,
+                                                                  int64_t block, const ActQuantConfig& mode,
+                                                                  uint64_t key, int8_t* qr, float* scales,
+                                                                  int32_t* sums) {
+  float scale[kLanes], inv[kLanes], carry[kLanes];
+  int32_t sum[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    const float* xb = xr + (b0 + l) * block;
+    const char* eb = er != nullptr ? er + (b0 + l) * block : nullptr;
+    float amax = 0.f;
+    for (int64_t i = 0; i < block; ++i)
+      if ((eb == nullptr || !eb[i]) && std::fabs(xb[i]) > amax) amax = std::fabs(xb[i]);  // NaN ignored
+    BlockScale(amax, scale[l], inv[l]);
+    carry[l] = 0.f;
+    sum[l] = 0;
+  }
+  const bool stochastic = mode.rounding == ActRounding::kStochastic;
+  for (int64_t i = 0; i < block; ++i) {
+    for (int l = 0; l < kLanes; ++l) {
+      const int64_t col = (b0 + l) * block + i;
+      if (er != nullptr && er[col]) {
+        qr[col] = 0;
+        continue;
+      }
+      const float v = mode.error_feedback ? xr[col] + carry[l] : xr[col];
+      const float t = v * inv[l];
+      float r;
+      if (stochastic) {
+        const float u = UnitFloat24(SplitMix64(key + static_cast<uint64_t>(col)));
+        const float f = std::floor(t);
+        r = f + (u < t - f ? 1.f : 0.f);
+      } else {
+        r = std::nearbyint(t);
+      }
+      const float c = ClampCode(r);
+      if (mode.error_feedback) {
+        const float e = v - c * scale[l];
+        carry[l] = std::isfinite(e) ? e : 0.f;
+      }
+      qr[col] = static_cast<int8_t>(static_cast<int>(c));
+      sum[l] += static_cast<int>(c);
+    }
+  }
+  for (int l = 0; l < kLanes; ++l) {
+    scales[b0 + l] = scale[l];
+    sums[b0 + l] = sum[l];
+  }
+}
+
+// Every row under a mode other than plain nearest (scalar: see the header).
+inline __attribute__((always_inline)) void QuantizeInt8BlocksWithMode(const float* x, int64_t rows, int64_t in,
+                                                                      int64_t block, const char* exact,
+                                                                      const ActQuantConfig& mode,
+                                                                      Int8Activations& out) {
+  Resize(rows, in, block, out);
+  const int64_t blocks = in / block;
+  constexpr int kLanes = 8;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * in;
+    const uint64_t key = mode.rounding == ActRounding::kStochastic ? Int8RowKey(xr, in, mode.seed) : 0;
+    int8_t* qr = out.q.data() + r * in;
+    float* scales = out.scales.data() + r * blocks;
+    int32_t* sums = out.sums.data() + r * blocks;
+    int64_t b = 0;
+    for (; b + kLanes <= blocks; b += kLanes)
+      QuantizeBlocksWithMode<kLanes>(xr, exact, b, block, mode, key, qr, scales, sums);
+    for (; b < blocks; ++b) QuantizeBlocksWithMode<1>(xr, exact, b, block, mode, key, qr, scales, sums);
+  }
+}
+
+void QuantizeInt8BlocksWithModeScalar(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
+                                      const ActQuantConfig& mode, Int8Activations& out) {
+  QuantizeInt8BlocksWithMode(x, rows, in, block, exact, mode, out);
+}
+
+#if ACCULLM_HAVE_X86_SIMD
+// No FMA in SSE4.1, so the compiler cannot contract x + carry − c·scale differently from the
+// scalar build: the codes are the reference's bit for bit (int8_activation_modes_test).
+__attribute__((target("sse4.1"))) void QuantizeInt8BlocksWithModeSse41(const float* x, int64_t rows, int64_t in,
+                                                                       int64_t block, const char* exact,
+                                                                       const ActQuantConfig& mode,
+                                                                       Int8Activations& out) {
+  QuantizeInt8BlocksWithMode(x, rows, in, block, exact, mode, out);
+}
+#endif
+
+inline uint64_t RotateLeft(uint64_t v, int s) { return (v << s) | (v >> (64 - s)); }
+
 }  // namespace
 
+uint64_t Int8RowKey(const float* row, int64_t in, uint64_t seed) {
+  // Four independent multiply-rotate lanes (xxHash64's round) over pairs of floats, so the
+  // hash is not one long dependency chain, then mixed with the seed and the width.
+  constexpr uint64_t kP1 = 0x9e3779b185ebca87ull, kP2 = 0xc2b2ae3d27d4eb4full;
+  uint64_t h[4] = {kP1, kP2, ~kP1, ~kP2};
+  auto round = [&](uint64_t acc, uint64_t w) { return RotateLeft(acc + w * kP2, 31) * kP1; };
+  int64_t i = 0;
+  for (; i + 8 <= in; i += 8) {
+    uint64_t w[4];
+    std::memcpy(w, row + i, sizeof(w));
+    for (int l = 0; l < 4; ++l) h[l] = round(h[l], w[l]);
+  }
+  for (; i < in; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, row + i, sizeof(bits));
+    h[0] = round(h[0], bits);
+  }
+  uint64_t key = SplitMix64(seed ^ static_cast<uint64_t>(in));
+  for (uint64_t v : h) key = SplitMix64(key ^ v);
+  return key;
+}
+
 void QuantizeInt8BlocksScalar(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
-                              Int8Activations& out) {
+                              Int8Activations& out, const ActQuantConfig& mode) {
+  if (!mode.is_plain_nearest()) return QuantizeInt8BlocksWithModeScalar(x, rows, in, block, exact, mode, out);
   Resize(rows, in, block, out);
   const int64_t blocks = in / block;
   for (int64_t r = 0; r < rows; ++r)
@@ -123,11 +244,14 @@ __attribute__((target("avx2,fma"))) void QuantizeInt8BlocksAvx2(const float* x, 
 #endif
 
 void QuantizeInt8Blocks(const float* x, int64_t rows, int64_t in, int64_t block, const char* exact,
-                        Int8Activations& out) {
+                        Int8Activations& out, const ActQuantConfig& mode) {
 #if ACCULLM_HAVE_X86_SIMD
-  if (ActiveIsa() >= Isa::kAvx2) return QuantizeInt8BlocksAvx2(x, rows, in, block, exact, out);
+  if (ActiveIsa() >= Isa::kAvx2) {
+    if (!mode.is_plain_nearest()) return QuantizeInt8BlocksWithModeSse41(x, rows, in, block, exact, mode, out);
+    return QuantizeInt8BlocksAvx2(x, rows, in, block, exact, out);
+  }
 #endif
-  QuantizeInt8BlocksScalar(x, rows, in, block, exact, out);
+  QuantizeInt8BlocksScalar(x, rows, in, block, exact, out, mode);
 }
 
 }  // namespace accullm::kernels

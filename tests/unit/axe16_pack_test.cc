@@ -6,6 +6,7 @@
 // carried the guarantee takes the path.
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -160,6 +161,43 @@ TEST(Axe16PackTest, Group64SymmetricRtnLogitsAreTheThirtyTwoBitBits) { CheckPack
 
 TEST(Axe16PackTest, Group32Tile8AsymmetricGptqLogitsAreTheThirtyTwoBitBits) {
   CheckPack({32, 8, false, QuantMethod::kGptq});
+}
+
+// Quantized in-process (eval right after quantize, no pack in between), a linear carries the
+// guarantee it was quantized under (MakeLowBitLinear), so it takes the 16-bit path exactly as
+// the same linear loaded from a pack does; without the guarantee it does not.
+TEST(Axe16InProcessTest, AnInProcessQuantizedLinearTakesTheSixteenBitPathOfItsPack) {
+  if (kernels::DetectedIsa() < kernels::Isa::kAvx2) GTEST_SKIP() << "this CPU has no AVX2: no 16-bit path to take";
+  kernels::ScopedIsaForTesting avx2(kernels::Isa::kAvx2);
+  ThreadPool pool(2);
+  for (int accumulator_bits : {16, 0}) {
+    SCOPED_TRACE(accumulator_bits);
+    auto model = model::Transformer::Load(test_support::ModelDir(), &pool);
+    ASSERT_TRUE(model.ok()) << model.status();
+    CalibrationStats stats(&pool, 6.0f);  // RTN without outliers reads no statistics
+    ModelQuantOptions opts;
+    opts.quant.method = QuantMethod::kRtn;
+    opts.quant.group_size = 64;
+    opts.quant.symmetric = true;
+    opts.quant.accumulator_bits = accumulator_bits;
+    opts.quant.search_grid = false;
+    opts.outliers.enabled = false;
+    auto displaced = QuantizeBlock(**model, 0, stats, opts, pool, nullptr);
+    ASSERT_TRUE(displaced.ok()) << displaced.status();
+    model::TransformerLayer& layer = (*model)->layer(0);
+    const int64_t in = layer.q->in_features();
+    std::vector<float> x(static_cast<size_t>(3 * in)), y;
+    for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i));
+    for (auto* op : {&layer.q, &layer.k, &layer.v, &layer.gate, &layer.up}) {
+      auto* lb = dynamic_cast<model::LowBitLinear*>(op->get());
+      ASSERT_NE(lb, nullptr);
+      EXPECT_EQ(lb->weights().accumulator_bits, accumulator_bits);
+      ASSERT_TRUE(lb->UseInt8Activations());
+      y.assign(static_cast<size_t>(3 * lb->out_features()), 0.f);
+      lb->Forward(x.data(), 3, y.data(), pool);
+      EXPECT_EQ(lb->uses_axe16(), accumulator_bits == 16);
+    }
+  }
 }
 
 }  // namespace

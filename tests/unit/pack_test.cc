@@ -240,53 +240,68 @@ TEST_F(PackTest, Int8ActivationsStayCloseToExact) {
 // Batch invariance, the identity property every mode relies on: a sequence's logits are the
 // same bits alone or in a batch of 16, through one prefill pass or prefill then a decode
 // step, with 1 or 2 threads, at every ISA level this CPU runs (mixed 3..8-bit widths, FP16
-// outlier columns, 8-bit steps and the INT8 head: the pack of this suite).
+// outlier columns, 8-bit steps and the INT8 head: the pack of this suite), under every
+// activation rounding (stochastic draws are keyed by the row, never by a counter).
 TEST_F(PackTest, Int8LogitsDoNotDependOnBatchKernelOrThreads) {
-  for (kernels::Isa isa : kernels::SupportedIsas()) {
-    kernels::ScopedIsaForTesting level(isa);
-    std::vector<std::vector<float>> seen;  // seq 0's last logits, per way of computing them
-    for (int threads : {1, 2}) {
-      ThreadPool pool(threads);
-      auto m = model::Transformer::Load(*dir_, &pool);
-      ASSERT_TRUE(m.ok()) << m.status();
-      const int64_t vocab = (*m)->config().vocab_size;
-      std::vector<std::vector<int32_t>> prompts;
-      for (int s = 0; s < 16; ++s) {
-        std::vector<int32_t> p = {1};
-        for (int i = 0; i < 3 + s; ++i) p.push_back(3 + (i * 131 + s * 17) % 2000);
-        prompts.push_back(p);
-      }
-      std::vector<float> logits(vocab);
-      {  // alone, one prefill pass
-        model::KvCache c = (*m)->NewCache(32);
-        ASSERT_TRUE((*m)->Forward(prompts[0].data(), prompts[0].size(), c, logits.data()).ok());
-        seen.push_back(logits);
-      }
-      {  // alone, prefill of all but the last token, then one decode step
-        model::KvCache c = (*m)->NewCache(32);
-        const int64_t n = static_cast<int64_t>(prompts[0].size());
-        ASSERT_TRUE((*m)->Forward(prompts[0].data(), n - 1, c, logits.data()).ok());
-        ASSERT_TRUE((*m)->Forward(prompts[0].data() + n - 1, 1, c, logits.data()).ok());
-        seen.push_back(logits);
-      }
-      {  // in a batch of 16 sequences
-        std::vector<model::KvCache> caches;
-        for (int s = 0; s < 16; ++s) caches.push_back((*m)->NewCache(32));
-        std::vector<int32_t> tokens;
-        std::vector<model::BatchSegment> segments;
+  std::vector<kernels::ActQuantConfig> modes(4);
+  modes[1].rounding = modes[3].rounding = kernels::ActRounding::kStochastic;
+  modes[2].error_feedback = modes[3].error_feedback = true;
+  modes[1].seed = modes[3].seed = 7;
+  std::vector<std::vector<float>> first_of_mode;
+  for (const kernels::ActQuantConfig& mode : modes) {
+    SCOPED_TRACE(std::string(kernels::ActRoundingName(mode.rounding)) + (mode.error_feedback ? "+feedback" : ""));
+    for (kernels::Isa isa : kernels::SupportedIsas()) {
+      kernels::ScopedIsaForTesting level(isa);
+      std::vector<std::vector<float>> seen;  // seq 0's last logits, per way of computing them
+      for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        auto m = model::Transformer::Load(*dir_, &pool, {.activations = mode});
+        ASSERT_TRUE(m.ok()) << m.status();
+        const int64_t vocab = (*m)->config().vocab_size;
+        std::vector<std::vector<int32_t>> prompts;
         for (int s = 0; s < 16; ++s) {
-          tokens.insert(tokens.end(), prompts[s].begin(), prompts[s].end());
-          segments.push_back({&caches[s], static_cast<int64_t>(prompts[s].size())});
+          std::vector<int32_t> p = {1};
+          for (int i = 0; i < 3 + s; ++i) p.push_back(3 + (i * 131 + s * 17) % 2000);
+          prompts.push_back(p);
         }
-        std::vector<float> all(16 * vocab);
-        ASSERT_TRUE((*m)->ForwardBatch(tokens.data(), segments, all.data()).ok());
-        seen.emplace_back(all.begin(), all.begin() + vocab);
+        std::vector<float> logits(vocab);
+        {  // alone, one prefill pass
+          model::KvCache c = (*m)->NewCache(32);
+          ASSERT_TRUE((*m)->Forward(prompts[0].data(), prompts[0].size(), c, logits.data()).ok());
+          seen.push_back(logits);
+        }
+        {  // alone, prefill of all but the last token, then one decode step
+          model::KvCache c = (*m)->NewCache(32);
+          const int64_t n = static_cast<int64_t>(prompts[0].size());
+          ASSERT_TRUE((*m)->Forward(prompts[0].data(), n - 1, c, logits.data()).ok());
+          ASSERT_TRUE((*m)->Forward(prompts[0].data() + n - 1, 1, c, logits.data()).ok());
+          seen.push_back(logits);
+        }
+        {  // in a batch of 16 sequences
+          std::vector<model::KvCache> caches;
+          for (int s = 0; s < 16; ++s) caches.push_back((*m)->NewCache(32));
+          std::vector<int32_t> tokens;
+          std::vector<model::BatchSegment> segments;
+          for (int s = 0; s < 16; ++s) {
+            tokens.insert(tokens.end(), prompts[s].begin(), prompts[s].end());
+            segments.push_back({&caches[s], static_cast<int64_t>(prompts[s].size())});
+          }
+          std::vector<float> all(16 * vocab);
+          ASSERT_TRUE((*m)->ForwardBatch(tokens.data(), segments, all.data()).ok());
+          seen.emplace_back(all.begin(), all.begin() + vocab);
+        }
       }
+      for (size_t i = 1; i < seen.size(); ++i)
+        EXPECT_EQ(std::memcmp(seen[i].data(), seen[0].data(), seen[0].size() * sizeof(float)), 0)
+            << "way " << i << " at " << kernels::IsaName(isa);
+      if (isa == kernels::Isa::kScalar) first_of_mode.push_back(seen[0]);
     }
-    for (size_t i = 1; i < seen.size(); ++i)
-      EXPECT_EQ(std::memcmp(seen[i].data(), seen[0].data(), seen[0].size() * sizeof(float)), 0)
-          << "way " << i << " at " << kernels::IsaName(isa);
   }
+  // Each mode really rounds differently.
+  ASSERT_EQ(first_of_mode.size(), modes.size());
+  for (size_t i = 1; i < modes.size(); ++i)
+    EXPECT_NE(std::memcmp(first_of_mode[i].data(), first_of_mode[0].data(), first_of_mode[0].size() * sizeof(float)), 0)
+        << "mode " << i << " gave nearest's logits";
 }
 
 TEST_F(PackTest, RefusesNanInAnF16Weight) {
