@@ -36,6 +36,7 @@ struct GenerateFlags {
   int threads = 0;
   int64_t context = 0;
   bool exact = false;
+  std::string sparsity = "on";
 };
 
 // `generate` is one request through the same scheduler and stage runner as `serve` (the
@@ -44,7 +45,8 @@ int RunGenerate(const GenerateFlags& f) {
   using Clock = std::chrono::steady_clock;
   const bool ids_in = !f.prompt_ids.empty();
   auto loaded = LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads,
-                          /*need_tokenizer=*/!(ids_in && f.output_ids) || !f.stop.empty(), {.exact = f.exact});
+                          /*need_tokenizer=*/!(ids_in && f.output_ids) || !f.stop.empty(),
+                          {.exact = f.exact, .sparsity = f.sparsity != "off"});
   if (!loaded.ok()) return ReportError(loaded.status());
   model::Transformer& model = *loaded->transformer;
   const model::ModelConfig& mc = model.config();
@@ -192,6 +194,7 @@ void AddGenerateCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_flag("--ignore-eos", flags->ignore_eos, "Keep generating past end-of-sequence tokens");
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   AddExactFlag(*cmd, flags->exact);
+  AddSparsityFlag(*cmd, flags->sparsity);
   cmd->add_option("--context", flags->context, "Context length in tokens (default: the model's maximum)");
   cmd->callback([&run, flags, cmd] {
     if (cmd->count("--prompt") == 0 && cmd->count("--prompt-ids") == 0) {

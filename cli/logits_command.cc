@@ -14,11 +14,12 @@ struct LogitsFlags {
   std::string model, prompt_ids, out, mode = "prefill";
   int threads = 0;
   bool exact = false;
+  std::string sparsity = "on";
 };
 
 int RunLogits(const LogitsFlags& f) {
-  auto loaded =
-      LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads, /*need_tokenizer=*/false, {.exact = f.exact});
+  auto loaded = LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads, /*need_tokenizer=*/false,
+                          {.exact = f.exact, .sparsity = f.sparsity != "off"});
   if (!loaded.ok()) return ReportError(loaded.status());
   auto ids = ParseIdList(f.prompt_ids);
   if (!ids.ok()) return ReportError(ids.status());
@@ -60,6 +61,7 @@ void AddLogitsCommand(CLI::App& app, std::function<int()>& run) {
       ->check(CLI::IsMember({"prefill", "decode"}))
       ->capture_default_str();
   AddExactFlag(*cmd, flags->exact);
+  AddSparsityFlag(*cmd, flags->sparsity);
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->callback([&run, flags] { run = [flags] { return RunLogits(*flags); }; });
 }

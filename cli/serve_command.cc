@@ -58,6 +58,7 @@ struct ServeFlags {
   int heartbeat_ms = 200;
   int stage_timeout_ms = 3000;
   bool exact = false;
+  std::string sparsity = "on";
 };
 
 // Ranks 1..N: a pipeline stage until the coordinator says stop (or goes silent).
@@ -69,8 +70,9 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   // The NaN/Inf check and the kernels' layout wait for the hello: they cover this stage's
   // layers only (mmap: a stage pages in nothing else).
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false,
-                          {.check_finite = false, .exact = f.exact, .prepare_kernels = false});
+  auto loaded =
+      LoadModel(dir, f.threads, /*need_tokenizer=*/false,
+                {.check_finite = false, .exact = f.exact, .prepare_kernels = false, .sparsity = f.sparsity != "off"});
   if (!loaded.ok()) {
     spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
     return 1;
@@ -116,8 +118,9 @@ int RunServe(ServeFlags f) {
   }
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   // A pipeline coordinator computes nothing: the stages check and lay out the weights they read.
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true,
-                          {.check_finite = !pipeline, .exact = f.exact, .prepare_kernels = !pipeline});
+  auto loaded = LoadModel(
+      dir, f.threads, /*need_tokenizer=*/true,
+      {.check_finite = !pipeline, .exact = f.exact, .prepare_kernels = !pipeline, .sparsity = f.sparsity != "off"});
   if (!loaded.ok()) return fail(loaded.status());
   model::Transformer& model = *loaded->transformer;
   const model::ModelConfig& mc = model.config();
@@ -299,6 +302,7 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--chat-template", f->chat_template, "Jinja chat template file replacing the model's");
   cmd->add_option("--threads,-t", f->threads, "Compute threads (default: all cores)");
   AddExactFlag(*cmd, f->exact);
+  AddSparsityFlag(*cmd, f->sparsity);
   cmd->add_option("--http-threads", f->http_threads, "Network threads (never run model compute)")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
