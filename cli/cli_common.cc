@@ -46,7 +46,7 @@ void AddExactFlag(CLI::App& cmd, bool& exact) {
 void AddSparsityFlag(CLI::App& cmd, std::string& sparsity) {
   cmd.add_option("--sparsity", sparsity,
                  "FFN activation sparsity of packs made with quantize --sparsity: on (skip the FFN neurons whose "
-                 "|SiLU(gate)| is under the pack's per-layer threshold) or off (dense FFN: A/B runs and golden "
+                 "|SiLU(gate)| is at or under the pack's per-layer threshold) or off (dense FFN: A/B runs and golden "
                  "evaluations). --exact implies off. Packs without thresholds always run dense")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
