@@ -23,6 +23,8 @@ struct BenchFlags {
   bool bandwidth = true;
   bool json = false;
   bool exact = false;
+  ActQuantFlags act_quant;
+  std::string sparsity = "on";
   std::string isa;  // empty: ACCULLM_ISA or the detected level
 };
 
@@ -77,7 +79,10 @@ int RunBench(const BenchFlags& f) {
   }
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   auto t_load = Clock::now();
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false, {.exact = f.exact});
+  auto activations = ActQuantFromFlags(f.act_quant, f.exact);
+  if (!activations.ok()) return ReportError(activations.status());
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false,
+                          {.exact = f.exact, .activations = *activations, .sparsity = f.sparsity != "off"});
   if (!loaded.ok()) return ReportError(loaded.status());
   const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
   model::Transformer& model = *loaded->transformer;
@@ -173,6 +178,8 @@ void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--repeat", flags->repeat, "Runs; the best is reported")->capture_default_str();
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->add_flag("!--no-bandwidth", flags->bandwidth, "Skip measuring the machine's memory read bandwidth");
+  AddActQuantFlags(*cmd, flags->act_quant);
+  AddSparsityFlag(*cmd, flags->sparsity);
   AddExactFlag(*cmd, flags->exact);
   cmd->add_option("--isa", flags->isa,
                   "Kernel level: scalar, avx2 or avx512 (default: $ACCULLM_ISA, else the best this CPU runs; "

@@ -32,6 +32,9 @@ void AddActQuantFlags(CLI::App& cmd, ActQuantFlags& flags);
 // The quantizer's options; an error when they ask for anything but plain nearest rounding
 // with --exact (FP32 activations: nothing is rounded).
 absl::StatusOr<kernels::ActQuantConfig> ActQuantFromFlags(const ActQuantFlags& flags, bool exact);
+// --sparsity on|off, the same words on every command that runs a model
+// (ModelLoadOptions::sparsity): "off" runs a sparse pack's FFN dense. Stored as "on"/"off".
+void AddSparsityFlag(CLI::App& cmd, std::string& sparsity);
 
 // Prints "error: <message>" on one line to stderr and returns the exit status 1.
 int ReportError(const absl::Status& status);

@@ -23,6 +23,7 @@ struct EvalFlags {
   int threads = 0;
   ActQuantFlags act_quant;
   bool exact = false;
+  std::string sparsity = "on";
 };
 
 // Shares of the transformer blocks' linear weights by storage, and their average bits per weight.
@@ -50,6 +51,33 @@ BlockWeightMix BlockWeights(model::Transformer& m) {
   return {at_most_4bit / total, quantized / total, bits / total};
 }
 
+// FFN activation sparsity over every token the evaluation ran: the share of neurons skipped
+// and the recall of the truly active ones (1 where nothing is skipped), overall and per layer.
+struct FfnSparsityReport {
+  double skipped = 0;
+  double recall = 1;
+  std::vector<double> layer_skipped, layer_recall;
+};
+
+FfnSparsityReport SparsityOf(const std::vector<model::FfnSparsityCounts>& counts) {
+  FfnSparsityReport r;
+  int64_t total = 0, kept = 0, active = 0, kept_active = 0;
+  auto share = [](int64_t part, int64_t whole, double none) {
+    return whole > 0 ? static_cast<double>(part) / static_cast<double>(whole) : none;
+  };
+  for (const auto& c : counts) {
+    total += c.total;
+    kept += c.kept;
+    active += c.active;
+    kept_active += c.kept_active;
+    r.layer_skipped.push_back(share(c.total - c.kept, c.total, 0));
+    r.layer_recall.push_back(c.kept == c.total ? 1.0 : share(c.kept_active, c.active, 1));
+  }
+  r.skipped = share(total - kept, total, 0);
+  r.recall = kept == total ? 1.0 : share(kept_active, active, 1);
+  return r;
+}
+
 uint64_t WeightFileBytes(const std::string& dir) {
   namespace fs = std::filesystem;
   uint64_t total = 0;
@@ -65,7 +93,7 @@ int RunEval(const EvalFlags& f) {
   auto activations = ActQuantFromFlags(f.act_quant, f.exact);
   if (!activations.ok()) return ReportError(activations.status());
   auto model =
-      LoadModel(model_dir, f.threads, /*need_tokenizer=*/false, {.exact = f.exact, .activations = *activations});
+      LoadModel(model_dir, f.threads, /*need_tokenizer=*/false, {.exact = f.exact, .activations = *activations, .sparsity = f.sparsity != "off"});
   if (!model.ok()) return ReportError(model.status());
   auto reference = LoadModel(f.reference, f.threads, /*need_tokenizer=*/true);
   if (!reference.ok()) return ReportError(reference.status());
@@ -78,8 +106,11 @@ int RunEval(const EvalFlags& f) {
   quant::EvalOptions opts;
   opts.ctx = f.ctx;
   opts.max_chunks = f.max_chunks;
+  model->transformer->set_measure_ffn_recall(true);
+  model->transformer->ResetFfnSparsityCounts();
   auto r = quant::Evaluate(*model->transformer, *reference->transformer, stream, bos, opts);
   if (!r.ok()) return ReportError(r.status());
+  const FfnSparsityReport sparsity = SparsityOf(model->transformer->ffn_sparsity_counts());
   const BlockWeightMix mix = BlockWeights(*model->transformer);
   const uint64_t bytes = WeightFileBytes(model_dir);
   if (r->nonfinite_positions > 0) {
@@ -108,7 +139,13 @@ int RunEval(const EvalFlags& f) {
                           {"positions", r->positions},
                           {"chunks", r->chunks},
                           {"ctx", f.ctx},
-                          {"layer_relative_error", std::move(layers)}};
+                          {"layer_relative_error", std::move(layers)},
+                          // Share of FFN neurons skipped over every token run, and the share of the truly
+                          // active ones (|SiLU(gate)·up| above the pack's active threshold) that were kept.
+                          {"ffn_sparsity", sparsity.skipped},
+                          {"guesser_recall", sparsity.recall},
+                          {"ffn_sparsity_per_layer", boost::json::value_from(sparsity.layer_skipped)},
+                          {"guesser_recall_per_layer", boost::json::value_from(sparsity.layer_recall)}};
     std::printf("%s\n", boost::json::serialize(o).c_str());
     return 0;
   }
@@ -127,9 +164,13 @@ int RunEval(const EvalFlags& f) {
   std::printf("%-28s %.1f%%\n", "INT4 share of block weights", 100 * mix.at_most_4bit_fraction);
   std::printf("%-28s %.3f\n", "block bits per weight", mix.bits_per_weight);
   std::printf("%-28s %llu\n", "weight bytes", static_cast<unsigned long long>(bytes));
-  std::printf("per-layer relative output error:\n");
-  for (size_t l = 0; l < r->layer_relative_error.size(); ++l)
-    std::printf("  layer %2zu  %.5f\n", l, r->layer_relative_error[l]);
+  std::printf("%-28s %.1f%%\n", "FFN neurons skipped", 100 * sparsity.skipped);
+  std::printf("%-28s %.2f%%\n", "recall of active neurons", 100 * sparsity.recall);
+  std::printf("per-layer relative output error, FFN neurons skipped, recall:\n");
+  for (size_t l = 0; l < r->layer_relative_error.size(); ++l) {
+    std::printf("  layer %2zu  %.5f  %5.1f%%  %6.2f%%\n", l, r->layer_relative_error[l],
+                100 * sparsity.layer_skipped[l], 100 * sparsity.layer_recall[l]);
+  }
   return 0;
 }
 
@@ -150,6 +191,7 @@ void AddEvalCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_flag("--json", flags->json, "Print one JSON object");
   AddActQuantFlags(*cmd, flags->act_quant);
   AddExactFlag(*cmd, flags->exact);
+  AddSparsityFlag(*cmd, flags->sparsity);
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->callback([&run, flags] { run = [flags] { return RunEval(*flags); }; });
 }

@@ -37,6 +37,7 @@ struct GenerateFlags {
   int64_t context = 0;
   bool exact = false;
   ActQuantFlags act_quant;
+  std::string sparsity = "on";
 };
 
 // `generate` is one request through the same scheduler and stage runner as `serve` (the
@@ -49,7 +50,7 @@ int RunGenerate(const GenerateFlags& f) {
   const kernels::ActQuantConfig activations = *activations_or;
   auto loaded = LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads,
                           /*need_tokenizer=*/!(ids_in && f.output_ids) || !f.stop.empty(),
-                          {.exact = f.exact, .activations = activations});
+                          {.exact = f.exact, .activations = activations, .sparsity = f.sparsity != "off"});
   if (!loaded.ok()) return ReportError(loaded.status());
   model::Transformer& model = *loaded->transformer;
   const model::ModelConfig& mc = model.config();
@@ -198,6 +199,7 @@ void AddGenerateCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   AddActQuantFlags(*cmd, flags->act_quant);
   AddExactFlag(*cmd, flags->exact);
+  AddSparsityFlag(*cmd, flags->sparsity);
   cmd->add_option("--context", flags->context, "Context length in tokens (default: the model's maximum)");
   cmd->callback([&run, flags, cmd] {
     if (cmd->count("--prompt") == 0 && cmd->count("--prompt-ids") == 0) {

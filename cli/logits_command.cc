@@ -15,6 +15,7 @@ struct LogitsFlags {
   int threads = 0;
   bool exact = false;
   ActQuantFlags act_quant;
+  std::string sparsity = "on";
 };
 
 int RunLogits(const LogitsFlags& f) {
@@ -22,7 +23,7 @@ int RunLogits(const LogitsFlags& f) {
   if (!activations_or.ok()) return ReportError(activations_or.status());
   const kernels::ActQuantConfig activations = *activations_or;
   auto loaded = LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads, /*need_tokenizer=*/false,
-                          {.exact = f.exact, .activations = activations});
+                          {.exact = f.exact, .activations = activations, .sparsity = f.sparsity != "off"});
   if (!loaded.ok()) return ReportError(loaded.status());
   auto ids = ParseIdList(f.prompt_ids);
   if (!ids.ok()) return ReportError(ids.status());
@@ -65,6 +66,7 @@ void AddLogitsCommand(CLI::App& app, std::function<int()>& run) {
       ->capture_default_str();
   AddActQuantFlags(*cmd, flags->act_quant);
   AddExactFlag(*cmd, flags->exact);
+  AddSparsityFlag(*cmd, flags->sparsity);
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->callback([&run, flags] { run = [flags] { return RunLogits(*flags); }; });
 }

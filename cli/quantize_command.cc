@@ -18,6 +18,8 @@
 #include "model/pack/manifest.h"
 #include "quant/axe.h"
 #include "quant/calibration.h"
+#include "quant/evaluation.h"
+#include "quant/ffn_sparsity_calibration.h"
 #include "quant/model_quantizer.h"
 #include "quant/pack_writer.h"
 #include "quant/precision_planner.h"
@@ -53,7 +55,19 @@ struct QuantizeFlags {
   int naive_accumulator_bits = 0;
   int64_t tile = 0;
   int threads = 0;
+  std::string sparsity = "off";  // off, auto or a target share of FFN neurons skipped
+  double sparsity_kl_budget = 0.25, sparsity_top1_budget = 0.25;
 };
+
+// --sparsity: "off", "auto", or a target share in [0, 1).
+absl::StatusOr<double> ParseSparsityTarget(const std::string& text) {
+  double t = 0;
+  if (!absl::SimpleAtod(text, &t) || !std::isfinite(t) || t < 0 || t >= 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--sparsity \"", text, "\": expected off, auto or a share of FFN neurons skipped in [0, 1)"));
+  }
+  return t;
+}
 
 // "3,4,5,6,8" → {3, 4, 5, 6, 8}; widths outside 3..8 or other text are refused.
 absl::StatusOr<std::vector<int>> ParseBitWidths(const std::string& text) {
@@ -226,7 +240,9 @@ struct Prepared {
   std::unique_ptr<quant::CalibrationStats> stats;
   std::vector<std::vector<int32_t>> sensitivity_chunks;
   std::vector<std::vector<int32_t>> chunks;  // all calibration sequences
-  std::string calib_path;                    // empty when no calibration ran
+  std::vector<int32_t> calib_stream;         // the calibration text's tokens (sparsity's auto search)
+  int32_t bos = 0;
+  std::string calib_path;  // empty when no calibration ran
   std::string model_dir;
 };
 
@@ -277,6 +293,8 @@ absl::StatusOr<Prepared> Prepare(const QuantizeFlags& f, const quant::ModelQuant
   const size_t ns = std::min<size_t>(static_cast<size_t>(f.sensitivity_samples), chunks.size());
   p.sensitivity_chunks.assign(chunks.begin(), chunks.begin() + static_cast<std::ptrdiff_t>(ns));
   p.chunks = std::move(chunks);
+  p.calib_stream = std::move(stream);
+  p.bos = bos;
   return p;
 }
 
@@ -384,11 +402,79 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
 const char* const kCanaryPrompts[] = {"Once upon a time", "The little dog saw a big",
                                       "Tom and Lily went to the park. They"};
 
+// Activation sparsity (CATS): thresholds from the written pack's own FFN (quantized gates, INT8
+// activations: what the runtime computes) on the calibration chunks, then, for `auto`, the
+// highest target of 0.3..0.9 whose cost on the calibration text stays within the budget
+// against the same pack run dense. Adds "sparsity" to the pack's manifest.
+absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p) {
+  if (p.chunks.empty()) return absl::FailedPreconditionError("--sparsity needs calibration text");
+  ThreadPool& pool = *p.loaded.pool;
+  ASSIGN_OR_RETURN(auto pack, model::Transformer::Load(f.out, &pool, {.check_finite = false, .sparsity = false}));
+  quant::FfnActivationStatistics stats(*pack, pool);
+  {
+    Progress progress("sparsity statistics");
+    for (size_t i = 0; i < p.chunks.size(); ++i) {
+      progress.Update(static_cast<int64_t>(i), static_cast<int64_t>(p.chunks.size()), "sequences");
+      RETURN_IF_ERROR(quant::CollectFfnStatistics(*pack, {p.chunks[i]}, stats));
+    }
+  }
+  double target = 0;
+  if (f.sparsity == "auto") {
+    // The source model, fresh from disk (the quantizer replaced the loaded one's layers).
+    ASSIGN_OR_RETURN(auto source, model::Transformer::Load(p.model_dir, &pool, {.check_finite = false}));
+    quant::EvalOptions eo;
+    eo.ctx = std::min<int64_t>(f.calib_seq_len, source->config().max_position_embeddings);
+    eo.max_chunks = f.sensitivity_samples * 2;
+    ASSIGN_OR_RETURN(quant::EvalResult dense, quant::Evaluate(*pack, *source, p.calib_stream, p.bos, eo));
+    std::printf("sparsity auto (calibration text, %lld positions; budget: KL increase <= %.0f%% of the dense pack's "
+                "KL %.6f, top-1 drop <= %.2f points)\n",
+                static_cast<long long>(dense.positions), 100 * f.sparsity_kl_budget, dense.kl_mean,
+                f.sparsity_top1_budget);
+    std::printf("%-8s %-10s %-10s %-10s %s\n", "target", "KL mean", "top-1 %", "skipped %", "within budget");
+    for (int tenth = 3; tenth <= 9; ++tenth) {
+      const double s = tenth / 10.0;
+      model::PackSparsity th = stats.Thresholds(s);
+      RETURN_IF_ERROR(pack->SetFfnSparsity(th.thresholds, {}));
+      pack->ResetFfnSparsityCounts();
+      ASSIGN_OR_RETURN(quant::EvalResult r, quant::Evaluate(*pack, *source, p.calib_stream, p.bos, eo));
+      int64_t total = 0, kept = 0;
+      for (const auto& c : pack->ffn_sparsity_counts()) {
+        total += c.total;
+        kept += c.kept;
+      }
+      const bool ok = r.kl_mean - dense.kl_mean <= f.sparsity_kl_budget * dense.kl_mean &&
+                      100 * (dense.top1_agreement - r.top1_agreement) <= f.sparsity_top1_budget;
+      std::printf("%-8.1f %-10.6f %-10.2f %-10.1f %s\n", s, r.kl_mean, 100 * r.top1_agreement,
+                  total > 0 ? 100.0 * static_cast<double>(total - kept) / static_cast<double>(total) : 0.0,
+                  ok ? "yes" : "no");
+      if (ok) target = s;
+    }
+    if (target == 0) {
+      std::printf("sparsity auto: no target within the budget; the pack stays dense\n");
+      return absl::OkStatus();
+    }
+    std::printf("sparsity auto: target %.1f\n", target);
+  } else {
+    ASSIGN_OR_RETURN(target, ParseSparsityTarget(f.sparsity));
+  }
+  model::PackSparsity sparsity = stats.Thresholds(target);
+  sparsity.measured_on = "quantized";
+  RETURN_IF_ERROR(quant::WritePackSparsity(f.out, sparsity));
+  std::printf("sparsity: predictor cats, target %.2f, thresholds from %lld calibration tokens of the quantized "
+              "model\n",
+              target, static_cast<long long>(sparsity.calibration_tokens));
+  return absl::OkStatus();
+}
+
 int RunQuantize(const QuantizeFlags& f) {
   auto opts = MakeOptions(f);
   if (!opts.ok()) return ReportError(opts.status());
   if (f.out.empty()) return ReportError(absl::InvalidArgumentError("--out PACK is required"));
-  auto prepared = Prepare(f, *opts, /*measure_plan=*/!IsExplicitSpec(f.fp16_layers));
+  const bool sparsity = f.sparsity != "off";
+  if (sparsity && f.sparsity != "auto") {
+    if (auto t = ParseSparsityTarget(f.sparsity); !t.ok()) return ReportError(t.status());  // before calibrating
+  }
+  auto prepared = Prepare(f, *opts, /*measure_plan=*/!IsExplicitSpec(f.fp16_layers) || sparsity);
   if (!prepared.ok()) return ReportError(prepared.status());
   Prepared& p = *prepared;
   model::Transformer& model = *p.loaded.transformer;
@@ -455,6 +541,9 @@ int RunQuantize(const QuantizeFlags& f) {
                 static_cast<long long>(opts->quant.tile > 0 ? opts->quant.tile : opts->quant.group_size),
                 static_cast<long long>(worst));
   }
+  if (sparsity) {
+    if (auto s = AddSparsity(f, p); !s.ok()) return ReportError(s);
+  }
   std::printf("wrote %s: %zu bytes of weights, plan %s\n", f.out.c_str(), *bytes, choice->plan.Describe().c_str());
   return 0;
 }
@@ -487,6 +576,29 @@ void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
       "The pack is a directory every command loads like a model: accullm generate --model PACK.");
   cmd->add_option("--out", flags->out, "Pack directory to write")->required();
   AddCommonOptions(cmd, *flags);
+  cmd->add_option("--sparsity", flags->sparsity,
+                  "FFN activation sparsity (CATS): off, a target share of FFN neurons skipped per token (e.g. 0.5: "
+                  "per-layer |SiLU(gate)| thresholds at that calibration quantile, measured on the quantized pack), "
+                  "or auto (the highest of 0.3..0.9 within --sparsity-kl-budget and --sparsity-top1-budget on the "
+                  "calibration text against the same pack dense). Runs skip neurons unless given --sparsity off")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            if (v == "off" || v == "auto") return std::string();
+            auto t = ParseSparsityTarget(v);
+            return t.ok() ? std::string() : std::string(t.status().message());
+          },
+          "off|auto|TARGET"));
+  cmd->add_option("--sparsity-kl-budget", flags->sparsity_kl_budget,
+                  "--sparsity auto: allowed KL increase as a share of the dense pack's KL")
+      ->capture_default_str()
+      ->check(kFinite)
+      ->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--sparsity-top1-budget", flags->sparsity_top1_budget,
+                  "--sparsity auto: allowed top-1 agreement drop in percentage points")
+      ->capture_default_str()
+      ->check(kFinite)
+      ->check(CLI::Range(0.0, 100.0));
   cmd->callback([&run, flags] { run = [flags] { return RunQuantize(*flags); }; });
 }
 

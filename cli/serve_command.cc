@@ -59,6 +59,7 @@ struct ServeFlags {
   int stage_timeout_ms = 3000;
   bool exact = false;
   ActQuantFlags act_quant;
+  std::string sparsity = "on";
 };
 
 // Ranks 1..N: a pipeline stage until the coordinator says stop (or goes silent).
@@ -78,7 +79,7 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   // layers only (mmap: a stage pages in nothing else).
   auto loaded =
       LoadModel(dir, f.threads, /*need_tokenizer=*/false,
-                {.check_finite = false, .exact = f.exact, .activations = activations, .prepare_kernels = false});
+                {.check_finite = false, .exact = f.exact, .activations = activations, .prepare_kernels = false, .sparsity = f.sparsity != "off"});
   if (!loaded.ok()) {
     spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
     return 1;
@@ -129,7 +130,7 @@ int RunServe(ServeFlags f) {
   // A pipeline coordinator computes nothing: the stages check and lay out the weights they read.
   auto loaded = LoadModel(
       dir, f.threads, /*need_tokenizer=*/true,
-      {.check_finite = !pipeline, .exact = f.exact, .activations = activations, .prepare_kernels = !pipeline});
+      {.check_finite = !pipeline, .exact = f.exact, .activations = activations, .prepare_kernels = !pipeline, .sparsity = f.sparsity != "off"});
   if (!loaded.ok()) return fail(loaded.status());
   model::Transformer& model = *loaded->transformer;
   const model::ModelConfig& mc = model.config();
@@ -312,6 +313,7 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--threads,-t", f->threads, "Compute threads (default: all cores)");
   AddActQuantFlags(*cmd, f->act_quant);
   AddExactFlag(*cmd, f->exact);
+  AddSparsityFlag(*cmd, f->sparsity);
   cmd->add_option("--http-threads", f->http_threads, "Network threads (never run model compute)")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));

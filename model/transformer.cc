@@ -13,6 +13,7 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/rms_norm.h"
+#include "kernels/cpu/silu_mul_mask.h"
 #include "model/linear_group.h"
 #include "model/low_bit_linear.h"
 #include "model/pack/manifest.h"
@@ -173,6 +174,17 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
       ASSIGN_OR_RETURN(t->lm_head_, LoadInt8Linear(s, "lm_head", c.vocab_size, h, block));
     } else {
       ASSIGN_OR_RETURN(t->lm_head_, LoadLinear(s, "lm_head", c.vocab_size, h, false, pack, head_low_bit));
+    }
+  }
+  t->ffn_counts_ = std::make_unique<AtomicFfnCounts[]>(static_cast<size_t>(c.num_layers));
+  // Target 0 (or --sparsity off, or --exact) runs the dense fused path: bit-identical logits.
+  if (pack != nullptr && pack->sparsity.has_value()) {
+    if (static_cast<int64_t>(pack->sparsity->thresholds.size()) != c.num_layers)  // Parse checked it; keep it local
+      return absl::InvalidArgumentError(
+          absl::StrCat(dir, "/accullm.json: sparsity thresholds do not match the layers"));
+    if (options.sparsity && !options.exact && pack->sparsity->target > 0) {
+      t->sparsity_thresholds_ = pack->sparsity->thresholds;
+      t->active_thresholds_ = pack->sparsity->active_thresholds;
     }
   }
   if (!options.exact) {
@@ -347,6 +359,67 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
   L.o->Forward(ctx, rows, out, *pool_);
 }
 
+std::vector<FfnSparsityCounts> Transformer::ffn_sparsity_counts() const {
+  std::vector<FfnSparsityCounts> out(static_cast<size_t>(config_.num_layers));
+  for (size_t l = 0; l < out.size(); ++l) {
+    const AtomicFfnCounts& c = ffn_counts_[l];
+    out[l] = {c.total.load(), c.kept.load(), c.active.load(), c.kept_active.load()};
+  }
+  return out;
+}
+
+absl::Status Transformer::SetFfnSparsity(std::vector<float> thresholds, std::vector<float> active_thresholds) {
+  const size_t layers = static_cast<size_t>(config_.num_layers);
+  if ((!thresholds.empty() && thresholds.size() != layers) ||
+      (!active_thresholds.empty() && active_thresholds.size() != layers)) {
+    return absl::InvalidArgumentError(absl::StrCat("FFN sparsity needs one threshold per layer (", layers, ")"));
+  }
+  sparsity_thresholds_ = std::move(thresholds);
+  active_thresholds_ = std::move(active_thresholds);
+  return absl::OkStatus();
+}
+
+void Transformer::ResetFfnSparsityCounts() {
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    AtomicFfnCounts& c = ffn_counts_[l];
+    c.total = 0;
+    c.kept = 0;
+    c.active = 0;
+    c.kept_active = 0;
+  }
+}
+
+void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, float* gate, float* up) {
+  const TransformerLayer& L = layers_[layer];
+  const int64_t inter = config_.intermediate_size;
+  // Dense gate and up (one shared INT8 input), then the mask row by row: the same linears'
+  // bits as the fused dense path, so a neuron that is kept carries its dense value.
+  ForwardSameInput({{L.gate.get(), gate}, {L.up.get(), up}}, x, n, *pool_);
+  const float threshold = sparsity_thresholds_[static_cast<size_t>(layer)];
+  const bool recall = measure_ffn_recall_ && !active_thresholds_.empty();
+  const float active_threshold = recall ? active_thresholds_[static_cast<size_t>(layer)] : 0.0f;
+  AtomicFfnCounts& counts = ffn_counts_[layer];
+  pool_->ParallelFor(n, [&](int64_t r0, int64_t r1) {
+    kernels::FfnMaskCounts c;
+    for (int64_t r = r0; r < r1; ++r) {
+      float* g = gate + r * inter;
+      const float* u = up + r * inter;
+      if (recall) {
+        const kernels::FfnMaskCounts rc = kernels::SiluMulMaskedCounting(g, u, inter, threshold, active_threshold, g);
+        c.kept += rc.kept;
+        c.active += rc.active;
+        c.kept_active += rc.kept_active;
+      } else {
+        c.kept += kernels::SiluMulMasked(g, u, inter, threshold, g);
+      }
+    }
+    counts.kept += c.kept;
+    counts.active += c.active;
+    counts.kept_active += c.kept_active;
+  });
+  counts.total += n * inter;
+}
+
 void Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
   const TransformerLayer& L = layers_[layer];
   const int64_t inter = config_.intermediate_size;
@@ -354,7 +427,14 @@ void Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
   float* gate = Reuse(scratch.gate, n * inter);
   float* up = Reuse(scratch.up, n * inter);
   Notify(layer, LinearSite::kMlpIn, x, n, config_.hidden_size);
-  ForwardGateUpSilu(*L.gate, *L.up, x, n, gate, up, *pool_);
+  if (ffn_sparsity_enabled()) {
+    MaskedGateUp(layer, x, n, gate, up);
+  } else {
+    ForwardGateUpSilu(*L.gate, *L.up, x, n, gate, up, *pool_);
+    AtomicFfnCounts& counts = ffn_counts_[layer];
+    counts.total += n * inter;
+    counts.kept += n * inter;  // dense: nothing skipped, so recall is 1 without counting
+  }
   Notify(layer, LinearSite::kMlpDown, gate, n, inter);
   L.down->Forward(gate, n, out, *pool_);
 }

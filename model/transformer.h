@@ -4,6 +4,7 @@
 // contiguous range of layers.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -67,6 +68,19 @@ struct ModelLoadOptions {
   // where a process runs part of the model: a pipeline stage prepares its own layers when it
   // learns them (the handshake), the coordinator none.
   bool prepare_kernels = true;
+  // Activation sparsity in the FFN when the pack carries thresholds ("sparsity" in
+  // accullm.json, model/pack/manifest.h): off runs the FFN dense (`--sparsity off`, A/B and
+  // golden evaluations). `exact` implies off.
+  bool sparsity = true;
+};
+
+// FFN neuron counts of one layer since the last reset (eval's ffn_sparsity and recall).
+// `active` and `kept_active` are counted only while recall measurement is on.
+struct FfnSparsityCounts {
+  int64_t total = 0;        // neurons × tokens through this layer's FFN
+  int64_t kept = 0;         // of which computed (not masked)
+  int64_t active = 0;       // truly active: |SiLU(gate)·up| above the pack's active threshold
+  int64_t kept_active = 0;  // truly active and kept
 };
 
 class Transformer {
@@ -120,6 +134,19 @@ class Transformer {
   // The pack manifest when this model was loaded from an AccuLLM pack.
   const std::optional<PackManifest>& pack() const { return pack_; }
 
+  // Whether the FFN skips neurons (the pack has a sparsity with target > 0 and the load
+  // options did not turn it off).
+  bool ffn_sparsity_enabled() const { return !sparsity_thresholds_.empty(); }
+  // Per-layer neuron counts since the last reset (every forward pass adds to them; atomics,
+  // so concurrent passes may share a model). With `measure_recall`, the FFN also counts the
+  // truly active neurons against the pack's active thresholds (one more compare per neuron).
+  std::vector<FfnSparsityCounts> ffn_sparsity_counts() const;
+  void ResetFfnSparsityCounts();
+  void set_measure_ffn_recall(bool on) { measure_ffn_recall_ = on; }
+  // Replaces the per-layer thresholds (quantize's search over targets; empty: dense FFN).
+  // `active_thresholds` may be empty (no recall) or have one entry per layer.
+  absl::Status SetFfnSparsity(std::vector<float> thresholds, std::vector<float> active_thresholds);
+
   // Bytes of weights streamed per decoded token (bandwidth figures in benchmarks).
   size_t weight_bytes_per_token() const;
 
@@ -129,6 +156,8 @@ class Transformer {
   Transformer(ModelConfig c, ThreadPool* pool) : config_(std::move(c)), pool_(pool), rope_(config_) {}
   void Attention(int64_t layer, const float* x, const std::vector<BatchSegment>& segments, int64_t rows, float* out);
   void Mlp(int64_t layer, const float* x, int64_t n, float* out);
+  // gate = the masked SiLU(gate)·up of the sparse FFN (up is scratch); counts the neurons.
+  void MaskedGateUp(int64_t layer, const float* x, int64_t n, float* gate, float* up);
 
   void Notify(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) {
     if (observer_ != nullptr) observer_->Observe(layer, site, x, rows, width);
@@ -146,6 +175,13 @@ class Transformer {
   std::vector<TransformerLayer> layers_;
   std::vector<float> final_norm_;
   std::unique_ptr<LinearOp> lm_head_;
+  // Per layer |SiLU(gate)| thresholds (empty: dense FFN) and the active thresholds of recall.
+  std::vector<float> sparsity_thresholds_, active_thresholds_;
+  bool measure_ffn_recall_ = false;
+  struct AtomicFfnCounts {
+    std::atomic<int64_t> total{0}, kept{0}, active{0}, kept_active{0};
+  };
+  std::unique_ptr<AtomicFfnCounts[]> ffn_counts_;  // one per layer
 };
 
 }  // namespace accullm::model

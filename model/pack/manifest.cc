@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "common/json.h"
 #include "common/mapped_file.h"
@@ -13,6 +15,74 @@ namespace json = boost::json;
 int FormatBits(const std::string& format) {
   if (format.size() != 4 || !format.starts_with("int") || format[3] < '3' || format[3] > '8') return 0;
   return format[3] - '0';
+}
+
+namespace {
+
+// A per-layer array of thresholds: numbers (integers included), finite and >= 0.
+absl::StatusOr<std::vector<float>> ParseThresholds(const json::object& o, const char* key, size_t layers) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || !v->is_array())
+    return absl::InvalidArgumentError(absl::StrCat("\"sparsity\" needs a \"", key, "\" array (one number per layer)"));
+  const json::array& a = v->get_array();
+  if (a.size() != layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"sparsity\".\"", key, "\" has ", a.size(), " entries but the pack has ", layers, " layers"));
+  }
+  std::vector<float> out;
+  out.reserve(layers);
+  for (size_t l = 0; l < a.size(); ++l) {
+    const json::value& e = a[l];
+    double d = 0;
+    if (e.is_double()) {
+      d = e.get_double();
+    } else if (e.is_int64()) {
+      d = static_cast<double>(e.get_int64());
+    } else if (e.is_uint64()) {
+      d = static_cast<double>(e.get_uint64());
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("\"sparsity\".\"", key, "\"[", l, "] is not a number"));
+    }
+    // A float threshold: a double beyond float's range would become Inf.
+    if (!std::isfinite(d) || d < 0 || d > 3.0e38) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"sparsity\".\"", key, "\"[", l, "] is ", d, ": thresholds must be finite and >= 0"));
+    }
+    out.push_back(static_cast<float>(d));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<PackSparsity> ParsePackSparsity(const json::value& v, size_t layers) {
+  if (!v.is_object()) return absl::InvalidArgumentError("\"sparsity\" must be an object");
+  const json::object& o = v.get_object();
+  PackSparsity s;
+  ASSIGN_OR_RETURN(s.predictor, GetString(o, "predictor"));
+  // Only the training-free CATS rule exists; a predictor that needs tensors of its own (the
+  // trained guesser) comes with a format version bump, so an unknown name here is damage.
+  if (s.predictor != "cats") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"sparsity\".\"predictor\" is \"", s.predictor, "\"; this build knows \"cats\""));
+  }
+  auto target = GetNumber(o, "target");
+  if (!target.ok()) return absl::InvalidArgumentError("\"sparsity\".\"target\" must be a number in [0, 1)");
+  s.target = *target;
+  if (!std::isfinite(s.target) || s.target < 0 || s.target >= 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"sparsity\".\"target\" is ", s.target, "; it must be in [0, 1) (the share of neurons skipped)"));
+  }
+  ASSIGN_OR_RETURN(s.thresholds, ParseThresholds(o, "thresholds", layers));
+  ASSIGN_OR_RETURN(s.active_thresholds, ParseThresholds(o, "active_thresholds", layers));
+  ASSIGN_OR_RETURN(auto measured_on, GetOptionalString(o, "measured_on"));
+  s.measured_on = measured_on.value_or("");
+  if (!s.measured_on.empty() && s.measured_on != "quantized" && s.measured_on != "source")
+    return absl::InvalidArgumentError("\"sparsity\".\"measured_on\" must be \"quantized\" or \"source\"");
+  ASSIGN_OR_RETURN(auto tokens, GetOptionalInt(o, "calibration_tokens"));
+  s.calibration_tokens = tokens.value_or(0);
+  if (s.calibration_tokens < 0) return absl::InvalidArgumentError("\"sparsity\".\"calibration_tokens\" must be >= 0");
+  return s;
 }
 
 namespace {
@@ -107,6 +177,9 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
       }
       m.canaries.push_back(std::move(canary));
     }
+  }
+  if (const json::value* sp = o.if_contains("sparsity"); sp != nullptr) {
+    ASSIGN_OR_RETURN(m.sparsity, ParsePackSparsity(*sp, m.layer_precision.size()));
   }
   return absl::OkStatus();
 }

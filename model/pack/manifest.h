@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "boost/json.hpp"
 
 namespace accullm::model {
 
@@ -24,6 +25,21 @@ struct PackCanary {
   std::string prompt;
   std::vector<int32_t> ids;
   std::string logits_tensor;  // F32 [vocab]: full-precision logits of the last prompt position
+};
+
+// Activation sparsity in the FFN (optional "sparsity" object). With predictor "cats", neuron j
+// of layer l is skipped for a token when |SiLU(gate_j(x))| <= thresholds[l]: its h_j is +0 and
+// down reads that zero. `active_thresholds[l]` defines which neurons truly matter
+// (|SiLU(gate_j)·up_j| above it), the reference that eval's recall is measured against. Both
+// come from calibration quantiles at `target` (the share of neurons skipped). Readers that
+// predate the field run the pack dense: same weights, exact FFN, only slower.
+struct PackSparsity {
+  std::string predictor;                 // "cats" (dense gate, threshold on |SiLU(gate)|); a trained guesser later
+  double target = 0;                     // intended share of FFN neurons skipped, [0, 1)
+  std::vector<float> thresholds;         // per layer, finite, >= 0
+  std::vector<float> active_thresholds;  // per layer, finite, >= 0
+  std::string measured_on;               // "quantized" or "source": which model's gate set the thresholds
+  int64_t calibration_tokens = 0;
 };
 
 struct PackManifest {
@@ -51,6 +67,7 @@ struct PackManifest {
   int accumulator_bits = 0;
   int64_t tile = 0;
   std::vector<PackCanary> canaries;
+  std::optional<PackSparsity> sparsity;  // absent: dense FFN
 
   // Code width of a quantized matrix: the embeddings' and the head's from their format
   // strings, a block linear's from linear_bits (4 when not listed).
@@ -59,6 +76,10 @@ struct PackManifest {
   // Parses and validates accullm.json text (`what` names the file in errors).
   static absl::StatusOr<PackManifest> Parse(const std::string& text, const std::string& what);
 };
+
+// The "sparsity" object of accullm.json, validated against `layers` blocks (the count of
+// layer_precision). Exposed for the writer, which adds it to a pack after calibration.
+absl::StatusOr<PackSparsity> ParsePackSparsity(const boost::json::value& v, size_t layers);
 
 // The code width of a storage format name: "int3".."int8" → 3..8; anything else (e.g.
 // "fp16") 0.

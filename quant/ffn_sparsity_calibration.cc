@@ -1,0 +1,132 @@
+#include "quant/ffn_sparsity_calibration.h"
+
+#include <bit>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "boost/json.hpp"
+#include "common/json.h"
+#include "common/mapped_file.h"
+#include "common/status.h"
+#include "model/linear_group.h"
+
+namespace accullm::quant {
+
+MagnitudeHistogram::MagnitudeHistogram() : bins_((size_t{1} << (31 - kDroppedBits)) + 1, 0) {}
+
+void MagnitudeHistogram::Add(float magnitude) {
+  if (!(magnitude >= 0)) return;  // NaN (or a negative value, which |x| is not)
+  // Non-negative floats order like their bit patterns (+Inf last), so bins are ordered too.
+  const uint32_t bits = std::bit_cast<uint32_t>(magnitude);
+  ++bins_[bits >> kDroppedBits];
+  ++count_;
+}
+
+float MagnitudeHistogram::Quantile(double share) const {
+  if (share <= 0 || count_ == 0) return 0.0f;
+  const double want = share * static_cast<double>(count_);
+  double below = 0;
+  for (size_t b = 0; b < bins_.size(); ++b) {
+    if (bins_[b] == 0) continue;
+    const double in_bin = static_cast<double>(bins_[b]);
+    if (below + in_bin >= want) {
+      const float lo = std::bit_cast<float>(static_cast<uint32_t>(b << kDroppedBits));
+      const float hi = std::bit_cast<float>(static_cast<uint32_t>((b + 1) << kDroppedBits));
+      if (!std::isfinite(hi)) return lo;  // the last finite bin (or +Inf): no interpolation past it
+      const double within = (want - below) / in_bin;
+      return static_cast<float>(lo + (static_cast<double>(hi) - lo) * within);
+    }
+    below += in_bin;
+  }
+  return std::bit_cast<float>(static_cast<uint32_t>((bins_.size() - 1) << kDroppedBits));
+}
+
+FfnActivationStatistics::FfnActivationStatistics(model::Transformer& model, ThreadPool& pool)
+    : model_(model), pool_(pool), gate_(static_cast<size_t>(model.config().num_layers)),
+      product_(static_cast<size_t>(model.config().num_layers)) {}
+
+void FfnActivationStatistics::Observe(int64_t layer, model::LinearSite site, const float* x, int64_t rows,
+                                      int64_t width) {
+  (void)width;
+  if (site != model::LinearSite::kMlpIn) return;
+  model::TransformerLayer& L = model_.layer(layer);
+  const int64_t inter = L.gate->out_features();
+  const size_t n = static_cast<size_t>(rows * inter);
+  if (g_.size() < n) {
+    g_.resize(n);
+    u_.resize(n);
+  }
+  // The runtime's path for gate and up (one shared INT8 input for low-bit linears).
+  model::ForwardSameInput({{L.gate.get(), g_.data()}, {L.up.get(), u_.data()}}, x, rows, pool_);
+  MagnitudeHistogram& gate = gate_[static_cast<size_t>(layer)];
+  MagnitudeHistogram& product = product_[static_cast<size_t>(layer)];
+  for (size_t i = 0; i < n; ++i) {
+    const float g = g_[i];
+    const float s = g / (1.0f + std::exp(-g));  // as kernels::SiluMulMasked computes it
+    gate.Add(std::fabs(s));
+    product.Add(std::fabs(s * u_[i]));
+  }
+  if (layer == 0) tokens_ += rows;
+}
+
+model::PackSparsity FfnActivationStatistics::Thresholds(double target) const {
+  model::PackSparsity s;
+  s.predictor = "cats";
+  s.target = target;
+  s.calibration_tokens = tokens_;
+  for (size_t l = 0; l < gate_.size(); ++l) {
+    s.thresholds.push_back(gate_[l].Quantile(target));
+    s.active_thresholds.push_back(product_[l].Quantile(target));
+  }
+  return s;
+}
+
+absl::Status CollectFfnStatistics(model::Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
+                                  FfnActivationStatistics& stats) {
+  model.set_observer(&stats);
+  std::vector<float> logits(static_cast<size_t>(model.config().vocab_size));
+  for (const auto& chunk : chunks) {
+    model::KvCache cache = model.NewCache(static_cast<int64_t>(chunk.size()));
+    absl::Status s = model.Forward(chunk.data(), static_cast<int64_t>(chunk.size()), cache, logits.data());
+    if (!s.ok()) {
+      model.set_observer(nullptr);
+      return s;
+    }
+  }
+  model.set_observer(nullptr);
+  return absl::OkStatus();
+}
+
+absl::Status WritePackSparsity(const std::string& pack_dir, const model::PackSparsity& sparsity) {
+  const std::string path = pack_dir + "/" + model::kPackManifestFile;
+  ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
+  ASSIGN_OR_RETURN(boost::json::value v, ParseJson(text, path));
+  if (!v.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
+  boost::json::object& manifest = v.get_object();
+  boost::json::array thresholds, active;
+  for (float t : sparsity.thresholds) thresholds.push_back(static_cast<double>(t));
+  for (float t : sparsity.active_thresholds) active.push_back(static_cast<double>(t));
+  boost::json::object o{{"predictor", sparsity.predictor},
+                        {"target", sparsity.target},
+                        {"thresholds", std::move(thresholds)},
+                        {"active_thresholds", std::move(active)},
+                        {"calibration_tokens", sparsity.calibration_tokens}};
+  if (!sparsity.measured_on.empty()) o["measured_on"] = sparsity.measured_on;
+  manifest["sparsity"] = std::move(o);
+  // What a reader will accept, checked before anything replaces the manifest.
+  const std::string new_text = boost::json::serialize(v) + "\n";
+  RETURN_IF_ERROR(model::PackManifest::Parse(new_text, path).status());
+  const std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp));
+  const bool ok = std::fwrite(new_text.data(), 1, new_text.size(), f) == new_text.size();
+  if (std::fclose(f) != 0 || !ok) return absl::DataLossError(absl::StrCat("failed writing ", tmp));
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::DataLossError(absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+}  // namespace accullm::quant

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Activation sparsity (CATS) end to end: quantize --sparsity 0.5 writes per-layer thresholds
+# into the manifest, eval reports the share of FFN neurons skipped (near the target on held-out
+# text) and the recall of the truly active ones, --sparsity off runs the same pack dense (the
+# logits of the pack without the field, byte for byte), and malformed thresholds are refused.
+# Usage: quantize_sparsity_test.sh /path/to/accullm   (cwd: repository root)
+set -uo pipefail
+source tests/integration/test_prelude.sh "$@"
+source tests/integration/quantize_lib.sh
+
+"$ACCULLM" quantize --out "$TMP/bad" --sparsity 1.5 >"$TMP/bad.out" 2>&1 \
+  && fail "--sparsity 1.5 accepted" || { grep -q "\[0, 1)" "$TMP/bad.out" && pass "--sparsity 1.5 refused" \
+  || { cat "$TMP/bad.out"; fail "--sparsity 1.5: unclear error"; }; }
+
+"$ACCULLM" quantize --out "$TMP/p" --sparsity 0.5 --fp16-layers none --calib-samples 16 \
+  >"$TMP/q.out" 2>"$TMP/q.err" || { cat "$TMP/q.err"; exit 1; }
+grep "^sparsity:" "$TMP/q.out"
+$PY - "$TMP/p/accullm.json" <<'PY' && pass "manifest: sparsity with 8 thresholds" || fail "manifest sparsity field"
+import json, sys
+s = json.load(open(sys.argv[1]))["sparsity"]
+assert s["predictor"] == "cats" and s["target"] == 0.5 and s["measured_on"] == "quantized", s
+assert len(s["thresholds"]) == 8 and len(s["active_thresholds"]) == 8, s
+assert all(t > 0 for t in s["thresholds"] + s["active_thresholds"]), s
+PY
+
+evaluate "$TMP/p" $MODEL "$TMP/sparse.json" || exit 1
+check "$TMP/sparse.json" ffn_sparsity ">=" 0.45 "held-out text, target 0.5"
+check "$TMP/sparse.json" ffn_sparsity "<=" 0.55 "held-out text, target 0.5"
+check "$TMP/sparse.json" guesser_recall ">" 0.5 "CATS recall"
+check "$TMP/sparse.json" guesser_recall "<" 1.0 "CATS recall (the gate alone does not decide the product)"
+"$ACCULLM" eval --model "$TMP/p" --sparsity off --reference $MODEL --data $MODEL/valid.txt --max-chunks 40 --json \
+  >"$TMP/dense.json" 2>"$TMP/eval.err" || { cat "$TMP/eval.err"; exit 1; }
+check "$TMP/dense.json" ffn_sparsity "==" 0 "--sparsity off"
+check "$TMP/dense.json" guesser_recall "==" 1 "--sparsity off"
+check "$TMP/dense.json" kl_mean "<" "$(json "$TMP/sparse.json" kl_mean)" "dense KL below the sparse pack's"
+
+# --sparsity off is the pack without the field, byte for byte; on changes the logits.
+cp -r "$TMP/p" "$TMP/nofield"
+$PY -c "import json,sys; p=sys.argv[1]; m=json.load(open(p)); del m['sparsity']; json.dump(m, open(p,'w'))" \
+  "$TMP/nofield/accullm.json"
+ids=1,420,435,261,394,17,1200,88,5,77,300,41
+"$ACCULLM" logits --model "$TMP/p" --sparsity off --prompt-ids $ids --out "$TMP/off.bin" 2>"$TMP/l.err" &&
+  "$ACCULLM" logits --model "$TMP/nofield" --prompt-ids $ids --out "$TMP/nofield.bin" 2>>"$TMP/l.err" &&
+  "$ACCULLM" logits --model "$TMP/p" --prompt-ids $ids --out "$TMP/on.bin" 2>>"$TMP/l.err" || { cat "$TMP/l.err"; exit 1; }
+cmp -s "$TMP/off.bin" "$TMP/nofield.bin" && pass "--sparsity off: logits identical to the dense pack" \
+  || fail "--sparsity off changed the logits"
+cmp -s "$TMP/on.bin" "$TMP/nofield.bin" && fail "sparsity on did not change the logits" \
+  || pass "sparsity on changes the logits"
+
+# A negative threshold is refused at load, naming the field.
+$PY -c "import json,sys; p=sys.argv[1]; m=json.load(open(p)); m['sparsity']['thresholds'][3]=-1; json.dump(m, open(p,'w'))" \
+  "$TMP/p/accullm.json"
+"$ACCULLM" logits --model "$TMP/p" --prompt-ids $ids --out "$TMP/x.bin" >"$TMP/neg.out" 2>&1 \
+  && fail "negative threshold accepted" || { grep -q 'thresholds"\[3\] is -1' "$TMP/neg.out" \
+  && pass "negative threshold refused" || { cat "$TMP/neg.out"; fail "negative threshold: unclear error"; }; }
+
+for cmd in generate serve eval logits; do
+  "$ACCULLM" $cmd --help | grep -q -- "--sparsity" && pass "$cmd --help lists --sparsity" || fail "$cmd --help"
+done
+
+echo "$failures failure(s)"
+[ "$failures" -eq 0 ]

@@ -1,0 +1,308 @@
+// Activation sparsity (CATS) around the FFN: the manifest's "sparsity" object (valid and every
+// malformed case), the quantile histogram, and a pack end to end: thresholds from its own
+// quantized FFN on calibration text, written into the manifest, loaded back; target 0 and
+// --sparsity off give the dense logits bit for bit, and the share skipped on the calibration
+// text lands on the target.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "common/mapped_file.h"
+#include "gtest/gtest.h"
+#include "model/pack/manifest.h"
+#include "model/transformer.h"
+#include "quant/calibration.h"
+#include "quant/ffn_sparsity_calibration.h"
+#include "quant/model_quantizer.h"
+#include "quant/pack_writer.h"
+#include "tests/support/test_support.h"
+
+namespace accullm::quant {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A manifest with two layers and `sparsity` as the value of "sparsity" (empty: none).
+std::string ManifestWith(const std::string& sparsity) {
+  return "{\"format\": \"accullm-pack\", \"format_version\": 1, \"layer_precision\": [\"int4\", \"int4\"], "
+         "\"method\": \"rtn\", \"group_size\": 32, \"symmetric\": true" +
+         (sparsity.empty() ? std::string() : ", \"sparsity\": " + sparsity) + "}";
+}
+
+std::string SparsityError(const std::string& sparsity) {
+  auto m = model::PackManifest::Parse(ManifestWith(sparsity), "accullm.json");
+  EXPECT_FALSE(m.ok()) << sparsity;
+  return m.ok() ? "" : std::string(m.status().message());
+}
+
+TEST(PackSparsityManifestTest, AbsentMeansDense) {
+  auto m = model::PackManifest::Parse(ManifestWith(""), "accullm.json");
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_FALSE(m->sparsity.has_value());
+}
+
+TEST(PackSparsityManifestTest, ParsesAValidObject) {
+  auto m = model::PackManifest::Parse(
+      ManifestWith("{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.25, 0], \"active_thresholds\": "
+                   "[0.125, 1], \"measured_on\": \"quantized\", \"calibration_tokens\": 512}"),
+      "accullm.json");
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_TRUE(m->sparsity.has_value());
+  EXPECT_EQ(m->sparsity->predictor, "cats");
+  EXPECT_EQ(m->sparsity->target, 0.5);
+  EXPECT_EQ(m->sparsity->thresholds, (std::vector<float>{0.25f, 0.0f}));
+  EXPECT_EQ(m->sparsity->active_thresholds, (std::vector<float>{0.125f, 1.0f}));
+  EXPECT_EQ(m->sparsity->measured_on, "quantized");
+  EXPECT_EQ(m->sparsity->calibration_tokens, 512);
+}
+
+TEST(PackSparsityManifestTest, RefusesEachMalformedField) {
+  const std::string ok_rest = ", \"thresholds\": [0.1, 0.2], \"active_thresholds\": [0.1, 0.2]}";
+  struct Case {
+    std::string sparsity, message;
+  };
+  const std::vector<Case> cases = {
+      {"[1, 2]", "must be an object"},
+      {"{\"target\": 0.5" + ok_rest, "predictor"},
+      {"{\"predictor\": \"guesser\", \"target\": 0.5" + ok_rest, "this build knows \"cats\""},
+      {"{\"predictor\": \"cats\"" + ok_rest, "target"},
+      {"{\"predictor\": \"cats\", \"target\": \"half\"" + ok_rest, "target"},
+      {"{\"predictor\": \"cats\", \"target\": -0.1" + ok_rest, "[0, 1)"},
+      {"{\"predictor\": \"cats\", \"target\": 1" + ok_rest, "[0, 1)"},
+      {"{\"predictor\": \"cats\", \"target\": 1.5" + ok_rest, "[0, 1)"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"active_thresholds\": [0.1, 0.2]}", "\"thresholds\" array"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": 0.1, \"active_thresholds\": [0.1, 0.2]}",
+       "\"thresholds\" array"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.1], \"active_thresholds\": [0.1, 0.2]}",
+       "has 1 entries but the pack has 2 layers"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.1, 0.2, 0.3], \"active_thresholds\": [0.1, "
+       "0.2]}",
+       "has 3 entries but the pack has 2 layers"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.1, -0.2], \"active_thresholds\": [0.1, 0.2]}",
+       "finite and >= 0"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.1, \"x\"], \"active_thresholds\": [0.1, 0.2]}",
+       "not a number"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.1, 1e39], \"active_thresholds\": [0.1, 0.2]}",
+       "finite and >= 0"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.1, 0.2]}", "\"active_thresholds\" array"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.1, 0.2], \"active_thresholds\": [0.1, -1]}",
+       "finite and >= 0"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.1, 0.2], \"active_thresholds\": [0.1, 0.2], "
+       "\"measured_on\": \"gpu\"}",
+       "measured_on"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.1, 0.2], \"active_thresholds\": [0.1, 0.2], "
+       "\"calibration_tokens\": -5}",
+       "calibration_tokens"},
+  };
+  for (const Case& c : cases) {
+    const std::string e = SparsityError(c.sparsity);
+    EXPECT_NE(e.find(c.message), std::string::npos) << c.sparsity << " -> " << e;
+    EXPECT_NE(e.find("accullm.json"), std::string::npos) << e;  // the error names the file
+  }
+}
+
+TEST(MagnitudeHistogramTest, QuantilesOfAKnownDistribution) {
+  MagnitudeHistogram h;
+  EXPECT_EQ(h.Quantile(0.5), 0.0f);  // nothing counted
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> d(0.0f, 2.0f);
+  std::vector<float> v(200000);
+  for (float& x : v) {
+    x = d(rng);
+    h.Add(x);
+  }
+  h.Add(std::nanf(""));  // not counted
+  EXPECT_EQ(h.count(), static_cast<int64_t>(v.size()));
+  std::sort(v.begin(), v.end());
+  for (double share : {0.1, 0.3, 0.5, 0.7, 0.9, 0.99}) {
+    const float exact = v[static_cast<size_t>(share * v.size())];
+    EXPECT_NEAR(h.Quantile(share), exact, 2e-3 * exact) << share;  // within the bin width (2^-9 relative)
+    // The defining property: about `share` of the values lie at or below it.
+    const double below = static_cast<double>(std::upper_bound(v.begin(), v.end(), h.Quantile(share)) - v.begin());
+    EXPECT_NEAR(below / v.size(), share, 2e-3) << share;
+  }
+  EXPECT_EQ(h.Quantile(0.0), 0.0f);
+}
+
+// A small INT4 pack of the embedded model (GPTQ on a few calibration sequences), shared by
+// the tests below, and the calibration sequences the sparsity thresholds come from.
+class FfnSparsityPackTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(::testing::TempDir() + "accullm_ffn_sparsity_test_" + std::to_string(::getpid()));
+    fs::remove_all(*dir_);
+    ThreadPool pool(2);
+    auto model = model::Transformer::Load(test_support::ModelDir(), &pool);
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto tok = test_support::LoadTokenizerOrFail(test_support::ModelDir());
+    ASSERT_NE(tok, nullptr);
+    auto text = ReadTextFile(test_support::ModelDir() + "/calib.txt");
+    ASSERT_TRUE(text.ok());
+    chunks_ = new std::vector<std::vector<int32_t>>(
+        MakeCalibrationChunks(tok->Encode(*text, false), 1, /*samples=*/6, /*seq_len=*/128));
+    ASSERT_EQ(chunks_->size(), 6u);
+    CalibrationStats stats(&pool, 6.0f);
+    ASSERT_TRUE(RunCalibration(**model, {(*chunks_)[0], (*chunks_)[1]}, stats).ok());
+    auto plan = sharding::PrecisionPlan::AllLowBit((*model)->config().num_layers);
+    ModelQuantOptions opts;
+    auto mats = QuantizeModel(**model, stats, plan, opts, pool);
+    ASSERT_TRUE(mats.ok()) << mats.status();
+    PackDescription desc;
+    desc.source_dir = test_support::ModelDir();
+    desc.plan = plan;
+    desc.options = opts;
+    auto bytes = WritePack(**model, *mats, desc, *dir_);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+  }
+  static void TearDownTestSuite() {
+    for (const char* name : {"zero", "half", "bad"}) fs::remove_all(*dir_ + "_" + name);
+    fs::remove_all(*dir_);
+    delete dir_;
+    delete chunks_;
+  }
+
+  static std::string CopyPack(const std::string& name) {
+    const std::string out = *dir_ + "_" + name;
+    fs::remove_all(out);
+    fs::copy(*dir_, out, fs::copy_options::recursive);
+    return out;
+  }
+  // Thresholds measured on the pack's own FFN over the calibration chunks.
+  static model::PackSparsity Measure(double target) {
+    ThreadPool pool(2);
+    auto m = model::Transformer::Load(*dir_, &pool);
+    EXPECT_TRUE(m.ok()) << m.status();
+    if (!m.ok()) return {};
+    FfnActivationStatistics stats(**m, pool);
+    EXPECT_TRUE(CollectFfnStatistics(**m, *chunks_, stats).ok());
+    EXPECT_EQ(stats.tokens(), 6 * 128);
+    model::PackSparsity s = stats.Thresholds(target);
+    s.measured_on = "quantized";
+    return s;
+  }
+  // Last-position logits of every calibration chunk, back to back.
+  static std::vector<float> Logits(model::Transformer& m) {
+    const int64_t vocab = m.config().vocab_size;
+    std::vector<float> all;
+    std::vector<float> logits(static_cast<size_t>(vocab));
+    for (const auto& chunk : *chunks_) {
+      model::KvCache cache = m.NewCache(static_cast<int64_t>(chunk.size()));
+      EXPECT_TRUE(m.Forward(chunk.data(), static_cast<int64_t>(chunk.size()), cache, logits.data()).ok());
+      all.insert(all.end(), logits.begin(), logits.end());
+    }
+    return all;
+  }
+  static std::vector<float> LogitsOf(const std::string& dir, const model::ModelLoadOptions& options = {}) {
+    ThreadPool pool(2);
+    auto m = model::Transformer::Load(dir, &pool, options);
+    EXPECT_TRUE(m.ok()) << m.status();
+    return m.ok() ? Logits(**m) : std::vector<float>{};
+  }
+  static bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+    return !a.empty() && a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  }
+
+  static std::string* dir_;
+  static std::vector<std::vector<int32_t>>* chunks_;
+};
+std::string* FfnSparsityPackTest::dir_ = nullptr;
+std::vector<std::vector<int32_t>>* FfnSparsityPackTest::chunks_ = nullptr;
+
+TEST_F(FfnSparsityPackTest, TargetZeroAndSparsityOffGiveTheDenseLogitsBitForBit) {
+  const std::vector<float> dense = LogitsOf(*dir_);
+  const std::string zero = CopyPack("zero");
+  ASSERT_TRUE(WritePackSparsity(zero, Measure(0.0)).ok());
+  auto manifest = model::LoadPackManifest(zero);
+  ASSERT_TRUE(manifest.ok() && manifest->has_value() && (*manifest)->sparsity.has_value());
+  EXPECT_EQ((*manifest)->sparsity->target, 0.0);
+  EXPECT_TRUE(SameBits(LogitsOf(zero), dense)) << "target 0 must run the dense FFN";
+
+  const std::string half = CopyPack("half");
+  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
+  EXPECT_TRUE(SameBits(LogitsOf(half, {.sparsity = false}), dense)) << "--sparsity off";
+  EXPECT_FALSE(SameBits(LogitsOf(half), dense)) << "target 0.5 must change something";
+}
+
+TEST_F(FfnSparsityPackTest, SkipsTheTargetShareOnTheCalibrationText) {
+  const std::string half = CopyPack("half");
+  const model::PackSparsity measured = Measure(0.5);
+  ASSERT_TRUE(WritePackSparsity(half, measured).ok());
+  ThreadPool pool(2);
+  auto m = model::Transformer::Load(half, &pool);
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_TRUE((*m)->ffn_sparsity_enabled());
+  (*m)->set_measure_ffn_recall(true);
+  Logits(**m);  // the same chunks the thresholds came from
+  int64_t total = 0, kept = 0, active = 0, kept_active = 0;
+  const auto counts = (*m)->ffn_sparsity_counts();
+  ASSERT_EQ(counts.size(), static_cast<size_t>((*m)->config().num_layers));
+  for (const auto& c : counts) {
+    EXPECT_EQ(c.total, 6 * 128 * (*m)->config().intermediate_size);
+    // Per layer too: each layer's threshold is its own quantile. (Exactly 0.5 up to the
+    // histogram's bin width: the same tokens, the same bits.)
+    EXPECT_NEAR(1.0 - static_cast<double>(c.kept) / c.total, 0.5, 0.01);
+    total += c.total;
+    kept += c.kept;
+    active += c.active;
+    kept_active += c.kept_active;
+  }
+  EXPECT_NEAR(1.0 - static_cast<double>(kept) / total, 0.5, 0.01);
+  // Truly active neurons: the product's quantile at the same share.
+  EXPECT_NEAR(static_cast<double>(active) / total, 0.5, 0.01);
+  const double recall = static_cast<double>(kept_active) / active;
+  EXPECT_GT(recall, 0.5);
+  EXPECT_LT(recall, 1.0);  // the gate alone does not decide the product
+  (*m)->ResetFfnSparsityCounts();
+  EXPECT_EQ((*m)->ffn_sparsity_counts()[0].total, 0);
+}
+
+TEST_F(FfnSparsityPackTest, SparseLogitsDoNotDependOnTheBatch) {
+  const std::string half = CopyPack("half");
+  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
+  ThreadPool pool(2);
+  auto m = model::Transformer::Load(half, &pool);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const int64_t vocab = (*m)->config().vocab_size;
+  const std::vector<int32_t> a((*chunks_)[0].begin(), (*chunks_)[0].begin() + 20);
+  const std::vector<int32_t> b((*chunks_)[1].begin(), (*chunks_)[1].begin() + 33);
+  std::vector<float> alone(static_cast<size_t>(vocab));
+  model::KvCache ca = (*m)->NewCache(64);
+  ASSERT_TRUE((*m)->Forward(a.data(), static_cast<int64_t>(a.size()), ca, alone.data()).ok());
+  model::KvCache c0 = (*m)->NewCache(64), c1 = (*m)->NewCache(64);
+  std::vector<int32_t> tokens = b;
+  tokens.insert(tokens.end(), a.begin(), a.end());
+  std::vector<float> both(static_cast<size_t>(2 * vocab));
+  ASSERT_TRUE((*m)->ForwardBatch(tokens.data(),
+                                 {{&c0, static_cast<int64_t>(b.size())}, {&c1, static_cast<int64_t>(a.size())}},
+                                 both.data())
+                  .ok());
+  EXPECT_EQ(std::memcmp(both.data() + vocab, alone.data(), vocab * sizeof(float)), 0);
+}
+
+TEST_F(FfnSparsityPackTest, WriterRefusesSparsityTheReaderWouldRefuse) {
+  const std::string bad = CopyPack("bad");
+  model::PackSparsity s = Measure(0.5);
+  s.thresholds.pop_back();  // one short
+  const absl::Status st = WritePackSparsity(bad, s);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.message()).find("entries but the pack has"), std::string::npos) << st;
+  auto manifest = model::LoadPackManifest(bad);  // untouched, still loads, still dense
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_FALSE((*manifest)->sparsity.has_value());
+}
+
+TEST_F(FfnSparsityPackTest, ExactImpliesDense) {
+  const std::string half = CopyPack("half");
+  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
+  ThreadPool pool(1);
+  auto m = model::Transformer::Load(half, &pool, {.exact = true});
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_FALSE((*m)->ffn_sparsity_enabled());
+}
+
+}  // namespace
+}  // namespace accullm::quant
