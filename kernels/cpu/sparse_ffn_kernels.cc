@@ -1,0 +1,377 @@
+#include "kernels/cpu/sparse_ffn_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/dtype.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/low_bit_tiles_avx2.h"
+
+namespace accullm::kernels {
+
+namespace {
+
+// The float a group contributes with, as the dense kernels compute it: scale · (xscale · 2^−frac).
+inline float GroupFactor(float weight_scale, float x_scale, float inv_frac) {
+  return weight_scale * (x_scale * inv_frac);
+}
+
+// Whether a group of all-zero activation codes may be skipped (see the header): its factor
+// ws · (xs · 2^−frac) must be finite and ≥ 0 for every output. Steps are ≤ 65504 (F16) when
+// the layout says they are finite; xs below 1e30 keeps the product finite.
+inline bool EmptyGroupSkippable(const SparseColumnsLayout& w, float x_scale) {
+  return w.steps_finite_nonnegative && x_scale >= 0.f && x_scale < 1e30f;
+}
+
+}  // namespace
+
+// ---- Scalar references ----
+
+void SparseRowsInt8Scalar(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
+                          int64_t k_end, float* y) {
+  const int64_t groups = w.groups(), chunks = w.group_chunks();
+  const int frac = w.zero_frac_bits;
+  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  for (int64_t k = k_begin; k < k_end; ++k) {
+    const int64_t row = kept[k];
+    const uint32_t* words = w.row(row);
+    float acc = 0.f;
+    for (int64_t g = 0; g < groups; ++g) {
+      const int8_t* xg = x.row(0) + g * w.group;
+      int32_t dot = 0;
+      for (int64_t c = 0; c < chunks; ++c) {
+        const uint32_t word = *words++;
+        for (int j = 0; j < 4; ++j) {
+          const int32_t byte = static_cast<int32_t>((word >> (8 * j)) & 0xFF);
+          if (w.nibbles()) dot += (byte & 15) * xg[8 * c + j] + (byte >> 4) * xg[8 * c + 4 + j];
+          else dot += byte * xg[4 * c + j];
+        }
+      }
+      const uint32_t meta = *words++;
+      const int32_t zero = w.has_zeros ? static_cast<int32_t>((meta >> 16) & 0xFF) : (1 << (w.bits - 1));
+      const int32_t d = dot * (1 << frac) - zero * x.sums[g];
+      const float ws = w.has_scale_codes ? U8GroupScale(w.row_scales[row], static_cast<uint8_t>(meta & 0xFF))
+                                         : F16ToF32(static_cast<uint16_t>(meta & 0xFFFF));
+      acc = std::fma(static_cast<float>(d), GroupFactor(ws, x.scales[g], inv_frac), acc);
+    }
+    y[k] = acc;
+  }
+}
+
+void FindNonzeroNeurons(const Int8Activations& x, SparseNeurons& out) {
+  const int64_t groups = x.blocks();
+  out.neurons.clear();
+  out.group_begin.assign(static_cast<size_t>(groups + 1), 0);
+  const int8_t* q = x.row(0);
+  for (int64_t g = 0; g < groups; ++g) {
+    out.group_begin[g] = static_cast<int32_t>(out.neurons.size());
+    for (int64_t j = g * x.block; j < (g + 1) * x.block; ++j)
+      if (q[j] != 0) out.neurons.push_back(static_cast<int32_t>(j));
+  }
+  out.group_begin[groups] = static_cast<int32_t>(out.neurons.size());
+}
+
+// The reference runs every group's epilogue, as the dense kernel does: it checks the SIMD
+// variant's skipping of empty groups rather than sharing it.
+void SparseDownInt8Scalar(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
+                          int64_t block_begin, int64_t block_end, float* y) {
+  const int64_t groups = w.groups();
+  const int frac = w.zero_frac_bits;
+  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  const int8_t* q = x.row(0);
+  const int64_t o_end = std::min(w.out, block_end * kSparseDownBlockOutputs);
+  for (int64_t o = block_begin * kSparseDownBlockOutputs; o < o_end; ++o) {
+    const SparseStripPosition at = SparseDownStripPosition(w, o);
+    float acc = 0.f;
+    for (int64_t g = 0; g < groups; ++g) {
+      int32_t dot = 0;
+      for (int32_t i = nonzero.group_begin[g]; i < nonzero.group_begin[g + 1]; ++i) {
+        const int32_t j = nonzero.neurons[i];
+        const int32_t byte = w.strip(j)[at.byte];
+        const int32_t code = w.nibbles() ? (at.high_nibble ? byte >> 4 : byte & 15) : byte;
+        dot += code * q[j];
+      }
+      const size_t meta = static_cast<size_t>(g * w.out_padded + o);
+      const int32_t zero = w.zeros.empty() ? (1 << (w.bits - 1)) : w.zeros[meta];
+      const int32_t d = dot * (1 << frac) - zero * x.sums[g];
+      const float ws =
+          w.scale_codes.empty() ? F16ToF32(w.scales[meta]) : U8GroupScale(w.row_scales[o], w.scale_codes[meta]);
+      acc = std::fma(static_cast<float>(d), GroupFactor(ws, x.scales[g], inv_frac), acc);
+    }
+    y[o] = acc;
+  }
+}
+
+#if ACCULLM_HAVE_X86_SIMD
+// GCC 12's AVX-512 conversion intrinsics: see low_bit_int8_kernels.cc (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+namespace {
+
+using tiles_avx2::Load32;
+
+#define ACCULLM_SPARSE_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")))
+
+// r[i] dword c becomes r[c] dword i: 16 rows' words at one position become one tile chunk.
+ACCULLM_SPARSE_AVX512_TARGET inline void Transpose16x16(__m512i (&r)[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {  // t[i] lane L: r[i], r[i+1] at columns 4L, 4L+1 (t[i+1]: 4L+2, 4L+3)
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // u[i + c] lane L: column 4L + c of rows i..i+3
+    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {  // t[c]: columns c, 8+c of rows 0..7; t[4+c]: 4+c, 12+c; t[8..]: rows 8..15
+    t[c] = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88);
+    t[4 + c] = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xdd);
+    t[8 + c] = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
+    t[12 + c] = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xdd);
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0x88);
+    r[8 + c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0xdd);
+    r[4 + c] = _mm512_shuffle_i32x4(t[4 + c], t[12 + c], 0x88);
+    r[12 + c] = _mm512_shuffle_i32x4(t[4 + c], t[12 + c], 0xdd);
+  }
+}
+
+// 16 rows (kRows[r], padded with the zero row) through the tiles' inner loop and epilogue:
+// low_bit_int8_kernels.cc's TileAvx512 with kM = 1, the chunks transposed from the rows.
+template <bool kNibbles>
+ACCULLM_SPARSE_AVX512_TARGET void RowBatchAvx512(const SparseRowsLayout& w, const Int8Activations& x,
+                                                 const int32_t (&rows)[16], float* y, int valid) {
+  const int64_t groups = w.groups(), chunks = w.group_chunks();
+  const int frac = w.zero_frac_bits;
+  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0F), low_byte = _mm512_set1_epi32(0xFF);
+  const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
+  const uint32_t* src[16];
+  for (int r = 0; r < 16; ++r) src[r] = w.row(rows[r]);
+  __m512 row_scales = _mm512_setzero_ps();
+  if (w.has_scale_codes) {
+    alignas(64) float s[16];
+    for (int r = 0; r < 16; ++r) s[r] = w.row_scales[rows[r]];
+    row_scales = _mm512_load_ps(s);
+  }
+  __m512 acc = _mm512_setzero_ps();
+  __m512i dot = _mm512_setzero_si512(), dot2 = _mm512_setzero_si512();
+  const int8_t* xg = x.row(0);
+  int64_t g = 0, c = 0;  // the group and chunk the next word belongs to
+  for (int64_t at = 0; g < groups; at += 16) {
+    __m512i v[16];
+    for (int r = 0; r < 16; ++r) v[r] = _mm512_loadu_si512(src[r] + at);
+    Transpose16x16(v);
+#pragma GCC unroll 16
+    for (int k = 0; k < 16; ++k) {
+      if (g == groups) break;  // the row's padding words
+      if (c < chunks) {
+        if constexpr (kNibbles) {
+          const __m512i lo = _mm512_and_si512(v[k], low_nibbles);
+          const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), low_nibbles);
+          dot = _mm512_dpbusd_epi32(dot, lo, _mm512_set1_epi32(Load32(xg + 8 * c)));
+          dot2 = _mm512_dpbusd_epi32(dot2, hi, _mm512_set1_epi32(Load32(xg + 8 * c + 4)));
+        } else {
+          dot = _mm512_dpbusd_epi32(dot, v[k], _mm512_set1_epi32(Load32(xg + 4 * c)));
+        }
+        ++c;
+        continue;
+      }
+      // The metadata word: the epilogue of group g, as TileAvx512's.
+      const __m512i meta = v[k];
+      const __m512 ws =
+          w.has_scale_codes
+              ? _mm512_mul_ps(_mm512_mul_ps(row_scales, _mm512_cvtepi32_ps(_mm512_and_si512(meta, low_byte))),
+                              _mm512_set1_ps(1.f / 255.f))
+              : _mm512_cvtph_ps(_mm512_cvtepi32_epi16(meta));
+      const __m512i zero = w.has_zeros ? _mm512_and_si512(_mm512_srli_epi32(meta, 16), low_byte) : symmetric_zero;
+      const __m512i d = _mm512_sub_epi32(_mm512_slli_epi32(_mm512_add_epi32(dot, dot2), static_cast<unsigned>(frac)),
+                                         _mm512_mullo_epi32(zero, _mm512_set1_epi32(x.sums[g])));
+      const __m512 factor = _mm512_mul_ps(ws, _mm512_set1_ps(x.scales[g] * inv_frac));
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), factor, acc);
+      dot = dot2 = _mm512_setzero_si512();
+      ++g;
+      c = 0;
+      xg += w.group;
+    }
+  }
+  _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << valid) - 1), acc);
+}
+
+template <bool kNibbles>
+ACCULLM_SPARSE_AVX512_TARGET void RowsAvx512(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept,
+                                             int64_t k_begin, int64_t k_end, float* y) {
+  for (int64_t k = k_begin; k < k_end; k += 16) {
+    const int valid = static_cast<int>(std::min<int64_t>(16, k_end - k));
+    int32_t rows[16];
+    for (int r = 0; r < 16; ++r) rows[r] = r < valid ? kept[k + r] : static_cast<int32_t>(w.out);  // the zero row
+    RowBatchAvx512<kNibbles>(w, x, rows, y + k, valid);
+  }
+}
+
+// Four strips' bytes a[0..3] (64 outputs in the segment order of sparse_ffn_layouts.h) as
+// q[k] dword i = (a0, a1, a2, a3) of output 16k + i.
+ACCULLM_SPARSE_AVX512_TARGET inline void InterleaveFour(const __m512i (&a)[4], __m512i* q) {
+  const __m512i p01lo = _mm512_unpacklo_epi8(a[0], a[1]), p01hi = _mm512_unpackhi_epi8(a[0], a[1]);
+  const __m512i p23lo = _mm512_unpacklo_epi8(a[2], a[3]), p23hi = _mm512_unpackhi_epi8(a[2], a[3]);
+  q[0] = _mm512_unpacklo_epi16(p01lo, p23lo);
+  q[1] = _mm512_unpackhi_epi16(p01lo, p23lo);
+  q[2] = _mm512_unpacklo_epi16(p01hi, p23hi);
+  q[3] = _mm512_unpackhi_epi16(p01hi, p23hi);
+}
+
+// A thread's int32 group sums and float accumulators for its outputs (8 KB each for 2048
+// outputs: L1-resident while the kept strips stream through).
+struct DownScratch {
+  std::vector<int32_t> dot;
+  std::vector<float> acc;
+};
+
+// acc + 0.f: what the dense fma(0, factor ≥ 0, acc) of a skipped group leaves (−0.f → +0.f).
+ACCULLM_SPARSE_AVX512_TARGET inline void AddZero(float* acc, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16)
+    _mm512_storeu_ps(acc + i, _mm512_add_ps(_mm512_loadu_ps(acc + i), _mm512_setzero_ps()));
+}
+
+template <bool kNibbles>
+ACCULLM_SPARSE_AVX512_TARGET void DownAvx512(const SparseColumnsLayout& w, const Int8Activations& x,
+                                             const SparseNeurons& nonzero, int64_t b0, int64_t b1, float* y) {
+  const int64_t blocks = b1 - b0, n = blocks * kSparseDownBlockOutputs, o0 = b0 * kSparseDownBlockOutputs;
+  if (blocks <= 0) return;
+  thread_local DownScratch scratch;
+  if (static_cast<int64_t>(scratch.dot.size()) < n) {
+    scratch.dot.resize(static_cast<size_t>(n));
+    scratch.acc.resize(static_cast<size_t>(n));
+  }
+  int32_t* dot = scratch.dot.data();
+  float* acc = scratch.acc.data();
+  std::fill(acc, acc + n, 0.f);
+  const int frac = w.zero_frac_bits;
+  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
+  const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
+  const int8_t* q = x.row(0);
+  const int64_t strip_offset = kNibbles ? o0 / 2 : o0;
+  const int64_t block_bytes = kNibbles ? 64 : 128;
+  bool add_zero = false;  // skipped empty groups owe acc + 0.f (once: x + 0 + 0 = x + 0)
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    const int32_t ib = nonzero.group_begin[g], ie = nonzero.group_begin[g + 1];
+    const float xs = x.scales[g];
+    if (ib == ie && EmptyGroupSkippable(w, xs)) {
+      add_zero = true;
+      continue;
+    }
+    if (add_zero) AddZero(acc, n);
+    add_zero = false;
+    if (ib == ie) std::fill(dot, dot + n, 0);
+    for (int32_t i = ib; i < ie; i += 4) {
+      const uint8_t* s[4];
+      uint32_t q4 = 0;
+      for (int t = 0; t < 4; ++t) {
+        const bool real = i + t < ie;
+        const int32_t j = nonzero.neurons[real ? i + t : ib];  // padding: any strip, code · 0
+        s[t] = w.strip(j) + strip_offset;
+        q4 |= static_cast<uint32_t>(static_cast<uint8_t>(real ? q[j] : 0)) << (8 * t);
+      }
+      const __m512i xq = _mm512_set1_epi32(static_cast<int32_t>(q4));
+      const bool first = i == ib;
+      for (int64_t b = 0; b < blocks; ++b) {
+        __m512i quads[8];
+        __m512i a[4];
+        if constexpr (kNibbles) {
+          __m512i hi[4];
+          for (int t = 0; t < 4; ++t) {
+            const __m512i v = _mm512_loadu_si512(s[t] + b * block_bytes);
+            a[t] = _mm512_and_si512(v, low_nibbles);
+            hi[t] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles);
+          }
+          InterleaveFour(a, quads);
+          InterleaveFour(hi, quads + 4);
+        } else {
+          for (int t = 0; t < 4; ++t) a[t] = _mm512_loadu_si512(s[t] + b * block_bytes);
+          InterleaveFour(a, quads);
+          for (int t = 0; t < 4; ++t) a[t] = _mm512_loadu_si512(s[t] + b * block_bytes + 64);
+          InterleaveFour(a, quads + 4);
+        }
+        int32_t* d = dot + b * kSparseDownBlockOutputs;
+        for (int k = 0; k < 8; ++k) {
+          const __m512i prev = first ? _mm512_setzero_si512() : _mm512_loadu_si512(d + 16 * k);
+          _mm512_storeu_si512(d + 16 * k, _mm512_dpbusd_epi32(prev, quads[k], xq));
+        }
+      }
+    }
+    // The dense epilogue for every output of the range, group g.
+    const __m512i sum = _mm512_set1_epi32(x.sums[g]);
+    const __m512 xfactor = _mm512_set1_ps(xs * inv_frac);
+    const int64_t meta0 = g * w.out_padded + o0;
+    for (int64_t i = 0; i < n; i += 16) {
+      const int64_t at = meta0 + i;
+      __m512 ws;
+      if (w.scale_codes.empty()) {
+        ws = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.scales.data() + at)));
+      } else {
+        const __m512 codes = _mm512_cvtepi32_ps(
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
+        ws = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(w.row_scales.data() + o0 + i), codes),
+                           _mm512_set1_ps(1.f / 255.f));
+      }
+      const __m512i zero =
+          w.zeros.empty()
+              ? symmetric_zero
+              : _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.zeros.data() + at)));
+      const __m512i d = _mm512_sub_epi32(_mm512_slli_epi32(_mm512_loadu_si512(dot + i), static_cast<unsigned>(frac)),
+                                         _mm512_mullo_epi32(zero, sum));
+      _mm512_storeu_ps(acc + i,
+                       _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws, xfactor), _mm512_loadu_ps(acc + i)));
+    }
+  }
+  if (add_zero) AddZero(acc, n);
+  const int64_t o_end = std::min(w.out, b1 * kSparseDownBlockOutputs);
+  std::memcpy(y + o0, acc, static_cast<size_t>(o_end - o0) * sizeof(float));
+}
+
+}  // namespace
+
+bool SparseRowsInt8Avx512(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
+                          int64_t k_end, float* y) {
+  if (DetectedIsa() < Isa::kAvx512) return false;
+  if (w.nibbles()) RowsAvx512<true>(w, x, kept, k_begin, k_end, y);
+  else RowsAvx512<false>(w, x, kept, k_begin, k_end, y);
+  return true;
+}
+
+bool SparseDownInt8Avx512(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
+                          int64_t block_begin, int64_t block_end, float* y) {
+  if (DetectedIsa() < Isa::kAvx512) return false;
+  if (w.nibbles()) DownAvx512<true>(w, x, nonzero, block_begin, block_end, y);
+  else DownAvx512<false>(w, x, nonzero, block_begin, block_end, y);
+  return true;
+}
+
+#else
+bool SparseRowsInt8Avx512(const SparseRowsLayout&, const Int8Activations&, const int32_t*, int64_t, int64_t, float*) {
+  return false;
+}
+bool SparseDownInt8Avx512(const SparseColumnsLayout&, const Int8Activations&, const SparseNeurons&, int64_t, int64_t,
+                          float*) {
+  return false;
+}
+#endif
+
+void SparseRowsInt8(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
+                    int64_t k_end, float* y) {
+  if (ActiveIsa() >= Isa::kAvx512 && SparseRowsInt8Avx512(w, x, kept, k_begin, k_end, y)) return;
+  SparseRowsInt8Scalar(w, x, kept, k_begin, k_end, y);
+}
+
+void SparseDownInt8(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
+                    int64_t block_begin, int64_t block_end, float* y) {
+  if (ActiveIsa() >= Isa::kAvx512 && SparseDownInt8Avx512(w, x, nonzero, block_begin, block_end, y)) return;
+  SparseDownInt8Scalar(w, x, nonzero, block_begin, block_end, y);
+}
+
+}  // namespace accullm::kernels
