@@ -31,7 +31,7 @@ inline bool EmptyGroupSkippable(const SparseColumnsLayout& w, float x_scale) {
 
 void SparseRowsInt8Scalar(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
                           int64_t k_end, float* y) {
-  const int64_t groups = w.groups(), chunks = w.group_chunks();
+  const int64_t groups = w.groups(), chunks = w.group_words();
   const int frac = w.zero_frac_bits;
   const float inv_frac = 1.f / static_cast<float>(1 << frac);
   for (int64_t k = k_begin; k < k_end; ++k) {
@@ -49,7 +49,7 @@ void SparseRowsInt8Scalar(const SparseRowsLayout& w, const Int8Activations& x, c
           else dot += byte * xg[4 * c + j];
         }
       }
-      const uint32_t meta = *words++;
+      const uint32_t meta = w.meta[static_cast<size_t>(row * w.meta_stride + g)];
       const int32_t zero = w.has_zeros ? static_cast<int32_t>((meta >> 16) & 0xFF) : (1 << (w.bits - 1));
       const int32_t d = dot * (1 << frac) - zero * x.sums[g];
       const float ws = w.has_scale_codes ? U8GroupScale(w.row_scales[row], static_cast<uint8_t>(meta & 0xFF))
@@ -145,85 +145,142 @@ ACCULLM_SPARSE_AVX512_TARGET inline void Transpose16x16(__m512i (&r)[16]) {
   }
 }
 
+// 16 row streams at once are more than the hardware prefetchers follow well.
 inline constexpr int64_t kRowPrefetchWords = 16 * 4;  // four cache lines ahead
 
-// 16 rows (kRows[r], padded with the zero row) through the tiles' inner loop and epilogue:
-// low_bit_int8_kernels.cc's TileAvx512 with kM = 1, the chunks transposed from the rows.
+// The 4-byte products of one row's 16 code words (one cache line) with the activations
+// arranged to match (xl: word c's low-nibble columns or its 4 byte columns; xh: its high-nibble
+// columns): lane c = the exact int32 dot of word c.
 template <bool kNibbles>
-ACCULLM_SPARSE_AVX512_TARGET void RowBatchAvx512(const SparseRowsLayout& w, const Int8Activations& x,
-                                                 const int32_t (&rows)[16], float* y, int valid) {
-  const int64_t groups = w.groups(), chunks = w.group_chunks();
+ACCULLM_SPARSE_AVX512_TARGET inline __m512i RowWordDots(const uint32_t* words, __m512i xl, __m512i xh) {
+  _mm_prefetch(reinterpret_cast<const char*>(words + kRowPrefetchWords), _MM_HINT_T0);
+  const __m512i v = _mm512_load_si512(words);
+  if constexpr (kNibbles) {
+    const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
+    const __m512i lo = _mm512_and_si512(v, low_nibbles);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles);
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl), hi, xh);
+  } else {
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xl);
+  }
+}
+
+// 16 kept rows (rows[r], padded with the zero row), one activation row. Instead of moving the
+// codes into the tiles' layout, each row's words are multiplied in place and the int32 results
+// are transposed and summed: per window of 16 words, sums[L] lane r = Σ of row r's words
+// 4L..4L+3 (32 columns at ≤ 4 bits, 16 at 5–8). A group is `lanes` such sums in a row (group
+// words a multiple of 4, checked by the caller); its epilogue is the tiles' (TileAvx512 with
+// kM = 1): the same integer and float operations per row, in group order.
+template <bool kNibbles>
+ACCULLM_SPARSE_AVX512_TARGET void RowBatchAvx512(const SparseRowsLayout& w, const Int8Activations& x, const int8_t* xlo,
+                                                 const int8_t* xhi, uint32_t* metas, const int32_t (&rows)[16],
+                                                 float* y, int valid) {
+  const int64_t groups = w.groups(), lanes = w.group_words() / 4;
   const int frac = w.zero_frac_bits;
   const float inv_frac = 1.f / static_cast<float>(1 << frac);
-  const __m512i low_nibbles = _mm512_set1_epi8(0x0F), high_nibbles = _mm512_set1_epi8(static_cast<char>(0xF0));
   const __m512i low_byte = _mm512_set1_epi32(0xFF);
   const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
   const uint32_t* src[16];
-  for (int r = 0; r < 16; ++r) src[r] = w.row(rows[r]);
-  __m512 row_scales = _mm512_setzero_ps();
-  if (w.has_scale_codes) {
-    alignas(64) float s[16];
-    for (int r = 0; r < 16; ++r) s[r] = w.row_scales[rows[r]];
-    row_scales = _mm512_load_ps(s);
+  alignas(64) float row_scale[16];
+  for (int r = 0; r < 16; ++r) {
+    src[r] = w.row(rows[r]);
+    row_scale[r] = w.has_scale_codes ? w.row_scales[rows[r]] : 0.f;
+  }
+  const __m512 row_scales = _mm512_load_ps(row_scale);
+  // The 16 rows' steps and zeros, transposed 16 groups at a time: metas[16·g + r] = row r's
+  // word of group g.
+  for (int64_t g0 = 0; g0 < w.meta_stride; g0 += 16) {
+    __m512i v[16];
+    for (int r = 0; r < 16; ++r) v[r] = _mm512_load_si512(w.meta.data() + rows[r] * w.meta_stride + g0);
+    Transpose16x16(v);
+    for (int k = 0; k < 16; ++k) _mm512_store_si512(metas + 16 * (g0 + k), v[k]);
   }
   __m512 acc = _mm512_setzero_ps();
-  __m512i dot = _mm512_setzero_si512(), dot2 = _mm512_setzero_si512();
-  const int8_t* xg = x.row(0);
-  int64_t g = 0, c = 0;  // the group and chunk the next word belongs to
+  __m512i dot = _mm512_setzero_si512();
+  int64_t g = 0, lane = 0;  // the group the next lane sum belongs to, and its lanes so far
   for (int64_t at = 0; g < groups; at += 16) {
-    __m512i v[16];
-    for (int r = 0; r < 16; ++r) {
-      // 16 row streams at once are more than the hardware prefetchers follow well.
-      _mm_prefetch(reinterpret_cast<const char*>(src[r] + at + kRowPrefetchWords), _MM_HINT_T0);
-      v[r] = _mm512_loadu_si512(src[r] + at);
+    const __m512i xl = _mm512_load_si512(xlo + 4 * at);
+    const __m512i xh = kNibbles ? _mm512_load_si512(xhi + 4 * at) : xl;
+    // Rows in pairs: t[p] lane L = (a_2p, a_2p+1, b_2p, b_2p+1), a = words 4L + 4L+2, b = 4L+1 + 4L+3.
+    __m512i t[8];
+    for (int p = 0; p < 8; ++p) {
+      const __m512i p0 = RowWordDots<kNibbles>(src[2 * p] + at, xl, xh);
+      const __m512i p1 = RowWordDots<kNibbles>(src[2 * p + 1] + at, xl, xh);
+      t[p] = _mm512_add_epi32(_mm512_unpacklo_epi32(p0, p1), _mm512_unpackhi_epi32(p0, p1));
     }
-    Transpose16x16(v);
-#pragma GCC unroll 16
-    for (int k = 0; k < 16; ++k) {
-      if (g == groups) break;  // the row's padding words
-      if (c < chunks) {
-        if constexpr (kNibbles) {
-          // High nibbles as 16·code (one op instead of shift + mask): dot2 is 16 × their sum.
-          const __m512i lo = _mm512_and_si512(v[k], low_nibbles);
-          const __m512i hi16 = _mm512_and_si512(v[k], high_nibbles);
-          dot = _mm512_dpbusd_epi32(dot, lo, _mm512_set1_epi32(Load32(xg + 8 * c)));
-          dot2 = _mm512_dpbusd_epi32(dot2, hi16, _mm512_set1_epi32(Load32(xg + 8 * c + 4)));
-        } else {
-          dot = _mm512_dpbusd_epi32(dot, v[k], _mm512_set1_epi32(Load32(xg + 4 * c)));
-        }
-        ++c;
-        continue;
-      }
-      // The metadata word: the epilogue of group g, as TileAvx512's.
-      const __m512i meta = v[k];
+    // u[b] lane L dword m = row 4b+m's words 4L..4L+3.
+    __m512i u[4];
+    for (int b = 0; b < 4; ++b)
+      u[b] = _mm512_add_epi32(_mm512_unpacklo_epi64(t[2 * b], t[2 * b + 1]),
+                              _mm512_unpackhi_epi64(t[2 * b], t[2 * b + 1]));
+    const __m512i v0 = _mm512_shuffle_i32x4(u[0], u[1], 0x44), v1 = _mm512_shuffle_i32x4(u[0], u[1], 0xEE);
+    const __m512i v2 = _mm512_shuffle_i32x4(u[2], u[3], 0x44), v3 = _mm512_shuffle_i32x4(u[2], u[3], 0xEE);
+    const __m512i sums[4] = {_mm512_shuffle_i32x4(v0, v2, 0x88), _mm512_shuffle_i32x4(v0, v2, 0xDD),
+                             _mm512_shuffle_i32x4(v1, v3, 0x88), _mm512_shuffle_i32x4(v1, v3, 0xDD)};
+    for (int l = 0; l < 4 && g < groups; ++l) {
+      dot = _mm512_add_epi32(dot, sums[l]);
+      if (++lane < lanes) continue;
+      const __m512i meta = _mm512_load_si512(metas + 16 * g);
       const __m512 ws =
           w.has_scale_codes
               ? _mm512_mul_ps(_mm512_mul_ps(row_scales, _mm512_cvtepi32_ps(_mm512_and_si512(meta, low_byte))),
                               _mm512_set1_ps(1.f / 255.f))
               : _mm512_cvtph_ps(_mm512_cvtepi32_epi16(meta));
       const __m512i zero = w.has_zeros ? _mm512_and_si512(_mm512_srli_epi32(meta, 16), low_byte) : symmetric_zero;
-      const __m512i sum = kNibbles ? _mm512_add_epi32(dot, _mm512_srai_epi32(dot2, 4)) : dot;  // exact: 16 | dot2
-      const __m512i d = _mm512_sub_epi32(_mm512_slli_epi32(sum, static_cast<unsigned>(frac)),
+      const __m512i d = _mm512_sub_epi32(_mm512_slli_epi32(dot, static_cast<unsigned>(frac)),
                                          _mm512_mullo_epi32(zero, _mm512_set1_epi32(x.sums[g])));
       const __m512 factor = _mm512_mul_ps(ws, _mm512_set1_ps(x.scales[g] * inv_frac));
       acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), factor, acc);
-      dot = dot2 = _mm512_setzero_si512();
+      dot = _mm512_setzero_si512();
+      lane = 0;
       ++g;
-      c = 0;
-      xg += w.group;
     }
   }
   _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << valid) - 1), acc);
 }
 
+// The activations of row 0 arranged as the words: xlo word c = the columns of word c's low
+// nibbles (or of its 4 bytes), xhi word c = those of its high nibbles; zero past `in`.
+struct RowActivations {
+  CacheLineVector<int8_t> lo, hi;
+  CacheLineVector<uint32_t> metas;  // a batch's transposed steps and zeros
+};
+
+void ArrangeActivations(const SparseRowsLayout& w, const Int8Activations& x, RowActivations& out) {
+  const size_t n = static_cast<size_t>(4 * w.row_words);
+  out.lo.assign(n, 0);
+  out.hi.assign(n, 0);
+  const int8_t* q = x.row(0);
+  if (!w.nibbles()) {
+    std::memcpy(out.lo.data(), q, static_cast<size_t>(w.in));
+    return;
+  }
+  for (int64_t c = 0; c < w.in / 8; ++c) {
+    std::memcpy(out.lo.data() + 4 * c, q + 8 * c, 4);
+    std::memcpy(out.hi.data() + 4 * c, q + 8 * c + 4, 4);
+  }
+}
+
 template <bool kNibbles>
 ACCULLM_SPARSE_AVX512_TARGET void RowsAvx512(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept,
                                              int64_t k_begin, int64_t k_end, float* y) {
+  thread_local RowActivations arranged;
+  ArrangeActivations(w, x, arranged);
+  arranged.metas.resize(static_cast<size_t>(16 * w.meta_stride));
   for (int64_t k = k_begin; k < k_end; k += 16) {
     const int valid = static_cast<int>(std::min<int64_t>(16, k_end - k));
     int32_t rows[16];
     for (int r = 0; r < 16; ++r) rows[r] = r < valid ? kept[k + r] : static_cast<int32_t>(w.out);  // the zero row
-    RowBatchAvx512<kNibbles>(w, x, rows, y + k, valid);
+    // The next batch's first code lines (RowWordDots prefetches the rest as it goes) and its
+    // steps and zeros: 32 streams that start cold otherwise.
+    for (int64_t r = k + 16; r < std::min(k_end, k + 32); ++r) {
+      const char* codes = reinterpret_cast<const char*>(w.row(kept[r]));
+      for (int64_t line = 0; line < std::min<int64_t>(4, w.row_words / 16); ++line)
+        _mm_prefetch(codes + 64 * line, _MM_HINT_T0);
+      const char* meta = reinterpret_cast<const char*>(w.meta.data() + kept[r] * w.meta_stride);
+      for (int64_t byte = 0; byte < 4 * w.meta_stride; byte += 64) _mm_prefetch(meta + byte, _MM_HINT_T0);
+    }
+    RowBatchAvx512<kNibbles>(w, x, arranged.lo.data(), arranged.hi.data(), arranged.metas.data(), rows, y + k, valid);
   }
 }
 
@@ -377,6 +434,10 @@ ACCULLM_SPARSE_AVX512_TARGET void DownAvx512(const SparseColumnsLayout& w, const
 bool SparseRowsInt8Avx512(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
                           int64_t k_end, float* y) {
   if (DetectedIsa() < Isa::kAvx512) return false;
+  if (w.group_words() % 4 != 0) {  // groups that are not whole 128-bit lanes of words
+    SparseRowsInt8Scalar(w, x, kept, k_begin, k_end, y);
+    return true;
+  }
   if (w.nibbles()) RowsAvx512<true>(w, x, kept, k_begin, k_end, y);
   else RowsAvx512<false>(w, x, kept, k_begin, k_end, y);
   return true;

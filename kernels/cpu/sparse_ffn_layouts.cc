@@ -44,34 +44,35 @@ SparseRowsLayout AllocateSparseRows(const LowBitMatrix& m) {
   w.has_zeros = m.zeros != nullptr;
   w.zero_frac_bits = w.has_zeros ? m.zero_frac_bits : 0;
   w.has_scale_codes = m.scale_codes != nullptr;
-  const int64_t unpadded = w.groups() * (w.group_chunks() + 1);
-  w.row_words = (unpadded + 15) / 16 * 16;
+  w.row_words = (w.in / w.chunk_columns() + 15) / 16 * 16;
   w.words.assign(static_cast<size_t>((w.out + 1) * w.row_words), 0u);
+  w.meta_stride = (w.groups() + 15) / 16 * 16;
+  w.meta.assign(static_cast<size_t>((w.out + 1) * w.meta_stride), 0u);
   if (w.has_scale_codes) w.row_scales.assign(static_cast<size_t>(w.out + 1), 0.f);
   return w;
 }
 
 void FillSparseRows(const LowBitMatrix& m, int64_t row_begin, int64_t row_end, SparseRowsLayout& w) {
-  const int64_t groups = w.groups(), chunks = w.group_chunks(), cols = w.chunk_columns();
+  const int64_t groups = w.groups(), cols = w.chunk_columns();
   std::vector<uint8_t> codes(static_cast<size_t>(m.in));
   for (int64_t o = row_begin; o < std::min(row_end, m.out); ++o) {
     UnpackRow(m, o, codes.data());
     uint32_t* dst = w.words.data() + o * w.row_words;
+    for (int64_t c = 0; c < m.in / cols; ++c) {
+      const uint8_t* col = codes.data() + c * cols;
+      uint32_t word = 0;
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t byte = w.nibbles() ? (col[j] | (col[4 + j] << 4)) : col[j];
+        word |= byte << (8 * j);
+      }
+      dst[c] = word;
+    }
     if (w.has_scale_codes) w.row_scales[o] = F16ToF32(m.row_scales[o]);
     for (int64_t g = 0; g < groups; ++g) {
-      const uint8_t* col = codes.data() + g * m.group;
-      for (int64_t c = 0; c < chunks; ++c, col += cols) {
-        uint32_t word = 0;
-        for (int j = 0; j < 4; ++j) {
-          const uint32_t byte = w.nibbles() ? (col[j] | (col[4 + j] << 4)) : col[j];
-          word |= byte << (8 * j);
-        }
-        *dst++ = word;
-      }
       const int64_t at = o * groups + g;
       uint32_t meta = w.has_scale_codes ? m.scale_codes[at] : m.scales[at];
       if (w.has_zeros) meta |= static_cast<uint32_t>(m.zeros[at]) << 16;
-      *dst++ = meta;
+      w.meta[static_cast<size_t>(o * w.meta_stride + g)] = meta;
     }
   }
 }

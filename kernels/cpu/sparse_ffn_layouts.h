@@ -3,17 +3,15 @@
 // that skipping an FFN neuron skips its bytes.
 //
 // Gate and up (rows = neurons): the dense tiles interleave 16 rows per 64-byte chunk, so a
-// skipped row saves no byte there. Here every row is contiguous, a stream of 32-bit words,
-// per group: its code words in column order (codes of at most 4 bits: one word per 8 columns
-// c..c+7, byte j holding column c+j in its low nibble and c+4+j in its high one — the tiles'
-// nibble order; 5 to 8 bits: one word per 4 columns, byte j = column c+j), then one metadata
-// word (bits 0..15: the F16 step, or the 8-bit step code in bits 0..7; bits 16..23: the zero
-// byte). Rows are padded with zero words to a multiple of 16 words (a cache line), so 16 kept
-// rows load as 16 full lines and transpose in registers into exactly the tiles' chunks (the
-// kernel then runs the tiles' inner loop and epilogue). The metadata word costs 4 bytes per
-// (row, group) where the tiles store 2 or 3: at 4 bits g32 a row is 20 bytes per group
-// against the tiles' 18–19. Row `out` is all zero: the padding row a short batch of kept
-// rows runs (its result is dropped).
+// skipped row saves no byte there. Here every row's codes are contiguous, as 32-bit words in
+// column order (codes of at most 4 bits: one word per 8 columns c..c+7, byte j holding column
+// c+j in its low nibble and c+4+j in its high one — the tiles' nibble order; 5 to 8 bits: one
+// word per 4 columns, byte j = column c+j), the row padded with zero words to a multiple of 16
+// words (one cache line), so a kept row costs exactly its lines. Steps and zero points sit
+// apart, one 32-bit word per (row, group) (bits 0..15: the F16 step, or the 8-bit step code in
+// bits 0..7; bits 16..23: the zero byte), rows padded to 16 words, transposed in registers
+// for 16 kept rows at once: 4 bytes where the tiles store 2 or 3 (at 4 bits g32 a row costs 20 bytes per group against
+// the tiles' 18–19). Row `out` is all zero: the padding row a short batch of kept rows runs (result dropped).
 //
 // Down (reduction over neurons): neuron-major. Neuron j's codes for every output i form one
 // contiguous strip (out rounded up to 128 outputs: 64 bytes per 128 outputs at ≤ 4 bits, 128
@@ -27,12 +25,33 @@
 // segments, the first in the low nibbles, the second in the high ones.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 #include "kernels/low_bit_matrix.h"
 
 namespace accullm::kernels {
+
+// Allocates on 64-byte boundaries: rows and strips are multiples of a cache line, so every
+// 64-byte load of the kernels is one line (std::vector's default allocation of a large array
+// sits 16 bytes past a page boundary: every load would straddle two lines).
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete (p, std::align_val_t{64}); }
+  template <typename U>
+  bool operator==(const CacheLineAllocator<U>&) const {
+    return true;
+  }
+};
+template <typename T>
+using CacheLineVector = std::vector<T, CacheLineAllocator<T>>;
 
 // ---- Gate / up: row-granular ----
 
@@ -42,16 +61,18 @@ struct SparseRowsLayout {
   int zero_frac_bits = 0;  // 0 when symmetric
   bool has_zeros = false;
   bool has_scale_codes = false;
-  int64_t row_words = 0;          // words per row: groups · (chunks per group + 1), padded to 16
-  std::vector<uint32_t> words;    // [out + 1, row_words]; row `out` is the all-zero padding row
-  std::vector<float> row_scales;  // [out + 1] with scale codes (F16 widened: exact), else empty
+  int64_t row_words = 0;            // in / chunk_columns() rounded up to 16
+  CacheLineVector<uint32_t> words;  // [out + 1, row_words]; row `out` is the all-zero padding row
+  int64_t meta_stride = 0;          // groups rounded up to 16 (a cache line per 16 groups)
+  CacheLineVector<uint32_t> meta;   // [out + 1, meta_stride]: step (or step code) | zero << 16
+  std::vector<float> row_scales;    // [out + 1] with scale codes (F16 widened: exact), else empty
 
   int64_t groups() const { return in / group; }
   bool nibbles() const { return bits <= 4; }
   int64_t chunk_columns() const { return nibbles() ? 8 : 4; }
-  int64_t group_chunks() const { return group / chunk_columns(); }
+  int64_t group_words() const { return group / chunk_columns(); }
   const uint32_t* row(int64_t r) const { return words.data() + r * row_words; }
-  size_t bytes() const { return 4 * words.size() + 4 * row_scales.size(); }
+  size_t bytes() const { return 4 * words.size() + 4 * meta.size() + 4 * row_scales.size(); }
 };
 
 // Sized and zeroed (the padding row included), then rows [row_begin, row_end) filled from `m`
