@@ -145,15 +145,11 @@ ACCULLM_SPARSE_AVX512_TARGET inline void Transpose16x16(__m512i (&r)[16]) {
   }
 }
 
-// 16 row streams at once are more than the hardware prefetchers follow well.
-inline constexpr int64_t kRowPrefetchWords = 16 * 4;  // four cache lines ahead
-
 // The 4-byte products of one row's 16 code words (one cache line) with the activations
 // arranged to match (xl: word c's low-nibble columns or its 4 byte columns; xh: its high-nibble
 // columns): lane c = the exact int32 dot of word c.
 template <bool kNibbles>
 ACCULLM_SPARSE_AVX512_TARGET inline __m512i RowWordDots(const uint32_t* words, __m512i xl, __m512i xh) {
-  _mm_prefetch(reinterpret_cast<const char*>(words + kRowPrefetchWords), _MM_HINT_T0);
   const __m512i v = _mm512_load_si512(words);
   if constexpr (kNibbles) {
     const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
@@ -174,16 +170,20 @@ ACCULLM_SPARSE_AVX512_TARGET inline __m512i RowWordDots(const uint32_t* words, _
 template <bool kNibbles>
 ACCULLM_SPARSE_AVX512_TARGET void RowBatchAvx512(const SparseRowsLayout& w, const Int8Activations& x, const int8_t* xlo,
                                                  const int8_t* xhi, uint32_t* metas, const int32_t (&rows)[16],
-                                                 float* y, int valid) {
+                                                 const int32_t (&next_rows)[16], float* y, int valid) {
   const int64_t groups = w.groups(), lanes = w.group_words() / 4;
   const int frac = w.zero_frac_bits;
   const float inv_frac = 1.f / static_cast<float>(1 << frac);
   const __m512i low_byte = _mm512_set1_epi32(0xFF);
   const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
+  // 16 row streams at once are more than the hardware prefetchers follow: the next batch's
+  // rows are fetched line by line along this batch's (a batch ahead).
   const uint32_t* src[16];
+  const uint32_t* next[16];
   alignas(64) float row_scale[16];
   for (int r = 0; r < 16; ++r) {
     src[r] = w.row(rows[r]);
+    next[r] = w.row(next_rows[r]);
     row_scale[r] = w.has_scale_codes ? w.row_scales[rows[r]] : 0.f;
   }
   const __m512 row_scales = _mm512_load_ps(row_scale);
@@ -199,6 +199,7 @@ ACCULLM_SPARSE_AVX512_TARGET void RowBatchAvx512(const SparseRowsLayout& w, cons
   __m512i dot = _mm512_setzero_si512();
   int64_t g = 0, lane = 0;  // the group the next lane sum belongs to, and its lanes so far
   for (int64_t at = 0; g < groups; at += 16) {
+    for (int r = 0; r < 16; ++r) _mm_prefetch(reinterpret_cast<const char*>(next[r] + at), _MM_HINT_T1);
     const __m512i xl = _mm512_load_si512(xlo + 4 * at);
     const __m512i xh = kNibbles ? _mm512_load_si512(xhi + 4 * at) : xl;
     // Rows in pairs: t[p] lane L = (a_2p, a_2p+1, b_2p, b_2p+1), a = words 4L + 4L+2, b = 4L+1 + 4L+3.
@@ -271,16 +272,15 @@ ACCULLM_SPARSE_AVX512_TARGET void RowsAvx512(const SparseRowsLayout& w, const In
     const int valid = static_cast<int>(std::min<int64_t>(16, k_end - k));
     int32_t rows[16];
     for (int r = 0; r < 16; ++r) rows[r] = r < valid ? kept[k + r] : static_cast<int32_t>(w.out);  // the zero row
-    // The next batch's first code lines (RowWordDots prefetches the rest as it goes) and its
-    // steps and zeros: 32 streams that start cold otherwise.
+    // The next batch's rows (the zero row past the end) and its steps and zeros.
+    int32_t next_rows[16];
+    for (int r = 0; r < 16; ++r) next_rows[r] = k + 16 + r < k_end ? kept[k + 16 + r] : static_cast<int32_t>(w.out);
     for (int64_t r = k + 16; r < std::min(k_end, k + 32); ++r) {
-      const char* codes = reinterpret_cast<const char*>(w.row(kept[r]));
-      for (int64_t line = 0; line < std::min<int64_t>(4, w.row_words / 16); ++line)
-        _mm_prefetch(codes + 64 * line, _MM_HINT_T0);
       const char* meta = reinterpret_cast<const char*>(w.meta.data() + kept[r] * w.meta_stride);
       for (int64_t byte = 0; byte < 4 * w.meta_stride; byte += 64) _mm_prefetch(meta + byte, _MM_HINT_T0);
     }
-    RowBatchAvx512<kNibbles>(w, x, arranged.lo.data(), arranged.hi.data(), arranged.metas.data(), rows, y + k, valid);
+    RowBatchAvx512<kNibbles>(w, x, arranged.lo.data(), arranged.hi.data(), arranged.metas.data(), rows, next_rows,
+                             y + k, valid);
   }
 }
 
@@ -366,9 +366,9 @@ ACCULLM_SPARSE_AVX512_TARGET void DownAvx512(const SparseColumnsLayout& w, const
       const bool first = i == ib;
       for (int64_t b = 0; b < blocks; ++b) {
         for (int t = 0; t < prefetched; ++t) {
-          _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes), _MM_HINT_T1);
           if constexpr (!kNibbles)
-            _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes + 64), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes + 64), _MM_HINT_T1);
         }
         int32_t* d = dot + b * kSparseDownBlockOutputs;
         __m512i sums[8];

@@ -17,7 +17,17 @@
 // its outlier channels marked exact, as the dense path does.
 //
 // Variants: a scalar reference (any CPU) and AVX-512 VNNI. There is no AVX2 variant yet: at
-// ActiveIsa() == kAvx2 the dispatchers run the scalar references.
+// ActiveIsa() == kAvx2 the dispatchers run the scalar references. The AVX-512 gate/up kernel
+// needs groups of whole 128-bit lanes of words (group a multiple of 32 columns at ≤ 4 bits, of
+// 16 at 5–8 bits); other groups run the scalar reference there too.
+// Gate/up, AVX-512: 16 kept rows at a time, each row's 64-byte lines multiplied in place by
+// the activations arranged to match (vpdpbusd), the int32 results transposed and summed into
+// per-group sums with one lane per row, then the tiles' epilogue. That costs ~1.4x the dense
+// kernel's instructions per row, and 16 row streams prefetch worse than one: see
+// bench/sparse_ffn_bench.cc for what it buys.
+// Down, AVX-512: per group, eight nonzero neurons per pass; their strips' bytes interleaved
+// four by four (unpack epi8/epi16) into dwords of one output's four codes, vpdpbusd against
+// the four activation codes, int32 sums kept in L1 for the thread's outputs.
 // Threads: the caller splits gate/up over ranges of the kept list (multiples of 16 waste no
 // padding rows) and down over ranges of its 128-output blocks.
 #pragma once

@@ -9,9 +9,10 @@
 // word per 4 columns, byte j = column c+j), the row padded with zero words to a multiple of 16
 // words (one cache line), so a kept row costs exactly its lines. Steps and zero points sit
 // apart, one 32-bit word per (row, group) (bits 0..15: the F16 step, or the 8-bit step code in
-// bits 0..7; bits 16..23: the zero byte), rows padded to 16 words, transposed in registers
-// for 16 kept rows at once: 4 bytes where the tiles store 2 or 3 (at 4 bits g32 a row costs 20 bytes per group against
-// the tiles' 18–19). Row `out` is all zero: the padding row a short batch of kept rows runs (result dropped).
+// bits 0..7; bits 16..23: the zero byte), each row's words padded to a multiple of 16 and
+// transposed in registers for 16 kept rows at once: 4 bytes where the tiles store 2 or 3 (at
+// 4 bits g32 a row costs 20 bytes per group against the tiles' 18–19). Row `out` is all zero:
+// the padding row a short batch of kept rows runs (its result is dropped).
 //
 // Down (reduction over neurons): neuron-major. Neuron j's codes for every output i form one
 // contiguous strip (out rounded up to 128 outputs: 64 bytes per 128 outputs at ≤ 4 bits, 128
