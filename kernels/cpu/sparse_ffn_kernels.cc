@@ -49,7 +49,7 @@ void SparseRowsInt8Scalar(const SparseRowsLayout& w, const Int8Activations& x, c
           else dot += byte * xg[4 * c + j];
         }
       }
-      const uint32_t meta = w.meta[static_cast<size_t>(row * w.meta_stride + g)];
+      const uint32_t meta = w.row_meta(row)[g];
       const int32_t zero = w.has_zeros ? static_cast<int32_t>((meta >> 16) & 0xFF) : (1 << (w.bits - 1));
       const int32_t d = dot * (1 << frac) - zero * x.sums[g];
       const float ws = w.has_scale_codes ? U8GroupScale(w.row_scales[row], static_cast<uint8_t>(meta & 0xFF))
@@ -191,7 +191,7 @@ ACCULLM_SPARSE_AVX512_TARGET void RowBatchAvx512(const SparseRowsLayout& w, cons
   // word of group g.
   for (int64_t g0 = 0; g0 < w.meta_stride; g0 += 16) {
     __m512i v[16];
-    for (int r = 0; r < 16; ++r) v[r] = _mm512_load_si512(w.meta.data() + rows[r] * w.meta_stride + g0);
+    for (int r = 0; r < 16; ++r) v[r] = _mm512_load_si512(w.row_meta(rows[r]) + g0);
     Transpose16x16(v);
     for (int k = 0; k < 16; ++k) _mm512_store_si512(metas + 16 * (g0 + k), v[k]);
   }
@@ -276,7 +276,7 @@ ACCULLM_SPARSE_AVX512_TARGET void RowsAvx512(const SparseRowsLayout& w, const In
     int32_t next_rows[16];
     for (int r = 0; r < 16; ++r) next_rows[r] = k + 16 + r < k_end ? kept[k + 16 + r] : static_cast<int32_t>(w.out);
     for (int64_t r = k + 16; r < std::min(k_end, k + 32); ++r) {
-      const char* meta = reinterpret_cast<const char*>(w.meta.data() + kept[r] * w.meta_stride);
+      const char* meta = reinterpret_cast<const char*>(w.row_meta(kept[r]));
       for (int64_t byte = 0; byte < 4 * w.meta_stride; byte += 64) _mm_prefetch(meta + byte, _MM_HINT_T0);
     }
     RowBatchAvx512<kNibbles>(w, x, arranged.lo.data(), arranged.hi.data(), arranged.metas.data(), rows, next_rows,

@@ -45,9 +45,9 @@ SparseRowsLayout AllocateSparseRows(const LowBitMatrix& m) {
   w.zero_frac_bits = w.has_zeros ? m.zero_frac_bits : 0;
   w.has_scale_codes = m.scale_codes != nullptr;
   w.row_words = (w.in / w.chunk_columns() + 15) / 16 * 16;
-  w.words.assign(static_cast<size_t>((w.out + 1) * w.row_words), 0u);
   w.meta_stride = (w.groups() + 15) / 16 * 16;
-  w.meta.assign(static_cast<size_t>((w.out + 1) * w.meta_stride), 0u);
+  w.row_stride = w.row_words + w.meta_stride;
+  w.words.assign(static_cast<size_t>((w.out + 1) * w.row_stride), 0u);
   if (w.has_scale_codes) w.row_scales.assign(static_cast<size_t>(w.out + 1), 0.f);
   return w;
 }
@@ -57,7 +57,7 @@ void FillSparseRows(const LowBitMatrix& m, int64_t row_begin, int64_t row_end, S
   std::vector<uint8_t> codes(static_cast<size_t>(m.in));
   for (int64_t o = row_begin; o < std::min(row_end, m.out); ++o) {
     UnpackRow(m, o, codes.data());
-    uint32_t* dst = w.words.data() + o * w.row_words;
+    uint32_t* dst = w.words.data() + o * w.row_stride;
     for (int64_t c = 0; c < m.in / cols; ++c) {
       const uint8_t* col = codes.data() + c * cols;
       uint32_t word = 0;
@@ -72,7 +72,7 @@ void FillSparseRows(const LowBitMatrix& m, int64_t row_begin, int64_t row_end, S
       const int64_t at = o * groups + g;
       uint32_t meta = w.has_scale_codes ? m.scale_codes[at] : m.scales[at];
       if (w.has_zeros) meta |= static_cast<uint32_t>(m.zeros[at]) << 16;
-      w.meta[static_cast<size_t>(o * w.meta_stride + g)] = meta;
+      dst[w.row_words + g] = meta;
     }
   }
 }

@@ -7,12 +7,11 @@
 // column order (codes of at most 4 bits: one word per 8 columns c..c+7, byte j holding column
 // c+j in its low nibble and c+4+j in its high one — the tiles' nibble order; 5 to 8 bits: one
 // word per 4 columns, byte j = column c+j), the row padded with zero words to a multiple of 16
-// words (one cache line), so a kept row costs exactly its lines. Steps and zero points sit
-// apart, one 32-bit word per (row, group) (bits 0..15: the F16 step, or the 8-bit step code in
-// bits 0..7; bits 16..23: the zero byte), each row's words padded to a multiple of 16 and
-// transposed in registers for 16 kept rows at once: 4 bytes where the tiles store 2 or 3 (at
-// 4 bits g32 a row costs 20 bytes per group against the tiles' 18–19). Row `out` is all zero:
-// the padding row a short batch of kept rows runs (its result is dropped).
+// words (one cache line), so a kept row costs exactly its lines. Its steps and zero points
+// follow its codes, one 32-bit word per group (bits 0..15: the F16 step, or the 8-bit step code in
+// bits 0..7; bits 16..23: the zero byte), padded to a multiple of 16 words and transposed in registers for 16 kept rows
+// at once: 4 bytes where the tiles store 2 or 3 (at 4 bits g32 a row costs 20 bytes per group against the tiles'
+// 18–19). Row `out` is all zero: the padding row a short batch of kept rows runs (its result is dropped).
 //
 // Down (reduction over neurons): neuron-major. Neuron j's codes for every output i form one
 // contiguous strip (out rounded up to 128 outputs: 64 bytes per 128 outputs at ≤ 4 bits, 128
@@ -62,18 +61,21 @@ struct SparseRowsLayout {
   int zero_frac_bits = 0;  // 0 when symmetric
   bool has_zeros = false;
   bool has_scale_codes = false;
-  int64_t row_words = 0;            // in / chunk_columns() rounded up to 16
-  CacheLineVector<uint32_t> words;  // [out + 1, row_words]; row `out` is the all-zero padding row
-  int64_t meta_stride = 0;          // groups rounded up to 16 (a cache line per 16 groups)
-  CacheLineVector<uint32_t> meta;   // [out + 1, meta_stride]: step (or step code) | zero << 16
-  std::vector<float> row_scales;    // [out + 1] with scale codes (F16 widened: exact), else empty
+  int64_t row_words = 0;    // code words per row: in / chunk_columns() rounded up to 16
+  int64_t meta_stride = 0;  // metadata words per row: groups rounded up to 16
+  int64_t row_stride = 0;   // row_words + meta_stride
+  // [out + 1, row_stride]: per row its code words, then its metadata words (step, or step
+  // code, | zero << 16), so a kept row is one contiguous run of lines. Row `out` is all zero.
+  CacheLineVector<uint32_t> words;
+  std::vector<float> row_scales;  // [out + 1] with scale codes (F16 widened: exact), else empty
 
   int64_t groups() const { return in / group; }
   bool nibbles() const { return bits <= 4; }
   int64_t chunk_columns() const { return nibbles() ? 8 : 4; }
   int64_t group_words() const { return group / chunk_columns(); }
-  const uint32_t* row(int64_t r) const { return words.data() + r * row_words; }
-  size_t bytes() const { return 4 * words.size() + 4 * meta.size() + 4 * row_scales.size(); }
+  const uint32_t* row(int64_t r) const { return words.data() + r * row_stride; }
+  const uint32_t* row_meta(int64_t r) const { return row(r) + row_words; }
+  size_t bytes() const { return 4 * words.size() + 4 * row_scales.size(); }
 };
 
 // Sized and zeroed (the padding row included), then rows [row_begin, row_end) filled from `m`
