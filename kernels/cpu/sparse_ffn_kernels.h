@@ -22,9 +22,9 @@
 // 16 at 5–8 bits); other groups run the scalar reference there too.
 // Gate/up, AVX-512: 16 kept rows at a time, each row's 64-byte lines multiplied in place by
 // the activations arranged to match (vpdpbusd), the int32 results transposed and summed into
-// per-group sums with one lane per row, then the tiles' epilogue. That costs ~1.4x the dense
-// kernel's instructions per row, and 16 row streams prefetch worse than one: see
-// bench/sparse_ffn_bench.cc for what it buys.
+// per-group sums with one lane per row, then the tiles' epilogue. A kept row costs ~1.3–1.6x
+// what the dense kernel spends per row (the transposition, and 16 row streams fetched a batch
+// ahead by software): the sparse path pays off from ~50% skipped (bench/sparse_ffn_bench.cc).
 // Down, AVX-512: per group, eight nonzero neurons per pass; their strips' bytes interleaved
 // four by four (unpack epi8/epi16) into dwords of one output's four codes, vpdpbusd against
 // the four activation codes, int32 sums kept in L1 for the thread's outputs.
