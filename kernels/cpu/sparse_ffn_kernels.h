@@ -1,0 +1,75 @@
+// Sparse FFN kernels for decode (one activation row): gate and up only for the kept neurons,
+// down reading only the kept neurons' weights, each giving the bits of the dense integer
+// kernel (low_bit_int8_kernels.h) over the same stored weights:
+//   - gate/up: y[k] for kept row kept[k] equals LowBitInt8Rows' output for that row on the
+//     same Int8Activations (x.block = group);
+//   - down: y equals LowBitInt8Rows' output on x = QuantizeInt8Blocks(h masked: +0.0f at
+//     skipped neurons). A neuron whose code is 0 (every skipped one, and kept ones that round
+//     to 0) adds exactly 0 to the exact int32 group sums, so its strip is not read; each
+//     (output, group) then gets the dense epilogue, in group order. A group whose codes are
+//     all 0 has d = 0, and fma(0, factor, acc) is acc + 0.f for a finite factor ≥ 0: the
+//     kernels skip its steps and zeros too and add +0.f once instead (which only turns −0.f
+//     into +0.f, as the dense fma would), unless a step or activation scale could make the
+//     factor non-finite (then the group runs the dense epilogue).
+// Layouts: sparse_ffn_layouts.h. Code widths 3–8 bits (≤ 4 by nibbles), symmetric or zero
+// points, F16 or 8-bit steps: whatever LowBitTilesRefusal accepts. Outlier columns and bias
+// are not here: the caller adds them (LowBitLinear::AddOutliersAndBias), and quantizes x with
+// its outlier channels marked exact, as the dense path does.
+//
+// Variants: a scalar reference (any CPU) and AVX-512 VNNI. There is no AVX2 variant yet: at
+// ActiveIsa() == kAvx2 the dispatchers run the scalar references. The AVX-512 gate/up kernel
+// needs groups of whole 128-bit lanes of words (group a multiple of 32 columns at ≤ 4 bits, of
+// 16 at 5–8 bits); other groups run the scalar reference there too.
+// Gate/up, AVX-512: 16 kept rows at a time, each row's 64-byte lines multiplied in place by
+// the activations arranged to match (vpdpbusd), the int32 results transposed and summed into
+// per-group sums with one lane per row, then the tiles' epilogue. A kept row costs ~1.3–1.6x
+// what the dense kernel spends per row (the transposition, and 16 row streams fetched a batch
+// ahead by software): the sparse path pays off from ~50% skipped (bench/sparse_ffn_bench.cc).
+// Down, AVX-512: per group, eight nonzero neurons per pass; their strips' bytes interleaved
+// four by four (unpack epi8/epi16) into dwords of one output's four codes, vpdpbusd against
+// the four activation codes, int32 sums kept in L1 for the thread's outputs.
+// Threads: the caller splits gate/up over ranges of the kept list (multiples of 16 waste no
+// padding rows) and down over ranges of its 128-output blocks.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu/int8_activations.h"
+#include "kernels/cpu/sparse_ffn_layouts.h"
+
+namespace accullm::kernels {
+
+// ---- Gate / up ----
+
+// y[k] = row kept[k]'s output for k in [k_begin, k_end), on activation row 0 of x (x.rows is
+// 1 at decode; x.block == w.group). kept[k] < w.out, any order.
+void SparseRowsInt8(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
+                    int64_t k_end, float* y);
+void SparseRowsInt8Scalar(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
+                          int64_t k_end, float* y);
+// False (nothing written) when not built or not supported by this CPU.
+bool SparseRowsInt8Avx512(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
+                          int64_t k_end, float* y);
+
+// ---- Down ----
+
+// The neurons whose activation code is nonzero in row 0 of x, per group: what down reads.
+// Made once per token and shared by the threads.
+struct SparseNeurons {
+  std::vector<int32_t> neurons;      // ascending
+  std::vector<int32_t> group_begin;  // [groups + 1]: group g's neurons are [begin[g], begin[g+1])
+};
+void FindNonzeroNeurons(const Int8Activations& x, SparseNeurons& out);
+
+// y[o] for the outputs o < w.out of blocks [block_begin, block_end) (128 outputs each), on
+// activation row 0 of x (the quantized masked h; x.block == w.group) whose nonzero codes
+// `nonzero` lists.
+void SparseDownInt8(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
+                    int64_t block_begin, int64_t block_end, float* y);
+void SparseDownInt8Scalar(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
+                          int64_t block_begin, int64_t block_end, float* y);
+bool SparseDownInt8Avx512(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
+                          int64_t block_begin, int64_t block_end, float* y);
+
+}  // namespace accullm::kernels

@@ -1,0 +1,145 @@
+#include "kernels/cpu/sparse_ffn_layouts.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/dtype.h"
+
+namespace accullm::kernels {
+
+namespace {
+
+// Row o's codes, one per byte.
+void UnpackRow(const LowBitMatrix& m, int64_t o, uint8_t* dst) {
+  const uint8_t* row = m.codes + o * CodeRowBytes(m.in, m.bits);
+  for (int64_t i = 0; i < m.in; ++i) dst[i] = static_cast<uint8_t>(ReadCode(row, i, m.bits));
+}
+
+bool StepsFiniteNonnegative(const LowBitMatrix& m) {
+  const int64_t groups = m.out * m.groups_per_row();
+  if (m.scale_codes != nullptr) {
+    for (int64_t o = 0; o < m.out; ++o) {
+      const float s = F16ToF32(m.row_scales[o]);
+      if (!(std::isfinite(s) && s >= 0.f)) return false;
+    }
+    return true;
+  }
+  for (int64_t i = 0; i < groups; ++i) {
+    const float s = F16ToF32(m.scales[i]);
+    if (!(std::isfinite(s) && s >= 0.f)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// ---- Gate / up ----
+
+SparseRowsLayout AllocateSparseRows(const LowBitMatrix& m) {
+  SparseRowsLayout w;
+  w.out = m.out;
+  w.in = m.in;
+  w.group = m.group;
+  w.bits = m.bits;
+  w.has_zeros = m.zeros != nullptr;
+  w.zero_frac_bits = w.has_zeros ? m.zero_frac_bits : 0;
+  w.has_scale_codes = m.scale_codes != nullptr;
+  w.row_words = (w.in / w.chunk_columns() + 15) / 16 * 16;
+  w.meta_stride = (w.groups() + 15) / 16 * 16;
+  w.row_stride = w.row_words + w.meta_stride;
+  w.words.assign(static_cast<size_t>((w.out + 1) * w.row_stride), 0u);
+  if (w.has_scale_codes) w.row_scales.assign(static_cast<size_t>(w.out + 1), 0.f);
+  return w;
+}
+
+void FillSparseRows(const LowBitMatrix& m, int64_t row_begin, int64_t row_end, SparseRowsLayout& w) {
+  const int64_t groups = w.groups(), cols = w.chunk_columns();
+  std::vector<uint8_t> codes(static_cast<size_t>(m.in));
+  for (int64_t o = row_begin; o < std::min(row_end, m.out); ++o) {
+    UnpackRow(m, o, codes.data());
+    uint32_t* dst = w.words.data() + o * w.row_stride;
+    for (int64_t c = 0; c < m.in / cols; ++c) {
+      const uint8_t* col = codes.data() + c * cols;
+      uint32_t word = 0;
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t byte = w.nibbles() ? (col[j] | (col[4 + j] << 4)) : col[j];
+        word |= byte << (8 * j);
+      }
+      dst[c] = word;
+    }
+    if (w.has_scale_codes) w.row_scales[o] = F16ToF32(m.row_scales[o]);
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t at = o * groups + g;
+      uint32_t meta = w.has_scale_codes ? m.scale_codes[at] : m.scales[at];
+      if (w.has_zeros) meta |= static_cast<uint32_t>(m.zeros[at]) << 16;
+      dst[w.row_words + g] = meta;
+    }
+  }
+}
+
+SparseRowsLayout MakeSparseRows(const LowBitMatrix& m) {
+  SparseRowsLayout w = AllocateSparseRows(m);
+  FillSparseRows(m, 0, m.out, w);
+  return w;
+}
+
+// ---- Down ----
+
+SparseStripPosition SparseDownStripPosition(const SparseColumnsLayout& w, int64_t o) {
+  const int64_t segment = o / 64, r = o % 64;
+  const int64_t k = r / 16, lane = (r / 4) % 4, m = r % 4;  // r = 16k + 4·lane + m
+  const int64_t p = 16 * lane + 4 * k + m;
+  if (w.nibbles()) return {(segment / 2) * 64 + p, segment % 2 == 1};
+  return {segment * 64 + p, false};
+}
+
+SparseColumnsLayout AllocateSparseColumns(const LowBitMatrix& m) {
+  SparseColumnsLayout w;
+  w.out = m.out;
+  w.in = m.in;
+  w.group = m.group;
+  w.bits = m.bits;
+  w.zero_frac_bits = m.zeros != nullptr ? m.zero_frac_bits : 0;
+  w.out_padded = (m.out + kSparseDownBlockOutputs - 1) / kSparseDownBlockOutputs * kSparseDownBlockOutputs;
+  w.strip_bytes = w.nibbles() ? w.out_padded / 2 : w.out_padded;
+  w.codes.assign(static_cast<size_t>(w.in * w.strip_bytes), 0);
+  const size_t meta = static_cast<size_t>(w.groups() * w.out_padded);
+  if (m.scale_codes != nullptr) {
+    w.scale_codes.assign(meta, 0);
+    w.row_scales.assign(static_cast<size_t>(w.out_padded), 0.f);
+  } else {
+    w.scales.assign(meta, 0);
+  }
+  if (m.zeros != nullptr) w.zeros.assign(meta, 0);
+  w.steps_finite_nonnegative = StepsFiniteNonnegative(m);
+  return w;
+}
+
+void FillSparseColumns(const LowBitMatrix& m, int64_t block_begin, int64_t block_end, SparseColumnsLayout& w) {
+  const int64_t groups = w.groups();
+  std::vector<uint8_t> codes(static_cast<size_t>(m.in));
+  const int64_t o_end = std::min(m.out, block_end * kSparseDownBlockOutputs);
+  for (int64_t o = block_begin * kSparseDownBlockOutputs; o < o_end; ++o) {
+    UnpackRow(m, o, codes.data());
+    const SparseStripPosition at = SparseDownStripPosition(w, o);
+    for (int64_t j = 0; j < m.in; ++j) {
+      uint8_t& byte = w.codes[static_cast<size_t>(j * w.strip_bytes + at.byte)];
+      byte = static_cast<uint8_t>(byte | (at.high_nibble ? codes[j] << 4 : codes[j]));
+    }
+    if (m.scale_codes != nullptr) w.row_scales[o] = F16ToF32(m.row_scales[o]);
+    for (int64_t g = 0; g < groups; ++g) {
+      const size_t dst = static_cast<size_t>(g * w.out_padded + o);
+      if (m.scale_codes != nullptr) w.scale_codes[dst] = m.scale_codes[o * groups + g];
+      else w.scales[dst] = m.scales[o * groups + g];
+      if (m.zeros != nullptr) w.zeros[dst] = m.zeros[o * groups + g];
+    }
+  }
+}
+
+SparseColumnsLayout MakeSparseColumns(const LowBitMatrix& m) {
+  SparseColumnsLayout w = AllocateSparseColumns(m);
+  FillSparseColumns(m, 0, w.blocks(), w);
+  return w;
+}
+
+}  // namespace accullm::kernels

@@ -1,0 +1,130 @@
+// The layouts the sparse FFN kernels read (sparse_ffn_kernels.h): copies of a LowBitMatrix
+// (same codes, steps and zero points, so the same products as the dense tiles) arranged so
+// that skipping an FFN neuron skips its bytes.
+//
+// Gate and up (rows = neurons): the dense tiles interleave 16 rows per 64-byte chunk, so a
+// skipped row saves no byte there. Here every row's codes are contiguous, as 32-bit words in
+// column order (codes of at most 4 bits: one word per 8 columns c..c+7, byte j holding column
+// c+j in its low nibble and c+4+j in its high one — the tiles' nibble order; 5 to 8 bits: one
+// word per 4 columns, byte j = column c+j), the row padded with zero words to a multiple of 16
+// words (one cache line), so a kept row costs exactly its lines. Its steps and zero points
+// follow its codes, one 32-bit word per group (bits 0..15: the F16 step, or the 8-bit step code in
+// bits 0..7; bits 16..23: the zero byte), padded to a multiple of 16 words and transposed in registers for 16 kept rows
+// at once: 4 bytes where the tiles store 2 or 3 (at 4 bits g32 a row costs 20 bytes per group against the tiles'
+// 18–19). Row `out` is all zero: the padding row a short batch of kept rows runs (its result is dropped).
+//
+// Down (reduction over neurons): neuron-major. Neuron j's codes for every output i form one
+// contiguous strip (out rounded up to 128 outputs: 64 bytes per 128 outputs at ≤ 4 bits, 128
+// bytes at 5–8 bits), so a skipped neuron is a skipped strip (1 KB at 4 bits for 2048
+// outputs). Groups stay as in the dense pack: `group` consecutive neurons per output row, the
+// same steps and zero points, stored group-major ([groups, out_padded]) for vector loads.
+// Within every 64 outputs s·64 .. s·64+63 (a segment), output 16k + 4L + m sits at byte
+// position p = 16L + 4k + m of the segment's 64 bytes: then interleaving four strips' bytes
+// with unpack{lo,hi}_epi8/epi16 (which work per 128-bit lane L) gives dwords holding one
+// output's four codes, in natural output order. At ≤ 4 bits a 64-byte block holds two
+// segments, the first in the low nibbles, the second in the high ones.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <vector>
+
+#include "kernels/low_bit_matrix.h"
+
+namespace accullm::kernels {
+
+// Allocates on 64-byte boundaries: rows and strips are multiples of a cache line, so every
+// 64-byte load of the kernels is one line (std::vector's default allocation of a large array
+// sits 16 bytes past a page boundary: every load would straddle two lines).
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete (p, std::align_val_t{64}); }
+  template <typename U>
+  bool operator==(const CacheLineAllocator<U>&) const {
+    return true;
+  }
+};
+template <typename T>
+using CacheLineVector = std::vector<T, CacheLineAllocator<T>>;
+
+// ---- Gate / up: row-granular ----
+
+struct SparseRowsLayout {
+  int64_t out = 0, in = 0, group = 0;
+  int bits = 4;
+  int zero_frac_bits = 0;  // 0 when symmetric
+  bool has_zeros = false;
+  bool has_scale_codes = false;
+  int64_t row_words = 0;    // code words per row: in / chunk_columns() rounded up to 16
+  int64_t meta_stride = 0;  // metadata words per row: groups rounded up to 16
+  int64_t row_stride = 0;   // row_words + meta_stride
+  // [out + 1, row_stride]: per row its code words, then its metadata words (step, or step
+  // code, | zero << 16), so a kept row is one contiguous run of lines. Row `out` is all zero.
+  CacheLineVector<uint32_t> words;
+  std::vector<float> row_scales;  // [out + 1] with scale codes (F16 widened: exact), else empty
+
+  int64_t groups() const { return in / group; }
+  bool nibbles() const { return bits <= 4; }
+  int64_t chunk_columns() const { return nibbles() ? 8 : 4; }
+  int64_t group_words() const { return group / chunk_columns(); }
+  const uint32_t* row(int64_t r) const { return words.data() + r * row_stride; }
+  const uint32_t* row_meta(int64_t r) const { return row(r) + row_words; }
+  size_t bytes() const { return 4 * words.size() + 4 * row_scales.size(); }
+};
+
+// Sized and zeroed (the padding row included), then rows [row_begin, row_end) filled from `m`
+// (disjoint ranges may be filled in parallel). `m` must pass LowBitTilesRefusal.
+SparseRowsLayout AllocateSparseRows(const LowBitMatrix& m);
+void FillSparseRows(const LowBitMatrix& m, int64_t row_begin, int64_t row_end, SparseRowsLayout& w);
+SparseRowsLayout MakeSparseRows(const LowBitMatrix& m);
+
+// ---- Down: neuron-major ----
+
+inline constexpr int64_t kSparseDownBlockOutputs = 128;
+
+struct SparseColumnsLayout {
+  int64_t out = 0, in = 0, group = 0;  // out = the down projection's outputs, in = its neurons
+  int bits = 4;
+  int zero_frac_bits = 0;
+  int64_t out_padded = 0;            // out rounded up to kSparseDownBlockOutputs
+  int64_t strip_bytes = 0;           // bytes per neuron: out_padded / 2 (≤ 4 bits) or out_padded
+  std::vector<uint8_t> codes;        // [in, strip_bytes]
+  std::vector<uint16_t> scales;      // F16 [groups, out_padded]; empty with scale codes
+  std::vector<uint8_t> scale_codes;  // [groups, out_padded]
+  std::vector<float> row_scales;     // [out_padded]
+  std::vector<uint8_t> zeros;        // [groups, out_padded]; empty: symmetric
+  // Every step is finite and ≥ 0 (true of every quantizer output). Then a group whose
+  // activation codes are all zero changes an output only as acc + 0.f does, which lets the
+  // kernels skip its steps and zeros too (sparse_ffn_kernels.cc); otherwise they never skip.
+  bool steps_finite_nonnegative = true;
+
+  int64_t groups() const { return in / group; }
+  bool nibbles() const { return bits <= 4; }
+  int64_t blocks() const { return out_padded / kSparseDownBlockOutputs; }  // thread split unit
+  const uint8_t* strip(int64_t neuron) const { return codes.data() + neuron * strip_bytes; }
+  size_t bytes() const {
+    return codes.size() + 2 * scales.size() + scale_codes.size() + 4 * row_scales.size() + zeros.size();
+  }
+};
+
+// The byte of a strip holding output o (and, at ≤ 4 bits, whether in the high nibble).
+struct SparseStripPosition {
+  int64_t byte;
+  bool high_nibble;
+};
+SparseStripPosition SparseDownStripPosition(const SparseColumnsLayout& w, int64_t o);
+
+// Sized and zeroed, then outputs [block_begin, block_end) · 128 filled from `m` (the down
+// projection, out × in as the dense pack stores it). Disjoint block ranges may be filled in
+// parallel. `m` must pass LowBitTilesRefusal.
+SparseColumnsLayout AllocateSparseColumns(const LowBitMatrix& m);
+void FillSparseColumns(const LowBitMatrix& m, int64_t block_begin, int64_t block_end, SparseColumnsLayout& w);
+SparseColumnsLayout MakeSparseColumns(const LowBitMatrix& m);
+
+}  // namespace accullm::kernels

@@ -1,0 +1,278 @@
+// The sparse FFN kernels (kernels/cpu/sparse_ffn_kernels.h) against the dense integer kernel
+// they must reproduce: every code width, both zero-point kinds, both step kinds, odd shapes
+// (outputs not a multiple of 16 or 128, several groups), kept sets at sparsity 0, 0.5, 0.9
+// and 1 (random, or whole groups at once so that down skips groups), at every ISA level this
+// CPU runs: the results must be the dense kernel's bits (memcmp).
+#include "kernels/cpu/sparse_ffn_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <ostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/dtype.h"
+#include "gtest/gtest.h"
+#include "kernels/cpu/int8_activations.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/low_bit_int8_kernels.h"
+#include "kernels/cpu/low_bit_tiles.h"
+#include "kernels/cpu/sparse_ffn_layouts.h"
+
+namespace accullm::kernels {
+namespace {
+
+struct Case {
+  int bits;
+  int64_t group, in, out;
+  bool zeros;           // asymmetric, with the widest fraction bits the width allows
+  bool scale_codes;     // 8-bit steps + row steps instead of F16 steps
+  bool negative_steps;  // some steps < 0: down may not skip empty groups
+};
+
+std::string CaseName(const Case& c) {
+  return std::to_string(c.bits) + "bit_g" + std::to_string(c.group) + "_in" + std::to_string(c.in) + "_out" +
+         std::to_string(c.out) + (c.zeros ? "_zeros" : "_sym") + (c.scale_codes ? "_u8scales" : "_f16scales") +
+         (c.negative_steps ? "_negsteps" : "");
+}
+void PrintTo(const Case& c, std::ostream* os) { *os << CaseName(c); }
+
+struct OwnedMatrix {
+  std::vector<uint8_t> codes, zeros, scale_codes;
+  std::vector<uint16_t> scales, row_scales;
+  LowBitMatrix m;
+};
+
+OwnedMatrix RandomMatrix(const Case& c, int64_t out, int64_t in, uint32_t seed) {
+  std::mt19937 rng(seed);
+  OwnedMatrix w;
+  const int64_t groups = in / c.group;
+  w.codes.assign(static_cast<size_t>(out * CodeRowBytes(in, c.bits)), 0);
+  std::uniform_int_distribution<int> code(0, (1 << c.bits) - 1);
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t i = 0; i < in; ++i) WriteCode(w.codes.data() + o * CodeRowBytes(in, c.bits), i, c.bits, code(rng));
+  std::uniform_real_distribution<float> scale(0.001f, 0.05f);
+  std::bernoulli_distribution flip(c.negative_steps ? 0.3 : 0.0);
+  auto step = [&] { return F32ToF16(flip(rng) ? -scale(rng) : scale(rng)); };
+  const int frac = ZeroFractionBits(4, c.bits);
+  if (c.zeros) {
+    std::uniform_int_distribution<int> zero(0, ((1 << c.bits) - 1) << frac);
+    for (int64_t i = 0; i < out * groups; ++i) w.zeros.push_back(static_cast<uint8_t>(std::min(255, zero(rng))));
+  }
+  if (c.scale_codes) {
+    std::uniform_int_distribution<int> sc(0, 255);
+    for (int64_t i = 0; i < out * groups; ++i) w.scale_codes.push_back(static_cast<uint8_t>(sc(rng)));
+    for (int64_t o = 0; o < out; ++o) w.row_scales.push_back(step());
+  } else {
+    for (int64_t i = 0; i < out * groups; ++i) w.scales.push_back(step());
+  }
+  w.m.codes = w.codes.data();
+  w.m.scales = c.scale_codes ? nullptr : w.scales.data();
+  w.m.zeros = c.zeros ? w.zeros.data() : nullptr;
+  w.m.out = out;
+  w.m.in = in;
+  w.m.group = c.group;
+  w.m.zero_frac_bits = c.zeros ? frac : 0;
+  w.m.scale_codes = c.scale_codes ? w.scale_codes.data() : nullptr;
+  w.m.row_scales = c.scale_codes ? w.row_scales.data() : nullptr;
+  w.m.bits = c.bits;
+  return w;
+}
+
+std::vector<float> RandomActivations(int64_t in, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<float> x(static_cast<size_t>(in));
+  for (auto& v : x) v = normal(rng);
+  x[3 % x.size()] = 40.f;  // a large channel, as real activations have
+  return x;
+}
+
+// The kept neurons of `n` at `sparsity` (the share skipped), in a random order. `by_group`
+// keeps or skips whole groups of `group` neurons (what makes down skip groups).
+std::vector<int32_t> KeptSet(int64_t n, int64_t group, double sparsity, bool by_group, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> kept;
+  if (by_group) {
+    std::vector<int32_t> groups(static_cast<size_t>(n / group));
+    std::iota(groups.begin(), groups.end(), 0);
+    std::shuffle(groups.begin(), groups.end(), rng);
+    groups.resize(static_cast<size_t>(std::lround((1.0 - sparsity) * static_cast<double>(groups.size()))));
+    for (int32_t g : groups)
+      for (int64_t j = 0; j < group; ++j) kept.push_back(static_cast<int32_t>(g * group + j));
+  } else {
+    kept.resize(static_cast<size_t>(n));
+    std::iota(kept.begin(), kept.end(), 0);
+    std::shuffle(kept.begin(), kept.end(), rng);
+    kept.resize(static_cast<size_t>(std::lround((1.0 - sparsity) * static_cast<double>(n))));
+  }
+  std::shuffle(kept.begin(), kept.end(), rng);
+  return kept;
+}
+
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+struct Sparsity {
+  double skipped;
+  bool by_group;
+};
+const Sparsity kSparsities[] = {{0.0, false}, {0.5, false}, {0.9, false}, {1.0, false}, {0.5, true}, {0.7, true}};
+
+class SparseFfnKernelsTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(SparseFfnKernelsTest, GateUpKeptRowsMatchTheDenseKernelBitForBit) {
+  const Case c = GetParam();
+  OwnedMatrix w = RandomMatrix(c, c.out, c.in, 7);  // rows = neurons
+  ASSERT_EQ(LowBitTilesRefusal(w.m), "");
+  Int8Activations xq;
+  const std::vector<float> x = RandomActivations(c.in, 11);
+  QuantizeInt8Blocks(x.data(), 1, c.in, c.group, nullptr, xq);
+  std::vector<float> dense(static_cast<size_t>(c.out), -1.f), dense_tiles(dense.size(), -2.f);
+  LowBitInt8RowsScalar(w.m, xq, 0, c.out, dense.data(), c.out);
+  const LowBitTiles tiles = TileLowBitMatrix(w.m);
+  LowBitInt8Rows(w.m, tiles, xq, 0, tiles.tiles, dense_tiles.data(), c.out);
+  ASSERT_TRUE(SameBits(dense, dense_tiles));
+
+  // Filled in two ranges, as threads would.
+  SparseRowsLayout layout = AllocateSparseRows(w.m);
+  FillSparseRows(w.m, c.out / 2, c.out, layout);
+  FillSparseRows(w.m, 0, c.out / 2, layout);
+  for (const Sparsity& s : kSparsities) {
+    const std::vector<int32_t> kept = KeptSet(c.out, c.group, s.skipped, s.by_group, 5);
+    const int64_t n = static_cast<int64_t>(kept.size());
+    std::vector<float> want(kept.size());
+    for (size_t k = 0; k < kept.size(); ++k) want[k] = dense[static_cast<size_t>(kept[k])];
+    const std::string at = "sparsity " + std::to_string(s.skipped) + (s.by_group ? " by group" : "");
+    std::vector<float> got(kept.size(), -1.f);
+    SparseRowsInt8Scalar(layout, xq, kept.data(), 0, n, got.data());
+    EXPECT_TRUE(SameBits(got, want)) << "scalar, " << at;
+    std::fill(got.begin(), got.end(), -1.f);
+    if (SparseRowsInt8Avx512(layout, xq, kept.data(), 0, n, got.data())) {
+      EXPECT_TRUE(SameBits(got, want)) << "avx512, " << at;
+    }
+    for (Isa isa : SupportedIsas()) {
+      ScopedIsaForTesting level(isa);
+      std::fill(got.begin(), got.end(), -1.f);
+      // Split at a point that is not a multiple of 16, as an uneven thread split would.
+      const int64_t split = std::min<int64_t>(n, 21);
+      SparseRowsInt8(layout, xq, kept.data(), 0, split, got.data());
+      SparseRowsInt8(layout, xq, kept.data(), split, n, got.data());
+      EXPECT_TRUE(SameBits(got, want)) << "dispatched at " << IsaName(isa) << ", " << at;
+    }
+  }
+}
+
+TEST_P(SparseFfnKernelsTest, GateUpWithEveryRowKeptInOrderIsTheDenseKernel) {
+  const Case c = GetParam();
+  OwnedMatrix w = RandomMatrix(c, c.out, c.in, 17);
+  Int8Activations xq;
+  const std::vector<float> x = RandomActivations(c.in, 19);
+  QuantizeInt8Blocks(x.data(), 1, c.in, c.group, nullptr, xq);
+  const LowBitTiles tiles = TileLowBitMatrix(w.m);
+  const SparseRowsLayout layout = MakeSparseRows(w.m);
+  std::vector<int32_t> all(static_cast<size_t>(c.out));
+  std::iota(all.begin(), all.end(), 0);
+  for (Isa isa : SupportedIsas()) {
+    ScopedIsaForTesting level(isa);
+    std::vector<float> dense(static_cast<size_t>(c.out), -1.f), sparse(dense.size(), -2.f);
+    LowBitInt8Rows(w.m, tiles, xq, 0, tiles.tiles, dense.data(), c.out);
+    SparseRowsInt8(layout, xq, all.data(), 0, c.out, sparse.data());
+    EXPECT_TRUE(SameBits(dense, sparse)) << IsaName(isa);
+  }
+}
+
+TEST_P(SparseFfnKernelsTest, DownOverKeptNeuronsMatchesTheDenseKernelOnTheMaskedInput) {
+  const Case c = GetParam();
+  // Down: `out` outputs (the model's hidden size) over `in` neurons; swap the case's shape so
+  // that outputs are not a multiple of 128 either.
+  const int64_t neurons = c.in, outputs = c.out + 130;
+  OwnedMatrix w = RandomMatrix(c, outputs, neurons, 23);
+  ASSERT_EQ(LowBitTilesRefusal(w.m), "");
+  const LowBitTiles tiles = TileLowBitMatrix(w.m);
+  SparseColumnsLayout layout = AllocateSparseColumns(w.m);
+  ASSERT_EQ(layout.steps_finite_nonnegative, !c.negative_steps);
+  FillSparseColumns(w.m, 1, layout.blocks(), layout);
+  FillSparseColumns(w.m, 0, 1, layout);
+  const std::vector<float> h = RandomActivations(neurons, 29);
+  for (const Sparsity& s : kSparsities) {
+    const std::string at = "sparsity " + std::to_string(s.skipped) + (s.by_group ? " by group" : "");
+    std::vector<float> masked(h.size(), 0.f);
+    for (int32_t j : KeptSet(neurons, c.group, s.skipped, s.by_group, 31)) masked[j] = h[j];
+    Int8Activations xq;
+    QuantizeInt8Blocks(masked.data(), 1, neurons, c.group, nullptr, xq);
+    std::vector<float> want(static_cast<size_t>(outputs), -1.f), dense_tiles(want.size(), -2.f);
+    LowBitInt8RowsScalar(w.m, xq, 0, outputs, want.data(), outputs);
+    LowBitInt8Rows(w.m, tiles, xq, 0, tiles.tiles, dense_tiles.data(), outputs);
+    ASSERT_TRUE(SameBits(want, dense_tiles)) << at;
+    SparseNeurons nonzero;
+    FindNonzeroNeurons(xq, nonzero);
+    if (s.skipped == 1.0) {
+      EXPECT_TRUE(nonzero.neurons.empty());
+    }
+    for (int32_t j : nonzero.neurons) EXPECT_NE(masked[j], 0.f) << "a skipped neuron is read, " << at;
+
+    std::vector<float> got(want.size(), -1.f);
+    SparseDownInt8Scalar(layout, xq, nonzero, 0, layout.blocks(), got.data());
+    EXPECT_TRUE(SameBits(got, want)) << "scalar, " << at;
+    std::fill(got.begin(), got.end(), -1.f);
+    if (SparseDownInt8Avx512(layout, xq, nonzero, 0, layout.blocks(), got.data())) {
+      EXPECT_TRUE(SameBits(got, want)) << "avx512, " << at;
+    }
+    for (Isa isa : SupportedIsas()) {
+      ScopedIsaForTesting level(isa);
+      std::fill(got.begin(), got.end(), -1.f);
+      for (int64_t b = 0; b < layout.blocks(); ++b)  // block by block, as a thread split would
+        SparseDownInt8(layout, xq, nonzero, b, b + 1, got.data());
+      EXPECT_TRUE(SameBits(got, want)) << "dispatched at " << IsaName(isa) << ", " << at;
+    }
+  }
+}
+
+TEST(SparseFfnLayoutsTest, DownStripPositionsCoverEveryCodeOnce) {
+  for (int bits : {4, 8}) {
+    SparseColumnsLayout w;
+    w.bits = bits;
+    w.out = w.out_padded = 256;
+    w.strip_bytes = bits <= 4 ? 128 : 256;
+    std::vector<int> hits(static_cast<size_t>(2 * w.strip_bytes), 0);
+    for (int64_t o = 0; o < w.out; ++o) {
+      const SparseStripPosition p = SparseDownStripPosition(w, o);
+      ASSERT_LT(p.byte, w.strip_bytes);
+      ++hits[static_cast<size_t>(2 * p.byte + (p.high_nibble ? 1 : 0))];
+    }
+    int64_t used = 0;
+    for (int hit : hits) {
+      EXPECT_LE(hit, 1);
+      used += hit;
+    }
+    EXPECT_EQ(used, w.out);
+  }
+}
+
+std::vector<Case> Cases() {
+  std::vector<Case> cases;
+  for (int bits : {3, 4, 5, 8})
+    for (bool zeros : {false, true})
+      for (bool scale_codes : {false, true}) cases.push_back({bits, 32, 96, 37, zeros, scale_codes, false});
+  cases.push_back({4, 64, 256, 16, true, false, false});
+  cases.push_back({4, 128, 512, 33, true, false, false});
+  cases.push_back({4, 32, 640, 150, true, false, false});  // rows of 100 words: padded to 112
+  cases.push_back({4, 40, 200, 21, true, true, false});    // 5 chunks per group
+  cases.push_back({8, 64, 192, 50, true, false, false});
+  cases.push_back({6, 32, 128, 45, true, true, false});
+  cases.push_back({3, 128, 256, 17, false, true, false});
+  cases.push_back({4, 32, 128, 40, true, false, true});
+  cases.push_back({8, 32, 96, 19, false, true, true});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SparseFfnKernelsTest, ::testing::ValuesIn(Cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) { return CaseName(info.param); });
+
+}  // namespace
+}  // namespace accullm::kernels
