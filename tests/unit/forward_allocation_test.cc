@@ -45,8 +45,12 @@ TEST(ForwardAllocationTest, CounterSeesAllocations) {
   EXPECT_GE(g_allocations.load() - before, 2);  // the vector and its elements
 }
 
-// Warms `model` up, then counts allocations over decode steps and batched steps.
-void ExpectWarmStepsAllocateNothing(Transformer& model) {
+// Warms `model` up, then counts allocations over decode steps and batched steps: at most
+// `first_touch` (0 with a one-thread pool). With workers, chunks are claimed dynamically, so a
+// worker may first run some kind of chunk (and grow its per-thread scratch, e.g. a dense
+// kernel's row buffer) only during the counted steps: a few allocations once per thread, far
+// below the one per layer per step (64 over 8 steps of 8 layers) this test exists to catch.
+void ExpectWarmStepsAllocateNothing(Transformer& model, int64_t first_touch) {
   const int64_t vocab = model.config().vocab_size;
   std::vector<int32_t> prompt(40);
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 37 + 5) % vocab);
@@ -55,14 +59,32 @@ void ExpectWarmStepsAllocateNothing(Transformer& model) {
   // Warm-up: a 40-row prefill sizes the row buffers, two decode steps the per-position tables.
   ASSERT_TRUE(model.Forward(prompt.data(), static_cast<int64_t>(prompt.size()), cache, logits.data()).ok());
   ASSERT_TRUE(model.Forward(prompt.data(), static_cast<int64_t>(prompt.size()), other, logits.data()).ok());
+  // The per-position tables grow with the longest context seen: a longer sequence first, so
+  // the steps below (however many warm rounds run) stay inside what it grew.
+  {
+    std::vector<int32_t> long_prompt(160);
+    for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<int32_t>((i * 53 + 3) % vocab);
+    KvCache long_cache = model.NewCache(256);
+    ASSERT_TRUE(model.Forward(long_prompt.data(), 160, long_cache, logits.data()).ok());
+  }
   int32_t token = 7;
-  for (int i = 0; i < 2; ++i) ASSERT_TRUE(model.Forward(&token, 1, cache, logits.data()).ok());
   const int32_t pair[2] = {11, 12};
-  ASSERT_TRUE(model.ForwardBatch(pair, {BatchSegment{&cache, 1}, BatchSegment{&other, 1}}, logits.data()).ok());
+  // Until three rounds in a row allocate nothing: the pool's workers claim chunks dynamically,
+  // so on a busy machine a worker may not have run every kind of chunk (and grown its
+  // per-thread scratch) in the first rounds.
+  const std::vector<BatchSegment> warm_segments = {BatchSegment{&cache, 1}, BatchSegment{&other, 1}};
+  for (int round = 0, clean = 0; clean < 3; ++round) {
+    ASSERT_LT(round, 64) << "the forward pass keeps allocating";
+    const int64_t at = g_allocations.load();
+    for (int i = 0; i < 2; ++i) ASSERT_TRUE(model.Forward(&token, 1, cache, logits.data()).ok());
+    ASSERT_TRUE(model.ForwardBatch(pair, warm_segments, logits.data()).ok());
+    clean = g_allocations.load() == at ? clean + 1 : 0;
+  }
 
   const int64_t before = g_allocations.load();
   for (int i = 0; i < 8; ++i) ASSERT_TRUE(model.Forward(&token, 1, cache, logits.data()).ok());
-  EXPECT_EQ(g_allocations.load() - before, 0) << "over 8 decode steps of " << model.config().num_layers << " layers";
+  EXPECT_LE(g_allocations.load() - before, first_touch)
+      << "over 8 decode steps of " << model.config().num_layers << " layers";
 
   // Two fresh sequences, shorter together than the ones above: the per-position tables grow
   // geometrically with the longest context seen (O(log length) allocations in all); here
@@ -73,14 +95,16 @@ void ExpectWarmStepsAllocateNothing(Transformer& model) {
   const std::vector<BatchSegment> segments = {BatchSegment{&c2, 1}, BatchSegment{&o2, 1}};  // built outside
   const int64_t before_batch = g_allocations.load();
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(model.ForwardBatch(pair, segments, logits.data()).ok());
-  EXPECT_EQ(g_allocations.load() - before_batch, 0) << "over 4 batched steps of two sequences";
+  EXPECT_LE(g_allocations.load() - before_batch, first_touch) << "over 4 batched steps of two sequences";
 }
 
 TEST(ForwardAllocationTest, DenseModelStepsAllocateNothingOnceWarm) {
-  ThreadPool pool(2);
-  std::unique_ptr<Transformer> model = test_support::LoadModelOrFail(test_support::ModelDir(), &pool);
-  ASSERT_NE(model, nullptr);
-  ExpectWarmStepsAllocateNothing(*model);
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    std::unique_ptr<Transformer> model = test_support::LoadModelOrFail(test_support::ModelDir(), &pool);
+    ASSERT_NE(model, nullptr);
+    ExpectWarmStepsAllocateNothing(*model, threads == 1 ? 0 : 4);
+  }
 }
 
 // The serving path of a pack: low-bit linears with INT8 activations and integer kernels (a
@@ -109,10 +133,12 @@ TEST(ForwardAllocationTest, LowBitPackStepsAllocateNothingOnceWarm) {
     auto bytes = quant::WritePack(*source, *mats, desc, pack_dir);
     ASSERT_TRUE(bytes.ok()) << bytes.status();
   }
-  ThreadPool pool(2);
-  auto model = Transformer::Load(pack_dir, &pool);
-  ASSERT_TRUE(model.ok()) << model.status();
-  ExpectWarmStepsAllocateNothing(**model);
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    auto model = Transformer::Load(pack_dir, &pool);
+    ASSERT_TRUE(model.ok()) << model.status();
+    ExpectWarmStepsAllocateNothing(**model, threads == 1 ? 0 : 4);
+  }
 }
 
 }  // namespace
