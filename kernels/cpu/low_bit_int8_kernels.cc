@@ -52,7 +52,9 @@ void LowBitInt8RowsScalar(const LowBitMatrix& m, const Int8Activations& x, int64
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 namespace {
 
+using tiles_avx2::AccumulateGroup256;
 using tiles_avx2::Load32;
+using tiles_avx2::TileZeros256;
 using tiles_avx2::WeightScales256;
 
 // ---- AVX-512 VNNI: one tile (16 rows) per register, kM activation rows at once. ----
@@ -68,6 +70,24 @@ ACCULLM_AVX512_TARGET inline __m512 WeightScales512(const LowBitTiles& w, int64_
       _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
   const __m512 rows = _mm512_loadu_ps(w.row_scales.data() + tile * kTileRows);
   return _mm512_mul_ps(_mm512_mul_ps(rows, codes), _mm512_set1_ps(1.f / 255.f));
+}
+
+// The zero points of `tile`'s rows in group g (or the symmetric grid's middle).
+ACCULLM_AVX512_TARGET inline __m512i TileZeros512(const LowBitTiles& w, int64_t tile, int64_t g) {
+  if (w.zeros.empty()) return _mm512_set1_epi32(1 << (w.bits - 1));
+  return _mm512_cvtepu8_epi32(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.zeros.data() + (tile * w.groups() + g) * kTileRows)));
+}
+
+// One group's contribution to a tile's 16 outputs for activation row entry `at` (row·groups
+// + g): acc + float((dot << frac) − zero·Σq) · (step · xscale · 2^−frac), the scalar
+// reference's order. Every AVX-512 kernel ends a group here, so they all give the same bits.
+ACCULLM_AVX512_TARGET inline __m512 AccumulateGroup512(__m512i dot, __m512 ws, __m512i zero, const Int8Activations& x,
+                                                       int64_t at, int frac, float inv_frac, __m512 acc) {
+  const __m512i d = _mm512_sub_epi32(_mm512_slli_epi32(dot, static_cast<unsigned>(frac)),
+                                     _mm512_mullo_epi32(zero, _mm512_set1_epi32(x.sums[at])));
+  const __m512 factor = _mm512_mul_ps(ws, _mm512_set1_ps(x.scales[at] * inv_frac));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), factor, acc);
 }
 
 // How a tile's codes are laid out (low_bit_tiles.h), the kernels' template argument.
@@ -110,7 +130,6 @@ ACCULLM_AVX512_TARGET void TileAvx512(const LowBitTiles& w, const Int8Activation
   const int frac = w.zero_frac_bits;
   const float inv_frac = 1.f / static_cast<float>(1 << frac);
   const uint8_t* tile_codes = w.codes.data() + tile * w.tile_code_bytes();
-  const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
   __m512 acc[kM];
   for (int m = 0; m < kM; ++m) acc[m] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
@@ -141,18 +160,11 @@ ACCULLM_AVX512_TARGET void TileAvx512(const LowBitTiles& w, const Int8Activation
         }
       }
     }
-    for (int m = 0; m < kM; ++m) dot[m] = _mm512_add_epi32(dot[m], dot2[m]);
     const __m512 ws = WeightScales512(w, tile, g);
-    const __m512i zero = w.zeros.empty() ? symmetric_zero
-                                         : _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(
-                                               w.zeros.data() + (tile * groups + g) * kTileRows)));
-    for (int m = 0; m < kM; ++m) {
-      const int64_t at = (r0 + m) * groups + g;
-      const __m512i d = _mm512_sub_epi32(_mm512_slli_epi32(dot[m], static_cast<unsigned>(frac)),
-                                         _mm512_mullo_epi32(zero, _mm512_set1_epi32(x.sums[at])));
-      const __m512 factor = _mm512_mul_ps(ws, _mm512_set1_ps(x.scales[at] * inv_frac));
-      acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), factor, acc[m]);
-    }
+    const __m512i zero = TileZeros512(w, tile, g);
+    for (int m = 0; m < kM; ++m)
+      acc[m] = AccumulateGroup512(_mm512_add_epi32(dot[m], dot2[m]), ws, zero, x, (r0 + m) * groups + g, frac, inv_frac,
+                                  acc[m]);
   }
   const int64_t o0 = tile * kTileRows;
   const int64_t valid = w.out - o0 < kTileRows ? w.out - o0 : kTileRows;
@@ -176,7 +188,6 @@ ACCULLM_AVX512_TARGET void TilesOneRowAvx512(const LowBitTiles& w, const Int8Act
   const float inv_frac = 1.f / static_cast<float>(1 << frac);
   const uint8_t* tile_codes[kK];
   for (int k = 0; k < kK; ++k) tile_codes[k] = w.codes.data() + tiles[k] * w.tile_code_bytes();
-  const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
   __m512 acc[kK];
   for (int k = 0; k < kK; ++k) acc[k] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
@@ -204,18 +215,9 @@ ACCULLM_AVX512_TARGET void TilesOneRowAvx512(const LowBitTiles& w, const Int8Act
         }
       }
     }
-    const int64_t at = g;  // row 0
-    for (int k = 0; k < kK; ++k) {
-      const __m512i sum = _mm512_add_epi32(dot[k], dot2[k]);
-      const __m512 ws = WeightScales512(w, tiles[k], g);
-      const __m512i zero = w.zeros.empty() ? symmetric_zero
-                                           : _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(
-                                                 w.zeros.data() + (tiles[k] * groups + g) * kTileRows)));
-      const __m512i d = _mm512_sub_epi32(_mm512_slli_epi32(sum, static_cast<unsigned>(frac)),
-                                         _mm512_mullo_epi32(zero, _mm512_set1_epi32(x.sums[at])));
-      const __m512 factor = _mm512_mul_ps(ws, _mm512_set1_ps(x.scales[at] * inv_frac));
-      acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), factor, acc[k]);
-    }
+    for (int k = 0; k < kK; ++k)  // activation row 0: entry g
+      acc[k] = AccumulateGroup512(_mm512_add_epi32(dot[k], dot2[k]), WeightScales512(w, tiles[k], g),
+                                  TileZeros512(w, tiles[k], g), x, g, frac, inv_frac, acc[k]);
   }
   for (int k = 0; k < kK; ++k) {
     const int64_t o0 = tiles[k] * kTileRows;
@@ -293,7 +295,6 @@ ACCULLM_AVX2_TARGET void HalfTileAvx2(const LowBitTiles& w, const Int8Activation
   const float inv_frac = 1.f / static_cast<float>(1 << frac);
   const uint8_t* tile_codes = w.codes.data() + tile * w.tile_code_bytes();
   const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
-  const __m256i symmetric_zero = _mm256_set1_epi32(1 << (w.bits - 1));
   __m256 acc[kM];
   for (int m = 0; m < kM; ++m) acc[m] = _mm256_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
@@ -353,16 +354,9 @@ ACCULLM_AVX2_TARGET void HalfTileAvx2(const LowBitTiles& w, const Int8Activation
       }
     }
     const __m256 ws = WeightScales256(w, tile, g, half);
-    const __m256i zero = w.zeros.empty() ? symmetric_zero
-                                         : _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(
-                                               w.zeros.data() + (tile * groups + g) * kTileRows + 8 * half)));
-    for (int m = 0; m < kM; ++m) {
-      const int64_t at = (r0 + m) * groups + g;
-      const __m256i d =
-          _mm256_sub_epi32(_mm256_slli_epi32(dot[m], frac), _mm256_mullo_epi32(zero, _mm256_set1_epi32(x.sums[at])));
-      const __m256 factor = _mm256_mul_ps(ws, _mm256_set1_ps(x.scales[at] * inv_frac));
-      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), factor, acc[m]);
-    }
+    const __m256i zero = TileZeros256(w, tile, g, half);
+    for (int m = 0; m < kM; ++m)
+      acc[m] = AccumulateGroup256(dot[m], ws, zero, x, (r0 + m) * groups + g, frac, inv_frac, acc[m]);
   }
   tiles_avx2::StoreHalfTile<kM>(w, acc, tile, half, r0, y, y_stride);
 }
@@ -378,7 +372,6 @@ ACCULLM_AVX2_TARGET void TileNibblesOneRowAvx2(const LowBitTiles& w, const Int8A
   const float inv_frac = 1.f / static_cast<float>(1 << frac);
   const uint8_t* codes = w.codes.data() + tile * w.tile_code_bytes();
   const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
-  const __m256i symmetric_zero = _mm256_set1_epi32(1 << (w.bits - 1));
   __m256 acc[2][1] = {{_mm256_setzero_ps()}, {_mm256_setzero_ps()}};
   for (int64_t g = 0; g < groups; ++g) {
     const int8_t* xg = x.row(r) + g * w.group;
@@ -400,17 +393,9 @@ ACCULLM_AVX2_TARGET void TileNibblesOneRowAvx2(const LowBitTiles& w, const Int8A
       for (int half = 0; half < 2; ++half)
         dot[half] = _mm256_add_epi32(dot[half], _mm256_madd_epi16(pairs[half], _mm256_set1_epi16(1)));
     }
-    const int64_t at = r * groups + g;
-    for (int half = 0; half < 2; ++half) {
-      const __m256 ws = WeightScales256(w, tile, g, half);
-      const __m256i zero = w.zeros.empty() ? symmetric_zero
-                                           : _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(
-                                                 w.zeros.data() + (tile * groups + g) * kTileRows + 8 * half)));
-      const __m256i d =
-          _mm256_sub_epi32(_mm256_slli_epi32(dot[half], frac), _mm256_mullo_epi32(zero, _mm256_set1_epi32(x.sums[at])));
-      const __m256 factor = _mm256_mul_ps(ws, _mm256_set1_ps(x.scales[at] * inv_frac));
-      acc[half][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), factor, acc[half][0]);
-    }
+    for (int half = 0; half < 2; ++half)
+      acc[half][0] = AccumulateGroup256(dot[half], WeightScales256(w, tile, g, half), TileZeros256(w, tile, g, half), x,
+                                        r * groups + g, frac, inv_frac, acc[half][0]);
   }
   tiles_avx2::StoreHalfTile<1>(w, acc[0], tile, 0, r, y, y_stride);
   if (tile * kTileRows + 8 < w.out) tiles_avx2::StoreHalfTile<1>(w, acc[1], tile, 1, r, y, y_stride);

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/int8_activations.h"
 #include "kernels/cpu/low_bit_tiles.h"
 
 #if ACCULLM_HAVE_X86_SIMD
@@ -32,6 +33,25 @@ ACCULLM_TILES_AVX2_TARGET inline __m256 WeightScales256(const LowBitTiles& w, in
       _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
   const __m256 rows = _mm256_loadu_ps(w.row_scales.data() + tile * kTileRows + 8 * half);
   return _mm256_mul_ps(_mm256_mul_ps(rows, codes), _mm256_set1_ps(1.f / 255.f));
+}
+
+// The zero points of rows 8·half .. 8·half+7 of `tile` in group g (or the symmetric middle).
+ACCULLM_TILES_AVX2_TARGET inline __m256i TileZeros256(const LowBitTiles& w, int64_t tile, int64_t g, int half) {
+  if (w.zeros.empty()) return _mm256_set1_epi32(1 << (w.bits - 1));
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+      reinterpret_cast<const __m128i*>(w.zeros.data() + (tile * w.groups() + g) * kTileRows + 8 * half)));
+}
+
+// One group's contribution to a half tile's 8 outputs for activation entry `at` (row·groups +
+// g): acc + float((dot << frac) − zero·Σq) · (step · xscale · 2^−frac), the scalar reference's
+// order; every AVX2 kernel that sums the group exactly in 32 bits ends it here.
+ACCULLM_TILES_AVX2_TARGET inline __m256 AccumulateGroup256(__m256i dot, __m256 ws, __m256i zero,
+                                                           const Int8Activations& x, int64_t at, int frac,
+                                                           float inv_frac, __m256 acc) {
+  const __m256i d =
+      _mm256_sub_epi32(_mm256_slli_epi32(dot, frac), _mm256_mullo_epi32(zero, _mm256_set1_epi32(x.sums[at])));
+  const __m256 factor = _mm256_mul_ps(ws, _mm256_set1_ps(x.scales[at] * inv_frac));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), factor, acc);
 }
 
 // y[r, o0 .. o0+7] = acc[r] for the kM activation rows from r0, o0 = 16·tile + 8·half; the last
