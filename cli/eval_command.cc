@@ -92,8 +92,8 @@ int RunEval(const EvalFlags& f) {
   const std::string model_dir = f.model.empty() ? DefaultModelDir() : f.model;
   auto activations = ActQuantFromFlags(f.act_quant, f.exact);
   if (!activations.ok()) return ReportError(activations.status());
-  auto model =
-      LoadModel(model_dir, f.threads, /*need_tokenizer=*/false, {.exact = f.exact, .activations = *activations, .sparsity = f.sparsity != "off"});
+  auto model = LoadModel(model_dir, f.threads, /*need_tokenizer=*/false,
+                         {.exact = f.exact, .activations = *activations, .sparsity = f.sparsity != "off"});
   if (!model.ok()) return ReportError(model.status());
   auto reference = LoadModel(f.reference, f.threads, /*need_tokenizer=*/true);
   if (!reference.ok()) return ReportError(reference.status());

@@ -77,9 +77,12 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   // The NaN/Inf check and the kernels' layout wait for the hello: they cover this stage's
   // layers only (mmap: a stage pages in nothing else).
-  auto loaded =
-      LoadModel(dir, f.threads, /*need_tokenizer=*/false,
-                {.check_finite = false, .exact = f.exact, .activations = activations, .prepare_kernels = false, .sparsity = f.sparsity != "off"});
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false,
+                          {.check_finite = false,
+                           .exact = f.exact,
+                           .activations = activations,
+                           .prepare_kernels = false,
+                           .sparsity = f.sparsity != "off"});
   if (!loaded.ok()) {
     spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
     return 1;
@@ -128,9 +131,12 @@ int RunServe(ServeFlags f) {
   const kernels::ActQuantConfig activations = *activations_or;
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   // A pipeline coordinator computes nothing: the stages check and lay out the weights they read.
-  auto loaded = LoadModel(
-      dir, f.threads, /*need_tokenizer=*/true,
-      {.check_finite = !pipeline, .exact = f.exact, .activations = activations, .prepare_kernels = !pipeline, .sparsity = f.sparsity != "off"});
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true,
+                          {.check_finite = !pipeline,
+                           .exact = f.exact,
+                           .activations = activations,
+                           .prepare_kernels = !pipeline,
+                           .sparsity = f.sparsity != "off"});
   if (!loaded.ok()) return fail(loaded.status());
   model::Transformer& model = *loaded->transformer;
   const model::ModelConfig& mc = model.config();

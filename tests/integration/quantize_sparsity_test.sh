@@ -55,7 +55,10 @@ $PY -c "import json,sys; p=sys.argv[1]; m=json.load(open(p)); m['sparsity']['thr
   && pass "negative threshold refused" || { cat "$TMP/neg.out"; fail "negative threshold: unclear error"; }; }
 
 for cmd in generate serve eval logits; do
-  "$ACCULLM" $cmd --help | grep -q -- "--sparsity" && pass "$cmd --help lists --sparsity" || fail "$cmd --help"
+  # Captured first: `grep -q` stops reading at the first match, and under pipefail the help
+  # writer's SIGPIPE would fail the pipeline.
+  help_text=$("$ACCULLM" $cmd --help)
+  grep -q -- "--sparsity" <<<"$help_text" && pass "$cmd --help lists --sparsity" || fail "$cmd --help"
 done
 
 echo "$failures failure(s)"
