@@ -22,7 +22,9 @@ const float* RowAsF32(DType wtype, const void* w, int64_t in, int64_t o, float* 
 
 void LinearRowsScalar(DType wtype, const void* w, int64_t in, const float* x, int64_t n, int64_t o_begin, int64_t o_end,
                       float* y, int64_t y_stride) {
-  std::vector<float> row(static_cast<size_t>(in));
+  // Per calling thread, grown once: the forward pass allocates nothing per layer per token.
+  thread_local std::vector<float> row;
+  if (row.size() < static_cast<size_t>(in)) row.resize(static_cast<size_t>(in));
   for (int64_t o = o_begin; o < o_end; ++o) {
     const float* wr = RowAsF32(wtype, w, in, o, row.data());
     for (int64_t r = 0; r < n; ++r) {

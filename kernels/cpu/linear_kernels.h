@@ -42,7 +42,8 @@ void DequantizedLinearRows(int64_t in, const float* x, int64_t n, int64_t o_begi
 template <typename DequantizeRow>
 void DequantizedLinearRowsScalar(int64_t in, const float* x, int64_t n, int64_t o_begin, int64_t o_end, float* y,
                                  int64_t y_stride, DequantizeRow dequantize) {
-  std::vector<float> row(static_cast<size_t>(in));
+  thread_local std::vector<float> row;  // per calling thread, grown once
+  if (row.size() < static_cast<size_t>(in)) row.resize(static_cast<size_t>(in));
   for (int64_t o = o_begin; o < o_end; ++o) {
     dequantize(o, row.data());
     for (int64_t r = 0; r < n; ++r) {
