@@ -38,6 +38,7 @@ struct GenerateFlags {
   bool exact = false;
   ActQuantFlags act_quant;
   std::string sparsity = "on";
+  std::string kv_cache_dtype = kDefaultKvCacheDType;
 };
 
 // `generate` is one request through the same scheduler and stage runner as `serve` (the
@@ -100,7 +101,10 @@ int RunGenerate(const GenerateFlags& f) {
   if (p.max_tokens > 0) {
     spdlog::set_level(spdlog::level::warn);  // the stage's lifecycle lines are serve's business
     constexpr int64_t kBlock = 16;
-    model::KvBlockPool budget(0, model.kv_dim(), kBlock, (context + kBlock - 1) / kBlock);
+    auto kv_dtype = KvCacheDType(f.kv_cache_dtype);
+    if (!kv_dtype.ok()) return ReportError(kv_dtype.status());
+    // The pool's format is the stage's (Scheduler::CreateEmbedded passes it in the hello).
+    model::KvBlockPool budget(0, model.kv_format(*kv_dtype), kBlock, (context + kBlock - 1) / kBlock);
     coordinator::SchedulerConfig sc;
     sc.context = context;
     sc.max_num_seqs = 1;
@@ -200,6 +204,7 @@ void AddGenerateCommand(CLI::App& app, std::function<int()>& run) {
   AddActQuantFlags(*cmd, flags->act_quant);
   AddExactFlag(*cmd, flags->exact);
   AddSparsityFlag(*cmd, flags->sparsity);
+  AddKvCacheDTypeFlag(*cmd, flags->kv_cache_dtype);
   cmd->add_option("--context", flags->context, "Context length in tokens (default: the model's maximum)");
   cmd->callback([&run, flags, cmd] {
     if (cmd->count("--prompt") == 0 && cmd->count("--prompt-ids") == 0) {

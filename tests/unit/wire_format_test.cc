@@ -210,7 +210,7 @@ TEST(WireFormat, OpenedSequencesCarryNoPromptAndTokensAreChecked) {
   std::memcpy(v3.data() + 4, &three, 2);
   auto old = Decode(v3.data(), v3.size());
   ASSERT_FALSE(old.ok());
-  EXPECT_NE(std::string(old.status().message()).find("version 3, this build speaks 5"), std::string::npos)
+  EXPECT_NE(std::string(old.status().message()).find("version 3, this build speaks 6"), std::string::npos)
       << old.status();
 }
 
@@ -270,7 +270,7 @@ TEST(WireFormat, ItemsCarryTheirNewBlockIds) {
   std::memcpy(v4.data() + 4, &four, 2);
   auto old = Decode(v4.data(), v4.size());
   ASSERT_FALSE(old.ok());
-  EXPECT_NE(std::string(old.status().message()).find("version 4, this build speaks 5"), std::string::npos)
+  EXPECT_NE(std::string(old.status().message()).find("version 4, this build speaks 6"), std::string::npos)
       << old.status();
 }
 
@@ -315,6 +315,32 @@ TEST(WireFormat, HelloCarriesTheActivationTransport) {
   EXPECT_EQ(*ParseActivationTransport("mpi"), ActivationTransport::kMpi);
   EXPECT_EQ(*ParseActivationTransport("nccl"), ActivationTransport::kNccl);
   EXPECT_FALSE(ParseActivationTransport("gloo").ok());
+}
+
+// Version 6: the hello's KV dtype, one byte (KvDType's stable value) after kv_blocks, at a
+// fixed offset: header, then stage and num_stages (4 each) and eight 8-byte fields. Every
+// dtype round-trips; a byte past int8 is refused, so no stage can build a pool of an unknown
+// layout.
+TEST(WireFormat, HelloCarriesTheKvCacheDType) {
+  const size_t at = kHeaderBytes + 4 + 4 + 8 * 8;
+  for (kernels::KvDType t :
+       {kernels::KvDType::kF32, kernels::KvDType::kF16, kernels::KvDType::kBF16, kernels::KvDType::kInt8}) {
+    Hello h = SampleHello();
+    h.kv_dtype = t;
+    auto bytes = Encode({0, h});
+    EXPECT_EQ(bytes[at], static_cast<uint8_t>(t)) << kernels::KvDTypeName(t);
+    auto m = Decode(bytes.data(), bytes.size());
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(std::get<Hello>(m->body).kv_dtype, t);
+    EXPECT_EQ(std::get<Hello>(m->body).context, 512);  // the fields after it still line up
+    for (uint8_t bad : {uint8_t{4}, uint8_t{0xFF}}) {
+      bytes[at] = bad;
+      auto refused = Decode(bytes.data(), bytes.size());
+      ASSERT_FALSE(refused.ok());
+      EXPECT_NE(std::string(refused.status().message()).find("KV cache dtype"), std::string::npos)
+          << refused.status();
+    }
+  }
 }
 
 Batch NcclBatch() {
