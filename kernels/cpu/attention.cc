@@ -24,6 +24,11 @@ const float* HeadRow(const KvRows& kv, const void* row, int64_t kv_head, int64_t
   return buffer;
 }
 
+void DecodeKvHeadRowsScalar(KvDType t, const void* const* rows, int64_t n, int64_t kv_head, int64_t head_dim,
+                            float* out) {
+  for (int64_t j = 0; j < n; ++j) DecodeKvHeadScalar(t, rows[j], kv_head, head_dim, out + j * head_dim);
+}
+
 template <class T>
 T* Reuse(std::vector<T>& buffer, int64_t n) {
   if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
@@ -59,13 +64,6 @@ void CausalAttentionGroupScalar(const float* q, int64_t num_heads, const KvRows&
   for (int64_t h = 0; h < num_heads; ++h)
     CausalAttentionHeadScalar(q + h * head_dim, kv, kv_head, last_pos, head_dim, scale, scores, out + h * head_dim);
 }
-
-namespace {
-void DecodeKvHeadRowsScalar(KvDType t, const void* const* rows, int64_t n, int64_t kv_head, int64_t head_dim,
-                            float* out) {
-  for (int64_t j = 0; j < n; ++j) DecodeKvHeadScalar(t, rows[j], kv_head, head_dim, out + j * head_dim);
-}
-}  // namespace
 
 #if ACCULLM_HAVE_X86_SIMD
 namespace {

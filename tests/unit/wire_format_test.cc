@@ -337,8 +337,7 @@ TEST(WireFormat, HelloCarriesTheKvCacheDType) {
       bytes[at] = bad;
       auto refused = Decode(bytes.data(), bytes.size());
       ASSERT_FALSE(refused.ok());
-      EXPECT_NE(std::string(refused.status().message()).find("KV cache dtype"), std::string::npos)
-          << refused.status();
+      EXPECT_NE(std::string(refused.status().message()).find("KV cache dtype"), std::string::npos) << refused.status();
     }
   }
 }
