@@ -4,8 +4,9 @@
 // compact cache buys at long context is fewer bytes per position read; what it costs is the
 // conversion inside the kernel's blocked loop. bytes_per_second counts the stored K/V bytes
 // read. Compare dtypes as ratios from one interleaved run (the machine is shared):
-//   build/bench/kv_attention_bench --benchmark_repetitions=5 \
+//   build/bench/kv_attention_bench --benchmark_repetitions=5
 //     --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
+//   (one command line)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

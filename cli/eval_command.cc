@@ -214,9 +214,9 @@ void AddEvalCommand(CLI::App& app, std::function<int()>& run) {
   AddKvCacheDTypeFlag(*cmd, flags->kv_cache_dtype);
   cmd->add_option("--kv-int8-rounding", flags->kv_int8_rounding,
                   "With --kv-cache-dtype int8: how codes are rounded, to compare the candidates docs/accuracy.md "
-                  "measured (nearest, feedback: error carried along the head dimension, stochastic: hashed draws); "
-                  "default: what int8 stores")
-      ->check(CLI::IsMember({"nearest", "feedback", "stochastic"}));
+                  "measured (nearest, feedback: error carried along the head dimension, stochastic: hashed draws, "
+                  "refit: nearest with a least-squares scale); default: what int8 stores (refit)")
+      ->check(CLI::IsMember({"nearest", "feedback", "stochastic", "refit"}));
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->callback([&run, flags] { run = [flags] { return RunEval(*flags); }; });
 }

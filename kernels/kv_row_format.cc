@@ -18,8 +18,9 @@ static_assert(NamesEveryValue(kKvDTypeNames, KvDType::kF32, KvDType::kInt8));
 
 constexpr EnumName<KvInt8Rounding> kKvInt8RoundingNames[] = {{KvInt8Rounding::kNearest, "nearest"},
                                                              {KvInt8Rounding::kErrorFeedback, "feedback"},
-                                                             {KvInt8Rounding::kStochastic, "stochastic"}};
-static_assert(NamesEveryValue(kKvInt8RoundingNames, KvInt8Rounding::kNearest, KvInt8Rounding::kStochastic));
+                                                             {KvInt8Rounding::kStochastic, "stochastic"},
+                                                             {KvInt8Rounding::kRefitScale, "refit"}};
+static_assert(NamesEveryValue(kKvInt8RoundingNames, KvInt8Rounding::kNearest, KvInt8Rounding::kRefitScale));
 
 float ClampCode(float c) { return std::clamp(c, -127.f, 127.f); }
 
@@ -30,8 +31,25 @@ void EncodeInt8Head(const float* x, int64_t n, KvInt8Rounding rounding, const Kv
   for (int64_t d = 0; d < n; ++d) absmax = std::max(absmax, std::fabs(x[d]));
   const float scale = absmax > 0.f ? absmax / 127.f : 0.f;
   const float inv = absmax > 0.f ? 127.f / absmax : 0.f;
-  std::memcpy(dst, &scale, sizeof(float));
   auto* codes = reinterpret_cast<int8_t*>(dst + sizeof(float));
+  if (rounding == KvInt8Rounding::kRefitScale) {
+    float s = scale;
+    for (int pass = 0; pass < 2 && s > 0.f; ++pass) {
+      const float inv_s = 1.f / s;
+      double xc = 0, cc = 0;
+      for (int64_t d = 0; d < n; ++d) {
+        const float c = ClampCode(std::nearbyint(x[d] * inv_s));
+        codes[d] = static_cast<int8_t>(c);
+        xc += static_cast<double>(x[d]) * c;
+        cc += static_cast<double>(c) * c;
+      }
+      if (cc > 0) s = static_cast<float>(xc / cc);
+    }
+    std::memcpy(dst, &s, sizeof(float));
+    if (!(s > 0.f)) std::memset(codes, 0, static_cast<size_t>(n));
+    return;
+  }
+  std::memcpy(dst, &scale, sizeof(float));
   switch (rounding) {
     case KvInt8Rounding::kNearest:
       for (int64_t d = 0; d < n; ++d) codes[d] = static_cast<int8_t>(ClampCode(std::nearbyint(x[d] * inv)));
@@ -46,6 +64,7 @@ void EncodeInt8Head(const float* x, int64_t n, KvInt8Rounding rounding, const Kv
       }
       break;
     }
+    case KvInt8Rounding::kRefitScale: break;  // above
     case KvInt8Rounding::kStochastic: {
       const uint64_t row_key =
           SplitMix64(SplitMix64(static_cast<uint64_t>(key.layer) * 2 + static_cast<uint64_t>(key.kv)) ^

@@ -398,7 +398,9 @@ TEST_F(PipelineTest, CompactKvCacheSameTokensAsSingleProcess) {
       EXPECT_EQ(got[i].logprobs, ref[i].logprobs) << kernels::KvDTypeName(dt) << ", request " << i;
       differs_from_f32 = differs_from_f32 || ref[i].logprobs != f32[i].logprobs;
     }
-    if (dt == kernels::KvDType::kInt8) EXPECT_TRUE(differs_from_f32) << "int8 rows should move some logprob";
+    if (dt == kernels::KvDType::kInt8) {
+      EXPECT_TRUE(differs_from_f32) << "int8 rows should move some logprob";
+    }
   }
 }
 
