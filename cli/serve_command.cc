@@ -8,14 +8,18 @@
 
 #include "cli/cli_common.h"
 #include "cli/model_loading.h"
+#include "cli/serve_metrics_setup.h"
 #include "coordinator/api_service.h"
 #include "coordinator/http_server.h"
 #include "coordinator/log_value.h"
 #include "coordinator/scheduler.h"
 #include "model/kv_cache.h"
+#include "monitoring/metrics_http_server.h"
 #include "monitoring/serving_metrics.h"
+#include "monitoring/stage_metrics.h"
 #include "pipeline/pipeline_executor.h"
 #include "pipeline/pipeline_stage.h"
+#include "pipeline/stage_activity.h"
 #include "quant/canary_check.h"
 #include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
@@ -60,7 +64,51 @@ struct ServeFlags {
   bool exact = false;
   ActQuantFlags act_quant;
   std::string sparsity = "on";
+  double canary_kl_threshold = 0.1;
+  int metrics_port = 0;  // 0: /metrics only on the API port (rank 0)
 };
+
+// The model_name label and the API's model id: --served-model-name, else the model directory's
+// name. Every rank computes the same from the same flags.
+std::string ServedModelName(const ServeFlags& f, const std::string& dir) {
+  const std::string name = f.served_model_name.empty()
+                               ? std::filesystem::path(dir).lexically_normal().filename().string()
+                               : f.served_model_name;
+  return name.empty() ? "model" : name;
+}
+
+// A stage rank's /metrics on --metrics-port + its local rank (its index among the ranks on its
+// host: ranks sharing a host never collide, and a rank alone in its pod listens on the port
+// itself). Started before the model loads, so a scrape during loading already answers.
+std::unique_ptr<monitoring::MetricsHttpServer> StartStageMetrics(const ServeFlags& f, int rank,
+                                                                 monitoring::StageMetrics& metrics,
+                                                                 const pipeline::StageActivity& act) {
+  if (f.metrics_port <= 0) return nullptr;
+  const int port = f.metrics_port + transport::LocalRank(rank);
+  auto server = std::make_unique<monitoring::MetricsHttpServer>(f.host, port, [&metrics, &act] {
+    monitoring::StageSnapshot s;
+    s.stage = act.stage.load();
+    s.batches = act.batches.load();
+    s.rows = act.rows.load();
+    s.compute_seconds = static_cast<double>(act.compute_us.load()) / 1e6;
+    s.send_seconds = static_cast<double>(act.send_us.load()) / 1e6;
+    s.idle_seconds = static_cast<double>(act.wait_us.load()) / 1e6;
+    s.bytes_sent = act.bytes_sent.load();
+    s.bytes_received = act.bytes_received.load();
+    s.kv_blocks_used = act.kv_blocks_used.load();
+    s.kv_blocks_total = act.kv_blocks_total.load();
+    s.sequences = act.sequences.load();
+    const int64_t last = act.last_coordinator_us.load();
+    s.coordinator_silence_seconds = last > 0 ? static_cast<double>(pipeline::StageActivity::NowUs() - last) / 1e6 : 0;
+    return metrics.Render(s);
+  });
+  if (absl::Status st = server->Start(); !st.ok()) {
+    spdlog::error("worker rank {}: {}", rank, std::string(st.message()));
+    return nullptr;
+  }
+  spdlog::info("worker rank {}: metrics on http://{}:{}/metrics", rank, f.host, server->port());
+  return server;
+}
 
 // Ranks 1..N: a pipeline stage until the coordinator says stop (or goes silent).
 int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
@@ -75,6 +123,13 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   }
   const kernels::ActQuantConfig activations = *activations_or;
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
+  monitoring::StageMetrics metrics(ServedModelName(f, dir), mpi.rank());
+  pipeline::StageActivity activity;
+  std::unique_ptr<monitoring::MetricsHttpServer> metrics_server;
+  if (f.metrics_port > 0) {
+    metrics_server = StartStageMetrics(f, mpi.rank(), metrics, activity);
+    if (metrics_server == nullptr) return 1;
+  }
   // The NaN/Inf check and the kernels' layout wait for the hello: they cover this stage's
   // layers only (mmap: a stage pages in nothing else).
   auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false,
@@ -87,7 +142,7 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
     spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
     return 1;
   }
-  return pipeline::RunPipelineStage(mpi, *loaded->transformer, &mpi);
+  return pipeline::RunPipelineStage(mpi, *loaded->transformer, &mpi, &activity);
 }
 
 int RunServe(ServeFlags f) {
@@ -202,10 +257,10 @@ int RunServe(ServeFlags f) {
         workers, pc.micro_batches, f.activations, f.activation_transport, pc.heartbeat_ms, pc.timeout_ms);
   }
 
-  const std::string name = f.served_model_name.empty()
-                               ? std::filesystem::path(dir).lexically_normal().filename().string()
-                               : f.served_model_name;
-  monitoring::ServingMetrics metrics(name.empty() ? "model" : name);
+  const std::string name = ServedModelName(f, dir);
+  monitoring::ServingMetrics metrics(name);
+  SetStartupMetrics(model, metrics);
+  if (executor) ExportPipelineOnScrape(*executor, metrics);
   if (model.pack().has_value() && !model.pack()->canaries.empty()) {
     if (executor) {
       spdlog::info("canary drift check skipped under mpirun: it would page the whole model into the coordinator");
@@ -214,9 +269,11 @@ int RunServe(ServeFlags f) {
       // corrupted pack, or a kernel bug, shows up here and on /metrics before any request.
       auto canaries = quant::CheckCanaries(model);
       if (!canaries.ok()) return fail(canaries.status());
+      bool passing = true;
       for (size_t i = 0; i < canaries->size(); ++i) {
         const auto& c = (*canaries)[i];
         metrics.SetCanary(static_cast<int>(i), c.kl, c.top1_match);  // +Inf and 0 when not finite
+        passing = passing && c.finite && c.kl <= f.canary_kl_threshold;
         if (!c.finite) {
           spdlog::error("canary {} \"{}\": FAILED: the logits are not finite (NaN or Inf), KL {} against full "
                         "precision, top-1 0; this model answers garbage (broken weights or kernels)",
@@ -226,6 +283,10 @@ int RunServe(ServeFlags f) {
         spdlog::info("canary {} \"{}\": KL {:.6f} against full precision, top-1 {}", i, c.prompt, c.kl,
                      c.top1_match ? "agrees" : "DIFFERS");
       }
+      metrics.SetCanaryPassing(passing);
+      if (!passing)
+        spdlog::error("canary drift check FAILED: a canary is not finite or its KL is over --canary-kl-threshold {}",
+                      f.canary_kl_threshold);
     }
   }
   coordinator::SchedulerConfig sc;
@@ -246,7 +307,7 @@ int RunServe(ServeFlags f) {
   coordinator::Scheduler& scheduler = *scheduler_owner;
 
   coordinator::ServiceConfig svc;
-  svc.model_name = name.empty() ? "model" : name;
+  svc.model_name = name;
   svc.api_key = f.api_key;
   svc.metrics_need_key = !f.metrics_no_auth;
   svc.limits.max_n = f.max_n;
@@ -262,6 +323,15 @@ int RunServe(ServeFlags f) {
   hc.keepalive_timeout_s = f.keepalive_timeout;
   coordinator::HttpServer server(hc, service);
   if (absl::Status st = server.Listen(); !st.ok()) return fail(st);
+  // --metrics-port: rank 0's series on a port of their own too (no API key), so one scrape
+  // rule covers every rank (P + local rank).
+  std::unique_ptr<monitoring::MetricsHttpServer> metrics_server;
+  if (f.metrics_port > 0) {
+    metrics_server = std::make_unique<monitoring::MetricsHttpServer>(f.host, f.metrics_port,
+                                                                     [&metrics] { return metrics.Serialize(); });
+    if (absl::Status st = metrics_server->Start(); !st.ok()) return fail(st);
+    spdlog::info("metrics on http://{}:{}/metrics", f.host, metrics_server->port());
+  }
   if (executor) {
     // A dead or silent stage: readiness fails, requests in flight end with 503, and we exit
     // non-zero (below), taking the job down so the group can be restarted.
@@ -280,6 +350,7 @@ int RunServe(ServeFlags f) {
   std::fprintf(stderr, "accullm serve: listening on %s:%d\n", f.host.c_str(), server.port());
   std::fflush(stderr);
   server.Run();
+  if (metrics_server) metrics_server->Stop();
   scheduler.Stop();
   if (executor) {
     if (executor->failed()) {
@@ -287,6 +358,7 @@ int RunServe(ServeFlags f) {
       std::fflush(nullptr);
       mpi->Abort(3);  // ends every rank: MPI_Finalize would wait for the dead one
     }
+    metrics.set_before_scrape({});
     executor->Shutdown();
     executor.reset();
   }
@@ -315,6 +387,17 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--api-key", f->api_key,
                   "Require 'Authorization: Bearer KEY' (default: $ACCULLM_API_KEY; unset = open)");
   cmd->add_flag("--metrics-no-auth", f->metrics_no_auth, "Serve /metrics without the API key");
+  cmd->add_option("--metrics-port", f->metrics_port,
+                  "Also serve /metrics (no API key) on this port + the rank's index among the MPI ranks on its host "
+                  "(OMPI_COMM_WORLD_LOCAL_RANK; 0 without mpirun): rank 0's series, and each pipeline stage's own; "
+                  "one host running ranks 0..N uses P..P+N, a rank alone in its pod uses P (0: only rank 0's "
+                  "series, on the API port)")
+      ->check(CLI::Range(0, 65000));
+  cmd->add_option("--canary-kl-threshold", f->canary_kl_threshold,
+                  "A pack's canary fails when its KL against the stored full-precision logits exceeds this "
+                  "(accullm_canary_passing; NaN/Inf always fails)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--chat-template", f->chat_template, "Jinja chat template file replacing the model's");
   cmd->add_option("--threads,-t", f->threads, "Compute threads (default: all cores)");
   AddActQuantFlags(*cmd, f->act_quant);

@@ -75,6 +75,7 @@ Scheduler::Scheduler(pipeline::BatchExecutor& executor, const model::ModelConfig
 Scheduler::~Scheduler() { Stop(); }
 
 void Scheduler::Start() {
+  UpdateGauges();  // the pool's real size on /metrics before the first iteration (not 0 free blocks)
   if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
 }
 
