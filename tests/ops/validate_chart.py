@@ -418,6 +418,10 @@ for where, o in by_kind.get("LeaderWorkerSet", []):
         fail(f"{where}: no mpi-scripts ConfigMap")
         continue
     leader_sh = scripts[0]["data"]["leader.sh"]
+    for script, text in scripts[0]["data"].items():  # /bin/sh (dash in the image) must parse them
+        r = subprocess.run(["sh", "-n"], input=text, capture_output=True, text=True)
+        if r.returncode != 0:
+            fail(f"{where}: {script} does not parse: {r.stderr.strip()}")
     oob = re.search(r"oob_tcp_dynamic_ipv4_ports (\d+)-(\d+)", leader_sh)
     btl_min = re.search(r"btl_tcp_port_min_v4 (\d+)", leader_sh)
     btl_range = re.search(r"btl_tcp_port_range_v4 (\d+)", leader_sh)
