@@ -16,7 +16,7 @@ PACKAGES=(
   libboost1.81-dev libboost-json1.81-dev
   libabsl-dev libcli11-dev libspdlog-dev libfmt-dev
   libopenmpi-dev openmpi-bin iproute2 bc
-  prometheus-cpp-dev libhwy-dev prometheus
+  prometheus-cpp-dev libhwy-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy libopenblas0-pthread
   # ops tests (tests/ops): promtool, the chart renderer (Go + sprig + yaml), its validator, yamllint
