@@ -10,6 +10,7 @@
 #include "cli/model_loading.h"
 #include "cli/serve_metrics_setup.h"
 #include "coordinator/api_service.h"
+#include "coordinator/canary_monitor.h"
 #include "coordinator/http_server.h"
 #include "coordinator/log_value.h"
 #include "coordinator/scheduler.h"
@@ -20,7 +21,6 @@
 #include "pipeline/pipeline_executor.h"
 #include "pipeline/pipeline_stage.h"
 #include "pipeline/stage_activity.h"
-#include "quant/canary_check.h"
 #include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
 #include "transport/mpi_transport.h"
@@ -64,7 +64,8 @@ struct ServeFlags {
   bool exact = false;
   ActQuantFlags act_quant;
   std::string sparsity = "on";
-  double canary_kl_threshold = 0.1;
+  double canary_kl_threshold = 0.05;
+  double canary_interval = 300;
   int metrics_port = 0;  // 0: /metrics only on the API port (rank 0)
 };
 
@@ -261,34 +262,11 @@ int RunServe(ServeFlags f) {
   monitoring::ServingMetrics metrics(name);
   SetStartupMetrics(model, metrics);
   if (executor) ExportPipelineOnScrape(*executor, metrics);
-  if (model.pack().has_value() && !model.pack()->canaries.empty()) {
-    if (executor) {
-      spdlog::info("canary drift check skipped under mpirun: it would page the whole model into the coordinator");
-    } else {
-      // The pack's full-precision canaries against what this process will serve: a wrong or
-      // corrupted pack, or a kernel bug, shows up here and on /metrics before any request.
-      auto canaries = quant::CheckCanaries(model);
-      if (!canaries.ok()) return fail(canaries.status());
-      bool passing = true;
-      for (size_t i = 0; i < canaries->size(); ++i) {
-        const auto& c = (*canaries)[i];
-        metrics.SetCanary(static_cast<int>(i), c.kl, c.top1_match);  // +Inf and 0 when not finite
-        passing = passing && c.finite && c.kl <= f.canary_kl_threshold;
-        if (!c.finite) {
-          spdlog::error("canary {} \"{}\": FAILED: the logits are not finite (NaN or Inf), KL {} against full "
-                        "precision, top-1 0; this model answers garbage (broken weights or kernels)",
-                        i, c.prompt, c.kl);
-          continue;
-        }
-        spdlog::info("canary {} \"{}\": KL {:.6f} against full precision, top-1 {}", i, c.prompt, c.kl,
-                     c.top1_match ? "agrees" : "DIFFERS");
-      }
-      metrics.SetCanaryPassing(passing);
-      if (!passing)
-        spdlog::error("canary drift check FAILED: a canary is not finite or its KL is over --canary-kl-threshold {}",
-                      f.canary_kl_threshold);
-    }
-  }
+  // The pack's full-precision canaries, replayed through the scheduler and pipeline like any
+  // request (embedded or under mpirun): a wrong or corrupted pack, or a kernel bug, shows on
+  // /metrics before the first request, and later drift every --canary-interval seconds.
+  auto canaries = coordinator::LoadCanaries(model);
+  if (!canaries.ok()) return fail(canaries.status());
   coordinator::SchedulerConfig sc;
   sc.max_num_seqs = f.max_num_seqs;
   sc.max_batch_tokens = f.max_batch_tokens;
@@ -343,6 +321,18 @@ int RunServe(ServeFlags f) {
     });
   }
   scheduler.Start();
+  const bool have_canaries = !canaries->empty();
+  coordinator::CanaryMonitor canary_monitor(scheduler, std::move(*canaries), mc.vocab_size, f.canary_kl_threshold,
+                                            metrics);
+  if (have_canaries) {
+    // Before the server answers /readyz: the first scrape already sees the canaries.
+    auto passed = canary_monitor.CheckOnce();
+    if (!passed.ok()) return fail(passed.status());
+    if (!*passed)
+      spdlog::error("canary drift check FAILED: a canary is not finite or its KL is over --canary-kl-threshold {}",
+                    f.canary_kl_threshold);
+    canary_monitor.StartPeriodic(f.canary_interval);
+  }
   spdlog::info("serving model={} context={} kv_blocks={}x{} chat_template={} auth={} listening on http://{}:{}",
                coordinator::LogValue(svc.model_name), context, blocks, f.kv_block_size,
                chat->is_default() ? "default" : "template", f.api_key.empty() ? "off" : "on", f.host, server.port());
@@ -350,6 +340,7 @@ int RunServe(ServeFlags f) {
   std::fprintf(stderr, "accullm serve: listening on %s:%d\n", f.host.c_str(), server.port());
   std::fflush(stderr);
   server.Run();
+  canary_monitor.Stop();
   if (metrics_server) metrics_server->Stop();
   scheduler.Stop();
   if (executor) {
@@ -393,6 +384,11 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
                   "one host running ranks 0..N uses P..P+N, a rank alone in its pod uses P (0: only rank 0's "
                   "series, on the API port)")
       ->check(CLI::Range(0, 65000));
+  cmd->add_option("--canary-interval", f->canary_interval,
+                  "Seconds between drift checks of a pack's canaries through the live pipeline (also run once at "
+                  "startup; 0: startup only)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--canary-kl-threshold", f->canary_kl_threshold,
                   "A pack's canary fails when its KL against the stored full-precision logits exceeds this "
                   "(accullm_canary_passing; NaN/Inf always fails)")

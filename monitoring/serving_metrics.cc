@@ -133,6 +133,24 @@ void ServingMetrics::SetCanaryPassing(bool passing) {
   canary_passing_->Set(passing ? 1.0 : 0.0);
 }
 
+void ServingMetrics::CanaryChecked() {
+  if (canary_checks_ == nullptr) {
+    const prometheus::Labels m{{"model_name", model_name_}};
+    canary_checks_ = &prometheus::BuildCounter()
+                          .Name("accullm_canary_checks_total")
+                          .Help("Rounds of canary drift checks run through the live pipeline.")
+                          .Register(*registry_)
+                          .Add(m);
+    canary_last_check_ = &prometheus::BuildGauge()
+                              .Name("accullm_canary_last_check_timestamp_seconds")
+                              .Help("Unix time of the last round of canary checks.")
+                              .Register(*registry_)
+                              .Add(m);
+  }
+  canary_checks_->Increment();
+  canary_last_check_->SetToCurrentTime();
+}
+
 void ServingMetrics::SetBuildInfo(const std::map<std::string, std::string>& labels) {
   prometheus::Labels l(labels.begin(), labels.end());
   l["model_name"] = model_name_;

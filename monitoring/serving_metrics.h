@@ -54,6 +54,9 @@ class ServingMetrics {
   // accullm_canary_passing: 1 when every canary is finite, agrees on top-1 and stays within
   // the KL threshold, else 0 (absent when the model has no canaries).
   void SetCanaryPassing(bool passing);
+  // One round of canary checks done (accullm_canary_checks_total, and its time in
+  // accullm_canary_last_check_timestamp_seconds).
+  void CanaryChecked();
 
   // accullm_build_info{version, commit, isa, mpi, nccl, cuda} = 1.
   void SetBuildInfo(const std::map<std::string, std::string>& labels);
@@ -91,6 +94,8 @@ class ServingMetrics {
   prometheus::Family<prometheus::Gauge>* model_info_;
   prometheus::Family<prometheus::Gauge>* stage_up_;
   prometheus::Family<prometheus::Gauge>* stage_heartbeat_age_;
+  prometheus::Counter* canary_checks_ = nullptr;
+  prometheus::Gauge* canary_last_check_ = nullptr;
   prometheus::Gauge *canary_passing_ = nullptr, *weight_bytes_, *low_bit_fraction_, *in_flight_;
   mutable std::mutex scrape_mu_;  // one scrape at a time runs the hook
   std::function<void()> before_scrape_;

@@ -76,7 +76,7 @@ grep -q '^accullm_build_info{.*isa="[a-z0-9]*"' "$TMP/embedded.txt" && grep -q '
   fail "build/model/canary series: $(grep -E '^accullm_(build|model|canary)' "$TMP/embedded.txt")"
 
 # ---- mpirun -np 3: coordinator + 2 stages, each on BASE + rank; Prometheus scrapes them ----
-start_mpi_server 3 "$ACCULLM" --metrics-port "$BASE" --metrics-no-auth || exit 1
+start_mpi_server 3 "$ACCULLM" --model "$TMP/pack" --metrics-port "$BASE" --metrics-no-auth || exit 1
 cat >"$TMP/prometheus.yml" <<YAML
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:
@@ -90,7 +90,7 @@ PROM_PID=$!
 trap 'kill $PROM_PID 2>/dev/null; kill -KILL -- -$MPI_PID 2>/dev/null; rm -rf "$TMP"' EXIT
 prompt_sum=0; gen_sum=0
 for p in "Once upon a time" "The dog ran" "Tom and Lily" "A big red ball"; do
-  read -r pt ct < <(complete "$PORT" tinystories-llama "$p" 5)
+  read -r pt ct < <(complete "$PORT" pack "$p" 5)
   prompt_sum=$((prompt_sum + pt)); gen_sum=$((gen_sum + ct))
 done
 curl -sf "http://127.0.0.1:$BASE/metrics" >"$TMP/coordinator.txt"
@@ -99,6 +99,12 @@ for r in 1 2; do curl -sf "http://127.0.0.1:$((BASE + r))/metrics" >"$TMP/stage$
 check_promtool "$TMP/coordinator.txt" "coordinator under mpirun"
 check_promtool "$TMP/stage1.txt" "stage rank 1"
 check_promtool "$TMP/stage2.txt" "stage rank 2"
+# The canaries ran through the pipeline (2 stages) and measured exactly what the embedded
+# server measured: the same bits, since a request's logits do not depend on the mode.
+canaries() { grep -E '^accullm_canary_(kl_divergence|top1_match)\{' "$1" | sort; }
+[ -n "$(canaries "$TMP/embedded.txt")" ] && [ "$(canaries "$TMP/coordinator.txt")" = "$(canaries "$TMP/embedded.txt")" ] &&
+  pass "canaries through the mpirun pipeline equal the embedded ones: $(canaries "$TMP/coordinator.txt" | awk '{print $2}' | tr '\n' ' ')" ||
+  fail "canaries under mpirun: $(canaries "$TMP/coordinator.txt") vs embedded $(canaries "$TMP/embedded.txt")"
 [ "$(value "$TMP/coordinator.txt" accullm_stage_up)" = 2 ] &&
   pass "the coordinator reports both stages up" || fail "accullm_stage_up: $(grep '^accullm_stage_up' "$TMP/coordinator.txt")"
 [ "$(names "$TMP/coordinator.txt")" = "$(names "$TMP/coordinator_api.txt")" ] &&
@@ -140,8 +146,8 @@ cmp_names() {  # WHAT LIVE-NAMES DOC-NAMES
 }
 all_doc=$(doc_names all); pack_doc=$(doc_names pack); mpi_doc=$(doc_names mpirun); stage_doc=$(doc_names stage)
 cmp_names "embedded pack (all + pack)" "$(names "$TMP/embedded.txt")" "$(printf '%s\n%s\n' "$all_doc" "$pack_doc" | sort -u)"
-cmp_names "coordinator under mpirun (all + mpirun)" "$(names "$TMP/coordinator.txt")" \
-  "$(printf '%s\n%s\n' "$all_doc" "$mpi_doc" | sort -u)"
+cmp_names "coordinator under mpirun, a pack (all + pack + mpirun)" "$(names "$TMP/coordinator.txt")" \
+  "$(printf '%s\n%s\n%s\n' "$all_doc" "$pack_doc" "$mpi_doc" | sort -u)"
 cmp_names "stage ranks" "$(cat "$TMP/stage1.txt" "$TMP/stage2.txt" | grep '^# TYPE ' | awk '{print $3}' | sort -u)" "$stage_doc"
 
 [ "$failures" = 0 ] || { echo "$failures check(s) failed"; exit 1; }

@@ -28,6 +28,29 @@ grep -m3 "canary" "$SERVER_LOG"
 [ "$top1" = 1 ] && pass "canary 0 keeps its top-1 token" || fail "canary top-1 '$top1'"
 [ -n "$text" ] && pass "the pack serves completions: $text" || fail "no completion from the pack"
 
+# Scheduled drift checks (--canary-interval): the good pack keeps passing round after round; a
+# copy with one layer's F16 steps scaled by 1.5 (finite weights, a silent drift) fails.
+checks_until() {  # N: waits until at least N rounds of checks ran (10 s at most)
+  for _ in $(seq 1 100); do
+    [ "$(curl -sf "http://127.0.0.1:$PORT/metrics" | grep '^accullm_canary_checks_total{' | awk '{print int($2)}')" -ge "$1" ] 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+passing() { curl -sf "http://127.0.0.1:$PORT/metrics" | grep '^accullm_canary_passing{' | awk '{print $2}'; }
+start_server "$ACCULLM" --model "$TMP/pack" --canary-interval 0.3 --canary-kl-threshold 0.01 || exit 1
+checks_until 3 && [ "$(passing)" = 1 ] && pass "the good pack passes 3 scheduled rounds (KL threshold 0.01)" ||
+  fail "good pack: passing '$(passing)', $(curl -sf "http://127.0.0.1:$PORT/metrics" | grep canary_checks)"
+stop_server || true
+cp -r "$TMP/pack" "$TMP/drift_steps"
+$PY tests/tools/edit_tensor.py "$TMP/drift_steps/model.safetensors" model.layers.0.mlp.down_proj.scales --scale 1.5 \
+  --keep-dtype || fail "edit_tensor.py --scale --keep-dtype"
+start_server "$ACCULLM" --model "$TMP/drift_steps" --canary-interval 0.3 --canary-kl-threshold 0.01 || exit 1
+checks_until 2 && [ "$(passing)" = 0 ] && grep -q " error canary .*FAILED: KL .* is over --canary-kl-threshold 0.01" "$SERVER_LOG" &&
+  pass "steps of layer 0's down projection ×1.5: the scheduled canaries fail (KL $(metric accullm_canary_kl_divergence 0) on canary 0)" ||
+  fail "drifted pack: passing '$(passing)'; $(grep canary "$SERVER_LOG" | head -3)"
+stop_server || true
+
 # A pack whose canary 0 points at canary 1's logits (another prompt): drift is visible.
 cp -r "$TMP/pack" "$TMP/drift"
 sed -i 's/"accullm.canary.0.logits"/"accullm.canary.1.logits"/' "$TMP/drift/accullm.json"
