@@ -1,5 +1,6 @@
 #include "cli/serve_command.h"
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +22,7 @@
 #include "pipeline/pipeline_executor.h"
 #include "pipeline/pipeline_stage.h"
 #include "pipeline/stage_activity.h"
+#include "quant/layer_drift_sampler.h"
 #include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
 #include "transport/mpi_transport.h"
@@ -66,6 +68,8 @@ struct ServeFlags {
   std::string sparsity = "on";
   double canary_kl_threshold = 0.05;
   double canary_interval = 300;
+  std::string reference;  // full-precision checkpoint for sampled layer error
+  double drift_sample_rate = 0.01;
   int metrics_port = 0;  // 0: /metrics only on the API port (rank 0)
 };
 
@@ -81,12 +85,12 @@ std::string ServedModelName(const ServeFlags& f, const std::string& dir) {
 // A stage rank's /metrics on --metrics-port + its local rank (its index among the ranks on its
 // host: ranks sharing a host never collide, and a rank alone in its pod listens on the port
 // itself). Started before the model loads, so a scrape during loading already answers.
-std::unique_ptr<monitoring::MetricsHttpServer> StartStageMetrics(const ServeFlags& f, int rank,
-                                                                 monitoring::StageMetrics& metrics,
-                                                                 const pipeline::StageActivity& act) {
+std::unique_ptr<monitoring::MetricsHttpServer> StartStageMetrics(
+    const ServeFlags& f, int rank, monitoring::StageMetrics& metrics, const pipeline::StageActivity& act,
+    const std::atomic<const quant::LayerDriftSampler*>& drift) {
   if (f.metrics_port <= 0) return nullptr;
   const int port = f.metrics_port + transport::LocalRank(rank);
-  auto server = std::make_unique<monitoring::MetricsHttpServer>(f.host, port, [&metrics, &act] {
+  auto server = std::make_unique<monitoring::MetricsHttpServer>(f.host, port, [&metrics, &act, &drift] {
     monitoring::StageSnapshot s;
     s.stage = act.stage.load();
     s.batches = act.batches.load();
@@ -101,6 +105,11 @@ std::unique_ptr<monitoring::MetricsHttpServer> StartStageMetrics(const ServeFlag
     s.sequences = act.sequences.load();
     const int64_t last = act.last_coordinator_us.load();
     s.coordinator_silence_seconds = last > 0 ? static_cast<double>(pipeline::StageActivity::NowUs() - last) / 1e6 : 0;
+    if (const quant::LayerDriftSampler* d = drift.load(); d != nullptr) {
+      s.drift = true;
+      s.layer_errors = LayerErrorSamples(*d);
+      s.drift_samples = d->sampled_passes();
+    }
     return metrics.Render(s);
   });
   if (absl::Status st = server->Start(); !st.ok()) {
@@ -126,9 +135,10 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   monitoring::StageMetrics metrics(ServedModelName(f, dir), mpi.rank());
   pipeline::StageActivity activity;
+  std::atomic<const quant::LayerDriftSampler*> drift_view{nullptr};
   std::unique_ptr<monitoring::MetricsHttpServer> metrics_server;
   if (f.metrics_port > 0) {
-    metrics_server = StartStageMetrics(f, mpi.rank(), metrics, activity);
+    metrics_server = StartStageMetrics(f, mpi.rank(), metrics, activity, drift_view);
     if (metrics_server == nullptr) return 1;
   }
   // The NaN/Inf check and the kernels' layout wait for the hello: they cover this stage's
@@ -143,7 +153,23 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
     spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
     return 1;
   }
-  return pipeline::RunPipelineStage(mpi, *loaded->transformer, &mpi, &activity);
+  // Sampled layer error: the stage runs only its own layers, so only those are compared.
+  std::unique_ptr<quant::LayerDriftSampler> drift;
+  if (!f.reference.empty()) {
+    auto d =
+        quant::LayerDriftSampler::Create(*loaded->transformer, f.reference, f.drift_sample_rate, loaded->pool.get());
+    if (!d.ok()) {
+      spdlog::error("worker rank {}: {}", mpi.rank(), std::string(d.status().message()));
+      return 1;
+    }
+    drift = std::move(*d);
+    loaded->transformer->set_observer(drift.get());
+    drift_view = drift.get();
+  }
+  const int rc = pipeline::RunPipelineStage(mpi, *loaded->transformer, &mpi, &activity);
+  drift_view = nullptr;
+  if (metrics_server) metrics_server->Stop();
+  return rc;
 }
 
 int RunServe(ServeFlags f) {
@@ -262,6 +288,17 @@ int RunServe(ServeFlags f) {
   monitoring::ServingMetrics metrics(name);
   SetStartupMetrics(model, metrics);
   if (executor) ExportPipelineOnScrape(*executor, metrics);
+  // Sampled layer error against the full-precision weights: here without mpirun; under mpirun
+  // each stage samples its own layers and exports them on its own port.
+  std::unique_ptr<quant::LayerDriftSampler> drift;
+  if (!f.reference.empty() && !executor) {
+    auto d = quant::LayerDriftSampler::Create(model, f.reference, f.drift_sample_rate, loaded->pool.get());
+    if (!d.ok()) return fail(d.status());
+    drift = std::move(*d);
+    model.set_observer(drift.get());
+    metrics.set_before_scrape(
+        [&drift, &metrics] { metrics.layer_errors().Set(LayerErrorSamples(*drift), drift->sampled_passes()); });
+  }
   // The pack's full-precision canaries, replayed through the scheduler and pipeline like any
   // request (embedded or under mpirun): a wrong or corrupted pack, or a kernel bug, shows on
   // /metrics before the first request, and later drift every --canary-interval seconds.
@@ -384,6 +421,14 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
                   "one host running ranks 0..N uses P..P+N, a rank alone in its pod uses P (0: only rank 0's "
                   "series, on the API port)")
       ->check(CLI::Range(0, 65000));
+  cmd->add_option("--reference", f->reference,
+                  "The full-precision checkpoint the pack was made from: for a sampled share of tokens each "
+                  "linear is recomputed with its weights (mmap'd) and the relative error exported per layer "
+                  "(accullm_layer_relative_error; under mpirun on each stage's --metrics-port)");
+  cmd->add_option("--drift-sample-rate", f->drift_sample_rate,
+                  "With --reference: the share of forward passes whose last token is compared (0, 1]")
+      ->check(CLI::Range(1e-9, 1.0))
+      ->capture_default_str();
   cmd->add_option("--canary-interval", f->canary_interval,
                   "Seconds between drift checks of a pack's canaries through the live pipeline (also run once at "
                   "startup; 0: startup only)")

@@ -59,6 +59,12 @@ double LowBitWeightFraction(const model::Transformer& model) {
   return all > 0 ? low / all : 0;
 }
 
+std::vector<monitoring::LayerErrorSample> LayerErrorSamples(const quant::LayerDriftSampler& drift) {
+  std::vector<monitoring::LayerErrorSample> out;
+  for (const quant::LinearDrift& d : drift.Snapshot()) out.push_back({d.layer, d.linear, d.error});
+  return out;
+}
+
 void SetStartupMetrics(const model::Transformer& model, monitoring::ServingMetrics& metrics) {
   metrics.SetBuildInfo(BuildInfoLabels());
   metrics.SetModelInfo(static_cast<double>(model.weight_bytes_per_token()), LowBitWeightFraction(model),

@@ -5,6 +5,7 @@
 #include "model/transformer.h"
 #include "monitoring/serving_metrics.h"
 #include "pipeline/pipeline_executor.h"
+#include "quant/layer_drift_sampler.h"
 
 namespace accullm::cli {
 
@@ -16,6 +17,9 @@ void SetStartupMetrics(const model::Transformer& model, monitoring::ServingMetri
 // the executor (which must outlive the metrics' last scrape, or be cleared with
 // metrics.set_before_scrape({}) first).
 void ExportPipelineOnScrape(const pipeline::PipelineExecutor& executor, monitoring::ServingMetrics& metrics);
+
+// The sampler's per-linear errors as the metrics series take them.
+std::vector<monitoring::LayerErrorSample> LayerErrorSamples(const quant::LayerDriftSampler& drift);
 
 // The share of the transformer blocks' linear weights (by parameter count) a pack holds in
 // low-bit codes; 0 for a checkpoint.

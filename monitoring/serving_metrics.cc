@@ -170,6 +170,11 @@ void ServingMetrics::SetStage(int stage, bool up, double heartbeat_age_seconds) 
   stage_heartbeat_age_->Add(l).Set(heartbeat_age_seconds);
 }
 
+LayerErrorSeries& ServingMetrics::layer_errors() {
+  if (layer_errors_ == nullptr) layer_errors_ = std::make_unique<LayerErrorSeries>(*registry_, model_name_);
+  return *layer_errors_;
+}
+
 void ServingMetrics::set_before_scrape(std::function<void()> f) {
   std::lock_guard<std::mutex> lock(scrape_mu_);
   before_scrape_ = std::move(f);

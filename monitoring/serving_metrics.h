@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "monitoring/layer_error_series.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -71,6 +72,9 @@ class ServingMetrics {
   // Micro-batches launched into the pipeline and not yet answered.
   prometheus::Gauge& micro_batches_in_flight() { return *in_flight_; }
 
+  // The sampled layer-error series (serve --reference without mpirun), created on first use.
+  LayerErrorSeries& layer_errors();
+
   // Runs at the start of every Serialize (a scrape): gauges read from elsewhere (the stages'
   // liveness) are set there, fresh, instead of on a timer.
   void set_before_scrape(std::function<void()> f);
@@ -97,6 +101,7 @@ class ServingMetrics {
   prometheus::Counter* canary_checks_ = nullptr;
   prometheus::Gauge* canary_last_check_ = nullptr;
   prometheus::Gauge *canary_passing_ = nullptr, *weight_bytes_, *low_bit_fraction_, *in_flight_;
+  std::unique_ptr<LayerErrorSeries> layer_errors_;
   mutable std::mutex scrape_mu_;  // one scrape at a time runs the hook
   std::function<void()> before_scrape_;
 };

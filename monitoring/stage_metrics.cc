@@ -58,6 +58,10 @@ std::string StageMetrics::Render(const StageSnapshot& s) {
     kv_total_->Set(static_cast<double>(s.kv_blocks_total));
     sequences_->Set(static_cast<double>(s.sequences));
     silence_->Set(s.coordinator_silence_seconds);
+    if (s.drift) {
+      if (layer_errors_ == nullptr) layer_errors_ = std::make_unique<LayerErrorSeries>(*registry_, model_name_);
+      layer_errors_->Set(s.layer_errors, s.drift_samples);
+    }
     last_ = s;
   }
   return prometheus::TextSerializer().Serialize(registry_->Collect());

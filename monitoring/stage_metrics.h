@@ -8,7 +8,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
+#include "monitoring/layer_error_series.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
@@ -23,6 +25,10 @@ struct StageSnapshot {
   uint64_t bytes_sent = 0, bytes_received = 0;
   int64_t kv_blocks_used = 0, kv_blocks_total = 0, sequences = 0;
   double coordinator_silence_seconds = 0;  // since the last message from rank 0
+  // Sampled layer error (serve --reference): exported when `drift` is set.
+  bool drift = false;
+  std::vector<LayerErrorSample> layer_errors;
+  uint64_t drift_samples = 0;
 };
 
 class StageMetrics {
@@ -43,6 +49,7 @@ class StageMetrics {
                       *sent_ = nullptr, *received_ = nullptr;
   prometheus::Gauge *kv_used_ = nullptr, *kv_total_ = nullptr, *sequences_ = nullptr, *silence_ = nullptr,
                     *info_ = nullptr;
+  std::unique_ptr<LayerErrorSeries> layer_errors_;
 };
 
 }  // namespace accullm::monitoring

@@ -49,7 +49,7 @@ complete() {  # PORT MODEL PROMPT MAX_TOKENS: prints "prompt_tokens completion_t
 # ---- Embedded, serving a pack (canaries), --metrics-port BASE ----
 "$ACCULLM" quantize --out "$TMP/pack" --method rtn --fp16-layers none --calib-samples 2 --calib-seq-len 64 \
   >/dev/null 2>"$TMP/q.err" || { cat "$TMP/q.err"; exit 1; }
-start_server "$ACCULLM" --model "$TMP/pack" --metrics-port "$BASE" || exit 1
+start_server "$ACCULLM" --model "$TMP/pack" --metrics-port "$BASE" --reference "$MODEL" --drift-sample-rate 1 || exit 1
 prompt_sum=0; gen_sum=0
 for p in "Once upon a time" "The cat sat" "Lily liked"; do
   read -r pt ct < <(complete "$PORT" pack "$p" 6)
@@ -76,7 +76,8 @@ grep -q '^accullm_build_info{.*isa="[a-z0-9]*"' "$TMP/embedded.txt" && grep -q '
   fail "build/model/canary series: $(grep -E '^accullm_(build|model|canary)' "$TMP/embedded.txt")"
 
 # ---- mpirun -np 3: coordinator + 2 stages, each on BASE + rank; Prometheus scrapes them ----
-start_mpi_server 3 "$ACCULLM" --model "$TMP/pack" --metrics-port "$BASE" --metrics-no-auth || exit 1
+start_mpi_server 3 "$ACCULLM" --model "$TMP/pack" --metrics-port "$BASE" --metrics-no-auth --reference "$MODEL" \
+  --drift-sample-rate 1 || exit 1
 cat >"$TMP/prometheus.yml" <<YAML
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:
@@ -117,6 +118,14 @@ for r in 1 2; do
     fail "stage $s series: $(grep -E '^accullm_stage_(batches|compute)' "$TMP/stage$r.txt")"
 done
 
+# Sampled layer error: each stage compares exactly its own layers (the plan splits 0..7).
+layers_of() { grep '^accullm_layer_relative_error{' "$1" | grep -o 'layer="[0-9]*"' | sort -u | tr -d 'layer="' | sort -n | tr '\n' ' '; }
+l1=$(layers_of "$TMP/stage1.txt"); l2=$(layers_of "$TMP/stage2.txt")
+[ -n "$l1" ] && [ -n "$l2" ] && [ -z "$(comm -12 <(tr ' ' '\n' <<<"$l1" | sort) <(tr ' ' '\n' <<<"$l2" | sort) | grep .)" ] &&
+  [ "$(echo $l1 $l2 | wc -w)" = "$(grep -o '"num_hidden_layers": *[0-9]*' $MODEL/config.json | grep -o '[0-9]*$')" ] &&
+  pass "each stage samples the layer error of its own layers: [$l1] and [$l2]" ||
+  fail "stage layer errors: rank 1 [$l1], rank 2 [$l2]"
+
 # Prometheus's view (the query API), once it has scraped after the requests.
 query() {  # PROMQL: the first result's value, or empty
   curl -sfG "http://127.0.0.1:$((BASE + 3))/api/v1/query" --data-urlencode "query=$1" |
@@ -145,10 +154,14 @@ cmp_names() {  # WHAT LIVE-NAMES DOC-NAMES
   else fail "docs/metrics.md vs live ($1): $(diff <(echo "$3") <(echo "$2") | grep '^[<>]' | tr '\n' ' ')"; fi
 }
 all_doc=$(doc_names all); pack_doc=$(doc_names pack); mpi_doc=$(doc_names mpirun); stage_doc=$(doc_names stage)
-cmp_names "embedded pack (all + pack)" "$(names "$TMP/embedded.txt")" "$(printf '%s\n%s\n' "$all_doc" "$pack_doc" | sort -u)"
+ref_doc=$(doc_names reference)
+cmp_names "embedded pack with --reference (all + pack + reference)" "$(names "$TMP/embedded.txt")" \
+  "$(printf '%s\n%s\n%s\n' "$all_doc" "$pack_doc" "$ref_doc" | sort -u)"
 cmp_names "coordinator under mpirun, a pack (all + pack + mpirun)" "$(names "$TMP/coordinator.txt")" \
   "$(printf '%s\n%s\n%s\n' "$all_doc" "$pack_doc" "$mpi_doc" | sort -u)"
-cmp_names "stage ranks" "$(cat "$TMP/stage1.txt" "$TMP/stage2.txt" | grep '^# TYPE ' | awk '{print $3}' | sort -u)" "$stage_doc"
+cmp_names "stage ranks with --reference (stage + reference)" \
+  "$(cat "$TMP/stage1.txt" "$TMP/stage2.txt" | grep '^# TYPE ' | awk '{print $3}' | sort -u)" \
+  "$(printf '%s\n%s\n' "$stage_doc" "$ref_doc" | sort -u)"
 
 [ "$failures" = 0 ] || { echo "$failures check(s) failed"; exit 1; }
 echo "all metrics checks passed"

@@ -51,6 +51,33 @@ checks_until 2 && [ "$(passing)" = 0 ] && grep -q " error canary .*FAILED: KL .*
   fail "drifted pack: passing '$(passing)'; $(grep canary "$SERVER_LOG" | head -3)"
 stop_server || true
 
+# Sampled layer error against the full-precision checkpoint (--reference): the drifted layer's
+# error rises, the others stay where the intact pack has them.
+layer_error() {  # LAYER LINEAR
+  curl -sf "http://127.0.0.1:$PORT/metrics" | grep '^accullm_layer_relative_error{' | grep "layer=\"$1\"" |
+    grep "linear=\"$2\"" | awk '{print $2}'
+}
+one_request() {
+  curl -sf -H 'Content-Type: application/json' -d "{\"model\":\"$1\",\"prompt\":\"Once upon a time\",\"max_tokens\":6}" \
+    "http://127.0.0.1:$PORT/v1/completions" >/dev/null
+}
+start_server "$ACCULLM" --model "$TMP/pack" --reference "$MODEL" --drift-sample-rate 1 || exit 1
+one_request pack
+good_down=$(layer_error 0 down); good_up=$(layer_error 0 up)
+stop_server || true
+start_server "$ACCULLM" --model "$TMP/drift_steps" --reference "$MODEL" --drift-sample-rate 1 || exit 1
+one_request drift_steps
+bad_down=$(layer_error 0 down); bad_up=$(layer_error 0 up)
+stop_server || true
+$PY -c "import sys; g,b,gu,bu=map(float,sys.argv[1:]); sys.exit(0 if g < 0.15 and b > 0.3 and abs(gu-bu) < 0.02 else 1)" \
+  "$good_down" "$bad_down" "$good_up" "$bad_up" 2>/dev/null &&
+  pass "layer 0 down's sampled error: $good_down intact, $bad_down with its steps x1.5 (layer 0 up: $good_up vs $bad_up)" ||
+  fail "sampled layer error: down '$good_down' -> '$bad_down', up '$good_up' -> '$bad_up'"
+"$ACCULLM" serve --model "$TMP/pack" --port 0 --reference "$TMP" >/dev/null 2>"$TMP/ref.err" &&
+  fail "a --reference that is not a checkpoint was accepted" ||
+  { grep -q "^error: .*--reference" "$TMP/ref.err" && pass "a --reference without the model's tensors is refused: $(head -c 200 "$TMP/ref.err")" ||
+    fail "bad --reference: $(head -c 300 "$TMP/ref.err")"; }
+
 # A pack whose canary 0 points at canary 1's logits (another prompt): drift is visible.
 cp -r "$TMP/pack" "$TMP/drift"
 sed -i 's/"accullm.canary.0.logits"/"accullm.canary.1.logits"/' "$TMP/drift/accullm.json"
