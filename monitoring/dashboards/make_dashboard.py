@@ -82,6 +82,10 @@ ROWS = [
          "KL(full precision || served) per canary, nats (alert AccuLLMDriftKLHigh above 0.05)."),
         ("Canary top-1 match", "short",
          [(f"accullm_canary_top1_match{{{SEL}}}", "canary {{canary}}")], "1 when the served top-1 token agrees."),
+        ("Sampled layer error (worst linear per layer)", "percentunit",
+         [(f"max by (layer) (accullm_layer_relative_error{{{STAGE_SEL}}})", "layer {{layer}}")],
+         "||served - full precision|| / ||full precision|| of each layer's worst linear on sampled tokens "
+         "(serve --reference); a drifting layer rises above the rest."),
         ("Accumulator overflows", "short",
          [(f"sum(accullm_accumulator_overflows_total{{{STAGE_SEL}}})", "overflows")],
          "Must stay 0 (alert AccuLLMAccumulatorOverflow)."),
