@@ -87,10 +87,10 @@ std::string ServedModelName(const ServeFlags& f, const std::string& dir) {
 // itself). Started before the model loads, so a scrape during loading already answers.
 std::unique_ptr<monitoring::MetricsHttpServer> StartStageMetrics(
     const ServeFlags& f, int rank, monitoring::StageMetrics& metrics, const pipeline::StageActivity& act,
-    const std::atomic<const quant::LayerDriftSampler*>& drift) {
+    const std::atomic<const quant::LayerDriftSampler*>& drift, const std::atomic<const model::Transformer*>& sparse) {
   if (f.metrics_port <= 0) return nullptr;
   const int port = f.metrics_port + transport::LocalRank(rank);
-  auto server = std::make_unique<monitoring::MetricsHttpServer>(f.host, port, [&metrics, &act, &drift] {
+  auto server = std::make_unique<monitoring::MetricsHttpServer>(f.host, port, [&metrics, &act, &drift, &sparse] {
     monitoring::StageSnapshot s;
     s.stage = act.stage.load();
     s.batches = act.batches.load();
@@ -110,6 +110,7 @@ std::unique_ptr<monitoring::MetricsHttpServer> StartStageMetrics(
       s.layer_errors = LayerErrorSamples(*d);
       s.drift_samples = d->sampled_passes();
     }
+    if (const model::Transformer* m = sparse.load(); m != nullptr) s.ffn = FfnCounts(*m);
     return metrics.Render(s);
   });
   if (absl::Status st = server->Start(); !st.ok()) {
@@ -136,9 +137,10 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   monitoring::StageMetrics metrics(ServedModelName(f, dir), mpi.rank());
   pipeline::StageActivity activity;
   std::atomic<const quant::LayerDriftSampler*> drift_view{nullptr};
+  std::atomic<const model::Transformer*> sparse_view{nullptr};
   std::unique_ptr<monitoring::MetricsHttpServer> metrics_server;
   if (f.metrics_port > 0) {
-    metrics_server = StartStageMetrics(f, mpi.rank(), metrics, activity, drift_view);
+    metrics_server = StartStageMetrics(f, mpi.rank(), metrics, activity, drift_view, sparse_view);
     if (metrics_server == nullptr) return 1;
   }
   // The NaN/Inf check and the kernels' layout wait for the hello: they cover this stage's
@@ -166,8 +168,10 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
     loaded->transformer->set_observer(drift.get());
     drift_view = drift.get();
   }
+  if (loaded->transformer->ffn_sparsity_enabled()) sparse_view = loaded->transformer.get();
   const int rc = pipeline::RunPipelineStage(mpi, *loaded->transformer, &mpi, &activity);
   drift_view = nullptr;
+  sparse_view = nullptr;
   if (metrics_server) metrics_server->Stop();
   return rc;
 }
@@ -296,8 +300,12 @@ int RunServe(ServeFlags f) {
     if (!d.ok()) return fail(d.status());
     drift = std::move(*d);
     model.set_observer(drift.get());
-    metrics.set_before_scrape(
-        [&drift, &metrics] { metrics.layer_errors().Set(LayerErrorSamples(*drift), drift->sampled_passes()); });
+  }
+  if (!executor && (drift != nullptr || model.ffn_sparsity_enabled())) {
+    metrics.set_before_scrape([&drift, &metrics, &model] {
+      if (drift != nullptr) metrics.layer_errors().Set(LayerErrorSamples(*drift), drift->sampled_passes());
+      if (model.ffn_sparsity_enabled()) metrics.ffn_sparsity().Set(FfnCounts(model));
+    });
   }
   // The pack's full-precision canaries, replayed through the scheduler and pipeline like any
   // request (embedded or under mpirun): a wrong or corrupted pack, or a kernel bug, shows on

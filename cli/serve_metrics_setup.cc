@@ -65,6 +65,17 @@ std::vector<monitoring::LayerErrorSample> LayerErrorSamples(const quant::LayerDr
   return out;
 }
 
+std::vector<monitoring::FfnLayerCount> FfnCounts(const model::Transformer& model) {
+  std::vector<monitoring::FfnLayerCount> out;
+  const std::vector<model::FfnSparsityCounts> counts = model.ffn_sparsity_counts();
+  for (size_t l = 0; l < counts.size(); ++l) {
+    if (counts[l].total == 0) continue;  // another stage's layer, or none yet
+    out.push_back({static_cast<int64_t>(l), static_cast<uint64_t>(counts[l].total),
+                   static_cast<uint64_t>(counts[l].total - counts[l].kept)});
+  }
+  return out;
+}
+
 void SetStartupMetrics(const model::Transformer& model, monitoring::ServingMetrics& metrics) {
   metrics.SetBuildInfo(BuildInfoLabels());
   metrics.SetModelInfo(static_cast<double>(model.weight_bytes_per_token()), LowBitWeightFraction(model),

@@ -21,6 +21,10 @@ void ExportPipelineOnScrape(const pipeline::PipelineExecutor& executor, monitori
 // The sampler's per-linear errors as the metrics series take them.
 std::vector<monitoring::LayerErrorSample> LayerErrorSamples(const quant::LayerDriftSampler& drift);
 
+// The model's FFN sparsity counts (cumulative, layers that ran FFN tokens only) as the metrics
+// series take them.
+std::vector<monitoring::FfnLayerCount> FfnCounts(const model::Transformer& model);
+
 // The share of the transformer blocks' linear weights (by parameter count) a pack holds in
 // low-bit codes; 0 for a checkpoint.
 double LowBitWeightFraction(const model::Transformer& model);

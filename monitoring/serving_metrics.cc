@@ -175,6 +175,11 @@ LayerErrorSeries& ServingMetrics::layer_errors() {
   return *layer_errors_;
 }
 
+FfnSparsitySeries& ServingMetrics::ffn_sparsity() {
+  if (ffn_sparsity_ == nullptr) ffn_sparsity_ = std::make_unique<FfnSparsitySeries>(*registry_, model_name_);
+  return *ffn_sparsity_;
+}
+
 void ServingMetrics::set_before_scrape(std::function<void()> f) {
   std::lock_guard<std::mutex> lock(scrape_mu_);
   before_scrape_ = std::move(f);

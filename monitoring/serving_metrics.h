@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "monitoring/ffn_sparsity_series.h"
 #include "monitoring/layer_error_series.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
@@ -74,6 +75,8 @@ class ServingMetrics {
 
   // The sampled layer-error series (serve --reference without mpirun), created on first use.
   LayerErrorSeries& layer_errors();
+  // The FFN sparsity series (a sparse pack served without mpirun), created on first use.
+  FfnSparsitySeries& ffn_sparsity();
 
   // Runs at the start of every Serialize (a scrape): gauges read from elsewhere (the stages'
   // liveness) are set there, fresh, instead of on a timer.
@@ -102,6 +105,7 @@ class ServingMetrics {
   prometheus::Gauge* canary_last_check_ = nullptr;
   prometheus::Gauge *canary_passing_ = nullptr, *weight_bytes_, *low_bit_fraction_, *in_flight_;
   std::unique_ptr<LayerErrorSeries> layer_errors_;
+  std::unique_ptr<FfnSparsitySeries> ffn_sparsity_;
   mutable std::mutex scrape_mu_;  // one scrape at a time runs the hook
   std::function<void()> before_scrape_;
 };

@@ -62,6 +62,10 @@ std::string StageMetrics::Render(const StageSnapshot& s) {
       if (layer_errors_ == nullptr) layer_errors_ = std::make_unique<LayerErrorSeries>(*registry_, model_name_);
       layer_errors_->Set(s.layer_errors, s.drift_samples);
     }
+    if (!s.ffn.empty()) {
+      if (ffn_sparsity_ == nullptr) ffn_sparsity_ = std::make_unique<FfnSparsitySeries>(*registry_, model_name_);
+      ffn_sparsity_->Set(s.ffn);
+    }
     last_ = s;
   }
   return prometheus::TextSerializer().Serialize(registry_->Collect());

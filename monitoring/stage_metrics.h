@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "monitoring/ffn_sparsity_series.h"
 #include "monitoring/layer_error_series.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -29,6 +30,8 @@ struct StageSnapshot {
   bool drift = false;
   std::vector<LayerErrorSample> layer_errors;
   uint64_t drift_samples = 0;
+  // FFN sparsity (a sparse pack): exported when non-empty.
+  std::vector<FfnLayerCount> ffn;
 };
 
 class StageMetrics {
@@ -50,6 +53,7 @@ class StageMetrics {
   prometheus::Gauge *kv_used_ = nullptr, *kv_total_ = nullptr, *sequences_ = nullptr, *silence_ = nullptr,
                     *info_ = nullptr;
   std::unique_ptr<LayerErrorSeries> layer_errors_;
+  std::unique_ptr<FfnSparsitySeries> ffn_sparsity_;
 };
 
 }  // namespace accullm::monitoring
