@@ -1,8 +1,8 @@
-// Speculative decoding (speculative/): the accept/reject rule over synthetic rows, and on the
-// embedded model with a low-bit copy of itself as the draft: the tokens equal the target's
-// alone (an independent sequential loop, and the scheduler that `generate` uses) token for
-// token, greedy and sampled, while the draft alone differs; the target's KV cache after
-// rejections equals a non-speculative run's.
+// Speculative decoding (speculative/): the accept/reject rule over synthetic rows, prompt
+// lookup, and on the embedded model with a low-bit copy of itself as the draft: the tokens
+// equal the target's alone (an independent sequential loop, and the scheduler that `generate`
+// uses) token for token, greedy and sampled, while the draft alone differs; the target's KV
+// cache after rejections equals a non-speculative run's.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -19,6 +19,7 @@
 #include "quant/model_quantizer.h"
 #include "speculative/draft_verification.h"
 #include "speculative/model_draft_proposer.h"
+#include "speculative/ngram_draft_proposer.h"
 #include "speculative/speculative_decoder.h"
 #include "speculative/speculative_generation.h"
 #include "tests/support/test_support.h"
@@ -85,6 +86,27 @@ TEST(DraftVerificationTest, PenaltiesCountTheDraftTokensBeforeEachRow) {
   const Verification v = VerifyDraft(target, rows.data(), vocab, std::vector<int32_t>{0, 2, 2}, 2);
   EXPECT_EQ(v.accepted, 1);
   EXPECT_EQ(v.token, 3);
+}
+
+TEST(NgramDraftProposerTest, ContinuesTheLongestMostRecentMatch) {
+  NgramDraftProposer ngram(3);
+  std::vector<int32_t> draft;
+  // The 3-gram (5 6 7) occurred at the start: its continuation 8 9 10 11.
+  ASSERT_TRUE(ngram.Propose(std::vector<int32_t>{5, 6, 7, 8, 9, 10, 11, 12, 5, 6, 7}, 4, draft).ok());
+  EXPECT_EQ(draft, (std::vector<int32_t>{8, 9, 10, 11}));
+  // k bounds the draft; the continuation stops at the end of the context.
+  ASSERT_TRUE(ngram.Propose(std::vector<int32_t>{5, 6, 7, 8, 5, 6, 7}, 9, draft).ok());
+  EXPECT_EQ(draft, (std::vector<int32_t>{8, 5, 6, 7}));
+  // The longest n wins over a more recent shorter match; among equals, the most recent.
+  ASSERT_TRUE(ngram.Propose(std::vector<int32_t>{1, 2, 3, 40, 9, 3, 50, 1, 2, 3}, 1, draft).ok());
+  EXPECT_EQ(draft, (std::vector<int32_t>{40}));
+  ASSERT_TRUE(ngram.Propose(std::vector<int32_t>{3, 40, 9, 3, 50, 7, 3}, 2, draft).ok());
+  EXPECT_EQ(draft, (std::vector<int32_t>{50, 7}));
+  // Nothing to continue.
+  ASSERT_TRUE(ngram.Propose(std::vector<int32_t>{1, 2, 3, 4}, 4, draft).ok());
+  EXPECT_TRUE(draft.empty());
+  ASSERT_TRUE(ngram.Propose(std::vector<int32_t>{1}, 4, draft).ok());
+  EXPECT_TRUE(draft.empty());
 }
 
 // ---- on the embedded model ----
@@ -284,6 +306,25 @@ TEST_F(SpeculativeDecodingTest, RollbackLeavesTheCacheOfANonSpeculativeRun) {
     ASSERT_TRUE(target_->Forward(&seq.back(), 1, cache, got_logits.data()).ok());
     EXPECT_EQ(got_logits, ref_logits);
   }
+}
+
+TEST_F(SpeculativeDecodingTest, NgramTokensAreTheTargetsAlone) {
+  const int64_t n = 40;
+  // A prompt that repeats itself gives prompt lookup something to find.
+  std::vector<int32_t> repeated = (*prompts_)[3];
+  repeated.insert(repeated.end(), (*prompts_)[3].begin() + 1, (*prompts_)[3].end());
+  std::vector<std::vector<int32_t>> prompts = *prompts_;
+  prompts.push_back(repeated);
+  int64_t accepted = 0;
+  for (const model::SamplingParams& p : SamplingCases()) {
+    for (const auto& prompt : prompts) {
+      NgramDraftProposer ngram;
+      SpeculationStats stats;
+      EXPECT_EQ(Speculate(&ngram, prompt, n, p, {}, &stats), Alone(*target_, prompt, n, p)) << "T " << p.temperature;
+      accepted += stats.accepted;
+    }
+  }
+  EXPECT_GT(accepted, 0);
 }
 
 // GenerateSpeculatively ends a sequence as the scheduler (`generate`'s path) does: EOS, stop
