@@ -76,6 +76,10 @@ std::string SpeculationSummary(const std::string& mode, int64_t max_draft_tokens
       "acceptance rate: %.3f",
       mode, max_draft_tokens, s.steps, s.steps > 0 ? static_cast<double>(s.generated) / s.steps : 0.0, s.drafted,
       s.accepted, s.acceptance_rate());
+  if (s.steps > 0) {
+    absl::StrAppendFormat(&out, " | per step: draft %.3f ms, verify %.3f ms", 1e3 * s.draft_seconds / s.steps,
+                          1e3 * s.verify_seconds / s.steps);
+  }
   absl::StrAppend(&out, "\nacceptance by draft position (accepted/drafted):");
   for (size_t i = 0; i < s.drafted_at.size(); ++i) {
     if (s.drafted_at[i] == 0) continue;

@@ -1,6 +1,7 @@
 #include "speculative/speculative_decoder.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -8,6 +9,8 @@
 #include "speculative/draft_verification.h"
 
 namespace accullm::speculative {
+
+using Clock = std::chrono::steady_clock;
 
 SpeculativeDecoder::SpeculativeDecoder(model::Transformer& target, DraftProposer* proposer,
                                        const model::SamplingParams& sampling, const SpeculationConfig& config,
@@ -41,7 +44,9 @@ absl::StatusOr<std::vector<int32_t>> SpeculativeDecoder::Step(int64_t limit) {
   if (room < 0) return absl::OutOfRangeError(absl::StrCat("the sequence is full (", cache_.capacity(), " positions)"));
   const int64_t k = std::min({k_, limit - 1, room});
   draft_.clear();
+  const auto t0 = Clock::now();
   if (proposer_ != nullptr && k > 0) RETURN_IF_ERROR(proposer_->Propose(tokens_, k, draft_));
+  const auto t1 = Clock::now();
   if (static_cast<int64_t>(draft_.size()) > k) draft_.resize(static_cast<size_t>(k));
   const int64_t drafted = static_cast<int64_t>(draft_.size());
 
@@ -56,6 +61,8 @@ absl::StatusOr<std::vector<int32_t>> SpeculativeDecoder::Step(int64_t limit) {
     return forward;
   }
   const Verification v = VerifyDraft(sampler_, logits_.data(), vocab, tokens_, drafted);
+  stats_.draft_seconds += std::chrono::duration<double>(t1 - t0).count();
+  stats_.verify_seconds += std::chrono::duration<double>(Clock::now() - t1).count();
   // Keep the accepted draft tokens, then the target's own token; the cache keeps the rows of
   // every token but that newest one (the rejected draft rows go).
   tokens_.resize(static_cast<size_t>(n + v.accepted));

@@ -38,6 +38,9 @@ struct SpeculationStats {
   // Per draft position i (0-based): steps whose draft reached position i, and steps that had
   // positions 0..i all accepted (vLLM's per-position acceptance counts).
   std::vector<int64_t> drafted_at, accepted_at;
+  // Wall time spent proposing drafts and in the target's verification passes (forward and
+  // sampling): the two sides of the cost model, measured.
+  double draft_seconds = 0, verify_seconds = 0;
 
   double acceptance_rate() const { return drafted > 0 ? static_cast<double>(accepted) / drafted : 0.0; }
 };
