@@ -80,7 +80,7 @@ std::string SpeculationSummary(const std::string& mode, int64_t max_draft_tokens
     absl::StrAppendFormat(&out, " | per step: draft %.3f ms, verify %.3f ms", 1e3 * s.draft_seconds / s.steps,
                           1e3 * s.verify_seconds / s.steps);
   }
-  absl::StrAppend(&out, "\nacceptance by draft position (accepted/drafted):");
+  absl::StrAppend(&out, "\nacceptance by draft position i (drafts accepted through i / drafts reaching i):");
   for (size_t i = 0; i < s.drafted_at.size(); ++i) {
     if (s.drafted_at[i] == 0) continue;
     absl::StrAppendFormat(&out, " %d: %.3f (%d/%d)", i + 1, static_cast<double>(s.accepted_at[i]) / s.drafted_at[i],
