@@ -45,7 +45,9 @@ struct GenerateFlags {
 };
 
 // `generate` is one request through the same scheduler and stage runner as `serve` (the
-// embedded one-stage pipeline), so its tokens are the server's for the same request.
+// embedded one-stage pipeline), so its tokens are the server's for the same request. With
+// speculation (which the scheduler does not do yet) it runs speculative/'s single-sequence
+// loop instead (cli/speculative_generate.h): the same tokens, by the accept/reject rule.
 int RunGenerate(const GenerateFlags& f) {
   using Clock = std::chrono::steady_clock;
   const bool ids_in = !f.prompt_ids.empty();
