@@ -183,7 +183,9 @@ class SpeculativeDecodingTest : public ::testing::Test {
     std::vector<int32_t> seq = prompt;
     EXPECT_TRUE(model.Forward(prompt.data(), static_cast<int64_t>(prompt.size()), cache, logits.data()).ok());
     for (int64_t i = 0; i < n; ++i) {
-      if (i > 0) EXPECT_TRUE(model.Forward(&seq.back(), 1, cache, logits.data()).ok());
+      if (i > 0) {
+        EXPECT_TRUE(model.Forward(&seq.back(), 1, cache, logits.data()).ok());
+      }
       seq.push_back(sampler.Sample(logits.data(), vocab, seq, static_cast<int64_t>(seq.size())));
     }
     return std::vector<int32_t>(seq.begin() + static_cast<int64_t>(prompt.size()), seq.end());
