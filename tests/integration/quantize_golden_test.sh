@@ -103,5 +103,22 @@ refused "--speculate draft without --draft" "needs --draft" --speculate draft
 "$ACCULLM" generate --help >"$TMP/help" 2>&1 && grep -q -- "--draft-tokens" "$TMP/help" && grep -q -- "--speculate" "$TMP/help" \
   && pass "generate --help documents --draft, --speculate, --draft-tokens" || fail "generate --help"
 
+# bench --draft: the cost model's parts, measured (values are timing-dependent: only their
+# presence and ranges are checked here; the figures live in docs/benchmarks.md).
+"$ACCULLM" bench --draft "$PACK" --prompt-tokens 32 --gen-tokens 24 --repeat 1 --no-bandwidth --json \
+  --assume-acceptance 0.9 >"$TMP/bench.json" 2>"$TMP/bench.err" || fail "bench --draft: $(cat "$TMP/bench.err")"
+$PY - "$TMP/bench.json" <<'PY' && pass "bench --draft reports acceptance, verification passes and the cost model" ||
+import json, sys
+b = json.load(open(sys.argv[1]))
+assert 0 < b["acceptance_rate"] <= 1, b
+assert b["draft_decode_tokens_per_s"] > 0 and b["speculative_decode_tokens_per_s"] > 0, b
+assert set(b["verify_pass_ms"]) == {"2", "3", "5", "9"}, b["verify_pass_ms"]
+assert [m["acceptance"] for m in b["cost_model_speedup"]][1:] == [0.9], b["cost_model_speedup"]
+assert all(m["speedup"] > 0 for m in b["cost_model_speedup"]), b
+PY
+  fail "bench --draft JSON: $(head -c 600 "$TMP/bench.json")"
+"$ACCULLM" bench --draft "$MODEL" --gen-tokens 4 --no-bandwidth >/dev/null 2>"$TMP/bench_bad.err" &&
+  fail "bench --draft with a checkpoint accepted" || pass "bench --draft refuses a draft that is not a pack of --model"
+
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]
