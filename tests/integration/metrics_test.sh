@@ -46,6 +46,34 @@ complete() {  # PORT MODEL PROMPT MAX_TOKENS: prints "prompt_tokens completion_t
     $PY -c 'import json,sys; u=json.load(sys.stdin)["usage"]; print(u["prompt_tokens"], u["completion_tokens"])'
 }
 
+# A real Prometheus (Debian's package) on loopback with temporary storage, scraping TARGETS
+# every second; PROM_PID is its pid.
+start_prometheus() {  # NAME TARGET...
+  local name="$1" targets=""; shift
+  for t in "$@"; do targets="$targets${targets:+, }\"$t\""; done
+  printf 'global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: accullm\n    static_configs:\n      - targets: [%s]\n' \
+    "$targets" >"$TMP/$name.yml"
+  prometheus --config.file="$TMP/$name.yml" --storage.tsdb.path="$TMP/$name-tsdb" \
+    --web.listen-address="127.0.0.1:$((BASE + 3))" >"$TMP/$name.log" 2>&1 &
+  PROM_PID=$!
+}
+query() {  # PROMQL: the first result's value, or empty
+  curl -sfG "http://127.0.0.1:$((BASE + 3))/api/v1/query" --data-urlencode "query=$1" |
+    $PY -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' 2>/dev/null
+}
+# prom_counters WANT_PROMPT WANT_GEN [WANT_STAGES]: waits (60 s at most) until Prometheus's
+# sums equal them; sets got_prompt, got_gen, got_stages.
+prom_counters() {
+  got_gen=""; got_prompt=""; got_stages=""
+  for _ in $(seq 1 120); do
+    got_gen=$(query 'sum(accullm_generation_tokens_total)'); got_prompt=$(query 'sum(accullm_prompt_tokens_total)')
+    got_stages=$(query 'count(accullm_stage_compute_seconds_total > 0)')
+    [ "$got_gen" = "$2" ] && [ "$got_prompt" = "$1" ] && [ -z "${3:-}" -o "$got_stages" = "${3:-}" ] && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
 # ---- Embedded, serving a pack (canaries), --metrics-port BASE ----
 "$ACCULLM" quantize --out "$TMP/pack" --method rtn --fp16-layers none --calib-samples 2 --calib-seq-len 64 \
   >/dev/null 2>"$TMP/q.err" || { cat "$TMP/q.err"; exit 1; }
@@ -57,6 +85,13 @@ for p in "Once upon a time" "The cat sat" "Lily liked"; do
 done
 curl -s "http://127.0.0.1:$PORT/no/such/route" >/dev/null
 curl -sf "http://127.0.0.1:$BASE/metrics" >"$TMP/embedded.txt" || fail "no /metrics on --metrics-port $BASE"
+start_prometheus embedded "127.0.0.1:$BASE"
+prom_counters "$prompt_sum" "$gen_sum" &&
+  pass "Prometheus scraped the embedded server's token counters ($prompt_sum prompt, $gen_sum generated)" ||
+  fail "Prometheus, embedded: generation '$got_gen' (want $gen_sum), prompt '$got_prompt' (want $prompt_sum)"
+got_req=$(query 'sum(accullm_http_responses_total{endpoint="/v1/completions",code="200"})')
+[ "$got_req" = 3 ] && pass "Prometheus counts the 3 embedded completions by endpoint and code" || fail "completions '$got_req'"
+kill $PROM_PID 2>/dev/null; wait $PROM_PID 2>/dev/null
 curl -sf -o /dev/null "http://127.0.0.1:$BASE/v1/completions" && fail "the metrics port answers API routes" ||
   pass "the metrics port serves /metrics only"
 stop_server || true
@@ -78,16 +113,7 @@ grep -q '^accullm_build_info{.*isa="[a-z0-9]*"' "$TMP/embedded.txt" && grep -q '
 # ---- mpirun -np 3: coordinator + 2 stages, each on BASE + rank; Prometheus scrapes them ----
 start_mpi_server 3 "$ACCULLM" --model "$TMP/pack" --metrics-port "$BASE" --metrics-no-auth --reference "$MODEL" \
   --drift-sample-rate 1 || exit 1
-cat >"$TMP/prometheus.yml" <<YAML
-global: {scrape_interval: 1s, evaluation_interval: 1s}
-scrape_configs:
-  - job_name: accullm
-    static_configs:
-      - targets: ["127.0.0.1:$BASE", "127.0.0.1:$((BASE + 1))", "127.0.0.1:$((BASE + 2))"]
-YAML
-prometheus --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/tsdb" \
-  --web.listen-address="127.0.0.1:$((BASE + 3))" >"$TMP/prometheus.log" 2>&1 &
-PROM_PID=$!
+start_prometheus mpirun "127.0.0.1:$BASE" "127.0.0.1:$((BASE + 1))" "127.0.0.1:$((BASE + 2))"
 trap 'kill $PROM_PID 2>/dev/null; kill -KILL -- -$MPI_PID 2>/dev/null; rm -rf "$TMP"' EXIT
 prompt_sum=0; gen_sum=0
 for p in "Once upon a time" "The dog ran" "Tom and Lily" "A big red ball"; do
@@ -127,22 +153,12 @@ l1=$(layers_of "$TMP/stage1.txt"); l2=$(layers_of "$TMP/stage2.txt")
   fail "stage layer errors: rank 1 [$l1], rank 2 [$l2]"
 
 # Prometheus's view (the query API), once it has scraped after the requests.
-query() {  # PROMQL: the first result's value, or empty
-  curl -sfG "http://127.0.0.1:$((BASE + 3))/api/v1/query" --data-urlencode "query=$1" |
-    $PY -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' 2>/dev/null
-}
-got_gen=""; got_prompt=""; got_stages=""
-for _ in $(seq 1 120); do
-  got_gen=$(query 'sum(accullm_generation_tokens_total)'); got_prompt=$(query 'sum(accullm_prompt_tokens_total)')
-  got_stages=$(query 'count(accullm_stage_compute_seconds_total > 0)')
-  [ "$got_gen" = "$gen_sum" ] && [ "$got_prompt" = "$prompt_sum" ] && [ "$got_stages" = 2 ] && break
-  sleep 0.5
-done
+prom_counters "$prompt_sum" "$gen_sum" 2
 [ "$got_gen" = "$gen_sum" ] && [ "$got_prompt" = "$prompt_sum" ] &&
   pass "Prometheus scraped the token counters the API reported ($prompt_sum prompt, $gen_sum generated)" ||
   fail "Prometheus: generation '$got_gen' (want $gen_sum), prompt '$got_prompt' (want $prompt_sum)"
 [ "$got_stages" = 2 ] && pass "Prometheus has a compute-seconds series for each stage" ||
-  fail "Prometheus stage compute series: '$got_stages'; $(tail -5 "$TMP/prometheus.log")"
+  fail "Prometheus stage compute series: '$got_stages'; $(tail -5 "$TMP/mpirun.log")"
 got_req=$(query 'sum(accullm_http_responses_total{endpoint="/v1/completions",code="200"})')
 [ "$got_req" = 4 ] && pass "Prometheus counts the 4 completions by endpoint and code" || fail "completions '$got_req'"
 kill $PROM_PID 2>/dev/null
