@@ -14,6 +14,10 @@ for tool in promtool prometheus mpirun; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool not installed (scripts/setup.sh installs it)"; exit 1; }
 done
 
+PROM_PID=""; MPI_PID=""; SERVER_PID=""
+trap '[ -n "$PROM_PID" ] && kill $PROM_PID 2>/dev/null; [ -n "$SERVER_PID" ] && kill $SERVER_PID 2>/dev/null
+      [ -n "$MPI_PID" ] && kill -KILL -- -$MPI_PID 2>/dev/null; rm -rf "$TMP"' EXIT
+
 # A base port with P .. P+2 free (and Prometheus's on P+3).
 BASE=$($PY - <<'PYEOF'
 import random, socket
@@ -114,7 +118,6 @@ grep -q '^accullm_build_info{.*isa="[a-z0-9]*"' "$TMP/embedded.txt" && grep -q '
 start_mpi_server 3 "$ACCULLM" --model "$TMP/pack" --metrics-port "$BASE" --metrics-no-auth --reference "$MODEL" \
   --drift-sample-rate 1 || exit 1
 start_prometheus mpirun "127.0.0.1:$BASE" "127.0.0.1:$((BASE + 1))" "127.0.0.1:$((BASE + 2))"
-trap 'kill $PROM_PID 2>/dev/null; kill -KILL -- -$MPI_PID 2>/dev/null; rm -rf "$TMP"' EXIT
 prompt_sum=0; gen_sum=0
 for p in "Once upon a time" "The dog ran" "Tom and Lily" "A big red ball"; do
   read -r pt ct < <(complete "$PORT" pack "$p" 5)
