@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 
+#include "cli/bench_speculation.h"
 #include "cli/cli_common.h"
 #include "cli/model_loading.h"
 #include "common/json.h"
@@ -25,7 +27,10 @@ struct BenchFlags {
   bool exact = false;
   ActQuantFlags act_quant;
   std::string sparsity = "on";
-  std::string isa;  // empty: ACCULLM_ISA or the detected level
+  std::string isa;    // empty: ACCULLM_ISA or the detected level
+  std::string draft;  // golden mode's cost model: a pack of --model
+  int64_t draft_tokens = 4;
+  std::vector<double> assume_acceptance;
 };
 
 // Multiply-adds of one token through the block linears (the prefill GEMMs' work), and of the
@@ -124,6 +129,22 @@ int RunBench(const BenchFlags& f) {
                                  static_cast<double>(c.hidden_size) * c.vocab_size) /
                                 best_prefill / 1e9;
   const double peak = f.bandwidth ? MeasureReadBandwidthGBs(*loaded->pool) : 0.0;
+  std::optional<SpeculationBench> spec;
+  if (!f.draft.empty()) {
+    SpeculationBenchOptions so;
+    so.target_dir = dir;
+    so.draft_dir = f.draft;
+    so.load = {.exact = f.exact, .activations = *activations, .sparsity = f.sparsity != "off"};
+    so.prompt = prompt;
+    so.gen_tokens = f.gen_tokens;
+    so.repeat = f.repeat;
+    so.draft_tokens = f.draft_tokens;
+    so.assume_acceptance = f.assume_acceptance;
+    so.target_token_seconds = best_decode / static_cast<double>(f.gen_tokens);
+    auto b = RunSpeculationBench(*loaded, so);
+    if (!b.ok()) return ReportError(b.status());
+    spec = std::move(*b);
+  }
   if (f.json) {
     boost::json::object o;
     o["model"] = dir;
@@ -140,6 +161,7 @@ int RunBench(const BenchFlags& f) {
     o["decode_gb_s"] = gbs;
     o["bandwidth_gb_s"] = f.bandwidth ? boost::json::value(peak) : boost::json::value(nullptr);
     o["decode_bandwidth_fraction"] = f.bandwidth ? boost::json::value(gbs / peak) : boost::json::value(nullptr);
+    if (spec) AddToJson(*spec, o);
     std::printf("%s\n", boost::json::serialize(o).c_str());
     return 0;
   }
@@ -156,6 +178,7 @@ int RunBench(const BenchFlags& f) {
   if (f.bandwidth) {
     std::printf("memory read bandwidth: %.2f GB/s measured; decode achieves %.0f%% of it\n", peak, 100.0 * gbs / peak);
   }
+  if (spec) Print(*spec, f.draft_tokens);
   return 0;
 }
 
@@ -184,10 +207,23 @@ void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--isa", flags->isa,
                   "Kernel level: scalar, avx2 or avx512 (default: $ACCULLM_ISA, else the best this CPU runs; "
                   "clamped to what it has)");
-  cmd->add_flag(
-      "--json", flags->json,
-      "One JSON object on stdout: prefill_tokens_per_s, prefill_gflops, decode_tokens_per_s, "
-      "decode_bytes_per_token, decode_gb_s, bandwidth_gb_s, decode_bandwidth_fraction (null with --no-bandwidth)");
+  cmd->add_option("--draft", flags->draft,
+                  "Golden mode's cost model: a pack of --model as the draft; adds the draft's decode speed, "
+                  "verification passes of k+1 rows, a greedy speculative run (acceptance rate) and the implied "
+                  "speedup");
+  cmd->add_option("--draft-tokens", flags->draft_tokens, "With --draft: K, the most tokens one step drafts")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--assume-acceptance", flags->assume_acceptance,
+                  "With --draft: also evaluate the cost model at these acceptance rates (e.g. a model's measured "
+                  "rate, where this model's random weights make its own meaningless)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_flag("--json", flags->json,
+                "One JSON object on stdout: prefill_tokens_per_s, prefill_gflops, decode_tokens_per_s, "
+                "decode_bytes_per_token, decode_gb_s, bandwidth_gb_s, decode_bandwidth_fraction (null with "
+                "--no-bandwidth); with --draft also draft_decode_tokens_per_s, "
+                "verify_pass_ms, acceptance_rate, tokens_per_step, speculative_decode_tokens_per_s, "
+                "acceptance_by_draft_position, cost_model_speedup");
   cmd->callback([&run, flags] { run = [flags] { return RunBench(*flags); }; });
 }
 

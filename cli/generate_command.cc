@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "cli/cli_common.h"
 #include "cli/model_loading.h"
+#include "cli/speculative_generate.h"
 #include "coordinator/scheduler.h"
 #include "spdlog/spdlog.h"
 
@@ -39,19 +40,31 @@ struct GenerateFlags {
   ActQuantFlags act_quant;
   std::string sparsity = "on";
   std::string kv_cache_dtype = kDefaultKvCacheDType;
+  std::string draft;      // golden mode: a pack of --model drafts, --model verifies
+  std::string speculate;  // draft | ngram | off; default: draft with --draft, else off
+  int64_t draft_tokens = 4;
 };
 
 // `generate` is one request through the same scheduler and stage runner as `serve` (the
-// embedded one-stage pipeline), so its tokens are the server's for the same request.
+// embedded one-stage pipeline), so its tokens are the server's for the same request. With
+// speculation (which the scheduler does not do yet) it runs speculative/'s single-sequence
+// loop instead (cli/speculative_generate.h): the same tokens, by the accept/reject rule.
 int RunGenerate(const GenerateFlags& f) {
   using Clock = std::chrono::steady_clock;
   const bool ids_in = !f.prompt_ids.empty();
+  const std::string speculate = !f.speculate.empty() ? f.speculate : f.draft.empty() ? "off" : "draft";
+  if (speculate == "draft" && f.draft.empty())
+    return ReportError(absl::InvalidArgumentError("--speculate draft needs --draft PACK"));
+  if (speculate != "draft" && !f.draft.empty())
+    return ReportError(absl::InvalidArgumentError(absl::StrCat("--draft is not used with --speculate ", speculate)));
   auto activations_or = ActQuantFromFlags(f.act_quant, f.exact);
   if (!activations_or.ok()) return ReportError(activations_or.status());
   const kernels::ActQuantConfig activations = *activations_or;
-  auto loaded = LoadModel(f.model.empty() ? DefaultModelDir() : f.model, f.threads,
-                          /*need_tokenizer=*/!(ids_in && f.output_ids) || !f.stop.empty(),
-                          {.exact = f.exact, .activations = activations, .sparsity = f.sparsity != "off"});
+  const std::string model_dir = f.model.empty() ? DefaultModelDir() : f.model;
+  const model::ModelLoadOptions load_options{
+      .exact = f.exact, .activations = activations, .sparsity = f.sparsity != "off"};
+  auto loaded =
+      LoadModel(model_dir, f.threads, /*need_tokenizer=*/!(ids_in && f.output_ids) || !f.stop.empty(), load_options);
   if (!loaded.ok()) return ReportError(loaded.status());
   model::Transformer& model = *loaded->transformer;
   const model::ModelConfig& mc = model.config();
@@ -98,11 +111,27 @@ int RunGenerate(const GenerateFlags& f) {
   std::vector<int32_t> ids;
   std::string finish = "length";
   double prefill_s = 0, decode_s = 0;
-  if (p.max_tokens > 0) {
+  std::string speculation_summary;
+  auto kv_dtype = KvCacheDType(f.kv_cache_dtype);
+  if (!kv_dtype.ok()) return ReportError(kv_dtype.status());
+  if (p.max_tokens > 0 && speculate != "off") {
+    SpeculativeGenerateOptions so{.mode = speculate,
+                                  .target_dir = model_dir,
+                                  .draft_dir = f.draft,
+                                  .draft_tokens = f.draft_tokens,
+                                  .load = load_options,
+                                  .print_text = !f.output_ids,
+                                  .kv_dtype = *kv_dtype};
+    auto r = RunSpeculativeGenerate(*loaded, tok, p, so);
+    if (!r.ok()) return ReportError(r.status());
+    ids = std::move(r->ids);
+    finish = std::move(r->finish);
+    prefill_s = r->prefill_s;
+    decode_s = r->decode_s;
+    speculation_summary = SpeculationSummary(speculate, f.draft_tokens, r->stats);
+  } else if (p.max_tokens > 0) {
     spdlog::set_level(spdlog::level::warn);  // the stage's lifecycle lines are serve's business
     constexpr int64_t kBlock = 16;
-    auto kv_dtype = KvCacheDType(f.kv_cache_dtype);
-    if (!kv_dtype.ok()) return ReportError(kv_dtype.status());
     // The pool's format is the stage's (Scheduler::CreateEmbedded passes it in the hello).
     model::KvBlockPool budget(0, model.kv_format(*kv_dtype), kBlock, (context + kBlock - 1) / kBlock);
     coordinator::SchedulerConfig sc;
@@ -168,6 +197,7 @@ int RunGenerate(const GenerateFlags& f) {
       stderr, "prompt: %lld tokens, %.1f tokens/s | generation: %lld tokens, %.1f tokens/s | finish: %s | seed: %llu\n",
       static_cast<long long>(prompt_tokens), pre_tps, static_cast<long long>(gen), dec_tps, finish.c_str(),
       static_cast<unsigned long long>(p.sampling.seed));
+  if (!speculation_summary.empty()) std::fprintf(stderr, "%s\n", speculation_summary.c_str());
   return 0;
 }
 
@@ -178,7 +208,11 @@ void AddGenerateCommand(CLI::App& app, std::function<int()>& run) {
   CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt, streaming it to stdout");
   cmd->footer("Only the generated text (or, with --output-ids, the comma-separated ids) goes to stdout;\n"
               "statistics go to stderr. --prompt-ids are used exactly as given (no BOS added).\n"
-              "Example: accullm generate --prompt \"Once upon a time\" --temperature 0 --max-tokens 32");
+              "Speculation (--draft PACK or --speculate ngram) gives the same tokens as --model alone for the\n"
+              "same seed, greedy or sampled, and adds drafted/accepted tokens and the acceptance rate (overall and\n"
+              "per draft position) to the statistics.\n"
+              "Example: accullm generate --prompt \"Once upon a time\" --temperature 0 --max-tokens 32\n"
+              "Golden: accullm generate --model FP_DIR --draft PACK --prompt \"Once upon a time\" --seed 1");
   cmd->add_option("--model", flags->model, "Model directory (default: the embedded model, or $ACCULLM_MODEL)");
   auto* p = cmd->add_option("--prompt", flags->prompt, "Prompt text (BOS added per the tokenizer)");
   auto* pi = cmd->add_option("--prompt-ids", flags->prompt_ids, "Prompt as comma-separated token ids, used as given");
@@ -206,6 +240,19 @@ void AddGenerateCommand(CLI::App& app, std::function<int()>& run) {
   AddSparsityFlag(*cmd, flags->sparsity);
   AddKvCacheDTypeFlag(*cmd, flags->kv_cache_dtype);
   cmd->add_option("--context", flags->context, "Context length in tokens (default: the model's maximum)");
+  cmd->add_option("--draft", flags->draft,
+                  "Golden mode: a pack quantized from --model drafts tokens and --model verifies them, so the "
+                  "output is --model's own, token for token, for the same seed (refused unless the pack records "
+                  "--model as its source)");
+  cmd->add_option("--speculate", flags->speculate,
+                  "Speculative decoding: draft (with --draft; the default when --draft is given), ngram (prompt "
+                  "lookup: continue the longest recent n-gram seen earlier in prompt + output; no draft model) or "
+                  "off (the default otherwise)")
+      ->check(CLI::IsMember({"draft", "ngram", "off"}));
+  cmd->add_option("--draft-tokens", flags->draft_tokens,
+                  "The most tokens one step drafts; the draft length adapts to the acceptance rate within it")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   cmd->callback([&run, flags, cmd] {
     if (cmd->count("--prompt") == 0 && cmd->count("--prompt-ids") == 0) {
       throw CLI::ValidationError("generate", "one of --prompt or --prompt-ids is required");

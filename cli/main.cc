@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "cli/bench_command.h"
+#include "cli/build_info.h"
 #include "cli/chat_template_command.h"
 #include "cli/eval_command.h"
 #include "cli/generate_command.h"
@@ -19,7 +20,7 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("accullm"));
   CLI::App app{"AccuLLM: serve large language models at low-bit speed with full-precision answers"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "accullm 0.1.0");
+  app.set_version_flag("--version", accullm::VersionString());
   app.footer("Run `accullm COMMAND --help` for a command's options. With no --model the embedded\n"
              "default model (a small Llama trained on TinyStories) is used.");
   std::function<int()> run;

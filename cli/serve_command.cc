@@ -1,5 +1,6 @@
 #include "cli/serve_command.h"
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -8,15 +9,20 @@
 
 #include "cli/cli_common.h"
 #include "cli/model_loading.h"
+#include "cli/serve_metrics_setup.h"
 #include "coordinator/api_service.h"
+#include "coordinator/canary_monitor.h"
 #include "coordinator/http_server.h"
 #include "coordinator/log_value.h"
 #include "coordinator/scheduler.h"
 #include "model/kv_cache.h"
+#include "monitoring/metrics_http_server.h"
 #include "monitoring/serving_metrics.h"
+#include "monitoring/stage_metrics.h"
 #include "pipeline/pipeline_executor.h"
 #include "pipeline/pipeline_stage.h"
-#include "quant/canary_check.h"
+#include "pipeline/stage_activity.h"
+#include "quant/layer_drift_sampler.h"
 #include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
 #include "transport/mpi_transport.h"
@@ -61,7 +67,60 @@ struct ServeFlags {
   ActQuantFlags act_quant;
   std::string sparsity = "on";
   std::string kv_cache_dtype = kDefaultKvCacheDType;
+  double canary_kl_threshold = 0.05;
+  double canary_interval = 300;
+  std::string reference;  // full-precision checkpoint for sampled layer error
+  double drift_sample_rate = 0.01;
+  int metrics_port = 0;  // 0: /metrics only on the API port (rank 0)
 };
+
+// The model_name label and the API's model id: --served-model-name, else the model directory's
+// name. Every rank computes the same from the same flags.
+std::string ServedModelName(const ServeFlags& f, const std::string& dir) {
+  const std::string name = f.served_model_name.empty()
+                               ? std::filesystem::path(dir).lexically_normal().filename().string()
+                               : f.served_model_name;
+  return name.empty() ? "model" : name;
+}
+
+// A stage rank's /metrics on --metrics-port + its local rank (its index among the ranks on its
+// host: ranks sharing a host never collide, and a rank alone in its pod listens on the port
+// itself). Started before the model loads, so a scrape during loading already answers.
+std::unique_ptr<monitoring::MetricsHttpServer> StartStageMetrics(
+    const ServeFlags& f, int rank, monitoring::StageMetrics& metrics, const pipeline::StageActivity& act,
+    const std::atomic<const quant::LayerDriftSampler*>& drift, const std::atomic<const model::Transformer*>& sparse) {
+  if (f.metrics_port <= 0) return nullptr;
+  const int port = f.metrics_port + transport::LocalRank(rank);
+  auto server = std::make_unique<monitoring::MetricsHttpServer>(f.host, port, [&metrics, &act, &drift, &sparse] {
+    monitoring::StageSnapshot s;
+    s.stage = act.stage.load();
+    s.batches = act.batches.load();
+    s.rows = act.rows.load();
+    s.compute_seconds = static_cast<double>(act.compute_us.load()) / 1e6;
+    s.send_seconds = static_cast<double>(act.send_us.load()) / 1e6;
+    s.idle_seconds = static_cast<double>(act.wait_us.load()) / 1e6;
+    s.bytes_sent = act.bytes_sent.load();
+    s.bytes_received = act.bytes_received.load();
+    s.kv_blocks_used = act.kv_blocks_used.load();
+    s.kv_blocks_total = act.kv_blocks_total.load();
+    s.sequences = act.sequences.load();
+    const int64_t last = act.last_coordinator_us.load();
+    s.coordinator_silence_seconds = last > 0 ? static_cast<double>(pipeline::StageActivity::NowUs() - last) / 1e6 : 0;
+    if (const quant::LayerDriftSampler* d = drift.load(); d != nullptr) {
+      s.drift = true;
+      s.layer_errors = LayerErrorSamples(*d);
+      s.drift_samples = d->sampled_passes();
+    }
+    if (const model::Transformer* m = sparse.load(); m != nullptr) s.ffn = FfnCounts(*m);
+    return metrics.Render(s);
+  });
+  if (absl::Status st = server->Start(); !st.ok()) {
+    spdlog::error("worker rank {}: {}", rank, std::string(st.message()));
+    return nullptr;
+  }
+  spdlog::info("worker rank {}: metrics on http://{}:{}/metrics", rank, f.host, server->port());
+  return server;
+}
 
 // Ranks 1..N: a pipeline stage until the coordinator says stop (or goes silent).
 int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
@@ -76,6 +135,15 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   }
   const kernels::ActQuantConfig activations = *activations_or;
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
+  monitoring::StageMetrics metrics(ServedModelName(f, dir), mpi.rank());
+  pipeline::StageActivity activity;
+  std::atomic<const quant::LayerDriftSampler*> drift_view{nullptr};
+  std::atomic<const model::Transformer*> sparse_view{nullptr};
+  std::unique_ptr<monitoring::MetricsHttpServer> metrics_server;
+  if (f.metrics_port > 0) {
+    metrics_server = StartStageMetrics(f, mpi.rank(), metrics, activity, drift_view, sparse_view);
+    if (metrics_server == nullptr) return 1;
+  }
   // The NaN/Inf check and the kernels' layout wait for the hello: they cover this stage's
   // layers only (mmap: a stage pages in nothing else).
   auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false,
@@ -88,7 +156,25 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
     spdlog::error("worker rank {} on {}: {}", mpi.rank(), mpi.host(), std::string(loaded.status().message()));
     return 1;
   }
-  return pipeline::RunPipelineStage(mpi, *loaded->transformer, &mpi);
+  // Sampled layer error: the stage runs only its own layers, so only those are compared.
+  std::unique_ptr<quant::LayerDriftSampler> drift;
+  if (!f.reference.empty()) {
+    auto d =
+        quant::LayerDriftSampler::Create(*loaded->transformer, f.reference, f.drift_sample_rate, loaded->pool.get());
+    if (!d.ok()) {
+      spdlog::error("worker rank {}: {}", mpi.rank(), std::string(d.status().message()));
+      return 1;
+    }
+    drift = std::move(*d);
+    loaded->transformer->set_observer(drift.get());
+    drift_view = drift.get();
+  }
+  if (loaded->transformer->ffn_sparsity_enabled()) sparse_view = loaded->transformer.get();
+  const int rc = pipeline::RunPipelineStage(mpi, *loaded->transformer, &mpi, &activity);
+  drift_view = nullptr;
+  sparse_view = nullptr;
+  if (metrics_server) metrics_server->Stop();
+  return rc;
 }
 
 int RunServe(ServeFlags f) {
@@ -207,32 +293,30 @@ int RunServe(ServeFlags f) {
         workers, pc.micro_batches, f.activations, f.activation_transport, pc.heartbeat_ms, pc.timeout_ms);
   }
 
-  const std::string name = f.served_model_name.empty()
-                               ? std::filesystem::path(dir).lexically_normal().filename().string()
-                               : f.served_model_name;
-  monitoring::ServingMetrics metrics(name.empty() ? "model" : name);
-  if (model.pack().has_value() && !model.pack()->canaries.empty()) {
-    if (executor) {
-      spdlog::info("canary drift check skipped under mpirun: it would page the whole model into the coordinator");
-    } else {
-      // The pack's full-precision canaries against what this process will serve: a wrong or
-      // corrupted pack, or a kernel bug, shows up here and on /metrics before any request.
-      auto canaries = quant::CheckCanaries(model);
-      if (!canaries.ok()) return fail(canaries.status());
-      for (size_t i = 0; i < canaries->size(); ++i) {
-        const auto& c = (*canaries)[i];
-        metrics.SetCanary(static_cast<int>(i), c.kl, c.top1_match);  // +Inf and 0 when not finite
-        if (!c.finite) {
-          spdlog::error("canary {} \"{}\": FAILED: the logits are not finite (NaN or Inf), KL {} against full "
-                        "precision, top-1 0; this model answers garbage (broken weights or kernels)",
-                        i, c.prompt, c.kl);
-          continue;
-        }
-        spdlog::info("canary {} \"{}\": KL {:.6f} against full precision, top-1 {}", i, c.prompt, c.kl,
-                     c.top1_match ? "agrees" : "DIFFERS");
-      }
-    }
+  const std::string name = ServedModelName(f, dir);
+  monitoring::ServingMetrics metrics(name);
+  SetStartupMetrics(model, metrics);
+  if (executor) ExportPipelineOnScrape(*executor, metrics);
+  // Sampled layer error against the full-precision weights: here without mpirun; under mpirun
+  // each stage samples its own layers and exports them on its own port.
+  std::unique_ptr<quant::LayerDriftSampler> drift;
+  if (!f.reference.empty() && !executor) {
+    auto d = quant::LayerDriftSampler::Create(model, f.reference, f.drift_sample_rate, loaded->pool.get());
+    if (!d.ok()) return fail(d.status());
+    drift = std::move(*d);
+    model.set_observer(drift.get());
   }
+  if (!executor && (drift != nullptr || model.ffn_sparsity_enabled())) {
+    metrics.set_before_scrape([&drift, &metrics, &model] {
+      if (drift != nullptr) metrics.layer_errors().Set(LayerErrorSamples(*drift), drift->sampled_passes());
+      if (model.ffn_sparsity_enabled()) metrics.ffn_sparsity().Set(FfnCounts(model));
+    });
+  }
+  // The pack's full-precision canaries, replayed through the scheduler and pipeline like any
+  // request (embedded or under mpirun): a wrong or corrupted pack, or a kernel bug, shows on
+  // /metrics before the first request, and later drift every --canary-interval seconds.
+  auto canaries = coordinator::LoadCanaries(model);
+  if (!canaries.ok()) return fail(canaries.status());
   coordinator::SchedulerConfig sc;
   sc.max_num_seqs = f.max_num_seqs;
   sc.max_batch_tokens = f.max_batch_tokens;
@@ -251,7 +335,7 @@ int RunServe(ServeFlags f) {
   coordinator::Scheduler& scheduler = *scheduler_owner;
 
   coordinator::ServiceConfig svc;
-  svc.model_name = name.empty() ? "model" : name;
+  svc.model_name = name;
   svc.api_key = f.api_key;
   svc.metrics_need_key = !f.metrics_no_auth;
   svc.limits.max_n = f.max_n;
@@ -267,6 +351,15 @@ int RunServe(ServeFlags f) {
   hc.keepalive_timeout_s = f.keepalive_timeout;
   coordinator::HttpServer server(hc, service);
   if (absl::Status st = server.Listen(); !st.ok()) return fail(st);
+  // --metrics-port: rank 0's series on a port of their own too (no API key), so one scrape
+  // rule covers every rank (P + local rank).
+  std::unique_ptr<monitoring::MetricsHttpServer> metrics_server;
+  if (f.metrics_port > 0) {
+    metrics_server = std::make_unique<monitoring::MetricsHttpServer>(f.host, f.metrics_port,
+                                                                     [&metrics] { return metrics.Serialize(); });
+    if (absl::Status st = metrics_server->Start(); !st.ok()) return fail(st);
+    spdlog::info("metrics on http://{}:{}/metrics", f.host, metrics_server->port());
+  }
   if (executor) {
     // A dead or silent stage: readiness fails, requests in flight end with 503, and we exit
     // non-zero (below), taking the job down so the group can be restarted.
@@ -278,6 +371,18 @@ int RunServe(ServeFlags f) {
     });
   }
   scheduler.Start();
+  const bool have_canaries = !canaries->empty();
+  coordinator::CanaryMonitor canary_monitor(scheduler, std::move(*canaries), mc.vocab_size, f.canary_kl_threshold,
+                                            metrics);
+  if (have_canaries) {
+    // Before the server answers /readyz: the first scrape already sees the canaries.
+    auto passed = canary_monitor.CheckOnce();
+    if (!passed.ok()) return fail(passed.status());
+    if (!*passed)
+      spdlog::error("canary drift check FAILED: a canary is not finite or its KL is over --canary-kl-threshold {}",
+                    f.canary_kl_threshold);
+    canary_monitor.StartPeriodic(f.canary_interval);
+  }
   spdlog::info("serving model={} context={} kv_blocks={}x{} kv_cache_dtype={} chat_template={} auth={} listening on "
                "http://{}:{}",
                coordinator::LogValue(svc.model_name), context, blocks, f.kv_block_size, f.kv_cache_dtype,
@@ -286,6 +391,8 @@ int RunServe(ServeFlags f) {
   std::fprintf(stderr, "accullm serve: listening on %s:%d\n", f.host.c_str(), server.port());
   std::fflush(stderr);
   server.Run();
+  canary_monitor.Stop();
+  if (metrics_server) metrics_server->Stop();
   scheduler.Stop();
   if (executor) {
     if (executor->failed()) {
@@ -293,6 +400,7 @@ int RunServe(ServeFlags f) {
       std::fflush(nullptr);
       mpi->Abort(3);  // ends every rank: MPI_Finalize would wait for the dead one
     }
+    metrics.set_before_scrape({});
     executor->Shutdown();
     executor.reset();
   }
@@ -321,6 +429,30 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--api-key", f->api_key,
                   "Require 'Authorization: Bearer KEY' (default: $ACCULLM_API_KEY; unset = open)");
   cmd->add_flag("--metrics-no-auth", f->metrics_no_auth, "Serve /metrics without the API key");
+  cmd->add_option("--metrics-port", f->metrics_port,
+                  "Also serve /metrics (no API key) on this port + the rank's index among the MPI ranks on its host "
+                  "(OMPI_COMM_WORLD_LOCAL_RANK; 0 without mpirun): rank 0's series, and each pipeline stage's own; "
+                  "one host running ranks 0..N uses P..P+N, a rank alone in its pod uses P (0: only rank 0's "
+                  "series, on the API port)")
+      ->check(CLI::Range(0, 65000));
+  cmd->add_option("--reference", f->reference,
+                  "The full-precision checkpoint the pack was made from: for a sampled share of tokens each "
+                  "linear is recomputed with its weights (mmap'd) and the relative error exported per layer "
+                  "(accullm_layer_relative_error; under mpirun on each stage's --metrics-port)");
+  cmd->add_option("--drift-sample-rate", f->drift_sample_rate,
+                  "With --reference: the share of forward passes whose last token is compared (0, 1]")
+      ->check(CLI::Range(1e-9, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--canary-interval", f->canary_interval,
+                  "Seconds between drift checks of a pack's canaries through the live pipeline (also run once at "
+                  "startup; 0: startup only)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--canary-kl-threshold", f->canary_kl_threshold,
+                  "A pack's canary fails when its KL against the stored full-precision logits exceeds this "
+                  "(accullm_canary_passing; NaN/Inf always fails)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--chat-template", f->chat_template, "Jinja chat template file replacing the model's");
   cmd->add_option("--threads,-t", f->threads, "Compute threads (default: all cores)");
   AddActQuantFlags(*cmd, f->act_quant);

@@ -186,9 +186,9 @@ class HttpServer::Impl {
   // Callers pass named objects only: GCC 12 mis-destroys temporaries that live across a
   // co_await in the same full expression (double free), so no temporaries in co_await calls.
   // A reply to HEAD carries the headers of the GET reply (Content-Length included), no body.
-  awaitable<bool> WriteReply(beast::tcp_stream& stream, const HttpReply& reply, unsigned version, bool keep_alive,
-                             std::string_view request_id = {}, bool head = false) {
-    service_.metrics().HttpResponse(reply.status);
+  awaitable<bool> WriteReply(beast::tcp_stream& stream, std::string_view endpoint, const HttpReply& reply,
+                             unsigned version, bool keep_alive, std::string_view request_id = {}, bool head = false) {
+    service_.metrics().HttpResponse(endpoint, reply.status);
     stream.expires_after(Dur(config_.write_timeout_s));
     if (head) {
       http::response<http::empty_body> res{static_cast<http::status>(reply.status), version};
@@ -216,7 +216,8 @@ class HttpServer::Impl {
     const ApiError e{status, std::move(type), std::move(message), "", std::move(code)};
     const HttpReply reply{status, "application/json", e.ToJson()};
     if (!reason.empty()) service_.metrics().RequestRejected(std::string(reason));
-    co_await WriteReply(stream, reply, version, false);
+    const std::string_view endpoint = monitoring::EndpointLabel(view.target);
+    co_await WriteReply(stream, endpoint, reply, version, false);
     service_.LogRequest(view, status, 0);
     co_await LingeringClose(stream);
   }
@@ -259,7 +260,8 @@ class HttpServer::Impl {
   }
 
   // Drives a generation to its end. Returns whether the connection is still usable.
-  awaitable<bool> RunJob(beast::tcp_stream& stream, GenerationJob& job, unsigned version, bool keep_alive) {
+  awaitable<bool> RunJob(beast::tcp_stream& stream, std::string_view endpoint, GenerationJob& job, unsigned version,
+                         bool keep_alive) {
     Signal signal(co_await asio::this_coro::executor, 1);
     job.stream().SetNotifier([&signal] { signal.try_send(boost::system::error_code{}); });
     struct ClearNotifier {
@@ -281,7 +283,8 @@ class HttpServer::Impl {
         }
       }
       const HttpReply reply = job.FinalReply();
-      const bool ok = co_await WriteReply(stream, reply, version, keep_alive, job.id());
+      const std::string_view id = job.id();
+      const bool ok = co_await WriteReply(stream, endpoint, reply, version, keep_alive, id);
       job.set_outcome(reply.status, !ok);
       co_return (ok && keep_alive);
     }
@@ -293,7 +296,7 @@ class HttpServer::Impl {
     res.set("x-request-id", job.id());
     res.chunked(true);
     http::response_serializer<http::empty_body> sr{res};
-    service_.metrics().HttpResponse(200);
+    service_.metrics().HttpResponse(endpoint, 200);
     job.set_outcome(200, false);
     auto write_chunk = [&](const std::string& data) -> awaitable<bool> {
       stream.expires_after(Dur(config_.write_timeout_s));
@@ -440,16 +443,22 @@ class HttpServer::Impl {
       RouteResult routed = service_.Route(view);
       if (head) view.method = "HEAD";
       const bool keep = keep_alive && !service_.draining();
+      const std::string_view endpoint = monitoring::EndpointLabel(view.target);
+      auto seconds_since_start = [&] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      };
       if (!routed.job) {
-        const bool ok = co_await WriteReply(stream, routed.reply, version, keep, {}, head);
+        const std::string_view no_id;
+        const bool ok = co_await WriteReply(stream, endpoint, routed.reply, version, keep, no_id, head);
+        service_.metrics().ObserveHttpLatency(endpoint, seconds_since_start());
         if (!IsProbePath(view.target) && RequestPath(view.target) != "/metrics")
-          service_.LogRequest(view, routed.reply.status,
-                              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+          service_.LogRequest(view, routed.reply.status, seconds_since_start());
         if (!ok || !keep) break;
         continue;
       }
       stream.expires_never();
-      const bool reusable = co_await RunJob(stream, *routed.job, version, keep);
+      const bool reusable = co_await RunJob(stream, endpoint, *routed.job, version, keep);
+      service_.metrics().ObserveHttpLatency(endpoint, seconds_since_start());
       routed.job.reset();  // logs the request
       stream.socket().non_blocking(false);
       if (!reusable) break;

@@ -76,6 +76,7 @@ Scheduler::Scheduler(pipeline::BatchExecutor& executor, const model::ModelConfig
 Scheduler::~Scheduler() { Stop(); }
 
 void Scheduler::Start() {
+  UpdateGauges();  // the pool's real size on /metrics before the first iteration (not 0 free blocks)
   if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
 }
 
@@ -176,7 +177,7 @@ void Scheduler::Finish(Sequence& s, const std::string& reason, std::string text,
   e.prompt_tokens = static_cast<int64_t>(s.params.prompt.size());
   e.completion_tokens = s.generated;
   s.stream->Push(std::move(e));
-  if (metrics_ != nullptr) {
+  if (metrics_ != nullptr && !s.params.internal) {
     metrics_->RequestFinished(reason);
     metrics_->e2e_request_latency_seconds().Observe(Seconds(Clock::now() - s.arrival));
   }
@@ -208,7 +209,8 @@ void Scheduler::Admit() {
       s.cache->Release();
       break;
     }
-    if (metrics_ != nullptr) metrics_->request_queue_time_seconds().Observe(Seconds(Clock::now() - s.arrival));
+    if (metrics_ != nullptr && !s.params.internal)
+      metrics_->request_queue_time_seconds().Observe(Seconds(Clock::now() - s.arrival));
     s.id = ++next_seq_id_;
     s.opened = true;
     executor_.Open(pipeline::SequenceSetup{s.id, s.params.sampling, s.params.logprobs});
@@ -278,7 +280,7 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
     items.push_back({s->id, &*s->cache, chunk, s->prefilled + chunk == prompt});
     mb.owners.push_back(s.get());
     budget -= chunk;
-    prefill_tokens += chunk;
+    if (!s->params.internal) prefill_tokens += chunk;
   }
   if (items.empty()) return false;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -326,7 +328,7 @@ void Scheduler::CompleteOldest() {
     const pipeline::SampledToken& t = (*sampled)[next++];
     if (s.finished) continue;  // cancelled while in flight: its token is dropped
     const int32_t id = t.id;
-    if (metrics_ != nullptr) {
+    if (metrics_ != nullptr && !s.params.internal) {
       if (s.generated == 0) metrics_->time_to_first_token_seconds().Observe(Seconds(now - s.arrival));
       else metrics_->inter_token_latency_seconds().Observe(Seconds(now - s.last_token_time));
     }
@@ -338,7 +340,7 @@ void Scheduler::CompleteOldest() {
     }
     ++s.generated;
     s.last = id;
-    if (metrics_ != nullptr) metrics_->generation_tokens_total().Increment();
+    if (metrics_ != nullptr && !s.params.internal) metrics_->generation_tokens_total().Increment();
     text::StopText::Piece piece = s.stop_text ? s.stop_text->Push(id) : text::StopText::Piece{};
     StreamEvent e;
     e.index = s.index;

@@ -51,6 +51,9 @@ struct SequenceParams {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   int logprobs = -1;  // -1: none; k >= 0: the sampled token's logprob and k alternatives
+  // Not user traffic (the drift canaries): scheduled like any request, but kept out of the
+  // request and token metrics so those count exactly what clients sent.
+  bool internal = false;
 };
 
 class Scheduler {

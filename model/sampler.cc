@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/random.h"
 
 namespace accullm::model {
 
@@ -23,7 +24,15 @@ absl::Status SamplingParams::Validate() const {
   return absl::OkStatus();
 }
 
-int32_t Sampler::Sample(float* logits, int64_t vocab, const std::vector<int32_t>& history) {
+double PositionKeyedUniform(uint64_t seed, int64_t position, int64_t token) {
+  // Each SplitMix64 is a bijection with full avalanche; chaining it over the three keys gives
+  // independent-looking bits for every (seed, position, token).
+  const uint64_t h =
+      SplitMix64(SplitMix64(SplitMix64(seed) ^ static_cast<uint64_t>(position)) ^ static_cast<uint64_t>(token));
+  return (static_cast<double>(h >> 11) + 0.5) * 0x1.0p-53;
+}
+
+int32_t Sampler::Sample(float* logits, int64_t vocab, absl::Span<const int32_t> history, int64_t position) {
   const SamplingParams& p = params_;
   if (p.repetition_penalty != 1.f || p.presence_penalty != 0.f || p.frequency_penalty != 0.f) {
     absl::flat_hash_map<int32_t, int> counts;
@@ -45,44 +54,54 @@ int32_t Sampler::Sample(float* logits, int64_t vocab, const std::vector<int32_t>
   auto by_logit_desc = [](const auto& a, const auto& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
   };
+  // Which candidates survive top-k, min-p and top-p needs them in order; the draw itself does
+  // not (its noise is keyed by token id), so without truncation nothing is sorted.
   size_t keep = candidates_.size();
+  const bool truncates = p.top_k > 0 || p.min_p > 0.f || p.top_p < 1.f;
   if (p.top_k > 0 && static_cast<size_t>(p.top_k) < keep) {
     keep = static_cast<size_t>(p.top_k);
     std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), by_logit_desc);
-  } else {
+  } else if (truncates) {
     std::sort(candidates_.begin(), candidates_.end(), by_logit_desc);
   }
   candidates_.resize(keep);
-  // Softmax over the survivors (they are sorted, so [0] is the max).
-  const float mx = candidates_[0].first;
-  std::vector<double> probs(keep);
-  double sum = 0;
-  for (size_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(static_cast<double>(candidates_[i].first - mx));
-  for (auto& q : probs) q /= sum;
-  if (p.min_p > 0.f) {
-    const double floor = p.min_p * probs[0];
-    size_t n = 1;
-    while (n < keep && probs[n] >= floor) ++n;
-    keep = n;
-  }
-  if (p.top_p < 1.f) {
-    double cum = 0;
-    size_t n = 0;
-    while (n < keep) {
-      cum += probs[n++];
-      if (cum >= p.top_p) break;
+  if (p.min_p > 0.f || p.top_p < 1.f) {
+    // Softmax over the survivors (they are sorted, so [0] is the max).
+    const float mx = candidates_[0].first;
+    probs_.resize(keep);
+    double sum = 0;
+    for (size_t i = 0; i < keep; ++i) sum += probs_[i] = std::exp(static_cast<double>(candidates_[i].first - mx));
+    for (auto& q : probs_) q /= sum;
+    if (p.min_p > 0.f) {
+      const double floor = p.min_p * probs_[0];
+      size_t n = 1;
+      while (n < keep && probs_[n] >= floor) ++n;
+      keep = n;
     }
-    keep = n;
+    if (p.top_p < 1.f) {
+      double cum = 0;
+      size_t n = 0;
+      while (n < keep) {
+        cum += probs_[n++];
+        if (cum >= p.top_p) break;
+      }
+      keep = n;
+    }
   }
-  double total = 0;
-  for (size_t i = 0; i < keep; ++i) total += probs[i];
-  // 53 random bits → [0, total); spelled out so the draw is the same on every platform.
-  double r = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * total;
+  // Gumbel-max over the kept candidates (see sampler.h): the largest z - log(E), E = -log(u)
+  // exponential; ties (measure zero) go to the lower id, whatever the candidates' order.
+  int32_t best = -1;
+  double best_key = 0;
   for (size_t i = 0; i < keep; ++i) {
-    r -= probs[i];
-    if (r <= 0) return candidates_[i].second;
+    const int32_t id = candidates_[i].second;
+    const double e = -std::log(PositionKeyedUniform(p.seed, position, id));
+    const double key = static_cast<double>(candidates_[i].first) - std::log(e);
+    if (best < 0 || key > best_key || (key == best_key && id < best)) {
+      best = id;
+      best_key = key;
+    }
   }
-  return candidates_[keep - 1].second;
+  return best;
 }
 
 }  // namespace accullm::model

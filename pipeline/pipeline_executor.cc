@@ -120,7 +120,16 @@ void PipelineExecutor::Shutdown() {
 
 std::vector<StageStats> PipelineExecutor::stage_stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  std::vector<StageStats> stats = stats_;
+  const auto now = Clock::now();
+  for (size_t s = 0; s < stats.size(); ++s)
+    stats[s].heartbeat_age_seconds = std::chrono::duration<double>(now - last_heard_[s + 1]).count();
+  return stats;
+}
+
+int64_t PipelineExecutor::micro_batches_in_flight() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(in_flight_.size());
 }
 
 void PipelineExecutor::Fail(const std::string& why) {

@@ -46,6 +46,7 @@ struct StageStats {
   int rank = 0;
   uint64_t batches = 0;
   double compute_seconds = 0;
+  double heartbeat_age_seconds = 0;  // since the coordinator last heard from the stage (stage_stats())
 };
 
 // What the coordinator tells stage `stage` of `plan` at startup.
@@ -67,6 +68,8 @@ class PipelineExecutor final : public BatchExecutor {
   void Shutdown();
   bool failed() const { return failed_.load(); }
   std::vector<StageStats> stage_stats() const;
+  // Micro-batches launched and not yet answered.
+  int64_t micro_batches_in_flight() const;
   uint64_t bytes_sent() const { return t_.bytes_sent(); }
 
   void Open(SequenceSetup setup) override;

@@ -279,13 +279,19 @@ absl::StatusOr<pipeline::Hello> Handshake(transport::Transport& t, model::Transf
 
 }  // namespace
 
-int RunPipelineStage(transport::Transport& t, model::Transformer& model, transport::MpiTransport* mpi) {
+int RunPipelineStage(transport::Transport& t, model::Transformer& model, transport::MpiTransport* mpi,
+                     StageActivity* activity) {
   auto hello = Handshake(t, model, mpi);
   if (!hello.ok()) {
     spdlog::error("stage rank {}: {}", t.rank(), std::string(hello.status().message()));
     return 1;
   }
   PipelineStage stage(model, *hello, t.rank());
+  StageActivity unused;
+  StageActivity& act = activity != nullptr ? *activity : unused;
+  act.last_coordinator_us = StageActivity::NowUs();
+  act.kv_blocks_total = stage.kv_blocks_total();
+  act.stage = static_cast<int>(hello->stage);
   stage.LogStart();
   std::unique_ptr<transport::NcclChannel> nccl;
   std::atomic<bool> stop{false};
@@ -341,7 +347,10 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
   StallMeter stall(kPoll + std::chrono::milliseconds(hello->heartbeat_ms));
   auto last_from_coordinator = Clock::now();
   while (true) {
+    const auto wait_start = Clock::now();
     auto env = t.Receive(kPoll);
+    act.wait_us +=
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - wait_start).count());
     // Time this stage was not listening (a batch running, or no CPU at all) is not the
     // coordinator's silence: its messages waited in the inbox meanwhile.
     const auto now = Clock::now();
@@ -361,7 +370,11 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
       continue;
     }
     const int source = (*env)->source;
-    if (source == 0) last_from_coordinator = now;
+    act.bytes_received += (*env)->bytes.size();
+    if (source == 0) {
+      last_from_coordinator = now;
+      act.last_coordinator_us = StageActivity::NowUs();
+    }
     auto m = pipeline::Decode((*env)->bytes.data(), (*env)->bytes.size());
     if (!m.ok()) {
       spdlog::error("stage {} (rank {}): refused a malformed message from rank {}: {}", hello->stage, t.rank(), source,
@@ -381,7 +394,16 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
       return finish(3);
     }
     absl::StatusOr<Message> out = stage.Run(m->batch_id, *batch);
+    const auto send_start = Clock::now();
     absl::Status st = out.ok() ? SendOn(t, nccl.get(), std::move(*out)) : out.status();
+    act.send_us +=
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - send_start).count());
+    act.batches = stage.batches_done();
+    act.rows = stage.rows_done();
+    act.compute_us = static_cast<uint64_t>(stage.compute_seconds() * 1e6);
+    act.bytes_sent = t.bytes_sent();
+    act.kv_blocks_used = stage.kv_blocks_used();
+    act.sequences = stage.sequences();
     if (!st.ok()) {
       // Tell the coordinator (it fails the pipeline, naming this rank) and stop.
       spdlog::error("stage {} (rank {}): batch {}: {}", hello->stage, t.rank(), m->batch_id, std::string(st.message()));

@@ -26,6 +26,7 @@
 #include "model/kv_cache.h"
 #include "model/transformer.h"
 #include "pipeline/kv_block_owners.h"
+#include "pipeline/stage_activity.h"
 #include "pipeline/wire.h"
 #include "transport/mpi_transport.h"
 #include "transport/nccl_channel.h"
@@ -57,6 +58,10 @@ class PipelineStage {
   uint64_t batches_done() const { return batches_done_.load(); }
   uint64_t rows_done() const { return rows_done_.load(); }
   double compute_seconds() const { return compute_us_.load() / 1e6; }
+  // KV blocks held by live sequences, blocks in the storage, live sequences (stage thread only).
+  int64_t kv_blocks_used() const { return owners_.held(); }
+  int64_t kv_blocks_total() const { return storage_.num_blocks(); }
+  int64_t sequences() const { return static_cast<int64_t>(seqs_.size()); }
   // The stage's start and shutdown log lines (the same in every mode; the shutdown line's
   // stats are what bench/pipeline_bench.sh reads). `bytes_sent`: what this stage sent.
   void LogStart() const;
@@ -98,7 +103,8 @@ HelloAck CheckHello(const Hello& hello, model::Transformer& model, int rank, int
 // `mpi` (the same transport, when it is MPI) is needed for --activation-transport nccl: the
 // stage then refuses the hello unless this build has NCCL and this host a CUDA device, and
 // after the handshake joins the NCCL bootstrap (transport/nccl_channel.h).
-int RunPipelineStage(transport::Transport& transport, model::Transformer& model,
-                     transport::MpiTransport* mpi = nullptr);
+// `activity` (optional, not owned) is kept up to date for another thread to read (metrics).
+int RunPipelineStage(transport::Transport& transport, model::Transformer& model, transport::MpiTransport* mpi = nullptr,
+                     StageActivity* activity = nullptr);
 
 }  // namespace accullm::pipeline

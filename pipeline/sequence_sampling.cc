@@ -26,7 +26,9 @@ SampledToken Logprobs(const float* logits, int64_t vocab, int32_t id, int k) {
 
 SampledToken SequenceSampling::Sample(uint64_t seq, float* logits, int64_t vocab) {
   if (logprobs_ >= 0) raw_.assign(logits, logits + vocab);  // Sample modifies the row
-  const int32_t id = sampler_.Sample(logits, vocab, history_);
+  // The token sampled here goes to position history_length(): the history is every token the
+  // sequence's KV positions were fed, so its length is the next position.
+  const int32_t id = sampler_.Sample(logits, vocab, history_, history_length());
   SampledToken t = logprobs_ >= 0 ? Logprobs(raw_.data(), vocab, id, logprobs_) : SampledToken{};
   t.seq = seq;
   t.id = id;

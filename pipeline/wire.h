@@ -33,7 +33,10 @@ inline constexpr uint32_t kWireMagic = 0x4D4C4341;  // "ACLM" little-endian
 inline constexpr uint16_t kWireVersion = 6;
 inline constexpr size_t kHeaderBytes = 24;
 using transport::kMaxMessageBytes;
-inline constexpr int64_t kMaxTopLogprobs = 64;
+// Alternatives a sequence may ask for per token. The API allows far fewer (its own limit); the
+// coordinator's drift canaries ask for the whole distribution (vocab entries) to measure KL
+// through the live pipeline. A Result's counts are bounded by its bytes as well.
+inline constexpr int64_t kMaxTopLogprobs = 1 << 20;
 
 enum class MessageType : uint16_t { kHello = 1, kHelloAck = 2, kBatch = 3, kResult = 4, kHeartbeat = 5, kShutdown = 6 };
 const char* MessageTypeName(MessageType t);

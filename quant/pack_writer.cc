@@ -13,33 +13,13 @@
 #include "common/mapped_file.h"
 #include "common/status.h"
 #include "kernels/low_bit_matrix.h"
+#include "model/pack/source_hash.h"
 #include "model/pack/tensor_names.h"
 #include "quant/safetensors_writer.h"
 
 namespace accullm::quant {
 
 namespace {
-
-// Stable 64-bit FNV-1a of the source config and safetensors headers: identifies the model a
-// pack came from without hashing gigabytes.
-std::string SourceHash(const model::Transformer& model, const std::string& dir) {
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const std::string& s) {
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  };
-  if (auto cfg = ReadTextFile(dir + "/config.json"); cfg.ok()) mix(*cfg);
-  for (const auto& [name, t] : model.tensors().tensors()) {
-    mix(name);
-    mix(DTypeName(t.dtype));
-    for (int64_t d : t.shape) mix(std::to_string(d));
-    // A sample of the bytes so retrained weights with equal shapes differ.
-    const size_t step = std::max<size_t>(1, t.nbytes / 64);
-    for (size_t i = 0; i < t.nbytes; i += step) h = (h ^ t.data[i]) * 1099511628211ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
 
 // F16 copy of a stored tensor; BF16/F32 values beyond F16's range keep their dtype instead.
 void AddAsF16(SafetensorsWriter& w, const model::TensorView& t) {
@@ -154,7 +134,8 @@ absl::StatusOr<size_t> WritePack(const model::Transformer& model, const Quantize
   boost::json::object manifest{
       {"format", "accullm-pack"},
       {"format_version", model::kPackFormatVersion},
-      {"source_model", boost::json::object{{"path", desc.source_dir}, {"hash", SourceHash(model, desc.source_dir)}}},
+      {"source_model", boost::json::object{{"path", desc.source_dir},
+                                           {"hash", model::SourceModelHash(model.tensors(), desc.source_dir)}}},
       {"layer_precision", std::move(layers)},
       {"fp16_linears", std::move(fp16_linears)},
       {"linear_bits", std::move(linear_bits)},

@@ -19,6 +19,8 @@ PACKAGES=(
   prometheus-cpp-dev libhwy-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy libopenblas0-pthread
+  # ops tests (tests/ops): promtool, the chart renderer (Go + sprig + yaml), its validator, yamllint
+  prometheus golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev python3-kubernetes yamllint
 )
 # Node.js runs the npm test oracles; a machine that already has node and npm (e.g. from
 # NodeSource, whose nodejs conflicts with Debian's npm) keeps them.

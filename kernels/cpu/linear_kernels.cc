@@ -77,41 +77,59 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256 Load8(DType wtype, const 
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-// Decode (one input row) over 16-bit weights: convert in registers and multiply at once, so
-// each weight byte is read exactly once (decode is bound by memory bandwidth).
-__attribute__((target("avx2,fma,f16c"))) void Gemv16Avx2(DType wtype, const void* w, int64_t in, const float* x,
-                                                         int64_t o_begin, int64_t o_end, float* y) {
-  const auto* base = static_cast<const uint16_t*>(w);
+// Loads 8 stored weights of any dense type as floats.
+__attribute__((target("avx2,fma,f16c"))) inline __m256 Load8Any(DType wtype, const void* row, int64_t i) {
+  if (wtype == DType::kF32) return _mm256_loadu_ps(static_cast<const float*>(row) + i);
+  return Load8(wtype, static_cast<const uint16_t*>(row) + i);
+}
+
+__attribute__((target("avx2,fma,f16c"))) inline float WeightAt(DType wtype, const void* row, int64_t i) {
+  if (wtype == DType::kF32) return static_cast<const float*>(row)[i];
+  const uint16_t h = static_cast<const uint16_t*>(row)[i];
+  return wtype == DType::kF16 ? F16ToF32(h) : Bf16ToF32(h);
+}
+
+// Decode (one input row): convert in registers and multiply at once, so each weight byte is
+// read exactly once (decode is bound by memory bandwidth). The four rows that share each load
+// of x come from four far-apart parts of [o_begin, o_end), not from neighbours: four
+// independent DRAM streams keep enough reads in flight for one core to reach its read
+// bandwidth, where four adjacent rows (one 16 KB region, each row a fresh 4 KB page for the
+// prefetcher) stall at ~70% of it (bench/decode_stream_bench BM_DecodeStreamF16). Each row's
+// arithmetic is the same chain as LinearRowsAvx2's (8-lane accumulator, HorizontalSum, then
+// the scalar tail), so a row's bits do not depend on the kernel or on which rows share it.
+__attribute__((target("avx2,fma,f16c"))) void GemvAvx2(DType wtype, const void* w, int64_t in, const float* x,
+                                                       int64_t o_begin, int64_t o_end, float* y) {
+  const size_t row_bytes = static_cast<size_t>(in) * DTypeSize(wtype);
+  const auto* base = static_cast<const uint8_t*>(w);
   const int64_t in8 = in & ~int64_t{7};
-  int64_t o = o_begin;
-  for (; o + 4 <= o_end; o += 4) {
-    const uint16_t* r0 = base + o * in;
-    const uint16_t* r1 = r0 + in;
-    const uint16_t* r2 = r1 + in;
-    const uint16_t* r3 = r2 + in;
+  const int64_t part = (o_end - o_begin) / 4;
+  for (int64_t k = 0; k < part; ++k) {
+    int64_t o[4];
+    const void* r[4];
+    for (int j = 0; j < 4; ++j) {
+      o[j] = o_begin + k + j * part;
+      r[j] = base + static_cast<size_t>(o[j]) * row_bytes;
+    }
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     for (int64_t i = 0; i < in8; i += 8) {
       const __m256 xv = _mm256_loadu_ps(x + i);
-      a0 = _mm256_fmadd_ps(xv, Load8(wtype, r0 + i), a0);
-      a1 = _mm256_fmadd_ps(xv, Load8(wtype, r1 + i), a1);
-      a2 = _mm256_fmadd_ps(xv, Load8(wtype, r2 + i), a2);
-      a3 = _mm256_fmadd_ps(xv, Load8(wtype, r3 + i), a3);
+      a0 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[0], i), a0);
+      a1 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[1], i), a1);
+      a2 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[2], i), a2);
+      a3 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[3], i), a3);
     }
     float sums[4] = {HorizontalSum(a0), HorizontalSum(a1), HorizontalSum(a2), HorizontalSum(a3)};
-    const uint16_t* rows[4] = {r0, r1, r2, r3};
     for (int64_t i = in8; i < in; ++i) {
-      for (int k = 0; k < 4; ++k) {
-        sums[k] += x[i] * (wtype == DType::kF16 ? F16ToF32(rows[k][i]) : Bf16ToF32(rows[k][i]));
-      }
+      for (int j = 0; j < 4; ++j) sums[j] += x[i] * WeightAt(wtype, r[j], i);
     }
-    for (int k = 0; k < 4; ++k) y[o + k] = sums[k];
+    for (int j = 0; j < 4; ++j) y[o[j]] = sums[j];
   }
-  for (; o < o_end; ++o) {
-    const uint16_t* r = base + o * in;
+  for (int64_t o = o_begin + 4 * part; o < o_end; ++o) {
+    const void* r = base + static_cast<size_t>(o) * row_bytes;
     __m256 a = _mm256_setzero_ps();
-    for (int64_t i = 0; i < in8; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), Load8(wtype, r + i), a);
+    for (int64_t i = 0; i < in8; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), Load8Any(wtype, r, i), a);
     float sum = HorizontalSum(a);
-    for (int64_t i = in8; i < in; ++i) sum += x[i] * (wtype == DType::kF16 ? F16ToF32(r[i]) : Bf16ToF32(r[i]));
+    for (int64_t i = in8; i < in; ++i) sum += x[i] * WeightAt(wtype, r, i);
     y[o] = sum;
   }
 }
@@ -199,8 +217,8 @@ bool LinearRowsUsesAvx2() { return ActiveIsa() >= Isa::kAvx2; }
 void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t n, int64_t o_begin, int64_t o_end,
                 float* y, int64_t y_stride) {
   const bool avx2 = ActiveIsa() >= Isa::kAvx2;  // kAvx512 runs the AVX2 variants (no AVX-512 code yet)
-  if (avx2 && n == 1 && (wtype == DType::kF16 || wtype == DType::kBF16)) {
-    Gemv16Avx2(wtype, w, in, x, o_begin, o_end, y);
+  if (avx2 && n == 1 && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
+    GemvAvx2(wtype, w, in, x, o_begin, o_end, y);
   } else if (avx2 && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
     LinearRowsAvx2(wtype, w, in, x, n, o_begin, o_end, y, y_stride);
   } else {

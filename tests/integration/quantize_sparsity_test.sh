@@ -7,6 +7,7 @@
 set -uo pipefail
 source tests/integration/test_prelude.sh "$@"
 source tests/integration/quantize_lib.sh
+source tests/integration/serve_lib.sh
 
 "$ACCULLM" quantize --out "$TMP/bad" --sparsity 1.5 >"$TMP/bad.out" 2>&1 \
   && fail "--sparsity 1.5 accepted" || { grep -q "\[0, 1)" "$TMP/bad.out" && pass "--sparsity 1.5 refused" \
@@ -46,6 +47,22 @@ cmp -s "$TMP/off.bin" "$TMP/nofield.bin" && pass "--sparsity off: logits identic
   || fail "--sparsity off changed the logits"
 cmp -s "$TMP/on.bin" "$TMP/nofield.bin" && fail "sparsity on did not change the logits" \
   || pass "sparsity on changes the logits"
+
+# Served: the FFN sparsity series count what the layers skipped (near the target), and
+# docs/metrics.md lists exactly them for a sparse pack.
+start_server "$ACCULLM" --model "$TMP/p" --metrics-no-auth || exit 1
+curl -sf -H 'Content-Type: application/json' -d '{"model":"p","prompt":"Once upon a time","max_tokens":16}' \
+  "http://127.0.0.1:$PORT/v1/completions" >/dev/null || fail "completion from the sparse pack"
+curl -sf "http://127.0.0.1:$PORT/metrics" >"$TMP/metrics.txt"
+stop_server || true
+ratio=$(awk '/^accullm_ffn_neurons_skipped_total\{/ {s += $NF} /^accullm_ffn_neurons_total\{/ {n += $NF} END {if (n > 0) print s / n}' "$TMP/metrics.txt")
+layers=$(grep -c '^accullm_ffn_neurons_total{' "$TMP/metrics.txt")
+$PY -c "import sys; sys.exit(0 if 0.3 < float(sys.argv[1]) < 0.7 else 1)" "${ratio:-0}" && [ "$layers" = 8 ] &&
+  pass "serve exports FFN sparsity per layer: $layers layers, skipped share $ratio (target 0.5)" ||
+  fail "FFN sparsity series: ratio '$ratio', $layers layers"
+doc=$(grep -E '^\| `accullm_' docs/metrics.md | awk -F'|' '{gsub(/[ `]/,"",$2); gsub(/ /,"",$4); if ($4=="sparsity") print $2}' | sort)
+live=$(grep '^# TYPE accullm_ffn' "$TMP/metrics.txt" | awk '{print $3}' | sort)
+[ -n "$doc" ] && [ "$doc" = "$live" ] && pass "docs/metrics.md lists the sparsity series" || fail "sparsity series: doc [$doc] live [$live]"
 
 # A negative threshold is refused at load, naming the field.
 $PY -c "import json,sys; p=sys.argv[1]; m=json.load(open(p)); m['sparsity']['thresholds'][3]=-1; json.dump(m, open(p,'w'))" \

@@ -28,6 +28,56 @@ grep -m3 "canary" "$SERVER_LOG"
 [ "$top1" = 1 ] && pass "canary 0 keeps its top-1 token" || fail "canary top-1 '$top1'"
 [ -n "$text" ] && pass "the pack serves completions: $text" || fail "no completion from the pack"
 
+# Scheduled drift checks (--canary-interval): the good pack keeps passing round after round; a
+# copy with one layer's F16 steps scaled by 1.5 (finite weights, a silent drift) fails.
+checks_until() {  # N: waits until at least N rounds of checks ran (10 s at most)
+  for _ in $(seq 1 100); do
+    [ "$(curl -sf "http://127.0.0.1:$PORT/metrics" | grep '^accullm_canary_checks_total{' | awk '{print int($2)}')" -ge "$1" ] 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+passing() { curl -sf "http://127.0.0.1:$PORT/metrics" | grep '^accullm_canary_passing{' | awk '{print $2}'; }
+start_server "$ACCULLM" --model "$TMP/pack" --canary-interval 0.3 --canary-kl-threshold 0.01 || exit 1
+checks_until 3 && [ "$(passing)" = 1 ] && pass "the good pack passes 3 scheduled rounds (KL threshold 0.01)" ||
+  fail "good pack: passing '$(passing)', $(curl -sf "http://127.0.0.1:$PORT/metrics" | grep canary_checks)"
+stop_server || true
+cp -r "$TMP/pack" "$TMP/drift_steps"
+$PY tests/tools/edit_tensor.py "$TMP/drift_steps/model.safetensors" model.layers.0.mlp.down_proj.scales --scale 1.5 \
+  --keep-dtype || fail "edit_tensor.py --scale --keep-dtype"
+start_server "$ACCULLM" --model "$TMP/drift_steps" --canary-interval 0.3 --canary-kl-threshold 0.01 || exit 1
+checks_until 2 && [ "$(passing)" = 0 ] && grep -q " error canary .*FAILED: KL .* is over --canary-kl-threshold 0.01" "$SERVER_LOG" &&
+  pass "steps of layer 0's down projection ×1.5: the scheduled canaries fail (KL $(metric accullm_canary_kl_divergence 0) on canary 0)" ||
+  fail "drifted pack: passing '$(passing)'; $(grep canary "$SERVER_LOG" | head -3)"
+stop_server || true
+
+# Sampled layer error against the full-precision checkpoint (--reference): the drifted layer's
+# error rises, the others stay where the intact pack has them.
+layer_error() {  # LAYER LINEAR
+  curl -sf "http://127.0.0.1:$PORT/metrics" | grep '^accullm_layer_relative_error{' | grep "layer=\"$1\"" |
+    grep "linear=\"$2\"" | awk '{print $2}'
+}
+one_request() {
+  curl -sf -H 'Content-Type: application/json' -d "{\"model\":\"$1\",\"prompt\":\"Once upon a time\",\"max_tokens\":6}" \
+    "http://127.0.0.1:$PORT/v1/completions" >/dev/null
+}
+start_server "$ACCULLM" --model "$TMP/pack" --reference "$MODEL" --drift-sample-rate 1 || exit 1
+one_request pack
+good_down=$(layer_error 0 down); good_up=$(layer_error 0 up)
+stop_server || true
+start_server "$ACCULLM" --model "$TMP/drift_steps" --reference "$MODEL" --drift-sample-rate 1 || exit 1
+one_request drift_steps
+bad_down=$(layer_error 0 down); bad_up=$(layer_error 0 up)
+stop_server || true
+$PY -c "import sys; g,b,gu,bu=map(float,sys.argv[1:]); sys.exit(0 if g < 0.15 and b > 0.3 and abs(gu-bu) < 0.02 else 1)" \
+  "$good_down" "$bad_down" "$good_up" "$bad_up" 2>/dev/null &&
+  pass "layer 0 down's sampled error: $good_down intact, $bad_down with its steps x1.5 (layer 0 up: $good_up vs $bad_up)" ||
+  fail "sampled layer error: down '$good_down' -> '$bad_down', up '$good_up' -> '$bad_up'"
+"$ACCULLM" serve --model "$TMP/pack" --port 0 --reference "$TMP" >/dev/null 2>"$TMP/ref.err" &&
+  fail "a --reference that is not a checkpoint was accepted" ||
+  { grep -q "^error: .*--reference" "$TMP/ref.err" && pass "a --reference without the model's tensors is refused: $(head -c 200 "$TMP/ref.err")" ||
+    fail "bad --reference: $(head -c 300 "$TMP/ref.err")"; }
+
 # A pack whose canary 0 points at canary 1's logits (another prompt): drift is visible.
 cp -r "$TMP/pack" "$TMP/drift"
 sed -i 's/"accullm.canary.0.logits"/"accullm.canary.1.logits"/' "$TMP/drift/accullm.json"

@@ -7,6 +7,8 @@
   edit_tensor.py FILE NAME --scale FACTOR
       Replaces the tensor by FACTOR times its values, stored as F32 (the file is rewritten:
       finite weights that overflow FP32 arithmetic, e.g. an LM head scaled by 1e38).
+  edit_tensor.py FILE NAME --scale FACTOR --keep-dtype
+      The same, kept in the tensor's own dtype (a pack's F16 steps scaled: a finite drift).
   A negative VALUE needs the = form: --fill=-inf.
 """
 import argparse
@@ -61,6 +63,7 @@ def main(argv):
     g.add_argument("--fill", type=float)
     g.add_argument("--scale", type=float)
     p.add_argument("--at", type=int, help="with --fill: only this flat element index")
+    p.add_argument("--keep-dtype", action="store_true", help="with --scale: store in the tensor's own dtype")
     a = p.parse_args(argv)
     header, data = read(a.file)
     if a.name not in header:
@@ -78,9 +81,10 @@ def main(argv):
             values[a.at] = a.fill
         blobs[a.name] = encode(e["dtype"], values)
     else:
+        dtype = e["dtype"] if a.keep_dtype else "F32"
         with np.errstate(over="raise"):
-            blobs[a.name] = encode("F32", values * np.float32(a.scale))
-        e["dtype"] = "F32"
+            blobs[a.name] = encode(dtype, values * np.float32(a.scale))
+        e["dtype"] = dtype
     # Rewritten whole, in the original order of the data.
     order = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0])
     header = {**({"__metadata__": header["__metadata__"]} if "__metadata__" in header else {}),

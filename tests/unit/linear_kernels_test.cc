@@ -65,12 +65,46 @@ TEST_P(LinearKernelsTest, SimdMatchesScalarReference) {
     }
 }
 
+// Batch invariance: a row's outputs have the same bits whether it ran alone (the decode kernel,
+// which pairs far-apart weight rows), in a batch (the prefill kernel), or in any sub-range of
+// outputs (a thread's share).
+TEST_P(LinearKernelsTest, RowBitsDoNotDependOnBatchOrOutputRange) {
+  const Case c = GetParam();
+  ScopedIsaForTesting isa(c.isa);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<uint8_t> w(c.in * c.out * DTypeSize(c.dtype));
+  for (int64_t i = 0; i < c.in * c.out; ++i) {
+    const float v = normal(rng);
+    if (c.dtype == DType::kF32) reinterpret_cast<float*>(w.data())[i] = v;
+    if (c.dtype == DType::kF16) reinterpret_cast<uint16_t*>(w.data())[i] = F32ToF16(v);
+    if (c.dtype == DType::kBF16) reinterpret_cast<uint16_t*>(w.data())[i] = F32ToBf16(v);
+  }
+  const int64_t batch = 5;
+  std::vector<float> x(c.in * batch);
+  for (auto& v : x) v = normal(rng);
+  std::vector<float> together(batch * c.out);
+  LinearRows(c.dtype, w.data(), c.in, x.data(), batch, 0, c.out, together.data(), c.out);
+  for (int64_t r = 0; r < batch; ++r) {
+    std::vector<float> alone(c.out), split(c.out);
+    LinearRows(c.dtype, w.data(), c.in, x.data() + r * c.in, 1, 0, c.out, alone.data(), c.out);
+    const int64_t cut = c.out / 2 + 1;
+    LinearRows(c.dtype, w.data(), c.in, x.data() + r * c.in, 1, 0, cut, split.data(), c.out);
+    LinearRows(c.dtype, w.data(), c.in, x.data() + r * c.in, 1, cut, c.out, split.data(), c.out);
+    for (int64_t o = 0; o < c.out; ++o) {
+      ASSERT_EQ(alone[o], together[r * c.out + o]) << "row " << r << " output " << o;
+      ASSERT_EQ(split[o], alone[o]) << "row " << r << " output " << o;
+    }
+  }
+}
+
 std::vector<Case> Cases() {
   std::vector<Case> cases;
   for (Isa isa : SupportedIsas()) {
     for (Case c :
          {Case{isa, DType::kF32, 256, 64, 1}, Case{isa, DType::kF32, 37, 13, 5}, Case{isa, DType::kF16, 256, 64, 3},
-          Case{isa, DType::kF16, 200, 7, 1}, Case{isa, DType::kBF16, 129, 33, 4}, Case{isa, DType::kBF16, 8, 4, 2}}) {
+          Case{isa, DType::kF16, 200, 7, 1}, Case{isa, DType::kBF16, 129, 33, 4}, Case{isa, DType::kBF16, 8, 4, 2},
+          Case{isa, DType::kF32, 75, 23, 1}, Case{isa, DType::kBF16, 264, 41, 1}, Case{isa, DType::kF16, 19, 3, 1}}) {
       cases.push_back(c);
     }
   }

@@ -96,7 +96,7 @@ class SchedulerTest : public ::testing::Test {
         const int32_t last = history.back();
         EXPECT_TRUE(model_->Forward(&last, 1, cache, logits.data()).ok());
       }
-      const int32_t id = sampler.Sample(logits.data(), vocab, history);
+      const int32_t id = sampler.Sample(logits.data(), vocab, history, static_cast<int64_t>(history.size()));
       history.push_back(id);
       if (!p.ignore_eos && std::find(eos.begin(), eos.end(), id) != eos.end()) break;
       text::StopText::Piece piece = stop_text.Push(id);

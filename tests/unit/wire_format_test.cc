@@ -164,9 +164,13 @@ TEST(WireFormat, RefusesForgedCountsAndSizes) {
   auto bs = Encode({1, bad_sampling});
   EXPECT_FALSE(Decode(bs.data(), bs.size()).ok());
   Batch bad_lp = SampleBatch();
-  bad_lp.opened[0].logprobs = 1000;
+  // The bound is far above the API's limit (drift canaries ask for the whole vocabulary).
+  bad_lp.opened[0].logprobs = static_cast<int32_t>(kMaxTopLogprobs + 1);
   auto bl = Encode({1, bad_lp});
   EXPECT_FALSE(Decode(bl.data(), bl.size()).ok());
+  bad_lp.opened[0].logprobs = -2;
+  auto bn = Encode({1, bad_lp});
+  EXPECT_FALSE(Decode(bn.data(), bn.size()).ok());
 
   Hello h = SampleHello();
   h.layer_end = 9;  // beyond num_layers

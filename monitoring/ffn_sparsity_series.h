@@ -1,0 +1,36 @@
+// FFN activation-sparsity series (packs made with quantize --sparsity, served with sparsity
+// on): neurons through each layer's FFN and how many were skipped, on whichever registry
+// serves them (rank 0's without mpirun, each stage rank's own under mpirun). The ratio is
+// rate(skipped) / rate(neurons).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/registry.h"
+
+namespace accullm::monitoring {
+
+struct FfnLayerCount {
+  int64_t layer = 0;
+  uint64_t neurons = 0;  // neurons × tokens through the layer's FFN so far
+  uint64_t skipped = 0;  // of which masked (not computed)
+};
+
+class FfnSparsitySeries {
+ public:
+  FfnSparsitySeries(prometheus::Registry& registry, const std::string& model_name);
+  // Counters advanced to the cumulative counts given.
+  void Set(const std::vector<FfnLayerCount>& counts);
+
+ private:
+  std::string model_name_;
+  prometheus::Family<prometheus::Counter>* neurons_;
+  prometheus::Family<prometheus::Counter>* skipped_;
+  std::vector<FfnLayerCount> counted_;
+};
+
+}  // namespace accullm::monitoring
