@@ -27,7 +27,8 @@ struct BenchFlags {
   bool exact = false;
   ActQuantFlags act_quant;
   std::string sparsity = "on";
-  std::string isa;    // empty: ACCULLM_ISA or the detected level
+  std::string isa;  // empty: ACCULLM_ISA or the detected level
+  std::string kv_cache_dtype = kDefaultKvCacheDType;
   std::string draft;  // golden mode's cost model: a pack of --model
   int64_t draft_tokens = 4;
   std::vector<double> assume_acceptance;
@@ -83,6 +84,8 @@ int RunBench(const BenchFlags& f) {
     ::setenv("ACCULLM_ISA", f.isa.c_str(), 1);
   }
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
+  auto kv_dtype = KvCacheDType(f.kv_cache_dtype);
+  if (!kv_dtype.ok()) return ReportError(kv_dtype.status());
   auto t_load = Clock::now();
   auto activations = ActQuantFromFlags(f.act_quant, f.exact);
   if (!activations.ok()) return ReportError(activations.status());
@@ -105,7 +108,7 @@ int RunBench(const BenchFlags& f) {
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
   double best_prefill = 1e30, best_decode = 1e30;
   for (int rep = 0; rep < std::max(1, f.repeat); ++rep) {
-    model::KvCache cache = model.NewCache(f.prompt_tokens + f.gen_tokens);
+    model::KvCache cache = model.NewCache(f.prompt_tokens + f.gen_tokens, *kv_dtype);
     auto t0 = Clock::now();
     if (auto s = model.Forward(prompt.data(), f.prompt_tokens, cache, logits.data()); !s.ok()) return ReportError(s);
     auto t1 = Clock::now();
@@ -136,6 +139,7 @@ int RunBench(const BenchFlags& f) {
     so.draft_dir = f.draft;
     so.load = {.exact = f.exact, .activations = *activations, .sparsity = f.sparsity != "off"};
     so.prompt = prompt;
+    so.kv_dtype = *kv_dtype;
     so.gen_tokens = f.gen_tokens;
     so.repeat = f.repeat;
     so.draft_tokens = f.draft_tokens;
@@ -151,6 +155,7 @@ int RunBench(const BenchFlags& f) {
     o["threads"] = loaded->pool->size();
     o["isa"] = kernels::IsaName(kernels::ActiveIsa());
     o["exact"] = f.exact;
+    o["kv_cache_dtype"] = f.kv_cache_dtype;
     o["prompt_tokens"] = f.prompt_tokens;
     o["gen_tokens"] = f.gen_tokens;
     o["load_seconds"] = load_s;
@@ -204,6 +209,7 @@ void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
   AddActQuantFlags(*cmd, flags->act_quant);
   AddSparsityFlag(*cmd, flags->sparsity);
   AddExactFlag(*cmd, flags->exact);
+  AddKvCacheDTypeFlag(*cmd, flags->kv_cache_dtype);
   cmd->add_option("--isa", flags->isa,
                   "Kernel level: scalar, avx2 or avx512 (default: $ACCULLM_ISA, else the best this CPU runs; "
                   "clamped to what it has)");

@@ -45,7 +45,7 @@ absl::StatusOr<SpeculationBench> RunSpeculationBench(LoadedModel& target, const 
     std::vector<float> logits(static_cast<size_t>(vocab));
     double best = 1e30;
     for (int rep = 0; rep < reps; ++rep) {
-      model::KvCache cache = draft->NewCache(n + o.gen_tokens);
+      model::KvCache cache = draft->NewCache(n + o.gen_tokens, o.kv_dtype);
       RETURN_IF_ERROR(draft->Forward(o.prompt.data(), n, cache, logits.data()));
       int32_t next = Argmax(logits.data(), vocab);
       const auto t0 = Clock::now();
@@ -62,7 +62,7 @@ absl::StatusOr<SpeculationBench> RunSpeculationBench(LoadedModel& target, const 
   // needs), rolled back after each pass.
   {
     const std::vector<int64_t> ks = {1, 2, 4, 8, o.draft_tokens};
-    model::KvCache cache = model.NewCache(n + 16 + o.draft_tokens);
+    model::KvCache cache = model.NewCache(n + 16 + o.draft_tokens, o.kv_dtype);
     std::vector<float> logits(static_cast<size_t>(vocab));
     RETURN_IF_ERROR(model.Forward(o.prompt.data(), n, cache, logits.data()));
     std::vector<int64_t> done;
@@ -88,6 +88,7 @@ absl::StatusOr<SpeculationBench> RunSpeculationBench(LoadedModel& target, const 
     model::SamplingParams greedy;
     speculative::SpeculationConfig config;
     config.max_draft_tokens = o.draft_tokens;
+    config.kv_dtype = o.kv_dtype;
     const int64_t capacity = n + o.gen_tokens;
     speculative::ModelDraftProposer proposer(*draft, greedy, capacity);
     speculative::SpeculativeDecoder decoder(model, &proposer, greedy, config, capacity);

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "cli/model_loading.h"
 #include "common/json.h"
+#include "kernels/kv_row_format.h"
 
 namespace accullm::cli {
 
@@ -22,6 +23,7 @@ struct SpeculationBenchOptions {
   std::string target_dir, draft_dir;
   model::ModelLoadOptions load;
   std::vector<int32_t> prompt;
+  kernels::KvDType kv_dtype = kernels::KvDType::kF32;  // the target's cache (and the draft's)
   int64_t gen_tokens = 64;
   int repeat = 3;
   int64_t draft_tokens = 4;               // K of the cost model and of the speculative run
