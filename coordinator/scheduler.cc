@@ -280,11 +280,18 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
   InFlight mb;
   std::vector<int32_t> tokens;
   std::vector<pipeline::ExecItem> items;
+  // Draft tokens come out of the budget left after one decode row for every sequence that
+  // decodes in this micro-batch: drafts never crowd a sequence out of its decode step.
+  int64_t decoders = 0;
+  for (auto& s : running_)
+    if (!s->busy && !s->finished && s->decoding()) ++decoders;
+  int64_t spare = budget - std::min<int64_t>({decoders, static_cast<int64_t>(share), budget});
   for (auto& s : running_) {  // decode tokens first, one per idle decoding sequence
     if (s->busy || s->finished || !s->decoding()) continue;
     if (mb.owners.size() >= share || budget <= 0) break;
-    const std::vector<int32_t> draft = Draft(*s, budget - 1);
+    const std::vector<int32_t> draft = Draft(*s, spare);
     const int64_t verify = static_cast<int64_t>(draft.size());
+    spare -= verify;
     tokens.push_back(s->last);
     tokens.insert(tokens.end(), draft.begin(), draft.end());
     items.push_back({s->id, &*s->cache, 1 + verify, true, verify});

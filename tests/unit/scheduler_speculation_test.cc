@@ -7,13 +7,16 @@
 // exercised); the model drafting for itself is accepted (rows are batch-invariant).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "common/thread_pool.h"
 #include "coordinator/scheduler.h"
 #include "monitoring/serving_metrics.h"
+#include "pipeline/embedded_pipeline.h"
 #include "pipeline/pipeline_executor.h"
 #include "pipeline/pipeline_stage.h"
 #include "sharding/stage_plan.h"
@@ -225,6 +228,76 @@ TEST_F(SchedulerSpeculationTest, PipelinedTokensEqualThoseWithoutSpeculation) {
     ExpectSame(Pipelined(mode, &metrics), want, mode == Mode::kNgram ? "ngram, 2 stages" : "draft, 2 stages");
     EXPECT_GT(Counter(metrics.Serialize(), "accullm_spec_decode_num_accepted_tokens_total"), 0);
   }
+}
+
+// The embedded pipeline, checking every launch: each sequence whose prompt went out and that
+// is still open has an item (its decode step: the newest token and any draft).
+class DecodeStepRecorder final : public pipeline::BatchExecutor {
+ public:
+  DecodeStepRecorder(model::Transformer& model, int64_t kv_blocks) {
+    pipeline::PipelineConfig pc;
+    pc.kv_blocks = kv_blocks;
+    pc.context = model.config().max_position_embeddings;
+    auto p = pipeline::EmbeddedPipeline::Start(model, pc);
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (p.ok()) pipeline_ = std::move(*p);
+  }
+  void Open(pipeline::SequenceSetup s) override { pipeline_->Open(std::move(s)); }
+  void Release(uint64_t seq) override {
+    decoding_.erase(seq);
+    pipeline_->Release(seq);
+  }
+  void Truncate(uint64_t seq, int64_t length) override { pipeline_->Truncate(seq, length); }
+  absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<pipeline::ExecItem> items) override {
+    std::set<uint64_t> launched;
+    for (const auto& it : items) {
+      launched.insert(it.seq);
+      drafted += it.verify;
+    }
+    if (!std::includes(launched.begin(), launched.end(), decoding_.begin(), decoding_.end()))
+      ++launches_missing_a_decoder;
+    for (const auto& it : items)
+      if (it.sample) decoding_.insert(it.seq);  // its prompt is in: decoding from the next launch on
+    return pipeline_->Launch(std::move(tokens), std::move(items));
+  }
+  absl::StatusOr<std::vector<pipeline::SampledToken>> Wait(uint64_t ticket) override { return pipeline_->Wait(ticket); }
+
+  int launches_missing_a_decoder = 0;
+  int64_t drafted = 0;
+
+ private:
+  std::unique_ptr<pipeline::EmbeddedPipeline> pipeline_;
+  std::set<uint64_t> decoding_;
+};
+
+// Drafts come out of the token budget left after one decode row per decoding sequence: with
+// 8 sequences, a budget of 12 rows and up to 4 draft tokens each (8 × 5 = 40 wanted), every
+// sequence still decodes in every iteration, and the tokens are those without speculation.
+TEST_F(SchedulerSpeculationTest, DraftsNeverCrowdOutDecodeSteps) {
+  auto run = [&](Mode mode, DecodeStepRecorder& exec) {
+    model::KvBlockPool kv(0, model_->kv_dim(), 16, 256);
+    SchedulerConfig c = Config(mode);
+    c.max_num_seqs = 8;  // else the budget is raised to max_num_seqs (64)
+    c.max_batch_tokens = 12;
+    c.prefill_chunk = 64;  // each prompt in one chunk
+    Scheduler s(exec, model_->config(), tok_.get(), kv, c, nullptr);
+    std::vector<std::shared_ptr<GenerationStream>> streams;
+    // Prompts of two or three tokens: most are prefilled in the first launch, so all decode
+    // at once (8 decode rows of the 12, drafts sharing the other 4).
+    for (const char* name : {"Lily", "Tom", "Sam", "Ben", "Sue", "Max", "Amy", "Bob"}) {
+      streams.push_back(std::make_shared<GenerationStream>(1));
+      EXPECT_TRUE(s.Submit({Params(name, 30, 0.f, 1)}, streams.back()).ok());
+    }
+    s.Start();
+    auto out = WaitAll(streams);
+    s.Stop();
+    return out;
+  };
+  DecodeStepRecorder plain(*model_, 256), spec(*model_, 256);
+  const auto want = run(Mode::kOff, plain);
+  ExpectSame(run(Mode::kDraft, spec), want, "draft, budget 12");
+  EXPECT_GT(spec.drafted, 0);
+  EXPECT_EQ(spec.launches_missing_a_decoder, 0);
 }
 
 }  // namespace
