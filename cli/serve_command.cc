@@ -446,7 +446,8 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
       "Pipeline: mpirun -np N+1 accullm serve ... (rank 0 serves HTTP, ranks 1..N run layers; docs/cluster.md).\n"
       "Golden: accullm serve --model FP_DIR --draft PACK: the pack drafts (on rank 0), the full-precision model\n"
       "verifies every draft in the batched pass, so every answer is FP_DIR's own, token for token, for the same\n"
-      "seed (greedy or sampled, n, stop, logprobs), at close to the pack's speed when drafts are accepted.");
+      "seed (greedy or sampled, n, stop, logprobs). Faster than FP_DIR alone only where verifying k+1 rows\n"
+      "costs about one decode step (bandwidth-bound models; not the tiny fixture: docs/serving.md).");
   cmd->add_option("--model", f->model, "Model directory (default: the embedded model, or $ACCULLM_MODEL)");
   cmd->add_option("--served-model-name", f->served_model_name,
                   "Model id clients must send (default: the directory name)");
