@@ -67,7 +67,7 @@ struct ProcessUsage {
 
 // Decodes one token per iteration through `e`.
 void Decode(benchmark::State& state, BatchExecutor& e) {
-  model::KvBlockPool accounting(0, Model().kv_dim(), 16, kBlocks);
+  model::KvBlockPool accounting(0, Model().kv_format(), 16, kBlocks);
   model::KvCache cache(&accounting, kContext);
   const std::vector<int32_t> prompt = {1, 420, 435, 261, 394};
   const int64_t n = static_cast<int64_t>(prompt.size());

@@ -75,4 +75,16 @@ void AddSparsityFlag(CLI::App& cmd, std::string& sparsity) {
       ->capture_default_str();
 }
 
+void AddKvCacheDTypeFlag(CLI::App& cmd, std::string& dtype) {
+  cmd.add_option("--kv-cache-dtype", dtype,
+                 "How the KV cache stores keys and values: f16 (half of f32's bytes, rounded to nearest even), bf16 "
+                 "(same size, wider range, coarser), int8 (a quarter plus a float scale per position and KV head, "
+                 "least-squares fitted) or f32 (exact). Attention reads each dtype directly; docs/accuracy.md gives "
+                 "the measured KL against f32")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "int8"}))
+      ->capture_default_str();
+}
+
+absl::StatusOr<kernels::KvDType> KvCacheDType(const std::string& name) { return kernels::ParseKvDType(name); }
+
 }  // namespace accullm::cli

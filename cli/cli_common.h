@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kernels/cpu/activation_quant.h"
+#include "kernels/kv_row_format.h"
 
 namespace accullm::cli {
 
@@ -35,6 +36,12 @@ absl::StatusOr<kernels::ActQuantConfig> ActQuantFromFlags(const ActQuantFlags& f
 // --sparsity on|off, the same words on every command that runs a model
 // (ModelLoadOptions::sparsity): "off" runs a sparse pack's FFN dense. Stored as "on"/"off".
 void AddSparsityFlag(CLI::App& cmd, std::string& sparsity);
+// --kv-cache-dtype f32|f16|bf16|int8 (default f16), the same words on serve, generate and eval:
+// how the KV cache stores keys and values (kernels/kv_row_format.h). The CLI checks the
+// spelling; KvCacheDType turns it into the enum.
+inline constexpr const char* kDefaultKvCacheDType = "f16";
+void AddKvCacheDTypeFlag(CLI::App& cmd, std::string& dtype);
+absl::StatusOr<kernels::KvDType> KvCacheDType(const std::string& name);
 
 // Prints "error: <message>" on one line to stderr and returns the exit status 1.
 int ReportError(const absl::Status& status);

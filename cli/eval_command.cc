@@ -24,6 +24,8 @@ struct EvalFlags {
   ActQuantFlags act_quant;
   bool exact = false;
   std::string sparsity = "on";
+  std::string kv_cache_dtype = kDefaultKvCacheDType;
+  std::string kv_int8_rounding;  // empty: what int8 stores (kernels::kKvInt8Rounding)
 };
 
 // Shares of the transformer blocks' linear weights by storage, and their average bits per weight.
@@ -106,6 +108,16 @@ int RunEval(const EvalFlags& f) {
   quant::EvalOptions opts;
   opts.ctx = f.ctx;
   opts.max_chunks = f.max_chunks;
+  auto kv_dtype = KvCacheDType(f.kv_cache_dtype);
+  if (!kv_dtype.ok()) return ReportError(kv_dtype.status());
+  opts.kv_dtype = *kv_dtype;
+  if (!f.kv_int8_rounding.empty()) {
+    if (opts.kv_dtype != kernels::KvDType::kInt8)
+      return ReportError(absl::InvalidArgumentError("--kv-int8-rounding needs --kv-cache-dtype int8"));
+    auto rounding = kernels::ParseKvInt8Rounding(f.kv_int8_rounding);
+    if (!rounding.ok()) return ReportError(rounding.status());
+    opts.kv_int8_rounding = *rounding;
+  }
   model->transformer->set_measure_ffn_recall(true);
   model->transformer->ResetFfnSparsityCounts();
   auto r = quant::Evaluate(*model->transformer, *reference->transformer, stream, bos, opts);
@@ -122,36 +134,43 @@ int RunEval(const EvalFlags& f) {
     // Non-finite figures (a model whose logits are NaN) are JSON null, never bare NaN.
     boost::json::array layers;
     for (double e : r->layer_relative_error) layers.push_back(FiniteOrNull(e));
-    boost::json::object o{{"perplexity", FiniteOrNull(r->perplexity)},
-                          {"reference_perplexity", FiniteOrNull(r->reference_perplexity)},
-                          {"ppl_ratio", FiniteOrNull(r->perplexity / r->reference_perplexity)},
-                          {"kl_mean", FiniteOrNull(r->kl_mean)},
-                          {"kl_p99", FiniteOrNull(r->kl_p99)},
-                          {"kl_max", FiniteOrNull(r->kl_max)},
-                          {"top1_agreement", r->top1_agreement},
-                          {"nonfinite_positions", r->nonfinite_positions},
-                          // The key keeps its first name: scripts and the integration tests read it, and
-                          // it still measures what it did (codes of at most 4 bits, "INT4 share").
-                          {"int4_weight_fraction", mix.at_most_4bit_fraction},
-                          {"quantized_weight_fraction", mix.quantized_fraction},
-                          {"block_bits_per_weight", mix.bits_per_weight},
-                          {"weight_bytes", bytes},
-                          {"positions", r->positions},
-                          {"chunks", r->chunks},
-                          {"ctx", f.ctx},
-                          {"layer_relative_error", std::move(layers)},
-                          // Share of FFN neurons skipped over every token run, and the share of the truly
-                          // active ones (|SiLU(gate)·up| above the pack's active threshold) that were kept.
-                          {"ffn_sparsity", sparsity.skipped},
-                          {"guesser_recall", sparsity.recall},
-                          {"ffn_sparsity_per_layer", boost::json::value_from(sparsity.layer_skipped)},
-                          {"guesser_recall_per_layer", boost::json::value_from(sparsity.layer_recall)}};
+    boost::json::object o{
+        {"perplexity", FiniteOrNull(r->perplexity)},
+        {"reference_perplexity", FiniteOrNull(r->reference_perplexity)},
+        {"ppl_ratio", FiniteOrNull(r->perplexity / r->reference_perplexity)},
+        {"kl_mean", FiniteOrNull(r->kl_mean)},
+        {"kl_p99", FiniteOrNull(r->kl_p99)},
+        {"kl_max", FiniteOrNull(r->kl_max)},
+        {"top1_agreement", r->top1_agreement},
+        {"nonfinite_positions", r->nonfinite_positions},
+        // The key keeps its first name: scripts and the integration tests read it, and
+        // it still measures what it did (codes of at most 4 bits, "INT4 share").
+        {"int4_weight_fraction", mix.at_most_4bit_fraction},
+        {"quantized_weight_fraction", mix.quantized_fraction},
+        {"block_bits_per_weight", mix.bits_per_weight},
+        {"weight_bytes", bytes},
+        {"positions", r->positions},
+        {"chunks", r->chunks},
+        {"ctx", f.ctx},
+        {"kv_cache_dtype", kernels::KvDTypeName(opts.kv_dtype)},
+        {"kv_int8_rounding",
+         opts.kv_dtype == kernels::KvDType::kInt8 ? kernels::KvInt8RoundingName(opts.kv_int8_rounding) : ""},
+        {"layer_relative_error", std::move(layers)},
+        // Share of FFN neurons skipped over every token run, and the share of the truly
+        // active ones (|SiLU(gate)·up| above the pack's active threshold) that were kept.
+        {"ffn_sparsity", sparsity.skipped},
+        {"guesser_recall", sparsity.recall},
+        {"ffn_sparsity_per_layer", boost::json::value_from(sparsity.layer_skipped)},
+        {"guesser_recall_per_layer", boost::json::value_from(sparsity.layer_recall)}};
     std::printf("%s\n", boost::json::serialize(o).c_str());
     return 0;
   }
   std::printf("model %s vs reference %s on %s\n", model_dir.c_str(), f.reference.c_str(), f.data.c_str());
   std::printf("%lld chunks of %lld tokens, %lld scored positions (second half of each chunk)\n",
               static_cast<long long>(r->chunks), static_cast<long long>(f.ctx), static_cast<long long>(r->positions));
+  std::printf("KV cache %s%s%s (the reference's: f32)\n", kernels::KvDTypeName(opts.kv_dtype),
+              opts.kv_dtype == kernels::KvDType::kInt8 ? ", rounding " : "",
+              opts.kv_dtype == kernels::KvDType::kInt8 ? kernels::KvInt8RoundingName(opts.kv_int8_rounding) : "");
   std::printf("%-28s %s\n", "metric", "value");
   std::printf("%-28s %.4f\n", "perplexity", r->perplexity);
   std::printf("%-28s %.4f\n", "reference perplexity", r->reference_perplexity);
@@ -192,6 +211,12 @@ void AddEvalCommand(CLI::App& app, std::function<int()>& run) {
   AddActQuantFlags(*cmd, flags->act_quant);
   AddExactFlag(*cmd, flags->exact);
   AddSparsityFlag(*cmd, flags->sparsity);
+  AddKvCacheDTypeFlag(*cmd, flags->kv_cache_dtype);
+  cmd->add_option("--kv-int8-rounding", flags->kv_int8_rounding,
+                  "With --kv-cache-dtype int8: how codes are rounded, to compare the candidates docs/accuracy.md "
+                  "measured (nearest, feedback: error carried along the head dimension, stochastic: hashed draws, "
+                  "refit: nearest with a least-squares scale); default: what int8 stores (refit)")
+      ->check(CLI::IsMember({"nearest", "feedback", "stochastic", "refit"}));
   cmd->add_option("--threads,-t", flags->threads, "Compute threads (default: all cores)");
   cmd->callback([&run, flags] { run = [flags] { return RunEval(*flags); }; });
 }

@@ -39,6 +39,7 @@ struct GenerateFlags {
   bool exact = false;
   ActQuantFlags act_quant;
   std::string sparsity = "on";
+  std::string kv_cache_dtype = kDefaultKvCacheDType;
   std::string draft;      // golden mode: a pack of --model drafts, --model verifies
   std::string speculate;  // draft | ngram | off; default: draft with --draft, else off
   int64_t draft_tokens = 4;
@@ -111,13 +112,16 @@ int RunGenerate(const GenerateFlags& f) {
   std::string finish = "length";
   double prefill_s = 0, decode_s = 0;
   std::string speculation_summary;
+  auto kv_dtype = KvCacheDType(f.kv_cache_dtype);
+  if (!kv_dtype.ok()) return ReportError(kv_dtype.status());
   if (p.max_tokens > 0 && speculate != "off") {
     SpeculativeGenerateOptions so{.mode = speculate,
                                   .target_dir = model_dir,
                                   .draft_dir = f.draft,
                                   .draft_tokens = f.draft_tokens,
                                   .load = load_options,
-                                  .print_text = !f.output_ids};
+                                  .print_text = !f.output_ids,
+                                  .kv_dtype = *kv_dtype};
     auto r = RunSpeculativeGenerate(*loaded, tok, p, so);
     if (!r.ok()) return ReportError(r.status());
     ids = std::move(r->ids);
@@ -128,7 +132,8 @@ int RunGenerate(const GenerateFlags& f) {
   } else if (p.max_tokens > 0) {
     spdlog::set_level(spdlog::level::warn);  // the stage's lifecycle lines are serve's business
     constexpr int64_t kBlock = 16;
-    model::KvBlockPool budget(0, model.kv_dim(), kBlock, (context + kBlock - 1) / kBlock);
+    // The pool's format is the stage's (Scheduler::CreateEmbedded passes it in the hello).
+    model::KvBlockPool budget(0, model.kv_format(*kv_dtype), kBlock, (context + kBlock - 1) / kBlock);
     coordinator::SchedulerConfig sc;
     sc.context = context;
     sc.max_num_seqs = 1;
@@ -233,6 +238,7 @@ void AddGenerateCommand(CLI::App& app, std::function<int()>& run) {
   AddActQuantFlags(*cmd, flags->act_quant);
   AddExactFlag(*cmd, flags->exact);
   AddSparsityFlag(*cmd, flags->sparsity);
+  AddKvCacheDTypeFlag(*cmd, flags->kv_cache_dtype);
   cmd->add_option("--context", flags->context, "Context length in tokens (default: the model's maximum)");
   cmd->add_option("--draft", flags->draft,
                   "Golden mode: a pack quantized from --model drafts tokens and --model verifies them, so the "

@@ -616,6 +616,10 @@ void AddPlanCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--out", sharding->out, "With --workers: write the plan file for serve --plan");
   cmd->add_option("--kv-positions", sharding->kv_positions,
                   "With --workers: KV positions each stage holds (default: serve's)");
+  cmd->add_option("--kv-cache-dtype", sharding->kv_cache_dtype,
+                  "With --workers: the KV cache dtype serve will use (its bytes per position)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "int8"}))
+      ->capture_default_str();
   cmd->add_option("--tokens-per-step", sharding->tokens_per_step,
                   "With --workers: rows per micro-batch in the cost model")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));

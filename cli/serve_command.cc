@@ -67,6 +67,7 @@ struct ServeFlags {
   bool exact = false;
   ActQuantFlags act_quant;
   std::string sparsity = "on";
+  std::string kv_cache_dtype = kDefaultKvCacheDType;
   double canary_kl_threshold = 0.05;
   double canary_interval = 300;
   std::string reference;  // full-precision checkpoint for sampled layer error
@@ -240,9 +241,12 @@ int RunServe(ServeFlags f) {
   auto chat = text::ChatTemplate::Load(dir, f.chat_template);
   if (!chat.ok()) return fail(chat.status());
 
-  // The KV budget in blocks: every layer's K and V, FP32, block_size positions per block.
-  const double block_bytes =
-      static_cast<double>(model::KvBytesPerPosition(mc.num_layers, model.kv_dim())) * f.kv_block_size;
+  // The KV budget in blocks: every layer's K and V in the cache's dtype, block_size positions
+  // per block (the rule the stages size their pools by).
+  auto kv_dtype = KvCacheDType(f.kv_cache_dtype);
+  if (!kv_dtype.ok()) return fail(kv_dtype.status());
+  const kernels::KvRowFormat kv_format = model.kv_format(*kv_dtype);
+  const double block_bytes = static_cast<double>(model::KvBytesPerPosition(mc.num_layers, kv_format)) * f.kv_block_size;
   const int64_t blocks = static_cast<int64_t>(f.kv_cache_mb * 1024 * 1024 / block_bytes);
   if (blocks < (context + f.kv_block_size - 1) / f.kv_block_size) {
     return fail(absl::InvalidArgumentError(
@@ -252,7 +256,7 @@ int RunServe(ServeFlags f) {
   // The KV rows live in the stages (the embedded default is one in-process stage), each with
   // this many blocks; here a pool without layers (no memory) is the one allocator: the
   // scheduler admits by its free blocks and tells the stages which block ids each sequence uses.
-  model::KvBlockPool pool(0, model.kv_dim(), f.kv_block_size, blocks);
+  model::KvBlockPool pool(0, kv_format, f.kv_block_size, blocks);
   std::unique_ptr<pipeline::PipelineExecutor> executor;
   if (pipeline) {
     const int workers = mpi->size() - 1;
@@ -269,7 +273,7 @@ int RunServe(ServeFlags f) {
         po.memory_bytes = *budgets;
       }
       po.kv_positions = blocks * f.kv_block_size;
-      auto p = sharding::PlanStages(sharding::CostFromModel(model), workers, po);
+      auto p = sharding::PlanStages(sharding::CostFromModel(model, *kv_dtype), workers, po);
       if (!p.ok()) return fail(p.status());
       plan = *p;
     }
@@ -282,6 +286,7 @@ int RunServe(ServeFlags f) {
       pc.join_activation_channel = [&mpi] { return transport::JoinNcclBootstrap(*mpi, std::chrono::seconds(60)); };
     pc.kv_block_size = f.kv_block_size;
     pc.kv_blocks = blocks;
+    pc.kv_dtype = *kv_dtype;  // every stage stores this dtype: the hello carries it
     pc.context = context;
     pc.micro_batches = f.micro_batches > 0 ? f.micro_batches : workers;
     pc.heartbeat_ms = static_cast<uint32_t>(f.heartbeat_ms);
@@ -407,8 +412,9 @@ int RunServe(ServeFlags f) {
                     f.canary_kl_threshold);
     canary_monitor.StartPeriodic(f.canary_interval);
   }
-  spdlog::info("serving model={} context={} kv_blocks={}x{} chat_template={} auth={} listening on http://{}:{}",
-               coordinator::LogValue(svc.model_name), context, blocks, f.kv_block_size,
+  spdlog::info("serving model={} context={} kv_blocks={}x{} kv_cache_dtype={} chat_template={} auth={} listening on "
+               "http://{}:{}",
+               coordinator::LogValue(svc.model_name), context, blocks, f.kv_block_size, f.kv_cache_dtype,
                chat->is_default() ? "default" : "template", f.api_key.empty() ? "off" : "on", f.host, server.port());
   // One plain line for scripts that started us with --port 0.
   std::fprintf(stderr, "accullm serve: listening on %s:%d\n", f.host.c_str(), server.port());
@@ -501,9 +507,10 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--max-model-len", f->max_model_len, "Context per sequence (default: the model's maximum)");
-  cmd->add_option("--kv-cache-mb", f->kv_cache_mb, "KV cache budget in MiB (FP32)")
+  cmd->add_option("--kv-cache-mb", f->kv_cache_mb, "KV cache budget in MiB (in --kv-cache-dtype's bytes)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  AddKvCacheDTypeFlag(*cmd, f->kv_cache_dtype);
   cmd->add_option("--kv-block-size", f->kv_block_size, "Positions per KV block")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{4096}));

@@ -23,12 +23,15 @@ int RunShardingPlan(const ShardingPlanFlags& f) {
   const model::ModelConfig& c = model.config();
   if (f.kv_positions >= 0) {
     o.kv_positions = f.kv_positions;
-  } else {  // what `serve` reserves by default: 256 MiB of FP32 KV over all layers
-    o.kv_positions =
-        static_cast<int64_t>(256.0 * 1024 * 1024 / model::KvBytesPerPosition(c.num_layers, model.kv_dim()));
+  }
+  auto kv_dtype = KvCacheDType(f.kv_cache_dtype);
+  if (!kv_dtype.ok()) return ReportError(kv_dtype.status());
+  const kernels::KvRowFormat kv_format = model.kv_format(*kv_dtype);
+  if (f.kv_positions < 0) {  // what `serve` reserves by default: 256 MiB of KV over all layers
+    o.kv_positions = static_cast<int64_t>(256.0 * 1024 * 1024 / model::KvBytesPerPosition(c.num_layers, kv_format));
   }
   o.tokens_per_step = f.tokens_per_step;
-  auto plan = sharding::PlanStages(sharding::CostFromModel(model), f.workers, o);
+  auto plan = sharding::PlanStages(sharding::CostFromModel(model, *kv_dtype), f.workers, o);
   if (!plan.ok()) return ReportError(plan.status());
   plan->model_fingerprint = sharding::ModelFingerprint(c);
   std::printf("model %s: %lld layers, %d workers, KV cache %lld positions\n", dir.c_str(),

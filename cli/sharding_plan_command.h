@@ -14,6 +14,7 @@ struct ShardingPlanFlags {
   int64_t kv_positions = -1;  // -1: the serve default (--kv-cache-mb 256 worth of positions)
   int64_t tokens_per_step = 1;
   int threads = 0;
+  std::string kv_cache_dtype = "f16";  // serve's --kv-cache-dtype: the KV bytes each stage holds
 };
 
 int RunShardingPlan(const ShardingPlanFlags& f);

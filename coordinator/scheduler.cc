@@ -62,6 +62,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::CreateEmbedded(model::Tran
   pipeline::PipelineConfig pc;
   pc.kv_block_size = pool.block_size();
   pc.kv_blocks = pool.num_blocks();
+  pc.kv_dtype = pool.storage().format().dtype;  // the stage stores rows as the pool counts them
   pc.context = config.context > 0 ? config.context : model.config().max_position_embeddings;
   ASSIGN_OR_RETURN(std::unique_ptr<pipeline::EmbeddedPipeline> embedded, pipeline::EmbeddedPipeline::Start(model, pc));
   std::unique_ptr<Scheduler> s(new Scheduler(*embedded, model.config(), tokenizer, pool, config, metrics));

@@ -4,10 +4,11 @@
 
 namespace accullm::model {
 
-KvBlockStorage::KvBlockStorage(int64_t num_layers, int64_t kv_dim, int64_t block_size, int64_t num_blocks,
-                               int64_t first_layer)
-    : num_layers_(num_layers), kv_dim_(kv_dim), block_size_(block_size), num_blocks_(num_blocks),
-      first_layer_(first_layer), rows_(static_cast<size_t>(num_blocks * num_layers * 2 * block_size * kv_dim)) {}
+KvBlockStorage::KvBlockStorage(int64_t num_layers, const kernels::KvRowFormat& format, int64_t block_size,
+                               int64_t num_blocks, int64_t first_layer)
+    : format_(format), num_layers_(num_layers), row_bytes_(format.row_bytes()), block_size_(block_size),
+      num_blocks_(num_blocks), first_layer_(first_layer),
+      rows_(static_cast<size_t>((num_blocks * num_layers * 2 * block_size * row_bytes_ + 7) / 8)) {}
 
 KvBlockAllocator::KvBlockAllocator(int64_t num_blocks) : num_blocks_(num_blocks) {
   free_.reserve(static_cast<size_t>(num_blocks));
@@ -45,9 +46,9 @@ constexpr int64_t kPrivateBlockSize = 16;
 KvCache::KvCache(KvBlockPool* pool, int64_t capacity)
     : KvSequence(&pool->storage(), pool->block_size()), allocator_(&pool->allocator()), capacity_(capacity) {}
 
-KvCache::KvCache(int64_t num_layers, int64_t kv_dim, int64_t capacity)
+KvCache::KvCache(int64_t num_layers, const kernels::KvRowFormat& format, int64_t capacity)
     : KvSequence(nullptr, kPrivateBlockSize),
-      owned_pool_(std::make_unique<KvBlockPool>(num_layers, kv_dim, kPrivateBlockSize,
+      owned_pool_(std::make_unique<KvBlockPool>(num_layers, format, kPrivateBlockSize,
                                                 (capacity + kPrivateBlockSize - 1) / kPrivateBlockSize)),
       allocator_(&owned_pool_->allocator()), capacity_(capacity) {
   storage_ = &owned_pool_->storage();  // the base is built before the pool it points into

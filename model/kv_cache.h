@@ -1,7 +1,8 @@
 // Paged key/value cache (as vLLM's PagedAttention). Three concerns, three classes:
 // - KvBlockStorage: the rows themselves, fixed-size blocks (block_size positions × every layer's
-//   K and V, FP32) addressed by block id. It has no free list: who uses which block is decided
-//   elsewhere.
+//   K and V, stored as a kernels::KvRowFormat: f32, f16, bf16 or int8 with a scale per
+//   position and head) addressed by block id. It has no free list: who uses which block is
+//   decided elsewhere.
 // - KvBlockAllocator: which block ids are free. A deployment has exactly one: the scheduler's
 //   (its zero-layer KvBlockPool, whose storage holds nothing), which admits requests by counting
 //   free blocks and tells the pipeline stages which ids each sequence uses (pipeline/wire.h).
@@ -17,40 +18,44 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/kv_row_format.h"
 
 namespace accullm::model {
 
-// Bytes one position of K and V takes in `num_layers` layers of width `kv_dim` (the cache
-// holds FP32): the one rule for the serve budget, the stage plan and the stage pools.
-inline constexpr int64_t KvBytesPerPosition(int64_t num_layers, int64_t kv_dim) {
-  return num_layers * 2 * kv_dim * static_cast<int64_t>(sizeof(float));
+// Bytes one position of K and V takes in `num_layers` layers stored as `format`: the one rule
+// for the serve budget, the stage plan and the stage pools.
+inline int64_t KvBytesPerPosition(int64_t num_layers, const kernels::KvRowFormat& format) {
+  return num_layers * 2 * format.row_bytes();
 }
 
 class KvBlockStorage {
  public:
   // Holds layers [first_layer, first_layer + num_layers): a pipeline stage's storage covers only
   // its own layers while callers keep indexing layers by their global number.
-  KvBlockStorage(int64_t num_layers, int64_t kv_dim, int64_t block_size, int64_t num_blocks, int64_t first_layer = 0);
+  KvBlockStorage(int64_t num_layers, const kernels::KvRowFormat& format, int64_t block_size, int64_t num_blocks,
+                 int64_t first_layer = 0);
 
+  const kernels::KvRowFormat& format() const { return format_; }
   int64_t block_size() const { return block_size_; }
-  int64_t kv_dim() const { return kv_dim_; }
+  int64_t kv_dim() const { return format_.kv_dim(); }
   int64_t num_layers() const { return num_layers_; }
   int64_t first_layer() const { return first_layer_; }
   int64_t num_blocks() const { return num_blocks_; }
-  size_t bytes() const { return rows_.size() * sizeof(float); }
+  size_t bytes() const { return rows_.size() * sizeof(uint64_t); }
 
-  // K (or V) row of (global) `layer` at `offset` within `block`.
-  float* k(int32_t block, int64_t layer, int64_t offset) { return Row(block, layer, 0, offset); }
-  float* v(int32_t block, int64_t layer, int64_t offset) { return Row(block, layer, 1, offset); }
+  // K (or V) row of (global) `layer` at `offset` within `block`: format().row_bytes() bytes.
+  void* k(int32_t block, int64_t layer, int64_t offset) { return Row(block, layer, 0, offset); }
+  void* v(int32_t block, int64_t layer, int64_t offset) { return Row(block, layer, 1, offset); }
 
  private:
-  float* Row(int32_t block, int64_t layer, int kv, int64_t offset) {
-    return rows_.data() +
+  void* Row(int32_t block, int64_t layer, int kv, int64_t offset) {
+    return reinterpret_cast<uint8_t*>(rows_.data()) +
            (((static_cast<int64_t>(block) * num_layers_ + (layer - first_layer_)) * 2 + kv) * block_size_ + offset) *
-               kv_dim_;
+               row_bytes_;
   }
-  int64_t num_layers_, kv_dim_, block_size_, num_blocks_, first_layer_;
-  std::vector<float> rows_;
+  kernels::KvRowFormat format_;
+  int64_t num_layers_, row_bytes_, block_size_, num_blocks_, first_layer_;
+  std::vector<uint64_t> rows_;  // 8-byte aligned bytes
 };
 
 // The free list of block ids [0, num_blocks). Thread-safe: the scheduler's gauges read it.
@@ -73,8 +78,9 @@ class KvBlockAllocator {
 // zero layers (it only counts and names blocks; the stages hold the rows).
 class KvBlockPool {
  public:
-  KvBlockPool(int64_t num_layers, int64_t kv_dim, int64_t block_size, int64_t num_blocks, int64_t first_layer = 0)
-      : storage_(num_layers, kv_dim, block_size, num_blocks, first_layer), allocator_(num_blocks) {}
+  KvBlockPool(int64_t num_layers, const kernels::KvRowFormat& format, int64_t block_size, int64_t num_blocks,
+              int64_t first_layer = 0)
+      : storage_(num_layers, format, block_size, num_blocks, first_layer), allocator_(num_blocks) {}
 
   KvBlockStorage& storage() { return storage_; }
   KvBlockAllocator& allocator() { return allocator_; }
@@ -105,8 +111,9 @@ class KvSequence {
   // KvBlockTable (whose blocks are handed to it) refuses when its table is too short.
   virtual absl::Status Cover(int64_t n) = 0;
 
-  float* k(int64_t layer, int64_t pos) { return storage_->k(blocks_[pos / block_size_], layer, pos % block_size_); }
-  float* v(int64_t layer, int64_t pos) { return storage_->v(blocks_[pos / block_size_], layer, pos % block_size_); }
+  const kernels::KvRowFormat& format() const { return storage_->format(); }
+  void* k(int64_t layer, int64_t pos) { return storage_->k(blocks_[pos / block_size_], layer, pos % block_size_); }
+  void* v(int64_t layer, int64_t pos) { return storage_->v(blocks_[pos / block_size_], layer, pos % block_size_); }
 
  protected:
   KvSequence(KvBlockStorage* storage, int64_t block_size) : storage_(storage), block_size_(block_size) {}
@@ -127,7 +134,7 @@ class KvCache final : public KvSequence {
   // Draws blocks from a shared pool (which must outlive the cache).
   KvCache(KvBlockPool* pool, int64_t capacity);
   // A private pool sized for `capacity` positions (single-sequence use: bench, logits, quant).
-  KvCache(int64_t num_layers, int64_t kv_dim, int64_t capacity);
+  KvCache(int64_t num_layers, const kernels::KvRowFormat& format, int64_t capacity);
   ~KvCache();
   KvCache(KvCache&&) noexcept;
   KvCache& operator=(KvCache&&) = delete;

@@ -57,7 +57,7 @@ struct LayerScratch {
   // sequence back to back (sequence s's from kv_table_begin[s]).
   std::vector<int32_t> row_segment;
   std::vector<int64_t> row_pos, kv_table_begin;
-  std::vector<const float*> k_table, v_table;
+  std::vector<const void*> k_table, v_table;
   std::vector<BatchSegment> one_segment;  // Forward's single sequence
 };
 LayerScratch& Scratch() {
@@ -256,9 +256,9 @@ void Transformer::SetActivationQuantization(const kernels::ActQuantConfig& confi
   ForEachLowBitLinear([&](LowBitLinear& l) { l.set_activation_quant(config); });
 }
 
-KvCache Transformer::NewCache(int64_t capacity) const {
+KvCache Transformer::NewCache(int64_t capacity, kernels::KvDType dtype) const {
   if (capacity <= 0) capacity = config_.max_position_embeddings;
-  return KvCache(config_.num_layers, kv_dim(), capacity);
+  return KvCache(config_.num_layers, kv_format(dtype), capacity);
 }
 
 size_t Transformer::weight_bytes_per_token() const {
@@ -314,8 +314,10 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
       max_pos = std::max(max_pos, pos);
       rope_.Apply(q + row * q_dim, nh, pos);
       rope_.Apply(k + row * kvd, nkv, pos);
-      std::copy_n(k + row * kvd, kvd, cache.k(layer, pos));
-      std::copy_n(v + row * kvd, kvd, cache.v(layer, pos));
+      // Stored in the cache's dtype (rounded to nearest even, or int8 with a scale per head):
+      // the row's bytes depend on its own values and position only.
+      kernels::EncodeKvRow(cache.format(), k + row * kvd, {layer, pos, 0}, cache.k(layer, pos));
+      kernels::EncodeKvRow(cache.format(), v + row * kvd, {layer, pos, 1}, cache.v(layer, pos));
     }
   }
   // The kernel reaches the paged cache through each sequence's row pointers for this layer,
@@ -324,8 +326,8 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
   table_begin[0] = 0;
   for (size_t s = 0; s < segments.size(); ++s)
     table_begin[s + 1] = table_begin[s] + segments[s].cache->length() + segments[s].n_tokens;
-  const float** k_table = Reuse(scratch.k_table, table_begin[segments.size()]);
-  const float** v_table = Reuse(scratch.v_table, table_begin[segments.size()]);
+  const void** k_table = Reuse(scratch.k_table, table_begin[segments.size()]);
+  const void** v_table = Reuse(scratch.v_table, table_begin[segments.size()]);
   for (size_t s = 0; s < segments.size(); ++s) {
     KvSequence& cache = *segments[s].cache;
     for (int64_t j = 0; j < table_begin[s + 1] - table_begin[s]; ++j) {
@@ -350,8 +352,8 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
       const int64_t heads = std::min(heads_per_part, (kvh + 1) * group - head);
       if (heads <= 0) continue;
       const int64_t first = table_begin[row_segment[r]];
-      const kernels::KvRows kv{k_table + first, v_table + first};
-      kernels::CausalAttentionGroup(q + r * q_dim + head * hd, heads, kv, kvh * hd, row_pos[r], hd, scale, s,
+      const kernels::KvRows kv{k_table + first, v_table + first, segments[row_segment[r]].cache->format().dtype};
+      kernels::CausalAttentionGroup(q + r * q_dim + head * hd, heads, kv, kvh, row_pos[r], hd, scale, s,
                                     ctx + r * q_dim + head * hd);
     }
   });

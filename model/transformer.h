@@ -92,7 +92,14 @@ class Transformer {
 
   const ModelConfig& config() const { return config_; }
   int64_t kv_dim() const { return config_.num_kv_heads * config_.head_dim; }
-  KvCache NewCache(int64_t capacity = 0) const;
+  // How this model's K/V rows are stored in `dtype` (the storage and its byte budget follow it).
+  kernels::KvRowFormat kv_format(kernels::KvDType dtype = kernels::KvDType::kF32) const {
+    return {dtype, config_.num_kv_heads, config_.head_dim};
+  }
+  // A private single-sequence cache. The library's default is exact FP32 (calibration, the
+  // precision planner and `logits` measure the weights, not the cache); the commands that
+  // serve or evaluate take --kv-cache-dtype (default f16) and pass it here or to their pools.
+  KvCache NewCache(int64_t capacity = 0, kernels::KvDType dtype = kernels::KvDType::kF32) const;
 
   // Runs `n` tokens at positions cache.length() .. + n - 1 and appends them to the cache.
   // Writes logits [n, vocab] when all_positions, else only the last token's [vocab].

@@ -25,6 +25,7 @@ Hello StageHello(const model::ModelConfig& model, const sharding::StagePlan& pla
   h.model_fingerprint = sharding::ModelFingerprint(model);
   h.kv_block_size = config.kv_block_size;
   h.kv_blocks = config.kv_blocks;
+  h.kv_dtype = config.kv_dtype;
   h.context = config.context;
   h.activations = config.activations;
   h.heartbeat_ms = config.heartbeat_ms;

@@ -35,6 +35,7 @@ struct PipelineConfig {
   pipeline::ActivationTransport activation_transport = pipeline::ActivationTransport::kMpi;
   std::function<absl::Status()> join_activation_channel;
   int64_t kv_block_size = 16, kv_blocks = 0, context = 0;
+  kernels::KvDType kv_dtype = kernels::KvDType::kF32;  // every stage's (Hello::kv_dtype)
   int micro_batches = 2;
   uint32_t heartbeat_ms = 200;
   uint32_t timeout_ms = 3000;         // a stage silent this long (while we run) is dead

@@ -31,7 +31,7 @@ constexpr std::chrono::milliseconds kNcclTimeout{60000};
 
 PipelineStage::PipelineStage(model::Transformer& m, const Hello& h, int rank)
     : model_(m), hello_(h), rank_(rank),
-      storage_(h.layer_end - h.layer_begin, m.kv_dim(), h.kv_block_size, h.kv_blocks, h.layer_begin),
+      storage_(h.layer_end - h.layer_begin, m.kv_format(h.kv_dtype), h.kv_block_size, h.kv_blocks, h.layer_begin),
       owners_(h.kv_blocks), last_(h.stage + 1 == h.num_stages) {}
 
 PipelineStage::~PipelineStage() = default;
@@ -69,9 +69,10 @@ absl::Status PipelineStage::AdmitItem(const BatchItem& it, Seq& s) {
 }
 
 void PipelineStage::LogStart() const {
-  spdlog::info("stage {} (rank {}) runs layers [{}, {}){}{} of {}; activations {}", hello_.stage, rank_,
-               hello_.layer_begin, hello_.layer_end, hello_.stage == 0 ? " +embed" : "", last_ ? " +head" : "",
-               hello_.num_layers, pipeline::ActivationDTypeName(hello_.activations));
+  spdlog::info("stage {} (rank {}) runs layers [{}, {}){}{} of {}; activations {}; KV cache {}, {} blocks of {}",
+               hello_.stage, rank_, hello_.layer_begin, hello_.layer_end, hello_.stage == 0 ? " +embed" : "",
+               last_ ? " +head" : "", hello_.num_layers, pipeline::ActivationDTypeName(hello_.activations),
+               kernels::KvDTypeName(hello_.kv_dtype), hello_.kv_blocks, hello_.kv_block_size);
 }
 
 void PipelineStage::PrepareKernels() {

@@ -146,6 +146,16 @@ absl::Status ActTransport(Reader& r, ActivationTransport& t) {
   return absl::OkStatus();
 }
 
+// KvDType's values are stable (kernels/kv_row_format.h): the byte is the value, checked.
+absl::Status KvDTypeByte(Reader& r, kernels::KvDType& t) {
+  uint8_t v = 0;
+  RETURN_IF_ERROR(r.Get(v, "hello.kv_dtype"));
+  if (v > static_cast<uint8_t>(kernels::KvDType::kInt8))
+    return absl::InvalidArgumentError(absl::StrCat("wire: unknown KV cache dtype ", v));
+  t = static_cast<kernels::KvDType>(v);
+  return absl::OkStatus();
+}
+
 absl::Status NonNegative(int64_t v, const char* what) {
   if (v < 0) return absl::InvalidArgumentError(absl::StrCat("wire: ", what, " is negative (", v, ")"));
   return absl::OkStatus();
@@ -159,7 +169,8 @@ absl::Status Finite(double v, const char* what) {
 void EncodeBody(Writer& w, const Hello& h) {
   w.Put(h.stage), w.Put(h.num_stages), w.Put(h.layer_begin), w.Put(h.layer_end), w.Put(h.num_layers);
   w.Put(h.hidden), w.Put(h.vocab), w.Put(h.model_fingerprint), w.Put(h.kv_block_size), w.Put(h.kv_blocks);
-  w.Put(h.context), w.Put(ActivationWireByteOf(h.activations)), w.Put(h.heartbeat_ms), w.Put(h.timeout_ms);
+  w.Put(static_cast<uint8_t>(h.kv_dtype)), w.Put(h.context), w.Put(ActivationWireByteOf(h.activations)),
+      w.Put(h.heartbeat_ms), w.Put(h.timeout_ms);
   w.Put(static_cast<uint8_t>(h.activation_transport));
 }
 absl::Status DecodeBody(Reader& r, Hello& h) {
@@ -173,6 +184,7 @@ absl::Status DecodeBody(Reader& r, Hello& h) {
   RETURN_IF_ERROR(r.Get(h.model_fingerprint, "hello.fingerprint"));
   RETURN_IF_ERROR(r.Get(h.kv_block_size, "hello.kv_block_size"));
   RETURN_IF_ERROR(r.Get(h.kv_blocks, "hello.kv_blocks"));
+  RETURN_IF_ERROR(KvDTypeByte(r, h.kv_dtype));
   RETURN_IF_ERROR(r.Get(h.context, "hello.context"));
   RETURN_IF_ERROR(Act(r, h.activations));
   RETURN_IF_ERROR(r.Get(h.heartbeat_ms, "hello.heartbeat_ms"));

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
+#include "kernels/kv_row_format.h"
 #include "model/sampler.h"
 #include "transport/transport.h"
 
@@ -26,9 +27,11 @@ inline constexpr uint32_t kWireMagic = 0x4D4C4341;  // "ACLM" little-endian
 // 2: hello.activation_transport, batch.activations_over_nccl; 3: batch.truncated; 4: opened
 // sequences carry no prompt, every stage's batch carries its rows' token ids, a truncation no
 // next token (the last stage's history is the tokens its KV positions were fed); 5: item.blocks
-// (the scheduler owns the block table, the stages store the rows where it says); 6: item.verify
-// (speculative decoding: the last stage samples every row of a verification item).
-inline constexpr uint16_t kWireVersion = 6;
+// (the scheduler owns the block table, the stages store the rows where it says); 6:
+// hello.kv_dtype (the stages store KV rows in the coordinator's dtype: one byte, KvDType's
+// stable values, after kv_blocks); 7: item.verify (speculative decoding: the last stage
+// samples every row of a verification item).
+inline constexpr uint16_t kWireVersion = 7;
 inline constexpr size_t kHeaderBytes = 24;
 using transport::kMaxMessageBytes;
 // Alternatives a sequence may ask for per token. The API allows far fewer (its own limit); the
@@ -61,6 +64,9 @@ struct Hello {
   int64_t num_layers = 0, hidden = 0, vocab = 0;
   uint64_t model_fingerprint = 0;
   int64_t kv_block_size = 0, kv_blocks = 0, context = 0;
+  // How every stage stores its KV rows: the coordinator's --kv-cache-dtype, so no stage can
+  // hold another dtype (its pool's bytes per block follow it).
+  kernels::KvDType kv_dtype = kernels::KvDType::kF32;
   DType activations = DType::kF32;
   uint32_t heartbeat_ms = 0, timeout_ms = 0;
   ActivationTransport activation_transport = ActivationTransport::kMpi;

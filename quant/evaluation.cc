@@ -77,7 +77,9 @@ absl::StatusOr<EvalResult> Evaluate(model::Transformer& model, model::Transforme
   for (int64_t c = 0; c < chunks && status.ok(); ++c) {
     std::vector<int32_t> chunk(stream.begin() + c * opt.ctx, stream.begin() + (c + 1) * opt.ctx);
     chunk[0] = bos;
-    model::KvCache cm = model.NewCache(opt.ctx), cr = reference.NewCache(opt.ctx);
+    kernels::KvRowFormat format = model.kv_format(opt.kv_dtype);
+    format.int8_rounding = opt.kv_int8_rounding;
+    model::KvCache cm(model.config().num_layers, format, opt.ctx), cr = reference.NewCache(opt.ctx);
     status = model.Forward(chunk.data(), opt.ctx, cm, lm.data(), true);
     if (status.ok()) status = reference.Forward(chunk.data(), opt.ctx, cr, lr.data(), true);
     if (!status.ok()) break;

@@ -15,6 +15,10 @@ namespace accullm::quant {
 struct EvalOptions {
   int64_t ctx = 512;
   int64_t max_chunks = 0;  // 0 = all
+  // How the model under test stores its KV cache (dtype and INT8 rounding); the reference
+  // always keeps FP32 rows, so KL and top-1 include the cache's rounding.
+  kernels::KvDType kv_dtype = kernels::KvDType::kF32;
+  kernels::KvInt8Rounding kv_int8_rounding = kernels::kKvInt8Rounding;
 };
 
 struct EvalResult {

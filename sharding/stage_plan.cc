@@ -32,7 +32,7 @@ std::string Human(double bytes) {
 
 }  // namespace
 
-ModelCost CostFromModel(model::Transformer& model) {
+ModelCost CostFromModel(model::Transformer& model, kernels::KvDType kv_dtype) {
   const model::ModelConfig& c = model.config();
   ModelCost cost;
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -43,7 +43,7 @@ ModelCost CostFromModel(model::Transformer& model) {
       lc.flops_per_token += LinearFlops(*op);
     }
     lc.weight_bytes += 2.0 * c.hidden_size * sizeof(float);  // the two norms
-    lc.kv_bytes_per_position = static_cast<double>(model::KvBytesPerPosition(1, model.kv_dim()));
+    lc.kv_bytes_per_position = static_cast<double>(model::KvBytesPerPosition(1, model.kv_format(kv_dtype)));
     cost.layers.push_back(lc);
   }
   cost.head_bytes = static_cast<double>(model.lm_head().weight_bytes()) + c.hidden_size * sizeof(float);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/kv_row_format.h"
 #include "model/model_config.h"
 #include "sharding/precision_plan.h"
 
@@ -35,8 +36,9 @@ struct ModelCost {
 };
 
 // From a loaded model: LinearOp::weight_bytes() of every linear (exact for packs: low-bit
-// codes + scales + FP16 outliers; F32/F16/BF16 checkpoints as stored).
-ModelCost CostFromModel(model::Transformer& model);
+// codes + scales + FP16 outliers; F32/F16/BF16 checkpoints as stored), and the KV bytes of
+// rows stored as `kv_dtype` (model::KvBytesPerPosition, the stages' own rule).
+ModelCost CostFromModel(model::Transformer& model, kernels::KvDType kv_dtype);
 // From a config alone (sizing clusters for models not at hand): FP16 layers 2 bytes per
 // weight, low-bit layers 0.5 + 2/group (4-bit codes and F16 scales: the plan's per-linear
 // widths are not counted); no plan = all FP16.

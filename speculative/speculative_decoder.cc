@@ -14,8 +14,8 @@ using Clock = std::chrono::steady_clock;
 SpeculativeDecoder::SpeculativeDecoder(model::Transformer& target, DraftProposer* proposer,
                                        const model::SamplingParams& sampling, const SpeculationConfig& config,
                                        int64_t capacity)
-    : target_(target), proposer_(proposer), sampler_(sampling), config_(config), cache_(target.NewCache(capacity)),
-      length_(config.max_draft_tokens, config.adaptive) {
+    : target_(target), proposer_(proposer), sampler_(sampling), config_(config),
+      cache_(target.NewCache(capacity, config.kv_dtype)), length_(config.max_draft_tokens, config.adaptive) {
   config_.max_draft_tokens = length_.max();
   stats_.drafted_at.assign(static_cast<size_t>(length_.max()), 0);
   stats_.accepted_at.assign(static_cast<size_t>(length_.max()), 0);

@@ -54,11 +54,12 @@ TEST(ForwardAllocationTest, CounterSeesAllocations) {
 // worker may first run some kind of chunk (and grow its per-thread scratch, e.g. a dense
 // kernel's row buffer) only during the counted steps: a few allocations once per thread, far
 // below the one per layer per step (64 over 8 steps of 8 layers) this test exists to catch.
-void ExpectWarmStepsAllocateNothing(Transformer& model, int64_t first_touch) {
+void ExpectWarmStepsAllocateNothing(Transformer& model, int64_t first_touch,
+                                    kernels::KvDType kv_dtype = kernels::KvDType::kF32) {
   const int64_t vocab = model.config().vocab_size;
   std::vector<int32_t> prompt(40);
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 37 + 5) % vocab);
-  KvCache cache = model.NewCache(256), other = model.NewCache(256);
+  KvCache cache = model.NewCache(256, kv_dtype), other = model.NewCache(256, kv_dtype);
   std::vector<float> logits(2 * vocab);
   // Warm-up: a 40-row prefill sizes the row buffers, two decode steps the per-position tables.
   ASSERT_TRUE(model.Forward(prompt.data(), static_cast<int64_t>(prompt.size()), cache, logits.data()).ok());
@@ -68,7 +69,7 @@ void ExpectWarmStepsAllocateNothing(Transformer& model, int64_t first_touch) {
   {
     std::vector<int32_t> long_prompt(160);
     for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<int32_t>((i * 53 + 3) % vocab);
-    KvCache long_cache = model.NewCache(256);
+    KvCache long_cache = model.NewCache(256, kv_dtype);
     ASSERT_TRUE(model.Forward(long_prompt.data(), 160, long_cache, logits.data()).ok());
   }
   int32_t token = 7;
@@ -93,7 +94,7 @@ void ExpectWarmStepsAllocateNothing(Transformer& model, int64_t first_touch) {
   // Two fresh sequences, shorter together than the ones above: the per-position tables grow
   // geometrically with the longest context seen (O(log length) allocations in all); here
   // they must fit what is already there.
-  KvCache c2 = model.NewCache(256), o2 = model.NewCache(256);
+  KvCache c2 = model.NewCache(256, kv_dtype), o2 = model.NewCache(256, kv_dtype);
   ASSERT_TRUE(model.Forward(prompt.data(), 20, c2, logits.data()).ok());
   ASSERT_TRUE(model.Forward(prompt.data(), 20, o2, logits.data()).ok());
   const std::vector<BatchSegment> segments = {BatchSegment{&c2, 1}, BatchSegment{&o2, 1}};  // built outside
@@ -108,6 +109,19 @@ TEST(ForwardAllocationTest, DenseModelStepsAllocateNothingOnceWarm) {
     std::unique_ptr<Transformer> model = test_support::LoadModelOrFail(test_support::ModelDir(), &pool);
     ASSERT_NE(model, nullptr);
     ExpectWarmStepsAllocateNothing(*model, threads == 1 ? 0 : 4);
+  }
+}
+
+// A compact KV cache (the serving default f16, and int8): the attention kernels decode each
+// block into a per-thread tile grown once, and the write path encodes in place.
+TEST(ForwardAllocationTest, CompactKvCacheStepsAllocateNothingOnceWarm) {
+  for (kernels::KvDType dt : {kernels::KvDType::kF16, kernels::KvDType::kInt8}) {
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      std::unique_ptr<Transformer> model = test_support::LoadModelOrFail(test_support::ModelDir(), &pool);
+      ASSERT_NE(model, nullptr);
+      ExpectWarmStepsAllocateNothing(*model, threads == 1 ? 0 : 4, dt);
+    }
   }
 }
 

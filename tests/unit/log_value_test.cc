@@ -99,7 +99,7 @@ class RequestLogTest : public ::testing::Test {
     ASSERT_TRUE(c.ok()) << c.status();
     chat_ = std::make_unique<text::ChatTemplate>(std::move(*c));
     metrics_ = std::make_unique<monitoring::ServingMetrics>("m");
-    pool_ = std::make_unique<model::KvBlockPool>(0, model_->kv_dim(), 16, 64);
+    pool_ = std::make_unique<model::KvBlockPool>(0, model_->kv_format(), 16, 64);
     SchedulerConfig sc;
     sc.context = 512;
     // Never started: a submitted request just waits, which is all the log line needs (and no

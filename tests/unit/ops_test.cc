@@ -126,7 +126,7 @@ TEST_P(OpsTest, CausalAttentionHeadMatchesReference) {
   const int64_t positions = c.rows, head_dim = c.width, kv_heads = 2, kv_dim = kv_heads * head_dim;
   // Rows scattered through one buffer, in reverse, as a paged cache's blocks may be.
   const std::vector<float> k = Random(positions * kv_dim, 7), v = Random(positions * kv_dim, 8);
-  std::vector<const float*> k_rows(positions), v_rows(positions);
+  std::vector<const void*> k_rows(positions), v_rows(positions);
   for (int64_t j = 0; j < positions; ++j) {
     k_rows[j] = k.data() + (positions - 1 - j) * kv_dim;
     v_rows[j] = v.data() + (positions - 1 - j) * kv_dim;
@@ -137,8 +137,8 @@ TEST_P(OpsTest, CausalAttentionHeadMatchesReference) {
   for (int64_t last_pos : {int64_t{0}, positions / 2, positions - 1}) {
     std::vector<float> fast(head_dim, -1.f), ref(head_dim, -2.f);
     std::vector<float> scores_fast(positions), scores_ref(positions);
-    CausalAttentionHead(q.data(), kv, head_dim, last_pos, head_dim, scale, scores_fast.data(), fast.data());
-    CausalAttentionHeadScalar(q.data(), kv, head_dim, last_pos, head_dim, scale, scores_ref.data(), ref.data());
+    CausalAttentionHead(q.data(), kv, /*kv_head=*/1, last_pos, head_dim, scale, scores_fast.data(), fast.data());
+    CausalAttentionHeadScalar(q.data(), kv, /*kv_head=*/1, last_pos, head_dim, scale, scores_ref.data(), ref.data());
     ExpectMatchesReference(c.isa, fast, ref, 1e-5f);
   }
 }
@@ -150,7 +150,7 @@ TEST_P(OpsTest, CausalAttentionGroupEqualsHeadsAlone) {
   const Case c = GetParam();
   const int64_t positions = c.rows, head_dim = c.width, kv_heads = 2, kv_dim = kv_heads * head_dim, heads = 11;
   const std::vector<float> k = Random(positions * kv_dim, 14), v = Random(positions * kv_dim, 15);
-  std::vector<const float*> k_rows(positions), v_rows(positions);
+  std::vector<const void*> k_rows(positions), v_rows(positions);
   for (int64_t j = 0; j < positions; ++j) {
     k_rows[j] = k.data() + j * kv_dim;
     v_rows[j] = v.data() + j * kv_dim;
@@ -161,12 +161,12 @@ TEST_P(OpsTest, CausalAttentionGroupEqualsHeadsAlone) {
   std::vector<float> scores(positions);
   for (int64_t last_pos : {int64_t{0}, positions / 2, positions - 1}) {
     std::vector<float> group(heads * head_dim, -1.f), alone(heads * head_dim, -2.f), ref(heads * head_dim, -3.f);
-    CausalAttentionGroup(q.data(), heads, kv, head_dim, last_pos, head_dim, scale, scores.data(), group.data());
+    CausalAttentionGroup(q.data(), heads, kv, 1, last_pos, head_dim, scale, scores.data(), group.data());
     for (int64_t h = 0; h < heads; ++h) {
-      CausalAttentionHead(q.data() + h * head_dim, kv, head_dim, last_pos, head_dim, scale, scores.data(),
+      CausalAttentionHead(q.data() + h * head_dim, kv, 1, last_pos, head_dim, scale, scores.data(),
                           alone.data() + h * head_dim);
     }
-    CausalAttentionGroupScalar(q.data(), heads, kv, head_dim, last_pos, head_dim, scale, scores.data(), ref.data());
+    CausalAttentionGroupScalar(q.data(), heads, kv, 1, last_pos, head_dim, scale, scores.data(), ref.data());
     ASSERT_EQ(std::memcmp(group.data(), alone.data(), group.size() * sizeof(float)), 0) << "last_pos " << last_pos;
     ExpectMatchesReference(c.isa, group, ref, 1e-5f);
   }
@@ -192,7 +192,7 @@ TEST_P(OpsTest, CausalAttentionOnlineSoftmaxRescales) {
       const float t = target / (qq * scale);
       for (int64_t d = 0; d < head_dim; ++d) k[j * head_dim + d] = t * q[d];
     }
-    std::vector<const float*> k_rows(positions), v_rows(positions);
+    std::vector<const void*> k_rows(positions), v_rows(positions);
     for (int64_t j = 0; j < positions; ++j) {
       k_rows[j] = k.data() + j * head_dim;
       v_rows[j] = v.data() + j * head_dim;
@@ -207,10 +207,10 @@ TEST_P(OpsTest, CausalAttentionOnlineSoftmaxRescales) {
 
 TEST(OpsReferenceTest, CausalAttentionOverOnePositionReturnsItsValue) {
   const float q[2] = {3.f, -1.f}, k[4] = {9.f, 9.f, 0.5f, 2.f}, v[4] = {9.f, 9.f, 7.f, -4.f};
-  const float* k_rows[1] = {k};
-  const float* v_rows[1] = {v};
+  const void* k_rows[1] = {k};
+  const void* v_rows[1] = {v};
   float scores[1], out[2];
-  CausalAttentionHeadScalar(q, KvRows{k_rows, v_rows}, /*kv_column=*/2, /*last_pos=*/0, 2, 0.7f, scores, out);
+  CausalAttentionHeadScalar(q, KvRows{k_rows, v_rows}, /*kv_head=*/1, /*last_pos=*/0, 2, 0.7f, scores, out);
   EXPECT_EQ(scores[0], 1.f);
   EXPECT_EQ(out[0], 7.f);
   EXPECT_EQ(out[1], -4.f);

@@ -137,8 +137,9 @@ class SchedulerSpeculationTest : public ::testing::Test {
     return c;
   }
 
-  std::vector<Choice> Embedded(Mode mode, monitoring::ServingMetrics* metrics = nullptr) {
-    model::KvBlockPool kv(0, model_->kv_dim(), 16, 256);
+  std::vector<Choice> Embedded(Mode mode, monitoring::ServingMetrics* metrics = nullptr,
+                               kernels::KvDType kv_dtype = kernels::KvDType::kF32) {
+    model::KvBlockPool kv(0, model_->kv_format(kv_dtype), 16, 256);
     auto s = Scheduler::CreateEmbedded(*model_, tok_.get(), kv, Config(mode), metrics);
     EXPECT_TRUE(s.ok()) << s.status();
     if (!s.ok()) return {};
@@ -168,7 +169,7 @@ class SchedulerSpeculationTest : public ::testing::Test {
     auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
                                                   sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
     EXPECT_TRUE(exec.ok()) << exec.status();
-    model::KvBlockPool kv(0, model_->kv_dim(), 4, 256);
+    model::KvBlockPool kv(0, model_->kv_format(), 4, 256);
     std::vector<Choice> out;
     {
       Scheduler s(**exec, model_->config(), tok_.get(), kv, Config(mode), metrics);
@@ -218,6 +219,16 @@ TEST_F(SchedulerSpeculationTest, EmbeddedTokensEqualThoseWithoutSpeculation) {
       EXPECT_EQ(accepted, drafted) << "the model drafting for itself: every draft is its own sample";
     }
     EXPECT_GT(Counter(text, "accullm_spec_decode_num_accepted_tokens_per_pos_total"), 0) << what;
+  }
+}
+
+// A rounded KV cache (serve --kv-cache-dtype): the verification rows read the rows before
+// them through the same cache as decode steps do, so the identity holds for every dtype.
+TEST_F(SchedulerSpeculationTest, RoundedKvCacheTokensEqualThoseWithoutSpeculation) {
+  for (kernels::KvDType dtype : {kernels::KvDType::kF16, kernels::KvDType::kInt8}) {
+    const std::vector<Choice> want = Embedded(Mode::kOff, nullptr, dtype);
+    ExpectSame(Embedded(Mode::kNgram, nullptr, dtype), want, "ngram, rounded KV cache");
+    ExpectSame(Embedded(Mode::kDraft, nullptr, dtype), want, "draft, rounded KV cache");
   }
 }
 
@@ -275,7 +286,7 @@ class DecodeStepRecorder final : public pipeline::BatchExecutor {
 // sequence still decodes in every iteration, and the tokens are those without speculation.
 TEST_F(SchedulerSpeculationTest, DraftsNeverCrowdOutDecodeSteps) {
   auto run = [&](Mode mode, DecodeStepRecorder& exec) {
-    model::KvBlockPool kv(0, model_->kv_dim(), 16, 256);
+    model::KvBlockPool kv(0, model_->kv_format(), 16, 256);
     SchedulerConfig c = Config(mode);
     c.max_num_seqs = 8;  // else the budget is raised to max_num_seqs (64)
     c.max_batch_tokens = 12;

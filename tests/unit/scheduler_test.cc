@@ -41,7 +41,7 @@ class SchedulerTest : public ::testing::Test {
 
   // The scheduler's admission budget (no layers: the stage holds the KV contents).
   std::unique_ptr<model::KvBlockPool> NewPool(int64_t blocks) {
-    return std::make_unique<model::KvBlockPool>(0, model_->kv_dim(), 16, blocks);
+    return std::make_unique<model::KvBlockPool>(0, model_->kv_format(), 16, blocks);
   }
 
   // The embedded default: the model as the one stage of an in-process pipeline.

@@ -5,6 +5,7 @@
 // cache after rejections equals a non-speculative run's.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <set>
@@ -295,12 +296,13 @@ TEST_F(SpeculativeDecodingTest, RollbackLeavesTheCacheOfANonSpeculativeRun) {
       ASSERT_TRUE(target_->Forward(&seq[i], 1, ref, ref_logits.data()).ok());
     model::KvCache& cache = decoder->target_cache();
     ASSERT_EQ(cache.length(), ref.length());
-    const int64_t kv_dim = target_->kv_dim();
+    ASSERT_EQ(cache.format().dtype, ref.format().dtype);
+    const size_t row_bytes = static_cast<size_t>(ref.format().row_bytes());
     for (int64_t layer = 0; layer < target_->config().num_layers; ++layer) {
       for (int64_t pos = 0; pos < ref.length(); ++pos) {
-        ASSERT_TRUE(std::equal(ref.k(layer, pos), ref.k(layer, pos) + kv_dim, cache.k(layer, pos)))
+        ASSERT_EQ(std::memcmp(ref.k(layer, pos), cache.k(layer, pos), row_bytes), 0)
             << "K row of layer " << layer << " position " << pos;
-        ASSERT_TRUE(std::equal(ref.v(layer, pos), ref.v(layer, pos) + kv_dim, cache.v(layer, pos)))
+        ASSERT_EQ(std::memcmp(ref.v(layer, pos), cache.v(layer, pos), row_bytes), 0)
             << "V row of layer " << layer << " position " << pos;
       }
     }
@@ -332,7 +334,7 @@ TEST_F(SpeculativeDecodingTest, NgramTokensAreTheTargetsAlone) {
 // GenerateSpeculatively ends a sequence as the scheduler (`generate`'s path) does: EOS, stop
 // sequences (the text and the tokens up to the one completing it), max_tokens.
 TEST_F(SpeculativeDecodingTest, GenerationEndsAsTheSchedulerDoes) {
-  model::KvBlockPool budget(0, target_->kv_dim(), 16, 64);
+  model::KvBlockPool budget(0, target_->kv_format(), 16, 64);
   auto scheduler = coordinator::Scheduler::CreateEmbedded(*target_, tok_, budget, {}, nullptr);
   ASSERT_TRUE(scheduler.ok()) << scheduler.status();
   (*scheduler)->Start();

@@ -111,7 +111,7 @@ TEST_F(TransformerReferenceTest, GreedyContinuationIdenticalTokenForToken) {
 // as running it alone, with every sequence's KV cache drawn from one shared paged pool.
 TEST_F(TransformerReferenceTest, BatchedSequencesMatchSequentialRuns) {
   const int64_t vocab = model_->config().vocab_size;
-  KvBlockPool pool(model_->config().num_layers, model_->kv_dim(), /*block_size=*/4, /*num_blocks=*/64);
+  KvBlockPool pool(model_->config().num_layers, model_->kv_format(), /*block_size=*/4, /*num_blocks=*/64);
   KvCache a(&pool, 512), b(&pool, 512), c(&pool, 512);
   const auto& pa = cases_[0].prompt_ids;
   const auto& pb = cases_[1].prompt_ids;
@@ -150,9 +150,9 @@ TEST_F(TransformerReferenceTest, BatchedSequencesMatchSequentialRuns) {
 TEST_F(TransformerReferenceTest, StagePoolsHoldOnlyTheirLayers) {
   const auto& c = model_->config();
   const int64_t vocab = c.vocab_size, hidden = c.hidden_size, split = c.num_layers / 2;
-  KvBlockPool whole(c.num_layers, model_->kv_dim(), 4, 32);
-  KvBlockPool front(split, model_->kv_dim(), 4, 32, /*first_layer=*/0);
-  KvBlockPool back(c.num_layers - split, model_->kv_dim(), 4, 32, /*first_layer=*/split);
+  KvBlockPool whole(c.num_layers, model_->kv_format(), 4, 32);
+  KvBlockPool front(split, model_->kv_format(), 4, 32, /*first_layer=*/0);
+  KvBlockPool back(c.num_layers - split, model_->kv_format(), 4, 32, /*first_layer=*/split);
   EXPECT_EQ(front.bytes() + back.bytes(), whole.bytes());
   const auto& p = cases_[0].prompt_ids;
   const int64_t n = static_cast<int64_t>(p.size());
@@ -172,7 +172,7 @@ TEST_F(TransformerReferenceTest, StagePoolsHoldOnlyTheirLayers) {
 }
 
 TEST_F(TransformerReferenceTest, ExhaustedKvPoolIsAnErrorNotACrash) {
-  KvBlockPool pool(model_->config().num_layers, model_->kv_dim(), /*block_size=*/4, /*num_blocks=*/2);
+  KvBlockPool pool(model_->config().num_layers, model_->kv_format(), /*block_size=*/4, /*num_blocks=*/2);
   KvCache cache(&pool, 512);
   std::vector<float> logits(model_->config().vocab_size);
   const auto& p = cases_[0].prompt_ids;  // 14 tokens need 4 blocks
@@ -211,31 +211,38 @@ TEST_F(TransformerReferenceTest, RowLogitsBitIdenticalWhateverBatchCallAndThread
   std::unique_ptr<Transformer> model_three = test_support::LoadModelOrFail(ModelDir(), &three);
   ASSERT_NE(model_one, nullptr);
   ASSERT_NE(model_three, nullptr);
+  // Every KV dtype: a row's stored bytes depend on its own values and position only, so
+  // the rule holds however the cache stores them.
   for (kernels::Isa isa : kernels::SupportedIsas()) {
-    kernels::ScopedIsaForTesting scoped(isa);
-    std::vector<float> reference;  // sequence a's last row, decoded alone on the 2-thread pool
-    for (auto [m, threads] :
-         {std::pair<Transformer*, int>{model_.get(), 2}, {model_one.get(), 1}, {model_three.get(), 3}}) {
-      std::vector<float> alone(vocab), batch(3 * vocab), prefill(vocab);
-      KvCache a = m->NewCache(), a2 = m->NewCache(), b = m->NewCache(), c = m->NewCache(), full = m->NewCache();
-      ASSERT_TRUE(m->Forward(pa.data(), na - 1, a, alone.data()).ok());
-      ASSERT_TRUE(m->Forward(&pa[na - 1], 1, a, alone.data()).ok());
-      ASSERT_TRUE(m->Forward(pa.data(), na - 1, a2, batch.data()).ok());
-      ASSERT_TRUE(m->Forward(pb.data(), nb - 1, b, batch.data()).ok());
-      std::vector<int32_t> tokens(pc.begin(), pc.end());  // c's whole prompt as a prefill chunk
-      tokens.push_back(pa[na - 1]);
-      tokens.push_back(pb[nb - 1]);
-      ASSERT_TRUE(m->ForwardBatch(
-                       tokens.data(),
-                       {BatchSegment{&c, static_cast<int64_t>(pc.size())}, BatchSegment{&a2, 1}, BatchSegment{&b, 1}},
-                       batch.data())
-                      .ok());
-      ASSERT_TRUE(m->Forward(pa.data(), na, full, prefill.data()).ok());
-      if (reference.empty()) reference = alone;
-      const std::string where = std::string(kernels::IsaName(isa)) + ", " + std::to_string(threads) + " thread(s)";
-      EXPECT_EQ(std::memcmp(alone.data(), reference.data(), vocab * sizeof(float)), 0) << where << ": alone";
-      EXPECT_EQ(std::memcmp(batch.data() + vocab, reference.data(), vocab * sizeof(float)), 0) << where << ": batch";
-      EXPECT_EQ(std::memcmp(prefill.data(), reference.data(), vocab * sizeof(float)), 0) << where << ": prefill";
+    for (kernels::KvDType dt :
+         {kernels::KvDType::kF32, kernels::KvDType::kF16, kernels::KvDType::kBF16, kernels::KvDType::kInt8}) {
+      kernels::ScopedIsaForTesting scoped(isa);
+      std::vector<float> reference;  // sequence a's last row, decoded alone on the 2-thread pool
+      for (auto [m, threads] :
+           {std::pair<Transformer*, int>{model_.get(), 2}, {model_one.get(), 1}, {model_three.get(), 3}}) {
+        std::vector<float> alone(vocab), batch(3 * vocab), prefill(vocab);
+        KvCache a = m->NewCache(0, dt), a2 = m->NewCache(0, dt), b = m->NewCache(0, dt), c = m->NewCache(0, dt),
+                full = m->NewCache(0, dt);
+        ASSERT_TRUE(m->Forward(pa.data(), na - 1, a, alone.data()).ok());
+        ASSERT_TRUE(m->Forward(&pa[na - 1], 1, a, alone.data()).ok());
+        ASSERT_TRUE(m->Forward(pa.data(), na - 1, a2, batch.data()).ok());
+        ASSERT_TRUE(m->Forward(pb.data(), nb - 1, b, batch.data()).ok());
+        std::vector<int32_t> tokens(pc.begin(), pc.end());  // c's whole prompt as a prefill chunk
+        tokens.push_back(pa[na - 1]);
+        tokens.push_back(pb[nb - 1]);
+        ASSERT_TRUE(m->ForwardBatch(
+                         tokens.data(),
+                         {BatchSegment{&c, static_cast<int64_t>(pc.size())}, BatchSegment{&a2, 1}, BatchSegment{&b, 1}},
+                         batch.data())
+                        .ok());
+        ASSERT_TRUE(m->Forward(pa.data(), na, full, prefill.data()).ok());
+        if (reference.empty()) reference = alone;
+        const std::string where = std::string(kernels::IsaName(isa)) + ", " + kernels::KvDTypeName(dt) + " cache, " +
+                                  std::to_string(threads) + " thread(s)";
+        EXPECT_EQ(std::memcmp(alone.data(), reference.data(), vocab * sizeof(float)), 0) << where << ": alone";
+        EXPECT_EQ(std::memcmp(batch.data() + vocab, reference.data(), vocab * sizeof(float)), 0) << where << ": batch";
+        EXPECT_EQ(std::memcmp(prefill.data(), reference.data(), vocab * sizeof(float)), 0) << where << ": prefill";
+      }
     }
   }
 }

@@ -90,8 +90,8 @@ class PipelineTest : public ::testing::Test {
     return out;
   }
 
-  std::vector<Outcome> SingleProcess() {
-    model::KvBlockPool kv(0, model_->kv_dim(), 16, 256);
+  std::vector<Outcome> SingleProcess(kernels::KvDType kv_dtype = kernels::KvDType::kF32) {
+    model::KvBlockPool kv(0, model_->kv_format(kv_dtype), 16, 256);
     coordinator::SchedulerConfig sc;
     sc.prefill_chunk = 5;  // several chunks per prompt
     auto s = coordinator::Scheduler::CreateEmbedded(*model_, tok_.get(), kv, sc, nullptr);
@@ -103,7 +103,8 @@ class PipelineTest : public ::testing::Test {
     return out;
   }
 
-  std::vector<Outcome> Pipelined(int stages, int micro_batches, DType act) {
+  std::vector<Outcome> Pipelined(int stages, int micro_batches, DType act,
+                                 kernels::KvDType kv_dtype = kernels::KvDType::kF32) {
     transport::InProcessHub hub(stages + 1);
     std::vector<std::unique_ptr<ThreadPool>> pools;
     std::vector<std::unique_ptr<model::Transformer>> models;
@@ -123,11 +124,12 @@ class PipelineTest : public ::testing::Test {
     pc.context = c.max_position_embeddings;
     pc.micro_batches = micro_batches;
     pc.activations = act;
-    auto plan = sharding::PlanStages(sharding::CostFromModel(*model_), stages, {});
+    pc.kv_dtype = kv_dtype;
+    auto plan = sharding::PlanStages(sharding::CostFromModel(*model_, kv_dtype), stages, {});
     EXPECT_TRUE(plan.ok());
     auto exec = pipeline::PipelineExecutor::Start(hub.at(0), c, *plan, pc);
     EXPECT_TRUE(exec.ok()) << exec.status();
-    model::KvBlockPool accounting(0, model_->kv_dim(), 16, 256);
+    model::KvBlockPool accounting(0, model_->kv_format(kv_dtype), 16, 256);
     coordinator::SchedulerConfig sc;
     sc.prefill_chunk = 5;
     std::vector<Outcome> out;
@@ -202,7 +204,7 @@ TEST_F(PipelineTest, PromptCrossesEachHopOnceAsRowTokens) {
   auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
                                                 sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
   ASSERT_TRUE(exec.ok()) << exec.status();
-  model::KvBlockPool accounting(0, model_->kv_dim(), 16, 64);
+  model::KvBlockPool accounting(0, model_->kv_format(), 16, 64);
   coordinator::SchedulerConfig sc;
   sc.context = 256;
   sc.prefill_chunk = 5;
@@ -290,7 +292,7 @@ TEST_F(PipelineTest, StagesStoreRowsInTheBlocksTheSchedulerNames) {
   auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
                                                 sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
   ASSERT_TRUE(exec.ok()) << exec.status();
-  model::KvBlockPool accounting(0, model_->kv_dim(), 4, 16);
+  model::KvBlockPool accounting(0, model_->kv_format(), 4, 16);
   coordinator::SchedulerConfig sc;
   sc.context = 64;
   sc.prefill_chunk = 5;
@@ -337,7 +339,7 @@ TEST_F(PipelineTest, EmbeddedStageErrorFailsThePipeline) {
   pc.context = 64;
   auto e = pipeline::EmbeddedPipeline::Start(*model_, pc);
   ASSERT_TRUE(e.ok()) << e.status();
-  model::KvBlockPool accounting(0, model_->kv_dim(), 16, 16);
+  model::KvBlockPool accounting(0, model_->kv_format(), 16, 16);
   model::KvCache cache(&accounting, 64);
   ASSERT_TRUE(cache.Reserve(2).ok());
   (*e)->Open(pipeline::SequenceSetup{1, {}, -1});
@@ -381,6 +383,27 @@ TEST_F(PipelineTest, SameTokensAsSingleProcessWithOneTwoThreeStages) {
   }
 }
 
+// The hello tells every stage the KV dtype (wire version 6): stages storing f16 or int8 rows
+// give the embedded pipeline's tokens and logprobs bit for bit, and not f32's (the dtype
+// reached the stages: int8 rounding moves the logprobs).
+TEST_F(PipelineTest, CompactKvCacheSameTokensAsSingleProcess) {
+  const auto f32 = SingleProcess();
+  for (kernels::KvDType dt : {kernels::KvDType::kF16, kernels::KvDType::kInt8}) {
+    const auto ref = SingleProcess(dt);
+    const auto got = Pipelined(2, 2, DType::kF32, dt);
+    ASSERT_EQ(got.size(), ref.size());
+    bool differs_from_f32 = false;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      EXPECT_EQ(got[i].ids, ref[i].ids) << kernels::KvDTypeName(dt) << ", request " << i;
+      EXPECT_EQ(got[i].logprobs, ref[i].logprobs) << kernels::KvDTypeName(dt) << ", request " << i;
+      differs_from_f32 = differs_from_f32 || ref[i].logprobs != f32[i].logprobs;
+    }
+    if (dt == kernels::KvDType::kInt8) {
+      EXPECT_TRUE(differs_from_f32) << "int8 rows should move some logprob";
+    }
+  }
+}
+
 // The protocol rolls a sequence back on every stage: after truncating to an earlier length
 // and feeding the token generated there, the continuation is the original one (greedy with a
 // repetition penalty, so both the KV and the sampler's history must have been rolled back).
@@ -405,7 +428,7 @@ TEST_F(PipelineTest, TruncationRollsBackKvAndHistoryOnEveryStage) {
                                                 sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
   ASSERT_TRUE(exec.ok()) << exec.status();
   pipeline::PipelineExecutor& e = **exec;
-  model::KvBlockPool accounting(0, model_->kv_dim(), 4, 16);
+  model::KvBlockPool accounting(0, model_->kv_format(), 4, 16);
   model::KvCache cache(&accounting, 64);
   pipeline::SequenceSetup setup;
   setup.seq = 1;
@@ -494,7 +517,7 @@ TEST_F(PipelineTest, SilentStageFailsRequestsWithinTimeout) {
   ASSERT_TRUE(e.ok()) << e.status();
   std::string why;
   (*e)->set_on_failure([&](const std::string& w) { why = w; });
-  model::KvBlockPool accounting(0, model_->kv_dim(), 16, 64);
+  model::KvBlockPool accounting(0, model_->kv_format(), 16, 64);
   coordinator::SchedulerConfig sc;
   sc.context = 128;
   coordinator::Scheduler s(**e, model_->config(), tok_.get(), accounting, sc, nullptr);

@@ -220,7 +220,7 @@ TEST(WireFormat, OpenedSequencesCarryNoPromptAndTokensAreChecked) {
 }
 
 // Version 5: an item carries the block ids newly appended to its sequence's table (a uint32
-// count, then the ids): 29 bytes without ids (37 since version 6 added item.verify), 4 more per id. The count is
+// count, then the ids): 29 bytes without ids (37 since version 7 added item.verify), 4 more per id. The count is
 // bounded by the bytes left, an id must not be negative (whether it lies in the pool is the stage's check: the decoder
 // does not know the pool), and a version 4 peer (items without ids) is refused.
 TEST(WireFormat, ItemsCarryTheirNewBlockIds) {
@@ -280,7 +280,7 @@ TEST(WireFormat, ItemsCarryTheirNewBlockIds) {
       << old.status();
 }
 
-// Version 6: an item may verify a draft (its last `verify` rows): it round-trips, and the
+// Version 7: an item may verify a draft (its last `verify` rows): it round-trips, and the
 // decoder refuses a negative count, one that leaves no row for the newest token (verify must
 // be below n_tokens), and a verification of an item that does not sample.
 TEST(WireFormat, ItemsCarryTheirDraftLength) {
@@ -343,6 +343,31 @@ TEST(WireFormat, HelloCarriesTheActivationTransport) {
   EXPECT_EQ(*ParseActivationTransport("mpi"), ActivationTransport::kMpi);
   EXPECT_EQ(*ParseActivationTransport("nccl"), ActivationTransport::kNccl);
   EXPECT_FALSE(ParseActivationTransport("gloo").ok());
+}
+
+// Version 6: the hello's KV dtype, one byte (KvDType's stable value) after kv_blocks, at a
+// fixed offset: header, then stage and num_stages (4 each) and eight 8-byte fields. Every
+// dtype round-trips; a byte past int8 is refused, so no stage can build a pool of an unknown
+// layout.
+TEST(WireFormat, HelloCarriesTheKvCacheDType) {
+  const size_t at = kHeaderBytes + 4 + 4 + 8 * 8;
+  for (kernels::KvDType t :
+       {kernels::KvDType::kF32, kernels::KvDType::kF16, kernels::KvDType::kBF16, kernels::KvDType::kInt8}) {
+    Hello h = SampleHello();
+    h.kv_dtype = t;
+    auto bytes = Encode({0, h});
+    EXPECT_EQ(bytes[at], static_cast<uint8_t>(t)) << kernels::KvDTypeName(t);
+    auto m = Decode(bytes.data(), bytes.size());
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(std::get<Hello>(m->body).kv_dtype, t);
+    EXPECT_EQ(std::get<Hello>(m->body).context, 512);  // the fields after it still line up
+    for (uint8_t bad : {uint8_t{4}, uint8_t{0xFF}}) {
+      bytes[at] = bad;
+      auto refused = Decode(bytes.data(), bytes.size());
+      ASSERT_FALSE(refused.ok());
+      EXPECT_NE(std::string(refused.status().message()).find("KV cache dtype"), std::string::npos) << refused.status();
+    }
+  }
 }
 
 Batch NcclBatch() {
