@@ -25,6 +25,7 @@
 #include "quant/layer_drift_sampler.h"
 #include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
+#include "speculative/draft_source_check.h"
 #include "transport/mpi_transport.h"
 #include "transport/nccl_channel.h"
 
@@ -71,7 +72,10 @@ struct ServeFlags {
   double canary_interval = 300;
   std::string reference;  // full-precision checkpoint for sampled layer error
   double drift_sample_rate = 0.01;
-  int metrics_port = 0;  // 0: /metrics only on the API port (rank 0)
+  int metrics_port = 0;   // 0: /metrics only on the API port (rank 0)
+  std::string draft;      // golden mode: a pack of --model drafts on rank 0, --model verifies
+  std::string speculate;  // draft | ngram | off; default: draft with --draft, else off
+  int64_t draft_tokens = 4;
 };
 
 // The model_name label and the API's model id: --served-model-name, else the model directory's
@@ -216,6 +220,11 @@ int RunServe(ServeFlags f) {
   auto activations_or = ActQuantFromFlags(f.act_quant, f.exact);
   if (!activations_or.ok()) return fail(activations_or.status());
   const kernels::ActQuantConfig activations = *activations_or;
+  const std::string speculate = !f.speculate.empty() ? f.speculate : f.draft.empty() ? "off" : "draft";
+  if (speculate == "draft" && f.draft.empty())
+    return fail(absl::InvalidArgumentError("--speculate draft needs --draft PACK"));
+  if (speculate != "draft" && !f.draft.empty())
+    return fail(absl::InvalidArgumentError(absl::StrCat("--draft is not used with --speculate ", speculate)));
   const std::string dir = f.model.empty() ? DefaultModelDir() : f.model;
   // A pipeline coordinator computes nothing: the stages check and lay out the weights they read.
   auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/true,
@@ -317,7 +326,27 @@ int RunServe(ServeFlags f) {
   // /metrics before the first request, and later drift every --canary-interval seconds.
   auto canaries = coordinator::LoadCanaries(model);
   if (!canaries.ok()) return fail(canaries.status());
+  // Golden mode: the draft runs here (rank 0, also under mpirun), sharing the target's thread
+  // pool (they take turns); it must be a pack quantized from --model.
+  std::unique_ptr<model::Transformer> draft_model;
+  if (speculate == "draft") {
+    auto d = model::Transformer::Load(f.draft, loaded->pool.get(),
+                                      {.exact = f.exact, .activations = activations, .sparsity = f.sparsity != "off"});
+    if (!d.ok()) return fail(d.status());
+    draft_model = std::move(*d);
+    if (absl::Status st = speculative::CheckDraftMatchesTarget(*draft_model, f.draft, model, dir); !st.ok())
+      return fail(st);
+  }
   coordinator::SchedulerConfig sc;
+  if (speculate != "off") {
+    sc.speculation.mode = speculate == "draft" ? coordinator::SpeculationOptions::Mode::kDraft
+                                               : coordinator::SpeculationOptions::Mode::kNgram;
+    sc.speculation.draft = draft_model.get();
+    sc.speculation.max_draft_tokens = f.draft_tokens;
+    metrics.spec_decode(f.draft_tokens);  // the series from the start, at zero
+    spdlog::info("speculative decoding: {}{}, up to {} draft tokens per step", speculate,
+                 speculate == "draft" ? " (" + f.draft + ")" : std::string(), f.draft_tokens);
+  }
   sc.max_num_seqs = f.max_num_seqs;
   sc.max_batch_tokens = f.max_batch_tokens;
   sc.prefill_chunk = f.prefill_chunk;
@@ -420,7 +449,11 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
       "SIGTERM/SIGINT drain: new requests get 503, requests in flight finish (or are aborted after\n"
       "--drain-timeout), then exit 0. See docs/serving.md.\n"
       "Example: accullm serve --port 8080 --api-key secret\n"
-      "Pipeline: mpirun -np N+1 accullm serve ... (rank 0 serves HTTP, ranks 1..N run layers; docs/cluster.md).");
+      "Pipeline: mpirun -np N+1 accullm serve ... (rank 0 serves HTTP, ranks 1..N run layers; docs/cluster.md).\n"
+      "Golden: accullm serve --model FP_DIR --draft PACK: the pack drafts (on rank 0), the full-precision model\n"
+      "verifies every draft in the batched pass, so every answer is FP_DIR's own, token for token, for the same\n"
+      "seed (greedy or sampled, n, stop, logprobs). Faster than FP_DIR alone only where verifying k+1 rows\n"
+      "costs about one decode step (bandwidth-bound models; not the tiny fixture: docs/serving.md).");
   cmd->add_option("--model", f->model, "Model directory (default: the embedded model, or $ACCULLM_MODEL)");
   cmd->add_option("--served-model-name", f->served_model_name,
                   "Model id clients must send (default: the directory name)");
@@ -493,6 +526,20 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--keepalive-timeout", f->keepalive_timeout, "Seconds an idle connection is kept")
       ->capture_default_str();
   cmd->add_option("--log-level", f->log_level, "trace, debug, info, warn, error")->capture_default_str();
+  cmd->add_option("--draft", f->draft,
+                  "Golden mode: a pack quantized from --model drafts tokens (on rank 0) and --model verifies them, "
+                  "so every answer is --model's own, token for token, for the same seed (refused unless the pack "
+                  "records --model as its source)");
+  cmd->add_option("--speculate", f->speculate,
+                  "Speculative decoding: draft (with --draft; the default when --draft is given), ngram (prompt "
+                  "lookup: continue the longest recent n-gram seen earlier in prompt + output; no draft model) or "
+                  "off (the default otherwise)")
+      ->check(CLI::IsMember({"draft", "ngram", "off"}));
+  cmd->add_option("--draft-tokens", f->draft_tokens,
+                  "The most tokens one step drafts per sequence; the draft length adapts to each sequence's "
+                  "acceptance rate within it")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   cmd->add_option("--plan", f->plan_file,
                   "Pipeline: stage plan file (accullm plan --workers N --out FILE); default: planned here");
   cmd->add_option("--memory", f->memory, "Pipeline: per-worker memory budgets for the planner, e.g. 8GiB or 8GiB,4GiB");

@@ -8,6 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "model/end_of_sequence.h"
+#include "spdlog/spdlog.h"
+#include "speculative/draft_length.h"
+#include "speculative/model_draft_proposer.h"
+#include "speculative/ngram_draft_proposer.h"
 #include "text/stop_text.h"
 
 namespace accullm::coordinator {
@@ -35,6 +39,11 @@ struct Scheduler::Sequence {
   Clock::time_point arrival, last_token_time;
   bool finished = false;
   bool busy = false;  // in a micro-batch in flight
+  // Speculative decoding (null when off): the proposer, its draft length, and the text so far
+  // (prompt + generated, the newest last) it drafts from.
+  std::unique_ptr<speculative::DraftProposer> proposer;
+  std::optional<speculative::DraftLength> draft_length;
+  std::vector<int32_t> context;
 
   bool decoding() const { return prefilled == static_cast<int64_t>(params.prompt.size()); }
   int64_t positions() const { return static_cast<int64_t>(params.prompt.size()) + params.max_tokens; }
@@ -211,6 +220,17 @@ void Scheduler::Admit() {
     }
     if (metrics_ != nullptr && !s.params.internal)
       metrics_->request_queue_time_seconds().Observe(Seconds(Clock::now() - s.arrival));
+    const SpeculationOptions& spec = config_.speculation;
+    if (spec.mode == SpeculationOptions::Mode::kDraft && spec.draft != nullptr) {
+      // Its own KV cache for the sequence's positions (the draft's rows, on this process).
+      s.proposer = std::make_unique<speculative::ModelDraftProposer>(*spec.draft, s.params.sampling, need);
+    } else if (spec.mode == SpeculationOptions::Mode::kNgram) {
+      s.proposer = std::make_unique<speculative::NgramDraftProposer>();
+    }
+    if (s.proposer != nullptr) {
+      s.draft_length.emplace(spec.max_draft_tokens);
+      s.context = s.params.prompt;
+    }
     s.id = ++next_seq_id_;
     s.opened = true;
     executor_.Open(pipeline::SequenceSetup{s.id, s.params.sampling, s.params.logprobs});
@@ -261,13 +281,23 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
   InFlight mb;
   std::vector<int32_t> tokens;
   std::vector<pipeline::ExecItem> items;
+  // Draft tokens come out of the budget left after one decode row for every sequence that
+  // decodes in this micro-batch: drafts never crowd a sequence out of its decode step.
+  int64_t decoders = 0;
+  for (auto& s : running_)
+    if (!s->busy && !s->finished && s->decoding()) ++decoders;
+  int64_t spare = budget - std::min<int64_t>({decoders, static_cast<int64_t>(share), budget});
   for (auto& s : running_) {  // decode tokens first, one per idle decoding sequence
     if (s->busy || s->finished || !s->decoding()) continue;
     if (mb.owners.size() >= share || budget <= 0) break;
+    const std::vector<int32_t> draft = Draft(*s, spare);
+    const int64_t verify = static_cast<int64_t>(draft.size());
+    spare -= verify;
     tokens.push_back(s->last);
-    items.push_back({s->id, &*s->cache, 1, true});
+    tokens.insert(tokens.end(), draft.begin(), draft.end());
+    items.push_back({s->id, &*s->cache, 1 + verify, true, verify});
     mb.owners.push_back(s.get());
-    --budget;
+    budget -= 1 + verify;
   }
   int64_t prefill_tokens = 0;
   for (auto& s : running_) {  // then prompt chunks with what is left
@@ -286,6 +316,7 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
   for (size_t i = 0; i < items.size(); ++i) {
     mb.n_tokens.push_back(items[i].n_tokens);
     mb.sample.push_back(items[i].sample);
+    mb.verify.push_back(items[i].verify);
     mb.owners[i]->busy = true;
   }
   if (metrics_ != nullptr) {
@@ -298,6 +329,24 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
   return true;
 }
 
+std::vector<int32_t> Scheduler::Draft(Sequence& s, int64_t budget) {
+  std::vector<int32_t> draft;
+  if (s.proposer == nullptr) return draft;
+  // Every token a step produces must be one the sequence may still generate: at most
+  // max_tokens - generated, the draft's tokens and the target's own one after them (so the
+  // rows also stay within the positions reserved at admission).
+  const int64_t k = std::min({s.draft_length->next(), s.params.max_tokens - s.generated - 1, budget});
+  if (k <= 0) return draft;
+  if (absl::Status st = s.proposer->Propose(s.context, k, draft); !st.ok()) {
+    // A draft is only a guess: without one the step is a plain decode step, same tokens.
+    spdlog::warn("sequence {}: {} draft failed ({}); decoding without a draft", s.id, s.proposer->name(),
+                 std::string(st.message()));
+    draft.clear();
+  }
+  if (static_cast<int64_t>(draft.size()) > k) draft.resize(static_cast<size_t>(k));
+  return draft;
+}
+
 void Scheduler::CompleteOldest() {
   InFlight mb = std::move(in_flight_.front());
   in_flight_.pop_front();
@@ -305,11 +354,25 @@ void Scheduler::CompleteOldest() {
   absl::StatusOr<std::vector<pipeline::SampledToken>> sampled =
       mb.ticket.ok() ? executor_.Wait(*mb.ticket)
                      : absl::StatusOr<std::vector<pipeline::SampledToken>>(mb.ticket.status());
-  size_t expected = 0;
-  for (bool b : mb.sample) expected += b ? 1 : 0;
-  if (sampled.ok() && sampled->size() != expected)
-    sampled = absl::InternalError(
-        absl::StrCat("the executor returned ", sampled->size(), " tokens for ", expected, " sequences"));
+  // Each sampling item's tokens: one, or a verification's 1 .. verify + 1, consecutive and
+  // all carrying its sequence's id.
+  std::vector<std::pair<size_t, size_t>> range(mb.owners.size());
+  if (sampled.ok()) {
+    size_t next = 0;
+    for (size_t i = 0; i < mb.owners.size() && sampled.ok(); ++i) {
+      if (!mb.sample[i]) continue;
+      size_t end = next;
+      const size_t most = static_cast<size_t>(mb.verify[i]) + 1;
+      while (end < sampled->size() && end - next < most && (*sampled)[end].seq == mb.owners[i]->id) ++end;
+      if (end == next)
+        sampled = absl::InternalError(absl::StrCat("the executor returned no token for sequence ", mb.owners[i]->id));
+      range[i] = {next, end};
+      next = end;
+    }
+    if (sampled.ok() && next != sampled->size())
+      sampled = absl::InternalError(
+          absl::StrCat("the executor returned ", sampled->size(), " tokens; the items take ", next));
+  }
   if (!sampled.ok()) {
     // Unavailable: the executor is gone (a pipeline stage died): the request is aborted
     // (503), not failed by its own fault.
@@ -318,15 +381,28 @@ void Scheduler::CompleteOldest() {
     return;
   }
   const auto now = Clock::now();
-  size_t next = 0;
   for (size_t i = 0; i < mb.owners.size(); ++i) {
     Sequence& s = *mb.owners[i];
     if (!s.decoding()) {
       s.prefilled += mb.n_tokens[i];
       if (!s.decoding()) continue;  // more prompt chunks to come
     }
-    const pipeline::SampledToken& t = (*sampled)[next++];
-    if (s.finished) continue;  // cancelled while in flight: its token is dropped
+    if (s.finished) continue;  // cancelled while in flight: its tokens are dropped
+    const auto [begin, end] = range[i];
+    Deliver(s, mb, i, absl::MakeConstSpan(sampled->data() + begin, end - begin), now);
+  }
+}
+
+void Scheduler::Deliver(Sequence& s, const InFlight& mb, size_t i, absl::Span<const pipeline::SampledToken> tokens,
+                        Clock::time_point now) {
+  const int64_t verify = mb.verify[i];
+  if (verify > 0) {
+    const int64_t accepted = static_cast<int64_t>(tokens.size()) - 1;
+    s.draft_length->Update(verify, accepted);
+    if (metrics_ != nullptr && !s.params.internal)
+      metrics_->spec_decode(config_.speculation.max_draft_tokens).Step(verify, accepted);
+  }
+  for (const pipeline::SampledToken& t : tokens) {
     const int32_t id = t.id;
     if (metrics_ != nullptr && !s.params.internal) {
       if (s.generated == 0) metrics_->time_to_first_token_seconds().Observe(Seconds(now - s.arrival));
@@ -336,10 +412,11 @@ void Scheduler::CompleteOldest() {
     const bool is_eos = !s.params.ignore_eos && std::find(eos_.begin(), eos_.end(), id) != eos_.end();
     if (is_eos) {
       Finish(s, "stop", s.stop_text ? s.stop_text->Finish() : std::string());
-      continue;
+      return;
     }
     ++s.generated;
     s.last = id;
+    if (s.proposer != nullptr) s.context.push_back(id);
     if (metrics_ != nullptr && !s.params.internal) metrics_->generation_tokens_total().Increment();
     text::StopText::Piece piece = s.stop_text ? s.stop_text->Push(id) : text::StopText::Piece{};
     StreamEvent e;
@@ -351,14 +428,26 @@ void Scheduler::CompleteOldest() {
       e.text = std::move(piece.text);
       s.stream->Push(std::move(e));
       Finish(s, "stop");
-    } else if (s.generated >= s.params.max_tokens) {
+      return;
+    }
+    if (s.generated >= s.params.max_tokens) {
       e.text = std::move(piece.text) + (s.stop_text ? s.stop_text->Finish() : std::string());
       s.stream->Push(std::move(e));
       Finish(s, "length");
-    } else {
-      e.text = std::move(piece.text);
-      s.stream->Push(std::move(e));
+      return;
     }
+    e.text = std::move(piece.text);
+    s.stream->Push(std::move(e));
+  }
+  // The rows kept: every position up to the newest token's and the accepted draft tokens'
+  // (the target's own token is fed by the next item). The rejected draft rows are cut from
+  // the stages' caches and the last stage's history before the next micro-batch; the
+  // sequence keeps its blocks (reserved whole at admission), so only the length moves.
+  const int64_t rejected = verify - (static_cast<int64_t>(tokens.size()) - 1);
+  if (rejected > 0) {
+    const int64_t keep = s.cache->length() - rejected;
+    s.cache->set_length(keep);
+    executor_.Truncate(s.id, keep);
   }
 }
 

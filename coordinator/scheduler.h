@@ -15,6 +15,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "coordinator/generation_stream.h"
 #include "model/kv_cache.h"
 #include "model/sampler.h"
@@ -36,12 +38,27 @@
 
 namespace accullm::coordinator {
 
+// Speculative decoding (serve --draft PACK / --speculate ngram; docs/serving.md): before each
+// decode item of a sequence, a proposer drafts up to `max_draft_tokens` tokens (the length
+// adapts to the sequence's acceptance rate: speculative/draft_length.h) on the scheduler's
+// thread, sequence after sequence, and the item carries the newest token and the draft: the
+// last stage samples every row and keeps the longest prefix equal to its own samples
+// (pipeline/wire.h BatchItem::verify), so the tokens are exactly those without speculation.
+// The rejected rows are then truncated (the sequence keeps its reserved blocks).
+struct SpeculationOptions {
+  enum class Mode { kOff, kDraft, kNgram };
+  Mode mode = Mode::kOff;
+  model::Transformer* draft = nullptr;  // kDraft: the draft model (a pack of the target), not owned
+  int64_t max_draft_tokens = 4;
+};
+
 struct SchedulerConfig {
   int max_num_seqs = 64;           // sequences in the running batch
   int64_t max_batch_tokens = 512;  // tokens per iteration (decode tokens + prefill chunks)
   int64_t prefill_chunk = 256;     // most prompt tokens of one sequence per iteration
   int max_waiting = 256;           // sequences waiting for admission; beyond → ResourceExhausted
   int64_t context = 0;             // positions per sequence; 0 = the model's maximum
+  SpeculationOptions speculation;
 };
 
 struct SequenceParams {
@@ -106,6 +123,7 @@ class Scheduler {
     std::vector<Sequence*> owners;  // one per item, in item order
     std::vector<int64_t> n_tokens;
     std::vector<bool> sample;
+    std::vector<int64_t> verify;  // draft tokens per item (0: none)
   };
   // Forms one micro-batch from idle running sequences and launches it; false when none is idle.
   bool LaunchMicroBatch(size_t depth);
@@ -115,6 +133,14 @@ class Scheduler {
   void DropCancelled();
   void Finish(Sequence& s, const std::string& reason, std::string text = {}, const std::string& error = {});
   void UpdateGauges();
+  // The draft tokens for decoding sequence `s`'s next item: at most `budget` of them, none
+  // when speculation is off, the proposer has nothing, or the sequence is about to end.
+  std::vector<int32_t> Draft(Sequence& s, int64_t budget);
+  // The tokens of item `i` of `mb` (`tokens`, one or a verification's 1 .. verify + 1) for
+  // sequence `s`: streamed in order until the sequence ends; a verification's rejected rows
+  // are then truncated.
+  void Deliver(Sequence& s, const InFlight& mb, size_t i, absl::Span<const pipeline::SampledToken> tokens,
+               std::chrono::steady_clock::time_point now);
 
   std::unique_ptr<pipeline::EmbeddedPipeline> embedded_;  // CreateEmbedded's pipeline (destroyed after Stop)
   pipeline::BatchExecutor& executor_;

@@ -180,6 +180,12 @@ FfnSparsitySeries& ServingMetrics::ffn_sparsity() {
   return *ffn_sparsity_;
 }
 
+SpecDecodeSeries& ServingMetrics::spec_decode(int64_t max_draft_tokens) {
+  if (spec_decode_ == nullptr)
+    spec_decode_ = std::make_unique<SpecDecodeSeries>(*registry_, model_name_, max_draft_tokens);
+  return *spec_decode_;
+}
+
 void ServingMetrics::set_before_scrape(std::function<void()> f) {
   std::lock_guard<std::mutex> lock(scrape_mu_);
   before_scrape_ = std::move(f);

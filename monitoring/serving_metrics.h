@@ -14,6 +14,7 @@
 
 #include "monitoring/ffn_sparsity_series.h"
 #include "monitoring/layer_error_series.h"
+#include "monitoring/spec_decode_series.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -78,6 +79,10 @@ class ServingMetrics {
   // The FFN sparsity series (a sparse pack served without mpirun), created on first use.
   FfnSparsitySeries& ffn_sparsity();
 
+  // The speculative decoding series (serve with speculation on), created by the first call,
+  // with per-position series for `max_draft_tokens` positions.
+  SpecDecodeSeries& spec_decode(int64_t max_draft_tokens);
+
   // Runs at the start of every Serialize (a scrape): gauges read from elsewhere (the stages'
   // liveness) are set there, fresh, instead of on a timer.
   void set_before_scrape(std::function<void()> f);
@@ -106,6 +111,7 @@ class ServingMetrics {
   prometheus::Gauge *canary_passing_ = nullptr, *weight_bytes_, *low_bit_fraction_, *in_flight_;
   std::unique_ptr<LayerErrorSeries> layer_errors_;
   std::unique_ptr<FfnSparsitySeries> ffn_sparsity_;
+  std::unique_ptr<SpecDecodeSeries> spec_decode_;
   mutable std::mutex scrape_mu_;  // one scrape at a time runs the hook
   std::function<void()> before_scrape_;
 };

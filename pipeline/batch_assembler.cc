@@ -44,7 +44,7 @@ Batch BatchAssembler::Take(std::vector<int32_t> tokens, const std::vector<ExecIt
     std::vector<int32_t> blocks;
     if (upto > told) blocks.assign(table.begin() + static_cast<std::ptrdiff_t>(told), table.begin() + upto);
     told = std::max(told, upto);
-    b.items.push_back({it.seq, position, it.n_tokens, it.sample, std::move(blocks)});
+    b.items.push_back({it.seq, position, it.n_tokens, it.sample, std::move(blocks), it.verify});
     b.rows += it.n_tokens;
     it.cache->set_length(position + it.n_tokens);
   }

@@ -26,6 +26,9 @@ struct ExecItem {
   model::KvCache* cache = nullptr;  // the scheduler's cache: positions start at its length
   int64_t n_tokens = 0;
   bool sample = false;  // sample a token after this item's last row
+  // Speculative decoding: the last `verify` tokens are a draft to verify (wire.h
+  // BatchItem::verify); Wait then returns 1 .. verify + 1 tokens for the item.
+  int64_t verify = 0;
 };
 
 using pipeline::SampledToken;
@@ -44,7 +47,8 @@ class BatchExecutor {
   // prompt reaches the stages only this way) and advances the items' caches; returns a ticket for Wait. Sequences of
   // micro-batches in flight together must be disjoint.
   virtual absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<ExecItem> items) = 0;
-  // The sampled tokens of that micro-batch, one per item with sample = true, in item order.
+  // The sampled tokens of that micro-batch, one per item with sample = true, in item order
+  // (a verification item's accepted draft tokens and the target's next token, consecutive).
   // Unavailable when the executor failed (a pipeline stage died): nothing will run again.
   virtual absl::StatusOr<std::vector<SampledToken>> Wait(uint64_t ticket) = 0;
   // How many micro-batches the scheduler should keep in flight per iteration.

@@ -159,6 +159,7 @@ absl::StatusOr<Message> PipelineStage::Run(uint64_t batch_id, Batch& b) {
   // Last stage: the rows' tokens join their sequences' histories, then head on the rows that
   // sample, then sample.
   std::vector<size_t> sampled;
+  size_t head_rows = 0;
   int64_t row = 0;
   for (size_t i = 0; i < b.items.size(); ++i) {
     const Seq& s = seqs_.at(b.items[i].seq);
@@ -170,18 +171,31 @@ absl::StatusOr<Message> PipelineStage::Run(uint64_t batch_id, Batch& b) {
                                               " KV positions"));
     row += b.items[i].n_tokens;
     if (!b.items[i].sample) continue;
-    rows_.resize((sampled.size() + 1) * static_cast<size_t>(h));
-    std::copy_n(hidden_.data() + (row - 1) * h, h, rows_.data() + sampled.size() * h);
+    // The item's last row, or a verification item's last verify + 1 rows (the newest token's
+    // and each draft token's): one head pass over every sampled row of the batch.
+    const int64_t n = b.items[i].verify + 1;
+    rows_.resize((head_rows + n) * static_cast<size_t>(h));
+    std::copy_n(hidden_.data() + (row - n) * h, n * h, rows_.data() + head_rows * h);
     sampled.push_back(i);
+    head_rows += static_cast<size_t>(n);
   }
   pipeline::Result res;
   if (!sampled.empty()) {
     const int64_t vocab = model_.config().vocab_size;
-    logits_.resize(sampled.size() * static_cast<size_t>(vocab));
-    model_.Head(rows_.data(), static_cast<int64_t>(sampled.size()), logits_.data());
-    for (size_t j = 0; j < sampled.size(); ++j) {
-      const uint64_t seq = b.items[sampled[j]].seq;
-      res.tokens.push_back(seqs_.at(seq).sampling->Sample(seq, logits_.data() + j * vocab, vocab));
+    logits_.resize(head_rows * static_cast<size_t>(vocab));
+    model_.Head(rows_.data(), static_cast<int64_t>(head_rows), logits_.data());
+    size_t at = 0;
+    for (size_t i : sampled) {
+      const uint64_t seq = b.items[i].seq;
+      SequenceSampling& sampling = *seqs_.at(seq).sampling;
+      float* logits = logits_.data() + at * vocab;
+      if (b.items[i].verify == 0) {
+        res.tokens.push_back(sampling.Sample(seq, logits, vocab));
+      } else {
+        for (SampledToken& t : sampling.Verify(seq, logits, vocab, b.items[i].verify))
+          res.tokens.push_back(std::move(t));
+      }
+      at += static_cast<size_t>(b.items[i].verify + 1);
     }
   }
   const double us =

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "speculative/draft_verification.h"
+
 namespace accullm::pipeline {
 
 SampledToken Logprobs(const float* logits, int64_t vocab, int32_t id, int k) {
@@ -33,6 +35,22 @@ SampledToken SequenceSampling::Sample(uint64_t seq, float* logits, int64_t vocab
   t.seq = seq;
   t.id = id;
   return t;
+}
+
+std::vector<SampledToken> SequenceSampling::Verify(uint64_t seq, float* logits, int64_t vocab, int64_t draft) {
+  const size_t rows = static_cast<size_t>((draft + 1) * vocab);
+  if (logprobs_ >= 0) raw_.assign(logits, logits + rows);  // VerifyDraft modifies the rows
+  const speculative::Verification v = speculative::VerifyDraft(sampler_, logits, vocab, history_, draft);
+  const int64_t first = history_length() - draft;  // the position of the first draft token
+  std::vector<SampledToken> out;
+  for (int64_t i = 0; i <= v.accepted; ++i) {
+    const int32_t id = i < v.accepted ? history_[static_cast<size_t>(first + i)] : v.token;
+    SampledToken t = logprobs_ >= 0 ? Logprobs(raw_.data() + i * vocab, vocab, id, logprobs_) : SampledToken{};
+    t.seq = seq;
+    t.id = id;
+    out.push_back(std::move(t));
+  }
+  return out;
 }
 
 void SequenceSampling::Truncate(int64_t length) {

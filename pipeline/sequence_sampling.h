@@ -20,6 +20,12 @@ class SequenceSampling {
   void Append(const int32_t* tokens, int64_t n) { history_.insert(history_.end(), tokens, tokens + n); }
   // Samples from `logits` [vocab] (modified in place) given the history so far.
   SampledToken Sample(uint64_t seq, float* logits, int64_t vocab);
+  // Speculative decoding: the history ends with `draft` draft tokens, `logits` holds the
+  // draft + 1 rows before each of them and after the last (modified in place); each row is
+  // sampled at its position with the history before it (speculative::VerifyDraft). Returns
+  // the accepted draft tokens and the target's own next token, with logprobs of the raw rows
+  // when asked. The history keeps the rejected tokens until the scheduler's truncation.
+  std::vector<SampledToken> Verify(uint64_t seq, float* logits, int64_t vocab, int64_t draft);
   // The history keeps its first `length` tokens (see wire.h Truncation).
   void Truncate(int64_t length);
   int64_t history_length() const { return static_cast<int64_t>(history_.size()); }

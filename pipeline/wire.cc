@@ -248,6 +248,7 @@ void EncodeBody(Writer& w, const Batch& b) {
     w.Put(it.seq), w.Put(it.position), w.Put(it.n_tokens), w.Put<uint8_t>(it.sample ? 1 : 0);
     w.Put<uint32_t>(static_cast<uint32_t>(it.blocks.size()));
     w.Bytes(it.blocks.data(), it.blocks.size() * sizeof(int32_t));
+    w.Put(it.verify);
   }
   w.Put<uint32_t>(static_cast<uint32_t>(b.tokens.size()));
   w.Bytes(b.tokens.data(), b.tokens.size() * sizeof(int32_t));
@@ -258,7 +259,7 @@ void EncodeBody(Writer& w, const Batch& b) {
 absl::Status DecodeBody(Reader& r, Batch& b) {
   uint64_t n = 0;
   // Encodings: new sequence 8+36+4 (sampling: seven 4-byte fields and an 8-byte seed),
-  // released 8, truncation 16, item 29 + 4 per block id, token 4.
+  // released 8, truncation 16, item 37 + 4 per block id, token 4.
   RETURN_IF_ERROR(r.Count(n, 48, "batch.opened"));
   b.opened.resize(n);
   for (auto& s : b.opened) {
@@ -279,7 +280,7 @@ absl::Status DecodeBody(Reader& r, Batch& b) {
     RETURN_IF_ERROR(r.Get(t.length, "truncated.length"));
     RETURN_IF_ERROR(NonNegative(t.length, "truncated.length"));
   }
-  RETURN_IF_ERROR(r.Count(n, 29, "batch.items"));
+  RETURN_IF_ERROR(r.Count(n, 37, "batch.items"));
   b.items.resize(n);
   for (auto& it : b.items) {
     RETURN_IF_ERROR(r.Get(it.seq, "item.seq"));
@@ -296,6 +297,10 @@ absl::Status DecodeBody(Reader& r, Batch& b) {
       RETURN_IF_ERROR(r.Get(id, "item.blocks"));
       if (id < 0) return absl::InvalidArgumentError(absl::StrCat("wire: negative block id ", id));
     }
+    RETURN_IF_ERROR(r.Get(it.verify, "item.verify"));
+    if (it.verify < 0 || it.verify >= it.n_tokens || (it.verify > 0 && !it.sample))
+      return absl::InvalidArgumentError(absl::StrCat("wire: item verifies ", it.verify, " draft tokens of ",
+                                                     it.n_tokens, " rows", it.sample ? "" : " without sampling"));
   }
   RETURN_IF_ERROR(r.Count(n, sizeof(int32_t), "batch.tokens"));
   b.tokens.resize(n);
@@ -460,7 +465,7 @@ absl::StatusOr<Message> Decode(const uint8_t* data, size_t size) {
 absl::Status ValidateBatch(const Batch& b, bool first_stage, int64_t width, ActivationTransport transport) {
   if (b.items.empty()) return absl::InvalidArgumentError("batch: no items");
   int64_t rows = 0;
-  for (const auto& it : b.items) rows += it.n_tokens;  // each <= 2^30, count <= 2^31/29: no overflow
+  for (const auto& it : b.items) rows += it.n_tokens;  // each <= 2^30, count <= 2^31/37: no overflow
   if (rows != b.rows)
     return absl::InvalidArgumentError(absl::StrCat("batch: items cover ", rows, " rows, header says ", b.rows));
   // Every stage: the last one's history needs a token per row, the others pass them on.

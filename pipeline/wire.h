@@ -29,8 +29,9 @@ inline constexpr uint32_t kWireMagic = 0x4D4C4341;  // "ACLM" little-endian
 // next token (the last stage's history is the tokens its KV positions were fed); 5: item.blocks
 // (the scheduler owns the block table, the stages store the rows where it says); 6:
 // hello.kv_dtype (the stages store KV rows in the coordinator's dtype: one byte, KvDType's
-// stable values, after kv_blocks).
-inline constexpr uint16_t kWireVersion = 6;
+// stable values, after kv_blocks); 7: item.verify (speculative decoding: the last stage
+// samples every row of a verification item).
+inline constexpr uint16_t kWireVersion = 7;
 inline constexpr size_t kHeaderBytes = 24;
 using transport::kMaxMessageBytes;
 // Alternatives a sequence may ask for per token. The API allows far fewer (its own limit); the
@@ -112,6 +113,13 @@ struct BatchItem {
   int64_t n_tokens = 0;
   bool sample = false;          // the last stage samples a token after this item's last row
   std::vector<int32_t> blocks;  // block ids appended to the sequence's table, in order
+  // Speculative decoding: the item's last `verify` rows are draft tokens (its rows are the
+  // newest token, then the draft), and the last stage samples each of the last verify + 1
+  // rows at its position and keeps the longest prefix of the draft equal to its own samples
+  // (speculative/draft_verification.h): the result holds 1 .. verify + 1 tokens for the item,
+  // the accepted draft tokens and the target's own next token. Needs `sample`, and
+  // verify < n_tokens. The stage keeps every row; the scheduler sends the Truncation.
+  int64_t verify = 0;
 };
 
 // One micro-batch on its way through the pipeline. Every stage receives the rows' token ids
@@ -138,7 +146,9 @@ struct SampledToken {
   std::vector<std::pair<int32_t, float>> top;
 };
 
-// Last stage → coordinator: the sampled tokens of one micro-batch, or why it failed.
+// Last stage → coordinator: the sampled tokens of one micro-batch, or why it failed: one per
+// sampling item in item order, except a verification item's 1 .. verify + 1 consecutive
+// tokens (all with its seq; a sequence has at most one item per batch).
 struct Result {
   bool ok = true;
   std::string error;

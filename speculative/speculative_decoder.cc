@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -16,10 +15,10 @@ SpeculativeDecoder::SpeculativeDecoder(model::Transformer& target, DraftProposer
                                        const model::SamplingParams& sampling, const SpeculationConfig& config,
                                        int64_t capacity)
     : target_(target), proposer_(proposer), sampler_(sampling), config_(config),
-      cache_(target.NewCache(capacity, config.kv_dtype)), k_(std::max<int64_t>(0, config.max_draft_tokens)) {
-  config_.max_draft_tokens = k_;
-  stats_.drafted_at.assign(static_cast<size_t>(k_), 0);
-  stats_.accepted_at.assign(static_cast<size_t>(k_), 0);
+      cache_(target.NewCache(capacity, config.kv_dtype)), length_(config.max_draft_tokens, config.adaptive) {
+  config_.max_draft_tokens = length_.max();
+  stats_.drafted_at.assign(static_cast<size_t>(length_.max()), 0);
+  stats_.accepted_at.assign(static_cast<size_t>(length_.max()), 0);
 }
 
 absl::StatusOr<int32_t> SpeculativeDecoder::Prefill(absl::Span<const int32_t> prompt) {
@@ -42,7 +41,7 @@ absl::StatusOr<std::vector<int32_t>> SpeculativeDecoder::Step(int64_t limit) {
   // The newest token is fed at position n - 1 and the draft after it: all must fit the cache.
   const int64_t room = cache_.capacity() - n;
   if (room < 0) return absl::OutOfRangeError(absl::StrCat("the sequence is full (", cache_.capacity(), " positions)"));
-  const int64_t k = std::min({k_, limit - 1, room});
+  const int64_t k = std::min({length_.next(), limit - 1, room});
   draft_.clear();
   const auto t0 = Clock::now();
   if (proposer_ != nullptr && k > 0) RETURN_IF_ERROR(proposer_->Propose(tokens_, k, draft_));
@@ -77,19 +76,8 @@ absl::StatusOr<std::vector<int32_t>> SpeculativeDecoder::Step(int64_t limit) {
     ++stats_.drafted_at[static_cast<size_t>(i)];
     if (i < v.accepted) ++stats_.accepted_at[static_cast<size_t>(i)];
   }
-  if (drafted > 0) Adapt(drafted, v.accepted);
+  if (drafted > 0) length_.Update(drafted, v.accepted);
   return std::vector<int32_t>(tokens_.end() - (v.accepted + 1), tokens_.end());
-}
-
-void SpeculativeDecoder::Adapt(int64_t drafted, int64_t accepted) {
-  if (!config_.adaptive || config_.max_draft_tokens < 1) return;
-  // Tokens tested this step: the accepted ones and the first rejected one, if any.
-  const int64_t tested = accepted + (accepted < drafted ? 1 : 0);
-  const double rate = static_cast<double>(accepted) / static_cast<double>(tested);
-  constexpr double kWeight = 0.2;  // about the last five steps
-  acceptance_ = (1 - kWeight) * acceptance_ + kWeight * rate;
-  const double expected_run = acceptance_ / std::max(1e-6, 1 - acceptance_);
-  k_ = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(expected_run)) + 1, 1, config_.max_draft_tokens);
 }
 
 }  // namespace accullm::speculative

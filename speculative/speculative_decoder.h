@@ -5,9 +5,8 @@
 // tokens are exactly the target's alone with the same sampling parameters and seed: every
 // row is sampled at its position with the history it would have had without speculation.
 //
-// k adapts to the running acceptance rate a (per drafted token, an exponential average):
-// about a / (1 - a) tokens are accepted before the first rejection, so k drafts one more than
-// that, within [1, max_draft_tokens]. k changes only the speed, never the tokens.
+// k adapts to the running acceptance rate (speculative/draft_length.h); it changes only the
+// speed, never the tokens.
 //
 // Invariant between steps: tokens() = prompt + generated; the target cache holds the rows of
 // every token but the newest, which the next verification pass feeds first.
@@ -21,6 +20,7 @@
 #include "model/kv_cache.h"
 #include "model/sampler.h"
 #include "model/transformer.h"
+#include "speculative/draft_length.h"
 #include "speculative/draft_proposer.h"
 
 namespace accullm::speculative {
@@ -66,11 +66,9 @@ class SpeculativeDecoder {
   const SpeculationStats& stats() const { return stats_; }
   model::KvCache& target_cache() { return cache_; }
   // The draft length the next step will use (before `limit`).
-  int64_t next_draft_tokens() const { return k_; }
+  int64_t next_draft_tokens() const { return length_.next(); }
 
  private:
-  void Adapt(int64_t drafted, int64_t accepted);
-
   model::Transformer& target_;
   DraftProposer* proposer_;
   model::Sampler sampler_;
@@ -80,8 +78,7 @@ class SpeculativeDecoder {
   std::vector<int32_t> draft_;
   std::vector<float> logits_;  // [k + 1, vocab]
   SpeculationStats stats_;
-  double acceptance_ = 0.8;  // running per-token acceptance; starts optimistic
-  int64_t k_;
+  DraftLength length_;
 };
 
 }  // namespace accullm::speculative

@@ -214,14 +214,15 @@ TEST(WireFormat, OpenedSequencesCarryNoPromptAndTokensAreChecked) {
   std::memcpy(v3.data() + 4, &three, 2);
   auto old = Decode(v3.data(), v3.size());
   ASSERT_FALSE(old.ok());
-  EXPECT_NE(std::string(old.status().message()).find("version 3, this build speaks 6"), std::string::npos)
+  EXPECT_NE(std::string(old.status().message()).find("version 3, this build speaks " + std::to_string(kWireVersion)),
+            std::string::npos)
       << old.status();
 }
 
 // Version 5: an item carries the block ids newly appended to its sequence's table (a uint32
-// count, then the ids): 29 bytes without ids, 4 more per id. The count is bounded by the bytes
-// left, an id must not be negative (whether it lies in the pool is the stage's check: the
-// decoder does not know the pool), and a version 4 peer (items without ids) is refused.
+// count, then the ids): 29 bytes without ids (37 since version 7 added item.verify), 4 more per id. The count is
+// bounded by the bytes left, an id must not be negative (whether it lies in the pool is the stage's check: the decoder
+// does not know the pool), and a version 4 peer (items without ids) is refused.
 TEST(WireFormat, ItemsCarryTheirNewBlockIds) {
   const Batch base = SampleBatch();
   Batch more = SampleBatch();
@@ -230,7 +231,7 @@ TEST(WireFormat, ItemsCarryTheirNewBlockIds) {
   Batch extra = SampleBatch();
   extra.items.push_back({11, 4, 1, false, {}});
   extra.rows += 1, extra.tokens.push_back(5), extra.activations.resize(extra.activations.size() + 8);
-  EXPECT_EQ(Encode({1, extra}).size() - Encode({1, base}).size(), 29u + 4u + 8u);  // item, token, activations
+  EXPECT_EQ(Encode({1, extra}).size() - Encode({1, base}).size(), 37u + 4u + 8u);  // item, token, activations
   auto mb = Encode({1, more});
   auto m = Decode(mb.data(), mb.size());
   ASSERT_TRUE(m.ok()) << m.status();
@@ -274,8 +275,31 @@ TEST(WireFormat, ItemsCarryTheirNewBlockIds) {
   std::memcpy(v4.data() + 4, &four, 2);
   auto old = Decode(v4.data(), v4.size());
   ASSERT_FALSE(old.ok());
-  EXPECT_NE(std::string(old.status().message()).find("version 4, this build speaks 6"), std::string::npos)
+  EXPECT_NE(std::string(old.status().message()).find("version 4, this build speaks " + std::to_string(kWireVersion)),
+            std::string::npos)
       << old.status();
+}
+
+// Version 7: an item may verify a draft (its last `verify` rows): it round-trips, and the
+// decoder refuses a negative count, one that leaves no row for the newest token (verify must
+// be below n_tokens), and a verification of an item that does not sample.
+TEST(WireFormat, ItemsCarryTheirDraftLength) {
+  Batch b = SampleBatch();
+  b.items[0].verify = 2;  // 3 rows: the newest token and two draft tokens
+  auto bytes = Encode({1, b});
+  auto m = Decode(bytes.data(), bytes.size());
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(std::get<Batch>(m->body).items[0].verify, 2);
+  EXPECT_EQ(std::get<Batch>(m->body).items[1].verify, 0);
+  for (auto [verify, sample] : {std::pair<int64_t, bool>{-1, true}, {3, true}, {7, true}, {1, false}}) {
+    Batch bad = SampleBatch();
+    bad.items[0].verify = verify;
+    bad.items[0].sample = sample;
+    auto e = Encode({1, bad});
+    auto st = Decode(e.data(), e.size());
+    ASSERT_FALSE(st.ok()) << verify << " " << sample;
+    EXPECT_NE(std::string(st.status().message()).find("verifies"), std::string::npos) << st.status();
+  }
 }
 
 TEST(WireFormat, RefusesBooleansOtherThanZeroOrOne) {
