@@ -134,6 +134,94 @@ __attribute__((target("avx2,fma,f16c"))) void GemvAvx2(DType wtype, const void* 
   }
 }
 
+// A few activation rows (2..kSmallBatch: a verification pass of k + 1 draft rows, a small
+// decode batch): still bound by streaming the weights, so it walks them as GemvAvx2 does (four
+// far-apart rows, converted in registers) and multiplies each group of four weight rows
+// against every activation row, two at a time (8 accumulators); after the first pair the four
+// rows come from L1/L2, not DRAM. LinearRowsAvx2 converts rows into scratch first and reads
+// neighbours, which at n = 2 cost three decode steps of F16 weights instead of about one.
+// Each (weight row, activation row) result is the same chain as GemvAvx2's and
+// LinearRowsAvx2's (8-lane accumulator, HorizontalSum, scalar tail): batch-invariant.
+constexpr int64_t kSmallBatch = 16;
+
+__attribute__((target("avx2,fma,f16c"))) void SmallBatchAvx2(DType wtype, const void* w, int64_t in, const float* x,
+                                                             int64_t n, int64_t o_begin, int64_t o_end, float* y,
+                                                             int64_t y_stride) {
+  const size_t row_bytes = static_cast<size_t>(in) * DTypeSize(wtype);
+  const auto* base = static_cast<const uint8_t*>(w);
+  const int64_t in8 = in & ~int64_t{7};
+  const int64_t part = (o_end - o_begin) / 4;
+  for (int64_t k = 0; k < part; ++k) {
+    int64_t o[4];
+    const void* r[4];
+    for (int j = 0; j < 4; ++j) {
+      o[j] = o_begin + k + j * part;
+      r[j] = base + static_cast<size_t>(o[j]) * row_bytes;
+    }
+    int64_t b = 0;
+    for (; b + 2 <= n; b += 2) {
+      const float* xa = x + b * in;
+      const float* xb = xa + in;
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+      __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+      for (int64_t i = 0; i < in8; i += 8) {
+        const __m256 w0 = Load8Any(wtype, r[0], i), w1 = Load8Any(wtype, r[1], i);
+        const __m256 w2 = Load8Any(wtype, r[2], i), w3 = Load8Any(wtype, r[3], i);
+        const __m256 xva = _mm256_loadu_ps(xa + i), xvb = _mm256_loadu_ps(xb + i);
+        a0 = _mm256_fmadd_ps(xva, w0, a0);
+        a1 = _mm256_fmadd_ps(xva, w1, a1);
+        a2 = _mm256_fmadd_ps(xva, w2, a2);
+        a3 = _mm256_fmadd_ps(xva, w3, a3);
+        b0 = _mm256_fmadd_ps(xvb, w0, b0);
+        b1 = _mm256_fmadd_ps(xvb, w1, b1);
+        b2 = _mm256_fmadd_ps(xvb, w2, b2);
+        b3 = _mm256_fmadd_ps(xvb, w3, b3);
+      }
+      float sa[4] = {HorizontalSum(a0), HorizontalSum(a1), HorizontalSum(a2), HorizontalSum(a3)};
+      float sb[4] = {HorizontalSum(b0), HorizontalSum(b1), HorizontalSum(b2), HorizontalSum(b3)};
+      for (int64_t i = in8; i < in; ++i) {
+        for (int j = 0; j < 4; ++j) {
+          const float wv = WeightAt(wtype, r[j], i);
+          sa[j] += xa[i] * wv;
+          sb[j] += xb[i] * wv;
+        }
+      }
+      for (int j = 0; j < 4; ++j) {
+        y[b * y_stride + o[j]] = sa[j];
+        y[(b + 1) * y_stride + o[j]] = sb[j];
+      }
+    }
+    if (b < n) {  // an odd last activation row
+      const float* xa = x + b * in;
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+      for (int64_t i = 0; i < in8; i += 8) {
+        const __m256 xv = _mm256_loadu_ps(xa + i);
+        a0 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[0], i), a0);
+        a1 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[1], i), a1);
+        a2 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[2], i), a2);
+        a3 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[3], i), a3);
+      }
+      float sa[4] = {HorizontalSum(a0), HorizontalSum(a1), HorizontalSum(a2), HorizontalSum(a3)};
+      for (int64_t i = in8; i < in; ++i) {
+        for (int j = 0; j < 4; ++j) sa[j] += xa[i] * WeightAt(wtype, r[j], i);
+      }
+      for (int j = 0; j < 4; ++j) y[b * y_stride + o[j]] = sa[j];
+    }
+  }
+  // The rows left over (fewer than four): one weight row against every activation row.
+  for (int64_t o = o_begin + 4 * part; o < o_end; ++o) {
+    const void* r = base + static_cast<size_t>(o) * row_bytes;
+    for (int64_t b = 0; b < n; ++b) {
+      const float* xa = x + b * in;
+      __m256 a = _mm256_setzero_ps();
+      for (int64_t i = 0; i < in8; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(xa + i), Load8Any(wtype, r, i), a);
+      float sum = HorizontalSum(a);
+      for (int64_t i = in8; i < in; ++i) sum += xa[i] * WeightAt(wtype, r, i);
+      y[b * y_stride + o] = sum;
+    }
+  }
+}
+
 __attribute__((target("avx2,fma,f16c"))) void LinearRowsAvx2(DType wtype, const void* w, int64_t in, const float* x,
                                                              int64_t n, int64_t o_begin, int64_t o_end, float* y,
                                                              int64_t y_stride) {
@@ -219,6 +307,8 @@ void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t 
   const bool avx2 = ActiveIsa() >= Isa::kAvx2;  // kAvx512 runs the AVX2 variants (no AVX-512 code yet)
   if (avx2 && n == 1 && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
     GemvAvx2(wtype, w, in, x, o_begin, o_end, y);
+  } else if (avx2 && n <= kSmallBatch && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
+    SmallBatchAvx2(wtype, w, in, x, n, o_begin, o_end, y, y_stride);
   } else if (avx2 && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
     LinearRowsAvx2(wtype, w, in, x, n, o_begin, o_end, y, y_stride);
   } else {

@@ -80,20 +80,22 @@ TEST_P(LinearKernelsTest, RowBitsDoNotDependOnBatchOrOutputRange) {
     if (c.dtype == DType::kF16) reinterpret_cast<uint16_t*>(w.data())[i] = F32ToF16(v);
     if (c.dtype == DType::kBF16) reinterpret_cast<uint16_t*>(w.data())[i] = F32ToBf16(v);
   }
-  const int64_t batch = 5;
-  std::vector<float> x(c.in * batch);
-  for (auto& v : x) v = normal(rng);
-  std::vector<float> together(batch * c.out);
-  LinearRows(c.dtype, w.data(), c.in, x.data(), batch, 0, c.out, together.data(), c.out);
-  for (int64_t r = 0; r < batch; ++r) {
-    std::vector<float> alone(c.out), split(c.out);
-    LinearRows(c.dtype, w.data(), c.in, x.data() + r * c.in, 1, 0, c.out, alone.data(), c.out);
-    const int64_t cut = c.out / 2 + 1;
-    LinearRows(c.dtype, w.data(), c.in, x.data() + r * c.in, 1, 0, cut, split.data(), c.out);
-    LinearRows(c.dtype, w.data(), c.in, x.data() + r * c.in, 1, cut, c.out, split.data(), c.out);
-    for (int64_t o = 0; o < c.out; ++o) {
-      ASSERT_EQ(alone[o], together[r * c.out + o]) << "row " << r << " output " << o;
-      ASSERT_EQ(split[o], alone[o]) << "row " << r << " output " << o;
+  // 5 rows: the small-batch kernel (a verification pass); 21: the prefill kernel.
+  for (const int64_t batch : {int64_t{2}, int64_t{5}, int64_t{21}}) {
+    std::vector<float> x(c.in * batch);
+    for (auto& v : x) v = normal(rng);
+    std::vector<float> together(batch * c.out);
+    LinearRows(c.dtype, w.data(), c.in, x.data(), batch, 0, c.out, together.data(), c.out);
+    for (int64_t r = 0; r < batch; ++r) {
+      std::vector<float> alone(c.out), split(c.out);
+      LinearRows(c.dtype, w.data(), c.in, x.data() + r * c.in, 1, 0, c.out, alone.data(), c.out);
+      const int64_t cut = c.out / 2 + 1;
+      LinearRows(c.dtype, w.data(), c.in, x.data() + r * c.in, 1, 0, cut, split.data(), c.out);
+      LinearRows(c.dtype, w.data(), c.in, x.data() + r * c.in, 1, cut, c.out, split.data(), c.out);
+      for (int64_t o = 0; o < c.out; ++o) {
+        ASSERT_EQ(alone[o], together[r * c.out + o]) << "row " << r << " output " << o;
+        ASSERT_EQ(split[o], alone[o]) << "row " << r << " output " << o;
+      }
     }
   }
 }
