@@ -16,6 +16,7 @@
 #include "coordinator/log_value.h"
 #include "coordinator/scheduler.h"
 #include "model/kv_cache.h"
+#include "model/pack/manifest.h"
 #include "monitoring/metrics_http_server.h"
 #include "monitoring/serving_metrics.h"
 #include "monitoring/stage_metrics.h"
@@ -76,6 +77,7 @@ struct ServeFlags {
   std::string draft;      // golden mode: a pack of --model drafts on rank 0, --model verifies
   std::string speculate;  // draft | ngram | off; default: draft with --draft, else off
   int64_t draft_tokens = 4;
+  bool golden = false;  // --model is a pack: serve its source model's answers, the pack drafting
 };
 
 // The model_name label and the API's model id: --served-model-name, else the model directory's
@@ -181,12 +183,43 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   return rc;
 }
 
+// --golden: `--model PACK` becomes the draft and the pack's full-precision source (--reference,
+// else the path the pack recorded) the model served, so a pack alone is served golden. Every
+// rank rewrites the same flags the same way (under mpirun the stages then load the source).
+absl::Status ResolveGolden(ServeFlags& f) {
+  if (!f.golden) return absl::OkStatus();
+  if (!f.draft.empty())
+    return absl::InvalidArgumentError("--golden serves --model PACK with the pack as its own draft: drop --draft");
+  const std::string pack = f.model.empty() ? DefaultModelDir() : f.model;
+  auto manifest = model::LoadPackManifest(pack);
+  if (!manifest.ok()) return manifest.status();
+  if (!manifest->has_value())
+    return absl::InvalidArgumentError(
+        absl::StrCat("--golden needs --model PACK (a pack made by accullm quantize); ", pack, " is not one"));
+  std::string source = f.reference.empty() ? (*manifest)->source_model_path : f.reference;
+  if (source.empty())
+    return absl::InvalidArgumentError(
+        absl::StrCat("--golden: the pack ", pack, " records no source model; name it with --reference FP_DIR"));
+  if (f.reference.empty() && !std::filesystem::is_directory(source))
+    return absl::NotFoundError(absl::StrCat("--golden: the source model the pack ", pack, " records, ", source,
+                                            ", is not here; name it with --reference FP_DIR"));
+  if (f.served_model_name.empty())
+    f.served_model_name = std::filesystem::path(pack).lexically_normal().filename().string();
+  f.draft = pack;
+  f.model = source;
+  // The served model is now the full-precision one: sampled layer error against itself would
+  // read 0, so --reference names only the target here.
+  f.reference.clear();
+  return absl::OkStatus();
+}
+
 int RunServe(ServeFlags f) {
   spdlog::set_level(spdlog::level::from_str(f.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
   if (f.api_key.empty()) {
     if (const char* k = std::getenv("ACCULLM_API_KEY"); k != nullptr) f.api_key = k;
   }
+  if (absl::Status st = ResolveGolden(f); !st.ok()) return ReportError(st);
   // Under mpirun: rank 0 is the coordinator, ranks 1..N the pipeline stages. A single rank
   // (or no mpirun) serves in-process, as before.
   std::unique_ptr<transport::MpiTransport> mpi;
@@ -530,6 +563,9 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
                   "Golden mode: a pack quantized from --model drafts tokens (on rank 0) and --model verifies them, "
                   "so every answer is --model's own, token for token, for the same seed (refused unless the pack "
                   "records --model as its source)");
+  cmd->add_flag("--golden", f->golden,
+                "Serve --model PACK golden: its full-precision source model (--reference FP_DIR, else the path the "
+                "pack recorded, checked by its hash) answers and the pack drafts, so every answer is the source's own");
   cmd->add_option("--speculate", f->speculate,
                   "Speculative decoding: draft (with --draft; the default when --draft is given), ngram (prompt "
                   "lookup: continue the longest recent n-gram seen earlier in prompt + output; no draft model) or "

@@ -77,11 +77,15 @@ serve_and_ask fp --model "$MODEL"
 serve_and_ask golden --model "$MODEL" --draft "$PACK"
 serve_and_ask ngram --model "$MODEL" --speculate ngram --draft-tokens 3
 serve_and_ask pack --model "$PACK"
+# A pack alone, served golden: its recorded source model answers, the pack drafts.
+serve_and_ask golden_pack --model "$PACK" --golden
 n=$(wc -l <"$TMP/fp.out")
 [ "$n" -eq 13 ] && ! grep -q FAILED "$TMP/fp.out" && pass "the full-precision server answered all $n requests" ||
   fail "full-precision answers: $n lines"
 cmp -s "$TMP/fp.out" "$TMP/golden.out" && pass "golden serve == full-precision serve ($n concurrent requests, n=2, stop, logprobs)" ||
   { fail "golden serve differs"; diff "$TMP/fp.out" "$TMP/golden.out" | head -4; }
+cmp -s "$TMP/fp.out" "$TMP/golden_pack.out" && pass "serve --model PACK --golden == full-precision serve" ||
+  { fail "serve --golden differs"; diff "$TMP/fp.out" "$TMP/golden_pack.out" | head -4; }
 cmp -s "$TMP/fp.out" "$TMP/ngram.out" && pass "ngram serve == full-precision serve" ||
   { fail "ngram serve differs"; diff "$TMP/fp.out" "$TMP/ngram.out" | head -4; }
 d=$(paste -d'\n' "$TMP/fp.out" "$TMP/pack.out" | awk 'NR % 2 { a = $0; next } a != $0' | wc -l)
@@ -111,6 +115,8 @@ refused() {  # what, expected substring, serve flags...
 }
 refused "a checkpoint as the draft" "pack" --model "$MODEL" --draft "$MODEL"
 refused "--speculate draft without --draft" "needs --draft" --model "$MODEL" --speculate draft
+refused "--golden on a checkpoint" "needs --model PACK" --model "$MODEL" --golden
+refused "--golden with a --reference that is another model" "another model" --model "$PACK" --golden --reference "$PACK"
 
 # Under mpirun: rank 0 drafts, two stage ranks verify; the same answers.
 if command -v mpirun >/dev/null; then
