@@ -89,64 +89,23 @@ __attribute__((target("avx2,fma,f16c"))) inline float WeightAt(DType wtype, cons
   return wtype == DType::kF16 ? F16ToF32(h) : Bf16ToF32(h);
 }
 
-// Decode (one input row): convert in registers and multiply at once, so each weight byte is
-// read exactly once (decode is bound by memory bandwidth). The four rows that share each load
-// of x come from four far-apart parts of [o_begin, o_end), not from neighbours: four
-// independent DRAM streams keep enough reads in flight for one core to reach its read
-// bandwidth, where four adjacent rows (one 16 KB region, each row a fresh 4 KB page for the
-// prefetcher) stall at ~70% of it (bench/decode_stream_bench BM_DecodeStreamF16). Each row's
-// arithmetic is the same chain as LinearRowsAvx2's (8-lane accumulator, HorizontalSum, then
-// the scalar tail), so a row's bits do not depend on the kernel or on which rows share it.
-__attribute__((target("avx2,fma,f16c"))) void GemvAvx2(DType wtype, const void* w, int64_t in, const float* x,
-                                                       int64_t o_begin, int64_t o_end, float* y) {
-  const size_t row_bytes = static_cast<size_t>(in) * DTypeSize(wtype);
-  const auto* base = static_cast<const uint8_t*>(w);
-  const int64_t in8 = in & ~int64_t{7};
-  const int64_t part = (o_end - o_begin) / 4;
-  for (int64_t k = 0; k < part; ++k) {
-    int64_t o[4];
-    const void* r[4];
-    for (int j = 0; j < 4; ++j) {
-      o[j] = o_begin + k + j * part;
-      r[j] = base + static_cast<size_t>(o[j]) * row_bytes;
-    }
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    for (int64_t i = 0; i < in8; i += 8) {
-      const __m256 xv = _mm256_loadu_ps(x + i);
-      a0 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[0], i), a0);
-      a1 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[1], i), a1);
-      a2 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[2], i), a2);
-      a3 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[3], i), a3);
-    }
-    float sums[4] = {HorizontalSum(a0), HorizontalSum(a1), HorizontalSum(a2), HorizontalSum(a3)};
-    for (int64_t i = in8; i < in; ++i) {
-      for (int j = 0; j < 4; ++j) sums[j] += x[i] * WeightAt(wtype, r[j], i);
-    }
-    for (int j = 0; j < 4; ++j) y[o[j]] = sums[j];
-  }
-  for (int64_t o = o_begin + 4 * part; o < o_end; ++o) {
-    const void* r = base + static_cast<size_t>(o) * row_bytes;
-    __m256 a = _mm256_setzero_ps();
-    for (int64_t i = 0; i < in8; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), Load8Any(wtype, r, i), a);
-    float sum = HorizontalSum(a);
-    for (int64_t i = in8; i < in; ++i) sum += x[i] * WeightAt(wtype, r, i);
-    y[o] = sum;
-  }
-}
-
-// A few activation rows (2..kSmallBatch: a verification pass of k + 1 draft rows, a small
-// decode batch): still bound by streaming the weights, so it walks them as GemvAvx2 does (four
-// far-apart rows, converted in registers) and multiplies each group of four weight rows
-// against every activation row, two at a time (8 accumulators); after the first pair the four
-// rows come from L1/L2, not DRAM. LinearRowsAvx2 converts rows into scratch first and reads
-// neighbours, which at n = 2 cost three decode steps of F16 weights instead of about one.
-// Each (weight row, activation row) result is the same chain as GemvAvx2's and
-// LinearRowsAvx2's (8-lane accumulator, HorizontalSum, scalar tail): batch-invariant.
+// Decode and a few activation rows (1..kSmallBatch: one token, a verification pass of k + 1
+// draft rows, a small decode batch): bound by streaming the weights, so each weight byte is
+// read from DRAM once and converted in registers. The four rows that share each load of x come
+// from four far-apart parts of [o_begin, o_end), not from neighbours: four independent DRAM
+// streams keep enough reads in flight for one core to reach its read bandwidth, where four
+// adjacent rows (one 16 KB region, each row a fresh 4 KB page for the prefetcher) stall at ~70%
+// of it (bench/decode_stream_bench BM_DecodeStreamF16). Each group of four weight rows meets
+// every activation row, two at a time (8 accumulators); after the first pair the rows come from
+// L1/L2. LinearRowsAvx2 converts neighbouring rows into scratch first, which at n = 2 cost three
+// decode steps of F16 weights instead of about one. Each (weight row, activation row) result is
+// the same chain as LinearRowsAvx2's (8-lane accumulator, HorizontalSum, scalar tail), so a
+// row's bits do not depend on the kernel or on which rows share it.
 constexpr int64_t kSmallBatch = 16;
 
-__attribute__((target("avx2,fma,f16c"))) void SmallBatchAvx2(DType wtype, const void* w, int64_t in, const float* x,
-                                                             int64_t n, int64_t o_begin, int64_t o_end, float* y,
-                                                             int64_t y_stride) {
+__attribute__((target("avx2,fma,f16c"))) void StreamedRowsAvx2(DType wtype, const void* w, int64_t in, const float* x,
+                                                               int64_t n, int64_t o_begin, int64_t o_end, float* y,
+                                                               int64_t y_stride) {
   const size_t row_bytes = static_cast<size_t>(in) * DTypeSize(wtype);
   const auto* base = static_cast<const uint8_t*>(w);
   const int64_t in8 = in & ~int64_t{7};
@@ -191,7 +150,7 @@ __attribute__((target("avx2,fma,f16c"))) void SmallBatchAvx2(DType wtype, const 
         y[(b + 1) * y_stride + o[j]] = sb[j];
       }
     }
-    if (b < n) {  // an odd last activation row
+    if (b < n) {  // an odd last activation row (decode's only one)
       const float* xa = x + b * in;
       __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
       for (int64_t i = 0; i < in8; i += 8) {
@@ -305,10 +264,8 @@ bool LinearRowsUsesAvx2() { return ActiveIsa() >= Isa::kAvx2; }
 void LinearRows(DType wtype, const void* w, int64_t in, const float* x, int64_t n, int64_t o_begin, int64_t o_end,
                 float* y, int64_t y_stride) {
   const bool avx2 = ActiveIsa() >= Isa::kAvx2;  // kAvx512 runs the AVX2 variants (no AVX-512 code yet)
-  if (avx2 && n == 1 && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
-    GemvAvx2(wtype, w, in, x, o_begin, o_end, y);
-  } else if (avx2 && n <= kSmallBatch && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
-    SmallBatchAvx2(wtype, w, in, x, n, o_begin, o_end, y, y_stride);
+  if (avx2 && n <= kSmallBatch && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
+    StreamedRowsAvx2(wtype, w, in, x, n, o_begin, o_end, y, y_stride);
   } else if (avx2 && (wtype == DType::kF32 || wtype == DType::kF16 || wtype == DType::kBF16)) {
     LinearRowsAvx2(wtype, w, in, x, n, o_begin, o_end, y, y_stride);
   } else {
