@@ -89,18 +89,89 @@ __attribute__((target("avx2,fma,f16c"))) inline float WeightAt(DType wtype, cons
   return wtype == DType::kF16 ? F16ToF32(h) : Bf16ToF32(h);
 }
 
+// Four weight rows as the kernels read them: as stored (converted 8 at a time in registers)
+// or already converted to F32 (LinearRowsAvx2's scratch, or F32 weights in place).
+struct StoredRows {
+  DType wtype;
+  const void* row[4];
+  __attribute__((target("avx2,fma,f16c"))) __m256 Load(int j, int64_t i) const { return Load8Any(wtype, row[j], i); }
+  __attribute__((target("avx2,fma,f16c"))) float At(int j, int64_t i) const { return WeightAt(wtype, row[j], i); }
+};
+struct F32Rows {
+  const float* row[4];
+  __attribute__((target("avx2,fma,f16c"))) __m256 Load(int j, int64_t i) const { return _mm256_loadu_ps(row[j] + i); }
+  float At(int j, int64_t i) const { return row[j][i]; }
+};
+
+// Four weight rows against every activation row, two at a time (8 accumulators), then an odd
+// last one: y[b, o[j]] for j < valid. Every dense AVX2 kernel computes each (weight row,
+// activation row) result with this one chain (8-lane accumulator over the columns in order,
+// HorizontalSum, then the scalar tail), so a row's bits never depend on the kernel, the batch
+// or which rows share it.
+template <class Rows>
+__attribute__((target("avx2,fma,f16c"))) inline void FourRowsAllActivations(const Rows& w, const float* x, int64_t n,
+                                                                            int64_t in, const int64_t o[4], int valid,
+                                                                            float* y, int64_t y_stride) {
+  const int64_t in8 = in & ~int64_t{7};
+  int64_t b = 0;
+  for (; b + 2 <= n; b += 2) {
+    const float* xa = x + b * in;
+    const float* xb = xa + in;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < in8; i += 8) {
+      const __m256 w0 = w.Load(0, i), w1 = w.Load(1, i), w2 = w.Load(2, i), w3 = w.Load(3, i);
+      const __m256 xva = _mm256_loadu_ps(xa + i), xvb = _mm256_loadu_ps(xb + i);
+      a0 = _mm256_fmadd_ps(xva, w0, a0);
+      a1 = _mm256_fmadd_ps(xva, w1, a1);
+      a2 = _mm256_fmadd_ps(xva, w2, a2);
+      a3 = _mm256_fmadd_ps(xva, w3, a3);
+      b0 = _mm256_fmadd_ps(xvb, w0, b0);
+      b1 = _mm256_fmadd_ps(xvb, w1, b1);
+      b2 = _mm256_fmadd_ps(xvb, w2, b2);
+      b3 = _mm256_fmadd_ps(xvb, w3, b3);
+    }
+    float sa[4] = {HorizontalSum(a0), HorizontalSum(a1), HorizontalSum(a2), HorizontalSum(a3)};
+    float sb[4] = {HorizontalSum(b0), HorizontalSum(b1), HorizontalSum(b2), HorizontalSum(b3)};
+    for (int64_t i = in8; i < in; ++i) {
+      for (int j = 0; j < 4; ++j) {
+        const float wv = w.At(j, i);
+        sa[j] += xa[i] * wv;
+        sb[j] += xb[i] * wv;
+      }
+    }
+    for (int j = 0; j < valid; ++j) {
+      y[b * y_stride + o[j]] = sa[j];
+      y[(b + 1) * y_stride + o[j]] = sb[j];
+    }
+  }
+  if (b < n) {  // an odd last activation row (decode's only one)
+    const float* xa = x + b * in;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < in8; i += 8) {
+      const __m256 xv = _mm256_loadu_ps(xa + i);
+      a0 = _mm256_fmadd_ps(xv, w.Load(0, i), a0);
+      a1 = _mm256_fmadd_ps(xv, w.Load(1, i), a1);
+      a2 = _mm256_fmadd_ps(xv, w.Load(2, i), a2);
+      a3 = _mm256_fmadd_ps(xv, w.Load(3, i), a3);
+    }
+    float sa[4] = {HorizontalSum(a0), HorizontalSum(a1), HorizontalSum(a2), HorizontalSum(a3)};
+    for (int64_t i = in8; i < in; ++i) {
+      for (int j = 0; j < 4; ++j) sa[j] += xa[i] * w.At(j, i);
+    }
+    for (int j = 0; j < valid; ++j) y[b * y_stride + o[j]] = sa[j];
+  }
+}
+
 // Decode and a few activation rows (1..kSmallBatch: one token, a verification pass of k + 1
 // draft rows, a small decode batch): bound by streaming the weights, so each weight byte is
 // read from DRAM once and converted in registers. The four rows that share each load of x come
 // from four far-apart parts of [o_begin, o_end), not from neighbours: four independent DRAM
 // streams keep enough reads in flight for one core to reach its read bandwidth, where four
 // adjacent rows (one 16 KB region, each row a fresh 4 KB page for the prefetcher) stall at ~70%
-// of it (bench/decode_stream_bench BM_DecodeStreamF16). Each group of four weight rows meets
-// every activation row, two at a time (8 accumulators); after the first pair the rows come from
-// L1/L2. LinearRowsAvx2 converts neighbouring rows into scratch first, which at n = 2 cost three
-// decode steps of F16 weights instead of about one. Each (weight row, activation row) result is
-// the same chain as LinearRowsAvx2's (8-lane accumulator, HorizontalSum, scalar tail), so a
-// row's bits do not depend on the kernel or on which rows share it.
+// of it (bench/decode_stream_bench BM_DecodeStreamF16). After the first pair of activation rows
+// the four weight rows come from L1/L2. LinearRowsAvx2 converts neighbouring rows into scratch
+// first, which at n = 2 cost three decode steps of F16 weights instead of about one.
 constexpr int64_t kSmallBatch = 16;
 
 __attribute__((target("avx2,fma,f16c"))) void StreamedRowsAvx2(DType wtype, const void* w, int64_t in, const float* x,
@@ -108,79 +179,30 @@ __attribute__((target("avx2,fma,f16c"))) void StreamedRowsAvx2(DType wtype, cons
                                                                int64_t y_stride) {
   const size_t row_bytes = static_cast<size_t>(in) * DTypeSize(wtype);
   const auto* base = static_cast<const uint8_t*>(w);
-  const int64_t in8 = in & ~int64_t{7};
   const int64_t part = (o_end - o_begin) / 4;
+  StoredRows rows{wtype, {}};
+  int64_t o[4];
   for (int64_t k = 0; k < part; ++k) {
-    int64_t o[4];
-    const void* r[4];
     for (int j = 0; j < 4; ++j) {
       o[j] = o_begin + k + j * part;
-      r[j] = base + static_cast<size_t>(o[j]) * row_bytes;
+      rows.row[j] = base + static_cast<size_t>(o[j]) * row_bytes;
     }
-    int64_t b = 0;
-    for (; b + 2 <= n; b += 2) {
-      const float* xa = x + b * in;
-      const float* xb = xa + in;
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-      __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
-      for (int64_t i = 0; i < in8; i += 8) {
-        const __m256 w0 = Load8Any(wtype, r[0], i), w1 = Load8Any(wtype, r[1], i);
-        const __m256 w2 = Load8Any(wtype, r[2], i), w3 = Load8Any(wtype, r[3], i);
-        const __m256 xva = _mm256_loadu_ps(xa + i), xvb = _mm256_loadu_ps(xb + i);
-        a0 = _mm256_fmadd_ps(xva, w0, a0);
-        a1 = _mm256_fmadd_ps(xva, w1, a1);
-        a2 = _mm256_fmadd_ps(xva, w2, a2);
-        a3 = _mm256_fmadd_ps(xva, w3, a3);
-        b0 = _mm256_fmadd_ps(xvb, w0, b0);
-        b1 = _mm256_fmadd_ps(xvb, w1, b1);
-        b2 = _mm256_fmadd_ps(xvb, w2, b2);
-        b3 = _mm256_fmadd_ps(xvb, w3, b3);
-      }
-      float sa[4] = {HorizontalSum(a0), HorizontalSum(a1), HorizontalSum(a2), HorizontalSum(a3)};
-      float sb[4] = {HorizontalSum(b0), HorizontalSum(b1), HorizontalSum(b2), HorizontalSum(b3)};
-      for (int64_t i = in8; i < in; ++i) {
-        for (int j = 0; j < 4; ++j) {
-          const float wv = WeightAt(wtype, r[j], i);
-          sa[j] += xa[i] * wv;
-          sb[j] += xb[i] * wv;
-        }
-      }
-      for (int j = 0; j < 4; ++j) {
-        y[b * y_stride + o[j]] = sa[j];
-        y[(b + 1) * y_stride + o[j]] = sb[j];
-      }
-    }
-    if (b < n) {  // an odd last activation row (decode's only one)
-      const float* xa = x + b * in;
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-      for (int64_t i = 0; i < in8; i += 8) {
-        const __m256 xv = _mm256_loadu_ps(xa + i);
-        a0 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[0], i), a0);
-        a1 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[1], i), a1);
-        a2 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[2], i), a2);
-        a3 = _mm256_fmadd_ps(xv, Load8Any(wtype, r[3], i), a3);
-      }
-      float sa[4] = {HorizontalSum(a0), HorizontalSum(a1), HorizontalSum(a2), HorizontalSum(a3)};
-      for (int64_t i = in8; i < in; ++i) {
-        for (int j = 0; j < 4; ++j) sa[j] += xa[i] * WeightAt(wtype, r[j], i);
-      }
-      for (int j = 0; j < 4; ++j) y[b * y_stride + o[j]] = sa[j];
-    }
+    FourRowsAllActivations(rows, x, n, in, o, 4, y, y_stride);
   }
-  // The rows left over (fewer than four): one weight row against every activation row.
-  for (int64_t o = o_begin + 4 * part; o < o_end; ++o) {
-    const void* r = base + static_cast<size_t>(o) * row_bytes;
-    for (int64_t b = 0; b < n; ++b) {
-      const float* xa = x + b * in;
-      __m256 a = _mm256_setzero_ps();
-      for (int64_t i = 0; i < in8; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(xa + i), Load8Any(wtype, r, i), a);
-      float sum = HorizontalSum(a);
-      for (int64_t i = in8; i < in; ++i) sum += xa[i] * WeightAt(wtype, r, i);
-      y[b * y_stride + o] = sum;
+  // The rows left over (fewer than four) as one more group, padded with the first of them
+  // (computed twice, stored once).
+  const int left = static_cast<int>(o_end - o_begin - 4 * part);
+  if (left > 0) {
+    for (int j = 0; j < 4; ++j) {
+      o[j] = o_begin + 4 * part + std::min(j, left - 1);
+      rows.row[j] = base + static_cast<size_t>(o[j]) * row_bytes;
     }
+    FourRowsAllActivations(rows, x, n, in, o, left, y, y_stride);
   }
 }
 
+// Prefill (more than kSmallBatch rows): compute-bound, so four neighbouring weight rows are
+// converted once into scratch and reused for every activation row.
 __attribute__((target("avx2,fma,f16c"))) void LinearRowsAvx2(DType wtype, const void* w, int64_t in, const float* x,
                                                              int64_t n, int64_t o_begin, int64_t o_end, float* y,
                                                              int64_t y_stride) {
@@ -189,71 +211,26 @@ __attribute__((target("avx2,fma,f16c"))) void LinearRowsAvx2(DType wtype, const 
   if (wtype != DType::kF32 && scratch.size() < static_cast<size_t>(kRowBlock * in)) {
     scratch.resize(static_cast<size_t>(kRowBlock * in));
   }
-  const int64_t in8 = in & ~int64_t{7};
   for (int64_t o0 = o_begin; o0 < o_end; o0 += kRowBlock) {
     const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, o_end - o0));
-    const float* wr[kRowBlock];
+    F32Rows wr{};
+    int64_t o[kRowBlock];
     for (int k = 0; k < rows; ++k) {
+      o[k] = o0 + k;
       const auto* src = static_cast<const uint8_t*>(w) + static_cast<size_t>(o0 + k) * in * esize;
       if (wtype == DType::kF32) {
-        wr[k] = reinterpret_cast<const float*>(src);
+        wr.row[k] = reinterpret_cast<const float*>(src);
       } else {
         float* dst = scratch.data() + k * in;
         ConvertRowAvx2(wtype, src, dst, in);
-        wr[k] = dst;
+        wr.row[k] = dst;
       }
     }
-    for (int k = rows; k < kRowBlock; ++k) wr[k] = wr[0];  // harmless duplicate work, result dropped
-    int64_t r = 0;
-    // Two input rows at a time: 8 accumulators, 6 loads per 8 FMAs (prefill is compute-bound).
-    for (; r + 2 <= n; r += 2) {
-      const float* xa = x + r * in;
-      const float* xb = xa + in;
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-      __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
-      for (int64_t i = 0; i < in8; i += 8) {
-        const __m256 xva = _mm256_loadu_ps(xa + i), xvb = _mm256_loadu_ps(xb + i);
-        const __m256 w0 = _mm256_loadu_ps(wr[0] + i), w1 = _mm256_loadu_ps(wr[1] + i);
-        const __m256 w2 = _mm256_loadu_ps(wr[2] + i), w3 = _mm256_loadu_ps(wr[3] + i);
-        a0 = _mm256_fmadd_ps(xva, w0, a0);
-        a1 = _mm256_fmadd_ps(xva, w1, a1);
-        a2 = _mm256_fmadd_ps(xva, w2, a2);
-        a3 = _mm256_fmadd_ps(xva, w3, a3);
-        b0 = _mm256_fmadd_ps(xvb, w0, b0);
-        b1 = _mm256_fmadd_ps(xvb, w1, b1);
-        b2 = _mm256_fmadd_ps(xvb, w2, b2);
-        b3 = _mm256_fmadd_ps(xvb, w3, b3);
-      }
-      float sa[kRowBlock] = {HorizontalSum(a0), HorizontalSum(a1), HorizontalSum(a2), HorizontalSum(a3)};
-      float sb[kRowBlock] = {HorizontalSum(b0), HorizontalSum(b1), HorizontalSum(b2), HorizontalSum(b3)};
-      for (int64_t i = in8; i < in; ++i) {
-        for (int k = 0; k < kRowBlock; ++k) {
-          sa[k] += xa[i] * wr[k][i];
-          sb[k] += xb[i] * wr[k][i];
-        }
-      }
-      for (int k = 0; k < rows; ++k) {
-        y[r * y_stride + o0 + k] = sa[k];
-        y[(r + 1) * y_stride + o0 + k] = sb[k];
-      }
+    for (int k = rows; k < kRowBlock; ++k) {  // harmless duplicate work, result dropped
+      wr.row[k] = wr.row[0];
+      o[k] = o[0];
     }
-    for (; r < n; ++r) {
-      const float* xr = x + r * in;
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-      __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-      for (int64_t i = 0; i < in8; i += 8) {
-        const __m256 xv = _mm256_loadu_ps(xr + i);
-        a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wr[0] + i), a0);
-        a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wr[1] + i), a1);
-        a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wr[2] + i), a2);
-        a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wr[3] + i), a3);
-      }
-      float sums[kRowBlock] = {HorizontalSum(a0), HorizontalSum(a1), HorizontalSum(a2), HorizontalSum(a3)};
-      for (int64_t i = in8; i < in; ++i) {
-        for (int k = 0; k < kRowBlock; ++k) sums[k] += xr[i] * wr[k][i];
-      }
-      for (int k = 0; k < rows; ++k) y[r * y_stride + o0 + k] = sums[k];
-    }
+    FourRowsAllActivations(wr, x, n, in, o, rows, y, y_stride);
   }
 }
 
