@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -19,6 +22,7 @@
 #include "quant/axe.h"
 #include "quant/calibration.h"
 #include "quant/evaluation.h"
+#include "quant/ffn_guesser_fit.h"
 #include "quant/ffn_sparsity_calibration.h"
 #include "quant/model_quantizer.h"
 #include "quant/pack_writer.h"
@@ -56,6 +60,8 @@ struct QuantizeFlags {
   int64_t tile = 0;
   int threads = 0;
   std::string sparsity = "off";  // off, auto or a target share of FFN neurons skipped
+  std::string sparsity_predictor = "cats";  // cats or lowrank (the trained guesser)
+  std::string guesser_rank = "auto";        // auto (10% of the FFN's bytes) or a rank
   double sparsity_kl_budget = 0.25, sparsity_top1_budget = 0.25;
 };
 
@@ -402,22 +408,78 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
 const char* const kCanaryPrompts[] = {"Once upon a time", "The little dog saw a big",
                                       "Tom and Lily went to the park. They"};
 
-// Activation sparsity (CATS): thresholds from the written pack's own FFN (quantized gates, INT8
-// activations: what the runtime computes) on the calibration chunks, then, for `auto`, the
-// highest target of 0.3..0.9 whose cost on the calibration text stays within the budget
-// against the same pack run dense. Adds "sparsity" to the pack's manifest.
+// The guesser's rank: --guesser-rank, or the largest whose F16 weights cost at most 10% of
+// an FFN's stored bytes (at 50% sparsity a dearer guesser eats much of the gain).
+absl::StatusOr<int64_t> GuesserRank(const QuantizeFlags& f, const model::Transformer& pack) {
+  if (f.guesser_rank == "auto") return quant::DefaultGuesserRank(pack, 0.10);
+  int64_t r = 0;
+  if (!absl::SimpleAtoi(f.guesser_rank, &r) || r < 1 || r > pack.config().hidden_size) {
+    return absl::InvalidArgumentError(absl::StrCat("--guesser-rank \"", f.guesser_rank,
+                                                   "\": expected auto or an integer in [1, ",
+                                                   pack.config().hidden_size, "]"));
+  }
+  return r;
+}
+
+// Activation sparsity: thresholds from the written pack's own FFN (quantized gates, INT8
+// activations: what the runtime computes) on the calibration chunks — of |SiLU(gate)| for CATS,
+// of the guesser's predicted scores for lowrank (fitted first, from the same pass's FFN inputs;
+// its scores binned in a second pass) — then, for `auto`, the highest target of 0.3..0.9 whose
+// cost on the calibration text stays within the budget against the same pack run dense. Adds
+// "sparsity" (and for lowrank model::kGuesserFile) to the pack.
 absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p) {
   if (p.chunks.empty()) return absl::FailedPreconditionError("--sparsity needs calibration text");
+  const bool lowrank = f.sparsity_predictor == "lowrank";
   ThreadPool& pool = *p.loaded.pool;
   ASSIGN_OR_RETURN(auto pack, model::Transformer::Load(f.out, &pool, {.check_finite = false, .sparsity = false}));
   quant::FfnActivationStatistics stats(*pack, pool);
+  std::optional<quant::FfnInputCovariance> covariance;
+  if (lowrank) covariance.emplace(pack->config());
+  quant::ObserverFanout observers({&stats});
+  if (lowrank) observers.Add(&*covariance);
   {
     Progress progress("sparsity statistics");
     for (size_t i = 0; i < p.chunks.size(); ++i) {
       progress.Update(static_cast<int64_t>(i), static_cast<int64_t>(p.chunks.size()), "sequences");
-      RETURN_IF_ERROR(quant::CollectFfnStatistics(*pack, {p.chunks[i]}, stats));
+      RETURN_IF_ERROR(quant::CollectFfnStatistics(*pack, {p.chunks[i]}, observers));
     }
   }
+  int64_t rank = 0;
+  std::shared_ptr<const model::FfnGuesser> guesser;
+  std::optional<quant::GuesserScoreStatistics> scores;
+  if (lowrank) {
+    ASSIGN_OR_RETURN(rank, GuesserRank(f, *pack));
+    RETURN_IF_ERROR(quant::FitFfnGuesser(*pack, *covariance, rank, f.out, pool));
+    model::PackSparsity spec;
+    spec.predictor = "lowrank";
+    spec.rank = rank;
+    ASSIGN_OR_RETURN(guesser, model::FfnGuesser::Load(f.out, pack->config(), spec));
+    scores.emplace(*guesser, pack->config(), pool);
+    Progress progress("guesser scores");
+    for (size_t i = 0; i < p.chunks.size(); ++i) {
+      progress.Update(static_cast<int64_t>(i), static_cast<int64_t>(p.chunks.size()), "sequences");
+      RETURN_IF_ERROR(quant::CollectFfnStatistics(*pack, {p.chunks[i]}, *scores));
+    }
+    pack->SetFfnGuesser(guesser);
+    size_t ffn_bytes = 0;
+    for (int64_t l = 0; l < pack->config().num_layers; ++l) {
+      const model::TransformerLayer& L = pack->layer(l);
+      ffn_bytes += L.gate->weight_bytes() + L.up->weight_bytes() + L.down->weight_bytes();
+    }
+    std::printf("sparsity: guesser rank %lld, %.1f KiB (%.1f%% of the FFN weights)\n", static_cast<long long>(rank),
+                static_cast<double>(guesser->weight_bytes()) / 1024,
+                100.0 * static_cast<double>(guesser->weight_bytes()) / static_cast<double>(ffn_bytes));
+  }
+  // The thresholds at a target: CATS's |SiLU(gate)| quantiles or the guesser's score quantiles.
+  auto thresholds_at = [&](double target) {
+    model::PackSparsity th = stats.Thresholds(target);
+    if (lowrank) {
+      th.predictor = "lowrank";
+      th.rank = rank;
+      th.thresholds = scores->Thresholds(target);
+    }
+    return th;
+  };
   double target = 0;
   if (f.sparsity == "auto") {
     // The source model, fresh from disk (the quantizer replaced the loaded one's layers).
@@ -433,8 +495,7 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p) {
     std::printf("%-8s %-10s %-10s %-10s %s\n", "target", "KL mean", "top-1 %", "skipped %", "within budget");
     for (int tenth = 3; tenth <= 9; ++tenth) {
       const double s = tenth / 10.0;
-      model::PackSparsity th = stats.Thresholds(s);
-      RETURN_IF_ERROR(pack->SetFfnSparsity(th.thresholds, {}));
+      RETURN_IF_ERROR(pack->SetFfnSparsity(thresholds_at(s).thresholds, {}));
       pack->ResetFfnSparsityCounts();
       ASSIGN_OR_RETURN(quant::EvalResult r, quant::Evaluate(*pack, *source, p.calib_stream, p.bos, eo));
       int64_t total = 0, kept = 0;
@@ -451,18 +512,19 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p) {
     }
     if (target == 0) {
       std::printf("sparsity auto: no target within the budget; the pack stays dense\n");
+      if (lowrank) std::filesystem::remove(absl::StrCat(f.out, "/", model::kGuesserFile));
       return absl::OkStatus();
     }
     std::printf("sparsity auto: target %.1f\n", target);
   } else {
     ASSIGN_OR_RETURN(target, ParseSparsityTarget(f.sparsity));
   }
-  model::PackSparsity sparsity = stats.Thresholds(target);
+  model::PackSparsity sparsity = thresholds_at(target);
   sparsity.measured_on = "quantized";
   RETURN_IF_ERROR(quant::WritePackSparsity(f.out, sparsity));
-  std::printf("sparsity: predictor cats, target %.2f, thresholds from %lld calibration tokens of the quantized "
+  std::printf("sparsity: predictor %s, target %.2f, thresholds from %lld calibration tokens of the quantized "
               "model\n",
-              target, static_cast<long long>(sparsity.calibration_tokens));
+              sparsity.predictor.c_str(), target, static_cast<long long>(sparsity.calibration_tokens));
   return absl::OkStatus();
 }
 
@@ -589,6 +651,23 @@ void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
             return t.ok() ? std::string() : std::string(t.status().message());
           },
           "off|auto|TARGET"));
+  cmd->add_option("--sparsity-predictor", flags->sparsity_predictor,
+                  "Which rule skips FFN neurons: cats (a dense gate, then |SiLU(gate)| against a per-layer "
+                  "threshold) or lowrank (a trained rank-r guesser predicts gate and up from the FFN input, so "
+                  "gate rows are skipped too; stored in guesser.safetensors, pack format version 2)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cats", "lowrank"}));
+  cmd->add_option("--guesser-rank", flags->guesser_rank,
+                  "--sparsity-predictor lowrank: the guesser's rank, or auto (the largest whose F16 weights cost at "
+                  "most 10% of an FFN's stored bytes)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            int64_t r = 0;
+            if (v == "auto" || (absl::SimpleAtoi(v, &r) && r >= 1)) return std::string();
+            return std::string("must be auto or an integer >= 1");
+          },
+          "auto|RANK"));
   cmd->add_option("--sparsity-kl-budget", flags->sparsity_kl_budget,
                   "--sparsity auto: allowed KL increase as a share of the dense pack's KL")
       ->capture_default_str()

@@ -52,7 +52,7 @@ absl::StatusOr<std::vector<float>> LoadVector(const TensorStore& store, const st
 // within one layer.
 struct LayerScratch {
   std::vector<float> hidden, last, normed, delta;
-  std::vector<float> q, k, v, ctx, gate, up;
+  std::vector<float> q, k, v, ctx, gate, up, scores;
   // Attention: each batch row's sequence and position, and the K/V row pointers of every
   // sequence back to back (sequence s's from kv_table_begin[s]).
   std::vector<int32_t> row_segment;
@@ -185,6 +185,9 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
     if (options.sparsity && !options.exact && pack->sparsity->target > 0) {
       t->sparsity_thresholds_ = pack->sparsity->thresholds;
       t->active_thresholds_ = pack->sparsity->active_thresholds;
+      if (pack->sparsity->predictor == "lowrank") {
+        ASSIGN_OR_RETURN(t->guesser_, FfnGuesser::Load(dir, c, *pack->sparsity));
+      }
     }
   }
   if (!options.exact) {
@@ -422,6 +425,42 @@ void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, float* 
   counts.total += n * inter;
 }
 
+void Transformer::GuessedGateUp(int64_t layer, const float* x, int64_t n, float* gate, float* up) {
+  const TransformerLayer& L = layers_[layer];
+  const int64_t inter = config_.intermediate_size;
+  LayerScratch& scratch = Scratch();
+  float* scores = Reuse(scratch.scores, n * inter);
+  guesser_->Scores(layer, x, n, scores, *pool_);
+  // Dense gate and up, every neuron's product, then the predicted-inactive ones set to +0: a
+  // kept neuron carries the dense bits, as with CATS (the decode kernels skip the rest).
+  ForwardSameInput({{L.gate.get(), gate}, {L.up.get(), up}}, x, n, *pool_);
+  const float threshold = sparsity_thresholds_[static_cast<size_t>(layer)];
+  const bool recall = measure_ffn_recall_ && !active_thresholds_.empty();
+  const float active_threshold = recall ? active_thresholds_[static_cast<size_t>(layer)] : 0.0f;
+  AtomicFfnCounts& counts = ffn_counts_[layer];
+  pool_->ParallelFor(n, [&](int64_t r0, int64_t r1) {
+    kernels::FfnMaskCounts c;
+    for (int64_t r = r0; r < r1; ++r) {
+      float* g = gate + r * inter;
+      const float* s = scores + r * inter;
+      kernels::SiluMulMasked(g, up + r * inter, inter, -1.0f, g);  // keeps all: the dense product
+      for (int64_t j = 0; j < inter; ++j) {
+        const bool keep = s[j] > threshold;
+        if (recall && std::fabs(g[j]) > active_threshold) {
+          ++c.active;
+          c.kept_active += keep;
+        }
+        c.kept += keep;
+        if (!keep) g[j] = 0.0f;
+      }
+    }
+    counts.kept += c.kept;
+    counts.active += c.active;
+    counts.kept_active += c.kept_active;
+  });
+  counts.total += n * inter;
+}
+
 void Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
   const TransformerLayer& L = layers_[layer];
   const int64_t inter = config_.intermediate_size;
@@ -429,7 +468,9 @@ void Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
   float* gate = Reuse(scratch.gate, n * inter);
   float* up = Reuse(scratch.up, n * inter);
   Notify(layer, LinearSite::kMlpIn, x, n, config_.hidden_size);
-  if (ffn_sparsity_enabled()) {
+  if (ffn_sparsity_enabled() && guesser_ != nullptr) {
+    GuessedGateUp(layer, x, n, gate, up);
+  } else if (ffn_sparsity_enabled()) {
     MaskedGateUp(layer, x, n, gate, up);
   } else {
     ForwardGateUpSilu(*L.gate, *L.up, x, n, gate, up, *pool_);

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/thread_pool.h"
+#include "model/ffn_guesser.h"
 #include "model/kv_cache.h"
 #include "model/linear.h"
 #include "model/low_bit_linear.h"
@@ -122,6 +123,7 @@ class Transformer {
   void set_observer(ActivationObserver* observer) { observer_ = observer; }
   // The layers' linear ops, for quantization tools (layer l, or the LM head).
   TransformerLayer& layer(int64_t l) { return layers_[l]; }
+  const TransformerLayer& layer(int64_t l) const { return layers_[l]; }
   LinearOp& lm_head() { return *lm_head_; }
   // Replaces the LM head (quantization tools).
   void set_lm_head(std::unique_ptr<LinearOp> head) { lm_head_ = std::move(head); }
@@ -153,6 +155,10 @@ class Transformer {
   // Replaces the per-layer thresholds (quantize's search over targets; empty: dense FFN).
   // `active_thresholds` may be empty (no recall) or have one entry per layer.
   absl::Status SetFfnSparsity(std::vector<float> thresholds, std::vector<float> active_thresholds);
+  // The rule the thresholds apply to: null = CATS (|SiLU(gate)|), else the guesser's scores
+  // (predictor "lowrank"). Load installs the pack's; quantize installs the one it fits.
+  void SetFfnGuesser(std::shared_ptr<const FfnGuesser> guesser) { guesser_ = std::move(guesser); }
+  const FfnGuesser* ffn_guesser() const { return guesser_.get(); }
 
   // Bytes of weights streamed per decoded token (bandwidth figures in benchmarks).
   size_t weight_bytes_per_token() const;
@@ -165,6 +171,8 @@ class Transformer {
   void Mlp(int64_t layer, const float* x, int64_t n, float* out);
   // gate = the masked SiLU(gate)·up of the sparse FFN (up is scratch); counts the neurons.
   void MaskedGateUp(int64_t layer, const float* x, int64_t n, float* gate, float* up);
+  // The same with the guesser's rule: neurons whose predicted score is <= the threshold.
+  void GuessedGateUp(int64_t layer, const float* x, int64_t n, float* gate, float* up);
 
   void Notify(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) {
     if (observer_ != nullptr) observer_->Observe(layer, site, x, rows, width);
@@ -184,6 +192,7 @@ class Transformer {
   std::unique_ptr<LinearOp> lm_head_;
   // Per layer |SiLU(gate)| thresholds (empty: dense FFN) and the active thresholds of recall.
   std::vector<float> sparsity_thresholds_, active_thresholds_;
+  std::shared_ptr<const FfnGuesser> guesser_;  // null: the CATS rule
   bool measure_ffn_recall_ = false;
   struct AtomicFfnCounts {
     std::atomic<int64_t> total{0}, kept{0}, active{0}, kept_active{0};

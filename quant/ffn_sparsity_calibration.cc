@@ -1,5 +1,6 @@
 #include "quant/ffn_sparsity_calibration.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdio>
@@ -84,8 +85,8 @@ model::PackSparsity FfnActivationStatistics::Thresholds(double target) const {
 }
 
 absl::Status CollectFfnStatistics(model::Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
-                                  FfnActivationStatistics& stats) {
-  model.set_observer(&stats);
+                                  model::ActivationObserver& observer) {
+  model.set_observer(&observer);
   std::vector<float> logits(static_cast<size_t>(model.config().vocab_size));
   for (const auto& chunk : chunks) {
     model::KvCache cache = model.NewCache(static_cast<int64_t>(chunk.size()));
@@ -114,6 +115,15 @@ absl::Status WritePackSparsity(const std::string& pack_dir, const model::PackSpa
                         {"active_thresholds", std::move(active)},
                         {"calibration_tokens", sparsity.calibration_tokens}};
   if (!sparsity.measured_on.empty()) o["measured_on"] = sparsity.measured_on;
+  if (sparsity.predictor == "lowrank") {
+    o["rank"] = sparsity.rank;
+    // The guesser's tensors are a layout a version-1 reader cannot run.
+    manifest["format_version"] = std::max<int64_t>(model::kPackFormatVersionGuesser,
+                                                   manifest.contains("format_version") &&
+                                                           manifest.at("format_version").is_int64()
+                                                       ? manifest.at("format_version").get_int64()
+                                                       : 0);
+  }
   manifest["sparsity"] = std::move(o);
   // What a reader will accept, checked before anything replaces the manifest.
   const std::string new_text = boost::json::serialize(v) + "\n";

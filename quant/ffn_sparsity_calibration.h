@@ -57,9 +57,22 @@ class FfnActivationStatistics : public model::ActivationObserver {
   int64_t tokens_ = 0;  // counted at layer 0
 };
 
-// Runs `model` over the chunks with `stats` observing.
+// Several observers of one forward pass (one calibration pass feeds every statistic).
+class ObserverFanout : public model::ActivationObserver {
+ public:
+  explicit ObserverFanout(std::vector<model::ActivationObserver*> observers) : observers_(std::move(observers)) {}
+  void Add(model::ActivationObserver* o) { observers_.push_back(o); }
+  void Observe(int64_t layer, model::LinearSite site, const float* x, int64_t rows, int64_t width) override {
+    for (model::ActivationObserver* o : observers_) o->Observe(layer, site, x, rows, width);
+  }
+
+ private:
+  std::vector<model::ActivationObserver*> observers_;
+};
+
+// Runs `model` over the chunks with `observer` watching.
 absl::Status CollectFfnStatistics(model::Transformer& model, const std::vector<std::vector<int32_t>>& chunks,
-                                  FfnActivationStatistics& stats);
+                                  model::ActivationObserver& observer);
 
 // Adds (or replaces) the "sparsity" object of the manifest in `pack_dir`, validated as a
 // reader would, written to a temporary file and renamed over accullm.json.

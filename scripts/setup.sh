@@ -18,6 +18,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin iproute2 bc
   prometheus-cpp-dev libhwy-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libeigen3-dev  # quant/: the FFN guesser's linear algebra (header-only)
   python3 python3-numpy libopenblas0-pthread
   # ops tests (tests/ops): promtool, the chart renderer (Go + sprig + yaml), its validator, yamllint
   prometheus golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev python3-kubernetes yamllint

@@ -60,11 +60,17 @@ absl::StatusOr<PackSparsity> ParsePackSparsity(const json::value& v, size_t laye
   const json::object& o = v.get_object();
   PackSparsity s;
   ASSIGN_OR_RETURN(s.predictor, GetString(o, "predictor"));
-  // Only the training-free CATS rule exists; a predictor that needs tensors of its own (the
-  // trained guesser) comes with a format version bump, so an unknown name here is damage.
-  if (s.predictor != "cats") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"sparsity\".\"predictor\" is \"", s.predictor, "\"; this build knows \"cats\""));
+  // CATS needs nothing but thresholds; the trained guesser has tensors of its own (kGuesserFile,
+  // checked when the model loads) and a rank. Anything else is damage or a newer writer.
+  if (s.predictor != "cats" && s.predictor != "lowrank") {
+    return absl::InvalidArgumentError(absl::StrCat("\"sparsity\".\"predictor\" is \"", s.predictor,
+                                                   "\"; this build knows \"cats\" and \"lowrank\""));
+  }
+  if (s.predictor == "lowrank") {
+    auto rank = GetInt(o, "rank");
+    if (!rank.ok() || *rank < 1 || *rank > (int64_t{1} << 20))
+      return absl::InvalidArgumentError("\"sparsity\" with predictor \"lowrank\" needs a \"rank\" integer >= 1");
+    s.rank = *rank;
   }
   auto target = GetNumber(o, "target");
   if (!target.ok()) return absl::InvalidArgumentError("\"sparsity\".\"target\" must be a number in [0, 1)");
@@ -180,6 +186,11 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
   }
   if (const json::value* sp = o.if_contains("sparsity"); sp != nullptr) {
     ASSIGN_OR_RETURN(m.sparsity, ParsePackSparsity(*sp, m.layer_precision.size()));
+    if (m.sparsity->predictor == "lowrank" && m.format_version < kPackFormatVersionGuesser) {
+      return absl::InvalidArgumentError(absl::StrCat("\"sparsity\".\"predictor\" \"lowrank\" needs format_version >= ",
+                                                     kPackFormatVersionGuesser, " (the manifest says ",
+                                                     m.format_version, ")"));
+    }
   }
   return absl::OkStatus();
 }

@@ -18,8 +18,13 @@
 
 namespace accullm::model {
 
-inline constexpr int kPackFormatVersion = 1;
+inline constexpr int kPackFormatVersion = 2;
+// Version 2 added the trained FFN guesser (sparsity predictor "lowrank" with a tensor file of
+// its own): a version-1 reader refuses such a pack as newer instead of running it wrong.
+inline constexpr int kPackFormatVersionGuesser = 2;
 inline constexpr const char* kPackManifestFile = "accullm.json";
+// The guesser's tensors (sparsity predictor "lowrank"), beside model.safetensors.
+inline constexpr const char* kGuesserFile = "guesser.safetensors";
 
 struct PackCanary {
   std::string prompt;
@@ -29,12 +34,16 @@ struct PackCanary {
 
 // Activation sparsity in the FFN (optional "sparsity" object). With predictor "cats", neuron j
 // of layer l is skipped for a token when |SiLU(gate_j(x))| <= thresholds[l]: its h_j is +0 and
-// down reads that zero. `active_thresholds[l]` defines which neurons truly matter
+// down reads that zero. With predictor "lowrank" (the trained guesser, model/ffn_guesser.h),
+// the rule reads a prediction from the FFN input instead: j is skipped when
+// |SiLU(ĝ_j)·û_j| <= thresholds[l], [ĝ; û] = out_l · (in_l · x) with rank-`rank` matrices
+// stored in kGuesserFile. `active_thresholds[l]` defines which neurons truly matter
 // (|SiLU(gate_j)·up_j| above it), the reference that eval's recall is measured against. Both
 // come from calibration quantiles at `target` (the share of neurons skipped). Readers that
 // predate the field run the pack dense: same weights, exact FFN, only slower.
 struct PackSparsity {
-  std::string predictor;                 // "cats" (dense gate, threshold on |SiLU(gate)|); a trained guesser later
+  std::string predictor;                 // "cats" (dense gate, threshold on |SiLU(gate)|) or "lowrank"
+  int64_t rank = 0;                      // "lowrank" only: the guesser's rank (>= 1)
   double target = 0;                     // intended share of FFN neurons skipped, [0, 1)
   std::vector<float> thresholds;         // per layer, finite, >= 0
   std::vector<float> active_thresholds;  // per layer, finite, >= 0

@@ -13,9 +13,9 @@ source tests/integration/test_prelude.sh "$@"
   && pass "the unedited pack loads" || fail "unedited pack refused: $(cat "$TMP/err")"
 
 cp -r "$TMP/pack" "$TMP/bad"
-sed -i 's/"format_version":1/"format_version":2/' "$TMP/bad/accullm.json"
-if "$ACCULLM" generate --model "$TMP/bad" --prompt-ids 1 --output-ids 2>"$TMP/err" >/dev/null; then fail "version 2 pack accepted"
-else grep -q "^error: .*format version 2 is not supported" "$TMP/err" && pass "wrong pack version refused" || fail "version error: $(cat "$TMP/err")"; fi
+sed -i 's/"format_version":2/"format_version":3/' "$TMP/bad/accullm.json"
+if "$ACCULLM" generate --model "$TMP/bad" --prompt-ids 1 --output-ids 2>"$TMP/err" >/dev/null; then fail "version 3 pack accepted"
+else grep -q "^error: .*format version 3 is not supported" "$TMP/err" && pass "wrong pack version refused" || fail "version error: $(cat "$TMP/err")"; fi
 
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]

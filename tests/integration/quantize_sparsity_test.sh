@@ -78,5 +78,32 @@ for cmd in generate serve eval logits; do
   grep -q -- "--sparsity" <<<"$help_text" && pass "$cmd --help lists --sparsity" || fail "$cmd --help"
 done
 
+# The trained guesser (--sparsity-predictor lowrank): its tensors in guesser.safetensors, the
+# manifest at format version 2 with the rank, eval near the target on held-out text, and a
+# damaged guesser file refused at load.
+"$ACCULLM" quantize --out "$TMP/lr" --sparsity 0.5 --sparsity-predictor lowrank --guesser-rank 16 \
+  --fp16-layers none --calib-samples 16 >"$TMP/lr.out" 2>"$TMP/lr.err" || { cat "$TMP/lr.err"; exit 1; }
+grep "^sparsity:" "$TMP/lr.out"
+$PY - "$TMP/lr/accullm.json" <<'PY' && pass "manifest: lowrank guesser, rank 16, format version 2" || fail "lowrank manifest"
+import json, sys
+m = json.load(open(sys.argv[1]))
+s = m["sparsity"]
+assert m["format_version"] == 2 and s["predictor"] == "lowrank" and s["rank"] == 16 and s["target"] == 0.5, m
+PY
+[ -s "$TMP/lr/guesser.safetensors" ] && pass "guesser.safetensors written" || fail "no guesser.safetensors"
+evaluate "$TMP/lr" $MODEL "$TMP/lr.json" || exit 1
+check "$TMP/lr.json" ffn_sparsity ">=" 0.4 "lowrank, held-out text, target 0.5"
+check "$TMP/lr.json" ffn_sparsity "<=" 0.6 "lowrank, held-out text, target 0.5"
+check "$TMP/lr.json" guesser_recall ">" 0.5 "lowrank recall"
+"$ACCULLM" quantize --out "$TMP/lr-bad" --sparsity 0.5 --sparsity-predictor lowrank --guesser-rank 0 \
+  >"$TMP/rank.out" 2>&1 && fail "--guesser-rank 0 accepted" || { grep -q "guesser-rank" "$TMP/rank.out" \
+  && pass "--guesser-rank 0 refused" || { cat "$TMP/rank.out"; fail "--guesser-rank 0: unclear error"; }; }
+head -c 4096 "$TMP/lr/guesser.safetensors" >"$TMP/lr/g.part" && mv "$TMP/lr/g.part" "$TMP/lr/guesser.safetensors"
+"$ACCULLM" logits --model "$TMP/lr" --prompt-ids 1,420,435 --out "$TMP/x.bin" >"$TMP/trunc.out" 2>&1 \
+  && fail "truncated guesser accepted" || { grep -q "guesser.safetensors" "$TMP/trunc.out" \
+  && pass "truncated guesser.safetensors refused" || { cat "$TMP/trunc.out"; fail "truncated guesser: unclear error"; }; }
+"$ACCULLM" logits --model "$TMP/lr" --sparsity off --prompt-ids 1,420,435 --out "$TMP/x.bin" 2>"$TMP/off.err" \
+  && pass "--sparsity off does not read the guesser" || { cat "$TMP/off.err"; fail "--sparsity off read the guesser"; }
+
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]

@@ -367,7 +367,7 @@ TEST_F(PackTest, CanaryCheckFailsOnNanLogits) {
 
 TEST_F(PackTest, RefusesWrongFormatVersion) {
   const std::string p = CopyPack("version");
-  Replace(p + "/accullm.json", "\"format_version\":1", "\"format_version\":99");
+  Replace(p + "/accullm.json", "\"format_version\":2", "\"format_version\":99");
   const std::string error = LoadError(p);
   EXPECT_NE(error.find("version 99 is not supported"), std::string::npos) << error;
   EXPECT_NE(error.find("newer than this build"), std::string::npos) << error;

@@ -1,0 +1,52 @@
+// The trained FFN guesser (sparsity predictor "lowrank", model/pack/manifest.h): per layer, a
+// rank-r map from the FFN input x (after RMSNorm) to a prediction of gate and up,
+//   [ĝ; û] = out_l · (in_l · x),  in_l: F16 [r, hidden],  out_l: F16 [2·inter, r],
+// and a neuron j is predicted active when |SiLU(ĝ_j)·û_j| > threshold_l. Unlike CATS it needs
+// no dense gate, so a sparse kernel can skip gate rows too. quant/ffn_guesser_fit.h fits it
+// (reduced-rank regression of the pack's own gate and up on calibration inputs).
+// Both products run through DenseLinear (batch-invariant kernels) and the score is
+// elementwise, so a row's prediction never depends on the batch it came in.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/thread_pool.h"
+#include "model/linear.h"
+#include "model/model_config.h"
+#include "model/pack/manifest.h"
+#include "model/safetensors.h"
+
+namespace accullm::model {
+
+// Tensor names in kGuesserFile.
+std::string GuesserInName(int64_t layer);   // "model.layers.L.mlp.guesser.in"
+std::string GuesserOutName(int64_t layer);  // "model.layers.L.mlp.guesser.out"
+
+class FfnGuesser {
+ public:
+  // Opens `dir`/kGuesserFile and checks every layer's two tensors: present, F16, shaped
+  // [rank, hidden] and [2·intermediate, rank], finite; refusals name the file and tensor.
+  static absl::StatusOr<std::unique_ptr<FfnGuesser>> Load(const std::string& dir, const ModelConfig& config,
+                                                          const PackSparsity& sparsity);
+
+  int64_t rank() const { return rank_; }
+  // Bytes of the guesser's weights (counted in the pack's bytes and a decode step's reads).
+  size_t weight_bytes() const;
+
+  // scores[r·inter + j] = |SiLU(ĝ_j)·û_j| for rows r < n of x [n, hidden].
+  void Scores(int64_t layer, const float* x, int64_t n, float* scores, ThreadPool& pool) const;
+
+ private:
+  struct Layer {
+    std::unique_ptr<DenseLinear> in, out;
+  };
+  std::unique_ptr<SafetensorsFile> file_;  // the tensors' bytes
+  std::vector<Layer> layers_;
+  int64_t rank_ = 0, inter_ = 0;
+};
+
+}  // namespace accullm::model
