@@ -27,14 +27,21 @@ struct Scheduler::Sequence {
   SequenceParams params;
   std::shared_ptr<GenerationStream> stream;
   int index;
-  uint64_t id = 0;
+  uint64_t order = 0;  // arrival order (Submit's): the newest is preempted first
+  uint64_t id = 0;     // the executor's name for it; a new one each time it is (re)admitted
   bool opened = false;                      // known to the executor (sampler and KV live there)
   std::optional<text::StopText> stop_text;  // none without a tokenizer: ids only
   // The sequence's block table in pool_ (the stages store its rows at these ids) and, as its
-  // length, the positions launched so far.
+  // length, the positions launched so far. Blocks are taken as the sequence grows.
   std::optional<model::KvCache> cache;
-  int64_t prefilled = 0;  // prompt tokens already in the cache
+  // Tokens to prefill before decoding: the prompt, or after a preemption the prompt and every
+  // token generated so far (recomputed; the last prefill row samples the next new token).
+  int64_t prefill_len = 0;
+  int64_t prefilled = 0;  // of those, already launched
   int64_t generated = 0;
+  std::vector<int32_t> output;  // the generated ids (streamed already): what a recompute feeds
+  int preemptions = 0;
+  bool preempted = false;  // preempted in this iteration: goes back to the waiting queue
   int32_t last = 0;  // the token to feed next when decoding
   Clock::time_point arrival, last_token_time;
   bool finished = false;
@@ -45,8 +52,14 @@ struct Scheduler::Sequence {
   std::optional<speculative::DraftLength> draft_length;
   std::vector<int32_t> context;
 
-  bool decoding() const { return prefilled == static_cast<int64_t>(params.prompt.size()); }
+  bool decoding() const { return prefilled == prefill_len; }
+  bool idle() const { return !busy && !finished && !preempted; }
   int64_t positions() const { return static_cast<int64_t>(params.prompt.size()) + params.max_tokens; }
+  // The token fed at `position` by a prefill: the prompt's, then the generated ones.
+  int32_t token_at(int64_t position) const {
+    const int64_t n = static_cast<int64_t>(params.prompt.size());
+    return position < n ? params.prompt[static_cast<size_t>(position)] : output[static_cast<size_t>(position - n)];
+  }
 };
 
 namespace {
@@ -79,6 +92,8 @@ Scheduler::Scheduler(pipeline::BatchExecutor& executor, const model::ModelConfig
   config_.max_num_seqs = std::max(1, config_.max_num_seqs);
   config_.max_batch_tokens = std::max<int64_t>(config_.max_batch_tokens, config_.max_num_seqs);
   config_.prefill_chunk = std::max<int64_t>(1, config_.prefill_chunk);
+  // vLLM's default watermark: 1% of the pool.
+  watermark_ = std::max<int64_t>(1, pool_.num_blocks() / 100);
   eos_ = model::EndOfSequenceIds(mc, tokenizer);
 }
 
@@ -151,8 +166,11 @@ absl::Status Scheduler::Submit(std::vector<SequenceParams> choices, std::shared_
       return absl::ResourceExhaustedError(
           absl::StrCat("the request queue is full (", config_.max_waiting, " sequences waiting); retry later"));
     }
-    for (int i = 0; i < n; ++i)
+    for (int i = 0; i < n; ++i) {
       incoming_.push_back(std::make_unique<Sequence>(std::move(choices[i]), stream, i, tokenizer_));
+      incoming_.back()->order = next_order_++;
+      incoming_.back()->prefill_len = static_cast<int64_t>(incoming_.back()->params.prompt.size());
+    }
     num_waiting_ += n;
   }
   cv_.notify_all();
@@ -209,25 +227,31 @@ void Scheduler::Admit() {
   const int64_t block = pool_.block_size();
   while (static_cast<int>(running_.size()) < config_.max_num_seqs && !waiting_.empty()) {
     Sequence& s = *waiting_.front();
-    const int64_t need = s.positions();
-    // First come, first served: a head that does not fit waits for blocks (no overtaking,
-    // so a long request cannot starve).
-    if (pool_.free_blocks() < (need + block - 1) / block) break;
-    s.cache.emplace(&pool_, config_.context);
-    if (!s.cache->Reserve(need).ok()) {
+    // The blocks its prefill writes are taken now; decode blocks as it grows. Beside others,
+    // `watermark_` blocks stay free after admission so the running sequences can grow a while
+    // before anyone is preempted; alone it may take everything (Submit checked it fits).
+    // First come, first served: a head that does not fit waits (no overtaking, so a long
+    // request cannot starve).
+    const int64_t need = (s.prefill_len + block - 1) / block;
+    if (pool_.free_blocks() - need < (running_.empty() ? 0 : watermark_)) break;
+    if (!s.cache) s.cache.emplace(&pool_, config_.context);
+    if (!s.cache->Reserve(s.prefill_len).ok()) {
       s.cache->Release();
       break;
     }
-    if (metrics_ != nullptr && !s.params.internal)
+    if (metrics_ != nullptr && !s.params.internal && s.preemptions == 0)
       metrics_->request_queue_time_seconds().Observe(Seconds(Clock::now() - s.arrival));
     const SpeculationOptions& spec = config_.speculation;
-    if (spec.mode == SpeculationOptions::Mode::kDraft && spec.draft != nullptr) {
+    if (s.proposer != nullptr) {
+      // Readmitted after a preemption: the proposer (and the draft model's private cache) kept
+      // its state; its context is still the prompt and every generated token.
+    } else if (spec.mode == SpeculationOptions::Mode::kDraft && spec.draft != nullptr) {
       // Its own KV cache for the sequence's positions (the draft's rows, on this process).
-      s.proposer = std::make_unique<speculative::ModelDraftProposer>(*spec.draft, s.params.sampling, need);
+      s.proposer = std::make_unique<speculative::ModelDraftProposer>(*spec.draft, s.params.sampling, s.positions());
     } else if (spec.mode == SpeculationOptions::Mode::kNgram) {
       s.proposer = std::make_unique<speculative::NgramDraftProposer>();
     }
-    if (s.proposer != nullptr) {
+    if (s.proposer != nullptr && !s.draft_length) {
       s.draft_length.emplace(spec.max_draft_tokens);
       s.context = s.params.prompt;
     }
@@ -237,6 +261,56 @@ void Scheduler::Admit() {
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
   }
+}
+
+bool Scheduler::Grow(Sequence& s, int64_t n) {
+  while (true) {
+    const absl::Status st = s.cache->Reserve(n);
+    if (st.ok()) return true;
+    if (!absl::IsResourceExhausted(st)) {  // past the context: Submit's checks make it unreachable
+      Finish(s, "error", {}, std::string(st.message()));
+      return false;
+    }
+    // The pool is out of blocks: preempt the newest idle sequence (this one if it is the
+    // newest). One in flight cannot be touched (the stages are using its blocks): if only
+    // those are newer, `s` waits for them to come back.
+    Sequence* victim = nullptr;
+    for (auto& r : running_)
+      if (r->idle() && (victim == nullptr || r->order > victim->order)) victim = r.get();
+    if (victim == nullptr) return false;
+    Preempt(*victim);
+    if (victim == &s) return false;
+  }
+}
+
+void Scheduler::Preempt(Sequence& s) {
+  // vLLM's recompute policy: drop the KV rows everywhere and prefill the prompt and the tokens
+  // generated so far again on readmission. Nothing streamed is sent again: the stream and its
+  // stop-text state stay, and sampling is keyed by position (model/sampler.h), so the token
+  // the recompute samples is the one the sequence would have sampled next.
+  s.cache->Release();
+  executor_.Release(s.id);  // before the next micro-batch, whose items may take its blocks
+  s.opened = false;
+  s.prefilled = 0;
+  s.prefill_len = static_cast<int64_t>(s.params.prompt.size()) + s.generated;
+  s.preempted = true;
+  ++s.preemptions;
+  ++preemptions_;
+  if (metrics_ != nullptr) metrics_->num_preemptions_total().Increment();
+  spdlog::debug("sequence {} preempted after {} tokens (KV pool full); {} positions to recompute", s.id, s.generated,
+                s.prefill_len);
+}
+
+void Scheduler::RequeuePreempted() {
+  for (auto& r : running_) {
+    if (!r->preempted) continue;
+    r->preempted = false;
+    // Back in arrival order: preempted sequences are older than most waiting ones, so they
+    // are readmitted first.
+    auto at = std::find_if(waiting_.begin(), waiting_.end(), [&](const auto& w) { return w->order > r->order; });
+    waiting_.insert(at, std::move(r));
+  }
+  running_.erase(std::remove(running_.begin(), running_.end(), nullptr), running_.end());
 }
 
 void Scheduler::UpdateGauges() {
@@ -250,6 +324,7 @@ void Scheduler::UpdateGauges() {
   metrics_->num_requests_running().Set(num_running_.load());
   const int64_t free = pool_.free_blocks();
   metrics_->kv_cache_free_blocks().Set(static_cast<double>(free));
+  metrics_->kv_cache_used_blocks().Set(static_cast<double>(pool_.num_blocks() - free));
   metrics_->kv_cache_usage_perc().Set(pool_.num_blocks() > 0 ? 1.0 - static_cast<double>(free) / pool_.num_blocks()
                                                              : 0);
 }
@@ -266,6 +341,7 @@ void Scheduler::Iterate() {
   const size_t depth = static_cast<size_t>(std::max(1, executor_.micro_batches()));
   while (in_flight_.size() < depth && LaunchMicroBatch(depth)) {
   }
+  RequeuePreempted();
   if (in_flight_.empty()) return;
   CompleteOldest();
   running_.erase(std::remove_if(running_.begin(), running_.end(), [](const auto& s) { return s->finished; }),
@@ -285,39 +361,48 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
   // decodes in this micro-batch: drafts never crowd a sequence out of its decode step.
   int64_t decoders = 0;
   for (auto& s : running_)
-    if (!s->busy && !s->finished && s->decoding()) ++decoders;
+    if (s->idle() && s->decoding()) ++decoders;
   int64_t spare = budget - std::min<int64_t>({decoders, static_cast<int64_t>(share), budget});
+  const int64_t block = pool_.block_size();
   for (auto& s : running_) {  // decode tokens first, one per idle decoding sequence
-    if (s->busy || s->finished || !s->decoding()) continue;
+    if (!s->idle() || !s->decoding()) continue;
     if (mb.owners.size() >= share || budget <= 0) break;
-    const std::vector<int32_t> draft = Draft(*s, spare);
+    // A block for the decode row (preempting newer sequences when the pool is out), then a
+    // draft no longer than its blocks and the free ones above the watermark can take: a
+    // guess never preempts anyone.
+    const int64_t length = s->cache->length();
+    if (!Grow(*s, length + 1)) continue;
+    const int64_t room =
+        (s->cache->blocks_held() + std::max<int64_t>(0, pool_.free_blocks() - watermark_)) * block - (length + 1);
+    const std::vector<int32_t> draft = Draft(*s, std::min(spare, room));
     const int64_t verify = static_cast<int64_t>(draft.size());
+    if (!s->cache->Reserve(length + 1 + verify).ok()) continue;  // cannot happen: room counted it
     spare -= verify;
     tokens.push_back(s->last);
     tokens.insert(tokens.end(), draft.begin(), draft.end());
     items.push_back({s->id, &*s->cache, 1 + verify, true, verify});
     mb.owners.push_back(s.get());
+    s->busy = true;  // taken: neither a victim nor a second item of this micro-batch
     budget -= 1 + verify;
   }
   int64_t prefill_tokens = 0;
-  for (auto& s : running_) {  // then prompt chunks with what is left
-    if (s->busy || s->finished || s->decoding() || budget <= 0) continue;
-    const int64_t prompt = static_cast<int64_t>(s->params.prompt.size());
-    const int64_t chunk = std::min({prompt - s->prefilled, config_.prefill_chunk, budget});
-    tokens.insert(tokens.end(), s->params.prompt.begin() + s->prefilled,
-                  s->params.prompt.begin() + s->prefilled + chunk);
-    // The last chunk of the prompt yields the first token.
-    items.push_back({s->id, &*s->cache, chunk, s->prefilled + chunk == prompt});
+  for (auto& s : running_) {  // then prefill chunks with what is left (their blocks were taken at admission)
+    if (!s->idle() || s->decoding() || budget <= 0) continue;
+    const int64_t chunk = std::min({s->prefill_len - s->prefilled, config_.prefill_chunk, budget});
+    for (int64_t p = s->prefilled; p < s->prefilled + chunk; ++p) tokens.push_back(s->token_at(p));
+    // The last chunk yields the next token (the first, or a recomputed sequence's next).
+    items.push_back({s->id, &*s->cache, chunk, s->prefilled + chunk == s->prefill_len});
     mb.owners.push_back(s.get());
+    s->busy = true;
     budget -= chunk;
-    if (!s->params.internal) prefill_tokens += chunk;
+    // The prompt as clients sent it, once: a preempted sequence's recompute is not counted.
+    if (!s->params.internal && s->preemptions == 0) prefill_tokens += chunk;
   }
   if (items.empty()) return false;
   for (size_t i = 0; i < items.size(); ++i) {
     mb.n_tokens.push_back(items[i].n_tokens);
     mb.sample.push_back(items[i].sample);
     mb.verify.push_back(items[i].verify);
-    mb.owners[i]->busy = true;
   }
   if (metrics_ != nullptr) {
     metrics_->iterations_total().Increment();
@@ -415,6 +500,7 @@ void Scheduler::Deliver(Sequence& s, const InFlight& mb, size_t i, absl::Span<co
       return;
     }
     ++s.generated;
+    s.output.push_back(id);
     s.last = id;
     if (s.proposer != nullptr) s.context.push_back(id);
     if (metrics_ != nullptr && !s.params.internal) metrics_->generation_tokens_total().Increment();
@@ -441,12 +527,12 @@ void Scheduler::Deliver(Sequence& s, const InFlight& mb, size_t i, absl::Span<co
   }
   // The rows kept: every position up to the newest token's and the accepted draft tokens'
   // (the target's own token is fed by the next item). The rejected draft rows are cut from
-  // the stages' caches and the last stage's history before the next micro-batch; the
-  // sequence keeps its blocks (reserved whole at admission), so only the length moves.
+  // the stages' caches and the last stage's history before the next micro-batch, and the
+  // blocks past ceil(keep / block_size) go back to the pool here as the stages drop them there.
   const int64_t rejected = verify - (static_cast<int64_t>(tokens.size()) - 1);
   if (rejected > 0) {
     const int64_t keep = s.cache->length() - rejected;
-    s.cache->set_length(keep);
+    s.cache->Truncate(keep);
     executor_.Truncate(s.id, keep);
   }
 }
