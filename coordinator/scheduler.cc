@@ -12,6 +12,7 @@
 #include "speculative/draft_length.h"
 #include "speculative/model_draft_proposer.h"
 #include "speculative/ngram_draft_proposer.h"
+#include "sharding/stage_plan.h"
 #include "text/stop_text.h"
 
 namespace accullm::coordinator {
@@ -42,6 +43,12 @@ struct Scheduler::Sequence {
   std::vector<int32_t> output;  // the generated ids (streamed already): what a recompute feeds
   int preemptions = 0;
   bool preempted = false;  // preempted in this iteration: goes back to the waiting queue
+  // Prefix caching: the leading blocks of its table already offered to (or found in) the
+  // cache, and the cached block the next one's prefix ends with (-1: none yet); `uncacheable`
+  // once the chain broke (an offer refused): no later block is offered.
+  int64_t cache_offered = 0;
+  int32_t cache_parent = -1;
+  bool uncacheable = false;
   int32_t last = 0;  // the token to feed next when decoding
   Clock::time_point arrival, last_token_time;
   bool finished = false;
@@ -55,6 +62,12 @@ struct Scheduler::Sequence {
   bool decoding() const { return prefilled == prefill_len; }
   bool idle() const { return !busy && !finished && !preempted; }
   int64_t positions() const { return static_cast<int64_t>(params.prompt.size()) + params.max_tokens; }
+  // Positions whose rows hold final tokens: every prefilled one, and once decoding every one
+  // before the newest token (fed by the next item; rows past it are unverified drafts).
+  int64_t committed() const {
+    if (!decoding()) return prefilled;
+    return std::min(cache->length(), static_cast<int64_t>(params.prompt.size()) + generated - 1);
+  }
   // The token fed at `position` by a prefill: the prompt's, then the generated ones.
   int32_t token_at(int64_t position) const {
     const int64_t n = static_cast<int64_t>(params.prompt.size());
@@ -94,6 +107,15 @@ Scheduler::Scheduler(pipeline::BatchExecutor& executor, const model::ModelConfig
   config_.prefill_chunk = std::max<int64_t>(1, config_.prefill_chunk);
   // vLLM's default watermark: 1% of the pool.
   watermark_ = std::max<int64_t>(1, pool_.num_blocks() / 100);
+  if (config_.enable_prefix_caching) {
+    // The key's salt: the model's geometry and the KV layout (rows of another dtype or block
+    // size are other bytes). One scheduler serves one model for its lifetime; the cache dies
+    // with it.
+    const kernels::KvRowFormat& f = pool_.storage().format();
+    const uint64_t salt = sharding::ModelFingerprint(mc) ^ (static_cast<uint64_t>(f.dtype) << 56) ^
+                          (static_cast<uint64_t>(pool_.block_size()) << 32) ^ 0x5052454649584b56ull;
+    prefix_cache_ = std::make_unique<PrefixCache>(salt, pool_.block_size());
+  }
   eos_ = model::EndOfSequenceIds(mc, tokenizer);
 }
 
@@ -131,6 +153,9 @@ void Scheduler::Stop() {
   running_.clear();
   num_waiting_ = 0;
   num_running_ = 0;
+  // Nothing will start on a cached block again: every block goes back to the pool (and one a
+  // leaked reference still held would show as missing from it).
+  while (prefix_cache_ && prefix_cache_->evictable() > 0) pool_.allocator().Free(prefix_cache_->Evict());
 }
 
 void Scheduler::Wake() {
@@ -194,7 +219,10 @@ void Scheduler::Loop() {
 void Scheduler::Finish(Sequence& s, const std::string& reason, std::string text, const std::string& error) {
   if (s.finished) return;
   s.finished = true;
-  if (s.cache) s.cache->Release();
+  // Its rows are complete and final up to committed(): the cache keeps them for whoever
+  // starts the same way (not after an executor error: the rows may never have been written).
+  if (reason == "stop" || reason == "length") CacheFullBlocks(s);
+  ReleaseBlocks(s);
   if (s.opened) executor_.Release(s.id);
   StreamEvent e;
   e.index = s.index;
@@ -232,12 +260,41 @@ void Scheduler::Admit() {
     // before anyone is preempted; alone it may take everything (Submit checked it fits).
     // First come, first served: a head that does not fit waits (no overtaking, so a long
     // request cannot starve).
-    const int64_t need = (s.prefill_len + block - 1) / block;
-    if (pool_.free_blocks() - need < (running_.empty() ? 0 : watermark_)) break;
-    if (!s.cache) s.cache.emplace(&pool_, config_.context);
-    if (!s.cache->Reserve(s.prefill_len).ok()) {
-      s.cache->Release();
+    // The choices of one request share their prompt's blocks: a later choice waits until an
+    // earlier one has prefilled it (its blocks then are in the prefix cache).
+    if (prefix_cache_ && std::any_of(running_.begin(), running_.end(), [&](const auto& r) {
+          return r->stream == s.stream && r->preemptions == 0 && !r->decoding();
+        }))
       break;
+    // Prefix caching: the longest cached run of whole blocks of what it prefills, leaving at
+    // least one position to compute (its row gives the next token).
+    std::vector<int32_t> hit;
+    std::vector<int32_t> source;
+    if (prefix_cache_) {
+      source.reserve(static_cast<size_t>(s.prefill_len));
+      for (int64_t p = 0; p < s.prefill_len; ++p) source.push_back(s.token_at(p));
+      hit = prefix_cache_->Lookup(source, (s.prefill_len - 1) / block);
+    }
+    const int64_t cached = static_cast<int64_t>(hit.size()) * block;
+    const int64_t need = (s.prefill_len + block - 1) / block - static_cast<int64_t>(hit.size());
+    if (Available() - need < (running_.empty() ? 0 : watermark_)) {
+      for (int32_t id : hit) prefix_cache_->Unref(id);
+      break;
+    }
+    MakeFree(need);
+    s.cache.emplace(&pool_, config_.context);
+    s.cache->Adopt(hit, cached);
+    if (!s.cache->Reserve(s.prefill_len).ok()) {  // cannot happen: Available() counted them
+      ReleaseBlocks(s);
+      break;
+    }
+    s.prefilled = cached;
+    s.cache_offered = static_cast<int64_t>(hit.size());
+    s.cache_parent = hit.empty() ? -1 : hit.back();
+    s.uncacheable = false;
+    if (metrics_ != nullptr && prefix_cache_ && !s.params.internal) {
+      metrics_->prefix_cache_queries_total().Increment(static_cast<double>(s.prefill_len));
+      metrics_->prefix_cache_hits_total().Increment(static_cast<double>(cached));
     }
     if (metrics_ != nullptr && !s.params.internal && s.preemptions == 0)
       metrics_->request_queue_time_seconds().Observe(Seconds(Clock::now() - s.arrival));
@@ -257,7 +314,8 @@ void Scheduler::Admit() {
     }
     s.id = ++next_seq_id_;
     s.opened = true;
-    executor_.Open(pipeline::SequenceSetup{s.id, s.params.sampling, s.params.logprobs});
+    source.resize(static_cast<size_t>(cached));
+    executor_.Open(pipeline::SequenceSetup{s.id, s.params.sampling, s.params.logprobs, hit, std::move(source)});
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
   }
@@ -270,6 +328,10 @@ bool Scheduler::Grow(Sequence& s, int64_t n) {
     if (!absl::IsResourceExhausted(st)) {  // past the context: Submit's checks make it unreachable
       Finish(s, "error", {}, std::string(st.message()));
       return false;
+    }
+    if (prefix_cache_ && prefix_cache_->evictable() > 0) {  // an unused cached block first
+      pool_.allocator().Free(prefix_cache_->Evict());
+      continue;
     }
     // The pool is out of blocks: preempt the newest idle sequence (this one if it is the
     // newest). One in flight cannot be touched (the stages are using its blocks): if only
@@ -288,7 +350,7 @@ void Scheduler::Preempt(Sequence& s) {
   // generated so far again on readmission. Nothing streamed is sent again: the stream and its
   // stop-text state stay, and sampling is keyed by position (model/sampler.h), so the token
   // the recompute samples is the one the sequence would have sampled next.
-  s.cache->Release();
+  ReleaseBlocks(s);
   executor_.Release(s.id);  // before the next micro-batch, whose items may take its blocks
   s.opened = false;
   s.prefilled = 0;
@@ -299,6 +361,41 @@ void Scheduler::Preempt(Sequence& s) {
   if (metrics_ != nullptr) metrics_->num_preemptions_total().Increment();
   spdlog::debug("sequence {} preempted after {} tokens (KV pool full); {} positions to recompute", s.id, s.generated,
                 s.prefill_len);
+}
+
+int64_t Scheduler::Available() const {
+  return pool_.free_blocks() + (prefix_cache_ ? prefix_cache_->evictable() : 0);
+}
+
+void Scheduler::MakeFree(int64_t n) {
+  while (prefix_cache_ && pool_.free_blocks() < n && prefix_cache_->evictable() > 0)
+    pool_.allocator().Free(prefix_cache_->Evict());
+}
+
+void Scheduler::ReleaseBlocks(Sequence& s) {
+  if (!s.cache) return;
+  for (int32_t id : s.cache->Disown()) {
+    if (prefix_cache_ && prefix_cache_->Holds(id)) prefix_cache_->Unref(id);
+    else pool_.allocator().Free(id);
+  }
+}
+
+void Scheduler::CacheFullBlocks(Sequence& s) {
+  if (!prefix_cache_ || !s.cache || s.uncacheable) return;
+  const int64_t block = pool_.block_size();
+  const int64_t full = s.committed() / block;
+  std::vector<int32_t> tokens(static_cast<size_t>(block));
+  for (; s.cache_offered < full; ++s.cache_offered) {
+    const int64_t j = s.cache_offered;
+    for (int64_t p = 0; p < block; ++p) tokens[static_cast<size_t>(p)] = s.token_at(j * block + p);
+    const int32_t id = s.cache->blocks()[static_cast<size_t>(j)];
+    const int32_t cached = prefix_cache_->Insert(s.cache_parent, tokens, id);
+    if (cached < 0) {
+      s.uncacheable = true;
+      return;
+    }
+    s.cache_parent = cached;  // its own block, or the one holding the same rows already
+  }
 }
 
 void Scheduler::RequeuePreempted() {
@@ -322,7 +419,9 @@ void Scheduler::UpdateGauges() {
   if (metrics_ == nullptr) return;
   metrics_->num_requests_waiting().Set(num_waiting_.load());
   metrics_->num_requests_running().Set(num_running_.load());
-  const int64_t free = pool_.free_blocks();
+  // Cached blocks no sequence uses count as free (as vLLM's usage): the pool takes them back
+  // on demand.
+  const int64_t free = Available();
   metrics_->kv_cache_free_blocks().Set(static_cast<double>(free));
   metrics_->kv_cache_used_blocks().Set(static_cast<double>(pool_.num_blocks() - free));
   metrics_->kv_cache_usage_perc().Set(pool_.num_blocks() > 0 ? 1.0 - static_cast<double>(free) / pool_.num_blocks()
@@ -373,9 +472,10 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
     const int64_t length = s->cache->length();
     if (!Grow(*s, length + 1)) continue;
     const int64_t room =
-        (s->cache->blocks_held() + std::max<int64_t>(0, pool_.free_blocks() - watermark_)) * block - (length + 1);
+        (s->cache->blocks_held() + std::max<int64_t>(0, Available() - watermark_)) * block - (length + 1);
     const std::vector<int32_t> draft = Draft(*s, std::min(spare, room));
     const int64_t verify = static_cast<int64_t>(draft.size());
+    MakeFree((length + 1 + verify + block - 1) / block - s->cache->blocks_held());
     if (!s->cache->Reserve(length + 1 + verify).ok()) continue;  // cannot happen: room counted it
     spare -= verify;
     tokens.push_back(s->last);
@@ -476,6 +576,8 @@ void Scheduler::CompleteOldest() {
     const auto [begin, end] = range[i];
     Deliver(s, mb, i, absl::MakeConstSpan(sampled->data() + begin, end - begin), now);
   }
+  for (Sequence* s : mb.owners)
+    if (!s->finished) CacheFullBlocks(*s);
 }
 
 void Scheduler::Deliver(Sequence& s, const InFlight& mb, size_t i, absl::Span<const pipeline::SampledToken> tokens,

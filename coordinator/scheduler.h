@@ -33,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "coordinator/generation_stream.h"
+#include "coordinator/prefix_cache.h"
 #include "model/kv_cache.h"
 #include "model/sampler.h"
 #include "model/transformer.h"
@@ -63,6 +64,10 @@ struct SchedulerConfig {
   int64_t prefill_chunk = 256;     // most prompt tokens of one sequence per iteration
   int max_waiting = 256;           // sequences waiting for admission; beyond → ResourceExhausted
   int64_t context = 0;             // positions per sequence; 0 = the model's maximum
+  // Automatic prefix caching (coordinator/prefix_cache.h): full blocks of final tokens are
+  // kept after their sequence and a new sequence starts on the longest cached run of its
+  // prompt (serve: on unless --no-enable-prefix-caching).
+  bool enable_prefix_caching = false;
   SpeculationOptions speculation;
 };
 
@@ -145,6 +150,14 @@ class Scheduler {
   // after this launch round (RequeuePreempted) and recomputed on readmission.
   void Preempt(Sequence& s);
   void RequeuePreempted();
+  // Free blocks, counting the cached ones no sequence uses (the pool takes them back on demand).
+  int64_t Available() const;
+  // Evicts unused cached blocks until the free list has `n` (or none is left to evict).
+  void MakeFree(int64_t n);
+  // Returns `s`'s blocks: cached ones lose its reference, the others go back to the pool.
+  void ReleaseBlocks(Sequence& s);
+  // Offers `s`'s full blocks of final tokens not yet offered to the prefix cache.
+  void CacheFullBlocks(Sequence& s);
   void DropCancelled();
   void Finish(Sequence& s, const std::string& reason, std::string text = {}, const std::string& error = {});
   void UpdateGauges();
@@ -180,6 +193,7 @@ class Scheduler {
   uint64_t next_seq_id_ = 0;
   uint64_t next_order_ = 0;  // guarded by mu_ (Submit)
   int64_t watermark_ = 1;    // blocks left free by an admission beside running sequences
+  std::unique_ptr<PrefixCache> prefix_cache_;  // null: prefix caching off
   std::atomic<int64_t> preemptions_{0};
   std::thread thread_;
 };

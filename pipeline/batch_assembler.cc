@@ -6,8 +6,8 @@
 namespace accullm::pipeline {
 
 void BatchAssembler::Open(const SequenceSetup& s) {
-  opened_.push_back(NewSequence{s.seq, s.sampling, s.logprobs});
-  told_[s.seq] = 0;
+  opened_.push_back(NewSequence{s.seq, s.sampling, s.logprobs, s.prefix_blocks, s.prefix_tokens});
+  told_[s.seq] = s.prefix_blocks.size();  // the opening names them
 }
 
 void BatchAssembler::Release(uint64_t seq) {

@@ -14,7 +14,7 @@ TEST(BatchAssemblerTest, ItemsCarryOnlyTheBlockIdsTheStagesLack) {
   model::KvCache cache(&pool, 32);
   ASSERT_TRUE(cache.Reserve(6).ok());
   BatchAssembler a(4);
-  a.Open(SequenceSetup{7, {}, -1});
+  a.Open(SequenceSetup{7, {}, -1, {}, {}});
   Batch b = a.Take({1, 2, 3, 4, 5}, {ExecItem{7, &cache, 5, true}}, DType::kF32);
   ASSERT_EQ(b.opened.size(), 1u);
   ASSERT_EQ(b.items.size(), 1u);
@@ -34,8 +34,8 @@ TEST(BatchAssemblerTest, ReleaseDropsAPendingTruncationOfTheSameSequence) {
   ASSERT_TRUE(c7.Reserve(6).ok());
   ASSERT_TRUE(c8.Reserve(6).ok());
   BatchAssembler a(4);
-  a.Open(SequenceSetup{7, {}, -1});
-  a.Open(SequenceSetup{8, {}, -1});
+  a.Open(SequenceSetup{7, {}, -1, {}, {}});
+  a.Open(SequenceSetup{8, {}, -1, {}, {}});
   (void)a.Take(std::vector<int32_t>(12, 1), {ExecItem{7, &c7, 6, true}, ExecItem{8, &c8, 6, true}}, DType::kF32);
   a.Truncate(7, 5);
   a.Truncate(8, 4);

@@ -342,7 +342,7 @@ TEST_F(PipelineTest, EmbeddedStageErrorFailsThePipeline) {
   model::KvBlockPool accounting(0, model_->kv_format(), 16, 16);
   model::KvCache cache(&accounting, 64);
   ASSERT_TRUE(cache.Reserve(2).ok());
-  (*e)->Open(pipeline::SequenceSetup{1, {}, -1});
+  (*e)->Open(pipeline::SequenceSetup{1, {}, -1, {}, {}});
   auto ok = (*e)->Launch({1}, {{1, &cache, 1, true}});
   ASSERT_TRUE(ok.ok());
   auto got = (*e)->Wait(*ok);

@@ -6,11 +6,15 @@
 // string, logprobs, speculative decoding (prompt lookup and a draft model); embedded and
 // through a two-stage pipeline with two micro-batches in flight. No token is streamed twice
 // (the ids are compared one for one) and the pool is whole again afterwards.
+// Automatic prefix caching on the same requests behind a shared system prompt: later sequences
+// (and the n choices of one request, and preempted ones coming back) start on cached blocks,
+// the cache reports hits, and every choice is still exactly the uncached run's.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <regex>
 #include <thread>
+#include <utility>
 
 #include "common/thread_pool.h"
 #include "coordinator/scheduler.h"
@@ -47,7 +51,7 @@ struct Outcome {
   std::string metrics;
 };
 
-class SchedulerPreemptionTest : public ::testing::Test {
+class SchedulerKvPoolTest : public ::testing::Test {
  protected:
   void SetUp() override {
     pool_ = std::make_unique<ThreadPool>(2);
@@ -59,8 +63,8 @@ class SchedulerPreemptionTest : public ::testing::Test {
     tok_ = std::move(*t);
   }
 
-  // Ten requests (twelve choices) of up to 14 + 60 positions.
-  std::vector<std::vector<SequenceParams>> Requests() {
+  // Ten requests (twelve choices) of up to 14 + 60 positions, after `system` if given.
+  std::vector<std::vector<SequenceParams>> Requests(const std::string& system = "") {
     std::vector<std::vector<SequenceParams>> r;
     const char* prompts[] = {"Once upon a time",
                              "Lily saw a little dog. The dog",
@@ -74,7 +78,7 @@ class SchedulerPreemptionTest : public ::testing::Test {
                              "A little boat sailed on the sea"};
     for (int i = 0; i < 10; ++i) {
       SequenceParams p;
-      p.prompt = tok_->Encode(prompts[i], true);
+      p.prompt = tok_->Encode(system + prompts[i], true);
       p.max_tokens = 30 + 3 * i;
       p.sampling.temperature = i % 2 == 0 ? 0.f : 0.9f;
       p.sampling.top_p = 0.9f;
@@ -120,15 +124,22 @@ class SchedulerPreemptionTest : public ::testing::Test {
     return out;
   }
 
+  // The first request alone (its blocks then are cached, if caching is on), then the others
+  // at once.
   Outcome RunAll(Scheduler& s, monitoring::ServingMetrics& metrics) {
     std::vector<std::shared_ptr<GenerationStream>> streams;
-    for (auto& choices : Requests()) {
-      streams.push_back(std::make_shared<GenerationStream>(static_cast<int>(choices.size())));
-      EXPECT_TRUE(s.Submit(choices, streams.back()).ok());
-    }
     s.Start();
     Outcome r;
-    r.choices = WaitAll(streams);
+    bool first = true;
+    for (auto& choices : Requests(system_)) {
+      streams.push_back(std::make_shared<GenerationStream>(static_cast<int>(choices.size())));
+      EXPECT_TRUE(s.Submit(choices, streams.back()).ok());
+      if (std::exchange(first, false)) {
+        r.choices = WaitAll(streams);
+        streams.clear();
+      }
+    }
+    for (Choice& c : WaitAll(streams)) r.choices.push_back(std::move(c));
     s.Stop();
     r.preemptions = s.preemptions();
     r.metrics = metrics.Serialize();
@@ -137,6 +148,7 @@ class SchedulerPreemptionTest : public ::testing::Test {
 
   SchedulerConfig Config(Mode mode) {
     SchedulerConfig c;
+    c.enable_prefix_caching = caching_;
     c.max_batch_tokens = 40;
     c.prefill_chunk = 6;  // recomputes span several chunks
     c.speculation.mode = mode;
@@ -206,9 +218,11 @@ class SchedulerPreemptionTest : public ::testing::Test {
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<model::Transformer> model_;
   std::unique_ptr<text::Tokenizer> tok_;
+  bool caching_ = false;
+  std::string system_;  // before every prompt
 };
 
-TEST_F(SchedulerPreemptionTest, EmbeddedPreemptedTokensEqualUnconstrained) {
+TEST_F(SchedulerKvPoolTest, EmbeddedPreemptedTokensEqualUnconstrained) {
   const Outcome want = Embedded(Mode::kOff, 256);
   ASSERT_EQ(want.choices.size(), 12u);
   EXPECT_EQ(want.preemptions, 0);
@@ -226,7 +240,7 @@ TEST_F(SchedulerPreemptionTest, EmbeddedPreemptedTokensEqualUnconstrained) {
   }
 }
 
-TEST_F(SchedulerPreemptionTest, PipelinedPreemptedTokensEqualUnconstrained) {
+TEST_F(SchedulerKvPoolTest, PipelinedPreemptedTokensEqualUnconstrained) {
   const Outcome want = Embedded(Mode::kOff, 256);
   // 26 blocks of 4 (104 positions): a choice of 87 positions plus a draft fits alone.
   for (Mode mode : {Mode::kOff, Mode::kNgram}) {
@@ -235,6 +249,50 @@ TEST_F(SchedulerPreemptionTest, PipelinedPreemptedTokensEqualUnconstrained) {
     ExpectSame(got.choices, want.choices, what);
     EXPECT_GT(got.preemptions, 0) << what;
   }
+}
+
+// A system prompt of two blocks and more before every request: with prefix caching the
+// first request's blocks serve the others, the second choice of a request starts on the first
+// one's, and a preempted sequence finds its own prompt again.
+const char* kSystem =
+    "You are a friendly storyteller. You tell short, happy stories for small children, with simple words, "
+    "a kind animal friend and a good ending. The story is: ";
+
+TEST_F(SchedulerKvPoolTest, PrefixCachedTokensEqualUncached) {
+  system_ = kSystem;
+  const Outcome want = Embedded(Mode::kOff, 256);
+  ASSERT_EQ(want.choices.size(), 12u);
+  EXPECT_EQ(Metric(want.metrics, "accullm_prefix_cache_hits_total"), 0);
+  caching_ = true;
+  const Outcome got = Embedded(Mode::kOff, 256);
+  ExpectSame(got.choices, want.choices, "prefix caching");
+  const double queried = Metric(got.metrics, "accullm_prefix_cache_queries_total");
+  const double hits = Metric(got.metrics, "accullm_prefix_cache_hits_total");
+  // Eleven choices after the first start on at least the system prompt's whole blocks.
+  const int64_t system_blocks = static_cast<int64_t>(tok_->Encode(kSystem, true).size()) / 16;
+  ASSERT_GE(system_blocks, 2);
+  EXPECT_GE(hits, 11.0 * 16 * system_blocks) << "of " << queried << " tokens queried";
+  EXPECT_LT(hits, queried);
+  // Cached blocks no sequence uses count as free: the pool is whole.
+  EXPECT_EQ(Metric(got.metrics, "accullm_kv_cache_used_blocks"), 0);
+  EXPECT_EQ(Metric(got.metrics, "accullm_kv_cache_free_blocks"), 256);
+}
+
+TEST_F(SchedulerKvPoolTest, PrefixCachingWithPreemptionAndSpeculationEqualsUncached) {
+  system_ = kSystem;
+  const Outcome want = Embedded(Mode::kOff, 256);
+  caching_ = true;
+  for (Mode mode : {Mode::kOff, Mode::kNgram, Mode::kDraft}) {
+    const std::string what = mode == Mode::kOff ? "cached" : mode == Mode::kNgram ? "cached, ngram" : "cached, draft";
+    const Outcome got = Embedded(mode, 9);  // 144 positions: a choice of ~110 fits alone
+    ExpectSame(got.choices, want.choices, what + ", 9 blocks");
+    EXPECT_GT(got.preemptions, 0) << what;
+    EXPECT_GT(Metric(got.metrics, "accullm_prefix_cache_hits_total"), 0) << what;
+  }
+  const Outcome piped = Pipelined(Mode::kNgram, 36);
+  ExpectSame(piped.choices, want.choices, "cached, ngram, 2 stages, 36 blocks of 4");
+  EXPECT_GT(piped.preemptions, 0);
+  EXPECT_GT(Metric(piped.metrics, "accullm_prefix_cache_hits_total"), 0);
 }
 
 }  // namespace

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# On-demand KV blocks and preemption over HTTP: 64 concurrent clients (chat sessions without
-# max_tokens, completions; greedy and seeded; streamed and not; n = 2, stop strings, logprobs,
-# a presence penalty) against a server whose --kv-cache-mb holds 12 blocks (192 positions, for
-# a context of 128) get exactly the responses an unconstrained server gives (text, finish
-# reason, logprobs, usage), embedded, with prompt-lookup speculation, and under `mpirun -np 3`
-# (coordinator + two stages). The constrained servers did preempt (their counter says so: else
-# the comparison proves nothing), lost no request, and hold no KV block once the load is done.
-# Usage: serve_preemption_test.sh ACCULLM   (cwd: repository root)
+# On-demand KV blocks, preemption and prefix caching over HTTP: 64 concurrent clients (chat
+# sessions without max_tokens, most behind one shared system prompt, completions; greedy and
+# seeded; streamed and not; n = 2, stop strings, logprobs, a presence penalty) against servers
+# whose --kv-cache-mb holds 12 blocks (192 positions, for a context of 128) get exactly the
+# responses an unconstrained server without prefix caching gives (text, finish reason,
+# logprobs, usage): with and without prefix caching, with prompt-lookup speculation, and under
+# `mpirun -np 3` (coordinator + two stages). The constrained servers did preempt and the
+# caching ones did hit (their counters say so: else the comparison proves nothing); no request
+# is lost, and no KV block is held by a sequence once the load is done (cached ones count free).
+# Usage: serve_kv_pool_test.sh ACCULLM   (cwd: repository root)
 set -uo pipefail
 source tests/integration/test_prelude.sh "$@"
 source tests/integration/serve_lib.sh
@@ -22,7 +24,7 @@ value() { grep -E "^$2(\{|[[:space:]])" "$1" | awk '{s += $NF} END {print s + 0}
 
 # check NAME: the run's answers and /metrics (already in $TMP/NAME.out, $TMP/NAME.metrics).
 check() {
-  local name=$1 want_preempt=$2
+  local name=$1 want_preempt=$2 want_hits=${3:-no}
   local n failed
   n=$(wc -l <"$TMP/$name.out")
   failed=$(grep -c '"failed"' "$TMP/$name.out")
@@ -35,6 +37,14 @@ check() {
     [ "$p" -gt 0 ] && pass "$name: $p preemptions (the pool ran out)" || fail "$name: no preemption: nothing was tested"
   else
     [ "$p" -eq 0 ] && pass "$name: no preemption" || fail "$name: $p preemptions with an unconstrained pool"
+  fi
+  local hits
+  hits=$(value "$TMP/$name.metrics" accullm_prefix_cache_hits_total)
+  if [ "$want_hits" = yes ]; then
+    [ "$hits" -gt 0 ] && pass "$name: $hits of $(value "$TMP/$name.metrics" accullm_prefix_cache_queries_total) prompt tokens found in the prefix cache" ||
+      fail "$name: no prefix cache hit"
+  else
+    [ "$hits" -eq 0 ] && pass "$name: no prefix cache hit (caching off)" || fail "$name: $hits hits with caching off"
   fi
   [ "$used" -eq 0 ] && pass "$name: no KV block held after the load" || fail "$name: $used KV blocks still held"
   [ "$name" = base ] && return 0
@@ -56,32 +66,37 @@ metrics_settled() {
 serve() {  # NAME flags...
   local name=$1; shift
   start_server "$ACCULLM" "${COMMON[@]}" "$@" || { fail "$name: server did not start"; return 1; }
-  node tests/integration/serve_preemption.mjs "$PORT" "$TMP/$name.out"
+  node tests/integration/serve_kv_pool.mjs "$PORT" "$TMP/$name.out"
   metrics_settled "$PORT" "$TMP/$name.metrics"
   stop_server || fail "$name: server exit status"
   SERVER_PID=""
 }
 
-serve base
+serve base --no-enable-prefix-caching
 check base no
 distinct=$(sort -u "$TMP/base.out" | wc -l)
 tokens=$(grep -o '"completion_tokens":[0-9]*' "$TMP/base.out" | awk -F: '{s += $2} END {print s + 0}')
 [ "$distinct" -ge 60 ] && [ "$tokens" -ge 2000 ] && pass "the answers differ from each other ($distinct distinct, $tokens tokens)" ||
   fail "the answers are too alike to compare ($distinct distinct, $tokens tokens)"
-serve tiny "${TINY[@]}"
+serve cached --enable-prefix-caching
+check cached no yes
+serve tiny "${TINY[@]}" --no-enable-prefix-caching
 check tiny yes
+serve tiny_cached "${TINY[@]}"
+check tiny_cached yes yes
 serve tiny_ngram "${TINY[@]}" --speculate ngram --draft-tokens 3
-check tiny_ngram yes
+check tiny_ngram yes yes
 
-# Two stages under mpirun: the coordinator owns the block table, each stage frees a preempted
-# sequence's blocks for its layers.
+# Two stages under mpirun (prefix caching on, the default): the coordinator owns the block
+# table and the cache, each stage frees a preempted sequence's blocks for its layers and
+# keeps cached blocks' rows for whoever starts on them.
 if start_mpi_server 3 "$ACCULLM" "${COMMON[@]}" "${TINY[@]}"; then
-  node tests/integration/serve_preemption.mjs "$PORT" "$TMP/mpi.out"
+  node tests/integration/serve_kv_pool.mjs "$PORT" "$TMP/mpi.out"
   metrics_settled "$PORT" "$TMP/mpi.metrics"
   kill -TERM "$MPI_PID" 2>/dev/null
   wait_exit "$MPI_PID" 60
   MPI_PID=""
-  check mpi yes
+  check mpi yes yes
 else
   fail "mpirun -np 3: the pipeline did not start"
 fi

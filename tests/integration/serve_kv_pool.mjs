@@ -1,10 +1,11 @@
-// The client of serve_preemption_test.sh: 64 concurrent requests against one server, each the
-// way a client sends it (chat sessions without max_tokens, completions; greedy and seeded;
+// The client of serve_kv_pool_test.sh: 64 concurrent requests against one server, each the
+// way a client sends it (chat sessions without max_tokens, most behind one shared system
+// prompt, completions; greedy and seeded;
 // streamed and not; n = 2, stop strings, logprobs), and what came back, one JSON line per
 // request in request order: the choices (text, finish reason, token logprobs; a stream's
 // chunks joined, so a token streamed twice shows) and the usage. Ids and timestamps are left
 // out: two servers given the same requests must print the same bytes.
-// Usage: node tests/integration/serve_preemption.mjs PORT OUT
+// Usage: node tests/integration/serve_kv_pool.mjs PORT OUT
 import http from 'node:http';
 import fs from 'node:fs';
 import { parseSse } from './serve_test_util.mjs';
@@ -13,6 +14,9 @@ const [port, out] = process.argv.slice(2);
 const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
 const NAMES = ['Tom', 'Sue', 'Max', 'Lily', 'Ben', 'Amy', 'Sam', 'Kim'];
 const THINGS = ['cat', 'dog', 'bird', 'fox', 'ball', 'tree', 'boat', 'cake'];
+// Four blocks of 16 and more: what prefix caching shares between sessions.
+const SYSTEM = 'You are a friendly storyteller. You tell short, happy stories for small children, with simple ' +
+  'words, a kind animal friend and a good ending. Every story starts with once upon a time.';
 
 function requestFor(i) {
   const name = NAMES[i % 8], thing = THINGS[(i >> 3) % 8];
@@ -21,6 +25,7 @@ function requestFor(i) {
   if (chat) {
     // No max_tokens: the rest of the context (what used to be reserved whole at admission).
     r.messages = [{ role: 'user', content: `Tell me a story about ${name} and the ${thing}.` }];
+    if (i % 8 !== 2) r.messages.unshift({ role: 'system', content: SYSTEM });
   } else {
     r.prompt = `Once upon a time, ${name} found a little ${thing}. ${name}`;
     r.max_tokens = 40 + (i % 5) * 12;
