@@ -40,7 +40,8 @@ std::vector<int32_t> PrefixCache::Lookup(absl::Span<const int32_t> tokens, int64
   const int64_t blocks = std::min<int64_t>(max_blocks, static_cast<int64_t>(tokens.size()) / block_size_);
   for (int64_t j = 0; j < blocks; ++j) {
     int32_t id = -1;
-    Entry* e = Find(parent, tokens.subspan(static_cast<size_t>(j * block_size_), static_cast<size_t>(block_size_)), &id);
+    Entry* e =
+        Find(parent, tokens.subspan(static_cast<size_t>(j * block_size_), static_cast<size_t>(block_size_)), &id);
     if (e == nullptr) break;
     if (e->refs++ == 0) lru_.erase(e->lru);
     hit.push_back(id);

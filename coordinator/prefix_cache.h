@@ -68,7 +68,7 @@ class PrefixCache {
   uint64_t salt_;
   int64_t block_size_;
   uint64_t next_serial_ = 1;
-  std::unordered_map<int32_t, Entry> entries_;   // by block id
+  std::unordered_map<int32_t, Entry> entries_;    // by block id
   std::unordered_map<uint64_t, int32_t> by_key_;  // key → block id
   std::list<int32_t> lru_;                        // unreferenced, least recently released first
 };

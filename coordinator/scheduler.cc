@@ -8,11 +8,11 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "model/end_of_sequence.h"
+#include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
 #include "speculative/draft_length.h"
 #include "speculative/model_draft_proposer.h"
 #include "speculative/ngram_draft_proposer.h"
-#include "sharding/stage_plan.h"
 #include "text/stop_text.h"
 
 namespace accullm::coordinator {
@@ -28,8 +28,8 @@ struct Scheduler::Sequence {
   SequenceParams params;
   std::shared_ptr<GenerationStream> stream;
   int index;
-  uint64_t order = 0;  // arrival order (Submit's): the newest is preempted first
-  uint64_t id = 0;     // the executor's name for it; a new one each time it is (re)admitted
+  uint64_t order = 0;                       // arrival order (Submit's): the newest is preempted first
+  uint64_t id = 0;                          // the executor's name for it; a new one each time it is (re)admitted
   bool opened = false;                      // known to the executor (sampler and KV live there)
   std::optional<text::StopText> stop_text;  // none without a tokenizer: ids only
   // The sequence's block table in pool_ (the stages store its rows at these ids) and, as its
@@ -363,9 +363,7 @@ void Scheduler::Preempt(Sequence& s) {
                 s.prefill_len);
 }
 
-int64_t Scheduler::Available() const {
-  return pool_.free_blocks() + (prefix_cache_ ? prefix_cache_->evictable() : 0);
-}
+int64_t Scheduler::Available() const { return pool_.free_blocks() + (prefix_cache_ ? prefix_cache_->evictable() : 0); }
 
 void Scheduler::MakeFree(int64_t n) {
   while (prefix_cache_ && pool_.free_blocks() < n && prefix_cache_->evictable() > 0)
@@ -519,7 +517,7 @@ std::vector<int32_t> Scheduler::Draft(Sequence& s, int64_t budget) {
   if (s.proposer == nullptr) return draft;
   // Every token a step produces must be one the sequence may still generate: at most
   // max_tokens - generated, the draft's tokens and the target's own one after them (so the
-  // rows also stay within the positions reserved at admission).
+  // rows also stay within prompt + max_tokens, which Submit checked against the context).
   const int64_t k = std::min({s.draft_length->next(), s.params.max_tokens - s.generated - 1, budget});
   if (k <= 0) return draft;
   if (absl::Status st = s.proposer->Propose(s.context, k, draft); !st.ok()) {

@@ -96,9 +96,9 @@ class Scheduler {
                                                                    monitoring::ServingMetrics* metrics);
   // Any executor (the pipeline under mpirun). `pool` is the one allocator of KV blocks: each
   // sequence's cache in it is its block table (the prompt's blocks taken at admission, the
-  // rest as it grows, freed once no micro-batch in flight uses it), whose ids the executor hands the stages with the items
-  // (pipeline/batch_assembler.h). It must have the stages' block size and no more blocks than
-  // their storage (a stage refuses an id outside its pool); a pool with zero layers holds no memory.
+  // rest as it grows, freed once no micro-batch in flight uses it), whose ids the executor hands the stages with the
+  // items (pipeline/batch_assembler.h). It must have the stages' block size and no more blocks than their storage (a
+  // stage refuses an id outside its pool); a pool with zero layers holds no memory.
   Scheduler(pipeline::BatchExecutor& executor, const model::ModelConfig& model_config, const text::Tokenizer* tokenizer,
             model::KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics);
   ~Scheduler();
@@ -191,8 +191,8 @@ class Scheduler {
   std::deque<InFlight> in_flight_;  // launched, oldest first
   bool abort_requested_ = false;    // CancelAll seen; applied as sequences come back
   uint64_t next_seq_id_ = 0;
-  uint64_t next_order_ = 0;  // guarded by mu_ (Submit)
-  int64_t watermark_ = 1;    // blocks left free by an admission beside running sequences
+  uint64_t next_order_ = 0;                    // guarded by mu_ (Submit)
+  int64_t watermark_ = 1;                      // blocks left free by an admission beside running sequences
   std::unique_ptr<PrefixCache> prefix_cache_;  // null: prefix caching off
   std::atomic<int64_t> preemptions_{0};
   std::thread thread_;

@@ -99,7 +99,8 @@ class ServingMetrics {
   std::shared_ptr<prometheus::Registry> registry_;
   std::string model_name_;
   prometheus::Gauge *running_, *waiting_, *kv_usage_, *kv_free_blocks_, *kv_used_blocks_;
-  prometheus::Counter *preemptions_, *prefix_queries_, *prefix_hits_, *prompt_tokens_, *generation_tokens_, *iterations_;
+  prometheus::Counter *preemptions_, *prefix_queries_, *prefix_hits_, *prompt_tokens_, *generation_tokens_,
+      *iterations_;
   prometheus::Histogram *ttft_, *itl_, *e2e_, *queue_time_, *iteration_tokens_;
   prometheus::Family<prometheus::Counter>* success_;
   prometheus::Family<prometheus::Counter>* rejected_;

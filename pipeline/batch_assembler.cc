@@ -15,8 +15,9 @@ void BatchAssembler::Release(uint64_t seq) {
   // A rollback still pending is moot, and the stages would refuse it: they drop released
   // sequences before applying truncations (a speculative rollback followed by a preemption or
   // a cancellation before the next micro-batch).
-  truncated_.erase(std::remove_if(truncated_.begin(), truncated_.end(), [&](const Truncation& t) { return t.seq == seq; }),
-                   truncated_.end());
+  truncated_.erase(
+      std::remove_if(truncated_.begin(), truncated_.end(), [&](const Truncation& t) { return t.seq == seq; }),
+      truncated_.end());
   // Never sent to the stages yet: forget it here.
   for (auto it = opened_.begin(); it != opened_.end(); ++it) {
     if (it->seq == seq) {

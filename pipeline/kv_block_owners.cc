@@ -9,8 +9,8 @@ absl::Status KvBlockOwners::Claim(uint64_t seq, const std::vector<int32_t>& ids)
     const int32_t id = ids[i];
     absl::Status refused;
     if (id < 0 || static_cast<size_t>(id) >= blocks_.size()) {
-      refused = absl::InvalidArgumentError(absl::StrCat("sequence ", seq, ": KV block ", id,
-                                                        " is outside this stage's pool of ", blocks_.size(), " blocks"));
+      refused = absl::InvalidArgumentError(absl::StrCat(
+          "sequence ", seq, ": KV block ", id, " is outside this stage's pool of ", blocks_.size(), " blocks"));
     } else if (blocks_[id].writer.has_value()) {
       refused = absl::InvalidArgumentError(
           absl::StrCat("sequence ", seq, ": KV block ", id, " is already held by sequence ", *blocks_[id].writer));
@@ -34,8 +34,8 @@ absl::Status KvBlockOwners::Share(uint64_t seq, const std::vector<int32_t>& ids)
     const int32_t id = ids[i];
     absl::Status refused;
     if (id < 0 || static_cast<size_t>(id) >= blocks_.size()) {
-      refused = absl::InvalidArgumentError(absl::StrCat("sequence ", seq, ": cached KV block ", id,
-                                                        " is outside this stage's pool of ", blocks_.size(), " blocks"));
+      refused = absl::InvalidArgumentError(absl::StrCat(
+          "sequence ", seq, ": cached KV block ", id, " is outside this stage's pool of ", blocks_.size(), " blocks"));
     } else if (!blocks_[id].complete) {
       refused = absl::InvalidArgumentError(
           absl::StrCat("sequence ", seq, ": cached KV block ", id, " does not hold a complete block of rows"));

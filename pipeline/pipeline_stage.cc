@@ -140,9 +140,8 @@ absl::StatusOr<Message> PipelineStage::Run(uint64_t batch_id, Batch& b) {
     if (t.length > s->second.table->length() ||
         t.length < static_cast<int64_t>(s->second.shared) * hello_.kv_block_size)
       return absl::InvalidArgumentError(absl::StrCat("truncation of sequence ", t.seq, " to ", t.length,
-                                                     " positions; this stage's cache holds ",
-                                                     s->second.table->length(), ", ", s->second.shared,
-                                                     " of its blocks a cached prefix"));
+                                                     " positions; this stage's cache holds ", s->second.table->length(),
+                                                     ", ", s->second.shared, " of its blocks a cached prefix"));
     if (t.length % hello_.kv_block_size != 0 && t.length < s->second.table->length())
       RETURN_IF_ERROR(owners_.Reopen(s->second.table->blocks()[static_cast<size_t>(t.length / hello_.kv_block_size)]));
     owners_.Free(s->second.table->Truncate(t.length));

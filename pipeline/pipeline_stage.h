@@ -75,7 +75,7 @@ class PipelineStage {
     std::unique_ptr<model::KvBlockTable> table;
     std::unique_ptr<SequenceSampling> sampling;  // last stage only
     uint64_t last_run = 0;                       // the Run that last named it in an item
-    size_t shared = 0;  // its table's first blocks are a cached prefix it reads, never writes
+    size_t shared = 0;                           // its table's first blocks are a cached prefix it reads, never writes
   };
   // Creates sequence `o` (on its cached prefix, if any).
   absl::Status Open(const NewSequence& o);

@@ -40,7 +40,7 @@ TEST(PrefixCacheTest, SameContentKeepsTheCachedBlock) {
   EXPECT_EQ(c.Insert(-1, t, 5), 5);
   EXPECT_EQ(c.Insert(-1, t, 6), 5);  // computed twice: 6 stays its writer's
   EXPECT_FALSE(c.Holds(6));
-  EXPECT_EQ(c.Insert(9, t, 6), -1);  // a parent that is not cached: not offered
+  EXPECT_EQ(c.Insert(9, t, 6), -1);              // a parent that is not cached: not offered
   EXPECT_EQ(c.Insert(-1, Tokens(3, 0), 6), -1);  // not a whole block
 }
 

@@ -83,7 +83,7 @@ class SchedulerKvPoolTest : public ::testing::Test {
       p.sampling.temperature = i % 2 == 0 ? 0.f : 0.9f;
       p.sampling.top_p = 0.9f;
       p.sampling.seed = 500 + i;
-      p.ignore_eos = i % 3 != 0;  // most run their full length: more growth, more preemption
+      p.ignore_eos = i % 3 != 0;                         // most run their full length: more growth, more preemption
       if (i == 2) p.sampling.repetition_penalty = 1.3f;  // the recomputed history feeds the penalty
       if (i == 3) p.stop = {" the"};
       if (i == 4) p.logprobs = 2;
