@@ -71,7 +71,7 @@ void Decode(benchmark::State& state, BatchExecutor& e) {
   model::KvCache cache(&accounting, kContext);
   const std::vector<int32_t> prompt = {1, 420, 435, 261, 394};
   const int64_t n = static_cast<int64_t>(prompt.size());
-  e.Open(SequenceSetup{1, {}, -1});
+  e.Open(SequenceSetup{1, {}, -1, {}, {}});
   auto step = [&](std::vector<int32_t> tokens) {
     const int64_t rows = static_cast<int64_t>(tokens.size());
     if (!cache.Reserve(cache.length() + rows).ok()) std::abort();

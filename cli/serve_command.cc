@@ -50,6 +50,7 @@ struct ServeFlags {
   int max_queue = 256;
   int64_t max_model_len = 0;
   double kv_cache_mb = 256;
+  bool enable_prefix_caching = true;
   int64_t kv_block_size = 16;
   size_t max_body_bytes = 1 << 20;
   int max_connections = 1024;
@@ -385,6 +386,7 @@ int RunServe(ServeFlags f) {
   sc.prefill_chunk = f.prefill_chunk;
   sc.max_waiting = f.max_queue;
   sc.context = context;
+  sc.enable_prefix_caching = f.enable_prefix_caching;
   std::unique_ptr<coordinator::Scheduler> scheduler_owner;
   if (executor) {
     scheduler_owner =
@@ -544,6 +546,8 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   AddKvCacheDTypeFlag(*cmd, f->kv_cache_dtype);
+  cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", f->enable_prefix_caching,
+                "Reuse the KV blocks of a cached prompt prefix (full blocks, shared read-only; default on)");
   cmd->add_option("--kv-block-size", f->kv_block_size, "Positions per KV block")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{4096}));

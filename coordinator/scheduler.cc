@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "model/end_of_sequence.h"
+#include "sharding/stage_plan.h"
 #include "spdlog/spdlog.h"
 #include "speculative/draft_length.h"
 #include "speculative/model_draft_proposer.h"
@@ -27,14 +28,27 @@ struct Scheduler::Sequence {
   SequenceParams params;
   std::shared_ptr<GenerationStream> stream;
   int index;
-  uint64_t id = 0;
+  uint64_t order = 0;                       // arrival order (Submit's): the newest is preempted first
+  uint64_t id = 0;                          // the executor's name for it; a new one each time it is (re)admitted
   bool opened = false;                      // known to the executor (sampler and KV live there)
   std::optional<text::StopText> stop_text;  // none without a tokenizer: ids only
   // The sequence's block table in pool_ (the stages store its rows at these ids) and, as its
-  // length, the positions launched so far.
+  // length, the positions launched so far. Blocks are taken as the sequence grows.
   std::optional<model::KvCache> cache;
-  int64_t prefilled = 0;  // prompt tokens already in the cache
+  // Tokens to prefill before decoding: the prompt, or after a preemption the prompt and every
+  // token generated so far (recomputed; the last prefill row samples the next new token).
+  int64_t prefill_len = 0;
+  int64_t prefilled = 0;  // of those, already launched
   int64_t generated = 0;
+  std::vector<int32_t> output;  // the generated ids (streamed already): what a recompute feeds
+  int preemptions = 0;
+  bool preempted = false;  // preempted in this iteration: goes back to the waiting queue
+  // Prefix caching: the leading blocks of its table already offered to (or found in) the
+  // cache, and the cached block the next one's prefix ends with (-1: none yet); `uncacheable`
+  // once the chain broke (an offer refused): no later block is offered.
+  int64_t cache_offered = 0;
+  int32_t cache_parent = -1;
+  bool uncacheable = false;
   int32_t last = 0;  // the token to feed next when decoding
   Clock::time_point arrival, last_token_time;
   bool finished = false;
@@ -45,8 +59,20 @@ struct Scheduler::Sequence {
   std::optional<speculative::DraftLength> draft_length;
   std::vector<int32_t> context;
 
-  bool decoding() const { return prefilled == static_cast<int64_t>(params.prompt.size()); }
+  bool decoding() const { return prefilled == prefill_len; }
+  bool idle() const { return !busy && !finished && !preempted; }
   int64_t positions() const { return static_cast<int64_t>(params.prompt.size()) + params.max_tokens; }
+  // Positions whose rows hold final tokens: every prefilled one, and once decoding every one
+  // before the newest token (fed by the next item; rows past it are unverified drafts).
+  int64_t committed() const {
+    if (!decoding()) return prefilled;
+    return std::min(cache->length(), static_cast<int64_t>(params.prompt.size()) + generated - 1);
+  }
+  // The token fed at `position` by a prefill: the prompt's, then the generated ones.
+  int32_t token_at(int64_t position) const {
+    const int64_t n = static_cast<int64_t>(params.prompt.size());
+    return position < n ? params.prompt[static_cast<size_t>(position)] : output[static_cast<size_t>(position - n)];
+  }
 };
 
 namespace {
@@ -79,6 +105,17 @@ Scheduler::Scheduler(pipeline::BatchExecutor& executor, const model::ModelConfig
   config_.max_num_seqs = std::max(1, config_.max_num_seqs);
   config_.max_batch_tokens = std::max<int64_t>(config_.max_batch_tokens, config_.max_num_seqs);
   config_.prefill_chunk = std::max<int64_t>(1, config_.prefill_chunk);
+  // vLLM's default watermark: 1% of the pool.
+  watermark_ = std::max<int64_t>(1, pool_.num_blocks() / 100);
+  if (config_.enable_prefix_caching) {
+    // The key's salt: the model's geometry and the KV layout (rows of another dtype or block
+    // size are other bytes). One scheduler serves one model for its lifetime; the cache dies
+    // with it.
+    const kernels::KvRowFormat& f = pool_.storage().format();
+    const uint64_t salt = sharding::ModelFingerprint(mc) ^ (static_cast<uint64_t>(f.dtype) << 56) ^
+                          (static_cast<uint64_t>(pool_.block_size()) << 32) ^ 0x5052454649584b56ull;
+    prefix_cache_ = std::make_unique<PrefixCache>(salt, pool_.block_size());
+  }
   eos_ = model::EndOfSequenceIds(mc, tokenizer);
 }
 
@@ -116,6 +153,9 @@ void Scheduler::Stop() {
   running_.clear();
   num_waiting_ = 0;
   num_running_ = 0;
+  // Nothing will start on a cached block again: every block goes back to the pool (and one a
+  // leaked reference still held would show as missing from it).
+  while (prefix_cache_ && prefix_cache_->evictable() > 0) pool_.allocator().Free(prefix_cache_->Evict());
 }
 
 void Scheduler::Wake() {
@@ -151,8 +191,11 @@ absl::Status Scheduler::Submit(std::vector<SequenceParams> choices, std::shared_
       return absl::ResourceExhaustedError(
           absl::StrCat("the request queue is full (", config_.max_waiting, " sequences waiting); retry later"));
     }
-    for (int i = 0; i < n; ++i)
+    for (int i = 0; i < n; ++i) {
       incoming_.push_back(std::make_unique<Sequence>(std::move(choices[i]), stream, i, tokenizer_));
+      incoming_.back()->order = next_order_++;
+      incoming_.back()->prefill_len = static_cast<int64_t>(incoming_.back()->params.prompt.size());
+    }
     num_waiting_ += n;
   }
   cv_.notify_all();
@@ -176,7 +219,10 @@ void Scheduler::Loop() {
 void Scheduler::Finish(Sequence& s, const std::string& reason, std::string text, const std::string& error) {
   if (s.finished) return;
   s.finished = true;
-  if (s.cache) s.cache->Release();
+  // Its rows are complete and final up to committed(): the cache keeps them for whoever
+  // starts the same way (not after an executor error: the rows may never have been written).
+  if (reason == "stop" || reason == "length") CacheFullBlocks(s);
+  ReleaseBlocks(s);
   if (s.opened) executor_.Release(s.id);
   StreamEvent e;
   e.index = s.index;
@@ -209,34 +255,157 @@ void Scheduler::Admit() {
   const int64_t block = pool_.block_size();
   while (static_cast<int>(running_.size()) < config_.max_num_seqs && !waiting_.empty()) {
     Sequence& s = *waiting_.front();
-    const int64_t need = s.positions();
-    // First come, first served: a head that does not fit waits for blocks (no overtaking,
-    // so a long request cannot starve).
-    if (pool_.free_blocks() < (need + block - 1) / block) break;
-    s.cache.emplace(&pool_, config_.context);
-    if (!s.cache->Reserve(need).ok()) {
-      s.cache->Release();
+    // The blocks its prefill writes are taken now; decode blocks as it grows. Beside others,
+    // `watermark_` blocks stay free after admission so the running sequences can grow a while
+    // before anyone is preempted; alone it may take everything (Submit checked it fits).
+    // First come, first served: a head that does not fit waits (no overtaking, so a long
+    // request cannot starve).
+    // The choices of one request share their prompt's blocks: a later choice waits until an
+    // earlier one has prefilled it (its blocks then are in the prefix cache).
+    if (prefix_cache_ && std::any_of(running_.begin(), running_.end(), [&](const auto& r) {
+          return r->stream == s.stream && r->preemptions == 0 && !r->decoding();
+        }))
+      break;
+    // Prefix caching: the longest cached run of whole blocks of what it prefills, leaving at
+    // least one position to compute (its row gives the next token).
+    std::vector<int32_t> hit;
+    std::vector<int32_t> source;
+    if (prefix_cache_) {
+      source.reserve(static_cast<size_t>(s.prefill_len));
+      for (int64_t p = 0; p < s.prefill_len; ++p) source.push_back(s.token_at(p));
+      hit = prefix_cache_->Lookup(source, (s.prefill_len - 1) / block);
+    }
+    const int64_t cached = static_cast<int64_t>(hit.size()) * block;
+    const int64_t need = (s.prefill_len + block - 1) / block - static_cast<int64_t>(hit.size());
+    if (Available() - need < (running_.empty() ? 0 : watermark_)) {
+      for (int32_t id : hit) prefix_cache_->Unref(id);
       break;
     }
-    if (metrics_ != nullptr && !s.params.internal)
+    MakeFree(need);
+    s.cache.emplace(&pool_, config_.context);
+    s.cache->Adopt(hit, cached);
+    if (!s.cache->Reserve(s.prefill_len).ok()) {  // cannot happen: Available() counted them
+      ReleaseBlocks(s);
+      break;
+    }
+    s.prefilled = cached;
+    s.cache_offered = static_cast<int64_t>(hit.size());
+    s.cache_parent = hit.empty() ? -1 : hit.back();
+    s.uncacheable = false;
+    if (metrics_ != nullptr && prefix_cache_ && !s.params.internal) {
+      metrics_->prefix_cache_queries_total().Increment(static_cast<double>(s.prefill_len));
+      metrics_->prefix_cache_hits_total().Increment(static_cast<double>(cached));
+    }
+    if (metrics_ != nullptr && !s.params.internal && s.preemptions == 0)
       metrics_->request_queue_time_seconds().Observe(Seconds(Clock::now() - s.arrival));
     const SpeculationOptions& spec = config_.speculation;
-    if (spec.mode == SpeculationOptions::Mode::kDraft && spec.draft != nullptr) {
+    if (s.proposer != nullptr) {
+      // Readmitted after a preemption: the proposer (and the draft model's private cache) kept
+      // its state; its context is still the prompt and every generated token.
+    } else if (spec.mode == SpeculationOptions::Mode::kDraft && spec.draft != nullptr) {
       // Its own KV cache for the sequence's positions (the draft's rows, on this process).
-      s.proposer = std::make_unique<speculative::ModelDraftProposer>(*spec.draft, s.params.sampling, need);
+      s.proposer = std::make_unique<speculative::ModelDraftProposer>(*spec.draft, s.params.sampling, s.positions());
     } else if (spec.mode == SpeculationOptions::Mode::kNgram) {
       s.proposer = std::make_unique<speculative::NgramDraftProposer>();
     }
-    if (s.proposer != nullptr) {
+    if (s.proposer != nullptr && !s.draft_length) {
       s.draft_length.emplace(spec.max_draft_tokens);
       s.context = s.params.prompt;
     }
     s.id = ++next_seq_id_;
     s.opened = true;
-    executor_.Open(pipeline::SequenceSetup{s.id, s.params.sampling, s.params.logprobs});
+    source.resize(static_cast<size_t>(cached));
+    executor_.Open(pipeline::SequenceSetup{s.id, s.params.sampling, s.params.logprobs, hit, std::move(source)});
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
   }
+}
+
+bool Scheduler::Grow(Sequence& s, int64_t n) {
+  while (true) {
+    const absl::Status st = s.cache->Reserve(n);
+    if (st.ok()) return true;
+    if (!absl::IsResourceExhausted(st)) {  // past the context: Submit's checks make it unreachable
+      Finish(s, "error", {}, std::string(st.message()));
+      return false;
+    }
+    if (prefix_cache_ && prefix_cache_->evictable() > 0) {  // an unused cached block first
+      pool_.allocator().Free(prefix_cache_->Evict());
+      continue;
+    }
+    // The pool is out of blocks: preempt the newest idle sequence (this one if it is the
+    // newest). One in flight cannot be touched (the stages are using its blocks): if only
+    // those are newer, `s` waits for them to come back.
+    Sequence* victim = nullptr;
+    for (auto& r : running_)
+      if (r->idle() && (victim == nullptr || r->order > victim->order)) victim = r.get();
+    if (victim == nullptr) return false;
+    Preempt(*victim);
+    if (victim == &s) return false;
+  }
+}
+
+void Scheduler::Preempt(Sequence& s) {
+  // vLLM's recompute policy: drop the KV rows everywhere and prefill the prompt and the tokens
+  // generated so far again on readmission. Nothing streamed is sent again: the stream and its
+  // stop-text state stay, and sampling is keyed by position (model/sampler.h), so the token
+  // the recompute samples is the one the sequence would have sampled next.
+  ReleaseBlocks(s);
+  executor_.Release(s.id);  // before the next micro-batch, whose items may take its blocks
+  s.opened = false;
+  s.prefilled = 0;
+  s.prefill_len = static_cast<int64_t>(s.params.prompt.size()) + s.generated;
+  s.preempted = true;
+  ++s.preemptions;
+  ++preemptions_;
+  if (metrics_ != nullptr) metrics_->num_preemptions_total().Increment();
+  spdlog::debug("sequence {} preempted after {} tokens (KV pool full); {} positions to recompute", s.id, s.generated,
+                s.prefill_len);
+}
+
+int64_t Scheduler::Available() const { return pool_.free_blocks() + (prefix_cache_ ? prefix_cache_->evictable() : 0); }
+
+void Scheduler::MakeFree(int64_t n) {
+  while (prefix_cache_ && pool_.free_blocks() < n && prefix_cache_->evictable() > 0)
+    pool_.allocator().Free(prefix_cache_->Evict());
+}
+
+void Scheduler::ReleaseBlocks(Sequence& s) {
+  if (!s.cache) return;
+  for (int32_t id : s.cache->Disown()) {
+    if (prefix_cache_ && prefix_cache_->Holds(id)) prefix_cache_->Unref(id);
+    else pool_.allocator().Free(id);
+  }
+}
+
+void Scheduler::CacheFullBlocks(Sequence& s) {
+  if (!prefix_cache_ || !s.cache || s.uncacheable) return;
+  const int64_t block = pool_.block_size();
+  const int64_t full = s.committed() / block;
+  std::vector<int32_t> tokens(static_cast<size_t>(block));
+  for (; s.cache_offered < full; ++s.cache_offered) {
+    const int64_t j = s.cache_offered;
+    for (int64_t p = 0; p < block; ++p) tokens[static_cast<size_t>(p)] = s.token_at(j * block + p);
+    const int32_t id = s.cache->blocks()[static_cast<size_t>(j)];
+    const int32_t cached = prefix_cache_->Insert(s.cache_parent, tokens, id);
+    if (cached < 0) {
+      s.uncacheable = true;
+      return;
+    }
+    s.cache_parent = cached;  // its own block, or the one holding the same rows already
+  }
+}
+
+void Scheduler::RequeuePreempted() {
+  for (auto& r : running_) {
+    if (!r->preempted) continue;
+    r->preempted = false;
+    // Back in arrival order: preempted sequences are older than most waiting ones, so they
+    // are readmitted first.
+    auto at = std::find_if(waiting_.begin(), waiting_.end(), [&](const auto& w) { return w->order > r->order; });
+    waiting_.insert(at, std::move(r));
+  }
+  running_.erase(std::remove(running_.begin(), running_.end(), nullptr), running_.end());
 }
 
 void Scheduler::UpdateGauges() {
@@ -248,8 +417,11 @@ void Scheduler::UpdateGauges() {
   if (metrics_ == nullptr) return;
   metrics_->num_requests_waiting().Set(num_waiting_.load());
   metrics_->num_requests_running().Set(num_running_.load());
-  const int64_t free = pool_.free_blocks();
+  // Cached blocks no sequence uses count as free (as vLLM's usage): the pool takes them back
+  // on demand.
+  const int64_t free = Available();
   metrics_->kv_cache_free_blocks().Set(static_cast<double>(free));
+  metrics_->kv_cache_used_blocks().Set(static_cast<double>(pool_.num_blocks() - free));
   metrics_->kv_cache_usage_perc().Set(pool_.num_blocks() > 0 ? 1.0 - static_cast<double>(free) / pool_.num_blocks()
                                                              : 0);
 }
@@ -266,6 +438,7 @@ void Scheduler::Iterate() {
   const size_t depth = static_cast<size_t>(std::max(1, executor_.micro_batches()));
   while (in_flight_.size() < depth && LaunchMicroBatch(depth)) {
   }
+  RequeuePreempted();
   if (in_flight_.empty()) return;
   CompleteOldest();
   running_.erase(std::remove_if(running_.begin(), running_.end(), [](const auto& s) { return s->finished; }),
@@ -285,39 +458,49 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
   // decodes in this micro-batch: drafts never crowd a sequence out of its decode step.
   int64_t decoders = 0;
   for (auto& s : running_)
-    if (!s->busy && !s->finished && s->decoding()) ++decoders;
+    if (s->idle() && s->decoding()) ++decoders;
   int64_t spare = budget - std::min<int64_t>({decoders, static_cast<int64_t>(share), budget});
+  const int64_t block = pool_.block_size();
   for (auto& s : running_) {  // decode tokens first, one per idle decoding sequence
-    if (s->busy || s->finished || !s->decoding()) continue;
+    if (!s->idle() || !s->decoding()) continue;
     if (mb.owners.size() >= share || budget <= 0) break;
-    const std::vector<int32_t> draft = Draft(*s, spare);
+    // A block for the decode row (preempting newer sequences when the pool is out), then a
+    // draft no longer than its blocks and the free ones above the watermark can take: a
+    // guess never preempts anyone.
+    const int64_t length = s->cache->length();
+    if (!Grow(*s, length + 1)) continue;
+    const int64_t room =
+        (s->cache->blocks_held() + std::max<int64_t>(0, Available() - watermark_)) * block - (length + 1);
+    const std::vector<int32_t> draft = Draft(*s, std::min(spare, room));
     const int64_t verify = static_cast<int64_t>(draft.size());
+    MakeFree((length + 1 + verify + block - 1) / block - s->cache->blocks_held());
+    if (!s->cache->Reserve(length + 1 + verify).ok()) continue;  // cannot happen: room counted it
     spare -= verify;
     tokens.push_back(s->last);
     tokens.insert(tokens.end(), draft.begin(), draft.end());
     items.push_back({s->id, &*s->cache, 1 + verify, true, verify});
     mb.owners.push_back(s.get());
+    s->busy = true;  // taken: neither a victim nor a second item of this micro-batch
     budget -= 1 + verify;
   }
   int64_t prefill_tokens = 0;
-  for (auto& s : running_) {  // then prompt chunks with what is left
-    if (s->busy || s->finished || s->decoding() || budget <= 0) continue;
-    const int64_t prompt = static_cast<int64_t>(s->params.prompt.size());
-    const int64_t chunk = std::min({prompt - s->prefilled, config_.prefill_chunk, budget});
-    tokens.insert(tokens.end(), s->params.prompt.begin() + s->prefilled,
-                  s->params.prompt.begin() + s->prefilled + chunk);
-    // The last chunk of the prompt yields the first token.
-    items.push_back({s->id, &*s->cache, chunk, s->prefilled + chunk == prompt});
+  for (auto& s : running_) {  // then prefill chunks with what is left (their blocks were taken at admission)
+    if (!s->idle() || s->decoding() || budget <= 0) continue;
+    const int64_t chunk = std::min({s->prefill_len - s->prefilled, config_.prefill_chunk, budget});
+    for (int64_t p = s->prefilled; p < s->prefilled + chunk; ++p) tokens.push_back(s->token_at(p));
+    // The last chunk yields the next token (the first, or a recomputed sequence's next).
+    items.push_back({s->id, &*s->cache, chunk, s->prefilled + chunk == s->prefill_len});
     mb.owners.push_back(s.get());
+    s->busy = true;
     budget -= chunk;
-    if (!s->params.internal) prefill_tokens += chunk;
+    // The prompt as clients sent it, once: a preempted sequence's recompute is not counted.
+    if (!s->params.internal && s->preemptions == 0) prefill_tokens += chunk;
   }
   if (items.empty()) return false;
   for (size_t i = 0; i < items.size(); ++i) {
     mb.n_tokens.push_back(items[i].n_tokens);
     mb.sample.push_back(items[i].sample);
     mb.verify.push_back(items[i].verify);
-    mb.owners[i]->busy = true;
   }
   if (metrics_ != nullptr) {
     metrics_->iterations_total().Increment();
@@ -334,7 +517,7 @@ std::vector<int32_t> Scheduler::Draft(Sequence& s, int64_t budget) {
   if (s.proposer == nullptr) return draft;
   // Every token a step produces must be one the sequence may still generate: at most
   // max_tokens - generated, the draft's tokens and the target's own one after them (so the
-  // rows also stay within the positions reserved at admission).
+  // rows also stay within prompt + max_tokens, which Submit checked against the context).
   const int64_t k = std::min({s.draft_length->next(), s.params.max_tokens - s.generated - 1, budget});
   if (k <= 0) return draft;
   if (absl::Status st = s.proposer->Propose(s.context, k, draft); !st.ok()) {
@@ -391,6 +574,8 @@ void Scheduler::CompleteOldest() {
     const auto [begin, end] = range[i];
     Deliver(s, mb, i, absl::MakeConstSpan(sampled->data() + begin, end - begin), now);
   }
+  for (Sequence* s : mb.owners)
+    if (!s->finished) CacheFullBlocks(*s);
 }
 
 void Scheduler::Deliver(Sequence& s, const InFlight& mb, size_t i, absl::Span<const pipeline::SampledToken> tokens,
@@ -415,6 +600,7 @@ void Scheduler::Deliver(Sequence& s, const InFlight& mb, size_t i, absl::Span<co
       return;
     }
     ++s.generated;
+    s.output.push_back(id);
     s.last = id;
     if (s.proposer != nullptr) s.context.push_back(id);
     if (metrics_ != nullptr && !s.params.internal) metrics_->generation_tokens_total().Increment();
@@ -441,12 +627,12 @@ void Scheduler::Deliver(Sequence& s, const InFlight& mb, size_t i, absl::Span<co
   }
   // The rows kept: every position up to the newest token's and the accepted draft tokens'
   // (the target's own token is fed by the next item). The rejected draft rows are cut from
-  // the stages' caches and the last stage's history before the next micro-batch; the
-  // sequence keeps its blocks (reserved whole at admission), so only the length moves.
+  // the stages' caches and the last stage's history before the next micro-batch, and the
+  // blocks past ceil(keep / block_size) go back to the pool here as the stages drop them there.
   const int64_t rejected = verify - (static_cast<int64_t>(tokens.size()) - 1);
   if (rejected > 0) {
     const int64_t keep = s.cache->length() - rejected;
-    s.cache->set_length(keep);
+    s.cache->Truncate(keep);
     executor_.Truncate(s.id, keep);
   }
 }

@@ -1,11 +1,16 @@
 // The iteration-level scheduler (continuous batching) on one compute thread.
 //
 // Every iteration it (1) drops cancelled sequences, (2) admits waiting sequences in arrival
-// order while the running batch has room and the KV pool has free blocks for the whole
-// sequence (prompt + max_tokens: no preemption is ever needed), (3) forms one batch: one
+// order while the running batch has room and the KV pool has free blocks for the prompt with
+// a watermark to spare (1% of the pool, at least one block), (3) forms one batch: one
 // decode token per running sequence first, then prompt chunks of at most `prefill_chunk`
 // tokens until `max_batch_tokens` is reached, so a long prompt is prefilled over several
-// iterations while the others keep decoding, (4) runs the batch through a
+// iterations while the others keep decoding; a decoding sequence takes a block each time it
+// crosses into a new one, and when the pool is out of blocks the newest idle sequence is
+// preempted (vLLM's recompute policy: its blocks are freed on every stage, it goes back to
+// the waiting queue, and on readmission its prompt and the tokens it generated are prefilled
+// again; nothing streamed is sent twice and, sampling being keyed by position, the text is the
+// one it would have produced unpreempted), (4) runs the batch through a
 // pipeline::BatchExecutor (embedded: the one stage on this thread; under mpirun: the pipeline
 // stages) which samples, and streams each finished segment's next token. Under a pipeline
 // the running sequences are split into micro-batches (a fair share of the sequences and of
@@ -28,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "coordinator/generation_stream.h"
+#include "coordinator/prefix_cache.h"
 #include "model/kv_cache.h"
 #include "model/sampler.h"
 #include "model/transformer.h"
@@ -58,6 +64,10 @@ struct SchedulerConfig {
   int64_t prefill_chunk = 256;     // most prompt tokens of one sequence per iteration
   int max_waiting = 256;           // sequences waiting for admission; beyond → ResourceExhausted
   int64_t context = 0;             // positions per sequence; 0 = the model's maximum
+  // Automatic prefix caching (coordinator/prefix_cache.h): full blocks of final tokens are
+  // kept after their sequence and a new sequence starts on the longest cached run of its
+  // prompt (serve: on unless --no-enable-prefix-caching).
+  bool enable_prefix_caching = false;
   SpeculationOptions speculation;
 };
 
@@ -85,10 +95,10 @@ class Scheduler {
                                                                    model::KvBlockPool& pool, SchedulerConfig config,
                                                                    monitoring::ServingMetrics* metrics);
   // Any executor (the pipeline under mpirun). `pool` is the one allocator of KV blocks: each
-  // sequence's cache in it is its block table (reserved whole at admission, freed once no
-  // micro-batch in flight uses it), whose ids the executor hands the stages with the items
-  // (pipeline/batch_assembler.h). It must have the stages' block size and no more blocks than
-  // their storage (a stage refuses an id outside its pool); a pool with zero layers holds no memory.
+  // sequence's cache in it is its block table (the prompt's blocks taken at admission, the
+  // rest as it grows, freed once no micro-batch in flight uses it), whose ids the executor hands the stages with the
+  // items (pipeline/batch_assembler.h). It must have the stages' block size and no more blocks than their storage (a
+  // stage refuses an id outside its pool); a pool with zero layers holds no memory.
   Scheduler(pipeline::BatchExecutor& executor, const model::ModelConfig& model_config, const text::Tokenizer* tokenizer,
             model::KvBlockPool& pool, SchedulerConfig config, monitoring::ServingMetrics* metrics);
   ~Scheduler();
@@ -111,6 +121,8 @@ class Scheduler {
   const SchedulerConfig& config() const { return config_; }
   int num_waiting() const { return num_waiting_.load(); }
   int num_running() const { return num_running_.load(); }
+  // Sequences preempted so far (their KV freed to let older ones grow, recomputed later).
+  int64_t preemptions() const { return preemptions_.load(); }
 
   struct Sequence;
 
@@ -130,6 +142,22 @@ class Scheduler {
   // Waits for the oldest micro-batch in flight and streams its tokens.
   void CompleteOldest();
   void Admit();
+  // Makes `s`'s cache hold positions [0, n), preempting the newest idle sequences while the
+  // pool is out of blocks; false when `s` itself was preempted or only sequences in flight
+  // could make room (then it waits for them).
+  bool Grow(Sequence& s, int64_t n);
+  // Frees `s`'s blocks here and (with the next micro-batch) on every stage; `s` is requeued
+  // after this launch round (RequeuePreempted) and recomputed on readmission.
+  void Preempt(Sequence& s);
+  void RequeuePreempted();
+  // Free blocks, counting the cached ones no sequence uses (the pool takes them back on demand).
+  int64_t Available() const;
+  // Evicts unused cached blocks until the free list has `n` (or none is left to evict).
+  void MakeFree(int64_t n);
+  // Returns `s`'s blocks: cached ones lose its reference, the others go back to the pool.
+  void ReleaseBlocks(Sequence& s);
+  // Offers `s`'s full blocks of final tokens not yet offered to the prefix cache.
+  void CacheFullBlocks(Sequence& s);
   void DropCancelled();
   void Finish(Sequence& s, const std::string& reason, std::string text = {}, const std::string& error = {});
   void UpdateGauges();
@@ -163,6 +191,10 @@ class Scheduler {
   std::deque<InFlight> in_flight_;  // launched, oldest first
   bool abort_requested_ = false;    // CancelAll seen; applied as sequences come back
   uint64_t next_seq_id_ = 0;
+  uint64_t next_order_ = 0;                    // guarded by mu_ (Submit)
+  int64_t watermark_ = 1;                      // blocks left free by an admission beside running sequences
+  std::unique_ptr<PrefixCache> prefix_cache_;  // null: prefix caching off
+  std::atomic<int64_t> preemptions_{0};
   std::thread thread_;
 };
 

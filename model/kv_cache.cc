@@ -84,6 +84,18 @@ void KvCache::Truncate(int64_t n) {
   }
 }
 
+void KvCache::Adopt(const std::vector<int32_t>& ids, int64_t length) {
+  blocks_ = ids;
+  length_ = length;
+}
+
+std::vector<int32_t> KvCache::Disown() {
+  std::vector<int32_t> ids = std::move(blocks_);
+  blocks_.clear();
+  length_ = 0;
+  return ids;
+}
+
 void KvCache::Release() {
   if (allocator_ != nullptr)
     for (int32_t b : blocks_) allocator_->Free(b);

@@ -151,6 +151,11 @@ class KvCache final : public KvSequence {
   // Keeps positions [0, n) (n <= length()) and returns the blocks past them to the pool: a
   // rolled-back draft or a preempted tail is recomputed later.
   void Truncate(int64_t n);
+  // Prefix caching (the scheduler's): an empty cache starts on `ids`, blocks of this pool
+  // holding positions [0, length) that it does not own (a cache of shared blocks counts them);
+  // Disown hands every block id back to the caller instead of the pool (empty afterwards).
+  void Adopt(const std::vector<int32_t>& ids, int64_t length);
+  std::vector<int32_t> Disown();
 
  private:
   std::unique_ptr<KvBlockPool> owned_pool_;

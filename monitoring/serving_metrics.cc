@@ -46,6 +46,13 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
   waiting_ = gauge("accullm_num_requests_waiting", "Number of sequences waiting to be admitted.");
   kv_usage_ = gauge("accullm_kv_cache_usage_perc", "KV-cache usage: fraction of blocks in use (1 = full).");
   kv_free_blocks_ = gauge("accullm_kv_cache_free_blocks", "KV-cache blocks on the free list.");
+  kv_used_blocks_ = gauge("accullm_kv_cache_used_blocks", "KV-cache blocks held by sequences.");
+  preemptions_ = counter("accullm_num_preemptions_total",
+                         "Sequences preempted (KV blocks freed, recomputed on readmission) because the pool ran out.");
+  prefix_queries_ = counter("accullm_prefix_cache_queries_total",
+                            "Prefix cache: tokens looked up at admission (what each sequence prefills).");
+  prefix_hits_ = counter("accullm_prefix_cache_hits_total",
+                         "Prefix cache: tokens found cached at admission (their prefill skipped).");
   prompt_tokens_ = counter("accullm_prompt_tokens_total", "Prefill tokens processed.");
   generation_tokens_ = counter("accullm_generation_tokens_total", "Generation tokens produced.");
   iterations_ = counter("accullm_iterations_total", "Scheduler iterations (batched forward passes).");

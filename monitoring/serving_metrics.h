@@ -32,6 +32,11 @@ class ServingMetrics {
   prometheus::Gauge& num_requests_waiting() { return *waiting_; }
   prometheus::Gauge& kv_cache_usage_perc() { return *kv_usage_; }  // fraction in [0, 1], as vLLM
   prometheus::Gauge& kv_cache_free_blocks() { return *kv_free_blocks_; }
+  prometheus::Gauge& kv_cache_used_blocks() { return *kv_used_blocks_; }
+  prometheus::Counter& num_preemptions_total() { return *preemptions_; }
+  // Prefix caching (vLLM's prefix_cache_queries / _hits): tokens looked up, tokens found.
+  prometheus::Counter& prefix_cache_queries_total() { return *prefix_queries_; }
+  prometheus::Counter& prefix_cache_hits_total() { return *prefix_hits_; }
 
   prometheus::Counter& prompt_tokens_total() { return *prompt_tokens_; }
   prometheus::Counter& generation_tokens_total() { return *generation_tokens_; }
@@ -93,8 +98,9 @@ class ServingMetrics {
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   std::string model_name_;
-  prometheus::Gauge *running_, *waiting_, *kv_usage_, *kv_free_blocks_;
-  prometheus::Counter *prompt_tokens_, *generation_tokens_, *iterations_;
+  prometheus::Gauge *running_, *waiting_, *kv_usage_, *kv_free_blocks_, *kv_used_blocks_;
+  prometheus::Counter *preemptions_, *prefix_queries_, *prefix_hits_, *prompt_tokens_, *generation_tokens_,
+      *iterations_;
   prometheus::Histogram *ttft_, *itl_, *e2e_, *queue_time_, *iteration_tokens_;
   prometheus::Family<prometheus::Counter>* success_;
   prometheus::Family<prometheus::Counter>* rejected_;

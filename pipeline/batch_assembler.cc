@@ -6,12 +6,18 @@
 namespace accullm::pipeline {
 
 void BatchAssembler::Open(const SequenceSetup& s) {
-  opened_.push_back(NewSequence{s.seq, s.sampling, s.logprobs});
-  told_[s.seq] = 0;
+  opened_.push_back(NewSequence{s.seq, s.sampling, s.logprobs, s.prefix_blocks, s.prefix_tokens});
+  told_[s.seq] = s.prefix_blocks.size();  // the opening names them
 }
 
 void BatchAssembler::Release(uint64_t seq) {
   told_.erase(seq);
+  // A rollback still pending is moot, and the stages would refuse it: they drop released
+  // sequences before applying truncations (a speculative rollback followed by a preemption or
+  // a cancellation before the next micro-batch).
+  truncated_.erase(
+      std::remove_if(truncated_.begin(), truncated_.end(), [&](const Truncation& t) { return t.seq == seq; }),
+      truncated_.end());
   // Never sent to the stages yet: forget it here.
   for (auto it = opened_.begin(); it != opened_.end(); ++it) {
     if (it->seq == seq) {

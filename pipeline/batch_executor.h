@@ -19,6 +19,10 @@ struct SequenceSetup {
   uint64_t seq = 0;
   model::SamplingParams sampling;
   int logprobs = -1;  // -1: none; k >= 0: the sampled token's logprob and k alternatives
+  // Prefix caching: cached full blocks the sequence starts on, read-only, and the tokens of
+  // their positions (wire.h NewSequence). The scheduler's cache for it holds them already.
+  std::vector<int32_t> prefix_blocks;
+  std::vector<int32_t> prefix_tokens;
 };
 
 struct ExecItem {

@@ -39,8 +39,34 @@ PipelineStage::~PipelineStage() = default;
 void PipelineStage::Drop(uint64_t seq) {
   auto s = seqs_.find(seq);
   if (s == seqs_.end()) return;
-  owners_.Free(s->second.table->blocks());
+  const std::vector<int32_t>& blocks = s->second.table->blocks();
+  const auto split = blocks.begin() + static_cast<std::ptrdiff_t>(s->second.shared);
+  owners_.Unshare(std::vector<int32_t>(blocks.begin(), split));
+  owners_.Free(std::vector<int32_t>(split, blocks.end()));
   seqs_.erase(s);
+}
+
+absl::Status PipelineStage::Open(const NewSequence& o) {
+  if (seqs_.count(o.seq) != 0) return absl::InvalidArgumentError(absl::StrCat("sequence ", o.seq, " opened twice"));
+  const int64_t prefix = static_cast<int64_t>(o.prefix_tokens.size());
+  if (prefix != static_cast<int64_t>(o.prefix_blocks.size()) * hello_.kv_block_size || prefix > hello_.context)
+    return absl::InvalidArgumentError(absl::StrCat("sequence ", o.seq, ": a cached prefix of ", o.prefix_blocks.size(),
+                                                   " blocks and ", prefix, " tokens"));
+  for (int32_t tok : o.prefix_tokens)
+    if (tok >= model_.config().vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("token id ", tok, " is outside the vocabulary"));
+  RETURN_IF_ERROR(owners_.Share(o.seq, o.prefix_blocks));
+  Seq s;
+  s.table = std::make_unique<model::KvBlockTable>(&storage_);
+  s.table->Append(o.prefix_blocks);
+  s.table->set_length(prefix);
+  s.shared = o.prefix_blocks.size();
+  if (last_) {
+    s.sampling = std::make_unique<SequenceSampling>(SequenceSetup{o.seq, o.sampling, o.logprobs, {}, {}});
+    s.sampling->Append(o.prefix_tokens.data(), prefix);
+  }
+  seqs_.emplace(o.seq, std::move(s));
+  return absl::OkStatus();
 }
 
 absl::Status PipelineStage::AdmitItem(const BatchItem& it, Seq& s) {
@@ -65,6 +91,12 @@ absl::Status PipelineStage::AdmitItem(const BatchItem& it, Seq& s) {
                                                    " held + ", it.blocks.size(), " in the batch)"));
   RETURN_IF_ERROR(owners_.Claim(it.seq, it.blocks));
   table.Append(it.blocks);
+  // The blocks this item's rows fill to the end: complete once the batch has run (a failed
+  // batch ends the stage), so a later sequence may share them.
+  std::vector<int32_t> filled;
+  for (int64_t j = it.position / hello_.kv_block_size; j < (it.position + it.n_tokens) / hello_.kv_block_size; ++j)
+    filled.push_back(table.blocks()[static_cast<size_t>(j)]);
+  owners_.MarkComplete(filled);
   return absl::OkStatus();
 }
 
@@ -105,20 +137,17 @@ absl::StatusOr<Message> PipelineStage::Run(uint64_t batch_id, Batch& b) {
   for (const auto& t : b.truncated) {
     auto s = seqs_.find(t.seq);
     if (s == seqs_.end()) return absl::InvalidArgumentError(absl::StrCat("truncation of unknown sequence ", t.seq));
-    if (t.length > s->second.table->length())
+    if (t.length > s->second.table->length() ||
+        t.length < static_cast<int64_t>(s->second.shared) * hello_.kv_block_size)
       return absl::InvalidArgumentError(absl::StrCat("truncation of sequence ", t.seq, " to ", t.length,
-                                                     " positions; this stage's cache holds ",
-                                                     s->second.table->length()));
+                                                     " positions; this stage's cache holds ", s->second.table->length(),
+                                                     ", ", s->second.shared, " of its blocks a cached prefix"));
+    if (t.length % hello_.kv_block_size != 0 && t.length < s->second.table->length())
+      RETURN_IF_ERROR(owners_.Reopen(s->second.table->blocks()[static_cast<size_t>(t.length / hello_.kv_block_size)]));
     owners_.Free(s->second.table->Truncate(t.length));
     if (s->second.sampling) s->second.sampling->Truncate(t.length);
   }
-  for (const auto& o : b.opened) {
-    if (seqs_.count(o.seq) != 0) return absl::InvalidArgumentError(absl::StrCat("sequence ", o.seq, " opened twice"));
-    Seq s;
-    s.table = std::make_unique<model::KvBlockTable>(&storage_);
-    if (last_) s.sampling = std::make_unique<SequenceSampling>(SequenceSetup{o.seq, o.sampling, o.logprobs});
-    seqs_.emplace(o.seq, std::move(s));
-  }
+  for (const auto& o : b.opened) RETURN_IF_ERROR(Open(o));
   std::vector<model::BatchSegment> segments;
   for (const auto& it : b.items) {
     auto s = seqs_.find(it.seq);

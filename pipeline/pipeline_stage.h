@@ -75,7 +75,10 @@ class PipelineStage {
     std::unique_ptr<model::KvBlockTable> table;
     std::unique_ptr<SequenceSampling> sampling;  // last stage only
     uint64_t last_run = 0;                       // the Run that last named it in an item
+    size_t shared = 0;                           // its table's first blocks are a cached prefix it reads, never writes
   };
+  // Creates sequence `o` (on its cached prefix, if any).
+  absl::Status Open(const NewSequence& o);
   // Forgets `seq` (if known) and frees its blocks.
   void Drop(uint64_t seq);
   // Checks item `it` of the current batch against its sequence and appends its block ids.

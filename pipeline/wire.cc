@@ -238,6 +238,10 @@ void EncodeBody(Writer& w, const Batch& b) {
     w.Put(s.seq);
     EncodeSampling(w, s.sampling);
     w.Put(s.logprobs);
+    w.Put<uint32_t>(static_cast<uint32_t>(s.prefix_blocks.size()));
+    w.Bytes(s.prefix_blocks.data(), s.prefix_blocks.size() * sizeof(int32_t));
+    w.Put<uint32_t>(static_cast<uint32_t>(s.prefix_tokens.size()));
+    w.Bytes(s.prefix_tokens.data(), s.prefix_tokens.size() * sizeof(int32_t));
   }
   w.Put<uint32_t>(static_cast<uint32_t>(b.released.size()));
   for (uint64_t s : b.released) w.Put(s);
@@ -258,9 +262,10 @@ void EncodeBody(Writer& w, const Batch& b) {
 }
 absl::Status DecodeBody(Reader& r, Batch& b) {
   uint64_t n = 0;
-  // Encodings: new sequence 8+36+4 (sampling: seven 4-byte fields and an 8-byte seed),
-  // released 8, truncation 16, item 37 + 4 per block id, token 4.
-  RETURN_IF_ERROR(r.Count(n, 48, "batch.opened"));
+  // Encodings: new sequence 8+36+4+4+4 (sampling: seven 4-byte fields and an 8-byte seed; two
+  // counts) + 4 per prefix block id and token, released 8, truncation 16, item 37 + 4 per block
+  // id, token 4.
+  RETURN_IF_ERROR(r.Count(n, 56, "batch.opened"));
   b.opened.resize(n);
   for (auto& s : b.opened) {
     RETURN_IF_ERROR(r.Get(s.seq, "opened.seq"));
@@ -269,6 +274,19 @@ absl::Status DecodeBody(Reader& r, Batch& b) {
     if (s.logprobs < -1 || s.logprobs > kMaxTopLogprobs)
       return absl::InvalidArgumentError(
           absl::StrCat("wire: logprobs ", s.logprobs, " outside [-1, ", kMaxTopLogprobs, "]"));
+    uint64_t k = 0;
+    RETURN_IF_ERROR(r.Count(k, sizeof(int32_t), "opened.prefix_blocks"));
+    s.prefix_blocks.resize(k);
+    for (auto& id : s.prefix_blocks) {
+      RETURN_IF_ERROR(r.Get(id, "opened.prefix_blocks"));
+      if (id < 0) return absl::InvalidArgumentError(absl::StrCat("wire: negative block id ", id));
+    }
+    RETURN_IF_ERROR(r.Count(k, sizeof(int32_t), "opened.prefix_tokens"));
+    s.prefix_tokens.resize(k);
+    for (auto& t : s.prefix_tokens) {
+      RETURN_IF_ERROR(r.Get(t, "opened.prefix_tokens"));
+      if (t < 0) return absl::InvalidArgumentError(absl::StrCat("wire: negative token id ", t));
+    }
   }
   RETURN_IF_ERROR(r.Count(n, 8, "batch.released"));
   b.released.resize(n);

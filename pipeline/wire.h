@@ -30,8 +30,9 @@ inline constexpr uint32_t kWireMagic = 0x4D4C4341;  // "ACLM" little-endian
 // (the scheduler owns the block table, the stages store the rows where it says); 6:
 // hello.kv_dtype (the stages store KV rows in the coordinator's dtype: one byte, KvDType's
 // stable values, after kv_blocks); 7: item.verify (speculative decoding: the last stage
-// samples every row of a verification item).
-inline constexpr uint16_t kWireVersion = 7;
+// samples every row of a verification item); 8: opened.prefix_blocks and prefix_tokens (prefix
+// caching: a sequence starts on cached blocks other sequences may read too).
+inline constexpr uint16_t kWireVersion = 8;
 inline constexpr size_t kHeaderBytes = 24;
 using transport::kMaxMessageBytes;
 // Alternatives a sequence may ask for per token. The API allows far fewer (its own limit); the
@@ -83,10 +84,18 @@ struct HelloAck {
 // A sequence joining the batch: the last stage needs its sampling state. No prompt: the
 // prompt reaches the last stage as the token ids of the rows that prefill it, so it crosses
 // each hop once, chunk by chunk, instead of whole in the opening batch.
+// Prefix caching: a sequence may start on `prefix_blocks`, full blocks of positions
+// [0, prefix_tokens.size()) that some sequence wrote earlier (the scheduler's cache found them
+// by a hash of exactly these tokens). The stages take them read-only (shared with whoever else
+// reads them; a stage refuses one it does not hold complete), the sequence's first item starts
+// at prefix_tokens.size(), and the last stage's history starts with prefix_tokens (4 bytes a
+// token, once per sequence: the penalties and the positions count them).
 struct NewSequence {
   uint64_t seq = 0;
   model::SamplingParams sampling;
   int32_t logprobs = -1;
+  std::vector<int32_t> prefix_blocks;
+  std::vector<int32_t> prefix_tokens;  // prefix_blocks.size() × kv_block_size of them
 };
 
 // Rolls a sequence back: every stage keeps KV positions [0, length) and the first

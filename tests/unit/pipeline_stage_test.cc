@@ -49,7 +49,11 @@ class PipelineStageTest : public ::testing::Test {
     b.tokens = std::move(tokens);
     return b;
   }
-  static NewSequence Greedy(uint64_t seq) { return NewSequence{seq, model::SamplingParams{.temperature = 0}, 0}; }
+  static NewSequence Greedy(uint64_t seq, std::vector<int32_t> prefix_blocks = {},
+                            std::vector<int32_t> prefix_tokens = {}) {
+    return NewSequence{seq, model::SamplingParams{.temperature = 0}, 0, std::move(prefix_blocks),
+                       std::move(prefix_tokens)};
+  }
 
   // Runs `b` and returns its one sampled token, or the stage's error.
   static absl::StatusOr<SampledToken> RunOne(PipelineStage& stage, Batch b) {
@@ -195,6 +199,55 @@ TEST_F(PipelineStageTest, RefusesASequenceTwiceInOneBatch) {
   ASSERT_FALSE(m.ok());
   EXPECT_NE(std::string(m.status().message()).find("sequence 1 appears twice in one batch"), std::string::npos)
       << m.status();
+}
+
+// Prefix caching (wire version 8): a sequence opened on a cached block reads the rows another
+// wrote and gives the same next token as computing them itself; the stage refuses to share a
+// block not fully written, to let anyone write into a block being read, and to roll a reader's
+// or a writer's table back into it.
+TEST_F(PipelineStageTest, SharedPrefixBlocksAreReadOnlyAndComplete) {
+  const std::vector<int32_t> prompt = {1, 450, 1217, 287, 263, 9};
+  auto stage = NewStage();
+  Batch a = Item(1, 0, prompt, {5, 2});  // block 5 complete (positions 0-3), block 2 half
+  a.opened.push_back(Greedy(1));
+  auto want = RunOne(*stage, std::move(a));
+  ASSERT_TRUE(want.ok()) << want.status();
+  // Sequence 2 starts on block 5 and computes positions 4-5 itself: the same next token.
+  Batch b = Item(2, 4, {263, 9}, {7});
+  b.opened.push_back(Greedy(2, {5}, {1, 450, 1217, 287}));
+  auto got = RunOne(*stage, std::move(b));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->id, want->id);
+  EXPECT_EQ(got->logprob, want->logprob);
+  // Block 2 is not complete: nobody may start on it.
+  Batch c = Item(3, 8, {1}, {0});
+  c.opened.push_back(Greedy(3, {5, 2}, {1, 450, 1217, 287, 263, 9, 1, 1}));
+  ExpectRefused(RunOne(*stage, std::move(c)), "cached KV block 2 does not hold a complete block of rows");
+  // Nobody writes into block 5 while it is read, nor rolls back into it.
+  Batch d = Item(4, 0, {1, 2}, {5});
+  d.opened.push_back(Greedy(4));
+  ExpectRefused(RunOne(*stage, std::move(d)), "KV block 5 is already held by sequence 1");
+  Batch e = Item(1, 6, {3}, {});
+  e.truncated.push_back({1, 2});
+  ExpectRefused(RunOne(*stage, std::move(e)), "cannot be rolled back");
+  Batch f = Item(2, 6, {3}, {});
+  f.truncated.push_back({2, 3});
+  ExpectRefused(RunOne(*stage, std::move(f)), "of its blocks a cached prefix");
+  // Its writer gone, block 5 keeps its rows: a new sequence still starts on it; once no one
+  // reads it, it may be claimed for writing again.
+  Batch g = Item(5, 4, {263, 9}, {1});
+  g.released.push_back(1);
+  g.opened.push_back(Greedy(5, {5}, {1, 450, 1217, 287}));
+  got = RunOne(*stage, std::move(g));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->id, want->id);
+  Batch h = Item(6, 0, {1, 2}, {5});
+  h.opened.push_back(Greedy(6));
+  ExpectRefused(RunOne(*stage, std::move(h)), "is read by 2 sequence(s)");
+  Batch k = Item(7, 0, {1, 2}, {5});
+  k.released = {2, 5};
+  k.opened.push_back(Greedy(7));
+  EXPECT_TRUE(RunOne(*stage, std::move(k)).ok());
 }
 
 }  // namespace

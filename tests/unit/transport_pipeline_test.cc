@@ -245,12 +245,12 @@ TEST_F(PipelineTest, PromptCrossesEachHopOnceAsRowTokens) {
       opened += b.opened.size();
       EXPECT_LE(b.rows, sc.prefill_chunk) << "stage " << r;  // never the whole prompt at once
       seen.insert(seen.end(), b.tokens.begin(), b.tokens.end());
-      // 24 header; counts of opened (48 each), released (8), truncated (16), items (37 and 4
-      // per new block id), tokens (4); dtype, rows, width, nccl flag, activation byte count;
-      // activations.
+      // 24 header; counts of opened (56 each and 4 per cached prefix block id and token: none
+      // here, no prefix caching), released (8), truncated (16), items (37 and 4 per new block
+      // id), tokens (4); dtype, rows, width, nccl flag, activation byte count; activations.
       size_t block_ids = 0;
       for (const auto& it : b.items) block_ids += it.blocks.size();
-      const size_t fixed = 24 + 4 + 48 * b.opened.size() + 4 + 8 * b.released.size() + 4 + 16 * b.truncated.size() + 4 +
+      const size_t fixed = 24 + 4 + 56 * b.opened.size() + 4 + 8 * b.released.size() + 4 + 16 * b.truncated.size() + 4 +
                            37 * b.items.size() + 4 * block_ids + 4 + 4 * b.tokens.size() + 1 + 8 + 8 + 1 + 8;
       EXPECT_EQ(rec[r]->sizes[i], fixed + b.activations.size()) << "stage " << r << ", batch " << i;
     }
@@ -342,7 +342,7 @@ TEST_F(PipelineTest, EmbeddedStageErrorFailsThePipeline) {
   model::KvBlockPool accounting(0, model_->kv_format(), 16, 16);
   model::KvCache cache(&accounting, 64);
   ASSERT_TRUE(cache.Reserve(2).ok());
-  (*e)->Open(pipeline::SequenceSetup{1, {}, -1});
+  (*e)->Open(pipeline::SequenceSetup{1, {}, -1, {}, {}});
   auto ok = (*e)->Launch({1}, {{1, &cache, 1, true}});
   ASSERT_TRUE(ok.ok());
   auto got = (*e)->Wait(*ok);

@@ -191,14 +191,15 @@ TEST(WireFormat, RefusesForgedCountsAndSizes) {
   EXPECT_FALSE(Decode(r2b.data(), r2b.size()).ok());
 }
 
-// Version 4: an opened sequence is a fixed 48 bytes (no prompt: it travels as the rows' tokens),
-// a truncation 16 (no next token), and a negative token id is refused.
+// Version 4: an opened sequence carries no prompt (it travels as the rows' tokens): 48 bytes,
+// 56 since version 8 added its cached prefix's two counts; a truncation 16 (no next token),
+// and a negative token id is refused.
 TEST(WireFormat, OpenedSequencesCarryNoPromptAndTokensAreChecked) {
   Batch one = SampleBatch();
   Batch two = SampleBatch();
   two.opened.push_back(two.opened[0]);
   two.opened[1].seq = 8;
-  EXPECT_EQ(Encode({1, two}).size() - Encode({1, one}).size(), 48u);
+  EXPECT_EQ(Encode({1, two}).size() - Encode({1, one}).size(), 56u);
   Batch cut = SampleBatch();
   cut.truncated.push_back({9, 5});
   EXPECT_EQ(Encode({1, cut}).size() - Encode({1, one}).size(), 16u);
@@ -237,9 +238,9 @@ TEST(WireFormat, ItemsCarryTheirNewBlockIds) {
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(std::get<Batch>(m->body).items[1].blocks, (std::vector<int32_t>{0, 7, 3}));
 
-  // Item 0's id count: after the opened (4 + 48), released (4 + 2 × 8), truncated (4 + 16) and
+  // Item 0's id count: after the opened (4 + 56), released (4 + 2 × 8), truncated (4 + 16) and
   // item count (4) fields, and the item's seq, position, n_tokens (8 each) and sample (1).
-  const size_t count_at = kHeaderBytes + 4 + 48 + 4 + 16 + 4 + 16 + 4 + 25;
+  const size_t count_at = kHeaderBytes + 4 + 56 + 4 + 16 + 4 + 16 + 4 + 25;
   auto bytes = Encode({1, base});
   uint32_t count = 0;
   std::memcpy(&count, bytes.data() + count_at, 4);
@@ -484,6 +485,37 @@ TEST(WireFormat, RandomCorruptionNeverCrashes) {
       }
     }
   }
+}
+
+// Version 8: an opened sequence may start on cached blocks (prefix caching): their ids and the
+// tokens of their positions, 4 bytes each after two counts; negative values are refused, and a
+// count beyond the bytes left too.
+TEST(WireFormat, OpenedSequencesCarryTheirCachedPrefix) {
+  const Batch base = SampleBatch();
+  Batch cached = SampleBatch();
+  cached.opened[0].prefix_blocks = {4, 0};
+  cached.opened[0].prefix_tokens = std::vector<int32_t>(32, 9);
+  EXPECT_EQ(Encode({1, cached}).size() - Encode({1, base}).size(), 4u * (2 + 32));
+  auto bytes = Encode({1, cached});
+  auto m = Decode(bytes.data(), bytes.size());
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(std::get<Batch>(m->body).opened[0].prefix_blocks, (std::vector<int32_t>{4, 0}));
+  EXPECT_EQ(std::get<Batch>(m->body).opened[0].prefix_tokens, std::vector<int32_t>(32, 9));
+  Batch neg = cached;
+  neg.opened[0].prefix_blocks[1] = -3;
+  auto nb = Encode({1, neg});
+  EXPECT_FALSE(Decode(nb.data(), nb.size()).ok());
+  neg = cached;
+  neg.opened[0].prefix_tokens[5] = -1;
+  nb = Encode({1, neg});
+  EXPECT_FALSE(Decode(nb.data(), nb.size()).ok());
+  // The block-id count, right after the opened sequence's fixed 48 bytes: forged huge.
+  auto f = bytes;
+  const uint32_t huge = 0xffffffff;
+  std::memcpy(f.data() + kHeaderBytes + 4 + 48, &huge, 4);
+  auto st = Decode(f.data(), f.size());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.status().message()).find("opened.prefix_blocks"), std::string::npos) << st.status();
 }
 
 }  // namespace
