@@ -19,6 +19,7 @@
 #include "model/pack/manifest.h"
 #include "model/pack/pack_reader.h"
 #include "model/pack/tensor_names.h"
+#include "model/sparse_ffn.h"
 #include "model/weight_check.h"
 
 namespace accullm::model {
@@ -59,6 +60,7 @@ struct LayerScratch {
   std::vector<int64_t> row_pos, kv_table_begin;
   std::vector<const void*> k_table, v_table;
   std::vector<BatchSegment> one_segment;  // Forward's single sequence
+  FfnKeptSets kept;                       // a neuron selector's output
 };
 LayerScratch& Scratch() {
   thread_local LayerScratch scratch;
@@ -248,6 +250,10 @@ void Transformer::PrepareKernels(int64_t layer_begin, int64_t layer_end, bool he
     const TransformerLayer& L = layers_[static_cast<size_t>(l)];
     for (LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()})
       prepare(op);
+    if (ffn_sparsity_enabled() && sparse_ffn_kernels_) {
+      if (auto sparse = SparseFfnLinearsOf(*L.gate, *L.up, *L.down))
+        PrepareSparseFfn(*sparse, neuron_selector_ != nullptr, *pool_);
+    }
   }
   if (head) prepare(lm_head_.get());
 }
@@ -365,7 +371,7 @@ std::vector<FfnSparsityCounts> Transformer::ffn_sparsity_counts() const {
   std::vector<FfnSparsityCounts> out(static_cast<size_t>(config_.num_layers));
   for (size_t l = 0; l < out.size(); ++l) {
     const AtomicFfnCounts& c = ffn_counts_[l];
-    out[l] = {c.total.load(), c.kept.load(), c.active.load(), c.kept_active.load()};
+    out[l] = {c.total.load(), c.kept.load(), c.active.load(), c.kept_active.load(), c.sparse_rows.load()};
   }
   return out;
 }
@@ -388,16 +394,40 @@ void Transformer::ResetFfnSparsityCounts() {
     c.kept = 0;
     c.active = 0;
     c.kept_active = 0;
+    c.sparse_rows = 0;
   }
 }
 
-void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, float* gate, float* up) {
+absl::Status Transformer::SelectNeurons(int64_t layer, const float* x, int64_t n, FfnKeptSets& kept) const {
+  RETURN_IF_ERROR(neuron_selector_->Select(layer, x, n, *pool_, kept));
+  // The kernels index weights by these numbers: a wrong list is an error, never a wild read.
+  const int64_t inter = config_.intermediate_size;
+  if (kept.rows() != n || kept.row_begin[0] != 0 ||
+      kept.row_begin[static_cast<size_t>(n)] != static_cast<int64_t>(kept.neurons.size()))
+    return absl::InternalError(absl::StrCat("FFN neuron selector, layer ", layer, ": row_begin does not describe ", n,
+                                            " rows of ", kept.neurons.size(), " neurons"));
+  for (int64_t r = 0; r < n; ++r) {
+    if (kept.count(r) < 0 || kept.count(r) > inter)
+      return absl::InternalError(absl::StrCat("FFN neuron selector, layer ", layer, ": row ", r, " keeps ",
+                                              kept.count(r), " of ", inter, " neurons"));
+    const int32_t* row = kept.row(r);
+    for (int64_t k = 0; k < kept.count(r); ++k) {
+      if (row[k] < 0 || row[k] >= inter || (k > 0 && row[k] <= row[k - 1]))
+        return absl::InternalError(absl::StrCat("FFN neuron selector, layer ", layer, ": row ", r,
+                                                "'s neurons are not strictly ascending in [0, ", inter, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, const FfnKeptSets* kept, float* gate,
+                               float* up) {
   const TransformerLayer& L = layers_[layer];
   const int64_t inter = config_.intermediate_size;
   // Dense gate and up (one shared INT8 input), then the mask row by row: the same linears'
   // bits as the fused dense path, so a neuron that is kept carries its dense value.
   ForwardSameInput({{L.gate.get(), gate}, {L.up.get(), up}}, x, n, *pool_);
-  const float threshold = sparsity_thresholds_[static_cast<size_t>(layer)];
+  const float threshold = sparsity_thresholds_.empty() ? 0.0f : sparsity_thresholds_[static_cast<size_t>(layer)];
   const bool recall = measure_ffn_recall_ && !active_thresholds_.empty();
   const float active_threshold = recall ? active_thresholds_[static_cast<size_t>(layer)] : 0.0f;
   AtomicFfnCounts& counts = ffn_counts_[layer];
@@ -406,14 +436,19 @@ void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, float* 
     for (int64_t r = r0; r < r1; ++r) {
       float* g = gate + r * inter;
       const float* u = up + r * inter;
-      if (recall) {
-        const kernels::FfnMaskCounts rc = kernels::SiluMulMaskedCounting(g, u, inter, threshold, active_threshold, g);
-        c.kept += rc.kept;
-        c.active += rc.active;
-        c.kept_active += rc.kept_active;
+      // The rule: one line per source of kept neurons (a new rule is one more case here and
+      // its one-row form in SparseGateUp).
+      kernels::FfnMaskCounts rc;
+      if (kept != nullptr) {
+        rc = kernels::SiluMulKept(g, u, inter, kept->row(r), kept->count(r), recall, active_threshold, g);
+      } else if (recall) {
+        rc = kernels::SiluMulMaskedCounting(g, u, inter, threshold, active_threshold, g);
       } else {
-        c.kept += kernels::SiluMulMasked(g, u, inter, threshold, g);
+        rc.kept = kernels::SiluMulMasked(g, u, inter, threshold, g);
       }
+      c.kept += rc.kept;
+      c.active += rc.active;
+      c.kept_active += rc.kept_active;
     }
     counts.kept += c.kept;
     counts.active += c.active;
@@ -422,23 +457,45 @@ void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, float* 
   counts.total += n * inter;
 }
 
-void Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
+absl::Status Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
   const TransformerLayer& L = layers_[layer];
   const int64_t inter = config_.intermediate_size;
   LayerScratch& scratch = Scratch();
   float* gate = Reuse(scratch.gate, n * inter);
   float* up = Reuse(scratch.up, n * inter);
   Notify(layer, LinearSite::kMlpIn, x, n, config_.hidden_size);
-  if (ffn_sparsity_enabled()) {
-    MaskedGateUp(layer, x, n, gate, up);
-  } else {
+  AtomicFfnCounts& counts = ffn_counts_[layer];
+  if (!ffn_sparsity_enabled()) {
     ForwardGateUpSilu(*L.gate, *L.up, x, n, gate, up, *pool_);
-    AtomicFfnCounts& counts = ffn_counts_[layer];
     counts.total += n * inter;
     counts.kept += n * inter;  // dense: nothing skipped, so recall is 1 without counting
+    Notify(layer, LinearSite::kMlpDown, gate, n, inter);
+    L.down->Forward(gate, n, out, *pool_);
+    return absl::OkStatus();
   }
+  const FfnKeptSets* kept = nullptr;
+  if (neuron_selector_ != nullptr) {
+    RETURN_IF_ERROR(SelectNeurons(layer, x, n, scratch.kept));
+    kept = &scratch.kept;
+  }
+  // Decode: the sparse kernels, unless recall is measured (it needs every neuron's product).
+  std::optional<SparseFfnLinears> sparse;
+  if (n == 1 && sparse_ffn_kernels_ && !measure_ffn_recall_) sparse = SparseFfnLinearsOf(*L.gate, *L.up, *L.down);
+  if (sparse.has_value()) {
+    const float threshold = sparsity_thresholds_.empty() ? 0.0f : sparsity_thresholds_[static_cast<size_t>(layer)];
+    const int64_t k = SparseGateUp(*sparse, x, kept != nullptr ? kept->row(0) : nullptr,
+                                   kept != nullptr ? kept->count(0) : 0, threshold, gate, *pool_);
+    counts.total += inter;
+    counts.kept += k;
+    counts.sparse_rows += 1;
+    Notify(layer, LinearSite::kMlpDown, gate, 1, inter);
+    SparseDown(*sparse->down, gate, out, *pool_);
+    return absl::OkStatus();
+  }
+  MaskedGateUp(layer, x, n, kept, gate, up);
   Notify(layer, LinearSite::kMlpDown, gate, n, inter);
   L.down->Forward(gate, n, out, *pool_);
+  return absl::OkStatus();
 }
 
 absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, float* hidden,
@@ -458,7 +515,7 @@ absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, floa
     Attention(l, normed, segments, rows, delta);
     kernels::AddInPlace(hidden, delta, rows * h);
     kernels::RmsNorm(hidden, layers_[l].mlp_norm.data(), rows, h, config_.rms_norm_eps, normed);
-    Mlp(l, normed, rows, delta);
+    RETURN_IF_ERROR(Mlp(l, normed, rows, delta));
     kernels::AddInPlace(hidden, delta, rows * h);
     Notify(l, LinearSite::kBlockOut, hidden, rows, h);
   }
