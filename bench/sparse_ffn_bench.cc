@@ -161,7 +161,8 @@ void BM_SparseFfn(benchmark::State& state) {
         std::fill(h.begin(), h.end(), 0.f);
         if (cats) {
           LowBitInt8Rows(l.gate.m, l.gate_tiles, xq, 0, l.gate_tiles.tiles, gate.data(), kInter);
-          benchmark::DoNotOptimize(SiluKeptByThreshold(gate.data(), kInter, 0.1f, silu.data(), survivors.data()));
+          SiluOfRange(gate.data(), kInter, silu.data());
+          benchmark::DoNotOptimize(KeptAboveThreshold(silu.data(), kInter, 0.1f, survivors.data()));
           SparseRowsInt8(l.up_rows, xq, k.data(), 0, n, up.data());
           for (int64_t i = 0; i < n; ++i) h[k[i]] = silu[k[i]] * up[i];
         } else {

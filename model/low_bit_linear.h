@@ -8,6 +8,8 @@
 //    group to INT8 and multiplied with the codes by integer dot products over a tiled copy of
 //    the weights (kernels/cpu/low_bit_int8_kernels.h). Bit-identical at every ISA level,
 //    batch size and thread count.
+//    A one-row FFN with activation sparsity (model/sparse_ffn.h) reads second copies instead:
+//    SparseRows (gate/up: skip output rows) and SparseColumns (down: skip input neurons).
 //  - exact (the default of a freshly created linear; `--exact`): each row is dequantized to
 //    FP32 and multiplied with FP32 x (kernels/cpu/low_bit_kernels.h). Golden evaluations and
 //    the quantizer's own calibration passes use it.

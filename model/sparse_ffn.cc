@@ -69,25 +69,28 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
   if (kept == nullptr) {
     // CATS: the gate over its tiles, then the survivors of the threshold.
     const kernels::LowBitTiles& gate_tiles = l.gate->Tiles(pool);
-    pool.ParallelFor(gate_tiles.tiles,
-                     [&](int64_t t0, int64_t t1) { l.gate->ForwardTiles(gate_tiles, xq, x, 1, t0, t1, g); });
     float* silu = Reuse(scratch.silu, inter);
+    pool.ParallelFor(gate_tiles.tiles, [&](int64_t t0, int64_t t1) {
+      l.gate->ForwardTiles(gate_tiles, xq, x, 1, t0, t1, g);
+      const int64_t o0 = t0 * kernels::kTileRows, o1 = std::min(inter, t1 * kernels::kTileRows);
+      kernels::SiluOfRange(g + o0, o1 - o0, silu + o0);  // elementwise: any split, the same bits
+    });
     int32_t* survivors = Reuse(scratch.kept, inter);
-    kept_count = kernels::SiluKeptByThreshold(g, inter, threshold, silu, survivors);
+    kept_count = kernels::KeptAboveThreshold(silu, inter, threshold, survivors);
     kept = survivors;
     if (static_cast<double>(kept_count) > kSparseRowsMaxShare * static_cast<double>(inter)) {
       const kernels::LowBitTiles& up_tiles = l.up->Tiles(pool);
       pool.ParallelFor(up_tiles.tiles,
                        [&](int64_t t0, int64_t t1) { l.up->ForwardTiles(up_tiles, xq, x, 1, t0, t1, u); });
       // The kept entries from the dense up: the same products as the sparse rows would give.
-      for (int64_t k = 0; k < kept_count; ++k) h[kept[k]] = silu[k] * u[kept[k]];
+      for (int64_t k = 0; k < kept_count; ++k) h[kept[k]] = silu[kept[k]] * u[kept[k]];
       return kept_count;
     }
     const kernels::SparseRowsLayout& up_rows = l.up->SparseRows(pool);
     pool.ParallelFor((kept_count + kKeptUnit - 1) / kKeptUnit, [&](int64_t c0, int64_t c1) {
       const int64_t k0 = c0 * kKeptUnit, k1 = std::min(kept_count, c1 * kKeptUnit);
       l.up->ForwardSparseRows(up_rows, xq, x, kept, k0, k1, u);
-      for (int64_t k = k0; k < k1; ++k) h[kept[k]] = silu[k] * u[k];
+      for (int64_t k = k0; k < k1; ++k) h[kept[k]] = silu[kept[k]] * u[k];
     });
     return kept_count;
   }
@@ -124,14 +127,17 @@ void SparseDown(const LowBitLinear& down, const float* h, float* y, ThreadPool& 
     return;
   }
   const kernels::SparseColumnsLayout& columns = down.SparseColumns(pool);
-  // One range of blocks per thread: every call walks the whole nonzero list (gathering eight
+  // Few ranges of blocks: every call walks the whole nonzero list (gathering eight
   // strips and their codes per pass), so many small ranges repeat that walk for few bytes
-  // each (2-block chunks made down 2–3x slower at 2 threads on the TinyLlama geometry).
-  const int64_t threads = std::max(1, pool.size());
+  // each (with the pool's default 2-block chunks, down took 13% of a 2-thread decode profile
+  // on the TinyLlama geometry, 9.6% with one range per thread).
+  // Two ranges per thread, not one: on a shared machine a descheduled thread holding half
+  // the work stalls the step.
+  const int64_t ranges = 2 * std::max(1, pool.size());
   pool.ParallelFor(
       columns.blocks(),
       [&](int64_t b0, int64_t b1) { down.ForwardSparseColumns(columns, hq, nonzero, h, b0, b1, y); },
-      /*min_chunk=*/(columns.blocks() + threads - 1) / threads);
+      /*min_chunk=*/std::max<int64_t>(4, (columns.blocks() + ranges - 1) / ranges));
 }
 
 }  // namespace accullm::model

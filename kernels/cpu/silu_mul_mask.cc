@@ -57,15 +57,16 @@ FfnMaskCounts SiluMulKept(const float* gate, const float* up, int64_t n, const i
   return c;
 }
 
-int64_t SiluKeptByThreshold(const float* gate, int64_t n, float threshold, float* silu, int32_t* kept) {
+void SiluOfRange(const float* gate, int64_t n, float* silu) {
+  for (int64_t i = 0; i < n; ++i) silu[i] = SiluOf(gate[i]);
+}
+
+int64_t KeptAboveThreshold(const float* silu, int64_t n, float threshold, int32_t* kept) {
   int64_t count = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    const float s = SiluOf(g);
     // Written unconditionally, advanced only when kept: no branch to mispredict at ~50%.
-    silu[count] = s;
     kept[count] = static_cast<int32_t>(i);
-    count += std::fabs(s) > threshold ? 1 : 0;
+    count += std::fabs(silu[i]) > threshold ? 1 : 0;
   }
   return count;
 }

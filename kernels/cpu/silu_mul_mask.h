@@ -40,9 +40,11 @@ FfnMaskCounts SiluMulMaskedCounting(const float* gate, const float* up, int64_t 
 FfnMaskCounts SiluMulKept(const float* gate, const float* up, int64_t n, const int32_t* kept, int64_t count,
                           bool count_active, float active_threshold, float* out);
 
-// CATS after a dense gate: kept[0 .. returned) = the ascending i with |s_i| > threshold, and
-// silu[k] = s_{kept[k]} (what SiluMulMasked would multiply with up). Branch-free selection.
-int64_t SiluKeptByThreshold(const float* gate, int64_t n, float threshold, float* silu, int32_t* kept);
+// CATS after a dense gate, in two steps so that the exps run in the gate's parallel loop:
+// silu[i] = s_i for i in [0, n) (what SiluMulMasked multiplies with up), then kept[0 ..
+// returned) = the ascending i with |silu[i]| > threshold (branch-free).
+void SiluOfRange(const float* gate, int64_t n, float* silu);
+int64_t KeptAboveThreshold(const float* silu, int64_t n, float threshold, int32_t* kept);
 
 // The sparse path's h for kept[k0 .. k1): h[kept[k]] = SiLU(gate[k]) · up[k], gate and up
 // compact (entry k belongs to neuron kept[k]): SiluMulKept's value for that neuron.
