@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/cpu/int8_activations.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/low_bit_tiles.h"
 #include "kernels/cpu/silu_mul_mask.h"
 #include "kernels/cpu/sparse_ffn_kernels.h"
@@ -39,6 +40,8 @@ const LowBitLinear* Int8LowBit(const LinearOp& op) {
 }
 
 }  // namespace
+
+double SparseFfnMaxKeptShare() { return kernels::ActiveIsa() == kernels::Isa::kAvx2 ? 1.0 : 0.75; }
 
 std::optional<SparseFfnLinears> SparseFfnLinearsOf(const LinearOp& gate, const LinearOp& up, const LinearOp& down) {
   SparseFfnLinears l{Int8LowBit(gate), Int8LowBit(up), Int8LowBit(down)};
@@ -78,7 +81,7 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
     int32_t* survivors = Reuse(scratch.kept, inter);
     kept_count = kernels::KeptAboveThreshold(silu, inter, threshold, survivors);
     kept = survivors;
-    if (static_cast<double>(kept_count) > kSparseRowsMaxShare * static_cast<double>(inter)) {
+    if (static_cast<double>(kept_count) > SparseFfnMaxKeptShare() * static_cast<double>(inter)) {
       const kernels::LowBitTiles& up_tiles = l.up->Tiles(pool);
       pool.ParallelFor(up_tiles.tiles,
                        [&](int64_t t0, int64_t t1) { l.up->ForwardTiles(up_tiles, xq, x, 1, t0, t1, u); });
@@ -95,7 +98,7 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
     return kept_count;
   }
   // A predictor's list: gate and up over the kept rows alone.
-  if (static_cast<double>(kept_count) > kSparseRowsMaxShare * static_cast<double>(inter)) {
+  if (static_cast<double>(kept_count) > SparseFfnMaxKeptShare() * static_cast<double>(inter)) {
     const kernels::LowBitTiles& gate_tiles = l.gate->Tiles(pool);
     const kernels::LowBitTiles& up_tiles = l.up->Tiles(pool);
     pool.ParallelFor(gate_tiles.tiles, [&](int64_t t0, int64_t t1) {
@@ -121,7 +124,7 @@ void SparseDown(const LowBitLinear& down, const float* h, float* y, ThreadPool& 
   down.QuantizeInput(h, 1, hq);
   kernels::SparseNeurons& nonzero = Scratch().nonzero;
   kernels::FindNonzeroNeurons(hq, nonzero);
-  if (static_cast<double>(nonzero.neurons.size()) > kSparseDownMaxShare * static_cast<double>(down.in_features())) {
+  if (static_cast<double>(nonzero.neurons.size()) > SparseFfnMaxKeptShare() * static_cast<double>(down.in_features())) {
     const kernels::LowBitTiles& tiles = down.Tiles(pool);
     pool.ParallelFor(tiles.tiles, [&](int64_t t0, int64_t t1) { down.ForwardTiles(tiles, hq, h, 1, t0, t1, y); });
     return;

@@ -11,8 +11,7 @@
 // kernel over the same stored weights, outliers and bias are added by the same operations.
 // Threads: gate/up split over 16-row units of the kept list, down over 128-output blocks.
 // Where a token keeps so much that the sparse kernels would lose (kept share above
-// kSparseRowsMaxShare / kSparseDownMaxShare), that part runs over the dense tiles instead:
-// the same bits.
+// SparseFfnMaxKeptShare()), that part runs over the dense tiles instead: the same bits.
 //
 // Memory: the sparse layouts are second copies of up and down (and of gate with a
 // predictor) beside the tiles a batch of several rows runs (LowBitLinear::SparseRows).
@@ -27,10 +26,12 @@
 
 namespace accullm::model {
 
-// Above these shares of kept rows (gate/up) or nonzero neurons (down), the dense tiles are
-// faster than the sparse kernels (bench/sparse_ffn_bench.cc; docs/benchmarks.md).
-inline constexpr double kSparseRowsMaxShare = 0.75;
-inline constexpr double kSparseDownMaxShare = 0.75;
+// Above this share of kept rows (gate/up) or nonzero neurons (down), the dense tiles are
+// faster than the sparse kernels at the active ISA level (bench/sparse_ffn_bench.cc,
+// docs/benchmarks.md): 0.75 at AVX-512, where a kept row costs ~1.3x a dense one (scalar:
+// not measured, the same); none at AVX2, whose sparse kernels beat its dense decode kernel
+// even at 100%.
+double SparseFfnMaxKeptShare();
 
 struct SparseFfnLinears {
   const LowBitLinear* gate = nullptr;

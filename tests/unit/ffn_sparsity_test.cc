@@ -288,11 +288,11 @@ TEST_F(FfnSparsityPackTest, SparseLogitsDoNotDependOnTheBatch) {
 
 // ---- The sparse kernels at decode (model/sparse_ffn.h) ----
 
-// Neurons j with (j + 3·layer) % 5 < 3, the same for every token: a fixed list.
+// Neurons j with (j + 3·layer) % 5 < fifths, the same for every token: a fixed list.
 class FixedNeuronSelector final : public model::FfnNeuronSelector {
  public:
-  explicit FixedNeuronSelector(int64_t inter) : inter_(inter) {}
-  static bool Keeps(int64_t layer, int64_t j) { return (j + 3 * layer) % 5 < 3; }
+  explicit FixedNeuronSelector(int64_t inter, int fifths = 3) : inter_(inter), fifths_(fifths) {}
+  bool Keeps(int64_t layer, int64_t j) const { return (j + 3 * layer) % 5 < fifths_; }
   int64_t KeptCount(int64_t layer) const {
     int64_t n = 0;
     for (int64_t j = 0; j < inter_; ++j) n += Keeps(layer, j) ? 1 : 0;
@@ -311,6 +311,7 @@ class FixedNeuronSelector final : public model::FfnNeuronSelector {
 
  private:
   int64_t inter_;
+  int fifths_;
 };
 
 // Test-only "oracle": keeps each row's `keep` neurons of largest |SiLU(gate)·up|, computed
@@ -439,15 +440,19 @@ TEST_F(FfnSparsityPackTest, PredictedNeuronsDecodeThroughTheSparseKernelsIsTheMa
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_FALSE((*m)->ffn_sparsity_enabled());
   const int64_t inter = (*m)->config().intermediate_size;
-  auto fixed = std::make_shared<FixedNeuronSelector>(inter);
-  (*m)->set_ffn_neuron_selector(fixed);
-  ASSERT_TRUE((*m)->ffn_sparsity_enabled());
-  const std::vector<int32_t> prompt((*chunks_)[3].begin(), (*chunks_)[3].begin() + 9);
-  ExpectDecodeEqualsTheBatchedToken(**m, prompt, (*chunks_)[4], 3);
-  const auto counts = (*m)->ffn_sparsity_counts();
-  for (size_t l = 0; l < counts.size(); ++l) {
-    EXPECT_EQ(counts[l].total, 3 * 4 * inter);  // 3 steps of 4 rows (decode + the batch of 3)
-    EXPECT_EQ(counts[l].kept, 3 * 4 * fixed->KeptCount(static_cast<int64_t>(l)));
+  // 60% kept runs the sparse kernels; 80% the dense tiles at AVX-512 (SparseFfnMaxKeptShare).
+  for (int fifths : {3, 4}) {
+    SCOPED_TRACE(fifths);
+    auto fixed = std::make_shared<FixedNeuronSelector>(inter, fifths);
+    (*m)->set_ffn_neuron_selector(fixed);
+    ASSERT_TRUE((*m)->ffn_sparsity_enabled());
+    const std::vector<int32_t> prompt((*chunks_)[3].begin(), (*chunks_)[3].begin() + 9);
+    ExpectDecodeEqualsTheBatchedToken(**m, prompt, (*chunks_)[4], 3);
+    const auto counts = (*m)->ffn_sparsity_counts();
+    for (size_t l = 0; l < counts.size(); ++l) {
+      EXPECT_EQ(counts[l].total, 3 * 4 * inter);  // 3 steps of 4 rows (decode + the batch of 3)
+      EXPECT_EQ(counts[l].kept, 3 * 4 * fixed->KeptCount(static_cast<int64_t>(l)));
+    }
   }
 }
 
