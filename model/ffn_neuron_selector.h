@@ -24,9 +24,7 @@ struct FfnKeptSets {
 
   int64_t rows() const { return row_begin.empty() ? 0 : static_cast<int64_t>(row_begin.size()) - 1; }
   const int32_t* row(int64_t r) const { return neurons.data() + row_begin[static_cast<size_t>(r)]; }
-  int64_t count(int64_t r) const {
-    return row_begin[static_cast<size_t>(r) + 1] - row_begin[static_cast<size_t>(r)];
-  }
+  int64_t count(int64_t r) const { return row_begin[static_cast<size_t>(r) + 1] - row_begin[static_cast<size_t>(r)]; }
 };
 
 class FfnNeuronSelector {

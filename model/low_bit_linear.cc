@@ -175,8 +175,7 @@ const kernels::SparseColumnsLayout& LowBitLinear::SparseColumns(ThreadPool& pool
 
 size_t LowBitLinear::sparse_bytes() const { return sparse_bytes_.load(); }
 
-void LowBitLinear::AddOutliersAndBiasRows(const float* x, const int32_t* kept, int64_t k0, int64_t k1,
-                                          float* y) const {
+void LowBitLinear::AddOutliersAndBiasRows(const float* x, const int32_t* kept, int64_t k0, int64_t k1, float* y) const {
   // AddOutliersAndBias's operations for one row, in its order: the outlier sum, then the bias.
   const int64_t k = static_cast<int64_t>(w_.outlier_cols.size());
   if (k > 0) {
@@ -198,9 +197,9 @@ void LowBitLinear::ForwardSparseRows(const kernels::SparseRowsLayout& rows, cons
   AddOutliersAndBiasRows(x, kept, k0, k1, y);
 }
 
-void LowBitLinear::ForwardSparseColumns(const kernels::SparseColumnsLayout& columns,
-                                        const kernels::Int8Activations& xq, const kernels::SparseNeurons& nonzero,
-                                        const float* x, int64_t b0, int64_t b1, float* y) const {
+void LowBitLinear::ForwardSparseColumns(const kernels::SparseColumnsLayout& columns, const kernels::Int8Activations& xq,
+                                        const kernels::SparseNeurons& nonzero, const float* x, int64_t b0, int64_t b1,
+                                        float* y) const {
   kernels::SparseDownInt8(columns, xq, nonzero, b0, b1, y);
   AddOutliersAndBias(x, 1, b0 * kernels::kSparseDownBlockOutputs,
                      std::min(w_.matrix.out, b1 * kernels::kSparseDownBlockOutputs), y);

@@ -138,8 +138,7 @@ void SparseDown(const LowBitLinear& down, const float* h, float* y, ThreadPool& 
   // the work stalls the step.
   const int64_t ranges = 2 * std::max(1, pool.size());
   pool.ParallelFor(
-      columns.blocks(),
-      [&](int64_t b0, int64_t b1) { down.ForwardSparseColumns(columns, hq, nonzero, h, b0, b1, y); },
+      columns.blocks(), [&](int64_t b0, int64_t b1) { down.ForwardSparseColumns(columns, hq, nonzero, h, b0, b1, y); },
       /*min_chunk=*/std::max<int64_t>(4, (columns.blocks() + ranges - 1) / ranges));
 }
 

@@ -429,7 +429,6 @@ ACCULLM_SPARSE_AVX512_TARGET void DownAvx512(const SparseColumnsLayout& w, const
   std::memcpy(y + o0, acc, static_cast<size_t>(o_end - o0) * sizeof(float));
 }
 
-
 // ---- AVX2 (no vpdpbusd: vpmaddubsw + vpmaddwd, exact for codes ≤ 127 and |q| ≤ 127) ----
 
 #define ACCULLM_SPARSE_AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
@@ -535,9 +534,8 @@ ACCULLM_SPARSE_AVX2_TARGET void RowBatchAvx2(const SparseRowsLayout& w, const In
         ws = _mm256_mul_ps(_mm256_mul_ps(row_scales, _mm256_cvtepi32_ps(_mm256_and_si256(meta, low_byte))),
                            _mm256_set1_ps(1.f / 255.f));
       } else {  // the low 16 bits of each word, packed, as F16
-        const __m256i packed =
-            _mm256_permute4x64_epi64(_mm256_packus_epi32(_mm256_and_si256(meta, low_half), _mm256_setzero_si256()),
-                                     0x08);
+        const __m256i packed = _mm256_permute4x64_epi64(
+            _mm256_packus_epi32(_mm256_and_si256(meta, low_half), _mm256_setzero_si256()), 0x08);
         ws = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
       }
       const __m256i zero = w.has_zeros ? _mm256_and_si256(_mm256_srli_epi32(meta, 16), low_byte) : symmetric_zero;
@@ -670,26 +668,28 @@ ACCULLM_SPARSE_AVX2_TARGET void DownAvx2(const SparseColumnsLayout& w, const Int
             if constexpr (kNibbles) {
               // Low nibbles: segment 0's outputs, high: segment 1's. Two quads' pairs
               // (≤ 2·15·127 each) add exactly in 16 bits.
-              const __m256i lo = _mm256_add_epi16(
-                  _mm256_maddubs_epi16(_mm256_and_si256(codes[0][k], low_nibbles), xq[0]),
-                  _mm256_maddubs_epi16(_mm256_and_si256(codes[1][k], low_nibbles), xq[1]));
+              const __m256i lo =
+                  _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(codes[0][k], low_nibbles), xq[0]),
+                                   _mm256_maddubs_epi16(_mm256_and_si256(codes[1][k], low_nibbles), xq[1]));
               const __m256i hi = _mm256_add_epi16(
                   _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[0][k], 4), low_nibbles), xq[0]),
                   _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[1][k], 4), low_nibbles), xq[1]));
               int32_t* dl = d + 16 * k + 8 * h;
               int32_t* dh = dl + 64;
               const __m256i sl = _mm256_madd_epi16(lo, ones), sh = _mm256_madd_epi16(hi, ones);
-              _mm256_storeu_si256(reinterpret_cast<__m256i*>(dl),
-                                  first ? sl : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dl)), sl));
-              _mm256_storeu_si256(reinterpret_cast<__m256i*>(dh),
-                                  first ? sh : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dh)), sh));
+              _mm256_storeu_si256(
+                  reinterpret_cast<__m256i*>(dl),
+                  first ? sl : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dl)), sl));
+              _mm256_storeu_si256(
+                  reinterpret_cast<__m256i*>(dh),
+                  first ? sh : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dh)), sh));
             } else {
               int32_t* dl = d + 64 * (piece / 2) + 16 * k + 8 * h;
               __m256i sum;
               if constexpr (kEightBit) {  // code = 16·hi + lo, each nibble's dots exact
-                const __m256i lo = _mm256_add_epi16(
-                    _mm256_maddubs_epi16(_mm256_and_si256(codes[0][k], low_nibbles), xq[0]),
-                    _mm256_maddubs_epi16(_mm256_and_si256(codes[1][k], low_nibbles), xq[1]));
+                const __m256i lo =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(codes[0][k], low_nibbles), xq[0]),
+                                     _mm256_maddubs_epi16(_mm256_and_si256(codes[1][k], low_nibbles), xq[1]));
                 const __m256i hi = _mm256_add_epi16(
                     _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[0][k], 4), low_nibbles), xq[0]),
                     _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[1][k], 4), low_nibbles), xq[1]));
@@ -698,9 +698,9 @@ ACCULLM_SPARSE_AVX2_TARGET void DownAvx2(const SparseColumnsLayout& w, const Int
                 sum = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(codes[0][k], xq[0]), ones),
                                        _mm256_madd_epi16(_mm256_maddubs_epi16(codes[1][k], xq[1]), ones));
               }
-              _mm256_storeu_si256(reinterpret_cast<__m256i*>(dl),
-                                  first ? sum
-                                        : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dl)), sum));
+              _mm256_storeu_si256(
+                  reinterpret_cast<__m256i*>(dl),
+                  first ? sum : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dl)), sum));
             }
           }
         }
@@ -726,8 +726,7 @@ ACCULLM_SPARSE_AVX2_TARGET void DownAvx2(const SparseColumnsLayout& w, const Int
               ? symmetric_zero
               : _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.zeros.data() + at)));
       const __m256i dsum = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(dot + i));
-      const __m256i dd =
-          _mm256_sub_epi32(_mm256_slli_epi32(dsum, frac), _mm256_mullo_epi32(zero, sum));
+      const __m256i dd = _mm256_sub_epi32(_mm256_slli_epi32(dsum, frac), _mm256_mullo_epi32(zero, sum));
       _mm256_storeu_ps(acc + i,
                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd), _mm256_mul_ps(ws, xfactor), _mm256_loadu_ps(acc + i)));
     }

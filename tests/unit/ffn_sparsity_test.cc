@@ -331,7 +331,8 @@ class OracleNeuronSelector final : public model::FfnNeuronSelector {
       kernels::SiluMul(g.data(), u.data(), inter, h.data());
       std::vector<int32_t> order(static_cast<size_t>(inter));
       std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return std::fabs(h[a]) > std::fabs(h[b]); });
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int32_t a, int32_t b) { return std::fabs(h[a]) > std::fabs(h[b]); });
       order.resize(static_cast<size_t>(keep_));
       std::sort(order.begin(), order.end());
       out.neurons.insert(out.neurons.end(), order.begin(), order.end());
@@ -497,8 +498,8 @@ TEST_F(FfnSparsityPackTest, ASelectorBreakingItsContractFailsTheForwardPass) {
   auto m = model::Transformer::Load(*dir_, &pool);
   ASSERT_TRUE(m.ok()) << m.status();
   std::vector<float> logits(static_cast<size_t>(3 * (*m)->config().vocab_size));
-  for (auto kind : {BrokenNeuronSelector::kDescending, BrokenNeuronSelector::kOutOfRange,
-                    BrokenNeuronSelector::kWrongRows}) {
+  for (auto kind :
+       {BrokenNeuronSelector::kDescending, BrokenNeuronSelector::kOutOfRange, BrokenNeuronSelector::kWrongRows}) {
     (*m)->set_ffn_neuron_selector(std::make_shared<BrokenNeuronSelector>(kind));
     for (int64_t n : {1, 3}) {  // the sparse kernels and the masked path
       model::KvCache cache = (*m)->NewCache(8);
