@@ -435,6 +435,32 @@ TEST_F(FfnSparsityPackTest, SparseKernelsOffGiveTheSameDecodeBits) {
   EXPECT_TRUE(SameBits(sparse, masked));
 }
 
+TEST_F(FfnSparsityPackTest, DecodeAtTargetZeroAndWithSparsityOffIsTheDensePackBitForBit) {
+  auto decode = [&](const std::string& dir, const model::ModelLoadOptions& options, bool sparse = false) {
+    ThreadPool pool(2);
+    auto m = model::Transformer::Load(dir, &pool, options);
+    EXPECT_TRUE(m.ok()) << m.status();
+    if (!m.ok()) return std::vector<float>{};
+    const int64_t vocab = (*m)->config().vocab_size;
+    model::KvCache cache = (*m)->NewCache(16);
+    std::vector<float> all, logits(static_cast<size_t>(vocab));
+    for (int i = 0; i < 10; ++i) {  // one row per step: where the sparse kernels would run
+      EXPECT_TRUE((*m)->Forward(&(*chunks_)[1][static_cast<size_t>(i)], 1, cache, logits.data()).ok());
+      all.insert(all.end(), logits.begin(), logits.end());
+    }
+    for (const auto& c : (*m)->ffn_sparsity_counts()) EXPECT_EQ(c.sparse_rows, sparse ? 10 : 0);
+    return all;
+  };
+  const std::vector<float> dense = decode(*dir_, {});
+  const std::string zero = CopyPack("zero");
+  ASSERT_TRUE(WritePackSparsity(zero, Measure(0.0)).ok());
+  EXPECT_TRUE(SameBits(decode(zero, {}), dense)) << "target 0";
+  const std::string half = CopyPack("half");
+  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
+  EXPECT_TRUE(SameBits(decode(half, {.sparsity = false}), dense)) << "--sparsity off";
+  EXPECT_FALSE(SameBits(decode(half, {}, /*sparse=*/true), dense)) << "target 0.5 must change something";
+}
+
 TEST_F(FfnSparsityPackTest, PredictedNeuronsDecodeThroughTheSparseKernelsIsTheMaskedPathBitForBit) {
   ThreadPool pool(2);
   auto m = model::Transformer::Load(*dir_, &pool);  // no thresholds: the selector alone
