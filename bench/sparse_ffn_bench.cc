@@ -4,9 +4,12 @@
 // runs the FFN of kLayers layers in turn (~82 MB of dense tiles plus as much of sparse
 // layouts: far more than the L3), as decode streams them. The guesser's cost is not here.
 //   BM_DenseFfn/part            the tiled dense kernels (LowBitInt8Rows)
-//   BM_SparseFfn/kept_pct/part  the sparse kernels with a random kept set of kept_pct % of the
-//                               neurons per layer (sorted, as a predictor emits them)
+//   BM_SparseFfn/kept_pct/part/cats  the sparse kernels with a random kept set of kept_pct % of
+//                               the neurons per layer (sorted, as a predictor emits them)
 //   part: 0 = the whole FFN, 1 = gate + up only, 2 = down only (on the same masked h)
+//   cats: 0 = a predictor's list (gate over the kept rows too; the predictor's own cost is not
+//         here), 1 = CATS (gate dense over its tiles, SiLU and the threshold selection over
+//         every neuron, then up over the kept rows; the kept set is the random one)
 // Compare ratios measured in one interleaved run on a noisy machine:
 //   build/bench/sparse_ffn_bench --benchmark_enable_random_interleaving=true
 //     --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
@@ -23,6 +26,7 @@
 #include "kernels/cpu/int8_activations.h"
 #include "kernels/cpu/low_bit_int8_kernels.h"
 #include "kernels/cpu/low_bit_tiles.h"
+#include "kernels/cpu/silu_mul_mask.h"
 #include "kernels/cpu/sparse_ffn_kernels.h"
 #include "kernels/cpu/sparse_ffn_layouts.h"
 
@@ -124,6 +128,7 @@ BENCHMARK(BM_DenseFfn)->ArgName("part")->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark:
 void BM_SparseFfn(benchmark::State& state) {
   const int64_t kept_pct = state.range(0);
   const int part = static_cast<int>(state.range(1));
+  const bool cats = state.range(2) != 0;
   const auto& layers = Layers();
   const std::vector<float> x = Input(2);
   // One random kept set per layer, sorted.
@@ -136,7 +141,8 @@ void BM_SparseFfn(benchmark::State& state) {
     k.resize(static_cast<size_t>(kInter * kept_pct / 100));
     std::sort(k.begin(), k.end());
   }
-  std::vector<float> gate(kInter), up(kInter), h(kInter, 0.f), y(kHidden);
+  std::vector<float> gate(kInter), up(kInter), h(kInter, 0.f), y(kHidden), silu(kInter);
+  std::vector<int32_t> survivors(kInter);
   // For part 2: the masked h of each layer, as parts 0 and 1 would make it.
   std::vector<std::vector<float>> masked(kLayers, std::vector<float>(kInter, 0.f));
   const std::vector<float> hidden = Input(4);
@@ -152,11 +158,18 @@ void BM_SparseFfn(benchmark::State& state) {
       const float* down_in = masked[li].data();
       if (part != 2) {
         QuantizeInt8Blocks(x.data(), 1, kHidden, kGroup, nullptr, xq);
-        SparseRowsInt8(l.gate_rows, xq, k.data(), 0, n, gate.data());
-        SparseRowsInt8(l.up_rows, xq, k.data(), 0, n, up.data());
-        SiluMul(gate.data(), up.data(), n, gate.data());
         std::fill(h.begin(), h.end(), 0.f);
-        for (int64_t i = 0; i < n; ++i) h[k[i]] = gate[i];
+        if (cats) {
+          LowBitInt8Rows(l.gate.m, l.gate_tiles, xq, 0, l.gate_tiles.tiles, gate.data(), kInter);
+          SiluOfRange(gate.data(), kInter, silu.data());
+          benchmark::DoNotOptimize(KeptAboveThreshold(silu.data(), kInter, 0.1f, survivors.data()));
+          SparseRowsInt8(l.up_rows, xq, k.data(), 0, n, up.data());
+          for (int64_t i = 0; i < n; ++i) h[k[i]] = silu[k[i]] * up[i];
+        } else {
+          SparseRowsInt8(l.gate_rows, xq, k.data(), 0, n, gate.data());
+          SparseRowsInt8(l.up_rows, xq, k.data(), 0, n, up.data());
+          SiluMulScatter(gate.data(), up.data(), k.data(), 0, n, h.data());
+        }
         down_in = h.data();
       }
       if (part != 1) {
@@ -172,8 +185,9 @@ void BM_SparseFfn(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(kLayers), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_SparseFfn)
-    ->ArgNames({"kept_pct", "part"})
-    ->ArgsProduct({{100, 50, 30, 10}, {0, 1, 2}})
+    ->ArgNames({"kept_pct", "part", "cats"})
+    ->ArgsProduct({{100, 50, 30, 10}, {0, 1, 2}, {0}})
+    ->ArgsProduct({{100, 50, 30, 10}, {0}, {1}})
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -460,7 +460,6 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p) {
       progress.Update(static_cast<int64_t>(i), static_cast<int64_t>(p.chunks.size()), "sequences");
       RETURN_IF_ERROR(quant::CollectFfnStatistics(*pack, {p.chunks[i]}, *scores));
     }
-    pack->SetFfnGuesser(guesser);
     size_t ffn_bytes = 0;
     for (int64_t l = 0; l < pack->config().num_layers; ++l) {
       const model::TransformerLayer& L = pack->layer(l);
@@ -495,7 +494,9 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p) {
     std::printf("%-8s %-10s %-10s %-10s %s\n", "target", "KL mean", "top-1 %", "skipped %", "within budget");
     for (int tenth = 3; tenth <= 9; ++tenth) {
       const double s = tenth / 10.0;
-      RETURN_IF_ERROR(pack->SetFfnSparsity(thresholds_at(s).thresholds, {}));
+      const model::PackSparsity th = thresholds_at(s);
+      RETURN_IF_ERROR(pack->SetFfnSparsity(th.thresholds, {}));
+      if (lowrank) pack->set_ffn_neuron_selector(std::make_shared<model::GuesserNeuronSelector>(guesser, th.thresholds));
       pack->ResetFfnSparsityCounts();
       ASSIGN_OR_RETURN(quant::EvalResult r, quant::Evaluate(*pack, *source, p.calib_stream, p.bos, eo));
       int64_t total = 0, kept = 0;

@@ -81,4 +81,25 @@ void FfnGuesser::Scores(int64_t layer, const float* x, int64_t n, float* scores,
   }
 }
 
+absl::Status GuesserNeuronSelector::Select(int64_t layer, const float* x, int64_t n, ThreadPool& pool,
+                                           FfnKeptSets& out) const {
+  if (layer < 0 || static_cast<size_t>(layer) >= thresholds_.size())
+    return absl::InvalidArgumentError(absl::StrCat("the guesser has no threshold for layer ", layer));
+  const int64_t inter = guesser_->intermediate_size();
+  thread_local std::vector<float> scores;
+  scores.resize(static_cast<size_t>(n * inter));
+  guesser_->Scores(layer, x, n, scores.data(), pool);
+  const float threshold = thresholds_[static_cast<size_t>(layer)];
+  out.neurons.clear();
+  out.row_begin.assign(1, 0);
+  for (int64_t r = 0; r < n; ++r) {
+    const float* s = scores.data() + r * inter;
+    for (int64_t j = 0; j < inter; ++j) {
+      if (s[j] > threshold) out.neurons.push_back(static_cast<int32_t>(j));
+    }
+    out.row_begin.push_back(static_cast<int64_t>(out.neurons.size()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace accullm::model

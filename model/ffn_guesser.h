@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/thread_pool.h"
+#include "model/ffn_neuron_selector.h"
 #include "model/linear.h"
 #include "model/model_config.h"
 #include "model/pack/manifest.h"
@@ -34,6 +35,7 @@ class FfnGuesser {
                                                           const PackSparsity& sparsity);
 
   int64_t rank() const { return rank_; }
+  int64_t intermediate_size() const { return inter_; }
   // Bytes of the guesser's weights (counted in the pack's bytes and a decode step's reads).
   size_t weight_bytes() const;
 
@@ -47,6 +49,19 @@ class FfnGuesser {
   std::unique_ptr<SafetensorsFile> file_;  // the tensors' bytes
   std::vector<Layer> layers_;
   int64_t rank_ = 0, inter_ = 0;
+};
+
+// The guesser as the transformer's neuron selector: row r keeps the neurons whose score is
+// above the layer's threshold (the manifest's "thresholds": quantiles of the scores).
+class GuesserNeuronSelector final : public FfnNeuronSelector {
+ public:
+  GuesserNeuronSelector(std::shared_ptr<const FfnGuesser> guesser, std::vector<float> thresholds)
+      : guesser_(std::move(guesser)), thresholds_(std::move(thresholds)) {}
+  absl::Status Select(int64_t layer, const float* x, int64_t n, ThreadPool& pool, FfnKeptSets& out) const override;
+
+ private:
+  std::shared_ptr<const FfnGuesser> guesser_;
+  std::vector<float> thresholds_;
 };
 
 }  // namespace accullm::model

@@ -134,14 +134,75 @@ const kernels::LowBitTiles& LowBitLinear::Tiles(ThreadPool& pool) const {
     // The kernels read the tiled copy from now on: the mapped pack pages need not stay
     // resident beside it (the scalar level, `--exact` and embedding lookups read them again
     // on demand).
-    const kernels::LowBitMatrix& m = w_.matrix;
-    const int64_t entries = m.out * m.groups_per_row();
-    ReleaseResidentPages(m.codes, static_cast<size_t>(m.out * kernels::CodeRowBytes(m.in, m.bits)));
-    if (m.scales != nullptr) ReleaseResidentPages(m.scales, static_cast<size_t>(entries) * sizeof(uint16_t));
-    if (m.scale_codes != nullptr) ReleaseResidentPages(m.scale_codes, static_cast<size_t>(entries));
-    if (m.zeros != nullptr) ReleaseResidentPages(m.zeros, static_cast<size_t>(entries));
+    ReleaseMappedPages();
   });
   return *tiles_;
+}
+
+void LowBitLinear::ReleaseMappedPages() const {
+  const kernels::LowBitMatrix& m = w_.matrix;
+  const int64_t entries = m.out * m.groups_per_row();
+  ReleaseResidentPages(m.codes, static_cast<size_t>(m.out * kernels::CodeRowBytes(m.in, m.bits)));
+  if (m.scales != nullptr) ReleaseResidentPages(m.scales, static_cast<size_t>(entries) * sizeof(uint16_t));
+  if (m.scale_codes != nullptr) ReleaseResidentPages(m.scale_codes, static_cast<size_t>(entries));
+  if (m.zeros != nullptr) ReleaseResidentPages(m.zeros, static_cast<size_t>(entries));
+}
+
+const kernels::SparseRowsLayout& LowBitLinear::SparseRows(ThreadPool& pool) const {
+  std::call_once(sparse_rows_made_, [&] {
+    auto rows = std::make_unique<kernels::SparseRowsLayout>(kernels::AllocateSparseRows(w_.matrix));
+    pool.ParallelFor(
+        w_.matrix.out, [&](int64_t r0, int64_t r1) { kernels::FillSparseRows(w_.matrix, r0, r1, *rows); },
+        /*min_chunk=*/64);
+    sparse_bytes_ += rows->bytes();
+    sparse_rows_ = std::move(rows);
+    ReleaseMappedPages();
+  });
+  return *sparse_rows_;
+}
+
+const kernels::SparseColumnsLayout& LowBitLinear::SparseColumns(ThreadPool& pool) const {
+  std::call_once(sparse_columns_made_, [&] {
+    auto columns = std::make_unique<kernels::SparseColumnsLayout>(kernels::AllocateSparseColumns(w_.matrix));
+    pool.ParallelFor(columns->blocks(),
+                     [&](int64_t b0, int64_t b1) { kernels::FillSparseColumns(w_.matrix, b0, b1, *columns); });
+    sparse_bytes_ += columns->bytes();
+    sparse_columns_ = std::move(columns);
+    ReleaseMappedPages();
+  });
+  return *sparse_columns_;
+}
+
+size_t LowBitLinear::sparse_bytes() const { return sparse_bytes_.load(); }
+
+void LowBitLinear::AddOutliersAndBiasRows(const float* x, const int32_t* kept, int64_t k0, int64_t k1, float* y) const {
+  // AddOutliersAndBias's operations for one row, in its order: the outlier sum, then the bias.
+  const int64_t k = static_cast<int64_t>(w_.outlier_cols.size());
+  if (k > 0) {
+    for (int64_t i = k0; i < k1; ++i) {
+      const uint16_t* w = w_.outlier_weights + static_cast<int64_t>(kept[i]) * k;
+      float acc = 0.f;
+      for (int64_t j = 0; j < k; ++j) acc += F16ToF32(w[j]) * x[w_.outlier_cols[j]];
+      y[i] += acc;
+    }
+  }
+  if (!bias_.empty()) {
+    for (int64_t i = k0; i < k1; ++i) y[i] += bias_[kept[i]];
+  }
+}
+
+void LowBitLinear::ForwardSparseRows(const kernels::SparseRowsLayout& rows, const kernels::Int8Activations& xq,
+                                     const float* x, const int32_t* kept, int64_t k0, int64_t k1, float* y) const {
+  kernels::SparseRowsInt8(rows, xq, kept, k0, k1, y);
+  AddOutliersAndBiasRows(x, kept, k0, k1, y);
+}
+
+void LowBitLinear::ForwardSparseColumns(const kernels::SparseColumnsLayout& columns, const kernels::Int8Activations& xq,
+                                        const kernels::SparseNeurons& nonzero, const float* x, int64_t b0, int64_t b1,
+                                        float* y) const {
+  kernels::SparseDownInt8(columns, xq, nonzero, b0, b1, y);
+  AddOutliersAndBias(x, 1, b0 * kernels::kSparseDownBlockOutputs,
+                     std::min(w_.matrix.out, b1 * kernels::kSparseDownBlockOutputs), y);
 }
 
 void LowBitLinear::ForwardTiles(const kernels::LowBitTiles& tiles, const kernels::Int8Activations& xq, const float* x,

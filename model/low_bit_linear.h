@@ -8,11 +8,14 @@
 //    group to INT8 and multiplied with the codes by integer dot products over a tiled copy of
 //    the weights (kernels/cpu/low_bit_int8_kernels.h). Bit-identical at every ISA level,
 //    batch size and thread count.
+//    A one-row FFN with activation sparsity (model/sparse_ffn.h) reads second copies instead:
+//    SparseRows (gate/up: skip output rows) and SparseColumns (down: skip input neurons).
 //  - exact (the default of a freshly created linear; `--exact`): each row is dequantized to
 //    FP32 and multiplied with FP32 x (kernels/cpu/low_bit_kernels.h). Golden evaluations and
 //    the quantizer's own calibration passes use it.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -21,6 +24,8 @@
 #include "kernels/cpu/activation_quant.h"
 #include "kernels/cpu/int8_activations.h"
 #include "kernels/cpu/low_bit_tiles.h"
+#include "kernels/cpu/sparse_ffn_kernels.h"
+#include "kernels/cpu/sparse_ffn_layouts.h"
 #include "kernels/low_bit_matrix.h"
 #include "model/linear.h"
 
@@ -87,10 +92,34 @@ class LowBitLinear final : public LinearOp {
   void ForwardTiles(const kernels::LowBitTiles& tiles, const kernels::Int8Activations& xq, const float* x, int64_t n,
                     int64_t t0, int64_t t1, float* y) const;
 
+  // The sparse FFN's copies of the weights (kernels/cpu/sparse_ffn_layouts.h), made on first
+  // use in parallel over the pool, beside the tiles (which a batch of several rows still
+  // runs): a second copy of this matrix, sparse_bytes() of it. Rows: gate and up (skip output
+  // rows); columns: down (skip input neurons). INT8 activations only.
+  const kernels::SparseRowsLayout& SparseRows(ThreadPool& pool) const;
+  const kernels::SparseColumnsLayout& SparseColumns(ThreadPool& pool) const;
+  // Bytes of the sparse layouts made so far (0 before the first use).
+  size_t sparse_bytes() const;
+  // One activation row x (xq its quantized form): y[k] = output row kept[k] for k in
+  // [k0, k1): the sparse kernel, then outliers and bias, as ForwardTiles computes that row.
+  void ForwardSparseRows(const kernels::SparseRowsLayout& rows, const kernels::Int8Activations& xq, const float* x,
+                         const int32_t* kept, int64_t k0, int64_t k1, float* y) const;
+  // One activation row x whose quantized codes' nonzero entries are `nonzero`: y's outputs of
+  // 128-output blocks [b0, b1), as ForwardTiles computes them (the kernel reads only the
+  // nonzero neurons' strips).
+  void ForwardSparseColumns(const kernels::SparseColumnsLayout& columns, const kernels::Int8Activations& xq,
+                            const kernels::SparseNeurons& nonzero, const float* x, int64_t b0, int64_t b1,
+                            float* y) const;
+
  private:
   void ForwardInt8(const float* x, int64_t n, float* y, ThreadPool& pool) const;
   // y rows [o0, o1) += the FP16 outlier columns' part and the bias.
   void AddOutliersAndBias(const float* x, int64_t n, int64_t o0, int64_t o1, float* y) const;
+  // The same for one activation row and the output rows kept[k0 .. k1) (y[k]: row kept[k]).
+  void AddOutliersAndBiasRows(const float* x, const int32_t* kept, int64_t k0, int64_t k1, float* y) const;
+  // The mapped pack pages of the codes, steps and zeros need not stay resident once a copy
+  // the kernels read exists (the exact path and embedding lookups page them in again).
+  void ReleaseMappedPages() const;
 
   LowBitLinearWeights w_;
   std::vector<float> bias_;
@@ -100,6 +129,10 @@ class LowBitLinear final : public LinearOp {
   mutable std::once_flag tiled_;
   mutable std::unique_ptr<kernels::LowBitTiles> tiles_;  // built on the first INT8 forward
   mutable bool axe16_ = false;                           // set with tiles_
+  mutable std::once_flag sparse_rows_made_, sparse_columns_made_;
+  mutable std::unique_ptr<kernels::SparseRowsLayout> sparse_rows_;
+  mutable std::unique_ptr<kernels::SparseColumnsLayout> sparse_columns_;
+  mutable std::atomic<size_t> sparse_bytes_{0};
 };
 
 }  // namespace accullm::model

@@ -14,11 +14,13 @@
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/rms_norm.h"
 #include "kernels/cpu/silu_mul_mask.h"
+#include "model/ffn_guesser.h"
 #include "model/linear_group.h"
 #include "model/low_bit_linear.h"
 #include "model/pack/manifest.h"
 #include "model/pack/pack_reader.h"
 #include "model/pack/tensor_names.h"
+#include "model/sparse_ffn.h"
 #include "model/weight_check.h"
 
 namespace accullm::model {
@@ -52,13 +54,14 @@ absl::StatusOr<std::vector<float>> LoadVector(const TensorStore& store, const st
 // within one layer.
 struct LayerScratch {
   std::vector<float> hidden, last, normed, delta;
-  std::vector<float> q, k, v, ctx, gate, up, scores;
+  std::vector<float> q, k, v, ctx, gate, up;
   // Attention: each batch row's sequence and position, and the K/V row pointers of every
   // sequence back to back (sequence s's from kv_table_begin[s]).
   std::vector<int32_t> row_segment;
   std::vector<int64_t> row_pos, kv_table_begin;
   std::vector<const void*> k_table, v_table;
   std::vector<BatchSegment> one_segment;  // Forward's single sequence
+  FfnKeptSets kept;                       // a neuron selector's output
 };
 LayerScratch& Scratch() {
   thread_local LayerScratch scratch;
@@ -186,7 +189,10 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
       t->sparsity_thresholds_ = pack->sparsity->thresholds;
       t->active_thresholds_ = pack->sparsity->active_thresholds;
       if (pack->sparsity->predictor == "lowrank") {
-        ASSIGN_OR_RETURN(t->guesser_, FfnGuesser::Load(dir, c, *pack->sparsity));
+        // The trained guesser chooses the neurons before the gate; its thresholds are the
+        // manifest's (quantiles of its scores).
+        ASSIGN_OR_RETURN(std::shared_ptr<const FfnGuesser> guesser, FfnGuesser::Load(dir, c, *pack->sparsity));
+        t->neuron_selector_ = std::make_shared<GuesserNeuronSelector>(std::move(guesser), pack->sparsity->thresholds);
       }
     }
   }
@@ -251,6 +257,10 @@ void Transformer::PrepareKernels(int64_t layer_begin, int64_t layer_end, bool he
     const TransformerLayer& L = layers_[static_cast<size_t>(l)];
     for (LinearOp* op : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()})
       prepare(op);
+    if (ffn_sparsity_enabled() && sparse_ffn_kernels_) {
+      if (auto sparse = SparseFfnLinearsOf(*L.gate, *L.up, *L.down))
+        PrepareSparseFfn(*sparse, neuron_selector_ != nullptr, *pool_);
+    }
   }
   if (head) prepare(lm_head_.get());
 }
@@ -368,7 +378,7 @@ std::vector<FfnSparsityCounts> Transformer::ffn_sparsity_counts() const {
   std::vector<FfnSparsityCounts> out(static_cast<size_t>(config_.num_layers));
   for (size_t l = 0; l < out.size(); ++l) {
     const AtomicFfnCounts& c = ffn_counts_[l];
-    out[l] = {c.total.load(), c.kept.load(), c.active.load(), c.kept_active.load()};
+    out[l] = {c.total.load(), c.kept.load(), c.active.load(), c.kept_active.load(), c.sparse_rows.load()};
   }
   return out;
 }
@@ -391,16 +401,40 @@ void Transformer::ResetFfnSparsityCounts() {
     c.kept = 0;
     c.active = 0;
     c.kept_active = 0;
+    c.sparse_rows = 0;
   }
 }
 
-void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, float* gate, float* up) {
+absl::Status Transformer::SelectNeurons(int64_t layer, const float* x, int64_t n, FfnKeptSets& kept) const {
+  RETURN_IF_ERROR(neuron_selector_->Select(layer, x, n, *pool_, kept));
+  // The kernels index weights by these numbers: a wrong list is an error, never a wild read.
+  const int64_t inter = config_.intermediate_size;
+  if (kept.rows() != n || kept.row_begin[0] != 0 ||
+      kept.row_begin[static_cast<size_t>(n)] != static_cast<int64_t>(kept.neurons.size()))
+    return absl::InternalError(absl::StrCat("FFN neuron selector, layer ", layer, ": row_begin does not describe ", n,
+                                            " rows of ", kept.neurons.size(), " neurons"));
+  for (int64_t r = 0; r < n; ++r) {
+    if (kept.count(r) < 0 || kept.count(r) > inter)
+      return absl::InternalError(absl::StrCat("FFN neuron selector, layer ", layer, ": row ", r, " keeps ",
+                                              kept.count(r), " of ", inter, " neurons"));
+    const int32_t* row = kept.row(r);
+    for (int64_t k = 0; k < kept.count(r); ++k) {
+      if (row[k] < 0 || row[k] >= inter || (k > 0 && row[k] <= row[k - 1]))
+        return absl::InternalError(absl::StrCat("FFN neuron selector, layer ", layer, ": row ", r,
+                                                "'s neurons are not strictly ascending in [0, ", inter, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, const FfnKeptSets* kept, float* gate,
+                               float* up) {
   const TransformerLayer& L = layers_[layer];
   const int64_t inter = config_.intermediate_size;
   // Dense gate and up (one shared INT8 input), then the mask row by row: the same linears'
   // bits as the fused dense path, so a neuron that is kept carries its dense value.
   ForwardSameInput({{L.gate.get(), gate}, {L.up.get(), up}}, x, n, *pool_);
-  const float threshold = sparsity_thresholds_[static_cast<size_t>(layer)];
+  const float threshold = sparsity_thresholds_.empty() ? 0.0f : sparsity_thresholds_[static_cast<size_t>(layer)];
   const bool recall = measure_ffn_recall_ && !active_thresholds_.empty();
   const float active_threshold = recall ? active_thresholds_[static_cast<size_t>(layer)] : 0.0f;
   AtomicFfnCounts& counts = ffn_counts_[layer];
@@ -409,14 +443,19 @@ void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, float* 
     for (int64_t r = r0; r < r1; ++r) {
       float* g = gate + r * inter;
       const float* u = up + r * inter;
-      if (recall) {
-        const kernels::FfnMaskCounts rc = kernels::SiluMulMaskedCounting(g, u, inter, threshold, active_threshold, g);
-        c.kept += rc.kept;
-        c.active += rc.active;
-        c.kept_active += rc.kept_active;
+      // The rule: one line per source of kept neurons (a new rule is one more case here and
+      // its one-row form in SparseGateUp).
+      kernels::FfnMaskCounts rc;
+      if (kept != nullptr) {
+        rc = kernels::SiluMulKept(g, u, inter, kept->row(r), kept->count(r), recall, active_threshold, g);
+      } else if (recall) {
+        rc = kernels::SiluMulMaskedCounting(g, u, inter, threshold, active_threshold, g);
       } else {
-        c.kept += kernels::SiluMulMasked(g, u, inter, threshold, g);
+        rc.kept = kernels::SiluMulMasked(g, u, inter, threshold, g);
       }
+      c.kept += rc.kept;
+      c.active += rc.active;
+      c.kept_active += rc.kept_active;
     }
     counts.kept += c.kept;
     counts.active += c.active;
@@ -425,61 +464,45 @@ void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, float* 
   counts.total += n * inter;
 }
 
-void Transformer::GuessedGateUp(int64_t layer, const float* x, int64_t n, float* gate, float* up) {
-  const TransformerLayer& L = layers_[layer];
-  const int64_t inter = config_.intermediate_size;
-  LayerScratch& scratch = Scratch();
-  float* scores = Reuse(scratch.scores, n * inter);
-  guesser_->Scores(layer, x, n, scores, *pool_);
-  // Dense gate and up, every neuron's product, then the predicted-inactive ones set to +0: a
-  // kept neuron carries the dense bits, as with CATS (the decode kernels skip the rest).
-  ForwardSameInput({{L.gate.get(), gate}, {L.up.get(), up}}, x, n, *pool_);
-  const float threshold = sparsity_thresholds_[static_cast<size_t>(layer)];
-  const bool recall = measure_ffn_recall_ && !active_thresholds_.empty();
-  const float active_threshold = recall ? active_thresholds_[static_cast<size_t>(layer)] : 0.0f;
-  AtomicFfnCounts& counts = ffn_counts_[layer];
-  pool_->ParallelFor(n, [&](int64_t r0, int64_t r1) {
-    kernels::FfnMaskCounts c;
-    for (int64_t r = r0; r < r1; ++r) {
-      float* g = gate + r * inter;
-      const float* s = scores + r * inter;
-      kernels::SiluMulMasked(g, up + r * inter, inter, -1.0f, g);  // keeps all: the dense product
-      for (int64_t j = 0; j < inter; ++j) {
-        const bool keep = s[j] > threshold;
-        if (recall && std::fabs(g[j]) > active_threshold) {
-          ++c.active;
-          c.kept_active += keep;
-        }
-        c.kept += keep;
-        if (!keep) g[j] = 0.0f;
-      }
-    }
-    counts.kept += c.kept;
-    counts.active += c.active;
-    counts.kept_active += c.kept_active;
-  });
-  counts.total += n * inter;
-}
-
-void Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
+absl::Status Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
   const TransformerLayer& L = layers_[layer];
   const int64_t inter = config_.intermediate_size;
   LayerScratch& scratch = Scratch();
   float* gate = Reuse(scratch.gate, n * inter);
   float* up = Reuse(scratch.up, n * inter);
   Notify(layer, LinearSite::kMlpIn, x, n, config_.hidden_size);
-  if (ffn_sparsity_enabled() && guesser_ != nullptr) {
-    GuessedGateUp(layer, x, n, gate, up);
-  } else if (ffn_sparsity_enabled()) {
-    MaskedGateUp(layer, x, n, gate, up);
-  } else {
+  AtomicFfnCounts& counts = ffn_counts_[layer];
+  if (!ffn_sparsity_enabled()) {
     ForwardGateUpSilu(*L.gate, *L.up, x, n, gate, up, *pool_);
-    AtomicFfnCounts& counts = ffn_counts_[layer];
     counts.total += n * inter;
     counts.kept += n * inter;  // dense: nothing skipped, so recall is 1 without counting
+    Notify(layer, LinearSite::kMlpDown, gate, n, inter);
+    L.down->Forward(gate, n, out, *pool_);
+    return absl::OkStatus();
   }
+  const FfnKeptSets* kept = nullptr;
+  if (neuron_selector_ != nullptr) {
+    RETURN_IF_ERROR(SelectNeurons(layer, x, n, scratch.kept));
+    kept = &scratch.kept;
+  }
+  // Decode: the sparse kernels, unless recall is measured (it needs every neuron's product).
+  std::optional<SparseFfnLinears> sparse;
+  if (n == 1 && sparse_ffn_kernels_ && !measure_ffn_recall_) sparse = SparseFfnLinearsOf(*L.gate, *L.up, *L.down);
+  if (sparse.has_value()) {
+    const float threshold = sparsity_thresholds_.empty() ? 0.0f : sparsity_thresholds_[static_cast<size_t>(layer)];
+    const int64_t k = SparseGateUp(*sparse, x, kept != nullptr ? kept->row(0) : nullptr,
+                                   kept != nullptr ? kept->count(0) : 0, threshold, gate, *pool_);
+    counts.total += inter;
+    counts.kept += k;
+    counts.sparse_rows += 1;
+    Notify(layer, LinearSite::kMlpDown, gate, 1, inter);
+    SparseDown(*sparse->down, gate, out, *pool_);
+    return absl::OkStatus();
+  }
+  MaskedGateUp(layer, x, n, kept, gate, up);
   Notify(layer, LinearSite::kMlpDown, gate, n, inter);
   L.down->Forward(gate, n, out, *pool_);
+  return absl::OkStatus();
 }
 
 absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, float* hidden,
@@ -499,7 +522,7 @@ absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, floa
     Attention(l, normed, segments, rows, delta);
     kernels::AddInPlace(hidden, delta, rows * h);
     kernels::RmsNorm(hidden, layers_[l].mlp_norm.data(), rows, h, config_.rms_norm_eps, normed);
-    Mlp(l, normed, rows, delta);
+    RETURN_IF_ERROR(Mlp(l, normed, rows, delta));
     kernels::AddInPlace(hidden, delta, rows * h);
     Notify(l, LinearSite::kBlockOut, hidden, rows, h);
   }

@@ -15,7 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/thread_pool.h"
-#include "model/ffn_guesser.h"
+#include "model/ffn_neuron_selector.h"
 #include "model/kv_cache.h"
 #include "model/linear.h"
 #include "model/low_bit_linear.h"
@@ -82,6 +82,7 @@ struct FfnSparsityCounts {
   int64_t kept = 0;         // of which computed (not masked)
   int64_t active = 0;       // truly active: |SiLU(gate)·up| above the pack's active threshold
   int64_t kept_active = 0;  // truly active and kept
+  int64_t sparse_rows = 0;  // tokens whose FFN ran through the sparse kernels (decode), not masked
 };
 
 class Transformer {
@@ -137,15 +138,29 @@ class Transformer {
   // [layer_begin, layer_end), the embedding table (embed), the final norm and LM head (head).
   absl::Status CheckFiniteWeights(int64_t layer_begin, int64_t layer_end, bool embed, bool head) const;
   // Tiles the low-bit linears of layers [layer_begin, layer_end) and, with `head`, the LM head
-  // for the integer kernels (LowBitLinear::Tiles), in parallel over the pool. Idempotent; a
-  // linear left untiled is tiled on its first forward pass instead.
+  // for the integer kernels (LowBitLinear::Tiles), in parallel over the pool, and, when the
+  // FFN is sparse, makes the sparse layouts decode reads (model/sparse_ffn.h). Idempotent; a
+  // linear left unprepared is prepared on its first forward pass instead.
   void PrepareKernels(int64_t layer_begin, int64_t layer_end, bool head);
   // The pack manifest when this model was loaded from an AccuLLM pack.
   const std::optional<PackManifest>& pack() const { return pack_; }
 
   // Whether the FFN skips neurons (the pack has a sparsity with target > 0 and the load
-  // options did not turn it off).
-  bool ffn_sparsity_enabled() const { return !sparsity_thresholds_.empty(); }
+  // options did not turn it off, or a neuron selector is installed).
+  bool ffn_sparsity_enabled() const { return !sparsity_thresholds_.empty() || neuron_selector_ != nullptr; }
+  // The kept neurons come from `selector` (read before the gate, model/ffn_neuron_selector.h)
+  // instead of the CATS thresholds; null restores the thresholds. The caller honours
+  // `--sparsity off` / exact by not installing one. Before the forward passes; the sparse
+  // layouts the selector needs (gate's rows) are made by the next PrepareKernels or the first
+  // decode step.
+  void set_ffn_neuron_selector(std::shared_ptr<const FfnNeuronSelector> selector) {
+    neuron_selector_ = std::move(selector);
+  }
+  // The installed selector (a pack's trained guesser, model/ffn_guesser.h), or null.
+  const FfnNeuronSelector* ffn_neuron_selector() const { return neuron_selector_.get(); }
+  // Whether a decode step (one row) runs the FFN through the sparse kernels (on by default
+  // when sparsity is; off runs the masked dense path, the same bits: tests and A/B).
+  void set_sparse_ffn_kernels(bool on) { sparse_ffn_kernels_ = on; }
   // Per-layer neuron counts since the last reset (every forward pass adds to them; atomics,
   // so concurrent passes may share a model). With `measure_recall`, the FFN also counts the
   // truly active neurons against the pack's active thresholds (one more compare per neuron).
@@ -155,10 +170,6 @@ class Transformer {
   // Replaces the per-layer thresholds (quantize's search over targets; empty: dense FFN).
   // `active_thresholds` may be empty (no recall) or have one entry per layer.
   absl::Status SetFfnSparsity(std::vector<float> thresholds, std::vector<float> active_thresholds);
-  // The rule the thresholds apply to: null = CATS (|SiLU(gate)|), else the guesser's scores
-  // (predictor "lowrank"). Load installs the pack's; quantize installs the one it fits.
-  void SetFfnGuesser(std::shared_ptr<const FfnGuesser> guesser) { guesser_ = std::move(guesser); }
-  const FfnGuesser* ffn_guesser() const { return guesser_.get(); }
 
   // Bytes of weights streamed per decoded token (bandwidth figures in benchmarks).
   size_t weight_bytes_per_token() const;
@@ -168,11 +179,14 @@ class Transformer {
   void ForEachLowBitLinear(const std::function<void(LowBitLinear&)>& fn);
   Transformer(ModelConfig c, ThreadPool* pool) : config_(std::move(c)), pool_(pool), rope_(config_) {}
   void Attention(int64_t layer, const float* x, const std::vector<BatchSegment>& segments, int64_t rows, float* out);
-  void Mlp(int64_t layer, const float* x, int64_t n, float* out);
-  // gate = the masked SiLU(gate)·up of the sparse FFN (up is scratch); counts the neurons.
-  void MaskedGateUp(int64_t layer, const float* x, int64_t n, float* gate, float* up);
-  // The same with the guesser's rule: neurons whose predicted score is <= the threshold.
-  void GuessedGateUp(int64_t layer, const float* x, int64_t n, float* gate, float* up);
+  absl::Status Mlp(int64_t layer, const float* x, int64_t n, float* out);
+  // The kept neurons of the n rows of x from the installed selector, checked.
+  absl::Status SelectNeurons(int64_t layer, const float* x, int64_t n, FfnKeptSets& kept) const;
+  // gate = the masked SiLU(gate)·up of the sparse FFN over dense gate and up (up is scratch),
+  // row by row by the layer's rule: `kept` (a selector's sets) or, when null, CATS's
+  // threshold; counts the neurons. A batch of several rows runs this; its bits per row are
+  // what SparseGateUp gives one row.
+  void MaskedGateUp(int64_t layer, const float* x, int64_t n, const FfnKeptSets* kept, float* gate, float* up);
 
   void Notify(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) {
     if (observer_ != nullptr) observer_->Observe(layer, site, x, rows, width);
@@ -192,10 +206,11 @@ class Transformer {
   std::unique_ptr<LinearOp> lm_head_;
   // Per layer |SiLU(gate)| thresholds (empty: dense FFN) and the active thresholds of recall.
   std::vector<float> sparsity_thresholds_, active_thresholds_;
-  std::shared_ptr<const FfnGuesser> guesser_;  // null: the CATS rule
   bool measure_ffn_recall_ = false;
+  bool sparse_ffn_kernels_ = true;
+  std::shared_ptr<const FfnNeuronSelector> neuron_selector_;
   struct AtomicFfnCounts {
-    std::atomic<int64_t> total{0}, kept{0}, active{0}, kept_active{0};
+    std::atomic<int64_t> total{0}, kept{0}, active{0}, kept_active{0}, sparse_rows{0};
   };
   std::unique_ptr<AtomicFfnCounts[]> ffn_counts_;  // one per layer
 };

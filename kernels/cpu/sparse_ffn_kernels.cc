@@ -429,6 +429,312 @@ ACCULLM_SPARSE_AVX512_TARGET void DownAvx512(const SparseColumnsLayout& w, const
   std::memcpy(y + o0, acc, static_cast<size_t>(o_end - o0) * sizeof(float));
 }
 
+// ---- AVX2 (no vpdpbusd: vpmaddubsw + vpmaddwd, exact for codes ≤ 127 and |q| ≤ 127) ----
+
+#define ACCULLM_SPARSE_AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+// Σ over each 4-byte lane of u8 × s8 as int32; exact for u8 ≤ 127 (a pair ≤ 2·127·127).
+ACCULLM_SPARSE_AVX2_TARGET inline __m256i DotLanes256(__m256i u8, __m256i s8) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u8, s8), _mm256_set1_epi16(1));
+}
+
+// Lane c (of 8) = the exact int32 dot of one row's code word c with its activations (xl: word
+// c's low-nibble or byte columns, xh: its high-nibble columns). 8-bit codes overflow
+// vpmaddubsw's pairs: code = 16·hi + lo, both exact.
+template <bool kNibbles, bool kEightBit>
+ACCULLM_SPARSE_AVX2_TARGET inline __m256i RowWordDots256(const uint32_t* words, __m256i xl, __m256i xh) {
+  const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(words));
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+  if constexpr (kNibbles) {
+    const __m256i lo = _mm256_and_si256(v, low_nibbles);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibbles);
+    // Pairs ≤ 2·15·127 each, their sum ≤ 7620: exact in 16 bits before one widening.
+    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh)),
+                             _mm256_set1_epi16(1));
+  } else if constexpr (kEightBit) {
+    const __m256i lo = _mm256_and_si256(v, low_nibbles);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibbles);
+    return _mm256_add_epi32(DotLanes256(lo, xl), _mm256_slli_epi32(DotLanes256(hi, xl), 4));
+  } else {
+    return DotLanes256(v, xl);
+  }
+}
+
+// r[i] dword c becomes r[c] dword i (8 × 8 32-bit words).
+ACCULLM_SPARSE_AVX2_TARGET inline void Transpose8x8(__m256i (&r)[8]) {
+  __m256i t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {  // u[i + c] lane L: column 4L + c of rows i..i+3
+    u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x20);
+    r[4 + c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x31);
+  }
+}
+
+// 8 kept rows at once, as RowBatchAvx512 does 16: each row's words multiplied in place, the
+// int32 word dots transposed and summed so that per window of 8 words sums[L] lane r = Σ of
+// row r's words 4L..4L+3; a group is `lanes` such sums; then the tiles' epilogue per row, in
+// group order (AccumulateGroup256, the dense AVX2 kernels' float steps).
+template <bool kNibbles, bool kEightBit>
+ACCULLM_SPARSE_AVX2_TARGET void RowBatchAvx2(const SparseRowsLayout& w, const Int8Activations& x, const int8_t* xlo,
+                                             const int8_t* xhi, uint32_t* metas, const int32_t (&rows)[8],
+                                             const int32_t (&next_rows)[8], float* y, int valid) {
+  const int64_t groups = w.groups(), lanes = w.group_words() / 4;
+  const int frac = w.zero_frac_bits;
+  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  const __m256i low_byte = _mm256_set1_epi32(0xFF), low_half = _mm256_set1_epi32(0xFFFF);
+  const __m256i symmetric_zero = _mm256_set1_epi32(1 << (w.bits - 1));
+  const uint32_t* src[8];
+  const uint32_t* next[8];
+  alignas(32) float row_scale[8];
+  for (int r = 0; r < 8; ++r) {
+    src[r] = w.row(rows[r]);
+    next[r] = w.row(next_rows[r]);
+    row_scale[r] = w.has_scale_codes ? w.row_scales[rows[r]] : 0.f;
+  }
+  const __m256 row_scales = _mm256_load_ps(row_scale);
+  for (int64_t g0 = 0; g0 < w.meta_stride; g0 += 8) {  // metas[8·g + r] = row r's word of group g
+    __m256i v[8];
+    for (int r = 0; r < 8; ++r) v[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(w.row_meta(rows[r]) + g0));
+    Transpose8x8(v);
+    for (int k = 0; k < 8; ++k) _mm256_store_si256(reinterpret_cast<__m256i*>(metas + 8 * (g0 + k)), v[k]);
+  }
+  __m256 acc = _mm256_setzero_ps();
+  __m256i dot = _mm256_setzero_si256();
+  int64_t g = 0, lane = 0;
+  for (int64_t at = 0; g < groups; at += 8) {
+    if (at % 16 == 0)  // one line per row per 16 words
+      for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(next[r] + at), _MM_HINT_T1);
+    const __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(xlo + 4 * at));
+    const __m256i xh = kNibbles ? _mm256_load_si256(reinterpret_cast<const __m256i*>(xhi + 4 * at)) : xl;
+    __m256i t[4];  // rows in pairs: t[p] lane L = (a_0+a_2, b_0+b_2, a_1+a_3, b_1+b_3) of words 4L..
+    for (int p = 0; p < 4; ++p) {
+      const __m256i p0 = RowWordDots256<kNibbles, kEightBit>(src[2 * p] + at, xl, xh);
+      const __m256i p1 = RowWordDots256<kNibbles, kEightBit>(src[2 * p + 1] + at, xl, xh);
+      t[p] = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+    }
+    // u[b] lane L dword m = row 4b+m's words 4L..4L+3.
+    const __m256i u0 = _mm256_add_epi32(_mm256_unpacklo_epi64(t[0], t[1]), _mm256_unpackhi_epi64(t[0], t[1]));
+    const __m256i u1 = _mm256_add_epi32(_mm256_unpacklo_epi64(t[2], t[3]), _mm256_unpackhi_epi64(t[2], t[3]));
+    const __m256i sums[2] = {_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31)};
+    for (int l = 0; l < 2 && g < groups; ++l) {
+      dot = _mm256_add_epi32(dot, sums[l]);
+      if (++lane < lanes) continue;
+      const __m256i meta = _mm256_load_si256(reinterpret_cast<const __m256i*>(metas + 8 * g));
+      __m256 ws;
+      if (w.has_scale_codes) {
+        ws = _mm256_mul_ps(_mm256_mul_ps(row_scales, _mm256_cvtepi32_ps(_mm256_and_si256(meta, low_byte))),
+                           _mm256_set1_ps(1.f / 255.f));
+      } else {  // the low 16 bits of each word, packed, as F16
+        const __m256i packed = _mm256_permute4x64_epi64(
+            _mm256_packus_epi32(_mm256_and_si256(meta, low_half), _mm256_setzero_si256()), 0x08);
+        ws = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
+      }
+      const __m256i zero = w.has_zeros ? _mm256_and_si256(_mm256_srli_epi32(meta, 16), low_byte) : symmetric_zero;
+      acc = tiles_avx2::AccumulateGroup256(dot, ws, zero, x, g, frac, inv_frac, acc);
+      dot = _mm256_setzero_si256();
+      lane = 0;
+      ++g;
+    }
+  }
+  alignas(32) float out[8];
+  _mm256_store_ps(out, acc);
+  for (int r = 0; r < valid; ++r) y[r] = out[r];
+}
+
+template <bool kNibbles, bool kEightBit>
+ACCULLM_SPARSE_AVX2_TARGET void RowsAvx2(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept,
+                                         int64_t k_begin, int64_t k_end, float* y) {
+  thread_local RowActivations arranged;
+  ArrangeActivations(w, x, arranged);
+  arranged.metas.resize(static_cast<size_t>(8 * w.meta_stride));
+  for (int64_t k = k_begin; k < k_end; k += 8) {
+    const int valid = static_cast<int>(std::min<int64_t>(8, k_end - k));
+    int32_t rows[8], next_rows[8];
+    for (int r = 0; r < 8; ++r) {
+      rows[r] = r < valid ? kept[k + r] : static_cast<int32_t>(w.out);  // the zero row
+      next_rows[r] = k + 8 + r < k_end ? kept[k + 8 + r] : static_cast<int32_t>(w.out);
+    }
+    for (int64_t r = k + 8; r < std::min(k_end, k + 16); ++r) {
+      const char* meta = reinterpret_cast<const char*>(w.row_meta(kept[r]));
+      for (int64_t byte = 0; byte < 4 * w.meta_stride; byte += 64) _mm_prefetch(meta + byte, _MM_HINT_T0);
+    }
+    RowBatchAvx2<kNibbles, kEightBit>(w, x, arranged.lo.data(), arranged.hi.data(), arranged.metas.data(), rows,
+                                      next_rows, y + k, valid);
+  }
+}
+
+// Four strips' 32 bytes (half h of a 64-output segment, sparse_ffn_layouts.h) as q[k] dword
+// i = (a0, a1, a2, a3) of segment output 16k + 8h + i: the 128-bit lanes of InterleaveFour.
+ACCULLM_SPARSE_AVX2_TARGET inline void InterleaveFour256(const __m256i (&a)[4], __m256i* q) {
+  const __m256i p01lo = _mm256_unpacklo_epi8(a[0], a[1]), p01hi = _mm256_unpackhi_epi8(a[0], a[1]);
+  const __m256i p23lo = _mm256_unpacklo_epi8(a[2], a[3]), p23hi = _mm256_unpackhi_epi8(a[2], a[3]);
+  q[0] = _mm256_unpacklo_epi16(p01lo, p23lo);
+  q[1] = _mm256_unpackhi_epi16(p01lo, p23lo);
+  q[2] = _mm256_unpacklo_epi16(p01hi, p23hi);
+  q[3] = _mm256_unpackhi_epi16(p01hi, p23hi);
+}
+
+ACCULLM_SPARSE_AVX2_TARGET inline void AddZero256(float* acc, int64_t n) {
+  for (int64_t i = 0; i < n; i += 8)
+    _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), _mm256_setzero_ps()));
+}
+
+// Down, as DownAvx512: per group, eight nonzero neurons per pass (two quads of four, their
+// codes interleaved into one output's four codes per dword), int32 sums per output kept in L1
+// for the thread's outputs, then the dense epilogue per group. Nibble codes keep the true sums
+// (the high nibble is shifted down, not kept as 16·code: vpmaddubsw would saturate).
+template <bool kNibbles, bool kEightBit>
+ACCULLM_SPARSE_AVX2_TARGET void DownAvx2(const SparseColumnsLayout& w, const Int8Activations& x,
+                                         const SparseNeurons& nonzero, int64_t b0, int64_t b1, float* y) {
+  const int64_t blocks = b1 - b0, n = blocks * kSparseDownBlockOutputs, o0 = b0 * kSparseDownBlockOutputs;
+  if (blocks <= 0) return;
+  thread_local DownScratch scratch;
+  if (static_cast<int64_t>(scratch.dot.size()) < n) {
+    scratch.dot.resize(static_cast<size_t>(n));
+    scratch.acc.resize(static_cast<size_t>(n));
+  }
+  int32_t* dot = scratch.dot.data();
+  float* acc = scratch.acc.data();
+  std::fill(acc, acc + n, 0.f);
+  const int frac = w.zero_frac_bits;
+  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const __m256i symmetric_zero = _mm256_set1_epi32(1 << (w.bits - 1));
+  const int8_t* q = x.row(0);
+  const int64_t strip_offset = kNibbles ? o0 / 2 : o0;
+  const int64_t block_bytes = kNibbles ? 64 : 128;
+  bool add_zero = false;
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    const int32_t ib = nonzero.group_begin[g], ie = nonzero.group_begin[g + 1];
+    const float xs = x.scales[g];
+    if (ib == ie && EmptyGroupSkippable(w, xs)) {
+      add_zero = true;
+      continue;
+    }
+    if (add_zero) AddZero256(acc, n);
+    add_zero = false;
+    if (ib == ie) std::fill(dot, dot + n, 0);
+    for (int32_t i = ib; i < ie; i += 8) {
+      const uint8_t* s[8];
+      uint32_t q4[2] = {0, 0};
+      for (int t = 0; t < 8; ++t) {
+        const bool real = i + t < ie;
+        const int32_t j = nonzero.neurons[real ? i + t : ib];
+        s[t] = w.strip(j) + strip_offset;
+        q4[t / 4] |= static_cast<uint32_t>(static_cast<uint8_t>(real ? q[j] : 0)) << (8 * (t % 4));
+      }
+      const uint8_t* next[8];
+      int prefetched = 0;
+      for (int32_t t = i + 8; t < std::min(ie, i + 16); ++t)
+        next[prefetched++] = w.strip(nonzero.neurons[t]) + strip_offset;
+      if (prefetched == 0 && g + 1 < w.groups()) {
+        const int32_t nb = nonzero.group_begin[g + 1], ne = nonzero.group_begin[g + 2];
+        for (int32_t t = nb; t < std::min(ne, nb + 8); ++t)
+          next[prefetched++] = w.strip(nonzero.neurons[t]) + strip_offset;
+      }
+      const __m256i xq[2] = {_mm256_set1_epi32(static_cast<int32_t>(q4[0])),
+                             _mm256_set1_epi32(static_cast<int32_t>(q4[1]))};
+      const bool first = i == ib;
+      for (int64_t b = 0; b < blocks; ++b) {
+        for (int t = 0; t < prefetched; ++t) {
+          _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes), _MM_HINT_T1);
+          if constexpr (!kNibbles)
+            _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes + 64), _MM_HINT_T1);
+        }
+        int32_t* d = dot + b * kSparseDownBlockOutputs;
+        // 32-byte pieces of the block: nibbles, h = 0, 1 (each holding segments 0 and 1 in
+        // its low and high nibbles); bytes, (segment, h) = 4 pieces.
+        constexpr int kPieces = kNibbles ? 2 : 4;
+        for (int piece = 0; piece < kPieces; ++piece) {
+          const int h = piece % 2;
+          const int64_t byte_at = kNibbles ? 32 * h : 64 * (piece / 2) + 32 * h;
+          __m256i codes[2][4];  // per quad
+          for (int quad = 0; quad < 2; ++quad) {
+            __m256i a[4];
+            for (int t = 0; t < 4; ++t)
+              a[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s[4 * quad + t] + b * block_bytes + byte_at));
+            InterleaveFour256(a, codes[quad]);
+          }
+          for (int k = 0; k < 4; ++k) {
+            if constexpr (kNibbles) {
+              // Low nibbles: segment 0's outputs, high: segment 1's. Two quads' pairs
+              // (≤ 2·15·127 each) add exactly in 16 bits.
+              const __m256i lo =
+                  _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(codes[0][k], low_nibbles), xq[0]),
+                                   _mm256_maddubs_epi16(_mm256_and_si256(codes[1][k], low_nibbles), xq[1]));
+              const __m256i hi = _mm256_add_epi16(
+                  _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[0][k], 4), low_nibbles), xq[0]),
+                  _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[1][k], 4), low_nibbles), xq[1]));
+              int32_t* dl = d + 16 * k + 8 * h;
+              int32_t* dh = dl + 64;
+              const __m256i sl = _mm256_madd_epi16(lo, ones), sh = _mm256_madd_epi16(hi, ones);
+              _mm256_storeu_si256(
+                  reinterpret_cast<__m256i*>(dl),
+                  first ? sl : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dl)), sl));
+              _mm256_storeu_si256(
+                  reinterpret_cast<__m256i*>(dh),
+                  first ? sh : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dh)), sh));
+            } else {
+              int32_t* dl = d + 64 * (piece / 2) + 16 * k + 8 * h;
+              __m256i sum;
+              if constexpr (kEightBit) {  // code = 16·hi + lo, each nibble's dots exact
+                const __m256i lo =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(codes[0][k], low_nibbles), xq[0]),
+                                     _mm256_maddubs_epi16(_mm256_and_si256(codes[1][k], low_nibbles), xq[1]));
+                const __m256i hi = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[0][k], 4), low_nibbles), xq[0]),
+                    _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[1][k], 4), low_nibbles), xq[1]));
+                sum = _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_slli_epi32(_mm256_madd_epi16(hi, ones), 4));
+              } else {  // codes ≤ 127: a pair ≤ 2·127·127, two quads' would not fit 16 bits
+                sum = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(codes[0][k], xq[0]), ones),
+                                       _mm256_madd_epi16(_mm256_maddubs_epi16(codes[1][k], xq[1]), ones));
+              }
+              _mm256_storeu_si256(
+                  reinterpret_cast<__m256i*>(dl),
+                  first ? sum : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dl)), sum));
+            }
+          }
+        }
+      }
+    }
+    // The dense epilogue for every output of the range, group g.
+    const __m256i sum = _mm256_set1_epi32(x.sums[g]);
+    const __m256 xfactor = _mm256_set1_ps(xs * inv_frac);
+    const int64_t meta0 = g * w.out_padded + o0;
+    for (int64_t i = 0; i < n; i += 8) {
+      const int64_t at = meta0 + i;
+      __m256 ws;
+      if (w.scale_codes.empty()) {
+        ws = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales.data() + at)));
+      } else {
+        const __m256 codes = _mm256_cvtepi32_ps(
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
+        ws = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(w.row_scales.data() + o0 + i), codes),
+                           _mm256_set1_ps(1.f / 255.f));
+      }
+      const __m256i zero =
+          w.zeros.empty()
+              ? symmetric_zero
+              : _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.zeros.data() + at)));
+      const __m256i dsum = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(dot + i));
+      const __m256i dd = _mm256_sub_epi32(_mm256_slli_epi32(dsum, frac), _mm256_mullo_epi32(zero, sum));
+      _mm256_storeu_ps(acc + i,
+                       _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd), _mm256_mul_ps(ws, xfactor), _mm256_loadu_ps(acc + i)));
+    }
+  }
+  if (add_zero) AddZero256(acc, n);
+  const int64_t o_end = std::min(w.out, b1 * kSparseDownBlockOutputs);
+  std::memcpy(y + o0, acc, static_cast<size_t>(o_end - o0) * sizeof(float));
+}
 }  // namespace
 
 bool SparseRowsInt8Avx512(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
@@ -451,6 +757,28 @@ bool SparseDownInt8Avx512(const SparseColumnsLayout& w, const Int8Activations& x
   return true;
 }
 
+bool SparseRowsInt8Avx2(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
+                        int64_t k_end, float* y) {
+  if (DetectedIsa() < Isa::kAvx2) return false;
+  if (w.group_words() % 4 != 0) {  // groups that are not whole 128-bit lanes of words
+    SparseRowsInt8Scalar(w, x, kept, k_begin, k_end, y);
+    return true;
+  }
+  if (w.nibbles()) RowsAvx2<true, false>(w, x, kept, k_begin, k_end, y);
+  else if (w.bits == 8) RowsAvx2<false, true>(w, x, kept, k_begin, k_end, y);
+  else RowsAvx2<false, false>(w, x, kept, k_begin, k_end, y);
+  return true;
+}
+
+bool SparseDownInt8Avx2(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
+                        int64_t block_begin, int64_t block_end, float* y) {
+  if (DetectedIsa() < Isa::kAvx2) return false;
+  if (w.nibbles()) DownAvx2<true, false>(w, x, nonzero, block_begin, block_end, y);
+  else if (w.bits == 8) DownAvx2<false, true>(w, x, nonzero, block_begin, block_end, y);
+  else DownAvx2<false, false>(w, x, nonzero, block_begin, block_end, y);
+  return true;
+}
+
 #else
 bool SparseRowsInt8Avx512(const SparseRowsLayout&, const Int8Activations&, const int32_t*, int64_t, int64_t, float*) {
   return false;
@@ -459,17 +787,26 @@ bool SparseDownInt8Avx512(const SparseColumnsLayout&, const Int8Activations&, co
                           float*) {
   return false;
 }
+bool SparseRowsInt8Avx2(const SparseRowsLayout&, const Int8Activations&, const int32_t*, int64_t, int64_t, float*) {
+  return false;
+}
+bool SparseDownInt8Avx2(const SparseColumnsLayout&, const Int8Activations&, const SparseNeurons&, int64_t, int64_t,
+                        float*) {
+  return false;
+}
 #endif
 
 void SparseRowsInt8(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
                     int64_t k_end, float* y) {
   if (ActiveIsa() >= Isa::kAvx512 && SparseRowsInt8Avx512(w, x, kept, k_begin, k_end, y)) return;
+  if (ActiveIsa() >= Isa::kAvx2 && SparseRowsInt8Avx2(w, x, kept, k_begin, k_end, y)) return;
   SparseRowsInt8Scalar(w, x, kept, k_begin, k_end, y);
 }
 
 void SparseDownInt8(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
                     int64_t block_begin, int64_t block_end, float* y) {
   if (ActiveIsa() >= Isa::kAvx512 && SparseDownInt8Avx512(w, x, nonzero, block_begin, block_end, y)) return;
+  if (ActiveIsa() >= Isa::kAvx2 && SparseDownInt8Avx2(w, x, nonzero, block_begin, block_end, y)) return;
   SparseDownInt8Scalar(w, x, nonzero, block_begin, block_end, y);
 }
 

@@ -16,20 +16,25 @@
 // are not here: the caller adds them (LowBitLinear::AddOutliersAndBias), and quantizes x with
 // its outlier channels marked exact, as the dense path does.
 //
-// Variants: a scalar reference (any CPU) and AVX-512 VNNI. There is no AVX2 variant yet: at
-// ActiveIsa() == kAvx2 the dispatchers run the scalar references. The AVX-512 gate/up kernel
-// needs groups of whole 128-bit lanes of words (group a multiple of 32 columns at ≤ 4 bits, of
-// 16 at 5–8 bits); other groups run the scalar reference there too.
+// Variants: a scalar reference (any CPU), AVX2 and AVX-512 VNNI, all bit-identical. The SIMD
+// gate/up kernels need groups of whole 128-bit lanes of words (group a multiple of 32 columns
+// at ≤ 4 bits, of 16 at 5–8 bits); other groups run the scalar reference there too.
 // Gate/up, AVX-512: 16 kept rows at a time, each row's 64-byte lines multiplied in place by
 // the activations arranged to match (vpdpbusd), the int32 results transposed and summed into
-// per-group sums with one lane per row, then the tiles' epilogue. A kept row costs ~1.3–1.6x
+// per-group sums with one lane per row, then the tiles' epilogue. A kept row costs ~1.3x
 // what the dense kernel spends per row (the transposition, and 16 row streams fetched a batch
-// ahead by software): the sparse path pays off from ~50% skipped (bench/sparse_ffn_bench.cc).
+// ahead by software): at 50% skipped gate+up run 1.53x faster than dense, at 0% 0.86x
+// (bench/sparse_ffn_bench.cc, docs/benchmarks.md).
 // Down, AVX-512: per group, eight nonzero neurons per pass; their strips' bytes interleaved
 // four by four (unpack epi8/epi16) into dwords of one output's four codes, vpdpbusd against
 // the four activation codes, int32 sums kept in L1 for the thread's outputs.
-// Threads: the caller splits gate/up over ranges of the kept list (multiples of 16 waste no
-// padding rows) and down over ranges of its 128-output blocks.
+// AVX2: the same schemes at 256 bits with vpmaddubsw + vpmaddwd for the integer dots (exact:
+// codes ≤ 127 times |q| ≤ 127; 8-bit codes split in two nibbles): gate/up 8 kept rows per
+// batch, down eight neurons per pass (two quads, whose 16-bit pairs add before one widening
+// at ≤ 4 and 8 bits). Faster than the dense AVX2 decode kernel even with every row kept.
+// Threads: the caller (model/sparse_ffn.h) splits gate/up over ranges of the kept list
+// (multiples of 16 waste no padding rows) and down over a few ranges of its 128-output blocks
+// (every call walks the whole nonzero list, so small ranges repeat that work).
 #pragma once
 
 #include <cstdint>
@@ -51,6 +56,8 @@ void SparseRowsInt8Scalar(const SparseRowsLayout& w, const Int8Activations& x, c
 // False (nothing written) when not built or not supported by this CPU.
 bool SparseRowsInt8Avx512(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
                           int64_t k_end, float* y);
+bool SparseRowsInt8Avx2(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
+                        int64_t k_end, float* y);
 
 // ---- Down ----
 
@@ -71,5 +78,7 @@ void SparseDownInt8Scalar(const SparseColumnsLayout& w, const Int8Activations& x
                           int64_t block_begin, int64_t block_end, float* y);
 bool SparseDownInt8Avx512(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
                           int64_t block_begin, int64_t block_end, float* y);
+bool SparseDownInt8Avx2(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
+                        int64_t block_begin, int64_t block_end, float* y);
 
 }  // namespace accullm::kernels

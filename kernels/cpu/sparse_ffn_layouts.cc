@@ -117,15 +117,28 @@ SparseColumnsLayout AllocateSparseColumns(const LowBitMatrix& m) {
 
 void FillSparseColumns(const LowBitMatrix& m, int64_t block_begin, int64_t block_end, SparseColumnsLayout& w) {
   const int64_t groups = w.groups();
-  std::vector<uint8_t> codes(static_cast<size_t>(m.in));
+  // A block's rows unpacked first (128 × in bytes, cache-resident), then each neuron's bytes of
+  // the block written in order: writing row by row touched `in` strips' lines per row.
+  std::vector<uint8_t> codes(static_cast<size_t>(kSparseDownBlockOutputs * m.in));
+  std::vector<SparseStripPosition> at(kSparseDownBlockOutputs);
+  for (int64_t b = block_begin; b < block_end; ++b) {
+    const int64_t o0 = b * kSparseDownBlockOutputs, rows = std::min(m.out, o0 + kSparseDownBlockOutputs) - o0;
+    if (rows <= 0) break;
+    for (int64_t r = 0; r < rows; ++r) {
+      UnpackRow(m, o0 + r, codes.data() + r * m.in);
+      at[static_cast<size_t>(r)] = SparseDownStripPosition(w, o0 + r);
+    }
+    for (int64_t j = 0; j < m.in; ++j) {
+      uint8_t* strip = w.codes.data() + j * w.strip_bytes;
+      for (int64_t r = 0; r < rows; ++r) {
+        const SparseStripPosition& p = at[static_cast<size_t>(r)];
+        const uint8_t code = codes[static_cast<size_t>(r * m.in + j)];
+        strip[p.byte] = static_cast<uint8_t>(strip[p.byte] | (p.high_nibble ? code << 4 : code));
+      }
+    }
+  }
   const int64_t o_end = std::min(m.out, block_end * kSparseDownBlockOutputs);
   for (int64_t o = block_begin * kSparseDownBlockOutputs; o < o_end; ++o) {
-    UnpackRow(m, o, codes.data());
-    const SparseStripPosition at = SparseDownStripPosition(w, o);
-    for (int64_t j = 0; j < m.in; ++j) {
-      uint8_t& byte = w.codes[static_cast<size_t>(j * w.strip_bytes + at.byte)];
-      byte = static_cast<uint8_t>(byte | (at.high_nibble ? codes[j] << 4 : codes[j]));
-    }
     if (m.scale_codes != nullptr) w.row_scales[o] = F16ToF32(m.row_scales[o]);
     for (int64_t g = 0; g < groups; ++g) {
       const size_t dst = static_cast<size_t>(g * w.out_padded + o);

@@ -191,7 +191,7 @@ TEST_F(FfnGuesserTest, APackWithTheGuesserSkipsTheTargetShareAndLoadsAsVersion2)
 
   auto m = model::Transformer::Load(half, &pool);
   ASSERT_TRUE(m.ok()) << m.status();
-  ASSERT_NE((*m)->ffn_guesser(), nullptr);
+  ASSERT_NE((*m)->ffn_neuron_selector(), nullptr);
   (*m)->set_measure_ffn_recall(true);
   std::vector<float> logits(static_cast<size_t>((*m)->config().vocab_size));
   for (const auto& chunk : *chunks_) {
@@ -219,7 +219,7 @@ TEST_F(FfnGuesserTest, APackWithTheGuesserSkipsTheTargetShareAndLoadsAsVersion2)
   // --sparsity off: the dense FFN bit for bit, and the guesser file is not even opened.
   auto off = model::Transformer::Load(half, &pool, {.sparsity = false});
   ASSERT_TRUE(off.ok());
-  EXPECT_EQ((*off)->ffn_guesser(), nullptr);
+  EXPECT_EQ((*off)->ffn_neuron_selector(), nullptr);
   model::KvCache c = (*off)->NewCache(128);
   ASSERT_TRUE((*off)->Forward((*chunks_)[2].data(), 128, c, logits.data()).ok());
   EXPECT_EQ(std::memcmp(logits.data(), dense_logits.data(), logits.size() * sizeof(float)), 0);

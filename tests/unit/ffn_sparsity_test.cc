@@ -9,10 +9,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <random>
 
 #include "common/mapped_file.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/elementwise.h"
+#include "model/ffn_neuron_selector.h"
 #include "model/pack/manifest.h"
 #include "model/transformer.h"
 #include "quant/calibration.h"
@@ -281,6 +284,256 @@ TEST_F(FfnSparsityPackTest, SparseLogitsDoNotDependOnTheBatch) {
                                  both.data())
                   .ok());
   EXPECT_EQ(std::memcmp(both.data() + vocab, alone.data(), vocab * sizeof(float)), 0);
+}
+
+// ---- The sparse kernels at decode (model/sparse_ffn.h) ----
+
+// Neurons j with (j + 3·layer) % 5 < fifths, the same for every token: a fixed list.
+class FixedNeuronSelector final : public model::FfnNeuronSelector {
+ public:
+  explicit FixedNeuronSelector(int64_t inter, int fifths = 3) : inter_(inter), fifths_(fifths) {}
+  bool Keeps(int64_t layer, int64_t j) const { return (j + 3 * layer) % 5 < fifths_; }
+  int64_t KeptCount(int64_t layer) const {
+    int64_t n = 0;
+    for (int64_t j = 0; j < inter_; ++j) n += Keeps(layer, j) ? 1 : 0;
+    return n;
+  }
+  absl::Status Select(int64_t layer, const float*, int64_t n, ThreadPool&, model::FfnKeptSets& out) const override {
+    out.neurons.clear();
+    out.row_begin.assign(1, 0);
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t j = 0; j < inter_; ++j)
+        if (Keeps(layer, j)) out.neurons.push_back(static_cast<int32_t>(j));
+      out.row_begin.push_back(static_cast<int64_t>(out.neurons.size()));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  int64_t inter_;
+  int fifths_;
+};
+
+// Test-only "oracle": keeps each row's `keep` neurons of largest |SiLU(gate)·up|, computed
+// densely from the layer's own linears (what a perfect predictor would name).
+class OracleNeuronSelector final : public model::FfnNeuronSelector {
+ public:
+  OracleNeuronSelector(model::Transformer& m, int64_t keep) : m_(m), keep_(keep) {}
+  absl::Status Select(int64_t layer, const float* x, int64_t n, ThreadPool& pool,
+                      model::FfnKeptSets& out) const override {
+    const int64_t inter = m_.config().intermediate_size;
+    std::vector<float> g(static_cast<size_t>(inter)), u(g.size()), h(g.size());
+    out.neurons.clear();
+    out.row_begin.assign(1, 0);
+    for (int64_t r = 0; r < n; ++r) {  // row by row: a row's set depends on that row alone
+      m_.layer(layer).gate->Forward(x + r * m_.config().hidden_size, 1, g.data(), pool);
+      m_.layer(layer).up->Forward(x + r * m_.config().hidden_size, 1, u.data(), pool);
+      kernels::SiluMul(g.data(), u.data(), inter, h.data());
+      std::vector<int32_t> order(static_cast<size_t>(inter));
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int32_t a, int32_t b) { return std::fabs(h[a]) > std::fabs(h[b]); });
+      order.resize(static_cast<size_t>(keep_));
+      std::sort(order.begin(), order.end());
+      out.neurons.insert(out.neurons.end(), order.begin(), order.end());
+      out.row_begin.push_back(static_cast<int64_t>(out.neurons.size()));
+    }
+    ++calls_;
+    return absl::OkStatus();
+  }
+  mutable std::atomic<int64_t> calls_{0};
+
+ private:
+  model::Transformer& m_;
+  int64_t keep_;
+};
+
+// A selector that breaks the contract in one of three ways.
+class BrokenNeuronSelector final : public model::FfnNeuronSelector {
+ public:
+  enum Kind { kDescending, kOutOfRange, kWrongRows };
+  explicit BrokenNeuronSelector(Kind kind) : kind_(kind) {}
+  absl::Status Select(int64_t, const float*, int64_t n, ThreadPool&, model::FfnKeptSets& out) const override {
+    out.neurons.clear();
+    out.row_begin.assign(1, 0);
+    for (int64_t r = 0; r < n; ++r) {
+      if (kind_ == kDescending) out.neurons.insert(out.neurons.end(), {5, 3});
+      else out.neurons.insert(out.neurons.end(), {1, 1 << 30});
+      out.row_begin.push_back(static_cast<int64_t>(out.neurons.size()));
+    }
+    if (kind_ == kWrongRows) out.row_begin.pop_back();
+    return absl::OkStatus();
+  }
+
+ private:
+  Kind kind_;
+};
+
+// Decodes `steps` tokens after a prompt, one Forward of one row each (the sparse kernels),
+// and runs the same tokens as the middle row of 3-row batches (the masked dense path) beside
+// two other sequences: every decoded token's logits must be the same bits.
+void ExpectDecodeEqualsTheBatchedToken(model::Transformer& m, const std::vector<int32_t>& prompt,
+                                       const std::vector<int32_t>& other, int steps) {
+  const int64_t vocab = m.config().vocab_size, n = static_cast<int64_t>(prompt.size());
+  model::KvCache alone = m.NewCache(64), mid = m.NewCache(64), first = m.NewCache(64), last = m.NewCache(64);
+  std::vector<float> logits(static_cast<size_t>(vocab)), batch(static_cast<size_t>(3 * vocab));
+  ASSERT_TRUE(m.Forward(prompt.data(), n, alone, logits.data()).ok());
+  ASSERT_TRUE(m.Forward(prompt.data(), n, mid, logits.data()).ok());
+  ASSERT_TRUE(m.Forward(other.data(), 7, first, logits.data()).ok());
+  ASSERT_TRUE(m.Forward(other.data() + 7, 5, last, logits.data()).ok());
+  m.ResetFfnSparsityCounts();
+  for (int step = 0; step < steps; ++step) {
+    const int32_t token = other[static_cast<size_t>(12 + step)];
+    ASSERT_TRUE(m.Forward(&token, 1, alone, logits.data()).ok());
+    const auto decoded = m.ffn_sparsity_counts();
+    for (const auto& c : decoded) EXPECT_EQ(c.sparse_rows, step + 1) << "decode must run the sparse kernels";
+    const int32_t rows[3] = {other[static_cast<size_t>(step)], token, other[static_cast<size_t>(20 + step)]};
+    ASSERT_TRUE(m.ForwardBatch(rows, {{&first, 1}, {&mid, 1}, {&last, 1}}, batch.data()).ok());
+    for (const auto& c : m.ffn_sparsity_counts()) EXPECT_EQ(c.sparse_rows, step + 1) << "a batch runs masked";
+    EXPECT_EQ(std::memcmp(batch.data() + vocab, logits.data(), vocab * sizeof(float)), 0) << "step " << step;
+  }
+}
+
+TEST_F(FfnSparsityPackTest, CatsDecodeThroughTheSparseKernelsIsTheMaskedPathBitForBit) {
+  const std::string half = CopyPack("half");
+  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
+  ThreadPool pool(2);
+  auto m = model::Transformer::Load(half, &pool);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const std::vector<int32_t> prompt((*chunks_)[0].begin(), (*chunks_)[0].begin() + 11);
+  ExpectDecodeEqualsTheBatchedToken(**m, prompt, (*chunks_)[1], 4);
+  // About half the neurons were skipped at decode too (the thresholds' target).
+  int64_t total = 0, kept = 0;
+  for (const auto& c : (*m)->ffn_sparsity_counts()) {
+    total += c.total;
+    kept += c.kept;
+  }
+  EXPECT_GT(kept, total / 5);
+  EXPECT_LT(kept, 4 * total / 5);
+}
+
+TEST_F(FfnSparsityPackTest, SparseKernelsOffGiveTheSameDecodeBits) {
+  const std::string half = CopyPack("half");
+  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
+  ThreadPool pool(2);
+  auto m = model::Transformer::Load(half, &pool);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const int64_t vocab = (*m)->config().vocab_size;
+  auto decode = [&](bool sparse_kernels) {
+    (*m)->set_sparse_ffn_kernels(sparse_kernels);
+    (*m)->ResetFfnSparsityCounts();
+    model::KvCache cache = (*m)->NewCache(64);
+    std::vector<float> all, logits(static_cast<size_t>(vocab));
+    for (int i = 0; i < 12; ++i) {  // token by token from the start: every step is one row
+      EXPECT_TRUE((*m)->Forward(&(*chunks_)[2][static_cast<size_t>(i)], 1, cache, logits.data()).ok());
+      all.insert(all.end(), logits.begin(), logits.end());
+    }
+    EXPECT_EQ((*m)->ffn_sparsity_counts()[0].sparse_rows, sparse_kernels ? 12 : 0);
+    return all;
+  };
+  const std::vector<float> sparse = decode(true), masked = decode(false);
+  EXPECT_TRUE(SameBits(sparse, masked));
+}
+
+TEST_F(FfnSparsityPackTest, DecodeAtTargetZeroAndWithSparsityOffIsTheDensePackBitForBit) {
+  auto decode = [&](const std::string& dir, const model::ModelLoadOptions& options, bool sparse = false) {
+    ThreadPool pool(2);
+    auto m = model::Transformer::Load(dir, &pool, options);
+    EXPECT_TRUE(m.ok()) << m.status();
+    if (!m.ok()) return std::vector<float>{};
+    const int64_t vocab = (*m)->config().vocab_size;
+    model::KvCache cache = (*m)->NewCache(16);
+    std::vector<float> all, logits(static_cast<size_t>(vocab));
+    for (int i = 0; i < 10; ++i) {  // one row per step: where the sparse kernels would run
+      EXPECT_TRUE((*m)->Forward(&(*chunks_)[1][static_cast<size_t>(i)], 1, cache, logits.data()).ok());
+      all.insert(all.end(), logits.begin(), logits.end());
+    }
+    for (const auto& c : (*m)->ffn_sparsity_counts()) EXPECT_EQ(c.sparse_rows, sparse ? 10 : 0);
+    return all;
+  };
+  const std::vector<float> dense = decode(*dir_, {});
+  const std::string zero = CopyPack("zero");
+  ASSERT_TRUE(WritePackSparsity(zero, Measure(0.0)).ok());
+  EXPECT_TRUE(SameBits(decode(zero, {}), dense)) << "target 0";
+  const std::string half = CopyPack("half");
+  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
+  EXPECT_TRUE(SameBits(decode(half, {.sparsity = false}), dense)) << "--sparsity off";
+  EXPECT_FALSE(SameBits(decode(half, {}, /*sparse=*/true), dense)) << "target 0.5 must change something";
+}
+
+TEST_F(FfnSparsityPackTest, PredictedNeuronsDecodeThroughTheSparseKernelsIsTheMaskedPathBitForBit) {
+  ThreadPool pool(2);
+  auto m = model::Transformer::Load(*dir_, &pool);  // no thresholds: the selector alone
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_FALSE((*m)->ffn_sparsity_enabled());
+  const int64_t inter = (*m)->config().intermediate_size;
+  // 60% kept runs the sparse kernels; 80% the dense tiles at AVX-512 (SparseFfnMaxKeptShare).
+  for (int fifths : {3, 4}) {
+    SCOPED_TRACE(fifths);
+    auto fixed = std::make_shared<FixedNeuronSelector>(inter, fifths);
+    (*m)->set_ffn_neuron_selector(fixed);
+    ASSERT_TRUE((*m)->ffn_sparsity_enabled());
+    const std::vector<int32_t> prompt((*chunks_)[3].begin(), (*chunks_)[3].begin() + 9);
+    ExpectDecodeEqualsTheBatchedToken(**m, prompt, (*chunks_)[4], 3);
+    const auto counts = (*m)->ffn_sparsity_counts();
+    for (size_t l = 0; l < counts.size(); ++l) {
+      EXPECT_EQ(counts[l].total, 3 * 4 * inter);  // 3 steps of 4 rows (decode + the batch of 3)
+      EXPECT_EQ(counts[l].kept, 3 * 4 * fixed->KeptCount(static_cast<int64_t>(l)));
+    }
+  }
+}
+
+TEST_F(FfnSparsityPackTest, AnOracleSelectorKeepsItsCountAndBeatsAFixedListOfTheSameSize) {
+  ThreadPool pool(2);
+  auto m = model::Transformer::Load(*dir_, &pool);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const int64_t inter = (*m)->config().intermediate_size, vocab = (*m)->config().vocab_size;
+  const std::vector<int32_t> tokens((*chunks_)[5].begin(), (*chunks_)[5].begin() + 16);
+  auto decode = [&]() {
+    model::KvCache cache = (*m)->NewCache(32);
+    std::vector<float> all, logits(static_cast<size_t>(vocab));
+    for (int32_t t : tokens) {
+      EXPECT_TRUE((*m)->Forward(&t, 1, cache, logits.data()).ok());
+      all.insert(all.end(), logits.begin(), logits.end());
+    }
+    return all;
+  };
+  const std::vector<float> dense = decode();
+  auto error = [&](const std::vector<float>& got) {
+    double e = 0;
+    for (size_t i = 0; i < got.size(); ++i) e += std::fabs(got[i] - dense[i]);
+    return e;
+  };
+  auto oracle = std::make_shared<OracleNeuronSelector>(**m, inter / 5 * 3);
+  (*m)->set_ffn_neuron_selector(oracle);
+  (*m)->ResetFfnSparsityCounts();
+  const double oracle_error = error(decode());
+  EXPECT_GT(oracle->calls_.load(), 0);
+  for (const auto& c : (*m)->ffn_sparsity_counts()) {
+    EXPECT_EQ(c.kept, 16 * (inter / 5 * 3));
+    EXPECT_EQ(c.sparse_rows, 16);
+  }
+  (*m)->set_ffn_neuron_selector(std::make_shared<FixedNeuronSelector>(inter));
+  const double fixed_error = error(decode());
+  EXPECT_GT(oracle_error, 0.0);
+  EXPECT_LT(oracle_error, fixed_error);  // keeping the largest products matters
+}
+
+TEST_F(FfnSparsityPackTest, ASelectorBreakingItsContractFailsTheForwardPass) {
+  ThreadPool pool(2);
+  auto m = model::Transformer::Load(*dir_, &pool);
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::vector<float> logits(static_cast<size_t>(3 * (*m)->config().vocab_size));
+  for (auto kind :
+       {BrokenNeuronSelector::kDescending, BrokenNeuronSelector::kOutOfRange, BrokenNeuronSelector::kWrongRows}) {
+    (*m)->set_ffn_neuron_selector(std::make_shared<BrokenNeuronSelector>(kind));
+    for (int64_t n : {1, 3}) {  // the sparse kernels and the masked path
+      model::KvCache cache = (*m)->NewCache(8);
+      const absl::Status st = (*m)->Forward((*chunks_)[0].data(), n, cache, logits.data());
+      EXPECT_FALSE(st.ok()) << kind << " " << n;
+      EXPECT_NE(std::string(st.message()).find("FFN neuron selector"), std::string::npos) << st;
+    }
+  }
 }
 
 TEST_F(FfnSparsityPackTest, WriterRefusesSparsityTheReaderWouldRefuse) {

@@ -1,8 +1,9 @@
 // The sparse FFN kernels (kernels/cpu/sparse_ffn_kernels.h) against the dense integer kernel
 // they must reproduce: every code width, both zero-point kinds, both step kinds, odd shapes
 // (outputs not a multiple of 16 or 128, several groups), kept sets at sparsity 0, 0.5, 0.9
-// and 1 (random, or whole groups at once so that down skips groups), at every ISA level this
-// CPU runs: the results must be the dense kernel's bits (memcmp).
+// and 1 (random, or whole groups at once so that down skips groups), each variant (scalar,
+// AVX2, AVX-512) called directly and through the dispatcher at every ISA level this CPU runs:
+// the results must be the dense kernel's bits (memcmp).
 #include "kernels/cpu/sparse_ffn_kernels.h"
 
 #include <algorithm>
@@ -155,6 +156,10 @@ TEST_P(SparseFfnKernelsTest, GateUpKeptRowsMatchTheDenseKernelBitForBit) {
     if (SparseRowsInt8Avx512(layout, xq, kept.data(), 0, n, got.data())) {
       EXPECT_TRUE(SameBits(got, want)) << "avx512, " << at;
     }
+    std::fill(got.begin(), got.end(), -1.f);
+    if (SparseRowsInt8Avx2(layout, xq, kept.data(), 0, n, got.data())) {
+      EXPECT_TRUE(SameBits(got, want)) << "avx2, " << at;
+    }
     for (Isa isa : SupportedIsas()) {
       ScopedIsaForTesting level(isa);
       std::fill(got.begin(), got.end(), -1.f);
@@ -222,6 +227,10 @@ TEST_P(SparseFfnKernelsTest, DownOverKeptNeuronsMatchesTheDenseKernelOnTheMasked
     std::fill(got.begin(), got.end(), -1.f);
     if (SparseDownInt8Avx512(layout, xq, nonzero, 0, layout.blocks(), got.data())) {
       EXPECT_TRUE(SameBits(got, want)) << "avx512, " << at;
+    }
+    std::fill(got.begin(), got.end(), -1.f);
+    if (SparseDownInt8Avx2(layout, xq, nonzero, 0, layout.blocks(), got.data())) {
+      EXPECT_TRUE(SameBits(got, want)) << "avx2, " << at;
     }
     for (Isa isa : SupportedIsas()) {
       ScopedIsaForTesting level(isa);
