@@ -82,8 +82,24 @@ serve cached --enable-prefix-caching
 check cached no yes
 serve tiny "${TINY[@]}" --no-enable-prefix-caching
 check tiny yes
-serve tiny_cached "${TINY[@]}"
+# tiny_cached serves the load twice: the second round (the prefix cache warm) gives the same
+# answers, and the server's resident memory does not grow between the rounds (what one round
+# allocates (scratch for the widest batch, cached blocks) is reused, nothing leaks).
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+start_server "$ACCULLM" "${COMMON[@]}" "${TINY[@]}" || fail "tiny_cached: server did not start"
+node tests/integration/serve_kv_pool.mjs "$PORT" "$TMP/tiny_cached.out"
+rss1=$(rss_kib "$SERVER_PID")
+node tests/integration/serve_kv_pool.mjs "$PORT" "$TMP/tiny_cached2.out"
+rss2=$(rss_kib "$SERVER_PID")
+metrics_settled "$PORT" "$TMP/tiny_cached.metrics"
+stop_server || fail "tiny_cached: server exit status"
+SERVER_PID=""
 check tiny_cached yes yes
+cmp -s "$TMP/tiny_cached.out" "$TMP/tiny_cached2.out" && pass "tiny_cached: a second round answers the same" ||
+  fail "tiny_cached: the second round's answers differ"
+[ -n "$rss1" ] && [ -n "$rss2" ] && [ "$rss2" -le $((rss1 + rss1 / 50 + 4096)) ] &&
+  pass "tiny_cached: resident memory steady across rounds ($rss1 -> $rss2 KiB)" ||
+  fail "tiny_cached: resident memory grew across rounds ($rss1 -> $rss2 KiB)"
 serve tiny_ngram "${TINY[@]}" --speculate ngram --draft-tokens 3
 check tiny_ngram yes yes
 
