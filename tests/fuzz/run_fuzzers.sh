@@ -4,12 +4,13 @@
 # stats), corpus size, and crashes (inputs that crashed, leaked, timed out (60 s) or ran out of
 # memory (2.5 GB); each is saved under the work directory). Exit status 1 when any target crashed.
 #
-#   tests/fuzz/run_fuzzers.sh [--build-dir DIR] [--time SECONDS | --runs N] [--work DIR] [TARGET...]
+#   tests/fuzz/run_fuzzers.sh [--build-dir DIR] [--time SECONDS | --runs N] [--work DIR] [--fresh] [TARGET...]
 #
 # --build-dir  the tree configured with -DACCULLM_FUZZ=ON (default build-asan)
 # --time       seconds of fuzzing per target after its seeds (default 60)
 # --runs       executions per target instead of a time
 # --work       where each target's grown corpus, log and crash files go (default BUILD/fuzz-work)
+# --fresh      start from the seeds only (forget what earlier runs in --work found): the CI smoke
 # TARGET       names as in tests/fuzz/*_fuzzer.cc (default: all)
 #
 # Each run starts from the seeds in tests/fuzz/corpus/TARGET (valid files, the malformed cases
@@ -21,6 +22,7 @@ build=build-asan
 seconds=60
 runs=""
 work=""
+fresh=0
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,7 +30,8 @@ while [ $# -gt 0 ]; do
     --time) seconds="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --fresh) fresh=1; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) echo "run_fuzzers.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -57,6 +60,7 @@ for t in "${targets[@]}"; do
     continue
   fi
   dir="$work/$t"
+  [ $fresh -eq 1 ] && rm -rf "$dir/corpus"
   mkdir -p "$dir/corpus" "$dir/crashes"
   log="$dir/last.log"
   opts=(-print_final_stats=1 -timeout=60 -rss_limit_mb=2560 -artifact_prefix="$dir/crashes/" $(extra_options "$t"))
