@@ -82,29 +82,39 @@ uint16_t F32ToF16(float f) {
   return sign | static_cast<uint16_t>(q);
 }
 
+namespace {
+
+// One element of a tensor that may sit at any byte offset: safetensors data offsets need not be
+// multiples of the element size, and a misaligned uint16_t* / int32_t* load is undefined (the
+// pack fuzzer found an F16 tensor at an odd offset). memcpy compiles to the same single load.
+template <typename T>
+T LoadElement(const uint8_t* bytes, size_t i) {
+  T v;
+  std::memcpy(&v, bytes + i * sizeof(T), sizeof(T));
+  return v;
+}
+
+}  // namespace
+
 void ConvertToF32(DType t, const void* src, float* dst, size_t n) {
+  // Nothing to convert: an empty vector's data() may be null, and memcpy from or to null is
+  // undefined even for 0 bytes (found by the wire fuzzer, tests/fuzz).
+  if (n == 0) return;
+  const auto* s = static_cast<const uint8_t*>(src);
   switch (t) {
     case DType::kF32: std::memcpy(dst, src, n * 4); return;
-    case DType::kF16: {
-      const auto* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = F16ToF32(s[i]);
+    case DType::kF16:
+      for (size_t i = 0; i < n; ++i) dst[i] = F16ToF32(LoadElement<uint16_t>(s, i));
       return;
-    }
-    case DType::kBF16: {
-      const auto* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = Bf16ToF32(s[i]);
+    case DType::kBF16:
+      for (size_t i = 0; i < n; ++i) dst[i] = Bf16ToF32(LoadElement<uint16_t>(s, i));
       return;
-    }
-    case DType::kU8: {
-      const auto* s = static_cast<const uint8_t*>(src);
+    case DType::kU8:
       for (size_t i = 0; i < n; ++i) dst[i] = s[i];
       return;
-    }
-    case DType::kI32: {
-      const auto* s = static_cast<const int32_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);
+    case DType::kI32:
+      for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(LoadElement<int32_t>(s, i));
       return;
-    }
   }
 }
 

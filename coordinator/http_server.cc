@@ -10,6 +10,7 @@
 #include "boost/asio/experimental/awaitable_operators.hpp"
 #include "boost/asio/experimental/concurrent_channel.hpp"
 #include "boost/beast.hpp"
+#include "coordinator/http_request_reader.h"
 #include "coordinator/log_value.h"
 #include "spdlog/spdlog.h"
 
@@ -31,14 +32,6 @@ std::chrono::steady_clock::duration Dur(double s) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(s));
 }
 
-// Beast stores each header or trailer field in 16-bit lengths and throws std::length_error
-// (from inside a completion handler, where nothing can catch it per connection) for a field
-// of 65,535 bytes or more. Its header limit bounds the header section only; trailers and chunk
-// lines are bounded by nothing but the read buffer. So the read buffer is the bound: a header
-// limit plus room for one chunk line, and both stay well under Beast's field limit.
-constexpr size_t kMaxHeaderLimit = 48 << 10;
-constexpr size_t kChunkLineRoom = 4 << 10;
-constexpr size_t kMaxChunkExtensionBytes = 1 << 10;
 constexpr double kOverLimitProbeTimeoutS = 2;
 
 std::string_view RequestPath(std::string_view target) { return target.substr(0, target.find('?')); }
@@ -46,23 +39,6 @@ std::string_view RequestPath(std::string_view target) { return target.substr(0, 
 bool IsProbePath(std::string_view target) {
   const std::string_view path = RequestPath(target);
   return path == "/healthz" || path == "/readyz";
-}
-
-// Only `chunked` (what Beast decodes) is accepted: any other transfer coding would hand
-// still-encoded bytes to the JSON parser.
-bool SupportedTransferEncoding(std::string_view te) {
-  if (te.empty()) return true;
-  while (!te.empty() && (te.front() == ' ' || te.front() == '\t')) te.remove_prefix(1);
-  while (!te.empty() && (te.back() == ' ' || te.back() == '\t')) te.remove_suffix(1);
-  return beast::iequals(te, "chunked");
-}
-
-bool IdentityContentEncoding(std::string_view ce) { return ce.empty() || beast::iequals(ce, "identity"); }
-
-// Errors the HTTP parser reports about the client's bytes (as opposed to the socket closing).
-bool IsParseError(const boost::system::error_code& ec) {
-  return ec.category() == http::make_error_code(http::error::bad_method).category() &&
-         ec != http::error::end_of_stream && ec != http::error::partial_message;
 }
 
 }  // namespace
@@ -351,21 +327,16 @@ class HttpServer::Impl {
       socket.set_option(tcp::no_delay(true), ec);
     }
     beast::tcp_stream stream(std::move(socket));
-    beast::flat_buffer buffer(config_.max_header_bytes + kChunkLineRoom);
+    beast::flat_buffer buffer(RequestReadBufferBytes(config_.max_header_bytes));
     // Over the connection limit a connection may still ask for a probe (a client holding many
     // idle connections must not fail the kubelet's liveness check); anything else gets 503.
     const bool over_limit = connections_.load() > config_.max_connections;
     const std::string too_large_message =
         absl::StrCat("request body exceeds the limit of ", config_.max_body_bytes, " bytes");
     while (true) {
-      http::request_parser<http::string_body> parser;
-      parser.body_limit(config_.max_body_bytes);
-      parser.header_limit(static_cast<std::uint32_t>(config_.max_header_bytes));
       // Chunk extensions mean nothing to this API; long ones are refused before they pile up.
-      auto on_chunk_header = [](std::uint64_t, std::string_view extensions, boost::system::error_code& ec) {
-        if (extensions.size() > kMaxChunkExtensionBytes) ec = http::error::bad_chunk_extension;
-      };
-      parser.on_chunk_header(on_chunk_header);
+      RequestParser parser;
+      ConfigureRequestParser(parser, config_.max_body_bytes, config_.max_header_bytes);
       stream.expires_after(Dur(over_limit ? kOverLimitProbeTimeoutS : config_.keepalive_timeout_s));
       auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, kNoThrow);
       HttpRequestView view;

@@ -93,10 +93,17 @@ absl::Status ShapeError(const TensorView& t, const std::vector<int64_t>& want) {
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
+  ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path));
+  ASSIGN_OR_RETURN(auto result, FromBytes(file->data(), file->size(), path));
+  result->file_ = std::move(file);
+  return result;
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(const uint8_t* bytes, size_t size_bytes,
+                                                                          const std::string& path) {
   auto result = std::unique_ptr<SafetensorsFile>(new SafetensorsFile());
-  ASSIGN_OR_RETURN(result->file_, MappedFile::Open(path));
-  const uint8_t* bytes = result->file_->data();
-  const uint64_t size = result->file_->size();
+  result->path_ = path;
+  const uint64_t size = size_bytes;
   if (size < 8)
     return Bad(path, absl::StrCat("file truncated: ", size, " bytes, too short for the 8-byte header length"));
   uint64_t header_len = 0;
@@ -173,6 +180,14 @@ absl::StatusOr<std::unique_ptr<TensorStore>> TensorStore::OpenDirectory(const st
   } else {
     return absl::NotFoundError(absl::StrCat(dir, ": no model.safetensors or model.safetensors.index.json"));
   }
+  return store;
+}
+
+std::unique_ptr<TensorStore> TensorStore::FromFile(std::unique_ptr<SafetensorsFile> file, const std::string& dir) {
+  auto store = std::unique_ptr<TensorStore>(new TensorStore());
+  store->dir_ = dir;
+  store->tensors_ = file->tensors();
+  store->files_.push_back(std::move(file));
   return store;
 }
 

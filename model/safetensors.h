@@ -37,12 +37,17 @@ absl::Status ShapeError(const TensorView& t, const std::vector<int64_t>& want);
 class SafetensorsFile {
  public:
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  // The same validation over a safetensors image in memory (what Open runs on the mapping);
+  // `path` names it in errors. The views point into `bytes`, which must outlive the result.
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> FromBytes(const uint8_t* bytes, size_t size,
+                                                                    const std::string& path);
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
-  const std::string& path() const { return file_->path(); }
+  const std::string& path() const { return path_; }
 
  private:
-  std::unique_ptr<MappedFile> file_;
+  std::string path_;
+  std::unique_ptr<MappedFile> file_;  // null for FromBytes
   std::map<std::string, TensorView> tensors_;
   std::map<std::string, std::string> metadata_;
 };
@@ -52,6 +57,8 @@ class SafetensorsFile {
 class TensorStore {
  public:
   static absl::StatusOr<std::unique_ptr<TensorStore>> OpenDirectory(const std::string& dir);
+  // A store of one already opened file (e.g. SafetensorsFile::FromBytes); `dir` names it in errors.
+  static std::unique_ptr<TensorStore> FromFile(std::unique_ptr<SafetensorsFile> file, const std::string& dir);
 
   // NotFound naming the tensor and the directory when absent.
   absl::StatusOr<TensorView> Get(const std::string& name) const;

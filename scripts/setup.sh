@@ -5,6 +5,8 @@
 #
 #   scripts/setup.sh            # packages + npm oracles + build
 #   scripts/setup.sh --no-build # packages + npm oracles only
+#   scripts/setup.sh --sanitizers  # packages, then the sanitizer tree ./build-asan: clang, ASan +
+#                                  # UBSan, the libFuzzer targets (tests/fuzz/README.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +22,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libeigen3-dev  # quant/: the FFN guesser's linear algebra (header-only)
   python3 python3-numpy libopenblas0-pthread
+  # the sanitizer tree and fuzz targets (tests/fuzz): clang, and libFuzzer + the sanitizer runtimes
+  clang libclang-rt-14-dev
   # ops tests (tests/ops): promtool, the chart renderer (Go + sprig + yaml), its validator, yamllint
   prometheus golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev python3-kubernetes yamllint
 )
@@ -44,7 +48,13 @@ if [ -f tests/oracles/package.json ] && [ ! -d tests/oracles/node_modules ]; the
   (cd tests/oracles && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-if [ "${1:-}" != "--no-build" ]; then
+if [ "${1:-}" = "--sanitizers" ]; then
+  # Debug (assertions on) at -O1, CUDA off (nvcc does not take the sanitizer flags), no benchmarks;
+  # only what ctest -L 'unit|fuzz' runs there (the unit tests and fuzz targets, not the CLI).
+  CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DACCULLM_FUZZ=ON \
+    -DACCULLM_BUILD_BENCH=OFF -DACCULLM_ENABLE_CUDA=OFF
+  cmake --build build-asan -j "${ACCULLM_JOBS:-2}" --target accullm_checks
+elif [ "${1:-}" != "--no-build" ]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
   cmake --build build -j "${ACCULLM_JOBS:-2}"
 fi

@@ -225,11 +225,16 @@ absl::Status Interpreter::EvalSet(const Node& node, const EnvPtr& env) {
       if (object.kind() != Kind::kNamespace) return RenderError("cannot assign attribute on non-namespace object");
       if (target.b->kind != NodeKind::kIdent)
         return RenderError("cannot assign to member with non-identifier property");
+      if (assigned_namespace_ids_.insert(object.identity()).second) assigned_namespaces_.push_back(object);
       object.mutable_object().Set(target.b->text, std::move(rhs));
       return absl::OkStatus();
     }
     default: return RenderError("invalid left-hand side of set");
   }
+}
+
+Interpreter::~Interpreter() {
+  for (const Value& ns : assigned_namespaces_) ns.mutable_object().entries.clear();
 }
 
 Value Interpreter::MakeMacro(const Node& node, const std::string& display_name) {

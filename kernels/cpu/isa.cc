@@ -7,6 +7,10 @@
 #include "common/enum_names.h"
 #include "kernels/cpu/cpu_features.h"
 
+#if ACCULLM_HAVE_X86_SIMD
+#include <cpuid.h>
+#endif
+
 namespace accullm::kernels {
 
 namespace {
@@ -18,7 +22,10 @@ static_assert(NamesEveryValue(kIsaNames, Isa::kScalar, Isa::kAvx512));
 Isa ProbeCpu() {
 #if ACCULLM_HAVE_X86_SIMD
   __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  // F16C from CPUID leaf 1 (ECX bit 29): clang before 15 has no "f16c" for __builtin_cpu_supports.
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   if (!avx2) return Isa::kScalar;
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");

@@ -114,8 +114,9 @@ std::vector<int32_t> KeptSet(int64_t n, int64_t group, double sparsity, bool by_
   return kept;
 }
 
+// Empty vectors compare without memcmp: their data() may be null, undefined even for 0 bytes (UBSan).
 bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 struct Sparsity {
