@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "common/grow_buffer.h"
 #include "kernels/cpu/int8_activations.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/low_bit_tiles.h"
@@ -27,11 +28,6 @@ struct SparseFfnScratch {
 SparseFfnScratch& Scratch() {
   thread_local SparseFfnScratch scratch;
   return scratch;
-}
-template <class T>
-T* Reuse(std::vector<T>& buffer, int64_t n) {
-  if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
-  return buffer.data();
 }
 
 const LowBitLinear* Int8LowBit(const LinearOp& op) {
@@ -64,21 +60,21 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
                      float threshold, float* h, ThreadPool& pool) {
   const int64_t inter = l.gate->out_features();
   SparseFfnScratch& scratch = Scratch();
-  float* g = Reuse(scratch.gate, inter);
-  float* u = Reuse(scratch.up, inter);
+  float* g = GrowBuffer(scratch.gate, inter);
+  float* u = GrowBuffer(scratch.up, inter);
   kernels::Int8Activations& xq = LowBitLinear::InputScratch();
   l.gate->QuantizeInput(x, 1, xq);
   std::fill(h, h + inter, 0.0f);
   if (kept == nullptr) {
     // CATS: the gate over its tiles, then the survivors of the threshold.
     const kernels::LowBitTiles& gate_tiles = l.gate->Tiles(pool);
-    float* silu = Reuse(scratch.silu, inter);
+    float* silu = GrowBuffer(scratch.silu, inter);
     pool.ParallelFor(gate_tiles.tiles, [&](int64_t t0, int64_t t1) {
       l.gate->ForwardTiles(gate_tiles, xq, x, 1, t0, t1, g);
       const int64_t o0 = t0 * kernels::kTileRows, o1 = std::min(inter, t1 * kernels::kTileRows);
       kernels::SiluOfRange(g + o0, o1 - o0, silu + o0);  // elementwise: any split, the same bits
     });
-    int32_t* survivors = Reuse(scratch.kept, inter);
+    int32_t* survivors = GrowBuffer(scratch.kept, inter);
     kept_count = kernels::KeptAboveThreshold(silu, inter, threshold, survivors);
     kept = survivors;
     if (static_cast<double>(kept_count) > SparseFfnMaxKeptShare() * static_cast<double>(inter)) {

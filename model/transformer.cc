@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/grow_buffer.h"
 #include "common/status.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/elementwise.h"
@@ -66,11 +67,6 @@ struct LayerScratch {
 LayerScratch& Scratch() {
   thread_local LayerScratch scratch;
   return scratch;
-}
-template <class T>
-T* Reuse(std::vector<T>& buffer, int64_t n) {
-  if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
-  return buffer.data();
 }
 
 }  // namespace
@@ -307,15 +303,15 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
   const int64_t hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads, group = nh / nkv;
   const int64_t q_dim = nh * hd, kvd = nkv * hd;
   LayerScratch& scratch = Scratch();
-  float* q = Reuse(scratch.q, rows * q_dim);
-  float* k = Reuse(scratch.k, rows * kvd);
-  float* v = Reuse(scratch.v, rows * kvd);
-  float* ctx = Reuse(scratch.ctx, rows * q_dim);
+  float* q = GrowBuffer(scratch.q, rows * q_dim);
+  float* k = GrowBuffer(scratch.k, rows * kvd);
+  float* v = GrowBuffer(scratch.v, rows * kvd);
+  float* ctx = GrowBuffer(scratch.ctx, rows * q_dim);
   Notify(layer, LinearSite::kAttnIn, x, rows, c.hidden_size);
   ForwardSameInput({{L.q.get(), q}, {L.k.get(), k}, {L.v.get(), v}}, x, rows, *pool_);
   // Which sequence and position each batch row belongs to.
-  int32_t* row_segment = Reuse(scratch.row_segment, rows);
-  int64_t* row_pos = Reuse(scratch.row_pos, rows);
+  int32_t* row_segment = GrowBuffer(scratch.row_segment, rows);
+  int64_t* row_pos = GrowBuffer(scratch.row_pos, rows);
   int64_t row = 0;
   int64_t max_pos = 0;
   for (size_t s = 0; s < segments.size(); ++s) {
@@ -335,12 +331,12 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
   }
   // The kernel reaches the paged cache through each sequence's row pointers for this layer,
   // positions [0, length + n_tokens).
-  int64_t* table_begin = Reuse(scratch.kv_table_begin, static_cast<int64_t>(segments.size()) + 1);
+  int64_t* table_begin = GrowBuffer(scratch.kv_table_begin, static_cast<int64_t>(segments.size()) + 1);
   table_begin[0] = 0;
   for (size_t s = 0; s < segments.size(); ++s)
     table_begin[s + 1] = table_begin[s] + segments[s].cache->length() + segments[s].n_tokens;
-  const void** k_table = Reuse(scratch.k_table, table_begin[segments.size()]);
-  const void** v_table = Reuse(scratch.v_table, table_begin[segments.size()]);
+  const void** k_table = GrowBuffer(scratch.k_table, table_begin[segments.size()]);
+  const void** v_table = GrowBuffer(scratch.v_table, table_begin[segments.size()]);
   for (size_t s = 0; s < segments.size(); ++s) {
     KvSequence& cache = *segments[s].cache;
     for (int64_t j = 0; j < table_begin[s + 1] - table_begin[s]; ++j) {
@@ -358,7 +354,7 @@ void Transformer::Attention(int64_t layer, const float* x, const std::vector<Bat
   const int64_t heads_per_part = (group + parts - 1) / parts;
   pool_->ParallelFor(rows * nkv * parts, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;  // the scalar reference's, grown per worker
-    float* s = Reuse(scores, max_pos + 1);
+    float* s = GrowBuffer(scores, max_pos + 1);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t r = item / (nkv * parts), kvh = item / parts % nkv, part = item % parts;
       const int64_t head = kvh * group + part * heads_per_part;
@@ -468,8 +464,8 @@ absl::Status Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* o
   const TransformerLayer& L = layers_[layer];
   const int64_t inter = config_.intermediate_size;
   LayerScratch& scratch = Scratch();
-  float* gate = Reuse(scratch.gate, n * inter);
-  float* up = Reuse(scratch.up, n * inter);
+  float* gate = GrowBuffer(scratch.gate, n * inter);
+  float* up = GrowBuffer(scratch.up, n * inter);
   Notify(layer, LinearSite::kMlpIn, x, n, config_.hidden_size);
   AtomicFfnCounts& counts = ffn_counts_[layer];
   if (!ffn_sparsity_enabled()) {
@@ -515,8 +511,8 @@ absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, floa
     rows += seg.n_tokens;
   }
   LayerScratch& scratch = Scratch();
-  float* normed = Reuse(scratch.normed, rows * h);
-  float* delta = Reuse(scratch.delta, rows * h);
+  float* normed = GrowBuffer(scratch.normed, rows * h);
+  float* delta = GrowBuffer(scratch.delta, rows * h);
   for (int64_t l = layer_begin; l < layer_end; ++l) {
     kernels::RmsNorm(hidden, layers_[l].attn_norm.data(), rows, h, config_.rms_norm_eps, normed);
     Attention(l, normed, segments, rows, delta);
@@ -531,7 +527,7 @@ absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, floa
 
 void Transformer::Head(const float* hidden, int64_t n, float* logits) {
   const int64_t h = config_.hidden_size;
-  float* normed = Reuse(Scratch().normed, n * h);
+  float* normed = GrowBuffer(Scratch().normed, n * h);
   kernels::RmsNorm(hidden, final_norm_.data(), n, h, config_.rms_norm_eps, normed);
   Notify(config_.num_layers, LinearSite::kHeadIn, normed, n, h);
   lm_head_->Forward(normed, n, logits, *pool_);
@@ -541,7 +537,7 @@ absl::Status Transformer::Forward(const int32_t* tokens, int64_t n, KvCache& cac
   if (n <= 0) return absl::InvalidArgumentError("no tokens to run");
   const int64_t h = config_.hidden_size;
   LayerScratch& scratch = Scratch();
-  float* hidden = Reuse(scratch.hidden, n * h);
+  float* hidden = GrowBuffer(scratch.hidden, n * h);
   RETURN_IF_ERROR(Embed(tokens, n, hidden));
   scratch.one_segment.assign(1, BatchSegment{&cache, n});  // within its capacity once warm
   RETURN_IF_ERROR(RunLayers(0, config_.num_layers, hidden, scratch.one_segment));
@@ -561,11 +557,11 @@ absl::Status Transformer::ForwardBatch(const int32_t* tokens, const std::vector<
   int64_t rows = 0;
   for (const auto& seg : segments) rows += seg.n_tokens;
   LayerScratch& scratch = Scratch();
-  float* hidden = Reuse(scratch.hidden, rows * h);
+  float* hidden = GrowBuffer(scratch.hidden, rows * h);
   RETURN_IF_ERROR(Embed(tokens, rows, hidden));
   RETURN_IF_ERROR(RunLayers(0, config_.num_layers, hidden, segments));
   // Only each sequence's last row needs the LM head.
-  float* last = Reuse(scratch.last, static_cast<int64_t>(segments.size()) * h);
+  float* last = GrowBuffer(scratch.last, static_cast<int64_t>(segments.size()) * h);
   int64_t row = 0;
   for (size_t s = 0; s < segments.size(); ++s) {
     row += segments[s].n_tokens;

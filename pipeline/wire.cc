@@ -515,7 +515,10 @@ absl::Status ValidateBatch(const Batch& b, bool first_stage, int64_t width, Acti
 std::vector<uint8_t> PackActivations(const float* x, size_t n, DType t) {
   std::vector<uint8_t> out(n * DTypeSize(t));
   switch (t) {
-    case DType::kF32: std::memcpy(out.data(), x, n * sizeof(float)); break;
+    case DType::kF32:
+      // memcpy's pointers must be valid even for 0 bytes, and an empty vector's data() may be null.
+      if (n > 0) std::memcpy(out.data(), x, n * sizeof(float));
+      break;
     case DType::kF16:
     case DType::kBF16:
       for (size_t i = 0; i < n; ++i) {

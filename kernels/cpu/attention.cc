@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "common/grow_buffer.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/softmax.h"
@@ -29,11 +30,6 @@ void DecodeKvHeadRowsScalar(KvDType t, const void* const* rows, int64_t n, int64
   for (int64_t j = 0; j < n; ++j) DecodeKvHeadScalar(t, rows[j], kv_head, head_dim, out + j * head_dim);
 }
 
-template <class T>
-T* Reuse(std::vector<T>& buffer, int64_t n) {
-  if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
-  return buffer.data();
-}
 
 }  // namespace
 
@@ -42,7 +38,7 @@ T* Reuse(std::vector<T>& buffer, int64_t n) {
 void CausalAttentionHeadScalar(const float* q, const KvRows& kv, int64_t kv_head, int64_t last_pos, int64_t head_dim,
                                float scale, float* scores, float* out) {
   thread_local std::vector<float> decoded;  // one row, grown per thread (a warm call allocates nothing)
-  float* buffer = Reuse(decoded, head_dim);
+  float* buffer = GrowBuffer(decoded, head_dim);
   for (int64_t j = 0; j <= last_pos; ++j) {
     const float* kj = HeadRow(kv, kv.k_rows[j], kv_head, head_dim, buffer);
     float s = 0.f;
@@ -304,7 +300,7 @@ void OnlineAttention(const float* q, int64_t num_heads, const KvRows& kv, int64_
   const int64_t positions = last_pos + 1;
   const bool in_place = kv.dtype == KvDType::kF32;
   thread_local std::vector<float> tile;  // grown per thread: a warm call allocates nothing
-  float* k_tile = in_place ? nullptr : Reuse(tile, 2 * kAttentionBlock * hd);
+  float* k_tile = in_place ? nullptr : GrowBuffer(tile, 2 * kAttentionBlock * hd);
   float* v_tile = in_place ? nullptr : k_tile + kAttentionBlock * hd;
   const float* k_block[kAttentionBlock];
   const float* v_block[kAttentionBlock];

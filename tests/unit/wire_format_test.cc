@@ -431,6 +431,17 @@ TEST(WireFormat, HalfPrecisionActivationsRoundTrip) {
   }
 }
 
+// No rows: every dtype packs to no bytes and unpacks to nothing (an empty vector's data() is
+// null, which memcpy must never see: UBSan in the sanitizer tree).
+TEST(WireFormat, EmptyActivationsPackToNothing) {
+  std::vector<float> none;
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+    auto bytes = PackActivations(none.data(), 0, t);
+    EXPECT_TRUE(bytes.empty()) << ActivationDTypeName(t);
+    UnpackActivations(bytes, t, none.data());
+  }
+}
+
 // The activation dtype is one byte whose values wire version 3 fixed (0 f32, 1 f16, 2 bf16),
 // whatever DType's own numbering; no other byte and no other DType crosses the wire.
 TEST(WireFormat, ActivationDTypeBytesAreFixed) {
