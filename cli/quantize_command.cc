@@ -460,11 +460,7 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p) {
       progress.Update(static_cast<int64_t>(i), static_cast<int64_t>(p.chunks.size()), "sequences");
       RETURN_IF_ERROR(quant::CollectFfnStatistics(*pack, {p.chunks[i]}, *scores));
     }
-    size_t ffn_bytes = 0;
-    for (int64_t l = 0; l < pack->config().num_layers; ++l) {
-      const model::TransformerLayer& L = pack->layer(l);
-      ffn_bytes += L.gate->weight_bytes() + L.up->weight_bytes() + L.down->weight_bytes();
-    }
+    const size_t ffn_bytes = quant::FfnWeightBytes(*pack);
     std::printf("sparsity: guesser rank %lld, %.1f KiB (%.1f%% of the FFN weights)\n", static_cast<long long>(rank),
                 static_cast<double>(guesser->weight_bytes()) / 1024,
                 100.0 * static_cast<double>(guesser->weight_bytes()) / static_cast<double>(ffn_bytes));

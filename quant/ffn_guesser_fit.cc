@@ -58,15 +58,20 @@ void FfnInputCovariance::Observe(int64_t layer, model::LinearSite site, const fl
   if (layer == 0) tokens_ += rows;
 }
 
+size_t FfnWeightBytes(const model::Transformer& pack) {
+  size_t bytes = 0;
+  for (int64_t l = 0; l < pack.config().num_layers; ++l) {
+    const model::TransformerLayer& L = pack.layer(l);
+    bytes += L.gate->weight_bytes() + L.up->weight_bytes() + L.down->weight_bytes();
+  }
+  return bytes;
+}
+
 int64_t DefaultGuesserRank(const model::Transformer& pack, double byte_share) {
   const model::ModelConfig& c = pack.config();
   // The mean over layers (a mixed plan keeps some FFN linears FP16).
-  double ffn_bytes = 0;
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    const model::TransformerLayer& L = pack.layer(l);
-    ffn_bytes += static_cast<double>(L.gate->weight_bytes() + L.up->weight_bytes() + L.down->weight_bytes());
-  }
-  ffn_bytes /= static_cast<double>(std::max<int64_t>(c.num_layers, 1));
+  const double ffn_bytes =
+      static_cast<double>(FfnWeightBytes(pack)) / static_cast<double>(std::max<int64_t>(c.num_layers, 1));
   // F16: 2 bytes per entry of in [r, hidden] and out [2·inter, r].
   const double per_rank = 2.0 * static_cast<double>(c.hidden_size + 2 * c.intermediate_size);
   const auto r = static_cast<int64_t>(std::floor(byte_share * ffn_bytes / per_rank));

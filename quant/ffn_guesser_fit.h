@@ -41,6 +41,9 @@ class FfnInputCovariance : public model::ActivationObserver {
   int64_t tokens_ = 0;
 };
 
+// Stored bytes of every block's FFN (gate, up and down), summed over the blocks.
+size_t FfnWeightBytes(const model::Transformer& pack);
+
 // The largest rank whose F16 guesser costs at most `byte_share` of the FFN's stored bytes
 // (gate, up and down, the mean over layers; the guesser must stay cheap against what it
 // saves), at least 1 and at most the hidden size.
