@@ -2,7 +2,9 @@
 # Runs the libFuzzer targets of a sanitizer build tree (tests/fuzz/README.md) and prints one
 # line per target: executions, coverage (cov: edges, ft: features, from libFuzzer's final
 # stats), corpus size, and crashes (inputs that crashed, leaked, timed out (60 s) or ran out of
-# memory (2.5 GB); each is saved under the work directory). Exit status 1 when any target crashed.
+# memory (2.5 GB); each is saved under the work directory), and the plateau: the edges at half
+# the run time and the second of the last edge found (WORK/TARGET/coverage.tsv has the whole
+# curve: seconds, executions, edges, features). Exit status 1 when any target crashed.
 #
 #   tests/fuzz/run_fuzzers.sh [--build-dir DIR] [--time SECONDS | --runs N] [--work DIR] [--fresh] [TARGET...]
 #
@@ -51,6 +53,16 @@ extra_options() {
   esac
 }
 
+# Reads libFuzzer's output; prints "seconds-since-START execs cov ft" for each status line.
+stamp_coverage() {
+  local line n c f
+  while IFS= read -r line; do
+    [[ "$line" =~ ^#([0-9]+).*\ cov:\ ([0-9]+)\ ft:\ ([0-9]+) ]] || continue
+    n=${BASH_REMATCH[1]} c=${BASH_REMATCH[2]} f=${BASH_REMATCH[3]}
+    printf '%s\t%s\t%s\t%s\n' "$(( EPOCHSECONDS - $1 ))" "$n" "$c" "$f"
+  done
+}
+
 failed=0
 for t in "${targets[@]}"; do
   bin="$build/tests/fuzz/${t}_fuzzer"
@@ -71,8 +83,10 @@ for t in "${targets[@]}"; do
   count_crashes() { find "$dir/crashes" -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l; }
   before=$(count_crashes)
   start=$(date +%s)
-  "$bin" "${opts[@]}" "$dir/corpus" "$here/corpus/$t" >"$log" 2>&1
-  rc=$?
+  # Every status line with the second it was printed at ($dir/coverage.tsv: seconds, execs,
+  # cov, ft), so a long run shows where coverage stopped growing (the plateau).
+  "$bin" "${opts[@]}" "$dir/corpus" "$here/corpus/$t" 2>&1 | tee "$log" | stamp_coverage "$start" >"$dir/coverage.tsv"
+  rc=${PIPESTATUS[0]}
   elapsed=$(( $(date +%s) - start ))
   crashes=$(( $(count_crashes) - before ))
   [ $rc -ne 0 ] && [ $crashes -eq 0 ] && crashes=1  # a crash libFuzzer could not save still counts
@@ -82,8 +96,11 @@ for t in "${targets[@]}"; do
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$status")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$status")
   corp=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$status")
-  printf '%-16s execs=%-9s cov=%-6s ft=%-6s corpus=%-5s time=%ss crashes=%s\n' \
-    "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$elapsed" "$crashes"
+  # The plateau: the second of the last coverage (edge) increase, and the edges at half time.
+  last_new=$(awk -F'\t' 'NR == 1 || $3 > c { c = $3; t = $1 } END { print (NR ? t : "?") }' "$dir/coverage.tsv")
+  half_cov=$(awk -F'\t' -v h=$(( elapsed / 2 )) '$1 <= h { c = $3 } END { print (c == "" ? "?" : c) }' "$dir/coverage.tsv")
+  printf '%-16s execs=%-9s cov=%-6s ft=%-6s corpus=%-5s time=%ss crashes=%s cov_at_half_time=%s last_cov_increase_at=%ss\n' \
+    "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$elapsed" "$crashes" "$half_cov" "$last_new"
   if [ $crashes -gt 0 ]; then
     failed=1
     echo "  $t: see $log and $dir/crashes/" >&2

@@ -19,18 +19,26 @@ trap '[ -n "$SERVER_PID" ] && kill $SERVER_PID 2>/dev/null; [ -n "$MPI_PID" ] &&
 PACK="$TMP/pack"
 "$ACCULLM" quantize --out "$PACK" >/dev/null 2>"$TMP/q.err" || { cat "$TMP/q.err"; exit 1; }
 
-# ask PORT OUT: every request of the set at once (one thread each, so verification items share
-# batches), the choices and usage of each response, in request order, as JSON lines.
+# ask PORT OUT: the request set, 32 at a time (so verification items share batches), the
+# choices and usage of each response, in request order, as JSON lines. The set: 13 requests
+# (three stories, ten valid.txt openings) with 24-40 tokens each, then GOLDEN_EXTRA_PROMPTS
+# (default 288: "a few hundred prompts from valid.txt" with the first 13) more openings of
+# valid.txt lines with 12-20 tokens each; every kind of request (greedy, seeded top-p at 0.8
+# and 1.0, n = 2, stop strings, logprobs) recurs through the whole set.
 ask() {
-  $PY - "$1" "$MODEL" >"$2" <<'EOF'
-import json, sys, threading, urllib.request
-port, model = sys.argv[1], sys.argv[2]
+  $PY - "$1" "$MODEL" "${GOLDEN_EXTRA_PROMPTS:-288}" >"$2" <<'EOF'
+import json, sys, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+port, model, extra = sys.argv[1], sys.argv[2], int(sys.argv[3])
 lines = [l for l in open(f"{model}/valid.txt", encoding="utf-8") if len(l.split()) > 12]
 prompts = ["Once upon a time", "Lily saw a little dog. The dog", "Tom and Sam went to the park"]
 prompts += [" ".join(l.split()[:8]) for l in lines[:100:10]]
+first = len(prompts)
+prompts += [" ".join(l.split()[:4 + i % 9]) for i, l in enumerate(lines[101:101 + extra])]
+assert len(prompts) == first + extra, "valid.txt has too few lines for GOLDEN_EXTRA_PROMPTS"
 reqs = []
 for i, p in enumerate(prompts):
-    r = {"model": "m", "prompt": p, "max_tokens": 24 + 4 * (i % 5)}
+    r = {"model": "m", "prompt": p, "max_tokens": 24 + 4 * (i % 5) if i < first else 12 + 4 * (i % 3)}
     if i % 3 == 0:
         r["temperature"] = 0
     else:
@@ -52,8 +60,8 @@ def go(i):
         out[i] = json.dumps({"choices": body["choices"], "usage": body["usage"]}, sort_keys=True)
     except Exception as e:
         out[i] = "FAILED " + str(e)
-ts = [threading.Thread(target=go, args=(i,)) for i in range(len(reqs))]
-[t.start() for t in ts]; [t.join() for t in ts]
+with ThreadPoolExecutor(32) as pool:
+    list(pool.map(go, range(len(reqs))))
 print("\n".join(out))
 EOF
 }
@@ -80,7 +88,7 @@ serve_and_ask pack --model "$PACK"
 # A pack alone, served golden: its recorded source model answers, the pack drafts.
 serve_and_ask golden_pack --model "$PACK" --golden
 n=$(wc -l <"$TMP/fp.out")
-[ "$n" -eq 13 ] && ! grep -q FAILED "$TMP/fp.out" && pass "the full-precision server answered all $n requests" ||
+[ "$n" -eq $((13 + ${GOLDEN_EXTRA_PROMPTS:-288})) ] && ! grep -q FAILED "$TMP/fp.out" && pass "the full-precision server answered all $n requests" ||
   fail "full-precision answers: $n lines"
 cmp -s "$TMP/fp.out" "$TMP/golden.out" && pass "golden serve == full-precision serve ($n concurrent requests, n=2, stop, logprobs)" ||
   { fail "golden serve differs"; diff "$TMP/fp.out" "$TMP/golden.out" | head -4; }
