@@ -8,6 +8,7 @@
 
 #include "cli/bench_speculation.h"
 #include "cli/cli_common.h"
+#include "cli/golden_pack.h"
 #include "cli/model_loading.h"
 #include "common/json.h"
 #include "kernels/cpu/isa.h"
@@ -32,6 +33,8 @@ struct BenchFlags {
   std::string draft;  // golden mode's cost model: a pack of --model
   int64_t draft_tokens = 4;
   std::vector<double> assume_acceptance;
+  bool golden = false;    // --model PACK: the cost model with its source model as the target
+  std::string reference;  // with --golden: the source model, when not where the pack recorded it
 };
 
 // Multiply-adds of one token through the block linears (the prefill GEMMs' work), and of the
@@ -75,7 +78,8 @@ double MeasureReadBandwidthGBs(ThreadPool& pool) {
   return static_cast<double>(n * sizeof(uint64_t)) / best / 1e9;
 }
 
-int RunBench(const BenchFlags& f) {
+int RunBench(BenchFlags f) {
+  if (absl::Status st = ApplyGoldenFlags(f.golden, f.reference, f.model, f.draft); !st.ok()) return ReportError(st);
   using Clock = std::chrono::steady_clock;
   if (!f.isa.empty()) {
     // Before any kernel runs: the level is resolved once, from ACCULLM_ISA, on first use.
@@ -217,6 +221,9 @@ void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
                   "Golden mode's cost model: a pack of --model as the draft; adds the draft's decode speed, "
                   "verification passes of k+1 rows, a greedy speculative run (acceptance rate) and the implied "
                   "speedup");
+  AddGoldenFlag(*cmd, flags->golden);
+  cmd->add_option("--reference", flags->reference,
+                  "With --golden: the pack's full-precision source model, when it is not where the pack recorded it");
   cmd->add_option("--draft-tokens", flags->draft_tokens, "With --draft: K, the most tokens one step drafts")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));

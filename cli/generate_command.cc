@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/cli_common.h"
+#include "cli/golden_pack.h"
 #include "cli/model_loading.h"
 #include "cli/speculative_generate.h"
 #include "coordinator/scheduler.h"
@@ -43,14 +44,17 @@ struct GenerateFlags {
   std::string draft;      // golden mode: a pack of --model drafts, --model verifies
   std::string speculate;  // draft | ngram | off; default: draft with --draft, else off
   int64_t draft_tokens = 4;
+  bool golden = false;    // --model PACK: its source model verifies, the pack drafts
+  std::string reference;  // with --golden: the source model, when not where the pack recorded it
 };
 
 // `generate` is one request through the same scheduler and stage runner as `serve` (the
 // embedded one-stage pipeline), so its tokens are the server's for the same request. With
 // speculation (which the scheduler does not do yet) it runs speculative/'s single-sequence
 // loop instead (cli/speculative_generate.h): the same tokens, by the accept/reject rule.
-int RunGenerate(const GenerateFlags& f) {
+int RunGenerate(GenerateFlags f) {
   using Clock = std::chrono::steady_clock;
+  if (absl::Status st = ApplyGoldenFlags(f.golden, f.reference, f.model, f.draft); !st.ok()) return ReportError(st);
   const bool ids_in = !f.prompt_ids.empty();
   const std::string speculate = !f.speculate.empty() ? f.speculate : f.draft.empty() ? "off" : "draft";
   if (speculate == "draft" && f.draft.empty())
@@ -212,7 +216,8 @@ void AddGenerateCommand(CLI::App& app, std::function<int()>& run) {
               "same seed, greedy or sampled, and adds drafted/accepted tokens and the acceptance rate (overall and\n"
               "per draft position) to the statistics.\n"
               "Example: accullm generate --prompt \"Once upon a time\" --temperature 0 --max-tokens 32\n"
-              "Golden: accullm generate --model FP_DIR --draft PACK --prompt \"Once upon a time\" --seed 1");
+              "Golden: accullm generate --model FP_DIR --draft PACK --prompt \"Once upon a time\" --seed 1\n"
+              "        accullm generate --model PACK --golden --prompt \"Once upon a time\" --seed 1");
   cmd->add_option("--model", flags->model, "Model directory (default: the embedded model, or $ACCULLM_MODEL)");
   auto* p = cmd->add_option("--prompt", flags->prompt, "Prompt text (BOS added per the tokenizer)");
   auto* pi = cmd->add_option("--prompt-ids", flags->prompt_ids, "Prompt as comma-separated token ids, used as given");
@@ -244,6 +249,9 @@ void AddGenerateCommand(CLI::App& app, std::function<int()>& run) {
                   "Golden mode: a pack quantized from --model drafts tokens and --model verifies them, so the "
                   "output is --model's own, token for token, for the same seed (refused unless the pack records "
                   "--model as its source)");
+  AddGoldenFlag(*cmd, flags->golden);
+  cmd->add_option("--reference", flags->reference,
+                  "With --golden: the pack's full-precision source model, when it is not where the pack recorded it");
   cmd->add_option("--speculate", flags->speculate,
                   "Speculative decoding: draft (with --draft; the default when --draft is given), ngram (prompt "
                   "lookup: continue the longest recent n-gram seen earlier in prompt + output; no draft model) or "

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "cli/cli_common.h"
+#include "cli/golden_pack.h"
 #include "cli/model_loading.h"
 #include "cli/serve_metrics_setup.h"
 #include "coordinator/api_service.h"
@@ -16,7 +17,6 @@
 #include "coordinator/log_value.h"
 #include "coordinator/scheduler.h"
 #include "model/kv_cache.h"
-#include "model/pack/manifest.h"
 #include "monitoring/metrics_http_server.h"
 #include "monitoring/serving_metrics.h"
 #include "monitoring/stage_metrics.h"
@@ -184,30 +184,16 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
   return rc;
 }
 
-// --golden: `--model PACK` becomes the draft and the pack's full-precision source (--reference,
-// else the path the pack recorded) the model served, so a pack alone is served golden. Every
-// rank rewrites the same flags the same way (under mpirun the stages then load the source).
+// --golden (cli/golden_pack.h): every rank rewrites the same flags the same way (under mpirun
+// the stages then load the source).
 absl::Status ResolveGolden(ServeFlags& f) {
   if (!f.golden) return absl::OkStatus();
-  if (!f.draft.empty())
-    return absl::InvalidArgumentError("--golden serves --model PACK with the pack as its own draft: drop --draft");
-  const std::string pack = f.model.empty() ? DefaultModelDir() : f.model;
-  auto manifest = model::LoadPackManifest(pack);
-  if (!manifest.ok()) return manifest.status();
-  if (!manifest->has_value())
-    return absl::InvalidArgumentError(
-        absl::StrCat("--golden needs --model PACK (a pack made by accullm quantize); ", pack, " is not one"));
-  std::string source = f.reference.empty() ? (*manifest)->source_model_path : f.reference;
-  if (source.empty())
-    return absl::InvalidArgumentError(
-        absl::StrCat("--golden: the pack ", pack, " records no source model; name it with --reference FP_DIR"));
-  if (f.reference.empty() && !std::filesystem::is_directory(source))
-    return absl::NotFoundError(absl::StrCat("--golden: the source model the pack ", pack, " records, ", source,
-                                            ", is not here; name it with --reference FP_DIR"));
+  auto golden = ResolveGoldenPack(f.model, f.draft, f.reference);
+  if (!golden.ok()) return golden.status();
   if (f.served_model_name.empty())
-    f.served_model_name = std::filesystem::path(pack).lexically_normal().filename().string();
-  f.draft = pack;
-  f.model = source;
+    f.served_model_name = std::filesystem::path(golden->draft).lexically_normal().filename().string();
+  f.draft = golden->draft;
+  f.model = golden->target;
   // The served model is now the full-precision one: sampled layer error against itself would
   // read 0, so --reference names only the target here.
   f.reference.clear();
@@ -567,9 +553,7 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
                   "Golden mode: a pack quantized from --model drafts tokens (on rank 0) and --model verifies them, "
                   "so every answer is --model's own, token for token, for the same seed (refused unless the pack "
                   "records --model as its source)");
-  cmd->add_flag("--golden", f->golden,
-                "Serve --model PACK golden: its full-precision source model (--reference FP_DIR, else the path the "
-                "pack recorded, checked by its hash) answers and the pack drafts, so every answer is the source's own");
+  AddGoldenFlag(*cmd, f->golden);
   cmd->add_option("--speculate", f->speculate,
                   "Speculative decoding: draft (with --draft; the default when --draft is given), ngram (prompt "
                   "lookup: continue the longest recent n-gram seen earlier in prompt + output; no draft model) or "

@@ -42,12 +42,15 @@ for sampling in "--temperature 0" "--temperature 0.8 --top-p 0.9 --top-k 0 --min
   run "$TMP/golden" $sampling --draft "$PACK"
   run "$TMP/golden1" $sampling --draft "$PACK" --draft-tokens 1
   run "$TMP/ngram" $sampling --speculate ngram
+  run "$TMP/golden_pack" --model "$PACK" --golden $sampling
   run "$TMP/pack_alone" --model "$PACK" $sampling
   grep -q FAILED "$TMP/alone" "$TMP/golden" "$TMP/ngram" && { fail "$sampling: a run failed"; head -3 "$TMP"/*.err; }
   cmp -s "$TMP/alone" "$TMP/golden" && pass "$sampling: golden == full precision alone (15 prompts)" \
     || { fail "$sampling: golden differs"; diff "$TMP/alone" "$TMP/golden" | head -6; }
   cmp -s "$TMP/alone" "$TMP/golden1" && pass "$sampling: golden with --draft-tokens 1 == alone" \
     || fail "$sampling: golden --draft-tokens 1 differs"
+  cmp -s "$TMP/alone" "$TMP/golden_pack" && pass "$sampling: generate --model PACK --golden == full precision alone" \
+    || { fail "$sampling: --golden differs"; diff "$TMP/alone" "$TMP/golden_pack" | head -6; }
   cmp -s "$TMP/alone" "$TMP/ngram" && pass "$sampling: ngram == full precision alone (15 prompts)" \
     || { fail "$sampling: ngram differs"; diff "$TMP/alone" "$TMP/ngram" | head -6; }
   n=$(paste -d'|' "$TMP/alone" "$TMP/pack_alone" | awk -F'|' '$1 != $2' | wc -l)
@@ -100,6 +103,10 @@ EOF
 refused "a pack without a source hash" "records no source model hash" --draft "$TMP/other"
 refused "a pack as the target of its own draft" "quantized from another model" --model "$PACK" --draft "$PACK"
 refused "--speculate draft without --draft" "needs --draft" --speculate draft
+refused "--golden on a checkpoint" "needs --model PACK" --model "$MODEL" --golden
+refused "--golden with --draft" "drop --draft" --model "$PACK" --golden --draft "$PACK"
+refused "--golden with a --reference that is another model" "quantized from another model" --model "$PACK" --golden --reference "$PACK"
+refused "--reference without --golden" "needs --golden" --reference "$MODEL"
 "$ACCULLM" generate --help >"$TMP/help" 2>&1 && grep -q -- "--draft-tokens" "$TMP/help" && grep -q -- "--speculate" "$TMP/help" \
   && pass "generate --help documents --draft, --speculate, --draft-tokens" || fail "generate --help"
 
@@ -117,6 +124,11 @@ assert [m["acceptance"] for m in b["cost_model_speedup"]][1:] == [0.9], b["cost_
 assert all(m["speedup"] > 0 for m in b["cost_model_speedup"]), b
 PY
   fail "bench --draft JSON: $(head -c 600 "$TMP/bench.json")"
+"$ACCULLM" bench --model "$PACK" --golden --prompt-tokens 16 --gen-tokens 8 --repeat 1 --no-bandwidth --json \
+  >"$TMP/bench_golden.json" 2>"$TMP/bench.err" &&
+  $PY -c "import json, sys; b = json.load(open(sys.argv[1])); sys.exit(0 if 0 < b['acceptance_rate'] <= 1 else 1)" \
+    "$TMP/bench_golden.json" && pass "bench --model PACK --golden: the cost model with the pack's source as the target" ||
+  fail "bench --golden: $(cat "$TMP/bench.err")"
 "$ACCULLM" bench --draft "$MODEL" --gen-tokens 4 --no-bandwidth >/dev/null 2>"$TMP/bench_bad.err" &&
   fail "bench --draft with a checkpoint accepted" || pass "bench --draft refuses a draft that is not a pack of --model"
 
