@@ -27,7 +27,7 @@ OUT_DIR=${ACCULLM_SOAK_OUT:-$TMP}
 MAX_BODY=16384
 # A queue that holds every client's request (n = 2 included): a 429 here would be a lost answer.
 # An 8 MiB KV pool (128 blocks of 16 positions) for 64 running sequences of up to 128
-# positions: full batches of long requests preempt now and then, as a busy server does.
+# positions: sequences are preempted and recomputed all along (~25 a second in docs/soak.md).
 COMMON=(--model "$MODEL" --served-model-name m --max-model-len 128 --max-num-seqs 64
         --max-queue $((CLIENTS * 4)) --max-body-bytes "$MAX_BODY" --kv-cache-mb 8)
 mkdir -p "$OUT_DIR"
