@@ -295,8 +295,10 @@ const MALFORMED = {
     raw: () => [Buffer.from('POST /v1/completions HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n')] },
 };
 const MALFORMED_KINDS = Object.keys(MALFORMED);
-async function malformedRequest(r) {
-  const kind = MALFORMED_KINDS[Math.floor(r() * MALFORMED_KINDS.length)];
+let malformedSent = 0;
+async function malformedRequest() {
+  // In turn (not drawn), so that even a short run sends every kind.
+  const kind = MALFORMED_KINDS[malformedSent++ % MALFORMED_KINDS.length];
   const m = MALFORMED[kind];
   tally.malformed[kind] = (tally.malformed[kind] || 0) + 1;
   let status, body;
@@ -338,7 +340,7 @@ async function client(c, deadline) {
     else if (x < 0.77) await validRequest(r, { stream: false, extra: { some_future_field: { a: [1, 2] }, user_tag: 'x' } });
     else if (x < 0.83) await hangUpMidStream();
     else if (x < 0.87) await hangUpBeforeReply(r);
-    else await malformedRequest(r);
+    else await malformedRequest();
   }
 }
 
