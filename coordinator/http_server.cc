@@ -341,7 +341,9 @@ class HttpServer::Impl {
       auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, kNoThrow);
       HttpRequestView view;
       view.remote = remote;
-      if (parser.is_header_done()) {
+      // A Content-Length over the limit fails once every field is parsed (the header is not
+      // "done" then): its route and key are known, and the 413 is counted under that route.
+      if (parser.is_header_done() || ec == http::error::body_limit) {
         view.method = std::string(parser.get().method_string());
         view.target = std::string(parser.get().target());
         view.authorization = std::string(parser.get()[http::field::authorization]);

@@ -27,7 +27,7 @@ start_mpi_server() {
 own_processes() {
   local p
   for p in /proc/[0-9]*; do
-    tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qx "ACCULLM_TEST_TAG=$ACCULLM_TEST_TAG" && echo "${p#/proc/}"
+    tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -qx "ACCULLM_TEST_TAG=$ACCULLM_TEST_TAG" && echo "${p#/proc/}"
   done
   return 0
 }

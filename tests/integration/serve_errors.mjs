@@ -2,7 +2,8 @@
 // --max-num-seqs 1 --max-model-len 128`: every error code, each asserted, and the
 // client-disconnect cancellation.
 // Usage: node serve_errors.mjs PORT KEY
-import { test, finish, assert, assertEq, request, postJson, parseSse, metric, sleep, net } from './serve_test_util.mjs';
+import { test, finish, assert, assertEq, request, postJson, parseSse, metric, sleep, net, rawExchangeWith, statusOf, replyBody } from
+  './serve_test_util.mjs';
 
 const [port, key] = process.argv.slice(2);
 const MODEL = 'tinystories-llama';
@@ -147,31 +148,7 @@ await test('client disconnect mid-stream cancels the sequence and frees its KV b
   assertEq(aborts, aborts0 + 1, 'aborted sequences');
 });
 
-// Sends raw bytes (a Buffer or an array of Buffers written in order) and resolves the
-// server's full reply once it closes the connection (or after timeoutMs).
-function rawExchange(bytes, timeoutMs = 10000) {
-  return new Promise((resolve, reject) => {
-    const parts = Array.isArray(bytes) ? bytes : [bytes];
-    const sock = net.connect(port, '127.0.0.1', () => {
-      for (const p of parts) sock.write(p);
-    });
-    const chunks = [];
-    const timer = setTimeout(() => { sock.destroy(); resolve(Buffer.concat(chunks).toString('latin1')); }, timeoutMs);
-    sock.on('data', (d) => chunks.push(d));
-    sock.on('close', () => { clearTimeout(timer); resolve(Buffer.concat(chunks).toString('latin1')); });
-    sock.on('error', (e) => { if (e.code === 'ECONNRESET' || e.code === 'EPIPE') return; clearTimeout(timer); reject(e); });
-  });
-}
-
-function statusOf(reply) {
-  const m = /^HTTP\/1\.1 (\d{3})/.exec(reply);
-  assert(m, `no HTTP status line in reply: ${JSON.stringify(reply.slice(0, 200))}`);
-  return Number(m[1]);
-}
-
-function replyBody(reply) {
-  return reply.slice(reply.indexOf('\r\n\r\n') + 4);
-}
+const rawExchange = (bytes, timeoutMs) => rawExchangeWith(port, bytes, timeoutMs);
 
 const chunkedHead = `POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nTransfer-Encoding: chunked\r\n\r\n`;
 
@@ -208,12 +185,16 @@ await test('a long chunk extension is refused before it is buffered', async () =
 
 await test('413 from Content-Length alone, answered and counted', async () => {
   const before = (await metric(port, 'accullm_requests_rejected_total', key, 'reason="too_large"')) ?? 0;
+  // Counted under the route the request named (the soak found it counted under "other").
+  const label = 'code="413",endpoint="/v1/completions"';
+  const routeBefore = (await metric(port, 'accullm_http_responses_total', key, label)) ?? 0;
   const reply = await rawExchange(Buffer.from(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\n` +
     'Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n'));
   assertEq(statusOf(reply), 413, reply.slice(0, 300));
   assertEq(JSON.parse(replyBody(reply)).error.code, 'request_too_large');
   const after = await metric(port, 'accullm_requests_rejected_total', key, 'reason="too_large"');
   assertEq(after, before + 1, 'too_large rejections');
+  assertEq(await metric(port, 'accullm_http_responses_total', key, label), routeBefore + 1, `responses{${label}}`);
 });
 
 await test('HEAD gets the GET headers and no body', async () => {

@@ -8,7 +8,7 @@
 // Usage: node tests/integration/serve_kv_pool.mjs PORT OUT
 import http from 'node:http';
 import fs from 'node:fs';
-import { parseSse } from './serve_test_util.mjs';
+import { normalizeCompletion } from './serve_test_util.mjs';
 
 const [port, out] = process.argv.slice(2);
 const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
@@ -58,47 +58,11 @@ function post(path, body) {
   });
 }
 
-const round = (x) => (typeof x === 'number' ? Math.round(x * 1e5) / 1e5 : x);
-function logprobsOf(lp) {
-  if (!lp) return null;
-  if (lp.content) return lp.content.map((t) => [t.token, round(t.logprob), (t.top_logprobs || []).map((a) => [a.token, round(a.logprob)])]);
-  return [lp.tokens, (lp.token_logprobs || []).map(round), lp.top_logprobs];
-}
-
-// The response's choices and usage, streamed or not, in one shape.
-function normalize(req, res) {
-  if (res.status !== 200) return { failed: res.status, body: res.body.slice(0, 200) };
-  if (!req.body.stream) {
-    const j = JSON.parse(res.body);
-    return {
-      choices: j.choices.map((c) => ({ index: c.index, text: c.message ? c.message.content : c.text,
-        finish: c.finish_reason, logprobs: logprobsOf(c.logprobs) })),
-      usage: j.usage,
-    };
-  }
-  const events = parseSse(res.body);
-  if (events[events.length - 1] !== 'DONE') return { failed: 'no [DONE]' };
-  const choices = [];
-  let usage = null;
-  for (const e of events) {
-    if (e === 'DONE') continue;
-    if (e.usage) usage = e.usage;
-    for (const c of e.choices || []) {
-      const ch = (choices[c.index] ||= { index: c.index, text: '', finish: null, logprobs: [] });
-      ch.text += c.delta ? (c.delta.content || '') : (c.text || '');
-      if (c.finish_reason) ch.finish = c.finish_reason;
-      const lp = logprobsOf(c.logprobs);
-      if (lp) ch.logprobs.push(lp);
-    }
-  }
-  return { choices, usage };
-}
-
 const N = 64;
 const reqs = Array.from({ length: N }, (_, i) => requestFor(i));
 const results = await Promise.all(reqs.map(async (r) => {
   try {
-    return normalize(r, await post(r.path, r.body));
+    return normalizeCompletion(!!r.body.stream, await post(r.path, r.body));
   } catch (e) {
     return { failed: String(e) };
   }
