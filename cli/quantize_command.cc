@@ -641,7 +641,10 @@ void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
       "sensitivity) with --scale-bits 8 --embeddings int5 --lm-head int6 --no-outliers. See docs/accuracy.md for the\n"
       "measurements behind them.\n"
       "The pack is a directory every command loads like a model: accullm generate --model PACK.");
-  cmd->add_option("--out", flags->out, "Pack directory to write")->required();
+  cmd->add_option("--out", flags->out,
+                  "Pack directory to write: absent, empty or an existing pack (replaced only once the new one is "
+                  "complete on disk; anything else is refused). Never left half-written: see docs/formats.md")
+      ->required();
   AddCommonOptions(cmd, *flags);
   cmd->add_option("--sparsity", flags->sparsity,
                   "FFN activation sparsity (CATS): off, a target share of FFN neurons skipped per token (e.g. 0.5: "
