@@ -25,6 +25,7 @@
 #include "quant/ffn_guesser_fit.h"
 #include "quant/ffn_sparsity_calibration.h"
 #include "quant/model_quantizer.h"
+#include "quant/pack_staging.h"
 #include "quant/pack_writer.h"
 #include "quant/precision_planner.h"
 
@@ -427,11 +428,11 @@ absl::StatusOr<int64_t> GuesserRank(const QuantizeFlags& f, const model::Transfo
 // its scores binned in a second pass) — then, for `auto`, the highest target of 0.3..0.9 whose
 // cost on the calibration text stays within the budget against the same pack run dense. Adds
 // "sparsity" (and for lowrank model::kGuesserFile) to the pack.
-absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p) {
+absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p, const std::string& pack_dir) {
   if (p.chunks.empty()) return absl::FailedPreconditionError("--sparsity needs calibration text");
   const bool lowrank = f.sparsity_predictor == "lowrank";
   ThreadPool& pool = *p.loaded.pool;
-  ASSIGN_OR_RETURN(auto pack, model::Transformer::Load(f.out, &pool, {.check_finite = false, .sparsity = false}));
+  ASSIGN_OR_RETURN(auto pack, model::Transformer::Load(pack_dir, &pool, {.check_finite = false, .sparsity = false}));
   quant::FfnActivationStatistics stats(*pack, pool);
   std::optional<quant::FfnInputCovariance> covariance;
   if (lowrank) covariance.emplace(pack->config());
@@ -449,11 +450,11 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p) {
   std::optional<quant::GuesserScoreStatistics> scores;
   if (lowrank) {
     ASSIGN_OR_RETURN(rank, GuesserRank(f, *pack));
-    RETURN_IF_ERROR(quant::FitFfnGuesser(*pack, *covariance, rank, f.out, pool));
+    RETURN_IF_ERROR(quant::FitFfnGuesser(*pack, *covariance, rank, pack_dir, pool));
     model::PackSparsity spec;
     spec.predictor = "lowrank";
     spec.rank = rank;
-    ASSIGN_OR_RETURN(guesser, model::FfnGuesser::Load(f.out, pack->config(), spec));
+    ASSIGN_OR_RETURN(guesser, model::FfnGuesser::Load(pack_dir, pack->config(), spec));
     scores.emplace(*guesser, pack->config(), pool);
     Progress progress("guesser scores");
     for (size_t i = 0; i < p.chunks.size(); ++i) {
@@ -509,7 +510,7 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p) {
     }
     if (target == 0) {
       std::printf("sparsity auto: no target within the budget; the pack stays dense\n");
-      if (lowrank) std::filesystem::remove(absl::StrCat(f.out, "/", model::kGuesserFile));
+      if (lowrank) std::filesystem::remove(absl::StrCat(pack_dir, "/", model::kGuesserFile));
       return absl::OkStatus();
     }
     std::printf("sparsity auto: target %.1f\n", target);
@@ -518,7 +519,7 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p) {
   }
   model::PackSparsity sparsity = thresholds_at(target);
   sparsity.measured_on = "quantized";
-  RETURN_IF_ERROR(quant::WritePackSparsity(f.out, sparsity));
+  RETURN_IF_ERROR(quant::WritePackSparsity(pack_dir, sparsity));
   std::printf("sparsity: predictor %s, target %.2f, thresholds from %lld calibration tokens of the quantized "
               "model\n",
               sparsity.predictor.c_str(), target, static_cast<long long>(sparsity.calibration_tokens));
@@ -533,6 +534,10 @@ int RunQuantize(const QuantizeFlags& f) {
   if (sparsity && f.sparsity != "auto") {
     if (auto t = ParseSparsityTarget(f.sparsity); !t.ok()) return ReportError(t.status());  // before calibrating
   }
+  // Checked before any work: what --out holds now (absent, empty or a pack) stays intact
+  // until the new pack is complete on disk (quant/pack_staging.h).
+  auto staging = quant::PackStaging::Prepare(f.out, f.model.empty() ? DefaultModelDir() : f.model);
+  if (!staging.ok()) return ReportError(staging.status());
   auto prepared = Prepare(f, *opts, /*measure_plan=*/!IsExplicitSpec(f.fp16_layers) || sparsity);
   if (!prepared.ok()) return ReportError(prepared.status());
   Prepared& p = *prepared;
@@ -580,7 +585,9 @@ int RunQuantize(const QuantizeFlags& f) {
   desc.options = *opts;
   desc.calibration_file = p.calib_path;
   desc.calibration_tokens = p.stats->tokens();
-  auto bytes = quant::WritePack(model, mats, desc, f.out);
+  if (absl::Status st = (*staging)->Create(); !st.ok()) return ReportError(st);
+  const std::string& pack_dir = (*staging)->dir();
+  auto bytes = quant::WritePack(model, mats, desc, pack_dir);
   if (!bytes.ok()) return ReportError(bytes.status());
   if (!choice->sensitivity.empty()) PrintPlanTable(*choice, *opts);
   if (opts->quant.accumulator_bits > 0 || f.naive_accumulator_bits > 0) {
@@ -601,8 +608,9 @@ int RunQuantize(const QuantizeFlags& f) {
                 static_cast<long long>(worst));
   }
   if (sparsity) {
-    if (auto s = AddSparsity(f, p); !s.ok()) return ReportError(s);
+    if (auto s = AddSparsity(f, p, pack_dir); !s.ok()) return ReportError(s);
   }
+  if (absl::Status st = (*staging)->Publish(); !st.ok()) return ReportError(st);
   std::printf("wrote %s: %zu bytes of weights, plan %s\n", f.out.c_str(), *bytes, choice->plan.Describe().c_str());
   return 0;
 }
@@ -633,7 +641,10 @@ void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
       "sensitivity) with --scale-bits 8 --embeddings int5 --lm-head int6 --no-outliers. See docs/accuracy.md for the\n"
       "measurements behind them.\n"
       "The pack is a directory every command loads like a model: accullm generate --model PACK.");
-  cmd->add_option("--out", flags->out, "Pack directory to write")->required();
+  cmd->add_option("--out", flags->out,
+                  "Pack directory to write: absent, empty or an existing pack (replaced only once the new one is "
+                  "complete on disk; anything else is refused). Never left half-written: see docs/formats.md")
+      ->required();
   AddCommonOptions(cmd, *flags);
   cmd->add_option("--sparsity", flags->sparsity,
                   "FFN activation sparsity (CATS): off, a target share of FFN neurons skipped per token (e.g. 0.5: "

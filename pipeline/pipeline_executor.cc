@@ -1,5 +1,7 @@
 #include "pipeline/pipeline_executor.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "pipeline/stall_meter.h"
@@ -91,7 +93,7 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Start(transp
     if (absl::Status st = config.join_activation_channel(); !st.ok())
       return absl::Status(st.code(), absl::StrCat("--activation-transport nccl: ", st.message()));
   }
-  std::unique_ptr<PipelineExecutor> e(new PipelineExecutor(t, config, stages));
+  std::unique_ptr<PipelineExecutor> e(new PipelineExecutor(t, config, stages, model.vocab_size));
   e->last_heard_.assign(static_cast<size_t>(stages + 1), Clock::now());
   e->stats_.resize(static_cast<size_t>(stages));
   for (int s = 0; s < stages; ++s) e->stats_[s].rank = s + 1;
@@ -225,9 +227,11 @@ void PipelineExecutor::ExcuseOwnStall(std::chrono::steady_clock::duration stalle
 }
 
 void PipelineExecutor::Handle(int src, const std::vector<uint8_t>& bytes) {
+  // Every failure below names the rank as "worker rank N (stage S)", as the liveness checks do.
+  const std::string who = absl::StrCat("worker rank ", src, " (stage ", src - 1, ")");
   auto m = pipeline::Decode(bytes.data(), bytes.size());
   if (!m.ok()) {
-    Fail(absl::StrCat("malformed message from rank ", src, ": ", m.status().message()));
+    Fail(absl::StrCat(who, " sent a malformed message (", bytes.size(), " bytes): ", m.status().message()));
     return;
   }
   std::unique_lock<std::mutex> lock(mu_);
@@ -244,16 +248,39 @@ void PipelineExecutor::Handle(int src, const std::vector<uint8_t>& bytes) {
     stats_[src - 1].batches = hb->batches_done;
     stats_[src - 1].compute_seconds = hb->compute_seconds;
   } else if (auto* res = std::get_if<pipeline::Result>(&m->body); res != nullptr) {
-    const bool known = in_flight_.count(m->batch_id) != 0;
-    if (!res->ok || !known) {
+    std::string wrong;
+    if (!res->ok) {
+      wrong = res->error;  // the stage's own report: it names itself (and any rank it refused)
+    } else if (src != stages_) {
+      wrong = absl::StrCat(who, " sent a result; only the last stage (rank ", stages_, ") samples");
+    } else if (in_flight_.count(m->batch_id) == 0) {
+      wrong = absl::StrCat(who, " returned a result for unknown batch ", m->batch_id);
+    } else {
+      for (const SampledToken& tok : res->tokens) {
+        bool in_vocab = tok.id < vocab_;
+        for (const auto& [id, lp] : tok.top) in_vocab = in_vocab && id < vocab_ && !std::isnan(lp);
+        if (!in_vocab || std::isnan(tok.logprob)) {
+          wrong = absl::StrCat(who, " returned an invalid result for batch ", m->batch_id, ": token ", tok.id,
+                               " (logprob ", tok.logprob, ") for vocabulary size ", vocab_);
+          break;
+        }
+      }
+    }
+    if (!wrong.empty()) {
       lock.unlock();
-      Fail(res->ok ? absl::StrCat("rank ", src, " returned a result for unknown batch ", m->batch_id) : res->error);
+      Fail(wrong);
       return;
     }
     in_flight_.erase(m->batch_id);
     results_[m->batch_id] = std::move(res->tokens);
     lock.unlock();
     cv_.notify_all();
+  } else if (m->type() != pipeline::MessageType::kHeartbeat) {
+    // A hello-ack, batch, hello or shutdown from a stage after the handshake: ignoring it
+    // would leave its micro-batch waiting until batch_timeout_ms.
+    lock.unlock();
+    Fail(absl::StrCat(who, " sent an unexpected ", pipeline::MessageTypeName(m->type()), " message (batch ",
+                      m->batch_id, ")"));
   }
 }
 

@@ -4,9 +4,11 @@
 // stages' heartbeats, and fails the executor when a stage is silent for timeout_ms, a
 // micro-batch gets no result within batch_timeout_ms, or the transport reports an error:
 // every Wait then returns Unavailable at once (never a hang) and the failure callback names
-// the rank. Time this process itself was not running (starved of CPU, stopped, paused) does
-// not count as silence (stall_meter.h), and every message already received is read before
-// any stage is judged.
+// the rank, as does any message a stage should not send (malformed, of an unexpected type,
+// a result from a stage other than the last, token ids outside the vocabulary): a stage that
+// sends one is broken, and its next messages cannot be trusted either. Time this process
+// itself was not running (starved of CPU, stopped, paused) does not count as silence
+// (stall_meter.h), and every message already received is read before any stage is judged.
 #pragma once
 
 #include <atomic>
@@ -80,11 +82,13 @@ class PipelineExecutor final : public BatchExecutor {
   int micro_batches() const override { return config_.micro_batches; }
 
  private:
-  PipelineExecutor(transport::Transport& t, PipelineConfig c, int stages)
-      : t_(t), config_(c), stages_(stages), assembler_(c.kv_block_size) {}
+  PipelineExecutor(transport::Transport& t, PipelineConfig c, int stages, int64_t vocab)
+      : t_(t), config_(c), stages_(stages), vocab_(vocab), assembler_(c.kv_block_size) {}
   void Monitor();
   void Fail(const std::string& why);
-  // One message from a stage (monitor thread).
+  // One message from a stage (monitor thread). Anything but a heartbeat, or a result from the
+  // last stage for a batch in flight whose tokens fit the vocabulary, fails the pipeline at
+  // once, naming the rank (a result with ok false: the stage's own report of its failure).
   void Handle(int src, const std::vector<uint8_t>& bytes);
   // This process did not run for `stalled`: moves every deadline on by as much.
   void ExcuseOwnStall(std::chrono::steady_clock::duration stalled);
@@ -94,6 +98,7 @@ class PipelineExecutor final : public BatchExecutor {
   transport::Transport& t_;
   PipelineConfig config_;
   int stages_;
+  int64_t vocab_;             // token ids in a result must lie in [0, vocab_)
   BatchAssembler assembler_;  // changes sent with the next micro-batch
   uint64_t next_batch_ = 0;
 

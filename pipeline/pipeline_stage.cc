@@ -418,11 +418,21 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
       last_from_coordinator = now;
       act.last_coordinator_us = StageActivity::NowUs();
     }
+    // A message this stage refuses ends it, and the coordinator hears why at once (naming the
+    // sender) instead of only noticing this stage's silence a heartbeat timeout later.
+    auto refuse = [&](const std::string& what) {
+      const std::string why = absl::StrCat("stage ", hello->stage, " (rank ", t.rank(), ") refused ", what);
+      spdlog::error("{}", why);
+      pipeline::Result r;
+      r.ok = false;
+      r.error = why;
+      (void)t.Send(0, pipeline::Encode(Message{0, std::move(r)}));
+      return finish(3);
+    };
     auto m = pipeline::Decode((*env)->bytes.data(), (*env)->bytes.size());
     if (!m.ok()) {
-      spdlog::error("stage {} (rank {}): refused a malformed message from rank {}: {}", hello->stage, t.rank(), source,
-                    std::string(m.status().message()));
-      return finish(3);
+      return refuse(absl::StrCat("a malformed message (", (*env)->bytes.size(), " bytes) from rank ", source, ": ",
+                                 m.status().message()));
     }
     if (m->type() == pipeline::MessageType::kShutdown && source == 0) {
       stage.LogShutdown(t.bytes_sent());
@@ -431,11 +441,9 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
     if (m->type() == pipeline::MessageType::kHeartbeat && source == 0) continue;
     auto* batch = std::get_if<Batch>(&m->body);
     const int expected_source = hello->stage == 0 ? 0 : t.rank() - 1;
-    if (batch == nullptr || source != expected_source) {
-      spdlog::error("stage {} (rank {}): unexpected {} from rank {}", hello->stage, t.rank(),
-                    pipeline::MessageTypeName(m->type()), source);
-      return finish(3);
-    }
+    if (batch == nullptr || source != expected_source)
+      return refuse(
+          absl::StrCat("an unexpected ", pipeline::MessageTypeName(m->type()), " message from rank ", source));
     absl::StatusOr<Message> out = stage.Run(m->batch_id, *batch);
     const auto send_start = Clock::now();
     absl::Status st = out.ok() ? SendOn(t, nccl.get(), std::move(*out)) : out.status();

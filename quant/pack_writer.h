@@ -34,7 +34,9 @@ struct PackDescription {
 };
 
 // `model` is the source model (its TensorStore supplies every non-quantized tensor).
-// Returns the bytes of model.safetensors written.
+// Returns the bytes of model.safetensors written. Writes into `out_dir` in place (the
+// manifest last): `accullm quantize` gives it a staging directory that only becomes the pack
+// once complete and on disk (pack_staging.h), so no reader ever sees a half-written pack.
 absl::StatusOr<size_t> WritePack(const model::Transformer& model, const QuantizedMatrices& matrices,
                                  const PackDescription& description, const std::string& out_dir);
 

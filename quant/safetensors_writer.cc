@@ -1,5 +1,6 @@
 #include "quant/safetensors_writer.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -46,10 +47,12 @@ absl::Status SafetensorsWriter::Write(const std::string& path) const {
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
   bool ok = std::fwrite(len, 1, 8, f) == 8 && std::fwrite(text.data(), 1, text.size(), f) == text.size() &&
             std::fwrite(data_.data(), 1, data_.size(), f) == data_.size();
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+  int err = ok ? 0 : errno;  // why (a full disk, a file size limit): the first failure's
+  if (std::fclose(f) != 0 && ok) ok = false, err = errno;
+  if (ok && std::rename(tmp.c_str(), path.c_str()) != 0) ok = false, err = errno;
+  if (!ok) {
     std::remove(tmp.c_str());
-    return absl::DataLossError(absl::StrCat("failed writing ", path));
+    return absl::DataLossError(absl::StrCat("failed writing ", path, ": ", std::strerror(err)));
   }
   return absl::OkStatus();
 }

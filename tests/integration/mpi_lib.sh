@@ -5,11 +5,17 @@ if [ "$(id -u)" = 0 ]; then MPIRUN_FLAGS+=(--allow-run-as-root); fi
 # start_mpi_server NP ACCULLM [serve flags...]: sets MPI_PID, PORT, MPI_LOG; waits for /readyz.
 start_mpi_server() {
   local np="$1" bin="$2"; shift 2
+  start_mpi_job -np "$np" "$bin" serve --host 127.0.0.1 --port 0 --threads 1 "$@"
+}
+
+# start_mpi_job MPIRUN_ARGS...: as start_mpi_server, for any app context (MPMD: `-np 1 A : -np 1 B`)
+# whose rank 0 is `accullm serve --host 127.0.0.1 --port 0`.
+start_mpi_job() {
   MPI_LOG="$(mktemp)"
   # A tag in every rank's environment tells this test's processes from any other test's.
   # (Set for mpirun only, not exported: the checking tools must not carry it.)
   ACCULLM_TEST_TAG="mpi-test-$$-$RANDOM"
-  ACCULLM_TEST_TAG="$ACCULLM_TEST_TAG" setsid mpirun "${MPIRUN_FLAGS[@]}" -np "$np" "$bin" serve --host 127.0.0.1 --port 0 --threads 1 "$@" >"$MPI_LOG" 2>&1 &
+  ACCULLM_TEST_TAG="$ACCULLM_TEST_TAG" setsid mpirun "${MPIRUN_FLAGS[@]}" "$@" >"$MPI_LOG" 2>&1 &
   MPI_PID=$!
   PORT=""
   for _ in $(seq 1 600); do
@@ -27,7 +33,7 @@ start_mpi_server() {
 own_processes() {
   local p
   for p in /proc/[0-9]*; do
-    tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -qx "ACCULLM_TEST_TAG=$ACCULLM_TEST_TAG" && echo "${p#/proc/}"
+    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qx "ACCULLM_TEST_TAG=$ACCULLM_TEST_TAG" && echo "${p#/proc/}"
   done
   return 0
 }

@@ -6,7 +6,9 @@
 // stage that starts late does not make the early ones give up on the coordinator.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -541,6 +543,109 @@ TEST_F(PipelineTest, SilentStageFailsRequestsWithinTimeout) {
   EXPECT_NE(error.find("worker rank 1"), std::string::npos) << error;
   EXPECT_NE(why.find("worker rank 1"), std::string::npos) << why;
   EXPECT_TRUE((*e)->failed());
+}
+
+// A stage that answers a batch with a message it must not send (damaged bytes, a token id
+// outside the vocabulary, a hello-ack after the handshake) fails the pipeline at once, naming
+// the rank and what was wrong: not after the heartbeat timeout or the 60 s batch timeout
+// (the hello-ack was ignored before, so its request waited for the batch timeout).
+TEST_F(PipelineTest, WrongMessageFromAStageFailsThePipelineAtOnce) {
+  struct Case {
+    const char* name;
+    std::function<std::vector<uint8_t>(uint64_t batch)> reply;
+    const char* want;
+  };
+  const int32_t vocab = static_cast<int32_t>(model_->config().vocab_size);
+  const std::vector<Case> cases = {
+      {"truncated",
+       [](uint64_t batch) {
+         pipeline::Result r;
+         r.tokens.push_back({1, 5, -0.5f, {}});
+         auto bytes = pipeline::Encode({batch, r});
+         bytes.resize(bytes.size() - 3);
+         return bytes;
+       },
+       "worker rank 1 (stage 0) sent a malformed message"},
+      {"bad token",
+       [vocab](uint64_t batch) {
+         pipeline::Result r;
+         r.tokens.push_back({1, vocab, -0.5f, {}});
+         return pipeline::Encode({batch, r});
+       },
+       "worker rank 1 (stage 0) returned an invalid result"},
+      {"hello-ack",
+       [](uint64_t batch) {
+         return pipeline::Encode({batch, pipeline::HelloAck{0, 0, true, ""}});
+       },
+       "worker rank 1 (stage 0) sent an unexpected hello-ack message"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    transport::InProcessHub hub(2);
+    std::atomic<bool> done{false};
+    std::thread fake([&] {
+      bool acked = false;
+      while (!done.load()) {
+        auto env = hub.at(1).Receive(std::chrono::milliseconds(20));
+        if (!env.ok() || !env->has_value()) continue;
+        auto m = pipeline::Decode((*env)->bytes.data(), (*env)->bytes.size());
+        if (!m.ok()) continue;
+        if (!acked && m->type() == pipeline::MessageType::kHello) {
+          pipeline::HelloAck ack{0, sharding::ModelFingerprint(model_->config()), true, ""};
+          (void)hub.at(1).Send(0, pipeline::Encode({0, ack}));
+          acked = true;
+        } else if (m->type() == pipeline::MessageType::kBatch) {
+          (void)hub.at(1).Send(0, c.reply(m->batch_id));
+        }
+        // Heartbeats keep the stage alive as far as the coordinator can tell.
+        (void)hub.at(1).Send(0, pipeline::Encode({0, pipeline::Heartbeat{0, 0, 0}}));
+      }
+    });
+    pipeline::PipelineConfig pc;
+    pc.kv_blocks = 64;
+    pc.context = 128;
+    pc.heartbeat_ms = 50;
+    pc.timeout_ms = 5000;  // a refusal, not silence, must end it
+    auto e = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
+                                               sharding::EvenStagePlan(model_->config().num_layers, 1), pc);
+    if (!e.ok()) {
+      done = true;
+      fake.join();
+      FAIL() << e.status();
+    }
+    std::string why;
+    std::mutex why_mu;
+    (*e)->set_on_failure([&](const std::string& w) {
+      std::lock_guard<std::mutex> lock(why_mu);
+      why = w;
+    });
+    model::KvBlockPool accounting(0, model_->kv_format(), 16, 64);
+    coordinator::SchedulerConfig sc;
+    sc.context = 128;
+    coordinator::Scheduler s(**e, model_->config(), tok_.get(), accounting, sc, nullptr);
+    s.Start();
+    auto stream = std::make_shared<coordinator::GenerationStream>(1);
+    coordinator::SequenceParams p;
+    p.prompt = tok_->Encode("Once upon a time", true);
+    p.max_tokens = 8;
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(s.Submit({p}, stream).ok());
+    std::string finish, error;
+    while (finish.empty() && std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
+      for (auto& ev : stream->Drain())
+        if (!ev.finish_reason.empty()) finish = ev.finish_reason, error = ev.error;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    s.Stop();
+    done = true;
+    fake.join();
+    EXPECT_EQ(finish, "abort");  // → HTTP 503
+    EXPECT_LT(secs, 2.0);
+    EXPECT_NE(error.find(c.want), std::string::npos) << error;
+    std::lock_guard<std::mutex> lock(why_mu);
+    EXPECT_NE(why.find(c.want), std::string::npos) << why;
+  }
 }
 
 TEST_F(PipelineTest, EarlyStagesOutwaitASlowOneAtStartup) {
