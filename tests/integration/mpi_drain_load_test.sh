@@ -124,12 +124,7 @@ sigterm_under_load() {
     outcome "$OUT/$round.$i" "$(cat "$OUT/$round.$i.code")" "$max" >"$OUT/$round.$i.out"
     grep -q '^bad' "$OUT/$round.$i.out" && fail "$round: request $i: $(cat "$OUT/$round.$i.out")"
   done
-  local left=""
-  for _ in $(seq 1 50); do
-    left="$(own_processes)"
-    [ -z "$left" ] && break
-    sleep 0.1
-  done
+  local left="$(processes_left)"
   if [ -n "$left" ]; then fail "$round: processes left behind: $left"; kill -KILL $left 2>/dev/null || true; fi
   [ "$FAIL" = 0 ] || { echo "--- mpirun log"; tail -20 "$MPI_LOG"; }
   MPI_PID=""

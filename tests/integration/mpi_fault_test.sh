@@ -38,12 +38,7 @@ if ! grep -q '"error"' "$OUT" && [ "$code" = 200 ] && grep -q '\[DONE\]' "$OUT";
 if grep -q '"error"' "$OUT" && ! grep -Eq 'worker (rank 2 |ranks ([0-9]+, )*2[ ,])' "$OUT"; then echo "FAIL: the error does not name the failed rank"; FAIL=1; fi
 if [ "$(echo "$ERR_AT - $KILLED < 10" | bc)" != 1 ]; then echo "FAIL: the client waited too long"; FAIL=1; fi
 if [ "$rc" = 0 ] || [ "$rc" = 124 ]; then echo "FAIL: job exit status $rc (want non-zero, no timeout)"; cat "$MPI_LOG"; FAIL=1; fi
-LEFT=""
-for _ in $(seq 1 50); do  # up to 5 s for the ranks to finish exiting on a busy machine
-  LEFT="$(own_processes)"
-  [ -z "$LEFT" ] && break
-  sleep 0.1
-done
+LEFT="$(processes_left)"
 if [ -n "$LEFT" ]; then echo "FAIL: processes left behind: $LEFT"; kill -KILL $LEFT 2>/dev/null || true; FAIL=1; fi
 [ "$FAIL" = 0 ] || { echo "--- mpirun log"; cat "$MPI_LOG"; }
 rm -f "$OUT" "$OUT.code"

@@ -38,6 +38,18 @@ own_processes() {
   return 0
 }
 
+# Our processes still alive after up to 5 s for them to finish exiting (a busy machine is slow
+# to reap ranks); empty when none is left.
+processes_left() {
+  local left="" _
+  for _ in $(seq 1 50); do
+    left="$(own_processes)"
+    [ -z "$left" ] && break
+    sleep 0.1
+  done
+  echo "$left"
+}
+
 # The pid of world rank R among mpirun's children.
 rank_pid() {
   local want="$1" p

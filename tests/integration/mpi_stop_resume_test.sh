@@ -128,12 +128,7 @@ if [ -n "$T_ERR" ] && [ "$(echo "$T_ERR - $T_STOP < $TIMEOUT / 1000" | bc -l)" =
   fail "the client got its error before the timeout: the stage was declared dead too early"
 fi
 if [ -z "$T_EXIT" ] || [ "$rc" = 0 ] || [ "$rc" = 124 ]; then fail "mpirun exit status $rc (want non-zero, no hang)"; fi
-LEFT=""
-for _ in $(seq 1 50); do
-  LEFT="$(own_processes)"
-  [ -z "$LEFT" ] && break
-  sleep 0.1
-done
+LEFT="$(processes_left)"
 if [ -n "$LEFT" ]; then fail "processes left behind: $LEFT"; kill -KILL $LEFT 2>/dev/null || true; fi
 [ "$FAIL" = 0 ] || { echo "--- mpirun log"; tail -30 "$MPI_LOG"; exit 1; }
 MPI_PID=""

@@ -61,12 +61,7 @@ fault_case() {
   fi
   if [ "$rc" != 3 ]; then echo "  FAIL: mpirun exit status $rc (want 3: the pipeline failed)"; bad=1; fi
   if grep -Eq "Segmentation|Aborted|terminate called|AddressSanitizer" "$MPI_LOG"; then echo "  FAIL: a rank crashed"; bad=1; fi
-  local left=""
-  for _ in $(seq 1 50); do
-    left="$(own_processes)"
-    [ -z "$left" ] && break
-    sleep 0.1
-  done
+  local left="$(processes_left)"
   if [ -n "$left" ]; then echo "  FAIL: processes left behind: $left"; kill -KILL $left 2>/dev/null || true; bad=1; fi
   if [ "$bad" = 1 ]; then echo "--- mpirun log"; tail -20 "$MPI_LOG"; FAILURES=$((FAILURES + 1)); fi
   MPI_PID=""

@@ -60,7 +60,7 @@ for kind in $KINDS; do
         wait_exit "$MPI_PID" 60
         MPI_PID=""
         [ "$WAIT_RC" -eq 0 ] && pass "mpi: exit 0 on SIGTERM" || { fail "mpi: exit status $WAIT_RC on SIGTERM"; grep -v " info request " "$MPI_LOG" | tail -30; }
-        left=$(own_processes)
+        left=$(processes_left)
         [ -z "$left" ] && pass "mpi: no rank left behind" || fail "mpi: processes left: $left"
       else
         fail "mpi: the pipeline did not start"

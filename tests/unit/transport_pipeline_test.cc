@@ -147,6 +147,35 @@ class PipelineTest : public ::testing::Test {
     return out;
   }
 
+  // How one 8-token request through a scheduler over `executor` ended (the stages' faults
+  // under test end it early), and how long that took; 10 s at most.
+  struct EndedRequest {
+    std::string finish, error;
+    double seconds = 0;
+  };
+  EndedRequest RunOneRequest(PipelineExecutor& executor) {
+    model::KvBlockPool accounting(0, model_->kv_format(), 16, 64);
+    coordinator::SchedulerConfig sc;
+    sc.context = 128;
+    coordinator::Scheduler s(executor, model_->config(), tok_.get(), accounting, sc, nullptr);
+    s.Start();
+    auto stream = std::make_shared<coordinator::GenerationStream>(1);
+    coordinator::SequenceParams p;
+    p.prompt = tok_->Encode("Once upon a time", true);
+    p.max_tokens = 8;
+    const auto start = std::chrono::steady_clock::now();
+    EndedRequest r;
+    EXPECT_TRUE(s.Submit({p}, stream).ok());
+    while (r.finish.empty() && std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
+      for (auto& ev : stream->Drain())
+        if (!ev.finish_reason.empty()) r.finish = ev.finish_reason, r.error = ev.error;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    s.Stop();
+    return r;
+  }
+
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<model::Transformer> model_;
   std::unique_ptr<text::Tokenizer> tok_;
@@ -519,28 +548,10 @@ TEST_F(PipelineTest, SilentStageFailsRequestsWithinTimeout) {
   ASSERT_TRUE(e.ok()) << e.status();
   std::string why;
   (*e)->set_on_failure([&](const std::string& w) { why = w; });
-  model::KvBlockPool accounting(0, model_->kv_format(), 16, 64);
-  coordinator::SchedulerConfig sc;
-  sc.context = 128;
-  coordinator::Scheduler s(**e, model_->config(), tok_.get(), accounting, sc, nullptr);
-  s.Start();
-  auto stream = std::make_shared<coordinator::GenerationStream>(1);
-  coordinator::SequenceParams p;
-  p.prompt = tok_->Encode("Once upon a time", true);
-  p.max_tokens = 8;
-  const auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(s.Submit({p}, stream).ok());
-  std::string finish, error;
-  while (finish.empty() && std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
-    for (auto& ev : stream->Drain())
-      if (!ev.finish_reason.empty()) finish = ev.finish_reason, error = ev.error;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  s.Stop();
-  EXPECT_EQ(finish, "abort");  // → HTTP 503
-  EXPECT_LT(secs, 3.0);
-  EXPECT_NE(error.find("worker rank 1"), std::string::npos) << error;
+  const EndedRequest r = RunOneRequest(**e);
+  EXPECT_EQ(r.finish, "abort");  // → HTTP 503
+  EXPECT_LT(r.seconds, 3.0);
+  EXPECT_NE(r.error.find("worker rank 1"), std::string::npos) << r.error;
   EXPECT_NE(why.find("worker rank 1"), std::string::npos) << why;
   EXPECT_TRUE((*e)->failed());
 }
@@ -619,30 +630,12 @@ TEST_F(PipelineTest, WrongMessageFromAStageFailsThePipelineAtOnce) {
       std::lock_guard<std::mutex> lock(why_mu);
       why = w;
     });
-    model::KvBlockPool accounting(0, model_->kv_format(), 16, 64);
-    coordinator::SchedulerConfig sc;
-    sc.context = 128;
-    coordinator::Scheduler s(**e, model_->config(), tok_.get(), accounting, sc, nullptr);
-    s.Start();
-    auto stream = std::make_shared<coordinator::GenerationStream>(1);
-    coordinator::SequenceParams p;
-    p.prompt = tok_->Encode("Once upon a time", true);
-    p.max_tokens = 8;
-    const auto start = std::chrono::steady_clock::now();
-    ASSERT_TRUE(s.Submit({p}, stream).ok());
-    std::string finish, error;
-    while (finish.empty() && std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
-      for (auto& ev : stream->Drain())
-        if (!ev.finish_reason.empty()) finish = ev.finish_reason, error = ev.error;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    s.Stop();
+    const EndedRequest r = RunOneRequest(**e);
     done = true;
     fake.join();
-    EXPECT_EQ(finish, "abort");  // → HTTP 503
-    EXPECT_LT(secs, 2.0);
-    EXPECT_NE(error.find(c.want), std::string::npos) << error;
+    EXPECT_EQ(r.finish, "abort");  // → HTTP 503
+    EXPECT_LT(r.seconds, 2.0);
+    EXPECT_NE(r.error.find(c.want), std::string::npos) << r.error;
     std::lock_guard<std::mutex> lock(why_mu);
     EXPECT_NE(why.find(c.want), std::string::npos) << why;
   }
