@@ -475,8 +475,8 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
     // guess never preempts anyone.
     const int64_t length = s->cache->length();
     if (!Grow(*s, length + 1)) continue;
-    const int64_t room = (s->cache->blocks_held() + std::max<int64_t>(0, Available() - watermark_ - promised)) * block -
-                         (length + 1);
+    const int64_t room =
+        (s->cache->blocks_held() + std::max<int64_t>(0, Available() - watermark_ - promised)) * block - (length + 1);
     const int64_t limit = DraftLimit(*s, std::min(spare, room));
     promised += std::max<int64_t>(0, (length + 1 + limit + block - 1) / block - s->cache->blocks_held());
     spare -= limit;
@@ -494,7 +494,8 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
     const int64_t length = s->cache->length();
     const int64_t room =
         (s->cache->blocks_held() + std::max<int64_t>(0, Available() - watermark_)) * block - (length + 1);
-    if (static_cast<int64_t>(draft.size()) > std::max<int64_t>(0, room)) draft.resize(static_cast<size_t>(std::max<int64_t>(0, room)));
+    if (static_cast<int64_t>(draft.size()) > std::max<int64_t>(0, room))
+      draft.resize(static_cast<size_t>(std::max<int64_t>(0, room)));
     const int64_t verify = static_cast<int64_t>(draft.size());
     MakeFree((length + 1 + verify + block - 1) / block - s->cache->blocks_held());
     if (!s->cache->Reserve(length + 1 + verify).ok()) {  // cannot happen: room counted it

@@ -76,7 +76,8 @@ int64_t DraftBatch::Run() {
       ModelDraftProposer& p = *live[j].proposer;
       DraftRequest& r = *live[j].request;
       const int64_t position = static_cast<int64_t>(p.history_.size());
-      const int32_t token = p.sampler_.Sample(logits.data() + j * static_cast<size_t>(vocab), vocab, p.history_, position);
+      const int32_t token =
+          p.sampler_.Sample(logits.data() + j * static_cast<size_t>(vocab), vocab, p.history_, position);
       r.draft.push_back(token);
       p.history_.push_back(token);
       // The last draft token is not fed: if accepted, the next draft feeds it. Nor is one

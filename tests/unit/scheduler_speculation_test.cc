@@ -330,9 +330,9 @@ TEST_F(SchedulerSpeculationTest, SequencesDraftTogetherOnePassPerPosition) {
                                "Sue had a cat. The cat", "Max", "One day, a girl named Amy saw a"}) {
       streams.push_back(std::make_shared<GenerationStream>(1));
       // Mixed sampling: greedy and seeded at two temperatures, different lengths.
-      EXPECT_TRUE(s.Submit({Params(prompt, 16 + 3 * i, i % 3 == 0 ? 0.f : 0.7f + 0.1f * (i % 3), 40 + i)},
-                           streams.back())
-                      .ok());
+      EXPECT_TRUE(
+          s.Submit({Params(prompt, 16 + 3 * i, i % 3 == 0 ? 0.f : 0.7f + 0.1f * (i % 3), 40 + i)}, streams.back())
+              .ok());
       ++i;
     }
     s.Start();

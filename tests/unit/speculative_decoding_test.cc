@@ -271,9 +271,8 @@ class SequentialDrafter {
     fed_.assign(context.begin(), context.end());
     const int64_t vocab = model_.config().vocab_size;
     std::vector<float> logits(static_cast<size_t>(vocab));
-    EXPECT_TRUE(model_.Forward(context.data() + keep, static_cast<int64_t>(context.size() - keep), cache_,
-                               logits.data())
-                    .ok());
+    EXPECT_TRUE(
+        model_.Forward(context.data() + keep, static_cast<int64_t>(context.size() - keep), cache_, logits.data()).ok());
     std::vector<int32_t> history = context;
     for (int64_t i = 0; i < k; ++i) {
       const int64_t position = static_cast<int64_t>(history.size());
