@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 
 #include "common/status.h"
 #include "speculative/draft_source_check.h"
@@ -56,6 +57,43 @@ absl::StatusOr<SpeculationBench> RunSpeculationBench(LoadedModel& target, const 
       best = std::min(best, Since(t0));
     }
     b.draft_token_seconds = best / static_cast<double>(o.gen_tokens);
+  }
+
+  // A serving step's drafting for 16 sequences (the scheduler's case): each sequence's
+  // cache holds the prompt, each gets one new token of its own and drafts K tokens, alone one
+  // after the other or all in one batch (speculative::ProposeBatch). Both redo the same rows
+  // every repetition (the new token is fed again after the prompt).
+  {
+    constexpr int64_t kSequences = 16;
+    model::SamplingParams greedy;
+    std::vector<std::unique_ptr<speculative::ModelDraftProposer>> proposers;
+    std::vector<std::vector<int32_t>> contexts;
+    std::vector<int32_t> unused;
+    for (int64_t i = 0; i < kSequences; ++i) {
+      proposers.push_back(std::make_unique<speculative::ModelDraftProposer>(*draft, greedy, n + 1 + o.draft_tokens));
+      contexts.push_back(o.prompt);
+      contexts.back().push_back(o.prompt[static_cast<size_t>(i % n)]);
+      RETURN_IF_ERROR(proposers.back()->Propose(contexts.back(), 1, unused));  // the prompt's rows
+    }
+    double sequential = 1e30, batched = 1e30;
+    for (int rep = 0; rep < reps; ++rep) {
+      auto t0 = Clock::now();
+      for (int64_t i = 0; i < kSequences; ++i)
+        RETURN_IF_ERROR(
+            proposers[static_cast<size_t>(i)]->Propose(contexts[static_cast<size_t>(i)], o.draft_tokens, unused));
+      sequential = std::min(sequential, Since(t0));
+      std::vector<speculative::DraftRequest> requests;
+      for (int64_t i = 0; i < kSequences; ++i)
+        requests.push_back(
+            {proposers[static_cast<size_t>(i)].get(), contexts[static_cast<size_t>(i)], o.draft_tokens, {}, {}});
+      t0 = Clock::now();
+      speculative::ProposeBatch(absl::MakeSpan(requests));
+      batched = std::min(batched, Since(t0));
+      for (const auto& r : requests) RETURN_IF_ERROR(r.status);
+    }
+    b.draft_step_sequences = kSequences;
+    b.draft_step_sequential_seconds = sequential;
+    b.draft_step_batched_seconds = batched;
   }
 
   // One verification pass of k + 1 rows after the prompt (all rows' logits, as golden mode
@@ -134,6 +172,9 @@ void AddToJson(const SpeculationBench& b, boost::json::object& o) {
   boost::json::object verify;
   for (const auto& [rows, sec] : b.verify_seconds) verify[std::to_string(rows)] = sec * 1e3;
   o["verify_pass_ms"] = std::move(verify);  // by rows (k + 1)
+  o["draft_step_sequences"] = b.draft_step_sequences;
+  o["draft_step_sequential_ms"] = b.draft_step_sequential_seconds * 1e3;
+  o["draft_step_batched_ms"] = b.draft_step_batched_seconds * 1e3;
   o["acceptance_rate"] = b.acceptance_rate;
   o["tokens_per_step"] = b.tokens_per_step;
   o["speculative_decode_tokens_per_s"] = b.speculative_tokens_per_s;
@@ -150,6 +191,9 @@ void AddToJson(const SpeculationBench& b, boost::json::object& o) {
 void Print(const SpeculationBench& b, int64_t k) {
   std::printf("draft decode: %.2f tokens/s (%.2f ms a token)\n", 1.0 / b.draft_token_seconds,
               1e3 * b.draft_token_seconds);
+  std::printf("drafting %lld tokens for %lld sequences: %.2f ms sequence by sequence, %.2f ms batched\n", (long long)k,
+              (long long)b.draft_step_sequences, 1e3 * b.draft_step_sequential_seconds,
+              1e3 * b.draft_step_batched_seconds);
   std::printf("verification pass (all rows' logits):");
   for (const auto& [rows, sec] : b.verify_seconds) std::printf(" %lld rows %.2f ms;", (long long)rows, 1e3 * sec);
   std::printf(

@@ -1,5 +1,6 @@
 // `accullm bench --draft PACK`: golden mode's cost model, measured. On top of the target's
-// own decode speed: the draft's decode step, one verification pass of k + 1 rows at several
+// own decode speed: the draft's decode step, a serving step's drafting for 16 sequences
+// (sequence by sequence and batched), one verification pass of k + 1 rows at several
 // k, and a real speculative run (greedy, over the benchmark's prompt) with its acceptance
 // rate. The speedup they imply at acceptance rate a and draft length K is
 //   E[tokens per step] / (K * t_draft + t_verify(K + 1)) * t_target,
@@ -41,6 +42,11 @@ struct SpeculationBench {
   // the decoder timed them; against the isolated passes above they show the loop's overhead.
   double run_draft_ms_per_step = 0, run_verify_ms_per_step = 0;
   std::vector<double> draft_position_acceptance;
+  // One serving step's drafting for `draft_step_sequences` sequences of K draft tokens each
+  // (after the benchmark's prompt and one new token each): sequence by sequence (K one-row
+  // passes each) and batched as the scheduler drafts (K passes of a row per sequence).
+  int64_t draft_step_sequences = 0;
+  double draft_step_sequential_seconds = 0, draft_step_batched_seconds = 0;
   std::vector<std::pair<double, double>> model_speedup;  // (acceptance rate, implied speedup at K)
 };
 

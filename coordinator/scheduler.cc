@@ -461,27 +461,53 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
     if (s->idle() && s->decoding()) ++decoders;
   int64_t spare = budget - std::min<int64_t>({decoders, static_cast<int64_t>(share), budget});
   const int64_t block = pool_.block_size();
-  for (auto& s : running_) {  // decode tokens first, one per idle decoding sequence
+  // Decode tokens first, one per idle decoding sequence. Three passes, so that the sequences
+  // draft together (one draft-model pass per position for all of them): choose the
+  // sequences and how many tokens each may draft, draft, then reserve and queue the items.
+  std::vector<Sequence*> decoders_chosen;
+  std::vector<int64_t> limits;
+  int64_t promised = 0;  // blocks the chosen sequences' drafts may take, not reserved yet
+  for (auto& s : running_) {
     if (!s->idle() || !s->decoding()) continue;
-    if (mb.owners.size() >= share || budget <= 0) break;
+    if (decoders_chosen.size() >= share || budget <= 0) break;
     // A block for the decode row (preempting newer sequences when the pool is out), then a
     // draft no longer than its blocks and the free ones above the watermark can take: a
     // guess never preempts anyone.
     const int64_t length = s->cache->length();
     if (!Grow(*s, length + 1)) continue;
     const int64_t room =
+        (s->cache->blocks_held() + std::max<int64_t>(0, Available() - watermark_ - promised)) * block - (length + 1);
+    const int64_t limit = DraftLimit(*s, std::min(spare, room));
+    promised += std::max<int64_t>(0, (length + 1 + limit + block - 1) / block - s->cache->blocks_held());
+    spare -= limit;
+    budget -= 1 + limit;
+    s->busy = true;  // taken: neither a victim nor a second item of this micro-batch
+    decoders_chosen.push_back(s.get());
+    limits.push_back(limit);
+  }
+  const std::vector<std::vector<int32_t>> drafts = Draft(decoders_chosen, limits);
+  for (size_t i = 0; i < decoders_chosen.size(); ++i) {
+    Sequence* s = decoders_chosen[i];
+    std::vector<int32_t> draft = drafts[i];
+    // A later sequence's decode row may have taken a block promised above (Grow preempts
+    // only when the pool is out): the draft is then cut to what is left, still a draft.
+    const int64_t length = s->cache->length();
+    const int64_t room =
         (s->cache->blocks_held() + std::max<int64_t>(0, Available() - watermark_)) * block - (length + 1);
-    const std::vector<int32_t> draft = Draft(*s, std::min(spare, room));
+    if (static_cast<int64_t>(draft.size()) > std::max<int64_t>(0, room))
+      draft.resize(static_cast<size_t>(std::max<int64_t>(0, room)));
     const int64_t verify = static_cast<int64_t>(draft.size());
     MakeFree((length + 1 + verify + block - 1) / block - s->cache->blocks_held());
-    if (!s->cache->Reserve(length + 1 + verify).ok()) continue;  // cannot happen: room counted it
-    spare -= verify;
+    if (!s->cache->Reserve(length + 1 + verify).ok()) {  // cannot happen: room counted it
+      s->busy = false;
+      budget += 1 + limits[i];
+      continue;
+    }
+    budget += limits[i] - verify;  // what a shorter draft left to the prefill chunks
     tokens.push_back(s->last);
     tokens.insert(tokens.end(), draft.begin(), draft.end());
     items.push_back({s->id, &*s->cache, 1 + verify, true, verify});
-    mb.owners.push_back(s.get());
-    s->busy = true;  // taken: neither a victim nor a second item of this micro-batch
-    budget -= 1 + verify;
+    mb.owners.push_back(s);
   }
   int64_t prefill_tokens = 0;
   for (auto& s : running_) {  // then prefill chunks with what is left (their blocks were taken at admission)
@@ -512,22 +538,43 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
   return true;
 }
 
-std::vector<int32_t> Scheduler::Draft(Sequence& s, int64_t budget) {
-  std::vector<int32_t> draft;
-  if (s.proposer == nullptr) return draft;
+int64_t Scheduler::DraftLimit(const Sequence& s, int64_t budget) const {
+  if (s.proposer == nullptr) return 0;
   // Every token a step produces must be one the sequence may still generate: at most
   // max_tokens - generated, the draft's tokens and the target's own one after them (so the
   // rows also stay within prompt + max_tokens, which Submit checked against the context).
-  const int64_t k = std::min({s.draft_length->next(), s.params.max_tokens - s.generated - 1, budget});
-  if (k <= 0) return draft;
-  if (absl::Status st = s.proposer->Propose(s.context, k, draft); !st.ok()) {
-    // A draft is only a guess: without one the step is a plain decode step, same tokens.
-    spdlog::warn("sequence {}: {} draft failed ({}); decoding without a draft", s.id, s.proposer->name(),
-                 std::string(st.message()));
-    draft.clear();
+  return std::max<int64_t>(0, std::min({s.draft_length->next(), s.params.max_tokens - s.generated - 1, budget}));
+}
+
+std::vector<std::vector<int32_t>> Scheduler::Draft(const std::vector<Sequence*>& seqs,
+                                                   const std::vector<int64_t>& limits) {
+  std::vector<speculative::DraftRequest> requests;
+  std::vector<size_t> owner;  // the index in seqs of each request
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (limits[i] <= 0) continue;
+    requests.push_back({seqs[i]->proposer.get(), seqs[i]->context, limits[i], {}, {}});
+    owner.push_back(i);
   }
-  if (static_cast<int64_t>(draft.size()) > k) draft.resize(static_cast<size_t>(k));
-  return draft;
+  std::vector<std::vector<int32_t>> drafts(seqs.size());
+  if (requests.empty()) return drafts;
+  const int64_t passes = speculative::ProposeBatch(absl::MakeSpan(requests));
+  if (passes > 0) {
+    draft_forward_passes_.fetch_add(passes);
+    draft_launches_.fetch_add(1);
+  }
+  for (size_t r = 0; r < requests.size(); ++r) {
+    Sequence& s = *seqs[owner[r]];
+    if (!requests[r].status.ok()) {
+      // A draft is only a guess: without one the step is a plain decode step, same tokens.
+      spdlog::warn("sequence {}: {} draft failed ({}); decoding without a draft", s.id, s.proposer->name(),
+                   std::string(requests[r].status.message()));
+      continue;
+    }
+    std::vector<int32_t>& d = requests[r].draft;
+    if (static_cast<int64_t>(d.size()) > limits[owner[r]]) d.resize(static_cast<size_t>(limits[owner[r]]));
+    drafts[owner[r]] = std::move(d);
+  }
+  return drafts;
 }
 
 void Scheduler::CompleteOldest() {

@@ -47,10 +47,14 @@ namespace accullm::coordinator {
 // Speculative decoding (serve --draft PACK / --speculate ngram; docs/serving.md): before each
 // decode item of a sequence, a proposer drafts up to `max_draft_tokens` tokens (the length
 // adapts to the sequence's acceptance rate: speculative/draft_length.h) on the scheduler's
-// thread, sequence after sequence, and the item carries the newest token and the draft: the
+// thread, and the item carries the newest token and the draft: the
 // last stage samples every row and keeps the longest prefix equal to its own samples
 // (pipeline/wire.h BatchItem::verify), so the tokens are exactly those without speculation.
 // The rejected rows are then truncated (the sequence keeps its reserved blocks).
+// The sequences of one micro-batch draft together (speculative::ProposeBatch): with a draft
+// model, one forward pass per draft position for all of them (a row per sequence, each in
+// its own cache), so the draft's weights are streamed max(k) times per launch, not once per
+// sequence and position; prompt lookup proposes sequence by sequence (it runs no model).
 struct SpeculationOptions {
   enum class Mode { kOff, kDraft, kNgram };
   Mode mode = Mode::kOff;
@@ -123,6 +127,10 @@ class Scheduler {
   int num_running() const { return num_running_.load(); }
   // Sequences preempted so far (their KV freed to let older ones grow, recomputed later).
   int64_t preemptions() const { return preemptions_.load(); }
+  // Forward passes of the draft model so far, and the launches that drafted with it (tests:
+  // a launch runs at most max_draft_tokens passes however many sequences draft in it).
+  int64_t draft_forward_passes() const { return draft_forward_passes_.load(); }
+  int64_t draft_launches() const { return draft_launches_.load(); }
 
   struct Sequence;
 
@@ -161,9 +169,11 @@ class Scheduler {
   void DropCancelled();
   void Finish(Sequence& s, const std::string& reason, std::string text = {}, const std::string& error = {});
   void UpdateGauges();
-  // The draft tokens for decoding sequence `s`'s next item: at most `budget` of them, none
-  // when speculation is off, the proposer has nothing, or the sequence is about to end.
-  std::vector<int32_t> Draft(Sequence& s, int64_t budget);
+  // How many draft tokens decoding sequence `s`'s next item may carry: at most `budget`, 0
+  // when speculation is off or the sequence is about to end.
+  int64_t DraftLimit(const Sequence& s, int64_t budget) const;
+  // The drafts of `seqs` (limits[i] tokens at most for seqs[i]), all proposed together.
+  std::vector<std::vector<int32_t>> Draft(const std::vector<Sequence*>& seqs, const std::vector<int64_t>& limits);
   // The tokens of item `i` of `mb` (`tokens`, one or a verification's 1 .. verify + 1) for
   // sequence `s`: streamed in order until the sequence ends; a verification's rejected rows
   // are then truncated.
@@ -195,6 +205,7 @@ class Scheduler {
   int64_t watermark_ = 1;                      // blocks left free by an admission beside running sequences
   std::unique_ptr<PrefixCache> prefix_cache_;  // null: prefix caching off
   std::atomic<int64_t> preemptions_{0};
+  std::atomic<int64_t> draft_forward_passes_{0}, draft_launches_{0};
   std::thread thread_;
 };
 

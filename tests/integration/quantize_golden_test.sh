@@ -120,6 +120,7 @@ b = json.load(open(sys.argv[1]))
 assert 0 < b["acceptance_rate"] <= 1, b
 assert b["draft_decode_tokens_per_s"] > 0 and b["speculative_decode_tokens_per_s"] > 0, b
 assert set(b["verify_pass_ms"]) == {"2", "3", "5", "9"}, b["verify_pass_ms"]
+assert b["draft_step_sequences"] == 16 and b["draft_step_sequential_ms"] > 0 and b["draft_step_batched_ms"] > 0, b
 assert [m["acceptance"] for m in b["cost_model_speedup"]][1:] == [0.9], b["cost_model_speedup"]
 assert all(m["speedup"] > 0 for m in b["cost_model_speedup"]), b
 PY

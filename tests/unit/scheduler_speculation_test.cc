@@ -195,6 +195,7 @@ class SchedulerSpeculationTest : public ::testing::Test {
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<model::Transformer> model_;
   std::unique_ptr<text::Tokenizer> tok_;
+  int64_t passes_ = 0, launches_ = 0;  // a scheduler's draft counters, read before it goes
 };
 
 TEST_F(SchedulerSpeculationTest, EmbeddedTokensEqualThoseWithoutSpeculation) {
@@ -309,6 +310,46 @@ TEST_F(SchedulerSpeculationTest, DraftsNeverCrowdOutDecodeSteps) {
   ExpectSame(run(Mode::kDraft, spec), want, "draft, budget 12");
   EXPECT_GT(spec.drafted, 0);
   EXPECT_EQ(spec.launches_missing_a_decoder, 0);
+}
+
+// The sequences of a launch draft together: one forward pass of the draft model per draft
+// position, whatever the number of sequences (speculative::ProposeBatch). 8 sequences decode
+// at once with up to 4 draft tokens each: drafting sequence by sequence would run a pass per
+// draft token (the drafted count), batched drafting at most 4 per launch that drafts.
+TEST_F(SchedulerSpeculationTest, SequencesDraftTogetherOnePassPerPosition) {
+  auto run = [&](Mode mode, DecodeStepRecorder& exec) {
+    model::KvBlockPool kv(0, model_->kv_format(), 16, 256);
+    SchedulerConfig c = Config(mode);
+    c.max_num_seqs = 8;
+    c.max_batch_tokens = 64;  // room for every sequence's decode row and 4 draft tokens
+    c.prefill_chunk = 64;
+    Scheduler s(exec, model_->config(), tok_.get(), kv, c, nullptr);
+    std::vector<std::shared_ptr<GenerationStream>> streams;
+    int i = 0;
+    for (const char* prompt : {"Lily", "Tom and Sam went", "Once upon a time there was", "Ben", "The sun was hot",
+                               "Sue had a cat. The cat", "Max", "One day, a girl named Amy saw a"}) {
+      streams.push_back(std::make_shared<GenerationStream>(1));
+      // Mixed sampling: greedy and seeded at two temperatures, different lengths.
+      EXPECT_TRUE(
+          s.Submit({Params(prompt, 16 + 3 * i, i % 3 == 0 ? 0.f : 0.7f + 0.1f * (i % 3), 40 + i)}, streams.back())
+              .ok());
+      ++i;
+    }
+    s.Start();
+    auto out = WaitAll(streams);
+    s.Stop();
+    passes_ = s.draft_forward_passes();
+    launches_ = s.draft_launches();
+    return out;
+  };
+  DecodeStepRecorder plain(*model_, 256), spec(*model_, 256);
+  const auto want = run(Mode::kOff, plain);
+  EXPECT_EQ(passes_, 0);
+  ExpectSame(run(Mode::kDraft, spec), want, "draft, 8 sequences drafting together");
+  EXPECT_GT(launches_, 0);
+  EXPECT_LE(passes_, 4 * launches_) << "more than one pass per draft position in a launch";
+  // Drafting sequence by sequence runs one pass per drafted token.
+  EXPECT_LT(2 * passes_, spec.drafted) << passes_ << " passes for " << spec.drafted << " draft tokens";
 }
 
 }  // namespace

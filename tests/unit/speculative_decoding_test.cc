@@ -256,6 +256,102 @@ TEST_F(SpeculativeDecodingTest, GoldenTokensAreTheTargetsAloneGreedyAndSampled) 
   EXPECT_GT(accepted, drafted / 2) << accepted << " of " << drafted;
 }
 
+// Drafting for one sequence as it was done before batched drafting: its own cache, the rows
+// it lacks in one Forward, then one Forward per draft token. The reference for ProposeBatch.
+class SequentialDrafter {
+ public:
+  SequentialDrafter(model::Transformer& m, const model::SamplingParams& p, int64_t capacity)
+      : model_(m), cache_(m.NewCache(capacity)), sampler_(p) {}
+  std::vector<int32_t> Propose(const std::vector<int32_t>& context, int64_t k) {
+    std::vector<int32_t> draft;
+    if (k <= 0 || context.empty()) return draft;
+    size_t keep = 0;
+    while (keep < std::min(fed_.size(), context.size() - 1) && fed_[keep] == context[keep]) ++keep;
+    cache_.Truncate(static_cast<int64_t>(keep));
+    fed_.assign(context.begin(), context.end());
+    const int64_t vocab = model_.config().vocab_size;
+    std::vector<float> logits(static_cast<size_t>(vocab));
+    EXPECT_TRUE(
+        model_.Forward(context.data() + keep, static_cast<int64_t>(context.size() - keep), cache_, logits.data()).ok());
+    std::vector<int32_t> history = context;
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t position = static_cast<int64_t>(history.size());
+      const int32_t token = sampler_.Sample(logits.data(), vocab, history, position);
+      draft.push_back(token);
+      history.push_back(token);
+      if (i + 1 == k || position >= cache_.capacity()) break;
+      EXPECT_TRUE(model_.Forward(&token, 1, cache_, logits.data()).ok());
+      fed_.push_back(token);
+    }
+    return draft;
+  }
+
+ private:
+  model::Transformer& model_;
+  model::KvCache cache_;
+  model::Sampler sampler_;
+  std::vector<int32_t> fed_;
+};
+
+// Batched drafting (ProposeBatch): sequences of different lengths, sampling parameters and
+// draft lengths, over several steps whose contexts accept a part of each draft and then
+// differ (so every cache rolls back by its own amount), get exactly the drafts they get alone
+// (the INT8 activation path of the 3-bit draft included), from one forward pass of the draft
+// model per draft position: as many passes as the longest k, not the sum of the k's.
+TEST_F(SpeculativeDecodingTest, BatchedDraftsEqualPerSequenceDrafts) {
+  const int64_t vocab = draft_->config().vocab_size;
+  const std::vector<model::SamplingParams> cases = SamplingCases();
+  const size_t n_seq = std::min<size_t>(6, prompts_->size());
+  const int64_t capacity = 256;
+  std::vector<std::unique_ptr<ModelDraftProposer>> batched;
+  std::vector<std::unique_ptr<SequentialDrafter>> alone;
+  std::vector<std::vector<int32_t>> contexts;
+  for (size_t i = 0; i < n_seq; ++i) {
+    const model::SamplingParams& p = cases[i % cases.size()];
+    batched.push_back(DraftProposerFor(p, capacity));
+    alone.push_back(std::make_unique<SequentialDrafter>(*draft_, p, capacity));
+    contexts.push_back((*prompts_)[i]);
+  }
+  std::set<size_t> lengths;
+  for (const auto& c : contexts) lengths.insert(c.size());
+  ASSERT_GT(lengths.size(), 1u) << "the prompts should differ in length";
+  int64_t sum_k = 0, sum_passes = 0;
+  for (int step = 0; step < 6; ++step) {
+    std::vector<DraftRequest> requests;
+    int64_t max_k = 0;
+    for (size_t i = 0; i < n_seq; ++i) {
+      // k from 0 (this sequence does not draft) to 5, changing from step to step.
+      const int64_t k = static_cast<int64_t>((i + 2 * static_cast<size_t>(step)) % 6);
+      requests.push_back({batched[i].get(), contexts[i], k, {}, {}});
+      max_k = std::max(max_k, k);
+      sum_k += k;
+    }
+    const int64_t passes = ProposeBatch(absl::MakeSpan(requests));
+    EXPECT_EQ(passes, max_k) << "step " << step;
+    sum_passes += passes;
+    for (size_t i = 0; i < n_seq; ++i) {
+      ASSERT_TRUE(requests[i].status.ok()) << requests[i].status;
+      const std::vector<int32_t> want = alone[i]->Propose(contexts[i], requests[i].k);
+      EXPECT_EQ(requests[i].draft, want) << "sequence " << i << ", step " << step;
+      EXPECT_EQ(static_cast<int64_t>(requests[i].draft.size()), requests[i].k);
+      // The next context: a part of the draft accepted, then a token of the target's (here
+      // any other token), so the rows of the rejected draft tokens are rolled back.
+      const size_t accepted = (3 * i + static_cast<size_t>(step)) % (want.size() + 1);
+      contexts[i].insert(contexts[i].end(), want.begin(), want.begin() + static_cast<int64_t>(accepted));
+      const int32_t other = accepted < want.size() ? want[accepted] + 1 : 17;
+      contexts[i].push_back(other % static_cast<int32_t>(vocab));
+    }
+  }
+  EXPECT_LT(2 * sum_passes, sum_k) << "batched drafting should share passes across sequences";
+  // A proposer that is not a draft model proposes alone, beside the batch.
+  NgramDraftProposer ngram;
+  std::vector<int32_t> repeat = {5, 6, 7, 5, 6};
+  std::vector<DraftRequest> mixed = {{&ngram, repeat, 3, {}, {}}, {batched[0].get(), contexts[0], 2, {}, {}}};
+  EXPECT_EQ(ProposeBatch(absl::MakeSpan(mixed)), 2);
+  EXPECT_EQ(mixed[0].draft, std::vector<int32_t>({7, 5, 6}));
+  EXPECT_EQ(mixed[1].draft, alone[0]->Propose(contexts[0], 2));
+}
+
 TEST_F(SpeculativeDecodingTest, EveryDraftLengthGivesTheSameTokens) {
   const int64_t n = 32;
   for (const model::SamplingParams& p : SamplingCases()) {
