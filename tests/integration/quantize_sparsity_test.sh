@@ -98,6 +98,47 @@ live=$(grep '^# TYPE accullm_ffn' "$TMP/metrics.txt" | awk '{print $3}' | sort)
 [ -n "$doc" ] && [ "$doc" = "$live" ] && pass "docs/metrics.md lists the sparsity series" || fail "sparsity series: doc [$doc] live [$live]"
 recall_near_eval "$TMP/metrics.txt" "$TMP/sparse.json" "CATS"
 
+# Under mpirun -np 3 (coordinator + 2 stages) each stage rank counts its own layers' sampled
+# recall and exports it on its --metrics-port (BASE + rank): disjoint layer sets covering all 8.
+source tests/integration/mpi_lib.sh
+MPI_PID=""
+trap '[ -n "$MPI_PID" ] && kill -KILL -- -$MPI_PID 2>/dev/null; rm -rf "$TMP"' EXIT
+BASE=$($PY - <<'PYEOF'
+import random, socket
+for _ in range(200):
+    p = random.randint(20000, 60000)
+    try:
+        for q in range(p, p + 3):
+            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
+        print(p); break
+    except OSError:
+        pass
+PYEOF
+)
+if start_mpi_server 3 "$ACCULLM" --model "$TMP/p" --metrics-port "$BASE" --metrics-no-auth \
+  --sparsity-recall-sample-rate 1; then
+  curl -sf -H 'Content-Type: application/json' -d '{"model":"p","prompt":"Once upon a time","max_tokens":24,"temperature":0}' \
+    "http://127.0.0.1:$PORT/v1/completions" >/dev/null || fail "completion through the pipeline"
+  for r in 1 2; do curl -sf "http://127.0.0.1:$((BASE + r))/metrics" >"$TMP/stage$r.txt" || fail "no /metrics on rank $r"; done
+  kill -TERM "$MPI_PID" 2>/dev/null; wait_exit "$MPI_PID" 60; MPI_PID=""
+  $PY - "$TMP/stage1.txt" "$TMP/stage2.txt" <<'PY' && pass "mpirun: each stage exports the sampled recall of its own layers" || fail "mpirun: stage recall series"
+import re, sys
+layers = []
+for path in sys.argv[1:]:
+    active, kept = {}, {}
+    for line in open(path):
+        m = re.match(r'accullm_ffn_recall_(active|kept_active)_total\{.*layer="(\d+)".*\} (\S+)', line)
+        if m:
+            (active if m.group(1) == "active" else kept)[int(m.group(2))] = float(m.group(3))
+    assert active and all(v > 0 for v in active.values()) and all(kept[l] <= active[l] for l in active), (path, active, kept)
+    layers.append(set(active))
+    print(f"{path.rsplit('/', 1)[-1]}: layers {sorted(active)}, recall {sum(kept.values()) / sum(active.values()):.4f}")
+assert not (layers[0] & layers[1]) and layers[0] | layers[1] == set(range(8)), layers
+PY
+else
+  fail "mpirun -np 3 with a sparse pack did not start"
+fi
+
 # A negative threshold is refused at load, naming the field.
 $PY -c "import json,sys; p=sys.argv[1]; m=json.load(open(p)); m['sparsity']['thresholds'][3]=-1; json.dump(m, open(p,'w'))" \
   "$TMP/p/accullm.json"
