@@ -28,6 +28,7 @@ struct BenchFlags {
   bool exact = false;
   ActQuantFlags act_quant;
   std::string sparsity = "on";
+  double sparsity_recall_sample_rate = 0;  // serve's sampled recall, to price it (serve's default: 0.01)
   std::string isa;  // empty: ACCULLM_ISA or the detected level
   std::string kv_cache_dtype = kDefaultKvCacheDType;
   std::string draft;  // golden mode's cost model: a pack of --model
@@ -98,6 +99,7 @@ int RunBench(BenchFlags f) {
   if (!loaded.ok()) return ReportError(loaded.status());
   const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
   model::Transformer& model = *loaded->transformer;
+  model.set_ffn_recall_sample_rate(f.sparsity_recall_sample_rate);
   const model::ModelConfig& c = model.config();
   if (f.prompt_tokens + f.gen_tokens > c.max_position_embeddings) {
     return ReportError(absl::InvalidArgumentError("--prompt-tokens + --gen-tokens exceed the model's context"));
@@ -212,6 +214,10 @@ void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_flag("!--no-bandwidth", flags->bandwidth, "Skip measuring the machine's memory read bandwidth");
   AddActQuantFlags(*cmd, flags->act_quant);
   AddSparsityFlag(*cmd, flags->sparsity);
+  cmd->add_option("--sparsity-recall-sample-rate", flags->sparsity_recall_sample_rate,
+                  "Sparse packs: decode with serve's sampled recall on at this rate (0..1), to measure its cost")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   AddExactFlag(*cmd, flags->exact);
   AddKvCacheDTypeFlag(*cmd, flags->kv_cache_dtype);
   cmd->add_option("--isa", flags->isa,

@@ -74,6 +74,7 @@ struct ServeFlags {
   double canary_interval = 300;
   std::string reference;  // full-precision checkpoint for sampled layer error
   double drift_sample_rate = 0.01;
+  double sparsity_recall_sample_rate = 0.01;
   int metrics_port = 0;   // 0: /metrics only on the API port (rank 0)
   std::string draft;      // golden mode: a pack of --model drafts on rank 0, --model verifies
   std::string speculate;  // draft | ngram | off; default: draft with --draft, else off
@@ -176,6 +177,7 @@ int RunWorkerRank(const ServeFlags& f, transport::MpiTransport& mpi) {
     loaded->transformer->set_observer(drift.get());
     drift_view = drift.get();
   }
+  loaded->transformer->set_ffn_recall_sample_rate(f.sparsity_recall_sample_rate);
   if (loaded->transformer->ffn_sparsity_enabled()) sparse_view = loaded->transformer.get();
   const int rc = pipeline::RunPipelineStage(mpi, *loaded->transformer, &mpi, &activity);
   drift_view = nullptr;
@@ -255,6 +257,7 @@ int RunServe(ServeFlags f) {
                            .sparsity = f.sparsity != "off"});
   if (!loaded.ok()) return fail(loaded.status());
   model::Transformer& model = *loaded->transformer;
+  model.set_ffn_recall_sample_rate(f.sparsity_recall_sample_rate);
   const model::ModelConfig& mc = model.config();
   const int64_t context =
       f.max_model_len > 0 ? std::min(f.max_model_len, mc.max_position_embeddings) : mc.max_position_embeddings;
@@ -512,6 +515,13 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
   AddActQuantFlags(*cmd, f->act_quant);
   AddExactFlag(*cmd, f->exact);
   AddSparsityFlag(*cmd, f->sparsity);
+  cmd->add_option("--sparsity-recall-sample-rate", f->sparsity_recall_sample_rate,
+                  "Sparse packs: the share of decode tokens whose FFN also runs densely to count the truly active "
+                  "neurons and how many were kept (accullm_ffn_recall_*_total per layer; under mpirun on each "
+                  "stage's --metrics-port). A keyed hash of position and hidden state picks them; a sampled token "
+                  "gets the same bits. 0: off, 1: every decode token")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   cmd->add_option("--http-threads", f->http_threads, "Network threads (never run model compute)")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));

@@ -71,7 +71,8 @@ std::vector<monitoring::FfnLayerCount> FfnCounts(const model::Transformer& model
   for (size_t l = 0; l < counts.size(); ++l) {
     if (counts[l].total == 0) continue;  // another stage's layer, or none yet
     out.push_back({static_cast<int64_t>(l), static_cast<uint64_t>(counts[l].total),
-                   static_cast<uint64_t>(counts[l].total - counts[l].kept)});
+                   static_cast<uint64_t>(counts[l].total - counts[l].kept), static_cast<uint64_t>(counts[l].active),
+                   static_cast<uint64_t>(counts[l].kept_active)});
   }
   return out;
 }

@@ -63,6 +63,7 @@ struct LayerScratch {
   std::vector<const void*> k_table, v_table;
   std::vector<BatchSegment> one_segment;  // Forward's single sequence
   FfnKeptSets kept;                       // a neuron selector's output
+  std::vector<uint8_t> recall_rows;       // RunLayers' recall-sampled rows
 };
 LayerScratch& Scratch() {
   thread_local LayerScratch scratch;
@@ -374,7 +375,8 @@ std::vector<FfnSparsityCounts> Transformer::ffn_sparsity_counts() const {
   std::vector<FfnSparsityCounts> out(static_cast<size_t>(config_.num_layers));
   for (size_t l = 0; l < out.size(); ++l) {
     const AtomicFfnCounts& c = ffn_counts_[l];
-    out[l] = {c.total.load(), c.kept.load(), c.active.load(), c.kept_active.load(), c.sparse_rows.load()};
+    out[l] = {c.total.load(),       c.kept.load(),        c.active.load(),
+              c.kept_active.load(), c.sparse_rows.load(), c.recall_rows.load()};
   }
   return out;
 }
@@ -398,7 +400,57 @@ void Transformer::ResetFfnSparsityCounts() {
     c.active = 0;
     c.kept_active = 0;
     c.sparse_rows = 0;
+    c.recall_rows = 0;
   }
+}
+
+void Transformer::set_ffn_recall_sample_rate(double rate) {
+  recall_sample_all_ = rate >= 1.0;
+  // rate · 2^64, so that a uniform 64-bit hash falls under it with probability rate.
+  recall_sample_below_ = rate <= 0.0 || recall_sample_all_ ? 0 : static_cast<uint64_t>(std::ldexp(rate, 64));
+}
+
+namespace {
+// splitmix64's finalizer: a well-mixed 64-bit value from any 64-bit input.
+uint64_t Mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// The key of a row's recall sampling: its position and the bits of its hidden state (a fixed
+// seed, so a run is reproducible; no clock, no counter, nothing from the rest of the batch).
+uint64_t RecallSampleHash(int64_t position, const float* row, int64_t width) {
+  uint64_t h = Mix64(0x5ca1ab1eULL ^ static_cast<uint64_t>(position));
+  for (int64_t i = 0; i < width; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &row[i], sizeof(bits));
+    h = Mix64(h ^ bits);
+  }
+  return h;
+}
+}  // namespace
+
+const uint8_t* Transformer::RecallSampledRows(const float* hidden, const std::vector<BatchSegment>& segments,
+                                              int64_t rows) {
+  if ((recall_sample_below_ == 0 && !recall_sample_all_) || measure_ffn_recall_ || active_thresholds_.empty() ||
+      !ffn_sparsity_enabled())
+    return nullptr;
+  const int64_t h = config_.hidden_size;
+  std::vector<uint8_t>& sampled = Scratch().recall_rows;
+  sampled.assign(static_cast<size_t>(rows), 0);
+  bool any = false;
+  int64_t row = 0;
+  for (const BatchSegment& seg : segments) {
+    if (seg.n_tokens == 1) {  // a decode row; prompt chunks are not sampled
+      const bool pick = recall_sample_all_ ||
+                        RecallSampleHash(seg.cache->length(), hidden + row * h, h) < recall_sample_below_;
+      sampled[static_cast<size_t>(row)] = pick ? 1 : 0;
+      any = any || pick;
+    }
+    row += seg.n_tokens;
+  }
+  return any ? sampled.data() : nullptr;
 }
 
 absl::Status Transformer::SelectNeurons(int64_t layer, const float* x, int64_t n, FfnKeptSets& kept) const {
@@ -423,25 +475,27 @@ absl::Status Transformer::SelectNeurons(int64_t layer, const float* x, int64_t n
   return absl::OkStatus();
 }
 
-void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, const FfnKeptSets* kept, float* gate,
-                               float* up) {
+void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, const FfnKeptSets* kept,
+                               const uint8_t* recall_rows, float* gate, float* up) {
   const TransformerLayer& L = layers_[layer];
   const int64_t inter = config_.intermediate_size;
   // Dense gate and up (one shared INT8 input), then the mask row by row: the same linears'
   // bits as the fused dense path, so a neuron that is kept carries its dense value.
   ForwardSameInput({{L.gate.get(), gate}, {L.up.get(), up}}, x, n, *pool_);
   const float threshold = sparsity_thresholds_.empty() ? 0.0f : sparsity_thresholds_[static_cast<size_t>(layer)];
-  const bool recall = measure_ffn_recall_ && !active_thresholds_.empty();
-  const float active_threshold = recall ? active_thresholds_[static_cast<size_t>(layer)] : 0.0f;
+  const bool can_count = !active_thresholds_.empty();
+  const float active_threshold = can_count ? active_thresholds_[static_cast<size_t>(layer)] : 0.0f;
   AtomicFfnCounts& counts = ffn_counts_[layer];
   pool_->ParallelFor(n, [&](int64_t r0, int64_t r1) {
     kernels::FfnMaskCounts c;
+    int64_t counted_rows = 0;
     for (int64_t r = r0; r < r1; ++r) {
       float* g = gate + r * inter;
       const float* u = up + r * inter;
       // The rule: one line per source of kept neurons (a new rule is one more case here and
       // its one-row form in SparseGateUp).
       kernels::FfnMaskCounts rc;
+      const bool recall = can_count && (measure_ffn_recall_ || (recall_rows != nullptr && recall_rows[r] != 0));
       if (kept != nullptr) {
         rc = kernels::SiluMulKept(g, u, inter, kept->row(r), kept->count(r), recall, active_threshold, g);
       } else if (recall) {
@@ -452,15 +506,17 @@ void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, const F
       c.kept += rc.kept;
       c.active += rc.active;
       c.kept_active += rc.kept_active;
+      counted_rows += recall ? 1 : 0;
     }
     counts.kept += c.kept;
     counts.active += c.active;
     counts.kept_active += c.kept_active;
+    counts.recall_rows += counted_rows;
   });
   counts.total += n * inter;
 }
 
-absl::Status Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* out) {
+absl::Status Transformer::Mlp(int64_t layer, const float* x, int64_t n, const uint8_t* recall_rows, float* out) {
   const TransformerLayer& L = layers_[layer];
   const int64_t inter = config_.intermediate_size;
   LayerScratch& scratch = Scratch();
@@ -481,9 +537,12 @@ absl::Status Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* o
     RETURN_IF_ERROR(SelectNeurons(layer, x, n, scratch.kept));
     kept = &scratch.kept;
   }
-  // Decode: the sparse kernels, unless recall is measured (it needs every neuron's product).
+  // Decode: the sparse kernels, unless recall is measured for this row (it needs every
+  // neuron's product; the masked path gives the same bits).
   std::optional<SparseFfnLinears> sparse;
-  if (n == 1 && sparse_ffn_kernels_ && !measure_ffn_recall_) sparse = SparseFfnLinearsOf(*L.gate, *L.up, *L.down);
+  const bool row_sampled = recall_rows != nullptr && recall_rows[0] != 0;
+  if (n == 1 && sparse_ffn_kernels_ && !measure_ffn_recall_ && !row_sampled)
+    sparse = SparseFfnLinearsOf(*L.gate, *L.up, *L.down);
   if (sparse.has_value()) {
     const float threshold = sparsity_thresholds_.empty() ? 0.0f : sparsity_thresholds_[static_cast<size_t>(layer)];
     const int64_t k = SparseGateUp(*sparse, x, kept != nullptr ? kept->row(0) : nullptr,
@@ -495,7 +554,7 @@ absl::Status Transformer::Mlp(int64_t layer, const float* x, int64_t n, float* o
     SparseDown(*sparse->down, gate, out, *pool_);
     return absl::OkStatus();
   }
-  MaskedGateUp(layer, x, n, kept, gate, up);
+  MaskedGateUp(layer, x, n, kept, recall_rows, gate, up);
   Notify(layer, LinearSite::kMlpDown, gate, n, inter);
   L.down->Forward(gate, n, out, *pool_);
   return absl::OkStatus();
@@ -510,6 +569,8 @@ absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, floa
     RETURN_IF_ERROR(seg.cache->Cover(seg.cache->length() + seg.n_tokens));
     rows += seg.n_tokens;
   }
+  // Chosen once from the rows entering this pass, so every layer counts the same tokens.
+  const uint8_t* recall_rows = RecallSampledRows(hidden, segments, rows);
   LayerScratch& scratch = Scratch();
   float* normed = GrowBuffer(scratch.normed, rows * h);
   float* delta = GrowBuffer(scratch.delta, rows * h);
@@ -518,7 +579,7 @@ absl::Status Transformer::RunLayers(int64_t layer_begin, int64_t layer_end, floa
     Attention(l, normed, segments, rows, delta);
     kernels::AddInPlace(hidden, delta, rows * h);
     kernels::RmsNorm(hidden, layers_[l].mlp_norm.data(), rows, h, config_.rms_norm_eps, normed);
-    RETURN_IF_ERROR(Mlp(l, normed, rows, delta));
+    RETURN_IF_ERROR(Mlp(l, normed, rows, recall_rows, delta));
     kernels::AddInPlace(hidden, delta, rows * h);
     Notify(l, LinearSite::kBlockOut, hidden, rows, h);
   }

@@ -75,14 +75,17 @@ struct ModelLoadOptions {
   bool sparsity = true;
 };
 
-// FFN neuron counts of one layer since the last reset (eval's ffn_sparsity and recall).
-// `active` and `kept_active` are counted only while recall measurement is on.
+// FFN neuron counts of one layer since the last reset (eval's ffn_sparsity and recall, serve's
+// sampled recall). `active` and `kept_active` are counted only for the rows whose recall is
+// measured: every row while set_measure_ffn_recall is on, else the sampled decode rows of
+// set_ffn_recall_sample_rate.
 struct FfnSparsityCounts {
   int64_t total = 0;        // neurons × tokens through this layer's FFN
   int64_t kept = 0;         // of which computed (not masked)
   int64_t active = 0;       // truly active: |SiLU(gate)·up| above the pack's active threshold
   int64_t kept_active = 0;  // truly active and kept
   int64_t sparse_rows = 0;  // tokens whose FFN ran through the sparse kernels (decode), not masked
+  int64_t recall_rows = 0;  // tokens whose active neurons were counted (the rows behind `active`)
 };
 
 class Transformer {
@@ -167,6 +170,14 @@ class Transformer {
   std::vector<FfnSparsityCounts> ffn_sparsity_counts() const;
   void ResetFfnSparsityCounts();
   void set_measure_ffn_recall(bool on) { measure_ffn_recall_ = on; }
+  // Serve's sampled recall: a share `rate` (0: none, 1: all) of the decode rows (segments of
+  // one token) also count their truly active neurons, as eval does for every row. Such a row
+  // runs the masked path (dense gate and up, then the mask) instead of the sparse kernels:
+  // the same bits (tests/unit/ffn_sparsity_test.cc), so sampling never changes a token. The
+  // choice is a keyed hash of the row's position and of its hidden state entering RunLayers,
+  // so it is reproducible and does not depend on what else is in the batch. Needs the pack's
+  // active thresholds; without them nothing is sampled. Before the forward passes.
+  void set_ffn_recall_sample_rate(double rate);
   // Replaces the per-layer thresholds (quantize's search over targets; empty: dense FFN).
   // `active_thresholds` may be empty (no recall) or have one entry per layer.
   absl::Status SetFfnSparsity(std::vector<float> thresholds, std::vector<float> active_thresholds);
@@ -179,14 +190,20 @@ class Transformer {
   void ForEachLowBitLinear(const std::function<void(LowBitLinear&)>& fn);
   Transformer(ModelConfig c, ThreadPool* pool) : config_(std::move(c)), pool_(pool), rope_(config_) {}
   void Attention(int64_t layer, const float* x, const std::vector<BatchSegment>& segments, int64_t rows, float* out);
-  absl::Status Mlp(int64_t layer, const float* x, int64_t n, float* out);
+  // recall_rows: per row, whether its active neurons are counted (null: none sampled).
+  absl::Status Mlp(int64_t layer, const float* x, int64_t n, const uint8_t* recall_rows, float* out);
+  // Which of the batch's rows are recall-sampled (set_ffn_recall_sample_rate); null when none.
+  const uint8_t* RecallSampledRows(const float* hidden, const std::vector<BatchSegment>& segments, int64_t rows);
   // The kept neurons of the n rows of x from the installed selector, checked.
   absl::Status SelectNeurons(int64_t layer, const float* x, int64_t n, FfnKeptSets& kept) const;
   // gate = the masked SiLU(gate)·up of the sparse FFN over dense gate and up (up is scratch),
   // row by row by the layer's rule: `kept` (a selector's sets) or, when null, CATS's
   // threshold; counts the neurons. A batch of several rows runs this; its bits per row are
   // what SparseGateUp gives one row.
-  void MaskedGateUp(int64_t layer, const float* x, int64_t n, const FfnKeptSets* kept, float* gate, float* up);
+  // Counts the active neurons of the rows flagged in recall_rows (or of every row while
+  // measure_ffn_recall_ is on).
+  void MaskedGateUp(int64_t layer, const float* x, int64_t n, const FfnKeptSets* kept, const uint8_t* recall_rows,
+                    float* gate, float* up);
 
   void Notify(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t width) {
     if (observer_ != nullptr) observer_->Observe(layer, site, x, rows, width);
@@ -207,10 +224,13 @@ class Transformer {
   // Per layer |SiLU(gate)| thresholds (empty: dense FFN) and the active thresholds of recall.
   std::vector<float> sparsity_thresholds_, active_thresholds_;
   bool measure_ffn_recall_ = false;
+  // A decode row is recall-sampled when its 64-bit hash is below this (0: off; max: every row).
+  uint64_t recall_sample_below_ = 0;
+  bool recall_sample_all_ = false;
   bool sparse_ffn_kernels_ = true;
   std::shared_ptr<const FfnNeuronSelector> neuron_selector_;
   struct AtomicFfnCounts {
-    std::atomic<int64_t> total{0}, kept{0}, active{0}, kept_active{0}, sparse_rows{0};
+    std::atomic<int64_t> total{0}, kept{0}, active{0}, kept_active{0}, sparse_rows{0}, recall_rows{0};
   };
   std::unique_ptr<AtomicFfnCounts[]> ffn_counts_;  // one per layer
 };

@@ -10,7 +10,16 @@ FfnSparsitySeries::FfnSparsitySeries(prometheus::Registry& registry, const std::
       skipped_(&prometheus::BuildCounter()
                     .Name("accullm_ffn_neurons_skipped_total")
                     .Help("Of those, the neurons skipped (|SiLU(gate)| at or under the layer's threshold).")
-                    .Register(registry)) {}
+                    .Register(registry)),
+      active_(&prometheus::BuildCounter()
+                   .Name("accullm_ffn_recall_active_total")
+                   .Help("Recall-sampled decode tokens: FFN neurons truly active (dense recompute; "
+                         "--sparsity-recall-sample-rate).")
+                   .Register(registry)),
+      kept_active_(&prometheus::BuildCounter()
+                        .Name("accullm_ffn_recall_kept_active_total")
+                        .Help("Of those, the neurons the sparse FFN kept (recall = kept_active / active).")
+                        .Register(registry)) {}
 
 void FfnSparsitySeries::Set(const std::vector<FfnLayerCount>& counts) {
   for (const FfnLayerCount& c : counts) {
@@ -20,8 +29,13 @@ void FfnSparsitySeries::Set(const std::vector<FfnLayerCount>& counts) {
     const prometheus::Labels l{{"model_name", model_name_}, {"layer", std::to_string(c.layer)}};
     auto& neurons = neurons_->Add(l);
     auto& skipped = skipped_->Add(l);
+    auto& active = active_->Add(l);
+    auto& kept_active = kept_active_->Add(l);
     if (c.neurons > before.neurons) neurons.Increment(static_cast<double>(c.neurons - before.neurons));
     if (c.skipped > before.skipped) skipped.Increment(static_cast<double>(c.skipped - before.skipped));
+    if (c.active > before.active) active.Increment(static_cast<double>(c.active - before.active));
+    if (c.kept_active > before.kept_active)
+      kept_active.Increment(static_cast<double>(c.kept_active - before.kept_active));
     before = c;
   }
 }

@@ -1,7 +1,9 @@
 // FFN activation-sparsity series (packs made with quantize --sparsity, served with sparsity
 // on): neurons through each layer's FFN and how many were skipped, on whichever registry
 // serves them (rank 0's without mpirun, each stage rank's own under mpirun). The ratio is
-// rate(skipped) / rate(neurons).
+// rate(skipped) / rate(neurons). With serve's --sparsity-recall-sample-rate, a sampled share of
+// decode tokens also counts its truly active neurons and how many of them were kept: the
+// guesser's (or CATS's) recall is rate(recall_kept_active) / rate(recall_active).
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,8 @@ struct FfnLayerCount {
   int64_t layer = 0;
   uint64_t neurons = 0;  // neurons × tokens through the layer's FFN so far
   uint64_t skipped = 0;  // of which masked (not computed)
+  uint64_t active = 0;       // sampled tokens: neurons truly active (dense recompute above the active threshold)
+  uint64_t kept_active = 0;  // of which kept
 };
 
 class FfnSparsitySeries {
@@ -30,6 +34,8 @@ class FfnSparsitySeries {
   std::string model_name_;
   prometheus::Family<prometheus::Counter>* neurons_;
   prometheus::Family<prometheus::Counter>* skipped_;
+  prometheus::Family<prometheus::Counter>* active_;
+  prometheus::Family<prometheus::Counter>* kept_active_;
   std::vector<FfnLayerCount> counted_;
 };
 

@@ -90,6 +90,19 @@ ROWS = [
          [(f"sum(accullm_accumulator_overflows_total{{{STAGE_SEL}}})", "overflows")],
          "Must stay 0 (alert AccuLLMAccumulatorOverflow)."),
     ]),
+    ("Activation sparsity", [
+        ("FFN neurons skipped per layer", "percentunit",
+         [(f"sum by (layer) (rate(accullm_ffn_neurons_skipped_total{{{STAGE_SEL}}}[$__rate_interval])) / "
+           f"sum by (layer) (rate(accullm_ffn_neurons_total{{{STAGE_SEL}}}[$__rate_interval]))", "layer {{layer}}")],
+         "Share of FFN neurons each layer skipped (packs made with quantize --sparsity; near the pack's target)."),
+        ("Sampled FFN recall per layer", "percentunit",
+         [(f"sum by (layer) (rate(accullm_ffn_recall_kept_active_total{{{STAGE_SEL}}}[$__rate_interval])) / "
+           f"sum by (layer) (rate(accullm_ffn_recall_active_total{{{STAGE_SEL}}}[$__rate_interval]))",
+           "layer {{layer}}")],
+         "Of the truly active neurons (dense recompute of a sampled share of decode tokens, serve "
+         "--sparsity-recall-sample-rate), the share the sparse FFN kept; compare with accullm eval's "
+         "guesser_recall for the pack. Empty while no token was sampled."),
+    ]),
 ]
 
 

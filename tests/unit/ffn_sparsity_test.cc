@@ -557,5 +557,121 @@ TEST_F(FfnSparsityPackTest, ExactImpliesDense) {
   EXPECT_FALSE((*m)->ffn_sparsity_enabled());
 }
 
+
+// Serve's sampled recall (--sparsity-recall-sample-rate): a sampled decode row runs the masked
+// path and counts its active neurons as eval does; the logits keep their bits at every rate.
+TEST_F(FfnSparsityPackTest, SampledRecallCountsDecodeRowsAndKeepsTheLogitsBits) {
+  const std::string half = CopyPack("half");
+  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
+  ThreadPool pool(2);
+  auto m = model::Transformer::Load(half, &pool);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const int64_t vocab = (*m)->config().vocab_size;
+  const int kSteps = 24;
+  // A prompt chunk of 8 rows (never sampled: not a decode row), then kSteps decode rows.
+  auto decode = [&](double rate, bool measure_all = false) {
+    (*m)->set_ffn_recall_sample_rate(rate);
+    (*m)->set_measure_ffn_recall(measure_all);
+    model::KvCache cache = (*m)->NewCache(64);
+    std::vector<float> all, logits(static_cast<size_t>(vocab));
+    EXPECT_TRUE((*m)->Forward((*chunks_)[5].data(), 8, cache, logits.data()).ok());
+    (*m)->ResetFfnSparsityCounts();
+    for (int i = 0; i < kSteps; ++i) {
+      EXPECT_TRUE((*m)->Forward(&(*chunks_)[5][static_cast<size_t>(8 + i)], 1, cache, logits.data()).ok());
+      all.insert(all.end(), logits.begin(), logits.end());
+    }
+    return all;
+  };
+  const std::vector<float> off = decode(0);
+  for (const auto& c : (*m)->ffn_sparsity_counts()) {
+    EXPECT_EQ(c.sparse_rows, kSteps);  // every decode row ran the sparse kernels
+    EXPECT_EQ(c.recall_rows, 0);
+    EXPECT_EQ(c.active, 0);
+  }
+  const std::vector<float> every = decode(1);
+  EXPECT_TRUE(SameBits(every, off)) << "rate 1 must not change a logit";
+  const auto sampled_all = (*m)->ffn_sparsity_counts();
+  for (const auto& c : sampled_all) {
+    EXPECT_EQ(c.recall_rows, kSteps);  // every decode token of the layer, no prompt row
+    EXPECT_EQ(c.sparse_rows, 0);
+    EXPECT_GT(c.active, 0);
+    EXPECT_LE(c.kept_active, c.active);
+    EXPECT_LE(c.kept_active, c.kept);
+  }
+  // The same counts as eval's measurement over the same rows: one machinery, not two.
+  const std::vector<float> measured = decode(0, /*measure_all=*/true);
+  EXPECT_TRUE(SameBits(measured, off));
+  const auto eval_counts = (*m)->ffn_sparsity_counts();
+  for (size_t l = 0; l < eval_counts.size(); ++l) {
+    EXPECT_EQ(sampled_all[l].active, eval_counts[l].active) << "layer " << l;
+    EXPECT_EQ(sampled_all[l].kept_active, eval_counts[l].kept_active) << "layer " << l;
+    EXPECT_EQ(sampled_all[l].kept, eval_counts[l].kept) << "layer " << l;
+  }
+  // A share: some rows, the same ones in every layer (chosen once per pass), same bits.
+  const std::vector<float> some = decode(0.3);
+  EXPECT_TRUE(SameBits(some, off)) << "rate 0.3 must not change a logit";
+  const auto sampled_some = (*m)->ffn_sparsity_counts();
+  EXPECT_GT(sampled_some[0].recall_rows, 0);
+  EXPECT_LT(sampled_some[0].recall_rows, kSteps);
+  for (const auto& c : sampled_some) {
+    EXPECT_EQ(c.recall_rows, sampled_some[0].recall_rows);
+    EXPECT_EQ(c.recall_rows + c.sparse_rows, kSteps);
+  }
+  // Reproducible: the same run samples the same rows.
+  decode(0.3);
+  EXPECT_EQ((*m)->ffn_sparsity_counts()[0].recall_rows, sampled_some[0].recall_rows);
+  EXPECT_EQ((*m)->ffn_sparsity_counts()[0].active, sampled_some[0].active);
+}
+
+TEST_F(FfnSparsityPackTest, RecallSamplingOfARowDoesNotDependOnTheBatch) {
+  const std::string half = CopyPack("half");
+  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
+  ThreadPool pool(2);
+  auto m = model::Transformer::Load(half, &pool);
+  ASSERT_TRUE(m.ok()) << m.status();
+  (*m)->set_ffn_recall_sample_rate(0.5);
+  const int64_t vocab = (*m)->config().vocab_size;
+  const int kSeqs = 3, kSteps = 8;
+  std::vector<float> logits(static_cast<size_t>(kSeqs * vocab));
+  auto prefilled = [&](std::vector<model::KvCache>& caches) {
+    caches.clear();
+    for (int s = 0; s < kSeqs; ++s) {
+      caches.push_back((*m)->NewCache(64));
+      EXPECT_TRUE((*m)->Forward((*chunks_)[s].data(), 5 + s, caches.back(), logits.data()).ok());
+    }
+  };
+  auto token = [&](int s, int step) { return (*chunks_)[s][static_cast<size_t>(5 + s + step)]; };
+  // Each sequence decoded alone, then the three decoded together in one batch per step.
+  std::vector<model::KvCache> caches;
+  prefilled(caches);
+  (*m)->ResetFfnSparsityCounts();
+  std::vector<float> alone;
+  for (int step = 0; step < kSteps; ++step) {
+    for (int s = 0; s < kSeqs; ++s) {
+      const int32_t t = token(s, step);
+      ASSERT_TRUE((*m)->Forward(&t, 1, caches[static_cast<size_t>(s)], logits.data()).ok());
+      alone.insert(alone.end(), logits.begin(), logits.begin() + vocab);
+    }
+  }
+  const auto counts_alone = (*m)->ffn_sparsity_counts();
+  prefilled(caches);
+  (*m)->ResetFfnSparsityCounts();
+  std::vector<float> batched;
+  for (int step = 0; step < kSteps; ++step) {
+    const int32_t rows[kSeqs] = {token(0, step), token(1, step), token(2, step)};
+    ASSERT_TRUE((*m)->ForwardBatch(rows, {{&caches[0], 1}, {&caches[1], 1}, {&caches[2], 1}}, logits.data()).ok());
+    batched.insert(batched.end(), logits.begin(), logits.end());
+  }
+  const auto counts_batched = (*m)->ffn_sparsity_counts();
+  EXPECT_TRUE(SameBits(batched, alone));
+  EXPECT_GT(counts_alone[0].recall_rows, 0);
+  EXPECT_LT(counts_alone[0].recall_rows, kSeqs * kSteps);
+  for (size_t l = 0; l < counts_alone.size(); ++l) {
+    EXPECT_EQ(counts_batched[l].recall_rows, counts_alone[l].recall_rows) << "layer " << l;
+    EXPECT_EQ(counts_batched[l].active, counts_alone[l].active) << "layer " << l;
+    EXPECT_EQ(counts_batched[l].kept_active, counts_alone[l].kept_active) << "layer " << l;
+  }
+}
+
 }  // namespace
 }  // namespace accullm::quant
