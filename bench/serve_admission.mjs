@@ -7,6 +7,7 @@
 //
 // Usage: node bench/serve_admission.mjs --port N [--sessions 64] [--model m] [--label NAME]
 import http from 'node:http';
+import { httpGet, metricSum } from './server_metrics.mjs';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
   if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1]]);
@@ -19,21 +20,8 @@ const label = args.label || '';
 const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
 const NAMES = ['Tom', 'Sue', 'Max', 'Lily', 'Ben', 'Amy', 'Sam', 'Kim'];
 
-function get(path) {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
-      let b = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => { b += d; });
-      res.on('end', () => resolve(b));
-    }).on('error', reject);
-  });
-}
-const metric = (text, name) => {
-  let s = 0;
-  for (const line of text.split('\n')) if (line.startsWith(name + '{') || line.startsWith(name + ' ')) s += Number(line.split(' ').pop());
-  return s;
-};
+const get = (path) => httpGet(port, agent, path);
+const metric = metricSum;
 
 function chat(i) {
   return new Promise((resolve, reject) => {

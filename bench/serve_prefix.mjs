@@ -6,6 +6,7 @@
 //
 // Usage: node bench/serve_prefix.mjs --port N [--requests 64] [--concurrency 16] [--max-tokens 32] [--label NAME]
 import http from 'node:http';
+import { httpGet, metricSum } from './server_metrics.mjs';
 import crypto from 'node:crypto';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
@@ -26,21 +27,8 @@ for (let i = 0; i < 14; i++) {
   system += ` Rule ${i + 1}: when the ${ANIMALS[i % 8]} goes to the ${PLACES[(i * 3) % 8]}, it is happy and it shares with its friends.`;
 }
 
-function get(path) {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
-      let b = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => { b += d; });
-      res.on('end', () => resolve(b));
-    }).on('error', reject);
-  });
-}
-const metric = (text, name) => {
-  let s = 0;
-  for (const line of text.split('\n')) if (line.startsWith(name + '{') || line.startsWith(name + ' ')) s += Number(line.split(' ').pop());
-  return s;
-};
+const get = (path) => httpGet(port, agent, path);
+const metric = metricSum;
 
 function chat(i) {
   return new Promise((resolve, reject) => {
