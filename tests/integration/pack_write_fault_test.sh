@@ -100,7 +100,9 @@ limited_quantize "$TMP/fresh"
   || fail "a first write killed (exit $RC): $TMP/fresh holds $(ls "$TMP/fresh" 2>&1 | tr '\n' ' ')"
 
 # The next successful run replaces the old pack and clears what the interrupted runs left.
-quantize "$TMP/pack"
+# Layer 1 in FP16: a pack unlike both the first one (layer 0) and the all-INT4 packs that a
+# missed kill above may already have swapped in (then OLD is that pack's digest).
+quantize "$TMP/pack" layers:1
 if wait "$QPID"; then
   NEW="$(digest "$TMP/pack")"
   [ "$NEW" != "$OLD" ] && loads "$TMP/pack" && pass "a complete run replaced the pack ($NEW)" || fail "replacement: $NEW"
