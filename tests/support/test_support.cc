@@ -54,8 +54,9 @@ ScopedTempDir::~ScopedTempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-std::unique_ptr<model::Transformer> LoadModelOrFail(const std::string& dir, ThreadPool* pool) {
-  auto m = model::Transformer::Load(dir, pool);
+std::unique_ptr<model::Transformer> LoadModelOrFail(const std::string& dir, ThreadPool* pool,
+                                                    const model::ModelLoadOptions& options) {
+  auto m = model::Transformer::Load(dir, pool, options);
   if (!m.ok()) {
     ADD_FAILURE() << "loading the model " << dir << ": " << m.status();
     return nullptr;

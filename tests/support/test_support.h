@@ -40,7 +40,8 @@ class ScopedTempDir {
 
 // Loaders: on an error they record a test failure with the status and return nullptr, so a
 // caller stops with ASSERT_NE(x, nullptr).
-std::unique_ptr<model::Transformer> LoadModelOrFail(const std::string& dir, ThreadPool* pool);
+std::unique_ptr<model::Transformer> LoadModelOrFail(const std::string& dir, ThreadPool* pool,
+                                                    const model::ModelLoadOptions& options = {});
 std::unique_ptr<text::Tokenizer> LoadTokenizerOrFail(const std::string& path_or_dir);
 
 }  // namespace accullm::test_support

@@ -3,27 +3,23 @@
 // worse as the rank shrinks), a pack carrying it loads at format version 2 and skips the
 // target share on its calibration text, batch-invariantly, and every malformed guesser file
 // or manifest is refused with a message naming what is wrong.
-#include <unistd.h>
-
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "common/dtype.h"
-#include "common/mapped_file.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/silu_mul_mask.h"
 #include "model/ffn_guesser.h"
 #include "model/linear_group.h"
 #include "model/pack/manifest.h"
 #include "model/transformer.h"
-#include "quant/calibration.h"
 #include "quant/ffn_guesser_fit.h"
 #include "quant/ffn_sparsity_calibration.h"
-#include "quant/model_quantizer.h"
 #include "quant/pack_writer.h"
 #include "quant/safetensors_writer.h"
+#include "tests/support/low_bit_test_pack.h"
 #include "tests/support/test_support.h"
 
 namespace accullm::quant {
@@ -46,44 +42,19 @@ class FfnInputRecorder : public model::ActivationObserver {
   std::vector<float> rows_;
 };
 
+// The pack (calibrated on one sequence) and the calibration sequences, shared by the tests.
 class FfnGuesserTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "accullm_ffn_guesser_test_" + std::to_string(::getpid()));
-    fs::remove_all(*dir_);
-    ThreadPool pool(2);
-    auto model = model::Transformer::Load(test_support::ModelDir(), &pool);
-    ASSERT_TRUE(model.ok()) << model.status();
-    auto tok = test_support::LoadTokenizerOrFail(test_support::ModelDir());
-    ASSERT_NE(tok, nullptr);
-    auto text = ReadTextFile(test_support::ModelDir() + "/calib.txt");
-    ASSERT_TRUE(text.ok());
-    chunks_ = new std::vector<std::vector<int32_t>>(
-        MakeCalibrationChunks(tok->Encode(*text, false), 1, /*samples=*/6, /*seq_len=*/128));
-    CalibrationStats stats(&pool, 6.0f);
-    ASSERT_TRUE(RunCalibration(**model, {(*chunks_)[0]}, stats).ok());
-    auto plan = sharding::PrecisionPlan::AllLowBit((*model)->config().num_layers);
-    ModelQuantOptions opts;
-    auto mats = QuantizeModel(**model, stats, plan, opts, pool);
-    ASSERT_TRUE(mats.ok()) << mats.status();
-    PackDescription desc;
-    desc.source_dir = test_support::ModelDir();
-    desc.plan = plan;
-    desc.options = opts;
-    ASSERT_TRUE(WritePack(**model, *mats, desc, *dir_).ok());
+    pack_ = new test_support::LowBitTestPack(/*calibration_sequences=*/1);
+    chunks_ = &pack_->chunks();
   }
   static void TearDownTestSuite() {
-    for (const char* name : {"fit", "half", "bad"}) fs::remove_all(*dir_ + "_" + name);
-    fs::remove_all(*dir_);
-    delete dir_;
-    delete chunks_;
+    delete pack_;
+    chunks_ = nullptr;
   }
-  static std::string CopyPack(const std::string& name) {
-    const std::string out = *dir_ + "_" + name;
-    fs::remove_all(out);
-    fs::copy(*dir_, out, fs::copy_options::recursive);
-    return out;
-  }
+  void SetUp() override { ASSERT_TRUE(pack_->ok()); }
+  static std::string CopyPack(const std::string& name) { return pack_->Copy(name); }
   static void Run(model::Transformer& m, model::ActivationObserver& observer) {
     ASSERT_TRUE(CollectFfnStatistics(m, *chunks_, observer).ok());
   }
@@ -128,11 +99,11 @@ class FfnGuesserTest : public ::testing::Test {
     return err / norm;
   }
 
-  static std::string* dir_;
-  static std::vector<std::vector<int32_t>>* chunks_;
+  static test_support::LowBitTestPack* pack_;
+  static const std::vector<std::vector<int32_t>>* chunks_;
 };
-std::string* FfnGuesserTest::dir_ = nullptr;
-std::vector<std::vector<int32_t>>* FfnGuesserTest::chunks_ = nullptr;
+test_support::LowBitTestPack* FfnGuesserTest::pack_ = nullptr;
+const std::vector<std::vector<int32_t>>* FfnGuesserTest::chunks_ = nullptr;
 
 TEST_F(FfnGuesserTest, FullRankPredictsTheFfnAndLowerRanksDoWorse) {
   ThreadPool pool(2);

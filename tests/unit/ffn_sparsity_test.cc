@@ -3,31 +3,24 @@
 // quantized FFN on calibration text, written into the manifest, loaded back; target 0 and
 // --sparsity off give the dense logits bit for bit, and the share skipped on the calibration
 // text lands on the target.
-#include <unistd.h>
-
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <random>
 
-#include "common/mapped_file.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/elementwise.h"
 #include "model/ffn_neuron_selector.h"
 #include "model/pack/manifest.h"
 #include "model/transformer.h"
-#include "quant/calibration.h"
 #include "quant/ffn_sparsity_calibration.h"
-#include "quant/model_quantizer.h"
 #include "quant/pack_writer.h"
+#include "tests/support/low_bit_test_pack.h"
 #include "tests/support/test_support.h"
 
 namespace accullm::quant {
 namespace {
-
-namespace fs = std::filesystem;
 
 // A manifest with two layers and `sparsity` as the value of "sparsity" (empty: none).
 std::string ManifestWith(const std::string& sparsity) {
@@ -136,43 +129,32 @@ TEST(MagnitudeHistogramTest, QuantilesOfAKnownDistribution) {
 class FfnSparsityPackTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "accullm_ffn_sparsity_test_" + std::to_string(::getpid()));
-    fs::remove_all(*dir_);
-    ThreadPool pool(2);
-    auto model = model::Transformer::Load(test_support::ModelDir(), &pool);
-    ASSERT_TRUE(model.ok()) << model.status();
-    auto tok = test_support::LoadTokenizerOrFail(test_support::ModelDir());
-    ASSERT_NE(tok, nullptr);
-    auto text = ReadTextFile(test_support::ModelDir() + "/calib.txt");
-    ASSERT_TRUE(text.ok());
-    chunks_ = new std::vector<std::vector<int32_t>>(
-        MakeCalibrationChunks(tok->Encode(*text, false), 1, /*samples=*/6, /*seq_len=*/128));
-    ASSERT_EQ(chunks_->size(), 6u);
-    CalibrationStats stats(&pool, 6.0f);
-    ASSERT_TRUE(RunCalibration(**model, {(*chunks_)[0], (*chunks_)[1]}, stats).ok());
-    auto plan = sharding::PrecisionPlan::AllLowBit((*model)->config().num_layers);
-    ModelQuantOptions opts;
-    auto mats = QuantizeModel(**model, stats, plan, opts, pool);
-    ASSERT_TRUE(mats.ok()) << mats.status();
-    PackDescription desc;
-    desc.source_dir = test_support::ModelDir();
-    desc.plan = plan;
-    desc.options = opts;
-    auto bytes = WritePack(**model, *mats, desc, *dir_);
-    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    pack_ = new test_support::LowBitTestPack(/*calibration_sequences=*/2);
+    dir_ = &pack_->dir();
+    chunks_ = &pack_->chunks();
   }
   static void TearDownTestSuite() {
-    for (const char* name : {"zero", "half", "bad"}) fs::remove_all(*dir_ + "_" + name);
-    fs::remove_all(*dir_);
-    delete dir_;
-    delete chunks_;
+    delete pack_;
+    dir_ = nullptr;
+    chunks_ = nullptr;
   }
+  void SetUp() override { ASSERT_TRUE(pack_->ok()); }
 
-  static std::string CopyPack(const std::string& name) {
-    const std::string out = *dir_ + "_" + name;
-    fs::remove_all(out);
-    fs::copy(*dir_, out, fs::copy_options::recursive);
-    return out;
+  static std::string CopyPack(const std::string& name) { return pack_->Copy(name); }
+  // A copy of the pack with the thresholds for `target` in its manifest; "" and a test failure
+  // when it cannot be made.
+  static std::string SparseCopy(const std::string& name, double target) {
+    const std::string dir = CopyPack(name);
+    if (dir.empty()) return "";
+    const absl::Status st = WritePackSparsity(dir, Measure(target));
+    EXPECT_TRUE(st.ok()) << st;
+    return st.ok() ? dir : "";
+  }
+  // That copy loaded on `pool`; nullptr and a test failure when it cannot be.
+  static std::unique_ptr<model::Transformer> LoadSparseCopy(const std::string& name, double target, ThreadPool& pool,
+                                                            const model::ModelLoadOptions& options = {}) {
+    const std::string dir = SparseCopy(name, target);
+    return dir.empty() ? nullptr : test_support::LoadModelOrFail(dir, &pool, options);
   }
   // Thresholds measured on the pack's own FFN over the calibration chunks.
   static model::PackSparsity Measure(double target) {
@@ -209,42 +191,41 @@ class FfnSparsityPackTest : public ::testing::Test {
     return !a.empty() && a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
   }
 
-  static std::string* dir_;
-  static std::vector<std::vector<int32_t>>* chunks_;
+  static test_support::LowBitTestPack* pack_;
+  static const std::string* dir_;  // the pack
+  static const std::vector<std::vector<int32_t>>* chunks_;
 };
-std::string* FfnSparsityPackTest::dir_ = nullptr;
-std::vector<std::vector<int32_t>>* FfnSparsityPackTest::chunks_ = nullptr;
+test_support::LowBitTestPack* FfnSparsityPackTest::pack_ = nullptr;
+const std::string* FfnSparsityPackTest::dir_ = nullptr;
+const std::vector<std::vector<int32_t>>* FfnSparsityPackTest::chunks_ = nullptr;
 
 TEST_F(FfnSparsityPackTest, TargetZeroAndSparsityOffGiveTheDenseLogitsBitForBit) {
   const std::vector<float> dense = LogitsOf(*dir_);
-  const std::string zero = CopyPack("zero");
-  ASSERT_TRUE(WritePackSparsity(zero, Measure(0.0)).ok());
+  const std::string zero = SparseCopy("zero", 0.0);
+  ASSERT_FALSE(zero.empty());
   auto manifest = model::LoadPackManifest(zero);
   ASSERT_TRUE(manifest.ok() && manifest->has_value() && (*manifest)->sparsity.has_value());
   EXPECT_EQ((*manifest)->sparsity->target, 0.0);
   EXPECT_TRUE(SameBits(LogitsOf(zero), dense)) << "target 0 must run the dense FFN";
 
-  const std::string half = CopyPack("half");
-  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
+  const std::string half = SparseCopy("half", 0.5);
+  ASSERT_FALSE(half.empty());
   EXPECT_TRUE(SameBits(LogitsOf(half, {.sparsity = false}), dense)) << "--sparsity off";
   EXPECT_FALSE(SameBits(LogitsOf(half), dense)) << "target 0.5 must change something";
 }
 
 TEST_F(FfnSparsityPackTest, SkipsTheTargetShareOnTheCalibrationText) {
-  const std::string half = CopyPack("half");
-  const model::PackSparsity measured = Measure(0.5);
-  ASSERT_TRUE(WritePackSparsity(half, measured).ok());
   ThreadPool pool(2);
-  auto m = model::Transformer::Load(half, &pool);
-  ASSERT_TRUE(m.ok()) << m.status();
-  ASSERT_TRUE((*m)->ffn_sparsity_enabled());
-  (*m)->set_measure_ffn_recall(true);
-  Logits(**m);  // the same chunks the thresholds came from
+  auto m = LoadSparseCopy("half", 0.5, pool);
+  ASSERT_NE(m, nullptr);
+  ASSERT_TRUE(m->ffn_sparsity_enabled());
+  m->set_measure_ffn_recall(true);
+  Logits(*m);  // the same chunks the thresholds came from
   int64_t total = 0, kept = 0, active = 0, kept_active = 0;
-  const auto counts = (*m)->ffn_sparsity_counts();
-  ASSERT_EQ(counts.size(), static_cast<size_t>((*m)->config().num_layers));
+  const auto counts = m->ffn_sparsity_counts();
+  ASSERT_EQ(counts.size(), static_cast<size_t>(m->config().num_layers));
   for (const auto& c : counts) {
-    EXPECT_EQ(c.total, 6 * 128 * (*m)->config().intermediate_size);
+    EXPECT_EQ(c.total, 6 * 128 * m->config().intermediate_size);
     // Per layer too: each layer's threshold is its own quantile. (Exactly 0.5 up to the
     // histogram's bin width: the same tokens, the same bits.)
     EXPECT_NEAR(1.0 - static_cast<double>(c.kept) / c.total, 0.5, 0.01);
@@ -259,29 +240,27 @@ TEST_F(FfnSparsityPackTest, SkipsTheTargetShareOnTheCalibrationText) {
   const double recall = static_cast<double>(kept_active) / active;
   EXPECT_GT(recall, 0.5);
   EXPECT_LT(recall, 1.0);  // the gate alone does not decide the product
-  (*m)->ResetFfnSparsityCounts();
-  EXPECT_EQ((*m)->ffn_sparsity_counts()[0].total, 0);
+  m->ResetFfnSparsityCounts();
+  EXPECT_EQ(m->ffn_sparsity_counts()[0].total, 0);
 }
 
 TEST_F(FfnSparsityPackTest, SparseLogitsDoNotDependOnTheBatch) {
-  const std::string half = CopyPack("half");
-  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
   ThreadPool pool(2);
-  auto m = model::Transformer::Load(half, &pool);
-  ASSERT_TRUE(m.ok()) << m.status();
-  const int64_t vocab = (*m)->config().vocab_size;
+  auto m = LoadSparseCopy("half", 0.5, pool);
+  ASSERT_NE(m, nullptr);
+  const int64_t vocab = m->config().vocab_size;
   const std::vector<int32_t> a((*chunks_)[0].begin(), (*chunks_)[0].begin() + 20);
   const std::vector<int32_t> b((*chunks_)[1].begin(), (*chunks_)[1].begin() + 33);
   std::vector<float> alone(static_cast<size_t>(vocab));
-  model::KvCache ca = (*m)->NewCache(64);
-  ASSERT_TRUE((*m)->Forward(a.data(), static_cast<int64_t>(a.size()), ca, alone.data()).ok());
-  model::KvCache c0 = (*m)->NewCache(64), c1 = (*m)->NewCache(64);
+  model::KvCache ca = m->NewCache(64);
+  ASSERT_TRUE(m->Forward(a.data(), static_cast<int64_t>(a.size()), ca, alone.data()).ok());
+  model::KvCache c0 = m->NewCache(64), c1 = m->NewCache(64);
   std::vector<int32_t> tokens = b;
   tokens.insert(tokens.end(), a.begin(), a.end());
   std::vector<float> both(static_cast<size_t>(2 * vocab));
-  ASSERT_TRUE((*m)->ForwardBatch(tokens.data(),
-                                 {{&c0, static_cast<int64_t>(b.size())}, {&c1, static_cast<int64_t>(a.size())}},
-                                 both.data())
+  ASSERT_TRUE(m->ForwardBatch(tokens.data(),
+                              {{&c0, static_cast<int64_t>(b.size())}, {&c1, static_cast<int64_t>(a.size())}},
+                              both.data())
                   .ok());
   EXPECT_EQ(std::memcmp(both.data() + vocab, alone.data(), vocab * sizeof(float)), 0);
 }
@@ -395,16 +374,14 @@ void ExpectDecodeEqualsTheBatchedToken(model::Transformer& m, const std::vector<
 }
 
 TEST_F(FfnSparsityPackTest, CatsDecodeThroughTheSparseKernelsIsTheMaskedPathBitForBit) {
-  const std::string half = CopyPack("half");
-  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
   ThreadPool pool(2);
-  auto m = model::Transformer::Load(half, &pool);
-  ASSERT_TRUE(m.ok()) << m.status();
+  auto m = LoadSparseCopy("half", 0.5, pool);
+  ASSERT_NE(m, nullptr);
   const std::vector<int32_t> prompt((*chunks_)[0].begin(), (*chunks_)[0].begin() + 11);
-  ExpectDecodeEqualsTheBatchedToken(**m, prompt, (*chunks_)[1], 4);
+  ExpectDecodeEqualsTheBatchedToken(*m, prompt, (*chunks_)[1], 4);
   // About half the neurons were skipped at decode too (the thresholds' target).
   int64_t total = 0, kept = 0;
-  for (const auto& c : (*m)->ffn_sparsity_counts()) {
+  for (const auto& c : m->ffn_sparsity_counts()) {
     total += c.total;
     kept += c.kept;
   }
@@ -413,22 +390,20 @@ TEST_F(FfnSparsityPackTest, CatsDecodeThroughTheSparseKernelsIsTheMaskedPathBitF
 }
 
 TEST_F(FfnSparsityPackTest, SparseKernelsOffGiveTheSameDecodeBits) {
-  const std::string half = CopyPack("half");
-  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
   ThreadPool pool(2);
-  auto m = model::Transformer::Load(half, &pool);
-  ASSERT_TRUE(m.ok()) << m.status();
-  const int64_t vocab = (*m)->config().vocab_size;
+  auto m = LoadSparseCopy("half", 0.5, pool);
+  ASSERT_NE(m, nullptr);
+  const int64_t vocab = m->config().vocab_size;
   auto decode = [&](bool sparse_kernels) {
-    (*m)->set_sparse_ffn_kernels(sparse_kernels);
-    (*m)->ResetFfnSparsityCounts();
-    model::KvCache cache = (*m)->NewCache(64);
+    m->set_sparse_ffn_kernels(sparse_kernels);
+    m->ResetFfnSparsityCounts();
+    model::KvCache cache = m->NewCache(64);
     std::vector<float> all, logits(static_cast<size_t>(vocab));
     for (int i = 0; i < 12; ++i) {  // token by token from the start: every step is one row
-      EXPECT_TRUE((*m)->Forward(&(*chunks_)[2][static_cast<size_t>(i)], 1, cache, logits.data()).ok());
+      EXPECT_TRUE(m->Forward(&(*chunks_)[2][static_cast<size_t>(i)], 1, cache, logits.data()).ok());
       all.insert(all.end(), logits.begin(), logits.end());
     }
-    EXPECT_EQ((*m)->ffn_sparsity_counts()[0].sparse_rows, sparse_kernels ? 12 : 0);
+    EXPECT_EQ(m->ffn_sparsity_counts()[0].sparse_rows, sparse_kernels ? 12 : 0);
     return all;
   };
   const std::vector<float> sparse = decode(true), masked = decode(false);
@@ -452,11 +427,11 @@ TEST_F(FfnSparsityPackTest, DecodeAtTargetZeroAndWithSparsityOffIsTheDensePackBi
     return all;
   };
   const std::vector<float> dense = decode(*dir_, {});
-  const std::string zero = CopyPack("zero");
-  ASSERT_TRUE(WritePackSparsity(zero, Measure(0.0)).ok());
+  const std::string zero = SparseCopy("zero", 0.0);
+  ASSERT_FALSE(zero.empty());
   EXPECT_TRUE(SameBits(decode(zero, {}), dense)) << "target 0";
-  const std::string half = CopyPack("half");
-  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
+  const std::string half = SparseCopy("half", 0.5);
+  ASSERT_FALSE(half.empty());
   EXPECT_TRUE(SameBits(decode(half, {.sparsity = false}), dense)) << "--sparsity off";
   EXPECT_FALSE(SameBits(decode(half, {}, /*sparse=*/true), dense)) << "target 0.5 must change something";
 }
@@ -549,48 +524,43 @@ TEST_F(FfnSparsityPackTest, WriterRefusesSparsityTheReaderWouldRefuse) {
 }
 
 TEST_F(FfnSparsityPackTest, ExactImpliesDense) {
-  const std::string half = CopyPack("half");
-  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
   ThreadPool pool(1);
-  auto m = model::Transformer::Load(half, &pool, {.exact = true});
-  ASSERT_TRUE(m.ok()) << m.status();
-  EXPECT_FALSE((*m)->ffn_sparsity_enabled());
+  auto m = LoadSparseCopy("half", 0.5, pool, {.exact = true});
+  ASSERT_NE(m, nullptr);
+  EXPECT_FALSE(m->ffn_sparsity_enabled());
 }
-
 
 // Serve's sampled recall (--sparsity-recall-sample-rate): a sampled decode row runs the masked
 // path and counts its active neurons as eval does; the logits keep their bits at every rate.
 TEST_F(FfnSparsityPackTest, SampledRecallCountsDecodeRowsAndKeepsTheLogitsBits) {
-  const std::string half = CopyPack("half");
-  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
   ThreadPool pool(2);
-  auto m = model::Transformer::Load(half, &pool);
-  ASSERT_TRUE(m.ok()) << m.status();
-  const int64_t vocab = (*m)->config().vocab_size;
+  auto m = LoadSparseCopy("half", 0.5, pool);
+  ASSERT_NE(m, nullptr);
+  const int64_t vocab = m->config().vocab_size;
   const int kSteps = 24;
   // A prompt chunk of 8 rows (never sampled: not a decode row), then kSteps decode rows.
   auto decode = [&](double rate, bool measure_all = false) {
-    (*m)->set_ffn_recall_sample_rate(rate);
-    (*m)->set_measure_ffn_recall(measure_all);
-    model::KvCache cache = (*m)->NewCache(64);
+    m->set_ffn_recall_sample_rate(rate);
+    m->set_measure_ffn_recall(measure_all);
+    model::KvCache cache = m->NewCache(64);
     std::vector<float> all, logits(static_cast<size_t>(vocab));
-    EXPECT_TRUE((*m)->Forward((*chunks_)[5].data(), 8, cache, logits.data()).ok());
-    (*m)->ResetFfnSparsityCounts();
+    EXPECT_TRUE(m->Forward((*chunks_)[5].data(), 8, cache, logits.data()).ok());
+    m->ResetFfnSparsityCounts();
     for (int i = 0; i < kSteps; ++i) {
-      EXPECT_TRUE((*m)->Forward(&(*chunks_)[5][static_cast<size_t>(8 + i)], 1, cache, logits.data()).ok());
+      EXPECT_TRUE(m->Forward(&(*chunks_)[5][static_cast<size_t>(8 + i)], 1, cache, logits.data()).ok());
       all.insert(all.end(), logits.begin(), logits.end());
     }
     return all;
   };
   const std::vector<float> off = decode(0);
-  for (const auto& c : (*m)->ffn_sparsity_counts()) {
+  for (const auto& c : m->ffn_sparsity_counts()) {
     EXPECT_EQ(c.sparse_rows, kSteps);  // every decode row ran the sparse kernels
     EXPECT_EQ(c.recall_rows, 0);
     EXPECT_EQ(c.active, 0);
   }
   const std::vector<float> every = decode(1);
   EXPECT_TRUE(SameBits(every, off)) << "rate 1 must not change a logit";
-  const auto sampled_all = (*m)->ffn_sparsity_counts();
+  const auto sampled_all = m->ffn_sparsity_counts();
   for (const auto& c : sampled_all) {
     EXPECT_EQ(c.recall_rows, kSteps);  // every decode token of the layer, no prompt row
     EXPECT_EQ(c.sparse_rows, 0);
@@ -601,7 +571,7 @@ TEST_F(FfnSparsityPackTest, SampledRecallCountsDecodeRowsAndKeepsTheLogitsBits) 
   // The same counts as eval's measurement over the same rows: one machinery, not two.
   const std::vector<float> measured = decode(0, /*measure_all=*/true);
   EXPECT_TRUE(SameBits(measured, off));
-  const auto eval_counts = (*m)->ffn_sparsity_counts();
+  const auto eval_counts = m->ffn_sparsity_counts();
   for (size_t l = 0; l < eval_counts.size(); ++l) {
     EXPECT_EQ(sampled_all[l].active, eval_counts[l].active) << "layer " << l;
     EXPECT_EQ(sampled_all[l].kept_active, eval_counts[l].kept_active) << "layer " << l;
@@ -610,7 +580,7 @@ TEST_F(FfnSparsityPackTest, SampledRecallCountsDecodeRowsAndKeepsTheLogitsBits) 
   // A share: some rows, the same ones in every layer (chosen once per pass), same bits.
   const std::vector<float> some = decode(0.3);
   EXPECT_TRUE(SameBits(some, off)) << "rate 0.3 must not change a logit";
-  const auto sampled_some = (*m)->ffn_sparsity_counts();
+  const auto sampled_some = m->ffn_sparsity_counts();
   EXPECT_GT(sampled_some[0].recall_rows, 0);
   EXPECT_LT(sampled_some[0].recall_rows, kSteps);
   for (const auto& c : sampled_some) {
@@ -619,50 +589,48 @@ TEST_F(FfnSparsityPackTest, SampledRecallCountsDecodeRowsAndKeepsTheLogitsBits) 
   }
   // Reproducible: the same run samples the same rows.
   decode(0.3);
-  EXPECT_EQ((*m)->ffn_sparsity_counts()[0].recall_rows, sampled_some[0].recall_rows);
-  EXPECT_EQ((*m)->ffn_sparsity_counts()[0].active, sampled_some[0].active);
+  EXPECT_EQ(m->ffn_sparsity_counts()[0].recall_rows, sampled_some[0].recall_rows);
+  EXPECT_EQ(m->ffn_sparsity_counts()[0].active, sampled_some[0].active);
 }
 
 TEST_F(FfnSparsityPackTest, RecallSamplingOfARowDoesNotDependOnTheBatch) {
-  const std::string half = CopyPack("half");
-  ASSERT_TRUE(WritePackSparsity(half, Measure(0.5)).ok());
   ThreadPool pool(2);
-  auto m = model::Transformer::Load(half, &pool);
-  ASSERT_TRUE(m.ok()) << m.status();
-  (*m)->set_ffn_recall_sample_rate(0.5);
-  const int64_t vocab = (*m)->config().vocab_size;
+  auto m = LoadSparseCopy("half", 0.5, pool);
+  ASSERT_NE(m, nullptr);
+  m->set_ffn_recall_sample_rate(0.5);
+  const int64_t vocab = m->config().vocab_size;
   const int kSeqs = 3, kSteps = 8;
   std::vector<float> logits(static_cast<size_t>(kSeqs * vocab));
   auto prefilled = [&](std::vector<model::KvCache>& caches) {
     caches.clear();
     for (int s = 0; s < kSeqs; ++s) {
-      caches.push_back((*m)->NewCache(64));
-      EXPECT_TRUE((*m)->Forward((*chunks_)[s].data(), 5 + s, caches.back(), logits.data()).ok());
+      caches.push_back(m->NewCache(64));
+      EXPECT_TRUE(m->Forward((*chunks_)[s].data(), 5 + s, caches.back(), logits.data()).ok());
     }
   };
   auto token = [&](int s, int step) { return (*chunks_)[s][static_cast<size_t>(5 + s + step)]; };
   // Each sequence decoded alone, then the three decoded together in one batch per step.
   std::vector<model::KvCache> caches;
   prefilled(caches);
-  (*m)->ResetFfnSparsityCounts();
+  m->ResetFfnSparsityCounts();
   std::vector<float> alone;
   for (int step = 0; step < kSteps; ++step) {
     for (int s = 0; s < kSeqs; ++s) {
       const int32_t t = token(s, step);
-      ASSERT_TRUE((*m)->Forward(&t, 1, caches[static_cast<size_t>(s)], logits.data()).ok());
+      ASSERT_TRUE(m->Forward(&t, 1, caches[static_cast<size_t>(s)], logits.data()).ok());
       alone.insert(alone.end(), logits.begin(), logits.begin() + vocab);
     }
   }
-  const auto counts_alone = (*m)->ffn_sparsity_counts();
+  const auto counts_alone = m->ffn_sparsity_counts();
   prefilled(caches);
-  (*m)->ResetFfnSparsityCounts();
+  m->ResetFfnSparsityCounts();
   std::vector<float> batched;
   for (int step = 0; step < kSteps; ++step) {
     const int32_t rows[kSeqs] = {token(0, step), token(1, step), token(2, step)};
-    ASSERT_TRUE((*m)->ForwardBatch(rows, {{&caches[0], 1}, {&caches[1], 1}, {&caches[2], 1}}, logits.data()).ok());
+    ASSERT_TRUE(m->ForwardBatch(rows, {{&caches[0], 1}, {&caches[1], 1}, {&caches[2], 1}}, logits.data()).ok());
     batched.insert(batched.end(), logits.begin(), logits.end());
   }
-  const auto counts_batched = (*m)->ffn_sparsity_counts();
+  const auto counts_batched = m->ffn_sparsity_counts();
   EXPECT_TRUE(SameBits(batched, alone));
   EXPECT_GT(counts_alone[0].recall_rows, 0);
   EXPECT_LT(counts_alone[0].recall_rows, kSeqs * kSteps);

@@ -12,57 +12,33 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <regex>
-#include <thread>
 #include <utility>
 
-#include "common/thread_pool.h"
 #include "coordinator/scheduler.h"
 #include "monitoring/serving_metrics.h"
-#include "pipeline/embedded_pipeline.h"
-#include "pipeline/pipeline_executor.h"
-#include "pipeline/pipeline_stage.h"
 #include "sharding/stage_plan.h"
-#include "transport/transport.h"
+#include "tests/support/scheduler_harness.h"
+#include "tests/support/test_support.h"
 
 namespace accullm::coordinator {
 namespace {
 
-const std::string kModel = std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama";
-
-struct Choice {
-  std::vector<int32_t> ids;
-  std::vector<float> logprobs;
-  std::vector<std::vector<std::pair<int32_t, float>>> top;
-  std::string text, finish;
-};
-
+using test_support::StreamedChoice;
 using Mode = SpeculationOptions::Mode;
 
+// The series' value in a Prometheus exposition (-1 when absent).
 double Metric(const std::string& exposition, const std::string& name) {
-  std::smatch m;
-  if (!std::regex_search(exposition, m, std::regex("\n" + name + "\\{[^}]*\\} ([0-9.e+]+)"))) return -1;
-  return std::stod(m[1]);
+  return test_support::SeriesValue(exposition, name, -1);
 }
 
 struct Outcome {
-  std::vector<Choice> choices;
+  std::vector<StreamedChoice> choices;
   int64_t preemptions = 0;
   std::string metrics;
 };
 
-class SchedulerKvPoolTest : public ::testing::Test {
+class SchedulerKvPoolTest : public test_support::EmbeddedModelTest {
  protected:
-  void SetUp() override {
-    pool_ = std::make_unique<ThreadPool>(2);
-    auto m = model::Transformer::Load(kModel, pool_.get());
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::move(*m);
-    auto t = text::Tokenizer::Load(kModel);
-    ASSERT_TRUE(t.ok()) << t.status();
-    tok_ = std::move(*t);
-  }
-
   // Ten requests (twelve choices) of up to 14 + 60 positions, after `system` if given.
   std::vector<std::vector<SequenceParams>> Requests(const std::string& system = "") {
     std::vector<std::vector<SequenceParams>> r;
@@ -83,63 +59,24 @@ class SchedulerKvPoolTest : public ::testing::Test {
       p.sampling.temperature = i % 2 == 0 ? 0.f : 0.9f;
       p.sampling.top_p = 0.9f;
       p.sampling.seed = 500 + i;
-      p.ignore_eos = i % 3 != 0;                         // most run their full length: more growth, more preemption
-      if (i == 2) p.sampling.repetition_penalty = 1.3f;  // the recomputed history feeds the penalty
-      if (i == 3) p.stop = {" the"};
-      if (i == 4) p.logprobs = 2;
-      std::vector<SequenceParams> choices{p};
-      if (i == 1 || i == 5) {
-        SequenceParams q = p;
-        q.sampling.seed = p.sampling.seed + 1;
-        choices.push_back(q);
-      }
-      r.push_back(std::move(choices));
+      p.ignore_eos = i % 3 != 0;  // most run their full length: more growth, more preemption
+      // The recomputed history feeds request 2's penalty.
+      r.push_back(test_support::MixedRequest(i, p));
     }
     return r;
   }
 
-  static std::vector<Choice> WaitAll(std::vector<std::shared_ptr<GenerationStream>>& streams) {
-    std::vector<Choice> out;
-    for (auto& s : streams) {
-      std::vector<Choice> c(static_cast<size_t>(s->choices()));
-      int done = 0;
-      for (int spin = 0; spin < 120000 && done < s->choices(); ++spin) {
-        for (auto& e : s->Drain()) {
-          Choice& ch = c[static_cast<size_t>(e.index)];
-          for (const auto& t : e.tokens) {
-            ch.ids.push_back(t.id);
-            ch.logprobs.push_back(t.logprob);
-            ch.top.push_back(t.top);
-          }
-          ch.text += e.text;
-          if (!e.finish_reason.empty()) {
-            ch.finish = e.finish_reason;
-            ++done;
-          }
-        }
-        if (done < s->choices()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-      out.insert(out.end(), c.begin(), c.end());
-    }
-    return out;
-  }
-
   // The first request alone (its blocks then are cached, if caching is on), then the others
-  // at once.
+  // at once; each stream waited for 120 s at most.
   Outcome RunAll(Scheduler& s, monitoring::ServingMetrics& metrics) {
-    std::vector<std::shared_ptr<GenerationStream>> streams;
+    constexpr std::chrono::seconds kTimeout(120);
+    std::vector<std::vector<SequenceParams>> requests = Requests(system_);
     s.Start();
     Outcome r;
-    bool first = true;
-    for (auto& choices : Requests(system_)) {
-      streams.push_back(std::make_shared<GenerationStream>(static_cast<int>(choices.size())));
-      EXPECT_TRUE(s.Submit(choices, streams.back()).ok());
-      if (std::exchange(first, false)) {
-        r.choices = WaitAll(streams);
-        streams.clear();
-      }
-    }
-    for (Choice& c : WaitAll(streams)) r.choices.push_back(std::move(c));
+    r.choices = test_support::WaitForAll(test_support::SubmitAll(s, {requests.front()}), kTimeout);
+    requests.erase(requests.begin());
+    for (StreamedChoice& c : test_support::WaitForAll(test_support::SubmitAll(s, requests), kTimeout))
+      r.choices.push_back(std::move(c));
     s.Stop();
     r.preemptions = s.preemptions();
     r.metrics = metrics.Serialize();
@@ -160,10 +97,9 @@ class SchedulerKvPoolTest : public ::testing::Test {
   Outcome Embedded(Mode mode, int64_t blocks) {
     monitoring::ServingMetrics metrics("m");
     model::KvBlockPool kv(0, model_->kv_format(), 16, blocks);
-    auto s = Scheduler::CreateEmbedded(*model_, tok_.get(), kv, Config(mode), &metrics);
-    EXPECT_TRUE(s.ok()) << s.status();
-    if (!s.ok()) return {};
-    Outcome r = RunAll(**s, metrics);
+    auto s = EmbeddedScheduler(kv, Config(mode), &metrics);
+    if (s == nullptr) return {};
+    Outcome r = RunAll(*s, metrics);
     EXPECT_EQ(kv.free_blocks(), kv.num_blocks());
     return r;
   }
@@ -172,52 +108,26 @@ class SchedulerKvPoolTest : public ::testing::Test {
   // blocks of 4 positions.
   Outcome Pipelined(Mode mode, int64_t blocks) {
     constexpr int kStages = 2;
-    transport::InProcessHub hub(kStages + 1);
-    std::vector<std::unique_ptr<ThreadPool>> pools;
-    std::vector<std::unique_ptr<model::Transformer>> models;
-    std::vector<std::thread> threads;
-    for (int r = 1; r <= kStages; ++r) {
-      pools.push_back(std::make_unique<ThreadPool>(1));
-      auto m = model::Transformer::Load(kModel, pools.back().get());
-      EXPECT_TRUE(m.ok());
-      models.push_back(std::move(*m));
-      threads.emplace_back([&hub, r, model = models.back().get()] { pipeline::RunPipelineStage(hub.at(r), *model); });
-    }
+    test_support::InProcessPipeline stages(kStages, test_support::ModelDir());
     pipeline::PipelineConfig pc;
     pc.kv_blocks = blocks;
     pc.kv_block_size = 4;
     pc.context = model_->config().max_position_embeddings;
     pc.micro_batches = 2;
-    auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
-                                                  sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
-    EXPECT_TRUE(exec.ok()) << exec.status();
+    pipeline::PipelineExecutor* exec =
+        stages.Start(model_->config(), sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
+    if (exec == nullptr) return {};
     model::KvBlockPool kv(0, model_->kv_format(), 4, blocks);
     Outcome r;
     {
       monitoring::ServingMetrics metrics("m");
-      Scheduler s(**exec, model_->config(), tok_.get(), kv, Config(mode), &metrics);
+      Scheduler s(*exec, model_->config(), tok_.get(), kv, Config(mode), &metrics);
       r = RunAll(s, metrics);
     }
     EXPECT_EQ(kv.free_blocks(), kv.num_blocks());
-    (*exec)->Shutdown();
-    for (auto& t : threads) t.join();
     return r;
   }
 
-  static void ExpectSame(const std::vector<Choice>& got, const std::vector<Choice>& want, const std::string& what) {
-    ASSERT_EQ(got.size(), want.size()) << what;
-    for (size_t i = 0; i < want.size(); ++i) {
-      EXPECT_EQ(got[i].ids, want[i].ids) << what << ", choice " << i;
-      EXPECT_EQ(got[i].text, want[i].text) << what << ", choice " << i;
-      EXPECT_EQ(got[i].finish, want[i].finish) << what << ", choice " << i;
-      EXPECT_EQ(got[i].logprobs, want[i].logprobs) << what << ", choice " << i;
-      EXPECT_EQ(got[i].top, want[i].top) << what << ", choice " << i;
-    }
-  }
-
-  std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<model::Transformer> model_;
-  std::unique_ptr<text::Tokenizer> tok_;
   bool caching_ = false;
   std::string system_;  // before every prompt
 };
@@ -232,7 +142,7 @@ TEST_F(SchedulerKvPoolTest, EmbeddedPreemptedTokensEqualUnconstrained) {
   for (Mode mode : {Mode::kOff, Mode::kNgram, Mode::kDraft}) {
     const std::string what = mode == Mode::kOff ? "no speculation" : mode == Mode::kNgram ? "ngram" : "draft";
     const Outcome got = Embedded(mode, 8);
-    ExpectSame(got.choices, want.choices, what + ", 8 blocks");
+    test_support::ExpectSameChoices(got.choices, want.choices, what + ", 8 blocks");
     EXPECT_GT(got.preemptions, 0) << what << ": the pool was meant to run out";
     EXPECT_EQ(Metric(got.metrics, "accullm_num_preemptions_total"), static_cast<double>(got.preemptions));
     EXPECT_EQ(Metric(got.metrics, "accullm_kv_cache_used_blocks"), 0) << what;
@@ -246,7 +156,7 @@ TEST_F(SchedulerKvPoolTest, PipelinedPreemptedTokensEqualUnconstrained) {
   for (Mode mode : {Mode::kOff, Mode::kNgram}) {
     const std::string what = mode == Mode::kOff ? "2 stages" : "ngram, 2 stages";
     const Outcome got = Pipelined(mode, 26);
-    ExpectSame(got.choices, want.choices, what);
+    test_support::ExpectSameChoices(got.choices, want.choices, what);
     EXPECT_GT(got.preemptions, 0) << what;
   }
 }
@@ -265,7 +175,7 @@ TEST_F(SchedulerKvPoolTest, PrefixCachedTokensEqualUncached) {
   EXPECT_EQ(Metric(want.metrics, "accullm_prefix_cache_hits_total"), 0);
   caching_ = true;
   const Outcome got = Embedded(Mode::kOff, 256);
-  ExpectSame(got.choices, want.choices, "prefix caching");
+  test_support::ExpectSameChoices(got.choices, want.choices, "prefix caching");
   const double queried = Metric(got.metrics, "accullm_prefix_cache_queries_total");
   const double hits = Metric(got.metrics, "accullm_prefix_cache_hits_total");
   // Eleven choices after the first start on at least the system prompt's whole blocks.
@@ -285,12 +195,12 @@ TEST_F(SchedulerKvPoolTest, PrefixCachingWithPreemptionAndSpeculationEqualsUncac
   for (Mode mode : {Mode::kOff, Mode::kNgram, Mode::kDraft}) {
     const std::string what = mode == Mode::kOff ? "cached" : mode == Mode::kNgram ? "cached, ngram" : "cached, draft";
     const Outcome got = Embedded(mode, 9);  // 144 positions: a choice of ~110 fits alone
-    ExpectSame(got.choices, want.choices, what + ", 9 blocks");
+    test_support::ExpectSameChoices(got.choices, want.choices, what + ", 9 blocks");
     EXPECT_GT(got.preemptions, 0) << what;
     EXPECT_GT(Metric(got.metrics, "accullm_prefix_cache_hits_total"), 0) << what;
   }
   const Outcome piped = Pipelined(Mode::kNgram, 36);
-  ExpectSame(piped.choices, want.choices, "cached, ngram, 2 stages, 36 blocks of 4");
+  test_support::ExpectSameChoices(piped.choices, want.choices, "cached, ngram, 2 stages, 36 blocks of 4");
   EXPECT_GT(piped.preemptions, 0);
   EXPECT_GT(Metric(piped.metrics, "accullm_prefix_cache_hits_total"), 0);
 }

@@ -9,53 +9,32 @@
 
 #include <algorithm>
 #include <chrono>
-#include <regex>
 #include <set>
-#include <thread>
 
-#include "common/thread_pool.h"
 #include "coordinator/scheduler.h"
 #include "monitoring/serving_metrics.h"
-#include "pipeline/embedded_pipeline.h"
-#include "pipeline/pipeline_executor.h"
-#include "pipeline/pipeline_stage.h"
 #include "sharding/stage_plan.h"
-#include "transport/transport.h"
+#include "tests/support/scheduler_harness.h"
+#include "tests/support/test_support.h"
 
 namespace accullm::coordinator {
 namespace {
 
-const std::string kModel = std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama";
-
-struct Choice {
-  std::vector<int32_t> ids;
-  std::vector<float> logprobs;
-  std::vector<std::vector<std::pair<int32_t, float>>> top;
-  std::string text, finish;
-  bool operator==(const Choice&) const = default;
-};
-
+using Choice = test_support::StreamedChoice;
 using Mode = SpeculationOptions::Mode;
 
 // The counter's value in a Prometheus exposition (0 when absent).
 double Counter(const std::string& exposition, const std::string& name) {
-  std::smatch m;
-  if (!std::regex_search(exposition, m, std::regex("\n" + name + "\\{[^}]*\\} ([0-9.e+]+)"))) return 0;
-  return std::stod(m[1]);
+  return test_support::SeriesValue(exposition, name, 0);
 }
 
-class SchedulerSpeculationTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    pool_ = std::make_unique<ThreadPool>(2);
-    auto m = model::Transformer::Load(kModel, pool_.get());
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::move(*m);
-    auto t = text::Tokenizer::Load(kModel);
-    ASSERT_TRUE(t.ok()) << t.status();
-    tok_ = std::move(*t);
-  }
+// Each stream waited for 60 s at most.
+std::vector<Choice> WaitAll(const std::vector<std::shared_ptr<GenerationStream>>& streams) {
+  return test_support::WaitForAll(streams, std::chrono::seconds(60));
+}
 
+class SchedulerSpeculationTest : public test_support::EmbeddedModelTest {
+ protected:
   SequenceParams Params(const std::string& prompt, int64_t max_tokens, float temperature, uint64_t seed) {
     SequenceParams p;
     p.prompt = tok_->Encode(prompt, true);
@@ -74,53 +53,14 @@ class SchedulerSpeculationTest : public ::testing::Test {
         "One day, a girl named Sue", "The sun was hot and the bird",   "Ben had a red ball"};
     for (int i = 0; i < 6; ++i) {
       const float temp = i % 2 == 0 ? 0.f : 0.9f;
-      SequenceParams p = Params(prompts[i], 20 + 7 * i, temp, 100 + i);
-      if (i == 2) p.sampling.repetition_penalty = 1.3f;  // the history the penalties see must roll back too
-      if (i == 3) p.stop = {" the"};
-      if (i == 4) p.logprobs = 2;
-      std::vector<SequenceParams> choices{p};
-      if (i == 1 || i == 5) {
-        SequenceParams q = p;
-        q.sampling.seed = p.sampling.seed + 1;
-        choices.push_back(q);
-      }
-      r.push_back(std::move(choices));
+      // The history request 2's penalty reads must roll back too.
+      r.push_back(test_support::MixedRequest(i, Params(prompts[i], 20 + 7 * i, temp, 100 + i)));
     }
     return r;
   }
 
-  static std::vector<Choice> WaitAll(std::vector<std::shared_ptr<GenerationStream>>& streams) {
-    std::vector<Choice> out;
-    for (auto& s : streams) {
-      std::vector<Choice> c(static_cast<size_t>(s->choices()));
-      int done = 0;
-      for (int spin = 0; spin < 60000 && done < s->choices(); ++spin) {
-        for (auto& e : s->Drain()) {
-          Choice& ch = c[static_cast<size_t>(e.index)];
-          for (const auto& t : e.tokens) {
-            ch.ids.push_back(t.id);
-            ch.logprobs.push_back(t.logprob);
-            ch.top.push_back(t.top);
-          }
-          ch.text += e.text;
-          if (!e.finish_reason.empty()) {
-            ch.finish = e.finish_reason;
-            ++done;
-          }
-        }
-        if (done < s->choices()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-      out.insert(out.end(), c.begin(), c.end());
-    }
-    return out;
-  }
-
   std::vector<Choice> RunAll(Scheduler& s) {
-    std::vector<std::shared_ptr<GenerationStream>> streams;
-    for (auto& choices : Requests()) {  // all queued at once: they share every batch
-      streams.push_back(std::make_shared<GenerationStream>(static_cast<int>(choices.size())));
-      EXPECT_TRUE(s.Submit(choices, streams.back()).ok());
-    }
+    const auto streams = test_support::SubmitAll(s, Requests());  // all queued at once: they share every batch
     s.Start();
     auto out = WaitAll(streams);
     s.Stop();
@@ -140,61 +80,33 @@ class SchedulerSpeculationTest : public ::testing::Test {
   std::vector<Choice> Embedded(Mode mode, monitoring::ServingMetrics* metrics = nullptr,
                                kernels::KvDType kv_dtype = kernels::KvDType::kF32) {
     model::KvBlockPool kv(0, model_->kv_format(kv_dtype), 16, 256);
-    auto s = Scheduler::CreateEmbedded(*model_, tok_.get(), kv, Config(mode), metrics);
-    EXPECT_TRUE(s.ok()) << s.status();
-    if (!s.ok()) return {};
-    return RunAll(**s);
+    auto s = EmbeddedScheduler(kv, Config(mode), metrics);
+    return s != nullptr ? RunAll(*s) : std::vector<Choice>{};
   }
 
   // Two pipeline stages (threads over the in-process transport), two micro-batches in flight;
   // the draft (if any) runs on the scheduler's side, as on rank 0.
   std::vector<Choice> Pipelined(Mode mode, monitoring::ServingMetrics* metrics = nullptr) {
     constexpr int kStages = 2;
-    transport::InProcessHub hub(kStages + 1);
-    std::vector<std::unique_ptr<ThreadPool>> pools;
-    std::vector<std::unique_ptr<model::Transformer>> models;
-    std::vector<std::thread> threads;
-    for (int r = 1; r <= kStages; ++r) {
-      pools.push_back(std::make_unique<ThreadPool>(1));
-      auto m = model::Transformer::Load(kModel, pools.back().get());
-      EXPECT_TRUE(m.ok());
-      models.push_back(std::move(*m));
-      threads.emplace_back([&hub, r, model = models.back().get()] { pipeline::RunPipelineStage(hub.at(r), *model); });
-    }
+    test_support::InProcessPipeline stages(kStages, test_support::ModelDir());
     pipeline::PipelineConfig pc;
     pc.kv_blocks = 256;
     pc.kv_block_size = 4;  // rollbacks cross block boundaries
     pc.context = model_->config().max_position_embeddings;
     pc.micro_batches = 2;
-    auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
-                                                  sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
-    EXPECT_TRUE(exec.ok()) << exec.status();
+    pipeline::PipelineExecutor* exec =
+        stages.Start(model_->config(), sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
+    if (exec == nullptr) return {};
     model::KvBlockPool kv(0, model_->kv_format(), 4, 256);
     std::vector<Choice> out;
     {
-      Scheduler s(**exec, model_->config(), tok_.get(), kv, Config(mode), metrics);
+      Scheduler s(*exec, model_->config(), tok_.get(), kv, Config(mode), metrics);
       out = RunAll(s);
     }
     EXPECT_EQ(kv.free_blocks(), kv.num_blocks());
-    (*exec)->Shutdown();
-    for (auto& t : threads) t.join();
     return out;
   }
 
-  static void ExpectSame(const std::vector<Choice>& got, const std::vector<Choice>& want, const char* what) {
-    ASSERT_EQ(got.size(), want.size()) << what;
-    for (size_t i = 0; i < want.size(); ++i) {
-      EXPECT_EQ(got[i].ids, want[i].ids) << what << ", choice " << i;
-      EXPECT_EQ(got[i].text, want[i].text) << what << ", choice " << i;
-      EXPECT_EQ(got[i].finish, want[i].finish) << what << ", choice " << i;
-      EXPECT_EQ(got[i].logprobs, want[i].logprobs) << what << ", choice " << i;
-      EXPECT_EQ(got[i].top, want[i].top) << what << ", choice " << i;
-    }
-  }
-
-  std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<model::Transformer> model_;
-  std::unique_ptr<text::Tokenizer> tok_;
   int64_t passes_ = 0, launches_ = 0;  // a scheduler's draft counters, read before it goes
 };
 
@@ -209,7 +121,7 @@ TEST_F(SchedulerSpeculationTest, EmbeddedTokensEqualThoseWithoutSpeculation) {
   for (Mode mode : {Mode::kNgram, Mode::kDraft}) {
     monitoring::ServingMetrics metrics("m");
     const char* what = mode == Mode::kNgram ? "ngram" : "draft";
-    ExpectSame(Embedded(mode, &metrics), want, what);
+    test_support::ExpectSameChoices(Embedded(mode, &metrics), want, what);
     const std::string text = metrics.Serialize();
     const double drafted = Counter(text, "accullm_spec_decode_num_draft_tokens_total");
     const double accepted = Counter(text, "accullm_spec_decode_num_accepted_tokens_total");
@@ -228,8 +140,8 @@ TEST_F(SchedulerSpeculationTest, EmbeddedTokensEqualThoseWithoutSpeculation) {
 TEST_F(SchedulerSpeculationTest, RoundedKvCacheTokensEqualThoseWithoutSpeculation) {
   for (kernels::KvDType dtype : {kernels::KvDType::kF16, kernels::KvDType::kInt8}) {
     const std::vector<Choice> want = Embedded(Mode::kOff, nullptr, dtype);
-    ExpectSame(Embedded(Mode::kNgram, nullptr, dtype), want, "ngram, rounded KV cache");
-    ExpectSame(Embedded(Mode::kDraft, nullptr, dtype), want, "draft, rounded KV cache");
+    test_support::ExpectSameChoices(Embedded(Mode::kNgram, nullptr, dtype), want, "ngram, rounded KV cache");
+    test_support::ExpectSameChoices(Embedded(Mode::kDraft, nullptr, dtype), want, "draft, rounded KV cache");
   }
 }
 
@@ -237,29 +149,21 @@ TEST_F(SchedulerSpeculationTest, PipelinedTokensEqualThoseWithoutSpeculation) {
   const std::vector<Choice> want = Embedded(Mode::kOff);
   for (Mode mode : {Mode::kNgram, Mode::kDraft}) {
     monitoring::ServingMetrics metrics("m");
-    ExpectSame(Pipelined(mode, &metrics), want, mode == Mode::kNgram ? "ngram, 2 stages" : "draft, 2 stages");
+    test_support::ExpectSameChoices(Pipelined(mode, &metrics), want,
+                                    mode == Mode::kNgram ? "ngram, 2 stages" : "draft, 2 stages");
     EXPECT_GT(Counter(metrics.Serialize(), "accullm_spec_decode_num_accepted_tokens_total"), 0);
   }
 }
 
 // The embedded pipeline, checking every launch: each sequence whose prompt went out and that
 // is still open has an item (its decode step: the newest token and any draft).
-class DecodeStepRecorder final : public pipeline::BatchExecutor {
+class DecodeStepRecorder final : public test_support::EmbeddedPipelineWrapper {
  public:
-  DecodeStepRecorder(model::Transformer& model, int64_t kv_blocks) {
-    pipeline::PipelineConfig pc;
-    pc.kv_blocks = kv_blocks;
-    pc.context = model.config().max_position_embeddings;
-    auto p = pipeline::EmbeddedPipeline::Start(model, pc);
-    EXPECT_TRUE(p.ok()) << p.status();
-    if (p.ok()) pipeline_ = std::move(*p);
-  }
-  void Open(pipeline::SequenceSetup s) override { pipeline_->Open(std::move(s)); }
+  using EmbeddedPipelineWrapper::EmbeddedPipelineWrapper;
   void Release(uint64_t seq) override {
     decoding_.erase(seq);
-    pipeline_->Release(seq);
+    EmbeddedPipelineWrapper::Release(seq);
   }
-  void Truncate(uint64_t seq, int64_t length) override { pipeline_->Truncate(seq, length); }
   absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<pipeline::ExecItem> items) override {
     std::set<uint64_t> launched;
     for (const auto& it : items) {
@@ -270,15 +174,13 @@ class DecodeStepRecorder final : public pipeline::BatchExecutor {
       ++launches_missing_a_decoder;
     for (const auto& it : items)
       if (it.sample) decoding_.insert(it.seq);  // its prompt is in: decoding from the next launch on
-    return pipeline_->Launch(std::move(tokens), std::move(items));
+    return EmbeddedPipelineWrapper::Launch(std::move(tokens), std::move(items));
   }
-  absl::StatusOr<std::vector<pipeline::SampledToken>> Wait(uint64_t ticket) override { return pipeline_->Wait(ticket); }
 
   int launches_missing_a_decoder = 0;
   int64_t drafted = 0;
 
  private:
-  std::unique_ptr<pipeline::EmbeddedPipeline> pipeline_;
   std::set<uint64_t> decoding_;
 };
 
@@ -293,13 +195,12 @@ TEST_F(SchedulerSpeculationTest, DraftsNeverCrowdOutDecodeSteps) {
     c.max_batch_tokens = 12;
     c.prefill_chunk = 64;  // each prompt in one chunk
     Scheduler s(exec, model_->config(), tok_.get(), kv, c, nullptr);
-    std::vector<std::shared_ptr<GenerationStream>> streams;
     // Prompts of two or three tokens: most are prefilled in the first launch, so all decode
     // at once (8 decode rows of the 12, drafts sharing the other 4).
-    for (const char* name : {"Lily", "Tom", "Sam", "Ben", "Sue", "Max", "Amy", "Bob"}) {
-      streams.push_back(std::make_shared<GenerationStream>(1));
-      EXPECT_TRUE(s.Submit({Params(name, 30, 0.f, 1)}, streams.back()).ok());
-    }
+    std::vector<SequenceParams> requests;
+    for (const char* name : {"Lily", "Tom", "Sam", "Ben", "Sue", "Max", "Amy", "Bob"})
+      requests.push_back(Params(name, 30, 0.f, 1));
+    const auto streams = test_support::SubmitEach(s, requests);
     s.Start();
     auto out = WaitAll(streams);
     s.Stop();
@@ -307,7 +208,7 @@ TEST_F(SchedulerSpeculationTest, DraftsNeverCrowdOutDecodeSteps) {
   };
   DecodeStepRecorder plain(*model_, 256), spec(*model_, 256);
   const auto want = run(Mode::kOff, plain);
-  ExpectSame(run(Mode::kDraft, spec), want, "draft, budget 12");
+  test_support::ExpectSameChoices(run(Mode::kDraft, spec), want, "draft, budget 12");
   EXPECT_GT(spec.drafted, 0);
   EXPECT_EQ(spec.launches_missing_a_decoder, 0);
 }
@@ -324,17 +225,14 @@ TEST_F(SchedulerSpeculationTest, SequencesDraftTogetherOnePassPerPosition) {
     c.max_batch_tokens = 64;  // room for every sequence's decode row and 4 draft tokens
     c.prefill_chunk = 64;
     Scheduler s(exec, model_->config(), tok_.get(), kv, c, nullptr);
-    std::vector<std::shared_ptr<GenerationStream>> streams;
-    int i = 0;
+    std::vector<SequenceParams> requests;
     for (const char* prompt : {"Lily", "Tom and Sam went", "Once upon a time there was", "Ben", "The sun was hot",
                                "Sue had a cat. The cat", "Max", "One day, a girl named Amy saw a"}) {
-      streams.push_back(std::make_shared<GenerationStream>(1));
       // Mixed sampling: greedy and seeded at two temperatures, different lengths.
-      EXPECT_TRUE(
-          s.Submit({Params(prompt, 16 + 3 * i, i % 3 == 0 ? 0.f : 0.7f + 0.1f * (i % 3), 40 + i)}, streams.back())
-              .ok());
-      ++i;
+      const int i = static_cast<int>(requests.size());
+      requests.push_back(Params(prompt, 16 + 3 * i, i % 3 == 0 ? 0.f : 0.7f + 0.1f * (i % 3), 40 + i));
     }
+    const auto streams = test_support::SubmitEach(s, requests);
     s.Start();
     auto out = WaitAll(streams);
     s.Stop();
@@ -345,7 +243,7 @@ TEST_F(SchedulerSpeculationTest, SequencesDraftTogetherOnePassPerPosition) {
   DecodeStepRecorder plain(*model_, 256), spec(*model_, 256);
   const auto want = run(Mode::kOff, plain);
   EXPECT_EQ(passes_, 0);
-  ExpectSame(run(Mode::kDraft, spec), want, "draft, 8 sequences drafting together");
+  test_support::ExpectSameChoices(run(Mode::kDraft, spec), want, "draft, 8 sequences drafting together");
   EXPECT_GT(launches_, 0);
   EXPECT_LE(passes_, 4 * launches_) << "more than one pass per draft position in a launch";
   // Drafting sequence by sequence runs one pass per drafted token.

@@ -11,44 +11,20 @@
 #include <map>
 #include <thread>
 
-#include "common/thread_pool.h"
 #include "model/end_of_sequence.h"
-#include "pipeline/embedded_pipeline.h"
+#include "tests/support/scheduler_harness.h"
 #include "text/stop_text.h"
 
 namespace accullm::coordinator {
 namespace {
 
-const std::string kModel = std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama";
+using test_support::StreamedChoice;
 
-struct Collected {
-  std::string text;
-  std::string finish;
-  int64_t tokens = 0;
-};
-
-class SchedulerTest : public ::testing::Test {
+class SchedulerTest : public test_support::EmbeddedModelTest {
  protected:
-  void SetUp() override {
-    pool_ = std::make_unique<ThreadPool>(2);
-    auto m = model::Transformer::Load(kModel, pool_.get());
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::move(*m);
-    auto t = text::Tokenizer::Load(kModel);
-    ASSERT_TRUE(t.ok()) << t.status();
-    tok_ = std::move(*t);
-  }
-
   // The scheduler's admission budget (no layers: the stage holds the KV contents).
   std::unique_ptr<model::KvBlockPool> NewPool(int64_t blocks) {
     return std::make_unique<model::KvBlockPool>(0, model_->kv_format(), 16, blocks);
-  }
-
-  // The embedded default: the model as the one stage of an in-process pipeline.
-  std::unique_ptr<Scheduler> Embedded(model::KvBlockPool& kv, const SchedulerConfig& cfg) {
-    auto s = Scheduler::CreateEmbedded(*model_, tok_.get(), kv, cfg, nullptr);
-    EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() ? std::move(*s) : nullptr;
   }
 
   SequenceParams Params(const std::string& prompt, int64_t max_tokens, float temperature, uint64_t seed) {
@@ -61,22 +37,9 @@ class SchedulerTest : public ::testing::Test {
     return p;
   }
 
-  // Waits for every choice of `s` to finish and returns what each produced.
-  static std::vector<Collected> Wait(GenerationStream& s) {
-    std::vector<Collected> out(static_cast<size_t>(s.choices()));
-    int done = 0;
-    for (int spin = 0; spin < 20000 && done < s.choices(); ++spin) {
-      for (auto& e : s.Drain()) {
-        out[e.index].text += e.text;
-        out[e.index].tokens = e.completion_tokens;
-        if (!e.finish_reason.empty()) {
-          out[e.index].finish = e.finish_reason;
-          ++done;
-        }
-      }
-      if (done < s.choices()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    return out;
+  // Waits (20 s at most) for every choice of `s` to finish and returns what each produced.
+  static std::vector<StreamedChoice> Wait(GenerationStream& s) {
+    return test_support::WaitForChoices(s, std::chrono::steady_clock::now() + std::chrono::seconds(20));
   }
 
   // The sequential reference: the whole prompt in one forward pass, then one token at a time
@@ -105,15 +68,11 @@ class SchedulerTest : public ::testing::Test {
     }
     return out + stop_text.Finish();
   }
-
-  std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<model::Transformer> model_;
-  std::unique_ptr<text::Tokenizer> tok_;
 };
 
 TEST_F(SchedulerTest, AloneMatchesSequentialReference) {
   auto kv = NewPool(256);
-  auto sched_owner = Embedded(*kv, SchedulerConfig{});
+  auto sched_owner = EmbeddedScheduler(*kv, SchedulerConfig{});
   ASSERT_NE(sched_owner, nullptr);
   Scheduler& sched = *sched_owner;
   sched.Start();
@@ -133,7 +92,7 @@ TEST_F(SchedulerTest, BatchedWithChunkedPrefillMatchesAlone) {
   SchedulerConfig cfg;
   cfg.max_batch_tokens = 24;  // forces long prompts into several chunks next to decodes
   cfg.prefill_chunk = 7;
-  auto sched_owner = Embedded(*kv, cfg);
+  auto sched_owner = EmbeddedScheduler(*kv, cfg);
   ASSERT_NE(sched_owner, nullptr);
   Scheduler& sched = *sched_owner;
   sched.Start();
@@ -145,18 +104,15 @@ TEST_F(SchedulerTest, BatchedWithChunkedPrefillMatchesAlone) {
     ps.push_back(Params(prompt, 20 + i, i % 3 == 0 ? 0.f : 0.8f, 1000 + i));
     want.push_back(Reference(ps.back()));
   }
-  std::vector<std::shared_ptr<GenerationStream>> streams;
-  for (auto& p : ps) {
-    streams.push_back(std::make_shared<GenerationStream>(1));
-    ASSERT_TRUE(sched.Submit({p}, streams.back()).ok());
-  }
+  const auto streams = test_support::SubmitEach(sched, ps);
+  ASSERT_EQ(streams.size(), ps.size());
   for (size_t i = 0; i < ps.size(); ++i) EXPECT_EQ(Wait(*streams[i])[0].text, want[i]) << "request " << i;
   EXPECT_EQ(kv->free_blocks(), kv->num_blocks());
 }
 
 TEST_F(SchedulerTest, StopSequenceMatchesSequentialReference) {
   auto kv = NewPool(64);
-  auto sched_owner = Embedded(*kv, SchedulerConfig{});
+  auto sched_owner = EmbeddedScheduler(*kv, SchedulerConfig{});
   ASSERT_NE(sched_owner, nullptr);
   Scheduler& sched = *sched_owner;
   sched.Start();
@@ -174,7 +130,7 @@ TEST_F(SchedulerTest, QueueLimitAndContextAreEnforced) {
   auto kv = NewPool(64);
   SchedulerConfig cfg;
   cfg.max_waiting = 2;
-  auto sched_owner = Embedded(*kv, cfg);
+  auto sched_owner = EmbeddedScheduler(*kv, cfg);
   ASSERT_NE(sched_owner, nullptr);
   Scheduler& sched = *sched_owner;  // not started: nothing leaves the queue
   auto s = std::make_shared<GenerationStream>(3);
@@ -190,17 +146,14 @@ TEST_F(SchedulerTest, CancelFreesBlocksAndAnOverfullPoolKeepsText) {
   // Room for two sequences of 5 + 100 positions (7 blocks each) but not three: the third grows
   // into blocks the cancelled first one frees, or is preempted, and gives the same text.
   auto kv = NewPool(17);
-  auto sched_owner = Embedded(*kv, SchedulerConfig{});
+  auto sched_owner = EmbeddedScheduler(*kv, SchedulerConfig{});
   ASSERT_NE(sched_owner, nullptr);
   Scheduler& sched = *sched_owner;
   sched.Start();
   SequenceParams p = Params("Once upon a time", 100, 0.8f, 5);
   p.ignore_eos = true;
-  std::vector<std::shared_ptr<GenerationStream>> s;
-  for (int i = 0; i < 3; ++i) {
-    s.push_back(std::make_shared<GenerationStream>(1));
-    ASSERT_TRUE(sched.Submit({p}, s.back()).ok());
-  }
+  const auto s = test_support::SubmitEach(sched, std::vector<SequenceParams>(3, p));
+  ASSERT_EQ(s.size(), 3u);
   s[0]->Cancel();
   auto r0 = Wait(*s[0]);
   auto r1 = Wait(*s[1]);
@@ -208,7 +161,7 @@ TEST_F(SchedulerTest, CancelFreesBlocksAndAnOverfullPoolKeepsText) {
   EXPECT_EQ(r0[0].finish, "abort");
   EXPECT_EQ(r1[0].finish, "length");
   EXPECT_EQ(r2[0].finish, "length");
-  EXPECT_EQ(r1[0].tokens, 100);
+  EXPECT_EQ(r1[0].completion_tokens, 100);
   EXPECT_EQ(r1[0].text, r2[0].text);  // same seed, same prompt
   for (int i = 0; i < 100 && kv->free_blocks() != kv->num_blocks(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -224,35 +177,25 @@ namespace {
 
 // The embedded pipeline driven as a pipeline of `depth` micro-batches: it records how many
 // other micro-batches were outstanding at each launch (a drained pipeline launches with none).
-class DeepExecutor final : public pipeline::BatchExecutor {
+class DeepExecutor final : public test_support::EmbeddedPipelineWrapper {
  public:
-  DeepExecutor(model::Transformer& model, int depth, int64_t kv_blocks) : depth_(depth) {
-    pipeline::PipelineConfig pc;
-    pc.kv_blocks = kv_blocks;
-    pc.context = model.config().max_position_embeddings;
-    auto p = pipeline::EmbeddedPipeline::Start(model, pc);
-    EXPECT_TRUE(p.ok()) << p.status();
-    if (p.ok()) pipeline_ = std::move(*p);
-  }
-  void Open(pipeline::SequenceSetup s) override { pipeline_->Open(std::move(s)); }
-  void Release(uint64_t seq) override { pipeline_->Release(seq); }
-  void Truncate(uint64_t seq, int64_t length) override { pipeline_->Truncate(seq, length); }
+  DeepExecutor(model::Transformer& model, int depth, int64_t kv_blocks)
+      : EmbeddedPipelineWrapper(model, kv_blocks), depth_(depth) {}
   absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<pipeline::ExecItem> items) override {
     ++launches;
     if (outstanding_ == depth_ - 1) ++launches_into_full;
     max_outstanding = std::max(max_outstanding, ++outstanding_);
-    return pipeline_->Launch(std::move(tokens), std::move(items));
+    return EmbeddedPipelineWrapper::Launch(std::move(tokens), std::move(items));
   }
   absl::StatusOr<std::vector<pipeline::SampledToken>> Wait(uint64_t ticket) override {
     --outstanding_;
-    return pipeline_->Wait(ticket);
+    return EmbeddedPipelineWrapper::Wait(ticket);
   }
   int micro_batches() const override { return depth_; }
 
   int launches = 0, launches_into_full = 0, max_outstanding = 0;
 
  private:
-  std::unique_ptr<pipeline::EmbeddedPipeline> pipeline_;
   int depth_, outstanding_ = 0;
 };
 
@@ -269,11 +212,9 @@ TEST_F(SchedulerTest, PipelineStaysFullAndTokensMatch) {
     ps.push_back(Params("Lily saw a little dog number " + std::to_string(i), 24, i % 2 ? 0.7f : 0.f, 50 + i));
     want.push_back(Reference(ps.back()));
   }
-  std::vector<std::shared_ptr<GenerationStream>> streams;
-  for (auto& p : ps) {  // all queued before the loop starts: one admission, then steady state
-    streams.push_back(std::make_shared<GenerationStream>(1));
-    ASSERT_TRUE(sched.Submit({p}, streams.back()).ok());
-  }
+  // All queued before the loop starts: one admission, then steady state.
+  const auto streams = test_support::SubmitEach(sched, ps);
+  ASSERT_EQ(streams.size(), ps.size());
   sched.Start();
   for (size_t i = 0; i < ps.size(); ++i) EXPECT_EQ(Wait(*streams[i])[0].text, want[i]) << "request " << i;
   sched.Stop();
@@ -290,29 +231,15 @@ namespace {
 
 // The embedded pipeline, recording the block table (the scheduler's cache: the ids the stage
 // is told) of every sequence it runs.
-class TableRecordingExecutor final : public pipeline::BatchExecutor {
+class TableRecordingExecutor final : public test_support::EmbeddedPipelineWrapper {
  public:
-  TableRecordingExecutor(model::Transformer& model, int64_t kv_blocks) {
-    pipeline::PipelineConfig pc;
-    pc.kv_blocks = kv_blocks;
-    pc.context = model.config().max_position_embeddings;
-    auto p = pipeline::EmbeddedPipeline::Start(model, pc);
-    EXPECT_TRUE(p.ok()) << p.status();
-    if (p.ok()) pipeline_ = std::move(*p);
-  }
-  void Open(pipeline::SequenceSetup s) override { pipeline_->Open(std::move(s)); }
-  void Release(uint64_t seq) override { pipeline_->Release(seq); }
-  void Truncate(uint64_t seq, int64_t length) override { pipeline_->Truncate(seq, length); }
+  using EmbeddedPipelineWrapper::EmbeddedPipelineWrapper;
   absl::StatusOr<uint64_t> Launch(std::vector<int32_t> tokens, std::vector<pipeline::ExecItem> items) override {
     for (const auto& it : items) tables[it.seq] = it.cache->blocks();
-    return pipeline_->Launch(std::move(tokens), std::move(items));
+    return EmbeddedPipelineWrapper::Launch(std::move(tokens), std::move(items));
   }
-  absl::StatusOr<std::vector<pipeline::SampledToken>> Wait(uint64_t ticket) override { return pipeline_->Wait(ticket); }
 
   std::map<uint64_t, std::vector<int32_t>> tables;
-
- private:
-  std::unique_ptr<pipeline::EmbeddedPipeline> pipeline_;
 };
 
 }  // namespace
@@ -339,16 +266,13 @@ TEST_F(SchedulerTest, BlocksFreedAndReusedOutOfOrderMatchSequentialReference) {
     ps.back().ignore_eos = true;  // lengths as planned: the finishing order is the test's
     want.push_back(Reference(ps.back()));
   }
-  std::vector<std::shared_ptr<GenerationStream>> streams;
-  for (auto& p : ps) {
-    streams.push_back(std::make_shared<GenerationStream>(1));
-    ASSERT_TRUE(sched.Submit({p}, streams.back()).ok());
-  }
+  const auto streams = test_support::SubmitEach(sched, ps);
+  ASSERT_EQ(streams.size(), ps.size());
   sched.Start();
   for (size_t i = 0; i < ps.size(); ++i) {
     auto got = Wait(*streams[i]);
     EXPECT_EQ(got[0].text, want[i]) << "request " << i;
-    EXPECT_EQ(got[0].tokens, ps[i].max_tokens) << "request " << i;
+    EXPECT_EQ(got[0].completion_tokens, ps[i].max_tokens) << "request " << i;
   }
   sched.Stop();
   EXPECT_EQ(kv->free_blocks(), kv->num_blocks());

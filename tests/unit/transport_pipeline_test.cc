@@ -8,43 +8,32 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
 
-#include "common/thread_pool.h"
 #include "coordinator/scheduler.h"
 #include "pipeline/embedded_pipeline.h"
 #include "pipeline/pipeline_executor.h"
 #include "pipeline/pipeline_stage.h"
 #include "pipeline/wire.h"
 #include "sharding/stage_plan.h"
+#include "tests/support/scheduler_harness.h"
+#include "tests/support/test_support.h"
 #include "transport/transport.h"
 
 namespace accullm::pipeline {
 namespace {
 
-const std::string kModel = std::string(ACCULLM_SOURCE_DIR) + "/models/tinystories-llama";
+using Outcome = test_support::StreamedChoice;
+using test_support::InProcessPipeline;
 
-struct Outcome {
-  std::vector<int32_t> ids;
-  std::vector<float> logprobs;
-  std::string finish;
-};
-
-class PipelineTest : public ::testing::Test {
+class PipelineTest : public test_support::EmbeddedModelTest {
  protected:
-  void SetUp() override {
-    pool_ = std::make_unique<ThreadPool>(1);
-    auto m = model::Transformer::Load(kModel, pool_.get());
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::move(*m);
-    auto t = text::Tokenizer::Load(kModel);
-    ASSERT_TRUE(t.ok()) << t.status();
-    tok_ = std::move(*t);
-  }
+  PipelineTest() : EmbeddedModelTest(/*threads=*/1) {}
 
   std::vector<coordinator::SequenceParams> Requests() {
     std::vector<coordinator::SequenceParams> out;
@@ -70,25 +59,12 @@ class PipelineTest : public ::testing::Test {
     return out;
   }
 
-  // Runs every request concurrently through `s` and collects tokens per request.
+  // Runs every request concurrently through `s` and collects tokens per request (60 s for all).
   std::vector<Outcome> RunAll(coordinator::Scheduler& s) {
-    auto reqs = Requests();
-    std::vector<std::shared_ptr<coordinator::GenerationStream>> streams;
-    for (auto& r : reqs) {
-      streams.push_back(std::make_shared<coordinator::GenerationStream>(1));
-      EXPECT_TRUE(s.Submit({r}, streams.back()).ok());
-    }
-    std::vector<Outcome> out(reqs.size());
+    const auto streams = test_support::SubmitEach(s, Requests());
+    std::vector<Outcome> out;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    for (size_t i = 0; i < streams.size(); ++i) {
-      while (out[i].finish.empty() && std::chrono::steady_clock::now() < deadline) {
-        for (auto& e : streams[i]->Drain()) {
-          for (auto& t : e.tokens) out[i].ids.push_back(t.id), out[i].logprobs.push_back(t.logprob);
-          if (!e.finish_reason.empty()) out[i].finish = e.finish_reason;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-    }
+    for (const auto& stream : streams) out.push_back(test_support::WaitForChoices(*stream, deadline)[0]);
     return out;
   }
 
@@ -96,30 +72,17 @@ class PipelineTest : public ::testing::Test {
     model::KvBlockPool kv(0, model_->kv_format(kv_dtype), 16, 256);
     coordinator::SchedulerConfig sc;
     sc.prefill_chunk = 5;  // several chunks per prompt
-    auto s = coordinator::Scheduler::CreateEmbedded(*model_, tok_.get(), kv, sc, nullptr);
-    EXPECT_TRUE(s.ok()) << s.status();
-    if (!s.ok()) return {};
-    (*s)->Start();
-    auto out = RunAll(**s);
-    (*s)->Stop();
+    auto s = EmbeddedScheduler(kv, sc);
+    if (s == nullptr) return {};
+    s->Start();
+    auto out = RunAll(*s);
+    s->Stop();
     return out;
   }
 
   std::vector<Outcome> Pipelined(int stages, int micro_batches, DType act,
                                  kernels::KvDType kv_dtype = kernels::KvDType::kF32) {
-    transport::InProcessHub hub(stages + 1);
-    std::vector<std::unique_ptr<ThreadPool>> pools;
-    std::vector<std::unique_ptr<model::Transformer>> models;
-    std::vector<std::thread> threads;
-    std::vector<int> codes(static_cast<size_t>(stages + 1), -1);
-    for (int r = 1; r <= stages; ++r) {
-      pools.push_back(std::make_unique<ThreadPool>(1));
-      auto m = model::Transformer::Load(kModel, pools.back().get());
-      EXPECT_TRUE(m.ok());
-      models.push_back(std::move(*m));
-      threads.emplace_back(
-          [&, r, model = models.back().get()] { codes[r] = pipeline::RunPipelineStage(hub.at(r), *model); });
-    }
+    InProcessPipeline pipe(stages, test_support::ModelDir());
     const auto& c = model_->config();
     pipeline::PipelineConfig pc;
     pc.kv_blocks = 256;
@@ -128,21 +91,21 @@ class PipelineTest : public ::testing::Test {
     pc.activations = act;
     pc.kv_dtype = kv_dtype;
     auto plan = sharding::PlanStages(sharding::CostFromModel(*model_, kv_dtype), stages, {});
-    EXPECT_TRUE(plan.ok());
-    auto exec = pipeline::PipelineExecutor::Start(hub.at(0), c, *plan, pc);
-    EXPECT_TRUE(exec.ok()) << exec.status();
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    if (!plan.ok()) return {};
+    PipelineExecutor* exec = pipe.Start(c, *plan, pc);
+    if (exec == nullptr) return {};
     model::KvBlockPool accounting(0, model_->kv_format(kv_dtype), 16, 256);
     coordinator::SchedulerConfig sc;
     sc.prefill_chunk = 5;
     std::vector<Outcome> out;
     {
-      coordinator::Scheduler s(**exec, c, tok_.get(), accounting, sc, nullptr);
+      coordinator::Scheduler s(*exec, c, tok_.get(), accounting, sc, nullptr);
       s.Start();
       out = RunAll(s);
       s.Stop();
     }
-    (*exec)->Shutdown();
-    for (auto& t : threads) t.join();
+    const std::vector<int>& codes = pipe.Finish();
     for (int r = 1; r <= stages; ++r) EXPECT_EQ(codes[r], 0) << "stage rank " << r;
     return out;
   }
@@ -159,26 +122,45 @@ class PipelineTest : public ::testing::Test {
     sc.context = 128;
     coordinator::Scheduler s(executor, model_->config(), tok_.get(), accounting, sc, nullptr);
     s.Start();
-    auto stream = std::make_shared<coordinator::GenerationStream>(1);
     coordinator::SequenceParams p;
     p.prompt = tok_->Encode("Once upon a time", true);
     p.max_tokens = 8;
     const auto start = std::chrono::steady_clock::now();
     EndedRequest r;
-    EXPECT_TRUE(s.Submit({p}, stream).ok());
-    while (r.finish.empty() && std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
-      for (auto& ev : stream->Drain())
-        if (!ev.finish_reason.empty()) r.finish = ev.finish_reason, r.error = ev.error;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const auto streams = test_support::SubmitEach(s, {p});
+    if (streams.size() == 1) {
+      const Outcome ended = test_support::WaitForChoices(*streams[0], start + std::chrono::seconds(10))[0];
+      r.finish = ended.finish;
+      r.error = ended.error;
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     s.Stop();
     return r;
   }
+};
 
-  std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<model::Transformer> model_;
-  std::unique_ptr<text::Tokenizer> tok_;
+// The message PipelineExecutor's on_failure callback was given. The callback runs on the
+// monitor thread after the failure has woken the requests, so a request can end before it ran:
+// Wait gives it up to 2 s.
+class FailureMessage {
+ public:
+  std::function<void(const std::string&)> Callback() {
+    return [this](const std::string& why) {
+      std::lock_guard<std::mutex> lock(mu_);
+      why_ = why;
+      cv_.notify_all();
+    };
+  }
+  std::string Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(2), [&] { return !why_.empty(); });
+    return why_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string why_;
 };
 
 // A stage's transport that keeps a copy of every batch it receives.
@@ -215,26 +197,16 @@ class RecordingTransport final : public transport::Transport {
 // history from them), and a batch's bytes are its fixed fields, 4 per row and the activations.
 TEST_F(PipelineTest, PromptCrossesEachHopOnceAsRowTokens) {
   constexpr int kStages = 3;
-  transport::InProcessHub hub(kStages + 1);
-  std::vector<std::unique_ptr<RecordingTransport>> rec;
-  std::vector<std::unique_ptr<ThreadPool>> pools;
-  std::vector<std::unique_ptr<model::Transformer>> models;
-  std::vector<std::thread> threads;
-  for (int r = 1; r <= kStages; ++r) {
-    rec.push_back(std::make_unique<RecordingTransport>(hub.at(r)));
-    pools.push_back(std::make_unique<ThreadPool>(1));
-    auto m = model::Transformer::Load(kModel, pools.back().get());
-    ASSERT_TRUE(m.ok()) << m.status();
-    models.push_back(std::move(*m));
-    threads.emplace_back(
-        [t = rec.back().get(), model = models.back().get()] { pipeline::RunPipelineStage(*t, *model); });
-  }
+  std::vector<std::unique_ptr<RecordingTransport>> rec;  // outlives the stages that use it
+  InProcessPipeline pipe(kStages, test_support::ModelDir());
+  ASSERT_TRUE(pipe.loaded());
+  for (int r = 1; r <= kStages; ++r) rec.push_back(std::make_unique<RecordingTransport>(pipe.hub().at(r)));
   pipeline::PipelineConfig pc;
   pc.kv_blocks = 64;
   pc.context = 256;
-  auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
-                                                sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
-  ASSERT_TRUE(exec.ok()) << exec.status();
+  PipelineExecutor* exec = pipe.Start(model_->config(), sharding::EvenStagePlan(model_->config().num_layers, kStages),
+                                      pc, [&](int r) -> transport::Transport& { return *rec[r - 1]; });
+  ASSERT_NE(exec, nullptr);
   model::KvBlockPool accounting(0, model_->kv_format(), 16, 64);
   coordinator::SchedulerConfig sc;
   sc.context = 256;
@@ -247,23 +219,15 @@ TEST_F(PipelineTest, PromptCrossesEachHopOnceAsRowTokens) {
   p.sampling.frequency_penalty = 0.5f;
   std::vector<int32_t> generated;
   {
-    coordinator::Scheduler s(**exec, model_->config(), tok_.get(), accounting, sc, nullptr);
+    coordinator::Scheduler s(*exec, model_->config(), tok_.get(), accounting, sc, nullptr);
     s.Start();
-    auto stream = std::make_shared<coordinator::GenerationStream>(1);
-    ASSERT_TRUE(s.Submit({p}, stream).ok());
-    bool done = false;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!done && std::chrono::steady_clock::now() < deadline) {
-      for (auto& e : stream->Drain()) {
-        for (auto& t : e.tokens) generated.push_back(t.id);
-        done = done || !e.finish_reason.empty();
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    const auto streams = test_support::SubmitEach(s, {p});
+    ASSERT_EQ(streams.size(), 1u);
+    generated =
+        test_support::WaitForChoices(*streams[0], std::chrono::steady_clock::now() + std::chrono::seconds(60))[0].ids;
     s.Stop();
   }
-  (*exec)->Shutdown();
-  for (auto& t : threads) t.join();
+  pipe.Finish();
   ASSERT_EQ(generated.size(), 6u);
   // The positions fed: the prompt, then every generated token but the last.
   std::vector<int32_t> fed = p.prompt;
@@ -299,30 +263,18 @@ TEST_F(PipelineTest, PromptCrossesEachHopOnceAsRowTokens) {
 TEST_F(PipelineTest, StagesStoreRowsInTheBlocksTheSchedulerNames) {
   const auto ref = SingleProcess();
   constexpr int kStages = 2;
-  transport::InProcessHub hub(kStages + 1);
-  std::vector<std::unique_ptr<RecordingTransport>> rec;
-  std::vector<std::unique_ptr<ThreadPool>> pools;
-  std::vector<std::unique_ptr<model::Transformer>> models;
-  std::vector<std::thread> threads;
-  std::vector<int> codes(kStages + 1, -1);
-  for (int r = 1; r <= kStages; ++r) {
-    rec.push_back(std::make_unique<RecordingTransport>(hub.at(r)));
-    pools.push_back(std::make_unique<ThreadPool>(1));
-    auto m = model::Transformer::Load(kModel, pools.back().get());
-    ASSERT_TRUE(m.ok()) << m.status();
-    models.push_back(std::move(*m));
-    threads.emplace_back([&codes, r, t = rec.back().get(), model = models.back().get()] {
-      codes[r] = pipeline::RunPipelineStage(*t, *model);
-    });
-  }
+  std::vector<std::unique_ptr<RecordingTransport>> rec;  // outlives the stages that use it
+  InProcessPipeline pipe(kStages, test_support::ModelDir());
+  ASSERT_TRUE(pipe.loaded());
+  for (int r = 1; r <= kStages; ++r) rec.push_back(std::make_unique<RecordingTransport>(pipe.hub().at(r)));
   pipeline::PipelineConfig pc;
   pc.kv_block_size = 4;
   pc.kv_blocks = 16;
   pc.context = 64;
   pc.micro_batches = 2;
-  auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
-                                                sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
-  ASSERT_TRUE(exec.ok()) << exec.status();
+  PipelineExecutor* exec = pipe.Start(model_->config(), sharding::EvenStagePlan(model_->config().num_layers, kStages),
+                                      pc, [&](int r) -> transport::Transport& { return *rec[r - 1]; });
+  ASSERT_NE(exec, nullptr);
   model::KvBlockPool accounting(0, model_->kv_format(), 4, 16);
   coordinator::SchedulerConfig sc;
   sc.context = 64;
@@ -330,13 +282,12 @@ TEST_F(PipelineTest, StagesStoreRowsInTheBlocksTheSchedulerNames) {
   sc.max_num_seqs = 2;
   std::vector<Outcome> got;
   {
-    coordinator::Scheduler s(**exec, model_->config(), tok_.get(), accounting, sc, nullptr);
+    coordinator::Scheduler s(*exec, model_->config(), tok_.get(), accounting, sc, nullptr);
     s.Start();
     got = RunAll(s);
     s.Stop();
   }
-  (*exec)->Shutdown();
-  for (auto& t : threads) t.join();
+  const std::vector<int>& codes = pipe.Finish();
   for (int r = 1; r <= kStages; ++r) EXPECT_EQ(codes[r], 0) << "stage rank " << r;
   EXPECT_EQ(accounting.free_blocks(), 16);
   ASSERT_EQ(got.size(), ref.size());
@@ -440,25 +391,16 @@ TEST_F(PipelineTest, CompactKvCacheSameTokensAsSingleProcess) {
 // repetition penalty, so both the KV and the sampler's history must have been rolled back).
 TEST_F(PipelineTest, TruncationRollsBackKvAndHistoryOnEveryStage) {
   constexpr int kStages = 2;
-  transport::InProcessHub hub(kStages + 1);
-  std::vector<std::unique_ptr<ThreadPool>> pools;
-  std::vector<std::unique_ptr<model::Transformer>> models;
-  std::vector<std::thread> threads;
-  for (int r = 1; r <= kStages; ++r) {
-    pools.push_back(std::make_unique<ThreadPool>(1));
-    auto m = model::Transformer::Load(kModel, pools.back().get());
-    ASSERT_TRUE(m.ok());
-    models.push_back(std::move(*m));
-    threads.emplace_back([&hub, r, model = models.back().get()] { pipeline::RunPipelineStage(hub.at(r), *model); });
-  }
+  InProcessPipeline pipe(kStages, test_support::ModelDir());
+  ASSERT_TRUE(pipe.loaded());
   pipeline::PipelineConfig pc;
   pc.kv_blocks = 16;
   pc.kv_block_size = 4;  // so a rollback frees whole blocks
   pc.context = 64;
-  auto exec = pipeline::PipelineExecutor::Start(hub.at(0), model_->config(),
-                                                sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
-  ASSERT_TRUE(exec.ok()) << exec.status();
-  pipeline::PipelineExecutor& e = **exec;
+  PipelineExecutor* exec =
+      pipe.Start(model_->config(), sharding::EvenStagePlan(model_->config().num_layers, kStages), pc);
+  ASSERT_NE(exec, nullptr);
+  pipeline::PipelineExecutor& e = *exec;
   model::KvBlockPool accounting(0, model_->kv_format(), 4, 16);
   model::KvCache cache(&accounting, 64);
   pipeline::SequenceSetup setup;
@@ -493,8 +435,7 @@ TEST_F(PipelineTest, TruncationRollsBackKvAndHistoryOnEveryStage) {
   ASSERT_FALSE(err.ok());
   EXPECT_NE(std::string(err.status().message()).find("truncation of sequence 1 to 1000"), std::string::npos)
       << err.status();
-  e.Shutdown();
-  for (auto& t : threads) t.join();
+  pipe.Finish();
 }
 
 TEST_F(PipelineTest, HalfPrecisionActivationsStillGenerate) {
@@ -527,6 +468,7 @@ TEST_F(PipelineTest, RefusesMismatchedRanksAndPlans) {
 }
 
 TEST_F(PipelineTest, SilentStageFailsRequestsWithinTimeout) {
+  FailureMessage failure;  // outlives the executor, whose monitor thread calls it
   transport::InProcessHub hub(2);
   // A fake stage: answers the hello, then never speaks again (a hung worker).
   std::thread fake([&] {
@@ -546,12 +488,12 @@ TEST_F(PipelineTest, SilentStageFailsRequestsWithinTimeout) {
                                              sharding::EvenStagePlan(model_->config().num_layers, 1), pc);
   fake.join();
   ASSERT_TRUE(e.ok()) << e.status();
-  std::string why;
-  (*e)->set_on_failure([&](const std::string& w) { why = w; });
+  (*e)->set_on_failure(failure.Callback());
   const EndedRequest r = RunOneRequest(**e);
   EXPECT_EQ(r.finish, "abort");  // → HTTP 503
   EXPECT_LT(r.seconds, 3.0);
   EXPECT_NE(r.error.find("worker rank 1"), std::string::npos) << r.error;
+  const std::string why = failure.Wait();
   EXPECT_NE(why.find("worker rank 1"), std::string::npos) << why;
   EXPECT_TRUE((*e)->failed());
 }
@@ -592,6 +534,7 @@ TEST_F(PipelineTest, WrongMessageFromAStageFailsThePipelineAtOnce) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
+    FailureMessage failure;  // outlives the executor, whose monitor thread calls it
     transport::InProcessHub hub(2);
     std::atomic<bool> done{false};
     std::thread fake([&] {
@@ -624,19 +567,14 @@ TEST_F(PipelineTest, WrongMessageFromAStageFailsThePipelineAtOnce) {
       fake.join();
       FAIL() << e.status();
     }
-    std::string why;
-    std::mutex why_mu;
-    (*e)->set_on_failure([&](const std::string& w) {
-      std::lock_guard<std::mutex> lock(why_mu);
-      why = w;
-    });
+    (*e)->set_on_failure(failure.Callback());
     const EndedRequest r = RunOneRequest(**e);
     done = true;
     fake.join();
     EXPECT_EQ(r.finish, "abort");  // → HTTP 503
     EXPECT_LT(r.seconds, 2.0);
     EXPECT_NE(r.error.find(c.want), std::string::npos) << r.error;
-    std::lock_guard<std::mutex> lock(why_mu);
+    const std::string why = failure.Wait();
     EXPECT_NE(why.find(c.want), std::string::npos) << why;
   }
 }
