@@ -26,10 +26,12 @@
 // group order: the tiles' epilogue. Four rows at a time, from four streams (quarters of the
 // kept list, each walked in order), the next row of each stream fetched by software; a
 // batch's transposition runs in slices between the next batch's rows, so that weight lines
-// are requested all along. Compute alone (rows in L2): a kept row costs ~1.1–1.2x a dense
-// row (the previous, word-major layout: ~1.4x, its reduction of row-major dot products into
-// group sums); from memory the kernel is bound by how fast scattered 1.25 KB rows stream in,
-// not by its instructions (docs/benchmarks.md, "Sparse FFN at decode").
+// are requested all along. Rows in L2 (bench BM_RowsInL2): a kept row costs 1.3–1.6x a dense
+// row, software prefetches included (~1.2x without them; the previous word-major layout,
+// whose row-major dot products were reduced into group sums, ~1.4x without). From memory the
+// kernels are bound by how fast scattered 1.25 KB rows stream in (docs/benchmarks.md, "Sparse
+// FFN at decode"): at 50% kept the whole FFN ran 1.28–1.33x faster than dense, not the
+// ~1.8x its bytes allow.
 // Down, AVX-512: per group, eight nonzero neurons per pass; their strips' bytes interleaved
 // four by four (unpack epi8/epi16) into dwords of one output's four codes, vpdpbusd against
 // the four activation codes, int32 sums kept in L1 for the thread's outputs; at ≤ 4 bits a
