@@ -2,26 +2,44 @@
 // FFN shape (hidden 2048, intermediate 5632, INT4 g32 with fractional zero points, F16
 // steps), one thread, one token: gate and up (INT8 x), SiLU·up, INT8 h, down. Every iteration
 // runs the FFN of kLayers layers in turn (~82 MB of dense tiles plus as much of sparse
-// layouts: far more than the L3), as decode streams them. The guesser's cost is not here.
+// layouts), as decode streams them.
 //   BM_DenseFfn/part            the tiled dense kernels (LowBitInt8Rows)
-//   BM_SparseFfn/kept_pct/part/cats  the sparse kernels with a random kept set of kept_pct % of
-//                               the neurons per layer (sorted, as a predictor emits them)
+//   BM_SparseFfn/kept_pct/part/cats/rank  the sparse kernels with a random kept set of kept_pct %
+//                               of the neurons per layer (sorted, as a predictor emits them)
 //   part: 0 = the whole FFN, 1 = gate + up only, 2 = down only (on the same masked h)
-//   cats: 0 = a predictor's list (gate over the kept rows too; the predictor's own cost is not
-//         here), 1 = CATS (gate dense over its tiles, SiLU and the threshold selection over
-//         every neuron, then up over the kept rows; the kept set is the random one)
+//   cats: 0 = a predictor's list (gate over the kept rows too), 1 = CATS (gate dense over its
+//         tiles, SiLU and the threshold selection over every neuron, then up over the kept rows;
+//         the kept set is the random one)
+//   rank: with cats 0 and part 0 or 1, the trained guesser's cost (model/ffn_guesser.h): every
+//         layer first runs GuesserNeuronSelector::Select (its two F16 products, SiLU·up, the
+//         threshold) on random rank-`rank` weights loaded from a guesser file, as decode does;
+//         its kept list is computed and dropped (the kernels keep the random set, so the rows
+//         compare the same kernel work). 0 = no guesser; kAutoRank = the rank `accullm
+//         quantize --guesser-rank auto` picks for this FFN (F16 weights at most 10% of its
+//         stored bytes, quant::DefaultGuesserRank).
 // Compare ratios measured in one interleaved run on a noisy machine:
 //   build/bench/sparse_ffn_bench --benchmark_enable_random_interleaving=true
 //     --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 // One FFN takes the iteration time / kLayers (counter ffn_per_s: FFNs per second).
+//   BM_RowsInL2/kernel          the gate/up kernels on 512 L2-resident rows: instructions alone
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
 #include <numeric>
 #include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "common/dtype.h"
+#include "common/thread_pool.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/int8_activations.h"
 #include "kernels/cpu/low_bit_int8_kernels.h"
@@ -29,11 +47,18 @@
 #include "kernels/cpu/silu_mul_mask.h"
 #include "kernels/cpu/sparse_ffn_kernels.h"
 #include "kernels/cpu/sparse_ffn_layouts.h"
+#include "model/ffn_guesser.h"
+#include "model/model_config.h"
+#include "model/pack/manifest.h"
+#include "quant/safetensors_writer.h"
 
 namespace accullm::kernels {
 namespace {
 
 constexpr int64_t kHidden = 2048, kInter = 5632, kGroup = 32, kLayers = 4;
+// quant::DefaultGuesserRank at 10% for this FFN: floor(0.1 · stored bytes of gate, up and down
+// (INT4 codes, F16 steps, zero bytes: 20.5 MB) / (2 · (hidden + 2 · inter))); checked in Guesser().
+constexpr int64_t kAutoRank = 77;
 
 struct OwnedMatrix {
   std::vector<uint8_t> codes, zeros;
@@ -97,6 +122,75 @@ std::vector<float> Input(uint32_t seed) {
   return x;
 }
 
+// The guesser of kLayers layers at `rank`, random F16 weights, written to a scratch directory
+// and loaded as a pack's (FfnGuesser::Load), with thresholds at the median score of Input(2)
+// (about half the neurons kept).
+struct BenchGuesser {
+  std::unique_ptr<model::GuesserNeuronSelector> selector;
+  std::unique_ptr<ThreadPool> pool;
+};
+
+const BenchGuesser& Guesser(int64_t rank) {
+  static std::map<int64_t, BenchGuesser> made;  // node-based: references stay valid
+  if (auto it = made.find(rank); it != made.end()) return it->second;
+  const auto& layers = Layers();
+  const int64_t ffn_bytes = StoredBytes(layers[0].gate.m) + StoredBytes(layers[0].up.m) + StoredBytes(layers[0].down.m);
+  const auto auto_rank = static_cast<int64_t>(
+      std::floor(0.1 * static_cast<double>(ffn_bytes) / (2.0 * static_cast<double>(kHidden + 2 * kInter))));
+  if (auto_rank != kAutoRank) {
+    std::fprintf(stderr, "kAutoRank is %lld, DefaultGuesserRank's rule gives %lld\n", static_cast<long long>(kAutoRank),
+                 static_cast<long long>(auto_rank));
+    std::abort();
+  }
+  std::mt19937 rng(static_cast<uint32_t>(rank));
+  std::normal_distribution<float> normal(0.f, 1.f);
+  quant::SafetensorsWriter writer;
+  std::vector<std::vector<uint16_t>> tensors;
+  for (int64_t l = 0; l < kLayers; ++l) {
+    for (const auto& [name, rows, cols] :
+         {std::tuple{model::GuesserInName(l), rank, kHidden}, std::tuple{model::GuesserOutName(l), 2 * kInter, rank}}) {
+      std::vector<uint16_t> t(static_cast<size_t>(rows * cols));
+      const float scale = 1.f / std::sqrt(static_cast<float>(cols));
+      for (auto& v : t) v = F32ToF16(scale * normal(rng));
+      writer.Add(name, DType::kF16, {rows, cols}, t.data(), t.size() * sizeof(uint16_t));
+    }
+  }
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("sparse_ffn_bench_guesser_" + std::to_string(rank))).string();
+  std::filesystem::create_directories(dir);
+  const std::string file = dir + "/" + model::kGuesserFile;
+  if (absl::Status s = writer.Write(file); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    std::abort();
+  }
+  model::ModelConfig config;
+  config.hidden_size = kHidden;
+  config.intermediate_size = kInter;
+  config.num_layers = kLayers;
+  model::PackSparsity sparsity;
+  sparsity.predictor = "lowrank";
+  sparsity.rank = rank;
+  auto loaded = model::FfnGuesser::Load(dir, config, sparsity);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "%s\n", loaded.status().ToString().c_str());
+    std::abort();
+  }
+  std::filesystem::remove_all(dir);  // the file stays mapped until the guesser goes
+  std::shared_ptr<const model::FfnGuesser> guesser = std::move(*loaded);
+  BenchGuesser g;
+  g.pool = std::make_unique<ThreadPool>(1);
+  const std::vector<float> x = Input(2);
+  std::vector<float> thresholds;
+  std::vector<float> scores(static_cast<size_t>(kInter));
+  for (int64_t l = 0; l < kLayers; ++l) {
+    guesser->Scores(l, x.data(), 1, scores.data(), *g.pool);
+    std::nth_element(scores.begin(), scores.begin() + kInter / 2, scores.end());
+    thresholds.push_back(scores[kInter / 2]);
+  }
+  g.selector = std::make_unique<model::GuesserNeuronSelector>(guesser, thresholds);
+  return made.emplace(rank, std::move(g)).first->second;
+}
+
 void BM_DenseFfn(benchmark::State& state) {
   const int part = static_cast<int>(state.range(0));
   const auto& layers = Layers();
@@ -129,6 +223,9 @@ void BM_SparseFfn(benchmark::State& state) {
   const int64_t kept_pct = state.range(0);
   const int part = static_cast<int>(state.range(1));
   const bool cats = state.range(2) != 0;
+  const int64_t rank = state.range(3);
+  const BenchGuesser* guesser = rank > 0 ? &Guesser(rank) : nullptr;
+  model::FfnKeptSets predicted;
   const auto& layers = Layers();
   const std::vector<float> x = Input(2);
   // One random kept set per layer, sorted.
@@ -157,6 +254,10 @@ void BM_SparseFfn(benchmark::State& state) {
       const int64_t n = static_cast<int64_t>(k.size());
       const float* down_in = masked[li].data();
       if (part != 2) {
+        if (guesser != nullptr) {
+          benchmark::DoNotOptimize(guesser->selector->Select(li, x.data(), 1, *guesser->pool, predicted));
+          benchmark::DoNotOptimize(predicted.neurons.data());
+        }
         QuantizeInt8Blocks(x.data(), 1, kHidden, kGroup, nullptr, xq);
         std::fill(h.begin(), h.end(), 0.f);
         if (cats) {
@@ -185,10 +286,51 @@ void BM_SparseFfn(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(kLayers), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_SparseFfn)
-    ->ArgNames({"kept_pct", "part", "cats"})
-    ->ArgsProduct({{100, 50, 30, 10}, {0, 1, 2}, {0}})
-    ->ArgsProduct({{100, 50, 30, 10}, {0}, {1}})
+    ->ArgNames({"kept_pct", "part", "cats", "rank"})
+    ->ArgsProduct({{100, 50, 30, 10}, {0, 1, 2}, {0}, {0}})
+    ->ArgsProduct({{100, 50, 30, 10}, {0}, {1}, {0}})
+    ->ArgsProduct({{50, 30}, {0}, {0}, {32, kAutoRank}})
     ->Unit(benchmark::kMillisecond);
+
+// The gate/up kernels' instruction cost alone: 512 rows of one matrix (1.3 MB of tiles, as
+// much of sparse rows: L2-resident, so no memory stall), dense tiles against the sparse
+// kernel with every row or a random half kept. kernel: 0 = dense, 1 = sparse all, 2 = sparse half.
+void BM_RowsInL2(benchmark::State& state) {
+  constexpr int64_t kRows = 512;
+  static const auto* set = [] {
+    struct Set {
+      OwnedMatrix m;
+      LowBitTiles tiles;
+      SparseRowsLayout rows;
+      std::vector<int32_t> all, half;
+    };
+    auto* s = new Set;
+    std::mt19937 rng(9);
+    s->m = RandomMatrix(kRows, kHidden, rng);
+    s->tiles = TileLowBitMatrix(s->m.m);
+    s->rows = MakeSparseRows(s->m.m);
+    for (int32_t i = 0; i < kRows; ++i) {
+      s->all.push_back(i);
+      if (rng() % 2 != 0) s->half.push_back(i);
+    }
+    return s;
+  }();
+  const int kernel = static_cast<int>(state.range(0));
+  const std::vector<float> x = Input(2);
+  std::vector<float> y(kRows);
+  Int8Activations xq;
+  QuantizeInt8Blocks(x.data(), 1, kHidden, kGroup, nullptr, xq);
+  const std::vector<int32_t>& kept = kernel == 1 ? set->all : set->half;
+  for (auto _ : state) {
+    if (kernel == 0) LowBitInt8Rows(set->m.m, set->tiles, xq, 0, set->tiles.tiles, y.data(), kRows);
+    else SparseRowsInt8(set->rows, xq, kept.data(), 0, static_cast<int64_t>(kept.size()), y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["rows_per_s"] =
+      benchmark::Counter(static_cast<double>(kernel == 0 ? kRows : static_cast<int64_t>(kept.size())),
+                         benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_RowsInL2)->ArgName("kernel")->Arg(0)->Arg(1)->Arg(2);
 
 }  // namespace
 }  // namespace accullm::kernels

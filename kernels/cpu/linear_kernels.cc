@@ -86,7 +86,10 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256 Load8Any(DType wtype, con
 __attribute__((target("avx2,fma,f16c"))) inline float WeightAt(DType wtype, const void* row, int64_t i) {
   if (wtype == DType::kF32) return static_cast<const float*>(row)[i];
   const uint16_t h = static_cast<const uint16_t*>(row)[i];
-  return wtype == DType::kF16 ? F16ToF32(h) : Bf16ToF32(h);
+  // F16C, as Load8 converts the rest of the row (the same exact widening): the out-of-line
+  // F16ToF32 made the 5 tail columns of the rank-77 guesser's rows ~6% of a sparse decode's
+  // FFN time (bench/sparse_ffn_bench, rank:77).
+  return wtype == DType::kF16 ? _cvtsh_ss(h) : Bf16ToF32(h);
 }
 
 // Four weight rows as the kernels read them: as stored (converted 8 at a time in registers)

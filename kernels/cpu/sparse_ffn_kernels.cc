@@ -42,7 +42,7 @@ void SparseRowsInt8Scalar(const SparseRowsLayout& w, const Int8Activations& x, c
       const int8_t* xg = x.row(0) + g * w.group;
       int32_t dot = 0;
       for (int64_t c = 0; c < chunks; ++c) {
-        const uint32_t word = *words++;
+        const uint32_t word = words[w.word_index(g, c)];
         for (int j = 0; j < 4; ++j) {
           const int32_t byte = static_cast<int32_t>((word >> (8 * j)) & 0xFF);
           if (w.nibbles()) dot += (byte & 15) * xg[8 * c + j] + (byte >> 4) * xg[8 * c + 4 + j];
@@ -145,142 +145,184 @@ ACCULLM_SPARSE_AVX512_TARGET inline void Transpose16x16(__m512i (&r)[16]) {
   }
 }
 
-// The 4-byte products of one row's 16 code words (one cache line) with the activations
-// arranged to match (xl: word c's low-nibble columns or its 4 byte columns; xh: its high-nibble
-// columns): lane c = the exact int32 dot of word c.
-template <bool kNibbles>
-ACCULLM_SPARSE_AVX512_TARGET inline __m512i RowWordDots(const uint32_t* words, __m512i xl, __m512i xh) {
-  const __m512i v = _mm512_load_si512(words);
-  if constexpr (kNibbles) {
-    const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
-    const __m512i lo = _mm512_and_si512(v, low_nibbles);
-    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles);
-    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl), hi, xh);
-  } else {
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xl);
-  }
-}
-
-// 16 kept rows (rows[r], padded with the zero row), one activation row. Instead of moving the
-// codes into the tiles' layout, each row's words are multiplied in place and the int32 results
-// are transposed and summed: per window of 16 words, sums[L] lane r = Σ of row r's words
-// 4L..4L+3 (32 columns at ≤ 4 bits, 16 at 5–8). A group is `lanes` such sums in a row (group
-// words a multiple of 4, checked by the caller); its epilogue is the tiles' (TileAvx512 with
-// kM = 1): the same integer and float operations per row, in group order.
-template <bool kNibbles>
-ACCULLM_SPARSE_AVX512_TARGET void RowBatchAvx512(const SparseRowsLayout& w, const Int8Activations& x, const int8_t* xlo,
-                                                 const int8_t* xhi, uint32_t* metas, const int32_t (&rows)[16],
-                                                 const int32_t (&next_rows)[16], float* y, int valid) {
-  const int64_t groups = w.groups(), lanes = w.group_words() / 4;
-  const int frac = w.zero_frac_bits;
-  const float inv_frac = 1.f / static_cast<float>(1 << frac);
-  const __m512i low_byte = _mm512_set1_epi32(0xFF);
-  const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
-  // 16 row streams at once are more than the hardware prefetchers follow: the next batch's
-  // rows are fetched line by line along this batch's (a batch ahead).
-  const uint32_t* src[16];
-  const uint32_t* next[16];
-  alignas(64) float row_scale[16];
-  for (int r = 0; r < 16; ++r) {
-    src[r] = w.row(rows[r]);
-    next[r] = w.row(next_rows[r]);
-    row_scale[r] = w.has_scale_codes ? w.row_scales[rows[r]] : 0.f;
-  }
-  const __m512 row_scales = _mm512_load_ps(row_scale);
-  // The 16 rows' steps and zeros, transposed 16 groups at a time: metas[16·g + r] = row r's
-  // word of group g.
-  for (int64_t g0 = 0; g0 < w.meta_stride; g0 += 16) {
-    __m512i v[16];
-    for (int r = 0; r < 16; ++r) v[r] = _mm512_load_si512(w.row_meta(rows[r]) + g0);
-    Transpose16x16(v);
-    for (int k = 0; k < 16; ++k) _mm512_store_si512(metas + 16 * (g0 + k), v[k]);
-  }
-  __m512 acc = _mm512_setzero_ps();
-  __m512i dot = _mm512_setzero_si512();
-  int64_t g = 0, lane = 0;  // the group the next lane sum belongs to, and its lanes so far
-  for (int64_t at = 0; g < groups; at += 16) {
-    for (int r = 0; r < 16; ++r) _mm_prefetch(reinterpret_cast<const char*>(next[r] + at), _MM_HINT_T1);
-    const __m512i xl = _mm512_load_si512(xlo + 4 * at);
-    const __m512i xh = kNibbles ? _mm512_load_si512(xhi + 4 * at) : xl;
-    // Rows in pairs: t[p] lane L = (a_2p, a_2p+1, b_2p, b_2p+1), a = words 4L + 4L+2, b = 4L+1 + 4L+3.
-    __m512i t[8];
-    for (int p = 0; p < 8; ++p) {
-      const __m512i p0 = RowWordDots<kNibbles>(src[2 * p] + at, xl, xh);
-      const __m512i p1 = RowWordDots<kNibbles>(src[2 * p + 1] + at, xl, xh);
-      t[p] = _mm512_add_epi32(_mm512_unpacklo_epi32(p0, p1), _mm512_unpackhi_epi32(p0, p1));
-    }
-    // u[b] lane L dword m = row 4b+m's words 4L..4L+3.
-    __m512i u[4];
-    for (int b = 0; b < 4; ++b)
-      u[b] = _mm512_add_epi32(_mm512_unpacklo_epi64(t[2 * b], t[2 * b + 1]),
-                              _mm512_unpackhi_epi64(t[2 * b], t[2 * b + 1]));
-    const __m512i v0 = _mm512_shuffle_i32x4(u[0], u[1], 0x44), v1 = _mm512_shuffle_i32x4(u[0], u[1], 0xEE);
-    const __m512i v2 = _mm512_shuffle_i32x4(u[2], u[3], 0x44), v3 = _mm512_shuffle_i32x4(u[2], u[3], 0xEE);
-    const __m512i sums[4] = {_mm512_shuffle_i32x4(v0, v2, 0x88), _mm512_shuffle_i32x4(v0, v2, 0xDD),
-                             _mm512_shuffle_i32x4(v1, v3, 0x88), _mm512_shuffle_i32x4(v1, v3, 0xDD)};
-    for (int l = 0; l < 4 && g < groups; ++l) {
-      dot = _mm512_add_epi32(dot, sums[l]);
-      if (++lane < lanes) continue;
-      const __m512i meta = _mm512_load_si512(metas + 16 * g);
-      const __m512 ws =
-          w.has_scale_codes
-              ? _mm512_mul_ps(_mm512_mul_ps(row_scales, _mm512_cvtepi32_ps(_mm512_and_si512(meta, low_byte))),
-                              _mm512_set1_ps(1.f / 255.f))
-              : _mm512_cvtph_ps(_mm512_cvtepi32_epi16(meta));
-      const __m512i zero = w.has_zeros ? _mm512_and_si512(_mm512_srli_epi32(meta, 16), low_byte) : symmetric_zero;
-      const __m512i d = _mm512_sub_epi32(_mm512_slli_epi32(dot, static_cast<unsigned>(frac)),
-                                         _mm512_mullo_epi32(zero, _mm512_set1_epi32(x.sums[g])));
-      const __m512 factor = _mm512_mul_ps(ws, _mm512_set1_ps(x.scales[g] * inv_frac));
-      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), factor, acc);
-      dot = _mm512_setzero_si512();
-      lane = 0;
-      ++g;
-    }
-  }
-  _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << valid) - 1), acc);
-}
-
-// The activations of row 0 arranged as the words: xlo word c = the columns of word c's low
-// nibbles (or of its 4 bytes), xhi word c = those of its high nibbles; zero past `in`.
+// The activations and per-group constants of row 0, arranged as a row's words (a lane per group
+// of a block, sparse_ffn_layouts.h), and a batch's scratch. Zero past `in` and past the groups.
 struct RowActivations {
-  CacheLineVector<int8_t> lo, hi;
-  CacheLineVector<uint32_t> metas;  // a batch's transposed steps and zeros
+  CacheLineVector<int8_t> lo, hi;        // [row_words · 4]: word i's low-nibble (or byte) and high-nibble columns
+  CacheLineVector<int32_t> sums;         // [meta_stride]: x.sums
+  CacheLineVector<int32_t> neg_sums_hi;  // [meta_stride]: −x.sums in the high 16 bits (when it fits)
+  CacheLineVector<float> factors;        // [meta_stride]: x.scales · 2^−frac, as the dense epilogue rounds it
+  CacheLineVector<int32_t> d;            // a batch's integer group terms, [blocks, rows, 16 groups]
+  CacheLineVector<float> f;              // a batch's float group factors, [blocks, rows, 16 groups]
 };
 
-void ArrangeActivations(const SparseRowsLayout& w, const Int8Activations& x, RowActivations& out) {
-  const size_t n = static_cast<size_t>(4 * w.row_words);
+// Whether −Σx of a group fits a signed 16-bit lane (|q| ≤ 128), so that zero · Σx can be one
+// 16-bit multiply-add against the zero byte in a step-and-zero word.
+inline bool SumsFit16(const SparseRowsLayout& w) { return w.group * 128 <= 32767; }
+
+void ArrangeActivations(const SparseRowsLayout& w, const Int8Activations& x, int64_t batch_rows, RowActivations& out) {
+  const size_t n = static_cast<size_t>(4 * w.row_words), groups_padded = static_cast<size_t>(w.meta_stride);
   out.lo.assign(n, 0);
   out.hi.assign(n, 0);
+  out.sums.assign(groups_padded, 0);
+  out.neg_sums_hi.assign(groups_padded, 0);
+  out.factors.assign(groups_padded, 0.f);
+  out.d.resize(groups_padded * static_cast<size_t>(batch_rows));
+  out.f.resize(groups_padded * static_cast<size_t>(batch_rows));
+  const float inv_frac = 1.f / static_cast<float>(1 << w.zero_frac_bits);
   const int8_t* q = x.row(0);
-  if (!w.nibbles()) {
-    std::memcpy(out.lo.data(), q, static_cast<size_t>(w.in));
-    return;
-  }
-  for (int64_t c = 0; c < w.in / 8; ++c) {
-    std::memcpy(out.lo.data() + 4 * c, q + 8 * c, 4);
-    std::memcpy(out.hi.data() + 4 * c, q + 8 * c + 4, 4);
+  const int64_t words = w.group_words(), cols = w.chunk_columns();
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    out.sums[g] = x.sums[g];
+    out.neg_sums_hi[g] = static_cast<int32_t>(static_cast<uint32_t>(-x.sums[g]) << 16);
+    out.factors[g] = x.scales[g] * inv_frac;
+    for (int64_t j = 0; j < words; ++j) {
+      const int64_t at = 4 * w.word_index(g, j);
+      const int8_t* col = q + g * w.group + j * cols;
+      std::memcpy(out.lo.data() + at, col, 4);
+      if (w.nibbles()) std::memcpy(out.hi.data() + at, col + 4, 4);
+    }
   }
 }
 
+// A step-and-zero word's step as a float (F16, or the 8-bit code times the row's step / 255 as
+// U8GroupScale rounds it).
+ACCULLM_SPARSE_AVX512_TARGET inline __m512 WordSteps(const SparseRowsLayout& w, __m512i meta, float row_scale) {
+  if (w.has_scale_codes)
+    return _mm512_mul_ps(
+        _mm512_mul_ps(_mm512_set1_ps(row_scale), _mm512_cvtepi32_ps(_mm512_and_si512(meta, _mm512_set1_epi32(0xFF)))),
+        _mm512_set1_ps(1.f / 255.f));
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(meta));
+}
+
+// A batch of 16 kept rows: lane r reads row rows[r] (the zero row for padding) and writes
+// y[out_at[r]] (none when < 0); next_rows[r] is the row fetched by software along it.
+struct RowBatch {
+  int32_t rows[16], next_rows[16];
+  int64_t out_at[16];
+};
+
+// Rows r0 .. r0+3 of a batch: row by row, one block of 16 groups at a time, the block's
+// lines multiplied by the activations arranged to match (vpdpbusd) leave the exact group
+// sums, a lane per group; the group's integer term d = sum · 2^frac − zero · Σx and float
+// factor step · (xscale · 2^−frac) are formed there, as the tiles' epilogue forms them
+// (TileAvx512 with kM = 1), and kept in L1 (d_out, f_out: [blocks, 16 rows, 16 groups]).
+// Four rows at once with two chains each: vpdpbusd's latency would bound one chain.
+template <bool kNibbles>
+ACCULLM_SPARSE_AVX512_TARGET void BatchGroupTerms(const SparseRowsLayout& w, const RowActivations& a,
+                                                  const RowBatch& batch, int r0, int32_t* d_out, float* f_out) {
+  constexpr int kR = 4;
+  const int64_t blocks = w.row_blocks(), words = w.group_words();
+  const unsigned frac = static_cast<unsigned>(w.zero_frac_bits);
+  const bool sums16 = SumsFit16(w);
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
+  const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
+  const __m512i zero_byte = _mm512_set1_epi32(0xFF);
+  const uint32_t* src[kR];
+  const char* next[kR];
+  for (int i = 0; i < kR; ++i) {
+    src[i] = w.row(batch.rows[r0 + i]);
+    next[i] = reinterpret_cast<const char*>(w.row(batch.next_rows[r0 + i]));
+  }
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m512i lo[kR], hi[kR];
+    for (int i = 0; i < kR; ++i) lo[i] = hi[i] = _mm512_setzero_si512();
+    for (int64_t j = 0; j < words; ++j) {
+      const int64_t at = (b * words + j) * 16;
+      const __m512i xl = _mm512_load_si512(a.lo.data() + 4 * at);
+      const __m512i xh = kNibbles ? _mm512_load_si512(a.hi.data() + 4 * at) : xl;
+#pragma GCC unroll 4
+      for (int i = 0; i < kR; ++i) {
+        _mm_prefetch(next[i] + 4 * at, _MM_HINT_T1);
+        const __m512i v = _mm512_load_si512(src[i] + at);
+        if constexpr (kNibbles) {
+          lo[i] = _mm512_dpbusd_epi32(lo[i], _mm512_and_si512(v, low_nibbles), xl);
+          hi[i] = _mm512_dpbusd_epi32(hi[i], _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles), xh);
+        } else if (j % 2 == 0) {
+          lo[i] = _mm512_dpbusd_epi32(lo[i], v, xl);
+        } else {
+          hi[i] = _mm512_dpbusd_epi32(hi[i], v, xl);
+        }
+      }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < kR; ++i) {
+      const int r = r0 + i;
+      _mm_prefetch(reinterpret_cast<const char*>(w.row_meta(batch.next_rows[r]) + 16 * b), _MM_HINT_T1);
+      const __m512i meta = _mm512_load_si512(w.row_meta(batch.rows[r]) + 16 * b);
+      __m512i d = _mm512_slli_epi32(_mm512_add_epi32(lo[i], hi[i]), frac);
+      if (w.has_zeros && sums16) {  // + zero · (−Σx): the step's 16 bits meet a 0
+        d = _mm512_dpwssd_epi32(d, meta, _mm512_load_si512(a.neg_sums_hi.data() + 16 * b));
+      } else {
+        const __m512i zero = w.has_zeros ? _mm512_and_si512(_mm512_srli_epi32(meta, 16), zero_byte) : symmetric_zero;
+        d = _mm512_sub_epi32(d, _mm512_mullo_epi32(zero, _mm512_load_si512(a.sums.data() + 16 * b)));
+      }
+      const float row_scale = w.has_scale_codes ? w.row_scales[batch.rows[r]] : 0.f;
+      _mm512_store_si512(d_out + (b * 16 + r) * 16, d);
+      _mm512_store_ps(f_out + (b * 16 + r) * 16,
+                      _mm512_mul_ps(WordSteps(w, meta, row_scale), _mm512_load_ps(a.factors.data() + 16 * b)));
+    }
+  }
+}
+
+// Blocks [b0, b1) of a batch's terms, transposed to a lane per row and accumulated with one
+// fma per group, in group order: the dense kernel's float operations on every row.
+ACCULLM_SPARSE_AVX512_TARGET inline __m512 AccumulateBlocks(const SparseRowsLayout& w, const int32_t* d_in,
+                                                            const float* f_in, int64_t b0, int64_t b1, __m512 acc) {
+  for (int64_t b = b0; b < b1; ++b) {
+    __m512i dv[16], fv[16];
+    for (int r = 0; r < 16; ++r) dv[r] = _mm512_load_si512(d_in + (b * 16 + r) * 16);
+    Transpose16x16(dv);
+    for (int r = 0; r < 16; ++r) fv[r] = _mm512_load_si512(f_in + (b * 16 + r) * 16);
+    Transpose16x16(fv);
+    const int64_t n = std::min<int64_t>(16, w.groups() - 16 * b);
+    for (int64_t g = 0; g < n; ++g) acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dv[g]), _mm512_castsi512_ps(fv[g]), acc);
+  }
+  return acc;
+}
+
+// Batch after batch; the transposition and float accumulation of a batch (no weight reads)
+// run in four slices between the four row quads of the next, so that weight lines are
+// requested all along (run alone after its batch, it left the memory idle: at every row
+// kept, bench/sparse_ffn_bench, the kernel took ~1.3x the dense time for 1.05x the bytes).
+// The rows are split into four streams, each walking its quarter of the kept list in
+// order (a row's lines in order): four far-apart ascending address streams, as the dense
+// decode kernel reads four tiles at once.
 template <bool kNibbles>
 ACCULLM_SPARSE_AVX512_TARGET void RowsAvx512(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept,
                                              int64_t k_begin, int64_t k_end, float* y) {
   thread_local RowActivations arranged;
-  ArrangeActivations(w, x, arranged);
-  arranged.metas.resize(static_cast<size_t>(16 * w.meta_stride));
-  for (int64_t k = k_begin; k < k_end; k += 16) {
-    const int valid = static_cast<int>(std::min<int64_t>(16, k_end - k));
-    int32_t rows[16];
-    for (int r = 0; r < 16; ++r) rows[r] = r < valid ? kept[k + r] : static_cast<int32_t>(w.out);  // the zero row
-    // The next batch's rows (the zero row past the end) and its steps and zeros.
-    int32_t next_rows[16];
-    for (int r = 0; r < 16; ++r) next_rows[r] = k + 16 + r < k_end ? kept[k + 16 + r] : static_cast<int32_t>(w.out);
-    for (int64_t r = k + 16; r < std::min(k_end, k + 32); ++r) {
-      const char* meta = reinterpret_cast<const char*>(w.row_meta(kept[r]));
-      for (int64_t byte = 0; byte < 4 * w.meta_stride; byte += 64) _mm_prefetch(meta + byte, _MM_HINT_T0);
+  ArrangeActivations(w, x, 32, arranged);  // two batches' terms: this one's and the previous one's
+  const int64_t n = k_end - k_begin, len = (n + 3) / 4, batches = (len + 3) / 4;
+  const int64_t blocks = w.row_blocks(), buffer = 16 * w.meta_stride;
+  RowBatch batch[2];
+  for (int64_t t = 0; t <= batches; ++t) {
+    RowBatch& cur = batch[t % 2];
+    const RowBatch& prev = batch[(t + 1) % 2];
+    for (int s = 0; s < 4 && t < batches; ++s) {
+      for (int i = 0; i < 4; ++i) {  // lane 4s + i: stream i's row 4t + s; fetched: its row 4t + s + 4
+        const int lane = 4 * s + i;
+        const int64_t pos = i * len + 4 * t + s, stream_end = std::min(n, (i + 1) * len);
+        cur.rows[lane] = pos < stream_end ? kept[k_begin + pos] : static_cast<int32_t>(w.out);
+        cur.out_at[lane] = pos < stream_end ? k_begin + pos : -1;
+        cur.next_rows[lane] = pos + 4 < stream_end ? kept[k_begin + pos + 4] : static_cast<int32_t>(w.out);
+      }
     }
-    RowBatchAvx512<kNibbles>(w, x, arranged.lo.data(), arranged.hi.data(), arranged.metas.data(), rows, next_rows,
-                             y + k, valid);
+    int32_t* d_cur = arranged.d.data() + (t % 2) * buffer;
+    float* f_cur = arranged.f.data() + (t % 2) * buffer;
+    const int32_t* d_prev = arranged.d.data() + ((t + 1) % 2) * buffer;
+    const float* f_prev = arranged.f.data() + ((t + 1) % 2) * buffer;
+    __m512 acc = _mm512_setzero_ps();
+    for (int q = 0; q < 4; ++q) {
+      if (t < batches) BatchGroupTerms<kNibbles>(w, arranged, cur, 4 * q, d_cur, f_cur);
+      if (t > 0) acc = AccumulateBlocks(w, d_prev, f_prev, q * blocks / 4, (q + 1) * blocks / 4, acc);
+    }
+    if (t > 0) {
+      alignas(64) float out[16];
+      _mm512_store_ps(out, acc);
+      for (int r = 0; r < 16; ++r)
+        if (prev.out_at[r] >= 0) y[prev.out_at[r]] = out[r];
+    }
   }
 }
 
@@ -323,7 +365,7 @@ ACCULLM_SPARSE_AVX512_TARGET void DownAvx512(const SparseColumnsLayout& w, const
   std::fill(acc, acc + n, 0.f);
   const int frac = w.zero_frac_bits;
   const float inv_frac = 1.f / static_cast<float>(1 << frac);
-  const __m512i low_nibbles = _mm512_set1_epi8(0x0F), high_nibbles = _mm512_set1_epi8(static_cast<char>(0xF0));
+  const __m512i high_nibbles = _mm512_set1_epi8(static_cast<char>(0xF0));
   const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
   const int8_t* q = x.row(0);
   const int64_t strip_offset = kNibbles ? o0 / 2 : o0;
@@ -377,13 +419,14 @@ ACCULLM_SPARSE_AVX512_TARGET void DownAvx512(const SparseColumnsLayout& w, const
           const __m512i xq = half == 0 ? xa : xb;
           __m512i a[4], quads[4];
           if constexpr (kNibbles) {
-            // Interleave the packed bytes (two outputs each), then split: low nibbles are
-            // outputs 0..63 of the block, high ones 64..127, kept as 16·code (their sums are
-            // 16 × the true ones until the epilogue).
+            // Interleave the packed bytes (two outputs each: low nibble = output o of the
+            // block, high = o + 64). Whole bytes give A = Σ (lo + 16·hi)·q, high nibbles kept
+            // as 16·code give B = 16·Σ hi·q; the epilogue takes lo = A − B and hi = B / 16,
+            // exactly (one mask per quad instead of two).
             for (int t = 0; t < 4; ++t) a[t] = _mm512_loadu_si512(s[4 * half + t] + b * block_bytes);
             InterleaveFour(a, quads);
             for (int k = 0; k < 4; ++k) {
-              sums[k] = _mm512_dpbusd_epi32(sums[k], _mm512_and_si512(quads[k], low_nibbles), xq);
+              sums[k] = _mm512_dpbusd_epi32(sums[k], quads[k], xq);
               sums[4 + k] = _mm512_dpbusd_epi32(sums[4 + k], _mm512_and_si512(quads[k], high_nibbles), xq);
             }
           } else {
@@ -397,8 +440,12 @@ ACCULLM_SPARSE_AVX512_TARGET void DownAvx512(const SparseColumnsLayout& w, const
         for (int k = 0; k < 8; ++k) _mm512_storeu_si512(d + 16 * k, sums[k]);
       }
     }
-    // The dense epilogue for every output of the range, group g.
+    // The dense epilogue for every output of the range, group g. zero · Σx as one 16-bit
+    // multiply-add when −Σx fits 16 bits (the zero's high 16 bits are 0), else vpmulld.
     const __m512i sum = _mm512_set1_epi32(x.sums[g]);
+    const bool sums16 = x.sums[g] >= -32767 && x.sums[g] <= 32767;
+    const __m512i neg_sum_lo = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(-x.sums[g]) & 0xFFFF));
+    const __m512i symmetric_term = _mm512_mullo_epi32(symmetric_zero, sum);
     const __m512 xfactor = _mm512_set1_ps(xs * inv_frac);
     const int64_t meta0 = g * w.out_padded + o0;
     for (int64_t i = 0; i < n; i += 16) {
@@ -412,14 +459,19 @@ ACCULLM_SPARSE_AVX512_TARGET void DownAvx512(const SparseColumnsLayout& w, const
         ws = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(w.row_scales.data() + o0 + i), codes),
                            _mm512_set1_ps(1.f / 255.f));
       }
-      const __m512i zero =
-          w.zeros.empty()
-              ? symmetric_zero
-              : _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.zeros.data() + at)));
       __m512i dsum = _mm512_loadu_si512(dot + i);
-      if (kNibbles && i % kSparseDownBlockOutputs >= 64) dsum = _mm512_srai_epi32(dsum, 4);  // exact: 16 | dsum
-      const __m512i d =
-          _mm512_sub_epi32(_mm512_slli_epi32(dsum, static_cast<unsigned>(frac)), _mm512_mullo_epi32(zero, sum));
+      if constexpr (kNibbles) {  // see the pass above: lo = A − B, hi = B / 16 (exact: 16 | B)
+        if (i % kSparseDownBlockOutputs < 64) dsum = _mm512_sub_epi32(dsum, _mm512_loadu_si512(dot + i + 64));
+        else dsum = _mm512_srai_epi32(dsum, 4);
+      }
+      __m512i d = _mm512_slli_epi32(dsum, static_cast<unsigned>(frac));
+      if (w.zeros.empty()) {
+        d = _mm512_sub_epi32(d, symmetric_term);
+      } else {
+        const __m512i zero =
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.zeros.data() + at)));
+        d = sums16 ? _mm512_dpwssd_epi32(d, zero, neg_sum_lo) : _mm512_sub_epi32(d, _mm512_mullo_epi32(zero, sum));
+      }
       _mm512_storeu_ps(acc + i,
                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws, xfactor), _mm512_loadu_ps(acc + i)));
     }
@@ -479,71 +531,76 @@ ACCULLM_SPARSE_AVX2_TARGET inline void Transpose8x8(__m256i (&r)[8]) {
   }
 }
 
-// 8 kept rows at once, as RowBatchAvx512 does 16: each row's words multiplied in place, the
-// int32 word dots transposed and summed so that per window of 8 words sums[L] lane r = Σ of
-// row r's words 4L..4L+3; a group is `lanes` such sums; then the tiles' epilogue per row, in
-// group order (AccumulateGroup256, the dense AVX2 kernels' float steps).
+// 8 kept rows at once, as RowBatchAvx512 does 16, a unit of 8 groups (half a block) at a time:
+// each row's group sums, a lane per group, and their integer terms and float factors formed
+// there and kept in L1, then per unit transposed to a lane per row and accumulated in group
+// order with the dense AVX2 kernels' float steps (AccumulateGroup256's, split in two).
 template <bool kNibbles, bool kEightBit>
-ACCULLM_SPARSE_AVX2_TARGET void RowBatchAvx2(const SparseRowsLayout& w, const Int8Activations& x, const int8_t* xlo,
-                                             const int8_t* xhi, uint32_t* metas, const int32_t (&rows)[8],
+ACCULLM_SPARSE_AVX2_TARGET void RowBatchAvx2(const SparseRowsLayout& w, RowActivations& a, const int32_t (&rows)[8],
                                              const int32_t (&next_rows)[8], float* y, int valid) {
-  const int64_t groups = w.groups(), lanes = w.group_words() / 4;
+  const int64_t units = 2 * w.row_blocks(), words = w.group_words(), lines = w.row_stride / 16;
   const int frac = w.zero_frac_bits;
-  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  const bool sums16 = SumsFit16(w);
   const __m256i low_byte = _mm256_set1_epi32(0xFF), low_half = _mm256_set1_epi32(0xFFFF);
   const __m256i symmetric_zero = _mm256_set1_epi32(1 << (w.bits - 1));
-  const uint32_t* src[8];
-  const uint32_t* next[8];
-  alignas(32) float row_scale[8];
+  int32_t* d_out = a.d.data();
+  float* f_out = a.f.data();
   for (int r = 0; r < 8; ++r) {
-    src[r] = w.row(rows[r]);
-    next[r] = w.row(next_rows[r]);
-    row_scale[r] = w.has_scale_codes ? w.row_scales[rows[r]] : 0.f;
-  }
-  const __m256 row_scales = _mm256_load_ps(row_scale);
-  for (int64_t g0 = 0; g0 < w.meta_stride; g0 += 8) {  // metas[8·g + r] = row r's word of group g
-    __m256i v[8];
-    for (int r = 0; r < 8; ++r) v[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(w.row_meta(rows[r]) + g0));
-    Transpose8x8(v);
-    for (int k = 0; k < 8; ++k) _mm256_store_si256(reinterpret_cast<__m256i*>(metas + 8 * (g0 + k)), v[k]);
-  }
-  __m256 acc = _mm256_setzero_ps();
-  __m256i dot = _mm256_setzero_si256();
-  int64_t g = 0, lane = 0;
-  for (int64_t at = 0; g < groups; at += 8) {
-    if (at % 16 == 0)  // one line per row per 16 words
-      for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(next[r] + at), _MM_HINT_T1);
-    const __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(xlo + 4 * at));
-    const __m256i xh = kNibbles ? _mm256_load_si256(reinterpret_cast<const __m256i*>(xhi + 4 * at)) : xl;
-    __m256i t[4];  // rows in pairs: t[p] lane L = (a_0+a_2, b_0+b_2, a_1+a_3, b_1+b_3) of words 4L..
-    for (int p = 0; p < 4; ++p) {
-      const __m256i p0 = RowWordDots256<kNibbles, kEightBit>(src[2 * p] + at, xl, xh);
-      const __m256i p1 = RowWordDots256<kNibbles, kEightBit>(src[2 * p + 1] + at, xl, xh);
-      t[p] = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+    const char* next = reinterpret_cast<const char*>(w.row(next_rows[r]));
+    for (int64_t l = 0; l < lines; ++l) _mm_prefetch(next + 64 * l, _MM_HINT_T1);
+    if (r >= valid) {
+      for (int64_t u = 0; u < units; ++u) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(d_out + (u * 8 + r) * 8), _mm256_setzero_si256());
+        _mm256_store_ps(f_out + (u * 8 + r) * 8, _mm256_setzero_ps());
+      }
+      continue;
     }
-    // u[b] lane L dword m = row 4b+m's words 4L..4L+3.
-    const __m256i u0 = _mm256_add_epi32(_mm256_unpacklo_epi64(t[0], t[1]), _mm256_unpackhi_epi64(t[0], t[1]));
-    const __m256i u1 = _mm256_add_epi32(_mm256_unpacklo_epi64(t[2], t[3]), _mm256_unpackhi_epi64(t[2], t[3]));
-    const __m256i sums[2] = {_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31)};
-    for (int l = 0; l < 2 && g < groups; ++l) {
-      dot = _mm256_add_epi32(dot, sums[l]);
-      if (++lane < lanes) continue;
-      const __m256i meta = _mm256_load_si256(reinterpret_cast<const __m256i*>(metas + 8 * g));
+    const uint32_t* src = w.row(rows[r]);
+    const uint32_t* meta_src = w.row_meta(rows[r]);
+    const __m256 row_scale = _mm256_set1_ps(w.has_scale_codes ? w.row_scales[rows[r]] : 0.f);
+    for (int64_t u = 0; u < units; ++u) {
+      const int64_t b = u / 2, h = u % 2;
+      __m256i sum = _mm256_setzero_si256();
+      for (int64_t j = 0; j < words; ++j) {
+        const int64_t at = (b * words + j) * 16 + 8 * h;
+        const __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(a.lo.data() + 4 * at));
+        const __m256i xh = kNibbles ? _mm256_load_si256(reinterpret_cast<const __m256i*>(a.hi.data() + 4 * at)) : xl;
+        sum = _mm256_add_epi32(sum, RowWordDots256<kNibbles, kEightBit>(src + at, xl, xh));
+      }
+      const __m256i meta = _mm256_load_si256(reinterpret_cast<const __m256i*>(meta_src + 8 * u));
+      __m256i d = _mm256_slli_epi32(sum, frac);
+      if (w.has_zeros && sums16) {  // zero · (−Σx): the step's 16 bits meet a 0
+        d = _mm256_add_epi32(
+            d,
+            _mm256_madd_epi16(meta, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.neg_sums_hi.data() + 8 * u))));
+      } else {
+        const __m256i zero = w.has_zeros ? _mm256_and_si256(_mm256_srli_epi32(meta, 16), low_byte) : symmetric_zero;
+        d = _mm256_sub_epi32(
+            d, _mm256_mullo_epi32(zero, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.sums.data() + 8 * u))));
+      }
       __m256 ws;
       if (w.has_scale_codes) {
-        ws = _mm256_mul_ps(_mm256_mul_ps(row_scales, _mm256_cvtepi32_ps(_mm256_and_si256(meta, low_byte))),
+        ws = _mm256_mul_ps(_mm256_mul_ps(row_scale, _mm256_cvtepi32_ps(_mm256_and_si256(meta, low_byte))),
                            _mm256_set1_ps(1.f / 255.f));
       } else {  // the low 16 bits of each word, packed, as F16
         const __m256i packed = _mm256_permute4x64_epi64(
             _mm256_packus_epi32(_mm256_and_si256(meta, low_half), _mm256_setzero_si256()), 0x08);
         ws = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
       }
-      const __m256i zero = w.has_zeros ? _mm256_and_si256(_mm256_srli_epi32(meta, 16), low_byte) : symmetric_zero;
-      acc = tiles_avx2::AccumulateGroup256(dot, ws, zero, x, g, frac, inv_frac, acc);
-      dot = _mm256_setzero_si256();
-      lane = 0;
-      ++g;
+      _mm256_store_si256(reinterpret_cast<__m256i*>(d_out + (u * 8 + r) * 8), d);
+      _mm256_store_ps(f_out + (u * 8 + r) * 8, _mm256_mul_ps(ws, _mm256_load_ps(a.factors.data() + 8 * u)));
     }
+  }
+  __m256 acc = _mm256_setzero_ps();
+  const int64_t groups = w.groups();
+  for (int64_t u = 0; u < units && 8 * u < groups; ++u) {
+    __m256i dv[8], fv[8];
+    for (int r = 0; r < 8; ++r) dv[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(d_out + (u * 8 + r) * 8));
+    Transpose8x8(dv);
+    for (int r = 0; r < 8; ++r) fv[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(f_out + (u * 8 + r) * 8));
+    Transpose8x8(fv);
+    const int64_t n = std::min<int64_t>(8, groups - 8 * u);
+    for (int64_t g = 0; g < n; ++g) acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dv[g]), _mm256_castsi256_ps(fv[g]), acc);
   }
   alignas(32) float out[8];
   _mm256_store_ps(out, acc);
@@ -554,21 +611,15 @@ template <bool kNibbles, bool kEightBit>
 ACCULLM_SPARSE_AVX2_TARGET void RowsAvx2(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept,
                                          int64_t k_begin, int64_t k_end, float* y) {
   thread_local RowActivations arranged;
-  ArrangeActivations(w, x, arranged);
-  arranged.metas.resize(static_cast<size_t>(8 * w.meta_stride));
+  ArrangeActivations(w, x, 8, arranged);
   for (int64_t k = k_begin; k < k_end; k += 8) {
     const int valid = static_cast<int>(std::min<int64_t>(8, k_end - k));
-    int32_t rows[8], next_rows[8];
+    int32_t rows[8], next_rows[8];  // the zero row past the end
     for (int r = 0; r < 8; ++r) {
-      rows[r] = r < valid ? kept[k + r] : static_cast<int32_t>(w.out);  // the zero row
+      rows[r] = r < valid ? kept[k + r] : static_cast<int32_t>(w.out);
       next_rows[r] = k + 8 + r < k_end ? kept[k + 8 + r] : static_cast<int32_t>(w.out);
     }
-    for (int64_t r = k + 8; r < std::min(k_end, k + 16); ++r) {
-      const char* meta = reinterpret_cast<const char*>(w.row_meta(kept[r]));
-      for (int64_t byte = 0; byte < 4 * w.meta_stride; byte += 64) _mm_prefetch(meta + byte, _MM_HINT_T0);
-    }
-    RowBatchAvx2<kNibbles, kEightBit>(w, x, arranged.lo.data(), arranged.hi.data(), arranged.metas.data(), rows,
-                                      next_rows, y + k, valid);
+    RowBatchAvx2<kNibbles, kEightBit>(w, arranged, rows, next_rows, y + k, valid);
   }
 }
 
@@ -740,10 +791,6 @@ ACCULLM_SPARSE_AVX2_TARGET void DownAvx2(const SparseColumnsLayout& w, const Int
 bool SparseRowsInt8Avx512(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
                           int64_t k_end, float* y) {
   if (DetectedIsa() < Isa::kAvx512) return false;
-  if (w.group_words() % 4 != 0) {  // groups that are not whole 128-bit lanes of words
-    SparseRowsInt8Scalar(w, x, kept, k_begin, k_end, y);
-    return true;
-  }
   if (w.nibbles()) RowsAvx512<true>(w, x, kept, k_begin, k_end, y);
   else RowsAvx512<false>(w, x, kept, k_begin, k_end, y);
   return true;
@@ -760,10 +807,6 @@ bool SparseDownInt8Avx512(const SparseColumnsLayout& w, const Int8Activations& x
 bool SparseRowsInt8Avx2(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
                         int64_t k_end, float* y) {
   if (DetectedIsa() < Isa::kAvx2) return false;
-  if (w.group_words() % 4 != 0) {  // groups that are not whole 128-bit lanes of words
-    SparseRowsInt8Scalar(w, x, kept, k_begin, k_end, y);
-    return true;
-  }
   if (w.nibbles()) RowsAvx2<true, false>(w, x, kept, k_begin, k_end, y);
   else if (w.bits == 8) RowsAvx2<false, true>(w, x, kept, k_begin, k_end, y);
   else RowsAvx2<false, false>(w, x, kept, k_begin, k_end, y);

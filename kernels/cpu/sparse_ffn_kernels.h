@@ -16,22 +16,32 @@
 // are not here: the caller adds them (LowBitLinear::AddOutliersAndBias), and quantizes x with
 // its outlier channels marked exact, as the dense path does.
 //
-// Variants: a scalar reference (any CPU), AVX2 and AVX-512 VNNI, all bit-identical. The SIMD
-// gate/up kernels need groups of whole 128-bit lanes of words (group a multiple of 32 columns
-// at ≤ 4 bits, of 16 at 5–8 bits); other groups run the scalar reference there too.
-// Gate/up, AVX-512: 16 kept rows at a time, each row's 64-byte lines multiplied in place by
-// the activations arranged to match (vpdpbusd), the int32 results transposed and summed into
-// per-group sums with one lane per row, then the tiles' epilogue. A kept row costs ~1.3x
-// what the dense kernel spends per row (the transposition, and 16 row streams fetched a batch
-// ahead by software): at 50% skipped gate+up run 1.53x faster than dense, at 0% 0.86x
-// (bench/sparse_ffn_bench.cc, docs/benchmarks.md).
+// Variants: a scalar reference (any CPU), AVX2 and AVX-512 VNNI, all bit-identical, any group
+// of whole words (a multiple of 8 columns).
+// Gate/up, AVX-512: batches of 16 kept rows. Each row's lines, read in order, multiplied by the
+// activations arranged to match (vpdpbusd) leave whole group sums, a lane per group (the
+// layout puts a group's words at one lane of successive lines); each group's integer term
+// (zero · Σx as one vpdpwssd against the step-and-zero word) and float factor are formed there,
+// then both are transposed to a lane per row and accumulated with one fma per group, in
+// group order: the tiles' epilogue. Four rows at a time, from four streams (quarters of the
+// kept list, each walked in order), the next row of each stream fetched by software; a
+// batch's transposition runs in slices between the next batch's rows, so that weight lines
+// are requested all along. Rows in L2 (bench BM_RowsInL2): a kept row costs 1.3–1.6x a dense
+// row, software prefetches included (~1.2x without them; the previous word-major layout,
+// whose row-major dot products were reduced into group sums, ~1.4x without). From memory the
+// kernels are bound by how fast scattered 1.25 KB rows stream in (docs/benchmarks.md, "Sparse
+// FFN at decode"): at 50% kept the whole FFN ran 1.28–1.33x faster than dense, not the
+// ~1.8x its bytes allow.
 // Down, AVX-512: per group, eight nonzero neurons per pass; their strips' bytes interleaved
 // four by four (unpack epi8/epi16) into dwords of one output's four codes, vpdpbusd against
-// the four activation codes, int32 sums kept in L1 for the thread's outputs.
+// the four activation codes, int32 sums kept in L1 for the thread's outputs; at ≤ 4 bits a
+// byte's two outputs come from one sum over whole bytes and one over the high nibbles (one
+// mask per quad), and zero · Σx is one vpdpwssd where Σx fits 16 bits.
 // AVX2: the same schemes at 256 bits with vpmaddubsw + vpmaddwd for the integer dots (exact:
 // codes ≤ 127 times |q| ≤ 127; 8-bit codes split in two nibbles): gate/up 8 kept rows per
-// batch, down eight neurons per pass (two quads, whose 16-bit pairs add before one widening
-// at ≤ 4 and 8 bits). Faster than the dense AVX2 decode kernel even with every row kept.
+// batch, 8 groups per transposition, down eight neurons per pass (two quads, whose 16-bit
+// pairs add before one widening at ≤ 4 and 8 bits). Faster than the dense AVX2 decode kernel
+// even with every row kept.
 // Threads: the caller (model/sparse_ffn.h) splits gate/up over ranges of the kept list
 // (multiples of 16 waste no padding rows) and down over a few ranges of its 128-output blocks
 // (every call walks the whole nonzero list, so small ranges repeat that work).

@@ -44,8 +44,8 @@ SparseRowsLayout AllocateSparseRows(const LowBitMatrix& m) {
   w.has_zeros = m.zeros != nullptr;
   w.zero_frac_bits = w.has_zeros ? m.zero_frac_bits : 0;
   w.has_scale_codes = m.scale_codes != nullptr;
-  w.row_words = (w.in / w.chunk_columns() + 15) / 16 * 16;
-  w.meta_stride = (w.groups() + 15) / 16 * 16;
+  w.row_words = w.row_blocks() * 16 * w.group_words();
+  w.meta_stride = w.row_blocks() * 16;
   w.row_stride = w.row_words + w.meta_stride;
   w.words.assign(static_cast<size_t>((w.out + 1) * w.row_stride), 0u);
   if (w.has_scale_codes) w.row_scales.assign(static_cast<size_t>(w.out + 1), 0.f);
@@ -58,14 +58,14 @@ void FillSparseRows(const LowBitMatrix& m, int64_t row_begin, int64_t row_end, S
   for (int64_t o = row_begin; o < std::min(row_end, m.out); ++o) {
     UnpackRow(m, o, codes.data());
     uint32_t* dst = w.words.data() + o * w.row_stride;
-    for (int64_t c = 0; c < m.in / cols; ++c) {
+    for (int64_t c = 0; c < m.in / cols; ++c) {  // word c = word c % group_words of its group
       const uint8_t* col = codes.data() + c * cols;
       uint32_t word = 0;
       for (int j = 0; j < 4; ++j) {
         const uint32_t byte = w.nibbles() ? (col[j] | (col[4 + j] << 4)) : col[j];
         word |= byte << (8 * j);
       }
-      dst[c] = word;
+      dst[w.word_index(c / w.group_words(), c % w.group_words())] = word;
     }
     if (w.has_scale_codes) w.row_scales[o] = F16ToF32(m.row_scales[o]);
     for (int64_t g = 0; g < groups; ++g) {

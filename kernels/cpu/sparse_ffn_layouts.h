@@ -3,15 +3,21 @@
 // that skipping an FFN neuron skips its bytes.
 //
 // Gate and up (rows = neurons): the dense tiles interleave 16 rows per 64-byte chunk, so a
-// skipped row saves no byte there. Here every row's codes are contiguous, as 32-bit words in
-// column order (codes of at most 4 bits: one word per 8 columns c..c+7, byte j holding column
-// c+j in its low nibble and c+4+j in its high one — the tiles' nibble order; 5 to 8 bits: one
-// word per 4 columns, byte j = column c+j), the row padded with zero words to a multiple of 16
-// words (one cache line), so a kept row costs exactly its lines. Its steps and zero points
-// follow its codes, one 32-bit word per group (bits 0..15: the F16 step, or the 8-bit step code in
-// bits 0..7; bits 16..23: the zero byte), padded to a multiple of 16 words and transposed in registers for 16 kept rows
-// at once: 4 bytes where the tiles store 2 or 3 (at 4 bits g32 a row costs 20 bytes per group against the tiles'
-// 18–19). Row `out` is all zero: the padding row a short batch of kept rows runs (its result is dropped).
+// skipped row saves no byte there. Here every row's codes are contiguous, as 32-bit words
+// (codes of at most 4 bits: one word per 8 columns c..c+7, byte j holding column c+j in its low
+// nibble and c+4+j in its high one — the tiles' nibble order; 5 to 8 bits: one word per 4
+// columns, byte j = column c+j), a group being `group_words` words. The words are group-major
+// across lines: the row's groups are taken 16 at a time (a block; the last one padded with zero
+// groups), and line j of block b (16 words, one cache line) holds word j of each of the block's
+// groups, group 16b + p at word p. So a vector multiply-add over a block's lines accumulates
+// whole group sums, one lane per group, with no reduction across lanes; only the 16x16
+// transposition into one lane per row remains (sparse_ffn_kernels.cc). A kept row costs exactly
+// its lines. Its steps and zero points follow its codes, one 32-bit word per group (bits 0..15:
+// the F16 step, or the 8-bit step code in bits 0..7; bits 16..23: the zero byte; bits 24..31
+// zero), padded to a multiple of 16 words: 4 bytes where the tiles store 2 or 3 (at 4 bits g32 a
+// row costs 20 bytes per group against the tiles' 18–19; groups not a multiple of 16 pay their
+// last block's padding too, e.g. 28 groups are stored as 32). Row `out` is all zero: the
+// padding row a short batch of kept rows runs (its result is dropped).
 //
 // Down (reduction over neurons): neuron-major. Neuron j's codes for every output i form one
 // contiguous strip (out rounded up to 128 outputs: 64 bytes per 128 outputs at ≤ 4 bits, 128
@@ -61,8 +67,8 @@ struct SparseRowsLayout {
   int zero_frac_bits = 0;  // 0 when symmetric
   bool has_zeros = false;
   bool has_scale_codes = false;
-  int64_t row_words = 0;    // code words per row: in / chunk_columns() rounded up to 16
-  int64_t meta_stride = 0;  // metadata words per row: groups rounded up to 16
+  int64_t row_words = 0;    // code words per row: row_blocks() · 16 · group_words()
+  int64_t meta_stride = 0;  // metadata words per row: row_blocks() · 16
   int64_t row_stride = 0;   // row_words + meta_stride
   // [out + 1, row_stride]: per row its code words, then its metadata words (step, or step
   // code, | zero << 16), so a kept row is one contiguous run of lines. Row `out` is all zero.
@@ -73,6 +79,9 @@ struct SparseRowsLayout {
   bool nibbles() const { return bits <= 4; }
   int64_t chunk_columns() const { return nibbles() ? 8 : 4; }
   int64_t group_words() const { return group / chunk_columns(); }
+  int64_t row_blocks() const { return (groups() + 15) / 16; }  // blocks of 16 groups
+  // The index in a row of group g's word j (j < group_words()).
+  int64_t word_index(int64_t g, int64_t j) const { return ((g / 16) * group_words() + j) * 16 + g % 16; }
   const uint32_t* row(int64_t r) const { return words.data() + r * row_stride; }
   const uint32_t* row_meta(int64_t r) const { return row(r) + row_words; }
   size_t bytes() const { return 4 * words.size() + 4 * row_scales.size(); }

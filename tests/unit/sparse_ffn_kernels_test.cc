@@ -264,6 +264,36 @@ TEST(SparseFfnLayoutsTest, DownStripPositionsCoverEveryCodeOnce) {
   }
 }
 
+// Every activation at the block maximum: Σq = 127 · 512 per group, beyond 16 bits, which the
+// SIMD kernels' 16-bit multiply-add of zero · Σx cannot take (they must fall back to vpmulld).
+TEST(SparseFfnKernelsTest, GroupSumsBeyondSixteenBitsMatchTheDenseKernel) {
+  const Case c{4, 512, 1024, 24, true, false, false};
+  OwnedMatrix w = RandomMatrix(c, c.out, c.in, 41);
+  ASSERT_EQ(LowBitTilesRefusal(w.m), "");
+  const std::vector<float> x(static_cast<size_t>(c.in), 1.f);
+  Int8Activations xq;
+  QuantizeInt8Blocks(x.data(), 1, c.in, c.group, nullptr, xq);
+  ASSERT_GT(xq.sums[0], 32767);
+  std::vector<float> want(static_cast<size_t>(c.out), -1.f);
+  LowBitInt8RowsScalar(w.m, xq, 0, c.out, want.data(), c.out);
+  const SparseRowsLayout rows = MakeSparseRows(w.m);
+  std::vector<int32_t> all(static_cast<size_t>(c.out));
+  std::iota(all.begin(), all.end(), 0);
+  // Down over the same matrix as if its rows were outputs and its columns neurons.
+  const SparseColumnsLayout columns = MakeSparseColumns(w.m);
+  SparseNeurons nonzero;
+  FindNonzeroNeurons(xq, nonzero);
+  for (Isa isa : SupportedIsas()) {
+    ScopedIsaForTesting level(isa);
+    std::vector<float> got(want.size(), -2.f);
+    SparseRowsInt8(rows, xq, all.data(), 0, c.out, got.data());
+    EXPECT_TRUE(SameBits(got, want)) << "gate/up at " << IsaName(isa);
+    std::fill(got.begin(), got.end(), -2.f);
+    SparseDownInt8(columns, xq, nonzero, 0, columns.blocks(), got.data());
+    EXPECT_TRUE(SameBits(got, want)) << "down at " << IsaName(isa);
+  }
+}
+
 std::vector<Case> Cases() {
   std::vector<Case> cases;
   for (int bits : {3, 4, 5, 8})
@@ -278,6 +308,8 @@ std::vector<Case> Cases() {
   cases.push_back({3, 128, 256, 17, false, true, false});
   cases.push_back({4, 32, 128, 40, true, false, true});
   cases.push_back({8, 32, 96, 19, false, true, true});
+  // Groups whose Σx may not fit 16 bits (group · 128 > 32767): zero · Σx takes vpmulld.
+  cases.push_back({4, 512, 1024, 20, true, false, false});
   return cases;
 }
 
