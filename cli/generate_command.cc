@@ -44,6 +44,7 @@ struct GenerateFlags {
   std::string draft;      // golden mode: a pack of --model drafts, --model verifies
   std::string speculate;  // draft | ngram | off; default: draft with --draft, else off
   int64_t draft_tokens = 4;
+  std::optional<double> draft_min_acceptance;  // unset: the mode's default
   bool golden = false;    // --model PACK: its source model verifies, the pack drafts
   std::string reference;  // with --golden: the source model, when not where the pack recorded it
 };
@@ -123,6 +124,7 @@ int RunGenerate(GenerateFlags f) {
                                   .target_dir = model_dir,
                                   .draft_dir = f.draft,
                                   .draft_tokens = f.draft_tokens,
+                                  .pause_below = DraftPauseBelow(speculate, f.draft_min_acceptance),
                                   .load = load_options,
                                   .print_text = !f.output_ids,
                                   .kv_dtype = *kv_dtype};
@@ -261,6 +263,7 @@ void AddGenerateCommand(CLI::App& app, std::function<int()>& run) {
                   "The most tokens one step drafts; the draft length adapts to the acceptance rate within it")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  AddDraftMinAcceptanceFlag(*cmd, flags->draft_min_acceptance);
   cmd->callback([&run, flags, cmd] {
     if (cmd->count("--prompt") == 0 && cmd->count("--prompt-ids") == 0) {
       throw CLI::ValidationError("generate", "one of --prompt or --prompt-ids is required");

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/cli_common.h"
 #include "model/pack/manifest.h"
+#include "speculative/draft_length.h"
 
 namespace accullm::cli {
 
@@ -38,6 +39,19 @@ absl::Status ApplyGoldenFlags(bool golden, const std::string& reference, std::st
   model = resolved->target;
   draft = resolved->draft;
   return absl::OkStatus();
+}
+
+void AddDraftMinAcceptanceFlag(CLI::App& cmd, std::optional<double>& floor) {
+  cmd.add_option("--draft-min-acceptance", floor,
+                 "Pause drafting for a sequence while its running acceptance rate is under this (plain decode, one "
+                 "probe token every 8 steps): a draft that is rarely accepted costs more than it saves. Default 0.5 "
+                 "with a draft model, 0.25 with ngram; 0 = always draft. Changes only the speed, never the tokens")
+      ->check(CLI::Range(0.0, 1.0));
+}
+
+double DraftPauseBelow(const std::string& mode, const std::optional<double>& flag) {
+  if (flag) return *flag;
+  return mode == "ngram" ? speculative::kNgramPauseBelow : speculative::kDraftModelPauseBelow;
 }
 
 void AddGoldenFlag(CLI::App& cmd, bool& golden) {

@@ -4,6 +4,7 @@
 // position-keyed draws). Shared by serve, generate and bench so the three resolve the same
 // flags the same way.
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -28,5 +29,11 @@ absl::Status ApplyGoldenFlags(bool golden, const std::string& reference, std::st
 
 // `--golden`, with the same help in every command.
 void AddGoldenFlag(CLI::App& cmd, bool& golden);
+
+// `--draft-min-acceptance A` (generate, serve): drafting pauses for a sequence while its running
+// acceptance rate is under A (speculative/draft_length.h); unset: the mode's default.
+void AddDraftMinAcceptanceFlag(CLI::App& cmd, std::optional<double>& floor);
+// The floor of `mode` ("draft" or "ngram"): `flag` when given, else the mode's default.
+double DraftPauseBelow(const std::string& mode, const std::optional<double>& flag);
 
 }  // namespace accullm::cli

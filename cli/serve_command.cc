@@ -79,6 +79,7 @@ struct ServeFlags {
   std::string draft;      // golden mode: a pack of --model drafts on rank 0, --model verifies
   std::string speculate;  // draft | ngram | off; default: draft with --draft, else off
   int64_t draft_tokens = 4;
+  std::optional<double> draft_min_acceptance;  // unset: the mode's default
   bool golden = false;  // --model is a pack: serve its source model's answers, the pack drafting
 };
 
@@ -366,6 +367,7 @@ int RunServe(ServeFlags f) {
                                                : coordinator::SpeculationOptions::Mode::kNgram;
     sc.speculation.draft = draft_model.get();
     sc.speculation.max_draft_tokens = f.draft_tokens;
+    sc.speculation.pause_below = DraftPauseBelow(speculate, f.draft_min_acceptance);
     metrics.spec_decode(f.draft_tokens);  // the series from the start, at zero
     spdlog::info("speculative decoding: {}{}, up to {} draft tokens per step", speculate,
                  speculate == "draft" ? " (" + f.draft + ")" : std::string(), f.draft_tokens);
@@ -574,6 +576,7 @@ void AddServeCommand(CLI::App& app, std::function<int()>& run) {
                   "acceptance rate within it")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  AddDraftMinAcceptanceFlag(*cmd, f->draft_min_acceptance);
   cmd->add_option("--plan", f->plan_file,
                   "Pipeline: stage plan file (accullm plan --workers N --out FILE); default: planned here");
   cmd->add_option("--memory", f->memory, "Pipeline: per-worker memory budgets for the planner, e.g. 8GiB or 8GiB,4GiB");

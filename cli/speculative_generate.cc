@@ -35,6 +35,7 @@ absl::StatusOr<SpeculativeGenerateResult> RunSpeculativeGenerate(LoadedModel& ta
   }
   speculative::SpeculationConfig config;
   config.max_draft_tokens = options.draft_tokens;
+  config.pause_below = options.pause_below;
   config.kv_dtype = options.kv_dtype;
   speculative::SpeculativeDecoder decoder(model, proposer.get(), request.sampling, config, capacity);
   speculative::GenerationRequest g;

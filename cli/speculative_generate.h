@@ -19,6 +19,7 @@ struct SpeculativeGenerateOptions {
   std::string target_dir;                              // --model (for the draft's source check)
   std::string draft_dir;                               // --draft (mode "draft")
   int64_t draft_tokens = 4;                            // --draft-tokens: the most tokens one step drafts
+  double pause_below = 0.0;                            // --draft-min-acceptance, resolved (DraftPauseBelow)
   model::ModelLoadOptions load;                        // the draft loads as the target does
   bool print_text = true;                              // stream the text to stdout as it becomes final
   kernels::KvDType kv_dtype = kernels::KvDType::kF32;  // the target's cache (--kv-cache-dtype)

@@ -309,7 +309,10 @@ void Scheduler::Admit() {
       s.proposer = std::make_unique<speculative::NgramDraftProposer>();
     }
     if (s.proposer != nullptr && !s.draft_length) {
-      s.draft_length.emplace(spec.max_draft_tokens);
+      const double floor =
+          spec.pause_below.value_or(spec.mode == SpeculationOptions::Mode::kNgram ? speculative::kNgramPauseBelow
+                                                                                  : speculative::kDraftModelPauseBelow);
+      s.draft_length.emplace(spec.max_draft_tokens, /*adaptive=*/true, floor);
       s.context = s.params.prompt;
     }
     s.id = ++next_seq_id_;
@@ -538,12 +541,12 @@ bool Scheduler::LaunchMicroBatch(size_t depth) {
   return true;
 }
 
-int64_t Scheduler::DraftLimit(const Sequence& s, int64_t budget) const {
+int64_t Scheduler::DraftLimit(Sequence& s, int64_t budget) const {
   if (s.proposer == nullptr) return 0;
   // Every token a step produces must be one the sequence may still generate: at most
   // max_tokens - generated, the draft's tokens and the target's own one after them (so the
   // rows also stay within prompt + max_tokens, which Submit checked against the context).
-  return std::max<int64_t>(0, std::min({s.draft_length->next(), s.params.max_tokens - s.generated - 1, budget}));
+  return std::max<int64_t>(0, std::min({s.draft_length->Take(), s.params.max_tokens - s.generated - 1, budget}));
 }
 
 std::vector<std::vector<int32_t>> Scheduler::Draft(const std::vector<Sequence*>& seqs,

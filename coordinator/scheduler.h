@@ -26,6 +26,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -60,6 +61,9 @@ struct SpeculationOptions {
   Mode mode = Mode::kOff;
   model::Transformer* draft = nullptr;  // kDraft: the draft model (a pack of the target), not owned
   int64_t max_draft_tokens = 4;
+  // Drafting pauses for a sequence while its running acceptance is under this (0: always
+  // draft); unset: speculative::kDraftModelPauseBelow for kDraft, kNgramPauseBelow for kNgram.
+  std::optional<double> pause_below;
 };
 
 struct SchedulerConfig {
@@ -170,8 +174,9 @@ class Scheduler {
   void Finish(Sequence& s, const std::string& reason, std::string text = {}, const std::string& error = {});
   void UpdateGauges();
   // How many draft tokens decoding sequence `s`'s next item may carry: at most `budget`, 0
-  // when speculation is off or the sequence is about to end.
-  int64_t DraftLimit(const Sequence& s, int64_t budget) const;
+  // when speculation is off, paused (a low acceptance rate) or the sequence is about to end.
+  // Takes the sequence's draft length for this step: call once per decode item.
+  int64_t DraftLimit(Sequence& s, int64_t budget) const;
   // The drafts of `seqs` (limits[i] tokens at most for seqs[i]), all proposed together.
   std::vector<std::vector<int32_t>> Draft(const std::vector<Sequence*>& seqs, const std::vector<int64_t>& limits);
   // The tokens of item `i` of `mb` (`tokens`, one or a verification's 1 .. verify + 1) for

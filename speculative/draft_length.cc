@@ -5,8 +5,16 @@
 
 namespace accullm::speculative {
 
-DraftLength::DraftLength(int64_t max_tokens, bool adaptive)
-    : max_(std::max<int64_t>(0, max_tokens)), adaptive_(adaptive), k_(max_) {}
+DraftLength::DraftLength(int64_t max_tokens, bool adaptive, double pause_below)
+    : max_(std::max<int64_t>(0, max_tokens)), adaptive_(adaptive), pause_below_(adaptive ? pause_below : 0.0),
+      k_(max_) {}
+
+int64_t DraftLength::Take() {
+  if (!paused() || max_ < 1) return k_;
+  if (++paused_steps_ < kProbeInterval) return 0;
+  paused_steps_ = 0;
+  return 1;
+}
 
 void DraftLength::Update(int64_t drafted, int64_t accepted) {
   if (!adaptive_ || max_ < 1 || drafted < 1) return;

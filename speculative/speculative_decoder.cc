@@ -15,7 +15,8 @@ SpeculativeDecoder::SpeculativeDecoder(model::Transformer& target, DraftProposer
                                        const model::SamplingParams& sampling, const SpeculationConfig& config,
                                        int64_t capacity)
     : target_(target), proposer_(proposer), sampler_(sampling), config_(config),
-      cache_(target.NewCache(capacity, config.kv_dtype)), length_(config.max_draft_tokens, config.adaptive) {
+      cache_(target.NewCache(capacity, config.kv_dtype)),
+      length_(config.max_draft_tokens, config.adaptive, config.pause_below) {
   config_.max_draft_tokens = length_.max();
   stats_.drafted_at.assign(static_cast<size_t>(length_.max()), 0);
   stats_.accepted_at.assign(static_cast<size_t>(length_.max()), 0);
@@ -41,7 +42,7 @@ absl::StatusOr<std::vector<int32_t>> SpeculativeDecoder::Step(int64_t limit) {
   // The newest token is fed at position n - 1 and the draft after it: all must fit the cache.
   const int64_t room = cache_.capacity() - n;
   if (room < 0) return absl::OutOfRangeError(absl::StrCat("the sequence is full (", cache_.capacity(), " positions)"));
-  const int64_t k = std::min({length_.next(), limit - 1, room});
+  const int64_t k = std::min({length_.Take(), limit - 1, room});
   draft_.clear();
   const auto t0 = Clock::now();
   if (proposer_ != nullptr && k > 0) RETURN_IF_ERROR(proposer_->Propose(tokens_, k, draft_));

@@ -28,6 +28,9 @@ namespace accullm::speculative {
 struct SpeculationConfig {
   int64_t max_draft_tokens = 4;  // K: the most tokens one step drafts
   bool adaptive = true;          // false: always K (within what is left to generate)
+  // Drafting pauses while the running acceptance is under this (speculative/draft_length.h);
+  // 0: always draft. Prompt lookup's floor is kNgramPauseBelow.
+  double pause_below = kDraftModelPauseBelow;
   // The target's KV cache dtype: the same as a plain run's (generate --kv-cache-dtype), so the
   // verified tokens are that run's (attention is batch-invariant in every dtype).
   kernels::KvDType kv_dtype = kernels::KvDType::kF32;

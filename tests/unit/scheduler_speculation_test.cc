@@ -9,11 +9,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <regex>
 #include <set>
 
 #include "coordinator/scheduler.h"
 #include "monitoring/serving_metrics.h"
 #include "sharding/stage_plan.h"
+#include "speculative/draft_length.h"
 #include "tests/support/scheduler_harness.h"
 #include "tests/support/test_support.h"
 
@@ -133,6 +135,39 @@ TEST_F(SchedulerSpeculationTest, EmbeddedTokensEqualThoseWithoutSpeculation) {
     }
     EXPECT_GT(Counter(text, "accullm_spec_decode_num_accepted_tokens_per_pos_total"), 0) << what;
   }
+}
+
+// Drafting paused (speculative/draft_length.h: a running acceptance under the floor): the
+// sequences decode plainly with a one-token probe now and then, and the tokens do not change.
+// Floor 1 keeps every sequence paused from its first step (the rate starts at 0.8 and never
+// reaches 1): only probes are drafted, so nothing reaches draft position 1.
+TEST_F(SchedulerSpeculationTest, PausedDraftingDraftsOnlyProbesAndKeepsTheTokens) {
+  const std::vector<Choice> want = Embedded(Mode::kOff);
+  ASSERT_FALSE(want.empty());
+  double drafted[2] = {0, 0};
+  for (int paused = 0; paused < 2; ++paused) {
+    monitoring::ServingMetrics metrics("m");
+    SchedulerConfig config = Config(Mode::kDraft);
+    config.speculation.pause_below = paused ? 1.0 : 0.0;
+    model::KvBlockPool kv(0, model_->kv_format(), 16, 256);
+    auto s = EmbeddedScheduler(kv, config, &metrics);
+    ASSERT_NE(s, nullptr);
+    test_support::ExpectSameChoices(RunAll(*s), want, paused ? "paused" : "always drafting");
+    const std::string text = metrics.Serialize();
+    drafted[paused] = Counter(text, "accullm_spec_decode_num_draft_tokens_total");
+    std::smatch m;
+    const bool second = std::regex_search(
+        text, m, std::regex("accullm_spec_decode_num_draft_tokens_per_pos_total\\{[^}]*position=\"1\"\\} ([0-9.e+]+)"));
+    ASSERT_TRUE(second) << text;
+    if (paused) {
+      EXPECT_EQ(std::stod(m[1]), 0) << "a probe drafts one token";
+    } else {
+      EXPECT_GT(std::stod(m[1]), 0);
+    }
+  }
+  EXPECT_GT(drafted[1], 0) << "probes";
+  EXPECT_LT(4 * drafted[1], drafted[0]) << "paused: one token every " << speculative::DraftLength::kProbeInterval
+                                        << " steps against up to 4 a step";
 }
 
 // A rounded KV cache (serve --kv-cache-dtype): the verification rows read the rows before
