@@ -51,7 +51,7 @@ void AddDraftMinAcceptanceFlag(CLI::App& cmd, std::optional<double>& floor) {
 
 double DraftPauseBelow(const std::string& mode, const std::optional<double>& flag) {
   if (flag) return *flag;
-  return mode == "ngram" ? speculative::kNgramPauseBelow : speculative::kDraftModelPauseBelow;
+  return speculative::DefaultPauseBelow(mode == "ngram");
 }
 
 void AddGoldenFlag(CLI::App& cmd, bool& golden) {

@@ -310,8 +310,7 @@ void Scheduler::Admit() {
     }
     if (s.proposer != nullptr && !s.draft_length) {
       const double floor =
-          spec.pause_below.value_or(spec.mode == SpeculationOptions::Mode::kNgram ? speculative::kNgramPauseBelow
-                                                                                  : speculative::kDraftModelPauseBelow);
+          spec.pause_below.value_or(speculative::DefaultPauseBelow(spec.mode == SpeculationOptions::Mode::kNgram));
       s.draft_length.emplace(spec.max_draft_tokens, /*adaptive=*/true, floor);
       s.context = s.params.prompt;
     }

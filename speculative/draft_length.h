@@ -18,6 +18,9 @@ namespace accullm::speculative {
 // 3-row pass against its decode step); prompt lookup drafts for free, so only the row counts.
 inline constexpr double kDraftModelPauseBelow = 0.5;
 inline constexpr double kNgramPauseBelow = 0.25;
+inline constexpr double DefaultPauseBelow(bool prompt_lookup) {
+  return prompt_lookup ? kNgramPauseBelow : kDraftModelPauseBelow;
+}
 
 class DraftLength {
  public:
