@@ -28,6 +28,7 @@
 #include "quant/pack_staging.h"
 #include "quant/pack_writer.h"
 #include "quant/precision_planner.h"
+#include "quant/sparsity_allocation.h"
 
 namespace accullm::cli {
 
@@ -61,7 +62,8 @@ struct QuantizeFlags {
   int64_t tile = 0;
   int threads = 0;
   std::string sparsity = "off";  // off, auto or a target share of FFN neurons skipped
-  std::string sparsity_predictor = "cats";  // cats or lowrank (the trained guesser)
+  std::string sparsity_predictor = "cats";  // cats, product or lowrank (the trained guesser)
+  double sparsity_prefilter_recall = 0.995;  // product: share of active neurons the gate prefilter keeps
   std::string guesser_rank = "auto";        // auto (10% of the FFN's bytes) or a rank
   double sparsity_kl_budget = 0.25, sparsity_top1_budget = 0.25;
 };
@@ -466,63 +468,90 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p, const std::string&
                 static_cast<double>(guesser->weight_bytes()) / 1024,
                 100.0 * static_cast<double>(guesser->weight_bytes()) / static_cast<double>(ffn_bytes));
   }
-  // The thresholds at a target: CATS's |SiLU(gate)| quantiles or the guesser's score quantiles.
-  auto thresholds_at = [&](double target) {
-    model::PackSparsity th = stats.Thresholds(target);
+  // The thresholds at a share per layer: CATS's |SiLU(gate)| quantiles, the product rule's
+  // |SiLU(gate)·up| quantiles (with its gate prefilter), or the guesser's score quantiles.
+  const bool product = f.sparsity_predictor == "product";
+  auto thresholds_at = [&](const std::vector<double>& targets) {
+    model::PackSparsity th =
+        product ? stats.ProductThresholds(targets, f.sparsity_prefilter_recall) : stats.Thresholds(targets);
     if (lowrank) {
       th.predictor = "lowrank";
       th.rank = rank;
-      th.thresholds = scores->Thresholds(target);
+      for (size_t l = 0; l < targets.size(); ++l) th.thresholds[l] = scores->Thresholds(targets[l])[l];
     }
     return th;
   };
-  double target = 0;
+  const size_t layers = static_cast<size_t>(pack->config().num_layers);
+  std::vector<double> targets;
   if (f.sparsity == "auto") {
     // The source model, fresh from disk (the quantizer replaced the loaded one's layers).
     ASSIGN_OR_RETURN(auto source, model::Transformer::Load(p.model_dir, &pool, {.check_finite = false}));
     quant::EvalOptions eo;
     eo.ctx = std::min<int64_t>(f.calib_seq_len, source->config().max_position_embeddings);
     eo.max_chunks = f.sensitivity_samples * 2;
-    ASSIGN_OR_RETURN(quant::EvalResult dense, quant::Evaluate(*pack, *source, p.calib_stream, p.bos, eo));
-    std::printf("sparsity auto (calibration text, %lld positions; budget: KL increase <= %.0f%% of the dense pack's "
-                "KL %.6f, top-1 drop <= %.2f points)\n",
-                static_cast<long long>(dense.positions), 100 * f.sparsity_kl_budget, dense.kl_mean,
-                f.sparsity_top1_budget);
-    std::printf("%-8s %-10s %-10s %-10s %s\n", "target", "KL mean", "top-1 %", "skipped %", "within budget");
-    for (int tenth = 3; tenth <= 9; ++tenth) {
-      const double s = tenth / 10.0;
-      const model::PackSparsity th = thresholds_at(s);
-      RETURN_IF_ERROR(pack->SetFfnSparsity(th.thresholds, {}));
+    // The source's logits once: every measurement below compares against the same ones.
+    ASSIGN_OR_RETURN(const quant::ReferenceLogits reference,
+                     quant::ReferenceLogits::Compute(*source, p.calib_stream, p.bos, eo));
+    source.reset();
+    ASSIGN_OR_RETURN(quant::EvalResult dense, quant::Evaluate(*pack, reference, p.calib_stream, p.bos));
+    std::printf("sparsity auto, predictor %s (calibration text, %lld positions; budget: KL increase <= %.0f%% of the "
+                "dense pack's KL %.6f, top-1 drop <= %.2f points); shares per layer by measured sensitivity\n",
+                f.sparsity_predictor.c_str(), static_cast<long long>(dense.positions), 100 * f.sparsity_kl_budget,
+                dense.kl_mean, f.sparsity_top1_budget);
+    auto measure = [&](const std::vector<double>& shares) -> absl::StatusOr<quant::SparsityCost> {
+      const model::PackSparsity th = thresholds_at(shares);
+      RETURN_IF_ERROR(pack->SetFfnSparsity(product ? th.gate_thresholds : th.thresholds, {},
+                                           product ? th.thresholds : std::vector<float>{}));
       if (lowrank) pack->set_ffn_neuron_selector(std::make_shared<model::GuesserNeuronSelector>(guesser, th.thresholds));
       pack->ResetFfnSparsityCounts();
-      ASSIGN_OR_RETURN(quant::EvalResult r, quant::Evaluate(*pack, *source, p.calib_stream, p.bos, eo));
+      ASSIGN_OR_RETURN(quant::EvalResult r, quant::Evaluate(*pack, reference, p.calib_stream, p.bos));
       int64_t total = 0, kept = 0;
       for (const auto& c : pack->ffn_sparsity_counts()) {
         total += c.total;
         kept += c.kept;
       }
-      const bool ok = r.kl_mean - dense.kl_mean <= f.sparsity_kl_budget * dense.kl_mean &&
-                      100 * (dense.top1_agreement - r.top1_agreement) <= f.sparsity_top1_budget;
-      std::printf("%-8.1f %-10.6f %-10.2f %-10.1f %s\n", s, r.kl_mean, 100 * r.top1_agreement,
-                  total > 0 ? 100.0 * static_cast<double>(total - kept) / static_cast<double>(total) : 0.0,
-                  ok ? "yes" : "no");
-      if (ok) target = s;
-    }
-    if (target == 0) {
-      std::printf("sparsity auto: no target within the budget; the pack stays dense\n");
+      return quant::SparsityCost{.kl = r.kl_mean,
+                                 .top1 = r.top1_agreement,
+                                 .skipped = total > 0 ? static_cast<double>(total - kept) / static_cast<double>(total)
+                                                      : 0.0};
+    };
+    std::printf("%-12s %-44s %-10s %-8s %-9s %s\n", "phase", "share per layer", "KL mean", "top-1 %", "skipped %",
+                "within budget");
+    auto report = [](const char* phase, const std::vector<double>& shares, const quant::SparsityCost& c, bool ok) {
+      std::string list;
+      for (double t : shares) absl::StrAppend(&list, list.empty() ? "" : ",", absl::StrFormat("%.2f", t));
+      std::printf("%-12s %-44s %-10.6f %-8.2f %-9.1f %s\n", phase, list.c_str(), c.kl, 100 * c.top1,
+                  100 * c.skipped, ok ? "yes" : "no");
+      std::fflush(stdout);
+    };
+    const quant::SparsityBudget budget{.max_kl = dense.kl_mean * (1 + f.sparsity_kl_budget),
+                                       .min_top1 = dense.top1_agreement - f.sparsity_top1_budget / 100};
+    ASSIGN_OR_RETURN(quant::SparsityAllocation a,
+                     quant::AllocateSparsity(static_cast<int64_t>(layers),
+                                             {.kl = dense.kl_mean, .top1 = dense.top1_agreement}, budget, measure,
+                                             report));
+    double mean = 0;
+    for (double t : a.targets) mean += t / static_cast<double>(layers);
+    if (mean == 0) {
+      std::printf("sparsity auto: no share within the budget (%lld measurements); the pack stays dense\n",
+                  static_cast<long long>(a.measurements));
       if (lowrank) std::filesystem::remove(absl::StrCat(pack_dir, "/", model::kGuesserFile));
       return absl::OkStatus();
     }
-    std::printf("sparsity auto: target %.1f\n", target);
+    std::printf("sparsity auto: mean share %.3f (%lld measurements): KL %.6f, top-1 %.2f%%, %.1f%% skipped\n", mean,
+                static_cast<long long>(a.measurements), a.cost.kl, 100 * a.cost.top1, 100 * a.cost.skipped);
+    targets = a.targets;
   } else {
-    ASSIGN_OR_RETURN(target, ParseSparsityTarget(f.sparsity));
+    ASSIGN_OR_RETURN(double target, ParseSparsityTarget(f.sparsity));
+    targets.assign(layers, target);
   }
-  model::PackSparsity sparsity = thresholds_at(target);
+  model::PackSparsity sparsity = thresholds_at(targets);
+  if (f.sparsity != "auto") sparsity.layer_targets.clear();  // one share for all: `target` says it
   sparsity.measured_on = "quantized";
   RETURN_IF_ERROR(quant::WritePackSparsity(pack_dir, sparsity));
-  std::printf("sparsity: predictor %s, target %.2f, thresholds from %lld calibration tokens of the quantized "
+  std::printf("sparsity: predictor %s, target %.3f, thresholds from %lld calibration tokens of the quantized "
               "model\n",
-              sparsity.predictor.c_str(), target, static_cast<long long>(sparsity.calibration_tokens));
+              sparsity.predictor.c_str(), sparsity.target, static_cast<long long>(sparsity.calibration_tokens));
   return absl::OkStatus();
 }
 
@@ -649,8 +678,9 @@ void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--sparsity", flags->sparsity,
                   "FFN activation sparsity (CATS): off, a target share of FFN neurons skipped per token (e.g. 0.5: "
                   "per-layer |SiLU(gate)| thresholds at that calibration quantile, measured on the quantized pack), "
-                  "or auto (the highest of 0.3..0.9 within --sparsity-kl-budget and --sparsity-top1-budget on the "
-                  "calibration text against the same pack dense). Runs skip neurons unless given --sparsity off")
+                  "or auto (a share per layer, 0..0.9 in steps of 0.1, allocated by each layer's measured cost: the "
+                  "most neurons skipped within --sparsity-kl-budget and --sparsity-top1-budget on the calibration "
+                  "text against the same pack dense). Runs skip neurons unless given --sparsity off")
       ->capture_default_str()
       ->check(CLI::Validator(
           [](std::string& v) {
@@ -661,10 +691,19 @@ void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
           "off|auto|TARGET"));
   cmd->add_option("--sparsity-predictor", flags->sparsity_predictor,
                   "Which rule skips FFN neurons: cats (a dense gate, then |SiLU(gate)| against a per-layer "
-                  "threshold) or lowrank (a trained rank-r guesser predicts gate and up from the FFN input, so "
-                  "gate rows are skipped too; stored in guesser.safetensors, pack format version 2)")
+                  "threshold: up and down skipped), product (a dense gate, up for the neurons a loose |SiLU(gate)| "
+                  "prefilter keeps, then |SiLU(gate)*up| against a per-layer threshold: down skipped; the most "
+                  "accurate per share, see docs/accuracy.md) or lowrank (a trained rank-r guesser predicts gate and "
+                  "up from the FFN input, so gate rows are skipped too; stored in guesser.safetensors, pack format "
+                  "version 2)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"cats", "lowrank"}));
+      ->check(CLI::IsMember({"cats", "product", "lowrank"}));
+  cmd->add_option("--sparsity-prefilter-recall", flags->sparsity_prefilter_recall,
+                  "--sparsity-predictor product: the share of the truly active neurons (|SiLU(gate)*up| above the "
+                  "threshold) the gate prefilter must keep on the calibration tokens; 1 = no prefilter (up dense)")
+      ->capture_default_str()
+      ->check(kFinite)
+      ->check(CLI::Range(0.5, 1.0));
   cmd->add_option("--guesser-rank", flags->guesser_rank,
                   "--sparsity-predictor lowrank: the guesser's rank, or auto (the largest whose F16 weights cost at "
                   "most 10% of an FFN's stored bytes)")

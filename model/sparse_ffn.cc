@@ -57,7 +57,7 @@ void PrepareSparseFfn(const SparseFfnLinears& l, bool predicted, ThreadPool& poo
 }
 
 int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* kept, int64_t kept_count,
-                     float threshold, float* h, ThreadPool& pool) {
+                     float threshold, float product_threshold, float* h, ThreadPool& pool) {
   const int64_t inter = l.gate->out_features();
   SparseFfnScratch& scratch = Scratch();
   float* g = GrowBuffer(scratch.gate, inter);
@@ -83,7 +83,7 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
                        [&](int64_t t0, int64_t t1) { l.up->ForwardTiles(up_tiles, xq, x, 1, t0, t1, u); });
       // The kept entries from the dense up: the same products as the sparse rows would give.
       for (int64_t k = 0; k < kept_count; ++k) h[kept[k]] = silu[kept[k]] * u[kept[k]];
-      return kept_count;
+      return kernels::ZeroSmallProducts(kept, kept_count, product_threshold, h);
     }
     const kernels::SparseRowsLayout& up_rows = l.up->SparseRows(pool);
     pool.ParallelFor((kept_count + kKeptUnit - 1) / kKeptUnit, [&](int64_t c0, int64_t c1) {
@@ -91,7 +91,7 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
       l.up->ForwardSparseRows(up_rows, xq, x, kept, k0, k1, u);
       for (int64_t k = k0; k < k1; ++k) h[kept[k]] = silu[kept[k]] * u[k];
     });
-    return kept_count;
+    return kernels::ZeroSmallProducts(kept, kept_count, product_threshold, h);
   }
   // A predictor's list: gate and up over the kept rows alone.
   if (static_cast<double>(kept_count) > SparseFfnMaxKeptShare() * static_cast<double>(inter)) {

@@ -1,7 +1,8 @@
 // One token's sparse SwiGLU FFN through the sparse kernels (kernels/cpu/sparse_ffn_kernels.h):
 // what a decode step runs when the FFN skips neurons. Two sources of the kept neurons:
 //  - CATS: the gate dense (its tiles), then kept = {j : |SiLU(g_j)| > threshold}, then up over
-//    the kept rows only;
+//    the kept rows only (with the product rule, then also h_j = +0 where |h_j| is at or below
+//    its threshold: down skips those columns too);
 //  - a predictor's list (model/ffn_neuron_selector.h), known before the gate: gate and up
 //    both over the kept rows only.
 // Then h_j = SiLU(g_j)·u_j for kept j (+0 elsewhere), and down reads only the strips of the
@@ -48,10 +49,11 @@ std::optional<SparseFfnLinears> SparseFfnLinearsOf(const LinearOp& gate, const L
 void PrepareSparseFfn(const SparseFfnLinears& l, bool predicted, ThreadPool& pool);
 
 // h [inter] = the masked SiLU(gate(x))·up(x) of one token x [hidden]. kept == null: CATS at
-// `threshold`; else the predictor's kept[0 .. kept_count), strictly ascending, < inter.
-// Returns the number of kept neurons.
+// `threshold`, then the product rule's test at `product_threshold` (kernels::
+// kNoProductThreshold: none); else the predictor's kept[0 .. kept_count), strictly ascending,
+// < inter. Returns the number of kept neurons.
 int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* kept, int64_t kept_count,
-                     float threshold, float* h, ThreadPool& pool);
+                     float threshold, float product_threshold, float* h, ThreadPool& pool);
 
 // y [out] = down(h) for one token: down.Forward(h, 1, y)'s bits, reading only the strips of
 // the neurons whose quantized h is nonzero.

@@ -185,6 +185,10 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
     if (options.sparsity && !options.exact && pack->sparsity->target > 0) {
       t->sparsity_thresholds_ = pack->sparsity->thresholds;
       t->active_thresholds_ = pack->sparsity->active_thresholds;
+      if (pack->sparsity->predictor == "product") {
+        t->product_thresholds_ = pack->sparsity->thresholds;
+        t->sparsity_thresholds_ = pack->sparsity->gate_thresholds;
+      }
       if (pack->sparsity->predictor == "lowrank") {
         // The trained guesser chooses the neurons before the gate; its thresholds are the
         // manifest's (quantiles of its scores).
@@ -381,13 +385,17 @@ std::vector<FfnSparsityCounts> Transformer::ffn_sparsity_counts() const {
   return out;
 }
 
-absl::Status Transformer::SetFfnSparsity(std::vector<float> thresholds, std::vector<float> active_thresholds) {
+absl::Status Transformer::SetFfnSparsity(std::vector<float> thresholds, std::vector<float> active_thresholds,
+                                         std::vector<float> product_thresholds) {
   const size_t layers = static_cast<size_t>(config_.num_layers);
   if ((!thresholds.empty() && thresholds.size() != layers) ||
-      (!active_thresholds.empty() && active_thresholds.size() != layers)) {
+      (!active_thresholds.empty() && active_thresholds.size() != layers) ||
+      (!product_thresholds.empty() && product_thresholds.size() != layers) ||
+      (!product_thresholds.empty() && thresholds.empty())) {
     return absl::InvalidArgumentError(absl::StrCat("FFN sparsity needs one threshold per layer (", layers, ")"));
   }
   sparsity_thresholds_ = std::move(thresholds);
+  product_thresholds_ = std::move(product_thresholds);
   active_thresholds_ = std::move(active_thresholds);
   return absl::OkStatus();
 }
@@ -483,6 +491,7 @@ void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, const F
   // bits as the fused dense path, so a neuron that is kept carries its dense value.
   ForwardSameInput({{L.gate.get(), gate}, {L.up.get(), up}}, x, n, *pool_);
   const float threshold = sparsity_thresholds_.empty() ? 0.0f : sparsity_thresholds_[static_cast<size_t>(layer)];
+  const float product_threshold = ProductThreshold(layer);
   const bool can_count = !active_thresholds_.empty();
   const float active_threshold = can_count ? active_thresholds_[static_cast<size_t>(layer)] : 0.0f;
   AtomicFfnCounts& counts = ffn_counts_[layer];
@@ -499,9 +508,9 @@ void Transformer::MaskedGateUp(int64_t layer, const float* x, int64_t n, const F
       if (kept != nullptr) {
         rc = kernels::SiluMulKept(g, u, inter, kept->row(r), kept->count(r), recall, active_threshold, g);
       } else if (recall) {
-        rc = kernels::SiluMulMaskedCounting(g, u, inter, threshold, active_threshold, g);
+        rc = kernels::SiluMulMaskedCounting(g, u, inter, threshold, product_threshold, active_threshold, g);
       } else {
-        rc.kept = kernels::SiluMulMasked(g, u, inter, threshold, g);
+        rc.kept = kernels::SiluMulMasked(g, u, inter, threshold, product_threshold, g);
       }
       c.kept += rc.kept;
       c.active += rc.active;
@@ -546,7 +555,8 @@ absl::Status Transformer::Mlp(int64_t layer, const float* x, int64_t n, const ui
   if (sparse.has_value()) {
     const float threshold = sparsity_thresholds_.empty() ? 0.0f : sparsity_thresholds_[static_cast<size_t>(layer)];
     const int64_t k = SparseGateUp(*sparse, x, kept != nullptr ? kept->row(0) : nullptr,
-                                   kept != nullptr ? kept->count(0) : 0, threshold, gate, *pool_);
+                                   kept != nullptr ? kept->count(0) : 0, threshold, ProductThreshold(layer), gate,
+                                   *pool_);
     counts.total += inter;
     counts.kept += k;
     counts.sparse_rows += 1;

@@ -178,9 +178,12 @@ class Transformer {
   // so it is reproducible and does not depend on what else is in the batch. Needs the pack's
   // active thresholds; without them nothing is sampled. Before the forward passes.
   void set_ffn_recall_sample_rate(double rate);
-  // Replaces the per-layer thresholds (quantize's search over targets; empty: dense FFN).
-  // `active_thresholds` may be empty (no recall) or have one entry per layer.
-  absl::Status SetFfnSparsity(std::vector<float> thresholds, std::vector<float> active_thresholds);
+  // Replaces the per-layer thresholds (quantize's search over targets; empty: dense FFN):
+  // `thresholds` on |SiLU(gate)| (CATS, or the product rule's prefilter), `product_thresholds`
+  // on |SiLU(gate)·up| (the product rule; empty: none). `active_thresholds` may be empty (no
+  // recall) or have one entry per layer.
+  absl::Status SetFfnSparsity(std::vector<float> thresholds, std::vector<float> active_thresholds,
+                              std::vector<float> product_thresholds = {});
 
   // Bytes of weights streamed per decoded token (bandwidth figures in benchmarks).
   size_t weight_bytes_per_token() const;
@@ -202,6 +205,10 @@ class Transformer {
   // what SparseGateUp gives one row.
   // Counts the active neurons of the rows flagged in recall_rows (or of every row while
   // measure_ffn_recall_ is on).
+  // The product rule's |SiLU(gate)·up| threshold of `layer`, or kernels' "no product test".
+  float ProductThreshold(int64_t layer) const {
+    return product_thresholds_.empty() ? -1.0f : product_thresholds_[static_cast<size_t>(layer)];
+  }
   void MaskedGateUp(int64_t layer, const float* x, int64_t n, const FfnKeptSets* kept, const uint8_t* recall_rows,
                     float* gate, float* up);
 
@@ -222,7 +229,9 @@ class Transformer {
   std::vector<float> final_norm_;
   std::unique_ptr<LinearOp> lm_head_;
   // Per layer |SiLU(gate)| thresholds (empty: dense FFN) and the active thresholds of recall.
-  std::vector<float> sparsity_thresholds_, active_thresholds_;
+  // Per layer: |SiLU(gate)| thresholds (CATS, the product rule's prefilter), |SiLU(gate)·up|
+  // thresholds (the product rule; empty otherwise), recall's reference.
+  std::vector<float> sparsity_thresholds_, product_thresholds_, active_thresholds_;
   bool measure_ffn_recall_ = false;
   // A decode row is recall-sampled when its 64-bit hash is below this (0: off; max: every row).
   uint64_t recall_sample_below_ = 0;

@@ -36,6 +36,31 @@ struct EvalResult {
 absl::StatusOr<EvalResult> Evaluate(model::Transformer& model, model::Transformer& reference,
                                     const std::vector<int32_t>& stream, int32_t bos, const EvalOptions& options);
 
+// The reference model's logits at the scored positions of a text, computed once: a search
+// that evaluates many variants of one model against the same reference (quantize --sparsity
+// auto) runs the reference once instead of every time. [chunks, scored, vocab] floats.
+class ReferenceLogits {
+ public:
+  static absl::StatusOr<ReferenceLogits> Compute(model::Transformer& reference, const std::vector<int32_t>& stream,
+                                                 int32_t bos, const EvalOptions& options);
+  const EvalOptions& options() const { return options_; }
+  int64_t chunks() const { return chunks_; }
+  int64_t vocab() const { return vocab_; }
+  // The logits of scored position k (0 = position ctx/2) of chunk c.
+  const float* At(int64_t c, int64_t k) const { return logits_.data() + (c * scored_ + k) * vocab_; }
+
+ private:
+  EvalOptions options_;
+  int64_t chunks_ = 0, vocab_ = 0, scored_ = 0;
+  std::vector<float> logits_;
+};
+
+// Evaluate against precomputed reference logits (same stream, bos and options as they were
+// computed with): the same figures but layer_relative_error, which needs the reference's
+// hidden states (left empty).
+absl::StatusOr<EvalResult> Evaluate(model::Transformer& model, const ReferenceLogits& reference,
+                                    const std::vector<int32_t>& stream, int32_t bos);
+
 // Log-softmax of one row of logits (double precision), for scoring.
 void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out);
 

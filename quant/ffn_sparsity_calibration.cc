@@ -46,7 +46,9 @@ float MagnitudeHistogram::Quantile(double share) const {
 
 FfnActivationStatistics::FfnActivationStatistics(model::Transformer& model, ThreadPool& pool)
     : model_(model), pool_(pool), gate_(static_cast<size_t>(model.config().num_layers)),
-      product_(static_cast<size_t>(model.config().num_layers)) {}
+      product_(static_cast<size_t>(model.config().num_layers)),
+      pairs_(static_cast<size_t>(model.config().num_layers)),
+      seen_(static_cast<size_t>(model.config().num_layers), 0) {}
 
 void FfnActivationStatistics::Observe(int64_t layer, model::LinearSite site, const float* x, int64_t rows,
                                       int64_t width) {
@@ -63,11 +65,15 @@ void FfnActivationStatistics::Observe(int64_t layer, model::LinearSite site, con
   model::ForwardSameInput({{L.gate.get(), g_.data()}, {L.up.get(), u_.data()}}, x, rows, pool_);
   MagnitudeHistogram& gate = gate_[static_cast<size_t>(layer)];
   MagnitudeHistogram& product = product_[static_cast<size_t>(layer)];
+  std::vector<MagnitudePair>& pairs = pairs_[static_cast<size_t>(layer)];
+  int64_t& seen = seen_[static_cast<size_t>(layer)];
   for (size_t i = 0; i < n; ++i) {
     const float g = g_[i];
     const float s = g / (1.0f + std::exp(-g));  // as kernels::SiluMulMasked computes it
+    const float p = s * u_[i];
     gate.Add(std::fabs(s));
-    product.Add(std::fabs(s * u_[i]));
+    product.Add(std::fabs(p));
+    if (seen++ % kPairStride == 0) pairs.push_back({std::fabs(s), std::fabs(p)});
   }
   if (layer == 0) tokens_ += rows;
 }
@@ -81,6 +87,46 @@ model::PackSparsity FfnActivationStatistics::Thresholds(double target) const {
     s.thresholds.push_back(gate_[l].Quantile(target));
     s.active_thresholds.push_back(product_[l].Quantile(target));
   }
+  return s;
+}
+
+model::PackSparsity FfnActivationStatistics::Thresholds(const std::vector<double>& targets) const {
+  model::PackSparsity s;
+  s.predictor = "cats";
+  s.calibration_tokens = tokens_;
+  s.layer_targets = targets;
+  double sum = 0;
+  for (size_t l = 0; l < gate_.size() && l < targets.size(); ++l) {
+    s.thresholds.push_back(gate_[l].Quantile(targets[l]));
+    s.active_thresholds.push_back(product_[l].Quantile(targets[l]));
+    sum += targets[l];
+  }
+  s.target = targets.empty() ? 0 : sum / static_cast<double>(targets.size());
+  return s;
+}
+
+float FfnActivationStatistics::PrefilterThreshold(size_t layer, float product_threshold, double recall) const {
+  if (recall >= 1) return 0.0f;
+  // The gate magnitudes of the sampled active neurons; the prefilter may drop the smallest
+  // (1 - recall) of them.
+  std::vector<float> active;
+  for (const MagnitudePair& p : pairs_[layer])
+    if (p.product > product_threshold) active.push_back(p.gate);
+  const size_t misses = static_cast<size_t>(std::floor((1 - recall) * static_cast<double>(active.size())));
+  if (misses == 0) return 0.0f;
+  std::nth_element(active.begin(), active.begin() + static_cast<std::ptrdiff_t>(misses - 1), active.end());
+  // |SiLU(g)| <= this is skipped: the misses-th smallest, so at most `misses` (ties aside).
+  return active[misses - 1];
+}
+
+model::PackSparsity FfnActivationStatistics::ProductThresholds(const std::vector<double>& targets,
+                                                               double prefilter_recall) const {
+  model::PackSparsity s = Thresholds(targets);
+  s.predictor = "product";
+  s.thresholds = s.active_thresholds;  // the rule thresholds the very product that defines "active"
+  s.gate_thresholds.clear();
+  for (size_t l = 0; l < s.thresholds.size(); ++l)
+    s.gate_thresholds.push_back(targets[l] > 0 ? PrefilterThreshold(l, s.thresholds[l], prefilter_recall) : 0.0f);
   return s;
 }
 
@@ -115,6 +161,16 @@ absl::Status WritePackSparsity(const std::string& pack_dir, const model::PackSpa
                         {"active_thresholds", std::move(active)},
                         {"calibration_tokens", sparsity.calibration_tokens}};
   if (!sparsity.measured_on.empty()) o["measured_on"] = sparsity.measured_on;
+  if (!sparsity.gate_thresholds.empty()) {
+    boost::json::array gate;
+    for (float t : sparsity.gate_thresholds) gate.push_back(static_cast<double>(t));
+    o["gate_thresholds"] = std::move(gate);
+  }
+  if (!sparsity.layer_targets.empty()) {
+    boost::json::array shares;
+    for (double t : sparsity.layer_targets) shares.push_back(t);
+    o["layer_targets"] = std::move(shares);
+  }
   if (sparsity.predictor == "lowrank") {
     o["rank"] = sparsity.rank;
     // The guesser's tensors are a layout a version-1 reader cannot run.

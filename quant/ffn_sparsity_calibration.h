@@ -45,14 +45,32 @@ class FfnActivationStatistics : public model::ActivationObserver {
   void Observe(int64_t layer, model::LinearSite site, const float* x, int64_t rows, int64_t width) override;
 
   int64_t tokens() const { return tokens_; }
-  // Thresholds at `target` (share of neurons skipped per layer, [0, 1)): one |SiLU(gate)| and
-  // one |SiLU(gate)·up| quantile per layer.
+  // CATS's thresholds at `target` (share of neurons skipped per layer, [0, 1)): one
+  // |SiLU(gate)| and one |SiLU(gate)·up| quantile per layer.
   model::PackSparsity Thresholds(double target) const;
+  // The same at a share per layer (targets.size() == layers): `target` is their mean and
+  // `layer_targets` records them.
+  model::PackSparsity Thresholds(const std::vector<double>& targets) const;
+  // The product rule at a share per layer: thresholds (and active_thresholds) the
+  // |SiLU(gate)·up| quantiles, gate_thresholds the largest |SiLU(gate)| prefilter that still
+  // keeps `prefilter_recall` of the neurons above them (1: no prefilter, gate thresholds 0),
+  // estimated on a fixed sample of (|SiLU(gate)|, |SiLU(gate)·up|) pairs.
+  model::PackSparsity ProductThresholds(const std::vector<double>& targets, double prefilter_recall) const;
 
  private:
+  // One neuron x token in kPairStride of each layer is kept as a pair for the prefilter:
+  // 12.6M per layer on the default calibration set, so ~200k pairs (1.6 MB) each.
+  static constexpr int64_t kPairStride = 61;
+  struct MagnitudePair {
+    float gate, product;
+  };
+  float PrefilterThreshold(size_t layer, float product_threshold, double recall) const;
+
   model::Transformer& model_;
   ThreadPool& pool_;
   std::vector<MagnitudeHistogram> gate_, product_;
+  std::vector<std::vector<MagnitudePair>> pairs_;
+  std::vector<int64_t> seen_;  // neuron x token values seen per layer (the stride's phase)
   std::vector<float> g_, u_;
   int64_t tokens_ = 0;  // counted at layer 0
 };

@@ -7,26 +7,28 @@ namespace accullm::kernels {
 // Scalar only: the FFN is bound by gate/up/down, and the mask is one exp per neuron, like
 // SiluMul (which has no SIMD variant either). The expression matches SiluMulScalar term for
 // term so that a kept neuron carries the dense bits.
-int64_t SiluMulMasked(const float* gate, const float* up, int64_t n, float threshold, float* out) {
+int64_t SiluMulMasked(const float* gate, const float* up, int64_t n, float threshold, float product_threshold,
+                      float* out) {
   int64_t kept = 0;
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     const float s = SiluOf(g);
-    const bool keep = std::fabs(s) > threshold;
-    out[i] = keep ? s * up[i] : 0.0f;
+    const float product = s * up[i];
+    const bool keep = std::fabs(s) > threshold && !(std::fabs(product) <= product_threshold);
+    out[i] = keep ? product : 0.0f;
     kept += keep ? 1 : 0;
   }
   return kept;
 }
 
 FfnMaskCounts SiluMulMaskedCounting(const float* gate, const float* up, int64_t n, float threshold,
-                                    float active_threshold, float* out) {
+                                    float product_threshold, float active_threshold, float* out) {
   FfnMaskCounts c;
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     const float s = SiluOf(g);
     const float product = s * up[i];
-    const bool keep = std::fabs(s) > threshold;
+    const bool keep = std::fabs(s) > threshold && !(std::fabs(product) <= product_threshold);
     const bool active = std::fabs(product) > active_threshold;
     out[i] = keep ? product : 0.0f;
     c.kept += keep ? 1 : 0;
@@ -73,6 +75,17 @@ int64_t KeptAboveThreshold(const float* silu, int64_t n, float threshold, int32_
 
 void SiluMulScatter(const float* gate, const float* up, const int32_t* kept, int64_t k0, int64_t k1, float* h) {
   for (int64_t k = k0; k < k1; ++k) h[kept[k]] = SiluOf(gate[k]) * up[k];
+}
+
+int64_t ZeroSmallProducts(const int32_t* kept, int64_t count, float product_threshold, float* h) {
+  int64_t stay = 0;
+  for (int64_t k = 0; k < count; ++k) {
+    float& v = h[kept[k]];
+    const bool keep = !(std::fabs(v) <= product_threshold);
+    v = keep ? v : 0.0f;
+    stay += keep ? 1 : 0;
+  }
+  return stay;
 }
 
 }  // namespace accullm::kernels

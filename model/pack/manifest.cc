@@ -62,9 +62,9 @@ absl::StatusOr<PackSparsity> ParsePackSparsity(const json::value& v, size_t laye
   ASSIGN_OR_RETURN(s.predictor, GetString(o, "predictor"));
   // CATS needs nothing but thresholds; the trained guesser has tensors of its own (kGuesserFile,
   // checked when the model loads) and a rank. Anything else is damage or a newer writer.
-  if (s.predictor != "cats" && s.predictor != "lowrank") {
+  if (s.predictor != "cats" && s.predictor != "lowrank" && s.predictor != "product") {
     return absl::InvalidArgumentError(absl::StrCat("\"sparsity\".\"predictor\" is \"", s.predictor,
-                                                   "\"; this build knows \"cats\" and \"lowrank\""));
+                                                   "\"; this build knows \"cats\", \"product\" and \"lowrank\""));
   }
   if (s.predictor == "lowrank") {
     auto rank = GetInt(o, "rank");
@@ -81,6 +81,22 @@ absl::StatusOr<PackSparsity> ParsePackSparsity(const json::value& v, size_t laye
   }
   ASSIGN_OR_RETURN(s.thresholds, ParseThresholds(o, "thresholds", layers));
   ASSIGN_OR_RETURN(s.active_thresholds, ParseThresholds(o, "active_thresholds", layers));
+  if (s.predictor == "product") {
+    if (!o.contains("gate_thresholds"))
+      return absl::InvalidArgumentError("\"sparsity\" with predictor \"product\" needs \"gate_thresholds\"");
+    ASSIGN_OR_RETURN(s.gate_thresholds, ParseThresholds(o, "gate_thresholds", layers));
+  } else if (o.contains("gate_thresholds")) {
+    return absl::InvalidArgumentError("\"sparsity\".\"gate_thresholds\" belongs to predictor \"product\" only");
+  }
+  if (o.contains("layer_targets")) {
+    ASSIGN_OR_RETURN(std::vector<float> shares, ParseThresholds(o, "layer_targets", layers));
+    for (size_t l = 0; l < shares.size(); ++l) {
+      if (shares[l] >= 1)
+        return absl::InvalidArgumentError(
+            absl::StrCat("\"sparsity\".\"layer_targets\"[", l, "] is ", shares[l], "; it must be in [0, 1)"));
+      s.layer_targets.push_back(static_cast<double>(shares[l]));
+    }
+  }
   ASSIGN_OR_RETURN(auto measured_on, GetOptionalString(o, "measured_on"));
   s.measured_on = measured_on.value_or("");
   if (!s.measured_on.empty() && s.measured_on != "quantized" && s.measured_on != "source")

@@ -39,14 +39,21 @@ struct PackCanary {
 // |SiLU(ĝ_j)·û_j| <= thresholds[l], [ĝ; û] = out_l · (in_l · x) with rank-`rank` matrices
 // stored in kGuesserFile. `active_thresholds[l]` defines which neurons truly matter
 // (|SiLU(gate_j)·up_j| above it), the reference that eval's recall is measured against. Both
-// come from calibration quantiles at `target` (the share of neurons skipped). Readers that
+// come from calibration quantiles at `target` (the share of neurons skipped). With predictor
+// "product", j is skipped when |SiLU(gate_j)| <= gate_thresholds[l] (a prefilter: up_j is not
+// computed) or |SiLU(gate_j)·up_j| <= thresholds[l] (down's column is not read): the rule that
+// defines an active neuron, so what it misses is the prefilter's alone. `layer_targets`, when
+// present, are the per-layer shares the thresholds were taken at (`accullm quantize --sparsity
+// auto` allocates them by measured sensitivity); `target` is then their mean. Readers that
 // predate the field run the pack dense: same weights, exact FFN, only slower.
 struct PackSparsity {
-  std::string predictor;                 // "cats" (dense gate, threshold on |SiLU(gate)|) or "lowrank"
+  std::string predictor;                 // "cats" (dense gate, threshold on |SiLU(gate)|), "product" or "lowrank"
   int64_t rank = 0;                      // "lowrank" only: the guesser's rank (>= 1)
   double target = 0;                     // intended share of FFN neurons skipped, [0, 1)
   std::vector<float> thresholds;         // per layer, finite, >= 0
   std::vector<float> active_thresholds;  // per layer, finite, >= 0
+  std::vector<float> gate_thresholds;    // "product" only: per layer, finite, >= 0
+  std::vector<double> layer_targets;     // optional: per layer, [0, 1)
   std::string measured_on;               // "quantized" or "source": which model's gate set the thresholds
   int64_t calibration_tokens = 0;
 };

@@ -56,6 +56,21 @@ TEST(PackSparsityManifestTest, ParsesAValidObject) {
   EXPECT_EQ(m->sparsity->calibration_tokens, 512);
 }
 
+TEST(PackSparsityManifestTest, ParsesTheProductRuleWithLayerTargets) {
+  auto m = model::PackManifest::Parse(
+      ManifestWith("{\"predictor\": \"product\", \"target\": 0.3, \"thresholds\": [0.25, 0.5], "
+                   "\"active_thresholds\": [0.25, 0.5], \"gate_thresholds\": [0.01, 0], \"layer_targets\": [0.4, "
+                   "0.2]}"),
+      "accullm.json");
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_TRUE(m->sparsity.has_value());
+  EXPECT_EQ(m->sparsity->predictor, "product");
+  EXPECT_EQ(m->sparsity->gate_thresholds, (std::vector<float>{0.01f, 0.0f}));
+  ASSERT_EQ(m->sparsity->layer_targets.size(), 2u);
+  EXPECT_NEAR(m->sparsity->layer_targets[0], 0.4, 1e-7);
+  EXPECT_NEAR(m->sparsity->layer_targets[1], 0.2, 1e-7);
+}
+
 TEST(PackSparsityManifestTest, RefusesEachMalformedField) {
   const std::string ok_rest = ", \"thresholds\": [0.1, 0.2], \"active_thresholds\": [0.1, 0.2]}";
   struct Case {
@@ -64,7 +79,7 @@ TEST(PackSparsityManifestTest, RefusesEachMalformedField) {
   const std::vector<Case> cases = {
       {"[1, 2]", "must be an object"},
       {"{\"target\": 0.5" + ok_rest, "predictor"},
-      {"{\"predictor\": \"guesser\", \"target\": 0.5" + ok_rest, "this build knows \"cats\""},
+      {"{\"predictor\": \"guesser\", \"target\": 0.5" + ok_rest, "this build knows \"cats\", \"product\""},
       {"{\"predictor\": \"cats\"" + ok_rest, "target"},
       {"{\"predictor\": \"cats\", \"target\": \"half\"" + ok_rest, "target"},
       {"{\"predictor\": \"cats\", \"target\": -0.1" + ok_rest, "[0, 1)"},
@@ -93,6 +108,22 @@ TEST(PackSparsityManifestTest, RefusesEachMalformedField) {
       {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.1, 0.2], \"active_thresholds\": [0.1, 0.2], "
        "\"calibration_tokens\": -5}",
        "calibration_tokens"},
+      {"{\"predictor\": \"product\", \"target\": 0.5" + ok_rest, "needs \"gate_thresholds\""},
+      {"{\"predictor\": \"product\", \"target\": 0.5, \"thresholds\": [0.1, 0.2], \"active_thresholds\": [0.1, "
+       "0.2], \"gate_thresholds\": [0.1]}",
+       "has 1 entries"},
+      {"{\"predictor\": \"product\", \"target\": 0.5, \"thresholds\": [0.1, 0.2], \"active_thresholds\": [0.1, "
+       "0.2], \"gate_thresholds\": [0.1, -3]}",
+       "finite and >= 0"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.1, 0.2], \"active_thresholds\": [0.1, 0.2], "
+       "\"gate_thresholds\": [0.1, 0.2]}",
+       "predictor \"product\" only"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.1, 0.2], \"active_thresholds\": [0.1, 0.2], "
+       "\"layer_targets\": [0.1, 1.0]}",
+       "[0, 1)"},
+      {"{\"predictor\": \"cats\", \"target\": 0.5, \"thresholds\": [0.1, 0.2], \"active_thresholds\": [0.1, 0.2], "
+       "\"layer_targets\": [0.1]}",
+       "has 1 entries"},
   };
   for (const Case& c : cases) {
     const std::string e = SparsityError(c.sparsity);
@@ -147,6 +178,24 @@ class FfnSparsityPackTest : public ::testing::Test {
     const std::string dir = CopyPack(name);
     if (dir.empty()) return "";
     const absl::Status st = WritePackSparsity(dir, Measure(target));
+    EXPECT_TRUE(st.ok()) << st;
+    return st.ok() ? dir : "";
+  }
+  // A copy with the product rule at `target` in every layer and a gate prefilter keeping
+  // `prefilter_recall` of the active neurons.
+  static std::string ProductCopy(const std::string& name, double target, double prefilter_recall) {
+    const std::string dir = CopyPack(name);
+    if (dir.empty()) return "";
+    ThreadPool pool(2);
+    auto m = model::Transformer::Load(*dir_, &pool);
+    EXPECT_TRUE(m.ok()) << m.status();
+    if (!m.ok()) return "";
+    FfnActivationStatistics stats(**m, pool);
+    EXPECT_TRUE(CollectFfnStatistics(**m, *chunks_, stats).ok());
+    model::PackSparsity s = stats.ProductThresholds(
+        std::vector<double>(static_cast<size_t>((*m)->config().num_layers), target), prefilter_recall);
+    s.measured_on = "quantized";
+    const absl::Status st = WritePackSparsity(dir, s);
     EXPECT_TRUE(st.ok()) << st;
     return st.ok() ? dir : "";
   }
@@ -387,6 +436,66 @@ TEST_F(FfnSparsityPackTest, CatsDecodeThroughTheSparseKernelsIsTheMaskedPathBitF
   }
   EXPECT_GT(kept, total / 5);
   EXPECT_LT(kept, 4 * total / 5);
+}
+
+// Counts summed over the layers: share skipped and recall.
+std::pair<double, double> SkippedAndRecall(const model::Transformer& m) {
+  int64_t total = 0, kept = 0, active = 0, kept_active = 0;
+  for (const auto& c : m.ffn_sparsity_counts()) {
+    total += c.total;
+    kept += c.kept;
+    active += c.active;
+    kept_active += c.kept_active;
+  }
+  return {total > 0 ? 1.0 - static_cast<double>(kept) / total : 0.0,
+          active > 0 ? static_cast<double>(kept_active) / active : 0.0};
+}
+
+TEST_F(FfnSparsityPackTest, ProductRuleSkipsTheTargetAndMissesOnlyWhatThePrefilterDrops) {
+  const std::string exact = ProductCopy("product_exact", 0.5, 1.0);
+  const std::string loose = ProductCopy("product_prefilter", 0.5, 0.95);
+  ASSERT_FALSE(exact.empty() || loose.empty());
+  auto manifest = model::LoadPackManifest(loose);
+  ASSERT_TRUE(manifest.ok() && manifest->has_value() && (*manifest)->sparsity.has_value());
+  EXPECT_EQ((*manifest)->sparsity->predictor, "product");
+  EXPECT_EQ((*manifest)->sparsity->thresholds, (*manifest)->sparsity->active_thresholds);
+  for (float g : (*manifest)->sparsity->gate_thresholds) EXPECT_GT(g, 0.0f) << "a prefilter at recall 0.95";
+  ThreadPool pool(2);
+  for (const auto& [dir, min_recall] : {std::pair{exact, 1.0}, std::pair{loose, 0.93}}) {
+    auto m = test_support::LoadModelOrFail(dir, &pool);
+    ASSERT_NE(m, nullptr);
+    m->set_measure_ffn_recall(true);
+    Logits(*m);  // the calibration chunks: the thresholds' own tokens
+    const auto [skipped, recall] = SkippedAndRecall(*m);
+    // The product test alone skips the target share; the prefilter adds its misses.
+    EXPECT_GE(skipped, 0.49) << dir;
+    EXPECT_LE(skipped, 0.5 + (1 - min_recall) * 0.5 + 0.01) << dir;
+    if (min_recall == 1.0) {
+      EXPECT_EQ(recall, 1.0) << "without a prefilter the rule keeps every active neuron";
+    } else {
+      EXPECT_GE(recall, min_recall) << dir;
+      EXPECT_LT(recall, 1.0) << "the prefilter drops some active neurons";
+    }
+  }
+  // Dearer than CATS per neuron skipped (up is computed), but closer to the dense logits at the
+  // same share: the product decides what matters.
+  const std::vector<float> dense = LogitsOf(*dir_), product = LogitsOf(exact), cats = LogitsOf(SparseCopy("c5", 0.5));
+  double d_product = 0, d_cats = 0;
+  for (size_t i = 0; i < dense.size(); ++i) {
+    d_product += (product[i] - dense[i]) * (product[i] - dense[i]);
+    d_cats += (cats[i] - dense[i]) * (cats[i] - dense[i]);
+  }
+  EXPECT_GT(d_product, 0);
+  EXPECT_LT(d_product, d_cats);
+}
+
+TEST_F(FfnSparsityPackTest, ProductDecodeThroughTheSparseKernelsIsTheMaskedPathBitForBit) {
+  ThreadPool pool(2);
+  auto m = test_support::LoadModelOrFail(ProductCopy("product_decode", 0.5, 0.95), &pool);
+  ASSERT_NE(m, nullptr);
+  const std::vector<int32_t> prompt((*chunks_)[0].begin(), (*chunks_)[0].begin() + 11);
+  ExpectDecodeEqualsTheBatchedToken(*m, prompt, (*chunks_)[1], 4);
+  EXPECT_GT(SkippedAndRecall(*m).first, 0.3);
 }
 
 TEST_F(FfnSparsityPackTest, SparseKernelsOffGiveTheSameDecodeBits) {

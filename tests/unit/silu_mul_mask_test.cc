@@ -1,4 +1,4 @@
-// The CATS mask of the SwiGLU FFN (kernels/cpu/silu_mul_mask.h): kept neurons carry exactly
+// The CATS and product masks of the SwiGLU FFN (kernels/cpu/silu_mul_mask.h): kept neurons carry exactly
 // the dense SiLU(gate)·up bits, skipped ones +0, and the counts match a direct recount.
 #include "kernels/cpu/silu_mul_mask.h"
 
@@ -70,7 +70,7 @@ TEST(SiluMulMaskTest, CountingVariantGivesTheSameOutputAndCountsRecall) {
   std::vector<float> plain(n), counted(n);
   const float t = 0.3f, a = 0.2f;
   const int64_t kept = SiluMulMasked(gate.data(), up.data(), n, t, plain.data());
-  const FfnMaskCounts c = SiluMulMaskedCounting(gate.data(), up.data(), n, t, a, counted.data());
+  const FfnMaskCounts c = SiluMulMaskedCounting(gate.data(), up.data(), n, t, kNoProductThreshold, a, counted.data());
   EXPECT_EQ(std::memcmp(plain.data(), counted.data(), n * sizeof(float)), 0);
   EXPECT_EQ(c.kept, kept);
   int64_t active = 0, kept_active = 0;
@@ -85,6 +85,50 @@ TEST(SiluMulMaskTest, CountingVariantGivesTheSameOutputAndCountsRecall) {
   // The gate alone does not decide the product: some active neurons are missed.
   EXPECT_LT(c.kept_active, c.active);
   EXPECT_GT(c.kept_active, 0);
+}
+
+TEST(SiluMulMaskTest, ProductRuleKeepsExactlyTheLargeProductsThatPassTheGate) {
+  const int64_t n = 4000;
+  const std::vector<float> gate = Random(n, 9, 3.f), up = Random(n, 10, 1.f);
+  std::vector<float> dense(n), masked(n), counted(n);
+  SiluMulScalar(gate.data(), up.data(), n, dense.data());
+  const float t = 0.05f, p = 0.3f;
+  const int64_t kept = SiluMulMasked(gate.data(), up.data(), n, t, p, masked.data());
+  const FfnMaskCounts c = SiluMulMaskedCounting(gate.data(), up.data(), n, t, p, p, counted.data());
+  EXPECT_EQ(std::memcmp(masked.data(), counted.data(), n * sizeof(float)), 0);
+  int64_t expected = 0, gate_only = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool keep = std::fabs(Silu(gate[i])) > t && std::fabs(dense[i]) > p;
+    gate_only += std::fabs(Silu(gate[i])) > t;
+    expected += keep;
+    if (keep)
+      EXPECT_EQ(std::memcmp(&masked[i], &dense[i], sizeof(float)), 0) << i;
+    else
+      EXPECT_EQ(std::bit_cast<uint32_t>(masked[i]), 0u) << i;
+  }
+  EXPECT_EQ(kept, expected);
+  EXPECT_EQ(c.kept, kept);
+  EXPECT_LT(kept, gate_only);  // the product test skips neurons the gate kept
+  // Active = product above the same threshold: every kept neuron is active; the misses are the
+  // gate prefilter's alone.
+  EXPECT_EQ(c.kept_active, c.kept);
+  EXPECT_GE(c.active, c.kept);
+}
+
+TEST(SiluMulMaskTest, ZeroSmallProductsMatchesTheMaskedRule) {
+  const int64_t n = 2000;
+  const std::vector<float> gate = Random(n, 11, 3.f), up = Random(n, 12, 1.f);
+  const float t = 0.1f, p = 0.25f;
+  std::vector<float> masked(n), silu(n), h(n, 0.0f);
+  const int64_t kept = SiluMulMasked(gate.data(), up.data(), n, t, p, masked.data());
+  // The sparse path: the gate prefilter, h for the survivors, then the product test.
+  SiluOfRange(gate.data(), n, silu.data());
+  std::vector<int32_t> survivors(n);
+  const int64_t count = KeptAboveThreshold(silu.data(), n, t, survivors.data());
+  for (int64_t k = 0; k < count; ++k) h[survivors[k]] = silu[survivors[k]] * up[survivors[k]];
+  EXPECT_EQ(ZeroSmallProducts(survivors.data(), count, p, h.data()), kept);
+  EXPECT_LT(kept, count);
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(std::bit_cast<uint32_t>(h[i]), std::bit_cast<uint32_t>(masked[i])) << i;
 }
 
 }  // namespace
