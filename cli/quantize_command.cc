@@ -547,6 +547,18 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p, const std::string&
   }
   model::PackSparsity sparsity = thresholds_at(targets);
   if (f.sparsity != "auto") sparsity.layer_targets.clear();  // one share for all: `target` says it
+  if (product) {
+    std::string shares;
+    double mean = 0;
+    for (size_t l = 0; l < layers; ++l) {
+      const double up_skipped = stats.SampledGateShareAtOrBelow(l, sparsity.gate_thresholds[l]);
+      mean += up_skipped / static_cast<double>(layers);
+      absl::StrAppend(&shares, l > 0 ? "," : "", absl::StrFormat("%.2f", up_skipped));
+    }
+    std::printf("sparsity: the gate prefilter (recall %.3f) skips up for %.1f%% of the neurons on the calibration "
+                "tokens (per layer %s)\n",
+                f.sparsity_prefilter_recall, 100 * mean, shares.c_str());
+  }
   sparsity.measured_on = "quantized";
   RETURN_IF_ERROR(quant::WritePackSparsity(pack_dir, sparsity));
   std::printf("sparsity: predictor %s, target %.3f, thresholds from %lld calibration tokens of the quantized "
@@ -676,8 +688,8 @@ void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
       ->required();
   AddCommonOptions(cmd, *flags);
   cmd->add_option("--sparsity", flags->sparsity,
-                  "FFN activation sparsity (CATS): off, a target share of FFN neurons skipped per token (e.g. 0.5: "
-                  "per-layer |SiLU(gate)| thresholds at that calibration quantile, measured on the quantized pack), "
+                  "FFN activation sparsity: off, a target share of FFN neurons skipped per token (e.g. 0.5: per-layer "
+                  "thresholds of --sparsity-predictor at that calibration quantile, measured on the quantized pack), "
                   "or auto (a share per layer, 0..0.9 in steps of 0.1, allocated by each layer's measured cost: the "
                   "most neurons skipped within --sparsity-kl-budget and --sparsity-top1-budget on the calibration "
                   "text against the same pack dense). Runs skip neurons unless given --sparsity off")

@@ -119,6 +119,14 @@ float FfnActivationStatistics::PrefilterThreshold(size_t layer, float product_th
   return active[misses - 1];
 }
 
+double FfnActivationStatistics::SampledGateShareAtOrBelow(size_t layer, float threshold) const {
+  const std::vector<MagnitudePair>& pairs = pairs_[layer];
+  if (pairs.empty()) return 0;
+  int64_t below = 0;
+  for (const MagnitudePair& p : pairs) below += p.gate <= threshold ? 1 : 0;
+  return static_cast<double>(below) / static_cast<double>(pairs.size());
+}
+
 model::PackSparsity FfnActivationStatistics::ProductThresholds(const std::vector<double>& targets,
                                                                double prefilter_recall) const {
   model::PackSparsity s = Thresholds(targets);

@@ -56,6 +56,9 @@ class FfnActivationStatistics : public model::ActivationObserver {
   // keeps `prefilter_recall` of the neurons above them (1: no prefilter, gate thresholds 0),
   // estimated on a fixed sample of (|SiLU(gate)|, |SiLU(gate)·up|) pairs.
   model::PackSparsity ProductThresholds(const std::vector<double>& targets, double prefilter_recall) const;
+  // The share of layer `layer`'s sampled neurons x tokens with |SiLU(gate)| <= threshold: what
+  // a prefilter at that threshold skips of up (for the command's report).
+  double SampledGateShareAtOrBelow(size_t layer, float threshold) const;
 
  private:
   // One neuron x token in kPairStride of each layer is kept as a pair for the prefilter:

@@ -182,5 +182,29 @@ head -c 4096 "$TMP/lr/guesser.safetensors" >"$TMP/lr/g.part" && mv "$TMP/lr/g.pa
 "$ACCULLM" logits --model "$TMP/lr" --sparsity off --prompt-ids 1,420,435 --out "$TMP/x.bin" 2>"$TMP/off.err" \
   && pass "--sparsity off does not read the guesser" || { cat "$TMP/off.err"; fail "--sparsity off read the guesser"; }
 
+# The product rule with --sparsity auto: a share per layer from the measured costs (a small
+# search: 2 calibration chunks), the gate prefilter keeping 99.5% of the active neurons on the
+# calibration tokens, and on held-out text a recall near that and a KL within reach of the budget
+# (25% of the dense pack's, measured on other text: 60% allowed here).
+"$ACCULLM" quantize --out "$TMP/pa" --sparsity auto --sparsity-predictor product --fp16-layers none \
+  --calib-samples 16 --sensitivity-samples 1 >"$TMP/pa.out" 2>"$TMP/pa.err" || { cat "$TMP/pa.err"; exit 1; }
+grep -E "^sparsity auto:|^sparsity:" "$TMP/pa.out"
+$PY - "$TMP/pa/accullm.json" <<'PY' && pass "manifest: product rule, a share per layer" || fail "product auto manifest"
+import json, sys
+s = json.load(open(sys.argv[1]))["sparsity"]
+t = s["layer_targets"]
+assert s["predictor"] == "product" and len(t) == 8 and len(s["gate_thresholds"]) == 8, s
+assert abs(s["target"] - sum(t) / 8) < 1e-6 and s["target"] > 0, s
+assert len(set(t)) > 1, f"one share for every layer: {t}"
+assert s["thresholds"] == s["active_thresholds"], s
+PY
+evaluate "$TMP/pa" $MODEL "$TMP/pa.json" || exit 1
+"$ACCULLM" eval --model "$TMP/pa" --sparsity off --reference $MODEL --data $MODEL/valid.txt --max-chunks 40 --json \
+  >"$TMP/pa-dense.json" 2>"$TMP/eval.err" || { cat "$TMP/eval.err"; exit 1; }
+check "$TMP/pa.json" guesser_recall ">=" 0.985 "product rule recall (prefilter at 0.995)"
+check "$TMP/pa.json" ffn_sparsity ">" 0.1 "product rule auto skips neurons"
+check "$TMP/pa.json" kl_mean "<=" "$($PY -c "import sys; print(1.6 * float(sys.argv[1]))" "$(json "$TMP/pa-dense.json" kl_mean)")" \
+  "product rule auto: KL near the budget on held-out text"
+
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]
