@@ -14,6 +14,7 @@
 #include "model/ffn_neuron_selector.h"
 #include "model/pack/manifest.h"
 #include "model/transformer.h"
+#include "quant/evaluation.h"
 #include "quant/ffn_sparsity_calibration.h"
 #include "quant/pack_writer.h"
 #include "tests/support/low_bit_test_pack.h"
@@ -496,6 +497,37 @@ TEST_F(FfnSparsityPackTest, ProductDecodeThroughTheSparseKernelsIsTheMaskedPathB
   const std::vector<int32_t> prompt((*chunks_)[0].begin(), (*chunks_)[0].begin() + 11);
   ExpectDecodeEqualsTheBatchedToken(*m, prompt, (*chunks_)[1], 4);
   EXPECT_GT(SkippedAndRecall(*m).first, 0.3);
+}
+
+// `quantize --sparsity auto` scores every candidate against reference logits computed once:
+// the same figures as evaluating against the reference model itself.
+TEST_F(FfnSparsityPackTest, EvaluationAgainstStoredReferenceLogitsIsTheSame) {
+  ThreadPool pool(2);
+  auto pack = LoadSparseCopy("eval_ref", 0.5, pool);
+  auto source = test_support::LoadModelOrFail(test_support::ModelDir(), &pool);
+  ASSERT_NE(pack, nullptr);
+  ASSERT_NE(source, nullptr);
+  std::vector<int32_t> stream;
+  for (const auto& c : *chunks_) stream.insert(stream.end(), c.begin(), c.end());
+  EvalOptions options;
+  options.ctx = 64;
+  options.max_chunks = 5;
+  auto direct = Evaluate(*pack, *source, stream, 1, options);
+  auto reference = ReferenceLogits::Compute(*source, stream, 1, options);
+  ASSERT_TRUE(direct.ok() && reference.ok());
+  auto stored = Evaluate(*pack, *reference, stream, 1);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->positions, direct->positions);
+  EXPECT_EQ(stored->positions, 5 * (64 - 1 - 32));
+  EXPECT_EQ(stored->kl_mean, direct->kl_mean);
+  EXPECT_EQ(stored->kl_p99, direct->kl_p99);
+  EXPECT_EQ(stored->top1_agreement, direct->top1_agreement);
+  EXPECT_EQ(stored->perplexity, direct->perplexity);
+  EXPECT_EQ(stored->reference_perplexity, direct->reference_perplexity);
+  EXPECT_GT(stored->kl_mean, 0);
+  // Another text than the logits were computed on is refused, not scored against the wrong ones.
+  std::vector<int32_t> shorter(stream.begin(), stream.begin() + 3 * 64);
+  EXPECT_FALSE(Evaluate(*pack, *reference, shorter, 1).ok());
 }
 
 TEST_F(FfnSparsityPackTest, SparseKernelsOffGiveTheSameDecodeBits) {
