@@ -68,9 +68,10 @@ absl::StatusOr<kernels::ActQuantConfig> ActQuantFromFlags(const ActQuantFlags& f
 
 void AddSparsityFlag(CLI::App& cmd, std::string& sparsity) {
   cmd.add_option("--sparsity", sparsity,
-                 "FFN activation sparsity of packs made with quantize --sparsity: on (skip the FFN neurons whose "
-                 "|SiLU(gate)| is at or under the pack's per-layer threshold) or off (dense FFN: A/B runs and golden "
-                 "evaluations). --exact implies off. Packs without thresholds always run dense")
+                 "FFN activation sparsity of packs made with quantize --sparsity: on (skip the FFN neurons the pack's "
+                 "rule drops: |SiLU(gate)|, |SiLU(gate)*up| or the trained guesser's score at or under its per-layer "
+                 "threshold) or off (dense FFN: A/B runs and golden evaluations). --exact implies off. Packs without "
+                 "thresholds always run dense")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
 }
