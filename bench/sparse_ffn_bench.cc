@@ -7,7 +7,9 @@
 //   BM_SparseFfn/kept_pct/part/cats/rank  the sparse kernels with a random kept set of kept_pct %
 //                               of the neurons per layer (sorted, as a predictor emits them)
 //   part: 0 = the whole FFN, 1 = gate + up only, 2 = down only (on the same masked h)
-//   cats: 0 = a predictor's list (gate over the kept rows too), 1 = CATS (gate dense over its
+//   cats: 0 = a predictor's list (gate over the kept rows too), gate and up read side by side
+//         from one pair layout (MakeSparsePairRows), as decode runs it; 2 = the same over two
+//         separate gate and up layouts (before the pair layout); 1 = CATS (gate dense over its
 //         tiles, SiLU and the threshold selection over every neuron, then up over the kept rows;
 //         the kept set is the random one)
 //   rank: with cats 0 and part 0 or 1, the trained guesser's cost (model/ffn_guesser.h): every
@@ -90,7 +92,7 @@ OwnedMatrix RandomMatrix(int64_t out, int64_t in, std::mt19937& rng) {
 struct Layer {
   OwnedMatrix gate, up, down;
   LowBitTiles gate_tiles, up_tiles, down_tiles;
-  SparseRowsLayout gate_rows, up_rows;
+  SparseRowsLayout gate_rows, up_rows, gate_up_pair;
   SparseColumnsLayout down_columns;
 };
 
@@ -107,6 +109,7 @@ const std::vector<Layer>& Layers() {
       l.down_tiles = TileLowBitMatrix(l.down.m);
       l.gate_rows = MakeSparseRows(l.gate.m);
       l.up_rows = MakeSparseRows(l.up.m);
+      l.gate_up_pair = MakeSparsePairRows(l.gate.m, l.up.m);
       l.down_columns = MakeSparseColumns(l.down.m);
     }
     return all;
@@ -222,7 +225,7 @@ BENCHMARK(BM_DenseFfn)->ArgName("part")->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark:
 void BM_SparseFfn(benchmark::State& state) {
   const int64_t kept_pct = state.range(0);
   const int part = static_cast<int>(state.range(1));
-  const bool cats = state.range(2) != 0;
+  const bool cats = state.range(2) == 1, separate = state.range(2) == 2;
   const int64_t rank = state.range(3);
   const BenchGuesser* guesser = rank > 0 ? &Guesser(rank) : nullptr;
   model::FfnKeptSets predicted;
@@ -266,9 +269,12 @@ void BM_SparseFfn(benchmark::State& state) {
           benchmark::DoNotOptimize(KeptAboveThreshold(silu.data(), kInter, 0.1f, survivors.data()));
           SparseRowsInt8(l.up_rows, xq, k.data(), 0, n, up.data());
           for (int64_t i = 0; i < n; ++i) h[k[i]] = silu[k[i]] * up[i];
-        } else {
+        } else if (separate) {
           SparseRowsInt8(l.gate_rows, xq, k.data(), 0, n, gate.data());
           SparseRowsInt8(l.up_rows, xq, k.data(), 0, n, up.data());
+          SiluMulScatter(gate.data(), up.data(), k.data(), 0, n, h.data());
+        } else {
+          SparsePairRowsInt8(l.gate_up_pair, xq, k.data(), 0, n, gate.data(), up.data());
           SiluMulScatter(gate.data(), up.data(), k.data(), 0, n, h.data());
         }
         down_in = h.data();
@@ -288,8 +294,9 @@ void BM_SparseFfn(benchmark::State& state) {
 BENCHMARK(BM_SparseFfn)
     ->ArgNames({"kept_pct", "part", "cats", "rank"})
     ->ArgsProduct({{100, 50, 30, 10}, {0, 1, 2}, {0}, {0}})
+    ->ArgsProduct({{100, 50, 30, 10}, {0, 1}, {2}, {0}})
     ->ArgsProduct({{100, 50, 30, 10}, {0}, {1}, {0}})
-    ->ArgsProduct({{50, 30}, {0}, {0}, {32, kAutoRank}})
+    ->ArgsProduct({{50, 30, 10}, {0}, {0}, {32, kAutoRank}})
     ->Unit(benchmark::kMillisecond);
 
 // The gate/up kernels' instruction cost alone: 512 rows of one matrix (1.3 MB of tiles, as
