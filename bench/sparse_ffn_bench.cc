@@ -13,7 +13,7 @@
 //         tiles, SiLU and the threshold selection over every neuron, then up over the kept rows;
 //         the kept set is the random one)
 //   rank: with cats 0 and part 0 or 1, the trained guesser's cost (model/ffn_guesser.h): every
-//         layer first runs GuesserNeuronSelector::Select (its two F16 products, SiLU·up, the
+//         layer first runs GuesserNeuronSelector::Select (its F16 `in` and INT8 `out` products, SiLU·up, the
 //         threshold) on random rank-`rank` weights loaded from a guesser file, as decode does;
 //         its kept list is computed and dropped (the kernels keep the random set, so the rows
 //         compare the same kernel work). 0 = no guesser; kAutoRank = the rank `accullm
@@ -24,6 +24,7 @@
 //     --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 // One FFN takes the iteration time / kLayers (counter ffn_per_s: FFNs per second).
 //   BM_RowsInL2/kernel          the gate/up kernels on 512 L2-resident rows: instructions alone
+//   BM_GuesserOut/rank/kind     the guesser's out product alone: F16 (before) against INT8 rows
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -43,6 +44,7 @@
 #include "common/dtype.h"
 #include "common/thread_pool.h"
 #include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/int8_scaled_rows.h"
 #include "kernels/cpu/int8_activations.h"
 #include "kernels/cpu/low_bit_int8_kernels.h"
 #include "kernels/cpu/low_bit_tiles.h"
@@ -50,6 +52,7 @@
 #include "kernels/cpu/sparse_ffn_kernels.h"
 #include "kernels/cpu/sparse_ffn_layouts.h"
 #include "model/ffn_guesser.h"
+#include "model/linear.h"
 #include "model/model_config.h"
 #include "model/pack/manifest.h"
 #include "quant/safetensors_writer.h"
@@ -298,6 +301,47 @@ BENCHMARK(BM_SparseFfn)
     ->ArgsProduct({{100, 50, 30, 10}, {0}, {1}, {0}})
     ->ArgsProduct({{50, 30, 10}, {0}, {0}, {32, kAutoRank}})
     ->Unit(benchmark::kMillisecond);
+
+// The guesser's wide product alone (out [2·inter, rank] times the rank-r vector, kLayers
+// layers' weights in turn, one thread), as it ran before (F16 weights through DenseLinear)
+// and runs now (INT8 rows with F32 steps made at load, kernels/cpu/int8_scaled_rows.h).
+// kind: 0 = F16 DenseLinear, 1 = INT8 rows.
+void BM_GuesserOut(benchmark::State& state) {
+  const int64_t rank = state.range(0);
+  const int kind = static_cast<int>(state.range(1));
+  std::mt19937 rng(static_cast<uint32_t>(rank));
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<std::vector<uint16_t>> f16(kLayers);
+  std::vector<std::unique_ptr<model::DenseLinear>> dense;
+  std::vector<Int8ScaledRows> int8;
+  for (auto& w : f16) {
+    w.resize(static_cast<size_t>(2 * kInter * rank));
+    for (auto& v : w) v = F32ToF16(normal(rng) / std::sqrt(static_cast<float>(rank)));
+    model::TensorView view;
+    view.name = "out";
+    view.dtype = DType::kF16;
+    view.shape = {2 * kInter, rank};
+    view.data = reinterpret_cast<const uint8_t*>(w.data());
+    view.nbytes = w.size() * sizeof(uint16_t);
+    auto linear = model::DenseLinear::Create(view, nullptr);
+    if (!linear.ok()) std::abort();
+    dense.push_back(std::move(*linear));
+    int8.push_back(QuantizeInt8ScaledRows(w.data(), 2 * kInter, rank));
+  }
+  ThreadPool pool(1);
+  std::vector<float> low(static_cast<size_t>(rank)), y(static_cast<size_t>(2 * kInter));
+  for (auto& v : low) v = normal(rng);
+  for (auto _ : state) {
+    for (int64_t l = 0; l < kLayers; ++l) {
+      if (kind == 0) dense[l]->Forward(low.data(), 1, y.data(), pool);
+      else Int8ScaledRowsForward(int8[l], low.data(), 1, 0, int8[l].blocks(), y.data());
+      benchmark::DoNotOptimize(y.data());
+    }
+  }
+  state.counters["bytes_per_layer"] =
+      static_cast<double>(kind == 0 ? dense[0]->weight_bytes() : int8[0].bytes());
+}
+BENCHMARK(BM_GuesserOut)->ArgNames({"rank", "kind"})->ArgsProduct({{32, kAutoRank}, {0, 1}})->Unit(benchmark::kMicrosecond);
 
 // The gate/up kernels' instruction cost alone: 512 rows of one matrix (1.3 MB of tiles, as
 // much of sparse rows: L2-resident, so no memory stall), dense tiles against the sparse
