@@ -25,6 +25,7 @@
 // One FFN takes the iteration time / kLayers (counter ffn_per_s: FFNs per second).
 //   BM_RowsInL2/kernel          the gate/up kernels on 512 L2-resident rows: instructions alone
 //   BM_GuesserOut/rank/kind     the guesser's out product alone: F16 (before) against INT8 rows
+//   BM_DownInL2/kernel          down on 512 outputs (L2-resident): dense, sparse all / half / one per group
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -382,6 +383,47 @@ void BM_RowsInL2(benchmark::State& state) {
                          benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_RowsInL2)->ArgName("kernel")->Arg(0)->Arg(1)->Arg(2);
+
+// Down's instruction cost alone: 512 outputs over the 5632 neurons (1.7 MB of tiles, as much
+// of strips and metadata: L2-resident), the dense tiles against the sparse kernel on a masked
+// h keeping every neuron, a random half, or one per group (what every group's epilogue costs
+// beside the fewest passes). kernel: 0 = dense, 1 = sparse all, 2 = sparse half, 3 = one per group.
+void BM_DownInL2(benchmark::State& state) {
+  constexpr int64_t kOutputs = 512;
+  static const auto* set = [] {
+    struct Set {
+      OwnedMatrix m;
+      LowBitTiles tiles;
+      SparseColumnsLayout columns;
+      std::vector<float> all, half, one;
+    };
+    auto* s = new Set;
+    std::mt19937 rng(11);
+    s->m = RandomMatrix(kOutputs, kInter, rng);
+    s->tiles = TileLowBitMatrix(s->m.m);
+    s->columns = MakeSparseColumns(s->m.m);
+    const std::vector<float> h = Input(4);
+    for (int64_t j = 0; j < kInter; ++j) {
+      s->all.push_back(h[j % kHidden]);
+      s->half.push_back(rng() % 2 != 0 ? h[j % kHidden] : 0.f);
+      s->one.push_back(j % kGroup == 0 ? 1.f : 0.f);
+    }
+    return s;
+  }();
+  const int kernel = static_cast<int>(state.range(0));
+  std::vector<float> y(kOutputs);
+  Int8Activations hq;
+  SparseNeurons nonzero;
+  QuantizeInt8Blocks((kernel == 3 ? set->one : kernel == 2 ? set->half : set->all).data(), 1, kInter, kGroup, nullptr,
+                     hq);
+  FindNonzeroNeurons(hq, nonzero);
+  for (auto _ : state) {
+    if (kernel == 0) LowBitInt8Rows(set->m.m, set->tiles, hq, 0, set->tiles.tiles, y.data(), kOutputs);
+    else SparseDownInt8(set->columns, hq, nonzero, 0, set->columns.blocks(), y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+}
+BENCHMARK(BM_DownInL2)->ArgName("kernel")->Arg(0)->Arg(1)->Arg(2)->Arg(3);
 
 }  // namespace
 }  // namespace accullm::kernels

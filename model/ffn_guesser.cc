@@ -102,9 +102,17 @@ absl::Status GuesserNeuronSelector::Select(int64_t layer, const float* x, int64_
   out.row_begin.assign(1, 0);
   for (int64_t r = 0; r < n; ++r) {
     const float* s = scores.data() + r * inter;
+    // Branch-free: near the threshold's share a branch per neuron mispredicts half the time
+    // (the scan was 2.5% of a 50%-kept FFN's profile, bench/sparse_ffn_bench).
+    const size_t base = out.neurons.size();
+    out.neurons.resize(base + static_cast<size_t>(inter));
+    int32_t* dst = out.neurons.data() + base;
+    int64_t count = 0;
     for (int64_t j = 0; j < inter; ++j) {
-      if (s[j] > threshold) out.neurons.push_back(static_cast<int32_t>(j));
+      dst[count] = static_cast<int32_t>(j);
+      count += s[j] > threshold ? 1 : 0;
     }
+    out.neurons.resize(base + static_cast<size_t>(count));
     out.row_begin.push_back(static_cast<int64_t>(out.neurons.size()));
   }
   return absl::OkStatus();
