@@ -45,8 +45,8 @@
 #include "common/dtype.h"
 #include "common/thread_pool.h"
 #include "kernels/cpu/elementwise.h"
-#include "kernels/cpu/int8_scaled_rows.h"
 #include "kernels/cpu/int8_activations.h"
+#include "kernels/cpu/int8_scaled_rows.h"
 #include "kernels/cpu/low_bit_int8_kernels.h"
 #include "kernels/cpu/low_bit_tiles.h"
 #include "kernels/cpu/silu_mul_mask.h"
@@ -339,10 +339,12 @@ void BM_GuesserOut(benchmark::State& state) {
       benchmark::DoNotOptimize(y.data());
     }
   }
-  state.counters["bytes_per_layer"] =
-      static_cast<double>(kind == 0 ? dense[0]->weight_bytes() : int8[0].bytes());
+  state.counters["bytes_per_layer"] = static_cast<double>(kind == 0 ? dense[0]->weight_bytes() : int8[0].bytes());
 }
-BENCHMARK(BM_GuesserOut)->ArgNames({"rank", "kind"})->ArgsProduct({{32, kAutoRank}, {0, 1}})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GuesserOut)
+    ->ArgNames({"rank", "kind"})
+    ->ArgsProduct({{32, kAutoRank}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
 
 // The gate/up kernels' instruction cost alone: 512 rows of one matrix (1.3 MB of tiles, as
 // much of sparse rows: L2-resident, so no memory stall), dense tiles against the sparse
@@ -414,8 +416,11 @@ void BM_DownInL2(benchmark::State& state) {
   std::vector<float> y(kOutputs);
   Int8Activations hq;
   SparseNeurons nonzero;
-  QuantizeInt8Blocks((kernel == 3 ? set->one : kernel == 2 ? set->half : set->all).data(), 1, kInter, kGroup, nullptr,
-                     hq);
+  QuantizeInt8Blocks((kernel == 3   ? set->one
+                      : kernel == 2 ? set->half
+                                    : set->all)
+                         .data(),
+                     1, kInter, kGroup, nullptr, hq);
   FindNonzeroNeurons(hq, nonzero);
   for (auto _ : state) {
     if (kernel == 0) LowBitInt8Rows(set->m.m, set->tiles, hq, 0, set->tiles.tiles, y.data(), kOutputs);

@@ -463,8 +463,7 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p, const std::string&
     }
     const size_t ffn_bytes = quant::FfnWeightBytes(*pack);
     std::printf("sparsity: guesser rank %lld, %.1f KiB read per token (%.1f%% of the FFN weights)\n",
-                static_cast<long long>(rank),
-                static_cast<double>(guesser->weight_bytes()) / 1024,
+                static_cast<long long>(rank), static_cast<double>(guesser->weight_bytes()) / 1024,
                 100.0 * static_cast<double>(guesser->weight_bytes()) / static_cast<double>(ffn_bytes));
   }
   // The thresholds at a target: CATS's |SiLU(gate)| quantiles or the guesser's score quantiles.

@@ -62,7 +62,7 @@ inline void StoreOutputs(const float* acc, const Int8ScaledRows& w, int64_t o0, 
 }
 
 __attribute__((target("avx512f,fma"))) void ForwardAvx512(const Int8ScaledRows& w, const float* x, int64_t n,
-                                                           int64_t block_begin, int64_t block_end, float* y) {
+                                                          int64_t block_begin, int64_t block_end, float* y) {
   for (int64_t b = block_begin; b < block_end; ++b) {
     const int8_t* codes = w.codes.data() + b * w.in * kInt8ScaledRowsBlock;
     const int64_t o0 = b * kInt8ScaledRowsBlock;
@@ -87,7 +87,7 @@ __attribute__((target("avx512f,fma"))) void ForwardAvx512(const Int8ScaledRows& 
 }
 
 __attribute__((target("avx2,fma"))) void ForwardAvx2(const Int8ScaledRows& w, const float* x, int64_t n,
-                                                      int64_t block_begin, int64_t block_end, float* y) {
+                                                     int64_t block_begin, int64_t block_end, float* y) {
   for (int64_t b = block_begin; b < block_end; ++b) {
     const int8_t* codes = w.codes.data() + b * w.in * kInt8ScaledRowsBlock;
     const int64_t o0 = b * kInt8ScaledRowsBlock;
@@ -130,9 +130,7 @@ bool Int8ScaledRowsForwardAvx2(const Int8ScaledRows& w, const float* x, int64_t 
 bool Int8ScaledRowsForwardAvx512(const Int8ScaledRows&, const float*, int64_t, int64_t, int64_t, float*) {
   return false;
 }
-bool Int8ScaledRowsForwardAvx2(const Int8ScaledRows&, const float*, int64_t, int64_t, int64_t, float*) {
-  return false;
-}
+bool Int8ScaledRowsForwardAvx2(const Int8ScaledRows&, const float*, int64_t, int64_t, int64_t, float*) { return false; }
 #endif
 
 void Int8ScaledRowsForward(const Int8ScaledRows& w, const float* x, int64_t n, int64_t block_begin, int64_t block_end,

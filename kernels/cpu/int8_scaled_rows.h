@@ -38,8 +38,8 @@ Int8ScaledRows QuantizeInt8ScaledRows(const uint16_t* f16, int64_t out, int64_t 
 
 // y [n, w.out] (row stride w.out): outputs of blocks [block_begin, block_end) for the n rows of
 // x [n, w.in]. Disjoint block ranges may run in parallel.
-void Int8ScaledRowsForward(const Int8ScaledRows& w, const float* x, int64_t n, int64_t block_begin,
-                           int64_t block_end, float* y);
+void Int8ScaledRowsForward(const Int8ScaledRows& w, const float* x, int64_t n, int64_t block_begin, int64_t block_end,
+                           float* y);
 void Int8ScaledRowsForwardScalar(const Int8ScaledRows& w, const float* x, int64_t n, int64_t block_begin,
                                  int64_t block_end, float* y);
 // False (nothing written) when not built or not supported by this CPU.
