@@ -7,11 +7,13 @@
 //   BM_SparseFfn/kept_pct/part/cats/rank  the sparse kernels with a random kept set of kept_pct %
 //                               of the neurons per layer (sorted, as a predictor emits them)
 //   part: 0 = the whole FFN, 1 = gate + up only, 2 = down only (on the same masked h)
-//   cats: 0 = a predictor's list (gate over the kept rows too), 1 = CATS (gate dense over its
+//   cats: 0 = a predictor's list (gate over the kept rows too), gate and up read side by side
+//         from one pair layout (MakeSparsePairRows), as decode runs it; 2 = the same over two
+//         separate gate and up layouts (before the pair layout); 1 = CATS (gate dense over its
 //         tiles, SiLU and the threshold selection over every neuron, then up over the kept rows;
 //         the kept set is the random one)
 //   rank: with cats 0 and part 0 or 1, the trained guesser's cost (model/ffn_guesser.h): every
-//         layer first runs GuesserNeuronSelector::Select (its two F16 products, SiLU·up, the
+//         layer first runs GuesserNeuronSelector::Select (its F16 `in` and INT8 `out` products, SiLU·up, the
 //         threshold) on random rank-`rank` weights loaded from a guesser file, as decode does;
 //         its kept list is computed and dropped (the kernels keep the random set, so the rows
 //         compare the same kernel work). 0 = no guesser; kAutoRank = the rank `accullm
@@ -22,6 +24,8 @@
 //     --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 // One FFN takes the iteration time / kLayers (counter ffn_per_s: FFNs per second).
 //   BM_RowsInL2/kernel          the gate/up kernels on 512 L2-resident rows: instructions alone
+//   BM_GuesserOut/rank/kind     the guesser's out product alone: F16 (before) against INT8 rows
+//   BM_DownInL2/kernel          down on 512 outputs (L2-resident): dense, sparse all / half / one per group
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -42,12 +46,14 @@
 #include "common/thread_pool.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/int8_activations.h"
+#include "kernels/cpu/int8_scaled_rows.h"
 #include "kernels/cpu/low_bit_int8_kernels.h"
 #include "kernels/cpu/low_bit_tiles.h"
 #include "kernels/cpu/silu_mul_mask.h"
 #include "kernels/cpu/sparse_ffn_kernels.h"
 #include "kernels/cpu/sparse_ffn_layouts.h"
 #include "model/ffn_guesser.h"
+#include "model/linear.h"
 #include "model/model_config.h"
 #include "model/pack/manifest.h"
 #include "quant/safetensors_writer.h"
@@ -90,7 +96,7 @@ OwnedMatrix RandomMatrix(int64_t out, int64_t in, std::mt19937& rng) {
 struct Layer {
   OwnedMatrix gate, up, down;
   LowBitTiles gate_tiles, up_tiles, down_tiles;
-  SparseRowsLayout gate_rows, up_rows;
+  SparseRowsLayout gate_rows, up_rows, gate_up_pair;
   SparseColumnsLayout down_columns;
 };
 
@@ -107,6 +113,7 @@ const std::vector<Layer>& Layers() {
       l.down_tiles = TileLowBitMatrix(l.down.m);
       l.gate_rows = MakeSparseRows(l.gate.m);
       l.up_rows = MakeSparseRows(l.up.m);
+      l.gate_up_pair = MakeSparsePairRows(l.gate.m, l.up.m);
       l.down_columns = MakeSparseColumns(l.down.m);
     }
     return all;
@@ -222,7 +229,7 @@ BENCHMARK(BM_DenseFfn)->ArgName("part")->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark:
 void BM_SparseFfn(benchmark::State& state) {
   const int64_t kept_pct = state.range(0);
   const int part = static_cast<int>(state.range(1));
-  const bool cats = state.range(2) != 0;
+  const bool cats = state.range(2) == 1, separate = state.range(2) == 2;
   const int64_t rank = state.range(3);
   const BenchGuesser* guesser = rank > 0 ? &Guesser(rank) : nullptr;
   model::FfnKeptSets predicted;
@@ -266,9 +273,12 @@ void BM_SparseFfn(benchmark::State& state) {
           benchmark::DoNotOptimize(KeptAboveThreshold(silu.data(), kInter, 0.1f, survivors.data()));
           SparseRowsInt8(l.up_rows, xq, k.data(), 0, n, up.data());
           for (int64_t i = 0; i < n; ++i) h[k[i]] = silu[k[i]] * up[i];
-        } else {
+        } else if (separate) {
           SparseRowsInt8(l.gate_rows, xq, k.data(), 0, n, gate.data());
           SparseRowsInt8(l.up_rows, xq, k.data(), 0, n, up.data());
+          SiluMulScatter(gate.data(), up.data(), k.data(), 0, n, h.data());
+        } else {
+          SparsePairRowsInt8(l.gate_up_pair, xq, k.data(), 0, n, gate.data(), up.data());
           SiluMulScatter(gate.data(), up.data(), k.data(), 0, n, h.data());
         }
         down_in = h.data();
@@ -288,9 +298,53 @@ void BM_SparseFfn(benchmark::State& state) {
 BENCHMARK(BM_SparseFfn)
     ->ArgNames({"kept_pct", "part", "cats", "rank"})
     ->ArgsProduct({{100, 50, 30, 10}, {0, 1, 2}, {0}, {0}})
+    ->ArgsProduct({{100, 50, 30, 10}, {0, 1}, {2}, {0}})
     ->ArgsProduct({{100, 50, 30, 10}, {0}, {1}, {0}})
-    ->ArgsProduct({{50, 30}, {0}, {0}, {32, kAutoRank}})
+    ->ArgsProduct({{50, 30, 10}, {0}, {0}, {32, kAutoRank}})
     ->Unit(benchmark::kMillisecond);
+
+// The guesser's wide product alone (out [2·inter, rank] times the rank-r vector, kLayers
+// layers' weights in turn, one thread), as it ran before (F16 weights through DenseLinear)
+// and runs now (INT8 rows with F32 steps made at load, kernels/cpu/int8_scaled_rows.h).
+// kind: 0 = F16 DenseLinear, 1 = INT8 rows.
+void BM_GuesserOut(benchmark::State& state) {
+  const int64_t rank = state.range(0);
+  const int kind = static_cast<int>(state.range(1));
+  std::mt19937 rng(static_cast<uint32_t>(rank));
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<std::vector<uint16_t>> f16(kLayers);
+  std::vector<std::unique_ptr<model::DenseLinear>> dense;
+  std::vector<Int8ScaledRows> int8;
+  for (auto& w : f16) {
+    w.resize(static_cast<size_t>(2 * kInter * rank));
+    for (auto& v : w) v = F32ToF16(normal(rng) / std::sqrt(static_cast<float>(rank)));
+    model::TensorView view;
+    view.name = "out";
+    view.dtype = DType::kF16;
+    view.shape = {2 * kInter, rank};
+    view.data = reinterpret_cast<const uint8_t*>(w.data());
+    view.nbytes = w.size() * sizeof(uint16_t);
+    auto linear = model::DenseLinear::Create(view, nullptr);
+    if (!linear.ok()) std::abort();
+    dense.push_back(std::move(*linear));
+    int8.push_back(QuantizeInt8ScaledRows(w.data(), 2 * kInter, rank));
+  }
+  ThreadPool pool(1);
+  std::vector<float> low(static_cast<size_t>(rank)), y(static_cast<size_t>(2 * kInter));
+  for (auto& v : low) v = normal(rng);
+  for (auto _ : state) {
+    for (int64_t l = 0; l < kLayers; ++l) {
+      if (kind == 0) dense[l]->Forward(low.data(), 1, y.data(), pool);
+      else Int8ScaledRowsForward(int8[l], low.data(), 1, 0, int8[l].blocks(), y.data());
+      benchmark::DoNotOptimize(y.data());
+    }
+  }
+  state.counters["bytes_per_layer"] = static_cast<double>(kind == 0 ? dense[0]->weight_bytes() : int8[0].bytes());
+}
+BENCHMARK(BM_GuesserOut)
+    ->ArgNames({"rank", "kind"})
+    ->ArgsProduct({{32, kAutoRank}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
 
 // The gate/up kernels' instruction cost alone: 512 rows of one matrix (1.3 MB of tiles, as
 // much of sparse rows: L2-resident, so no memory stall), dense tiles against the sparse
@@ -331,6 +385,50 @@ void BM_RowsInL2(benchmark::State& state) {
                          benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_RowsInL2)->ArgName("kernel")->Arg(0)->Arg(1)->Arg(2);
+
+// Down's instruction cost alone: 512 outputs over the 5632 neurons (1.7 MB of tiles, as much
+// of strips and metadata: L2-resident), the dense tiles against the sparse kernel on a masked
+// h keeping every neuron, a random half, or one per group (what every group's epilogue costs
+// beside the fewest passes). kernel: 0 = dense, 1 = sparse all, 2 = sparse half, 3 = one per group.
+void BM_DownInL2(benchmark::State& state) {
+  constexpr int64_t kOutputs = 512;
+  static const auto* set = [] {
+    struct Set {
+      OwnedMatrix m;
+      LowBitTiles tiles;
+      SparseColumnsLayout columns;
+      std::vector<float> all, half, one;
+    };
+    auto* s = new Set;
+    std::mt19937 rng(11);
+    s->m = RandomMatrix(kOutputs, kInter, rng);
+    s->tiles = TileLowBitMatrix(s->m.m);
+    s->columns = MakeSparseColumns(s->m.m);
+    const std::vector<float> h = Input(4);
+    for (int64_t j = 0; j < kInter; ++j) {
+      s->all.push_back(h[j % kHidden]);
+      s->half.push_back(rng() % 2 != 0 ? h[j % kHidden] : 0.f);
+      s->one.push_back(j % kGroup == 0 ? 1.f : 0.f);
+    }
+    return s;
+  }();
+  const int kernel = static_cast<int>(state.range(0));
+  std::vector<float> y(kOutputs);
+  Int8Activations hq;
+  SparseNeurons nonzero;
+  QuantizeInt8Blocks((kernel == 3   ? set->one
+                      : kernel == 2 ? set->half
+                                    : set->all)
+                         .data(),
+                     1, kInter, kGroup, nullptr, hq);
+  FindNonzeroNeurons(hq, nonzero);
+  for (auto _ : state) {
+    if (kernel == 0) LowBitInt8Rows(set->m.m, set->tiles, hq, 0, set->tiles.tiles, y.data(), kOutputs);
+    else SparseDownInt8(set->columns, hq, nonzero, 0, set->columns.blocks(), y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+}
+BENCHMARK(BM_DownInL2)->ArgName("kernel")->Arg(0)->Arg(1)->Arg(2)->Arg(3);
 
 }  // namespace
 }  // namespace accullm::kernels

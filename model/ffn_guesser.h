@@ -4,8 +4,15 @@
 // and a neuron j is predicted active when |SiLU(ĝ_j)·û_j| > threshold_l. Unlike CATS it needs
 // no dense gate, so a sparse kernel can skip gate rows too. quant/ffn_guesser_fit.h fits it
 // (reduced-rank regression of the pack's own gate and up on calibration inputs).
-// Both products run through DenseLinear (batch-invariant kernels) and the score is
-// elementwise, so a row's prediction never depends on the batch it came in.
+// Stored F16 in the pack. At load, `out` (2·inter × r: ~85% of the guesser's bytes at
+// TinyLlama's shape) is requantized to INT8 with one F32 step per row
+// (kernels/cpu/int8_scaled_rows.h): a decode step reads 1 + 2/r bytes per weight instead of 2.
+// `in` stays F16 (DenseLinear): the FFN input has outlier channels a per-row INT8 step of
+// `in` would blur, and it is the smaller product. Quantize computes the thresholds through
+// this same Scores (FfnGuesser::Load, then GuesserScoreStatistics), and the INT8 kernel's
+// arithmetic is fixed across ISA levels, so a pack skips its target share at run time.
+// Both products are batch-invariant and the score is elementwise, so a row's prediction
+// never depends on the batch it came in.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/thread_pool.h"
+#include "kernels/cpu/int8_scaled_rows.h"
 #include "model/ffn_neuron_selector.h"
 #include "model/linear.h"
 #include "model/model_config.h"
@@ -36,7 +44,8 @@ class FfnGuesser {
 
   int64_t rank() const { return rank_; }
   int64_t intermediate_size() const { return inter_; }
-  // Bytes of the guesser's weights (counted in the pack's bytes and a decode step's reads).
+  // Bytes of the guesser's weights as a decode step reads them (F16 `in`, INT8 `out` with its
+  // steps; the pack file holds `out` in F16: 2·inter·r bytes more per layer).
   size_t weight_bytes() const;
 
   // scores[r·inter + j] = |SiLU(ĝ_j)·û_j| for rows r < n of x [n, hidden].
@@ -44,7 +53,8 @@ class FfnGuesser {
 
  private:
   struct Layer {
-    std::unique_ptr<DenseLinear> in, out;
+    std::unique_ptr<DenseLinear> in;
+    kernels::Int8ScaledRows out;
   };
   std::unique_ptr<SafetensorsFile> file_;  // the tensors' bytes
   std::vector<Layer> layers_;

@@ -161,6 +161,25 @@ const kernels::SparseRowsLayout& LowBitLinear::SparseRows(ThreadPool& pool) cons
   return *sparse_rows_;
 }
 
+bool LowBitLinear::SparsePairable(const LowBitLinear& up) const {
+  return kernels::SparsePairRefusal(w_.matrix, up.w_.matrix).empty();
+}
+
+const kernels::SparseRowsLayout& LowBitLinear::SparsePairRows(const LowBitLinear& up, ThreadPool& pool) const {
+  std::call_once(sparse_pair_made_, [&] {
+    const kernels::LowBitMatrix &g = w_.matrix, &u = up.w_.matrix;
+    auto rows = std::make_unique<kernels::SparseRowsLayout>(kernels::AllocateSparsePairRows(g, u));
+    pool.ParallelFor(
+        g.out, [&](int64_t r0, int64_t r1) { kernels::FillSparsePairRows(g, u, r0, r1, *rows); },
+        /*min_chunk=*/64);
+    sparse_bytes_ += rows->bytes();
+    sparse_pair_rows_ = std::move(rows);
+    ReleaseMappedPages();
+    up.ReleaseMappedPages();
+  });
+  return *sparse_pair_rows_;
+}
+
 const kernels::SparseColumnsLayout& LowBitLinear::SparseColumns(ThreadPool& pool) const {
   std::call_once(sparse_columns_made_, [&] {
     auto columns = std::make_unique<kernels::SparseColumnsLayout>(kernels::AllocateSparseColumns(w_.matrix));
@@ -195,6 +214,14 @@ void LowBitLinear::ForwardSparseRows(const kernels::SparseRowsLayout& rows, cons
                                      const float* x, const int32_t* kept, int64_t k0, int64_t k1, float* y) const {
   kernels::SparseRowsInt8(rows, xq, kept, k0, k1, y);
   AddOutliersAndBiasRows(x, kept, k0, k1, y);
+}
+
+void LowBitLinear::ForwardSparsePairRows(const kernels::SparseRowsLayout& pair, const LowBitLinear& up,
+                                         const kernels::Int8Activations& xq, const float* x, const int32_t* kept,
+                                         int64_t k0, int64_t k1, float* g, float* u) const {
+  kernels::SparsePairRowsInt8(pair, xq, kept, k0, k1, g, u);
+  if (g != nullptr) AddOutliersAndBiasRows(x, kept, k0, k1, g);
+  up.AddOutliersAndBiasRows(x, kept, k0, k1, u);
 }
 
 void LowBitLinear::ForwardSparseColumns(const kernels::SparseColumnsLayout& columns, const kernels::Int8Activations& xq,

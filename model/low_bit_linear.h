@@ -98,12 +98,22 @@ class LowBitLinear final : public LinearOp {
   // rows); columns: down (skip input neurons). INT8 activations only.
   const kernels::SparseRowsLayout& SparseRows(ThreadPool& pool) const;
   const kernels::SparseColumnsLayout& SparseColumns(ThreadPool& pool) const;
+  // On gate, with its up (kernels::SparsePairRefusal empty): gate's and up's rows side by
+  // side in one layout (a kept neuron's two rows are one run), made on first use, counted in
+  // this linear's sparse_bytes(); it replaces both SparseRows copies for a predictor's lists.
+  const kernels::SparseRowsLayout& SparsePairRows(const LowBitLinear& up, ThreadPool& pool) const;
+  bool SparsePairable(const LowBitLinear& up) const;
   // Bytes of the sparse layouts made so far (0 before the first use).
   size_t sparse_bytes() const;
   // One activation row x (xq its quantized form): y[k] = output row kept[k] for k in
   // [k0, k1): the sparse kernel, then outliers and bias, as ForwardTiles computes that row.
   void ForwardSparseRows(const kernels::SparseRowsLayout& rows, const kernels::Int8Activations& xq, const float* x,
                          const int32_t* kept, int64_t k0, int64_t k1, float* y) const;
+  // The same for a pair layout: g[k], u[k] = this (gate) linear's and up's output rows
+  // kept[k], k in [k0, k1); g == nullptr: up only.
+  void ForwardSparsePairRows(const kernels::SparseRowsLayout& pair, const LowBitLinear& up,
+                             const kernels::Int8Activations& xq, const float* x, const int32_t* kept, int64_t k0,
+                             int64_t k1, float* g, float* u) const;
   // One activation row x whose quantized codes' nonzero entries are `nonzero`: y's outputs of
   // 128-output blocks [b0, b1), as ForwardTiles computes them (the kernel reads only the
   // nonzero neurons' strips).
@@ -129,8 +139,8 @@ class LowBitLinear final : public LinearOp {
   mutable std::once_flag tiled_;
   mutable std::unique_ptr<kernels::LowBitTiles> tiles_;  // built on the first INT8 forward
   mutable bool axe16_ = false;                           // set with tiles_
-  mutable std::once_flag sparse_rows_made_, sparse_columns_made_;
-  mutable std::unique_ptr<kernels::SparseRowsLayout> sparse_rows_;
+  mutable std::once_flag sparse_rows_made_, sparse_columns_made_, sparse_pair_made_;
+  mutable std::unique_ptr<kernels::SparseRowsLayout> sparse_rows_, sparse_pair_rows_;
   mutable std::unique_ptr<kernels::SparseColumnsLayout> sparse_columns_;
   mutable std::atomic<size_t> sparse_bytes_{0};
 };

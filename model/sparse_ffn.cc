@@ -44,13 +44,18 @@ std::optional<SparseFfnLinears> SparseFfnLinearsOf(const LinearOp& gate, const L
   if (l.gate == nullptr || l.up == nullptr || l.down == nullptr || !l.gate->SharesInt8Input(*l.up) ||
       up.out_features() != gate.out_features() || down.in_features() != gate.out_features())
     return std::nullopt;
+  l.paired = l.gate->SparsePairable(*l.up);
   return l;
 }
 
 void PrepareSparseFfn(const SparseFfnLinears& l, bool predicted, ThreadPool& pool) {
-  if (predicted) l.gate->SparseRows(pool);
+  if (predicted && l.paired) {
+    l.gate->SparsePairRows(*l.up, pool);
+  } else {
+    if (predicted) l.gate->SparseRows(pool);
+    l.up->SparseRows(pool);
+  }
   l.gate->Tiles(pool);
-  l.up->SparseRows(pool);
   l.up->Tiles(pool);  // a token that keeps most rows runs them
   l.down->SparseColumns(pool);
   l.down->Tiles(pool);
@@ -85,6 +90,8 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
       for (int64_t k = 0; k < kept_count; ++k) h[kept[k]] = silu[kept[k]] * u[kept[k]];
       return kernels::ZeroSmallProducts(kept, kept_count, product_threshold, h);
     }
+    // Up alone, from its own rows: CATS runs without a predictor, so no pair layout exists
+    // (SparsePairRowsInt8 with gate == nullptr would read the up half of one).
     const kernels::SparseRowsLayout& up_rows = l.up->SparseRows(pool);
     pool.ParallelFor((kept_count + kKeptUnit - 1) / kKeptUnit, [&](int64_t c0, int64_t c1) {
       const int64_t k0 = c0 * kKeptUnit, k1 = std::min(kept_count, c1 * kKeptUnit);
@@ -102,6 +109,15 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
       l.up->ForwardTiles(up_tiles, xq, x, 1, t0, t1, u);
     });
     for (int64_t k = 0; k < kept_count; ++k) h[kept[k]] = kernels::SiluOf(g[kept[k]]) * u[kept[k]];
+    return kept_count;
+  }
+  if (l.paired) {  // a kept neuron's gate and up rows read as one run
+    const kernels::SparseRowsLayout& pair = l.gate->SparsePairRows(*l.up, pool);
+    pool.ParallelFor((kept_count + kKeptUnit - 1) / kKeptUnit, [&](int64_t c0, int64_t c1) {
+      const int64_t k0 = c0 * kKeptUnit, k1 = std::min(kept_count, c1 * kKeptUnit);
+      l.gate->ForwardSparsePairRows(pair, *l.up, xq, x, kept, k0, k1, g, u);
+      kernels::SiluMulScatter(g, u, kept, k0, k1, h);
+    });
     return kept_count;
   }
   const kernels::SparseRowsLayout& gate_rows = l.gate->SparseRows(pool);

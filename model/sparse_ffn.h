@@ -14,8 +14,9 @@
 // Where a token keeps so much that the sparse kernels would lose (kept share above
 // SparseFfnMaxKeptShare()), that part runs over the dense tiles instead: the same bits.
 //
-// Memory: the sparse layouts are second copies of up and down (and of gate with a
-// predictor) beside the tiles a batch of several rows runs (LowBitLinear::SparseRows).
+// Memory: the sparse layouts are second copies of up and down (CATS) or of gate, up and down
+// (a predictor; gate and up as one pair layout when they share a format) beside the tiles a
+// batch of several rows runs (LowBitLinear::SparseRows, SparsePairRows).
 #pragma once
 
 #include <cstdint>
@@ -38,6 +39,9 @@ struct SparseFfnLinears {
   const LowBitLinear* gate = nullptr;
   const LowBitLinear* up = nullptr;
   const LowBitLinear* down = nullptr;
+  // Gate and up share one format: a predictor's list reads them side by side from one pair
+  // layout (LowBitLinear::SparsePairRows) instead of two separate row layouts.
+  bool paired = false;
 };
 
 // The layer's linears when the sparse kernels can run them: all three low-bit with INT8
@@ -45,7 +49,8 @@ struct SparseFfnLinears {
 // (the masked dense path runs).
 std::optional<SparseFfnLinears> SparseFfnLinearsOf(const LinearOp& gate, const LinearOp& up, const LinearOp& down);
 
-// Builds the sparse layouts a decode step will read (up and down; gate too with a predictor).
+// Builds the sparse layouts a decode step will read (up and down; with a predictor gate and up
+// as one pair layout, or gate's own rows when they cannot pair).
 void PrepareSparseFfn(const SparseFfnLinears& l, bool predicted, ThreadPool& pool);
 
 // h [inter] = the masked SiLU(gate(x))·up(x) of one token x [hidden]. kept == null: CATS at

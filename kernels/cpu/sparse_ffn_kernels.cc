@@ -839,6 +839,74 @@ bool SparseDownInt8Avx2(const SparseColumnsLayout&, const Int8Activations&, cons
 }
 #endif
 
+namespace {
+
+// The pair layout's kept neurons as a row kernel's list (rows 2j, 2j + 1; or 2j + 1 alone
+// without gate), run through `rows_kernel`, then split back into gate[k] and up[k].
+template <typename RowsKernel>
+bool PairRows(RowsKernel rows_kernel, const SparseRowsLayout& pair, const Int8Activations& x, const int32_t* kept,
+              int64_t k_begin, int64_t k_end, float* gate, float* up) {
+  thread_local std::vector<int32_t> rows;
+  thread_local std::vector<float> ys;
+  const int64_t n = k_end - k_begin, per = gate != nullptr ? 2 : 1;
+  if (n <= 0) return true;
+  rows.resize(static_cast<size_t>(n * per));
+  ys.resize(rows.size());
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t j = kept[k_begin + i];
+    if (gate != nullptr) {
+      rows[2 * i] = 2 * j;
+      rows[2 * i + 1] = 2 * j + 1;
+    } else {
+      rows[i] = 2 * j + 1;
+    }
+  }
+  if (!rows_kernel(pair, x, rows.data(), 0, n * per, ys.data())) return false;
+  for (int64_t i = 0; i < n; ++i) {
+    if (gate != nullptr) {
+      gate[k_begin + i] = ys[2 * i];
+      up[k_begin + i] = ys[2 * i + 1];
+    } else {
+      up[k_begin + i] = ys[i];
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void SparsePairRowsInt8Scalar(const SparseRowsLayout& pair, const Int8Activations& x, const int32_t* kept,
+                              int64_t k_begin, int64_t k_end, float* gate, float* up) {
+  PairRows(
+      [](const SparseRowsLayout& w, const Int8Activations& a, const int32_t* r, int64_t b, int64_t e, float* y) {
+        SparseRowsInt8Scalar(w, a, r, b, e, y);
+        return true;
+      },
+      pair, x, kept, k_begin, k_end, gate, up);
+}
+
+bool SparsePairRowsInt8Avx512(const SparseRowsLayout& pair, const Int8Activations& x, const int32_t* kept,
+                              int64_t k_begin, int64_t k_end, float* gate, float* up) {
+  if (DetectedIsa() < Isa::kAvx512) return false;
+  return PairRows(SparseRowsInt8Avx512, pair, x, kept, k_begin, k_end, gate, up);
+}
+
+bool SparsePairRowsInt8Avx2(const SparseRowsLayout& pair, const Int8Activations& x, const int32_t* kept,
+                            int64_t k_begin, int64_t k_end, float* gate, float* up) {
+  if (DetectedIsa() < Isa::kAvx2) return false;
+  return PairRows(SparseRowsInt8Avx2, pair, x, kept, k_begin, k_end, gate, up);
+}
+
+void SparsePairRowsInt8(const SparseRowsLayout& pair, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
+                        int64_t k_end, float* gate, float* up) {
+  PairRows(
+      [](const SparseRowsLayout& w, const Int8Activations& a, const int32_t* r, int64_t b, int64_t e, float* y) {
+        SparseRowsInt8(w, a, r, b, e, y);
+        return true;
+      },
+      pair, x, kept, k_begin, k_end, gate, up);
+}
+
 void SparseRowsInt8(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
                     int64_t k_end, float* y) {
   if (ActiveIsa() >= Isa::kAvx512 && SparseRowsInt8Avx512(w, x, kept, k_begin, k_end, y)) return;

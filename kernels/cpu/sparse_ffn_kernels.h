@@ -69,6 +69,20 @@ bool SparseRowsInt8Avx512(const SparseRowsLayout& w, const Int8Activations& x, c
 bool SparseRowsInt8Avx2(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
                         int64_t k_end, float* y);
 
+// Gate and up of kept neurons from a pair layout (MakeSparsePairRows): gate[k] and up[k] are
+// gate's and up's outputs for neuron kept[k], k in [k_begin, k_end), the bits SparseRowsInt8
+// gives on the separate layouts. gate == nullptr: up only (CATS: the gate ran dense). The
+// kept rows 2j, 2j + 1 go to the row kernel as one list, so each kept neuron is read as one
+// contiguous run of both rows, in the same stream.
+void SparsePairRowsInt8(const SparseRowsLayout& pair, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
+                        int64_t k_end, float* gate, float* up);
+void SparsePairRowsInt8Scalar(const SparseRowsLayout& pair, const Int8Activations& x, const int32_t* kept,
+                              int64_t k_begin, int64_t k_end, float* gate, float* up);
+bool SparsePairRowsInt8Avx512(const SparseRowsLayout& pair, const Int8Activations& x, const int32_t* kept,
+                              int64_t k_begin, int64_t k_end, float* gate, float* up);
+bool SparsePairRowsInt8Avx2(const SparseRowsLayout& pair, const Int8Activations& x, const int32_t* kept,
+                            int64_t k_begin, int64_t k_end, float* gate, float* up);
+
 // ---- Down ----
 
 // The neurons whose activation code is nonzero in row 0 of x, per group: what down reads.

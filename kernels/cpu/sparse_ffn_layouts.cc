@@ -35,9 +35,12 @@ bool StepsFiniteNonnegative(const LowBitMatrix& m) {
 
 // ---- Gate / up ----
 
-SparseRowsLayout AllocateSparseRows(const LowBitMatrix& m) {
+namespace {
+
+// A zeroed layout of `rows` rows (plus the zero row) in m's format.
+SparseRowsLayout AllocateRows(const LowBitMatrix& m, int64_t rows) {
   SparseRowsLayout w;
-  w.out = m.out;
+  w.out = rows;
   w.in = m.in;
   w.group = m.group;
   w.bits = m.bits;
@@ -52,12 +55,16 @@ SparseRowsLayout AllocateSparseRows(const LowBitMatrix& m) {
   return w;
 }
 
-void FillSparseRows(const LowBitMatrix& m, int64_t row_begin, int64_t row_end, SparseRowsLayout& w) {
+// Rows [row_begin, row_end) of `m` into layout rows o · spacing + offset (1, 0: a matrix's own
+// layout; 2, 0 and 2, 1: gate and up of a pair layout).
+void FillRowsAt(const LowBitMatrix& m, int64_t row_begin, int64_t row_end, int64_t spacing, int64_t offset,
+                SparseRowsLayout& w) {
   const int64_t groups = w.groups(), cols = w.chunk_columns();
   std::vector<uint8_t> codes(static_cast<size_t>(m.in));
   for (int64_t o = row_begin; o < std::min(row_end, m.out); ++o) {
     UnpackRow(m, o, codes.data());
-    uint32_t* dst = w.words.data() + o * w.row_stride;
+    const int64_t r = o * spacing + offset;
+    uint32_t* dst = w.words.data() + r * w.row_stride;
     for (int64_t c = 0; c < m.in / cols; ++c) {  // word c = word c % group_words of its group
       const uint8_t* col = codes.data() + c * cols;
       uint32_t word = 0;
@@ -67,7 +74,7 @@ void FillSparseRows(const LowBitMatrix& m, int64_t row_begin, int64_t row_end, S
       }
       dst[w.word_index(c / w.group_words(), c % w.group_words())] = word;
     }
-    if (w.has_scale_codes) w.row_scales[o] = F16ToF32(m.row_scales[o]);
+    if (w.has_scale_codes) w.row_scales[r] = F16ToF32(m.row_scales[o]);
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t at = o * groups + g;
       uint32_t meta = w.has_scale_codes ? m.scale_codes[at] : m.scales[at];
@@ -77,9 +84,43 @@ void FillSparseRows(const LowBitMatrix& m, int64_t row_begin, int64_t row_end, S
   }
 }
 
+}  // namespace
+
+SparseRowsLayout AllocateSparseRows(const LowBitMatrix& m) { return AllocateRows(m, m.out); }
+
+void FillSparseRows(const LowBitMatrix& m, int64_t row_begin, int64_t row_end, SparseRowsLayout& w) {
+  FillRowsAt(m, row_begin, row_end, 1, 0, w);
+}
+
 SparseRowsLayout MakeSparseRows(const LowBitMatrix& m) {
   SparseRowsLayout w = AllocateSparseRows(m);
   FillSparseRows(m, 0, m.out, w);
+  return w;
+}
+
+std::string SparsePairRefusal(const LowBitMatrix& gate, const LowBitMatrix& up) {
+  if (gate.out != up.out || gate.in != up.in) return "gate and up differ in shape";
+  if (gate.group != up.group || gate.bits != up.bits) return "gate and up differ in group or code width";
+  if ((gate.zeros != nullptr) != (up.zeros != nullptr) ||
+      (gate.zeros != nullptr && gate.zero_frac_bits != up.zero_frac_bits))
+    return "gate and up differ in zero points";
+  if ((gate.scale_codes != nullptr) != (up.scale_codes != nullptr)) return "gate and up differ in step kind";
+  return "";
+}
+
+SparseRowsLayout AllocateSparsePairRows(const LowBitMatrix& gate, const LowBitMatrix& up) {
+  return AllocateRows(gate, gate.out + up.out);  // up: gate's format (SparsePairRefusal)
+}
+
+void FillSparsePairRows(const LowBitMatrix& gate, const LowBitMatrix& up, int64_t neuron_begin, int64_t neuron_end,
+                        SparseRowsLayout& w) {
+  FillRowsAt(gate, neuron_begin, neuron_end, 2, 0, w);
+  FillRowsAt(up, neuron_begin, neuron_end, 2, 1, w);
+}
+
+SparseRowsLayout MakeSparsePairRows(const LowBitMatrix& gate, const LowBitMatrix& up) {
+  SparseRowsLayout w = AllocateSparsePairRows(gate, up);
+  FillSparsePairRows(gate, up, 0, gate.out, w);
   return w;
 }
 

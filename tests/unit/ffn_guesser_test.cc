@@ -2,7 +2,8 @@
 // pack's own gate and up (exactly, up to F16 and INT8-activation rounding, at full rank; ever
 // worse as the rank shrinks), a pack carrying it loads at format version 2 and skips the
 // target share on its calibration text, batch-invariantly, and every malformed guesser file
-// or manifest is refused with a message naming what is wrong.
+// or manifest is refused with a message naming what is wrong; its scores are the INT8 `out`
+// product the runtime and quantize's thresholds share.
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -10,6 +11,8 @@
 
 #include "common/dtype.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/int8_scaled_rows.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/silu_mul_mask.h"
 #include "model/ffn_guesser.h"
 #include "model/linear_group.h"
@@ -110,7 +113,8 @@ TEST_F(FfnGuesserTest, FullRankPredictsTheFfnAndLowerRanksDoWorse) {
   const std::string dir = CopyPack("fit");
   auto full = Fit(dir, 256, pool);  // the hidden size: the map itself
   ASSERT_NE(full, nullptr);
-  EXPECT_EQ(full->weight_bytes(), static_cast<size_t>(8 * 2 * 256 * (256 + 2 * 768)));
+  // F16 in [256, 256], INT8 out [1536, 256] with an F32 step per row, 8 layers.
+  EXPECT_EQ(full->weight_bytes(), static_cast<size_t>(8 * (2 * 256 * 256 + 1536 * 256 + 4 * 1536)));
   double previous = 0;
   for (int64_t layer : {0, 7}) {
     const double e = ScoreError(dir, *full, layer, pool);
@@ -125,6 +129,57 @@ TEST_F(FfnGuesserTest, FullRankPredictsTheFfnAndLowerRanksDoWorse) {
     previous = e;
   }
   EXPECT_GT(previous, 0.3);  // rank 4 of 256 is far from the map
+}
+
+// What Scores computes, spelled out from the stored tensors: F16 `in`, then `out` requantized
+// to INT8 rows (kernels/cpu/int8_scaled_rows.h, its scalar reference), then |SiLU(ĝ)·û|. The
+// thresholds quantize writes are quantiles of this very function, so it must be the one the
+// runtime runs (bit for bit, any ISA level), and a row's scores must not depend on its batch.
+TEST_F(FfnGuesserTest, ScoresAreTheInt8OutProductOfTheStoredWeights) {
+  ThreadPool pool(2);
+  const std::string dir = CopyPack("int8");
+  auto g = Fit(dir, 24, pool);
+  ASSERT_NE(g, nullptr);
+  auto file = model::SafetensorsFile::Open(dir + "/" + model::kGuesserFile);
+  ASSERT_TRUE(file.ok()) << file.status();
+  constexpr int64_t kLayer = 5, kRows = 4, kHidden = 256, kInter = 768;
+  const model::TensorView& in = (*file)->tensors().at(model::GuesserInName(kLayer));
+  const model::TensorView& out = (*file)->tensors().at(model::GuesserOutName(kLayer));
+  auto in_linear = model::DenseLinear::Create(in, nullptr);
+  ASSERT_TRUE(in_linear.ok());
+  const kernels::Int8ScaledRows out_rows =
+      kernels::QuantizeInt8ScaledRows(reinterpret_cast<const uint16_t*>(out.data), 2 * kInter, 24);
+  std::vector<float> x(static_cast<size_t>(kRows * kHidden));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i)) * (i % 97 == 0 ? 20.f : 1.f);
+  std::vector<float> low(static_cast<size_t>(kRows * 24)), predicted(static_cast<size_t>(kRows * 2 * kInter));
+  std::vector<float> want(static_cast<size_t>(kRows * kInter));
+  std::vector<float> got(want.size(), -1.f), alone(static_cast<size_t>(kInter), -1.f);
+  for (kernels::Isa isa : kernels::SupportedIsas()) {
+    kernels::ScopedIsaForTesting level(isa);
+    (*in_linear)->Forward(x.data(), kRows, low.data(), pool);  // `in` as DenseLinear runs it at this level
+    kernels::Int8ScaledRowsForwardScalar(out_rows, low.data(), kRows, 0, out_rows.blocks(), predicted.data());
+    for (int64_t r = 0; r < kRows; ++r) {
+      const float* p = predicted.data() + r * 2 * kInter;
+      kernels::SiluMulMasked(p, p + kInter, kInter, -1.0f, want.data() + r * kInter);
+    }
+    for (float& v : want) v = std::fabs(v);
+    g->Scores(kLayer, x.data(), kRows, got.data(), pool);
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0) << kernels::IsaName(isa);
+    g->Scores(kLayer, x.data() + 2 * kHidden, 1, alone.data(), pool);
+    EXPECT_EQ(std::memcmp(alone.data(), want.data() + 2 * kInter, alone.size() * sizeof(float)), 0)
+        << "row 2 alone, " << kernels::IsaName(isa);
+  }
+  // And not the F16 product: the INT8 copy changes some scores (else this test checks nothing).
+  std::vector<float> f16_predicted(predicted.size()), f16_scores(want.size());
+  auto out_linear = model::DenseLinear::Create(out, nullptr);
+  ASSERT_TRUE(out_linear.ok());
+  (*out_linear)->Forward(low.data(), kRows, f16_predicted.data(), pool);
+  for (int64_t r = 0; r < kRows; ++r) {
+    const float* p = f16_predicted.data() + r * 2 * kInter;
+    kernels::SiluMulMasked(p, p + kInter, kInter, -1.0f, f16_scores.data() + r * kInter);
+  }
+  for (float& v : f16_scores) v = std::fabs(v);
+  EXPECT_NE(std::memcmp(f16_scores.data(), want.data(), want.size() * sizeof(float)), 0);
 }
 
 TEST_F(FfnGuesserTest, APackWithTheGuesserSkipsTheTargetShareAndLoadsAsVersion2) {

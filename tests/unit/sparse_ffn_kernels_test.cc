@@ -192,6 +192,91 @@ TEST_P(SparseFfnKernelsTest, GateUpWithEveryRowKeptInOrderIsTheDenseKernel) {
   }
 }
 
+// Gate and up side by side (MakeSparsePairRows): row 2j must be gate's row j and 2j + 1 up's,
+// each exactly the separate layout's bytes, and the pair kernels must give each matrix's
+// dense bits for the kept neurons (gate and up are different random matrices, so a swapped
+// or shifted pairing fails).
+TEST_P(SparseFfnKernelsTest, GateUpPairRowsMatchTheDenseKernelsBitForBit) {
+  const Case c = GetParam();
+  OwnedMatrix gate = RandomMatrix(c, c.out, c.in, 43), up = RandomMatrix(c, c.out, c.in, 47);
+  ASSERT_EQ(SparsePairRefusal(gate.m, up.m), "");
+  Int8Activations xq;
+  const std::vector<float> x = RandomActivations(c.in, 53);
+  QuantizeInt8Blocks(x.data(), 1, c.in, c.group, nullptr, xq);
+  std::vector<float> dense_gate(static_cast<size_t>(c.out)), dense_up(dense_gate.size());
+  LowBitInt8RowsScalar(gate.m, xq, 0, c.out, dense_gate.data(), c.out);
+  LowBitInt8RowsScalar(up.m, xq, 0, c.out, dense_up.data(), c.out);
+
+  SparseRowsLayout pair = AllocateSparsePairRows(gate.m, up.m);  // filled in two ranges
+  FillSparsePairRows(gate.m, up.m, c.out / 3, c.out, pair);
+  FillSparsePairRows(gate.m, up.m, 0, c.out / 3, pair);
+  const SparseRowsLayout gate_rows = MakeSparseRows(gate.m), up_rows = MakeSparseRows(up.m);
+  ASSERT_EQ(pair.out, 2 * c.out);
+  ASSERT_EQ(pair.row_stride, gate_rows.row_stride);
+  EXPECT_EQ(pair.bytes(), gate_rows.bytes() + up_rows.bytes() - 4 * static_cast<size_t>(gate_rows.row_stride) -
+                              (gate_rows.row_scales.empty() ? 0 : 4));  // one zero row fewer
+  for (int64_t j = 0; j < c.out; ++j) {
+    const size_t row_bytes = 4 * static_cast<size_t>(pair.row_stride);
+    ASSERT_EQ(std::memcmp(pair.row(2 * j), gate_rows.row(j), row_bytes), 0) << "gate row " << j;
+    ASSERT_EQ(std::memcmp(pair.row(2 * j + 1), up_rows.row(j), row_bytes), 0) << "up row " << j;
+  }
+  for (int64_t k = 0; k < pair.row_stride; ++k) ASSERT_EQ(pair.row(pair.out)[k], 0u) << "the zero row";
+
+  for (const Sparsity& s : kSparsities) {
+    const std::vector<int32_t> kept = KeptSet(c.out, c.group, s.skipped, s.by_group, 59);
+    const int64_t n = static_cast<int64_t>(kept.size());
+    std::vector<float> want_gate(kept.size()), want_up(kept.size());
+    for (size_t k = 0; k < kept.size(); ++k) {
+      want_gate[k] = dense_gate[static_cast<size_t>(kept[k])];
+      want_up[k] = dense_up[static_cast<size_t>(kept[k])];
+    }
+    const std::string at = "sparsity " + std::to_string(s.skipped) + (s.by_group ? " by group" : "");
+    std::vector<float> g(kept.size()), u(kept.size());
+    auto reset = [&] {
+      std::fill(g.begin(), g.end(), -1.f);
+      std::fill(u.begin(), u.end(), -1.f);
+    };
+    reset();
+    SparsePairRowsInt8Scalar(pair, xq, kept.data(), 0, n, g.data(), u.data());
+    EXPECT_TRUE(SameBits(g, want_gate) && SameBits(u, want_up)) << "scalar, " << at;
+    reset();
+    if (SparsePairRowsInt8Avx512(pair, xq, kept.data(), 0, n, g.data(), u.data())) {
+      EXPECT_TRUE(SameBits(g, want_gate) && SameBits(u, want_up)) << "avx512, " << at;
+    }
+    reset();
+    if (SparsePairRowsInt8Avx2(pair, xq, kept.data(), 0, n, g.data(), u.data())) {
+      EXPECT_TRUE(SameBits(g, want_gate) && SameBits(u, want_up)) << "avx2, " << at;
+    }
+    for (Isa isa : SupportedIsas()) {
+      ScopedIsaForTesting level(isa);
+      reset();
+      const int64_t split = std::min<int64_t>(n, 21);  // not a multiple of 16, as a thread split may be
+      SparsePairRowsInt8(pair, xq, kept.data(), 0, split, g.data(), u.data());
+      SparsePairRowsInt8(pair, xq, kept.data(), split, n, g.data(), u.data());
+      EXPECT_TRUE(SameBits(g, want_gate) && SameBits(u, want_up)) << "dispatched at " << IsaName(isa) << ", " << at;
+      // Up alone (CATS: the gate ran dense): the up half of each pair.
+      reset();
+      SparsePairRowsInt8(pair, xq, kept.data(), 0, n, nullptr, u.data());
+      EXPECT_TRUE(SameBits(u, want_up)) << "up only, dispatched at " << IsaName(isa) << ", " << at;
+      EXPECT_TRUE(std::all_of(g.begin(), g.end(), [](float v) { return v == -1.f; })) << "gate written without gate";
+    }
+  }
+}
+
+TEST(SparseFfnLayoutsTest, PairRefusesGateAndUpOfDifferentFormats) {
+  const Case c{4, 32, 96, 20, true, false, false};
+  OwnedMatrix gate = RandomMatrix(c, c.out, c.in, 1), up = RandomMatrix(c, c.out, c.in, 2);
+  EXPECT_EQ(SparsePairRefusal(gate.m, up.m), "");
+  OwnedMatrix eight = RandomMatrix({8, 32, 96, 20, true, false, false}, c.out, c.in, 3);
+  EXPECT_NE(SparsePairRefusal(gate.m, eight.m), "");
+  OwnedMatrix symmetric = RandomMatrix({4, 32, 96, 20, false, false, false}, c.out, c.in, 4);
+  EXPECT_NE(SparsePairRefusal(gate.m, symmetric.m), "");
+  OwnedMatrix codes = RandomMatrix({4, 32, 96, 20, true, true, false}, c.out, c.in, 5);
+  EXPECT_NE(SparsePairRefusal(gate.m, codes.m), "");
+  OwnedMatrix taller = RandomMatrix(c, c.out + 1, c.in, 6);
+  EXPECT_NE(SparsePairRefusal(gate.m, taller.m), "");
+}
+
 TEST_P(SparseFfnKernelsTest, DownOverKeptNeuronsMatchesTheDenseKernelOnTheMaskedInput) {
   const Case c = GetParam();
   // Down: `out` outputs (the model's hidden size) over `in` neurons; swap the case's shape so
