@@ -477,7 +477,7 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p, const std::string&
     if (lowrank) {
       th.predictor = "lowrank";
       th.rank = rank;
-      for (size_t l = 0; l < targets.size(); ++l) th.thresholds[l] = scores->Thresholds(targets[l])[l];
+      for (size_t l = 0; l < targets.size(); ++l) th.thresholds[l] = scores->Threshold(l, targets[l]);
     }
     return th;
   };
@@ -546,7 +546,10 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p, const std::string&
     targets.assign(layers, target);
   }
   model::PackSparsity sparsity = thresholds_at(targets);
-  if (f.sparsity != "auto") sparsity.layer_targets.clear();  // one share for all: `target` says it
+  if (f.sparsity != "auto") {  // one share for all: `target` says it, exactly as given
+    sparsity.layer_targets.clear();
+    sparsity.target = targets[0];
+  }
   if (product) {
     std::string shares;
     double mean = 0;

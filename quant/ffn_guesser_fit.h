@@ -61,6 +61,8 @@ class GuesserScoreStatistics : public model::ActivationObserver {
   void Observe(int64_t layer, model::LinearSite site, const float* x, int64_t rows, int64_t width) override;
   // The per-layer score thresholds that skip `target` of the neurons.
   std::vector<float> Thresholds(double target) const;
+  // Layer `layer`'s threshold alone (a share per layer: `quantize --sparsity auto`).
+  float Threshold(size_t layer, double target) const { return scores_[layer].Quantile(target); }
 
  private:
   const model::FfnGuesser& guesser_;

@@ -79,14 +79,9 @@ void FfnActivationStatistics::Observe(int64_t layer, model::LinearSite site, con
 }
 
 model::PackSparsity FfnActivationStatistics::Thresholds(double target) const {
-  model::PackSparsity s;
-  s.predictor = "cats";
-  s.target = target;
-  s.calibration_tokens = tokens_;
-  for (size_t l = 0; l < gate_.size(); ++l) {
-    s.thresholds.push_back(gate_[l].Quantile(target));
-    s.active_thresholds.push_back(product_[l].Quantile(target));
-  }
+  model::PackSparsity s = Thresholds(std::vector<double>(gate_.size(), target));
+  s.target = target;  // exactly, not a mean's rounding
+  s.layer_targets.clear();
   return s;
 }
 
