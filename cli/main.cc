@@ -6,6 +6,7 @@
 #include "cli/bench_command.h"
 #include "cli/build_info.h"
 #include "cli/chat_template_command.h"
+#include "cli/crash_report.h"
 #include "cli/eval_command.h"
 #include "cli/generate_command.h"
 #include "cli/logits_command.h"
@@ -16,6 +17,8 @@
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
+  // A crash leaves its stack on stderr, not only "Segmentation fault".
+  accullm::cli::InstallCrashReport(argv[0]);
   // Logs go to stderr: stdout carries only a command's output (generated text, ids, JSON).
   spdlog::set_default_logger(spdlog::stderr_color_mt("accullm"));
   CLI::App app{"AccuLLM: serve large language models at low-bit speed with full-precision answers"};

@@ -46,7 +46,8 @@ bool IsProbePath(std::string_view target) {
 class HttpServer::Impl {
  public:
   Impl(HttpServerConfig c, ApiService& s)
-      : config_(std::move(c)), service_(s), acceptor_(io_), signals_(io_, SIGTERM, SIGINT) {}
+      : config_(std::move(c)), service_(s), control_(asio::make_strand(io_)), acceptor_(io_),
+        signals_(io_, SIGTERM, SIGINT) {}
 
   absl::Status Listen() {
     if (config_.max_header_bytes < 1024 || config_.max_header_bytes > kMaxHeaderLimit) {
@@ -72,13 +73,13 @@ class HttpServer::Impl {
   int port() const { return port_; }
 
   void Run() {
-    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+    signals_.async_wait(asio::bind_executor(control_, [this](const boost::system::error_code& ec, int sig) {
       if (!ec) {
         spdlog::info("signal {} received: draining", sig);
         StartDrain();
       }
-    });
-    asio::co_spawn(io_, Accept(), asio::detached);
+    }));
+    asio::co_spawn(control_, Accept(), asio::detached);
     std::vector<std::thread> threads;
     for (int i = 1; i < std::max(1, config_.threads); ++i) threads.emplace_back([this] { RunGuarded(); });
     RunGuarded();
@@ -86,7 +87,7 @@ class HttpServer::Impl {
   }
 
   void Shutdown() {
-    asio::post(io_, [this] { StartDrain(); });
+    asio::post(control_, [this] { StartDrain(); });
   }
 
  private:
@@ -109,7 +110,7 @@ class HttpServer::Impl {
     if (drain_started_.exchange(true)) return;
     service_.BeginDrain();
     signals_.cancel();
-    asio::co_spawn(io_, Drain(), asio::detached);
+    asio::co_spawn(control_, Drain(), asio::detached);
   }
 
   // Waits for the jobs in flight; aborts them after the drain timeout; then stops.
@@ -443,6 +444,10 @@ class HttpServer::Impl {
   HttpServerConfig config_;
   ApiService& service_;
   asio::io_context io_;
+  // The acceptor, the signal set and the drain are touched only here: with several network
+  // threads, the drain closing the acceptor while another thread starts the next accept on it
+  // would be a data race (Asio objects are not thread-safe).
+  asio::strand<asio::io_context::executor_type> control_;
   tcp::acceptor acceptor_;
   asio::signal_set signals_;
   int port_ = 0;

@@ -46,7 +46,7 @@ for kind in $KINDS; do
     embedded)
       if start_server "$ACCULLM" "${COMMON[@]}"; then
         soak embedded "$SERVER_PID"
-        stop_server && pass "embedded: exit 0 on SIGTERM" || { fail "embedded: exit status on SIGTERM"; tail -5 "$SERVER_LOG"; }
+        stop_server && pass "embedded: exit 0 on SIGTERM" || { fail "embedded: exit status on SIGTERM"; grep -v " info request " "$SERVER_LOG" | tail -40; }
         SERVER_PID=""
       else
         fail "embedded: the server did not start"
