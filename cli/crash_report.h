@@ -6,7 +6,8 @@ namespace accullm::cli {
 
 // Installs handlers for SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT (on an alternate stack, so
 // a stack overflow is reported too). argv0 locates the binary's symbols. Not under mpirun:
-// Open MPI prints its own stack for these signals and warns when it finds another handler.
+// Open MPI prints its own stack for these signals and warns when it finds another handler;
+// nor in an ASan build, whose own reports say more.
 void InstallCrashReport(const char* argv0);
 
 }  // namespace accullm::cli
