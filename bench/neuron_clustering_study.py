@@ -16,7 +16,6 @@ neurons (a run of kept gate/up rows is one contiguous read). docs/benchmarks.md 
   bench/neuron_clustering_study.py --accullm build/cli/accullm [--targets 0.3,0.5,0.7]
 Needs only numpy (Debian's /usr/bin/python3) and `accullm tokenize` for the token ids.
 """
-import argparse
 import os
 import sys
 
@@ -61,23 +60,13 @@ def layout_figures(kept, group):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    here = os.path.dirname(os.path.abspath(__file__))
-    p.add_argument("--accullm", required=True, help="the accullm binary (for tokenize)")
-    p.add_argument("--model", default=os.path.join(here, "..", "models", "tinystories-llama"))
-    p.add_argument("--ctx", type=int, default=256)
-    p.add_argument("--calib-chunks", type=int, default=32)
-    p.add_argument("--valid-chunks", type=int, default=16)
-    p.add_argument("--targets", default="0.3,0.5,0.7")
+    p = study.study_arguments(__doc__.split("\n")[0], 32, 16, "0.3,0.5,0.7")
     p.add_argument("--group", type=int, default=32, help="neurons per down weight group")
     a = p.parse_args(argv)
     m = study.Model(a.model, a.ctx)
-    T = a.ctx
-    chunks = lambda ids, k: [np.array(ids[j * T:(j + 1) * T]) for j in range(min(k, len(ids) // T))]
-    calib = study.tokenize(a.accullm, a.model, os.path.join(a.model, "calib.txt"))
-    valid = study.tokenize(a.accullm, a.model, os.path.join(a.model, "valid.txt"))
-    hc = active_magnitudes(m, chunks(calib, a.calib_chunks))
-    hv = active_magnitudes(m, chunks(valid, a.valid_chunks))
+    calib_chunks, valid_chunks = study.calib_and_valid_chunks(a)
+    hc = active_magnitudes(m, calib_chunks)
+    hv = active_magnitudes(m, valid_chunks)
     print(f"calibration tokens {hc[0].shape[0]}, held-out tokens {hv[0].shape[0]}, groups of {a.group}")
     print(f"{'target':>6} {'layer':>5} {'freq p10/p50/p90':>17} {'|corr| p99':>10}"
           f" {'touched nat/sort/chain':>23} {'run nat/sort/chain':>19}")

@@ -85,22 +85,34 @@ def tokenize(accullm, model_dir, path):
     return json.loads(out)
 
 
-def main(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def study_arguments(description, calib_chunks, valid_chunks, targets):
+    """The options every study of a checkpoint shares."""
+    p = argparse.ArgumentParser(description=description)
     here = os.path.dirname(os.path.abspath(__file__))
     p.add_argument("--accullm", required=True, help="the accullm binary (for tokenize)")
     p.add_argument("--model", default=os.path.join(here, "..", "models", "tinystories-llama"))
     p.add_argument("--ctx", type=int, default=256)
-    p.add_argument("--calib-chunks", type=int, default=48)
-    p.add_argument("--valid-chunks", type=int, default=24)
-    p.add_argument("--targets", default="0.3,0.5")
+    p.add_argument("--calib-chunks", type=int, default=calib_chunks)
+    p.add_argument("--valid-chunks", type=int, default=valid_chunks)
+    p.add_argument("--targets", default=targets)
+    return p
+
+
+def calib_and_valid_chunks(a):
+    """calib.txt's and valid.txt's token ids in chunks of --ctx (at most --calib/valid-chunks)."""
+    T = a.ctx
+    chunks = lambda ids, k: [np.array(ids[j * T:(j + 1) * T]) for j in range(min(k, len(ids) // T))]
+    calib = tokenize(a.accullm, a.model, os.path.join(a.model, "calib.txt"))
+    valid = tokenize(a.accullm, a.model, os.path.join(a.model, "valid.txt"))
+    return chunks(calib, a.calib_chunks), chunks(valid, a.valid_chunks)
+
+
+def main(argv):
+    p = study_arguments(__doc__.split("\n")[0], 48, 24, "0.3,0.5")
     p.add_argument("--ranks", default="25,64")
     a = p.parse_args(argv)
     m = Model(a.model, a.ctx)
-    T = a.ctx
-    calib = tokenize(a.accullm, a.model, os.path.join(a.model, "calib.txt"))
-    valid = tokenize(a.accullm, a.model, os.path.join(a.model, "valid.txt"))
-    chunks = lambda ids, k: [np.array(ids[j * T:(j + 1) * T]) for j in range(min(k, len(ids) // T))]
+    calib_chunks, vchunks = calib_and_valid_chunks(a)
     X = [[] for _ in range(m.layers)]
     H = [[] for _ in range(m.layers)]
 
@@ -108,12 +120,11 @@ def main(argv):
         X[i].append(xn)
         H[i].append(h)
         return h
-    for c in chunks(calib, a.calib_chunks):
+    for c in calib_chunks:
         m.forward(c, collect)
     X = [np.concatenate(v) for v in X]
     H = [np.concatenate(v) for v in H]
     gates = [X[i] @ m.w[f"model.layers.{i}.mlp.gate_proj.weight"].T for i in range(m.layers)]
-    vchunks = chunks(valid, a.valid_chunks)
     dense = [log_softmax(m.forward(c)) for c in vchunks]
     print(f"calibration tokens {X[0].shape[0]}, held-out tokens {sum(len(c) for c in vchunks)}")
 
