@@ -19,18 +19,7 @@ trap '[ -n "$PROM_PID" ] && kill $PROM_PID 2>/dev/null; [ -n "$SERVER_PID" ] && 
       [ -n "$MPI_PID" ] && kill -KILL -- -$MPI_PID 2>/dev/null; rm -rf "$TMP"' EXIT
 
 # A base port with P .. P+2 free (and Prometheus's on P+3).
-BASE=$($PY - <<'PYEOF'
-import random, socket
-for _ in range(200):
-    p = random.randint(20000, 60000)
-    try:
-        for q in range(p, p + 4):
-            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
-        print(p); break
-    except OSError:
-        pass
-PYEOF
-)
+BASE=$(free_port_base 4)
 [ -n "$BASE" ] || { echo "FAIL: no free ports"; exit 1; }
 
 # names FILE: the metric family names in an exposition (from its TYPE lines).
@@ -60,6 +49,7 @@ start_prometheus() {  # NAME TARGET...
   prometheus --config.file="$TMP/$name.yml" --storage.tsdb.path="$TMP/$name-tsdb" \
     --web.listen-address="127.0.0.1:$((BASE + 3))" >"$TMP/$name.log" 2>&1 &
   PROM_PID=$!
+  PROM_NAME=$name
 }
 query() {  # PROMQL: the first result's value, or empty
   curl -sfG "http://127.0.0.1:$((BASE + 3))/api/v1/query" --data-urlencode "query=$1" |
@@ -75,6 +65,10 @@ prom_counters() {
     [ "$got_gen" = "$2" ] && [ "$got_prompt" = "$1" ] && [ -z "${3:-}" -o "$got_stages" = "${3:-}" ] && return 0
     sleep 0.5
   done
+  # Why not: is Prometheus up, and what does it say of its targets?
+  echo "# Prometheus ready: $(curl -s "http://127.0.0.1:$((BASE + 3))/-/ready" || echo 'no answer')"
+  echo "# targets: $(curl -s "http://127.0.0.1:$((BASE + 3))/api/v1/targets" | head -c 1500)"
+  echo "# Prometheus log:"; tail -15 "$TMP/$PROM_NAME.log"
   return 1
 }
 

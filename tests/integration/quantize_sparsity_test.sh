@@ -103,18 +103,7 @@ recall_near_eval "$TMP/metrics.txt" "$TMP/sparse.json" "CATS"
 source tests/integration/mpi_lib.sh
 MPI_PID=""
 trap '[ -n "$MPI_PID" ] && kill -KILL -- -$MPI_PID 2>/dev/null; rm -rf "$TMP"' EXIT
-BASE=$($PY - <<'PYEOF'
-import random, socket
-for _ in range(200):
-    p = random.randint(20000, 60000)
-    try:
-        for q in range(p, p + 3):
-            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
-        print(p); break
-    except OSError:
-        pass
-PYEOF
-)
+BASE=$(free_port_base 3)
 if start_mpi_server 3 "$ACCULLM" --model "$TMP/p" --metrics-port "$BASE" --metrics-no-auth \
   --sparsity-recall-sample-rate 1; then
   curl -sf -H 'Content-Type: application/json' -d '{"model":"p","prompt":"Once upon a time","max_tokens":24,"temperature":0}' \
