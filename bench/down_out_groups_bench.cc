@@ -110,23 +110,36 @@ struct FoldedActivations {
   int64_t quads() const { return static_cast<int64_t>(neurons.size()) / 4; }
 };
 
-void Fold(const OutGroupsDown& w, const float* a, const std::vector<int32_t>& kept, FoldedActivations& f) {
-  const int64_t groups = w.groups(), n = static_cast<int64_t>(kept.size()), padded = (n + 3) / 4 * 4;
+// Fold's steps shared by its scalar and vector forms: the kept list padded to whole quads,
+// then (after the caller's max |a·s| per group into f.scale) the scales, their inverses and
+// zeroed outputs.
+void StartFold(const OutGroupsDown& w, const std::vector<int32_t>& kept, FoldedActivations& f) {
+  const int64_t padded = (static_cast<int64_t>(kept.size()) + 3) / 4 * 4;
   f.neurons.assign(kept.begin(), kept.end());
   f.neurons.resize(static_cast<size_t>(padded), kept.empty() ? 0 : kept[0]);
-  f.scale.assign(static_cast<size_t>(groups), 0.f);
+  f.scale.assign(static_cast<size_t>(w.groups()), 0.f);
+}
+
+std::vector<float> FinishScales(const OutGroupsDown& w, FoldedActivations& f) {
+  std::vector<float> inverse(static_cast<size_t>(w.groups()));
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    f.scale[g] /= 127.f;
+    inverse[g] = f.scale[g] > 0.f ? 1.f / f.scale[g] : 0.f;
+  }
+  f.beta.assign(static_cast<size_t>(f.quads() * w.groups()), 0);
+  f.zero_sums.assign(static_cast<size_t>(w.groups()), 0);
+  return inverse;
+}
+
+void Fold(const OutGroupsDown& w, const float* a, const std::vector<int32_t>& kept, FoldedActivations& f) {
+  const int64_t groups = w.groups(), n = static_cast<int64_t>(kept.size());
+  StartFold(w, kept, f);
   for (int64_t k = 0; k < n; ++k) {
     const float* s = w.steps.data() + kept[k] * groups;
     const float ak = std::abs(a[kept[k]]);
     for (int64_t g = 0; g < groups; ++g) f.scale[g] = std::max(f.scale[g], ak * s[g]);
   }
-  std::vector<float> inverse(static_cast<size_t>(groups));
-  for (int64_t g = 0; g < groups; ++g) {
-    f.scale[g] /= 127.f;
-    inverse[g] = f.scale[g] > 0.f ? 1.f / f.scale[g] : 0.f;
-  }
-  f.beta.assign(static_cast<size_t>(padded / 4 * groups), 0);
-  f.zero_sums.assign(static_cast<size_t>(groups), 0);
+  const std::vector<float> inverse = FinishScales(w, f);
   for (int64_t k = 0; k < n; ++k) {
     const int64_t j = kept[k];
     const float* s = w.steps.data() + j * groups;
@@ -192,10 +205,8 @@ PROTOTYPE_AVX512 void DownAvx512(const OutGroupsDown& w, const FoldedActivations
 // (a·s, then · 1/c, rounded to nearest even) as Fold, so the same β.
 PROTOTYPE_AVX512 void FoldAvx512(const OutGroupsDown& w, const float* a, const std::vector<int32_t>& kept,
                                  FoldedActivations& f) {
-  const int64_t groups = w.groups(), n = static_cast<int64_t>(kept.size()), padded = (n + 3) / 4 * 4;
-  f.neurons.assign(kept.begin(), kept.end());
-  f.neurons.resize(static_cast<size_t>(padded), kept.empty() ? 0 : kept[0]);
-  f.scale.assign(static_cast<size_t>(groups), 0.f);
+  const int64_t groups = w.groups(), n = static_cast<int64_t>(kept.size());
+  StartFold(w, kept, f);
   for (int64_t k = 0; k < n; ++k) {
     const float* s = w.steps.data() + kept[k] * groups;
     const __m512 ak = _mm512_set1_ps(std::abs(a[kept[k]]));
@@ -203,15 +214,9 @@ PROTOTYPE_AVX512 void FoldAvx512(const OutGroupsDown& w, const float* a, const s
       _mm512_storeu_ps(f.scale.data() + g, _mm512_max_ps(_mm512_loadu_ps(f.scale.data() + g),
                                                          _mm512_abs_ps(_mm512_mul_ps(ak, _mm512_loadu_ps(s + g)))));
   }
-  std::vector<float> inverse(static_cast<size_t>(groups));
-  for (int64_t g = 0; g < groups; ++g) {
-    f.scale[g] /= 127.f;
-    inverse[g] = f.scale[g] > 0.f ? 1.f / f.scale[g] : 0.f;
-  }
-  f.beta.assign(static_cast<size_t>(padded / 4 * groups), 0);
-  f.zero_sums.assign(static_cast<size_t>(groups), 0);
+  const std::vector<float> inverse = FinishScales(w, f);
   const __m512i byte = _mm512_set1_epi32(0xFF);
-  for (int64_t q = 0; q < padded / 4; ++q) {
+  for (int64_t q = 0; q < f.quads(); ++q) {
     for (int64_t g = 0; g < groups; g += 16) {
       const __m512 inv = _mm512_loadu_ps(inverse.data() + g);
       __m512i packed = _mm512_setzero_si512(), zsum = _mm512_loadu_si512(f.zero_sums.data() + g);
