@@ -1,8 +1,11 @@
 // FFN decode time, dense against sparse (kernels/cpu/sparse_ffn_kernels.h), on the TinyLlama
 // FFN shape (hidden 2048, intermediate 5632, INT4 g32 with fractional zero points, F16
 // steps), one thread, one token: gate and up (INT8 x), SiLU·up, INT8 h, down. Every iteration
-// runs the FFN of kLayers layers in turn (~82 MB of dense tiles plus as much of sparse
-// layouts), as decode streams them.
+// runs the FFN of kLayers layers in turn (12 layers: ~250 MB of dense tiles plus as much of
+// sparse layouts), as decode streams them: from memory, not from the last-level cache (with 4
+// layers, 82 MB, the set fit a 300 MB L3 and the ratios were L3 ratios: 1.16x at 50% kept with
+// the rank-32 guesser where 12 layers give 1.50x, docs/benchmarks.md). On a machine with a
+// larger L3, raise kLayers past it.
 //   BM_DenseFfn/part            the tiled dense kernels (LowBitInt8Rows)
 //   BM_SparseFfn/kept_pct/part/cats/rank  the sparse kernels with a random kept set of kept_pct %
 //                               of the neurons per layer (sorted, as a predictor emits them)
@@ -61,7 +64,7 @@
 namespace accullm::kernels {
 namespace {
 
-constexpr int64_t kHidden = 2048, kInter = 5632, kGroup = 32, kLayers = 4;
+constexpr int64_t kHidden = 2048, kInter = 5632, kGroup = 32, kLayers = 12;
 // quant::DefaultGuesserRank at 10% for this FFN: floor(0.1 · stored bytes of gate, up and down
 // (INT4 codes, F16 steps, zero bytes: 20.5 MB) / (2 · (hidden + 2 · inter))); checked in Guesser().
 constexpr int64_t kAutoRank = 77;
