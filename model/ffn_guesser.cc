@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/mapped_file.h"
 #include "common/status.h"
+#include "kernels/cpu/kept_by_product.h"
 #include "kernels/cpu/silu_mul_mask.h"
 #include "model/weight_check.h"
 
@@ -67,19 +68,23 @@ size_t FfnGuesser::weight_bytes() const {
   return bytes;
 }
 
-void FfnGuesser::Scores(int64_t layer, const float* x, int64_t n, float* scores, ThreadPool& pool) const {
+void FfnGuesser::Predict(int64_t layer, const float* x, int64_t n, float* predicted, ThreadPool& pool) const {
   const Layer& L = layers_[static_cast<size_t>(layer)];
-  thread_local std::vector<float> low, predicted;
+  thread_local std::vector<float> low;
   low.resize(static_cast<size_t>(n * rank_));
-  predicted.resize(static_cast<size_t>(n * 2 * inter_));
   L.in->Forward(x, n, low.data(), pool);
-  // Pointers, not the thread_local vectors: inside the lambda those names would be the
-  // workers' own (empty) buffers.
+  // A pointer, not the thread_local vector: inside the lambda that name would be the
+  // workers' own (empty) buffer.
   const float* low_rows = low.data();
-  float* predicted_rows = predicted.data();
   pool.ParallelFor(L.out.blocks(), [&](int64_t b0, int64_t b1) {
-    kernels::Int8ScaledRowsForward(L.out, low_rows, n, b0, b1, predicted_rows);
+    kernels::Int8ScaledRowsForward(L.out, low_rows, n, b0, b1, predicted);
   });
+}
+
+void FfnGuesser::Scores(int64_t layer, const float* x, int64_t n, float* scores, ThreadPool& pool) const {
+  thread_local std::vector<float> predicted;
+  predicted.resize(static_cast<size_t>(n * 2 * inter_));
+  Predict(layer, x, n, predicted.data(), pool);
   for (int64_t r = 0; r < n; ++r) {
     const float* p = predicted.data() + r * 2 * inter_;
     // SiLU·up keeping every neuron (threshold below any magnitude): the kernels' own SiLU.
@@ -94,24 +99,19 @@ absl::Status GuesserNeuronSelector::Select(int64_t layer, const float* x, int64_
   if (layer < 0 || static_cast<size_t>(layer) >= thresholds_.size())
     return absl::InvalidArgumentError(absl::StrCat("the guesser has no threshold for layer ", layer));
   const int64_t inter = guesser_->intermediate_size();
-  thread_local std::vector<float> scores;
-  scores.resize(static_cast<size_t>(n * inter));
-  guesser_->Scores(layer, x, n, scores.data(), pool);
+  thread_local std::vector<float> predicted;
+  predicted.resize(static_cast<size_t>(n * 2 * inter));
+  guesser_->Predict(layer, x, n, predicted.data(), pool);
   const float threshold = thresholds_[static_cast<size_t>(layer)];
   out.neurons.clear();
   out.row_begin.assign(1, 0);
   for (int64_t r = 0; r < n; ++r) {
-    const float* s = scores.data() + r * inter;
-    // Branch-free: near the threshold's share a branch per neuron mispredicts half the time
-    // (the scan was 2.5% of a 50%-kept FFN's profile, bench/sparse_ffn_bench).
+    const float* p = predicted.data() + r * 2 * inter;
+    // Scores' test (score > threshold) without the scores: the same decisions, one exp per
+    // neuron only near the threshold (kernels/cpu/kept_by_product.h).
     const size_t base = out.neurons.size();
     out.neurons.resize(base + static_cast<size_t>(inter));
-    int32_t* dst = out.neurons.data() + base;
-    int64_t count = 0;
-    for (int64_t j = 0; j < inter; ++j) {
-      dst[count] = static_cast<int32_t>(j);
-      count += s[j] > threshold ? 1 : 0;
-    }
+    const int64_t count = kernels::KeptByProduct(p, p + inter, inter, threshold, out.neurons.data() + base);
     out.neurons.resize(base + static_cast<size_t>(count));
     out.row_begin.push_back(static_cast<int64_t>(out.neurons.size()));
   }

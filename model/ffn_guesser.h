@@ -48,7 +48,9 @@ class FfnGuesser {
   // steps; the pack file holds `out` in F16: 2·inter·r bytes more per layer).
   size_t weight_bytes() const;
 
-  // scores[r·inter + j] = |SiLU(ĝ_j)·û_j| for rows r < n of x [n, hidden].
+  // predicted [n, 2·inter]: row r's ĝ (first inter) then û, for rows r < n of x [n, hidden].
+  void Predict(int64_t layer, const float* x, int64_t n, float* predicted, ThreadPool& pool) const;
+  // scores[r·inter + j] = |SiLU(ĝ_j)·û_j| (SiluMulMasked's product: +0 where SiLU(ĝ_j) is NaN).
   void Scores(int64_t layer, const float* x, int64_t n, float* scores, ThreadPool& pool) const;
 
  private:

@@ -55,6 +55,11 @@ void Int8ScaledRowsForwardScalar(const Int8ScaledRows& w, const float* x, int64_
 #if ACCULLM_HAVE_X86_SIMD
 namespace {
 
+// How far ahead (in blocks) the first row's pass requests the codes: one sequential stream
+// from memory left the kernel at ~60% of the dense FFN kernels' rate (they read four tiles at
+// once); asking for the lines two blocks (2·in·64 bytes) early keeps more of them in flight.
+constexpr int64_t kPrefetchBlocks = 2;
+
 // The block's 64 outputs of every row, written where they exist (the last block may be short).
 inline void StoreOutputs(const float* acc, const Int8ScaledRows& w, int64_t o0, float* yr) {
   const int64_t valid = std::min(kInt8ScaledRowsBlock, w.out - o0);
@@ -73,6 +78,8 @@ __attribute__((target("avx512f,fma"))) void ForwardAvx512(const Int8ScaledRows& 
       for (int64_t i = 0; i < w.in; ++i) {
         const __m512 xi = _mm512_set1_ps(xr[i]);
         const int8_t* col = codes + i * kInt8ScaledRowsBlock;
+        if (r == 0 && b + kPrefetchBlocks < block_end)
+          _mm_prefetch(reinterpret_cast<const char*>(col + kPrefetchBlocks * w.in * kInt8ScaledRowsBlock), _MM_HINT_T0);
         for (int k = 0; k < 4; ++k) {
           const __m512i c = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(col + 16 * k)));
           acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), xi, acc[k]);
@@ -98,6 +105,8 @@ __attribute__((target("avx2,fma"))) void ForwardAvx2(const Int8ScaledRows& w, co
       for (int64_t i = 0; i < w.in; ++i) {
         const __m256 xi = _mm256_set1_ps(xr[i]);
         const int8_t* col = codes + i * kInt8ScaledRowsBlock;
+        if (r == 0 && b + kPrefetchBlocks < block_end)
+          _mm_prefetch(reinterpret_cast<const char*>(col + kPrefetchBlocks * w.in * kInt8ScaledRowsBlock), _MM_HINT_T0);
         for (int k = 0; k < 8; ++k) {
           const __m256i c = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(col + 8 * k)));
           acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c), xi, acc[k]);
