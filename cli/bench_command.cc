@@ -6,11 +6,13 @@
 #include <cstdlib>
 #include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "cli/bench_speculation.h"
 #include "cli/cli_common.h"
 #include "cli/golden_pack.h"
 #include "cli/model_loading.h"
 #include "common/json.h"
+#include "common/mapped_file.h"
 #include "kernels/cpu/isa.h"
 
 namespace accullm::cli {
@@ -21,6 +23,7 @@ struct BenchFlags {
   std::string model;
   int64_t prompt_tokens = 128;
   int64_t gen_tokens = 64;
+  std::string text;  // prompt and decode feed from this text's tokens; empty: pseudo-random ids, greedy
   int repeat = 3;
   int threads = 0;
   bool bandwidth = true;
@@ -44,6 +47,18 @@ int64_t LayerMacsPerToken(const model::ModelConfig& c) {
   const int64_t q_dim = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
   return c.num_layers *
          (c.hidden_size * (q_dim + 2 * kv) + q_dim * c.hidden_size + 3 * c.hidden_size * c.intermediate_size);
+}
+
+// Skipped / total FFN neurons over every layer (0 when the FFN ran dense), or nullopt when no
+// neuron was counted.
+std::optional<double> SkippedShare(const std::vector<model::FfnSparsityCounts>& counts) {
+  int64_t total = 0, kept = 0;
+  for (const model::FfnSparsityCounts& c : counts) {
+    total += c.total;
+    kept += c.kept;
+  }
+  if (total == 0) return std::nullopt;
+  return static_cast<double>(total - kept) / static_cast<double>(total);
 }
 
 // Read bandwidth of this machine with the same thread pool: the ceiling for decode, which
@@ -94,7 +109,7 @@ int RunBench(BenchFlags f) {
   auto t_load = Clock::now();
   auto activations = ActQuantFromFlags(f.act_quant, f.exact);
   if (!activations.ok()) return ReportError(activations.status());
-  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/false,
+  auto loaded = LoadModel(dir, f.threads, /*need_tokenizer=*/!f.text.empty(),
                           {.exact = f.exact, .activations = *activations, .sparsity = f.sparsity != "off"});
   if (!loaded.ok()) return ReportError(loaded.status());
   const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
@@ -104,26 +119,47 @@ int RunBench(BenchFlags f) {
   if (f.prompt_tokens + f.gen_tokens > c.max_position_embeddings) {
     return ReportError(absl::InvalidArgumentError("--prompt-tokens + --gen-tokens exceed the model's context"));
   }
-  // Deterministic pseudo-random ids: benchmarks need no tokenizer.
-  std::vector<int32_t> prompt(static_cast<size_t>(f.prompt_tokens));
-  uint64_t state = 0x9e3779b97f4a7c15ull;
-  for (auto& id : prompt) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    id = static_cast<int32_t>((state >> 33) % static_cast<uint64_t>(c.vocab_size));
+  // The ids: a text's tokens (prompt, then one per decode step), or deterministic pseudo-random
+  // ids for the prompt and greedy decoding (no tokenizer needed).
+  std::vector<int32_t> ids;
+  const bool from_text = !f.text.empty();
+  if (from_text) {
+    auto text = ReadTextFile(f.text);
+    if (!text.ok()) return ReportError(text.status());
+    ids = loaded->tokenizer->Encode(*text, /*add_special=*/true);
+    if (static_cast<int64_t>(ids.size()) < f.prompt_tokens + f.gen_tokens) {
+      return ReportError(absl::InvalidArgumentError(
+          absl::StrCat(f.text, " has ", ids.size(), " tokens; --prompt-tokens + --gen-tokens need ",
+                       f.prompt_tokens + f.gen_tokens)));
+    }
+  } else {
+    ids.resize(static_cast<size_t>(f.prompt_tokens));
+    uint64_t state = 0x9e3779b97f4a7c15ull;
+    for (auto& id : ids) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      id = static_cast<int32_t>((state >> 33) % static_cast<uint64_t>(c.vocab_size));
+    }
   }
+  const std::vector<int32_t> prompt(ids.begin(), ids.begin() + f.prompt_tokens);
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
   double best_prefill = 1e30, best_decode = 1e30;
+  // The share of FFN neurons the decode steps skipped (sparse packs with sparsity on): what the
+  // decode speed was measured at, which on a pack's own data can differ from its target.
+  std::optional<double> decode_skipped;
   for (int rep = 0; rep < std::max(1, f.repeat); ++rep) {
     model::KvCache cache = model.NewCache(f.prompt_tokens + f.gen_tokens, *kv_dtype);
     auto t0 = Clock::now();
     if (auto s = model.Forward(prompt.data(), f.prompt_tokens, cache, logits.data()); !s.ok()) return ReportError(s);
     auto t1 = Clock::now();
     int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    model.ResetFfnSparsityCounts();
     for (int64_t i = 0; i < f.gen_tokens; ++i) {
+      if (from_text) next = ids[static_cast<size_t>(f.prompt_tokens + i)];
       if (auto s = model.Forward(&next, 1, cache, logits.data()); !s.ok()) return ReportError(s);
       next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     }
     auto t2 = Clock::now();
+    decode_skipped = SkippedShare(model.ffn_sparsity_counts());
     best_prefill = std::min(best_prefill, std::chrono::duration<double>(t1 - t0).count());
     best_decode = std::min(best_decode, std::chrono::duration<double>(t2 - t1).count());
   }
@@ -164,6 +200,7 @@ int RunBench(BenchFlags f) {
     o["kv_cache_dtype"] = f.kv_cache_dtype;
     o["prompt_tokens"] = f.prompt_tokens;
     o["gen_tokens"] = f.gen_tokens;
+    o["text"] = from_text ? boost::json::value(f.text) : boost::json::value(nullptr);
     o["load_seconds"] = load_s;
     o["prefill_tokens_per_s"] = prefill_tps;
     o["prefill_gflops"] = prefill_gflops;
@@ -172,6 +209,7 @@ int RunBench(BenchFlags f) {
     o["decode_gb_s"] = gbs;
     o["bandwidth_gb_s"] = f.bandwidth ? boost::json::value(peak) : boost::json::value(nullptr);
     o["decode_bandwidth_fraction"] = f.bandwidth ? boost::json::value(gbs / peak) : boost::json::value(nullptr);
+    o["decode_ffn_skipped"] = decode_skipped ? boost::json::value(*decode_skipped) : boost::json::value(nullptr);
     if (spec) AddToJson(*spec, o);
     std::printf("%s\n", boost::json::serialize(o).c_str());
     return 0;
@@ -186,6 +224,7 @@ int RunBench(BenchFlags f) {
               (long long)f.prompt_tokens, prefill_tps, prefill_gflops);
   std::printf("decode: %lld tokens, %.2f tokens/s, %.2f GB/s of weights streamed\n", (long long)f.gen_tokens,
               decode_tps, gbs);
+  if (decode_skipped) std::printf("decode skipped %.1f%% of FFN neurons\n", 100.0 * *decode_skipped);
   if (f.bandwidth) {
     std::printf("memory read bandwidth: %.2f GB/s measured; decode achieves %.0f%% of it\n", peak, 100.0 * gbs / peak);
   }
@@ -198,7 +237,8 @@ int RunBench(BenchFlags f) {
 void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<BenchFlags>();
   CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode tokens/s of a model");
-  cmd->footer("Uses pseudo-random prompt ids (no tokenizer needed); reports the best of --repeat runs.\n"
+  cmd->footer("Uses pseudo-random prompt ids and greedy decoding (no tokenizer needed) unless --text; reports the best\n"
+              "of --repeat runs.\n"
               "Decode streams every weight once per token: bytes per token = the weights as the kernels read them.\n"
               "The bandwidth probe sums 256 MiB of uint64 with the same thread pool (best of 3): the roofline that\n"
               "decode_bandwidth_fraction divides by.");
@@ -206,6 +246,13 @@ void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--prompt-tokens", flags->prompt_tokens, "Prompt length")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--text", flags->text,
+                  "Take the prompt and every decode step's input from this text's tokens (the model's tokenizer; "
+                  "decode is then teacher-forced, the same cost per step) instead of pseudo-random ids and greedy "
+                  "decoding. For sparse packs: their thresholds were set on text, and on other inputs (random ids "
+                  "on a random-weight geometry checkpoint) the FFN can skip far more than the target; "
+                  "decode_ffn_skipped says what it skipped")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--gen-tokens", flags->gen_tokens, "Tokens to decode")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -240,7 +287,8 @@ void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
   cmd->add_flag("--json", flags->json,
                 "One JSON object on stdout: prefill_tokens_per_s, prefill_gflops, decode_tokens_per_s, "
                 "decode_bytes_per_token, decode_gb_s, bandwidth_gb_s, decode_bandwidth_fraction (null with "
-                "--no-bandwidth); with --draft also draft_decode_tokens_per_s, "
+                "--no-bandwidth), decode_ffn_skipped (the share of FFN neurons the decode steps skipped: 0 with "
+                "--sparsity off or a dense pack); with --draft also draft_decode_tokens_per_s, "
                 "verify_pass_ms, acceptance_rate, tokens_per_step, speculative_decode_tokens_per_s, "
                 "acceptance_by_draft_position, cost_model_speedup");
   cmd->callback([&run, flags] { run = [flags] { return RunBench(*flags); }; });

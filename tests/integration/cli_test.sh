@@ -120,6 +120,16 @@ expect_error "quantize --dampening nan" "not a finite number" timeout 10 "$ACCUL
 assert d['isa'] == 'scalar' and d['exact'] is True and d['decode_tokens_per_s'] > 0 and d['prefill_tokens_per_s'] > 0; \
 assert d['bandwidth_gb_s'] is None and d['decode_bandwidth_fraction'] is None" \
   && pass "bench --json --isa scalar --exact" || { fail "bench --json"; cat "$TMP/bench.json"; }
+# bench --text: prompt and decode inputs from a text's tokens (recorded in the JSON); a text
+# shorter than both is refused with the counts.
+"$ACCULLM" bench --json --repeat 1 --prompt-tokens 8 --gen-tokens 4 --no-bandwidth --text "$MODEL/valid.txt" \
+  >"$TMP/bench_text.json" 2>/dev/null \
+  && $PY -c "import json,sys; d=json.load(open('$TMP/bench_text.json')); \
+assert d['text'].endswith('valid.txt') and d['decode_tokens_per_s'] > 0 and d['decode_ffn_skipped'] in (0, None)" \
+  && pass "bench --text" || { fail "bench --text"; cat "$TMP/bench_text.json"; }
+printf 'Once upon a time' >"$TMP/short.txt"
+expect_error "bench --text too short" "tokens; --prompt-tokens + --gen-tokens need" "$ACCULLM" bench --no-bandwidth \
+  --text "$TMP/short.txt"
 expect_error "bench --isa of an unknown level" "expected scalar, avx2 or avx512" "$ACCULLM" bench --isa sse9 --no-bandwidth
 
 echo "$failures failure(s)"

@@ -72,6 +72,16 @@ check "$TMP/dense.json" ffn_sparsity "==" 0 "--sparsity off"
 check "$TMP/dense.json" guesser_recall "==" 1 "--sparsity off"
 check "$TMP/dense.json" kl_mean "<" "$(json "$TMP/sparse.json" kl_mean)" "dense KL below the sparse pack's"
 
+# bench --text: decode fed the held-out text skips about the pack's target, and says so;
+# --sparsity off runs it dense (0 skipped).
+for sp in on off; do
+  "$ACCULLM" bench --model "$TMP/p" --text $MODEL/valid.txt --sparsity $sp --prompt-tokens 16 --gen-tokens 48 \
+    --repeat 1 --no-bandwidth --json >"$TMP/bench_$sp.json" 2>"$TMP/bench.err" || { cat "$TMP/bench.err"; exit 1; }
+done
+check "$TMP/bench_on.json" decode_ffn_skipped ">=" 0.35 "bench --text decode, target 0.5"
+check "$TMP/bench_on.json" decode_ffn_skipped "<=" 0.65 "bench --text decode, target 0.5"
+check "$TMP/bench_off.json" decode_ffn_skipped "==" 0 "bench --text --sparsity off"
+
 # --sparsity off is the pack without the field, byte for byte; on changes the logits.
 cp -r "$TMP/p" "$TMP/nofield"
 $PY -c "import json,sys; p=sys.argv[1]; m=json.load(open(p)); del m['sparsity']; json.dump(m, open(p,'w'))" \
