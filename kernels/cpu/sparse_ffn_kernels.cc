@@ -49,11 +49,11 @@ void SparseRowsInt8Scalar(const SparseRowsLayout& w, const Int8Activations& x, c
           else dot += byte * xg[4 * c + j];
         }
       }
-      const uint32_t meta = w.row_meta(row)[g];
-      const int32_t zero = w.has_zeros ? static_cast<int32_t>((meta >> 16) & 0xFF) : (1 << (w.bits - 1));
+      const int32_t zero = w.has_zeros ? static_cast<int32_t>(w.row_zeros(row)[g]) : (1 << (w.bits - 1));
       const int32_t d = dot * (1 << frac) - zero * x.sums[g];
-      const float ws = w.has_scale_codes ? U8GroupScale(w.row_scales[row], static_cast<uint8_t>(meta & 0xFF))
-                                         : F16ToF32(static_cast<uint16_t>(meta & 0xFFFF));
+      uint16_t step = 0;
+      if (!w.has_scale_codes) std::memcpy(&step, w.row_steps(row) + 2 * g, 2);
+      const float ws = w.has_scale_codes ? U8GroupScale(w.row_scales[row], w.row_steps(row)[g]) : F16ToF32(step);
       acc = std::fma(static_cast<float>(d), GroupFactor(ws, x.scales[g], inv_frac), acc);
     }
     y[k] = acc;
@@ -150,7 +150,7 @@ ACCULLM_SPARSE_AVX512_TARGET inline void Transpose16x16(__m512i (&r)[16]) {
 struct RowActivations {
   CacheLineVector<int8_t> lo, hi;        // [row_words · 4]: word i's low-nibble (or byte) and high-nibble columns
   CacheLineVector<int32_t> sums;         // [meta_stride]: x.sums
-  CacheLineVector<int32_t> neg_sums_hi;  // [meta_stride]: −x.sums in the high 16 bits (when it fits)
+  CacheLineVector<int32_t> neg_sums_lo;  // [meta_stride]: −x.sums in the low 16 bits (when it fits)
   CacheLineVector<float> factors;        // [meta_stride]: x.scales · 2^−frac, as the dense epilogue rounds it
   CacheLineVector<int32_t> d;            // a batch's integer group terms, [blocks, rows, 16 groups]
   CacheLineVector<float> f;              // a batch's float group factors, [blocks, rows, 16 groups]
@@ -165,7 +165,7 @@ void ArrangeActivations(const SparseRowsLayout& w, const Int8Activations& x, int
   out.lo.assign(n, 0);
   out.hi.assign(n, 0);
   out.sums.assign(groups_padded, 0);
-  out.neg_sums_hi.assign(groups_padded, 0);
+  out.neg_sums_lo.assign(groups_padded, 0);
   out.factors.assign(groups_padded, 0.f);
   out.d.resize(groups_padded * static_cast<size_t>(batch_rows));
   out.f.resize(groups_padded * static_cast<size_t>(batch_rows));
@@ -174,7 +174,7 @@ void ArrangeActivations(const SparseRowsLayout& w, const Int8Activations& x, int
   const int64_t words = w.group_words(), cols = w.chunk_columns();
   for (int64_t g = 0; g < w.groups(); ++g) {
     out.sums[g] = x.sums[g];
-    out.neg_sums_hi[g] = static_cast<int32_t>(static_cast<uint32_t>(-x.sums[g]) << 16);
+    out.neg_sums_lo[g] = static_cast<int32_t>(static_cast<uint32_t>(-x.sums[g]) & 0xFFFF);
     out.factors[g] = x.scales[g] * inv_frac;
     for (int64_t j = 0; j < words; ++j) {
       const int64_t at = 4 * w.word_index(g, j);
@@ -185,14 +185,16 @@ void ArrangeActivations(const SparseRowsLayout& w, const Int8Activations& x, int
   }
 }
 
-// A step-and-zero word's step as a float (F16, or the 8-bit code times the row's step / 255 as
+// Block b's 16 steps of a row as floats (F16, or the 8-bit code times the row's step / 255 as
 // U8GroupScale rounds it).
-ACCULLM_SPARSE_AVX512_TARGET inline __m512 WordSteps(const SparseRowsLayout& w, __m512i meta, float row_scale) {
-  if (w.has_scale_codes)
-    return _mm512_mul_ps(
-        _mm512_mul_ps(_mm512_set1_ps(row_scale), _mm512_cvtepi32_ps(_mm512_and_si512(meta, _mm512_set1_epi32(0xFF)))),
-        _mm512_set1_ps(1.f / 255.f));
-  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(meta));
+ACCULLM_SPARSE_AVX512_TARGET inline __m512 BlockSteps(const SparseRowsLayout& w, const uint8_t* steps, int64_t b,
+                                                      float row_scale) {
+  if (w.has_scale_codes) {
+    const __m512i codes = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(steps + 16 * b)));
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(row_scale), _mm512_cvtepi32_ps(codes)),
+                         _mm512_set1_ps(1.f / 255.f));
+  }
+  return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(steps + 32 * b)));
 }
 
 // A batch of 16 kept rows: lane r reads row rows[r] (the zero row for padding) and writes
@@ -217,7 +219,6 @@ ACCULLM_SPARSE_AVX512_TARGET void BatchGroupTerms(const SparseRowsLayout& w, con
   const bool sums16 = SumsFit16(w);
   const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
   const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
-  const __m512i zero_byte = _mm512_set1_epi32(0xFF);
   const uint32_t* src[kR];
   const char* next[kR];
   for (int i = 0; i < kR; ++i) {
@@ -248,19 +249,22 @@ ACCULLM_SPARSE_AVX512_TARGET void BatchGroupTerms(const SparseRowsLayout& w, con
 #pragma GCC unroll 4
     for (int i = 0; i < kR; ++i) {
       const int r = r0 + i;
-      _mm_prefetch(reinterpret_cast<const char*>(w.row_meta(batch.next_rows[r]) + 16 * b), _MM_HINT_T1);
-      const __m512i meta = _mm512_load_si512(w.row_meta(batch.rows[r]) + 16 * b);
+      const uint8_t* next_steps = w.row_steps(batch.next_rows[r]);
+      _mm_prefetch(reinterpret_cast<const char*>(next_steps + w.step_bytes() * 16 * b), _MM_HINT_T1);
+      if (w.has_zeros) _mm_prefetch(reinterpret_cast<const char*>(w.row_zeros(batch.next_rows[r]) + 16 * b), _MM_HINT_T1);
       __m512i d = _mm512_slli_epi32(_mm512_add_epi32(lo[i], hi[i]), frac);
-      if (w.has_zeros && sums16) {  // + zero · (−Σx): the step's 16 bits meet a 0
-        d = _mm512_dpwssd_epi32(d, meta, _mm512_load_si512(a.neg_sums_hi.data() + 16 * b));
+      const __m512i zero =
+          w.has_zeros ? _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(w.row_zeros(batch.rows[r]) + 16 * b)))
+                      : symmetric_zero;
+      if (w.has_zeros && sums16) {  // + zero · (−Σx): the zero's high 16 bits (0) meet a 0
+        d = _mm512_dpwssd_epi32(d, zero, _mm512_load_si512(a.neg_sums_lo.data() + 16 * b));
       } else {
-        const __m512i zero = w.has_zeros ? _mm512_and_si512(_mm512_srli_epi32(meta, 16), zero_byte) : symmetric_zero;
         d = _mm512_sub_epi32(d, _mm512_mullo_epi32(zero, _mm512_load_si512(a.sums.data() + 16 * b)));
       }
       const float row_scale = w.has_scale_codes ? w.row_scales[batch.rows[r]] : 0.f;
       _mm512_store_si512(d_out + (b * 16 + r) * 16, d);
-      _mm512_store_ps(f_out + (b * 16 + r) * 16,
-                      _mm512_mul_ps(WordSteps(w, meta, row_scale), _mm512_load_ps(a.factors.data() + 16 * b)));
+      _mm512_store_ps(f_out + (b * 16 + r) * 16, _mm512_mul_ps(BlockSteps(w, w.row_steps(batch.rows[r]), b, row_scale),
+                                                               _mm512_load_ps(a.factors.data() + 16 * b)));
     }
   }
 }
@@ -541,7 +545,6 @@ ACCULLM_SPARSE_AVX2_TARGET void RowBatchAvx2(const SparseRowsLayout& w, RowActiv
   const int64_t units = 2 * w.row_blocks(), words = w.group_words(), lines = w.row_stride / 16;
   const int frac = w.zero_frac_bits;
   const bool sums16 = SumsFit16(w);
-  const __m256i low_byte = _mm256_set1_epi32(0xFF), low_half = _mm256_set1_epi32(0xFFFF);
   const __m256i symmetric_zero = _mm256_set1_epi32(1 << (w.bits - 1));
   int32_t* d_out = a.d.data();
   float* f_out = a.f.data();
@@ -556,7 +559,8 @@ ACCULLM_SPARSE_AVX2_TARGET void RowBatchAvx2(const SparseRowsLayout& w, RowActiv
       continue;
     }
     const uint32_t* src = w.row(rows[r]);
-    const uint32_t* meta_src = w.row_meta(rows[r]);
+    const uint8_t* steps_src = w.row_steps(rows[r]);
+    const uint8_t* zeros_src = w.has_zeros ? w.row_zeros(rows[r]) : nullptr;
     const __m256 row_scale = _mm256_set1_ps(w.has_scale_codes ? w.row_scales[rows[r]] : 0.f);
     for (int64_t u = 0; u < units; ++u) {
       const int64_t b = u / 2, h = u % 2;
@@ -567,25 +571,24 @@ ACCULLM_SPARSE_AVX2_TARGET void RowBatchAvx2(const SparseRowsLayout& w, RowActiv
         const __m256i xh = kNibbles ? _mm256_load_si256(reinterpret_cast<const __m256i*>(a.hi.data() + 4 * at)) : xl;
         sum = _mm256_add_epi32(sum, RowWordDots256<kNibbles, kEightBit>(src + at, xl, xh));
       }
-      const __m256i meta = _mm256_load_si256(reinterpret_cast<const __m256i*>(meta_src + 8 * u));
       __m256i d = _mm256_slli_epi32(sum, frac);
-      if (w.has_zeros && sums16) {  // zero · (−Σx): the step's 16 bits meet a 0
+      const __m256i zero =
+          w.has_zeros ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zeros_src + 8 * u)))
+                      : symmetric_zero;
+      if (w.has_zeros && sums16) {  // zero · (−Σx): the zero's high 16 bits (0) meet a 0
         d = _mm256_add_epi32(
             d,
-            _mm256_madd_epi16(meta, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.neg_sums_hi.data() + 8 * u))));
+            _mm256_madd_epi16(zero, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.neg_sums_lo.data() + 8 * u))));
       } else {
-        const __m256i zero = w.has_zeros ? _mm256_and_si256(_mm256_srli_epi32(meta, 16), low_byte) : symmetric_zero;
         d = _mm256_sub_epi32(
             d, _mm256_mullo_epi32(zero, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.sums.data() + 8 * u))));
       }
       __m256 ws;
       if (w.has_scale_codes) {
-        ws = _mm256_mul_ps(_mm256_mul_ps(row_scale, _mm256_cvtepi32_ps(_mm256_and_si256(meta, low_byte))),
-                           _mm256_set1_ps(1.f / 255.f));
-      } else {  // the low 16 bits of each word, packed, as F16
-        const __m256i packed = _mm256_permute4x64_epi64(
-            _mm256_packus_epi32(_mm256_and_si256(meta, low_half), _mm256_setzero_si256()), 0x08);
-        ws = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
+        const __m256i codes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(steps_src + 8 * u)));
+        ws = _mm256_mul_ps(_mm256_mul_ps(row_scale, _mm256_cvtepi32_ps(codes)), _mm256_set1_ps(1.f / 255.f));
+      } else {
+        ws = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(steps_src + 16 * u)));
       }
       _mm256_store_si256(reinterpret_cast<__m256i*>(d_out + (u * 8 + r) * 8), d);
       _mm256_store_ps(f_out + (u * 8 + r) * 8, _mm256_mul_ps(ws, _mm256_load_ps(a.factors.data() + 8 * u)));

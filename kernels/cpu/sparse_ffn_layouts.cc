@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "common/dtype.h"
 
@@ -49,7 +50,9 @@ SparseRowsLayout AllocateRows(const LowBitMatrix& m, int64_t rows) {
   w.has_scale_codes = m.scale_codes != nullptr;
   w.row_words = w.row_blocks() * 16 * w.group_words();
   w.meta_stride = w.row_blocks() * 16;
-  w.row_stride = w.row_words + w.meta_stride;
+  const int64_t meta_bytes = w.meta_stride * (w.step_bytes() + (w.has_zeros ? 1 : 0));
+  w.meta_words = (meta_bytes + 63) / 64 * 16;
+  w.row_stride = w.row_words + w.meta_words;
   w.words.assign(static_cast<size_t>((w.out + 1) * w.row_stride), 0u);
   if (w.has_scale_codes) w.row_scales.assign(static_cast<size_t>(w.out + 1), 0.f);
   return w;
@@ -75,11 +78,13 @@ void FillRowsAt(const LowBitMatrix& m, int64_t row_begin, int64_t row_end, int64
       dst[w.word_index(c / w.group_words(), c % w.group_words())] = word;
     }
     if (w.has_scale_codes) w.row_scales[r] = F16ToF32(m.row_scales[o]);
+    uint8_t* steps = reinterpret_cast<uint8_t*>(dst + w.row_words);
+    uint8_t* zeros = steps + w.step_bytes() * w.meta_stride;
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t at = o * groups + g;
-      uint32_t meta = w.has_scale_codes ? m.scale_codes[at] : m.scales[at];
-      if (w.has_zeros) meta |= static_cast<uint32_t>(m.zeros[at]) << 16;
-      dst[w.row_words + g] = meta;
+      if (w.has_scale_codes) steps[g] = m.scale_codes[at];
+      else std::memcpy(steps + 2 * g, &m.scales[at], 2);
+      if (w.has_zeros) zeros[g] = m.zeros[at];
     }
   }
 }

@@ -12,11 +12,15 @@
 // groups, group 16b + p at word p. So a vector multiply-add over a block's lines accumulates
 // whole group sums, one lane per group, with no reduction across lanes; only the 16x16
 // transposition into one lane per row remains (sparse_ffn_kernels.cc). A kept row costs exactly
-// its lines. Its steps and zero points follow its codes, one 32-bit word per group (bits 0..15:
-// the F16 step, or the 8-bit step code in bits 0..7; bits 16..23: the zero byte; bits 24..31
-// zero), padded to a multiple of 16 words: 4 bytes where the tiles store 2 or 3 (at 4 bits g32 a
-// row costs 20 bytes per group against the tiles' 18–19; groups not a multiple of 16 pay their
-// last block's padding too, e.g. 28 groups are stored as 32). Row `out` is all zero: the
+// its lines. Its steps and zero points follow its codes, as bytes: first every group's step
+// (F16, 2 bytes; or the 8-bit step code, 1 byte), then every group's zero byte (only with zero
+// points), each for the padded groups (a multiple of 16), the run padded to whole lines. So a
+// block's 16 steps are one 32- (or 16-) byte load and its zeros one 16-byte load, and a row
+// pays what the tiles store per group (at 4 bits g32 and 2048 columns: 1024 bytes of codes,
+// 128 of steps, 64 of zeros: 19 lines; groups not a multiple of 16 pay their last block's
+// padding too, e.g. 28 groups are stored as 32). (Until 2026-12-02 a group's step and zero
+// shared one 32-bit word: 256 bytes a row instead of 192, 5% more per kept row at that shape.)
+// Row `out` is all zero: the
 // padding row a short batch of kept rows runs (its result is dropped).
 //
 // Down (reduction over neurons): neuron-major. Neuron j's codes for every output i form one
@@ -69,10 +73,11 @@ struct SparseRowsLayout {
   bool has_zeros = false;
   bool has_scale_codes = false;
   int64_t row_words = 0;    // code words per row: row_blocks() · 16 · group_words()
-  int64_t meta_stride = 0;  // metadata words per row: row_blocks() · 16
-  int64_t row_stride = 0;   // row_words + meta_stride
-  // [out + 1, row_stride]: per row its code words, then its metadata words (step, or step
-  // code, | zero << 16), so a kept row is one contiguous run of lines. Row `out` is all zero.
+  int64_t meta_stride = 0;  // groups padded to whole blocks: row_blocks() · 16
+  int64_t meta_words = 0;   // words of steps and zeros per row, whole lines
+  int64_t row_stride = 0;   // row_words + meta_words
+  // [out + 1, row_stride]: per row its code words, then its steps and zero bytes, so a kept
+  // row is one contiguous run of lines. Row `out` is all zero.
   CacheLineVector<uint32_t> words;
   std::vector<float> row_scales;  // [out + 1] with scale codes (F16 widened: exact), else empty
 
@@ -84,7 +89,11 @@ struct SparseRowsLayout {
   // The index in a row of group g's word j (j < group_words()).
   int64_t word_index(int64_t g, int64_t j) const { return ((g / 16) * group_words() + j) * 16 + g % 16; }
   const uint32_t* row(int64_t r) const { return words.data() + r * row_stride; }
-  const uint32_t* row_meta(int64_t r) const { return row(r) + row_words; }
+  int step_bytes() const { return has_scale_codes ? 1 : 2; }
+  // Row r's steps: F16 (read as uint16_t) or 8-bit codes, [meta_stride].
+  const uint8_t* row_steps(int64_t r) const { return reinterpret_cast<const uint8_t*>(row(r) + row_words); }
+  // Row r's zero bytes, [meta_stride] (only with has_zeros).
+  const uint8_t* row_zeros(int64_t r) const { return row_steps(r) + step_bytes() * meta_stride; }
   size_t bytes() const { return 4 * words.size() + 4 * row_scales.size(); }
 };
 
