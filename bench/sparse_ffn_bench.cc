@@ -1,14 +1,18 @@
 // FFN decode time, dense against sparse (kernels/cpu/sparse_ffn_kernels.h), on the TinyLlama
 // FFN shape (hidden 2048, intermediate 5632, INT4 g32 with fractional zero points, F16
 // steps), one thread, one token: gate and up (INT8 x), SiLU·up, INT8 h, down. Every iteration
-// runs the FFN of kLayers layers in turn (12 layers: ~250 MB of dense tiles plus as much of
-// sparse layouts), as decode streams them: from memory, not from the last-level cache (with 4
-// layers, 82 MB, the set fit a 300 MB L3 and the ratios were L3 ratios: 1.16x at 50% kept with
-// the rank-32 guesser where 12 layers give 1.50x, docs/benchmarks.md). On a machine with a
-// larger L3, raise kLayers past it.
+// runs the FFN of kLayers layers in turn (24 layers: ~490 MB of dense tiles, as much of sparse
+// layouts), as decode streams them: from memory, not from the last-level cache. Two lessons
+// of this VM's 300 MB L3: with 4 layers (82 MB) every ratio was an L3 ratio (1.16x at 50% kept
+// with the rank-32 guesser); with 12 layers and one fixed kept set per layer, the sparse rows
+// an iteration read (~135 MB) stayed in the L3 for the next one, while the dense tiles did not,
+// and the ratio swung 1.5-1.7x with what the VM's neighbours did to the L3. So every layer now
+// cycles through kKeptSets random kept sets, one per iteration, as successive decode steps keep
+// different neurons. On a machine with a larger L3, raise kLayers past it.
 //   BM_DenseFfn/part            the tiled dense kernels (LowBitInt8Rows)
 //   BM_SparseFfn/kept_pct/part/cats/rank  the sparse kernels with a random kept set of kept_pct %
-//                               of the neurons per layer (sorted, as a predictor emits them)
+//                               of the neurons per layer (sorted, as a predictor emits them;
+//                               kKeptSets of them per layer, in turn)
 //   part: 0 = the whole FFN, 1 = gate + up only, 2 = down only (on the same masked h)
 //   cats: 0 = a predictor's list (gate over the kept rows too), gate and up read side by side
 //         from one pair layout (MakeSparsePairRows), as decode runs it; 2 = the same over two
@@ -64,7 +68,10 @@
 namespace accullm::kernels {
 namespace {
 
-constexpr int64_t kHidden = 2048, kInter = 5632, kGroup = 32, kLayers = 12;
+constexpr int64_t kHidden = 2048, kInter = 5632, kGroup = 32, kLayers = 24;
+// Kept sets per layer, one per iteration in turn: a decode step keeps other neurons than the
+// last, so the rows one iteration reads are mostly not the ones the previous left in the L3.
+constexpr int64_t kKeptSets = 4;
 // quant::DefaultGuesserRank at 10% for this FFN: floor(0.1 · stored bytes of gate, up and down
 // (INT4 codes, F16 steps, zero bytes: 20.5 MB) / (2 · (hidden + 2 · inter))); checked in Guesser().
 constexpr int64_t kAutoRank = 77;
@@ -238,8 +245,8 @@ void BM_SparseFfn(benchmark::State& state) {
   model::FfnKeptSets predicted;
   const auto& layers = Layers();
   const std::vector<float> x = Input(2);
-  // One random kept set per layer, sorted.
-  std::vector<std::vector<int32_t>> kept(kLayers);
+  // kKeptSets random kept sets per layer, sorted.
+  std::vector<std::vector<int32_t>> kept(kLayers * kKeptSets);
   std::mt19937 rng(3);
   for (auto& k : kept) {
     k.resize(kInter);
@@ -250,19 +257,21 @@ void BM_SparseFfn(benchmark::State& state) {
   }
   std::vector<float> gate(kInter), up(kInter), h(kInter, 0.f), y(kHidden), silu(kInter);
   std::vector<int32_t> survivors(kInter);
-  // For part 2: the masked h of each layer, as parts 0 and 1 would make it.
-  std::vector<std::vector<float>> masked(kLayers, std::vector<float>(kInter, 0.f));
+  // For part 2: the masked h of each layer and set, as parts 0 and 1 would make it.
+  std::vector<std::vector<float>> masked(kLayers * kKeptSets, std::vector<float>(kInter, 0.f));
   const std::vector<float> hidden = Input(4);
-  for (int64_t l = 0; l < kLayers; ++l)
-    for (int32_t j : kept[l]) masked[l][j] = hidden[j % kHidden];
+  for (size_t s = 0; s < kept.size(); ++s)
+    for (int32_t j : kept[s]) masked[s][j] = hidden[j % kHidden];
+  int64_t iteration = 0;
   Int8Activations xq, hq;
   SparseNeurons nonzero;
   for (auto _ : state) {
+    const int64_t set = iteration++ % kKeptSets;
     for (int64_t li = 0; li < kLayers; ++li) {
       const Layer& l = layers[li];
-      const std::vector<int32_t>& k = kept[li];
+      const std::vector<int32_t>& k = kept[li * kKeptSets + set];
       const int64_t n = static_cast<int64_t>(k.size());
-      const float* down_in = masked[li].data();
+      const float* down_in = masked[li * kKeptSets + set].data();
       if (part != 2) {
         if (guesser != nullptr) {
           benchmark::DoNotOptimize(guesser->selector->Select(li, x.data(), 1, *guesser->pool, predicted));
