@@ -146,9 +146,12 @@ void SparseDown(const LowBitLinear& down, const float* h, float* y, ThreadPool& 
   // strips and their codes per pass), so many small ranges repeat that walk for few bytes
   // each (with the pool's default 2-block chunks, down took 13% of a 2-thread decode profile
   // on the TinyLlama geometry, 9.6% with one range per thread).
-  // Two ranges per thread, not one: on a shared machine a descheduled thread holding half
-  // the work stalls the step.
-  const int64_t ranges = 2 * std::max(1, pool.size());
+  // One range per thread: each range reads its part of every kept strip, so more ranges
+  // read shorter runs (at two threads and 2048 outputs, 512 bytes a strip instead of 256).
+  // Two ranges per thread (a descheduled thread's half could move to the other) measured
+  // slower on this 2-core shared VM: TinyLlama-geometry guesser pack, text decode at two
+  // threads, 9 alternated rounds: one range per thread faster in 7, by ~4% (docs/benchmarks.md).
+  const int64_t ranges = std::max(1, pool.size());
   pool.ParallelFor(
       columns.blocks(), [&](int64_t b0, int64_t b1) { down.ForwardSparseColumns(columns, hq, nonzero, h, b0, b1, y); },
       /*min_chunk=*/std::max<int64_t>(4, (columns.blocks() + ranges - 1) / ranges));
