@@ -38,6 +38,7 @@ struct QuantizeFlags {
   std::string model, out, calib;
   std::string method = "gptq";
   int64_t group = 32;
+  int64_t down_group = 0;  // 0: --group
   bool symmetric = false;
   bool stochastic = false;
   uint64_t seed = 0;
@@ -108,6 +109,12 @@ void AddCommonOptions(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_option("--group", f.group, "Group size along the input dimension (low-bit codes of every width)")
       ->check(CLI::IsMember({32, 64, 128}))
       ->capture_default_str();
+  cmd->add_option("--down-group", f.down_group,
+                  "Group size of the blocks' mlp.down_proj alone (default: --group). With activation sparsity "
+                  "down touches every group at common shares and pays each group's steps, zeros and epilogue "
+                  "per output, so 128 there makes the sparse FFN faster (docs/benchmarks.md) at an accuracy "
+                  "cost (docs/accuracy.md, \"Down at group 128\"). Not with the accumulator options")
+      ->check(CLI::IsMember({32, 64, 128}));
   cmd->add_flag("--symmetric", f.symmetric, "Symmetric grids (no zero points); default asymmetric");
   cmd->add_flag("--stochastic", f.stochastic, "Stochastic rounding (counter-based RNG, reproducible for --seed)");
   cmd->add_option("--seed", f.seed, "Seed for stochastic rounding")->capture_default_str();
@@ -207,6 +214,13 @@ absl::StatusOr<quant::ModelQuantOptions> MakeOptions(const QuantizeFlags& f) {
   quant::ModelQuantOptions o;
   ASSIGN_OR_RETURN(o.quant.method, quant::ParseQuantMethod(f.method));
   o.quant.group_size = f.group;
+  if (f.down_group > 0 && f.down_group != f.group) {
+    if (f.accumulator_bits > 0 || f.naive_accumulator_bits > 0 || f.tile > 0)
+      return absl::InvalidArgumentError(
+          "--down-group with --accumulator-bits, --naive-accumulator-bits or --tile is not supported: their "
+          "bounds are derived for one group size");
+    o.down_group_size = f.down_group;
+  }
   o.quant.symmetric = f.symmetric;
   o.quant.stochastic = f.stochastic;
   o.quant.seed = f.seed;
@@ -401,9 +415,10 @@ void PrintPlanTable(const PlanChoice& c, const quant::ModelQuantOptions& o) {
   }
   if (!c.sensitivity.empty()) {
     std::printf("INT4 share of block-linear weights: %.1f%%; average bits per block-linear weight: %.3f (method %s, "
-                "group %lld, %s)\n",
+                "group %lld%s, %s)\n",
                 100.0 * quant::AtMost4BitShare(c.sensitivity, c.plan), quant::AverageBits(c.sensitivity, c.plan),
                 quant::QuantMethodName(o.quant.method), static_cast<long long>(o.quant.group_size),
+                o.down_group_size > 0 ? absl::StrFormat(" (down %lld)", o.down_group_size).c_str() : "",
                 o.quant.symmetric ? "symmetric" : "asymmetric");
   }
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -164,6 +165,8 @@ absl::StatusOr<std::vector<std::unique_ptr<model::LinearOp>>> QuantizeBlock(
         site != nullptr ? SelectOutlierChannels(*site, options.outliers) : std::vector<int32_t>{};
     QuantOptions qo = options.quant;
     if (bits != nullptr) qo.bits = (*bits)[li];
+    if (options.down_group_size > 0 && std::string_view(bl.name) == "mlp.down_proj")
+      qo.group_size = options.down_group_size;
     ASSIGN_OR_RETURN(QuantizedMatrix q,
                      QuantizeMatrix(w.data(), rows, cols, site ? &site->hessian : nullptr, outliers, qo, pool));
     auto shared = std::make_shared<const QuantizedMatrix>(std::move(q));

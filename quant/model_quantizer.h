@@ -35,6 +35,11 @@ struct ModelQuantOptions {
   // LM head: 0 = full precision, 3..7 = group-wise (the chosen method, on the final hidden
   // states), 8 = INT8 with one step per row (round to nearest).
   int lm_head_bits = 0;
+  // The blocks' mlp.down_proj group (along its intermediate-size inputs): 0 = quant.group_size.
+  // A sparse FFN touches every group of down at common shares and pays each group's steps,
+  // zeros and float epilogue per output, so a larger group there is cheaper (docs/accuracy.md,
+  // "Down at group 128").
+  int64_t down_group_size = 0;
   // Sequential runs only: aim each block's weights at the full-precision layer's output on its
   // own inputs (not on the already-quantized upstream's inputs), via the cross moments.
   bool correct_input_mismatch = false;

@@ -160,6 +160,8 @@ absl::StatusOr<size_t> WritePack(const model::Transformer& model, const Quantize
       {"predictor", nullptr},
       {"canaries", std::move(canaries)},
   };
+  if (desc.options.down_group_size > 0 && desc.options.down_group_size != q.group_size)
+    manifest["down_group_size"] = desc.options.down_group_size;
   const std::string st_path = out_dir + "/model.safetensors";
   RETURN_IF_ERROR(w.Write(st_path));
   for (const char* f : {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",

@@ -173,6 +173,11 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
   }
   ASSIGN_OR_RETURN(m.method, GetString(o, "method"));
   ASSIGN_OR_RETURN(m.group_size, GetInt(o, "group_size"));
+  ASSIGN_OR_RETURN(auto down_group, GetOptionalInt(o, "down_group_size"));
+  m.down_group_size = down_group.value_or(0);
+  if (down_group.has_value() && m.down_group_size != 32 && m.down_group_size != 64 && m.down_group_size != 128)
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"down_group_size\" is ", m.down_group_size, "; it must be 32, 64 or 128"));
   ASSIGN_OR_RETURN(m.symmetric, GetBool(o, "symmetric"));
   ASSIGN_OR_RETURN(auto zero_bits, GetOptionalInt(o, "zero_fraction_bits"));
   m.zero_fraction_bits = static_cast<int>(zero_bits.value_or(0));
@@ -212,6 +217,13 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
 }
 
 }  // namespace
+
+int64_t PackManifest::GroupOf(const std::string& prefix) const {
+  if (down_group_size > 0 && std::string_view(prefix).starts_with("model.layers.") &&
+      std::string_view(prefix).ends_with(".mlp.down_proj"))
+    return down_group_size;
+  return group_size;
+}
 
 int PackManifest::BitsOf(const std::string& prefix) const {
   if (prefix == "model.embed_tokens") return FormatBits(embeddings);

@@ -77,6 +77,10 @@ struct PackManifest {
   std::map<std::string, int> linear_bits;
   std::string method;
   int64_t group_size = 0;
+  // "down_group_size" (optional): the blocks' mlp.down_proj group along its inputs, when the
+  // quantizer was asked for another than group_size (32, 64 or 128). A reader that ignores it
+  // refuses the pack on down's step tensor shapes rather than misreading them.
+  int64_t down_group_size = 0;
   bool symmetric = true;
   int zero_fraction_bits = 0;  // qzeros hold zero·2^f (0: integer zero points; 4: sixteenths, capped at 8 - bits)
   int scale_bits = 16;         // 16: F16 .scales; 8: U8 .scales relative to F16 .row_scales
@@ -88,6 +92,9 @@ struct PackManifest {
   // Code width of a quantized matrix: the embeddings' and the head's from their format
   // strings, a block linear's from linear_bits (4 when not listed).
   int BitsOf(const std::string& prefix) const;
+  // Group size of a quantized matrix: down_group_size for the blocks' mlp.down_proj when the
+  // manifest has one, else group_size.
+  int64_t GroupOf(const std::string& prefix) const;
 
   // Parses and validates accullm.json text (`what` names the file in errors).
   static absl::StatusOr<PackManifest> Parse(const std::string& text, const std::string& what);

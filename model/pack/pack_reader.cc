@@ -125,7 +125,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const TensorStore& store, c
     // The accumulator guarantee covers the dot-product linears, not the embedding table (a
     // lookup, quantized without it; a head tied to it reads its weights, guarantee-less too).
     const int accumulator_bits = prefix == "model.embed_tokens" ? 0 : pack->accumulator_bits;
-    return LoadLowBitLinear(store, prefix, out, in, pack->group_size, pack->symmetric, pack->zero_fraction_bits,
+    return LoadLowBitLinear(store, prefix, out, in, pack->GroupOf(prefix), pack->symmetric, pack->zero_fraction_bits,
                             pack->scale_bits, pack->BitsOf(prefix), accumulator_bits, bias);
   }
   ASSIGN_OR_RETURN(TensorView w, store.Get(prefix + pack_tensor::kWeight));

@@ -112,6 +112,9 @@ expect_error "quantize --bit-widths outside 3..8" "expected widths 3..8" timeout
 expect_error "quantize --outlier-threshold inf" "not a finite number" timeout 10 "$ACCULLM" quantize --out "$TMP/q" \
   --outlier-threshold inf
 expect_error "quantize --dampening nan" "not a finite number" timeout 10 "$ACCULLM" quantize --out "$TMP/q" --dampening nan
+expect_error "quantize --down-group 48" "--down-group" timeout 10 "$ACCULLM" quantize --out "$TMP/q" --down-group 48
+expect_error "quantize --down-group with AXE" "derived for one group size" timeout 10 "$ACCULLM" quantize \
+  --out "$TMP/q" --down-group 128 --accumulator-bits 16
 
 # bench --json: the documented keys, the forced kernel level and the exact switch reported.
 "$ACCULLM" bench --json --repeat 1 --prompt-tokens 4 --gen-tokens 2 --no-bandwidth --isa scalar --exact \

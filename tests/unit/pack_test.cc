@@ -57,6 +57,7 @@ class PackTest : public ::testing::Test {
     opts.lm_head_bits = 8;              // and the 8-bit head format
     opts.quant.scale_bits = 8;          // and 8-bit group steps
     opts.embedding_bits = 5;            // and a 5-bit embedding table
+    opts.down_group_size = 64;          // and down at its own group (the manifest's down_group_size)
     // Blocks and single linears FP16 (2.down, 3.v inside INT4 blocks).
     auto plan = sharding::PrecisionPlan::FromFp16Spec("first:1,last:1,2.down,3.v", (*model)->config().num_layers);
     ASSERT_TRUE(plan.ok());
@@ -81,7 +82,8 @@ class PackTest : public ::testing::Test {
   }
   static void TearDownTestSuite() {
     for (const char* name : {"version", "missing", "plan", "count", "manifest", "nomanifest", "linear", "unknown",
-                             "zerobits", "head8", "widthfp16", "widthmissing", "embedwidth", "nan", "inf", "nanhead"})
+                             "zerobits", "head8", "widthfp16", "widthmissing", "embedwidth", "nan", "inf", "nanhead",
+                             "downgroup"})
       fs::remove_all(*dir_ + "_" + name);
     fs::remove_all(*dir_);
     delete dir_;
@@ -401,6 +403,33 @@ TEST(PackManifestTest, SourceModelIsOptional) {
   EXPECT_EQ(with->source_model_path, "/m");
   EXPECT_EQ(with->source_model_hash, "00ff");
   EXPECT_FALSE(model::PackManifest::Parse(MinimalManifest(", \"source_model\": \"/m\""), "accullm.json").ok());
+}
+
+TEST_F(PackTest, DownGroupRecordedAndNeeded) {
+  auto manifest = model::LoadPackManifest(*dir_);
+  ASSERT_TRUE(manifest.ok() && manifest->has_value());
+  EXPECT_EQ((*manifest)->down_group_size, 64);
+  EXPECT_EQ((*manifest)->GroupOf("model.layers.1.mlp.down_proj"), 64);
+  EXPECT_EQ((*manifest)->GroupOf("model.layers.1.mlp.up_proj"), 32);
+  EXPECT_EQ((*manifest)->GroupOf("lm_head"), 32);
+  // A reader that ignores the field reads down at group_size: refused on the steps' shape.
+  const std::string p = CopyPack("downgroup");
+  Replace(p + "/accullm.json", ",\"down_group_size\":64", "");
+  const std::string e = LoadError(p);
+  EXPECT_NE(e.find("mlp.down_proj"), std::string::npos) << e;
+}
+
+TEST(PackManifestTest, DownGroupSizeIsOptionalAndChecked) {
+  auto plain = model::PackManifest::Parse(MinimalManifest(""), "accullm.json");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->GroupOf("model.layers.0.mlp.down_proj"), 32);
+  auto with = model::PackManifest::Parse(MinimalManifest(", \"down_group_size\": 128"), "accullm.json");
+  ASSERT_TRUE(with.ok()) << with.status();
+  EXPECT_EQ(with->GroupOf("model.layers.0.mlp.down_proj"), 128);
+  EXPECT_EQ(with->GroupOf("model.layers.0.mlp.gate_proj"), 32);
+  auto bad = model::PackManifest::Parse(MinimalManifest(", \"down_group_size\": 48"), "accullm.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("must be 32, 64 or 128"), std::string::npos) << bad.status();
 }
 
 TEST(PackManifestTest, VersionsUpToThisBuildsRead) {
