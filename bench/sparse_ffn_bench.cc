@@ -30,6 +30,7 @@
 //   build/bench/sparse_ffn_bench --benchmark_enable_random_interleaving=true
 //     --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 // One FFN takes the iteration time / kLayers (counter ffn_per_s: FFNs per second).
+// --down-group=128 quantizes down at group 128 (quantize --down-group), dense and sparse alike.
 //   BM_RowsInL2/kernel          the gate/up kernels on 512 L2-resident rows: instructions alone
 //   BM_GuesserOut/rank/kind     the guesser's out product alone: F16 (before) against INT8 rows
 //   BM_DownInL2/kernel          down on 512 outputs (L2-resident): dense, sparse all / half / one per group
@@ -69,6 +70,9 @@ namespace accullm::kernels {
 namespace {
 
 constexpr int64_t kHidden = 2048, kInter = 5632, kGroup = 32, kLayers = 24;
+// Down's group (quantize --down-group): --down-group=N on the command line (32, 64 or 128),
+// parsed before the benchmark library's flags. Gate and up keep kGroup.
+int64_t g_down_group = kGroup;
 // Kept sets per layer, one per iteration in turn: a decode step keeps other neurons than the
 // last, so the rows one iteration reads are mostly not the ones the previous left in the L3.
 constexpr int64_t kKeptSets = 4;
@@ -82,12 +86,12 @@ struct OwnedMatrix {
   LowBitMatrix m;
 };
 
-OwnedMatrix RandomMatrix(int64_t out, int64_t in, std::mt19937& rng) {
+OwnedMatrix RandomMatrix(int64_t out, int64_t in, std::mt19937& rng, int64_t group = kGroup) {
   OwnedMatrix w;
   std::normal_distribution<float> normal;
   const int frac = ZeroFractionBits(4, 4);
   w.codes.resize(static_cast<size_t>(out * CodeRowBytes(in, 4)));
-  w.scales.resize(static_cast<size_t>(out * in / kGroup));
+  w.scales.resize(static_cast<size_t>(out * in / group));
   w.zeros.resize(w.scales.size());
   for (auto& c : w.codes) c = static_cast<uint8_t>(rng());
   for (auto& s : w.scales) s = F32ToF16(0.01f + 0.001f * std::abs(normal(rng)));
@@ -97,7 +101,7 @@ OwnedMatrix RandomMatrix(int64_t out, int64_t in, std::mt19937& rng) {
   w.m.zeros = w.zeros.data();
   w.m.out = out;
   w.m.in = in;
-  w.m.group = kGroup;
+  w.m.group = group;
   w.m.zero_frac_bits = frac;
   w.m.bits = 4;
   return w;
@@ -117,7 +121,7 @@ const std::vector<Layer>& Layers() {
     for (Layer& l : *all) {
       l.gate = RandomMatrix(kInter, kHidden, rng);
       l.up = RandomMatrix(kInter, kHidden, rng);
-      l.down = RandomMatrix(kHidden, kInter, rng);
+      l.down = RandomMatrix(kHidden, kInter, rng, g_down_group);
       l.gate_tiles = TileLowBitMatrix(l.gate.m);
       l.up_tiles = TileLowBitMatrix(l.up.m);
       l.down_tiles = TileLowBitMatrix(l.down.m);
@@ -154,7 +158,7 @@ const BenchGuesser& Guesser(int64_t rank) {
   const int64_t ffn_bytes = StoredBytes(layers[0].gate.m) + StoredBytes(layers[0].up.m) + StoredBytes(layers[0].down.m);
   const auto auto_rank = static_cast<int64_t>(
       std::floor(0.1 * static_cast<double>(ffn_bytes) / (2.0 * static_cast<double>(kHidden + 2 * kInter))));
-  if (auto_rank != kAutoRank) {
+  if (g_down_group == kGroup && auto_rank != kAutoRank) {  // another down group: "77" stays the label
     std::fprintf(stderr, "kAutoRank is %lld, DefaultGuesserRank's rule gives %lld\n", static_cast<long long>(kAutoRank),
                  static_cast<long long>(auto_rank));
     std::abort();
@@ -224,7 +228,7 @@ void BM_DenseFfn(benchmark::State& state) {
         SiluMul(gate.data(), up.data(), kInter, h.data());
       }
       if (part != 1) {
-        QuantizeInt8Blocks(h.data(), 1, kInter, kGroup, nullptr, hq);
+        QuantizeInt8Blocks(h.data(), 1, kInter, g_down_group, nullptr, hq);
         LowBitInt8Rows(l.down.m, l.down_tiles, hq, 0, l.down_tiles.tiles, y.data(), kHidden);
       }
       benchmark::DoNotOptimize(y.data());
@@ -296,7 +300,7 @@ void BM_SparseFfn(benchmark::State& state) {
         down_in = h.data();
       }
       if (part != 1) {
-        QuantizeInt8Blocks(down_in, 1, kInter, kGroup, nullptr, hq);
+        QuantizeInt8Blocks(down_in, 1, kInter, g_down_group, nullptr, hq);
         FindNonzeroNeurons(hq, nonzero);
         SparseDownInt8(l.down_columns, hq, nonzero, 0, l.down_columns.blocks(), y.data());
       }
@@ -445,4 +449,26 @@ BENCHMARK(BM_DownInL2)->ArgName("kernel")->Arg(0)->Arg(1)->Arg(2)->Arg(3);
 }  // namespace
 }  // namespace accullm::kernels
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  // --down-group=N (ours) out of argv before the library sees it.
+  int kept_args = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--down-group=", 0) == 0) {
+      const int64_t g = std::atoll(arg.c_str() + 13);
+      if (g != 32 && g != 64 && g != 128) {
+        std::fprintf(stderr, "--down-group must be 32, 64 or 128, not %s\n", arg.c_str() + 13);
+        return 2;
+      }
+      accullm::kernels::g_down_group = g;
+    } else {
+      argv[kept_args++] = argv[i];
+    }
+  }
+  argc = kept_args;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
