@@ -32,7 +32,7 @@ struct BenchFlags {
   ActQuantFlags act_quant;
   std::string sparsity = "on";
   double sparsity_recall_sample_rate = 0;  // serve's sampled recall, to price it (serve's default: 0.01)
-  std::string isa;  // empty: ACCULLM_ISA or the detected level
+  std::string isa;                         // empty: ACCULLM_ISA or the detected level
   std::string kv_cache_dtype = kDefaultKvCacheDType;
   std::string draft;  // golden mode's cost model: a pack of --model
   int64_t draft_tokens = 4;
@@ -128,9 +128,9 @@ int RunBench(BenchFlags f) {
     if (!text.ok()) return ReportError(text.status());
     ids = loaded->tokenizer->Encode(*text, /*add_special=*/true);
     if (static_cast<int64_t>(ids.size()) < f.prompt_tokens + f.gen_tokens) {
-      return ReportError(absl::InvalidArgumentError(
-          absl::StrCat(f.text, " has ", ids.size(), " tokens; --prompt-tokens + --gen-tokens need ",
-                       f.prompt_tokens + f.gen_tokens)));
+      return ReportError(absl::InvalidArgumentError(absl::StrCat(f.text, " has ", ids.size(),
+                                                                 " tokens; --prompt-tokens + --gen-tokens need ",
+                                                                 f.prompt_tokens + f.gen_tokens)));
     }
   } else {
     ids.resize(static_cast<size_t>(f.prompt_tokens));
@@ -237,11 +237,12 @@ int RunBench(BenchFlags f) {
 void AddBenchCommand(CLI::App& app, std::function<int()>& run) {
   auto flags = std::make_shared<BenchFlags>();
   CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode tokens/s of a model");
-  cmd->footer("Uses pseudo-random prompt ids and greedy decoding (no tokenizer needed) unless --text; reports the best\n"
-              "of --repeat runs.\n"
-              "Decode streams every weight once per token: bytes per token = the weights as the kernels read them.\n"
-              "The bandwidth probe sums 256 MiB of uint64 with the same thread pool (best of 3): the roofline that\n"
-              "decode_bandwidth_fraction divides by.");
+  cmd->footer(
+      "Uses pseudo-random prompt ids and greedy decoding (no tokenizer needed) unless --text; reports the best\n"
+      "of --repeat runs.\n"
+      "Decode streams every weight once per token: bytes per token = the weights as the kernels read them.\n"
+      "The bandwidth probe sums 256 MiB of uint64 with the same thread pool (best of 3): the roofline that\n"
+      "decode_bandwidth_fraction divides by.");
   cmd->add_option("--model", flags->model, "Model directory (default: the embedded model)");
   cmd->add_option("--prompt-tokens", flags->prompt_tokens, "Prompt length")
       ->capture_default_str()

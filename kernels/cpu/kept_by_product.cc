@@ -20,9 +20,7 @@ inline bool KeepOne(float g, float u, float threshold) {
 }
 
 // Whether the SIMD variants may decide from their approximate product (kept_by_product.h).
-inline bool MarginHolds(float threshold) {
-  return std::isfinite(threshold) && threshold >= kKeptByProductMinThreshold;
-}
+inline bool MarginHolds(float threshold) { return std::isfinite(threshold) && threshold >= kKeptByProductMinThreshold; }
 
 }  // namespace
 
@@ -39,8 +37,7 @@ int64_t KeptByProductScalar(const float* gate, const float* up, int64_t n, float
 namespace {
 
 __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) int64_t KeptAvx512(const float* gate, const float* up,
-                                                                            int64_t n, float threshold,
-                                                                            int32_t* kept) {
+                                                                            int64_t n, float threshold, int32_t* kept) {
   const __m512 lo = _mm512_set1_ps(threshold * (1.0f - kKeptByProductMargin));
   const __m512 hi = _mm512_set1_ps(threshold * (1.0f + kKeptByProductMargin));
   const __m512 one = _mm512_set1_ps(1.0f);

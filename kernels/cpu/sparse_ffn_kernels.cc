@@ -251,11 +251,12 @@ ACCULLM_SPARSE_AVX512_TARGET void BatchGroupTerms(const SparseRowsLayout& w, con
       const int r = r0 + i;
       const uint8_t* next_steps = w.row_steps(batch.next_rows[r]);
       _mm_prefetch(reinterpret_cast<const char*>(next_steps + w.step_bytes() * 16 * b), _MM_HINT_T1);
-      if (w.has_zeros) _mm_prefetch(reinterpret_cast<const char*>(w.row_zeros(batch.next_rows[r]) + 16 * b), _MM_HINT_T1);
+      if (w.has_zeros)
+        _mm_prefetch(reinterpret_cast<const char*>(w.row_zeros(batch.next_rows[r]) + 16 * b), _MM_HINT_T1);
       __m512i d = _mm512_slli_epi32(_mm512_add_epi32(lo[i], hi[i]), frac);
-      const __m512i zero =
-          w.has_zeros ? _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(w.row_zeros(batch.rows[r]) + 16 * b)))
-                      : symmetric_zero;
+      const __m512i zero = w.has_zeros ? _mm512_cvtepu8_epi32(_mm_load_si128(
+                                             reinterpret_cast<const __m128i*>(w.row_zeros(batch.rows[r]) + 16 * b)))
+                                       : symmetric_zero;
       if (w.has_zeros && sums16) {  // + zero · (−Σx): the zero's high 16 bits (0) meet a 0
         d = _mm512_dpwssd_epi32(d, zero, _mm512_load_si512(a.neg_sums_lo.data() + 16 * b));
       } else {
@@ -585,7 +586,8 @@ ACCULLM_SPARSE_AVX2_TARGET void RowBatchAvx2(const SparseRowsLayout& w, RowActiv
       }
       __m256 ws;
       if (w.has_scale_codes) {
-        const __m256i codes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(steps_src + 8 * u)));
+        const __m256i codes =
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(steps_src + 8 * u)));
         ws = _mm256_mul_ps(_mm256_mul_ps(row_scale, _mm256_cvtepi32_ps(codes)), _mm256_set1_ps(1.f / 255.f));
       } else {
         ws = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(steps_src + 16 * u)));

@@ -20,8 +20,7 @@
 // 128 of steps, 64 of zeros: 19 lines; groups not a multiple of 16 pay their last block's
 // padding too, e.g. 28 groups are stored as 32). (Until 2026-12-02 a group's step and zero
 // shared one 32-bit word: 256 bytes a row instead of 192, 5% more per kept row at that shape.)
-// Row `out` is all zero: the
-// padding row a short batch of kept rows runs (its result is dropped).
+// Row `out` is all zero: the padding row a short batch of kept rows runs (its result is dropped).
 //
 // Down (reduction over neurons): neuron-major. Neuron j's codes for every output i form one
 // contiguous strip (out rounded up to 128 outputs: 64 bytes per 128 outputs at ≤ 4 bits, 128
