@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/bench_speculation.h"
 #include "cli/cli_common.h"
+#include "cli/ffn_sparsity_report.h"
 #include "cli/golden_pack.h"
 #include "cli/model_loading.h"
 #include "common/json.h"
@@ -47,18 +48,6 @@ int64_t LayerMacsPerToken(const model::ModelConfig& c) {
   const int64_t q_dim = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
   return c.num_layers *
          (c.hidden_size * (q_dim + 2 * kv) + q_dim * c.hidden_size + 3 * c.hidden_size * c.intermediate_size);
-}
-
-// Skipped / total FFN neurons over every layer (0 when the FFN ran dense), or nullopt when no
-// neuron was counted.
-std::optional<double> SkippedShare(const std::vector<model::FfnSparsityCounts>& counts) {
-  int64_t total = 0, kept = 0;
-  for (const model::FfnSparsityCounts& c : counts) {
-    total += c.total;
-    kept += c.kept;
-  }
-  if (total == 0) return std::nullopt;
-  return static_cast<double>(total - kept) / static_cast<double>(total);
 }
 
 // Read bandwidth of this machine with the same thread pool: the ceiling for decode, which
@@ -159,7 +148,8 @@ int RunBench(BenchFlags f) {
       next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     }
     auto t2 = Clock::now();
-    decode_skipped = SkippedShare(model.ffn_sparsity_counts());
+    const FfnSparsityReport sparsity = SparsityOf(model.ffn_sparsity_counts());
+    if (sparsity.neurons > 0) decode_skipped = sparsity.skipped;
     best_prefill = std::min(best_prefill, std::chrono::duration<double>(t1 - t0).count());
     best_decode = std::min(best_decode, std::chrono::duration<double>(t2 - t1).count());
   }

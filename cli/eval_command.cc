@@ -5,6 +5,7 @@
 
 #include "boost/json.hpp"
 #include "cli/cli_common.h"
+#include "cli/ffn_sparsity_report.h"
 #include "cli/model_loading.h"
 #include "common/json.h"
 #include "common/mapped_file.h"
@@ -51,33 +52,6 @@ BlockWeightMix BlockWeights(model::Transformer& m) {
   }
   if (total == 0) return {};
   return {at_most_4bit / total, quantized / total, bits / total};
-}
-
-// FFN activation sparsity over every token the evaluation ran: the share of neurons skipped
-// and the recall of the truly active ones (1 where nothing is skipped), overall and per layer.
-struct FfnSparsityReport {
-  double skipped = 0;
-  double recall = 1;
-  std::vector<double> layer_skipped, layer_recall;
-};
-
-FfnSparsityReport SparsityOf(const std::vector<model::FfnSparsityCounts>& counts) {
-  FfnSparsityReport r;
-  int64_t total = 0, kept = 0, active = 0, kept_active = 0;
-  auto share = [](int64_t part, int64_t whole, double none) {
-    return whole > 0 ? static_cast<double>(part) / static_cast<double>(whole) : none;
-  };
-  for (const auto& c : counts) {
-    total += c.total;
-    kept += c.kept;
-    active += c.active;
-    kept_active += c.kept_active;
-    r.layer_skipped.push_back(share(c.total - c.kept, c.total, 0));
-    r.layer_recall.push_back(c.kept == c.total ? 1.0 : share(c.kept_active, c.active, 1));
-  }
-  r.skipped = share(total - kept, total, 0);
-  r.recall = kept == total ? 1.0 : share(kept_active, active, 1);
-  return r;
 }
 
 uint64_t WeightFileBytes(const std::string& dir) {
