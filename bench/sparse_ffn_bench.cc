@@ -52,6 +52,7 @@
 #include "absl/status/status.h"
 #include "common/dtype.h"
 #include "common/thread_pool.h"
+#include "common/weight_memory.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/int8_activations.h"
 #include "kernels/cpu/int8_scaled_rows.h"
@@ -114,9 +115,13 @@ struct Layer {
   SparseColumnsLayout down_columns;
 };
 
-const std::vector<Layer>& Layers() {
-  static const auto* layers = [] {
-    auto* all = new std::vector<Layer>(kLayers);
+// The layers' tiles and sparse layouts on huge pages (common/weight_memory.h, as decode holds
+// them), or a second copy on 4 KiB pages for the *SmallPages benchmarks (the same weights).
+const std::vector<Layer>& MakeLayers(bool small_pages) {
+  const bool advised = HugePagesAdvised();
+  SetHugePagesAdvised(!small_pages);
+  auto* all = new std::vector<Layer>(kLayers);
+  {
     std::mt19937 rng(1);
     for (Layer& l : *all) {
       l.gate = RandomMatrix(kInter, kHidden, rng);
@@ -130,9 +135,18 @@ const std::vector<Layer>& Layers() {
       l.gate_up_pair = MakeSparsePairRows(l.gate.m, l.up.m);
       l.down_columns = MakeSparseColumns(l.down.m);
     }
-    return all;
-  }();
-  return *layers;
+  }
+  SetHugePagesAdvised(advised);
+  return *all;
+}
+
+const std::vector<Layer>& Layers(bool small_pages = false) {
+  if (small_pages) {
+    static const std::vector<Layer>& layers = MakeLayers(true);
+    return layers;
+  }
+  static const std::vector<Layer>& layers = MakeLayers(false);
+  return layers;
 }
 
 std::vector<float> Input(uint32_t seed) {
@@ -212,9 +226,9 @@ const BenchGuesser& Guesser(int64_t rank) {
   return made.emplace(rank, std::move(g)).first->second;
 }
 
-void BM_DenseFfn(benchmark::State& state) {
+void DenseFfn(benchmark::State& state, bool small_pages) {
   const int part = static_cast<int>(state.range(0));
-  const auto& layers = Layers();
+  const auto& layers = Layers(small_pages);
   const std::vector<float> x = Input(2);
   std::vector<float> gate(kInter), up(kInter), h(kInter), y(kHidden);
   Int8Activations xq, hq;
@@ -238,16 +252,19 @@ void BM_DenseFfn(benchmark::State& state) {
   state.counters["ffn_per_s"] =
       benchmark::Counter(static_cast<double>(kLayers), benchmark::Counter::kIsIterationInvariantRate);
 }
+void BM_DenseFfn(benchmark::State& state) { DenseFfn(state, false); }
+void BM_DenseFfnSmallPages(benchmark::State& state) { DenseFfn(state, true); }
 BENCHMARK(BM_DenseFfn)->ArgName("part")->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DenseFfnSmallPages)->ArgName("part")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
-void BM_SparseFfn(benchmark::State& state) {
+void SparseFfn(benchmark::State& state, bool small_pages) {
   const int64_t kept_pct = state.range(0);
   const int part = static_cast<int>(state.range(1));
   const bool cats = state.range(2) == 1, separate = state.range(2) == 2;
   const int64_t rank = state.range(3);
   const BenchGuesser* guesser = rank > 0 ? &Guesser(rank) : nullptr;
   model::FfnKeptSets predicted;
-  const auto& layers = Layers();
+  const auto& layers = Layers(small_pages);
   const std::vector<float> x = Input(2);
   // kKeptSets random kept sets per layer, sorted.
   std::vector<std::vector<int32_t>> kept(kLayers * kKeptSets);
@@ -311,6 +328,13 @@ void BM_SparseFfn(benchmark::State& state) {
   state.counters["ffn_per_s"] =
       benchmark::Counter(static_cast<double>(kLayers), benchmark::Counter::kIsIterationInvariantRate);
 }
+void BM_SparseFfn(benchmark::State& state) { SparseFfn(state, false); }
+void BM_SparseFfnSmallPages(benchmark::State& state) { SparseFfn(state, true); }
+BENCHMARK(BM_SparseFfnSmallPages)
+    ->ArgNames({"kept_pct", "part", "cats", "rank"})
+    ->ArgsProduct({{100, 50, 30}, {0, 1}, {0}, {0}})
+    ->ArgsProduct({{50, 30}, {0}, {0}, {32}})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SparseFfn)
     ->ArgNames({"kept_pct", "part", "cats", "rank"})
     ->ArgsProduct({{100, 50, 30, 10}, {0, 1, 2}, {0}, {0}})

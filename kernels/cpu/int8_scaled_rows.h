@@ -18,7 +18,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/cpu/sparse_ffn_layouts.h"  // CacheLineVector
+#include "common/weight_memory.h"
 
 namespace accullm::kernels {
 
@@ -26,8 +26,8 @@ inline constexpr int64_t kInt8ScaledRowsBlock = 64;
 
 struct Int8ScaledRows {
   int64_t out = 0, in = 0;
-  CacheLineVector<int8_t> codes;  // [blocks(), in, 64]
-  std::vector<float> steps;       // [blocks() · 64]; 0 for padding rows
+  WeightVector<int8_t> codes;  // [blocks(), in, 64]
+  std::vector<float> steps;    // [blocks() · 64]; 0 for padding rows
   int64_t blocks() const { return (out + kInt8ScaledRowsBlock - 1) / kInt8ScaledRowsBlock; }
   size_t bytes() const { return codes.size() + 4 * steps.size(); }
 };

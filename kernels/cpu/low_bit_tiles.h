@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "common/weight_memory.h"
 #include "kernels/low_bit_matrix.h"
 
 namespace accullm::kernels {
@@ -37,12 +38,12 @@ struct LowBitTiles {
   int bits = 4;
   bool planes = false;  // 5- or 6-bit codes as a nibble plane and a high plane
   int zero_frac_bits = 0;
-  int64_t tiles = 0;                 // ceil(out / 16)
-  std::vector<uint8_t> codes;        // [tiles, groups, chunks per group, 64]
-  std::vector<uint16_t> scales;      // F16 [tiles, groups, 16]; empty with scale codes
-  std::vector<uint8_t> scale_codes;  // [tiles, groups, 16]; scale = row scale · code / 255
-  std::vector<float> row_scales;     // [tiles, 16] (F16 widened: exact)
-  std::vector<uint8_t> zeros;        // [tiles, groups, 16]; empty: symmetric (zero 2^(bits-1))
+  int64_t tiles = 0;                  // ceil(out / 16)
+  WeightVector<uint8_t> codes;        // [tiles, groups, chunks per group, 64]
+  WeightVector<uint16_t> scales;      // F16 [tiles, groups, 16]; empty with scale codes
+  WeightVector<uint8_t> scale_codes;  // [tiles, groups, 16]; scale = row scale · code / 255
+  std::vector<float> row_scales;      // [tiles, 16] (F16 widened: exact)
+  WeightVector<uint8_t> zeros;        // [tiles, groups, 16]; empty: symmetric (zero 2^(bits-1))
 
   int64_t groups() const { return in / group; }
   bool nibbles() const { return bits <= 4; }

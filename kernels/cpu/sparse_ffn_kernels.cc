@@ -148,12 +148,12 @@ ACCULLM_SPARSE_AVX512_TARGET inline void Transpose16x16(__m512i (&r)[16]) {
 // The activations and per-group constants of row 0, arranged as a row's words (a lane per group
 // of a block, sparse_ffn_layouts.h), and a batch's scratch. Zero past `in` and past the groups.
 struct RowActivations {
-  CacheLineVector<int8_t> lo, hi;        // [row_words · 4]: word i's low-nibble (or byte) and high-nibble columns
-  CacheLineVector<int32_t> sums;         // [meta_stride]: x.sums
-  CacheLineVector<int32_t> neg_sums_lo;  // [meta_stride]: −x.sums in the low 16 bits (when it fits)
-  CacheLineVector<float> factors;        // [meta_stride]: x.scales · 2^−frac, as the dense epilogue rounds it
-  CacheLineVector<int32_t> d;            // a batch's integer group terms, [blocks, rows, 16 groups]
-  CacheLineVector<float> f;              // a batch's float group factors, [blocks, rows, 16 groups]
+  WeightVector<int8_t> lo, hi;        // [row_words · 4]: word i's low-nibble (or byte) and high-nibble columns
+  WeightVector<int32_t> sums;         // [meta_stride]: x.sums
+  WeightVector<int32_t> neg_sums_lo;  // [meta_stride]: −x.sums in the low 16 bits (when it fits)
+  WeightVector<float> factors;        // [meta_stride]: x.scales · 2^−frac, as the dense epilogue rounds it
+  WeightVector<int32_t> d;            // a batch's integer group terms, [blocks, rows, 16 groups]
+  WeightVector<float> f;              // a batch's float group factors, [blocks, rows, 16 groups]
 };
 
 // Whether −Σx of a group fits a signed 16-bit lane (|q| ≤ 128), so that zero · Σx can be one

@@ -36,32 +36,13 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <new>
 #include <string>
 #include <vector>
 
+#include "common/weight_memory.h"
 #include "kernels/low_bit_matrix.h"
 
 namespace accullm::kernels {
-
-// Allocates on 64-byte boundaries: rows and strips are multiples of a cache line, so every
-// 64-byte load of the kernels is one line (std::vector's default allocation of a large array
-// sits 16 bytes past a page boundary: every load would straddle two lines).
-template <typename T>
-struct CacheLineAllocator {
-  using value_type = T;
-  CacheLineAllocator() = default;
-  template <typename U>
-  CacheLineAllocator(const CacheLineAllocator<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64})); }
-  void deallocate(T* p, size_t) { ::operator delete (p, std::align_val_t{64}); }
-  template <typename U>
-  bool operator==(const CacheLineAllocator<U>&) const {
-    return true;
-  }
-};
-template <typename T>
-using CacheLineVector = std::vector<T, CacheLineAllocator<T>>;
 
 // ---- Gate / up: row-granular ----
 
@@ -77,7 +58,7 @@ struct SparseRowsLayout {
   int64_t row_stride = 0;   // row_words + meta_words
   // [out + 1, row_stride]: per row its code words, then its steps and zero bytes, so a kept
   // row is one contiguous run of lines. Row `out` is all zero.
-  CacheLineVector<uint32_t> words;
+  WeightVector<uint32_t> words;
   std::vector<float> row_scales;  // [out + 1] with scale codes (F16 widened: exact), else empty
 
   int64_t groups() const { return in / group; }
@@ -126,13 +107,13 @@ struct SparseColumnsLayout {
   int64_t out = 0, in = 0, group = 0;  // out = the down projection's outputs, in = its neurons
   int bits = 4;
   int zero_frac_bits = 0;
-  int64_t out_padded = 0;            // out rounded up to kSparseDownBlockOutputs
-  int64_t strip_bytes = 0;           // bytes per neuron: out_padded / 2 (≤ 4 bits) or out_padded
-  std::vector<uint8_t> codes;        // [in, strip_bytes]
-  std::vector<uint16_t> scales;      // F16 [groups, out_padded]; empty with scale codes
-  std::vector<uint8_t> scale_codes;  // [groups, out_padded]
-  std::vector<float> row_scales;     // [out_padded]
-  std::vector<uint8_t> zeros;        // [groups, out_padded]; empty: symmetric
+  int64_t out_padded = 0;             // out rounded up to kSparseDownBlockOutputs
+  int64_t strip_bytes = 0;            // bytes per neuron: out_padded / 2 (≤ 4 bits) or out_padded
+  WeightVector<uint8_t> codes;        // [in, strip_bytes]
+  WeightVector<uint16_t> scales;      // F16 [groups, out_padded]; empty with scale codes
+  WeightVector<uint8_t> scale_codes;  // [groups, out_padded]
+  std::vector<float> row_scales;      // [out_padded]
+  WeightVector<uint8_t> zeros;        // [groups, out_padded]; empty: symmetric
   // Every step is finite and ≥ 0 (true of every quantizer output). Then a group whose
   // activation codes are all zero changes an output only as acc + 0.f does, which lets the
   // kernels skip its steps and zeros too (sparse_ffn_kernels.cc); otherwise they never skip.
