@@ -187,14 +187,22 @@ void ArrangeActivations(const SparseRowsLayout& w, const Int8Activations& x, int
 
 // Block b's 16 steps of a row as floats (F16, or the 8-bit code times the row's step / 255 as
 // U8GroupScale rounds it).
-ACCULLM_SPARSE_AVX512_TARGET inline __m512 BlockSteps(const SparseRowsLayout& w, const uint8_t* steps, int64_t b,
+ACCULLM_SPARSE_AVX512_TARGET inline __m512 BlockSteps(bool scale_codes, const uint8_t* steps, int64_t b,
                                                       float row_scale) {
-  if (w.has_scale_codes) {
+  if (scale_codes) {
     const __m512i codes = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(steps + 16 * b)));
     return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(row_scale), _mm512_cvtepi32_ps(codes)),
                          _mm512_set1_ps(1.f / 255.f));
   }
   return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(steps + 32 * b)));
+}
+
+// acc + the four-byte dot products of u8 a and s8 b per lane (vpdpbusd) in inline assembly:
+// GCC 12 copies the accumulator of the intrinsic into a fresh register and back around every
+// use in these loops (two extra moves per multiply-add); tied to one register, it does not.
+ACCULLM_SPARSE_AVX512_TARGET inline __m512i DotBytes(__m512i acc, __m512i a, __m512i b) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
 }
 
 // A batch of 16 kept rows: lane r reads row rows[r] (the zero row for padding) and writes
@@ -217,55 +225,76 @@ ACCULLM_SPARSE_AVX512_TARGET void BatchGroupTerms(const SparseRowsLayout& w, con
   const int64_t blocks = w.row_blocks(), words = w.group_words();
   const unsigned frac = static_cast<unsigned>(w.zero_frac_bits);
   const bool sums16 = SumsFit16(w);
-  const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0F), high_nibbles = _mm512_set1_epi8(static_cast<char>(0xF0));
   const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
+  // Everything a row's epilogue needs, resolved once per batch quad: recomputed from the
+  // layout per block, the row addresses took more instructions than the epilogue's arithmetic
+  // (the compiler reloads the layout's fields after every store).
+  const bool has_zeros = w.has_zeros, scale_codes = w.has_scale_codes;
+  const int64_t step_block_bytes = 16 * w.step_bytes();
   const uint32_t* src[kR];
   const char* next[kR];
+  const uint8_t *steps[kR], *zeros[kR], *next_steps[kR], *next_zeros[kR];
+  float row_scale[kR];
   for (int i = 0; i < kR; ++i) {
-    src[i] = w.row(batch.rows[r0 + i]);
-    next[i] = reinterpret_cast<const char*>(w.row(batch.next_rows[r0 + i]));
+    const int32_t row = batch.rows[r0 + i], next_row = batch.next_rows[r0 + i];
+    src[i] = w.row(row);
+    next[i] = reinterpret_cast<const char*>(w.row(next_row));
+    steps[i] = w.row_steps(row);
+    next_steps[i] = w.row_steps(next_row);
+    zeros[i] = has_zeros ? w.row_zeros(row) : nullptr;
+    next_zeros[i] = has_zeros ? w.row_zeros(next_row) : nullptr;
+    row_scale[i] = scale_codes ? w.row_scales[row] : 0.f;
   }
+  const int32_t* neg_sums_lo = a.neg_sums_lo.data();
+  const int32_t* sums = a.sums.data();
+  const float* factors = a.factors.data();
+  const int8_t* x_lo = a.lo.data();
+  const int8_t* x_hi = a.hi.data();
   for (int64_t b = 0; b < blocks; ++b) {
     __m512i lo[kR], hi[kR];
     for (int i = 0; i < kR; ++i) lo[i] = hi[i] = _mm512_setzero_si512();
+#pragma GCC unroll 2
     for (int64_t j = 0; j < words; ++j) {
       const int64_t at = (b * words + j) * 16;
-      const __m512i xl = _mm512_load_si512(a.lo.data() + 4 * at);
-      const __m512i xh = kNibbles ? _mm512_load_si512(a.hi.data() + 4 * at) : xl;
+      const __m512i xl = _mm512_load_si512(x_lo + 4 * at);
+      const __m512i xh = kNibbles ? _mm512_load_si512(x_hi + 4 * at) : xl;
 #pragma GCC unroll 4
       for (int i = 0; i < kR; ++i) {
         _mm_prefetch(next[i] + 4 * at, _MM_HINT_T1);
         const __m512i v = _mm512_load_si512(src[i] + at);
-        if constexpr (kNibbles) {
-          lo[i] = _mm512_dpbusd_epi32(lo[i], _mm512_and_si512(v, low_nibbles), xl);
-          hi[i] = _mm512_dpbusd_epi32(hi[i], _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles), xh);
+        if constexpr (kNibbles) {  // high nibbles in place: hi sums 16 · code · x (no shift per word)
+          lo[i] = DotBytes(lo[i], _mm512_and_si512(v, low_nibbles), xl);
+          hi[i] = DotBytes(hi[i], _mm512_and_si512(v, high_nibbles), xh);
         } else if (j % 2 == 0) {
-          lo[i] = _mm512_dpbusd_epi32(lo[i], v, xl);
+          lo[i] = DotBytes(lo[i], v, xl);
         } else {
-          hi[i] = _mm512_dpbusd_epi32(hi[i], v, xl);
+          hi[i] = DotBytes(hi[i], v, xl);
         }
       }
     }
+    const __m512 factor = _mm512_load_ps(factors + 16 * b);
+    const __m512i neg_sum = _mm512_load_si512(neg_sums_lo + 16 * b), sum = _mm512_load_si512(sums + 16 * b);
 #pragma GCC unroll 4
     for (int i = 0; i < kR; ++i) {
       const int r = r0 + i;
-      const uint8_t* next_steps = w.row_steps(batch.next_rows[r]);
-      _mm_prefetch(reinterpret_cast<const char*>(next_steps + w.step_bytes() * 16 * b), _MM_HINT_T1);
-      if (w.has_zeros)
-        _mm_prefetch(reinterpret_cast<const char*>(w.row_zeros(batch.next_rows[r]) + 16 * b), _MM_HINT_T1);
-      __m512i d = _mm512_slli_epi32(_mm512_add_epi32(lo[i], hi[i]), frac);
-      const __m512i zero = w.has_zeros ? _mm512_cvtepu8_epi32(_mm_load_si128(
-                                             reinterpret_cast<const __m128i*>(w.row_zeros(batch.rows[r]) + 16 * b)))
-                                       : symmetric_zero;
-      if (w.has_zeros && sums16) {  // + zero · (−Σx): the zero's high 16 bits (0) meet a 0
-        d = _mm512_dpwssd_epi32(d, zero, _mm512_load_si512(a.neg_sums_lo.data() + 16 * b));
+      _mm_prefetch(reinterpret_cast<const char*>(next_steps[i] + step_block_bytes * b), _MM_HINT_T1);
+      if (has_zeros) _mm_prefetch(reinterpret_cast<const char*>(next_zeros[i] + 16 * b), _MM_HINT_T1);
+      // hi is a multiple of 16 at nibbles (exact in int32: ≤ 16 · 15 · 128 per column), so the
+      // arithmetic shift recovers the true high-nibble sum.
+      const __m512i hi_sum = kNibbles ? _mm512_srai_epi32(hi[i], 4) : hi[i];
+      __m512i d = _mm512_slli_epi32(_mm512_add_epi32(lo[i], hi_sum), frac);
+      const __m512i zero =
+          has_zeros ? _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(zeros[i] + 16 * b)))
+                    : symmetric_zero;
+      if (has_zeros && sums16) {  // + zero · (−Σx): the zero's high 16 bits (0) meet a 0
+        d = _mm512_dpwssd_epi32(d, zero, neg_sum);
       } else {
-        d = _mm512_sub_epi32(d, _mm512_mullo_epi32(zero, _mm512_load_si512(a.sums.data() + 16 * b)));
+        d = _mm512_sub_epi32(d, _mm512_mullo_epi32(zero, sum));
       }
-      const float row_scale = w.has_scale_codes ? w.row_scales[batch.rows[r]] : 0.f;
+      const __m512 ws = BlockSteps(scale_codes, steps[i], b, row_scale[i]);
       _mm512_store_si512(d_out + (b * 16 + r) * 16, d);
-      _mm512_store_ps(f_out + (b * 16 + r) * 16, _mm512_mul_ps(BlockSteps(w, w.row_steps(batch.rows[r]), b, row_scale),
-                                                               _mm512_load_ps(a.factors.data() + 16 * b)));
+      _mm512_store_ps(f_out + (b * 16 + r) * 16, _mm512_mul_ps(ws, factor));
     }
   }
 }
@@ -431,14 +460,14 @@ ACCULLM_SPARSE_AVX512_TARGET void DownAvx512(const SparseColumnsLayout& w, const
             for (int t = 0; t < 4; ++t) a[t] = _mm512_loadu_si512(s[4 * half + t] + b * block_bytes);
             InterleaveFour(a, quads);
             for (int k = 0; k < 4; ++k) {
-              sums[k] = _mm512_dpbusd_epi32(sums[k], quads[k], xq);
-              sums[4 + k] = _mm512_dpbusd_epi32(sums[4 + k], _mm512_and_si512(quads[k], high_nibbles), xq);
+              sums[k] = DotBytes(sums[k], quads[k], xq);
+              sums[4 + k] = DotBytes(sums[4 + k], _mm512_and_si512(quads[k], high_nibbles), xq);
             }
           } else {
             for (int seg = 0; seg < 2; ++seg) {
               for (int t = 0; t < 4; ++t) a[t] = _mm512_loadu_si512(s[4 * half + t] + b * block_bytes + 64 * seg);
               InterleaveFour(a, quads);
-              for (int k = 0; k < 4; ++k) sums[4 * seg + k] = _mm512_dpbusd_epi32(sums[4 * seg + k], quads[k], xq);
+              for (int k = 0; k < 4; ++k) sums[4 * seg + k] = DotBytes(sums[4 * seg + k], quads[k], xq);
             }
           }
         }

@@ -26,9 +26,10 @@
 // group order: the tiles' epilogue. Four rows at a time, from four streams (quarters of the
 // kept list, each walked in order), the next row of each stream fetched by software; a
 // batch's transposition runs in slices between the next batch's rows, so that weight lines
-// are requested all along. Rows in L2 (bench BM_RowsInL2): a kept row costs 1.3–1.6x a dense
-// row, software prefetches included (~1.2x without them; the previous word-major layout,
-// whose row-major dot products were reduced into group sums, ~1.4x without). From memory the
+// are requested all along. Rows in L2 (bench BM_RowsInL2, every row kept): a kept row costs
+// 1.76x a dense row, software prefetches included (2.1–2.35x before 2026-12-02: the epilogue
+// recomputed each row's addresses per block, and GCC 12 wrapped every vpdpbusd intrinsic in
+// two register copies, DotBytes). From memory the
 // kernels are bound by how fast scattered 1.25 KB rows stream in (docs/benchmarks.md, "Sparse
 // FFN at decode"): at 50% kept the whole FFN ran 1.28–1.33x faster than dense, not the
 // ~1.8x its bytes allow.
