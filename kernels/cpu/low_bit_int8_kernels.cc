@@ -6,6 +6,7 @@
 
 #include "common/dtype.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/dot_bytes_avx512.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/low_bit_tiles_avx2.h"
 
@@ -146,8 +147,8 @@ ACCULLM_AVX512_TARGET void TileAvx512(const LowBitTiles& w, const Int8Activation
         __m512i lo, hi;
         ChunkCodes512<kCodes>(codes, chunks, c, lo, hi);
         for (int m = 0; m < kM; ++m) {
-          dot[m] = _mm512_dpbusd_epi32(dot[m], lo, _mm512_set1_epi32(Load32(xg[m] + 8 * c)));
-          dot2[m] = _mm512_dpbusd_epi32(dot2[m], hi, _mm512_set1_epi32(Load32(xg[m] + 8 * c + 4)));
+          dot[m] = DotBytes512(dot[m], lo, _mm512_set1_epi32(Load32(xg[m] + 8 * c)));
+          dot2[m] = DotBytes512(dot2[m], hi, _mm512_set1_epi32(Load32(xg[m] + 8 * c + 4)));
         }
       }
     } else {  // chunks is group / 4: even
@@ -155,8 +156,8 @@ ACCULLM_AVX512_TARGET void TileAvx512(const LowBitTiles& w, const Int8Activation
         const __m512i v0 = _mm512_loadu_si512(codes + c * kTileChunkBytes);
         const __m512i v1 = _mm512_loadu_si512(codes + (c + 1) * kTileChunkBytes);
         for (int m = 0; m < kM; ++m) {
-          dot[m] = _mm512_dpbusd_epi32(dot[m], v0, _mm512_set1_epi32(Load32(xg[m] + 4 * c)));
-          dot2[m] = _mm512_dpbusd_epi32(dot2[m], v1, _mm512_set1_epi32(Load32(xg[m] + 4 * c + 4)));
+          dot[m] = DotBytes512(dot[m], v0, _mm512_set1_epi32(Load32(xg[m] + 4 * c)));
+          dot2[m] = DotBytes512(dot2[m], v1, _mm512_set1_epi32(Load32(xg[m] + 4 * c + 4)));
         }
       }
     }
@@ -202,16 +203,16 @@ ACCULLM_AVX512_TARGET void TilesOneRowAvx512(const LowBitTiles& w, const Int8Act
         for (int k = 0; k < kK; ++k) {
           __m512i lo, hi;
           ChunkCodes512<kCodes>(codes[k], chunks, c, lo, hi);
-          dot[k] = _mm512_dpbusd_epi32(dot[k], lo, xlo);
-          dot2[k] = _mm512_dpbusd_epi32(dot2[k], hi, xhi);
+          dot[k] = DotBytes512(dot[k], lo, xlo);
+          dot2[k] = DotBytes512(dot2[k], hi, xhi);
         }
       }
     } else {  // byte codes, as TileAvx512: even and odd chunks on two chains
       for (int64_t c = 0; c < chunks; c += 2) {
         const __m512i x0 = _mm512_set1_epi32(Load32(xg + 4 * c)), x1 = _mm512_set1_epi32(Load32(xg + 4 * c + 4));
         for (int k = 0; k < kK; ++k) {
-          dot[k] = _mm512_dpbusd_epi32(dot[k], _mm512_loadu_si512(codes[k] + c * kTileChunkBytes), x0);
-          dot2[k] = _mm512_dpbusd_epi32(dot2[k], _mm512_loadu_si512(codes[k] + (c + 1) * kTileChunkBytes), x1);
+          dot[k] = DotBytes512(dot[k], _mm512_loadu_si512(codes[k] + c * kTileChunkBytes), x0);
+          dot2[k] = DotBytes512(dot2[k], _mm512_loadu_si512(codes[k] + (c + 1) * kTileChunkBytes), x1);
         }
       }
     }

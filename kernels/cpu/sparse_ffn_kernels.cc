@@ -6,6 +6,7 @@
 
 #include "common/dtype.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/dot_bytes_avx512.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/low_bit_tiles_avx2.h"
 
@@ -197,14 +198,6 @@ ACCULLM_SPARSE_AVX512_TARGET inline __m512 BlockSteps(bool scale_codes, const ui
   return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(steps + 32 * b)));
 }
 
-// acc + the four-byte dot products of u8 a and s8 b per lane (vpdpbusd) in inline assembly:
-// GCC 12 copies the accumulator of the intrinsic into a fresh register and back around every
-// use in these loops (two extra moves per multiply-add); tied to one register, it does not.
-ACCULLM_SPARSE_AVX512_TARGET inline __m512i DotBytes(__m512i acc, __m512i a, __m512i b) {
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
-  return acc;
-}
-
 // A batch of 16 kept rows: lane r reads row rows[r] (the zero row for padding) and writes
 // y[out_at[r]] (none when < 0); next_rows[r] is the row fetched by software along it.
 struct RowBatch {
@@ -264,12 +257,12 @@ ACCULLM_SPARSE_AVX512_TARGET void BatchGroupTerms(const SparseRowsLayout& w, con
         _mm_prefetch(next[i] + 4 * at, _MM_HINT_T1);
         const __m512i v = _mm512_load_si512(src[i] + at);
         if constexpr (kNibbles) {  // high nibbles in place: hi sums 16 · code · x (no shift per word)
-          lo[i] = DotBytes(lo[i], _mm512_and_si512(v, low_nibbles), xl);
-          hi[i] = DotBytes(hi[i], _mm512_and_si512(v, high_nibbles), xh);
+          lo[i] = DotBytes512(lo[i], _mm512_and_si512(v, low_nibbles), xl);
+          hi[i] = DotBytes512(hi[i], _mm512_and_si512(v, high_nibbles), xh);
         } else if (j % 2 == 0) {
-          lo[i] = DotBytes(lo[i], v, xl);
+          lo[i] = DotBytes512(lo[i], v, xl);
         } else {
-          hi[i] = DotBytes(hi[i], v, xl);
+          hi[i] = DotBytes512(hi[i], v, xl);
         }
       }
     }
@@ -460,14 +453,14 @@ ACCULLM_SPARSE_AVX512_TARGET void DownAvx512(const SparseColumnsLayout& w, const
             for (int t = 0; t < 4; ++t) a[t] = _mm512_loadu_si512(s[4 * half + t] + b * block_bytes);
             InterleaveFour(a, quads);
             for (int k = 0; k < 4; ++k) {
-              sums[k] = DotBytes(sums[k], quads[k], xq);
-              sums[4 + k] = DotBytes(sums[4 + k], _mm512_and_si512(quads[k], high_nibbles), xq);
+              sums[k] = DotBytes512(sums[k], quads[k], xq);
+              sums[4 + k] = DotBytes512(sums[4 + k], _mm512_and_si512(quads[k], high_nibbles), xq);
             }
           } else {
             for (int seg = 0; seg < 2; ++seg) {
               for (int t = 0; t < 4; ++t) a[t] = _mm512_loadu_si512(s[4 * half + t] + b * block_bytes + 64 * seg);
               InterleaveFour(a, quads);
-              for (int k = 0; k < 4; ++k) sums[4 * seg + k] = DotBytes(sums[4 * seg + k], quads[k], xq);
+              for (int k = 0; k < 4; ++k) sums[4 * seg + k] = DotBytes512(sums[4 * seg + k], quads[k], xq);
             }
           }
         }

@@ -29,7 +29,7 @@
 // are requested all along. Rows in L2 (bench BM_RowsInL2, every row kept): a kept row costs
 // 1.76x a dense row, software prefetches included (2.1–2.35x before 2026-12-02: the epilogue
 // recomputed each row's addresses per block, and GCC 12 wrapped every vpdpbusd intrinsic in
-// two register copies, DotBytes). From memory the
+// two register copies, dot_bytes_avx512.h). From memory the
 // kernels are bound by how fast scattered 1.25 KB rows stream in (docs/benchmarks.md, "Sparse
 // FFN at decode"): at 50% kept the whole FFN ran 1.28–1.33x faster than dense, not the
 // ~1.8x its bytes allow.
