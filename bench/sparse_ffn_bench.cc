@@ -31,6 +31,10 @@
 //     --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 // One FFN takes the iteration time / kLayers (counter ffn_per_s: FFNs per second).
 // --down-group=128 quantizes down at group 128 (quantize --down-group), dense and sparse alike.
+//   BM_DenseFfnSmallPages, BM_SparseFfnSmallPages  a subset of the two above on a second copy
+//                               of the layers held on 4 KiB pages (ACCULLM_HUGE_PAGES=off's
+//                               MADV_NOHUGEPAGE), for an in-process huge-page A/B
+//                               (common/weight_memory.h); the others run on huge pages, as decode
 //   BM_RowsInL2/kernel          the gate/up kernels on 512 L2-resident rows: instructions alone
 //   BM_GuesserOut/rank/kind     the guesser's out product alone: F16 (before) against INT8 rows
 //   BM_DownInL2/kernel          down on 512 outputs (L2-resident): dense, sparse all / half / one per group
