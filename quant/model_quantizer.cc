@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <optional>
-#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "model/low_bit_linear.h"
+#include "model/pack/manifest.h"
 #include "quant/calibration.h"
 #include "quant/hessian_factors.h"
 
@@ -165,7 +165,7 @@ absl::StatusOr<std::vector<std::unique_ptr<model::LinearOp>>> QuantizeBlock(
         site != nullptr ? SelectOutlierChannels(*site, options.outliers) : std::vector<int32_t>{};
     QuantOptions qo = options.quant;
     if (bits != nullptr) qo.bits = (*bits)[li];
-    if (options.down_group_size > 0 && std::string_view(bl.name) == "mlp.down_proj")
+    if (options.down_group_size > 0 && model::PackManifest::IsBlockDownProjection(prefix))
       qo.group_size = options.down_group_size;
     ASSIGN_OR_RETURN(QuantizedMatrix q,
                      QuantizeMatrix(w.data(), rows, cols, site ? &site->hessian : nullptr, outliers, qo, pool));

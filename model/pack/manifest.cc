@@ -208,9 +208,9 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
   if (const json::value* sp = o.if_contains("sparsity"); sp != nullptr) {
     ASSIGN_OR_RETURN(m.sparsity, ParsePackSparsity(*sp, m.layer_precision.size()));
     if (m.sparsity->predictor == "lowrank" && m.format_version < kPackFormatVersionGuesser) {
-      return absl::InvalidArgumentError(absl::StrCat("\"sparsity\".\"predictor\" \"lowrank\" needs format_version >= ",
-                                                     kPackFormatVersionGuesser, " (the manifest says ",
-                                                     m.format_version, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"sparsity\".\"predictor\" \"lowrank\" needs format_version >= ", kPackFormatVersionGuesser,
+                       " (the manifest says ", m.format_version, ")"));
     }
   }
   return absl::OkStatus();
@@ -218,11 +218,12 @@ absl::Status ParseInto(const json::object& o, PackManifest& m) {
 
 }  // namespace
 
+bool PackManifest::IsBlockDownProjection(std::string_view prefix) {
+  return prefix.starts_with("model.layers.") && prefix.ends_with(".mlp.down_proj");
+}
+
 int64_t PackManifest::GroupOf(const std::string& prefix) const {
-  if (down_group_size > 0 && std::string_view(prefix).starts_with("model.layers.") &&
-      std::string_view(prefix).ends_with(".mlp.down_proj"))
-    return down_group_size;
-  return group_size;
+  return down_group_size > 0 && IsBlockDownProjection(prefix) ? down_group_size : group_size;
 }
 
 int PackManifest::BitsOf(const std::string& prefix) const {

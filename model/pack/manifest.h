@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -95,6 +96,9 @@ struct PackManifest {
   // Group size of a quantized matrix: down_group_size for the blocks' mlp.down_proj when the
   // manifest has one, else group_size.
   int64_t GroupOf(const std::string& prefix) const;
+  // Whether `prefix` names a block's down projection ("model.layers.L.mlp.down_proj"): the
+  // linear down_group_size applies to (here and in the quantizer that writes it).
+  static bool IsBlockDownProjection(std::string_view prefix);
 
   // Parses and validates accullm.json text (`what` names the file in errors).
   static absl::StatusOr<PackManifest> Parse(const std::string& text, const std::string& what);
