@@ -30,9 +30,10 @@
 // 1.76x a dense row, software prefetches included (2.1–2.35x before 2026-12-02: the epilogue
 // recomputed each row's addresses per block, and GCC 12 wrapped every vpdpbusd intrinsic in
 // two register copies, dot_bytes_avx512.h). From memory the
-// kernels are bound by how fast scattered 1.25 KB rows stream in (docs/benchmarks.md, "Sparse
-// FFN at decode"): at 50% kept the whole FFN ran 1.28–1.33x faster than dense, not the
-// ~1.8x its bytes allow.
+// kernels are bound by how fast scattered 1.25 KB rows stream in: at 50% kept the whole FFN
+// runs 1.76–1.79x faster than dense without a guesser (bench/sparse_ffn_bench, 2026-12-02;
+// docs/benchmarks.md, "Sparse FFN: the rows kernel's instructions, huge pages"), short of
+// the ~1.9x its bytes allow (it reads 0.53x of dense's).
 // Down, AVX-512: per group, eight nonzero neurons per pass; their strips' bytes interleaved
 // four by four (unpack epi8/epi16) into dwords of one output's four codes, vpdpbusd against
 // the four activation codes, int32 sums kept in L1 for the thread's outputs; at ≤ 4 bits a
