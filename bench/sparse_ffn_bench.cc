@@ -20,12 +20,14 @@
 //         tiles, SiLU and the threshold selection over every neuron, then up over the kept rows;
 //         the kept set is the random one)
 //   rank: with cats 0 and part 0 or 1, the trained guesser's cost (model/ffn_guesser.h): every
-//         layer first runs GuesserNeuronSelector::Select (its F16 `in` and INT8 `out` products, SiLU·up, the
+//         layer first runs GuesserNeuronSelector::Select (its F16 `in` and integer `out` products, SiLU·up, the
 //         threshold) on random rank-`rank` weights loaded from a guesser file, as decode does;
 //         its kept list is computed and dropped (the kernels keep the random set, so the rows
 //         compare the same kernel work). 0 = no guesser; kAutoRank = the rank `accullm
 //         quantize --guesser-rank auto` picks for this FFN (F16 weights at most 10% of its
 //         stored bytes, quant::DefaultGuesserRank).
+//   gbits: with a rank, the guesser's `out` codes (--guesser-out-bits: 4, quantize's default,
+//         or 8, packs before it); 0 without a guesser
 // Compare ratios measured in one interleaved run on a noisy machine:
 //   build/bench/sparse_ffn_bench --benchmark_enable_random_interleaving=true
 //     --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
@@ -36,7 +38,7 @@
 //                               MADV_NOHUGEPAGE), for an in-process huge-page A/B
 //                               (common/weight_memory.h); the others run on huge pages, as decode
 //   BM_RowsInL2/kernel          the gate/up kernels on 512 L2-resident rows: instructions alone
-//   BM_GuesserOut/rank/kind     the guesser's out product alone: F16 (before) against INT8 rows
+//   BM_GuesserOut/rank/kind     the guesser's out product alone: F16 (before) against INT8 and INT4 rows
 //   BM_DownInL2/kernel          down on 512 outputs (L2-resident): dense, sparse all / half / one per group
 #include <benchmark/benchmark.h>
 
@@ -59,9 +61,9 @@
 #include "common/weight_memory.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/int8_activations.h"
-#include "kernels/cpu/int8_scaled_rows.h"
 #include "kernels/cpu/low_bit_int8_kernels.h"
 #include "kernels/cpu/low_bit_tiles.h"
+#include "kernels/cpu/scaled_rows.h"
 #include "kernels/cpu/silu_mul_mask.h"
 #include "kernels/cpu/sparse_ffn_kernels.h"
 #include "kernels/cpu/sparse_ffn_layouts.h"
@@ -169,9 +171,9 @@ struct BenchGuesser {
   std::unique_ptr<ThreadPool> pool;
 };
 
-const BenchGuesser& Guesser(int64_t rank) {
-  static std::map<int64_t, BenchGuesser> made;  // node-based: references stay valid
-  if (auto it = made.find(rank); it != made.end()) return it->second;
+const BenchGuesser& Guesser(int64_t rank, int out_bits) {
+  static std::map<std::pair<int64_t, int>, BenchGuesser> made;  // node-based: references stay valid
+  if (auto it = made.find({rank, out_bits}); it != made.end()) return it->second;
   const auto& layers = Layers();
   const int64_t ffn_bytes = StoredBytes(layers[0].gate.m) + StoredBytes(layers[0].up.m) + StoredBytes(layers[0].down.m);
   const auto auto_rank = static_cast<int64_t>(
@@ -209,6 +211,7 @@ const BenchGuesser& Guesser(int64_t rank) {
   model::PackSparsity sparsity;
   sparsity.predictor = "lowrank";
   sparsity.rank = rank;
+  sparsity.guesser_out_bits = out_bits;
   auto loaded = model::FfnGuesser::Load(dir, config, sparsity);
   if (!loaded.ok()) {
     std::fprintf(stderr, "%s\n", loaded.status().ToString().c_str());
@@ -227,7 +230,7 @@ const BenchGuesser& Guesser(int64_t rank) {
     thresholds.push_back(scores[kInter / 2]);
   }
   g.selector = std::make_unique<model::GuesserNeuronSelector>(guesser, thresholds);
-  return made.emplace(rank, std::move(g)).first->second;
+  return made.emplace(std::pair{rank, out_bits}, std::move(g)).first->second;
 }
 
 void DenseFfn(benchmark::State& state, bool small_pages) {
@@ -266,7 +269,7 @@ void SparseFfn(benchmark::State& state, bool small_pages) {
   const int part = static_cast<int>(state.range(1));
   const bool cats = state.range(2) == 1, separate = state.range(2) == 2;
   const int64_t rank = state.range(3);
-  const BenchGuesser* guesser = rank > 0 ? &Guesser(rank) : nullptr;
+  const BenchGuesser* guesser = rank > 0 ? &Guesser(rank, static_cast<int>(state.range(4))) : nullptr;
   model::FfnKeptSets predicted;
   const auto& layers = Layers(small_pages);
   const std::vector<float> x = Input(2);
@@ -335,22 +338,22 @@ void SparseFfn(benchmark::State& state, bool small_pages) {
 void BM_SparseFfn(benchmark::State& state) { SparseFfn(state, false); }
 void BM_SparseFfnSmallPages(benchmark::State& state) { SparseFfn(state, true); }
 BENCHMARK(BM_SparseFfnSmallPages)
-    ->ArgNames({"kept_pct", "part", "cats", "rank"})
-    ->ArgsProduct({{100, 50, 30}, {0, 1}, {0}, {0}})
-    ->ArgsProduct({{50, 30}, {0}, {0}, {32}})
+    ->ArgNames({"kept_pct", "part", "cats", "rank", "gbits"})
+    ->ArgsProduct({{100, 50, 30}, {0, 1}, {0}, {0}, {0}})
+    ->ArgsProduct({{50, 30}, {0}, {0}, {32}, {4}})
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SparseFfn)
-    ->ArgNames({"kept_pct", "part", "cats", "rank"})
-    ->ArgsProduct({{100, 50, 30, 10}, {0, 1, 2}, {0}, {0}})
-    ->ArgsProduct({{100, 50, 30, 10}, {0, 1}, {2}, {0}})
-    ->ArgsProduct({{100, 50, 30, 10}, {0}, {1}, {0}})
-    ->ArgsProduct({{50, 30, 10}, {0}, {0}, {32, kAutoRank}})
+    ->ArgNames({"kept_pct", "part", "cats", "rank", "gbits"})
+    ->ArgsProduct({{100, 50, 30, 10}, {0, 1, 2}, {0}, {0}, {0}})
+    ->ArgsProduct({{100, 50, 30, 10}, {0, 1}, {2}, {0}, {0}})
+    ->ArgsProduct({{100, 50, 30, 10}, {0}, {1}, {0}, {0}})
+    ->ArgsProduct({{50, 30, 10}, {0}, {0}, {32, kAutoRank}, {4, 8}})
     ->Unit(benchmark::kMillisecond);
 
 // The guesser's wide product alone (out [2·inter, rank] times the rank-r vector, kLayers
 // layers' weights in turn, one thread), as it ran before (F16 weights through DenseLinear)
-// and runs now (INT8 rows with F32 steps made at load, kernels/cpu/int8_scaled_rows.h).
-// kind: 0 = F16 DenseLinear, 1 = INT8 rows.
+// and runs now (integer rows with F32 steps made at load, kernels/cpu/scaled_rows.h).
+// kind: 0 = F16 DenseLinear, 1 = INT8 rows, 2 = INT4 rows.
 void BM_GuesserOut(benchmark::State& state) {
   const int64_t rank = state.range(0);
   const int kind = static_cast<int>(state.range(1));
@@ -358,7 +361,7 @@ void BM_GuesserOut(benchmark::State& state) {
   std::normal_distribution<float> normal(0.f, 1.f);
   std::vector<std::vector<uint16_t>> f16(kLayers);
   std::vector<std::unique_ptr<model::DenseLinear>> dense;
-  std::vector<Int8ScaledRows> int8;
+  std::vector<ScaledRows> rows;
   for (auto& w : f16) {
     w.resize(static_cast<size_t>(2 * kInter * rank));
     for (auto& v : w) v = F32ToF16(normal(rng) / std::sqrt(static_cast<float>(rank)));
@@ -371,7 +374,7 @@ void BM_GuesserOut(benchmark::State& state) {
     auto linear = model::DenseLinear::Create(view, nullptr);
     if (!linear.ok()) std::abort();
     dense.push_back(std::move(*linear));
-    int8.push_back(QuantizeInt8ScaledRows(w.data(), 2 * kInter, rank));
+    rows.push_back(QuantizeScaledRows(w.data(), 2 * kInter, rank, kind == 2 ? 4 : 8));
   }
   ThreadPool pool(1);
   std::vector<float> low(static_cast<size_t>(rank)), y(static_cast<size_t>(2 * kInter));
@@ -379,15 +382,15 @@ void BM_GuesserOut(benchmark::State& state) {
   for (auto _ : state) {
     for (int64_t l = 0; l < kLayers; ++l) {
       if (kind == 0) dense[l]->Forward(low.data(), 1, y.data(), pool);
-      else Int8ScaledRowsForward(int8[l], low.data(), 1, 0, int8[l].blocks(), y.data());
+      else ScaledRowsForward(rows[l], low.data(), 1, 0, rows[l].blocks(), y.data());
       benchmark::DoNotOptimize(y.data());
     }
   }
-  state.counters["bytes_per_layer"] = static_cast<double>(kind == 0 ? dense[0]->weight_bytes() : int8[0].bytes());
+  state.counters["bytes_per_layer"] = static_cast<double>(kind == 0 ? dense[0]->weight_bytes() : rows[0].bytes());
 }
 BENCHMARK(BM_GuesserOut)
     ->ArgNames({"rank", "kind"})
-    ->ArgsProduct({{32, kAutoRank}, {0, 1}})
+    ->ArgsProduct({{32, kAutoRank}, {0, 1, 2}})
     ->Unit(benchmark::kMicrosecond);
 
 // The gate/up kernels' instruction cost alone: 512 rows of one matrix (1.3 MB of tiles, as

@@ -62,10 +62,11 @@ struct QuantizeFlags {
   int naive_accumulator_bits = 0;
   int64_t tile = 0;
   int threads = 0;
-  std::string sparsity = "off";  // off, auto or a target share of FFN neurons skipped
-  std::string sparsity_predictor = "cats";  // cats, product or lowrank (the trained guesser)
+  std::string sparsity = "off";              // off, auto or a target share of FFN neurons skipped
+  std::string sparsity_predictor = "cats";   // cats, product or lowrank (the trained guesser)
   double sparsity_prefilter_recall = 0.995;  // product: share of active neurons the gate prefilter keeps
-  std::string guesser_rank = "auto";        // auto (10% of the FFN's bytes) or a rank
+  std::string guesser_rank = "auto";         // auto (10% of the FFN's bytes) or a rank
+  int guesser_out_bits = 4;                  // the codes the guesser's wide `out` product runs on
   double sparsity_kl_budget = 0.25, sparsity_top1_budget = 0.25;
 };
 
@@ -433,8 +434,8 @@ absl::StatusOr<int64_t> GuesserRank(const QuantizeFlags& f, const model::Transfo
   int64_t r = 0;
   if (!absl::SimpleAtoi(f.guesser_rank, &r) || r < 1 || r > pack.config().hidden_size) {
     return absl::InvalidArgumentError(absl::StrCat("--guesser-rank \"", f.guesser_rank,
-                                                   "\": expected auto or an integer in [1, ",
-                                                   pack.config().hidden_size, "]"));
+                                                   "\": expected auto or an integer in [1, ", pack.config().hidden_size,
+                                                   "]"));
   }
   return r;
 }
@@ -471,6 +472,7 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p, const std::string&
     model::PackSparsity spec;
     spec.predictor = "lowrank";
     spec.rank = rank;
+    spec.guesser_out_bits = f.guesser_out_bits;
     ASSIGN_OR_RETURN(guesser, model::FfnGuesser::Load(pack_dir, pack->config(), spec));
     scores.emplace(*guesser, pack->config(), pool);
     Progress progress("guesser scores");
@@ -492,6 +494,7 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p, const std::string&
     if (lowrank) {
       th.predictor = "lowrank";
       th.rank = rank;
+      th.guesser_out_bits = f.guesser_out_bits;
       for (size_t l = 0; l < targets.size(); ++l) th.thresholds[l] = scores->Threshold(l, targets[l]);
     }
     return th;
@@ -517,7 +520,8 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p, const std::string&
       const model::PackSparsity th = thresholds_at(shares);
       RETURN_IF_ERROR(pack->SetFfnSparsity(product ? th.gate_thresholds : th.thresholds, {},
                                            product ? th.thresholds : std::vector<float>{}));
-      if (lowrank) pack->set_ffn_neuron_selector(std::make_shared<model::GuesserNeuronSelector>(guesser, th.thresholds));
+      if (lowrank)
+        pack->set_ffn_neuron_selector(std::make_shared<model::GuesserNeuronSelector>(guesser, th.thresholds));
       pack->ResetFfnSparsityCounts();
       ASSIGN_OR_RETURN(quant::EvalResult r, quant::Evaluate(*pack, reference, p.calib_stream, p.bos));
       int64_t total = 0, kept = 0;
@@ -525,26 +529,26 @@ absl::Status AddSparsity(const QuantizeFlags& f, Prepared& p, const std::string&
         total += c.total;
         kept += c.kept;
       }
-      return quant::SparsityCost{.kl = r.kl_mean,
-                                 .top1 = r.top1_agreement,
-                                 .skipped = total > 0 ? static_cast<double>(total - kept) / static_cast<double>(total)
-                                                      : 0.0};
+      return quant::SparsityCost{
+          .kl = r.kl_mean,
+          .top1 = r.top1_agreement,
+          .skipped = total > 0 ? static_cast<double>(total - kept) / static_cast<double>(total) : 0.0};
     };
     std::printf("%-12s %-44s %-10s %-8s %-9s %s\n", "phase", "share per layer", "KL mean", "top-1 %", "skipped %",
                 "within budget");
     auto report = [](const char* phase, const std::vector<double>& shares, const quant::SparsityCost& c, bool ok) {
       std::string list;
       for (double t : shares) absl::StrAppend(&list, list.empty() ? "" : ",", absl::StrFormat("%.2f", t));
-      std::printf("%-12s %-44s %-10.6f %-8.2f %-9.1f %s\n", phase, list.c_str(), c.kl, 100 * c.top1,
-                  100 * c.skipped, ok ? "yes" : "no");
+      std::printf("%-12s %-44s %-10.6f %-8.2f %-9.1f %s\n", phase, list.c_str(), c.kl, 100 * c.top1, 100 * c.skipped,
+                  ok ? "yes" : "no");
       std::fflush(stdout);
     };
     const quant::SparsityBudget budget{.max_kl = dense.kl_mean * (1 + f.sparsity_kl_budget),
                                        .min_top1 = dense.top1_agreement - f.sparsity_top1_budget / 100};
-    ASSIGN_OR_RETURN(quant::SparsityAllocation a,
-                     quant::AllocateSparsity(static_cast<int64_t>(layers),
-                                             {.kl = dense.kl_mean, .top1 = dense.top1_agreement}, budget, measure,
-                                             report));
+    ASSIGN_OR_RETURN(
+        quant::SparsityAllocation a,
+        quant::AllocateSparsity(static_cast<int64_t>(layers), {.kl = dense.kl_mean, .top1 = dense.top1_agreement},
+                                budget, measure, report));
     double mean = 0;
     for (double t : a.targets) mean += t / static_cast<double>(layers);
     if (mean == 0) {
@@ -736,7 +740,7 @@ void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
       ->check(CLI::Range(0.5, 1.0));
   cmd->add_option("--guesser-rank", flags->guesser_rank,
                   "--sparsity-predictor lowrank: the guesser's rank, or auto (the largest whose F16 weights cost at "
-                  "most 10% of an FFN's stored bytes; at run time its wide product runs in INT8, ~6%)")
+                  "most 10% of an FFN's stored bytes; at run time it reads less, see --guesser-out-bits)")
       ->capture_default_str()
       ->check(CLI::Validator(
           [](std::string& v) {
@@ -745,6 +749,12 @@ void AddQuantizeCommand(CLI::App& app, std::function<int()>& run) {
             return std::string("must be auto or an integer >= 1");
           },
           "auto|RANK"));
+  cmd->add_option("--guesser-out-bits", flags->guesser_out_bits,
+                  "--sparsity-predictor lowrank: the codes (8 or 4, one step per row, made at load) the guesser's "
+                  "wide product [2*intermediate, rank] runs on; its thresholds are taken through them and the pack "
+                  "records them (4: the guesser reads ~half the bytes of 8, see docs/accuracy.md)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({4, 8}));
   cmd->add_option("--sparsity-kl-budget", flags->sparsity_kl_budget,
                   "--sparsity auto: allowed KL increase as a share of the dense pack's KL")
       ->capture_default_str()

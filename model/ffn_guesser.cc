@@ -48,8 +48,9 @@ absl::StatusOr<std::unique_ptr<FfnGuesser>> FfnGuesser::Load(const std::string& 
     ASSIGN_OR_RETURN(TensorView out, GuesserTensor(*g->file_, GuesserOutName(l), {2 * g->inter_, g->rank_}));
     Layer layer;
     ASSIGN_OR_RETURN(layer.in, DenseLinear::Create(in, nullptr));
-    layer.out = kernels::QuantizeInt8ScaledRows(reinterpret_cast<const uint16_t*>(out.data), 2 * g->inter_, g->rank_);
-    ReleaseResidentPages(out.data, out.nbytes);  // read once: the INT8 copy is what runs
+    layer.out = kernels::QuantizeScaledRows(reinterpret_cast<const uint16_t*>(out.data), 2 * g->inter_, g->rank_,
+                                            sparsity.guesser_out_bits);
+    ReleaseResidentPages(out.data, out.nbytes);  // read once: the integer copy is what runs
     g->layers_.push_back(std::move(layer));
   }
   // Every expected tensor is there; anything more is not a guesser this build wrote.
@@ -76,9 +77,8 @@ void FfnGuesser::Predict(int64_t layer, const float* x, int64_t n, float* predic
   // A pointer, not the thread_local vector: inside the lambda that name would be the
   // workers' own (empty) buffer.
   const float* low_rows = low.data();
-  pool.ParallelFor(L.out.blocks(), [&](int64_t b0, int64_t b1) {
-    kernels::Int8ScaledRowsForward(L.out, low_rows, n, b0, b1, predicted);
-  });
+  pool.ParallelFor(L.out.blocks(),
+                   [&](int64_t b0, int64_t b1) { kernels::ScaledRowsForward(L.out, low_rows, n, b0, b1, predicted); });
 }
 
 void FfnGuesser::Scores(int64_t layer, const float* x, int64_t n, float* scores, ThreadPool& pool) const {

@@ -4,13 +4,15 @@
 // and a neuron j is predicted active when |SiLU(ĝ_j)·û_j| > threshold_l. Unlike CATS it needs
 // no dense gate, so a sparse kernel can skip gate rows too. quant/ffn_guesser_fit.h fits it
 // (reduced-rank regression of the pack's own gate and up on calibration inputs).
-// Stored F16 in the pack. At load, `out` (2·inter × r: ~85% of the guesser's bytes at
-// TinyLlama's shape) is requantized to INT8 with one F32 step per row
-// (kernels/cpu/int8_scaled_rows.h): a decode step reads 1 + 2/r bytes per weight instead of 2.
-// `in` stays F16 (DenseLinear): the FFN input has outlier channels a per-row INT8 step of
-// `in` would blur, and it is the smaller product. Quantize computes the thresholds through
-// this same Scores (FfnGuesser::Load, then GuesserScoreStatistics), and the INT8 kernel's
-// arithmetic is fixed across ISA levels, so a pack skips its target share at run time.
+// Stored F16 in the pack. At load, `out` (2·inter × r: ~75% of the guesser's bytes at
+// TinyLlama's shape in INT8) is requantized to integer codes with one F32 step per row
+// (kernels/cpu/scaled_rows.h) at the manifest's `guesser_out_bits`: 8 (packs before the field)
+// reads 1 + 2/r bytes per weight instead of F16's 2, 4 (what quantize writes by default) half
+// a byte + 2/r. `in` stays F16 (DenseLinear): the FFN input has outlier channels a per-row
+// step of `in` would blur, and it is the smaller product. Quantize computes the thresholds
+// through this same Scores (FfnGuesser::Load, then GuesserScoreStatistics) at the bits it
+// records, and the integer kernels' arithmetic is fixed across ISA levels, so a pack skips its
+// target share at run time.
 // Both products are batch-invariant and the score is elementwise, so a row's prediction
 // never depends on the batch it came in.
 #pragma once
@@ -22,7 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/thread_pool.h"
-#include "kernels/cpu/int8_scaled_rows.h"
+#include "kernels/cpu/scaled_rows.h"
 #include "model/ffn_neuron_selector.h"
 #include "model/linear.h"
 #include "model/model_config.h"
@@ -56,7 +58,7 @@ class FfnGuesser {
  private:
   struct Layer {
     std::unique_ptr<DenseLinear> in;
-    kernels::Int8ScaledRows out;
+    kernels::ScaledRows out;
   };
   std::unique_ptr<SafetensorsFile> file_;  // the tensors' bytes
   std::vector<Layer> layers_;

@@ -46,8 +46,7 @@ float MagnitudeHistogram::Quantile(double share) const {
 
 FfnActivationStatistics::FfnActivationStatistics(model::Transformer& model, ThreadPool& pool)
     : model_(model), pool_(pool), gate_(static_cast<size_t>(model.config().num_layers)),
-      product_(static_cast<size_t>(model.config().num_layers)),
-      pairs_(static_cast<size_t>(model.config().num_layers)),
+      product_(static_cast<size_t>(model.config().num_layers)), pairs_(static_cast<size_t>(model.config().num_layers)),
       seen_(static_cast<size_t>(model.config().num_layers), 0) {}
 
 void FfnActivationStatistics::Observe(int64_t layer, model::LinearSite site, const float* x, int64_t rows,
@@ -176,12 +175,13 @@ absl::Status WritePackSparsity(const std::string& pack_dir, const model::PackSpa
   }
   if (sparsity.predictor == "lowrank") {
     o["rank"] = sparsity.rank;
+    o["guesser_out_bits"] = sparsity.guesser_out_bits;
     // The guesser's tensors are a layout a version-1 reader cannot run.
-    manifest["format_version"] = std::max<int64_t>(model::kPackFormatVersionGuesser,
-                                                   manifest.contains("format_version") &&
-                                                           manifest.at("format_version").is_int64()
-                                                       ? manifest.at("format_version").get_int64()
-                                                       : 0);
+    manifest["format_version"] =
+        std::max<int64_t>(model::kPackFormatVersionGuesser,
+                          manifest.contains("format_version") && manifest.at("format_version").is_int64()
+                              ? manifest.at("format_version").get_int64()
+                              : 0);
   }
   manifest["sparsity"] = std::move(o);
   // What a reader will accept, checked before anything replaces the manifest.

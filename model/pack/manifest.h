@@ -48,8 +48,12 @@ struct PackCanary {
 // auto` allocates them by measured sensitivity); `target` is then their mean. Readers that
 // predate the field run the pack dense: same weights, exact FFN, only slower.
 struct PackSparsity {
-  std::string predictor;                 // "cats" (dense gate, threshold on |SiLU(gate)|), "product" or "lowrank"
-  int64_t rank = 0;                      // "lowrank" only: the guesser's rank (>= 1)
+  std::string predictor;  // "cats" (dense gate, threshold on |SiLU(gate)|), "product" or "lowrank"
+  int64_t rank = 0;       // "lowrank" only: the guesser's rank (>= 1)
+  // "lowrank" only, optional "guesser_out_bits": the codes the guesser's `out` runs on (8 or 4,
+  // made at load from its F16 tensor, model/ffn_guesser.h). The thresholds were taken through
+  // that representation, so it is part of what the pack means; absent (older packs): 8.
+  int guesser_out_bits = 8;
   double target = 0;                     // intended share of FFN neurons skipped, [0, 1)
   std::vector<float> thresholds;         // per layer, finite, >= 0
   std::vector<float> active_thresholds;  // per layer, finite, >= 0

@@ -4,17 +4,19 @@
 // target share on its calibration text, batch-invariantly, and every malformed guesser file
 // or manifest is refused with a message naming what is wrong; its scores are the INT8 `out`
 // product the runtime and quantize's thresholds share.
+#include "model/ffn_guesser.h"
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "common/dtype.h"
 #include "gtest/gtest.h"
-#include "kernels/cpu/int8_scaled_rows.h"
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/scaled_rows.h"
 #include "kernels/cpu/silu_mul_mask.h"
-#include "model/ffn_guesser.h"
 #include "model/linear_group.h"
 #include "model/pack/manifest.h"
 #include "model/transformer.h"
@@ -62,7 +64,8 @@ class FfnGuesserTest : public ::testing::Test {
     ASSERT_TRUE(CollectFfnStatistics(m, *chunks_, observer).ok());
   }
   // Fits a rank-`rank` guesser into `dir` (which holds the plain pack) and returns it.
-  static std::unique_ptr<model::FfnGuesser> Fit(const std::string& dir, int64_t rank, ThreadPool& pool) {
+  static std::unique_ptr<model::FfnGuesser> Fit(const std::string& dir, int64_t rank, ThreadPool& pool,
+                                                int out_bits = 8) {
     auto m = model::Transformer::Load(dir, &pool, {.sparsity = false});
     EXPECT_TRUE(m.ok()) << m.status();
     if (!m.ok()) return nullptr;
@@ -71,14 +74,15 @@ class FfnGuesserTest : public ::testing::Test {
     EXPECT_EQ(cov.tokens(), 6 * 128);
     const absl::Status s = FitFfnGuesser(**m, cov, rank, dir, pool);
     EXPECT_TRUE(s.ok()) << s;
-    auto g = model::FfnGuesser::Load(dir, (*m)->config(), Spec(rank));
+    auto g = model::FfnGuesser::Load(dir, (*m)->config(), Spec(rank, out_bits));
     EXPECT_TRUE(g.ok()) << g.status();
     return g.ok() ? std::move(*g) : nullptr;
   }
-  static model::PackSparsity Spec(int64_t rank) {
+  static model::PackSparsity Spec(int64_t rank, int out_bits = 8) {
     model::PackSparsity s;
     s.predictor = "lowrank";
     s.rank = rank;
+    s.guesser_out_bits = out_bits;
     return s;
   }
   // Σ|predicted − true| / Σ|true| of the scores |SiLU(g)·u| on layer `layer`'s calibration inputs.
@@ -132,13 +136,16 @@ TEST_F(FfnGuesserTest, FullRankPredictsTheFfnAndLowerRanksDoWorse) {
 }
 
 // What Scores computes, spelled out from the stored tensors: F16 `in`, then `out` requantized
-// to INT8 rows (kernels/cpu/int8_scaled_rows.h, its scalar reference), then |SiLU(ĝ)·û|. The
+// to 8- or 4-bit rows (kernels/cpu/scaled_rows.h, its scalar reference), then |SiLU(ĝ)·û|. The
 // thresholds quantize writes are quantiles of this very function, so it must be the one the
 // runtime runs (bit for bit, any ISA level), and a row's scores must not depend on its batch.
-TEST_F(FfnGuesserTest, ScoresAreTheInt8OutProductOfTheStoredWeights) {
+class GuesserOutBitsTest : public FfnGuesserTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(GuesserOutBitsTest, ScoresAreTheIntegerOutProductOfTheStoredWeights) {
   ThreadPool pool(2);
-  const std::string dir = CopyPack("int8");
-  auto g = Fit(dir, 24, pool);
+  const int bits = GetParam();
+  const std::string dir = CopyPack(absl::StrCat("int", bits));
+  auto g = Fit(dir, 24, pool, bits);
   ASSERT_NE(g, nullptr);
   auto file = model::SafetensorsFile::Open(dir + "/" + model::kGuesserFile);
   ASSERT_TRUE(file.ok()) << file.status();
@@ -147,8 +154,8 @@ TEST_F(FfnGuesserTest, ScoresAreTheInt8OutProductOfTheStoredWeights) {
   const model::TensorView& out = (*file)->tensors().at(model::GuesserOutName(kLayer));
   auto in_linear = model::DenseLinear::Create(in, nullptr);
   ASSERT_TRUE(in_linear.ok());
-  const kernels::Int8ScaledRows out_rows =
-      kernels::QuantizeInt8ScaledRows(reinterpret_cast<const uint16_t*>(out.data), 2 * kInter, 24);
+  const kernels::ScaledRows out_rows =
+      kernels::QuantizeScaledRows(reinterpret_cast<const uint16_t*>(out.data), 2 * kInter, 24, bits);
   std::vector<float> x(static_cast<size_t>(kRows * kHidden));
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i)) * (i % 97 == 0 ? 20.f : 1.f);
   std::vector<float> low(static_cast<size_t>(kRows * 24)), predicted(static_cast<size_t>(kRows * 2 * kInter));
@@ -157,7 +164,7 @@ TEST_F(FfnGuesserTest, ScoresAreTheInt8OutProductOfTheStoredWeights) {
   for (kernels::Isa isa : kernels::SupportedIsas()) {
     kernels::ScopedIsaForTesting level(isa);
     (*in_linear)->Forward(x.data(), kRows, low.data(), pool);  // `in` as DenseLinear runs it at this level
-    kernels::Int8ScaledRowsForwardScalar(out_rows, low.data(), kRows, 0, out_rows.blocks(), predicted.data());
+    kernels::ScaledRowsForwardScalar(out_rows, low.data(), kRows, 0, out_rows.blocks(), predicted.data());
     for (int64_t r = 0; r < kRows; ++r) {
       const float* p = predicted.data() + r * 2 * kInter;
       kernels::SiluMulMasked(p, p + kInter, kInter, -1.0f, want.data() + r * kInter);
@@ -169,7 +176,7 @@ TEST_F(FfnGuesserTest, ScoresAreTheInt8OutProductOfTheStoredWeights) {
     EXPECT_EQ(std::memcmp(alone.data(), want.data() + 2 * kInter, alone.size() * sizeof(float)), 0)
         << "row 2 alone, " << kernels::IsaName(isa);
   }
-  // And not the F16 product: the INT8 copy changes some scores (else this test checks nothing).
+  // And not the F16 product: the integer copy changes some scores (else this test checks nothing).
   std::vector<float> f16_predicted(predicted.size()), f16_scores(want.size());
   auto out_linear = model::DenseLinear::Create(out, nullptr);
   ASSERT_TRUE(out_linear.ok());
@@ -182,6 +189,8 @@ TEST_F(FfnGuesserTest, ScoresAreTheInt8OutProductOfTheStoredWeights) {
   EXPECT_NE(std::memcmp(f16_scores.data(), want.data(), want.size() * sizeof(float)), 0);
 }
 
+INSTANTIATE_TEST_SUITE_P(OutBits, GuesserOutBitsTest, ::testing::Values(8, 4));
+
 TEST_F(FfnGuesserTest, APackWithTheGuesserSkipsTheTargetShareAndLoadsAsVersion2) {
   ThreadPool pool(2);
   const std::string half = CopyPack("half");
@@ -193,7 +202,7 @@ TEST_F(FfnGuesserTest, APackWithTheGuesserSkipsTheTargetShareAndLoadsAsVersion2)
     EXPECT_TRUE((*m)->Forward((*chunks_)[2].data(), 128, c, l.data()).ok());
     return l;
   }();
-  auto guesser = Fit(half, 32, pool);
+  auto guesser = Fit(half, 32, pool, 4);  // quantize's default codes
   ASSERT_NE(guesser, nullptr);
   model::PackSparsity sparsity;
   {
@@ -206,6 +215,7 @@ TEST_F(FfnGuesserTest, APackWithTheGuesserSkipsTheTargetShareAndLoadsAsVersion2)
     sparsity = stats.Thresholds(0.5);
     sparsity.predictor = "lowrank";
     sparsity.rank = 32;
+    sparsity.guesser_out_bits = 4;
     sparsity.thresholds = scores.Thresholds(0.5);
   }
   ASSERT_TRUE(WritePackSparsity(half, sparsity).ok());
@@ -214,6 +224,7 @@ TEST_F(FfnGuesserTest, APackWithTheGuesserSkipsTheTargetShareAndLoadsAsVersion2)
   EXPECT_EQ((*manifest)->format_version, 2);
   EXPECT_EQ((*manifest)->sparsity->predictor, "lowrank");
   EXPECT_EQ((*manifest)->sparsity->rank, 32);
+  EXPECT_EQ((*manifest)->sparsity->guesser_out_bits, 4);
 
   auto m = model::Transformer::Load(half, &pool);
   ASSERT_TRUE(m.ok()) << m.status();
@@ -301,19 +312,16 @@ TEST_F(FfnGuesserTest, RefusesMalformedGuessers) {
     WriteGuesserFile(bad, 8, c.rank, c.dtype, c.nan, c.extra, c.drop);
     auto g = model::FfnGuesser::Load(bad, *config, Spec(c.spec_rank));
     ASSERT_FALSE(g.ok()) << c.what;
-    EXPECT_NE(std::string(g.status().message()).find(c.message), std::string::npos)
-        << c.what << ": " << g.status();
+    EXPECT_NE(std::string(g.status().message()).find(c.message), std::string::npos) << c.what << ": " << g.status();
   }
   fs::remove(bad + "/" + model::kGuesserFile);
   auto missing = model::FfnGuesser::Load(bad, *config, Spec(8));
   ASSERT_FALSE(missing.ok());
-  EXPECT_NE(std::string(missing.status().message()).find("guesser.safetensors"), std::string::npos)
-      << missing.status();
+  EXPECT_NE(std::string(missing.status().message()).find("guesser.safetensors"), std::string::npos) << missing.status();
 }
 
 TEST(FfnGuesserManifestTest, LowrankNeedsARankAndVersion2) {
-  const std::string rest =
-      ", \"target\": 0.5, \"thresholds\": [0.1, 0.2], \"active_thresholds\": [0.1, 0.2]}}";
+  const std::string rest = ", \"target\": 0.5, \"thresholds\": [0.1, 0.2], \"active_thresholds\": [0.1, 0.2]}}";
   auto manifest = [&](int version, const std::string& sparsity_head) {
     return "{\"format\": \"accullm-pack\", \"format_version\": " + std::to_string(version) +
            ", \"layer_precision\": [\"int4\", \"int4\"], \"method\": \"rtn\", \"group_size\": 32, "
@@ -330,8 +338,21 @@ TEST(FfnGuesserManifestTest, LowrankNeedsARankAndVersion2) {
                            "{\"predictor\": \"lowrank\", \"rank\": \"x\""}) {
     auto bad = model::PackManifest::Parse(manifest(2, head), "accullm.json");
     ASSERT_FALSE(bad.ok()) << head;
-    EXPECT_NE(std::string(bad.status().message()).find("\"rank\" integer >= 1"), std::string::npos)
-        << bad.status();
+    EXPECT_NE(std::string(bad.status().message()).find("\"rank\" integer >= 1"), std::string::npos) << bad.status();
+  }
+  // "guesser_out_bits": absent reads as 8 (packs before the field), 4 and 8 accepted, anything
+  // else refused by name, and only beside "lowrank".
+  EXPECT_EQ(ok->sparsity->guesser_out_bits, 8);
+  auto four = model::PackManifest::Parse(
+      manifest(2, "{\"predictor\": \"lowrank\", \"rank\": 16, \"guesser_out_bits\": 4"), "accullm.json");
+  ASSERT_TRUE(four.ok()) << four.status();
+  EXPECT_EQ(four->sparsity->guesser_out_bits, 4);
+  for (const char* head : {"{\"predictor\": \"lowrank\", \"rank\": 16, \"guesser_out_bits\": 5",
+                           "{\"predictor\": \"lowrank\", \"rank\": 16, \"guesser_out_bits\": \"4\"",
+                           "{\"predictor\": \"cats\", \"guesser_out_bits\": 4"}) {
+    auto bad = model::PackManifest::Parse(manifest(2, head), "accullm.json");
+    ASSERT_FALSE(bad.ok()) << head;
+    EXPECT_NE(std::string(bad.status().message()).find("guesser_out_bits"), std::string::npos) << bad.status();
   }
 }
 
