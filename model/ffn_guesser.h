@@ -46,7 +46,7 @@ class FfnGuesser {
 
   int64_t rank() const { return rank_; }
   int64_t intermediate_size() const { return inter_; }
-  // Bytes of the guesser's weights as a decode step reads them (F16 `in`, INT8 `out` with its
+  // Bytes of the guesser's weights as a decode step reads them (F16 `in`, 8- or 4-bit `out` with its
   // steps; the pack file holds `out` in F16: 2·inter·r bytes more per layer).
   size_t weight_bytes() const;
 

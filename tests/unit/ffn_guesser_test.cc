@@ -2,8 +2,8 @@
 // pack's own gate and up (exactly, up to F16 and INT8-activation rounding, at full rank; ever
 // worse as the rank shrinks), a pack carrying it loads at format version 2 and skips the
 // target share on its calibration text, batch-invariantly, and every malformed guesser file
-// or manifest is refused with a message naming what is wrong; its scores are the INT8 `out`
-// product the runtime and quantize's thresholds share.
+// or manifest is refused with a message naming what is wrong; its scores are the 8- or 4-bit
+// `out` product the runtime and quantize's thresholds share.
 #include "model/ffn_guesser.h"
 
 #include <cmath>
@@ -147,6 +147,9 @@ TEST_P(GuesserOutBitsTest, ScoresAreTheIntegerOutProductOfTheStoredWeights) {
   const std::string dir = CopyPack(absl::StrCat("int", bits));
   auto g = Fit(dir, 24, pool, bits);
   ASSERT_NE(g, nullptr);
+  // What a decode step reads, 8 layers: F16 in [24, 256], out's codes (1536 × 24 bytes at 8 bits,
+  // 1536 × 12 at 4) and an F32 step per row.
+  EXPECT_EQ(g->weight_bytes(), static_cast<size_t>(8 * (2 * 24 * 256 + 1536 * 24 * bits / 8 + 4 * 1536)));
   auto file = model::SafetensorsFile::Open(dir + "/" + model::kGuesserFile);
   ASSERT_TRUE(file.ok()) << file.status();
   constexpr int64_t kLayer = 5, kRows = 4, kHidden = 256, kInter = 768;
