@@ -153,16 +153,17 @@ for cmd in generate serve eval logits; do
 done
 
 # The trained guesser (--sparsity-predictor lowrank): its tensors in guesser.safetensors, the
-# manifest at format version 2 with the rank, eval near the target on held-out text, and a
-# damaged guesser file refused at load.
+# manifest at format version 2 with the rank and the 4-bit out, eval near the target on held-out
+# text, and a damaged guesser file refused at load.
 "$ACCULLM" quantize --out "$TMP/lr" --sparsity 0.5 --sparsity-predictor lowrank --guesser-rank 16 \
   --fp16-layers none --calib-samples 16 >"$TMP/lr.out" 2>"$TMP/lr.err" || { cat "$TMP/lr.err"; exit 1; }
 grep "^sparsity:" "$TMP/lr.out"
-$PY - "$TMP/lr/accullm.json" <<'PY' && pass "manifest: lowrank guesser, rank 16, format version 2" || fail "lowrank manifest"
+$PY - "$TMP/lr/accullm.json" <<'PY' && pass "manifest: lowrank guesser, rank 16, 4-bit out, format version 2" || fail "lowrank manifest"
 import json, sys
 m = json.load(open(sys.argv[1]))
 s = m["sparsity"]
 assert m["format_version"] == 2 and s["predictor"] == "lowrank" and s["rank"] == 16 and s["target"] == 0.5, m
+assert s["guesser_out_bits"] == 4, s  # quantize's default codes for the guesser's wide product
 PY
 [ -s "$TMP/lr/guesser.safetensors" ] && pass "guesser.safetensors written" || fail "no guesser.safetensors"
 evaluate "$TMP/lr" $MODEL "$TMP/lr.json" || exit 1
@@ -174,6 +175,9 @@ recall_near_eval "$TMP/lr-metrics.txt" "$TMP/lr.json" "lowrank"
 "$ACCULLM" quantize --out "$TMP/lr-bad" --sparsity 0.5 --sparsity-predictor lowrank --guesser-rank 0 \
   >"$TMP/rank.out" 2>&1 && fail "--guesser-rank 0 accepted" || { grep -q "guesser-rank" "$TMP/rank.out" \
   && pass "--guesser-rank 0 refused" || { cat "$TMP/rank.out"; fail "--guesser-rank 0: unclear error"; }; }
+"$ACCULLM" quantize --out "$TMP/lr-bad" --sparsity 0.5 --sparsity-predictor lowrank --guesser-out-bits 5 \
+  >"$TMP/bits.out" 2>&1 && fail "--guesser-out-bits 5 accepted" || { grep -q "guesser-out-bits" "$TMP/bits.out" \
+  && pass "--guesser-out-bits 5 refused" || { cat "$TMP/bits.out"; fail "--guesser-out-bits 5: unclear error"; }; }
 head -c 4096 "$TMP/lr/guesser.safetensors" >"$TMP/lr/g.part" && mv "$TMP/lr/g.part" "$TMP/lr/guesser.safetensors"
 "$ACCULLM" logits --model "$TMP/lr" --prompt-ids 1,420,435 --out "$TMP/x.bin" >"$TMP/trunc.out" 2>&1 \
   && fail "truncated guesser accepted" || { grep -q "guesser.safetensors" "$TMP/trunc.out" \
