@@ -21,9 +21,9 @@
 //  - 8 bits: block b's codes [in, 64]: the 64 bytes of column i are outputs 64b … 64b + 63, so
 //    one cache line per column feeds 64 independent chains.
 //  - 4 bits: block b's bytes [groups = ⌈in / 8⌉, 64, 4]: in group g, output o's 4 bytes hold
-//    columns 8g … 8g + 3 + 8 in their low nibbles and 8g + 4 … 8g + 7 + 8 in their high ones
-//    (the code + 8: nibbles are unsigned; 8, code 0, past `in`), so one cache line is 16
-//    outputs' 32-bit lanes of two vpdpbusd.
+//    the codes of columns 8g … 8g + 3 in their low nibbles and of 8g + 4 … 8g + 7 in their high
+//    ones, each as code + 8 (nibbles are unsigned; 8, code 0, past `in`), so one cache line is
+//    16 outputs' 32-bit lanes of two vpdpbusd.
 #pragma once
 
 #include <cstdint>
