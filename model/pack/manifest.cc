@@ -71,11 +71,12 @@ absl::StatusOr<PackSparsity> ParsePackSparsity(const json::value& v, size_t laye
     if (!rank.ok() || *rank < 1 || *rank > (int64_t{1} << 20))
       return absl::InvalidArgumentError("\"sparsity\" with predictor \"lowrank\" needs a \"rank\" integer >= 1");
     s.rank = *rank;
-    ASSIGN_OR_RETURN(auto bits, GetOptionalInt(o, "guesser_out_bits"));
-    if (bits.value_or(8) != 8 && bits.value_or(8) != 4)
-      return absl::InvalidArgumentError(absl::StrCat("\"sparsity\".\"guesser_out_bits\" is ", bits.value_or(8),
-                                                     "; this build runs the guesser at 8 or 4 bits"));
-    s.guesser_out_bits = static_cast<int>(bits.value_or(8));
+    ASSIGN_OR_RETURN(auto field, GetOptionalInt(o, "guesser_out_bits"));
+    const int64_t bits = field.value_or(8);  // absent: what packs before the field ran
+    if (bits != 8 && bits != 4)
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"sparsity\".\"guesser_out_bits\" is ", bits, "; this build runs the guesser at 8 or 4 bits"));
+    s.guesser_out_bits = static_cast<int>(bits);
   } else if (o.contains("guesser_out_bits")) {
     return absl::InvalidArgumentError("\"sparsity\".\"guesser_out_bits\" belongs to predictor \"lowrank\" only");
   }

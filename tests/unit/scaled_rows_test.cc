@@ -36,6 +36,12 @@ std::vector<float> RandomRows(int64_t n, int64_t in, uint32_t seed) {
   return x;
 }
 
+std::vector<uint16_t> F16Of(const std::vector<float>& values) {
+  std::vector<uint16_t> f16;
+  for (float v : values) f16.push_back(F32ToF16(v));
+  return f16;
+}
+
 bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
@@ -43,9 +49,7 @@ bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
 TEST(ScaledRowsTest, QuantizesEachRowByItsLargestMagnitudeAt8Bits) {
   // Row 0: max 2.54 → step 0.02; 1.0 → 50, −0.03 → −1.5 → −2 (ties to even), 0.01 → 0.5 → 0.
   // Row 1: all zero.
-  const std::vector<float> values = {2.54f, 1.0f, -0.03f, 0.01f, 0.f, 0.f, 0.f, 0.f};
-  std::vector<uint16_t> f16;
-  for (float v : values) f16.push_back(F32ToF16(v));
+  const std::vector<uint16_t> f16 = F16Of({2.54f, 1.0f, -0.03f, 0.01f, 0.f, 0.f, 0.f, 0.f});
   const ScaledRows w = QuantizeScaledRows(f16.data(), 2, 4, 8);
   ASSERT_EQ(w.blocks(), 1);
   ASSERT_EQ(w.codes.size(), static_cast<size_t>(4 * kScaledRowsBlock));
@@ -63,11 +67,9 @@ TEST(ScaledRowsTest, QuantizesEachRowByItsLargestMagnitudeAt8Bits) {
 
 TEST(ScaledRowsTest, PacksTwoColumnsPerByteAt4Bits) {
   // Row 0: max 1.4 → step ~0.2; 1.4 → 7, −1.4 → −7, the others rounded to nearest. Row 1:
-  // all zero. in = 5: one group of 8 columns, output o's 4
-  // bytes hold columns 0..3 (low nibbles) and 4..7 (high; 8, code 0, past column 4).
-  const std::vector<float> values = {1.4f, -0.3f, 0.1f, -1.4f, 0.5f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  std::vector<uint16_t> f16;
-  for (float v : values) f16.push_back(F32ToF16(v));
+  // all zero. in = 5: one group of 8 columns, output o's 4 bytes hold columns 0..3 (low
+  // nibbles) and 4..7 (high; 8, code 0, past column 4).
+  const std::vector<uint16_t> f16 = F16Of({1.4f, -0.3f, 0.1f, -1.4f, 0.5f, 0.f, 0.f, 0.f, 0.f, 0.f});
   const ScaledRows w = QuantizeScaledRows(f16.data(), 2, 5, 4);
   ASSERT_EQ(w.bits, 4);
   ASSERT_EQ(w.column_bytes(), 4);
