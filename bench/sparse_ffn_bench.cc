@@ -1,14 +1,18 @@
 // FFN decode time, dense against sparse (kernels/cpu/sparse_ffn_kernels.h), on the TinyLlama
 // FFN shape (hidden 2048, intermediate 5632, INT4 g32 with fractional zero points, F16
 // steps), one thread, one token: gate and up (INT8 x), SiLU·up, INT8 h, down. Every iteration
-// runs the FFN of kLayers layers in turn (24 layers: ~490 MB of dense tiles, as much of sparse
+// runs the FFN of g_layers layers in turn (20.5 MB of dense tiles a layer, as much of sparse
 // layouts), as decode streams them: from memory, not from the last-level cache. Two lessons
 // of this VM's 300 MB L3: with 4 layers (82 MB) every ratio was an L3 ratio (1.16x at 50% kept
 // with the rank-32 guesser); with 12 layers and one fixed kept set per layer, the sparse rows
 // an iteration read (~135 MB) stayed in the L3 for the next one, while the dense tiles did not,
 // and the ratio swung 1.5-1.7x with what the VM's neighbours did to the L3. So every layer now
 // cycles through kKeptSets random kept sets, one per iteration, as successive decode steps keep
-// different neurons. On a machine with a larger L3, raise kLayers past it.
+// different neurons. The layer count is therefore sized to the machine: enough layers that the
+// dense tiles alone are twice the L3 (sysconf's _SC_LEVEL3_CACHE_SIZE), at least 24 (~490 MB;
+// a 2-core VM of 2026-12 reports a 508 MiB L3, where 24 layers ran from the L3: dense at
+// ~32 GB/s, sparse 50% slower than dense). --layers=N sets it (the count used is the
+// benchmark context's "layers").
 //   BM_DenseFfn/part            the tiled dense kernels (LowBitInt8Rows)
 //   BM_SparseFfn/kept_pct/part/cats/rank  the sparse kernels with a random kept set of kept_pct %
 //                               of the neurons per layer (sorted, as a predictor emits them;
@@ -31,8 +35,19 @@
 // Compare ratios measured in one interleaved run on a noisy machine:
 //   build/bench/sparse_ffn_bench --benchmark_enable_random_interleaving=true
 //     --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
-// One FFN takes the iteration time / kLayers (counter ffn_per_s: FFNs per second).
+// and, for the whole FFN, BM_FfnSpeedup's paired passes (its `speedup` counter). Separate
+// benchmarks run one kind of pass back to back, so whatever of a pass's bytes the L3 still
+// holds serves the next: with the sparse passes smaller than the dense ones, that favours
+// sparse as long as the layers do not dwarf the L3 (2026-12-02, 508 MiB L3: 52 layers gave
+// sparse 50% without a guesser 1.59-2.09x in separate benchmarks, 1.23-1.45x paired; with
+// 100 layers the separate benchmarks fell to ~1.2-1.4x too). In a paired iteration the
+// dense pass leaves nothing of the sparse layouts in the L3, as decoding a model larger than
+// the L3 does.
+// One FFN takes the iteration time / g_layers (counter ffn_per_s: FFNs per second).
 // --down-group=128 quantizes down at group 128 (quantize --down-group), dense and sparse alike.
+//   BM_FfnSpeedup/kept_pct/rank/gbits  dense and sparse passes alternated within every iteration,
+//                               each timed: counter speedup = dense time / sparse time (the
+//                               floor's measure on a noisy machine, see below)
 //   BM_DenseFfnSmallPages, BM_SparseFfnSmallPages  a subset of the two above on a second copy
 //                               of the layers held on 4 KiB pages (ACCULLM_HUGE_PAGES=off's
 //                               MADV_NOHUGEPAGE), for an in-process huge-page A/B
@@ -41,8 +56,10 @@
 //   BM_GuesserOut/rank/kind     the guesser's out product alone: F16 (before) against INT8 and INT4 rows
 //   BM_DownInL2/kernel          down on 512 outputs (L2-resident): dense, sparse all / half / one per group
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -76,7 +93,9 @@
 namespace accullm::kernels {
 namespace {
 
-constexpr int64_t kHidden = 2048, kInter = 5632, kGroup = 32, kLayers = 24;
+constexpr int64_t kHidden = 2048, kInter = 5632, kGroup = 32;
+// Layers per iteration (see the top): --layers=N, else LayersBeyondL3().
+int64_t g_layers = 0;
 // Down's group (quantize --down-group): --down-group=N on the command line (32, 64 or 128),
 // parsed before the benchmark library's flags. Gate and up keep kGroup.
 int64_t g_down_group = kGroup;
@@ -126,7 +145,7 @@ struct Layer {
 const std::vector<Layer>& MakeLayers(bool small_pages) {
   const bool advised = HugePagesAdvised();
   SetHugePagesAdvised(!small_pages);
-  auto* all = new std::vector<Layer>(kLayers);
+  auto* all = new std::vector<Layer>(g_layers);
   {
     std::mt19937 rng(1);
     for (Layer& l : *all) {
@@ -163,7 +182,7 @@ std::vector<float> Input(uint32_t seed) {
   return x;
 }
 
-// The guesser of kLayers layers at `rank`, random F16 weights, written to a scratch directory
+// The guesser of g_layers layers at `rank`, random F16 weights, written to a scratch directory
 // and loaded as a pack's (FfnGuesser::Load), with thresholds at the median score of Input(2)
 // (about half the neurons kept).
 struct BenchGuesser {
@@ -187,7 +206,7 @@ const BenchGuesser& Guesser(int64_t rank, int out_bits) {
   std::normal_distribution<float> normal(0.f, 1.f);
   quant::SafetensorsWriter writer;
   std::vector<std::vector<uint16_t>> tensors;
-  for (int64_t l = 0; l < kLayers; ++l) {
+  for (int64_t l = 0; l < g_layers; ++l) {
     for (const auto& [name, rows, cols] :
          {std::tuple{model::GuesserInName(l), rank, kHidden}, std::tuple{model::GuesserOutName(l), 2 * kInter, rank}}) {
       std::vector<uint16_t> t(static_cast<size_t>(rows * cols));
@@ -207,7 +226,7 @@ const BenchGuesser& Guesser(int64_t rank, int out_bits) {
   model::ModelConfig config;
   config.hidden_size = kHidden;
   config.intermediate_size = kInter;
-  config.num_layers = kLayers;
+  config.num_layers = g_layers;
   model::PackSparsity sparsity;
   sparsity.predictor = "lowrank";
   sparsity.rank = rank;
@@ -224,7 +243,7 @@ const BenchGuesser& Guesser(int64_t rank, int out_bits) {
   const std::vector<float> x = Input(2);
   std::vector<float> thresholds;
   std::vector<float> scores(static_cast<size_t>(kInter));
-  for (int64_t l = 0; l < kLayers; ++l) {
+  for (int64_t l = 0; l < g_layers; ++l) {
     guesser->Scores(l, x.data(), 1, scores.data(), *g.pool);
     std::nth_element(scores.begin(), scores.begin() + kInter / 2, scores.end());
     thresholds.push_back(scores[kInter / 2]);
@@ -233,107 +252,133 @@ const BenchGuesser& Guesser(int64_t rank, int out_bits) {
   return made.emplace(std::pair{rank, out_bits}, std::move(g)).first->second;
 }
 
-void DenseFfn(benchmark::State& state, bool small_pages) {
-  const int part = static_cast<int>(state.range(0));
-  const auto& layers = Layers(small_pages);
-  const std::vector<float> x = Input(2);
-  std::vector<float> gate(kInter), up(kInter), h(kInter), y(kHidden);
-  Int8Activations xq, hq;
-  QuantizeInt8Blocks(x.data(), 1, kHidden, kGroup, nullptr, xq);
-  for (auto _ : state) {
-    for (const Layer& l : layers) {
-      if (part != 2) {
-        QuantizeInt8Blocks(x.data(), 1, kHidden, kGroup, nullptr, xq);
-        LowBitInt8Rows(l.gate.m, l.gate_tiles, xq, 0, l.gate_tiles.tiles, gate.data(), kInter);
-        LowBitInt8Rows(l.up.m, l.up_tiles, xq, 0, l.up_tiles.tiles, up.data(), kInter);
-        SiluMul(gate.data(), up.data(), kInter, h.data());
+// One pass of the dense FFN over every layer (part: see the top).
+class DenseRun {
+ public:
+  DenseRun(int part, bool small_pages)
+      : part_(part), layers_(Layers(small_pages)), x_(Input(2)), gate_(kInter), up_(kInter), h_(kInter), y_(kHidden) {
+    QuantizeInt8Blocks(x_.data(), 1, kHidden, kGroup, nullptr, xq_);
+  }
+  void Pass() {
+    for (const Layer& l : layers_) {
+      if (part_ != 2) {
+        QuantizeInt8Blocks(x_.data(), 1, kHidden, kGroup, nullptr, xq_);
+        LowBitInt8Rows(l.gate.m, l.gate_tiles, xq_, 0, l.gate_tiles.tiles, gate_.data(), kInter);
+        LowBitInt8Rows(l.up.m, l.up_tiles, xq_, 0, l.up_tiles.tiles, up_.data(), kInter);
+        SiluMul(gate_.data(), up_.data(), kInter, h_.data());
       }
-      if (part != 1) {
-        QuantizeInt8Blocks(h.data(), 1, kInter, g_down_group, nullptr, hq);
-        LowBitInt8Rows(l.down.m, l.down_tiles, hq, 0, l.down_tiles.tiles, y.data(), kHidden);
+      if (part_ != 1) {
+        QuantizeInt8Blocks(h_.data(), 1, kInter, g_down_group, nullptr, hq_);
+        LowBitInt8Rows(l.down.m, l.down_tiles, hq_, 0, l.down_tiles.tiles, y_.data(), kHidden);
       }
-      benchmark::DoNotOptimize(y.data());
-      benchmark::DoNotOptimize(h.data());
+      benchmark::DoNotOptimize(y_.data());
+      benchmark::DoNotOptimize(h_.data());
     }
   }
+
+ private:
+  int part_;
+  const std::vector<Layer>& layers_;
+  std::vector<float> x_, gate_, up_, h_, y_;
+  Int8Activations xq_, hq_;
+};
+
+void DenseFfn(benchmark::State& state, bool small_pages) {
+  DenseRun run(static_cast<int>(state.range(0)), small_pages);
+  for (auto _ : state) run.Pass();
   state.counters["ffn_per_s"] =
-      benchmark::Counter(static_cast<double>(kLayers), benchmark::Counter::kIsIterationInvariantRate);
+      benchmark::Counter(static_cast<double>(g_layers), benchmark::Counter::kIsIterationInvariantRate);
 }
 void BM_DenseFfn(benchmark::State& state) { DenseFfn(state, false); }
 void BM_DenseFfnSmallPages(benchmark::State& state) { DenseFfn(state, true); }
 BENCHMARK(BM_DenseFfn)->ArgName("part")->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_DenseFfnSmallPages)->ArgName("part")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
-void SparseFfn(benchmark::State& state, bool small_pages) {
-  const int64_t kept_pct = state.range(0);
-  const int part = static_cast<int>(state.range(1));
-  const bool cats = state.range(2) == 1, separate = state.range(2) == 2;
-  const int64_t rank = state.range(3);
-  const BenchGuesser* guesser = rank > 0 ? &Guesser(rank, static_cast<int>(state.range(4))) : nullptr;
-  model::FfnKeptSets predicted;
-  const auto& layers = Layers(small_pages);
-  const std::vector<float> x = Input(2);
-  // kKeptSets random kept sets per layer, sorted.
-  std::vector<std::vector<int32_t>> kept(kLayers * kKeptSets);
-  std::mt19937 rng(3);
-  for (auto& k : kept) {
-    k.resize(kInter);
-    std::iota(k.begin(), k.end(), 0);
-    std::shuffle(k.begin(), k.end(), rng);
-    k.resize(static_cast<size_t>(kInter * kept_pct / 100));
-    std::sort(k.begin(), k.end());
+// One pass of the sparse FFN over every layer, each layer on the next of its kKeptSets random
+// kept sets (kept_pct, part, cats, rank, gbits: see the top).
+class SparseRun {
+ public:
+  SparseRun(int64_t kept_pct, int part, int64_t cats, int64_t rank, int gbits, bool small_pages)
+      : part_(part), cats_(cats == 1), separate_(cats == 2), guesser_(rank > 0 ? &Guesser(rank, gbits) : nullptr),
+        layers_(Layers(small_pages)), x_(Input(2)), kept_(g_layers * kKeptSets),
+        masked_(g_layers * kKeptSets, std::vector<float>(kInter, 0.f)), gate_(kInter), up_(kInter), h_(kInter, 0.f),
+        y_(kHidden), silu_(kInter), survivors_(kInter) {
+    std::mt19937 rng(3);
+    for (auto& k : kept_) {  // sorted, as a predictor emits them
+      k.resize(kInter);
+      std::iota(k.begin(), k.end(), 0);
+      std::shuffle(k.begin(), k.end(), rng);
+      k.resize(static_cast<size_t>(kInter * kept_pct / 100));
+      std::sort(k.begin(), k.end());
+    }
+    // For part 2: the masked h of each layer and set, as parts 0 and 1 would make it.
+    const std::vector<float> hidden = Input(4);
+    for (size_t s = 0; s < kept_.size(); ++s)
+      for (int32_t j : kept_[s]) masked_[s][j] = hidden[j % kHidden];
   }
-  std::vector<float> gate(kInter), up(kInter), h(kInter, 0.f), y(kHidden), silu(kInter);
-  std::vector<int32_t> survivors(kInter);
-  // For part 2: the masked h of each layer and set, as parts 0 and 1 would make it.
-  std::vector<std::vector<float>> masked(kLayers * kKeptSets, std::vector<float>(kInter, 0.f));
-  const std::vector<float> hidden = Input(4);
-  for (size_t s = 0; s < kept.size(); ++s)
-    for (int32_t j : kept[s]) masked[s][j] = hidden[j % kHidden];
-  int64_t iteration = 0;
-  Int8Activations xq, hq;
-  SparseNeurons nonzero;
-  for (auto _ : state) {
-    const int64_t set = iteration++ % kKeptSets;
-    for (int64_t li = 0; li < kLayers; ++li) {
-      const Layer& l = layers[li];
-      const std::vector<int32_t>& k = kept[li * kKeptSets + set];
+
+  void Pass() {
+    const int64_t set = pass_++ % kKeptSets;
+    for (int64_t li = 0; li < g_layers; ++li) {
+      const Layer& l = layers_[li];
+      const std::vector<int32_t>& k = kept_[li * kKeptSets + set];
       const int64_t n = static_cast<int64_t>(k.size());
-      const float* down_in = masked[li * kKeptSets + set].data();
-      if (part != 2) {
-        if (guesser != nullptr) {
-          benchmark::DoNotOptimize(guesser->selector->Select(li, x.data(), 1, *guesser->pool, predicted));
-          benchmark::DoNotOptimize(predicted.neurons.data());
+      const float* down_in = masked_[li * kKeptSets + set].data();
+      if (part_ != 2) {
+        if (guesser_ != nullptr) {
+          benchmark::DoNotOptimize(guesser_->selector->Select(li, x_.data(), 1, *guesser_->pool, predicted_));
+          benchmark::DoNotOptimize(predicted_.neurons.data());
         }
-        QuantizeInt8Blocks(x.data(), 1, kHidden, kGroup, nullptr, xq);
-        std::fill(h.begin(), h.end(), 0.f);
-        if (cats) {
-          LowBitInt8Rows(l.gate.m, l.gate_tiles, xq, 0, l.gate_tiles.tiles, gate.data(), kInter);
-          SiluOfRange(gate.data(), kInter, silu.data());
-          benchmark::DoNotOptimize(KeptAboveThreshold(silu.data(), kInter, 0.1f, survivors.data()));
-          SparseRowsInt8(l.up_rows, xq, k.data(), 0, n, up.data());
-          for (int64_t i = 0; i < n; ++i) h[k[i]] = silu[k[i]] * up[i];
-        } else if (separate) {
-          SparseRowsInt8(l.gate_rows, xq, k.data(), 0, n, gate.data());
-          SparseRowsInt8(l.up_rows, xq, k.data(), 0, n, up.data());
-          SiluMulScatter(gate.data(), up.data(), k.data(), 0, n, h.data());
+        QuantizeInt8Blocks(x_.data(), 1, kHidden, kGroup, nullptr, xq_);
+        std::fill(h_.begin(), h_.end(), 0.f);
+        if (cats_) {
+          LowBitInt8Rows(l.gate.m, l.gate_tiles, xq_, 0, l.gate_tiles.tiles, gate_.data(), kInter);
+          SiluOfRange(gate_.data(), kInter, silu_.data());
+          benchmark::DoNotOptimize(KeptAboveThreshold(silu_.data(), kInter, 0.1f, survivors_.data()));
+          SparseRowsInt8(l.up_rows, xq_, k.data(), 0, n, up_.data());
+          for (int64_t i = 0; i < n; ++i) h_[k[i]] = silu_[k[i]] * up_[i];
+        } else if (separate_) {
+          SparseRowsInt8(l.gate_rows, xq_, k.data(), 0, n, gate_.data());
+          SparseRowsInt8(l.up_rows, xq_, k.data(), 0, n, up_.data());
+          SiluMulScatter(gate_.data(), up_.data(), k.data(), 0, n, h_.data());
         } else {
-          SparsePairRowsInt8(l.gate_up_pair, xq, k.data(), 0, n, gate.data(), up.data());
-          SiluMulScatter(gate.data(), up.data(), k.data(), 0, n, h.data());
+          SparsePairRowsInt8(l.gate_up_pair, xq_, k.data(), 0, n, gate_.data(), up_.data());
+          SiluMulScatter(gate_.data(), up_.data(), k.data(), 0, n, h_.data());
         }
-        down_in = h.data();
+        down_in = h_.data();
       }
-      if (part != 1) {
-        QuantizeInt8Blocks(down_in, 1, kInter, g_down_group, nullptr, hq);
-        FindNonzeroNeurons(hq, nonzero);
-        SparseDownInt8(l.down_columns, hq, nonzero, 0, l.down_columns.blocks(), y.data());
+      if (part_ != 1) {
+        QuantizeInt8Blocks(down_in, 1, kInter, g_down_group, nullptr, hq_);
+        FindNonzeroNeurons(hq_, nonzero_);
+        SparseDownInt8(l.down_columns, hq_, nonzero_, 0, l.down_columns.blocks(), y_.data());
       }
-      benchmark::DoNotOptimize(y.data());
-      benchmark::DoNotOptimize(h.data());
+      benchmark::DoNotOptimize(y_.data());
+      benchmark::DoNotOptimize(h_.data());
     }
   }
+
+ private:
+  int part_;
+  bool cats_, separate_;
+  const BenchGuesser* guesser_;
+  const std::vector<Layer>& layers_;
+  std::vector<float> x_;
+  std::vector<std::vector<int32_t>> kept_;
+  std::vector<std::vector<float>> masked_;
+  std::vector<float> gate_, up_, h_, y_, silu_;
+  std::vector<int32_t> survivors_;
+  model::FfnKeptSets predicted_;
+  Int8Activations xq_, hq_;
+  SparseNeurons nonzero_;
+  int64_t pass_ = 0;
+};
+
+void SparseFfn(benchmark::State& state, bool small_pages) {
+  SparseRun run(state.range(0), static_cast<int>(state.range(1)), state.range(2), state.range(3),
+                static_cast<int>(state.range(4)), small_pages);
+  for (auto _ : state) run.Pass();
   state.counters["ffn_per_s"] =
-      benchmark::Counter(static_cast<double>(kLayers), benchmark::Counter::kIsIterationInvariantRate);
+      benchmark::Counter(static_cast<double>(g_layers), benchmark::Counter::kIsIterationInvariantRate);
 }
 void BM_SparseFfn(benchmark::State& state) { SparseFfn(state, false); }
 void BM_SparseFfnSmallPages(benchmark::State& state) { SparseFfn(state, true); }
@@ -350,7 +395,42 @@ BENCHMARK(BM_SparseFfn)
     ->ArgsProduct({{50, 30, 10}, {0}, {0}, {32, kAutoRank}, {4, 8}})
     ->Unit(benchmark::kMillisecond);
 
-// The guesser's wide product alone (out [2·inter, rank] times the rank-r vector, kLayers
+// The whole FFN's speedup with the machine's state taken out: every iteration runs one dense
+// pass and one sparse pass (the predictor's pair layout, kept_pct, rank, gbits as above), in
+// alternating order, each timed alone; the counter `speedup` is Σ dense time / Σ sparse time
+// over the repetition, `dense_ms` and `sparse_ms` the mean pass times. On this shared VM, whose
+// memory rate swings ±30% from one second to the next, separate benchmarks interleaved at
+// random still drift apart between their repetitions; passes a few tens of milliseconds apart
+// see the same machine.
+void BM_FfnSpeedup(benchmark::State& state) {
+  DenseRun dense(0, false);
+  SparseRun sparse(state.range(0), 0, 0, state.range(1), static_cast<int>(state.range(2)), false);
+  dense.Pass();  // page tables, the guesser's file, the kept sets: untimed
+  sparse.Pass();
+  double dense_s = 0, sparse_s = 0;
+  int64_t passes = 0;
+  for (auto _ : state) {
+    for (int k = 0; k < 2; ++k) {
+      const bool run_dense = (k == 0) == (passes % 2 == 0);
+      const auto t0 = std::chrono::steady_clock::now();
+      if (run_dense) dense.Pass();
+      else sparse.Pass();
+      const std::chrono::duration<double> took = std::chrono::steady_clock::now() - t0;
+      (run_dense ? dense_s : sparse_s) += took.count();
+    }
+    ++passes;
+  }
+  state.counters["speedup"] = dense_s / sparse_s;
+  state.counters["dense_ms"] = 1e3 * dense_s / static_cast<double>(passes);
+  state.counters["sparse_ms"] = 1e3 * sparse_s / static_cast<double>(passes);
+}
+BENCHMARK(BM_FfnSpeedup)
+    ->ArgNames({"kept_pct", "rank", "gbits"})
+    ->ArgsProduct({{50, 30, 10}, {0}, {0}})
+    ->ArgsProduct({{50, 30, 10}, {kAutoRank}, {4}})
+    ->Unit(benchmark::kMillisecond);
+
+// The guesser's wide product alone (out [2·inter, rank] times the rank-r vector, g_layers
 // layers' weights in turn, one thread), as it ran before (F16 weights through DenseLinear)
 // and runs now (integer rows with F32 steps made at load, kernels/cpu/scaled_rows.h).
 // kind: 0 = F16 DenseLinear, 1 = INT8 rows, 2 = INT4 rows.
@@ -359,7 +439,7 @@ void BM_GuesserOut(benchmark::State& state) {
   const int kind = static_cast<int>(state.range(1));
   std::mt19937 rng(static_cast<uint32_t>(rank));
   std::normal_distribution<float> normal(0.f, 1.f);
-  std::vector<std::vector<uint16_t>> f16(kLayers);
+  std::vector<std::vector<uint16_t>> f16(g_layers);
   std::vector<std::unique_ptr<model::DenseLinear>> dense;
   std::vector<ScaledRows> rows;
   for (auto& w : f16) {
@@ -380,7 +460,7 @@ void BM_GuesserOut(benchmark::State& state) {
   std::vector<float> low(static_cast<size_t>(rank)), y(static_cast<size_t>(2 * kInter));
   for (auto& v : low) v = normal(rng);
   for (auto _ : state) {
-    for (int64_t l = 0; l < kLayers; ++l) {
+    for (int64_t l = 0; l < g_layers; ++l) {
       if (kind == 0) dense[l]->Forward(low.data(), 1, y.data(), pool);
       else ScaledRowsForward(rows[l], low.data(), 1, 0, rows[l].blocks(), y.data());
       benchmark::DoNotOptimize(y.data());
@@ -478,14 +558,30 @@ void BM_DownInL2(benchmark::State& state) {
 BENCHMARK(BM_DownInL2)->ArgName("kernel")->Arg(0)->Arg(1)->Arg(2)->Arg(3);
 
 }  // namespace
+
+// Enough layers that one iteration's dense tiles are twice the L3 (so neither the dense nor the
+// sparse pass finds the last one's bytes there), at least 24.
+int64_t LayersBeyondL3() {
+  constexpr double kDenseLayerBytes = 20.5e6;  // INT4 g32 codes, F16 steps, zero bytes of gate, up, down
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  const auto beyond = static_cast<int64_t>(std::ceil(2.0 * static_cast<double>(std::max(0L, l3)) / kDenseLayerBytes));
+  return std::max<int64_t>(24, beyond);
+}
 }  // namespace accullm::kernels
 
 int main(int argc, char** argv) {
-  // --down-group=N (ours) out of argv before the library sees it.
+  // --down-group=N and --layers=N (ours) out of argv before the library sees them.
   int kept_args = 1;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg.rfind("--down-group=", 0) == 0) {
+    if (arg.rfind("--layers=", 0) == 0) {
+      const int64_t n = std::atoll(arg.c_str() + 9);
+      if (n < 1 || n > 1024) {
+        std::fprintf(stderr, "--layers must be 1..1024, not %s\n", arg.c_str() + 9);
+        return 2;
+      }
+      accullm::kernels::g_layers = n;
+    } else if (arg.rfind("--down-group=", 0) == 0) {
       const int64_t g = std::atoll(arg.c_str() + 13);
       if (g != 32 && g != 64 && g != 128) {
         std::fprintf(stderr, "--down-group must be 32, 64 or 128, not %s\n", arg.c_str() + 13);
@@ -497,6 +593,8 @@ int main(int argc, char** argv) {
     }
   }
   argc = kept_args;
+  if (accullm::kernels::g_layers == 0) accullm::kernels::g_layers = accullm::kernels::LayersBeyondL3();
+  benchmark::AddCustomContext("layers", std::to_string(accullm::kernels::g_layers));
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
