@@ -138,6 +138,7 @@ struct Layer {
   LowBitTiles gate_tiles, up_tiles, down_tiles;
   SparseRowsLayout gate_rows, up_rows, gate_up_pair;
   SparseColumnsLayout down_columns;
+  SparseFfnLayouts joint;  // gate, up and down's strips in one layout (cats 3)
 };
 
 // The layers' tiles and sparse layouts on huge pages (common/weight_memory.h, as decode holds
@@ -159,6 +160,7 @@ const std::vector<Layer>& MakeLayers(bool small_pages) {
       l.up_rows = MakeSparseRows(l.up.m);
       l.gate_up_pair = MakeSparsePairRows(l.gate.m, l.up.m);
       l.down_columns = MakeSparseColumns(l.down.m);
+      l.joint = MakeSparseFfn(l.gate.m, l.up.m, l.down.m);
     }
   }
   SetHugePagesAdvised(advised);
@@ -299,10 +301,10 @@ BENCHMARK(BM_DenseFfnSmallPages)->ArgName("part")->Arg(0)->Arg(1)->Unit(benchmar
 class SparseRun {
  public:
   SparseRun(int64_t kept_pct, int part, int64_t cats, int64_t rank, int gbits, bool small_pages)
-      : part_(part), cats_(cats == 1), separate_(cats == 2), guesser_(rank > 0 ? &Guesser(rank, gbits) : nullptr),
-        layers_(Layers(small_pages)), x_(Input(2)), kept_(g_layers * kKeptSets),
-        masked_(g_layers * kKeptSets, std::vector<float>(kInter, 0.f)), gate_(kInter), up_(kInter), h_(kInter, 0.f),
-        y_(kHidden), silu_(kInter), survivors_(kInter) {
+      : part_(part), cats_(cats == 1), separate_(cats == 2), joint_(cats == 3),
+        guesser_(rank > 0 ? &Guesser(rank, gbits) : nullptr), layers_(Layers(small_pages)), x_(Input(2)),
+        kept_(g_layers * kKeptSets), masked_(g_layers * kKeptSets, std::vector<float>(kInter, 0.f)), gate_(kInter),
+        up_(kInter), h_(kInter, 0.f), y_(kHidden), silu_(kInter), survivors_(kInter) {
     std::mt19937 rng(3);
     for (auto& k : kept_) {  // sorted, as a predictor emits them
       k.resize(kInter);
@@ -342,7 +344,7 @@ class SparseRun {
           SparseRowsInt8(l.up_rows, xq_, k.data(), 0, n, up_.data());
           SiluMulScatter(gate_.data(), up_.data(), k.data(), 0, n, h_.data());
         } else {
-          SparsePairRowsInt8(l.gate_up_pair, xq_, k.data(), 0, n, gate_.data(), up_.data());
+          SparsePairRowsInt8(joint_ ? l.joint.pair : l.gate_up_pair, xq_, k.data(), 0, n, gate_.data(), up_.data());
           SiluMulScatter(gate_.data(), up_.data(), k.data(), 0, n, h_.data());
         }
         down_in = h_.data();
@@ -350,7 +352,8 @@ class SparseRun {
       if (part_ != 1) {
         QuantizeInt8Blocks(down_in, 1, kInter, g_down_group, nullptr, hq_);
         FindNonzeroNeurons(hq_, nonzero_);
-        SparseDownInt8(l.down_columns, hq_, nonzero_, 0, l.down_columns.blocks(), y_.data());
+        const SparseColumnsLayout& columns = joint_ ? l.joint.down : l.down_columns;
+        SparseDownInt8(columns, hq_, nonzero_, 0, columns.blocks(), y_.data());
       }
       benchmark::DoNotOptimize(y_.data());
       benchmark::DoNotOptimize(h_.data());
@@ -359,7 +362,7 @@ class SparseRun {
 
  private:
   int part_;
-  bool cats_, separate_;
+  bool cats_, separate_, joint_;
   const BenchGuesser* guesser_;
   const std::vector<Layer>& layers_;
   std::vector<float> x_;
@@ -404,7 +407,8 @@ BENCHMARK(BM_SparseFfn)
 // see the same machine.
 void BM_FfnSpeedup(benchmark::State& state) {
   DenseRun dense(0, false);
-  SparseRun sparse(state.range(0), 0, 0, state.range(1), static_cast<int>(state.range(2)), false);
+  SparseRun sparse(state.range(0), 0, state.range(3) == 1 ? 3 : 0, state.range(1), static_cast<int>(state.range(2)),
+                   false);
   dense.Pass();  // page tables, the guesser's file, the kept sets: untimed
   sparse.Pass();
   double dense_s = 0, sparse_s = 0;
@@ -425,9 +429,9 @@ void BM_FfnSpeedup(benchmark::State& state) {
   state.counters["sparse_ms"] = 1e3 * sparse_s / static_cast<double>(passes);
 }
 BENCHMARK(BM_FfnSpeedup)
-    ->ArgNames({"kept_pct", "rank", "gbits"})
-    ->ArgsProduct({{50, 30, 10}, {0}, {0}})
-    ->ArgsProduct({{50, 30, 10}, {kAutoRank}, {4}})
+    ->ArgNames({"kept_pct", "rank", "gbits", "joint"})
+    ->ArgsProduct({{50, 30, 10}, {0}, {0}, {0, 1}})
+    ->ArgsProduct({{50, 30, 10}, {kAutoRank}, {4}, {0, 1}})
     ->Unit(benchmark::kMillisecond);
 
 // The guesser's wide product alone (out [2·inter, rank] times the rank-r vector, g_layers

@@ -161,23 +161,27 @@ const kernels::SparseRowsLayout& LowBitLinear::SparseRows(ThreadPool& pool) cons
   return *sparse_rows_;
 }
 
-bool LowBitLinear::SparsePairable(const LowBitLinear& up) const {
-  return kernels::SparsePairRefusal(w_.matrix, up.w_.matrix).empty();
+bool LowBitLinear::SparseFfnJoinable(const LowBitLinear& up, const LowBitLinear& down) const {
+  return kernels::SparseFfnRefusal(w_.matrix, up.w_.matrix, down.w_.matrix).empty();
 }
 
-const kernels::SparseRowsLayout& LowBitLinear::SparsePairRows(const LowBitLinear& up, ThreadPool& pool) const {
-  std::call_once(sparse_pair_made_, [&] {
-    const kernels::LowBitMatrix &g = w_.matrix, &u = up.w_.matrix;
-    auto rows = std::make_unique<kernels::SparseRowsLayout>(kernels::AllocateSparsePairRows(g, u));
+const kernels::SparseFfnLayouts& LowBitLinear::SparseFfn(const LowBitLinear& up, const LowBitLinear& down,
+                                                         ThreadPool& pool) const {
+  std::call_once(sparse_ffn_made_, [&] {
+    const kernels::LowBitMatrix &g = w_.matrix, &u = up.w_.matrix, &d = down.w_.matrix;
+    auto joint = std::make_unique<kernels::SparseFfnLayouts>(kernels::AllocateSparseFfn(g, u, d));
     pool.ParallelFor(
-        g.out, [&](int64_t r0, int64_t r1) { kernels::FillSparsePairRows(g, u, r0, r1, *rows); },
+        g.out, [&](int64_t r0, int64_t r1) { kernels::FillSparseFfnRows(g, u, r0, r1, *joint); },
         /*min_chunk=*/64);
-    sparse_bytes_ += rows->bytes();
-    sparse_pair_rows_ = std::move(rows);
+    pool.ParallelFor(joint->down.blocks(),
+                     [&](int64_t b0, int64_t b1) { kernels::FillSparseFfnColumns(d, b0, b1, *joint); });
+    sparse_bytes_ += joint->pair.bytes() + joint->down.bytes();
+    sparse_ffn_ = std::move(joint);
     ReleaseMappedPages();
     up.ReleaseMappedPages();
+    down.ReleaseMappedPages();
   });
-  return *sparse_pair_rows_;
+  return *sparse_ffn_;
 }
 
 const kernels::SparseColumnsLayout& LowBitLinear::SparseColumns(ThreadPool& pool) const {

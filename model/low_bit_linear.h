@@ -98,11 +98,13 @@ class LowBitLinear final : public LinearOp {
   // rows); columns: down (skip input neurons). INT8 activations only.
   const kernels::SparseRowsLayout& SparseRows(ThreadPool& pool) const;
   const kernels::SparseColumnsLayout& SparseColumns(ThreadPool& pool) const;
-  // On gate, with its up (kernels::SparsePairRefusal empty): gate's and up's rows side by
-  // side in one layout (a kept neuron's two rows are one run), made on first use, counted in
-  // this linear's sparse_bytes(); it replaces both SparseRows copies for a predictor's lists.
-  const kernels::SparseRowsLayout& SparsePairRows(const LowBitLinear& up, ThreadPool& pool) const;
-  bool SparsePairable(const LowBitLinear& up) const;
+  // On gate, with its up and down (kernels::SparseFfnRefusal empty): one joint layout whose
+  // unit j holds gate's row j, up's row j and down's strip of neuron j, so a kept neuron is one
+  // run of lines (kernels::SparseFfnLayouts); made on first use, counted in this linear's
+  // sparse_bytes(). For a predictor's lists it replaces gate's and up's SparseRows and down's
+  // SparseColumns copies.
+  const kernels::SparseFfnLayouts& SparseFfn(const LowBitLinear& up, const LowBitLinear& down, ThreadPool& pool) const;
+  bool SparseFfnJoinable(const LowBitLinear& up, const LowBitLinear& down) const;
   // Bytes of the sparse layouts made so far (0 before the first use).
   size_t sparse_bytes() const;
   // One activation row x (xq its quantized form): y[k] = output row kept[k] for k in
@@ -139,9 +141,10 @@ class LowBitLinear final : public LinearOp {
   mutable std::once_flag tiled_;
   mutable std::unique_ptr<kernels::LowBitTiles> tiles_;  // built on the first INT8 forward
   mutable bool axe16_ = false;                           // set with tiles_
-  mutable std::once_flag sparse_rows_made_, sparse_columns_made_, sparse_pair_made_;
-  mutable std::unique_ptr<kernels::SparseRowsLayout> sparse_rows_, sparse_pair_rows_;
+  mutable std::once_flag sparse_rows_made_, sparse_columns_made_, sparse_ffn_made_;
+  mutable std::unique_ptr<kernels::SparseRowsLayout> sparse_rows_;
   mutable std::unique_ptr<kernels::SparseColumnsLayout> sparse_columns_;
+  mutable std::unique_ptr<kernels::SparseFfnLayouts> sparse_ffn_;
   mutable std::atomic<size_t> sparse_bytes_{0};
 };
 

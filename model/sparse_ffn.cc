@@ -44,20 +44,20 @@ std::optional<SparseFfnLinears> SparseFfnLinearsOf(const LinearOp& gate, const L
   if (l.gate == nullptr || l.up == nullptr || l.down == nullptr || !l.gate->SharesInt8Input(*l.up) ||
       up.out_features() != gate.out_features() || down.in_features() != gate.out_features())
     return std::nullopt;
-  l.paired = l.gate->SparsePairable(*l.up);
+  l.joint = l.gate->SparseFfnJoinable(*l.up, *l.down);
   return l;
 }
 
 void PrepareSparseFfn(const SparseFfnLinears& l, bool predicted, ThreadPool& pool) {
-  if (predicted && l.paired) {
-    l.gate->SparsePairRows(*l.up, pool);
+  if (predicted && l.joint) {
+    l.gate->SparseFfn(*l.up, *l.down, pool);
   } else {
     if (predicted) l.gate->SparseRows(pool);
     l.up->SparseRows(pool);
+    l.down->SparseColumns(pool);
   }
   l.gate->Tiles(pool);
   l.up->Tiles(pool);  // a token that keeps most rows runs them
-  l.down->SparseColumns(pool);
   l.down->Tiles(pool);
 }
 
@@ -111,8 +111,8 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
     for (int64_t k = 0; k < kept_count; ++k) h[kept[k]] = kernels::SiluOf(g[kept[k]]) * u[kept[k]];
     return kept_count;
   }
-  if (l.paired) {  // a kept neuron's gate and up rows read as one run
-    const kernels::SparseRowsLayout& pair = l.gate->SparsePairRows(*l.up, pool);
+  if (l.joint) {  // a kept neuron's gate and up rows read as one run (its down strip after them)
+    const kernels::SparseRowsLayout& pair = l.gate->SparseFfn(*l.up, *l.down, pool).pair;
     pool.ParallelFor((kept_count + kKeptUnit - 1) / kKeptUnit, [&](int64_t c0, int64_t c1) {
       const int64_t k0 = c0 * kKeptUnit, k1 = std::min(kept_count, c1 * kKeptUnit);
       l.gate->ForwardSparsePairRows(pair, *l.up, xq, x, kept, k0, k1, g, u);
@@ -131,7 +131,8 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
   return kept_count;
 }
 
-void SparseDown(const LowBitLinear& down, const float* h, float* y, ThreadPool& pool) {
+void SparseDown(const SparseFfnLinears& l, bool predicted, const float* h, float* y, ThreadPool& pool) {
+  const LowBitLinear& down = *l.down;
   kernels::Int8Activations& hq = LowBitLinear::InputScratch();
   down.QuantizeInput(h, 1, hq);
   kernels::SparseNeurons& nonzero = Scratch().nonzero;
@@ -141,7 +142,8 @@ void SparseDown(const LowBitLinear& down, const float* h, float* y, ThreadPool& 
     pool.ParallelFor(tiles.tiles, [&](int64_t t0, int64_t t1) { down.ForwardTiles(tiles, hq, h, 1, t0, t1, y); });
     return;
   }
-  const kernels::SparseColumnsLayout& columns = down.SparseColumns(pool);
+  const kernels::SparseColumnsLayout& columns =
+      predicted && l.joint ? l.gate->SparseFfn(*l.up, down, pool).down : down.SparseColumns(pool);
   // Few ranges of blocks: every call walks the whole nonzero list (gathering eight
   // strips and their codes per pass), so many small ranges repeat that walk for few bytes
   // each (with the pool's default 2-block chunks, down took 13% of a 2-thread decode profile

@@ -15,8 +15,9 @@
 // SparseFfnMaxKeptShare()), that part runs over the dense tiles instead: the same bits.
 //
 // Memory: the sparse layouts are second copies of up and down (CATS) or of gate, up and down
-// (a predictor; gate and up as one pair layout when they share a format) beside the tiles a
-// batch of several rows runs (LowBitLinear::SparseRows, SparsePairRows).
+// (a predictor; all three in one joint layout when gate and up share a format, a kept neuron's
+// gate row, up row and down strip then one run of memory) beside the tiles a batch of several
+// rows runs (LowBitLinear::SparseRows, SparseColumns, SparseFfn).
 #pragma once
 
 #include <cstdint>
@@ -39,9 +40,9 @@ struct SparseFfnLinears {
   const LowBitLinear* gate = nullptr;
   const LowBitLinear* up = nullptr;
   const LowBitLinear* down = nullptr;
-  // Gate and up share one format: a predictor's list reads them side by side from one pair
-  // layout (LowBitLinear::SparsePairRows) instead of two separate row layouts.
-  bool paired = false;
+  // Gate and up share one format: a predictor's list reads gate, up and down from one joint
+  // layout (LowBitLinear::SparseFfn) instead of two row layouts and a columns layout.
+  bool joint = false;
 };
 
 // The layer's linears when the sparse kernels can run them: all three low-bit with INT8
@@ -49,8 +50,8 @@ struct SparseFfnLinears {
 // (the masked dense path runs).
 std::optional<SparseFfnLinears> SparseFfnLinearsOf(const LinearOp& gate, const LinearOp& up, const LinearOp& down);
 
-// Builds the sparse layouts a decode step will read (up and down; with a predictor gate and up
-// as one pair layout, or gate's own rows when they cannot pair).
+// Builds the sparse layouts a decode step will read (up and down; with a predictor the joint
+// layout, or gate's own rows when they cannot join).
 void PrepareSparseFfn(const SparseFfnLinears& l, bool predicted, ThreadPool& pool);
 
 // h [inter] = the masked SiLU(gate(x))·up(x) of one token x [hidden]. kept == null: CATS at
@@ -61,7 +62,7 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
                      float threshold, float product_threshold, float* h, ThreadPool& pool);
 
 // y [out] = down(h) for one token: down.Forward(h, 1, y)'s bits, reading only the strips of
-// the neurons whose quantized h is nonzero.
-void SparseDown(const LowBitLinear& down, const float* h, float* y, ThreadPool& pool);
+// the neurons whose quantized h is nonzero (from the joint layout after a predictor's list).
+void SparseDown(const SparseFfnLinears& l, bool predicted, const float* h, float* y, ThreadPool& pool);
 
 }  // namespace accullm::model

@@ -451,8 +451,8 @@ const uint8_t* Transformer::RecallSampledRows(const float* hidden, const std::ve
   int64_t row = 0;
   for (const BatchSegment& seg : segments) {
     if (seg.n_tokens == 1) {  // a decode row; prompt chunks are not sampled
-      const bool pick = recall_sample_all_ ||
-                        RecallSampleHash(seg.cache->length(), hidden + row * h, h) < recall_sample_below_;
+      const bool pick =
+          recall_sample_all_ || RecallSampleHash(seg.cache->length(), hidden + row * h, h) < recall_sample_below_;
       sampled[static_cast<size_t>(row)] = pick ? 1 : 0;
       any = any || pick;
     }
@@ -554,14 +554,14 @@ absl::Status Transformer::Mlp(int64_t layer, const float* x, int64_t n, const ui
     sparse = SparseFfnLinearsOf(*L.gate, *L.up, *L.down);
   if (sparse.has_value()) {
     const float threshold = sparsity_thresholds_.empty() ? 0.0f : sparsity_thresholds_[static_cast<size_t>(layer)];
-    const int64_t k = SparseGateUp(*sparse, x, kept != nullptr ? kept->row(0) : nullptr,
-                                   kept != nullptr ? kept->count(0) : 0, threshold, ProductThreshold(layer), gate,
-                                   *pool_);
+    const int64_t k =
+        SparseGateUp(*sparse, x, kept != nullptr ? kept->row(0) : nullptr, kept != nullptr ? kept->count(0) : 0,
+                     threshold, ProductThreshold(layer), gate, *pool_);
     counts.total += inter;
     counts.kept += k;
     counts.sparse_rows += 1;
     Notify(layer, LinearSite::kMlpDown, gate, 1, inter);
-    SparseDown(*sparse->down, gate, out, *pool_);
+    SparseDown(*sparse, kept != nullptr, gate, out, *pool_);
     return absl::OkStatus();
   }
   MaskedGateUp(layer, x, n, kept, recall_rows, gate, up);

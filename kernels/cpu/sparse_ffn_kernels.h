@@ -30,10 +30,15 @@
 // 1.76x a dense row, software prefetches included (2.1–2.35x before 2026-12-02: the epilogue
 // recomputed each row's addresses per block, and GCC 12 wrapped every vpdpbusd intrinsic in
 // two register copies, dot_bytes_avx512.h). From memory the
-// kernels are bound by how fast scattered 1.25 KB rows stream in: at 50% kept the whole FFN
-// runs 1.76–1.79x faster than dense without a guesser (bench/sparse_ffn_bench, 2026-12-02;
-// docs/benchmarks.md, "Sparse FFN: the rows kernel's instructions, huge pages"), short of
-// the ~1.9x its bytes allow (it reads 0.53x of dense's).
+// kernels are bound by how fast scattered runs stream in: on the 2-core VM of 2026-12-02,
+// ~15 GB/s for 3.4 KB runs and ~12 GB/s for separate 2.4 KB and 1 KB ones, against ~30 GB/s
+// sequential. So a predictor's kept neurons are read from the joint layout (gate row, up row,
+// down strip: one run, sparse_ffn_layouts.h), whose strips down then finds in the caches:
+// at 50% kept with the auto-rank guesser the whole FFN runs 1.35–1.74x faster than dense
+// (median 1.56), against 0.99–1.39x (1.22) from separate layouts, dense and sparse passes
+// paired (bench/sparse_ffn_bench BM_FfnSpeedup; docs/benchmarks.md, "The joint FFN layout").
+// Earlier figures (1.76–1.79x without a guesser) were measured with sparse passes back to
+// back, partly from the L3.
 // Down, AVX-512: per group, eight nonzero neurons per pass; their strips' bytes interleaved
 // four by four (unpack epi8/epi16) into dwords of one output's four codes, vpdpbusd against
 // the four activation codes, int32 sums kept in L1 for the thread's outputs; at ≤ 4 bits a

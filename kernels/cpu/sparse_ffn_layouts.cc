@@ -38,8 +38,9 @@ bool StepsFiniteNonnegative(const LowBitMatrix& m) {
 
 namespace {
 
-// A zeroed layout of `rows` rows (plus the zero row) in m's format.
-SparseRowsLayout AllocateRows(const LowBitMatrix& m, int64_t rows) {
+// A zeroed layout of `rows` rows (plus the zero row) in m's format, in units of 2^unit_shift
+// rows followed by tail_words words each.
+SparseRowsLayout AllocateRows(const LowBitMatrix& m, int64_t rows, int unit_shift = 0, int64_t tail_words = 0) {
   SparseRowsLayout w;
   w.out = rows;
   w.in = m.in;
@@ -53,7 +54,9 @@ SparseRowsLayout AllocateRows(const LowBitMatrix& m, int64_t rows) {
   const int64_t meta_bytes = w.meta_stride * (w.step_bytes() + (w.has_zeros ? 1 : 0));
   w.meta_words = (meta_bytes + 63) / 64 * 16;
   w.row_stride = w.row_words + w.meta_words;
-  w.words.assign(static_cast<size_t>((w.out + 1) * w.row_stride), 0u);
+  w.unit_shift = unit_shift;
+  w.unit_stride = (w.row_stride << unit_shift) + tail_words;
+  w.words.assign(static_cast<size_t>((w.out >> unit_shift) * w.unit_stride + w.row_stride), 0u);  // + the zero row
   if (w.has_scale_codes) w.row_scales.assign(static_cast<size_t>(w.out + 1), 0.f);
   return w;
 }
@@ -67,7 +70,7 @@ void FillRowsAt(const LowBitMatrix& m, int64_t row_begin, int64_t row_end, int64
   for (int64_t o = row_begin; o < std::min(row_end, m.out); ++o) {
     UnpackRow(m, o, codes.data());
     const int64_t r = o * spacing + offset;
-    uint32_t* dst = w.words.data() + r * w.row_stride;
+    uint32_t* dst = w.mutable_row(r);
     for (int64_t c = 0; c < m.in / cols; ++c) {  // word c = word c % group_words of its group
       const uint8_t* col = codes.data() + c * cols;
       uint32_t word = 0;
@@ -114,7 +117,7 @@ std::string SparsePairRefusal(const LowBitMatrix& gate, const LowBitMatrix& up) 
 }
 
 SparseRowsLayout AllocateSparsePairRows(const LowBitMatrix& gate, const LowBitMatrix& up) {
-  return AllocateRows(gate, gate.out + up.out);  // up: gate's format (SparsePairRefusal)
+  return AllocateRows(gate, gate.out + up.out, 1);  // up: gate's format (SparsePairRefusal)
 }
 
 void FillSparsePairRows(const LowBitMatrix& gate, const LowBitMatrix& up, int64_t neuron_begin, int64_t neuron_end,
@@ -139,7 +142,10 @@ SparseStripPosition SparseDownStripPosition(const SparseColumnsLayout& w, int64_
   return {segment * 64 + p, false};
 }
 
-SparseColumnsLayout AllocateSparseColumns(const LowBitMatrix& m) {
+namespace {
+
+// Everything but the strips' bytes.
+SparseColumnsLayout AllocateColumnsMeta(const LowBitMatrix& m) {
   SparseColumnsLayout w;
   w.out = m.out;
   w.in = m.in;
@@ -148,7 +154,6 @@ SparseColumnsLayout AllocateSparseColumns(const LowBitMatrix& m) {
   w.zero_frac_bits = m.zeros != nullptr ? m.zero_frac_bits : 0;
   w.out_padded = (m.out + kSparseDownBlockOutputs - 1) / kSparseDownBlockOutputs * kSparseDownBlockOutputs;
   w.strip_bytes = w.nibbles() ? w.out_padded / 2 : w.out_padded;
-  w.codes.assign(static_cast<size_t>(w.in * w.strip_bytes), 0);
   const size_t meta = static_cast<size_t>(w.groups() * w.out_padded);
   if (m.scale_codes != nullptr) {
     w.scale_codes.assign(meta, 0);
@@ -158,6 +163,15 @@ SparseColumnsLayout AllocateSparseColumns(const LowBitMatrix& m) {
   }
   if (m.zeros != nullptr) w.zeros.assign(meta, 0);
   w.steps_finite_nonnegative = StepsFiniteNonnegative(m);
+  return w;
+}
+
+}  // namespace
+
+SparseColumnsLayout AllocateSparseColumns(const LowBitMatrix& m) {
+  SparseColumnsLayout w = AllocateColumnsMeta(m);
+  w.strip_stride = w.strip_bytes;
+  w.codes.assign(static_cast<size_t>(w.in * w.strip_bytes), 0);
   return w;
 }
 
@@ -175,7 +189,7 @@ void FillSparseColumns(const LowBitMatrix& m, int64_t block_begin, int64_t block
       at[static_cast<size_t>(r)] = SparseDownStripPosition(w, o0 + r);
     }
     for (int64_t j = 0; j < m.in; ++j) {
-      uint8_t* strip = w.codes.data() + j * w.strip_bytes;
+      uint8_t* strip = w.mutable_strip(j);
       for (int64_t r = 0; r < rows; ++r) {
         const SparseStripPosition& p = at[static_cast<size_t>(r)];
         const uint8_t code = codes[static_cast<size_t>(r * m.in + j)];
@@ -198,6 +212,39 @@ void FillSparseColumns(const LowBitMatrix& m, int64_t block_begin, int64_t block
 SparseColumnsLayout MakeSparseColumns(const LowBitMatrix& m) {
   SparseColumnsLayout w = AllocateSparseColumns(m);
   FillSparseColumns(m, 0, w.blocks(), w);
+  return w;
+}
+
+// ---- Gate, up and down side by side ----
+
+std::string SparseFfnRefusal(const LowBitMatrix& gate, const LowBitMatrix& up, const LowBitMatrix& down) {
+  if (std::string why = SparsePairRefusal(gate, up); !why.empty()) return why;
+  if (down.in != gate.out) return "down's neurons are not gate's rows";
+  return "";
+}
+
+SparseFfnLayouts AllocateSparseFfn(const LowBitMatrix& gate, const LowBitMatrix& up, const LowBitMatrix& down) {
+  SparseFfnLayouts w;
+  w.down = AllocateColumnsMeta(down);
+  w.pair = AllocateRows(gate, gate.out + up.out, 1, w.down.strip_bytes / 4);  // strips: whole lines
+  w.down.strip_stride = 4 * w.pair.unit_stride;
+  w.down.shared_strips = reinterpret_cast<uint8_t*>(w.pair.words.data() + 2 * w.pair.row_stride);
+  return w;
+}
+
+void FillSparseFfnRows(const LowBitMatrix& gate, const LowBitMatrix& up, int64_t neuron_begin, int64_t neuron_end,
+                       SparseFfnLayouts& w) {
+  FillSparsePairRows(gate, up, neuron_begin, neuron_end, w.pair);
+}
+
+void FillSparseFfnColumns(const LowBitMatrix& down, int64_t block_begin, int64_t block_end, SparseFfnLayouts& w) {
+  FillSparseColumns(down, block_begin, block_end, w.down);
+}
+
+SparseFfnLayouts MakeSparseFfn(const LowBitMatrix& gate, const LowBitMatrix& up, const LowBitMatrix& down) {
+  SparseFfnLayouts w = AllocateSparseFfn(gate, up, down);
+  FillSparseFfnRows(gate, up, 0, gate.out, w);
+  FillSparseFfnColumns(down, 0, w.down.blocks(), w);
   return w;
 }
 
