@@ -22,7 +22,9 @@
 //         from one pair layout (MakeSparsePairRows), as decode runs it; 2 = the same over two
 //         separate gate and up layouts (before the pair layout); 1 = CATS (gate dense over its
 //         tiles, SiLU and the threshold selection over every neuron, then up over the kept rows;
-//         the kept set is the random one)
+//         the kept set is the random one); 3 = as 0 from the joint layout (gate row, up row and
+//         down strip per neuron: MakeSparseFfn, as decode runs it since 2026-12-02 afternoon);
+//         4 = as 1 from the joint layout of up's rows and down's strips
 //   rank: with cats 0 and part 0 or 1, the trained guesser's cost (model/ffn_guesser.h): every
 //         layer first runs GuesserNeuronSelector::Select (its F16 `in` and integer `out` products, SiLU·up, the
 //         threshold) on random rank-`rank` weights loaded from a guesser file, as decode does;
@@ -45,7 +47,7 @@
 // the L3 does.
 // One FFN takes the iteration time / g_layers (counter ffn_per_s: FFNs per second).
 // --down-group=128 quantizes down at group 128 (quantize --down-group), dense and sparse alike.
-//   BM_FfnSpeedup/kept_pct/rank/gbits  dense and sparse passes alternated within every iteration,
+//   BM_FfnSpeedup/kept_pct/rank/gbits/joint/cats  dense and sparse passes alternated within every iteration,
 //                               each timed: counter speedup = dense time / sparse time (the
 //                               floor's measure on a noisy machine, see below)
 //   BM_DenseFfnSmallPages, BM_SparseFfnSmallPages  a subset of the two above on a second copy
@@ -138,7 +140,8 @@ struct Layer {
   LowBitTiles gate_tiles, up_tiles, down_tiles;
   SparseRowsLayout gate_rows, up_rows, gate_up_pair;
   SparseColumnsLayout down_columns;
-  SparseFfnLayouts joint;  // gate, up and down's strips in one layout (cats 3)
+  SparseFfnLayouts joint;    // gate, up and down's strips in one layout (cats 3)
+  SparseFfnLayouts up_down;  // up and down's strips in one layout (cats 4: CATS)
 };
 
 // The layers' tiles and sparse layouts on huge pages (common/weight_memory.h, as decode holds
@@ -160,7 +163,8 @@ const std::vector<Layer>& MakeLayers(bool small_pages) {
       l.up_rows = MakeSparseRows(l.up.m);
       l.gate_up_pair = MakeSparsePairRows(l.gate.m, l.up.m);
       l.down_columns = MakeSparseColumns(l.down.m);
-      l.joint = MakeSparseFfn(l.gate.m, l.up.m, l.down.m);
+      l.joint = MakeSparseFfn(&l.gate.m, l.up.m, l.down.m);
+      l.up_down = MakeSparseFfn(nullptr, l.up.m, l.down.m);
     }
   }
   SetHugePagesAdvised(advised);
@@ -301,7 +305,7 @@ BENCHMARK(BM_DenseFfnSmallPages)->ArgName("part")->Arg(0)->Arg(1)->Unit(benchmar
 class SparseRun {
  public:
   SparseRun(int64_t kept_pct, int part, int64_t cats, int64_t rank, int gbits, bool small_pages)
-      : part_(part), cats_(cats == 1), separate_(cats == 2), joint_(cats == 3),
+      : part_(part), cats_(cats == 1 || cats == 4), separate_(cats == 2), joint_(cats == 3 || cats == 4),
         guesser_(rank > 0 ? &Guesser(rank, gbits) : nullptr), layers_(Layers(small_pages)), x_(Input(2)),
         kept_(g_layers * kKeptSets), masked_(g_layers * kKeptSets, std::vector<float>(kInter, 0.f)), gate_(kInter),
         up_(kInter), h_(kInter, 0.f), y_(kHidden), silu_(kInter), survivors_(kInter) {
@@ -337,14 +341,14 @@ class SparseRun {
           LowBitInt8Rows(l.gate.m, l.gate_tiles, xq_, 0, l.gate_tiles.tiles, gate_.data(), kInter);
           SiluOfRange(gate_.data(), kInter, silu_.data());
           benchmark::DoNotOptimize(KeptAboveThreshold(silu_.data(), kInter, 0.1f, survivors_.data()));
-          SparseRowsInt8(l.up_rows, xq_, k.data(), 0, n, up_.data());
+          SparseRowsInt8(joint_ ? l.up_down.rows : l.up_rows, xq_, k.data(), 0, n, up_.data());
           for (int64_t i = 0; i < n; ++i) h_[k[i]] = silu_[k[i]] * up_[i];
         } else if (separate_) {
           SparseRowsInt8(l.gate_rows, xq_, k.data(), 0, n, gate_.data());
           SparseRowsInt8(l.up_rows, xq_, k.data(), 0, n, up_.data());
           SiluMulScatter(gate_.data(), up_.data(), k.data(), 0, n, h_.data());
         } else {
-          SparsePairRowsInt8(joint_ ? l.joint.pair : l.gate_up_pair, xq_, k.data(), 0, n, gate_.data(), up_.data());
+          SparsePairRowsInt8(joint_ ? l.joint.rows : l.gate_up_pair, xq_, k.data(), 0, n, gate_.data(), up_.data());
           SiluMulScatter(gate_.data(), up_.data(), k.data(), 0, n, h_.data());
         }
         down_in = h_.data();
@@ -352,7 +356,7 @@ class SparseRun {
       if (part_ != 1) {
         QuantizeInt8Blocks(down_in, 1, kInter, g_down_group, nullptr, hq_);
         FindNonzeroNeurons(hq_, nonzero_);
-        const SparseColumnsLayout& columns = joint_ ? l.joint.down : l.down_columns;
+        const SparseColumnsLayout& columns = !joint_ ? l.down_columns : cats_ ? l.up_down.down : l.joint.down;
         SparseDownInt8(columns, hq_, nonzero_, 0, columns.blocks(), y_.data());
       }
       benchmark::DoNotOptimize(y_.data());
@@ -399,7 +403,8 @@ BENCHMARK(BM_SparseFfn)
     ->Unit(benchmark::kMillisecond);
 
 // The whole FFN's speedup with the machine's state taken out: every iteration runs one dense
-// pass and one sparse pass (the predictor's pair layout, kept_pct, rank, gbits as above), in
+// pass and one sparse pass (kept_pct, rank, gbits as above; joint: 1 = the joint layout, 0 =
+// separate row and column layouts; cats: 1 = CATS, else a predictor's list), in
 // alternating order, each timed alone; the counter `speedup` is Σ dense time / Σ sparse time
 // over the repetition, `dense_ms` and `sparse_ms` the mean pass times. On this shared VM, whose
 // memory rate swings ±30% from one second to the next, separate benchmarks interleaved at
@@ -407,8 +412,9 @@ BENCHMARK(BM_SparseFfn)
 // see the same machine.
 void BM_FfnSpeedup(benchmark::State& state) {
   DenseRun dense(0, false);
-  SparseRun sparse(state.range(0), 0, state.range(3) == 1 ? 3 : 0, state.range(1), static_cast<int>(state.range(2)),
-                   false);
+  const bool joint = state.range(3) == 1, cats = state.range(4) == 1;
+  SparseRun sparse(state.range(0), 0, cats ? (joint ? 4 : 1) : (joint ? 3 : 0), state.range(1),
+                   static_cast<int>(state.range(2)), false);
   dense.Pass();  // page tables, the guesser's file, the kept sets: untimed
   sparse.Pass();
   double dense_s = 0, sparse_s = 0;
@@ -429,9 +435,9 @@ void BM_FfnSpeedup(benchmark::State& state) {
   state.counters["sparse_ms"] = 1e3 * sparse_s / static_cast<double>(passes);
 }
 BENCHMARK(BM_FfnSpeedup)
-    ->ArgNames({"kept_pct", "rank", "gbits", "joint"})
-    ->ArgsProduct({{50, 30, 10}, {0}, {0}, {0, 1}})
-    ->ArgsProduct({{50, 30, 10}, {kAutoRank}, {4}, {0, 1}})
+    ->ArgNames({"kept_pct", "rank", "gbits", "joint", "cats"})
+    ->ArgsProduct({{50, 30, 10}, {0}, {0}, {0, 1}, {0, 1}})
+    ->ArgsProduct({{50, 30, 10}, {kAutoRank}, {4}, {0, 1}, {0}})
     ->Unit(benchmark::kMillisecond);
 
 // The guesser's wide product alone (out [2·inter, rank] times the rank-r vector, g_layers

@@ -162,22 +162,36 @@ const kernels::SparseRowsLayout& LowBitLinear::SparseRows(ThreadPool& pool) cons
 }
 
 bool LowBitLinear::SparseFfnJoinable(const LowBitLinear& up, const LowBitLinear& down) const {
-  return kernels::SparseFfnRefusal(w_.matrix, up.w_.matrix, down.w_.matrix).empty();
+  return kernels::SparseFfnRefusal(&w_.matrix, up.w_.matrix, down.w_.matrix).empty();
+}
+
+bool LowBitLinear::SparseUpDownJoinable(const LowBitLinear& down) const {
+  return kernels::SparseFfnRefusal(nullptr, w_.matrix, down.w_.matrix).empty();
 }
 
 const kernels::SparseFfnLayouts& LowBitLinear::SparseFfn(const LowBitLinear& up, const LowBitLinear& down,
                                                          ThreadPool& pool) const {
+  return JointSparseFfn(this, up, down, pool);
+}
+
+const kernels::SparseFfnLayouts& LowBitLinear::SparseUpDown(const LowBitLinear& down, ThreadPool& pool) const {
+  return JointSparseFfn(nullptr, *this, down, pool);
+}
+
+const kernels::SparseFfnLayouts& LowBitLinear::JointSparseFfn(const LowBitLinear* gate, const LowBitLinear& up,
+                                                              const LowBitLinear& down, ThreadPool& pool) const {
   std::call_once(sparse_ffn_made_, [&] {
-    const kernels::LowBitMatrix &g = w_.matrix, &u = up.w_.matrix, &d = down.w_.matrix;
+    const kernels::LowBitMatrix *g = gate != nullptr ? &gate->w_.matrix : nullptr, &u = up.w_.matrix,
+                                &d = down.w_.matrix;
     auto joint = std::make_unique<kernels::SparseFfnLayouts>(kernels::AllocateSparseFfn(g, u, d));
     pool.ParallelFor(
-        g.out, [&](int64_t r0, int64_t r1) { kernels::FillSparseFfnRows(g, u, r0, r1, *joint); },
+        u.out, [&](int64_t r0, int64_t r1) { kernels::FillSparseFfnRows(g, u, r0, r1, *joint); },
         /*min_chunk=*/64);
     pool.ParallelFor(joint->down.blocks(),
                      [&](int64_t b0, int64_t b1) { kernels::FillSparseFfnColumns(d, b0, b1, *joint); });
-    sparse_bytes_ += joint->pair.bytes() + joint->down.bytes();
+    sparse_bytes_ += joint->rows.bytes() + joint->down.bytes();
     sparse_ffn_ = std::move(joint);
-    ReleaseMappedPages();
+    if (gate != nullptr) gate->ReleaseMappedPages();
     up.ReleaseMappedPages();
     down.ReleaseMappedPages();
   });

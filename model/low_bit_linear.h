@@ -105,6 +105,10 @@ class LowBitLinear final : public LinearOp {
   // SparseColumns copies.
   const kernels::SparseFfnLayouts& SparseFfn(const LowBitLinear& up, const LowBitLinear& down, ThreadPool& pool) const;
   bool SparseFfnJoinable(const LowBitLinear& up, const LowBitLinear& down) const;
+  // On up, with its down: the same with up's row alone in each unit (CATS and the product rule,
+  // whose gate runs dense); replaces up's SparseRows and down's SparseColumns there.
+  const kernels::SparseFfnLayouts& SparseUpDown(const LowBitLinear& down, ThreadPool& pool) const;
+  bool SparseUpDownJoinable(const LowBitLinear& down) const;
   // Bytes of the sparse layouts made so far (0 before the first use).
   size_t sparse_bytes() const;
   // One activation row x (xq its quantized form): y[k] = output row kept[k] for k in
@@ -125,6 +129,9 @@ class LowBitLinear final : public LinearOp {
 
  private:
   void ForwardInt8(const float* x, int64_t n, float* y, ThreadPool& pool) const;
+  // SparseFfn (gate: this) and SparseUpDown (gate null, up: this): made once, kept here.
+  const kernels::SparseFfnLayouts& JointSparseFfn(const LowBitLinear* gate, const LowBitLinear& up,
+                                                  const LowBitLinear& down, ThreadPool& pool) const;
   // y rows [o0, o1) += the FP16 outlier columns' part and the bias.
   void AddOutliersAndBias(const float* x, int64_t n, int64_t o0, int64_t o1, float* y) const;
   // The same for one activation row and the output rows kept[k0 .. k1) (y[k]: row kept[k]).

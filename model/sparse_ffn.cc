@@ -45,17 +45,34 @@ std::optional<SparseFfnLinears> SparseFfnLinearsOf(const LinearOp& gate, const L
       up.out_features() != gate.out_features() || down.in_features() != gate.out_features())
     return std::nullopt;
   l.joint = l.gate->SparseFfnJoinable(*l.up, *l.down);
+  l.up_down_joint = l.up->SparseUpDownJoinable(*l.down);
   return l;
 }
 
+namespace {
+
+// Up's rows when the gate ran dense (CATS, the product rule): with down's strips, or alone.
+const kernels::SparseRowsLayout& UpRowsAfterDenseGate(const SparseFfnLinears& l, ThreadPool& pool) {
+  return l.up_down_joint ? l.up->SparseUpDown(*l.down, pool).rows : l.up->SparseRows(pool);
+}
+
+// Down's strips: in the joint layout of the kept list's kind, else down's own columns.
+const kernels::SparseColumnsLayout& DownColumns(const SparseFfnLinears& l, bool predicted, ThreadPool& pool) {
+  if (predicted && l.joint) return l.gate->SparseFfn(*l.up, *l.down, pool).down;
+  if (!predicted && l.up_down_joint) return l.up->SparseUpDown(*l.down, pool).down;
+  return l.down->SparseColumns(pool);
+}
+
+}  // namespace
+
 void PrepareSparseFfn(const SparseFfnLinears& l, bool predicted, ThreadPool& pool) {
-  if (predicted && l.joint) {
-    l.gate->SparseFfn(*l.up, *l.down, pool);
-  } else {
-    if (predicted) l.gate->SparseRows(pool);
+  if (!predicted) {
+    UpRowsAfterDenseGate(l, pool);
+  } else if (!l.joint) {
+    l.gate->SparseRows(pool);
     l.up->SparseRows(pool);
-    l.down->SparseColumns(pool);
   }
+  DownColumns(l, predicted, pool);
   l.gate->Tiles(pool);
   l.up->Tiles(pool);  // a token that keeps most rows runs them
   l.down->Tiles(pool);
@@ -90,9 +107,10 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
       for (int64_t k = 0; k < kept_count; ++k) h[kept[k]] = silu[kept[k]] * u[kept[k]];
       return kernels::ZeroSmallProducts(kept, kept_count, product_threshold, h);
     }
-    // Up alone, from its own rows: CATS runs without a predictor, so no pair layout exists
-    // (SparsePairRowsInt8 with gate == nullptr would read the up half of one).
-    const kernels::SparseRowsLayout& up_rows = l.up->SparseRows(pool);
+    // Up alone, from its own rows (beside down's strips where they join): CATS runs without a
+    // predictor, so no pair layout exists (SparsePairRowsInt8 with gate == nullptr would read
+    // the up half of one).
+    const kernels::SparseRowsLayout& up_rows = UpRowsAfterDenseGate(l, pool);
     pool.ParallelFor((kept_count + kKeptUnit - 1) / kKeptUnit, [&](int64_t c0, int64_t c1) {
       const int64_t k0 = c0 * kKeptUnit, k1 = std::min(kept_count, c1 * kKeptUnit);
       l.up->ForwardSparseRows(up_rows, xq, x, kept, k0, k1, u);
@@ -112,7 +130,7 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
     return kept_count;
   }
   if (l.joint) {  // a kept neuron's gate and up rows read as one run (its down strip after them)
-    const kernels::SparseRowsLayout& pair = l.gate->SparseFfn(*l.up, *l.down, pool).pair;
+    const kernels::SparseRowsLayout& pair = l.gate->SparseFfn(*l.up, *l.down, pool).rows;
     pool.ParallelFor((kept_count + kKeptUnit - 1) / kKeptUnit, [&](int64_t c0, int64_t c1) {
       const int64_t k0 = c0 * kKeptUnit, k1 = std::min(kept_count, c1 * kKeptUnit);
       l.gate->ForwardSparsePairRows(pair, *l.up, xq, x, kept, k0, k1, g, u);
@@ -142,8 +160,7 @@ void SparseDown(const SparseFfnLinears& l, bool predicted, const float* h, float
     pool.ParallelFor(tiles.tiles, [&](int64_t t0, int64_t t1) { down.ForwardTiles(tiles, hq, h, 1, t0, t1, y); });
     return;
   }
-  const kernels::SparseColumnsLayout& columns =
-      predicted && l.joint ? l.gate->SparseFfn(*l.up, down, pool).down : down.SparseColumns(pool);
+  const kernels::SparseColumnsLayout& columns = DownColumns(l, predicted, pool);
   // Few ranges of blocks: every call walks the whole nonzero list (gathering eight
   // strips and their codes per pass), so many small ranges repeat that walk for few bytes
   // each (with the pool's default 2-block chunks, down took 13% of a 2-thread decode profile

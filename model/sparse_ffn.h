@@ -16,8 +16,9 @@
 //
 // Memory: the sparse layouts are second copies of up and down (CATS) or of gate, up and down
 // (a predictor; all three in one joint layout when gate and up share a format, a kept neuron's
-// gate row, up row and down strip then one run of memory) beside the tiles a batch of several
-// rows runs (LowBitLinear::SparseRows, SparseColumns, SparseFfn).
+// gate row, up row and down strip then one run of memory; after a dense gate, up's row and
+// down's strip likewise) beside the tiles a batch of several rows runs
+// (LowBitLinear::SparseRows, SparseColumns, SparseFfn, SparseUpDown).
 #pragma once
 
 #include <cstdint>
@@ -43,6 +44,9 @@ struct SparseFfnLinears {
   // Gate and up share one format: a predictor's list reads gate, up and down from one joint
   // layout (LowBitLinear::SparseFfn) instead of two row layouts and a columns layout.
   bool joint = false;
+  // After a dense gate (CATS, the product rule), up and down from one joint layout
+  // (LowBitLinear::SparseUpDown) instead of up's rows and down's columns.
+  bool up_down_joint = false;
 };
 
 // The layer's linears when the sparse kernels can run them: all three low-bit with INT8

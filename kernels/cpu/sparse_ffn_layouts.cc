@@ -217,33 +217,38 @@ SparseColumnsLayout MakeSparseColumns(const LowBitMatrix& m) {
 
 // ---- Gate, up and down side by side ----
 
-std::string SparseFfnRefusal(const LowBitMatrix& gate, const LowBitMatrix& up, const LowBitMatrix& down) {
-  if (std::string why = SparsePairRefusal(gate, up); !why.empty()) return why;
-  if (down.in != gate.out) return "down's neurons are not gate's rows";
+std::string SparseFfnRefusal(const LowBitMatrix* gate, const LowBitMatrix& up, const LowBitMatrix& down) {
+  if (gate != nullptr) {
+    if (std::string why = SparsePairRefusal(*gate, up); !why.empty()) return why;
+  }
+  if (down.in != up.out) return "down's neurons are not up's rows";
   return "";
 }
 
-SparseFfnLayouts AllocateSparseFfn(const LowBitMatrix& gate, const LowBitMatrix& up, const LowBitMatrix& down) {
+SparseFfnLayouts AllocateSparseFfn(const LowBitMatrix* gate, const LowBitMatrix& up, const LowBitMatrix& down) {
   SparseFfnLayouts w;
   w.down = AllocateColumnsMeta(down);
-  w.pair = AllocateRows(gate, gate.out + up.out, 1, w.down.strip_bytes / 4);  // strips: whole lines
-  w.down.strip_stride = 4 * w.pair.unit_stride;
-  w.down.shared_strips = reinterpret_cast<uint8_t*>(w.pair.words.data() + 2 * w.pair.row_stride);
+  const int unit_shift = gate != nullptr ? 1 : 0;
+  // Up's format for the pair too (SparsePairRefusal: the same); strips are whole lines.
+  w.rows = AllocateRows(up, up.out << unit_shift, unit_shift, w.down.strip_bytes / 4);
+  w.down.strip_stride = 4 * w.rows.unit_stride;
+  w.down.shared_strips = reinterpret_cast<uint8_t*>(w.rows.words.data() + (w.rows.row_stride << unit_shift));
   return w;
 }
 
-void FillSparseFfnRows(const LowBitMatrix& gate, const LowBitMatrix& up, int64_t neuron_begin, int64_t neuron_end,
+void FillSparseFfnRows(const LowBitMatrix* gate, const LowBitMatrix& up, int64_t neuron_begin, int64_t neuron_end,
                        SparseFfnLayouts& w) {
-  FillSparsePairRows(gate, up, neuron_begin, neuron_end, w.pair);
+  if (gate != nullptr) FillSparsePairRows(*gate, up, neuron_begin, neuron_end, w.rows);
+  else FillSparseRows(up, neuron_begin, neuron_end, w.rows);
 }
 
 void FillSparseFfnColumns(const LowBitMatrix& down, int64_t block_begin, int64_t block_end, SparseFfnLayouts& w) {
   FillSparseColumns(down, block_begin, block_end, w.down);
 }
 
-SparseFfnLayouts MakeSparseFfn(const LowBitMatrix& gate, const LowBitMatrix& up, const LowBitMatrix& down) {
+SparseFfnLayouts MakeSparseFfn(const LowBitMatrix* gate, const LowBitMatrix& up, const LowBitMatrix& down) {
   SparseFfnLayouts w = AllocateSparseFfn(gate, up, down);
-  FillSparseFfnRows(gate, up, 0, gate.out, w);
+  FillSparseFfnRows(gate, up, 0, up.out, w);
   FillSparseFfnColumns(down, 0, w.down.blocks(), w);
   return w;
 }

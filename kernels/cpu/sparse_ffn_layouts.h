@@ -58,7 +58,8 @@ struct SparseRowsLayout {
   int64_t row_stride = 0;   // row_words + meta_words
   // Rows come in units of 2^unit_shift rows, unit_stride words apart: one row (a matrix's own
   // layout, unit_stride = row_stride) or a pair (gate's row, then up's), followed in a joint
-  // FFN layout by down's strip of the same neuron (SparseFfnLayouts below).
+  // FFN layout by down's strip of the same neuron (SparseFfnLayouts below: then a unit of one
+  // row is longer than the row).
   int unit_shift = 0;
   int64_t unit_stride = 0;
   // [out >> unit_shift units, then one row]: per row its code words, then its steps and zero
@@ -155,16 +156,19 @@ SparseColumnsLayout AllocateSparseColumns(const LowBitMatrix& m);
 void FillSparseColumns(const LowBitMatrix& m, int64_t block_begin, int64_t block_end, SparseColumnsLayout& w);
 SparseColumnsLayout MakeSparseColumns(const LowBitMatrix& m);
 
-// ---- Gate, up and down of one FFN side by side (a predictor's kept list) ----
-// A pair layout whose unit j holds gate's row j, up's row j, then down's strip of neuron j
-// (4 bits, 2048 outputs: 2.4 KB of rows and 1 KB of strip), and down's columns layout reading
-// its strips there (codes empty, shared_strips into the pair's words; steps and zeros its own).
-// A kept neuron is then one run of lines in memory: on the 2-core VM of 2026-12 scattered runs
-// streamed at ~15 GB/s at 3.4 KB against ~12 GB/s as separate 2.4 KB and 1 KB runs (a probe
-// reading only), and the strips the row pass drew in with its rows are still in the caches
-// when down reads them. The columns point into the pair: the two move together, never copied.
+// ---- Gate, up and down of one FFN side by side ----
+// A row layout whose unit j holds the rows of neuron j that decode reads over a kept list,
+// then down's strip of neuron j, and down's columns layout reading its strips there (codes
+// empty, shared_strips into the rows' words; steps and zeros its own). The rows: gate's row j
+// and up's row j (a pair layout: a predictor's list, read before the gate) or up's row j alone
+// (CATS and the product rule: the gate runs dense over its tiles). At 4 bits and 2048 outputs a
+// unit is 2.4 KB of pair rows (1.2 KB of up) and 1 KB of strip. A kept neuron is then one run
+// of lines in memory: on the 2-core VM of 2026-12 scattered runs streamed at ~15 GB/s at 3.4 KB
+// against ~12 GB/s as separate 2.4 KB and 1 KB runs (a probe reading only), and the strips the
+// row pass drew in with its rows are still in the caches when down reads them. The columns
+// point into the rows: the two move together, never copied.
 struct SparseFfnLayouts {
-  SparseRowsLayout pair;
+  SparseRowsLayout rows;
   SparseColumnsLayout down;
   SparseFfnLayouts() = default;
   SparseFfnLayouts(SparseFfnLayouts&&) = default;
@@ -172,14 +176,16 @@ struct SparseFfnLayouts {
   SparseFfnLayouts(const SparseFfnLayouts&) = delete;
   SparseFfnLayouts& operator=(const SparseFfnLayouts&) = delete;
 };
-// "" when the three can share one layout (SparsePairRefusal, and down's neurons = gate's rows).
-std::string SparseFfnRefusal(const LowBitMatrix& gate, const LowBitMatrix& up, const LowBitMatrix& down);
-SparseFfnLayouts AllocateSparseFfn(const LowBitMatrix& gate, const LowBitMatrix& up, const LowBitMatrix& down);
-// Rows of neurons [neuron_begin, neuron_end) (FillSparsePairRows), and down's outputs of blocks
-// [block_begin, block_end) (FillSparseColumns): each may be filled in parallel over disjoint ranges.
-void FillSparseFfnRows(const LowBitMatrix& gate, const LowBitMatrix& up, int64_t neuron_begin, int64_t neuron_end,
+// gate == nullptr: up's rows alone. "" when they can share one layout (SparsePairRefusal with a
+// gate, and down's neurons = up's rows).
+std::string SparseFfnRefusal(const LowBitMatrix* gate, const LowBitMatrix& up, const LowBitMatrix& down);
+SparseFfnLayouts AllocateSparseFfn(const LowBitMatrix* gate, const LowBitMatrix& up, const LowBitMatrix& down);
+// Rows of neurons [neuron_begin, neuron_end) (FillSparsePairRows, or FillSparseRows of up), and
+// down's outputs of blocks [block_begin, block_end) (FillSparseColumns): each may be filled in
+// parallel over disjoint ranges.
+void FillSparseFfnRows(const LowBitMatrix* gate, const LowBitMatrix& up, int64_t neuron_begin, int64_t neuron_end,
                        SparseFfnLayouts& w);
 void FillSparseFfnColumns(const LowBitMatrix& down, int64_t block_begin, int64_t block_end, SparseFfnLayouts& w);
-SparseFfnLayouts MakeSparseFfn(const LowBitMatrix& gate, const LowBitMatrix& up, const LowBitMatrix& down);
+SparseFfnLayouts MakeSparseFfn(const LowBitMatrix* gate, const LowBitMatrix& up, const LowBitMatrix& down);
 
 }  // namespace accullm::kernels

@@ -336,30 +336,30 @@ TEST_P(SparseFfnKernelsTest, JointLayoutHoldsThePairRowsAndTheDownStripsBitForBi
   const int64_t hidden = c.in, neurons = c.in, outputs = c.out + 130;  // neurons: whole groups for down
   OwnedMatrix gate = RandomMatrix(c, neurons, hidden, 61), up = RandomMatrix(c, neurons, hidden, 67);
   OwnedMatrix down = RandomMatrix(c, outputs, neurons, 71);
-  ASSERT_EQ(SparseFfnRefusal(gate.m, up.m, down.m), "");
-  SparseFfnLayouts joint = AllocateSparseFfn(gate.m, up.m, down.m);  // filled in two ranges each
-  FillSparseFfnRows(gate.m, up.m, neurons / 3, neurons, joint);
+  ASSERT_EQ(SparseFfnRefusal(&gate.m, up.m, down.m), "");
+  SparseFfnLayouts joint = AllocateSparseFfn(&gate.m, up.m, down.m);  // filled in two ranges each
+  FillSparseFfnRows(&gate.m, up.m, neurons / 3, neurons, joint);
   FillSparseFfnColumns(down.m, 1, joint.down.blocks(), joint);
-  FillSparseFfnRows(gate.m, up.m, 0, neurons / 3, joint);
+  FillSparseFfnRows(&gate.m, up.m, 0, neurons / 3, joint);
   FillSparseFfnColumns(down.m, 0, 1, joint);
   const SparseFfnLayouts moved = std::move(joint);  // the strips travel with their rows
   const SparseRowsLayout pair = MakeSparsePairRows(gate.m, up.m);
   const SparseColumnsLayout columns = MakeSparseColumns(down.m);
-  ASSERT_EQ(moved.pair.row_stride, pair.row_stride);
+  ASSERT_EQ(moved.rows.row_stride, pair.row_stride);
   ASSERT_EQ(moved.down.strip_bytes, columns.strip_bytes);
   EXPECT_TRUE(moved.down.codes.empty());
   const size_t row_bytes = 4 * static_cast<size_t>(pair.row_stride);
   for (int64_t r = 0; r <= pair.out; ++r)  // the zero row included
-    ASSERT_EQ(std::memcmp(moved.pair.row(r), pair.row(r), row_bytes), 0) << "row " << r;
+    ASSERT_EQ(std::memcmp(moved.rows.row(r), pair.row(r), row_bytes), 0) << "row " << r;
   for (int64_t j = 0; j < neurons; ++j) {
-    ASSERT_EQ(moved.down.strip(j), reinterpret_cast<const uint8_t*>(moved.pair.row(2 * j) + 2 * pair.row_stride))
+    ASSERT_EQ(moved.down.strip(j), reinterpret_cast<const uint8_t*>(moved.rows.row(2 * j) + 2 * pair.row_stride))
         << "strip " << j << " follows its rows";
     ASSERT_EQ(std::memcmp(moved.down.strip(j), columns.strip(j), static_cast<size_t>(columns.strip_bytes)), 0)
         << "strip " << j;
   }
   EXPECT_TRUE(moved.down.scales == columns.scales && moved.down.scale_codes == columns.scale_codes &&
               moved.down.row_scales == columns.row_scales && moved.down.zeros == columns.zeros);
-  EXPECT_EQ(moved.pair.bytes() + moved.down.bytes(), pair.bytes() + columns.bytes());  // moved, not added
+  EXPECT_EQ(moved.rows.bytes() + moved.down.bytes(), pair.bytes() + columns.bytes());  // moved, not added
 
   Int8Activations xq, hq;
   const std::vector<float> x = RandomActivations(hidden, 73);
@@ -375,7 +375,7 @@ TEST_P(SparseFfnKernelsTest, JointLayoutHoldsThePairRowsAndTheDownStripsBitForBi
   for (Isa isa : SupportedIsas()) {
     ScopedIsaForTesting level(isa);
     std::vector<float> g(kept.size(), -1.f), u(g), want_g(g), want_u(g);
-    SparsePairRowsInt8(moved.pair, xq, kept.data(), 0, n, g.data(), u.data());
+    SparsePairRowsInt8(moved.rows, xq, kept.data(), 0, n, g.data(), u.data());
     SparsePairRowsInt8(pair, xq, kept.data(), 0, n, want_g.data(), want_u.data());
     EXPECT_TRUE(SameBits(g, want_g) && SameBits(u, want_u)) << "gate/up at " << IsaName(isa);
     std::vector<float> y(static_cast<size_t>(outputs), -1.f), want_y(y);
@@ -389,13 +389,66 @@ TEST_P(SparseFfnKernelsTest, JointLayoutHoldsThePairRowsAndTheDownStripsBitForBi
   EXPECT_TRUE(SameBits(y, want_y)) << "down, scalar";
 }
 
-TEST(SparseFfnLayoutsTest, JointRefusesADownWhoseNeuronsAreNotGatesRows) {
+// The same with up's rows alone (CATS and the product rule: the gate ran dense over its tiles).
+TEST_P(SparseFfnKernelsTest, JointLayoutOfUpAloneHoldsUpsRowsAndTheDownStripsBitForBit) {
+  const Case c = GetParam();
+  const int64_t hidden = c.in, neurons = c.in, outputs = c.out + 130;
+  OwnedMatrix up = RandomMatrix(c, neurons, hidden, 89), down = RandomMatrix(c, outputs, neurons, 97);
+  ASSERT_EQ(SparseFfnRefusal(nullptr, up.m, down.m), "");
+  SparseFfnLayouts joint = AllocateSparseFfn(nullptr, up.m, down.m);
+  FillSparseFfnRows(nullptr, up.m, neurons / 2, neurons, joint);
+  FillSparseFfnRows(nullptr, up.m, 0, neurons / 2, joint);
+  FillSparseFfnColumns(down.m, 0, joint.down.blocks(), joint);
+  const SparseRowsLayout rows = MakeSparseRows(up.m);
+  const SparseColumnsLayout columns = MakeSparseColumns(down.m);
+  ASSERT_EQ(joint.rows.out, neurons);
+  const size_t row_bytes = 4 * static_cast<size_t>(rows.row_stride);
+  for (int64_t r = 0; r <= rows.out; ++r)
+    ASSERT_EQ(std::memcmp(joint.rows.row(r), rows.row(r), row_bytes), 0) << "row " << r;
+  for (int64_t j = 0; j < neurons; ++j) {
+    ASSERT_EQ(joint.down.strip(j), reinterpret_cast<const uint8_t*>(joint.rows.row(j) + rows.row_stride));
+    ASSERT_EQ(std::memcmp(joint.down.strip(j), columns.strip(j), static_cast<size_t>(columns.strip_bytes)), 0)
+        << "strip " << j;
+  }
+  EXPECT_EQ(joint.rows.bytes() + joint.down.bytes(), rows.bytes() + columns.bytes());
+
+  Int8Activations xq, hq;
+  const std::vector<float> x = RandomActivations(hidden, 101);
+  QuantizeInt8Blocks(x.data(), 1, hidden, c.group, nullptr, xq);
+  const std::vector<int32_t> kept = KeptSet(neurons, c.group, 0.5, false, 103);
+  const int64_t n = static_cast<int64_t>(kept.size());
+  std::vector<float> masked(static_cast<size_t>(neurons), 0.f);
+  const std::vector<float> h = RandomActivations(neurons, 107);
+  for (int32_t j : kept) masked[j] = h[j];
+  QuantizeInt8Blocks(masked.data(), 1, neurons, c.group, nullptr, hq);
+  SparseNeurons nonzero;
+  FindNonzeroNeurons(hq, nonzero);
+  for (Isa isa : SupportedIsas()) {
+    ScopedIsaForTesting level(isa);
+    std::vector<float> u(kept.size(), -1.f), want_u(u);
+    SparseRowsInt8(joint.rows, xq, kept.data(), 0, n, u.data());
+    SparseRowsInt8(rows, xq, kept.data(), 0, n, want_u.data());
+    EXPECT_TRUE(SameBits(u, want_u)) << "up at " << IsaName(isa);
+    std::vector<float> y(static_cast<size_t>(outputs), -1.f), want_y(y);
+    SparseDownInt8(joint.down, hq, nonzero, 0, joint.down.blocks(), y.data());
+    SparseDownInt8(columns, hq, nonzero, 0, columns.blocks(), want_y.data());
+    EXPECT_TRUE(SameBits(y, want_y)) << "down at " << IsaName(isa);
+  }
+  std::vector<float> u(kept.size(), -1.f), want_u(u);
+  SparseRowsInt8Scalar(joint.rows, xq, kept.data(), 0, n, u.data());
+  SparseRowsInt8Scalar(rows, xq, kept.data(), 0, n, want_u.data());
+  EXPECT_TRUE(SameBits(u, want_u)) << "up, scalar";
+}
+
+TEST(SparseFfnLayoutsTest, JointRefusesADownWhoseNeuronsAreNotUpsRows) {
   const Case c{4, 32, 96, 20, true, false, false};
   OwnedMatrix gate = RandomMatrix(c, 64, c.in, 1), up = RandomMatrix(c, 64, c.in, 2);
-  EXPECT_EQ(SparseFfnRefusal(gate.m, up.m, RandomMatrix(c, c.in, 64, 3).m), "");
-  EXPECT_NE(SparseFfnRefusal(gate.m, up.m, RandomMatrix(c, c.in, 96, 4).m), "");
+  EXPECT_EQ(SparseFfnRefusal(&gate.m, up.m, RandomMatrix(c, c.in, 64, 3).m), "");
+  EXPECT_EQ(SparseFfnRefusal(nullptr, up.m, RandomMatrix(c, c.in, 64, 3).m), "");
+  EXPECT_NE(SparseFfnRefusal(&gate.m, up.m, RandomMatrix(c, c.in, 96, 4).m), "");
+  EXPECT_NE(SparseFfnRefusal(nullptr, up.m, RandomMatrix(c, c.in, 96, 4).m), "");
   OwnedMatrix symmetric = RandomMatrix({4, 32, 96, 20, false, false, false}, 64, c.in, 5);
-  EXPECT_NE(SparseFfnRefusal(gate.m, symmetric.m, RandomMatrix(c, c.in, 64, 6).m), "");
+  EXPECT_NE(SparseFfnRefusal(&gate.m, symmetric.m, RandomMatrix(c, c.in, 64, 6).m), "");
 }
 
 TEST(SparseFfnLayoutsTest, DownStripPositionsCoverEveryCodeOnce) {
