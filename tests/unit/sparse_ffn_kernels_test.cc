@@ -328,6 +328,32 @@ TEST_P(SparseFfnKernelsTest, DownOverKeptNeuronsMatchesTheDenseKernelOnTheMasked
   }
 }
 
+// One token through a joint layout's kernels: x quantized for gate/up, half the neurons kept
+// at random, and the masked h quantized for down with its nonzero neurons.
+struct OneToken {
+  Int8Activations xq, hq;
+  std::vector<int32_t> kept;
+  SparseNeurons nonzero;
+  OneToken(int64_t hidden, int64_t neurons, int64_t group, uint32_t seed) {
+    const std::vector<float> x = RandomActivations(hidden, seed);
+    QuantizeInt8Blocks(x.data(), 1, hidden, group, nullptr, xq);
+    kept = KeptSet(neurons, group, 0.5, false, seed + 1);
+    std::vector<float> masked(static_cast<size_t>(neurons), 0.f);
+    const std::vector<float> h = RandomActivations(neurons, seed + 2);
+    for (int32_t j : kept) masked[j] = h[j];
+    QuantizeInt8Blocks(masked.data(), 1, neurons, group, nullptr, hq);
+    FindNonzeroNeurons(hq, nonzero);
+  }
+  // Down over layouts a and b (the dispatched kernel, or the scalar reference) gives the same bits.
+  bool DownSameBits(const SparseColumnsLayout& a, const SparseColumnsLayout& b, bool scalar = false) const {
+    std::vector<float> ya(static_cast<size_t>(a.out), -1.f), yb(ya);
+    auto run = scalar ? SparseDownInt8Scalar : SparseDownInt8;
+    run(a, hq, nonzero, 0, a.blocks(), ya.data());
+    run(b, hq, nonzero, 0, b.blocks(), yb.data());
+    return SameBits(ya, yb);
+  }
+};
+
 // Gate, up and down in one layout (MakeSparseFfn): unit j must hold exactly the pair layout's
 // rows 2j, 2j + 1 and then the columns layout's strip of neuron j, its steps and zeros the
 // columns layout's; and the kernels read it to the same bits as the separate layouts.
@@ -361,32 +387,17 @@ TEST_P(SparseFfnKernelsTest, JointLayoutHoldsThePairRowsAndTheDownStripsBitForBi
               moved.down.row_scales == columns.row_scales && moved.down.zeros == columns.zeros);
   EXPECT_EQ(moved.rows.bytes() + moved.down.bytes(), pair.bytes() + columns.bytes());  // moved, not added
 
-  Int8Activations xq, hq;
-  const std::vector<float> x = RandomActivations(hidden, 73);
-  QuantizeInt8Blocks(x.data(), 1, hidden, c.group, nullptr, xq);
-  const std::vector<int32_t> kept = KeptSet(neurons, c.group, 0.5, false, 79);
-  const int64_t n = static_cast<int64_t>(kept.size());
-  std::vector<float> masked(static_cast<size_t>(neurons), 0.f);
-  const std::vector<float> h = RandomActivations(neurons, 83);
-  for (int32_t j : kept) masked[j] = h[j];
-  QuantizeInt8Blocks(masked.data(), 1, neurons, c.group, nullptr, hq);
-  SparseNeurons nonzero;
-  FindNonzeroNeurons(hq, nonzero);
+  const OneToken t(hidden, neurons, c.group, 73);
+  const int64_t n = static_cast<int64_t>(t.kept.size());
   for (Isa isa : SupportedIsas()) {
     ScopedIsaForTesting level(isa);
-    std::vector<float> g(kept.size(), -1.f), u(g), want_g(g), want_u(g);
-    SparsePairRowsInt8(moved.rows, xq, kept.data(), 0, n, g.data(), u.data());
-    SparsePairRowsInt8(pair, xq, kept.data(), 0, n, want_g.data(), want_u.data());
+    std::vector<float> g(t.kept.size(), -1.f), u(g), want_g(g), want_u(g);
+    SparsePairRowsInt8(moved.rows, t.xq, t.kept.data(), 0, n, g.data(), u.data());
+    SparsePairRowsInt8(pair, t.xq, t.kept.data(), 0, n, want_g.data(), want_u.data());
     EXPECT_TRUE(SameBits(g, want_g) && SameBits(u, want_u)) << "gate/up at " << IsaName(isa);
-    std::vector<float> y(static_cast<size_t>(outputs), -1.f), want_y(y);
-    SparseDownInt8(moved.down, hq, nonzero, 0, moved.down.blocks(), y.data());
-    SparseDownInt8(columns, hq, nonzero, 0, columns.blocks(), want_y.data());
-    EXPECT_TRUE(SameBits(y, want_y)) << "down at " << IsaName(isa);
+    EXPECT_TRUE(t.DownSameBits(moved.down, columns)) << "down at " << IsaName(isa);
   }
-  std::vector<float> y(static_cast<size_t>(outputs), -1.f), want_y(y);
-  SparseDownInt8Scalar(moved.down, hq, nonzero, 0, moved.down.blocks(), y.data());
-  SparseDownInt8Scalar(columns, hq, nonzero, 0, columns.blocks(), want_y.data());
-  EXPECT_TRUE(SameBits(y, want_y)) << "down, scalar";
+  EXPECT_TRUE(t.DownSameBits(moved.down, columns, /*scalar=*/true)) << "down, scalar";
 }
 
 // The same with up's rows alone (CATS and the product rule: the gate ran dense over its tiles).
@@ -412,31 +423,19 @@ TEST_P(SparseFfnKernelsTest, JointLayoutOfUpAloneHoldsUpsRowsAndTheDownStripsBit
   }
   EXPECT_EQ(joint.rows.bytes() + joint.down.bytes(), rows.bytes() + columns.bytes());
 
-  Int8Activations xq, hq;
-  const std::vector<float> x = RandomActivations(hidden, 101);
-  QuantizeInt8Blocks(x.data(), 1, hidden, c.group, nullptr, xq);
-  const std::vector<int32_t> kept = KeptSet(neurons, c.group, 0.5, false, 103);
-  const int64_t n = static_cast<int64_t>(kept.size());
-  std::vector<float> masked(static_cast<size_t>(neurons), 0.f);
-  const std::vector<float> h = RandomActivations(neurons, 107);
-  for (int32_t j : kept) masked[j] = h[j];
-  QuantizeInt8Blocks(masked.data(), 1, neurons, c.group, nullptr, hq);
-  SparseNeurons nonzero;
-  FindNonzeroNeurons(hq, nonzero);
+  const OneToken t(hidden, neurons, c.group, 101);
+  const int64_t n = static_cast<int64_t>(t.kept.size());
   for (Isa isa : SupportedIsas()) {
     ScopedIsaForTesting level(isa);
-    std::vector<float> u(kept.size(), -1.f), want_u(u);
-    SparseRowsInt8(joint.rows, xq, kept.data(), 0, n, u.data());
-    SparseRowsInt8(rows, xq, kept.data(), 0, n, want_u.data());
+    std::vector<float> u(t.kept.size(), -1.f), want_u(u);
+    SparseRowsInt8(joint.rows, t.xq, t.kept.data(), 0, n, u.data());
+    SparseRowsInt8(rows, t.xq, t.kept.data(), 0, n, want_u.data());
     EXPECT_TRUE(SameBits(u, want_u)) << "up at " << IsaName(isa);
-    std::vector<float> y(static_cast<size_t>(outputs), -1.f), want_y(y);
-    SparseDownInt8(joint.down, hq, nonzero, 0, joint.down.blocks(), y.data());
-    SparseDownInt8(columns, hq, nonzero, 0, columns.blocks(), want_y.data());
-    EXPECT_TRUE(SameBits(y, want_y)) << "down at " << IsaName(isa);
+    EXPECT_TRUE(t.DownSameBits(joint.down, columns)) << "down at " << IsaName(isa);
   }
-  std::vector<float> u(kept.size(), -1.f), want_u(u);
-  SparseRowsInt8Scalar(joint.rows, xq, kept.data(), 0, n, u.data());
-  SparseRowsInt8Scalar(rows, xq, kept.data(), 0, n, want_u.data());
+  std::vector<float> u(t.kept.size(), -1.f), want_u(u);
+  SparseRowsInt8Scalar(joint.rows, t.xq, t.kept.data(), 0, n, u.data());
+  SparseRowsInt8Scalar(rows, t.xq, t.kept.data(), 0, n, want_u.data());
   EXPECT_TRUE(SameBits(u, want_u)) << "up, scalar";
 }
 
