@@ -60,7 +60,10 @@ if [ "$FAIL" = 0 ]; then
     "http://127.0.0.1:$PORT/v1/completions" || true)"
   echo "$ANSWER" | grep -q '"finish_reason":"length"' || { echo "FAIL: no completion: $ANSWER"; FAIL=1; }
 fi
-if grep -Eq "pipeline failed|silent for|exiting" "$MPI_LOG"; then echo "FAIL: a live rank was declared dead"; FAIL=1; fi
+# "late, but alive" is the near-miss warning a starved rank earns (it is not declared dead):
+# 8 ranks starting on 2 cores beside the hogs can be that late before the first freeze.
+DEATHS="$(grep -E "pipeline failed|silent for|exiting" "$MPI_LOG" | grep -v "late, but alive" || true)"
+if [ -n "$DEATHS" ]; then echo "FAIL: a live rank was declared dead: $DEATHS"; FAIL=1; fi
 grep -E "late|not running|pipeline failed|silent for" "$MPI_LOG" | head -12 || true
 
 kill "${HOGS[@]}" 2>/dev/null || true
