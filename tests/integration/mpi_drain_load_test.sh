@@ -35,17 +35,26 @@ launch() {
   done
 }
 
-# wait_in_flight N: until the scheduler runs N sequences and every stream carries tokens.
+# wait_in_flight ROUND: until the scheduler runs all six and every stream carries tokens. One
+# curl per poll and bash builtins for the rest: with curl, awk and three greps per poll, the six
+# requests (~1.6 s on a fast machine) came and went between two polls when another test shared
+# the two cores (ctest -j2).
 wait_in_flight() {
-  local round="$1" i running
-  for _ in $(seq 1 300); do
-    running="$(curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^accullm_num_requests_running/ {print int($2)}' || true)"
-    local flowing=1
-    for i in 0 2 4; do grep -q '"text"' "$OUT/$round.$i" 2>/dev/null || flowing=0; done
+  local round="$1" start=$SECONDS running="" metrics body i flowing
+  while [ $((SECONDS - start)) -lt 10 ]; do
+    metrics="$(curl -sf --max-time 2 "http://127.0.0.1:$PORT/metrics" || true)"
+    # The sample carries the model_name label: accullm_num_requests_running{...} N
+    [[ $metrics =~ accullm_num_requests_running(\{[^}]*\})?\ ([0-9]+) ]] && running="${BASH_REMATCH[2]}"
+    flowing=1
+    for i in 0 2 4; do
+      body=""
+      [ -f "$OUT/$round.$i" ] && { IFS= read -r -d '' body <"$OUT/$round.$i" || true; }
+      [[ $body == *'"text"'* ]] || flowing=0
+    done
     [ "${running:-0}" -ge 6 ] && [ "$flowing" = 1 ] && return 0
-    sleep 0.02
+    sleep 0.01
   done
-  fail "round $round: the six requests were not all in flight within 6 s (running: ${running:-?})"
+  fail "round $round: the six requests were not all in flight within 10 s (running: ${running:-?})"
   return 1
 }
 
