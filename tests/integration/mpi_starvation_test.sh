@@ -11,7 +11,10 @@ cd "$(dirname "$0")/../.."
 source tests/integration/mpi_lib.sh
 command -v mpirun >/dev/null || { echo "SKIP: mpirun not installed (openmpi-bin)"; exit 0; }
 
-HB=100 TIMEOUT=1000  # short windows keep the test short; the defaults scale the same way
+# Short windows keep the test short (the defaults scale the same way); 2.5 s rather than 1 s:
+# 8 ranks starting on 2 cores beside another test (ctest -j2) were silent for up to 1,008 ms
+# before their first heartbeat in a clean-machine run, and a 1 s timeout declared two dead.
+HB=100 TIMEOUT=2500
 HOGS=()
 cleanup() {
   [ ${#HOGS[@]} -gt 0 ] && kill "${HOGS[@]}" 2>/dev/null || true
@@ -31,9 +34,9 @@ done
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 declare -A T0
 for p in "${RANKS[@]}"; do T0[$p]=$(cpu_ticks "$p"); done
-sleep 4  # idle for four timeouts
+sleep $((4 * TIMEOUT / 1000))  # idle for four timeouts
 CPU=""
-for p in "${RANKS[@]}"; do CPU+="$(( ($(cpu_ticks "$p") - T0[$p]) * 100 / $(getconf CLK_TCK) / 4 ))% "; done
+for p in "${RANKS[@]}"; do CPU+="$(( ($(cpu_ticks "$p") - T0[$p]) * 100 / $(getconf CLK_TCK) / (4 * TIMEOUT / 1000) ))% "; done
 echo "idle CPU per rank (0..7) beside $((2 * $(nproc))) hogs: $CPU"
 
 freeze() {  # freeze MS PID...: no CPU at all for MS milliseconds
