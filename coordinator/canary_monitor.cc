@@ -106,7 +106,8 @@ absl::StatusOr<bool> CanaryMonitor::CheckOnce(double timeout_s) {
     stream->SetNotifier({});
     if (finish.empty()) stream->Cancel();  // timed out: the scheduler drops it at its next iteration
     CanaryOutcome o;
-    if (finish.empty() || finish == "error" || finish == "abort" || served.empty()) {
+    const bool answered = !(finish.empty() || finish == "error" || finish == "abort" || served.empty());
+    if (!answered) {
       o.finite = false;
       o.kl = std::numeric_limits<double>::infinity();
       spdlog::error("canary {} \"{}\": no answer from the pipeline ({})", i, c.prompt,
@@ -120,7 +121,9 @@ absl::StatusOr<bool> CanaryMonitor::CheckOnce(double timeout_s) {
     // Every result the first time, then only changes (and every failure): a check every few
     // minutes would otherwise fill the log with the same lines.
     const int state = pass ? 1 : 0;
-    if (!pass && !o.finite) {
+    if (!answered) {
+      // Logged above, with the pipeline's reason: no logits came, so none were checked.
+    } else if (!pass && !o.finite) {
       spdlog::error("canary {} \"{}\": FAILED: the logits are not finite (NaN or Inf), KL {} against "
                     "full precision, top-1 0; this model answers garbage (broken weights or kernels)",
                     i, c.prompt, o.kl);

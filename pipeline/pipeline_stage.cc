@@ -7,6 +7,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "pipeline/sequence_sampling.h"
@@ -329,35 +330,43 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
     spdlog::error("stage rank {}: {}", t.rank(), std::string(hello.status().message()));
     return 1;
   }
-  PipelineStage stage(model, *hello, t.rank());
   StageActivity unused;
   StageActivity& act = activity != nullptr ? *activity : unused;
   act.last_coordinator_us = StageActivity::NowUs();
-  act.kv_blocks_total = stage.kv_blocks_total();
   act.stage = static_cast<int>(hello->stage);
-  stage.LogStart();
-  std::unique_ptr<transport::NcclChannel> nccl;
   std::atomic<bool> stop{false};
   std::mutex hb_mu;
   std::condition_variable hb_cv;
-  // Heartbeats from their own thread: a long batch does not look like a dead stage.
+  // Heartbeats from their own thread: a long batch does not look like a dead stage. They start
+  // right after the ack, before anything else this stage does: the coordinator times this
+  // stage's silence from the end of the handshake on.
   std::thread heartbeat([&] {
     std::unique_lock<std::mutex> lock(hb_mu);
     while (!stop.load()) {
-      pipeline::Heartbeat hb{hello->stage, stage.batches_done(), stage.compute_seconds()};
+      pipeline::Heartbeat hb{hello->stage, act.batches.load(), static_cast<double>(act.compute_us.load()) / 1e6};
       if (!t.Send(0, pipeline::Encode(Message{0, hb})).ok()) break;
       hb_cv.wait_for(lock, std::chrono::milliseconds(hello->heartbeat_ms), [&] { return stop.load(); });
     }
   });
-  auto finish = [&](int code) {
+  auto stop_heartbeat = [&] {
     {
       std::lock_guard<std::mutex> lock(hb_mu);
       stop = true;
     }
     hb_cv.notify_all();
-    heartbeat.join();
+    if (heartbeat.joinable()) heartbeat.join();
+  };
+  // Also when something below throws (a KV pool larger than memory): a joinable thread's
+  // destructor would terminate the process before the exception is reported.
+  absl::Cleanup heartbeat_stops = stop_heartbeat;
+  auto finish = [&](int code) {
+    stop_heartbeat();
     return code;
   };
+  PipelineStage stage(model, *hello, t.rank());
+  act.kv_blocks_total = stage.kv_blocks_total();
+  stage.LogStart();
+  std::unique_ptr<transport::NcclChannel> nccl;
   if (hello->activation_transport == pipeline::ActivationTransport::kNccl) {
     // Right after the handshake, before any batch, in the same order on every rank (the
     // coordinator joins the bootstrap broadcast once every stage accepted its hello).

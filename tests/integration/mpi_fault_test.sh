@@ -16,7 +16,7 @@ curl -sN -o "$OUT" -w '%{http_code}\n' --max-time 30 -H 'Content-Type: applicati
   "http://127.0.0.1:$PORT/v1/completions" >"$OUT.code" 2>/dev/null &
 CURL=$!
 for _ in $(seq 1 200); do grep -q '"text"' "$OUT" 2>/dev/null && break; sleep 0.02; done
-VICTIM="$(rank_pid 2)"
+VICTIM="$(rank_pid 2)" || { echo "FAIL: worker rank 2 was gone before the kill (the job ended on its own)"; cat "$MPI_LOG"; exit 1; }
 echo "killing worker rank 2 (pid $VICTIM) mid-generation"
 kill -KILL "$VICTIM"
 KILLED=$(date +%s.%N)
