@@ -250,36 +250,6 @@ void LowBitLinear::ForwardSparseColumns(const kernels::SparseColumnsLayout& colu
                      std::min(w_.matrix.out, b1 * kernels::kSparseDownBlockOutputs), y);
 }
 
-void LowBitLinear::PrepareGroupedInput(kernels::Int8Activations& xq) const {
-  const int64_t in = w_.matrix.in, group = w_.matrix.group;
-  xq.rows = 1;
-  xq.in = in;
-  xq.block = group;
-  xq.q.resize(static_cast<size_t>(in));
-  xq.scales.resize(static_cast<size_t>(in / group));
-  xq.sums.resize(static_cast<size_t>(in / group));
-  xq.lane_sums.clear();  // the sparse kernels do not read them
-}
-
-void LowBitLinear::QuantizeInputGroup(const float* x, int64_t b, kernels::Int8Activations& xq) const {
-  const int64_t group = w_.matrix.group;
-  thread_local kernels::Int8Activations one;
-  kernels::QuantizeInt8Blocks(x + b * group, 1, group, group,
-                              outlier_mask_.empty() ? nullptr : outlier_mask_.data() + b * group, one, act_quant_);
-  std::copy(one.q.begin(), one.q.begin() + group, xq.q.begin() + b * group);
-  xq.scales[static_cast<size_t>(b)] = one.scales[0];
-  xq.sums[static_cast<size_t>(b)] = one.sums[0];
-}
-
-void LowBitLinear::ForwardSparseColumnsFromDots(const kernels::SparseColumnsLayout& columns,
-                                                const kernels::Int8Activations& xq,
-                                                const kernels::SparseNeurons& nonzero, const int32_t* dots,
-                                                const float* x, int64_t b0, int64_t b1, float* y) const {
-  kernels::SparseDownFromDots(columns, xq, nonzero, dots, b0, b1, y);
-  AddOutliersAndBias(x, 1, b0 * kernels::kSparseDownBlockOutputs,
-                     std::min(w_.matrix.out, b1 * kernels::kSparseDownBlockOutputs), y);
-}
-
 void LowBitLinear::ForwardTiles(const kernels::LowBitTiles& tiles, const kernels::Int8Activations& xq, const float* x,
                                 int64_t n, int64_t t0, int64_t t1, float* y) const {
   const int64_t out = w_.matrix.out;

@@ -126,19 +126,6 @@ class LowBitLinear final : public LinearOp {
   void ForwardSparseColumns(const kernels::SparseColumnsLayout& columns, const kernels::Int8Activations& xq,
                             const kernels::SparseNeurons& nonzero, const float* x, int64_t b0, int64_t b1,
                             float* y) const;
-  // Down in two steps (kernels::SparseDownGroupDots / SparseDownFromDots), for the sparse FFN
-  // that makes h one group of this linear's inputs at a time. QuantizeInputGroup: block b of
-  // one row x [in] into xq (sized by PrepareGroupedInput), the codes, step and sum
-  // QuantizeInput(x, 1, xq) gives that block; only where the rounding of a block does not
-  // depend on the rest of the row (QuantizesInputByGroup: nearest, no error feedback; a
-  // stochastic draw hashes the whole row). ForwardSparseColumnsFromDots: y's outputs of blocks
-  // [b0, b1) from the groups' sums, then outliers and bias: ForwardSparseColumns' bits.
-  bool QuantizesInputByGroup() const { return act_quant_.is_plain_nearest(); }
-  void PrepareGroupedInput(kernels::Int8Activations& xq) const;
-  void QuantizeInputGroup(const float* x, int64_t b, kernels::Int8Activations& xq) const;
-  void ForwardSparseColumnsFromDots(const kernels::SparseColumnsLayout& columns, const kernels::Int8Activations& xq,
-                                    const kernels::SparseNeurons& nonzero, const int32_t* dots, const float* x,
-                                    int64_t b0, int64_t b1, float* y) const;
 
  private:
   void ForwardInt8(const float* x, int64_t n, float* y, ThreadPool& pool) const;

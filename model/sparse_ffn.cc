@@ -24,10 +24,6 @@ struct SparseFfnScratch {
   std::vector<float> gate, silu, up;
   std::vector<int32_t> kept;
   kernels::SparseNeurons nonzero;
-  // The fused pass (SparseGateUpFused, then SparseDownFused on the same thread): h quantized
-  // for down, its nonzero neurons per group (at fixed slots, then listed), down's group sums.
-  kernels::Int8Activations hq;
-  std::vector<int32_t> group_kept, group_neurons, group_nonzero, dots;
 };
 SparseFfnScratch& Scratch() {
   thread_local SparseFfnScratch scratch;
@@ -178,76 +174,6 @@ void SparseDown(const SparseFfnLinears& l, bool predicted, const float* h, float
   pool.ParallelFor(
       columns.blocks(), [&](int64_t b0, int64_t b1) { down.ForwardSparseColumns(columns, hq, nonzero, h, b0, b1, y); },
       /*min_chunk=*/std::max<int64_t>(4, (columns.blocks() + ranges - 1) / ranges));
-}
-
-bool SparseFfnFusable(const SparseFfnLinears& l, bool predicted, int64_t kept_count) {
-  return predicted && l.joint && l.down->QuantizesInputByGroup() &&
-         static_cast<double>(kept_count) <= SparseFfnMaxKeptShare() * static_cast<double>(l.gate->out_features());
-}
-
-int64_t SparseGateUpFused(const SparseFfnLinears& l, const float* x, const int32_t* kept, int64_t kept_count, float* h,
-                          ThreadPool& pool) {
-  const int64_t inter = l.gate->out_features();
-  SparseFfnScratch& scratch = Scratch();
-  float* g = GrowBuffer(scratch.gate, inter);
-  float* u = GrowBuffer(scratch.up, inter);
-  kernels::Int8Activations& xq = LowBitLinear::InputScratch();
-  l.gate->QuantizeInput(x, 1, xq);
-  std::fill(h, h + inter, 0.0f);
-  const kernels::SparseFfnLayouts& joint = l.gate->SparseFfn(*l.up, *l.down, pool);
-  const kernels::SparseColumnsLayout& columns = joint.down;
-  const int64_t groups = columns.groups(), group = inter / groups;
-  // Group b's kept neurons are kept[group_kept[b] .. group_kept[b + 1]) (the list ascends).
-  int32_t* group_kept = GrowBuffer(scratch.group_kept, groups + 1);
-  for (int64_t b = 0, k = 0; b <= groups; ++b) {
-    while (k < kept_count && kept[k] < b * group) ++k;
-    group_kept[b] = static_cast<int32_t>(k);
-  }
-  kernels::Int8Activations& hq = scratch.hq;
-  l.down->PrepareGroupedInput(hq);
-  int32_t* neurons = GrowBuffer(scratch.group_neurons, inter);
-  int32_t* nonzero = GrowBuffer(scratch.group_nonzero, groups);
-  int32_t* dots = GrowBuffer(scratch.dots, groups * kernels::SparseDownDotsStride(columns));
-  // A group at a time, by one thread: its kept neurons' units (gate row, up row, down strip)
-  // are one stretch of the joint layout, the strips read right after the rows, whole.
-  pool.ParallelFor(groups, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int32_t k0 = group_kept[b], k1 = group_kept[b + 1];
-      if (k0 < k1) {
-        l.gate->ForwardSparsePairRows(joint.rows, *l.up, xq, x, kept, k0, k1, g, u);
-        kernels::SiluMulScatter(g, u, kept, k0, k1, h);
-      }
-      l.down->QuantizeInputGroup(h, b, hq);
-      int32_t count = 0;
-      for (int64_t j = b * group; j < (b + 1) * group; ++j) {
-        neurons[b * group + count] = static_cast<int32_t>(j);
-        count += hq.q[static_cast<size_t>(j)] != 0 ? 1 : 0;
-      }
-      nonzero[b] = count;
-      if (count > 0) kernels::SparseDownGroupDots(columns, hq, neurons + b * group, count, b, dots);
-    }
-  });
-  kernels::SparseNeurons& listed = scratch.nonzero;
-  listed.group_begin.resize(static_cast<size_t>(groups + 1));
-  listed.neurons.clear();
-  for (int64_t b = 0; b < groups; ++b) {
-    listed.group_begin[b] = static_cast<int32_t>(listed.neurons.size());
-    listed.neurons.insert(listed.neurons.end(), neurons + b * group, neurons + b * group + nonzero[b]);
-  }
-  listed.group_begin[groups] = static_cast<int32_t>(listed.neurons.size());
-  return kept_count;
-}
-
-void SparseDownFused(const SparseFfnLinears& l, const float* h, float* y, ThreadPool& pool) {
-  SparseFfnScratch& scratch = Scratch();
-  const kernels::SparseColumnsLayout& columns = DownColumns(l, /*predicted=*/true, pool);
-  const int64_t ranges = std::max(1, pool.size());  // the epilogue only: no strips read here
-  pool.ParallelFor(
-      columns.blocks(),
-      [&](int64_t b0, int64_t b1) {
-        l.down->ForwardSparseColumnsFromDots(columns, scratch.hq, scratch.nonzero, scratch.dots.data(), h, b0, b1, y);
-      },
-      /*min_chunk=*/(columns.blocks() + ranges - 1) / ranges);
 }
 
 }  // namespace accullm::model

@@ -69,17 +69,4 @@ int64_t SparseGateUp(const SparseFfnLinears& l, const float* x, const int32_t* k
 // the neurons whose quantized h is nonzero (from the joint layout after a predictor's list).
 void SparseDown(const SparseFfnLinears& l, bool predicted, const float* h, float* y, ThreadPool& pool);
 
-// The fused pass: a predictor's list on the joint layout, group by group of down's inputs.
-// Each group's kept neurons' gate and up rows, their h, the group's codes for down and down's
-// integer sums over the group's strips are made by one thread from one stretch of the layout
-// (unit j: gate row, up row, down strip), a strip read whole right after its rows; then
-// down's epilogue, split by outputs. SparseGateUp's h and SparseDown's y, bit for bit. It
-// needs down's input quantized group by group (LowBitLinear::QuantizesInputByGroup) and a
-// list short enough for the sparse kernels (SparseFfnFusable). SparseGateUpFused returns
-// kept_count; SparseDownFused, on the same thread next, finishes y from what it left.
-bool SparseFfnFusable(const SparseFfnLinears& l, bool predicted, int64_t kept_count);
-int64_t SparseGateUpFused(const SparseFfnLinears& l, const float* x, const int32_t* kept, int64_t kept_count, float* h,
-                          ThreadPool& pool);
-void SparseDownFused(const SparseFfnLinears& l, const float* h, float* y, ThreadPool& pool);
-
 }  // namespace accullm::model

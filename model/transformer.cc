@@ -554,17 +554,14 @@ absl::Status Transformer::Mlp(int64_t layer, const float* x, int64_t n, const ui
     sparse = SparseFfnLinearsOf(*L.gate, *L.up, *L.down);
   if (sparse.has_value()) {
     const float threshold = sparsity_thresholds_.empty() ? 0.0f : sparsity_thresholds_[static_cast<size_t>(layer)];
-    const bool fused = kept != nullptr && SparseFfnFusable(*sparse, true, kept->count(0));
     const int64_t k =
-        fused ? SparseGateUpFused(*sparse, x, kept->row(0), kept->count(0), gate, *pool_)
-              : SparseGateUp(*sparse, x, kept != nullptr ? kept->row(0) : nullptr,
-                             kept != nullptr ? kept->count(0) : 0, threshold, ProductThreshold(layer), gate, *pool_);
+        SparseGateUp(*sparse, x, kept != nullptr ? kept->row(0) : nullptr, kept != nullptr ? kept->count(0) : 0,
+                     threshold, ProductThreshold(layer), gate, *pool_);
     counts.total += inter;
     counts.kept += k;
     counts.sparse_rows += 1;
     Notify(layer, LinearSite::kMlpDown, gate, 1, inter);
-    if (fused) SparseDownFused(*sparse, gate, out, *pool_);
-    else SparseDown(*sparse, kept != nullptr, gate, out, *pool_);
+    SparseDown(*sparse, kept != nullptr, gate, out, *pool_);
     return absl::OkStatus();
   }
   MaskedGateUp(layer, x, n, kept, recall_rows, gate, up);
