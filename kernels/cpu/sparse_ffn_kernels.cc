@@ -377,128 +377,9 @@ ACCULLM_SPARSE_AVX512_TARGET inline void AddZero(float* acc, int64_t n) {
     _mm512_storeu_ps(acc + i, _mm512_add_ps(_mm512_loadu_ps(acc + i), _mm512_setzero_ps()));
 }
 
-// Group g's exact int32 sums for the outputs of blocks [b0, b1) over its `count` nonzero
-// neurons (`neurons`, ascending) into dot[0 .. 128·(b1 − b0)), in the kernel's own order (at
-// ≤ 4 bits a block's outputs o and o + 64 as the sum over whole bytes and 16 × the high
-// nibbles' sum: EpilogueAvx512 takes them apart). next_neurons[0 .. next_count) are fetched
-// by software along the last pass (the next group's first, when the same thread runs it).
-template <bool kNibbles>
-ACCULLM_SPARSE_AVX512_TARGET void GroupDotsAvx512(const SparseColumnsLayout& w, const int8_t* q, const int32_t* neurons,
-                                                  int32_t count, const int32_t* next_neurons, int32_t next_count,
-                                                  int64_t b0, int64_t b1, int32_t* dot) {
-  const int64_t blocks = b1 - b0, o0 = b0 * kSparseDownBlockOutputs;
-  const __m512i high_nibbles = _mm512_set1_epi8(static_cast<char>(0xF0));
-  const int64_t strip_offset = kNibbles ? o0 / 2 : o0;
-  const int64_t block_bytes = kNibbles ? 64 : 128;
-  // Eight nonzero neurons per pass over the outputs (two interleaved quads): the int32 sums
-  // go through L1 once per eight strips. Padding neurons multiply any strip by 0.
-  for (int32_t i = 0; i < count; i += 8) {
-    const uint8_t* s[8];
-    uint32_t q4[2] = {0, 0};
-    for (int t = 0; t < 8; ++t) {
-      const bool real = i + t < count;
-      const int32_t j = neurons[real ? i + t : 0];
-      s[t] = w.strip(j) + strip_offset;
-      q4[t / 4] |= static_cast<uint32_t>(static_cast<uint8_t>(real ? q[j] : 0)) << (8 * (t % 4));
-    }
-    // The next pass's strips, fetched line by line while this pass runs: a strip is too short
-    // (16 lines at 2048 outputs) for the hardware prefetchers to pick it up in time.
-    const uint8_t* next[8];
-    int prefetched = 0;
-    for (int32_t t = i + 8; t < std::min(count, i + 16); ++t) next[prefetched++] = w.strip(neurons[t]) + strip_offset;
-    if (prefetched == 0)  // the next group's first pass
-      for (int32_t t = 0; t < std::min(next_count, 8); ++t)
-        next[prefetched++] = w.strip(next_neurons[t]) + strip_offset;
-    const __m512i xa = _mm512_set1_epi32(static_cast<int32_t>(q4[0]));
-    const __m512i xb = _mm512_set1_epi32(static_cast<int32_t>(q4[1]));
-    const bool first = i == 0;
-    for (int64_t b = 0; b < blocks; ++b) {
-      for (int t = 0; t < prefetched; ++t) {
-        _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes), _MM_HINT_T1);
-        if constexpr (!kNibbles)
-          _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes + 64), _MM_HINT_T1);
-      }
-      int32_t* d = dot + b * kSparseDownBlockOutputs;
-      __m512i sums[8];
-      for (int k = 0; k < 8; ++k) sums[k] = first ? _mm512_setzero_si512() : _mm512_loadu_si512(d + 16 * k);
-      for (int half = 0; half < 2; ++half) {
-        const __m512i xq = half == 0 ? xa : xb;
-        __m512i a[4], quads[4];
-        if constexpr (kNibbles) {
-          // Interleave the packed bytes (two outputs each: low nibble = output o of the
-          // block, high = o + 64). Whole bytes give A = Σ (lo + 16·hi)·q, high nibbles kept
-          // as 16·code give B = 16·Σ hi·q; the epilogue takes lo = A − B and hi = B / 16,
-          // exactly (one mask per quad instead of two).
-          for (int t = 0; t < 4; ++t) a[t] = _mm512_loadu_si512(s[4 * half + t] + b * block_bytes);
-          InterleaveFour(a, quads);
-          for (int k = 0; k < 4; ++k) {
-            sums[k] = DotBytes512(sums[k], quads[k], xq);
-            sums[4 + k] = DotBytes512(sums[4 + k], _mm512_and_si512(quads[k], high_nibbles), xq);
-          }
-        } else {
-          for (int seg = 0; seg < 2; ++seg) {
-            for (int t = 0; t < 4; ++t) a[t] = _mm512_loadu_si512(s[4 * half + t] + b * block_bytes + 64 * seg);
-            InterleaveFour(a, quads);
-            for (int k = 0; k < 4; ++k) sums[4 * seg + k] = DotBytes512(sums[4 * seg + k], quads[k], xq);
-          }
-        }
-      }
-      for (int k = 0; k < 8; ++k) _mm512_storeu_si512(d + 16 * k, sums[k]);
-    }
-  }
-}
-
-// The dense epilogue of group g for outputs [o0, o0 + n) (whole blocks) from its sums `dot`
-// (GroupDotsAvx512's order): acc[i] = fma(d, step · xfactor, acc[i]).
-template <bool kNibbles>
-ACCULLM_SPARSE_AVX512_TARGET void EpilogueAvx512(const SparseColumnsLayout& w, const Int8Activations& x, int64_t g,
-                                                 int64_t o0, int64_t n, const int32_t* dot, float* acc) {
-  const int frac = w.zero_frac_bits;
-  const float inv_frac = 1.f / static_cast<float>(1 << frac);
-  const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
-  const float xs = x.scales[g];
-  // The dense epilogue for every output of the range, group g. zero · Σx as one 16-bit
-  // multiply-add when −Σx fits 16 bits (the zero's high 16 bits are 0), else vpmulld.
-  const __m512i sum = _mm512_set1_epi32(x.sums[g]);
-  const bool sums16 = x.sums[g] >= -32767 && x.sums[g] <= 32767;
-  const __m512i neg_sum_lo = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(-x.sums[g]) & 0xFFFF));
-  const __m512i symmetric_term = _mm512_mullo_epi32(symmetric_zero, sum);
-  const __m512 xfactor = _mm512_set1_ps(xs * inv_frac);
-  const int64_t meta0 = g * w.out_padded + o0;
-  for (int64_t i = 0; i < n; i += 16) {
-    const int64_t at = meta0 + i;
-    __m512 ws;
-    if (w.scale_codes.empty()) {
-      ws = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.scales.data() + at)));
-    } else {
-      const __m512 codes = _mm512_cvtepi32_ps(
-          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
-      ws = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(w.row_scales.data() + o0 + i), codes),
-                         _mm512_set1_ps(1.f / 255.f));
-    }
-    __m512i dsum = _mm512_loadu_si512(dot + i);
-    if constexpr (kNibbles) {  // see the pass above: lo = A − B, hi = B / 16 (exact: 16 | B)
-      if (i % kSparseDownBlockOutputs < 64) dsum = _mm512_sub_epi32(dsum, _mm512_loadu_si512(dot + i + 64));
-      else dsum = _mm512_srai_epi32(dsum, 4);
-    }
-    __m512i d = _mm512_slli_epi32(dsum, static_cast<unsigned>(frac));
-    if (w.zeros.empty()) {
-      d = _mm512_sub_epi32(d, symmetric_term);
-    } else {
-      const __m512i zero = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.zeros.data() + at)));
-      d = sums16 ? _mm512_dpwssd_epi32(d, zero, neg_sum_lo) : _mm512_sub_epi32(d, _mm512_mullo_epi32(zero, sum));
-    }
-    _mm512_storeu_ps(acc + i,
-                     _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws, xfactor), _mm512_loadu_ps(acc + i)));
-  }
-}
-
-// Down over blocks [b0, b1): group after group, its sums (from `dots`, [groups, stride] laid
-// out by GroupDotsAvx512 over every block, or made here when null) then its epilogue.
 template <bool kNibbles>
 ACCULLM_SPARSE_AVX512_TARGET void DownAvx512(const SparseColumnsLayout& w, const Int8Activations& x,
-                                             const SparseNeurons& nonzero, const int32_t* dots, int64_t stride,
-                                             int64_t b0, int64_t b1, float* y) {
+                                             const SparseNeurons& nonzero, int64_t b0, int64_t b1, float* y) {
   const int64_t blocks = b1 - b0, n = blocks * kSparseDownBlockOutputs, o0 = b0 * kSparseDownBlockOutputs;
   if (blocks <= 0) return;
   thread_local DownScratch scratch;
@@ -509,27 +390,118 @@ ACCULLM_SPARSE_AVX512_TARGET void DownAvx512(const SparseColumnsLayout& w, const
   int32_t* dot = scratch.dot.data();
   float* acc = scratch.acc.data();
   std::fill(acc, acc + n, 0.f);
+  const int frac = w.zero_frac_bits;
+  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  const __m512i high_nibbles = _mm512_set1_epi8(static_cast<char>(0xF0));
+  const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
   const int8_t* q = x.row(0);
+  const int64_t strip_offset = kNibbles ? o0 / 2 : o0;
+  const int64_t block_bytes = kNibbles ? 64 : 128;
   bool add_zero = false;  // skipped empty groups owe acc + 0.f (once: x + 0 + 0 = x + 0)
   for (int64_t g = 0; g < w.groups(); ++g) {
     const int32_t ib = nonzero.group_begin[g], ie = nonzero.group_begin[g + 1];
-    if (ib == ie && EmptyGroupSkippable(w, x.scales[g])) {
+    const float xs = x.scales[g];
+    if (ib == ie && EmptyGroupSkippable(w, xs)) {
       add_zero = true;
       continue;
     }
     if (add_zero) AddZero(acc, n);
     add_zero = false;
-    const int32_t* sums = dot;
-    if (ib == ie) {
-      std::fill(dot, dot + n, 0);
-    } else if (dots != nullptr) {
-      sums = dots + g * stride + o0;
-    } else {
-      const int32_t next_end = g + 1 < w.groups() ? nonzero.group_begin[g + 2] : ie;
-      GroupDotsAvx512<kNibbles>(w, q, nonzero.neurons.data() + ib, ie - ib, nonzero.neurons.data() + ie, next_end - ie,
-                                b0, b1, dot);
+    if (ib == ie) std::fill(dot, dot + n, 0);
+    // Eight nonzero neurons per pass over the outputs (two interleaved quads): the int32 sums
+    // go through L1 once per eight strips. Padding neurons multiply any strip by 0.
+    for (int32_t i = ib; i < ie; i += 8) {
+      const uint8_t* s[8];
+      uint32_t q4[2] = {0, 0};
+      for (int t = 0; t < 8; ++t) {
+        const bool real = i + t < ie;
+        const int32_t j = nonzero.neurons[real ? i + t : ib];
+        s[t] = w.strip(j) + strip_offset;
+        q4[t / 4] |= static_cast<uint32_t>(static_cast<uint8_t>(real ? q[j] : 0)) << (8 * (t % 4));
+      }
+      // The next pass's strips, fetched line by line while this pass runs: a strip is too short
+      // (16 lines at 2048 outputs) for the hardware prefetchers to pick it up in time.
+      const uint8_t* next[8];
+      int prefetched = 0;
+      for (int32_t t = i + 8; t < std::min(ie, i + 16); ++t)
+        next[prefetched++] = w.strip(nonzero.neurons[t]) + strip_offset;
+      if (prefetched == 0 && g + 1 < w.groups()) {  // the next group's first pass
+        const int32_t nb = nonzero.group_begin[g + 1], ne = nonzero.group_begin[g + 2];
+        for (int32_t t = nb; t < std::min(ne, nb + 8); ++t)
+          next[prefetched++] = w.strip(nonzero.neurons[t]) + strip_offset;
+      }
+      const __m512i xa = _mm512_set1_epi32(static_cast<int32_t>(q4[0]));
+      const __m512i xb = _mm512_set1_epi32(static_cast<int32_t>(q4[1]));
+      const bool first = i == ib;
+      for (int64_t b = 0; b < blocks; ++b) {
+        for (int t = 0; t < prefetched; ++t) {
+          _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes), _MM_HINT_T1);
+          if constexpr (!kNibbles)
+            _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes + 64), _MM_HINT_T1);
+        }
+        int32_t* d = dot + b * kSparseDownBlockOutputs;
+        __m512i sums[8];
+        for (int k = 0; k < 8; ++k) sums[k] = first ? _mm512_setzero_si512() : _mm512_loadu_si512(d + 16 * k);
+        for (int half = 0; half < 2; ++half) {
+          const __m512i xq = half == 0 ? xa : xb;
+          __m512i a[4], quads[4];
+          if constexpr (kNibbles) {
+            // Interleave the packed bytes (two outputs each: low nibble = output o of the
+            // block, high = o + 64). Whole bytes give A = Σ (lo + 16·hi)·q, high nibbles kept
+            // as 16·code give B = 16·Σ hi·q; the epilogue takes lo = A − B and hi = B / 16,
+            // exactly (one mask per quad instead of two).
+            for (int t = 0; t < 4; ++t) a[t] = _mm512_loadu_si512(s[4 * half + t] + b * block_bytes);
+            InterleaveFour(a, quads);
+            for (int k = 0; k < 4; ++k) {
+              sums[k] = DotBytes512(sums[k], quads[k], xq);
+              sums[4 + k] = DotBytes512(sums[4 + k], _mm512_and_si512(quads[k], high_nibbles), xq);
+            }
+          } else {
+            for (int seg = 0; seg < 2; ++seg) {
+              for (int t = 0; t < 4; ++t) a[t] = _mm512_loadu_si512(s[4 * half + t] + b * block_bytes + 64 * seg);
+              InterleaveFour(a, quads);
+              for (int k = 0; k < 4; ++k) sums[4 * seg + k] = DotBytes512(sums[4 * seg + k], quads[k], xq);
+            }
+          }
+        }
+        for (int k = 0; k < 8; ++k) _mm512_storeu_si512(d + 16 * k, sums[k]);
+      }
     }
-    EpilogueAvx512<kNibbles>(w, x, g, o0, n, sums, acc);
+    // The dense epilogue for every output of the range, group g. zero · Σx as one 16-bit
+    // multiply-add when −Σx fits 16 bits (the zero's high 16 bits are 0), else vpmulld.
+    const __m512i sum = _mm512_set1_epi32(x.sums[g]);
+    const bool sums16 = x.sums[g] >= -32767 && x.sums[g] <= 32767;
+    const __m512i neg_sum_lo = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(-x.sums[g]) & 0xFFFF));
+    const __m512i symmetric_term = _mm512_mullo_epi32(symmetric_zero, sum);
+    const __m512 xfactor = _mm512_set1_ps(xs * inv_frac);
+    const int64_t meta0 = g * w.out_padded + o0;
+    for (int64_t i = 0; i < n; i += 16) {
+      const int64_t at = meta0 + i;
+      __m512 ws;
+      if (w.scale_codes.empty()) {
+        ws = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.scales.data() + at)));
+      } else {
+        const __m512 codes = _mm512_cvtepi32_ps(
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
+        ws = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(w.row_scales.data() + o0 + i), codes),
+                           _mm512_set1_ps(1.f / 255.f));
+      }
+      __m512i dsum = _mm512_loadu_si512(dot + i);
+      if constexpr (kNibbles) {  // see the pass above: lo = A − B, hi = B / 16 (exact: 16 | B)
+        if (i % kSparseDownBlockOutputs < 64) dsum = _mm512_sub_epi32(dsum, _mm512_loadu_si512(dot + i + 64));
+        else dsum = _mm512_srai_epi32(dsum, 4);
+      }
+      __m512i d = _mm512_slli_epi32(dsum, static_cast<unsigned>(frac));
+      if (w.zeros.empty()) {
+        d = _mm512_sub_epi32(d, symmetric_term);
+      } else {
+        const __m512i zero =
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.zeros.data() + at)));
+        d = sums16 ? _mm512_dpwssd_epi32(d, zero, neg_sum_lo) : _mm512_sub_epi32(d, _mm512_mullo_epi32(zero, sum));
+      }
+      _mm512_storeu_ps(acc + i,
+                       _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws, xfactor), _mm512_loadu_ps(acc + i)));
+    }
   }
   if (add_zero) AddZero(acc, n);
   const int64_t o_end = std::min(w.out, b1 * kSparseDownBlockOutputs);
@@ -698,136 +670,9 @@ ACCULLM_SPARSE_AVX2_TARGET inline void AddZero256(float* acc, int64_t n) {
 // codes interleaved into one output's four codes per dword), int32 sums per output kept in L1
 // for the thread's outputs, then the dense epilogue per group. Nibble codes keep the true sums
 // (the high nibble is shifted down, not kept as 16·code: vpmaddubsw would saturate).
-// Group g's exact int32 sums for blocks [b0, b1), as GroupDotsAvx512 (true sums, in output
-// order within a block).
-template <bool kNibbles, bool kEightBit>
-ACCULLM_SPARSE_AVX2_TARGET void GroupDotsAvx2(const SparseColumnsLayout& w, const int8_t* q, const int32_t* neurons,
-                                              int32_t count, const int32_t* next_neurons, int32_t next_count,
-                                              int64_t b0, int64_t b1, int32_t* dot) {
-  const int64_t blocks = b1 - b0, o0 = b0 * kSparseDownBlockOutputs;
-  const __m256i low_nibbles = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-  const int64_t strip_offset = kNibbles ? o0 / 2 : o0;
-  const int64_t block_bytes = kNibbles ? 64 : 128;
-  for (int32_t i = 0; i < count; i += 8) {
-    const uint8_t* s[8];
-    uint32_t q4[2] = {0, 0};
-    for (int t = 0; t < 8; ++t) {
-      const bool real = i + t < count;
-      const int32_t j = neurons[real ? i + t : 0];
-      s[t] = w.strip(j) + strip_offset;
-      q4[t / 4] |= static_cast<uint32_t>(static_cast<uint8_t>(real ? q[j] : 0)) << (8 * (t % 4));
-    }
-    const uint8_t* next[8];
-    int prefetched = 0;
-    for (int32_t t = i + 8; t < std::min(count, i + 16); ++t) next[prefetched++] = w.strip(neurons[t]) + strip_offset;
-    if (prefetched == 0)
-      for (int32_t t = 0; t < std::min(next_count, 8); ++t)
-        next[prefetched++] = w.strip(next_neurons[t]) + strip_offset;
-    const __m256i xq[2] = {_mm256_set1_epi32(static_cast<int32_t>(q4[0])),
-                           _mm256_set1_epi32(static_cast<int32_t>(q4[1]))};
-    const bool first = i == 0;
-    for (int64_t b = 0; b < blocks; ++b) {
-      for (int t = 0; t < prefetched; ++t) {
-        _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes), _MM_HINT_T1);
-        if constexpr (!kNibbles)
-          _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes + 64), _MM_HINT_T1);
-      }
-      int32_t* d = dot + b * kSparseDownBlockOutputs;
-      // 32-byte pieces of the block: nibbles, h = 0, 1 (each holding segments 0 and 1 in
-      // its low and high nibbles); bytes, (segment, h) = 4 pieces.
-      constexpr int kPieces = kNibbles ? 2 : 4;
-      for (int piece = 0; piece < kPieces; ++piece) {
-        const int h = piece % 2;
-        const int64_t byte_at = kNibbles ? 32 * h : 64 * (piece / 2) + 32 * h;
-        __m256i codes[2][4];  // per quad
-        for (int quad = 0; quad < 2; ++quad) {
-          __m256i a[4];
-          for (int t = 0; t < 4; ++t)
-            a[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s[4 * quad + t] + b * block_bytes + byte_at));
-          InterleaveFour256(a, codes[quad]);
-        }
-        for (int k = 0; k < 4; ++k) {
-          if constexpr (kNibbles) {
-            // Low nibbles: segment 0's outputs, high: segment 1's. Two quads' pairs
-            // (≤ 2·15·127 each) add exactly in 16 bits.
-            const __m256i lo =
-                _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(codes[0][k], low_nibbles), xq[0]),
-                                 _mm256_maddubs_epi16(_mm256_and_si256(codes[1][k], low_nibbles), xq[1]));
-            const __m256i hi = _mm256_add_epi16(
-                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[0][k], 4), low_nibbles), xq[0]),
-                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[1][k], 4), low_nibbles), xq[1]));
-            int32_t* dl = d + 16 * k + 8 * h;
-            int32_t* dh = dl + 64;
-            const __m256i sl = _mm256_madd_epi16(lo, ones), sh = _mm256_madd_epi16(hi, ones);
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dl),
-                                first ? sl : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dl)), sl));
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dh),
-                                first ? sh : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dh)), sh));
-          } else {
-            int32_t* dl = d + 64 * (piece / 2) + 16 * k + 8 * h;
-            __m256i sum;
-            if constexpr (kEightBit) {  // code = 16·hi + lo, each nibble's dots exact
-              const __m256i lo =
-                  _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(codes[0][k], low_nibbles), xq[0]),
-                                   _mm256_maddubs_epi16(_mm256_and_si256(codes[1][k], low_nibbles), xq[1]));
-              const __m256i hi = _mm256_add_epi16(
-                  _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[0][k], 4), low_nibbles), xq[0]),
-                  _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[1][k], 4), low_nibbles), xq[1]));
-              sum = _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_slli_epi32(_mm256_madd_epi16(hi, ones), 4));
-            } else {  // codes ≤ 127: a pair ≤ 2·127·127, two quads' would not fit 16 bits
-              sum = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(codes[0][k], xq[0]), ones),
-                                     _mm256_madd_epi16(_mm256_maddubs_epi16(codes[1][k], xq[1]), ones));
-            }
-            _mm256_storeu_si256(
-                reinterpret_cast<__m256i*>(dl),
-                first ? sum : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dl)), sum));
-          }
-        }
-      }
-    }
-  }
-}
-
-// Group g's dense epilogue for outputs [o0, o0 + n), as EpilogueAvx512.
-ACCULLM_SPARSE_AVX2_TARGET void EpilogueAvx2(const SparseColumnsLayout& w, const Int8Activations& x, int64_t g,
-                                             int64_t o0, int64_t n, const int32_t* dot, float* acc) {
-  const int frac = w.zero_frac_bits;
-  const float inv_frac = 1.f / static_cast<float>(1 << frac);
-  const __m256i symmetric_zero = _mm256_set1_epi32(1 << (w.bits - 1));
-  const float xs = x.scales[g];
-  // The dense epilogue for every output of the range, group g.
-  const __m256i sum = _mm256_set1_epi32(x.sums[g]);
-  const __m256 xfactor = _mm256_set1_ps(xs * inv_frac);
-  const int64_t meta0 = g * w.out_padded + o0;
-  for (int64_t i = 0; i < n; i += 8) {
-    const int64_t at = meta0 + i;
-    __m256 ws;
-    if (w.scale_codes.empty()) {
-      ws = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales.data() + at)));
-    } else {
-      const __m256 codes = _mm256_cvtepi32_ps(
-          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
-      ws = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(w.row_scales.data() + o0 + i), codes),
-                         _mm256_set1_ps(1.f / 255.f));
-    }
-    const __m256i zero =
-        w.zeros.empty() ? symmetric_zero
-                        : _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.zeros.data() + at)));
-    const __m256i dsum = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(dot + i));
-    const __m256i dd = _mm256_sub_epi32(_mm256_slli_epi32(dsum, frac), _mm256_mullo_epi32(zero, sum));
-    _mm256_storeu_ps(acc + i,
-                     _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd), _mm256_mul_ps(ws, xfactor), _mm256_loadu_ps(acc + i)));
-  }
-}
-
-// Down, as DownAvx512: per group, eight nonzero neurons per pass (two quads of four, their
-// codes interleaved into one output's four codes per dword), int32 sums per output kept in L1
-// for the thread's outputs, then the dense epilogue per group. Nibble codes keep the true sums
-// (the high nibble is shifted down, not kept as 16·code: vpmaddubsw would saturate).
 template <bool kNibbles, bool kEightBit>
 ACCULLM_SPARSE_AVX2_TARGET void DownAvx2(const SparseColumnsLayout& w, const Int8Activations& x,
-                                         const SparseNeurons& nonzero, const int32_t* dots, int64_t stride, int64_t b0,
-                                         int64_t b1, float* y) {
+                                         const SparseNeurons& nonzero, int64_t b0, int64_t b1, float* y) {
   const int64_t blocks = b1 - b0, n = blocks * kSparseDownBlockOutputs, o0 = b0 * kSparseDownBlockOutputs;
   if (blocks <= 0) return;
   thread_local DownScratch scratch;
@@ -838,27 +683,131 @@ ACCULLM_SPARSE_AVX2_TARGET void DownAvx2(const SparseColumnsLayout& w, const Int
   int32_t* dot = scratch.dot.data();
   float* acc = scratch.acc.data();
   std::fill(acc, acc + n, 0.f);
+  const int frac = w.zero_frac_bits;
+  const float inv_frac = 1.f / static_cast<float>(1 << frac);
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const __m256i symmetric_zero = _mm256_set1_epi32(1 << (w.bits - 1));
   const int8_t* q = x.row(0);
+  const int64_t strip_offset = kNibbles ? o0 / 2 : o0;
+  const int64_t block_bytes = kNibbles ? 64 : 128;
   bool add_zero = false;
   for (int64_t g = 0; g < w.groups(); ++g) {
     const int32_t ib = nonzero.group_begin[g], ie = nonzero.group_begin[g + 1];
-    if (ib == ie && EmptyGroupSkippable(w, x.scales[g])) {
+    const float xs = x.scales[g];
+    if (ib == ie && EmptyGroupSkippable(w, xs)) {
       add_zero = true;
       continue;
     }
     if (add_zero) AddZero256(acc, n);
     add_zero = false;
-    const int32_t* sums = dot;
-    if (ib == ie) {
-      std::fill(dot, dot + n, 0);
-    } else if (dots != nullptr) {
-      sums = dots + g * stride + o0;
-    } else {
-      const int32_t next_end = g + 1 < w.groups() ? nonzero.group_begin[g + 2] : ie;
-      GroupDotsAvx2<kNibbles, kEightBit>(w, q, nonzero.neurons.data() + ib, ie - ib, nonzero.neurons.data() + ie,
-                                         next_end - ie, b0, b1, dot);
+    if (ib == ie) std::fill(dot, dot + n, 0);
+    for (int32_t i = ib; i < ie; i += 8) {
+      const uint8_t* s[8];
+      uint32_t q4[2] = {0, 0};
+      for (int t = 0; t < 8; ++t) {
+        const bool real = i + t < ie;
+        const int32_t j = nonzero.neurons[real ? i + t : ib];
+        s[t] = w.strip(j) + strip_offset;
+        q4[t / 4] |= static_cast<uint32_t>(static_cast<uint8_t>(real ? q[j] : 0)) << (8 * (t % 4));
+      }
+      const uint8_t* next[8];
+      int prefetched = 0;
+      for (int32_t t = i + 8; t < std::min(ie, i + 16); ++t)
+        next[prefetched++] = w.strip(nonzero.neurons[t]) + strip_offset;
+      if (prefetched == 0 && g + 1 < w.groups()) {
+        const int32_t nb = nonzero.group_begin[g + 1], ne = nonzero.group_begin[g + 2];
+        for (int32_t t = nb; t < std::min(ne, nb + 8); ++t)
+          next[prefetched++] = w.strip(nonzero.neurons[t]) + strip_offset;
+      }
+      const __m256i xq[2] = {_mm256_set1_epi32(static_cast<int32_t>(q4[0])),
+                             _mm256_set1_epi32(static_cast<int32_t>(q4[1]))};
+      const bool first = i == ib;
+      for (int64_t b = 0; b < blocks; ++b) {
+        for (int t = 0; t < prefetched; ++t) {
+          _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes), _MM_HINT_T1);
+          if constexpr (!kNibbles)
+            _mm_prefetch(reinterpret_cast<const char*>(next[t] + b * block_bytes + 64), _MM_HINT_T1);
+        }
+        int32_t* d = dot + b * kSparseDownBlockOutputs;
+        // 32-byte pieces of the block: nibbles, h = 0, 1 (each holding segments 0 and 1 in
+        // its low and high nibbles); bytes, (segment, h) = 4 pieces.
+        constexpr int kPieces = kNibbles ? 2 : 4;
+        for (int piece = 0; piece < kPieces; ++piece) {
+          const int h = piece % 2;
+          const int64_t byte_at = kNibbles ? 32 * h : 64 * (piece / 2) + 32 * h;
+          __m256i codes[2][4];  // per quad
+          for (int quad = 0; quad < 2; ++quad) {
+            __m256i a[4];
+            for (int t = 0; t < 4; ++t)
+              a[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s[4 * quad + t] + b * block_bytes + byte_at));
+            InterleaveFour256(a, codes[quad]);
+          }
+          for (int k = 0; k < 4; ++k) {
+            if constexpr (kNibbles) {
+              // Low nibbles: segment 0's outputs, high: segment 1's. Two quads' pairs
+              // (≤ 2·15·127 each) add exactly in 16 bits.
+              const __m256i lo =
+                  _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(codes[0][k], low_nibbles), xq[0]),
+                                   _mm256_maddubs_epi16(_mm256_and_si256(codes[1][k], low_nibbles), xq[1]));
+              const __m256i hi = _mm256_add_epi16(
+                  _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[0][k], 4), low_nibbles), xq[0]),
+                  _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[1][k], 4), low_nibbles), xq[1]));
+              int32_t* dl = d + 16 * k + 8 * h;
+              int32_t* dh = dl + 64;
+              const __m256i sl = _mm256_madd_epi16(lo, ones), sh = _mm256_madd_epi16(hi, ones);
+              _mm256_storeu_si256(
+                  reinterpret_cast<__m256i*>(dl),
+                  first ? sl : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dl)), sl));
+              _mm256_storeu_si256(
+                  reinterpret_cast<__m256i*>(dh),
+                  first ? sh : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dh)), sh));
+            } else {
+              int32_t* dl = d + 64 * (piece / 2) + 16 * k + 8 * h;
+              __m256i sum;
+              if constexpr (kEightBit) {  // code = 16·hi + lo, each nibble's dots exact
+                const __m256i lo =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(codes[0][k], low_nibbles), xq[0]),
+                                     _mm256_maddubs_epi16(_mm256_and_si256(codes[1][k], low_nibbles), xq[1]));
+                const __m256i hi = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[0][k], 4), low_nibbles), xq[0]),
+                    _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(codes[1][k], 4), low_nibbles), xq[1]));
+                sum = _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_slli_epi32(_mm256_madd_epi16(hi, ones), 4));
+              } else {  // codes ≤ 127: a pair ≤ 2·127·127, two quads' would not fit 16 bits
+                sum = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(codes[0][k], xq[0]), ones),
+                                       _mm256_madd_epi16(_mm256_maddubs_epi16(codes[1][k], xq[1]), ones));
+              }
+              _mm256_storeu_si256(
+                  reinterpret_cast<__m256i*>(dl),
+                  first ? sum : _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(dl)), sum));
+            }
+          }
+        }
+      }
     }
-    EpilogueAvx2(w, x, g, o0, n, sums, acc);
+    // The dense epilogue for every output of the range, group g.
+    const __m256i sum = _mm256_set1_epi32(x.sums[g]);
+    const __m256 xfactor = _mm256_set1_ps(xs * inv_frac);
+    const int64_t meta0 = g * w.out_padded + o0;
+    for (int64_t i = 0; i < n; i += 8) {
+      const int64_t at = meta0 + i;
+      __m256 ws;
+      if (w.scale_codes.empty()) {
+        ws = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales.data() + at)));
+      } else {
+        const __m256 codes = _mm256_cvtepi32_ps(
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.scale_codes.data() + at))));
+        ws = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(w.row_scales.data() + o0 + i), codes),
+                           _mm256_set1_ps(1.f / 255.f));
+      }
+      const __m256i zero =
+          w.zeros.empty()
+              ? symmetric_zero
+              : _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.zeros.data() + at)));
+      const __m256i dsum = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(dot + i));
+      const __m256i dd = _mm256_sub_epi32(_mm256_slli_epi32(dsum, frac), _mm256_mullo_epi32(zero, sum));
+      _mm256_storeu_ps(acc + i,
+                       _mm256_fmadd_ps(_mm256_cvtepi32_ps(dd), _mm256_mul_ps(ws, xfactor), _mm256_loadu_ps(acc + i)));
+    }
   }
   if (add_zero) AddZero256(acc, n);
   const int64_t o_end = std::min(w.out, b1 * kSparseDownBlockOutputs);
@@ -877,8 +826,8 @@ bool SparseRowsInt8Avx512(const SparseRowsLayout& w, const Int8Activations& x, c
 bool SparseDownInt8Avx512(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
                           int64_t block_begin, int64_t block_end, float* y) {
   if (DetectedIsa() < Isa::kAvx512) return false;
-  if (w.nibbles()) DownAvx512<true>(w, x, nonzero, nullptr, 0, block_begin, block_end, y);
-  else DownAvx512<false>(w, x, nonzero, nullptr, 0, block_begin, block_end, y);
+  if (w.nibbles()) DownAvx512<true>(w, x, nonzero, block_begin, block_end, y);
+  else DownAvx512<false>(w, x, nonzero, block_begin, block_end, y);
   return true;
 }
 
@@ -894,60 +843,13 @@ bool SparseRowsInt8Avx2(const SparseRowsLayout& w, const Int8Activations& x, con
 bool SparseDownInt8Avx2(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
                         int64_t block_begin, int64_t block_end, float* y) {
   if (DetectedIsa() < Isa::kAvx2) return false;
-  if (w.nibbles()) DownAvx2<true, false>(w, x, nonzero, nullptr, 0, block_begin, block_end, y);
-  else if (w.bits == 8) DownAvx2<false, true>(w, x, nonzero, nullptr, 0, block_begin, block_end, y);
-  else DownAvx2<false, false>(w, x, nonzero, nullptr, 0, block_begin, block_end, y);
+  if (w.nibbles()) DownAvx2<true, false>(w, x, nonzero, block_begin, block_end, y);
+  else if (w.bits == 8) DownAvx2<false, true>(w, x, nonzero, block_begin, block_end, y);
+  else DownAvx2<false, false>(w, x, nonzero, block_begin, block_end, y);
   return true;
 }
 
-namespace {
-
-// The two steps of SparseDownGroupDots / SparseDownFromDots at one ISA level (false: not
-// built or not supported here).
-bool GroupDotsSimd(Isa isa, const SparseColumnsLayout& w, const int8_t* q, const int32_t* neurons, int32_t count,
-                   int32_t* dot) {
-  if (isa >= Isa::kAvx512 && DetectedIsa() >= Isa::kAvx512) {
-    if (w.nibbles()) GroupDotsAvx512<true>(w, q, neurons, count, nullptr, 0, 0, w.blocks(), dot);
-    else GroupDotsAvx512<false>(w, q, neurons, count, nullptr, 0, 0, w.blocks(), dot);
-    return true;
-  }
-  if (isa >= Isa::kAvx2 && DetectedIsa() >= Isa::kAvx2) {
-    if (w.nibbles()) GroupDotsAvx2<true, false>(w, q, neurons, count, nullptr, 0, 0, w.blocks(), dot);
-    else if (w.bits == 8) GroupDotsAvx2<false, true>(w, q, neurons, count, nullptr, 0, 0, w.blocks(), dot);
-    else GroupDotsAvx2<false, false>(w, q, neurons, count, nullptr, 0, 0, w.blocks(), dot);
-    return true;
-  }
-  return false;
-}
-
-bool FromDotsSimd(Isa isa, const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
-                  const int32_t* dots, int64_t b0, int64_t b1, float* y) {
-  const int64_t stride = SparseDownDotsStride(w);
-  if (isa >= Isa::kAvx512 && DetectedIsa() >= Isa::kAvx512) {
-    if (w.nibbles()) DownAvx512<true>(w, x, nonzero, dots, stride, b0, b1, y);
-    else DownAvx512<false>(w, x, nonzero, dots, stride, b0, b1, y);
-    return true;
-  }
-  if (isa >= Isa::kAvx2 && DetectedIsa() >= Isa::kAvx2) {
-    if (w.nibbles()) DownAvx2<true, false>(w, x, nonzero, dots, stride, b0, b1, y);
-    else if (w.bits == 8) DownAvx2<false, true>(w, x, nonzero, dots, stride, b0, b1, y);
-    else DownAvx2<false, false>(w, x, nonzero, dots, stride, b0, b1, y);
-    return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 #else
-namespace {
-bool GroupDotsSimd(Isa, const SparseColumnsLayout&, const int8_t*, const int32_t*, int32_t, int32_t*) { return false; }
-bool FromDotsSimd(Isa, const SparseColumnsLayout&, const Int8Activations&, const SparseNeurons&, const int32_t*,
-                  int64_t, int64_t, float*) {
-  return false;
-}
-}  // namespace
-
 bool SparseRowsInt8Avx512(const SparseRowsLayout&, const Int8Activations&, const int32_t*, int64_t, int64_t, float*) {
   return false;
 }
@@ -1044,51 +946,6 @@ void SparseDownInt8(const SparseColumnsLayout& w, const Int8Activations& x, cons
   if (ActiveIsa() >= Isa::kAvx512 && SparseDownInt8Avx512(w, x, nonzero, block_begin, block_end, y)) return;
   if (ActiveIsa() >= Isa::kAvx2 && SparseDownInt8Avx2(w, x, nonzero, block_begin, block_end, y)) return;
   SparseDownInt8Scalar(w, x, nonzero, block_begin, block_end, y);
-}
-
-int64_t SparseDownDotsStride(const SparseColumnsLayout& w) { return w.out_padded; }
-
-void SparseDownGroupDots(const SparseColumnsLayout& w, const Int8Activations& x, const int32_t* neurons, int32_t count,
-                         int64_t g, int32_t* dots) {
-  int32_t* dot = dots + g * SparseDownDotsStride(w);
-  if (GroupDotsSimd(ActiveIsa(), w, x.row(0), neurons, count, dot)) return;
-  // Scalar: the true sums, output by output.
-  const int8_t* q = x.row(0);
-  for (int64_t o = 0; o < w.out_padded; ++o) {
-    int32_t sum = 0;
-    if (o < w.out) {
-      const SparseStripPosition at = SparseDownStripPosition(w, o);
-      for (int32_t i = 0; i < count; ++i) {
-        const int32_t j = neurons[i];
-        const int32_t byte = w.strip(j)[at.byte];
-        sum += (w.nibbles() ? (at.high_nibble ? byte >> 4 : byte & 15) : byte) * q[j];
-      }
-    }
-    dot[o] = sum;
-  }
-}
-
-void SparseDownFromDots(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
-                        const int32_t* dots, int64_t block_begin, int64_t block_end, float* y) {
-  if (FromDotsSimd(ActiveIsa(), w, x, nonzero, dots, block_begin, block_end, y)) return;
-  // Scalar: every group's epilogue, as SparseDownInt8Scalar's.
-  const int frac = w.zero_frac_bits;
-  const float inv_frac = 1.f / static_cast<float>(1 << frac);
-  const int64_t stride = SparseDownDotsStride(w);
-  const int64_t o_end = std::min(w.out, block_end * kSparseDownBlockOutputs);
-  for (int64_t o = block_begin * kSparseDownBlockOutputs; o < o_end; ++o) {
-    float acc = 0.f;
-    for (int64_t g = 0; g < w.groups(); ++g) {
-      const int32_t dot = nonzero.group_begin[g] == nonzero.group_begin[g + 1] ? 0 : dots[g * stride + o];
-      const size_t meta = static_cast<size_t>(g * w.out_padded + o);
-      const int32_t zero = w.zeros.empty() ? (1 << (w.bits - 1)) : w.zeros[meta];
-      const int32_t d = dot * (1 << frac) - zero * x.sums[g];
-      const float ws =
-          w.scale_codes.empty() ? F16ToF32(w.scales[meta]) : U8GroupScale(w.row_scales[o], w.scale_codes[meta]);
-      acc = std::fma(static_cast<float>(d), GroupFactor(ws, x.scales[g], inv_frac), acc);
-    }
-    y[o] = acc;
-  }
 }
 
 }  // namespace accullm::kernels

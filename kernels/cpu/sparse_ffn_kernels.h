@@ -112,19 +112,4 @@ bool SparseDownInt8Avx512(const SparseColumnsLayout& w, const Int8Activations& x
 bool SparseDownInt8Avx2(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
                         int64_t block_begin, int64_t block_end, float* y);
 
-// Down in two steps, for a caller that makes h one group of down's inputs at a time (model/
-// sparse_ffn.cc's fused pass: a group's kept neurons' gate and up rows and down strips are one
-// stretch of the joint layout, read by one thread). SparseDownGroupDots: group g's exact int32
-// sums for every output over its `count` nonzero neurons (ascending; x holds at least group
-// g's codes), into dots[g·stride .. (g + 1)·stride), stride = SparseDownDotsStride(w); whole
-// strips, all outputs. SparseDownFromDots: then y for blocks [block_begin, block_end) from the
-// rows of the groups `nonzero` says are nonempty (others are not read) and x's scales and
-// sums: SparseDownInt8's bits. The sums' order inside a row is the ISA level's own, so both
-// steps must run at one level (ActiveIsa() unchanged between them).
-int64_t SparseDownDotsStride(const SparseColumnsLayout& w);
-void SparseDownGroupDots(const SparseColumnsLayout& w, const Int8Activations& x, const int32_t* neurons, int32_t count,
-                         int64_t g, int32_t* dots);
-void SparseDownFromDots(const SparseColumnsLayout& w, const Int8Activations& x, const SparseNeurons& nonzero,
-                        const int32_t* dots, int64_t block_begin, int64_t block_end, float* y);
-
 }  // namespace accullm::kernels

@@ -324,18 +324,6 @@ TEST_P(SparseFfnKernelsTest, DownOverKeptNeuronsMatchesTheDenseKernelOnTheMasked
       for (int64_t b = 0; b < layout.blocks(); ++b)  // block by block, as a thread split would
         SparseDownInt8(layout, xq, nonzero, b, b + 1, got.data());
       EXPECT_TRUE(SameBits(got, want)) << "dispatched at " << IsaName(isa) << ", " << at;
-      // In two steps: each nonempty group's sums (groups in reverse, as threads may finish
-      // them; the empty groups' rows hold garbage the second step must not read), then the
-      // epilogue block by block.
-      std::vector<int32_t> dots(static_cast<size_t>(layout.groups() * SparseDownDotsStride(layout)), 0x5A5A5A5A);
-      for (int64_t g = layout.groups() - 1; g >= 0; --g) {
-        const int32_t ib = nonzero.group_begin[g], ie = nonzero.group_begin[g + 1];
-        if (ib < ie) SparseDownGroupDots(layout, xq, nonzero.neurons.data() + ib, ie - ib, g, dots.data());
-      }
-      std::fill(got.begin(), got.end(), -1.f);
-      for (int64_t b = 0; b < layout.blocks(); ++b)
-        SparseDownFromDots(layout, xq, nonzero, dots.data(), b, b + 1, got.data());
-      EXPECT_TRUE(SameBits(got, want)) << "two steps at " << IsaName(isa) << ", " << at;
     }
   }
 }
