@@ -1,8 +1,5 @@
 #include "model/kv_cache.h"
 
-#include <algorithm>
-#include <new>
-
 #include "absl/strings/str_cat.h"
 
 namespace accullm::model {
@@ -11,10 +8,7 @@ KvBlockStorage::KvBlockStorage(int64_t num_layers, const kernels::KvRowFormat& f
                                int64_t num_blocks, int64_t first_layer)
     : format_(format), num_layers_(num_layers), row_bytes_(format.row_bytes()), block_size_(block_size),
       num_blocks_(num_blocks), first_layer_(first_layer),
-      words_(static_cast<size_t>((num_blocks * num_layers * 2 * block_size * row_bytes_ + 7) / 8)),
-      rows_(static_cast<uint64_t*>(std::calloc(std::max<size_t>(words_, 1), sizeof(uint64_t)))) {
-  if (rows_ == nullptr) throw std::bad_alloc();
-}
+      rows_(static_cast<size_t>((num_blocks * num_layers * 2 * block_size * row_bytes_ + 7) / 8)) {}
 
 KvBlockAllocator::KvBlockAllocator(int64_t num_blocks) : num_blocks_(num_blocks) {
   free_.reserve(static_cast<size_t>(num_blocks));

@@ -13,7 +13,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -42,7 +41,7 @@ class KvBlockStorage {
   int64_t num_layers() const { return num_layers_; }
   int64_t first_layer() const { return first_layer_; }
   int64_t num_blocks() const { return num_blocks_; }
-  size_t bytes() const { return words_ * sizeof(uint64_t); }
+  size_t bytes() const { return rows_.size() * sizeof(uint64_t); }
 
   // K (or V) row of (global) `layer` at `offset` within `block`: format().row_bytes() bytes.
   void* k(int32_t block, int64_t layer, int64_t offset) { return Row(block, layer, 0, offset); }
@@ -50,20 +49,17 @@ class KvBlockStorage {
 
  private:
   void* Row(int32_t block, int64_t layer, int kv, int64_t offset) {
-    return reinterpret_cast<uint8_t*>(rows_.get()) +
+    return reinterpret_cast<uint8_t*>(rows_.data()) +
            (((static_cast<int64_t>(block) * num_layers_ + (layer - first_layer_)) * 2 + kv) * block_size_ + offset) *
                row_bytes_;
   }
   kernels::KvRowFormat format_;
   int64_t num_layers_, row_bytes_, block_size_, num_blocks_, first_layer_;
-  struct FreeRows {
-    void operator()(uint64_t* p) const { std::free(p); }
-  };
-  size_t words_;
-  // 8-byte aligned zeroed bytes from calloc: a large pool maps zero pages the kernel commits
-  // at first write, so a stage's start does not wait on touching every block (and its
-  // heartbeats are not late because of it); the memory grows as sequences use it.
-  std::unique_ptr<uint64_t[], FreeRows> rows_;
+  // 8-byte aligned bytes, zero-filled here on purpose: the whole budget is committed at start,
+  // so a machine short of memory fails at start, not under load, and the resident memory
+  // stays flat while serving (serve_soak_test checks it). A pipeline stage builds this after
+  // its heartbeats start (pipeline_stage.cc): the fill can take seconds on a loaded machine.
+  std::vector<uint64_t> rows_;
 };
 
 // The free list of block ids [0, num_blocks). Thread-safe: the scheduler's gauges read it.
