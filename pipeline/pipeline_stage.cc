@@ -348,20 +348,15 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
       hb_cv.wait_for(lock, std::chrono::milliseconds(hello->heartbeat_ms), [&] { return stop.load(); });
     }
   });
-  auto stop_heartbeat = [&] {
+  // Stopped on every way out, a throw included (a KV pool larger than memory): a joinable
+  // thread's destructor would terminate the process before the exception is reported.
+  absl::Cleanup heartbeat_stops = [&] {
     {
       std::lock_guard<std::mutex> lock(hb_mu);
       stop = true;
     }
     hb_cv.notify_all();
-    if (heartbeat.joinable()) heartbeat.join();
-  };
-  // Also when something below throws (a KV pool larger than memory): a joinable thread's
-  // destructor would terminate the process before the exception is reported.
-  absl::Cleanup heartbeat_stops = stop_heartbeat;
-  auto finish = [&](int code) {
-    stop_heartbeat();
-    return code;
+    heartbeat.join();
   };
   PipelineStage stage(model, *hello, t.rank());
   act.kv_blocks_total = stage.kv_blocks_total();
@@ -381,7 +376,7 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
       r.ok = false;
       r.error = why;
       (void)t.Send(0, pipeline::Encode(Message{0, std::move(r)}));
-      return finish(4);
+      return 4;
     }
     nccl = std::move(*ch);
     stage.set_nccl(nccl.get());
@@ -409,7 +404,7 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
     last_from_coordinator = StallMeter::Excuse(last_from_coordinator, stall.Look(now), now);
     if (!env.ok()) {
       spdlog::error("stage {} (rank {}): {}", hello->stage, t.rank(), std::string(env.status().message()));
-      return finish(2);
+      return 2;
     }
     if (!env->has_value()) {
       if (now - last_from_coordinator > give_up) {
@@ -417,7 +412,7 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
                       "timeout): exiting",
                       hello->stage, t.rank(),
                       std::chrono::duration_cast<std::chrono::milliseconds>(now - last_from_coordinator).count());
-        return finish(2);
+        return 2;
       }
       continue;
     }
@@ -436,7 +431,7 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
       r.ok = false;
       r.error = why;
       (void)t.Send(0, pipeline::Encode(Message{0, std::move(r)}));
-      return finish(3);
+      return 3;
     };
     auto m = pipeline::Decode((*env)->bytes.data(), (*env)->bytes.size());
     if (!m.ok()) {
@@ -445,7 +440,7 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
     }
     if (m->type() == pipeline::MessageType::kShutdown && source == 0) {
       stage.LogShutdown(t.bytes_sent());
-      return finish(0);
+      return 0;
     }
     if (m->type() == pipeline::MessageType::kHeartbeat && source == 0) continue;
     auto* batch = std::get_if<Batch>(&m->body);
@@ -471,7 +466,7 @@ int RunPipelineStage(transport::Transport& t, model::Transformer& model, transpo
       r.ok = false;
       r.error = absl::StrCat("stage ", hello->stage, " (rank ", t.rank(), "): ", st.message());
       (void)t.Send(0, pipeline::Encode(Message{m->batch_id, std::move(r)}));
-      return finish(4);
+      return 4;
     }
   }
 }

@@ -584,9 +584,8 @@ TEST_F(FfnSparsityPackTest, PredictedNeuronsDecodeThroughTheSparseKernelsIsTheMa
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_FALSE((*m)->ffn_sparsity_enabled());
   const int64_t inter = (*m)->config().intermediate_size;
-  // 60% kept runs the sparse kernels; 80% the
-  // dense tiles at AVX-512 (SparseFfnMaxKeptShare). At every ISA level (AVX2 runs 80% sparse
-  // too).
+  // 60% kept runs the sparse kernels; 80% the dense tiles at AVX-512 (SparseFfnMaxKeptShare;
+  // AVX2 runs 80% sparse too). At every ISA level.
   for (kernels::Isa isa : kernels::SupportedIsas())
     for (int fifths : {3, 4}) {
       kernels::ScopedIsaForTesting level(isa);
