@@ -47,6 +47,11 @@
 // the L3 does.
 // One FFN takes the iteration time / g_layers (counter ffn_per_s: FFNs per second).
 // --down-group=128 quantizes down at group 128 (quantize --down-group), dense and sparse alike.
+// --threads=N runs every pass on a pool of N threads, split as decode splits them (dense: over
+// tiles; sparse: gate/up over 16-row units of the kept list, down over one range of output
+// blocks per thread; the guesser's select on the same pool). BM_SparseFfn's counter down_ms is
+// the time a pass spends in down (h's codes, the nonzero list, the kernel): with part 0, the
+// part of the pass the strips read after the rows cost.
 //   BM_FfnSpeedup/kept_pct/rank/gbits/joint/cats  dense and sparse passes alternated within every iteration,
 //                               each timed: counter speedup = dense time / sparse time (the
 //                               floor's measure on a noisy machine, see below)
@@ -101,6 +106,13 @@ int64_t g_layers = 0;
 // Down's group (quantize --down-group): --down-group=N on the command line (32, 64 or 128),
 // parsed before the benchmark library's flags. Gate and up keep kGroup.
 int64_t g_down_group = kGroup;
+// --threads=N: the dense and sparse passes split over a pool of N threads as decode splits
+// them (dense tiles; gate/up over 16-row units of the kept list; down over output blocks).
+int g_threads = 1;
+ThreadPool& Pool() {
+  static ThreadPool pool(g_threads);
+  return pool;
+}
 // Kept sets per layer, one per iteration in turn: a decode step keeps other neurons than the
 // last, so the rows one iteration reads are mostly not the ones the previous left in the L3.
 constexpr int64_t kKeptSets = 4;
@@ -269,13 +281,17 @@ class DenseRun {
     for (const Layer& l : layers_) {
       if (part_ != 2) {
         QuantizeInt8Blocks(x_.data(), 1, kHidden, kGroup, nullptr, xq_);
-        LowBitInt8Rows(l.gate.m, l.gate_tiles, xq_, 0, l.gate_tiles.tiles, gate_.data(), kInter);
-        LowBitInt8Rows(l.up.m, l.up_tiles, xq_, 0, l.up_tiles.tiles, up_.data(), kInter);
+        Pool().ParallelFor(l.gate_tiles.tiles, [&](int64_t t0, int64_t t1) {
+          LowBitInt8Rows(l.gate.m, l.gate_tiles, xq_, t0, t1, gate_.data(), kInter);
+          LowBitInt8Rows(l.up.m, l.up_tiles, xq_, t0, t1, up_.data(), kInter);
+        });
         SiluMul(gate_.data(), up_.data(), kInter, h_.data());
       }
       if (part_ != 1) {
         QuantizeInt8Blocks(h_.data(), 1, kInter, g_down_group, nullptr, hq_);
-        LowBitInt8Rows(l.down.m, l.down_tiles, hq_, 0, l.down_tiles.tiles, y_.data(), kHidden);
+        Pool().ParallelFor(l.down_tiles.tiles, [&](int64_t t0, int64_t t1) {
+          LowBitInt8Rows(l.down.m, l.down_tiles, hq_, t0, t1, y_.data(), kHidden);
+        });
       }
       benchmark::DoNotOptimize(y_.data());
       benchmark::DoNotOptimize(h_.data());
@@ -332,7 +348,7 @@ class SparseRun {
       const float* down_in = masked_[li * kKeptSets + set].data();
       if (part_ != 2) {
         if (guesser_ != nullptr) {
-          benchmark::DoNotOptimize(guesser_->selector->Select(li, x_.data(), 1, *guesser_->pool, predicted_));
+          benchmark::DoNotOptimize(guesser_->selector->Select(li, x_.data(), 1, Pool(), predicted_));
           benchmark::DoNotOptimize(predicted_.neurons.data());
         }
         QuantizeInt8Blocks(x_.data(), 1, kHidden, kGroup, nullptr, xq_);
@@ -348,23 +364,37 @@ class SparseRun {
           SparseRowsInt8(l.up_rows, xq_, k.data(), 0, n, up_.data());
           SiluMulScatter(gate_.data(), up_.data(), k.data(), 0, n, h_.data());
         } else {
-          SparsePairRowsInt8(joint_ ? l.joint.rows : l.gate_up_pair, xq_, k.data(), 0, n, gate_.data(), up_.data());
-          SiluMulScatter(gate_.data(), up_.data(), k.data(), 0, n, h_.data());
+          const SparseRowsLayout& pair = joint_ ? l.joint.rows : l.gate_up_pair;
+          Pool().ParallelFor((n + 15) / 16, [&](int64_t c0, int64_t c1) {
+            const int64_t k0 = c0 * 16, k1 = std::min(n, c1 * 16);
+            SparsePairRowsInt8(pair, xq_, k.data(), k0, k1, gate_.data(), up_.data());
+            SiluMulScatter(gate_.data(), up_.data(), k.data(), k0, k1, h_.data());
+          });
         }
         down_in = h_.data();
       }
+      const auto down_start = std::chrono::steady_clock::now();
       if (part_ != 1) {
         QuantizeInt8Blocks(down_in, 1, kInter, g_down_group, nullptr, hq_);
         FindNonzeroNeurons(hq_, nonzero_);
         const SparseColumnsLayout& columns = !joint_ ? l.down_columns : cats_ ? l.up_down.down : l.joint.down;
-        SparseDownInt8(columns, hq_, nonzero_, 0, columns.blocks(), y_.data());
+        const int64_t ranges = Pool().size();
+        Pool().ParallelFor(
+            columns.blocks(),
+            [&](int64_t b0, int64_t b1) { SparseDownInt8(columns, hq_, nonzero_, b0, b1, y_.data()); },
+            std::max<int64_t>(4, (columns.blocks() + ranges - 1) / ranges));
       }
+      down_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - down_start).count();
       benchmark::DoNotOptimize(y_.data());
       benchmark::DoNotOptimize(h_.data());
     }
   }
+  // Seconds spent in down (h's codes, the nonzero list, the kernel) over all passes.
+  double down_seconds() const { return down_s_; }
+  int64_t passes() const { return pass_; }
 
  private:
+  double down_s_ = 0;
   int part_;
   bool cats_, separate_, joint_;
   const BenchGuesser* guesser_;
@@ -386,6 +416,7 @@ void SparseFfn(benchmark::State& state, bool small_pages) {
   for (auto _ : state) run.Pass();
   state.counters["ffn_per_s"] =
       benchmark::Counter(static_cast<double>(g_layers), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["down_ms"] = 1e3 * run.down_seconds() / static_cast<double>(std::max<int64_t>(1, run.passes()));
 }
 void BM_SparseFfn(benchmark::State& state) { SparseFfn(state, false); }
 void BM_SparseFfnSmallPages(benchmark::State& state) { SparseFfn(state, true); }
@@ -399,6 +430,7 @@ BENCHMARK(BM_SparseFfn)
     ->ArgsProduct({{100, 50, 30, 10}, {0, 1, 2}, {0}, {0}, {0}})
     ->ArgsProduct({{100, 50, 30, 10}, {0, 1}, {2}, {0}, {0}})
     ->ArgsProduct({{100, 50, 30, 10}, {0}, {1}, {0}, {0}})
+    ->ArgsProduct({{50, 30}, {0, 1, 2}, {3}, {0}, {0}})
     ->ArgsProduct({{50, 30, 10}, {0}, {0}, {32, kAutoRank}, {4, 8}})
     ->Unit(benchmark::kMillisecond);
 
@@ -591,6 +623,13 @@ int main(int argc, char** argv) {
         return 2;
       }
       accullm::kernels::g_layers = n;
+    } else if (arg.rfind("--threads=", 0) == 0) {
+      const int n = std::atoi(arg.c_str() + 10);
+      if (n < 1 || n > 256) {
+        std::fprintf(stderr, "--threads must be 1..256, not %s\n", arg.c_str() + 10);
+        return 2;
+      }
+      accullm::kernels::g_threads = n;
     } else if (arg.rfind("--down-group=", 0) == 0) {
       const int64_t g = std::atoll(arg.c_str() + 13);
       if (g != 32 && g != 64 && g != 128) {
@@ -605,6 +644,7 @@ int main(int argc, char** argv) {
   argc = kept_args;
   if (accullm::kernels::g_layers == 0) accullm::kernels::g_layers = accullm::kernels::LayersBeyondL3();
   benchmark::AddCustomContext("layers", std::to_string(accullm::kernels::g_layers));
+  benchmark::AddCustomContext("threads", std::to_string(accullm::kernels::g_threads));
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
