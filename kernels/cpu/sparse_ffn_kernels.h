@@ -39,6 +39,10 @@
 // paired (bench/sparse_ffn_bench BM_FfnSpeedup; docs/benchmarks.md, "The joint FFN layout").
 // Earlier figures (1.76–1.79x without a guesser) were measured with sparse passes back to
 // back, partly from the L3.
+// How much of that a machine gives depends on how it streams scattered runs: on a Sapphire
+// Rapids VM (2026-12-02, evening) the same measure gave 1.16–1.24x at 50% and 1.65–1.71x at
+// 70% skipped, sparse down no faster than dense down from memory (docs/benchmarks.md, "The
+// sparse FFN on a Sapphire Rapids VM").
 // Down, AVX-512: per group, eight nonzero neurons per pass; their strips' bytes interleaved
 // four by four (unpack epi8/epi16) into dwords of one output's four codes, vpdpbusd against
 // the four activation codes, int32 sums kept in L1 for the thread's outputs; at ≤ 4 bits a
