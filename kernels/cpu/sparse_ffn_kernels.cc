@@ -377,12 +377,6 @@ ACCULLM_SPARSE_AVX512_TARGET inline void AddZero(float* acc, int64_t n) {
     _mm512_storeu_ps(acc + i, _mm512_add_ps(_mm512_loadu_ps(acc + i), _mm512_setzero_ps()));
 }
 
-// The dense epilogue of group g for outputs [o0, o0 + n) (whole blocks) from its int32 sums
-// `dot`: acc[i] = fma(d, step · x_scale / 2^frac, acc[i]). zero · Σx as one 16-bit
-// multiply-add when −Σx fits 16 bits (the zero's high 16 bits are 0), else vpmulld. The
-// layout's arrays and kinds are read once, and a block's two nibble halves run as two loops:
-// written per vector, the stores to acc made the compiler reload every array pointer and test
-// every kind each vector (~30% of the kernel at 50% kept, perf annotate of BM_DownInL2).
 // What one group's epilogue needs for a range of outputs, read once from the layout and x.
 struct GroupEpilogue512 {
   int frac;
@@ -441,7 +435,7 @@ ACCULLM_SPARSE_AVX512_TARGET inline void EpilogueAvx512(const SparseColumnsLayou
       _mm512_set1_ps(x.scales[g] * (1.f / static_cast<float>(1 << w.zero_frac_bits))),
       coded ? nullptr : w.scales.data() + meta0,
       coded ? w.scale_codes.data() + meta0 : nullptr,
-      w.row_scales.data() + o0,
+      coded ? w.row_scales.data() + o0 : nullptr,  // no offset on an empty array's null data()
       w.zeros.empty() ? nullptr : w.zeros.data() + meta0,
   };
   float* const out = acc;
