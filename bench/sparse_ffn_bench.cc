@@ -55,6 +55,9 @@
 //   BM_FfnSpeedup/kept_pct/rank/gbits/joint/cats  dense and sparse passes alternated within every iteration,
 //                               each timed: counter speedup = dense time / sparse time (the
 //                               floor's measure on a noisy machine, see below)
+//   BM_FfnReadBound/kept_pct   the same pairing over the passes' reads alone (every line
+//                               touched once, nothing computed): counter bound = dense / sparse,
+//                               the most a sparse kernel over these layouts can gain here
 //   BM_DenseFfnSmallPages, BM_SparseFfnSmallPages  a subset of the two above on a second copy
 //                               of the layers held on 4 KiB pages (ACCULLM_HUGE_PAGES=off's
 //                               MADV_NOHUGEPAGE), for an in-process huge-page A/B
@@ -66,10 +69,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -317,22 +322,29 @@ BENCHMARK(BM_DenseFfn)->ArgName("part")->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark:
 BENCHMARK(BM_DenseFfnSmallPages)->ArgName("part")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 // One pass of the sparse FFN over every layer, each layer on the next of its kKeptSets random
+// Per layer, kKeptSets random sets of kept_pct % of the neurons ([layer · kKeptSets + set]),
+// sorted, as a predictor emits them.
+std::vector<std::vector<int32_t>> RandomKeptSets(int64_t kept_pct) {
+  std::vector<std::vector<int32_t>> kept(static_cast<size_t>(g_layers * kKeptSets));
+  std::mt19937 rng(3);
+  for (auto& k : kept) {
+    k.resize(kInter);
+    std::iota(k.begin(), k.end(), 0);
+    std::shuffle(k.begin(), k.end(), rng);
+    k.resize(static_cast<size_t>(kInter * kept_pct / 100));
+    std::sort(k.begin(), k.end());
+  }
+  return kept;
+}
+
 // kept sets (kept_pct, part, cats, rank, gbits: see the top).
 class SparseRun {
  public:
   SparseRun(int64_t kept_pct, int part, int64_t cats, int64_t rank, int gbits, bool small_pages)
       : part_(part), cats_(cats == 1 || cats == 4), separate_(cats == 2), joint_(cats == 3 || cats == 4),
         guesser_(rank > 0 ? &Guesser(rank, gbits) : nullptr), layers_(Layers(small_pages)), x_(Input(2)),
-        kept_(g_layers * kKeptSets), masked_(g_layers * kKeptSets, std::vector<float>(kInter, 0.f)), gate_(kInter),
+        kept_(RandomKeptSets(kept_pct)), masked_(g_layers * kKeptSets, std::vector<float>(kInter, 0.f)), gate_(kInter),
         up_(kInter), h_(kInter, 0.f), y_(kHidden), silu_(kInter), survivors_(kInter) {
-    std::mt19937 rng(3);
-    for (auto& k : kept_) {  // sorted, as a predictor emits them
-      k.resize(kInter);
-      std::iota(k.begin(), k.end(), 0);
-      std::shuffle(k.begin(), k.end(), rng);
-      k.resize(static_cast<size_t>(kInter * kept_pct / 100));
-      std::sort(k.begin(), k.end());
-    }
     // For part 2: the masked h of each layer and set, as parts 0 and 1 would make it.
     const std::vector<float> hidden = Input(4);
     for (size_t s = 0; s < kept_.size(); ++s)
@@ -471,6 +483,133 @@ BENCHMARK(BM_FfnSpeedup)
     ->ArgsProduct({{50, 30, 10}, {0}, {0}, {0, 1}, {0, 1}})
     ->ArgsProduct({{50, 30, 10}, {kAutoRank}, {4}, {0, 1}, {0}})
     ->Unit(benchmark::kMillisecond);
+
+// What memory alone allows the sparse FFN on this machine: the passes' bytes touched once per
+// 64-byte line, nothing computed (no kernel can beat its own reads). Dense: every line of a
+// layer's tiles (gate, up, down: codes, then steps and zeros), a matrix's codes as four
+// streams (quarters, as the tile kernels read four tiles at once). Sparse: the kept neurons'
+// units of the joint layout whole (pair rows and down's strip: one run each) in four streams
+// over the kept list, each fetching its next unit by software along the current one (as the
+// rows kernel does), then down's steps and zero bytes of every group holding a kept neuron
+// (the epilogue's reads). The guesser's reads are not in it (its cost: BM_FfnSpeedup at rank
+// 0 against kAutoRank). Split over --threads as the kernels split (dense: each array in
+// ranges; sparse: the kept list in ranges).
+class ReadBoundRun {
+ public:
+  explicit ReadBoundRun(int64_t kept_pct) : layers_(Layers()), kept_(RandomKeptSets(kept_pct)) {}
+
+  void DensePass() {
+    for (const Layer& l : layers_) {
+      for (const LowBitTiles* t : {&l.gate_tiles, &l.up_tiles, &l.down_tiles}) {
+        Read(t->codes.data(), t->codes.size(), 4);
+        Read(reinterpret_cast<const uint8_t*>(t->scales.data()), 2 * t->scales.size(), 1);
+        Read(t->zeros.data(), t->zeros.size(), 1);
+      }
+    }
+  }
+
+  void SparsePass() {
+    const int64_t set = pass_++ % kKeptSets;
+    for (int64_t li = 0; li < g_layers; ++li) {
+      const SparseFfnLayouts& joint = layers_[li].joint;
+      const std::vector<int32_t>& k = kept_[li * kKeptSets + set];
+      const auto* units = reinterpret_cast<const uint8_t*>(joint.rows.words.data());
+      const int64_t unit_bytes = 4 * joint.rows.unit_stride, n = static_cast<int64_t>(k.size());
+      Pool().ParallelFor(n, [&](int64_t k0, int64_t k1) { sink_ += ReadUnits(units, unit_bytes, k.data() + k0, k1 - k0); });
+      const SparseColumnsLayout& down = joint.down;
+      groups_.clear();
+      for (int32_t j : k)
+        if (groups_.empty() || groups_.back() != j / down.group) groups_.push_back(static_cast<int32_t>(j / down.group));
+      const int64_t row = down.out_padded;
+      Pool().ParallelFor(static_cast<int64_t>(groups_.size()), [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          ReadSerial(reinterpret_cast<const uint8_t*>(down.scales.data() + groups_[i] * row), 2 * row);
+          if (!down.zeros.empty()) ReadSerial(down.zeros.data() + groups_[i] * row, row);
+        }
+      });
+    }
+  }
+  uint64_t sink() const { return sink_; }
+
+ private:
+  static uint64_t Line(const uint8_t* p) {
+    uint64_t v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  // Every line of [p, p + bytes) as `streams` interleaved ascending quarters, split over the pool.
+  void Read(const uint8_t* p, size_t bytes, int streams) {
+    const int64_t lines = static_cast<int64_t>(bytes / 64);
+    Pool().ParallelFor(lines, [&](int64_t l0, int64_t l1) {
+      const int64_t len = (l1 - l0) / streams;
+      uint64_t acc = 0;
+      for (int64_t l = 0; l < len; ++l)
+        for (int s = 0; s < streams; ++s) acc += Line(p + 64 * (l0 + s * len + l));
+      for (int64_t l = l0 + streams * len; l < l1; ++l) acc += Line(p + 64 * l);
+      sink_ += acc;
+    }, 1024);
+  }
+  void ReadSerial(const uint8_t* p, size_t bytes) {
+    uint64_t acc = 0;
+    for (size_t o = 0; o < bytes; o += 64) acc += Line(p + o);
+    sink_ += acc;
+  }
+  // The units of kept[0..n) in four streams (quarters of the list), a line of each in turn,
+  // each stream's next unit fetched by software a line per line read (the rows kernel's pattern).
+  static uint64_t ReadUnits(const uint8_t* base, int64_t unit_bytes, const int32_t* kept, int64_t n) {
+    constexpr int kStreams = 4;
+    const int64_t len = (n + kStreams - 1) / kStreams, lines = unit_bytes / 64;
+    uint64_t acc = 0;
+    for (int64_t p = 0; p < len; ++p) {
+      const uint8_t* cur[kStreams];
+      const uint8_t* next[kStreams];
+      for (int s = 0; s < kStreams; ++s) {
+        const int64_t pos = std::min(n - 1, s * len + p), np = std::min(n - 1, s * len + p + 1);
+        cur[s] = base + kept[pos] * unit_bytes;
+        next[s] = base + kept[np] * unit_bytes;
+      }
+      for (int64_t l = 0; l < lines; ++l)
+        for (int s = 0; s < kStreams; ++s) {
+          __builtin_prefetch(next[s] + 64 * l, 0, 2);
+          acc += Line(cur[s] + 64 * l);
+        }
+    }
+    return acc;
+  }
+
+  const std::vector<Layer>& layers_;
+  std::vector<std::vector<int32_t>> kept_;
+  std::vector<int32_t> groups_;  // down's groups holding a kept neuron, this layer
+  int64_t pass_ = 0;
+  std::atomic<uint64_t> sink_{0};
+};
+
+// Dense and sparse read passes paired as BM_FfnSpeedup pairs the kernels' passes: the counter
+// `bound` (Σ dense read time / Σ sparse read time) is the most any sparse kernel over these
+// layouts can gain on this machine at kept_pct, to set beside BM_FfnSpeedup's `speedup`.
+void BM_FfnReadBound(benchmark::State& state) {
+  ReadBoundRun run(state.range(0));
+  run.DensePass();  // page tables: untimed
+  run.SparsePass();
+  double dense_s = 0, sparse_s = 0;
+  int64_t passes = 0;
+  for (auto _ : state) {
+    for (int k = 0; k < 2; ++k) {
+      const bool run_dense = (k == 0) == (passes % 2 == 0);
+      const auto t0 = std::chrono::steady_clock::now();
+      if (run_dense) run.DensePass();
+      else run.SparsePass();
+      const std::chrono::duration<double> took = std::chrono::steady_clock::now() - t0;
+      (run_dense ? dense_s : sparse_s) += took.count();
+    }
+    ++passes;
+  }
+  benchmark::DoNotOptimize(run.sink());
+  state.counters["bound"] = dense_s / sparse_s;
+  state.counters["dense_ms"] = 1e3 * dense_s / static_cast<double>(passes);
+  state.counters["sparse_ms"] = 1e3 * sparse_s / static_cast<double>(passes);
+}
+BENCHMARK(BM_FfnReadBound)->ArgName("kept_pct")->Arg(50)->Arg(30)->Arg(10)->Unit(benchmark::kMillisecond);
 
 // The guesser's wide product alone (out [2·inter, rank] times the rank-r vector, g_layers
 // layers' weights in turn, one thread), as it ran before (F16 weights through DenseLinear)
