@@ -55,7 +55,7 @@
 //   BM_FfnSpeedup/kept_pct/rank/gbits/joint/cats  dense and sparse passes alternated within every iteration,
 //                               each timed: counter speedup = dense time / sparse time (the
 //                               floor's measure on a noisy machine, see below)
-//   BM_FfnReadBound/kept_pct   the same pairing over the passes' reads alone (every line
+//   BM_FfnReadBound/kept_pct/mode  the same pairing over the passes' reads alone (every line
 //                               touched once, nothing computed): counter bound = dense / sparse,
 //                               the most a sparse kernel over these layouts can gain here
 //   BM_DenseFfnSmallPages, BM_SparseFfnSmallPages  a subset of the two above on a second copy
@@ -488,15 +488,21 @@ BENCHMARK(BM_FfnSpeedup)
 // 64-byte line, nothing computed (no kernel can beat its own reads). Dense: every line of a
 // layer's tiles (gate, up, down: codes, then steps and zeros), a matrix's codes as four
 // streams (quarters, as the tile kernels read four tiles at once). Sparse: the kept neurons'
-// units of the joint layout whole (pair rows and down's strip: one run each) in four streams
-// over the kept list, each fetching its next unit by software along the current one (as the
-// rows kernel does), then down's steps and zero bytes of every group holding a kept neuron
-// (the epilogue's reads). The guesser's reads are not in it (its cost: BM_FfnSpeedup at rank
-// 0 against kAutoRank). Split over --threads as the kernels split (dense: each array in
-// ranges; sparse: the kept list in ranges).
+// units of the joint layout (pair rows, then down's strip), four at a time line by line, each
+// unit's successor fetched by software a line per line read (the rows kernel's pattern); then
+// down's steps and zero bytes of every group holding a kept neuron (the epilogue's reads).
+// mode: how the units are read:
+//   0  each unit whole, four streams over quarters of the kept list (a one-pass kernel's reads)
+//   1  two phases as the kernels read them: every kept unit's pair rows, then every strip
+//   2  each unit whole, one stream in list order, the unit 4 ahead fetched
+//   3  each unit whole, four consecutive units at a time in list order (groups complete in
+//      order, as down's epilogue needs them), the next four fetched
+// The guesser's reads are not in it (its cost: BM_FfnSpeedup at rank 0 against kAutoRank).
+// Split over --threads as the kernels split (dense: each array in ranges; sparse: the kept
+// list in ranges).
 class ReadBoundRun {
  public:
-  explicit ReadBoundRun(int64_t kept_pct) : layers_(Layers()), kept_(RandomKeptSets(kept_pct)) {}
+  ReadBoundRun(int64_t kept_pct, int mode) : layers_(Layers()), kept_(RandomKeptSets(kept_pct)), mode_(mode) {}
 
   void DensePass() {
     for (const Layer& l : layers_) {
@@ -513,9 +519,25 @@ class ReadBoundRun {
     for (int64_t li = 0; li < g_layers; ++li) {
       const SparseFfnLayouts& joint = layers_[li].joint;
       const std::vector<int32_t>& k = kept_[li * kKeptSets + set];
-      const auto* units = reinterpret_cast<const uint8_t*>(joint.rows.words.data());
-      const int64_t unit_bytes = 4 * joint.rows.unit_stride, n = static_cast<int64_t>(k.size());
-      Pool().ParallelFor(n, [&](int64_t k0, int64_t k1) { sink_ += ReadUnits(units, unit_bytes, k.data() + k0, k1 - k0); });
+      UnitReads units;
+      units.base = reinterpret_cast<const uint8_t*>(joint.rows.words.data());
+      units.unit_bytes = 4 * joint.rows.unit_stride;
+      units.end_line = units.unit_bytes / 64;
+      units.streams = mode_ == 2 ? 1 : 4;
+      units.ordered = mode_ == 3;
+      units.ahead = mode_ == 2 ? 4 : 1;
+      const int64_t n = static_cast<int64_t>(k.size());
+      const auto read = [&] {
+        Pool().ParallelFor(n, [&](int64_t k0, int64_t k1) { sink_ += ReadUnits(units, k.data() + k0, k1 - k0); });
+      };
+      if (mode_ == 1) {
+        const int64_t rows_lines = 4 * (joint.rows.row_stride << joint.rows.unit_shift) / 64;
+        units.end_line = rows_lines;
+        read();
+        units.first_line = rows_lines;
+        units.end_line = units.unit_bytes / 64;
+      }
+      read();
       const SparseColumnsLayout& down = joint.down;
       groups_.clear();
       for (int32_t j : k)
@@ -554,22 +576,30 @@ class ReadBoundRun {
     for (size_t o = 0; o < bytes; o += 64) acc += Line(p + o);
     sink_ += acc;
   }
-  // The units of kept[0..n) in four streams (quarters of the list), a line of each in turn,
-  // each stream's next unit fetched by software a line per line read (the rows kernel's pattern).
-  static uint64_t ReadUnits(const uint8_t* base, int64_t unit_bytes, const int32_t* kept, int64_t n) {
-    constexpr int kStreams = 4;
-    const int64_t len = (n + kStreams - 1) / kStreams, lines = unit_bytes / 64;
+  struct UnitReads {
+    const uint8_t* base = nullptr;
+    int64_t unit_bytes = 0, first_line = 0, end_line = 0;  // lines [first, end) of each unit
+    int streams = 4;
+    bool ordered = false;  // stream s at step p reads unit p·streams + s, else s·len + p (quarters)
+    int64_t ahead = 1;     // its unit this many steps on is fetched along it
+  };
+  // The units of kept[0..n), `streams` at a time a line of each in turn.
+  static uint64_t ReadUnits(const UnitReads& u, const int32_t* kept, int64_t n) {
+    const int64_t len = (n + u.streams - 1) / u.streams;
+    const auto at = [&](int s, int64_t p) {
+      const int64_t i = u.ordered ? p * u.streams + s : s * len + p;
+      return u.base + kept[std::min(n - 1, i)] * u.unit_bytes;
+    };
     uint64_t acc = 0;
     for (int64_t p = 0; p < len; ++p) {
-      const uint8_t* cur[kStreams];
-      const uint8_t* next[kStreams];
-      for (int s = 0; s < kStreams; ++s) {
-        const int64_t pos = std::min(n - 1, s * len + p), np = std::min(n - 1, s * len + p + 1);
-        cur[s] = base + kept[pos] * unit_bytes;
-        next[s] = base + kept[np] * unit_bytes;
+      const uint8_t* cur[4];
+      const uint8_t* next[4];
+      for (int s = 0; s < u.streams; ++s) {
+        cur[s] = at(s, p);
+        next[s] = at(s, p + u.ahead);
       }
-      for (int64_t l = 0; l < lines; ++l)
-        for (int s = 0; s < kStreams; ++s) {
+      for (int64_t l = u.first_line; l < u.end_line; ++l)
+        for (int s = 0; s < u.streams; ++s) {
           __builtin_prefetch(next[s] + 64 * l, 0, 2);
           acc += Line(cur[s] + 64 * l);
         }
@@ -579,6 +609,7 @@ class ReadBoundRun {
 
   const std::vector<Layer>& layers_;
   std::vector<std::vector<int32_t>> kept_;
+  int mode_;
   std::vector<int32_t> groups_;  // down's groups holding a kept neuron, this layer
   int64_t pass_ = 0;
   std::atomic<uint64_t> sink_{0};
@@ -588,7 +619,7 @@ class ReadBoundRun {
 // `bound` (Σ dense read time / Σ sparse read time) is the most any sparse kernel over these
 // layouts can gain on this machine at kept_pct, to set beside BM_FfnSpeedup's `speedup`.
 void BM_FfnReadBound(benchmark::State& state) {
-  ReadBoundRun run(state.range(0));
+  ReadBoundRun run(state.range(0), static_cast<int>(state.range(1)));
   run.DensePass();  // page tables: untimed
   run.SparsePass();
   double dense_s = 0, sparse_s = 0;
@@ -609,7 +640,10 @@ void BM_FfnReadBound(benchmark::State& state) {
   state.counters["dense_ms"] = 1e3 * dense_s / static_cast<double>(passes);
   state.counters["sparse_ms"] = 1e3 * sparse_s / static_cast<double>(passes);
 }
-BENCHMARK(BM_FfnReadBound)->ArgName("kept_pct")->Arg(50)->Arg(30)->Arg(10)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_FfnReadBound)
+    ->ArgNames({"kept_pct", "mode"})
+    ->ArgsProduct({{50, 30, 10}, {0, 1, 2, 3}})
+    ->Unit(benchmark::kMillisecond);
 
 // The guesser's wide product alone (out [2·inter, rank] times the rank-r vector, g_layers
 // layers' weights in turn, one thread), as it ran before (F16 weights through DenseLinear)
