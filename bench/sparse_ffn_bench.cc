@@ -486,8 +486,7 @@ BENCHMARK(BM_FfnSpeedup)
 
 // What memory alone allows the sparse FFN on this machine: the passes' bytes touched once per
 // 64-byte line, nothing computed (no kernel can beat its own reads). Dense: every line of a
-// layer's tiles (gate, up, down: codes, then steps and zeros), a matrix's codes as four
-// streams (quarters, as the tile kernels read four tiles at once). Sparse: the kept neurons'
+// layer's tiles (gate, up, down), four tiles at once as the decode kernel reads them. Sparse: the kept neurons'
 // units of the joint layout (pair rows, then down's strip), four at a time line by line, each
 // unit's successor fetched by software a line per line read (the rows kernel's pattern); then
 // down's steps and zero bytes of every group holding a kept neuron (the epilogue's reads).
@@ -505,13 +504,8 @@ class ReadBoundRun {
   ReadBoundRun(int64_t kept_pct, int mode) : layers_(Layers()), kept_(RandomKeptSets(kept_pct)), mode_(mode) {}
 
   void DensePass() {
-    for (const Layer& l : layers_) {
-      for (const LowBitTiles* t : {&l.gate_tiles, &l.up_tiles, &l.down_tiles}) {
-        Read(t->codes.data(), t->codes.size(), 4);
-        Read(reinterpret_cast<const uint8_t*>(t->scales.data()), 2 * t->scales.size(), 1);
-        Read(t->zeros.data(), t->zeros.size(), 1);
-      }
-    }
+    for (const Layer& l : layers_)
+      for (const LowBitTiles* t : {&l.gate_tiles, &l.up_tiles, &l.down_tiles}) ReadTiles(*t);
   }
 
   void SparsePass() {
@@ -559,17 +553,30 @@ class ReadBoundRun {
     std::memcpy(&v, p, sizeof v);
     return v;
   }
-  // Every line of [p, p + bytes) as `streams` interleaved ascending quarters, split over the pool.
-  void Read(const uint8_t* p, size_t bytes, int streams) {
-    const int64_t lines = static_cast<int64_t>(bytes / 64);
-    Pool().ParallelFor(lines, [&](int64_t l0, int64_t l1) {
-      const int64_t len = (l1 - l0) / streams;
+  // Every line of a matrix's tiles as the decode kernel reads them: four tiles at once (one
+  // from each quarter), group by group, each group's code lines with its steps and zero bytes.
+  void ReadTiles(const LowBitTiles& t) {
+    const int64_t per = (t.tiles + 3) / 4, groups = t.groups(), group_bytes = t.group_code_bytes();
+    const auto* steps = reinterpret_cast<const uint8_t*>(t.scales.data());
+    const uint8_t* zeros = t.zeros.data();
+    Pool().ParallelFor(per, [&](int64_t p0, int64_t p1) {
       uint64_t acc = 0;
-      for (int64_t l = 0; l < len; ++l)
-        for (int s = 0; s < streams; ++s) acc += Line(p + 64 * (l0 + s * len + l));
-      for (int64_t l = l0 + streams * len; l < l1; ++l) acc += Line(p + 64 * l);
+      for (int64_t p = p0; p < p1; ++p) {
+        int64_t tile[4];
+        int k = 0;
+        for (int s = 0; s < 4; ++s)
+          if (s * per + p < t.tiles) tile[k++] = s * per + p;
+        for (int64_t g = 0; g < groups; ++g)
+          for (int i = 0; i < k; ++i) {
+            const uint8_t* codes = t.codes.data() + tile[i] * t.tile_code_bytes() + g * group_bytes;
+            for (int64_t o = 0; o < group_bytes; o += 64) acc += Line(codes + o);
+            const int64_t meta = tile[i] * groups + g;  // 16 steps (32 bytes) and 16 zero bytes a group
+            if (steps != nullptr && meta % 2 == 0) acc += Line(steps + 32 * meta);
+            if (zeros != nullptr && meta % 4 == 0) acc += Line(zeros + 16 * meta);
+          }
+      }
       sink_ += acc;
-    }, 1024);
+    });
   }
   void ReadSerial(const uint8_t* p, size_t bytes) {
     uint64_t acc = 0;
