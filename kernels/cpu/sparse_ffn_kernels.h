@@ -42,7 +42,9 @@
 // How much of that a machine gives depends on how it streams scattered runs: on a Sapphire
 // Rapids VM (2026-12-02, evening) the same measure gave 1.16–1.24x at 50% and 1.65–1.71x at
 // 70% skipped, sparse down no faster than dense down from memory (docs/benchmarks.md, "The
-// sparse FFN on a Sapphire Rapids VM").
+// sparse FFN on a Sapphire Rapids VM"). There even reads alone, in the two phases these kernels
+// read (rows, then strips), gain only 1.43-1.52x at 50% (bench BM_FfnReadBound; whole units
+// read once 1.76-1.82x): docs/benchmarks.md, "What memory allows the sparse FFN".
 // Down, AVX-512: per group, eight nonzero neurons per pass; their strips' bytes interleaved
 // four by four (unpack epi8/epi16) into dwords of one output's four codes, vpdpbusd against
 // the four activation codes, int32 sums kept in L1 for the thread's outputs; at ≤ 4 bits a
