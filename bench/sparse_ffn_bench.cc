@@ -446,6 +446,28 @@ BENCHMARK(BM_SparseFfn)
     ->ArgsProduct({{50, 30, 10}, {0}, {0}, {32, kAutoRank}, {4, 8}})
     ->Unit(benchmark::kMillisecond);
 
+// Every iteration one dense and one sparse pass, in alternating order, each timed alone:
+// counter `ratio` = Σ dense time / Σ sparse time, dense_ms and sparse_ms the mean pass times.
+template <typename DensePass, typename SparsePass>
+void TimePairedPasses(benchmark::State& state, DensePass dense_pass, SparsePass sparse_pass, const char* ratio) {
+  double dense_s = 0, sparse_s = 0;
+  int64_t passes = 0;
+  for (auto _ : state) {
+    for (int k = 0; k < 2; ++k) {
+      const bool run_dense = (k == 0) == (passes % 2 == 0);
+      const auto t0 = std::chrono::steady_clock::now();
+      if (run_dense) dense_pass();
+      else sparse_pass();
+      const std::chrono::duration<double> took = std::chrono::steady_clock::now() - t0;
+      (run_dense ? dense_s : sparse_s) += took.count();
+    }
+    ++passes;
+  }
+  state.counters[ratio] = dense_s / sparse_s;
+  state.counters["dense_ms"] = 1e3 * dense_s / static_cast<double>(passes);
+  state.counters["sparse_ms"] = 1e3 * sparse_s / static_cast<double>(passes);
+}
+
 // The whole FFN's speedup with the machine's state taken out: every iteration runs one dense
 // pass and one sparse pass (kept_pct, rank, gbits as above; joint: 1 = the joint layout, 0 =
 // separate row and column layouts; cats: 1 = CATS, else a predictor's list), in
@@ -461,22 +483,7 @@ void BM_FfnSpeedup(benchmark::State& state) {
                    static_cast<int>(state.range(2)), false);
   dense.Pass();  // page tables, the guesser's file, the kept sets: untimed
   sparse.Pass();
-  double dense_s = 0, sparse_s = 0;
-  int64_t passes = 0;
-  for (auto _ : state) {
-    for (int k = 0; k < 2; ++k) {
-      const bool run_dense = (k == 0) == (passes % 2 == 0);
-      const auto t0 = std::chrono::steady_clock::now();
-      if (run_dense) dense.Pass();
-      else sparse.Pass();
-      const std::chrono::duration<double> took = std::chrono::steady_clock::now() - t0;
-      (run_dense ? dense_s : sparse_s) += took.count();
-    }
-    ++passes;
-  }
-  state.counters["speedup"] = dense_s / sparse_s;
-  state.counters["dense_ms"] = 1e3 * dense_s / static_cast<double>(passes);
-  state.counters["sparse_ms"] = 1e3 * sparse_s / static_cast<double>(passes);
+  TimePairedPasses(state, [&] { dense.Pass(); }, [&] { sparse.Pass(); }, "speedup");
 }
 BENCHMARK(BM_FfnSpeedup)
     ->ArgNames({"kept_pct", "rank", "gbits", "joint", "cats"})
@@ -629,23 +636,8 @@ void BM_FfnReadBound(benchmark::State& state) {
   ReadBoundRun run(state.range(0), static_cast<int>(state.range(1)));
   run.DensePass();  // page tables: untimed
   run.SparsePass();
-  double dense_s = 0, sparse_s = 0;
-  int64_t passes = 0;
-  for (auto _ : state) {
-    for (int k = 0; k < 2; ++k) {
-      const bool run_dense = (k == 0) == (passes % 2 == 0);
-      const auto t0 = std::chrono::steady_clock::now();
-      if (run_dense) run.DensePass();
-      else run.SparsePass();
-      const std::chrono::duration<double> took = std::chrono::steady_clock::now() - t0;
-      (run_dense ? dense_s : sparse_s) += took.count();
-    }
-    ++passes;
-  }
+  TimePairedPasses(state, [&] { run.DensePass(); }, [&] { run.SparsePass(); }, "bound");
   benchmark::DoNotOptimize(run.sink());
-  state.counters["bound"] = dense_s / sparse_s;
-  state.counters["dense_ms"] = 1e3 * dense_s / static_cast<double>(passes);
-  state.counters["sparse_ms"] = 1e3 * sparse_s / static_cast<double>(passes);
 }
 BENCHMARK(BM_FfnReadBound)
     ->ArgNames({"kept_pct", "mode"})
