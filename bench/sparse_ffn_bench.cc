@@ -321,7 +321,6 @@ void BM_DenseFfnSmallPages(benchmark::State& state) { DenseFfn(state, true); }
 BENCHMARK(BM_DenseFfn)->ArgName("part")->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_DenseFfnSmallPages)->ArgName("part")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
-// One pass of the sparse FFN over every layer, each layer on the next of its kKeptSets random
 // Per layer, kKeptSets random sets of kept_pct % of the neurons ([layer · kKeptSets + set]),
 // sorted, as a predictor emits them.
 std::vector<std::vector<int32_t>> RandomKeptSets(int64_t kept_pct) {
@@ -337,6 +336,7 @@ std::vector<std::vector<int32_t>> RandomKeptSets(int64_t kept_pct) {
   return kept;
 }
 
+// One pass of the sparse FFN over every layer, each layer on the next of its kKeptSets random
 // kept sets (kept_pct, part, cats, rank, gbits: see the top).
 class SparseRun {
  public:
@@ -504,8 +504,8 @@ BENCHMARK(BM_FfnSpeedup)
 //   3  each unit whole, four consecutive units at a time in list order (groups complete in
 //      order, as down's epilogue needs them), the next four fetched
 // The guesser's reads are not in it (its cost: BM_FfnSpeedup at rank 0 against kAutoRank).
-// Split over --threads as the kernels split (dense: each array in ranges; sparse: the kept
-// list in ranges).
+// Split over --threads (dense: the four-tile steps in ranges, as the tiles are; sparse: the
+// kept list in ranges, then down's groups in ranges).
 class ReadBoundRun {
  public:
   ReadBoundRun(int64_t kept_pct, int mode) : layers_(Layers()), kept_(RandomKeptSets(kept_pct)), mode_(mode) {}
