@@ -205,38 +205,44 @@ struct RowBatch {
   int64_t out_at[16];
 };
 
+// The common row epilogue resolved at compile time: zero bytes with −Σx in 16 bits and F16
+// steps (what quantize writes at ≤ 8 bits and g ≤ 255). Every other kind runs the general
+// epilogue, which tests the layout's kinds at run time.
+inline bool FastRowEpilogue(const SparseRowsLayout& w) {
+  return w.has_zeros && SumsFit16(w) && !w.has_scale_codes;
+}
+
 // Rows r0 .. r0+3 of a batch: row by row, one block of 16 groups at a time, the block's
 // lines multiplied by the activations arranged to match (vpdpbusd) leave the exact group
 // sums, a lane per group; the group's integer term d = sum · 2^frac − zero · Σx and float
 // factor step · (xscale · 2^−frac) are formed there, as the tiles' epilogue forms them
 // (TileAvx512 with kM = 1), and kept in L1 (d_out, f_out: [blocks, 16 rows, 16 groups]).
 // Four rows at once with two chains each: vpdpbusd's latency would bound one chain.
-template <bool kNibbles>
+// kWords > 0: the words per group fixed (a block's lines fully unrolled), with kFast the
+// epilogue of FastRowEpilogue. A row's steps and zeros sit at fixed offsets after its codes,
+// so only the row's base address is held: with a pointer each for codes, steps and zeros of
+// this row and the next (28 live pointers a quad), GCC spilled them and reloaded one before
+// every load (perf annotate of BM_RowsInL2: ~37% of samples on scalar reloads and branches).
+template <bool kNibbles, int kWords, bool kFast>
 ACCULLM_SPARSE_AVX512_TARGET void BatchGroupTerms(const SparseRowsLayout& w, const RowActivations& a,
                                                   const RowBatch& batch, int r0, int32_t* d_out, float* f_out) {
   constexpr int kR = 4;
-  const int64_t blocks = w.row_blocks(), words = w.group_words();
+  const int64_t blocks = w.row_blocks(), words = kWords > 0 ? kWords : w.group_words();
   const unsigned frac = static_cast<unsigned>(w.zero_frac_bits);
-  const bool sums16 = SumsFit16(w);
+  const bool has_zeros = kFast || w.has_zeros, scale_codes = !kFast && w.has_scale_codes;
+  const bool sums16 = kFast || SumsFit16(w);
   const __m512i low_nibbles = _mm512_set1_epi8(0x0F), high_nibbles = _mm512_set1_epi8(static_cast<char>(0xF0));
   const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
-  // Everything a row's epilogue needs, resolved once per batch quad: recomputed from the
-  // layout per block, the row addresses took more instructions than the epilogue's arithmetic
-  // (the compiler reloads the layout's fields after every store).
-  const bool has_zeros = w.has_zeros, scale_codes = w.has_scale_codes;
   const int64_t step_block_bytes = 16 * w.step_bytes();
-  const uint32_t* src[kR];
+  // Byte offsets from a row's codes to its steps and to its zero bytes (sparse_ffn_layouts.h).
+  const int64_t steps_at = 4 * w.row_words, zeros_at = steps_at + w.step_bytes() * w.meta_stride;
+  const char* src[kR];
   const char* next[kR];
-  const uint8_t *steps[kR], *zeros[kR], *next_steps[kR], *next_zeros[kR];
   float row_scale[kR];
   for (int i = 0; i < kR; ++i) {
-    const int32_t row = batch.rows[r0 + i], next_row = batch.next_rows[r0 + i];
-    src[i] = w.row(row);
-    next[i] = reinterpret_cast<const char*>(w.row(next_row));
-    steps[i] = w.row_steps(row);
-    next_steps[i] = w.row_steps(next_row);
-    zeros[i] = has_zeros ? w.row_zeros(row) : nullptr;
-    next_zeros[i] = has_zeros ? w.row_zeros(next_row) : nullptr;
+    const int32_t row = batch.rows[r0 + i];
+    src[i] = reinterpret_cast<const char*>(w.row(row));
+    next[i] = reinterpret_cast<const char*>(w.row(batch.next_rows[r0 + i]));
     row_scale[i] = scale_codes ? w.row_scales[row] : 0.f;
   }
   const int32_t* neg_sums_lo = a.neg_sums_lo.data();
@@ -247,14 +253,14 @@ ACCULLM_SPARSE_AVX512_TARGET void BatchGroupTerms(const SparseRowsLayout& w, con
   for (int64_t b = 0; b < blocks; ++b) {
     __m512i lo[kR], hi[kR];
     for (int i = 0; i < kR; ++i) lo[i] = hi[i] = _mm512_setzero_si512();
-#pragma GCC unroll 2
+#pragma GCC unroll 16
     for (int64_t j = 0; j < words; ++j) {
-      const int64_t at = (b * words + j) * 16;
-      const __m512i xl = _mm512_load_si512(x_lo + 4 * at);
-      const __m512i xh = kNibbles ? _mm512_load_si512(x_hi + 4 * at) : xl;
+      const int64_t at = 64 * (b * words + j);  // the line's byte offset in the row
+      const __m512i xl = _mm512_load_si512(x_lo + at);
+      const __m512i xh = kNibbles ? _mm512_load_si512(x_hi + at) : xl;
 #pragma GCC unroll 4
       for (int i = 0; i < kR; ++i) {
-        _mm_prefetch(next[i] + 4 * at, _MM_HINT_T1);
+        _mm_prefetch(next[i] + at, _MM_HINT_T1);
         const __m512i v = _mm512_load_si512(src[i] + at);
         if constexpr (kNibbles) {  // high nibbles in place: hi sums 16 · code · x (no shift per word)
           lo[i] = DotBytes512(lo[i], _mm512_and_si512(v, low_nibbles), xl);
@@ -271,21 +277,21 @@ ACCULLM_SPARSE_AVX512_TARGET void BatchGroupTerms(const SparseRowsLayout& w, con
 #pragma GCC unroll 4
     for (int i = 0; i < kR; ++i) {
       const int r = r0 + i;
-      _mm_prefetch(reinterpret_cast<const char*>(next_steps[i] + step_block_bytes * b), _MM_HINT_T1);
-      if (has_zeros) _mm_prefetch(reinterpret_cast<const char*>(next_zeros[i] + 16 * b), _MM_HINT_T1);
+      _mm_prefetch(next[i] + steps_at + step_block_bytes * b, _MM_HINT_T1);
+      if (has_zeros) _mm_prefetch(next[i] + zeros_at + 16 * b, _MM_HINT_T1);
       // hi is a multiple of 16 at nibbles (exact in int32: ≤ 16 · 15 · 128 per column), so the
       // arithmetic shift recovers the true high-nibble sum.
       const __m512i hi_sum = kNibbles ? _mm512_srai_epi32(hi[i], 4) : hi[i];
       __m512i d = _mm512_slli_epi32(_mm512_add_epi32(lo[i], hi_sum), frac);
       const __m512i zero =
-          has_zeros ? _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(zeros[i] + 16 * b)))
+          has_zeros ? _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(src[i] + zeros_at + 16 * b)))
                     : symmetric_zero;
       if (has_zeros && sums16) {  // + zero · (−Σx): the zero's high 16 bits (0) meet a 0
         d = _mm512_dpwssd_epi32(d, zero, neg_sum);
       } else {
         d = _mm512_sub_epi32(d, _mm512_mullo_epi32(zero, sum));
       }
-      const __m512 ws = BlockSteps(scale_codes, steps[i], b, row_scale[i]);
+      const __m512 ws = BlockSteps(scale_codes, reinterpret_cast<const uint8_t*>(src[i] + steps_at), b, row_scale[i]);
       _mm512_store_si512(d_out + (b * 16 + r) * 16, d);
       _mm512_store_ps(f_out + (b * 16 + r) * 16, _mm512_mul_ps(ws, factor));
     }
@@ -315,7 +321,7 @@ ACCULLM_SPARSE_AVX512_TARGET inline __m512 AccumulateBlocks(const SparseRowsLayo
 // The rows are split into four streams, each walking its quarter of the kept list in
 // order (a row's lines in order): four far-apart ascending address streams, as the dense
 // decode kernel reads four tiles at once.
-template <bool kNibbles>
+template <bool kNibbles, int kWords, bool kFast>
 ACCULLM_SPARSE_AVX512_TARGET void RowsAvx512(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept,
                                              int64_t k_begin, int64_t k_end, float* y) {
   thread_local RowActivations arranged;
@@ -341,7 +347,7 @@ ACCULLM_SPARSE_AVX512_TARGET void RowsAvx512(const SparseRowsLayout& w, const In
     const float* f_prev = arranged.f.data() + ((t + 1) % 2) * buffer;
     __m512 acc = _mm512_setzero_ps();
     for (int q = 0; q < 4; ++q) {
-      if (t < batches) BatchGroupTerms<kNibbles>(w, arranged, cur, 4 * q, d_cur, f_cur);
+      if (t < batches) BatchGroupTerms<kNibbles, kWords, kFast>(w, arranged, cur, 4 * q, d_cur, f_cur);
       if (t > 0) acc = AccumulateBlocks(w, d_prev, f_prev, q * blocks / 4, (q + 1) * blocks / 4, acc);
     }
     if (t > 0) {
@@ -858,8 +864,17 @@ ACCULLM_SPARSE_AVX2_TARGET void DownAvx2(const SparseColumnsLayout& w, const Int
 bool SparseRowsInt8Avx512(const SparseRowsLayout& w, const Int8Activations& x, const int32_t* kept, int64_t k_begin,
                           int64_t k_end, float* y) {
   if (DetectedIsa() < Isa::kAvx512) return false;
-  if (w.nibbles()) RowsAvx512<true>(w, x, kept, k_begin, k_end, y);
-  else RowsAvx512<false>(w, x, kept, k_begin, k_end, y);
+  // Words per group: 4 at 4 bits g32, 8 at 4 bits g64 or 8 bits g32.
+  const bool fast = FastRowEpilogue(w);
+  const int64_t words = w.group_words();
+  if (w.nibbles()) {
+    if (fast && words == 4) RowsAvx512<true, 4, true>(w, x, kept, k_begin, k_end, y);
+    else if (fast && words == 8) RowsAvx512<true, 8, true>(w, x, kept, k_begin, k_end, y);
+    else RowsAvx512<true, 0, false>(w, x, kept, k_begin, k_end, y);
+  } else {
+    if (fast && words == 8) RowsAvx512<false, 8, true>(w, x, kept, k_begin, k_end, y);
+    else RowsAvx512<false, 0, false>(w, x, kept, k_begin, k_end, y);
+  }
   return true;
 }
 
