@@ -208,9 +208,7 @@ struct RowBatch {
 // The common row epilogue resolved at compile time: zero bytes with −Σx in 16 bits and F16
 // steps (what quantize writes at ≤ 8 bits and g ≤ 255). Every other kind runs the general
 // epilogue, which tests the layout's kinds at run time.
-inline bool FastRowEpilogue(const SparseRowsLayout& w) {
-  return w.has_zeros && SumsFit16(w) && !w.has_scale_codes;
-}
+inline bool FastRowEpilogue(const SparseRowsLayout& w) { return w.has_zeros && SumsFit16(w) && !w.has_scale_codes; }
 
 // Rows r0 .. r0+3 of a batch: row by row, one block of 16 groups at a time, the block's
 // lines multiplied by the activations arranged to match (vpdpbusd) leave the exact group
@@ -223,6 +221,8 @@ inline bool FastRowEpilogue(const SparseRowsLayout& w) {
 // so only the row's base address is held: with a pointer each for codes, steps and zeros of
 // this row and the next (28 live pointers a quad), GCC spilled them and reloaded one before
 // every load (perf annotate of BM_RowsInL2: ~37% of samples on scalar reloads and branches).
+// Measured on a Sapphire Rapids VM (2026-12-03, docs/benchmarks.md): ~17% less time per kept
+// row in L2; from memory no difference, the rows pass being bound by its reads there.
 template <bool kNibbles, int kWords, bool kFast>
 ACCULLM_SPARSE_AVX512_TARGET void BatchGroupTerms(const SparseRowsLayout& w, const RowActivations& a,
                                                   const RowBatch& batch, int r0, int32_t* d_out, float* f_out) {
@@ -234,8 +234,7 @@ ACCULLM_SPARSE_AVX512_TARGET void BatchGroupTerms(const SparseRowsLayout& w, con
   const __m512i low_nibbles = _mm512_set1_epi8(0x0F), high_nibbles = _mm512_set1_epi8(static_cast<char>(0xF0));
   const __m512i symmetric_zero = _mm512_set1_epi32(1 << (w.bits - 1));
   const int64_t step_block_bytes = 16 * w.step_bytes();
-  // Byte offsets from a row's codes to its steps and to its zero bytes (sparse_ffn_layouts.h).
-  const int64_t steps_at = 4 * w.row_words, zeros_at = steps_at + w.step_bytes() * w.meta_stride;
+  const int64_t steps_at = w.steps_offset(), zeros_at = w.zeros_offset();
   const char* src[kR];
   const char* next[kR];
   float row_scale[kR];

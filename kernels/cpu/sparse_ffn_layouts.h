@@ -79,10 +79,13 @@ struct SparseRowsLayout {
   }
   uint32_t* mutable_row(int64_t r) { return const_cast<uint32_t*>(row(r)); }
   int step_bytes() const { return has_scale_codes ? 1 : 2; }
+  // Bytes from a row's first code word to its steps and to its zero bytes (the same for every row).
+  int64_t steps_offset() const { return 4 * row_words; }
+  int64_t zeros_offset() const { return steps_offset() + step_bytes() * meta_stride; }
   // Row r's steps: F16 (read as uint16_t) or 8-bit codes, [meta_stride].
-  const uint8_t* row_steps(int64_t r) const { return reinterpret_cast<const uint8_t*>(row(r) + row_words); }
+  const uint8_t* row_steps(int64_t r) const { return reinterpret_cast<const uint8_t*>(row(r)) + steps_offset(); }
   // Row r's zero bytes, [meta_stride] (only with has_zeros).
-  const uint8_t* row_zeros(int64_t r) const { return row_steps(r) + step_bytes() * meta_stride; }
+  const uint8_t* row_zeros(int64_t r) const { return reinterpret_cast<const uint8_t*>(row(r)) + zeros_offset(); }
   size_t bytes() const { return 4 * words.size() + 4 * row_scales.size(); }
 };
 
