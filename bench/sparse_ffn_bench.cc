@@ -47,6 +47,9 @@
 // the L3 does.
 // One FFN takes the iteration time / g_layers (counter ffn_per_s: FFNs per second).
 // --down-group=128 quantizes down at group 128 (quantize --down-group), dense and sparse alike.
+// --hidden=N --inter=N set another FFN shape (multiples of 128; e.g. Llama-2-7B's 4096 and
+// 11008: rows and strips of 2 KB at 4 bits); the layer count and the label rank 77 (then the
+// rule's auto rank for that shape) follow it, and `shape` is in the benchmark context.
 // --threads=N runs every pass on a pool of N threads, split as decode splits them (dense: over
 // tiles; sparse: gate/up over 16-row units of the kept list, down over one range of output
 // blocks per thread; the guesser's select on the same pool). BM_SparseFfn's counter down_ms is
@@ -105,7 +108,10 @@
 namespace accullm::kernels {
 namespace {
 
-constexpr int64_t kHidden = 2048, kInter = 5632, kGroup = 32;
+constexpr int64_t kGroup = 32;
+// The FFN's shape: TinyLlama's unless --hidden=N / --inter=N (multiples of 128) set another,
+// e.g. Llama-2-7B's 4096 / 11008, whose rows and strips are twice as long (2 KB at 4 bits).
+int64_t g_hidden = 2048, g_inter = 5632;
 // Layers per iteration (see the top): --layers=N, else LayersBeyondL3().
 int64_t g_layers = 0;
 // Down's group (quantize --down-group): --down-group=N on the command line (32, 64 or 128),
@@ -170,9 +176,9 @@ const std::vector<Layer>& MakeLayers(bool small_pages) {
   {
     std::mt19937 rng(1);
     for (Layer& l : *all) {
-      l.gate = RandomMatrix(kInter, kHidden, rng);
-      l.up = RandomMatrix(kInter, kHidden, rng);
-      l.down = RandomMatrix(kHidden, kInter, rng, g_down_group);
+      l.gate = RandomMatrix(g_inter, g_hidden, rng);
+      l.up = RandomMatrix(g_inter, g_hidden, rng);
+      l.down = RandomMatrix(g_hidden, g_inter, rng, g_down_group);
       l.gate_tiles = TileLowBitMatrix(l.gate.m);
       l.up_tiles = TileLowBitMatrix(l.up.m);
       l.down_tiles = TileLowBitMatrix(l.down.m);
@@ -200,7 +206,7 @@ const std::vector<Layer>& Layers(bool small_pages = false) {
 std::vector<float> Input(uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal;
-  std::vector<float> x(static_cast<size_t>(kHidden));
+  std::vector<float> x(static_cast<size_t>(g_hidden));
   for (auto& v : x) v = normal(rng);
   return x;
 }
@@ -219,19 +225,23 @@ const BenchGuesser& Guesser(int64_t rank, int out_bits) {
   const auto& layers = Layers();
   const int64_t ffn_bytes = StoredBytes(layers[0].gate.m) + StoredBytes(layers[0].up.m) + StoredBytes(layers[0].down.m);
   const auto auto_rank = static_cast<int64_t>(
-      std::floor(0.1 * static_cast<double>(ffn_bytes) / (2.0 * static_cast<double>(kHidden + 2 * kInter))));
-  if (g_down_group == kGroup && auto_rank != kAutoRank) {  // another down group: "77" stays the label
+      std::floor(0.1 * static_cast<double>(ffn_bytes) / (2.0 * static_cast<double>(g_hidden + 2 * g_inter))));
+  const bool default_shape = g_hidden == 2048 && g_inter == 5632;
+  if (default_shape && g_down_group == kGroup && auto_rank != kAutoRank) {  // another down group: "77" stays the label
     std::fprintf(stderr, "kAutoRank is %lld, DefaultGuesserRank's rule gives %lld\n", static_cast<long long>(kAutoRank),
                  static_cast<long long>(auto_rank));
     std::abort();
   }
+  // At another shape the label kAutoRank runs the rule's rank for that shape.
+  const int64_t label = rank;
+  if (!default_shape && rank == kAutoRank) rank = auto_rank;
   std::mt19937 rng(static_cast<uint32_t>(rank));
   std::normal_distribution<float> normal(0.f, 1.f);
   quant::SafetensorsWriter writer;
   std::vector<std::vector<uint16_t>> tensors;
   for (int64_t l = 0; l < g_layers; ++l) {
     for (const auto& [name, rows, cols] :
-         {std::tuple{model::GuesserInName(l), rank, kHidden}, std::tuple{model::GuesserOutName(l), 2 * kInter, rank}}) {
+         {std::tuple{model::GuesserInName(l), rank, g_hidden}, std::tuple{model::GuesserOutName(l), 2 * g_inter, rank}}) {
       std::vector<uint16_t> t(static_cast<size_t>(rows * cols));
       const float scale = 1.f / std::sqrt(static_cast<float>(cols));
       for (auto& v : t) v = F32ToF16(scale * normal(rng));
@@ -247,8 +257,8 @@ const BenchGuesser& Guesser(int64_t rank, int out_bits) {
     std::abort();
   }
   model::ModelConfig config;
-  config.hidden_size = kHidden;
-  config.intermediate_size = kInter;
+  config.hidden_size = g_hidden;
+  config.intermediate_size = g_inter;
   config.num_layers = g_layers;
   model::PackSparsity sparsity;
   sparsity.predictor = "lowrank";
@@ -265,37 +275,37 @@ const BenchGuesser& Guesser(int64_t rank, int out_bits) {
   g.pool = std::make_unique<ThreadPool>(1);
   const std::vector<float> x = Input(2);
   std::vector<float> thresholds;
-  std::vector<float> scores(static_cast<size_t>(kInter));
+  std::vector<float> scores(static_cast<size_t>(g_inter));
   for (int64_t l = 0; l < g_layers; ++l) {
     guesser->Scores(l, x.data(), 1, scores.data(), *g.pool);
-    std::nth_element(scores.begin(), scores.begin() + kInter / 2, scores.end());
-    thresholds.push_back(scores[kInter / 2]);
+    std::nth_element(scores.begin(), scores.begin() + g_inter / 2, scores.end());
+    thresholds.push_back(scores[g_inter / 2]);
   }
   g.selector = std::make_unique<model::GuesserNeuronSelector>(guesser, thresholds);
-  return made.emplace(std::pair{rank, out_bits}, std::move(g)).first->second;
+  return made.emplace(std::pair{label, out_bits}, std::move(g)).first->second;
 }
 
 // One pass of the dense FFN over every layer (part: see the top).
 class DenseRun {
  public:
   DenseRun(int part, bool small_pages)
-      : part_(part), layers_(Layers(small_pages)), x_(Input(2)), gate_(kInter), up_(kInter), h_(kInter), y_(kHidden) {
-    QuantizeInt8Blocks(x_.data(), 1, kHidden, kGroup, nullptr, xq_);
+      : part_(part), layers_(Layers(small_pages)), x_(Input(2)), gate_(g_inter), up_(g_inter), h_(g_inter), y_(g_hidden) {
+    QuantizeInt8Blocks(x_.data(), 1, g_hidden, kGroup, nullptr, xq_);
   }
   void Pass() {
     for (const Layer& l : layers_) {
       if (part_ != 2) {
-        QuantizeInt8Blocks(x_.data(), 1, kHidden, kGroup, nullptr, xq_);
+        QuantizeInt8Blocks(x_.data(), 1, g_hidden, kGroup, nullptr, xq_);
         Pool().ParallelFor(l.gate_tiles.tiles, [&](int64_t t0, int64_t t1) {
-          LowBitInt8Rows(l.gate.m, l.gate_tiles, xq_, t0, t1, gate_.data(), kInter);
-          LowBitInt8Rows(l.up.m, l.up_tiles, xq_, t0, t1, up_.data(), kInter);
+          LowBitInt8Rows(l.gate.m, l.gate_tiles, xq_, t0, t1, gate_.data(), g_inter);
+          LowBitInt8Rows(l.up.m, l.up_tiles, xq_, t0, t1, up_.data(), g_inter);
         });
-        SiluMul(gate_.data(), up_.data(), kInter, h_.data());
+        SiluMul(gate_.data(), up_.data(), g_inter, h_.data());
       }
       if (part_ != 1) {
-        QuantizeInt8Blocks(h_.data(), 1, kInter, g_down_group, nullptr, hq_);
+        QuantizeInt8Blocks(h_.data(), 1, g_inter, g_down_group, nullptr, hq_);
         Pool().ParallelFor(l.down_tiles.tiles, [&](int64_t t0, int64_t t1) {
-          LowBitInt8Rows(l.down.m, l.down_tiles, hq_, t0, t1, y_.data(), kHidden);
+          LowBitInt8Rows(l.down.m, l.down_tiles, hq_, t0, t1, y_.data(), g_hidden);
         });
       }
       benchmark::DoNotOptimize(y_.data());
@@ -327,10 +337,10 @@ std::vector<std::vector<int32_t>> RandomKeptSets(int64_t kept_pct) {
   std::vector<std::vector<int32_t>> kept(static_cast<size_t>(g_layers * kKeptSets));
   std::mt19937 rng(3);
   for (auto& k : kept) {
-    k.resize(kInter);
+    k.resize(g_inter);
     std::iota(k.begin(), k.end(), 0);
     std::shuffle(k.begin(), k.end(), rng);
-    k.resize(static_cast<size_t>(kInter * kept_pct / 100));
+    k.resize(static_cast<size_t>(g_inter * kept_pct / 100));
     std::sort(k.begin(), k.end());
   }
   return kept;
@@ -343,12 +353,12 @@ class SparseRun {
   SparseRun(int64_t kept_pct, int part, int64_t cats, int64_t rank, int gbits, bool small_pages)
       : part_(part), cats_(cats == 1 || cats == 4), separate_(cats == 2), joint_(cats == 3 || cats == 4),
         guesser_(rank > 0 ? &Guesser(rank, gbits) : nullptr), layers_(Layers(small_pages)), x_(Input(2)),
-        kept_(RandomKeptSets(kept_pct)), masked_(g_layers * kKeptSets, std::vector<float>(kInter, 0.f)), gate_(kInter),
-        up_(kInter), h_(kInter, 0.f), y_(kHidden), silu_(kInter), survivors_(kInter) {
+        kept_(RandomKeptSets(kept_pct)), masked_(g_layers * kKeptSets, std::vector<float>(g_inter, 0.f)), gate_(g_inter),
+        up_(g_inter), h_(g_inter, 0.f), y_(g_hidden), silu_(g_inter), survivors_(g_inter) {
     // For part 2: the masked h of each layer and set, as parts 0 and 1 would make it.
     const std::vector<float> hidden = Input(4);
     for (size_t s = 0; s < kept_.size(); ++s)
-      for (int32_t j : kept_[s]) masked_[s][j] = hidden[j % kHidden];
+      for (int32_t j : kept_[s]) masked_[s][j] = hidden[j % g_hidden];
   }
 
   void Pass() {
@@ -363,12 +373,12 @@ class SparseRun {
           benchmark::DoNotOptimize(guesser_->selector->Select(li, x_.data(), 1, Pool(), predicted_));
           benchmark::DoNotOptimize(predicted_.neurons.data());
         }
-        QuantizeInt8Blocks(x_.data(), 1, kHidden, kGroup, nullptr, xq_);
+        QuantizeInt8Blocks(x_.data(), 1, g_hidden, kGroup, nullptr, xq_);
         std::fill(h_.begin(), h_.end(), 0.f);
         if (cats_) {
-          LowBitInt8Rows(l.gate.m, l.gate_tiles, xq_, 0, l.gate_tiles.tiles, gate_.data(), kInter);
-          SiluOfRange(gate_.data(), kInter, silu_.data());
-          benchmark::DoNotOptimize(KeptAboveThreshold(silu_.data(), kInter, 0.1f, survivors_.data()));
+          LowBitInt8Rows(l.gate.m, l.gate_tiles, xq_, 0, l.gate_tiles.tiles, gate_.data(), g_inter);
+          SiluOfRange(gate_.data(), g_inter, silu_.data());
+          benchmark::DoNotOptimize(KeptAboveThreshold(silu_.data(), g_inter, 0.1f, survivors_.data()));
           SparseRowsInt8(joint_ ? l.up_down.rows : l.up_rows, xq_, k.data(), 0, n, up_.data());
           for (int64_t i = 0; i < n; ++i) h_[k[i]] = silu_[k[i]] * up_[i];
         } else if (separate_) {
@@ -387,7 +397,7 @@ class SparseRun {
       }
       const auto down_start = std::chrono::steady_clock::now();
       if (part_ != 1) {
-        QuantizeInt8Blocks(down_in, 1, kInter, g_down_group, nullptr, hq_);
+        QuantizeInt8Blocks(down_in, 1, g_inter, g_down_group, nullptr, hq_);
         FindNonzeroNeurons(hq_, nonzero_);
         const SparseColumnsLayout& columns = !joint_ ? l.down_columns : cats_ ? l.up_down.down : l.joint.down;
         const int64_t ranges = Pool().size();
@@ -503,6 +513,10 @@ BENCHMARK(BM_FfnSpeedup)
 //   2  each unit whole, one stream in list order, the unit 4 ahead fetched
 //   3  each unit whole, four consecutive units at a time in list order (groups complete in
 //      order, as down's epilogue needs them), the next four fetched
+//   4  as 1, but the first phase reads every kept unit whole (its strip too), as if the rows
+//      kernel fetched the strips for down, which then reads them again from the caches (on a
+//      Sapphire Rapids VM, 2026-12-03: slower than mode 1, the second read costing more than
+//      the longer runs save; docs/benchmarks.md)
 // The guesser's reads are not in it (its cost: BM_FfnSpeedup at rank 0 against kAutoRank).
 // Split over --threads (dense: the four-tile steps in ranges, as the tiles are; sparse: the
 // kept list in ranges, then down's groups in ranges).
@@ -531,9 +545,9 @@ class ReadBoundRun {
       const auto read = [&] {
         Pool().ParallelFor(n, [&](int64_t k0, int64_t k1) { sink_ += ReadUnits(units, k.data() + k0, k1 - k0); });
       };
-      if (mode_ == 1) {
+      if (mode_ == 1 || mode_ == 4) {
         const int64_t rows_lines = 4 * (joint.rows.row_stride << joint.rows.unit_shift) / 64;
-        units.end_line = rows_lines;
+        units.end_line = mode_ == 4 ? units.unit_bytes / 64 : rows_lines;
         read();
         units.first_line = rows_lines;
         units.end_line = units.unit_bytes / 64;
@@ -641,7 +655,7 @@ void BM_FfnReadBound(benchmark::State& state) {
 }
 BENCHMARK(BM_FfnReadBound)
     ->ArgNames({"kept_pct", "mode"})
-    ->ArgsProduct({{50, 30, 10}, {0, 1, 2, 3}})
+    ->ArgsProduct({{50, 30, 10}, {0, 1, 2, 3, 4}})
     ->Unit(benchmark::kMillisecond);
 
 // The guesser's wide product alone (out [2·inter, rank] times the rank-r vector, g_layers
@@ -657,21 +671,21 @@ void BM_GuesserOut(benchmark::State& state) {
   std::vector<std::unique_ptr<model::DenseLinear>> dense;
   std::vector<ScaledRows> rows;
   for (auto& w : f16) {
-    w.resize(static_cast<size_t>(2 * kInter * rank));
+    w.resize(static_cast<size_t>(2 * g_inter * rank));
     for (auto& v : w) v = F32ToF16(normal(rng) / std::sqrt(static_cast<float>(rank)));
     model::TensorView view;
     view.name = "out";
     view.dtype = DType::kF16;
-    view.shape = {2 * kInter, rank};
+    view.shape = {2 * g_inter, rank};
     view.data = reinterpret_cast<const uint8_t*>(w.data());
     view.nbytes = w.size() * sizeof(uint16_t);
     auto linear = model::DenseLinear::Create(view, nullptr);
     if (!linear.ok()) std::abort();
     dense.push_back(std::move(*linear));
-    rows.push_back(QuantizeScaledRows(w.data(), 2 * kInter, rank, kind == 2 ? 4 : 8));
+    rows.push_back(QuantizeScaledRows(w.data(), 2 * g_inter, rank, kind == 2 ? 4 : 8));
   }
   ThreadPool pool(1);
-  std::vector<float> low(static_cast<size_t>(rank)), y(static_cast<size_t>(2 * kInter));
+  std::vector<float> low(static_cast<size_t>(rank)), y(static_cast<size_t>(2 * g_inter));
   for (auto& v : low) v = normal(rng);
   for (auto _ : state) {
     for (int64_t l = 0; l < g_layers; ++l) {
@@ -701,7 +715,7 @@ void BM_RowsInL2(benchmark::State& state) {
     };
     auto* s = new Set;
     std::mt19937 rng(9);
-    s->m = RandomMatrix(kRows, kHidden, rng);
+    s->m = RandomMatrix(kRows, g_hidden, rng);
     s->tiles = TileLowBitMatrix(s->m.m);
     s->rows = MakeSparseRows(s->m.m);
     for (int32_t i = 0; i < kRows; ++i) {
@@ -714,7 +728,7 @@ void BM_RowsInL2(benchmark::State& state) {
   const std::vector<float> x = Input(2);
   std::vector<float> y(kRows);
   Int8Activations xq;
-  QuantizeInt8Blocks(x.data(), 1, kHidden, kGroup, nullptr, xq);
+  QuantizeInt8Blocks(x.data(), 1, g_hidden, kGroup, nullptr, xq);
   const std::vector<int32_t>& kept = kernel == 1 ? set->all : set->half;
   for (auto _ : state) {
     if (kernel == 0) LowBitInt8Rows(set->m.m, set->tiles, xq, 0, set->tiles.tiles, y.data(), kRows);
@@ -742,13 +756,13 @@ void BM_DownInL2(benchmark::State& state) {
     };
     auto* s = new Set;
     std::mt19937 rng(11);
-    s->m = RandomMatrix(kOutputs, kInter, rng);
+    s->m = RandomMatrix(kOutputs, g_inter, rng);
     s->tiles = TileLowBitMatrix(s->m.m);
     s->columns = MakeSparseColumns(s->m.m);
     const std::vector<float> h = Input(4);
-    for (int64_t j = 0; j < kInter; ++j) {
-      s->all.push_back(h[j % kHidden]);
-      s->half.push_back(rng() % 2 != 0 ? h[j % kHidden] : 0.f);
+    for (int64_t j = 0; j < g_inter; ++j) {
+      s->all.push_back(h[j % g_hidden]);
+      s->half.push_back(rng() % 2 != 0 ? h[j % g_hidden] : 0.f);
       s->one.push_back(j % kGroup == 0 ? 1.f : 0.f);
     }
     return s;
@@ -761,7 +775,7 @@ void BM_DownInL2(benchmark::State& state) {
                       : kernel == 2 ? set->half
                                     : set->all)
                          .data(),
-                     1, kInter, kGroup, nullptr, hq);
+                     1, g_inter, kGroup, nullptr, hq);
   FindNonzeroNeurons(hq, nonzero);
   for (auto _ : state) {
     if (kernel == 0) LowBitInt8Rows(set->m.m, set->tiles, hq, 0, set->tiles.tiles, y.data(), kOutputs);
@@ -776,15 +790,16 @@ BENCHMARK(BM_DownInL2)->ArgName("kernel")->Arg(0)->Arg(1)->Arg(2)->Arg(3);
 // Enough layers that one iteration's dense tiles are twice the L3 (so neither the dense nor the
 // sparse pass finds the last one's bytes there), at least 24.
 int64_t LayersBeyondL3() {
-  constexpr double kDenseLayerBytes = 20.5e6;  // INT4 g32 codes, F16 steps, zero bytes of gate, up, down
+  // INT4 g32 codes (half a byte), F16 steps and zero bytes (3 bytes a group) of gate, up, down
+  const double dense_layer_bytes = 3.0 * static_cast<double>(g_hidden * g_inter) * (0.5 + 3.0 / kGroup);
   const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
-  const auto beyond = static_cast<int64_t>(std::ceil(2.0 * static_cast<double>(std::max(0L, l3)) / kDenseLayerBytes));
+  const auto beyond = static_cast<int64_t>(std::ceil(2.0 * static_cast<double>(std::max(0L, l3)) / dense_layer_bytes));
   return std::max<int64_t>(24, beyond);
 }
 }  // namespace accullm::kernels
 
 int main(int argc, char** argv) {
-  // --down-group=N and --layers=N (ours) out of argv before the library sees them.
+  // --down-group, --layers, --threads, --hidden, --inter (ours) out of argv before the library sees them.
   int kept_args = 1;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -802,6 +817,14 @@ int main(int argc, char** argv) {
         return 2;
       }
       accullm::kernels::g_threads = n;
+    } else if (arg.rfind("--hidden=", 0) == 0 || arg.rfind("--inter=", 0) == 0) {
+      const bool hidden = arg[2] == 'h';
+      const int64_t n = std::atoll(arg.c_str() + (hidden ? 9 : 8));
+      if (n < 128 || n > 65536 || n % 128 != 0) {
+        std::fprintf(stderr, "%s must be a multiple of 128 in 128..65536\n", arg.c_str());
+        return 2;
+      }
+      (hidden ? accullm::kernels::g_hidden : accullm::kernels::g_inter) = n;
     } else if (arg.rfind("--down-group=", 0) == 0) {
       const int64_t g = std::atoll(arg.c_str() + 13);
       if (g != 32 && g != 64 && g != 128) {
@@ -817,6 +840,8 @@ int main(int argc, char** argv) {
   if (accullm::kernels::g_layers == 0) accullm::kernels::g_layers = accullm::kernels::LayersBeyondL3();
   benchmark::AddCustomContext("layers", std::to_string(accullm::kernels::g_layers));
   benchmark::AddCustomContext("threads", std::to_string(accullm::kernels::g_threads));
+  benchmark::AddCustomContext("shape", std::to_string(accullm::kernels::g_hidden) + " x " +
+                                           std::to_string(accullm::kernels::g_inter));
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
