@@ -240,8 +240,8 @@ const BenchGuesser& Guesser(int64_t rank, int out_bits) {
   quant::SafetensorsWriter writer;
   std::vector<std::vector<uint16_t>> tensors;
   for (int64_t l = 0; l < g_layers; ++l) {
-    for (const auto& [name, rows, cols] :
-         {std::tuple{model::GuesserInName(l), rank, g_hidden}, std::tuple{model::GuesserOutName(l), 2 * g_inter, rank}}) {
+    for (const auto& [name, rows, cols] : {std::tuple{model::GuesserInName(l), rank, g_hidden},
+                                           std::tuple{model::GuesserOutName(l), 2 * g_inter, rank}}) {
       std::vector<uint16_t> t(static_cast<size_t>(rows * cols));
       const float scale = 1.f / std::sqrt(static_cast<float>(cols));
       for (auto& v : t) v = F32ToF16(scale * normal(rng));
@@ -289,7 +289,8 @@ const BenchGuesser& Guesser(int64_t rank, int out_bits) {
 class DenseRun {
  public:
   DenseRun(int part, bool small_pages)
-      : part_(part), layers_(Layers(small_pages)), x_(Input(2)), gate_(g_inter), up_(g_inter), h_(g_inter), y_(g_hidden) {
+      : part_(part), layers_(Layers(small_pages)), x_(Input(2)), gate_(g_inter), up_(g_inter), h_(g_inter),
+        y_(g_hidden) {
     QuantizeInt8Blocks(x_.data(), 1, g_hidden, kGroup, nullptr, xq_);
   }
   void Pass() {
@@ -353,8 +354,8 @@ class SparseRun {
   SparseRun(int64_t kept_pct, int part, int64_t cats, int64_t rank, int gbits, bool small_pages)
       : part_(part), cats_(cats == 1 || cats == 4), separate_(cats == 2), joint_(cats == 3 || cats == 4),
         guesser_(rank > 0 ? &Guesser(rank, gbits) : nullptr), layers_(Layers(small_pages)), x_(Input(2)),
-        kept_(RandomKeptSets(kept_pct)), masked_(g_layers * kKeptSets, std::vector<float>(g_inter, 0.f)), gate_(g_inter),
-        up_(g_inter), h_(g_inter, 0.f), y_(g_hidden), silu_(g_inter), survivors_(g_inter) {
+        kept_(RandomKeptSets(kept_pct)), masked_(g_layers * kKeptSets, std::vector<float>(g_inter, 0.f)),
+        gate_(g_inter), up_(g_inter), h_(g_inter, 0.f), y_(g_hidden), silu_(g_inter), survivors_(g_inter) {
     // For part 2: the masked h of each layer and set, as parts 0 and 1 would make it.
     const std::vector<float> hidden = Input(4);
     for (size_t s = 0; s < kept_.size(); ++s)
@@ -493,7 +494,8 @@ void BM_FfnSpeedup(benchmark::State& state) {
                    static_cast<int>(state.range(2)), false);
   dense.Pass();  // page tables, the guesser's file, the kept sets: untimed
   sparse.Pass();
-  TimePairedPasses(state, [&] { dense.Pass(); }, [&] { sparse.Pass(); }, "speedup");
+  TimePairedPasses(
+      state, [&] { dense.Pass(); }, [&] { sparse.Pass(); }, "speedup");
 }
 BENCHMARK(BM_FfnSpeedup)
     ->ArgNames({"kept_pct", "rank", "gbits", "joint", "cats"})
@@ -556,7 +558,8 @@ class ReadBoundRun {
       const SparseColumnsLayout& down = joint.down;
       groups_.clear();
       for (int32_t j : k)
-        if (groups_.empty() || groups_.back() != j / down.group) groups_.push_back(static_cast<int32_t>(j / down.group));
+        if (groups_.empty() || groups_.back() != j / down.group)
+          groups_.push_back(static_cast<int32_t>(j / down.group));
       const int64_t row = down.out_padded;
       Pool().ParallelFor(static_cast<int64_t>(groups_.size()), [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
@@ -650,7 +653,8 @@ void BM_FfnReadBound(benchmark::State& state) {
   ReadBoundRun run(state.range(0), static_cast<int>(state.range(1)));
   run.DensePass();  // page tables: untimed
   run.SparsePass();
-  TimePairedPasses(state, [&] { run.DensePass(); }, [&] { run.SparsePass(); }, "bound");
+  TimePairedPasses(
+      state, [&] { run.DensePass(); }, [&] { run.SparsePass(); }, "bound");
   benchmark::DoNotOptimize(run.sink());
 }
 BENCHMARK(BM_FfnReadBound)
@@ -840,8 +844,8 @@ int main(int argc, char** argv) {
   if (accullm::kernels::g_layers == 0) accullm::kernels::g_layers = accullm::kernels::LayersBeyondL3();
   benchmark::AddCustomContext("layers", std::to_string(accullm::kernels::g_layers));
   benchmark::AddCustomContext("threads", std::to_string(accullm::kernels::g_threads));
-  benchmark::AddCustomContext("shape", std::to_string(accullm::kernels::g_hidden) + " x " +
-                                           std::to_string(accullm::kernels::g_inter));
+  benchmark::AddCustomContext(
+      "shape", std::to_string(accullm::kernels::g_hidden) + " x " + std::to_string(accullm::kernels::g_inter));
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
