@@ -519,6 +519,9 @@ BENCHMARK(BM_FfnSpeedup)
 //      kernel fetched the strips for down, which then reads them again from the caches (on a
 //      Sapphire Rapids VM, 2026-12-03: slower than mode 1, the second read costing more than
 //      the longer runs save; docs/benchmarks.md)
+//   5, 6, 7  as 3, 0 and 1 over a copy of the units in which each ends a slot of whole 4 KB
+//      pages (3.4 KB in 4 KB at TinyLlama's shape: nothing after a unit in its page for the L2
+//      streamer to fetch in vain, 18% more bytes held); a layout the product does not have
 // The guesser's reads are not in it (its cost: BM_FfnSpeedup at rank 0 against kAutoRank).
 // Split over --threads (dense: the four-tile steps in ranges, as the tiles are; sparse: the
 // kept list in ranges, then down's groups in ranges).
@@ -539,15 +542,23 @@ class ReadBoundRun {
       UnitReads units;
       units.base = reinterpret_cast<const uint8_t*>(joint.rows.words.data());
       units.unit_bytes = 4 * joint.rows.unit_stride;
+      units.stride = units.unit_bytes;
+      if (mode_ >= 5) {  // each unit at the end of its own slot of whole 4 KB pages (a copy)
+        const int64_t slot = (units.unit_bytes + 4095) / 4096 * 4096;
+        if (padded_.size() < static_cast<size_t>(g_layers)) padded_.resize(static_cast<size_t>(g_layers));
+        if (padded_[li].empty()) padded_[li].assign(static_cast<size_t>(slot * g_inter), 1);
+        units.base = padded_[li].data() + slot - units.unit_bytes;
+        units.stride = slot;
+      }
       units.end_line = units.unit_bytes / 64;
       units.streams = mode_ == 2 ? 1 : 4;
-      units.ordered = mode_ == 3;
+      units.ordered = mode_ == 3 || mode_ == 5;
       units.ahead = mode_ == 2 ? 4 : 1;
       const int64_t n = static_cast<int64_t>(k.size());
       const auto read = [&] {
         Pool().ParallelFor(n, [&](int64_t k0, int64_t k1) { sink_ += ReadUnits(units, k.data() + k0, k1 - k0); });
       };
-      if (mode_ == 1 || mode_ == 4) {
+      if (mode_ == 1 || mode_ == 4 || mode_ == 7) {
         const int64_t rows_lines = 4 * (joint.rows.row_stride << joint.rows.unit_shift) / 64;
         units.end_line = mode_ == 4 ? units.unit_bytes / 64 : rows_lines;
         read();
@@ -610,6 +621,7 @@ class ReadBoundRun {
   struct UnitReads {
     const uint8_t* base = nullptr;
     int64_t unit_bytes = 0, first_line = 0, end_line = 0;  // lines [first, end) of each unit
+    int64_t stride = 0;                                    // bytes from unit j to unit j + 1
     int streams = 4;
     bool ordered = false;  // stream s at step p reads unit p·streams + s, else s·len + p (quarters)
     int64_t ahead = 1;     // its unit this many steps on is fetched along it
@@ -619,7 +631,7 @@ class ReadBoundRun {
     const int64_t len = (n + u.streams - 1) / u.streams;
     const auto at = [&](int s, int64_t p) {
       const int64_t i = u.ordered ? p * u.streams + s : s * len + p;
-      return u.base + kept[std::min(n - 1, i)] * u.unit_bytes;
+      return u.base + kept[std::min(n - 1, i)] * u.stride;
     };
     uint64_t acc = 0;
     for (int64_t p = 0; p < len; ++p) {
@@ -641,7 +653,8 @@ class ReadBoundRun {
   const std::vector<Layer>& layers_;
   std::vector<std::vector<int32_t>> kept_;
   int mode_;
-  std::vector<int32_t> groups_;  // down's groups holding a kept neuron, this layer
+  std::vector<int32_t> groups_;                // down's groups holding a kept neuron, this layer
+  std::vector<WeightVector<uint8_t>> padded_;  // modes 5-7: the units in page-aligned slots
   int64_t pass_ = 0;
   std::atomic<uint64_t> sink_{0};
 };
@@ -659,7 +672,7 @@ void BM_FfnReadBound(benchmark::State& state) {
 }
 BENCHMARK(BM_FfnReadBound)
     ->ArgNames({"kept_pct", "mode"})
-    ->ArgsProduct({{50, 30, 10}, {0, 1, 2, 3, 4}})
+    ->ArgsProduct({{50, 30, 10}, {0, 1, 2, 3, 4, 5, 6, 7}})
     ->Unit(benchmark::kMillisecond);
 
 // The guesser's wide product alone (out [2·inter, rank] times the rank-r vector, g_layers
