@@ -48,8 +48,9 @@
 // One FFN takes the iteration time / g_layers (counter ffn_per_s: FFNs per second).
 // --down-group=128 quantizes down at group 128 (quantize --down-group), dense and sparse alike.
 // --hidden=N --inter=N set another FFN shape (multiples of 128; e.g. Llama-2-7B's 4096 and
-// 11008: rows and strips of 2 KB at 4 bits); the layer count and the label rank 77 (then the
-// rule's auto rank for that shape) follow it, and `shape` is in the benchmark context.
+// 11008: rows and strips of 2 KB at 4 bits); the layer count and the guesser's label rank 77
+// (then the rule's auto rank for that shape; BM_GuesserOut keeps its ranks as given) follow
+// it, and `shape` is in the benchmark context.
 // --threads=N runs every pass on a pool of N threads, split as decode splits them (dense: over
 // tiles; sparse: gate/up over 16-row units of the kept list, down over one range of output
 // blocks per thread; the guesser's select on the same pool). BM_SparseFfn's counter down_ms is
