@@ -112,7 +112,8 @@ namespace {
 constexpr int64_t kGroup = 32;
 // The FFN's shape: TinyLlama's unless --hidden=N / --inter=N (multiples of 128) set another,
 // e.g. Llama-2-7B's 4096 / 11008, whose rows and strips are twice as long (2 KB at 4 bits).
-int64_t g_hidden = 2048, g_inter = 5632;
+constexpr int64_t kTinyLlamaHidden = 2048, kTinyLlamaInter = 5632;
+int64_t g_hidden = kTinyLlamaHidden, g_inter = kTinyLlamaInter;
 // Layers per iteration (see the top): --layers=N, else LayersBeyondL3().
 int64_t g_layers = 0;
 // Down's group (quantize --down-group): --down-group=N on the command line (32, 64 or 128),
@@ -227,7 +228,7 @@ const BenchGuesser& Guesser(int64_t rank, int out_bits) {
   const int64_t ffn_bytes = StoredBytes(layers[0].gate.m) + StoredBytes(layers[0].up.m) + StoredBytes(layers[0].down.m);
   const auto auto_rank = static_cast<int64_t>(
       std::floor(0.1 * static_cast<double>(ffn_bytes) / (2.0 * static_cast<double>(g_hidden + 2 * g_inter))));
-  const bool default_shape = g_hidden == 2048 && g_inter == 5632;
+  const bool default_shape = g_hidden == kTinyLlamaHidden && g_inter == kTinyLlamaInter;
   if (default_shape && g_down_group == kGroup && auto_rank != kAutoRank) {  // another down group: "77" stays the label
     std::fprintf(stderr, "kAutoRank is %lld, DefaultGuesserRank's rule gives %lld\n", static_cast<long long>(kAutoRank),
                  static_cast<long long>(auto_rank));
